@@ -1,0 +1,76 @@
+"""tether: move data between BEAM (Erlang/Elixir) and Python processes.
+
+Framed, checked, zero-copy where the layout allows, with the right format
+chosen automatically.
+
+Examples
+--------
+>>> import tether, numpy as np
+>>> frame = tether.dumps(np.arange(3, dtype="i8"))
+>>> tether.inspect(frame).format
+'ndarray'
+>>> tether.loads(frame)
+array([0, 1, 2])
+"""
+
+__version__ = "0.1.0"
+
+from . import compression, etf, formats
+from ._api import Encoded, FrameInfo, dumps, encode, inspect, loads, verify
+from ._errors import (
+    ChecksumError,
+    DecodeError,
+    EncodeError,
+    LimitError,
+    LossyConversionWarning,
+    MappingError,
+    TetherError,
+    TruncatedError,
+    UnsupportedFormatError,
+    UnsupportedVersionError,
+    UntrustedPickleError,
+    ValidationError,
+)
+from ._limits import Limits, get_limits, set_limits
+from ._select import Decision, last_decision
+from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+
+__all__ = [
+    "Atom",
+    "BitBinary",
+    "ChecksumError",
+    "Decision",
+    "DecodeError",
+    "EncodeError",
+    "Encoded",
+    "FrameInfo",
+    "FrozenList",
+    "FrozenMap",
+    "ImproperList",
+    "LimitError",
+    "Limits",
+    "LossyConversionWarning",
+    "MappingError",
+    "OpaqueTerm",
+    "Pid",
+    "Port",
+    "Reference",
+    "TetherError",
+    "TruncatedError",
+    "UnsupportedFormatError",
+    "UnsupportedVersionError",
+    "UntrustedPickleError",
+    "ValidationError",
+    "__version__",
+    "compression",
+    "dumps",
+    "encode",
+    "etf",
+    "formats",
+    "get_limits",
+    "inspect",
+    "last_decision",
+    "loads",
+    "set_limits",
+    "verify",
+]

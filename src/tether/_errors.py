@@ -1,0 +1,91 @@
+"""The one error tree of tether.
+
+Every failure tether reports on bad input or bad options is one of these::
+
+    TetherError                      root; catch this to catch everything
+    ├── EncodeError                  a value cannot be written in the asked format
+    │   └── MappingError             a type has no mapping; says how to register one
+    ├── DecodeError                  the bytes are not what their header says
+    │   ├── TruncatedError           fewer bytes than declared
+    │   ├── LimitError               a declared size, depth or count exceeds a limit
+    │   └── UnsupportedVersionError  a newer frame or schema version than this reader knows
+    ├── ChecksumError                stored and computed checksums differ
+    ├── ValidationError              an option or argument is invalid
+    ├── UnsupportedFormatError       no format or compressor is registered under that id
+    └── UntrustedPickleError         a pickle frame was met without ``allow_pickle=True``
+
+Warnings about conversions that lose meaning are :class:`LossyConversionWarning`.
+
+Messages name the place at fault as a path (``$.rows[3].price``) and say what
+to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChecksumError",
+    "DecodeError",
+    "EncodeError",
+    "LimitError",
+    "LossyConversionWarning",
+    "MappingError",
+    "TetherError",
+    "TruncatedError",
+    "UnsupportedFormatError",
+    "UnsupportedVersionError",
+    "UntrustedPickleError",
+    "ValidationError",
+]
+
+
+class TetherError(Exception):
+    """Root of every error tether raises."""
+
+
+class EncodeError(TetherError, ValueError):
+    """A value cannot be encoded in the requested format."""
+
+
+class MappingError(EncodeError, TypeError):
+    """A Python or BEAM type has no mapping in the chosen format."""
+
+
+class DecodeError(TetherError, ValueError):
+    """Input bytes are malformed for the format their header declares."""
+
+
+class TruncatedError(DecodeError):
+    """The input ends before a declared length is satisfied."""
+
+
+class LimitError(DecodeError):
+    """A declared size, nesting depth or count exceeds the configured limit."""
+
+
+class UnsupportedVersionError(DecodeError):
+    """A frame, format schema or compression is newer than this reader."""
+
+
+class ChecksumError(TetherError, ValueError):
+    """A stored checksum does not match the bytes it covers."""
+
+    def __init__(self, message: str, *, stored: int | None = None, computed: int | None = None):
+        super().__init__(message)
+        self.stored = stored
+        self.computed = computed
+
+
+class ValidationError(TetherError, ValueError):
+    """An option or argument is invalid."""
+
+
+class UnsupportedFormatError(TetherError, LookupError):
+    """No format or compressor is registered under the requested name or id."""
+
+
+class UntrustedPickleError(TetherError):
+    """A pickle payload was met while pickle is not allowed."""
+
+
+class LossyConversionWarning(UserWarning):
+    """A value was converted in a way that loses meaning; the message says where."""

@@ -1,0 +1,86 @@
+"""Limits that bound what a decoder may allocate.
+
+Every declared length in input is checked against the bytes actually present
+and against these limits before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ._errors import ValidationError
+
+__all__ = ["Limits", "get_limits", "set_limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Decoder bounds, applied to every frame and every ETF term.
+
+    Parameters
+    ----------
+    max_frame_size : int
+        Largest frame (header + metadata + stored payload) accepted.
+    max_metadata_size : int
+        Largest metadata block accepted.
+    max_uncompressed_size : int
+        Largest payload a compressed frame or an ETF tag-80 term may expand to.
+    max_depth : int
+        Deepest nesting of ETF containers. BEAM sends lists nested a million deep,
+        so the default is generous; decoding is iterative at any depth.
+    max_terms : int
+        Most ETF terms in one value.
+    max_atoms : int
+        Most distinct atoms in one ETF value.
+
+    Examples
+    --------
+    >>> import tether
+    >>> tether.set_limits(max_depth=10_000).max_depth
+    10000
+    >>> _ = tether.set_limits(Limits())
+    """
+
+    max_frame_size: int = 1 << 40
+    max_metadata_size: int = 16 << 20
+    max_uncompressed_size: int = 4 << 30
+    max_depth: int = 4_000_000
+    max_terms: int = 1 << 31
+    max_atoms: int = 1_048_576
+
+    def replace(self, **changes: int) -> "Limits":
+        """Return a copy with ``changes`` applied."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        for key, value in changes.items():
+            if key not in fields:
+                raise ValidationError(
+                    f"Invalid limit {key!r}. Valid options are: {', '.join(sorted(fields))}."
+                )
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValidationError(f"Limit {key!r} must be a non-negative int, got {value!r}.")
+        return dataclasses.replace(self, **changes)
+
+
+_current = Limits()
+
+
+def get_limits() -> Limits:
+    """Return the limits in force for this process."""
+    return _current
+
+
+def set_limits(limits: Limits | None = None, /, **changes: int) -> Limits:
+    """Set the process-wide limits; return the new value.
+
+    Pass a :class:`Limits`, keyword changes, or both.
+    """
+    global _current
+    base = limits if limits is not None else _current
+    if not isinstance(base, Limits):
+        raise ValidationError(f"Expected a tether.Limits, got {type(base).__name__}.")
+    _current = base.replace(**changes) if changes else base
+    return _current
+
+
+Limits.__module__ = "tether"

@@ -1,0 +1,79 @@
+"""Registries for formats and compressors: plain dicts, with entry points on a miss."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from ._errors import UnsupportedFormatError, ValidationError
+
+T = TypeVar("T")
+log = logging.getLogger("tether.registry")
+
+
+class Registry(Generic[T]):
+    """Items keyed by both ``name`` and numeric ``id``; the last registration wins."""
+
+    def __init__(self, kind: str, group: str, max_id: int):
+        self.kind = kind
+        self.group = group
+        self.max_id = max_id
+        self.by_name: dict[str, T] = {}
+        self.by_id: dict[int, T] = {}
+        self._loaded_entry_points = False
+
+    def register(self, item: T) -> T:
+        name, ident = getattr(item, "name", None), getattr(item, "id", None)
+        if not isinstance(name, str) or not name:
+            raise ValidationError(f"A {self.kind} needs a non-empty str 'name', got {name!r}.")
+        if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident <= self.max_id:
+            raise ValidationError(f"A {self.kind} needs an int 'id' in 0..{self.max_id}, got {ident!r}.")
+        old = self.by_id.get(ident)
+        if old is not None and old.name != name:  # type: ignore[attr-defined]
+            log.warning("%s id %d now names %r instead of %r", self.kind, ident, name, old.name)  # type: ignore[attr-defined]
+            self.by_name.pop(old.name, None)  # type: ignore[attr-defined]
+        self.by_name[name] = item
+        self.by_id[ident] = item
+        return item
+
+    def get(self, key: str | int) -> T:
+        found = self._lookup(key)
+        if found is None and not self._loaded_entry_points:
+            self._load_entry_points()
+            found = self._lookup(key)
+        if found is None:
+            what = f"id {key}" if isinstance(key, int) else repr(key)
+            raise UnsupportedFormatError(
+                f"Invalid {self.kind} {what}. Valid options are: {', '.join(self.names())}."
+                + (" The frame may come from a newer tether or a plugin that is not installed."
+                   if isinstance(key, int) else "")
+            )
+        return found
+
+    def _lookup(self, key: str | int) -> T | None:
+        if isinstance(key, bool):
+            return None
+        if isinstance(key, int):
+            return self.by_id.get(key)
+        if isinstance(key, str):
+            return self.by_name.get(key)
+        return None
+
+    def _load_entry_points(self) -> None:
+        self._loaded_entry_points = True
+        for ep in entry_points(group=self.group):
+            try:
+                obj = ep.load()
+                self.register(obj() if isinstance(obj, type) else obj)
+            except Exception:  # a broken plugin must not break lookups of the others
+                log.exception("failed to load %s plugin %s", self.kind, ep.name)
+
+    def names(self) -> list[str]:
+        return sorted(self.by_name)
+
+    def __contains__(self, key: object) -> bool:
+        return self._lookup(key) is not None  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return iter(sorted(self.by_id.values(), key=lambda f: f.id))  # type: ignore[attr-defined]

@@ -1,0 +1,166 @@
+"""Python values that stand for BEAM terms with no native Python equivalent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+__all__ = [
+    "Atom",
+    "BitBinary",
+    "FrozenList",
+    "FrozenMap",
+    "ImproperList",
+    "OpaqueTerm",
+    "Pid",
+    "Port",
+    "Reference",
+]
+
+
+class Atom(str):
+    """An Erlang atom. A ``str`` subclass, so ``Atom("ok") == "ok"``.
+
+    Atoms encode as atoms, plain ``str`` encodes as a UTF-8 binary (an Elixir
+    string).
+
+    Examples
+    --------
+    >>> from tether import Atom
+    >>> Atom("ok") == "ok", repr(Atom("ok"))
+    (True, "Atom('ok')")
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Atom({str.__repr__(self)})"
+
+
+class ImproperList:
+    """A list whose tail is not ``[]``, as ``[1, 2 | tail]`` in Erlang.
+
+    Examples
+    --------
+    >>> from tether import ImproperList
+    >>> ImproperList([1, 2], 3)
+    ImproperList([1, 2], tail=3)
+    """
+
+    __slots__ = ("items", "tail")
+
+    def __init__(self, items: Iterable[Any], tail: Any):
+        self.items = list(items)
+        self.tail = tail
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImproperList) and self.items == other.items and self.tail == other.tail
+
+    def __hash__(self) -> int:
+        return hash((tuple(_freeze_shallow(i) for i in self.items), _freeze_shallow(self.tail)))
+
+    def __repr__(self) -> str:
+        return f"ImproperList({self.items!r}, tail={self.tail!r})"
+
+
+class FrozenList(tuple):
+    """A BEAM list used where Python needs a hashable value: a map key.
+
+    Maps whose keys are lists or maps decode with those keys wrapped in
+    :class:`FrozenList` / :class:`FrozenMap`, and encode back to lists and maps.
+    A ``FrozenList`` never equals a plain ``tuple``, so ``{[1, 2] => a, {1, 2} => b}``
+    keeps both keys.
+    """
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FrozenList) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(("FrozenList", tuple(self)))
+
+    def __repr__(self) -> str:
+        return f"FrozenList({list(self)!r})"
+
+
+class FrozenMap(dict):
+    """A BEAM map used as a map key (see :class:`FrozenList`). Read-only."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(("FrozenMap", frozenset(self.items())))
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("FrozenMap is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(self)!r})"
+
+
+def _freeze_shallow(value: Any) -> Any:
+    if isinstance(value, list):
+        return FrozenList(value)
+    if isinstance(value, dict) and not isinstance(value, FrozenMap):
+        return FrozenMap(value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class BitBinary:
+    """A bitstring whose length is not a whole number of bytes.
+
+    ``data`` holds the bytes; only the high ``bits`` bits of the last byte count.
+    """
+
+    data: bytes
+    bits: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pid:
+    """An Erlang process identifier. ``creation`` keeps its width: ``tag`` is 88 (NEW_PID) or 103 (PID)."""
+
+    node: Atom
+    id: int
+    serial: int
+    creation: int
+    tag: int = 88
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """An Erlang port. ``tag`` is 120 (V4_PORT), 89 (NEW_PORT) or 102 (PORT)."""
+
+    node: Atom
+    id: int
+    creation: int
+    tag: int = 89
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """An Erlang reference. ``tag`` is 90 (NEWER_REFERENCE), 114 (NEW_REFERENCE) or 101 (REFERENCE)."""
+
+    node: Atom
+    creation: int
+    ids: tuple[int, ...]
+    tag: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueTerm:
+    """A term tether keeps as its exact ETF bytes: funs (NEW_FUN, EXPORT).
+
+    ``data`` starts at the tag byte (without the 131 version byte) and is
+    written back unchanged, so the term round-trips byte for byte.
+    """
+
+    tag: int
+    data: bytes

@@ -1,0 +1,40 @@
+"""The compressor protocol."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+from .._errors import ValidationError
+from .._limits import Limits
+
+
+class Compressor:
+    """Compress a payload's segments into one buffer, and decompress it within bounds.
+
+    ``compress`` returns None when the output would not be smaller than the
+    input, so the frame is stored uncompressed. ``decompress`` must never
+    produce more than ``raw_length`` bytes, whatever the input claims.
+    """
+
+    id: ClassVar[int]
+    name: ClassVar[str]
+    default_level: ClassVar[int] = 0
+    levels: ClassVar[range] = range(0, 1)
+
+    def check_level(self, level: int | None) -> int:
+        if level is None:
+            return self.default_level
+        if type(level) is not int or level not in self.levels:
+            raise ValidationError(
+                f"Invalid level {level!r} for {self.name}. Valid levels are {self.levels.start}..{self.levels.stop - 1}."
+            )
+        return level
+
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<compressor {self.name} id={self.id}>"

@@ -1,0 +1,127 @@
+"""The automatic compression policy: one function, :func:`resolve`.
+
+1. Frames that stay on this host (``transport`` "memory" or "shm") are not
+   compressed: a memcpy is faster than any compressor.
+2. Payloads under ``MIN_SIZE`` are not compressed: headers and call overhead eat the gain.
+3. Otherwise a few samples (start, middle, end) are compressed with lz4. If
+   they do not shrink below ``GIVE_UP_RATIO``, the payload is incompressible
+   and stays raw; the sampling costs well under a percent of the write.
+4. Otherwise each candidate's measured ratio and speed on the samples predict
+   the time to compress, transfer at the transport's bandwidth, and decompress.
+   The fastest prediction wins, "none" included.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from .._errors import ValidationError
+from ..formats import Segment
+
+# Bytes per second assumed per transport (override with a number as ``transport``... via bandwidth=).
+BANDWIDTH: dict[str, float | None] = {
+    "memory": None,
+    "shm": None,
+    "network": 125e6,  # 1 Gbit/s
+    "stream": 125e6,
+    "disk": 500e6,
+}
+MIN_SIZE = 64 << 10
+SAMPLE_SIZE = 32 << 10
+GIVE_UP_RATIO = 0.9
+CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
+
+
+def resolve(name: str, level: int | None, payload: Any, transport: str, fmt: Any) -> tuple[Any, int, str]:
+    """Return (compressor, level, reason) for a payload about to be written."""
+    from . import get, registry
+
+    if not isinstance(name, str):
+        raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
+    if name != "auto":
+        if name not in registry:
+            raise ValidationError(
+                f"Invalid compression {name!r}. Valid options are: auto, {', '.join(registry.names())}."
+            )
+        codec = get(name)
+        return codec, codec.check_level(level), "requested by the caller" if name != "none" else "not requested"
+
+    none = get("none")
+    bandwidth = BANDWIDTH.get(transport)
+    if bandwidth is None:
+        return none, 0, f"transport {transport!r} stays on this host: compression only costs time"
+    n = payload.nbytes
+    if n < MIN_SIZE:
+        return none, 0, f"payload of {n} B is under {MIN_SIZE} B: too small to pay"
+    samples = _samples(payload.segments, n)
+    if not samples:
+        return none, 0, "payload is produced by a writer and cannot be sampled cheaply"
+    total = sum(len(s) for s in samples)
+
+    best = (n / bandwidth, none, 0, "none")
+    lz4 = get("lz4")
+    ratio, ctime, dtime = _measure(lz4, samples, lz4.default_level)
+    if ratio > GIVE_UP_RATIO:
+        return none, 0, f"incompressible: lz4 sample ratio {ratio:.2f} > {GIVE_UP_RATIO}"
+    scale = n / total
+    candidates = [(lz4, lz4.default_level, ratio, ctime, dtime)]
+    zstd = get("zstd")
+    for zlevel in (1, 3):
+        r, c, d = _measure(zstd, samples, zlevel)
+        candidates.append((zstd, zlevel, r, c, d))
+    if bandwidth < 20e6:
+        gz = get("gzip")
+        candidates.append((gz, gz.default_level, *_measure(gz, samples, gz.default_level)))
+    for codec, lvl, r, c, d in candidates:
+        predicted = (c + d) * scale + n * r / bandwidth
+        if predicted < best[0]:
+            best = (predicted, codec, lvl, f"ratio {r:.2f} on samples")
+    _, codec, lvl, why = best
+    if codec is none:
+        return none, 0, f"no compressor beats sending raw at {bandwidth / 1e6:.0f} MB/s"
+    if level is not None:
+        lvl = codec.check_level(level)
+    return codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
+
+
+def _samples(segments: Sequence[Any], n: int) -> list[bytes]:
+    """Up to three SAMPLE_SIZE pieces at the start, middle and end of the payload's buffers."""
+    spans = []
+    pos = 0
+    for seg in segments:
+        size = seg.nbytes
+        if not isinstance(seg, Segment):
+            spans.append((pos, seg))
+        pos += size
+    if not spans:
+        return []
+    out = []
+    for want in {0, max(0, n // 2 - SAMPLE_SIZE // 2), max(0, n - SAMPLE_SIZE)}:
+        for start, seg in spans:
+            if start <= want < start + seg.nbytes:
+                off = want - start
+                out.append(bytes(seg[off : off + SAMPLE_SIZE]))
+                break
+    return out
+
+
+def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float, float]:
+    """(ratio, compress seconds, decompress seconds) over the samples."""
+    from .._limits import get_limits
+
+    raw = sum(len(s) for s in samples)
+    packed = 0
+    t0 = time.perf_counter()
+    outs = []
+    for s in samples:
+        out = codec.compress([memoryview(s)], len(s), level)
+        outs.append((out, len(s)))
+        packed += len(out) if out is not None else len(s)
+    t1 = time.perf_counter()
+    limits = get_limits()
+    for out, size in outs:
+        if out is not None:
+            codec.decompress(memoryview(out), size, limits)
+    t2 = time.perf_counter()
+    return packed / raw, t1 - t0, t2 - t1

@@ -1,0 +1,45 @@
+"""The format registry.
+
+Formats are registered by name and numeric id. Ids 0-127 are reserved for
+tether; user formats take 128-65535. The last registration under an id wins,
+and a miss falls back to the ``tether.formats`` entry-point group.
+
+Examples
+--------
+>>> import tether
+>>> tether.formats.get("ndarray").id
+3
+>>> sorted(tether.formats.names())[:3]
+['etf', 'ndarray', 'pickle']
+"""
+
+from __future__ import annotations
+
+from .._registry import Registry
+from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+
+__all__ = ["DecodeContext", "EncodeContext", "Format", "Payload", "Segment", "get", "names", "register", "registry"]
+
+registry: Registry[Format] = Registry("format", "tether.formats", 0xFFFF)
+
+
+def register(fmt: Format | type[Format]) -> Format:
+    """Register a format instance (or class, instantiated with no arguments)."""
+    return registry.register(fmt() if isinstance(fmt, type) else fmt)
+
+
+def get(key: str | int) -> Format:
+    """Return the format registered under a name or id."""
+    return registry.get(key)
+
+
+def names() -> list[str]:
+    """Names of the registered formats."""
+    return registry.names()
+
+
+from . import etf, ndarray, pickle, raw, scalar  # noqa: E402  (registration on import)
+
+for _mod in (raw, scalar, ndarray, etf, pickle):
+    register(_mod.FORMAT)
+del _mod

@@ -1,0 +1,59 @@
+"""etf: BEAM terms as Erlang External Term Format, the payload ``binary_to_term/1`` reads.
+
+Frames written by Python record ``type.binaries = "tagged"``: ``str`` is written
+as BINARY_EXT and ``bytes`` as BIT_BINARY_EXT with all 8 bits of the last byte
+used (0 for an empty binary). BEAM reads both as ordinary binaries; Python
+reads them back as ``str`` and ``bytes``. Frames written by BEAM carry
+``"binaries" => "beam"``, where binaries decode as ``bytes`` unless the caller
+asks for ``options={"binaries": "str"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _etf
+from .._errors import ValidationError
+from ._base import DecodeContext, EncodeContext, Format, Payload
+
+DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom")
+ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
+
+
+class EtfFormat(Format):
+    id = 4
+    name = "etf"
+    intos = ()
+
+    def can_encode(self, obj: Any) -> bool:
+        return True  # attempted; unsupported types raise MappingError
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        from .. import etf as etf_api
+
+        kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
+        opts = _etf.Options(**kwargs)
+        data = etf_api._encode_with(obj, opts, bytes_tag=_etf.BIT_BINARY)
+        info: dict[str, Any] = {"binaries": "tagged"}
+        if opts.none_atom != "nil":
+            info["none_atom"] = opts.none_atom
+        p = Payload(info)
+        p.add(data)
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        from .. import etf as etf_api
+
+        if ctx.into is not None:
+            raise ValidationError(f"Invalid into {ctx.into!r} for an etf frame: etf frames have one Python form.")
+        mode = type_info.get("binaries", "beam")
+        kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes"}
+        if "none_atom" in type_info:
+            kwargs["none_atom"] = type_info["none_atom"]
+        for key in DECODE_OPTIONS:
+            if key in ctx.options:
+                kwargs[key] = ctx.options[key]
+        return etf_api._decode_with(payload, _etf.Options(limits=ctx.limits, **kwargs))
+
+
+FORMAT = EtfFormat()

@@ -1,0 +1,164 @@
+"""ndarray: NumPy arrays with exact dtype, shape and memory order; zero-copy reads.
+
+The payload is the array's elements in the recorded ``order`` ("C" or "F"),
+contiguous, in the dtype's own byte order. The dtype is stored as its
+``numpy.lib.format`` descr (the one ``.npy`` files use), so structured,
+nested, datetime and byte-swapped dtypes survive. ``nx`` carries the Nx type
+(``["f", 32]`` is ``{:f, 32}``) where one exists.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from .._errors import DecodeError, ValidationError
+from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+
+_NX_KIND = {"f": "f", "i": "s", "u": "u", "c": "c", "b": "u"}
+
+
+def nx_type(dtype: np.dtype) -> list[Any] | None:
+    """The Nx type of ``dtype`` as ``[kind, bits]``, or None when Nx has no such type."""
+    kind = _NX_KIND.get(dtype.kind)
+    if kind is None or dtype.fields is not None or dtype.subdtype is not None:
+        return None
+    if dtype.itemsize > 1 and dtype.byteorder == ">" or (dtype.byteorder == "=" and np.little_endian is False):
+        return None  # Nx tensors are native (little) endian here
+    bits = dtype.itemsize * 8
+    if kind == "f" and bits not in (16, 32, 64):
+        return None
+    if kind == "c" and bits not in (64, 128):
+        return None
+    return [kind, bits]
+
+
+def dtype_from_nx(kind: str, bits: int) -> np.dtype:
+    """The little-endian NumPy dtype for an Nx type such as ``("f", 32)``."""
+    table = {"f": "f", "s": "i", "u": "u", "c": "c"}
+    if kind == "bf" and bits == 16:
+        raise ValidationError("bfloat16 has no NumPy dtype; install ml_dtypes and convert, or send f32.")
+    if kind not in table or bits % 8:
+        raise ValidationError(f"Unknown Nx type {{{kind}, {bits}}}. Valid kinds: f, s, u, c.")
+    return np.dtype(f"<{table[kind]}{bits // 8}")
+
+
+class NdarrayFormat(Format):
+    id = 3
+    name = "ndarray"
+    intos = ("numpy", "bytes")
+
+    def can_encode(self, obj: Any) -> bool:
+        return (type(obj) is np.ndarray or isinstance(obj, np.generic)) and not np.asarray(obj).dtype.hasobject
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        scalar = isinstance(obj, np.generic)
+        arr = np.asarray(obj)
+        if arr.dtype.hasobject:
+            raise TypeError("object arrays go to pickle")
+        if arr.flags.c_contiguous:
+            order = "C"
+        elif arr.flags.f_contiguous:
+            order = "F"
+        else:
+            # One copy, in whichever order the strides already favour.
+            order = "F" if arr.ndim > 1 and abs(arr.strides[0]) < abs(arr.strides[-1]) else "C"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # descr drops dtype metadata; documented
+            descr = npformat.dtype_to_descr(arr.dtype)
+        info: dict[str, Any] = {"dtype": descr, "shape": list(arr.shape), "order": order}
+        nx = nx_type(arr.dtype)
+        if nx is not None:
+            info["nx"] = nx
+        if scalar:
+            info["scalar"] = True
+        p = Payload(info)
+        if arr.flags.c_contiguous or arr.flags.f_contiguous:
+            if arr.nbytes:
+                p.add(_byte_view(arr, order))
+        else:
+            def write(dest: memoryview, arr: np.ndarray = arr, order: str = order) -> None:
+                out = np.frombuffer(dest, dtype=arr.dtype, count=arr.size).reshape(arr.shape, order=order)
+                np.copyto(out, arr, casting="no")
+
+            p.add(Segment(arr.nbytes, write))
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        dtype, shape, order = parse_type_info(type_info)
+        count = math.prod(shape)
+        expected = count * dtype.itemsize
+        if len(payload) != expected:
+            raise DecodeError(
+                f"ndarray payload has {len(payload)} bytes, but dtype {dtype} and shape {tuple(shape)} "
+                f"need {expected}."
+            )
+        if ctx.into == "bytes":
+            return bytes(payload)
+        if ctx.into not in (None, "numpy"):
+            raise ValidationError(f"Invalid into {ctx.into!r} for an ndarray frame. Valid options are: {', '.join(self.intos)}.")
+        if dtype.itemsize == 0 or count == 0:
+            arr = np.zeros(shape, dtype=dtype, order=order)
+        else:
+            arr = np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order=order)
+            if ctx.copy:
+                arr = arr.copy(order="K")
+        if not ctx.copy:
+            arr.flags.writeable = False
+        if type_info.get("scalar"):
+            return arr[()]
+        return arr
+
+    def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"dtype": str(type_info.get("dtype")), "shape": tuple(type_info.get("shape", ()))}
+        if "nx" in type_info:
+            kind, bits = type_info["nx"]
+            out["nx type"] = f"{{:{kind}, {bits}}}"
+        out["order"] = type_info.get("order")
+        return out
+
+
+def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str]:
+    """Validate and return (dtype, shape, order) from ndarray type information."""
+    descr = type_info.get("dtype")
+    shape = type_info.get("shape")
+    order = type_info.get("order", "C")
+    try:
+        dtype = npformat.descr_to_dtype(_lists_to_tuples(descr))
+    except Exception as exc:  # numpy raises many kinds on a bad descr
+        raise DecodeError(f"ndarray frame has an invalid dtype descr {descr!r}: {exc}") from exc
+    if dtype.hasobject:
+        raise DecodeError("ndarray frame declares an object dtype; object arrays are only read from pickle frames.")
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) > 64
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise DecodeError(f"ndarray frame has an invalid shape {shape!r}: expected a list of non-negative ints.")
+    if order not in ("C", "F"):
+        raise DecodeError(f"ndarray frame has invalid order {order!r}: expected 'C' or 'F'.")
+    return dtype, list(shape), order
+
+
+def _lists_to_tuples(descr: Any) -> Any:
+    # Structured descrs are lists of (name, descr[, shape]) tuples; shapes are tuples.
+    if isinstance(descr, list):
+        return [tuple(_lists_to_tuples(x) for x in f) if isinstance(f, (list, tuple)) else f for f in descr]
+    if isinstance(descr, tuple):
+        return tuple(_lists_to_tuples(x) for x in descr)
+    return descr
+
+
+def _byte_view(arr: np.ndarray, order: str) -> memoryview:
+    """A flat uint8 view of a contiguous array's memory, without a copy."""
+    flat = arr.ravel(order="K")  # memory order: a view for contiguous input
+    if flat.dtype.itemsize == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(np.uint8))
+
+
+FORMAT = NdarrayFormat()

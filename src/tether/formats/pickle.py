@@ -1,0 +1,86 @@
+"""pickle: arbitrary Python objects, protocol 5, with out-of-band buffers.
+
+Only for trusted data: unpickling runs code named by the payload, so ``loads``
+refuses pickle frames unless ``allow_pickle=True``.
+
+Payload: the pickle stream, then each out-of-band buffer at a 64-byte aligned
+offset. ``type.buffers`` lists ``[offset, length]`` pairs, so large arrays inside
+objects are neither copied in-band nor copied on read.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from .._errors import DecodeError, UntrustedPickleError
+from ._base import DecodeContext, EncodeContext, Format, Payload
+
+# Buffers smaller than this stay in-band: out-of-band bookkeeping costs more.
+OUT_OF_BAND_MIN = 4096
+
+
+def _pad(n: int) -> int:
+    return (-n) & 63
+
+
+class PickleFormat(Format):
+    id = 6
+    name = "pickle"
+
+    def can_encode(self, obj: Any) -> bool:
+        return True
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        buffers: list[memoryview] = []
+
+        def callback(pb: pickle.PickleBuffer) -> bool:
+            raw = pb.raw()
+            if raw.nbytes < OUT_OF_BAND_MIN:
+                return True  # serialize in-band
+            buffers.append(raw)
+            return False
+
+        try:
+            data = pickle.dumps(obj, protocol=5, buffer_callback=callback)
+        except Exception as exc:
+            from .._errors import EncodeError
+
+            raise EncodeError(f"pickle cannot encode {type(obj).__qualname__}: {exc}") from exc
+        table = []
+        p = Payload({"pickle_len": len(data), "buffers": table})
+        p.add(data)
+        for buf in buffers:
+            pad = _pad(p.nbytes)
+            if pad:
+                p.add(bytes(pad))
+            table.append([p.nbytes, buf.nbytes])
+            p.add(buf)
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        if not ctx.allow_pickle:
+            raise UntrustedPickleError(
+                f"{ctx.frame_id} holds a pickle payload, and unpickling runs arbitrary code. "
+                "Pass allow_pickle=True only for frames from a trusted source."
+            )
+        n = type_info.get("pickle_len")
+        table = type_info.get("buffers", [])
+        if type(n) is not int or not 0 <= n <= len(payload) or not isinstance(table, list):
+            raise DecodeError(f"pickle frame has invalid pickle_len {n!r} for a {len(payload)}-byte payload.")
+        views = []
+        for entry in table:
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and all(type(x) is int for x in entry)):
+                raise DecodeError(f"pickle frame has an invalid buffer entry {entry!r}.")
+            off, length = entry
+            if off < n or length < 0 or off + length > len(payload):
+                raise DecodeError(f"pickle buffer [{off}, {length}] lies outside the {len(payload)}-byte payload.")
+            view = payload[off : off + length]
+            views.append(memoryview(bytes(view)) if ctx.copy else view)
+        try:
+            return pickle.loads(payload[:n], buffers=views)
+        except Exception as exc:
+            raise DecodeError(f"pickle payload cannot be loaded: {type(exc).__name__}: {exc}") from exc
+
+
+FORMAT = PickleFormat()

@@ -1,0 +1,65 @@
+"""raw: bytes, bytearray and memoryview, written as they are and read as zero-copy views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._errors import DecodeError, ValidationError
+from ._base import DecodeContext, EncodeContext, Format, Payload
+
+# Up to this size a payload comes back as bytes; larger ones as read-only views.
+VIEW_THRESHOLD = 64 << 10
+
+
+class RawFormat(Format):
+    id = 1
+    name = "raw"
+    intos = ("bytes", "memoryview", "numpy")
+
+    def can_encode(self, obj: Any) -> bool:
+        return isinstance(obj, (bytes, bytearray, memoryview))
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        kind = "bytes" if isinstance(obj, bytes) else "bytearray" if isinstance(obj, bytearray) else "memoryview"
+        info: dict[str, Any] = {"kind": kind}
+        mv = memoryview(obj)
+        if kind == "memoryview" and (mv.format != "B" or mv.ndim != 1):
+            info["itemformat"] = mv.format
+            info["shape"] = list(mv.shape)
+        if not mv.contiguous:
+            mv = memoryview(mv.tobytes())
+        p = Payload(info)
+        p.add(mv)
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        kind = type_info.get("kind", "bytes")
+        into = ctx.into
+        if into == "numpy":
+            import numpy as np
+
+            arr = np.frombuffer(payload, dtype=np.uint8)
+            return arr.copy() if ctx.copy else arr
+        if into == "bytes":
+            return bytes(payload)
+        if into == "memoryview":
+            return memoryview(bytes(payload)) if ctx.copy else payload
+        if into is not None:
+            raise ValidationError(f"Invalid into {into!r} for a raw frame. Valid options are: {', '.join(self.intos)}.")
+        if kind == "bytearray":
+            return bytearray(payload) if ctx.copy or len(payload) <= VIEW_THRESHOLD else payload
+        if kind == "memoryview":
+            view = memoryview(bytes(payload)) if ctx.copy else payload
+            fmt, shape = type_info.get("itemformat"), type_info.get("shape")
+            if fmt is not None:
+                try:
+                    view = view.cast(fmt, shape)
+                except (TypeError, ValueError) as exc:
+                    raise DecodeError(f"raw frame: cannot view payload as format {fmt!r} shape {shape}: {exc}") from exc
+            return view
+        if ctx.copy or len(payload) <= VIEW_THRESHOLD:
+            return bytes(payload)
+        return payload
+
+
+FORMAT = RawFormat()

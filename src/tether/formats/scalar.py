@@ -1,0 +1,84 @@
+"""scalar: int (any size), float, bool, None and str in a compact binary payload.
+
+Payloads (the type is the metadata's ``type.kind``):
+
+- ``int``: two's complement, little-endian, as few bytes as hold the value;
+- ``float``: IEEE 754 binary64, little-endian;
+- ``bool``: one byte, 0 or 1;
+- ``none``: empty;
+- ``str``: UTF-8.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .._errors import DecodeError, LimitError
+from .._types import Atom
+from ._base import DecodeContext, EncodeContext, Format, Payload
+
+_F64 = struct.Struct("<d")
+# Ints beyond this many bytes are refused on read: int() of them is quadratic.
+MAX_INT_BYTES = 1 << 20
+
+
+class ScalarFormat(Format):
+    id = 2
+    name = "scalar"
+
+    def can_encode(self, obj: Any) -> bool:
+        return obj is None or (type(obj) in (int, float, bool, str))
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        if obj is None:
+            return Payload({"kind": "none"})
+        if isinstance(obj, bool):
+            p = Payload({"kind": "bool"})
+            p.add(b"\x01" if obj else b"\x00")
+        elif isinstance(obj, int):
+            p = Payload({"kind": "int"})
+            p.add(obj.to_bytes((obj + (obj < 0)).bit_length() // 8 + 1, "little", signed=True))
+        elif isinstance(obj, float):
+            p = Payload({"kind": "float"})
+            p.add(_F64.pack(obj))
+        elif isinstance(obj, str) and not isinstance(obj, Atom):
+            p = Payload({"kind": "str"})
+            p.add(obj.encode("utf-8", "surrogatepass"))
+        else:
+            raise TypeError(f"scalar cannot encode {type(obj).__name__}")
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        kind = type_info.get("kind")
+        n = len(payload)
+        if kind == "int":
+            if n == 0:
+                raise DecodeError("scalar int payload is empty; at least one byte is expected.")
+            if n > MAX_INT_BYTES:
+                raise LimitError(f"scalar int of {n} bytes exceeds {MAX_INT_BYTES}.")
+            return int.from_bytes(payload, "little", signed=True)
+        if kind == "float":
+            if n != 8:
+                raise DecodeError(f"scalar float payload has {n} bytes, expected 8.")
+            return _F64.unpack(payload)[0]
+        if kind == "bool":
+            if n != 1 or payload[0] > 1:
+                raise DecodeError("scalar bool payload must be one byte, 0 or 1.")
+            return bool(payload[0])
+        if kind == "none":
+            if n:
+                raise DecodeError(f"scalar none payload has {n} bytes, expected 0.")
+            return None
+        if kind == "str":
+            try:
+                return str(payload, "utf-8", "surrogatepass")
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"scalar str payload is not valid UTF-8 at byte {exc.start}.") from exc
+        raise DecodeError(f"scalar frame has unknown kind {kind!r}; expected int, float, bool, none or str.")
+
+    def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        return {"python type": type_info.get("kind")}
+
+
+FORMAT = ScalarFormat()
