@@ -251,11 +251,28 @@ def _inflate(buf: bytes, pos: int, limits: Limits) -> bytes:
     return out
 
 
+_BIN_CODES = {"bytes": 0, "str": 1, "tagged": 2}
+
+
 def decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
-    """Decode the term whose tag is at ``buf[pos]``; return it and the end offset."""
+    """Decode the term whose tag is at ``buf[pos]``; return it and the end offset.
+
+    The C fast path runs first; on anything it does not handle (rare tags,
+    malformed input, limits) the Python decoder takes the whole term, so
+    errors always carry the Python decoder's path and message.
+    """
+    if _c is not None:
+        limits = opts.limits
+        try:
+            return _c.decode(
+                buf, pos, _BIN_CODES[opts.binaries], opts.charlists == "str", opts.atoms == "str",
+                opts.none_atom, limits.max_depth, limits.max_atoms,
+            )
+        except _c.Fallback:
+            pass
     try:
         return _decode_term(buf, pos, opts)
-    except (IndexError, struct.error) as exc:  # pragma: no cover - guarded below
+    except (IndexError, struct.error) as exc:  # pragma: no cover - every read is bounds-checked
         raise TruncatedError(f"ETF input ends early: {exc}.") from exc
 
 
@@ -607,6 +624,26 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
             else:
                 value = ImproperList(items, value)
             continue
+
+
+def _make_improper(items: list, tail: Any) -> Any:
+    """Join list items and a non-NIL tail the way binary_to_term does (C fast path helper)."""
+    if isinstance(tail, list):
+        items.extend(tail)
+        return items
+    if isinstance(tail, ImproperList):
+        return ImproperList(items + tail.items, tail.tail)
+    if not items:
+        raise _c.Fallback("empty list with a non-list tail")
+    return ImproperList(items, tail)
+
+
+try:
+    from . import _etf_c as _c
+except ImportError:  # no compiler at install time: the Python decoder does everything
+    _c = None
+else:
+    _c.configure(Atom, _make_improper, _freeze)
 
 
 def _to_str(raw: bytes, fail: Any) -> str:

@@ -1,0 +1,222 @@
+"""``tether bench``: tether against its peers, measured in the same run.
+
+Every figure is a median of repeated runs; targets are ratios against a peer
+timed moments before, because the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+import tether
+
+ROWS = 100_000
+
+
+def _median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return statistics.median(times)
+
+
+def _fmt_t(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:8.2f} ms"
+    return f"{seconds:8.3f} s "
+
+
+class Report:
+    def __init__(self) -> None:
+        self.checks: list[tuple[str, bool, str]] = []
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}")
+
+    def row(self, name: str, seconds: float, extra: str = "") -> None:
+        print(f"  {name:<44} {_fmt_t(seconds)}  {extra}")
+
+    def target(self, what: str, value: float, limit: float, unit: str = "×") -> None:
+        ok = value <= limit
+        shown = f"{value:.3f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
+        bound = f"{limit:.2f}{unit}" if unit == "×" else f"{limit * 1e6:.0f} µs"
+        self.checks.append((what, ok, f"{shown} (target ≤ {bound})"))
+        print(f"  -> {what}: {shown}, target ≤ {bound}: {'MET' if ok else 'MISSED'}")
+
+
+def _erl_rows(rows: int) -> tuple[bytes | None, dict[str, float]]:
+    """The benchmark term made by a real erl, plus erl's own codec timings."""
+    if shutil.which("escript") is None:
+        return None, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.etf")
+        script = os.path.join(tmp, "gen.erl")
+        with open(script, "w") as f:
+            f.write(
+                "#!/usr/bin/env escript\n%%! -noshell\n"
+                "main([Out, NStr]) ->\n"
+                "    N = list_to_integer(NStr),\n"
+                "    T = [#{id => I, price => I * 1.5, name => <<\"item\", (integer_to_binary(I))/binary>>,\n"
+                "           tags => [alpha, beta], pos => {I, I + 1}, active => (I rem 2 =:= 0)}\n"
+                "         || I <- lists:seq(1, N)],\n"
+                "    B = term_to_binary(T),\n"
+                "    ok = file:write_file(Out, B),\n"
+                "    Enc = med([element(1, timer:tc(fun() -> term_to_binary(T) end)) || _ <- lists:seq(1, 5)]),\n"
+                "    Dec = med([element(1, timer:tc(fun() -> binary_to_term(B) end)) || _ <- lists:seq(1, 5)]),\n"
+                "    io:format(\"~p ~p~n\", [Enc, Dec]).\n"
+                "med(L) -> lists:nth(3, lists:sort(L)).\n"
+            )
+        proc = subprocess.run(["escript", script, out, str(rows)], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            return None, {}
+        enc_us, dec_us = (int(x) for x in proc.stdout.split())
+        with open(out, "rb") as f:
+            return f.read(), {"encode": enc_us / 1e6, "decode": dec_us / 1e6}
+
+
+def bench_etf(rep: Report, quick: bool) -> None:
+    rows = ROWS // 10 if quick else ROWS
+    repeat = 3 if quick else 5
+    rep.section(f"ETF: {rows:,}-element list of Elixir-style maps")
+    data, erl_times = _erl_rows(rows)
+    if data is None:
+        print("  (erl not found: data made by tether instead; run `make bench` to install erl)")
+        A = tether.Atom
+        value = [
+            {A("id"): i, A("price"): i * 1.5, A("name"): b"item%d" % i, A("tags"): [A("alpha"), A("beta")],
+             A("pos"): (i, i + 1), A("active"): i % 2 == 0}
+            for i in range(1, rows + 1)
+        ]
+        data = tether.etf.encode(value)
+    print(f"  {len(data):,} bytes of ETF")
+    t_dec = _median(lambda: tether.etf.decode(data), repeat)
+    rep.row("tether.etf.decode", t_dec)
+    value = tether.etf.decode(data)
+    t_enc = _median(lambda: tether.etf.encode(value), repeat)
+    rep.row("tether.etf.encode", t_enc)
+    if erl_times:
+        rep.row("erlang:binary_to_term (in erl)", erl_times["decode"], f"tether {t_dec / erl_times['decode']:.2f}×")
+        rep.row("erlang:term_to_binary (in erl)", erl_times["encode"], f"tether {t_enc / erl_times['encode']:.2f}×")
+    try:
+        import erlpack
+    except ImportError:
+        erlpack = None
+    try:
+        import erlang as erlang_py
+    except ImportError:
+        erlang_py = None
+    if erlpack is not None:
+        t = _median(lambda: erlpack.unpack(data), repeat)
+        rep.row("erlpack.unpack", t, f"tether {t_dec / t:.2f}×")
+        rep.target("decode vs erlpack", t_dec / t, 0.65)
+        ev = erlpack.unpack(data)
+        try:
+            t2 = _median(lambda: erlpack.pack(ev), repeat)
+            rep.row("erlpack.pack", t2, f"tether {t_enc / t2:.2f}×")
+        except Exception as exc:  # erlpack cannot pack its own decoded maps everywhere
+            print(f"  erlpack.pack: failed ({type(exc).__name__})")
+    if erlang_py is not None:
+        t = _median(lambda: erlang_py.binary_to_term(data), repeat)
+        rep.row("erlang_py.binary_to_term", t, f"tether {t_dec / t:.2f}×")
+        ev = erlang_py.binary_to_term(data)
+        t = _median(lambda: erlang_py.term_to_binary(ev), repeat)
+        rep.row("erlang_py.term_to_binary", t, f"tether {t_enc / t:.2f}×")
+        rep.target("encode vs erlang_py", t_enc / t, 0.5)
+    t = _median(lambda: pickle.loads(pickle.dumps(value, 5)), repeat)
+    rep.row("pickle round trip (same value)", t, f"tether round trip {(t_enc + t_dec) / t:.2f}×")
+
+
+def bench_ndarray(rep: Report, quick: bool) -> None:
+    mib = 32 if quick else 256
+    repeat = 3 if quick else 7
+    n = mib * (1 << 20) // 8
+    rep.section(f"ndarray: {mib} MiB float64")
+    arr = np.random.default_rng(0).random(n)
+    holder: dict[str, Any] = {}
+
+    def fresh_copy() -> None:
+        out = np.empty_like(arr)
+        np.copyto(out, arr)
+        holder["out"] = out
+
+    def clear() -> None:
+        holder.clear()
+
+    t_copy = _median(fresh_copy, repeat, clear)
+    rep.row("np.copyto into a new array", t_copy, f"{arr.nbytes / t_copy / 1e9:.1f} GB/s")
+    warm = np.empty_like(arr)
+    t_warm = _median(lambda: np.copyto(warm, arr), repeat)
+    rep.row("np.copyto into a warm array (memcpy)", t_warm, f"{arr.nbytes / t_warm / 1e9:.1f} GB/s")
+    del warm
+
+    def dump() -> None:
+        holder["frame"] = tether.dumps(arr)
+
+    t_dump = _median(dump, repeat, clear)
+    rep.row("tether.dumps", t_dump, f"{arr.nbytes / t_dump / 1e9:.1f} GB/s")
+    rep.target("dumps vs one np.copyto (new array)", t_dump / t_copy, 1.3)
+    t = _median(lambda: holder.__setitem__("p", pickle.dumps(arr, protocol=5)), max(3, repeat // 2), clear)
+    rep.row("pickle.dumps (protocol 5, in-band)", t, f"tether {t_dump / t:.2f}×")
+    try:
+        import pyarrow as pa
+
+        def arrow_dump() -> None:
+            tensor = pa.Tensor.from_numpy(arr)
+            sink = pa.BufferOutputStream()
+            pa.ipc.write_tensor(tensor, sink)
+            holder["a"] = sink.getvalue()
+
+        t = _median(arrow_dump, max(3, repeat // 2), clear)
+        rep.row("pyarrow write_tensor", t, f"tether {t_dump / t:.2f}×")
+    except Exception as exc:  # pragma: no cover - pyarrow is a dependency
+        print(f"  pyarrow: {exc}")
+
+    frame = tether.dumps(arr)
+    small = tether.dumps(arr[: n // 16])
+    t_load = _median(lambda: tether.loads(frame), 51)
+    t_small = _median(lambda: tether.loads(small), 51)
+    rep.row("tether.loads (zero-copy)", t_load)
+    rep.row(f"tether.loads of a {mib // 16} MiB frame", t_small, f"size ratio 16×, time {t_load / t_small:.2f}×")
+    rep.target(f"loads of {mib} MiB", t_load, 100e-6, unit="s")
+    t = _median(lambda: pickle.loads(holder.get("p") or pickle.dumps(arr, 5)), 3)
+    rep.row("pickle.loads", t, f"tether {t_load / t:.5f}×")
+
+
+def run(*, quick: bool = False, only: list[str] | None = None) -> int:
+    """Run the benchmark groups and print their figures; 0 unless something crashed."""
+    rep = Report()
+    print(f"tether {tether.__version__} bench, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+          f"{', quick' if quick else ''}")
+    groups = {"etf": bench_etf, "ndarray": bench_ndarray}
+    for name, fn in groups.items():
+        if only and name not in only:
+            continue
+        fn(rep, quick)
+    if rep.checks:
+        print("\n== targets")
+        for what, ok, text in rep.checks:
+            print(f"  {'MET   ' if ok else 'MISSED'} {what}: {text}")
+    return 0

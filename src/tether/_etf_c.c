@@ -1,0 +1,395 @@
+/* Fast path of tether's ETF decoder.
+ *
+ * Decodes the tags that make up bulk data (integers, floats, atoms, binaries,
+ * tuples, lists, maps, big integers) iteratively, with every declared length
+ * checked against the bytes present before anything is allocated.
+ *
+ * Anything else -- a rare tag, malformed input, an exceeded limit -- raises
+ * Fallback, and tether/_etf.py decodes the term again in Python, which owns
+ * the precise typed error (with the path at fault) and the rare tags. The two
+ * decoders are tested against each other, so they return identical values.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *Fallback;
+static PyObject *AtomType;       /* tether.Atom */
+static PyObject *MakeImproper;   /* (items, tail) -> value */
+static PyObject *Freeze;         /* key -> hashable key */
+
+enum { K_LIST, K_TAIL, K_TUPLE, K_MAP };
+enum { BIN_BYTES, BIN_STR, BIN_TAGGED };
+
+typedef struct {
+    int kind;
+    PyObject *obj;          /* list, tuple or dict being filled (owned) */
+    Py_ssize_t index;       /* next slot for list/tuple */
+    Py_ssize_t remaining;   /* terms still expected */
+    PyObject *key;          /* pending map key (owned) or NULL */
+    Py_ssize_t pairs;       /* declared pairs, for the duplicate check */
+} Frame;
+
+typedef struct {
+    const unsigned char *p; /* atom text inside the input buffer */
+    Py_ssize_t n;
+    int latin;
+    PyObject *value;        /* owned */
+} AtomSlot;
+
+typedef struct {
+    AtomSlot *slots;
+    Py_ssize_t cap;         /* power of two */
+    Py_ssize_t used;
+} AtomCache;
+
+static void atoms_free(AtomCache *c) {
+    for (Py_ssize_t i = 0; i < c->cap; i++) Py_XDECREF(c->slots[i].value);
+    PyMem_Free(c->slots);
+}
+
+static uint64_t hash_bytes(const unsigned char *p, Py_ssize_t n, int latin) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)latin;
+    for (Py_ssize_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+    return h;
+}
+
+static int atoms_grow(AtomCache *c) {
+    Py_ssize_t ncap = c->cap ? c->cap * 2 : 64;
+    AtomSlot *ns = PyMem_Calloc((size_t)ncap, sizeof(AtomSlot));
+    if (!ns) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < c->cap; i++) {
+        AtomSlot *s = &c->slots[i];
+        if (!s->value) continue;
+        uint64_t h = hash_bytes(s->p, s->n, s->latin);
+        Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(ncap - 1));
+        while (ns[j].value) j = (j + 1) & (ncap - 1);
+        ns[j] = *s;
+    }
+    PyMem_Free(c->slots);
+    c->slots = ns;
+    c->cap = ncap;
+    return 0;
+}
+
+typedef struct {
+    int atoms_as_str;
+    PyObject *none_atom;    /* str or NULL */
+    Py_ssize_t max_atoms;
+} AtomOpts;
+
+/* New reference to the value of the atom p[0:n], or NULL with Fallback/another error set. */
+static PyObject *atom_value(AtomCache *c, const unsigned char *p, Py_ssize_t n, int latin, const AtomOpts *o) {
+    if (c->used * 2 >= c->cap && atoms_grow(c) < 0) return NULL;
+    uint64_t h = hash_bytes(p, n, latin);
+    Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(c->cap - 1));
+    while (c->slots[j].value) {
+        AtomSlot *s = &c->slots[j];
+        if (s->n == n && s->latin == latin && memcmp(s->p, p, (size_t)n) == 0) {
+            Py_INCREF(s->value);
+            return s->value;
+        }
+        j = (j + 1) & (c->cap - 1);
+    }
+    if (c->used >= o->max_atoms) { PyErr_SetString(Fallback, "atoms"); return NULL; }
+    PyObject *name = latin ? PyUnicode_DecodeLatin1((const char *)p, n, NULL)
+                           : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (!name) { PyErr_Clear(); PyErr_SetString(Fallback, "atom text"); return NULL; }
+    if (PyUnicode_GET_LENGTH(name) > 255) { Py_DECREF(name); PyErr_SetString(Fallback, "atom length"); return NULL; }
+    PyObject *value;
+    if (PyUnicode_CompareWithASCIIString(name, "true") == 0) { value = Py_True; Py_INCREF(value); }
+    else if (PyUnicode_CompareWithASCIIString(name, "false") == 0) { value = Py_False; Py_INCREF(value); }
+    else if (o->none_atom && PyUnicode_Compare(name, o->none_atom) == 0) { value = Py_None; Py_INCREF(value); }
+    else if (o->atoms_as_str) { value = name; Py_INCREF(value); }
+    else {
+        value = PyObject_CallOneArg(AtomType, name);
+        if (!value) { Py_DECREF(name); return NULL; }
+    }
+    Py_DECREF(name);
+    c->slots[j].p = p;
+    c->slots[j].n = n;
+    c->slots[j].latin = latin;
+    c->slots[j].value = value;
+    c->used++;
+    Py_INCREF(value);
+    return value;
+}
+
+#define NEED(k) do { if ((Py_ssize_t)(k) > end - pos) goto fallback; } while (0)
+
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static PyObject *big_int(const unsigned char *p, Py_ssize_t n, int sign) {
+    if (n <= 8) {
+        unsigned long long v = 0;
+        for (Py_ssize_t i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+        if (!sign) return PyLong_FromUnsignedLongLong(v);
+        if (v <= (unsigned long long)LLONG_MAX) return PyLong_FromLongLong(-(long long)v);
+        PyObject *pos = PyLong_FromUnsignedLongLong(v);
+        if (!pos) return NULL;
+        PyObject *neg = PyNumber_Negative(pos);
+        Py_DECREF(pos);
+        return neg;
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)p, n);
+    if (!bytes) return NULL;
+    PyObject *v = PyObject_CallMethod((PyObject *)&PyLong_Type, "from_bytes", "Os", bytes, "little");
+    Py_DECREF(bytes);
+    if (v && sign) { PyObject *neg = PyNumber_Negative(v); Py_DECREF(v); v = neg; }
+    return v;
+}
+
+/* decode(buf, pos, binaries, charlists_str, atoms_str, none_atom, max_depth, max_atoms) -> (value, end) */
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, max_depth, max_atoms;
+    int binmode, chars_str, atoms_str;
+    PyObject *none_atom;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms))
+        return NULL;
+    const unsigned char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    AtomOpts aopts = {atoms_str, none_atom == Py_None ? NULL : none_atom, max_atoms};
+    AtomCache atoms = {NULL, 0, 0};
+    Frame *stack = NULL;
+    Py_ssize_t depth = 0, cap = 0;
+    PyObject *value = NULL, *result = NULL;
+
+    if (pos < 0 || pos > end) goto fallback;
+    for (;;) {
+        NEED(1);
+        unsigned char tag = buf[pos++];
+        Py_ssize_t n;
+        switch (tag) {
+        case 97: /* SMALL_INTEGER */
+            NEED(1);
+            value = PyLong_FromLong(buf[pos]);
+            pos += 1;
+            break;
+        case 98: /* INTEGER */
+            NEED(4);
+            value = PyLong_FromLong((long)(int32_t)be32(buf + pos));
+            pos += 4;
+            break;
+        case 70: { /* NEW_FLOAT */
+            NEED(8);
+            uint64_t bits = ((uint64_t)be32(buf + pos) << 32) | be32(buf + pos + 4);
+            double d;
+            memcpy(&d, &bits, 8);
+            if (!isfinite(d)) goto fallback;
+            value = PyFloat_FromDouble(d);
+            pos += 8;
+            break;
+        }
+        case 119: case 115: /* SMALL_ATOM_UTF8, SMALL_ATOM */
+            NEED(1);
+            n = buf[pos];
+            pos += 1;
+            NEED(n);
+            value = atom_value(&atoms, buf + pos, n, tag == 115, &aopts);
+            pos += n;
+            break;
+        case 118: case 100: /* ATOM_UTF8, ATOM */
+            NEED(2);
+            n = (buf[pos] << 8) | buf[pos + 1];
+            pos += 2;
+            NEED(n);
+            value = atom_value(&atoms, buf + pos, n, tag == 100, &aopts);
+            pos += n;
+            break;
+        case 109: case 77: { /* BINARY, BIT_BINARY */
+            int marked = tag == 77;
+            NEED(marked ? 5 : 4);
+            n = (Py_ssize_t)be32(buf + pos);
+            pos += 4;
+            if (marked) {
+                int bits = buf[pos++];
+                if (!((n == 0 && bits == 0) || (n > 0 && bits == 8))) goto fallback; /* real bitstrings */
+            }
+            NEED(n);
+            const char *p = (const char *)buf + pos;
+            pos += n;
+            if (binmode == BIN_BYTES || (binmode == BIN_TAGGED && marked)) {
+                value = PyBytes_FromStringAndSize(p, n);
+            } else if (binmode == BIN_STR) {
+                value = PyUnicode_DecodeUTF8(p, n, NULL);
+                if (!value) { PyErr_Clear(); goto fallback; }
+            } else {
+                value = PyUnicode_DecodeUTF8(p, n, NULL);
+                if (!value) { PyErr_Clear(); value = PyBytes_FromStringAndSize(p, n); }
+            }
+            break;
+        }
+        case 106: /* NIL */
+            value = PyList_New(0);
+            break;
+        case 107: /* STRING */
+            NEED(2);
+            n = (buf[pos] << 8) | buf[pos + 1];
+            pos += 2;
+            NEED(n);
+            if (chars_str) {
+                value = PyUnicode_DecodeLatin1((const char *)buf + pos, n, NULL);
+            } else {
+                value = PyList_New(n);
+                if (value)
+                    for (Py_ssize_t i = 0; i < n; i++) PyList_SET_ITEM(value, i, PyLong_FromLong(buf[pos + i]));
+            }
+            pos += n;
+            break;
+        case 110: case 111: { /* SMALL_BIG, LARGE_BIG */
+            if (tag == 110) { NEED(2); n = buf[pos]; pos += 1; }
+            else { NEED(5); n = (Py_ssize_t)be32(buf + pos); pos += 4; }
+            int sign = buf[pos++];
+            if (sign > 1) goto fallback;
+            NEED(n);
+            if (n > 4096) goto fallback; /* huge ints: Python path (quadratic int conversion) */
+            value = big_int(buf + pos, n, sign);
+            pos += n;
+            break;
+        }
+        case 104: case 105: case 108: case 116: { /* tuples, LIST, MAP */
+            int kind;
+            if (tag == 104) { NEED(1); n = buf[pos]; pos += 1; kind = K_TUPLE; }
+            else { NEED(4); n = (Py_ssize_t)be32(buf + pos); pos += 4; kind = tag == 108 ? K_LIST : tag == 116 ? K_MAP : K_TUPLE; }
+            Py_ssize_t terms = kind == K_MAP ? 2 * n : n;
+            /* every term takes at least one byte: a declared count cannot outrun the input */
+            if (terms > end - pos) goto fallback;
+            if (terms == 0 && kind != K_LIST) {
+                value = kind == K_MAP ? PyDict_New() : PyTuple_New(0);
+                break;
+            }
+            if (depth >= max_depth) goto fallback;
+            if (depth == cap) {
+                Py_ssize_t ncap = cap ? cap * 2 : 32;
+                Frame *ns = PyMem_Realloc(stack, (size_t)ncap * sizeof(Frame));
+                if (!ns) { PyErr_NoMemory(); goto error; }
+                stack = ns;
+                cap = ncap;
+            }
+            Frame *f = &stack[depth];
+            f->kind = (kind == K_LIST && n == 0) ? K_TAIL : kind;
+            f->index = 0;
+            f->remaining = terms;
+            f->key = NULL;
+            f->pairs = n;
+            f->obj = kind == K_MAP ? PyDict_New() : kind == K_TUPLE ? PyTuple_New(n) : PyList_New(n);
+            if (!f->obj) goto error;
+            depth++;
+            continue;
+        }
+        default:
+            goto fallback; /* rare or invalid tags: Python decodes them */
+        }
+        if (!value) {
+            if (PyErr_ExceptionMatches(Fallback)) goto fallback;
+            goto error;
+        }
+
+        /* Hand the value to the innermost container; close those it completes. */
+        for (;;) {
+            if (depth == 0) goto done;
+            Frame *f = &stack[depth - 1];
+            if (f->kind == K_LIST || f->kind == K_TUPLE) {
+                if (f->kind == K_LIST) PyList_SET_ITEM(f->obj, f->index, value);
+                else PyTuple_SET_ITEM(f->obj, f->index, value);
+                value = NULL;
+                f->index++;
+                if (--f->remaining) break;
+                if (f->kind == K_TUPLE) { value = f->obj; depth--; continue; }
+                if (pos < end && buf[pos] == 106) { pos++; value = f->obj; depth--; continue; }
+                f->kind = K_TAIL;
+                break;
+            }
+            if (f->kind == K_MAP) {
+                if (!f->key) { f->key = value; value = NULL; }
+                else {
+                    int rc = PyDict_SetItem(f->obj, f->key, value);
+                    if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
+                        PyErr_Clear();
+                        PyObject *frozen = PyObject_CallOneArg(Freeze, f->key);
+                        if (!frozen) { Py_DECREF(value); value = NULL; goto error; }
+                        rc = PyDict_SetItem(f->obj, frozen, value);
+                        Py_DECREF(frozen);
+                    }
+                    Py_CLEAR(f->key);
+                    Py_DECREF(value);
+                    value = NULL;
+                    if (rc < 0) goto error;
+                }
+                if (--f->remaining) break;
+                if (PyDict_GET_SIZE(f->obj) != f->pairs) goto fallback; /* colliding keys */
+                value = f->obj;
+                depth--;
+                continue;
+            }
+            /* K_TAIL: value is the tail of a list whose elements are done */
+            {
+                PyObject *items = f->obj;
+                depth--;
+                PyObject *joined = PyObject_CallFunctionObjArgs(MakeImproper, items, value, NULL);
+                Py_DECREF(items);
+                Py_DECREF(value);
+                value = joined;
+                if (!value) {
+                    if (PyErr_ExceptionMatches(Fallback)) goto fallback;
+                    goto error;
+                }
+                continue;
+            }
+        }
+    }
+
+done:
+    result = Py_BuildValue("(Nn)", value, pos);
+    value = NULL;
+    goto cleanup;
+fallback:
+    if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
+        PyErr_Clear();
+        PyErr_SetString(Fallback, "fallback");
+    }
+error:
+    Py_XDECREF(value);
+    result = NULL;
+cleanup:
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        /* Unfilled list/tuple slots are NULL, which their deallocators accept. */
+        Py_XDECREF(stack[i].obj);
+        Py_XDECREF(stack[i].key);
+    }
+    PyMem_Free(stack);
+    atoms_free(&atoms);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *configure(PyObject *self, PyObject *args) {
+    PyObject *atom, *improper, *freeze;
+    if (!PyArg_ParseTuple(args, "OOO", &atom, &improper, &freeze)) return NULL;
+    Py_XSETREF(AtomType, Py_NewRef(atom));
+    Py_XSETREF(MakeImproper, Py_NewRef(improper));
+    Py_XSETREF(Freeze, Py_NewRef(freeze));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", decode, METH_VARARGS, "Decode one ETF term at an offset; raises Fallback when Python must."},
+    {"configure", configure, METH_VARARGS, "Set the Python types and helpers the decoder builds with."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_etf_c", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__etf_c(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Fallback = PyErr_NewException("tether._etf_c.Fallback", NULL, NULL);
+    if (!Fallback || PyModule_AddObjectRef(m, "Fallback", Fallback) < 0) return NULL;
+    return m;
+}
