@@ -197,3 +197,25 @@ def test_erl_safe_decodes_frame_metadata(erl):
     )
     assert out.startswith("etf ")
     assert "<<\"run\">> => <<\"r1\">>" in out
+
+
+def test_erl_reads_header_with_documented_match(erl):
+    import tether
+
+    frame = tether.dumps({"k": [1, 2, 3]}, checksum="crc32")
+    out = erl(
+        "main(_) ->\n"
+        f"    Frame = <<16#{frame.hex()}:{len(frame) * 8}>>,\n"
+        "    <<\"TTHR\", 1:16/little, 64:16/little, Format:16/little, Comp:8, CkKind:8,\n"
+        "      _Flags:32/little, MLen:32/little, MCrc:32/little, PLen:64/little, RLen:64/little,\n"
+        "      Ck:64/little, Schema:16/little, _Level:8/signed, _:9/binary, HCrc:32/little,\n"
+        "      _/binary>> = Frame,\n"
+        "    HCrc = erlang:crc32(binary:part(Frame, 0, 60)),\n"
+        "    Meta = binary:part(Frame, 64, MLen),\n"
+        "    MCrc = erlang:crc32(Meta),\n"
+        "    P = (64 + MLen + 63) band (bnot 63),\n"
+        "    Payload = binary:part(Frame, P, PLen),\n"
+        "    Ck = erlang:crc32(Payload), PLen = RLen,\n"
+        "    io:format(\"~p ~p ~p ~p ~p~n\", [Format, Comp, CkKind, Schema, binary_to_term(Payload)]).\n"
+    )
+    assert out.strip() == '4 0 2 1 #{<<"k">> => [1,2,3]}'

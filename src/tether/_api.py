@@ -29,6 +29,13 @@ from .formats import DecodeContext, EncodeContext, Payload, Segment
 from .frame import _checksum, _header, _meta
 from .frame._header import HEADER_SIZE, Header
 
+try:
+    from . import _speedups
+except ImportError:  # built without a compiler: memoryview copies
+    _speedups = None
+# Above this size payload copies go through the alignment-aware bulk copy.
+_BULK_MIN = 1 << 20
+
 TRANSPORTS = ("memory", "shm", "network", "disk", "stream")
 # Transports where a frame leaves this process's memory: large payloads get checksums.
 LEAVING = ("network", "disk", "stream")
@@ -158,7 +165,10 @@ class Encoded:
                 pos += seg.nbytes
             else:
                 n = seg.nbytes
-                dest[pos : pos + n] = seg
+                if n >= _BULK_MIN and _speedups is not None:
+                    _speedups.copy(dest, pos, seg)
+                else:
+                    dest[pos : pos + n] = seg
                 pos += n
         if pos != pstart + h.payload_length:  # a format lied about its size
             raise EncodeError(f"Format wrote {pos - pstart} payload bytes, declared {h.payload_length}.")

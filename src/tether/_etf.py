@@ -1,6 +1,6 @@
 """Pure-Python Erlang External Term Format codec: iterative, complete, bounded.
 
-This is the reference implementation. ``tether._etf_c`` accelerates the same
+This is the reference implementation. ``tether._speedups`` accelerates the same
 contract; both are tested against each other and against a real ``erl``.
 
 Neither coder recurses: BEAM legitimately sends lists nested a million deep, so
@@ -639,7 +639,7 @@ def _make_improper(items: list, tail: Any) -> Any:
 
 
 try:
-    from . import _etf_c as _c
+    from . import _speedups as _c
 except ImportError:  # no compiler at install time: the Python decoder does everything
     _c = None
 else:

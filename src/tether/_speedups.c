@@ -1,4 +1,6 @@
-/* Fast path of tether's ETF decoder.
+/* tether's native speedups: the ETF decoder's fast path, and a bulk copy.
+ *
+ * Fast path of tether's ETF decoder.
  *
  * Decodes the tags that make up bulk data (integers, floats, atoms, binaries,
  * tuples, lists, maps, big integers) iteratively, with every declared length
@@ -14,6 +16,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static PyObject *Fallback;
 static PyObject *AtomType;       /* tether.Atom */
@@ -378,18 +383,68 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Bulk copy for frame payloads. glibc's memcpy (rep movsb) runs 2-3x slower
+ * when source and destination differ in alignment modulo 64, which is the
+ * normal case for a bytes object (data at 48 mod 64) and a NumPy array. This
+ * aligns the destination and streams with non-temporal stores, so the copy
+ * runs at memory bandwidth whatever the relative alignment. */
+static void copy_bulk(char *dst, const char *src, size_t n) {
+#if defined(__SSE2__)
+    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
+    if (head > n) head = n;
+    memcpy(dst, src, head);
+    dst += head; src += head; n -= head;
+    size_t blocks = n / 64;
+    for (size_t i = 0; i < blocks; i++) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(src + 0));
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
+        __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
+        _mm_stream_si128((__m128i *)(dst + 0), a);
+        _mm_stream_si128((__m128i *)(dst + 16), b);
+        _mm_stream_si128((__m128i *)(dst + 32), c);
+        _mm_stream_si128((__m128i *)(dst + 48), d);
+        src += 64; dst += 64;
+    }
+    _mm_sfence();
+    memcpy(dst, src, n - blocks * 64);
+#else
+    memcpy(dst, src, n);
+#endif
+}
+
+/* copy(dst, offset, src): write all of src into dst[offset:], releasing the GIL. */
+static PyObject *copy(PyObject *self, PyObject *args) {
+    Py_buffer d, s;
+    Py_ssize_t off;
+    if (!PyArg_ParseTuple(args, "w*ny*", &d, &off, &s)) return NULL;
+    if (off < 0 || s.len > d.len - off || !PyBuffer_IsContiguous(&d, 'C') || !PyBuffer_IsContiguous(&s, 'C')) {
+        PyBuffer_Release(&d);
+        PyBuffer_Release(&s);
+        PyErr_SetString(PyExc_ValueError, "copy: source does not fit in destination");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    copy_bulk((char *)d.buf + off, (const char *)s.buf, (size_t)s.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&d);
+    PyBuffer_Release(&s);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"copy", copy, METH_VARARGS, "Copy a buffer into another at an offset, fast for any relative alignment."},
     {"decode", decode, METH_VARARGS, "Decode one ETF term at an offset; raises Fallback when Python must."},
     {"configure", configure, METH_VARARGS, "Set the Python types and helpers the decoder builds with."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_etf_c", NULL, -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__etf_c(void) {
+PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
-    Fallback = PyErr_NewException("tether._etf_c.Fallback", NULL, NULL);
+    Fallback = PyErr_NewException("tether._speedups.Fallback", NULL, NULL);
     if (!Fallback || PyModule_AddObjectRef(m, "Fallback", Fallback) < 0) return NULL;
     return m;
 }

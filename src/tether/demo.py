@@ -1,0 +1,80 @@
+"""``make demo``: dumps, inspect and loads on each kind of data, with timings.
+
+Run as ``python -m tether.demo``. When ``erl`` is installed, the list of maps
+is made by a real Erlang VM with ``term_to_binary`` and wrapped in a frame.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+import tether
+
+
+def _erl_rows(n: int) -> bytes | None:
+    if shutil.which("erl") is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".etf") as f:
+        expr = (
+            f"B = term_to_binary([#{{id => I, price => I * 1.5, name => <<\"item\">>, tags => [a, b], pos => {{I, I}}}}"
+            f" || I <- lists:seq(1, {n})]), ok = file:write_file(\"{f.name}\", B), halt()."
+        )
+        subprocess.run(["erl", "-noshell", "-eval", expr], check=True, timeout=120)
+        return open(f.name, "rb").read()
+
+
+def _show(label: str, value: Any, **kw: Any) -> None:
+    t0 = time.perf_counter()
+    frame = tether.dumps(value, **kw)
+    t1 = time.perf_counter()
+    info = tether.inspect(frame)
+    t2 = time.perf_counter()
+    out = tether.loads(frame, allow_pickle=True)
+    t3 = time.perf_counter()
+    d = tether.last_decision()
+    zero_copy = isinstance(out, memoryview) or (isinstance(out, np.ndarray) and not out.flags.owndata)
+    print(f"\n-- {label}")
+    print(f"   chose {d.format}: {d.reason}" + (f" (fell back from {d.fallback_from})" if d.fallback_from else ""))
+    print(f"   frame {len(frame):,} B, payload {info.payload_size:,} B, compression {info.compression}, "
+          f"checksum {info.checksum}")
+    print(f"   dumps {(t1 - t0) * 1e3:.2f} ms, inspect {(t2 - t1) * 1e6:.0f} µs, loads {(t3 - t2) * 1e3:.3f} ms"
+          f"{', zero-copy view' if zero_copy else ''}")
+    shown = repr(out)
+    print(f"   -> {type(out).__name__}: {shown[:90]}{'...' if len(shown) > 90 else ''}")
+
+
+def main() -> None:
+    print(f"tether {tether.__version__} demo: dumps -> inspect -> loads for each kind of data")
+    _show("bytes (64 MiB)", np.random.default_rng(1).bytes(64 << 20))
+    _show("a str", "héllo from Python")
+    _show("a big int", 2**100 + 1)
+    _show("float32 tensor (256 MiB)", np.ones((8192, 8192), dtype="f4"))
+    _show("Fortran-order int16 matrix", np.asfortranarray(np.arange(12, dtype="i2").reshape(3, 4)))
+    _show("structured records", np.zeros(3, dtype=[("id", "<i8"), ("pos", "<f4", (2,)), ("tag", "S4")]))
+    _show(
+        "nested BEAM term",
+        {"user": (tether.Atom("ok"), 42), "tags": [tether.Atom("a"), "b", b"\x00raw"], "n": None,
+         "tail": tether.ImproperList([1, 2], tether.Atom("rest"))},
+        metadata={"source": "demo"},
+    )
+    _show("a Python object (pickle; loads needs allow_pickle=True)", {1, 2, 3})
+    rows = _erl_rows(100_000)
+    if rows is not None:
+        t0 = time.perf_counter()
+        value = tether.etf.decode(rows)
+        t1 = time.perf_counter()
+        print(f"\n-- 100,000 maps made by erl's term_to_binary ({len(rows):,} B): "
+              f"tether.etf.decode {(t1 - t0) * 1e3:.0f} ms")
+        print(f"   first row: {value[0]}")
+        _show("the same rows, framed", value, compression="zstd", transport="network")
+    print("\nOK")
+
+
+if __name__ == "__main__":
+    main()
