@@ -208,7 +208,7 @@ def test_erl_reads_header_with_documented_match(erl):
         f"    Frame = <<16#{frame.hex()}:{len(frame) * 8}>>,\n"
         "    <<\"TTHR\", 1:16/little, 64:16/little, Format:16/little, Comp:8, CkKind:8,\n"
         "      _Flags:32/little, MLen:32/little, MCrc:32/little, PLen:64/little, RLen:64/little,\n"
-        "      Ck:64/little, Schema:16/little, _Level:8/signed, _:9/binary, HCrc:32/little,\n"
+        "      Ck:64/little, Schema:16/little, _Level:8/signed, 0:8, 0:8, _:7/binary, HCrc:32/little,\n"
         "      _/binary>> = Frame,\n"
         "    HCrc = erlang:crc32(binary:part(Frame, 0, 60)),\n"
         "    Meta = binary:part(Frame, 64, MLen),\n"

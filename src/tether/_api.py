@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import datetime as _dt
 import os
 import platform
@@ -26,6 +27,7 @@ from ._errors import (
 from ._limits import Limits, get_limits
 from ._select import Decision, choose, record
 from .formats import DecodeContext, EncodeContext, Payload, Segment
+from .compression import _shuffle
 from .frame import _checksum, _header, _meta
 from .frame._header import HEADER_SIZE, Header
 
@@ -194,11 +196,24 @@ class Encoded:
         return f"<tether.Encoded {self.decision.format} {self.nbytes} B>"
 
 
+def _join(segments: list[Any], n: int) -> memoryview:
+    """One contiguous buffer of the payload (a view when it already is one)."""
+    if len(segments) == 1 and not isinstance(segments[0], Segment):
+        return segments[0]
+    out = bytearray(n)
+    view = memoryview(out)
+    pos = 0
+    for seg in segments:
+        if isinstance(seg, Segment):
+            seg.write(view[pos : pos + seg.nbytes])
+        else:
+            view[pos : pos + seg.nbytes] = seg
+        pos += seg.nbytes
+    return view
+
+
 def _replace_checksum(h: Header, value: int) -> Header:
-    return Header(
-        h.format_id, h.compression_id, h.checksum_kind, h.flags, h.metadata_length, h.metadata_crc32,
-        h.payload_length, h.raw_length, value, h.schema_version, h.compression_level, h.version,
-    )
+    return dataclasses.replace(h, payload_checksum=value)
 
 
 # A frame's bytes object is allocated uninitialised and filled in place, so
@@ -258,6 +273,7 @@ def encode(
     metadata: Mapping[str, Any] | None = None,
     checksum: bool | str = "auto",
     transport: str = "memory",
+    bandwidth: float | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Encoded:
@@ -284,6 +300,9 @@ def encode(
         Header and metadata are always covered by CRC-32.
     transport : {"memory", "shm", "network", "disk", "stream"}
         Where the frame goes; steers ``checksum="auto"`` and ``compression="auto"``.
+    bandwidth : float, optional
+        Bytes per second of the link, overriding the transport's assumed
+        bandwidth in ``compression="auto"``.
     lineage : sequence of mappings, optional
         Where the value came from; stored as a list after tether's own entry.
     options : mapping, optional
@@ -334,23 +353,31 @@ def encode(
         raise EncodeError(f"{fmt.name} cannot encode {type(obj).__qualname__}: {exc}") from exc
     decision.payload_size = payload.nbytes
 
-    codec, clevel, creason = _compression.resolve(compression, level, payload, transport, fmt)
+    codec, clevel, creason = _compression.resolve(compression, level, payload, transport, fmt, bandwidth=bandwidth)
     decision.compression, decision.compression_reason = codec.name, creason
     segments = payload.segments
     raw_len = payload.nbytes
     stored_len = raw_len
+    filter_size = 0
     if codec.id != 0:
+        filter_size = _compression.choose_filter(codec, clevel, payload, fmt)
+        if filter_size:
+            segments = [_shuffle.shuffle(_join(segments, raw_len), filter_size)]
+            decision.compression_reason += f"; byte-shuffled ({filter_size}-byte elements)"
         packed = codec.compress(segments, raw_len, clevel, fmt=fmt, type_info=payload.type_info)
         if packed is None:  # did not pay: fall back to raw, as the policy promises
             decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
             decision.compression = "none"
             codec, clevel = _compression.get("none"), 0
+            segments, filter_size = payload.segments, 0
         else:
             segments = [memoryview(packed)]
             stored_len = len(packed)
 
     if checksum == "auto":
-        leaves = transport in LEAVING
+        # Compressed payloads are always covered: decompression is O(n) anyway,
+        # and a corrupted compressed stream must never decode silently.
+        leaves = transport in LEAVING or codec.id != 0
         kind = _checksum.XXH3_64 if (stored_len <= _checksum.SMALL_PAYLOAD or leaves) else _checksum.NONE
     elif checksum is True or checksum == "xxh3-64":
         kind = _checksum.XXH3_64
@@ -385,6 +412,8 @@ def encode(
         payload_checksum=0,
         schema_version=fmt.schema_version,
         compression_level=clevel,
+        filter_id=_shuffle.FILTER_SHUFFLE if filter_size else _shuffle.FILTER_NONE,
+        filter_size=filter_size,
     )
     record(decision)
     return Encoded(header, meta_bytes, segments, kind, decision)
@@ -399,6 +428,7 @@ def dumps(
     metadata: Mapping[str, Any] | None = None,
     checksum: bool | str = "auto",
     transport: str = "memory",
+    bandwidth: float | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> bytes:
@@ -414,7 +444,7 @@ def dumps(
     return bytes(
         encode(
             obj, format=format, compression=compression, level=level, metadata=metadata,
-            checksum=checksum, transport=transport, lineage=lineage, options=options,
+            checksum=checksum, transport=transport, bandwidth=bandwidth, lineage=lineage, options=options,
         )
     )
 
@@ -622,6 +652,8 @@ def loads(
     if header.compression_id != 0:
         codec = _compression.get(header.compression_id)
         payload = codec.decompress(payload, header.raw_length, limits, fmt=fmt, type_info=type_info, frame_id=frame_id)
+        if header.filter_id == _shuffle.FILTER_SHUFFLE:
+            payload = _shuffle.unshuffle(payload, header.filter_size)
         copy_needed = False
     else:
         copy_needed = copy

@@ -7,14 +7,12 @@ time; the choice goes into the frame header and the decision record.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._registry import Registry
 from ._base import Compressor
 from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
-from ._policy import BANDWIDTH, resolve
+from ._policy import BANDWIDTH, choose_filter, resolve
 
-__all__ = ["BANDWIDTH", "Compressor", "get", "names", "register", "registry", "resolve"]
+__all__ = ["BANDWIDTH", "Compressor", "choose_filter", "get", "names", "register", "registry", "resolve"]
 
 registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF)
 
@@ -37,7 +35,3 @@ def names() -> list[str]:
 for _codec in (NoCompressor, Lz4Compressor, ZstdCompressor, GzipCompressor):
     register(_codec)
 del _codec
-
-
-def _unused(*_: Any) -> None:  # pragma: no cover - keeps linters quiet about re-exports
-    pass

@@ -59,6 +59,9 @@ class Lz4Compressor(Compressor):
     levels = range(0, 17)
 
     def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+        if len(segments) == 1 and not isinstance(segments[0], Segment):
+            out = lz4.frame.compress(segments[0], compression_level=level, store_size=True)
+            return out if len(out) < raw_length else None
         c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=False)
         parts = [c.begin(source_size=raw_length)]
         for chunk in _chunks(segments):

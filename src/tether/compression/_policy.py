@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from .._errors import ValidationError
 from ..formats import Segment
 
-# Bytes per second assumed per transport (override with a number as ``transport``... via bandwidth=).
+# Bytes per second assumed per transport; ``bandwidth=`` overrides.
 BANDWIDTH: dict[str, float | None] = {
     "memory": None,
     "shm": None,
@@ -33,8 +33,13 @@ GIVE_UP_RATIO = 0.9
 CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
 
 
-def resolve(name: str, level: int | None, payload: Any, transport: str, fmt: Any) -> tuple[Any, int, str]:
-    """Return (compressor, level, reason) for a payload about to be written."""
+def resolve(
+    name: str, level: int | None, payload: Any, transport: str, fmt: Any, *, bandwidth: float | None = None
+) -> tuple[Any, int, str]:
+    """Return (compressor, level, reason) for a payload about to be written.
+
+    ``bandwidth`` (bytes per second) overrides the transport's assumed bandwidth.
+    """
     from . import get, registry
 
     if not isinstance(name, str):
@@ -48,7 +53,11 @@ def resolve(name: str, level: int | None, payload: Any, transport: str, fmt: Any
         return codec, codec.check_level(level), "requested by the caller" if name != "none" else "not requested"
 
     none = get("none")
-    bandwidth = BANDWIDTH.get(transport)
+    if bandwidth is not None:
+        if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or not bandwidth > 0:
+            raise ValidationError(f"bandwidth must be a positive number of bytes per second, got {bandwidth!r}.")
+    else:
+        bandwidth = BANDWIDTH.get(transport)
     if bandwidth is None:
         return none, 0, f"transport {transport!r} stays on this host: compression only costs time"
     n = payload.nbytes
@@ -85,7 +94,7 @@ def resolve(name: str, level: int | None, payload: Any, transport: str, fmt: Any
     return codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
 
 
-def _samples(segments: Sequence[Any], n: int) -> list[bytes]:
+def _samples(segments: Sequence[Any], n: int, align: int = 1) -> list[bytes]:
     """Up to three SAMPLE_SIZE pieces at the start, middle and end of the payload's buffers."""
     spans = []
     pos = 0
@@ -97,7 +106,8 @@ def _samples(segments: Sequence[Any], n: int) -> list[bytes]:
     if not spans:
         return []
     out = []
-    for want in {0, max(0, n // 2 - SAMPLE_SIZE // 2), max(0, n - SAMPLE_SIZE)}:
+    for want in sorted({0, max(0, n // 2 - SAMPLE_SIZE // 2), max(0, n - SAMPLE_SIZE)}):
+        want -= want % align
         for start, seg in spans:
             if start <= want < start + seg.nbytes:
                 off = want - start
@@ -125,3 +135,19 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
             codec.decompress(memoryview(out), size, limits)
     t2 = time.perf_counter()
     return packed / raw, t1 - t0, t2 - t1
+
+
+def choose_filter(codec: Any, level: int, payload: Any, fmt: Any) -> int:
+    """The shuffle element size when byte-shuffling beats plain compression on samples, else 0."""
+    from ._shuffle import GAIN, element_size, shuffle
+
+    size = element_size(fmt, payload.type_info)
+    if not size or payload.nbytes < MIN_SIZE or payload.nbytes % size:
+        return 0
+    samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]
+    samples = [s for s in samples if s]
+    if not samples:
+        return 0
+    plain, _, _ = _measure(codec, samples, level)
+    shuffled, _, _ = _measure(codec, [bytes(shuffle(s, size)) for s in samples], level)
+    return size if shuffled < plain * GAIN else 0

@@ -21,8 +21,8 @@ REQUIRED_FLAG_MASK = 0xFFFF
 
 # magic, version, header size, format id, compression id, checksum kind, flags,
 # metadata length, metadata crc32, payload length, raw length, payload checksum,
-# schema version, compression level, reserved (9 bytes)
-_LAYOUT = struct.Struct("<4sHHHBBIIIQQQHb9x")
+# schema version, compression level, filter id, filter element size, reserved (7 bytes)
+_LAYOUT = struct.Struct("<4sHHHBBIIIQQQHbBB7x")
 assert _LAYOUT.size == 60
 _CRC = struct.Struct("<I")
 
@@ -48,6 +48,8 @@ class Header:
     schema_version: int
     compression_level: int
     version: int = FRAME_VERSION
+    filter_id: int = 0
+    filter_size: int = 0
 
     @property
     def payload_offset(self) -> int:
@@ -75,6 +77,8 @@ class Header:
             self.payload_checksum,
             self.schema_version,
             self.compression_level,
+            self.filter_id,
+            self.filter_size,
         )
         return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
 
@@ -111,7 +115,7 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
             stored=stored,
             computed=computed,
         )
-    (_, _, _, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level) = _LAYOUT.unpack_from(raw)
+    (_, _, _, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize) = _LAYOUT.unpack_from(raw)
     unknown = flags & REQUIRED_FLAG_MASK & ~KNOWN_REQUIRED_FLAGS
     if unknown:
         raise UnsupportedVersionError(
@@ -122,7 +126,12 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
             f"Frame metadata declares {mlen} bytes, over the limit of {limits.max_metadata_size} "
             "(Limits.max_metadata_size)."
         )
-    header = Header(fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level)
+    if filt not in (0, 1) or (filt == 0 and fsize) or (filt == 1 and (comp == 0 or fsize < 2 or rlen % fsize)):
+        raise UnsupportedVersionError(
+            f"Frame uses payload filter {filt} (element size {fsize}), which this tether does not read; "
+            "upgrade tether."
+        )
+    header = Header(fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, FRAME_VERSION, filt, fsize)
     if header.frame_size > limits.max_frame_size:
         raise LimitError(
             f"Frame declares {header.frame_size} bytes, over the limit of {limits.max_frame_size} "
