@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import zlib
 from typing import Any, Callable
 
 import numpy as np
@@ -215,13 +216,89 @@ def bench_ndarray(rep: Report, quick: bool) -> None:
     rep.row("pickle.loads", t, f"tether {t_load / t:.5f}×")
 
 
+def _compression_data(mib: int) -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    n = mib * (1 << 20)
+    # Floats with many repeats: a sensor that holds its value for a while.
+    steps = rng.normal(0, 1, n // 8 // 64).round(2)
+    floats = np.repeat(np.cumsum(steps), 64)[: n // 8].astype("f8")
+    words = np.array([b"alpha", b"beta", b"gamma", b"delta", b"error", b"warning", b"user_id=", b"42"])
+    text = b" ".join(words[rng.integers(0, len(words), n // 6)])[:n]
+    noise = rng.bytes(n)
+    return {"floats with repeats": floats, "text-like bytes": text, "random bytes": noise}
+
+
+def bench_compression(rep: Report, quick: bool) -> None:
+    import lz4.frame
+    import zstandard
+
+    mib = 16 if quick else 64
+    repeat = 3 if quick else 5
+    rep.section(f"compression: {mib} MiB per kind of data")
+    data = _compression_data(mib)
+    noise = data["random bytes"]
+    holder: dict[str, Any] = {}
+
+    t_none = _median(lambda: holder.__setitem__("f", tether.dumps(noise, transport="network")), repeat, holder.clear)
+    t_auto = _median(
+        lambda: holder.__setitem__("f", tether.dumps(noise, compression="auto", transport="network")), repeat, holder.clear
+    )
+    rep.row("incompressible, compression='none' (network)", t_none)
+    rep.row("incompressible, compression='auto' (network)", t_auto, tether.last_decision().compression_reason)
+    rep.target("auto vs none on incompressible data", t_auto / t_none, 1.05)
+
+    for kind in ("floats with repeats", "text-like bytes"):
+        value = data[kind]
+        raw = memoryview(value).cast("B") if isinstance(value, np.ndarray) else value
+        nbytes = len(raw)
+        t_lz4 = _median(lambda: lz4.frame.compress(raw), repeat)
+        t_auto = _median(
+            lambda: holder.__setitem__("f", tether.dumps(value, compression="auto", transport="network")),
+            repeat, holder.clear,
+        )
+        frame = tether.dumps(value, compression="auto", transport="network")
+        chosen = tether.inspect(frame).compression
+        rep.row(f"{kind}: lz4.frame.compress", t_lz4, f"{nbytes / t_lz4 / 1e9:.2f} GB/s")
+        rep.row(f"{kind}: tether auto -> {chosen}", t_auto,
+                f"{nbytes / t_auto / 1e9:.2f} GB/s, ratio {len(frame) / nbytes:.3f}")
+        rep.target(f"auto throughput vs lz4 ({kind})", t_auto / t_lz4, 1 / 0.9)
+        t_load = _median(lambda: tether.loads(frame), repeat)
+        rep.row(f"{kind}: tether.loads (decompress)", t_load, f"{nbytes / t_load / 1e9:.2f} GB/s")
+
+    print("\n  ratio (stored/raw) and compress / decompress throughput, GB/s:")
+    kinds = list(data)
+    print("  " + f"{'algorithm':<14}" + "".join(f"{k:>34}" for k in kinds))
+    dctx = zstandard.ZstdDecompressor()
+    algos: list[tuple[str, Any, Any]] = [
+        ("lz4 0", lambda b: lz4.frame.compress(b, compression_level=0), lz4.frame.decompress),
+        ("lz4 9", lambda b: lz4.frame.compress(b, compression_level=9), lz4.frame.decompress),
+        ("zstd 1", zstandard.ZstdCompressor(level=1).compress, dctx.decompress),
+        ("zstd 3", zstandard.ZstdCompressor(level=3).compress, dctx.decompress),
+        ("zstd 9", zstandard.ZstdCompressor(level=9).compress, dctx.decompress),
+        ("gzip 1", lambda b: zlib.compress(b, 1), zlib.decompress),
+        ("gzip 6", lambda b: zlib.compress(b, 6), zlib.decompress),
+    ]
+
+    table_mib = 8 if quick else 32
+    for name, comp, decomp in algos:
+        cells = []
+        for kind in kinds:
+            value = data[kind]
+            raw = bytes(memoryview(value).cast("B")[: table_mib << 20]) if isinstance(value, np.ndarray) else value[: table_mib << 20]
+            tc = _median(lambda: holder.__setitem__("c", comp(raw)), 3)
+            packed = comp(raw)
+            td = _median(lambda: decomp(packed), 3)
+            cells.append(f"{len(packed) / len(raw):6.3f} {len(raw) / tc / 1e9:6.2f} / {len(raw) / td / 1e9:6.2f}")
+        print("  " + f"{name:<14}" + "".join(f"{c:>34}" for c in cells))
+
+
 def run(*, quick: bool = False, only: list[str] | None = None) -> int:
     """Run the benchmark groups and print their figures; 0 unless something crashed."""
     rep = Report()
     print(f"tether {tether.__version__} bench, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
           f"{', quick' if quick else ''}")
-    groups = {"etf": bench_etf, "ndarray": bench_ndarray}
+    groups = {"etf": bench_etf, "ndarray": bench_ndarray, "compression": bench_compression}
     for name, fn in groups.items():
         if only and name not in only:
             continue
