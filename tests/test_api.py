@@ -163,7 +163,7 @@ def test_decision_is_logged(caplog):
 
 def test_explicit_format_and_errors():
     assert roundtrip([1, 2], format="pickle") == [1, 2]
-    with pytest.raises(tether.UnsupportedFormatError, match="Valid options are: etf, ndarray, pickle, raw, scalar"):
+    with pytest.raises(tether.UnsupportedFormatError, match="Valid options are: arrow, etf, ndarray, pickle, raw, scalar"):
         tether.dumps(1, format="nope")
     with pytest.raises(tether.ValidationError, match="transport"):
         tether.dumps(1, transport="carrier-pigeon")

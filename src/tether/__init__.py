@@ -15,12 +15,13 @@ array([0, 1, 2])
 
 __version__ = "0.1.0"
 
-from . import compression, etf, formats
+from . import arrow, compression, etf, formats
 from ._api import Encoded, FrameInfo, dumps, encode, inspect, loads, verify
 from ._errors import (
     ChecksumError,
     DecodeError,
     EncodeError,
+    FallbackWarning,
     LimitError,
     LossyConversionWarning,
     MappingError,
@@ -43,6 +44,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "Encoded",
+    "FallbackWarning",
     "FrameInfo",
     "FrozenList",
     "FrozenMap",
@@ -62,6 +64,7 @@ __all__ = [
     "UntrustedPickleError",
     "ValidationError",
     "__version__",
+    "arrow",
     "compression",
     "dumps",
     "encode",

@@ -9,6 +9,7 @@ import os
 import platform
 import struct
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -18,6 +19,7 @@ from ._errors import (
     ChecksumError,
     DecodeError,
     EncodeError,
+    FallbackWarning,
     MappingError,
     TetherError,
     TruncatedError,
@@ -196,6 +198,24 @@ class Encoded:
         return f"<tether.Encoded {self.decision.format} {self.nbytes} B>"
 
 
+# When a format cannot take a value under format="auto", the next one tries.
+_FALLBACK = {"arrow": "etf", "etf": "pickle"}
+
+
+def _arrow_ipc_compression(compression: str, level: int | None, transport: str, ectx: EncodeContext, decision: Decision) -> str:
+    """Arrow payloads compress per buffer inside the IPC stream, so readers still get Arrow buffers."""
+    from .formats.arrow import IPC_CODECS
+
+    codec = compression
+    if compression == "auto":
+        codec = "lz4" if transport in LEAVING else "none"
+    if codec in IPC_CODECS:
+        ectx.options["ipc_compression"] = codec
+        decision.notes.append(f"Arrow IPC buffer compression: {codec}")
+        return "none"
+    return compression
+
+
 def _join(segments: list[Any], n: int) -> memoryview:
     """One contiguous buffer of the payload (a view when it already is one)."""
     if len(segments) == 1 and not isinstance(segments[0], Segment):
@@ -324,6 +344,8 @@ def encode(
     if metadata is not None and not isinstance(metadata, Mapping):
         raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
     ectx = EncodeContext(dict(options or {}))
+    if format == "auto":
+        ectx.options["_auto"] = True
 
     if format == "auto":
         name, reason, estimate = choose(obj)
@@ -335,26 +357,35 @@ def encode(
         decision = Decision(fmt.name, "requested by the caller", None, requested=format)
 
     fmt = _formats.get(decision.format)
-    try:
-        payload = fmt.encode(obj, ectx)
-    except MappingError as exc:
-        if format != "auto" or decision.format == "pickle":
+    if fmt.name == "arrow":
+        compression = _arrow_ipc_compression(compression, level, transport, ectx, decision)
+    payload = None
+    while payload is None:
+        try:
+            payload = fmt.encode(obj, ectx)
+        except EncodeError as exc:
+            nxt = _FALLBACK.get(fmt.name)
+            if format != "auto" or nxt is None:
+                raise
+            # Retry with the next format that can hold the value, and say why.
+            decision.notes.append(str(exc))
+            decision.fallback_from = decision.fallback_from or fmt.name
+            decision.reason = f"{fmt.name} could not take the value: {exc}"
+            decision.format = nxt
+            if fmt.name == "arrow":
+                warnings.warn(f"Sent as {nxt} instead of arrow: {exc}", FallbackWarning, stacklevel=3)
+            fmt = _formats.get(nxt)
+        except TetherError:
             raise
-        # Retry with a format that can hold any Python object, and say why.
-        decision.notes.append(str(exc))
-        decision.fallback_from = decision.format
-        decision.format = "pickle"
-        decision.reason = f"{decision.fallback_from} could not map a part of the value: {exc}"
-        fmt = _formats.get("pickle")
-        payload = fmt.encode(obj, ectx)
-    except TetherError:
-        raise
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise EncodeError(f"{fmt.name} cannot encode {type(obj).__qualname__}: {exc}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(f"{fmt.name} cannot encode {type(obj).__qualname__}: {exc}") from exc
     decision.payload_size = payload.nbytes
 
     codec, clevel, creason = _compression.resolve(compression, level, payload, transport, fmt, bandwidth=bandwidth)
     decision.compression, decision.compression_reason = codec.name, creason
+    if "ipc_compression" in ectx.options:
+        decision.compression = f"arrow-ipc/{ectx.options['ipc_compression']}"
+        decision.compression_reason = "Arrow compresses per buffer inside the IPC stream"
     segments = payload.segments
     raw_len = payload.nbytes
     stored_len = raw_len

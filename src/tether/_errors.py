@@ -14,7 +14,9 @@ Every failure tether reports on bad input or bad options is one of these::
     ├── UnsupportedFormatError       no format or compressor is registered under that id
     └── UntrustedPickleError         a pickle frame was met without ``allow_pickle=True``
 
-Warnings about conversions that lose meaning are :class:`LossyConversionWarning`.
+Warnings about conversions that lose meaning are :class:`LossyConversionWarning`;
+a value sent in another format than the one first chosen warns with
+:class:`FallbackWarning`.
 
 Messages name the place at fault as a path (``$.rows[3].price``) and say what
 to do about it.
@@ -26,6 +28,7 @@ __all__ = [
     "ChecksumError",
     "DecodeError",
     "EncodeError",
+    "FallbackWarning",
     "LimitError",
     "LossyConversionWarning",
     "MappingError",
@@ -89,3 +92,7 @@ class UntrustedPickleError(TetherError):
 
 class LossyConversionWarning(UserWarning):
     """A value was converted in a way that loses meaning; the message says where."""
+
+
+class FallbackWarning(UserWarning):
+    """A value could not take the format chosen first and was sent in another; the message says why."""

@@ -148,22 +148,33 @@ static PyObject *big_int(const unsigned char *p, Py_ssize_t n, int sign) {
     return v;
 }
 
-/* decode(buf, pos, binaries, charlists_str, atoms_str, none_atom, max_depth, max_atoms) -> (value, end) */
-static PyObject *decode(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t pos, max_depth, max_atoms;
-    int binmode, chars_str, atoms_str;
-    PyObject *none_atom;
-    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
-                          &none_atom, &max_depth, &max_atoms))
-        return NULL;
-    const unsigned char *buf = view.buf;
-    const Py_ssize_t end = view.len;
-    AtomOpts aopts = {atoms_str, none_atom == Py_None ? NULL : none_atom, max_atoms};
-    AtomCache atoms = {NULL, 0, 0};
-    Frame *stack = NULL;
-    Py_ssize_t depth = 0, cap = 0;
-    PyObject *value = NULL, *result = NULL;
+typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t end;
+    int binmode, chars_str;
+    Py_ssize_t max_depth;
+    AtomOpts aopts;
+    AtomCache atoms;
+    Frame *stack;
+    Py_ssize_t cap;
+} Ctx;
+
+static void ctx_free(Ctx *c) {
+    PyMem_Free(c->stack);
+    atoms_free(&c->atoms);
+}
+
+/* Decode the term at *ppos; on success set *ppos past it. NULL with Fallback (or another error) set. */
+static PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos) {
+    const unsigned char *buf = ctx->buf;
+    const Py_ssize_t end = ctx->end;
+    const int binmode = ctx->binmode, chars_str = ctx->chars_str;
+    const Py_ssize_t max_depth = ctx->max_depth;
+    AtomCache *atomsp = &ctx->atoms;
+    const AtomOpts *aopts = &ctx->aopts;
+    Py_ssize_t pos = *ppos;
+    Py_ssize_t depth = 0;
+    PyObject *value = NULL;
 
     if (pos < 0 || pos > end) goto fallback;
     for (;;) {
@@ -196,7 +207,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
             n = buf[pos];
             pos += 1;
             NEED(n);
-            value = atom_value(&atoms, buf + pos, n, tag == 115, &aopts);
+            value = atom_value(atomsp, buf + pos, n, tag == 115, aopts);
             pos += n;
             break;
         case 118: case 100: /* ATOM_UTF8, ATOM */
@@ -204,7 +215,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
             n = (buf[pos] << 8) | buf[pos + 1];
             pos += 2;
             NEED(n);
-            value = atom_value(&atoms, buf + pos, n, tag == 100, &aopts);
+            value = atom_value(atomsp, buf + pos, n, tag == 100, aopts);
             pos += n;
             break;
         case 109: case 77: { /* BINARY, BIT_BINARY */
@@ -270,14 +281,14 @@ static PyObject *decode(PyObject *self, PyObject *args) {
                 break;
             }
             if (depth >= max_depth) goto fallback;
-            if (depth == cap) {
-                Py_ssize_t ncap = cap ? cap * 2 : 32;
-                Frame *ns = PyMem_Realloc(stack, (size_t)ncap * sizeof(Frame));
+            if (depth == ctx->cap) {
+                Py_ssize_t ncap = ctx->cap ? ctx->cap * 2 : 32;
+                Frame *ns = PyMem_Realloc(ctx->stack, (size_t)ncap * sizeof(Frame));
                 if (!ns) { PyErr_NoMemory(); goto error; }
-                stack = ns;
-                cap = ncap;
+                ctx->stack = ns;
+                ctx->cap = ncap;
             }
-            Frame *f = &stack[depth];
+            Frame *f = &ctx->stack[depth];
             f->kind = (kind == K_LIST && n == 0) ? K_TAIL : kind;
             f->index = 0;
             f->remaining = terms;
@@ -299,7 +310,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         /* Hand the value to the innermost container; close those it completes. */
         for (;;) {
             if (depth == 0) goto done;
-            Frame *f = &stack[depth - 1];
+            Frame *f = &ctx->stack[depth - 1];
             if (f->kind == K_LIST || f->kind == K_TUPLE) {
                 if (f->kind == K_LIST) PyList_SET_ITEM(f->obj, f->index, value);
                 else PyTuple_SET_ITEM(f->obj, f->index, value);
@@ -351,9 +362,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     }
 
 done:
-    result = Py_BuildValue("(Nn)", value, pos);
-    value = NULL;
-    goto cleanup;
+    *ppos = pos;
+    return value;
 fallback:
     if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
         PyErr_Clear();
@@ -361,15 +371,130 @@ fallback:
     }
 error:
     Py_XDECREF(value);
-    result = NULL;
-cleanup:
     for (Py_ssize_t i = 0; i < depth; i++) {
         /* Unfilled list/tuple slots are NULL, which their deallocators accept. */
-        Py_XDECREF(stack[i].obj);
-        Py_XDECREF(stack[i].key);
+        Py_XDECREF(ctx->stack[i].obj);
+        Py_XDECREF(ctx->stack[i].key);
     }
-    PyMem_Free(stack);
-    atoms_free(&atoms);
+    return NULL;
+}
+
+static int ctx_init(Ctx *c, Py_buffer *view, int binmode, int chars_str, int atoms_str, PyObject *none_atom,
+                    Py_ssize_t max_depth, Py_ssize_t max_atoms) {
+    memset(c, 0, sizeof(*c));
+    c->buf = view->buf;
+    c->end = view->len;
+    c->binmode = binmode;
+    c->chars_str = chars_str;
+    c->max_depth = max_depth;
+    c->aopts.atoms_as_str = atoms_str;
+    c->aopts.none_atom = none_atom == Py_None ? NULL : none_atom;
+    c->aopts.max_atoms = max_atoms;
+    return 0;
+}
+
+/* decode(buf, pos, binaries, charlists_str, atoms_str, none_atom, max_depth, max_atoms) -> (value, end) */
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, max_depth, max_atoms;
+    int binmode, chars_str, atoms_str;
+    PyObject *none_atom;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms))
+        return NULL;
+    Ctx ctx;
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms);
+    PyObject *value = decode_value(&ctx, &pos);
+    PyObject *result = value ? Py_BuildValue("(Nn)", value, pos) : NULL;
+    ctx_free(&ctx);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* decode_columns(buf, pos, binaries, charlists_str, atoms_str, none_atom, max_depth, max_atoms)
+ *   -> (keys, columns, rows, end)
+ * The term at pos must be a list of maps (or []): every map's values are
+ * appended to one list per key, so no Python dict is built per row. Keys
+ * missing from a row, or first seen after it, get None there. */
+static PyObject *decode_columns(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, max_depth, max_atoms;
+    int binmode, chars_str, atoms_str;
+    PyObject *none_atom;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms))
+        return NULL;
+    Ctx ctx;
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms);
+    const unsigned char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    PyObject *index = PyDict_New();   /* key -> column number */
+    PyObject *keys = PyList_New(0);
+    PyObject *columns = PyList_New(0);
+    PyObject *result = NULL, *key = NULL, *value = NULL;
+    Py_ssize_t rows = 0, nrows = 0;
+    if (!index || !keys || !columns) goto error;
+    if (pos >= end) goto fallback;
+    if (buf[pos] == 106) { pos++; goto finish; }
+    if (buf[pos] != 108 || end - pos < 5) goto fallback;
+    rows = (Py_ssize_t)be32(buf + pos + 1);
+    pos += 5;
+    if (rows > end - pos) goto fallback;
+    for (nrows = 0; nrows < rows; nrows++) {
+        if (end - pos < 5 || buf[pos] != 116) goto fallback;
+        Py_ssize_t pairs = (Py_ssize_t)be32(buf + pos + 1);
+        pos += 5;
+        if (2 * pairs > end - pos) goto fallback;
+        for (Py_ssize_t i = 0; i < pairs; i++) {
+            key = decode_value(&ctx, &pos);
+            if (!key) goto error;
+            value = decode_value(&ctx, &pos);
+            if (!value) goto error;
+            PyObject *col_no = PyDict_GetItemWithError(index, key);
+            PyObject *col;
+            if (col_no) {
+                col = PyList_GET_ITEM(columns, PyLong_AsSsize_t(col_no));
+                if (PyList_GET_SIZE(col) != nrows) goto fallback; /* duplicate key in a row */
+            } else {
+                if (PyErr_Occurred()) { PyErr_Clear(); goto fallback; } /* unhashable key */
+                col = PyList_New(nrows);
+                if (!col) goto error;
+                for (Py_ssize_t r = 0; r < nrows; r++) PyList_SET_ITEM(col, r, Py_NewRef(Py_None));
+                PyObject *no = PyLong_FromSsize_t(PyList_GET_SIZE(columns));
+                int rc = no ? PyDict_SetItem(index, key, no) : -1;
+                Py_XDECREF(no);
+                if (rc < 0 || PyList_Append(columns, col) < 0 || PyList_Append(keys, key) < 0) { Py_DECREF(col); goto error; }
+                Py_DECREF(col);
+            }
+            if (PyList_Append(col, value) < 0) goto error;
+            Py_CLEAR(key);
+            Py_CLEAR(value);
+        }
+        /* pad the columns this row did not mention */
+        for (Py_ssize_t c = 0; c < PyList_GET_SIZE(columns); c++) {
+            PyObject *col = PyList_GET_ITEM(columns, c);
+            if (PyList_GET_SIZE(col) == nrows && PyList_Append(col, Py_None) < 0) goto error;
+        }
+    }
+    if (pos >= end || buf[pos] != 106) goto fallback; /* improper list of rows */
+    pos++;
+finish:
+    result = Py_BuildValue("(OOnn)", keys, columns, nrows, pos);
+    goto cleanup;
+fallback:
+    if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
+        PyErr_Clear();
+        PyErr_SetString(Fallback, "fallback");
+    }
+error:
+    result = NULL;
+cleanup:
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    Py_XDECREF(index);
+    Py_XDECREF(keys);
+    Py_XDECREF(columns);
+    ctx_free(&ctx);
     PyBuffer_Release(&view);
     return result;
 }
@@ -435,6 +560,7 @@ static PyObject *copy(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"copy", copy, METH_VARARGS, "Copy a buffer into another at an offset, fast for any relative alignment."},
     {"decode", decode, METH_VARARGS, "Decode one ETF term at an offset; raises Fallback when Python must."},
+    {"decode_columns", decode_columns, METH_VARARGS, "Decode a list of maps into per-key column lists."},
     {"configure", configure, METH_VARARGS, "Set the Python types and helpers the decoder builds with."},
     {NULL, NULL, 0, NULL},
 };

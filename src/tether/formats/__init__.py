@@ -10,7 +10,7 @@ Examples
 >>> tether.formats.get("ndarray").id
 3
 >>> sorted(tether.formats.names())[:3]
-['etf', 'ndarray', 'pickle']
+['arrow', 'etf', 'ndarray']
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def names() -> list[str]:
     return registry.names()
 
 
-from . import etf, ndarray, pickle, raw, scalar  # noqa: E402  (registration on import)
+from . import arrow, etf, ndarray, pickle, raw, scalar  # noqa: E402  (registration on import)
 
-for _mod in (raw, scalar, ndarray, etf, pickle):
+for _mod in (raw, scalar, ndarray, etf, arrow, pickle):
     register(_mod.FORMAT)
 del _mod

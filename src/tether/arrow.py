@@ -1,0 +1,340 @@
+"""Columnar conversion between BEAM/Python data and Arrow.
+
+Schema inference, per column (every non-null value is looked at):
+
+==========================================  ===================================
+values                                      Arrow type
+==========================================  ===================================
+integers                                    int64; uint64 when above 2**63 - 1
+floats                                      float64
+integers and floats mixed                   float64, with a LossyConversionWarning
+binaries (bytes) all valid UTF-8            utf8; otherwise binary
+Python str                                  utf8
+atoms (:class:`tether.Atom`)                dictionary<int32, utf8>
+booleans                                    bool
+``nil`` / None                              null (or the column's nulls)
+lists                                       list<inferred>
+maps                                        struct<inferred>
+Elixir ``DateTime`` structs                 timestamp[us, tz]
+Elixir ``Decimal`` structs                  decimal128(38, scale) when it fits
+Python datetime / decimal.Decimal           timestamp / decimal128
+==========================================  ===================================
+
+A column Arrow cannot hold (tuples, integers beyond 64 bits, pids, mixed
+kinds) raises :class:`ColumnError`; ``tether.dumps`` then falls back to etf
+(or pickle) with a warning, and the decision record says which column and why.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import warnings
+from typing import Any
+
+import pyarrow as pa
+
+from . import _etf
+from ._errors import EncodeError, LossyConversionWarning, ValidationError
+from ._types import Atom
+
+__all__ = ["ColumnError", "from_etf", "to_table"]
+
+_INT53 = 1 << 53
+_NoneType = type(None)
+
+
+class ColumnError(EncodeError):
+    """A column that Arrow cannot hold without losing meaning."""
+
+
+def _col_name(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, bytes):
+        try:
+            return key.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    raise ColumnError(f"Column name {key!r} is not text; Arrow column names must be strings or UTF-8 binaries.")
+
+
+def _first_index(values: list, kind: type) -> int:
+    for i, v in enumerate(values):
+        if type(v) is kind:
+            return i
+    return -1
+
+
+def _is_struct(value: Any, name: str) -> bool:
+    return isinstance(value, dict) and value.get(Atom("__struct__")) == name
+
+
+def _datetime_us(v: dict) -> int:
+    """Microseconds since the epoch of an Elixir DateTime struct decoded from ETF."""
+    g = v.get
+    micro = g(Atom("microsecond"), (0, 0))
+    us = micro[0] if isinstance(micro, tuple) else int(micro)
+    naive = _dt.datetime(g(Atom("year")), g(Atom("month")), g(Atom("day")), g(Atom("hour")), g(Atom("minute")), g(Atom("second")))
+    offset = (g(Atom("utc_offset")) or 0) + (g(Atom("std_offset")) or 0)
+    epoch = _dt.datetime(1970, 1, 1)
+    return ((naive - epoch).days * 86400 + (naive - epoch).seconds - offset) * 1_000_000 + us
+
+
+def _decimal(v: dict) -> decimal.Decimal:
+    sign, coef, exp = v.get(Atom("sign")), v.get(Atom("coef")), v.get(Atom("exp"))
+    if not isinstance(coef, int):
+        raise ColumnError(f"Decimal with coefficient {coef!r} (NaN or infinity) has no decimal128 form.")
+    return decimal.Decimal((0 if sign == 1 else 1, tuple(int(d) for d in str(coef)), exp))
+
+
+def column_to_arrow(name: str, values: list, *, strict: bool = False) -> pa.Array:
+    """Build one Arrow array from Python/BEAM values following the inference table.
+
+    ``strict`` raises :class:`ColumnError` where a lossy conversion would only warn.
+    """
+    kinds = set(map(type, values))
+    kinds.discard(_NoneType)
+    try:
+        return _column(name, values, kinds, strict)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
+        if isinstance(exc, ColumnError):
+            raise
+        raise ColumnError(f"Column {name!r} cannot be represented in Arrow: {exc}.") from exc
+
+
+def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
+    message = f"Column {name!r} row {row}: {what}. {fix}"
+    if strict:
+        raise ColumnError(message)
+    warnings.warn(message, LossyConversionWarning, stacklevel=4)
+
+
+def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
+    if not kinds:
+        return pa.nulls(len(values))
+    if kinds == {bool}:
+        return pa.array(values, pa.bool_())
+    if kinds == {int}:
+        try:
+            return pa.array(values, pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            lo = min(v for v in values if v is not None)
+            hi = max(v for v in values if v is not None)
+            if lo >= 0 and hi < (1 << 64):
+                return pa.array(values, pa.uint64())
+            row = next(i for i, v in enumerate(values) if v is not None and not -(1 << 63) <= v < (1 << 64))
+            raise ColumnError(
+                f"Column {name!r} row {row}: integer {values[row]} is beyond 64 bits; Arrow has no such type. "
+                "Send it as a binary or string, or keep the value as etf."
+            ) from None
+    if kinds <= {int, float}:
+        if int in kinds:
+            if kinds == {int, float}:
+                row = _first_index(values, int if type(values[_first_index(values, float)]) is float else float)
+                _lossy(name, row, "integers mixed with floats are stored as float64",
+                       "Send every value as a float (5.0), or split the column.", strict)
+            big = next((i for i, v in enumerate(values) if type(v) is int and abs(v) > _INT53), -1)
+            if big >= 0:
+                _lossy(name, big, f"integer {values[big]} above 2**53 loses precision as float64",
+                       "Send the column as integers only, or as strings.", strict)
+        return pa.array(values, pa.float64())
+    if kinds == {bytes}:
+        arr = pa.array(values, pa.binary())
+        try:
+            return arr.cast(pa.utf8())  # Arrow validates the UTF-8 in C
+        except pa.ArrowInvalid:
+            return arr
+    if kinds == {str}:
+        return pa.array(values, pa.utf8())
+    if kinds == {Atom}:
+        return pa.array(values, pa.utf8()).dictionary_encode()
+    if kinds <= {_dt.datetime}:
+        return pa.array(values)
+    if kinds <= {decimal.Decimal}:
+        return pa.array(values)
+    if kinds == {dict}:
+        sample = next(v for v in values if v is not None)
+        if _is_struct(sample, "Elixir.DateTime"):
+            tz = sample.get(Atom("time_zone"), b"Etc/UTC")
+            tz = tz.decode() if isinstance(tz, bytes) else str(tz)
+            if tz != "Etc/UTC":
+                _lossy(name, 0, f"DateTime in zone {tz!r} is stored as UTC microseconds with zone {tz!r}",
+                       "Shift it to UTC in Elixir first if the zone matters.", False)
+            return pa.array([None if v is None else _datetime_us(v) for v in values], pa.timestamp("us", tz="UTC"))
+        if _is_struct(sample, "Elixir.Decimal"):
+            decs = [None if v is None else _decimal(v) for v in values]
+            arr = pa.array(decs)
+            if not pa.types.is_decimal128(arr.type) and not pa.types.is_decimal(arr.type):
+                raise ColumnError(f"Column {name!r}: decimals do not fit decimal128.")
+            return arr
+        keys: dict[Any, None] = {}
+        for v in values:
+            if v is not None:
+                keys.update(dict.fromkeys(v))
+        fields = []
+        for k in keys:
+            fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
+                                                         [None if v is None else v.get(k) for v in values],
+                                                         strict=strict)))
+        mask = pa.array([v is None for v in values])
+        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=mask)
+    if kinds == {list}:
+        flat: list = []
+        offsets = [0]
+        for v in values:
+            if v is not None:
+                flat.extend(v)
+            offsets.append(len(flat))
+        inner = column_to_arrow(f"{name}[]", flat, strict=strict)
+        mask = pa.array([v is None for v in values])
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner, mask=mask)
+    names = ", ".join(sorted(t.__name__ for t in kinds))
+    raise ColumnError(
+        f"Column {name!r} holds {names}; Arrow needs one kind per column "
+        "(tuples, pids and mixed kinds have no Arrow type). Keep such data as etf."
+    )
+
+
+def _numpy_column(col: Any) -> pa.Array | None:
+    if type(col).__module__.split(".")[0] == "numpy" and type(col).__name__ == "ndarray":
+        if col.ndim != 1:
+            raise ColumnError(f"Only 1-d NumPy columns fit a table, got shape {col.shape}.")
+        return pa.array(col)
+    return None
+
+
+def columnar_shape(obj: Any) -> tuple[str, int] | None:
+    """('list of dicts' | 'dict of columns', rows) when ``obj`` looks columnar, cheaply; else None."""
+    if type(obj) is list and obj and type(obj[0]) is dict and type(obj[-1]) is dict:
+        first = obj[0]
+        if not first or not all(type(k) is str for k in first):
+            return None
+        keys = first.keys()
+        if obj[-1].keys() != keys or obj[len(obj) // 2].keys() != keys:
+            return None
+        return "list of dicts", len(obj)
+    if type(obj) is dict and obj and all(type(k) is str for k in obj):
+        lengths = set()
+        for col in obj.values():
+            if type(col) is list or _numpy_column_like(col):
+                lengths.add(len(col))
+            else:
+                return None
+        if len(lengths) == 1:
+            return "dict of columns", lengths.pop()
+    return None
+
+
+def _numpy_column_like(col: Any) -> bool:
+    return type(col).__name__ == "ndarray" and type(col).__module__.split(".")[0] == "numpy" and col.ndim == 1
+
+
+def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.RecordBatch]:
+    """Convert ``obj`` to Arrow; return (source kind, table or batch).
+
+    Accepts pyarrow tables and batches, pandas and polars DataFrames, dicts of
+    equal-length columns and homogeneous lists of dicts.
+    """
+    from .formats.arrow import is_dataframe
+
+    if isinstance(obj, pa.Table):
+        return "table", obj
+    if isinstance(obj, pa.RecordBatch):
+        return "batch", obj
+    kind = is_dataframe(obj)
+    if kind == "pandas":
+        return "pandas", pa.Table.from_pandas(obj)
+    if kind == "polars":
+        return "polars", obj.to_arrow()
+    if type(obj) is dict:
+        arrays, names = [], []
+        lengths = set()
+        for key, col in obj.items():
+            name = _col_name(key)
+            arr = _numpy_column(col)
+            if arr is None:
+                if not isinstance(col, list):
+                    raise ColumnError(f"Column {name!r} is a {type(col).__name__}; columns must be lists or 1-d arrays.")
+                arr = column_to_arrow(name, col, strict=strict)
+            lengths.add(len(arr))
+            arrays.append(arr)
+            names.append(name)
+        if len(lengths) > 1:
+            raise ColumnError(f"Columns have different lengths {sorted(lengths)}; a table needs equal lengths.")
+        return "columns", pa.Table.from_arrays(arrays, names=names)
+    if type(obj) is list:
+        if not all(type(r) is dict for r in obj):
+            raise ColumnError("A list converts to a table only when every element is a dict (one row each).")
+        keys: dict[Any, None] = {}
+        for r in obj:
+            keys.update(dict.fromkeys(r))
+        if strict and any(len(r) != len(keys) for r in obj):
+            raise ColumnError("Rows have different keys; Arrow would add nulls for the missing ones.")
+        if strict and not all(type(k) is str for k in keys):
+            raise ColumnError("Row keys are not all str; Arrow column names would not round-trip.")
+        columns = {k: [r.get(k) for r in obj] for k in keys}
+        return "rows", _table(list(columns), list(columns.values()), strict)
+    raise ValidationError(f"Cannot make an Arrow table from {type(obj).__name__}.")
+
+
+def _table(keys: list, columns: list[list], strict: bool) -> pa.Table:
+    names = [_col_name(k) for k in keys]
+    arrays = [column_to_arrow(n, c, strict=strict) for n, c in zip(names, columns)]
+    return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
+
+
+def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
+    """Build an Arrow table straight from ETF bytes of a list of maps (or a map of equal-length lists).
+
+    The rows are read into one Python list per column, never a dict per row,
+    then each column is typed by the inference table in this module.
+
+    Parameters
+    ----------
+    data : bytes-like
+        What Elixir's ``:erlang.term_to_binary(rows)`` returns.
+
+    Returns
+    -------
+    pyarrow.Table
+
+    Examples
+    --------
+    >>> from tether import etf, Atom, arrow
+    >>> rows = [{Atom("id"): 1, Atom("name"): b"a"}, {Atom("id"): 2, Atom("name"): b"b"}]
+    >>> arrow.from_etf(etf.encode(rows)).to_pydict()
+    {'id': [1, 2], 'name': ['a', 'b']}
+    """
+    buf = bytes(data) if not isinstance(data, bytes) else data
+    opts = _etf.Options(limits=limits)
+    if len(buf) < 2 or buf[0] != _etf.VERSION:
+        return _from_value(_etf.decode(buf, opts))
+    if buf[1] == _etf.COMPRESSED:
+        buf = b"\x83" + _etf._inflate(buf, 2, opts.limits)
+    c = _etf._c
+    if c is not None:
+        lim = opts.limits
+        try:
+            keys, columns, _rows, end = c.decode_columns(buf, 1, 0, False, False, "nil", lim.max_depth, lim.max_atoms)
+        except c.Fallback:
+            pass
+        else:
+            if end == len(buf):
+                return _table(keys, columns, strict=False)
+    return _from_value(_etf.decode(buf, opts))
+
+
+def _from_value(value: Any) -> pa.Table:
+    if type(value) is list:
+        if not all(type(r) is dict for r in value):
+            raise ColumnError("from_etf needs a list of maps or a map of equal-length lists.")
+        keys: dict[Any, None] = {}
+        for r in value:
+            keys.update(dict.fromkeys(r))
+        return _table(list(keys), [[r.get(k) for r in value] for k in keys], strict=False)
+    if type(value) is dict:
+        if not all(type(v) is list for v in value.values()) or len({len(v) for v in value.values()}) > 1:
+            raise ColumnError("from_etf needs a list of maps or a map of equal-length lists.")
+        return _table(list(value), list(value.values()), strict=False)
+    raise ColumnError(f"from_etf needs a list of maps or a map of equal-length lists, got {type(value).__name__}.")
