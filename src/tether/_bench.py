@@ -292,13 +292,74 @@ def bench_compression(rep: Report, quick: bool) -> None:
         print("  " + f"{name:<14}" + "".join(f"{c:>34}" for c in cells))
 
 
+def bench_arrow(rep: Report, quick: bool) -> None:
+    import pyarrow as pa
+
+    rows = 400_000 if quick else 4_000_000
+    repeat = 3 if quick else 5
+    rep.section(f"arrow: {rows:,}-row table (int64, float64, utf8, bool)")
+    rng = np.random.default_rng(3)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon"])
+    table = pa.table({
+        "id": np.arange(rows, dtype="i8"),
+        "price": rng.random(rows),
+        "name": pa.array(words[rng.integers(0, 5, rows)]),
+        "ok": rng.random(rows) > 0.5,
+    })
+    holder: dict[str, Any] = {}
+
+    def arrow_write() -> None:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        holder["b"] = sink.getvalue()
+
+    t_pa = _median(arrow_write, repeat, holder.clear)
+    t_tt = _median(lambda: holder.__setitem__("f", tether.dumps(table)), repeat, holder.clear)
+    rep.row("pyarrow IPC stream write", t_pa)
+    rep.row("tether.dumps", t_tt, f"{table.nbytes / t_tt / 1e9:.2f} GB/s")
+    rep.target("arrow dumps vs pyarrow's own IPC write", t_tt / t_pa, 1.1)
+    frame = tether.dumps(table)
+    t_load = _per_call(lambda: tether.loads(frame), 100)
+    rep.row("tether.loads (zero-copy Table)", t_load)
+    rep.target("arrow loads", t_load, 100e-6, unit="s")
+
+    n = ROWS // 10 if quick else ROWS
+    data, _ = _erl_rows(n)
+    if data is not None:
+        t_from = _median(lambda: tether.arrow.from_etf(data), repeat)
+        t_base = _median(lambda: pa.Table.from_pylist(tether.etf.decode(data)), repeat)
+        rep.row(f"tether.arrow.from_etf ({n:,} maps from erl)", t_from)
+        rep.row("tether.etf.decode + Table.from_pylist", t_base)
+        rep.target("from_etf vs decode + from_pylist", t_from / t_base, 0.7)
+
+    try:
+        import pandas as pd
+    except ImportError:
+        print("  (pandas not installed: DataFrame round trip skipped)")
+    else:
+        df = table.slice(0, rows // 4).to_pandas()
+        t_tt = _median(lambda: tether.loads(tether.dumps(df)), repeat)
+        t_pk = _median(lambda: pickle.loads(pickle.dumps(df, protocol=5)), repeat)
+        rep.row(f"pandas DataFrame ({len(df):,} rows) round trip: tether", t_tt)
+        rep.row("pandas DataFrame round trip: pickle", t_pk)
+        rep.target("pandas round trip vs pickle", t_tt / t_pk, 0.5)
+
+    print("  etf vs arrow, dumps + loads of n Python rows {id, name, score}:")
+    for n in (16, 64, 256, 1024, 4096):
+        value = [{"id": i, "name": f"n{i}", "score": i * 0.5} for i in range(n)]
+        te = _per_call(lambda: tether.loads(tether.dumps(value, format="etf")), 20, 5)
+        ta = _per_call(lambda: tether.loads(tether.dumps(value, format="arrow")), 20, 5)
+        print(f"    {n:>5} rows: etf {_fmt_t(te)}  arrow {_fmt_t(ta)}  -> {'arrow' if ta < te else 'etf'}")
+
+
 def run(*, quick: bool = False, only: list[str] | None = None) -> int:
     """Run the benchmark groups and print their figures; 0 unless something crashed."""
     rep = Report()
     print(f"tether {tether.__version__} bench, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
           f"{', quick' if quick else ''}")
-    groups = {"etf": bench_etf, "ndarray": bench_ndarray, "compression": bench_compression}
+    groups = {"etf": bench_etf, "ndarray": bench_ndarray, "arrow": bench_arrow, "compression": bench_compression}
     for name, fn in groups.items():
         if only and name not in only:
             continue

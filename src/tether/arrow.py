@@ -15,13 +15,14 @@ booleans                                    bool
 ``nil`` / None                              null (or the column's nulls)
 lists                                       list<inferred>
 maps                                        struct<inferred>
+tuples of one arity (not under auto)       struct<"0": inferred, "1": inferred, ...>
 Elixir ``DateTime`` structs                 timestamp[us, tz]
 Elixir ``Decimal`` structs                  decimal128(38, scale) when it fits
 Python datetime / decimal.Decimal           timestamp / decimal128
 ==========================================  ===================================
 
-A column Arrow cannot hold (tuples, integers beyond 64 bits, pids, mixed
-kinds) raises :class:`ColumnError`; ``tether.dumps`` then falls back to etf
+A column Arrow cannot hold (integers beyond 64 bits, pids, mixed kinds, and
+tuples from Python, which would come back as dicts) raises :class:`ColumnError`; ``tether.dumps`` then falls back to etf
 (or pickle) with a warning, and the decision record says which column and why.
 """
 
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import itertools
+import operator
 import warnings
 from typing import Any
 
@@ -103,6 +106,13 @@ def column_to_arrow(name: str, values: list, *, strict: bool = False) -> pa.Arra
         raise ColumnError(f"Column {name!r} cannot be represented in Arrow: {exc}.") from exc
 
 
+def _mask(values: list) -> pa.Array | None:
+    """The null mask of a nested column, or None when nothing is null (the common case)."""
+    if None not in values:
+        return None
+    return pa.array([v is None for v in values])
+
+
 def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
     message = f"Column {name!r} row {row}: {what}. {fix}"
     if strict:
@@ -138,6 +148,8 @@ def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
             if big >= 0:
                 _lossy(name, big, f"integer {values[big]} above 2**53 loses precision as float64",
                        "Send the column as integers only, or as strings.", strict)
+            # The warning has been given: convert, as Arrow refuses inexact ints itself.
+            values = [float(v) if type(v) is int else v for v in values]
         return pa.array(values, pa.float64())
     if kinds == {bytes}:
         arr = pa.array(values, pa.binary())
@@ -177,18 +189,21 @@ def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
             fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
                                                          [None if v is None else v.get(k) for v in values],
                                                          strict=strict)))
-        mask = pa.array([v is None for v in values])
-        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=mask)
+        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=_mask(values))
     if kinds == {list}:
-        flat: list = []
-        offsets = [0]
-        for v in values:
-            if v is not None:
-                flat.extend(v)
-            offsets.append(len(flat))
+        present = values if None not in values else [v or () for v in values]
+        flat = list(itertools.chain.from_iterable(present))
+        offsets = pa.array(list(itertools.accumulate(map(len, present), initial=0)), pa.int32())
         inner = column_to_arrow(f"{name}[]", flat, strict=strict)
-        mask = pa.array([v is None for v in values])
-        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner, mask=mask)
+        return pa.ListArray.from_arrays(offsets, inner, mask=_mask(values))
+    if kinds == {tuple} and not strict:
+        arities = {len(v) for v in values if v is not None}
+        if len(arities) == 1:
+            arity = arities.pop()
+            filled = values if None not in values else [(None,) * arity if v is None else v for v in values]
+            fields = [column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict)
+                      for i in range(arity)]
+            return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values))
     names = ", ".join(sorted(t.__name__ for t in kinds))
     raise ColumnError(
         f"Column {name!r} holds {names}; Arrow needs one kind per column "

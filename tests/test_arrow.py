@@ -1,0 +1,239 @@
+"""Arrow: round trips over rich schemas, DataFrames, lists of maps from a real erl, malformed IPC."""
+
+from __future__ import annotations
+
+import binascii
+import datetime as dt
+import decimal
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, strategies as st
+
+import tether
+from tether import Atom, arrow
+
+
+def roundtrip(value, **kw):
+    return tether.loads(tether.dumps(value, **kw), **{k: v for k, v in kw.items() if k == "into"})
+
+
+# ---------------------------------------------------------------- hypothesis over schemas
+
+leaf_types = st.sampled_from([
+    pa.int8(), pa.int64(), pa.uint64(), pa.float32(), pa.float64(), pa.bool_(), pa.utf8(), pa.binary(),
+    pa.large_utf8(), pa.large_binary(), pa.date32(), pa.timestamp("us", tz="Europe/Paris"),
+    pa.timestamp("ns"), pa.decimal128(20, 4), pa.dictionary(pa.int32(), pa.utf8()),
+])
+arrow_types = st.recursive(
+    leaf_types,
+    lambda inner: st.one_of(
+        inner.map(pa.list_),
+        st.lists(inner, min_size=1, max_size=3).map(lambda ts: pa.struct([(f"f{i}", t) for i, t in enumerate(ts)])),
+    ),
+    max_leaves=4,
+)
+
+
+def _values(t: pa.DataType, n: int, draw) -> list:
+    if pa.types.is_dictionary(t):
+        return draw(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "ccc"])), min_size=n, max_size=n))
+    if pa.types.is_list(t):
+        return [None if draw(st.booleans()) and i % 3 == 0 else _values(t.value_type, draw(st.integers(0, 3)), draw)
+                for i in range(n)]
+    if pa.types.is_struct(t):
+        cols = {t.field(j).name: _values(t.field(j).type, n, draw) for j in range(t.num_fields)}
+        return [{k: cols[k][i] for k in cols} for i in range(n)]
+    strategy = {
+        "int8": st.integers(-128, 127), "int64": st.integers(-(2**63), 2**63 - 1), "uint64": st.integers(0, 2**64 - 1),
+        "float": st.floats(width=32, allow_nan=False), "double": st.floats(allow_nan=False), "bool": st.booleans(),
+        "string": st.text(max_size=20), "binary": st.binary(max_size=20), "large_string": st.text(max_size=20),
+        "large_binary": st.binary(max_size=20), "date32[day]": st.dates(),
+        "timestamp[us, tz=Europe/Paris]": st.datetimes(timezones=st.just(dt.timezone.utc)),
+        "timestamp[ns]": st.datetimes(min_value=dt.datetime(1700, 1, 1), max_value=dt.datetime(2200, 1, 1)),
+        "decimal128(20, 4)": st.decimals(min_value=-(10**15), max_value=10**15, places=4, allow_nan=False, allow_infinity=False),
+    }[str(t)]
+    return draw(st.lists(st.one_of(st.none(), strategy), min_size=n, max_size=n))
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(0, 30))
+    types = draw(st.lists(arrow_types, min_size=1, max_size=4))
+    cols = {f"c{i}": pa.array(_values(t, n, draw), type=t) for i, t in enumerate(types)}
+    return pa.table(cols)
+
+
+@given(tables(), st.sampled_from(["none", "lz4", "zstd", "gzip"]))
+def test_table_roundtrip_any_schema(table, comp):
+    frame = tether.dumps(table, compression=comp)
+    out = tether.loads(frame)
+    assert isinstance(out, pa.Table)
+    assert out.schema.equals(table.schema) and out.equals(table)
+    assert tether.loads(frame, into="pylist") == table.to_pylist()
+
+
+def test_loads_is_zero_copy_and_inspect_shows_schema():
+    table = pa.table({"x": np.arange(100_000, dtype="f8"), "s": ["a"] * 100_000})
+    frame = tether.dumps(table)
+    out = tether.loads(frame)
+    col = out.column("x").chunk(0).to_numpy()
+    assert np.shares_memory(col, np.frombuffer(frame, np.uint8))
+    info = tether.inspect(frame)
+    assert info.type["rows"] == 100_000 and info.type["batches"] == 1
+    assert "x: double" in info.type["schema"] and "schema" in str(info)
+
+
+def test_batches_and_into():
+    table = pa.table({"a": [1, 2, 3], "b": [1.5, None, 3.0]})
+    batch = table.to_batches()[0]
+    assert roundtrip(batch).equals(batch)
+    assert tether.loads(tether.dumps(table), into="pylist") == table.to_pylist()
+    cols = tether.loads(tether.dumps(table), into="numpy")
+    np.testing.assert_array_equal(cols["a"], [1, 2, 3])
+    with pytest.raises(tether.ValidationError, match="Valid options are: arrow, pandas, polars, pylist, numpy"):
+        tether.loads(tether.dumps(table), into="excel")
+
+
+def test_pandas_and_polars_roundtrip():
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    df = pd.DataFrame({"id": np.arange(5), "name": list("abcde"), "t": pd.date_range("2024-01-01", periods=5, tz="UTC")})
+    df.index = pd.Index([10, 11, 12, 13, 14], name="row")
+    out = roundtrip(df)
+    assert isinstance(out, pd.DataFrame)
+    pd.testing.assert_frame_equal(out, df)
+    pdf = pl.DataFrame({"id": [1, 2, 3], "v": [0.5, None, 2.5], "tag": ["x", "y", "z"]})
+    out = roundtrip(pdf)
+    assert isinstance(out, pl.DataFrame) and out.equals(pdf)
+    assert isinstance(tether.loads(tether.dumps(pdf), into="pandas"), pd.DataFrame)
+
+
+def test_columns_and_rows_roundtrip_their_kind():
+    columns = {"a": list(range(500)), "b": np.arange(500, dtype="f4"), "s": [str(i) for i in range(500)]}
+    out = roundtrip(columns)
+    assert tether.last_decision().format == "arrow"
+    assert out["a"] == columns["a"] and out["s"] == columns["s"]
+    assert isinstance(out["b"], np.ndarray) and out["b"].dtype == np.float32
+    rows = [{"id": i, "name": f"n{i}", "score": i / 2, "ok": i % 2 == 0, "blob": b"\x00\xff"} for i in range(500)]
+    assert roundtrip(rows) == rows
+    assert tether.last_decision().format == "arrow"
+    small = rows[:10]
+    assert roundtrip(small) == small and tether.last_decision().format == "etf"
+
+
+def test_unrepresentable_columns_fall_back_with_warning():
+    rows = [{"id": i, "pos": (i, i)} for i in range(500)]
+    with pytest.warns(tether.FallbackWarning, match="'pos'"):
+        out = roundtrip(rows)
+    assert out == rows
+    d = tether.last_decision()
+    assert d.format == "etf" and d.fallback_from == "arrow" and "pos" in d.reason
+    huge = {"n": [2**70] * 300}
+    with pytest.warns(tether.FallbackWarning, match="beyond 64 bits"):
+        assert roundtrip(huge) == huge
+
+
+def test_lossy_inference_warns_with_column_and_row():
+    with pytest.warns(tether.LossyConversionWarning, match=r"Column 'price' row 1: integers mixed with floats"):
+        t = arrow.from_etf(tether.etf.encode([{Atom("price"): 1.5}, {Atom("price"): 2}]))
+    assert t.column("price").type == pa.float64()
+    with pytest.warns(tether.LossyConversionWarning, match=r"above 2\*\*53"):
+        arrow.column_to_arrow("big", [2**60, 1.5])
+    with pytest.raises(arrow.ColumnError, match="beyond 64 bits"):
+        arrow.column_to_arrow("n", [-(2**70)])
+    assert arrow.column_to_arrow("u", [2**64 - 1]).type == pa.uint64()
+
+
+def test_inference_table():
+    cases = {
+        "int": ([1, None, 3], pa.int64()),
+        "float": ([1.5, None], pa.float64()),
+        "utf8": ([b"ok", b"\xc3\xa9"], pa.utf8()),
+        "binary": ([b"\xff\xfe"], pa.binary()),
+        "atom": ([Atom("a"), Atom("b"), Atom("a")], pa.dictionary(pa.int32(), pa.utf8())),
+        "bool": ([True, False], pa.bool_()),
+        "null": ([None, None], pa.null()),
+        "list": ([[1, 2], [], None], pa.list_(pa.int64())),
+        "struct": ([{Atom("x"): 1, Atom("y"): b"a"}], pa.struct([("x", pa.int64()), ("y", pa.utf8())])),
+    }
+    for name, (values, expected) in cases.items():
+        assert arrow.column_to_arrow(name, values).type == expected, name
+
+
+# ---------------------------------------------------------------- from BEAM
+
+
+@pytest.fixture(scope="module")
+def erl_rows(erl):
+    out = erl(
+        "main(_) ->\n"
+        "    Rows = [#{id => I, price => I * 1.5, name => <<\"item\", (integer_to_binary(I))/binary>>,\n"
+        "             kind => case I rem 2 of 0 -> even; 1 -> odd end, tags => [a, b], ok => I rem 3 =:= 0,\n"
+        "             note => case I of 2 -> nil; _ -> <<\"n\">> end,\n"
+        "             at => #{'__struct__' => 'Elixir.DateTime', year => 2024, month => 1, day => 2, hour => 3,\n"
+        "                     minute => 4, second => 5, microsecond => {I, 6}, time_zone => <<\"Etc/UTC\">>,\n"
+        "                     zone_abbr => <<\"UTC\">>, utc_offset => 0, std_offset => 0,\n"
+        "                     calendar => 'Elixir.Calendar.ISO'},\n"
+        "             amount => #{'__struct__' => 'Elixir.Decimal', sign => -1, coef => 12345 + I, exp => -2}}\n"
+        "            || I <- lists:seq(1, 1000)],\n"
+        "    io:format(\"~s~n~s~n\", [binary:encode_hex(term_to_binary(Rows)),\n"
+        "                             binary:encode_hex(term_to_binary(Rows, [compressed]))]).\n"
+    )
+    plain, packed = out.split()
+    return binascii.unhexlify(plain), binascii.unhexlify(packed)
+
+
+def test_from_etf_on_erl_rows(erl_rows):
+    plain, packed = erl_rows
+    table = arrow.from_etf(plain)
+    assert table.num_rows == 1000
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("name").type == pa.utf8()
+    assert table.schema.field("kind").type == pa.dictionary(pa.int32(), pa.utf8())
+    assert table.schema.field("tags").type == pa.list_(pa.dictionary(pa.int32(), pa.utf8()))
+    assert table.schema.field("ok").type == pa.bool_()
+    assert table.schema.field("at").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("amount").type == pa.decimal128(5, 2) or pa.types.is_decimal(table.schema.field("amount").type)
+    first = table.slice(0, 2).to_pylist()
+    assert first[0]["name"] == "item1" and first[1]["note"] is None
+    assert first[0]["at"] == dt.datetime(2024, 1, 2, 3, 4, 5, 1, tzinfo=dt.timezone.utc)
+    assert first[0]["amount"] == decimal.Decimal("-123.46")
+    assert arrow.from_etf(packed).equals(table)
+    # The same rows through a frame: etf from BEAM, then into Arrow.
+    py_rows = tether.etf.decode(plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = tether.dumps(table)
+    assert tether.loads(frame).equals(table)
+    assert len(py_rows) == 1000
+
+
+def test_from_etf_map_of_columns_and_errors():
+    data = tether.etf.encode({Atom("a"): [1, 2], Atom("b"): [b"x", b"y"]})
+    assert arrow.from_etf(data).to_pydict() == {"a": [1, 2], "b": ["x", "y"]}
+    with pytest.raises(arrow.ColumnError, match="list of maps"):
+        arrow.from_etf(tether.etf.encode([1, 2]))
+    rows = tether.etf.encode([{Atom("a"): 1}, {Atom("b"): 2}])
+    assert arrow.from_etf(rows).to_pydict() == {"a": [1, None], "b": [None, 2]}
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def test_malformed_ipc_inside_valid_frame():
+    frame = tether.dumps(pa.table({"s": ["abc", "def"] * 100}), checksum=False)
+    info = tether.inspect(frame)
+    start = info.payload_offset
+    for pos in range(start, len(frame), 7):
+        broken = bytearray(frame)
+        broken[pos] ^= 0xFF
+        try:
+            out = tether.loads(bytes(broken), options={"validate": "full"})
+        except tether.TetherError:
+            continue
+        assert isinstance(out, pa.Table)
+    with pytest.raises(tether.DecodeError, match="Arrow IPC stream is malformed"):
+        tether.loads(frame[:start] + bytes(len(frame) - start))
