@@ -15,8 +15,8 @@ array([0, 1, 2])
 
 __version__ = "0.1.0"
 
-from . import arrow, compression, etf, formats
-from ._api import Encoded, FrameInfo, dumps, encode, inspect, loads, verify
+from . import arrow, compression, etf, formats, shm
+from ._api import Encoded, FrameInfo, dump_into, dumps, encode, inspect, loads, verify
 from ._errors import (
     ChecksumError,
     DecodeError,
@@ -66,6 +66,7 @@ __all__ = [
     "__version__",
     "arrow",
     "compression",
+    "dump_into",
     "dumps",
     "encode",
     "etf",
@@ -75,5 +76,6 @@ __all__ = [
     "last_decision",
     "loads",
     "set_limits",
+    "shm",
     "verify",
 ]

@@ -480,6 +480,39 @@ def dumps(
     )
 
 
+def dump_into(obj: Any, region: Any, **options: Any) -> Any:
+    """Write ``obj`` as a frame straight into a shared-memory region, with no intermediate buffer.
+
+    Options are those of :func:`encode`; ``transport`` defaults to ``"shm"``.
+    The frame is visible to readers once this returns.
+
+    Returns
+    -------
+    tether.shm.FrameRef
+        Where the frame lives; ``region.view(ref)`` or ``tether.loads(region)`` reads it.
+
+    Examples
+    --------
+    >>> import tether
+    >>> from tether.shm import Region
+    >>> with Region.create(1 << 16) as region:
+    ...     ref = tether.dump_into({"k": [1, 2]}, region)
+    ...     tether.loads(region)
+    {'k': [1, 2]}
+    """
+    options.setdefault("transport", "shm")
+    enc = encode(obj, **options)
+    slot, _offset, view = region.reserve(enc.nbytes)
+    try:
+        enc.write_into(view)
+    except BaseException:
+        view.release()
+        region.release(slot)
+        raise
+    view.release()
+    return region.commit(slot)
+
+
 def _as_view(buf: Any) -> memoryview:
     region_view = getattr(buf, "__tether_buffer__", None)
     if region_view is not None:

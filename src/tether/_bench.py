@@ -13,6 +13,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import zlib
@@ -383,13 +384,93 @@ def bench_arrow(rep: Report, quick: bool) -> None:
         print(f"    {n:>5} rows: etf {_fmt_t(te)}  arrow {_fmt_t(ta)}  -> {'arrow' if ta < te else 'etf'}")
 
 
+_RSS_PROBE = """
+import sys, numpy as np, tether
+from tether.shm import RegionPool
+n = int(sys.argv[1])
+arr = np.random.default_rng(0).random(n // 8)
+pool = RegionPool(prefault=True, sweep=False)
+region = pool.acquire(n + (1 << 20))
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak (VmHWM) to the current RSS
+before = status('VmRSS:')
+tether.dump_into(arr, region)
+print(status('VmHWM:') - before)
+pool.close()
+"""
+
+
+def bench_shm(rep: Report, quick: bool) -> None:
+    from tether.shm import Region, RegionPool
+
+    mib = 64 if quick else 256
+    repeat = 3 if quick else 5
+    rep.section(f"shared memory: {mib} MiB float64 array")
+    arr = np.random.default_rng(5).random(mib * (1 << 20) // 8)
+    warm = np.empty_like(arr)
+    np.copyto(warm, arr)
+    t_copy = _median(lambda: np.copyto(warm, arr), repeat)
+    rep.row("np.copyto into a warm array", t_copy, f"{arr.nbytes / t_copy / 1e9:.1f} GB/s")
+    del warm
+    pool = RegionPool(prefault=True, sweep=False)
+    region = pool.acquire(arr.nbytes + (1 << 20))
+    try:
+        def pooled() -> None:
+            region.reset()
+            tether.dump_into(arr, region)
+
+        t_pool = _median(pooled, repeat)
+        rep.row("tether.dump_into a pooled (warm) region", t_pool, f"{arr.nbytes / t_pool / 1e9:.1f} GB/s")
+        rep.target("pooled write bandwidth vs np.copyto (inverse)", t_pool / t_copy, 1 / 0.8)
+        print(f"  pool: {pool.stats.prefaulted_bytes >> 20} MiB prefaulted, hit rate {pool.stats.hit_rate:.0%}")
+
+        def fresh() -> None:
+            with Region.create(arr.nbytes + (1 << 20)) as r:
+                tether.dump_into(arr, r)
+
+        t_fresh = _median(fresh, max(2, repeat // 2))
+        rep.row("tether.dump_into a fresh region", t_fresh, f"{arr.nbytes / t_fresh / 1e9:.1f} GB/s, "
+                f"{t_fresh / t_pool:.1f}× the pooled time")
+
+        for size_mib in ((mib,) if quick else (256, 1024)):
+            with Region.create(size_mib << 20) as r:
+                tether.dump_into(np.zeros((size_mib << 20) // 8 - 1024), r)
+                name = r.name
+
+                def attach_load() -> None:
+                    reader = Region.attach(name)
+                    tether.loads(reader)
+                    reader.close()
+
+                t = _per_call(attach_load, 100)
+                rep.row(f"attach + loads of a {size_mib} MiB frame", t)
+                rep.target(f"attach + loads at {size_mib} MiB", t, 100e-6, unit="s")
+    finally:
+        pool.release(region)
+        pool.close()
+    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(arr.nbytes)], capture_output=True, text=True, timeout=300)
+    if out.returncode == 0:
+        grown = int(out.stdout.strip())
+        rep.row("peak RSS growth while writing into a region", 0.0, f"{grown / 2**20:.1f} MiB "
+                f"= {grown / arr.nbytes:.1%} of the payload")
+        rep.target("peak RSS growth / payload (inverse %)", grown / arr.nbytes, 0.05)
+    else:
+        print(f"  RSS probe failed: {out.stderr.strip()[-200:]}")
+
+
 def run(*, quick: bool = False, only: list[str] | None = None) -> int:
     """Run the benchmark groups and print their figures; 0 unless something crashed."""
     rep = Report()
     print(f"tether {tether.__version__} bench, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
           f"{', quick' if quick else ''}")
-    groups = {"etf": bench_etf, "ndarray": bench_ndarray, "arrow": bench_arrow, "compression": bench_compression}
+    groups = {
+        "etf": bench_etf, "ndarray": bench_ndarray, "shm": bench_shm, "arrow": bench_arrow,
+        "compression": bench_compression,
+    }
     for name, fn in groups.items():
         if only and name not in only:
             continue

@@ -29,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="compare tether with its peers on this machine")
     p_bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     p_bench.add_argument("--only", action="append", default=None, help="run only these groups (repeatable)")
+    p_shm = sub.add_parser("shm", help="shared-memory regions")
+    shm_sub = p_shm.add_subparsers(dest="shm_cmd", required=True)
+    shm_sub.add_parser("gc", help="remove regions whose owner process is dead")
+    shm_sub.add_parser("ls", help="list tether regions in /dev/shm")
     args = parser.parse_args(argv)
 
     from . import TetherError
@@ -48,6 +52,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(info)
         if args.cmd == "verify":
             print(f"verified  {info.checksum_covers}")
+        return 0
+    if args.cmd == "shm":
+        from . import shm
+
+        if args.shm_cmd == "gc":
+            removed = shm.gc()
+            for path in removed:
+                print(f"removed {path}")
+            print(f"{len(removed)} orphaned region(s) removed")
+            return 0
+        import os
+
+        for name in sorted(os.listdir("/dev/shm")):
+            if name.startswith("tether-"):
+                try:
+                    r = shm.Region.attach(name)
+                    print(f"{name}  {r.capacity:>12} B  owner {r.owner_pid}  frames {len(r.frames())}")
+                    r.close()
+                except TetherError as exc:
+                    print(f"{name}  unreadable: {exc}")
         return 0
     if args.cmd == "bench":
         from ._bench import run

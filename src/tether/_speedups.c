@@ -519,7 +519,35 @@ static PyObject *configure(PyObject *self, PyObject *args) {
  * normal case for a bytes object (data at 48 mod 64) and a NumPy array. This
  * aligns the destination and streams with non-temporal stores, so the copy
  * runs at memory bandwidth whatever the relative alignment. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static void copy_avx2(char *dst, const char *src, size_t n) {
+    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
+    if (head > n) head = n;
+    memcpy(dst, src, head);
+    dst += head; src += head; n -= head;
+    size_t blocks = n / 128;
+    for (size_t i = 0; i < blocks; i++) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(src + 0));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(src + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(src + 64));
+        __m256i d = _mm256_loadu_si256((const __m256i *)(src + 96));
+        _mm256_stream_si256((__m256i *)(dst + 0), a);
+        _mm256_stream_si256((__m256i *)(dst + 32), b);
+        _mm256_stream_si256((__m256i *)(dst + 64), c);
+        _mm256_stream_si256((__m256i *)(dst + 96), d);
+        src += 128; dst += 128;
+    }
+    _mm_sfence();
+    memcpy(dst, src, n - blocks * 128);
+}
+#define HAVE_AVX2_PATH 1
+#endif
+
 static void copy_bulk(char *dst, const char *src, size_t n) {
+#if defined(HAVE_AVX2_PATH)
+    if (__builtin_cpu_supports("avx2")) { copy_avx2(dst, src, n); return; }
+#endif
 #if defined(__SSE2__)
     size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
     if (head > n) head = n;

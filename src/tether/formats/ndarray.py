@@ -9,6 +9,7 @@ nested, datetime and byte-swapped dtypes survive. ``nx`` carries the Nx type
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -128,7 +129,8 @@ def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str
     shape = type_info.get("shape")
     order = type_info.get("order", "C")
     try:
-        dtype = npformat.descr_to_dtype(_lists_to_tuples(descr))
+        descr = _lists_to_tuples(descr)
+        dtype = _dtype_cached(descr) if isinstance(descr, str) else npformat.descr_to_dtype(descr)
     except Exception as exc:  # numpy raises many kinds on a bad descr
         raise DecodeError(f"ndarray frame has an invalid dtype descr {descr!r}: {exc}") from exc
     if dtype.hasobject:
@@ -142,6 +144,11 @@ def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str
     if order not in ("C", "F"):
         raise DecodeError(f"ndarray frame has invalid order {order!r}: expected 'C' or 'F'.")
     return dtype, list(shape), order
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype_cached(descr: str) -> np.dtype:
+    return npformat.descr_to_dtype(descr)
 
 
 def _lists_to_tuples(descr: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 from dataclasses import dataclass
@@ -50,16 +51,14 @@ class Header:
     version: int = FRAME_VERSION
     filter_id: int = 0
     filter_size: int = 0
+    # Derived once: every read of a frame needs them several times.
+    payload_offset: int = dataclasses.field(init=False, compare=False)
+    frame_size: int = dataclasses.field(init=False, compare=False)
 
-    @property
-    def payload_offset(self) -> int:
-        """Offset of the payload from the frame start: header + metadata, aligned to 64."""
-        return align(HEADER_SIZE + self.metadata_length)
-
-    @property
-    def frame_size(self) -> int:
-        """Total bytes of the frame."""
-        return self.payload_offset + self.payload_length
+    def __post_init__(self) -> None:
+        offset = align(HEADER_SIZE + self.metadata_length)
+        object.__setattr__(self, "payload_offset", offset)
+        object.__setattr__(self, "frame_size", offset + self.payload_length)
 
     def pack(self) -> bytes:
         body = _LAYOUT.pack(

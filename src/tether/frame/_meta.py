@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .. import _etf
@@ -25,10 +26,15 @@ def encode(meta: dict[str, Any]) -> bytes:
         raise EncodeError(f"Metadata cannot be stored: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=8)
+def _options(limits: Limits) -> _etf.Options:
+    return _etf.Options(binaries="tagged", limits=limits)
+
+
 def decode(data: bytes, limits: Limits) -> dict[str, Any]:
     """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
     try:
-        meta = _etf.decode(data, _etf.Options(binaries="tagged", limits=limits))
+        meta = _etf.decode(data, _options(limits))
     except TetherError as exc:
         raise DecodeError(f"Frame metadata is not a valid ETF map: {exc}") from exc
     if not isinstance(meta, dict):

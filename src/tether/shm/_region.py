@@ -1,0 +1,533 @@
+"""Shared-memory regions: files in /dev/shm holding a small header, a frame table and frames.
+
+Layout (all integers little-endian)::
+
+    0     8  magic "TTHRSHM1"
+    8     4  version (1)
+    12    4  header size (4096: the data area starts page-aligned)
+    16    8  generation: bumped by every commit and release
+    24    8  owner pid
+    32    8  owner start time (clock ticks since boot, /proc/<pid>/stat field 22)
+    40    8  capacity: bytes of the region the owner has sized it to
+    48    8  allocation cursor: first free byte of the data area
+    56    4  slot count (126)
+    60    4  latest: 1 + the slot committed last (0: none), so readers find the newest frame in O(1)
+    64  4032 126 slots of 32 bytes: offset u64, length u64, seq u64, reserved u64
+
+A slot's ``seq`` is a seqlock: odd while its frame is being written, even
+once committed, 0 when unused. Readers copy the slot, accept only an even
+non-zero seq, and re-check it after reading the frame header: a frame is
+never returned while it is being (re)written.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import secrets
+import stat
+import struct
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .._errors import TetherError, ValidationError
+
+SHM_DIR = "/dev/shm"
+PREFIX = "tether-"
+MAGIC = b"TTHRSHM1"
+VERSION = 1
+HEADER_SIZE = 4096
+SLOT_SIZE = 32
+SLOTS = (HEADER_SIZE - 64) // SLOT_SIZE
+FRAME_ALIGN = 4096
+PAGE = mmap.PAGESIZE
+
+_HEAD = struct.Struct("<8sIIQQQQQII")
+_SLOT = struct.Struct("<QQQQ")
+assert _HEAD.size == 64
+
+
+class RegionError(TetherError):
+    """A shared-memory region is missing, too small, malformed, or in the wrong state."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    """Where one committed frame lives in a region."""
+
+    slot: int
+    offset: int
+    length: int
+    seq: int
+
+
+def proc_start_time(pid: int) -> int:
+    """Start time of ``pid`` in clock ticks since boot, or 0 when it is not running."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    # The command name may contain spaces and parentheses: fields start after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def _new_name() -> str:
+    return f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def _round(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+class _Mapping:
+    """An mmap that outlives ``close()`` while views into it exist."""
+
+    __slots__ = ("mm", "size", "__weakref__")
+
+    def __init__(self, fd: int, size: int, writable: bool):
+        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+        self.mm = mmap.mmap(fd, size, access=access)
+        self.size = size
+
+    def release(self) -> None:
+        try:
+            self.mm.close()
+        except BufferError:
+            # Views still point into the mapping. Dropping our reference
+            # leaves the mmap object to their references: it unmaps when the
+            # last view goes, and never while one can still read it.
+            pass
+
+
+class Region:
+    """A shared-memory region in ``/dev/shm`` (or a sealed memfd) holding tether frames.
+
+    Use :meth:`create` or :meth:`attach`, not the constructor.
+
+    Examples
+    --------
+    >>> import numpy as np, tether
+    >>> from tether.shm import Region
+    >>> with Region.create(1 << 20) as region:
+    ...     ref = tether.dump_into(np.arange(4.0), region)
+    ...     tether.loads(region)
+    array([0., 1., 2., 3.])
+    """
+
+    def __init__(self, name: str, path: str, fd: int, size: int, writable: bool, owner: bool):
+        self.name = name
+        self.path = path
+        self._fd = fd
+        self._writable = writable
+        self._owner = owner
+        self._map: _Mapping | None = _Mapping(fd, size, writable)
+        self._old_maps: list[weakref.ref] = []
+        self._closed = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def create(cls, size: int, *, name: str | None = None, sealed: bool = False, prefault: bool = False) -> "Region":
+        """Create a region able to hold ``size`` bytes of frames.
+
+        Parameters
+        ----------
+        size : int
+            Bytes for frames; the file is this plus one header page, rounded to pages.
+        name : str, optional
+            Must start with ``"tether-"``; by default ``tether-<pid>-<64 random bits>``.
+        sealed : bool
+            Back the region with a memfd sealed against shrinking (Linux): no
+            other process can truncate it under a reader. Other processes open
+            it by ``region.path`` (``/proc/<pid>/fd/<n>``) instead of ``/dev/shm``.
+        prefault : bool
+            Fault every page in now (``MADV_POPULATE_WRITE`` or a touch per page),
+            so the first write runs at memory speed.
+        """
+        if type(size) is not int or size <= 0:
+            raise ValidationError(f"Region size must be a positive int, got {size!r}.")
+        total = _round(HEADER_SIZE + size, PAGE)
+        if sealed:
+            if not hasattr(os, "memfd_create"):
+                raise RegionError("sealed=True needs Linux memfd_create.")
+            name = name or _new_name()
+            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.fchmod(fd, 0o600)
+            path = f"/proc/{os.getpid()}/fd/{fd}"
+        else:
+            name = name or _new_name()
+            if not name.startswith(PREFIX) or "/" in name or len(name) > 200:
+                raise ValidationError(f"Region name {name!r} must start with {PREFIX!r} and contain no '/'.")
+            path = os.path.join(SHM_DIR, name)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                raise RegionError(f"Region {name!r} already exists; pick another name or attach to it.") from None
+            except OSError as exc:
+                raise RegionError(f"Cannot create region {path}: {exc.strerror}.") from exc
+        try:
+            os.ftruncate(fd, total)
+            if sealed:
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            region = cls(name, path, fd, total, True, True)
+            _HEAD.pack_into(
+                region._map.mm, 0, MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
+                total, HEADER_SIZE, SLOTS, 0,
+            )
+        except BaseException:
+            os.close(fd)
+            if not sealed:
+                os.unlink(path)
+            raise
+        if prefault:
+            region.prefault()
+        return region
+
+    @classmethod
+    def attach(cls, name: str, *, readonly: bool = True) -> "Region":
+        """Open an existing region by name (``tether-...``) or path (``/dev/shm/...``, ``/proc/<pid>/fd/<n>``).
+
+        The file's size is checked with ``fstat`` before mapping, and the
+        header is copied out and validated before anything else is read.
+        """
+        path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
+        try:
+            fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise RegionError(f"No region {name!r}: {path} does not exist. Was it released or garbage-collected?") from None
+        except OSError as exc:
+            raise RegionError(f"Cannot open region {path}: {exc.strerror}.") from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise RegionError(f"{path} is not a regular file.")
+            if st.st_size < HEADER_SIZE:
+                raise RegionError(f"Region {path} has {st.st_size} bytes, less than its {HEADER_SIZE}-byte header.")
+            region = cls(os.path.basename(path), path, fd, st.st_size, not readonly, False)
+            region._validate_header(st.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return region
+
+    def close(self) -> None:
+        """Unmap and close. Views already handed out stay valid until they are released."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._map is not None:
+            self._map.release()
+            self._map = None
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+
+    def unlink(self) -> None:
+        """Remove the region's name; mappings (and views) stay valid until closed."""
+        if self.path.startswith(SHM_DIR):
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "Region":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+        if self._owner:
+            self.unlink()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.capacity} B"
+        return f"<tether.shm.Region {self.name} {state}>"
+
+    # ------------------------------------------------------------ header
+
+    @property
+    def _mm(self) -> mmap.mmap:
+        if self._closed or self._map is None:
+            raise RegionError(f"Region {self.name} is closed.")
+        return self._map.mm
+
+    @property
+    def buf(self) -> memoryview:
+        """The whole mapping as a memoryview (writable when the region is)."""
+        return memoryview(self._mm)
+
+    def _head(self) -> tuple:
+        return _HEAD.unpack(bytes(self._mm[:64]))
+
+    def _validate_header(self, file_size: int) -> tuple:
+        head = self._head()
+        magic, version, hsize, _gen, _pid, _start, capacity, cursor, slots, _ = head
+        if magic != MAGIC:
+            raise RegionError(f"{self.path} is not a tether region (magic {magic!r}).")
+        if version != VERSION:
+            raise RegionError(f"Region version {version} is not supported; this tether reads version {VERSION}.")
+        if hsize != HEADER_SIZE or slots != SLOTS:
+            raise RegionError(f"Region header declares size {hsize} and {slots} slots; expected {HEADER_SIZE} and {SLOTS}.")
+        if capacity > file_size or cursor > capacity or cursor < HEADER_SIZE:
+            raise RegionError(
+                f"Region header is inconsistent: capacity {capacity}, cursor {cursor}, file {file_size} bytes."
+            )
+        return head
+
+    @property
+    def capacity(self) -> int:
+        return self._head()[6]
+
+    @property
+    def owner_pid(self) -> int:
+        return self._head()[4]
+
+    @property
+    def generation(self) -> int:
+        return self._head()[3]
+
+    @property
+    def free(self) -> int:
+        """Bytes left for frames before the region must grow or be reset."""
+        head = self._head()
+        return head[6] - head[7]
+
+    def _slots(self) -> list[tuple[int, int, int, int]]:
+        """The whole slot table, copied out in one read."""
+        return list(_SLOT.iter_unpack(self._mm[64:HEADER_SIZE]))
+
+    def _slot(self, i: int) -> tuple[int, int, int]:
+        off, length, seq, _ = _SLOT.unpack(bytes(self._mm[64 + i * SLOT_SIZE : 64 + (i + 1) * SLOT_SIZE]))
+        return off, length, seq
+
+    def _bump_generation(self) -> None:
+        mm = self._mm
+        (gen,) = struct.unpack_from("<Q", mm, 16)
+        struct.pack_into("<Q", mm, 16, gen + 1)
+
+    # ------------------------------------------------------------ writing
+
+    def reserve(self, nbytes: int) -> tuple[int, int, memoryview]:
+        """Claim space and a slot for a frame of ``nbytes``; return (slot, offset, writable view).
+
+        The slot's seq is odd until :meth:`commit`; readers skip it. One
+        process writes a region at a time (its owner); any number may read.
+        """
+        if not self._writable:
+            raise RegionError(f"Region {self.name} is attached read-only.")
+        mm = self._mm
+        head = self._head()
+        capacity, cursor = head[6], head[7]
+        offset = _round(cursor, FRAME_ALIGN)
+        if offset + nbytes > capacity:
+            self.grow(max(capacity * 2, offset + nbytes) - HEADER_SIZE)
+            mm = self._mm
+        slot = self._free_slot()
+        # Odd while being written; derived from the generation, so a slot
+        # reused later never repeats a seq a reader may still hold.
+        seq = 2 * self._head()[3] + 3
+        self._bump_generation()
+        _SLOT.pack_into(mm, 64 + slot * SLOT_SIZE, offset, nbytes, seq, 0)
+        struct.pack_into("<Q", mm, 48, offset + nbytes)
+        return slot, offset, memoryview(mm)[offset : offset + nbytes]
+
+    def commit(self, slot: int) -> FrameRef:
+        """Publish the frame in ``slot``: readers see it from now on."""
+        mm = self._mm
+        off, length, seq = self._slot(slot)
+        if not seq & 1:
+            raise RegionError(f"Slot {slot} of {self.name} is not being written.")
+        struct.pack_into("<Q", mm, 64 + slot * SLOT_SIZE + 16, seq + 1)
+        struct.pack_into("<I", mm, 60, slot + 1)
+        self._bump_generation()
+        return FrameRef(slot, off, length, seq + 1)
+
+    def release(self, ref: FrameRef | int) -> None:
+        """Drop a committed frame; when no frame is left, the space is reused from the start."""
+        slot = ref.slot if isinstance(ref, FrameRef) else ref
+        mm = self._mm
+        off, length, seq = self._slot(slot)
+        _SLOT.pack_into(mm, 64 + slot * SLOT_SIZE, 0, 0, 0, 0)
+        if not any(slot[2] for slot in self._slots()):
+            struct.pack_into("<Q", mm, 48, HEADER_SIZE)
+        self._bump_generation()
+
+    def reset(self) -> None:
+        """Release every frame and reuse the region from the start (pool reuse)."""
+        mm = self._mm
+        mm[64:HEADER_SIZE] = bytes(HEADER_SIZE - 64)
+        struct.pack_into("<Q", mm, 48, HEADER_SIZE)
+        struct.pack_into("<QQ", mm, 24, os.getpid(), proc_start_time(os.getpid()))
+        self._bump_generation()
+
+    def _free_slot(self) -> int:
+        for i, slot in enumerate(self._slots()):
+            if slot[2] == 0:
+                return i
+        raise RegionError(f"Region {self.name} has no free frame slot ({SLOTS} in use); release frames first.")
+
+    def grow(self, size: int) -> None:
+        """Enlarge the region to hold ``size`` bytes of frames. Existing views stay valid."""
+        total = _round(HEADER_SIZE + size, PAGE)
+        if total <= self._map.size:  # type: ignore[union-attr]
+            return
+        os.ftruncate(self._fd, total)
+        old = self._map
+        self._map = _Mapping(self._fd, total, self._writable)
+        if old is not None:
+            old.release()
+        struct.pack_into("<Q", self._map.mm, 40, total)
+        self._bump_generation()
+
+    def prefault(self) -> int:
+        """Fault in every page now; return the bytes made resident."""
+        mm = self._mm
+        n = len(mm)
+        advice = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+        try:
+            mm.madvise(advice)
+            return n
+        except OSError:
+            pass
+        view = memoryview(mm)
+        zero = b"\0"
+        for pos in range(HEADER_SIZE, n, PAGE):  # one touch per page
+            view[pos : pos + 1] = zero
+        return n
+
+    # ------------------------------------------------------------ reading
+
+    def _remap_if_grown(self) -> None:
+        st = os.fstat(self._fd)
+        if self._map is not None and st.st_size > self._map.size:
+            old = self._map
+            self._map = _Mapping(self._fd, st.st_size, self._writable)
+            old.release()
+
+    def frames(self) -> list[FrameRef]:
+        """Committed frames, oldest slot first."""
+        self._check_size()
+        return self._committed()
+
+    def _latest(self) -> FrameRef:
+        (latest,) = struct.unpack_from("<I", self._mm, 60)
+        if 0 < latest <= SLOTS:
+            off, length, seq = self._slot(latest - 1)
+            if seq and not seq & 1:
+                return FrameRef(latest - 1, off, length, seq)
+        frames = self._committed()  # the latest was released: the newest left
+        if not frames:
+            raise RegionError(f"Region {self.name} holds no committed frame.")
+        return max(frames, key=lambda r: r.seq)
+
+    def _committed(self) -> list[FrameRef]:
+        return [
+            FrameRef(i, off, length, seq)
+            for i, (off, length, seq, _) in enumerate(self._slots())
+            if seq and not seq & 1
+        ]
+
+    def _check_size(self) -> None:
+        st = os.fstat(self._fd)
+        mapped = self._map.size if self._map is not None else 0
+        if st.st_size < mapped:
+            raise RegionError(
+                f"Region {self.name} was truncated to {st.st_size} bytes by another process while mapped "
+                f"({mapped} bytes); its frames can no longer be read safely. Re-create it (sealed=True prevents this)."
+            )
+        if st.st_size > mapped:
+            self._remap_if_grown()
+
+    def view(self, ref: FrameRef | None = None) -> memoryview:
+        """A read-only view of a committed frame (the newest when ``ref`` is None).
+
+        Raises :class:`RegionError` when the frame is being rewritten or its
+        slot no longer holds it.
+        """
+        self._check_size()
+        if ref is None:
+            ref = self._latest()
+        off, length, seq = self._slot(ref.slot)
+        if seq != ref.seq or seq & 1 or off != ref.offset or length != ref.length:
+            raise RegionError(f"Frame in slot {ref.slot} of {self.name} was released or is being rewritten.")
+        size = self._map.size  # type: ignore[union-attr]
+        if off < HEADER_SIZE or off + length > size:
+            raise RegionError(f"Frame slot {ref.slot} points outside the region ({off}+{length} > {size}).")
+        view = memoryview(self._mm)[off : off + length].toreadonly()
+        if self._slot(ref.slot)[2] != seq:  # re-check after taking the view
+            raise RegionError(f"Frame in slot {ref.slot} of {self.name} changed while being read.")
+        return view
+
+    def __tether_buffer__(self) -> memoryview:
+        return self.view()
+
+    def __iter__(self) -> Iterator[FrameRef]:
+        return iter(self.frames())
+
+
+def _pid_alive(pid: int, start: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return start == 0 or proc_start_time(pid) in (0, start)
+
+
+def gc(*, directory: str = SHM_DIR, min_age: float = 0.0) -> list[str]:
+    """Remove regions whose owner process is dead; return the removed paths.
+
+    The owner comes from the region header (pid and start time, so a reused
+    pid does not keep an orphan alive) or, for a region that died before
+    writing its header, from the pid in its name. Nothing whose owner is
+    alive is removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        if not name.startswith(PREFIX):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            pid_from_name = int(name[len(PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                head = f.read(64)
+        except OSError:
+            continue
+        if now - st.st_mtime < min_age:
+            continue
+        pid, start = pid_from_name, 0
+        if len(head) == 64 and head[:8] == MAGIC:
+            _, _, _, _, pid, start, *_ = _HEAD.unpack(head)
+        if _pid_alive(pid, start) or (pid != pid_from_name and _pid_alive(pid_from_name, 0)):
+            continue
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+    return removed
