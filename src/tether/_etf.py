@@ -96,7 +96,7 @@ _TAG_NAMES = {
 class Options:
     """Resolved decode/encode options, validated once per call."""
 
-    __slots__ = ("binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs")
+    __slots__ = ("binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs", "warn_charlists")
 
     def __init__(
         self,
@@ -108,7 +108,8 @@ class Options:
         nan: str = "error",
         minor_version: int = 2,
         limits: Limits | None = None,
-        structs: bool = False,
+        structs: bool = True,
+        warn_charlists: bool = True,
     ):
         from ._errors import ValidationError
 
@@ -134,6 +135,7 @@ class Options:
         self.minor_version = minor_version
         self.limits = limits if limits is not None else get_limits()
         self.structs = structs
+        self.warn_charlists = warn_charlists
 
 
 # ---------------------------------------------------------------- decoding
@@ -159,6 +161,8 @@ def _path(stack: list) -> str:
 
 def _freeze(value: Any) -> Any:
     """Make a decoded map key hashable, iteratively, wrapping lists and maps."""
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_freeze(v) for v in value)
     if isinstance(value, (list, dict, tuple, ImproperList)):
         # Post-order rebuild with an explicit stack, as keys may nest deeply too.
         work: list[tuple[Any, bool]] = [(value, False)]
@@ -254,6 +258,12 @@ def _inflate(buf: bytes, pos: int, limits: Limits) -> bytes:
 _BIN_CODES = {"bytes": 0, "str": 1, "tagged": 2}
 
 
+def _struct_hook() -> Any:
+    from ._structs import to_python
+
+    return to_python
+
+
 def decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
     """Decode the term whose tag is at ``buf[pos]``; return it and the end offset.
 
@@ -265,8 +275,9 @@ def decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
         limits = opts.limits
         try:
             return _c.decode(
-                buf, pos, _BIN_CODES[opts.binaries], opts.charlists == "str", opts.atoms == "str",
-                opts.none_atom, limits.max_depth, limits.max_atoms,
+                buf, pos, _BIN_CODES[opts.binaries], 1 if opts.charlists == "str" else 0 if opts.warn_charlists else 2,
+                opts.atoms == "str",
+                opts.none_atom, limits.max_depth, limits.max_atoms, _struct_hook() if opts.structs else None,
             )
         except _c.Fallback:
             pass
@@ -287,6 +298,11 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
     tagged = binaries == "tagged"
     chars_str = opts.charlists == "str"
     none_atom = opts.none_atom
+    structs = opts.structs
+    warn_chars = opts.warn_charlists
+    if structs:
+        from ._structs import to_python as struct_hook
+    textlike: list[str] = []  # paths of charlists that look like text, for one warning
     atom_cache: dict[bytes, Any] = {}
     stack: list[list] = []
     append_frame = stack.append
@@ -457,7 +473,12 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
                 raise fail(f"String declares {n} bytes but {n_buf - pos} remain", TruncatedError)
             raw = buf[pos:end]
             pos = end
-            value = raw.decode("latin-1") if chars_str else list(raw)
+            if chars_str:
+                value = raw.decode("latin-1")
+            else:
+                value = list(raw)
+                if warn_chars and n >= 2 and raw.isascii() and raw.decode("ascii").isprintable():
+                    textlike.append(f"{_path(stack)} ({raw[:20].decode('ascii')!r})")
         elif tag == SMALL_BIG or tag == LARGE_BIG:
             if tag == SMALL_BIG:
                 need(2)
@@ -566,6 +587,8 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
         # close every container that this completes.
         while True:
             if not stack:
+                if textlike:
+                    _warn_charlists(textlike)
                 return value, pos
             top = stack[-1]
             kind = top[0]
@@ -602,6 +625,11 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
                         f"Map declares {top[4]} pairs but keys collide in Python ({len(value)} distinct): "
                         "duplicate keys, or keys such as 1, 1.0 and true that Python treats as equal"
                     )
+                if structs and "__struct__" in value:
+                    try:
+                        value = struct_hook(value)
+                    except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
+                        raise fail(f"Struct {value.get('__struct__')} does not convert: {exc}") from exc
                 continue
             if kind == _K_TUPLE:
                 top[1].append(value)
@@ -624,6 +652,20 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
             else:
                 value = ImproperList(items, value)
             continue
+
+
+def _warn_charlists(paths: list[str]) -> None:
+    import warnings
+
+    from ._errors import LossyConversionWarning
+
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    warnings.warn(
+        f"Charlist at {paths[0]}{more} looks like text but decodes as a list of ints, as Erlang cannot tell "
+        "them apart. Pass charlists='str' for text, or send Elixir strings (binaries).",
+        LossyConversionWarning,
+        stacklevel=5,
+    )
 
 
 def _make_improper(items: list, tail: Any) -> Any:
@@ -729,6 +771,8 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY, c
     tether's tagged mode); ``convert`` maps otherwise unknown objects to terms.
     """
     opts = opts or Options()
+    if convert is None and opts.structs:
+        from ._structs import convert
     out = bytearray(b"\x83")
     _encode_into(out, term, opts, bytes_tag, convert)
     return bytes(out)

@@ -24,6 +24,7 @@ static PyObject *Fallback;
 static PyObject *AtomType;       /* tether.Atom */
 static PyObject *MakeImproper;   /* (items, tail) -> value */
 static PyObject *Freeze;         /* key -> hashable key */
+static PyObject *StructKey;      /* "__struct__" */
 
 enum { K_LIST, K_TAIL, K_TUPLE, K_MAP };
 enum { BIN_BYTES, BIN_STR, BIN_TAGGED };
@@ -151,6 +152,7 @@ static PyObject *big_int(const unsigned char *p, Py_ssize_t n, int sign) {
 typedef struct {
     const unsigned char *buf;
     Py_ssize_t end;
+    PyObject *struct_hook;   /* borrowed; NULL when structs stay dicts */
     int binmode, chars_str;
     Py_ssize_t max_depth;
     AtomOpts aopts;
@@ -249,9 +251,15 @@ static PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos) {
             n = (buf[pos] << 8) | buf[pos + 1];
             pos += 2;
             NEED(n);
-            if (chars_str) {
+            if (chars_str == 1) {
                 value = PyUnicode_DecodeLatin1((const char *)buf + pos, n, NULL);
             } else {
+                /* A charlist that looks like text: Python decodes it and warns (mode 0). */
+                if (chars_str == 0 && n >= 2) {
+                    int text = 1;
+                    for (Py_ssize_t i = 0; i < n && text; i++) text = buf[pos + i] >= 32 && buf[pos + i] < 127;
+                    if (text) goto fallback;
+                }
                 value = PyList_New(n);
                 if (value)
                     for (Py_ssize_t i = 0; i < n; i++) PyList_SET_ITEM(value, i, PyLong_FromLong(buf[pos + i]));
@@ -342,6 +350,17 @@ static PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos) {
                 if (PyDict_GET_SIZE(f->obj) != f->pairs) goto fallback; /* colliding keys */
                 value = f->obj;
                 depth--;
+                if (ctx->struct_hook) {
+                    PyObject *tag = PyDict_GetItemWithError(value, StructKey);
+                    if (tag) {
+                        PyObject *mapped = PyObject_CallOneArg(ctx->struct_hook, value);
+                        Py_DECREF(value);
+                        value = mapped;
+                        if (!value) { PyErr_Clear(); goto fallback; } /* Python reports it with its path */
+                    } else if (PyErr_Occurred()) {
+                        goto error;
+                    }
+                }
                 continue;
             }
             /* K_TAIL: value is the tail of a list whose elements are done */
@@ -380,8 +399,9 @@ error:
 }
 
 static int ctx_init(Ctx *c, Py_buffer *view, int binmode, int chars_str, int atoms_str, PyObject *none_atom,
-                    Py_ssize_t max_depth, Py_ssize_t max_atoms) {
+                    Py_ssize_t max_depth, Py_ssize_t max_atoms, PyObject *struct_hook) {
     memset(c, 0, sizeof(*c));
+    c->struct_hook = struct_hook == Py_None ? NULL : struct_hook;
     c->buf = view->buf;
     c->end = view->len;
     c->binmode = binmode;
@@ -398,12 +418,12 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, max_depth, max_atoms;
     int binmode, chars_str, atoms_str;
-    PyObject *none_atom;
-    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
-                          &none_atom, &max_depth, &max_atoms))
+    PyObject *none_atom, *struct_hook = Py_None;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn|O", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms, &struct_hook))
         return NULL;
     Ctx ctx;
-    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms);
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook);
     /* Decoded terms cannot form cycles; pausing the cyclic GC while millions of
      * containers are built avoids collections that would triple the time. */
     int gc_was_enabled = PyGC_Disable();
@@ -424,12 +444,12 @@ static PyObject *decode_columns(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, max_depth, max_atoms;
     int binmode, chars_str, atoms_str;
-    PyObject *none_atom;
-    if (!PyArg_ParseTuple(args, "y*niiiOnn", &view, &pos, &binmode, &chars_str, &atoms_str,
-                          &none_atom, &max_depth, &max_atoms))
+    PyObject *none_atom, *struct_hook = Py_None;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn|O", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms, &struct_hook))
         return NULL;
     Ctx ctx;
-    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms);
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook);
     const unsigned char *buf = view.buf;
     const Py_ssize_t end = view.len;
     PyObject *index = PyDict_New();   /* key -> column number */
@@ -604,6 +624,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_speedups", NULL, -1
 PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
+    StructKey = PyUnicode_InternFromString("__struct__");
+    if (!StructKey) return NULL;
     Fallback = PyErr_NewException("tether._speedups.Fallback", NULL, NULL);
     if (!Fallback || PyModule_AddObjectRef(m, "Fallback", Fallback) < 0) return NULL;
     return m;

@@ -331,7 +331,9 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     if c is not None:
         lim = opts.limits
         try:
-            keys, columns, _rows, end = c.decode_columns(buf, 1, 0, False, False, "nil", lim.max_depth, lim.max_atoms)
+            keys, columns, _rows, end = c.decode_columns(
+                buf, 1, 0, False, False, "nil", lim.max_depth, lim.max_atoms, _etf._struct_hook()
+            )
         except c.Fallback:
             pass
         else:

@@ -18,6 +18,10 @@ tuple                  ``tuple``
 map                    ``dict``; list and map keys become :class:`tether.FrozenList` /
                        :class:`tether.FrozenMap` so they can be hashed
 pid / port / ref       :class:`tether.Pid` / :class:`tether.Port` / :class:`tether.Reference`
+Elixir structs         ``Date``/``Time``/``NaiveDateTime``/``DateTime`` → ``datetime``
+                       types, ``Decimal`` → ``decimal.Decimal``, ``MapSet`` → ``set``,
+                       ``Range`` → ``range``; others stay dicts with ``__struct__``;
+                       :func:`register_struct` adds more (see ``docs/types.md``)
 fun / export           :class:`tether.OpaqueTerm`, kept byte for byte
 =====================  ==========================================================
 
@@ -32,6 +36,7 @@ from typing import Any
 from . import _etf
 from ._errors import ValidationError
 from ._limits import Limits
+from ._structs import register_struct
 from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 
 __all__ = [
@@ -46,6 +51,7 @@ __all__ = [
     "Reference",
     "decode",
     "encode",
+    "register_struct",
 ]
 
 
@@ -106,6 +112,7 @@ def decode(
     charlists: str = "list",
     atoms: str = "atom",
     none_atom: str | None = "nil",
+    structs: bool = True,
     limits: Limits | None = None,
 ) -> Any:
     """Decode one ETF value, as ``binary_to_term`` does, iteratively and within limits.
@@ -123,6 +130,9 @@ def decode(
         :class:`tether.Atom` or plain ``str``.
     none_atom : str or None
         The atom decoded as ``None``; None keeps every atom an atom.
+    structs : bool
+        Map Elixir structs to Python types (``DateTime`` → ``datetime``, see
+        ``docs/types.md`` and :func:`register_struct`); False keeps them dicts.
     limits : Limits, optional
         Depth, atom-count and size bounds; the process-wide limits by default.
 
@@ -138,7 +148,9 @@ def decode(
     >>> etf.decode(bytes([131, 104, 2, 119, 2, 111, 107, 97, 7]))
     (Atom('ok'), 7)
     """
-    opts = _etf.Options(binaries=binaries, charlists=charlists, atoms=atoms, none_atom=none_atom, limits=limits)
+    opts = _etf.Options(
+        binaries=binaries, charlists=charlists, atoms=atoms, none_atom=none_atom, structs=structs, limits=limits
+    )
     return _decode_with(data, opts)
 
 

@@ -47,7 +47,8 @@ class EtfFormat(Format):
         if ctx.into is not None:
             raise ValidationError(f"Invalid into {ctx.into!r} for an etf frame: etf frames have one Python form.")
         mode = type_info.get("binaries", "beam")
-        kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes"}
+        # Python wrote lists of small ints as lists: no charlist warning for them.
+        kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes", "warn_charlists": mode != "tagged"}
         if "none_atom" in type_info:
             kwargs["none_atom"] = type_info["none_atom"]
         for key in DECODE_OPTIONS:

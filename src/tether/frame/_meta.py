@@ -16,7 +16,7 @@ KEYS = ("format", "schema", "created_at", "type", "lineage", "user", "producer")
 def encode(meta: dict[str, Any]) -> bytes:
     """Encode metadata. ``str`` is written as binaries, ``bytes`` as 8-bit bitstrings (both binaries on BEAM)."""
     try:
-        return _etf.encode(meta, _etf.Options(), bytes_tag=_etf.BIT_BINARY)
+        return _etf.encode(meta, _etf.Options(structs=False), bytes_tag=_etf.BIT_BINARY)
     except MappingError as exc:
         raise MappingError(
             f"Metadata cannot be stored: {exc} Metadata values must be str, bytes, int, float, bool, "
@@ -28,7 +28,7 @@ def encode(meta: dict[str, Any]) -> bytes:
 
 @functools.lru_cache(maxsize=8)
 def _options(limits: Limits) -> _etf.Options:
-    return _etf.Options(binaries="tagged", limits=limits)
+    return _etf.Options(binaries="tagged", limits=limits, structs=False)
 
 
 def decode(data: bytes, limits: Limits) -> dict[str, Any]:

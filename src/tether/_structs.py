@@ -1,0 +1,270 @@
+"""Elixir structs ⇄ Python types: the built-in mappings and ``register_struct``.
+
+A decoded map whose ``__struct__`` names a registered struct becomes the
+Python value its ``to_python`` returns; any other struct stays a dict that
+keeps ``__struct__``, so it round-trips. On encode, instances of a registered
+``python_type`` become the struct its ``from_python`` returns.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ._errors import LossyConversionWarning, MappingError, ValidationError
+from ._types import Atom, FrozenList, FrozenMap
+
+STRUCT = Atom("__struct__")
+_ISO = Atom("Elixir.Calendar.ISO")
+_UTC_NAMES = ("Etc/UTC", "UTC", "Etc/GMT", "GMT")
+
+
+@dataclass(frozen=True, slots=True)
+class StructMapping:
+    name: Atom
+    python_type: type | tuple[type, ...] | None
+    to_python: Callable[[dict], Any] | None
+    from_python: Callable[[Any], dict] | None
+
+
+_by_name: dict[str, StructMapping] = {}
+_by_type: dict[type, StructMapping] = {}
+
+
+def _module_atom(name: str) -> Atom:
+    if not name or not isinstance(name, str):
+        raise ValidationError(f"A struct name must be a module name such as 'MyApp.Point', got {name!r}.")
+    return Atom(name if name.startswith("Elixir.") or name[0].islower() else f"Elixir.{name}")
+
+
+def register_struct(
+    name: str,
+    *,
+    python_type: type | tuple[type, ...] | None = None,
+    to_python: Callable[[dict], Any] | None = None,
+    from_python: Callable[[Any], dict] | None = None,
+) -> None:
+    """Map an Elixir struct to a Python type, in both directions.
+
+    Parameters
+    ----------
+    name : str
+        The Elixir module, e.g. ``"MyApp.Point"`` (``"Elixir."`` is added).
+    python_type : type or tuple of types, optional
+        Python instances of these types encode through ``from_python``.
+    to_python : callable, optional
+        Gets the decoded struct as a dict (atom keys, ``__struct__`` included)
+        and returns the Python value.
+    from_python : callable, optional
+        Gets the Python value and returns the struct's fields as a dict with
+        atom (or str) keys; ``__struct__`` is added for you.
+
+    Examples
+    --------
+    >>> import tether
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Point:
+    ...     x: int
+    ...     y: int
+    >>> tether.etf.register_struct("MyApp.Point", python_type=Point,
+    ...     to_python=lambda d: Point(d["x"], d["y"]),
+    ...     from_python=lambda p: {"x": p.x, "y": p.y})
+    >>> tether.etf.decode(tether.etf.encode(Point(1, 2)))
+    Point(x=1, y=2)
+    """
+    if (python_type is None) != (from_python is None):
+        raise ValidationError("register_struct needs python_type and from_python together.")
+    mapping = StructMapping(_module_atom(name), python_type, to_python, from_python)
+    _by_name[str(mapping.name)] = mapping
+    if python_type is not None:
+        for t in python_type if isinstance(python_type, tuple) else (python_type,):
+            _by_type[t] = mapping
+
+
+def to_python(d: dict) -> Any:
+    """The decoder's hook for a completed map that has a ``__struct__`` key."""
+    name = d.get(STRUCT)
+    mapping = _by_name.get(str(name)) if isinstance(name, str) else None
+    if mapping is None or mapping.to_python is None:
+        return d
+    return mapping.to_python(d)
+
+
+def from_python(value: Any, path: str) -> Any:
+    """The encoder's hook for values with no ETF type of their own; returns a dict or the value."""
+    mapping = _by_type.get(type(value))
+    if mapping is None:
+        for t, m in _by_type.items():
+            if isinstance(value, t):
+                mapping = m
+                break
+    if mapping is None or mapping.from_python is None:
+        return value
+    try:
+        fields = mapping.from_python(value)
+    except (TypeError, ValueError) as exc:
+        raise MappingError(f"Cannot map {type(value).__qualname__} at {path} to {mapping.name}: {exc}") from exc
+    out = {STRUCT: mapping.name}
+    out.update({Atom(k) if type(k) is str else k: v for k, v in fields.items()})
+    return out
+
+
+# ---------------------------------------------------------------- built-ins
+
+
+def _g(d: dict, key: str, default: Any = None) -> Any:
+    return d.get(Atom(key), default)
+
+
+def _micro(d: dict) -> int:
+    m = _g(d, "microsecond", (0, 0))
+    return m[0] if isinstance(m, tuple) else int(m)
+
+
+def _date_to_py(d: dict) -> _dt.date:
+    return _dt.date(_g(d, "year"), _g(d, "month"), _g(d, "day"))
+
+
+def _date_from_py(v: _dt.date) -> dict:
+    return {"calendar": _ISO, "year": v.year, "month": v.month, "day": v.day}
+
+
+def _time_to_py(d: dict) -> _dt.time:
+    return _dt.time(_g(d, "hour"), _g(d, "minute"), _g(d, "second"), _micro(d))
+
+
+def _time_from_py(v: _dt.time) -> dict:
+    if v.tzinfo is not None:
+        warnings.warn(f"time {v} has a tzinfo; Elixir Time has none, it is dropped.", LossyConversionWarning, 4)
+    return {"calendar": _ISO, "hour": v.hour, "minute": v.minute, "second": v.second,
+            "microsecond": (v.microsecond, 6)}
+
+
+def _naive_to_py(d: dict) -> _dt.datetime:
+    return _dt.datetime(_g(d, "year"), _g(d, "month"), _g(d, "day"), _g(d, "hour"), _g(d, "minute"),
+                        _g(d, "second"), _micro(d))
+
+
+def _datetime_to_py(d: dict) -> _dt.datetime:
+    naive = _naive_to_py(d)
+    zone = _g(d, "time_zone", b"Etc/UTC")
+    zone = zone.decode() if isinstance(zone, bytes) else str(zone)
+    offset = (_g(d, "utc_offset") or 0) + (_g(d, "std_offset") or 0)
+    if zone in _UTC_NAMES and offset == 0:
+        return naive.replace(tzinfo=_dt.timezone.utc)
+    try:
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(zone)
+        aware = naive.replace(tzinfo=tz)
+        if aware.utcoffset() == _dt.timedelta(seconds=offset):
+            return aware
+    except Exception:  # zoneinfo missing, or no tz database entry
+        pass
+    warnings.warn(
+        f"DateTime in time zone {zone!r} is not known here; it decodes with a fixed UTC offset of "
+        f"{offset} s. Install tzdata to keep the zone.",
+        LossyConversionWarning, 4,
+    )
+    return naive.replace(tzinfo=_dt.timezone(_dt.timedelta(seconds=offset)))
+
+
+def _datetime_from_py(v: _dt.datetime) -> dict:
+    fields = {"calendar": _ISO, "year": v.year, "month": v.month, "day": v.day, "hour": v.hour,
+              "minute": v.minute, "second": v.second, "microsecond": (v.microsecond, 6)}
+    if v.tzinfo is None:
+        return fields  # a NaiveDateTime: the caller picks the struct name
+    offset = v.utcoffset() or _dt.timedelta(0)
+    dst = v.dst() or _dt.timedelta(0)
+    key = getattr(v.tzinfo, "key", None)
+    if offset == _dt.timedelta(0) and (key is None or key in _UTC_NAMES):
+        zone, abbr = "Etc/UTC", "UTC"
+    elif key is not None:
+        zone, abbr = key, v.tzname() or key
+    else:
+        warnings.warn(
+            f"datetime {v.isoformat()} has a fixed offset, not a named zone; Elixir DateTime gets "
+            "time_zone 'Etc/UTC' shifted to UTC. Use zoneinfo.ZoneInfo for a named zone, or send UTC.",
+            LossyConversionWarning, 4,
+        )
+        v = v.astimezone(_dt.timezone.utc)
+        return _datetime_from_py(v)
+    fields.update({"time_zone": zone, "zone_abbr": abbr, "utc_offset": int((offset - dst).total_seconds()),
+                   "std_offset": int(dst.total_seconds())})
+    return fields
+
+
+def _decimal_to_py(d: dict) -> decimal.Decimal:
+    sign, coef, exp = _g(d, "sign", 1), _g(d, "coef"), _g(d, "exp", 0)
+    if coef == "NaN":
+        return decimal.Decimal("NaN")
+    if coef == "inf":
+        return decimal.Decimal("-Infinity" if sign == -1 else "Infinity")
+    return decimal.Decimal((0 if sign == 1 else 1, tuple(int(c) for c in str(coef)), exp))
+
+
+def _decimal_from_py(v: decimal.Decimal) -> dict:
+    sign, digits, exp = v.as_tuple()
+    if exp == "n" or exp == "N":
+        return {"sign": 1, "coef": Atom("NaN"), "exp": 0}
+    if exp == "F":
+        return {"sign": -1 if sign else 1, "coef": Atom("inf"), "exp": 0}
+    coef = int("".join(map(str, digits)) or "0")
+    return {"sign": -1 if sign else 1, "coef": coef, "exp": exp}
+
+
+def _mapset_to_py(d: dict) -> Any:
+    members = _g(d, "map", {})
+    try:
+        return set(members)
+    except TypeError:
+        warnings.warn("MapSet holds unhashable members; decoded as a frozenset of frozen values.",
+                      LossyConversionWarning, 4)
+        return frozenset(FrozenMap(m) if isinstance(m, dict) else FrozenList(m) if isinstance(m, list) else m
+                         for m in members)
+
+
+def _mapset_from_py(v: Any) -> dict:
+    return {"map": {m: [] for m in v}, "version": 2}
+
+
+def _range_to_py(d: dict) -> range:
+    first, last, step = _g(d, "first"), _g(d, "last"), _g(d, "step", 1)
+    if step is None:
+        step = 1 if last >= first else -1
+    return range(first, last + (1 if step > 0 else -1), step)
+
+
+def _range_from_py(v: range) -> dict:
+    last = v[-1] if len(v) else v.start - v.step
+    return {"first": v.start, "last": last, "step": v.step}
+
+
+register_struct("Date", python_type=_dt.date, to_python=_date_to_py, from_python=_date_from_py)
+register_struct("Time", python_type=_dt.time, to_python=_time_to_py, from_python=_time_from_py)
+register_struct("NaiveDateTime", to_python=_naive_to_py)
+register_struct("DateTime", to_python=_datetime_to_py)
+register_struct("Decimal", python_type=decimal.Decimal, to_python=_decimal_to_py, from_python=_decimal_from_py)
+register_struct("MapSet", python_type=(set, frozenset), to_python=_mapset_to_py, from_python=_mapset_from_py)
+register_struct("Range", python_type=range, to_python=_range_to_py, from_python=_range_from_py)
+
+_NAIVE = _module_atom("NaiveDateTime")
+_DATETIME = _module_atom("DateTime")
+
+
+def _datetime_hook(v: _dt.datetime) -> dict:
+    fields = _datetime_from_py(v)
+    out = {STRUCT: _DATETIME if "time_zone" in fields else _NAIVE}
+    out.update({Atom(k): val for k, val in fields.items()})
+    return out
+
+
+def convert(value: Any, path: str) -> Any:
+    """Encoder hook: datetimes (both kinds), then registered types."""
+    if isinstance(value, _dt.datetime):
+        return _datetime_hook(value)
+    return from_python(value, path)

@@ -1,0 +1,213 @@
+"""The Python worker that BEAM drives: ``python -m tether.worker --module my_handlers``.
+
+BEAM starts it as a port with ``{packet, 4}`` and ``binary``; every message is
+a tether frame. The worker calls only the public functions of the modules it
+was started with (an explicit allow-list).
+
+Requests (etf frames, from BEAM)::
+
+    {call, Id, Module, Function, Args}              Args: a list of terms
+    {call, Id, Module, Function, {shm, Path, Len}}  Args: an etf frame in Path[0:Len]
+
+Replies (frames, to BEAM)::
+
+    {reply, Id, {ok, Value}}                       Value as an ETF term
+    {reply, Id, {ok_frame, Frame}}                 Value in its own frame (tensor, Arrow, ...)
+    {reply, Id, {ok_shm, Path, Offset, Len}}       that frame in a shared-memory region
+    {reply, Id, {error, {python, Type, Message, Traceback}}}
+    {reply, Id, {error, {undefined_function, Module, Function}}}
+
+Arguments that are binaries holding a tether frame (``Tether.tensor/3``) arrive
+decoded, e.g. as NumPy arrays. Arguments passed through shared memory are
+valid during the call: copy what you keep. Handlers' ``print`` goes to stderr,
+because stdout carries the protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import mmap
+import os
+import sys
+import traceback
+from types import ModuleType
+from typing import Any, BinaryIO
+
+import tether
+from tether import Atom, TetherError
+from tether.shm import RegionPool
+
+# Values whose frame is larger than this travel through shared memory.
+SHM_THRESHOLD = 1 << 20
+_REPLY, _OK, _OK_FRAME, _OK_SHM, _ERROR = (Atom(a) for a in ("reply", "ok", "ok_frame", "ok_shm", "error"))
+
+
+class Worker:
+    """Dispatches framed calls to an allow-list of modules."""
+
+    def __init__(self, modules: dict[str, ModuleType], *, shm_threshold: int = SHM_THRESHOLD, binaries: str = "bytes"):
+        self.modules = modules
+        self.shm_threshold = shm_threshold
+        self.binaries = binaries
+        self.pool = RegionPool(max_regions=2, prefault=False, sweep=True)
+        self.region = None
+
+    def handle(self, frame: bytes) -> bytes:
+        request = tether.loads(frame, options={"binaries": "bytes"})
+        if not (isinstance(request, tuple) and len(request) == 5 and request[0] == "call"):
+            raise TetherError(f"Expected {{call, Id, Module, Function, Args}}, got {request!r:.200}")
+        _, ident, mod, fun, args = request
+        mod_name = mod.decode() if isinstance(mod, bytes) else str(mod)
+        fun_name = fun.decode() if isinstance(fun, bytes) else str(fun)
+        target = self._lookup(mod_name, fun_name)
+        if target is None:
+            return self._envelope(ident, (_ERROR, (Atom("undefined_function"), mod_name, fun_name)))
+        try:
+            result = target(*self._args(args))
+        except Exception as exc:
+            tb = traceback.format_exc()
+            return self._envelope(ident, (_ERROR, (Atom("python"), type(exc).__name__, str(exc), tb)))
+        return self._result(ident, result)
+
+    def _lookup(self, mod: str, fun: str) -> Any:
+        module = self.modules.get(mod)
+        if module is None or fun.startswith("_"):
+            return None
+        target = getattr(module, fun, None)
+        return target if callable(target) else None
+
+    def _args(self, args: Any) -> list:
+        if isinstance(args, tuple) and len(args) == 3 and args[0] == "shm":
+            _, path, length = args
+            args = self._read_shm(path.decode() if isinstance(path, bytes) else path, length)
+        if not isinstance(args, list):
+            raise TetherError(f"Args must be a list, got {type(args).__name__}.")
+        opts = {"binaries": "str"} if self.binaries == "str" else None
+        out = []
+        for arg in args:
+            if isinstance(arg, bytes) and arg[:4] == b"TTHR":
+                try:
+                    arg = tether.loads(arg, options=opts)
+                except TetherError:
+                    pass
+            elif self.binaries == "str":
+                arg = _strings(arg)
+            out.append(arg)
+        return out
+
+    def _read_shm(self, path: str, length: int) -> Any:
+        if not os.path.basename(path).startswith("tether-"):
+            raise TetherError(f"Refusing to read {path}: shared-memory args must be tether- files.")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size < length:
+                raise TetherError(f"{path} holds fewer than the {length} bytes announced.")
+            mm = mmap.mmap(fd, length, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        return tether.loads(memoryview(mm)[:length], options={"binaries": "bytes"})
+
+    def _result(self, ident: int, result: Any) -> bytes:
+        try:
+            inline = self._envelope(ident, (_OK, result))
+            if len(inline) <= self.shm_threshold:
+                return inline
+        except (tether.EncodeError, TypeError):
+            pass
+        enc = tether.encode(result, checksum="crc32", transport="shm")
+        if enc.decision.format == "pickle":
+            return self._envelope(ident, (_ERROR, (Atom("python"), "TypeError",
+                                  f"a {type(result).__qualname__} result cannot be sent to BEAM; return "
+                                  "lists, dicts, tuples, numbers, strings, bytes, arrays or tables", "")))
+        if enc.nbytes <= self.shm_threshold:
+            return self._envelope(ident, (_OK_FRAME, bytes(enc)))
+        if self.region is None or self.region.capacity < enc.nbytes + 8192:
+            if self.region is not None:
+                self.pool.release(self.region)
+            self.region = self.pool.acquire(enc.nbytes)
+        self.region.reset()  # BEAM read the previous result before sending this call
+        slot, offset, view = self.region.reserve(enc.nbytes)
+        enc.write_into(view)
+        view.release()
+        self.region.commit(slot)
+        return self._envelope(ident, (_OK_SHM, self.region.path, offset, enc.nbytes))
+
+    @staticmethod
+    def _envelope(ident: int, payload: Any) -> bytes:
+        return tether.dumps((_REPLY, ident, payload), format="etf", checksum="crc32")
+
+    def close(self) -> None:
+        if self.region is not None:
+            self.region.close()
+            self.region.unlink()
+        self.pool.close()
+
+
+def _strings(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, list):
+        return [_strings(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_strings(v) for v in value)
+    if isinstance(value, dict):
+        return {_strings(k): _strings(v) for k, v in value.items()}
+    return value
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
+    """Answer framed calls until the input closes."""
+    while True:
+        head = _read_exact(inp, 4)
+        if head is None:
+            return
+        frame = _read_exact(inp, int.from_bytes(head, "big"))
+        if frame is None:
+            return
+        try:
+            reply = worker.handle(frame)
+        except TetherError as exc:
+            reply = tether.dumps((_REPLY, -1, (_ERROR, (Atom("bad_request"), str(exc)))), format="etf", checksum="crc32")
+        out.write(len(reply).to_bytes(4, "big"))
+        out.write(reply)
+        out.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tether.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", action="append", required=True, help="module whose public functions BEAM may call")
+    parser.add_argument("--shm-threshold", type=int, default=SHM_THRESHOLD)
+    parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
+                        help="how Elixir binaries arrive in handler arguments")
+    args = parser.parse_args(argv)
+    # stdout carries the protocol: keep a private handle on it and send
+    # everything else printed to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    modules = {name: importlib.import_module(name) for name in args.module}
+    worker = Worker(modules, shm_threshold=args.shm_threshold, binaries=args.binaries)
+    try:
+        serve(worker, sys.stdin.buffer, out)
+    finally:
+        worker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
