@@ -96,7 +96,10 @@ _TAG_NAMES = {
 class Options:
     """Resolved decode/encode options, validated once per call."""
 
-    __slots__ = ("binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs", "warn_charlists")
+    __slots__ = (
+        "binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs",
+        "warn_charlists", "views",
+    )
 
     def __init__(
         self,
@@ -110,6 +113,7 @@ class Options:
         limits: Limits | None = None,
         structs: bool = True,
         warn_charlists: bool = True,
+        views: int = 0,
     ):
         from ._errors import ValidationError
 
@@ -136,6 +140,8 @@ class Options:
         self.limits = limits if limits is not None else get_limits()
         self.structs = structs
         self.warn_charlists = warn_charlists
+        # Binaries of at least this many bytes decode as read-only views of the input (0: never).
+        self.views = views
 
 
 # ---------------------------------------------------------------- decoding
@@ -200,8 +206,13 @@ def _freeze(value: Any) -> Any:
 def decode(data: Any, opts: Options | None = None) -> Any:
     """Decode one complete ETF value (starting with byte 131)."""
     opts = opts or Options()
-    buf = bytes(data) if not isinstance(data, bytes) else data
-    if not buf:
+    # The C decoder reads any buffer in place; only the Python fallback needs bytes.
+    buf = data
+    if not isinstance(data, bytes):
+        buf = memoryview(data)
+        if buf.format != "B" or buf.ndim != 1:
+            buf = buf.cast("B")
+    if not len(buf):
         raise TruncatedError("Empty input: an ETF value starts with byte 131.")
     if buf[0] != VERSION:
         raise DecodeError(
@@ -273,22 +284,31 @@ def decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
     """
     if _c is not None:
         limits = opts.limits
+        views = opts.views
         try:
             return _c.decode(
                 buf, pos, _BIN_CODES[opts.binaries], 1 if opts.charlists == "str" else 0 if opts.warn_charlists else 2,
                 opts.atoms == "str",
                 opts.none_atom, limits.max_depth, limits.max_atoms, _struct_hook() if opts.structs else None,
+                _readonly_view(buf) if views else None, views,
             )
         except _c.Fallback:
             pass
     try:
-        return _decode_term(buf, pos, opts)
+        return _decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf)
     except (IndexError, struct.error) as exc:  # pragma: no cover - every read is bounds-checked
         raise TruncatedError(f"ETF input ends early: {exc}.") from exc
 
 
-def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
+def _readonly_view(buf: Any) -> memoryview:
+    view = memoryview(buf)
+    return view if view.readonly else view.toreadonly()
+
+
+def _decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tuple[Any, int]:
     n_buf = len(buf)
+    views = opts.views
+    base = _readonly_view(source if source is not None else buf) if views else None
     limits = opts.limits
     max_depth = limits.max_depth
     max_atoms = limits.max_atoms
@@ -392,9 +412,16 @@ def _decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
             end = pos + n
             if end > n_buf:
                 raise fail(f"Binary declares {n} bytes but {n_buf - pos} remain", TruncatedError)
-            raw = buf[pos:end]
-            pos = end
-            if bits != 8:
+            if views and n >= views and bits == 8 and (binaries == "bytes" or (tagged and tag == BIT_BINARY)):
+                value = base[pos:end]  # a large binary: a view of the input, no copy
+                pos = end
+                raw = None
+            else:
+                raw = buf[pos:end]
+                pos = end
+            if raw is None:
+                pass
+            elif bits != 8:
                 value = BitBinary(raw, bits)
             elif tagged:
                 if tag == BIT_BINARY:
@@ -818,7 +845,18 @@ def _encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, conve
                         f"Cannot encode {value!r} at {where()}: Erlang floats are finite. "
                         "Pass nan='atom' to write nan/infinity/neg_infinity atoms, or replace the value."
                     )
-                write(atom("nan" if value != value else "infinity" if value > 0 else "neg_infinity"))
+                name = "nan" if value != value else "infinity" if value > 0 else "neg_infinity"
+                import warnings
+
+                from ._errors import LossyConversionWarning
+
+                warnings.warn(
+                    f"{value!r} at {where()} is sent as the atom {name!r}: Erlang floats are finite, "
+                    "and it decodes back as an atom, not a float.",
+                    LossyConversionWarning,
+                    stacklevel=3,
+                )
+                write(atom(name))
             elif minor == 0:
                 text = ("%.20e" % value).encode("ascii")
                 out.append(FLOAT)

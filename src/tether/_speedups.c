@@ -153,6 +153,8 @@ typedef struct {
     const unsigned char *buf;
     Py_ssize_t end;
     PyObject *struct_hook;   /* borrowed; NULL when structs stay dicts */
+    PyObject *view_base;     /* borrowed memoryview of the input, or NULL */
+    Py_ssize_t view_min;     /* binaries this large become views of view_base */
     int binmode, chars_str;
     Py_ssize_t max_depth;
     AtomOpts aopts;
@@ -232,7 +234,15 @@ static PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos) {
             NEED(n);
             const char *p = (const char *)buf + pos;
             pos += n;
-            if (binmode == BIN_BYTES || (binmode == BIN_TAGGED && marked)) {
+            if (ctx->view_base && n >= ctx->view_min && (binmode == BIN_BYTES || (binmode == BIN_TAGGED && marked))) {
+                /* A large binary: a read-only view of the input, no copy. */
+                PyObject *lo = PyLong_FromSsize_t(pos - n), *hi = PyLong_FromSsize_t(pos);
+                PyObject *slice = (lo && hi) ? PySlice_New(lo, hi, NULL) : NULL;
+                Py_XDECREF(lo);
+                Py_XDECREF(hi);
+                value = slice ? PyObject_GetItem(ctx->view_base, slice) : NULL;
+                Py_XDECREF(slice);
+            } else if (binmode == BIN_BYTES || (binmode == BIN_TAGGED && marked)) {
                 value = PyBytes_FromStringAndSize(p, n);
             } else if (binmode == BIN_STR) {
                 value = PyUnicode_DecodeUTF8(p, n, NULL);
@@ -399,9 +409,12 @@ error:
 }
 
 static int ctx_init(Ctx *c, Py_buffer *view, int binmode, int chars_str, int atoms_str, PyObject *none_atom,
-                    Py_ssize_t max_depth, Py_ssize_t max_atoms, PyObject *struct_hook) {
+                    Py_ssize_t max_depth, Py_ssize_t max_atoms, PyObject *struct_hook,
+                    PyObject *view_base, Py_ssize_t view_min) {
     memset(c, 0, sizeof(*c));
     c->struct_hook = struct_hook == Py_None ? NULL : struct_hook;
+    c->view_base = (view_base == Py_None || view_min <= 0) ? NULL : view_base;
+    c->view_min = view_min;
     c->buf = view->buf;
     c->end = view->len;
     c->binmode = binmode;
@@ -418,12 +431,14 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, max_depth, max_atoms;
     int binmode, chars_str, atoms_str;
-    PyObject *none_atom, *struct_hook = Py_None;
-    if (!PyArg_ParseTuple(args, "y*niiiOnn|O", &view, &pos, &binmode, &chars_str, &atoms_str,
-                          &none_atom, &max_depth, &max_atoms, &struct_hook))
+    PyObject *none_atom, *struct_hook = Py_None, *view_base = Py_None;
+    Py_ssize_t view_min = 0;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn|OOn", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms, &struct_hook, &view_base, &view_min))
         return NULL;
     Ctx ctx;
-    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook);
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook,
+             view_base, view_min);
     /* Decoded terms cannot form cycles; pausing the cyclic GC while millions of
      * containers are built avoids collections that would triple the time. */
     int gc_was_enabled = PyGC_Disable();
@@ -444,12 +459,14 @@ static PyObject *decode_columns(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, max_depth, max_atoms;
     int binmode, chars_str, atoms_str;
-    PyObject *none_atom, *struct_hook = Py_None;
-    if (!PyArg_ParseTuple(args, "y*niiiOnn|O", &view, &pos, &binmode, &chars_str, &atoms_str,
-                          &none_atom, &max_depth, &max_atoms, &struct_hook))
+    PyObject *none_atom, *struct_hook = Py_None, *view_base = Py_None;
+    Py_ssize_t view_min = 0;
+    if (!PyArg_ParseTuple(args, "y*niiiOnn|OOn", &view, &pos, &binmode, &chars_str, &atoms_str,
+                          &none_atom, &max_depth, &max_atoms, &struct_hook, &view_base, &view_min))
         return NULL;
     Ctx ctx;
-    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook);
+    ctx_init(&ctx, &view, binmode, chars_str, atoms_str, none_atom, max_depth, max_atoms, struct_hook,
+             view_base, view_min);
     const unsigned char *buf = view.buf;
     const Py_ssize_t end = view.len;
     PyObject *index = PyDict_New();   /* key -> column number */

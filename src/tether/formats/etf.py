@@ -16,7 +16,9 @@ from .. import _etf
 from .._errors import ValidationError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
-DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom")
+DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
+# Binaries at least this large decode as views into the frame unless copy=True.
+VIEW_MIN = 64 << 10
 ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
 
@@ -51,6 +53,8 @@ class EtfFormat(Format):
         kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes", "warn_charlists": mode != "tagged"}
         if "none_atom" in type_info:
             kwargs["none_atom"] = type_info["none_atom"]
+        if not ctx.copy:
+            kwargs["views"] = VIEW_MIN  # large binaries: read-only views into the frame
         for key in DECODE_OPTIONS:
             if key in ctx.options:
                 kwargs[key] = ctx.options[key]

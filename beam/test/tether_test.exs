@@ -1,0 +1,135 @@
+defmodule TetherTest do
+  use ExUnit.Case, async: true
+  doctest Tether
+
+  @golden Path.expand("../../tests/golden", __DIR__)
+
+  test "etf frames round-trip every kind of term" do
+    terms = [
+      1, -(2 ** 100), 3.5, :atom, "string", <<0, 255>>, [], [1, [2]], {:ok, {1, 2}},
+      %{"a" => 1, 3 => %{nested: true}, b: [:x]}, [1 | 2], self(), make_ref(), nil, true
+    ]
+
+    for term <- terms do
+      assert {:ok, ^term} = term |> Tether.encode() |> Tether.decode()
+      assert {:ok, ^term} = term |> Tether.encode(compressed: true) |> Tether.decode()
+    end
+  end
+
+  test "raw frames come back as sub-binaries of the frame" do
+    data = :crypto.strong_rand_bytes(100_000)
+    frame = data |> Tether.encode(format: :raw) |> IO.iodata_to_binary()
+    assert {:ok, ^data} = Tether.decode(frame)
+    {:ok, out} = Tether.decode(frame)
+    assert :binary.referenced_byte_size(out) == byte_size(frame)
+  end
+
+  test "tensors keep type, shape and bytes" do
+    for {type, bits} <- [{{:f, 32}, 32}, {{:f, 64}, 64}, {{:s, 64}, 64}, {{:u, 8}, 8}, {{:c, 64}, 64}, {{:bf, 16}, 16}] do
+      data = :crypto.strong_rand_bytes(div(bits, 8) * 6)
+      {:ok, t} = data |> Tether.tensor(type, {2, 3}) |> Tether.decode()
+      assert t.type == type and t.shape == {2, 3} and t.data == data
+    end
+
+    assert_raise ArgumentError, fn -> Tether.tensor(<<1, 2, 3>>, {:f, 32}, {2}) end
+  end
+
+  test "inspect reads header and metadata only" do
+    frame = Tether.encode([1, 2, 3], metadata: %{"run" => "r1"}) |> IO.iodata_to_binary()
+    {:ok, info} = Tether.inspect(binary_part(frame, 0, byte_size(frame) - 1))
+    assert info.format == :etf and info.checksum == :crc32
+    assert info.metadata["user"] == %{"run" => "r1"}
+    assert info.metadata["format"] == "etf"
+  end
+
+  test "errors are tagged tuples that name the problem" do
+    frame = Tether.encode(%{k: "v"}) |> IO.iodata_to_binary()
+    size = byte_size(frame)
+    <<head::binary-size(size - 1), last>> = frame
+    assert {:error, {:checksum_mismatch, _stored, _computed}} = Tether.decode(head <> <<Bitwise.bxor(last, 1)>>)
+    assert {:error, {:truncated, ^size, _}} = Tether.decode(binary_part(frame, 0, size - 10))
+    assert {:error, {:trailing_bytes, 1}} = Tether.decode(frame <> <<0>>)
+    <<a::binary-size(10), b, rest::binary>> = frame
+    assert {:error, {:header_checksum_mismatch, _, _}} = Tether.decode(a <> <<Bitwise.bxor(b, 4)>> <> rest)
+    assert {:error, :not_a_tether_frame} = Tether.decode("nope")
+    fun_frame = Tether.encode([fn x -> x end]) |> IO.iodata_to_binary()
+    assert {:error, :funs_refused} = Tether.decode(fun_frame)
+  end
+
+  test "frames written by Python (golden files) decode" do
+    {:ok, rows} = Tether.decode(File.read!(Path.join(@golden, "etf_rows.tthr")), verify: false)
+    assert %{"n" => nil, "rows" => [%{id: 1, name: "a", tags: {:x, <<1>>}}]} = rows
+    {:ok, t} = Tether.decode(File.read!(Path.join(@golden, "ndarray_f4_C.tthr")), verify: false)
+    assert t.type == {:f, 32} and t.shape == {3, 4}
+    assert <<0.0::float-32-little, 1.0::float-32-little, _::binary>> = t.data
+    big = -(2 ** 70) + 3
+    assert {:ok, ^big} = Tether.decode(File.read!(Path.join(@golden, "scalar_int.tthr")), verify: false)
+    assert {:ok, "grüße ✓"} = Tether.decode(File.read!(Path.join(@golden, "scalar_str.tthr")), verify: false)
+    {:ok, gz} = Tether.decode(File.read!(Path.join(@golden, "raw_gzip.tthr")), verify: false)
+    assert gz == :binary.copy("abc", 30_000)
+    assert {:error, {:unverifiable_checksum, :xxh3_64, _}} = Tether.decode(File.read!(Path.join(@golden, "raw_bytes.tthr")))
+    assert {:error, {:unsupported_compression, :zstd, _}} =
+             Tether.decode(File.read!(Path.join(@golden, "etf_zstd.tthr")), verify: false)
+    assert {:error, {:unsupported_format, :pickle}} =
+             Tether.decode(File.read!(Path.join(@golden, "pickle_set.tthr")), verify: false)
+  end
+end
+
+defmodule Tether.WorkerTest do
+  use ExUnit.Case, async: false
+
+  setup_all do
+    python = System.get_env("TETHER_PYTHON") || raise "set TETHER_PYTHON (make test does)"
+    handlers = Path.expand("../../tests", __DIR__)
+    src = Path.expand("../../src", __DIR__)
+    [opts: [python: python, modules: ["beam_handlers"], env: [{"PYTHONPATH", "#{handlers}:#{src}"}]]]
+  end
+
+  setup %{opts: opts} do
+    {:ok, w} = Tether.Worker.start_link(opts)
+    # The worker is linked to the test process and may already be stopping.
+    on_exit(fn ->
+      try do
+        Tether.Worker.stop(w)
+      catch
+        :exit, _ -> :ok
+      end
+    end)
+    [w: w]
+  end
+
+  test "small calls, structured errors and the allow-list", %{w: w} do
+    assert {:ok, 3} = Tether.Worker.call(w, "beam_handlers", "add", [1, 2])
+    assert {:ok, %{"a" => [1, {2, :x}]}} = Tether.Worker.call(w, "beam_handlers", "echo", [%{"a" => [1, {2, :x}]}])
+    assert {:error, {:python, "ValueError", "boom", tb}} = Tether.Worker.call(w, "beam_handlers", "fail", ["boom"])
+    assert tb =~ "Traceback"
+    assert {:error, {:undefined_function, "beam_handlers", "_private"}} = Tether.Worker.call(w, "beam_handlers", "_private", [])
+    assert {:error, {:undefined_function, "os", "system"}} = Tether.Worker.call(w, "os", "system", ["true"])
+  end
+
+  test "tensors go through shared memory and keep their bytes", %{w: w} do
+    data = for i <- 1..1_000_000, into: <<>>, do: <<i * 1.0::float-32-native>>
+    {:ok, t} = Tether.Worker.call(w, "beam_handlers", "scale", [Tether.tensor(data, {:f, 32}, {1000, 1000}), 2.0], 30_000)
+    assert t.type == {:f, 32} and t.shape == {1000, 1000}
+    expected = for i <- 1..1_000_000, into: <<>>, do: <<i * 2.0::float-32-native>>
+    assert t.data == expected
+    assert {:ok, {"ndarray", "float32", [1000, 1000], false}} =
+             Tether.Worker.call(w, "beam_handlers", "describe", [Tether.tensor(data, {:f, 32}, {1000, 1000})], 30_000)
+    big = :crypto.strong_rand_bytes(8_000_000)
+    assert {:ok, ^big} = Tether.Worker.call(w, "beam_handlers", "echo", [big], 30_000)
+  end
+
+  test "a crash fails the caller, the next call gets a fresh worker", %{w: w} do
+    assert {:error, {:worker_exit, 3}} = Tether.Worker.call(w, "beam_handlers", "crash", [])
+    assert {:ok, 42} = Tether.Worker.call(w, "beam_handlers", "add", [40, 2])
+  end
+
+  test "elixir structs map to Python types and back", %{w: w} do
+    dt = ~U[2024-01-02 03:04:05.123456Z]
+    assert {:ok, {"datetime", nil}} = Tether.Worker.call(w, "beam_handlers", "describe", [dt])
+    assert {:ok, ^dt} = Tether.Worker.call(w, "beam_handlers", "echo", [dt])
+    for value <- [~D[2024-02-29], ~N[2024-01-02 03:04:05.000001], MapSet.new([1, 2, 3]), 1..10//3] do
+      assert {:ok, ^value} = Tether.Worker.call(w, "beam_handlers", "echo", [value])
+    end
+  end
+end
