@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := $(shell find src -name '*.py' -o -name '*.c' 2>/dev/null) pyproject.toml
+SRC := $(shell find src -name '*.py' -o -name '*.c' 2>/dev/null) pyproject.toml setup.py
 
 .PHONY: all deps beam-deps test demo bench clean
 
@@ -27,11 +27,16 @@ $(STAMP): $(SRC)
 
 deps: beam-deps $(STAMP)
 
+# The BEAM side runs against this checkout's Python: its worker tests start
+# `python -m tether.worker` from the venv, with tests/ on the path for handlers.
+BEAM_ENV := TETHER_PYTHON=$(abspath $(PY)) PYTHONPATH=$(abspath tests):$(abspath src) MIX_ENV=test
+
 test: deps
 	$(PY) -m pytest -q
+	cd beam && $(BEAM_ENV) mix test
 
 demo: deps
-	$(PY) -m tether.demo
+	cd beam && TETHER_PYTHON=$(abspath $(PY)) mix run demo.exs
 
 bench: deps
 	$(PY) -m tether bench

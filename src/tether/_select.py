@@ -5,8 +5,11 @@ Rules for ``format="auto"``, first match wins:
 1. ``bytes``, ``bytearray``, ``memoryview`` → raw
 2. ``None``, ``bool``, ``int``, ``float``, ``str`` (not :class:`tether.Atom`) → scalar
 3. NumPy arrays and NumPy scalars without object fields → ndarray
-4. anything else is tried as etf; a value with a part ETF cannot map falls back
-   to pickle, and the decision says which part and why.
+4. tables, DataFrames and columnar data (≥ 256 rows) → arrow
+5. dicts, lists, tuples, BEAM terms and values with an Elixir struct mapping
+   (datetime, Decimal, set, range, registered types) → etf; a value with a
+   part ETF cannot map falls back to pickle, and the decision says why
+6. anything else → pickle
 
 Each decision is logged at DEBUG on the ``tether.select`` logger and kept,
 per thread, for :func:`last_decision`.
@@ -108,6 +111,9 @@ def choose(obj: Any) -> tuple[str, str, int | None]:
                 return name, hit[0], hit[1]
     if isinstance(obj, (dict, list, tuple)) or _is_beam_type(obj):
         return "etf", f"{t.__name__} of BEAM-representable values", None
+    if t is not frozenset and _has_struct_mapping(obj):
+        # frozenset stays pickle: it would come back as a set.
+        return "etf", f"{t.__name__} maps to an Elixir struct", None
     return "pickle", f"{t.__module__}.{t.__qualname__} has no BEAM mapping", None
 
 
@@ -115,6 +121,14 @@ def _is_beam_type(obj: Any) -> bool:
     from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 
     return isinstance(obj, (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference))
+
+
+def _has_struct_mapping(obj: Any) -> bool:
+    import datetime
+
+    from ._structs import _by_type
+
+    return isinstance(obj, datetime.datetime) or any(isinstance(obj, t) for t in _by_type)
 
 
 def _numpy() -> Any:

@@ -1,7 +1,8 @@
-"""``make demo``: dumps, inspect and loads on each kind of data, with timings.
+"""The demo: handlers BEAM calls in ``make demo``, and a Python-only tour.
 
-Run as ``python -m tether.demo``. When ``erl`` is installed, the list of maps
-is made by a real Erlang VM with ``term_to_binary`` and wrapped in a frame.
+``make demo`` runs ``beam/demo.exs``: Elixir starts ``python -m tether.worker
+--module tether.demo`` and calls the functions below. ``python -m tether.demo``
+shows dumps, inspect and loads on each kind of data without BEAM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,32 @@ from typing import Any
 import numpy as np
 
 import tether
+
+
+# ---------------------------------------------------------------- handlers BEAM calls
+
+
+def echo(value: Any) -> Any:
+    """Send the value back as it arrived."""
+    return value
+
+
+def to_arrow(rows: list) -> Any:
+    """A list of maps from Elixir, returned as an Arrow table (BEAM receives an IPC stream)."""
+    return tether.arrow.to_table(rows)[1]
+
+
+def describe(value: Any) -> dict:
+    """How Python received ``value``, and which format the reply would take."""
+    zero_copy = isinstance(value, memoryview) or (isinstance(value, np.ndarray) and not value.flags.owndata)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        reply = "arrow"  # what to_arrow returns
+    else:
+        reply = tether.encode(value, transport="shm").decision.format
+    return {"python_type": type(value).__name__, "zero_copy": zero_copy, "reply_format": reply}
+
+
+# ---------------------------------------------------------------- the Python-only tour
 
 
 def _erl_rows(n: int) -> bytes | None:

@@ -86,7 +86,7 @@ class Worker:
         opts = {"binaries": "str"} if self.binaries == "str" else None
         out = []
         for arg in args:
-            if isinstance(arg, bytes) and arg[:4] == b"TTHR":
+            if isinstance(arg, (bytes, memoryview)) and bytes(arg[:4]) == b"TTHR":
                 try:
                     arg = tether.loads(arg, options=opts)
                 except TetherError:
@@ -109,19 +109,24 @@ class Worker:
         return tether.loads(memoryview(mm)[:length], options={"binaries": "bytes"})
 
     def _result(self, ident: int, result: Any) -> bytes:
-        try:
-            inline = self._envelope(ident, (_OK, result))
-            if len(inline) <= self.shm_threshold:
-                return inline
-        except (tether.EncodeError, TypeError):
-            pass
-        enc = tether.encode(result, checksum="crc32", transport="shm")
+        # Preparing a frame copies nothing for raw, ndarray and Arrow values,
+        # so the size decides the route before any data moves.
+        enc = tether.encode(result, checksum=False, transport="shm")
+        if enc.decision.format == "pickle":
+            try:  # BEAM cannot read pickle: etf, with struct mappings, may still hold it
+                enc = tether.encode(result, format="etf", checksum=False, transport="shm")
+            except tether.EncodeError:
+                pass
         if enc.decision.format == "pickle":
             return self._envelope(ident, (_ERROR, (Atom("python"), "TypeError",
                                   f"a {type(result).__qualname__} result cannot be sent to BEAM; return "
                                   "lists, dicts, tuples, numbers, strings, bytes, arrays or tables", "")))
         if enc.nbytes <= self.shm_threshold:
-            return self._envelope(ident, (_OK_FRAME, bytes(enc)))
+            if enc.decision.format in ("etf", "scalar"):
+                return self._envelope(ident, (_OK, result))
+            # Inline frames carry CRC-32, which BEAM verifies natively.
+            return self._envelope(ident, (_OK_FRAME, tether.dumps(result, checksum="crc32", transport="shm")))
+        # Through shared memory the region's commit protocol guards the frame.
         if self.region is None or self.region.capacity < enc.nbytes + 8192:
             if self.region is not None:
                 self.pool.release(self.region)
