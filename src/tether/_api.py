@@ -121,19 +121,23 @@ class Encoded:
     True
     """
 
-    __slots__ = ("_header", "_meta", "_segments", "nbytes", "decision", "_checksum_kind")
+    __slots__ = ("_header", "_meta", "_segments", "nbytes", "decision", "_checksum_kind", "_checksum")
 
     def __init__(self, header: Header, meta: bytes, segments: list[Any], checksum_kind: int, decision: Decision):
         self._header = header
         self._meta = meta
         self._segments = segments
         self._checksum_kind = checksum_kind
+        self._checksum: int | None = None
         self.nbytes: int = header.frame_size
         self.decision = decision
 
     @property
     def header(self) -> Header:
-        return self._header
+        """The frame header; its payload checksum is filled in by the first write."""
+        if self._checksum is None:
+            return self._header
+        return dataclasses.replace(self._header, payload_checksum=self._checksum)
 
     def write_into(self, buffer: Any, offset: int = 0) -> int:
         """Write the frame into ``buffer[offset:]``; return the number of bytes written.
@@ -177,10 +181,8 @@ class Encoded:
         if pos != pstart + h.payload_length:  # a format lied about its size
             raise EncodeError(f"Format wrote {pos - pstart} payload bytes, declared {h.payload_length}.")
         if self._checksum_kind != _checksum.NONE:
-            value = _checksum.compute(self._checksum_kind, dest[pstart:pos])
-            h = _replace_checksum(h, value)
-            self._header = h
-        dest[offset : offset + HEADER_SIZE] = h.pack()
+            self._checksum = _checksum.compute(self._checksum_kind, dest[pstart:pos])
+        dest[offset : offset + HEADER_SIZE] = h.pack(self._checksum)
         return self.nbytes
 
     def __bytes__(self) -> bytes:
@@ -230,10 +232,6 @@ def _join(segments: list[Any], n: int) -> memoryview:
             view[pos : pos + seg.nbytes] = seg
         pos += seg.nbytes
     return view
-
-
-def _replace_checksum(h: Header, value: int) -> Header:
-    return dataclasses.replace(h, payload_checksum=value)
 
 
 # A frame's bytes object is allocated uninitialised and filled in place, so
@@ -425,12 +423,15 @@ def encode(
         "type": payload.type_info,
         "lineage": [{"producer": _PRODUCER, "pid": os.getpid(), "format": fmt.name}, *(dict(x) for x in (lineage or ()))],
     }
+    # Format, schema, producer and a default lineage repeat from frame to
+    # frame: their encoding is cached (keyed by pid too, for forked children).
+    const_key = None if lineage else (fmt.name, fmt.schema_version, os.getpid())
     if metadata:
         for key in metadata:
             if not isinstance(key, str):
                 raise ValidationError(f"metadata keys must be str, got {key!r}.")
         meta["user"] = dict(metadata)
-    meta_bytes = _meta.encode(meta)
+    meta_bytes = _meta.encode(meta, constant=("format", "schema", "producer", "lineage"), key=const_key)
     header = Header(
         format_id=fmt.id,
         compression_id=codec.id,

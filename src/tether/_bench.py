@@ -461,6 +461,67 @@ def bench_shm(rep: Report, quick: bool) -> None:
         print(f"  RSS probe failed: {out.stderr.strip()[-200:]}")
 
 
+_BEAM_SCRIPT = r"""#!/usr/bin/env escript
+%%! -noshell
+main([Python, N, Mib]) ->
+    Rounds = list_to_integer(N),
+    Size = list_to_integer(Mib) * 1048576,
+    Exe = filename:absname(Python),
+    %% The minimal baseline: a raw {packet, 4} echo with the worker program.
+    Port = open_port({spawn_executable, Exe}, [{args, ["-m", "tether.worker", "--module", "tether.demo"]},
+                                              {packet, 4}, binary, exit_status, use_stdio]),
+    Ping = <<"PING", 0:(96 * 8)>>,
+    Echo = fun() -> port_command(Port, Ping), receive {Port, {data, _}} -> ok end end,
+    [Echo() || _ <- lists:seq(1, 200)],
+    EchoUs = median([element(1, timer:tc(Echo)) || _ <- lists:seq(1, Rounds)]),
+    {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
+    Map = #{id => 1, name => <<"small">>, price => 9.5, tags => [a, b], ok => true},
+    Call = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map]) end,
+    [Call() || _ <- lists:seq(1, 200)],
+    CallUs = median([element(1, timer:tc(Call)) || _ <- lists:seq(1, Rounds)]),
+    {ok, Inline} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>], shm_threshold => 1 bsl 40}),
+    Tensor = iolist_to_binary(tether:tensor(binary:copy(<<1.5:32/float-native>>, Size div 4), {f, 32}, {Size div 4})),
+    Big = fun(Wk) -> fun() -> {ok, #{data := D}} = tether_worker:call(Wk, <<"tether.demo">>, <<"echo">>, [Tensor], 120000), byte_size(D) end end,
+    Size = (Big(W))(), Size = (Big(Inline))(),
+    ShmUs = median([element(1, timer:tc(Big(W))) || _ <- lists:seq(1, 5)]),
+    InlineUs = median([element(1, timer:tc(Big(Inline))) || _ <- lists:seq(1, 3)]),
+    io:format("echo_us ~p~ncall_us ~p~nshm_us ~p~ninline_us ~p~n", [EchoUs, CallUs, ShmUs, InlineUs]).
+median(L) -> lists:nth(length(L) div 2 + 1, lists:sort(L)).
+"""
+
+
+def bench_beam(rep: Report, quick: bool) -> None:
+    rep.section("BEAM <-> Python worker (a real erl driving python -m tether.worker)")
+    if shutil.which("erlc") is None or shutil.which("escript") is None:
+        print("  (erl not found: run `make bench`, which installs it)")
+        return
+    beam_src = os.path.join(os.path.dirname(__file__), "..", "..", "beam", "src")
+    if not os.path.isdir(beam_src):
+        print("  (the beam/ companion is not beside this installation: run from a checkout)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        srcs = [os.path.join(beam_src, f) for f in os.listdir(beam_src) if f.endswith(".erl")]
+        subprocess.run(["erlc", "-o", tmp, *srcs], check=True)
+        script = os.path.join(tmp, "bench.erl")
+        with open(script, "w") as f:
+            f.write(_BEAM_SCRIPT)
+        mib = 16 if quick else 64
+        out = subprocess.run(
+            ["escript", script, sys.executable, "300" if quick else "2000", str(mib)],
+            capture_output=True, text=True, timeout=600, env={**os.environ, "ERL_LIBS": tmp, "ERL_FLAGS": f"-pa {tmp}"},
+        )
+    if out.returncode != 0:
+        print(f"  beam bench failed: {out.stderr.strip()[-400:]}")
+        return
+    fig = {k: int(v) / 1e6 for k, v in (line.split() for line in out.stdout.split("\n") if line.strip())}
+    rep.row("minimal {packet,4} echo, 100 B", fig["echo_us"])
+    rep.row("Tether.Worker.call with a 5-key map", fig["call_us"], f"{fig['call_us'] / fig['echo_us']:.2f}× the echo")
+    rep.target("small call vs packet echo", fig["call_us"] / fig["echo_us"], 1.5)
+    rep.row(f"{mib} MiB tensor round trip, inline through the port", fig["inline_us"])
+    rep.row(f"{mib} MiB tensor round trip, via shared memory", fig["shm_us"], f"{fig['inline_us'] / fig['shm_us']:.1f}× faster")
+    rep.target("shm tensor round trip vs inline (inverse)", fig["shm_us"] / fig["inline_us"], 0.2)
+
+
 def run(*, quick: bool = False, only: list[str] | None = None) -> int:
     """Run the benchmark groups and print their figures; 0 unless something crashed."""
     rep = Report()
@@ -469,7 +530,7 @@ def run(*, quick: bool = False, only: list[str] | None = None) -> int:
           f"{', quick' if quick else ''}")
     groups = {
         "etf": bench_etf, "ndarray": bench_ndarray, "shm": bench_shm, "arrow": bench_arrow,
-        "compression": bench_compression,
+        "compression": bench_compression, "beam": bench_beam,
     }
     for name, fn in groups.items():
         if only and name not in only:

@@ -269,10 +269,15 @@ def _inflate(buf: bytes, pos: int, limits: Limits) -> bytes:
 _BIN_CODES = {"bytes": 0, "str": 1, "tagged": 2}
 
 
-def _struct_hook() -> Any:
-    from ._structs import to_python
+_HOOK: list[Any] = []
 
-    return to_python
+
+def _struct_hook() -> Any:
+    if not _HOOK:  # imported on first use: _structs imports this module
+        from ._structs import to_python
+
+        _HOOK.append(to_python)
+    return _HOOK[0]
 
 
 def decode_term(buf: bytes, pos: int, opts: Options) -> tuple[Any, int]:
@@ -745,13 +750,20 @@ def _epath(stack: list) -> str:
     return "".join(out)
 
 
+_ATOM_CACHES: dict[int, dict[str, bytes]] = {0: {}, 1: {}, 2: {}}
+_ATOM_CACHE_MAX = 65536
+
+
 class _AtomWriter:
-    """Caches the encoded bytes of each atom name for one encode call."""
+    """The encoded bytes of each atom name, cached across calls (bounded)."""
 
     __slots__ = ("cache", "minor")
 
     def __init__(self, minor: int):
-        self.cache: dict[str, bytes] = {}
+        cache = _ATOM_CACHES[minor]
+        if len(cache) > _ATOM_CACHE_MAX:
+            cache.clear()
+        self.cache = cache
         self.minor = minor
 
     def __call__(self, name: str) -> bytes:
@@ -798,6 +810,13 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY, c
     tether's tagged mode); ``convert`` maps otherwise unknown objects to terms.
     """
     opts = opts or Options()
+    if _c is not None and opts.nan == "error":
+        # Lists mutated while encoding are the caller's bug; the C path reads
+        # containers in place, and anything it does not know goes to Python.
+        try:
+            return _c.encode(term, opts.minor_version, opts.none_atom, bytes_tag == BIT_BINARY, opts.limits.max_depth)
+        except _c.Fallback:
+            pass
     if convert is None and opts.structs:
         from ._structs import convert
     out = bytearray(b"\x83")

@@ -628,7 +628,225 @@ static PyObject *copy(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ encoding
+ *
+ * Fast path of the ETF encoder for exact builtin types: dict, list, tuple,
+ * str, bytes/bytearray, int (up to 64 bits), finite float, bool, None and
+ * tether.Atom. Anything else raises Fallback and tether/_etf.py encodes the
+ * whole term (struct mappings, big integers, paths in errors).
+ */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Out;
+
+static int out_reserve(Out *o, Py_ssize_t n) {
+    if (o->len + n <= o->cap) return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n) cap *= 2;
+    char *np = PyMem_Realloc(o->p, (size_t)cap);
+    if (!np) { PyErr_NoMemory(); return -1; }
+    o->p = np;
+    o->cap = cap;
+    return 0;
+}
+
+static inline int out_put(Out *o, const void *src, Py_ssize_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->p + o->len, src, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+static inline int out_byte(Out *o, unsigned char b) { return out_put(o, &b, 1); }
+
+static inline int out_tag32(Out *o, unsigned char tag, uint32_t v) {
+    unsigned char b[5] = {tag, (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+    return out_put(o, b, 5);
+}
+
+static int put_atom(Out *o, PyObject *name, int minor) {
+    Py_ssize_t chars = PyUnicode_GET_LENGTH(name);
+    if (chars > 255) return 1;  /* Python raises the error */
+    if (minor < 2 && PyUnicode_KIND(name) == PyUnicode_1BYTE_KIND) {
+        unsigned char h[3] = {100, 0, (unsigned char)chars};
+        if (out_put(o, h, 3) < 0) return -1;
+        return out_put(o, PyUnicode_1BYTE_DATA(name), chars) < 0 ? -1 : 0;
+    }
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(name, &n);
+    if (!u) return -1;
+    if (n < 256) {
+        unsigned char h[2] = {119, (unsigned char)n};
+        if (out_put(o, h, 2) < 0) return -1;
+    } else {
+        unsigned char h[3] = {118, (unsigned char)(n >> 8), (unsigned char)n};
+        if (out_put(o, h, 3) < 0) return -1;
+    }
+    return out_put(o, u, n) < 0 ? -1 : 0;
+}
+
+enum { E_LIST, E_TUPLE, E_DICT };
+typedef struct {
+    int kind;
+    PyObject *obj;        /* borrowed: kept alive by its parent */
+    Py_ssize_t pos;       /* next index, or PyDict_Next position */
+    PyObject *pending;    /* borrowed dict value still to write */
+} EFrame;
+
+/* encode(term, minor, none_atom, tagged_bytes, max_depth) -> bytes starting with 131 */
+static PyObject *encode(PyObject *self, PyObject *args) {
+    PyObject *term, *none_atom;
+    int minor, tagged;
+    Py_ssize_t max_depth;
+    if (!PyArg_ParseTuple(args, "OiOpn", &term, &minor, &none_atom, &tagged, &max_depth)) return NULL;
+    Out o = {NULL, 0, 0};
+    EFrame *stack = NULL;
+    Py_ssize_t depth = 0, cap = 0;
+    PyObject *value = term, *result = NULL;
+    if (out_byte(&o, 131) < 0) goto error;
+    for (;;) {
+        PyTypeObject *t = Py_TYPE(value);
+        if (t == &PyUnicode_Type) {
+            Py_ssize_t n;
+            const char *u = PyUnicode_AsUTF8AndSize(value, &n);
+            if (!u) { PyErr_Clear(); goto fallback; }  /* lone surrogates: Python reports */
+            if (n > 0xFFFFFFFFLL || out_tag32(&o, 109, (uint32_t)n) < 0 || out_put(&o, u, n) < 0) goto error;
+        } else if (t == (PyTypeObject *)AtomType) {
+            int rc = put_atom(&o, value, minor);
+            if (rc < 0) goto error;
+            if (rc > 0) goto fallback;
+        } else if (t == &PyLong_Type) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow) goto fallback;  /* beyond 64 bits: Python writes the big integer */
+            if (v == -1 && PyErr_Occurred()) goto error;
+            if (v >= 0 && v <= 255) {
+                unsigned char b[2] = {97, (unsigned char)v};
+                if (out_put(&o, b, 2) < 0) goto error;
+            } else if (v >= -2147483648LL && v <= 2147483647LL) {
+                if (out_tag32(&o, 98, (uint32_t)(int32_t)v) < 0) goto error;
+            } else {
+                unsigned long long mag = v < 0 ? (unsigned long long)(-(v + 1)) + 1 : (unsigned long long)v;
+                unsigned char b[11] = {110, 0, v < 0};
+                int n = 0;
+                while (mag) { b[3 + n++] = (unsigned char)(mag & 0xFF); mag >>= 8; }
+                b[1] = (unsigned char)n;
+                if (out_put(&o, b, 3 + n) < 0) goto error;
+            }
+        } else if (t == &PyFloat_Type) {
+            double d = PyFloat_AS_DOUBLE(value);
+            if (!isfinite(d) || minor == 0) goto fallback;
+            uint64_t bits;
+            memcpy(&bits, &d, 8);
+            unsigned char b[9] = {70};
+            for (int i = 0; i < 8; i++) b[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
+            if (out_put(&o, b, 9) < 0) goto error;
+        } else if (value == Py_True || value == Py_False) {
+            static const unsigned char tr[] = {119, 4, 't', 'r', 'u', 'e'}, fa[] = {119, 5, 'f', 'a', 'l', 's', 'e'};
+            static const unsigned char tr1[] = {100, 0, 4, 't', 'r', 'u', 'e'}, fa1[] = {100, 0, 5, 'f', 'a', 'l', 's', 'e'};
+            int ok = value == Py_True ? (minor < 2 ? out_put(&o, tr1, 7) : out_put(&o, tr, 6))
+                                      : (minor < 2 ? out_put(&o, fa1, 8) : out_put(&o, fa, 7));
+            if (ok < 0) goto error;
+        } else if (value == Py_None) {
+            if (none_atom == Py_None) goto fallback;
+            int rc = put_atom(&o, none_atom, minor);
+            if (rc < 0) goto error;
+            if (rc > 0) goto fallback;
+        } else if (t == &PyBytes_Type || t == &PyByteArray_Type) {
+            Py_ssize_t n = t == &PyBytes_Type ? PyBytes_GET_SIZE(value) : PyByteArray_GET_SIZE(value);
+            const char *d = t == &PyBytes_Type ? PyBytes_AS_STRING(value) : PyByteArray_AS_STRING(value);
+            if (n > 0xFFFFFFFFLL) goto fallback;
+            if (tagged) {
+                if (out_tag32(&o, 77, (uint32_t)n) < 0 || out_byte(&o, n ? 8 : 0) < 0) goto error;
+            } else if (out_tag32(&o, 109, (uint32_t)n) < 0) goto error;
+            if (out_put(&o, d, n) < 0) goto error;
+        } else if (t == &PyDict_Type || t == &PyList_Type || t == &PyTuple_Type) {
+            Py_ssize_t n = t == &PyDict_Type ? PyDict_GET_SIZE(value) : Py_SIZE(value);
+            if (t == &PyList_Type) {
+                if (n == 0) { if (out_byte(&o, 106) < 0) goto error; goto next; }
+                if (n < 65536) {  /* lists of bytes are STRING_EXT, as term_to_binary writes them */
+                    int small = 1;
+                    for (Py_ssize_t i = 0; i < n && small; i++) {
+                        PyObject *x = PyList_GET_ITEM(value, i);
+                        if (!PyLong_CheckExact(x)) { small = 0; break; }
+                        long v = PyLong_AsLong(x);
+                        if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); small = 0; break; }
+                        small = v >= 0 && v <= 255;
+                    }
+                    if (small) {
+                        unsigned char h[3] = {107, (unsigned char)(n >> 8), (unsigned char)n};
+                        if (out_put(&o, h, 3) < 0 || out_reserve(&o, n) < 0) goto error;
+                        for (Py_ssize_t i = 0; i < n; i++) o.p[o.len++] = (char)PyLong_AsLong(PyList_GET_ITEM(value, i));
+                        goto next;
+                    }
+                }
+                if (out_tag32(&o, 108, (uint32_t)n) < 0) goto error;
+            } else if (t == &PyTuple_Type) {
+                if (n < 256) {
+                    unsigned char h[2] = {104, (unsigned char)n};
+                    if (out_put(&o, h, 2) < 0) goto error;
+                } else if (out_tag32(&o, 105, (uint32_t)n) < 0) goto error;
+                if (n == 0) goto next;
+            } else {
+                if (out_tag32(&o, 116, (uint32_t)n) < 0) goto error;
+                if (n == 0) goto next;
+            }
+            if (depth >= max_depth) goto fallback;
+            if (depth == cap) {
+                Py_ssize_t ncap = cap ? cap * 2 : 32;
+                EFrame *ns = PyMem_Realloc(stack, (size_t)ncap * sizeof(EFrame));
+                if (!ns) { PyErr_NoMemory(); goto error; }
+                stack = ns;
+                cap = ncap;
+            }
+            stack[depth].kind = t == &PyDict_Type ? E_DICT : t == &PyList_Type ? E_LIST : E_TUPLE;
+            stack[depth].obj = value;
+            stack[depth].pos = 0;
+            stack[depth].pending = NULL;
+            depth++;
+        } else {
+            goto fallback;  /* struct mappings, subclasses, numpy scalars...: Python */
+        }
+    next:
+        /* Find the next value to write, closing finished containers. */
+        for (;;) {
+            if (depth == 0) goto done;
+            EFrame *f = &stack[depth - 1];
+            if (f->kind == E_DICT) {
+                if (f->pending) { value = f->pending; f->pending = NULL; break; }
+                PyObject *k, *v;
+                if (PyDict_Next(f->obj, &f->pos, &k, &v)) { value = k; f->pending = v; break; }
+                depth--;
+                continue;
+            }
+            Py_ssize_t n = Py_SIZE(f->obj);
+            if (f->pos < n) {
+                value = f->kind == E_LIST ? PyList_GET_ITEM(f->obj, f->pos) : PyTuple_GET_ITEM(f->obj, f->pos);
+                f->pos++;
+                break;
+            }
+            if (f->kind == E_LIST && out_byte(&o, 106) < 0) goto error;
+            depth--;
+        }
+    }
+done:
+    result = PyBytes_FromStringAndSize(o.p, o.len);
+    goto cleanup;
+fallback:
+    if (!PyErr_Occurred()) PyErr_SetString(Fallback, "fallback");
+error:
+    result = NULL;
+cleanup:
+    PyMem_Free(o.p);
+    PyMem_Free(stack);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"encode", encode, METH_VARARGS, "Encode exact builtin types as ETF; raises Fallback for anything else."},
     {"copy", copy, METH_VARARGS, "Copy a buffer into another at an offset, fast for any relative alignment."},
     {"decode", decode, METH_VARARGS, "Decode one ETF term at an offset; raises Fallback when Python must."},
     {"decode_columns", decode_columns, METH_VARARGS, "Decode a list of maps into per-key column lists."},

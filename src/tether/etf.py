@@ -93,7 +93,7 @@ def encode(
     {'a': [1, 2.5]}
     """
     opts = _etf.Options(minor_version=minor_version, none_atom=none_atom, nan=nan, limits=limits)
-    data = _encode_with(term, opts)
+    data = _etf.encode(term, opts)
     if compressed is not False:
         level = 6 if compressed is True else compressed
         if type(level) is not int or not 0 <= level <= 9:
@@ -151,12 +151,4 @@ def decode(
     opts = _etf.Options(
         binaries=binaries, charlists=charlists, atoms=atoms, none_atom=none_atom, structs=structs, limits=limits
     )
-    return _decode_with(data, opts)
-
-
-def _encode_with(term: Any, opts: _etf.Options, *, bytes_tag: int = _etf.BINARY) -> bytes:
-    return _etf.encode(term, opts, bytes_tag=bytes_tag)
-
-
-def _decode_with(data: Any, opts: _etf.Options) -> Any:
     return _etf.decode(data, opts)

@@ -109,6 +109,15 @@ class Worker:
         return tether.loads(memoryview(mm)[:length], options={"binaries": "bytes"})
 
     def _result(self, ident: int, result: Any) -> bytes:
+        if isinstance(result, (dict, list, tuple, str, int, float, bool, type(None))):
+            # Most results are small terms: one encode, straight into the reply.
+            try:
+                reply = self._envelope(ident, (_OK, result))
+            except tether.EncodeError:
+                pass
+            else:
+                if len(reply) <= self.shm_threshold:
+                    return reply
         # Preparing a frame copies nothing for raw, ndarray and Arrow values,
         # so the size decides the route before any data moves.
         enc = tether.encode(result, checksum=False, transport="shm")
@@ -184,6 +193,10 @@ def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
         frame = _read_exact(inp, int.from_bytes(head, "big"))
         if frame is None:
             return
+        if frame[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline
+            out.write(head + frame)
+            out.flush()
+            continue
         try:
             reply = worker.handle(frame)
         except TetherError as exc:

@@ -48,6 +48,8 @@ def resolve(
     """
     from . import get, registry
 
+    if name == "none" and level is None:
+        return get(0), 0, "not requested"
     if not isinstance(name, str):
         raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
     if name != "auto":

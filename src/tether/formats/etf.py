@@ -10,11 +10,23 @@ asks for ``options={"binaries": "str"}``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .. import _etf
+from .._limits import get_limits
 from .._errors import ValidationError
 from ._base import DecodeContext, EncodeContext, Format, Payload
+
+@functools.lru_cache(maxsize=4)
+def _default_options(limits: Any) -> _etf.Options:
+    return _etf.Options(limits=limits)
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_options(limits: Any, items: tuple) -> _etf.Options:
+    return _etf.Options(limits=limits, **dict(items))
+
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
 # Binaries at least this large decode as views into the frame unless copy=True.
@@ -31,11 +43,9 @@ class EtfFormat(Format):
         return True  # attempted; unsupported types raise MappingError
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
-        from .. import etf as etf_api
-
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
-        opts = _etf.Options(**kwargs)
-        data = etf_api._encode_with(obj, opts, bytes_tag=_etf.BIT_BINARY)
+        opts = _etf.Options(**kwargs) if kwargs else _default_options(get_limits())
+        data = _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY)
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
             info["none_atom"] = opts.none_atom
@@ -44,8 +54,6 @@ class EtfFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
-        from .. import etf as etf_api
-
         if ctx.into is not None:
             raise ValidationError(f"Invalid into {ctx.into!r} for an etf frame: etf frames have one Python form.")
         mode = type_info.get("binaries", "beam")
@@ -58,7 +66,7 @@ class EtfFormat(Format):
         for key in DECODE_OPTIONS:
             if key in ctx.options:
                 kwargs[key] = ctx.options[key]
-        return etf_api._decode_with(payload, _etf.Options(limits=ctx.limits, **kwargs))
+        return _etf.decode(payload, _decode_options(ctx.limits, tuple(sorted(kwargs.items()))))
 
 
 FORMAT = EtfFormat()

@@ -60,7 +60,8 @@ class Header:
         object.__setattr__(self, "payload_offset", offset)
         object.__setattr__(self, "frame_size", offset + self.payload_length)
 
-    def pack(self) -> bytes:
+    def pack(self, payload_checksum: int | None = None) -> bytes:
+        """The 64 header bytes; ``payload_checksum`` overrides the stored value."""
         body = _LAYOUT.pack(
             MAGIC,
             self.version,
@@ -73,7 +74,7 @@ class Header:
             self.metadata_crc32,
             self.payload_length,
             self.raw_length,
-            self.payload_checksum,
+            self.payload_checksum if payload_checksum is None else payload_checksum,
             self.schema_version,
             self.compression_level,
             self.filter_id,

@@ -13,10 +13,33 @@ from .._limits import Limits
 KEYS = ("format", "schema", "created_at", "type", "lineage", "user", "producer")
 
 
-def encode(meta: dict[str, Any]) -> bytes:
-    """Encode metadata. ``str`` is written as binaries, ``bytes`` as 8-bit bitstrings (both binaries on BEAM)."""
+_OPTIONS = _etf.Options(structs=False)
+_PAIRS: dict[tuple, bytes] = {}
+
+
+def encode(meta: dict[str, Any], *, constant: tuple[str, ...] = (), key: Any = None) -> bytes:
+    """Encode metadata. ``str`` is written as binaries, ``bytes`` as 8-bit bitstrings (both binaries on BEAM).
+
+    The pairs named in ``constant`` have values that repeat from frame to
+    frame (format, producer, lineage...): their encoding is cached and spliced
+    in, as an ETF map may list its pairs in any order. ``key`` identifies
+    their values; without one, they are keyed by their repr.
+    """
     try:
-        return _etf.encode(meta, _etf.Options(structs=False), bytes_tag=_etf.BIT_BINARY)
+        if not constant:
+            return _etf.encode(meta, _OPTIONS, bytes_tag=_etf.BIT_BINARY)
+        fixed = {k: meta[k] for k in constant}
+        if key is None:
+            key = tuple((k, repr(v)) for k, v in fixed.items())
+        cached = _PAIRS.get(key)
+        if cached is None:
+            cached = _etf.encode(fixed, _OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]  # pairs, without 131 + MAP header
+            if len(_PAIRS) > 256:
+                _PAIRS.clear()
+            _PAIRS[key] = cached
+        rest = {k: v for k, v in meta.items() if k not in fixed}
+        body = _etf.encode(rest, _OPTIONS, bytes_tag=_etf.BIT_BINARY)
+        return b"\x83t" + len(meta).to_bytes(4, "big") + cached + body[6:]
     except MappingError as exc:
         raise MappingError(
             f"Metadata cannot be stored: {exc} Metadata values must be str, bytes, int, float, bool, "
