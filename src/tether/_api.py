@@ -346,7 +346,7 @@ def encode(
         ectx.options["_auto"] = True
 
     if format == "auto":
-        name, reason, estimate = choose(obj)
+        name, reason, estimate = choose(obj, transport)
         decision = Decision(name, reason, estimate, requested="auto")
     else:
         if not isinstance(format, str):

@@ -376,12 +376,19 @@ def bench_arrow(rep: Report, quick: bool) -> None:
         rep.row("pandas DataFrame round trip: pickle", t_pk)
         rep.target("pandas round trip vs pickle", t_tt / t_pk, 0.5)
 
-    print("  etf vs arrow, dumps + loads of n Python rows {id, name, score}:")
-    for n in (16, 64, 256, 1024, 4096):
+    print("  etf vs arrow for n Python rows {id, name, score}: dumps + loads back to rows, and frame size")
+    for n in (16, 256, 4096, 65536):
         value = [{"id": i, "name": f"n{i}", "score": i * 0.5} for i in range(n)]
-        te = _per_call(lambda: tether.loads(tether.dumps(value, format="etf")), 20, 5)
-        ta = _per_call(lambda: tether.loads(tether.dumps(value, format="arrow")), 20, 5)
-        print(f"    {n:>5} rows: etf {_fmt_t(te)}  arrow {_fmt_t(ta)}  -> {'arrow' if ta < te else 'etf'}")
+        number = max(1, 4096 // n)
+        te = _per_call(lambda: tether.loads(tether.dumps(value, format="etf")), number, 5)
+        ta = _per_call(lambda: tether.loads(tether.dumps(value, format="arrow")), number, 5)
+        se, sa = len(tether.dumps(value, format="etf")), len(tether.dumps(value, format="arrow"))
+        print(f"    {n:>6} rows: etf {_fmt_t(te)} {se:>9,} B   arrow {_fmt_t(ta)} {sa:>9,} B   "
+              f"faster: {'arrow' if ta < te else 'etf'}, smaller: {'arrow' if sa < se else 'etf'}")
+    cols = {"x": np.arange(65536, dtype="f8"), "id": np.arange(65536)}
+    ta = _per_call(lambda: tether.loads(tether.dumps(cols, format="arrow")), 20, 5)
+    tp = _per_call(lambda: tether.loads(tether.dumps(cols, format="pickle"), allow_pickle=True), 20, 5)
+    print(f"    dict of two 65,536-row NumPy columns: arrow {_fmt_t(ta)}, pickle {_fmt_t(tp)} (etf cannot hold arrays)")
 
 
 _RSS_PROBE = """

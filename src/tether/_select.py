@@ -5,7 +5,9 @@ Rules for ``format="auto"``, first match wins:
 1. ``bytes``, ``bytearray``, ``memoryview`` → raw
 2. ``None``, ``bool``, ``int``, ``float``, ``str`` (not :class:`tether.Atom`) → scalar
 3. NumPy arrays and NumPy scalars without object fields → ndarray
-4. tables, DataFrames and columnar data (≥ 256 rows) → arrow
+4. tables and DataFrames → arrow; dicts of ≥ 256-row columns → arrow; lists of
+   ≥ 256 same-keyed dicts → arrow when the frame leaves the host (half the
+   bytes), etf in memory (faster back to rows at every size measured)
 5. dicts, lists, tuples, BEAM terms and values with an Elixir struct mapping
    (datetime, Decimal, set, range, registered types) → etf; a value with a
    part ETF cannot map falls back to pickle, and the decision says why
@@ -87,8 +89,8 @@ def last_decision() -> Decision | None:
     return getattr(_local, "last", None)
 
 
-def choose(obj: Any) -> tuple[str, str, int | None]:
-    """Pick a format for ``obj``: (name, reason, estimated payload size)."""
+def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
+    """Pick a format for ``obj`` headed for ``transport``: (name, reason, estimated payload size)."""
     t = type(obj)
     if t is bytes or t is bytearray or t is memoryview:
         return "raw", f"{t.__name__} is written as is", memoryview(obj).nbytes
@@ -106,7 +108,7 @@ def choose(obj: Any) -> tuple[str, str, int | None]:
         fmt = formats.get(name)
         picker = getattr(fmt, "auto_pick", None)
         if picker is not None:
-            hit = picker(obj)
+            hit = picker(obj, transport)
             if hit is not None:
                 return name, hit[0], hit[1]
     if isinstance(obj, (dict, list, tuple)) or _is_beam_type(obj):
