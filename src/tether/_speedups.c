@@ -556,13 +556,19 @@ static PyObject *configure(PyObject *self, PyObject *args) {
  * normal case for a bytes object (data at 48 mod 64) and a NumPy array. This
  * aligns the destination and streams with non-temporal stores, so the copy
  * runs at memory bandwidth whatever the relative alignment. */
+/* Copy up to the destination's next 64-byte boundary; the streaming loops
+ * below need an aligned destination and leave a tail for memcpy. */
+static inline void copy_head(char **dst, const char **src, size_t *n) {
+    size_t head = (64 - ((uintptr_t)*dst & 63)) & 63;
+    if (head > *n) head = *n;
+    memcpy(*dst, *src, head);
+    *dst += head; *src += head; *n -= head;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 __attribute__((target("avx2"))) static void copy_avx2(char *dst, const char *src, size_t n) {
-    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
-    if (head > n) head = n;
-    memcpy(dst, src, head);
-    dst += head; src += head; n -= head;
+    copy_head(&dst, &src, &n);
     size_t blocks = n / 128;
     for (size_t i = 0; i < blocks; i++) {
         __m256i a = _mm256_loadu_si256((const __m256i *)(src + 0));
@@ -586,10 +592,7 @@ static void copy_bulk(char *dst, const char *src, size_t n) {
     if (__builtin_cpu_supports("avx2")) { copy_avx2(dst, src, n); return; }
 #endif
 #if defined(__SSE2__)
-    size_t head = (64 - ((uintptr_t)dst & 63)) & 63;
-    if (head > n) head = n;
-    memcpy(dst, src, head);
-    dst += head; src += head; n -= head;
+    copy_head(&dst, &src, &n);
     size_t blocks = n / 64;
     for (size_t i = 0; i < blocks; i++) {
         __m128i a = _mm_loadu_si128((const __m128i *)(src + 0));

@@ -279,18 +279,23 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
             raise ColumnError(f"Columns have different lengths {sorted(lengths)}; a table needs equal lengths.")
         return "columns", pa.Table.from_arrays(arrays, names=names)
     if type(obj) is list:
-        if not all(type(r) is dict for r in obj):
-            raise ColumnError("A list converts to a table only when every element is a dict (one row each).")
-        keys: dict[Any, None] = {}
-        for r in obj:
-            keys.update(dict.fromkeys(r))
+        keys, columns = _rows_to_columns(obj, "A list converts to a table only when every element is a dict (one row each).")
         if strict and any(len(r) != len(keys) for r in obj):
             raise ColumnError("Rows have different keys; Arrow would add nulls for the missing ones.")
         if strict and not all(type(k) is str for k in keys):
             raise ColumnError("Row keys are not all str; Arrow column names would not round-trip.")
-        columns = {k: [r.get(k) for r in obj] for k in keys}
-        return "rows", _table(list(columns), list(columns.values()), strict)
+        return "rows", _table(keys, columns, strict)
     raise ValidationError(f"Cannot make an Arrow table from {type(obj).__name__}.")
+
+
+def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:
+    """Column keys in first-seen order, and one list per key (None where a row lacks it)."""
+    if not all(type(r) is dict for r in rows):
+        raise ColumnError(message)
+    keys: dict[Any, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    return list(keys), [[r.get(k) for r in rows] for k in keys]
 
 
 def _table(keys: list, columns: list[list], strict: bool) -> pa.Table:
@@ -344,12 +349,8 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
 
 def _from_value(value: Any) -> pa.Table:
     if type(value) is list:
-        if not all(type(r) is dict for r in value):
-            raise ColumnError("from_etf needs a list of maps or a map of equal-length lists.")
-        keys: dict[Any, None] = {}
-        for r in value:
-            keys.update(dict.fromkeys(r))
-        return _table(list(keys), [[r.get(k) for r in value] for k in keys], strict=False)
+        keys, columns = _rows_to_columns(value, "from_etf needs a list of maps or a map of equal-length lists.")
+        return _table(keys, columns, strict=False)
     if type(value) is dict:
         if not all(type(v) is list for v in value.values()) or len({len(v) for v in value.values()}) > 1:
             raise ColumnError("from_etf needs a list of maps or a map of equal-length lists.")
