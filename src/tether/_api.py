@@ -20,7 +20,6 @@ from ._errors import (
     DecodeError,
     EncodeError,
     FallbackWarning,
-    MappingError,
     TetherError,
     TruncatedError,
     UnsupportedFormatError,
@@ -28,7 +27,7 @@ from ._errors import (
 )
 from ._limits import Limits, get_limits
 from ._select import Decision, choose, record
-from .formats import DecodeContext, EncodeContext, Payload, Segment
+from .formats import DecodeContext, EncodeContext, Segment
 from .compression import _shuffle
 from .frame import _checksum, _header, _meta
 from .frame._header import HEADER_SIZE, Header

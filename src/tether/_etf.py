@@ -834,7 +834,6 @@ def _encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, conve
     write = out.extend
     # Each frame: [kind, iterator, label, index]; kinds: "list", "tuple", "map".
     stack: list[list] = []
-    pending_tail: list[Any] = []  # improper tails, written after their items
     path_stack: list[tuple[str, Any, int]] = []
 
     def where() -> str:
@@ -932,7 +931,7 @@ def _encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, conve
                 write(_P_B_U32(BINARY, len(mv)))
             write(mv)
         else:
-            value = _encode_other(out, value, opts, atom, where, stack, path_stack, pending_tail, convert, bytes_tag)
+            value = _encode_other(out, value, atom, where, stack, path_stack, convert)
             if value is not _DONE:
                 continue
 
@@ -987,7 +986,7 @@ def _is_bytes_list(value: list) -> bool:
     return True
 
 
-def _encode_other(out, value, opts, atom, where, stack, path_stack, pending_tail, convert, bytes_tag):  # noqa: ANN001
+def _encode_other(out, value, atom, where, stack, path_stack, convert):  # noqa: ANN001
     """Encode the rarer types; return a replacement value to encode, or _DONE."""
     write = out.extend
     if isinstance(value, ImproperList):
