@@ -718,12 +718,9 @@ def loads(
         payload = codec.decompress(payload, header.raw_length, limits, fmt=fmt, type_info=type_info, frame_id=frame_id)
         if header.filter_id == _shuffle.FILTER_SHUFFLE:
             payload = _shuffle.unshuffle(payload, header.filter_size)
-        copy_needed = False
-    else:
-        copy_needed = copy
     ctx = DecodeContext(
         into=into,
-        copy=copy_needed if header.compression_id == 0 else copy,
+        copy=copy,
         allow_pickle=allow_pickle,
         options=dict(options or {}),
         limits=limits,

@@ -104,13 +104,12 @@ def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
         return "pickle", "numpy array with object elements", None
     from . import formats
 
-    for name in formats.names():
-        fmt = formats.get(name)
+    for fmt in formats.registry.by_id.values():
         picker = getattr(fmt, "auto_pick", None)
         if picker is not None:
             hit = picker(obj, transport)
             if hit is not None:
-                return name, hit[0], hit[1]
+                return fmt.name, hit[0], hit[1]
     if isinstance(obj, (dict, list, tuple)) or _is_beam_type(obj):
         return "etf", f"{t.__name__} of BEAM-representable values", None
     if t is not frozenset and _has_struct_mapping(obj):
