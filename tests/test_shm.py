@@ -226,3 +226,28 @@ def test_pool_reuses_warm_regions_and_evicts():
 def test_cli_gc():
     out = subprocess.run([sys.executable, "-m", "tether", "shm", "gc"], capture_output=True, text=True)
     assert out.returncode == 0 and "orphaned region(s) removed" in out.stdout
+
+
+def test_attach_reuses_mappings_and_never_pins_removed_regions():
+    from tether.shm import _region
+
+    shm.drop_cache()
+    with Region.create(1 << 20) as r:
+        tether.dump_into(np.arange(10.0), r)
+        a, b = Region.attach(r.name), Region.attach(r.name)
+        assert a._map is b._map  # one mapping for both attachments
+        view = tether.loads(a)
+        a.close()
+        b.close()
+        np.testing.assert_array_equal(view, np.arange(10.0))
+        assert len(_region._ATTACHED) == 1
+        r.grow(4 << 20)
+        c = Region.attach(r.name)  # a new size maps afresh
+        assert c._map.size == os.fstat(c._fd).st_size
+        c.close()
+    with Region.create(1 << 16) as other:
+        Region.attach(other.name).close()  # this miss sweeps the entry of r, whose file is gone
+        assert all(os.fstat(e.fd).st_nlink for e in _region._ATTACHED.values())
+    shm.drop_cache()
+    assert not _region._ATTACHED
+    np.testing.assert_array_equal(view, np.arange(10.0))  # views outlive the cache

@@ -12,6 +12,6 @@ release frames only when no reader needs them.
 """
 
 from ._pool import PoolStats, RegionPool
-from ._region import FrameRef, Region, RegionError, gc
+from ._region import FrameRef, Region, RegionError, drop_cache, gc
 
-__all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "gc"]
+__all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "drop_cache", "gc"]

@@ -22,6 +22,7 @@ never returned while it is being (re)written.
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import mmap
@@ -29,8 +30,8 @@ import os
 import secrets
 import stat
 import struct
+import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -105,6 +106,50 @@ class _Mapping:
             pass
 
 
+class _Cached:
+    __slots__ = ("fd", "mapping")
+
+    def __init__(self, fd: int, mapping: _Mapping):
+        self.fd = fd
+        self.mapping = mapping
+
+    def drop(self) -> None:
+        self.mapping.release()
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+# Attaching maps the file and closing unmaps it: with touched pages and a
+# process that runs threads, that pair costs more than reading a frame. So
+# attachments share one mapping per file, kept here (bounded, LRU).
+_ATTACHED: "collections.OrderedDict[tuple, _Cached]" = collections.OrderedDict()
+_ATTACHED_MAX = 16
+_attached_lock = threading.Lock()
+
+
+def drop_cache() -> None:
+    """Unmap every mapping kept for :meth:`Region.attach`; views into them stay valid."""
+    with _attached_lock:
+        entries = list(_ATTACHED.values())
+        _ATTACHED.clear()
+    for entry in entries:
+        entry.drop()
+
+
+def _sweep_unlinked() -> None:
+    # A removed region must not stay mapped (and its memory pinned) by the cache.
+    for key, entry in list(_ATTACHED.items()):
+        try:
+            gone = os.fstat(entry.fd).st_nlink == 0
+        except OSError:
+            gone = True
+        if gone:
+            del _ATTACHED[key]
+            entry.drop()
+
+
 class Region:
     """A shared-memory region in ``/dev/shm`` (or a sealed memfd) holding tether frames.
 
@@ -120,14 +165,16 @@ class Region:
     array([0., 1., 2., 3.])
     """
 
-    def __init__(self, name: str, path: str, fd: int, size: int, writable: bool, owner: bool):
+    def __init__(self, name: str, path: str, fd: int, size: int, writable: bool, owner: bool,
+                 shared: _Cached | None = None):
         self.name = name
         self.path = path
         self._fd = fd
         self._writable = writable
         self._owner = owner
-        self._map: _Mapping | None = _Mapping(fd, size, writable)
-        self._old_maps: list[weakref.ref] = []
+        # An attachment through the cache uses its mapping and fd; close() leaves them to it.
+        self._shared = shared
+        self._map: _Mapping | None = shared.mapping if shared is not None else _Mapping(fd, size, writable)
         self._closed = False
 
     # ------------------------------------------------------------ lifecycle
@@ -195,6 +242,9 @@ class Region:
 
         The file's size is checked with ``fstat`` before mapping, and the
         header is copied out and validated before anything else is read.
+        Attachments to the same file share one mapping, kept by the process
+        (at most 16, least recently used first out; :func:`drop_cache`
+        releases them), so attaching again costs no ``mmap``.
         """
         path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
         try:
@@ -209,10 +259,27 @@ class Region:
                 raise RegionError(f"{path} is not a regular file.")
             if st.st_size < HEADER_SIZE:
                 raise RegionError(f"Region {path} has {st.st_size} bytes, less than its {HEADER_SIZE}-byte header.")
-            region = cls(os.path.basename(path), path, fd, st.st_size, not readonly, False)
+            key = (st.st_dev, st.st_ino, not readonly)
+            with _attached_lock:
+                entry = _ATTACHED.get(key)
+                if entry is not None and entry.mapping.size == st.st_size:
+                    _ATTACHED.move_to_end(key)
+                    os.close(fd)
+                else:
+                    if entry is not None:  # the file grew or shrank: map it afresh
+                        del _ATTACHED[key]
+                        entry.drop()
+                    _sweep_unlinked()
+                    entry = _Cached(fd, _Mapping(fd, st.st_size, not readonly))
+                    _ATTACHED[key] = entry
+                    while len(_ATTACHED) > _ATTACHED_MAX:
+                        _ATTACHED.popitem(last=False)[1].drop()
+            fd = -1
+            region = cls(os.path.basename(path), path, entry.fd, st.st_size, not readonly, False, shared=entry)
             region._validate_header(st.st_size)
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
         return region
 
@@ -221,6 +288,9 @@ class Region:
         if self._closed:
             return
         self._closed = True
+        if self._shared is not None:  # the attach cache owns mapping and fd
+            self._map = None
+            return
         if self._map is not None:
             self._map.release()
             self._map = None
@@ -414,6 +484,8 @@ class Region:
         if self._map is not None and st.st_size > self._map.size:
             old = self._map
             self._map = _Mapping(self._fd, st.st_size, self._writable)
+            if self._shared is not None:
+                self._shared.mapping = self._map  # later attachments share the larger mapping
             old.release()
 
     def frames(self) -> list[FrameRef]:
