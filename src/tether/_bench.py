@@ -276,6 +276,21 @@ def bench_compression(rep: Report, quick: bool) -> None:
         t_load = _median(lambda: tether.loads(frame), repeat)
         rep.row(f"{kind}: tether.loads (decompress)", t_load, f"{nbytes / t_load / 1e9:.2f} GB/s")
 
+    walk = np.cumsum(np.random.default_rng(9).integers(-3, 4, len(data["floats with repeats"]))).astype("f8")
+    print("  byte-shuffle (stored/raw ratio, plain vs shuffled; what auto's sampling chose):")
+    for kind, floats, comp in [(k, a, c) for k, a in (("floats with repeats", data["floats with repeats"]),
+                                                       ("random-walk floats", walk)) for c in ("lz4", "zstd")]:
+        plain = tether.encode(floats, compression=comp, format="ndarray")
+        from tether.compression import _shuffle
+
+        packed = tether.compression.get(comp).compress([memoryview(floats).cast("B")], floats.nbytes,
+                                                        tether.compression.get(comp).default_level)
+        shuffled = tether.compression.get(comp).compress(
+            [_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes, tether.compression.get(comp).default_level)
+        t = _median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
+        print(f"    {kind}, {comp}: plain {len(packed) / floats.nbytes:.3f}, shuffled {len(shuffled) / floats.nbytes:.3f}; "
+              f"tether chose {'shuffle' if plain.header.filter_id else 'no shuffle'}, dumps {_fmt_t(t).strip()}")
+
     import pyarrow as pa
 
     texts = data["text-like bytes"].split(b" ")
