@@ -399,8 +399,8 @@ def encode(
             codec, clevel = _compression.get("none"), 0
             segments, filter_size = payload.segments, 0
         else:
-            segments = [memoryview(packed)]
-            stored_len = len(packed)
+            segments = [memoryview(part) for part in packed if part]
+            stored_len = sum(len(part) for part in packed)
 
     if checksum == "auto":
         # Compressed payloads are always covered: decompression is O(n) anyway,

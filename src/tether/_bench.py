@@ -288,6 +288,7 @@ def bench_compression(rep: Report, quick: bool) -> None:
         shuffled = tether.compression.get(comp).compress(
             [_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes, tether.compression.get(comp).default_level)
         t = _median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
+        packed, shuffled = b"".join(packed), b"".join(shuffled)
         print(f"    {kind}, {comp}: plain {len(packed) / floats.nbytes:.3f}, shuffled {len(shuffled) / floats.nbytes:.3f}; "
               f"tether chose {'shuffle' if plain.header.filter_id else 'no shuffle'}, dumps {_fmt_t(t).strip()}")
 

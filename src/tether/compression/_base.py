@@ -11,8 +11,9 @@ from .._limits import Limits
 class Compressor:
     """Compress a payload's segments into one buffer, and decompress it within bounds.
 
-    ``compress`` returns None when the output would not be smaller than the
-    input, so the frame is stored uncompressed. ``decompress`` must never
+    ``compress`` returns the compressed stream as a list of parts (never
+    joined: the frame copies each once), or None when the output would not
+    be smaller than the input, so the frame is stored uncompressed. ``decompress`` must never
     produce more than ``raw_length`` bytes, whatever the input claims.
     """
 
@@ -30,7 +31,7 @@ class Compressor:
             )
         return level
 
-    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
         raise NotImplementedError
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:

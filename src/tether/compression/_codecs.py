@@ -25,6 +25,19 @@ def _chunks(segments: Sequence[Any]) -> Any:
             yield seg
 
 
+# Large payloads compress in chunks of this many input bytes: each output
+# chunk is small and still in cache when the frame copies it, and the whole
+# compressed stream never exists as one fresh buffer.
+CHUNK = 1 << 20
+
+
+def _input_chunks(segments: Sequence[Any]) -> Any:
+    for buf in _chunks(segments):
+        view = memoryview(buf).cast("B")
+        for pos in range(0, len(view), CHUNK):
+            yield view[pos : pos + CHUNK]
+
+
 def _bounded(raw_length: int, limits: Limits, name: str, frame_id: str) -> None:
     if raw_length > limits.max_uncompressed_size:
         raise LimitError(
@@ -45,7 +58,7 @@ class NoCompressor(Compressor):
     id = 0
     name = "none"
 
-    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
         return None
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
@@ -58,17 +71,21 @@ class Lz4Compressor(Compressor):
     default_level = 0
     levels = range(0, 17)
 
-    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
-        if len(segments) == 1 and not isinstance(segments[0], Segment):
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
+        if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
             out = lz4.frame.compress(segments[0], compression_level=level, store_size=True)
-            return out if len(out) < raw_length else None
+            return [out] if len(out) < raw_length else None
         c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=False)
         parts = [c.begin(source_size=raw_length)]
-        for chunk in _chunks(segments):
-            parts.append(c.compress(chunk))
+        size = len(parts[0])
+        for chunk in _input_chunks(segments):
+            part = c.compress(chunk)
+            size += len(part)
+            if size >= raw_length:
+                return None  # already no smaller: stop early
+            parts.append(part)
         parts.append(c.flush())
-        out = b"".join(parts)
-        return out if len(out) < raw_length else None
+        return parts if size + len(parts[-1]) < raw_length else None
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         frame_id = context.get("frame_id", "frame")
@@ -94,16 +111,15 @@ class ZstdCompressor(Compressor):
     default_level = 3
     levels = range(-7, 23)
 
-    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
         c = zstandard.ZstdCompressor(level=level, write_content_size=True)
-        if len(segments) == 1 and not isinstance(segments[0], Segment):
+        if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
             out = c.compress(segments[0])
-        else:
-            co = c.compressobj(size=raw_length)
-            parts = [co.compress(chunk) for chunk in _chunks(segments)]
-            parts.append(co.flush())
-            out = b"".join(parts)
-        return out if len(out) < raw_length else None
+            return [out] if len(out) < raw_length else None
+        co = c.compressobj(size=raw_length)
+        parts = [co.compress(chunk) for chunk in _input_chunks(segments)]
+        parts.append(co.flush())
+        return parts if sum(map(len, parts)) < raw_length else None
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         frame_id = context.get("frame_id", "frame")
@@ -131,12 +147,11 @@ class GzipCompressor(Compressor):
     default_level = 6
     levels = range(0, 10)
 
-    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> bytes | None:
+    def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
         c = zlib.compressobj(level, zlib.DEFLATED, 31)
-        parts = [c.compress(chunk) for chunk in _chunks(segments)]
+        parts = [c.compress(chunk) for chunk in _input_chunks(segments)]
         parts.append(c.flush())
-        out = b"".join(parts)
-        return out if len(out) < raw_length else None
+        return parts if sum(map(len, parts)) < raw_length else None
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         frame_id = context.get("frame_id", "frame")

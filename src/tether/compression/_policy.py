@@ -132,7 +132,7 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
     t0 = time.perf_counter()
     for s in samples:
         out = codec.compress([memoryview(s)], len(s), level)
-        packed += len(out) if out is not None else len(s)
+        packed += sum(map(len, out)) if out is not None else len(s)
     return packed / raw, time.perf_counter() - t0, 0.0
 
 
