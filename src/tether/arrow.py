@@ -97,18 +97,19 @@ def column_to_arrow(name: str, values: list, *, strict: bool = False) -> pa.Arra
     ``strict`` raises :class:`ColumnError` where a lossy conversion would only warn.
     """
     kinds = set(map(type, values))
+    nulls = _NoneType in kinds
     kinds.discard(_NoneType)
     try:
-        return _column(name, values, kinds, strict)
+        return _column(name, values, kinds, strict, nulls)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
         if isinstance(exc, ColumnError):
             raise
         raise ColumnError(f"Column {name!r} cannot be represented in Arrow: {exc}.") from exc
 
 
-def _mask(values: list) -> pa.Array | None:
+def _mask(values: list, nulls: bool) -> pa.Array | None:
     """The null mask of a nested column, or None when nothing is null (the common case)."""
-    if None not in values:
+    if not nulls:
         return None
     return pa.array([v is None for v in values])
 
@@ -120,7 +121,7 @@ def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
     warnings.warn(message, LossyConversionWarning, stacklevel=4)
 
 
-def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
+def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool) -> pa.Array:
     if not kinds:
         return pa.nulls(len(values))
     if kinds == {bool}:
@@ -160,7 +161,16 @@ def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
     if kinds == {str}:
         return pa.array(values, pa.utf8())
     if kinds == {Atom}:
-        return pa.array(values, pa.utf8()).dictionary_encode()
+        # Atoms are interned per decode: index them directly instead of
+        # converting every one to UTF-8 and hashing it again.
+        categories = list(dict.fromkeys(values))
+        if nulls:
+            categories.remove(None)
+        index = {a: i for i, a in enumerate(categories)}
+        if nulls:
+            index[None] = None
+        codes = pa.array(list(map(index.__getitem__, values)), pa.int32())
+        return pa.DictionaryArray.from_arrays(codes, pa.array(categories, pa.utf8()))
     if kinds <= {_dt.datetime}:
         return pa.array(values)
     if kinds <= {decimal.Decimal}:
@@ -189,21 +199,21 @@ def _column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
             fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
                                                          [None if v is None else v.get(k) for v in values],
                                                          strict=strict)))
-        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=_mask(values))
+        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=_mask(values, nulls))
     if kinds == {list}:
-        present = values if None not in values else [v or () for v in values]
+        present = [v or () for v in values] if nulls else values
         flat = list(itertools.chain.from_iterable(present))
         offsets = pa.array(list(itertools.accumulate(map(len, present), initial=0)), pa.int32())
         inner = column_to_arrow(f"{name}[]", flat, strict=strict)
-        return pa.ListArray.from_arrays(offsets, inner, mask=_mask(values))
+        return pa.ListArray.from_arrays(offsets, inner, mask=_mask(values, nulls))
     if kinds == {tuple} and not strict:
-        arities = {len(v) for v in values if v is not None}
+        arities = {len(v) for v in values if v is not None} if nulls else set(map(len, values))
         if len(arities) == 1:
             arity = arities.pop()
-            filled = values if None not in values else [(None,) * arity if v is None else v for v in values]
+            filled = [(None,) * arity if v is None else v for v in values] if nulls else values
             fields = [column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict)
                       for i in range(arity)]
-            return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values))
+            return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values, nulls))
     names = ", ".join(sorted(t.__name__ for t in kinds))
     raise ColumnError(
         f"Column {name!r} holds {names}; Arrow needs one kind per column "
