@@ -277,7 +277,8 @@ def _new_bytes(n: int) -> tuple[Any, memoryview]:
 
 
 def _check_choice(name: str, value: Any, valid: Sequence[Any]) -> None:
-    if value not in valid or (type(value) is int and value not in (True, False) and True in valid):
+    # Equal and of the same type: checksum=1 is not checksum=True.
+    if not any(type(value) is type(v) and value == v for v in valid):
         raise ValidationError(f"Invalid {name} {value!r}. Valid options are: {', '.join(map(str, valid))}.")
 
 

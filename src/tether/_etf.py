@@ -224,7 +224,6 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     if tag == COMPRESSED:
         buf = _inflate(buf, 2, opts.limits)
         value, pos = decode_term(buf, 0, opts)
-        end = len(buf)
     elif tag in (DIST_HEADER, DIST_FRAG_HEADER) or tag == 72:
         raise DecodeError(
             "This is a distribution header (tag %d), not a term: strip the distribution "
@@ -232,7 +231,7 @@ def decode(data: Any, opts: Options | None = None) -> Any:
         )
     else:
         value, pos = decode_term(buf, 1, opts)
-        end = len(buf)
+    end = len(buf)
     if pos != end:
         raise DecodeError(
             f"{end - pos} trailing bytes after the ETF value at offset {pos}: "
@@ -419,27 +418,19 @@ def _decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tup
                 raise fail(f"Binary declares {n} bytes but {n_buf - pos} remain", TruncatedError)
             if views and n >= views and bits == 8 and (binaries == "bytes" or (tagged and tag == BIT_BINARY)):
                 value = base[pos:end]  # a large binary: a view of the input, no copy
-                pos = end
-                raw = None
-            else:
-                raw = buf[pos:end]
-                pos = end
-            if raw is None:
-                pass
             elif bits != 8:
-                value = BitBinary(raw, bits)
-            elif tagged:
-                if tag == BIT_BINARY:
+                value = BitBinary(buf[pos:end], bits)
+            elif tagged and tag == BINARY:
+                raw = buf[pos:end]
+                try:
+                    value = raw.decode("utf-8")
+                except UnicodeDecodeError:
                     value = raw
-                else:
-                    try:
-                        value = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        value = raw
             elif bin_str:
-                value = _to_str(raw, fail)
+                value = _to_str(buf[pos:end], fail)
             else:
-                value = raw
+                value = buf[pos:end]
+            pos = end
         elif tag == MAP:
             need(4)
             (n,) = _u32(buf, pos)

@@ -50,11 +50,14 @@ class Worker:
         self.modules = modules
         self.shm_threshold = shm_threshold
         self.binaries = binaries
+        # "str": Elixir binaries that are valid UTF-8 arrive as str, the rest as bytes
+        # (the decoder's lenient "tagged" mode, applied while decoding).
+        self._decode_options = {"binaries": "tagged" if binaries == "str" else "bytes"}
         self.pool = RegionPool(max_regions=2, prefault=False, sweep=True)
         self.region = None
 
     def handle(self, frame: bytes) -> bytes:
-        request = tether.loads(frame, options={"binaries": "bytes"})
+        request = tether.loads(frame, options=self._decode_options)
         if not (isinstance(request, tuple) and len(request) == 5 and request[0] == "call"):
             raise TetherError(f"Expected {{call, Id, Module, Function, Args}}, got {request!r:.200}")
         _, ident, mod, fun, args = request
@@ -83,16 +86,13 @@ class Worker:
             args = self._read_shm(path.decode() if isinstance(path, bytes) else path, length)
         if not isinstance(args, list):
             raise TetherError(f"Args must be a list, got {type(args).__name__}.")
-        opts = {"binaries": "str"} if self.binaries == "str" else None
         out = []
         for arg in args:
             if isinstance(arg, (bytes, memoryview)) and bytes(arg[:4]) == b"TTHR":
                 try:
-                    arg = tether.loads(arg, options=opts)
+                    arg = tether.loads(arg, options=self._decode_options)
                 except TetherError:
                     pass
-            elif self.binaries == "str":
-                arg = _strings(arg)
             out.append(arg)
         return out
 
@@ -106,7 +106,7 @@ class Worker:
             mm = mmap.mmap(fd, length, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
-        return tether.loads(memoryview(mm)[:length], options={"binaries": "bytes"})
+        return tether.loads(memoryview(mm)[:length], options=self._decode_options)
 
     def _result(self, ident: int, result: Any) -> bytes:
         if isinstance(result, (dict, list, tuple, str, int, float, bool, type(None))):
@@ -156,21 +156,6 @@ class Worker:
             self.region.close()
             self.region.unlink()
         self.pool.close()
-
-
-def _strings(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value
-    if isinstance(value, list):
-        return [_strings(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_strings(v) for v in value)
-    if isinstance(value, dict):
-        return {_strings(k): _strings(v) for k, v in value.items()}
-    return value
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
