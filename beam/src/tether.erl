@@ -75,16 +75,7 @@ code(u) -> <<"u">>;
 code(c) -> <<"c">>.
 
 frame(FormatId, Name, TypeInfo, Payload, Opts) ->
-    Meta0 = #{<<"format">> => Name, <<"schema">> => 1,
-              <<"created_at">> => os:system_time(microsecond), <<"producer">> => ?PRODUCER,
-              <<"type">> => TypeInfo,
-              <<"lineage">> => [#{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(node()),
-                                  <<"format">> => Name}]},
-    Meta1 = case maps:get(metadata, Opts, #{}) of
-                M when map_size(M) =:= 0 -> Meta0;
-                M -> Meta0#{<<"user">> => M}
-            end,
-    Meta = term_to_binary(Meta1, [{minor_version, 2}]),
+    Meta = meta(Name, TypeInfo, maps:get(metadata, Opts, #{})),
     MLen = byte_size(Meta),
     PLen = iolist_size(Payload),
     Pad = align(?HEADER + MLen) - ?HEADER - MLen,
@@ -96,6 +87,34 @@ frame(FormatId, Name, TypeInfo, Payload, Opts) ->
              0:32/little, MLen:32/little, (erlang:crc32(Meta)):32/little, PLen:64/little,
              PLen:64/little, Ck:64/little, 1:16/little, 0:8/signed, 0:8, 0:8, 0:56>>,
     [Body, <<(erlang:crc32(Body)):32/little>>, Meta, <<0:(Pad * 8)>>, Payload].
+
+%% The metadata map, spliced from encoded pairs: an ETF map may list its pairs
+%% in any order. Format, schema, producer and lineage repeat from frame to
+%% frame, so their encoding is kept (one small persistent term per format
+%% name and node name).
+meta(Name, TypeInfo, User) ->
+    Key = {?MODULE, meta, Name, node()},
+    Fixed = case persistent_term:get(Key, undefined) of
+                undefined ->
+                    F = pairs(#{<<"format">> => Name, <<"schema">> => 1, <<"producer">> => ?PRODUCER,
+                                <<"lineage">> => [#{<<"producer">> => ?PRODUCER,
+                                                    <<"node">> => atom_to_binary(node()),
+                                                    <<"format">> => Name}]}),
+                    persistent_term:put(Key, F),
+                    F;
+                F -> F
+            end,
+    <<131, Created/binary>> = term_to_binary(os:system_time(microsecond)),
+    Type = pairs(#{<<"type">> => TypeInfo}),
+    case map_size(User) of
+        0 -> <<131, 116, 6:32, Fixed/binary, 109, 10:32, "created_at", Created/binary, Type/binary>>;
+        _ -> <<131, 116, 7:32, Fixed/binary, 109, 10:32, "created_at", Created/binary, Type/binary,
+               (pairs(#{<<"user">> => User}))/binary>>
+    end.
+
+pairs(Map) ->
+    <<131, 116, _:32, Pairs/binary>> = term_to_binary(Map, [{minor_version, 2}]),
+    Pairs.
 
 align(N) -> (N + 63) band (bnot 63).
 
@@ -172,7 +191,7 @@ check(Frame, H = #{meta_len := MLen, meta_crc := MCrc, payload_offset := Off, pa
         MCrc ->
             case verify(H, Payload, Verify) of
                 ok ->
-                    case {safe_term(MetaBin), H} of
+                    case {meta_for(H, MetaBin), H} of
                         {{ok, Meta}, #{compression := none, filter := {0, _}}} -> {ok, Meta, Payload};
                         {{ok, Meta}, #{compression := gzip, filter := {0, _}, raw_size := Raw}} ->
                             case gunzip_bounded(Payload, Raw) of
@@ -225,6 +244,11 @@ inflate_loop(_, {finished, Chunk}, Acc, N, Raw) ->
         Raw -> {ok, iolist_to_binary([Acc, Chunk])};
         Got -> {error, {decompressed_size_mismatch, Raw, Got}}
     end.
+
+%% etf, raw and arrow payloads decode without their metadata (its CRC-32 is
+%% checked all the same): a small call then pays for one binary_to_term, not two.
+meta_for(#{format := F}, _) when F =:= etf; F =:= raw; F =:= arrow -> {ok, #{}};
+meta_for(_, MetaBin) -> safe_term(MetaBin).
 
 safe_term(Bin) ->
     try {ok, binary_to_term(Bin, [safe])}

@@ -119,6 +119,15 @@ defmodule Tether.WorkerTest do
     assert {:ok, ^big} = Tether.Worker.call(w, "beam_handlers", "echo", [big], 30_000)
   end
 
+  test "large messages inline through the pipe keep their bytes", %{opts: opts} do
+    # No shared memory: 3 MB each way through {packet, 4}, read in several chunks.
+    {:ok, w} = Tether.Worker.start_link(Keyword.put(opts, :shm_threshold, 1_099_511_627_776))
+    big = :crypto.strong_rand_bytes(3_000_000)
+    assert {:ok, ^big} = Tether.Worker.call(w, "beam_handlers", "echo", [big], 30_000)
+    assert {:ok, 3} = Tether.Worker.call(w, "beam_handlers", "add", [1, 2])
+    Tether.Worker.stop(w)
+  end
+
   test "a crash fails the caller, the next call gets a fresh worker", %{w: w} do
     assert {:error, {:worker_exit, 3}} = Tether.Worker.call(w, "beam_handlers", "crash", [])
     assert {:ok, 42} = Tether.Worker.call(w, "beam_handlers", "add", [40, 2])

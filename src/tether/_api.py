@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from . import __version__, compression as _compression, formats as _formats
+from . import __version__, _small, compression as _compression, formats as _formats
 from ._errors import (
     ChecksumError,
     DecodeError,
@@ -45,6 +45,11 @@ LEAVING = ("network", "disk", "stream")
 CHECKSUM_CHOICES = ("auto", True, False, "xxh3-64", "crc32", "none")
 
 _PRODUCER = f"tether-py/{__version__}"
+# checksum= values the plain-etf fast path takes, by (type, value): -1 is "auto".
+_SMALL_KINDS = {
+    (str, "auto"): -1, (bool, True): _checksum.XXH3_64, (str, "xxh3-64"): _checksum.XXH3_64,
+    (str, "crc32"): _checksum.CRC32, (bool, False): _checksum.NONE, (str, "none"): _checksum.NONE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +478,19 @@ def dumps(
     >>> tether.loads(frame)
     {'id': 1, 'tags': ('a', b'b')}
     """
+    if (compression == "none" and level is None and metadata is None and lineage is None and not options
+            and bandwidth is None and type(transport) is str and transport in TRANSPORTS):
+        kind = _SMALL_KINDS.get((type(checksum), checksum))
+        if kind is not None:
+            frame = None
+            if format == "etf":
+                frame = _small.dumps_etf(obj, kind, "requested by the caller", "etf")
+            elif format == "auto" and type(obj) in (dict, list, tuple):
+                name, reason, _ = choose(obj, transport)
+                if name == "etf":
+                    frame = _small.dumps_etf(obj, kind, reason, "auto")
+            if frame is not None:
+                return frame
     return bytes(
         encode(
             obj, format=format, compression=compression, level=level, metadata=metadata,
@@ -695,6 +713,10 @@ def loads(
     >>> a, a.flags.writeable
     (array([0., 1., 2., 3.]), False)
     """
+    if type(buf) is bytes and into is None:
+        value = _small.loads_etf(buf, copy, verify, options)
+        if value is not _small.MISS:
+            return value
     mv = _as_view(buf)
     limits = get_limits()
     header, meta = _read(mv, limits)

@@ -76,6 +76,13 @@ def record(decision: Decision) -> None:
     log.debug("tether decision: %s", decision)
 
 
+def record_lazy(fmt: str, reason: str, requested: str, payload_size: int) -> None:
+    """Record an uncompressed decision; the :class:`Decision` is built only when someone looks."""
+    _local.last = (fmt, reason, requested, payload_size)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("tether decision: %s", last_decision())
+
+
 def last_decision() -> Decision | None:
     """The decision of the last ``dumps``/``encode`` call in this thread.
 
@@ -86,7 +93,11 @@ def last_decision() -> Decision | None:
     >>> tether.last_decision().format
     'raw'
     """
-    return getattr(_local, "last", None)
+    last = getattr(_local, "last", None)
+    if type(last) is tuple:
+        fmt, reason, requested, size = last
+        last = _local.last = Decision(fmt, reason, None, payload_size=size, requested=requested)
+    return last
 
 
 def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:

@@ -83,8 +83,52 @@ static int atoms_grow(AtomCache *c) {
 typedef struct {
     int atoms_as_str;
     PyObject *none_atom;    /* str or NULL */
+    const char *none_utf8;  /* its UTF-8 text, or NULL: compare decoded names instead */
+    Py_ssize_t none_len;
     Py_ssize_t max_atoms;
 } AtomOpts;
+
+/* Atom text (UTF-8 bytes) -> tether.Atom, shared by all calls. A small call
+ * names a handful of atoms, and building each Atom object costs more than
+ * decoding the rest of the term; atoms are immutable, so one object per name
+ * serves every call. Bounded: cleared when it reaches ATOM_INTERN_MAX names. */
+static PyObject *AtomIntern;
+#define ATOM_INTERN_MAX 65536
+
+/* New reference to the shared Atom named by the UTF-8 text p[0:n], or NULL
+ * with Fallback/another error set. */
+static PyObject *interned_atom(const unsigned char *p, Py_ssize_t n) {
+    PyObject *key = PyBytes_FromStringAndSize((const char *)p, n);
+    if (!key) return NULL;
+    PyObject *value = PyDict_GetItemWithError(AtomIntern, key);
+    if (value) { Py_INCREF(value); Py_DECREF(key); return value; }
+    if (PyErr_Occurred()) { Py_DECREF(key); return NULL; }
+    PyObject *name = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (!name) { Py_DECREF(key); PyErr_Clear(); PyErr_SetString(Fallback, "atom text"); return NULL; }
+    if (PyUnicode_GET_LENGTH(name) > 255) {
+        Py_DECREF(key); Py_DECREF(name); PyErr_SetString(Fallback, "atom length"); return NULL;
+    }
+    value = PyObject_CallOneArg(AtomType, name);
+    Py_DECREF(name);
+    if (value) {
+        if (PyDict_GET_SIZE(AtomIntern) >= ATOM_INTERN_MAX) PyDict_Clear(AtomIntern);
+        if (PyDict_SetItem(AtomIntern, key, value) < 0) Py_CLEAR(value);
+    }
+    Py_DECREF(key);
+    return value;
+}
+
+/* Keep value (a new reference) in slot j of this call's cache; return a new reference to it. */
+static PyObject *atom_store(AtomCache *c, Py_ssize_t j, const unsigned char *p, Py_ssize_t n, int latin,
+                            PyObject *value) {
+    c->slots[j].p = p;
+    c->slots[j].n = n;
+    c->slots[j].latin = latin;
+    c->slots[j].value = value;
+    c->used++;
+    Py_INCREF(value);
+    return value;
+}
 
 /* New reference to the value of the atom p[0:n], or NULL with Fallback/another error set. */
 static PyObject *atom_value(AtomCache *c, const unsigned char *p, Py_ssize_t n, int latin, const AtomOpts *o) {
@@ -100,6 +144,17 @@ static PyObject *atom_value(AtomCache *c, const unsigned char *p, Py_ssize_t n, 
         j = (j + 1) & (c->cap - 1);
     }
     if (c->used >= o->max_atoms) { PyErr_SetString(Fallback, "atoms"); return NULL; }
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < n && ascii; i++) ascii = p[i] < 0x80;
+    /* Latin-1 and UTF-8 spell ASCII alike; other Latin-1 atoms take the general path. */
+    if (!o->atoms_as_str && (ascii || !latin) && (o->none_utf8 || !o->none_atom)) {
+        PyObject *value;
+        if (n == 4 && memcmp(p, "true", 4) == 0) value = Py_NewRef(Py_True);
+        else if (n == 5 && memcmp(p, "false", 5) == 0) value = Py_NewRef(Py_False);
+        else if (o->none_utf8 && n == o->none_len && memcmp(p, o->none_utf8, (size_t)n) == 0) value = Py_NewRef(Py_None);
+        else if (!(value = interned_atom(p, n))) return NULL;
+        return atom_store(c, j, p, n, latin, value);
+    }
     PyObject *name = latin ? PyUnicode_DecodeLatin1((const char *)p, n, NULL)
                            : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
     if (!name) { PyErr_Clear(); PyErr_SetString(Fallback, "atom text"); return NULL; }
@@ -114,13 +169,7 @@ static PyObject *atom_value(AtomCache *c, const unsigned char *p, Py_ssize_t n, 
         if (!value) { Py_DECREF(name); return NULL; }
     }
     Py_DECREF(name);
-    c->slots[j].p = p;
-    c->slots[j].n = n;
-    c->slots[j].latin = latin;
-    c->slots[j].value = value;
-    c->used++;
-    Py_INCREF(value);
-    return value;
+    return atom_store(c, j, p, n, latin, value);
 }
 
 #define NEED(k) do { if ((Py_ssize_t)(k) > end - pos) goto fallback; } while (0)
@@ -422,6 +471,10 @@ static int ctx_init(Ctx *c, Py_buffer *view, int binmode, int chars_str, int ato
     c->max_depth = max_depth;
     c->aopts.atoms_as_str = atoms_str;
     c->aopts.none_atom = none_atom == Py_None ? NULL : none_atom;
+    if (c->aopts.none_atom) {
+        c->aopts.none_utf8 = PyUnicode_Check(none_atom) ? PyUnicode_AsUTF8AndSize(none_atom, &c->aopts.none_len) : NULL;
+        if (!c->aopts.none_utf8) PyErr_Clear();
+    }
     c->aopts.max_atoms = max_atoms;
     return 0;
 }
@@ -546,6 +599,7 @@ static PyObject *configure(PyObject *self, PyObject *args) {
     PyObject *atom, *improper, *freeze;
     if (!PyArg_ParseTuple(args, "OOO", &atom, &improper, &freeze)) return NULL;
     Py_XSETREF(AtomType, Py_NewRef(atom));
+    if (AtomIntern) PyDict_Clear(AtomIntern);  /* its values are instances of the old type */
     Py_XSETREF(MakeImproper, Py_NewRef(improper));
     Py_XSETREF(Freeze, Py_NewRef(freeze));
     Py_RETURN_NONE;
@@ -864,6 +918,8 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (!m) return NULL;
     StructKey = PyUnicode_InternFromString("__struct__");
     if (!StructKey) return NULL;
+    AtomIntern = PyDict_New();
+    if (!AtomIntern) return NULL;
     Fallback = PyErr_NewException("tether._speedups.Fallback", NULL, NULL);
     if (!Fallback || PyModule_AddObjectRef(m, "Fallback", Fallback) < 0) return NULL;
     return m;

@@ -32,14 +32,17 @@ import os
 import sys
 import traceback
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any
 
 import tether
 from tether import Atom, TetherError
+from tether._api import _new_bytes
 from tether.shm import RegionPool
 
 # Values whose frame is larger than this travel through shared memory.
 SHM_THRESHOLD = 1 << 20
+# Poll for the next call this long after a reply before blocking (see _Channel).
+SPIN_US = 100
 _REPLY, _OK, _OK_FRAME, _OK_SHM, _ERROR = (Atom(a) for a in ("reply", "ok", "ok_frame", "ok_shm", "error"))
 
 
@@ -158,37 +161,72 @@ class Worker:
         self.pool.close()
 
 
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = stream.read(n - got)
+class _Channel:
+    """The port's pipes as raw file descriptors: few reads per message, one writev per reply."""
+
+    def __init__(self, fd_in: int, fd_out: int):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.buf = bytearray()
+
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd_in, 1 << 16)
         if not chunk:
-            return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+            return False
+        self.buf += chunk
+        return True
+
+    def read_message(self) -> bytes | None:
+        """The next {packet, 4} message, or None when BEAM closed the port."""
+        while len(self.buf) < 4:
+            if not self._fill():
+                return None
+        n = int.from_bytes(self.buf[:4], "big")
+        have = len(self.buf) - 4
+        if have < n and n > (1 << 16):
+            # A large message: read the rest straight into the bytes object it becomes.
+            out, view = _new_bytes(n)
+            view[:have] = self.buf[4:]
+            self.buf.clear()
+            try:
+                while have < n:
+                    got = os.readv(self.fd_in, [view[have:]])
+                    if got == 0:
+                        return None
+                    have += got
+            finally:
+                view.release()
+            return out if type(out) is bytes else bytes(out)
+        while len(self.buf) - 4 < n:
+            if not self._fill():
+                return None
+        msg = bytes(self.buf[4 : 4 + n])
+        del self.buf[: 4 + n]
+        return msg
+
+    def write_message(self, payload: bytes) -> None:
+        data = [len(payload).to_bytes(4, "big"), payload]
+        sent = os.writev(self.fd_out, data)
+        if sent < len(payload) + 4:  # interrupted part way: finish the rest
+            rest = memoryview(b"".join(data))[sent:]
+            while rest:
+                rest = rest[os.write(self.fd_out, rest):]
 
 
-def serve(worker: Worker, inp: BinaryIO, out: BinaryIO) -> None:
+def serve(worker: Worker, channel: _Channel) -> None:
     """Answer framed calls until the input closes."""
     while True:
-        head = _read_exact(inp, 4)
-        if head is None:
-            return
-        frame = _read_exact(inp, int.from_bytes(head, "big"))
+        frame = channel.read_message()
         if frame is None:
             return
         if frame[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline
-            out.write(head + frame)
-            out.flush()
+            channel.write_message(frame)
             continue
         try:
             reply = worker.handle(frame)
         except TetherError as exc:
             reply = tether.dumps((_REPLY, -1, (_ERROR, (Atom("bad_request"), str(exc)))), format="etf", checksum="crc32")
-        out.write(len(reply).to_bytes(4, "big"))
-        out.write(reply)
-        out.flush()
+        channel.write_message(reply)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,15 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
                         help="how Elixir binaries arrive in handler arguments")
     args = parser.parse_args(argv)
-    # stdout carries the protocol: keep a private handle on it and send
+    # stdout carries the protocol: keep a private descriptor for it and send
     # everything else printed to stderr.
-    out = os.fdopen(os.dup(1), "wb")
+    out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     modules = {name: importlib.import_module(name) for name in args.module}
     worker = Worker(modules, shm_threshold=args.shm_threshold, binaries=args.binaries)
     try:
-        serve(worker, sys.stdin.buffer, out)
+        serve(worker, _Channel(0, out))
     finally:
         worker.close()
     return 0
