@@ -221,7 +221,78 @@ def test_from_etf_map_of_columns_and_errors():
     assert arrow.from_etf(rows).to_pydict() == {"a": [1, None], "b": [None, 2]}
 
 
+_cell = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.sampled_from([2**63 - 1, -(2**63), 2**63, 2**53 + 1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.binary(max_size=6),
+    st.text(max_size=4).map(str.encode),
+    st.sampled_from([Atom("red"), Atom("green"), Atom("é")]),
+)
+_nested = st.recursive(
+    _cell,
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.tuples(inner)
+    | st.dictionaries(st.sampled_from([Atom("x"), Atom("y")]), inner, max_size=2),
+    max_leaves=6,
+)
+
+
+def _column_values(kind):
+    # mostly one kind per column (the typed path), sometimes anything (the general path)
+    return st.lists(st.one_of(st.none(), kind), min_size=1, max_size=8)
+
+
+@given(st.data())
+def test_from_etf_typed_columns_match_the_general_path(data):
+    keys = data.draw(st.lists(st.sampled_from([Atom("a"), Atom("b"), Atom("c"), b"d"]), min_size=1, max_size=3, unique=True))
+    kinds = [data.draw(st.sampled_from([_cell, _nested, st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                                        st.lists(st.sampled_from([Atom("p"), Atom("q"), True]), max_size=3),
+                                        st.tuples(st.integers(-3, 3), st.binary(max_size=3))]))
+             for _ in keys]
+    columns = [data.draw(_column_values(k)) for k in kinds]
+    n = min(map(len, columns))
+    rows = []
+    for r in range(n):
+        row = {k: col[r] for k, col in zip(keys, columns) if data.draw(st.booleans()) or r == 0}
+        rows.append(row)
+    payload = tether.etf.encode(rows)
+
+    def outcome(fn):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            try:
+                table = fn()
+            except tether.TetherError as exc:
+                return ("error", type(exc).__name__, str(exc)), []
+        table.validate(full=True)
+        return ("table", table.schema, table.to_pylist()), [str(w.message) for w in seen]
+
+    typed = outcome(lambda: arrow.from_etf(payload))
+    general = outcome(lambda: arrow._from_value(tether.etf.decode(payload, charlists="list")))
+    assert typed == general
+
+
 # ---------------------------------------------------------------- hostile input
+
+
+def test_from_etf_on_truncated_and_flipped_input_raises_typed_errors():
+    rows = [{Atom("id"): i, Atom("tags"): [Atom("a"), None], Atom("pos"): (i, b"x"), Atom("f"): i * 0.5}
+            for i in range(20)]
+    payload = tether.etf.encode(rows)
+    for cut in range(len(payload)):
+        with pytest.raises(tether.TetherError):
+            arrow.from_etf(payload[:cut])
+    for i in range(0, len(payload) * 8, 7):
+        bad = bytearray(payload)
+        bad[i // 8] ^= 1 << (i % 8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                arrow.from_etf(bytes(bad)).validate(full=True)
+            except tether.TetherError:
+                pass
 
 
 def test_malformed_ipc_inside_valid_frame():

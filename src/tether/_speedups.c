@@ -172,6 +172,14 @@ static PyObject *atom_value(AtomCache *c, const unsigned char *p, Py_ssize_t n, 
     return atom_store(c, j, p, n, latin, value);
 }
 
+/* Make sure the pending error is Fallback: the Python decoder redoes the term. */
+static void set_fallback(void) {
+    if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
+        PyErr_Clear();
+        PyErr_SetString(Fallback, "fallback");
+    }
+}
+
 #define NEED(k) do { if ((Py_ssize_t)(k) > end - pos) goto fallback; } while (0)
 
 static inline uint32_t be32(const unsigned char *p) {
@@ -443,10 +451,7 @@ done:
     *ppos = pos;
     return value;
 fallback:
-    if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
-        PyErr_Clear();
-        PyErr_SetString(Fallback, "fallback");
-    }
+    set_fallback();
 error:
     Py_XDECREF(value);
     for (Py_ssize_t i = 0; i < depth; i++) {
@@ -503,6 +508,25 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* The row list both columnar decoders read: the number of rows at *pos (0
+ * for []), with *pos moved past the list header; -1 when it is not a list. */
+static Py_ssize_t rows_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos) {
+    if (*pos >= end) return -1;
+    if (buf[*pos] == 106) { (*pos)++; return 0; }
+    if (buf[*pos] != 108 || end - *pos < 5) return -1;
+    Py_ssize_t rows = (Py_ssize_t)be32(buf + *pos + 1);
+    *pos += 5;
+    return rows > end - *pos ? -1 : rows;
+}
+
+/* The pairs of the map at *pos, moved past its header; -1 when it is not a map. */
+static Py_ssize_t map_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos) {
+    if (end - *pos < 5 || buf[*pos] != 116) return -1;
+    Py_ssize_t pairs = (Py_ssize_t)be32(buf + *pos + 1);
+    *pos += 5;
+    return 2 * pairs > end - *pos ? -1 : pairs;
+}
+
 /* decode_columns(buf, pos, binaries, charlists_str, atoms_str, none_atom, max_depth, max_atoms)
  *   -> (keys, columns, rows, end)
  * The term at pos must be a list of maps (or []): every map's values are
@@ -529,17 +553,12 @@ static PyObject *decode_columns(PyObject *self, PyObject *args) {
     Py_ssize_t rows = 0, nrows = 0;
     int gc_was_enabled = PyGC_Disable(); /* see decode() */
     if (!index || !keys || !columns) goto error;
-    if (pos >= end) goto fallback;
-    if (buf[pos] == 106) { pos++; goto finish; }
-    if (buf[pos] != 108 || end - pos < 5) goto fallback;
-    rows = (Py_ssize_t)be32(buf + pos + 1);
-    pos += 5;
-    if (rows > end - pos) goto fallback;
+    int empty = pos < end && buf[pos] == 106;
+    if ((rows = rows_header(buf, end, &pos)) < 0) goto fallback;
+    if (empty) goto finish;
     for (nrows = 0; nrows < rows; nrows++) {
-        if (end - pos < 5 || buf[pos] != 116) goto fallback;
-        Py_ssize_t pairs = (Py_ssize_t)be32(buf + pos + 1);
-        pos += 5;
-        if (2 * pairs > end - pos) goto fallback;
+        Py_ssize_t pairs = map_header(buf, end, &pos);
+        if (pairs < 0) goto fallback;
         for (Py_ssize_t i = 0; i < pairs; i++) {
             key = decode_value(&ctx, &pos);
             if (!key) goto error;
@@ -577,10 +596,7 @@ finish:
     result = Py_BuildValue("(OOnn)", keys, columns, nrows, pos);
     goto cleanup;
 fallback:
-    if (!PyErr_Occurred() || !PyErr_ExceptionMatches(Fallback)) {
-        PyErr_Clear();
-        PyErr_SetString(Fallback, "fallback");
-    }
+    set_fallback();
 error:
     result = NULL;
 cleanup:
@@ -590,6 +606,402 @@ cleanup:
     Py_XDECREF(index);
     Py_XDECREF(keys);
     Py_XDECREF(columns);
+    ctx_free(&ctx);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------ typed columns
+ * decode_typed(buf, pos, none_atom, max_depth, max_atoms) -> (keys, specs, rows, end)
+ *
+ * A list of maps straight into Arrow-layout buffers: int64, float64, bit-packed
+ * bool, binary (int32 offsets), atoms as dictionary codes, and lists and tuples
+ * of those, with validity bitmaps. No Python object is made per value. It
+ * covers the clean cases of the inference table in tether/arrow.py and gives
+ * the same arrays; anything else (mixed kinds, maps, charlists, big integers,
+ * bitstrings...) raises Fallback and the general column path decides, with
+ * its warnings and errors. */
+
+enum { T_UNSET, T_I64, T_F64, T_BOOL, T_ATOM, T_BIN, T_LIST, T_TUPLE };
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Out;
+
+static int out_reserve(Out *o, Py_ssize_t n) {
+    if (o->len + n <= o->cap) return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n) cap *= 2;
+    char *np = PyMem_Realloc(o->p, (size_t)cap);
+    if (!np) { PyErr_NoMemory(); return -1; }
+    o->p = np;
+    o->cap = cap;
+    return 0;
+}
+
+static inline int out_put(Out *o, const void *src, Py_ssize_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->p + o->len, src, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+static int tbuf_zeros(Out *b, Py_ssize_t n) {
+    if (out_reserve(b, n) < 0) return -1;
+    memset(b->p + b->len, 0, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+/* Set bit i of a bitmap held in b (grown, new bytes zeroed, as needed). */
+static int tbits_set(Out *b, Py_ssize_t i, int on) {
+    Py_ssize_t need = i / 8 + 1;
+    if (need > b->len && tbuf_zeros(b, need - b->len) < 0) return -1;
+    if (on) b->p[i / 8] |= (char)(1 << (i % 8));
+    return 0;
+}
+
+typedef struct TCol {
+    int kind;
+    Py_ssize_t n, nulls;
+    int has_valid;          /* validity bitmap started (at the first null) */
+    Out valid, data, offs;
+    struct TCol *child;     /* T_LIST */
+    struct TCol *fields;    /* T_TUPLE */
+    Py_ssize_t arity;
+    PyObject *codes;        /* T_ATOM: atom -> code (dict) */
+    PyObject *cats;         /* T_ATOM: categories in first-seen order (list) */
+} TCol;
+
+static void tcol_free(TCol *c) {
+    PyMem_Free(c->valid.p);
+    PyMem_Free(c->data.p);
+    PyMem_Free(c->offs.p);
+    if (c->child) { tcol_free(c->child); PyMem_Free(c->child); }
+    if (c->fields) {
+        for (Py_ssize_t i = 0; i < c->arity; i++) tcol_free(&c->fields[i]);
+        PyMem_Free(c->fields);
+    }
+    Py_XDECREF(c->codes);
+    Py_XDECREF(c->cats);
+}
+
+static int tcol_null(TCol *c);
+
+/* Give an unset column its kind; the nulls it holds so far get their slots. */
+static int tcol_start(TCol *c, int kind, Py_ssize_t arity) {
+    Py_ssize_t n = c->n;
+    c->kind = kind;
+    switch (kind) {
+    case T_I64: case T_F64: if (tbuf_zeros(&c->data, 8 * n) < 0) return -1; break;
+    case T_BOOL: if (n && tbits_set(&c->data, n - 1, 0) < 0) return -1; break;
+    case T_ATOM:
+        if (tbuf_zeros(&c->data, 4 * n) < 0) return -1;
+        if (!(c->codes = PyDict_New()) || !(c->cats = PyList_New(0))) return -1;
+        break;
+    case T_BIN: case T_LIST:
+        if (tbuf_zeros(&c->offs, 4 * (n + 1)) < 0) return -1;
+        if (kind == T_LIST && !(c->child = PyMem_Calloc(1, sizeof(TCol)))) { PyErr_NoMemory(); return -1; }
+        break;
+    case T_TUPLE:
+        c->arity = arity;
+        if (!(c->fields = PyMem_Calloc((size_t)arity, sizeof(TCol)))) { PyErr_NoMemory(); return -1; }
+        for (Py_ssize_t i = 0; i < arity; i++)
+            for (Py_ssize_t r = 0; r < n; r++)
+                if (tcol_null(&c->fields[i]) < 0) return -1;
+        break;
+    }
+    return 0;
+}
+
+static int tcol_valid(TCol *c, int on) {
+    if (!on && !c->has_valid) {
+        /* the first null: every slot so far was valid */
+        c->has_valid = 1;
+        for (Py_ssize_t i = 0; i < c->n; i++)
+            if (tbits_set(&c->valid, i, 1) < 0) return -1;
+    }
+    if (!c->has_valid) return 0;
+    return tbits_set(&c->valid, c->n, on);
+}
+
+static int tcol_offset(TCol *c, int32_t v) { return out_put(&c->offs, &v, 4); }
+
+static int32_t tcol_last_offset(TCol *c) {
+    int32_t v;
+    memcpy(&v, c->offs.p + c->offs.len - 4, 4);
+    return v;
+}
+
+static int tcol_null(TCol *c) {
+    if (tcol_valid(c, 0) < 0) return -1;
+    switch (c->kind) {
+    case T_I64: case T_F64: if (tbuf_zeros(&c->data, 8) < 0) return -1; break;
+    case T_BOOL: if (tbits_set(&c->data, c->n, 0) < 0) return -1; break;
+    case T_ATOM: if (tbuf_zeros(&c->data, 4) < 0) return -1; break;
+    case T_BIN: case T_LIST: if (tcol_offset(c, tcol_last_offset(c)) < 0) return -1; break;
+    case T_TUPLE:
+        for (Py_ssize_t i = 0; i < c->arity; i++)
+            if (tcol_null(&c->fields[i]) < 0) return -1;
+        break;
+    }
+    c->n++;
+    c->nulls++;
+    return 0;
+}
+
+#define TFALL do { PyErr_SetString(Fallback, "typed"); return -1; } while (0)
+#define TNEED(k) do { if ((Py_ssize_t)(k) > end - pos) TFALL; } while (0)
+
+/* Append the term at *ppos to c. -1 with Fallback when the column is not a clean typed one. */
+static int tcol_append(Ctx *ctx, TCol *c, Py_ssize_t *ppos, Py_ssize_t depth) {
+    const unsigned char *buf = ctx->buf;
+    const Py_ssize_t end = ctx->end;
+    Py_ssize_t pos = *ppos;
+    Py_ssize_t n;
+    if (depth > ctx->max_depth) TFALL;
+    TNEED(1);
+    unsigned char tag = buf[pos++];
+    switch (tag) {
+    case 97: case 98: case 110: { /* integers that fit int64 */
+        int64_t v;
+        if (tag == 97) { TNEED(1); v = buf[pos]; pos += 1; }
+        else if (tag == 98) { TNEED(4); v = (int32_t)be32(buf + pos); pos += 4; }
+        else {
+            TNEED(2);
+            n = buf[pos];
+            int sign = buf[pos + 1];
+            pos += 2;
+            TNEED(n);
+            if (n > 8 || sign > 1) TFALL;
+            uint64_t u = 0;
+            for (Py_ssize_t i = n - 1; i >= 0; i--) u = (u << 8) | buf[pos + i];
+            pos += n;
+            if (!sign && u > (uint64_t)INT64_MAX) TFALL;  /* uint64 or wider: the general path */
+            if (sign && u > (uint64_t)INT64_MAX + 1) TFALL;
+            v = sign ? (int64_t)(0 - u) : (int64_t)u;
+        }
+        if (c->kind == T_UNSET && tcol_start(c, T_I64, 0) < 0) return -1;
+        if (c->kind != T_I64) TFALL;
+        if (tcol_valid(c, 1) < 0 || out_put(&c->data, &v, 8) < 0) return -1;
+        break;
+    }
+    case 70: { /* NEW_FLOAT */
+        TNEED(8);
+        uint64_t bits = ((uint64_t)be32(buf + pos) << 32) | be32(buf + pos + 4);
+        double d;
+        memcpy(&d, &bits, 8);
+        pos += 8;
+        if (!isfinite(d)) TFALL;
+        if (c->kind == T_UNSET && tcol_start(c, T_F64, 0) < 0) return -1;
+        if (c->kind != T_F64) TFALL;
+        if (tcol_valid(c, 1) < 0 || out_put(&c->data, &d, 8) < 0) return -1;
+        break;
+    }
+    case 119: case 115: case 118: case 100: { /* atoms: true/false, nil, or dictionary codes */
+        if (tag == 119 || tag == 115) { TNEED(1); n = buf[pos]; pos += 1; }
+        else { TNEED(2); n = (buf[pos] << 8) | buf[pos + 1]; pos += 2; }
+        TNEED(n);
+        PyObject *atom = atom_value(&ctx->atoms, buf + pos, n, tag == 115 || tag == 100, &ctx->aopts);
+        pos += n;
+        if (!atom) return -1;
+        if (atom == Py_None) {
+            Py_DECREF(atom);
+            if (tcol_null(c) < 0) return -1;  /* counts the slot itself */
+            *ppos = pos;
+            return 0;
+        }
+        if (atom == Py_True || atom == Py_False) {
+            int on = atom == Py_True;
+            Py_DECREF(atom);
+            if (c->kind == T_UNSET && tcol_start(c, T_BOOL, 0) < 0) return -1;
+            if (c->kind != T_BOOL) TFALL;
+            if (tcol_valid(c, 1) < 0 || tbits_set(&c->data, c->n, on) < 0) return -1;
+            break;
+        }
+        if (c->kind == T_UNSET && tcol_start(c, T_ATOM, 0) < 0) { Py_DECREF(atom); return -1; }
+        if (c->kind != T_ATOM) { Py_DECREF(atom); TFALL; }
+        PyObject *code = PyDict_GetItemWithError(c->codes, atom);
+        int32_t k;
+        if (code) k = (int32_t)PyLong_AsLong(code);
+        else {
+            if (PyErr_Occurred()) { Py_DECREF(atom); return -1; }
+            k = (int32_t)PyList_GET_SIZE(c->cats);
+            PyObject *kv = PyLong_FromLong(k);
+            int rc = kv ? PyDict_SetItem(c->codes, atom, kv) : -1;
+            Py_XDECREF(kv);
+            if (rc < 0 || PyList_Append(c->cats, atom) < 0) { Py_DECREF(atom); return -1; }
+        }
+        Py_DECREF(atom);
+        if (tcol_valid(c, 1) < 0 || out_put(&c->data, &k, 4) < 0) return -1;
+        break;
+    }
+    case 109: case 77: { /* binaries (whole bytes only) */
+        int marked = tag == 77;
+        TNEED(marked ? 5 : 4);
+        n = (Py_ssize_t)be32(buf + pos);
+        pos += 4;
+        if (marked) {
+            int bits = buf[pos++];
+            if (!((n == 0 && bits == 0) || (n > 0 && bits == 8))) TFALL;
+        }
+        TNEED(n);
+        if (c->kind == T_UNSET && tcol_start(c, T_BIN, 0) < 0) return -1;
+        if (c->kind != T_BIN) TFALL;
+        if (c->data.len + n > INT32_MAX) TFALL;  /* beyond int32 offsets: the general path */
+        if (tcol_valid(c, 1) < 0 || out_put(&c->data, buf + pos, n) < 0) return -1;
+        if (tcol_offset(c, (int32_t)c->data.len) < 0) return -1;
+        pos += n;
+        break;
+    }
+    case 106: case 108: { /* lists */
+        if (tag == 108) { TNEED(4); n = (Py_ssize_t)be32(buf + pos); pos += 4; }
+        else n = 0;
+        if (n > end - pos) TFALL;
+        if (c->kind == T_UNSET && tcol_start(c, T_LIST, 0) < 0) return -1;
+        if (c->kind != T_LIST) TFALL;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (tcol_append(ctx, c->child, &pos, depth + 1) < 0) return -1;
+        if (tag == 108) {
+            TNEED(1);
+            if (buf[pos] != 106) TFALL;  /* improper list */
+            pos++;
+        }
+        if (c->child->n > INT32_MAX) TFALL;
+        if (tcol_valid(c, 1) < 0 || tcol_offset(c, (int32_t)c->child->n) < 0) return -1;
+        break;
+    }
+    case 104: case 105: { /* tuples of one arity */
+        if (tag == 104) { TNEED(1); n = buf[pos]; pos += 1; }
+        else { TNEED(4); n = (Py_ssize_t)be32(buf + pos); pos += 4; }
+        if (n == 0 || n > end - pos) TFALL;
+        if (c->kind == T_UNSET && tcol_start(c, T_TUPLE, n) < 0) return -1;
+        if (c->kind != T_TUPLE || c->arity != n) TFALL;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (tcol_append(ctx, &c->fields[i], &pos, depth + 1) < 0) return -1;
+        if (tcol_valid(c, 1) < 0) return -1;
+        break;
+    }
+    default:
+        TFALL;  /* maps, charlists, pids, big integers... */
+    }
+    c->n++;
+    *ppos = pos;
+    return 0;
+}
+
+static PyObject *tbuf_bytes(Out *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", b->len); }
+
+/* The column as a nested tuple for tether.arrow to wrap in Arrow arrays. */
+static PyObject *tcol_spec(TCol *c) {
+    static const char *names[] = {"null", "int64", "float64", "bool", "atom", "binary", "list", "tuple"};
+    if (c->kind == T_UNSET) return Py_BuildValue("(sn)", names[0], c->n);
+    PyObject *valid = c->has_valid ? tbuf_bytes(&c->valid) : Py_NewRef(Py_None);
+    if (!valid) return NULL;
+    PyObject *extra = NULL;
+    switch (c->kind) {
+    case T_I64: case T_F64: case T_BOOL: extra = Py_BuildValue("(N)", tbuf_bytes(&c->data)); break;
+    case T_ATOM: extra = Py_BuildValue("(NO)", tbuf_bytes(&c->data), c->cats); break;
+    case T_BIN: extra = Py_BuildValue("(NN)", tbuf_bytes(&c->offs), tbuf_bytes(&c->data)); break;
+    case T_LIST: extra = Py_BuildValue("(NN)", tbuf_bytes(&c->offs), tcol_spec(c->child)); break;
+    case T_TUPLE: {
+        PyObject *fields = PyList_New(c->arity);
+        if (!fields) break;
+        for (Py_ssize_t i = 0; i < c->arity; i++) {
+            PyObject *f = tcol_spec(&c->fields[i]);
+            if (!f) { Py_CLEAR(fields); break; }
+            PyList_SET_ITEM(fields, i, f);
+        }
+        if (fields) extra = Py_BuildValue("(N)", fields);
+        break;
+    }
+    }
+    if (!extra) { Py_DECREF(valid); return NULL; }
+    PyObject *head = Py_BuildValue("(snnN)", names[c->kind], c->n, c->nulls, valid);
+    PyObject *spec = head ? PySequence_Concat(head, extra) : NULL;
+    Py_XDECREF(head);
+    Py_DECREF(extra);
+    return spec;
+}
+
+static PyObject *decode_typed(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, max_depth, max_atoms;
+    PyObject *none_atom;
+    if (!PyArg_ParseTuple(args, "y*nOnn", &view, &pos, &none_atom, &max_depth, &max_atoms)) return NULL;
+    Ctx ctx;
+    ctx_init(&ctx, &view, BIN_BYTES, 0, 0, none_atom, max_depth, max_atoms, NULL, Py_None, 0);
+    const unsigned char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    PyObject *index = PyDict_New();   /* key -> column number */
+    PyObject *keys = PyList_New(0);
+    PyObject *result = NULL, *key = NULL, *specs = NULL;
+    TCol *cols = NULL;
+    Py_ssize_t ncols = 0, capcols = 0, rows = 0, r = 0;
+    if (!index || !keys) goto error;
+    int empty = pos < end && buf[pos] == 106;
+    if ((rows = rows_header(buf, end, &pos)) < 0) goto fallback;
+    if (empty) goto finish;
+    for (r = 0; r < rows; r++) {
+        Py_ssize_t pairs = map_header(buf, end, &pos);
+        if (pairs < 0) goto fallback;
+        for (Py_ssize_t i = 0; i < pairs; i++) {
+            key = decode_value(&ctx, &pos);
+            if (!key) goto error;
+            PyObject *col_no = PyDict_GetItemWithError(index, key);
+            TCol *col;
+            if (col_no) {
+                col = &cols[PyLong_AsSsize_t(col_no)];
+                if (col->n != r) goto fallback; /* duplicate key in a row */
+            } else {
+                if (PyErr_Occurred()) goto fallback; /* unhashable key */
+                if (ncols == capcols) {
+                    Py_ssize_t ncap = capcols ? capcols * 2 : 16;
+                    TCol *nc = PyMem_Realloc(cols, (size_t)ncap * sizeof(TCol));
+                    if (!nc) { PyErr_NoMemory(); goto error; }
+                    memset(nc + capcols, 0, (size_t)(ncap - capcols) * sizeof(TCol));
+                    cols = nc;
+                    capcols = ncap;
+                }
+                col = &cols[ncols];
+                for (Py_ssize_t k = 0; k < r; k++)
+                    if (tcol_null(col) < 0) goto error;
+                PyObject *no = PyLong_FromSsize_t(ncols);
+                int rc = no ? PyDict_SetItem(index, key, no) : -1;
+                Py_XDECREF(no);
+                if (rc < 0 || PyList_Append(keys, key) < 0) goto error;
+                ncols++;
+            }
+            Py_CLEAR(key);
+            if (tcol_append(&ctx, col, &pos, 1) < 0) goto error;
+        }
+        for (Py_ssize_t c = 0; c < ncols; c++)  /* columns this row did not mention */
+            if (cols[c].n == r && tcol_null(&cols[c]) < 0) goto error;
+    }
+    if (pos >= end || buf[pos] != 106) goto fallback; /* improper list of rows */
+    pos++;
+finish:
+    specs = PyList_New(ncols);
+    if (!specs) goto error;
+    for (Py_ssize_t c = 0; c < ncols; c++) {
+        PyObject *s = tcol_spec(&cols[c]);
+        if (!s) goto error;
+        PyList_SET_ITEM(specs, c, s);
+    }
+    result = Py_BuildValue("(OOnn)", keys, specs, r, pos);
+    goto cleanup;
+fallback:
+    set_fallback();
+error:
+    result = NULL;
+cleanup:
+    Py_XDECREF(key);
+    Py_XDECREF(index);
+    Py_XDECREF(keys);
+    Py_XDECREF(specs);
+    for (Py_ssize_t c = 0; c < capcols; c++) tcol_free(&cols[c]);
+    PyMem_Free(cols);
     ctx_free(&ctx);
     PyBuffer_Release(&view);
     return result;
@@ -693,29 +1105,6 @@ static PyObject *copy(PyObject *self, PyObject *args) {
  * tether.Atom. Anything else raises Fallback and tether/_etf.py encodes the
  * whole term (struct mappings, big integers, paths in errors).
  */
-
-typedef struct {
-    char *p;
-    Py_ssize_t len, cap;
-} Out;
-
-static int out_reserve(Out *o, Py_ssize_t n) {
-    if (o->len + n <= o->cap) return 0;
-    Py_ssize_t cap = o->cap ? o->cap : 256;
-    while (cap < o->len + n) cap *= 2;
-    char *np = PyMem_Realloc(o->p, (size_t)cap);
-    if (!np) { PyErr_NoMemory(); return -1; }
-    o->p = np;
-    o->cap = cap;
-    return 0;
-}
-
-static inline int out_put(Out *o, const void *src, Py_ssize_t n) {
-    if (out_reserve(o, n) < 0) return -1;
-    memcpy(o->p + o->len, src, (size_t)n);
-    o->len += n;
-    return 0;
-}
 
 static inline int out_byte(Out *o, unsigned char b) { return out_put(o, &b, 1); }
 
@@ -907,6 +1296,7 @@ static PyMethodDef methods[] = {
     {"copy", copy, METH_VARARGS, "Copy a buffer into another at an offset, fast for any relative alignment."},
     {"decode", decode, METH_VARARGS, "Decode one ETF term at an offset; raises Fallback when Python must."},
     {"decode_columns", decode_columns, METH_VARARGS, "Decode a list of maps into per-key column lists."},
+    {"decode_typed", decode_typed, METH_VARARGS, "Decode a list of maps into Arrow-layout column buffers."},
     {"configure", configure, METH_VARARGS, "Set the Python types and helpers the decoder builds with."},
     {NULL, NULL, 0, NULL},
 };

@@ -134,10 +134,18 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool) -> p
             hi = max(v for v in values if v is not None)
             if lo >= 0 and hi < (1 << 64):
                 return pa.array(values, pa.uint64())
-            row = next(i for i, v in enumerate(values) if v is not None and not -(1 << 63) <= v < (1 << 64))
+            if lo < -(1 << 63) or hi >= (1 << 64):
+                row = next(i for i, v in enumerate(values) if v is not None and not -(1 << 63) <= v < (1 << 64))
+                raise ColumnError(
+                    f"Column {name!r} row {row}: integer {values[row]} is beyond 64 bits; Arrow has no such type. "
+                    "Send it as a binary or string, or keep the value as etf."
+                ) from None
+            # Every value fits 64 bits, but negatives rule out uint64 and large ones int64.
+            row = next(i for i, v in enumerate(values) if v is not None and v >= (1 << 63))
             raise ColumnError(
-                f"Column {name!r} row {row}: integer {values[row]} is beyond 64 bits; Arrow has no such type. "
-                "Send it as a binary or string, or keep the value as etf."
+                f"Column {name!r} row {row}: integer {values[row]} needs uint64, but the column also holds "
+                f"negative integers (e.g. {lo}), which need int64. Split the column, or send the large values "
+                "as strings."
             ) from None
     if kinds <= {int, float}:
         if int in kinds:
@@ -194,6 +202,8 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool) -> p
         for v in values:
             if v is not None:
                 keys.update(dict.fromkeys(v))
+        if not keys:  # maps with no keys: a struct with no fields still has one slot per row
+            return pa.array([None if v is None else {} for v in values], pa.struct([]))
         fields = []
         for k in keys:
             fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
@@ -317,8 +327,12 @@ def _table(keys: list, columns: list[list], strict: bool) -> pa.Table:
 def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     """Build an Arrow table straight from ETF bytes of a list of maps (or a map of equal-length lists).
 
-    The rows are read into one Python list per column, never a dict per row,
-    then each column is typed by the inference table in this module.
+    Columns of one clean kind (integers, floats, booleans, binaries, atoms,
+    and lists or tuples of those, with nils) are decoded by the C extension
+    straight into Arrow buffers: no Python object per value. Any other
+    column sends the whole term down the general path, one Python list per
+    column (never a dict per row), typed by the inference table in this
+    module, with its warnings. Both paths give the same table.
 
     Parameters
     ----------
@@ -346,6 +360,16 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     if c is not None:
         lim = opts.limits
         try:
+            # Clean columns go straight into Arrow buffers, with no Python object per value.
+            keys, specs, _rows, end = c.decode_typed(buf, 1, "nil", lim.max_depth, lim.max_atoms)
+        except c.Fallback:
+            pass
+        else:
+            if end == len(buf):
+                names = [_col_name(k) for k in keys]
+                arrays = [_typed_array(spec) for spec in specs]
+                return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
+        try:
             keys, columns, _rows, end = c.decode_columns(
                 buf, 1, 0, False, False, "nil", lim.max_depth, lim.max_atoms, _etf._struct_hook()
             )
@@ -355,6 +379,36 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
             if end == len(buf):
                 return _table(keys, columns, strict=False)
     return _from_value(_etf.decode(buf, opts))
+
+
+_FIXED = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+
+
+def _typed_array(spec: tuple) -> pa.Array:
+    """Wrap the buffers of one column from the C columnar decoder (see ``decode_typed``) as Arrow arrays."""
+    kind, n = spec[0], spec[1]
+    if kind == "null":
+        return pa.nulls(n)
+    nulls, valid = spec[2], spec[3]
+    vbuf = None if valid is None else pa.py_buffer(valid)
+    if kind in _FIXED:
+        return pa.Array.from_buffers(_FIXED[kind], n, [vbuf, pa.py_buffer(spec[4])], null_count=nulls)
+    if kind == "atom":
+        codes = pa.Array.from_buffers(pa.int32(), n, [vbuf, pa.py_buffer(spec[4])], null_count=nulls)
+        return pa.DictionaryArray.from_arrays(codes, pa.array(spec[5], pa.utf8()))
+    if kind == "binary":
+        arr = pa.Array.from_buffers(pa.binary(), n, [vbuf, pa.py_buffer(spec[4]), pa.py_buffer(spec[5])], null_count=nulls)
+        try:
+            return arr.cast(pa.utf8())  # as column_to_arrow: utf8 when every value is valid UTF-8
+        except pa.ArrowInvalid:
+            return arr
+    if kind == "list":
+        child = _typed_array(spec[5])
+        return pa.Array.from_buffers(pa.list_(child.type), n, [vbuf, pa.py_buffer(spec[4])], null_count=nulls,
+                                     children=[child])
+    fields = [_typed_array(f) for f in spec[4]]
+    struct = pa.struct([pa.field(str(i), f.type) for i, f in enumerate(fields)])
+    return pa.Array.from_buffers(struct, n, [vbuf], null_count=nulls, children=fields)
 
 
 def _from_value(value: Any) -> pa.Table:
