@@ -60,6 +60,12 @@ def is_dataframe(obj: Any) -> str | None:
     return None
 
 
+def _write_stream(sink: Any, schema: pa.Schema, batches: list, options: pa.ipc.IpcWriteOptions) -> None:
+    with pa.ipc.new_stream(sink, schema, options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+
+
 class ArrowFormat(Format):
     id = 5
     name = "arrow"
@@ -99,24 +105,27 @@ class ArrowFormat(Format):
         if ipc_codec:
             info["ipc_compression"] = ipc_codec
         batches = table.to_batches() if isinstance(table, pa.Table) else [table]
-        mock = pa.MockOutputStream()
-        with pa.ipc.new_stream(mock, table.schema, options=options) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
-        size = mock.size()
         info["rows"] = table.num_rows
         info["batches"] = len(batches)
         info["schema"] = str(table.schema)
         info["columns"] = list(table.schema.names)
+        p = Payload(info)
+        if ipc_codec:
+            # Only compressing tells the compressed size: compress once into a
+            # buffer and copy the (smaller) result, rather than twice.
+            sink = pa.BufferOutputStream()
+            _write_stream(sink, table.schema, batches, options)
+            p.add(memoryview(sink.getvalue()))
+            return p
+        # Uncompressed, a mock write measures the stream without touching the
+        # data; the real one goes straight into the frame.
+        mock = pa.MockOutputStream()
+        _write_stream(mock, table.schema, batches, options)
 
         def write(dest: memoryview, schema: pa.Schema = table.schema, batches: list = batches) -> None:
-            sink = pa.FixedSizeBufferWriter(pa.py_buffer(dest))
-            with pa.ipc.new_stream(sink, schema, options=options) as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
+            _write_stream(pa.FixedSizeBufferWriter(pa.py_buffer(dest)), schema, batches, options)
 
-        p = Payload(info)
-        p.add(Segment(size, write))
+        p.add(Segment(mock.size(), write))
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
