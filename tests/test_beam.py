@@ -148,3 +148,26 @@ def test_lossy_and_failed_mappings_name_the_path():
         tether.etf.decode(tether.etf.encode([[104, 105]]))
     with pytest.raises(tether.MappingError, match=r"\$\.k\[0\].*register_struct"):
         tether.etf.encode({"k": [object()]})
+
+
+def test_beam_reads_stream_chunks(ebin):
+    import io
+
+    sink = io.BytesIO()
+    with tether.stream.StreamWriter(sink, chunk_size=1000, compression="gzip", checksum="crc32") as w:
+        w.write({"part": 1})
+        w.write_buffer(bytes(range(256)) * 10)
+    data = sink.getvalue()
+    # BEAM decodes every frame of the stream (flag bit 0 is a known required flag) and verifies CRC-32.
+    out = erl_eval(ebin, f"""
+        Data = <<16#{data.hex()}:{len(data) * 8}>>,
+        Loop = fun L(<<>>, Acc) -> lists:reverse(Acc);
+                   L(Bin, Acc) -> {{ok, #{{frame_size := N}}}} = tether:inspect(Bin),
+                                  <<F:N/binary, Rest/binary>> = Bin,
+                                  {{ok, V}} = tether:decode(F),
+                                  L(Rest, [V | Acc]) end,
+        [#{{<<"part">> := 1}}, C1, C2, C3, nil] = Loop(Data, []),
+        Joined = <<C1/binary, C2/binary, C3/binary>>,
+        Joined = binary:copy(list_to_binary(lists:seq(0, 255)), 10),
+        io:format("stream ok~n")""")
+    assert "stream ok" in out

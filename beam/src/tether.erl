@@ -167,7 +167,8 @@ header(<<"TTHR", 1:16/little, 64:16/little, Fmt:16/little, Comp:8, Ck:8, Flags:3
          Schema:16/little, Level:8/signed, Filter:8, FSize:8, _:7/binary, HCrc:32/little,
          _/binary>> = Frame) ->
     case erlang:crc32(binary:part(Frame, 0, 60)) of
-        HCrc when Flags band 16#FFFF =/= 0 -> {error, {unsupported_flags, Flags}};
+        %% Required flag bits: bit 0 (a stream chunk) is known; any other is refused.
+        HCrc when Flags band 16#FFFE =/= 0 -> {error, {unsupported_flags, Flags}};
         HCrc ->
             {ok, #{format_id => Fmt, format => format_name(Fmt), compression => comp_name(Comp),
                    checksum => ck_name(Ck), checksum_value => PCk, meta_len => MLen, meta_crc => MCrc,

@@ -15,7 +15,7 @@ array([0, 1, 2])
 
 __version__ = "0.1.0"
 
-from . import arrow, compression, etf, formats, shm
+from . import arrow, compression, etf, formats, shm, stream
 from ._api import Encoded, FrameInfo, dump_into, dumps, encode, inspect, loads, verify
 from ._errors import (
     ChecksumError,
@@ -77,5 +77,6 @@ __all__ = [
     "loads",
     "set_limits",
     "shm",
+    "stream",
     "verify",
 ]

@@ -85,6 +85,7 @@ class FrameInfo:
     user: dict[str, Any]
     producer: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         rows = [
@@ -104,6 +105,8 @@ class FrameInfo:
             rows.append(("lineage", self.lineage))
         if self.user:
             rows.append(("user metadata", self.user))
+        if self.stream:
+            rows.append(("stream", self.stream))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -299,6 +302,7 @@ def encode(
     bandwidth: float | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
+    _stream: Mapping[str, Any] | None = None,
 ) -> Encoded:
     """Prepare ``obj`` as a frame without writing it: see :class:`Encoded`.
 
@@ -436,12 +440,14 @@ def encode(
             if not isinstance(key, str):
                 raise ValidationError(f"metadata keys must be str, got {key!r}.")
         meta["user"] = dict(metadata)
+    if _stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
+        meta["stream"] = dict(_stream)
     meta_bytes = _meta.encode(meta, constant=("format", "schema", "producer", "lineage"), key=const_key)
     header = Header(
         format_id=fmt.id,
         compression_id=codec.id,
         checksum_kind=kind,
-        flags=0,
+        flags=_header.FLAG_STREAM_CHUNK if _stream is not None else 0,
         metadata_length=len(meta_bytes),
         metadata_crc32=zlib.crc32(meta_bytes) & 0xFFFFFFFF,
         payload_length=stored_len,
@@ -645,6 +651,7 @@ def _info(header: Header, meta: dict[str, Any]) -> FrameInfo:
         user=user if isinstance(user, dict) else {},
         producer=meta.get("producer") if isinstance(meta.get("producer"), str) else None,
         details=details,
+        stream=meta["stream"] if isinstance(meta.get("stream"), dict) else {},
     )
 
 
@@ -717,7 +724,13 @@ def loads(
         value = _small.loads_etf(buf, copy, verify, options)
         if value is not _small.MISS:
             return value
-    mv = _as_view(buf)
+    return _decode(_as_view(buf), into, copy, allow_pickle, verify, options)[0]
+
+
+def _decode(
+    mv: memoryview, into: str | None, copy: bool, allow_pickle: bool, verify: bool, options: Mapping[str, Any] | None
+) -> tuple[Any, Header, dict[str, Any]]:
+    """Decode one whole frame held in ``mv``: (value, header, metadata)."""
     limits = get_limits()
     header, meta = _read(mv, limits)
     fmt_name = meta.get("format")
@@ -750,7 +763,7 @@ def loads(
         frame_id=frame_id,
     )
     try:
-        return fmt.decode(payload, type_info, ctx)
+        return fmt.decode(payload, type_info, ctx), header, meta
     except TetherError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error, RecursionError, UnicodeError) as exc:

@@ -42,7 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             data = _open(args.file)
-            info = tether.inspect(data) if args.cmd == "inspect" else tether.verify(data)
+            info = tether.inspect(data) if args.cmd == "inspect" else None
+            if args.cmd == "verify":
+                first = tether.inspect(data)
+                if first.stream:  # a stream file: every chunk, in order, and the end frame
+                    totals = tether.stream.verify_stream(data)
+                    print(first)
+                    print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
+                          f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
+                    return 0
+                info = tether.verify(data)
         except OSError as exc:
             print(f"tether: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
             return 2

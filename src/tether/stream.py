@@ -1,0 +1,509 @@
+"""Streams: data larger than memory as a sequence of bounded, checked frames.
+
+A stream is ordinary tether frames written back to back. Each chunk frame sets
+header flag bit 0 and carries a ``stream`` map in its metadata (stream id,
+chunk number, offset); a final *end frame* records how many chunks and bytes
+the stream holds and a digest chained over every chunk's payload checksum.
+The byte layout is in docs/format.md, "Streams".
+
+What a reader gets:
+
+* **bounded memory**: one chunk is read and decoded at a time; values are
+  views into that chunk's own buffer, which stays alive as long as they do;
+* **completeness**: a missing, repeated, reordered or foreign chunk, or a
+  stream that stops before its end frame, raises :class:`StreamError`;
+  nothing a corrupted chunk holds is returned (each chunk's payload checksum
+  is verified before it is decoded);
+* **resumable checkpoints**: :meth:`StreamReader.checkpoint` says where a
+  reader stands; a writer started with ``resume=`` continues the same stream
+  from there (same id, numbering and digest), and a reader started with the
+  same checkpoint accepts the continuation and checks the whole stream;
+* **backpressure**: the writer never holds more than the chunk it is
+  writing; a slow sink blocks :meth:`StreamWriter.write`, and so the producer;
+* **compression** per chunk (``compression="auto"`` by default, chosen for
+  the ``stream`` transport's bandwidth, or ``bandwidth=``).
+
+Examples
+--------
+>>> import io, tether
+>>> sink = io.BytesIO()
+>>> with tether.stream.StreamWriter(sink, chunk_size=4) as w:
+...     _ = w.write({"header": True})
+...     _ = w.write_buffer(b"0123456789")
+>>> reader = tether.stream.StreamReader(sink.getvalue())
+>>> [bytes(v) if isinstance(v, memoryview) else v for v in reader]
+[{'header': True}, b'0123', b'4567', b'89']
+>>> reader.complete, reader.checkpoint().seq
+(True, 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import struct
+from typing import Any, Iterator, Mapping
+
+import xxhash
+
+from ._api import _decode, _new_bytes, _read, _verify_payload, encode
+from ._errors import DecodeError, LimitError, TruncatedError, ValidationError
+from ._limits import get_limits
+from .frame import _checksum, _header
+from .frame._header import HEADER_SIZE
+
+__all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
+
+CHUNK_SIZE = 8 << 20
+_CHAIN = struct.Struct("<QQQ")
+
+
+class StreamError(DecodeError):
+    """A stream is incomplete, out of order, or not the stream expected."""
+
+
+def _chain(digest: int, seq: int, payload_checksum: int) -> int:
+    # Chained over the payload checksums already in each header: no second
+    # pass over the data, and the state is three integers a checkpoint holds.
+    return xxhash.xxh3_64_intdigest(_CHAIN.pack(digest, seq, payload_checksum))
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """Where a stream stands: the next chunk number, the bytes before it, the digest so far.
+
+    Store it with :meth:`as_dict` (plain ints and a str) and rebuild it with
+    :meth:`from_dict`.
+
+    Examples
+    --------
+    >>> cp = Checkpoint("ab" * 16, seq=3, offset=4096, digest=7)
+    >>> Checkpoint.from_dict(cp.as_dict()) == cp
+    True
+    """
+
+    stream_id: str
+    seq: int = 0
+    offset: int = 0
+    digest: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        try:
+            cp = cls(str(data["stream_id"]), int(data["seq"]), int(data["offset"]), int(data["digest"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"Not a stream checkpoint: {exc!r}. Pass what Checkpoint.as_dict() returned.") from None
+        if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
+            raise ValidationError(f"Checkpoint values out of range: {cp}.")
+        return cp
+
+
+class StreamWriter:
+    """Write values and large data to ``sink`` as a stream of bounded chunk frames.
+
+    Parameters
+    ----------
+    sink : binary file-like or callable
+        Anything with ``write(bytes)`` (a file, socket file, ``io.BytesIO``),
+        or a function taking each frame's bytes.
+    chunk_size : int
+        Largest payload :meth:`write_buffer`, :meth:`write_table` and
+        :meth:`write_array` put in one chunk (default 8 MiB).
+    compression, level, bandwidth :
+        As :func:`tether.encode`; ``"auto"`` decides per chunk for the
+        ``stream`` transport.
+    checksum : {"xxh3-64", "crc32"}
+        Every chunk carries a payload checksum; ``"crc32"`` lets the BEAM
+        verify chunks with ``tether:decode/1``.
+    resume : Checkpoint, optional
+        Continue the stream a reader stopped in (same id, numbering, digest).
+
+    Examples
+    --------
+    >>> import io, numpy as np, tether
+    >>> sink = io.BytesIO()
+    >>> with tether.stream.StreamWriter(sink, chunk_size=1 << 10) as w:
+    ...     _ = w.write_array(np.arange(1000.0))
+    >>> float(tether.stream.StreamReader(sink.getvalue()).read_array().sum())
+    499500.0
+    """
+
+    def __init__(
+        self,
+        sink: Any,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        compression: str = "auto",
+        level: int | None = None,
+        bandwidth: float | None = None,
+        checksum: str = "xxh3-64",
+        resume: Checkpoint | None = None,
+    ):
+        if checksum not in ("xxh3-64", "crc32"):
+            raise ValidationError(f"Invalid checksum {checksum!r} for a stream. Valid options are: xxh3-64, crc32.")
+        if type(chunk_size) is not int or chunk_size < 1:
+            raise ValidationError(f"chunk_size must be a positive int, got {chunk_size!r}.")
+        write = getattr(sink, "write", None) or (sink if callable(sink) else None)
+        if write is None:
+            raise ValidationError(f"A stream sink needs a write() method or must be callable, got {type(sink).__name__}.")
+        self._write = write
+        self._sink = sink
+        self.chunk_size = chunk_size
+        self._encode_options = {"compression": compression, "level": level, "bandwidth": bandwidth,
+                                "checksum": checksum}
+        cp = resume or Checkpoint(secrets.token_hex(16))
+        self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
+        self.closed = False
+
+    # -- chunks
+
+    def write(self, value: Any, *, format: str = "auto", metadata: Mapping[str, Any] | None = None) -> Checkpoint:
+        """Write ``value`` as one chunk; return the checkpoint after it.
+
+        One value is one chunk, whatever its size: split large data with
+        :meth:`write_buffer`, :meth:`write_table` or :meth:`write_array`.
+        """
+        if self.closed:
+            raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
+        enc = encode(
+            value, format=format, transport="stream", metadata=metadata,
+            _stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset}, **self._encode_options,
+        )
+        self._digest = _chain(self._digest, self._seq, self._emit(enc))
+        self._offset += enc.header.raw_length
+        self._seq += 1
+        return self.checkpoint()
+
+    def write_buffer(self, data: Any) -> Checkpoint:
+        """Write bytes as raw chunks of at most ``chunk_size``.
+
+        ``data`` is a bytes-like object (sliced without copies) or a binary
+        file-like object, read ``chunk_size`` bytes at a time so it never has
+        to fit in memory.
+        """
+        readinto = getattr(data, "readinto", None)
+        if readinto is None:
+            view = memoryview(data).cast("B")
+            for start in range(0, len(view), self.chunk_size):
+                self.write(view[start : start + self.chunk_size], format="raw")
+            return self.checkpoint()
+        block = bytearray(self.chunk_size)
+        view = memoryview(block)
+        while True:
+            got = 0
+            while got < len(block):  # fill whole chunks, whatever the source's read sizes
+                n = readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            if got:
+                self.write(view[:got], format="raw")
+            if got < len(block):
+                return self.checkpoint()
+
+    def write_table(self, table: Any) -> Checkpoint:
+        """Write a pyarrow Table (or a DataFrame) as record batches of about ``chunk_size`` bytes."""
+        from . import arrow
+
+        _, table = arrow.to_table(table)
+        rows = max(1, table.num_rows)
+        per_chunk = max(1, self.chunk_size * rows // max(1, table.nbytes))
+        for batch in table.to_batches(max_chunksize=per_chunk):
+            self.write(batch, format="arrow")
+        return self.checkpoint()
+
+    def write_array(self, array: Any) -> Checkpoint:
+        """Write a NumPy array as slices along its first axis of about ``chunk_size`` bytes each."""
+        import numpy as np
+
+        arr = np.asarray(array)
+        if arr.ndim == 0:
+            return self.write(arr, format="ndarray")
+        row_bytes = max(1, arr.nbytes // max(1, len(arr)))
+        per_chunk = max(1, self.chunk_size // row_bytes)
+        for start in range(0, len(arr), per_chunk):
+            self.write(arr[start : start + per_chunk], format="ndarray")
+        return self.checkpoint()
+
+    # -- bookkeeping
+
+    def checkpoint(self) -> Checkpoint:
+        """Where the stream stands after the last chunk written."""
+        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
+
+    def _emit(self, enc: Any) -> int:
+        """Write one frame; return its payload checksum."""
+        frame = bytes(enc)
+        view = memoryview(frame)
+        while view:
+            n = self._write(view)
+            if n is None or n >= len(view):  # file objects write it all; raw ones may not
+                break
+            view = view[n:]
+        return enc.header.payload_checksum
+
+    def close(self) -> Checkpoint:
+        """Write the end frame (chunk count, bytes, digest) that makes the stream complete."""
+        if not self.closed:
+            end = {"id": self.stream_id, "seq": self._seq, "offset": self._offset, "end": True,
+                   "count": self._seq, "bytes": self._offset, "digest": self._digest}
+            self._emit(encode(None, format="scalar", checksum=self._encode_options["checksum"], transport="stream",
+                              _stream=end))
+            self.closed = True
+            flush = getattr(self._sink, "flush", None)
+            if flush is not None:
+                flush()
+        return self.checkpoint()
+
+    def abort(self) -> Checkpoint:
+        """Stop without an end frame: readers see an incomplete stream they can resume."""
+        self.closed = True
+        return self.checkpoint()
+
+    def __enter__(self) -> StreamWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        # A failure inside the block must not look like a complete stream.
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _Source:
+    """Frames from a buffer (zero-copy slices) or a binary file-like (one buffer per frame)."""
+
+    def __init__(self, source: Any):
+        self.readinto = getattr(source, "readinto", None)
+        self.read = getattr(source, "read", None)
+        self.view: memoryview | None = None
+        self.pos = 0
+        if self.readinto is None and self.read is None:
+            try:
+                self.view = memoryview(source).cast("B")
+            except TypeError:
+                raise ValidationError(
+                    f"A stream source must be bytes-like or a binary file-like object, got {type(source).__name__}."
+                ) from None
+
+    def _fill(self, view: memoryview) -> int:
+        got = 0
+        while got < len(view):
+            if self.readinto is not None:
+                n = self.readinto(view[got:])
+            else:
+                data = self.read(len(view) - got)
+                n = len(data) if data else 0
+                view[got : got + n] = data or b""
+            if not n:
+                break
+            got += n
+        return got
+
+    def next_frame(self, max_frame: int, where: str) -> memoryview | None:
+        """The next whole frame, or None at a clean end of input."""
+        limits = get_limits()
+        if self.view is not None:
+            if self.pos == len(self.view):
+                return None
+            if len(self.view) - self.pos < HEADER_SIZE:
+                raise TruncatedError(f"{where}: {len(self.view) - self.pos} bytes left, a frame header needs {HEADER_SIZE}.")
+            header = _header.unpack(self.view, limits, offset=self.pos)
+            _check_size(header.frame_size, max_frame, where)
+            end = self.pos + header.frame_size
+            if end > len(self.view):
+                raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {len(self.view) - self.pos} remain.")
+            frame = self.view[self.pos : end]
+            self.pos = end
+            return frame
+        head = bytearray(HEADER_SIZE)
+        got = self._fill(memoryview(head))
+        if got == 0:
+            return None
+        if got < HEADER_SIZE:
+            raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
+        header = _header.unpack(memoryview(head), limits)
+        _check_size(header.frame_size, max_frame, where)
+        obj, view = _new_bytes(header.frame_size)
+        view[:HEADER_SIZE] = head
+        got = self._fill(view[HEADER_SIZE:])
+        view.release()
+        if got < header.frame_size - HEADER_SIZE:
+            raise TruncatedError(f"{where}: the input ends {HEADER_SIZE + got} bytes into a {header.frame_size}-byte frame.")
+        return memoryview(obj)
+
+
+def _check_size(size: int, max_frame: int, where: str) -> None:
+    if size > max_frame:
+        raise LimitError(
+            f"{where} is a {size}-byte frame, over this reader's max_frame of {max_frame}; "
+            "pass a larger max_frame= if the sender's chunks are that large."
+        )
+
+
+class StreamReader:
+    """Read a stream chunk by chunk, checking order, completeness and every checksum.
+
+    Parameters
+    ----------
+    source : bytes-like or binary file-like
+        The stream's bytes (chunks decode as views into them), or a file,
+        pipe or socket file read one frame at a time.
+    resume : Checkpoint, optional
+        Accept a stream that continues from this checkpoint (see
+        :meth:`StreamWriter.__init__`'s ``resume``).
+    max_frame : int, optional
+        Largest chunk frame accepted (default: ``Limits.max_frame_size``).
+        Bounds the memory one chunk can take.
+    into, copy, allow_pickle, options :
+        As :func:`tether.loads`, for every chunk.
+
+    Iterating yields each chunk's value; the iteration ends at the end frame,
+    and raises :class:`StreamError` if the input ends before it.
+
+    Examples
+    --------
+    >>> import io, tether
+    >>> sink = io.BytesIO()
+    >>> with tether.stream.StreamWriter(sink) as w:
+    ...     _ = w.write([1, 2])
+    ...     _ = w.write("three")
+    >>> list(tether.stream.StreamReader(io.BytesIO(sink.getvalue())))
+    [[1, 2], 'three']
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        resume: Checkpoint | None = None,
+        max_frame: int | None = None,
+        into: str | None = None,
+        copy: bool = False,
+        allow_pickle: bool = False,
+        options: Mapping[str, Any] | None = None,
+    ):
+        self._source = _Source(source)
+        self._max_frame = get_limits().max_frame_size if max_frame is None else int(max_frame)
+        self._decode_args = (into, copy, allow_pickle, True, options)
+        cp = resume or Checkpoint("")
+        self.stream_id: str | None = cp.stream_id or None
+        self._seq, self._offset, self._digest = cp.seq, cp.offset, cp.digest
+        self.complete = False
+        self.totals: dict[str, Any] = {}
+
+    def checkpoint(self) -> Checkpoint:
+        """Where this reader stands: hand it to the writer (``resume=``) to continue the stream."""
+        if self.stream_id is None:
+            raise ValidationError("No chunk read yet: there is no stream to resume.")
+        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._next(decode=True)
+            if item is None:
+                return
+            yield item[0]
+
+    def _next(self, decode: bool) -> tuple[Any, int] | None:
+        if self.complete:
+            return None
+        where = f"stream {self.stream_id or '?'} chunk {self._seq}"
+        frame = self._source.next_frame(self._max_frame, where)
+        if frame is None:
+            raise StreamError(
+                f"The stream ended after chunk {self._seq - 1} ({self._offset} bytes) without its end frame: "
+                "the sender stopped early or the input was cut. Resume it from reader.checkpoint()."
+                if self._seq else "The input holds no stream: no chunk and no end frame."
+            )
+        if decode:
+            value, header, meta = _decode(frame, *self._decode_args)
+        else:
+            header, meta = _read(frame, get_limits())
+            _verify_payload(frame, header, where)
+            value = None
+        info = meta.get("stream")
+        if not header.flags & _header.FLAG_STREAM_CHUNK or not isinstance(info, dict):
+            raise StreamError(f"{where}: this frame is not a stream chunk (flag bit 0 and a 'stream' map are missing).")
+        if header.checksum_kind == _checksum.NONE:
+            raise StreamError(f"{where}: the chunk carries no payload checksum, so the stream cannot be checked.")
+        sid, seq, offset = info.get("id"), info.get("seq"), info.get("offset")
+        if self.stream_id is None:
+            self.stream_id = sid
+        if sid != self.stream_id:
+            raise StreamError(f"{where}: the chunk belongs to stream {sid!r}; a chunk from another stream was mixed in.")
+        if seq != self._seq:
+            missing = "missing" if isinstance(seq, int) and seq > self._seq else "repeated or out of order"
+            raise StreamError(
+                f"{where}: got chunk {seq} instead: chunk {self._seq} is {missing}. "
+                "Resume the stream from reader.checkpoint()."
+            )
+        if offset != self._offset:
+            raise StreamError(f"{where}: the chunk says it starts at byte {offset}, the stream is at {self._offset}.")
+        if info.get("end") is True:
+            expect = {"count": self._seq, "bytes": self._offset, "digest": self._digest}
+            for key, have in expect.items():
+                if info.get(key) != have:
+                    raise StreamError(
+                        f"{where}: the end frame declares {key} {info.get(key)}, the chunks received give {have}: "
+                        "a chunk was altered, dropped or replaced on the way."
+                    )
+            self.complete = True
+            self.totals = {"chunks": self._seq, "bytes": self._offset}
+            return None
+        self._digest = _chain(self._digest, self._seq, header.payload_checksum)
+        self._seq += 1
+        self._offset += header.raw_length
+        return value, seq
+
+    # -- conveniences
+
+    def read_all(self) -> list[Any]:
+        """Every chunk's value, in order (holds them all: for streams that fit in memory)."""
+        return list(self)
+
+    def read_table(self) -> Any:
+        """The chunks of a :meth:`StreamWriter.write_table` stream as one pyarrow Table."""
+        import pyarrow as pa
+
+        batches = [b if isinstance(b, pa.RecordBatch) else None for b in self]
+        if any(b is None for b in batches):
+            raise StreamError("read_table needs a stream of Arrow record batches (StreamWriter.write_table).")
+        if not batches:
+            return pa.table({})
+        return pa.Table.from_batches(batches)
+
+    def read_array(self) -> Any:
+        """The chunks of a :meth:`StreamWriter.write_array` stream as one NumPy array."""
+        import numpy as np
+
+        parts = list(self)
+        if not parts or not all(isinstance(p, np.ndarray) for p in parts):
+            raise StreamError("read_array needs a stream of NumPy arrays (StreamWriter.write_array).")
+        return np.concatenate(parts)
+
+    def copy_to(self, sink: Any) -> int:
+        """Write a :meth:`StreamWriter.write_buffer` stream's bytes to ``sink`` chunk by chunk; return the count."""
+        total = 0
+        for part in self:
+            if not isinstance(part, (bytes, bytearray, memoryview)):
+                raise StreamError(f"copy_to needs a byte stream, got a {type(part).__name__} chunk.")
+            sink.write(part)
+            total += len(part)
+        return total
+
+
+def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any]:
+    """Check a whole stream without decoding any chunk: checksums, order, completeness.
+
+    Returns the stream id, chunk count and byte count; raises
+    :class:`StreamError` (or another :class:`tether.TetherError`) otherwise.
+    """
+    reader = StreamReader(source, max_frame=max_frame)
+    while reader._next(decode=False) is not None:
+        pass
+    return {"stream_id": reader.stream_id, **reader.totals}

@@ -1,0 +1,216 @@
+"""tether.stream: bounded chunks, completeness, resume, compression, hostile input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import tether
+from tether.stream import Checkpoint, StreamError, StreamReader, StreamWriter, verify_stream
+
+MIB = 1 << 20
+
+
+def _frames(data: bytes) -> list[bytes]:
+    """Split a stream into its frames (a test helper, as a relay would see them)."""
+    out, pos = [], 0
+    while pos < len(data):
+        size = tether.inspect(data[pos:]).frame_size
+        out.append(data[pos : pos + size])
+        pos += size
+    return out
+
+
+def _text(n: int) -> bytes:
+    words = np.array([b"alpha ", b"beta ", b"gamma ", b"error ", b"user_id=42 "])
+    return b"".join(words[np.random.default_rng(1).integers(0, len(words), n // 5)])[:n]
+
+
+@pytest.mark.parametrize("compression", ["none", "lz4", "zstd", "gzip", "auto"])
+def test_values_round_trip_with_every_compressor(compression):
+    values = [{"id": 1, "tags": ("a", b"b")}, np.arange(10_000.0), _text(200_000), "done", None]
+    sink = io.BytesIO()
+    with StreamWriter(sink, compression=compression) as w:
+        for v in values:
+            w.write(v)
+    got = list(StreamReader(io.BytesIO(sink.getvalue())))
+    assert got[0] == values[0] and np.array_equal(got[1], values[1])
+    assert bytes(got[2]) == values[2] and got[3:] == values[3:]
+    comps = {tether.inspect(f).compression for f in _frames(sink.getvalue())}
+    if compression in ("lz4", "zstd", "gzip"):
+        assert compression in comps
+    elif compression == "none":
+        assert comps == {"none"}
+
+
+def test_auto_compression_decides_per_chunk():
+    sink = io.BytesIO()
+    noise = np.random.default_rng(0).bytes(4 * MIB)
+    with StreamWriter(sink, chunk_size=MIB) as w:
+        w.write_buffer(_text(4 * MIB))
+        w.write_buffer(noise)
+    frames = _frames(sink.getvalue())
+    kinds = [tether.inspect(f).compression for f in frames[:-1]]
+    assert kinds[:4] != ["none"] * 4 and kinds[4:] == ["none"] * 4
+    assert all(tether.inspect(f).checksum == "xxh3-64" for f in frames)
+
+
+def test_large_data_moves_in_bounded_chunks_from_a_file():
+    data = _text(6 * MIB + 123)
+    sink = io.BytesIO()
+    with StreamWriter(sink, chunk_size=MIB, compression="none") as w:
+        w.write_buffer(io.BytesIO(data))  # read a chunk at a time, never whole
+    frames = _frames(sink.getvalue())
+    assert len(frames) == 8  # 7 chunks and the end frame
+    assert max(tether.inspect(f).payload_size for f in frames) == MIB
+    out = io.BytesIO()
+    reader = StreamReader(io.BytesIO(sink.getvalue()), max_frame=MIB + 4096)
+    assert reader.copy_to(out) == len(data) and out.getvalue() == data
+    assert reader.complete and reader.totals == {"chunks": 7, "bytes": len(data)}
+    with pytest.raises(tether.LimitError, match="max_frame"):
+        list(StreamReader(sink.getvalue(), max_frame=MIB // 2))
+
+
+def test_tables_and_arrays_split_and_reassemble():
+    table = pa.table({"id": np.arange(200_000), "x": np.random.default_rng(2).random(200_000)})
+    arr = np.arange(300_000, dtype="f4").reshape(100_000, 3)
+    for writer_call, reader_call, value, equal in [
+        ("write_table", "read_table", table, lambda a, b: a.equals(b)),
+        ("write_array", "read_array", arr, np.array_equal),
+    ]:
+        sink = io.BytesIO()
+        with StreamWriter(sink, chunk_size=256 << 10) as w:
+            getattr(w, writer_call)(value)
+        assert len(_frames(sink.getvalue())) > 5
+        assert equal(getattr(StreamReader(sink.getvalue()), reader_call)(), value)
+
+
+def _stream_of(n: int = 6, **kw) -> bytes:
+    sink = io.BytesIO()
+    with StreamWriter(sink, **kw) as w:
+        for i in range(n):
+            w.write({"i": i, "pad": b"x" * 100})
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda fr: fr[:-1], "without its end frame"),
+        (lambda fr: fr[:2] + fr[3:], "chunk 2 is missing"),
+        (lambda fr: fr[:3] + fr[2:], "repeated or out of order"),
+        (lambda fr: [fr[1], fr[0], *fr[2:]], "chunk 0 is missing"),
+        (lambda fr: fr[:2] + [_frames(_stream_of())[2]] + fr[3:], "another stream"),
+        (lambda fr: [], "no chunk and no end frame"),
+    ],
+)
+def test_incomplete_and_disordered_streams_are_refused(edit, message):
+    frames = _frames(_stream_of())
+    data = b"".join(edit(frames))
+    with pytest.raises(StreamError, match=message):
+        list(StreamReader(data))
+    with pytest.raises(StreamError, match=message):
+        verify_stream(io.BytesIO(data))
+
+
+def test_end_frame_must_match_what_arrived():
+    frames = _frames(_stream_of())
+    info = tether.inspect(frames[-1]).stream
+    # A forged end frame that claims fewer chunks: the counts disagree.
+    forged = tether.encode(None, format="scalar", checksum=True, transport="stream",
+                           _stream={**info, "count": info["count"] - 1})
+    with pytest.raises(StreamError, match="end frame declares count"):
+        list(StreamReader(b"".join(frames[:-1]) + bytes(forged)))
+
+
+def test_corruption_anywhere_never_yields_wrong_data():
+    data = _stream_of(4, compression="lz4")
+    assert len(list(StreamReader(data))) == 4
+    rng = np.random.default_rng(5)
+    for bit in rng.integers(0, len(data) * 8, 300):
+        bad = bytearray(data)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        # header, metadata, padding and payload are all covered: every flip is caught
+        with pytest.raises(tether.TetherError):
+            list(StreamReader(bytes(bad)))
+    for cut in range(0, len(data), 37):
+        with pytest.raises(tether.TetherError):
+            list(StreamReader(io.BytesIO(data[:cut])))
+
+
+def test_resume_from_a_readers_checkpoint():
+    data = _text(5 * MIB)
+    first = io.BytesIO()
+    w = StreamWriter(first, chunk_size=MIB)
+    w.write_buffer(data[: 3 * MIB])
+    w.abort()  # the producer died: no end frame
+    received = io.BytesIO()
+    reader = StreamReader(first.getvalue())
+    with pytest.raises(StreamError, match="without its end frame"):
+        for part in reader:
+            received.write(part)
+    cp = Checkpoint.from_dict(reader.checkpoint().as_dict())  # what a consumer would persist
+    assert cp.seq == 3 and cp.offset == 3 * MIB
+    second = io.BytesIO()
+    with StreamWriter(second, chunk_size=MIB, resume=cp) as w2:
+        w2.write_buffer(data[cp.offset :])
+    reader2 = StreamReader(second.getvalue(), resume=cp)
+    reader2.copy_to(received)
+    assert reader2.complete and received.getvalue() == data
+    assert reader2.totals == {"chunks": 5, "bytes": len(data)}
+    # The continuation does not fit any other point of the stream.
+    with pytest.raises(StreamError):
+        list(StreamReader(second.getvalue()))
+    with pytest.raises(StreamError):
+        list(StreamReader(second.getvalue(), resume=Checkpoint(cp.stream_id, cp.seq, cp.offset, cp.digest ^ 1)))
+
+
+def test_failure_inside_the_writer_block_leaves_the_stream_incomplete():
+    sink = io.BytesIO()
+    with pytest.raises(RuntimeError):
+        with StreamWriter(sink) as w:
+            w.write(1)
+            raise RuntimeError("producer failed")
+    with pytest.raises(StreamError, match="without its end frame"):
+        list(StreamReader(sink.getvalue()))
+
+
+def test_backpressure_the_writer_holds_one_chunk_and_waits_for_the_sink():
+    seen = []
+
+    class SlowSink:
+        def write(self, frame):
+            seen.append(len(frame))
+            return len(frame)
+
+    w = StreamWriter(SlowSink(), chunk_size=1000, compression="none")
+    w.write_buffer(b"x" * 10_000)
+    # Every chunk reached the sink before write_buffer returned: nothing queued.
+    assert len(seen) == 10 and w.checkpoint().seq == 10
+
+
+def test_cli_verify_and_inspect_know_streams(tmp_path, capsys):
+    from tether._cli import main
+
+    path = tmp_path / "s.tthr"
+    path.write_bytes(_stream_of(3))
+    assert main(["verify", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stream" in out and "3 chunks" in out
+    path.write_bytes(b"".join(_frames(_stream_of(3))[:-1]))
+    assert main(["verify", str(path)]) == 1
+    assert "end frame" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_validation_errors():
+    with pytest.raises(tether.ValidationError):
+        StreamWriter(object())
+    with pytest.raises(tether.ValidationError):
+        StreamWriter(io.BytesIO(), chunk_size=0)
+    with pytest.raises(tether.ValidationError):
+        StreamReader(12)
+    with pytest.raises(tether.ValidationError):
+        Checkpoint.from_dict({"seq": 1})
