@@ -111,6 +111,24 @@ def test_pandas_and_polars_roundtrip():
     assert isinstance(tether.loads(tether.dumps(pdf), into="pandas"), pd.DataFrame)
 
 
+def test_pandas_fast_conversion_equals_arrows_own():
+    pd = pytest.importorskip("pandas")
+    n = 1000
+    frames = [
+        pd.DataFrame({"f": np.linspace(0, 1, n), "g": np.arange(n, dtype="f4"), "i": np.arange(n),
+                      "s": [f"s{i}" for i in range(n)], "b": np.arange(n) % 3 == 0}),
+        pd.DataFrame({"f": [1.0, np.nan, 3.0], "o": ["a", None, "c"], "c": pd.Categorical(["x", "y", "x"])}),
+        pd.DataFrame({"t": pd.date_range("2024-01-01", periods=4, tz="Europe/Paris"), "f": [0.5, -0.0, np.inf, 2.0]}),
+        pd.DataFrame({"f": [1.5, 2.5]}, index=pd.Index(["a", "b"], name="k")),  # Arrow's own path
+        pd.DataFrame({"f": np.arange(6.0)}).iloc[2:5],  # a RangeIndex that does not start at 0
+        pd.DataFrame({"f": [], "s": []}),
+    ]
+    for df in frames:
+        ours = arrow._pandas_to_table(df)
+        assert ours.equals(pa.Table.from_pandas(df), check_metadata=True)
+        pd.testing.assert_frame_equal(roundtrip(df), df)
+
+
 def test_columns_and_rows_roundtrip_their_kind():
     columns = {"a": list(range(500)), "b": np.arange(500, dtype="f4"), "s": [str(i) for i in range(500)]}
     out = roundtrip(columns)

@@ -144,7 +144,7 @@ class Encoded:
         """The frame header; its payload checksum is filled in by the first write."""
         if self._checksum is None:
             return self._header
-        return dataclasses.replace(self._header, payload_checksum=self._checksum)
+        return self._header._replace(payload_checksum=self._checksum)
 
     def write_into(self, buffer: Any, offset: int = 0) -> int:
         """Write the frame into ``buffer[offset:]``; return the number of bytes written.

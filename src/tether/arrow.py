@@ -279,7 +279,7 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
         return "batch", obj
     kind = is_dataframe(obj)
     if kind == "pandas":
-        return "pandas", pa.Table.from_pandas(obj)
+        return "pandas", _pandas_to_table(obj)
     if kind == "polars":
         return "polars", obj.to_arrow()
     if type(obj) is dict:
@@ -306,6 +306,34 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
             raise ColumnError("Row keys are not all str; Arrow column names would not round-trip.")
         return "rows", _table(keys, columns, strict)
     raise ValidationError(f"Cannot make an Arrow table from {type(obj).__name__}.")
+
+
+def _pandas_to_table(df: Any) -> pa.Table:
+    """``pa.Table.from_pandas(df)``, faster for the common frame.
+
+    Arrow's pandas conversion scans float columns for NaN (pandas' missing
+    value) element by element, which costs more than the rest of the frame
+    together. A float column without NaN needs no nulls, so it is wrapped
+    zero-copy; the schema, with its pandas metadata, is Arrow's own
+    (``Schema.from_pandas``). Frames with another index or non-str column
+    names take Arrow's path unchanged. The tests hold both to equal tables.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not (type(df.index) is pd.RangeIndex and df.columns.is_unique and all(type(c) is str for c in df.columns)):
+        return pa.Table.from_pandas(df)
+    schema = pa.Schema.from_pandas(df)
+    arrays = []
+    for name, field in zip(df.columns, schema):
+        col = df[name]
+        if type(col.dtype) is np.dtype and col.dtype.kind == "f":
+            values = col.to_numpy()
+            if not np.isnan(values).any():
+                arrays.append(pa.array(values, type=field.type))
+                continue
+        arrays.append(pa.array(col, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:

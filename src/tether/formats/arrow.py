@@ -171,7 +171,8 @@ def _convert(table: pa.Table, target: str, type_info: dict[str, Any]) -> Any:
         return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
     if target == "pandas":
         _need("pandas")
-        return table.to_pandas()
+        # One block per column: no consolidation copy (the frame is equal either way).
+        return table.to_pandas(split_blocks=True)
     if target == "polars":
         pl = _need("polars")
         return pl.from_arrow(table)

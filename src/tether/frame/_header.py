@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .._errors import ChecksumError, DecodeError, LimitError, TruncatedError, UnsupportedVersionError
 from .._limits import Limits
@@ -26,6 +25,7 @@ REQUIRED_FLAG_MASK = 0xFFFF
 _LAYOUT = struct.Struct("<4sHHHBBIIIQQQHbBB7x")
 assert _LAYOUT.size == 60
 _CRC = struct.Struct("<I")
+_FULL = struct.Struct("<4sHHHBBIIIQQQHbBB7xI")  # the layout and header_crc32
 
 
 def align(n: int) -> int:
@@ -33,9 +33,8 @@ def align(n: int) -> int:
     return (n + ALIGN - 1) & ~(ALIGN - 1)
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The decoded fixed header of one frame."""
+class Header(NamedTuple):
+    """The decoded fixed header of one frame (immutable; a named tuple, cheap to build per read)."""
 
     format_id: int
     compression_id: int
@@ -51,14 +50,15 @@ class Header:
     version: int = FRAME_VERSION
     filter_id: int = 0
     filter_size: int = 0
-    # Derived once: every read of a frame needs them several times.
-    payload_offset: int = dataclasses.field(init=False, compare=False)
-    frame_size: int = dataclasses.field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
-        offset = align(HEADER_SIZE + self.metadata_length)
-        object.__setattr__(self, "payload_offset", offset)
-        object.__setattr__(self, "frame_size", offset + self.payload_length)
+    @property
+    def payload_offset(self) -> int:
+        """Where the payload starts: the first 64-byte boundary after header and metadata."""
+        return (HEADER_SIZE + self.metadata_length + ALIGN - 1) & ~(ALIGN - 1)
+
+    @property
+    def frame_size(self) -> int:
+        return self.payload_offset + self.payload_length
 
     def pack(self, payload_checksum: int | None = None) -> bytes:
         """The 64 header bytes; ``payload_checksum`` overrides the stored value."""
@@ -93,9 +93,15 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
                 "Pass the bytes tether.dumps or Tether.encode produced."
             )
         raise TruncatedError(f"Not a tether frame: {avail} bytes, a header needs {HEADER_SIZE}.")
-    if avail < 8:
+    if avail >= HEADER_SIZE:
+        # One unpack of the whole header; the version checks below come first
+        # only for the messages they give.
+        (_, version, header_size, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize,
+         stored) = _FULL.unpack_from(buf, offset)
+    elif avail < 8:
         raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
-    version, header_size = struct.unpack_from("<HH", buf, offset + 4)
+    else:
+        version, header_size = struct.unpack_from("<HH", buf, offset + 4)
     if version != FRAME_VERSION:
         raise UnsupportedVersionError(
             f"Frame version {version} is not supported: this tether reads frame version "
@@ -105,9 +111,7 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
         raise DecodeError(f"Frame header size is {header_size}, frame version 1 requires {HEADER_SIZE}.")
     if avail < HEADER_SIZE:
         raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
-    raw = bytes(buf[offset : offset + HEADER_SIZE])
-    (stored,) = _CRC.unpack_from(raw, 60)
-    computed = zlib.crc32(raw[:60]) & 0xFFFFFFFF
+    computed = zlib.crc32(buf[offset : offset + 60])
     if stored != computed:
         raise ChecksumError(
             f"Frame header checksum mismatch: stored crc32 {stored:#010x}, computed {computed:#010x}. "
@@ -115,7 +119,6 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
             stored=stored,
             computed=computed,
         )
-    (_, _, _, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize) = _LAYOUT.unpack_from(raw)
     unknown = flags & REQUIRED_FLAG_MASK & ~KNOWN_REQUIRED_FLAGS
     if unknown:
         raise UnsupportedVersionError(
