@@ -77,8 +77,9 @@ class Report:
     def section(self, title: str) -> None:
         print(f"\n== {title}")
 
-    def row(self, name: str, seconds: float, extra: str = "") -> None:
-        print(f"  {name:<44} {_fmt_t(seconds)}  {extra}")
+    def row(self, name: str, seconds: float | None, extra: str = "") -> None:
+        """One figure; ``seconds=None`` for rows that are not a time."""
+        print(f"  {name:<44} {_fmt_t(seconds) if seconds is not None else ' ' * 11}  {extra}")
 
     def target(self, what: str, value: float, limit: float, unit: str = "×") -> None:
         ok = value <= limit
@@ -478,7 +479,7 @@ def bench_shm(rep: Report, quick: bool) -> None:
     out = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(arr.nbytes)], capture_output=True, text=True, timeout=300)
     if out.returncode == 0:
         grown = int(out.stdout.strip())
-        rep.row("peak RSS growth while writing into a region", 0.0, f"{grown / 2**20:.1f} MiB "
+        rep.row("peak RSS growth while writing into a region", None, f"{grown / 2**20:.1f} MiB "
                 f"= {grown / arr.nbytes:.1%} of the payload")
         rep.target("peak RSS growth / payload (inverse %)", grown / arr.nbytes, 0.05)
     else:
@@ -548,6 +549,34 @@ def bench_beam(rep: Report, quick: bool) -> None:
     rep.target("shm tensor round trip vs inline (inverse)", fig["shm_us"] / fig["inline_us"], 0.2)
 
 
+def bench_stream(rep: Report, quick: bool) -> None:
+    """A byte stream through a file: write, then read back checking every chunk, per compression choice."""
+    mib = 32 if quick else 256
+    rep.section(f"stream: {mib} MiB of text-like bytes through a file, 8 MiB chunks")
+    text = _compression_data(16)["text-like bytes"]
+    data = (text * (mib // 16 + 1))[: mib << 20]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s.tthr")
+        for compression in ("none", "auto", "zstd"):
+            def write() -> None:
+                with open(path, "wb") as f, tether.stream.StreamWriter(f, compression=compression) as w:
+                    w.write_buffer(data)
+
+            def read() -> None:
+                with open(path, "rb") as f:
+                    for _ in tether.stream.StreamReader(f, max_frame=16 << 20):
+                        pass
+
+            t_w = _median(write, 3)
+            t_r = _median(read, 3)
+            with open(path, "rb") as f:
+                chosen = tether.inspect(f.read(1 << 20)).compression  # the first chunk's header and metadata
+            rep.row(f"compression={compression!r} -> {chosen}: write", t_w,
+                    f"{len(data) / t_w / 1e9:.2f} GB/s, file {os.path.getsize(path) / len(data):.3f} of the data")
+            rep.row(f"compression={compression!r}: read, checking every chunk", t_r,
+                    f"{len(data) / t_r / 1e9:.2f} GB/s")
+
+
 def run(*, quick: bool = False, only: list[str] | None = None) -> int:
     """Run the benchmark groups and print their figures; 0 unless something crashed."""
     rep = Report()
@@ -556,7 +585,7 @@ def run(*, quick: bool = False, only: list[str] | None = None) -> int:
           f"{', quick' if quick else ''}")
     groups = {
         "etf": bench_etf, "ndarray": bench_ndarray, "shm": bench_shm, "arrow": bench_arrow,
-        "compression": bench_compression, "beam": bench_beam,
+        "compression": bench_compression, "stream": bench_stream, "beam": bench_beam,
     }
     for name, fn in groups.items():
         if only and name not in only:
