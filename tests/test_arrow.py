@@ -295,6 +295,18 @@ def test_from_etf_typed_columns_match_the_general_path(data):
 # ---------------------------------------------------------------- hostile input
 
 
+def test_deep_nesting_is_a_column_error_not_a_recursion_overflow():
+    for depth in (100, 50_000):
+        v = 1
+        for _ in range(depth):
+            v = [v]
+        with pytest.raises(arrow.ColumnError, match="more than 64 levels"):
+            arrow.from_etf(tether.etf.encode([{Atom("a"): v}]))
+        with pytest.warns(tether.FallbackWarning):
+            frame = tether.dumps([{"a": v}] * 300, transport="network")
+        assert tether.inspect(frame).format == "etf"
+
+
 def test_from_etf_on_truncated_and_flipped_input_raises_typed_errors():
     rows = [{Atom("id"): i, Atom("tags"): [Atom("a"), None], Atom("pos"): (i, b"x"), Atom("f"): i * 0.5}
             for i in range(20)]

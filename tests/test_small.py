@@ -42,6 +42,15 @@ def test_dumps_writes_the_general_paths_bytes_and_decision(pinned_clock, value, 
         assert fast_decision == _decision_fields(tether.last_decision())
 
 
+@pytest.mark.parametrize("transport", ["memory", "shm", "network", "disk", "stream"])
+def test_large_payloads_follow_the_transport_checksum_rule(pinned_clock, transport):
+    value = [b"x" * (1 << 20), 1]  # a payload above 1 MiB
+    fast = tether.dumps(value, format="etf", transport=transport)
+    assert fast == bytes(tether.encode(value, format="etf", transport=transport))
+    leaves = transport in ("network", "disk", "stream")
+    assert tether.inspect(fast).checksum == ("xxh3-64" if leaves else "none")
+
+
 @given(terms)
 def test_loads_matches_the_general_path(value):
     frame = tether.dumps([value], format="etf")
@@ -78,6 +87,14 @@ def test_decode_options_take_the_same_route():
             assert repr(tether.loads(bytes(raw), options=options, copy=copy)) == repr(
                 tether.loads(raw, options=options, copy=copy)
             )
+
+
+def test_bad_decode_options_are_validation_errors_on_both_paths():
+    frame = tether.dumps([1], format="etf")
+    for options in ({"binaries": ["x"]}, {"binaries": "nope"}):
+        for buf in (frame, bytearray(frame)):
+            with pytest.raises(tether.ValidationError):
+                tether.loads(buf, options=options)
 
 
 def test_large_binaries_stay_views_on_the_fast_path():

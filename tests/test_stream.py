@@ -205,6 +205,33 @@ def test_cli_verify_and_inspect_know_streams(tmp_path, capsys):
     assert "end frame" in capsys.readouterr().err
 
 
+def test_a_forged_frame_length_cannot_make_the_reader_allocate_it():
+    frame = _frames(_stream_of(1))[0]
+    info = tether.inspect(frame)
+    # Rewrite the header to declare a 512 GiB payload (with a valid header CRC).
+    import struct
+    import zlib
+
+    head = bytearray(frame[:64])
+    struct.pack_into("<QQ", head, 24, 512 << 30, 512 << 30)
+    struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))
+    forged = bytes(head) + frame[64 : info.payload_offset + 10]
+
+    class Pipe(io.RawIOBase):  # not seekable, like a socket
+        def __init__(self, data):
+            self.data = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            return self.data.readinto(b)
+
+    for source in (io.BytesIO(forged), Pipe(forged), forged):
+        with pytest.raises(tether.TruncatedError):
+            list(StreamReader(source))
+
+
 def test_bad_arguments_are_validation_errors():
     with pytest.raises(tether.ValidationError):
         StreamWriter(object())

@@ -487,6 +487,8 @@ def dumps(
     if (compression == "none" and level is None and metadata is None and lineage is None and not options
             and bandwidth is None and type(transport) is str and transport in TRANSPORTS):
         kind = _SMALL_KINDS.get((type(checksum), checksum))
+        if kind == -1 and transport in LEAVING:  # "auto" covers every payload that leaves memory
+            kind = _checksum.XXH3_64
         if kind is not None:
             frame = None
             if format == "etf":

@@ -145,7 +145,10 @@ def loads_etf(buf: bytes, copy: bool, verify: bool, options: Mapping[str, Any] |
         _decode_cache.clear()
         _decode_limits = limits
     key = (mode, none_atom, copy, tuple(options.items()) if options else ())
-    opts = _decode_cache.get(key)
+    try:
+        opts = _decode_cache.get(key)
+    except TypeError:  # unhashable option values: the general path says what is wrong
+        return MISS
     if opts is None:
         kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes",
                                   "warn_charlists": mode != "tagged"}
@@ -157,8 +160,8 @@ def loads_etf(buf: bytes, copy: bool, verify: bool, options: Mapping[str, Any] |
             if options and name in options:
                 kwargs[name] = options[name]
         try:
-            opts = _etf_format._decode_options(limits, tuple(sorted(kwargs.items())))
-        except Exception:
+            opts = _etf_format.decode_options(limits, kwargs)
+        except TetherError:
             return MISS
         if len(_decode_cache) > 64:
             _decode_cache.clear()

@@ -623,6 +623,8 @@ cleanup:
  * its warnings and errors. */
 
 enum { T_UNSET, T_I64, T_F64, T_BOOL, T_ATOM, T_BIN, T_LIST, T_TUPLE };
+/* Columns nest lists and tuples by C recursion: deeper ones go to the general path. */
+#define TYPED_MAX_DEPTH 64
 
 typedef struct {
     char *p;
@@ -760,7 +762,7 @@ static int tcol_append(Ctx *ctx, TCol *c, Py_ssize_t *ppos, Py_ssize_t depth) {
     const Py_ssize_t end = ctx->end;
     Py_ssize_t pos = *ppos;
     Py_ssize_t n;
-    if (depth > ctx->max_depth) TFALL;
+    if (depth > ctx->max_depth || depth > TYPED_MAX_DEPTH) TFALL;  /* deep nesting: the general path */
     TNEED(1);
     unsigned char tag = buf[pos++];
     switch (tag) {

@@ -91,16 +91,26 @@ def _decimal(v: dict) -> decimal.Decimal:
     return decimal.Decimal((0 if sign == 1 else 1, tuple(int(d) for d in str(coef)), exp))
 
 
-def column_to_arrow(name: str, values: list, *, strict: bool = False) -> pa.Array:
+# Lists, maps and tuples nest Arrow types; deeper than this is a ColumnError
+# (the value stays etf), not a Python recursion overflow.
+MAX_NESTING = 64
+
+
+def column_to_arrow(name: str, values: list, *, strict: bool = False, _depth: int = 0) -> pa.Array:
     """Build one Arrow array from Python/BEAM values following the inference table.
 
     ``strict`` raises :class:`ColumnError` where a lossy conversion would only warn.
     """
+    if _depth > MAX_NESTING:
+        raise ColumnError(
+            f"Column {name.split('.')[0].split('[')[0]!r} nests lists, maps or tuples more than {MAX_NESTING} "
+            "levels deep; Arrow types that deep are not practical. Keep such values as etf."
+        )
     kinds = set(map(type, values))
     nulls = _NoneType in kinds
     kinds.discard(_NoneType)
     try:
-        return _column(name, values, kinds, strict, nulls)
+        return _column(name, values, kinds, strict, nulls, _depth)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError) as exc:
         if isinstance(exc, ColumnError):
             raise
@@ -121,7 +131,7 @@ def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
     warnings.warn(message, LossyConversionWarning, stacklevel=4)
 
 
-def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool) -> pa.Array:
+def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, depth: int = 0) -> pa.Array:
     if not kinds:
         return pa.nulls(len(values))
     if kinds == {bool}:
@@ -208,20 +218,21 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool) -> p
         for k in keys:
             fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
                                                          [None if v is None else v.get(k) for v in values],
-                                                         strict=strict)))
+                                                         strict=strict, _depth=depth + 1)))
         return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=_mask(values, nulls))
     if kinds == {list}:
         present = [v or () for v in values] if nulls else values
         flat = list(itertools.chain.from_iterable(present))
         offsets = pa.array(list(itertools.accumulate(map(len, present), initial=0)), pa.int32())
-        inner = column_to_arrow(f"{name}[]", flat, strict=strict)
+        inner = column_to_arrow(f"{name}[]", flat, strict=strict, _depth=depth + 1)
         return pa.ListArray.from_arrays(offsets, inner, mask=_mask(values, nulls))
     if kinds == {tuple} and not strict:
         arities = {len(v) for v in values if v is not None} if nulls else set(map(len, values))
         if len(arities) == 1:
             arity = arities.pop()
             filled = [(None,) * arity if v is None else v for v in values] if nulls else values
-            fields = [column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict)
+            fields = [column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict,
+                                      _depth=depth + 1)
                       for i in range(arity)]
             return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values, nulls))
     names = ", ".join(sorted(t.__name__ for t in kinds))

@@ -40,6 +40,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import secrets
 import struct
 from typing import Any, Iterator, Mapping
@@ -55,6 +56,8 @@ from .frame._header import HEADER_SIZE
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
 
 CHUNK_SIZE = 8 << 20
+# Reading from a pipe, a frame's buffer grows by at most this much, or doubles.
+_GROW_STEP = 64 << 20
 _CHAIN = struct.Struct("<QQQ")
 
 
@@ -280,9 +283,13 @@ class _Source:
     def __init__(self, source: Any):
         self.readinto = getattr(source, "readinto", None)
         self.read = getattr(source, "read", None)
+        self.seekable = getattr(source, "seekable", None)
+        self.tell = getattr(source, "tell", None)
+        self.seek = getattr(source, "seek", None)
         self.view: memoryview | None = None
         self.pos = 0
-        if self.readinto is None and self.read is None:
+        if isinstance(source, (bytes, bytearray, memoryview, mmap.mmap)) or (self.readinto is None and self.read is None):
+            self.readinto = self.read = None
             try:
                 self.view = memoryview(source).cast("B")
             except TypeError:
@@ -327,14 +334,42 @@ class _Source:
         if got < HEADER_SIZE:
             raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
         header = _header.unpack(memoryview(head), limits)
-        _check_size(header.frame_size, max_frame, where)
-        obj, view = _new_bytes(header.frame_size)
-        view[:HEADER_SIZE] = head
-        got = self._fill(view[HEADER_SIZE:])
-        view.release()
-        if got < header.frame_size - HEADER_SIZE:
-            raise TruncatedError(f"{where}: the input ends {HEADER_SIZE + got} bytes into a {header.frame_size}-byte frame.")
-        return memoryview(obj)
+        size = header.frame_size
+        _check_size(size, max_frame, where)
+        left = self._remaining()
+        if left is not None and left < size - HEADER_SIZE:
+            raise TruncatedError(f"{where}: the frame declares {size} bytes, the input holds {HEADER_SIZE + left}.")
+        if left is not None or size <= _GROW_STEP:
+            # The bytes are there (or the frame is small): one buffer, filled in place.
+            obj, view = _new_bytes(size)
+            view[:HEADER_SIZE] = head
+            got = self._fill(view[HEADER_SIZE:])
+            view.release()
+            if got < size - HEADER_SIZE:
+                raise TruncatedError(f"{where}: the input ends {HEADER_SIZE + got} bytes into a {size}-byte frame.")
+            return memoryview(obj)
+        # A pipe or socket: grow the buffer as bytes arrive, so a forged length
+        # cannot make us allocate more than about twice what was sent.
+        buf = bytearray(head)
+        while len(buf) < size:
+            start = len(buf)
+            buf.extend(bytes(min(size - start, max(_GROW_STEP, start))))
+            got = self._fill(memoryview(buf)[start:])
+            if start + got < len(buf):
+                raise TruncatedError(f"{where}: the input ends {start + got} bytes into a {size}-byte frame.")
+        return memoryview(buf)
+
+    def _remaining(self) -> int | None:
+        """Bytes left in a seekable source (a file, BytesIO), or None for pipes and sockets."""
+        try:
+            if self.seekable is None or not self.seekable():
+                return None
+            here = self.tell()
+            end = self.seek(0, 2)
+            self.seek(here)
+            return end - here
+        except (AttributeError, OSError, TypeError, ValueError):
+            return None
 
 
 def _check_size(size: int, max_frame: int, where: str) -> None:

@@ -41,8 +41,6 @@ from tether.shm import RegionPool
 
 # Values whose frame is larger than this travel through shared memory.
 SHM_THRESHOLD = 1 << 20
-# Poll for the next call this long after a reply before blocking (see _Channel).
-SPIN_US = 100
 _REPLY, _OK, _OK_FRAME, _OK_SHM, _ERROR = (Atom(a) for a in ("reply", "ok", "ok_frame", "ok_shm", "error"))
 
 
@@ -182,6 +180,12 @@ class _Channel:
             if not self._fill():
                 return None
         n = int.from_bytes(self.buf[:4], "big")
+        limit = tether.get_limits().max_frame_size
+        if n > limit:
+            raise tether.LimitError(
+                f"BEAM sent a {n}-byte message, over Limits.max_frame_size ({limit}); large arguments "
+                "belong in shared memory (the BEAM client does this above shm_threshold)."
+            )
         have = len(self.buf) - 4
         if have < n and n > (1 << 16):
             # A large message: read the rest straight into the bytes object it becomes.
@@ -216,7 +220,11 @@ class _Channel:
 def serve(worker: Worker, channel: _Channel) -> None:
     """Answer framed calls until the input closes."""
     while True:
-        frame = channel.read_message()
+        try:
+            frame = channel.read_message()
+        except TetherError as exc:  # the stream is out of step: nothing after it can be trusted
+            print(f"tether.worker: {exc}", file=sys.stderr)
+            return
         if frame is None:
             return
         if frame[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline

@@ -66,7 +66,16 @@ class EtfFormat(Format):
         for key in DECODE_OPTIONS:
             if key in ctx.options:
                 kwargs[key] = ctx.options[key]
-        return _etf.decode(payload, _decode_options(ctx.limits, tuple(sorted(kwargs.items()))))
+        return _etf.decode(payload, decode_options(ctx.limits, kwargs))
+
+
+def decode_options(limits: Any, kwargs: dict[str, Any]) -> _etf.Options:
+    """The (cached) decoder options for ``kwargs``; unhashable values are invalid options."""
+    try:
+        return _decode_options(limits, tuple(sorted(kwargs.items())))
+    except TypeError:
+        bad = {k: v for k, v in kwargs.items() if not isinstance(v, (str, int, type(None)))}
+        raise ValidationError(f"Invalid etf decode options {bad!r}: option values are str, int or None.") from None
 
 
 FORMAT = EtfFormat()
