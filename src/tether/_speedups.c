@@ -625,6 +625,7 @@ cleanup:
 enum { T_UNSET, T_I64, T_F64, T_BOOL, T_ATOM, T_BIN, T_LIST, T_TUPLE };
 /* Columns nest lists and tuples by C recursion: deeper ones go to the general path. */
 #define TYPED_MAX_DEPTH 64
+#define TYPED_MAX_ARITY 256
 
 typedef struct {
     char *p;
@@ -877,7 +878,8 @@ static int tcol_append(Ctx *ctx, TCol *c, Py_ssize_t *ppos, Py_ssize_t depth) {
     case 104: case 105: { /* tuples of one arity */
         if (tag == 104) { TNEED(1); n = buf[pos]; pos += 1; }
         else { TNEED(4); n = (Py_ssize_t)be32(buf + pos); pos += 4; }
-        if (n == 0 || n > end - pos) TFALL;
+        /* Each field is a column of its own: wide tuples go to the general path. */
+        if (n == 0 || n > TYPED_MAX_ARITY || n > end - pos) TFALL;
         if (c->kind == T_UNSET && tcol_start(c, T_TUPLE, n) < 0) return -1;
         if (c->kind != T_TUPLE || c->arity != n) TFALL;
         for (Py_ssize_t i = 0; i < n; i++)
