@@ -295,6 +295,16 @@ def test_from_etf_typed_columns_match_the_general_path(data):
 # ---------------------------------------------------------------- hostile input
 
 
+def test_ipc_compression_outgrowing_its_buffer_still_writes_the_table(monkeypatch):
+    table = pa.table({"x": np.arange(100_000), "s": [f"v{i}" for i in range(100_000)]})
+    real = pa.allocate_buffer
+    monkeypatch.setattr(pa, "allocate_buffer", lambda n: real(min(n, 1024)))  # a bound that is too small
+    frame = tether.dumps(table, compression="lz4")
+    monkeypatch.undo()
+    assert tether.loads(frame).equals(table)
+    assert tether.loads(tether.dumps(table, compression="zstd")).equals(table)
+
+
 def test_deep_nesting_is_a_column_error_not_a_recursion_overflow():
     for depth in (100, 50_000):
         v = 1

@@ -110,17 +110,29 @@ class ArrowFormat(Format):
         info["schema"] = str(table.schema)
         info["columns"] = list(table.schema.names)
         p = Payload(info)
+        # A mock write measures the uncompressed stream without touching the data.
+        mock = pa.MockOutputStream()
+        _write_stream(mock, table.schema, batches, pa.ipc.IpcWriteOptions())
         if ipc_codec:
             # Only compressing tells the compressed size: compress once into a
-            # buffer and copy the (smaller) result, rather than twice.
-            sink = pa.BufferOutputStream()
-            _write_stream(sink, table.schema, batches, options)
-            p.add(memoryview(sink.getvalue()))
+            # buffer and hand the (smaller) result to the frame, rather than
+            # twice. The buffer is sized for the worst case up front, so it is
+            # never regrown and copied while Arrow writes into it.
+            # (LZ4 and Zstd grow incompressible data by well under 1/128, plus
+            # a length prefix, frame header and padding per buffer.)
+            nbuf = sum(len(col.buffers()) for b in batches for col in b.columns)
+            bound = mock.size() + mock.size() // 128 + 64 * nbuf + 4096
+            buf = pa.allocate_buffer(bound)
+            sink = pa.FixedSizeBufferWriter(buf)
+            try:
+                _write_stream(sink, table.schema, batches, options)
+            except (pa.ArrowInvalid, OSError):  # a layout the bound missed: let the buffer grow
+                grown = pa.BufferOutputStream()
+                _write_stream(grown, table.schema, batches, options)
+                p.add(memoryview(grown.getvalue()))
+                return p
+            p.add(memoryview(buf)[: sink.tell()])
             return p
-        # Uncompressed, a mock write measures the stream without touching the
-        # data; the real one goes straight into the frame.
-        mock = pa.MockOutputStream()
-        _write_stream(mock, table.schema, batches, options)
 
         def write(dest: memoryview, schema: pa.Schema = table.schema, batches: list = batches) -> None:
             _write_stream(pa.FixedSizeBufferWriter(pa.py_buffer(dest)), schema, batches, options)
