@@ -28,7 +28,7 @@ from ._errors import TetherError
 from ._limits import get_limits
 from ._select import record_lazy
 from .formats import etf as _etf_format
-from .frame import _checksum, _header
+from .frame import _checksum, _header, _meta
 
 MISS = object()
 
@@ -41,33 +41,22 @@ _FULL = _header._FULL
 _CRC = struct.Struct("<I")
 _MAGIC = _header.MAGIC
 _ZEROS = bytes(64)
-_CREATED_KEY = _etf.encode({"created_at": 0}, _etf.Options(structs=False))[6:-2]  # the key, as the map writes it
-_META_OPTIONS = _etf.Options(structs=False)
+_CREATED_KEY = _meta.pairs({"created_at": 0})[:-2]  # the key, as the map writes it (without the value 0)
 _crc32 = zlib.crc32
 _xxh3 = _checksum._FUNCS[_checksum.XXH3_64]
 
-# (pid, metadata head, type pair): the pairs that repeat from frame to frame,
-# in the order the general path's metadata encoder splices them.
-_prefix: tuple[int, bytes, bytes] | None = None
 
-
-def _meta_parts() -> tuple[bytes, bytes]:
-    global _prefix
+def _metadata(micros: int) -> bytes:
+    """The metadata the general path writes for a plain etf frame, from the same cached pairs."""
     pid = os.getpid()
-    cached = _prefix
-    if cached is not None and cached[0] == pid:
-        return cached[1], cached[2]
-    fixed = {
+    fixed = _meta.cached_pairs(("etf", _SCHEMA, pid), lambda: {  # the general path's key and pairs
         "format": "etf",
         "schema": _SCHEMA,
         "producer": _PRODUCER,
         "lineage": [{"producer": _PRODUCER, "pid": pid, "format": "etf"}],
-    }
-    pairs = _etf.encode(fixed, _META_OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]
-    head = b"\x83t" + (len(fixed) + 2).to_bytes(4, "big") + pairs
-    type_pair = _etf.encode({"type": _TYPE}, _META_OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]
-    _prefix = (pid, head, type_pair)
-    return head, type_pair
+    })
+    type_pair = _meta.cached_pairs(("type", "etf", _SCHEMA), lambda: {"type": _TYPE})
+    return _meta.splice(6, fixed, _created_pair(micros), type_pair)
 
 
 def _created_pair(micros: int) -> bytes:
@@ -92,8 +81,7 @@ def dumps_etf(obj: Any, kind: int, reason: str, requested: str) -> bytes | None:
         pck = _crc32(data)
     else:
         pck = 0
-    head, type_pair = _meta_parts()
-    meta = b"".join((head, _created_pair(time.time_ns() // 1000), type_pair))
+    meta = _metadata(time.time_ns() // 1000)
     mlen = len(meta)
     pad = -(_header.HEADER_SIZE + mlen) % _header.ALIGN
     body = _HEAD.pack(_MAGIC, 1, 64, _ETF_ID, 0, kind, 0, mlen, _crc32(meta), n, n, pck, _SCHEMA, 0, 0, 0)
@@ -103,7 +91,6 @@ def dumps_etf(obj: Any, kind: int, reason: str, requested: str) -> bytes | None:
 
 _decode_cache: dict[tuple, Any] = {}
 _decode_limits: Any = None
-_meta_cache: list[Any] = [None, None]  # limits, options
 
 
 def loads_etf(buf: bytes, copy: bool, verify: bool, options: Mapping[str, Any] | None) -> Any:
@@ -130,10 +117,8 @@ def loads_etf(buf: bytes, copy: bool, verify: bool, options: Mapping[str, Any] |
     if verify and ck:
         if (_xxh3(view) if ck == _checksum.XXH3_64 else _crc32(view)) != pck:
             return MISS
-    if _meta_cache[0] is not limits:
-        _meta_cache[0], _meta_cache[1] = limits, _etf.Options(binaries="tagged", limits=limits, structs=False)
     try:
-        meta = _etf.decode(mbytes, _meta_cache[1])
+        meta = _etf.decode(mbytes, _meta.options(limits))
         type_info = meta["type"]
         mode = type_info.get("binaries", "beam")
         none_atom = type_info.get("none_atom", "nil")

@@ -1026,8 +1026,8 @@ static PyObject *configure(PyObject *self, PyObject *args) {
  * normal case for a bytes object (data at 48 mod 64) and a NumPy array. This
  * aligns the destination and streams with non-temporal stores, so the copy
  * runs at memory bandwidth whatever the relative alignment. */
-/* Copy up to the destination's next 64-byte boundary; the streaming loops
- * below need an aligned destination and leave a tail for memcpy. */
+/* Copy up to the destination's next 64-byte boundary; the streaming loop
+ * below needs an aligned destination and leaves a tail for memcpy. */
 static inline void copy_head(char **dst, const char **src, size_t *n) {
     size_t head = (64 - ((uintptr_t)*dst & 63)) & 63;
     if (head > *n) head = *n;
@@ -1061,25 +1061,7 @@ static void copy_bulk(char *dst, const char *src, size_t n) {
 #if defined(HAVE_AVX2_PATH)
     if (__builtin_cpu_supports("avx2")) { copy_avx2(dst, src, n); return; }
 #endif
-#if defined(__SSE2__)
-    copy_head(&dst, &src, &n);
-    size_t blocks = n / 64;
-    for (size_t i = 0; i < blocks; i++) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(src + 0));
-        __m128i b = _mm_loadu_si128((const __m128i *)(src + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(src + 32));
-        __m128i d = _mm_loadu_si128((const __m128i *)(src + 48));
-        _mm_stream_si128((__m128i *)(dst + 0), a);
-        _mm_stream_si128((__m128i *)(dst + 16), b);
-        _mm_stream_si128((__m128i *)(dst + 32), c);
-        _mm_stream_si128((__m128i *)(dst + 48), d);
-        src += 64; dst += 64;
-    }
-    _mm_sfence();
-    memcpy(dst, src, n - blocks * 64);
-#else
-    memcpy(dst, src, n);
-#endif
+    memcpy(dst, src, n);  /* CPUs without AVX2 (or not x86): the C library's copy */
 }
 
 /* copy(dst, offset, src): write all of src into dst[offset:], releasing the GIL. */

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from typing import Any, Callable
 
 from .. import _etf
 from .._errors import DecodeError, EncodeError, MappingError, TetherError
@@ -17,13 +16,33 @@ _OPTIONS = _etf.Options(structs=False)
 _PAIRS: dict[tuple, bytes] = {}
 
 
+def pairs(mapping: dict[str, Any]) -> bytes:
+    """The encoded key-value pairs of a metadata map, without its header: pieces :func:`splice` joins."""
+    return _etf.encode(mapping, _OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]  # without 131 + MAP header
+
+
+def cached_pairs(key: Any, make: Callable[[], dict[str, Any]]) -> bytes:
+    """:func:`pairs` of ``make()``, encoded once per ``key`` (values that repeat from frame to frame)."""
+    cached = _PAIRS.get(key)
+    if cached is None:
+        cached = pairs(make())
+        if len(_PAIRS) > 256:
+            _PAIRS.clear()
+        _PAIRS[key] = cached
+    return cached
+
+
+def splice(count: int, *parts: bytes) -> bytes:
+    """A metadata map of ``count`` pairs from encoded pieces; an ETF map may list its pairs in any order."""
+    return b"\x83t" + count.to_bytes(4, "big") + b"".join(parts)
+
+
 def encode(meta: dict[str, Any], *, constant: tuple[str, ...] = (), key: Any = None) -> bytes:
     """Encode metadata. ``str`` is written as binaries, ``bytes`` as 8-bit bitstrings (both binaries on BEAM).
 
     The pairs named in ``constant`` have values that repeat from frame to
     frame (format, producer, lineage...): their encoding is cached and spliced
-    in, as an ETF map may list its pairs in any order. ``key`` identifies
-    their values; without one, they are keyed by their repr.
+    in. ``key`` identifies their values; without one, they are keyed by their repr.
     """
     try:
         if not constant:
@@ -31,15 +50,8 @@ def encode(meta: dict[str, Any], *, constant: tuple[str, ...] = (), key: Any = N
         fixed = {k: meta[k] for k in constant}
         if key is None:
             key = tuple((k, repr(v)) for k, v in fixed.items())
-        cached = _PAIRS.get(key)
-        if cached is None:
-            cached = _etf.encode(fixed, _OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]  # pairs, without 131 + MAP header
-            if len(_PAIRS) > 256:
-                _PAIRS.clear()
-            _PAIRS[key] = cached
         rest = {k: v for k, v in meta.items() if k not in fixed}
-        body = _etf.encode(rest, _OPTIONS, bytes_tag=_etf.BIT_BINARY)
-        return b"\x83t" + len(meta).to_bytes(4, "big") + cached + body[6:]
+        return splice(len(meta), cached_pairs(key, lambda: fixed), pairs(rest))
     except MappingError as exc:
         raise MappingError(
             f"Metadata cannot be stored: {exc} Metadata values must be str, bytes, int, float, bool, "
@@ -49,15 +61,21 @@ def encode(meta: dict[str, Any], *, constant: tuple[str, ...] = (), key: Any = N
         raise EncodeError(f"Metadata cannot be stored: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=8)
-def _options(limits: Limits) -> _etf.Options:
-    return _etf.Options(binaries="tagged", limits=limits, structs=False)
+_decode_options: list[Any] = [None, None]  # limits, options
+
+
+def options(limits: Limits) -> _etf.Options:
+    """The decoder options for metadata under ``limits`` (kept while the limits object stays the same)."""
+    # By identity: hashing a Limits value costs more than decoding small metadata.
+    if _decode_options[0] is not limits:
+        _decode_options[:] = [limits, _etf.Options(binaries="tagged", limits=limits, structs=False)]
+    return _decode_options[1]
 
 
 def decode(data: bytes, limits: Limits) -> dict[str, Any]:
     """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
     try:
-        meta = _etf.decode(data, _options(limits))
+        meta = _etf.decode(data, options(limits))
     except TetherError as exc:
         raise DecodeError(f"Frame metadata is not a valid ETF map: {exc}") from exc
     if not isinstance(meta, dict):
