@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{name}  unreadable: {exc}")
         return 0
     if args.cmd == "bench":
-        from ._bench import run
+        from .bench import run
 
         return run(quick=args.quick, only=args.only)
     return 2  # pragma: no cover

@@ -1,0 +1,146 @@
+"""Compression: ``compression="auto"`` against no compression and bare lz4, byte-shuffle, and a table of codecs."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import lz4.frame
+import numpy as np
+import zstandard
+
+import tether
+from tether.compression import _shuffle
+
+from . import data as bench_data
+from .harness import Report, fmt_time, median, median_pair
+
+
+def _incompressible(rep: Report, noise: bytes, repeat: int, holder: dict[str, Any]) -> None:
+    t_none, t_auto = median_pair(
+        lambda: holder.__setitem__("f", tether.dumps(noise, transport="network")),
+        lambda: holder.__setitem__("f", tether.dumps(noise, compression="auto", transport="network")),
+        3 * repeat, holder.clear,
+    )
+    rep.row("incompressible, compression='none' (network)", t_none)
+    rep.row("incompressible, compression='auto' (network)", t_auto, tether.last_decision().compression_reason)
+    rep.target("auto vs none on incompressible data", t_auto / t_none, 1.05)
+
+
+def _shuffle_line(rep: Report, what: str, nbytes: int, plain: int, shuffled: int, filter_id: int, t: float) -> None:
+    chose = "shuffle" if filter_id else "no shuffle"
+    rep.note(f"    {what}: plain {plain / nbytes:.3f}, shuffled {shuffled / nbytes:.3f}; "
+             f"tether chose {chose}, dumps {fmt_time(t).strip()}")
+    rep.record(f"{what}: plain ratio", plain / nbytes, "ratio")
+    rep.record(f"{what}: shuffled ratio", shuffled / nbytes, "ratio")
+    rep.record(f"{what}: tether.dumps", t, "s", f"tether chose {chose}")
+
+
+def _algorithms() -> list[tuple[str, Any, Any]]:
+    dctx = zstandard.ZstdDecompressor()
+    return [
+        ("lz4 0", lambda b: lz4.frame.compress(b, compression_level=0), lz4.frame.decompress),
+        ("lz4 9", lambda b: lz4.frame.compress(b, compression_level=9), lz4.frame.decompress),
+        ("zstd 1", zstandard.ZstdCompressor(level=1).compress, dctx.decompress),
+        ("zstd 3", zstandard.ZstdCompressor(level=3).compress, dctx.decompress),
+        ("zstd 9", zstandard.ZstdCompressor(level=9).compress, dctx.decompress),
+        ("gzip 1", lambda b: zlib.compress(b, 1), zlib.decompress),
+        ("gzip 6", lambda b: zlib.compress(b, 6), zlib.decompress),
+    ]
+
+
+def _algorithm_table(rep: Report, data: dict[str, Any], quick: bool, holder: dict[str, Any]) -> None:
+    rep.note("\n  ratio (stored/raw) and compress / decompress throughput, GB/s:")
+    kinds = list(data)
+    rep.note("  " + f"{'algorithm':<14}" + "".join(f"{k:>34}" for k in kinds))
+    table_mib = 8 if quick else 32
+    for name, comp, decomp in _algorithms():
+        cells = []
+        for kind in kinds:
+            value = data[kind]
+            if isinstance(value, np.ndarray):
+                raw = bytes(memoryview(value).cast("B")[: table_mib << 20])
+            else:
+                raw = value[: table_mib << 20]
+            tc = median(lambda: holder.__setitem__("c", comp(raw)), 3)
+            packed = comp(raw)
+            td = median(lambda: decomp(packed), 3)
+            cells.append(f"{len(packed) / len(raw):6.3f} {len(raw) / tc / 1e9:6.2f} / {len(raw) / td / 1e9:6.2f}")
+            rep.record(f"{name}, {kind}: ratio", len(packed) / len(raw), "ratio")
+            rep.record(f"{name}, {kind}: compress", tc, "s", f"{len(raw)} B")
+            rep.record(f"{name}, {kind}: decompress", td, "s", f"{len(raw)} B")
+        rep.note("  " + f"{name:<14}" + "".join(f"{c:>34}" for c in cells))
+
+
+def run(rep: Report, quick: bool) -> None:
+    """``compression="auto"`` against none and lz4, byte-shuffle's gain, and a codec table.
+
+    The sections share one body, since what each leaves allocated is the heap
+    the next is timed on; only the incompressible pair and the table, first
+    and last, stand apart.
+
+    Parameters
+    ----------
+    rep : Report
+        Where the figures go.
+    quick : bool
+        16 MiB per kind of data instead of 64, fewer repeats.
+    """
+    import pyarrow as pa
+
+    mib = 16 if quick else 64
+    repeat = 3 if quick else 5
+    rep.section(f"compression: {mib} MiB per kind of data")
+    data = bench_data.compression_data(mib)
+    holder: dict[str, Any] = {}
+    _incompressible(rep, data["random bytes"], repeat, holder)
+
+    for kind in ("floats with repeats", "text-like bytes"):
+        value = data[kind]
+        raw = memoryview(value).cast("B") if isinstance(value, np.ndarray) else value
+        nbytes = len(raw)
+        t_lz4, t_auto = median_pair(
+            lambda: holder.__setitem__("c", lz4.frame.compress(raw)),
+            lambda: holder.__setitem__("f", tether.dumps(value, compression="auto", transport="network")),
+            repeat, holder.clear,
+        )
+        frame = tether.dumps(value, compression="auto", transport="network")
+        chosen = tether.inspect(frame).compression
+        rep.row(f"{kind}: lz4.frame.compress", t_lz4, f"{nbytes / t_lz4 / 1e9:.2f} GB/s")
+        rep.row(f"{kind}: tether auto -> {chosen}", t_auto,
+                f"{nbytes / t_auto / 1e9:.2f} GB/s, ratio {len(frame) / nbytes:.3f}")
+        rep.target(f"auto throughput vs lz4 ({kind})", t_auto / t_lz4, 1 / 0.9)
+        t_load = median(lambda: tether.loads(frame), repeat)
+        rep.row(f"{kind}: tether.loads (decompress)", t_load, f"{nbytes / t_load / 1e9:.2f} GB/s")
+
+    walk = np.cumsum(np.random.default_rng(9).integers(-3, 4, len(data["floats with repeats"]))).astype("f8")
+    rep.note("  byte-shuffle (stored/raw ratio, plain vs shuffled; what auto's sampling chose):")
+    for kind, floats, comp in [(k, a, c) for k, a in (("floats with repeats", data["floats with repeats"]),
+                                                       ("random-walk floats", walk)) for c in ("lz4", "zstd")]:
+        plain = tether.encode(floats, compression=comp, format="ndarray")
+        codec = tether.compression.get(comp)
+        packed = codec.compress([memoryview(floats).cast("B")], floats.nbytes, codec.default_level)
+        shuffled = codec.compress([_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes,
+                                  codec.default_level)
+        t = median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
+        packed, shuffled = b"".join(packed), b"".join(shuffled)
+        _shuffle_line(rep, f"{kind}, {comp}", floats.nbytes, len(packed), len(shuffled), plain.header.filter_id, t)
+
+    texts = data["text-like bytes"].split(b" ")
+    table = pa.table({"message": pa.array(texts, pa.binary()).cast(pa.utf8())})
+    ipc = tether.loads(tether.dumps(table), into="arrow")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, ipc.schema) as w:
+        w.write_table(ipc)
+    stream = sink.getvalue()
+    t_lz4, t_auto = median_pair(
+        lambda: holder.__setitem__("c", lz4.frame.compress(stream)),
+        lambda: holder.__setitem__("f", tether.dumps(table, compression="auto", transport="network")),
+        repeat + 2, holder.clear,
+    )
+    frame = tether.dumps(table, compression="auto", transport="network")
+    rep.row("text-like Arrow column: lz4.frame.compress", t_lz4, f"{stream.size / t_lz4 / 1e9:.2f} GB/s")
+    rep.row(f"text-like Arrow column: tether auto -> {tether.last_decision().compression}", t_auto,
+            f"{stream.size / t_auto / 1e9:.2f} GB/s, ratio {len(frame) / stream.size:.3f}")
+    rep.target("auto throughput vs lz4 (text-like Arrow column)", t_auto / t_lz4, 1 / 0.9)
+    _algorithm_table(rep, data, quick, holder)

@@ -1,0 +1,287 @@
+"""Timing helpers and the report every benchmark group writes to.
+
+Every figure is a median of repeated runs, and targets are ratios against a
+peer timed moments before, because the machine is shared and noisy. The
+report prints each figure as it comes and also keeps it as data, so that a
+run can be written out or compared without parsing its text.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
+    """Median wall time of ``repeat`` single calls.
+
+    Parameters
+    ----------
+    fn : callable
+        The work to time.
+    repeat : int
+        How many times to run it.
+    setup : callable, optional
+        Run before each call, outside the timing (to drop the previous result).
+
+    Returns
+    -------
+    float
+        The median, in seconds.
+    """
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        # A collection that starts inside the timed call would be charged to it.
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return statistics.median(times)
+
+
+def median_pair(
+    a: Callable[[], Any], b: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None
+) -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` timed alternately, so drift on a shared machine hits both alike.
+
+    Parameters
+    ----------
+    a, b : callable
+        The two pieces of work to compare.
+    repeat : int
+        How many times to run each.
+    setup : callable, optional
+        Run before every call, outside the timing.
+
+    Returns
+    -------
+    tuple of float
+        The medians of ``a`` and ``b``, in seconds.
+    """
+    ta, tb = [], []
+    for _ in range(repeat):
+        ta.append(median(a, 1, setup))
+        tb.append(median(b, 1, setup))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> float:
+    """Median over ``repeat`` runs of the mean time of ``number`` back-to-back calls (as timeit does).
+
+    Parameters
+    ----------
+    fn : callable
+        The call to time; too quick to time one at a time.
+    number : int
+        Calls per run.
+    repeat : int, default 7
+        Runs.
+
+    Returns
+    -------
+    float
+        Seconds per call.
+    """
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - t0) / number)
+    return statistics.median(times)
+
+
+def fmt_time(seconds: float) -> str:
+    """A time in a fixed-width column, in the unit that suits it.
+
+    Parameters
+    ----------
+    seconds : float
+        The time.
+
+    Returns
+    -------
+    str
+        Eleven characters, e.g. ``"    22.6 µs"``.
+    """
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:8.2f} ms"
+    return f"{seconds:8.3f} s "
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure of a group.
+
+    Attributes
+    ----------
+    group : str
+        The group that measured it.
+    name : str
+        What was measured, as printed.
+    value : float or None
+        The measurement in ``unit``; None for a row that only has text.
+    unit : str
+        ``"s"`` for times, ``"B"`` for byte counts, ``"ratio"`` for a plain
+        fraction, ``""`` when there is no value.
+    extra : str
+        The text printed after the value (throughput, ratio to a peer).
+    """
+
+    group: str
+    name: str
+    value: float | None
+    unit: str
+    extra: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target checked against a figure.
+
+    Attributes
+    ----------
+    group : str
+        The group that checked it.
+    what : str
+        The target's name.
+    value : float
+        The measured ratio (``unit="×"``) or time in seconds (``unit="s"``).
+    limit : float
+        The bound ``value`` must not exceed, in the same unit.
+    unit : str
+        ``"×"`` or ``"s"``.
+    met : bool
+        ``value <= limit``.
+    text : str
+        The value and bound as printed, e.g. ``"0.069× (target ≤ 0.65×)"``.
+    """
+
+    group: str
+    what: str
+    value: float
+    limit: float
+    unit: str
+    met: bool
+    text: str
+
+
+@dataclass
+class Report:
+    """What a run printed, kept as data: the run's context, figures, targets and notes.
+
+    Attributes
+    ----------
+    context : dict
+        Version, date, machine and options of the run.
+    group : str
+        The group being run; figures and targets are filed under it.
+    sections : dict
+        Each group's section title.
+    figures, targets : list
+        Everything measured and checked, in order.
+    notes : list of (group, text)
+        Printed lines that are not figures (skips, explanations).
+    """
+
+    context: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    sections: dict[str, str] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    def section(self, title: str) -> None:
+        """Start the current group's section: print its title.
+
+        Parameters
+        ----------
+        title : str
+            What the group measures, with its sizes.
+        """
+        self.sections[self.group] = title
+        print(f"\n== {title}")
+
+    def row(self, name: str, seconds: float | None, extra: str = "", *, value: float | None = None,
+            unit: str = "") -> None:
+        """Print and keep one figure.
+
+        Parameters
+        ----------
+        name : str
+            What was measured.
+        seconds : float or None
+            A time; None for a row that is not a time (nothing is printed in the time column).
+        extra : str, optional
+            Text after the time.
+        value, unit : optional
+            For a row that is not a time, its value and unit, kept but not printed.
+        """
+        print(f"  {name:<44} {fmt_time(seconds) if seconds is not None else ' ' * 11}  {extra}")
+        if seconds is not None:
+            value, unit = seconds, "s"
+        self.figures.append(Figure(self.group, name, value, unit, extra))
+
+    def record(self, name: str, value: float, unit: str, extra: str = "") -> None:
+        """Keep a figure without printing it, for figures printed in a line or table of their own.
+
+        Parameters
+        ----------
+        name : str
+            What was measured.
+        value : float
+            The measurement.
+        unit : str
+            Its unit (see `Figure`).
+        extra : str, optional
+            Context for the value.
+        """
+        self.figures.append(Figure(self.group, name, value, unit, extra))
+
+    def note(self, text: str) -> None:
+        """Print a line that is not a figure, exactly as given, and keep it.
+
+        Parameters
+        ----------
+        text : str
+            The whole line, indentation included.
+        """
+        self.notes.append((self.group, text))
+        print(text)
+
+    def target(self, what: str, value: float, limit: float, unit: str = "×") -> None:
+        """Check, print and keep a target: ``value`` must not exceed ``limit``.
+
+        Parameters
+        ----------
+        what : str
+            The target's name.
+        value, limit : float
+            A ratio (``unit="×"``) or a time in seconds (``unit="s"``).
+        unit : str, default "×"
+            ``"×"`` or ``"s"``.
+        """
+        ok = value <= limit
+        shown = f"{value:.3f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
+        bound = f"{limit:.2f}{unit}" if unit == "×" else f"{limit * 1e6:.0f} µs"
+        text = f"{shown} (target ≤ {bound})"
+        self.targets.append(Target(self.group, what, value, limit, unit, ok, text))
+        print(f"  -> {what}: {shown}, target ≤ {bound}: {'MET' if ok else 'MISSED'}")
+
+    def summary(self) -> None:
+        """Print every target checked so far, met or missed."""
+        if self.targets:
+            print("\n== targets")
+            for t in self.targets:
+                print(f"  {'MET   ' if t.met else 'MISSED'} {t.what}: {t.text}")
