@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SRC := $(shell find src -name '*.py' -o -name '*.c' 2>/dev/null) pyproject.toml setup.py
+SRC := $(shell find src -name '*.py' -o -name '*.c' -o -name '*.h' 2>/dev/null) pyproject.toml setup.py
 
 .PHONY: all deps beam-deps test demo bench clean
 

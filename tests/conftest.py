@@ -36,3 +36,19 @@ def run_escript(body: str, *, stdin: bytes | None = None, timeout: float = 120) 
 @pytest.fixture(scope="session")
 def erl():
     return run_escript
+
+
+# Registry-driven parameters: every built-in format and compressor (ids below
+# 128 are tether's own), so a new one is tested, and needs a golden frame,
+# from the moment it is registered.
+def _builtin(registry) -> list[str]:
+    return sorted(item.name for item in registry if item.id < 128)
+
+
+def pytest_generate_tests(metafunc):
+    import tether
+
+    if "every_format" in metafunc.fixturenames:
+        metafunc.parametrize("every_format", _builtin(tether.formats.registry))
+    if "every_compressor" in metafunc.fixturenames:
+        metafunc.parametrize("every_compressor", _builtin(tether.compression.registry))

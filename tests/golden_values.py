@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from tether import Atom, ImproperList
 
@@ -29,6 +30,23 @@ def values():
         "ndarray_lz4": (np.zeros(50_000, dtype="<f8"), {"compression": "lz4"}),
         "raw_gzip": (b"abc" * 30_000, {"compression": "gzip"}),
         "pickle_set": ({1, 2, 3}, {}),
+        "arrow_table": (
+            pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", None, "ü"], "x": [0.5, 1.5, None]}),
+            {"metadata": {"source": "golden"}},
+        ),
+        "arrow_lz4": (pa.table({"n": pa.array(np.arange(5000) % 7, pa.int32()), "s": ["abc"] * 5000}), {"compression": "lz4"}),
+        "scalar_crc32": ("checked with crc32", {"checksum": "crc32"}),
+    }
+
+
+def streams():
+    """Golden streams: (chunk values, StreamWriter options); files tests/golden/<name>.tthrs."""
+    return {
+        "stream_mixed": (
+            [{"header": True, "n": 3}, b"0123456789", b"abcdefghij", np.arange(6, dtype="<i4")],
+            {"chunk_size": 1 << 10, "compression": "none"},
+        ),
+        "stream_lz4_crc32": ([b"text line\n" * 4000], {"compression": "lz4", "checksum": "crc32"}),
     }
 
 
@@ -42,5 +60,14 @@ if __name__ == "__main__":
         path = here / f"{name}.tthr"
         if path.exists():
             continue  # never regenerate
-        path.write_bytes(tether.dumps(value, checksum=True, **kw))
+        kw = {"checksum": True, **kw}
+        path.write_bytes(tether.dumps(value, **kw))
+        print("wrote", path)
+    for name, (chunks, kw) in streams().items():
+        path = here / f"{name}.tthrs"
+        if path.exists():
+            continue
+        with open(path, "wb") as sink, tether.stream.StreamWriter(sink, **kw) as w:
+            for chunk in chunks:
+                w.write(chunk)
         print("wrote", path)

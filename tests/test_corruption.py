@@ -12,44 +12,32 @@ from hypothesis import given, strategies as st
 
 import tether
 from tether import etf
+from samples import SMALL
 
 SEED = random.randrange(1 << 32)
 
-SAMPLES = {
-    "raw": b"payload bytes " * 100,
-    "scalar": 12345678901234567890,
-    "str": "héllo",
-    "ndarray": np.arange(300, dtype="f8").reshape(10, 30),
-    "structured": np.zeros(4, dtype=[("a", "<i4"), ("b", "S3")]),
-    "etf": {"rows": [{"id": i, "name": f"n{i}", "tags": (1, b"x")} for i in range(20)]},
-    "pickle": {1, 2, 3},
-}
-COMPRESSIONS = ["none", "lz4", "zstd", "gzip"]
+def _frames(fmt, comp):
+    for value in SMALL[fmt]:
+        yield tether.dumps(value, format=fmt, compression=comp, checksum=True)
 
 
-def _frames():
-    for name, value in SAMPLES.items():
-        for comp in COMPRESSIONS:
-            yield name, comp, tether.dumps(value, compression=comp, checksum=True)
+def test_truncation_at_every_64th(every_format, every_compressor):
+    for frame in _frames(every_format, every_compressor):
+        for i in range(64):
+            cut = len(frame) * i // 64
+            with pytest.raises(tether.TetherError):
+                tether.loads(frame[:cut], allow_pickle=True)
 
 
-@pytest.mark.parametrize("name,comp,frame", list(_frames()), ids=lambda x: x if isinstance(x, str) else "")
-def test_truncation_at_every_64th(name, comp, frame):
-    for i in range(64):
-        cut = len(frame) * i // 64
-        with pytest.raises(tether.TetherError):
-            tether.loads(frame[:cut], allow_pickle=True)
-
-
-@pytest.mark.parametrize("name,comp,frame", list(_frames()), ids=lambda x: x if isinstance(x, str) else "")
-def test_bit_flips_detected(name, comp, frame):
+def test_bit_flips_detected(every_format, every_compressor):
     rng = random.Random(SEED)
-    positions = list(range(min(len(frame), 256))) + [rng.randrange(len(frame)) for _ in range(200)]
-    for pos in positions:
-        broken = bytearray(frame)
-        broken[pos] ^= 1 << rng.randrange(8)
-        with pytest.raises(tether.TetherError):
-            tether.loads(bytes(broken), allow_pickle=True)
+    for frame in _frames(every_format, every_compressor):
+        positions = list(range(min(len(frame), 256))) + [rng.randrange(len(frame)) for _ in range(200)]
+        for pos in positions:
+            broken = bytearray(frame)
+            broken[pos] ^= 1 << rng.randrange(8)
+            with pytest.raises(tether.TetherError):
+                tether.loads(bytes(broken), allow_pickle=True)
     print(f"seed={SEED}")
 
 

@@ -7,8 +7,10 @@ from hypothesis import given, strategies as st
 
 import tether
 from tether import Atom, ImproperList, _etf, etf
+from tether._etf import decoder, encoder, native
 
-pytestmark = pytest.mark.skipif(_etf._c is None, reason="C fast path not built")
+c = native.c
+pytestmark = pytest.mark.skipif(c is None, reason="C fast path not built")
 
 leaf = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**600), max_value=2**600),
@@ -32,7 +34,7 @@ MODES = [dict(binaries=b, charlists=ch, atoms=a) for b in ("bytes", "tagged") fo
 def both(data: bytes, **kw):
     opts = _etf.Options(**kw)
     fast = _etf.decode(data, opts)
-    slow, _ = _etf._decode_term(data, 1, opts)
+    slow, _ = decoder.decode_term(data, 1, opts)
     return fast, slow
 
 
@@ -47,11 +49,12 @@ def test_fast_equals_python(value, mode, minor):
 def test_c_is_never_more_lenient_than_python(body):
     """Whatever C accepts, Python accepts with the same value; C rejects by falling back."""
     data = b"\x83" + body
+    opts = _etf.Options(limits=tether.Limits(max_depth=1000, max_atoms=1000), structs=False)
     try:
-        fast = _etf._c.decode(data, 1, 0, False, False, "nil", 1000, 1000)
-    except _etf._c.Fallback:
+        fast = c.decode(data, 1, native.options(opts))
+    except c.Fallback:
         return
-    slow = _etf._decode_term(data, 1, _etf.Options(limits=tether.Limits(max_depth=1000, max_atoms=1000)))
+    slow = decoder.decode_term(data, 1, opts)
     assert repr(fast) == repr(slow)
 
 
@@ -66,18 +69,19 @@ def test_c_encoder_writes_the_same_bytes_as_python(value, minor, tagged):
     opts = _etf.Options(minor_version=minor)
     tag = _etf.BIT_BINARY if tagged else _etf.BINARY
     try:
-        fast = _etf._c.encode(value, minor, "nil", tagged, 10_000)
-    except _etf._c.Fallback:
+        fast = c.encode(value, native.options(opts), tagged)
+    except c.Fallback:
         return  # a type the C path leaves to Python
-    out = bytearray(b"\x83")
-    _etf._encode_into(out, value, opts, tag, None)
+    out = bytearray((_etf.VERSION,))
+    encoder.encode_into(out, value, opts, tag, None)
     assert fast == bytes(out)
 
 
 def test_c_encoder_falls_back_for_structs_and_big_ints():
     import datetime as dt
 
+    opts = _etf.Options(limits=tether.Limits(max_depth=100))
     for value in ([dt.date(2024, 1, 1)], {"n": 2**100}, (float("inf"),), [tether.Atom("x" * 300)]):
-        with pytest.raises(_etf._c.Fallback):
-            _etf._c.encode(value, 2, "nil", False, 100)
+        with pytest.raises(c.Fallback):
+            c.encode(value, native.options(opts), False)
     assert etf.decode(etf.encode({"n": 2**100})) == {b"n": 2**100}

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pytest
 
 import tether
+from tether._api import prepare
+from tether._request import Request
 from tether.stream import Checkpoint, StreamError, StreamReader, StreamWriter, verify_stream
 
 MIB = 1 << 20
@@ -120,8 +122,8 @@ def test_end_frame_must_match_what_arrived():
     frames = _frames(_stream_of())
     info = tether.inspect(frames[-1]).stream
     # A forged end frame that claims fewer chunks: the counts disagree.
-    forged = tether.encode(None, format="scalar", checksum=True, transport="stream",
-                           _stream={**info, "count": info["count"] - 1})
+    request = Request.of(format="scalar", checksum=True, transport="stream")
+    forged = prepare(None, request, stream={**info, "count": info["count"] - 1})
     with pytest.raises(StreamError, match="end frame declares count"):
         list(StreamReader(b"".join(frames[:-1]) + bytes(forged)))
 

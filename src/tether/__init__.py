@@ -13,18 +13,21 @@ Examples
 array([0, 1, 2])
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
-from . import arrow, compression, etf, formats, shm, stream
-from ._api import Encoded, FrameInfo, dump_into, dumps, encode, inspect, loads, verify
+from . import arrow, compression, etf, formats, frame, shm, stream
+from ._api import dump_into, dumps, encode, inspect, loads, verify
 from ._errors import (
     ChecksumError,
+    ColumnError,
     DecodeError,
     EncodeError,
     FallbackWarning,
     LimitError,
     LossyConversionWarning,
     MappingError,
+    RegionError,
+    StreamError,
     TetherError,
     TruncatedError,
     UnsupportedFormatError,
@@ -34,12 +37,14 @@ from ._errors import (
 )
 from ._limits import Limits, get_limits, set_limits
 from ._select import Decision, last_decision
+from .frame import Encoded, FrameInfo
 from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 
 __all__ = [
     "Atom",
     "BitBinary",
     "ChecksumError",
+    "ColumnError",
     "Decision",
     "DecodeError",
     "EncodeError",
@@ -57,6 +62,8 @@ __all__ = [
     "Pid",
     "Port",
     "Reference",
+    "RegionError",
+    "StreamError",
     "TetherError",
     "TruncatedError",
     "UnsupportedFormatError",
@@ -71,6 +78,7 @@ __all__ = [
     "encode",
     "etf",
     "formats",
+    "frame",
     "get_limits",
     "inspect",
     "last_decision",

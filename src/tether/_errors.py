@@ -4,15 +4,18 @@ Every failure tether reports on bad input or bad options is one of these::
 
     TetherError                      root; catch this to catch everything
     ├── EncodeError                  a value cannot be written in the asked format
-    │   └── MappingError             a type has no mapping; says how to register one
+    │   ├── MappingError             a type has no mapping; says how to register one
+    │   └── ColumnError              a column Arrow cannot hold without losing meaning
     ├── DecodeError                  the bytes are not what their header says
     │   ├── TruncatedError           fewer bytes than declared
     │   ├── LimitError               a declared size, depth or count exceeds a limit
-    │   └── UnsupportedVersionError  a newer frame or schema version than this reader knows
+    │   ├── UnsupportedVersionError  a newer frame or schema version than this reader knows
+    │   └── StreamError              a stream is incomplete, out of order, or not the one expected
     ├── ChecksumError                stored and computed checksums differ
     ├── ValidationError              an option or argument is invalid
     ├── UnsupportedFormatError       no format or compressor is registered under that id
-    └── UntrustedPickleError         a pickle frame was met without ``allow_pickle=True``
+    ├── UntrustedPickleError         a pickle frame was met without ``allow_pickle=True``
+    └── RegionError                  a shared-memory region is missing, too small or in the wrong state
 
 Warnings about conversions that lose meaning are :class:`LossyConversionWarning`;
 a value sent in another format than the one first chosen warns with
@@ -26,12 +29,15 @@ from __future__ import annotations
 
 __all__ = [
     "ChecksumError",
+    "ColumnError",
     "DecodeError",
     "EncodeError",
     "FallbackWarning",
     "LimitError",
     "LossyConversionWarning",
     "MappingError",
+    "RegionError",
+    "StreamError",
     "TetherError",
     "TruncatedError",
     "UnsupportedFormatError",
@@ -53,6 +59,10 @@ class MappingError(EncodeError, TypeError):
     """A Python or BEAM type has no mapping in the chosen format."""
 
 
+class ColumnError(EncodeError):
+    """A column that Arrow cannot hold without losing meaning."""
+
+
 class DecodeError(TetherError, ValueError):
     """Input bytes are malformed for the format their header declares."""
 
@@ -67,6 +77,10 @@ class LimitError(DecodeError):
 
 class UnsupportedVersionError(DecodeError):
     """A frame, format schema or compression is newer than this reader."""
+
+
+class StreamError(DecodeError):
+    """A stream is incomplete, out of order, or not the stream expected."""
 
 
 class ChecksumError(TetherError, ValueError):
@@ -88,6 +102,10 @@ class UnsupportedFormatError(TetherError, LookupError):
 
 class UntrustedPickleError(TetherError):
     """A pickle payload was met while pickle is not allowed."""
+
+
+class RegionError(TetherError):
+    """A shared-memory region is missing, too small, malformed, or in the wrong state."""
 
 
 class LossyConversionWarning(UserWarning):

@@ -22,6 +22,7 @@ class Registry(Generic[T]):
         self.by_name: dict[str, T] = {}
         self.by_id: dict[int, T] = {}
         self._loaded_entry_points = False
+        self.version = 0  # bumped by every registration, for caches derived from the registry
 
     def register(self, item: T) -> T:
         name, ident = getattr(item, "name", None), getattr(item, "id", None)
@@ -35,6 +36,7 @@ class Registry(Generic[T]):
             self.by_name.pop(old.name, None)  # type: ignore[attr-defined]
         self.by_name[name] = item
         self.by_id[ident] = item
+        self.version += 1
         return item
 
     def get(self, key: str | int) -> T:

@@ -1,6 +1,7 @@
 """Automatic format choice, and the decision record every choice leaves.
 
-Rules for ``format="auto"``, first match wins:
+Rules for ``format="auto"``, first match wins (each is its format's
+``auto_pick``, asked in ``auto_priority`` order):
 
 1. ``bytes``, ``bytearray``, ``memoryview`` → raw
 2. ``None``, ``bool``, ``int``, ``float``, ``str`` (not :class:`tether.Atom`) → scalar
@@ -23,6 +24,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._errors import UnsupportedFormatError, ValidationError
 
 log = logging.getLogger("tether.select")
 _local = threading.local()
@@ -100,52 +103,39 @@ def last_decision() -> Decision | None:
     return last
 
 
-def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
-    """Pick a format for ``obj`` headed for ``transport``: (name, reason, estimated payload size)."""
-    t = type(obj)
-    if t is bytes or t is bytearray or t is memoryview:
-        return "raw", f"{t.__name__} is written as is", memoryview(obj).nbytes
-    if obj is None or t in (bool, int, float, str):
-        return "scalar", f"{t.__name__} scalar", None
-    np = _numpy()
-    if np is not None and (t is np.ndarray or isinstance(obj, np.generic)):
-        arr = np.asarray(obj)
-        if not arr.dtype.hasobject:
-            return "ndarray", f"numpy {arr.dtype} array of shape {arr.shape}", arr.nbytes
-        return "pickle", "numpy array with object elements", None
+def choice(obj: Any, format: str, transport: str) -> tuple[str, str, int | None]:
+    """(format name, reason, estimated payload size) for ``format=``: "auto" or a registered name.
+
+    Examples
+    --------
+    >>> choice([1], "pickle", "memory")
+    ('pickle', 'requested by the caller', None)
+    """
+    if format == "auto":
+        return choose(obj, transport)
+    if not isinstance(format, str):
+        raise ValidationError(f"format must be a str, got {type(format).__name__}.")
     from . import formats
 
-    for fmt in formats.registry.by_id.values():
-        picker = getattr(fmt, "auto_pick", None)
-        if picker is not None:
-            hit = picker(obj, transport)
-            if hit is not None:
-                return fmt.name, hit[0], hit[1]
-    if isinstance(obj, (dict, list, tuple)) or _is_beam_type(obj):
-        return "etf", f"{t.__name__} of BEAM-representable values", None
-    if t is not frozenset and _has_struct_mapping(obj):
-        # frozenset stays pickle: it would come back as a set.
-        return "etf", f"{t.__name__} maps to an Elixir struct", None
-    return "pickle", f"{t.__module__}.{t.__qualname__} has no BEAM mapping", None
+    return formats.get(format).name, "requested by the caller", None
 
 
-def _is_beam_type(obj: Any) -> bool:
-    from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
+    """Pick a format for ``obj`` headed for ``transport``: (name, reason, estimated payload size).
 
-    return isinstance(obj, (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference))
+    Every format with an ``auto_priority`` is asked, in ascending priority;
+    the first whose ``auto_pick`` claims the value wins.
 
+    Examples
+    --------
+    >>> choose(b"abc")
+    ('raw', 'bytes is written as is', 3)
+    """
+    from . import formats
 
-def _has_struct_mapping(obj: Any) -> bool:
-    import datetime
-
-    from ._structs import _by_type
-
-    return isinstance(obj, datetime.datetime) or any(isinstance(obj, t) for t in _by_type)
-
-
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover
-        return None
-    return numpy
+    for fmt in formats.auto_order():
+        hit = fmt.auto_pick(obj, transport)
+        if hit is not None:
+            return fmt.name, hit[0], hit[1]
+    t = type(obj)  # only when pickle was unregistered
+    raise UnsupportedFormatError(f"No registered format takes a {t.__module__}.{t.__qualname__} automatically.")

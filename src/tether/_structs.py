@@ -94,6 +94,11 @@ def to_python(d: dict) -> Any:
     return mapping.to_python(d)
 
 
+def has_mapping(value: Any) -> bool:
+    """Whether ``value`` encodes as an Elixir struct (a datetime, or a registered Python type)."""
+    return isinstance(value, _dt.datetime) or any(isinstance(value, t) for t in _by_type)
+
+
 def from_python(value: Any, path: str) -> Any:
     """The encoder's hook for values with no ETF type of their own; returns a dict or the value."""
     mapping = _by_type.get(type(value))

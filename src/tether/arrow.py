@@ -38,17 +38,36 @@ from typing import Any
 import pyarrow as pa
 
 from . import _etf
-from ._errors import EncodeError, LossyConversionWarning, ValidationError
+from ._errors import ColumnError, LossyConversionWarning, ValidationError
 from ._types import Atom
 
-__all__ = ["ColumnError", "from_etf", "to_table"]
+__all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "to_table"]
 
 _INT53 = 1 << 53
 _NoneType = type(None)
 
 
-class ColumnError(EncodeError):
-    """A column that Arrow cannot hold without losing meaning."""
+def _module_name(obj: Any) -> str:
+    return type(obj).__module__.split(".", 1)[0]
+
+
+def is_dataframe(obj: Any) -> str | None:
+    """'pandas' or 'polars' when ``obj`` is such a DataFrame (without importing either).
+
+    Examples
+    --------
+    >>> is_dataframe([1]) is None
+    True
+    """
+    mod = _module_name(obj)
+    if mod in ("pandas", "polars") and type(obj).__name__ == "DataFrame":
+        return mod
+    return None
+
+
+def is_numpy(obj: Any) -> bool:
+    """Whether ``obj`` is a NumPy array (without importing NumPy)."""
+    return type(obj).__name__ == "ndarray" and _module_name(obj) == "numpy"
 
 
 def _col_name(key: Any) -> str:
@@ -132,94 +151,22 @@ def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
 
 
 def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, depth: int = 0) -> pa.Array:
+    """The Arrow array of one column whose values are of ``kinds`` (None aside), by the inference table."""
     if not kinds:
         return pa.nulls(len(values))
-    if kinds == {bool}:
-        return pa.array(values, pa.bool_())
+    simple = _SIMPLE.get(frozenset(kinds))
+    if simple is not None:
+        return simple(values)
     if kinds == {int}:
-        try:
-            return pa.array(values, pa.int64())
-        except (OverflowError, pa.ArrowInvalid):
-            lo = min(v for v in values if v is not None)
-            hi = max(v for v in values if v is not None)
-            if lo >= 0 and hi < (1 << 64):
-                return pa.array(values, pa.uint64())
-            if lo < -(1 << 63) or hi >= (1 << 64):
-                row = next(i for i, v in enumerate(values) if v is not None and not -(1 << 63) <= v < (1 << 64))
-                raise ColumnError(
-                    f"Column {name!r} row {row}: integer {values[row]} is beyond 64 bits; Arrow has no such type. "
-                    "Send it as a binary or string, or keep the value as etf."
-                ) from None
-            # Every value fits 64 bits, but negatives rule out uint64 and large ones int64.
-            row = next(i for i, v in enumerate(values) if v is not None and v >= (1 << 63))
-            raise ColumnError(
-                f"Column {name!r} row {row}: integer {values[row]} needs uint64, but the column also holds "
-                f"negative integers (e.g. {lo}), which need int64. Split the column, or send the large values "
-                "as strings."
-            ) from None
+        return _int_column(name, values)
     if kinds <= {int, float}:
-        if int in kinds:
-            if kinds == {int, float}:
-                row = _first_index(values, int if type(values[_first_index(values, float)]) is float else float)
-                _lossy(name, row, "integers mixed with floats are stored as float64",
-                       "Send every value as a float (5.0), or split the column.", strict)
-            big = next((i for i, v in enumerate(values) if type(v) is int and abs(v) > _INT53), -1)
-            if big >= 0:
-                _lossy(name, big, f"integer {values[big]} above 2**53 loses precision as float64",
-                       "Send the column as integers only, or as strings.", strict)
-            # The warning has been given: convert, as Arrow refuses inexact ints itself.
-            values = [float(v) if type(v) is int else v for v in values]
-        return pa.array(values, pa.float64())
-    if kinds == {bytes}:
-        arr = pa.array(values, pa.binary())
-        try:
-            return arr.cast(pa.utf8())  # Arrow validates the UTF-8 in C
-        except pa.ArrowInvalid:
-            return arr
-    if kinds == {str}:
-        return pa.array(values, pa.utf8())
+        return _float_column(name, values, kinds, strict)
     if kinds == {Atom}:
-        # Atoms are interned per decode: index them directly instead of
-        # converting every one to UTF-8 and hashing it again.
-        categories = list(dict.fromkeys(values))
-        if nulls:
-            categories.remove(None)
-        index = {a: i for i, a in enumerate(categories)}
-        if nulls:
-            index[None] = None
-        codes = pa.array(list(map(index.__getitem__, values)), pa.int32())
-        return pa.DictionaryArray.from_arrays(codes, pa.array(categories, pa.utf8()))
-    if kinds <= {_dt.datetime}:
-        return pa.array(values)
-    if kinds <= {decimal.Decimal}:
+        return _atom_column(values, nulls)
+    if kinds <= {_dt.datetime} or kinds <= {decimal.Decimal}:
         return pa.array(values)
     if kinds == {dict}:
-        sample = next(v for v in values if v is not None)
-        if _is_struct(sample, "Elixir.DateTime"):
-            tz = sample.get(Atom("time_zone"), b"Etc/UTC")
-            tz = tz.decode() if isinstance(tz, bytes) else str(tz)
-            if tz != "Etc/UTC":
-                _lossy(name, 0, f"DateTime in zone {tz!r} is stored as UTC microseconds with zone {tz!r}",
-                       "Shift it to UTC in Elixir first if the zone matters.", False)
-            return pa.array([None if v is None else _datetime_us(v) for v in values], pa.timestamp("us", tz="UTC"))
-        if _is_struct(sample, "Elixir.Decimal"):
-            decs = [None if v is None else _decimal(v) for v in values]
-            arr = pa.array(decs)
-            if not pa.types.is_decimal128(arr.type) and not pa.types.is_decimal(arr.type):
-                raise ColumnError(f"Column {name!r}: decimals do not fit decimal128.")
-            return arr
-        keys: dict[Any, None] = {}
-        for v in values:
-            if v is not None:
-                keys.update(dict.fromkeys(v))
-        if not keys:  # maps with no keys: a struct with no fields still has one slot per row
-            return pa.array([None if v is None else {} for v in values], pa.struct([]))
-        fields = []
-        for k in keys:
-            fields.append((_col_name(k), column_to_arrow(f"{name}.{_col_name(k)}",
-                                                         [None if v is None else v.get(k) for v in values],
-                                                         strict=strict, _depth=depth + 1)))
-        return pa.StructArray.from_arrays([f[1] for f in fields], names=[f[0] for f in fields], mask=_mask(values, nulls))
+        return _map_column(name, values, strict, nulls, depth)
     if kinds == {list}:
         present = [v or () for v in values] if nulls else values
         flat = list(itertools.chain.from_iterable(present))
@@ -229,12 +176,7 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
     if kinds == {tuple} and not strict:
         arities = {len(v) for v in values if v is not None} if nulls else set(map(len, values))
         if len(arities) == 1:
-            arity = arities.pop()
-            filled = [(None,) * arity if v is None else v for v in values] if nulls else values
-            fields = [column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict,
-                                      _depth=depth + 1)
-                      for i in range(arity)]
-            return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values, nulls))
+            return _tuple_column(name, values, arities.pop(), strict, nulls, depth)
     names = ", ".join(sorted(t.__name__ for t in kinds))
     raise ColumnError(
         f"Column {name!r} holds {names}; Arrow needs one kind per column "
@@ -242,8 +184,113 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
     )
 
 
+def _utf8_if_valid(values: list) -> pa.Array:
+    arr = pa.array(values, pa.binary())
+    try:
+        return arr.cast(pa.utf8())  # Arrow validates the UTF-8 in C
+    except pa.ArrowInvalid:
+        return arr
+
+
+_SIMPLE = {
+    frozenset({bool}): lambda values: pa.array(values, pa.bool_()),
+    frozenset({str}): lambda values: pa.array(values, pa.utf8()),
+    frozenset({bytes}): _utf8_if_valid,
+}
+
+
+def _int_column(name: str, values: list) -> pa.Array:
+    try:
+        return pa.array(values, pa.int64())
+    except (OverflowError, pa.ArrowInvalid):
+        pass
+    lo = min(v for v in values if v is not None)
+    hi = max(v for v in values if v is not None)
+    if lo >= 0 and hi < (1 << 64):
+        return pa.array(values, pa.uint64())
+    if lo < -(1 << 63) or hi >= (1 << 64):
+        row = next(i for i, v in enumerate(values) if v is not None and not -(1 << 63) <= v < (1 << 64))
+        raise ColumnError(
+            f"Column {name!r} row {row}: integer {values[row]} is beyond 64 bits; Arrow has no such type. "
+            "Send it as a binary or string, or keep the value as etf."
+        )
+    # Every value fits 64 bits, but negatives rule out uint64 and large ones int64.
+    row = next(i for i, v in enumerate(values) if v is not None and v >= (1 << 63))
+    raise ColumnError(
+        f"Column {name!r} row {row}: integer {values[row]} needs uint64, but the column also holds "
+        f"negative integers (e.g. {lo}), which need int64. Split the column, or send the large values "
+        "as strings."
+    )
+
+
+def _float_column(name: str, values: list, kinds: set, strict: bool) -> pa.Array:
+    if int in kinds:
+        if kinds == {int, float}:
+            row = _first_index(values, int if type(values[_first_index(values, float)]) is float else float)
+            _lossy(name, row, "integers mixed with floats are stored as float64",
+                   "Send every value as a float (5.0), or split the column.", strict)
+        big = next((i for i, v in enumerate(values) if type(v) is int and abs(v) > _INT53), -1)
+        if big >= 0:
+            _lossy(name, big, f"integer {values[big]} above 2**53 loses precision as float64",
+                   "Send the column as integers only, or as strings.", strict)
+        # The warning has been given: convert, as Arrow refuses inexact ints itself.
+        values = [float(v) if type(v) is int else v for v in values]
+    return pa.array(values, pa.float64())
+
+
+def _atom_column(values: list, nulls: bool) -> pa.Array:
+    # Atoms are interned per decode: index them directly instead of
+    # converting every one to UTF-8 and hashing it again.
+    categories = list(dict.fromkeys(values))
+    if nulls:
+        categories.remove(None)
+    index = {a: i for i, a in enumerate(categories)}
+    if nulls:
+        index[None] = None
+    codes = pa.array(list(map(index.__getitem__, values)), pa.int32())
+    return pa.DictionaryArray.from_arrays(codes, pa.array(categories, pa.utf8()))
+
+
+def _map_column(name: str, values: list, strict: bool, nulls: bool, depth: int) -> pa.Array:
+    sample = next(v for v in values if v is not None)
+    if _is_struct(sample, "Elixir.DateTime"):
+        tz = sample.get(Atom("time_zone"), b"Etc/UTC")
+        tz = tz.decode() if isinstance(tz, bytes) else str(tz)
+        if tz != "Etc/UTC":
+            _lossy(name, 0, f"DateTime in zone {tz!r} is stored as UTC microseconds with zone {tz!r}",
+                   "Shift it to UTC in Elixir first if the zone matters.", False)
+        return pa.array([None if v is None else _datetime_us(v) for v in values], pa.timestamp("us", tz="UTC"))
+    if _is_struct(sample, "Elixir.Decimal"):
+        arr = pa.array([None if v is None else _decimal(v) for v in values])
+        if not pa.types.is_decimal128(arr.type) and not pa.types.is_decimal(arr.type):
+            raise ColumnError(f"Column {name!r}: decimals do not fit decimal128.")
+        return arr
+    keys: dict[Any, None] = {}
+    for v in values:
+        if v is not None:
+            keys.update(dict.fromkeys(v))
+    if not keys:  # maps with no keys: a struct with no fields still has one slot per row
+        return pa.array([None if v is None else {} for v in values], pa.struct([]))
+    names = [_col_name(k) for k in keys]
+    arrays = [
+        column_to_arrow(f"{name}.{col}", [None if v is None else v.get(k) for v in values], strict=strict,
+                        _depth=depth + 1)
+        for k, col in zip(keys, names)
+    ]
+    return pa.StructArray.from_arrays(arrays, names=names, mask=_mask(values, nulls))
+
+
+def _tuple_column(name: str, values: list, arity: int, strict: bool, nulls: bool, depth: int) -> pa.Array:
+    filled = [(None,) * arity if v is None else v for v in values] if nulls else values
+    fields = [
+        column_to_arrow(f"{name}.{i}", list(map(operator.itemgetter(i), filled)), strict=strict, _depth=depth + 1)
+        for i in range(arity)
+    ]
+    return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values, nulls))
+
+
 def _numpy_column(col: Any) -> pa.Array | None:
-    if type(col).__module__.split(".")[0] == "numpy" and type(col).__name__ == "ndarray":
+    if is_numpy(col):
         if col.ndim != 1:
             raise ColumnError(f"Only 1-d NumPy columns fit a table, got shape {col.shape}.")
         return pa.array(col)
@@ -273,7 +320,7 @@ def columnar_shape(obj: Any) -> tuple[str, int] | None:
 
 
 def _numpy_column_like(col: Any) -> bool:
-    return type(col).__name__ == "ndarray" and type(col).__module__.split(".")[0] == "numpy" and col.ndim == 1
+    return is_numpy(col) and col.ndim == 1
 
 
 def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.RecordBatch]:
@@ -282,8 +329,6 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
     Accepts pyarrow tables and batches, pandas and polars DataFrames, dicts of
     equal-length columns and homogeneous lists of dicts.
     """
-    from .formats.arrow import is_dataframe
-
     if isinstance(obj, pa.Table):
         return "table", obj
     if isinstance(obj, pa.RecordBatch):
@@ -389,34 +434,18 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     >>> arrow.from_etf(etf.encode(rows)).to_pydict()
     {'id': [1, 2], 'name': ['a', 'b']}
     """
-    buf = bytes(data) if not isinstance(data, bytes) else data
     opts = _etf.Options(limits=limits)
-    if len(buf) < 2 or buf[0] != _etf.VERSION:
-        return _from_value(_etf.decode(buf, opts))
-    if buf[1] == _etf.COMPRESSED:
-        buf = b"\x83" + _etf._inflate(buf, 2, opts.limits)
-    c = _etf._c
-    if c is not None:
-        lim = opts.limits
-        try:
-            # Clean columns go straight into Arrow buffers, with no Python object per value.
-            keys, specs, _rows, end = c.decode_typed(buf, 1, "nil", lim.max_depth, lim.max_atoms)
-        except c.Fallback:
-            pass
-        else:
-            if end == len(buf):
-                names = [_col_name(k) for k in keys]
-                arrays = [_typed_array(spec) for spec in specs]
-                return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
-        try:
-            keys, columns, _rows, end = c.decode_columns(
-                buf, 1, 0, False, False, "nil", lim.max_depth, lim.max_atoms, _etf._struct_hook()
-            )
-        except c.Fallback:
-            pass
-        else:
-            if end == len(buf):
-                return _table(keys, columns, strict=False)
+    # Inflated once for the three decoders below; input that is not ETF is decode's to report.
+    buf = _etf.uncompressed(bytes(data) if not isinstance(data, bytes) else data, opts)
+    typed = _etf.decode_typed_columns(buf, opts)
+    if typed is not None:
+        # Clean columns go straight into Arrow buffers, with no Python object per value.
+        names = [_col_name(k) for k in typed.keys]
+        arrays = [_typed_array(spec) for spec in typed.columns]
+        return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
+    columns = _etf.decode_columns(buf, opts)
+    if columns is not None:
+        return _table(columns.keys, columns.columns, strict=False)
     return _from_value(_etf.decode(buf, opts))
 
 
@@ -424,7 +453,7 @@ _FIXED = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
 
 
 def _typed_array(spec: tuple) -> pa.Array:
-    """Wrap the buffers of one column from the C columnar decoder (see ``decode_typed``) as Arrow arrays."""
+    """Wrap the buffers of one column from ``_etf.decode_typed_columns`` (see ``_etf.Columns``) as Arrow arrays."""
     kind, n = spec[0], spec[1]
     if kind == "null":
         return pa.nulls(n)

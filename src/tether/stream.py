@@ -47,11 +47,13 @@ from typing import Any, Iterator, Mapping
 
 import xxhash
 
-from ._api import _decode, _new_bytes, _read, _verify_payload, encode
-from ._errors import DecodeError, LimitError, TruncatedError, ValidationError
+from . import frame
+from ._api import decode_frame, prepare
+from ._request import Request
+from ._buffers import new_bytes, to_bytes
+from ._errors import LimitError, StreamError, TruncatedError, ValidationError
 from ._limits import get_limits
-from .frame import _checksum, _header
-from .frame._header import HEADER_SIZE
+from .frame import HEADER_SIZE
 
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
 
@@ -59,10 +61,6 @@ CHUNK_SIZE = 8 << 20
 # Reading from a pipe, a frame's buffer grows by at most this much, or doubles.
 _GROW_STEP = 64 << 20
 _CHAIN = struct.Struct("<QQQ")
-
-
-class StreamError(DecodeError):
-    """A stream is incomplete, out of order, or not the stream expected."""
 
 
 def _chain(digest: int, seq: int, payload_checksum: int) -> int:
@@ -155,8 +153,8 @@ class StreamWriter:
         self._write = write
         self._sink = sink
         self.chunk_size = chunk_size
-        self._encode_options = {"compression": compression, "level": level, "bandwidth": bandwidth,
-                                "checksum": checksum}
+        self._request = Request.of(compression=compression, level=level, bandwidth=bandwidth, checksum=checksum,
+                                   transport="stream")
         cp = resume or Checkpoint(secrets.token_hex(16))
         self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
         self.closed = False
@@ -171,10 +169,8 @@ class StreamWriter:
         """
         if self.closed:
             raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
-        enc = encode(
-            value, format=format, transport="stream", metadata=metadata,
-            _stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset}, **self._encode_options,
-        )
+        req = dataclasses.replace(self._request, format=format, metadata=metadata)
+        enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset})
         self._digest = _chain(self._digest, self._seq, self._emit(enc))
         self._offset += enc.header.raw_length
         self._seq += 1
@@ -239,8 +235,7 @@ class StreamWriter:
 
     def _emit(self, enc: Any) -> int:
         """Write one frame; return its payload checksum."""
-        frame = bytes(enc)
-        view = memoryview(frame)
+        view = memoryview(bytes(enc))
         while view:
             n = self._write(view)
             if n is None or n >= len(view):  # file objects write it all; raw ones may not
@@ -253,8 +248,8 @@ class StreamWriter:
         if not self.closed:
             end = {"id": self.stream_id, "seq": self._seq, "offset": self._offset, "end": True,
                    "count": self._seq, "bytes": self._offset, "digest": self._digest}
-            self._emit(encode(None, format="scalar", checksum=self._encode_options["checksum"], transport="stream",
-                              _stream=end))
+            end_request = Request(format="scalar", checksum=self._request.checksum, transport="stream")
+            self._emit(prepare(None, end_request, stream=end))
             self.closed = True
             flush = getattr(self._sink, "flush", None)
             if flush is not None:
@@ -319,21 +314,21 @@ class _Source:
                 return None
             if len(self.view) - self.pos < HEADER_SIZE:
                 raise TruncatedError(f"{where}: {len(self.view) - self.pos} bytes left, a frame header needs {HEADER_SIZE}.")
-            header = _header.unpack(self.view, limits, offset=self.pos)
+            header = frame.unpack(self.view, limits, offset=self.pos)
             _check_size(header.frame_size, max_frame, where)
             end = self.pos + header.frame_size
             if end > len(self.view):
                 raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {len(self.view) - self.pos} remain.")
-            frame = self.view[self.pos : end]
+            chunk = self.view[self.pos : end]
             self.pos = end
-            return frame
+            return chunk
         head = bytearray(HEADER_SIZE)
         got = self._fill(memoryview(head))
         if got == 0:
             return None
         if got < HEADER_SIZE:
             raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
-        header = _header.unpack(memoryview(head), limits)
+        header = frame.unpack(memoryview(head), limits)
         size = header.frame_size
         _check_size(size, max_frame, where)
         left = self._remaining()
@@ -341,13 +336,13 @@ class _Source:
             raise TruncatedError(f"{where}: the frame declares {size} bytes, the input holds {HEADER_SIZE + left}.")
         if left is not None or size <= _GROW_STEP:
             # The bytes are there (or the frame is small): one buffer, filled in place.
-            obj, view = _new_bytes(size)
+            obj, view = new_bytes(size)
             view[:HEADER_SIZE] = head
             got = self._fill(view[HEADER_SIZE:])
             view.release()
             if got < size - HEADER_SIZE:
                 raise TruncatedError(f"{where}: the input ends {HEADER_SIZE + got} bytes into a {size}-byte frame.")
-            return memoryview(obj)
+            return memoryview(to_bytes(obj))
         # A pipe or socket: grow the buffer as bytes arrive, so a forged length
         # cannot make us allocate more than about twice what was sent.
         buf = bytearray(head)
@@ -448,23 +443,23 @@ class StreamReader:
         if self.complete:
             return None
         where = f"stream {self.stream_id or '?'} chunk {self._seq}"
-        frame = self._source.next_frame(self._max_frame, where)
-        if frame is None:
+        data = self._source.next_frame(self._max_frame, where)
+        if data is None:
             raise StreamError(
                 f"The stream ended after chunk {self._seq - 1} ({self._offset} bytes) without its end frame: "
                 "the sender stopped early or the input was cut. Resume it from reader.checkpoint()."
                 if self._seq else "The input holds no stream: no chunk and no end frame."
             )
         if decode:
-            value, header, meta = _decode(frame, *self._decode_args)
+            value, header, meta = decode_frame(data, *self._decode_args)
         else:
-            header, meta = _read(frame, get_limits())
-            _verify_payload(frame, header, where)
+            header, meta, stored = frame.read(data, get_limits())
+            frame.verify_payload(stored, header, where)
             value = None
         info = meta.get("stream")
-        if not header.flags & _header.FLAG_STREAM_CHUNK or not isinstance(info, dict):
+        if not header.flags & frame.FLAG_STREAM_CHUNK or not isinstance(info, dict):
             raise StreamError(f"{where}: this frame is not a stream chunk (flag bit 0 and a 'stream' map are missing).")
-        if header.checksum_kind == _checksum.NONE:
+        if header.checksum_kind == frame.checksum.NONE:
             raise StreamError(f"{where}: the chunk carries no payload checksum, so the stream cannot be checked.")
         sid, seq, offset = info.get("id"), info.get("seq"), info.get("offset")
         if self.stream_id is None:

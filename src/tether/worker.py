@@ -35,8 +35,8 @@ from types import ModuleType
 from typing import Any
 
 import tether
-from tether import Atom, TetherError
-from tether._api import _new_bytes
+from tether import Atom, TetherError, frame
+from tether._buffers import new_bytes, to_bytes
 from tether.shm import RegionPool
 
 # Values whose frame is larger than this travel through shared memory.
@@ -89,7 +89,7 @@ class Worker:
             raise TetherError(f"Args must be a list, got {type(args).__name__}.")
         out = []
         for arg in args:
-            if isinstance(arg, (bytes, memoryview)) and bytes(arg[:4]) == b"TTHR":
+            if isinstance(arg, (bytes, memoryview)) and bytes(arg[:4]) == frame.MAGIC:
                 try:
                     arg = tether.loads(arg, options=self._decode_options)
                 except TetherError:
@@ -189,7 +189,7 @@ class _Channel:
         have = len(self.buf) - 4
         if have < n and n > (1 << 16):
             # A large message: read the rest straight into the bytes object it becomes.
-            out, view = _new_bytes(n)
+            out, view = new_bytes(n)
             view[:have] = self.buf[4:]
             self.buf.clear()
             try:
@@ -200,7 +200,7 @@ class _Channel:
                     have += got
             finally:
                 view.release()
-            return out if type(out) is bytes else bytes(out)
+            return to_bytes(out)
         while len(self.buf) - 4 < n:
             if not self._fill():
                 return None

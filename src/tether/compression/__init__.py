@@ -8,11 +8,14 @@ time; the choice goes into the frame header and the decision record.
 from __future__ import annotations
 
 from .._registry import Registry
+from ._apply import pack, unpack
 from ._base import Compressor
 from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
 from ._policy import BANDWIDTH, choose_filter, resolve
 
-__all__ = ["BANDWIDTH", "Compressor", "choose_filter", "get", "names", "register", "registry", "resolve"]
+__all__ = [
+    "BANDWIDTH", "Compressor", "choose_filter", "get", "names", "pack", "register", "registry", "resolve", "unpack",
+]
 
 registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF)
 

@@ -10,7 +10,7 @@ import zstandard
 
 from .._errors import DecodeError, LimitError
 from .._limits import Limits
-from ..formats import Segment
+from .._buffers import Segment
 from ._base import Compressor
 
 

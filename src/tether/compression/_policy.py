@@ -18,7 +18,7 @@ import time
 from typing import Any, Sequence
 
 from .._errors import ValidationError
-from ..formats import Segment
+from .._buffers import Segment
 
 # Bytes per second assumed per transport; ``bandwidth=`` overrides.
 BANDWIDTH: dict[str, float | None] = {
@@ -138,9 +138,9 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
 
 def choose_filter(codec: Any, level: int, payload: Any, fmt: Any) -> int:
     """The shuffle element size when byte-shuffling beats plain compression on samples, else 0."""
-    from ._shuffle import GAIN, element_size, shuffle
+    from ._shuffle import GAIN, shuffle
 
-    size = element_size(fmt, payload.type_info)
+    size = fmt.element_size(payload.type_info)
     if not size or payload.nbytes < MIN_SIZE or payload.nbytes % size:
         return 0
     samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 from .._registry import Registry
 from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+from ._encode import encode
 
-__all__ = ["DecodeContext", "EncodeContext", "Format", "Payload", "Segment", "get", "names", "register", "registry"]
+__all__ = [
+    "DecodeContext", "EncodeContext", "Format", "Payload", "Segment", "auto_order", "encode", "get", "names",
+    "register", "registry",
+]
 
 registry: Registry[Format] = Registry("format", "tether.formats", 0xFFFF)
 
@@ -36,6 +40,17 @@ def get(key: str | int) -> Format:
 def names() -> list[str]:
     """Names of the registered formats."""
     return registry.names()
+
+
+_auto: list = [-1, ()]  # registry version, formats in auto_priority order
+
+
+def auto_order() -> tuple[Format, ...]:
+    """The formats ``format="auto"`` asks, in ascending ``auto_priority`` (kept until a registration)."""
+    if _auto[0] != registry.version:
+        ranked = [f for f in registry.by_id.values() if getattr(f, "auto_priority", None) is not None]
+        _auto[:] = [registry.version, tuple(sorted(ranked, key=lambda f: (f.auto_priority, f.id)))]
+    return _auto[1]
 
 
 from . import arrow, etf, ndarray, pickle, raw, scalar  # noqa: E402  (registration on import)

@@ -31,33 +31,21 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import arrow as arrow_api
+from .._buffers import Segment
 from .._errors import DecodeError, MappingError, ValidationError
-from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+from .._transport import LEAVING
+from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Below this many rows columnar data stays etf: measured in `tether bench`,
 # ETF is faster than building an Arrow table for small data.
 AUTO_MIN_ROWS = 256
-# Lists of dicts go to Arrow only when the frame leaves the host: in memory
-# ETF round-trips rows 1.7-4x faster at every size measured (16 to 262,144
-# rows), while Arrow frames are about half the size.
-ROWS_TO_ARROW_TRANSPORTS = ("network", "disk", "stream")
+# Lists of dicts go to Arrow only when the frame leaves the host (LEAVING):
+# in memory ETF round-trips rows 1.7-4x faster at every size measured (16 to
+# 262,144 rows), while Arrow frames are about half the size.
 IPC_CODECS = ("lz4", "zstd")
 
 SOURCES = ("table", "batch", "pandas", "polars", "columns", "rows")
-
-
-def _module_name(obj: Any) -> str:
-    return type(obj).__module__.split(".", 1)[0]
-
-
-def is_dataframe(obj: Any) -> str | None:
-    """'pandas' or 'polars' when ``obj`` is such a DataFrame (without importing either)."""
-    mod = _module_name(obj)
-    if mod == "pandas" and type(obj).__name__ == "DataFrame":
-        return "pandas"
-    if mod == "polars" and type(obj).__name__ == "DataFrame":
-        return "polars"
-    return None
 
 
 def _write_stream(sink: Any, schema: pa.Schema, batches: list, options: pa.ipc.IpcWriteOptions) -> None:
@@ -70,37 +58,44 @@ class ArrowFormat(Format):
     id = 5
     name = "arrow"
     intos = ("arrow", "pandas", "polars", "pylist", "numpy")
+    auto_priority = 40
+    # A value that is not a table after all goes as rows, and the caller hears of it.
+    fallback = "etf"
+    fallback_warns = True
 
     def can_encode(self, obj: Any) -> bool:
-        return isinstance(obj, (pa.Table, pa.RecordBatch)) or is_dataframe(obj) is not None
+        return isinstance(obj, (pa.Table, pa.RecordBatch)) or arrow_api.is_dataframe(obj) is not None
 
     def auto_pick(self, obj: Any, transport: str = "memory") -> tuple[str, int | None] | None:
         """Claim tables, DataFrames and large columnar Python data for ``format="auto"``."""
         if isinstance(obj, (pa.Table, pa.RecordBatch)):
             return f"pyarrow {type(obj).__name__} with {obj.num_rows} rows", obj.nbytes
-        kind = is_dataframe(obj)
+        kind = arrow_api.is_dataframe(obj)
         if kind is not None:
             return f"{kind} DataFrame", None
-        from .. import arrow as arrow_api
-
         shape = arrow_api.columnar_shape(obj)
         if shape is None or shape[1] < AUTO_MIN_ROWS:
             return None
         what, rows = shape
-        if what == "list of dicts" and transport not in ROWS_TO_ARROW_TRANSPORTS:
+        if what == "list of dicts" and transport not in LEAVING:
             return None
         return f"{what} with {rows} rows (columnar; ≥ {AUTO_MIN_ROWS} rows go to Arrow)", None
 
-    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
-        from .. import arrow as arrow_api
+    def inner_compression(self, compression: str, transport: str) -> tuple[str, str, str] | None:
+        """Arrow compresses per buffer inside the IPC stream, so readers still get Arrow buffers."""
+        codec = compression
+        if compression == "auto":
+            codec = "lz4" if transport in LEAVING else "none"
+        if codec not in IPC_CODECS:
+            return None
+        return codec, f"arrow-ipc/{codec}", "Arrow compresses per buffer inside the IPC stream"
 
-        source, table = arrow_api.to_table(obj, strict=bool(ctx.options.get("_auto")))
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        source, table = arrow_api.to_table(obj, strict=ctx.auto)
         info: dict[str, Any] = {"source": source}
         if source == "columns":
-            info["numpy_columns"] = [
-                name for name, col in obj.items() if _module_name(col) == "numpy"
-            ]
-        ipc_codec = ctx.options.get("ipc_compression")
+            info["numpy_columns"] = [name for name, col in obj.items() if arrow_api.is_numpy(col)]
+        ipc_codec = ctx.inner_compression
         options = pa.ipc.IpcWriteOptions(compression=ipc_codec) if ipc_codec else pa.ipc.IpcWriteOptions()
         if ipc_codec:
             info["ipc_compression"] = ipc_codec
@@ -142,8 +137,6 @@ class ArrowFormat(Format):
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
         into = ctx.into
-        if into is not None and into not in self.intos:
-            raise ValidationError(f"Invalid into {into!r} for an arrow frame. Valid options are: {', '.join(self.intos)}.")
         validate = ctx.options.get("validate", "basic")
         if validate not in ("basic", "full"):
             raise ValidationError(f"Invalid validate {validate!r}. Valid options are: basic, full.")

@@ -6,45 +6,58 @@ used (0 for an empty binary). BEAM reads both as ordinary binaries; Python
 reads them back as ``str`` and ``bytes``. Frames written by BEAM carry
 ``"binaries" => "beam"``, where binaries decode as ``bytes`` unless the caller
 asks for ``options={"binaries": "str"}``.
+
+Small terms are the most common frames there are (a worker call, a message
+between processes), so this format also writes whole plain frames in one step
+(:meth:`EtfFormat.dumps_plain`), from the frame layer's own pieces: the same
+bytes and the same decision record as the general path.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from .. import _etf
-from .._limits import get_limits
+from .. import _etf, _structs, frame
 from .._errors import ValidationError
+from .._limits import Limits, get_limits
+from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from ._base import DecodeContext, EncodeContext, Format, Payload
-
-@functools.lru_cache(maxsize=4)
-def _default_options(limits: Any) -> _etf.Options:
-    return _etf.Options(limits=limits)
-
-
-@functools.lru_cache(maxsize=64)
-def _decode_options(limits: Any, items: tuple) -> _etf.Options:
-    return _etf.Options(limits=limits, **dict(items))
-
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
 # Binaries at least this large decode as views into the frame unless copy=True.
 VIEW_MIN = 64 << 10
 ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
+_TYPE = {"binaries": "tagged"}
+_BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
+
 
 class EtfFormat(Format):
     id = 4
     name = "etf"
     intos = ()
+    auto_priority = 50
+    fallback = "pickle"  # a part ETF cannot map: the decision says which
+
+    def __init__(self) -> None:
+        self._encode_options: tuple[Limits | None, _etf.Options | None] = (None, None)
+        self._decode_options: dict[tuple, _etf.Options] = {}
+        self._decode_limits: Limits | None = None
 
     def can_encode(self, obj: Any) -> bool:
         return True  # attempted; unsupported types raise MappingError
 
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        t = type(obj)
+        if isinstance(obj, (dict, list, tuple)) or isinstance(obj, _BEAM_TYPES):
+            return f"{t.__name__} of BEAM-representable values", None
+        if t is not frozenset and _structs.has_mapping(obj):  # a frozenset would come back a set
+            return f"{t.__name__} maps to an Elixir struct", None
+        return None
+
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
-        opts = _etf.Options(**kwargs) if kwargs else _default_options(get_limits())
+        opts = _etf.Options(**kwargs) if kwargs else self._default_options()
         data = _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY)
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
@@ -53,29 +66,67 @@ class EtfFormat(Format):
         p.add(data)
         return p
 
+    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+        """A whole plain frame (default options, no compression or user metadata) and its payload size, or None.
+
+        None means the general path must take the value (it raises, or falls
+        back, with its own message). ``kind`` is
+        :func:`tether.frame.checksum.requested`'s answer.
+        """
+        try:
+            data = _etf.encode(obj, self._default_options(), bytes_tag=_etf.BIT_BINARY)
+        except Exception:
+            return None
+        kind = frame.checksum.kind_for(kind, len(data), transport, False)
+        return frame.plain(self, _TYPE, data, kind, type_key="tagged"), len(data)
+
+    def _default_options(self) -> _etf.Options:
+        limits = get_limits()
+        if self._encode_options[0] is not limits:
+            self._encode_options = (limits, _etf.Options(limits=limits))
+        return self._encode_options[1]  # type: ignore[return-value]
+
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
-        if ctx.into is not None:
-            raise ValidationError(f"Invalid into {ctx.into!r} for an etf frame: etf frames have one Python form.")
+        return _etf.decode(payload, self.decode_options(type_info, ctx))
+
+    def decode_options(self, type_info: dict[str, Any], ctx: DecodeContext) -> _etf.Options:
+        """The decoder options for a frame's type information and a ``loads`` call (cached)."""
+        if self._decode_limits is not ctx.limits:  # by identity: hashing Limits costs more than small decodes
+            self._decode_options.clear()
+            self._decode_limits = ctx.limits
         mode = type_info.get("binaries", "beam")
-        # Python wrote lists of small ints as lists: no charlist warning for them.
-        kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes", "warn_charlists": mode != "tagged"}
-        if "none_atom" in type_info:
-            kwargs["none_atom"] = type_info["none_atom"]
-        if not ctx.copy:
-            kwargs["views"] = VIEW_MIN  # large binaries: read-only views into the frame
-        for key in DECODE_OPTIONS:
-            if key in ctx.options:
-                kwargs[key] = ctx.options[key]
-        return _etf.decode(payload, decode_options(ctx.limits, kwargs))
+        none_atom = type_info.get("none_atom", "nil")
+        options = ctx.options
+        try:
+            key = (mode, none_atom, ctx.copy, tuple(options.items()) if options else ())
+            cached = self._decode_options.get(key)
+        except TypeError:
+            key = cached = None
+        if cached is None:
+            cached = _options(ctx.limits, mode, none_atom, ctx.copy, options)
+            if key is not None:
+                if len(self._decode_options) > 64:
+                    self._decode_options.clear()
+                self._decode_options[key] = cached
+        return cached
 
 
-def decode_options(limits: Any, kwargs: dict[str, Any]) -> _etf.Options:
-    """The (cached) decoder options for ``kwargs``; unhashable values are invalid options."""
+def _options(limits: Limits, mode: Any, none_atom: Any, copy: bool, options: dict[str, Any]) -> _etf.Options:
+    # Python wrote lists of small ints as lists: no charlist warning for them.
+    kwargs: dict[str, Any] = {"binaries": "tagged" if mode == "tagged" else "bytes", "warn_charlists": mode != "tagged"}
+    if none_atom != "nil":
+        kwargs["none_atom"] = none_atom
+    if not copy:
+        kwargs["views"] = VIEW_MIN  # large binaries: read-only views into the frame
+    for key in DECODE_OPTIONS:
+        if key in options:
+            kwargs[key] = options[key]
     try:
-        return _decode_options(limits, tuple(sorted(kwargs.items())))
+        hash(tuple(kwargs.values()))
     except TypeError:
         bad = {k: v for k, v in kwargs.items() if not isinstance(v, (str, int, type(None)))}
         raise ValidationError(f"Invalid etf decode options {bad!r}: option values are str, int or None.") from None
+    return _etf.Options(limits=limits, **kwargs)
 
 
 FORMAT = EtfFormat()

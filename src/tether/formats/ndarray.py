@@ -18,7 +18,8 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from .._errors import DecodeError, ValidationError
-from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+from .._buffers import Segment
+from ._base import DecodeContext, EncodeContext, Format, Payload
 
 _NX_KIND = {"f": "f", "i": "s", "u": "u", "c": "c", "b": "u"}
 
@@ -52,9 +53,28 @@ class NdarrayFormat(Format):
     id = 3
     name = "ndarray"
     intos = ("numpy", "bytes")
+    auto_priority = 30
 
     def can_encode(self, obj: Any) -> bool:
         return (type(obj) is np.ndarray or isinstance(obj, np.generic)) and not np.asarray(obj).dtype.hasobject
+
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        if type(obj) is np.ndarray or isinstance(obj, np.generic):
+            arr = np.asarray(obj)
+            if not arr.dtype.hasobject:  # object elements are Python objects: pickle takes them
+                return f"numpy {arr.dtype} array of shape {arr.shape}", arr.nbytes
+        return None
+
+    def element_size(self, type_info: dict[str, Any]) -> int:
+        """Plain numeric elements of 2 to 16 bytes shuffle well; anything else is left alone."""
+        descr = type_info.get("dtype")
+        try:
+            dtype = np.dtype(descr) if isinstance(descr, str) else None
+        except TypeError:
+            return 0
+        if dtype is None or dtype.kind not in "iufcmM" or dtype.itemsize not in (2, 4, 8, 16):
+            return 0
+        return dtype.itemsize
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         scalar = isinstance(obj, np.generic)
@@ -100,8 +120,6 @@ class NdarrayFormat(Format):
             )
         if ctx.into == "bytes":
             return bytes(payload)
-        if ctx.into not in (None, "numpy"):
-            raise ValidationError(f"Invalid into {ctx.into!r} for an ndarray frame. Valid options are: {', '.join(self.intos)}.")
         if dtype.itemsize == 0 or count == 0:
             arr = np.zeros(shape, dtype=dtype, order=order)
         else:

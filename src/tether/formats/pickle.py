@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from .._errors import DecodeError, UntrustedPickleError
+from .._errors import DecodeError, EncodeError, UntrustedPickleError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Buffers smaller than this stay in-band: out-of-band bookkeeping costs more.
@@ -27,9 +27,14 @@ def _pad(n: int) -> int:
 class PickleFormat(Format):
     id = 6
     name = "pickle"
+    auto_priority = 1000  # last: whatever no other format claims
 
     def can_encode(self, obj: Any) -> bool:
         return True
+
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        t = type(obj)
+        return f"{t.__module__}.{t.__qualname__} has no BEAM mapping", None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         buffers: list[memoryview] = []
@@ -44,8 +49,6 @@ class PickleFormat(Format):
         try:
             data = pickle.dumps(obj, protocol=5, buffer_callback=callback)
         except Exception as exc:
-            from .._errors import EncodeError
-
             raise EncodeError(f"pickle cannot encode {type(obj).__qualname__}: {exc}") from exc
         table = []
         p = Payload({"pickle_len": len(data), "buffers": table})

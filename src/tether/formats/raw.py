@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._errors import DecodeError, ValidationError
+from .._errors import DecodeError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Up to this size a payload comes back as bytes; larger ones as read-only views.
@@ -15,9 +15,16 @@ class RawFormat(Format):
     id = 1
     name = "raw"
     intos = ("bytes", "memoryview", "numpy")
+    auto_priority = 10
 
     def can_encode(self, obj: Any) -> bool:
         return isinstance(obj, (bytes, bytearray, memoryview))
+
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        t = type(obj)
+        if t is bytes or t is bytearray or t is memoryview:
+            return f"{t.__name__} is written as is", memoryview(obj).nbytes
+        return None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kind = "bytes" if isinstance(obj, bytes) else "bytearray" if isinstance(obj, bytearray) else "memoryview"
@@ -44,8 +51,6 @@ class RawFormat(Format):
             return bytes(payload)
         if into == "memoryview":
             return memoryview(bytes(payload)) if ctx.copy else payload
-        if into is not None:
-            raise ValidationError(f"Invalid into {into!r} for a raw frame. Valid options are: {', '.join(self.intos)}.")
         if kind == "bytearray":
             return bytearray(payload) if ctx.copy or len(payload) <= VIEW_THRESHOLD else payload
         if kind == "memoryview":

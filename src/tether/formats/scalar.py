@@ -26,9 +26,16 @@ MAX_INT_BYTES = 1 << 20
 class ScalarFormat(Format):
     id = 2
     name = "scalar"
+    auto_priority = 20
 
     def can_encode(self, obj: Any) -> bool:
         return obj is None or (type(obj) in (int, float, bool, str))
+
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        t = type(obj)
+        if obj is None or t is int or t is float or t is str or t is bool:
+            return f"{t.__name__} scalar", None  # exact types: an Atom (a str) is a BEAM term
+        return None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         if obj is None:

@@ -1,8 +1,31 @@
-"""The frame layer: the fixed header, the ETF metadata block and checksums.
+"""The frame layer: the fixed header, the metadata block, checksums, building and reading frames.
 
-See ``docs/format.md`` for the byte layout.
+Everything about a frame's bytes is owned here; formats own payloads and
+compressors own compressed streams. See ``docs/format.md`` for the layout.
 """
 
-from ._header import ALIGN, FRAME_VERSION, HEADER_SIZE, MAGIC, Header, align, unpack
+from . import _checksum as checksum
+from ._build import Encoded, Stored, build, plain
+from ._header import ALIGN, FLAG_STREAM_CHUNK, FRAME_VERSION, HEADER_SIZE, MAGIC, Header, align, unpack
+from ._read import FrameInfo, frame_name, info, read, verify_payload
 
-__all__ = ["ALIGN", "FRAME_VERSION", "HEADER_SIZE", "MAGIC", "Header", "align", "unpack"]
+__all__ = [
+    "ALIGN",
+    "FLAG_STREAM_CHUNK",
+    "FRAME_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "Encoded",
+    "FrameInfo",
+    "Header",
+    "Stored",
+    "align",
+    "build",
+    "checksum",
+    "frame_name",
+    "info",
+    "plain",
+    "read",
+    "unpack",
+    "verify_payload",
+]

@@ -1,17 +1,19 @@
-"""Checksum kinds a frame may carry for its payload.
+"""Checksum kinds a frame may carry for its payload, and the policy that picks one.
 
 Header and metadata are always covered by CRC-32 (which BEAM computes natively
-with ``erlang:crc32/1``). The payload checksum kind is chosen per frame.
+with ``erlang:crc32/1``). The payload checksum kind is chosen per frame by
+:func:`kind_for`, the one place the ``checksum="auto"`` rule is written.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Callable
+from typing import Any, Callable
 
 import xxhash
 
-from .._errors import UnsupportedFormatError
+from .._errors import UnsupportedFormatError, ValidationError
+from .._transport import LEAVING
 
 NONE = 0
 XXH3_64 = 1
@@ -23,6 +25,13 @@ IDS = {v: k for k, v in NAMES.items()}
 # Payloads at or below this size are always checksummed: the pass is cheap.
 SMALL_PAYLOAD = 1 << 20
 
+CHOICES = ("auto", True, False, "xxh3-64", "crc32", "none")
+# The choices by (type, value): checksum=1 is not checksum=True. -1 is "auto".
+_REQUESTED = {
+    (str, "auto"): -1, (bool, True): XXH3_64, (str, "xxh3-64"): XXH3_64,
+    (str, "crc32"): CRC32, (bool, False): NONE, (str, "none"): NONE,
+}
+
 
 def _crc32(data: memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
@@ -32,6 +41,39 @@ _FUNCS: dict[int, Callable[[memoryview], int]] = {
     XXH3_64: xxhash.xxh3_64_intdigest,
     CRC32: _crc32,
 }
+
+
+def requested(checksum: Any) -> int:
+    """The kind ``checksum=`` asks for (-1 for ``"auto"``); a ValidationError lists the choices."""
+    try:
+        return _REQUESTED[type(checksum), checksum]
+    except (KeyError, TypeError):
+        raise ValidationError(
+            f"Invalid checksum {checksum!r}. Valid options are: {', '.join(map(str, CHOICES))}."
+        ) from None
+
+
+def kind_for(kind: int, stored_length: int, transport: str, compressed: bool) -> int:
+    """The payload checksum kind of a frame, from :func:`requested`'s answer.
+
+    ``"auto"`` covers payloads up to :data:`SMALL_PAYLOAD` always, and larger
+    ones when the frame leaves memory or is compressed (decompression is O(n)
+    anyway, and a corrupted compressed stream must never decode silently).
+    Large frames in memory or shared memory rely on their region's commit
+    protocol, so ``loads`` stays O(1).
+
+    Examples
+    --------
+    >>> kind_for(requested("auto"), 10, "memory", False) == XXH3_64
+    True
+    >>> kind_for(requested("auto"), 1 << 30, "shm", False) == NONE
+    True
+    """
+    if kind >= 0:
+        return kind
+    if stored_length <= SMALL_PAYLOAD or compressed or transport in LEAVING:
+        return XXH3_64
+    return NONE
 
 
 def compute(kind: int, data: memoryview) -> int:

@@ -14,18 +14,46 @@ FRAME_VERSION = 1
 HEADER_SIZE = 64
 ALIGN = 64
 
+# Payload filters (header field filter_id): applied before compression.
+FILTER_NONE = 0
+FILTER_SHUFFLE = 1  # byte-shuffle, in elements of filter_size bytes
+FILTER_NAMES = {FILTER_NONE: "none", FILTER_SHUFFLE: "byte-shuffle"}
+
 # Flags: the low 16 bits must be understood by a reader; the high 16 may be ignored.
 FLAG_STREAM_CHUNK = 1 << 0
 KNOWN_REQUIRED_FLAGS = FLAG_STREAM_CHUNK
 REQUIRED_FLAG_MASK = 0xFFFF
 
-# magic, version, header size, format id, compression id, checksum kind, flags,
-# metadata length, metadata crc32, payload length, raw length, payload checksum,
-# schema version, compression level, filter id, filter element size, reserved (7 bytes)
-_LAYOUT = struct.Struct("<4sHHHBBIIIQQQHbBB7x")
+# The header, field by field (little-endian struct codes). This table is the
+# one definition of the layout in Python: the structs below are built from it,
+# and tests compare it with beam/include/tether.hrl.
+FIELDS = (
+    ("magic", "4s"),
+    ("version", "H"),
+    ("header_size", "H"),
+    ("format_id", "H"),
+    ("compression_id", "B"),
+    ("checksum_kind", "B"),
+    ("flags", "I"),
+    ("metadata_length", "I"),
+    ("metadata_crc32", "I"),
+    ("payload_length", "Q"),
+    ("raw_length", "Q"),
+    ("payload_checksum", "Q"),
+    ("schema_version", "H"),
+    ("compression_level", "b"),
+    ("filter_id", "B"),
+    ("filter_size", "B"),
+    ("reserved", "7x"),
+    ("header_crc32", "I"),
+)
+_LAYOUT = struct.Struct("<" + "".join(code for _, code in FIELDS[:-1]))
 assert _LAYOUT.size == 60
 _CRC = struct.Struct("<I")
-_FULL = struct.Struct("<4sHHHBBIIIQQQHbBB7xI")  # the layout and header_crc32
+_VERSION = struct.Struct("<HH")  # version and header size, readable from the first 8 bytes
+_FULL = struct.Struct("<" + "".join(code for _, code in FIELDS))  # the layout and header_crc32
+assert _FULL.size == HEADER_SIZE
+
 
 
 def align(n: int) -> int:
@@ -62,56 +90,38 @@ class Header(NamedTuple):
 
     def pack(self, payload_checksum: int | None = None) -> bytes:
         """The 64 header bytes; ``payload_checksum`` overrides the stored value."""
-        body = _LAYOUT.pack(
-            MAGIC,
-            self.version,
-            HEADER_SIZE,
-            self.format_id,
-            self.compression_id,
-            self.checksum_kind,
-            self.flags,
-            self.metadata_length,
-            self.metadata_crc32,
-            self.payload_length,
-            self.raw_length,
-            self.payload_checksum if payload_checksum is None else payload_checksum,
-            self.schema_version,
-            self.compression_level,
-            self.filter_id,
-            self.filter_size,
-        )
-        return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
+        (fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, version, filt, fsize) = self
+        if payload_checksum is not None:
+            pck = payload_checksum
+        return pack(fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize, version)
+
+
+def pack(
+    format_id: int, compression_id: int, checksum_kind: int, flags: int, metadata_length: int, metadata_crc32: int,
+    payload_length: int, raw_length: int, payload_checksum: int, schema_version: int, compression_level: int = 0,
+    filter_id: int = FILTER_NONE, filter_size: int = 0, version: int = FRAME_VERSION,
+) -> bytes:
+    """The 64 header bytes for these field values, header CRC-32 included (see :data:`FIELDS`)."""
+    body = _LAYOUT.pack(
+        MAGIC, version, HEADER_SIZE, format_id, compression_id, checksum_kind, flags, metadata_length,
+        metadata_crc32, payload_length, raw_length, payload_checksum, schema_version, compression_level,
+        filter_id, filter_size,
+    )
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+_new_header = tuple.__new__  # Header(*fields) without the keyword-handling constructor
 
 
 def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
     """Read and verify the header at ``buf[offset:]``; check every length against ``buf`` and limits."""
-    avail = len(buf) - offset
-    if avail < 4 or bytes(buf[offset : offset + 4]) != MAGIC:
-        if avail >= 4:
-            raise DecodeError(
-                f"Not a tether frame: magic is {bytes(buf[offset:offset + 4])!r}, expected {MAGIC!r}. "
-                "Pass the bytes tether.dumps or Tether.encode produced."
-            )
-        raise TruncatedError(f"Not a tether frame: {avail} bytes, a header needs {HEADER_SIZE}.")
-    if avail >= HEADER_SIZE:
-        # One unpack of the whole header; the version checks below come first
-        # only for the messages they give.
-        (_, version, header_size, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize,
-         stored) = _FULL.unpack_from(buf, offset)
-    elif avail < 8:
-        raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
-    else:
-        version, header_size = struct.unpack_from("<HH", buf, offset + 4)
-    if version != FRAME_VERSION:
-        raise UnsupportedVersionError(
-            f"Frame version {version} is not supported: this tether reads frame version "
-            f"{FRAME_VERSION}. Upgrade tether to a release that reads frame version {version}."
-        )
-    if header_size != HEADER_SIZE:
-        raise DecodeError(f"Frame header size is {header_size}, frame version 1 requires {HEADER_SIZE}.")
-    if avail < HEADER_SIZE:
-        raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
-    computed = zlib.crc32(buf[offset : offset + 60])
+    if len(buf) - offset < HEADER_SIZE:
+        _refuse(buf, offset)
+    (magic, version, header_size, fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, filt, fsize,
+     stored) = _FULL.unpack_from(buf, offset)
+    if magic != MAGIC or version != FRAME_VERSION or header_size != HEADER_SIZE:
+        _refuse(buf, offset)
+    computed = zlib.crc32(buf[offset : offset + _LAYOUT.size])
     if stored != computed:
         raise ChecksumError(
             f"Frame header checksum mismatch: stored crc32 {stored:#010x}, computed {computed:#010x}. "
@@ -129,16 +139,12 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
             f"Frame metadata declares {mlen} bytes, over the limit of {limits.max_metadata_size} "
             "(Limits.max_metadata_size)."
         )
-    if filt not in (0, 1) or (filt == 0 and fsize) or (filt == 1 and (comp == 0 or fsize < 2 or rlen % fsize)):
-        raise UnsupportedVersionError(
-            f"Frame uses payload filter {filt} (element size {fsize}), which this tether does not read; "
-            "upgrade tether."
-        )
-    header = Header(fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, FRAME_VERSION, filt, fsize)
-    if header.frame_size > limits.max_frame_size:
+    if filt != FILTER_NONE or fsize:
+        _check_filter(comp, filt, fsize, rlen)
+    size = ((HEADER_SIZE + mlen + ALIGN - 1) & ~(ALIGN - 1)) + plen
+    if size > limits.max_frame_size:
         raise LimitError(
-            f"Frame declares {header.frame_size} bytes, over the limit of {limits.max_frame_size} "
-            "(Limits.max_frame_size)."
+            f"Frame declares {size} bytes, over the limit of {limits.max_frame_size} (Limits.max_frame_size)."
         )
     if comp == 0 and rlen != plen:
         raise DecodeError(f"Uncompressed frame declares raw length {rlen} != payload length {plen}.")
@@ -147,4 +153,37 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
             f"Frame declares {rlen} uncompressed bytes, over the limit of {limits.max_uncompressed_size} "
             "(Limits.max_uncompressed_size)."
         )
-    return header
+    return _new_header(Header, (fmt, comp, ck, flags, mlen, mcrc, plen, rlen, pck, schema, level, version, filt, fsize))
+
+
+def _refuse(buf: memoryview, offset: int) -> None:
+    """Raise the error for a header that is short, not tether's, or of another version (most useful first)."""
+    avail = len(buf) - offset
+    if avail < 4 or bytes(buf[offset : offset + 4]) != MAGIC:
+        if avail >= 4:
+            raise DecodeError(
+                f"Not a tether frame: magic is {bytes(buf[offset:offset + 4])!r}, expected {MAGIC!r}. "
+                "Pass the bytes tether.dumps or Tether.encode produced."
+            )
+        raise TruncatedError(f"Not a tether frame: {avail} bytes, a header needs {HEADER_SIZE}.")
+    if avail < 8:
+        raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
+    version, header_size = _VERSION.unpack_from(buf, offset + 4)
+    if version != FRAME_VERSION:
+        raise UnsupportedVersionError(
+            f"Frame version {version} is not supported: this tether reads frame version "
+            f"{FRAME_VERSION}. Upgrade tether to a release that reads frame version {version}."
+        )
+    if header_size != HEADER_SIZE:
+        raise DecodeError(f"Frame header size is {header_size}, frame version 1 requires {HEADER_SIZE}.")
+    raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
+
+
+def _check_filter(comp: int, filt: int, fsize: int, rlen: int) -> None:
+    if filt not in FILTER_NAMES or (filt == FILTER_NONE and fsize) or (
+        filt == FILTER_SHUFFLE and (comp == 0 or fsize < 2 or rlen % fsize)
+    ):
+        raise UnsupportedVersionError(
+            f"Frame uses payload filter {filt} (element size {fsize}), which this tether does not read; "
+            "upgrade tether."
+        )

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .._errors import TetherError, ValidationError
+from .._errors import RegionError, TetherError, ValidationError
 
 SHM_DIR = "/dev/shm"
 PREFIX = "tether-"
@@ -47,13 +47,24 @@ SLOTS = (HEADER_SIZE - 64) // SLOT_SIZE
 FRAME_ALIGN = 4096
 PAGE = mmap.PAGESIZE
 
-_HEAD = struct.Struct("<8sIIQQQQQII")
-_SLOT = struct.Struct("<QQQQ")
-assert _HEAD.size == 64
-
-
-class RegionError(TetherError):
-    """A shared-memory region is missing, too small, malformed, or in the wrong state."""
+# The region header and a slot, field by field: the one definition of the
+# layout in Python (tests compare it with beam/include/tether.hrl).
+HEADER_FIELDS = (
+    ("magic", "8s"),
+    ("version", "I"),
+    ("header_size", "I"),
+    ("generation", "Q"),
+    ("owner_pid", "Q"),
+    ("owner_start", "Q"),
+    ("capacity", "Q"),
+    ("cursor", "Q"),
+    ("slot_count", "I"),
+    ("latest", "I"),
+)
+SLOT_FIELDS = (("offset", "Q"), ("length", "Q"), ("seq", "Q"), ("reserved", "Q"))
+_HEAD = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
+_SLOT = struct.Struct("<" + "".join(code for _, code in SLOT_FIELDS))
+assert _HEAD.size == 64 and _SLOT.size == SLOT_SIZE
 
 
 @dataclass(frozen=True, slots=True)

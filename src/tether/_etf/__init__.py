@@ -1,0 +1,120 @@
+"""tether's Erlang External Term Format codec: iterative, complete, bounded.
+
+The package, by job:
+
+* ``tags``: every ETF tag by its OTP name, once.
+* ``options``: ``Options``, validated once and shared by every codec.
+* ``decoder`` / ``encoder``: the reference codec in Python, which owns every
+  tag, every typed error and its path.
+* ``native``: glue to the C fast path (``tether._speedups``), which takes
+  the bulk-data tags and falls back to Python for anything else; the two are
+  tested against each other and against a real ``erl``.
+* ``columns``: a list of maps decoded column by column, for Arrow.
+
+This module holds the entry points the rest of tether calls.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from .._errors import DecodeError, TruncatedError
+from .._structs import convert as struct_convert
+from . import decoder, encoder, native
+from .columns import Columns, decode_columns, decode_typed_columns, uncompressed
+from .decoder import inflate, readonly_view
+from .native import c as _c, options as _native_options
+from .options import ATOM_MODES, BINARY_MODES, CHARLIST_MODES, NAN_MODES, Options
+from .tags import BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, DIST_FRAG_HEADER, DIST_HEADER, DIST_HEADER_H, VERSION_MAGIC
+
+__all__ = [
+    "ATOM_MODES", "BINARY", "BINARY_MODES", "BIT_BINARY", "CHARLIST_MODES", "COMPRESSED", "Columns", "NAN_MODES",
+    "Options", "VERSION", "decode", "decode_columns", "decode_term", "decode_typed_columns", "encode",
+    "uncompressed",
+]
+
+VERSION = VERSION_MAGIC
+BINARY = BINARY_EXT
+BIT_BINARY = BIT_BINARY_EXT
+# Distribution headers that can follow the version byte; DIST_FRAG_CONT is not
+# here, as its 70 is also NEW_FLOAT_EXT, a valid term.
+_DIST_HEADERS = (DIST_HEADER, DIST_FRAG_HEADER, DIST_HEADER_H)
+
+
+def decode(data: Any, opts: Options | None = None) -> Any:
+    """Decode one complete ETF value (starting with byte 131)."""
+    opts = opts or Options()
+    # The C decoder reads any buffer in place; only the Python fallback needs bytes.
+    buf = data
+    if not isinstance(data, bytes):
+        buf = memoryview(data)
+        if buf.format != "B" or buf.ndim != 1:
+            buf = buf.cast("B")
+    if not len(buf):
+        raise TruncatedError(f"Empty input: an ETF value starts with byte {VERSION_MAGIC}.")
+    if buf[0] != VERSION_MAGIC:
+        raise DecodeError(
+            f"Not an ETF value: first byte is {buf[0]}, expected {VERSION_MAGIC} (as written by term_to_binary)."
+        )
+    if len(buf) < 2:
+        raise TruncatedError("ETF value ends after the version byte.")
+    tag = buf[1]
+    if tag == COMPRESSED:
+        buf = inflate(buf, 2, opts.limits)
+        value, pos = decode_term(buf, 0, opts)
+    elif tag in _DIST_HEADERS:
+        raise DecodeError(
+            "This is a distribution header (tag %d), not a term: strip the distribution "
+            "protocol framing and pass the term that follows it." % tag
+        )
+    else:
+        value, pos = decode_term(buf, 1, opts)
+    end = len(buf)
+    if pos != end:
+        raise DecodeError(
+            f"{end - pos} trailing bytes after the ETF value at offset {pos}: "
+            "pass exactly one term_to_binary result."
+        )
+    return value
+
+
+def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
+    """Decode the term whose tag is at ``buf[pos]``; return it and the end offset.
+
+    The C fast path runs first; on anything it does not handle (rare tags,
+    malformed input, limits) the Python decoder takes the whole term, so
+    errors always carry the Python decoder's path and message.
+    """
+    if _c is not None:
+        try:
+            return _c.decode(
+                buf, pos, opts.native or _native_options(opts), readonly_view(buf) if opts.views else None
+            )
+        except _c.Fallback:
+            pass
+    try:
+        return decoder.decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf)
+    except (IndexError, struct.error) as exc:  # pragma: no cover - every read is bounds-checked
+        raise TruncatedError(f"ETF input ends early: {exc}.") from exc
+
+
+def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EXT, convert: Any = None) -> bytes:
+    """Encode ``term`` as one ETF value starting with byte 131.
+
+    ``bytes_tag`` selects how ``bytes`` are written (BIT_BINARY marks them in
+    tether's tagged mode); ``convert`` maps otherwise unknown objects to terms.
+    """
+    opts = opts or Options()
+    if _c is not None and opts.nan == "error":
+        # Lists mutated while encoding are the caller's bug; the C path reads
+        # containers in place, and anything it does not know goes to Python.
+        try:
+            return _c.encode(term, opts.native or _native_options(opts), bytes_tag == BIT_BINARY_EXT)
+        except _c.Fallback:
+            pass
+    if convert is None and opts.structs:
+        convert = struct_convert
+    out = bytearray((VERSION_MAGIC,))
+    encoder.encode_into(out, term, opts, bytes_tag, convert)
+    return bytes(out)

@@ -1,0 +1,636 @@
+"""The reference ETF decoder, in Python: complete, bounded, iterative.
+
+BEAM legitimately sends lists nested a million deep, so the decoder never
+recurses: ``decode_term`` keeps an explicit stack of open containers and a
+depth limit instead of the C stack. Each tag has one small handler, found in
+``HANDLERS`` by the tag byte. A handler reads its term at ``pos`` (just past
+the tag) and returns ``(value, end)``, or opens a container on the stack and
+returns ``(OPENED, end)``; the loop in ``decode_term`` hands every finished
+value to the innermost open container.
+
+Errors carry the path of the value at fault (``$.rows[3].price``) and the
+offset, so every read is bounds-checked before it happens.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+import zlib
+from typing import Any, Callable
+
+from .._errors import DecodeError, LimitError, LossyConversionWarning, TruncatedError
+from .._limits import Limits
+from .._structs import to_python as struct_to_python
+from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+from .options import Options
+from .tags import (
+    ATOM_CACHE_REF, ATOM_EXT, ATOM_UTF8_EXT, BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, EXPORT_EXT, FLOAT_EXT,
+    FUN_EXT, INTEGER_EXT, LARGE_BIG_EXT, LARGE_TUPLE_EXT, LIST_EXT, LOCAL_EXT, MAP_EXT, NEW_FLOAT_EXT,
+    NEW_FUN_EXT, NEW_PID_EXT, NEW_PORT_EXT, NEW_REFERENCE_EXT, NEWER_REFERENCE_EXT, NIL_EXT, PID_EXT, PORT_EXT,
+    REFERENCE_EXT, SMALL_ATOM_EXT, SMALL_ATOM_UTF8_EXT, SMALL_BIG_EXT, SMALL_INTEGER_EXT, SMALL_TUPLE_EXT,
+    STRING_EXT, V4_PORT_EXT,
+)
+
+_u32 = struct.Struct(">I").unpack_from
+_i32 = struct.Struct(">i").unpack_from
+_f64 = struct.Struct(">d").unpack_from
+_u32_pair = struct.Struct(">II").unpack_from
+
+# Open containers on the stack: [kind, items, terms left, ...].
+K_LIST, K_TAIL, K_TUPLE, K_MAP = 0, 1, 2, 3
+NOKEY = object()  # a map frame waiting for its next key
+OPENED = object()  # a handler's value when it opened a container
+
+# Width in bytes of the fields that differ between the versions of a tag.
+_PID_CREATION = {NEW_PID_EXT: 4, PID_EXT: 1}
+_PORT_ID = {V4_PORT_EXT: 8, NEW_PORT_EXT: 4, PORT_EXT: 4}
+_PORT_CREATION = {V4_PORT_EXT: 4, NEW_PORT_EXT: 4, PORT_EXT: 1}
+_REF_CREATION = {NEWER_REFERENCE_EXT: 4, NEW_REFERENCE_EXT: 1}
+_REF_MAX_IDS = 5
+
+
+class Reader:
+    """One call's input, options and open containers, shared by the tag handlers."""
+
+    __slots__ = (
+        "buf", "end", "stack", "atoms", "textlike", "base", "views", "max_depth", "max_atoms", "atoms_as_str",
+        "binaries", "chars_str", "warn_chars", "none_atom", "structs",
+    )
+
+    def __init__(self, buf: bytes, opts: Options, source: Any) -> None:
+        self.buf = buf
+        self.end = len(buf)
+        self.stack: list[list] = []
+        self.atoms: dict[bytes, Any] = {}
+        self.textlike: list[str] = []  # paths of charlists that look like text, for one warning
+        self.views = opts.views
+        self.base = readonly_view(source if source is not None else buf) if opts.views else None
+        self.max_depth = opts.limits.max_depth
+        self.max_atoms = opts.limits.max_atoms
+        self.atoms_as_str = opts.atoms == "str"
+        self.binaries = opts.binaries
+        self.chars_str = opts.charlists == "str"
+        self.warn_chars = opts.warn_charlists
+        self.none_atom = opts.none_atom
+        self.structs = opts.structs
+
+    def fail(self, msg: str, pos: int, cls: type = DecodeError) -> DecodeError:
+        """The error for ``msg`` at ``pos``, with the path of the value being decoded."""
+        return cls(f"{msg} at {path(self.stack)} (offset {pos}).")
+
+    def need(self, pos: int, n: int) -> None:
+        if pos + n > self.end:
+            raise self.fail(f"ETF input ends early: {n} bytes needed, {self.end - pos} left", pos, TruncatedError)
+
+    def open(self, frame: list, pos: int) -> tuple[Any, int]:
+        if len(self.stack) >= self.max_depth:
+            raise self.fail(f"Nesting deeper than {self.max_depth} (Limits.max_depth)", pos, LimitError)
+        self.stack.append(frame)
+        return OPENED, pos
+
+
+def readonly_view(buf: Any) -> memoryview:
+    view = memoryview(buf)
+    return view if view.readonly else view.toreadonly()
+
+
+def path(stack: list) -> str:
+    """Render the decoder stack as a JSON-path-like location, e.g. ``$[3].price``."""
+    out = ["$"]
+    for frame in stack:
+        kind = frame[0]
+        if kind in (K_LIST, K_TUPLE):
+            out.append(f"[{len(frame[1])}]")
+        elif kind == K_TAIL:
+            out.append(".<tail>")
+        elif kind == K_MAP:
+            key = frame[3]
+            if key is NOKEY:
+                out.append(f".<key {len(frame[1])}>")
+            else:
+                out.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
+    return "".join(out)
+
+
+def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tuple[Any, int]:
+    """Decode the term whose tag is at ``buf[pos]``; return it and the offset after it.
+
+    ``source`` is the caller's buffer when ``buf`` is a copy of it: large
+    binaries become views of ``source`` when ``opts.views`` asks for them.
+    """
+    r = Reader(buf, opts, source)
+    stack = r.stack
+    end = r.end
+    handlers = HANDLERS
+    while True:
+        if pos >= end:
+            raise r.fail("ETF input ends before a term", pos, TruncatedError)
+        value, pos = handlers[buf[pos]](r, buf, pos + 1)
+        if value is OPENED:
+            continue
+        # A value is complete: hand it to the innermost open container, and
+        # close every container that this completes.
+        while stack:
+            top = stack[-1]
+            kind = top[0]
+            if kind == K_LIST:
+                top[1].append(value)
+                top[2] -= 1
+                if top[2]:
+                    break
+                if pos < end and buf[pos] == NIL_EXT:
+                    pos += 1
+                    stack.pop()
+                    value = top[1]
+                    continue
+                top[0] = K_TAIL  # a non-NIL tail follows the elements
+                break
+            if kind == K_MAP:
+                key = top[3]
+                if key is NOKEY:
+                    top[3] = value
+                else:
+                    try:
+                        top[1][key] = value
+                    except TypeError:
+                        top[1][freeze(key)] = value
+                    top[3] = NOKEY
+                top[2] -= 1
+                if top[2]:
+                    break
+                stack.pop()
+                value = close_map(r, top, pos)
+                continue
+            if kind == K_TUPLE:
+                top[1].append(value)
+                top[2] -= 1
+                if top[2]:
+                    break
+                stack.pop()
+                value = tuple(top[1])
+                continue
+            stack.pop()  # K_TAIL: value is the tail of a list whose elements are done
+            value = join_tail(r, top, value, pos)
+        else:
+            if r.textlike:
+                warn_charlists(r.textlike)
+            return value, pos
+
+
+def close_map(r: Reader, frame: list, pos: int) -> Any:
+    """The finished map of ``frame``: checked for colliding keys, and made a struct when it is one."""
+    value = frame[1]
+    if len(value) != frame[4]:
+        raise r.fail(
+            f"Map declares {frame[4]} pairs but keys collide in Python ({len(value)} distinct): "
+            "duplicate keys, or keys such as 1, 1.0 and true that Python treats as equal",
+            pos,
+        )
+    if r.structs and "__struct__" in value:
+        try:
+            return struct_to_python(value)
+        except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
+            raise r.fail(f"Struct {value.get('__struct__')} does not convert: {exc}", pos) from exc
+    return value
+
+
+def join_tail(r: Reader, frame: list, tail: Any, pos: int) -> Any:
+    """The list whose elements are in ``frame``, ended by ``tail`` instead of NIL."""
+    value = improper(frame[1], tail)
+    if value is None:
+        raise r.fail("List with no elements and a non-list tail", pos)
+    return value
+
+
+def improper(items: list, tail: Any) -> Any:
+    """Join list items and a non-NIL tail as binary_to_term does; None for no items and a non-list tail."""
+    if isinstance(tail, list):
+        items.extend(tail)
+        return items
+    if isinstance(tail, ImproperList):
+        return ImproperList(items + tail.items, tail.tail)
+    return ImproperList(items, tail) if items else None
+
+
+# ---------------------------------------------------------------- scalars
+
+
+def _small_integer(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    if pos >= r.end:
+        raise r.fail("ETF input ends inside an integer", pos, TruncatedError)
+    return buf[pos], pos + 1
+
+
+def _integer(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 4)
+    return _i32(buf, pos)[0], pos + 4
+
+
+def _new_float(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 8)
+    (value,) = _f64(buf, pos)
+    if not math.isfinite(value):
+        raise r.fail("Non-finite float; Erlang floats are always finite", pos + 8)
+    return value, pos + 8
+
+
+def _float(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 31)
+    text = buf[pos : pos + 31].split(b"\x00", 1)[0]
+    pos += 31
+    try:
+        value = float(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise r.fail(f"Invalid FLOAT_EXT text {text!r}", pos) from exc
+    if not math.isfinite(value):
+        raise r.fail("Non-finite float; Erlang floats are always finite", pos)
+    return value, pos
+
+
+def _big(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    if buf[pos - 1] == SMALL_BIG_EXT:
+        r.need(pos, 2)
+        n = buf[pos]
+        pos += 1
+    else:
+        r.need(pos, 5)
+        (n,) = _u32(buf, pos)
+        pos += 4
+    sign = buf[pos]
+    pos += 1
+    end = pos + n
+    if end > r.end:
+        raise r.fail(f"Big integer declares {n} bytes but {r.end - pos} remain", pos, TruncatedError)
+    if sign > 1:
+        raise r.fail(f"Big integer sign byte is {sign}, expected 0 or 1", pos)
+    value = int.from_bytes(buf[pos:end], "little")
+    return (-value if sign else value), end
+
+
+# ---------------------------------------------------------------- atoms
+
+
+def atom_at(r: Reader, buf: bytes, p: int, tag: int, at: int) -> tuple[Any, int]:
+    """The atom with tag ``tag`` whose length starts at ``p``; errors report offset ``at``."""
+    if tag == SMALL_ATOM_UTF8_EXT or tag == SMALL_ATOM_EXT:
+        if p >= r.end:
+            raise r.fail("ETF input ends inside an atom", at, TruncatedError)
+        n = buf[p]
+        p += 1
+    elif tag == ATOM_UTF8_EXT or tag == ATOM_EXT:
+        if p + 2 > r.end:
+            raise r.fail("ETF input ends inside an atom", at, TruncatedError)
+        n = (buf[p] << 8) | buf[p + 1]
+        p += 2
+    else:
+        raise r.fail(f"Expected an atom, found tag {tag}", at)
+    end = p + n
+    if end > r.end:
+        raise r.fail("ETF input ends inside an atom", at, TruncatedError)
+    raw = buf[p:end]
+    # The same bytes name different atoms in Latin-1 and in UTF-8: Latin-1 keys are marked.
+    key = raw if tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_UTF8_EXT else b"\x00" + raw
+    value = r.atoms.get(key)
+    if value is None:
+        value = _new_atom(r, key, raw, at)
+    return value, end
+
+
+def _new_atom(r: Reader, key: bytes, raw: bytes, at: int) -> Any:
+    try:
+        name = raw.decode("utf-8") if key is raw else raw.decode("latin-1")
+    except UnicodeDecodeError as exc:
+        raise r.fail(f"Atom is not valid UTF-8 ({exc.reason})", at) from exc
+    if len(name) > 255:
+        raise r.fail(f"Atom of {len(name)} characters; Erlang allows at most 255", at)
+    if name == "true":
+        value: Any = True
+    elif name == "false":
+        value = False
+    elif r.none_atom is not None and name == r.none_atom:
+        value = None
+    else:
+        value = name if r.atoms_as_str else Atom(name)
+    if len(r.atoms) >= r.max_atoms:
+        raise r.fail(f"More than {r.max_atoms} distinct atoms (Limits.max_atoms)", at, LimitError)
+    r.atoms[key] = value
+    return value
+
+
+def _atom(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    return atom_at(r, buf, pos, buf[pos - 1], pos)
+
+
+def node_at(r: Reader, buf: bytes, p: int, at: int) -> tuple[Any, int]:
+    """The node name (an atom, always an Atom) at ``p``; errors report offset ``at``."""
+    if p >= r.end:
+        raise r.fail("ETF input ends before a node name", at, TruncatedError)
+    node, p = atom_at(r, buf, p + 1, buf[p], at)
+    if not isinstance(node, str) or node is None:
+        node = Atom("true" if node is True else "false" if node is False else str(r.none_atom))
+    return node, p
+
+
+# ---------------------------------------------------------------- binaries and charlists
+
+
+def _binary(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    tag = buf[pos - 1]
+    if tag == BINARY_EXT:
+        r.need(pos, 4)
+        (n,) = _u32(buf, pos)
+        pos += 4
+        bits = 8
+    else:
+        r.need(pos, 5)
+        (n,) = _u32(buf, pos)
+        bits = buf[pos + 4]
+        pos += 5
+        if (n == 0 and bits != 0) or (n and not 1 <= bits <= 8):
+            raise r.fail(f"Invalid bit binary: {bits} bits in the last of {n} bytes", pos)
+        if n == 0:
+            bits = 8
+    end = pos + n
+    if end > r.end:
+        raise r.fail(f"Binary declares {n} bytes but {r.end - pos} remain", pos, TruncatedError)
+    binaries = r.binaries
+    if bits != 8:
+        return BitBinary(buf[pos:end], bits), end
+    if binaries == "bytes" or (tag == BIT_BINARY_EXT and binaries == "tagged"):
+        if r.views and n >= r.views:
+            return r.base[pos:end], end  # a large binary: a view of the input, no copy
+        return buf[pos:end], end
+    if binaries == "tagged":
+        raw = buf[pos:end]
+        try:
+            return raw.decode("utf-8"), end
+        except UnicodeDecodeError:
+            return raw, end
+    try:
+        return buf[pos:end].decode("utf-8"), end
+    except UnicodeDecodeError as exc:
+        raise r.fail(f"Binary is not valid UTF-8 ({exc.reason}); decode with binaries='bytes'", pos) from exc
+
+
+def _string(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 2)
+    n = (buf[pos] << 8) | buf[pos + 1]
+    pos += 2
+    end = pos + n
+    if end > r.end:
+        raise r.fail(f"String declares {n} bytes but {r.end - pos} remain", pos, TruncatedError)
+    raw = buf[pos:end]
+    if r.chars_str:
+        return raw.decode("latin-1"), end
+    if r.warn_chars and n >= 2 and raw.isascii() and raw.decode("ascii").isprintable():
+        r.textlike.append(f"{path(r.stack)} ({raw[:20].decode('ascii')!r})")
+    return list(raw), end
+
+
+def warn_charlists(paths: list[str]) -> None:
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    warnings.warn(
+        f"Charlist at {paths[0]}{more} looks like text but decodes as a list of ints, as Erlang cannot tell "
+        "them apart. Pass charlists='str' for text, or send Elixir strings (binaries).",
+        LossyConversionWarning,
+        stacklevel=5,
+    )
+
+
+# ---------------------------------------------------------------- containers
+
+
+def _nil(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    return [], pos
+
+
+def _list(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 4)
+    (n,) = _u32(buf, pos)
+    pos += 4
+    if n + 1 > r.end - pos:
+        raise r.fail(f"List declares {n} elements but only {r.end - pos} bytes remain", pos, TruncatedError)
+    return r.open([K_LIST, [], n] if n else [K_TAIL, []], pos)
+
+
+def _tuple(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    if buf[pos - 1] == SMALL_TUPLE_EXT:
+        r.need(pos, 1)
+        n = buf[pos]
+        pos += 1
+    else:
+        r.need(pos, 4)
+        (n,) = _u32(buf, pos)
+        pos += 4
+    if n == 0:
+        return (), pos
+    if n > r.end - pos:
+        raise r.fail(f"Tuple declares {n} elements but only {r.end - pos} bytes remain", pos, TruncatedError)
+    return r.open([K_TUPLE, [], n], pos)
+
+
+def _map(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 4)
+    (n,) = _u32(buf, pos)
+    pos += 4
+    if n == 0:
+        return {}, pos
+    if 2 * n > r.end - pos:
+        raise r.fail(f"Map declares {n} pairs but only {r.end - pos} bytes remain", pos, TruncatedError)
+    return r.open([K_MAP, {}, 2 * n, NOKEY, n], pos)
+
+
+# ---------------------------------------------------------------- pids, ports, references, funs
+
+
+def _pid(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    tag = buf[pos - 1]
+    node, pos = node_at(r, buf, pos, pos)
+    width = _PID_CREATION[tag]
+    r.need(pos, 8 + width)
+    pid_id, serial = _u32_pair(buf, pos)
+    pos += 8
+    creation = int.from_bytes(buf[pos : pos + width], "big")
+    return Pid(node, pid_id, serial, creation, tag), pos + width
+
+
+def _port(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    tag = buf[pos - 1]
+    node, pos = node_at(r, buf, pos, pos)
+    id_width = _PORT_ID[tag]
+    cr_width = _PORT_CREATION[tag]
+    r.need(pos, id_width + cr_width)
+    port_id = int.from_bytes(buf[pos : pos + id_width], "big")
+    pos += id_width
+    creation = int.from_bytes(buf[pos : pos + cr_width], "big")
+    return Port(node, port_id, creation, tag), pos + cr_width
+
+
+def _new_reference(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    tag = buf[pos - 1]
+    r.need(pos, 2)
+    n = (buf[pos] << 8) | buf[pos + 1]
+    pos += 2
+    if n > _REF_MAX_IDS:
+        raise r.fail(f"Reference with {n} id words; at most {_REF_MAX_IDS} are defined", pos)
+    node, pos = node_at(r, buf, pos, pos)
+    cr_width = _REF_CREATION[tag]
+    r.need(pos, cr_width + 4 * n)
+    creation = int.from_bytes(buf[pos : pos + cr_width], "big")
+    pos += cr_width
+    ids = struct.unpack_from(">%dI" % n, buf, pos)
+    return Reference(node, creation, tuple(ids), tag), pos + 4 * n
+
+
+def _reference(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    node, pos = node_at(r, buf, pos, pos)
+    r.need(pos, 5)
+    (ref_id,) = _u32(buf, pos)
+    return Reference(node, buf[pos + 4], (ref_id,), REFERENCE_EXT), pos + 5
+
+
+def _new_fun(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    r.need(pos, 4)
+    (size,) = _u32(buf, pos)
+    start = pos - 1
+    end = start + 1 + size
+    if size < 4 or end > r.end:
+        raise r.fail(f"Fun declares {size} bytes but {r.end - pos} remain", pos, TruncatedError)
+    return OpaqueTerm(NEW_FUN_EXT, buf[start:end]), end
+
+
+def _export(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    start = pos - 1
+    for _ in range(2):  # module and function name
+        if pos >= r.end:
+            raise r.fail("ETF input ends inside an export", pos, TruncatedError)
+        _, pos = atom_at(r, buf, pos + 1, buf[pos], pos)
+    r.need(pos, 2)
+    if buf[pos] != SMALL_INTEGER_EXT:
+        raise r.fail("Export arity must be a small integer", pos)
+    pos += 2
+    return OpaqueTerm(EXPORT_EXT, buf[start:pos]), pos
+
+
+# ---------------------------------------------------------------- refused tags
+
+
+def _refuse(message: str) -> Callable[[Reader, bytes, int], tuple[Any, int]]:
+    def refuse(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+        raise r.fail(message, pos)
+
+    return refuse
+
+
+def _unknown(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
+    raise r.fail(f"Unknown ETF tag {buf[pos - 1]}", pos)
+
+
+HANDLERS: list[Callable[[Reader, bytes, int], tuple[Any, int]]] = [_unknown] * 256
+for _tags, _handler in (
+    ((SMALL_INTEGER_EXT,), _small_integer),
+    ((INTEGER_EXT,), _integer),
+    ((NEW_FLOAT_EXT,), _new_float),
+    ((FLOAT_EXT,), _float),
+    ((SMALL_BIG_EXT, LARGE_BIG_EXT), _big),
+    ((SMALL_ATOM_UTF8_EXT, ATOM_UTF8_EXT, SMALL_ATOM_EXT, ATOM_EXT), _atom),
+    ((BINARY_EXT, BIT_BINARY_EXT), _binary),
+    ((STRING_EXT,), _string),
+    ((NIL_EXT,), _nil),
+    ((LIST_EXT,), _list),
+    ((SMALL_TUPLE_EXT, LARGE_TUPLE_EXT), _tuple),
+    ((MAP_EXT,), _map),
+    ((NEW_PID_EXT, PID_EXT), _pid),
+    ((NEW_PORT_EXT, V4_PORT_EXT, PORT_EXT), _port),
+    ((NEWER_REFERENCE_EXT, NEW_REFERENCE_EXT), _new_reference),
+    ((REFERENCE_EXT,), _reference),
+    ((NEW_FUN_EXT,), _new_fun),
+    ((EXPORT_EXT,), _export),
+    ((COMPRESSED,), _refuse(f"Compressed term (tag {COMPRESSED}) is only valid right after the version byte")),
+    ((LOCAL_EXT,), _refuse(
+        f"LOCAL_EXT (tag {LOCAL_EXT}) terms are only meaningful inside the node that wrote them; "
+        "encode with term_to_binary/1 without the local option"
+    )),
+    ((ATOM_CACHE_REF,), _refuse(
+        f"ATOM_CACHE_REF (tag {ATOM_CACHE_REF}) belongs to the distribution protocol, not term_to_binary output"
+    )),
+    ((FUN_EXT,), _refuse(f"FUN_EXT (tag {FUN_EXT}) was removed in OTP R16 and is not supported")),
+):
+    for _tag in _tags:
+        HANDLERS[_tag] = _handler
+del _tags, _handler, _tag
+
+
+# ---------------------------------------------------------------- helpers shared with the C path
+
+
+def freeze(value: Any) -> Any:
+    """Make a decoded map key hashable, iteratively, wrapping lists and maps."""
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(v) for v in value)
+    if not isinstance(value, (list, dict, tuple, ImproperList)):
+        return value
+    # Post-order rebuild with an explicit stack, as keys may nest deeply too.
+    work: list[tuple[Any, bool]] = [(value, False)]
+    results: list[Any] = []
+    while work:
+        node, done = work.pop()
+        children = _children(node)
+        if children is None:
+            results.append(node)
+            continue
+        if not done:
+            work.append((node, True))
+            work.extend((c, False) for c in reversed(children))
+            continue
+        n = len(children)
+        vals = results[len(results) - n :] if n else []
+        del results[len(results) - n :]
+        if isinstance(node, dict):
+            results.append(FrozenMap(zip(vals[0::2], vals[1::2])))
+        elif isinstance(node, tuple):
+            results.append(tuple(vals))
+        elif isinstance(node, list):
+            results.append(FrozenList(vals))
+        else:
+            results.append(ImproperList(vals[:-1], vals[-1]))
+    return results[0]
+
+
+def _children(node: Any) -> list | None:
+    """The values ``freeze`` rebuilds ``node`` from, or None when it stays as it is."""
+    if isinstance(node, dict) and not isinstance(node, FrozenMap):
+        return [c for kv in node.items() for c in kv]
+    if isinstance(node, (list, tuple)) and not isinstance(node, FrozenList):
+        return list(node)
+    if isinstance(node, ImproperList):
+        return [*node.items, node.tail]
+    return None
+
+
+def inflate(buf: Any, pos: int, limits: Limits) -> bytes:
+    """The uncompressed body of a tag-80 value whose size field is at ``buf[pos]``."""
+    if len(buf) < pos + 4:
+        raise TruncatedError(f"Compressed ETF (tag {COMPRESSED}) ends before its uncompressed size.")
+    (size,) = _u32(buf, pos)
+    if size > limits.max_uncompressed_size:
+        raise LimitError(
+            f"Compressed ETF declares {size} uncompressed bytes, over the limit of "
+            f"{limits.max_uncompressed_size}; raise Limits.max_uncompressed_size if this is expected."
+        )
+    d = zlib.decompressobj()
+    try:
+        # max_length bounds the output: a bomb cannot allocate past the declared size.
+        out = d.decompress(buf[pos + 4 :], size + 1)
+    except zlib.error as exc:
+        raise DecodeError(f"Compressed ETF (tag {COMPRESSED}) is not valid zlib data: {exc}.") from exc
+    if len(out) != size or not d.eof:
+        raise DecodeError(
+            f"Compressed ETF (tag {COMPRESSED}) declares {size} bytes but inflates to "
+            f"{'more than ' if len(out) > size else ''}{len(out)}{'' if d.eof else ' (stream incomplete)'}."
+        )
+    if d.unused_data:
+        raise DecodeError(f"{len(d.unused_data)} trailing bytes after the compressed ETF value.")
+    return out

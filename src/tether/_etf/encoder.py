@@ -1,0 +1,419 @@
+"""The reference ETF encoder, in Python: every type tether maps, iterative.
+
+``encode_into`` walks the term with an explicit stack (no recursion, bounded
+by ``Limits.max_depth``) and writes exactly the bytes ``term_to_binary``
+would. The commonest types (str, Atom, int, finite float, bool) are written
+inline in its loop, the other builtins by one writer per exact type in
+``WRITERS``; anything else goes to ``encode_other``, which writes BEAM-only
+values (pids, references, improper lists...) or maps the value to one the
+loop knows.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import warnings
+from typing import Any, Callable
+
+from .._errors import EncodeError, LossyConversionWarning, MappingError
+from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+from .options import Options
+from .tags import (
+    ATOM_EXT, ATOM_UTF8_EXT, BINARY_EXT, BIT_BINARY_EXT, FLOAT_EXT, INTEGER_EXT, LARGE_BIG_EXT, LARGE_TUPLE_EXT,
+    LIST_EXT, MAP_EXT, NEW_FLOAT_EXT, NEW_PID_EXT, NEWER_REFERENCE_EXT, NIL_EXT, PORT_EXT, REFERENCE_EXT,
+    SMALL_ATOM_UTF8_EXT, SMALL_BIG_EXT, SMALL_INTEGER_EXT, SMALL_TUPLE_EXT, STRING_EXT, V4_PORT_EXT,
+)
+
+_P_U16 = struct.Struct(">H").pack
+_P_U32 = struct.Struct(">I").pack
+_P_B_U32 = struct.Struct(">BI").pack
+_P_B_I32 = struct.Struct(">Bi").pack
+_P_B_F64 = struct.Struct(">Bd").pack
+_P_U32_PAIR = struct.Struct(">II").pack
+
+_I32_MIN, _I32_MAX = -(2**31), 2**31 - 1
+_STRING_MAX = 65535  # STRING_EXT has a 16-bit length
+_SMALL_MAX = 255  # one-byte lengths and SMALL_INTEGER_EXT values
+DONE = object()  # a writer wrote the value; also the end of a container's iterator
+_NOVAL = object()  # a map frame with no value waiting
+
+
+def epath(stack: list) -> str:
+    """Render the encoder's path stack as a JSON-path-like location, e.g. ``$[3].price``."""
+    out = ["$"]
+    for kind, container, index in stack:
+        if kind == "tail":
+            out.append(".<tail>")
+        elif kind == "map":
+            out.append(f".{container}" if isinstance(container, str) and container.isidentifier() else f"[{container!r}]")
+        else:
+            out.append(f"[{index}]")
+    return "".join(out)
+
+
+_ATOM_CACHES: dict[int, dict[str, bytes]] = {}
+_ATOM_CACHE_MAX = 65536
+
+
+class AtomWriter:
+    """The encoded bytes of each atom name, cached across calls (bounded)."""
+
+    __slots__ = ("cache", "minor")
+
+    def __init__(self, minor: int):
+        cache = _ATOM_CACHES.setdefault(minor, {})
+        if len(cache) > _ATOM_CACHE_MAX:
+            cache.clear()
+        self.cache = cache
+        self.minor = minor
+
+    def __call__(self, name: str) -> bytes:
+        b = self.cache.get(name)
+        if b is not None:
+            return b
+        raw = name.encode("utf-8")
+        if len(name) > _SMALL_MAX:
+            raise EncodeError(f"Atom {name[:20]!r}... has {len(name)} characters; Erlang allows at most 255.")
+        latin = None
+        if self.minor < 2:  # minor versions 0 and 1 write Latin-1 atoms when they can
+            try:
+                latin = name.encode("latin-1")
+            except UnicodeEncodeError:
+                pass
+        if latin is not None:
+            b = bytes((ATOM_EXT,)) + _P_U16(len(latin)) + latin
+        elif len(raw) <= _SMALL_MAX:
+            b = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw
+        else:
+            b = bytes((ATOM_UTF8_EXT,)) + _P_U16(len(raw)) + raw
+        self.cache[name] = b
+        return b
+
+
+def int_bytes(value: int) -> bytes:
+    """The ETF bytes of any integer: small, 32-bit, or big."""
+    if 0 <= value <= _SMALL_MAX:
+        return bytes((SMALL_INTEGER_EXT, value))
+    if _I32_MIN <= value <= _I32_MAX:
+        return _P_B_I32(INTEGER_EXT, value)
+    mag = -value if value < 0 else value
+    n = (mag.bit_length() + 7) // 8
+    digits = mag.to_bytes(n, "little")
+    sign = 1 if value < 0 else 0
+    if n <= _SMALL_MAX:
+        return bytes((SMALL_BIG_EXT, n, sign)) + digits
+    return _P_B_U32(LARGE_BIG_EXT, n) + bytes((sign,)) + digits
+
+
+class Writer:
+    """One call's output, options and open containers, shared by the encoder's helpers."""
+
+    __slots__ = ("out", "atom", "true_b", "false_b", "none_b", "nan_atom", "minor", "max_depth", "bytes_tag",
+                 "convert", "stack", "path_stack")
+
+    def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any) -> None:
+        self.out = out
+        self.atom = atom = AtomWriter(opts.minor_version)
+        self.true_b, self.false_b = atom("true"), atom("false")
+        self.none_b = atom(opts.none_atom) if opts.none_atom is not None else None
+        self.nan_atom = opts.nan == "atom"
+        self.minor = opts.minor_version
+        self.max_depth = opts.limits.max_depth
+        self.bytes_tag = bytes_tag
+        self.convert = convert
+        # Each frame: [kind, iterator, label, index]; kinds: "list", "tuple", "map", "improper", "tail".
+        self.stack: list[list] = []
+        self.path_stack: list[tuple[str, Any, int]] = []
+
+    def where(self) -> str:
+        return epath(self.path_stack)
+
+    def too_deep(self) -> EncodeError:
+        return EncodeError(f"Nesting deeper than {self.max_depth} at {self.where()} (Limits.max_depth).")
+
+
+def encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, convert: Any) -> None:
+    """Append the ETF bytes of ``term`` (without the version byte) to ``out``."""
+    w = Writer(out, opts, bytes_tag, convert)
+    atom = w.atom
+    write = out.extend
+    stack = w.stack
+    path_stack = w.path_stack
+    writers = WRITERS
+    true_b, false_b = w.true_b, w.false_b
+    new_floats = w.minor != 0
+    value = term
+    while True:
+        # The commonest types inline; the others through WRITERS, by exact type.
+        t = type(value)
+        if t is str:
+            raw = value.encode("utf-8")
+            write(_P_B_U32(BINARY_EXT, len(raw)))
+            write(raw)
+        elif t is Atom:
+            write(atom(value))
+        elif t is int:
+            if 0 <= value <= _SMALL_MAX:
+                out.append(SMALL_INTEGER_EXT)
+                out.append(value)
+            elif _I32_MIN <= value <= _I32_MAX:
+                write(_P_B_I32(INTEGER_EXT, value))
+            else:
+                write(int_bytes(value))
+        elif t is float and new_floats and value - value == 0.0:  # finite: inf - inf and nan are nan
+            write(_P_B_F64(NEW_FLOAT_EXT, value))
+        elif t is bool:
+            write(true_b if value else false_b)
+        else:
+            value = writers.get(t, encode_other)(w, value)
+            if value is not DONE:
+                continue
+
+        # Advance to the next value to write, closing finished containers.
+        while stack:
+            frame = stack[-1]
+            kind = frame[0]
+            if kind == "map":
+                if frame[2] is not _NOVAL:
+                    value = frame[2]
+                    frame[2] = _NOVAL
+                    path_stack[-1] = ("map", frame[3], 0)
+                    break
+                nxt = next(frame[1], DONE)
+                if nxt is DONE:
+                    stack.pop()
+                    path_stack.pop()
+                    continue
+                value, frame[2] = nxt
+                frame[3] = value
+                path_stack[-1] = ("map", "<key>", 0)
+                break
+            nxt = next(frame[1], DONE)
+            if nxt is DONE:
+                stack.pop()
+                path_stack.pop()
+                if kind == "list":
+                    out.append(NIL_EXT)
+                elif kind == "improper":
+                    value = frame[2]  # the tail takes the place of the closing NIL
+                    stack.append(["tail", iter(()), _NOVAL, 0])
+                    path_stack.append(("tail", None, 0))
+                    break
+                continue
+            path_stack[-1] = (kind, None, frame[3])
+            frame[3] += 1
+            value = nxt
+            break
+        else:
+            return
+
+
+# Each writer writes one value of its exact type and returns DONE, or
+# returns a replacement value for the loop to encode instead.
+
+
+def write_float(w: Writer, value: float) -> Any:
+    if value != value or value in (math.inf, -math.inf):
+        if not w.nan_atom:
+            raise EncodeError(
+                f"Cannot encode {value!r} at {w.where()}: Erlang floats are finite. "
+                "Pass nan='atom' to write nan/infinity/neg_infinity atoms, or replace the value."
+            )
+        name = "nan" if value != value else "infinity" if value > 0 else "neg_infinity"
+        warnings.warn(
+            f"{value!r} at {w.where()} is sent as the atom {name!r}: Erlang floats are finite, "
+            "and it decodes back as an atom, not a float.",
+            LossyConversionWarning,
+            stacklevel=4,
+        )
+        w.out.extend(w.atom(name))
+    elif w.minor == 0:  # minor version 0 writes floats as text
+        text = ("%.20e" % value).encode("ascii")
+        w.out.append(FLOAT_EXT)
+        w.out.extend(text.ljust(31, b"\x00"))
+    else:
+        w.out.extend(_P_B_F64(NEW_FLOAT_EXT, value))
+    return DONE
+
+
+def write_none(w: Writer, value: None) -> Any:
+    if w.none_b is None:
+        raise MappingError(
+            f"Cannot encode None at {w.where()}: none_atom is disabled. Pass none_atom='nil' or 'undefined'."
+        )
+    w.out.extend(w.none_b)
+    return DONE
+
+
+def write_map(w: Writer, value: dict) -> Any:
+    if len(w.stack) >= w.max_depth:
+        raise w.too_deep()
+    w.out.extend(_P_B_U32(MAP_EXT, len(value)))
+    if value:
+        w.stack.append(["map", iter(value.items()), _NOVAL, 0])
+        w.path_stack.append(("map", "<key>", 0))
+    return DONE
+
+
+def write_list(w: Writer, value: list) -> Any:
+    n = len(value)
+    if n == 0:
+        w.out.append(NIL_EXT)
+    elif n <= _STRING_MAX and _is_bytes_list(value):
+        w.out.extend(bytes((STRING_EXT,)) + _P_U16(n))  # as term_to_binary writes a list of bytes
+        w.out.extend(bytes(value))
+    else:
+        if len(w.stack) >= w.max_depth:
+            raise w.too_deep()
+        w.out.extend(_P_B_U32(LIST_EXT, n))
+        w.stack.append(["list", iter(value), None, 0])
+        w.path_stack.append(("list", None, 0))
+    return DONE
+
+
+def write_tuple(w: Writer, value: tuple) -> Any:
+    n = len(value)
+    if n <= _SMALL_MAX:
+        w.out.append(SMALL_TUPLE_EXT)
+        w.out.append(n)
+    else:
+        w.out.extend(_P_B_U32(LARGE_TUPLE_EXT, n))
+    if n:
+        if len(w.stack) >= w.max_depth:
+            raise w.too_deep()
+        w.stack.append(["tuple", iter(value), None, 0])
+        w.path_stack.append(("tuple", None, 0))
+    return DONE
+
+
+def write_bytes(w: Writer, value: Any) -> Any:
+    mv = memoryview(value).cast("B") if type(value) is memoryview else value
+    if w.bytes_tag == BIT_BINARY_EXT:
+        # Tagged mode: 8 used bits in the last byte (0 when empty) marks Python bytes.
+        w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(mv)))
+        w.out.append(8 if len(mv) else 0)
+    else:
+        w.out.extend(_P_B_U32(BINARY_EXT, len(mv)))
+    w.out.extend(mv)
+    return DONE
+
+
+def _is_bytes_list(value: list) -> bool:
+    for x in value:
+        if type(x) is not int or not 0 <= x <= _SMALL_MAX:
+            return False
+    return True
+
+
+def encode_other(w: Writer, value: Any) -> Any:
+    """Encode the rarer types; return a replacement value to encode, or DONE."""
+    if isinstance(value, ImproperList):
+        if not value.items:
+            return value.tail
+        w.out.extend(_P_B_U32(LIST_EXT, len(value.items)))
+        # Items first, then the tail in place of the closing NIL.
+        w.stack.append(["improper", iter(value.items), value.tail, 0])
+        w.path_stack.append(("list", None, 0))
+        return DONE
+    if isinstance(value, BitBinary):
+        if not 1 <= value.bits <= 8 or not value.data:
+            raise EncodeError(f"Invalid BitBinary at {w.where()}: bits must be 1..8 and data non-empty.")
+        w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(value.data)))
+        w.out.append(value.bits)
+        w.out.extend(value.data)
+        return DONE
+    if isinstance(value, (Pid, Port, Reference)):
+        write_identifier(w, value)
+        return DONE
+    if isinstance(value, OpaqueTerm):
+        w.out.extend(value.data)
+        return DONE
+    replaced = coerce(value)
+    if replaced is not DONE:
+        return replaced
+    if w.convert is not None:
+        replaced = w.convert(value, w.where())
+        if replaced is not DONE and replaced is not value:
+            return replaced
+    raise MappingError(
+        f"Cannot encode {type(value).__module__}.{type(value).__qualname__} at {w.where()} as ETF: "
+        "no mapping for this type. Convert it to a dict/list/tuple of basic values, register a struct "
+        "mapping with tether.etf.register_struct, or use format='pickle' for Python-only data."
+    )
+
+
+def write_identifier(w: Writer, value: Pid | Port | Reference) -> None:
+    """A pid, port or reference, in the version of its tag that it was read with."""
+    write = w.out.extend
+    tag = value.tag
+    if isinstance(value, Pid):
+        write(bytes((tag,)))
+        write(w.atom(value.node))
+        write(_P_U32_PAIR(value.id, value.serial) + value.creation.to_bytes(4 if tag == NEW_PID_EXT else 1, "big"))
+    elif isinstance(value, Port):
+        write(bytes((tag,)))
+        write(w.atom(value.node))
+        id_width = 8 if tag == V4_PORT_EXT else 4
+        cr_width = 1 if tag == PORT_EXT else 4
+        write(value.id.to_bytes(id_width, "big") + value.creation.to_bytes(cr_width, "big"))
+    elif tag == REFERENCE_EXT:
+        write(bytes((REFERENCE_EXT,)))
+        write(w.atom(value.node))
+        write(_P_U32(value.ids[0]) + bytes((value.creation,)))
+    else:
+        write(bytes((tag,)) + _P_U16(len(value.ids)))
+        write(w.atom(value.node))
+        width = 4 if tag == NEWER_REFERENCE_EXT else 1
+        write(value.creation.to_bytes(width, "big") + b"".join(_P_U32(i) for i in value.ids))
+
+
+def coerce(value: Any) -> Any:
+    """Subclasses and numpy scalars as their base type, or DONE when ``value`` is none of those."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, Atom):
+        return Atom(str(value))
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, tuple):
+        return tuple(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return _numpy_scalar(value)
+
+
+def _numpy_scalar(value: Any) -> Any:
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return DONE
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return DONE
+
+
+WRITERS: dict[type, Callable[[Writer, Any], Any]] = {
+    float: write_float,
+    type(None): write_none,
+    dict: write_map,
+    FrozenMap: write_map,
+    list: write_list,
+    FrozenList: write_list,
+    tuple: write_tuple,
+    bytes: write_bytes,
+    bytearray: write_bytes,
+    memoryview: write_bytes,
+}

@@ -1,0 +1,64 @@
+"""Glue to the C fast path, ``tether._speedups``, when it was built.
+
+The C module reads its options from a ``CodecOptions`` object parsed once
+per ``Options`` (and kept on it), not from positional arguments per call.
+It builds tether's Python types through ``configure``, and raises
+``c.Fallback`` whenever the Python codec must take the whole term instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from .._structs import to_python as struct_to_python
+from .._types import Atom
+from .decoder import freeze, improper
+from .options import Options
+
+try:
+    from .. import _speedups as c
+except ImportError:  # no compiler at install time: the Python codec does everything
+    c = None
+if c is not None and not hasattr(c, "CodecOptions"):
+    # A build left over from an older tether (a failed optional rebuild keeps
+    # the old file): its calls do not match this glue, so Python does the work.
+    warnings.warn(
+        "tether._speedups is out of date with this tether; rebuild it (pip install -e .). "
+        "Using the pure-Python ETF codec meanwhile.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    c = None
+
+
+def options(opts: Options) -> Any:
+    """The C extension's parsed copy of ``opts``, built on first use and kept on ``opts``."""
+    native = opts.native
+    if native is None:
+        limits = opts.limits
+        native = opts.native = c.CodecOptions(
+            binaries=opts.binaries,
+            charlists=opts.charlists,
+            warn_charlists=opts.warn_charlists,
+            atoms=opts.atoms,
+            none_atom=opts.none_atom,
+            max_depth=limits.max_depth,
+            max_atoms=limits.max_atoms,
+            struct_hook=struct_to_python if opts.structs else None,
+            views=opts.views,
+            minor_version=opts.minor_version,
+        )
+    return native
+
+
+def make_improper(items: list, tail: Any) -> Any:
+    """Join list items and a non-NIL tail the way binary_to_term does (called by the C decoder)."""
+    value = improper(items, tail)
+    if value is None:
+        raise c.Fallback("empty list with a non-list tail")  # Python reports it with its path
+    return value
+
+
+if c is not None:
+    c.configure(Atom, make_improper, freeze)

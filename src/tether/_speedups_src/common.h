@@ -1,0 +1,169 @@
+/* What the files of tether._speedups share: module state, the parsed codec
+ * options, the growable output buffer, and the decoding context that the
+ * term decoder lends to both column decoders.
+ *
+ * One extension, one job per file:
+ *   module.c   module definition, state, CodecOptions, configure(), TAGS
+ *   decode.c   ETF term decoder (decode)
+ *   columns.c  list of maps -> one Python list per key (decode_columns)
+ *   typed.c    list of maps -> Arrow-layout column buffers (decode_typed)
+ *   encode.c   ETF encoder for exact builtin types (encode)
+ *   copy.c     bulk copy for frame payloads (copy)
+ */
+#ifndef TETHER_COMMON_H
+#define TETHER_COMMON_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tags.h"
+
+/* Per-module state: what configure() sets and what module_exec() builds. */
+typedef struct {
+    PyObject *fallback;       /* exception: the Python codec takes the whole term */
+    PyObject *atom_type;      /* tether.Atom */
+    PyObject *make_improper;  /* (items, tail) -> value */
+    PyObject *freeze;         /* key -> hashable key */
+    PyObject *struct_key;     /* "__struct__" */
+    PyObject *atom_intern;    /* UTF-8 atom text (bytes) -> shared Atom */
+    PyObject *options_type;   /* CodecOptions */
+} State;
+
+/* How binaries and charlists decode (see tether._etf.Options). */
+enum { BIN_BYTES, BIN_STR, BIN_TAGGED };
+enum {
+    CHARS_LIST_WARN,  /* lists; text-like ones fall back so that Python can warn */
+    CHARS_STR,        /* Latin-1 strings */
+    CHARS_LIST,       /* lists, no warning */
+};
+
+/* _speedups.CodecOptions: one tether._etf.Options, parsed once. */
+typedef struct {
+    PyObject_HEAD
+    int binmode;              /* BIN_* */
+    int chars;                /* CHARS_* */
+    int atoms_str;
+    PyObject *none_atom;      /* str, or NULL when None stays unmapped */
+    const char *none_utf8;    /* its UTF-8 text, or NULL: compare decoded names instead */
+    Py_ssize_t none_len;
+    Py_ssize_t max_depth;
+    Py_ssize_t max_atoms;
+    PyObject *struct_hook;    /* dict with __struct__ -> value, or NULL */
+    Py_ssize_t views;         /* binaries this large decode as views (0: never) */
+    int minor;                /* minor_version for encoding */
+} CodecOptions;
+
+State *module_state(PyObject *module);
+/* The CodecOptions in arg, or NULL with TypeError set. */
+CodecOptions *codec_options(State *st, PyObject *arg);
+/* Make sure the pending error is Fallback: the Python codec redoes the term. */
+void set_fallback(State *st);
+
+/* ------------------------------------------------------------ output buffer */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len, cap;
+} Out;
+
+static inline int out_reserve(Out *o, Py_ssize_t n) {
+    if (o->len + n <= o->cap) return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 256;
+    while (cap < o->len + n) cap *= 2;
+    char *np = PyMem_Realloc(o->p, (size_t)cap);
+    if (!np) { PyErr_NoMemory(); return -1; }
+    o->p = np;
+    o->cap = cap;
+    return 0;
+}
+
+static inline int out_put(Out *o, const void *src, Py_ssize_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memcpy(o->p + o->len, src, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+static inline int out_zeros(Out *o, Py_ssize_t n) {
+    if (out_reserve(o, n) < 0) return -1;
+    memset(o->p + o->len, 0, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* ------------------------------------------------------------ term decoding */
+
+typedef struct {
+    int kind;
+    PyObject *obj;          /* list, tuple or dict being filled (owned) */
+    Py_ssize_t index;       /* next slot for list/tuple */
+    Py_ssize_t remaining;   /* terms still expected */
+    PyObject *key;          /* pending map key (owned) or NULL */
+    Py_ssize_t pairs;       /* declared pairs, for the duplicate check */
+} Frame;
+
+typedef struct {
+    const unsigned char *p; /* atom text inside the input buffer */
+    Py_ssize_t n;
+    int latin;
+    PyObject *value;        /* owned */
+} AtomSlot;
+
+/* This call's atoms, by their bytes in the input: open addressing, power-of-two capacity. */
+typedef struct {
+    AtomSlot *slots;
+    Py_ssize_t cap;
+    Py_ssize_t used;
+} AtomCache;
+
+typedef struct {
+    State *st;
+    const unsigned char *buf;
+    Py_ssize_t end;
+    PyObject *struct_hook;   /* borrowed; NULL when structs stay dicts */
+    PyObject *view_base;     /* borrowed memoryview of the input, or NULL */
+    Py_ssize_t view_min;     /* binaries this large become views of view_base */
+    int binmode, chars, atoms_str;
+    PyObject *none_atom;     /* borrowed str, or NULL */
+    const char *none_utf8;
+    Py_ssize_t none_len;
+    Py_ssize_t max_depth, max_atoms;
+    AtomCache atoms;
+    Frame *stack;
+    Py_ssize_t cap;
+} Ctx;
+
+/* A context over view with options o; view_base (or NULL) lends large binaries. */
+void ctx_init(Ctx *c, State *st, const CodecOptions *o, Py_buffer *view, PyObject *view_base);
+void ctx_free(Ctx *c);
+/* Decode the term at *ppos; on success set *ppos past it. NULL with Fallback (or another error) set. */
+PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos);
+/* New reference to the value of the atom p[0:n], or NULL with Fallback/another error set. */
+PyObject *atom_value(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int latin);
+
+/* The row list both column decoders read: its number of rows (0 for NIL_EXT),
+ * with *pos moved past the list header; -1 when it is not a list. */
+Py_ssize_t rows_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos);
+/* The pairs of the map at *pos, moved past its header; -1 when it is not a map. */
+Py_ssize_t map_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos);
+
+/* ------------------------------------------------------------ entry points */
+
+PyObject *sp_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_decode_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_decode_typed(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* The buffer at args[0], offset args[1] and options args[2] that every decoder
+ * takes; 0, or -1 with an error set (and no buffer held). */
+int decoder_args(State *st, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t min, Py_ssize_t max,
+                 const char *name, Py_buffer *view, Py_ssize_t *pos, CodecOptions **o);
+
+#endif

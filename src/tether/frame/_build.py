@@ -1,0 +1,158 @@
+"""Building frames: :class:`Encoded` (a frame whose size is known before any byte is written) and :func:`plain`."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Mapping, NamedTuple, Sequence
+
+from .._buffers import new_bytes, to_bytes, write_parts
+from .._errors import EncodeError, ValidationError
+from . import _checksum, _header, _meta
+from ._header import HEADER_SIZE, Header
+
+_ZEROS = bytes(_header.ALIGN)
+
+
+class Stored(NamedTuple):
+    """A payload as the frame stores it: its parts, sizes and the compression that made them."""
+
+    parts: Sequence[Any]
+    raw_length: int
+    stored_length: int
+    compression_id: int = 0
+    level: int = 0
+    filter_id: int = 0
+    filter_size: int = 0
+
+
+class Encoded:
+    """A frame ready to be written: its exact size is known before any byte is written.
+
+    Large buffers (array data, bytes) are referenced, never joined or copied,
+    until :meth:`write_into` copies them once into their final place.
+
+    Examples
+    --------
+    >>> import tether
+    >>> enc = tether.encode(b"hello")
+    >>> buf = bytearray(enc.nbytes)
+    >>> enc.write_into(buf) == enc.nbytes
+    True
+    >>> tether.loads(buf) == b"hello"
+    True
+    """
+
+    __slots__ = ("_header", "_meta", "_parts", "nbytes", "decision", "_checksum")
+
+    def __init__(self, header: Header, meta: bytes, parts: Sequence[Any], decision: Any = None):
+        self._header = header
+        self._meta = meta
+        self._parts = parts
+        self._checksum: int | None = None
+        self.nbytes: int = header.frame_size
+        self.decision = decision
+
+    @property
+    def header(self) -> Header:
+        """The frame header; its payload checksum is filled in by the first write."""
+        if self._checksum is None:
+            return self._header
+        return self._header._replace(payload_checksum=self._checksum)
+
+    def write_into(self, buffer: Any, offset: int = 0) -> int:
+        """Write the frame into ``buffer[offset:]``; return the number of bytes written.
+
+        ``buffer`` is any writable buffer (bytearray, mmap, memoryview, a shared
+        memory region). The payload lands 64-byte aligned relative to ``offset``.
+        """
+        dest = _writable(buffer)
+        if type(offset) is not int or offset < 0 or offset + self.nbytes > len(dest):
+            raise ValidationError(
+                f"Frame of {self.nbytes} bytes does not fit at offset {offset} of a {len(dest)}-byte buffer."
+            )
+        h = self._header
+        mstart = offset + HEADER_SIZE
+        pstart = offset + h.payload_offset
+        dest[mstart : mstart + len(self._meta)] = self._meta
+        pad_from = mstart + len(self._meta)
+        dest[pad_from:pstart] = _ZEROS[: pstart - pad_from]
+        end = write_parts(dest, pstart, self._parts)
+        if end != pstart + h.payload_length:  # a format lied about its size
+            raise EncodeError(f"Format wrote {end - pstart} payload bytes, declared {h.payload_length}.")
+        if h.checksum_kind != _checksum.NONE:
+            self._checksum = _checksum.compute(h.checksum_kind, dest[pstart:end])
+        dest[offset : offset + HEADER_SIZE] = h.pack(self._checksum)
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        out, view = new_bytes(self.nbytes)
+        try:
+            self.write_into(view)
+        finally:
+            view.release()
+        return to_bytes(out)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __repr__(self) -> str:
+        name = getattr(self.decision, "format", self._header.format_id)
+        return f"<tether.Encoded {name} {self.nbytes} B>"
+
+
+def _writable(buffer: Any) -> memoryview:
+    try:
+        dest = memoryview(buffer)
+    except TypeError:
+        raise ValidationError(f"write_into needs a writable buffer, got {type(buffer).__name__}.") from None
+    if dest.readonly:
+        raise ValidationError("write_into needs a writable buffer; this one is read-only.")
+    if not dest.contiguous:
+        raise ValidationError("write_into needs a contiguous buffer.")
+    return dest if dest.format == "B" and dest.ndim == 1 else dest.cast("B")
+
+
+def build(
+    fmt: Any,
+    type_info: dict[str, Any],
+    stored: Stored,
+    kind: int,
+    *,
+    user: Mapping[str, Any] | None = None,
+    lineage: Sequence[Mapping[str, Any]] | None = None,
+    stream: Mapping[str, Any] | None = None,
+    decision: Any = None,
+) -> Encoded:
+    """An :class:`Encoded` frame of format ``fmt`` holding ``stored``, with payload checksum ``kind``."""
+    meta = _meta.build(fmt.name, fmt.schema_version, type_info, user=user, lineage=lineage, stream=stream)
+    header = Header(
+        format_id=fmt.id,
+        compression_id=stored.compression_id,
+        checksum_kind=kind,
+        flags=_header.FLAG_STREAM_CHUNK if stream is not None else 0,
+        metadata_length=len(meta),
+        metadata_crc32=zlib.crc32(meta),
+        payload_length=stored.stored_length,
+        raw_length=stored.raw_length,
+        payload_checksum=0,
+        schema_version=fmt.schema_version,
+        compression_level=stored.level,
+        filter_id=stored.filter_id,
+        filter_size=stored.filter_size,
+    )
+    return Encoded(header, meta, stored.parts, decision)
+
+
+def plain(fmt: Any, type_info: dict[str, Any], data: bytes, kind: int, type_key: Any) -> bytes:
+    """A whole uncompressed frame around one ``bytes`` payload, without user metadata or lineage.
+
+    The same bytes :func:`build` writes for such a frame, for small values where
+    building an :class:`Encoded` costs more than the value; ``type_key`` names
+    ``type_info`` for the metadata cache.
+    """
+    meta = _meta.build(fmt.name, fmt.schema_version, type_info, type_key=type_key)
+    n = len(data)
+    mlen = len(meta)
+    schema = fmt.schema_version
+    head = _header.pack(fmt.id, 0, kind, 0, mlen, zlib.crc32(meta), n, n, _checksum.compute(kind, data), schema)
+    return b"".join((head, meta, _ZEROS[: -(HEADER_SIZE + mlen) % _header.ALIGN], data))

@@ -1,0 +1,195 @@
+"""Reading frames: header and metadata checks, payload checksums, and :class:`FrameInfo`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._errors import ChecksumError, DecodeError, TruncatedError
+from .._limits import Limits
+from . import _checksum, _header, _meta
+from ._header import ALIGN, HEADER_SIZE, Header
+
+_ZEROS = bytes(ALIGN)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInfo:
+    """What a frame's header and metadata say, read without touching the payload.
+
+    Examples
+    --------
+    >>> import numpy as np, tether
+    >>> info = tether.inspect(tether.dumps(np.zeros((2, 3), "f4")))
+    >>> info.format, info.type["shape"], info.payload_size
+    ('ndarray', [2, 3], 24)
+    """
+
+    frame_version: int
+    format: str
+    format_id: int
+    schema_version: int
+    compression: str
+    compression_level: int
+    checksum: str
+    checksum_covers: str
+    flags: int
+    created_at: _dt.datetime | None
+    metadata_size: int
+    payload_offset: int
+    payload_size: int
+    raw_size: int
+    frame_size: int
+    payload_checksum: int
+    type: dict[str, Any]
+    lineage: list[Any]
+    user: dict[str, Any]
+    producer: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+    stream: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        rows = [
+            ("frame version", self.frame_version),
+            ("format", f"{self.format} (id {self.format_id}, schema {self.schema_version})"),
+            ("compression", self.compression if self.compression == "none" else f"{self.compression} level {self.compression_level}"),
+            ("checksum", f"{self.checksum}; covers {self.checksum_covers}"),
+            ("created at", self.created_at.isoformat() if self.created_at else "unknown"),
+            ("producer", self.producer or "unknown"),
+            ("frame size", f"{self.frame_size} B (metadata {self.metadata_size} B, payload at offset {self.payload_offset})"),
+            ("payload", f"{self.payload_size} B stored, {self.raw_size} B uncompressed"),
+        ]
+        rows += [(k, v) for k, v in self.details.items()]
+        if self.type:
+            rows.append(("type", self.type))
+        if self.lineage:
+            rows.append(("lineage", self.lineage))
+        if self.user:
+            rows.append(("user metadata", self.user))
+        if self.stream:
+            rows.append(("stream", self.stream))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header, dict[str, Any], memoryview]:
+    """Read and check header and metadata: (header, metadata, the stored payload as a read-only view).
+
+    ``whole`` requires ``mv`` to hold exactly one whole frame; without it only
+    header and metadata need be there, and the payload view is empty.
+    """
+    header = _header.unpack(mv, limits)
+    start = header.payload_offset
+    end = start + header.payload_length
+    size = end if whole else start
+    have = len(mv)
+    if have < size:
+        raise TruncatedError(
+            f"Frame truncated: header declares {header.frame_size} bytes ({header.metadata_length} metadata, "
+            f"{header.payload_length} payload), buffer has {have}."
+        )
+    if whole and have > size:
+        raise DecodeError(
+            f"{have - size} bytes after the end of the frame ({size} bytes). Pass exactly one frame, "
+            "or slice the buffer to FrameInfo.frame_size."
+        )
+    mend = HEADER_SIZE + header.metadata_length
+    mbytes = mv[HEADER_SIZE:mend]
+    computed = zlib.crc32(mbytes)
+    if computed != header.metadata_crc32:
+        raise ChecksumError(
+            f"Frame metadata checksum mismatch: stored crc32 {header.metadata_crc32:#010x}, computed "
+            f"{computed:#010x}. The metadata is corrupted; resend the frame.",
+            stored=header.metadata_crc32,
+            computed=computed,
+        )
+    if mend < start and mv[mend:start].tobytes() != _ZEROS[: start - mend]:
+        raise DecodeError("Frame padding before the payload is not zero; the frame is corrupted.")
+    meta = _meta.decode(mbytes.tobytes(), limits)
+    return header, meta, mv[start:size].toreadonly()
+
+
+def _covers(header: Header) -> str:
+    if header.checksum_kind == _checksum.NONE:
+        return "header, metadata (payload guarded by its region's commit protocol, or unchecked)"
+    return "header, metadata, payload"
+
+
+def frame_name(frame_id: Any) -> str:
+    """A frame's name in messages: ``frame_id`` itself, or "frame (<format>, <size> B)" from such a pair.
+
+    Examples
+    --------
+    >>> frame_name(("etf", 384))
+    'frame (etf, 384 B)'
+    """
+    if type(frame_id) is tuple:
+        return f"frame ({frame_id[0]}, {frame_id[1]} B)"
+    return str(frame_id)
+
+
+def verify_payload(stored: memoryview, header: Header, frame_id: Any) -> None:
+    """Check the checksum of a frame's stored payload, the view :func:`read` returns (if it carries one).
+
+    ``frame_id`` names the frame in the error: a str, or a (format, size) pair.
+    """
+    if header.checksum_kind == _checksum.NONE:
+        return
+    computed = _checksum.compute(header.checksum_kind, stored)
+    if computed != header.payload_checksum:
+        name = _checksum.NAMES[header.checksum_kind]
+        raise ChecksumError(
+            f"Payload checksum mismatch in {frame_name(frame_id)}: stored {name} {header.payload_checksum:#x}, "
+            f"computed {computed:#x}. The payload is corrupted; resend the frame.",
+            stored=header.payload_checksum,
+            computed=computed,
+        )
+
+
+def info(header: Header, meta: dict[str, Any], fmt: Any = None, compression: Any = None) -> FrameInfo:
+    """What ``header`` and ``meta`` say, as a :class:`FrameInfo`.
+
+    ``fmt`` and ``compression`` are the registered format and compressor of the
+    frame's ids, or None when this reader has none under those ids.
+    """
+    name = fmt.name if fmt is not None else str(meta.get("format"))
+    comp = compression.name if compression is not None else f"unknown ({header.compression_id})"
+    created = meta.get("created_at")
+    created_at = (
+        _dt.datetime.fromtimestamp(created / 1e6, tz=_dt.timezone.utc) if type(created) is int else None
+    )
+    type_info = meta.get("type") if isinstance(meta.get("type"), dict) else {}
+    details: dict[str, Any] = {}
+    if fmt is not None:
+        try:
+            details = fmt.describe(type_info)
+        except Exception:  # describing is best effort; inspect must not fail on it
+            details = {}
+    lineage = meta.get("lineage")
+    user = meta.get("user")
+    return FrameInfo(
+        frame_version=header.version,
+        format=name,
+        format_id=header.format_id,
+        schema_version=header.schema_version,
+        compression=comp,
+        compression_level=header.compression_level,
+        checksum=_checksum.NAMES.get(header.checksum_kind, f"unknown ({header.checksum_kind})"),
+        checksum_covers=_covers(header),
+        flags=header.flags,
+        created_at=created_at,
+        metadata_size=header.metadata_length,
+        payload_offset=header.payload_offset,
+        payload_size=header.payload_length,
+        raw_size=header.raw_length,
+        frame_size=header.frame_size,
+        payload_checksum=header.payload_checksum,
+        type=type_info,
+        lineage=lineage if isinstance(lineage, list) else [],
+        user=user if isinstance(user, dict) else {},
+        producer=meta.get("producer") if isinstance(meta.get("producer"), str) else None,
+        details=details,
+        stream=meta["stream"] if isinstance(meta.get("stream"), dict) else {},
+    )
