@@ -1,0 +1,140 @@
+%% @doc The tether frame: build one around a payload, and take one apart.
+%%
+%% A frame is a fixed header, ETF metadata padded to the payload boundary,
+%% and the payload (docs/format.md §1-3). The header layout and every id come
+%% from include/tether.hrl. What a payload means is tether_formats' business;
+%% this module checks sizes and checksums and undoes compression.
+-module(tether_frame).
+
+-include("../include/tether.hrl").
+
+-export([build/5, header/1, open/2, metadata/2, unpack/2]).
+
+-type header() :: #{atom() => term()}.
+-export_type([header/0]).
+
+%% ------------------------------------------------------------------ building
+
+%% @doc A frame as iodata. `Opts': `checksum => crc32 | none', `metadata => map()'.
+-spec build(non_neg_integer(), binary(), map(), iodata(), map()) -> iodata().
+build(FormatId, Name, TypeInfo, Payload, Opts) ->
+    Meta = tether_meta:build(Name, TypeInfo, maps:get(metadata, Opts, #{})),
+    MLen = byte_size(Meta),
+    PLen = iolist_size(Payload),
+    Pad = align(?HEADER_SIZE + MLen) - ?HEADER_SIZE - MLen,
+    {CkKind, Ck} = case maps:get(checksum, Opts, crc32) of
+                       crc32 -> {?CHECKSUM_CRC32, erlang:crc32(Payload)};
+                       none -> {?CHECKSUM_NONE, 0}
+                   end,
+    Head = <<?FRAME_HEAD(?FRAME_VERSION, ?HEADER_SIZE, FormatId, ?COMPRESSION_NONE, CkKind, 0, MLen,
+                         (erlang:crc32(Meta)), PLen, PLen, Ck, ?SCHEMA_VERSION, 0, ?FILTER_NONE, 0,
+                         ?RESERVED_ZERO)>>,
+    [Head, <<?HEADER_CRC((erlang:crc32(Head)))>>, Meta, <<0:Pad/unit:8>>, Payload].
+
+%% ------------------------------------------------------------------ reading
+
+%% @doc The header of a frame, checked (magic, version, CRC-32, required flags).
+-spec header(binary()) -> {ok, header()} | {error, term()}.
+header(<<?FRAME_MAGIC, V:?LE(?F_VERSION), _/binary>>) when V =/= ?FRAME_VERSION ->
+    {error, {unsupported_frame_version, V,
+             <<"this tether reads frame version ", (integer_to_binary(?FRAME_VERSION))/binary, "; upgrade it">>}};
+header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PLen, RLen, PCk,
+                     Schema, Level, Filter, FSize, _), ?HEADER_CRC(HCrc), _/binary>> = Frame)
+  when HSize =:= ?HEADER_SIZE ->
+    case erlang:crc32(binary:part(Frame, 0, ?HEADER_CRC_COVERS)) of
+        HCrc when Flags band ?FLAGS_UNKNOWN_REQUIRED =/= 0 -> {error, {unsupported_flags, Flags}};
+        HCrc ->
+            Offset = align(?HEADER_SIZE + MLen),
+            {ok, #{format_id => Fmt, format => format_name(Fmt), compression => compression_name(Comp),
+                   checksum => checksum_name(Ck), checksum_value => PCk, meta_len => MLen,
+                   meta_crc => MCrc, payload_offset => Offset, payload_size => PLen, raw_size => RLen,
+                   schema => Schema, level => Level, filter => {Filter, FSize},
+                   frame_size => Offset + PLen}};
+        Computed -> {error, {header_checksum_mismatch, HCrc, Computed}}
+    end;
+header(<<?FRAME_MAGIC, _/binary>> = F) -> {error, {truncated, ?HEADER_SIZE, byte_size(F)}};
+header(F) when byte_size(F) < length(?FRAME_MAGIC) -> {error, {truncated, ?HEADER_SIZE, byte_size(F)}};
+header(_) -> {error, not_a_tether_frame}.
+
+%% @doc A whole frame's header, metadata bytes and stored payload, with the
+%% frame size, the metadata CRC-32 and (when `Verify') the payload checksum checked.
+-spec open(binary(), boolean()) -> {ok, header(), binary(), binary()} | {error, term()}.
+open(Frame, Verify) ->
+    case header(Frame) of
+        {ok, #{frame_size := Size}} when byte_size(Frame) < Size ->
+            {error, {truncated, Size, byte_size(Frame)}};
+        {ok, #{frame_size := Size}} when byte_size(Frame) > Size ->
+            {error, {trailing_bytes, byte_size(Frame) - Size}};
+        {ok, H = #{meta_len := MLen, payload_offset := Off, payload_size := PLen}} ->
+            MetaBin = binary:part(Frame, ?HEADER_SIZE, MLen),
+            Payload = binary:part(Frame, Off, PLen),
+            case meta_crc(H, MetaBin) of
+                ok ->
+                    case verify(H, Payload, Verify) of
+                        ok -> {ok, H, MetaBin, Payload};
+                        Error -> Error
+                    end;
+                Error -> Error
+            end;
+        Error -> Error
+    end.
+
+%% @doc The metadata bytes of a frame whose header was read, CRC-32 checked;
+%% the payload need not be there.
+-spec metadata(binary(), header()) -> {ok, binary()} | {error, term()}.
+metadata(Frame, H = #{meta_len := MLen}) when byte_size(Frame) >= ?HEADER_SIZE + MLen ->
+    MetaBin = binary:part(Frame, ?HEADER_SIZE, MLen),
+    case meta_crc(H, MetaBin) of
+        ok -> {ok, MetaBin};
+        Error -> Error
+    end;
+metadata(Frame, #{meta_len := MLen}) -> {error, {truncated, ?HEADER_SIZE + MLen, byte_size(Frame)}}.
+
+%% @doc The payload as its format wrote it: compression and filter undone.
+-spec unpack(header(), binary()) -> {ok, binary()} | {error, term()}.
+unpack(#{compression := none, filter := {?FILTER_NONE, _}}, Payload) -> {ok, Payload};
+unpack(#{compression := gzip, filter := {?FILTER_NONE, _}, raw_size := Raw}, Payload) ->
+    tether_gzip:inflate(Payload, Raw);
+unpack(#{compression := C, filter := {?FILTER_NONE, _}}, _) ->
+    {error, {unsupported_compression, C,
+             <<"the BEAM reads none and gzip; ask Python for compression=\"gzip\" or \"none\"">>}};
+unpack(#{filter := F}, _) -> {error, {unsupported_filter, F}}.
+
+meta_crc(#{meta_crc := MCrc}, MetaBin) ->
+    case erlang:crc32(MetaBin) of
+        MCrc -> ok;
+        Computed -> {error, {metadata_checksum_mismatch, MCrc, Computed}}
+    end.
+
+verify(_, _, false) -> ok;
+verify(#{checksum := none}, _, _) -> ok;
+verify(#{checksum := crc32, checksum_value := Stored}, Payload, true) ->
+    case erlang:crc32(Payload) of
+        Stored -> ok;
+        Computed -> {error, {checksum_mismatch, Stored, Computed}}
+    end;
+verify(#{checksum := Kind}, _, true) ->
+    {error, {unverifiable_checksum, Kind,
+             <<"the BEAM verifies crc32; write the frame with checksum=\"crc32\" in Python, "
+               "or decode with #{verify => false}">>}}.
+
+align(N) -> (N + ?FRAME_ALIGN - 1) band (bnot (?FRAME_ALIGN - 1)).
+
+format_name(?FORMAT_RAW) -> raw;
+format_name(?FORMAT_SCALAR) -> scalar;
+format_name(?FORMAT_NDARRAY) -> ndarray;
+format_name(?FORMAT_ETF) -> etf;
+format_name(?FORMAT_ARROW) -> arrow;
+format_name(?FORMAT_PICKLE) -> pickle;
+format_name(N) -> {unknown, N}.
+
+compression_name(?COMPRESSION_NONE) -> none;
+compression_name(?COMPRESSION_LZ4) -> lz4;
+compression_name(?COMPRESSION_ZSTD) -> zstd;
+compression_name(?COMPRESSION_GZIP) -> gzip;
+compression_name(N) -> {unknown, N}.
+
+checksum_name(?CHECKSUM_NONE) -> none;
+checksum_name(?CHECKSUM_XXH3_64) -> xxh3_64;
+checksum_name(?CHECKSUM_CRC32) -> crc32;
+checksum_name(N) -> {unknown, N}.

@@ -1,0 +1,57 @@
+"""The wire format's numbers gathered in one place, for tests and tools.
+
+Nothing is defined here: every id and layout has one owner (the format and
+compressor registries, ``frame._header``, ``frame._checksum``,
+``shm._region``). :func:`tables` collects them so a
+test can compare them with the BEAM's ``tether_wire:tables/0``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from . import compression, formats
+from .frame import _checksum, _header
+from .shm import _region
+
+
+def _offsets(fields: tuple[tuple[str, str], ...]) -> list[tuple[str, int, int]]:
+    out, pos = [], 0
+    for name, code in fields:
+        size = struct.calcsize("<" + code)
+        out.append((name, pos, size))
+        pos += size
+    return out
+
+
+def tables() -> dict[str, Any]:
+    """Every wire id and layout tether itself defines (ids below 128), as plain data.
+
+    Examples
+    --------
+    >>> t = tables()
+    >>> t["formats"]["etf"], t["checksums"]["crc32"], t["header"][0]
+    (4, 2, ('magic', 0, 4))
+    """
+    return {
+        "frame_version": _header.FRAME_VERSION,
+        "magic": _header.MAGIC,
+        "header_size": _header.HEADER_SIZE,
+        "align": _header.ALIGN,
+        "header": _offsets(_header.FIELDS),
+        "flags": {"stream_chunk": _header.FLAG_STREAM_CHUNK},
+        "formats": {f.name: f.id for f in formats.registry if f.id < 128},
+        "compressions": {c.name: c.id for c in compression.registry if c.id < 128},
+        "checksums": dict(_checksum.IDS),
+        "filters": {name: ident for ident, name in _header.FILTER_NAMES.items()},
+        "region": {
+            "magic": _region.MAGIC,
+            "version": _region.VERSION,
+            "header_size": _region.HEADER_SIZE,
+            "slot_size": _region.SLOT_SIZE,
+            "slots": _region.SLOTS,
+            "header": _offsets(_region.HEADER_FIELDS),
+            "slot": _offsets(_region.SLOT_FIELDS),
+        },
+    }
