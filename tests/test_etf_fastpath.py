@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 from hypothesis import given, strategies as st
 
 import tether
 from tether import Atom, ImproperList, _etf, etf
-from tether._etf import decoder, encoder, native
+from tether._etf import decoder, encoder, keys, native
 
 c = native.c
 pytestmark = pytest.mark.skipif(c is None, reason="C fast path not built")
@@ -85,3 +87,48 @@ def test_c_encoder_falls_back_for_structs_and_big_ints():
         with pytest.raises(c.Fallback):
             c.encode(value, native.options(opts), False)
     assert etf.decode(etf.encode({"n": 2**100})) == {b"n": 2**100}
+
+
+# ---------------------------------------------------------------- the key-safety rule (tether/_etf/keys.py)
+
+P = 2**61 - 1  # ints k * P all hash to 0 in Python
+flood_keys = st.one_of(
+    st.integers(1, 60).map(lambda k: k * P),  # one hash value
+    st.integers(1, 60).map(lambda k: (1, k * P)),  # tuples of them: one hash value too
+    st.integers(-(2**60) + 1, 2**60 - 1),  # hash to themselves: never counted
+    st.builds(Atom, st.text(min_size=1, max_size=4)),
+)
+
+
+def _outcome(decode, data):
+    try:
+        return "ok", repr(decode(data))
+    except tether.TetherError as exc:
+        return type(exc).__name__, str(exc)
+
+
+@given(st.lists(st.tuples(flood_keys, st.integers()), max_size=80), st.booleans())
+def test_fast_and_python_apply_the_same_key_safety_rule(pairs, nested):
+    # Written without a Python dict: the map may hold keys Python treats as equal.
+    body = b"".join(etf.encode(k)[1:] + etf.encode(v)[1:] for k, v in pairs)
+    data = b"\x83t" + len(pairs).to_bytes(4, "big") + body
+    if nested:  # the same map as the key of another, and inside a list
+        data = b"\x83l\x00\x00\x00\x01t\x00\x00\x00\x01" + data[1:] + b"a\x01j"
+    opts = _etf.Options()
+    fast = _outcome(lambda d: _etf.decode(d, opts), data)
+    slow = _outcome(lambda d: decoder.decode_term(d, 1, opts)[0], data)
+    assert fast == slow
+    distinct = {k for k, _ in pairs if not keys.trusted(k)}
+    most = max(collections.Counter(hash(k) for k in distinct).values(), default=0)
+    if fast[0] == "ok":
+        assert most <= keys.MAX_SAME_HASH
+    elif most > keys.MAX_SAME_HASH and len({k for k, _ in pairs}) == len(pairs):  # no duplicate key to fail first
+        assert fast[0] == "LimitError" and "keys with one Python hash value" in fast[1]
+
+
+def test_sets_inside_keys_are_frozen_alike_on_both_paths():
+    value = {tether.FrozenList([frozenset({1, 2})]): 1, (frozenset({3}), tether.FrozenList([])): 2,
+             frozenset({tether.FrozenList([4])}): 3}
+    data = etf.encode(value)
+    fast, slow = both(data)
+    assert fast == slow == value

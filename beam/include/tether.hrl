@@ -120,6 +120,15 @@
 -define(COMPRESSION_ZSTD, 2).
 -define(COMPRESSION_GZIP, 3).
 
+%% zlib's window bits for a gzip wrapper (the largest window, 15, + 16), and
+%% the level the BEAM writes gzip at unless told (Python's default too).
+-define(GZIP_WINDOW_BITS, 31).
+-define(GZIP_DEFAULT_LEVEL, 6).
+%% What a compressed payload (gzip, or an ETF term compressed by
+%% term_to_binary) may inflate to unless `max_uncompressed_size' says
+%% otherwise: Python's Limits.max_uncompressed_size default.
+-define(MAX_UNCOMPRESSED_DEFAULT, (4 bsl 30)).
+
 %% Payload checksum kinds.
 -define(CHECKSUM_NONE, 0).
 -define(CHECKSUM_XXH3_64, 1).
@@ -199,6 +208,7 @@
 %% The external term format tags the metadata is spliced from, and the two
 %% that mark funs (refused in payloads).
 -define(ETF_VERSION, 131).
+-define(ETF_COMPRESSED, 80).
 -define(ETF_MAP, 116).
 -define(ETF_BINARY, 109).
 -define(ETF_NEW_FUN, 112).

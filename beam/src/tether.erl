@@ -1,14 +1,23 @@
 %% @doc tether frames on the BEAM: write what Python reads, read what Python writes.
 %%
 %% The frame layout is docs/format.md. Payload checksums are CRC-32, which the
-%% BEAM computes natively; frames Python writes with its default xxh3-64 are
-%% refused unless `verify => false' is given, with an error saying how to get
-%% CRC-32 frames from Python (the worker always sends them).
+%% BEAM computes natively (Python's default too); frames Python writes with
+%% `checksum="xxh3-64"' are refused unless `verify => false' is given, with an
+%% error saying how to get CRC-32 frames. The BEAM reads and writes gzip
+%% payload compression; lz4 and zstd frames are refused with an error that
+%% says how to get one it reads (`reader="beam"' in Python).
 %%
 %% This module is the public API. tether_formats knows what each format puts
 %% in a frame, tether_frame builds and reads frames, tether_region reads them
 %% from files, and include/tether.hrl holds the wire format's ids and layout.
+%%
+%% The decoders (`decode/1,2', `inspect/1', `read_region/1', `read_frame/3')
+%% never raise: whatever the input, they return `{ok, _}' or `{error, Reason}'.
+%% Each failure they know has its own reason; anything that slips past those
+%% checks is caught at this boundary as `{error, {malformed, Where, Class, What}}'.
 -module(tether).
+
+-include("../include/tether.hrl").
 
 -export([encode/1, encode/2, tensor/3, tensor/4, decode/1, decode/2, inspect/1,
          read_region/1, read_frame/3, nx_descr/1]).
@@ -24,8 +33,16 @@
 -spec encode(term()) -> iodata().
 encode(Term) -> encode(Term, #{}).
 
-%% @doc Encode with options: `format => etf | raw', `compressed => boolean()',
+%% @doc Encode with options: `format => etf | raw', `compressed => boolean()'
+%% (term_to_binary's own compression of an etf payload), `compression => none |
+%% gzip' and `level => 0..9' (the frame's payload compression, which Python
+%% reads too; a payload gzip does not shrink is stored as it is),
 %% `checksum => crc32 | none', `metadata => map()'.
+%%
+%% ```
+%% Frame = tether:encode(lists:duplicate(1000, ok), #{compression => gzip}),
+%% {ok, #{compression := gzip}} = tether:inspect(Frame).
+%% '''
 -spec encode(term(), map() | list()) -> iodata().
 encode(Term, Opts) when is_list(Opts) -> encode(Term, maps:from_list(Opts));
 encode(Term, Opts) when is_map(Opts) ->
@@ -54,43 +71,74 @@ frame({FormatId, Name, TypeInfo, Payload}, Opts) ->
 
 %% @doc Decode a frame. etf frames go through `binary_to_term(_, [safe])' and
 %% funs are refused; raw and ndarray data are sub-binaries of `Frame' (no copy);
-%% arrow frames give their Arrow IPC stream bytes.
+%% arrow frames give their Arrow IPC stream bytes. Never raises.
+%%
+%% ```
+%% {ok, [1, 2]} = tether:decode(iolist_to_binary(tether:encode([1, 2]))),
+%% {error, not_a_tether_frame} = tether:decode(<<"junk">>).
+%% '''
 -spec decode(binary()) -> {ok, term()} | error().
 decode(Frame) -> decode(Frame, #{}).
 
 %% @doc Options: `verify => boolean()' (payload checksum; header and metadata are
 %% always checked), `safe => boolean()' (default true: no new atoms; false only
-%% for trusted peers such as our own worker).
--spec decode(binary(), map()) -> {ok, term()} | error().
-decode(Frame, Opts) when is_binary(Frame) ->
+%% for trusted peers), `max_uncompressed_size => non_neg_integer()' (what a
+%% gzip payload or a compressed ETF term may inflate to, checked against its
+%% declared size before inflating; default 4 GiB, as Python's `tether.Limits').
+%%
+%% ```
+%% Big = iolist_to_binary(tether:encode(binary:copy(<<0>>, 100000), #{compression => gzip})),
+%% {error, {too_large, 100006, 1000}} = tether:decode(Big, #{max_uncompressed_size => 1000}).
+%% '''
+-spec decode(binary(), map() | list()) -> {ok, term()} | error().
+decode(Frame, Opts) -> safely(decode, fun() -> decode_frame(Frame, options(Opts)) end).
+
+decode_frame(Frame, Opts) when is_binary(Frame) ->
     case tether_frame:open(Frame, maps:get(verify, Opts, true)) of
         {ok, H = #{format := Format}, MetaBin, Stored} ->
+            Max = maps:get(max_uncompressed_size, Opts, ?MAX_UNCOMPRESSED_DEFAULT),
             case metadata(Format, MetaBin) of
                 {ok, Meta} ->
-                    case tether_frame:unpack(H, Stored) of
-                        {ok, Payload} -> tether_formats:decode(Format, Meta, Payload, maps:get(safe, Opts, true));
+                    case tether_frame:unpack(H, Stored, Max) of
+                        {ok, Payload} ->
+                            tether_formats:decode(Format, Meta, Payload,
+                                                  #{safe => maps:get(safe, Opts, true), max_uncompressed_size => Max});
                         Error -> Error
                     end;
                 Error -> Error
             end;
         Error -> Error
     end;
-decode(Frame, Opts) -> decode(iolist_to_binary(Frame), Opts).
+decode_frame(Frame, Opts) -> decode_frame(iolist_to_binary(Frame), Opts).
+
+options(Opts) when is_map(Opts) -> Opts;
+options(Opts) when is_list(Opts) -> maps:from_list(Opts).
 
 metadata(Format, MetaBin) ->
     case tether_formats:needs_metadata(Format) of
-        true -> tether_meta:decode(MetaBin);
+        true -> a_map(tether_meta:decode(MetaBin));
         false -> {ok, #{}}
     end.
 
-%% @doc Header and metadata of a frame, without touching the payload.
+a_map({ok, Meta}) when is_map(Meta) -> {ok, Meta};
+a_map({ok, _}) -> {error, {bad_metadata, <<"frame metadata must be an ETF map">>}};
+a_map(Error) -> Error.
+
+%% @doc Header and metadata of a frame, without touching the payload. Never raises.
+%%
+%% ```
+%% {ok, #{format := etf, metadata := #{<<"format">> := <<"etf">>}}} =
+%%     tether:inspect(iolist_to_binary(tether:encode(x))).
+%% '''
 -spec inspect(binary()) -> {ok, map()} | error().
-inspect(Frame) when is_binary(Frame) ->
+inspect(Frame) -> safely(inspect, fun() -> inspect_frame(Frame) end).
+
+inspect_frame(Frame) when is_binary(Frame) ->
     case tether_frame:header(Frame) of
         {ok, H} ->
             case tether_frame:metadata(Frame, H) of
                 {ok, MetaBin} ->
-                    case tether_meta:decode(MetaBin) of
+                    case a_map(tether_meta:decode(MetaBin)) of
                         {ok, Meta} -> {ok, maps:remove(meta_crc, H#{metadata => Meta})};
                         Error -> Error
                     end;
@@ -98,15 +146,38 @@ inspect(Frame) when is_binary(Frame) ->
             end;
         Error -> Error
     end;
-inspect(Frame) -> inspect(iolist_to_binary(Frame)).
+inspect_frame(Frame) -> inspect_frame(iolist_to_binary(Frame)).
 
 %% ------------------------------------------------------------------ files
 
 %% @doc The newest committed frame of a tether shared-memory region (a file in
-%% /dev/shm written by Python's tether.shm). Reads exactly that frame.
+%% /dev/shm written by Python's tether.shm). Reads exactly that frame, or
+%% returns an error (a file cut short, a slot past its end). Never raises.
+%%
+%% ```
+%% {error, enoent} = tether:read_region("/dev/shm/no-such-tether-region").
+%% '''
 -spec read_region(file:filename_all()) -> {ok, binary()} | error().
-read_region(Path) -> tether_region:read_region(Path).
+read_region(Path) -> safely(read_region, fun() -> tether_region:read_region(Path) end).
 
 %% @doc `Len' bytes at `Offset' of a file: a frame someone named to us.
+%% A file that holds fewer is `{error, {truncated, Len, Got}}'. Never raises.
+%%
+%% ```
+%% {error, {bad_range, -1, 8}} = tether:read_frame("/etc/hostname", -1, 8).
+%% '''
 -spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | error().
-read_frame(Path, Offset, Len) -> tether_region:read_frame(Path, Offset, Len).
+read_frame(Path, Offset, Len) -> safely(read_frame, fun() -> tether_region:read_frame(Path, Offset, Len) end).
+
+%% ------------------------------------------------------------------ the boundary
+
+%% A failure no check named becomes an error naming the function and the
+%% kind of failure (not its arguments, which may be large binaries).
+safely(Where, Fun) ->
+    try Fun()
+    catch Class:Reason -> {error, {malformed, Where, Class, kind(Reason)}}
+    end.
+
+kind(Reason) when is_tuple(Reason), tuple_size(Reason) > 0, is_atom(element(1, Reason)) -> element(1, Reason);
+kind(Reason) when is_atom(Reason) -> Reason;
+kind(_) -> unknown.

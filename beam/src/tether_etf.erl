@@ -8,9 +8,9 @@
 -spec decode(binary(), boolean()) -> {ok, term()} | {error, {bad_etf, binary()}}.
 decode(Bin, true) ->
     try {ok, binary_to_term(Bin, [safe])}
-    catch error:badarg -> {error, {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>}}
+    catch error:_ -> {error, {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>}}
     end;
 decode(Bin, false) ->
     try {ok, binary_to_term(Bin)}
-    catch error:badarg -> {error, {bad_etf, <<"not valid ETF">>}}
+    catch error:_ -> {error, {bad_etf, <<"not valid ETF">>}}
     end.

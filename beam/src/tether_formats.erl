@@ -64,12 +64,18 @@ code(c) -> <<"c">>.
 -spec needs_metadata(atom() | {unknown, non_neg_integer()}) -> boolean().
 needs_metadata(F) -> not (F =:= etf orelse F =:= raw orelse F =:= arrow).
 
-%% @doc A payload as a term. etf goes through binary_to_term (safe unless
-%% `Safe' is false) and funs are refused; raw, arrow and ndarray data are the
-%% payload binary itself (no copy).
--spec decode(atom() | {unknown, non_neg_integer()}, map(), binary(), boolean()) ->
+%% @doc A payload as a term; never raises. etf goes through binary_to_term
+%% (safe unless `safe => false'), with a compressed term's declared size
+%% checked against `max_uncompressed_size' first, and funs are refused; raw,
+%% arrow and ndarray data are the payload binary itself (no copy). Metadata
+%% of the wrong shape is `{error, {bad_type_info, Format, Why}}'.
+-spec decode(atom() | {unknown, non_neg_integer()}, map(), binary(),
+             #{safe := boolean(), max_uncompressed_size := non_neg_integer()}) ->
           {ok, term()} | {error, term()}.
-decode(etf, _Meta, Payload, Safe) ->
+decode(etf, _Meta, <<?ETF_VERSION, ?ETF_COMPRESSED, Size:32, _/binary>>, #{max_uncompressed_size := Max})
+  when Size > Max ->
+    {error, {too_large, Size, Max}};
+decode(etf, _Meta, Payload, #{safe := Safe}) ->
     case tether_etf:decode(Payload, Safe) of
         {ok, Term} ->
             %% Funs run code: refuse them. Only scan when a fun tag can be present.
@@ -82,16 +88,42 @@ decode(etf, _Meta, Payload, Safe) ->
 decode(raw, _Meta, Payload, _) -> {ok, Payload};
 decode(arrow, _Meta, Payload, _) -> {ok, Payload};
 decode(scalar, #{<<"type">> := #{<<"kind">> := Kind}}, P, _) -> scalar(Kind, P);
-decode(ndarray, #{<<"type">> := Info}, Payload, _) ->
-    Shape = list_to_tuple(maps:get(<<"shape">>, Info, [])),
-    Type = case maps:get(<<"nx">>, Info, undefined) of
-               [K, Bits] when K =:= <<"f">>; K =:= <<"s">>; K =:= <<"u">>; K =:= <<"c">>; K =:= <<"bf">> ->
-                   {binary_to_atom(K), Bits};
-               _ -> undefined
-           end,
-    {ok, #{type => Type, shape => Shape, data => Payload,
-           dtype => maps:get(<<"dtype">>, Info, undefined), order => maps:get(<<"order">>, Info, <<"C">>)}};
+decode(ndarray, #{<<"type">> := Info}, Payload, _) when is_map(Info) -> ndarray(Info, Payload);
+decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray ->
+    {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
+
+%% The tensor map of docs/format.md §4 from an ndarray frame's type info. A
+%% peer may write anything there: the shape is checked, and so is the
+%% payload's size when the frame names an Nx type.
+ndarray(Info, Payload) ->
+    Shape = maps:get(<<"shape">>, Info, []),
+    Type = nx_type(maps:get(<<"nx">>, Info, undefined)),
+    case is_list(Shape) andalso lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Shape) of
+        false -> {error, {bad_type_info, ndarray, <<"shape must be a list of non-negative integers">>}};
+        true ->
+            case Type =:= undefined orelse product(Shape) * (element(2, Type) div 8) =:= byte_size(Payload) of
+                true -> {ok, #{type => Type, shape => list_to_tuple(Shape), data => Payload,
+                               dtype => maps:get(<<"dtype">>, Info, undefined),
+                               order => maps:get(<<"order">>, Info, <<"C">>)}};
+                false -> {error, {bad_type_info, ndarray, <<"shape and type do not match the payload's size">>}}
+            end
+    end.
+
+%% An Nx type the frame names, or undefined when it names none this node
+%% knows (the dtype then says what the data is).
+nx_type([K, Bits]) when is_binary(K), is_integer(Bits), Bits > 0, Bits rem 8 =:= 0 ->
+    case K of
+        <<"f">> -> {f, Bits};
+        <<"s">> -> {s, Bits};
+        <<"u">> -> {u, Bits};
+        <<"c">> -> {c, Bits};
+        <<"bf">> -> {bf, Bits};
+        _ -> undefined
+    end;
+nx_type(_) -> undefined.
+
+product(Dims) -> lists:foldl(fun(D, Acc) -> D * Acc end, 1, Dims).
 
 scalar(<<"int">>, P) when byte_size(P) > 0 -> S = byte_size(P) * 8, <<I:S/little-signed>> = P, {ok, I};
 scalar(<<"float">>, <<F:64/little-float>>) -> {ok, F};

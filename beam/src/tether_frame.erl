@@ -8,28 +8,43 @@
 
 -include("../include/tether.hrl").
 
--export([build/5, header/1, open/2, metadata/2, unpack/2]).
+-export([build/5, header/1, open/2, metadata/2, unpack/3]).
 
 -type header() :: #{atom() => term()}.
 -export_type([header/0]).
 
 %% ------------------------------------------------------------------ building
 
-%% @doc A frame as iodata. `Opts': `checksum => crc32 | none', `metadata => map()'.
+%% @doc A frame as iodata. `Opts': `checksum => crc32 | none', `metadata => map()',
+%% `compression => none | gzip', `level => 0..9' (gzip's, default 6). A gzip
+%% payload that comes out no smaller is stored uncompressed, as Python does.
 -spec build(non_neg_integer(), binary(), map(), iodata(), map()) -> iodata().
 build(FormatId, Name, TypeInfo, Payload, Opts) ->
     Meta = tether_meta:build(Name, TypeInfo, maps:get(metadata, Opts, #{})),
     MLen = byte_size(Meta),
-    PLen = iolist_size(Payload),
+    RLen = iolist_size(Payload),
+    {Comp, Level, Stored} = compress(maps:get(compression, Opts, none), maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
+                                     Payload, RLen),
+    PLen = iolist_size(Stored),
     Pad = align(?HEADER_SIZE + MLen) - ?HEADER_SIZE - MLen,
     {CkKind, Ck} = case maps:get(checksum, Opts, crc32) of
-                       crc32 -> {?CHECKSUM_CRC32, erlang:crc32(Payload)};
+                       crc32 -> {?CHECKSUM_CRC32, erlang:crc32(Stored)};
                        none -> {?CHECKSUM_NONE, 0}
                    end,
-    Head = <<?FRAME_HEAD(?FRAME_VERSION, ?HEADER_SIZE, FormatId, ?COMPRESSION_NONE, CkKind, 0, MLen,
-                         (erlang:crc32(Meta)), PLen, PLen, Ck, ?SCHEMA_VERSION, 0, ?FILTER_NONE, 0,
+    Head = <<?FRAME_HEAD(?FRAME_VERSION, ?HEADER_SIZE, FormatId, Comp, CkKind, 0, MLen,
+                         (erlang:crc32(Meta)), PLen, RLen, Ck, ?SCHEMA_VERSION, Level, ?FILTER_NONE, 0,
                          ?RESERVED_ZERO)>>,
-    [Head, <<?HEADER_CRC((erlang:crc32(Head)))>>, Meta, <<0:Pad/unit:8>>, Payload].
+    [Head, <<?HEADER_CRC((erlang:crc32(Head)))>>, Meta, <<0:Pad/unit:8>>, Stored].
+
+compress(none, _, Payload, _) -> {?COMPRESSION_NONE, 0, Payload};
+compress(gzip, Level, Payload, RLen) when is_integer(Level), Level >= 0, Level =< 9 ->
+    Packed = tether_gzip:deflate(Payload, Level),
+    case byte_size(Packed) < RLen of
+        true -> {?COMPRESSION_GZIP, Level, Packed};
+        false -> {?COMPRESSION_NONE, 0, Payload}
+    end;
+compress(gzip, Level, _, _) -> erlang:error({badarg, {level, Level, <<"gzip levels are 0..9">>}});
+compress(Other, _, _, _) -> erlang:error({badarg, {compression, Other, <<"the BEAM writes none or gzip">>}}).
 
 %% ------------------------------------------------------------------ reading
 
@@ -69,6 +84,10 @@ open(Frame, Verify) ->
             MetaBin = binary:part(Frame, ?HEADER_SIZE, MLen),
             Payload = binary:part(Frame, Off, PLen),
             case meta_crc(H, MetaBin) of
+                ok when binary_part(Frame, ?HEADER_SIZE + MLen, Off - ?HEADER_SIZE - MLen) =/=
+                        <<0:(Off - ?HEADER_SIZE - MLen)/unit:8>> ->
+                    %% Nothing covers the padding: it must be what writers put there, as Python checks too.
+                    {error, nonzero_padding};
                 ok ->
                     case verify(H, Payload, Verify) of
                         ok -> {ok, H, MetaBin, Payload};
@@ -90,15 +109,17 @@ metadata(Frame, H = #{meta_len := MLen}) when byte_size(Frame) >= ?HEADER_SIZE +
     end;
 metadata(Frame, #{meta_len := MLen}) -> {error, {truncated, ?HEADER_SIZE + MLen, byte_size(Frame)}}.
 
-%% @doc The payload as its format wrote it: compression and filter undone.
--spec unpack(header(), binary()) -> {ok, binary()} | {error, term()}.
-unpack(#{compression := none, filter := {?FILTER_NONE, _}}, Payload) -> {ok, Payload};
-unpack(#{compression := gzip, filter := {?FILTER_NONE, _}, raw_size := Raw}, Payload) ->
-    tether_gzip:inflate(Payload, Raw);
-unpack(#{compression := C, filter := {?FILTER_NONE, _}}, _) ->
+%% @doc The payload as its format wrote it: compression and filter undone,
+%% inflating to at most `Max' bytes (a larger declared size is refused first).
+-spec unpack(header(), binary(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
+unpack(#{compression := none, filter := {?FILTER_NONE, _}}, Payload, _) -> {ok, Payload};
+unpack(#{compression := gzip, filter := {?FILTER_NONE, _}, raw_size := Raw}, Payload, Max) ->
+    tether_gzip:inflate(Payload, Raw, Max);
+unpack(#{compression := C, filter := {?FILTER_NONE, _}}, _, _) ->
     {error, {unsupported_compression, C,
-             <<"the BEAM reads none and gzip; ask Python for compression=\"gzip\" or \"none\"">>}};
-unpack(#{filter := F}, _) -> {error, {unsupported_filter, F}}.
+             <<"the BEAM reads gzip and none; in Python, write the frame with reader=\"beam\" "
+               "(or compression=\"gzip\" or \"none\")">>}};
+unpack(#{filter := F}, _, _) -> {error, {unsupported_filter, F}}.
 
 meta_crc(#{meta_crc := MCrc}, MetaBin) ->
     case erlang:crc32(MetaBin) of

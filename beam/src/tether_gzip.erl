@@ -1,35 +1,69 @@
-%% @doc gzip decompression bounded by the size the frame declares.
+%% @doc gzip on the BEAM: compress a payload, and inflate one within bounds.
+%%
+%% Inflating is bounded twice: a declared size over the limit is refused
+%% before any work, and the stream is inflated in zlib's small steps, the
+%% output growing by what each step produced and stopping as soon as it
+%% passes the declared size. A small frame that claims gigabytes, or that
+%% inflates to more than it claims, costs at most the limit.
 -module(tether_gzip).
 
--export([inflate/2]).
+-include("../include/tether.hrl").
 
-%% zlib's window bits for a gzip wrapper: 15 (the largest window) + 16.
--define(GZIP_WINDOW_BITS, 31).
+-export([deflate/2, inflate/2, inflate/3]).
 
-%% @doc The gzip stream `Data' inflated to exactly `Raw' bytes; inflating
-%% stops as soon as the output passes `Raw', so a small frame cannot claim
-%% gigabytes.
+%% @doc One gzip member (RFC 1952) holding `Data', at `Level' (0-9).
+%%
+%% ```
+%% {ok, <<"abc">>} = tether_gzip:inflate(tether_gzip:deflate(<<"abc">>, 6), 3, 100).
+%% '''
+-spec deflate(iodata(), 0..9) -> binary().
+deflate(Data, Level) ->
+    Z = zlib:open(),
+    try
+        ok = zlib:deflateInit(Z, Level, deflated, ?GZIP_WINDOW_BITS, 8, default),
+        Out = zlib:deflate(Z, Data, finish),
+        ok = zlib:deflateEnd(Z),
+        iolist_to_binary(Out)
+    after
+        zlib:close(Z)
+    end.
+
+%% @doc `inflate/3' with the default limit (4 GiB, as Python's `tether.Limits').
 -spec inflate(binary(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
-inflate(Data, Raw) ->
+inflate(Data, Raw) -> inflate(Data, Raw, ?MAX_UNCOMPRESSED_DEFAULT).
+
+%% @doc The gzip stream `Data' inflated to exactly `Raw' bytes, refused up
+%% front when `Raw' is over `Max'. Never raises.
+%%
+%% ```
+%% {error, {too_large, 1099511627776, 1024}} = tether_gzip:inflate(<<>>, 1 bsl 40, 1024).
+%% '''
+-spec inflate(binary(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
+inflate(_Data, Raw, Max) when Raw > Max ->
+    {error, {too_large, Raw, Max}};
+inflate(Data, Raw, _Max) ->
     Z = zlib:open(),
     try
         ok = zlib:inflateInit(Z, ?GZIP_WINDOW_BITS),
-        Out = loop(Z, zlib:safeInflate(Z, Data), [], 0, Raw),
-        zlib:inflateEnd(Z),
-        Out
+        loop(Z, zlib:safeInflate(Z, Data), <<>>, Raw)
     catch
         error:Reason -> {error, {bad_gzip, Reason}}
     after
         zlib:close(Z)
     end.
 
-loop(Z, {continue, Chunk}, Acc, N, Raw) ->
-    N1 = N + iolist_size(Chunk),
-    if N1 > Raw -> {error, {decompressed_too_large, Raw}};
-       true -> loop(Z, zlib:safeInflate(Z, []), [Acc, Chunk], N1, Raw)
+%% Appending to the accumulator reuses its spare room (the emulator grows a
+%% binary appended to in place), so the output is not copied at the end.
+loop(Z, {continue, Chunk}, Acc, Raw) ->
+    Out = <<Acc/binary, (iolist_to_binary(Chunk))/binary>>,
+    case byte_size(Out) > Raw of
+        true -> {error, {decompressed_size_mismatch, Raw, {more_than, Raw}}};
+        false -> loop(Z, zlib:safeInflate(Z, []), Out, Raw)
     end;
-loop(_, {finished, Chunk}, Acc, N, Raw) ->
-    case N + iolist_size(Chunk) of
-        Raw -> {ok, iolist_to_binary([Acc, Chunk])};
+loop(Z, {finished, Chunk}, Acc, Raw) ->
+    Out = <<Acc/binary, (iolist_to_binary(Chunk))/binary>>,
+    ok = zlib:inflateEnd(Z),  % data_error when bytes follow the gzip member
+    case byte_size(Out) of
+        Raw -> {ok, Out};
         Got -> {error, {decompressed_size_mismatch, Raw, Got}}
     end.

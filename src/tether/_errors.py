@@ -23,9 +23,16 @@ a value sent in another format than the one first chosen warns with
 
 Messages name the place at fault as a path (``$.rows[3].price``) and say what
 to do about it.
+
+Errors from elsewhere (a codec library, NumPy, pyarrow, ``datetime``) on bad
+input become tether's in one place, :func:`typed`: readers wrap each call
+into code they do not own with it.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 __all__ = [
     "ChecksumError",
@@ -44,6 +51,8 @@ __all__ = [
     "UnsupportedVersionError",
     "UntrustedPickleError",
     "ValidationError",
+    "foreign",
+    "typed",
 ]
 
 
@@ -114,3 +123,51 @@ class LossyConversionWarning(UserWarning):
 
 class FallbackWarning(UserWarning):
     """A value could not take the format chosen first and was sent in another; the message says why."""
+
+
+@contextlib.contextmanager
+def typed(where: str, cls: type[TetherError] | None = None) -> Iterator[None]:
+    """Turn any exception that is not a :class:`TetherError` into one, naming ``where``.
+
+    Code that reads input calls libraries that raise whatever they like on
+    bad bytes (``ValueError``, ``OverflowError``, ``RuntimeError``, an
+    ``ArrowInvalid``, a ``zlib.error``...). Inside this block such an error
+    becomes ``cls`` (a :class:`DecodeError` by default), chained to the
+    original; a ``MemoryError`` becomes a :class:`LimitError`, as only a size
+    nothing checked can cause one. Tether's own errors, and what is not an
+    ``Exception`` (``KeyboardInterrupt``), pass through unchanged.
+
+    Examples
+    --------
+    >>> from tether._errors import typed
+    >>> try:
+    ...     with typed("frame (lz4, 40 B) payload"):
+    ...         int("x")
+    ... except DecodeError as exc:
+    ...     print(exc)
+    frame (lz4, 40 B) payload: ValueError: invalid literal for int() with base 10: 'x'. The input is malformed.
+    """
+    try:
+        yield
+    except TetherError:
+        raise
+    except Exception as exc:
+        raise foreign(exc, where, cls) from exc
+
+
+def foreign(exc: Exception, where: str, cls: type[TetherError] | None = None) -> TetherError:
+    """The typed error :func:`typed` raises for ``exc``: for hot paths, in an ``except`` clause.
+
+    Examples
+    --------
+    >>> print(foreign(OverflowError("timestamp out of range"), "created_at"))
+    created_at: OverflowError: timestamp out of range. The input is malformed.
+    """
+    if isinstance(exc, TetherError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return LimitError(
+            f"{where}: out of memory while decoding; a size in the input was not bounded. Lower the sizes in "
+            "tether.Limits, and report this input as a bug."
+        )
+    return (cls or DecodeError)(f"{where}: {type(exc).__name__}: {exc}. The input is malformed.")

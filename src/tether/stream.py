@@ -58,8 +58,8 @@ from .frame import HEADER_SIZE
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
 
 CHUNK_SIZE = 8 << 20
-# Reading from a pipe, a frame's buffer grows by at most this much, or doubles.
-_GROW_STEP = 64 << 20
+# Reading from a pipe, a frame's buffer starts at this much and doubles as bytes arrive.
+_GROW_STEP = 1 << 20
 _CHAIN = struct.Struct("<QQQ")
 
 
@@ -116,9 +116,11 @@ class StreamWriter:
     compression, level, bandwidth :
         As :func:`tether.encode`; ``"auto"`` decides per chunk for the
         ``stream`` transport.
-    checksum : {"xxh3-64", "crc32"}
-        Every chunk carries a payload checksum; ``"crc32"`` lets the BEAM
-        verify chunks with ``tether:decode/1``.
+    checksum : {"crc32", "xxh3-64"}
+        Every chunk carries a payload checksum: CRC-32 by default, which the
+        BEAM verifies with ``tether:decode/1`` as Python does; ``"xxh3-64"``
+        is faster on large chunks, for Python readers only. The end frame's
+        chained digest is xxh3 over the checksums either way.
     resume : Checkpoint, optional
         Continue the stream a reader stopped in (same id, numbering, digest).
 
@@ -140,11 +142,11 @@ class StreamWriter:
         compression: str = "auto",
         level: int | None = None,
         bandwidth: float | None = None,
-        checksum: str = "xxh3-64",
+        checksum: str = "crc32",
         resume: Checkpoint | None = None,
     ):
-        if checksum not in ("xxh3-64", "crc32"):
-            raise ValidationError(f"Invalid checksum {checksum!r} for a stream. Valid options are: xxh3-64, crc32.")
+        if checksum not in ("crc32", "xxh3-64"):
+            raise ValidationError(f"Invalid checksum {checksum!r} for a stream. Valid options are: crc32, xxh3-64.")
         if type(chunk_size) is not int or chunk_size < 1:
             raise ValidationError(f"chunk_size must be a positive int, got {chunk_size!r}.")
         write = getattr(sink, "write", None) or (sink if callable(sink) else None)
@@ -354,6 +356,15 @@ class _Source:
                 raise TruncatedError(f"{where}: the input ends {start + got} bytes into a {size}-byte frame.")
         return memoryview(buf)
 
+    def check_end(self, where: str) -> None:
+        """Refuse bytes after the end frame in a buffer or a file; a pipe or socket is not read past it."""
+        left = len(self.view) - self.pos if self.view is not None else self._remaining()
+        if left:
+            raise StreamError(
+                f"{where}: {left} bytes follow the end frame, which ends the stream. The input holds "
+                "something else after the stream (two streams joined, or junk): pass only the stream's bytes."
+            )
+
     def _remaining(self) -> int | None:
         """Bytes left in a seekable source (a file, BytesIO), or None for pipes and sockets."""
         try:
@@ -393,7 +404,9 @@ class StreamReader:
         As :func:`tether.loads`, for every chunk.
 
     Iterating yields each chunk's value; the iteration ends at the end frame,
-    and raises :class:`StreamError` if the input ends before it.
+    and raises :class:`StreamError` if the input ends before it, or if a
+    buffer or file holds bytes after it. A pipe or socket is not read past
+    the end frame: what follows it there may be the next message.
 
     Examples
     --------
@@ -482,6 +495,7 @@ class StreamReader:
                         f"{where}: the end frame declares {key} {info.get(key)}, the chunks received give {have}: "
                         "a chunk was altered, dropped or replaced on the way."
                     )
+            self._source.check_end(where)
             self.complete = True
             self.totals = {"chunks": self._seq, "bytes": self._offset}
             return None

@@ -6,6 +6,8 @@ The package, by job:
 * ``options``: ``Options``, validated once and shared by every codec.
 * ``decoder`` / ``encoder``: the reference codec in Python, which owns every
   tag, every typed error and its path.
+* ``keys``: the key-safety rule both decoders apply to map keys (hashable,
+  and no more than ``MAX_SAME_HASH`` keys of one map with one hash).
 * ``native``: glue to the C fast path (``tether._speedups``), which takes
   the bulk-data tags and falls back to Python for anything else; the two are
   tested against each other and against a real ``erl``.

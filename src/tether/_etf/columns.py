@@ -37,7 +37,7 @@ class Columns(NamedTuple):
 def uncompressed(data: Any, opts: Options) -> Any:
     """``data`` with a compressed (tag 80) body expanded into a plain ETF value; anything else as it is."""
     if len(data) > 1 and data[0] == VERSION_MAGIC and data[1] == COMPRESSED:
-        return bytes((VERSION_MAGIC,)) + inflate(data, 2, opts.limits)
+        return inflate(data, 2, opts.limits, prefix=bytes((VERSION_MAGIC,)))
     return data
 
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import struct
 import warnings
-import zlib
 from typing import Any, Callable
 
 from .._errors import DecodeError, LimitError, LossyConversionWarning, TruncatedError
 from .._limits import Limits
 from .._structs import to_python as struct_to_python
-from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+from .._types import Atom, BitBinary, ImproperList, OpaqueTerm, Pid, Port, Reference
+from .keys import MAX_SAME_HASH, SMALL_INT, TRUSTED, count, freeze
 from .options import Options
 from .tags import (
     ATOM_CACHE_REF, ATOM_EXT, ATOM_UTF8_EXT, BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, EXPORT_EXT, FLOAT_EXT,
@@ -152,10 +152,10 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tupl
                 if key is NOKEY:
                     top[3] = value
                 else:
-                    try:
+                    if type(key) in TRUSTED or (type(key) is int and -SMALL_INT < key < SMALL_INT):
                         top[1][key] = value
-                    except TypeError:
-                        top[1][freeze(key)] = value
+                    else:
+                        put_counted(r, top, key, value, pos)
                     top[3] = NOKEY
                 top[2] -= 1
                 if top[2]:
@@ -177,6 +177,32 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tupl
             if r.textlike:
                 warn_charlists(r.textlike)
             return value, pos
+
+
+def put_counted(r: Reader, frame: list, key: Any, value: Any, pos: int) -> None:
+    """Store a key the key-safety rule counts (see ``keys``): made hashable, and bounded per hash value."""
+    try:
+        try:
+            h = hash(key)
+        except TypeError:  # lists, maps or sets inside the key
+            key = freeze(key)
+            h = hash(key)
+    except Exception as exc:  # a struct's Python type that cannot be hashed, or whose hash fails
+        raise r.fail(
+            f"Map key cannot be hashed in Python ({type(exc).__name__}: {exc}); decode with structs=False, or "
+            "register the struct with a hashable Python type",
+            pos,
+        ) from None
+    if frame[5] is None:
+        frame[5] = {}
+    if not count(frame[5], h):
+        raise r.fail(
+            f"Map has more than {MAX_SAME_HASH} keys with one Python hash value ({h}), as in a hash-flooding "
+            "attack (integers that differ by multiples of 2**61 - 1); decoding it would take quadratic time",
+            pos,
+            LimitError,
+        )
+    frame[1][key] = value
 
 
 def close_map(r: Reader, frame: list, pos: int) -> Any:
@@ -439,7 +465,7 @@ def _map(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
         return {}, pos
     if 2 * n > r.end - pos:
         raise r.fail(f"Map declares {n} pairs but only {r.end - pos} bytes remain", pos, TruncatedError)
-    return r.open([K_MAP, {}, 2 * n, NOKEY, n], pos)
+    return r.open([K_MAP, {}, 2 * n, NOKEY, n, None], pos)  # None: the counts of the key-safety rule
 
 
 # ---------------------------------------------------------------- pids, ports, references, funs
@@ -563,74 +589,48 @@ for _tags, _handler in (
 del _tags, _handler, _tag
 
 
-# ---------------------------------------------------------------- helpers shared with the C path
+# ---------------------------------------------------------------- compressed terms (tag 80)
 
 
-def freeze(value: Any) -> Any:
-    """Make a decoded map key hashable, iteratively, wrapping lists and maps."""
-    if isinstance(value, (set, frozenset)):
-        return frozenset(freeze(v) for v in value)
-    if not isinstance(value, (list, dict, tuple, ImproperList)):
-        return value
-    # Post-order rebuild with an explicit stack, as keys may nest deeply too.
-    work: list[tuple[Any, bool]] = [(value, False)]
-    results: list[Any] = []
-    while work:
-        node, done = work.pop()
-        children = _children(node)
-        if children is None:
-            results.append(node)
-            continue
-        if not done:
-            work.append((node, True))
-            work.extend((c, False) for c in reversed(children))
-            continue
-        n = len(children)
-        vals = results[len(results) - n :] if n else []
-        del results[len(results) - n :]
-        if isinstance(node, dict):
-            results.append(FrozenMap(zip(vals[0::2], vals[1::2])))
-        elif isinstance(node, tuple):
-            results.append(tuple(vals))
-        elif isinstance(node, list):
-            results.append(FrozenList(vals))
-        else:
-            results.append(ImproperList(vals[:-1], vals[-1]))
-    return results[0]
+# zlib's window bits for the zlib wrapper term_to_binary writes (the largest window).
+ZLIB_WBITS = 15
 
 
-def _children(node: Any) -> list | None:
-    """The values ``freeze`` rebuilds ``node`` from, or None when it stays as it is."""
-    if isinstance(node, dict) and not isinstance(node, FrozenMap):
-        return [c for kv in node.items() for c in kv]
-    if isinstance(node, (list, tuple)) and not isinstance(node, FrozenList):
-        return list(node)
-    if isinstance(node, ImproperList):
-        return [*node.items, node.tail]
-    return None
+def inflate(buf: Any, pos: int, limits: Limits, prefix: bytes = b"") -> memoryview:
+    """The uncompressed body of a tag-80 value whose size field is at ``buf[pos]``, after ``prefix``.
 
+    The zlib stream runs through the bounded loop every tether decompressor
+    uses (``tether.compression``): memory grows with the bytes the stream
+    really produces, up to the declared size, so the peak is the body once.
 
-def inflate(buf: Any, pos: int, limits: Limits) -> bytes:
-    """The uncompressed body of a tag-80 value whose size field is at ``buf[pos]``."""
+    Examples
+    --------
+    >>> import zlib, tether
+    >>> term = b"\\x83P" + (2).to_bytes(4, "big") + zlib.compress(b"a\\x07")
+    >>> bytes(inflate(term, 2, tether.get_limits(), prefix=b"\\x83"))
+    b'\\x83a\\x07'
+    """
+    from ..compression import _base, _codecs  # imported late: compression imports the frame layer, which imports us
+
     if len(buf) < pos + 4:
         raise TruncatedError(f"Compressed ETF (tag {COMPRESSED}) ends before its uncompressed size.")
     (size,) = _u32(buf, pos)
-    if size > limits.max_uncompressed_size:
-        raise LimitError(
-            f"Compressed ETF declares {size} uncompressed bytes, over the limit of "
-            f"{limits.max_uncompressed_size}; raise Limits.max_uncompressed_size if this is expected."
-        )
-    d = zlib.decompressobj()
-    try:
-        # max_length bounds the output: a bomb cannot allocate past the declared size.
-        out = d.decompress(buf[pos + 4 :], size + 1)
-    except zlib.error as exc:
-        raise DecodeError(f"Compressed ETF (tag {COMPRESSED}) is not valid zlib data: {exc}.") from exc
-    if len(out) != size or not d.eof:
-        raise DecodeError(
-            f"Compressed ETF (tag {COMPRESSED}) declares {size} bytes but inflates to "
-            f"{'more than ' if len(out) > size else ''}{len(out)}{'' if d.eof else ' (stream incomplete)'}."
-        )
-    if d.unused_data:
-        raise DecodeError(f"{len(d.unused_data)} trailing bytes after the compressed ETF value.")
-    return out
+    what = f"Compressed ETF (tag {COMPRESSED})"
+    _base.check_declared(size, limits, what)
+    step = _codecs.zlib_steps(memoryview(buf)[pos + 4 :], ZLIB_WBITS)
+    if prefix:
+        step = _after(prefix, step)
+    return _base.bounded(step, len(prefix) + size, what)
+
+
+def _after(prefix: bytes, step: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``step`` whose output starts with ``prefix``."""
+    sent = [False]
+
+    def first(n: int) -> Any:
+        if sent[0]:
+            return step(n)
+        sent[0] = True
+        return prefix
+
+    return first

@@ -8,19 +8,23 @@ It builds tether's Python types through ``configure``, and raises
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from typing import Any
 
 from .._structs import to_python as struct_to_python
 from .._types import Atom
-from .decoder import freeze, improper
+from .decoder import improper
+from .keys import MAX_SAME_HASH, freeze
 from .options import Options
 
 try:
     from .. import _speedups as c
 except ImportError:  # no compiler at install time: the Python codec does everything
     c = None
-if c is not None and not hasattr(c, "CodecOptions"):
+# The calls this glue makes; the C module says which it answers (tether._speedups.API).
+API = 2
+if c is not None and getattr(c, "API", None) != API:
     # A build left over from an older tether (a failed optional rebuild keeps
     # the old file): its calls do not match this glue, so Python does the work.
     warnings.warn(
@@ -61,4 +65,5 @@ def make_improper(items: list, tail: Any) -> Any:
 
 
 if c is not None:
-    c.configure(Atom, make_improper, freeze)
+    # The key-safety rule's bound is keys.MAX_SAME_HASH on both paths; the seed keys C's own tables.
+    c.configure(Atom, make_improper, freeze, MAX_SAME_HASH, secrets.randbits(64))

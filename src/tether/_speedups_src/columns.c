@@ -26,6 +26,7 @@ typedef struct {
     PyObject *index;    /* key -> column number */
     PyObject *keys;     /* in first-seen order */
     PyObject *columns;  /* one list per key */
+    HashCounts counts;  /* the key-safety rule, over the index's keys */
 } Table;
 
 /* The column of key (borrowed) in row `row`, made (padded with None) when key is new;
@@ -38,6 +39,9 @@ static PyObject *column_for(State *st, Table *t, PyObject *key, Py_ssize_t row) 
         return col;
     }
     if (PyErr_Occurred()) { PyErr_Clear(); PyErr_SetString(st->fallback, "unhashable key"); return NULL; }
+    PyObject *counted = safe_key(st, &t->counts, Py_NewRef(key));  /* a new column: bounded like a map key */
+    if (!counted) return NULL;
+    Py_DECREF(counted);  /* hashable already, so the key itself */
     PyObject *col = PyList_New(row);
     if (!col) return NULL;
     for (Py_ssize_t r = 0; r < row; r++) PyList_SET_ITEM(col, r, Py_NewRef(Py_None));
@@ -83,7 +87,7 @@ PyObject *sp_decode_columns(PyObject *module, PyObject *const *args, Py_ssize_t 
     ctx_init(&ctx, st, o, &view, NULL);
     const unsigned char *buf = view.buf;
     const Py_ssize_t end = view.len;
-    Table t = {PyDict_New(), PyList_New(0), PyList_New(0)};
+    Table t = {PyDict_New(), PyList_New(0), PyList_New(0), {NULL, 0, 0}};
     PyObject *result = NULL;
     int gc_was_enabled = PyGC_Disable(); /* see sp_decode */
     if (!t.index || !t.keys || !t.columns) goto cleanup;
@@ -104,6 +108,7 @@ cleanup:
     Py_XDECREF(t.index);
     Py_XDECREF(t.keys);
     Py_XDECREF(t.columns);
+    counts_free(&t.counts);
     ctx_free(&ctx);
     PyBuffer_Release(&view);
     return result;

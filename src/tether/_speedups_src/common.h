@@ -9,6 +9,7 @@
  *   typed.c    list of maps -> Arrow-layout column buffers (decode_typed)
  *   encode.c   ETF encoder for exact builtin types (encode)
  *   copy.c     bulk copy for frame payloads (copy)
+ *   keys.c     the key-safety rule: hashable map keys, bounded hash collisions
  */
 #ifndef TETHER_COMMON_H
 #define TETHER_COMMON_H
@@ -20,6 +21,9 @@
 
 #include "tags.h"
 
+/* The calls tether/_etf/native.py makes of this module (its API): bumped when they change. */
+#define SPEEDUPS_API 2
+
 /* Per-module state: what configure() sets and what module_exec() builds. */
 typedef struct {
     PyObject *fallback;       /* exception: the Python codec takes the whole term */
@@ -29,6 +33,8 @@ typedef struct {
     PyObject *struct_key;     /* "__struct__" */
     PyObject *atom_intern;    /* UTF-8 atom text (bytes) -> shared Atom */
     PyObject *options_type;   /* CodecOptions */
+    Py_ssize_t max_same_hash; /* keys of one map that may share a hash (tether/_etf/keys.py) */
+    uint64_t seed;            /* per process, random: keys the tables a peer fills */
 } State;
 
 /* How binaries and charlists decode (see tether._etf.Options). */
@@ -97,6 +103,27 @@ static inline uint32_t be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+/* ------------------------------------------------------------ key safety (keys.c) */
+
+/* How many keys of one map have each Python hash value, for the keys the
+ * rule counts: open addressing, power-of-two capacity, empty until needed. */
+typedef struct {
+    Py_hash_t hash;
+    Py_ssize_t n;           /* 0: an empty slot */
+} HashCount;
+
+typedef struct {
+    HashCount *slots;
+    Py_ssize_t cap, used;
+} HashCounts;
+
+void counts_release(HashCounts *c);
+
+/* Free what c holds; most maps never count a key, so this is usually nothing. */
+static inline void counts_free(HashCounts *c) {
+    if (c->slots) counts_release(c);
+}
+
 /* ------------------------------------------------------------ term decoding */
 
 typedef struct {
@@ -106,6 +133,7 @@ typedef struct {
     Py_ssize_t remaining;   /* terms still expected */
     PyObject *key;          /* pending map key (owned) or NULL */
     Py_ssize_t pairs;       /* declared pairs, for the duplicate check */
+    HashCounts counts;      /* the key-safety rule's counts for this map */
 } Frame;
 
 typedef struct {
@@ -115,11 +143,12 @@ typedef struct {
     PyObject *value;        /* owned */
 } AtomSlot;
 
-/* This call's atoms, by their bytes in the input: open addressing, power-of-two capacity. */
+/* This call's atoms, by their bytes in the input: open addressing, capacity 2**bits. */
 typedef struct {
     AtomSlot *slots;
     Py_ssize_t cap;
     Py_ssize_t used;
+    int bits;
 } AtomCache;
 
 typedef struct {
@@ -146,6 +175,41 @@ void ctx_free(Ctx *c);
 PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos);
 /* New reference to the value of the atom p[0:n], or NULL with Fallback/another error set. */
 PyObject *atom_value(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int latin);
+/* The key to store for a key the rule counts (stolen), in a map whose counts are c: key
+ * itself, or its hashable stand-in; NULL with Fallback set when Python must report it (a
+ * key that cannot be hashed, too many keys with one hash), or with another error. */
+PyObject *counted_key(State *st, HashCounts *c, PyObject *key);
+
+/* Ints inside +-2**SMALL_INT_BITS hash to themselves (tether/_etf/keys.py SMALL_INT). */
+#define SMALL_INT_BITS 60
+
+/* 1 when key's hash is out of the peer's hands (str, Atom, bytes, bool, None, ints
+ * below 2**60): the keys the rule does not count. Inline: every map key asks. */
+static inline int key_trusted(const State *st, PyObject *key) {
+    PyTypeObject *t = Py_TYPE(key);
+    if (t == (PyTypeObject *)st->atom_type || t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyBool_Type
+        || key == Py_None)
+        return 1;
+    if (t != &PyLong_Type) return 0;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(key, &overflow);
+    return !overflow && v > -(1LL << SMALL_INT_BITS) && v < (1LL << SMALL_INT_BITS);
+}
+
+/* key (stolen) as a map stores it: trusted keys as they are, others through counted_key. */
+static inline PyObject *safe_key(State *st, HashCounts *c, PyObject *key) {
+    return key_trusted(st, key) ? key : counted_key(st, c, key);
+}
+
+/* A 64-bit mix keyed by the process seed, for tables whose keys a peer chooses:
+ * splitmix64's finalizer over the seeded value, so that without the seed a peer
+ * cannot pick values that share slots. */
+static inline uint64_t keyed_mix(const State *st, uint64_t x) {
+    x ^= st->seed;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
 
 /* The row list both column decoders read: its number of rows (0 for NIL_EXT),
  * with *pos moved past the list header; -1 when it is not a list. */

@@ -17,6 +17,8 @@ enum { K_LIST, K_TAIL, K_TUPLE, K_MAP };
 
 /* Atoms a process names are few: the shared table is cleared when it reaches this. */
 #define ATOM_INTERN_MAX 65536
+/* A call's atom cache starts with 2**ATOM_CACHE_FIRST_BITS slots. */
+#define ATOM_CACHE_FIRST_BITS 6
 /* Larger big integers take the Python path (its int conversion is quadratic too, but reports errors). */
 #define BIG_INT_MAX_BYTES 4096
 
@@ -27,27 +29,35 @@ static void atoms_free(AtomCache *c) {
     PyMem_Free(c->slots);
 }
 
-static uint64_t hash_bytes(const unsigned char *p, Py_ssize_t n, int latin) {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)latin;  /* FNV-1a */
+/* FNV-1a from a per-process basis: atom names come from the peer, and without
+ * the seed it cannot choose names that share slots. Slots take the top bits
+ * of the hash, which depend on every bit of the basis (the low ones only on
+ * its low bits). */
+static uint64_t hash_bytes(const State *st, const unsigned char *p, Py_ssize_t n, int latin) {
+    uint64_t h = 1469598103934665603ULL ^ st->seed ^ (uint64_t)latin;
     for (Py_ssize_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ULL; }
     return h;
 }
 
-static int atoms_grow(AtomCache *c) {
-    Py_ssize_t ncap = c->cap ? c->cap * 2 : 64;
+static inline Py_ssize_t atom_slot(uint64_t h, int bits) { return (Py_ssize_t)(h >> (64 - bits)); }
+
+static int atoms_grow(const State *st, AtomCache *c) {
+    int bits = c->cap ? c->bits + 1 : ATOM_CACHE_FIRST_BITS;
+    Py_ssize_t ncap = (Py_ssize_t)1 << bits;
     AtomSlot *ns = PyMem_Calloc((size_t)ncap, sizeof(AtomSlot));
     if (!ns) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < c->cap; i++) {
         AtomSlot *s = &c->slots[i];
         if (!s->value) continue;
-        uint64_t h = hash_bytes(s->p, s->n, s->latin);
-        Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(ncap - 1));
+        uint64_t h = hash_bytes(st, s->p, s->n, s->latin);
+        Py_ssize_t j = atom_slot(h, bits);
         while (ns[j].value) j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
     PyMem_Free(c->slots);
     c->slots = ns;
     c->cap = ncap;
+    c->bits = bits;
     return 0;
 }
 
@@ -107,9 +117,9 @@ static PyObject *atom_slow(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int l
 
 PyObject *atom_value(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int latin) {
     AtomCache *c = &ctx->atoms;
-    if (c->used * 2 >= c->cap && atoms_grow(c) < 0) return NULL;
-    uint64_t h = hash_bytes(p, n, latin);
-    Py_ssize_t j = (Py_ssize_t)(h & (uint64_t)(c->cap - 1));
+    if (c->used * 2 >= c->cap && atoms_grow(ctx->st, c) < 0) return NULL;
+    uint64_t h = hash_bytes(ctx->st, p, n, latin);
+    Py_ssize_t j = atom_slot(h, c->bits);
     while (c->slots[j].value) {
         AtomSlot *s = &c->slots[j];
         if (s->n == n && s->latin == latin && memcmp(s->p, p, (size_t)n) == 0) return Py_NewRef(s->value);
@@ -301,6 +311,7 @@ static int open_container(Ctx *ctx, unsigned char tag, Py_ssize_t *ppos, Py_ssiz
     f->remaining = terms;
     f->key = NULL;
     f->pairs = n;
+    f->counts = (HashCounts){NULL, 0, 0};
     f->obj = kind == K_MAP ? PyDict_New() : kind == K_TUPLE ? PyTuple_New(n) : PyList_New(n);
     if (!f->obj) return -1;
     (*depth)++;
@@ -313,14 +324,10 @@ fallback:
 /* Store value (stolen) in the map of f: as its next key, or under the pending key. */
 static int map_put(Ctx *ctx, Frame *f, PyObject *value) {
     if (!f->key) { f->key = value; return 0; }
-    int rc = PyDict_SetItem(f->obj, f->key, value);
-    if (rc < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
-        PyErr_Clear();  /* an unhashable key: Python's freeze makes it hashable */
-        PyObject *frozen = PyObject_CallOneArg(ctx->st->freeze, f->key);
-        rc = frozen ? PyDict_SetItem(f->obj, frozen, value) : -1;
-        Py_XDECREF(frozen);
-    }
-    Py_CLEAR(f->key);
+    PyObject *key = safe_key(ctx->st, &f->counts, f->key);  /* steals the pending key */
+    f->key = NULL;
+    int rc = key ? PyDict_SetItem(f->obj, key, value) : -1;
+    Py_XDECREF(key);
     Py_DECREF(value);
     return rc;
 }
@@ -364,6 +371,7 @@ static int hand_up(Ctx *ctx, PyObject **value, Py_ssize_t *ppos, Py_ssize_t *dep
             if (map_put(ctx, f, v) < 0) return -1;
             if (--f->remaining) return 0;
             (*depth)--;
+            counts_free(&f->counts);
             if (!(v = close_map(ctx, f))) return -1;
             continue;
         }
@@ -425,6 +433,7 @@ error:
         /* Unfilled list/tuple slots are NULL, which their deallocators accept. */
         Py_XDECREF(ctx->stack[i].obj);
         Py_XDECREF(ctx->stack[i].key);
+        counts_free(&ctx->stack[i].counts);
     }
     return NULL;
 }

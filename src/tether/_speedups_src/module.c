@@ -127,17 +127,24 @@ int decoder_args(State *st, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t 
 
 /* ------------------------------------------------------------------ module */
 
-/* configure(atom_type, make_improper, freeze): the Python types and helpers the codecs build with. */
+/* configure(atom_type, make_improper, freeze, max_same_hash, seed): the Python types and helpers
+ * the codecs build with, and the key-safety rule's bound and per-process seed (tether/_etf/keys.py). */
 static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     State *st = module_state(module);
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "configure() takes 3 arguments (%zd given)", nargs);
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "configure() takes 5 arguments (%zd given)", nargs);
         return NULL;
     }
+    Py_ssize_t max_same_hash = PyLong_AsSsize_t(args[3]);
+    if (max_same_hash == -1 && PyErr_Occurred()) return NULL;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(args[4]);
+    if (seed == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     Py_XSETREF(st->atom_type, Py_NewRef(args[0]));
     PyDict_Clear(st->atom_intern);  /* its values are instances of the old type */
     Py_XSETREF(st->make_improper, Py_NewRef(args[1]));
     Py_XSETREF(st->freeze, Py_NewRef(args[2]));
+    st->max_same_hash = max_same_hash;
+    st->seed = (uint64_t)seed;
     Py_RETURN_NONE;
 }
 
@@ -167,6 +174,7 @@ static int module_exec(PyObject *m) {
     if (!st->fallback || PyModule_AddObjectRef(m, "Fallback", st->fallback) < 0) return -1;
     st->options_type = PyType_FromModuleAndSpec(m, &options_spec, NULL);
     if (!st->options_type || PyModule_AddObjectRef(m, "CodecOptions", st->options_type) < 0) return -1;
+    if (PyModule_AddIntConstant(m, "API", SPEEDUPS_API) < 0) return -1;
     PyObject *tags = tag_table();
     if (!tags) return -1;
     int rc = PyModule_AddObjectRef(m, "TAGS", tags);
@@ -212,7 +220,7 @@ static PyMethodDef methods[] = {
     {"copy", (PyCFunction)(void (*)(void))sp_copy, METH_FASTCALL,
      "copy(dest, pos, src): copy a buffer into another at an offset, fast for any relative alignment."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
-     "configure(atom_type, make_improper, freeze): the Python types and helpers the codecs build with."},
+     "configure(atom_type, make_improper, freeze, max_same_hash, seed): types, helpers and the key-safety rule."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -339,6 +339,7 @@ typedef struct {
     PyObject *keys;
     TCol *cols;
     Py_ssize_t n, cap;
+    HashCounts counts;  /* the key-safety rule, over the index's keys */
 } Typed;
 
 /* The column of key (borrowed) in row r, made (r nulls long) when key is new; NULL with an error set. */
@@ -351,6 +352,9 @@ static TCol *typed_column(State *st, Typed *t, PyObject *key, Py_ssize_t r) {
         return NULL;
     }
     if (PyErr_Occurred()) { set_fallback(st); return NULL; } /* unhashable key */
+    PyObject *counted = safe_key(st, &t->counts, Py_NewRef(key));  /* a new column: bounded like a map key */
+    if (!counted) return NULL;
+    Py_DECREF(counted);  /* hashable already, so the key itself */
     if (t->n == t->cap) {
         Py_ssize_t ncap = t->cap ? t->cap * 2 : 16;
         TCol *nc = PyMem_Realloc(t->cols, (size_t)ncap * sizeof(TCol));
@@ -413,7 +417,7 @@ PyObject *sp_decode_typed(PyObject *module, PyObject *const *args, Py_ssize_t na
     ctx.struct_hook = NULL;
     const unsigned char *buf = view.buf;
     const Py_ssize_t end = view.len;
-    Typed t = {PyDict_New(), PyList_New(0), NULL, 0, 0};
+    Typed t = {PyDict_New(), PyList_New(0), NULL, 0, 0, {NULL, 0, 0}};
     PyObject *result = NULL, *specs = NULL;
     if (!t.index || !t.keys) goto cleanup;
     int empty = pos < end && buf[pos] == NIL_EXT;
@@ -434,6 +438,7 @@ cleanup:
     Py_XDECREF(specs);
     for (Py_ssize_t c = 0; c < t.cap; c++) tcol_free(&t.cols[c]);
     PyMem_Free(t.cols);
+    counts_free(&t.counts);
     ctx_free(&ctx);
     PyBuffer_Release(&view);
     return result;

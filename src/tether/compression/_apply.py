@@ -12,16 +12,18 @@ from ._policy import choose_filter, resolve
 
 
 def pack(
-    payload: Any, fmt: Any, name: str, level: int | None, transport: str, bandwidth: float | None, decision: Any
+    payload: Any, fmt: Any, name: str, level: int | None, transport: str, bandwidth: float | None, decision: Any,
+    reader: str = "python",
 ) -> Stored:
     """Resolve ``compression=name`` for ``payload`` and apply it; the choice lands in ``decision``.
 
-    The result keeps the payload's own parts when nothing is compressed, or
-    when compressing did not make it smaller (the policy's promise).
+    ``reader`` limits ``"auto"`` to the codecs that reader undoes. The result
+    keeps the payload's own parts when nothing is compressed, or when
+    compressing did not make it smaller (the policy's promise).
     """
     from . import get
 
-    codec, clevel, reason = resolve(name, level, payload, transport, fmt, bandwidth=bandwidth)
+    codec, clevel, reason = resolve(name, level, payload, transport, fmt, bandwidth=bandwidth, reader=reader)
     decision.compression, decision.compression_reason = codec.name, reason
     raw = payload.nbytes
     if codec.id == 0:

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import _etf
 from .._version import __version__
-from .._errors import DecodeError, EncodeError, MappingError, TetherError, ValidationError
+from .._errors import DecodeError, EncodeError, MappingError, ValidationError, foreign
 from .._limits import Limits
 
 # Keys written by tether itself; user fields live under "user".
@@ -125,8 +125,10 @@ def decode(data: bytes, limits: Limits) -> dict[str, Any]:
     """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
     try:
         meta = _etf.decode(data, options(limits))
-    except TetherError as exc:
-        raise DecodeError(f"Frame metadata is not a valid ETF map: {exc}") from exc
+    except Exception as exc:  # typed or not, the message says it is the metadata; a LimitError stays one
+        typed = foreign(exc, "ETF")
+        cls = type(typed) if isinstance(typed, DecodeError) else DecodeError
+        raise cls(f"Frame metadata is not a valid ETF map: {typed}") from exc
     if not isinstance(meta, dict):
         raise DecodeError(f"Frame metadata must be an ETF map, got {type(meta).__name__}.")
     fmt = meta.get("format")

@@ -13,11 +13,21 @@ from . import _checksum, _header, _meta
 from ._header import ALIGN, HEADER_SIZE, Header
 
 _ZEROS = bytes(ALIGN)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+# created_at values (microseconds since 1970) that a datetime can hold: years 1 to 9999.
+_CREATED_MIN = (_dt.datetime(1, 1, 1, tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
+_CREATED_MAX = (_dt.datetime.max.replace(tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
 class FrameInfo:
     """What a frame's header and metadata say, read without touching the payload.
+
+    Fields read from metadata are informational and never fail a read:
+    ``created_at`` is None when the metadata has no integer ``created_at``
+    or one outside the years 1-9999 that ``datetime`` holds (a frame from a
+    broken clock or a crafted one), and ``type``, ``lineage``, ``user`` and
+    ``stream`` are empty when they are not a map (a list for ``lineage``).
 
     Examples
     --------
@@ -158,7 +168,8 @@ def info(header: Header, meta: dict[str, Any], fmt: Any = None, compression: Any
     comp = compression.name if compression is not None else f"unknown ({header.compression_id})"
     created = meta.get("created_at")
     created_at = (
-        _dt.datetime.fromtimestamp(created / 1e6, tz=_dt.timezone.utc) if type(created) is int else None
+        _EPOCH + _dt.timedelta(microseconds=created)
+        if type(created) is int and _CREATED_MIN <= created <= _CREATED_MAX else None
     )
     type_info = meta.get("type") if isinstance(meta.get("type"), dict) else {}
     details: dict[str, Any] = {}

@@ -1,0 +1,64 @@
+/* The key-safety rule of tether/_etf/keys.py, for the C decoders.
+ *
+ * A map key must be hashable (lists, maps and sets inside it are frozen by
+ * the Python freeze()), and at most st->max_same_hash keys of one map may
+ * share a Python hash value: int, float, tuple and frozen-container hashes
+ * are chosen by whoever writes the keys, and equal hashes make every dict
+ * insert walk all the earlier ones. Keys whose hash the peer cannot choose
+ * (str, Atom, bytes, bool, None, ints below 2**60) are not counted, so maps
+ * keyed by atoms cost one type check per key.
+ *
+ * Whatever the rule refuses raises Fallback: the Python decoder applies the
+ * same rule and reports it with the key's path.
+ */
+#include "common.h"
+
+void counts_release(HashCounts *c) {
+    PyMem_Free(c->slots);
+    c->slots = NULL;
+    c->cap = c->used = 0;
+}
+
+static int counts_grow(const State *st, HashCounts *c) {
+    Py_ssize_t ncap = c->cap ? c->cap * 2 : 16;
+    HashCount *ns = PyMem_Calloc((size_t)ncap, sizeof(HashCount));
+    if (!ns) return -1;
+    for (Py_ssize_t i = 0; i < c->cap; i++) {
+        if (!c->slots[i].n) continue;
+        Py_ssize_t j = (Py_ssize_t)(keyed_mix(st, (uint64_t)c->slots[i].hash) & (uint64_t)(ncap - 1));
+        while (ns[j].n) j = (j + 1) & (ncap - 1);
+        ns[j] = c->slots[i];
+    }
+    PyMem_Free(c->slots);
+    c->slots = ns;
+    c->cap = ncap;
+    return 0;
+}
+
+/* Count one more key with hash h: 0, 1 when that makes too many, -1 when out of memory. */
+static int counts_add(const State *st, HashCounts *c, Py_hash_t h) {
+    if (c->used * 2 >= c->cap && counts_grow(st, c) < 0) return -1;
+    Py_ssize_t j = (Py_ssize_t)(keyed_mix(st, (uint64_t)h) & (uint64_t)(c->cap - 1));
+    while (c->slots[j].n && c->slots[j].hash != h) j = (j + 1) & (c->cap - 1);
+    if (!c->slots[j].n) {
+        c->slots[j].hash = h;
+        c->used++;
+    }
+    return ++c->slots[j].n > st->max_same_hash;
+}
+
+PyObject *counted_key(State *st, HashCounts *c, PyObject *key) {
+    Py_hash_t h = PyObject_Hash(key);
+    if (h == -1) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto fallback;
+        PyErr_Clear();  /* lists, maps and sets inside the key: freeze them */
+        PyObject *frozen = PyObject_CallOneArg(st->freeze, key);
+        Py_SETREF(key, frozen);
+        if (!key || (h = PyObject_Hash(key)) == -1) goto fallback;
+    }
+    if (counts_add(st, c, h) == 0) return key;
+fallback:
+    Py_XDECREF(key);
+    set_fallback(st);
+    return NULL;
+}

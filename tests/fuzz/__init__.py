@@ -1,0 +1,1 @@
+"""Fuzzing kept in the repository: the corrupter (run by ``make test``) and the atheris targets (``make fuzz``)."""
