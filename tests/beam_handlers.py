@@ -40,3 +40,158 @@ def rows(n):
 
 def _private():
     return "never callable from BEAM"
+
+
+# -- BEAM worker and pool tests (beam/test/tether_worker_test.exs, tether_pool_test.exs)
+
+
+def sleep(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def nested_arrays():
+    emb = np.arange(12, dtype=np.float32).reshape(3, 4)
+    return {"emb": emb, "ids": [1, 2, 3], "pair": (np.array([1, 2], dtype=np.int64), np.array([0.5], dtype=np.float64))}
+
+
+def transposed():
+    # arr.T is F-contiguous: the BEAM must still get row-major values.
+    return np.arange(6, dtype=np.float32).reshape(2, 3).T
+
+
+def table(n):
+    import pyarrow as pa
+
+    return pa.table({"id": list(range(n)), "name": [f"r{i}" for i in range(n)]})
+
+
+def table_info(t):
+    return (type(t).__name__, t.num_rows, list(t.column_names))
+
+
+def non_finite():
+    return [float("nan"), float("inf"), float("-inf"), 1.5]
+
+
+def is_nan(x):
+    import math
+
+    return isinstance(x, float) and math.isnan(x)
+
+
+async def async_add(a, b):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+def log_warning(message):
+    import logging
+
+    logging.getLogger("beam_handlers.audit").warning("%s", message.decode() if isinstance(message, bytes) else message)
+    return "logged"
+
+
+def many_atoms(n, prefix):
+    from tether import Atom
+
+    prefix = prefix.decode() if isinstance(prefix, bytes) else prefix
+    return [Atom(f"{prefix}{i}") for i in range(n)]
+
+
+def unencodable():
+    return object()
+
+
+def os_pid():
+    return os.getpid()
+
+
+def touch(path):
+    path = path.decode() if isinstance(path, bytes) else path
+    with open(path, "w") as f:
+        f.write("ran")
+    return path
+
+
+def sleep_ignoring_cancel(seconds):
+    # SIGUSR1 stays pending while blocked: the BEAM has to kill this worker.
+    import signal
+    import time
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    time.sleep(seconds)
+    return seconds
+
+
+# -- Python protocol tests of the worker (tests/test_worker.py)
+
+
+def two_arrays():
+    return (np.arange(3, dtype=np.int32), np.ones((2, 2), dtype=np.float64))
+
+
+def dataframe(n):
+    import pandas as pd
+
+    return pd.DataFrame({"id": list(range(n)), "score": [i / 2 for i in range(n)]})
+
+
+async def async_sleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+def write_stderr(text):
+    import sys
+
+    text = text.decode() if isinstance(text, bytes) else text
+    print(f"print: {text}", file=sys.stderr)
+    os.write(2, f"fd2: {text}\n".encode())  # as C code writes: under Python's sys.stderr
+    os.write(1, f"fd1: {text}\n".encode())  # fd 1 is not the protocol's
+    return "written"
+
+
+def big_binary(n):
+    return b"\xab" * n
+
+
+def many_arrays(k, n):
+    return [np.full(n, i, dtype=np.int64) for i in range(k)]
+
+
+def types_of(value):
+    """The value's shape as type names, nested as the value is (arrays with dtype and shape)."""
+    if isinstance(value, dict):
+        return {k: types_of(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)([types_of(v) for v in value])
+    if isinstance(value, np.ndarray):
+        return ("ndarray", str(value.dtype), list(value.shape), bool(value.flags.writeable))
+    if type(value).__name__ == "Table":
+        return ("Table", value.num_rows, list(value.column_names))
+    if isinstance(value, float):
+        return ("float", "nan" if value != value else repr(value))
+    return type(value).__name__
+
+
+def log_for(seconds):
+    """Log warnings (and write stderr lines) as fast as it can for ``seconds``: a cancel lands mid-message."""
+    import logging
+    import sys
+    import time
+
+    log = logging.getLogger("beam_handlers.chatty")
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        log.warning("message %d %s", n, "x" * 2000)
+        print(f"line {n}", file=sys.stderr)
+        n += 1
+    return n

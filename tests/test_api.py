@@ -191,7 +191,7 @@ def test_inspect_reads_no_payload():
     assert info.format == "ndarray" and info.type["shape"] == [4, 5]
     assert info.user == {"run": "r1", "blob": b"\x00"}
     assert info.lineage[-1] == {"step": "prep"}
-    assert info.created_at is not None and info.checksum == "xxh3-64"
+    assert info.created_at is not None and info.checksum == "crc32"
     with pytest.raises(tether.ChecksumError):
         tether.loads(bytes(broken))
     assert "ndarray" in str(info)
@@ -200,8 +200,9 @@ def test_inspect_reads_no_payload():
 def test_checksum_auto_policy():
     big = np.zeros(1 << 18)  # 2 MiB
     assert tether.inspect(tether.dumps(big)).checksum == "none"
-    assert tether.inspect(tether.dumps(big, transport="network")).checksum == "xxh3-64"
-    assert tether.inspect(tether.dumps(big, checksum=True)).checksum == "xxh3-64"
+    assert tether.inspect(tether.dumps(big, transport="network")).checksum == "crc32"
+    assert tether.inspect(tether.dumps(big, checksum=True)).checksum == "crc32"
+    assert tether.inspect(tether.dumps(big, checksum="xxh3-64")).checksum == "xxh3-64"
     assert tether.inspect(tether.dumps(b"x", checksum=False)).checksum == "none"
     assert tether.inspect(tether.dumps(b"x", checksum="crc32")).checksum == "crc32"
     assert "commit protocol" in tether.inspect(tether.dumps(big)).checksum_covers

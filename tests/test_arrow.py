@@ -349,3 +349,10 @@ def test_malformed_ipc_inside_valid_frame():
         assert isinstance(out, pa.Table)
     with pytest.raises(tether.DecodeError, match="Arrow IPC stream is malformed"):
         tether.loads(frame[:start] + bytes(len(frame) - start))
+
+
+def test_rows_with_a_non_map_in_the_middle_are_not_columnar():
+    # Found by hypothesis: the shape check sampled the middle row without checking it was a map.
+    value = [{"": None}, None, {"": None}]
+    assert tether.arrow.columnar_shape(value) is None
+    assert tether.loads(tether.dumps(value, transport="network")) == value

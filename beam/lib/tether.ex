@@ -10,6 +10,39 @@ defmodule Tether do
       iex> frame = Tether.encode(%{"id" => 1, tags: [:a]})
       iex> Tether.decode(frame)
       {:ok, %{"id" => 1, tags: [:a]}}
+
+  ## Tensors
+
+  An ndarray frame (from Python, or embedded in a worker's reply) decodes to
+  a map with these fields:
+
+    * `:type`: the Nx type, e.g. `{:f, 32}`, `{:s, 64}`, `{:u, 8}`, `{:c, 64}`,
+      `{:bf, 16}`; `nil` when Nx has no such type (see `:dtype`);
+    * `:shape`: a tuple of dimensions, `{}` for a 0-d array;
+    * `:data`: the elements as one binary, in the dtype's byte order
+      (little-endian for every dtype Python writes by default), no padding;
+    * `:order`: `"C"` (row-major) or `"F"` (column-major), the order of `:data`.
+      Worker replies are always `"C"`: Python sends arrays that are not
+      C-contiguous (e.g. `arr.T`) in row-major order, with the same values;
+    * `:dtype`: NumPy's dtype string, e.g. `"<f4"`, or a list for structured dtypes.
+
+  So with `order: "C"`, `Nx.from_binary(data, type) |> Nx.reshape(shape)` is
+  the same tensor. `tensor/3` writes the reverse: a native-endian, row-major
+  binary such as `Nx.to_binary/1` returns.
+
+  ## Floats
+
+  NaN and the infinities travel as the atoms `:nan`, `:infinity` and
+  `:neg_infinity` (as Nx writes them), both ways: Python's `float("nan")`
+  arrives as `:nan`, and `:nan` in arguments arrives as `float("nan")`.
+
+  ## Tables
+
+  A worker's reply holds a table (a `pyarrow.Table`, a DataFrame) as Arrow
+  IPC stream bytes by default (`Explorer.DataFrame.load_ipc_stream/1` reads
+  them), or, with the call option `tables: :rows | :columns`, as a list of
+  maps or a map of lists. `table/1` marks an argument to arrive in Python as
+  a `pyarrow.Table`.
   """
 
   @typedoc "An Nx tensor type: `{:f, 32}`, `{:s, 64}`, `{:u, 8}`, `{:c, 64}`, `{:bf, 16}`, ..."
@@ -50,6 +83,20 @@ defmodule Tether do
   """
   @spec tensor(binary(), nx_type(), tuple() | [non_neg_integer()]) :: binary()
   def tensor(data, type, shape), do: :tether.tensor(data, type, shape) |> IO.iodata_to_binary()
+
+  @doc """
+  Mark rows (a list of maps) or columns (a map of lists) as a table: as an
+  argument of `Tether.Worker.call/5` or `Tether.Pool.call/5` it arrives in
+  Python as a `pyarrow.Table`. Anything else raises `ArgumentError`.
+
+      iex> {:"$tether_table", etf} = Tether.table([%{"id" => 1}, %{"id" => 2}])
+      iex> :erlang.binary_to_term(etf)
+      [%{"id" => 1}, %{"id" => 2}]
+      iex> match?({:"$tether_table", _}, Tether.table(%{"id" => [1, 2]}))
+      true
+  """
+  @spec table([map()] | %{optional(term()) => list()}) :: {:"$tether_table", binary()}
+  def table(rows_or_columns), do: :tether_embed.table(rows_or_columns)
 
   @doc "The newest frame in a tether shared-memory region file (written by Python)."
   @spec read_region(Path.t()) :: {:ok, binary()} | {:error, term()}

@@ -1,144 +1,521 @@
-%% @doc A Python worker driven from the BEAM: a port running `python -m tether.worker'.
+%% @doc A Python worker driven from the BEAM: one `python -m tether.worker'
+%% process behind a gen_server, speaking the protocol of docs/format.md §8.
 %%
-%% Calls are serialized (a worker is one Python process). Arguments and
-%% results above `shm_threshold' bytes travel through shared memory; only a
-%% small frame naming them crosses the pipe. If the worker dies, the caller
-%% in flight gets `{error, {worker_exit, Status}}' and the next call starts a
-%% fresh worker. Python exceptions come back as
-%% `{error, {python, Type, Message, Traceback}}'.
+%% Starting fails fast: `start_link/1' returns only once Python has imported
+%% every module and answered the handshake, or `{error, Reason}':
+%% `{python_not_found, Python}', `{import_error, Module, Type, Message,
+%% Traceback}', `{incompatible, #{python => Vsn, beam => Vsn}}',
+%% `{exited_before_ready, Status, Stderr}', `{start_timeout, Ms, Stderr}' or
+%% `{bad_option, Key, Message}'.
+%%
+%% Calls run one at a time (a worker is one Python process); callers queue.
+%% A call answers `{ok, Value}' or `{error, Reason}' with `Reason' one of
+%% `{python, Type, Message, Traceback}', `{undefined_function, Module,
+%% Function}', `timeout', `{worker_exit, Status}', `{worker_down, Why}',
+%% `{bad_etf, Why}' (the reply names atoms this node does not know),
+%% `{bad_request, Message}', `{message_too_large, Size, Max}' (arguments
+%% kept out of shared memory by `shm_threshold' but over `max_message'),
+%% `{embedded_shm, Path, Why}' (a result in shared
+%% memory that cannot be read) or what tether:decode/1 says of an embedded
+%% frame that does not decode.
+%%
+%% A call past its deadline (time spent queued counts) is answered
+%% `{error, timeout}' at once; Python gets SIGUSR1 and abandons it, or is
+%% killed and restarted after `cancel_grace' ms. Queued calls whose caller has
+%% died or given up are dropped unrun. If Python dies, the call in flight gets
+%% `{error, {worker_exit, Status}}' and a fresh Python starts at once.
 -module(tether_worker).
 -behaviour(gen_server).
 
--export([start_link/1, start/1, call/4, call/5, stop/1]).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([start_link/1, start/1, call/4, call/5, stop/1, info/1, child_spec/1]).
+-export([request/7]).
+-export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--define(SHM_THRESHOLD, 1048576).
+-record(req, {ref, from, mref, module, function, args, tables, deadline, enqueued}).
+-record(busy, {req, id, sent, bytes_in, route}).
+-record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
+             stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
+             next_id = 1, notify}).
 
-%% @doc Options: `python' (executable, default "python3"), `modules' (list of
-%% module names Python may call), `env' ([{Name, Value}]), `shm_threshold'
-%% (bytes), `binaries' (bytes | str: how binaries arrive in Python).
-start_link(Opts) -> gen_server:start_link(?MODULE, to_map(Opts), []).
-start(Opts) -> gen_server:start(?MODULE, to_map(Opts), []).
+-type server() :: pid() | atom() | {global, term()} | {via, module(), term()}.
+-type call_opts() :: timeout() | #{timeout => timeout(), tables => arrow | rows | columns}
+                   | [{timeout, timeout()} | {tables, arrow | rows | columns}].
+-export_type([server/0, call_opts/0]).
 
-call(W, Mod, Fun, Args) -> call(W, Mod, Fun, Args, 5000).
-call(W, Mod, Fun, Args, Timeout) when is_list(Args) ->
-    gen_server:call(W, {call, to_bin(Mod), to_bin(Fun), Args}, Timeout).
+%% ------------------------------------------------------------------ API
 
-stop(W) -> gen_server:stop(W).
+%% @doc Start a worker linked to the caller. Options (a map or proplist):
+%% `modules' (required: the Python modules whose public functions may be
+%% called), `python' (executable, default "python3"), `env' ([{Name, Value}]),
+%% `cd', `shm_threshold' (bytes, default 1 MiB), `shm_dir' (default
+%% /dev/shm), `max_message' (the largest call through the pipe, default
+%% 256 MiB), `binaries' (bytes | str), `start_timeout' (ms, default 60000),
+%% `cancel_grace' (ms, default 1000), `name'.
+%%
+%% ```
+%% {ok, W} = tether_worker:start_link(#{python => "python3", modules => [<<"my_handlers">>]}).
+%% '''
+-spec start_link(map() | list()) -> {ok, pid()} | {error, term()}.
+start_link(Opts) -> start(link, Opts).
 
-init(Opts) ->
-    process_flag(trap_exit, true),
-    {ok, #{opts => Opts, port => undefined, busy => undefined, queue => queue:new(), next => 1,
-           args_file => undefined}}.
+%% @doc As {@link start_link/1}, not linked.
+-spec start(map() | list()) -> {ok, pid()} | {error, term()}.
+start(Opts) -> start(nolink, Opts).
 
-handle_call({call, M, F, A}, From, S = #{queue := Q}) ->
-    {noreply, maybe_send(S#{queue := queue:in({From, M, F, A}, Q)})}.
-
-handle_cast(_, S) -> {noreply, S}.
-
-handle_info({Port, {data, Data}}, S = #{port := Port, busy := {Id, From}}) ->
-    gen_server:reply(From, reply(Id, Data)),
-    {noreply, maybe_send(S#{busy := undefined})};
-handle_info({Port, {exit_status, Status}}, S = #{port := Port, busy := Busy}) ->
-    case Busy of
-        {_, From} -> gen_server:reply(From, {error, {worker_exit, Status}});
-        undefined -> ok
-    end,
-    {noreply, maybe_send(S#{port := undefined, busy := undefined})};
-handle_info({'EXIT', _Port, _Reason}, S) ->
-    {noreply, S};
-handle_info(_, S) ->
-    {noreply, S}.
-
-terminate(_, #{port := Port, args_file := Args}) ->
-    catch port_close(Port),
-    case Args of
-        {Path, Fd} -> file:close(Fd), file:delete(Path);
-        undefined -> ok
-    end,
-    ok.
-
-%% ------------------------------------------------------------------ internals
-
-maybe_send(S = #{busy := undefined, queue := Q}) ->
-    case queue:out(Q) of
-        {{value, Req}, Q1} -> send(Req, S#{queue := Q1});
-        {empty, _} -> S
-    end;
-maybe_send(S) -> S.
-
-send({From, M, F, A}, S0) ->
-    S1 = #{port := Port, next := Id, opts := Opts} = ensure_port(S0),
-    Threshold = maps:get(shm_threshold, Opts, ?SHM_THRESHOLD),
-    {Frame, S2} = case erlang:external_size(A) > Threshold of
-                      false -> {tether:encode({call, Id, M, F, A}), S1};
-                      true ->
-                          {Path, Fd, S3} = args_file(S1),
-                          %% A private 0600 file written before the call is sent:
-                          %% no payload checksum pass over large arguments.
-                          ArgsFrame = tether:encode(A, #{checksum => none}),
-                          ok = file:pwrite(Fd, 0, ArgsFrame),
-                          Len = iolist_size(ArgsFrame),
-                          {tether:encode({call, Id, M, F, {shm, Path, Len}}), S3}
-                  end,
-    true = port_command(Port, Frame),
-    S2#{busy := {Id, From}, next := Id + 1}.
-
-reply(Id, Data) ->
-    case tether:decode(Data, #{safe => false}) of
-        {ok, {reply, Id, {ok, Value}}} -> {ok, Value};
-        {ok, {reply, Id, {ok_frame, Frame}}} -> tether:decode(Frame, #{safe => false});
-        {ok, {reply, Id, {ok_shm, Path, Offset, Len}}} ->
-            case tether:read_frame(Path, Offset, Len) of
-                {ok, Frame} -> tether:decode(Frame, #{safe => false});
+start(Link, Opts) ->
+    case tether_options:worker(Opts) of
+        {ok, Checked = #{python := Python}} ->
+            case tether_python:find(Python) of
+                {ok, Exe} -> tether_proc:start(Link, ?MODULE, maps:get(name, Checked, undefined),
+                                               Checked#{exe => Exe});
                 Error -> Error
             end;
-        {ok, {reply, Id, {error, Reason}}} -> {error, Reason};
-        {ok, {reply, _, {error, Reason}}} -> {error, Reason};
-        {ok, Other} -> {error, {unexpected_reply, Other}};
         Error -> Error
     end.
 
-ensure_port(S = #{port := undefined, opts := Opts}) ->
-    Python = case maps:get(python, Opts, "python3") of
-                 P when is_binary(P) -> binary_to_list(P);
-                 P -> P
-             end,
-    Exe = case {filename:pathtype(Python), lists:member($/, Python)} of
-              {absolute, _} -> Python;
-              {_, true} -> filename:absname(Python);  % a relative path, not a name to search
-              {_, false} -> os:find_executable(Python)
-          end,
-    Exe =/= false orelse erlang:error({python_not_found, Python}),
-    Mods = lists:append([["--module", to_list(M)] || M <- maps:get(modules, Opts, [])]),
-    Bins = ["--binaries", atom_to_list(maps:get(binaries, Opts, bytes))],
-    Shm = ["--shm-threshold", integer_to_list(maps:get(shm_threshold, Opts, ?SHM_THRESHOLD))],
-    Env = [{to_list(K), to_list(V)} || {K, V} <- maps:get(env, Opts, [])],
-    Port = open_port({spawn_executable, Exe},
-                     [{args, ["-m", "tether.worker" | Mods ++ Bins ++ Shm]}, {packet, 4}, binary,
-                      exit_status, use_stdio, {env, Env}]),
-    S#{port := Port};
-ensure_port(S) -> S.
+%% @doc A child specification for a supervisor.
+%%
+%% ```
+%% supervisor:start_link(my_sup, [tether_worker:child_spec(#{modules => [m], name => w})]).
+%% '''
+-spec child_spec(map() | list()) -> supervisor:child_spec().
+child_spec(Opts) ->
+    #{id => ?MODULE, start => {?MODULE, start_link, [Opts]}, type => worker}.
 
-%% One arguments file per worker, reused so its pages stay warm. Created
-%% exclusive, then restricted to 0600 before any data is written.
-args_file(S = #{args_file := {Path, Fd}}) -> {Path, Fd, S};
-args_file(S) ->
-    Rand = binary:encode_hex(crypto_bytes(8)),
-    Path = iolist_to_binary(["/dev/shm/tether-", os:getpid(), "-", string:lowercase(Rand)]),
-    {ok, Fd} = file:open(Path, [read, write, raw, binary, exclusive]),
-    ok = file:change_mode(Path, 8#600),
-    {Path, Fd, S#{args_file := {Path, Fd}}}.
+%% @doc `Module.Function(*Args)' in Python, with the default 5 s timeout.
+%%
+%% ```
+%% {ok, 3} = tether_worker:call(W, <<"my_handlers">>, <<"add">>, [1, 2]).
+%% '''
+-spec call(server(), iodata() | atom(), iodata() | atom(), list()) -> {ok, term()} | {error, term()}.
+call(W, Mod, Fun, Args) -> call(W, Mod, Fun, Args, #{}).
 
-crypto_bytes(N) -> << <<(rand:uniform(256) - 1)>> || _ <- lists:seq(1, N) >>.
+%% @doc `Module.Function(*Args)' in Python. `Opts' is a timeout in ms, or
+%% `#{timeout => T, tables => arrow | rows | columns}': how tables in the
+%% result come back (Arrow IPC bytes, a list of maps, a map of lists).
+%%
+%% ```
+%% {ok, Rows} = tether_worker:call(W, <<"my_handlers">>, <<"table">>, [], #{tables => rows}).
+%% {error, timeout} = tether_worker:call(W, <<"my_handlers">>, <<"sleep">>, [10], 100).
+%% '''
+-spec call(server(), iodata() | atom(), iodata() | atom(), list(), call_opts()) ->
+          {ok, term()} | {error, term()}.
+call(W, Mod, Fun, Args, Opts) when is_list(Args) ->
+    case tether_options:call(worker, Opts) of
+        {ok, #{timeout := Timeout, tables := Tables}} ->
+            M = to_bin(Mod),
+            F = to_bin(Fun),
+            tether_telemetry:span(#{module => M, function => F, worker => W},
+                                  fun() -> request(W, M, F, Args, Tables, deadline(Timeout), none) end);
+        Error -> Error
+    end;
+call(_W, _Mod, _Fun, Args, _Opts) ->
+    {error, {bad_args, Args, <<"the arguments of a call are a list">>}}.
 
-to_map(Opts) when is_map(Opts) -> Opts;
-to_map(Opts) when is_list(Opts) -> maps:from_list(Opts).
+%% @private One call, without its telemetry span (tether_pool wraps its own):
+%% the result and what the worker measured. `Deadline' is a monotonic time in
+%% ms, or infinity.
+%%
+%% The caller keeps the deadline: its own wait ends there, and it tells the
+%% worker to drop the call. (A timer per call in the worker cost about 8 us
+%% of every small call, for the rare call that times out.) `Checkin' is
+%% `{Pool, CheckoutRef}' for a pool member: after a timeout the worker checks
+%% itself in, once it has told the pool it is cancelling (one sender, so the
+%% pool hears both in that order).
+-spec request(server(), binary(), binary(), list(), arrow | rows | columns, integer() | infinity,
+              none | {tether_pool:pool(), reference()}) ->
+          {{ok, term()} | {error, term()}, map()}.
+request(W, M, F, Args, Tables, Deadline, Checkin) ->
+    Ref = make_ref(),
+    try gen_server:call(W, {call, Ref, M, F, Args, Tables, Deadline}, remaining(Deadline)) of
+        {tether_reply, Result, Stats} -> {Result, Stats}
+    catch
+        exit:{timeout, {gen_server, call, _}} ->
+            gen_server:cast(W, {cancel, Ref, Checkin}),
+            {{error, timeout}, #{}};
+        exit:{Reason, {gen_server, call, _}} -> {{error, {worker_down, Reason}}, #{}}
+    end.
+
+%% @doc Stop the worker and its Python process.
+-spec stop(server()) -> ok.
+stop(W) -> gen_server:stop(W).
+
+%% @doc What the worker's Python reported at its handshake (`tether',
+%% `python', `modules', `speedups', ...), with its current `os_pid', `phase'
+%% (`starting', `ready' or `cancelling') and `queued' calls.
+-spec info(server()) -> map().
+info(W) -> gen_server:call(W, info).
+
+%% ------------------------------------------------------------------ start
+
+%% @private Called by tether_proc in the new process: start Python and, unless
+%% `async_start' (pool members), wait for its handshake.
+-spec init_server(map()) -> {ok, #st{}} | {error, term()}.
+init_server(Opts = #{exe := Exe}) ->
+    process_flag(trap_exit, true),
+    Parent = maps:get(shm_dir, Opts, tether_private:default_parent()),
+    _ = tether_private:sweep(Parent),
+    case tether_private:make_dir(Parent) of
+        {ok, Dir} ->
+            S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined)},
+            case launch(S0) of
+                {ok, S1} when map_get(async_start, Opts) -> {ok, S1};
+                {ok, S1} ->
+                    case await_ready(S1) of
+                        {ok, S2} -> {ok, S2};
+                        {error, Reason, S2} -> cleanup(S2), {error, Reason}
+                    end;
+                {error, Reason, S1} -> cleanup(S1), {error, Reason}
+            end;
+        Error -> Error
+    end.
+
+%% @private Never called: tether_proc enters the loop with the state ready.
+-spec init(term()) -> {stop, not_started_this_way}.
+init(_) -> {stop, not_started_this_way}.
+
+%% Start Python and say hello. The answer is awaited by await_ready/1 (the
+%% first start) or arrives in handle_info (restarts, pool members).
+launch(S = #st{opts = Opts, exe = Exe, dir = Dir}) ->
+    case tether_private:create_file(Dir, "stderr-") of
+        {ok, Stderr, Fd} ->
+            ok = file:close(Fd),
+            Port = tether_python:open(Exe, Opts, Stderr),
+            catch port_command(Port, tether_protocol:hello()),  % a dead port reports its exit status
+            Timer = case maps:get(start_timeout, Opts) of
+                        infinity -> undefined;
+                        T -> erlang:start_timer(T, self(), start_timeout)
+                    end,
+            notify(starting, S),
+            {ok, S#st{port = Port, os_pid = tether_python:os_pid(Port), phase = starting,
+                      started = erlang:monotonic_time(), start_timer = Timer,
+                      stderr = Stderr, stderr_seen = 0}};
+        {error, Reason} -> {error, Reason, S}
+    end.
+
+await_ready(S = #st{port = Port, start_timer = Timer}) ->
+    receive
+        {Port, {data, Data}} ->
+            case on_start_message(tether_protocol:decode(Data), S) of
+                {continue, S1} -> await_ready(S1);
+                Done -> Done
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, exited_before_ready(Status, S), S#st{port = undefined}};
+        {timeout, Timer, start_timeout} ->
+            {error, start_timeout(S), S}
+    end.
+
+on_start_message({ok, {ready, Info}}, S) ->
+    case tether_protocol:check_ready(Info) of
+        {ok, _} -> {ok, ready(Info, S)};
+        {error, Reason} -> {error, Reason, S}
+    end;
+on_start_message({ok, {refused, Reason}}, S) -> {error, Reason, S};
+on_start_message({ok, {log, Level, Logger, Message, Meta}}, S) ->
+    log(Level, Logger, Message, Meta, S),
+    {continue, S};
+on_start_message({ok, Other}, S) -> {error, {bad_handshake, Other}, S};
+on_start_message({error, Reason}, S) -> {error, {bad_handshake, Reason}, S}.
+
+ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
+    cancel_timer(Timer),
+    OsPid = case maps:get(pid, Info, undefined) of
+                P when is_integer(P), P > 1 -> P;  % Python's own pid, behind any wrapper
+                _ -> tether_python:os_pid(Port)
+            end,
+    tether_telemetry:execute([tether, worker, start],
+                             #{duration => erlang:monotonic_time() - Started,
+                               system_time => erlang:system_time()},
+                             #{worker => self(), os_pid => OsPid,
+                               python => maps:get(python, Info, undefined),
+                               tether => maps:get(tether, Info, undefined),
+                               modules => maps:get(modules, Info, [])}),
+    S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined},
+    notify(ready, S1),
+    S1.
+
+exited_before_ready(Status, S) -> {exited_before_ready, Status, stderr_text(S)}.
+
+start_timeout(S = #st{opts = #{start_timeout := T}, os_pid = OsPid}) ->
+    tether_python:signal(OsPid, kill),
+    {start_timeout, T, stderr_text(S)}.
+
+stderr_text(#st{stderr = Path}) -> element(1, tether_python:stderr(Path, 0)).
+
+%% ------------------------------------------------------------------ gen_server
+
+% @private
+-spec handle_call(term(), gen_server:from(), #st{}) -> {reply, term(), #st{}} | {noreply, #st{}}.
+handle_call({call, Ref, M, F, Args, Tables, Deadline}, From = {Pid, _}, S = #st{queue = Q}) ->
+    R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
+             args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time()},
+    {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
+handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q}) ->
+    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q)}, S}.
+
+%% @private
+%% A caller past its deadline: drop its call, running or queued.
+-spec handle_cast(term(), #st{}) -> {noreply, #st{}}.
+handle_cast({cancel, Ref, Checkin}, S = #st{busy = #busy{req = #req{ref = Ref, mref = Mref}, id = Id}}) ->
+    erlang:demonitor(Mref, [flush]),
+    S1 = cancel(Id, S#st{busy = undefined}),
+    check_in(Checkin),
+    {noreply, S1};
+handle_cast({cancel, Ref, Checkin}, S = #st{queue = Q}) ->
+    {Gone, Kept} = lists:partition(fun(#req{ref = R}) -> R =:= Ref end, queue:to_list(Q)),
+    [erlang:demonitor(M, [flush]) || #req{mref = M} <- Gone],
+    check_in(Checkin),
+    {noreply, S#st{queue = queue:from_list(Kept)}};
+handle_cast(_Msg, S) -> {noreply, S}.
+
+% @private
+-spec handle_info(term(), #st{}) -> {noreply, #st{}} | {stop, term(), #st{}}.
+handle_info({Port, {data, Data}}, S = #st{port = Port}) ->
+    on_message(tether_protocol:decode(Data), byte_size(Data), S);
+handle_info({Port, {exit_status, Status}}, S = #st{port = Port}) ->
+    on_exit(Status, S#st{port = undefined});
+handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid = OsPid}) ->
+    logger:warning("tether worker ~p: Python (os pid ~p) ignored the cancel for ~p ms; killing it",
+                   [self(), OsPid, maps:get(cancel_grace, S#st.opts)], #{domain => [tether]}),
+    tether_python:signal(OsPid, kill),
+    exited(killed, S),
+    restart(close_port(S#st{cancel = undefined}));
+handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
+    start_failed(start_timeout(S), S);
+handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = #req{mref = Mref}, id = Id}}) ->
+    %% Nobody waits for this call any more: free Python for the next one.
+    {noreply, cancel(Id, S#st{busy = undefined})};
+handle_info({'DOWN', Mref, process, _, _}, S = #st{queue = Q}) ->
+    {noreply, S#st{queue = queue:filter(fun(#req{mref = M}) -> M =/= Mref end, Q)}};
+handle_info(_Other, S) ->
+    %% Stray timers, the exits of ports that sent a signal, messages of a closed port.
+    {noreply, S}.
+
+% @private
+-spec terminate(term(), #st{}) -> ok.
+terminate(_Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase = Phase}) ->
+    %% A Python still running a call would finish it before it saw its input close.
+    (Busy =/= undefined orelse Cancel =/= undefined orelse Phase =:= starting)
+        andalso tether_python:signal(OsPid, kill),
+    S#st.port =/= undefined andalso exited(shutdown, S),
+    cleanup(S),
+    ok.
+
+cleanup(S = #st{dir = Dir}) ->
+    _ = close_port(S),
+    case S#st.args_file of
+        {_Path, Fd} -> file:close(Fd);
+        undefined -> ok
+    end,
+    tether_private:remove_dir(Dir).
+
+%% ------------------------------------------------------------------ calls
+
+dispatch(S = #st{phase = ready, busy = undefined, queue = Q}) ->
+    case queue:out(Q) of
+        {empty, _} -> S;
+        {{value, R}, Q1} ->
+            case expired(R) of
+                true ->  % its caller already has {error, timeout}
+                    erlang:demonitor(R#req.mref, [flush]),
+                    dispatch(S#st{queue = Q1});
+                false -> send(R, S#st{queue = Q1})
+            end
+    end;
+dispatch(S) -> S.
+
+send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{next_id = Id, port = Port}) ->
+    case encode_call(Id, M, F, Args, Tables, S) of
+        {ok, Frame, Route, BytesIn, S1} ->
+            catch port_command(Port, Frame),  % a dead port reports its exit status next
+            S1#st{busy = #busy{req = R, id = Id, sent = erlang:monotonic_time(), bytes_in = BytesIn,
+                               route = Route},
+                  next_id = Id + 1};
+        {error, Reason, S1} ->
+            reply(R, {error, Reason}, #{}),
+            erlang:demonitor(R#req.mref, [flush]),
+            dispatch(S1#st{next_id = Id + 1})
+    end.
+
+%% Arguments above shm_threshold go to the worker's private arguments file:
+%% only a small frame naming it crosses the pipe.
+encode_call(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}}) ->
+    try erlang:external_size(Args) > Threshold of
+        false ->
+            Frame = tether_protocol:call(Id, M, F, Args, Tables, #{}),
+            case iolist_size(Frame) of
+                Size when Size =< Max -> {ok, Frame, inline, Size, S};
+                %% Python would answer, then exit: its stream would be out of step.
+                Size -> {error, {message_too_large, Size, Max}, S}
+            end;
+        true ->
+            case args_file(S) of
+                {ok, Path, Fd, S1} ->
+                    %% The file is private and read once: no checksum pass over large arguments.
+                    ArgsFrame = tether:encode(Args, #{checksum => none}),
+                    case file:pwrite(Fd, 0, ArgsFrame) of
+                        ok ->
+                            Len = iolist_size(ArgsFrame),
+                            Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
+                                                         Tables, #{}),
+                            {ok, Frame, shm, Len + iolist_size(Frame), S1};
+                        {error, Reason} -> {error, {args_file, Path, Reason}, S1}
+                    end;
+                {error, Reason} -> {error, Reason, S}
+            end
+    catch error:Reason -> {error, {encode, Reason}, S}
+    end.
+
+args_file(S = #st{args_file = {Path, Fd}}) -> {ok, Path, Fd, S};
+args_file(S = #st{dir = Dir}) ->
+    case tether_private:create_file(Dir, "tether-args-") of
+        {ok, Path, Fd} -> {ok, Path, Fd, S#st{args_file = {Path, Fd}}};
+        Error -> Error
+    end.
+
+on_message({ok, {reply, Id, Result}}, Size, S = #st{busy = #busy{id = Id}}) ->
+    {noreply, finish(Result, Size, S)};
+on_message({ok, {reply, Id, _}}, _Size, S = #st{cancel = {Id, Timer}}) ->
+    cancel_timer(Timer),
+    {noreply, cancelled(S)};
+on_message({ok, {reply, _, {error, _} = Error}}, Size, S = #st{busy = #busy{}}) ->
+    %% Python could not read our request well enough to know its id.
+    {noreply, finish(Error, Size, S)};
+on_message({ok, {log, Level, Logger, Message, Meta}}, _Size, S) ->
+    log(Level, Logger, Message, Meta, S),
+    {noreply, S};
+on_message({ok, {ready, Info}}, _Size, S = #st{phase = starting}) ->
+    case tether_protocol:check_ready(Info) of
+        {ok, _} -> {noreply, dispatch(ready(Info, S))};
+        {error, Reason} -> start_failed(Reason, S)
+    end;
+on_message({ok, {refused, Reason}}, _Size, S = #st{phase = starting}) ->
+    start_failed(Reason, S);
+on_message({error, Reason}, Size, S = #st{busy = #busy{}}) ->
+    %% Most likely the reply itself, e.g. naming atoms this node does not know.
+    {noreply, finish({error, Reason}, Size, S)};
+on_message({error, _}, _Size, S = #st{cancel = {_Id, Timer}}) ->
+    cancel_timer(Timer),
+    {noreply, cancelled(S)};
+on_message(Other, _Size, S) ->
+    logger:warning("tether worker ~p: unexpected message from Python: ~0tP", [self(), Other, 20],
+                   #{domain => [tether]}),
+    {noreply, S}.
+
+finish(Result, Size, S = #st{busy = #busy{req = R, sent = Sent, bytes_in = In, route = Route}}) ->
+    {Result1, Out, Route1} =
+        case Result of
+            {ok, Value} ->
+                case tether_embed:resolve(Value, allow_shm(S)) of
+                    {ok, Value1, #{shm_bytes := 0}} -> {{ok, Value1}, Size, Route};
+                    {ok, Value1, #{shm_bytes := Shm}} -> {{ok, Value1}, Size + Shm, shm};
+                    {error, Reason} -> {{error, Reason}, Size, Route}
+                end;
+            {error, _} -> {Result, Size, Route};
+            Other -> {{error, {unexpected_reply, Other}}, Size, Route}
+        end,
+    reply(R, Result1, #{queue_time => Sent - R#req.enqueued, bytes_in => In, bytes_out => Out,
+                        route => Route1}),
+    erlang:demonitor(R#req.mref, [flush]),
+    dispatch(S#st{busy = undefined}).
+
+reply(#req{from = From}, Result, Stats) -> gen_server:reply(From, {tether_reply, Result, Stats}).
+
+expired(#req{deadline = infinity}) -> false;
+expired(#req{deadline = D}) -> erlang:monotonic_time(millisecond) >= D.
+
+%% The worker may read only its Python's regions: tether- files, or its memfds.
+allow_shm(#st{os_pid = OsPid}) ->
+    Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
+    fun(Path) ->
+        case filename:basename(Path) of
+            <<"tether-", _/binary>> -> true;
+            _ -> binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
+        end
+    end.
+
+%% ------------------------------------------------------------------ cancelling
+
+cancel(Id, S = #st{os_pid = OsPid, opts = #{cancel_grace := Grace}}) ->
+    tether_python:signal(OsPid, usr1),
+    S1 = S#st{phase = cancelling, cancel = {Id, erlang:start_timer(Grace, self(), {grace, Id})}},
+    notify(cancelling, S1),
+    S1.
+
+cancelled(S) ->
+    S1 = S#st{phase = ready, cancel = undefined},
+    notify(ready, S1),
+    dispatch(S1).
+
+%% ------------------------------------------------------------------ Python exits
+
+on_exit(Status, S = #st{phase = starting}) ->
+    start_failed(exited_before_ready(Status, S), S);
+on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
+    case Busy of
+        #busy{req = R} ->
+            reply(R, {error, {worker_exit, Status}}, #{}),
+            erlang:demonitor(R#req.mref, [flush]);
+        undefined -> ok
+    end,
+    case Cancel of
+        {_, CancelTimer} -> cancel_timer(CancelTimer);
+        undefined -> ok
+    end,
+    case tether_python:stderr(S#st.stderr, S#st.stderr_seen) of
+        {<<>>, _} -> ok;
+        {Text, _} -> log(warning, <<"stderr">>, Text, #{}, S)
+    end,
+    exited({exit_status, Status}, S),
+    restart(S#st{busy = undefined, cancel = undefined}).
+
+exited(Reason, #st{os_pid = OsPid}) ->
+    tether_telemetry:execute([tether, worker, exit], #{system_time => erlang:system_time()},
+                             #{worker => self(), os_pid => OsPid, reason => Reason}).
+
+restart(S = #st{stderr = Old}) ->
+    _ = Old =/= undefined andalso file:delete(Old),
+    case launch(S#st{stderr = undefined}) of
+        {ok, S1} -> {noreply, S1};
+        {error, Reason, S1} -> start_failed(Reason, S1)
+    end.
+
+%% A restart that cannot complete ends the worker: its supervisor (or pool)
+%% decides what happens next. Queued callers learn why.
+start_failed(Reason, S = #st{queue = Q}) ->
+    cancel_timer(S#st.start_timer),
+    [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), erlang:demonitor(M, [flush]) end
+     || R = #req{mref = M} <- queue:to_list(Q)],
+    logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30],
+                 #{domain => [tether]}),
+    {stop, {shutdown, {worker_start_failed, Reason}}, S#st{queue = queue:new()}}.
+
+close_port(S = #st{port = undefined}) -> S;
+close_port(S = #st{port = Port}) ->
+    catch port_close(Port),
+    S#st{port = undefined}.
+
+%% ------------------------------------------------------------------ helpers
+
+log(Level, Logger, Message, Meta, #st{os_pid = OsPid}) ->
+    tether_pylog:forward(Level, Logger, Message, Meta, #{os_pid => OsPid}).
+
+check_in(none) -> ok;
+check_in({Pool, CheckoutRef}) -> gen_server:cast(Pool, {checkin, CheckoutRef}).
+
+notify(_Phase, #st{notify = undefined}) -> ok;
+notify(Phase, #st{notify = Pid}) -> Pid ! {tether_worker, self(), Phase}, ok.
+
+cancel_timer(undefined) -> ok;
+cancel_timer(Timer) -> erlang:cancel_timer(Timer, [{async, true}, {info, false}]).
+
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 to_bin(B) when is_binary(B) -> B;
 to_bin(A) when is_atom(A) -> atom_to_binary(A);
-to_bin(L) when is_list(L) -> list_to_binary(L).
-
-to_list(B) when is_binary(B) -> binary_to_list(B);
-to_list(A) when is_atom(A) -> atom_to_list(A);
-to_list(L) when is_list(L) -> L.
+to_bin(L) when is_list(L) -> unicode:characters_to_binary(L).

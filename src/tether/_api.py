@@ -14,7 +14,7 @@ from . import _transport, compression, formats, frame
 from ._buffers import as_view
 from ._errors import DecodeError, TetherError, UnsupportedFormatError
 from ._limits import get_limits
-from ._request import Request
+from ._request import READERS, Request, check_format
 from ._select import Decision, choice, record, record_lazy
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
@@ -37,6 +37,7 @@ def encode(
     bandwidth: float | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
+    reader: str = "python",
 ) -> Encoded:
     """Prepare ``obj`` as a frame without writing it: see :class:`Encoded`.
 
@@ -51,7 +52,7 @@ def encode(
     ('etf', True)
     """
     req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
-                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options)
+                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader)
     return prepare(obj, req)
 
 
@@ -64,10 +65,19 @@ def prepare(
     is a format choice already made for this value and request.
     """
     decision = decision or Decision(*choice(obj, req.format, req.transport), requested=req.format)
-    fmt, payload, ctx = formats.encode(obj, decision, req.options, auto=req.format == "auto",
-                                       compression=req.compression, transport=req.transport)
+    options, inner = req.options, req.compression
+    if req.reader != "python":
+        check_format(decision.format, req.reader, decision.reason)
+        # Formats see who reads the frame (ndarray then writes row-major); a codec inside a
+        # format's payload (Arrow IPC's lz4) is not one such a reader undoes.
+        options, inner = {**(options or {}), "reader": req.reader}, "none"
+    fmt, payload, ctx = formats.encode(obj, decision, options, auto=req.format == "auto",
+                                       compression=inner, transport=req.transport)
+    if req.reader != "python":
+        check_format(fmt.name, req.reader, decision.reason)  # a fallback may land where this reader cannot follow
     if ctx.inner_compression is None:
-        stored = compression.pack(payload, fmt, req.compression, req.level, req.transport, req.bandwidth, decision)
+        stored = compression.pack(payload, fmt, req.compression, req.level, req.transport, req.bandwidth, decision,
+                                  req.reader)
     else:  # the format compressed inside its payload; the decision already says how
         stored = frame.Stored(payload.segments, payload.nbytes, payload.nbytes)
     kind = _checksum.kind_for(req.checksum, stored.stored_length, req.transport, stored.compression_id != 0)
@@ -88,6 +98,7 @@ def dumps(
     bandwidth: float | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
+    reader: str = "python",
 ) -> bytes:
     """Encode ``obj`` as one complete frame.
 
@@ -106,9 +117,12 @@ def dumps(
         User fields stored in the frame metadata (str keys; str, bytes, numbers,
         bools, None, lists and dicts of those).
     checksum : {"auto", True, False, "xxh3-64", "crc32", "none"}
-        ``"auto"`` covers payloads up to 1 MiB always and larger payloads when
-        ``transport`` leaves memory; large in-memory frames rely on their
-        region's commit protocol so ``loads`` stays O(1). True forces xxh3-64.
+        The payload checksum, CRC-32 by default (what ``erlang:crc32/1``
+        computes, so the BEAM verifies it natively). ``"auto"`` covers payloads
+        up to 1 MiB always and larger payloads when ``transport`` leaves memory
+        or the payload is compressed; large in-memory frames rely on their
+        region's commit protocol so ``loads`` stays O(1). True forces CRC-32;
+        ``"xxh3-64"`` is faster on large payloads, for Python readers.
         Header and metadata are always covered by CRC-32.
     transport : {"memory", "shm", "network", "disk", "stream"}
         Where the frame goes; steers ``checksum="auto"`` and ``compression="auto"``.
@@ -119,6 +133,14 @@ def dumps(
         Where the value came from; stored as a list after tether's own entry.
     options : mapping, optional
         Format options, e.g. ``{"none_atom": "undefined"}`` for etf.
+    reader : {"python", "beam"}
+        Who reads the frame. ``"python"`` (default) reads everything.
+        ``"beam"`` (``tether:decode/1``) makes ``compression="auto"`` choose
+        between gzip and none only (still by the cost model: gzip where it
+        pays), writes arrays row-major (C order) whatever their layout, and
+        refuses what the BEAM cannot read: ``compression="lz4"``/``"zstd"``
+        and ``format="pickle"`` are a ValidationError, a value only pickle
+        could hold an EncodeError.
 
     Examples
     --------
@@ -129,7 +151,7 @@ def dumps(
     """
     decision = None
     if (compression == "none" and level is None and metadata is None and lineage is None and not options
-            and bandwidth is None):
+            and bandwidth is None and reader in READERS):
         # Plain frames: a format with a one-step writer (etf) skips the general machinery.
         name, reason, estimate = choice(obj, format, _transport.check(transport))
         writer = getattr(formats.get(name), "dumps_plain", None)
@@ -139,7 +161,7 @@ def dumps(
             return plain[0]
         decision = Decision(name, reason, estimate, requested=format)
     req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
-                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options)
+                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader)
     return bytes(prepare(obj, req, decision=decision))
 
 
@@ -200,7 +222,7 @@ def verify(buf: Any) -> FrameInfo:
     --------
     >>> import tether
     >>> tether.verify(tether.dumps(b"abc")).checksum
-    'xxh3-64'
+    'crc32'
     """
     mv = as_view(buf)
     header, meta, stored = frame.read(mv, get_limits())

@@ -304,7 +304,8 @@ def columnar_shape(obj: Any) -> tuple[str, int] | None:
         if not first or not all(type(k) is str for k in first):
             return None
         keys = first.keys()
-        if obj[-1].keys() != keys or obj[len(obj) // 2].keys() != keys:
+        middle = obj[len(obj) // 2]
+        if obj[-1].keys() != keys or type(middle) is not dict or middle.keys() != keys:
             return None
         return "list of dicts", len(obj)
     if type(obj) is dict and obj and all(type(k) is str for k in obj):

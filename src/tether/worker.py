@@ -1,78 +1,478 @@
 """The Python worker that BEAM drives: ``python -m tether.worker --module my_handlers``.
 
-BEAM starts it as a port with ``{packet, 4}`` and ``binary``; every message is
-a tether frame. The worker calls only the public functions of the modules it
-was started with (an explicit allow-list).
+The BEAM starts it as a port with ``{packet, 4}``; every message is a tether
+frame. The protocol is ``docs/format.md`` §8; in short:
 
-Requests (etf frames, from BEAM)::
+1. Handshake. The BEAM sends ``{hello, Info}``; the worker checks the versions
+   (equal majors, and equal minors for 0.x), imports every ``--module``, and
+   answers ``{ready, Info}``, or ``{refused, Reason}`` and exits with status 2.
+2. Calls. ``{call, Id, Module, Function, Args, Opts}`` runs
+   ``Module.Function(*Args)`` (public functions of the started modules only;
+   ``async def`` ones are awaited on one event loop the worker keeps) and is
+   answered ``{reply, Id, {ok, Value}}`` or ``{reply, Id, {error, Reason}}``.
+3. Values. Arrays, tables, DataFrames and binaries of 64 KiB or more travel
+   as embedded frames, ``{'$tether', Frame}`` or, above ``--shm-threshold``,
+   ``{'$tether_shm', Path, Offset, Len}`` in the worker's region (valid until
+   the next call), anywhere inside maps, lists and tuples, both ways. NaN and
+   the infinities travel as the atoms ``nan``, ``infinity``, ``neg_infinity``.
+   Every frame is written for ``reader="beam"`` (arrays row-major, gzip or no
+   compression); frames through the pipe carry CRC-32 checksums.
+4. Cancelling. ``SIGUSR1`` raises :class:`Cancelled` in the running handler
+   (answered ``{error, cancelled}``); between calls it is ignored.
+5. Logging. From ``ready`` on, records of the root logger arrive as
+   ``{log, Level, Logger, Message, Meta}`` messages, and so does every line
+   written to stdout or stderr (fd 1 and 2, C code included), as ``warning``
+   from logger ``<<"stderr">>``. Before ``ready``, stderr is left as the BEAM
+   gave it, so an interpreter that dies while importing is seen there.
 
-    {call, Id, Module, Function, Args}              Args: a list of terms
-    {call, Id, Module, Function, {shm, Path, Len}}  Args: an etf frame in Path[0:Len]
-
-Replies (frames, to BEAM)::
-
-    {reply, Id, {ok, Value}}                       Value as an ETF term
-    {reply, Id, {ok_frame, Frame}}                 Value in its own frame (tensor, Arrow, ...)
-    {reply, Id, {ok_shm, Path, Offset, Len}}       that frame in a shared-memory region
-    {reply, Id, {error, {python, Type, Message, Traceback}}}
-    {reply, Id, {error, {undefined_function, Module, Function}}}
-
-Arguments that are binaries holding a tether frame (``Tether.tensor/3``) arrive
-decoded, e.g. as NumPy arrays. Arguments passed through shared memory are
-valid during the call: copy what you keep. Handlers' ``print`` goes to stderr,
-because stdout carries the protocol.
+Malformed input never kills or hangs the worker: a bad message is answered
+``{reply, -1, {error, {bad_request, Message}}}`` (the request's Id when it
+has one); a length prefix over ``--max-message`` (256 MiB: larger data goes
+through shared memory) or one that disagrees with the frame it announces
+puts the stream out of step, so the worker answers, then exits with status 1.
+Messages are read in bounded steps: memory follows the bytes that arrive,
+never the length a prefix declares.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import logging
+import math
 import mmap
 import os
+import platform
+import signal
+import struct
 import sys
+import threading
 import traceback
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 import tether
-from tether import Atom, TetherError, frame
-from tether._buffers import new_bytes, to_bytes
-from tether.shm import RegionPool
+from tether import Atom, DecodeError, EncodeError, TetherError, _api, _buffers, compression, formats, frame
+from tether import arrow as arrow_api
+from tether._etf import tags as etf_tags
+from tether.frame import _header
+from tether.shm import RegionError, RegionPool
 
-# Values whose frame is larger than this travel through shared memory.
+__all__ = [
+    "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "Worker", "compatible", "handshake", "main",
+    "ready_info", "serve", "transform",
+]
+
+# Embedded frames larger than this travel through shared memory.
 SHM_THRESHOLD = 1 << 20
-_REPLY, _OK, _OK_FRAME, _OK_SHM, _ERROR = (Atom(a) for a in ("reply", "ok", "ok_frame", "ok_shm", "error"))
+# Binaries at least this large travel as embedded frames (checked, and through shared memory when large).
+EMBED_MIN = 64 << 10
+# The largest message read from the pipe; larger data belongs in shared memory.
+MAX_MESSAGE = 256 << 20
+# A message is read in steps of at most max(READ_STEP, bytes already read).
+READ_STEP = 1 << 20
+# PING echoes (the benchmark's baseline) are small; a larger "PING" is garbage.
+PING_MAX = 1 << 20
+# Inline frames are checked with CRC-32, which the BEAM computes natively. Frames in
+# shared memory follow the "auto" rule (CRC-32 up to 1 MiB, none above): the
+# region's commit protocol guards them, and a 256 MiB tensor then costs no pass
+# over its bytes on either side.
+INLINE_CHECKSUM = "crc32"
+SHM_CHECKSUM = "auto"
+EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
+# A stderr line longer than this is sent in pieces.
+LINE_MAX = 64 << 10
+# A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
+LOG_MESSAGE_MAX = 256 << 10
+
+(_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
+    Atom, ("hello", "ready", "refused", "call", "reply", "ok", "error", "log", "shm", "tables", "cancelled"))
+_EMBED, _EMBED_SHM, _EMBED_TABLE = map(Atom, ("$tether", "$tether_shm", "$tether_table"))
+_TABLE_FORMS = {"arrow": "arrow", "rows": "rows", "columns": "columns"}
+_NAN, _INF, _NEG_INF = map(Atom, ("nan", "infinity", "neg_infinity"))
+_ATOM_FLOATS = {_NAN: math.nan, _INF: math.inf, _NEG_INF: -math.inf}
+_LEVELS = ((logging.CRITICAL, Atom("critical")), (logging.ERROR, Atom("error")),
+           (logging.WARNING, Atom("warning")), (logging.INFO, Atom("info")))
+_DEBUG, _WARNING, _STDERR = Atom("debug"), Atom("warning"), "stderr"
+WALK = object()  # what a transform's visit returns for a container to descend into
+_PREFIX = struct.Struct(">I")
+
+
+def _field(name: str) -> tuple[struct.Struct, int]:
+    """The struct and offset of one header field, from the frame layer's table of them."""
+    names = [n for n, _ in _header.FIELDS]
+    prefix = "".join(code for _, code in _header.FIELDS[: names.index(name)])
+    return struct.Struct("<" + dict(_header.FIELDS)[name]), struct.calcsize("<" + prefix)
+
+
+# The fields a frame's size follows from, read without verifying the header: only
+# a disagreement with the length prefix is worth the full check (loads makes it).
+(_MLEN, _MLEN_AT), (_PLEN, _PLEN_AT) = _field("metadata_length"), _field("payload_length")
+_LEAVES = frozenset((int, str, bool, type(None), Atom))
+
+
+class Cancelled(BaseException):
+    """Raised in a running handler when the BEAM cancels its call (``SIGUSR1``).
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so ``except Exception``
+    in a handler does not swallow it; clean up with ``finally``.
+
+    Examples
+    --------
+    >>> issubclass(Cancelled, Exception)
+    False
+    """
+
+
+class MessageError(DecodeError):
+    """A message that is not one: garbage, or a length prefix the stream cannot follow.
+
+    ``fatal`` means the stream is out of step (the worker answers, then exits);
+    otherwise ``remaining`` bytes of the message are still to be skipped.
+
+    Examples
+    --------
+    >>> MessageError("bad", fatal=True).fatal
+    True
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False, remaining: int = 0):
+        super().__init__(message)
+        self.fatal = fatal
+        self.remaining = remaining
+
+
+_ETF = formats.get("etf")
+_CRC32 = frame.checksum.requested(INLINE_CHECKSUM)
+
+
+def _frame(term: Any) -> bytes:
+    """One message: an etf frame the BEAM reads (no compression, CRC-32).
+
+    The etf format's one-step writer makes the same bytes as ``tether.dumps``
+    without its option handling, which a small call would notice; a term it
+    cannot write goes to ``dumps`` for the typed error.
+    """
+    plain = _ETF.dumps_plain(term, _CRC32, "memory")
+    if plain is not None:
+        return plain[0]
+    return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam")
+
+
+def _text(value: Any) -> str:
+    """A name from the BEAM (binary, atom or str) as text; a DecodeError when it is not UTF-8."""
+    if type(value) is bytes and value.isascii():
+        return value.decode("ascii")
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (bytes, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"{bytes(value[:60])!r} is not UTF-8; module and function names are UTF-8 text.") \
+                from None
+    raise DecodeError(f"expected a name (a binary or an atom), got {_kind(value)}.")
+
+
+def _kind(value: Any) -> str:
+    """What a value is, for messages, without ``repr`` (values may be huge or nested 5,000 deep)."""
+    n = f" of {len(value)} elements" if isinstance(value, (tuple, list, dict)) else ""
+    return f"a {type(value).__name__}{n}"
+
+
+# ---------------------------------------------------------------- walking values
+
+
+def _items(container: Any) -> Any:
+    return iter(container.items()) if isinstance(container, dict) else enumerate(container)
+
+
+def _rebuild(container: Any, changes: dict) -> Any:
+    """A copy of ``container`` with ``changes`` (key or index → value); dict/list/tuple subclasses become plain."""
+    if isinstance(container, dict):
+        out = dict(container)
+        out.update(changes)
+        return out
+    items = list(container)
+    for index, value in changes.items():
+        items[index] = value
+    return items if isinstance(container, list) else tuple(items)
+
+
+def _path(stack: list, key: Any) -> str:
+    """``$.rows[3].price`` for the value at ``key`` under the containers on ``stack`` (the last 20 steps)."""
+    keys = [entry[3] for entry in stack[1:]] + [key]
+    return "$" + ("..." if len(keys) > 20 else "") + "".join(_step(k) for k in keys[-20:])
+
+
+def _step(key: Any) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    if isinstance(key, (int, str, bytes)):  # only a short prefix is shown: keys may be huge
+        return f"[{key if isinstance(key, int) else key[:40]!r}]"
+    return f"[<{type(key).__name__}>]"
+
+
+def transform(root: Any, visit: Callable[[Any], Any], error: type[TetherError] = EncodeError) -> Any:
+    """``root`` with each value replaced by ``visit(value)``; containers are copied only where something changed.
+
+    ``visit`` returns the value to use, or the sentinel ``WALK`` to descend
+    into a dict (its values), list or tuple. The walk is iterative (any depth)
+    and refuses a container that contains itself. A TetherError from ``visit``
+    is raised again as ``error``, with the value's path.
+
+    Examples
+    --------
+    >>> transform({"a": [1, 2.5]}, lambda v: WALK if isinstance(v, (dict, list)) else v * 2)
+    {'a': [2, 5.0]}
+    """
+    first = visit(root)
+    if first is not WALK:
+        return first
+    stack: list[list] = [[root, _items(root), None, None]]  # container, items, changes, key in parent
+    on_path = {id(root)}
+    while True:
+        top = stack[-1]
+        for key, child in top[1]:
+            try:
+                new = visit(child)
+            except TetherError as exc:
+                raise error(f"{_path(stack, key)}: {exc}") from exc
+            if new is WALK:
+                if id(child) in on_path:
+                    raise error(f"{_path(stack, key)} contains itself; a reply must be a finite term.")
+                on_path.add(id(child))
+                stack.append([child, _items(child), None, key])
+                break
+            if new is not child:
+                top[2] = top[2] or {}
+                top[2][key] = new
+        else:
+            container, _, changes, key = stack.pop()
+            on_path.discard(id(container))
+            built = _rebuild(container, changes) if changes else container
+            if not stack:
+                return built
+            if built is not container:
+                parent = stack[-1]
+                parent[2] = parent[2] or {}
+                parent[2][key] = built
+
+
+# ---------------------------------------------------------------- the pipe
+
+
+class Channel:
+    """The port's pipes: {packet, 4} messages read in bounded steps, written whole under one lock.
+
+    Examples
+    --------
+    >>> import os
+    >>> r, w = os.pipe()
+    >>> Channel(r, w).write_message(b"PING")
+    >>> Channel(r, w).read_message()
+    b'PING'
+    >>> os.close(r); os.close(w)
+    """
+
+    def __init__(self, fd_in: int, fd_out: int, max_message: int = MAX_MESSAGE):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.max_message = max_message
+        self.buf = bytearray()
+        self.pos = 0
+        self.lock = threading.Lock()
+        self.writer = 0  # the thread writing now (0: none), for the cancel signal
+        self.closed = False
+        # A cancel that arrived mid-message: raised by ``on_pending`` once the message is whole.
+        self.cancel_pending = False
+        self.on_pending: Callable[[], None] | None = None
+
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd_in, 1 << 16)
+        if not chunk:
+            return False
+        if self.pos:
+            del self.buf[: self.pos]
+            self.pos = 0
+        self.buf += chunk
+        return True
+
+    def _ensure(self, n: int) -> bool:
+        while len(self.buf) - self.pos < n:
+            if not self._fill():
+                return False
+        return True
+
+    def read_message(self) -> bytes | bytearray | memoryview | None:
+        """The next message, or None when the BEAM closed the port.
+
+        Raises :class:`MessageError` for a message that cannot be one, as soon
+        as its first 64 bytes show it, without waiting for the rest.
+        """
+        if len(self.buf) - self.pos < 4 and not self._ensure(4):
+            return None
+        pos = self.pos + 4
+        (n,) = _PREFIX.unpack_from(self.buf, self.pos)
+        self.pos = pos
+        if n > self.max_message:
+            raise MessageError(
+                f"a {n}-byte message is over the worker's --max-message ({self.max_message} B): send large "
+                "arguments through shared memory ({shm, Path, Len}).", fatal=True)
+        whole = len(self.buf) - pos >= n
+        if not whole:
+            if not self._ensure(min(n, frame.HEADER_SIZE)):
+                return None
+            pos = self.pos  # reading more may have moved the buffer's start
+        if n < frame.HEADER_SIZE or self.buf[pos : pos + 4] != frame.MAGIC or \
+                frame.align(frame.HEADER_SIZE + _MLEN.unpack_from(self.buf, pos + _MLEN_AT)[0]) + \
+                _PLEN.unpack_from(self.buf, pos + _PLEN_AT)[0] != n:
+            self._refuse(n)  # not a frame, or a frame of another size: PING, or garbage
+        if whole or n <= 1 << 16:
+            if not whole:
+                if not self._ensure(n):
+                    return None
+                pos = self.pos
+            self.pos = pos + n
+            return bytes(self.buf[pos : pos + n])
+        return self._read_large(n)
+
+    def _refuse(self, n: int) -> None:
+        """Pass a PING; refuse a message whose first bytes are not a frame, or a frame of another size than ``n``."""
+        start = bytes(self.buf[self.pos : self.pos + min(n, frame.HEADER_SIZE)])
+        if start[:4] == b"PING" and n <= PING_MAX:
+            return
+        if n < frame.HEADER_SIZE or start[:4] != frame.MAGIC:
+            self.pos += len(start)
+            raise MessageError(f"a {n}-byte message that is not a tether frame.", remaining=n - len(start))
+        try:
+            size = frame.unpack(memoryview(start), tether.get_limits()).frame_size
+        except TetherError as exc:
+            self.pos += len(start)
+            raise MessageError(f"a message whose frame header is bad: {exc}", remaining=n - len(start)) from None
+        raise MessageError(
+            f"the length prefix says {n} bytes, the frame it announces {size}: the stream is out of step.",
+            fatal=True)
+
+    def _read_large(self, n: int) -> memoryview | None:
+        """The rest of an ``n``-byte message, grown as bytes arrive (never reserved up front)."""
+        out = bytearray(self.buf[self.pos :])
+        self.buf.clear()
+        self.pos = 0
+        while len(out) < n:
+            chunk = os.read(self.fd_in, min(n - len(out), max(READ_STEP, len(out))))
+            if not chunk:
+                return None
+            out += chunk
+        return memoryview(out).toreadonly()
+
+    def discard(self, n: int) -> bool:
+        """Skip ``n`` bytes of a refused message, in bounded steps; False when the input ended first."""
+        have = min(n, len(self.buf) - self.pos)
+        self.pos += have
+        n -= have
+        while n:
+            chunk = os.read(self.fd_in, min(n, READ_STEP))
+            if not chunk:
+                return False
+            n -= len(chunk)
+        return True
+
+    def write_message(self, payload: bytes) -> None:
+        """Send one message whole: one lock around every write, from any thread."""
+        head = len(payload).to_bytes(4, "big")
+        with self.lock:
+            if self.closed:
+                return
+            self.writer = threading.get_ident()
+            try:
+                sent = os.writev(self.fd_out, (head, payload))
+                if sent < len(payload) + 4:  # a large message: finish the rest
+                    rest = memoryview(head + bytes(payload))[sent:] if sent < 4 else memoryview(payload)[sent - 4 :]
+                    while rest:
+                        rest = rest[os.write(self.fd_out, rest) :]
+            except OSError:  # the BEAM is gone: nothing more can be said
+                self.closed = True
+            finally:
+                self.writer = 0
+        if self.cancel_pending and self.on_pending is not None:
+            self.on_pending()
+
+
+# ---------------------------------------------------------------- the worker
 
 
 class Worker:
-    """Dispatches framed calls to an allow-list of modules."""
+    """Answers calls for an allow-list of modules: decodes arguments, runs handlers, encodes results.
+
+    Parameters
+    ----------
+    modules : dict of str to module
+        The modules the BEAM may call, by name; only their public functions.
+    shm_threshold : int
+        Embedded frames larger than this go through the worker's shared-memory region.
+    binaries : {"bytes", "str"}
+        How BEAM binaries arrive in handler arguments ("str": valid UTF-8 ones as ``str``).
+
+    Examples
+    --------
+    >>> import math, tether
+    >>> w = Worker({"math": math})
+    >>> call = tether.dumps((tether.Atom("call"), 1, b"math", b"sqrt", [16.0], {}), format="etf")
+    >>> tether.loads(w.handle(call))
+    (Atom('reply'), 1, (Atom('ok'), 4.0))
+    >>> w.close()
+    """
 
     def __init__(self, modules: dict[str, ModuleType], *, shm_threshold: int = SHM_THRESHOLD, binaries: str = "bytes"):
         self.modules = modules
         self.shm_threshold = shm_threshold
         self.binaries = binaries
-        # "str": Elixir binaries that are valid UTF-8 arrive as str, the rest as bytes
-        # (the decoder's lenient "tagged" mode, applied while decoding).
         self._decode_options = {"binaries": "tagged" if binaries == "str" else "bytes"}
         self.pool = RegionPool(max_regions=2, prefault=False, sweep=True)
-        self.region = None
+        self.region: Any = None
+        self._region_fresh = False  # whether this reply already reset the region
+        self._running = False
+        self._task: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main = threading.get_ident()
+        self.channel: Channel | None = None  # set by serve(): writes and the cancel signal coordinate through it
 
-    def handle(self, frame: bytes) -> bytes:
-        request = tether.loads(frame, options=self._decode_options)
-        if not (isinstance(request, tuple) and len(request) == 5 and request[0] == "call"):
-            raise TetherError(f"Expected {{call, Id, Module, Function, Args}}, got {request!r:.200}")
-        _, ident, mod, fun, args = request
-        mod_name = mod.decode() if isinstance(mod, bytes) else str(mod)
-        fun_name = fun.decode() if isinstance(fun, bytes) else str(fun)
-        target = self._lookup(mod_name, fun_name)
-        if target is None:
-            return self._envelope(ident, (_ERROR, (Atom("undefined_function"), mod_name, fun_name)))
+    # ------------------------------------------------------------ one call
+
+    def handle(self, message: Any) -> bytes:
+        """The reply to one request message (never raises: a bad request gets a bad_request reply)."""
+        ident: Any = -1
         try:
-            result = target(*self._args(args))
-        except Exception as exc:
-            tb = traceback.format_exc()
-            return self._envelope(ident, (_ERROR, (Atom("python"), type(exc).__name__, str(exc), tb)))
-        return self._result(ident, result)
+            request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
+                                                   self._decode_options)
+            if not (type(request) is tuple and len(request) == 6 and request[0] == _CALL):
+                if type(request) is tuple and len(request) > 1 and request[0] == _CALL:
+                    ident = request[1]
+                raise DecodeError(f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
+            _, ident, mod, fun, args, opts = request
+            mod, fun = _text(mod), _text(fun)
+            target = self._lookup(mod, fun)
+            if target is None:
+                return _frame((_REPLY, ident, (_ERROR, (Atom("undefined_function"), mod, fun))))
+            tables = self._tables(opts)
+            if type(args) is list and not _may_embed(message, header):
+                pass  # the common small call: nothing inside to decode
+            else:
+                args = self._arguments(args)
+        except Exception as exc:  # noqa: BLE001 - any failure on a request is the request's: answer it
+            return self.bad_request(ident, exc)
+        return self._call(ident, target, args, tables)
+
+    def bad_request(self, ident: Any, exc: BaseException | str) -> bytes:
+        """``{reply, Id, {error, {bad_request, Message}}}``; Id -1 when the request has none."""
+        text = exc if isinstance(exc, str) else str(exc) if isinstance(exc, TetherError) else \
+            f"{type(exc).__name__}: {exc}"
+        try:
+            return _frame((_REPLY, ident, (_ERROR, (Atom("bad_request"), text[:4096]))))
+        except Exception:  # noqa: BLE001 - an Id that cannot be sent back: answer without it
+            return _frame((_REPLY, -1, (_ERROR, (Atom("bad_request"), text[:4096]))))
 
     def _lookup(self, mod: str, fun: str) -> Any:
         module = self.modules.get(mod)
@@ -81,181 +481,558 @@ class Worker:
         target = getattr(module, fun, None)
         return target if callable(target) else None
 
-    def _args(self, args: Any) -> list:
-        if isinstance(args, tuple) and len(args) == 3 and args[0] == "shm":
-            _, path, length = args
-            args = self._read_shm(path.decode() if isinstance(path, bytes) else path, length)
-        if not isinstance(args, list):
-            raise TetherError(f"Args must be a list, got {type(args).__name__}.")
-        out = []
-        for arg in args:
-            if isinstance(arg, (bytes, memoryview)) and bytes(arg[:4]) == frame.MAGIC:
-                try:
-                    arg = tether.loads(arg, options=self._decode_options)
-                except TetherError:
-                    pass
-            out.append(arg)
-        return out
+    @staticmethod
+    def _tables(opts: Any) -> str:
+        if type(opts) is dict and not opts:
+            return "arrow"
+        if type(opts) is not dict:
+            raise DecodeError(f"Opts must be a map, got {_kind(opts)}.")
+        form = opts.get(_TABLES, "arrow")
+        name = bytes(form).decode("utf-8", "replace") if isinstance(form, (bytes, memoryview)) else form
+        if not isinstance(name, str) or name not in _TABLE_FORMS:
+            shown = repr(name[:40]) if isinstance(name, str) else _kind(form)
+            raise DecodeError(f"Opts tables must be arrow, rows or columns, got {shown}.")
+        return _TABLE_FORMS[name]
 
-    def _read_shm(self, path: str, length: int) -> Any:
-        if not os.path.basename(path).startswith("tether-"):
-            raise TetherError(f"Refusing to read {path}: shared-memory args must be tether- files.")
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    def _call(self, ident: Any, target: Callable, args: list, tables: str) -> bytes:
+        """Run the handler (awaiting a coroutine), then encode its result; cancellation and errors become replies."""
         try:
-            if os.fstat(fd).st_size < length:
-                raise TetherError(f"{path} holds fewer than the {length} bytes announced.")
-            mm = mmap.mmap(fd, length, access=mmap.ACCESS_READ)
-        finally:
-            os.close(fd)
-        return tether.loads(memoryview(mm)[:length], options=self._decode_options)
-
-    def _result(self, ident: int, result: Any) -> bytes:
-        if isinstance(result, (dict, list, tuple, str, int, float, bool, type(None))):
-            # Most results are small terms: one encode, straight into the reply.
             try:
-                reply = self._envelope(ident, (_OK, result))
-            except tether.EncodeError:
-                pass
-            else:
-                if len(reply) <= self.shm_threshold:
-                    return reply
-        # Preparing a frame copies nothing for raw, ndarray and Arrow values,
-        # so the size decides the route before any data moves.
-        enc = tether.encode(result, checksum=False, transport="shm")
-        if enc.decision.format == "pickle":
-            try:  # BEAM cannot read pickle: etf, with struct mappings, may still hold it
-                enc = tether.encode(result, format="etf", checksum=False, transport="shm")
-            except tether.EncodeError:
-                pass
-        if enc.decision.format == "pickle":
-            return self._envelope(ident, (_ERROR, (Atom("python"), "TypeError",
-                                  f"a {type(result).__qualname__} result cannot be sent to BEAM; return "
-                                  "lists, dicts, tuples, numbers, strings, bytes, arrays or tables", "")))
-        if enc.nbytes <= self.shm_threshold:
-            if enc.decision.format in ("etf", "scalar"):
-                return self._envelope(ident, (_OK, result))
-            # Inline frames carry CRC-32, which BEAM verifies natively.
-            return self._envelope(ident, (_OK_FRAME, tether.dumps(result, checksum="crc32", transport="shm")))
-        # Through shared memory the region's commit protocol guards the frame.
-        if self.region is None or self.region.capacity < enc.nbytes + 8192:
-            if self.region is not None:
-                self.pool.release(self.region)
-            self.region = self.pool.acquire(enc.nbytes)
-        self.region.reset()  # BEAM read the previous result before sending this call
-        slot, offset, view = self.region.reserve(enc.nbytes)
-        enc.write_into(view)
-        view.release()
-        self.region.commit(slot)
-        return self._envelope(ident, (_OK_SHM, self.region.path, offset, enc.nbytes))
+                self._running = True
+                result = target(*args)
+                if type(result) not in _FAST_RESULTS and asyncio.iscoroutine(result):
+                    result = self._await(result)
+            finally:
+                self._running = False
+        except (Cancelled, asyncio.CancelledError):
+            return _frame((_REPLY, ident, (_ERROR, _CANCELLED)))
+        except Exception as exc:  # noqa: BLE001 - the handler's exception is the reply
+            return self._python_error(ident, exc)
+        try:
+            return self._reply_ok(ident, result, tables)
+        except Exception as exc:  # noqa: BLE001 - a result the BEAM cannot take is the reply
+            return self._python_error(ident, exc, "EncodeError")
+
+    def _await(self, coro: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._task = self._loop.create_task(coro)
+        try:
+            return self._loop.run_until_complete(self._task)
+        finally:
+            self._task = None
 
     @staticmethod
-    def _envelope(ident: int, payload: Any) -> bytes:
-        return tether.dumps((_REPLY, ident, payload), format="etf", checksum="crc32")
+    def _python_error(ident: Any, exc: BaseException, kind: str | None = None) -> bytes:
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - a __str__ that fails still leaves the type and traceback
+            message = f"<{type(exc).__name__} whose message cannot be shown>"
+        if kind is not None:
+            message = f"{type(exc).__name__}: {message}"
+        tb = "".join(traceback.format_exception(exc))
+        return _frame((_REPLY, ident, (_ERROR, (Atom("python"), kind or type(exc).__name__, message, tb))))
+
+    # ------------------------------------------------------------ cancelling
+
+    def on_cancel(self, signum: int, _frame_: Any) -> None:
+        """The ``SIGUSR1`` handler: cancel the running call; ignored between calls."""
+        if not self._running:
+            return
+        if self._task is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)  # wakes the loop out of its select
+            return
+        channel = self.channel
+        if channel is not None and channel.writer == self._main:
+            channel.cancel_pending = True  # mid-message: raised once the message is whole
+            return
+        raise Cancelled("the BEAM cancelled this call")
+
+    def after_write(self) -> None:
+        """Raise a cancellation that arrived while the main thread was writing a message."""
+        if threading.get_ident() != self._main or self.channel is None:
+            return
+        self.channel.cancel_pending = False
+        if self._running:
+            raise Cancelled("the BEAM cancelled this call")
+
+    # ------------------------------------------------------------ arguments
+
+    def _arguments(self, args: Any) -> list:
+        """The handler's arguments, with embedded frames, tables and NaN atoms decoded in place."""
+        if type(args) is tuple and len(args) == 3 and args[0] == _SHM:
+            args = tether.loads(self._map_file(args[1], 0, args[2]), options=self._decode_options)
+        if type(args) is not list:
+            raise DecodeError(f"Args must be a list or {{shm, Path, Len}}, got {_kind(args)}.")
+        return transform(args, self._visit_in, DecodeError)
+
+    def _visit_in(self, value: Any) -> Any:
+        t = type(value)
+        if t is tuple:
+            if value and type(value[0]) is Atom and value[0] in (_EMBED, _EMBED_SHM, _EMBED_TABLE):
+                return self._embedded(value)
+            return WALK
+        if t is list or t is dict:
+            return WALK
+        if t is Atom:
+            return _ATOM_FLOATS.get(value, value)
+        if (t is bytes or t is memoryview) and len(value) >= frame.HEADER_SIZE and value[:4] == frame.MAGIC:
+            return self._whole_frame(value)
+        return value
+
+    def _embedded(self, value: tuple) -> Any:
+        tag = value[0]
+        if tag == _EMBED and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
+            return tether.loads(value[1], options=self._decode_options)
+        if tag == _EMBED_TABLE and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
+            return arrow_api.from_etf(value[1])
+        if tag == _EMBED_SHM and len(value) == 4:
+            return tether.loads(self._map_file(value[1], value[2], value[3]), options=self._decode_options)
+        raise DecodeError(
+            f"{tag} must be {{'$tether', Frame}}, {{'$tether_table', Etf}} or {{'$tether_shm', Path, Offset, Len}}, "
+            f"got a tuple of {len(value)} elements.")
+
+    def _whole_frame(self, value: Any) -> Any:
+        """A binary that is exactly one frame (its header's CRC checks) decoded; any other binary as it is."""
+        try:
+            size = frame.unpack(memoryview(value)[: frame.HEADER_SIZE], tether.get_limits()).frame_size
+        except TetherError:
+            return value
+        return tether.loads(value, options=self._decode_options) if size == len(value) else value
+
+    @staticmethod
+    def _map_file(path: Any, offset: Any, length: Any) -> memoryview:
+        """``length`` bytes at ``offset`` of a BEAM-written ``tether-`` file, mapped read-only."""
+        path = _text(path)
+        if not os.path.basename(path).startswith("tether-"):
+            raise DecodeError(f"Refusing to read {path!r}: shared-memory arguments must be tether- files.")
+        if not all(type(v) is int and v >= 0 for v in (offset, length)):
+            raise DecodeError("Offset and Len of a shared-memory argument must be non-negative integers.")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DecodeError(f"Cannot open shared-memory argument {path!r}: {exc.strerror}.") from None
+        try:
+            if os.fstat(fd).st_size < offset + length:
+                raise DecodeError(f"{path} holds fewer than the {offset + length} bytes announced.")
+            if not length:
+                return memoryview(b"")
+            mm = mmap.mmap(fd, offset + length, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        return memoryview(mm)[offset : offset + length]
+
+    # ------------------------------------------------------------ results
+
+    def _reply_ok(self, ident: Any, result: Any, tables: str) -> bytes:
+        """``{reply, Id, {ok, Value}}`` with embedded frames; the whole value goes through shared memory when large."""
+        if type(result) in _FAST_RESULTS:
+            # Most results are small plain terms: one encode, and too small to hold an embedded value.
+            try:
+                reply = _frame((_REPLY, ident, (_OK, result)))
+            except TetherError:
+                pass
+            else:
+                if len(reply) < EMBED_MIN and len(reply) <= self.shm_threshold:
+                    return reply
+        self._region_fresh = False
+        value = transform(result, lambda v: self._visit_out(v, tables))
+        body = tether.etf.encode(value)
+        if len(body) <= self.shm_threshold:
+            return _frame((_REPLY, ident, (_OK, tether.etf.OpaqueTerm(body[1], body[1:]))))
+        term = tether.etf.OpaqueTerm(body[1], body[1:])
+        placed = self._place(tether.encode(term, format="etf", reader="beam", checksum=SHM_CHECKSUM, transport="shm"))
+        return _frame((_REPLY, ident, (_OK, term if placed is None else placed)))
+
+    def _visit_out(self, value: Any, tables: str) -> Any:
+        t = type(value)
+        if t in _LEAVES:
+            return value
+        if t is float:
+            return value if value - value == 0.0 else _float_atom(value)  # inf - inf and nan are nan
+        if t is dict or t is list or t is tuple:
+            return WALK
+        if t is bytes or t is bytearray or t is memoryview:
+            return self._embed(value, "raw") if memoryview(value).nbytes >= EMBED_MIN else value
+        return self._visit_other(value, tables)
+
+    def _visit_other(self, value: Any, tables: str) -> Any:
+        np = sys.modules.get("numpy")
+        if np is not None:
+            if type(value) is np.ndarray and not value.dtype.hasobject:
+                return self._embed(value, "ndarray")
+            if isinstance(value, np.floating):
+                return _visit_float(float(value))
+        if arrow_api.is_dataframe(value) is not None or _is_arrow_table(value):
+            if tables == "arrow":
+                return self._embed(value, "arrow")
+            _, table = arrow_api.to_table(value)
+            plain = table.to_pylist() if tables == "rows" else table.to_pydict()
+            return transform(plain, lambda v: self._visit_out(v, tables))
+        if isinstance(value, float):
+            return _visit_float(float(value))
+        if isinstance(value, (dict, list, tuple)) and not isinstance(value, _BEAM_CONTAINERS):
+            return WALK
+        return value
+
+    def _embed(self, value: Any, fmt: str) -> tuple:
+        """``{'$tether', Frame}``, or ``{'$tether_shm', Path, Offset, Len}`` above the threshold."""
+        enc = tether.encode(value, format=fmt, reader="beam", checksum=SHM_CHECKSUM, transport="shm")
+        if enc.nbytes > self.shm_threshold:
+            placed = self._place(enc)
+            if placed is not None:
+                return placed
+        if enc.header.checksum_kind == frame.checksum.NONE:  # through the pipe, a frame always carries its CRC
+            enc = tether.encode(value, format=fmt, reader="beam", checksum=INLINE_CHECKSUM)
+        return (_EMBED, bytes(enc))
+
+    def _place(self, enc: Any) -> tuple | None:
+        """Write a frame into the worker's region, or None when its slots are all taken (the caller sends it inline).
+
+        The region is reset once per reply: the BEAM read the previous reply's frames before this call.
+        """
+        if self.region is None:
+            self.region = self.pool.acquire(max(enc.nbytes, self.shm_threshold))
+        if not self._region_fresh:
+            self.region.reset()
+            self._region_fresh = True
+        try:
+            slot, offset, view = self.region.reserve(enc.nbytes)
+        except RegionError:
+            return None
+        try:
+            enc.write_into(view)
+        finally:
+            view.release()
+        self.region.commit(slot)
+        return (_EMBED_SHM, self.region.path, offset, enc.nbytes)
 
     def close(self) -> None:
+        """Remove the worker's region and close its event loop."""
         if self.region is not None:
             self.region.close()
             self.region.unlink()
+            self.region = None
         self.pool.close()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
 
 
-class _Channel:
-    """The port's pipes as raw file descriptors: few reads per message, one writev per reply."""
+_FAST_RESULTS = frozenset((dict, list, tuple, str, int, float, bool, type(None), Atom, bytes))
+_BEAM_CONTAINERS = (tether.FrozenList, tether.FrozenMap)
 
-    def __init__(self, fd_in: int, fd_out: int):
-        self.fd_in = fd_in
-        self.fd_out = fd_out
-        self.buf = bytearray()
 
-    def _fill(self) -> bool:
-        chunk = os.read(self.fd_in, 1 << 16)
-        if not chunk:
-            return False
-        self.buf += chunk
+def _float_atom(value: float) -> Atom:
+    return _NAN if value != value else _INF if value > 0 else _NEG_INF
+
+
+def _visit_float(value: float) -> Any:
+    return value if value - value == 0.0 else _float_atom(value)
+
+
+def _is_arrow_table(value: Any) -> bool:
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(value, (pa.Table, pa.RecordBatch))
+
+
+def _may_embed(message: Any, header: frame.Header) -> bool:
+    """Whether a request can hold an embedded frame, a nested frame or a NaN atom (else it needs no walk).
+
+    A scan of the bytes answers for a small plain message; compressed frames
+    and tag-80 ETF hide their bytes, and large messages are not scanned.
+    """
+    start = header.payload_offset
+    if type(message) is not bytes or header.compression_id or message[start + 1] == etf_tags.COMPRESSED:
         return True
-
-    def read_message(self) -> bytes | None:
-        """The next {packet, 4} message, or None when BEAM closed the port."""
-        while len(self.buf) < 4:
-            if not self._fill():
-                return None
-        n = int.from_bytes(self.buf[:4], "big")
-        limit = tether.get_limits().max_frame_size
-        if n > limit:
-            raise tether.LimitError(
-                f"BEAM sent a {n}-byte message, over Limits.max_frame_size ({limit}); large arguments "
-                "belong in shared memory (the BEAM client does this above shm_threshold)."
-            )
-        have = len(self.buf) - 4
-        if have < n and n > (1 << 16):
-            # A large message: read the rest straight into the bytes object it becomes.
-            out, view = new_bytes(n)
-            view[:have] = self.buf[4:]
-            self.buf.clear()
-            try:
-                while have < n:
-                    got = os.readv(self.fd_in, [view[have:]])
-                    if got == 0:
-                        return None
-                    have += got
-            finally:
-                view.release()
-            return to_bytes(out)
-        while len(self.buf) - 4 < n:
-            if not self._fill():
-                return None
-        msg = bytes(self.buf[4 : 4 + n])
-        del self.buf[: 4 + n]
-        return msg
-
-    def write_message(self, payload: bytes) -> None:
-        data = [len(payload).to_bytes(4, "big"), payload]
-        sent = os.writev(self.fd_out, data)
-        if sent < len(payload) + 4:  # interrupted part way: finish the rest
-            rest = memoryview(b"".join(data))[sent:]
-            while rest:
-                rest = rest[os.write(self.fd_out, rest):]
+    find = message.find
+    return (find(b"$tether", start) >= 0 or find(frame.MAGIC, start) >= 0 or find(b"nan", start) >= 0
+            or find(b"infinity", start) >= 0)
 
 
-def serve(worker: Worker, channel: _Channel) -> None:
-    """Answer framed calls until the input closes."""
+# ---------------------------------------------------------------- handshake
+
+
+def _version(text: Any) -> tuple[int, int] | None:
+    """(major, minor) of a version such as ``"0.1.0"`` or ``"1.2.3-rc1"``, or None."""
+    try:
+        parts = _text(text).split(".")
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "x") if len(parts) > 1 else 0
+    except (DecodeError, ValueError, IndexError):
+        return None
+
+
+def compatible(python: str, beam: Any) -> bool:
+    """Whether two tether versions talk: equal majors, and for 0.x equal minors too.
+
+    Examples
+    --------
+    >>> compatible("0.1.0", b"0.1.7"), compatible("0.1.0", b"0.2.0"), compatible("1.2.0", "1.5.1")
+    (True, False, True)
+    """
+    mine, theirs = _version(python), _version(beam)
+    if mine is None or theirs is None or mine[0] != theirs[0]:
+        return False
+    return mine[0] != 0 or mine[1] == theirs[1]
+
+
+def _refusal(hello: Any) -> Any:
+    """The ``{incompatible, ...}`` reason when the BEAM's hello does not match this worker, else None."""
+    info = hello[1] if type(hello) is tuple and len(hello) == 2 and type(hello[1]) is dict else {}
+    beam = info.get(Atom("tether"))
+    versions = info.get(Atom("frame_versions"), [frame.FRAME_VERSION])
+    if compatible(tether.__version__, beam) and isinstance(versions, list) and frame.FRAME_VERSION in versions:
+        return None
+    shown = _text(beam) if isinstance(beam, (str, bytes)) else "unknown"
+    return (Atom("incompatible"), {Atom("python"): tether.__version__, Atom("beam"): shown})
+
+
+def _import_modules(names: list[str]) -> tuple[dict[str, ModuleType], Any]:
+    """The modules by name, or the ``{import_error, Module, Type, Message, Traceback}`` reason of the first that fails."""
+    modules = {}
+    for name in names:
+        try:
+            modules[name] = importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - whatever an import raises, the BEAM hears of it
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            tb = "".join(traceback.format_exception(exc))
+            return modules, (Atom("import_error"), name, type(exc).__name__, str(exc), tb)
+    return modules, None
+
+
+def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
+    """The ``Info`` map of ``{ready, Info}``: versions, OS pid, modules and what this tether reads and writes.
+
+    Examples
+    --------
+    >>> ready_info({})[tether.Atom("frame_versions")]
+    [1]
+    """
+    from tether._etf import native
+
+    return {
+        Atom("tether"): tether.__version__,
+        Atom("python"): platform.python_version(),
+        Atom("pid"): os.getpid(),
+        Atom("modules"): list(modules),
+        Atom("frame_versions"): [frame.FRAME_VERSION],
+        Atom("formats"): sorted(formats.names()),
+        Atom("compressions"): sorted(compression.names()),
+        Atom("checksums"): sorted(frame.checksum.NAMES.values()),
+        Atom("speedups"): native.c is not None,
+    }
+
+
+def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, ModuleType] | None, int]:
+    """Read ``{hello, Info}``, import the modules, answer ``ready`` (modules, 0) or ``refused`` (None, 2).
+
+    (None, 0) when the BEAM closed the port first; (None, 1) when its first
+    message is not a hello (said on stderr, which the BEAM still holds).
+    """
     while True:
         try:
-            frame = channel.read_message()
-        except TetherError as exc:  # the stream is out of step: nothing after it can be trusted
-            print(f"tether.worker: {exc}", file=sys.stderr)
+            message = channel.read_message()
+        except MessageError as exc:
+            print(f"tether.worker: the first message must be {{hello, Info}}: {exc}", file=sys.stderr)
+            return None, EXIT_PROTOCOL
+        if message is None:
+            return None, EXIT_OK
+        if message[:4] != b"PING":
+            break
+        channel.write_message(message)  # the echo baseline works at any time
+    try:
+        hello = tether.loads(message)
+    except TetherError as exc:
+        hello = exc
+    if not (type(hello) is tuple and hello and hello[0] == _HELLO):
+        print(f"tether.worker: the first message must be {{hello, Info}}, got {_kind(hello)}.", file=sys.stderr)
+        return None, EXIT_PROTOCOL
+    reason = _refusal(hello)
+    modules: dict[str, ModuleType] | None = None
+    if reason is None:
+        modules, reason = _import_modules(module_names)
+    if reason is not None:
+        channel.write_message(_frame((_REFUSED, reason)))
+        return None, EXIT_REFUSED
+    channel.write_message(_frame((_READY, ready_info(modules))))
+    return modules, EXIT_OK
+
+
+# ---------------------------------------------------------------- logging
+
+
+def _level(levelno: int) -> Atom:
+    for threshold, name in _LEVELS:
+        if levelno >= threshold:
+            return name
+    return _DEBUG
+
+
+def _log_frame(level: Atom, logger: str, message: str, meta: dict) -> bytes:
+    if len(message) > LOG_MESSAGE_MAX:
+        message = message[:LOG_MESSAGE_MAX] + f"... ({len(message) - LOG_MESSAGE_MAX} more characters)"
+    try:
+        return _frame((_LOG, level, logger, message, meta))
+    except TetherError:  # lone surrogates and the like: the text as far as UTF-8 can carry it
+        safe = {k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in meta.items()}
+        return _frame((_LOG, level, logger.encode("utf-8", "replace").decode(),
+                       message.encode("utf-8", "replace").decode(), safe))
+
+
+class LogForwarder(logging.Handler):
+    """A root-logger handler that sends each record to the BEAM as ``{log, Level, Logger, Message, Meta}``.
+
+    Examples
+    --------
+    >>> LogForwarder(None).level == logging.NOTSET
+    True
+    """
+
+    def __init__(self, channel: Any):
+        super().__init__()
+        self.channel = channel
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._local, "busy", False):  # a record logged while one is sent (tether's own): dropped
             return
-        if frame is None:
-            return
-        if frame[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline
-            channel.write_message(frame)
-            continue
+        self._local.busy = True
         try:
-            reply = worker.handle(frame)
-        except TetherError as exc:
-            reply = tether.dumps((_REPLY, -1, (_ERROR, (Atom("bad_request"), str(exc)))), format="etf", checksum="crc32")
-        channel.write_message(reply)
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            meta = {Atom("module"): record.module, Atom("function"): record.funcName or "",
+                    Atom("file"): record.pathname, Atom("line"): record.lineno, Atom("thread"): record.threadName or ""}
+            self.channel.write_message(_log_frame(_level(record.levelno), record.name, message, meta))
+        except Exception:  # noqa: BLE001 - logging must never break the handler that logs
+            self.handleError(record)  # Python's report, on stderr: forwarded as lines
+        finally:
+            self._local.busy = False
 
 
-def main(argv: list[str] | None = None) -> int:
+def _pump(fd: int, channel: Channel) -> None:
+    """Forward each line read from ``fd`` (the process's stdout and stderr) as a warning from ``<<"stderr">>``."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # cancelling is the main thread's
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        data = pending + chunk
+        if chunk:
+            lines = data.split(b"\n")
+            pending = lines.pop()
+        else:  # the end: what is left is the last line
+            lines, pending = ([data] if data else []), b""
+        while len(pending) > LINE_MAX:
+            lines.append(pending[:LINE_MAX])
+            pending = pending[LINE_MAX:]
+        for line in lines:
+            text = line.rstrip(b"\r").decode("utf-8", "replace")
+            channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
+        if not chunk:
+            return
+
+
+class _Forwarding:
+    """fd 1 and 2 redirected into a pipe a daemon thread forwards, and the root logger's handler."""
+
+    def __init__(self, channel: Channel):
+        self.saved = os.dup(2)
+        read, write = os.pipe()
+        sys.stderr.flush()
+        os.dup2(write, 2)
+        os.dup2(write, 1)
+        os.close(write)
+        self.read = read
+        self.thread = threading.Thread(target=_pump, args=(read, channel), name="tether-stderr", daemon=True)
+        self.thread.start()
+        self.handler = LogForwarder(channel)
+        logging.getLogger().addHandler(self.handler)
+
+    def stop(self) -> None:
+        """Forward what is left, then give fd 1 and 2 back."""
+        logging.getLogger().removeHandler(self.handler)
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, 2)
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+        self.thread.join(1.0)  # ends at EOF, unless a child process still holds the pipe
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def serve(worker: Worker, channel: Channel) -> int:
+    """Answer calls until the input closes (0) or falls out of step (1); returns the exit status."""
+    worker.channel = channel
+    channel.on_pending = worker.after_write
+    while True:
+        try:
+            message = channel.read_message()
+        except MessageError as exc:
+            channel.write_message(worker.bad_request(-1, exc))
+            if exc.fatal:
+                logging.getLogger("tether.worker").error("tether.worker exits: %s", exc)
+                return EXIT_PROTOCOL
+            if not channel.discard(exc.remaining):
+                return EXIT_OK
+            continue
+        if message is None:
+            return EXIT_OK
+        if message[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline
+            channel.write_message(message)
+            continue
+        channel.write_message(worker.handle(message))
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tether.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", required=True, help="module whose public functions BEAM may call")
-    parser.add_argument("--shm-threshold", type=int, default=SHM_THRESHOLD)
+    parser.add_argument("--shm-threshold", type=int, default=SHM_THRESHOLD,
+                        help="embedded frames larger than this go through shared memory (bytes)")
+    parser.add_argument("--max-message", type=int, default=MAX_MESSAGE,
+                        help="largest message accepted from the pipe (bytes); larger data goes through shared memory")
     parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
                         help="how Elixir binaries arrive in handler arguments")
     args = parser.parse_args(argv)
-    # stdout carries the protocol: keep a private descriptor for it and send
-    # everything else printed to stderr.
+    if args.max_message < frame.HEADER_SIZE or args.shm_threshold < 0:
+        parser.error("--max-message must be at least 64 and --shm-threshold at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker on fd 0 and 1 until the BEAM closes the port; returns the exit status.
+
+    Examples
+    --------
+    ``python -m tether.worker --module my_handlers --shm-threshold 1048576``
+    """
+    args = _arguments(argv)
+    # stdout carries the protocol: keep a private descriptor for it, and send
+    # whatever else writes to fd 1 to stderr (until ready: the BEAM's; then the log pipe).
     out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    modules = {name: importlib.import_module(name) for name in args.module}
-    worker = Worker(modules, shm_threshold=args.shm_threshold, binaries=args.binaries)
+    channel = Channel(0, out, args.max_message)
+    worker = Worker({}, shm_threshold=args.shm_threshold, binaries=args.binaries)
+    signal.signal(signal.SIGUSR1, worker.on_cancel)  # from now on: a late cancel must not kill the worker
+    modules, status = handshake(channel, args.module)
+    if modules is None:
+        worker.close()
+        return status
+    worker.modules = modules
+    forwarding = _Forwarding(channel)
     try:
-        serve(worker, _Channel(0, out))
+        return serve(worker, channel)
     finally:
         worker.close()
-    return 0
+        forwarding.stop()
 
 
 if __name__ == "__main__":

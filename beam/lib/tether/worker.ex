@@ -1,34 +1,172 @@
 defmodule Tether.Worker do
   @moduledoc """
-  A Python worker process driven from Elixir.
+  One Python process, driven from Elixir: `python -m tether.worker` behind a
+  GenServer (the Erlang module `:tether_worker`).
 
-      {:ok, w} = Tether.Worker.start_link(python: ".venv/bin/python", modules: ["my_handlers"])
-      {:ok, 3} = Tether.Worker.call(w, "my_handlers", "add", [1, 2])
+      children = [
+        {Tether.Worker, name: MyApp.Python, python: "/srv/venv/bin/python", modules: ["my_models"]}
+      ]
+      Supervisor.start_link(children, strategy: :one_for_one)
 
-  Only functions of the listed modules can be called. Large arguments and
-  results travel through shared memory in `/dev/shm`. If Python crashes the
-  caller gets `{:error, {:worker_exit, status}}` and the next call starts a
-  fresh worker; Python exceptions come back as
-  `{:error, {:python, type, message, traceback}}`.
+      {:ok, 3} = Tether.Worker.call(MyApp.Python, "my_models", "add", [1, 2])
+
+  `start_link/1` returns only once Python has imported every module and
+  answered the handshake, so a worker that cannot work never starts:
+
+    * `{:error, {:python_not_found, python}}`;
+    * `{:error, {:import_error, module, type, message, traceback}}`;
+    * `{:error, {:incompatible, %{python: vsn, beam: vsn}}}`: tether versions that
+      cannot talk (majors differ, or minors for 0.x);
+    * `{:error, {:exited_before_ready, status, stderr}}`: Python died first;
+    * `{:error, {:start_timeout, ms, stderr}}`.
+
+  Bad options raise `ArgumentError`.
+
+  Calls run one at a time, in order; use `Tether.Pool` to run them
+  concurrently. Errors a call returns:
+
+    * `{:python, type, message, traceback}`: the function raised, or its result
+      could not be encoded (`type` is `"EncodeError"`);
+    * `{:undefined_function, module, function}`: not on the allow-list;
+    * `:timeout`: past the deadline (time spent queued counts). Python gets
+      SIGUSR1 and drops the call, or is killed and replaced after
+      `:cancel_grace` ms; the next call does not wait for it;
+    * `{:worker_exit, status}`: Python died during the call (a fresh one starts);
+    * `{:message_too_large, size, max}`: arguments kept out of shared memory by
+      `:shm_threshold` but larger than `:max_message`;
+    * `{:worker_down, why}`: the worker process itself is gone;
+    * `{:bad_etf, why}`: the reply names atoms this node does not know
+      (no atom is ever created from a reply);
+    * `{:embedded_shm, path, why}`: a result in shared memory could not be
+      read; an embedded frame that does not decode gives `Tether.decode/1`'s
+      reason (e.g. `{:unsupported_compression, :zstd, how_to_fix}`).
   """
 
+  @typedoc "A running worker: its pid or name."
+  @type worker :: GenServer.server()
+
   @type option ::
-          {:python, String.t()}
-          | {:modules, [String.t()]}
-          | {:env, [{String.t(), String.t()}]}
+          {:modules, [String.t()]}
+          | {:python, String.t()}
+          | {:name, GenServer.name()}
+          | {:env, [{String.t(), String.t()}] | %{String.t() => String.t()}}
+          | {:cd, String.t()}
           | {:shm_threshold, non_neg_integer()}
+          | {:shm_dir, String.t()}
+          | {:max_message, pos_integer()}
           | {:binaries, :bytes | :str}
+          | {:start_timeout, timeout()}
+          | {:cancel_grace, non_neg_integer()}
 
-  @doc "Start a worker linked to the caller."
+  @type call_option :: {:timeout, timeout()} | {:tables, :arrow | :rows | :columns}
+
+  @doc """
+  A child specification: `{Tether.Worker, opts}` in a supervisor's children.
+  The child id is the `:name` when there is one.
+
+      iex> Tether.Worker.child_spec(name: :py, modules: ["m"]).id
+      :py
+  """
+  @spec child_spec([option()]) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{id: Keyword.get(opts, :name, __MODULE__), start: {__MODULE__, :start_link, [opts]}, type: :worker}
+  end
+
+  @doc """
+  Start a worker linked to the caller.
+
+  Options:
+
+    * `:modules` (required): the Python modules whose public functions may be called;
+    * `:python`: the interpreter, a path or a name on `PATH` (default `"python3"`);
+    * `:name`: register the worker (an atom, `{:global, term}`, `{:via, module, term}`);
+    * `:env`: extra environment variables; `:cd`: the working directory;
+    * `:start_timeout`: ms for Python to import the modules and answer (default 60 000),
+      so slow imports never count against a call's timeout;
+    * `:cancel_grace`: ms a cancelled call may take to stop before Python is killed (default 1000);
+    * `:shm_threshold`: arguments larger than this many bytes go through shared memory
+      (default 1 MiB); `:shm_dir`: where the worker's private directory goes (default `/dev/shm`);
+    * `:max_message`: the largest call sent through the pipe, in bytes (default 256 MiB);
+    * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python.
+
+  ```elixir
+  {:ok, w} = Tether.Worker.start_link(python: ".venv/bin/python", modules: ["my_handlers"])
+  ```
+  """
   @spec start_link([option()]) :: GenServer.on_start()
-  def start_link(opts), do: :tether_worker.start_link(Map.new(opts))
+  def start_link(opts) when is_list(opts), do: opts |> :tether_worker.start_link() |> started()
 
-  @doc "Call `module.function(*args)` in Python."
-  @spec call(GenServer.server(), String.t(), String.t(), list(), timeout()) :: {:ok, term()} | {:error, term()}
-  def call(worker, module, function, args, timeout \\ 5000),
-    do: :tether_worker.call(worker, module, function, args, timeout)
+  @doc "As `start_link/1`, without a link."
+  @spec start([option()]) :: GenServer.on_start()
+  def start(opts) when is_list(opts), do: opts |> :tether_worker.start() |> started()
 
-  @doc "Stop the worker (and its Python process)."
-  @spec stop(GenServer.server()) :: :ok
+  @doc false
+  @spec started({:ok, pid()} | {:error, term()} | :ignore) :: {:ok, pid()} | {:error, term()} | :ignore
+  def started({:error, {:bad_option, key, message}}),
+    do: raise(ArgumentError, "invalid option #{inspect(key)}: #{message}")
+
+  def started(result), do: result
+
+  @doc """
+  Call `module.function(*args)` in Python: `{:ok, result}` or `{:error, reason}`.
+
+  The last argument is a timeout in ms (default 5000) or options:
+  `timeout:` and `tables:` (`:arrow`, the default, gives Arrow IPC bytes;
+  `:rows` a list of maps; `:columns` a map of lists).
+
+  ```elixir
+  {:ok, 3} = Tether.Worker.call(w, "my_handlers", "add", [1, 2])
+  {:ok, rows} = Tether.Worker.call(w, "my_handlers", "table", [3], tables: :rows, timeout: 10_000)
+  ```
+  """
+  @spec call(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
+          {:ok, term()} | {:error, term()}
+  def call(worker, module, function, args, opts \\ []) when is_list(args) do
+    worker |> :tether_worker.call(module, function, args, call_opts(opts)) |> checked()
+  end
+
+  @doc """
+  As `call/5`, returning the result or raising `Tether.Error`.
+
+  ```elixir
+  3 = Tether.Worker.call!(w, "my_handlers", "add", [1, 2])
+  ```
+  """
+  @spec call!(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) :: term()
+  def call!(worker, module, function, args, opts \\ []) do
+    case call(worker, module, function, args, opts) do
+      {:ok, value} -> value
+      {:error, reason} -> raise Tether.Error, reason: reason
+    end
+  end
+
+  @doc """
+  What the worker's Python reported at its handshake (`:tether`, `:python`,
+  `:modules`, `:speedups`, ...) with its `:os_pid`, `:phase` and `:queued` calls.
+
+  ```elixir
+  %{python: "3.11.7", os_pid: pid} = Tether.Worker.info(w)
+  ```
+  """
+  @spec info(worker()) :: map()
+  def info(worker), do: :tether_worker.info(worker)
+
+  @doc "Stop the worker and its Python process."
+  @spec stop(worker()) :: :ok
   def stop(worker), do: :tether_worker.stop(worker)
+
+  @doc false
+  @spec call_opts(timeout() | keyword()) :: timeout() | keyword()
+  def call_opts(timeout) when is_integer(timeout) or timeout == :infinity, do: timeout
+  def call_opts(opts) when is_list(opts), do: opts
+
+  def call_opts(other),
+    do: raise(ArgumentError, "expected a timeout or a keyword list of call options, got: #{inspect(other)}")
+
+  @doc false
+  @spec checked({:ok, term()} | {:error, term()}) :: {:ok, term()} | {:error, term()}
+  def checked({:error, {:bad_option, key, message}}),
+    do: raise(ArgumentError, "invalid option #{inspect(key)}: #{message}")
+
+  def checked(result), do: result
 end

@@ -10,6 +10,10 @@
    samples, with its typical decompression speed (``DECOMPRESS_SPEED``),
    predict the time to compress, transfer at the transport's bandwidth, and
    decompress. The fastest prediction wins, "none" included.
+
+The candidates are those the frame's reader can undo (``READABLE``): every
+codec for Python, gzip alone for the BEAM (``reader="beam"``), where it
+competes on the same prediction.
 """
 
 from __future__ import annotations
@@ -37,14 +41,36 @@ SAMPLE_SIZE = 16 << 10
 DECOMPRESS_SPEED = {"lz4": 2.0e9, "zstd": 1.0e9, "gzip": 0.4e9}
 GIVE_UP_RATIO = 0.9
 CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
+# The codecs each reader undoes (None: every registered one). The BEAM inflates
+# gzip with zlib; it has no lz4 or zstd without a NIF.
+READABLE: dict[str, tuple[str, ...] | None] = {"python": None, "beam": ("none", "gzip")}
+
+
+def check_reader(name: Any, reader: str) -> None:
+    """Refuse an explicit ``compression=name`` that ``reader`` cannot undo, naming the ones it can.
+
+    Examples
+    --------
+    >>> check_reader("gzip", "beam")
+    >>> check_reader("auto", "beam")
+    """
+    readable = READABLE[reader]
+    if readable is None or name == "auto" or name in readable or not isinstance(name, str):
+        return
+    raise ValidationError(
+        f"compression={name!r} cannot be undone by reader={reader!r}: it reads {' and '.join(readable)}. "
+        "Pass compression='auto' (it then picks gzip or none) or 'gzip'."
+    )
 
 
 def resolve(
-    name: str, level: int | None, payload: Any, transport: str, fmt: Any, *, bandwidth: float | None = None
+    name: str, level: int | None, payload: Any, transport: str, fmt: Any, *, bandwidth: float | None = None,
+    reader: str = "python",
 ) -> tuple[Any, int, str]:
     """Return (compressor, level, reason) for a payload about to be written.
 
-    ``bandwidth`` (bytes per second) overrides the transport's assumed bandwidth.
+    ``bandwidth`` (bytes per second) overrides the transport's assumed bandwidth;
+    ``reader`` limits ``"auto"`` to the codecs that reader undoes (:data:`READABLE`).
     """
     from . import get, registry
 
@@ -77,20 +103,13 @@ def resolve(
     total = sum(len(s) for s in samples)
 
     best = (n / bandwidth, none, 0, "none")
+    # lz4 on the samples is the cheap test of whether anything compresses, whoever reads the frame.
     lz4 = get("lz4")
     ratio, ctime, dtime = _measure(lz4, samples, lz4.default_level)
     if ratio > GIVE_UP_RATIO:
         return none, 0, f"incompressible: lz4 sample ratio {ratio:.2f} > {GIVE_UP_RATIO}"
     scale = n / total
-    candidates = [(lz4, lz4.default_level, ratio, ctime, dtime)]
-    zstd = get("zstd")
-    # Slower levels only where the link is slow enough for their ratio to pay.
-    for zlevel in (1, 3) if bandwidth < 200e6 else (1,):
-        r, c, d = _measure(zstd, samples, zlevel)
-        candidates.append((zstd, zlevel, r, c, d))
-    if bandwidth < 20e6:
-        gz = get("gzip")
-        candidates.append((gz, gz.default_level, *_measure(gz, samples, gz.default_level)))
+    candidates = _candidates(READABLE[reader], bandwidth, samples, (lz4, lz4.default_level, ratio, ctime, dtime))
     for codec, lvl, r, c, _ in candidates:
         predicted = c * scale + n / DECOMPRESS_SPEED.get(codec.name, 1e9) + n * r / bandwidth
         if predicted < best[0]:
@@ -101,6 +120,30 @@ def resolve(
     if level is not None:
         lvl = codec.check_level(level)
     return codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
+
+
+def _candidates(readable: tuple[str, ...] | None, bandwidth: float, samples: list[bytes], lz4: tuple) -> list[tuple]:
+    """(codec, level, ratio, compress seconds, 0.0) per codec worth predicting for this link and reader."""
+    from . import get
+
+    if readable is not None:
+        # A reader limited to gzip gets it wherever its prediction wins, on any link; its
+        # fastest level is tried too, as the default level rarely pays above ~20 MB/s.
+        if "gzip" not in readable:
+            return []
+        gz = get("gzip")
+        levels = sorted({lvl for lvl in (1, gz.default_level) if lvl in gz.levels})
+        return [(gz, lvl, *_measure(gz, samples, lvl)) for lvl in levels]
+    candidates = [lz4]
+    zstd = get("zstd")
+    # Slower levels only where the link is slow enough for their ratio to pay.
+    for zlevel in (1, 3) if bandwidth < 200e6 else (1,):
+        r, c, d = _measure(zstd, samples, zlevel)
+        candidates.append((zstd, zlevel, r, c, d))
+    if bandwidth < 20e6:
+        gz = get("gzip")
+        candidates.append((gz, gz.default_level, *_measure(gz, samples, gz.default_level)))
+    return candidates
 
 
 def _samples(segments: Sequence[Any], n: int, align: int = 1) -> list[bytes]:

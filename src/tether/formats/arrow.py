@@ -154,7 +154,7 @@ class ArrowFormat(Format):
         source = type_info.get("source", "table")
         target = into or {"table": "arrow", "batch": "batch", "pandas": "pandas", "polars": "polars",
                           "columns": "columns", "rows": "pylist"}.get(source, "arrow")
-        return _convert(table, target, type_info)
+        return convert(table, target, type_info)
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -169,7 +169,18 @@ class ArrowFormat(Format):
         return out
 
 
-def _convert(table: pa.Table, target: str, type_info: dict[str, Any]) -> Any:
+def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None) -> Any:
+    """``table`` in the Python form ``target`` names: an ``into=`` value, or ``"batch"``/``"columns"``.
+
+    ``type_info`` (an arrow frame's) says which columns were NumPy arrays for ``"columns"``.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> convert(pa.table({"a": [1, 2]}), "pylist")
+    [{'a': 1}, {'a': 2}]
+    """
+    type_info = type_info or {}
     if target == "arrow":
         return table
     if target == "batch":

@@ -11,6 +11,12 @@ Small terms are the most common frames there are (a worker call, a message
 between processes), so this format also writes whole plain frames in one step
 (:meth:`EtfFormat.dumps_plain`), from the frame layer's own pieces: the same
 bytes and the same decision record as the general path.
+
+Whatever the writer sent, the reader chooses the Python form: ``loads(frame,
+into="arrow" | "pandas" | "polars")`` reads rows (a list of maps) or columns
+(a map of equal-length lists) as a table, through :func:`tether.arrow.from_etf`
+(clean columns go from ETF straight into Arrow buffers, in C), and
+``into="pylist"`` reads a list.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _etf, _structs, frame
-from .._errors import ValidationError
+from .. import arrow as arrow_api
+from .._errors import ColumnError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from ._base import DecodeContext, EncodeContext, Format, Payload
@@ -32,10 +39,14 @@ _TYPE = {"binaries": "tagged"}
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
 
 
+# The into= forms that read the term as a table.
+TABLE_INTOS = ("arrow", "pandas", "polars")
+
+
 class EtfFormat(Format):
     id = 4
     name = "etf"
-    intos = ()
+    intos = (*TABLE_INTOS, "pylist")
     auto_priority = 50
     fallback = "pickle"  # a part ETF cannot map: the decision says which
 
@@ -87,7 +98,35 @@ class EtfFormat(Format):
         return self._encode_options[1]  # type: ignore[return-value]
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
-        return _etf.decode(payload, self.decode_options(type_info, ctx))
+        if ctx.into is None:
+            return _etf.decode(payload, self.decode_options(type_info, ctx))
+        if ctx.into == "pylist":
+            value = _etf.decode(payload, self.decode_options(type_info, ctx))
+            if type(value) is not list:
+                raise ValidationError(
+                    f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list; this one holds "
+                    f"{_kind(value)}. Leave into unset to get the value as it is."
+                )
+            return value
+        return self._decode_table(payload, type_info, ctx)
+
+    def _decode_table(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The term as a table in the form ``ctx.into`` names (see :data:`TABLE_INTOS`)."""
+        from .arrow import convert
+
+        shape = "rows (a list of maps) or columns (a map of equal-length lists)"
+        try:
+            table = arrow_api.from_etf(payload, limits=ctx.limits)
+        except ColumnError as exc:
+            value = _etf.decode(payload, self.decode_options(type_info, ctx._replace(into=None)))
+            if _table_shaped(value):  # the right shape; a column Arrow cannot hold
+                raise ColumnError(f"{ctx.frame_id}: into={ctx.into!r}: {exc}") from exc
+            what = _kind(value) + (" that is neither" if type(value) in (list, dict) else "")
+            raise ValidationError(
+                f"{ctx.frame_id}: into={ctx.into!r} needs {shape}; this frame holds {what}. "
+                "Leave into unset to get the value as it is."
+            ) from None
+        return convert(table, ctx.into)
 
     def decode_options(self, type_info: dict[str, Any], ctx: DecodeContext) -> _etf.Options:
         """The decoder options for a frame's type information and a ``loads`` call (cached)."""
@@ -109,6 +148,21 @@ class EtfFormat(Format):
                     self._decode_options.clear()
                 self._decode_options[key] = cached
         return cached
+
+
+def _table_shaped(value: Any) -> bool:
+    """Whether a decoded term is rows (a list of maps) or columns (a map of equal-length lists)."""
+    if type(value) is list:
+        return all(type(row) is dict for row in value)
+    if type(value) is dict:
+        return all(type(col) is list for col in value.values()) and len({len(c) for c in value.values()}) <= 1
+    return False
+
+
+def _kind(value: Any) -> str:
+    """What a decoded term is, for messages: "a tuple", "an int"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def _options(limits: Limits, mode: Any, none_atom: Any, copy: bool, options: dict[str, Any]) -> _etf.Options:

@@ -1,7 +1,10 @@
 """ndarray: NumPy arrays with exact dtype, shape and memory order; zero-copy reads.
 
 The payload is the array's elements in the recorded ``order`` ("C" or "F"),
-contiguous, in the dtype's own byte order. The dtype is stored as its
+contiguous, in the dtype's own byte order. For a BEAM reader
+(``reader="beam"``) the order is always "C", whatever the array's layout: Nx
+reads row-major, so an ``arr.T`` is written transposed in memory, with the
+same values. The dtype is stored as its
 ``numpy.lib.format`` descr (the one ``.npy`` files use), so structured,
 nested, datetime and byte-swapped dtypes survive. ``nx`` carries the Nx type
 (``["f", 32]`` is ``{:f, 32}``) where one exists.
@@ -81,7 +84,7 @@ class NdarrayFormat(Format):
         arr = np.asarray(obj)
         if arr.dtype.hasobject:
             raise TypeError("object arrays go to pickle")
-        if arr.flags.c_contiguous:
+        if arr.flags.c_contiguous or ctx.options.get("reader") == "beam":
             order = "C"
         elif arr.flags.f_contiguous:
             order = "F"
@@ -98,7 +101,7 @@ class NdarrayFormat(Format):
         if scalar:
             info["scalar"] = True
         p = Payload(info)
-        if arr.flags.c_contiguous or arr.flags.f_contiguous:
+        if arr.flags.c_contiguous or (arr.flags.f_contiguous and order == "F"):
             if arr.nbytes:
                 p.add(_byte_view(arr, order))
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from .._buffers import new_bytes, to_bytes, write_parts
@@ -131,7 +130,7 @@ def build(
         checksum_kind=kind,
         flags=_header.FLAG_STREAM_CHUNK if stream is not None else 0,
         metadata_length=len(meta),
-        metadata_crc32=zlib.crc32(meta),
+        metadata_crc32=_checksum.crc32(meta),
         payload_length=stored.stored_length,
         raw_length=stored.raw_length,
         payload_checksum=0,
@@ -154,5 +153,5 @@ def plain(fmt: Any, type_info: dict[str, Any], data: bytes, kind: int, type_key:
     n = len(data)
     mlen = len(meta)
     schema = fmt.schema_version
-    head = _header.pack(fmt.id, 0, kind, 0, mlen, zlib.crc32(meta), n, n, _checksum.compute(kind, data), schema)
+    head = _header.pack(fmt.id, 0, kind, 0, mlen, _checksum.crc32(meta), n, n, _checksum.compute(kind, data), schema)
     return b"".join((head, meta, _ZEROS[: -(HEADER_SIZE + mlen) % _header.ALIGN], data))

@@ -3,14 +3,28 @@
 Header and metadata are always covered by CRC-32 (which BEAM computes natively
 with ``erlang:crc32/1``). The payload checksum kind is chosen per frame by
 :func:`kind_for`, the one place the ``checksum="auto"`` rule is written.
+
+CRC-32 is also the default payload checksum, so that a frame written with
+default options is one the BEAM verifies natively. It is computed with ISA-L
+(``isal``, about 10 GB/s here, against about 2 GB/s for the stdlib's
+``zlib.crc32``); xxh3-64 stays an explicit choice, and frames written with it
+read as before.
 """
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Callable
 
 import xxhash
+
+try:
+    from isal.isal_zlib import crc32 as _crc32_impl
+
+    CRC32_LIBRARY = "isal"
+except ImportError:  # pragma: no cover - isal is a dependency; zlib computes the same value, slower
+    from zlib import crc32 as _crc32_impl
+
+    CRC32_LIBRARY = "zlib"
 
 from .._errors import UnsupportedFormatError, ValidationError
 from .._transport import LEAVING
@@ -26,20 +40,29 @@ IDS = {v: k for k, v in NAMES.items()}
 SMALL_PAYLOAD = 1 << 20
 
 CHOICES = ("auto", True, False, "xxh3-64", "crc32", "none")
+# The kind checksum=True and checksum="auto" give: the one both runtimes verify natively.
+DEFAULT = CRC32
 # The choices by (type, value): checksum=1 is not checksum=True. -1 is "auto".
 _REQUESTED = {
-    (str, "auto"): -1, (bool, True): XXH3_64, (str, "xxh3-64"): XXH3_64,
+    (str, "auto"): -1, (bool, True): DEFAULT, (str, "xxh3-64"): XXH3_64,
     (str, "crc32"): CRC32, (bool, False): NONE, (str, "none"): NONE,
 }
 
 
-def _crc32(data: memoryview) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+def crc32(data: Any) -> int:
+    """The CRC-32 of ``data`` (any contiguous buffer): what ``erlang:crc32/1`` and ``zlib.crc32`` compute.
+
+    Examples
+    --------
+    >>> crc32(b"tether") == __import__("zlib").crc32(b"tether")
+    True
+    """
+    return _crc32_impl(data) & 0xFFFFFFFF
 
 
 _FUNCS: dict[int, Callable[[memoryview], int]] = {
     XXH3_64: xxhash.xxh3_64_intdigest,
-    CRC32: _crc32,
+    CRC32: crc32,
 }
 
 
@@ -64,7 +87,7 @@ def kind_for(kind: int, stored_length: int, transport: str, compressed: bool) ->
 
     Examples
     --------
-    >>> kind_for(requested("auto"), 10, "memory", False) == XXH3_64
+    >>> kind_for(requested("auto"), 10, "memory", False) == CRC32
     True
     >>> kind_for(requested("auto"), 1 << 30, "shm", False) == NONE
     True
@@ -72,7 +95,7 @@ def kind_for(kind: int, stored_length: int, transport: str, compressed: bool) ->
     if kind >= 0:
         return kind
     if stored_length <= SMALL_PAYLOAD or compressed or transport in LEAVING:
-        return XXH3_64
+        return DEFAULT
     return NONE
 
 

@@ -1,0 +1,34 @@
+defmodule Tether.Error do
+  @moduledoc """
+  Raised by the `!` variants (`Tether.Worker.call!/5`, `Tether.Pool.call!/5`)
+  with the `reason` the plain function would have returned as `{:error, reason}`.
+
+      iex> Exception.message(%Tether.Error{reason: :timeout})
+      "the call did not finish before its timeout (it was cancelled in Python)"
+  """
+
+  defexception [:reason]
+
+  @type t :: %__MODULE__{reason: term()}
+
+  @impl true
+  def message(%__MODULE__{reason: reason}), do: describe(reason)
+
+  defp describe({:python, type, message, traceback}),
+    do: "Python raised #{type}: #{message}\n#{traceback}"
+
+  defp describe(:timeout), do: "the call did not finish before its timeout (it was cancelled in Python)"
+  defp describe(:checkout_timeout), do: "no pool member became free before the checkout timeout"
+  defp describe(:overloaded), do: "the pool's queue is full: every member is busy and max_queue callers wait"
+
+  defp describe({:undefined_function, module, function}),
+    do: "#{module}.#{function} cannot be called: the module is not in the worker's modules, or the function is private or missing"
+
+  defp describe({:worker_exit, status}), do: "the Python process exited with status #{status} during the call"
+  defp describe({:worker_down, why}), do: "the worker process is not running: #{inspect(why)}"
+
+  defp describe({:bad_etf, why}),
+    do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"
+
+  defp describe(other), do: inspect(other)
+end

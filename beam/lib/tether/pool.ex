@@ -1,0 +1,135 @@
+defmodule Tether.Pool do
+  @moduledoc """
+  A pool of Python workers (the Erlang module `:tether_pool`): calls run
+  concurrently, one per member.
+
+      children = [
+        {Tether.Pool, name: MyApp.Models, size: 4, python: "/srv/venv/bin/python", modules: ["my_models"]}
+      ]
+      Supervisor.start_link(children, strategy: :one_for_one)
+
+      {:ok, scores} = Tether.Pool.call(MyApp.Models, "my_models", "score", [batch], timeout: 10_000)
+
+  A caller checks a member out, talks to it directly and checks it back in.
+  When every member is busy, callers wait in a queue of at most `:max_queue`;
+  beyond that a call returns `{:error, :overloaded}` at once (and emits
+  `[:tether, :pool, :overloaded]`). Waiting counts against the call's
+  timeout.
+
+  `start_link/1` starts every member together and returns once all have
+  answered their handshake, or the first member's error (see
+  `Tether.Worker.start_link/1`). A member that dies is replaced; one that
+  cannot start again is retried after 100 ms, doubling up to 10 s. A member
+  whose call timed out goes back into service only once Python has dropped
+  that call (or the member was replaced).
+
+  Defaults: `size` is `System.schedulers_online()` (the CPU cores: each member
+  is one Python process, and Python runs one call at a time); `max_queue` is 100.
+  """
+
+  @typedoc "A running pool: its pid or name."
+  @type pool :: GenServer.server()
+
+  @type option ::
+          Tether.Worker.option()
+          | {:size, pos_integer()}
+          | {:max_queue, non_neg_integer()}
+
+  @type call_option ::
+          Tether.Worker.call_option()
+          | {:checkout_timeout, timeout()}
+
+  @doc """
+  A child specification: `{Tether.Pool, opts}` in a supervisor's children.
+
+      iex> Tether.Pool.child_spec(name: :models, modules: ["m"]).id
+      :models
+  """
+  @spec child_spec([option()]) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{
+      id: Keyword.get(opts, :name, __MODULE__),
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker,
+      shutdown: 10_000
+    }
+  end
+
+  @doc """
+  Start a pool linked to the caller. Options: those of
+  `Tether.Worker.start_link/1` (`:name` names the pool), plus `:size`
+  (members) and `:max_queue` (callers that may wait).
+
+  ```elixir
+  {:ok, pool} = Tether.Pool.start_link(modules: ["my_handlers"], size: 4)
+  ```
+  """
+  @spec start_link([option()]) :: GenServer.on_start()
+  def start_link(opts) when is_list(opts), do: opts |> :tether_pool.start_link() |> Tether.Worker.started()
+
+  @doc """
+  Call `module.function(*args)` on a free member: `{:ok, result}` or
+  `{:error, reason}`, with the reasons of `Tether.Worker.call/5` plus
+  `:overloaded` and `:checkout_timeout`.
+
+  Options: `timeout:` (ms for the whole call, waiting included; default
+  5000), `checkout_timeout:` (ms to wait for a member), `tables:`. A bare
+  integer is the timeout.
+
+  ```elixir
+  {:ok, 3} = Tether.Pool.call(pool, "my_handlers", "add", [1, 2])
+  ```
+  """
+  @spec call(pool(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
+          {:ok, term()} | {:error, term()}
+  def call(pool, module, function, args, opts \\ []) when is_list(args) do
+    pool |> :tether_pool.call(module, function, args, Tether.Worker.call_opts(opts)) |> Tether.Worker.checked()
+  end
+
+  @doc """
+  As `call/5`, returning the result or raising `Tether.Error`.
+
+  ```elixir
+  3 = Tether.Pool.call!(pool, "my_handlers", "add", [1, 2])
+  ```
+  """
+  @spec call!(pool(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) :: term()
+  def call!(pool, module, function, args, opts \\ []) do
+    case call(pool, module, function, args, opts) do
+      {:ok, value} -> value
+      {:error, reason} -> raise Tether.Error, reason: reason
+    end
+  end
+
+  @doc """
+  Run `fun.(worker)` with one member checked out: several calls on the same
+  Python process. `checkout_timeout` bounds the wait for a member. Returns
+  what `fun` returns, or `{:error, :overloaded | :checkout_timeout}`.
+
+  ```elixir
+  Tether.Pool.transaction(pool, fn w ->
+    {:ok, _} = Tether.Worker.call(w, "my_handlers", "load", ["model.bin"])
+    Tether.Worker.call(w, "my_handlers", "predict", [x])
+  end)
+  ```
+  """
+  @spec transaction(pool(), (Tether.Worker.worker() -> result), timeout()) :: result | {:error, term()}
+        when result: term()
+  def transaction(pool, fun, checkout_timeout \\ 5000) when is_function(fun, 1),
+    do: :tether_pool.transaction(pool, fun, checkout_timeout)
+
+  @doc """
+  The pool's members and what they are doing: `:size`, `:workers`, `:idle`,
+  `:busy`, `:starting`, `:cancelling`, `:queued`.
+
+  ```elixir
+  %{size: 4, idle: 4, queued: 0} = Tether.Pool.status(pool)
+  ```
+  """
+  @spec status(pool()) :: map()
+  def status(pool), do: :tether_pool.status(pool)
+
+  @doc "Stop the pool, its members and their Python processes."
+  @spec stop(pool()) :: :ok
+  def stop(pool), do: :tether_pool.stop(pool)
+end

@@ -1,0 +1,97 @@
+%% @doc Embedded frames (docs/format.md §8): whole tether frames that sit
+%% anywhere inside call arguments and results.
+%%
+%% Going out, {@link table/1} marks rows or columns that Python receives as a
+%% `pyarrow.Table'. Coming back, {@link resolve/2} replaces
+%% `{'$tether', Frame}' and `{'$tether_shm', Path, Offset, Len}' by what the
+%% frame holds: the tensor map of an ndarray, the Arrow IPC bytes of a table,
+%% the binary of a raw frame.
+-module(tether_embed).
+
+-export([table/1, resolve/2]).
+
+-type stats() :: #{shm_bytes := non_neg_integer(), frame_bytes := non_neg_integer()}.
+-export_type([stats/0]).
+
+%% @doc Mark rows (a list of maps) or columns (a map of lists) to arrive in
+%% Python as a `pyarrow.Table'. Anything else is a `badarg' error.
+%%
+%% ```
+%% {'$tether_table', _} = tether_embed:table([#{id => 1}, #{id => 2}]).
+%% {'$tether_table', _} = tether_embed:table(#{id => [1, 2]}).
+%% '''
+-spec table([map()] | #{term() => list()}) -> {'$tether_table', binary()}.
+table(Rows) when is_list(Rows) ->
+    lists:all(fun is_map/1, Rows) orelse
+        erlang:error(badarg, [Rows], [{error_info, #{cause => <<"rows must be a list of maps">>}}]),
+    {'$tether_table', term_to_binary(Rows)};
+table(Columns) when is_map(Columns) ->
+    lists:all(fun is_list/1, maps:values(Columns)) orelse
+        erlang:error(badarg, [Columns], [{error_info, #{cause => <<"columns must be a map of lists">>}}]),
+    {'$tether_table', term_to_binary(Columns)};
+table(Other) ->
+    erlang:error(badarg, [Other]).
+
+%% @doc Replace every embedded frame in `Term' by its decoded value.
+%% `AllowShm(Path)' says whether a shared-memory path may be read (the worker
+%% accepts only its Python's regions). Returns the bytes read from frames.
+%% Errors: what tether:decode/1 returns for a frame that does not decode,
+%% `{embedded_shm, Path, Why}' for a region that cannot be read,
+%% `{refused_shm_path, Path}'.
+-spec resolve(term(), fun((binary()) -> boolean())) -> {ok, term(), stats()} | {error, term()}.
+resolve(Term, AllowShm) ->
+    Zero = #{shm_bytes => 0, frame_bytes => 0},
+    case has_embedded(Term) of
+        false -> {ok, Term, Zero};
+        true ->
+            try walk(Term, AllowShm, Zero) of
+                {Value, Stats} -> {ok, Value, Stats}
+            catch throw:{?MODULE, Reason} -> {error, Reason}
+            end
+    end.
+
+%% Most results hold no frame: one pass that allocates nothing decides.
+has_embedded({'$tether', F}) when is_binary(F) -> true;
+has_embedded({'$tether_shm', P, O, L}) when is_binary(P), is_integer(O), is_integer(L) -> true;
+has_embedded([H | T]) -> has_embedded(H) orelse has_embedded(T);
+has_embedded(T) when is_tuple(T) -> has_embedded_tuple(T, tuple_size(T));
+has_embedded(M) when is_map(M) -> has_embedded_map(maps:iterator(M));
+has_embedded(_) -> false.
+
+has_embedded_tuple(_, 0) -> false;
+has_embedded_tuple(T, N) -> has_embedded(element(N, T)) orelse has_embedded_tuple(T, N - 1).
+
+has_embedded_map(I) ->
+    case maps:next(I) of
+        {_K, V, Next} -> has_embedded(V) orelse has_embedded_map(Next);
+        none -> false
+    end.
+
+walk({'$tether', Frame}, _, Stats) when is_binary(Frame) ->
+    {decoded(tether:decode(Frame)), add(frame_bytes, byte_size(Frame), Stats)};
+walk({'$tether_shm', Path, Offset, Len}, AllowShm, Stats)
+  when is_binary(Path), is_integer(Offset), is_integer(Len) ->
+    AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
+    case tether:read_frame(Path, Offset, Len) of
+        {ok, Frame} -> {decoded(tether:decode(Frame)), add(shm_bytes, Len, Stats)};
+        {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
+    end;
+walk([H | T], A, S0) ->
+    {H1, S1} = walk(H, A, S0),
+    {T1, S2} = walk(T, A, S1),
+    {[H1 | T1], S2};
+walk(T, A, S0) when is_tuple(T) ->
+    {L, S1} = lists:mapfoldl(fun(E, S) -> walk(E, A, S) end, S0, tuple_to_list(T)),
+    {list_to_tuple(L), S1};
+walk(M, A, S0) when is_map(M) ->
+    {L, S1} = lists:mapfoldl(fun({K, V}, S) -> {V1, S2} = walk(V, A, S), {{K, V1}, S2} end,
+                             S0, maps:to_list(M)),
+    {maps:from_list(L), S1};
+walk(X, _, S) -> {X, S}.
+
+%% A frame that does not decode fails the call with tether:decode/1's own
+%% reason, whichever route it took (e.g. `{bad_etf, _}' for unknown atoms).
+decoded({ok, Value}) -> Value;
+decoded({error, Reason}) -> throw({?MODULE, Reason}).
+
+add(Key, N, Stats) -> Stats#{Key := maps:get(Key, Stats) + N}.

@@ -1,0 +1,210 @@
+%% @doc The options of a worker, a pool and a call: checked once, at the
+%% boundary, with defaults filled in.
+%%
+%% Every error is `{bad_option, Key, Message}': the key, and a message that
+%% says what was expected and what came (for an unknown key, the valid keys).
+-module(tether_options).
+
+-export([worker/1, pool/1, call/2, worker_keys/0, pool_keys/0]).
+
+-define(DEFAULT_SHM_THRESHOLD, 1048576).
+-define(DEFAULT_START_TIMEOUT, 60000).
+-define(DEFAULT_CANCEL_GRACE, 1000).
+-define(DEFAULT_CALL_TIMEOUT, 5000).
+-define(DEFAULT_MAX_QUEUE, 100).
+%% The worker's own default (`--max-message'): larger data goes through shared memory.
+-define(DEFAULT_MAX_MESSAGE, 268435456).
+%% What a {packet, 4} length prefix can say.
+-define(PACKET_MAX, 4294967295).
+
+-type error() :: {error, {bad_option, atom() | term(), binary()}}.
+-export_type([error/0]).
+
+%% {Key, Check, Default}: `required' marks a key without a default, `none' one
+%% that stays absent unless given.
+worker_spec() ->
+    [{python, fun string/1, "python3"},
+     {modules, fun modules/1, required},
+     {env, fun env/1, []},
+     {cd, fun string/1, none},
+     {shm_threshold, fun non_neg_integer/1, ?DEFAULT_SHM_THRESHOLD},
+     {max_message, fun message_size/1, ?DEFAULT_MAX_MESSAGE},
+     {shm_dir, fun string/1, none},
+     {binaries, one_of([bytes, str]), bytes},
+     {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
+     {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
+     {name, fun name/1, none}].
+
+%% Set by tether_pool for its members, not by users.
+member_spec() ->
+    [{notify, fun pid/1, none},
+     {async_start, fun boolean/1, false}].
+
+pool_spec() ->
+    [{size, fun pos_integer/1, erlang:system_info(schedulers_online)},
+     {max_queue, fun non_neg_integer/1, ?DEFAULT_MAX_QUEUE}]
+    ++ [S || S = {K, _, _} <- worker_spec(), K =/= name] ++ [{name, fun name/1, none}].
+
+call_spec(worker) ->
+    [{timeout, fun timeout_ms/1, ?DEFAULT_CALL_TIMEOUT},
+     {tables, one_of([arrow, rows, columns]), arrow}];
+call_spec(pool) ->
+    call_spec(worker) ++ [{checkout_timeout, fun timeout_ms/1, none}].
+
+%% @doc The option keys a worker takes (for error messages and docs).
+-spec worker_keys() -> [atom()].
+worker_keys() -> [K || {K, _, _} <- worker_spec()].
+
+%% @doc The option keys a pool takes.
+-spec pool_keys() -> [atom()].
+pool_keys() -> [K || {K, _, _} <- pool_spec()].
+
+%% @doc Check a worker's options (a map or a proplist) and fill in defaults.
+%%
+%% ```
+%% {ok, #{python := "python3", shm_threshold := 1048576}} =
+%%     tether_options:worker(#{modules => [<<"m">>]}).
+%% {error, {bad_option, pyhton, _}} = tether_options:worker(#{pyhton => "x", modules => [m]}).
+%% '''
+-spec worker(map() | list()) -> {ok, map()} | error().
+worker(Opts) -> check(Opts, worker_spec() ++ member_spec()).
+
+%% @doc Check a pool's options: a worker's options (less `name', which names
+%% the pool) plus `size' and `max_queue'.
+-spec pool(map() | list()) -> {ok, map()} | error().
+pool(Opts) -> check(Opts, pool_spec()).
+
+%% @doc Check a call's options. A bare timeout stands for `#{timeout => T}'.
+%%
+%% ```
+%% {ok, #{timeout := 100, tables := arrow}} = tether_options:call(worker, 100).
+%% '''
+-spec call(worker | pool, map() | list() | timeout()) -> {ok, map()} | error().
+%% The common cases skip the general check: it runs on every call.
+call(_Kind, Timeout) when is_integer(Timeout), Timeout >= 0; Timeout =:= infinity ->
+    {ok, #{timeout => Timeout, tables => arrow}};
+call(_Kind, Empty) when Empty =:= []; Empty =:= #{} ->
+    {ok, #{timeout => ?DEFAULT_CALL_TIMEOUT, tables => arrow}};
+call(Kind, Opts) -> check(Opts, call_spec(Kind)).
+
+%% ------------------------------------------------------------------ checking
+
+check(Opts, Spec) when is_list(Opts) ->
+    case proplist(Opts) of
+        {ok, Map} -> check(Map, Spec);
+        Error -> Error
+    end;
+check(Opts, Spec) when is_map(Opts) ->
+    Keys = [K || {K, _, _} <- Spec],
+    case [K || K <- maps:keys(Opts), not lists:member(K, Keys)] of
+        [Unknown | _] ->
+            Public = [atom_to_list(K) || K <- Keys, not lists:keymember(K, 1, member_spec())],
+            bad(Unknown, "unknown option; valid options are: ~ts", [lists:join(", ", Public)]);
+        [] -> fill(Spec, Opts, #{})
+    end;
+check(Opts, _Spec) ->
+    bad(options, "expected a keyword list or a map, got ~0tp", [Opts]).
+
+proplist(List) ->
+    try maps:from_list([pair(E) || E <- List]) of
+        Map -> {ok, Map}
+    catch throw:{bad_entry, E} -> bad(options, "expected {Key, Value} pairs, got ~0tp", [E])
+    end.
+
+pair({K, V}) -> {K, V};
+pair(E) -> throw({bad_entry, E}).
+
+fill([], _Opts, Acc) -> {ok, Acc};
+fill([{Key, Check, Default} | Rest], Opts, Acc) ->
+    case maps:find(Key, Opts) of
+        {ok, Value} ->
+            case Check(Value) of
+                {ok, Clean} -> fill(Rest, Opts, Acc#{Key => Clean});
+                {expected, What} -> bad(Key, "expected ~ts, got ~0tp", [What, Value])
+            end;
+        error when Default =:= required -> bad(Key, "is required", []);
+        error when Default =:= none -> fill(Rest, Opts, Acc);
+        error -> fill(Rest, Opts, Acc#{Key => Default})
+    end.
+
+bad(Key, Format, Args) ->
+    {error, {bad_option, Key, unicode:characters_to_binary(io_lib:format(Format, Args))}}.
+
+%% ------------------------------------------------------------------ checks
+
+string(S) when is_binary(S), byte_size(S) > 0 -> {ok, unicode:characters_to_list(S)};
+string(S) when is_list(S), S =/= [] ->
+    case io_lib:char_list(S) of
+        true -> {ok, S};
+        false -> {expected, "a non-empty string"}
+    end;
+string(_) -> {expected, "a non-empty string"}.
+
+modules([_ | _] = Mods) ->
+    Clean = [module_name(M) || M <- Mods],
+    case lists:member(error, Clean) of
+        false -> {ok, Clean};
+        true -> {expected, "a non-empty list of Python module names (strings)"}
+    end;
+modules(_) -> {expected, "a non-empty list of Python module names (strings)"}.
+
+module_name(M) when is_atom(M) -> atom_to_binary(M);
+module_name(M) when is_binary(M), byte_size(M) > 0 -> M;
+module_name(M) when is_list(M) ->
+    case string(M) of
+        {ok, S} -> unicode:characters_to_binary(S);
+        _ -> error
+    end;
+module_name(_) -> error.
+
+env(Env) when is_map(Env) -> env(maps:to_list(Env));
+env(Env) when is_list(Env) ->
+    Clean = [{env_str(K), env_str(V)} || {K, V} <- [E || E <- Env, is_tuple(E), tuple_size(E) =:= 2]],
+    case length(Clean) =:= length(Env) andalso
+         lists:all(fun({K, V}) -> K =/= error andalso V =/= error end, Clean) of
+        true -> {ok, Clean};
+        false -> {expected, "a list of {Name, Value} string pairs"}
+    end;
+env(_) -> {expected, "a list of {Name, Value} string pairs"}.
+
+env_str(S) when is_binary(S) -> unicode:characters_to_list(S);
+env_str(A) when is_atom(A) -> atom_to_list(A);
+env_str(S) when is_list(S) ->
+    case io_lib:char_list(S) of
+        true -> S;
+        false -> error
+    end;
+env_str(_) -> error.
+
+non_neg_integer(N) when is_integer(N), N >= 0 -> {ok, N};
+non_neg_integer(_) -> {expected, "a non-negative integer"}.
+
+message_size(N) when is_integer(N), N >= 64, N =< ?PACKET_MAX -> {ok, N};
+message_size(_) -> {expected, "an integer from 64 to 4294967295 (bytes)"}.
+
+pos_integer(N) when is_integer(N), N > 0 -> {ok, N};
+pos_integer(_) -> {expected, "a positive integer"}.
+
+timeout_ms(infinity) -> {ok, infinity};
+timeout_ms(N) when is_integer(N), N >= 0 -> {ok, N};
+timeout_ms(_) -> {expected, "a non-negative integer (milliseconds) or infinity"}.
+
+boolean(B) when is_boolean(B) -> {ok, B};
+boolean(_) -> {expected, "true or false"}.
+
+pid(P) when is_pid(P) -> {ok, P};
+pid(_) -> {expected, "a pid"}.
+
+one_of(Choices) ->
+    fun(V) ->
+        case lists:member(V, Choices) of
+            true -> {ok, V};
+            false -> {expected, "one of " ++ lists:join(", ", [atom_to_list(C) || C <- Choices])}
+        end
+    end.
+
+name(A) when is_atom(A), A =/= undefined, A =/= nil -> {ok, {local, A}};
+name({local, A}) when is_atom(A) -> {ok, {local, A}};
+name({global, _} = N) -> {ok, N};
+name({via, M, _} = N) when is_atom(M) -> {ok, N};
+name(_) -> {expected, "an atom, {global, Term} or {via, Module, Term}"}.

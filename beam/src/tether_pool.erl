@@ -1,0 +1,395 @@
+%% @doc A pool of Python workers: calls run concurrently, one per member.
+%%
+%% A caller checks a member out, calls it directly (the pool never sees the
+%% data) and checks it back in. When every member is busy, callers wait in a
+%% bounded queue; when the queue is full, a call answers `{error, overloaded}'
+%% at once. Time spent waiting counts against the call's timeout.
+%%
+%% Members start together and `start_link/1' returns once every one has
+%% answered its handshake, or `{error, Reason}' as
+%% {@link tether_worker:start_link/1} does. A member that dies is replaced;
+%% one that cannot start again is retried with a growing delay (100 ms up to
+%% 10 s). A member whose call timed out is handed out again only once Python
+%% has dropped the call (or been replaced), so the next caller does not wait
+%% behind it.
+-module(tether_pool).
+-behaviour(gen_server).
+
+-export([start_link/1, start/1, call/4, call/5, transaction/3, stop/1, status/1, child_spec/1]).
+-export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(BACKOFF_MIN, 100).
+-define(BACKOFF_MAX, 10000).
+-define(STOP_WAIT, 5000).
+
+-record(member, {health = starting :: starting | ready | cancelling,
+                 holder :: undefined | reference()}).
+-record(wait, {ref, from, mref, deadline}).
+-record(st, {worker_opts, size, max_queue, name,
+             members = #{} :: #{pid() => #member{}},
+             idle = [] :: [pid()],
+             waiting = queue:new(), nwaiting = 0,
+             checkouts = #{} :: #{reference() => {pid(), reference()}},
+             holders = #{} :: #{reference() => reference()},
+             failures = 0}).
+
+-type pool() :: pid() | atom() | {global, term()} | {via, module(), term()}.
+-export_type([pool/0]).
+
+%% ------------------------------------------------------------------ API
+
+%% @doc Start a pool linked to the caller. Options: a worker's options (see
+%% {@link tether_worker:start_link/1}; `name' names the pool), plus `size'
+%% (members, default the number of online schedulers, i.e. CPU cores) and
+%% `max_queue' (callers that may wait for a member, default 100).
+%%
+%% ```
+%% {ok, P} = tether_pool:start_link(#{modules => [<<"my_handlers">>], size => 4}).
+%% '''
+-spec start_link(map() | list()) -> {ok, pid()} | {error, term()}.
+start_link(Opts) -> start(link, Opts).
+
+%% @doc As {@link start_link/1}, not linked.
+-spec start(map() | list()) -> {ok, pid()} | {error, term()}.
+start(Opts) -> start(nolink, Opts).
+
+start(Link, Opts) ->
+    case tether_options:pool(Opts) of
+        {ok, Checked = #{python := Python}} ->
+            case tether_python:find(Python) of
+                {ok, _} -> tether_proc:start(Link, ?MODULE, maps:get(name, Checked, undefined), Checked);
+                Error -> Error
+            end;
+        Error -> Error
+    end.
+
+%% @doc A child specification for a supervisor.
+-spec child_spec(map() | list()) -> supervisor:child_spec().
+child_spec(Opts) ->
+    #{id => ?MODULE, start => {?MODULE, start_link, [Opts]}, type => worker,
+      shutdown => ?STOP_WAIT * 2}.
+
+%% @doc `Module.Function(*Args)' on a free member, 5 s timeout.
+%%
+%% ```
+%% {ok, 3} = tether_pool:call(P, <<"my_handlers">>, <<"add">>, [1, 2]).
+%% '''
+-spec call(pool(), iodata() | atom(), iodata() | atom(), list()) -> {ok, term()} | {error, term()}.
+call(Pool, Mod, Fun, Args) -> call(Pool, Mod, Fun, Args, #{}).
+
+%% @doc `Module.Function(*Args)' on a free member. `Opts' is a timeout in ms
+%% or a map: `timeout' (the whole call, waiting included), `checkout_timeout'
+%% (the wait for a member alone; `{error, checkout_timeout}'), `tables'.
+%% Errors are those of {@link tether_worker:call/5}, plus `overloaded'.
+-spec call(pool(), iodata() | atom(), iodata() | atom(), list(), timeout() | map() | list()) ->
+          {ok, term()} | {error, term()}.
+call(Pool, Mod, Fun, Args, Opts) when is_list(Args) ->
+    case tether_options:call(pool, Opts) of
+        {ok, Checked = #{timeout := Timeout, tables := Tables}} ->
+            M = to_bin(Mod),
+            F = to_bin(Fun),
+            Deadline = deadline(Timeout),
+            Checkout = checkout_deadline(Deadline, maps:get(checkout_timeout, Checked, infinity)),
+            tether_telemetry:span(#{module => M, function => F, pool => Pool},
+                                  fun() -> pooled(Pool, M, F, Args, Tables, Deadline, Checkout) end);
+        Error -> Error
+    end;
+call(_Pool, _Mod, _Fun, Args, _Opts) ->
+    {error, {bad_args, Args, <<"the arguments of a call are a list">>}}.
+
+pooled(Pool, M, F, Args, Tables, Deadline, Checkout) ->
+    Asked = erlang:monotonic_time(),
+    case checkout(Pool, Checkout) of
+        {ok, Worker, Ref} ->
+            Waited = erlang:monotonic_time() - Asked,
+            case tether_worker:request(Worker, M, F, Args, Tables, Deadline, {Pool, Ref}) of
+                {{error, timeout}, _} = TimedOut ->
+                    TimedOut;  % the member checks itself in once it has let go of the call
+                {Result, Stats} when map_size(Stats) > 0 ->
+                    gen_server:cast(Pool, {checkin, Ref}),
+                    {Result, Stats#{queue_time => maps:get(queue_time, Stats, 0) + Waited}};
+                Unanswered ->
+                    gen_server:cast(Pool, {checkin, Ref}),
+                    Unanswered
+            end;
+        {error, {timeout, Which}} -> {{error, Which}, #{}};
+        {error, Reason} -> {{error, Reason}, #{}}
+    end.
+
+%% @doc Run `Fun(Worker)' with a member checked out for it: several calls on
+%% one Python process, e.g. to keep state between them. `Timeout' bounds the
+%% wait for a member. Returns what `Fun' returns, or `{error, overloaded}' /
+%% `{error, checkout_timeout}'.
+%%
+%% ```
+%% {ok, 3} = tether_pool:transaction(P, fun(W) -> tether_worker:call(W, <<"m">>, <<"add">>, [1, 2]) end, 5000).
+%% '''
+-spec transaction(pool(), fun((pid()) -> Result), timeout()) -> Result | {error, term()}.
+transaction(Pool, Fun, Timeout) ->
+    case checkout(Pool, checkout_deadline(infinity, Timeout)) of
+        {ok, Worker, Ref} ->
+            try Fun(Worker)
+            after gen_server:cast(Pool, {checkin, Ref})
+            end;
+        {error, {timeout, _}} -> {error, checkout_timeout};
+        Error -> Error
+    end.
+
+%% @doc Stop the pool and every member (and their Python processes).
+-spec stop(pool()) -> ok.
+stop(Pool) -> gen_server:stop(Pool, normal, ?STOP_WAIT * 2).
+
+%% @doc Members and their state: `size', `workers' (pids), `idle', `busy',
+%% `starting', `cancelling', `queued'.
+-spec status(pool()) -> map().
+status(Pool) -> gen_server:call(Pool, status).
+
+%% ------------------------------------------------------------------ checkout
+
+checkout(Pool, {Kind, Deadline}) ->
+    Ref = make_ref(),
+    Left = case Deadline of
+               infinity -> infinity;
+               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
+           end,
+    try gen_server:call(Pool, {checkout, Ref, Deadline}, Left) of
+        {ok, Worker} -> {ok, Worker, Ref};
+        {error, Reason} -> {error, Reason}
+    catch
+        exit:{timeout, {gen_server, call, _}} ->
+            %% The pool may hand us a member just as we give up: give it back.
+            gen_server:cast(Pool, {abandon, Ref}),
+            {error, {timeout, Kind}};
+        exit:{Reason, {gen_server, call, _}} -> {error, {pool_down, Reason}}
+    end.
+
+%% The wait for a member ends at the call's deadline or the checkout
+%% timeout's, whichever comes first; each gives its own error.
+checkout_deadline(Deadline, infinity) -> {timeout, Deadline};
+checkout_deadline(Deadline, Ms) ->
+    Mine = erlang:monotonic_time(millisecond) + Ms,
+    case Deadline =:= infinity orelse Mine < Deadline of
+        true -> {checkout_timeout, Mine};
+        false -> {timeout, Deadline}
+    end.
+
+%% ------------------------------------------------------------------ start
+
+%% @private Start every member together; succeed once all are ready.
+-spec init_server(map()) -> {ok, #st{}} | {error, term()}.
+init_server(Opts) ->
+    process_flag(trap_exit, true),
+    #{size := Size, max_queue := MaxQueue} = Opts,
+    WorkerOpts = maps:without([size, max_queue, name], Opts),
+    S0 = #st{worker_opts = WorkerOpts, size = Size, max_queue = MaxQueue,
+             name = maps:get(name, Opts, undefined)},
+    case start_members(Size, S0) of
+        {ok, S1} -> await_members(Size, S1);
+        {error, Reason, S1} -> stop_members(S1), {error, Reason}
+    end.
+
+%% @private Never called: tether_proc enters the loop with the state ready.
+-spec init(term()) -> {stop, not_started_this_way}.
+init(_) -> {stop, not_started_this_way}.
+
+start_members(0, S) -> {ok, S};
+start_members(N, S) ->
+    case start_member(S) of
+        {ok, S1} -> start_members(N - 1, S1);
+        {error, Reason} -> {error, Reason, S}
+    end.
+
+start_member(S = #st{worker_opts = Opts, members = Members}) ->
+    case tether_worker:start_link(Opts#{notify => self(), async_start => true}) of
+        {ok, Pid} -> {ok, S#st{members = Members#{Pid => #member{}}}};
+        Error -> Error
+    end.
+
+await_members(0, S) -> {ok, S};
+await_members(N, S = #st{members = Members}) ->
+    receive
+        %% Every notice in order (a member says `starting' before `ready').
+        {tether_worker, Pid, ready} when is_map_key(Pid, Members) ->
+            await_members(N - 1, make_available(Pid, set_health(Pid, ready, S)));
+        {tether_worker, Pid, Health} when is_map_key(Pid, Members) ->
+            await_members(N, set_health(Pid, Health, S));
+        {'EXIT', Pid, Reason} when is_map_key(Pid, Members) ->
+            S1 = S#st{members = maps:remove(Pid, Members)},
+            stop_members(S1),
+            {error, start_reason(Reason)}
+    end.
+
+start_reason({shutdown, {worker_start_failed, Reason}}) -> Reason;
+start_reason(Reason) -> Reason.
+
+stop_members(#st{members = Members}) ->
+    Pids = maps:keys(Members),
+    [exit(Pid, shutdown) || Pid <- Pids],
+    [receive {'EXIT', Pid, _} -> ok after ?STOP_WAIT -> exit(Pid, kill) end || Pid <- Pids],
+    ok.
+
+%% ------------------------------------------------------------------ gen_server
+
+% @private
+-spec handle_call(term(), gen_server:from(), #st{}) -> {reply, term(), #st{}} | {noreply, #st{}}.
+handle_call({checkout, Ref, Deadline}, From = {Caller, _}, S) ->
+    case take_idle(S) of
+        {ok, Worker, S1} -> {reply, {ok, Worker}, hand_out(Worker, Ref, Caller, S1)};
+        none when S#st.nwaiting < S#st.max_queue ->
+            W = #wait{ref = Ref, from = From, mref = erlang:monitor(process, Caller), deadline = Deadline},
+            {noreply, S#st{waiting = queue:in(W, S#st.waiting), nwaiting = S#st.nwaiting + 1}};
+        none ->
+            tether_telemetry:execute([tether, pool, overloaded], #{queue_length => S#st.nwaiting},
+                                     #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}),
+            {reply, {error, overloaded}, S}
+    end;
+handle_call(status, _From, S = #st{members = Members}) ->
+    Count = fun(Pred) -> length([P || {P, M} <- maps:to_list(Members), Pred(P, M)]) end,
+    {reply, #{size => S#st.size,
+              workers => maps:keys(Members),
+              idle => length(S#st.idle),
+              busy => Count(fun(_, #member{holder = H}) -> H =/= undefined end),
+              starting => Count(fun(_, #member{health = H}) -> H =:= starting end),
+              cancelling => Count(fun(_, #member{health = H}) -> H =:= cancelling end),
+              queued => S#st.nwaiting}, S}.
+
+% @private
+-spec handle_cast(term(), #st{}) -> {noreply, #st{}}.
+handle_cast({checkin, Ref}, S) -> {noreply, checkin(Ref, S)};
+handle_cast({abandon, Ref}, S = #st{checkouts = C}) when is_map_key(Ref, C) ->
+    {noreply, checkin(Ref, S)};
+handle_cast({abandon, Ref}, S) ->
+    {noreply, drop_waiting(fun(#wait{ref = R}) -> R =:= Ref end, S)};
+handle_cast(_Msg, S) -> {noreply, S}.
+
+% @private
+-spec handle_info(term(), #st{}) -> {noreply, #st{}} | {stop, term(), #st{}}.
+handle_info({tether_worker, Pid, Health}, S = #st{members = Members}) when is_map_key(Pid, Members) ->
+    S1 = set_health(Pid, Health, S),
+    case Health of
+        ready ->
+            S2 = case S#st.failures of 0 -> S1; _ -> S1#st{failures = 0} end,
+            {noreply, make_available(Pid, S2)};
+        _ -> {noreply, S1#st{idle = lists:delete(Pid, S1#st.idle)}}
+    end;
+handle_info({'DOWN', Mref, process, _, _}, S = #st{holders = H}) when is_map_key(Mref, H) ->
+    %% The holder died: the member's own monitor cancels what it was running.
+    {noreply, checkin(maps:get(Mref, H), S)};
+handle_info({'DOWN', Mref, process, _, _}, S) ->
+    {noreply, drop_waiting(fun(#wait{mref = M}) -> M =:= Mref end, S)};
+handle_info({'EXIT', Pid, Reason}, S = #st{members = Members}) when is_map_key(Pid, Members) ->
+    {noreply, replace(Pid, Reason, S)};
+handle_info(start_member, S) ->
+    {noreply, replace_one(S)};
+handle_info(_Other, S) ->
+    {noreply, S}.
+
+% @private
+-spec terminate(term(), #st{}) -> ok.
+terminate(_Reason, S) ->
+    stop_members(S),
+    ok.
+
+%% ------------------------------------------------------------------ members
+
+take_idle(S = #st{idle = [Worker | Rest]}) -> {ok, Worker, S#st{idle = Rest}};
+take_idle(#st{idle = []}) -> none.
+
+hand_out(Worker, Ref, Caller, S = #st{members = Members, checkouts = C, holders = H}) ->
+    Mref = erlang:monitor(process, Caller),
+    Member = maps:get(Worker, Members),
+    S#st{members = Members#{Worker := Member#member{holder = Ref}},
+         checkouts = C#{Ref => {Worker, Mref}}, holders = H#{Mref => Ref}}.
+
+checkin(Ref, S = #st{checkouts = C, holders = H, members = Members}) ->
+    case maps:take(Ref, C) of
+        {{Worker, Mref}, C1} ->
+            erlang:demonitor(Mref, [flush]),
+            S1 = S#st{checkouts = C1, holders = maps:remove(Mref, H)},
+            case maps:find(Worker, Members) of
+                {ok, Member = #member{health = Health}} ->
+                    S2 = S1#st{members = Members#{Worker := Member#member{holder = undefined}}},
+                    case Health of
+                        ready -> make_available(Worker, S2);
+                        _ -> S2  % it comes back when it reports ready
+                    end;
+                error -> S1
+            end;
+        error -> S
+    end.
+
+%% A member that is ready and not held goes to the first waiter still
+%% waiting, or to the idle list.
+make_available(Worker, S = #st{members = Members}) ->
+    case maps:find(Worker, Members) of
+        {ok, #member{health = ready, holder = undefined}} ->
+            case next_waiter(S) of
+                {#wait{ref = Ref, from = From = {Caller, _}, mref = M}, S1} ->
+                    erlang:demonitor(M, [flush]),
+                    gen_server:reply(From, {ok, Worker}),
+                    hand_out(Worker, Ref, Caller, S1);
+                none ->
+                    case lists:member(Worker, S#st.idle) of
+                        true -> S;
+                        false -> S#st{idle = S#st.idle ++ [Worker]}
+                    end
+            end;
+        _ -> S
+    end.
+
+next_waiter(S = #st{waiting = Q, nwaiting = N}) ->
+    case queue:out(Q) of
+        {empty, _} -> none;
+        {{value, W = #wait{deadline = D, mref = M}}, Q1} ->
+            S1 = S#st{waiting = Q1, nwaiting = N - 1},
+            case D =/= infinity andalso erlang:monotonic_time(millisecond) >= D of
+                true -> erlang:demonitor(M, [flush]), next_waiter(S1);  % it gave up already
+                false -> {W, S1}
+            end
+    end.
+
+drop_waiting(Pred, S = #st{waiting = Q}) ->
+    {Drop, Keep} = lists:partition(Pred, queue:to_list(Q)),
+    [erlang:demonitor(M, [flush]) || #wait{mref = M} <- Drop],
+    S#st{waiting = queue:from_list(Keep), nwaiting = length(Keep)}.
+
+set_health(Pid, Health, S = #st{members = Members}) ->
+    Member = maps:get(Pid, Members),
+    S#st{members = Members#{Pid := Member#member{health = Health}}}.
+
+%% A member died: forget it (its holder's call has failed already) and start
+%% another, at once after a crash, after a growing delay when it could not start.
+replace(Pid, Reason, S = #st{members = Members, checkouts = C, holders = H}) ->
+    Held = [{Ref, Mref} || {Ref, {W, Mref}} <- maps:to_list(C), W =:= Pid],
+    [erlang:demonitor(Mref, [flush]) || {_, Mref} <- Held],
+    S1 = S#st{members = maps:remove(Pid, Members), idle = lists:delete(Pid, S#st.idle),
+              checkouts = maps:without([Ref || {Ref, _} <- Held], C),
+              holders = maps:without([Mref || {_, Mref} <- Held], H)},
+    case Reason of
+        {shutdown, {worker_start_failed, _}} -> retry_later(S1);
+        _ -> replace_one(S1)
+    end.
+
+replace_one(S) ->
+    case start_member(S) of
+        {ok, S1} -> S1;
+        {error, Reason} ->
+            logger:error("tether pool ~p: could not start a worker: ~0tP", [pool_ref(S), Reason, 30],
+                         #{domain => [tether]}),
+            retry_later(S)
+    end.
+
+retry_later(S = #st{failures = F}) ->
+    erlang:send_after(min(?BACKOFF_MAX, ?BACKOFF_MIN bsl min(F, 10)), self(), start_member),
+    S#st{failures = F + 1}.
+
+pool_ref(#st{name = undefined}) -> self();
+pool_ref(#st{name = {local, Name}}) -> Name;
+pool_ref(#st{name = Name}) -> Name.
+
+deadline(infinity) -> infinity;
+deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+to_bin(B) when is_binary(B) -> B;
+to_bin(A) when is_atom(A) -> atom_to_binary(A);
+to_bin(L) when is_list(L) -> unicode:characters_to_binary(L).

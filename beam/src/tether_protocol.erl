@@ -1,0 +1,104 @@
+%% @doc The messages of the worker protocol (docs/format.md §8) on the BEAM:
+%% the hello it sends, the call frames, and what it accepts back.
+%%
+%% Every message from Python is decoded with `tether:decode/1', that is with
+%% `binary_to_term(_, [safe])': Python cannot create atoms on this node. The
+%% atoms the protocol itself uses are written in this module, so they exist
+%% once it is loaded (`atoms/0' lists them; a test checks the list).
+-module(tether_protocol).
+
+-include("../include/tether.hrl").
+
+-export([hello/0, call/6, decode/1, check_ready/1, compatible/2, beam_version/0,
+         capabilities/0, atoms/0]).
+
+-ifndef(TETHER_VSN).
+%% mix.exs passes the version from src/tether/_version.py; this is for a bare erlc build.
+-define(TETHER_VSN, "0.1.0").
+-endif.
+
+%% @doc The first message: `{hello, Info}' with what this node reads.
+%%
+%% ```
+%% {ok, {hello, #{tether := <<"0.1.0">>}}} = tether:decode(iolist_to_binary(tether_protocol:hello())).
+%% '''
+-spec hello() -> iodata().
+hello() ->
+    Info = (capabilities())#{tether => beam_version(),
+                             otp => list_to_binary(erlang:system_info(otp_release))},
+    tether:encode({hello, Info}).
+
+%% @doc What the BEAM reads: frame versions, formats, compressions, checksums.
+%% This mirrors tether:decode/2 (tether_formats, tether_frame).
+-spec capabilities() -> #{atom() => [binary() | pos_integer()]}.
+capabilities() ->
+    #{frame_versions => [?FRAME_VERSION],
+      formats => [<<"raw">>, <<"scalar">>, <<"ndarray">>, <<"etf">>, <<"arrow">>],
+      compressions => [<<"none">>, <<"gzip">>],
+      checksums => [<<"none">>, <<"crc32">>]}.
+
+%% @doc This node's tether version, as the handshake carries it.
+-spec beam_version() -> binary().
+beam_version() -> list_to_binary(?TETHER_VSN).
+
+%% @doc The frame of one call. `Args' is the argument list, or
+%% `{shm, Path, Len}' for arguments written to a file beforehand.
+-spec call(pos_integer(), binary(), binary(), list() | {shm, binary(), non_neg_integer()},
+           arrow | rows | columns, map()) -> iodata().
+call(Id, Module, Function, Args, Tables, FrameOpts) ->
+    Opts = case Tables of
+               arrow -> #{};
+               _ -> #{tables => Tables}
+           end,
+    tether:encode({call, Id, Module, Function, Args, Opts}, FrameOpts).
+
+%% @doc One message from Python. Unknown atoms make it `{error, _}' (from
+%% tether:decode/1), never new atoms.
+-spec decode(binary()) -> {ok, term()} | {error, term()}.
+decode(<<"PING", _/binary>> = Ping) -> {ok, {ping, Ping}};
+decode(Message) -> tether:decode(Message).
+
+%% @doc Whether the `{ready, Info}' a worker sent lets us work with it.
+-spec check_ready(term()) -> {ok, map()} | {error, term()}.
+check_ready(#{tether := Python} = Info) when is_binary(Python) ->
+    Beam = beam_version(),
+    case compatible(Python, Beam) of
+        true -> {ok, Info};
+        false -> {error, {incompatible, #{python => Python, beam => Beam}}}
+    end;
+check_ready(Info) ->
+    {error, {bad_handshake, Info}}.
+
+%% @doc Versions are compatible when their major numbers are equal, and for
+%% 0.x releases their minor numbers too.
+%%
+%% ```
+%% true = tether_protocol:compatible(<<"0.1.3">>, <<"0.1.0">>).
+%% false = tether_protocol:compatible(<<"0.2.0">>, <<"0.1.0">>).
+%% true = tether_protocol:compatible(<<"1.4.0">>, <<"1.0.2">>).
+%% '''
+-spec compatible(binary(), binary()) -> boolean().
+compatible(A, B) ->
+    case {major_minor(A), major_minor(B)} of
+        {{0, Minor}, {0, Minor}} -> true;
+        {{Major, _}, {Major, _}} when Major > 0 -> true;
+        _ -> false
+    end.
+
+major_minor(Vsn) ->
+    case re:run(Vsn, "^(\\d+)\\.(\\d+)", [{capture, all_but_first, list}]) of
+        {match, [Major, Minor]} -> {list_to_integer(Major), list_to_integer(Minor)};
+        nomatch -> {invalid, Vsn}
+    end.
+
+%% @doc Every atom the protocol carries from Python to the BEAM: they must
+%% exist before a reply is decoded with `[safe]', and they do, being written here.
+-spec atoms() -> [atom()].
+atoms() ->
+    [ready, refused, import_error, incompatible, reply, ok, error, python, undefined_function,
+     cancelled, bad_request, log, debug, info, warning, critical, '$tether', '$tether_shm',
+     '$tether_table', shm, nan, infinity, neg_infinity, true, false, nil,
+     tether, otp, pid, modules, frame_versions, formats, compressions, checksums, speedups,
+     beam, arrow, rows, columns, tables,
+     %% the keys of a log record's Meta
+     module, function, file, line, thread].

@@ -1,0 +1,97 @@
+%% @doc The Python OS process behind a worker: find the interpreter, start
+%% `python -m tether.worker' as a `{packet, 4}' port, signal it, and read what
+%% it wrote to stderr.
+%%
+%% A port has no stderr of its own, and a Python that dies before it speaks
+%% the protocol (a broken install, a crash at import) only says why there. So
+%% the process starts through `/bin/sh', which points fd 2 at a file in the
+%% worker's private directory and then `exec's Python: the OS pid stays
+%% Python's, and {@link stderr/2} reads the file when the process exits.
+-module(tether_python).
+
+-include_lib("kernel/include/file.hrl").
+
+-export([find/1, open/3, os_pid/1, signal/2, stderr/2]).
+
+%% What a failed start quotes from stderr: the end, where the error is.
+-define(STDERR_TAIL, 65536).
+
+%% @doc The executable for `Python': an absolute or relative path as given, or
+%% a name looked up in `PATH'.
+%%
+%% ```
+%% {ok, "/usr/bin/python3"} = tether_python:find("python3").
+%% {error, {python_not_found, <<"/nope">>}} = tether_python:find("/nope").
+%% '''
+-spec find(string()) -> {ok, string()} | {error, {python_not_found, binary()}}.
+find(Python) ->
+    Exe = case lists:member($/, Python) of
+              true -> filename:absname(Python);  % a path, not a name to search
+              false -> os:find_executable(Python)
+          end,
+    case Exe =/= false andalso file:read_file_info(Exe) of
+        {ok, #file_info{type = regular, mode = Mode}} when Mode band 8#111 =/= 0 -> {ok, Exe};
+        _ -> {error, {python_not_found, unicode:characters_to_binary(Python)}}
+    end.
+
+%% @doc Start the worker program as a port owned by the caller. `Opts' are a
+%% worker's checked options (tether_options); stderr goes to `StderrPath'.
+-spec open(string(), map(), file:filename()) -> port().
+open(Exe, Opts, StderrPath) ->
+    #{modules := Mods, binaries := Bins, shm_threshold := Shm, max_message := Max, env := Env} = Opts,
+    WorkerArgs = ["-m", "tether.worker"]
+        ++ lists:append([["--module", binary_to_list(M)] || M <- Mods])
+        ++ ["--binaries", atom_to_list(Bins), "--shm-threshold", integer_to_list(Shm),
+            "--max-message", integer_to_list(Max)],
+    %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
+    %% first redirection keeps the shell quiet if the file is gone already
+    %% (the worker gave up on this start and removed its directory).
+    Script = "exec 2>/dev/null 2>\"$0\" && exec \"$@\"",
+    Cd = case maps:find(cd, Opts) of
+             {ok, Dir} -> [{cd, Dir}];
+             error -> []
+         end,
+    open_port({spawn_executable, "/bin/sh"},
+              [{args, ["-c", Script, StderrPath, Exe | WorkerArgs]}, {packet, 4}, binary,
+               exit_status, use_stdio, {env, Env} | Cd]).
+
+%% @doc The OS pid of a port's process (Python's, since the shell `exec's it).
+-spec os_pid(port()) -> non_neg_integer() | undefined.
+os_pid(Port) ->
+    case erlang:port_info(Port, os_pid) of
+        {os_pid, Pid} -> Pid;
+        undefined -> undefined
+    end.
+
+%% @doc Send `Signal' (`usr1' or `kill') to an OS process, without waiting.
+%% OTP has no kill(2); a short-lived shell runs `kill'. A process that is
+%% already gone is not an error.
+-spec signal(non_neg_integer() | undefined, usr1 | kill) -> ok.
+signal(undefined, _Signal) -> ok;
+signal(OsPid, Signal) when is_integer(OsPid), OsPid > 1 ->
+    Name = case Signal of usr1 -> "USR1"; kill -> "KILL" end,
+    _ = open_port({spawn_executable, "/bin/sh"},
+                  [{args, ["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", Name, integer_to_list(OsPid)]},
+                   stream, binary, in]),
+    ok.
+
+%% @doc What the process wrote to stderr from byte `From' on, at most the last
+%% 64 KiB of it, and the offset to read from next time.
+-spec stderr(file:filename() | undefined, non_neg_integer()) -> {binary(), non_neg_integer()}.
+stderr(undefined, From) -> {<<>>, From};
+stderr(Path, From) ->
+    case file:read_file_info(Path) of
+        {ok, #file_info{size = Size}} when Size > From ->
+            Start = max(From, Size - ?STDERR_TAIL),
+            case file:open(Path, [read, raw, binary]) of
+                {ok, Fd} ->
+                    try file:pread(Fd, Start, Size - Start) of
+                        {ok, Bin} -> {Bin, Start + byte_size(Bin)};
+                        _ -> {<<>>, From}
+                    after
+                        file:close(Fd)
+                    end;
+                _ -> {<<>>, From}
+            end;
+        _ -> {<<>>, From}
+    end.

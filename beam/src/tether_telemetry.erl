@@ -1,0 +1,85 @@
+%% @doc tether's `:telemetry' events, sent only when the application has the
+%% `telemetry' library loaded (it is optional: tether depends on nothing).
+%%
+%% | event | measurements | metadata |
+%% |---|---|---|
+%% | `[tether, call, start]' | `monotonic_time', `system_time' | `module', `function', `worker' or `pool', `telemetry_span_context' |
+%% | `[tether, call, stop]' | `duration', `queue_time', `bytes_in', `bytes_out', `monotonic_time' | as start, plus `route' (`inline' or `shm'), `result' (`ok' or `error'), `error' when Python answered with an error |
+%% | `[tether, call, exception]' | `duration', `monotonic_time' | as start, plus `kind' (`error'), `reason' (`timeout', `overloaded', `checkout_timeout', `{worker_exit, Status}', `{worker_down, Why}', ...), `stacktrace' (`[]') |
+%% | `[tether, worker, start]' | `duration' (start to ready), `system_time' | `worker', `os_pid', `python', `tether', `modules' |
+%% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' |
+%% | `[tether, pool, overloaded]' | `queue_length' | `pool', `size', `max_queue' |
+%%
+%% Durations are in native time units (`erlang:convert_time_unit/3').
+-module(tether_telemetry).
+
+-export([execute/3, span/2, events/0]).
+
+-type event() :: [atom(), ...].
+-export_type([event/0]).
+
+%% A call's outcome is an exception when Python never answered it.
+-define(EXCEPTIONS, [timeout, overloaded, checkout_timeout]).
+
+%% @doc Every event tether emits.
+-spec events() -> [event()].
+events() ->
+    [[tether, call, start], [tether, call, stop], [tether, call, exception],
+     [tether, worker, start], [tether, worker, exit], [tether, pool, overloaded]].
+
+%% @doc `telemetry:execute/3' when the `telemetry' module is loaded, else nothing.
+%%
+%% ```
+%% ok = tether_telemetry:execute([tether, pool, overloaded], #{queue_length => 0}, #{}).
+%% '''
+-spec execute(event(), map(), map()) -> ok.
+execute(Event, Measurements, Metadata) ->
+    Telemetry = telemetry,  % optional: called only once it is loaded, never linked against
+    case erlang:function_exported(Telemetry, execute, 3) of
+        true -> _ = Telemetry:execute(Event, Measurements, Metadata), ok;
+        false -> ok
+    end.
+
+%% @doc Run one call between `[tether, call, start]' and `stop' or
+%% `exception'. `Fun' returns the call's result and what the worker measured
+%% (`queue_time', `bytes_in', `bytes_out', `route'; empty when Python never
+%% answered).
+-spec span(map(), fun(() -> {term(), map()})) -> term().
+span(Meta, Fun) ->
+    case erlang:function_exported(telemetry, execute, 3) of
+        true -> traced(Meta, Fun);
+        false -> element(1, Fun())
+    end.
+
+traced(Meta0, Fun) ->
+    Meta = Meta0#{telemetry_span_context => make_ref()},
+    Start = erlang:monotonic_time(),
+    execute([tether, call, start], #{monotonic_time => Start, system_time => erlang:system_time()}, Meta),
+    {Result, Stats} = Fun(),
+    Stop = erlang:monotonic_time(),
+    Duration = Stop - Start,
+    case outcome(Result, Stats) of
+        exception ->
+            {error, Reason} = Result,
+            execute([tether, call, exception], #{duration => Duration, monotonic_time => Stop},
+                    Meta#{kind => error, reason => Reason, stacktrace => []});
+        Status ->
+            Measurements = #{duration => Duration, monotonic_time => Stop,
+                             queue_time => maps:get(queue_time, Stats, 0),
+                             bytes_in => maps:get(bytes_in, Stats, 0),
+                             bytes_out => maps:get(bytes_out, Stats, 0)},
+            StopMeta = Meta#{route => maps:get(route, Stats, inline), result => Status},
+            execute([tether, call, stop], Measurements,
+                    case Result of
+                        {error, Reason} -> StopMeta#{error => Reason};
+                        _ -> StopMeta
+                    end)
+    end,
+    Result.
+
+outcome({ok, _}, _) -> ok;
+outcome({error, Reason}, Stats) ->
+    case lists:member(Reason, ?EXCEPTIONS) orelse map_size(Stats) =:= 0 of
+        true -> exception;
+        false -> error
+    end.

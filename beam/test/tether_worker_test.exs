@@ -1,0 +1,355 @@
+defmodule Tether.WorkerLifecycleTest do
+  # Against a real `python -m tether.worker` (make test sets TETHER_PYTHON).
+  use ExUnit.Case, async: false
+  import Bitwise
+  alias Tether.TestPython
+
+  doctest Tether.Worker
+  doctest Tether.Error
+
+  @m "beam_handlers"
+
+  defp start_worker(extra \\ []) do
+    {:ok, w} = Tether.Worker.start_link(TestPython.opts(extra))
+    on_exit(fn -> TestPython.stop(w) end)
+    w
+  end
+
+  defp ms(fun) do
+    {us, result} = :timer.tc(fun)
+    {div(us, 1000), result}
+  end
+
+  describe "starting" do
+    test "under a supervisor, by name, restarted by name" do
+      {:ok, sup} = Supervisor.start_link([{Tether.Worker, TestPython.opts(name: :tether_test_py)}], strategy: :one_for_one)
+      on_exit(fn -> TestPython.stop(sup) end)
+
+      assert {:ok, 3} = Tether.Worker.call(:tether_test_py, @m, "add", [1, 2])
+      first = Process.whereis(:tether_test_py)
+      Process.exit(first, :kill)
+      wait_until(fn -> Process.whereis(:tether_test_py) not in [nil, first] end)
+      assert {:ok, 5} = Tether.Worker.call(:tether_test_py, @m, "add", [2, 3])
+      assert [{:tether_test_py, _, :worker, [Tether.Worker]}] = Supervisor.which_children(sup)
+    end
+
+    test "the handshake reports both sides" do
+      w = start_worker()
+      info = Tether.Worker.info(w)
+      assert info.tether == :tether_protocol.beam_version()
+      assert info.modules == ["beam_handlers"]
+      assert info.phase == :ready and is_integer(info.os_pid)
+      assert {:ok, info.os_pid} == Tether.Worker.call(w, @m, "os_pid", [])
+    end
+
+    test "a python that does not exist fails start_link, and the caller lives on" do
+      assert {:error, {:python_not_found, "/nonexistent/bin/python3"}} =
+               Tether.Worker.start_link(TestPython.opts(python: "/nonexistent/bin/python3"))
+    end
+
+    test "an ImportError fails start_link with its traceback" do
+      dir = TestPython.tmp_dir!()
+      File.write!(Path.join(dir, "broken_handlers.py"), "import numpy\nimport tether_no_such_dependency\n")
+      env = [{"PYTHONPATH", TestPython.pythonpath([dir])}]
+
+      assert {:error, {:import_error, "broken_handlers", "ModuleNotFoundError", message, traceback}} =
+               Tether.Worker.start_link(TestPython.opts(modules: ["broken_handlers"], env: env))
+
+      assert message =~ "tether_no_such_dependency"
+      assert traceback =~ "Traceback" and traceback =~ "broken_handlers.py"
+    end
+
+    test "a Python that dies before it is ready fails start_link with its stderr" do
+      dir = TestPython.tmp_dir!()
+      File.write!(Path.join(dir, "dying_handlers.py"), """
+      import os, sys
+      sys.stderr.write("cannot open the model file\\n")
+      sys.stderr.flush()
+      os._exit(7)
+      """)
+
+      env = [{"PYTHONPATH", TestPython.pythonpath([dir])}]
+
+      assert {:error, {:exited_before_ready, 7, stderr}} =
+               Tether.Worker.start_link(TestPython.opts(modules: ["dying_handlers"], env: env))
+
+      assert stderr =~ "cannot open the model file"
+    end
+
+    test "bad options raise ArgumentError naming the option" do
+      assert_raise ArgumentError, ~r/invalid option :pyhton: unknown option; valid options are: python, modules/, fn ->
+        Tether.Worker.start_link(pyhton: "python3", modules: ["m"])
+      end
+
+      assert_raise ArgumentError, ~r/invalid option :modules: is required/, fn -> Tether.Worker.start_link([]) end
+
+      assert_raise ArgumentError, ~r/:start_timeout: expected a non-negative integer/, fn ->
+        Tether.Worker.start_link(TestPython.opts(start_timeout: -1))
+      end
+
+      assert {:error, {:bad_option, :binaries, _}} = :tether_worker.start_link(%{modules: ["m"], binaries: :utf16})
+    end
+
+    test "heavy imports count against start_timeout, not the first call" do
+      assert {:error, {:start_timeout, 1, _stderr}} = Tether.Worker.start_link(TestPython.opts(start_timeout: 1))
+      w = start_worker()
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2], 200)
+    end
+  end
+
+  describe "cancelling" do
+    test "a call past its deadline is cancelled in Python; the next call is not delayed" do
+      w = start_worker()
+      pid = Tether.Worker.info(w).os_pid
+      {t, result} = ms(fn -> Tether.Worker.call(w, @m, "sleep", [5], 300) end)
+      assert result == {:error, :timeout}
+      assert t >= 290 and t < 600
+      {t2, result2} = ms(fn -> Tether.Worker.call(w, @m, "add", [1, 2]) end)
+      assert result2 == {:ok, 3}
+      assert t2 < 300, "the next call took #{t2} ms"
+      # SIGUSR1 stopped the handler: the same Python answers.
+      assert Tether.Worker.info(w).os_pid == pid
+    end
+
+    test "a Python that ignores the cancel is killed after cancel_grace and replaced" do
+      w = start_worker(cancel_grace: 200)
+      pid = Tether.Worker.info(w).os_pid
+      assert {:error, :timeout} = Tether.Worker.call(w, @m, "sleep_ignoring_cancel", [30], 200)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2], 30_000)
+      new_pid = Tether.Worker.info(w).os_pid
+      assert new_pid != pid
+      wait_until(fn -> gone?(pid) end)
+    end
+
+    test "queued calls whose caller died or gave up are dropped, not run" do
+      dir = TestPython.tmp_dir!()
+      w = start_worker()
+      busy = Task.async(fn -> Tether.Worker.call(w, @m, "sleep", [0.6], 5000) end)
+      Process.sleep(50)
+
+      dead = Path.join(dir, "dead_caller")
+      gave_up = Path.join(dir, "gave_up")
+      {pid, ref} = spawn_monitor(fn -> Tether.Worker.call(w, @m, "touch", [dead], 5000) end)
+      Process.sleep(50)
+      Process.exit(pid, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^pid, :killed}
+      assert {:error, :timeout} = Tether.Worker.call(w, @m, "touch", [gave_up], 100)
+
+      assert {:ok, 0.6} = Task.await(busy)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+      refute File.exists?(dead)
+      refute File.exists?(gave_up)
+      # the control: the same call from a live caller does run
+      assert {:ok, _} = Tether.Worker.call(w, @m, "touch", [dead])
+      assert File.exists?(dead)
+    end
+  end
+
+  describe "values" do
+    setup do
+      [w: start_worker()]
+    end
+
+    test "arrays nested in maps and tuples arrive as tensor maps", %{w: w} do
+      assert {:ok, %{"emb" => emb, "ids" => [1, 2, 3], "pair" => {ints, floats}}} =
+               Tether.Worker.call(w, @m, "nested_arrays", [])
+
+      assert %{type: {:f, 32}, shape: {3, 4}, order: "C"} = emb
+      assert emb.data == for(i <- 0..11, into: <<>>, do: <<i * 1.0::float-32-little>>)
+      assert %{type: {:s, 64}, shape: {2}, data: <<1::64-little, 2::64-little>>} = ints
+      assert %{type: {:f, 64}, shape: {1}, data: <<0.5::float-64-little>>} = floats
+    end
+
+    test "a transposed array arrives in row-major order with the same values", %{w: w} do
+      # numpy: arange(6).reshape(2, 3).T == [[0, 3], [1, 4], [2, 5]]
+      assert {:ok, t} = Tether.Worker.call(w, @m, "transposed", [])
+      assert %{type: {:f, 32}, shape: {3, 2}, order: "C"} = t
+      assert t.data == for(v <- [0, 3, 1, 4, 2, 5], into: <<>>, do: <<v * 1.0::float-32-little>>)
+    end
+
+    test "tables come back as Arrow IPC bytes, rows or columns", %{w: w} do
+      assert {:ok, <<0xFF, 0xFF, 0xFF, 0xFF, _::binary>>} = Tether.Worker.call(w, @m, "table", [2])
+
+      assert {:ok, [%{"id" => 0, "name" => "r0"}, %{"id" => 1, "name" => "r1"}]} =
+               Tether.Worker.call(w, @m, "table", [2], tables: :rows)
+
+      assert {:ok, %{"id" => [0, 1], "name" => ["r0", "r1"]}} =
+               Tether.Worker.call(w, @m, "table", [2], tables: :columns)
+
+      assert_raise ArgumentError, ~r/:tables: expected one of arrow, rows, columns/, fn ->
+        Tether.Worker.call(w, @m, "table", [2], tables: :csv)
+      end
+    end
+
+    test "Tether.table/1 arguments arrive as pyarrow Tables", %{w: w} do
+      rows = [%{"id" => 1, "name" => "a"}, %{"id" => 2, "name" => "b"}]
+      assert {:ok, {"Table", 2, ["id", "name"]}} = Tether.Worker.call(w, @m, "table_info", [Tether.table(rows)])
+
+      assert {:ok, {"Table", 3, ["x"]}} =
+               Tether.Worker.call(w, @m, "table_info", [Tether.table(%{"x" => [1.0, 2.0, 3.0]})])
+
+      assert_raise ArgumentError, fn -> Tether.table([1, 2]) end
+    end
+
+    test "NaN and infinities travel as atoms, both ways", %{w: w} do
+      assert {:ok, [:nan, :infinity, :neg_infinity, 1.5]} = Tether.Worker.call(w, @m, "non_finite", [])
+      assert {:ok, true} = Tether.Worker.call(w, @m, "is_nan", [:nan])
+    end
+
+    test "async def handlers are awaited", %{w: w} do
+      assert {:ok, 5} = Tether.Worker.call(w, @m, "async_add", [2, 3])
+    end
+
+    test "a result Python cannot encode is an EncodeError", %{w: w} do
+      assert {:error, {:python, "EncodeError", message, _tb}} = Tether.Worker.call(w, @m, "unencodable", [])
+      assert is_binary(message)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
+    test "call! returns the value or raises Tether.Error", %{w: w} do
+      assert 3 == Tether.Worker.call!(w, @m, "add", [1, 2])
+      assert_raise Tether.Error, ~r/Python raised ValueError: boom/, fn -> Tether.Worker.call!(w, @m, "fail", ["boom"]) end
+    end
+  end
+
+  describe "safety" do
+    test "a reply of 100,000 unknown atoms is an error and creates no atom" do
+      w = start_worker()
+      prefix = "tether_unknown_#{System.unique_integer([:positive])}_#{:erlang.phash2(make_ref())}_"
+      before = :erlang.system_info(:atom_count)
+      assert {:error, {:bad_etf, _}} = Tether.Worker.call(w, @m, "many_atoms", [100_000, prefix], 60_000)
+      assert :erlang.system_info(:atom_count) == before
+      assert_raise ArgumentError, fn -> String.to_existing_atom(prefix <> "0") end
+      # the worker carries on
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
+    test "large arguments go through a 0600 file in a private 0700 directory" do
+      w = start_worker(shm_threshold: 1000)
+      big = :crypto.strong_rand_bytes(200_000)
+      assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
+      [file] = Path.wildcard("/dev/shm/tether-#{System.pid()}-*/tether-args-*")
+      assert Path.basename(file) =~ ~r/^tether-args-[0-9a-f]{32}$/
+      assert (File.stat!(Path.dirname(file)).mode &&& 0o777) == 0o700
+      assert (File.stat!(file).mode &&& 0o777) == 0o600
+      Tether.Worker.stop(w)
+      refute File.exists?(Path.dirname(file))
+    end
+
+    test "a name that already exists gets a new name, not a crash" do
+      dir = TestPython.tmp_dir!()
+      File.mkdir!(Path.join(dir, "taken"))
+      File.write!(Path.join(dir, "taken-file"), "someone else's")
+      names = fn list -> fn -> Agent.get_and_update(list, fn [h | t] -> {h, t} end) end end
+      {:ok, dirs} = Agent.start_link(fn -> [~c"taken", ~c"fresh"] end)
+      assert {:ok, new_dir} = :tether_private.make_dir(String.to_charlist(dir), names.(dirs))
+      assert Path.basename(to_string(new_dir)) == "fresh"
+      {:ok, files} = Agent.start_link(fn -> [~c"taken-file", ~c"fresh-file"] end)
+      assert {:ok, path, fd} = :tether_private.create_file(String.to_charlist(dir), ~c"x", names.(files))
+      :ok = :file.close(fd)
+      assert Path.basename(to_string(path)) == "fresh-file"
+      assert File.read!(Path.join(dir, "taken-file")) == "someone else's"
+    end
+
+    test "directories left by killed workers or dead nodes are swept, nothing else" do
+      dir = TestPython.tmp_dir!()
+      hex = String.duplicate("ab", 16)
+      # above Linux's largest pid: an owner that cannot be alive
+      dead = Path.join(dir, "tether-4194305-#{hex}")
+      alive = Path.join(dir, "tether-#{System.pid()}-#{hex}")
+      open = Path.join(dir, "tether-4194306-#{hex}")
+      for d <- [dead, alive, open], do: File.mkdir!(d)
+      File.write!(Path.join(dead, "tether-args-x"), "old arguments")
+      File.chmod!(dead, 0o700)
+      File.chmod!(alive, 0o700)
+      File.chmod!(open, 0o755)
+      assert :tether_private.sweep(String.to_charlist(dir)) == [String.to_charlist(dead)]
+      refute File.exists?(dead)
+      assert File.dir?(alive) and File.dir?(open)
+    end
+
+    test "a call too large for the pipe is refused on the BEAM, and the worker carries on" do
+      w = start_worker(shm_threshold: 1_000_000_000, max_message: 4096)
+      assert {:error, {:message_too_large, size, 4096}} = Tether.Worker.call(w, @m, "echo", [:binary.copy("x", 10_000)])
+      assert size > 10_000
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
+    test "a stopped worker answers worker_down" do
+      w = start_worker()
+      Tether.Worker.stop(w)
+      assert {:error, {:worker_down, :noproc}} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
+    test "protocol atoms exist before any reply is decoded" do
+      for atom <- :tether_protocol.atoms(), do: assert(is_atom(atom))
+      assert length(:tether_protocol.atoms()) > 30
+    end
+  end
+
+  describe "observability" do
+    test "Python logging reaches logger with the worker's metadata" do
+      w = start_worker()
+      Tether.TestLogHandler.attach(:tether_log_test)
+      on_exit(fn -> :logger.remove_handler(:tether_log_test) end)
+
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert {:ok, "logged"} = Tether.Worker.call(w, @m, "log_warning", ["disk almost full"])
+      end)
+
+      assert_receive {:log_event, %{level: :warning, msg: msg, meta: %{domain: [:tether, :python]} = meta}}, 2000
+      assert meta.python_logger == "beam_handlers.audit"
+      assert meta.tether_worker == w
+      assert meta.os_pid == Tether.Worker.info(w).os_pid
+      assert msg |> format_msg() |> IO.iodata_to_binary() =~ "disk almost full"
+    end
+
+    test "telemetry events reach an attached handler" do
+      test = self()
+      events = :tether_telemetry.events()
+      :ok = :telemetry.attach_many(:tether_test_handler, events, fn e, m, md, _ -> send(test, {:event, e, m, md}) end, nil)
+      on_exit(fn -> :telemetry.detach(:tether_test_handler) end)
+
+      w = start_worker(shm_threshold: 1000)
+      assert_receive {:event, [:tether, :worker, :start], %{duration: d}, %{worker: ^w, os_pid: os_pid}}
+      assert d > 0 and is_integer(os_pid)
+
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+      assert_receive {:event, [:tether, :call, :start], %{system_time: _}, %{module: "beam_handlers", function: "add"}}
+      assert_receive {:event, [:tether, :call, :stop], m, %{route: :inline, result: :ok, function: "add"}}
+      assert m.duration > 0 and m.bytes_in > 0 and m.bytes_out > 0 and m.queue_time >= 0
+
+      assert {:ok, _} = Tether.Worker.call(w, @m, "echo", [:binary.copy("x", 5000)])
+      assert_receive {:event, [:tether, :call, :stop], %{bytes_in: bytes_in}, %{route: :shm, function: "echo"}}
+      assert bytes_in > 5000
+
+      assert {:error, {:python, "ValueError", _, _}} = Tether.Worker.call(w, @m, "fail", ["x"])
+      assert_receive {:event, [:tether, :call, :stop], _, %{result: :error, error: {:python, "ValueError", _, _}}}
+
+      assert {:error, :timeout} = Tether.Worker.call(w, @m, "sleep", [2], 100)
+      assert_receive {:event, [:tether, :call, :exception], %{duration: _}, %{reason: :timeout, kind: :error}}
+
+      assert {:error, {:worker_exit, 3}} = Tether.Worker.call(w, @m, "crash", [])
+      assert_receive {:event, [:tether, :worker, :exit], _, %{worker: ^w, reason: {:exit_status, 3}}}, 2000
+    end
+  end
+
+  defp format_msg({:string, s}), do: s
+  defp format_msg({:report, r}), do: inspect(r)
+  defp format_msg({format, args}), do: :io_lib.format(format, args)
+
+  defp gone?(pid) do
+    case File.read("/proc/#{pid}/status") do
+      {:ok, status} -> status =~ ~r/State:\s+Z/
+      _ -> true
+    end
+  end
+
+  defp wait_until(fun, tries \\ 100) do
+    cond do
+      fun.() -> :ok
+      tries == 0 -> flunk("condition not met")
+      true -> Process.sleep(50) && wait_until(fun, tries - 1)
+    end
+  end
+end

@@ -1,0 +1,543 @@
+"""``python -m tether.worker`` driven through its pipes by a Python client speaking docs/format.md §8.
+
+A real worker subprocess every time; the client below is a protocol peer
+(what the BEAM does), not a mock of the BEAM.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import tether
+from tether import Atom as A
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'src'}"}
+HELLO_INFO = {A("tether"): tether.__version__, A("otp"): "27", A("frame_versions"): [1], A("formats"): ["etf"],
+              A("compressions"): ["none", "gzip"], A("checksums"): ["none", "crc32"]}
+
+
+def frame(term: Any) -> bytes:
+    return tether.dumps(term, format="etf", checksum="crc32")
+
+
+class Client:
+    """One worker subprocess and the BEAM's half of the protocol."""
+
+    def __init__(self, *args: str, modules: tuple[str, ...] = ("beam_handlers",), hello: Any = HELLO_INFO):
+        cmd = [sys.executable, "-m", "tether.worker", *(x for m in modules for x in ("--module", m)), *args]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=ENV, cwd=ROOT)
+        self.buf = b""
+        self.logs: list[tuple] = []
+        self.ready: Any = None
+        self.next_id = 0
+        if hello is not None:
+            self.send((A("hello"), hello))
+            self.ready = self.recv()
+
+    # -- the pipe
+
+    def send_raw(self, data: bytes) -> None:
+        os.write(self.proc.stdin.fileno(), data)
+
+    def send(self, term: Any) -> None:
+        data = frame(term)
+        self.send_raw(len(data).to_bytes(4, "big") + data)
+
+    def _read(self, n: int, deadline: float) -> bool:
+        fd = self.proc.stdout.fileno()
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"no message from the worker; stderr: {self.stderr_now()!r}")
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def recv_raw(self, timeout: float = 10.0) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        if not self._read(4, deadline):
+            return None
+        n = int.from_bytes(self.buf[:4], "big")
+        if not self._read(4 + n, deadline):
+            return None
+        msg, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
+        return msg
+
+    def recv(self, timeout: float = 10.0, *, logs: bool = False) -> Any:
+        """The next message decoded; log messages are kept in ``self.logs`` unless ``logs``."""
+        while True:
+            raw = self.recv_raw(timeout)
+            if raw is None:
+                return None
+            msg = tether.loads(raw)
+            assert tether.inspect(raw).checksum == "crc32" and tether.inspect(raw).compression == "none"
+            if type(msg) is tuple and msg[0] == "log" and not logs:
+                self.logs.append(msg)
+                continue
+            return msg
+
+    def await_logs(self, count: int, timeout: float = 5.0) -> None:
+        """Read messages until ``count`` log messages are kept (a non-log message is an error)."""
+        deadline = time.monotonic() + timeout
+        while len(self.logs) < count:
+            msg = self.recv(max(0.01, deadline - time.monotonic()), logs=True)
+            assert type(msg) is tuple and msg[0] == "log", msg
+            self.logs.append(msg)
+
+    def stderr_now(self) -> bytes:
+        fd = self.proc.stderr.fileno()
+        out = b""
+        while select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+    # -- calls
+
+    def request(self, fun: str, *args: Any, opts: dict | None = None, ident: int | None = None) -> int:
+        if ident is None:
+            self.next_id += 1
+            ident = self.next_id
+        self.send((A("call"), ident, b"beam_handlers", fun.encode(), list(args), opts or {}))
+        return ident
+
+    def call(self, fun: str, *args: Any, opts: dict | None = None, timeout: float = 10.0) -> Any:
+        """``{ok, Value}`` or ``{error, Reason}`` of one call."""
+        ident = self.request(fun, *args, opts=opts)
+        reply = self.recv(timeout)
+        assert reply is not None and reply[0] == "reply" and reply[1] == ident, reply
+        return reply[2]
+
+    def ok(self, fun: str, *args: Any, **kw: Any) -> Any:
+        result = self.call(fun, *args, **kw)
+        assert result[0] == "ok", result
+        return result[1]
+
+    def wait(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> int:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(10)
+        finally:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def client():
+    c = Client()
+    yield c
+    if c.proc.poll() is None:
+        assert c.close() == 0
+    else:
+        c.close()
+
+
+def embedded(value: Any) -> Any:
+    """An embedded frame from the worker, decoded as the BEAM would: inline, or read from the region file."""
+    assert type(value) is tuple, value
+    if value[0] == "$tether":
+        info = tether.inspect(value[1])
+        assert info.checksum == "crc32" and info.compression == "none"
+        return tether.loads(value[1])
+    assert value[0] == "$tether_shm", value
+    _, path, offset, length = value
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(length)
+    assert tether.inspect(data).compression == "none" and tether.inspect(data).checksum in ("crc32", "none")
+    return tether.loads(data)
+
+
+# ------------------------------------------------------------------ handshake
+
+
+def test_handshake_answers_ready_with_versions_modules_and_capabilities(client):
+    tag, info = client.ready
+    assert tag == "ready"
+    assert info[A("tether")] == tether.__version__ and info[A("python")] == ".".join(map(str, sys.version_info[:3]))
+    assert info[A("pid")] == client.proc.pid
+    assert info[A("modules")] == ["beam_handlers"] and info[A("frame_versions")] == [1]
+    assert {"etf", "ndarray", "arrow", "raw"} <= set(info[A("formats")])
+    assert {"none", "gzip"} <= set(info[A("compressions")]) and "crc32" in info[A("checksums")]
+    assert isinstance(info[A("speedups")], bool)
+    assert client.ok("add", 1, 2) == 3
+
+
+def test_import_error_is_refused_with_the_traceback_and_exit_2():
+    c = Client(modules=("beam_handlers", "no_such_module_here"))
+    tag, (kind, module, etype, message, tb) = c.ready
+    assert (tag, kind, module, etype) == ("refused", "import_error", "no_such_module_here", "ModuleNotFoundError")
+    assert "no_such_module_here" in message and "Traceback" in tb
+    assert c.wait() == 2
+    c.close()
+
+
+@pytest.mark.parametrize("beam_version", ["9.0.0", "0.2.0", "garbage"])
+def test_incompatible_versions_are_refused_before_importing(beam_version):
+    c = Client(modules=("no_such_module_here",), hello={**HELLO_INFO, A("tether"): beam_version})
+    tag, (kind, versions) = c.ready
+    assert (tag, kind) == ("refused", "incompatible")  # not import_error: nothing was imported
+    assert versions == {A("python"): tether.__version__, A("beam"): beam_version}
+    assert c.wait() == 2
+    c.close()
+
+
+def test_a_compatible_patch_release_is_ready():
+    major, minor, _ = tether.__version__.split(".")
+    c = Client(hello={**HELLO_INFO, A("tether"): f"{major}.{minor}.99"})
+    assert c.ready[0] == "ready"
+    assert c.close() == 0
+
+
+def test_a_first_message_that_is_not_a_hello_exits_cleanly():
+    c = Client(hello=None)
+    c.send((A("call"), 1, b"beam_handlers", b"add", [1, 2], {}))
+    assert c.recv() is None and c.wait() == 1
+    assert b"hello" in c.proc.stderr.read()
+    c.close()
+
+
+def test_ping_is_echoed_before_and_after_the_handshake():
+    c = Client(hello=None)
+    c.send_raw(b"\x00\x00\x00\x08PINGpong")
+    assert c.recv_raw() == b"PINGpong"
+    c.send((A("hello"), HELLO_INFO))
+    assert c.recv()[0] == "ready"
+    c.send_raw(b"\x00\x00\x00\x05PING!")
+    assert c.recv_raw() == b"PING!"
+    assert c.close() == 0
+
+
+# ------------------------------------------------------------------ values both ways
+
+
+def test_a_dict_holding_an_array_and_a_list(client):
+    value = client.ok("nested_arrays")
+    assert value["ids"] == [1, 2, 3]
+    np.testing.assert_array_equal(embedded(value["emb"]), np.arange(12, dtype=np.float32).reshape(3, 4))
+    first, second = (embedded(v) for v in value["pair"])
+    assert first.dtype == np.int64 and second.tolist() == [0.5]
+
+
+def test_a_tuple_of_two_arrays(client):
+    a, b = client.ok("two_arrays")
+    np.testing.assert_array_equal(embedded(a), np.arange(3, dtype=np.int32))
+    np.testing.assert_array_equal(embedded(b), np.ones((2, 2)))
+
+
+def test_a_transposed_array_arrives_row_major_with_the_same_values(client):
+    value = client.ok("transposed")
+    info = tether.inspect(value[1])
+    assert info.type["order"] == "C" and info.type["shape"] == [3, 2]
+    # What Nx.from_binary |> Nx.reshape does: the payload read row-major.
+    flat = np.frombuffer(tether.loads(value[1], into="bytes"), dtype=np.float32).reshape(3, 2)
+    np.testing.assert_array_equal(flat, np.arange(6, dtype=np.float32).reshape(2, 3).T)
+
+
+def test_nan_and_infinities_are_atoms_both_ways(client):
+    assert client.ok("non_finite") == [A("nan"), A("infinity"), A("neg_infinity"), 1.5]
+    assert client.ok("is_nan", A("nan")) is True
+    assert client.ok("types_of", [A("infinity"), {b"k": (A("neg_infinity"),)}]) == \
+        [("float", "inf"), {b"k": (("float", "-inf"),)}]
+    assert client.ok("echo", A("nan_not")) == A("nan_not")  # only the three atoms
+
+
+def test_async_handlers_are_awaited(client):
+    assert client.ok("async_add", 2, 3) == 5
+    assert client.ok("async_add", 4, 5) == 9  # the same loop, kept
+
+
+def test_a_result_that_cannot_be_encoded_is_an_encode_error(client):
+    kind, (tag, etype, message, tb) = client.call("unencodable")
+    assert (kind, tag, etype) == ("error", "python", "EncodeError")
+    assert "object" in message and "Traceback" in tb
+    assert client.ok("add", 1, 1) == 2
+
+
+@pytest.mark.parametrize("fun", ["table", "dataframe"])
+def test_tables_come_back_as_arrow_rows_or_columns(client, fun):
+    arrow = embedded(client.ok(fun, 3))
+    assert arrow.num_rows == 3 if isinstance(arrow, pa.Table) else len(arrow) == 3
+    assert tether.inspect(client.ok(fun, 3)[1]).format == "arrow"
+    rows = client.ok(fun, 3, opts={A("tables"): A("rows")})
+    assert type(rows) is list and len(rows) == 3 and all(type(r) is dict for r in rows)
+    columns = client.ok(fun, 3, opts={A("tables"): A("columns")})
+    assert type(columns) is dict and all(len(v) == 3 for v in columns.values())
+    assert columns["id"] == [0, 1, 2] == [r["id"] for r in rows]
+    kind, (tag, message) = client.call(fun, 3, opts={A("tables"): A("excel")})
+    assert (kind, tag) == ("error", "bad_request") and "arrow, rows or columns" in message
+
+
+def test_unknown_opts_are_ignored(client):
+    assert client.ok("add", 1, 2, opts={A("trace"): True, b"x": 1}) == 3
+
+
+def test_large_binaries_are_embedded_and_small_ones_plain(client):
+    assert client.ok("big_binary", 100) == b"\xab" * 100
+    value = client.ok("big_binary", 64 << 10)
+    assert value[0] == "$tether" and tether.inspect(value[1]).format == "raw"
+    assert bytes(embedded(value)) == b"\xab" * (64 << 10)
+
+
+def test_several_frames_per_reply_through_shared_memory():
+    c = Client("--shm-threshold", "4096")
+    value = c.ok("many_arrays", 5, 10_000)
+    assert [v[0] for v in value] == ["$tether_shm"] * 5
+    assert len({v[1] for v in value}) == 1 and len({v[2] for v in value}) == 5  # one region, five frames
+    for i, v in enumerate(value):
+        np.testing.assert_array_equal(embedded(v), np.full(10_000, i))
+    big = c.ok("big_binary", 1 << 16)  # the region is reused by the next call
+    assert big[0] == "$tether_shm" and bytes(embedded(big)) == b"\xab" * (1 << 16)
+    small = c.ok("two_arrays")  # under the threshold: inline
+    assert [v[0] for v in small] == ["$tether", "$tether"]
+    assert c.close() == 0
+
+
+def test_a_large_plain_result_travels_as_one_frame_in_shared_memory():
+    c = Client("--shm-threshold", "4096")
+    value = c.ok("rows", 500)
+    assert value[0] == "$tether_shm" and tether.inspect(embedded_bytes(value)).format == "etf"
+    assert embedded(value)[499] == {"id": 499, "name": "row499", "score": 249.5}
+    assert c.close() == 0
+
+
+def embedded_bytes(value: tuple) -> bytes:
+    with open(value[1], "rb") as f:
+        f.seek(value[2])
+        return f.read(value[3])
+
+
+def test_arguments_decode_embedded_frames_tables_and_whole_frame_binaries(client):
+    arr = np.arange(6, dtype=np.float64).reshape(2, 3)
+    rows = [{A("id"): 1, A("name"): b"a"}, {A("id"): 2, A("name"): b"b"}]
+    args = {
+        b"tensor": (A("$tether"), tether.dumps(arr, checksum="crc32")),
+        b"bare": [tether.dumps(arr.T)],  # a binary that is a whole frame
+        b"table": (A("$tether_table"), tether.etf.encode(rows)),
+        b"not_a_frame": b"TTHR" + b"\x00" * 100,
+    }
+    got = client.ok("types_of", args)
+    assert got[b"tensor"] == ("ndarray", "float64", [2, 3], False)
+    assert got[b"bare"] == [("ndarray", "float64", [3, 2], False)]
+    assert got[b"table"] == ("Table", 2, ["id", "name"])
+    assert got[b"not_a_frame"] == "bytes"
+
+
+def test_arguments_through_shared_memory(client, tmp_path):
+    path = Path("/dev/shm") / f"tether-test-{os.getpid()}-args"
+    data = frame([[2.5, (A("$tether"), tether.dumps(np.ones(3)))]])
+    path.write_bytes(data)
+    try:
+        client.send((A("call"), 7, b"beam_handlers", b"types_of", (A("shm"), str(path).encode(), len(data)), {}))
+        assert client.recv()[2] == (A("ok"), [("float", "2.5"), ("ndarray", "float64", [3], False)])
+    finally:
+        path.unlink()
+    client.send((A("call"), 8, b"beam_handlers", b"echo", (A("shm"), b"/etc/passwd", 10), {}))
+    assert client.recv()[2][1][0] == "bad_request"
+
+
+def test_handler_errors_and_the_allow_list(client):
+    kind, (tag, etype, message, tb) = client.call("fail", "boom")
+    assert (kind, tag, etype, message) == ("error", "python", "ValueError", "boom") and "Traceback" in tb
+    assert client.call("_private") == (A("error"), (A("undefined_function"), "beam_handlers", "_private"))
+    client.send((A("call"), 3, b"os", b"getcwd", [], {}))
+    assert client.recv()[2] == (A("error"), (A("undefined_function"), "os", "getcwd"))
+
+
+# ------------------------------------------------------------------ cancelling
+
+
+@pytest.mark.parametrize("fun", ["sleep", "async_sleep"])
+def test_sigusr1_cancels_the_running_call_and_the_next_is_immediate(client, fun):
+    ident = client.request(fun, 5)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    os.kill(client.proc.pid, signal.SIGUSR1)
+    reply = client.recv(timeout=3)
+    assert reply == (A("reply"), ident, (A("error"), A("cancelled")))
+    assert time.monotonic() - t0 < 0.2
+    t0 = time.monotonic()
+    assert client.ok("add", 1, 2) == 3
+    assert time.monotonic() - t0 < 0.2
+
+
+def test_sigusr1_between_calls_is_ignored(client):
+    os.kill(client.proc.pid, signal.SIGUSR1)
+    time.sleep(0.1)
+    assert client.proc.poll() is None
+    assert client.ok("sleep", 0.05) == 0.05
+
+
+# ------------------------------------------------------------------ logging
+
+
+def test_log_records_and_stderr_lines_are_forwarded(client):
+    assert client.ok("log_warning", "disk almost full") == "logged"
+    (log,) = [m for m in client.logs if m[2] == "beam_handlers.audit"]
+    _, level, logger, message, meta = log
+    assert (level, message) == (A("warning"), "disk almost full")
+    assert meta[A("function")] == "log_warning" and meta[A("line")] > 0
+    client.logs.clear()
+    assert client.ok("write_stderr", "hello") == "written"
+    client.await_logs(3)  # lines arrive from the stderr thread, before or after the reply
+    lines = sorted(m[3] for m in client.logs)
+    assert lines == ["fd1: hello", "fd2: hello", "print: hello"]
+    assert all(m[1:3] == (A("warning"), "stderr") and m[4] == {} for m in client.logs)
+
+
+# ------------------------------------------------------------------ malformed input (issue #14 G)
+
+
+def bad_request(reply: Any, ident: Any = -1) -> str:
+    """The message of a ``{reply, Id, {error, {bad_request, Message}}}``, checking its shape."""
+    assert type(reply) is tuple and reply[:2] == (A("reply"), ident), reply
+    (kind, (tag, message)) = reply[2]
+    assert (kind, tag) == ("error", "bad_request"), reply
+    return message
+
+
+def test_names_that_are_not_utf8_are_bad_requests(client):
+    client.send((A("call"), 1, b"\xff\xfe", b"echo", [1], {}))
+    assert "UTF-8" in bad_request(client.recv(), 1)
+    client.send((A("call"), 2, b"beam_handlers", b"\xc3\x28", [1], {}))
+    assert "UTF-8" in bad_request(client.recv(), 2)
+    assert client.ok("add", 1, 2) == 3
+
+
+def test_a_request_nested_5000_deep(client):
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    client.send(deep)  # not a call: answered without repr
+    assert "a list of 1 elements" in bad_request(client.recv())
+    client.send((A("call"), deep, b"beam_handlers", b"add", [1, 2], {}))  # an Id 5,000 deep is echoed
+    assert client.recv()[2] == (A("ok"), 3)
+    nan: Any = A("nan")
+    for _ in range(5000):
+        nan = [nan]
+    value = client.ok("echo", nan)  # walked both ways: the atom becomes a float and back
+    for _ in range(5000):
+        (value,) = value
+    assert value == A("nan")
+    assert client.ok("add", 1, 2) == 3
+
+
+@pytest.mark.parametrize("garbage", [b"", b"hello world", b"\x00" * 100, b"TTHR" + b"\x01" * 100,
+                                     bytes(range(256)) * 3, b"PING" * (1 << 18) + b"!"])
+def test_garbage_gets_an_error_reply_and_the_next_call_works(client, garbage):
+    client.send_raw(len(garbage).to_bytes(4, "big") + garbage)
+    assert bad_request(client.recv())
+    assert client.ok("add", 1, 2) == 3
+
+
+def test_frames_that_are_not_calls_get_error_replies(client):
+    data = tether.dumps(np.ones(3))
+    client.send_raw(len(data).to_bytes(4, "big") + data)
+    assert "expected {call, Id, Module, Function, Args, Opts}, got a ndarray" in bad_request(client.recv())
+    client.send((A("call"), 5, b"beam_handlers", b"add", [1, 2]))  # the 5-tuple of before the handshake
+    assert "got a tuple of 5 elements" in bad_request(client.recv(), 5)
+    client.send((A("call"), 6, b"beam_handlers", b"add", 12, {}))
+    assert "Args must be a list" in bad_request(client.recv(), 6)
+    client.send((A("call"), 7, b"beam_handlers", b"add", [1, 2], [1]))
+    assert "Opts must be a map" in bad_request(client.recv(), 7)
+    broken = bytearray(frame((A("call"), 8, b"beam_handlers", b"add", [1, 2], {})))
+    broken[-3] ^= 0xFF
+    client.send_raw(len(broken).to_bytes(4, "big") + bytes(broken))
+    assert "checksum" in bad_request(client.recv())
+    assert client.ok("add", 1, 2) == 3
+
+
+def test_garbage_under_a_large_dishonest_prefix_is_answered_at_once(client):
+    client.send_raw((100 << 20).to_bytes(4, "big") + b"garbage!" * 10)
+    t0 = time.monotonic()
+    assert "not a tether frame" in bad_request(client.recv(timeout=2))
+    assert time.monotonic() - t0 < 1
+
+
+@pytest.mark.parametrize("skew", [1000, 1, -1, -10])
+def test_a_length_prefix_that_disagrees_with_its_frame_is_answered_then_exit_1(client, skew):
+    data = frame((A("call"), 1, b"beam_handlers", b"add", [1, 2], {}))
+    client.send_raw((len(data) + skew).to_bytes(4, "big") + data)  # nothing follows: no waiting for it
+    assert "out of step" in bad_request(client.recv(timeout=2))
+    assert client.wait(5) == 1
+
+
+def test_a_message_over_max_message_is_refused_then_exit_1():
+    c = Client("--max-message", "1000")
+    assert c.ok("echo", b"x" * 500) == b"x" * 500
+    data = frame((A("call"), 1, b"beam_handlers", b"echo", [b"x" * 2000], {}))
+    c.send_raw(len(data).to_bytes(4, "big") + data)
+    assert "--max-message" in bad_request(c.recv())
+    assert c.wait(5) == 1
+    c.close()
+    c = Client()
+    c.send_raw(b"\xff\xff\xff\xff" + b"\x00" * 64)  # 4 GiB - 1 declared, over the default 256 MiB
+    assert "shared memory" in bad_request(c.recv(timeout=2))
+    assert c.wait(5) == 1
+    c.close()
+
+
+def vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def test_memory_follows_the_bytes_that_arrive_not_the_declared_length(client):
+    enc = tether.encode(np.zeros(25 << 20), checksum=False)  # a 200 MiB frame, never written
+    before = vm_kib(client.proc.pid, "VmRSS")
+    client.send_raw(enc.nbytes.to_bytes(4, "big") + enc.header.pack() + b"\x00" * 8192)
+    time.sleep(0.5)
+    assert client.proc.poll() is None  # waiting for the rest, as {packet, 4} must
+    assert vm_kib(client.proc.pid, "VmHWM") - before < 16 << 10
+    assert client.close() == 0  # the port closed mid-message: a clean exit
+
+
+def test_a_cancel_that_lands_while_a_log_message_is_written_keeps_the_stream_whole(client):
+    for _ in range(3):
+        ident = client.request("log_for", 5)
+        time.sleep(0.3)
+        os.kill(client.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 3
+        while True:  # every message decodes: none was cut by the cancel
+            msg = client.recv(max(0.01, deadline - time.monotonic()), logs=True)
+            if msg[0] == "reply":
+                break
+            assert msg[0] == "log" and msg[2] in ("beam_handlers.chatty", "stderr")
+        assert msg == (A("reply"), ident, (A("error"), A("cancelled")))
+    assert client.ok("add", 1, 2) == 3
+
+
+def test_more_large_frames_than_region_slots_go_inline_with_their_crc():
+    c = Client("--shm-threshold", "1024")
+    value = c.ok("many_arrays", 130, 200)  # 130 frames over the threshold; a region has 126 slots
+    routes = [v[0] for v in value]
+    assert routes.count("$tether_shm") == 126 and routes.count("$tether") == 4
+    for i, v in enumerate(value):
+        np.testing.assert_array_equal(embedded(v), np.full(200, i))
+    assert c.close() == 0
