@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SRC := $(shell find src -name '*.py' -o -name '*.c' -o -name '*.h' 2>/dev/null) pyproject.toml setup.py
 
-.PHONY: all deps beam-deps test demo bench clean
+.PHONY: all deps beam-deps test demo bench fuzz clean dist-check
 
 all: test
 
@@ -40,6 +40,20 @@ demo: deps
 
 bench: deps
 	$(PY) -m tether bench
+
+# Coverage-guided fuzzing with atheris (tests/fuzz/run.py): every target for
+# FUZZ_SECONDS each; the first finding stops the run with its input saved.
+# atheris is installed here, not by `make test`: CI does not need it.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= etf_decode loads inspect_verify stream worker
+fuzz: deps
+	$(PY) -m pip install -q atheris
+	cd tests && for t in $(FUZZ_TARGETS); do ../$(PY) -m fuzz.run $$t --seconds $(FUZZ_SECONDS) || exit 1; done
+
+# The artifacts as a user gets them: sdist and wheel, the wheel in a fresh venv,
+# smoke-tested there (tests/test_dist.py runs the same check inside `make test`).
+dist-check: $(STAMP)
+	$(PY) tools/dist_check.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis

@@ -216,3 +216,10 @@
 -define(ETF_MINOR_VERSION, 2).
 
 -endif.
+
+%% The one version of tether (Python package and this companion): mix.exs reads
+%% src/tether/_version.py and passes it with -D; the fallback serves a bare erlc
+%% build, and test/tether_version_test.exs fails when the two disagree.
+-ifndef(TETHER_VSN).
+-define(TETHER_VSN, "0.1.0").
+-endif.

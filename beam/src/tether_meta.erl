@@ -5,7 +5,7 @@
 
 -export([build/3, decode/1]).
 
--define(PRODUCER, <<"tether-beam/0.1.0">>).
+-define(PRODUCER, <<"tether-beam/", ?TETHER_VSN>>).
 -define(CREATED_AT, "created_at").
 
 %% @doc The metadata of a frame of format `Name', spliced from encoded pairs:

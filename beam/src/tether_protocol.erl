@@ -12,11 +12,6 @@
 -export([hello/0, call/6, decode/1, check_ready/1, compatible/2, beam_version/0,
          capabilities/0, atoms/0]).
 
--ifndef(TETHER_VSN).
-%% mix.exs passes the version from src/tether/_version.py; this is for a bare erlc build.
--define(TETHER_VSN, "0.1.0").
--endif.
-
 %% @doc The first message: `{hello, Info}' with what this node reads.
 %%
 %% ```

@@ -13,10 +13,17 @@ Examples
 array([0, 1, 2])
 """
 
+import logging
+
+# A library leaves log output to the application: without a handler of its
+# own, Python would print tether's warnings through its last-resort handler.
+logging.getLogger("tether").addHandler(logging.NullHandler())
+
 from ._version import __version__
 
 from . import arrow, compression, etf, formats, frame, shm, stream
 from ._api import dump_into, dumps, encode, inspect, loads, verify
+from ._buildinfo import BuildInfo, build_info
 from ._errors import (
     ChecksumError,
     ColumnError,
@@ -43,6 +50,7 @@ from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, Opaque
 __all__ = [
     "Atom",
     "BitBinary",
+    "BuildInfo",
     "ChecksumError",
     "ColumnError",
     "Decision",
@@ -72,6 +80,7 @@ __all__ = [
     "ValidationError",
     "__version__",
     "arrow",
+    "build_info",
     "compression",
     "dump_into",
     "dumps",
@@ -88,3 +97,7 @@ __all__ = [
     "stream",
     "verify",
 ]
+
+from . import _buildinfo  # noqa: E402
+
+_buildinfo.announce()  # one INFO line on "tether.build" when CPython runs without the C speedups

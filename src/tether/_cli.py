@@ -1,9 +1,10 @@
-"""The ``tether`` command line: inspect, verify, bench."""
+"""The ``tether`` command line: inspect, verify, shm, bench, and ``--version`` with the build information."""
 
 from __future__ import annotations
 
 import argparse
 import mmap
+import os
 import sys
 from typing import Sequence
 
@@ -18,9 +19,28 @@ def _open(path: str):  # noqa: ANN202
         f.close()
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and what this installation runs on (C speedups, libraries), then exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: object, values: object,
+                 option_string: str | None = None) -> None:
+        from ._buildinfo import build_info
+
+        try:
+            print(build_info(), flush=True)
+        except BrokenPipeError:  # `tether --version | head -1`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        parser.exit()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tether command line; return the exit status."""
     parser = argparse.ArgumentParser(prog="tether", description="Inspect, verify and benchmark tether frames.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, whether the C speedups are active, and the libraries in use")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_inspect = sub.add_parser("inspect", help="print a frame's header and metadata without decoding the payload")
     p_inspect.add_argument("file")
@@ -71,8 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {path}")
             print(f"{len(removed)} orphaned region(s) removed")
             return 0
-        import os
-
         for name in sorted(os.listdir("/dev/shm")):
             if name.startswith("tether-"):
                 try:
