@@ -1,26 +1,20 @@
-"""``tether bench``: the group table, the report's data, and the small group run as a user would."""
+"""``tether bench``: the group table, the report's data, and the cheap groups' figures (the command line: test_bench_cli.py)."""
 
 from __future__ import annotations
 
 import pkgutil
-import re
-import subprocess
-import sys
+
+import pytest
 
 import tether.bench as bench
 from tether.bench.harness import Report
 
-SMALL_ROWS = [
-    f"tether.{op}, {label}"
-    for label in ("5-key map", "20-int list", "100 bytes", "int", "16-float ndarray")
-    for op in ("dumps", "loads")
-] + ["bytes(tether.encode), 5-key map"]
-
-
 def test_group_table_lists_every_group_in_order():
-    assert list(bench.GROUPS) == ["small", "etf", "ndarray", "shm", "arrow", "compression", "stream", "beam"]
-    # Every module of the package other than the harness and shared inputs is a group, and in the table.
-    modules = {m.name for m in pkgutil.iter_modules(bench.__path__)} - {"harness", "data"}
+    assert list(bench.GROUPS) == [
+        "small", "metrics", "sizes", "etf", "ndarray", "shm", "arrow", "evolution", "compression", "stream", "beam",
+    ]
+    # Every module of the package other than the harness, shared inputs, trend and plots is a group, and in the table.
+    modules = {m.name for m in pkgutil.iter_modules(bench.__path__)} - {"harness", "data", "trend", "plot"}
     assert modules == set(bench.GROUPS)
     for name, group in bench.GROUPS.items():
         assert group is getattr(bench, name).run
@@ -56,13 +50,60 @@ def test_report_prints_and_keeps_figures_and_targets(capsys):
     ]
 
 
-def test_bench_only_small_from_the_command_line():
-    out = subprocess.run([sys.executable, "-m", "tether", "bench", "--quick", "--only", "small"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert "== small values: per-call dumps and loads" in lines
-    for name in SMALL_ROWS:  # each row once, with a time
-        assert sum(bool(re.match(rf"  {re.escape(name)} +[0-9.]+ (µs|ms)  ", line)) for line in lines) == 1, name
-    # Only the group asked for, and it has no targets.
-    assert sum(line.startswith("== ") for line in lines) == 1
+def test_timings_carry_their_spread_into_the_report():
+    from tether.bench.harness import Timing, median
+
+    t = median(lambda: None, 5)
+    assert isinstance(t, Timing) and t.samples == 5 and t.spread >= 0
+    assert Timing.of([1.0, 3.0, 2.0]) == 2.0 and Timing.of([1.0, 3.0, 2.0]).spread == 0.5
+    rep = Report(group="g")
+    rep.row("timed", Timing.of([1.0, 3.0, 2.0]))
+    rep.record("count", 7, "B", meta={"plot": "x"})
+    data = rep.to_json()
+    assert data["figures"][0]["value"] == 2.0 and type(data["figures"][0]["value"]) is float
+    assert data["figures"][0]["spread"] == 0.5
+    assert data["figures"][1]["spread"] is None and data["figures"][1]["meta"] == {"plot": "x"}
+
+
+def test_metrics_and_evolution_groups_record_their_figures(capsys):
+    rep = Report()
+    for name in ("metrics", "evolution"):
+        rep.group = name
+        bench.GROUPS[name](rep, True)
+    figures = {(f.group, f.name): f for f in rep.figures}
+    for key in ("small", "large"):
+        on, off = figures[("metrics", f"{key} round trip, metrics on")], figures[("metrics", f"{key} round trip, metrics off")]
+        assert on.value > 0 and off.value > 0 and on.unit == "s"
+        (target,) = [t for t in rep.targets if t.what == f"metrics overhead, {key} round trip (on / off)"]
+        assert target.value == pytest.approx(on.value / off.value) and target.limit == 1.03
+    per_row = figures[("evolution", "migration on read, per row")]
+    assert per_row.unit == "s" and per_row.value is not None
+    assert figures[("evolution", "frame with 1 MiB of user metadata")].unit == "B"
+    for name in ("loads, 1 MiB of user metadata", "inspect, 1 MiB of user metadata", "dumps, 1 MiB of user metadata"):
+        assert figures[("evolution", name)].value > 0
+
+
+def test_beam_group_reads_every_figure_the_escript_prints(capsys):
+    from tether.bench import beam
+
+    out = "\n".join(f"{k} {v}" for k, v in {
+        "echo_us": 20, "framed_us": 100, "call_us": 150, "erlport_us": 300, "call_encode_us": 7,
+        "call_python_us": 130, "call_decode_us": 1, "call_hops_us": 12, "py_read_us": 40, "py_handler_us": 1,
+        "py_write_us": 15, "call_wakeup_us": 74, "shm_us": 30000, "shm_write_us": 14000, "inline_us": 600000,
+        "limit_pwrite_us": 15000, "limit_pread_us": 12000, "limit_pywrite_us": 1000, "limit_us": 28000,
+    }.items()) + "\nerlport skipped: not a figure\n"
+    fig = beam._figures(out)
+    assert fig["call_us"] == 150e-6 and "erlport" not in fig
+    rep = Report(group="beam")
+    beam._small(rep, fig)
+    beam._bulk(rep, fig, 16)
+    targets = {t.what: t for t in rep.targets}
+    assert targets["small call vs erlport's python:call"].value == pytest.approx(0.5)
+    assert targets["shm tensor round trip vs its limit"].value == pytest.approx(30 / 28)
+    assert targets["shm tensor round trip vs inline (inverse)"].met
+    names = [f.name.strip() for f in rep.figures]
+    assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
+    del fig["erlport_us"]
+    rep = Report(group="beam")
+    beam._small(rep, fig)
+    assert rep.targets == [] and "erlport could not be built" in capsys.readouterr().out

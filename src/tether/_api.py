@@ -18,6 +18,11 @@ from ._request import READERS, Request, check_format
 from ._select import Decision, choice, record, record_lazy
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
+from .metrics import _core as _metrics
+
+_events = _metrics.events  # one list for the process: recording an operation is one extend of it
+_record = _events.extend
+_DRAIN_AT = _metrics.DRAIN_AT
 
 _checksum = frame.checksum
 _new_context = tuple.__new__  # a DecodeContext from all its fields, without keyword handling
@@ -38,6 +43,8 @@ def encode(
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
     reader: str = "python",
+    parent: FrameInfo | None = None,
+    step: str | None = None,
 ) -> Encoded:
     """Prepare ``obj`` as a frame without writing it: see :class:`Encoded`.
 
@@ -52,7 +59,8 @@ def encode(
     ('etf', True)
     """
     req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
-                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader)
+                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader,
+                     parent=parent, step=step)
     return prepare(obj, req)
 
 
@@ -75,15 +83,29 @@ def prepare(
                                        compression=inner, transport=req.transport)
     if req.reader != "python":
         check_format(fmt.name, req.reader, decision.reason)  # a fallback may land where this reader cannot follow
+    if fmt.name == "pickle" and _metrics.on:
+        _metrics.note("pickle", f"{type(obj).__module__}.{type(obj).__qualname__}", payload.nbytes)
     if ctx.inner_compression is None:
+        t0 = _metrics.clock() if _metrics.on and req.compression != "none" else None
         stored = compression.pack(payload, fmt, req.compression, req.level, req.transport, req.bandwidth, decision,
                                   req.reader)
+        if t0 is not None and (stored.compression_id or req.compression != "auto"):
+            # A codec asked for by name that did not shrink the payload counts too: time spent, nothing saved.
+            codec = decision.compression if stored.compression_id else req.compression
+            _note_compression(codec, req, stored, _metrics.clock() - t0)
     else:  # the format compressed inside its payload; the decision already says how
         stored = frame.Stored(payload.segments, payload.nbytes, payload.nbytes)
     kind = _checksum.kind_for(req.checksum, stored.stored_length, req.transport, stored.compression_id != 0)
+    if kind and stored.stored_length >= _metrics.LARGE and req.transport == "memory" and _metrics.on:
+        _metrics.note("checksum", (fmt.name, req.transport), stored.stored_length)
     record(decision)
     return frame.build(fmt, payload.type_info, stored, kind, user=req.metadata, lineage=req.lineage,
-                       stream=stream, decision=decision)
+                       stream=stream, decision=decision, step=req.step)
+
+
+def _note_compression(codec: str, req: Request, stored: frame.Stored, ns: int) -> None:
+    bandwidth = req.bandwidth if req.bandwidth is not None else compression.BANDWIDTH.get(req.transport)
+    _metrics.note("compress", (codec, req.transport, bandwidth), stored.raw_length, stored.stored_length, ns)
 
 
 def dumps(
@@ -99,6 +121,8 @@ def dumps(
     lineage: Sequence[Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
     reader: str = "python",
+    parent: FrameInfo | None = None,
+    step: str | None = None,
 ) -> bytes:
     """Encode ``obj`` as one complete frame.
 
@@ -141,6 +165,12 @@ def dumps(
         refuses what the BEAM cannot read: ``compression="lz4"``/``"zstd"``
         and ``format="pickle"`` are a ValidationError, a value only pickle
         could hold an EncodeError.
+    parent : FrameInfo, optional
+        The info of the frame ``obj`` was read from (``loads(..., with_info=True)``):
+        its lineage is carried forward, after this frame's own entry.
+    step : str, optional
+        What this write is (``"normalize"``, ``"module.function"``): this frame's
+        own lineage entry records it with the time (``at``, microseconds since 1970).
 
     Examples
     --------
@@ -149,20 +179,65 @@ def dumps(
     >>> tether.loads(frame)
     {'id': 1, 'tags': ('a', b'b')}
     """
-    decision = None
-    if (compression == "none" and level is None and metadata is None and lineage is None and not options
-            and bandwidth is None and reader in READERS):
-        # Plain frames: a format with a one-step writer (etf) skips the general machinery.
-        name, reason, estimate = choice(obj, format, _transport.check(transport))
-        writer = getattr(formats.get(name), "dumps_plain", None)
-        plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
-        if plain is not None:
-            record_lazy(name, reason, format, plain[1])
-            return plain[0]
-        decision = Decision(name, reason, estimate, requested=format)
-    req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
-                     transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader)
-    return bytes(prepare(obj, req, decision=decision))
+    return _dumps(obj, format, compression, level, metadata, checksum, transport, bandwidth, lineage, options, reader,
+                  parent, step)
+
+
+def _dumps(
+    obj: Any, format: str, compression: str, level: int | None, metadata: Mapping[str, Any] | None,
+    checksum: bool | str, transport: str, bandwidth: float | None, lineage: Sequence[Mapping[str, Any]] | None,
+    options: Mapping[str, Any] | None, reader: str, parent: FrameInfo | None, step: str | None,
+) -> bytes:
+    """:func:`dumps` itself, timed for :mod:`tether.metrics` (arguments as dumps)."""
+    t0 = _metrics.clock() if _metrics.on else None
+    try:
+        decision = None
+        if (compression == "none" and level is None and metadata is None and lineage is None and not options
+                and bandwidth is None and reader in READERS and parent is None and step is None):
+            # Plain frames: a format with a one-step writer (etf) skips the general machinery.
+            name, reason, estimate = choice(obj, format, _transport.check(transport))
+            writer = getattr(formats.get(name), "dumps_plain", None)
+            plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
+            if plain is not None:
+                item = record_lazy(name, reason, format, plain[1], estimate)
+                if t0 is not None:
+                    _record(("dumps", name, "none", transport, plain[1], len(plain[0]), _metrics.clock() - t0, item))
+                    if len(_events) >= _DRAIN_AT or plain[1] >= _metrics.LARGE:
+                        _after_plain(name, checksum, transport, plain[1])
+                return plain[0]
+            decision = Decision(name, reason, estimate, requested=format)
+        req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
+                         transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader,
+                         parent=parent, step=step)
+        enc = prepare(obj, req, decision=decision)
+        out = bytes(enc)
+    except TetherError as exc:
+        if t0 is not None:
+            _metrics.count_other("dumps", str(format), str(compression), str(transport), 0, _metrics.ERRORS,
+                                 type(exc).__name__)
+        raise
+    if t0 is not None:
+        _observe_encoded("dumps", enc, req.transport, len(out), t0)
+    return out
+
+
+def _after_plain(fmt: str, checksum: Any, transport: str, size: int) -> None:
+    """Fold the events when due; the large-value notes of a plain frame (the general path's are in :func:`prepare`)."""
+    if len(_events) >= _DRAIN_AT:
+        _metrics.drain()
+    if size >= _metrics.LARGE and transport == "memory" and _checksum.kind_for(
+            _checksum.requested(checksum), size, transport, False):
+        _metrics.note("checksum", (fmt, transport), size)
+
+
+def _observe_encoded(op: str, enc: Encoded, transport: str, nbytes: int, t0: int) -> None:
+    """Count one written frame (its decision joins the history with the time it took)."""
+    ns = _metrics.clock() - t0
+    d = enc.decision
+    if d.fallback_from:
+        _metrics.count_other(op, d.format, d.compression, transport, nbytes, _metrics.FALLBACKS,
+                             f"{d.fallback_from}->{d.format}")
+    _metrics.observe(op, d.format, d.compression, transport, enc.header.raw_length, nbytes, ns, d)
 
 
 def dump_into(obj: Any, region: Any, **options: Any) -> Any:
@@ -186,6 +261,7 @@ def dump_into(obj: Any, region: Any, **options: Any) -> Any:
     {'k': [1, 2]}
     """
     options.setdefault("transport", "shm")
+    t0 = _metrics.clock() if _metrics.on else None
     enc = encode(obj, **options)
     slot, _offset, view = region.reserve(enc.nbytes)
     try:
@@ -195,7 +271,26 @@ def dump_into(obj: Any, region: Any, **options: Any) -> Any:
         region.release(slot)
         raise
     view.release()
-    return region.commit(slot)
+    ref = region.commit(slot)
+    if t0 is not None:
+        _observe_encoded("dump_into", enc, options["transport"], enc.nbytes, t0)
+        _note_region(region, enc.nbytes)
+    return ref
+
+
+_seen_regions: dict[Any, None] = {}  # names of regions dump_into wrote to lately (insertion-ordered, bounded)
+
+
+def _note_region(region: Any, nbytes: int) -> None:
+    """Note whether ``region`` is new to dump_into (fresh pages) or one it wrote to before (a pool's, warm)."""
+    name = getattr(region, "name", None) or id(region)
+    if name in _seen_regions:
+        _metrics.note("region", "reused", nbytes)
+        return
+    _seen_regions[name] = None
+    if len(_seen_regions) > 1024:
+        del _seen_regions[next(iter(_seen_regions))]
+    _metrics.note("region", "fresh", nbytes)
 
 
 def inspect(buf: Any) -> FrameInfo:
@@ -244,6 +339,7 @@ def loads(
     allow_pickle: bool = False,
     verify: bool = True,
     options: Mapping[str, Any] | None = None,
+    with_info: bool = False,
 ) -> Any:
     """Decode one frame.
 
@@ -267,6 +363,9 @@ def loads(
         metadata checksums are always verified.
     options : mapping, optional
         Format options, e.g. ``{"binaries": "str"}`` for etf frames from BEAM.
+    with_info : bool
+        Return ``(value, FrameInfo)``: the frame's info, lineage and user
+        metadata (decoded only when read), e.g. to pass as ``dumps(parent=...)``.
 
     Examples
     --------
@@ -274,8 +373,37 @@ def loads(
     >>> a = tether.loads(tether.dumps(np.arange(4.0)))
     >>> a, a.flags.writeable
     (array([0., 1., 2., 3.]), False)
+    >>> value, info = tether.loads(tether.dumps([1], step="load"), with_info=True)
+    >>> value, info.lineage[0]["step"]
+    ([1], 'load')
     """
-    return decode_frame(as_view(buf), into, copy, allow_pickle, verify, options)[0]
+    if not _metrics.on:
+        value, header, meta = decode_frame(as_view(buf), into, copy, allow_pickle, verify, options)
+    else:
+        t0 = _metrics.clock()
+        mv = as_view(buf)
+        try:
+            value, header, meta = decode_frame(mv, into, copy, allow_pickle, verify, options)
+        except TetherError as exc:
+            _metrics.count_other("loads", "?", "?", "memory", len(mv), _metrics.ERRORS, type(exc).__name__)
+            raise
+        ns = _metrics.clock() - t0
+        cid = header.compression_id
+        _record(("loads", meta["format"], compression.registry.by_id[cid].name if cid else "none", "memory", len(mv),
+                 header.raw_length, ns, None))
+        if len(_events) >= _DRAIN_AT or into is not None or copy:
+            _after_read(meta["format"], into, copy, header.raw_length, ns)
+    return (value, _info(header, meta)) if with_info else value
+
+
+def _after_read(fmt: str, into: str | None, copy: bool, nbytes: int, ns: int) -> None:
+    """Fold the events when due; note reads the recommendations look at."""
+    if len(_events) >= _DRAIN_AT:
+        _metrics.drain()
+    if into is not None:
+        _metrics.note("into", (fmt, into), nbytes, 0, ns)
+    if copy and nbytes >= _metrics.LARGE:
+        _metrics.note("copy", fmt, nbytes, 0, ns)
 
 
 def decode_frame(

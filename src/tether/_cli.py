@@ -1,12 +1,18 @@
-"""The ``tether`` command line: inspect, verify, shm, bench, and ``--version`` with the build information."""
+"""The ``tether`` command line: inspect, verify, shm, bench, stats, and ``--version`` with the build information.
+
+``--json`` on inspect, verify, shm ls and stats prints the same facts as JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as _dt
+import json
 import mmap
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 
 def _open(path: str):  # noqa: ANN202
@@ -36,72 +42,250 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tether command line; return the exit status."""
+def _json_default(value: Any) -> Any:
+    """What ``json`` cannot write itself: datetimes, atoms, tuples inside metadata, bytes."""
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=1, default=_json_default))
+
+
+def _info_dict(info: Any, verified: str | None = None) -> dict[str, Any]:
+    out = dataclasses.asdict(info)
+    if verified is not None:
+        out["verified"] = verified
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tether", description="Inspect, verify and benchmark tether frames.")
     parser.add_argument("--version", action=_VersionAction,
                         help="print the version, whether the C speedups are active, and the libraries in use")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    as_json = {"action": "store_true", "help": "print JSON instead of text"}
     p_inspect = sub.add_parser("inspect", help="print a frame's header and metadata without decoding the payload")
     p_inspect.add_argument("file")
+    p_inspect.add_argument("--json", **as_json)
     p_verify = sub.add_parser("verify", help="check a frame's checksums without decoding the payload")
     p_verify.add_argument("file")
+    p_verify.add_argument("--json", **as_json)
     p_bench = sub.add_parser("bench", help="compare tether with its peers on this machine")
     p_bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
-    p_bench.add_argument("--only", action="append", default=None, help="run only these groups (repeatable)")
+    p_bench.add_argument("--only", action="append", default=None, metavar="GROUP",
+                         help="run only this group (repeatable); an unknown name lists the groups")
+    p_bench.add_argument("--json", metavar="FILE", dest="json_path",
+                         help="write every figure, target and the run's context to FILE")
+    p_bench.add_argument("--compare", metavar="OLD.json",
+                         help="print each figure's change against an earlier --json run, flagging moves beyond noise")
+    p_bench.add_argument("--plot", metavar="DIR", dest="plot_dir", help="draw the plots into DIR (needs matplotlib)")
+    p_bench.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is MISSED")
+    p_bench.set_defaults(usage_error=p_bench.error)
+    p_stats = sub.add_parser("stats", help="print a running worker's metrics snapshot")
+    p_stats.add_argument("target", nargs="?", default=None,
+                         help="the worker: its OS pid, or its --stats-dir (or the stats.json in it); "
+                              "optional when exactly one worker runs")
+    p_stats.add_argument("--json", **as_json)
     p_shm = sub.add_parser("shm", help="shared-memory regions")
     shm_sub = p_shm.add_subparsers(dest="shm_cmd", required=True)
     shm_sub.add_parser("gc", help="remove regions whose owner process is dead")
-    shm_sub.add_parser("ls", help="list tether regions in /dev/shm")
-    args = parser.parse_args(argv)
+    p_ls = shm_sub.add_parser("ls", help="list tether regions in /dev/shm")
+    p_ls.add_argument("--json", **as_json)
+    return parser
 
+
+def _frame_cmd(args: argparse.Namespace) -> int:
+    import tether
     from . import TetherError
 
-    if args.cmd in ("inspect", "verify"):
-        import tether
-
-        try:
-            data = _open(args.file)
-            info = tether.inspect(data) if args.cmd == "inspect" else None
-            if args.cmd == "verify":
-                first = tether.inspect(data)
-                if first.stream:  # a stream file: every chunk, in order, and the end frame
-                    totals = tether.stream.verify_stream(data)
-                    print(first)
-                    print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
-                          f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
-                    return 0
-                info = tether.verify(data)
-        except OSError as exc:
-            print(f"tether: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-            return 2
-        except TetherError as exc:
-            print(f"tether: {args.file}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        print(info)
-        if args.cmd == "verify":
-            print(f"verified  {info.checksum_covers}")
-        return 0
-    if args.cmd == "shm":
-        from . import shm
-
-        if args.shm_cmd == "gc":
-            removed = shm.gc()
-            for path in removed:
-                print(f"removed {path}")
-            print(f"{len(removed)} orphaned region(s) removed")
+    try:
+        data = _open(args.file)
+        first = tether.inspect(data)
+        if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
+            totals = tether.stream.verify_stream(data)
+            if args.json:
+                _print_json({**_info_dict(first), "verified_stream": totals})
+                return 0
+            print(first)
+            print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
+                  f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
             return 0
-        for name in sorted(os.listdir("/dev/shm")):
-            if name.startswith("tether-"):
-                try:
-                    r = shm.Region.attach(name)
-                    print(f"{name}  {r.capacity:>12} B  owner {r.owner_pid}  frames {len(r.frames())}")
-                    r.close()
-                except TetherError as exc:
-                    print(f"{name}  unreadable: {exc}")
+        info = tether.verify(data) if args.cmd == "verify" else first
+    except OSError as exc:
+        print(f"tether: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except TetherError as exc:
+        print(f"tether: {args.file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    verified = info.checksum_covers if args.cmd == "verify" else None
+    if args.json:
+        _print_json(_info_dict(info, verified))
         return 0
-    if args.cmd == "bench":
-        from .bench import run
+    print(info)
+    if verified is not None:
+        print(f"verified  {verified}")
+    return 0
 
-        return run(quick=args.quick, only=args.only)
+
+def _shm_ls(as_json: bool) -> int:
+    from . import TetherError, shm
+
+    rows = []
+    for name in sorted(os.listdir("/dev/shm")):
+        if name.startswith("tether-"):
+            try:
+                r = shm.Region.attach(name)
+                rows.append({"name": name, "capacity": r.capacity, "owner_pid": r.owner_pid,
+                             "frames": len(r.frames()), "error": None})
+                r.close()
+            except TetherError as exc:
+                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "error": str(exc)})
+    if as_json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        if row["error"] is None:
+            print(f"{row['name']}  {row['capacity']:>12} B  owner {row['owner_pid']}  frames {row['frames']}")
+        else:
+            print(f"{row['name']}  unreadable: {row['error']}")
+    return 0
+
+
+def _shm(args: argparse.Namespace) -> int:
+    from . import shm
+
+    if args.shm_cmd == "gc":
+        removed = shm.gc()
+        for path in removed:
+            print(f"removed {path}")
+        print(f"{len(removed)} orphaned region(s) removed")
+        return 0
+    return _shm_ls(args.json)
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value * 1e6:.1f} µs" if value < 1e-3 else f"{value * 1e3:.2f} ms" if value < 1 else f"{value:.3f} s"
+
+
+def _print_operations(rows: list[dict[str, Any]], prefix: str) -> None:
+    """The metrics' operation rows as a table: one line per (op, format, compression, transport, size)."""
+    head = ("op", "format", "compression", "transport", "size", "count", "p50", "p95", "p99", "MB/s", "errors")
+    table = [head] + [
+        (r.get("op"), r.get("format"), r.get("compression"), r.get("transport"), r.get("size_class"), r.get("count"),
+         _seconds(r.get("p50")), _seconds(r.get("p95")), _seconds(r.get("p99")),
+         f"{r['throughput'] / 1e6:.1f}" if r.get("throughput") else "-", sum((r.get("errors") or {}).values()))
+        for r in rows
+    ]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    for row in table:
+        print(prefix + "  ".join(str(cell).ljust(w) if i < 5 else str(cell).rjust(w)
+                                 for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+
+
+def _print_snapshot(snapshot: dict[str, Any], prefix: str = "") -> None:
+    """A snapshot as indented text: maps nested, the operations as a table, other lists one item a line."""
+    for key, value in snapshot.items():
+        if key == "operations" and isinstance(value, list) and value:
+            print(f"{prefix}{key}:")
+            _print_operations(value, prefix + "  ")
+        elif isinstance(value, dict) and value:
+            print(f"{prefix}{key}:")
+            _print_snapshot(value, prefix + "  ")
+        elif isinstance(value, list) and value:
+            print(f"{prefix}{key}:")
+            for item in value:
+                print(f"{prefix}  - {json.dumps(item, default=_json_default)}")
+        else:
+            print(f"{prefix}{key}: {json.dumps(value, default=_json_default)}")
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from . import TetherError
+
+    try:
+        from .worker import read_stats, workers
+    except ImportError:
+        print("tether: stats: tether.worker in this installation has no read_stats(), so a running "
+              "worker's snapshot cannot be reached; install a tether whose worker provides it", file=sys.stderr)
+        return 2
+    target: int | str | None = args.target
+    if target is None:
+        running = workers()
+        if len(running) != 1:
+            found = ", ".join(map(str, running)) if running else "none (start them with --stats-dir)"
+            print(f"tether: stats: name the worker (its pid or stats directory); running workers: {found}",
+                  file=sys.stderr)
+            return 2
+        target = running[0]
+    elif target.isdigit():  # a pid, as Tether.Worker.info/1 reports it
+        target = int(target)
+    try:
+        snapshot = read_stats(target)
+    except TetherError as exc:
+        print(f"tether: stats {args.target}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tether: stats {args.target}: cannot read the worker's snapshot: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(snapshot)
+    else:
+        _print_snapshot(snapshot)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import TetherError
+    from .bench import check_groups, run
+
+    try:
+        check_groups(args.only)
+    except TetherError as exc:
+        args.usage_error(str(exc))  # a usage error: exit status 2, with bench's usage line
+    try:
+        return run(quick=args.quick, only=args.only, json_path=args.json_path, compare=args.compare,
+                   plot_dir=args.plot_dir, fail=not args.no_fail)
+    except TetherError as exc:
+        print(f"tether: bench: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tether command line; return the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``tether``; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        0 on success; 1 for a bad frame, a missed benchmark target or a worker
+        that cannot be read; 2 for a usage error or an unreadable file.
+
+    Examples
+    --------
+    >>> main(["shm", "ls", "--json"])  # doctest: +ELLIPSIS
+    [...]
+    0
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd in ("inspect", "verify"):
+        return _frame_cmd(args)
+    if args.cmd == "shm":
+        return _shm(args)
+    if args.cmd == "stats":
+        return _stats(args)
+    if args.cmd == "bench":
+        return _bench(args)
     return 2  # pragma: no cover

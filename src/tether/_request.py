@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from . import _transport
 from ._errors import EncodeError, ValidationError
@@ -33,9 +32,10 @@ def check_format(name: str, reader: str, why: str = "") -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """The checked options of one encode: what :func:`tether.encode` takes, validated once.
+
+    A named tuple: built on every encode, so as cheap to make as a tuple.
 
     Examples
     --------
@@ -55,12 +55,18 @@ class Request:
     lineage: Sequence[Mapping[str, Any]] | None = None
     options: Mapping[str, Any] | None = None
     reader: str = "python"
+    step: str | None = None
 
     @classmethod
     def of(cls, *, checksum: Any = "auto", transport: Any = "memory", metadata: Any = None, format: Any = "auto",
-           reader: Any = "python", compression: Any = "none", **rest: Any) -> Request:
-        """Validate ``encode``'s keyword options."""
+           reader: Any = "python", compression: Any = "none", lineage: Any = None, parent: Any = None,
+           step: Any = None, **rest: Any) -> Request:
+        """Validate ``encode``'s keyword options (``parent``'s lineage follows ``lineage``)."""
         _transport.check(transport)
+        if parent is not None:
+            lineage = [*(lineage or ()), *parent_lineage(parent)]
+        if step is not None and (type(step) is not str or not step):
+            raise ValidationError(f"step must be a non-empty str naming what this write is, got {step!r}.")
         kind = _checksum.requested(checksum)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
@@ -74,7 +80,25 @@ class Request:
             )
         _compression_policy.check_reader(compression, reader)
         return cls(format=format, checksum=kind, transport=transport, metadata=metadata, reader=reader,
-                   compression=compression, **rest)
+                   compression=compression, lineage=lineage, step=step, **rest)
+
+
+def parent_lineage(parent: Any) -> list[Any]:
+    """The lineage a ``parent=`` FrameInfo carries forward; a ValidationError for anything else.
+
+    Examples
+    --------
+    >>> import tether
+    >>> parent_lineage(tether.inspect(tether.dumps(1)))[0]["format"]
+    'scalar'
+    """
+    trail = getattr(parent, "lineage", None)
+    if not isinstance(trail, list):
+        raise ValidationError(
+            f"parent must be the FrameInfo of the frame the value came from (tether.loads(frame, with_info=True) "
+            f"or tether.inspect(frame)), got {type(parent).__name__}."
+        )
+    return trail
 
 
 def check_reader_name(reader: Any) -> str:

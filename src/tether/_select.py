@@ -15,13 +15,16 @@ Rules for ``format="auto"``, first match wins (each is its format's
 6. anything else → pickle
 
 Each decision is logged at DEBUG on the ``tether.select`` logger and kept,
-per thread, for :func:`last_decision`.
+per thread, for :func:`last_decision`. While :mod:`tether.metrics` is on, the
+decisions of the last ``HISTORY`` operations (every thread's) are kept too,
+with the time each operation took: :func:`decisions`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,10 @@ from ._errors import UnsupportedFormatError, ValidationError
 
 log = logging.getLogger("tether.select")
 _local = threading.local()
+HISTORY = 256
+# The decisions of the operations tether.metrics folded in, newest last: (decision, operation, nanoseconds);
+# the decision is a Decision or record_lazy's tuple.
+history: deque = deque(maxlen=HISTORY)
 
 
 @dataclass(slots=True)
@@ -55,6 +62,10 @@ class Decision:
         Why that compressor.
     notes : list of str
         Anything else worth knowing (e.g. the error that caused a fallback).
+    operation : str or None
+        In :func:`decisions`: the operation it steered (``"dumps"``, ``"dump_into"``, ``"stream_chunk"``).
+    seconds : float or None
+        In :func:`decisions`: how long that operation took.
     """
 
     format: str
@@ -66,12 +77,26 @@ class Decision:
     compression: str = "none"
     compression_reason: str = "not requested"
     notes: list[str] = field(default_factory=list)
+    operation: str | None = None
+    seconds: float | None = None
 
     def __str__(self) -> str:
         text = f"format={self.format} ({self.reason}); payload {self.payload_size} B; compression={self.compression} ({self.compression_reason})"
         if self.fallback_from:
             text += f"; fell back from {self.fallback_from}"
+        if self.seconds is not None:
+            text += f"; {self.operation} took {self.seconds * 1e6:.1f} us"
         return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as plain data (JSON-serialisable).
+
+        Examples
+        --------
+        >>> Decision("raw", "bytes is written as is").as_dict()["format"]
+        'raw'
+        """
+        return {name: getattr(self, name) if name != "notes" else list(self.notes) for name in self.__slots__}
 
 
 def record(decision: Decision) -> None:
@@ -79,11 +104,53 @@ def record(decision: Decision) -> None:
     log.debug("tether decision: %s", decision)
 
 
-def record_lazy(fmt: str, reason: str, requested: str, payload_size: int) -> None:
-    """Record an uncompressed decision; the :class:`Decision` is built only when someone looks."""
-    _local.last = (fmt, reason, requested, payload_size)
+def record_lazy(fmt: str, reason: str, requested: str, payload_size: int, estimate: int | None = None) -> tuple:
+    """Record an uncompressed decision; the :class:`Decision` is built only when someone looks.
+
+    Returns the record, for the decision history (:mod:`tether.metrics`).
+    """
+    item = _local.last = (fmt, reason, requested, payload_size, estimate)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("tether decision: %s", last_decision())
+    return item
+
+
+def _materialize(item: Any) -> Decision:
+    if type(item) is tuple:
+        fmt, reason, requested, size, estimate = item
+        return Decision(fmt, reason, estimate, payload_size=size, requested=requested)
+    return item
+
+
+def decisions(n: int | None = None) -> list[Decision]:
+    """The decisions of the last ``n`` (at most ``HISTORY``) timed operations, oldest first.
+
+    Each is a copy of the :class:`Decision` with ``operation`` and ``seconds``
+    set. Kept while :mod:`tether.metrics` is enabled, for every thread; call
+    it as :func:`tether.metrics.decisions`, which folds in the newest first.
+
+    Examples
+    --------
+    >>> import tether, tether.metrics
+    >>> _ = tether.dumps(b"abc")
+    >>> d = tether.metrics.decisions(1)[0]
+    >>> d.format, d.operation, d.seconds > 0
+    ('raw', 'dumps', True)
+    """
+    items = list(history)
+    if n is not None:
+        items = items[-n:] if n > 0 else []
+    out = []
+    for item, operation, ns in items:
+        d = _materialize(item)
+        out.append(Decision(d.format, d.reason, d.estimated_size, d.payload_size, d.requested, d.fallback_from,
+                            d.compression, d.compression_reason, list(d.notes), operation, ns / 1e9))
+    return out
+
+
+def clear_history() -> None:
+    """Forget the decision history (:func:`tether.metrics.reset` calls it)."""
+    history.clear()
 
 
 def last_decision() -> Decision | None:
@@ -98,8 +165,7 @@ def last_decision() -> Decision | None:
     """
     last = getattr(_local, "last", None)
     if type(last) is tuple:
-        fmt, reason, requested, size = last
-        last = _local.last = Decision(fmt, reason, None, payload_size=size, requested=requested)
+        last = _local.last = _materialize(last)
     return last
 
 

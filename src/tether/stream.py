@@ -47,13 +47,14 @@ from typing import Any, Iterator, Mapping
 
 import xxhash
 
-from . import frame
+from . import compression, frame
 from ._api import decode_frame, prepare
 from ._request import Request
 from ._buffers import new_bytes, to_bytes
 from ._errors import LimitError, StreamError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE
+from .metrics import _core as _metrics
 
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
 
@@ -171,9 +172,14 @@ class StreamWriter:
         """
         if self.closed:
             raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
-        req = dataclasses.replace(self._request, format=format, metadata=metadata)
+        req = self._request._replace(format=format, metadata=metadata)
+        t0 = _metrics.clock() if _metrics.on else None
         enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset})
         self._digest = _chain(self._digest, self._seq, self._emit(enc))
+        if t0 is not None:
+            d = enc.decision
+            _metrics.observe("stream_chunk", d.format, d.compression, "stream", enc.header.raw_length, enc.nbytes,
+                             _metrics.clock() - t0, d)
         self._offset += enc.header.raw_length
         self._seq += 1
         return self.checkpoint()
@@ -464,7 +470,12 @@ class StreamReader:
                 if self._seq else "The input holds no stream: no chunk and no end frame."
             )
         if decode:
+            t0 = _metrics.clock() if _metrics.on else None
             value, header, meta = decode_frame(data, *self._decode_args)
+            if t0 is not None:
+                comp = compression.registry.by_id[header.compression_id].name if header.compression_id else "none"
+                _metrics.observe("loads", meta["format"], comp, "stream", header.frame_size, header.raw_length,
+                                 _metrics.clock() - t0)
         else:
             header, meta, stored = frame.read(data, get_limits())
             frame.verify_payload(stored, header, where)

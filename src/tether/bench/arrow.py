@@ -25,8 +25,10 @@ def _crossover(rep: Report) -> None:
         rep.note(f"    {n:>6} rows: etf {fmt_time(te)} {se:>9,} B   arrow {fmt_time(ta)} {sa:>9,} B   "
                  f"faster: {'arrow' if ta < te else 'etf'}, smaller: {'arrow' if sa < se else 'etf'}")
         for fmt, t, size in (("etf", te, se), ("arrow", ta, sa)):
-            rep.record(f"{n} rows as {fmt}: dumps + loads", t, "s")
-            rep.record(f"{n} rows as {fmt}: frame", size, "B")
+            rep.record(f"{n} rows as {fmt}: dumps + loads", t, "s",
+                       meta={"plot": "crossover", "series": fmt, "rows": n, "measure": "time"})
+            rep.record(f"{n} rows as {fmt}: frame", size, "B",
+                       meta={"plot": "crossover", "series": fmt, "rows": n, "measure": "size"})
     cols = {"x": np.arange(65536, dtype="f8"), "id": np.arange(65536)}
     ta = per_call(lambda: tether.loads(tether.dumps(cols, format="arrow")), 20, 5)
     tp = per_call(lambda: tether.loads(tether.dumps(cols, format="pickle"), allow_pickle=True), 20, 5)

@@ -66,8 +66,9 @@ def _algorithm_table(rep: Report, data: dict[str, Any], quick: bool, holder: dic
             packed = comp(raw)
             td = median(lambda: decomp(packed), 3)
             cells.append(f"{len(packed) / len(raw):6.3f} {len(raw) / tc / 1e9:6.2f} / {len(raw) / td / 1e9:6.2f}")
-            rep.record(f"{name}, {kind}: ratio", len(packed) / len(raw), "ratio")
-            rep.record(f"{name}, {kind}: compress", tc, "s", f"{len(raw)} B")
+            where = {"plot": "codec", "algorithm": name, "kind": kind, "bytes": len(raw)}
+            rep.record(f"{name}, {kind}: ratio", len(packed) / len(raw), "ratio", meta={**where, "measure": "ratio"})
+            rep.record(f"{name}, {kind}: compress", tc, "s", f"{len(raw)} B", meta={**where, "measure": "compress"})
             rep.record(f"{name}, {kind}: decompress", td, "s", f"{len(raw)} B")
         rep.note("  " + f"{name:<14}" + "".join(f"{c:>34}" for c in cells))
 

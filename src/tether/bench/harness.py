@@ -11,11 +11,51 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 
-def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> float:
+class Timing(float):
+    """A median time in seconds that also carries the spread of the samples it came from.
+
+    It is a float, so groups compute with it as before; arithmetic on it gives
+    plain floats. `Report.row` keeps the spread beside the figure, which is
+    what ``tether bench --compare`` judges noise by.
+
+    Attributes
+    ----------
+    spread : float
+        Half the range of the samples relative to the median (0.05 means the
+        samples lay within about ±5 %); 0.0 for a single sample.
+    samples : int
+        How many samples the median is of.
+
+    Examples
+    --------
+    >>> t = Timing.of([1.0, 1.2, 1.1])
+    >>> float(t), round(t.spread, 3), t.samples
+    (1.1, 0.091, 3)
+    """
+
+    spread: float
+    samples: int
+
+    @classmethod
+    def of(cls, times: list[float]) -> "Timing":
+        """The median of ``times``, with their spread."""
+        med = statistics.median(times)
+        out = cls(med)
+        out.spread = (max(times) - min(times)) / 2 / med if med > 0 else 0.0
+        out.samples = len(times)
+        return out
+
+
+def spread_of(value: Any) -> float | None:
+    """The recorded spread of a figure's value: a `Timing`'s, else None (a count or a peer's own timing)."""
+    return value.spread if isinstance(value, Timing) else None
+
+
+def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None) -> Timing:
     """Median wall time of ``repeat`` single calls.
 
     Parameters
@@ -29,8 +69,8 @@ def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None =
 
     Returns
     -------
-    float
-        The median, in seconds.
+    Timing
+        The median, in seconds, with the samples' spread.
     """
     times = []
     for _ in range(repeat):
@@ -45,12 +85,12 @@ def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None =
             times.append(time.perf_counter() - t0)
         finally:
             gc.enable()
-    return statistics.median(times)
+    return Timing.of(times)
 
 
 def median_pair(
     a: Callable[[], Any], b: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None = None
-) -> tuple[float, float]:
+) -> tuple[Timing, Timing]:
     """Medians of ``a`` and ``b`` timed alternately, so drift on a shared machine hits both alike.
 
     Parameters
@@ -64,17 +104,17 @@ def median_pair(
 
     Returns
     -------
-    tuple of float
-        The medians of ``a`` and ``b``, in seconds.
+    tuple of Timing
+        The medians of ``a`` and ``b``, in seconds, with their spreads.
     """
     ta, tb = [], []
     for _ in range(repeat):
         ta.append(median(a, 1, setup))
         tb.append(median(b, 1, setup))
-    return statistics.median(ta), statistics.median(tb)
+    return Timing.of(ta), Timing.of(tb)
 
 
-def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> float:
+def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> Timing:
     """Median over ``repeat`` runs of the mean time of ``number`` back-to-back calls (as timeit does).
 
     Parameters
@@ -88,8 +128,8 @@ def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> float:
 
     Returns
     -------
-    float
-        Seconds per call.
+    Timing
+        Seconds per call, with the runs' spread.
     """
     times = []
     for _ in range(repeat):
@@ -97,7 +137,7 @@ def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> float:
         for _ in range(number):
             fn()
         times.append((time.perf_counter() - t0) / number)
-    return statistics.median(times)
+    return Timing.of(times)
 
 
 def fmt_time(seconds: float) -> str:
@@ -120,6 +160,15 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds:8.3f} s "
 
 
+# The version of the shape `Report.to_json` writes; `--compare` refuses other shapes.
+JSON_SCHEMA = 1
+
+
+def _plain(value: Any) -> Any:
+    """A plain float (or int, or None) for the report, so the data carries no harness type."""
+    return float(value) if isinstance(value, Timing) else value
+
+
 @dataclass(frozen=True)
 class Figure:
     """One measured figure of a group.
@@ -137,6 +186,12 @@ class Figure:
         fraction, ``""`` when there is no value.
     extra : str
         The text printed after the value (throughput, ratio to a peer).
+    spread : float or None
+        Half the samples' range relative to the median, for timed figures;
+        None where there were no repeated samples (counts, sizes, a peer's own timing).
+    meta : dict
+        What the plots need to place the figure, e.g. ``{"plot": "throughput",
+        "series": "etf", "bytes": 65536, "peer": False}``; empty for most figures.
     """
 
     group: str
@@ -144,6 +199,8 @@ class Figure:
     value: float | None
     unit: str
     extra: str = ""
+    spread: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +250,8 @@ class Report:
         Everything measured and checked, in order.
     notes : list of (group, text)
         Printed lines that are not figures (skips, explanations).
+    failed : list of (group, error)
+        Groups that raised; their figures up to the error are kept.
     """
 
     context: dict[str, Any] = field(default_factory=dict)
@@ -201,6 +260,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     def section(self, title: str) -> None:
         """Start the current group's section: print its title.
@@ -214,7 +274,7 @@ class Report:
         print(f"\n== {title}")
 
     def row(self, name: str, seconds: float | None, extra: str = "", *, value: float | None = None,
-            unit: str = "") -> None:
+            unit: str = "", meta: dict[str, Any] | None = None) -> None:
         """Print and keep one figure.
 
         Parameters
@@ -227,13 +287,16 @@ class Report:
             Text after the time.
         value, unit : optional
             For a row that is not a time, its value and unit, kept but not printed.
+        meta : dict, optional
+            Where the figure goes in a plot (see `Figure`).
         """
         print(f"  {name:<44} {fmt_time(seconds) if seconds is not None else ' ' * 11}  {extra}")
         if seconds is not None:
             value, unit = seconds, "s"
-        self.figures.append(Figure(self.group, name, value, unit, extra))
+        self.figures.append(Figure(self.group, name, _plain(value), unit, extra, spread_of(value), dict(meta or {})))
 
-    def record(self, name: str, value: float, unit: str, extra: str = "") -> None:
+    def record(self, name: str, value: float, unit: str, extra: str = "", *,
+               meta: dict[str, Any] | None = None) -> None:
         """Keep a figure without printing it, for figures printed in a line or table of their own.
 
         Parameters
@@ -246,8 +309,10 @@ class Report:
             Its unit (see `Figure`).
         extra : str, optional
             Context for the value.
+        meta : dict, optional
+            Where the figure goes in a plot (see `Figure`).
         """
-        self.figures.append(Figure(self.group, name, value, unit, extra))
+        self.figures.append(Figure(self.group, name, _plain(value), unit, extra, spread_of(value), dict(meta or {})))
 
     def note(self, text: str) -> None:
         """Print a line that is not a figure, exactly as given, and keep it.
@@ -276,8 +341,41 @@ class Report:
         shown = f"{value:.3f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
         bound = f"{limit:.2f}{unit}" if unit == "×" else f"{limit * 1e6:.0f} µs"
         text = f"{shown} (target ≤ {bound})"
-        self.targets.append(Target(self.group, what, value, limit, unit, ok, text))
+        self.targets.append(Target(self.group, what, float(value), float(limit), unit, ok, text))
         print(f"  -> {what}: {shown}, target ≤ {bound}: {'MET' if ok else 'MISSED'}")
+
+    @property
+    def missed(self) -> list[Target]:
+        """The targets not met, in the order they were checked."""
+        return [t for t in self.targets if not t.met]
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole report as plain data, for ``tether bench --json``.
+
+        Returns
+        -------
+        dict
+            ``{"schema": 1, "context": ..., "sections": ..., "figures": [...],
+            "targets": [...], "notes": [...], "failed": [...]}``; every figure with its group,
+            name, value, unit, spread and plot placement, every target with its
+            measured ratio or time, bound and verdict.
+
+        Examples
+        --------
+        >>> rep = Report(group="g")
+        >>> rep.record("n", 3, "B")
+        >>> rep.to_json()["figures"][0]["value"]
+        3
+        """
+        return {
+            "schema": JSON_SCHEMA,
+            "context": dict(self.context),
+            "sections": dict(self.sections),
+            "figures": [asdict(f) for f in self.figures],
+            "targets": [asdict(t) for t in self.targets],
+            "notes": [{"group": g, "text": text} for g, text in self.notes],
+            "failed": [{"group": g, "error": error} for g, error in self.failed],
+        }
 
     def summary(self) -> None:
         """Print every target checked so far, met or missed."""

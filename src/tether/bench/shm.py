@@ -42,7 +42,7 @@ def _pooled(rep: Report, arr: np.ndarray, region: Region, pool: RegionPool, t_co
     rep.target("pooled write bandwidth vs np.copyto (inverse)", t_pool / t_copy, 1 / 0.8)
     rep.note(f"  pool: {pool.stats.prefaulted_bytes >> 20} MiB prefaulted, hit rate {pool.stats.hit_rate:.0%}")
     rep.record("pool prefaulted", pool.stats.prefaulted_bytes, "B")
-    rep.record("pool hit rate", pool.stats.hit_rate, "ratio")
+    rep.record("pool hit rate", pool.stats.hit_rate, "ratio", meta={"higher_is_better": True})
     return t_pool
 
 

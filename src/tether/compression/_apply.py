@@ -4,11 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._buffers import join
+from .. import memory
+from .._buffers import Segment, join
 from .._limits import Limits
 from ..frame import Header, Stored
-from . import _shuffle
+from . import _codecs, _shuffle
 from ._policy import choose_filter, resolve
+
+
+def _pieces(parts: list[Any], chunk: int) -> list[Any]:
+    """The payload's buffers cut into views of at most ``chunk`` bytes (writer segments stay whole)."""
+    out = []
+    for part in parts:
+        if isinstance(part, Segment):
+            out.append(part)
+            continue
+        view = memoryview(part).cast("B")
+        out.extend(view[pos : pos + chunk] for pos in range(0, len(view), chunk))
+    return out
+
+
+def _under_pressure(parts: list[Any], raw: int, filter_size: int, decision: Any) -> tuple[list[Any], int]:
+    """Under memory pressure: smaller compression chunks, and no byte-shuffle (two whole-payload copies)."""
+    chunk = memory.compression_chunk(_codecs.CHUNK)
+    if chunk >= _codecs.CHUNK or raw <= chunk:
+        return parts, filter_size
+    why = f"memory pressure: compressed in {chunk} B chunks"
+    if filter_size:
+        why += f", byte-shuffle skipped (it copies the {raw} B payload twice)"
+    memory.decide("compression", f"{why} for a {raw} B payload", chunk=chunk, nbytes=raw, shuffle_skipped=filter_size)
+    decision.compression_reason += f"; {why}"
+    return _pieces(list(parts), chunk), 0
 
 
 def pack(
@@ -28,12 +54,16 @@ def pack(
     raw = payload.nbytes
     if codec.id == 0:
         return Stored(payload.segments, raw, raw)
-    parts = payload.segments
-    filter_size = choose_filter(codec, clevel, payload, fmt)
+    parts, filter_size = _under_pressure(payload.segments, raw, choose_filter(codec, clevel, payload, fmt), decision)
+    temporary = 0
     if filter_size:
+        copied = len(parts) > 1 or isinstance(parts[0], Segment)  # join copies unless there is one buffer
+        temporary = raw * (2 if copied else 1)
         parts = [_shuffle.shuffle(join(parts, raw), filter_size)]
         decision.compression_reason += f"; byte-shuffled ({filter_size}-byte elements)"
     packed = codec.compress(parts, raw, clevel, fmt=fmt, type_info=payload.type_info)
+    # What compressing held besides input and frame: the shuffle's copies and the compressed parts.
+    memory.note_temporary("compress", temporary + (sum(map(len, packed)) if packed is not None else 0))
     if packed is None:
         decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
         decision.compression = get(0).name
@@ -53,4 +83,5 @@ def unpack(
     payload = codec.decompress(stored, header.raw_length, limits, fmt=fmt, type_info=type_info, frame_id=frame_id)
     if header.filter_id == _shuffle.FILTER_SHUFFLE:
         payload = _shuffle.unshuffle(payload, header.filter_size)
+        memory.note_temporary("decompress", header.raw_length)  # the shuffled bytes, dropped once unshuffled
     return payload

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import frame
 from .._errors import DecodeError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Up to this size a payload comes back as bytes; larger ones as read-only views.
 VIEW_THRESHOLD = 64 << 10
+# Up to this size dumps writes bytes in one step (larger ones keep the general path's single copy into place).
+PLAIN_MAX = 64 << 10
+_BYTES = {"kind": "bytes"}
 
 
 class RawFormat(Format):
@@ -25,6 +29,17 @@ class RawFormat(Format):
         if t is bytes or t is bytearray or t is memoryview:
             return f"{t.__name__} is written as is", memoryview(obj).nbytes
         return None
+
+    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+        """A whole plain frame around small ``bytes`` and its payload size; None for anything else.
+
+        The bytes :func:`tether.frame.build` would write, without its machinery
+        (see :meth:`tether.formats.etf.EtfFormat.dumps_plain`).
+        """
+        if type(obj) is not bytes or len(obj) > PLAIN_MAX:
+            return None
+        kind = frame.checksum.kind_for(kind, len(obj), transport, False)
+        return frame.plain(self, _BYTES, obj, kind, type_key="bytes"), len(obj)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kind = "bytes" if isinstance(obj, bytes) else "bytearray" if isinstance(obj, bytearray) else "memoryview"

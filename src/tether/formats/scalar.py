@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from .. import frame
 from .._errors import DecodeError, LimitError
 from .._types import Atom
 from ._base import DecodeContext, EncodeContext, Format, Payload
@@ -21,6 +22,7 @@ from ._base import DecodeContext, EncodeContext, Format, Payload
 _F64 = struct.Struct("<d")
 # Ints beyond this many bytes are refused on read: int() of them is quadratic.
 MAX_INT_BYTES = 1 << 20
+_TYPES = {kind: {"kind": kind} for kind in ("int", "float", "bool", "none", "str")}
 
 
 class ScalarFormat(Format):
@@ -36,6 +38,27 @@ class ScalarFormat(Format):
         if obj is None or t is int or t is float or t is str or t is bool:
             return f"{t.__name__} scalar", None  # exact types: an Atom (a str) is a BEAM term
         return None
+
+    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+        """A whole plain frame around a scalar and its payload size; None when the general path must take it.
+
+        The bytes :func:`tether.frame.build` would write, without its machinery.
+        """
+        t = type(obj)
+        if t is int:
+            name, data = "int", obj.to_bytes((obj + (obj < 0)).bit_length() // 8 + 1, "little", signed=True)
+        elif t is float:
+            name, data = "float", _F64.pack(obj)
+        elif t is str:
+            name, data = "str", obj.encode("utf-8", "surrogatepass")
+        elif t is bool:
+            name, data = "bool", b"\x01" if obj else b"\x00"
+        elif obj is None:
+            name, data = "none", b""
+        else:
+            return None
+        kind = frame.checksum.kind_for(kind, len(data), transport, False)
+        return frame.plain(self, _TYPES[name], data, kind, type_key=name), len(data)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         if obj is None:

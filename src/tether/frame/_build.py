@@ -121,9 +121,13 @@ def build(
     lineage: Sequence[Mapping[str, Any]] | None = None,
     stream: Mapping[str, Any] | None = None,
     decision: Any = None,
+    step: str | None = None,
 ) -> Encoded:
-    """An :class:`Encoded` frame of format ``fmt`` holding ``stored``, with payload checksum ``kind``."""
-    meta = _meta.build(fmt.name, fmt.schema_version, type_info, user=user, lineage=lineage, stream=stream)
+    """An :class:`Encoded` frame of format ``fmt`` holding ``stored``, with payload checksum ``kind``.
+
+    ``step`` names this write in the frame's own lineage entry (see :func:`tether.frame._meta.build`).
+    """
+    meta = _meta.build(fmt.name, fmt.schema_version, type_info, user=user, lineage=lineage, stream=stream, step=step)
     header = Header(
         format_id=fmt.id,
         compression_id=stored.compression_id,

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from typing import Any, Mapping, Sequence
 
 from .. import _etf
 from .._version import __version__
-from .._errors import DecodeError, EncodeError, MappingError, ValidationError, foreign
+from .._errors import DecodeError, EncodeError, LimitError, MappingError, ValidationError, foreign
 from .._limits import Limits
 
 # Keys written by tether itself; user fields live under "user".
-KEYS = ("format", "schema", "created_at", "type", "lineage", "user", "producer")
+KEYS = ("format", "schema", "created_at", "type", "lineage", "user", "producer", "user_packed")
 PRODUCER = f"tether-py/{__version__}"
+# User metadata whose encoding is larger than this is stored packed under "user_packed" (see
+# docs/format.md, "Large user metadata"): compressed when that pays, decoded only when read.
+USER_PACK_THRESHOLD = 16 << 10
+PACKED_KEY = "user_packed"
 
 
 _OPTIONS = _etf.Options(structs=False)
@@ -49,13 +54,17 @@ def build(
     user: Mapping[str, Any] | None = None,
     lineage: Sequence[Mapping[str, Any]] | None = None,
     stream: Mapping[str, Any] | None = None,
+    step: str | None = None,
 ) -> bytes:
     """The metadata block of a new frame: the one place tether writes it.
 
     Format, schema, producer and the default lineage repeat from frame to
     frame, so their encoding is cached (keyed by pid too, for forked
     children); so is the type information when the format names it with a
-    hashable ``type_key``. See docs/format.md, "Metadata", for the keys.
+    hashable ``type_key``. ``step`` names this write in the frame's own
+    lineage entry, with its time (``at``). User metadata over
+    :data:`USER_PACK_THRESHOLD` bytes is packed. See docs/format.md,
+    "Metadata", for the keys.
 
     Examples
     --------
@@ -64,31 +73,86 @@ def build(
     ('raw', {'kind': 'bytes'}, True)
     """
     pid = os.getpid()
-    # The pid is in the key, for forked children; a caller's lineage by its repr.
-    key = (fmt, schema, pid, repr(lineage) if lineage else None)
-    fixed = _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, lineage))
+    micros = time.time_ns() // 1000
+    if step is None:
+        # The pid is in the key, for forked children; a caller's lineage by its repr.
+        key = (fmt, schema, pid, repr(lineage) if lineage else None)
+        fixed = _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, lineage))
+    else:  # a step is timed: never the same twice
+        fixed = _pairs(_fixed(fmt, schema, pid, lineage, {"step": step, "at": micros}))
     if type_key is None:
         typed = _pairs({"type": type_info})
     else:
         tkey = ("type", fmt, schema, type_key)
         typed = _PAIRS.get(tkey) or _cache(tkey, {"type": type_info})
-    parts = [fixed, _created_pair(time.time_ns() // 1000), typed]
+    parts = [fixed, _created_pair(micros), typed]
     if user:
         for name in user:
             if not isinstance(name, str):
                 raise ValidationError(f"metadata keys must be str, got {name!r}.")
-        parts.append(_pairs({"user": dict(user)}))
+        parts.append(_user_pair(dict(user)))
     if stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
         parts.append(_pairs({"stream": dict(stream)}))
     return splice(len(parts) + 3, *parts)  # the fixed part holds four pairs
 
 
-def _fixed(fmt: str, schema: int, pid: int, lineage: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
-    trail = [{"producer": PRODUCER, "pid": pid, "format": fmt}, *(dict(x) for x in lineage or ())]
+def _fixed(
+    fmt: str, schema: int, pid: int, lineage: Sequence[Mapping[str, Any]] | None, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    trail = [{"producer": PRODUCER, "pid": pid, "format": fmt, **(extra or {})}, *(dict(x) for x in lineage or ())]
     return {"format": fmt, "schema": schema, "producer": PRODUCER, "lineage": trail}
 
 
 _CREATED_KEY = pairs({"created_at": 0})[:-2]  # the key as the map writes it, without the value 0
+_USER_KEY = pairs({"user": 0})[:-2]
+
+
+def _user_pair(user: dict[str, Any]) -> bytes:
+    """The ``user`` pair, or above the threshold the ``user_packed`` pair holding it as an ETF binary."""
+    try:
+        term = _etf.encode(user, _OPTIONS, bytes_tag=_etf.BIT_BINARY)
+    except (MappingError, EncodeError):
+        return _pairs({"user": user})  # raises with the metadata message
+    if len(term) <= USER_PACK_THRESHOLD:
+        return _USER_KEY + term[1:]  # the value without its version byte, as a map holds it
+    # A 64 KiB sample says whether deflating the whole term can pay (random bytes would cost it for nothing).
+    sample = term[: 64 << 10]
+    packed = zlib.compress(term, 1) if len(zlib.compress(sample, 1)) < len(sample) * 0.9 else term
+    compressed = len(packed) < len(term) * 0.9
+    return _pairs({PACKED_KEY: {"encoding": "etf", "compression": "zlib" if compressed else "none",
+                                "size": len(term), "data": packed if compressed else term}})
+
+
+def unpack_user(packed: Any, limits: Limits) -> dict[str, Any]:
+    """The user metadata a ``user_packed`` map holds, within ``limits.max_metadata_size``.
+
+    Examples
+    --------
+    >>> import tether
+    >>> meta = decode(build("raw", 1, {}, user={"k": "v" * 20000}), tether.get_limits())
+    >>> unpack_user(meta["user_packed"], tether.get_limits())["k"][:3]
+    'vvv'
+    """
+    if not isinstance(packed, dict) or packed.get("encoding") != "etf" or not isinstance(packed.get("data"), bytes):
+        raise DecodeError("Frame metadata 'user_packed' is not a map of encoding 'etf' with binary data.")
+    size, data, comp = packed.get("size"), packed["data"], packed.get("compression")
+    if type(size) is not int or size > limits.max_metadata_size:
+        raise LimitError(f"Packed user metadata declares {size!r} bytes, over the limit of "
+                         f"{limits.max_metadata_size} (Limits.max_metadata_size).")
+    if comp == "zlib":
+        inflater = zlib.decompressobj()
+        try:
+            data = inflater.decompress(data, size + 1)
+        except zlib.error as exc:
+            raise DecodeError(f"Packed user metadata does not inflate: {exc}.") from None
+    elif comp != "none":
+        raise DecodeError(f"Packed user metadata uses compression {comp!r}; this tether reads zlib and none.")
+    if len(data) != size:
+        raise DecodeError(f"Packed user metadata holds {len(data)} bytes, it declares {size}.")
+    user = decode_term(data, limits)
+    if not isinstance(user, dict):
+        raise DecodeError(f"Packed user metadata must hold a map, got {type(user).__name__}.")
+    return user
 
 
 def _created_pair(micros: int) -> bytes:
@@ -117,18 +181,25 @@ def options(limits: Limits) -> _etf.Options:
     """The decoder options for metadata under ``limits`` (kept while the limits object stays the same)."""
     # By identity: hashing a Limits value costs more than decoding small metadata.
     if _decode_options[0] is not limits:
-        _decode_options[:] = [limits, _etf.Options(binaries="tagged", limits=limits, structs=False)]
+        # Metadata is tether's own map: a shape such as [50, 40] is a list of ints, never text.
+        _decode_options[:] = [limits, _etf.Options(binaries="tagged", limits=limits, structs=False,
+                                                   warn_charlists=False)]
     return _decode_options[1]
 
 
-def decode(data: bytes, limits: Limits) -> dict[str, Any]:
-    """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
+def decode_term(data: bytes, limits: Limits) -> Any:
+    """Decode an ETF term of frame metadata; binaries become ``str`` when they are valid UTF-8."""
     try:
-        meta = _etf.decode(data, options(limits))
+        return _etf.decode(data, options(limits))
     except Exception as exc:  # typed or not, the message says it is the metadata; a LimitError stays one
         typed = foreign(exc, "ETF")
         cls = type(typed) if isinstance(typed, DecodeError) else DecodeError
         raise cls(f"Frame metadata is not a valid ETF map: {typed}") from exc
+
+
+def decode(data: bytes, limits: Limits) -> dict[str, Any]:
+    """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
+    meta = decode_term(data, limits)
     if not isinstance(meta, dict):
         raise DecodeError(f"Frame metadata must be an ETF map, got {type(meta).__name__}.")
     fmt = meta.get("format")

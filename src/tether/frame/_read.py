@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._errors import ChecksumError, DecodeError, TruncatedError
@@ -55,10 +55,33 @@ class FrameInfo:
     payload_checksum: int
     type: dict[str, Any]
     lineage: list[Any]
-    user: dict[str, Any]
+    user: dict[str, Any]  # held packed (see _Packed) until first read
     producer: str | None
     details: dict[str, Any] = field(default_factory=dict)
     stream: dict[str, Any] = field(default_factory=dict)
+
+    def __getattribute__(self, name: str) -> Any:
+        # Large user metadata stays packed until ``user`` is read (by attribute, asdict, repr or ==).
+        value = object.__getattribute__(self, name)
+        if name == "user" and type(value) is _Packed:
+            from .._limits import get_limits
+
+            value = _meta.unpack_user(value.packed, get_limits())
+            object.__setattr__(self, "user", value)
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field as plain data (``user`` decoded, ``created_at`` as ISO text).
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.inspect(tether.dumps(1, metadata={"k": 1})).as_dict()["user"]
+        {'k': 1}
+        """
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return out
 
     def __str__(self) -> str:
         rows = [
@@ -82,6 +105,18 @@ class FrameInfo:
             rows.append(("stream", self.stream))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+class _Packed:
+    """User metadata as stored (packed), until someone reads ``FrameInfo.user``."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: Any):
+        self.packed = packed
+
+    def __repr__(self) -> str:
+        return f"<packed user metadata, {self.packed.get('size') if isinstance(self.packed, dict) else '?'} B>"
 
 
 def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header, dict[str, Any], memoryview]:
@@ -180,6 +215,8 @@ def info(header: Header, meta: dict[str, Any], fmt: Any = None, compression: Any
             details = {}
     lineage = meta.get("lineage")
     user = meta.get("user")
+    if user is None and _meta.PACKED_KEY in meta:
+        user = _Packed(meta[_meta.PACKED_KEY])
     return FrameInfo(
         frame_version=header.version,
         format=name,
@@ -199,7 +236,7 @@ def info(header: Header, meta: dict[str, Any], fmt: Any = None, compression: Any
         payload_checksum=header.payload_checksum,
         type=type_info,
         lineage=lineage if isinstance(lineage, list) else [],
-        user=user if isinstance(user, dict) else {},
+        user=user if isinstance(user, (dict, _Packed)) else {},
         producer=meta.get("producer") if isinstance(meta.get("producer"), str) else None,
         details=details,
         stream=meta["stream"] if isinstance(meta.get("stream"), dict) else {},

@@ -1,11 +1,42 @@
-"""A pool of warm regions: faulting fresh shared memory in costs more than the copy itself."""
+"""A pool of warm regions: faulting fresh shared memory in costs more than the copy itself.
+
+Under memory pressure (:func:`tether.memory.under_pressure`) a pool keeps
+nothing warm: its free regions are trimmed when pressure starts, regions
+given back are closed instead of kept, and new ones are not prefaulted,
+each a decision logged on ``tether.memory``.
+"""
 
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
+from .. import memory
 from ._region import HEADER_SIZE, Region, gc
+
+# Every live pool, for tether.memory: its stats and its trimming under pressure.
+POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
+
+
+def pool_stats() -> dict[str, Any]:
+    """Warm regions and bytes, acquires, hits and hit rate, and bytes trimmed, over every live pool.
+
+    Examples
+    --------
+    >>> pool_stats()["hit_rate"] >= 0
+    True
+    """
+    pools = list(POOLS)
+    acquired = sum(p.stats.acquired for p in pools)
+    hits = sum(p.stats.hits for p in pools)
+    warm = [p._warm() for p in pools]
+    return {
+        "pools": len(pools), "warm_regions": sum(n for n, _ in warm), "warm_bytes": sum(b for _, b in warm),
+        "acquired": acquired, "hits": hits, "hit_rate": hits / acquired if acquired else 0.0,
+        "trimmed_bytes": sum(p.stats.trimmed_bytes for p in pools),
+    }
 
 
 @dataclass(slots=True)
@@ -19,6 +50,8 @@ class PoolStats:
     evicted: int = 0
     prefaulted_bytes: int = 0
     swept_orphans: int = 0
+    trimmed: int = 0
+    trimmed_bytes: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -61,30 +94,45 @@ class RegionPool:
         self._lock = threading.Lock()
         if sweep:
             self.stats.swept_orphans = len(gc())
+        POOLS.add(self)
 
     def acquire(self, nbytes: int) -> Region:
-        """A region with room for ``nbytes`` of frames, warm when the pool has one."""
+        """A region with room for ``nbytes`` of frames, warm when the pool has one.
+
+        Under memory pressure a new region is not prefaulted (the warm ones
+        were trimmed when pressure started: :func:`tether.memory.relieve`).
+        """
+        pressure = "memory_pressure" in memory.check()
         with self._lock:
             self.stats.acquired += 1
             fits = [r for r in self._free if r.capacity - HEADER_SIZE >= nbytes]
-            if fits:
-                region = min(fits, key=lambda r: r.capacity)
+            region = min(fits, key=lambda r: r.capacity) if fits else None
+            if region is not None:
                 self._free.remove(region)
                 self.stats.hits += 1
-                region.reset()
-                return region
-            self.stats.misses += 1
+            else:
+                self.stats.misses += 1
+        if region is not None:
+            region.reset()
+            return region
         size = max(self.min_size, 1 << (max(nbytes, 1) - 1).bit_length())
-        region = Region.create(size, prefault=self.prefault)
-        if self.prefault:
+        prefault = self.prefault and not pressure
+        if self.prefault and pressure:
+            memory.decide("pool", f"did not prefault a new region of {size} B: memory pressure", size=size)
+        region = Region.create(size, prefault=prefault)
+        if prefault:
             self.stats.prefaulted_bytes += region.capacity
         return region
 
     def release(self, region: Region) -> None:
-        """Give a region back; its frames are dropped and its pages stay warm."""
+        """Give a region back; its frames are dropped and its pages stay warm (not under memory pressure)."""
+        keep = not memory.under_pressure()
+        if not keep:
+            memory.decide("pool", f"closed a released region of {region.capacity} B instead of keeping it warm: "
+                          "memory pressure", capacity=region.capacity)
         with self._lock:
             self.stats.released += 1
-            if len(self._free) < self.max_regions:
+            if keep and len(self._free) < self.max_regions:
                 region.reset()
                 self._free.append(region)
                 return
@@ -95,8 +143,48 @@ class RegionPool:
     @property
     def warm_bytes(self) -> int:
         """Bytes of free regions ready to be written at memory speed."""
+        return self._warm()[1]
+
+    def _warm(self) -> tuple[int, int]:
+        """(free regions, their bytes), without reading each region's header."""
         with self._lock:
-            return sum(r.capacity for r in self._free)
+            return len(self._free), sum(r._map.size for r in self._free if r._map is not None)
+
+    def trim(self, keep_bytes: int = 0) -> int:
+        """Close and unlink free regions, largest first, until at most ``keep_bytes`` stay warm.
+
+        Parameters
+        ----------
+        keep_bytes : int, default 0
+            Warm bytes to keep.
+
+        Returns
+        -------
+        int
+            Bytes given back.
+
+        Examples
+        --------
+        >>> pool = RegionPool(prefault=False, sweep=False)
+        >>> pool.release(pool.acquire(1 << 20))
+        >>> pool.trim() > 0, pool.warm_bytes
+        (True, 0)
+        """
+        with self._lock:
+            self._free.sort(key=lambda r: r.capacity)
+            drop = []
+            warm = sum(r.capacity for r in self._free)
+            while self._free and warm > keep_bytes:
+                region = self._free.pop()
+                warm -= region.capacity
+                drop.append(region)
+            freed = sum(r.capacity for r in drop)
+            self.stats.trimmed += len(drop)
+            self.stats.trimmed_bytes += freed
+        for region in drop:
+            region.close()
+            region.unlink()
+        return freed
 
     def close(self) -> None:
         """Close and unlink every free region."""

@@ -32,9 +32,11 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from .. import memory
 from .._errors import RegionError, TetherError, ValidationError
 
 SHM_DIR = "/dev/shm"
@@ -140,6 +142,58 @@ _ATTACHED_MAX = 16
 _attached_lock = threading.Lock()
 
 
+# Every Region object not yet collected, for tether.memory.stats(); closed ones are skipped there.
+REGIONS: "weakref.WeakSet[Region]" = weakref.WeakSet()
+# Attachments served from the cache (hits) and by a new mapping (misses).
+_attach_counts = {"hits": 0, "misses": 0}
+
+
+def live_stats() -> dict[str, Any]:
+    """Open regions (owned and attached), the bytes they and the attach cache map, and the cache's counters.
+
+    Mappings that outlive a closed region through views handed out are not
+    counted: nothing tether holds refers to them any more.
+
+    Examples
+    --------
+    >>> s = live_stats()
+    >>> s["live"] == s["owned"] + s["attached"], s["attach_cache"]["max"]
+    (True, 16)
+    """
+    mappings: dict[int, int] = {}
+    owned = attached = 0
+    for region in list(REGIONS):
+        m = region._map
+        if region._closed or m is None:
+            continue
+        owned += region._owner
+        attached += not region._owner
+        mappings[id(m)] = m.size
+    with _attached_lock:
+        cached = [entry.mapping for entry in _ATTACHED.values()]
+    for m in cached:
+        mappings[id(m)] = m.size
+    cache = {"entries": len(cached), "max": _ATTACHED_MAX, "mapped_bytes": sum(m.size for m in cached),
+             **_attach_counts}
+    return {"live": owned + attached, "owned": owned, "attached": attached,
+            "mapped_bytes": sum(mappings.values()), "attach_cache": cache}
+
+
+_metrics: Any = None
+
+
+def _record_attach(nbytes: int, seconds: float, error: BaseException | None = None) -> None:
+    """Count one attach in tether.metrics (when that module is in this build)."""
+    global _metrics
+    if _metrics is None:  # imported on first use: tether.metrics imports the API, which imports this module
+        try:
+            from .. import metrics as _metrics
+        except ImportError:
+            _metrics = False
+    if _metrics:
+        _metrics.record("attach", "-", "-", "shm", nbytes, nbytes, seconds, error=error)
+
+
 def drop_cache() -> None:
     """Unmap every mapping kept for :meth:`Region.attach`; views into them stay valid."""
     with _attached_lock:
@@ -187,6 +241,7 @@ class Region:
         self._shared = shared
         self._map: _Mapping | None = shared.mapping if shared is not None else _Mapping(fd, size, writable)
         self._closed = False
+        REGIONS.add(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -245,6 +300,7 @@ class Region:
             raise
         if prefault:
             region.prefault()
+        memory.check()  # a budget on live regions or mapped bytes alerts as soon as it is exceeded
         return region
 
     @classmethod
@@ -255,8 +311,20 @@ class Region:
         header is copied out and validated before anything else is read.
         Attachments to the same file share one mapping, kept by the process
         (at most 16, least recently used first out; :func:`drop_cache`
-        releases them), so attaching again costs no ``mmap``.
+        releases them), so attaching again costs no ``mmap``. Each attach is
+        counted in :mod:`tether.metrics` (operation ``"attach"``).
         """
+        t0 = time.perf_counter()
+        try:
+            region = cls._attach(name, readonly)
+        except TetherError as exc:
+            _record_attach(0, 0.0, exc)
+            raise
+        _record_attach(region._map.size if region._map is not None else 0, time.perf_counter() - t0)
+        return region
+
+    @classmethod
+    def _attach(cls, name: str, readonly: bool) -> "Region":
         path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
         try:
             fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
@@ -276,7 +344,9 @@ class Region:
                 if entry is not None and entry.mapping.size == st.st_size:
                     _ATTACHED.move_to_end(key)
                     os.close(fd)
+                    _attach_counts["hits"] += 1
                 else:
+                    _attach_counts["misses"] += 1
                     if entry is not None:  # the file grew or shrank: map it afresh
                         del _ATTACHED[key]
                         entry.drop()

@@ -1,0 +1,43 @@
+"""Metrics overhead: the same round trips with ``tether.metrics`` on and off, in the same run.
+
+Metrics are on by default, so their cost is paid by every call. The target
+(#13): at most 3 % on a small ``dumps`` + ``loads`` round trip, and nothing
+measurable on a large one. The measurement is ``tether.metrics.overhead()``,
+which alternates on and off run by run so that drift on a shared machine
+hits both alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .harness import Report
+
+# The bound on metrics-on / metrics-off, small and large round trips alike.
+TARGET = 1.03
+
+
+def run(rep: Report, quick: bool) -> None:
+    """Small and large round trips with metrics on and off; the ratio against its target.
+
+    Parameters
+    ----------
+    rep : Report
+        Where the figures go.
+    quick : bool
+        Fewer round trips and an 8 MiB array instead of 64 MiB.
+    """
+    mib = 8 if quick else 64
+    rep.section(f"metrics: round trips with tether.metrics on and off (5-key map; {mib} MiB float64 ndarray)")
+    try:
+        overhead = importlib.import_module("tether.metrics").overhead
+    except (ImportError, AttributeError):
+        rep.note("  (tether.metrics has no overhead() in this build: nothing to compare)")
+        return
+    # n round trips per run for the small value, n / 200 (at least 3) for the large one.
+    result = overhead(n=600 if quick else 4000, repeat=7 if quick else 15, large_bytes=mib << 20)
+    for key in ("small", "large"):
+        on, off = result[key]["on_ns"] / 1e9, result[key]["off_ns"] / 1e9
+        rep.row(f"{key} round trip, metrics off", off)
+        rep.row(f"{key} round trip, metrics on", on, f"{on / off:.3f}× off")
+        rep.target(f"metrics overhead, {key} round trip (on / off)", on / off, TARGET)

@@ -1,0 +1,289 @@
+"""What tether does in production: counts, bytes, durations, decisions, advice and alerts.
+
+On by default and cheap enough to leave on: every ``dumps``, ``loads``,
+``dump_into`` and stream chunk is counted per (operation, format,
+compression, transport, size class). Recording one is a single list append,
+without a lock; every 1024 operations, and whenever figures are read, they
+are folded in bulk (with NumPy) into counts, byte totals and log-bucket
+histograms, so no sample is kept. Shared memory (``attach``) and worker calls
+(``worker_call``) report through :func:`record`.
+
+- :func:`snapshot` — everything as plain data (JSON-serialisable);
+- :func:`decisions` — the last format decisions, with the time each operation took;
+- :func:`recommendations` — advice drawn from what was observed (:mod:`._recommend`);
+- :func:`alert`, :func:`clear`, :func:`on_alert` — alerts on ``tether.alerts``,
+  raised by the throughput monitor (:func:`configure_alerts`) and by :mod:`tether.memory`;
+- :func:`prometheus_collector` — a ``prometheus_client`` collector (optional extra);
+- :func:`otel_register` — observable instruments on an OpenTelemetry meter (optional extra);
+- :func:`overhead` — what metrics cost on a small and a large round trip (for ``tether bench``).
+
+Examples
+--------
+>>> import tether, tether.metrics
+>>> tether.metrics.reset()
+>>> tether.loads(tether.dumps({"a": 1}))
+{'a': 1}
+>>> [(r["op"], r["format"], r["count"]) for r in tether.metrics.snapshot()["operations"]]
+[('dumps', 'etf', 1), ('loads', 'etf', 1)]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Callable
+
+from .._errors import ValidationError
+from .. import _select
+from .._select import Decision, clear_history
+from . import _alerts, _core
+from ._alerts import Alert, active_alerts, alert, clear, configure_alerts, on_alert
+from ._bench import overhead
+from ._recommend import Recommendation, recommendations
+
+__all__ = [
+    "OPERATIONS", "SIZE_CLASSES", "Alert", "Recommendation", "active_alerts", "alert", "clear", "configure_alerts",
+    "decisions", "disable", "flush", "enable", "enabled", "on_alert", "otel_register", "overhead", "prometheus_collector",
+    "record",
+    "recommendations", "reset", "set_clock", "snapshot",
+]
+
+OPERATIONS = ("dumps", "loads", "dump_into", "attach", "stream_chunk", "worker_call")
+SIZE_CLASSES = _core.SIZE_CLASSES
+
+
+def record(
+    op: str, fmt: str, compression: str, transport: str, nbytes_in: int, nbytes_out: int, seconds: float, *,
+    error: BaseException | str | None = None, fallback: str | None = None,
+) -> None:
+    """Count one operation done outside tether's own entry points (shared memory, worker calls).
+
+    Parameters
+    ----------
+    op : str
+        One of :data:`OPERATIONS`.
+    fmt, compression, transport : str
+        The format, compressor and transport involved (``"-"`` when not applicable).
+    nbytes_in, nbytes_out : int
+        Bytes taken and produced; the larger picks the size class.
+    seconds : float
+        How long it took.
+    error : exception, str, optional
+        The operation failed with this (its type name is counted; the time is not).
+    fallback : str, optional
+        The operation fell back, e.g. ``"shm->inline"``; counted by that name, besides the operation.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.reset(); m.record("worker_call", "etf", "none", "shm", 2 << 20, 100, 0.004)
+    >>> m.snapshot()["operations"][0]["size_class"]
+    '1MiB-16MiB'
+    """
+    if not _core.on:
+        return
+    if error is not None:
+        kind = error if isinstance(error, str) else type(error).__name__
+        _core.count_other(op, fmt, compression, transport, max(nbytes_in, nbytes_out), _core.ERRORS, kind)
+        return
+    if fallback is not None:
+        _core.count_other(op, fmt, compression, transport, max(nbytes_in, nbytes_out), _core.FALLBACKS, fallback)
+    _core.observe(op, fmt, compression, transport, int(nbytes_in), int(nbytes_out), max(0, int(seconds * 1e9)))
+
+
+def decisions(n: int | None = None) -> list[Decision]:
+    """The format decisions of the last ``n`` timed operations (every thread's), oldest first, with their times.
+
+    Each is a :class:`tether.Decision` with ``operation`` (``"dumps"``,
+    ``"dump_into"``, ``"stream_chunk"``) and ``seconds`` set; at most 256 are
+    kept. :func:`tether.last_decision` is still this thread's newest.
+
+    Examples
+    --------
+    >>> import tether, tether.metrics
+    >>> _ = tether.dumps([1, 2])
+    >>> d = tether.metrics.decisions(1)[0]
+    >>> d.format, d.operation, d.seconds > 0
+    ('etf', 'dumps', True)
+    """
+    _core.drain()
+    return _select.decisions(n)
+
+
+def flush() -> None:
+    """Fold the operations recorded so far into the totals and the alert monitor now.
+
+    Recording only appends to a list; the figures are folded every 1024
+    operations and whenever they are read (:func:`snapshot`, :func:`decisions`,
+    :func:`recommendations`, the exporters). Call this to have the throughput
+    alerts look at the latest operations at once.
+
+    Examples
+    --------
+    >>> import tether, tether.metrics
+    >>> _ = tether.dumps(1); tether.metrics.flush()
+    """
+    _core.drain()
+
+
+def enable() -> None:
+    """Start recording again after :func:`disable` (counts so far are kept).
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.disable(); m.enable(); m.enabled()
+    True
+    """
+    _core.on = True
+
+
+def disable() -> None:
+    """Stop recording: every entry point then skips metrics entirely (and :func:`record` is a no-op).
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.disable(); m.enabled()
+    False
+    >>> m.enable()
+    """
+    _core.on = False
+
+
+def enabled() -> bool:
+    """Whether operations are being recorded.
+
+    Examples
+    --------
+    >>> import tether.metrics
+    >>> tether.metrics.enabled()
+    True
+    """
+    return _core.on
+
+
+def reset() -> None:
+    """Forget every count, note, decision and throughput baseline (active alerts stay until cleared).
+
+    Examples
+    --------
+    >>> import tether, tether.metrics as m
+    >>> _ = tether.dumps(1); m.reset(); m.snapshot()["operations"]
+    []
+    """
+    _core.reset()
+    clear_history()
+    _alerts.reset_baselines()
+
+
+def set_clock(clock: Callable[[], int] | None) -> None:
+    """Use ``clock`` (nanoseconds, monotonic) to time operations; None restores ``time.perf_counter_ns``.
+
+    For tests that simulate a slowdown.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.set_clock(lambda: 0); m.set_clock(None)
+    """
+    import time
+
+    if clock is not None and not callable(clock):
+        raise ValidationError(f"set_clock needs a callable returning nanoseconds, got {type(clock).__name__}.")
+    _core.clock = clock or time.perf_counter_ns
+
+
+def _row(key: tuple, entry: list) -> dict[str, Any]:
+    op, fmt, comp, transport, size = key
+    count, nin, nout, ns, hist = entry[: _core.ERRORS]
+    seconds = ns / 1e9
+    return {
+        "op": op, "format": fmt, "compression": comp, "transport": transport, "size_class": _core.SIZE_CLASSES[size],
+        "count": count, "bytes_in": nin, "bytes_out": nout, "seconds": seconds,
+        "p50": _core.percentile(hist, 0.50), "p95": _core.percentile(hist, 0.95),
+        "p99": _core.percentile(hist, 0.99),
+        "ratio": nout / nin if nin else None,
+        "throughput": max(nin, nout) / seconds if seconds else None,
+        "errors": dict(entry[_core.ERRORS]), "fallbacks": dict(entry[_core.FALLBACKS]),
+        "histogram": {f"{_core.bucket_bounds(i)[1] / 1e9:.3e}": n for i, n in enumerate(hist) if n},
+    }
+
+
+def snapshot() -> dict[str, Any]:
+    """Everything recorded so far, as plain data (JSON-serialisable).
+
+    Keys: ``enabled``, ``since`` (ISO time of the last reset), ``operations``
+    (one row per key: counts, bytes in/out, seconds, p50/p95/p99 seconds from
+    the histogram, ``ratio`` out/in, throughput in bytes/s, errors and
+    fallbacks by type, the non-empty histogram buckets by upper bound),
+    ``compression`` (per codec and transport: raw and stored bytes, ratio,
+    seconds spent compressing), ``decisions``, ``alerts`` (active),
+    ``recommendations`` and ``memory`` (``tether.memory.stats()`` when that
+    module is there).
+
+    Examples
+    --------
+    >>> import json, tether, tether.metrics as m
+    >>> _ = tether.dumps([1, 2]); s = m.snapshot()
+    >>> json.loads(json.dumps(s))["enabled"]
+    True
+    """
+    rows = [_row(key, entry) for key, entry in sorted(_core.merged().items(), key=lambda kv: kv[0])]
+    comp = [
+        {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
+         "ratio": stored / raw if raw else None, "seconds": ns / 1e9}
+        for (codec, transport, _bw), (n, raw, stored, ns) in sorted(_core.notes("compress").items(), key=str)
+    ]
+    out = {
+        "enabled": _core.on,
+        "since": _dt.datetime.fromtimestamp(_core.since, _dt.timezone.utc).isoformat(),
+        "operations": rows,
+        "compression": comp,
+        "decisions": [d.as_dict() for d in decisions()],
+        "alerts": [a.as_dict() for a in active_alerts()],
+        "recommendations": [r.as_dict() for r in recommendations()],
+    }
+    try:
+        from .. import memory
+    except ImportError:
+        return out
+    try:
+        out["memory"] = memory.stats()
+    except Exception as exc:  # memory figures are informational: a snapshot must not fail on them
+        out["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def prometheus_collector() -> Any:
+    """A ``prometheus_client`` collector of these metrics; register it with ``REGISTRY.register(...)``.
+
+    Needs the ``prometheus_client`` package (``pip install tether[prometheus]``);
+    a :class:`tether.ValidationError` says so when it is missing.
+
+    Examples
+    --------
+    >>> import tether.metrics
+    >>> from prometheus_client import CollectorRegistry, generate_latest  # doctest: +SKIP
+    >>> registry = CollectorRegistry()  # doctest: +SKIP
+    >>> registry.register(tether.metrics.prometheus_collector())  # doctest: +SKIP
+    """
+    from . import _prometheus
+
+    return _prometheus.Collector()
+
+
+def otel_register(meter: Any) -> list[Any]:
+    """Create tether's observable instruments on an OpenTelemetry ``meter`` (``opentelemetry-api``).
+
+    See :func:`tether.metrics._otel.register` for the instruments; a
+    :class:`tether.ValidationError` says how to install the API when it is missing.
+
+    Examples
+    --------
+    >>> from opentelemetry import metrics  # doctest: +SKIP
+    >>> import tether.metrics
+    >>> instruments = tether.metrics.otel_register(metrics.get_meter("tether"))  # doctest: +SKIP
+    """
+    from . import _otel
+
+    return _otel.register(meter)

@@ -1,0 +1,248 @@
+"""Alerts: a named condition that fires once (WARNING on ``tether.alerts``, then callbacks) until cleared.
+
+The throughput monitor raises them: for each (operation, format, size class)
+it keeps a rolling baseline, the median of the last healthy batch medians of
+throughput, and compares each new batch's median with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .._errors import ValidationError
+from . import _core
+
+log = logging.getLogger("tether.alerts")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert, as callbacks receive it: ``state`` is ``"firing"`` or ``"cleared"``.
+
+    Examples
+    --------
+    >>> Alert("x", "slow", {"ratio": 0.3}, "look", "firing", 0.0).as_dict()["figures"]
+    {'ratio': 0.3}
+    """
+
+    name: str
+    message: str
+    figures: dict[str, Any]
+    suggestion: str
+    state: str
+    time: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-serialisable)."""
+        return {"name": self.name, "message": self.message, "figures": dict(self.figures),
+                "suggestion": self.suggestion, "state": self.state, "time": self.time}
+
+
+@dataclass
+class _Config:
+    fraction: float = 0.5
+    min_samples: int = 16
+    warmup: int = 2
+    window: int = 8
+
+
+_config = _Config()
+_lock = threading.RLock()
+_active: dict[str, Alert] = {}
+_callbacks: list[Callable[[Alert], Any]] = []
+_baselines: dict[tuple, list[float]] = {}
+
+
+def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> bool:
+    """Fire alert ``name``: a WARNING on ``tether.alerts`` and every :func:`on_alert` callback, once until cleared.
+
+    Returns True when it fired, False when it was already active.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.alert("demo", "memory is short", {"free": 10}, "free some"), m.alert("demo", "again", {}, "")
+    (True, False)
+    >>> m.clear("demo")
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"An alert needs a non-empty str name, got {name!r}.")
+    with _lock:
+        if name in _active:
+            return False
+        event = _active[name] = Alert(name, message, dict(figures), suggestion, "firing")
+        callbacks = list(_callbacks)
+    figures_text = ", ".join(f"{k}={_fmt(v)}" for k, v in event.figures.items())
+    log.warning("tether alert %s: %s (%s). %s", name, message, figures_text, suggestion)
+    _notify(callbacks, event)
+    return True
+
+
+def clear(name: str) -> bool:
+    """Clear alert ``name`` (INFO on ``tether.alerts``, callbacks get it with state "cleared"); True if it was active.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.clear("never fired")
+    False
+    """
+    with _lock:
+        fired = _active.pop(name, None)
+        callbacks = list(_callbacks)
+    if fired is None:
+        return False
+    event = Alert(name, f"cleared: {fired.message}", fired.figures, fired.suggestion, "cleared")
+    log.info("tether alert %s cleared", name)
+    _notify(callbacks, event)
+    return True
+
+
+def on_alert(callback: Callable[[Alert], Any] | None = None, *, remove: bool = False) -> Callable[[Alert], Any] | None:
+    """Register ``callback(alert)`` for every alert fired or cleared (``remove=True`` unregisters it).
+
+    A callback that raises is logged and skipped; the others still run.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> seen = []
+    >>> cb = m.on_alert(seen.append)
+    >>> _ = m.alert("demo2", "m", {}, "s"); _ = m.clear("demo2")
+    >>> [a.state for a in seen]
+    ['firing', 'cleared']
+    >>> _ = m.on_alert(cb, remove=True)
+    """
+    if not callable(callback):
+        raise ValidationError(f"on_alert needs a callable, got {type(callback).__name__}.")
+    with _lock:
+        if remove:
+            if callback in _callbacks:
+                _callbacks.remove(callback)
+        else:
+            _callbacks.append(callback)
+    return callback
+
+
+def active_alerts() -> list[Alert]:
+    """The alerts firing now.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> isinstance(m.active_alerts(), list)
+    True
+    """
+    with _lock:
+        return list(_active.values())
+
+
+def configure_alerts(
+    *, fraction: float | None = None, min_samples: int | None = None, warmup: int | None = None,
+    window: int | None = None,
+) -> dict[str, Any]:
+    """Set (and return) the throughput monitor's settings.
+
+    Parameters
+    ----------
+    fraction : float
+        Alert when a batch's median throughput is below ``fraction`` × the baseline (default 0.5).
+    min_samples : int
+        Operations per batch: the recent median is over this many (default 16).
+    warmup : int
+        Healthy batches needed before a baseline is trusted (default 2).
+    window : int
+        Healthy batch medians the rolling baseline keeps (default 8).
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.configure_alerts()["fraction"]
+    0.5
+    """
+    with _lock:
+        if fraction is not None:
+            if not 0 < fraction < 1:
+                raise ValidationError(f"fraction must be between 0 and 1, got {fraction!r}.")
+            _config.fraction = float(fraction)
+        for name, value in (("min_samples", min_samples), ("warmup", warmup), ("window", window)):
+            if value is not None:
+                if type(value) is not int or value < 1:
+                    raise ValidationError(f"{name} must be a positive int, got {value!r}.")
+                setattr(_config, name, value)
+        _core.batch_size = _config.min_samples
+        return {"fraction": _config.fraction, "min_samples": _config.min_samples, "warmup": _config.warmup,
+                "window": _config.window}
+
+
+def reset_baselines() -> None:
+    """Forget every throughput baseline."""
+    with _lock:
+        _baselines.clear()
+
+
+def evaluate(where: tuple, comp: str, medians: list[float], samples: int) -> None:
+    """Compare batch median throughputs (bytes per ns, oldest first) of ``where`` (op, format, size class) with
+    the rolling baseline, each batch in turn: a slow one fires the alert, a healthy one joins the baseline and
+    clears it."""
+    op, fmt, size = where
+    name = f"throughput:{op}:{fmt}:{_core.SIZE_CLASSES[size]}"
+    fraction, warmup, window = _config.fraction, _config.warmup, _config.window
+    events: list[tuple[bool, float, float | None]] = []
+    with _lock:  # one pass over the batches, oldest first; alerts are raised after, outside the lock
+        history = _baselines.setdefault(where, [])
+        for recent in medians:
+            ordered = sorted(history)
+            count = len(ordered)
+            baseline = (ordered[count // 2] if count % 2 else (ordered[count // 2 - 1] + ordered[count // 2]) / 2
+                        ) if count >= warmup else None
+            slow = baseline is not None and recent < fraction * baseline
+            if not slow:
+                history.append(recent)
+                del history[:-window]
+            events.append((slow, recent, baseline))
+    for slow, recent, baseline in events:
+        if not slow:
+            if name in _active:
+                clear(name)
+        elif name not in _active:
+            _fire(name, where, comp, recent, baseline, samples)
+
+
+def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:
+    op, fmt, size = where
+    ratio = recent / baseline
+    figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
+               "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9,
+               "ratio": ratio, "samples": samples, "fraction": _config.fraction}
+    alert(name, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) runs at {ratio:.0%} of its baseline "
+          f"throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s over the last {samples} "
+          "operations)", figures, _suggestion(comp))
+
+
+def _suggestion(comp: str) -> str:
+    text = ("Check for CPU contention, memory pressure (tether.memory.reading()) or a change in the values sent; "
+            "tether.metrics.snapshot() has the p99 per key")
+    if comp != "none":
+        text += f", and compare {comp} with compression='none' (tether.metrics.recommendations())"
+    return text + "."
+
+
+def _notify(callbacks: list[Callable[[Alert], Any]], event: Alert) -> None:
+    for callback in callbacks:
+        try:
+            callback(event)
+        except Exception:  # one broken callback must not silence the others or the operation
+            log.exception("tether alert callback %r failed", callback)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+_core.evaluate_batch = evaluate

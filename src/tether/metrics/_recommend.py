@@ -1,0 +1,171 @@
+"""Recommendations: specific advice drawn from what :mod:`tether.metrics` observed.
+
+Each rule reads the counts (per-key operations, and the notes the entry
+points leave on rarer paths) and, when it matches at least ``min_count``
+times, says what it saw (the evidence: counts, bytes, seconds) and the change
+to make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from . import _core
+
+TABLE_INTOS = ("arrow", "pandas", "polars")
+SHM_THRESHOLD = 1 << 20  # the worker's default --shm-threshold
+_LARGE_CLASSES = tuple(i for i, name in enumerate(_core.SIZE_CLASSES) if i >= 3)  # 1 MiB and up
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One piece of advice: the ``rule`` that matched, what was seen, the ``evidence`` and the ``change``.
+
+    Examples
+    --------
+    >>> r = Recommendation("pickle-type", "Pickle used for Foo", {"count": 3}, "Register a serializer.")
+    >>> str(r)
+    'Pickle used for Foo (count=3). Register a serializer.'
+    """
+
+    rule: str
+    message: str
+    evidence: dict[str, Any]
+    change: str
+
+    def __str__(self) -> str:
+        figures = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.evidence.items())
+        return f"{self.message} ({figures}). {self.change}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-serialisable)."""
+        return {"rule": self.rule, "message": self.message, "evidence": dict(self.evidence), "change": self.change}
+
+
+def recommendations(min_count: int = 3) -> list[Recommendation]:
+    """Advice from what was observed since the last :func:`tether.metrics.reset`.
+
+    Rules: rows sent as ETF and converted to a table on every read; pickle
+    used for a type; compression that does not pay (ratio above 0.9, or more
+    time than the transfer it saves at the transport's bandwidth); fresh
+    shared-memory regions where a pool would keep pages warm; large payloads
+    copied where ``dump_into`` or views would not; checksums on large
+    in-memory frames; worker frames over the shared-memory threshold sent inline.
+
+    Parameters
+    ----------
+    min_count : int
+        How many times a pattern must be seen before it is advice.
+
+    Examples
+    --------
+    >>> import tether, tether.metrics as m
+    >>> m.reset()
+    >>> for _ in range(3):
+    ...     _ = tether.loads(tether.dumps([{"a": 1}, {"a": 2}]), into="arrow")
+    >>> [r.rule for r in m.recommendations()]
+    ['send-table']
+    """
+    rows = _core.merged()
+    out: list[Recommendation] = []
+    for rule in _RULES:
+        out.extend(r for r in rule(rows, min_count))
+    return out
+
+
+def _send_table(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    for (fmt, into), (n, nbytes, _stored, ns) in _core.notes("into").items():
+        if fmt == "etf" and into in TABLE_INTOS and n >= min_count:
+            yield Recommendation(
+                "send-table", f"{n} etf frames (rows) were converted to {into} on read",
+                {"frames": n, "bytes": nbytes, "seconds": ns / 1e9, "into": into},
+                "Send a table: build it once on the writer (pyarrow.Table.from_pylist(rows), or "
+                "tether.dumps(rows, format='arrow')) so readers get Arrow columns without converting every time.")
+
+
+def _pickle_types(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    for type_name, (n, nbytes, _stored, _ns) in _core.notes("pickle").items():
+        if n >= min_count:
+            yield Recommendation(
+                "pickle-type", f"{type_name} was pickled {n} times",
+                {"type": type_name, "count": n, "bytes": nbytes},
+                f"Register a serializer for {type_name} (tether.etf.register_struct, or tether.register_type where "
+                "available) so it travels as ETF: the BEAM reads it and loads needs no allow_pickle=True.")
+
+
+def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    for (codec, transport, bandwidth), (n, raw, stored, ns) in _core.notes("compress").items():
+        if n < min_count or not raw:
+            continue
+        ratio, seconds = stored / raw, ns / 1e9
+        evidence = {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
+                    "ratio": ratio, "compress_seconds": seconds}
+        if ratio > 0.9:
+            yield Recommendation(
+                "compression-ratio", f"{codec} on {transport} only shrinks payloads to {ratio:.0%}", evidence,
+                "Use compression='none' for these values (or 'auto', which measures before it compresses).")
+        elif bandwidth and seconds > (raw - stored) / bandwidth:
+            saved = (raw - stored) / bandwidth
+            yield Recommendation(
+                "compression-time", f"{codec} on {transport} takes {seconds:.3g} s to save {saved:.3g} s of transfer",
+                {**evidence, "bandwidth_bytes_per_s": bandwidth, "transfer_seconds_saved": saved},
+                f"Use compression='none' (or a faster codec) at {bandwidth / 1e6:.0f} MB/s: compressing costs "
+                "more time than sending the bytes; pass bandwidth= if the link is slower than that.")
+
+
+def _fresh_regions(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    regions = _core.notes("region")
+    fresh, reused = regions.get("fresh", (0, 0, 0, 0)), regions.get("reused", (0, 0, 0, 0))
+    if fresh[0] >= min_count and fresh[0] >= reused[0]:
+        yield Recommendation(
+            "shm-pool", f"{fresh[0]} dump_into calls wrote into a fresh shared-memory region",
+            {"fresh_regions": fresh[0], "bytes": fresh[1], "reused_regions": reused[0]},
+            "Keep pages warm with a pool: pool = tether.shm.RegionPool(); region = pool.acquire(n); "
+            "tether.dump_into(value, region); pool.release(region) when the reader is done.")
+
+
+def _large_copies(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    n = sum(e[_core.COUNT] for k, e in rows.items() if k[0] == "dumps" and k[4] in _LARGE_CLASSES)
+    nbytes = sum(e[_core.BYTES_OUT] for k, e in rows.items() if k[0] == "dumps" and k[4] in _LARGE_CLASSES)
+    if n >= min_count:
+        yield Recommendation(
+            "large-copy", f"{n} dumps of 1 MiB or more built a new bytes object each",
+            {"count": n, "bytes": nbytes},
+            "Write large values where they go: tether.dump_into(value, region) for shared memory, or "
+            "enc = tether.encode(value); enc.write_into(buffer) for a buffer you own.")
+    copies = _core.notes("copy")
+    n, nbytes = sum(v[0] for v in copies.values()), sum(v[1] for v in copies.values())
+    if n >= min_count:
+        yield Recommendation(
+            "large-copy-read", f"{n} loads of 1 MiB or more used copy=True",
+            {"count": n, "bytes": nbytes, "formats": sorted(copies)},
+            "Read with copy=False (read-only views into the frame) or into='numpy'/'memoryview'; copy only what "
+            "you must modify.")
+
+
+def _large_checksums(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    for (fmt, transport), (n, nbytes, _stored, _ns) in _core.notes("checksum").items():
+        if n >= min_count:
+            yield Recommendation(
+                "large-checksum", f"{n} in-memory {fmt} frames of 1 MiB or more carried a payload checksum",
+                {"format": fmt, "transport": transport, "count": n, "bytes": nbytes},
+                "Use checksum='auto' (the default): in memory, a large frame is guarded by its region's commit "
+                "protocol, so loads stays O(1); keep checksums for frames that leave the host.")
+
+
+def _inline_frames(rows: dict, min_count: int) -> Iterator[Recommendation]:
+    hits = [(k, e) for k, e in rows.items() if k[0] == "worker_call" and k[3] != "shm" and k[4] in _LARGE_CLASSES]
+    n = sum(e[_core.COUNT] for _, e in hits)
+    if n >= min_count:
+        nbytes = sum(max(e[_core.BYTES_IN], e[_core.BYTES_OUT]) for _, e in hits)
+        yield Recommendation(
+            "inline-large", f"{n} worker calls moved frames over {SHM_THRESHOLD >> 20} MiB inline",
+            {"count": n, "bytes": nbytes, "transports": sorted({k[3] for k, _ in hits})},
+            "Let large frames go through shared memory: keep the worker's --shm-threshold (Tether.Worker "
+            "option shm_threshold) at or below the frame size, and pass large arguments as frames, not terms.")
+
+
+_RULES: tuple[Callable[[dict, int], Iterator[Recommendation]], ...] = (
+    _send_table, _pickle_types, _compression, _fresh_regions, _large_copies, _large_checksums, _inline_frames,
+)

@@ -1,0 +1,298 @@
+"""tether.memory: the reading (cgroup v2, v1, /proc/meminfo), pressure and each adaptation, budgets, and stats.
+
+Pressure is simulated through ``tether.memory.set_source``; every adaptation
+is checked by what it did (regions closed, chunks, shuffle, advice), by the
+decision it logged, and by the output still round-tripping.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+
+import tether
+import tether.memory as memory
+import tether.metrics as metrics
+from tether import ValidationError
+from tether.shm import Region, RegionPool
+
+MIB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    old_threshold = memory.threshold()
+    yield
+    memory.set_source(None)
+    memory.set_threshold(**old_threshold)
+    memory.set_budget(regions=0, pool_bytes=0, mapped_bytes=0)
+    memory.under_pressure()  # leave pressure, clearing its alert
+    memory.check()
+    for name in ("memory_pressure", "memory_regions", "memory_pool_bytes", "memory_mapped_bytes"):
+        metrics.clear(name)
+
+
+def pressure(on: bool = True, limit: int = 1 << 30) -> None:
+    memory.set_source(lambda: {"limit": limit, "current": int(limit * (0.97 if on else 0.2))})
+
+
+def walk(n: int) -> np.ndarray:
+    """Floats that byte-shuffle helps compress (tether shuffles them without pressure)."""
+    return np.cumsum(np.random.default_rng(9).integers(-3, 4, n)).astype("f8")
+
+
+# ------------------------------------------------------------------ the reading
+
+
+@pytest.fixture
+def fake_system(tmp_path, monkeypatch):
+    """A cgroup tree and /proc files under tmp_path; returns a function writing files into it."""
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    files = {"/proc/self/cgroup": "0::/\n", "/proc/meminfo": "MemTotal: 8388608 kB\nMemAvailable: 6291456 kB\n",
+             "/proc/pressure/memory": "some avg10=1.50 avg60=0.00 avg300=0.00 total=0\n"}
+    real_read = memory._read
+    monkeypatch.setattr(memory, "_read", lambda path: files[path] if path in files else real_read(path))
+    monkeypatch.setattr(memory, "CGROUP_ROOT", str(root))
+    monkeypatch.setattr(memory, "CACHE_SECONDS", 0.0)
+
+    def write(rel: str, text: str) -> None:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    return write
+
+
+def test_reading_from_cgroup_v2_uses_the_working_set_and_psi(fake_system):
+    fake_system("memory.max", "536870912\n")
+    fake_system("memory.current", "500000000\n")
+    fake_system("memory.stat", "anon 1\ninactive_file 100000000\nactive_file 5\n")
+    fake_system("memory.pressure", "some avg10=12.50 avg60=3.00 avg300=1.00 total=9\n"
+                                   "full avg10=4.00 avg60=1.00 avg300=0.50 total=3\n")
+    r = memory.reading()
+    assert (r.source, r.limit, r.current) == ("cgroup v2", 512 * MIB, 400_000_000)
+    assert (r.psi_some_avg10, r.psi_full_avg10) == (12.5, 4.0)
+    assert r.available == 512 * MIB - 400_000_000
+    assert memory.under_pressure()  # 74 % used, but PSI 12.5 % ≥ 10 %
+    memory.set_threshold(psi_some_avg10=50.0)
+    assert not memory.under_pressure()
+
+
+def test_reading_from_cgroup_v1_then_meminfo(fake_system):
+    fake_system("memory/memory.limit_in_bytes", "9223372036854771712\n")  # v1's "no limit"
+    fake_system("memory/memory.usage_in_bytes", "123\n")
+    r = memory.reading()
+    assert (r.source, r.limit, r.current, r.psi_some_avg10) == ("meminfo", 8 * 1024 * MIB, 2 * 1024 * MIB, 1.5)
+    fake_system("memory/memory.limit_in_bytes", "1073741824\n")
+    r = memory.reading()
+    assert (r.source, r.limit, r.current) == ("cgroup v1", 1 << 30, 123)
+
+
+def test_the_real_reading_is_sane():
+    r = memory.reading()
+    assert r.limit > 0 and 0 <= r.current and r.source in ("cgroup v2", "cgroup v1", "meminfo")
+    json.dumps(r.as_dict())
+
+
+def test_source_and_threshold_are_validated():
+    with pytest.raises(ValidationError, match="callable"):
+        memory.set_source(42)
+    with pytest.raises(ValidationError, match="'limit' and 'current'"):
+        memory.set_source(lambda: "nonsense")
+    assert memory.reading().source != "custom"  # the bad source was not installed
+    with pytest.raises(ValidationError, match="used_fraction"):
+        memory.set_threshold(used_fraction=1.5)
+
+
+# ------------------------------------------------------------------ pressure, decisions, alerts
+
+
+def test_entering_and_leaving_pressure_logs_decisions_and_fires_then_clears_the_alert(caplog):
+    seen = []
+    metrics.on_alert(seen.append)
+    pressure(False)
+    assert not memory.under_pressure()
+    with caplog.at_level(logging.INFO, logger="tether.memory"):
+        pressure(True)
+        assert memory.under_pressure() and memory.under_pressure()
+    assert any("memory pressure:" in r.getMessage() and "97%" in r.getMessage() for r in caplog.records)
+    active = {a.name: a for a in metrics.active_alerts()}
+    assert "memory_pressure" in active and active["memory_pressure"].figures["used_fraction"] == 0.97
+    assert [a.state for a in seen if a.name == "memory_pressure"] == ["firing"]  # once, not per call
+    pressure(False)
+    assert not memory.under_pressure()
+    assert "memory_pressure" not in {a.name for a in metrics.active_alerts()}
+    assert [a.state for a in seen if a.name == "memory_pressure"] == ["firing", "cleared"]
+    assert memory.decisions(1)[0]["decision"].startswith("memory pressure over")
+
+
+# ------------------------------------------------------------------ the region pool
+
+
+def test_pool_trims_warm_regions_under_pressure_and_keeps_nothing_warm():
+    pool = RegionPool(prefault=True, sweep=False)
+    try:
+        region = pool.acquire(MIB)
+        path = region.path
+        pool.release(region)
+        assert pool.warm_bytes > 0 and os.path.exists(path)
+        pressure(True)
+        assert memory.under_pressure()  # entering pressure trims every pool
+        assert pool.warm_bytes == 0 and not os.path.exists(path)
+        assert pool.stats.trimmed == 1 and pool.stats.trimmed_bytes > 0
+        # Under pressure: no prefault, and a region given back is closed, not kept.
+        region = pool.acquire(MIB)
+        assert pool.stats.prefaulted_bytes == region.capacity  # only the first region was prefaulted
+        arr = np.arange(1000.0)
+        tether.dump_into(arr, region)
+        np.testing.assert_array_equal(tether.loads(region), arr)  # output still round-trips
+        path = region.path
+        pool.release(region)
+        assert pool.warm_bytes == 0 and not os.path.exists(path)
+        kinds = [d["decision"] for d in memory.decisions() if d["kind"] == "pool"]
+        assert any("did not prefault" in k for k in kinds) and any("instead of keeping it warm" in k for k in kinds)
+        assert any(k.startswith("trimmed ") and "B of warm regions" in k for k in kinds)
+        pressure(False)
+        pool.release(pool.acquire(MIB))
+        assert pool.warm_bytes > 0  # pressure over: warm again
+    finally:
+        pool.close()
+
+
+# ------------------------------------------------------------------ compression
+
+
+def test_compression_uses_smaller_chunks_and_no_shuffle_under_pressure():
+    arr = walk(1 << 19)  # 4 MiB
+    frame = tether.dumps(arr, compression="zstd")
+    assert tether.inspect(frame).details and "byte-shuffled" in tether.last_decision().compression_reason
+    assert memory.stats()["temporary"]["compress"]["last_bytes"] >= arr.nbytes  # the shuffled copy
+    pressure(True)
+    squeezed = tether.dumps(arr, compression="zstd")
+    reason = tether.last_decision().compression_reason
+    assert f"compressed in {memory.PRESSURE_CHUNK} B chunks" in reason and "byte-shuffle skipped" in reason
+    assert memory.stats()["temporary"]["compress"]["last_bytes"] < arr.nbytes  # only the compressed parts
+    np.testing.assert_array_equal(tether.loads(squeezed), arr)
+    np.testing.assert_array_equal(tether.loads(frame), arr)
+    assert memory.decisions(1)[0]["kind"] == "compression"
+    assert memory.decisions(1)[0]["figures"] == {"chunk": memory.PRESSURE_CHUNK, "nbytes": arr.nbytes,
+                                                 "shuffle_skipped": 8}
+    for codec in ("lz4", "gzip"):  # every codec takes the chunked input
+        np.testing.assert_array_equal(tether.loads(tether.dumps(arr, compression=codec)), arr)
+
+
+def test_small_payloads_are_not_adapted():
+    pressure(True)
+    memory.under_pressure()
+    before = len(memory.decisions())
+    tether.dumps(bytes(100_000), compression="lz4")  # under the pressure chunk: nothing to shrink
+    assert len(memory.decisions()) == before
+
+
+# ------------------------------------------------------------------ streaming advice
+
+
+def test_prefer_streaming_under_pressure_and_for_values_larger_than_what_is_left():
+    pressure(False, limit=1 << 30)
+    assert not memory.prefer_streaming(64 * MIB)
+    advice = memory.prefer_streaming(700 * MIB)  # over half of the ~820 MiB available
+    assert advice and "over 50% of the" in advice.reason
+    pressure(True)
+    advice = memory.prefer_streaming(16 * MIB)
+    assert advice.stream and "under memory pressure" in advice.reason
+    assert memory.PRESSURE_CHUNK <= advice.chunk_size <= tether.stream.CHUNK_SIZE
+    assert not memory.prefer_streaming(MIB)  # small values never
+    assert memory.decisions(1)[0]["kind"] == "dumps"
+    # Following the advice round-trips.
+    data = os.urandom(3 * advice.chunk_size + 5)
+    sink = io.BytesIO()
+    with tether.stream.StreamWriter(sink, chunk_size=advice.chunk_size) as w:
+        w.write_buffer(data)
+    sink.seek(0)
+    assert b"".join(bytes(c) for c in tether.stream.StreamReader(sink)) == data
+
+
+# ------------------------------------------------------------------ budgets and stats
+
+
+def test_region_budget_alerts_and_clears():
+    memory.set_budget(regions=1)
+    a = Region.create(1 << 16)
+    try:
+        assert memory.check() == []
+        b = Region.create(1 << 16)  # creating the region over the budget fires the alert
+        assert "memory_regions" in {x.name for x in metrics.active_alerts()}
+        assert "memory_regions" in memory.check()
+        b.close()
+        b.unlink()
+        assert memory.check() == []
+        assert "memory_regions" not in {x.name for x in metrics.active_alerts()}
+    finally:
+        a.close()
+        a.unlink()
+    with pytest.raises(ValidationError, match="non-negative int"):
+        memory.set_budget(pool_bytes=-1)
+
+
+def test_stats_count_regions_mappings_pools_and_the_attach_cache():
+    tether.shm.drop_cache()
+    before = memory.stats()
+    pool = RegionPool(prefault=False, sweep=False)
+    try:
+        region = pool.acquire(MIB)
+        tether.dump_into(np.arange(10.0), region)
+        metrics.reset()
+        r1 = Region.attach(region.name)
+        r2 = Region.attach(region.name)
+        s = memory.stats()
+        assert s["regions"]["owned"] == before["regions"]["owned"] + 1
+        assert s["regions"]["attached"] == before["regions"]["attached"] + 2
+        # The owner's mapping and one cached mapping shared by both attachments.
+        assert s["regions"]["mapped_bytes"] == before["regions"]["mapped_bytes"] + 2 * os.fstat(region._fd).st_size
+        cache = s["attach_cache"]
+        assert cache["entries"] == 1 and cache["misses"] == before["attach_cache"]["misses"] + 1
+        assert cache["hits"] == before["attach_cache"]["hits"] + 1
+        ops = [o for o in metrics.snapshot()["operations"] if o["op"] == "attach"]
+        assert len(ops) == 1 and ops[0]["count"] == 2 and ops[0]["transport"] == "shm"
+        r1.close()
+        r2.close()
+        pool.release(region)
+        s = memory.stats()
+        assert s["pools"]["warm_bytes"] >= before["pools"]["warm_bytes"] + region.capacity
+        assert s["pools"]["acquired"] == before["pools"]["acquired"] + 1
+        json.dumps(s)
+        assert metrics.snapshot()["memory"]["pools"] == s["pools"]
+    finally:
+        pool.close()
+        tether.shm.drop_cache()
+
+
+def test_a_failed_attach_is_counted_as_an_error():
+    metrics.reset()
+    with pytest.raises(tether.RegionError):
+        Region.attach("tether-0-doesnotexist")
+    (row,) = [o for o in metrics.snapshot()["operations"] if o["op"] == "attach"]
+    assert row["errors"] == {"RegionError": 1}
+
+
+def test_reading_from_the_process_own_cgroup_v1_group(fake_system, monkeypatch):
+    fake_system("memory/memory.limit_in_bytes", "9223372036854771712\n")  # the root: no limit
+    fake_system("memory/app/memory.limit_in_bytes", "268435456\n")
+    fake_system("memory/app/memory.usage_in_bytes", "1000\n")
+    files = {"/proc/self/cgroup": "4:memory:/app\n0::/\n"}
+    real_read = memory._read
+    monkeypatch.setattr(memory, "_read", lambda path: files.get(path) or real_read(path))
+    r = memory.reading()
+    assert (r.source, r.limit, r.current) == ("cgroup v1", 256 * MIB, 1000)
+
+
+def test_an_unknown_limit_is_never_pressure():
+    memory.set_source(lambda: {"limit": 0, "current": 0})
+    assert not memory.under_pressure() and memory.reading().used_fraction == 0.0
+

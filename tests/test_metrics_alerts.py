@@ -1,0 +1,127 @@
+"""Alerts: the throughput monitor against a patched clock, and the alert/clear/on_alert API."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import tether
+import tether.metrics as m
+
+
+class StepClock:
+    """Each read advances ``step`` ns: an operation (two reads) takes exactly ``step`` ns."""
+
+    def __init__(self, step: int):
+        self.now, self.step = 0, step
+
+    def __call__(self) -> int:
+        self.now += self.step
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def monitor():
+    m.enable()
+    m.reset()
+    for event in m.active_alerts():  # real-clock alerts from earlier tests' timings
+        m.clear(event.name)
+    settings = m.configure_alerts()
+    clock = StepClock(1000)
+    m.set_clock(clock)
+    events = []
+    m.on_alert(events.append)
+    yield clock, events
+    m.on_alert(events.append, remove=True)
+    m.set_clock(None)
+    m.configure_alerts(**settings)
+    for event in m.active_alerts():
+        m.clear(event.name)
+    m.reset()
+
+
+def _ops(n):
+    for i in range(n):
+        tether.dumps(i)  # a scalar: two clock reads per dumps
+    m.flush()  # fold the operations in now rather than at the next 1024th
+
+
+def test_a_slowdown_fires_once_with_figures_and_clears(monitor, caplog):
+    clock, events = monitor
+    m.configure_alerts(min_samples=8, warmup=2, fraction=0.5)
+    _ops(24)  # three healthy batches: the baseline
+    assert events == []
+    clock.step = 5000  # five times slower
+    with caplog.at_level(logging.WARNING, logger="tether.alerts"):
+        _ops(8)
+    (fired,) = events
+    assert fired.state == "firing" and fired.name == "throughput:dumps:scalar:<1KiB"
+    assert fired.figures["ratio"] == pytest.approx(0.2)
+    assert fired.figures["samples"] == 8 and fired.figures["fraction"] == 0.5
+    assert fired.figures["baseline_bytes_per_s"] == pytest.approx(5 * fired.figures["recent_bytes_per_s"])
+    assert "compression" in fired.figures and fired.suggestion
+    (record,) = [r for r in caplog.records if r.name == "tether.alerts"]
+    assert record.levelno == logging.WARNING and "20%" in record.getMessage() and "ratio=0.2" in record.getMessage()
+    assert [a.name for a in m.active_alerts()] == [fired.name]
+    _ops(16)  # still slow: no second alert
+    assert len(events) == 1
+    clock.step = 1000
+    _ops(8)
+    assert [e.state for e in events] == ["firing", "cleared"] and m.active_alerts() == []
+
+
+def test_a_mild_slowdown_stays_quiet(monitor):
+    clock, events = monitor
+    m.configure_alerts(min_samples=8, warmup=2, fraction=0.5)
+    _ops(24)
+    clock.step = 1500  # 67 % of the baseline, above the 50 % fraction
+    _ops(32)
+    assert events == []
+
+
+def test_no_alert_before_the_baseline_is_warm(monitor):
+    clock, events = monitor
+    m.configure_alerts(min_samples=8, warmup=3)
+    _ops(16)  # two batches: warmup needs three
+    clock.step = 10_000
+    _ops(8)
+    assert events == []
+
+
+def test_alert_api_fires_once_until_cleared(monitor, caplog):
+    _, events = monitor
+    with caplog.at_level(logging.WARNING, logger="tether.alerts"):
+        assert m.alert("memory:pressure", "memory is short", {"available": 10}, "free some") is True
+        assert m.alert("memory:pressure", "memory is short", {"available": 5}, "free some") is False
+    assert [e.figures for e in events] == [{"available": 10}]
+    assert len([r for r in caplog.records if r.name == "tether.alerts"]) == 1
+    assert m.clear("memory:pressure") is True and m.clear("memory:pressure") is False
+    assert [e.state for e in events] == ["firing", "cleared"]
+    assert m.alert("memory:pressure", "again", {}, "") is True  # fires again after clearing
+
+
+def test_a_failing_callback_does_not_stop_the_others(monitor, caplog):
+    _, events = monitor
+
+    def broken(_event):
+        raise RuntimeError("callback bug")
+
+    m.on_alert(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tether.alerts"):
+            m.alert("x", "m", {}, "s")
+    finally:
+        m.on_alert(broken, remove=True)
+    assert len(events) == 1 and any("callback" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_settings_are_validation_errors():
+    with pytest.raises(tether.ValidationError):
+        m.configure_alerts(fraction=1.5)
+    with pytest.raises(tether.ValidationError):
+        m.configure_alerts(min_samples=0)
+    with pytest.raises(tether.ValidationError):
+        m.on_alert("not callable")
+    with pytest.raises(tether.ValidationError):
+        m.alert("", "m", {}, "s")

@@ -1,0 +1,155 @@
+"""tether.metrics.recommendations(): each rule, driven by the pattern it looks for."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import tether
+import tether.metrics as m
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics():
+    m.enable()
+    m.reset()
+    yield
+    m.reset()
+
+
+class Opaque:
+    """A type with no serializer: automatic choice pickles it."""
+
+    def __init__(self, n: int = 1):
+        self.n = n
+
+
+def _by_rule(rule):
+    return [r for r in m.recommendations() if r.rule == rule]
+
+
+def test_rows_converted_to_arrow_on_every_read():
+    rows = [{"id": i, "v": i * 0.5} for i in range(10)]
+    frame = tether.dumps(rows)
+    tether.loads(frame, into="arrow")
+    tether.loads(frame, into="arrow")
+    assert _by_rule("send-table") == []  # below min_count
+    tether.loads(frame, into="arrow")
+    (rec,) = _by_rule("send-table")
+    assert rec.evidence["frames"] == 3 and rec.evidence["into"] == "arrow" and rec.evidence["bytes"] > 0
+    assert "format='arrow'" in rec.change and "table" in rec.change.lower()
+
+
+def test_pickle_used_for_a_type():
+    for i in range(3):
+        tether.dumps(Opaque(i))
+    (rec,) = _by_rule("pickle-type")
+    assert rec.evidence["type"].endswith(".Opaque") and rec.evidence["count"] == 3
+    assert "register" in rec.change.lower() and "Opaque" in rec.change
+
+
+def test_compression_whose_ratio_is_above_0_9():
+    noise = os.urandom(200_000)
+    for _ in range(3):
+        tether.dumps(noise, compression="zstd")
+    (rec,) = _by_rule("compression-ratio")
+    assert rec.evidence["codec"] == "zstd" and rec.evidence["ratio"] > 0.9 and rec.evidence["count"] == 3
+    assert "compression='none'" in rec.change
+
+
+def test_compression_that_costs_more_time_than_the_transfer_it_saves():
+    zeros = bytes(1 << 20)
+    for _ in range(3):  # at 1 PB/s, saving a megabyte saves a nanosecond: zstd cannot pay for itself
+        tether.dumps(zeros, compression="zstd", transport="network", bandwidth=1e15)
+    assert _by_rule("compression-ratio") == []
+    (rec,) = _by_rule("compression-time")
+    assert rec.evidence["compress_seconds"] > rec.evidence["transfer_seconds_saved"]
+    assert rec.evidence["bandwidth_bytes_per_s"] == 1e15 and "compression='none'" in rec.change
+
+
+def test_compression_that_pays_gives_no_advice():
+    zeros = bytes(1 << 20)
+    for _ in range(3):  # at 1 kB/s every saved byte is worth far more than zstd's time
+        tether.dumps(zeros, compression="zstd", transport="network", bandwidth=1e3)
+    assert _by_rule("compression-time") == [] and _by_rule("compression-ratio") == []
+
+
+def test_fresh_shared_memory_regions_where_a_pool_would_keep_pages_warm():
+    from tether.shm import Region
+
+    for _ in range(3):
+        with Region.create(1 << 16) as region:
+            tether.dump_into([1, 2, 3], region)
+    (rec,) = _by_rule("shm-pool")
+    assert rec.evidence["fresh_regions"] == 3 and "RegionPool" in rec.change
+
+
+def test_a_pool_gives_no_shared_memory_advice():
+    from tether.shm import RegionPool
+
+    with RegionPool(sweep=False, prefault=False, min_size=1 << 16) as pool:
+        for _ in range(4):
+            region = pool.acquire(1 << 10)
+            tether.dump_into([1, 2, 3], region)
+            pool.release(region)
+    assert _by_rule("shm-pool") == []
+
+
+def test_large_payloads_copied_where_dump_into_would_not():
+    big = np.zeros(200_000)  # 1.6 MB
+    for _ in range(3):
+        frame = tether.dumps(big)
+    (rec,) = _by_rule("large-copy")
+    assert rec.evidence["count"] == 3 and rec.evidence["bytes"] >= 3 * big.nbytes
+    assert "dump_into" in rec.change and "write_into" in rec.change
+    for _ in range(3):
+        tether.loads(frame, copy=True)
+    (read,) = _by_rule("large-copy-read")
+    assert read.evidence["count"] == 3 and "copy=False" in read.change
+
+
+def test_small_payloads_give_no_copy_advice():
+    for _ in range(5):
+        tether.loads(tether.dumps(np.zeros(1000)), copy=True)
+    assert _by_rule("large-copy") == [] and _by_rule("large-copy-read") == []
+
+
+def test_checksums_on_large_in_memory_frames():
+    big = np.zeros(200_000)
+    for _ in range(3):
+        tether.dumps(big)  # checksum="auto" skips them: no advice
+    assert _by_rule("large-checksum") == []
+    for _ in range(3):
+        tether.dumps(big, checksum=True)
+    (rec,) = _by_rule("large-checksum")
+    assert rec.evidence["count"] == 3 and rec.evidence["format"] == "ndarray"
+    assert "checksum='auto'" in rec.change
+
+
+def test_checksums_on_large_plain_etf_frames():
+    rows = list(range(300_000))  # an etf list over 1 MiB goes through the one-step writer
+    for _ in range(3):
+        tether.dumps(rows, checksum=True)
+    (rec,) = _by_rule("large-checksum")
+    assert rec.evidence["format"] == "etf"
+
+
+def test_frames_over_the_shm_threshold_sent_inline():
+    for _ in range(3):
+        m.record("worker_call", "etf", "none", "shm", 4 << 20, 100, 0.01)
+    assert _by_rule("inline-large") == []
+    for _ in range(3):
+        m.record("worker_call", "etf", "none", "inline", 4 << 20, 100, 0.01)
+    (rec,) = _by_rule("inline-large")
+    assert rec.evidence["count"] == 3 and rec.evidence["transports"] == ["inline"]
+    assert "shm_threshold" in rec.change
+
+
+def test_recommendations_are_plain_data_with_text():
+    for i in range(3):
+        tether.dumps(Opaque(i))
+    (rec,) = m.recommendations()
+    assert m.snapshot()["recommendations"] == [rec.as_dict()]
+    assert str(rec).startswith(rec.message) and "count=3" in str(rec)
