@@ -36,7 +36,17 @@ def values():
         ),
         "arrow_lz4": (pa.table({"n": pa.array(np.arange(5000) % 7, pa.int32()), "s": ["abc"] * 5000}), {"compression": "lz4"}),
         "scalar_crc32": ("checked with crc32", {"checksum": "crc32"}),
+        "sparse_csr": (_sparse_csr(), {"checksum": "crc32"}),
     }
+
+
+def _sparse_csr():
+    """A scipy CSR array with int32 indices (scipy is in the test extra)."""
+    import scipy.sparse as sp
+
+    dense = np.zeros((4, 6), dtype="<f8")
+    dense[0, 1], dense[1, 0], dense[1, 5], dense[3, 2] = 1.5, -2.0, 3.25, 4.0
+    return sp.csr_array(dense)
 
 
 def streams():

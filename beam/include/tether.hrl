@@ -16,6 +16,11 @@
 -define(FRAME_ALIGN, 64).
 %% The major version of every format the BEAM writes.
 -define(SCHEMA_VERSION, 1).
+%% The schema versions the BEAM reads, per format (docs/format.md §4.1): it
+%% reads schema 1 of every format it reads; a frame of another version is
+%% {error, {unsupported_schema, ...}} before its payload is looked at.
+-define(SCHEMA_OLDEST_READABLE, 1).
+-define(SCHEMA_NEWEST_READABLE, 1).
 
 %% Header field sizes in bytes, in wire order. The magic's size is its own
 %% length. Offsets, the header size and the pattern below all follow from these.
@@ -113,6 +118,7 @@
 -define(FORMAT_ETF, 4).
 -define(FORMAT_ARROW, 5).
 -define(FORMAT_PICKLE, 6).
+-define(FORMAT_SPARSE, 7).
 
 %% Compression ids.
 -define(COMPRESSION_NONE, 0).
@@ -123,6 +129,8 @@
 %% zlib's window bits for a gzip wrapper (the largest window, 15, + 16), and
 %% the level the BEAM writes gzip at unless told (Python's default too).
 -define(GZIP_WINDOW_BITS, 31).
+%% zlib's own framing (RFC 1950): packed user metadata, docs/format.md section 2.
+-define(ZLIB_WINDOW_BITS, 15).
 -define(GZIP_DEFAULT_LEVEL, 6).
 %% What a compressed payload (gzip, or an ETF term compressed by
 %% term_to_binary) may inflate to unless `max_uncompressed_size' says

@@ -19,7 +19,7 @@
 
 -include("../include/tether.hrl").
 
--export([encode/1, encode/2, tensor/3, tensor/4, decode/1, decode/2, inspect/1,
+-export([encode/1, encode/2, tensor/3, tensor/4, decode/1, decode/2, inspect/1, user_metadata/1,
          read_region/1, read_frame/3, nx_descr/1]).
 
 -type nx_type() :: {f, 16 | 32 | 64} | {s, 8 | 16 | 32 | 64} | {u, 8 | 16 | 32 | 64}
@@ -37,7 +37,11 @@ encode(Term) -> encode(Term, #{}).
 %% (term_to_binary's own compression of an etf payload), `compression => none |
 %% gzip' and `level => 0..9' (the frame's payload compression, which Python
 %% reads too; a payload gzip does not shrink is stored as it is),
-%% `checksum => crc32 | none', `metadata => map()'.
+%% `checksum => crc32 | none', `metadata => map()', and `type_versions =>
+%% #{binary() => pos_integer()}' (the newest version of each `Tether.Type' the
+%% reader reads; registered types are written in their wire form either way),
+%% `parent => Metadata | Lineage' and `step => binary()' (extend the lineage
+%% of the frame this value came from: docs/format.md section 2.1).
 %%
 %% ```
 %% Frame = tether:encode(lists:duplicate(1000, ok), #{compression => gzip}),
@@ -47,7 +51,8 @@ encode(Term) -> encode(Term, #{}).
 encode(Term, Opts) when is_list(Opts) -> encode(Term, maps:from_list(Opts));
 encode(Term, Opts) when is_map(Opts) ->
     case maps:get(format, Opts, etf) of
-        etf -> frame(tether_formats:etf(Term, maps:get(compressed, Opts, false)), Opts);
+        etf -> frame(tether_formats:etf(Term, maps:get(compressed, Opts, false),
+                                        maps:get(type_versions, Opts, #{})), Opts);
         raw when is_binary(Term) -> frame(tether_formats:raw(Term), Opts);
         raw -> erlang:error({badarg, {raw_needs_binary, Term}})
     end.
@@ -71,7 +76,10 @@ frame({FormatId, Name, TypeInfo, Payload}, Opts) ->
 
 %% @doc Decode a frame. etf frames go through `binary_to_term(_, [safe])' and
 %% funs are refused; raw and ndarray data are sub-binaries of `Frame' (no copy);
-%% arrow frames give their Arrow IPC stream bytes. Never raises.
+%% arrow frames give their Arrow IPC stream bytes; sparse frames a map of
+%% shape, format and component tensors. A format schema version this node
+%% does not read is `{error, {unsupported_schema, Format, Version, Detail}}'
+%% (see tether_formats:check_schema/2). Never raises.
 %%
 %% ```
 %% {ok, [1, 2]} = tether:decode(iolist_to_binary(tether:encode([1, 2]))),
@@ -95,21 +103,28 @@ decode(Frame, Opts) -> safely(decode, fun() -> decode_frame(Frame, options(Opts)
 
 decode_frame(Frame, Opts) when is_binary(Frame) ->
     case tether_frame:open(Frame, maps:get(verify, Opts, true)) of
-        {ok, H = #{format := Format}, MetaBin, Stored} ->
-            Max = maps:get(max_uncompressed_size, Opts, ?MAX_UNCOMPRESSED_DEFAULT),
-            case metadata(Format, MetaBin) of
-                {ok, Meta} ->
-                    case tether_frame:unpack(H, Stored, Max) of
-                        {ok, Payload} ->
-                            tether_formats:decode(Format, Meta, Payload,
-                                                  #{safe => maps:get(safe, Opts, true), max_uncompressed_size => Max});
-                        Error -> Error
-                    end;
+        {ok, #{format := Format, schema := Schema}, _, _} = Opened ->
+            case tether_formats:check_schema(Format, Schema) of
+                ok -> decode_opened(Opened, Opts);
                 Error -> Error
             end;
         Error -> Error
     end;
 decode_frame(Frame, Opts) -> decode_frame(iolist_to_binary(Frame), Opts).
+
+%% A frame whose header, checksums and schema version were checked.
+decode_opened({ok, H = #{format := Format}, MetaBin, Stored}, Opts) ->
+    Max = maps:get(max_uncompressed_size, Opts, ?MAX_UNCOMPRESSED_DEFAULT),
+    case metadata(Format, MetaBin) of
+        {ok, Meta} ->
+            case tether_frame:unpack(H, Stored, Max) of
+                {ok, Payload} ->
+                    tether_formats:decode(Format, Meta, Payload,
+                                          #{safe => maps:get(safe, Opts, true), max_uncompressed_size => Max});
+                Error -> Error
+            end;
+        Error -> Error
+    end.
 
 options(Opts) when is_map(Opts) -> Opts;
 options(Opts) when is_list(Opts) -> maps:from_list(Opts).
@@ -132,6 +147,25 @@ a_map(Error) -> Error.
 %% '''
 -spec inspect(binary()) -> {ok, map()} | error().
 inspect(Frame) -> safely(inspect, fun() -> inspect_frame(Frame) end).
+
+%% @doc The user metadata of a frame (`metadata' given to the writer), or
+%% `#{}'. Large user metadata is packed (`user_packed', docs/format.md
+%% section 2) so that decoding a frame never pays for it; this unpacks it,
+%% bounded by its declared size and the default uncompressed limit. Never raises.
+%%
+%% ```
+%% {ok, #{<<"run">> := 7}} = tether:user_metadata(tether:encode(1, #{metadata => #{<<"run">> => 7}})).
+%% '''
+-spec user_metadata(iodata()) -> {ok, map()} | {error, term()}.
+user_metadata(Frame) ->
+    safely(user_metadata, fun() ->
+        case inspect_frame(Frame) of
+            {ok, #{metadata := #{<<"user_packed">> := Packed}}} -> tether_meta:unpack_user(Packed);
+            {ok, #{metadata := #{<<"user">> := User}}} when is_map(User) -> {ok, User};
+            {ok, _} -> {ok, #{}};
+            Error -> Error
+        end
+    end).
 
 inspect_frame(Frame) when is_binary(Frame) ->
     case tether_frame:header(Frame) of

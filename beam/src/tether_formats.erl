@@ -1,12 +1,13 @@
 %% @doc What each format puts in a frame, and what the BEAM makes of it.
 %%
 %% The BEAM writes etf, raw and ndarray frames, and reads every format Python
-%% writes except pickle (docs/types.md).
+%% writes except pickle (docs/types.md), at the schema versions
+%% `check_schema/2' accepts.
 -module(tether_formats).
 
 -include("../include/tether.hrl").
 
--export([etf/2, raw/1, ndarray/3, nx_descr/1, needs_metadata/1, decode/4]).
+-export([etf/2, etf/3, raw/1, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
 
 -type built() :: {FormatId :: non_neg_integer(), Name :: binary(), TypeInfo :: map(), Payload :: iodata()}.
 -export_type([built/0]).
@@ -15,7 +16,23 @@
 
 %% @doc An etf payload, compressed by term_to_binary when asked.
 -spec etf(term(), boolean()) -> built().
-etf(Term, Compressed) ->
+etf(Term, Compressed) -> etf(Term, Compressed, #{}).
+
+%% @doc An etf payload whose registered `Tether.Type' structs are written in
+%% their wire form, at the newest version the reader reads (`Versions', by type
+%% name; a type missing from it is written at its own version). Without any
+%% registered type the term is written as it is.
+%%
+%% ```
+%% {_, <<"etf">>, _, Payload} = tether_formats:etf([1], false, #{}),
+%% [1] = binary_to_term(Payload).
+%% '''
+-spec etf(term(), boolean(), #{binary() => pos_integer()}) -> built().
+etf(Term0, Compressed, Versions) ->
+    Term = case tether_etf:to_wire(Term0, Versions) of
+               {ok, W} -> W;
+               {error, Reason} -> erlang:error({badarg, Reason})
+           end,
     EtfOpts = case Compressed of
                   true -> [compressed, {minor_version, ?ETF_MINOR_VERSION}];
                   false -> [{minor_version, ?ETF_MINOR_VERSION}]
@@ -58,6 +75,45 @@ code(c) -> <<"c">>.
 
 %% ------------------------------------------------------------------ reading
 
+%% @doc The schema versions this node reads, per format it reads:
+%% `#{Format => {Oldest, Newest}}' (docs/format.md §4.1): what a worker
+%% handshake can tell a Python writer.
+%%
+%% ```
+%% #{ndarray := {1, 1}} = tether_formats:schemas().
+%% '''
+-spec schemas() -> #{atom() => {pos_integer(), pos_integer()}}.
+schemas() ->
+    maps:from_list([{F, {?SCHEMA_OLDEST_READABLE, ?SCHEMA_NEWEST_READABLE}}
+                    || F <- [raw, scalar, ndarray, etf, arrow, sparse]]).
+
+%% @doc `ok' when this node reads schema `Version' of `Format''s payload and
+%% type info; otherwise `{error, {unsupported_schema, Format, Version, Detail}}'
+%% where `Detail' says what this node reads (`reads => {Oldest, Newest}') and
+%% which side to upgrade (`upgrade => reader | writer', `hint => binary()').
+%% A format this node does not read at all is left to decode/4's error.
+%%
+%% ```
+%% ok = tether_formats:check_schema(ndarray, 1),
+%% {error, {unsupported_schema, ndarray, 2, #{upgrade := reader}}} = tether_formats:check_schema(ndarray, 2).
+%% '''
+-spec check_schema(atom() | {unknown, non_neg_integer()}, non_neg_integer()) -> ok | {error, term()}.
+check_schema(Format, Version) ->
+    case maps:find(Format, schemas()) of
+        {ok, {Oldest, Newest}} when Version >= Oldest, Version =< Newest -> ok;
+        {ok, {Oldest, Newest} = Reads} ->
+            {Side, Hint} = schema_hint(atom_to_binary(Format), Version > Newest, Oldest, Newest),
+            {error, {unsupported_schema, Format, Version, #{reads => Reads, upgrade => Side, hint => Hint}}};
+        error -> ok
+    end.
+
+schema_hint(Name, true, _, Newest) ->
+    {reader, <<"the frame is newer than this node reads: upgrade tether on the reading (BEAM) side, "
+               "or have the writer write ", Name/binary, " schema ", (integer_to_binary(Newest))/binary>>};
+schema_hint(Name, false, Oldest, _) ->
+    {writer, <<"the frame is older than this node reads (", Name/binary, " schema ",
+               (integer_to_binary(Oldest))/binary, " and newer): re-encode it with a newer tether">>}.
+
 %% @doc Whether decoding a payload of this format reads the frame's metadata.
 %% etf, raw and arrow payloads do not (its CRC-32 is checked all the same): a
 %% small call then pays for one binary_to_term, not two.
@@ -89,7 +145,8 @@ decode(raw, _Meta, Payload, _) -> {ok, Payload};
 decode(arrow, _Meta, Payload, _) -> {ok, Payload};
 decode(scalar, #{<<"type">> := #{<<"kind">> := Kind}}, P, _) -> scalar(Kind, P);
 decode(ndarray, #{<<"type">> := Info}, Payload, _) when is_map(Info) -> ndarray(Info, Payload);
-decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray ->
+decode(sparse, #{<<"type">> := Info}, Payload, _) when is_map(Info) -> sparse(Info, Payload);
+decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray; Format =:= sparse ->
     {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
 
@@ -109,6 +166,50 @@ ndarray(Info, Payload) ->
                 false -> {error, {bad_type_info, ndarray, <<"shape and type do not match the payload's size">>}}
             end
     end.
+
+%% The sparse map of docs/format.md §4: `#{format => csr | csc | coo,
+%% shape => tuple(), kind => binary(), components => #{atom() => Tensor}}',
+%% each tensor as ndarray/2 gives it (a sub-binary of the payload: no copy).
+%% Every component's name, offset and size is checked against the payload.
+sparse(#{<<"layout">> := Layout, <<"shape">> := Shape, <<"components">> := Comps} = Info, Payload)
+  when is_list(Shape), is_list(Comps) ->
+    Names = case Layout of
+                <<"coo">> -> [<<"data">>, <<"coords">>];
+                L when L =:= <<"csr">>; L =:= <<"csc">> -> [<<"data">>, <<"indices">>, <<"indptr">>];
+                _ -> []
+            end,
+    Dims = lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Shape),
+    case Dims andalso Names =/= [] andalso [maps:get(<<"name">>, C, undefined) || C <- Comps, is_map(C)] =:= Names of
+        false -> {error, {bad_type_info, sparse, <<"shape must be non-negative integers, layout csr, csc or coo, "
+                                                   "with its components in order">>}};
+        true -> sparse_tensors(Comps, Payload, #{format => binary_to_atom(Layout), shape => list_to_tuple(Shape),
+                                                 kind => maps:get(<<"kind">>, Info, undefined)}, #{})
+    end;
+sparse(_, _) -> {error, {bad_type_info, sparse, <<"the type info needs layout, shape and components">>}}.
+
+sparse_tensors([], _, Out, Acc) -> {ok, Out#{components => Acc}};
+sparse_tensors([#{<<"name">> := Name, <<"dtype">> := Dtype, <<"shape">> := Shape, <<"offset">> := Off,
+                  <<"nbytes">> := Len} | Rest], Payload, Out, Acc)
+  when is_integer(Off), is_integer(Len), Off >= 0, Len >= 0, Off + Len =< byte_size(Payload), is_binary(Dtype) ->
+    Info = #{<<"shape">> => Shape, <<"dtype">> => Dtype, <<"nx">> => descr_nx(Dtype)},
+    case ndarray(Info, binary:part(Payload, Off, Len)) of
+        {ok, T} -> sparse_tensors(Rest, Payload, Out, Acc#{binary_to_atom(Name) => T});
+        {error, _} -> {error, {bad_type_info, sparse, <<"component ", Name/binary, " does not match its size">>}}
+    end;
+sparse_tensors(_, _, _, _) ->
+    {error, {bad_type_info, sparse, <<"a component lies outside the payload or lacks a field">>}}.
+
+%% The Nx type of a little-endian (or byte-order-free) NumPy numeric descr, as [Kind, Bits].
+descr_nx(<<E, K, N/binary>>) when E =:= $<; E =:= $| ->
+    case {K, catch binary_to_integer(N)} of
+        {$f, B} when is_integer(B) -> [<<"f">>, B * 8];
+        {$i, B} when is_integer(B) -> [<<"s">>, B * 8];
+        {$u, B} when is_integer(B) -> [<<"u">>, B * 8];
+        {$b, 1} -> [<<"u">>, 8];
+        {$c, B} when is_integer(B) -> [<<"c">>, B * 8];
+        _ -> undefined
+    end;
+descr_nx(_) -> undefined.
 
 %% An Nx type the frame names, or undefined when it names none this node
 %% knows (the dtype then says what the data is).

@@ -20,7 +20,7 @@
 %% payload that comes out no smaller is stored uncompressed, as Python does.
 -spec build(non_neg_integer(), binary(), map(), iodata(), map()) -> iodata().
 build(FormatId, Name, TypeInfo, Payload, Opts) ->
-    Meta = tether_meta:build(Name, TypeInfo, maps:get(metadata, Opts, #{})),
+    Meta = tether_meta:build(Name, TypeInfo, maps:get(metadata, Opts, #{}), Opts),
     MLen = byte_size(Meta),
     RLen = iolist_size(Payload),
     {Comp, Level, Stored} = compress(maps:get(compression, Opts, none), maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
@@ -147,6 +147,7 @@ format_name(?FORMAT_NDARRAY) -> ndarray;
 format_name(?FORMAT_ETF) -> etf;
 format_name(?FORMAT_ARROW) -> arrow;
 format_name(?FORMAT_PICKLE) -> pickle;
+format_name(?FORMAT_SPARSE) -> sparse;
 format_name(N) -> {unknown, N}.
 
 compression_name(?COMPRESSION_NONE) -> none;

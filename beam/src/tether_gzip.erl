@@ -9,7 +9,7 @@
 
 -include("../include/tether.hrl").
 
--export([deflate/2, inflate/2, inflate/3]).
+-export([deflate/2, inflate/2, inflate/3, inflate_zlib/3]).
 
 %% @doc One gzip member (RFC 1952) holding `Data', at `Level' (0-9).
 %%
@@ -41,10 +41,23 @@ inflate(Data, Raw) -> inflate(Data, Raw, ?MAX_UNCOMPRESSED_DEFAULT).
 -spec inflate(binary(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
 inflate(_Data, Raw, Max) when Raw > Max ->
     {error, {too_large, Raw, Max}};
-inflate(Data, Raw, _Max) ->
+inflate(Data, Raw, Max) -> bounded(Data, Raw, Max, ?GZIP_WINDOW_BITS).
+
+%% @doc As `inflate/3', for a zlib stream (RFC 1950, what `zlib:compress/1'
+%% writes): packed user metadata (docs/format.md section 2).
+%%
+%% ```
+%% {ok, <<"abc">>} = tether_gzip:inflate_zlib(zlib:compress(<<"abc">>), 3, 100).
+%% '''
+-spec inflate_zlib(binary(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
+inflate_zlib(Data, Raw, Max) -> bounded(Data, Raw, Max, ?ZLIB_WINDOW_BITS).
+
+bounded(_Data, Raw, Max, _Bits) when Raw > Max ->
+    {error, {too_large, Raw, Max}};
+bounded(Data, Raw, _Max, Bits) ->
     Z = zlib:open(),
     try
-        ok = zlib:inflateInit(Z, ?GZIP_WINDOW_BITS),
+        ok = zlib:inflateInit(Z, Bits),
         loop(Z, zlib:safeInflate(Z, Data), <<>>, Raw)
     catch
         error:Reason -> {error, {bad_gzip, Reason}}

@@ -3,7 +3,7 @@
 
 -include("../include/tether.hrl").
 
--export([build/3, decode/1]).
+-export([build/3, build/4, decode/1, unpack_user/1]).
 
 -define(PRODUCER, <<"tether-beam/", ?TETHER_VSN>>).
 -define(CREATED_AT, "created_at").
@@ -36,9 +36,64 @@ build(Name, TypeInfo, User) ->
                ?CREATED_AT, Created/binary, Type/binary, (pairs(#{<<"user">> => User}))/binary>>
     end.
 
+%% @doc As `build/3', extending a lineage (docs/format.md section 2.1) when
+%% `Opts' has `parent' (the metadata map of the frame this value came from,
+%% as `tether:inspect/1' gives it, or its lineage list) or `step' (a binary
+%% naming this write). This node's entry comes first, with `step' and `at'
+%% when a step is named, then the parent's lineage unchanged.
+%%
+%% ```
+%% {ok, M} = tether_meta:decode(tether_meta:build(<<"etf">>, #{}, #{}, #{step => <<"enrich">>})),
+%% [#{<<"step">> := <<"enrich">>} | _] = maps:get(<<"lineage">>, M).
+%% '''
+-spec build(binary(), map(), map(), map()) -> binary().
+build(Name, TypeInfo, User, #{parent := _} = Opts) -> extended(Name, TypeInfo, User, Opts);
+build(Name, TypeInfo, User, #{step := _} = Opts) -> extended(Name, TypeInfo, User, Opts);
+build(Name, TypeInfo, User, _Opts) -> build(Name, TypeInfo, User).
+
+extended(Name, TypeInfo, User, Opts) ->
+    Now = os:system_time(microsecond),
+    Own0 = #{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(node()), <<"format">> => Name},
+    Own = case maps:get(step, Opts, undefined) of
+              undefined -> Own0;
+              Step when is_binary(Step) -> Own0#{<<"step">> => Step, <<"at">> => Now};
+              Bad -> erlang:error({badarg, {step, Bad, <<"a step is a binary, e.g. <<\"normalize\">>">>}})
+          end,
+    Parent = case maps:get(parent, Opts, []) of
+                 #{<<"lineage">> := L} when is_list(L) -> L;
+                 L when is_list(L) -> L;
+                 _ -> []
+             end,
+    Meta0 = #{<<"format">> => Name, <<"schema">> => ?SCHEMA_VERSION, <<"producer">> => ?PRODUCER,
+              <<"created_at">> => Now, <<"type">> => TypeInfo, <<"lineage">> => [Own | Parent]},
+    Meta = case map_size(User) of 0 -> Meta0; _ -> Meta0#{<<"user">> => User} end,
+    term_to_binary(Meta, [{minor_version, ?ETF_MINOR_VERSION}]).
+
 %% @doc Decode metadata bytes: never creates atoms.
 -spec decode(binary()) -> {ok, map()} | {error, term()}.
 decode(Bin) -> tether_etf:decode(Bin, true).
+
+%% @doc The user map of a `user_packed' entry: its ETF term, inflated (zlib)
+%% when compressed, at most its declared `size', decoded `[safe]'.
+-spec unpack_user(term()) -> {ok, map()} | {error, term()}.
+unpack_user(#{<<"encoding">> := <<"etf">>, <<"compression">> := C, <<"size">> := Size, <<"data">> := Data})
+  when is_integer(Size), Size >= 0, is_binary(Data) ->
+    Raw = case C of
+              <<"none">> when byte_size(Data) =:= Size -> {ok, Data};
+              <<"none">> -> {error, {user_packed_size_mismatch, Size, byte_size(Data)}};
+              <<"zlib">> -> tether_gzip:inflate_zlib(Data, Size, ?MAX_UNCOMPRESSED_DEFAULT);
+              _ -> {error, {unknown_user_packed_compression, C}}
+          end,
+    case Raw of
+        {ok, Etf} ->
+            case tether_etf:decode(Etf, true) of
+                {ok, User} when is_map(User) -> {ok, User};
+                {ok, Other} -> {error, {user_metadata_not_a_map, Other}};
+                Error -> Error
+            end;
+        Error -> Error
+    end;
+unpack_user(Other) -> {error, {bad_user_packed, Other}}.
 
 pairs(Map) ->
     <<?ETF_VERSION, ?ETF_MAP, _:32, Pairs/binary>> = term_to_binary(Map, [{minor_version, ?ETF_MINOR_VERSION}]),

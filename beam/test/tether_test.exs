@@ -141,4 +141,16 @@ defmodule Tether.WorkerTest do
       assert {:ok, ^value} = Tether.Worker.call(w, "beam_handlers", "echo", [value])
     end
   end
+  test "a frame extends the lineage of the frame its value came from" do
+    first = Tether.encode(%{n: 1}, step: "ingest")
+    {:ok, %{metadata: meta}} = Tether.inspect(first)
+    second = Tether.encode(%{n: 2}, parent: meta, step: "enrich")
+    {:ok, %{metadata: %{"lineage" => lineage}}} = Tether.inspect(second)
+    assert [%{"step" => "enrich", "at" => at}, %{"step" => "ingest"}] = lineage
+    assert is_integer(at)
+    # Without parent or step, the cached metadata is written as before.
+    {:ok, %{metadata: %{"lineage" => [own]}}} = Tether.inspect(Tether.encode(%{n: 3}))
+    refute Map.has_key?(own, "step")
+    assert {:ok, %{"run" => 7}} = :tether.user_metadata(Tether.encode(1, metadata: %{"run" => 7}))
+  end
 end

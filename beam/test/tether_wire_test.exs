@@ -186,7 +186,7 @@ defmodule TetherWireTest do
     for path <- files, frame <- frames(File.read!(path)) do
       {:ok, h} = Tether.inspect(frame)
       readable = h.compression in [:none, :gzip] and elem(h.filter, 0) == 0 and
-                   h.format in [:raw, :scalar, :ndarray, :etf, :arrow]
+                   h.format in [:raw, :scalar, :ndarray, :etf, :arrow, :sparse]
 
       case {h.checksum in [:crc32, :none], readable} do
         {true, true} ->

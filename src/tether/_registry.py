@@ -42,7 +42,7 @@ class Registry(Generic[T]):
     def get(self, key: str | int) -> T:
         found = self._lookup(key)
         if found is None and not self._loaded_entry_points:
-            self._load_entry_points()
+            self.load_entry_points()
             found = self._lookup(key)
         if found is None:
             what = f"id {key}" if isinstance(key, int) else repr(key)
@@ -62,12 +62,32 @@ class Registry(Generic[T]):
             return self.by_name.get(key)
         return None
 
-    def _load_entry_points(self) -> None:
+    @property
+    def entry_points_loaded(self) -> bool:
+        """Whether the plugins of :attr:`group` were loaded (they load once per process)."""
+        return self._loaded_entry_points
+
+    def load_entry_points(self, *, again: bool = False) -> None:
+        """Register every plugin of the entry-point group :attr:`group`, once (``again=True``: rescan).
+
+        Called before the first automatic format choice and on the first lookup miss. A plugin that
+        fails to load is logged (ERROR on ``tether.registry``) and skipped.
+
+        Examples
+        --------
+        >>> from tether import formats
+        >>> formats.registry.load_entry_points()
+        >>> formats.registry.entry_points_loaded
+        True
+        """
+        if self._loaded_entry_points and not again:
+            return
         self._loaded_entry_points = True
         for ep in entry_points(group=self.group):
             try:
                 obj = ep.load()
-                self.register(obj() if isinstance(obj, type) else obj)
+                item = self.register(obj() if isinstance(obj, type) else obj)
+                log.debug("loaded %s plugin %s: %r", self.kind, ep.name, item)
             except Exception:  # a broken plugin must not break lookups of the others
                 log.exception("failed to load %s plugin %s", self.kind, ep.name)
 

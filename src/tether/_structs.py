@@ -14,7 +14,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ._errors import LossyConversionWarning, MappingError, ValidationError
+from . import types as _usertypes
+from ._errors import LossyConversionWarning, ValidationError
 from ._types import Atom, FrozenList, FrozenMap
 
 STRUCT = Atom("__struct__")
@@ -86,8 +87,13 @@ def register_struct(
 
 
 def to_python(d: dict) -> Any:
-    """The decoder's hook for a completed map that has a ``__struct__`` key."""
+    """The decoder's hook for a completed map that has a ``__struct__`` key.
+
+    ``%Tether.Type{}`` maps are versioned user types (:mod:`tether.types`).
+    """
     name = d.get(STRUCT)
+    if name == _usertypes.WIRE_STRUCT:
+        return _usertypes.from_wire(d)
     mapping = _by_name.get(str(name)) if isinstance(name, str) else None
     if mapping is None or mapping.to_python is None:
         return d
@@ -96,7 +102,8 @@ def to_python(d: dict) -> Any:
 
 def has_mapping(value: Any) -> bool:
     """Whether ``value`` encodes as an Elixir struct (a datetime, or a registered Python type)."""
-    return isinstance(value, _dt.datetime) or any(isinstance(value, t) for t in _by_type)
+    return (isinstance(value, _dt.datetime) or any(isinstance(value, t) for t in _by_type)
+            or _usertypes.lookup(value) is not None)
 
 
 def from_python(value: Any, path: str) -> Any:
@@ -111,8 +118,12 @@ def from_python(value: Any, path: str) -> Any:
         return value
     try:
         fields = mapping.from_python(value)
-    except (TypeError, ValueError) as exc:
-        raise MappingError(f"Cannot map {type(value).__qualname__} at {path} to {mapping.name}: {exc}") from exc
+    except Exception as exc:  # a user's function: whatever it raises, the caller gets a typed error
+        raise _usertypes.TypeEncodeError(
+            f"The struct mapping {mapping.name} (register_struct from_python) failed on {type(value).__qualname__} "
+            f"at {path}: {type(exc).__name__}: {exc}",
+            f"{mapping.name} from_python", path,
+        ) from exc
     out = {STRUCT: mapping.name}
     out.update({Atom(k) if type(k) is str else k: v for k, v in fields.items()})
     return out
@@ -268,8 +279,14 @@ def _datetime_hook(v: _dt.datetime) -> dict:
     return out
 
 
-def convert(value: Any, path: str) -> Any:
-    """Encoder hook: datetimes (both kinds), then registered types."""
+def convert(value: Any, path: str, versions: Any = None) -> Any:
+    """Encoder hook: datetimes (both kinds), versioned user types, then struct mappings.
+
+    ``versions`` maps type names to the newest version the reader knows (see :mod:`tether.types`).
+    """
     if isinstance(value, _dt.datetime):
         return _datetime_hook(value)
+    spec = _usertypes.lookup(value)
+    if spec is not None:
+        return _usertypes.to_wire(value, spec, path, versions)
     return from_python(value, path)

@@ -26,6 +26,7 @@ from .._structs import convert as struct_convert
 from . import decoder, encoder, native
 from .columns import Columns, decode_columns, decode_typed_columns, uncompressed
 from .decoder import inflate, readonly_view
+from .prepare import prepare
 from .native import c as _c, options as _native_options
 from .options import ATOM_MODES, BINARY_MODES, CHARLIST_MODES, NAN_MODES, Options
 from .tags import BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, DIST_FRAG_HEADER, DIST_HEADER, DIST_HEADER_H, VERSION_MAGIC
@@ -111,10 +112,18 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
     if _c is not None and opts.nan == "error":
         # Lists mutated while encoding are the caller's bug; the C path reads
         # containers in place, and anything it does not know goes to Python.
+        native = opts.native or _native_options(opts)
         try:
-            return _c.encode(term, opts.native or _native_options(opts), bytes_tag == BIT_BINARY_EXT)
+            return _c.encode(term, native, bytes_tag == BIT_BINARY_EXT)
         except _c.Fallback:
             pass
+        if opts.structs:  # values of registered types: their wire terms, then C again
+            prepared = prepare(term, convert or struct_convert, opts.limits.max_depth)
+            if prepared is not term:
+                try:
+                    return _c.encode(prepared, native, bytes_tag == BIT_BINARY_EXT)
+                except _c.Fallback:
+                    term = prepared
     if convert is None and opts.structs:
         convert = struct_convert
     out = bytearray((VERSION_MAGIC,))

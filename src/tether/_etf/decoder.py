@@ -19,7 +19,7 @@ import struct
 import warnings
 from typing import Any, Callable
 
-from .._errors import DecodeError, LimitError, LossyConversionWarning, TruncatedError
+from .._errors import DecodeError, LimitError, LossyConversionWarning, TetherError, TruncatedError
 from .._limits import Limits
 from .._structs import to_python as struct_to_python
 from .._types import Atom, BitBinary, ImproperList, OpaqueTerm, Pid, Port, Reference
@@ -217,6 +217,9 @@ def close_map(r: Reader, frame: list, pos: int) -> Any:
     if r.structs and "__struct__" in value:
         try:
             return struct_to_python(value)
+        except TetherError as exc:  # typed already (a type's version, a user's decoder): keep it, add the place
+            exc.args = (f"{exc.args[0] if exc.args else exc} (at {path(r.stack)}, offset {pos})", *exc.args[1:])
+            raise
         except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
             raise r.fail(f"Struct {value.get('__struct__')} does not convert: {exc}", pos) from exc
     return value

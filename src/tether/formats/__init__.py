@@ -1,8 +1,22 @@
-"""The format registry.
+"""The format registry, and how a format joins ``format="auto"``.
 
 Formats are registered by name and numeric id. Ids 0-127 are reserved for
-tether; user formats take 128-65535. The last registration under an id wins,
-and a miss falls back to the ``tether.formats`` entry-point group.
+tether; user formats take 128-65535. The last registration under an id wins.
+Plugins in the ``tether.formats`` entry-point group (``[project.entry-points."tether.formats"]
+mything = "mypkg.formats:MyFormat"``) are registered before the first automatic
+choice and on the first lookup of an unknown name or id.
+
+``format="auto"`` asks every format with an ``auto_priority`` (an int; None:
+never automatic), in ascending priority, whether it claims the value: its
+``auto_pick(obj, transport)`` returns ``(reason, estimated payload size or None)``
+to claim it, or None. tether's own priorities leave room around them: raw 10,
+scalar 20, ndarray 30, sparse 35, arrow 40, etf 50, pickle 1000. A claim must be cheap
+(it runs on every ``dumps``): look at the type, not the contents.
+
+Under ``format="auto"``, a format whose ``encode`` fails hands the value on:
+to its ``fallback`` when it names one, else (user formats, ids from 128) to the
+next format that claims it and that the reader reads, with a
+:class:`tether.FallbackWarning` naming the format and its error.
 
 Examples
 --------
@@ -11,6 +25,25 @@ Examples
 3
 >>> sorted(tether.formats.names())[:3]
 ['arrow', 'etf', 'ndarray']
+
+A format of your own, picked automatically for its type before etf (50) asks:
+
+>>> class Celsius(float):
+...     pass
+>>> class CelsiusFormat(tether.formats.Format):
+...     id, name, auto_priority, kind = 65001, "doc-celsius", 15, Celsius
+...     def auto_pick(self, obj, transport):
+...         return ("a Celsius reading", 8) if type(obj) is self.kind else None
+...     def encode(self, obj, ctx):
+...         p = tether.formats.Payload({"unit": "C"})
+...         p.add(float(obj).hex().encode())
+...         return p
+...     def decode(self, payload, type_info, ctx):
+...         return self.kind(float.fromhex(bytes(payload).decode()))
+>>> _ = tether.formats.register(CelsiusFormat)
+>>> frame = tether.dumps(Celsius(21.5))
+>>> tether.last_decision().format, tether.loads(frame)
+('doc-celsius', 21.5)
 """
 
 from __future__ import annotations
@@ -46,15 +79,26 @@ _auto: list = [-1, ()]  # registry version, formats in auto_priority order
 
 
 def auto_order() -> tuple[Format, ...]:
-    """The formats ``format="auto"`` asks, in ascending ``auto_priority`` (kept until a registration)."""
+    """The formats ``format="auto"`` asks, in ascending ``auto_priority`` (kept until a registration).
+
+    Entry-point plugins (group ``tether.formats``) are loaded before the first answer, so a plugin's
+    ``auto_pick`` takes part in the very first automatic choice.
+
+    Examples
+    --------
+    >>> [f.name for f in auto_order()][-1]
+    'pickle'
+    """
+    if not registry.entry_points_loaded:
+        registry.load_entry_points()
     if _auto[0] != registry.version:
         ranked = [f for f in registry.by_id.values() if getattr(f, "auto_priority", None) is not None]
         _auto[:] = [registry.version, tuple(sorted(ranked, key=lambda f: (f.auto_priority, f.id)))]
     return _auto[1]
 
 
-from . import arrow, etf, ndarray, pickle, raw, scalar  # noqa: E402  (registration on import)
+from . import arrow, etf, ndarray, pickle, raw, scalar, sparse  # noqa: E402  (registration on import)
 
-for _mod in (raw, scalar, ndarray, etf, arrow, pickle):
+for _mod in (raw, scalar, ndarray, etf, arrow, pickle, sparse):
     register(_mod.FORMAT)
 del _mod

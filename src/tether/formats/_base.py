@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping, NamedTuple
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 from .._buffers import Segment
-from .._errors import UnsupportedVersionError, ValidationError
+from .._errors import DecodeError, UnsupportedVersionError, ValidationError
 from .._limits import Limits
 from ..frame import frame_name
 
-__all__ = ["DecodeContext", "EncodeContext", "Format", "Payload", "Segment"]
+__all__ = ["DecodeContext", "EncodeContext", "Format", "Migrated", "Migration", "Payload", "Segment"]
+
+# Readers accept the current and at least this many previous major versions of a format.
+KEEP_READABLE = 2
 
 
 @dataclass(slots=True)
@@ -36,6 +39,40 @@ class Payload:
             part = part.cast("B") if part.ndim != 1 or part.format != "B" else part
             self.nbytes += part.nbytes
         self.segments.append(part)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of a format's schema: what changed from version ``v`` (its key in ``migrations``) to ``v + 1``.
+
+    ``type_info(old_info) -> new_info`` rewrites the type information;
+    ``payload(old_payload, old_info) -> buffer`` rewrites a payload laid out
+    as version ``v`` into version ``v + 1``'s layout. Either may be None when
+    that part did not change.
+
+    Examples
+    --------
+    >>> step = Migration(type_info=lambda t: {**t, "unit": "ms"})
+    >>> step.type_info({"n": 1})
+    {'n': 1, 'unit': 'ms'}
+    """
+
+    type_info: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    payload: Callable[[Any, dict[str, Any]], Any] | None = None
+
+
+class Migrated(dict):
+    """Type information migrated on read: the map itself, plus the payload steps still due.
+
+    ``written_under`` is the schema version the frame was written with.
+    """
+
+    __slots__ = ("pending", "written_under")
+
+    def __init__(self, info: Mapping[str, Any], pending: list, written_under: int) -> None:
+        super().__init__(info)
+        self.pending = pending
+        self.written_under = written_under
 
 
 class DecodeContext(NamedTuple):
@@ -80,7 +117,10 @@ class Format:
 
     * ``auto_pick`` claims values for ``format="auto"``; formats are asked in
       ascending ``auto_priority`` order and the first claim wins (None: never
-      picked automatically);
+      picked automatically). :mod:`tether.formats` lists tether's own
+      priorities with a worked example of a format joining ``format="auto"``;
+      plugins of the ``tether.formats`` entry-point group are registered
+      before the first automatic choice;
     * ``fallback`` names the format that takes a value this one cannot encode
       under ``format="auto"``, with a :class:`tether.FallbackWarning` when
       ``fallback_warns``;
@@ -90,8 +130,12 @@ class Format:
       payload instead of the frame compressing it.
 
     ``schema_version`` is the major version of the format's payload and type
-    information. Readers accept ``schema_version - 2`` and newer by calling
-    :meth:`migrate`; override it when the schema changes.
+    information; ``oldest_readable`` the oldest a reader still reads, at most
+    ``schema_version - 2`` (checked when the class is defined). When the
+    schema changes, bump ``schema_version`` and add a :class:`Migration` to
+    ``migrations`` under the version it upgrades from: :meth:`migrate` chains
+    the type-information steps, :meth:`upgrade_payload` the payload steps
+    (docs/format.md §4.1, docs/evolution.md).
 
     Examples
     --------
@@ -120,6 +164,16 @@ class Format:
     auto_priority: ClassVar[int | None] = None
     fallback: ClassVar[str | None] = None
     fallback_warns: ClassVar[bool] = False
+    migrations: ClassVar[Mapping[int, Migration]] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        floor = max(1, cls.schema_version - KEEP_READABLE)
+        if cls.oldest_readable > floor:
+            raise TypeError(
+                f"{cls.__name__}: oldest_readable={cls.oldest_readable} drops a version readers must keep; "
+                f"schema {cls.schema_version} readers read {floor} and newer. Add the migration steps instead."
+            )
 
     def can_encode(self, obj: Any) -> bool:
         raise NotImplementedError
@@ -155,19 +209,126 @@ class Format:
         return None
 
     def migrate(self, type_info: dict[str, Any], from_version: int) -> dict[str, Any]:
-        """Bring ``type_info`` written under ``from_version`` to ``schema_version``."""
+        """Bring ``type_info`` written under ``from_version`` to ``schema_version``, chaining ``migrations``.
+
+        Returns a :class:`Migrated` map that remembers the payload steps still
+        to run (:meth:`upgrade_payload` runs them once the payload is
+        decompressed). A version newer than this reader's, older than
+        ``oldest_readable`` or without a step is an
+        :class:`~tether.UnsupportedVersionError` that says which side to upgrade.
+
+        Examples
+        --------
+        >>> import tether
+        >>> fmt = tether.formats.get("ndarray")
+        >>> fmt.migrate({"shape": [2]}, fmt.schema_version) == {"shape": [2]}
+        True
+        """
         if from_version == self.schema_version:
             return type_info
-        if from_version > self.schema_version:
+        self.check_readable(from_version)
+        migrated = Migrated(type_info, [], from_version)
+        for version in range(from_version, self.schema_version):
+            step = self.migrations.get(version)
+            if step is None:
+                raise UnsupportedVersionError(
+                    f"The {self.name} format has no migration from schema {version} to {version + 1}; "
+                    f"frames of schema {from_version} cannot be read here. Add a Migration to "
+                    f"{type(self).__name__}.migrations[{version}]."
+                )
+            before = dict(migrated)
+            try:
+                after = step.type_info(dict(before)) if step.type_info is not None else before
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise DecodeError(
+                    f"The {self.name} type information of schema {version} does not fit its migration to "
+                    f"{version + 1}: {type(exc).__name__}: {exc}. The frame's metadata is damaged."
+                ) from exc
+            if step.payload is not None:
+                migrated.pending.append((step.payload, before))
+            migrated = Migrated(after, migrated.pending, from_version)
+        return migrated
+
+    def check_readable(self, version: int) -> None:
+        """Raise :class:`~tether.UnsupportedVersionError` unless this reader reads ``version`` of this format.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("etf").check_readable(1)
+        """
+        if version > self.schema_version:
             raise UnsupportedVersionError(
-                f"The {self.name} payload has schema version {from_version}; this tether reads up to "
-                f"{self.schema_version}. Upgrade tether to read {self.name} schema {from_version}."
+                f"The {self.name} payload has schema version {version}; this tether reads {self.name} schemas "
+                f"{self.oldest_readable} to {self.schema_version}. Upgrade tether on the reading side to read "
+                f"{self.name} schema {version}."
             )
-        raise UnsupportedVersionError(
-            f"The {self.name} payload has schema version {from_version}, older than the oldest this "
-            f"tether migrates ({self.oldest_readable}). Migrate it with a tether release that reads "
-            f"{self.name} schema {from_version} (re-encode it), then read it here."
-        )
+        if version < self.oldest_readable:
+            raise UnsupportedVersionError(
+                f"The {self.name} payload has schema version {version}, older than the oldest this tether "
+                f"migrates ({self.oldest_readable}). Re-encode it with a tether release that reads {self.name} "
+                f"schema {version}, then read it here."
+            )
+
+    def upgrade_payload(self, payload: Any, type_info: Mapping[str, Any]) -> Any:
+        """``payload`` in the current layout: the payload steps :meth:`migrate` left in ``type_info``, run once.
+
+        A format whose payload layout changed calls this first thing in
+        ``decode``; for a frame of the current version it returns ``payload``
+        untouched (and costs one type check).
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("raw").upgrade_payload(b"abc", {})
+        b'abc'
+        """
+        if type(type_info) is not Migrated or not type_info.pending:
+            return payload
+        steps, type_info.pending[:] = list(type_info.pending), []
+        for step, info in steps:
+            payload = memoryview(step(payload, info)).cast("B")
+        return payload
+
+    def check_reader_versions(self, options: Mapping[str, Any] | None) -> None:
+        """Refuse to write for a reader that, by ``options["versions"]``, cannot read this format's schema.
+
+        ``options["versions"]`` is what the reader reads (docs/format.md §4.1):
+        ``{"formats": {name: [oldest, newest]}, "schemas": {name: newest}}``
+        (a format's entry may also be ``{"oldest_readable": a, "schema_version": b}``).
+        A format the reader does not list is not checked.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("raw").check_reader_versions({"versions": {"formats": {"raw": [1, 1]}}})
+        """
+        versions = (options or {}).get("versions")
+        if not versions:
+            return
+        reads = (versions.get("formats") or {}).get(self.name)
+        if reads is None:
+            return
+        if type(reads) is int:
+            reads = [reads, reads]
+        elif isinstance(reads, Mapping):  # the worker handshake's {"oldest_readable": a, "schema_version": b}
+            reads = [reads.get("oldest_readable", 1), reads.get("schema_version")]
+        if not isinstance(reads, (list, tuple)) or len(reads) != 2 or not all(type(v) is int for v in reads):
+            raise ValidationError(
+                f"options['versions']['formats'][{self.name!r}] must be [oldest, newest] schema versions, "
+                f"got {reads!r}. Pass the reader's tether.schemas.capabilities() as it is."
+            )
+        oldest, newest = reads
+        if self.schema_version > newest:
+            raise ValidationError(
+                f"The reader reads {self.name} schemas {oldest} to {newest}; this tether writes schema "
+                f"{self.schema_version} only. Upgrade tether on the reading side."
+            )
+        if self.schema_version < oldest:
+            raise ValidationError(
+                f"The reader reads {self.name} schemas {oldest} to {newest}; this tether writes schema "
+                f"{self.schema_version}. Upgrade tether on the writing side."
+            )
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
         """Extra human-readable facts for ``inspect``; must not touch the payload."""

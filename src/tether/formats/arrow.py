@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import arrow as arrow_api
+from .. import schemas
 from .._buffers import Segment
 from .._errors import DecodeError, MappingError, ValidationError
 from .._transport import LEAVING
@@ -91,8 +92,13 @@ class ArrowFormat(Format):
         return codec, f"arrow-ipc/{codec}", "Arrow compresses per buffer inside the IPC stream"
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        self.check_reader_versions(ctx.options)
         source, table = arrow_api.to_table(obj, strict=ctx.auto)
         info: dict[str, Any] = {"source": source}
+        if ctx.options.get("schema") is not None:
+            if isinstance(table, pa.RecordBatch):
+                table = pa.Table.from_batches([table])
+            table, info["table_schema"] = schemas.for_write(table, ctx.options)
         if source == "columns":
             info["numpy_columns"] = [name for name, col in obj.items() if arrow_api.is_numpy(col)]
         ipc_codec = ctx.inner_compression
@@ -103,6 +109,7 @@ class ArrowFormat(Format):
         info["rows"] = table.num_rows
         info["batches"] = len(batches)
         info["schema"] = str(table.schema)
+        info["fields"] = schemas.describe(table.schema)
         info["columns"] = list(table.schema.names)
         p = Payload(info)
         # A mock write measures the uncompressed stream without touching the data.
@@ -151,6 +158,8 @@ class ArrowFormat(Format):
             table.validate(full=validate == "full")
         except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
             raise DecodeError(f"{ctx.frame_id}: the Arrow IPC stream is malformed: {exc}") from exc
+        if isinstance(type_info.get("table_schema"), dict):
+            table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
         source = type_info.get("source", "table")
         target = into or {"table": "arrow", "batch": "batch", "pandas": "pandas", "polars": "polars",
                           "columns": "columns", "rows": "pylist"}.get(source, "arrow")
@@ -164,7 +173,14 @@ class ArrowFormat(Format):
         }
         if type_info.get("ipc_compression"):
             out["arrow compression"] = type_info["ipc_compression"]
-        if type_info.get("schema"):
+        named = type_info.get("table_schema")
+        if isinstance(named, dict):
+            out["table schema"] = f"{named.get('name')} v{named.get('version')} (fingerprint {named.get('fingerprint')})"
+        fields = type_info.get("fields")
+        if isinstance(fields, list):
+            # Structured: one {name, type, nullable} map per column, as the frame carries it.
+            out["fields"] = [f for f in fields if isinstance(f, dict)]
+        elif type_info.get("schema"):  # frames from before fields were written carry the schema as text
             out["schema"] = "\n" + "\n".join("    " + line for line in str(type_info["schema"]).splitlines())
         return out
 

@@ -21,7 +21,8 @@ into="arrow" | "pandas" | "polars")`` reads rows (a list of maps) or columns
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Any, Mapping
 
 from .. import _etf, _structs, frame
 from .. import arrow as arrow_api
@@ -69,7 +70,7 @@ class EtfFormat(Format):
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
         opts = _etf.Options(**kwargs) if kwargs else self._default_options()
-        data = _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY)
+        data = _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY, convert=_type_versions(ctx.options))
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
             info["none_atom"] = opts.none_atom
@@ -148,6 +149,20 @@ class EtfFormat(Format):
                     self._decode_options.clear()
                 self._decode_options[key] = cached
         return cached
+
+
+def _type_versions(options: Any) -> Any:
+    """The encoder hook for a reader that knows older user-type versions (``options["versions"]["types"]``), or None.
+
+    None keeps the default hook (:func:`tether._structs.convert` at each type's own version).
+    """
+    versions = options.get("versions") if options else None
+    types = versions.get("types") if isinstance(versions, Mapping) else None
+    if not types:
+        return None
+    if not isinstance(types, Mapping):
+        raise ValidationError(f"options['versions']['types'] maps type names to versions, got {types!r}.")
+    return partial(_structs.convert, versions=types)
 
 
 def _table_shaped(value: Any) -> bool:

@@ -80,6 +80,8 @@ class NdarrayFormat(Format):
         return dtype.itemsize
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        if ctx.options:
+            self.check_reader_versions(ctx.options)
         scalar = isinstance(obj, np.generic)
         arr = np.asarray(obj)
         if arr.dtype.hasobject:

@@ -1,0 +1,184 @@
+defmodule Tether.Type do
+  @moduledoc """
+  Versioned user types, shared with Python's `tether.types.register_type`.
+
+  A type is a struct with a name and a version. On the wire (in etf frames,
+  both directions) it is this struct, `%Tether.Type{}`, which Elixir code can
+  pattern-match as it is:
+
+      %Tether.Type{name: "acme.Point", version: 3, value: %{x: 1.0, y: 2.0, z: 0.0}}
+
+  `value` is what the type's `c:to_wire/1` returns. A reader that meets an
+  older version migrates it one step at a time (`c:migrate/2`: 1 → 2 → 3)
+  before `c:from_wire/1`; a newer version than it knows is the error
+  `{:newer_type, name, found, known}`. A writer told that its reader knows
+  only an older version (`versions: %{"acme.Point" => 2}`) writes that
+  version through `c:downgrade/2`, or fails with
+  `{:type_downgrade, name, wanted, oldest_writable}`.
+
+      defmodule Acme.Point do
+        use Tether.Type, name: "acme.Point", version: 3, oldest: 1, oldest_writable: 2
+        defstruct x: 0.0, y: 0.0, z: 0.0
+
+        @impl true
+        def migrate(1, %{lon: x, lat: y}), do: %{x: x, y: y}
+        def migrate(2, wire), do: Map.put(wire, :z, 0.0)
+
+        @impl true
+        def downgrade(3, wire), do: Map.delete(wire, :z)
+      end
+
+      Tether.Type.register(Acme.Point)
+      frame = Tether.Type.encode(%Acme.Point{x: 1.0})
+      {:ok, %Acme.Point{x: 1.0}} = Tether.decode(frame)
+
+  The defaults: `to_wire/1` is the struct's fields as a map with atom keys
+  (Python's `register_type` writes a dict's `str` keys as atoms too), and
+  `from_wire/1` builds the struct from such a map (binary keys are accepted
+  when they name a field). Registered types are decoded by every etf frame
+  `Tether.decode/2` reads; `encode/2` (and `to_wire/2`) writes them.
+  """
+
+  defstruct [:name, :version, :value]
+
+  @typedoc "The wire form of a versioned user type."
+  @type t :: %__MODULE__{name: String.t(), version: pos_integer(), value: term()}
+
+  @doc "The wire term at the type's current version."
+  @callback to_wire(struct()) :: term()
+  @doc "The struct from the wire term at the type's current version."
+  @callback from_wire(term()) :: struct()
+  @doc "One step up: the wire term of version `from` as version `from + 1`."
+  @callback migrate(from :: pos_integer(), term()) :: term()
+  @doc "One step down: the wire term of version `from` as version `from - 1`."
+  @callback downgrade(from :: pos_integer(), term()) :: term()
+  @optional_callbacks migrate: 2, downgrade: 2
+
+  @doc false
+  defmacro __using__(opts) do
+    name = Keyword.fetch!(opts, :name)
+    version = Keyword.get(opts, :version, 1)
+    oldest = Keyword.get(opts, :oldest, version)
+    writable = Keyword.get(opts, :oldest_writable, version)
+
+    unless is_binary(name) and is_integer(version) and version >= 1 and oldest in 1..version//1 and
+             writable in 1..version//1 do
+      raise ArgumentError,
+            "use Tether.Type needs name: a string, version: an integer >= 1, and oldest/oldest_writable " <>
+              "between 1 and version; got #{inspect(opts)}"
+    end
+
+    quote do
+      @behaviour Tether.Type
+
+      @doc false
+      def __tether_type__,
+        do: %{name: unquote(name), version: unquote(version), oldest: unquote(oldest),
+              oldest_writable: unquote(writable)}
+
+      @impl Tether.Type
+      def to_wire(struct), do: Map.from_struct(struct)
+
+      @impl Tether.Type
+      def from_wire(wire), do: Tether.Type.build(__MODULE__, wire)
+
+      defoverridable to_wire: 1, from_wire: 1
+    end
+  end
+
+  @doc """
+  Register type modules (one or a list), so frames decode to them and
+  `encode/2` writes them. The last registration of a name wins.
+
+      :ok = Tether.Type.register([Acme.Point])
+  """
+  @spec register(module() | [module()]) :: :ok
+  def register(mods) when is_list(mods), do: Enum.each(mods, &register/1)
+  def register(mod) when is_atom(mod), do: :tether_etf.register_type(mod)
+
+  @doc "Forget a registered type module. `:ok = Tether.Type.unregister(Acme.Point)`"
+  @spec unregister(module()) :: :ok
+  def unregister(mod), do: :tether_etf.unregister_type(mod)
+
+  @doc """
+  The version of every registered type, by name: what this node reads, for a
+  worker handshake. `%{"acme.Point" => 3} = Tether.Type.versions()`
+  """
+  @spec versions() :: %{String.t() => pos_integer()}
+  def versions, do: :tether_etf.type_versions()
+
+  @doc """
+  Registered structs inside `term` as their wire form. Options:
+  `versions: %{name => version}`, the newest version of each type the reader
+  reads.
+
+      {:ok, %Tether.Type{version: 2}} = Tether.Type.to_wire(%Acme.Point{}, versions: %{"acme.Point" => 2})
+  """
+  @spec to_wire(term(), keyword()) :: {:ok, term()} | {:error, :tether_etf.type_error()}
+  def to_wire(term, opts \\ []), do: :tether_etf.to_wire(term, Map.new(Keyword.get(opts, :versions, %{})))
+
+  @doc """
+  Wire terms of registered types inside `term` as their structs, migrated.
+  `Tether.decode/2` does this for every etf frame.
+
+      {:ok, %Acme.Point{}} = Tether.Type.from_wire(%Tether.Type{name: "acme.Point", version: 1, value: %{lon: 0.0, lat: 0.0}})
+  """
+  @spec from_wire(term()) :: {:ok, term()} | {:error, :tether_etf.type_error()}
+  def from_wire(term), do: :tether_etf.from_wire(term)
+
+  @doc """
+  An etf frame of `term` with its registered structs in wire form. Options:
+  `versions:` (see `to_wire/2`) and every option of `Tether.encode/2`.
+  Raises `ArgumentError` when a type cannot be written for its reader.
+
+      frame = Tether.Type.encode([%Acme.Point{x: 1.0}], versions: %{"acme.Point" => 2})
+  """
+  @spec encode(term(), keyword()) :: iodata()
+  def encode(term, opts \\ []) do
+    {versions, opts} = Keyword.pop(opts, :versions, %{})
+
+    case to_wire(term, versions: versions) do
+      {:ok, wire} -> :tether.encode(wire, Map.new(opts))
+      {:error, reason} -> raise ArgumentError, format_error(reason)
+    end
+  end
+
+  @doc """
+  A sentence for a type error of `from_wire/1`, `to_wire/2` or `Tether.decode/2`.
+
+      "Type acme.Point arrived at version 4" <> _ = Tether.Type.format_error({:newer_type, "acme.Point", 4, 3})
+  """
+  @spec format_error(term()) :: String.t()
+  def format_error({:newer_type, name, found, known}),
+    do: "Type #{name} arrived at version #{found}; this node knows up to version #{known}. Upgrade this " <>
+          "node's #{name} to version #{found}, or have the writer send version #{known} " <>
+          "(Python: options={'versions': {'types': {'#{name}': #{known}}}})."
+
+  def format_error({:old_type, name, found, oldest}),
+    do: "Type #{name} arrived at version #{found}; this node migrates from version #{oldest}. " <>
+          "Add migrate/2 clauses from #{found} (and set oldest: #{found})."
+
+  def format_error({:type_downgrade, name, wanted, oldest}),
+    do: "The reader knows type #{name} up to version #{wanted}; this node downgrades only to #{oldest}. " <>
+          "Upgrade the reader's #{name} to #{oldest} or later, or add downgrade/2 clauses."
+
+  def format_error({:type_failed, name, step, reason}),
+    do: "Type #{name}: the #{inspect(step)} step failed: #{inspect(reason)}"
+
+  def format_error(other), do: inspect(other)
+
+  @doc false
+  # The default from_wire/1: a struct from a map whose keys (atoms, or binaries naming existing atoms)
+  # are its fields; struct/2 drops the others.
+  def build(mod, wire) when is_map(wire), do: struct(mod, Enum.flat_map(wire, &field/1))
+
+  defp field({k, v}) when is_atom(k), do: [{k, v}]
+
+  defp field({k, v}) when is_binary(k) do
+    [{String.to_existing_atom(k), v}]
+  rescue
+    ArgumentError -> []
+  end
+
+  defp field(_), do: []
+end

@@ -1,0 +1,165 @@
+defmodule TetherTypeTest.Point do
+  # v1 was %{lon, lat}; v2 renamed them x, y; v3 added z.
+  use Tether.Type, name: "test.Point", version: 3, oldest: 1, oldest_writable: 1
+  defstruct x: 0.0, y: 0.0, z: 0.0
+
+  @impl true
+  def migrate(1, %{lon: x, lat: y}), do: %{x: x, y: y}
+  def migrate(2, wire), do: Map.put(wire, :z, 0.0)
+
+  @impl true
+  def downgrade(3, wire), do: Map.delete(wire, :z)
+  def downgrade(2, %{x: x, y: y}), do: %{lon: x, lat: y}
+end
+
+defmodule TetherTypeTest.Stamp do
+  # A type whose wire form is not its fields: a tuple.
+  use Tether.Type, name: "test.Stamp"
+  defstruct [:at]
+
+  @impl true
+  def to_wire(%__MODULE__{at: at}), do: {:stamp, at}
+
+  @impl true
+  def from_wire({:stamp, at}), do: %__MODULE__{at: at}
+end
+
+defmodule TetherTypeTest do
+  use ExUnit.Case, async: false
+
+  alias TetherTypeTest.{Point, Stamp}
+
+  setup do
+    :ok = Tether.Type.register([Point, Stamp])
+    on_exit(fn -> Enum.each([Point, Stamp], &Tether.Type.unregister/1) end)
+  end
+
+  defp frame(term), do: IO.iodata_to_binary(Tether.Type.encode(term))
+
+  test "the wire form is a %Tether.Type{} an Elixir reader can pattern-match" do
+    assert {:ok, %Tether.Type{name: "test.Point", version: 3, value: %{x: 1.0, y: 2.0, z: 3.0}}} =
+             Tether.Type.to_wire(%Point{x: 1.0, y: 2.0, z: 3.0})
+
+    Tether.Type.unregister(Point)
+    assert {:ok, [%Tether.Type{name: "test.Point", version: 3}]} =
+             Tether.decode(frame([%Tether.Type{name: "test.Point", version: 3, value: %{x: 1.0, y: 2.0, z: 3.0}}]))
+  end
+
+  test "registered types round-trip through a frame, nested" do
+    value = %{a: [1, %Point{x: 1.5}], b: {%Stamp{at: 7}}}
+    assert {:ok, ^value} = Tether.decode(frame(value))
+  end
+
+  test "large and term-compressed payloads are searched for types too" do
+    points = for i <- 1..200, do: %Point{x: i * 1.0, y: 2.0}
+    value = %{"points" => points, "pad" => :binary.copy("x", 1000)}
+
+    for opts <- [[], [compressed: true]] do
+      assert {:ok, ^value} = Tether.decode(Tether.Type.encode(value, opts))
+    end
+
+    # With the type unregistered, the same frame reads as wire terms.
+    frame = Tether.Type.encode(value)
+    Tether.Type.unregister(Point)
+    assert {:ok, %{"points" => [%Tether.Type{name: "test.Point", version: 3} | _]}} = Tether.decode(frame)
+  end
+
+  test "the default from_wire/1 takes atom keys, and binary keys that name fields" do
+    assert %Point{x: 1.0, y: 2.0, z: 0.0} = Point.from_wire(%{"x" => 1.0, :y => 2.0, "no such field here" => 1})
+  end
+
+  test "older versions migrate on read, chaining steps" do
+    v1 = %Tether.Type{name: "test.Point", version: 1, value: %{lon: 4.0, lat: 5.0}}
+    v2 = %Tether.Type{name: "test.Point", version: 2, value: %{x: 1.0, y: 2.0}}
+    assert {:ok, [%Point{x: 4.0, y: 5.0, z: 0.0}, %Point{x: 1.0, y: 2.0, z: 0.0}]} =
+             Tether.decode(:tether.encode([v1, v2]))
+  end
+
+  test "a newer version than this node knows is an error naming the type and both versions" do
+    v4 = %Tether.Type{name: "test.Point", version: 4, value: %{}}
+    assert {:error, {:newer_type, "test.Point", 4, 3} = reason} = Tether.decode(:tether.encode([v4]))
+    assert Tether.Type.format_error(reason) =~ "Upgrade this node's test.Point to version 4"
+  end
+
+  test "plain Tether.encode/2 writes registered types in their wire form, at the reader's version" do
+    value = %{a: [%Point{x: 1.5, y: 2.0, z: 0.0}], b: %Stamp{at: 7}}
+    assert {:ok, ^value} = Tether.decode(Tether.encode(value))
+
+    Tether.Type.unregister(Point)
+    :ok = Tether.Type.register([Point])
+    frame = Tether.encode([%Point{x: 1.0, y: 2.0, z: 9.0}], type_versions: %{"test.Point" => 1})
+    Tether.Type.unregister(Point)
+    assert {:ok, [%Tether.Type{name: "test.Point", version: 1, value: %{lon: 1.0, lat: 2.0}}]} = Tether.decode(frame)
+
+    assert_raise ArgumentError, ~r/type_downgrade/, fn -> Tether.encode([%Stamp{at: 1}], type_versions: %{"test.Stamp" => 0}) end
+  end
+
+  test "a reader that knows an older version gets it, through downgrade/2" do
+    assert {:ok, %Tether.Type{version: 1, value: %{lon: 1.0, lat: 2.0}}} =
+             Tether.Type.to_wire(%Point{x: 1.0, y: 2.0, z: 9.0}, versions: %{"test.Point" => 1})
+
+    assert {:error, {:type_downgrade, "test.Stamp", 0, 1}} =
+             Tether.Type.to_wire(%Stamp{at: 1}, versions: %{"test.Stamp" => 0})
+
+    assert_raise ArgumentError, ~r/downgrades only to 1/, fn ->
+      Tether.Type.encode([%Stamp{at: 1}], versions: %{"test.Stamp" => 0})
+    end
+  end
+
+  test "a failing step is a typed error, not a crash" do
+    bad = %Tether.Type{name: "test.Point", version: 1, value: %{unexpected: 1}}
+    assert {:error, {:type_failed, "test.Point", {:migrate, 1}, :function_clause}} =
+             Tether.decode(:tether.encode(bad))
+  end
+
+  test "versions/0 lists what this node reads" do
+    assert %{"test.Point" => 3, "test.Stamp" => 1} = Tether.Type.versions()
+  end
+
+  @python """
+  import sys
+  from dataclasses import dataclass
+  import tether
+  from tether import types
+
+  @dataclass
+  class Point:
+      x: float
+      y: float
+      z: float = 0.0
+
+  types.register_type(Point, name="test.Point", version=3,
+      migrations={1: lambda w: {"x": w["lon"], "y": w["lat"]}, 2: lambda w: {**w, "z": 0.0}},
+      downgrades={3: lambda w: {"x": w["x"], "y": w["y"]}})
+  got = tether.loads(open(sys.argv[1], "rb").read())
+  want = [Point(1.0, 2.0, 3.0), Point(4.0, 5.0, 0.0), Point(6.0, 7.0, 0.0)]
+  assert got == want, got
+  old = types.wire("test.Point", 1, {"lon": 8.0, "lat": 9.0})
+  open(sys.argv[2], "wb").write(tether.dumps({"echo": got, "old": old}, reader="beam"))
+  open(sys.argv[3], "wb").write(tether.dumps([Point(1.0, 1.0, 5.0)], reader="beam",
+                                            options={"versions": {"types": {"test.Point": 2}}}))
+  """
+
+  test "Elixir -> Python -> Elixir, with values written at older versions on both sides" do
+    dir = Tether.TestPython.tmp_dir!()
+    [src, echo, down] = for f <- ~w(src echo down), do: Path.join(dir, f)
+    # The current version, a v1 value (Python migrates it) and a v2 value written for an older reader.
+    {:ok, v2} = Tether.Type.to_wire(%Point{x: 6.0, y: 7.0, z: 99.0}, versions: %{"test.Point" => 2})
+    old = %Tether.Type{name: "test.Point", version: 1, value: %{lon: 4.0, lat: 5.0}}
+    File.write!(src, Tether.Type.encode([%Point{x: 1.0, y: 2.0, z: 3.0}, old, v2]))
+
+    {out, status} =
+      System.cmd(Tether.TestPython.python(), ["-c", @python, src, echo, down],
+        env: [{"PYTHONPATH", Tether.TestPython.pythonpath()}], stderr_to_stdout: true)
+
+    assert status == 0, out
+    assert {:ok, %{"echo" => echoed, "old" => %Point{x: 8.0, y: 9.0, z: 0.0}}} = Tether.decode(File.read!(echo))
+    assert echoed == [%Point{x: 1.0, y: 2.0, z: 3.0}, %Point{x: 4.0, y: 5.0}, %Point{x: 6.0, y: 7.0}]
+    # Python wrote version 2 for a reader that said so; this node reads it as version 3.
+    assert {:ok, [%Point{x: 1.0, y: 1.0, z: 0.0}]} = Tether.decode(File.read!(down))
+    Tether.Type.unregister(Point)
+    assert {:ok, [%Tether.Type{name: "test.Point", version: 2, value: %{x: 1.0, y: 1.0} = v}]} =
+             Tether.decode(File.read!(down))
+    refute Map.has_key?(v, :z)
+  end
+end

@@ -1,0 +1,182 @@
+"""sparse: scipy.sparse CSR, CSC and COO (arrays and matrices) and pydata ``sparse.COO``.
+
+The payload is the matrix's component arrays back to back, each starting on
+a 64-byte boundary (the payload itself starts on one), in the dtype each had:
+
+======  =====================================================
+layout  components, in payload order
+======  =====================================================
+csr     ``data`` (nnz), ``indices`` (nnz), ``indptr`` (rows + 1)
+csc     ``data`` (nnz), ``indices`` (nnz), ``indptr`` (columns + 1)
+coo     ``data`` (nnz), ``coords`` (ndim × nnz, row-major)
+======  =====================================================
+
+The type information records ``layout``, ``shape``, ``kind`` (what was
+dumped: ``"scipy-array"``, ``"scipy-matrix"`` or ``"pydata"``) and per
+component its ``name``, ``dtype`` (NumPy descr), ``shape``, ``offset`` and
+``nbytes``; pydata frames add ``fill_value``, the value's bytes in the data
+dtype (docs/format.md §4). Reading builds the same kind of object over
+views of the frame: no component is copied. scipy and pydata sparse are
+optional: this module imports neither until a frame or value needs one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import numpy as np
+
+from .._errors import DecodeError, EncodeError, MappingError
+from ._base import DecodeContext, EncodeContext, Format, Payload
+
+ALIGN = 64  # every component starts on this boundary, as the payload does
+LAYOUTS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"), "coo": ("data", "coords")}
+KINDS = ("scipy-array", "scipy-matrix", "pydata")
+_PAD = bytes(ALIGN)
+
+
+def _kind(obj: Any) -> str | None:
+    """Which supported sparse type ``obj`` is, without importing scipy or sparse."""
+    sp = sys.modules.get("scipy.sparse")
+    if sp is not None and sp.issparse(obj) and obj.format in LAYOUTS:
+        return "scipy-array" if isinstance(obj, sp.sparray) else "scipy-matrix"
+    pydata = sys.modules.get("sparse")
+    if pydata is not None and isinstance(obj, getattr(pydata, "COO", ())):
+        return "pydata"
+    return None
+
+
+def _components(obj: Any, kind: str) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    if kind == "pydata":
+        return "coo", [("data", obj.data), ("coords", obj.coords)]
+    layout = obj.format
+    if layout == "coo":
+        coords = obj.coords if hasattr(obj, "coords") else (obj.row, obj.col)
+        return layout, [("data", obj.data), ("coords", np.stack(coords))]
+    return layout, [("data", obj.data), ("indices", obj.indices), ("indptr", obj.indptr)]
+
+
+class SparseFormat(Format):
+    id = 7
+    name = "sparse"
+    intos = ("scipy", "pydata", "numpy")
+    auto_priority = 35  # after ndarray: a sparse matrix is never an ndarray, so the order only saves a check
+    fallback = "pickle"  # object-dtype entries are Python objects
+    fallback_warns = True
+
+    def can_encode(self, obj: Any) -> bool:
+        return _kind(obj) is not None
+
+    def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim scipy.sparse CSR/CSC/COO and pydata ``sparse.COO`` values."""
+        kind = _kind(obj)
+        if kind is None:
+            return None
+        return f"{kind} sparse {obj.format} of shape {tuple(obj.shape)} with {obj.nnz} stored values", None
+
+    def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        self.check_reader_versions(ctx.options)
+        kind = _kind(obj)
+        if kind is None:
+            raise MappingError(
+                f"sparse takes scipy.sparse csr/csc/coo arrays and matrices and sparse.COO, not "
+                f"{type(obj).__qualname__}. Convert it with .tocsr() (scipy) or sparse.COO(...) first."
+            )
+        if obj.dtype.hasobject:
+            raise EncodeError("sparse values hold Python objects (dtype object); pickle takes them.")
+        layout, parts = _components(obj, kind)
+        p = Payload({"layout": layout, "shape": [int(d) for d in obj.shape], "kind": kind, "components": []})
+        if kind == "pydata":
+            # A sparse.COO is canonical once built (sorted, duplicates summed): readers need not redo it.
+            # As the data dtype's bytes: NaN, infinities and complex values have no ETF number.
+            p.type_info["fill_value"] = np.asarray(obj.fill_value, obj.dtype).tobytes()
+        beam = ctx.options.get("reader") == "beam"
+        for name, arr in parts:
+            arr = np.ascontiguousarray(arr)
+            if beam and arr.dtype.byteorder == ">":  # Nx tensors are little-endian
+                arr = arr.astype(arr.dtype.newbyteorder("<"))
+            p.type_info["components"].append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                                              "offset": p.nbytes, "nbytes": arr.nbytes})
+            p.add(arr.reshape(-1).view("u1") if arr.size else b"")
+            if p.nbytes % ALIGN:
+                p.add(_PAD[: ALIGN - p.nbytes % ALIGN])
+        return p
+
+    def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        layout, shape, kind = type_info.get("layout"), type_info.get("shape"), type_info.get("kind")
+        if layout not in LAYOUTS or kind not in KINDS or not isinstance(shape, list):
+            raise DecodeError(f"{ctx.frame_id}: sparse type info names no known layout, kind and shape.")
+        parts = _views(payload, type_info, layout, ctx)
+        if ctx.copy:
+            parts = {name: arr.copy() for name, arr in parts.items()}
+        target = ctx.into or ("pydata" if kind == "pydata" else "scipy")
+        if target == "numpy":
+            value = _build(parts, layout, tuple(shape), kind, type_info)
+            return value.todense() if kind == "pydata" else value.toarray()
+        if target == "scipy" and kind == "pydata":
+            kind = "scipy-array"
+        elif target == "pydata" and kind != "pydata":
+            return _need("sparse").COO.from_scipy_sparse(_build(parts, layout, tuple(shape), kind, type_info))
+        return _build(parts, layout, tuple(shape), kind, type_info)
+
+    def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        comps = type_info.get("components") or []
+        return {
+            "sparse": f"{type_info.get('kind')} {type_info.get('layout')} of shape {type_info.get('shape')}",
+            "components": ", ".join(f"{c.get('name')} {c.get('dtype')} {c.get('shape')}" for c in comps
+                                    if isinstance(c, dict)),
+        }
+
+
+def _views(payload: memoryview, type_info: dict[str, Any], layout: str, ctx: DecodeContext) -> dict[str, np.ndarray]:
+    """Each component as a read-only view of the payload, every offset and size checked against it."""
+    comps = type_info.get("components")
+    names = LAYOUTS[layout]
+    if not isinstance(comps, list) or [c.get("name") if isinstance(c, dict) else None for c in comps] != list(names):
+        raise DecodeError(f"{ctx.frame_id}: a sparse {layout} frame has components {', '.join(names)}, in that order.")
+    out = {}
+    for c in comps:
+        dtype, shape = np.dtype(c["dtype"]), tuple(c["shape"])
+        offset, nbytes = c["offset"], c["nbytes"]
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if dtype.hasobject or offset < 0 or count * dtype.itemsize != nbytes or offset + nbytes > len(payload):
+            raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} does not fit the payload "
+                              f"({nbytes} B at offset {offset} of {len(payload)}, {dtype} {list(shape)}).")
+        out[c["name"]] = np.frombuffer(payload, dtype, count=count, offset=offset).reshape(shape)
+    return out
+
+
+def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], kind: str, info: dict[str, Any]) -> Any:
+    if kind == "pydata":
+        return _need("sparse").COO(parts["coords"], parts["data"], shape=shape, sorted=True, has_duplicates=False,
+                                   fill_value=_fill(info, parts["data"].dtype))
+    sp = _need("scipy.sparse")
+    suffix = "array" if kind == "scipy-array" else "matrix"
+    cls = getattr(sp, f"{layout}_{suffix}")
+    if layout == "coo":
+        coords = parts["coords"]
+        return cls((parts["data"], tuple(coords)), shape=shape, copy=False)
+    return cls((parts["data"], parts["indices"], parts["indptr"]), shape=shape, copy=False)
+
+
+def _fill(info: dict[str, Any], dtype: np.dtype) -> Any:
+    raw = info.get("fill_value")
+    if not isinstance(raw, bytes) or len(raw) != dtype.itemsize:
+        return None  # pydata's default: zero of the dtype
+    return np.frombuffer(raw, dtype)[0]
+
+
+def _need(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = "scipy" if module.startswith("scipy") else "sparse"
+        raise MappingError(
+            f"this sparse frame needs {package}, which is not installed. Install it with: "
+            f"pip install 'tether[{package}]'"
+        ) from None
+
+
+FORMAT = SparseFormat()

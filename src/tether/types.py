@@ -1,0 +1,421 @@
+"""Versioned user types: a name and a version on the wire, migrations on read, in both runtimes.
+
+A registered class travels in etf frames as one documented term, the
+``%Tether.Type{}`` struct of the Elixir companion (``docs/format.md``,
+"Versioned user types")::
+
+    %{__struct__: Tether.Type, name: "acme.Point", version: 3, value: Wire}
+
+``Wire`` is what the type's ``encode`` returns (a dict's ``str`` keys are
+written as atoms, as an Elixir struct's fields are). A reader that meets an
+older version runs the registered migrations one step at a time
+(``1 → 2 → 3``) before ``decode``; a newer version than it knows is a
+:class:`TypeVersionError` that names the type, both versions and what to
+upgrade. A writer told that its reader knows only an older version
+(``options={"versions": {"types": {"acme.Point": 2}}}``) writes that version
+through the registered ``downgrades``, or fails with :class:`TypeDowngradeError`.
+
+A name nobody registered stays the plain map (a ``dict`` with ``__struct__``),
+which encodes back unchanged. Every step logs at DEBUG on ``tether.types``.
+
+Examples
+--------
+>>> import tether
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Span:
+...     start: int
+...     stop: int
+>>> _ = tether.types.register_type(Span, name="doc.Span", version=2,
+...     migrations={1: lambda w: {"start": w["first"], "stop": w["last"]}})
+>>> tether.loads(tether.dumps([Span(1, 5)]))
+[Span(start=1, stop=5)]
+>>> old = tether.types.wire("doc.Span", 1, {"first": 2, "last": 3})  # as a v1 writer sent it
+>>> tether.loads(tether.dumps(old))
+Span(start=2, stop=3)
+>>> tether.types.unregister_type("doc.Span")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ._errors import DecodeError, EncodeError, MappingError, UnsupportedVersionError, ValidationError
+from ._types import Atom
+
+__all__ = [
+    "TypeDowngradeError", "TypeEncodeError", "TypeVersionError", "UserType", "any_registered", "get", "register_type",
+    "unregister_type", "versions", "wire",
+]
+
+log = logging.getLogger("tether.types")
+
+STRUCT = Atom("__struct__")
+WIRE_STRUCT = Atom("Elixir.Tether.Type")
+NAME, VERSION, VALUE = Atom("name"), Atom("version"), Atom("value")
+# Classes the codecs write by their base type (the C encoder never asks a hook), so a registration would be ignored.
+_BUILTIN_BASES = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float)
+
+
+class TypeEncodeError(MappingError):
+    """A user's encoder (a registered type's ``encode``, a struct mapping's ``from_python``) raised.
+
+    ``serializer`` names it, ``path`` is where the value sits (``$.a[2].b``).
+    """
+
+    def __init__(self, message: str, serializer: str = "", path: str = "$"):
+        super().__init__(message)
+        self.serializer = serializer
+        self.path = path
+
+
+class TypeVersionError(UnsupportedVersionError):
+    """A value's type version is newer than this reader knows, or older than it migrates."""
+
+    def __init__(self, message: str, name: str = "", found: int = 0, known: int = 0):
+        super().__init__(message)
+        self.name, self.found, self.known = name, found, known
+
+
+class TypeDowngradeError(EncodeError):
+    """The reader knows only an older version of a type than this writer can downgrade to.
+
+    Never answered by a fallback: sending another format would not make the reader newer.
+    """
+
+    fallback = False
+
+
+Step = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UserType:
+    """One registered type: see :func:`register_type`."""
+
+    cls: type
+    name: str
+    version: int
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+    migrations: Mapping[int, Step]
+    downgrades: Mapping[int, Step]
+    oldest_readable: int  # the oldest version a reader of this registration migrates
+    oldest_writable: int  # the oldest version a writer of this registration downgrades to
+
+
+_by_name: dict[str, UserType] = {}
+_by_cls: dict[type, UserType] = {}
+
+
+def _check_steps(kind: str, steps: Mapping[int, Step] | None, wanted: range) -> dict[int, Step]:
+    """Steps keyed by the version they start from, one for each version of ``wanted`` from the first given."""
+    steps = dict(steps or {})
+    bad = [k for k in steps if type(k) is not int or k not in wanted or not callable(steps[k])]
+    if bad:
+        raise ValidationError(
+            f"register_type {kind} are keyed by the version each step starts from ({wanted.start}.."
+            f"{wanted.stop - 1} here) and map to callables; invalid: {bad!r}."
+        )
+    if steps:  # from the oldest step given up to the newest version, every step
+        missing = [v for v in range(min(steps), wanted.stop) if v not in steps]
+        if missing:
+            raise ValidationError(f"register_type {kind} must chain without gaps; missing steps from {missing}.")
+    return steps
+
+
+def register_type(
+    cls: type,
+    *,
+    name: str,
+    version: int = 1,
+    encode: Callable[[Any], Any] | None = None,
+    decode: Callable[[Any], Any] | None = None,
+    migrations: Mapping[int, Step] | None = None,
+    downgrades: Mapping[int, Step] | None = None,
+) -> UserType:
+    """Register ``cls`` as the versioned type ``name``, readable and writable by both runtimes.
+
+    Parameters
+    ----------
+    cls : type
+        Instances of it (and of its subclasses) encode as the type.
+    name : str
+        The name on the wire, shared with the BEAM's ``use Tether.Type, name: ...``,
+        e.g. ``"acme.Point"``.
+    version : int
+        The version this process writes and decodes (1 or more).
+    encode : callable, optional
+        ``value -> wire term`` at ``version``. Default: a dataclass's fields, or
+        ``vars(value)``. A dict's ``str`` keys are written as atoms.
+    decode : callable, optional
+        ``wire term at version -> value``. Default: ``cls(**wire)``.
+    migrations : dict, optional
+        ``{1: up_1_2, 2: up_2_3}``: each step takes the wire term of its key's
+        version and returns the next version's. Keys run without gaps up to
+        ``version - 1``; the smallest is the oldest version this reader reads.
+    downgrades : dict, optional
+        ``{3: down_3_2, 2: down_2_1}``: the reverse steps, used only when the
+        caller says its reader knows an older version
+        (``options={"versions": {"types": {name: 2}}}``).
+
+    Returns
+    -------
+    UserType
+        The registration. The last registration of a name or class wins.
+
+    Examples
+    --------
+    >>> import tether
+    >>> class Money:
+    ...     def __init__(self, cents, currency):
+    ...         self.cents, self.currency = cents, currency
+    >>> t = tether.types.register_type(Money, name="doc.Money", version=2,
+    ...     encode=lambda m: {"cents": m.cents, "currency": m.currency},
+    ...     decode=lambda w: Money(w["cents"], w["currency"]),
+    ...     migrations={1: lambda w: {"cents": w["amount"] * 100, "currency": "EUR"}})
+    >>> m = tether.loads(tether.dumps(Money(250, "USD")))
+    >>> (m.cents, m.currency, t.oldest_readable)
+    (250, 'USD', 1)
+    >>> tether.types.unregister_type("doc.Money")
+    """
+    if not isinstance(cls, type) or issubclass(cls, _BUILTIN_BASES):
+        raise ValidationError(
+            f"register_type needs a class of your own, not {cls!r}: dicts, lists, tuples, strings and numbers "
+            "(and their subclasses) are written as themselves. Wrap the value in a class of your own."
+        )
+    if not isinstance(name, str) or not name or name.startswith("Elixir."):
+        raise ValidationError(f"A type name is a non-empty str such as 'acme.Point', got {name!r}.")
+    if type(version) is not int or version < 1:
+        raise ValidationError(f"A type version is an int of 1 or more, got {version!r}.")
+    for what, fn in (("encode", encode), ("decode", decode)):
+        if fn is not None and not callable(fn):
+            raise ValidationError(f"register_type {what} must be callable, got {fn!r}.")
+    ups = _check_steps("migrations", migrations, range(1, version))
+    downs = _check_steps("downgrades", downgrades, range(2, version + 1))
+    spec = UserType(cls, name, version, encode or _default_encode, decode or _default_decoder(cls), ups, downs,
+                    min(ups, default=version), min(downs) - 1 if downs else version)
+    old = _by_name.get(name)
+    if old is not None and old.cls is not cls:
+        _by_cls.pop(old.cls, None)
+    _by_name[name] = _by_cls[cls] = spec
+    log.debug("registered type %s version %d for %s.%s (reads from %d, writes down to %d)", name, version,
+              cls.__module__, cls.__qualname__, spec.oldest_readable, spec.oldest_writable)
+    return spec
+
+
+def unregister_type(name: str) -> None:
+    """Forget the type registered as ``name`` (a no-op when there is none).
+
+    Examples
+    --------
+    >>> unregister_type("doc.Nothing")
+    """
+    spec = _by_name.pop(name, None)
+    if spec is not None and _by_cls.get(spec.cls) is spec:
+        del _by_cls[spec.cls]
+        log.debug("unregistered type %s", name)
+
+
+def get(name: str) -> UserType | None:
+    """The registration of ``name``, or None.
+
+    Examples
+    --------
+    >>> get("doc.Nothing") is None
+    True
+    """
+    return _by_name.get(name)
+
+
+def versions() -> dict[str, int]:
+    """The version of every registered type, by name: what this process reads (for a worker handshake).
+
+    Examples
+    --------
+    >>> isinstance(versions(), dict)
+    True
+    """
+    return {name: spec.version for name, spec in _by_name.items()}
+
+
+def any_registered() -> bool:
+    """Whether any type is registered (the encoder's fast check).
+
+    Examples
+    --------
+    >>> isinstance(any_registered(), bool)
+    True
+    """
+    return bool(_by_cls)
+
+
+def wire(name: str, version: int, value: Any) -> dict:
+    """The wire term of a type value written at ``version``: what an older (or other) writer sends.
+
+    Examples
+    --------
+    >>> w = wire("acme.Point", 1, {"x": 1})
+    >>> w["name"], w["version"], w["value"]
+    ('acme.Point', 1, {Atom('x'): 1})
+    """
+    if isinstance(value, dict):
+        value = {Atom(k) if type(k) is str else k: v for k, v in value.items()}
+    return {STRUCT: WIRE_STRUCT, NAME: name, VERSION: version, VALUE: value}
+
+
+# The field names of each dataclass the default encoder met: dataclasses.fields costs more than the encoding.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _default_encode(value: Any) -> Any:
+    names = _FIELDS.get(type(value))
+    if names is None:
+        if not dataclasses.is_dataclass(value):
+            return dict(vars(value))
+        names = _FIELDS[type(value)] = tuple(f.name for f in dataclasses.fields(value))
+    return {name: getattr(value, name) for name in names}
+
+
+def _default_decoder(cls: type) -> Callable[[Any], Any]:
+    def decode(w: Any) -> Any:
+        return cls(**{str(k): v for k, v in w.items()})
+
+    return decode
+
+
+# ---------------------------------------------------------------- codec hooks
+
+
+def lookup(value: Any) -> UserType | None:
+    """The registration ``value`` encodes through, or None.
+
+    Examples
+    --------
+    >>> lookup(object()) is None
+    True
+    """
+    spec = _by_cls.get(type(value))
+    if spec is None and _by_cls:
+        for cls, s in _by_cls.items():
+            if isinstance(value, cls):
+                return s
+    return spec
+
+
+def to_wire(value: Any, spec: UserType, path: str, reader_versions: Mapping[str, int] | None = None) -> dict:
+    """The encoder's hook: ``value`` as the wire term, at the version its reader knows.
+
+    ``reader_versions`` maps type names to the newest version the reader reads.
+
+    Examples
+    --------
+    >>> class Flag:
+    ...     def __init__(self, on):
+    ...         self.on = on
+    >>> spec = register_type(Flag, name="doc.Flag", version=2, downgrades={2: lambda w: {"v": w["on"]}})
+    >>> to_wire(Flag(True), spec, "$", {"doc.Flag": 1})["value"]
+    {Atom('v'): True}
+    >>> unregister_type("doc.Flag")
+    """
+    target = spec.version
+    if reader_versions and spec.name in reader_versions:
+        target = min(spec.version, _reader_version(spec.name, reader_versions[spec.name]))
+    try:
+        w = spec.encode(value)
+    except Exception as exc:  # a user's function: whatever it raises, the caller gets a typed error
+        raise TypeEncodeError(
+            f"The encoder of type {spec.name} (register_type encode) failed on {type(value).__qualname__} at "
+            f"{path}: {type(exc).__name__}: {exc}",
+            f"{spec.name} encode", path,
+        ) from exc
+    if target < spec.version:
+        w = _downgrade(spec, w, target, path)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("encode %s at %s as version %d%s", spec.name, path, target,
+                  f" (downgraded from {spec.version})" if target < spec.version else "")
+    return wire(spec.name, target, w)
+
+
+def _reader_version(name: str, v: Any) -> int:
+    if type(v) is not int or v < 1:
+        raise ValidationError(f"options['versions']['types'][{name!r}] must be an int of 1 or more, got {v!r}.")
+    return v
+
+
+def _downgrade(spec: UserType, w: Any, target: int, path: str) -> Any:
+    if target < spec.oldest_writable:
+        raise TypeDowngradeError(
+            f"The reader knows type {spec.name} up to version {target}; this writer has version {spec.version} "
+            f"at {path} and downgrades only to {spec.oldest_writable}. Upgrade the reader's {spec.name} to version "
+            f"{spec.oldest_writable} or later, or register downgrades down to {target} here."
+        )
+    for v in range(spec.version, target, -1):
+        log.debug("downgrade %s from version %d to %d", spec.name, v, v - 1)
+        w = _step(spec, spec.downgrades[v], w, "downgrade", v)
+    return w
+
+
+def _step(spec: UserType, fn: Step, w: Any, kind: str, v: int) -> Any:
+    """One migration (``v`` → ``v + 1``) or downgrade (``v`` → ``v - 1``) step; its failure is a typed error."""
+    try:
+        return fn(w)
+    except Exception as exc:  # a user's function
+        up = kind == "migration"
+        cls = DecodeError if up else TypeDowngradeError
+        what = f"{kind} {v} -> {v + 1 if up else v - 1}"
+        raise cls(f"Type {spec.name}: the {what} step failed: {type(exc).__name__}: {exc}. Fix the step "
+                  "registered with tether.types.register_type.") from exc
+
+
+def from_wire(d: dict) -> Any:
+    """The decoder's hook for a ``Tether.Type`` map: the registered type's value, migrated; else the map.
+
+    Examples
+    --------
+    >>> from_wire(wire("doc.Unregistered", 1, {"a": 1}))["version"]
+    1
+    """
+    name, version, value = d.get(NAME), d.get(VERSION), d.get(VALUE)
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        name = bytes(name).decode("utf-8", "replace")
+    if not isinstance(name, str) or type(version) is not int or VALUE not in d:
+        raise DecodeError(
+            f"A Tether.Type term needs a binary name, an integer version and a value; got name={name!r}, "
+            f"version={version!r}{'' if VALUE in d else ', no value'}."
+        )
+    spec = _by_name.get(name)
+    if spec is None:
+        log.debug("type %s version %d is not registered here: kept as a map", name, version)
+        return d
+    if version > spec.version:
+        raise TypeVersionError(
+            f"Type {name} arrived at version {version}; this reader knows up to version {spec.version} "
+            f"({spec.cls.__module__}.{spec.cls.__qualname__}). Upgrade the reader's registration of {name} to "
+            f"version {version}, or have the writer send version {spec.version} (options={{'versions': "
+            f"{{'types': {{'{name}': {spec.version}}}}}}} in Python; versions: in Tether.Type.to_wire/2).",
+            name, version, spec.version,
+        )
+    if version < spec.oldest_readable:
+        raise TypeVersionError(
+            f"Type {name} arrived at version {version}; this reader migrates from version "
+            f"{spec.oldest_readable} up to {spec.version}. Register migrations from {version} with "
+            f"tether.types.register_type, or re-encode the value with a release that reads version {version}.",
+            name, version, spec.version,
+        )
+    debug = log.isEnabledFor(logging.DEBUG)
+    for v in range(version, spec.version):
+        if debug:
+            log.debug("migrate %s from version %d to %d", name, v, v + 1)
+        value = _step(spec, spec.migrations[v], value, "migration", v)
+    try:
+        out = spec.decode(value)
+    except Exception as exc:  # a user's function
+        raise DecodeError(f"The decoder of type {name} (register_type decode) failed on version {spec.version}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if debug:
+        log.debug("decoded %s version %d as %s", name, version, type(out).__qualname__)
+    return out

@@ -1,0 +1,242 @@
+"""Versioned user types (tether.types): wire form, migrations, downgrades, failures and their fallbacks."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import pytest
+
+import tether
+from tether import Atom, etf, types
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    z: float = 0.0
+
+
+def _v1_to_v2(w):  # v1: {"lon", "lat"}; v2: {"x", "y"}
+    return {"x": w["lon"], "y": w["lat"]}
+
+
+def _v2_to_v3(w):  # v3 adds z
+    return {**w, "z": 0.0}
+
+
+@pytest.fixture
+def point():
+    spec = types.register_type(Point, name="test.Point", version=3, migrations={1: _v1_to_v2, 2: _v2_to_v3},
+                               downgrades={3: lambda w: {"x": w["x"], "y": w["y"]},
+                                           2: lambda w: {"lon": w["x"], "lat": w["y"]}})
+    yield spec
+    types.unregister_type("test.Point")
+
+
+def test_wire_form_is_the_documented_tether_type_struct(point):
+    term = etf.decode(etf.encode(Point(1.0, 2.0, 3.0)), structs=False)
+    assert term == {Atom("__struct__"): Atom("Elixir.Tether.Type"), Atom("name"): b"test.Point",
+                    Atom("version"): 3, Atom("value"): {Atom("x"): 1.0, Atom("y"): 2.0, Atom("z"): 3.0}}
+    assert all(type(k) is Atom for k in term[Atom("value")])  # fields are atoms, as an Elixir struct's
+
+
+def test_round_trip_nested_at_the_current_version(point):
+    value = {"a": [1, Point(1.5, 2.5, 3.5)], "b": (Point(0.0, 0.0),)}
+    assert tether.loads(tether.dumps(value)) == value
+    assert tether.last_decision().format == "etf"
+    assert tether.loads(tether.dumps(Point(1.0, 2.0))) == Point(1.0, 2.0)  # a lone instance picks etf too
+    assert tether.last_decision().format == "etf"
+
+
+def test_chained_migrations_over_three_versions(point, caplog):
+    old = types.wire("test.Point", 1, {"lon": 4.0, "lat": 5.0})
+    with caplog.at_level(logging.DEBUG, logger="tether.types"):
+        got = tether.loads(tether.dumps([old, types.wire("test.Point", 2, {"x": 1.0, "y": 2.0})]))
+    assert got == [Point(4.0, 5.0, 0.0), Point(1.0, 2.0, 0.0)]
+    steps = [r.getMessage() for r in caplog.records if r.name == "tether.types"]
+    assert "migrate test.Point from version 1 to 2" in steps
+    assert "migrate test.Point from version 2 to 3" in steps
+    assert any(s.startswith("decoded test.Point version 1") for s in steps)
+
+
+def test_a_newer_version_than_known_names_the_type_both_versions_and_what_to_upgrade(point):
+    frame = tether.dumps({"rows": [types.wire("test.Point", 4, {"x": 1})]})
+    with pytest.raises(types.TypeVersionError) as info:
+        tether.loads(frame)
+    msg = str(info.value)
+    assert "test.Point" in msg and "version 4" in msg and "up to version 3" in msg and "Upgrade" in msg
+    assert "$.rows[0]" in msg
+    assert (info.value.name, info.value.found, info.value.known) == ("test.Point", 4, 3)
+    assert isinstance(info.value, tether.UnsupportedVersionError)
+
+
+def test_older_than_the_oldest_migration_is_a_typed_error():
+    types.register_type(Point, name="test.Point", version=3, migrations={2: _v2_to_v3})
+    try:
+        with pytest.raises(types.TypeVersionError, match="migrates from version 2 up to 3"):
+            tether.loads(tether.dumps(types.wire("test.Point", 1, {"lon": 1, "lat": 2})))
+    finally:
+        types.unregister_type("test.Point")
+
+
+def test_downgrade_for_a_reader_that_knows_an_older_version(point, caplog):
+    frame = tether.dumps([Point(1.0, 2.0, 9.0)], options={"versions": {"types": {"test.Point": 1}}})
+    assert tether.loads(frame) == [Point(1.0, 2.0, 0.0)]  # this reader migrates it back up (z is lost)
+    types.unregister_type("test.Point")  # read it as it was written
+    term = tether.loads(frame)[0]
+    assert term[Atom("version")] == 1 and term[Atom("value")] == {"lon": 1.0, "lat": 2.0}
+
+
+def test_a_reader_newer_than_the_writer_gets_the_writers_version(point):
+    frame = tether.dumps(Point(1.0, 2.0), options={"versions": {"types": {"test.Point": 7}}})
+    types.unregister_type("test.Point")
+    assert tether.loads(frame)[Atom("version")] == 3
+
+
+def test_a_reader_too_old_to_downgrade_to_is_an_error_not_a_fallback():
+    types.register_type(Point, name="test.Point", version=3, migrations={1: _v1_to_v2, 2: _v2_to_v3},
+                        downgrades={3: lambda w: w})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(types.TypeDowngradeError, match=r"up to version 1.*downgrades only to 2.*Upgrade"):
+                tether.dumps({"p": Point(1, 2)}, options={"versions": {"types": {"test.Point": 1}}})
+    finally:
+        types.unregister_type("test.Point")
+
+
+class Broken:
+    def __init__(self, n):
+        self.n = n
+
+
+def _explode(value):
+    raise ZeroDivisionError("no encoding today")
+
+
+@pytest.fixture
+def broken():
+    types.register_type(Broken, name="test.Broken", encode=_explode)
+    yield
+    types.unregister_type("test.Broken")
+
+
+def test_a_failing_type_encoder_falls_back_with_a_warning_that_names_it(broken, caplog):
+    with caplog.at_level(logging.DEBUG, logger="tether.types"):
+        with pytest.warns(tether.FallbackWarning, match=r"test\.Broken encode failed.*ZeroDivisionError: no encoding"):
+            frame = tether.dumps({"a": [1, 2, Broken(3)]})
+    decision = tether.last_decision()
+    assert decision.format == "pickle" and decision.fallback_from == "etf"
+    assert tether.loads(frame, allow_pickle=True)["a"][2].n == 3
+    assert any("fall back from etf to pickle" in r.getMessage() for r in caplog.records if r.name == "tether.types")
+
+
+def test_a_failing_type_encoder_for_the_beam_is_an_error_naming_it(broken):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about a fallback that does not happen
+        with pytest.raises(tether.EncodeError, match=r"reader='beam' cannot read pickle.*test\.Broken.*\$\.a\[2\]"):
+            tether.dumps({"a": [1, 2, Broken(3)]}, reader="beam")
+
+
+def test_with_an_explicit_format_the_error_names_the_path(broken):
+    with pytest.raises(types.TypeEncodeError, match=r"at \$\.a\[2\]\.b: ZeroDivisionError") as info:
+        tether.dumps({"a": [0, 1, {"b": Broken(1)}]}, format="etf")
+    assert info.value.path == "$.a[2].b" and info.value.serializer == "test.Broken encode"
+
+
+class Thing:
+    pass
+
+
+def test_a_failing_struct_mapping_no_longer_becomes_pickle_silently():
+    def from_python(value):
+        raise KeyError("missing")
+
+    etf.register_struct("Test.Thing", python_type=Thing, from_python=from_python)
+    with pytest.warns(tether.FallbackWarning, match=r"Elixir\.Test\.Thing from_python failed.*KeyError"):
+        tether.dumps([Thing()])
+    assert tether.last_decision().format == "pickle"
+    with pytest.raises(tether.MappingError, match=r"at \$\[0\]: KeyError"):
+        tether.dumps([Thing()], format="etf")
+
+
+def test_a_value_with_no_mapping_still_goes_to_pickle_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tether.dumps({"k": object()})
+    assert tether.last_decision().format == "pickle"
+
+
+def test_an_unregistered_type_stays_a_map_and_encodes_back_unchanged():
+    data = etf.encode(types.wire("test.Unknown", 2, {"a": 1}))
+    value = tether.loads(tether.dumps(types.wire("test.Unknown", 2, {"a": 1})))
+    assert value[Atom("name")] == "test.Unknown" and value[Atom("version")] == 2
+    assert etf.encode(value) == data
+    assert etf.encode(etf.decode(data)) == data
+
+
+def test_migration_and_decoder_failures_are_decode_errors(point):
+    types.register_type(Point, name="test.Point", version=3, migrations={1: lambda w: 1 / 0, 2: _v2_to_v3})
+    with pytest.raises(tether.DecodeError, match=r"migration 1 -> 2 step failed: ZeroDivisionError"):
+        tether.loads(tether.dumps(types.wire("test.Point", 1, {"lon": 1})))
+    with pytest.raises(tether.DecodeError, match="needs a binary name, an integer version"):
+        etf.decode(etf.encode({Atom("__struct__"): Atom("Elixir.Tether.Type"), Atom("name"): 5}))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"cls": dict, "name": "x"}, "class of your own"),
+    ({"cls": Point, "name": ""}, "non-empty str"),
+    ({"cls": Point, "name": "x", "version": 0}, "1 or more"),
+    ({"cls": Point, "name": "x", "version": 3, "migrations": {1: _v1_to_v2}}, "without gaps"),
+    ({"cls": Point, "name": "x", "version": 3, "migrations": {3: _v1_to_v2}}, "keyed by the version"),
+    ({"cls": Point, "name": "x", "version": 3, "downgrades": {2: _v1_to_v2}}, "without gaps"),
+])
+def test_registration_is_validated(kwargs, match):
+    cls = kwargs.pop("cls")
+    with pytest.raises(tether.ValidationError, match=match):
+        types.register_type(cls, **kwargs)
+
+
+def test_versions_lists_what_this_process_reads(point):
+    assert types.versions()["test.Point"] == 3
+    assert types.get("test.Point").oldest_readable == 1 and types.get("test.Point").oldest_writable == 1
+
+
+@dataclass
+class Segment:
+    a: Point
+    b: Point
+    tags: tuple
+
+
+def test_the_c_encoder_takes_typed_terms_and_writes_the_python_encoders_bytes(point):
+    import datetime
+
+    from tether import _etf, _structs
+    from tether._etf import encoder
+
+    types.register_type(Segment, name="test.Segment")
+    try:
+        values = [
+            [Point(1.0, 2.0), {"k": (Point(3.0, 4.0), [Segment(Point(0.0, 1.0), Point(2.0, 3.0), ("x", 1))])}],
+            {"when": datetime.date(2024, 1, 2), "p": Point(5.0, 6.0)},  # the date keeps the Python encoder busy
+            (1, "a", [2.5, None, True]),  # nothing typed: the same object goes on
+        ]
+        for value in values:
+            out = bytearray((131,))
+            encoder.encode_into(out, value, _etf.Options(), _etf.BINARY, _structs.convert)
+            assert _etf.encode(value) == bytes(out)
+        typed = values[0]
+        if _etf.native.c is not None:  # with the C encoder built, it writes the typed term: no Python encoder
+            real, encoder.encode_into = encoder.encode_into, None
+            try:
+                assert _etf.encode(typed) == _etf.encode(values[0])
+            finally:
+                encoder.encode_into = real
+        assert tether.loads(tether.dumps(typed)) == typed
+        assert types.get("test.Segment") is not None and isinstance(typed[0], Point)  # the input is not changed
+    finally:
+        types.unregister_type("test.Segment")
