@@ -195,3 +195,62 @@ def log_for(seconds):
         print(f"line {n}", file=sys.stderr)
         n += 1
     return n
+
+
+def raise_alert(name, ratio):
+    """Fire (and leave firing) a tether.metrics alert: the worker forwards it to the BEAM."""
+    import tether.metrics
+
+    name = name.decode() if isinstance(name, bytes) else name
+    tether.metrics.clear(name)
+    return tether.metrics.alert(name, "throughput fell", {"ratio": ratio, "worst": float("inf")}, "look at the disk")
+
+
+class Negotiated:
+    """A user type this worker writes at version 2; a BEAM that reads version 1 gets version 1."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def _register_negotiated():
+    import tether
+
+    if tether.types.get("test.Negotiated") is None:
+        tether.types.register_type(
+            Negotiated, name="test.Negotiated", version=2,
+            encode=lambda p: {"x": p.x, "y": p.y}, decode=lambda w: Negotiated(w["x"], w["y"]),
+            migrations={1: lambda w: {"x": w["x"], "y": 0.0}},
+            downgrades={2: lambda w: {"x": w["x"]}},
+        )
+
+
+_register_negotiated()
+
+
+def negotiated(x, y):
+    """A test.Negotiated value (version 2 here), nested in a map and a list."""
+    return {"point": Negotiated(x, y), "many": [Negotiated(x, y)]}
+
+
+class Older:
+    """A user type this worker knows at version 1 only; a BEAM at version 2 downgrades what it sends."""
+
+    def __init__(self, a):
+        self.a = a
+
+
+def _register_older():
+    import tether
+
+    if tether.types.get("test.Older") is None:
+        tether.types.register_type(Older, name="test.Older", version=1,
+                                   encode=lambda o: {"a": o.a}, decode=lambda w: Older(w["a"]))
+
+
+_register_older()
+
+
+def older_fields(value, padding=b""):
+    """What arrived: the Python type's name and its field, so the BEAM sees the value was decoded as Older."""
+    return {"type": type(value).__name__, "a": value.a, "padding": len(padding)}

@@ -10,7 +10,9 @@
 
 -export([table/1, resolve/2]).
 
--type stats() :: #{shm_bytes := non_neg_integer(), frame_bytes := non_neg_integer()}.
+%% `read_time': native time units spent reading frames out of shared memory.
+-type stats() :: #{shm_bytes := non_neg_integer(), frame_bytes := non_neg_integer(),
+                   read_time := non_neg_integer()}.
 -export_type([stats/0]).
 
 %% @doc Mark rows (a list of maps) or columns (a map of lists) to arrive in
@@ -37,10 +39,11 @@ table(Other) ->
 %% accepts only its Python's regions). Returns the bytes read from frames.
 %% Errors: what tether:decode/1 returns for a frame that does not decode,
 %% `{embedded_shm, Path, Why}' for a region that cannot be read,
-%% `{refused_shm_path, Path}'.
+%% `{refused_shm_path, Path}'. The stats say how many bytes came from
+%% shared memory and from frames in the term, and how long reading took.
 -spec resolve(term(), fun((binary()) -> boolean())) -> {ok, term(), stats()} | {error, term()}.
 resolve(Term, AllowShm) ->
-    Zero = #{shm_bytes => 0, frame_bytes => 0},
+    Zero = #{shm_bytes => 0, frame_bytes => 0, read_time => 0},
     case has_embedded(Term) of
         false -> {ok, Term, Zero};
         true ->
@@ -72,8 +75,11 @@ walk({'$tether', Frame}, _, Stats) when is_binary(Frame) ->
 walk({'$tether_shm', Path, Offset, Len}, AllowShm, Stats)
   when is_binary(Path), is_integer(Offset), is_integer(Len) ->
     AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
+    T0 = erlang:monotonic_time(),
     case tether:read_frame(Path, Offset, Len) of
-        {ok, Frame} -> {decoded(tether:decode(Frame)), add(shm_bytes, Len, Stats)};
+        {ok, Frame} ->
+            Read = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats)),
+            {decoded(tether:decode(Frame)), Read};
         {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
     end;
 walk([H | T], A, S0) ->

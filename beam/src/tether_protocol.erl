@@ -9,7 +9,7 @@
 
 -include("../include/tether.hrl").
 
--export([hello/0, call/6, decode/1, check_ready/1, compatible/2, beam_version/0,
+-export([hello/0, call/6, stats/1, decode/1, check_ready/1, compatible/2, beam_version/0,
          capabilities/0, atoms/0]).
 
 %% @doc The first message: `{hello, Info}' with what this node reads.
@@ -23,29 +23,47 @@ hello() ->
                              otp => list_to_binary(erlang:system_info(otp_release))},
     tether:encode({hello, Info}).
 
-%% @doc What the BEAM reads: frame versions, formats, compressions, checksums.
-%% This mirrors tether:decode/2 (tether_formats, tether_frame).
--spec capabilities() -> #{atom() => [binary() | pos_integer()]}.
+%% @doc What the BEAM reads: frame versions, formats, compressions, checksums,
+%% and the newest version of each registered `Tether.Type' (`types'), so that
+%% the worker writes user types at versions this node reads. This mirrors
+%% tether:decode/2 (tether_formats, tether_frame, tether_etf).
+-spec capabilities() -> #{atom() => [binary() | pos_integer()] | #{binary() => pos_integer()}}.
 capabilities() ->
     #{frame_versions => [?FRAME_VERSION],
-      formats => [<<"raw">>, <<"scalar">>, <<"ndarray">>, <<"etf">>, <<"arrow">>],
+      formats => lists:sort([atom_to_binary(F) || F <- maps:keys(tether_formats:schemas())]),
       compressions => [<<"none">>, <<"gzip">>],
-      checksums => [<<"none">>, <<"crc32">>]}.
+      checksums => [<<"none">>, <<"crc32">>],
+      types => tether_etf:type_versions()}.
 
 %% @doc This node's tether version, as the handshake carries it.
 -spec beam_version() -> binary().
 beam_version() -> list_to_binary(?TETHER_VSN).
 
 %% @doc The frame of one call. `Args' is the argument list, or
-%% `{shm, Path, Len}' for arguments written to a file beforehand.
+%% `{shm, Path, Len}' for arguments written to a file beforehand. `Hints'
+%% go into the call's Opts: `plain => true' when the arguments hold nothing
+%% Python decodes further (tether_args:plain/1).
 -spec call(pos_integer(), binary(), binary(), list() | {shm, binary(), non_neg_integer()},
            arrow | rows | columns, map()) -> iodata().
-call(Id, Module, Function, Args, Tables, FrameOpts) ->
+call(Id, Module, Function, Args, Tables, Hints) ->
+    Opts0 = case Hints of
+                #{plain := true} -> #{plain => true};
+                _ -> #{}
+            end,
     Opts = case Tables of
-               arrow -> #{};
-               _ -> #{tables => Tables}
+               arrow -> Opts0;
+               _ -> Opts0#{tables => Tables}
            end,
-    tether:encode({call, Id, Module, Function, Args, Opts}, FrameOpts).
+    tether:encode({call, Id, Module, Function, Args, Opts}).
+
+%% @doc The frame of a `{stats, Id}' request: Python answers
+%% `{reply, Id, {ok, Snapshot}}' with its metrics snapshot.
+%%
+%% ```
+%% {ok, {stats, 7}} = tether:decode(iolist_to_binary(tether_protocol:stats(7))).
+%% '''
+-spec stats(pos_integer()) -> iodata().
+stats(Id) -> tether:encode({stats, Id}).
 
 %% @doc One message from Python. Unknown atoms make it `{error, _}' (from
 %% tether:decode/1), never new atoms.
@@ -94,6 +112,6 @@ atoms() ->
      cancelled, bad_request, log, debug, info, warning, critical, '$tether', '$tether_shm',
      '$tether_table', shm, nan, infinity, neg_infinity, true, false, nil,
      tether, otp, pid, modules, frame_versions, formats, compressions, checksums, speedups,
-     beam, arrow, rows, columns, tables,
+     beam, arrow, rows, columns, tables, format_schemas, schemas, types, alert, firing, cleared, echo,
      %% the keys of a log record's Meta
      module, function, file, line, thread].

@@ -42,7 +42,9 @@ open(Exe, Opts, StderrPath) ->
     WorkerArgs = ["-m", "tether.worker"]
         ++ lists:append([["--module", binary_to_list(M)] || M <- Mods])
         ++ ["--binaries", atom_to_list(Bins), "--shm-threshold", integer_to_list(Shm),
-            "--max-message", integer_to_list(Max)],
+            "--max-message", integer_to_list(Max),
+            %% The worker's private directory: where `tether stats' finds its metrics.
+            "--stats-dir", filename:dirname(StderrPath)],
     %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
     %% first redirection keeps the shell quiet if the file is gone already
     %% (the worker gave up on this start and removed its directory).

@@ -9,6 +9,7 @@
 %% | `[tether, worker, start]' | `duration' (start to ready), `system_time' | `worker', `os_pid', `python', `tether', `modules' |
 %% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' |
 %% | `[tether, pool, overloaded]' | `queue_length' | `pool', `size', `max_queue' |
+%% | `[tether, alert]' | `system_time' | `name', `state' (`firing' or `cleared'), `message', `figures' (a map, binary keys), `suggestion', `worker', `os_pid': an alert Python's `tether.metrics' raised |
 %%
 %% Durations are in native time units (`erlang:convert_time_unit/3').
 -module(tether_telemetry).
@@ -25,7 +26,7 @@
 -spec events() -> [event()].
 events() ->
     [[tether, call, start], [tether, call, stop], [tether, call, exception],
-     [tether, worker, start], [tether, worker, exit], [tether, pool, overloaded]].
+     [tether, worker, start], [tether, worker, exit], [tether, pool, overloaded], [tether, alert]].
 
 %% @doc `telemetry:execute/3' when the `telemetry' module is loaded, else nothing.
 %%

@@ -27,15 +27,18 @@
 -module(tether_worker).
 -behaviour(gen_server).
 
--export([start_link/1, start/1, call/4, call/5, stop/1, info/1, child_spec/1]).
+-export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
 -export([request/7]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -record(req, {ref, from, mref, module, function, args, tables, deadline, enqueued}).
--record(busy, {req, id, sent, bytes_in, route}).
+-record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
-             next_id = 1, notify}).
+             next_id = 1, notify, arrived}).
+
+%% A call that moved at least this many bytes has its binaries let go of at once.
+-define(LARGE_CALL, 1 bsl 20).
 
 -type server() :: pid() | atom() | {global, term()} | {via, module(), term()}.
 -type call_opts() :: timeout() | #{timeout => timeout(), tables => arrow | rows | columns}
@@ -112,6 +115,43 @@ call(W, Mod, Fun, Args, Opts) when is_list(Args) ->
 call(_W, _Mod, _Fun, Args, _Opts) ->
     {error, {bad_args, Args, <<"the arguments of a call are a list">>}}.
 
+%% @doc As {@link call/5}, and what the worker measured of the call:
+%% `queue_time', `bytes_in', `bytes_out', `route' and `stages', the time in
+%% microseconds of each stage in place: `encode' (the arguments, on the
+%% BEAM), `write' (into the arguments file; 0 through the pipe), `python'
+%% (from the request leaving the BEAM to its reply arriving: Python's
+%% reading, the handler and its writing), `read' (the reply's frames out of
+%% shared memory) and `decode'. An empty map when Python never answered.
+%%
+%% ```
+%% {{ok, 3}, #{stages := #{python := _}}} = tether_worker:measure(W, <<"m">>, <<"add">>, [1, 2], 5000).
+%% '''
+-spec measure(server(), iodata() | atom(), iodata() | atom(), list(), call_opts()) ->
+          {{ok, term()} | {error, term()}, map()}.
+measure(W, Mod, Fun, Args, Opts) when is_list(Args) ->
+    case tether_options:call(worker, Opts) of
+        {ok, #{timeout := Timeout, tables := Tables}} ->
+            request(W, to_bin(Mod), to_bin(Fun), Args, Tables, deadline(Timeout), none);
+        Error -> {Error, #{}}
+    end.
+
+%% @doc The Python worker's metrics: `tether.metrics.snapshot()' (operations
+%% by kind, format and route, alerts, memory) with a `worker' entry: calls
+%% answered and the stages of the last call, in seconds (docs/format.md §8,
+%% `stats'). `{error, {python, <<"MetricsUnavailable">>, _, _}}' when the
+%% worker's tether has no metrics module.
+%%
+%% ```
+%% {ok, #{<<"worker">> := #{<<"calls">> := _}}} = tether_worker:stats(W).
+%% '''
+-spec stats(server()) -> {ok, map()} | {error, term()}.
+stats(W) -> stats(W, 5000).
+
+%% @doc As {@link stats/1} with a timeout in ms.
+-spec stats(server(), timeout()) -> {ok, map()} | {error, term()}.
+stats(W, Timeout) ->
+    element(1, request(W, stats, stats, [], arrow, deadline(Timeout), none)).
+
 %% @private One call, without its telemetry span (tether_pool wraps its own):
 %% the result and what the worker measured. `Deadline' is a monotonic time in
 %% ms, or infinity.
@@ -122,7 +162,7 @@ call(_W, _Mod, _Fun, Args, _Opts) ->
 %% `{Pool, CheckoutRef}' for a pool member: after a timeout the worker checks
 %% itself in, once it has told the pool it is cancelling (one sender, so the
 %% pool hears both in that order).
--spec request(server(), binary(), binary(), list(), arrow | rows | columns, integer() | infinity,
+-spec request(server(), binary() | stats, binary() | stats, list(), arrow | rows | columns, integer() | infinity,
               none | {tether_pool:pool(), reference()}) ->
           {{ok, term()} | {error, term()}, map()}.
 request(W, M, F, Args, Tables, Deadline, Checkin) ->
@@ -272,7 +312,9 @@ handle_cast(_Msg, S) -> {noreply, S}.
 % @private
 -spec handle_info(term(), #st{}) -> {noreply, #st{}} | {stop, term(), #st{}}.
 handle_info({Port, {data, Data}}, S = #st{port = Port}) ->
-    on_message(tether_protocol:decode(Data), byte_size(Data), S);
+    %% Stamped before decoding: the reply's decode is the BEAM's stage, not Python's.
+    Arrived = erlang:monotonic_time(),
+    on_message(tether_protocol:decode(Data), byte_size(Data), S#st{arrived = Arrived});
 handle_info({Port, {exit_status, Status}}, S = #st{port = Port}) ->
     on_exit(Status, S#st{port = undefined});
 handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid = OsPid}) ->
@@ -326,11 +368,13 @@ dispatch(S = #st{phase = ready, busy = undefined, queue = Q}) ->
 dispatch(S) -> S.
 
 send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{next_id = Id, port = Port}) ->
+    T0 = erlang:monotonic_time(),
     case encode_call(Id, M, F, Args, Tables, S) of
-        {ok, Frame, Route, BytesIn, S1} ->
+        {ok, Frame, Route, BytesIn, Stages, S1} ->
             catch port_command(Port, Frame),  % a dead port reports its exit status next
-            S1#st{busy = #busy{req = R, id = Id, sent = erlang:monotonic_time(), bytes_in = BytesIn,
-                               route = Route},
+            Sent = erlang:monotonic_time(),
+            S1#st{busy = #busy{req = R, id = Id, sent = Sent, bytes_in = BytesIn, route = Route,
+                               stages = Stages#{start => T0}},
                   next_id = Id + 1};
         {error, Reason, S1} ->
             reply(R, {error, Reason}, #{}),
@@ -340,26 +384,43 @@ send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{n
 
 %% Arguments above shm_threshold go to the worker's private arguments file:
 %% only a small frame naming it crosses the pipe.
-encode_call(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}}) ->
+encode_call(Id, stats, stats, [], _Tables, S) ->
+    Frame = tether_protocol:stats(Id),
+    {ok, Frame, inline, iolist_size(Frame), #{}, S};
+encode_call(Id, M, F, Args0, Tables, S = #st{info = Info}) ->
+    %% Registered Tether.Type values go in their wire form, at the version the
+    %% worker said it reads (its ready's `types'), on either route.
+    case tether_etf:to_wire(Args0, peer_types(Info)) of
+        {ok, Args} -> encode_args(Id, M, F, Args, Tables, S);
+        {error, Reason} -> {error, {encode, Reason}, S}
+    end.
+
+peer_types(#{types := Types}) when is_map(Types) -> Types;
+peer_types(_) -> #{}.
+
+encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}}) ->
     try erlang:external_size(Args) > Threshold of
         false ->
             Frame = tether_protocol:call(Id, M, F, Args, Tables, #{}),
             case iolist_size(Frame) of
-                Size when Size =< Max -> {ok, Frame, inline, Size, S};
+                Size when Size =< Max -> {ok, Frame, inline, Size, #{encode_end => erlang:monotonic_time()}, S};
                 %% Python would answer, then exit: its stream would be out of step.
                 Size -> {error, {message_too_large, Size, Max}, S}
             end;
         true ->
             case args_file(S) of
                 {ok, Path, Fd, S1} ->
-                    %% The file is private and read once: no checksum pass over large arguments.
-                    ArgsFrame = tether:encode(Args, #{checksum => none}),
+                    %% Large binaries are written from where they are, not copied first.
+                    ArgsFrame = tether_args:frame(Args),
+                    Plain = tether_args:plain(Args),
+                    T1 = erlang:monotonic_time(),
                     case file:pwrite(Fd, 0, ArgsFrame) of
                         ok ->
                             Len = iolist_size(ArgsFrame),
                             Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
-                                                         Tables, #{}),
-                            {ok, Frame, shm, Len + iolist_size(Frame), S1};
+                                                         Tables, #{plain => Plain}),
+                            {ok, Frame, shm, Len + iolist_size(Frame),
+                             #{encode_end => T1, write => erlang:monotonic_time() - T1}, S1};
                         {error, Reason} -> {error, {args_file, Path, Reason}, S1}
                     end;
                 {error, Reason} -> {error, Reason, S}
@@ -385,6 +446,10 @@ on_message({ok, {reply, _, {error, _} = Error}}, Size, S = #st{busy = #busy{}}) 
 on_message({ok, {log, Level, Logger, Message, Meta}}, _Size, S) ->
     log(Level, Logger, Message, Meta, S),
     {noreply, S};
+on_message({ok, {alert, Name, State, Message, Figures, Suggestion}}, _Size, S = #st{os_pid = OsPid}) ->
+    alert(#{name => Name, state => State, message => Message, figures => Figures, suggestion => Suggestion,
+            worker => self(), os_pid => OsPid}),
+    {noreply, S};
 on_message({ok, {ready, Info}}, _Size, S = #st{phase = starting}) ->
     case tether_protocol:check_ready(Info) of
         {ok, _} -> {noreply, dispatch(ready(Info, S))};
@@ -403,22 +468,37 @@ on_message(Other, _Size, S) ->
                    #{domain => [tether]}),
     {noreply, S}.
 
-finish(Result, Size, S = #st{busy = #busy{req = R, sent = Sent, bytes_in = In, route = Route}}) ->
-    {Result1, Out, Route1} =
+finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = In, route = Route},
+                             arrived = Arrived}) ->
+    {Result1, Out, Route1, Read} =
         case Result of
             {ok, Value} ->
                 case tether_embed:resolve(Value, allow_shm(S)) of
-                    {ok, Value1, #{shm_bytes := 0}} -> {{ok, Value1}, Size, Route};
-                    {ok, Value1, #{shm_bytes := Shm}} -> {{ok, Value1}, Size + Shm, shm};
-                    {error, Reason} -> {{error, Reason}, Size, Route}
+                    {ok, Value1, #{shm_bytes := 0} = E} -> {{ok, Value1}, Size, Route, E};
+                    {ok, Value1, #{shm_bytes := Shm} = E} -> {{ok, Value1}, Size + Shm, shm, E};
+                    {error, Reason} -> {{error, Reason}, Size, Route, #{}}
                 end;
-            {error, _} -> {Result, Size, Route};
-            Other -> {{error, {unexpected_reply, Other}}, Size, Route}
+            {error, _} -> {Result, Size, Route, #{}};
+            Other -> {{error, {unexpected_reply, Other}}, Size, Route, #{}}
         end,
+    Done = erlang:monotonic_time(),
     reply(R, Result1, #{queue_time => Sent - R#req.enqueued, bytes_in => In, bytes_out => Out,
-                        route => Route1}),
+                        route => Route1, stages => stages(B, Arrived, Done, Read)}),
     erlang:demonitor(R#req.mref, [flush]),
+    %% This process held the call's large binaries: let go of them now, so
+    %% the allocator reuses their memory (already faulted in) for the next one.
+    In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
     dispatch(S#st{busy = undefined}).
+
+%% Each stage in microseconds; `read' and `decode' as tether_embed measured them.
+stages(#busy{stages = St, sent = Sent}, Arrived, Done, Read) ->
+    Start = maps:get(start, St, Sent),
+    EncodeEnd = maps:get(encode_end, St, Sent),
+    ReadT = maps:get(read_time, Read, 0),
+    DecodeT = Done - Arrived - ReadT,
+    maps:map(fun(_, T) -> erlang:convert_time_unit(T, native, microsecond) end,
+             #{encode => EncodeEnd - Start, write => maps:get(write, St, 0),
+               python => Arrived - Sent, read => ReadT, decode => DecodeT}).
 
 reply(#req{from = From}, Result, Stats) -> gen_server:reply(From, {tether_reply, Result, Stats}).
 
@@ -500,6 +580,11 @@ close_port(S = #st{port = Port}) ->
 
 log(Level, Logger, Message, Meta, #st{os_pid = OsPid}) ->
     tether_pylog:forward(Level, Logger, Message, Meta, #{os_pid => OsPid}).
+
+%% A Python alert (tether.metrics) as a `[tether, alert]' event. Its WARNING on
+%% the `tether.alerts' logger already reaches Logger as a forwarded record.
+alert(Meta) ->
+    tether_telemetry:execute([tether, alert], #{system_time => erlang:system_time()}, Meta).
 
 check_in(none) -> ok;
 check_in({Pool, CheckoutRef}) -> gen_server:cast(Pool, {checkin, CheckoutRef}).

@@ -1,3 +1,19 @@
+defmodule Tether.WorkerLifecycleTest.OlderV2 do
+  # tests/beam_handlers.py knows test.Older at version 1 only: this node writes version 1 for it.
+  use Tether.Type, name: "test.Older", version: 2, oldest_writable: 1
+  defstruct a: 0, b: 0
+
+  @impl true
+  def downgrade(2, wire), do: Map.delete(wire, :b)
+end
+
+defmodule Tether.WorkerLifecycleTest.NegotiatedV1 do
+  # The BEAM's side of tests/beam_handlers.py's test.Negotiated: it reads version 1 only,
+  # where Python writes version 2; the handshake makes Python write version 1.
+  use Tether.Type, name: "test.Negotiated", version: 1
+  defstruct x: 0.0
+end
+
 defmodule Tether.WorkerLifecycleTest do
   # Against a real `python -m tether.worker` (make test sets TETHER_PYTHON).
   use ExUnit.Case, async: false
@@ -94,6 +110,34 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:error, {:start_timeout, 1, _stderr}} = Tether.Worker.start_link(TestPython.opts(start_timeout: 1))
       w = start_worker()
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2], 200)
+    end
+  end
+
+  describe "negotiation" do
+    test "user types come back at the version this node reads, named in the hello" do
+      alias Tether.WorkerLifecycleTest.NegotiatedV1
+      w = start_worker()
+      # Unregistered here: the value arrives at Python's own version, as the wire struct.
+      assert {:ok, %{"point" => %Tether.Type{name: "test.Negotiated", version: 2, value: %{x: 1.5, y: 2.0}}}} =
+               Tether.Worker.call(w, @m, "negotiated", [1.5, 2.0])
+
+      :ok = Tether.Type.register(NegotiatedV1)
+      on_exit(fn -> Tether.Type.unregister(NegotiatedV1) end)
+      w1 = start_worker()
+      assert {:ok, %{"point" => %NegotiatedV1{x: 1.5}, "many" => [%NegotiatedV1{x: 1.5}]}} =
+               Tether.Worker.call(w1, @m, "negotiated", [1.5, 2.0])
+    end
+    test "arguments go at the version the worker reads, inline and through shared memory" do
+      alias Tether.WorkerLifecycleTest.OlderV2
+      :ok = Tether.Type.register(OlderV2)
+      on_exit(fn -> Tether.Type.unregister(OlderV2) end)
+      w = start_worker(shm_threshold: 10_000)
+      expected = %{"type" => "Older", "a" => 5}
+      assert {:ok, %{"padding" => 0} = got} = Tether.Worker.call(w, @m, "older_fields", [%OlderV2{a: 5, b: 6}])
+      assert Map.take(got, ["type", "a"]) == expected
+      big = :binary.copy(<<1>>, 100_000)
+      assert {:ok, %{"padding" => 100_000} = got} = Tether.Worker.call(w, @m, "older_fields", [%OlderV2{a: 5, b: 6}, big])
+      assert Map.take(got, ["type", "a"]) == expected
     end
   end
 
@@ -332,6 +376,81 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:error, {:worker_exit, 3}} = Tether.Worker.call(w, @m, "crash", [])
       assert_receive {:event, [:tether, :worker, :exit], _, %{worker: ^w, reason: {:exit_status, 3}}}, 2000
     end
+  end
+
+  describe "metrics and the bulk path" do
+    test "stats/1 answers Python's metrics snapshot with the worker's calls" do
+      w = start_worker()
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+      assert {:error, {:python, "ValueError", _, _}} = Tether.Worker.call(w, @m, "fail", ["x"])
+      assert {:ok, %{"worker" => worker, "operations" => ops}} = Tether.Worker.stats(w)
+      assert worker["calls"] == 2
+      assert %{"function" => "beam_handlers.fail", "route" => "pipe", "error" => "ValueError"} = worker["last_call"]
+      assert Enum.any?(ops, &(&1["op"] == "worker_call" and &1["count"] >= 1))
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
+    test "the worker's stats file is where tether stats looks: its private directory" do
+      w = start_worker()
+      %{os_pid: os_pid} = Tether.Worker.info(w)
+      argv = File.read!("/proc/#{os_pid}/cmdline") |> String.split(<<0>>)
+      dir = Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
+      assert %{"worker" => %{"pid" => ^os_pid}} = dir |> Path.join("stats.json") |> File.read!() |> decode_json()
+      assert File.stat!(dir).mode |> band(0o777) == 0o700
+    end
+
+    test "measure/5 reports each stage, and large arguments keep their bytes" do
+      w = start_worker(shm_threshold: 1 <<< 16)
+      data = :binary.copy(<<1.5::float-32-native>>, 1 <<< 18)
+      tensor = Tether.tensor(data, {:f, 32}, {1 <<< 18})
+      assert {{:ok, %{t: %{data: ^data}, k: [1, 2]}}, stats} = Tether.Worker.measure(w, @m, "echo", [%{t: tensor, k: [1, 2]}])
+      assert stats.route == :shm
+      assert Enum.sort(Map.keys(stats.stages)) == [:decode, :encode, :python, :read, :write]
+      assert Enum.all?(Map.values(stats.stages), &(is_integer(&1) and &1 >= 0))
+      assert stats.stages.python > 0 and stats.bytes_in > byte_size(data)
+      assert {:ok, %{"worker" => %{"last_call" => %{"route" => "shm"}}}} = Tether.Worker.stats(w)
+    end
+
+    test "large arguments: NaN atoms still arrive as floats, plain ones skip Python's walk" do
+      w = start_worker(shm_threshold: 1024)
+      big = :binary.copy("x", 4096)
+      assert {{:ok, [{"float", "nan"}, "bytes"]}, %{route: :shm}} = Tether.Worker.measure(w, @m, "types_of", [[:nan, big]])
+      assert {{:ok, ["bytes", "int"]}, %{route: :shm}} = Tether.Worker.measure(w, @m, "types_of", [[big, 1]])
+      assert {:ok, [:nan, ^big]} = Tether.Worker.call(w, @m, "echo", [[:nan, big]])
+    end
+
+    test "an alert Python raises arrives as a [:tether, :alert] event" do
+      test = self()
+      :ok = :telemetry.attach(:tether_alert_test, [:tether, :alert], fn e, m, md, _ -> send(test, {:event, e, m, md}) end, nil)
+      on_exit(fn -> :telemetry.detach(:tether_alert_test) end)
+      w = start_worker()
+      %{os_pid: os_pid} = Tether.Worker.info(w)
+      assert {:ok, true} = Tether.Worker.call(w, @m, "raise_alert", ["disk_slow", 0.25])
+      assert_receive {:event, [:tether, :alert], %{system_time: _},
+                      %{name: "disk_slow", state: :firing, message: "throughput fell", suggestion: "look at the disk",
+                        figures: %{"ratio" => 0.25, "worst" => :infinity}, worker: ^w, os_pid: ^os_pid}}, 2000
+    end
+
+    test "tether_args encodes exactly as term_to_binary, large binaries referenced" do
+      big = :binary.copy(<<7>>, 70_000)
+      wide = Map.new(1..40, fn i -> {i, if(rem(i, 3) == 0, do: big, else: i)} end)
+
+      for term <- [[big], %{a: big, b: [1, big | big]}, {big, {big}}, wide, [1, 2, 3], %{big => 1}, <<1, 2>>] do
+        assert IO.iodata_to_binary(:tether_args.encode(term)) == :erlang.term_to_binary(term, minor_version: 2)
+      end
+
+      frame = IO.iodata_to_binary(:tether_args.frame([wide]))
+      assert {:ok, [^wide]} = :tether.decode(frame)
+      assert :tether_args.plain([%{id: 1, name: "x"}, {1, 2}])
+      refute :tether_args.plain([%{x: [1, :infinity]}])
+      refute :tether_args.plain([{:"$tether", "f"}])
+      refute :tether_args.plain([IO.iodata_to_binary(Tether.tensor(<<0::32>>, {:f, 32}, {1}))])
+    end
+  end
+
+  defp decode_json(text) do
+    # The snapshot file is JSON; OTP 25 has no JSON module, and a key check is all this needs.
+    %{"worker" => %{"pid" => text |> then(&Regex.run(~r/"worker": \{[^}]*"pid": (\d+)/, &1)) |> Enum.at(1) |> String.to_integer()}}
   end
 
   defp format_msg({:string, s}), do: s

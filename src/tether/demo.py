@@ -41,6 +41,35 @@ def describe(value: Any) -> dict:
     return {"python_type": type(value).__name__, "zero_copy": zero_copy, "reply_format": reply}
 
 
+def pooled_write(nbytes: int, rounds: int = 3) -> float:
+    """Seconds (median of ``rounds``) the worker's own pooled write of an ``nbytes`` float32 array takes.
+
+    Python's share of the bulk path's limit (``make demo``): the array is
+    already in memory and the region is warm, as in a worker's reply.
+    """
+    from tether.shm import RegionPool
+
+    array = np.full(max(nbytes // 4, 1), 1.5, np.float32)
+    pool = RegionPool(max_regions=1, prefault=False, sweep=False)
+    try:
+        times = []
+        for _ in range(rounds + 1):  # the first write faults the new region in: not counted
+            enc = tether.encode(array, format="ndarray", reader="beam", checksum="auto", transport="shm")
+            region = pool.acquire(enc.nbytes)
+            t0 = time.perf_counter()
+            slot, _offset, view = region.reserve(enc.nbytes)
+            try:
+                enc.write_into(view)
+            finally:
+                view.release()
+            region.commit(slot)
+            times.append(time.perf_counter() - t0)
+            pool.release(region)
+        return sorted(times[1:])[len(times[1:]) // 2]
+    finally:
+        pool.close()
+
+
 # ---------------------------------------------------------------- the Python-only tour
 
 

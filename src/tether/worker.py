@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
+import json
 import logging
 import math
 import mmap
@@ -47,7 +49,9 @@ import platform
 import signal
 import struct
 import sys
+import tempfile
 import threading
+import time
 import traceback
 from types import ModuleType
 from typing import Any, Callable
@@ -59,9 +63,14 @@ from tether._etf import tags as etf_tags
 from tether.frame import _header
 from tether.shm import RegionError, RegionPool
 
+try:  # tether.metrics may be missing from an older tether in the worker's environment
+    from tether import metrics as _metrics
+except ImportError:  # pragma: no cover - present in this tree
+    _metrics = None  # type: ignore[assignment]
+
 __all__ = [
-    "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "Worker", "compatible", "handshake", "main",
-    "ready_info", "serve", "transform",
+    "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "StatsError", "Worker", "compatible", "handshake",
+    "main", "read_stats", "ready_info", "serve", "transform", "workers",
 ]
 
 # Embedded frames larger than this travel through shared memory.
@@ -89,6 +98,11 @@ LOG_MESSAGE_MAX = 256 << 10
 (_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
     Atom, ("hello", "ready", "refused", "call", "reply", "ok", "error", "log", "shm", "tables", "cancelled"))
 _EMBED, _EMBED_SHM, _EMBED_TABLE = map(Atom, ("$tether", "$tether_shm", "$tether_table"))
+_STATS, _PLAIN, _ECHO, _ALERT = Atom("stats"), Atom("plain"), Atom("echo"), Atom("alert")
+_ALERT_STATES = {"firing": Atom("firing"), "cleared": Atom("cleared")}
+# The file a worker writes its metrics snapshot to, in its --stats-dir, on SIGUSR2.
+STATS_FILE = "stats.json"
+
 _TABLE_FORMS = {"arrow": "arrow", "rows": "rows", "columns": "columns"}
 _NAN, _INF, _NEG_INF = map(Atom, ("nan", "infinity", "neg_infinity"))
 _ATOM_FLOATS = {_NAN: math.nan, _INF: math.inf, _NEG_INF: -math.inf}
@@ -97,6 +111,8 @@ _LEVELS = ((logging.CRITICAL, Atom("critical")), (logging.ERROR, Atom("error")),
 _DEBUG, _WARNING, _STDERR = Atom("debug"), Atom("warning"), "stderr"
 WALK = object()  # what a transform's visit returns for a container to descend into
 _PREFIX = struct.Struct(">I")
+# Room a region needs beyond its frames (header, slots, alignment).
+_REGION_SLACK = 1 << 16
 
 
 def _field(name: str) -> tuple[struct.Struct, int]:
@@ -122,6 +138,16 @@ class Cancelled(BaseException):
     --------
     >>> issubclass(Cancelled, Exception)
     False
+    """
+
+
+class StatsError(TetherError):
+    """A worker's metrics cannot be had: no ``tether.metrics``, or no running worker at the target.
+
+    Examples
+    --------
+    >>> issubclass(StatsError, tether.TetherError)
+    True
     """
 
 
@@ -438,16 +464,32 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main = threading.get_ident()
         self.channel: Channel | None = None  # set by serve(): writes and the cancel signal coordinate through it
+        self.calls = 0
+        self.last_call: dict[str, Any] = {}
+        self._step = ""  # "module.function" of the running call: the lineage step of its result frames
+        self._outcome: str | None = None
+        self._handled = 0.0
+        self._shm_in = self._shm_out = 0  # bytes of this call's arguments file and region frames
+        self._verify = True  # whether embedded frames in the arguments have their payload checksums checked
+        self._pending: tuple | None = None  # the last call's figures, until account() counts them
+        self.defer_accounting = False
+        self._mapped: tuple[tuple, mmap.mmap] | None = None  # the arguments file's mapping, kept between calls
 
     # ------------------------------------------------------------ one call
 
     def handle(self, message: Any) -> bytes:
         """The reply to one request message (never raises: a bad request gets a bad_request reply)."""
+        started = time.perf_counter()
         ident: Any = -1
+        self._shm_in = self._shm_out = 0
         try:
             request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
                                                    self._decode_options)
             if not (type(request) is tuple and len(request) == 6 and request[0] == _CALL):
+                if type(request) is tuple and len(request) == 2 and request[0] == _STATS:
+                    return self.stats_reply(request[1])
+                if type(request) is tuple and len(request) == 2 and request[0] == _ECHO:
+                    return _frame(request)  # the benchmark's tether-framed echo: decoded, encoded, no handler
                 if type(request) is tuple and len(request) > 1 and request[0] == _CALL:
                     ident = request[1]
                 raise DecodeError(f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
@@ -460,10 +502,67 @@ class Worker:
             if type(args) is list and not _may_embed(message, header):
                 pass  # the common small call: nothing inside to decode
             else:
-                args = self._arguments(args)
+                args = self._arguments(args, opts.get(_PLAIN) is True)
         except Exception as exc:  # noqa: BLE001 - any failure on a request is the request's: answer it
             return self.bad_request(ident, exc)
-        return self._call(ident, target, args, tables)
+        self._step = f"{mod}.{fun}"
+        read = time.perf_counter()
+        reply = self._call(ident, target, args, tables)
+        self._pending = (len(message) + self._shm_in, len(reply) + self._shm_out, self._shm_in or self._shm_out,
+                         (started, read, self._handled, time.perf_counter()), self._step, self._outcome)
+        if not self.defer_accounting:
+            self.account()
+        return reply
+
+    def account(self) -> None:
+        """Count the last call: the worker's own figures (``stats``) and ``tether.metrics``' ``worker_call``.
+
+        ``serve`` runs it once the reply is written (``defer_accounting``), so the
+        caller does not wait for the bookkeeping; otherwise ``handle`` runs it.
+        """
+        if self._pending is None:
+            return
+        nbytes_in, nbytes_out, shm, (started, read, handled, done), step, outcome = self._pending
+        self._pending = None
+        route = "shm" if shm else "pipe"
+        self.calls += 1
+        self.last_call = {"function": step, "route": route, "bytes_in": nbytes_in, "bytes_out": nbytes_out,
+                          "read_s": read - started, "handler_s": handled - read, "write_s": done - handled,
+                          "error": outcome}
+        if _metrics is not None:
+            _metrics.record("worker_call", "etf", "none", route, nbytes_in, nbytes_out, done - started, error=outcome)
+
+    def stats(self) -> dict[str, Any]:
+        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered and the last call's stages.
+
+        Raises :class:`StatsError` when this tether has no ``tether.metrics``.
+
+        Examples
+        --------
+        >>> w = Worker({})
+        >>> w.stats()["worker"]["calls"]
+        0
+        >>> w.close()
+        """
+        if _metrics is None:
+            raise StatsError("this tether has no tether.metrics module: upgrade tether in the worker's environment.")
+        if threading.get_ident() == self._main:  # the stats thread leaves the main thread's bookkeeping alone
+            self.account()
+        out = _metrics.snapshot()
+        out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": dict(self.last_call),
+                         "modules": sorted(self.modules)}
+        return out
+
+    def stats_reply(self, ident: Any) -> bytes:
+        """``{reply, Id, {ok, Snapshot}}`` for a ``{stats, Id}`` request, or the error when there is none."""
+        try:
+            snapshot = self.stats()
+        except StatsError as exc:
+            return _frame((_REPLY, ident, (_ERROR, (Atom("python"), "MetricsUnavailable", str(exc), ""))))
+        try:
+            return _frame((_REPLY, ident, (_OK, _plain(snapshot))))
+        except Exception as exc:  # noqa: BLE001 - a snapshot the BEAM cannot take is the reply
+            return self._python_error(ident, exc, "EncodeError")
 
     def bad_request(self, ident: Any, exc: BaseException | str) -> bytes:
         """``{reply, Id, {error, {bad_request, Message}}}``; Id -1 when the request has none."""
@@ -496,6 +595,7 @@ class Worker:
 
     def _call(self, ident: Any, target: Callable, args: list, tables: str) -> bytes:
         """Run the handler (awaiting a coroutine), then encode its result; cancellation and errors become replies."""
+        self._outcome = None
         try:
             try:
                 self._running = True
@@ -504,13 +604,17 @@ class Worker:
                     result = self._await(result)
             finally:
                 self._running = False
+                self._handled = time.perf_counter()
         except (Cancelled, asyncio.CancelledError):
+            self._outcome = "Cancelled"
             return _frame((_REPLY, ident, (_ERROR, _CANCELLED)))
         except Exception as exc:  # noqa: BLE001 - the handler's exception is the reply
+            self._outcome = type(exc).__name__
             return self._python_error(ident, exc)
         try:
             return self._reply_ok(ident, result, tables)
         except Exception as exc:  # noqa: BLE001 - a result the BEAM cannot take is the reply
+            self._outcome = "EncodeError"
             return self._python_error(ident, exc, "EncodeError")
 
     def _await(self, coro: Any) -> Any:
@@ -558,10 +662,22 @@ class Worker:
 
     # ------------------------------------------------------------ arguments
 
-    def _arguments(self, args: Any) -> list:
-        """The handler's arguments, with embedded frames, tables and NaN atoms decoded in place."""
+    def _arguments(self, args: Any, plain: bool = False) -> list:
+        """The handler's arguments, with embedded frames, tables and NaN atoms decoded in place.
+
+        ``plain``: the BEAM found nothing of the kind in them (``Opts`` ``plain => true``), so the
+        walk over every value (0.3 s for 100,000 rows) is skipped.
+        """
+        self._verify = True
         if type(args) is tuple and len(args) == 3 and args[0] == _SHM:
-            args = tether.loads(self._map_file(args[1], 0, args[2]), options=self._decode_options)
+            view = self._map_file(args[1], 0, args[2])
+            self._shm_in = len(view)
+            args = tether.loads(view, options=self._decode_options)
+            # Frames inside a private file the BEAM wrote for this call: a CRC-32 pass over a
+            # 256 MiB tensor (0.1 s) guards against nothing the file's 0600 mode does not.
+            self._verify = False
+        if type(args) is list and plain:
+            return args
         if type(args) is not list:
             raise DecodeError(f"Args must be a list or {{shm, Path, Len}}, got {_kind(args)}.")
         return transform(args, self._visit_in, DecodeError)
@@ -583,7 +699,7 @@ class Worker:
     def _embedded(self, value: tuple) -> Any:
         tag = value[0]
         if tag == _EMBED and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
-            return tether.loads(value[1], options=self._decode_options)
+            return tether.loads(value[1], options=self._decode_options, verify=self._verify)
         if tag == _EMBED_TABLE and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
             return arrow_api.from_etf(value[1])
         if tag == _EMBED_SHM and len(value) == 4:
@@ -598,11 +714,15 @@ class Worker:
             size = frame.unpack(memoryview(value)[: frame.HEADER_SIZE], tether.get_limits()).frame_size
         except TetherError:
             return value
-        return tether.loads(value, options=self._decode_options) if size == len(value) else value
+        return tether.loads(value, options=self._decode_options, verify=self._verify) if size == len(value) else value
 
-    @staticmethod
-    def _map_file(path: Any, offset: Any, length: Any) -> memoryview:
-        """``length`` bytes at ``offset`` of a BEAM-written ``tether-`` file, mapped read-only."""
+    def _map_file(self, path: Any, offset: Any, length: Any) -> memoryview:
+        """``length`` bytes at ``offset`` of a BEAM-written ``tether-`` file, mapped read-only.
+
+        The BEAM rewrites the same arguments file for every large call: its
+        mapping is kept, so the next call reads pages already mapped (a fresh
+        mapping of 256 MiB costs tens of ms of page faults).
+        """
         path = _text(path)
         if not os.path.basename(path).startswith("tether-"):
             raise DecodeError(f"Refusing to read {path!r}: shared-memory arguments must be tether- files.")
@@ -613,11 +733,16 @@ class Worker:
         except OSError as exc:
             raise DecodeError(f"Cannot open shared-memory argument {path!r}: {exc.strerror}.") from None
         try:
-            if os.fstat(fd).st_size < offset + length:
+            st = os.fstat(fd)
+            if st.st_size < offset + length:
                 raise DecodeError(f"{path} holds fewer than the {offset + length} bytes announced.")
             if not length:
                 return memoryview(b"")
-            mm = mmap.mmap(fd, offset + length, access=mmap.ACCESS_READ)
+            key = (path, st.st_dev, st.st_ino)
+            mm = self._mapped[1] if self._mapped is not None and self._mapped[0] == key else None
+            if mm is None or len(mm) < offset + length:
+                mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+                self._mapped = (key, mm)
         finally:
             os.close(fd)
         return memoryview(mm)[offset : offset + length]
@@ -626,6 +751,8 @@ class Worker:
 
     def _reply_ok(self, ident: Any, result: Any, tables: str) -> bytes:
         """``{reply, Id, {ok, Value}}`` with embedded frames; the whole value goes through shared memory when large."""
+        if _PEER_TYPES:
+            result = _downgraded(result)
         if type(result) in _FAST_RESULTS:
             # Most results are small plain terms: one encode, and too small to hold an embedded value.
             try:
@@ -641,7 +768,8 @@ class Worker:
         if len(body) <= self.shm_threshold:
             return _frame((_REPLY, ident, (_OK, tether.etf.OpaqueTerm(body[1], body[1:]))))
         term = tether.etf.OpaqueTerm(body[1], body[1:])
-        placed = self._place(tether.encode(term, format="etf", reader="beam", checksum=SHM_CHECKSUM, transport="shm"))
+        placed = self._place(tether.encode(term, format="etf", reader="beam", checksum=SHM_CHECKSUM, transport="shm",
+                                           step=self._step or None))
         return _frame((_REPLY, ident, (_OK, term if placed is None else placed)))
 
     def _visit_out(self, value: Any, tables: str) -> Any:
@@ -677,13 +805,14 @@ class Worker:
 
     def _embed(self, value: Any, fmt: str) -> tuple:
         """``{'$tether', Frame}``, or ``{'$tether_shm', Path, Offset, Len}`` above the threshold."""
-        enc = tether.encode(value, format=fmt, reader="beam", checksum=SHM_CHECKSUM, transport="shm")
+        step = self._step or None
+        enc = tether.encode(value, format=fmt, reader="beam", checksum=SHM_CHECKSUM, transport="shm", step=step)
         if enc.nbytes > self.shm_threshold:
             placed = self._place(enc)
             if placed is not None:
                 return placed
         if enc.header.checksum_kind == frame.checksum.NONE:  # through the pipe, a frame always carries its CRC
-            enc = tether.encode(value, format=fmt, reader="beam", checksum=INLINE_CHECKSUM)
+            enc = tether.encode(value, format=fmt, reader="beam", checksum=INLINE_CHECKSUM, step=step)
         return (_EMBED, bytes(enc))
 
     def _place(self, enc: Any) -> tuple | None:
@@ -696,6 +825,9 @@ class Worker:
         if not self._region_fresh:
             self.region.reset()
             self._region_fresh = True
+            if self.region.capacity < enc.nbytes + _REGION_SLACK:  # the first frame of this reply: a larger region
+                self.pool.release(self.region)
+                self.region = self.pool.acquire(enc.nbytes + _REGION_SLACK)
         try:
             slot, offset, view = self.region.reserve(enc.nbytes)
         except RegionError:
@@ -705,10 +837,12 @@ class Worker:
         finally:
             view.release()
         self.region.commit(slot)
+        self._shm_out += enc.nbytes
         return (_EMBED_SHM, self.region.path, offset, enc.nbytes)
 
     def close(self) -> None:
-        """Remove the worker's region and close its event loop."""
+        """Remove the worker's region, drop the arguments mapping and close the event loop."""
+        self._mapped = None
         if self.region is not None:
             self.region.close()
             self.region.unlink()
@@ -750,6 +884,12 @@ def _may_embed(message: Any, header: frame.Header) -> bool:
             or find(b"infinity", start) >= 0)
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-like snapshot as the BEAM takes it: NaN and the infinities as their atoms."""
+    return transform(value, lambda v: WALK if type(v) in (dict, list, tuple) else
+                     _visit_float(v) if type(v) is float else v)
+
+
 # ---------------------------------------------------------------- handshake
 
 
@@ -774,6 +914,41 @@ def compatible(python: str, beam: Any) -> bool:
     if mine is None or theirs is None or mine[0] != theirs[0]:
         return False
     return mine[0] != 0 or mine[1] == theirs[1]
+
+
+# User types the BEAM reads at an older version than this process writes, by name
+# (from its hello); results are downgraded to them. Empty: nothing to rewrite.
+_PEER_TYPES: dict[str, int] = {}
+
+
+def peer_types(hello_info: Any) -> dict[str, int]:
+    """The user types a hello's ``types`` names at a version older than this process's, by name.
+
+    Examples
+    --------
+    >>> peer_types({tether.Atom("types"): {"no.such.Type": 1}})
+    {}
+    """
+    theirs = hello_info.get(Atom("types")) if type(hello_info) is dict else None
+    if type(theirs) is not dict:
+        return {}
+    mine = tether.types.versions()
+    names = ((k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k), v) for k, v in theirs.items())
+    return {name: v for name, v in names if name in mine and type(v) is int and v < mine[name]}
+
+
+def _downgraded(result: Any) -> Any:
+    """``result`` with each registered user type the BEAM reads at an older version written at that version."""
+    def visit(value: Any) -> Any:
+        t = type(value)
+        if t is dict or t is list or t is tuple:
+            return WALK
+        spec = tether.types.lookup(value) if t not in _LEAVES else None
+        if spec is None or spec.name not in _PEER_TYPES:
+            return value
+        return tether.types.to_wire(value, spec, "$", _PEER_TYPES)
+
+    return transform(result, visit)
 
 
 def _refusal(hello: Any) -> Any:
@@ -808,6 +983,8 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
     --------
     >>> ready_info({})[tether.Atom("frame_versions")]
     [1]
+    >>> ready_info({})[tether.Atom("format_schemas")]["etf"]
+    {'schema_version': 1, 'oldest_readable': 1}
     """
     from tether._etf import native
 
@@ -821,7 +998,20 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
         Atom("compressions"): sorted(compression.names()),
         Atom("checksums"): sorted(frame.checksum.NAMES.values()),
         Atom("speedups"): native.c is not None,
+        Atom("format_schemas"): {name: {"schema_version": fmt.schema_version, "oldest_readable": fmt.oldest_readable}
+                                 for name in sorted(formats.names()) for fmt in (formats.get(name),)},
+        Atom("schemas"): _schema_versions(),
+        Atom("types"): tether.types.versions(),
     }
+
+
+def _schema_versions() -> dict[str, int]:
+    """``tether.schemas.versions()``: the newest table schema versions this worker reads ({} without the module)."""
+    try:
+        from tether import schemas
+    except ImportError:  # pragma: no cover - present in this tree
+        return {}
+    return dict(schemas.versions())
 
 
 def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, ModuleType] | None, int]:
@@ -855,6 +1045,8 @@ def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, Modu
     if reason is not None:
         channel.write_message(_frame((_REFUSED, reason)))
         return None, EXIT_REFUSED
+    _PEER_TYPES.clear()
+    _PEER_TYPES.update(peer_types(hello[1] if len(hello) == 2 else None))
     channel.write_message(_frame((_READY, ready_info(modules))))
     return modules, EXIT_OK
 
@@ -936,6 +1128,23 @@ def _pump(fd: int, channel: Channel) -> None:
             return
 
 
+class _AlertForwarder:
+    """A ``tether.metrics.on_alert`` callback: each alert fired or cleared goes to the BEAM as
+    ``{alert, Name, State, Message, Figures, Suggestion}`` (the BEAM emits ``[tether, alert]``)."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+
+    def __call__(self, alert: Any) -> None:
+        state = _ALERT_STATES.get(alert.state, alert.state)
+        figures = _plain({str(k): v for k, v in dict(alert.figures).items()})
+        try:
+            message = _frame((_ALERT, alert.name, state, alert.message, figures, alert.suggestion))
+        except TetherError:  # figures the BEAM cannot take: the alert without them
+            message = _frame((_ALERT, alert.name, state, alert.message, {}, alert.suggestion))
+        self.channel.write_message(message)
+
+
 class _Forwarding:
     """fd 1 and 2 redirected into a pipe a daemon thread forwards, and the root logger's handler."""
 
@@ -951,10 +1160,13 @@ class _Forwarding:
         self.thread.start()
         self.handler = LogForwarder(channel)
         logging.getLogger().addHandler(self.handler)
+        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
 
     def stop(self) -> None:
         """Forward what is left, then give fd 1 and 2 back."""
         logging.getLogger().removeHandler(self.handler)
+        if self.alerts is not None:
+            _metrics.on_alert(self.alerts, remove=True)
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
@@ -965,6 +1177,122 @@ class _Forwarding:
         self.thread.join(1.0)  # ends at EOF, unless a child process still holds the pipe
 
 
+# ---------------------------------------------------------------- stats for `tether stats`
+
+
+class _StatsWriter:
+    """Writes the worker's :meth:`Worker.stats` to ``<dir>/stats.json`` at start and on each ``SIGUSR2``.
+
+    Atomic: a temporary file in the same directory, then ``os.replace``. The
+    signal handler only sets an event; a daemon thread does the writing, so
+    a signal that lands inside a handler, or inside metrics' own bookkeeping,
+    never runs the snapshot there.
+    """
+
+    def __init__(self, worker: "Worker", directory: str):
+        self.worker = worker
+        self.path = os.path.join(directory, STATS_FILE)
+        self.wanted = threading.Event()
+        self.write()
+        self.thread = threading.Thread(target=self._run, name="tether-stats", daemon=True)
+        self.thread.start()
+        signal.signal(signal.SIGUSR2, lambda _signum, _frame_: self.wanted.set())
+
+    def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            self.write()
+
+    def write(self) -> None:
+        try:
+            data = self.worker.stats()
+        except StatsError as exc:
+            data = {"error": str(exc), "worker": {"pid": os.getpid(), "calls": self.worker.calls}}
+        data["written_at"] = time.time()
+        tmp = f"{self.path}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as out:
+                json.dump(data, out, default=str)
+            os.replace(tmp, self.path)
+        except OSError as exc:  # the BEAM removed the directory: the worker is shutting down
+            logging.getLogger("tether.worker").debug("stats not written: %s", exc)
+
+
+def _worker_stats_dir(pid: int) -> str | None:
+    """The ``--stats-dir`` of the tether worker with OS pid ``pid``, or None when it is not one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return None
+    if b"tether.worker" not in argv or b"--stats-dir" not in argv:
+        return None
+    at = argv.index(b"--stats-dir") + 1
+    return os.fsdecode(argv[at]) if at < len(argv) and argv[at] else None
+
+
+def workers() -> list[int]:
+    """The OS pids of this machine's running tether workers that write stats (what ``read_stats`` reaches).
+
+    Examples
+    --------
+    >>> isinstance(workers(), list)
+    True
+    """
+    pids = [int(name) for name in os.listdir("/proc") if name.isdigit()] if os.path.isdir("/proc") else []
+    return sorted(pid for pid in pids if pid != os.getpid() and _worker_stats_dir(pid) is not None)
+
+
+def read_stats(target: int | str | os.PathLike, timeout: float = 2.0) -> dict[str, Any]:
+    """A running worker's metrics snapshot, fresh: ``tether.metrics.snapshot()`` plus a ``worker`` entry.
+
+    ``target`` is the worker's OS pid (``Tether.Worker.info(w).os_pid``, or one
+    of :func:`workers`), or its stats directory or ``stats.json``. The worker
+    is sent ``SIGUSR2`` and writes the file anew; this waits for that (up to
+    ``timeout`` seconds). Raises :class:`StatsError` when there is no worker
+    there or it does not answer in time.
+
+    Examples
+    --------
+    >>> read_stats(999999999)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    tether.worker.StatsError: no tether worker with OS pid 999999999 ...
+    """
+    if isinstance(target, int):
+        pid, directory = target, _worker_stats_dir(target)
+        if directory is None:
+            raise StatsError(f"no tether worker with OS pid {target} (or it was started without --stats-dir); "
+                             "running workers: " + (", ".join(map(str, workers())) or "none") + ".")
+        path = os.path.join(directory, STATS_FILE)
+    else:
+        path = os.fspath(target)
+        path = os.path.join(path, STATS_FILE) if os.path.isdir(path) else path
+        pid = _load_stats(path).get("worker", {}).get("pid")
+    before = _load_stats(path).get("written_at")
+    if not isinstance(pid, int) or _worker_stats_dir(pid) is None:
+        raise StatsError(f"the worker that wrote {path} is not running (pid {pid}).")
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = _load_stats(path)
+        if data.get("written_at") != before:
+            return data
+        time.sleep(0.005)
+    raise StatsError(f"worker {pid} did not write {path} within {timeout} s of SIGUSR2 (busy in C code?).")
+
+
+def _load_stats(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise StatsError(f"no worker stats at {path}: not a running tether worker's stats directory.") from None
+    except (OSError, ValueError) as exc:
+        raise StatsError(f"cannot read worker stats at {path}: {exc}.") from None
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -972,6 +1300,7 @@ def serve(worker: Worker, channel: Channel) -> int:
     """Answer calls until the input closes (0) or falls out of step (1); returns the exit status."""
     worker.channel = channel
     channel.on_pending = worker.after_write
+    worker.defer_accounting = True
     while True:
         try:
             message = channel.read_message()
@@ -989,6 +1318,7 @@ def serve(worker: Worker, channel: Channel) -> int:
             channel.write_message(message)
             continue
         channel.write_message(worker.handle(message))
+        worker.account()  # after the reply is on its way
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -1000,6 +1330,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="largest message accepted from the pipe (bytes); larger data goes through shared memory")
     parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
                         help="how Elixir binaries arrive in handler arguments")
+    parser.add_argument("--stats-dir", default=None,
+                        help="directory (private to the worker) where SIGUSR2 writes stats.json for `tether stats`")
     args = parser.parse_args(argv)
     if args.max_message < frame.HEADER_SIZE or args.shm_threshold < 0:
         parser.error("--max-message must be at least 64 and --shm-threshold at least 0")
@@ -1022,11 +1354,16 @@ def main(argv: list[str] | None = None) -> int:
     channel = Channel(0, out, args.max_message)
     worker = Worker({}, shm_threshold=args.shm_threshold, binaries=args.binaries)
     signal.signal(signal.SIGUSR1, worker.on_cancel)  # from now on: a late cancel must not kill the worker
+    if args.stats_dir is not None:  # before ready: `tether stats` may signal as soon as the file exists
+        _StatsWriter(worker, args.stats_dir)
     modules, status = handshake(channel, args.module)
     if modules is None:
         worker.close()
         return status
     worker.modules = modules
+    # The imports' objects (numpy, pyarrow, the handlers) never die: out of the
+    # collector's way, so its full passes stay short on a worker's hot path.
+    gc.freeze()
     forwarding = _Forwarding(channel)
     try:
         return serve(worker, channel)

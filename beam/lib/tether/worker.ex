@@ -151,6 +151,38 @@ defmodule Tether.Worker do
   @spec info(worker()) :: map()
   def info(worker), do: :tether_worker.info(worker)
 
+  @doc """
+  The Python worker's metrics: `tether.metrics.snapshot()` (operations by
+  kind, format and route; alerts; memory) with a `"worker"` entry: the calls
+  it answered and the stages of the last one, in seconds. Keys are strings.
+  `{:error, {:python, "MetricsUnavailable", message, ""}}` when the worker's
+  tether has no metrics module.
+
+  ```elixir
+  {:ok, %{"worker" => %{"calls" => calls, "last_call" => last}}} = Tether.Worker.stats(w)
+  ```
+  """
+  @spec stats(worker(), timeout()) :: {:ok, map()} | {:error, term()}
+  def stats(worker, timeout \\ 5000), do: :tether_worker.stats(worker, timeout)
+
+  @doc """
+  As `call/5`, and what the worker measured of the call: `:queue_time`,
+  `:bytes_in`, `:bytes_out`, `:route` (`:inline` or `:shm`) and `:stages`,
+  microseconds spent in each part of the call, measured in place: `:encode`,
+  `:write` (the arguments file), `:python` (request out to reply in),
+  `:read` (the reply's frames out of shared memory) and `:decode`.
+
+  ```elixir
+  {{:ok, 3}, %{stages: %{python: us}}} = Tether.Worker.measure(w, "my_handlers", "add", [1, 2])
+  ```
+  """
+  @spec measure(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
+          {{:ok, term()} | {:error, term()}, map()}
+  def measure(worker, module, function, args, opts \\ []) when is_list(args) do
+    {result, stats} = :tether_worker.measure(worker, module, function, args, call_opts(opts))
+    {checked(result), stats}
+  end
+
   @doc "Stop the worker and its Python process."
   @spec stop(worker()) :: :ok
   def stop(worker), do: :tether_worker.stop(worker)

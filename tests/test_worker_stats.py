@@ -1,0 +1,205 @@
+"""The worker's metrics and bulk-path additions (docs/format.md §8): ``{stats, Id}``, ``{echo, Term}``,
+``tether stats`` through ``read_stats``, ``worker_call`` metrics, lineage on result frames, schema
+versions in ``ready``, ``plain`` arguments, a region that grows, a kept arguments mapping.
+
+Protocol tests drive a real ``python -m tether.worker`` through its pipes (test_worker's Client).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import tether
+import tether.metrics
+from tether import Atom as A
+from tether import worker as W
+
+import beam_handlers
+from test_worker import Client
+
+
+@pytest.fixture
+def stats_client(tmp_path):
+    c = Client("--stats-dir", str(tmp_path), "--shm-threshold", "4096")
+    yield c
+    c.close()
+
+
+def test_stats_request_answers_the_metrics_snapshot_with_worker_calls(stats_client):
+    assert stats_client.ok("add", 1, 2) == 3
+    stats_client.send((A("stats"), 7))
+    reply = stats_client.recv()
+    assert reply[:2] == ("reply", 7) and reply[2][0] == "ok"
+    snapshot = reply[2][1]
+    worker = snapshot["worker"]
+    assert worker["calls"] == 1 and worker["last_call"]["function"] == "beam_handlers.add"
+    assert worker["last_call"]["route"] == "pipe" and worker["last_call"]["error"] is None
+    ops = [row for row in snapshot["operations"] if row["op"] == "worker_call"]
+    assert ops and ops[0]["count"] == 1
+
+
+def test_worker_calls_are_recorded_in_metrics_with_their_route_and_errors():
+    tether.metrics.enable()
+    tether.metrics.reset()
+    w = W.Worker({"beam_handlers": beam_handlers}, shm_threshold=4096)
+    try:
+        call = tether.dumps((A("call"), 1, b"beam_handlers", b"big_binary", [100_000], {}), format="etf")
+        w.handle(call)
+        assert w.last_call["route"] == "shm" and w.last_call["bytes_out"] > 100_000
+        w.handle(tether.dumps((A("call"), 2, b"beam_handlers", b"fail", [b"no"], {}), format="etf"))
+        assert w.last_call["error"] == "ValueError"
+    finally:
+        w.close()
+    rows = [r for r in tether.metrics.snapshot()["operations"] if r["op"] == "worker_call"]
+    assert [(r["transport"], r["count"]) for r in rows if r["count"]] == [("shm", 1)]
+    assert [(r["transport"], r["errors"]) for r in rows if r["errors"]] == [("pipe", {"ValueError": 1})]
+
+
+def test_stats_without_metrics_is_a_typed_error_reply(monkeypatch):
+    monkeypatch.setattr(W, "_metrics", None)
+    w = W.Worker({})
+    try:
+        with pytest.raises(W.StatsError, match="no tether.metrics"):
+            w.stats()
+        reply = tether.loads(w.stats_reply(3))
+        assert reply[2][0] == "error" and reply[2][1][:2] == ("python", "MetricsUnavailable")
+    finally:
+        w.close()
+
+
+def test_read_stats_reaches_a_running_worker_by_pid_and_by_directory(stats_client, tmp_path):
+    pid = stats_client.proc.pid
+    assert stats_client.ok("add", 1, 2) == 3
+    first = W.read_stats(pid)
+    assert first["worker"]["pid"] == pid and first["worker"]["calls"] == 1
+    assert pid in W.workers()
+    assert stats_client.ok("add", 2, 2) == 4
+    again = W.read_stats(tmp_path)
+    assert again["worker"]["calls"] == 2 and again["written_at"] > first["written_at"]
+    json.dumps(again)  # plain data
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written atomically
+
+
+def test_read_stats_refuses_what_is_not_a_worker(tmp_path):
+    with pytest.raises(W.StatsError, match="no tether worker with OS pid"):
+        W.read_stats(os.getpid())
+    with pytest.raises(W.StatsError, match="no worker stats"):
+        W.read_stats(tmp_path)
+    (tmp_path / W.STATS_FILE).write_text(json.dumps({"worker": {"pid": os.getpid()}, "written_at": 1}))
+    with pytest.raises(W.StatsError, match="is not running"):
+        W.read_stats(tmp_path)
+
+
+def test_sigusr2_does_not_disturb_calls(stats_client):
+    for _ in range(5):
+        os.kill(stats_client.proc.pid, signal.SIGUSR2)
+    assert stats_client.ok("add", 20, 22) == 42
+
+
+def test_echo_decodes_and_reencodes_without_a_handler(stats_client):
+    value = {A("id"): 1, A("name"): b"small", A("tags"): [A("a"), A("b")]}
+    stats_client.send((A("echo"), value))
+    assert stats_client.recv() == ("echo", value)
+
+
+BUILTIN = {f.name for f in tether.formats.registry if f.id < 128}
+
+
+def test_ready_carries_format_schema_versions_and_table_schemas(stats_client):
+    info = stats_client.ready[1]
+    schemas = info["format_schemas"]
+    assert schemas["ndarray"] == {"schema_version": 1, "oldest_readable": 1}
+    # The worker's built-in formats (ids < 128); this test process may have registered user formats.
+    assert {n for n in schemas if n in BUILTIN} == BUILTIN
+    assert isinstance(info["schemas"], dict) and isinstance(info["types"], dict)
+
+
+def test_result_frames_carry_a_module_function_lineage_step(stats_client):
+    frames = [v for v in _leaves(stats_client.ok("nested_arrays")) if _is_embedded(v)]
+    assert len(frames) == 3
+    for ref in frames:
+        raw = ref[1] if ref[0] == "$tether" else _region_bytes(ref)
+        _, info = tether.loads(raw, with_info=True)
+        assert any(step.get("step") == "beam_handlers.nested_arrays" for step in info.lineage), info.lineage
+
+
+def test_plain_hint_skips_the_walk_and_its_absence_keeps_it(tmp_path):
+    w = W.Worker({"beam_handlers": beam_handlers})
+    try:
+        path = tmp_path / "tether-args-x"
+        path.write_bytes(tether.dumps([[A("nan"), 1]], format="etf", checksum="none"))
+        shm = (A("shm"), str(path).encode(), path.stat().st_size)
+        walked = w._arguments(shm)
+        assert np.isnan(walked[0][0])
+        kept = w._arguments(shm, plain=True)
+        assert kept[0][0] == A("nan")  # taken as the BEAM vouched, unwalked
+    finally:
+        w.close()
+
+
+def test_the_arguments_file_mapping_is_kept_between_calls_and_renewed_when_the_file_grows(tmp_path):
+    w = W.Worker({})
+    try:
+        path = tmp_path / "tether-args-y"
+        path.write_bytes(b"a" * 100)
+        first = w._map_file(str(path), 0, 100)
+        mapped = w._mapped[1]
+        assert bytes(w._map_file(str(path), 0, 50)) == b"a" * 50 and w._mapped[1] is mapped
+        with open(path, "r+b") as f:
+            f.write(b"b" * 200)
+        assert bytes(w._map_file(str(path), 0, 200)) == b"b" * 200 and w._mapped[1] is not mapped
+        first.release()
+    finally:
+        w.close()
+
+
+def test_a_reply_larger_than_the_region_gets_a_larger_region(tmp_path):
+    w = W.Worker({"beam_handlers": beam_handlers}, shm_threshold=4096)
+    try:
+        for n, ident in ((10_000, 1), (3_000_000, 2)):
+            reply = tether.loads(w.handle(tether.dumps((A("call"), ident, b"beam_handlers", b"big_binary", [n], {}),
+                                                       format="etf")))
+            assert reply[2][1][0] == "$tether_shm", reply  # not sent inline for want of room
+            assert reply[2][1][3] > n
+    finally:
+        w.close()
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, (list, tuple)) and not _is_embedded(value):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _is_embedded(value) -> bool:
+    return isinstance(value, tuple) and bool(value) and value[0] in ("$tether", "$tether_shm")
+
+
+def _region_bytes(ref) -> bytes:
+    _, path, offset, length = ref
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def test_an_alert_python_raises_is_sent_to_the_beam(stats_client):
+    ident = stats_client.request("raise_alert", b"disk_slow", 0.25)
+    seen = []
+    while True:
+        msg = stats_client.recv()
+        if msg[0] == "reply":
+            break
+        seen.append(msg)
+    assert msg[:2] == ("reply", ident) and msg[2] == (A("ok"), True)
+    assert seen == [("alert", "disk_slow", A("firing"), "throughput fell", {"ratio": 0.25, "worst": A("infinity")},
+                     "look at the disk")]
