@@ -241,3 +241,13 @@ def test_user_formats_plug_in():
     tether.formats.register(Upper)
     assert tether.loads(tether.dumps("abc", format="upper")) == "ABC"
     assert tether.inspect(tether.dumps("a", format="upper")).format_id == 200
+
+
+def test_array_shapes_in_metadata_never_warn_as_charlists():
+    # [50, 40] is "2(" as a charlist: metadata is tether's own map and must not warn (or fail under -W error).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tether.loads(tether.dumps(np.zeros((50, 40)))).shape == (50, 40)
+        assert tether.inspect(tether.dumps(np.zeros((72, 105)))).type["shape"] == [72, 105]

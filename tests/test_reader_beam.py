@@ -230,3 +230,51 @@ def test_the_beam_decodes_python_defaults_and_beam_auto_compression(ebin):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(proc.stdout.split()) == sorted([*frames, *["true"] * len(frames)]), proc.stdout
+
+
+def test_the_beam_unpacks_large_user_metadata_only_when_asked(ebin, tmp_path):
+    labels = {f"label{i}": f"value {i % 97}" for i in range(5000)}  # well over the 16 KiB packing threshold
+    big = tether.dumps(b"payload", metadata={"labels": labels, "run": 7})
+    small = tether.dumps(b"payload", metadata={"run": 8})
+    assert "user_packed" in _raw_metadata(big) and "user" in _raw_metadata(small)
+    (tmp_path / "big").write_bytes(big)
+    (tmp_path / "small").write_bytes(small)
+    body = (
+        f'{{ok, B}} = file:read_file("{tmp_path / "big"}"), {{ok, S}} = file:read_file("{tmp_path / "small"}"), '
+        '{ok, #{metadata := M}} = tether:inspect(B), false = maps:is_key(<<"user">>, M), '
+        '{ok, #{<<"run">> := R1, <<"labels">> := L}} = tether:user_metadata(B), '
+        '{ok, #{<<"run">> := R2}} = tether:user_metadata(S), '
+        'Cut = binary:replace(B, <<"zlib">>, <<"zzzz">>), '
+        '{error, _} = tether:user_metadata(Cut), '
+        'io:format("~p ~p ~p ~p~n", [R1, R2, map_size(L), maps:get(<<"label5">>, L)])'
+    )
+    proc = subprocess.run(["erl", "-noshell", "-pa", str(ebin), "-eval", body + ", halt()."],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == ["7", "8", "5000", '<<"value', '5">>'], proc.stdout
+
+
+def _raw_metadata(frame: bytes) -> dict:
+    header = tether.inspect(frame)
+    start = 64
+    return {k.decode() if isinstance(k, bytes) else k: v
+            for k, v in tether.etf.decode(frame[start : start + header.metadata_size]).items()}
+
+
+def test_lineage_runs_python_to_beam_to_python(ebin, tmp_path):
+    first = tether.dumps({"n": 1}, step="ingest")
+    _, info = tether.loads(first, with_info=True)
+    second = tether.dumps({"n": 2}, parent=info, step="normalize")
+    (tmp_path / "in").write_bytes(second)
+    body = (
+        f'{{ok, F}} = file:read_file("{tmp_path / "in"}"), {{ok, #{{metadata := M}}}} = tether:inspect(F), '
+        f'{{ok, V}} = tether:decode(F), '
+        f'ok = file:write_file("{tmp_path / "out"}", tether:encode(V, #{{parent => M, step => <<"beam.enrich">>}}))'
+    )
+    proc = subprocess.run(["erl", "-noshell", "-pa", str(ebin), "-eval", body + ", halt()."],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    value, out = tether.loads((tmp_path / "out").read_bytes(), with_info=True)
+    assert value == {b"n": 2} or value == {"n": 2}
+    steps = [(e.get("producer", "").split("/")[0], e.get("step")) for e in out.lineage]
+    assert steps == [("tether-beam", "beam.enrich"), ("tether-py", "normalize"), ("tether-py", "ingest")], out.lineage

@@ -21,7 +21,7 @@ logging.getLogger("tether").addHandler(logging.NullHandler())
 
 from ._version import __version__
 
-from . import arrow, compression, etf, formats, frame, shm, stream
+from . import arrow, compression, etf, formats, frame, metrics, schemas, shm, stream, types
 from ._api import dump_into, dumps, encode, inspect, loads, verify
 from ._buildinfo import BuildInfo, build_info
 from ._errors import (
@@ -44,6 +44,7 @@ from ._errors import (
 )
 from ._limits import Limits, get_limits, set_limits
 from ._select import Decision, last_decision
+from .types import register_type
 from .frame import Encoded, FrameInfo
 from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 
@@ -92,9 +93,13 @@ __all__ = [
     "inspect",
     "last_decision",
     "loads",
+    "metrics",
+    "register_type",
+    "schemas",
     "set_limits",
     "shm",
     "stream",
+    "types",
     "verify",
 ]
 
