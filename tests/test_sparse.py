@@ -175,3 +175,38 @@ def test_mutated_type_info_never_escapes_as_another_error():
         assert out.shape == tuple(info.type["shape"])
 
     check()
+
+
+def test_damaged_sparse_metadata_is_a_typed_error():
+    # Found by the loads fuzz target: a component dtype numpy cannot parse raised SyntaxError.
+    sp = pytest.importorskip("scipy.sparse")
+    good = tether.dumps(sp.csr_array(np.eye(4)))
+    info = tether.inspect(good)
+    for bad in (",", "O", 7, None, "<f4"):
+        frame = _with_component(good, info, dtype=bad)
+        with pytest.raises(tether.DecodeError):
+            tether.loads(frame)
+    with pytest.raises(tether.DecodeError):
+        tether.loads(_with_component(good, info, offset="0"))
+
+
+def test_into_numpy_refuses_a_vast_declared_shape():
+    sp = pytest.importorskip("scipy.sparse")
+    m = sp.coo_array((np.array([1.0]), (np.array([0]), np.array([0]))), shape=(1 << 20, 1 << 20))
+    frame = tether.dumps(m)
+    assert tether.loads(frame).nnz == 1
+    with pytest.raises(tether.LimitError, match="max_uncompressed_size"):
+        tether.loads(frame, into="numpy")
+
+
+def _with_component(frame: bytes, info, **changes) -> bytes:
+    """The frame rebuilt with its first component's entries changed (CRCs recomputed, as a peer could)."""
+    from tether import frame as tframe
+
+    header, meta, payload = tframe.read(memoryview(frame), tether.get_limits())
+    type_info = dict(meta["type"])
+    comps = [dict(c) for c in type_info["components"]]
+    comps[0].update(changes)
+    type_info["components"] = comps
+    fmt = tether.formats.get("sparse")
+    return tframe.plain(fmt, type_info, bytes(payload), tframe.checksum.CRC32, None)

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import DecodeError, EncodeError, MappingError
+from .._errors import DecodeError, EncodeError, LimitError, MappingError, TetherError
+from .._limits import get_limits
 from ._base import DecodeContext, EncodeContext, Format, Payload
+from .ndarray import parse_type_info
 
 ALIGN = 64  # every component starts on this boundary, as the payload does
 LAYOUTS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"), "coo": ("data", "coords")}
@@ -108,11 +110,31 @@ class SparseFormat(Format):
         layout, shape, kind = type_info.get("layout"), type_info.get("shape"), type_info.get("kind")
         if layout not in LAYOUTS or kind not in KINDS or not isinstance(shape, list):
             raise DecodeError(f"{ctx.frame_id}: sparse type info names no known layout, kind and shape.")
+        if not all(type(d) is int and d >= 0 for d in shape):
+            raise DecodeError(f"{ctx.frame_id}: sparse shape {shape!r} is not a list of non-negative ints.")
         parts = _views(payload, type_info, layout, ctx)
+        try:
+            return self._assemble(parts, layout, shape, kind, type_info, ctx)
+        except TetherError:
+            raise
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            # scipy and sparse check the components against each other (index ranges, lengths).
+            raise DecodeError(f"{ctx.frame_id}: the sparse {layout} components do not make a matrix of shape "
+                              f"{shape}: {exc}") from exc
+
+    def _assemble(self, parts: dict[str, np.ndarray], layout: str, shape: list[int], kind: str,
+                  type_info: dict[str, Any], ctx: DecodeContext) -> Any:
         if ctx.copy:
             parts = {name: arr.copy() for name, arr in parts.items()}
         target = ctx.into or ("pydata" if kind == "pydata" else "scipy")
         if target == "numpy":
+            dense = parts["data"].dtype.itemsize
+            for d in shape:
+                dense *= d
+            if dense > get_limits().max_uncompressed_size:  # a few stored values may declare a vast shape
+                raise LimitError(f"{ctx.frame_id}: into='numpy' would allocate {dense} bytes for shape {shape}, over "
+                                 f"Limits.max_uncompressed_size ({get_limits().max_uncompressed_size}). Read it "
+                                 "sparse (the default), or raise the limit with tether.set_limits.")
             value = _build(parts, layout, tuple(shape), kind, type_info)
             return value.todense() if kind == "pydata" else value.toarray()
         if target == "scipy" and kind == "pydata":
@@ -138,10 +160,15 @@ def _views(payload: memoryview, type_info: dict[str, Any], layout: str, ctx: Dec
         raise DecodeError(f"{ctx.frame_id}: a sparse {layout} frame has components {', '.join(names)}, in that order.")
     out = {}
     for c in comps:
-        dtype, shape = np.dtype(c["dtype"]), tuple(c["shape"])
-        offset, nbytes = c["offset"], c["nbytes"]
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if dtype.hasobject or offset < 0 or count * dtype.itemsize != nbytes or offset + nbytes > len(payload):
+        # A component is an array: the ndarray format's checks of dtype and shape apply as they are.
+        dtype, shape, _ = parse_type_info({"dtype": c.get("dtype"), "shape": c.get("shape"), "order": "C"})
+        offset, nbytes = c.get("offset"), c.get("nbytes")
+        if type(offset) is not int or type(nbytes) is not int:
+            raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} has no integer offset and size.")
+        count = 1
+        for d in shape:
+            count *= d
+        if offset < 0 or count * dtype.itemsize != nbytes or offset + nbytes > len(payload):
             raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} does not fit the payload "
                               f"({nbytes} B at offset {offset} of {len(payload)}, {dtype} {list(shape)}).")
         out[c["name"]] = np.frombuffer(payload, dtype, count=count, offset=offset).reshape(shape)
