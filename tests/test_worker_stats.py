@@ -203,3 +203,13 @@ def test_an_alert_python_raises_is_sent_to_the_beam(stats_client):
     assert msg[:2] == ("reply", ident) and msg[2] == (A("ok"), True)
     assert seen == [("alert", "disk_slow", A("firing"), "throughput fell", {"ratio": 0.25, "worst": A("infinity")},
                      "look at the disk")]
+
+
+def test_a_beam_reading_an_older_format_schema_gets_a_refusal_that_names_the_side_to_upgrade():
+    from tether import worker
+
+    opts = worker.peer_format_options({tether.Atom("format_schemas"): {b"ndarray": [0, 0], b"etf": [1, 1]}})
+    assert opts == {"versions": {"formats": {"ndarray": [0, 0]}}}
+    with pytest.raises(tether.TetherError, match="(?i)upgrade"):
+        tether.encode(np.zeros(3), format="ndarray", reader="beam", options=opts)
+    assert worker.peer_format_options({tether.Atom("format_schemas"): {b"ndarray": [1, 1]}}) is None

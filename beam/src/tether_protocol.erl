@@ -27,12 +27,14 @@ hello() ->
 %% and the newest version of each registered `Tether.Type' (`types'), so that
 %% the worker writes user types at versions this node reads. This mirrors
 %% tether:decode/2 (tether_formats, tether_frame, tether_etf).
--spec capabilities() -> #{atom() => [binary() | pos_integer()] | #{binary() => pos_integer()}}.
+-spec capabilities() -> #{atom() => [binary() | pos_integer()] | #{binary() => term()}}.
 capabilities() ->
     #{frame_versions => [?FRAME_VERSION],
       formats => lists:sort([atom_to_binary(F) || F <- maps:keys(tether_formats:schemas())]),
       compressions => [<<"none">>, <<"gzip">>],
       checksums => [<<"none">>, <<"crc32">>],
+      format_schemas => maps:from_list([{atom_to_binary(F), [Oldest, Newest]}
+                                        || {F, {Oldest, Newest}} <- maps:to_list(tether_formats:schemas())]),
       types => tether_etf:type_versions()}.
 
 %% @doc This node's tether version, as the handshake carries it.

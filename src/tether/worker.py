@@ -806,13 +806,15 @@ class Worker:
     def _embed(self, value: Any, fmt: str) -> tuple:
         """``{'$tether', Frame}``, or ``{'$tether_shm', Path, Offset, Len}`` above the threshold."""
         step = self._step or None
-        enc = tether.encode(value, format=fmt, reader="beam", checksum=SHM_CHECKSUM, transport="shm", step=step)
+        enc = tether.encode(value, format=fmt, reader="beam", checksum=SHM_CHECKSUM, transport="shm", step=step,
+                            options=_PEER_FORMATS[0])
         if enc.nbytes > self.shm_threshold:
             placed = self._place(enc)
             if placed is not None:
                 return placed
         if enc.header.checksum_kind == frame.checksum.NONE:  # through the pipe, a frame always carries its CRC
-            enc = tether.encode(value, format=fmt, reader="beam", checksum=INLINE_CHECKSUM, step=step)
+            enc = tether.encode(value, format=fmt, reader="beam", checksum=INLINE_CHECKSUM, step=step,
+                                options=_PEER_FORMATS[0])
         return (_EMBED, bytes(enc))
 
     def _place(self, enc: Any) -> tuple | None:
@@ -919,6 +921,26 @@ def compatible(python: str, beam: Any) -> bool:
 # User types the BEAM reads at an older version than this process writes, by name
 # (from its hello); results are downgraded to them. Empty: nothing to rewrite.
 _PEER_TYPES: dict[str, int] = {}
+# The hello's format schemas, as options for every embedded frame, when the BEAM reads
+# an older schema of a format than this process writes (None: it reads them all).
+_PEER_FORMATS: list[Any] = [None]
+
+
+def peer_format_options(hello_info: Any) -> dict | None:
+    """``options`` that make writers refuse a format schema the BEAM cannot read, or None when it reads every one.
+
+    Examples
+    --------
+    >>> peer_format_options({tether.Atom("format_schemas"): {b"ndarray": [1, 1]}}) is None
+    True
+    """
+    theirs = hello_info.get(Atom("format_schemas")) if type(hello_info) is dict else None
+    if type(theirs) is not dict:
+        return None
+    reads = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v for k, v in theirs.items()}
+    behind = {name: v for name, v in reads.items() if name in formats.names() and isinstance(v, list)
+              and len(v) == 2 and type(v[1]) is int and formats.get(name).schema_version > v[1]}
+    return {"versions": {"formats": behind}} if behind else None
 
 
 def peer_types(hello_info: Any) -> dict[str, int]:
@@ -1047,6 +1069,7 @@ def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, Modu
         return None, EXIT_REFUSED
     _PEER_TYPES.clear()
     _PEER_TYPES.update(peer_types(hello[1] if len(hello) == 2 else None))
+    _PEER_FORMATS[0] = peer_format_options(hello[1] if len(hello) == 2 else None)
     channel.write_message(_frame((_READY, ready_info(modules))))
     return modules, EXIT_OK
 
