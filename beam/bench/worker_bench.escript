@@ -40,7 +40,44 @@ main([Python, N, Mib]) ->
     Size = list_to_integer(Mib) * 1048576,
     Exe = filename:absname(Python),
     small(Exe, Rounds),
+    pool(Exe, Rounds),
     bulk(Exe, Size).
+
+%% ------------------------------------------------------------------ pools
+
+%% Concurrency: four 0.5 s calls (time.sleep) at once on a pool of 4
+%% (pool4_sleep_us; #11's bar is 0.7 s). Throughput: 8 callers making the
+%% 5-key echo call on a pool of 2 and on a pool of 1, per call
+%% (pool2_call_us, pool1_call_us; #11's bar is 1.6x the throughput).
+pool(Exe, Rounds) ->
+    {ok, P4} = tether_pool:start(#{python => Exe, modules => [<<"time">>], size => 4}),
+    Sleep = fun() -> {ok, _} = tether_pool:call(P4, <<"time">>, <<"sleep">>, [0.5], 5000) end,
+    io:format("pool4_sleep_us ~p~n", [median([elapsed(fun() -> together(4, Sleep) end) || _ <- lists:seq(1, 3)])]),
+    tether_pool:stop(P4),
+    Map = #{id => 1, name => <<"small">>, price => 9.5, tags => [a, b], ok => true},
+    PerCaller = max(20, Rounds div 8),
+    [begin
+         {ok, P} = tether_pool:start(#{python => Exe, modules => [<<"tether.demo">>], size => Size}),
+         Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
+         together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end),  % warm-up
+         Runs = [elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)
+                 || _ <- lists:seq(1, 3)],
+         io:format("pool~p_call_us ~p~n", [Size, median(Runs) div (8 * PerCaller)]),
+         tether_pool:stop(P)
+     end || Size <- [2, 1]],
+    ok.
+
+%% Run Fun in N processes at once; return when all are done.
+together(N, Fun) ->
+    Self = self(),
+    Pids = [spawn_link(fun() -> Fun(), Self ! {done, self()} end) || _ <- lists:seq(1, N)],
+    [receive {done, Pid} -> ok end || Pid <- Pids],
+    ok.
+
+elapsed(Fun) ->
+    T0 = erlang:monotonic_time(microsecond),
+    Fun(),
+    erlang:monotonic_time(microsecond) - T0.
 
 %% ------------------------------------------------------------------ small calls
 

@@ -38,6 +38,7 @@ KNOWN = frozenset({
     "echo_us", "framed_us", "call_us", "erlport_us", "call_encode_us", "call_python_us", "call_decode_us",
     "call_hops_us", "py_read_us", "py_handler_us", "py_write_us", "call_wakeup_us", "shm_us", "inline_us",
     "limit_pwrite_us", "limit_pread_us", "limit_pywrite_us", "limit_us",
+    "pool4_sleep_us", "pool2_call_us", "pool1_call_us",
     *(f"shm_{stage}_us" for stage in ("encode", "write", "python", "read", "decode")),
 })
 
@@ -50,6 +51,18 @@ def _figures(stdout: str) -> dict[str, float]:
         if len(parts) == 2 and parts[1].lstrip("-").isdigit():
             out[parts[0]] = int(parts[1]) / 1e6
     return out
+
+
+def _pools(rep: Report, fig: dict[str, float]) -> None:
+    """Concurrency on a pool of 4 and small-call throughput of a pool of 2 against one worker (#11's bars)."""
+    if "pool4_sleep_us" in fig:
+        rep.row("4 concurrent 0.5 s calls, pool of 4", fig["pool4_sleep_us"])
+        rep.target("4 concurrent 0.5 s calls on a pool of 4", fig["pool4_sleep_us"], 0.7, "s")
+    if "pool2_call_us" in fig and "pool1_call_us" in fig:
+        two, one = fig["pool2_call_us"], fig["pool1_call_us"]
+        rep.row("8 callers, 5-key echo, pool of 2, per call", two, f"{one / two:.2f}× one worker's throughput")
+        rep.row("8 callers, 5-key echo, one worker, per call", one)
+        rep.target("pool of 2 throughput vs one worker (inverse)", two / one, 1 / 1.6)
 
 
 def _small(rep: Report, fig: dict[str, float]) -> None:
@@ -126,6 +139,7 @@ def run(rep: Report, quick: bool) -> None:
         rep.note(f"  beam bench printed no {', '.join(missing)}: {out.stdout.strip()[-300:]!r}")
         return
     _small(rep, fig)
+    _pools(rep, fig)
     _bulk(rep, fig, mib)
     shown = {f.name for f in rep.figures}
     for key in sorted(set(fig) - KNOWN):  # a figure the escript added later is still shown and kept
