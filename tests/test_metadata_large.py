@@ -91,6 +91,9 @@ def test_corrupt_packed_metadata_is_a_decode_error():
         {"encoding": "json", "compression": "none", "size": 2, "data": b"{}"},
         {"encoding": "etf", "compression": "brotli", "size": 2, "data": b"xx"},
         {"encoding": "etf", "compression": "none", "size": 3, "data": b"abc"},
+        # Found in review: a negative size once lifted the inflate bound (zlib's max_length=0 means "all").
+        {"encoding": "etf", "compression": "zlib", "size": -1, "data": __import__("zlib").compress(b"a" * 100_000)},
+        {"encoding": "etf", "compression": "zlib", "size": -2, "data": b"x"},
     ]
     for packed in bad:
         info = tether.frame.info(header, {"format": "scalar", _meta.PACKED_KEY: packed})

@@ -210,3 +210,23 @@ def _with_component(frame: bytes, info, **changes) -> bytes:
     type_info["components"] = comps
     fmt = tether.formats.get("sparse")
     return tframe.plain(fmt, type_info, bytes(payload), tframe.checksum.CRC32, None)
+
+
+def test_indices_past_the_shape_or_a_falling_indptr_are_refused_before_any_read():
+    # Found in review: scipy's constructor checks lengths only; reading such a matrix went out of bounds in C.
+    sp = pytest.importorskip("scipy.sparse")
+    from tether import frame as tframe
+
+    good = tether.dumps(sp.csr_array(np.eye(4)))
+    header, meta, payload = tframe.read(memoryview(good), tether.get_limits())
+    comps = {c["name"]: c for c in meta["type"]["components"]}
+    for name, index, value in (("indices", -1, 100_000_000), ("indices", -1, 7), ("indptr", 2, 0)):
+        c = comps[name]
+        body = bytearray(payload)
+        view = np.frombuffer(body, np.dtype(c["dtype"]), count=c["nbytes"] // np.dtype(c["dtype"]).itemsize,
+                             offset=c["offset"])
+        view[index] = value
+        frame = tframe.plain(tether.formats.get("sparse"), meta["type"], bytes(body), tframe.checksum.CRC32, None)
+        for into in (None, "numpy"):
+            with pytest.raises(tether.DecodeError):
+                tether.loads(frame, into=into)

@@ -136,6 +136,8 @@
 %% term_to_binary) may inflate to unless `max_uncompressed_size' says
 %% otherwise: Python's Limits.max_uncompressed_size default.
 -define(MAX_UNCOMPRESSED_DEFAULT, (4 bsl 30)).
+%% What packed user metadata may inflate to: Python's Limits.max_metadata_size default.
+-define(MAX_METADATA_SIZE, (16 bsl 20)).
 
 %% Payload checksum kinds.
 -define(CHECKSUM_NONE, 0).

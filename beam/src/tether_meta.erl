@@ -74,14 +74,15 @@ extended(Name, TypeInfo, User, Opts) ->
 decode(Bin) -> tether_etf:decode(Bin, true).
 
 %% @doc The user map of a `user_packed' entry: its ETF term, inflated (zlib)
-%% when compressed, at most its declared `size', decoded `[safe]'.
+%% when compressed, at most its declared `size' and 16 MiB (as Python's
+%% `Limits.max_metadata_size'), decoded `[safe]'.
 -spec unpack_user(term()) -> {ok, map()} | {error, term()}.
 unpack_user(#{<<"encoding">> := <<"etf">>, <<"compression">> := C, <<"size">> := Size, <<"data">> := Data})
   when is_integer(Size), Size >= 0, is_binary(Data) ->
     Raw = case C of
               <<"none">> when byte_size(Data) =:= Size -> {ok, Data};
               <<"none">> -> {error, {user_packed_size_mismatch, Size, byte_size(Data)}};
-              <<"zlib">> -> tether_gzip:inflate_zlib(Data, Size, ?MAX_UNCOMPRESSED_DEFAULT);
+              <<"zlib">> -> tether_gzip:inflate_zlib(Data, Size, ?MAX_METADATA_SIZE);
               _ -> {error, {unknown_user_packed_compression, C}}
           end,
     case Raw of

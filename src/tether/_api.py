@@ -389,10 +389,12 @@ def loads(
             raise
         ns = _metrics.clock() - t0
         cid = header.compression_id
-        _record(("loads", meta["format"], compression.registry.by_id[cid].name if cid else "none", "memory", len(mv),
+        # The label is the registered format of the header's id: metadata's name is the peer's to choose.
+        name = formats.registry.by_id[header.format_id].name
+        _record(("loads", name, compression.registry.by_id[cid].name if cid else "none", "memory", len(mv),
                  header.raw_length, ns, None))
         if len(_events) >= _DRAIN_AT or into is not None or copy:
-            _after_read(meta["format"], into, copy, header.raw_length, ns)
+            _after_read(name, into, copy, header.raw_length, ns)
     return (value, _info(header, meta)) if with_info else value
 
 

@@ -249,6 +249,10 @@ def _from_cgroup() -> Reading | None:
     text = _read(os.path.join(v1, "memory.limit_in_bytes"))
     if text and text.strip().isdigit() and int(text) < _V1_UNLIMITED:
         usage = int((_read(os.path.join(v1, "memory.usage_in_bytes")) or "0").strip() or 0)
+        # usage_in_bytes counts page cache; the working set leaves out what the kernel reclaims first.
+        for line in (_read(os.path.join(v1, "memory.stat")) or "").splitlines():
+            if line.startswith("total_inactive_file "):
+                usage = max(0, usage - int(line.split()[1]))
         return Reading(int(text), usage, *_psi(_read("/proc/pressure/memory")), source="cgroup v1")
     return None
 

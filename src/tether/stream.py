@@ -47,7 +47,7 @@ from typing import Any, Iterator, Mapping
 
 import xxhash
 
-from . import compression, frame
+from . import compression, formats, frame
 from ._api import decode_frame, prepare
 from ._request import Request
 from ._buffers import new_bytes, to_bytes
@@ -474,7 +474,8 @@ class StreamReader:
             value, header, meta = decode_frame(data, *self._decode_args)
             if t0 is not None:
                 comp = compression.registry.by_id[header.compression_id].name if header.compression_id else "none"
-                _metrics.observe("loads", meta["format"], comp, "stream", header.frame_size, header.raw_length,
+                _metrics.observe("loads", formats.registry.by_id[header.format_id].name, comp, "stream",
+                                 header.frame_size, header.raw_length,
                                  _metrics.clock() - t0)
         else:
             header, meta, stored = frame.read(data, get_limits())

@@ -1216,10 +1216,12 @@ class _StatsWriter:
         self.worker = worker
         self.path = os.path.join(directory, STATS_FILE)
         self.wanted = threading.Event()
+        # The handler goes in before the first stats.json exists: read_stats signals as soon as
+        # it sees the file, and SIGUSR2's default action would end the process.
+        signal.signal(signal.SIGUSR2, lambda _signum, _frame_: self.wanted.set())
         self.write()
         self.thread = threading.Thread(target=self._run, name="tether-stats", daemon=True)
         self.thread.start()
-        signal.signal(signal.SIGUSR2, lambda _signum, _frame_: self.wanted.set())
 
     def _run(self) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGUSR2})

@@ -176,6 +176,8 @@ def _views(payload: memoryview, type_info: dict[str, Any], layout: str, ctx: Dec
 
 
 def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], kind: str, info: dict[str, Any]) -> Any:
+    if "coords" in parts:
+        _check_coords(parts["coords"], shape)
     if kind == "pydata":
         return _need("sparse").COO(parts["coords"], parts["data"], shape=shape, sorted=True, has_duplicates=False,
                                    fill_value=_fill(info, parts["data"].dtype))
@@ -185,7 +187,18 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
     if layout == "coo":
         coords = parts["coords"]
         return cls((parts["data"], tuple(coords)), shape=shape, copy=False)
-    return cls((parts["data"], parts["indices"], parts["indptr"]), shape=shape, copy=False)
+    value = cls((parts["data"], parts["indices"], parts["indptr"]), shape=shape, copy=False)
+    # scipy checks only the lengths here; an index past the shape or a falling indptr would
+    # make later reads go outside the arrays (a crash in C), so every index is checked once.
+    value.check_format(full_check=True)
+    return value
+
+
+def _check_coords(coords: np.ndarray, shape: tuple[int, ...]) -> None:
+    if coords.ndim != 2 or coords.shape[0] != len(shape):
+        raise DecodeError(f"sparse coords have shape {coords.shape}; expected ({len(shape)}, nnz).")
+    if coords.size and (coords.min() < 0 or (coords.max(axis=1) >= np.asarray(shape)).any()):
+        raise DecodeError(f"sparse coords fall outside the shape {list(shape)}.")
 
 
 def _fill(info: dict[str, Any], dtype: np.dtype) -> Any:

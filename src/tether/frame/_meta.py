@@ -136,7 +136,7 @@ def unpack_user(packed: Any, limits: Limits) -> dict[str, Any]:
     if not isinstance(packed, dict) or packed.get("encoding") != "etf" or not isinstance(packed.get("data"), bytes):
         raise DecodeError("Frame metadata 'user_packed' is not a map of encoding 'etf' with binary data.")
     size, data, comp = packed.get("size"), packed["data"], packed.get("compression")
-    if type(size) is not int or size > limits.max_metadata_size:
+    if type(size) is not int or not 0 <= size <= limits.max_metadata_size:
         raise LimitError(f"Packed user metadata declares {size!r} bytes, over the limit of "
                          f"{limits.max_metadata_size} (Limits.max_metadata_size).")
     if comp == "zlib":

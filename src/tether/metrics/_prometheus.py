@@ -82,7 +82,12 @@ class Collector:
                                        labels=("codec", "transport"))
         secs = core.CounterMetricFamily("tether_compression_seconds", "Time spent compressing",
                                         labels=("codec", "transport"))
-        for (codec, transport, _bw), (_n, raw, stored, ns) in sorted(_core.notes("compress").items(), key=str):
+        # Notes are kept per bandwidth too; a series is per (codec, transport), so they are summed.
+        sums: dict[tuple[str, str], list[int]] = {}
+        for (codec, transport, _bw), (_n, raw, stored, ns) in _core.notes("compress").items():
+            acc = sums.setdefault((codec, transport), [0, 0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + raw, acc[1] + stored, acc[2] + ns
+        for (codec, transport), (raw, stored, ns) in sorted(sums.items()):
             if raw:
                 ratio.add_metric([codec, transport], stored / raw)
                 secs.add_metric([codec, transport], ns / 1e9)
