@@ -255,10 +255,7 @@ def test_the_beam_unpacks_large_user_metadata_only_when_asked(ebin, tmp_path):
 
 
 def _raw_metadata(frame: bytes) -> dict:
-    header = tether.inspect(frame)
-    start = 64
-    return {k.decode() if isinstance(k, bytes) else k: v
-            for k, v in tether.etf.decode(frame[start : start + header.metadata_size]).items()}
+    return tether.frame.read(memoryview(frame), tether.get_limits())[1]
 
 
 def test_lineage_runs_python_to_beam_to_python(ebin, tmp_path):

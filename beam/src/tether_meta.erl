@@ -19,9 +19,7 @@ build(Name, TypeInfo, User) ->
                 undefined ->
                     F = pairs(#{<<"format">> => Name, <<"schema">> => ?SCHEMA_VERSION,
                                 <<"producer">> => ?PRODUCER,
-                                <<"lineage">> => [#{<<"producer">> => ?PRODUCER,
-                                                    <<"node">> => atom_to_binary(node()),
-                                                    <<"format">> => Name}]}),
+                                <<"lineage">> => [own_entry(Name)]}),
                     persistent_term:put(Key, F),
                     F;
                 F -> F
@@ -53,7 +51,7 @@ build(Name, TypeInfo, User, _Opts) -> build(Name, TypeInfo, User).
 
 extended(Name, TypeInfo, User, Opts) ->
     Now = os:system_time(microsecond),
-    Own0 = #{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(node()), <<"format">> => Name},
+    Own0 = own_entry(Name),
     Own = case maps:get(step, Opts, undefined) of
               undefined -> Own0;
               Step when is_binary(Step) -> Own0#{<<"step">> => Step, <<"at">> => Now};
@@ -68,6 +66,9 @@ extended(Name, TypeInfo, User, Opts) ->
               <<"created_at">> => Now, <<"type">> => TypeInfo, <<"lineage">> => [Own | Parent]},
     Meta = case map_size(User) of 0 -> Meta0; _ -> Meta0#{<<"user">> => User} end,
     term_to_binary(Meta, [{minor_version, ?ETF_MINOR_VERSION}]).
+
+%% This node's entry in a lineage (docs/format.md section 2.1).
+own_entry(Name) -> #{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(node()), <<"format">> => Name}.
 
 %% @doc Decode metadata bytes: never creates atoms.
 -spec decode(binary()) -> {ok, map()} | {error, term()}.

@@ -926,6 +926,14 @@ _PEER_TYPES: dict[str, int] = {}
 _PEER_FORMATS: list[Any] = [None]
 
 
+def _hello_map(hello_info: Any, key: str) -> dict[str, Any]:
+    """The hello's map under ``key`` with its binary keys as text ({} when absent or not a map)."""
+    theirs = hello_info.get(Atom(key)) if type(hello_info) is dict else None
+    if type(theirs) is not dict:
+        return {}
+    return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v for k, v in theirs.items()}
+
+
 def peer_format_options(hello_info: Any) -> dict | None:
     """``options`` that make writers refuse a format schema the BEAM cannot read, or None when it reads every one.
 
@@ -934,10 +942,7 @@ def peer_format_options(hello_info: Any) -> dict | None:
     >>> peer_format_options({tether.Atom("format_schemas"): {b"ndarray": [1, 1]}}) is None
     True
     """
-    theirs = hello_info.get(Atom("format_schemas")) if type(hello_info) is dict else None
-    if type(theirs) is not dict:
-        return None
-    reads = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): v for k, v in theirs.items()}
+    reads = _hello_map(hello_info, "format_schemas")
     behind = {name: v for name, v in reads.items() if name in formats.names() and isinstance(v, list)
               and len(v) == 2 and type(v[1]) is int and formats.get(name).schema_version > v[1]}
     return {"versions": {"formats": behind}} if behind else None
@@ -951,12 +956,9 @@ def peer_types(hello_info: Any) -> dict[str, int]:
     >>> peer_types({tether.Atom("types"): {"no.such.Type": 1}})
     {}
     """
-    theirs = hello_info.get(Atom("types")) if type(hello_info) is dict else None
-    if type(theirs) is not dict:
-        return {}
     mine = tether.types.versions()
-    names = ((k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k), v) for k, v in theirs.items())
-    return {name: v for name, v in names if name in mine and type(v) is int and v < mine[name]}
+    return {name: v for name, v in _hello_map(hello_info, "types").items()
+            if name in mine and type(v) is int and v < mine[name]}
 
 
 def _downgraded(result: Any) -> Any:

@@ -23,6 +23,7 @@ optional: this module imports neither until a frame or value needs one.
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from typing import Any
 
@@ -128,9 +129,7 @@ class SparseFormat(Format):
             parts = {name: arr.copy() for name, arr in parts.items()}
         target = ctx.into or ("pydata" if kind == "pydata" else "scipy")
         if target == "numpy":
-            dense = parts["data"].dtype.itemsize
-            for d in shape:
-                dense *= d
+            dense = parts["data"].dtype.itemsize * math.prod(shape)
             if dense > get_limits().max_uncompressed_size:  # a few stored values may declare a vast shape
                 raise LimitError(f"{ctx.frame_id}: into='numpy' would allocate {dense} bytes for shape {shape}, over "
                                  f"Limits.max_uncompressed_size ({get_limits().max_uncompressed_size}). Read it "
@@ -165,9 +164,7 @@ def _views(payload: memoryview, type_info: dict[str, Any], layout: str, ctx: Dec
         offset, nbytes = c.get("offset"), c.get("nbytes")
         if type(offset) is not int or type(nbytes) is not int:
             raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} has no integer offset and size.")
-        count = 1
-        for d in shape:
-            count *= d
+        count = math.prod(shape)
         if offset < 0 or count * dtype.itemsize != nbytes or offset + nbytes > len(payload):
             raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} does not fit the payload "
                               f"({nbytes} B at offset {offset} of {len(payload)}, {dtype} {list(shape)}).")
