@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,15 @@ import pytest
 
 import tether
 from tether import Atom as A
+from tether import worker as tw
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT / 'src'}"}
 HELLO_INFO = {A("tether"): tether.__version__, A("otp"): "27", A("frame_versions"): [1], A("formats"): ["etf"],
               A("compressions"): ["none", "gzip"], A("checksums"): ["none", "crc32"]}
+
+
+TAGGED = {"binaries": "tagged"}  # compact replies read as tether.loads reads the same term in a frame
 
 
 def frame(term: Any) -> bytes:
@@ -36,7 +41,9 @@ def frame(term: Any) -> bytes:
 class Client:
     """One worker subprocess and the BEAM's half of the protocol."""
 
-    def __init__(self, *args: str, modules: tuple[str, ...] = ("beam_handlers",), hello: Any = HELLO_INFO):
+    def __init__(self, *args: str, modules: tuple[str, ...] = ("beam_handlers",), hello: Any = HELLO_INFO,
+                 form: str = "frame"):
+        self.form = form  # how requests go out: etf frames, or compact messages as the BEAM sends its calls
         cmd = [sys.executable, "-m", "tether.worker", *(x for m in modules for x in ("--module", m)), *args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=ENV, cwd=ROOT)
@@ -54,7 +61,7 @@ class Client:
         os.write(self.proc.stdin.fileno(), data)
 
     def send(self, term: Any) -> None:
-        data = frame(term)
+        data = tw.compact(term) if self.form == "compact" and term[0] != "hello" else frame(term)
         self.send_raw(len(data).to_bytes(4, "big") + data)
 
     def _read(self, n: int, deadline: float) -> bool:
@@ -85,8 +92,9 @@ class Client:
             raw = self.recv_raw(timeout)
             if raw is None:
                 return None
-            msg = tether.loads(raw)
-            assert tether.inspect(raw).checksum == "crc32" and tether.inspect(raw).compression == "none"
+            msg = tw.decode(raw, TAGGED)
+            if raw[:4] != tw.COMPACT_MAGIC:
+                assert tether.inspect(raw).checksum == "crc32" and tether.inspect(raw).compression == "none"
             if type(msg) is tuple and msg[0] == "log" and not logs:
                 self.logs.append(msg)
                 continue
@@ -541,3 +549,82 @@ def test_more_large_frames_than_region_slots_go_inline_with_their_crc():
     for i, v in enumerate(value):
         np.testing.assert_array_equal(embedded(v), np.full(200, i))
     assert c.close() == 0
+
+
+# ------------------------------------------------------------------ compact messages
+
+
+@pytest.fixture
+def compact_client():
+    c = Client(form="compact")
+    yield c
+    if c.proc.poll() is None:
+        assert c.close() == 0
+    else:
+        c.close()
+
+
+def test_ready_says_the_worker_reads_compact_messages(client):
+    assert client.ready[1][A("messages")] == ["frame", "compact"]
+
+
+def test_a_compact_call_gets_a_compact_reply_and_a_frame_call_a_frame(compact_client):
+    c = compact_client
+    value = {A("id"): 1, A("name"): b"small", A("price"): 9.5, A("tags"): [A("a"), A("b")], A("ok"): True}
+    ident = c.request("echo", value)
+    raw = c.recv_raw()
+    assert raw[:4] == tw.COMPACT_MAGIC and tw.read_compact(raw, TAGGED) == (A("reply"), ident, (A("ok"), value))
+    c.form = "frame"
+    ident = c.request("echo", value)
+    raw = c.recv_raw()
+    assert raw[:4] == tether.frame.MAGIC and tether.loads(raw) == (A("reply"), ident, (A("ok"), value))
+
+
+def test_compact_calls_carry_arrays_nan_errors_and_stats(compact_client):
+    c = compact_client
+    value = c.ok("nested_arrays")
+    np.testing.assert_array_equal(embedded(value["emb"]), np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert c.ok("non_finite") == [A("nan"), A("infinity"), A("neg_infinity"), 1.5]
+    assert c.ok("is_nan", A("nan")) is True
+    err = c.call("fail", "no")
+    assert err[0] == "error" and err[1][0] == "python" and "Traceback" in err[1][3]
+    c.send((A("stats"), 77))
+    reply = c.recv()
+    assert reply[:2] == (A("reply"), 77) and reply[2][1]["worker"]["calls"] >= 3
+    c.send((A("echo"), [1, b"two"]))
+    assert c.recv() == (A("echo"), [1, b"two"])
+
+
+def _raw_compact(term_bytes: bytes, crc: int | None = None) -> bytes:
+    body = tw.COMPACT_MAGIC + (zlib.crc32(term_bytes) if crc is None else crc).to_bytes(4, "little") + term_bytes
+    return len(body).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("case", ["crc", "short", "not_etf", "trailing", "bomb"])
+def test_bad_compact_messages_get_typed_error_replies_and_the_worker_goes_on(compact_client, case):
+    c = compact_client
+    call = tether.etf.encode((A("call"), 5, b"beam_handlers", b"echo", [1], {}))
+    data = {"crc": _raw_compact(call, zlib.crc32(call) ^ 1),
+            "short": _raw_compact(b""),
+            "not_etf": _raw_compact(b"\x00\x01\x02"),
+            "trailing": _raw_compact(call + b"\x00"),
+            # a term compressed with a declared size of 3 GiB: refused by the limits, nothing inflated
+            "bomb": _raw_compact(b"\x83\x50" + (3 << 30).to_bytes(4, "big") + b"\x78\x9c\x03\x00")}[case]
+    c.send_raw(data)
+    reply = c.recv()
+    assert reply[0] == "reply" and reply[2][0] == "error" and reply[2][1][0] == "bad_request", reply
+    text = reply[2][1][1]
+    if case == "crc":
+        assert "CRC-32" in text and "send it again" in text
+    assert c.ok("echo", 2) == 2
+
+
+def test_compact_messages_round_trip_what_frames_carry():
+    w = tw.Worker({"beam_handlers": __import__("beam_handlers")})
+    try:
+        for term in [(A("echo"), {b"k": [1, 2.5, None, True]}), (A("echo"), (A("ok"), b"\x00" * 100, "text"))]:
+            message = tw.compact(term)
+            assert tw.decode(message, TAGGED) == tw.decode(tether.dumps(term, format="etf")) == term
+            assert tw.decode(w.handle(message), TAGGED) == tw.decode(w.handle(tether.dumps(term, format="etf")))
+    finally:
+        w.close()

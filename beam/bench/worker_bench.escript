@@ -14,6 +14,8 @@
 %%   echo_us      a raw {packet, 4} echo (the worker's PING)
 %%   framed_us    a tether-framed echo: the map encoded as a frame, decoded and
 %%                re-encoded by Python ({echo, Term}), decoded here; no handler
+%%   compact_us   the same echo as compact messages (docs/format.md §8), the
+%%                form tether_worker sends calls in
 %%   call_us      tether_worker:call with a 5-key map (Python's tether.demo.echo)
 %%   erlport_us   erlport's python:call with the same map and function, when
 %%                erlport builds from ../shared/peers/erlport (or $TETHER_ERLPORT_SRC)
@@ -92,7 +94,11 @@ small(Exe, Rounds) ->
              end,
     {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
     Call = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map]) end,
-    Variants = [{echo_us, Echo}, {framed_us, Framed}, {call_us, Call}] ++ erlport(Exe, Map),
+    Compact = fun() ->
+                  port_command(Port, tether_protocol:compact({echo, Map})),
+                  receive {Port, {data, D}} -> {ok, {echo, _}} = tether_protocol:decode(D) end
+              end,
+    Variants = [{echo_us, Echo}, {framed_us, Framed}, {compact_us, Compact}, {call_us, Call}] ++ erlport(Exe, Map),
     Samples = interleave(Variants, max(1, Rounds div ?BLOCKS)),
     [io:format("~s ~p~n", [Name, median(maps:get(Name, Samples))]) || {Name, _} <- Variants],
     parts(W, Map, Rounds),

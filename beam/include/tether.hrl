@@ -64,6 +64,13 @@
          {<<"reserved">>, ?F_RESERVED},
          {<<"header_crc32">>, ?F_HEADER_CRC32}]).
 
+%% The worker protocol's compact message (docs/format.md §8): the magic, the
+%% CRC-32 of the ETF term that follows, then the term to the message's end.
+%% Inline calls and replies use it with a worker whose ready lists it.
+-define(COMPACT_MAGIC, "TTMC").
+-define(F_COMPACT_CRC32, 4).
+-define(COMPACT_FIELDS, [{<<"magic">>, length(?COMPACT_MAGIC)}, {<<"crc32">>, ?F_COMPACT_CRC32}]).
+
 %% The bytes the header CRC-32 covers (all but the CRC itself), and the whole
 %% header: a sum, so a field added above moves the size with it. They call
 %% length/1, so code compares them in guards rather than in patterns.

@@ -135,7 +135,7 @@ decode(etf, _Meta, Payload, #{safe := Safe}) ->
     case tether_etf:decode(Payload, Safe) of
         {ok, Term} ->
             %% Funs run code: refuse them. Only scan when a fun tag can be present.
-            case binary:match(Payload, [<<?ETF_NEW_FUN>>, <<?ETF_EXPORT>>]) =/= nomatch andalso has_fun(Term) of
+            case binary:match(Payload, fun_tags()) =/= nomatch andalso has_fun(Term) of
                 true -> {error, funs_refused};
                 false -> {ok, Term}
             end;
@@ -149,6 +149,17 @@ decode(sparse, #{<<"type">> := Info}, Payload, _) when is_map(Info) -> sparse(In
 decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray; Format =:= sparse ->
     {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
+
+%% The fun tags' search pattern, compiled once per node: compiling it on every
+%% decode cost 0.8 us of a small reply's 4.
+fun_tags() ->
+    case persistent_term:get({?MODULE, fun_tags}, undefined) of
+        undefined ->
+            Pattern = binary:compile_pattern([<<?ETF_NEW_FUN>>, <<?ETF_EXPORT>>]),
+            persistent_term:put({?MODULE, fun_tags}, Pattern),
+            Pattern;
+        Pattern -> Pattern
+    end.
 
 %% The tensor map of docs/format.md §4 from an ndarray frame's type info. A
 %% peer may write anything there: the shape is checked, and so is the

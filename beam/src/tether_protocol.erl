@@ -9,8 +9,14 @@
 
 -include("../include/tether.hrl").
 
--export([hello/0, call/6, stats/1, decode/1, check_ready/1, compatible/2, beam_version/0,
-         capabilities/0, atoms/0]).
+-export([hello/0, call/6, call/7, stats/1, stats/2, compact/1, decode/1, form/1, check_ready/1, compatible/2,
+         beam_version/0, capabilities/0, atoms/0]).
+
+-export_type([form/0]).
+
+%% How a message goes out: an etf frame, or a compact message (docs/format.md
+%% §8) to a worker whose ready says it reads them.
+-type form() :: frame | compact.
 
 %% @doc The first message: `{hello, Info}' with what this node reads.
 %%
@@ -47,7 +53,17 @@ beam_version() -> list_to_binary(?TETHER_VSN).
 %% Python decodes further (tether_args:plain/1).
 -spec call(pos_integer(), binary(), binary(), list() | {shm, binary(), non_neg_integer()},
            arrow | rows | columns, map()) -> iodata().
-call(Id, Module, Function, Args, Tables, Hints) ->
+call(Id, Module, Function, Args, Tables, Hints) -> call(Id, Module, Function, Args, Tables, Hints, frame).
+
+%% @doc As {@link call/6}, as a frame or as a compact message.
+%%
+%% ```
+%% {ok, {call, 1, <<"m">>, <<"f">>, [2], #{}}} =
+%%     tether_protocol:decode(iolist_to_binary(tether_protocol:call(1, <<"m">>, <<"f">>, [2], arrow, #{}, compact))).
+%% '''
+-spec call(pos_integer(), binary(), binary(), list() | {shm, binary(), non_neg_integer()},
+           arrow | rows | columns, map(), form()) -> iodata().
+call(Id, Module, Function, Args, Tables, Hints, Form) ->
     Opts0 = case Hints of
                 #{plain := true} -> #{plain => true};
                 _ -> #{}
@@ -56,7 +72,37 @@ call(Id, Module, Function, Args, Tables, Hints) ->
                arrow -> Opts0;
                _ -> Opts0#{tables => Tables}
            end,
-    tether:encode({call, Id, Module, Function, Args, Opts}).
+    out({call, Id, Module, Function, Args, Opts}, Form).
+
+out(Term, frame) -> tether:encode(Term);
+out(Term, compact) -> compact(Term).
+
+%% @doc `Term' as a compact message: the magic, the CRC-32 of its ETF, the ETF
+%% (written as an etf frame's payload, registered `Tether.Type' structs in wire
+%% form). Raises `badarg' for a term an etf frame cannot hold either.
+%%
+%% ```
+%% {ok, {echo, 1}} = tether_protocol:decode(iolist_to_binary(tether_protocol:compact({echo, 1}))).
+%% '''
+-spec compact(term()) -> iodata().
+compact(Term) ->
+    {_, _, _, Etf} = tether_formats:etf(Term, false, #{}),
+    [<<?COMPACT_MAGIC, (erlang:crc32(Etf)):?LE(?F_COMPACT_CRC32)>>, Etf].
+
+%% @doc The form to send a worker whose ready said `Info': compact when it
+%% lists compact messages (workers from before them do not).
+%%
+%% ```
+%% compact = tether_protocol:form(#{messages => [<<"frame">>, <<"compact">>]}).
+%% frame = tether_protocol:form(#{}).
+%% '''
+-spec form(map()) -> form().
+form(#{messages := Forms}) when is_list(Forms) ->
+    case lists:member(<<"compact">>, Forms) of
+        true -> compact;
+        false -> frame
+    end;
+form(_) -> frame.
 
 %% @doc The frame of a `{stats, Id}' request: Python answers
 %% `{reply, Id, {ok, Snapshot}}' with its metrics snapshot.
@@ -65,12 +111,27 @@ call(Id, Module, Function, Args, Tables, Hints) ->
 %% {ok, {stats, 7}} = tether:decode(iolist_to_binary(tether_protocol:stats(7))).
 %% '''
 -spec stats(pos_integer()) -> iodata().
-stats(Id) -> tether:encode({stats, Id}).
+stats(Id) -> stats(Id, frame).
 
-%% @doc One message from Python. Unknown atoms make it `{error, _}' (from
-%% tether:decode/1), never new atoms.
+%% @doc As {@link stats/1}, as a frame or as a compact message.
+-spec stats(pos_integer(), form()) -> iodata().
+stats(Id, Form) -> out({stats, Id}, Form).
+
+%% @doc One message from Python: a frame or a compact message. Unknown atoms
+%% make it `{error, _}' (both go through `binary_to_term(_, [safe])'), never
+%% new atoms; a compact message whose CRC-32 does not match is
+%% `{error, {checksum_mismatch, compact_message}}'. Never raises.
 -spec decode(binary()) -> {ok, term()} | {error, term()}.
 decode(<<"PING", _/binary>> = Ping) -> {ok, {ping, Ping}};
+decode(<<?COMPACT_MAGIC, Crc:?LE(?F_COMPACT_CRC32), Etf/binary>>) ->
+    case erlang:crc32(Etf) of
+        Crc ->
+            Opts = #{safe => true, max_uncompressed_size => ?MAX_UNCOMPRESSED_DEFAULT},
+            try tether_formats:decode(etf, #{}, Etf, Opts)
+            catch Class:Reason -> {error, {malformed, compact_message, Class, Reason}}
+            end;
+        _ -> {error, {checksum_mismatch, compact_message}}
+    end;
 decode(Message) -> tether:decode(Message).
 
 %% @doc Whether the `{ready, Info}' a worker sent lets us work with it.
@@ -113,7 +174,7 @@ atoms() ->
     [ready, refused, import_error, incompatible, reply, ok, error, python, undefined_function,
      cancelled, bad_request, log, debug, info, warning, critical, '$tether', '$tether_shm',
      '$tether_table', shm, nan, infinity, neg_infinity, true, false, nil,
-     tether, otp, pid, modules, frame_versions, formats, compressions, checksums, speedups,
+     tether, otp, pid, modules, frame_versions, messages, formats, compressions, checksums, speedups,
      beam, arrow, rows, columns, tables, format_schemas, schemas, types, alert, firing, cleared, echo,
      %% the keys of a log record's Meta
      module, function, file, line, thread].

@@ -30,6 +30,7 @@ tables() ->
       <<"checksums">> => #{<<"none">> => ?CHECKSUM_NONE, <<"xxh3-64">> => ?CHECKSUM_XXH3_64,
                            <<"crc32">> => ?CHECKSUM_CRC32},
       <<"filters">> => #{<<"none">> => ?FILTER_NONE, <<"byte-shuffle">> => ?FILTER_BYTE_SHUFFLE},
+      <<"compact_message">> => #{<<"magic">> => <<?COMPACT_MAGIC>>, <<"header">> => offsets(?COMPACT_FIELDS)},
       <<"region">> => #{<<"magic">> => <<?REGION_MAGIC>>,
                         <<"version">> => ?REGION_VERSION,
                         <<"header_size">> => ?REGION_HEADER_SIZE,

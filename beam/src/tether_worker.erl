@@ -35,7 +35,7 @@
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
-             next_id = 1, notify, arrived}).
+             next_id = 1, notify, arrived, form = frame}).
 
 %% A call that moved at least this many bytes has its binaries let go of at once.
 -define(LARGE_CALL, 1 bsl 20).
@@ -271,7 +271,7 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
                                python => maps:get(python, Info, undefined),
                                tether => maps:get(tether, Info, undefined),
                                modules => maps:get(modules, Info, [])}),
-    S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined},
+    S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info)},
     notify(ready, S1),
     S1.
 
@@ -384,8 +384,8 @@ send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{n
 
 %% Arguments above shm_threshold go to the worker's private arguments file:
 %% only a small frame naming it crosses the pipe.
-encode_call(Id, stats, stats, [], _Tables, S) ->
-    Frame = tether_protocol:stats(Id),
+encode_call(Id, stats, stats, [], _Tables, S = #st{form = Form}) ->
+    Frame = tether_protocol:stats(Id, Form),
     {ok, Frame, inline, iolist_size(Frame), #{}, S};
 encode_call(Id, M, F, Args0, Tables, S = #st{info = Info}) ->
     %% Registered Tether.Type values go in their wire form, at the version the
@@ -398,10 +398,10 @@ encode_call(Id, M, F, Args0, Tables, S = #st{info = Info}) ->
 peer_types(#{types := Types}) when is_map(Types) -> Types;
 peer_types(_) -> #{}.
 
-encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}}) ->
+encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}, form = Form}) ->
     try erlang:external_size(Args) > Threshold of
         false ->
-            Frame = tether_protocol:call(Id, M, F, Args, Tables, #{}),
+            Frame = tether_protocol:call(Id, M, F, Args, Tables, #{}, Form),
             case iolist_size(Frame) of
                 Size when Size =< Max -> {ok, Frame, inline, Size, #{encode_end => erlang:monotonic_time()}, S};
                 %% Python would answer, then exit: its stream would be out of step.
@@ -418,7 +418,7 @@ encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold,
                         ok ->
                             Len = iolist_size(ArgsFrame),
                             Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
-                                                         Tables, #{plain => Plain}),
+                                                         Tables, #{plain => Plain}, Form),
                             {ok, Frame, shm, Len + iolist_size(Frame),
                              #{encode_end => T1, write => erlang:monotonic_time() - T1}, S1};
                         {error, Reason} -> {error, {args_file, Path, Reason}, S1}

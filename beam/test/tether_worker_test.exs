@@ -325,6 +325,42 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:error, {:worker_down, :noproc}} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "calls and replies go as compact messages once the ready lists them" do
+      w = start_worker()
+      info = Tether.Worker.info(w)
+      assert info.messages == ["frame", "compact"]
+      assert :tether_protocol.form(info) == :compact
+      assert :tether_protocol.form(%{}) == :frame
+      assert :tether_protocol.form(%{messages: ["frame"]}) == :frame
+      map = %{id: 1, name: "small", price: 9.5, tags: [:a, :b], ok: true}
+      assert {:ok, ^map} = Tether.Worker.call(w, @m, "echo", [map])
+      {{:ok, ^map}, %{bytes_in: bytes_in, bytes_out: bytes_out}} = :tether_worker.measure(w, @m, "echo", [map], 5000)
+      # No frame header (64 B) nor metadata map (over 100 B): the term and 8 bytes.
+      etf_size = byte_size(:erlang.term_to_binary({:reply, 2, {:ok, map}}))
+      assert bytes_out < etf_size + 64 and bytes_in < etf_size + 64
+    end
+
+    test "compact messages: round trip, a CRC that does not match, garbage and unknown atoms never raise" do
+      msg = IO.iodata_to_binary(:tether_protocol.compact({:echo, %{"k" => [1, 2.5, "v"]}}))
+      assert <<"TTMC", crc::32-little, etf::binary>> = msg
+      assert crc == :erlang.crc32(etf)
+      assert {:ok, {:echo, %{"k" => [1, 2.5, "v"]}}} = :tether_protocol.decode(msg)
+      <<head::binary-size(byte_size(msg) - 1), last>> = msg
+      assert {:error, {:checksum_mismatch, :compact_message}} = :tether_protocol.decode(<<head::binary, bxor(last, 1)>>)
+
+      # An atom this node has never seen, in a message with a valid CRC: refused, not created.
+      name = "tether_no_such_atom_" <> Integer.to_string(System.unique_integer([:positive]))
+      unknown = <<131, 119, byte_size(name), name::binary>>
+      forged = <<"TTMC", :erlang.crc32(unknown)::32-little, unknown::binary>>
+      assert {:error, _} = :tether_protocol.decode(forged)
+
+      for body <- [<<>>, <<131>>, <<131, 80, 255, 255, 255, 255, 120, 156>>, <<1, 2, 3>>] do
+        assert {:error, _} = :tether_protocol.decode(<<"TTMC", :erlang.crc32(body)::32-little, body::binary>>)
+      end
+
+      assert {:error, _} = :tether_protocol.decode(<<"TTMC", 1, 2>>)
+    end
+
     test "protocol atoms exist before any reply is decoded" do
       for atom <- :tether_protocol.atoms(), do: assert(is_atom(atom))
       assert length(:tether_protocol.atoms()) > 30

@@ -25,6 +25,13 @@ def _offsets(fields: tuple[tuple[str, str], ...]) -> list[tuple[str, int, int]]:
     return out
 
 
+def _compact() -> dict[str, Any]:
+    """The worker protocol's compact message (its owner, tether.worker, is imported only here)."""
+    from . import worker
+
+    return {"magic": worker.COMPACT_MAGIC, "header": _offsets(worker.COMPACT_FIELDS)}
+
+
 def tables() -> dict[str, Any]:
     """Every wire id and layout tether itself defines (ids below 128), as plain data.
 
@@ -45,6 +52,7 @@ def tables() -> dict[str, Any]:
         "compressions": {c.name: c.id for c in compression.registry if c.id < 128},
         "checksums": dict(_checksum.IDS),
         "filters": {name: ident for ident, name in _header.FILTER_NAMES.items()},
+        "compact_message": _compact(),
         "region": {
             "magic": _region.MAGIC,
             "version": _region.VERSION,

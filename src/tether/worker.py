@@ -57,7 +57,8 @@ from types import ModuleType
 from typing import Any, Callable
 
 import tether
-from tether import Atom, DecodeError, EncodeError, TetherError, _api, _buffers, compression, formats, frame
+from tether import Atom, ChecksumError, DecodeError, EncodeError, TetherError, _api, _buffers, compression, formats, frame
+from tether import _etf
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
 from tether.frame import _header
@@ -69,8 +70,9 @@ except ImportError:  # pragma: no cover - present in this tree
     _metrics = None  # type: ignore[assignment]
 
 __all__ = [
-    "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "StatsError", "Worker", "compatible", "handshake",
-    "main", "read_stats", "ready_info", "serve", "transform", "workers",
+    "COMPACT_MAGIC", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "StatsError", "Worker", "compact",
+    "compatible", "decode", "handshake", "main", "read_compact", "read_stats", "ready_info", "serve", "transform",
+    "workers",
 ]
 
 # Embedded frames larger than this travel through shared memory.
@@ -111,6 +113,15 @@ _LEVELS = ((logging.CRITICAL, Atom("critical")), (logging.ERROR, Atom("error")),
 _DEBUG, _WARNING, _STDERR = Atom("debug"), Atom("warning"), "stderr"
 WALK = object()  # what a transform's visit returns for a container to descend into
 _PREFIX = struct.Struct(">I")
+# A compact message (docs/format.md §8, "Compact messages"): magic, CRC-32 of the ETF term, the term.
+# Inline calls and their replies use it once the ready said the worker reads it: a small call
+# then skips the frame's 64-byte header and metadata map, and both sides a pass over each.
+COMPACT_MAGIC = b"TTMC"
+COMPACT_FIELDS = (("magic", "4s"), ("crc32", "I"))  # then the term, to the message's end
+_COMPACT = struct.Struct("<" + "".join(code for _, code in COMPACT_FIELDS))
+COMPACT_HEADER = _COMPACT.size
+# What the ready's ``messages`` says this worker reads.
+MESSAGE_FORMS = ["frame", "compact"]
 # Room a region needs beyond its frames (header, slots, alignment).
 _REGION_SLACK = 1 << 16
 
@@ -184,6 +195,82 @@ def _frame(term: Any) -> bytes:
     if plain is not None:
         return plain[0]
     return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam")
+
+
+def compact(term: Any) -> bytes:
+    """``term`` as a compact message; a term the one-step ETF writer cannot take goes out as a frame.
+
+    Examples
+    --------
+    >>> m = compact((tether.Atom("echo"), 1))
+    >>> m[:4], read_compact(m)
+    (b'TTMC', (Atom('echo'), 1))
+    """
+    try:
+        body = _etf.encode(term, _encode_options(), bytes_tag=_etf.BIT_BINARY)
+    except Exception:  # noqa: BLE001 - the general path writes it, or raises its typed error
+        return _frame(term)
+    return _COMPACT.pack(COMPACT_MAGIC, frame.checksum.crc32(body)) + body
+
+
+def read_compact(message: Any, options: Any = None) -> Any:
+    """The term of a compact message, its CRC-32 checked; ``options`` as the worker decodes requests.
+
+    Raises :class:`tether.ChecksumError` when the term's bytes do not match the
+    CRC, and :class:`tether.DecodeError` for anything that is not one message.
+    """
+    mv = memoryview(message).cast("B") if not isinstance(message, bytes) else memoryview(message)
+    magic, crc = _COMPACT.unpack_from(mv) if len(mv) > COMPACT_HEADER else (None, 0)
+    if magic != COMPACT_MAGIC:
+        raise DecodeError(f"a {len(mv)}-byte message that is not a compact message (magic, CRC-32, ETF term).")
+    body = mv[COMPACT_HEADER:]
+    found = frame.checksum.crc32(body)
+    if found != crc:
+        raise ChecksumError(f"a compact message's CRC-32 is {found:#010x}, its header says {crc:#010x}: "
+                            "the bytes changed on the way; send it again.")
+    return _etf.decode(body, _decode_options(options))
+
+
+def decode(message: Any, options: Any = None) -> Any:
+    """Any message of the worker protocol as Python reads it: a compact message or an etf frame.
+
+    A compact message has no type information: its binaries arrive as the
+    BEAM's do (``bytes``). ``options={"binaries": "tagged"}`` reads one that
+    Python wrote as ``tether.loads`` reads the same term in a frame (``str`` stays ``str``).
+
+    Examples
+    --------
+    >>> term = (tether.Atom("echo"), "text", b"bytes")
+    >>> decode(compact(term), {"binaries": "tagged"}) == decode(tether.dumps(term, format="etf")) == term
+    True
+    """
+    if bytes(message[:4]) == COMPACT_MAGIC:
+        return read_compact(message, options)
+    return tether.loads(message)
+
+
+_compact_encoding: list = [None, None]  # limits, their ETF encode options
+_compact_decoding: list = [None, None, None]  # limits, worker options, their ETF decode options
+
+
+def _encode_options() -> Any:
+    """The ETF options a compact message is written with: a frame payload's, under the current limits."""
+    limits = tether.get_limits()
+    if _compact_encoding[0] is not limits:
+        _compact_encoding[:] = [limits, _etf.Options(limits=limits)]
+    return _compact_encoding[1]
+
+
+def _decode_options(options: Any) -> Any:
+    """The ETF options a compact message is read with: as the etf format reads a BEAM-written frame.
+
+    ``options`` are the worker's (its ``binaries``); cached by the limits' identity.
+    """
+    limits = tether.get_limits()
+    if _compact_decoding[0] is not limits or _compact_decoding[1] is not options:
+        ctx = formats.DecodeContext(options=options or {}, limits=limits, frame="compact message")
+        _compact_decoding[:] = [limits, options, _ETF.decode_options({"binaries": "beam"}, ctx)]
+    return _compact_decoding[2]
 
 
 def _text(value: Any) -> str:
@@ -351,10 +438,11 @@ class Channel:
             if not self._ensure(min(n, frame.HEADER_SIZE)):
                 return None
             pos = self.pos  # reading more may have moved the buffer's start
-        if n < frame.HEADER_SIZE or self.buf[pos : pos + 4] != frame.MAGIC or \
-                frame.align(frame.HEADER_SIZE + _MLEN.unpack_from(self.buf, pos + _MLEN_AT)[0]) + \
-                _PLEN.unpack_from(self.buf, pos + _PLEN_AT)[0] != n:
-            self._refuse(n)  # not a frame, or a frame of another size: PING, or garbage
+        head = self.buf[pos : pos + 4]
+        if head != COMPACT_MAGIC and (n < frame.HEADER_SIZE or head != frame.MAGIC or
+                                      frame.align(frame.HEADER_SIZE + _MLEN.unpack_from(self.buf, pos + _MLEN_AT)[0])
+                                      + _PLEN.unpack_from(self.buf, pos + _PLEN_AT)[0] != n):
+            self._refuse(n)  # not a message, or a frame of another size: PING, or garbage
         if whole or n <= 1 << 16:
             if not whole:
                 if not self._ensure(n):
@@ -474,6 +562,8 @@ class Worker:
         self._pending: tuple | None = None  # the last call's figures, until account() counts them
         self.defer_accounting = False
         self._mapped: tuple[tuple, mmap.mmap] | None = None  # the arguments file's mapping, kept between calls
+        self._compact = False  # whether the request being answered is a compact message
+        self._names: dict[tuple[bytes, bytes], tuple[Any, str, str]] = {}  # (module, function) -> names
 
     # ------------------------------------------------------------ one call
 
@@ -482,30 +572,24 @@ class Worker:
         started = time.perf_counter()
         ident: Any = -1
         self._shm_in = self._shm_out = 0
+        # A reply goes out in its request's form: compact for compact, a frame for a frame.
+        self._compact = message[:4] == COMPACT_MAGIC
         try:
-            request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
-                                                   self._decode_options)
+            request, start, packed = self._request(message)
             if not (type(request) is tuple and len(request) == 6 and request[0] == _CALL):
-                if type(request) is tuple and len(request) == 2 and request[0] == _STATS:
-                    return self.stats_reply(request[1])
-                if type(request) is tuple and len(request) == 2 and request[0] == _ECHO:
-                    return _frame(request)  # the benchmark's tether-framed echo: decoded, encoded, no handler
-                if type(request) is tuple and len(request) > 1 and request[0] == _CALL:
-                    ident = request[1]
-                raise DecodeError(f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
+                return self._other(request)
             _, ident, mod, fun, args, opts = request
-            mod, fun = _text(mod), _text(fun)
-            target = self._lookup(mod, fun)
+            target, step = self._lookup(mod, fun)
             if target is None:
-                return _frame((_REPLY, ident, (_ERROR, (Atom("undefined_function"), mod, fun))))
+                return self.message((_REPLY, ident, (_ERROR, (Atom("undefined_function"), _text(mod), _text(fun)))))
             tables = self._tables(opts)
-            if type(args) is list and not _may_embed(message, header):
+            if type(args) is list and not _may_embed(message, start, packed):
                 pass  # the common small call: nothing inside to decode
             else:
                 args = self._arguments(args, opts.get(_PLAIN) is True)
         except Exception as exc:  # noqa: BLE001 - any failure on a request is the request's: answer it
             return self.bad_request(ident, exc)
-        self._step = f"{mod}.{fun}"
+        self._step = step
         read = time.perf_counter()
         reply = self._call(ident, target, args, tables)
         self._pending = (len(message) + self._shm_in, len(reply) + self._shm_out, self._shm_in or self._shm_out,
@@ -558,9 +642,9 @@ class Worker:
         try:
             snapshot = self.stats()
         except StatsError as exc:
-            return _frame((_REPLY, ident, (_ERROR, (Atom("python"), "MetricsUnavailable", str(exc), ""))))
+            return self.message((_REPLY, ident, (_ERROR, (Atom("python"), "MetricsUnavailable", str(exc), ""))))
         try:
-            return _frame((_REPLY, ident, (_OK, _plain(snapshot))))
+            return self.message((_REPLY, ident, (_OK, _plain(snapshot))))
         except Exception as exc:  # noqa: BLE001 - a snapshot the BEAM cannot take is the reply
             return self._python_error(ident, exc, "EncodeError")
 
@@ -569,16 +653,51 @@ class Worker:
         text = exc if isinstance(exc, str) else str(exc) if isinstance(exc, TetherError) else \
             f"{type(exc).__name__}: {exc}"
         try:
-            return _frame((_REPLY, ident, (_ERROR, (Atom("bad_request"), text[:4096]))))
+            return self.message((_REPLY, ident, (_ERROR, (Atom("bad_request"), text[:4096]))))
         except Exception:  # noqa: BLE001 - an Id that cannot be sent back: answer without it
-            return _frame((_REPLY, -1, (_ERROR, (Atom("bad_request"), text[:4096]))))
+            return self.message((_REPLY, -1, (_ERROR, (Atom("bad_request"), text[:4096]))))
 
-    def _lookup(self, mod: str, fun: str) -> Any:
-        module = self.modules.get(mod)
+    def _lookup(self, mod: Any, fun: Any) -> tuple[Any, str]:
+        """The handler ``mod.fun`` names (None when there is none) and its ``"module.function"`` step.
+
+        The names' text is kept per (module, function) as they arrived; the
+        function itself is looked up every call, so a module that rebinds it is followed.
+        """
+        key = (mod, fun) if type(mod) is bytes and type(fun) is bytes else None
+        names = self._names.get(key) if key is not None else None
+        if names is None:
+            mod, fun = _text(mod), _text(fun)
+            names = (self.modules.get(mod), fun, f"{mod}.{fun}")
+            if key is not None and names[0] is not None and len(self._names) < 4096:
+                self._names[key] = names
+        module, fun, step = names
         if module is None or fun.startswith("_"):
-            return None
+            return None, step
         target = getattr(module, fun, None)
-        return target if callable(target) else None
+        return (target if callable(target) else None), step
+
+    def _request(self, message: Any) -> tuple[Any, int, bool]:
+        """A request's term, where its ETF starts in ``message`` and whether that ETF is compressed."""
+        if self._compact:
+            request = read_compact(message, self._decode_options)  # raises first on a message too short to be one
+            return request, COMPACT_HEADER, message[COMPACT_HEADER + 1] == etf_tags.COMPRESSED
+        request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
+                                               self._decode_options)
+        start = header.payload_offset
+        return request, start, header.compression_id != 0 or message[start + 1] == etf_tags.COMPRESSED
+
+    def _other(self, request: Any) -> bytes:
+        """The answer to a request that is not a call: stats, the benchmark's echo, or a bad_request."""
+        if type(request) is tuple and len(request) == 2 and request[0] == _STATS:
+            return self.stats_reply(request[1])
+        if type(request) is tuple and len(request) == 2 and request[0] == _ECHO:
+            return self.message(request)  # the benchmark's echo: decoded, encoded, no handler
+        ident = request[1] if type(request) is tuple and len(request) > 1 and request[0] == _CALL else -1
+        return self.bad_request(ident, f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
+
+    def message(self, term: Any) -> bytes:
+        """``term`` as a message in the form of the request being answered (compact or frame)."""
+        return compact(term) if self._compact else _frame(term)
 
     @staticmethod
     def _tables(opts: Any) -> str:
@@ -607,7 +726,7 @@ class Worker:
                 self._handled = time.perf_counter()
         except (Cancelled, asyncio.CancelledError):
             self._outcome = "Cancelled"
-            return _frame((_REPLY, ident, (_ERROR, _CANCELLED)))
+            return self.message((_REPLY, ident, (_ERROR, _CANCELLED)))
         except Exception as exc:  # noqa: BLE001 - the handler's exception is the reply
             self._outcome = type(exc).__name__
             return self._python_error(ident, exc)
@@ -626,8 +745,7 @@ class Worker:
         finally:
             self._task = None
 
-    @staticmethod
-    def _python_error(ident: Any, exc: BaseException, kind: str | None = None) -> bytes:
+    def _python_error(self, ident: Any, exc: BaseException, kind: str | None = None) -> bytes:
         try:
             message = str(exc)
         except Exception:  # noqa: BLE001 - a __str__ that fails still leaves the type and traceback
@@ -635,7 +753,7 @@ class Worker:
         if kind is not None:
             message = f"{type(exc).__name__}: {message}"
         tb = "".join(traceback.format_exception(exc))
-        return _frame((_REPLY, ident, (_ERROR, (Atom("python"), kind or type(exc).__name__, message, tb))))
+        return self.message((_REPLY, ident, (_ERROR, (Atom("python"), kind or type(exc).__name__, message, tb))))
 
     # ------------------------------------------------------------ cancelling
 
@@ -756,7 +874,7 @@ class Worker:
         if type(result) in _FAST_RESULTS:
             # Most results are small plain terms: one encode, and too small to hold an embedded value.
             try:
-                reply = _frame((_REPLY, ident, (_OK, result)))
+                reply = self.message((_REPLY, ident, (_OK, result)))
             except TetherError:
                 pass
             else:
@@ -766,11 +884,11 @@ class Worker:
         value = transform(result, lambda v: self._visit_out(v, tables))
         body = tether.etf.encode(value)
         if len(body) <= self.shm_threshold:
-            return _frame((_REPLY, ident, (_OK, tether.etf.OpaqueTerm(body[1], body[1:]))))
+            return self.message((_REPLY, ident, (_OK, tether.etf.OpaqueTerm(body[1], body[1:]))))
         term = tether.etf.OpaqueTerm(body[1], body[1:])
         placed = self._place(tether.encode(term, format="etf", reader="beam", checksum=SHM_CHECKSUM, transport="shm",
                                            step=self._step or None))
-        return _frame((_REPLY, ident, (_OK, term if placed is None else placed)))
+        return self.message((_REPLY, ident, (_OK, term if placed is None else placed)))
 
     def _visit_out(self, value: Any, tables: str) -> Any:
         t = type(value)
@@ -872,14 +990,14 @@ def _is_arrow_table(value: Any) -> bool:
     return pa is not None and isinstance(value, (pa.Table, pa.RecordBatch))
 
 
-def _may_embed(message: Any, header: frame.Header) -> bool:
+def _may_embed(message: Any, start: int, packed: bool) -> bool:
     """Whether a request can hold an embedded frame, a nested frame or a NaN atom (else it needs no walk).
 
-    A scan of the bytes answers for a small plain message; compressed frames
-    and tag-80 ETF hide their bytes, and large messages are not scanned.
+    A scan of the bytes from ``start`` (where the ETF term begins) answers for a
+    small plain message; ``packed`` (compressed) terms hide their bytes, and
+    large messages are not scanned.
     """
-    start = header.payload_offset
-    if type(message) is not bytes or header.compression_id or message[start + 1] == etf_tags.COMPRESSED:
+    if type(message) is not bytes or packed:
         return True
     find = message.find
     return (find(b"$tether", start) >= 0 or find(frame.MAGIC, start) >= 0 or find(b"nan", start) >= 0
@@ -1018,6 +1136,7 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
         Atom("pid"): os.getpid(),
         Atom("modules"): list(modules),
         Atom("frame_versions"): [frame.FRAME_VERSION],
+        Atom("messages"): MESSAGE_FORMS,
         Atom("formats"): sorted(formats.names()),
         Atom("compressions"): sorted(compression.names()),
         Atom("checksums"): sorted(frame.checksum.NAMES.values()),
