@@ -502,6 +502,13 @@ def test_a_message_over_max_message_is_refused_then_exit_1():
     assert "--max-message" in bad_request(c.recv())
     assert c.wait(5) == 1
     c.close()
+    c = Client("--max-message", "1000", form="compact")  # a compact message that arrives in one read, too
+    assert c.ok("echo", b"x" * 500) == b"x" * 500
+    data = tw.compact((A("call"), 1, b"beam_handlers", b"echo", [b"x" * 2000], {}))
+    c.send_raw(len(data).to_bytes(4, "big") + data)
+    assert "--max-message" in bad_request(c.recv())
+    assert c.wait(5) == 1
+    c.close()
     c = Client()
     c.send_raw(b"\xff\xff\xff\xff" + b"\x00" * 64)  # 4 GiB - 1 declared, over the default 256 MiB
     assert "shared memory" in bad_request(c.recv(timeout=2))
@@ -628,3 +635,15 @@ def test_compact_messages_round_trip_what_frames_carry():
             assert tw.decode(w.handle(message), TAGGED) == tw.decode(w.handle(tether.dumps(term, format="etf")))
     finally:
         w.close()
+
+
+def test_compact_messages_two_in_one_read_and_one_in_two_pieces(compact_client):
+    c = compact_client
+    one, two = (tw.compact((A("call"), i, b"beam_handlers", b"add", [i, 1], {})) for i in (41, 42))
+    c.send_raw(b"".join(len(m).to_bytes(4, "big") + m for m in (one, two)))
+    assert [c.recv()[1:] for _ in range(2)] == [(41, (A("ok"), 42)), (42, (A("ok"), 43))]
+    whole = len(one).to_bytes(4, "big") + one
+    c.send_raw(whole[:7])
+    time.sleep(0.05)  # the worker has read the first piece by now
+    c.send_raw(whole[7:])
+    assert c.recv()[1:] == (41, (A("ok"), 42))

@@ -424,6 +424,10 @@ class Channel:
         Raises :class:`MessageError` for a message that cannot be one, as soon
         as its first 64 bytes show it, without waiting for the rest.
         """
+        if self.pos == len(self.buf):
+            whole = self._whole_compact()
+            if whole is not None:
+                return whole
         if len(self.buf) - self.pos < 4 and not self._ensure(4):
             return None
         pos = self.pos + 4
@@ -451,6 +455,21 @@ class Channel:
             self.pos = pos + n
             return bytes(self.buf[pos : pos + n])
         return self._read_large(n)
+
+    def _whole_compact(self) -> bytes | None:
+        """With nothing buffered: one read, returned as it is when it holds exactly one compact message.
+
+        The common small call arrives so, and skips the buffer's copies; any
+        other read is buffered for :meth:`read_message` to take apart (None).
+        """
+        chunk = os.read(self.fd_in, 1 << 16)
+        self.buf.clear()
+        self.pos = 0
+        if len(chunk) > 8 and chunk[4:8] == COMPACT_MAGIC and _PREFIX.unpack_from(chunk)[0] == len(chunk) - 4 \
+                and len(chunk) - 4 <= self.max_message:
+            return chunk[4:]
+        self.buf += chunk
+        return None
 
     def _refuse(self, n: int) -> None:
         """Pass a PING; refuse a message whose first bytes are not a frame, or a frame of another size than ``n``."""
