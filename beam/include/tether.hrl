@@ -230,6 +230,9 @@
 -define(ETF_BINARY, 109).
 -define(ETF_NEW_FUN, 112).
 -define(ETF_EXPORT, 113).
+%% The tags an atom can have in ETF (ATOM_CACHE_REF, ATOM_EXT, SMALL_ATOM_EXT,
+%% ATOM_UTF8_EXT, SMALL_ATOM_UTF8_EXT): what follows EXPORT_EXT's tag.
+-define(ETF_ATOM_TAGS, [82, 100, 115, 118, 119]).
 -define(ETF_MINOR_VERSION, 2).
 
 -endif.

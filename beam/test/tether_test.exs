@@ -54,6 +54,15 @@ defmodule TetherTest do
     assert {:error, :not_a_tether_frame} = Tether.decode("nope")
     fun_frame = Tether.encode([fn x -> x end]) |> IO.iodata_to_binary()
     assert {:error, :funs_refused} = Tether.decode(fun_frame)
+    # External funs, funs inside compressed ETF (whose bytes hide the tags), and strings full of
+    # the tag bytes ("p" is NEW_FUN_EXT's, "q" EXPORT_EXT's) that are no funs at all.
+    assert {:error, :funs_refused} = Tether.decode(Tether.encode(%{f: &Enum.map/2}) |> IO.iodata_to_binary())
+    value = [fn x -> x end, :binary.copy("a", 10_000)]
+    assert <<131, 80, _::binary>> = :erlang.term_to_binary(value, [:compressed])
+    packed = Tether.encode(value, compressed: true) |> IO.iodata_to_binary()
+    assert {:error, :funs_refused} = Tether.decode(packed)
+    plain = %{pq: "ppqq", p: [:q, "p" <> <<0, 0>>, {:qq, "q" <> <<100>>}]}
+    assert {:ok, ^plain} = Tether.decode(Tether.encode(plain) |> IO.iodata_to_binary())
   end
 
   test "frames written by Python (golden files) decode" do
