@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import memory
 from .._buffers import Segment, join
+from .._errors import EncodeError
 from .._limits import Limits
 from ..frame import Header, Stored
 from . import _codecs, _shuffle
@@ -37,6 +38,49 @@ def _under_pressure(parts: list[Any], raw: int, filter_size: int, decision: Any)
     return _pieces(list(parts), chunk), 0
 
 
+def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: Any) -> Stored:
+    """Under pressure: compress twice, once to learn the size, then straight into the frame.
+
+    The compressed stream never exists whole outside the frame, and the
+    input is read a piece at a time (a :class:`~tether.memory.Chunked`
+    payload never exists whole at all): the peak is one chunk, at the cost of
+    a second compression. The codecs are deterministic, so both passes make
+    the same bytes; a pass that does not is caught when the frame is written.
+    """
+    from . import get
+
+    chunk = memory.compression_chunk(_codecs.CHUNK)
+    size = peak = 0
+    for part in codec.pieces(segments, raw, level, chunk):
+        size += len(part)
+        peak = max(peak, len(part))
+    memory.note_temporary("compress", peak)
+    if size >= raw:
+        decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
+        decision.compression = get(0).name
+        return Stored(segments, raw, raw)
+    why = f"memory pressure: compressed twice in {chunk} B chunks, the second time straight into the frame"
+    pieces = any(isinstance(seg, memory.Chunked) for seg in segments)
+    held = "neither the payload nor its compressed copy is held" if pieces else "the compressed copy is never held"
+    memory.decide("dumps", f"{why} ({codec.name}, {raw} B → {size} B; {held})", path="compress in place",
+                  codec=codec.name, nbytes=raw, stored=size, chunk=chunk, pieces=pieces)
+    decision.compression_reason += f"; {why}"
+
+    def write(dest: memoryview) -> None:
+        pos = 0
+        for part in codec.pieces(segments, raw, level, chunk):
+            n = len(part)
+            if pos + n > size:
+                break
+            dest[pos : pos + n] = part
+            pos += n
+        if pos != size:
+            raise EncodeError(f"{codec.name} compressed the same {raw} B payload to a different size on its "
+                              f"second pass ({size} B before); was the value changed while it was written?")
+
+    return Stored([Segment(size, write)], raw, size, codec.id, level)
+
+
 def pack(
     payload: Any, fmt: Any, name: str, level: int | None, transport: str, bandwidth: float | None, decision: Any,
     reader: str = "python",
@@ -54,6 +98,8 @@ def pack(
     raw = payload.nbytes
     if codec.id == 0:
         return Stored(payload.segments, raw, raw)
+    if memory.low_peak(raw) and getattr(codec, "pieces", None) is not None:
+        return _in_place(codec, clevel, payload.segments, raw, decision)
     parts, filter_size = _under_pressure(payload.segments, raw, choose_filter(codec, clevel, payload, fmt), decision)
     temporary = 0
     if filter_size:

@@ -86,6 +86,11 @@ class Compressor:
     be smaller than the input, so the frame is stored uncompressed. ``decompress`` must never
     produce more than ``raw_length`` bytes, whatever the input claims, nor reserve memory for
     what it merely declares: the built-in codecs run :func:`bounded`.
+
+    A compressor may also define ``pieces(segments, raw_length, level, chunk)``,
+    yielding the same compressed stream piece by piece, deterministically:
+    under memory pressure large payloads are then compressed once to learn
+    the size and again straight into the frame (see :mod:`tether.memory`).
     """
 
     id: ClassVar[int]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import lz4.frame
 import zstandard
@@ -11,13 +11,16 @@ import zstandard
 from .._errors import DecodeError
 from .._limits import Limits
 from .._buffers import Segment
+from ..memory import Chunked
 from ._base import STEP, Compressor, bounded, check_declared
 
 
-def _chunks(segments: Sequence[Any]) -> Any:
-    """Yield the payload as buffers; writer segments are materialised one at a time."""
+def _chunks(segments: Sequence[Any], chunk: int) -> Any:
+    """Yield the payload as buffers; a Chunked writer piece by piece, other writers whole, one at a time."""
     for seg in segments:
-        if isinstance(seg, Segment):
+        if isinstance(seg, Chunked):
+            yield from seg.pieces(chunk)  # the whole payload never exists at once
+        elif isinstance(seg, Segment):
             tmp = bytearray(seg.nbytes)
             seg.write(memoryview(tmp))
             yield memoryview(tmp)
@@ -34,11 +37,11 @@ GZIP_WBITS = 31
 CHUNK = 1 << 20
 
 
-def _input_chunks(segments: Sequence[Any]) -> Any:
-    for buf in _chunks(segments):
+def _input_chunks(segments: Sequence[Any], chunk: int = CHUNK) -> Any:
+    for buf in _chunks(segments, chunk):
         view = memoryview(buf).cast("B")
-        for pos in range(0, len(view), CHUNK):
-            yield view[pos : pos + CHUNK]
+        for pos in range(0, len(view), chunk):
+            yield view[pos : pos + chunk]
 
 
 def lz4_steps(data: Any) -> Callable[[int], bytes]:
@@ -153,17 +156,21 @@ class Lz4Compressor(Compressor):
         if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
             out = lz4.frame.compress(segments[0], compression_level=level, store_size=True)
             return [out] if len(out) < raw_length else None
-        c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=False)
-        parts = [c.begin(source_size=raw_length)]
-        size = len(parts[0])
-        for chunk in _input_chunks(segments):
-            part = c.compress(chunk)
+        parts, size = [], 0
+        for part in self.pieces(segments, raw_length, level):
             size += len(part)
             if size >= raw_length:
                 return None  # already no smaller: stop early
             parts.append(part)
-        parts.append(c.flush())
-        return parts if size + len(parts[-1]) < raw_length else None
+        return parts
+
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
+        c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=False)
+        yield c.begin(source_size=raw_length)
+        for piece in _input_chunks(segments, chunk):
+            yield c.compress(piece)
+        yield c.flush()
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         what = f"{context.get('frame_id', 'frame')}: lz4 payload"
@@ -182,10 +189,15 @@ class ZstdCompressor(Compressor):
         if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
             out = c.compress(segments[0])
             return [out] if len(out) < raw_length else None
-        co = c.compressobj(size=raw_length)
-        parts = [co.compress(chunk) for chunk in _input_chunks(segments)]
-        parts.append(co.flush())
+        parts = list(self.pieces(segments, raw_length, level))
         return parts if sum(map(len, parts)) < raw_length else None
+
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
+        co = zstandard.ZstdCompressor(level=level, write_content_size=True).compressobj(size=raw_length)
+        for piece in _input_chunks(segments, chunk):
+            yield co.compress(piece)
+        yield co.flush()
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         what = f"{context.get('frame_id', 'frame')}: zstd payload"
@@ -213,10 +225,15 @@ class GzipCompressor(Compressor):
     levels = range(0, 10)
 
     def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
-        c = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
-        parts = [c.compress(chunk) for chunk in _input_chunks(segments)]
-        parts.append(c.flush())
+        parts = list(self.pieces(segments, raw_length, level))
         return parts if sum(map(len, parts)) < raw_length else None
+
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
+        c = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
+        for piece in _input_chunks(segments, chunk):
+            yield c.compress(piece)
+        yield c.flush()
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         what = f"{context.get('frame_id', 'frame')}: gzip payload"

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from .._errors import ValidationError
 from .._buffers import Segment
+from ..memory import Chunked
 
 # Bytes per second assumed per transport; ``bandwidth=`` overrides.
 BANDWIDTH: dict[str, float | None] = {
@@ -156,7 +157,8 @@ def _samples(segments: Sequence[Any], n: int, align: int = 1) -> list[bytes]:
             spans.append((pos, seg))
         pos += size
     if not spans:
-        return []
+        chunked = len(segments) == 1 and isinstance(segments[0], Chunked)
+        return _first_pieces(segments[0], align) if chunked else []
     out = []
     for want in sorted({0, max(0, n // 2 - SAMPLE_SIZE // 2), max(0, n - SAMPLE_SIZE)}):
         want -= want % align
@@ -166,6 +168,21 @@ def _samples(segments: Sequence[Any], n: int, align: int = 1) -> list[bytes]:
                 out.append(bytes(seg[off : off + SAMPLE_SIZE]))
                 break
     return out
+
+
+def _first_pieces(seg: Chunked, align: int) -> list[bytes]:
+    """Up to three SAMPLE_SIZE samples from the start of a payload produced piece by piece.
+
+    Its middle and end would mean producing all of it; the start is what a
+    writer under memory pressure can offer cheaply.
+    """
+    head = bytearray()
+    for piece in seg.pieces(SAMPLE_SIZE):
+        head += piece
+        if len(head) >= 3 * SAMPLE_SIZE:
+            break
+    cut = SAMPLE_SIZE - SAMPLE_SIZE % align
+    return [bytes(head[i : i + cut]) for i in range(0, len(head) - cut + 1, cut)][:3]
 
 
 def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float, float]:

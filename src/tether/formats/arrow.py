@@ -27,12 +27,13 @@ or ``"numpy"`` (a dict of column arrays, zero-copy where a column has no nulls).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
 from .. import arrow as arrow_api
-from .. import schemas
+from .. import memory, schemas
 from .._buffers import Segment
 from .._errors import DecodeError, MappingError, ValidationError
 from .._transport import LEAVING
@@ -46,6 +47,11 @@ AUTO_MIN_ROWS = 256
 # 262,144 rows), while Arrow frames are about half the size.
 IPC_CODECS = ("lz4", "zstd")
 
+# Under memory pressure Arrow's own compression works on record batches of about this many bytes:
+# each buffer is compressed whole into a buffer of its own, so this bounds that temporary. Smaller
+# batches compress worse (256 KiB: frames 2.6 % larger than 1 MiB, for no lower peak).
+PRESSURE_BATCH = 1 << 20
+
 SOURCES = ("table", "batch", "pandas", "polars", "columns", "rows")
 
 
@@ -53,6 +59,69 @@ def _write_stream(sink: Any, schema: pa.Schema, batches: list, options: pa.ipc.I
     with pa.ipc.new_stream(sink, schema, options=options) as writer:
         for batch in batches:
             writer.write_batch(batch)
+
+
+class _Collect:
+    """A write-only file for ``pa.PythonFile`` that keeps what the IPC writer hands it until taken.
+
+    Arrow hands large buffers over as zero-copy ``pa.Buffer`` views of the table.
+    """
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> list[Any]:
+        out, self.parts = self.parts, []
+        return out
+
+
+def _stream_pieces(schema: pa.Schema, batches: list, options: pa.ipc.IpcWriteOptions, n: int) -> Any:
+    """The IPC stream as the writer produces it, a batch at a time (``n`` is unused: Arrow sets the pieces)."""
+    sink = _Collect()
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema, options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            yield from sink.take()
+    yield from sink.take()  # the end-of-stream marker
+
+
+def _low_peak(p: Payload, schema: pa.Schema, batches: list, options: pa.ipc.IpcWriteOptions, ipc_codec: str | None,
+              size: int) -> Payload:
+    """Under memory pressure: the stream is written straight into the frame, never into a buffer of its own.
+
+    With Arrow's own compression the compressed size is measured first on a
+    mock stream (compressing twice), in batches of about `PRESSURE_BATCH`
+    bytes so Arrow's per-buffer compression buffers stay small; without it
+    the payload can also be read piece by piece (:class:`tether.memory.Chunked`)
+    by an outer compressor, never existing whole.
+    """
+    if ipc_codec:
+        rows = max(1, sum(b.num_rows for b in batches) * PRESSURE_BATCH // max(1, size))
+        batches = [b.slice(i, rows) for b in batches for i in range(0, b.num_rows, rows)] or batches
+        p.type_info["batches"] = len(batches)
+
+    def write(dest: memoryview, batches: list = batches) -> None:
+        _write_stream(pa.FixedSizeBufferWriter(pa.py_buffer(dest)), schema, batches, options)
+
+    if not ipc_codec:
+        p.add(memory.Chunked(size, write, partial(_stream_pieces, schema, batches, options)))
+        return p
+    mock = pa.MockOutputStream()
+    _write_stream(mock, schema, batches, options)
+    memory.decide("dumps", f"memory pressure: Arrow IPC ({ipc_codec}) compressed twice in {len(batches)} batches, "
+                  f"measured on a mock stream then written straight into the frame ({size} B → {mock.size()} B)",
+                  path="arrow in place", codec=ipc_codec, nbytes=size, stored=mock.size(), batches=len(batches))
+    p.add(Segment(mock.size(), write))
+    return p
 
 
 class ArrowFormat(Format):
@@ -115,6 +184,8 @@ class ArrowFormat(Format):
         # A mock write measures the uncompressed stream without touching the data.
         mock = pa.MockOutputStream()
         _write_stream(mock, table.schema, batches, pa.ipc.IpcWriteOptions())
+        if memory.low_peak(mock.size()):
+            return _low_peak(p, table.schema, batches, options, ipc_codec, mock.size())
         if ipc_codec:
             # Only compressing tells the compressed size: compress once into a
             # buffer and hand the (smaller) result to the frame, rather than

@@ -24,9 +24,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Mapping
 
-from .. import _etf, _structs, frame
+from .. import _etf, _structs, frame, memory
+from .._etf import tags
 from .. import arrow as arrow_api
-from .._errors import ColumnError, ValidationError
+from .._errors import ColumnError, EncodeError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from ._base import DecodeContext, EncodeContext, Format, Payload
@@ -38,6 +39,20 @@ ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
 _TYPE = {"binaries": "tagged"}
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
+
+
+# Under memory pressure, lists of at least this many elements are encoded in batches straight into the frame.
+BATCH_MIN = 4096
+# The first batch's element count; later batches aim at memory.PIECE bytes each.
+FIRST_BATCH = 1024
+# While the batches add up to less than this they are kept, and joined if that is all: a small
+# list is not encoded twice. (Keeping more would raise the peak of a large list by as much.)
+KEEP_MAX = 1 << 20
+_LIST_HEAD = 6  # LIST_EXT and its 4-byte length, after the version byte
+
+
+class _NotBatchable(Exception):
+    """A list whose batches do not concatenate to its whole encoding: it is encoded whole."""
 
 
 # The into= forms that read the term as a table.
@@ -70,12 +85,13 @@ class EtfFormat(Format):
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
         opts = _etf.Options(**kwargs) if kwargs else self._default_options()
-        data = _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY, convert=_type_versions(ctx.options))
+        convert = _type_versions(ctx.options)
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
             info["none_atom"] = opts.none_atom
         p = Payload(info)
-        p.add(data)
+        batched = _batched(obj, opts, convert) if _large_list(obj) else None
+        p.add(batched if batched is not None else _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY, convert=convert))
         return p
 
     def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
@@ -85,6 +101,8 @@ class EtfFormat(Format):
         back, with its own message). ``kind`` is
         :func:`tether.frame.checksum.requested`'s answer.
         """
+        if _large_list(obj):
+            return None  # the general path writes it in batches, straight into the frame
         try:
             data = _etf.encode(obj, self._default_options(), bytes_tag=_etf.BIT_BINARY)
         except Exception:
@@ -149,6 +167,83 @@ class EtfFormat(Format):
                     self._decode_options.clear()
                 self._decode_options[key] = cached
         return cached
+
+
+def _large_list(obj: Any) -> bool:
+    """A list long enough to encode in batches, under memory pressure (checked only for such lists)."""
+    return type(obj) is list and len(obj) >= BATCH_MIN and memory.under_pressure()
+
+
+def _batch_bodies(obj: list, opts: _etf.Options, convert: Any) -> Any:
+    """The elements of ``obj`` as ETF, a batch at a time: each batch's encoding without its list head and tail.
+
+    Raises `_NotBatchable` when a batch is not a plain list encoding.
+    """
+    count, i = FIRST_BATCH, 0
+    while i < len(obj):
+        data = _etf.encode(obj[i : i + count], opts, bytes_tag=_etf.BIT_BINARY, convert=convert)
+        i += count
+        if data[1] == tags.STRING_EXT:  # small ints packed as a string; in a longer list each is an element
+            body = bytearray(2 * (len(data) - 4))
+            body[0::2] = bytes((tags.SMALL_INTEGER_EXT,)) * (len(data) - 4)
+            body[1::2] = memoryview(data)[4:]
+            yield memoryview(body)
+        elif data[1] == tags.LIST_EXT and data[-1] == tags.NIL_EXT:
+            yield memoryview(data)[_LIST_HEAD:-1]
+        else:
+            raise _NotBatchable
+        count = max(1, min(1 << 16, count * memory.PIECE // len(data)))
+        del data  # not alive while the next batch is encoded
+
+
+def _list_pieces(obj: list, opts: _etf.Options, convert: Any, n: int = 0) -> Any:
+    """``obj``'s whole ETF encoding, piece by piece (``n`` is unused: batches aim at memory.PIECE bytes)."""
+    yield bytes((tags.VERSION_MAGIC, tags.LIST_EXT)) + len(obj).to_bytes(4, "big")
+    yield from _batch_bodies(obj, opts, convert)
+    yield bytes((tags.NIL_EXT,))
+
+
+def _batched(obj: list, opts: _etf.Options, convert: Any) -> memory.Chunked | bytes | None:
+    """Under pressure: a large list encoded twice, once to learn its size and once straight into the frame.
+
+    An encoding under `KEEP_MAX` comes back whole (bytes), as without
+    pressure. None when the list is better encoded whole after all: its
+    encoding is under memory.LOW_PEAK_MIN, a batch failed (the whole encode
+    then raises or falls back with its usual message, naming the whole
+    list's place), or it may be one STRING_EXT.
+    """
+    size, kept = 0, []
+    try:
+        for piece in _list_pieces(obj, opts, convert):
+            size += len(piece)
+            if kept is not None:  # while small, keep the pieces: joined they are the whole encoding
+                kept.append(piece)
+                if size >= KEEP_MAX:
+                    kept = None
+    except Exception:  # noqa: BLE001 - any failure: the whole encode reports it, with the right path
+        return None
+    if kept is not None:
+        # Up to 65535 small ints the whole list is one STRING_EXT, which the batches are not.
+        return b"".join(kept) if len(obj) > 0xFFFF else None
+    if size < memory.LOW_PEAK_MIN:
+        return None  # a second, whole encode costs less than batches here
+
+    def write(dest: memoryview) -> None:
+        pos = 0
+        for piece in _list_pieces(obj, opts, convert):
+            if pos + len(piece) > size:
+                break
+            dest[pos : pos + len(piece)] = piece
+            pos += len(piece)
+            del piece  # not alive while the next batch is encoded
+        if pos != size:
+            raise EncodeError(f"The list of {len(obj)} elements encoded to a different size on the second pass "
+                              f"({size} B before); was it changed while it was written?")
+
+    memory.decide("dumps", f"memory pressure: a list of {len(obj)} elements encoded twice in batches, the second "
+                  f"time straight into the frame ({size} B; the encoded payload is never held whole)",
+                  path="etf in place", nbytes=size, elements=len(obj))
+    return memory.Chunked(size, write, partial(_list_pieces, obj, opts, convert))
 
 
 def _type_versions(options: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from .. import memory
 from .._errors import DecodeError, ValidationError
 from .._buffers import Segment
 from ._base import DecodeContext, EncodeContext, Format, Payload
@@ -111,7 +112,10 @@ class NdarrayFormat(Format):
                 out = np.frombuffer(dest, dtype=arr.dtype, count=arr.size).reshape(arr.shape, order=order)
                 np.copyto(out, arr, casting="no")
 
-            p.add(Segment(arr.nbytes, write))
+            if memory.low_peak(arr.nbytes):  # a compressor then reads slices, never a whole copy
+                p.add(memory.Chunked(arr.nbytes, write, functools.partial(_slices, arr, order)))
+            else:
+                p.add(Segment(arr.nbytes, write))
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
@@ -181,6 +185,24 @@ def _lists_to_tuples(descr: Any) -> Any:
     if isinstance(descr, tuple):
         return tuple(_lists_to_tuples(x) for x in descr)
     return descr
+
+
+def _slices(arr: np.ndarray, order: str, n: int) -> Any:
+    """A non-contiguous array's elements in ``order``, as contiguous copies of about ``n`` bytes each.
+
+    Slices run along the slowest axis of ``order`` (the first for C, the
+    last for F), so their bytes follow one another as the whole array's would.
+
+    Examples
+    --------
+    >>> a = np.arange(12).reshape(3, 4)[:, ::2]
+    >>> b"".join(_slices(a, "C", 16)) == a.tobytes(order="C")
+    True
+    """
+    outer = arr if order == "C" else arr.T  # C order of the transpose is F order of the array
+    step = max(1, n // max(1, outer[:1].nbytes))
+    for i in range(0, len(outer), step):
+        yield memoryview(np.ascontiguousarray(outer[i : i + step])).cast("B")
 
 
 def _byte_view(arr: np.ndarray, order: str) -> memoryview:
