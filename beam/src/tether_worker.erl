@@ -131,7 +131,8 @@ call(_W, _Mod, _Fun, Args, _Opts) ->
 measure(W, Mod, Fun, Args, Opts) when is_list(Args) ->
     case tether_options:call(worker, Opts) of
         {ok, #{timeout := Timeout, tables := Tables}} ->
-            request(W, to_bin(Mod), to_bin(Fun), Args, Tables, deadline(Timeout), none);
+            {Result, Stats} = request(W, to_bin(Mod), to_bin(Fun), Args, Tables, deadline(Timeout), none),
+            {Result, in_microseconds(Stats)};
         Error -> {Error, #{}}
     end.
 
@@ -482,15 +483,22 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
             Other -> {{error, {unexpected_reply, Other}}, Size, Route, #{}}
         end,
     Done = erlang:monotonic_time(),
+    %% The stages stay timestamps here: only measure/5 wants them, and it
+    %% converts them in the caller, off this process's path to the next call.
     reply(R, Result1, #{queue_time => Sent - R#req.enqueued, bytes_in => In, bytes_out => Out,
-                        route => Route1, stages => stages(B, Arrived, Done, Read)}),
+                        route => Route1, stages => {timestamps, B, Arrived, Done, Read}}),
     erlang:demonitor(R#req.mref, [flush]),
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
     dispatch(S#st{busy = undefined}).
 
-%% Each stage in microseconds; `read' and `decode' as tether_embed measured them.
+%% A call's figures with each stage in microseconds; `read' and `decode' as
+%% tether_embed measured them.
+in_microseconds(Stats = #{stages := {timestamps, B, Arrived, Done, Read}}) ->
+    Stats#{stages := stages(B, Arrived, Done, Read)};
+in_microseconds(Stats) -> Stats.
+
 stages(#busy{stages = St, sent = Sent}, Arrived, Done, Read) ->
     Start = maps:get(start, St, Sent),
     EncodeEnd = maps:get(encode_end, St, Sent),
@@ -507,11 +515,12 @@ expired(#req{deadline = D}) -> erlang:monotonic_time(millisecond) >= D.
 
 %% The worker may read only its Python's regions: tether- files, or its memfds.
 allow_shm(#st{os_pid = OsPid}) ->
-    Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
     fun(Path) ->
         case filename:basename(Path) of
             <<"tether-", _/binary>> -> true;
-            _ -> binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
+            _ ->
+                Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
+                binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
         end
     end.
 
