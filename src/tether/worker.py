@@ -572,7 +572,7 @@ class Worker:
         self._main = threading.get_ident()
         self.channel: Channel | None = None  # set by serve(): writes and the cancel signal coordinate through it
         self.calls = 0
-        self.last_call: dict[str, Any] = {}
+        self._last: tuple = ()  # the last call counted, made into ``last_call`` only when asked for
         self._step = ""  # "module.function" of the running call: the lineage step of its result frames
         self._outcome: str | None = None
         self._handled = 0.0
@@ -625,15 +625,22 @@ class Worker:
         """
         if self._pending is None:
             return
-        nbytes_in, nbytes_out, shm, (started, read, handled, done), step, outcome = self._pending
+        nbytes_in, nbytes_out, shm, (started, read, handled, done), step, outcome = last = self._pending
         self._pending = None
         route = "shm" if shm else "pipe"
         self.calls += 1
-        self.last_call = {"function": step, "route": route, "bytes_in": nbytes_in, "bytes_out": nbytes_out,
-                          "read_s": read - started, "handler_s": handled - read, "write_s": done - handled,
-                          "error": outcome}
+        self._last = last
         if _metrics is not None:
             _metrics.record("worker_call", "etf", "none", route, nbytes_in, nbytes_out, done - started, error=outcome)
+
+    @property
+    def last_call(self) -> dict[str, Any]:
+        """The last call counted: its function, route, bytes, stages in seconds and error (empty before any)."""
+        if not self._last:
+            return {}
+        nbytes_in, nbytes_out, shm, (started, read, handled, done), step, outcome = self._last
+        return {"function": step, "route": "shm" if shm else "pipe", "bytes_in": nbytes_in, "bytes_out": nbytes_out,
+                "read_s": read - started, "handler_s": handled - read, "write_s": done - handled, "error": outcome}
 
     def stats(self) -> dict[str, Any]:
         """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered and the last call's stages.
@@ -652,7 +659,7 @@ class Worker:
         if threading.get_ident() == self._main:  # the stats thread leaves the main thread's bookkeeping alone
             self.account()
         out = _metrics.snapshot()
-        out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": dict(self.last_call),
+        out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
                          "modules": sorted(self.modules)}
         return out
 
