@@ -249,28 +249,33 @@ def decode(message: Any, options: Any = None) -> Any:
     return tether.loads(message)
 
 
-_compact_encoding: list = [None, None]  # limits, their ETF encode options
-_compact_decoding: list = [None, None, None]  # limits, worker options, their ETF decode options
+# (limits, options) for compact messages, replaced whole so that a thread never sees half an update.
+_compact_encoding: tuple = (None, None)  # limits, their ETF encode options
+_compact_decoding: tuple = (None, None, None)  # limits, worker options, their ETF decode options
 
 
 def _encode_options() -> Any:
     """The ETF options a compact message is written with: a frame payload's, under the current limits."""
+    global _compact_encoding
     limits = tether.get_limits()
-    if _compact_encoding[0] is not limits:
-        _compact_encoding[:] = [limits, _etf.Options(limits=limits)]
-    return _compact_encoding[1]
+    cached = _compact_encoding
+    if cached[0] is not limits:
+        cached = _compact_encoding = (limits, _etf.Options(limits=limits))
+    return cached[1]
 
 
 def _decode_options(options: Any) -> Any:
     """The ETF options a compact message is read with: as the etf format reads a BEAM-written frame.
 
-    ``options`` are the worker's (its ``binaries``); cached by the limits' identity.
+    ``options`` are the worker's (its ``binaries``); cached by the limits' and the options' identity.
     """
+    global _compact_decoding
     limits = tether.get_limits()
-    if _compact_decoding[0] is not limits or _compact_decoding[1] is not options:
+    cached = _compact_decoding
+    if cached[0] is not limits or cached[1] is not options:
         ctx = formats.DecodeContext(options=options or {}, limits=limits, frame="compact message")
-        _compact_decoding[:] = [limits, options, _ETF.decode_options({"binaries": "beam"}, ctx)]
-    return _compact_decoding[2]
+        cached = _compact_decoding = (limits, options, _ETF.decode_options({"binaries": "beam"}, ctx))
+    return cached[2]
 
 
 def _text(value: Any) -> str:
