@@ -125,3 +125,32 @@ def test_bad_settings_are_validation_errors():
         m.on_alert("not callable")
     with pytest.raises(tether.ValidationError):
         m.alert("", "m", {}, "s")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_all_healthy_shortcut_matches_batch_by_batch(monitor, monkeypatch, seed):
+    import random
+
+    from tether.metrics import _alerts
+
+    _, events = monitor
+    rng = random.Random(seed)
+    # Runs of steady throughput with drops to a fifth and recoveries: both paths fire and clear alike.
+    medians = [rng.uniform(0.9, 1.1) * (0.2 if (i // 12) % 3 == 2 else 1.0) for i in range(120)]
+    chunks = [medians[i:i + rng.randint(1, 20)] for i in range(0, len(medians), 20)]
+    chunks = [c for c in chunks if c]
+    where = ("dumps", "etf", 0)
+
+    def run():
+        m.reset()
+        for event in m.active_alerts():
+            m.clear(event.name)
+        events.clear()
+        for chunk in chunks:
+            _alerts.evaluate(where, "none", chunk, 16)
+        return [(e.state, e.figures.get("ratio")) for e in events], [list(v) for v in _alerts._baselines[where]]
+
+    shortcut = run()
+    monkeypatch.setattr(_alerts, "_all_healthy", lambda *args: False)
+    assert run() == shortcut
+    assert any(state == "firing" for state, _ in shortcut[0])

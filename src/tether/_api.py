@@ -20,9 +20,11 @@ from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
 from .metrics import _core as _metrics
 
-_events = _metrics.events  # one list for the process: recording an operation is one extend of it
-_record = _events.extend
-_DRAIN_AT = _metrics.DRAIN_AT
+# The metrics accumulator's calls, bound once: start() is a start mark or None while metrics are off;
+# add(..., t0, decision) and add_frame(..., header, t0) count the operation and return None, or flags:
+# _DUE (fold now), _LARGE_OP (the large-value notes apply) (tether/metrics/_core.py).
+_start, _add, _add_frame = _metrics.start, _metrics.add, _metrics.add_frame
+_LARGE, _DUE, _LARGE_OP = _metrics.LARGE, _metrics.DUE, _metrics.LARGE_OP
 
 _checksum = frame.checksum
 _new_context = tuple.__new__  # a DecodeContext from all its fields, without keyword handling
@@ -189,7 +191,7 @@ def _dumps(
     options: Mapping[str, Any] | None, reader: str, parent: FrameInfo | None, step: str | None,
 ) -> bytes:
     """:func:`dumps` itself, timed for :mod:`tether.metrics` (arguments as dumps)."""
-    t0 = _metrics.clock() if _metrics.on else None
+    t0 = _start()
     try:
         decision = None
         if (compression == "none" and level is None and metadata is None and lineage is None and not options
@@ -201,9 +203,9 @@ def _dumps(
             if plain is not None:
                 item = record_lazy(name, reason, format, plain[1], estimate)
                 if t0 is not None:
-                    _record(("dumps", name, "none", transport, plain[1], len(plain[0]), _metrics.clock() - t0, item))
-                    if len(_events) >= _DRAIN_AT or plain[1] >= _metrics.LARGE:
-                        _after_plain(name, checksum, transport, plain[1])
+                    flags = _add("dumps", name, "none", transport, plain[1], len(plain[0]), t0, item)
+                    if flags:
+                        _after_plain(flags, name, checksum, transport, plain[1])
                 return plain[0]
             decision = Decision(name, reason, estimate, requested=format)
         req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
@@ -221,23 +223,24 @@ def _dumps(
     return out
 
 
-def _after_plain(fmt: str, checksum: Any, transport: str, size: int) -> None:
-    """Fold the events when due; the large-value notes of a plain frame (the general path's are in :func:`prepare`)."""
-    if len(_events) >= _DRAIN_AT:
-        _metrics.drain()
-    if size >= _metrics.LARGE and transport == "memory" and _checksum.kind_for(
+def _after_plain(flags: int, fmt: str, checksum: Any, transport: str, size: int) -> None:
+    """Fold the counts when due; the large-value notes of a plain frame (the general path's are in prepare)."""
+    if flags & _DUE:
+        _metrics.drain(False)
+    if flags & _LARGE_OP and size >= _LARGE and transport == "memory" and _checksum.kind_for(
             _checksum.requested(checksum), size, transport, False):
         _metrics.note("checksum", (fmt, transport), size)
 
 
-def _observe_encoded(op: str, enc: Encoded, transport: str, nbytes: int, t0: int) -> None:
-    """Count one written frame (its decision joins the history with the time it took)."""
-    ns = _metrics.clock() - t0
+def _observe_encoded(op: str, enc: Encoded, transport: str, nbytes: int, t0: float) -> None:
+    """Count one written frame that started at ``t0`` (its decision joins the history with the time it took)."""
     d = enc.decision
+    flags = _add(op, d.format, d.compression, transport, enc.header.raw_length, nbytes, t0, d)
     if d.fallback_from:
         _metrics.count_other(op, d.format, d.compression, transport, nbytes, _metrics.FALLBACKS,
                              f"{d.fallback_from}->{d.format}")
-    _metrics.observe(op, d.format, d.compression, transport, enc.header.raw_length, nbytes, ns, d)
+    if flags and flags & _DUE:
+        _metrics.drain(False)
 
 
 def dump_into(obj: Any, region: Any, **options: Any) -> Any:
@@ -261,7 +264,7 @@ def dump_into(obj: Any, region: Any, **options: Any) -> Any:
     {'k': [1, 2]}
     """
     options.setdefault("transport", "shm")
-    t0 = _metrics.clock() if _metrics.on else None
+    t0 = _start()
     enc = encode(obj, **options)
     slot, _offset, view = region.reserve(enc.nbytes)
     try:
@@ -377,34 +380,32 @@ def loads(
     >>> value, info.lineage[0]["step"]
     ([1], 'load')
     """
-    if not _metrics.on:
+    t0 = _start()
+    if t0 is None:
         value, header, meta = decode_frame(as_view(buf), into, copy, allow_pickle, verify, options)
     else:
-        t0 = _metrics.clock()
         mv = as_view(buf)
         try:
             value, header, meta = decode_frame(mv, into, copy, allow_pickle, verify, options)
         except TetherError as exc:
             _metrics.count_other("loads", "?", "?", "memory", len(mv), _metrics.ERRORS, type(exc).__name__)
             raise
-        ns = _metrics.clock() - t0
-        cid = header.compression_id
-        # The label is the registered format of the header's id: metadata's name is the peer's to choose.
-        name = formats.registry.by_id[header.format_id].name
-        _record(("loads", name, compression.registry.by_id[cid].name if cid else "none", "memory", len(mv),
-                 header.raw_length, ns, None))
-        if len(_events) >= _DRAIN_AT or into is not None or copy:
-            _after_read(name, into, copy, header.raw_length, ns)
+        # The label is the registered format of the header's id (metadata's name is the peer's to choose):
+        # the header's ids are counted, and named only when the counts are folded.
+        flags = _add_frame("loads", "memory", len(mv), header, t0)
+        if flags or into is not None or copy:
+            _after_read(flags, formats.registry.by_id[header.format_id].name, into, copy, header.raw_length, t0)
     return (value, _info(header, meta)) if with_info else value
 
 
-def _after_read(fmt: str, into: str | None, copy: bool, nbytes: int, ns: int) -> None:
-    """Fold the events when due; note reads the recommendations look at."""
-    if len(_events) >= _DRAIN_AT:
-        _metrics.drain()
+def _after_read(flags: int | None, fmt: str, into: str | None, copy: bool, nbytes: int, t0: float) -> None:
+    """Fold the counts when ``flags`` say so; note reads the recommendations look at (timed from ``t0``)."""
+    if flags and flags & _DUE:
+        _metrics.drain(False)
+    ns = int(_metrics.clock() - t0)
     if into is not None:
         _metrics.note("into", (fmt, into), nbytes, 0, ns)
-    if copy and nbytes >= _metrics.LARGE:
+    if copy and nbytes >= _LARGE:
         _metrics.note("copy", fmt, nbytes, 0, ns)
 
 

@@ -10,6 +10,7 @@
  *   encode.c   ETF encoder for exact builtin types (encode)
  *   copy.c     bulk copy for frame payloads (copy)
  *   keys.c     the key-safety rule: hashable map keys, bounded hash collisions
+ *   metrics.c  tether.metrics' per-key counters and decision ring (Accumulator); metrics.h its entry
  */
 #ifndef TETHER_COMMON_H
 #define TETHER_COMMON_H

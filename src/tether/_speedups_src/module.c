@@ -6,6 +6,7 @@
  * parses one tether._etf.Options once, and TAGS, built from tags.h.
  */
 #include "common.h"
+#include "metrics.h"
 
 State *module_state(PyObject *module) { return (State *)PyModule_GetState(module); }
 
@@ -175,6 +176,7 @@ static int module_exec(PyObject *m) {
     st->options_type = PyType_FromModuleAndSpec(m, &options_spec, NULL);
     if (!st->options_type || PyModule_AddObjectRef(m, "CodecOptions", st->options_type) < 0) return -1;
     if (PyModule_AddIntConstant(m, "API", SPEEDUPS_API) < 0) return -1;
+    if (metrics_add_type(m) < 0) return -1;  /* tether.metrics' counters (metrics.c) */
     PyObject *tags = tag_table();
     if (!tags) return -1;
     int rc = PyModule_AddObjectRef(m, "TAGS", tags);
@@ -232,7 +234,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_speedups",
-    .m_doc = "tether's native fast paths: the ETF codec, column decoders and a bulk copy.",
+    .m_doc = "tether's native fast paths: the ETF codec, column decoders, a bulk copy and the metrics counters.",
     .m_size = sizeof(State),
     .m_methods = methods,
     .m_slots = slots,

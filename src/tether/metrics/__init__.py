@@ -2,11 +2,13 @@
 
 On by default and cheap enough to leave on: every ``dumps``, ``loads``,
 ``dump_into`` and stream chunk is counted per (operation, format,
-compression, transport, size class). Recording one is a single list append,
-without a lock; every 1024 operations, and whenever figures are read, they
-are folded in bulk (with NumPy) into counts, byte totals and log-bucket
-histograms, so no sample is kept. Shared memory (``attach``) and worker calls
-(``worker_call``) report through :func:`record`.
+compression, transport, size class). Counting one is a single call into
+C counters (``tether._speedups``; a ``list.extend`` folded in bulk with NumPy
+where the extension is not built), without a lock; about once a second while
+operations come (every 1024 in pure Python), and whenever figures are read,
+they are folded into counts, byte totals and log-bucket histograms, so no
+sample is kept. Shared memory (``attach``) and worker calls (``worker_call``)
+report through :func:`record`.
 
 - :func:`snapshot` — everything as plain data (JSON-serialisable);
 - :func:`decisions` — the last format decisions, with the time each operation took;
@@ -81,6 +83,9 @@ def record(
     """
     if not _core.on:
         return
+    for name, value in (("op", op), ("fmt", fmt), ("compression", compression), ("transport", transport)):
+        if not isinstance(value, str):
+            raise ValidationError(f"record() needs {name} as a str, got {type(value).__name__}: pass e.g. '-'.")
     if error is not None:
         kind = error if isinstance(error, str) else type(error).__name__
         _core.count_other(op, fmt, compression, transport, max(nbytes_in, nbytes_out), _core.ERRORS, kind)
@@ -112,8 +117,9 @@ def decisions(n: int | None = None) -> list[Decision]:
 def flush() -> None:
     """Fold the operations recorded so far into the totals and the alert monitor now.
 
-    Recording only appends to a list; the figures are folded every 1024
-    operations and whenever they are read (:func:`snapshot`, :func:`decisions`,
+    Recording only adds to counters; the figures are folded about once a
+    second while operations come (every 1024 operations without the C
+    extension) and whenever they are read (:func:`snapshot`, :func:`decisions`,
     :func:`recommendations`, the exporters). Call this to have the throughput
     alerts look at the latest operations at once.
 
@@ -134,7 +140,7 @@ def enable() -> None:
     >>> m.disable(); m.enable(); m.enabled()
     True
     """
-    _core.on = True
+    _core.set_on(True)
 
 
 def disable() -> None:
@@ -147,7 +153,7 @@ def disable() -> None:
     False
     >>> m.enable()
     """
-    _core.on = False
+    _core.set_on(False)
 
 
 def enabled() -> bool:
@@ -186,11 +192,9 @@ def set_clock(clock: Callable[[], int] | None) -> None:
     >>> import tether.metrics as m
     >>> m.set_clock(lambda: 0); m.set_clock(None)
     """
-    import time
-
     if clock is not None and not callable(clock):
         raise ValidationError(f"set_clock needs a callable returning nanoseconds, got {type(clock).__name__}.")
-    _core.clock = clock or time.perf_counter_ns
+    _core.set_clock(clock)
 
 
 def _row(key: tuple, entry: list) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -54,7 +55,8 @@ _config = _Config()
 _lock = threading.RLock()
 _active: dict[str, Alert] = {}
 _callbacks: list[Callable[[Alert], Any]] = []
-_baselines: dict[tuple, list[float]] = {}
+# Per (op, format, size class): the healthy batch medians of the baseline, oldest first, and the same sorted.
+_baselines: dict[tuple, tuple[list[float], list[float]]] = {}
 
 
 def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> bool:
@@ -175,7 +177,7 @@ def configure_alerts(
                 if type(value) is not int or value < 1:
                     raise ValidationError(f"{name} must be a positive int, got {value!r}.")
                 setattr(_config, name, value)
-        _core.batch_size = _config.min_samples
+        _core.set_batch(_config.min_samples)
         return {"fraction": _config.fraction, "min_samples": _config.min_samples, "warmup": _config.warmup,
                 "window": _config.window}
 
@@ -189,29 +191,58 @@ def reset_baselines() -> None:
 def evaluate(where: tuple, comp: str, medians: list[float], samples: int) -> None:
     """Compare batch median throughputs (bytes per ns, oldest first) of ``where`` (op, format, size class) with
     the rolling baseline, each batch in turn: a slow one fires the alert, a healthy one joins the baseline and
-    clears it."""
+    clears it.
+
+    This runs for every batch of every key, so the baseline's values are kept sorted as they come and go
+    (no sort per batch), and only the batches that change the alert's state leave the lock to act.
+    """
     op, fmt, size = where
     name = f"throughput:{op}:{fmt}:{_core.SIZE_CLASSES[size]}"
     fraction, warmup, window = _config.fraction, _config.warmup, _config.window
-    events: list[tuple[bool, float, float | None]] = []
-    with _lock:  # one pass over the batches, oldest first; alerts are raised after, outside the lock
-        history = _baselines.setdefault(where, [])
+    changes: list[tuple[float, float | None]] = []  # (recent, baseline): a slow batch fires, baseline None clears
+    with _lock:
+        fifo, ordered = _baselines.get(where) or _baselines.setdefault(where, ([], []))
+        active = name in _active
+        if _all_healthy(medians, ordered, fraction):  # the usual case, in one step
+            fifo.extend(medians)
+            del fifo[:-window]
+            ordered[:] = sorted(fifo)
+            if active:
+                changes.append((medians[0], None))
+            medians = ()
         for recent in medians:
-            ordered = sorted(history)
             count = len(ordered)
-            baseline = (ordered[count // 2] if count % 2 else (ordered[count // 2 - 1] + ordered[count // 2]) / 2
-                        ) if count >= warmup else None
-            slow = baseline is not None and recent < fraction * baseline
-            if not slow:
-                history.append(recent)
-                del history[:-window]
-            events.append((slow, recent, baseline))
-    for slow, recent, baseline in events:
-        if not slow:
-            if name in _active:
-                clear(name)
+            baseline = None
+            if count >= warmup:
+                half = count // 2
+                baseline = ordered[half] if count % 2 else (ordered[half - 1] + ordered[half]) / 2
+                if recent < fraction * baseline:
+                    if not active:
+                        changes.append((recent, baseline))
+                        active = True
+                    continue
+            fifo.append(recent)
+            insort(ordered, recent)
+            while len(fifo) > window:
+                del ordered[bisect_left(ordered, fifo.pop(0))]
+            if active:
+                changes.append((recent, None))
+                active = False
+    for recent, baseline in changes:  # raised outside the lock: callbacks may read the metrics
+        if baseline is None:
+            clear(name)
         elif name not in _active:
             _fire(name, where, comp, recent, baseline, samples)
+
+
+def _all_healthy(medians: list[float], ordered: list[float], fraction: float) -> bool:
+    """Whether no batch can be slow: each baseline is a median of these values, so never above their largest."""
+    if not medians:
+        return False
+    top = max(medians)
+    if ordered and ordered[-1] > top:
+        top = ordered[-1]
+    return min(medians) >= fraction * top
 
 
 def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:

@@ -1,25 +1,36 @@
-"""The accumulators behind :mod:`tether.metrics`: an event list folded in bulk, log-bucket histograms, notes.
+"""The accumulators behind :mod:`tether.metrics`: per-key counters, log-bucket histograms, notes.
 
-Recording has to cost next to nothing, so an operation only extends
-:data:`events` by its :data:`FIELDS` values (``list.extend`` is atomic, so
-threads need no lock and never interleave; the values are ints, strings and
-the decision record that exists anyway, so the garbage collector has no new
-object to visit). Every 1024 operations (:data:`DRAIN_AT` values), and before
-anything reads the figures, :func:`drain`
-folds them into the per-key totals with NumPy (group by key, ``bincount`` for
-counts, bytes and histogram buckets), under a lock only drainers take.
+Metrics are on by default, so counting an operation has to cost next to
+nothing (#13: at most 3 % on a small ``dumps`` + ``loads`` round trip). The
+entry points therefore make two calls of one accumulator, :data:`acc`:
+:func:`start` before the work (a start mark, or None while metrics are off)
+and :func:`add` (or :func:`add_frame`, for a frame read) after it, which reads
+the clock again, counts the operation and returns None or flags: :data:`DUE`
+(fold now) and :data:`LARGE_OP` (a value of :data:`LARGE` bytes or more, which
+the large-value notes look at).
+The accumulator is ``tether._speedups.Accumulator`` when the C extension is
+built: per-key counters, histogram buckets, throughput batches and the
+newest decisions in C, updated atomically under the GIL, so threads need no
+lock. Without it, :class:`PyAccumulator` keeps the same contract with one
+``list.extend`` per operation, folded in bulk with NumPy.
+
+When ``add`` returns :data:`DUE` (the C accumulator: a second after the last
+fold, or 65536 operations; the Python one: every :data:`DRAIN_AT` operations)
+and before anything reads the figures, :func:`drain` takes the accumulator's
+deltas into the totals per key, the decision history and the alert monitor,
+under a lock only drainers take.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from itertools import compress
 from typing import Any, Callable
 
 import numpy as np
 
-from .._select import history
+from .._select import HISTORY, history
+from ..frame import Header
 
 # Size classes, by the larger of bytes in and out (the value's size, not its frame's overhead).
 SIZE_CLASSES = ("<1KiB", "1KiB-64KiB", "64KiB-1MiB", "1MiB-16MiB", ">=16MiB")
@@ -34,35 +45,22 @@ NBUCKETS = SUB_BUCKETS * MAX_BITS - 8 + SUB_BUCKETS
 # Totals per key (op, format, compression, transport, size class index): a list indexed by these.
 COUNT, BYTES_IN, BYTES_OUT, NANOS, HIST, ERRORS, FALLBACKS = range(7)
 
-clock: Callable[[], int] = time.perf_counter_ns
+clock: Callable[[], int] = time.perf_counter_ns  # the other timings' clock (compression); set_clock sets both
 on = True
-# Flat, FIELDS values per operation: op, format, compression, transport, bytes in, bytes out,
-# nanoseconds, decision or None; oldest first.
+DRAIN_AT = 1024  # PyAccumulator's operations between folds (the C one: a second, or 65536 operations)
+# What add, add_frame and observe return besides None, as bits: a drain is due; the operation was LARGE.
+DUE, LARGE_OP = 1, 2
+# PyAccumulator's events: FIELDS values per operation (op, format, compression, transport, bytes in,
+# bytes out, nanoseconds, decision or None).
 FIELDS = 8
-events: list[Any] = []
-DRAIN_AT = 1024 * FIELDS
 # The alert monitor's batch size (operations per median) and its evaluator, set by _alerts.
 batch_size = 16
 evaluate_batch: Callable[[tuple, str, list, int], None] | None = None
 
 _lock = threading.RLock()
 _totals: dict[tuple, list] = {}
-_pending: dict[tuple, list] = {}  # alert key -> [throughput arrays not yet in a full batch, compression]
 _notes: dict[tuple, list] = {}
 since = time.time()
-
-
-class _Ids(dict):
-    """Key → small int, numbering new keys as they come (``__missing__`` runs once per key)."""
-
-    def __missing__(self, key: tuple) -> int:
-        value = self[key] = len(self)
-        _names.append(key)
-        return value
-
-
-_ids = _Ids()
-_names: list[tuple] = []
 
 
 def bucket(ns: int) -> int:
@@ -106,66 +104,52 @@ def _buckets(ns: np.ndarray) -> np.ndarray:
 
 
 def observe(op: str, fmt: str, comp: str, transport: str, nin: int, nout: int, ns: int, decision: Any = None) -> None:
-    """Count one successful operation that took ``ns`` nanoseconds (dumps and loads extend :data:`events` inline).
+    """Count one successful operation that took ``ns`` nanoseconds (the entry points use :func:`start` and :func:`add`).
 
     ``decision`` (the format choice that steered it) joins the decision history.
     """
-    events.extend((op, fmt, comp, transport, nin, nout, ns, decision))
-    if len(events) >= DRAIN_AT:
-        drain()
+    flags = acc.observe(op, fmt, comp, transport, nin, nout, ns, decision)
+    if flags and flags & DUE:
+        drain(False)
 
 
-def drain() -> None:
-    """Fold the events recorded so far into the totals, the decision history and the alert monitor."""
+def drain(decisions: bool = True) -> None:
+    """Fold the operations counted so far into the totals, the decision history and the alert monitor.
+
+    The folds ``add`` says are due pass ``decisions=False``:
+    the accumulator keeps the newest decisions until someone reads them,
+    which is all the history would keep anyway.
+    """
     with _lock:
-        n = len(events)  # always a multiple of FIELDS: each operation's values went in with one extend
-        if not n:
-            return
-        batch = events[:n]
-        del events[:n]  # values added meanwhile sit after index n and stay
-        decided = batch[7::FIELDS]
-        history.extend(compress(zip(decided, batch[0::FIELDS], batch[6::FIELDS]), decided))
-        _fold(batch)
+        rows, decided, medians = acc.take(decisions)
+        history.extend(decided)
+        for op, fmt, comp, transport, size, count, nin, nout, ns, hist in rows:
+            key = (op, *_names(fmt, comp), transport, size)
+            entry = _totals.get(key) or _totals.setdefault(key, _new_entry())
+            entry[COUNT] += count
+            entry[BYTES_IN] += nin
+            entry[BYTES_OUT] += nout
+            entry[NANOS] += ns
+            entry[HIST] += np.frombuffer(hist, np.int64)
+        if evaluate_batch is not None:
+            for op, fmt, comp, size, values in medians:
+                fmt, comp = _names(fmt, comp)
+                evaluate_batch((op, fmt, size), comp, values, batch_size)
 
 
-def _fold(batch: list[Any]) -> None:
-    keys = zip(batch[0::FIELDS], batch[1::FIELDS], batch[2::FIELDS], batch[3::FIELDS])
-    ids = np.array(list(map(_ids.__getitem__, keys)), np.int64)
-    nin, nout, ns = (np.array(batch[i::FIELDS], np.int64) for i in (4, 5, 6))
-    size = np.maximum(nin, nout)
-    classes = np.searchsorted(_SIZE_BOUNDS, size, side="right")
-    groups, inverse = np.unique(ids * len(SIZE_CLASSES) + classes, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    m = len(groups)
-    counts = np.bincount(inverse, minlength=m)
-    sums = [np.bincount(inverse, weights=v, minlength=m) for v in (nin, nout, ns)]
-    hists = np.bincount(inverse * NBUCKETS + _buckets(ns), minlength=m * NBUCKETS).reshape(m, NBUCKETS)
-    throughput = np.maximum(size, 1) / np.maximum(ns, 1)
-    for j, group in enumerate(groups.tolist()):
-        key = (*_names[group // len(SIZE_CLASSES)], group % len(SIZE_CLASSES))
-        entry = _totals.get(key) or _totals.setdefault(key, _new_entry())
-        entry[COUNT] += int(counts[j])
-        entry[BYTES_IN] += int(sums[0][j])
-        entry[BYTES_OUT] += int(sums[1][j])
-        entry[NANOS] += int(sums[2][j])
-        entry[HIST] += hists[j]
-        _to_monitor(key, throughput[inverse == j])
+def _names(fmt: str | int, comp: str | int) -> tuple[str, str]:
+    """Format and compression names; ``loads`` counts their frame header's ids, named only here (cheaper)."""
+    if type(fmt) is int:
+        from .. import formats
 
+        found = formats.registry.by_id.get(fmt)
+        fmt = found.name if found is not None else f"format id {fmt}"
+    if type(comp) is int:
+        from .. import compression
 
-def _to_monitor(key: tuple, samples: np.ndarray) -> None:
-    """Hand the alert monitor the medians of each full batch of ``batch_size`` throughput samples."""
-    op, fmt, comp, _transport, size = key
-    where = (op, fmt, size)
-    pending = _pending.setdefault(where, [np.empty(0), comp])
-    pending[0] = np.concatenate((pending[0], samples))
-    pending[1] = comp
-    full = len(pending[0]) // batch_size
-    if not full:
-        return
-    chunks = pending[0][: full * batch_size].reshape(full, batch_size)
-    pending[0] = pending[0][full * batch_size :]
-    if evaluate_batch is not None:
-        evaluate_batch(where, comp, np.median(chunks, axis=1).tolist(), batch_size)
+        found = compression.registry.by_id.get(comp)
+        comp = found.name if found is not None else "none" if not comp else f"compression id {comp}"
+    return fmt, comp
 
 
 def _new_entry() -> list:
@@ -230,11 +214,180 @@ def percentile(hist: list[int], q: float) -> float | None:
 
 
 def reset() -> None:
-    """Forget every count, note and pending event."""
+    """Forget every count, note and operation not yet folded."""
     global since
     with _lock:
-        del events[:]
+        acc.clear()
         _totals.clear()
-        _pending.clear()
         _notes.clear()
         since = time.time()
+
+
+class PyAccumulator:
+    """``tether._speedups.Accumulator``'s contract in Python, for builds without the C extension.
+
+    Counting is one ``list.extend`` of the operation's :data:`FIELDS` values
+    (atomic, so threads need no lock and never interleave); :meth:`take`
+    folds them with NumPy: group by key, sums, ``bincount`` of histogram
+    buckets, and the throughput medians of each full batch per key.
+
+    Examples
+    --------
+    >>> a = PyAccumulator(history=4, batch=2)
+    >>> a.observe("dumps", "etf", "none", "memory", 10, 30, 1000, None)
+    >>> rows, decided, medians = a.take()
+    >>> [row[:9] for row in rows], decided, medians
+    ([('dumps', 'etf', 'none', 'memory', 0, 1, 10, 30, 1000)], [], [])
+    """
+
+    def __init__(self, history: int = HISTORY, batch: int = 16) -> None:
+        self.events: list[Any] = []
+        self.history, self.batch = history, batch
+        self.on, self.clock = True, time.perf_counter_ns
+        self.large = 1 << 62
+        self.samples: dict[tuple, np.ndarray] = {}  # (key, size class) -> throughputs of the batch being filled
+        self.unsampled = 0  # operations at the head of events counted before a batch size change: no samples
+
+    def start(self) -> int | None:
+        """The clock in nanoseconds, or None while off."""
+        return self.clock() if self.on else None
+
+    def add(self, op: str, fmt: str, comp: str, transport: str, nin: int, nout: int, t0: int,
+            decision: Any) -> int | None:
+        """Count one operation that started at ``t0`` (from :meth:`start`); None, or :data:`DUE` | :data:`LARGE_OP`."""
+        return self.observe(op, fmt, comp, transport, nin, nout, self.clock() - t0, decision)
+
+    def add_frame(self, op: str, transport: str, nin: int, header: tuple, t0: int) -> int | None:
+        """:meth:`add` for a frame read: keyed by its header's format and compression ids, raw length out."""
+        fmt, comp, raw = self.frame_fields
+        return self.observe(op, header[fmt], header[comp], transport, nin, header[raw], self.clock() - t0, None)
+
+    def set_frame_fields(self, fmt: int, comp: int, raw: int) -> None:
+        """Where :meth:`add_frame` finds the format id, compression id and raw length in a header tuple."""
+        self.frame_fields = (fmt, comp, raw)
+
+    def observe(self, op: str, fmt: str, comp: str, transport: str, nin: int, nout: int, ns: int,
+                decision: Any) -> int | None:
+        """Count one operation that took ``ns`` nanoseconds; flags as :meth:`add`."""
+        events = self.events
+        events.extend((op, fmt, comp, transport, nin, nout, ns, decision))
+        flags = (DUE if len(events) >= DRAIN_AT * FIELDS else 0) | (LARGE_OP if max(nin, nout) >= self.large else 0)
+        return flags or None
+
+    def take(self, history: bool = True) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """The deltas since the last take: (rows, decided, medians), as the C accumulator's ``take``.
+
+        The decisions come whatever ``history`` says: they leave the event list with the counts.
+        """
+        events = self.events
+        n = len(events)  # always a multiple of FIELDS: each operation's values went in with one extend
+        batch = events[:n]
+        del events[:n]  # values added meanwhile sit after index n and stay
+        decided = [item for item in zip(batch[7::FIELDS], batch[0::FIELDS], batch[6::FIELDS]) if item[0] is not None]
+        if not n:
+            return [], [], []
+        rows, medians = self._fold(batch, self.unsampled)
+        self.unsampled = 0
+        return rows, decided[-self.history:], medians
+
+    def _fold(self, batch: list[Any], unsampled: int) -> tuple[list[tuple], list[tuple]]:
+        nin, nout, ns = (np.array(batch[i::FIELDS], np.int64) for i in (4, 5, 6))
+        ns = np.maximum(ns, 0)  # a clock that went back: the operation counts as instant
+        size = np.maximum(nin, nout)
+        classes = np.searchsorted(_SIZE_BOUNDS, size, side="right").tolist()
+        keys = zip(batch[0::FIELDS], batch[1::FIELDS], batch[2::FIELDS], batch[3::FIELDS], classes)
+        groups: dict[tuple, int] = {}
+        codes = np.array([groups.setdefault(key, len(groups)) for key in keys], np.int64)
+        m = len(groups)
+        sums = np.zeros((3, m), np.int64)
+        for row, values in zip(sums, (nin, nout, ns)):
+            np.add.at(row, codes, values)  # exact int64 sums
+        counts = np.bincount(codes, minlength=m)
+        hists = np.bincount(codes * NBUCKETS + _buckets(ns), minlength=m * NBUCKETS).reshape(m, NBUCKETS)
+        throughput = np.maximum(size, 1) / np.maximum(ns, 1)
+        sampled = np.arange(len(codes)) >= unsampled
+        rows, medians = [], []
+        for key, j in groups.items():
+            rows.append((*key, int(counts[j]), *(int(v) for v in sums[:, j]), hists[j].tobytes()))
+            done = self._batch_medians(key, throughput[(codes == j) & sampled])
+            if done:
+                medians.append((*key[:3], key[4], done))
+        return rows, medians
+
+    def _batch_medians(self, key: tuple, samples: np.ndarray) -> list[float]:
+        pending = np.concatenate((self.samples.get(key, np.empty(0)), samples))
+        full = len(pending) // self.batch
+        self.samples[key] = pending[full * self.batch:]
+        return np.median(pending[: full * self.batch].reshape(full, self.batch), axis=1).tolist() if full else []
+
+    def clear(self) -> None:
+        """Forget every count, sample and decision."""
+        del self.events[:]
+        self.samples.clear()
+        self.unsampled = 0
+
+    def set_on(self, flag: bool) -> None:
+        """Whether :meth:`start` reads the clock or says None."""
+        self.on = bool(flag)
+
+    def set_clock(self, clock: Callable[[], int] | None) -> None:
+        """A callable of nanoseconds, or None for ``time.perf_counter_ns``."""
+        self.clock = clock or time.perf_counter_ns
+
+    def set_large(self, nbytes: int) -> None:
+        """Operations whose larger byte count reaches ``nbytes`` are flagged :data:`LARGE_OP`."""
+        self.large = nbytes
+
+    def set_batch(self, n: int) -> None:
+        """Operations per throughput median; every key's batch starts afresh."""
+        self.batch = n
+        self.samples.clear()
+        self.unsampled = len(self.events) // FIELDS
+
+    @staticmethod
+    def bucket(ns: int) -> int:
+        """:func:`bucket`, for the same contract as the C accumulator."""
+        return bucket(max(ns, 0))
+
+
+def _native() -> Callable[..., Any] | None:
+    """The C accumulator's type when ``tether._speedups`` has one built with these histogram buckets and flags."""
+    try:
+        from .. import _speedups
+    except ImportError:  # no compiler at install time: PyAccumulator counts
+        return None
+    expected = {"METRICS_NBUCKETS": NBUCKETS, "METRICS_DUE": DUE, "METRICS_LARGE": LARGE_OP}
+    if any(getattr(_speedups, name, None) != value for name, value in expected.items()):
+        return None  # a build left over from an older tether: its counters would not match these tables
+    return _speedups.Accumulator
+
+
+# The one accumulator of the process: the entry points bind its start and add once, so it is never replaced.
+acc: Any = (_native() or PyAccumulator)(HISTORY, batch_size)
+acc.set_frame_fields(*(Header._fields.index(name) for name in ("format_id", "compression_id", "raw_length")))
+acc.set_large(LARGE)
+start: Callable[[], Any] = acc.start  # an opaque start mark (ns, a float from C), or None while off
+add: Callable[..., int | None] = acc.add  # None, or DUE | LARGE_OP
+add_frame: Callable[..., int | None] = acc.add_frame
+
+
+def set_on(flag: bool) -> None:
+    """Turn recording on or off (:func:`tether.metrics.enable` / ``disable``)."""
+    global on
+    on = bool(flag)
+    acc.set_on(on)
+
+
+def set_clock(new: Callable[[], int] | None) -> None:
+    """Time operations with ``new`` (nanoseconds), or ``time.perf_counter_ns`` when None."""
+    global clock
+    clock = new or time.perf_counter_ns
+    acc.set_clock(new)
+
+
+def set_batch(n: int) -> None:
+    """Operations per throughput median of the alert monitor; pending batches start afresh when it changes."""
+    global batch_size
+    if n != batch_size:
+        batch_size = n
+        acc.set_batch(n)
