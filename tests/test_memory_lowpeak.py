@@ -195,6 +195,22 @@ def test_arrow_under_an_outer_compressor_is_read_piece_by_piece_with_the_same_by
     assert tether.loads(squeezed).equals(t)
 
 
+def test_an_arrow_stream_that_comes_out_shorter_on_its_second_pass_is_caught(small_values, monkeypatch):
+    from tether.formats import arrow as arrow_format
+
+    real, calls = arrow_format._write_stream, []
+
+    def shorter_the_second_time(sink, schema, batches, options):
+        calls.append(type(sink).__name__)  # measured on mock streams, then written into the frame
+        real(sink, schema, batches[:-1] if isinstance(sink, pa.FixedSizeBufferWriter) else batches, options)
+
+    monkeypatch.setattr(arrow_format, "_write_stream", shorter_the_second_time)
+    pressure(True)
+    with pytest.raises(EncodeError, match="second pass"):
+        tether.dumps(table(6), compression="zstd")
+    assert calls[-1] == "FixedSizeBufferWriter"
+
+
 def test_a_compressor_that_is_not_deterministic_is_caught_when_the_frame_is_written():
     class Flaky:
         name, id, calls = "flaky", 200, 0

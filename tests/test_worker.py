@@ -647,3 +647,13 @@ def test_compact_messages_two_in_one_read_and_one_in_two_pieces(compact_client):
     time.sleep(0.05)  # the worker has read the first piece by now
     c.send_raw(whole[7:])
     assert c.recv()[1:] == (41, (A("ok"), 42))
+
+
+def test_a_message_that_is_none_is_answered_as_a_frame_after_compact_calls(compact_client):
+    c = compact_client
+    assert c.ok("add", 1, 2) == 3  # the last request was compact
+    junk = b"JUNK" * 20
+    c.send_raw(len(junk).to_bytes(4, "big") + junk)
+    raw = c.recv_raw()
+    assert raw[:4] == tether.frame.MAGIC and "not a tether frame" in bad_request(tether.loads(raw))
+    assert c.ok("add", 2, 2) == 4

@@ -150,24 +150,20 @@ decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray; Format =:= s
     {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
 
-%% Whether an ETF payload can hold a fun. A fun is NEW_FUN_EXT (its tag, then
-%% its size in 4 bytes, the first of them 0 below 16 MiB) or EXPORT_EXT (its
-%% tag, then an atom's tag): those byte pairs, not the tag bytes alone (any
-%% "p" or "q" in a string is one, and made every such reply walk its term).
-%% A compressed payload hides its bytes, and one of 16 MiB or more can hold a
-%% fun whose size starts with another byte: both are walked whenever a tag
-%% byte appears.
+%% Whether an ETF payload can hold a fun: NEW_FUN_EXT's tag byte anywhere
+%% (binary_to_term does not check the size that follows it, so any byte can
+%% come next), or EXPORT_EXT's tag followed by an atom's tag (what it must
+%% hold; a "q" in a string no longer walks the term). A compressed payload
+%% hides its bytes: always walked.
 may_hold_fun(<<?ETF_VERSION, ?ETF_COMPRESSED, _/binary>>) -> true;
-may_hold_fun(Payload) when byte_size(Payload) >= 1 bsl 24 ->
-    binary:match(Payload, [<<?ETF_NEW_FUN>>, <<?ETF_EXPORT>>]) =/= nomatch;
 may_hold_fun(Payload) -> binary:match(Payload, fun_tags()) =/= nomatch.
 
-%% The byte pairs' search pattern, compiled once per node (compiling it on
-%% every decode cost 0.8 us of a small reply's 4).
+%% The search pattern, compiled once per node (compiling it on every decode
+%% cost 0.8 us of a small reply's 4).
 fun_tags() ->
     case persistent_term:get({?MODULE, fun_tags}, undefined) of
         undefined ->
-            Pairs = [<<?ETF_NEW_FUN, 0>> | [<<?ETF_EXPORT, Tag>> || Tag <- ?ETF_ATOM_TAGS]],
+            Pairs = [<<?ETF_NEW_FUN>> | [<<?ETF_EXPORT, Tag>> || Tag <- ?ETF_ATOM_TAGS]],
             Pattern = binary:compile_pattern(Pairs),
             persistent_term:put({?MODULE, fun_tags}, Pattern),
             Pattern;

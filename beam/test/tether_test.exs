@@ -63,6 +63,17 @@ defmodule TetherTest do
     assert {:error, :funs_refused} = Tether.decode(packed)
     plain = %{pq: "ppqq", p: [:q, "p" <> <<0, 0>>, {:qq, "q" <> <<100>>}]}
     assert {:ok, ^plain} = Tether.decode(Tether.encode(plain) |> IO.iodata_to_binary())
+    # binary_to_term does not check NEW_FUN_EXT's size field: a fun whose size says anything is still one.
+    etf = :erlang.term_to_binary({:echo, fn x -> x end})
+    {at, _} = :binary.match(etf, <<112>>)
+    <<pre::binary-size(at), 112, size::32, post::binary>> = etf
+    forged = <<pre::binary, 112, Bitwise.bor(size, 0x01000000)::32, post::binary>>
+    assert {:echo, f} = :erlang.binary_to_term(forged)
+    assert is_function(f)
+    limits = %{safe: true, max_uncompressed_size: 1_073_741_824}
+    assert {:error, :funs_refused} = :tether_formats.decode(:etf, %{}, forged, limits)
+    compact = <<"TTMC", :erlang.crc32(forged)::32-little, forged::binary>>
+    assert {:error, :funs_refused} = :tether_protocol.decode(compact)
   end
 
   test "frames written by Python (golden files) decode" do

@@ -726,6 +726,10 @@ class Worker:
         ident = request[1] if type(request) is tuple and len(request) > 1 and request[0] == _CALL else -1
         return self.bad_request(ident, f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
 
+    def reset_form(self) -> None:
+        """Answer as a frame until the next request says otherwise (for messages that are none)."""
+        self._compact = False
+
     def message(self, term: Any) -> bytes:
         """``term`` as a message in the form of the request being answered (compact or frame)."""
         return compact(term) if self._compact else _frame(term)
@@ -1482,6 +1486,7 @@ def serve(worker: Worker, channel: Channel) -> int:
         try:
             message = channel.read_message()
         except MessageError as exc:
+            worker.reset_form()  # a message it could not read: answered as a frame, whatever came before
             channel.write_message(worker.bad_request(-1, exc))
             if exc.fatal:
                 logging.getLogger("tether.worker").error("tether.worker exits: %s", exc)

@@ -35,7 +35,7 @@ import pyarrow as pa
 from .. import arrow as arrow_api
 from .. import memory, schemas
 from .._buffers import Segment
-from .._errors import DecodeError, MappingError, ValidationError
+from .._errors import DecodeError, EncodeError, MappingError, ValidationError
 from .._transport import LEAVING
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
@@ -110,7 +110,11 @@ def _low_peak(p: Payload, schema: pa.Schema, batches: list, options: pa.ipc.IpcW
         p.type_info["batches"] = len(batches)
 
     def write(dest: memoryview, batches: list = batches) -> None:
-        _write_stream(pa.FixedSizeBufferWriter(pa.py_buffer(dest)), schema, batches, options)
+        sink = pa.FixedSizeBufferWriter(pa.py_buffer(dest))
+        _write_stream(sink, schema, batches, options)
+        if sink.tell() != len(dest):  # a column changed between the measuring pass and this one
+            raise EncodeError(f"the Arrow stream came out {sink.tell()} B on its second pass, {len(dest)} B on "
+                              "its first; was the table changed while it was written?")
 
     if not ipc_codec:
         p.add(memory.Chunked(size, write, partial(_stream_pieces, schema, batches, options)))
