@@ -207,7 +207,7 @@ def compact(term: Any) -> bytes:
     (b'TTMC', (Atom('echo'), 1))
     """
     try:
-        body = _etf.encode(term, _encode_options(), bytes_tag=_etf.BIT_BINARY)
+        body = _etf.encode(term, _ETF.encode_options(), bytes_tag=_etf.BIT_BINARY)
     except Exception:  # noqa: BLE001 - the general path writes it, or raises its typed error
         return _frame(term)
     return _COMPACT.pack(COMPACT_MAGIC, frame.checksum.crc32(body)) + body
@@ -219,7 +219,7 @@ def read_compact(message: Any, options: Any = None) -> Any:
     Raises :class:`tether.ChecksumError` when the term's bytes do not match the
     CRC, and :class:`tether.DecodeError` for anything that is not one message.
     """
-    mv = memoryview(message).cast("B") if not isinstance(message, bytes) else memoryview(message)
+    mv = _buffers.as_view(message)
     magic, crc = _COMPACT.unpack_from(mv) if len(mv) > COMPACT_HEADER else (None, 0)
     if magic != COMPACT_MAGIC:
         raise DecodeError(f"a {len(mv)}-byte message that is not a compact message (magic, CRC-32, ETF term).")
@@ -249,19 +249,9 @@ def decode(message: Any, options: Any = None) -> Any:
     return tether.loads(message)
 
 
-# (limits, options) for compact messages, replaced whole so that a thread never sees half an update.
-_compact_encoding: tuple = (None, None)  # limits, their ETF encode options
-_compact_decoding: tuple = (None, None, None)  # limits, worker options, their ETF decode options
-
-
-def _encode_options() -> Any:
-    """The ETF options a compact message is written with: a frame payload's, under the current limits."""
-    global _compact_encoding
-    limits = tether.get_limits()
-    cached = _compact_encoding
-    if cached[0] is not limits:
-        cached = _compact_encoding = (limits, _etf.Options(limits=limits))
-    return cached[1]
+# Limits, worker options and their ETF decode options for compact messages, replaced whole so that a
+# thread never sees half an update (the etf format's own cache needs a DecodeContext built per call).
+_compact_decoding: tuple = (None, None, None)
 
 
 def _decode_options(options: Any) -> Any:

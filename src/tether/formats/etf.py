@@ -84,7 +84,7 @@ class EtfFormat(Format):
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
-        opts = _etf.Options(**kwargs) if kwargs else self._default_options()
+        opts = _etf.Options(**kwargs) if kwargs else self.encode_options()
         convert = _type_versions(ctx.options)
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
@@ -104,13 +104,21 @@ class EtfFormat(Format):
         if _large_list(obj):
             return None  # the general path writes it in batches, straight into the frame
         try:
-            data = _etf.encode(obj, self._default_options(), bytes_tag=_etf.BIT_BINARY)
+            data = _etf.encode(obj, self.encode_options(), bytes_tag=_etf.BIT_BINARY)
         except Exception:
             return None
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
         return frame.plain(self, _TYPE, data, kind, type_key="tagged"), len(data)
 
-    def _default_options(self) -> _etf.Options:
+    def encode_options(self) -> _etf.Options:
+        """The ETF options an etf payload is written with by default, under the current limits (cached).
+
+        Examples
+        --------
+        >>> from tether import formats
+        >>> formats.get("etf").encode_options() is formats.get("etf").encode_options()
+        True
+        """
         limits = get_limits()
         if self._encode_options[0] is not limits:
             self._encode_options = (limits, _etf.Options(limits=limits))
