@@ -142,7 +142,9 @@ defmodule Tether.Worker do
 
   @doc """
   What the worker's Python reported at its handshake (`:tether`, `:python`,
-  `:modules`, `:speedups`, ...) with its `:os_pid`, `:phase` and `:queued` calls.
+  `:modules`, `:speedups`, `:messages`: the forms it reads, compact messages
+  among them, docs/format.md §8, ...) with its `:os_pid`, `:phase` and
+  `:queued` calls.
 
   ```elixir
   %{python: "3.11.7", os_pid: pid} = Tether.Worker.info(w)
