@@ -79,6 +79,25 @@ def test_auto_compression_for_the_beam_is_gzip_where_it_pays():
     assert tether.inspect(tether.dumps(TEXT, compression="auto", transport="network")).compression in ("lz4", "zstd")
 
 
+def test_one_stalled_sample_does_not_flip_the_choice(monkeypatch):
+    # A busy host preempts the writer while it times a sample: the policy takes
+    # the samples' median rate, so one 30 ms stall (100x a sample's time) is ignored.
+    gz = tether.compression.get("gzip")
+    real = gz.compress
+    calls = []
+
+    def stalls_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.03)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gz, "compress", stalls_once)
+    frame = tether.dumps(TEXT, compression="auto", transport="network", reader="beam")
+    assert len(calls) > 3  # the samples at two levels, then the payload
+    assert tether.inspect(frame).compression == "gzip"
+
+
 @pytest.mark.parametrize("value, transport, why", [
     (TEXT, "memory", "stays on this host"),
     (np.random.default_rng(0).bytes(1 << 20), "network", "incompressible"),
