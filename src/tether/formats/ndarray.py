@@ -20,12 +20,16 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
-from .. import memory
+from .. import frame, memory
 from .._errors import DecodeError, ValidationError
 from .._buffers import Segment
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 _NX_KIND = {"f": "f", "i": "s", "u": "u", "c": "c", "b": "u"}
+# Arrays up to this size are written by the one-step writer (dumps_plain): the
+# general path's machinery costs several times a small tensor's own bytes.
+PLAIN_MAX = 64 << 10
+_PLAIN_KINDS = frozenset("biufcmM")  # plain dtypes: one descr string, no fields or subarrays
 
 
 def nx_type(dtype: np.dtype) -> list[Any] | None:
@@ -68,6 +72,31 @@ class NdarrayFormat(Format):
             if not arr.dtype.hasobject:  # object elements are Python objects: pickle takes them
                 return f"numpy {arr.dtype} array of shape {arr.shape}", arr.nbytes
         return None
+
+    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+        """A whole plain frame around a small C-contiguous array and its payload size; None for anything else.
+
+        The bytes :func:`tether.frame.build` would write (the general path
+        writes a C-contiguous array as "C" for every reader), without its
+        machinery; the type information is built once per dtype and shape.
+
+        Examples
+        --------
+        >>> import numpy as np, tether
+        >>> frame, size = FORMAT.dumps_plain(np.arange(4.0), -1, "memory")
+        >>> size, tether.loads(frame).tolist()
+        (32, [0.0, 1.0, 2.0, 3.0])
+        """
+        if type(obj) is not np.ndarray or obj.nbytes > PLAIN_MAX or not obj.flags.c_contiguous:
+            return None
+        dtype = obj.dtype
+        if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            return None
+        key = (dtype.str, obj.shape)
+        info = _plain_info(*key)
+        data = _byte_view(obj, "C")
+        kind = frame.checksum.kind_for(kind, len(data), transport, False)
+        return frame.plain(self, info, data, kind, type_key=key), len(data)
 
     def element_size(self, type_info: dict[str, Any]) -> int:
         """Plain numeric elements of 2 to 16 bytes shuffle well; anything else is left alone."""
@@ -148,6 +177,17 @@ class NdarrayFormat(Format):
             out["nx type"] = f"{{:{kind}, {bits}}}"
         out["order"] = type_info.get("order")
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_info(dtype_str: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The type information :meth:`NdarrayFormat.encode` writes for a C-contiguous array of a plain dtype."""
+    dtype = np.dtype(dtype_str)
+    info: dict[str, Any] = {"dtype": npformat.dtype_to_descr(dtype), "shape": list(shape), "order": "C"}
+    nx = nx_type(dtype)
+    if nx is not None:
+        info["nx"] = nx
+    return info
 
 
 def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str]:
