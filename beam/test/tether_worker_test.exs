@@ -174,7 +174,8 @@ defmodule Tether.WorkerLifecycleTest do
       dead = Path.join(dir, "dead_caller")
       gave_up = Path.join(dir, "gave_up")
       {pid, ref} = spawn_monitor(fn -> Tether.Worker.call(w, @m, "touch", [dead], 5000) end)
-      Process.sleep(50)
+      # queued, not merely sent: a fixed sleep let a slow box kill the caller before its call arrived
+      wait_until(fn -> Tether.Worker.info(w).queued == 1 end)
       Process.exit(pid, :kill)
       assert_receive {:DOWN, ^ref, :process, ^pid, :killed}
       assert {:error, :timeout} = Tether.Worker.call(w, @m, "touch", [gave_up], 100)

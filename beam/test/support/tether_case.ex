@@ -1,5 +1,6 @@
 defmodule Tether.TestPython do
   @moduledoc false
+  import Bitwise
   # Options that start a real `python -m tether.worker` from this checkout
   # (TETHER_PYTHON comes from the Makefile's environment).
 
@@ -14,10 +15,13 @@ defmodule Tether.TestPython do
     Keyword.merge([python: python(), modules: ["beam_handlers"], env: [{"PYTHONPATH", pythonpath()}]], extra)
   end
 
-  # A fresh directory outside the project, removed when the test ends.
+  # A fresh, empty directory outside the project, removed when the test ends. unique_integer
+  # restarts with each VM: the OS pid and random bits keep two suites on one box (or a killed
+  # run's leftovers) from sharing a directory, and mkdir! (not mkdir_p!) proves it is new.
   def tmp_dir! do
-    dir = Path.join(System.tmp_dir!(), "tether-test-#{System.unique_integer([:positive])}")
-    File.mkdir_p!(dir)
+    name = "tether-test-#{System.pid()}-#{System.unique_integer([:positive])}-#{:rand.uniform(1 <<< 40)}"
+    dir = Path.join(System.tmp_dir!(), name)
+    File.mkdir!(dir)
     ExUnit.Callbacks.on_exit(fn -> File.rm_rf!(dir) end)
     dir
   end

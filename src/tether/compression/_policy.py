@@ -188,18 +188,20 @@ def _first_pieces(seg: Chunked, align: int) -> list[bytes]:
 def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float, float]:
     """(ratio, compress seconds for all the samples, 0.0).
 
-    The seconds are the samples' bytes at their median per-byte rate, not the
-    sum of their times: a sample takes ~0.1 ms, so one preemption on a busy
-    host would otherwise multiply the predicted cost several times over and
-    flip the choice to "none".
+    The seconds are this thread's CPU time, not wall time: on a busy host the
+    writer waits for a core while it times a ~0.1 ms sample, and that wait is
+    the host's, not the codec's. Counted in, it multiplied the predicted cost
+    several times over and flipped the choice to "none" (CI: a 1.4 MB log for
+    the BEAM, on 2 shared cores). They are the samples' bytes at their median
+    per-byte rate, so one slow sample (a page fault, an interrupt) is ignored too.
     """
     raw = sum(len(s) for s in samples)
     packed = 0
     rates = []
     for s in samples:
-        t0 = time.perf_counter()
+        t0 = time.thread_time_ns()
         out = codec.compress([memoryview(s)], len(s), level)
-        rates.append((time.perf_counter() - t0) / len(s))
+        rates.append((time.thread_time_ns() - t0) * 1e-9 / len(s))
         packed += sum(map(len, out)) if out is not None else len(s)
     return packed / raw, sorted(rates)[len(rates) // 2] * raw, 0.0
 
