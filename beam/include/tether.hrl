@@ -70,6 +70,9 @@
 -define(COMPACT_MAGIC, "TTMC").
 -define(F_COMPACT_CRC32, 4).
 -define(COMPACT_FIELDS, [{<<"magic">>, length(?COMPACT_MAGIC)}, {<<"crc32">>, ?F_COMPACT_CRC32}]).
+%% The file in a worker's private directory naming the call a SIGUSR1 cancels
+%% (docs/format.md §8, "Cancelling").
+-define(CANCEL_FILE, "cancel").
 
 %% The bytes the header CRC-32 covers (all but the CRC itself), and the whole
 %% header: a sum, so a field added above moves the size with it. They call

@@ -31,6 +31,7 @@ tables() ->
                            <<"crc32">> => ?CHECKSUM_CRC32},
       <<"filters">> => #{<<"none">> => ?FILTER_NONE, <<"byte-shuffle">> => ?FILTER_BYTE_SHUFFLE},
       <<"compact_message">> => #{<<"magic">> => <<?COMPACT_MAGIC>>, <<"header">> => offsets(?COMPACT_FIELDS)},
+      <<"cancel_file">> => <<?CANCEL_FILE>>,
       <<"region">> => #{<<"magic">> => <<?REGION_MAGIC>>,
                         <<"version">> => ?REGION_VERSION,
                         <<"header_size">> => ?REGION_HEADER_SIZE,

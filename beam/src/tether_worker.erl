@@ -27,6 +27,8 @@
 -module(tether_worker).
 -behaviour(gen_server).
 
+-include("../include/tether.hrl").
+
 -export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
 -export([request/7]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -526,11 +528,25 @@ allow_shm(#st{os_pid = OsPid}) ->
 
 %% ------------------------------------------------------------------ cancelling
 
-cancel(Id, S = #st{os_pid = OsPid, opts = #{cancel_grace := Grace}}) ->
+cancel(Id, S = #st{os_pid = OsPid, opts = #{cancel_grace := Grace}, dir = Dir}) ->
+    name_cancelled(Dir, Id),
     tether_python:signal(OsPid, usr1),
     S1 = S#st{phase = cancelling, cancel = {Id, erlang:start_timer(Grace, self(), {grace, Id})}},
     notify(cancelling, S1),
     S1.
+
+%% The signal carries no data: the call it cancels is named in the private
+%% directory first (written aside, then renamed into place, so Python never
+%% reads half of it). Python then stops that call only, even one it has not
+%% started yet, and a signal that arrives late touches no other call. Without
+%% the file Python cancels whatever runs.
+name_cancelled(Dir, Id) ->
+    Path = filename:join(Dir, ?CANCEL_FILE),
+    Aside = Path ++ ".new",
+    case file:write_file(Aside, integer_to_list(Id)) =:= ok andalso file:rename(Aside, Path) of
+        ok -> ok;
+        _ -> _ = file:delete(Path), ok
+    end.
 
 cancelled(S) ->
     S1 = S#st{phase = ready, cancel = undefined},

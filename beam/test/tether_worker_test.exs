@@ -155,6 +155,22 @@ defmodule Tether.WorkerLifecycleTest do
       assert Tether.Worker.info(w).os_pid == pid
     end
 
+    test "the cancel names its call in the private directory before the signal" do
+      w = start_worker()
+      %{os_pid: os_pid} = Tether.Worker.info(w)
+      argv = File.read!("/proc/#{os_pid}/cmdline") |> String.split(<<0>>)
+      dir = Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+      refute File.exists?(Path.join(dir, "cancel"))
+      assert {:error, :timeout} = Tether.Worker.call(w, @m, "sleep", [5], 200)
+      # The caller's cancel reached the worker before this (same sender): the file is written.
+      assert %{phase: _} = Tether.Worker.info(w)
+      # The second call of this worker: Python stops that call only (a late signal touches no other).
+      assert File.read!(Path.join(dir, "cancel")) == "2"
+      assert {:ok, 0.05} = Tether.Worker.call(w, @m, "sleep", [0.05])
+      assert Tether.Worker.info(w).os_pid == os_pid
+    end
+
     test "a Python that ignores the cancel is killed after cancel_grace and replaced" do
       w = start_worker(cancel_grace: 200)
       pid = Tether.Worker.info(w).os_pid

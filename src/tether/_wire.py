@@ -32,6 +32,13 @@ def _compact() -> dict[str, Any]:
     return {"magic": worker.COMPACT_MAGIC, "header": _offsets(worker.COMPACT_FIELDS)}
 
 
+def _cancel_file() -> bytes:
+    """The file in a worker's private directory that names the call a SIGUSR1 cancels."""
+    from . import worker
+
+    return worker.CANCEL_FILE.encode()
+
+
 def tables() -> dict[str, Any]:
     """Every wire id and layout tether itself defines (ids below 128), as plain data.
 
@@ -53,6 +60,7 @@ def tables() -> dict[str, Any]:
         "checksums": dict(_checksum.IDS),
         "filters": {name: ident for ident, name in _header.FILTER_NAMES.items()},
         "compact_message": _compact(),
+        "cancel_file": _cancel_file(),
         "region": {
             "magic": _region.MAGIC,
             "version": _region.VERSION,

@@ -104,6 +104,8 @@ _STATS, _PLAIN, _ECHO, _ALERT = Atom("stats"), Atom("plain"), Atom("echo"), Atom
 _ALERT_STATES = {"firing": Atom("firing"), "cleared": Atom("cleared")}
 # The file a worker writes its metrics snapshot to, in its --stats-dir, on SIGUSR2.
 STATS_FILE = "stats.json"
+# Beside it, the id of the call the BEAM cancels, written (then renamed into place) before each SIGUSR1.
+CANCEL_FILE = "cancel"
 
 _TABLE_FORMS = {"arrow": "arrow", "rows": "rows", "columns": "columns"}
 _NAN, _INF, _NEG_INF = map(Atom, ("nan", "infinity", "neg_infinity"))
@@ -578,6 +580,10 @@ class Worker:
         self._mapped: tuple[tuple, mmap.mmap] | None = None  # the arguments file's mapping, kept between calls
         self._compact = False  # whether the request being answered is a compact message
         self._names: dict[tuple[bytes, bytes], tuple[Any, str, str]] = {}  # (module, function) -> names
+        # Where the BEAM names the call each SIGUSR1 cancels (None: a signal cancels whatever runs).
+        self.cancel_file: str | None = None
+        self._ident: Any = None  # the id of the call being answered
+        self._cancel_id: Any = None  # the id the last SIGUSR1 named, until its call has started
 
     # ------------------------------------------------------------ one call
 
@@ -593,6 +599,7 @@ class Worker:
             if not (type(request) is tuple and len(request) == 6 and request[0] == _CALL):
                 return self._other(request)
             _, ident, mod, fun, args, opts = request
+            self._ident = ident
             target, step = self._lookup(mod, fun)
             if target is None:
                 return self.message((_REPLY, ident, (_ERROR, (Atom("undefined_function"), _text(mod), _text(fun)))))
@@ -743,6 +750,8 @@ class Worker:
         try:
             try:
                 self._running = True
+                if self._cancel_id == ident:  # the signal came before the handler could start
+                    raise Cancelled("the BEAM cancelled this call before it started")
                 result = target(*args)
                 if type(result) not in _FAST_RESULTS and asyncio.iscoroutine(result):
                     result = self._await(result)
@@ -783,7 +792,18 @@ class Worker:
     # ------------------------------------------------------------ cancelling
 
     def on_cancel(self, signum: int, _frame_: Any) -> None:
-        """The ``SIGUSR1`` handler: cancel the running call; ignored between calls."""
+        """The ``SIGUSR1`` handler: cancel the call the BEAM names, or the running one.
+
+        With a :attr:`cancel_file` the signal is for the call whose id the file
+        holds: that call stops if it runs, and does not start if it has not yet
+        (a signal that overtook its message); a late signal, for a call already
+        answered, touches no other. Without one, it cancels whatever runs.
+        """
+        named = self._named_call()
+        if named is not None:
+            self._cancel_id = named
+            if self._ident != named:
+                return
         if not self._running:
             return
         if self._task is not None and self._loop is not None:
@@ -794,6 +814,16 @@ class Worker:
             channel.cancel_pending = True  # mid-message: raised once the message is whole
             return
         raise Cancelled("the BEAM cancelled this call")
+
+    def _named_call(self) -> Any:
+        """The id in the cancel file, or None without one (or when it cannot be read: then any call)."""
+        if self.cancel_file is None:
+            return None
+        try:
+            with open(self.cancel_file, "rb") as f:
+                return int(f.read(32))
+        except (OSError, ValueError):
+            return None
 
     def after_write(self) -> None:
         """Raise a cancellation that arrived while the main thread was writing a message."""
@@ -1503,7 +1533,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
                         help="how Elixir binaries arrive in handler arguments")
     parser.add_argument("--stats-dir", default=None,
-                        help="directory (private to the worker) where SIGUSR2 writes stats.json for `tether stats`")
+                        help="directory private to the worker: SIGUSR2 writes stats.json there for `tether stats`, "
+                             "and the BEAM names there the call each SIGUSR1 cancels")
     args = parser.parse_args(argv)
     if args.max_message < frame.HEADER_SIZE or args.shm_threshold < 0:
         parser.error("--max-message must be at least 64 and --shm-threshold at least 0")
@@ -1528,6 +1559,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR1, worker.on_cancel)  # from now on: a late cancel must not kill the worker
     if args.stats_dir is not None:  # before ready: `tether stats` may signal as soon as the file exists
         _StatsWriter(worker, args.stats_dir)
+        worker.cancel_file = os.path.join(args.stats_dir, CANCEL_FILE)
     modules, status = handshake(channel, args.module)
     if modules is None:
         worker.close()
