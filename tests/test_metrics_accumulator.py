@@ -317,3 +317,60 @@ def test_c_batch_medians_are_numpy_medians(batch):
     (*_, got), = c.take(True)[2]
     expected = np.median((1000 / np.array(durations, np.float64)).reshape(5, batch), axis=1).tolist()
     assert got == pytest.approx(expected, rel=1e-15)
+
+
+def _ticking(acc, step=500):
+    ticks = iter(range(10**6, 10**12, step))
+    acc.set_clock(lambda: next(ticks))
+
+
+@pytest.mark.parametrize("frame", [b"f" * 90, bytearray(b"f" * 90)])
+def test_add_plain_counts_the_payload_in_and_the_frame_out(acc, frame):
+    _ticking(acc)
+    decision = ("etf", "rule", "auto", 57, None)
+    assert acc.add_plain("dumps", "etf", "none", "memory", (frame, 57), acc.start(), decision) is None
+    ((*key, count, nin, nout, ns, _hist),), decided, _ = acc.take(True)
+    assert (tuple(key), count, nin, nout, ns) == (("dumps", "etf", "none", "memory", 0), 1, 57, 90, 500)
+    assert decided == [(decision, "dumps", 500)]
+
+
+def test_c_add_plain_refuses_what_is_not_a_writer_result():
+    c = speedups.Accumulator()
+    with pytest.raises(TypeError, match="payload bytes"):
+        c.add_plain("dumps", "etf", "none", "memory", b"frame", c.start(), None)
+    with pytest.raises(TypeError):
+        c.add_plain("dumps", "etf", "none", "memory", (object(), 5), c.start(), None)  # no length in bytes
+
+
+def test_add_frame_takes_the_bytes_in_from_the_buffer(acc):
+    import array
+
+    acc.set_frame_fields(0, 1, 2)
+    _ticking(acc)
+    doubles = array.array("d", range(10))  # 10 items, 80 bytes: the bytes count, not the items
+    for buf in (memoryview(b"x" * 33), b"y" * 7, doubles, memoryview(doubles), 5):
+        acc.add_frame("loads", "memory", buf, (1, 0, 3), acc.start())
+    ((*key, count, nin, nout, ns, _hist),), _, _ = acc.take(True)
+    assert (tuple(key), count, nin, nout, ns) == (("loads", 1, 0, "memory", 0), 5, 33 + 7 + 80 + 80 + 5, 15, 2500)
+
+
+def test_keys_that_share_objects_but_differ_count_apart(acc):
+    op, etf = "dumps", "etf"
+    other_etf = "".join(["e", "tf"])  # equal, but another object: the same key
+    assert other_etf is not etf
+    plan = [(etf, 10), (etf, 2000), ("raw", 10), (other_etf, 10), (etf, 10), ("raw", 5000)] * 50
+    for fmt, size in plan:
+        acc.observe(op, fmt, "none", "memory", size, 1, 100, None)
+    rows, _, _ = acc.take(True)
+    assert sorted((fmt, size_class, count, nin) for _op, fmt, _c, _t, size_class, count, nin, *_ in rows) == [
+        ("etf", 0, 150, 1500), ("etf", 1, 50, 100_000), ("raw", 0, 50, 500), ("raw", 1, 50, 250_000)]
+
+
+def test_counts_after_clear_land_in_fresh_slots(acc):
+    for fmt in ("etf", "raw", "pickle"):
+        acc.observe("dumps", fmt, "none", "memory", 1, 1, 1, None)
+    acc.clear()
+    for i in range(40):
+        acc.observe("dumps", "".join(["nd", "array", str(i % 2)]), "none", "memory", 1, 1, 1, None)
+    rows, _, _ = acc.take(True)
+    assert sorted((fmt, count) for _op, fmt, _c, _t, _s, count, *_ in rows) == [("ndarray0", 20), ("ndarray1", 20)]

@@ -21,9 +21,11 @@ from .frame import Encoded, FrameInfo, Header, frame_name
 from .metrics import _core as _metrics
 
 # The metrics accumulator's calls, bound once: start() is a start mark or None while metrics are off;
-# add(..., t0, decision) and add_frame(..., header, t0) count the operation and return None, or flags:
-# _DUE (fold now), _LARGE_OP (the large-value notes apply) (tether/metrics/_core.py).
-_start, _add, _add_frame = _metrics.start, _metrics.add, _metrics.add_frame
+# add(..., t0, decision), add_plain(..., plain, t0, decision) and add_frame(..., buffer, header, t0) count the
+# operation and return None, or flags: _DUE (fold now), _LARGE_OP (the large-value notes apply)
+# (tether/metrics/_core.py). They take the writer's result and the frame's buffer whole: unpacking or measuring
+# them here would cost bytecodes on every operation, which a small round trip's 3 % budget (#13) cannot spare.
+_start, _add, _add_plain, _add_frame = _metrics.start, _metrics.add, _metrics.add_plain, _metrics.add_frame
 _LARGE, _DUE, _LARGE_OP = _metrics.LARGE, _metrics.DUE, _metrics.LARGE_OP
 
 _checksum = frame.checksum
@@ -203,7 +205,7 @@ def _dumps(
             if plain is not None:
                 item = record_lazy(name, reason, format, plain[1], estimate)
                 if t0 is not None:
-                    flags = _add("dumps", name, "none", transport, plain[1], len(plain[0]), t0, item)
+                    flags = _add_plain("dumps", name, "none", transport, plain, t0, item)
                     if flags:
                         _after_plain(flags, name, checksum, transport, plain[1])
                 return plain[0]
@@ -392,7 +394,7 @@ def loads(
             raise
         # The label is the registered format of the header's id (metadata's name is the peer's to choose):
         # the header's ids are counted, and named only when the counts are folded.
-        flags = _add_frame("loads", "memory", len(mv), header, t0)
+        flags = _add_frame("loads", "memory", mv, header, t0)
         if flags or into is not None or copy:
             _after_read(flags, formats.registry.by_id[header.format_id].name, into, copy, header.raw_length, t0)
     return (value, _info(header, meta)) if with_info else value

@@ -2,11 +2,12 @@
  *
  * Metrics are on by default, so counting one operation must cost a few
  * hundred instructions (#13: at most 3 % on a small dumps + loads round trip).
- * One call reads the clock, finds the key's slot by the cached hashes of its
- * four parts (strs, or a frame header's int ids) and adds to plain C counters;
- * nothing is folded per operation.
+ * One call reads the clock, finds the key's slot (by the identity of its four
+ * parts, strs or a frame header's int ids, when the key was seen lately; else
+ * by their cached hashes) and adds to plain C counters; nothing is folded per
+ * operation.
  * No Python code runs while the counters change: the only calls out (a test's
- * clock, reading the ints) come before, and dropping a history entry that
+ * clock, reading the ints and buffer lengths) come before, and dropping a history entry that
  * fell off the ring comes after. Under the GIL each call is therefore atomic,
  * so threads need no lock. tether/metrics/_core.py takes the deltas (take())
  * every DRAIN_AT operations and whenever figures are read, and holds the
@@ -30,6 +31,8 @@
 /* What add() returns besides None, as bits: a take() is due; the operation reached set_large()'s size. */
 #define FLAG_DUE 1
 #define FLAG_LARGE 2
+/* Slots remembered by the identity of their key's parts: the entry points pass the same objects each time. */
+#define NRECENT 8
 
 typedef struct {
     PyObject *key[NKEY];  /* str or int id, owned */
@@ -65,6 +68,8 @@ typedef struct {
     PyObject *clock;          /* a Python clock (tests), or NULL: CLOCK_MONOTONIC, as time.perf_counter_ns */
     Py_ssize_t frame_fields[3]; /* where a frame header tuple holds its format id, compression id, raw length */
     int frame_set;
+    Py_ssize_t recent[NRECENT]; /* slot numbers + 1 of keys seen lately, filled from the first; 0 when none */
+    unsigned recent_next;       /* the entry a new key replaces */
 } Acc;
 
 /* The size class of the larger of bytes in and out: _core.SIZE_CLASSES. */
@@ -261,13 +266,28 @@ static void add_sample(Slot *s, Py_ssize_t batch, double throughput) {
     s->medians[s->nmedians++] = median(s->samples, batch);
 }
 
+/* The slot of a key: a recent one whose parts are these very objects (it owns them, so no other object can
+ * have their addresses), else by hash. A small round trip's two keys stay recent, and skip hashing and probing:
+ * a third of a count. */
+static Slot *find_slot(Acc *self, PyObject *const *key, int cls) {
+    for (int r = 0; r < NRECENT && self->recent[r]; r++) {
+        Slot *s = &self->slots[self->recent[r] - 1];
+        if (s->key[0] == key[0] && s->key[1] == key[1] && s->key[2] == key[2] && s->key[3] == key[3]
+            && s->size == cls)
+            return s;
+    }
+    Py_hash_t h = key_hash(key, cls);
+    Slot *s = h == -1 ? NULL : slot_for(self, key, cls, h);
+    if (s) self->recent[self->recent_next++ % NRECENT] = s - self->slots + 1;
+    return s;
+}
+
 /* Count one operation that ended at `now` (the clock); key[0] is its op. */
 static PyObject *count(Acc *self, PyObject *const *key, long long nin, long long nout, long long ns,
                        PyObject *decision, long long now) {
     long long size = nin > nout ? nin : nout;
     int cls = size_class(size);
-    Py_hash_t h = key_hash(key, cls);
-    Slot *s = h == -1 ? NULL : slot_for(self, key, cls, h);
+    Slot *s = find_slot(self, key, cls);
     if (!s) return NULL;
     if (ns < 0) ns = 0;  /* a clock that went back: count the operation as instant */
     s->dirty = 1;
@@ -318,7 +338,42 @@ static PyObject *add_or_observe(Acc *self, PyObject *const *args, Py_ssize_t nar
     return count(self, args, nin, nout, ns, args[7], now);
 }
 
-/* add_frame(op, transport, nbytes_in, header, t0): add() for a frame read, keyed by its header's ids. */
+/* A byte count given as an int, or as the object holding the bytes (its buffer's length in bytes), which spares
+ * the caller a len() call per operation. */
+static int nbytes_of(PyObject *o, long long *out) {
+    if (PyLong_Check(o)) return as_ll(o, out);
+    if (PyBytes_CheckExact(o)) *out = PyBytes_GET_SIZE(o);
+    else if (PyMemoryView_Check(o)) *out = PyMemoryView_GET_BUFFER(o)->len;
+    else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0) return -1;
+        *out = view.len;
+        PyBuffer_Release(&view);
+    }
+    return 0;
+}
+
+/* add_plain(op, fmt, comp, transport, plain, t0, decision): add() for a one-step write, whose writer returned
+ * plain = (frame, payload bytes): the payload bytes in, the frame's length out. */
+static PyObject *acc_add_plain(Acc *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "Accumulator.add_plain() takes 7 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *plain = args[4];
+    if (!PyTuple_Check(plain) || PyTuple_GET_SIZE(plain) < 2) {
+        PyErr_SetString(PyExc_TypeError, "Accumulator.add_plain() needs plain as a (frame, payload bytes) tuple");
+        return NULL;
+    }
+    long long nin, nout, ns, now;
+    if (as_ll(PyTuple_GET_ITEM(plain, 1), &nin) < 0 || nbytes_of(PyTuple_GET_ITEM(plain, 0), &nout) < 0
+        || elapsed(self, args[5], &ns, &now) < 0)
+        return NULL;
+    return count(self, args, nin, nout, ns, args[6], now);
+}
+
+/* add_frame(op, transport, nbytes_in, header, t0): add() for a frame read, keyed by its header's ids;
+ * nbytes_in is an int or the frame's buffer. */
 static PyObject *acc_add_frame(Acc *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_Format(PyExc_TypeError, "Accumulator.add_frame() takes 5 arguments (%zd given)", nargs);
@@ -332,7 +387,7 @@ static PyObject *acc_add_frame(Acc *self, PyObject *const *args, Py_ssize_t narg
         return NULL;
     }
     long long nin, nout, ns, now;
-    if (as_ll(args[2], &nin) < 0 || as_ll(PyTuple_GET_ITEM(header, at[2]), &nout) < 0
+    if (nbytes_of(args[2], &nin) < 0 || as_ll(PyTuple_GET_ITEM(header, at[2]), &nout) < 0
         || elapsed(self, args[4], &ns, &now) < 0)
         return NULL;
     PyObject *key[NKEY] = {args[0], PyTuple_GET_ITEM(header, at[0]), PyTuple_GET_ITEM(header, at[1]), args[1]};
@@ -500,6 +555,8 @@ static int acc_release(Acc *self, Decided *fresh_ring) {
     self->slots = NULL;
     self->index = NULL;
     self->nslots = self->cap_slots = self->cap_index = 0;
+    memset(self->recent, 0, sizeof self->recent);
+    self->recent_next = 0;
     self->ring = fresh_ring;
     self->ring_next = self->ring_len = self->pending = 0;
     self->last_take = 0;
@@ -603,9 +660,13 @@ static PyMethodDef acc_methods[] = {
     {"add", (PyCFunction)(void (*)(void))acc_add, METH_FASTCALL,
      "add(op, fmt, comp, transport, nbytes_in, nbytes_out, t0, decision) -> None, or flags (METRICS_DUE: a "
      "take() is due; METRICS_LARGE: a large operation): count one operation from t0 (start()) to now."},
+    {"add_plain", (PyCFunction)(void (*)(void))acc_add_plain, METH_FASTCALL,
+     "add_plain(op, fmt, comp, transport, plain, t0, decision) -> as add(), for plain = (frame, payload bytes): "
+     "the payload bytes in, len(frame) out."},
     {"add_frame", (PyCFunction)(void (*)(void))acc_add_frame, METH_FASTCALL,
      "add_frame(op, transport, nbytes_in, header, t0) -> as add(), keyed (op, format id, compression id, "
-     "transport) and with the raw length as bytes out, read from a frame header tuple."},
+     "transport) and with the raw length as bytes out, read from a frame header tuple; nbytes_in is an int or "
+     "the frame's buffer (its length in bytes)."},
     {"set_frame_fields", (PyCFunction)(void (*)(void))acc_set_frame_fields, METH_FASTCALL,
      "set_frame_fields(format_id, compression_id, raw_length): where add_frame finds them in a header."},
     {"observe", (PyCFunction)(void (*)(void))acc_observe, METH_FASTCALL,

@@ -4,7 +4,8 @@ Metrics are on by default, so counting an operation has to cost next to
 nothing (#13: at most 3 % on a small ``dumps`` + ``loads`` round trip). The
 entry points therefore make two calls of one accumulator, :data:`acc`:
 :func:`start` before the work (a start mark, or None while metrics are off)
-and :func:`add` (or :func:`add_frame`, for a frame read) after it, which reads
+and :func:`add` (or :func:`add_plain`, for a one-step write's result, or
+:func:`add_frame`, for a frame read and its buffer) after it, which reads
 the clock again, counts the operation and returns None or flags: :data:`DUE`
 (fold now) and :data:`LARGE_OP` (a value of :data:`LARGE` bytes or more, which
 the large-value notes look at).
@@ -257,9 +258,19 @@ class PyAccumulator:
         """Count one operation that started at ``t0`` (from :meth:`start`); None, or :data:`DUE` | :data:`LARGE_OP`."""
         return self.observe(op, fmt, comp, transport, nin, nout, self.clock() - t0, decision)
 
-    def add_frame(self, op: str, transport: str, nin: int, header: tuple, t0: int) -> int | None:
-        """:meth:`add` for a frame read: keyed by its header's format and compression ids, raw length out."""
+    def add_plain(self, op: str, fmt: str, comp: str, transport: str, plain: tuple, t0: int,
+                  decision: Any) -> int | None:
+        """:meth:`add` for a one-step write: ``plain`` is (frame, payload bytes); bytes out is the frame's length."""
+        return self.observe(op, fmt, comp, transport, plain[1], len(plain[0]), self.clock() - t0, decision)
+
+    def add_frame(self, op: str, transport: str, nin: Any, header: tuple, t0: int) -> int | None:
+        """:meth:`add` for a frame read: keyed by its header's format and compression ids, raw length out.
+
+        ``nin`` is the bytes read, or the buffer they were read from (its length in bytes is taken).
+        """
         fmt, comp, raw = self.frame_fields
+        if not isinstance(nin, int):
+            nin = memoryview(nin).nbytes
         return self.observe(op, header[fmt], header[comp], transport, nin, header[raw], self.clock() - t0, None)
 
     def set_frame_fields(self, fmt: int, comp: int, raw: int) -> None:
@@ -368,6 +379,7 @@ acc.set_frame_fields(*(Header._fields.index(name) for name in ("format_id", "com
 acc.set_large(LARGE)
 start: Callable[[], Any] = acc.start  # an opaque start mark (ns, a float from C), or None while off
 add: Callable[..., int | None] = acc.add  # None, or DUE | LARGE_OP
+add_plain: Callable[..., int | None] = acc.add_plain
 add_frame: Callable[..., int | None] = acc.add_frame
 
 
