@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import datetime
 import pathlib
 
@@ -98,3 +99,20 @@ def test_golden_frames_read_with_info_and_extend():
 def test_frames_without_step_keep_the_old_writer_entry():
     (entry,) = tether.inspect(tether.dumps([1])).lineage
     assert set(entry) == {"producer", "pid", "format"}  # byte-for-byte the old form
+
+
+def test_a_forked_child_writes_its_own_pid():
+    # The pid is read once per process (a system call per frame cost ~0.2 us), and again after fork.
+    assert tether.inspect(tether.dumps(b"parent")).lineage[0]["pid"] == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, str(tether.inspect(tether.dumps(b"child")).lineage[0]["pid"]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as f:
+        assert int(f.read()) == child
+    assert tether.inspect(tether.dumps(b"parent")).lineage[0]["pid"] == os.getpid()
