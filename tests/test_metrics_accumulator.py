@@ -224,6 +224,20 @@ def test_a_stale_extension_falls_back_to_python(monkeypatch):
     assert _core._native() is None
 
 
+def test_an_extension_with_another_entry_point_contract_falls_back_to_python(monkeypatch):
+    class Older:
+        """A _speedups from before add_plain: same buckets and flags, older METRICS_API."""
+
+        Accumulator = speedups.Accumulator
+        METRICS_NBUCKETS, METRICS_DUE, METRICS_LARGE = _core.NBUCKETS, _core.DUE, _core.LARGE_OP
+        METRICS_API = _core.API - 1
+
+    monkeypatch.setattr(tether, "_speedups", Older(), raising=False)
+    assert _core._native() is None
+    Older.METRICS_API = _core.API
+    assert _core._native() is speedups.Accumulator
+
+
 def test_the_live_accumulator_is_the_c_one():
     assert type(_core.acc) is speedups.Accumulator
 

@@ -53,10 +53,10 @@ def test_a_late_signal_for_an_answered_call_cancels_no_other(named):
     # signal lands during the next call: that call must run to its end.
     answered = named.request("add", 1, 1)
     assert named.recv()[1] == answered
-    ident = named.request("sleep_announced", 0.3)
+    ident = named.request("sleep_announced", 1.0)  # long enough for the signal to land while it runs
     started(named)
     named.cancel(answered)
-    assert named.recv(timeout=5) == (A("reply"), ident, (A("ok"), 0.3))
+    assert named.recv(timeout=5) == (A("reply"), ident, (A("ok"), 1.0))
 
 
 def test_a_signal_that_overtakes_its_call_stops_it_before_it_starts(named):

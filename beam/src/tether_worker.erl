@@ -542,8 +542,8 @@ cancel(Id, S = #st{os_pid = OsPid, opts = #{cancel_grace := Grace}, dir = Dir}) 
 %% the file Python cancels whatever runs.
 name_cancelled(Dir, Id) ->
     Path = filename:join(Dir, ?CANCEL_FILE),
-    Aside = Path ++ ".new",
-    case file:write_file(Aside, integer_to_list(Id)) =:= ok andalso file:rename(Aside, Path) of
+    Aside = filename:join(Dir, ?CANCEL_FILE ".new"),
+    case file:write_file(Aside, integer_to_list(Id), [raw]) =:= ok andalso file:rename(Aside, Path) of
         ok -> ok;
         _ -> _ = file:delete(Path), ok
     end.

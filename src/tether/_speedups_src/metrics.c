@@ -31,6 +31,9 @@
 /* What add() returns besides None, as bits: a take() is due; the operation reached set_large()'s size. */
 #define FLAG_DUE 1
 #define FLAG_LARGE 2
+/* The entry points' contract with tether/metrics/_core.py (METRICS_API): raised whenever one's arguments or
+ * their meaning change, so that Python keeps a build left over from an older tether out (it counts in Python). */
+#define METRICS_API 2
 /* Slots remembered by the identity of their key's parts: the entry points pass the same objects each time. */
 #define NRECENT 8
 
@@ -706,7 +709,8 @@ int metrics_add_type(PyObject *module) {
     if (rc < 0 || PyModule_AddIntConstant(module, "METRICS_NBUCKETS", NBUCKETS) < 0
         || PyModule_AddIntConstant(module, "METRICS_DRAIN_AT", DRAIN_AT) < 0
         || PyModule_AddIntConstant(module, "METRICS_DUE", FLAG_DUE) < 0
-        || PyModule_AddIntConstant(module, "METRICS_LARGE", FLAG_LARGE) < 0)
+        || PyModule_AddIntConstant(module, "METRICS_LARGE", FLAG_LARGE) < 0
+        || PyModule_AddIntConstant(module, "METRICS_API", METRICS_API) < 0)
         return -1;
     return 0;
 }

@@ -193,7 +193,8 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
     the host's, not the codec's. Counted in, it multiplied the predicted cost
     several times over and flipped the choice to "none" (CI: a 1.4 MB log for
     the BEAM, on 2 shared cores). They are the samples' bytes at their median
-    per-byte rate, so one slow sample (a page fault, an interrupt) is ignored too.
+    per-byte rate (the lower middle of an even count), so one slow sample (a page
+    fault, an interrupt) is ignored too.
     """
     raw = sum(len(s) for s in samples)
     packed = 0
@@ -203,7 +204,7 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
         out = codec.compress([memoryview(s)], len(s), level)
         rates.append((time.thread_time_ns() - t0) * 1e-9 / len(s))
         packed += sum(map(len, out)) if out is not None else len(s)
-    return packed / raw, sorted(rates)[len(rates) // 2] * raw, 0.0
+    return packed / raw, sorted(rates)[(len(rates) - 1) // 2] * raw, 0.0
 
 
 def choose_filter(codec: Any, level: int, payload: Any, fmt: Any) -> int:

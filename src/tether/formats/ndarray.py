@@ -70,7 +70,7 @@ class NdarrayFormat(Format):
         if type(obj) is np.ndarray or isinstance(obj, np.generic):
             arr = np.asarray(obj)
             if not arr.dtype.hasobject:  # object elements are Python objects: pickle takes them
-                return f"numpy {arr.dtype} array of shape {arr.shape}", arr.nbytes
+                return _pick_reason(arr.dtype, arr.shape), arr.nbytes
         return None
 
     def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
@@ -177,6 +177,12 @@ class NdarrayFormat(Format):
             out["nx type"] = f"{{:{kind}, {bits}}}"
         out["order"] = type_info.get("order")
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _pick_reason(dtype: np.dtype, shape: tuple[int, ...]) -> str:
+    """Why auto picked ndarray, per dtype and shape: formatting a dtype costs more than a small array's write."""
+    return f"numpy {dtype} array of shape {shape}"
 
 
 @functools.lru_cache(maxsize=256)

@@ -51,6 +51,9 @@ on = True
 DRAIN_AT = 1024  # PyAccumulator's operations between folds (the C one: a second, or 65536 operations)
 # What add, add_frame and observe return besides None, as bits: a drain is due; the operation was LARGE.
 DUE, LARGE_OP = 1, 2
+# The C accumulator's entry points as this module calls them (metrics.c's METRICS_API): 2 added add_plain and
+# buffers for add_frame's bytes. A build with another contract is left unused, not called wrongly.
+API = 2
 # PyAccumulator's events: FIELDS values per operation (op, format, compression, transport, bytes in,
 # bytes out, nanoseconds, decision or None).
 FIELDS = 8
@@ -367,7 +370,7 @@ def _native() -> Callable[..., Any] | None:
         from .. import _speedups
     except ImportError:  # no compiler at install time: PyAccumulator counts
         return None
-    expected = {"METRICS_NBUCKETS": NBUCKETS, "METRICS_DUE": DUE, "METRICS_LARGE": LARGE_OP}
+    expected = {"METRICS_NBUCKETS": NBUCKETS, "METRICS_DUE": DUE, "METRICS_LARGE": LARGE_OP, "METRICS_API": API}
     if any(getattr(_speedups, name, None) != value for name, value in expected.items()):
         return None  # a build left over from an older tether: its counters would not match these tables
     return _speedups.Accumulator
