@@ -19,14 +19,15 @@ def _round_trips(value: Any, n: int) -> float:
     return (time.perf_counter_ns() - start) / n
 
 
-def _pair(value: Any, n: int, repeat: int) -> dict[str, float]:
+def _pair(value: Any, n: int, repeat: int, chunk: int = 100) -> dict[str, float]:
     """``repeat`` runs of ``n`` round trips per mode, as short on/off pairs: each pair's ratio, then the median.
 
     A pair's two halves run back to back, so a shared machine's load hits both alike; the median of the
     pairs' ratios drops the pairs a burst of load fell on. A 3 % bound is smaller than the spread of
-    whole runs there.
+    whole runs there. Each half is ``chunk`` round trips: 100 small ones (about 5 ms), or one large one
+    (milliseconds already), so a large value's few round trips still make many pairs.
     """
-    chunk = max(1, min(n, 100))
+    chunk = max(1, min(n, chunk))
     for flag in (False, True):  # warm both paths first: the first pair would pay the first calls' costs
         _core.set_on(flag)
         _round_trips(value, chunk)
@@ -68,6 +69,6 @@ def overhead(n: int = 2000, repeat: int = 7, *, large_bytes: int = 8 << 20) -> d
     large = np.arange(large_bytes // 8, dtype=np.float64)
     was = _core.on
     try:
-        return {"small": _pair(small, n, repeat), "large": _pair(large, max(3, n // 200), repeat)}
+        return {"small": _pair(small, n, repeat), "large": _pair(large, max(3, n // 200), repeat, chunk=1)}
     finally:
         _core.set_on(was)
