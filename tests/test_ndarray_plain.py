@@ -58,3 +58,14 @@ def test_the_plain_path_keeps_the_nx_type_for_the_beam():
     info = tether.inspect(frame)
     assert info.format == "ndarray"
     assert info.details["nx type"] == "{:f, 32}" and info.details["order"] == "C"
+
+
+def test_arrays_of_many_shapes_do_not_evict_the_fixed_metadata():
+    # Each new (dtype, shape) caches its type pair; those live apart from the pairs every frame
+    # repeats (format, schema, producer, lineage), which a stream of shapes used to clear.
+    tether.dumps(b"fixed")
+    fixed = set(_meta._PAIRS)
+    for n in range(600):
+        tether.dumps(np.zeros(n + 1, dtype=np.float32))
+    assert fixed <= set(_meta._PAIRS)
+    assert 0 < len(_meta._TYPED) <= 257

@@ -35,6 +35,8 @@ os.register_at_fork(after_in_child=_forked)
 
 _OPTIONS = _etf.Options(structs=False)
 _PAIRS: dict[tuple, bytes] = {}
+# Type information pairs apart: arrays of many shapes fill this one, not the fixed pairs' cache above.
+_TYPED: dict[tuple, bytes] = {}
 _MAP_HEAD = _etf.encode({}, _OPTIONS)[:2]  # version byte and map tag, as the encoder writes them
 
 
@@ -43,12 +45,12 @@ def pairs(mapping: dict[str, Any]) -> bytes:
     return _etf.encode(mapping, _OPTIONS, bytes_tag=_etf.BIT_BINARY)[6:]  # without 131 + MAP header
 
 
-def _cache(key: Any, mapping: dict[str, Any]) -> bytes:
+def _cache(key: Any, mapping: dict[str, Any], cache: dict[tuple, bytes] = _PAIRS) -> bytes:
     """Encode the pairs of ``mapping`` and keep them under ``key`` (values that repeat from frame to frame)."""
     encoded = _pairs(mapping)
-    if len(_PAIRS) > 256:
-        _PAIRS.clear()
-    _PAIRS[key] = encoded
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = encoded
     return encoded
 
 
@@ -96,7 +98,7 @@ def build(
         typed = _pairs({"type": type_info})
     else:
         tkey = ("type", fmt, schema, type_key)
-        typed = _PAIRS.get(tkey) or _cache(tkey, {"type": type_info})
+        typed = _TYPED.get(tkey) or _cache(tkey, {"type": type_info}, _TYPED)
     parts = [fixed, _created_pair(micros), typed]
     if user:
         for name in user:
