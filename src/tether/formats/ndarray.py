@@ -123,13 +123,7 @@ class NdarrayFormat(Format):
         else:
             # One copy, in whichever order the strides already favour.
             order = "F" if arr.ndim > 1 and abs(arr.strides[0]) < abs(arr.strides[-1]) else "C"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # descr drops dtype metadata; documented
-            descr = npformat.dtype_to_descr(arr.dtype)
-        info: dict[str, Any] = {"dtype": descr, "shape": list(arr.shape), "order": order}
-        nx = nx_type(arr.dtype)
-        if nx is not None:
-            info["nx"] = nx
+        info = _type_info(arr.dtype, arr.shape, order)
         if scalar:
             info["scalar"] = True
         p = Payload(info)
@@ -185,15 +179,22 @@ def _pick_reason(dtype: np.dtype, shape: tuple[int, ...]) -> str:
     return f"numpy {dtype} array of shape {shape}"
 
 
-@functools.lru_cache(maxsize=256)
-def _plain_info(dtype_str: str, shape: tuple[int, ...]) -> dict[str, Any]:
-    """The type information :meth:`NdarrayFormat.encode` writes for a C-contiguous array of a plain dtype."""
-    dtype = np.dtype(dtype_str)
-    info: dict[str, Any] = {"dtype": npformat.dtype_to_descr(dtype), "shape": list(shape), "order": "C"}
+def _type_info(dtype: np.dtype, shape: tuple[int, ...], order: str) -> dict[str, Any]:
+    """An array's type information (docs/format.md §4): descr, shape, order and, where one exists, the Nx type."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # descr drops dtype metadata; documented
+        descr = npformat.dtype_to_descr(dtype)
+    info: dict[str, Any] = {"dtype": descr, "shape": list(shape), "order": order}
     nx = nx_type(dtype)
     if nx is not None:
         info["nx"] = nx
     return info
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_info(dtype_str: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The type information of a C-contiguous array of a plain dtype, built once per dtype and shape (never mutated)."""
+    return _type_info(np.dtype(dtype_str), shape, "C")
 
 
 def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str]:
