@@ -270,6 +270,8 @@ def test_the_beam_decodes_python_defaults_and_beam_auto_compression(ebin):
     frames = {
         "etf": tether.dumps({"a": [1, 2.5, b"x"]}),
         "array": tether.dumps(np.arange(6, dtype="<f4").reshape(2, 3).T, reader="beam"),
+        # A small C-contiguous array: ndarray's one-step writer.
+        "small": tether.dumps(np.arange(6, dtype="<f4").reshape(2, 3)),
         # A slow link makes gzip's win independent of how loaded this machine is when it times the sample.
         "network": tether.dumps(TEXT, compression="auto", transport="network", bandwidth=5e6, reader="beam"),
     }
@@ -277,6 +279,8 @@ def test_the_beam_decodes_python_defaults_and_beam_auto_compression(ebin):
     checks = {
         "etf": "V =:= #{<<\"a\">> => [1, 2.5, <<\"x\">>]}",
         "array": "is_map(V)",
+        "small": "maps:get(type, V) =:= {f, 32} andalso maps:get(shape, V) =:= {2, 3} andalso "
+                 "maps:get(data, V) =:= << <<X:32/float-little>> || X <- [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] >>",
         "network": f"byte_size(V) =:= {len(TEXT)}",
     }
     body = ", ".join(
