@@ -106,6 +106,15 @@ def test_large_binaries_stay_views_on_the_fast_path():
     assert type(copied) is bytes and copied == blob
 
 
+def test_a_binary_exactly_at_the_view_threshold_is_a_view_and_one_below_is_bytes():
+    # The C decoder gets the buffer to slice views from only when the buffer can hold one.
+    for size, kind in ((64, memoryview), (63, bytes)):
+        data = _etf.encode(b"x" * size)
+        value = _etf.decode(data, _etf.Options(views=64))
+        assert type(value) is kind and bytes(value) == b"x" * size
+        assert type(_etf.decode(memoryview(data), _etf.Options(views=64))) is kind
+
+
 def test_shared_atoms_respect_each_calls_options():
     data = _etf.encode([Atom("nil"), Atom("undefined"), Atom("ok"), True])
     assert _etf.decode(data) == [None, Atom("undefined"), Atom("ok"), True]

@@ -73,6 +73,8 @@ def as_view(buf: Any) -> memoryview:
     >>> as_view(b"ab").nbytes
     2
     """
+    if type(buf) is bytes:  # the common case, without the attribute lookup that misses on bytes
+        return memoryview(buf)
     region_view = getattr(buf, "__tether_buffer__", None)
     if region_view is not None:
         buf = region_view()

@@ -91,9 +91,9 @@ def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
     """
     if _c is not None:
         try:
-            return _c.decode(
-                buf, pos, opts.native or _native_options(opts), readonly_view(buf) if opts.views else None
-            )
+            # Only a buffer that can hold a binary of `views` bytes needs the view to slice them from.
+            views = opts.views and len(buf) - pos >= opts.views
+            return _c.decode(buf, pos, opts.native or _native_options(opts), readonly_view(buf) if views else None)
         except _c.Fallback:
             pass
     try:
