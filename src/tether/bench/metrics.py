@@ -34,7 +34,7 @@ def run(rep: Report, quick: bool) -> None:
     except (ImportError, AttributeError):
         rep.note("  (tether.metrics has no overhead() in this build: nothing to compare)")
         return
-    # n round trips per run for the small value, n / 200 (at least 3) for the large one.
+    # n round trips per run for the small value, n / 200 (at least 10) for the large one.
     result = overhead(n=600 if quick else 4000, repeat=7 if quick else 15, large_bytes=mib << 20)
     for key in ("small", "large"):
         on, off = result[key]["on_ns"] / 1e9, result[key]["off_ns"] / 1e9
