@@ -258,6 +258,13 @@ def test_an_etf_column_arrow_cannot_hold_is_a_column_error():
 # ------------------------------------------------------------------ a real erl reads them
 
 
+SHUFFLY = np.repeat(np.arange(8000, dtype="<f8"), 4)  # 256 KB: auto compresses it for a slow disk
+
+
+def _filter_id(frame: bytes) -> int:
+    return tether.frame.unpack(memoryview(frame), tether.get_limits()).filter_id
+
+
 @pytest.fixture(scope="module")
 def ebin(tmp_path_factory):
     out = tmp_path_factory.mktemp("ebin")
@@ -274,14 +281,22 @@ def test_the_beam_decodes_python_defaults_and_beam_auto_compression(ebin):
         "small": tether.dumps(np.arange(6, dtype="<f4").reshape(2, 3)),
         # A slow link makes gzip's win independent of how loaded this machine is when it times the sample.
         "network": tether.dumps(TEXT, compression="auto", transport="network", bandwidth=5e6, reader="beam"),
+        # Floats whose high bytes repeat: byte-shuffling would win for Python, which alone undoes it.
+        "floats": tether.dumps(SHUFFLY, compression="gzip", reader="beam"),
+        "floats_auto": tether.dumps(SHUFFLY, compression="auto", transport="disk", bandwidth=1e6, reader="beam"),
     }
     assert tether.inspect(frames["network"]).compression == "gzip"
+    for name in ("floats", "floats_auto"):
+        assert (tether.inspect(frames[name]).compression, _filter_id(frames[name])) == ("gzip", 0)
+    assert _filter_id(tether.dumps(SHUFFLY, compression="gzip")) == 1  # what a Python reader gets
     checks = {
         "etf": "V =:= #{<<\"a\">> => [1, 2.5, <<\"x\">>]}",
         "array": "is_map(V)",
         "small": "maps:get(type, V) =:= {f, 32} andalso maps:get(shape, V) =:= {2, 3} andalso "
                  "maps:get(data, V) =:= << <<X:32/float-little>> || X <- [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] >>",
         "network": f"byte_size(V) =:= {len(TEXT)}",
+        "floats": f"erlang:crc32(maps:get(data, V)) =:= {zlib.crc32(SHUFFLY.tobytes())}",
+        "floats_auto": f"erlang:crc32(maps:get(data, V)) =:= {zlib.crc32(SHUFFLY.tobytes())}",
     }
     body = ", ".join(
         f'{{ok, V{i}}} = tether:decode(binary:decode_hex(<<"{binascii.hexlify(f).decode()}">>)), '

@@ -45,6 +45,8 @@ CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
 # The codecs each reader undoes (None: every registered one). The BEAM inflates
 # gzip with zlib; it has no lz4 or zstd without a NIF.
 READABLE: dict[str, tuple[str, ...] | None] = {"python": None, "beam": ("none", "gzip")}
+# The readers that undo a byte-shuffle filter: the BEAM refuses filtered frames (docs/format.md §5).
+UNFILTERS = frozenset({"python"})
 
 
 def check_reader(name: Any, reader: str) -> None:
@@ -207,12 +209,15 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
     return packed / raw, sorted(rates)[(len(rates) - 1) // 2] * raw, 0.0
 
 
-def choose_filter(codec: Any, level: int, payload: Any, fmt: Any) -> int:
-    """The shuffle element size when byte-shuffling beats plain compression on samples, else 0."""
+def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = "python") -> int:
+    """The shuffle element size when byte-shuffling beats plain compression on samples, else 0.
+
+    Always 0 for a ``reader`` that cannot undo the filter (the BEAM).
+    """
     from ._shuffle import GAIN, shuffle
 
     size = fmt.element_size(payload.type_info)
-    if not size or payload.nbytes < MIN_SIZE or payload.nbytes % size:
+    if reader not in UNFILTERS or not size or payload.nbytes < MIN_SIZE or payload.nbytes % size:
         return 0
     samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]
     samples = [s for s in samples if s]
