@@ -13,10 +13,6 @@ DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "evolution.md"
 def test_the_guide_runs(monkeypatch):
     # The guide registers "events" in the process-wide registry; give it a fresh one for this test.
     monkeypatch.setattr(tether.schemas, "DEFAULT", tether.schemas.Registry())
-    if not hasattr(tether.formats, "Migration"):  # until tether.formats re-exports it (requested of its owner)
-        from tether.formats import _base
-
-        monkeypatch.setattr(tether.formats, "Migration", _base.Migration, raising=False)
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
     assert len(blocks) >= 6
     namespace: dict = {}

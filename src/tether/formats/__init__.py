@@ -49,12 +49,12 @@ A format of your own, picked automatically for its type before etf (50) asks:
 from __future__ import annotations
 
 from .._registry import Registry
-from ._base import DecodeContext, EncodeContext, Format, Payload, Segment
+from ._base import DecodeContext, EncodeContext, Format, Migration, Payload, Segment
 from ._encode import encode
 
 __all__ = [
-    "DecodeContext", "EncodeContext", "Format", "Payload", "Segment", "auto_order", "encode", "get", "names",
-    "register", "registry",
+    "DecodeContext", "EncodeContext", "Format", "Migration", "Payload", "Segment", "auto_order", "encode", "get",
+    "names", "register", "registry",
 ]
 
 registry: Registry[Format] = Registry("format", "tether.formats", 0xFFFF)
