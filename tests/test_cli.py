@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -73,6 +74,17 @@ def test_shm_ls_json_lists_a_live_region():
         assert rows[region.name]["capacity"] == region.capacity
 
 
+def test_shm_ls_leaves_out_the_beam_workers_private_directories():
+    private = pathlib.Path("/dev/shm") / f"tether-{os.getpid()}-{'0' * 32}"  # the BEAM names them so
+    private.mkdir()
+    try:
+        out = run("shm", "ls", "--json")
+        assert out.returncode == 0, out.stderr
+        assert private.name not in {row["name"] for row in json.loads(out.stdout)}
+    finally:
+        private.rmdir()
+
+
 def test_stats_of_a_worker_that_is_not_there_is_a_clear_error(tmp_path):
     out = run("stats", str(tmp_path / "no-such-worker"))
     assert out.returncode in (1, 2) and out.stdout == ""
@@ -104,3 +116,16 @@ def test_stats_prints_a_running_worker_snapshot(tmp_path):
         worker.close()
     out = run("stats", str(pid))
     assert out.returncode == 1 and f"no tether worker with OS pid {pid}" in out.stderr
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(tmp_path):
+    # Metadata large enough that --json output overflows the pipe's buffer before the reader closes it.
+    path = tmp_path / "labels.tthr"
+    path.write_bytes(tether.dumps(b"x", metadata={"labels": {f"label{i}": "v" * 40 for i in range(30000)}}))
+    proc = subprocess.Popen([sys.executable, "-m", "tether", "inspect", "--json", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()  # what `| head -c 10` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()

@@ -137,7 +137,9 @@ def _shm_ls(as_json: bool) -> int:
     from . import TetherError, shm
 
     rows = []
-    for name in sorted(os.listdir("/dev/shm")):
+    # Directories under the same prefix are BEAM workers' private directories, not regions.
+    names = sorted(e.name for e in os.scandir("/dev/shm") if not e.is_dir(follow_symlinks=False))
+    for name in names:
         if name.startswith("tether-"):
             try:
                 r = shm.Region.attach(name)
@@ -278,8 +280,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     [...]
     0
     """
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here at the latest
+    except BrokenPipeError:
+        # The reader went away (`tether inspect --json F | head -1`): stop quietly, as cat does, with
+        # stdout pointed at /dev/null so that the interpreter's own flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.cmd in ("inspect", "verify"):
         return _frame_cmd(args)
     if args.cmd == "shm":
