@@ -17,7 +17,7 @@ defmodule Tether do
   a map with these fields:
 
     * `:type`: the Nx type, e.g. `{:f, 32}`, `{:s, 64}`, `{:u, 8}`, `{:c, 64}`,
-      `{:bf, 16}`; `nil` when Nx has no such type (see `:dtype`);
+      `{:bf, 16}`; `:undefined` when Nx has no such type (see `:dtype`);
     * `:shape`: a tuple of dimensions, `{}` for a 0-d array;
     * `:data`: the elements as one binary, in the dtype's byte order
       (little-endian for every dtype Python writes by default), no padding;
