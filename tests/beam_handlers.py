@@ -96,6 +96,13 @@ def log_warning(message):
     return "logged"
 
 
+def warn(text):
+    import warnings
+
+    warnings.warn(text.decode() if isinstance(text, bytes) else text, UserWarning, stacklevel=1)
+    return "warned"
+
+
 def many_atoms(n, prefix):
     from tether import Atom
 

@@ -419,6 +419,17 @@ def test_log_records_and_stderr_lines_are_forwarded(client):
     assert all(m[1:3] == (A("warning"), "stderr") and m[4] == {} for m in client.logs)
 
 
+def test_a_python_warning_is_one_record_with_its_source_line(client):
+    assert client.ok("warn", "the old API is going away") == "warned"
+    client.await_logs(1)
+    with pytest.raises(TimeoutError):  # a second line, if there were one, would come from the stderr thread
+        client.await_logs(2, timeout=0.5)
+    (log,) = client.logs
+    _, level, logger, message, _meta = log
+    assert (level, logger) == (A("warning"), "py.warnings")
+    assert "UserWarning: the old API is going away" in message and "warnings.warn(" in message
+
+
 # ------------------------------------------------------------------ malformed input (issue #14 G)
 
 

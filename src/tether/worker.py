@@ -1359,11 +1359,14 @@ class _Forwarding:
         self.thread.start()
         self.handler = LogForwarder(channel)
         logging.getLogger().addHandler(self.handler)
+        # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
+        logging.captureWarnings(True)
         self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
 
     def stop(self) -> None:
         """Forward what is left, then give fd 1 and 2 back."""
         logging.getLogger().removeHandler(self.handler)
+        logging.captureWarnings(False)
         if self.alerts is not None:
             _metrics.on_alert(self.alerts, remove=True)
         try:
