@@ -97,12 +97,13 @@ compact(Term) ->
 %% frame = tether_protocol:form(#{}).
 %% '''
 -spec form(map()) -> form().
-form(#{messages := Forms}) when is_list(Forms) ->
-    case lists:member(<<"compact">>, Forms) of
-        true -> compact;
-        false -> frame
-    end;
+form(#{messages := Forms}) -> listed(Forms);
 form(_) -> frame.
+
+%% Not lists:member/2: the ready is Python's, and an improper list must not raise.
+listed([<<"compact">> | _]) -> compact;
+listed([_ | Rest]) -> listed(Rest);
+listed(_) -> frame.
 
 %% @doc The frame of a `{stats, Id}' request: Python answers
 %% `{reply, Id, {ok, Snapshot}}' with its metrics snapshot.

@@ -10,6 +10,7 @@
 -module(tether_region).
 
 -include("../include/tether.hrl").
+-include_lib("kernel/include/file.hrl").
 
 -export([read_region/1, read_frame/3]).
 
@@ -87,7 +88,16 @@ pread_exact(Fd, _Size, Offset, Len) ->
         Error -> Error
     end.
 
+%% Only a regular file is opened: open(2) on a FIFO named like a region waits for a
+%% writer for ever, holding this process and a dirty I/O scheduler.
 with_file(Path, Fun) ->
+    case file:read_file_info(Path, [raw]) of
+        {ok, #file_info{type = regular}} -> open_file(Path, Fun);
+        {ok, #file_info{type = Type}} -> {error, {not_a_regular_file, Type}};
+        Error -> Error
+    end.
+
+open_file(Path, Fun) ->
     case file:open(Path, [read, raw, binary]) of
         {ok, Fd} ->
             try

@@ -516,14 +516,16 @@ expired(#req{deadline = infinity}) -> false;
 expired(#req{deadline = D}) -> erlang:monotonic_time(millisecond) >= D.
 
 %% The worker may read only its Python's regions: tether- files, or its memfds.
+%% A `..' step would let a path that starts /proc/<pid>/fd/ name any file.
 allow_shm(#st{os_pid = OsPid}) ->
     fun(Path) ->
-        case filename:basename(Path) of
-            <<"tether-", _/binary>> -> true;
-            _ ->
-                Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
-                binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
-        end
+        not lists:member(<<"..">>, filename:split(Path)) andalso
+            case filename:basename(Path) of
+                <<"tether-", _/binary>> -> true;
+                _ ->
+                    Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
+                    binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
+            end
     end.
 
 %% ------------------------------------------------------------------ cancelling

@@ -47,6 +47,7 @@ import mmap
 import os
 import platform
 import signal
+import stat
 import struct
 import sys
 import tempfile
@@ -902,11 +903,16 @@ class Worker:
         if not all(type(v) is int and v >= 0 for v in (offset, length)):
             raise DecodeError("Offset and Len of a shared-memory argument must be non-negative integers.")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise DecodeError(f"Cannot open shared-memory argument {path!r}: {exc.strerror}.") from None
+            # O_NONBLOCK: a FIFO under a tether- name would otherwise wait for a writer forever.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            why = exc.strerror if isinstance(exc, OSError) else "a path cannot hold a NUL byte"
+            raise DecodeError(f"Cannot open shared-memory argument {path!r}: {why}.") from None
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise DecodeError(f"{path!r} is not a regular file: shared-memory arguments are files the BEAM "
+                                  "wrote (its arguments file) or the worker's regions.")
             if st.st_size < offset + length:
                 raise DecodeError(f"{path} holds fewer than the {offset + length} bytes announced.")
             if not length:
@@ -914,7 +920,11 @@ class Worker:
             key = (path, st.st_dev, st.st_ino)
             mm = self._mapped[1] if self._mapped is not None and self._mapped[0] == key else None
             if mm is None or len(mm) < offset + length:
-                mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+                try:
+                    mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
+                except (OSError, ValueError) as exc:  # a file system that cannot map (sysfs, some FUSE)
+                    raise DecodeError(f"Cannot map shared-memory argument {path!r}: {exc}; the BEAM writes "
+                                      "them in a private directory on a local or tmpfs file system.") from None
                 self._mapped = (key, mm)
         finally:
             os.close(fd)
@@ -1155,7 +1165,9 @@ def _refusal(hello: Any) -> Any:
     versions = info.get(Atom("frame_versions"), [frame.FRAME_VERSION])
     if compatible(tether.__version__, beam) and isinstance(versions, list) and frame.FRAME_VERSION in versions:
         return None
-    shown = _text(beam) if isinstance(beam, (str, bytes)) else "unknown"
+    # Shown, not read: a version that is not UTF-8 (or is huge) is refused like any other.
+    shown = bytes(beam[:64]).decode("utf-8", "replace") if isinstance(beam, bytes) else \
+        beam[:64] if isinstance(beam, str) else "unknown"
     return (Atom("incompatible"), {Atom("python"): tether.__version__, Atom("beam"): shown})
 
 
