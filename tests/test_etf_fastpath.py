@@ -132,3 +132,17 @@ def test_sets_inside_keys_are_frozen_alike_on_both_paths():
     data = etf.encode(value)
     fast, slow = both(data)
     assert fast == slow == value
+
+
+@pytest.mark.parametrize("term, where", [
+    ("bad \udcff", r"\$"),
+    ({"k": [1, ("x", "\udcff")]}, r"\$\.k\[1\]\[1\]"),
+    ({"\udcff": 1}, r"\$\['<key>'\]"),
+    ([Atom("ok"), Atom("a\udcff")], r"\$\[1\]"),
+])
+def test_text_utf8_cannot_hold_is_an_encode_error_at_its_path(term, where):
+    # A lone surrogate (what surrogateescape leaves for undecodable bytes): both paths name the place.
+    with pytest.raises(tether.EncodeError, match=rf"at {where} holds '\\udcff'.*send those bytes as bytes"):
+        etf.encode(term)
+    with pytest.raises(tether.EncodeError, match=rf"at {where} holds"):
+        tether.dumps(term, format="etf")

@@ -136,6 +136,19 @@ class Writer:
 def encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, convert: Any) -> None:
     """Append the ETF bytes of ``term`` (without the version byte) to ``out``."""
     w = Writer(out, opts, bytes_tag, convert)
+    try:
+        _walk(w, term)
+    except UnicodeEncodeError as exc:  # a lone surrogate (from surrogateescape, say): no UTF-8 for it
+        bad = exc.object[exc.start : exc.end]
+        raise EncodeError(
+            f"The text at {w.where()} holds {bad!r}, which UTF-8 cannot encode (a lone surrogate, as "
+            "os.fsdecode or errors='surrogateescape' leave for undecodable bytes): send those bytes as bytes, "
+            "or clean the text first (text.encode('utf-8', 'replace').decode())."
+        ) from None
+
+
+def _walk(w: Writer, term: Any) -> None:
+    out = w.out
     atom = w.atom
     write = out.extend
     stack = w.stack

@@ -38,7 +38,7 @@ static inline int out_tag32(Out *o, unsigned char tag, uint32_t v) {
     return out_put(o, b, 5);
 }
 
-/* W_DONE, W_FALLBACK for an atom Python must report (too long), or W_ERROR. */
+/* W_DONE, W_FALLBACK for an atom Python must report (too long, lone surrogates), or W_ERROR. */
 static int put_atom(Out *o, PyObject *name, int minor) {
     Py_ssize_t chars = PyUnicode_GET_LENGTH(name);
     if (chars > SMALL_MAX) return W_FALLBACK;
@@ -49,7 +49,7 @@ static int put_atom(Out *o, PyObject *name, int minor) {
     }
     Py_ssize_t n;
     const char *u = PyUnicode_AsUTF8AndSize(name, &n);
-    if (!u) return W_ERROR;
+    if (!u) { PyErr_Clear(); return W_FALLBACK; }
     if (n <= SMALL_MAX) {
         unsigned char h[2] = {SMALL_ATOM_UTF8_EXT, (unsigned char)n};
         if (out_put(o, h, 2) < 0) return W_ERROR;
