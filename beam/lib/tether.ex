@@ -66,11 +66,31 @@ defmodule Tether do
   ndarray frames decode to `%{type: {:f, 32}, shape: {2, 3}, data: binary}`
   where `data` is a sub-binary of the frame; Arrow frames to their IPC stream
   bytes (`Explorer.DataFrame.load_ipc_stream/1` reads them).
+
+  Options: `verify: boolean` (the payload checksum; header and metadata are
+  always checked), `safe: boolean` (default true: no new atoms; false only for
+  trusted peers), `max_uncompressed_size: bytes` (what a compressed payload may
+  inflate to, checked before inflating; default 4 GiB, as Python's `tether.Limits`).
+  Whatever the bytes, the answer is `{:ok, _}` or `{:error, _}`, never a raise.
+
+      iex> frame = Tether.encode(:binary.copy(<<0>>, 100_000), compression: :gzip)
+      iex> Tether.decode(frame, max_uncompressed_size: 1000)
+      {:error, {:too_large, 100006, 1000}}
+      iex> Tether.decode("junk")
+      {:error, :not_a_tether_frame}
   """
   @spec decode(iodata(), keyword() | map()) :: {:ok, term()} | {:error, term()}
   def decode(frame, opts \\ []), do: :tether.decode(IO.iodata_to_binary(frame), Map.new(opts))
 
-  @doc "Header and metadata of a frame, without touching its payload."
+  @doc """
+  Header and metadata of a frame, without touching its payload: `{:ok, map}` or
+  `{:error, reason}` whatever the bytes.
+
+      iex> frame = Tether.encode(List.duplicate(:ok, 1000), compression: :gzip)
+      iex> {:ok, info} = Tether.inspect(frame)
+      iex> {info.format, info.compression, info.metadata["format"]}
+      {:etf, :gzip, "etf"}
+  """
   @spec inspect(iodata()) :: {:ok, map()} | {:error, term()}
   def inspect(frame), do: :tether.inspect(IO.iodata_to_binary(frame))
 
@@ -98,7 +118,25 @@ defmodule Tether do
   @spec table([map()] | %{optional(term()) => list()}) :: {:"$tether_table", binary()}
   def table(rows_or_columns), do: :tether_embed.table(rows_or_columns)
 
-  @doc "The newest frame in a tether shared-memory region file (written by Python)."
+  @doc """
+  The newest frame in a tether shared-memory region file (written by Python).
+  Reads exactly that frame, or returns `{:error, reason}`; never raises.
+
+  A region Python wrote:
+
+  ```python
+  region = tether.shm.Region.create(1 << 20)
+  tether.dump_into(numpy.arange(4.0), region)  # region.path: "/dev/shm/tether-..."
+  ```
+
+  ```elixir
+  {:ok, frame} = Tether.read_region(path)
+  {:ok, %{type: {:f, 64}, shape: {4}}} = Tether.decode(frame)
+  ```
+
+      iex> Tether.read_region("/dev/shm/no-such-tether-region")
+      {:error, :enoent}
+  """
   @spec read_region(Path.t()) :: {:ok, binary()} | {:error, term()}
   def read_region(path), do: :tether.read_region(path)
 end

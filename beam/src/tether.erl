@@ -58,14 +58,32 @@ encode(Term, Opts) when is_map(Opts) ->
     end.
 
 %% @doc An ndarray frame from an Nx-style binary: native-endian, row-major.
+%% A binary whose size does not match the type and shape is a `badarg' error.
+%%
+%% ```
+%% Frame = tether:tensor(<<1.0:32/float-native, 2.0:32/float-native>>, {f, 32}, {2}),
+%% {ok, #{type := {f, 32}, shape := {2}}} = tether:decode(iolist_to_binary(Frame)).
+%% '''
 -spec tensor(binary(), nx_type(), tuple() | [non_neg_integer()]) -> iodata().
 tensor(Data, Type, Shape) -> tensor(Data, Type, Shape, #{}).
 
+%% @doc As {@link tensor/3}, with the frame options of {@link encode/2}
+%% (`compression', `level', `checksum', `metadata', `parent', `step').
+%%
+%% ```
+%% Frame = tether:tensor(binary:copy(<<0>>, 1000), {u, 8}, {10, 100}, #{compression => gzip}),
+%% {ok, #{format := ndarray, compression := gzip, raw_size := 1000}} = tether:inspect(iolist_to_binary(Frame)).
+%% '''
 -spec tensor(binary(), nx_type(), tuple() | [non_neg_integer()], map()) -> iodata().
 tensor(Data, {_Kind, _Bits} = Type, Shape, Opts) when is_binary(Data) ->
     frame(tether_formats:ndarray(Data, Type, Shape), Opts).
 
 %% @doc The NumPy dtype descr of an Nx type in this node's byte order.
+%%
+%% ```
+%% <<"<f4">> = tether:nx_descr({f, 32}),  % on a little-endian node
+%% <<"|u1">> = tether:nx_descr({u, 8}).
+%% '''
 -spec nx_descr(nx_type()) -> binary().
 nx_descr(Type) -> tether_formats:nx_descr(Type).
 

@@ -41,6 +41,13 @@ table(Other) ->
 %% `{embedded_shm, Path, Why}' for a region that cannot be read,
 %% `{refused_shm_path, Path}'. The stats say how many bytes came from
 %% shared memory and from frames in the term, and how long reading took.
+%%
+%% ```
+%% Raw = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
+%% {ok, [1, <<"abc">>], #{shm_bytes := 0}} = tether_embed:resolve([1, {'$tether', Raw}], fun(_) -> false end),
+%% {error, {refused_shm_path, <<"/etc/passwd">>}} =
+%%     tether_embed:resolve({'$tether_shm', <<"/etc/passwd">>, 0, 10}, fun(_) -> false end).
+%% '''
 -spec resolve(term(), fun((binary()) -> boolean())) -> {ok, term(), stats()} | {error, term()}.
 resolve(Term, AllowShm) ->
     Zero = #{shm_bytes => 0, frame_bytes => 0, read_time => 0},

@@ -40,10 +40,20 @@ etf(Term0, Compressed, Versions) ->
     {?FORMAT_ETF, <<"etf">>, #{<<"binaries">> => <<"beam">>}, term_to_binary(Term, EtfOpts)}.
 
 %% @doc A raw payload: the bytes themselves.
+%%
+%% ```
+%% {1, <<"raw">>, #{<<"kind">> := <<"bytes">>}, <<"abc">>} = tether_formats:raw(<<"abc">>).
+%% '''
 -spec raw(binary()) -> built().
 raw(Bytes) -> {?FORMAT_RAW, <<"raw">>, #{<<"kind">> => <<"bytes">>}, Bytes}.
 
 %% @doc An ndarray payload from an Nx-style binary: native-endian, row-major.
+%% A binary whose size does not match the type and shape is a `badarg' error.
+%%
+%% ```
+%% {3, <<"ndarray">>, #{<<"shape">> := [2, 2], <<"dtype">> := <<"|u1">>}, <<1, 2, 3, 4>>} =
+%%     tether_formats:ndarray(<<1, 2, 3, 4>>, {u, 8}, {2, 2}).
+%% '''
 -spec ndarray(binary(), tether:nx_type(), tuple() | [non_neg_integer()]) -> built().
 ndarray(Data, {Kind, Bits} = Type, Shape) ->
     Dims = if is_tuple(Shape) -> tuple_to_list(Shape); true -> Shape end,
@@ -58,6 +68,11 @@ ndarray(Data, {Kind, Bits} = Type, Shape) ->
     {?FORMAT_NDARRAY, <<"ndarray">>, Info, Data}.
 
 %% @doc The NumPy dtype descr of an Nx type in this node's byte order.
+%%
+%% ```
+%% <<"<c8">> = tether_formats:nx_descr({c, 64}),  % on a little-endian node
+%% <<"<u2">> = tether_formats:nx_descr({bf, 16}).  % NumPy has no bfloat16: its raw bits
+%% '''
 -spec nx_descr(tether:nx_type()) -> binary().
 nx_descr({Kind, Bits}) ->
     E = case erlang:system_info(endian) of little -> <<"<">>; big -> <<">">> end,
@@ -117,6 +132,11 @@ schema_hint(Name, false, Oldest, _) ->
 %% @doc Whether decoding a payload of this format reads the frame's metadata.
 %% etf, raw and arrow payloads do not (its CRC-32 is checked all the same): a
 %% small call then pays for one binary_to_term, not two.
+%%
+%% ```
+%% false = tether_formats:needs_metadata(etf),
+%% true = tether_formats:needs_metadata(ndarray).
+%% '''
 -spec needs_metadata(atom() | {unknown, non_neg_integer()}) -> boolean().
 needs_metadata(F) -> not (F =:= etf orelse F =:= raw orelse F =:= arrow).
 
@@ -125,6 +145,15 @@ needs_metadata(F) -> not (F =:= etf orelse F =:= raw orelse F =:= arrow).
 %% checked against `max_uncompressed_size' first, and funs are refused; raw,
 %% arrow and ndarray data are the payload binary itself (no copy). Metadata
 %% of the wrong shape is `{error, {bad_type_info, Format, Why}}'.
+%%
+%% ```
+%% Opts = #{safe => true, max_uncompressed_size => 1 bsl 20},
+%% {ok, [1]} = tether_formats:decode(etf, #{}, term_to_binary([1]), Opts),
+%% {error, funs_refused} = tether_formats:decode(etf, #{}, term_to_binary(fun() -> ok end), Opts),
+%% {_, _, TypeInfo, Data} = tether_formats:ndarray(<<1, 2, 3, 4>>, {u, 8}, {2, 2}),
+%% {ok, #{type := {u, 8}, shape := {2, 2}}} =
+%%     tether_formats:decode(ndarray, #{<<"type">> => TypeInfo}, Data, Opts).
+%% '''
 -spec decode(atom() | {unknown, non_neg_integer()}, map(), binary(),
              #{safe := boolean(), max_uncompressed_size := non_neg_integer()}) ->
           {ok, term()} | {error, term()}.

@@ -18,6 +18,12 @@
 %% @doc A frame as iodata. `Opts': `checksum => crc32 | none', `metadata => map()',
 %% `compression => none | gzip', `level => 0..9' (gzip's, default 6). A gzip
 %% payload that comes out no smaller is stored uncompressed, as Python does.
+%%
+%% ```
+%% {Id, Name, TypeInfo, Payload} = tether_formats:raw(<<"abc">>),
+%% Frame = iolist_to_binary(tether_frame:build(Id, Name, TypeInfo, Payload, #{})),
+%% {ok, <<"abc">>} = tether:decode(Frame).
+%% '''
 -spec build(non_neg_integer(), binary(), map(), iodata(), map()) -> iodata().
 build(FormatId, Name, TypeInfo, Payload, Opts) ->
     Meta = tether_meta:build(Name, TypeInfo, maps:get(metadata, Opts, #{}), Opts),
@@ -49,6 +55,14 @@ compress(Other, _, _, _) -> erlang:error({badarg, {compression, Other, <<"the BE
 %% ------------------------------------------------------------------ reading
 
 %% @doc The header of a frame, checked (magic, version, CRC-32, required flags).
+%% Only the header's 64 bytes are read.
+%%
+%% ```
+%% Frame = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
+%% {ok, #{format := raw, payload_size := 3, frame_size := Size}} = tether_frame:header(Frame),
+%% Size = byte_size(Frame),
+%% {error, {truncated, 64, 10}} = tether_frame:header(binary:part(Frame, 0, 10)).
+%% '''
 -spec header(binary()) -> {ok, header()} | {error, term()}.
 header(<<?FRAME_MAGIC, V:?LE(?F_VERSION), _/binary>>) when V =/= ?FRAME_VERSION ->
     {error, {unsupported_frame_version, V,
@@ -73,6 +87,13 @@ header(_) -> {error, not_a_tether_frame}.
 
 %% @doc A whole frame's header, metadata bytes and stored payload, with the
 %% frame size, the metadata CRC-32 and (when `Verify') the payload checksum checked.
+%%
+%% ```
+%% Frame = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
+%% {ok, #{format := raw}, _MetaBin, <<"abc">>} = tether_frame:open(Frame, true),
+%% Short = byte_size(Frame) - 1,
+%% {error, {truncated, _, Short}} = tether_frame:open(binary:part(Frame, 0, Short), true).
+%% '''
 -spec open(binary(), boolean()) -> {ok, header(), binary(), binary()} | {error, term()}.
 open(Frame, Verify) ->
     case header(Frame) of
@@ -100,6 +121,13 @@ open(Frame, Verify) ->
 
 %% @doc The metadata bytes of a frame whose header was read, CRC-32 checked;
 %% the payload need not be there.
+%%
+%% ```
+%% Frame = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
+%% {ok, H} = tether_frame:header(Frame),
+%% {ok, MetaBin} = tether_frame:metadata(Frame, H),
+%% {ok, #{<<"format">> := <<"raw">>}} = tether_meta:decode(MetaBin).
+%% '''
 -spec metadata(binary(), header()) -> {ok, binary()} | {error, term()}.
 metadata(Frame, H = #{meta_len := MLen}) when byte_size(Frame) >= ?HEADER_SIZE + MLen ->
     MetaBin = binary:part(Frame, ?HEADER_SIZE, MLen),
@@ -111,6 +139,14 @@ metadata(Frame, #{meta_len := MLen}) -> {error, {truncated, ?HEADER_SIZE + MLen,
 
 %% @doc The payload as its format wrote it: compression and filter undone,
 %% inflating to at most `Max' bytes (a larger declared size is refused first).
+%%
+%% ```
+%% Frame = iolist_to_binary(tether:encode(lists:duplicate(1000, ok), #{compression => gzip})),
+%% {ok, H = #{raw_size := Raw}, _, Stored} = tether_frame:open(Frame, true),
+%% {ok, Payload} = tether_frame:unpack(H, Stored, 1 bsl 20),
+%% Raw = byte_size(Payload),
+%% {error, {too_large, Raw, 100}} = tether_frame:unpack(H, Stored, 100).
+%% '''
 -spec unpack(header(), binary(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
 unpack(#{compression := none, filter := {?FILTER_NONE, _}}, Payload, _) -> {ok, Payload};
 unpack(#{compression := gzip, filter := {?FILTER_NONE, _}, raw_size := Raw}, Payload, Max) ->

@@ -71,12 +71,23 @@ extended(Name, TypeInfo, User, Opts) ->
 own_entry(Name) -> #{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(node()), <<"format">> => Name}.
 
 %% @doc Decode metadata bytes: never creates atoms.
+%%
+%% ```
+%% {ok, #{<<"run">> := 7}} = tether_meta:decode(term_to_binary(#{<<"run">> => 7})),
+%% {error, {bad_etf, _}} = tether_meta:decode(<<131, 100, 0, 3, "zzq">>).  % an atom this node lacks
+%% '''
 -spec decode(binary()) -> {ok, map()} | {error, term()}.
 decode(Bin) -> tether_etf:decode(Bin, true).
 
 %% @doc The user map of a `user_packed' entry: its ETF term, inflated (zlib)
 %% when compressed, at most its declared `size' and 16 MiB (as Python's
 %% `Limits.max_metadata_size'), decoded `[safe]'.
+%%
+%% ```
+%% Etf = term_to_binary(#{<<"run">> => 7}),
+%% {ok, #{<<"run">> := 7}} = tether_meta:unpack_user(#{<<"encoding">> => <<"etf">>, <<"compression">> => <<"zlib">>,
+%%                                                     <<"size">> => byte_size(Etf), <<"data">> => zlib:compress(Etf)}).
+%% '''
 -spec unpack_user(term()) -> {ok, map()} | {error, term()}.
 unpack_user(#{<<"encoding">> := <<"etf">>, <<"compression">> := C, <<"size">> := Size, <<"data">> := Data})
   when is_integer(Size), Size >= 0, is_binary(Data) ->

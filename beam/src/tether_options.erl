@@ -52,10 +52,18 @@ call_spec(pool) ->
     call_spec(worker) ++ [{checkout_timeout, fun timeout_ms/1, none}].
 
 %% @doc The option keys a worker takes (for error messages and docs).
+%%
+%% ```
+%% true = lists:member(shm_threshold, tether_options:worker_keys()).
+%% '''
 -spec worker_keys() -> [atom()].
 worker_keys() -> [K || {K, _, _} <- worker_spec()].
 
-%% @doc The option keys a pool takes.
+%% @doc The option keys a pool takes: `size', `max_queue', then a worker's.
+%%
+%% ```
+%% [size, max_queue | _] = tether_options:pool_keys().
+%% '''
 -spec pool_keys() -> [atom()].
 pool_keys() -> [K || {K, _, _} <- pool_spec()].
 
@@ -71,6 +79,12 @@ worker(Opts) -> check(Opts, worker_spec() ++ member_spec()).
 
 %% @doc Check a pool's options: a worker's options (less `name', which names
 %% the pool) plus `size' and `max_queue'.
+%%
+%% ```
+%% {ok, #{size := 2, max_queue := 100}} = tether_options:pool(#{modules => [<<"m">>], size => 2}),
+%% {error, {bad_option, size, <<"expected a positive integer, got 0">>}} =
+%%     tether_options:pool(#{modules => [<<"m">>], size => 0}).
+%% '''
 -spec pool(map() | list()) -> {ok, map()} | error().
 pool(Opts) -> check(Opts, pool_spec()).
 

@@ -50,6 +50,12 @@
 start_link(Opts) -> start(link, Opts).
 
 %% @doc As {@link start_link/1}, not linked.
+%%
+%% ```
+%% {ok, P} = tether_pool:start(#{modules => [<<"math">>], size => 2}),
+%% {ok, 4.0} = tether_pool:call(P, <<"math">>, <<"sqrt">>, [16.0]),
+%% ok = tether_pool:stop(P).
+%% '''
 -spec start(map() | list()) -> {ok, pid()} | {error, term()}.
 start(Opts) -> start(nolink, Opts).
 
@@ -64,6 +70,11 @@ start(Link, Opts) ->
     end.
 
 %% @doc A child specification for a supervisor.
+%%
+%% ```
+%% Spec = tether_pool:child_spec(#{name => {local, models}, modules => [<<"my_handlers">>]}),
+%% #{id := tether_pool, start := {tether_pool, start_link, [_]}} = Spec.
+%% '''
 -spec child_spec(map() | list()) -> supervisor:child_spec().
 child_spec(Opts) ->
     #{id => ?MODULE, start => {?MODULE, start_link, [Opts]}, type => worker,
@@ -136,11 +147,23 @@ transaction(Pool, Fun, Timeout) ->
     end.
 
 %% @doc Stop the pool and every member (and their Python processes).
+%%
+%% ```
+%% {ok, P} = tether_pool:start(#{modules => [<<"math">>], size => 2}),
+%% ok = tether_pool:stop(P),
+%% false = is_process_alive(P).
+%% '''
 -spec stop(pool()) -> ok.
 stop(Pool) -> gen_server:stop(Pool, normal, ?STOP_WAIT * 2).
 
 %% @doc Members and their state: `size', `workers' (pids), `idle', `busy',
 %% `starting', `cancelling', `queued'.
+%%
+%% ```
+%% {ok, P} = tether_pool:start(#{modules => [<<"math">>], size => 2}),
+%% #{size := 2, idle := 2, busy := 0, queued := 0, workers := [_, _]} = tether_pool:status(P),
+%% ok = tether_pool:stop(P).
+%% '''
 -spec status(pool()) -> map().
 status(Pool) -> gen_server:call(Pool, status).
 

@@ -119,6 +119,13 @@ random_name(Prefix) ->
     Prefix ++ string:lowercase(binary_to_list(binary:encode_hex(crypto:strong_rand_bytes(?RANDOM_BYTES)))).
 
 %% @doc Remove a private directory and everything in it; a missing one is fine.
+%%
+%% ```
+%% {ok, Dir} = tether_private:make_dir(tether_private:default_parent()),
+%% ok = tether_private:remove_dir(Dir),
+%% false = filelib:is_dir(Dir),
+%% ok = tether_private:remove_dir(Dir).
+%% '''
 -spec remove_dir(file:filename_all() | undefined) -> ok.
 remove_dir(undefined) -> ok;
 remove_dir(Dir) ->

@@ -21,6 +21,13 @@
 %% @doc Start `Module' (a gen_server with an `init_server/1' callback),
 %% linked to the caller or not. `Module:init_server/1' may take as long as it
 %% needs: it bounds its own wait.
+%%
+%% ```
+%% {ok, Checked} = tether_options:worker(#{modules => [<<"math">>]}),
+%% {ok, Exe} = tether_python:find("python3"),
+%% {ok, W} = tether_proc:start(nolink, tether_worker, undefined, Checked#{exe => Exe}),
+%% ok = tether_worker:stop(W).
+%% '''
 -spec start(link | nolink, module(), name(), term()) -> {ok, pid()} | {error, term()}.
 start(link, Module, Name, Args) -> proc_lib:start_link(?MODULE, init_it, [self(), Module, Name, Args], infinity);
 start(nolink, Module, Name, Args) -> proc_lib:start(?MODULE, init_it, [self(), Module, Name, Args], infinity).

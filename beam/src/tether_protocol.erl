@@ -33,6 +33,11 @@ hello() ->
 %% and the newest version of each registered `Tether.Type' (`types'), so that
 %% the worker writes user types at versions this node reads. This mirrors
 %% tether:decode/2 (tether_formats, tether_frame, tether_etf).
+%%
+%% ```
+%% #{frame_versions := [1], compressions := [<<"none">>, <<"gzip">>], types := #{}} =
+%%     tether_protocol:capabilities().
+%% '''
 -spec capabilities() -> #{atom() => [binary() | pos_integer()] | #{binary() => term()}}.
 capabilities() ->
     #{frame_versions => [?FRAME_VERSION],
@@ -43,7 +48,14 @@ capabilities() ->
                                         || {F, {Oldest, Newest}} <- maps:to_list(tether_formats:schemas())]),
       types => tether_etf:type_versions()}.
 
-%% @doc This node's tether version, as the handshake carries it.
+%% @doc This node's tether version, as the handshake carries it (and every
+%% frame's `producer').
+%%
+%% ```
+%% Vsn = tether_protocol:beam_version(),
+%% {ok, #{metadata := #{<<"producer">> := <<"tether-beam/", Vsn/binary>>}}} =
+%%     tether:inspect(iolist_to_binary(tether:encode(1))).
+%% '''
 -spec beam_version() -> binary().
 beam_version() -> list_to_binary(?TETHER_VSN).
 
@@ -122,6 +134,14 @@ stats(Id, Form) -> out({stats, Id}, Form).
 %% make it `{error, _}' (both go through `binary_to_term(_, [safe])'), never
 %% new atoms; a compact message whose CRC-32 does not match is
 %% `{error, {checksum_mismatch, compact_message}}'. Never raises.
+%%
+%% ```
+%% {ok, {reply, 1, {ok, 2}}} = tether_protocol:decode(iolist_to_binary(tether:encode({reply, 1, {ok, 2}}))),
+%% Compact = iolist_to_binary(tether_protocol:compact({echo, 1})),
+%% {ok, {echo, 1}} = tether_protocol:decode(Compact),
+%% Changed = <<(binary:part(Compact, 0, byte_size(Compact) - 1))/binary, 2>>,
+%% {error, {checksum_mismatch, compact_message}} = tether_protocol:decode(Changed).
+%% '''
 -spec decode(binary()) -> {ok, term()} | {error, term()}.
 decode(<<"PING", _/binary>> = Ping) -> {ok, {ping, Ping}};
 decode(<<?COMPACT_MAGIC, Crc:?LE(?F_COMPACT_CRC32), Etf/binary>>) ->
@@ -136,6 +156,12 @@ decode(<<?COMPACT_MAGIC, Crc:?LE(?F_COMPACT_CRC32), Etf/binary>>) ->
 decode(Message) -> tether:decode(Message).
 
 %% @doc Whether the `{ready, Info}' a worker sent lets us work with it.
+%%
+%% ```
+%% {ok, _} = tether_protocol:check_ready(#{tether => tether_protocol:beam_version(), python => <<"3.11.7">>}),
+%% {error, {incompatible, #{python := <<"9.0.0">>}}} = tether_protocol:check_ready(#{tether => <<"9.0.0">>}),
+%% {error, {bad_handshake, nope}} = tether_protocol:check_ready(nope).
+%% '''
 -spec check_ready(term()) -> {ok, map()} | {error, term()}.
 check_ready(#{tether := Python} = Info) when is_binary(Python) ->
     Beam = beam_version(),
@@ -170,6 +196,10 @@ major_minor(Vsn) ->
 
 %% @doc Every atom the protocol carries from Python to the BEAM: they must
 %% exist before a reply is decoded with `[safe]', and they do, being written here.
+%%
+%% ```
+%% true = lists:member('$tether_shm', tether_protocol:atoms()).
+%% '''
 -spec atoms() -> [atom()].
 atoms() ->
     [ready, refused, import_error, incompatible, reply, ok, error, python, undefined_function,

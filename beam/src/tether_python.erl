@@ -36,6 +36,17 @@ find(Python) ->
 
 %% @doc Start the worker program as a port owned by the caller. `Opts' are a
 %% worker's checked options (tether_options); stderr goes to `StderrPath'.
+%%
+%% ```
+%% {ok, Opts} = tether_options:worker(#{modules => [<<"math">>]}),
+%% {ok, Exe} = tether_python:find("python3"),
+%% {ok, Dir} = tether_private:make_dir(tether_private:default_parent()),
+%% Port = tether_python:open(Exe, Opts, filename:join(Dir, "stderr")),
+%% true = port_command(Port, tether_protocol:hello()),
+%% receive {Port, {data, Ready}} -> {ok, {ready, #{modules := [<<"math">>]}}} = tether_protocol:decode(Ready) end,
+%% true = port_close(Port),
+%% ok = tether_private:remove_dir(Dir).
+%% '''
 -spec open(string(), map(), file:filename()) -> port().
 open(Exe, Opts, StderrPath) ->
     #{modules := Mods, binaries := Bins, shm_threshold := Shm, max_message := Max, env := Env} = Opts,
@@ -57,7 +68,17 @@ open(Exe, Opts, StderrPath) ->
               [{args, ["-c", Script, StderrPath, Exe | WorkerArgs]}, {packet, 4}, binary,
                exit_status, use_stdio, {env, Env} | Cd]).
 
-%% @doc The OS pid of a port's process (Python's, since the shell `exec's it).
+%% @doc The OS pid of a port's process (Python's, since the shell `exec's it);
+%% `undefined' once the port is closed.
+%%
+%% ```
+%% Port = open_port({spawn_executable, "/bin/sleep"}, [{args, ["60"]}]),
+%% OsPid = tether_python:os_pid(Port),
+%% true = is_integer(OsPid),
+%% true = port_close(Port),
+%% undefined = tether_python:os_pid(Port),
+%% ok = tether_python:signal(OsPid, kill).
+%% '''
 -spec os_pid(port()) -> non_neg_integer() | undefined.
 os_pid(Port) ->
     case erlang:port_info(Port, os_pid) of
@@ -68,6 +89,13 @@ os_pid(Port) ->
 %% @doc Send `Signal' (`usr1' or `kill') to an OS process, without waiting.
 %% OTP has no kill(2); a short-lived shell runs `kill'. A process that is
 %% already gone is not an error.
+%%
+%% ```
+%% Port = open_port({spawn_executable, "/bin/sleep"}, [{args, ["60"]}, exit_status]),
+%% ok = tether_python:signal(tether_python:os_pid(Port), kill),
+%% receive {Port, {exit_status, 137}} -> ok end,  % 128 + SIGKILL
+%% ok = tether_python:signal(undefined, kill).
+%% '''
 -spec signal(non_neg_integer() | undefined, usr1 | kill) -> ok.
 signal(undefined, _Signal) -> ok;
 signal(OsPid, Signal) when is_integer(OsPid), OsPid > 1 ->
@@ -79,6 +107,13 @@ signal(OsPid, Signal) when is_integer(OsPid), OsPid > 1 ->
 
 %% @doc What the process wrote to stderr from byte `From' on, at most the last
 %% 64 KiB of it, and the offset to read from next time.
+%%
+%% ```
+%% Path = "/tmp/tether-stderr-example",
+%% ok = file:write_file(Path, <<"ModuleNotFoundError: my_handlers\n">>),
+%% {<<"ModuleNotFoundError: my_handlers\n">>, 33} = tether_python:stderr(Path, 0),
+%% {<<>>, 33} = tether_python:stderr(Path, 33).  % nothing new since
+%% '''
 -spec stderr(file:filename() | undefined, non_neg_integer()) -> {binary(), non_neg_integer()}.
 stderr(undefined, From) -> {<<>>, From};
 stderr(Path, From) ->

@@ -14,7 +14,14 @@
 
 -export([read_region/1, read_frame/3]).
 
-%% @doc The newest committed frame of a region written by Python's tether.shm.
+%% @doc The newest committed frame of a region written by Python's tether.shm
+%% (`Region.path' names its file). A file that is not a region is an error.
+%%
+%% ```
+%% {error, enoent} = tether_region:read_region("/dev/shm/no-such-tether-region"),
+%% ok = file:write_file("/tmp/tether-not-a-region", binary:copy(<<0>>, 4096)),
+%% {error, not_a_tether_region} = tether_region:read_region("/tmp/tether-not-a-region").
+%% '''
 -spec read_region(file:filename_all()) -> {ok, binary()} | {error, term()}.
 read_region(Path) ->
     with_file(Path, fun(Fd, Size) ->
@@ -67,7 +74,16 @@ slot(Fd, Size, At) ->
         Error -> Error
     end.
 
-%% @doc `Len' bytes at `Offset' of a file.
+%% @doc `Len' bytes at `Offset' of a file; `{error, {truncated, Len, Got}}'
+%% when the file holds fewer.
+%%
+%% ```
+%% Frame = iolist_to_binary(tether:encode([1, 2])),
+%% ok = file:write_file("/tmp/tether-frame-example", [<<"head">>, Frame]),
+%% {ok, Frame} = tether_region:read_frame("/tmp/tether-frame-example", 4, byte_size(Frame)),
+%% Len = byte_size(Frame) + 1,
+%% {error, {truncated, Len, _}} = tether_region:read_frame("/tmp/tether-frame-example", 4, Len).
+%% '''
 -spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
 read_frame(_Path, Offset, Len) when not is_integer(Offset); not is_integer(Len); Offset < 0; Len < 0 ->
     {error, {bad_range, Offset, Len}};

@@ -23,6 +23,10 @@
 -define(EXCEPTIONS, [timeout, overloaded, checkout_timeout]).
 
 %% @doc Every event tether emits.
+%%
+%% ```
+%% true = lists:member([tether, call, stop], tether_telemetry:events()).
+%% '''
 -spec events() -> [event()].
 events() ->
     [[tether, call, start], [tether, call, stop], [tether, call, exception],
@@ -44,7 +48,13 @@ execute(Event, Measurements, Metadata) ->
 %% @doc Run one call between `[tether, call, start]' and `stop' or
 %% `exception'. `Fun' returns the call's result and what the worker measured
 %% (`queue_time', `bytes_in', `bytes_out', `route'; empty when Python never
-%% answered).
+%% answered). Returns the call's result either way.
+%%
+%% ```
+%% {ok, 3} = tether_telemetry:span(#{module => <<"m">>, function => <<"add">>, worker => self()},
+%%                                 fun() -> {{ok, 3}, #{queue_time => 0, bytes_in => 80, bytes_out => 72,
+%%                                                      route => inline}} end).
+%% '''
 -spec span(map(), fun(() -> {term(), map()})) -> term().
 span(Meta, Fun) ->
     case erlang:function_exported(telemetry, execute, 3) of

@@ -13,6 +13,11 @@
 -export_type([layout/0]).
 
 %% @doc Every wire id and layout, keyed by binaries as Python keys them by str.
+%%
+%% ```
+%% #{<<"header_size">> := 64, <<"magic">> := <<"TTHR">>, <<"formats">> := #{<<"etf">> := 4}} =
+%%     tether_wire:tables().
+%% '''
 -spec tables() -> #{binary() => term()}.
 tables() ->
     #{<<"frame_version">> => ?FRAME_VERSION,

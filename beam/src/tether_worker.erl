@@ -63,7 +63,16 @@
 -spec start_link(map() | list()) -> {ok, pid()} | {error, term()}.
 start_link(Opts) -> start(link, Opts).
 
-%% @doc As {@link start_link/1}, not linked.
+%% @doc As {@link start_link/1}, not linked. A worker that cannot start is
+%% `{error, Reason}', never an exit signal.
+%%
+%% ```
+%% {ok, W} = tether_worker:start(#{modules => [<<"math">>]}),
+%% {ok, 4.0} = tether_worker:call(W, <<"math">>, <<"sqrt">>, [16.0]),
+%% ok = tether_worker:stop(W),
+%% {error, {python_not_found, <<"/no/such/python">>}} =
+%%     tether_worker:start(#{python => "/no/such/python", modules => [<<"math">>]}).
+%% '''
 -spec start(map() | list()) -> {ok, pid()} | {error, term()}.
 start(Opts) -> start(nolink, Opts).
 
@@ -180,12 +189,25 @@ request(W, M, F, Args, Tables, Deadline, Checkin) ->
     end.
 
 %% @doc Stop the worker and its Python process.
+%%
+%% ```
+%% {ok, W} = tether_worker:start(#{modules => [<<"math">>]}),
+%% ok = tether_worker:stop(W),
+%% false = is_process_alive(W).
+%% '''
 -spec stop(server()) -> ok.
 stop(W) -> gen_server:stop(W).
 
 %% @doc What the worker's Python reported at its handshake (`tether',
 %% `python', `modules', `speedups', ...), with its current `os_pid', `phase'
 %% (`starting', `ready' or `cancelling') and `queued' calls.
+%%
+%% ```
+%% {ok, W} = tether_worker:start(#{modules => [<<"os">>]}),
+%% #{phase := ready, modules := [<<"os">>], os_pid := OsPid, queued := 0} = tether_worker:info(W),
+%% {ok, OsPid} = tether_worker:call(W, <<"os">>, <<"getpid">>, []),
+%% ok = tether_worker:stop(W).
+%% '''
 -spec info(server()) -> map().
 info(W) -> gen_server:call(W, info).
 

@@ -50,7 +50,27 @@ class Limits:
     max_atoms: int = 1_048_576
 
     def replace(self, **changes: int) -> "Limits":
-        """Return a copy with ``changes`` applied."""
+        """Return a copy with ``changes`` applied; an unknown name or a bad value is refused.
+
+        Parameters
+        ----------
+        **changes : int
+            New values by field name, each a non-negative int.
+
+        Returns
+        -------
+        Limits
+            A new value; ``self`` is frozen and stays as it was.
+
+        Examples
+        --------
+        >>> Limits().replace(max_depth=100).max_depth
+        100
+        >>> Limits().replace(max_dept=100)
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: Invalid limit 'max_dept'. Valid options are: max_atoms, max_depth, ...
+        """
         fields = {f.name for f in dataclasses.fields(self)}
         for key, value in changes.items():
             if key not in fields:
@@ -66,7 +86,18 @@ _current = Limits()
 
 
 def get_limits() -> Limits:
-    """Return the limits in force for this process."""
+    """Return the limits in force for this process.
+
+    Returns
+    -------
+    Limits
+        What :func:`set_limits` last set, or the defaults.
+
+    Examples
+    --------
+    >>> get_limits().max_metadata_size == Limits().max_metadata_size
+    True
+    """
     return _current
 
 
@@ -74,6 +105,29 @@ def set_limits(limits: Limits | None = None, /, **changes: int) -> Limits:
     """Set the process-wide limits; return the new value.
 
     Pass a :class:`Limits`, keyword changes, or both.
+
+    Parameters
+    ----------
+    limits : Limits, optional
+        The base value; the limits in force when omitted.
+    **changes : int
+        Fields to change on top of the base, as for :meth:`Limits.replace`.
+
+    Returns
+    -------
+    Limits
+        The limits now in force, also what :func:`get_limits` returns.
+
+    Examples
+    --------
+    Refuse frames over 1 MiB in this process, then restore the defaults:
+
+    >>> set_limits(max_frame_size=1 << 20).max_frame_size
+    1048576
+    >>> get_limits().max_frame_size
+    1048576
+    >>> set_limits(Limits()) == Limits()
+    True
     """
     global _current
     base = limits if limits is not None else _current
@@ -84,3 +138,5 @@ def set_limits(limits: Limits | None = None, /, **changes: int) -> Limits:
 
 
 Limits.__module__ = "tether"
+# doctest skips a class whose __module__ names another module; list it so its examples run.
+__test__ = {"Limits": Limits}

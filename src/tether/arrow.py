@@ -66,7 +66,23 @@ def is_dataframe(obj: Any) -> str | None:
 
 
 def is_numpy(obj: Any) -> bool:
-    """Whether ``obj`` is a NumPy array (without importing NumPy)."""
+    """Whether ``obj`` is a NumPy array (without importing NumPy).
+
+    Parameters
+    ----------
+    obj : Any
+
+    Returns
+    -------
+    bool
+        True for ``numpy.ndarray`` itself, not for subclasses or array-likes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_numpy(np.zeros(3)), is_numpy([0.0, 0.0, 0.0])
+    (True, False)
+    """
     return type(obj).__name__ == "ndarray" and _module_name(obj) == "numpy"
 
 
@@ -298,7 +314,28 @@ def _numpy_column(col: Any) -> pa.Array | None:
 
 
 def columnar_shape(obj: Any) -> tuple[str, int] | None:
-    """('list of dicts' | 'dict of columns', rows) when ``obj`` looks columnar, cheaply; else None."""
+    """('list of dicts' | 'dict of columns', rows) when ``obj`` looks columnar, cheaply; else None.
+
+    Only the first, middle and last rows of a list are looked at: ``format="auto"`` asks on every
+    ``dumps``, and :func:`to_table` still checks every row.
+
+    Parameters
+    ----------
+    obj : Any
+
+    Returns
+    -------
+    tuple of (str, int), or None
+
+    Examples
+    --------
+    >>> columnar_shape([{"id": 1, "px": 9.5}, {"id": 2, "px": 9.75}])
+    ('list of dicts', 2)
+    >>> columnar_shape({"id": [1, 2, 3], "px": [9.5, 9.75, 10.0]})
+    ('dict of columns', 3)
+    >>> columnar_shape({"id": [1, 2, 3], "px": [9.5]}) is None
+    True
+    """
     if type(obj) is list and obj and type(obj[0]) is dict and type(obj[-1]) is dict:
         first = obj[0]
         if not first or not all(type(k) is str for k in first):
@@ -329,6 +366,35 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
 
     Accepts pyarrow tables and batches, pandas and polars DataFrames, dicts of
     equal-length columns and homogeneous lists of dicts.
+
+    Parameters
+    ----------
+    obj : Any
+    strict : bool, default False
+        Refuse what Arrow would change on the way: rows with different keys (filled with nulls),
+        non-str keys, lossy column conversions.
+
+    Returns
+    -------
+    tuple of (str, pyarrow.Table or pyarrow.RecordBatch)
+        The kind is one of 'table', 'batch', 'pandas', 'polars', 'columns' or 'rows'.
+
+    Raises
+    ------
+    tether.ColumnError
+        A column or row that does not fit a table; the message names it.
+    tether.ValidationError
+        ``obj`` is of a type that never converts.
+
+    Examples
+    --------
+    >>> kind, table = to_table([{"id": 1, "px": 9.5}, {"id": 2, "px": 9.75}])
+    >>> kind, table.num_rows, table.schema.names
+    ('rows', 2, ['id', 'px'])
+    >>> to_table([{"id": 1}, {"px": 9.75}], strict=True)
+    Traceback (most recent call last):
+    ...
+    tether._errors.ColumnError: Rows have different keys; Arrow would add nulls for the missing ones.
     """
     if isinstance(obj, pa.Table):
         return "table", obj

@@ -154,7 +154,14 @@ class Reading:
         return self.current / self.limit if self.limit > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain data, with ``available`` and ``used_fraction``."""
+        """Plain data, with ``available`` and ``used_fraction``.
+
+        Examples
+        --------
+        >>> r = Reading(limit=8 << 30, current=2 << 30).as_dict()
+        >>> r["available"] == 6 << 30, r["used_fraction"], r["source"]
+        (True, 0.25, 'custom')
+        """
         return {**asdict(self), "available": self.available, "used_fraction": round(self.used_fraction, 4)}
 
 

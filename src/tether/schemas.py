@@ -224,7 +224,19 @@ class Registry:
 
     def register(self, name: str, version: int, schema: pa.Schema,
                  migrations: Mapping[int, Step | Sequence[Step]] | None = None) -> Schema:
-        """Register version ``version`` of table schema ``name``: see :func:`register`."""
+        """Register version ``version`` of table schema ``name``: see :func:`register`.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> reg.register("points", version=1, schema=pa.schema([("x", pa.float64())])).version
+        1
+        >>> reg.register("points", version=0, schema=pa.schema([]))
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: Schema 'points': version must be an int ≥ 1, got 0.
+        """
         if not isinstance(name, str) or not name:
             raise ValidationError(f"A schema name must be a non-empty str, got {name!r}.")
         if type(version) is not int or version < 1:
@@ -246,18 +258,51 @@ class Registry:
         return entry
 
     def versions(self) -> dict[str, int]:
-        """The newest registered version of each schema name."""
+        """The newest registered version of each schema name.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> for v in (1, 2):
+        ...     _ = reg.register("points", version=v, schema=pa.schema([("x", pa.float64())]))
+        >>> reg.versions()
+        {'points': 2}
+        """
         return {name: max(by_version) for name, by_version in self._by_name.items()}
 
     def get(self, name: str, version: int | None = None) -> Schema | None:
-        """The registered schema ``name`` at ``version`` (the newest when None), or None."""
+        """The registered schema ``name`` at ``version`` (the newest when None), or None.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> _ = reg.register("points", version=1, schema=pa.schema([("x", pa.float64())]))
+        >>> reg.get("points").schema.names, reg.get("points", 2), reg.get("lines")
+        (['x'], None, None)
+        """
         by_version = self._by_name.get(name)
         if not by_version:
             return None
         return by_version.get(max(by_version) if version is None else version)
 
     def steps(self, name: str, from_version: int) -> list[Step]:
-        """The steps from ``from_version`` to ``from_version + 1``, from whichever registration has them."""
+        """The steps from ``from_version`` to ``from_version + 1``, from whichever registration has them.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> _ = reg.register("points", version=2, schema=pa.schema([("x", pa.float64()), ("y", pa.float64())]),
+        ...                  migrations={1: add("y", pa.float64(), 0.0)})
+        >>> [s.kind for s in reg.steps("points", 1)]
+        ['add']
+        >>> reg.steps("points", 2)
+        Traceback (most recent call last):
+        ...
+        tether._errors.UnsupportedVersionError: Schema 'points' has no migration from version 2 to 3. ...
+        """
         for entry in sorted(self._by_name.get(name, {}).values(), key=lambda e: -e.version):
             if from_version in entry.migrations:
                 return entry.migrations[from_version]
@@ -267,7 +312,17 @@ class Registry:
         )
 
     def capabilities(self) -> dict[str, Any]:
-        """What a reader with this registry reads, in the shape writers take as ``options={"versions": ...}``."""
+        """What a reader with this registry reads, in the shape writers take as ``options={"versions": ...}``.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> _ = reg.register("points", version=3, schema=pa.schema([("x", pa.float64())]))
+        >>> caps = reg.capabilities()
+        >>> caps["schemas"], caps["formats"]["arrow"]
+        ({'points': 3}, [1, 1])
+        """
         from . import formats, types
 
         return {"formats": {f.name: [f.oldest_readable, f.schema_version] for f in formats.registry},

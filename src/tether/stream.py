@@ -90,10 +90,45 @@ class Checkpoint:
     digest: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The checkpoint as plain values, to store (JSON, a database row) until the stream resumes.
+
+        Returns
+        -------
+        dict
+            ``stream_id`` (str), ``seq``, ``offset`` and ``digest`` (ints).
+
+        Examples
+        --------
+        >>> Checkpoint("ab" * 16, seq=3, offset=4096, digest=7).as_dict()["seq"]
+        3
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """Rebuild a checkpoint from what :meth:`as_dict` returned.
+
+        Parameters
+        ----------
+        data : Mapping
+            Needs ``stream_id``, ``seq``, ``offset`` and ``digest``.
+
+        Returns
+        -------
+        Checkpoint
+
+        Raises
+        ------
+        tether.ValidationError
+            A key is missing, or a value is not a number or out of range.
+
+        Examples
+        --------
+        >>> Checkpoint.from_dict({"seq": 3})
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: Not a stream checkpoint: KeyError('stream_id'). Pass what ...
+        """
         try:
             cp = cls(str(data["stream_id"]), int(data["seq"]), int(data["offset"]), int(data["digest"]))
         except (KeyError, TypeError, ValueError) as exc:
@@ -169,6 +204,26 @@ class StreamWriter:
 
         One value is one chunk, whatever its size: split large data with
         :meth:`write_buffer`, :meth:`write_table` or :meth:`write_array`.
+
+        Parameters
+        ----------
+        value : Any
+            Anything :func:`tether.dumps` takes.
+        format : str, default "auto"
+            As :func:`tether.dumps`.
+        metadata : Mapping, optional
+            User metadata for this chunk's frame.
+
+        Returns
+        -------
+        Checkpoint
+
+        Examples
+        --------
+        >>> import io
+        >>> w = StreamWriter(io.BytesIO())
+        >>> w.write({"rows": 2}).seq, w.write([1, 2]).seq
+        (1, 2)
         """
         if self.closed:
             raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
@@ -190,6 +245,25 @@ class StreamWriter:
         ``data`` is a bytes-like object (sliced without copies) or a binary
         file-like object, read ``chunk_size`` bytes at a time so it never has
         to fit in memory.
+
+        Parameters
+        ----------
+        data : bytes-like or binary file-like
+
+        Returns
+        -------
+        Checkpoint
+            After the last chunk written.
+
+        Examples
+        --------
+        Ten bytes in chunks of at most four:
+
+        >>> import io
+        >>> w = StreamWriter(io.BytesIO(), chunk_size=4)
+        >>> cp = w.write_buffer(io.BytesIO(b"0123456789"))
+        >>> cp.seq, cp.offset
+        (3, 10)
         """
         readinto = getattr(data, "readinto", None)
         if readinto is None:
@@ -212,7 +286,28 @@ class StreamWriter:
                 return self.checkpoint()
 
     def write_table(self, table: Any) -> Checkpoint:
-        """Write a pyarrow Table (or a DataFrame) as record batches of about ``chunk_size`` bytes."""
+        """Write a pyarrow Table (or a DataFrame) as record batches of about ``chunk_size`` bytes.
+
+        Parameters
+        ----------
+        table : pyarrow.Table, pyarrow.RecordBatch or DataFrame
+            Or anything else :func:`tether.arrow.to_table` converts.
+
+        Returns
+        -------
+        Checkpoint
+            After the last batch written.
+
+        Examples
+        --------
+        >>> import io, pyarrow as pa
+        >>> sink = io.BytesIO()
+        >>> with StreamWriter(sink, chunk_size=64) as w:
+        ...     w.write_table(pa.table({"id": list(range(20))})).seq
+        3
+        >>> StreamReader(sink.getvalue()).read_table().num_rows
+        20
+        """
         from . import arrow
 
         _, table = arrow.to_table(table)
@@ -223,7 +318,27 @@ class StreamWriter:
         return self.checkpoint()
 
     def write_array(self, array: Any) -> Checkpoint:
-        """Write a NumPy array as slices along its first axis of about ``chunk_size`` bytes each."""
+        """Write a NumPy array as slices along its first axis of about ``chunk_size`` bytes each.
+
+        Parameters
+        ----------
+        array : array-like
+            Converted with ``numpy.asarray``; a 0-d array is one chunk.
+
+        Returns
+        -------
+        Checkpoint
+            After the last slice written.
+
+        Examples
+        --------
+        A 100 x 4 float64 array (32 bytes a row) in 1 KiB chunks is 32 rows a chunk:
+
+        >>> import io, numpy as np
+        >>> w = StreamWriter(io.BytesIO(), chunk_size=1 << 10)
+        >>> w.write_array(np.ones((100, 4))).seq
+        4
+        """
         import numpy as np
 
         arr = np.asarray(array)
@@ -238,7 +353,20 @@ class StreamWriter:
     # -- bookkeeping
 
     def checkpoint(self) -> Checkpoint:
-        """Where the stream stands after the last chunk written."""
+        """Where the stream stands after the last chunk written.
+
+        Returns
+        -------
+        Checkpoint
+
+        Examples
+        --------
+        >>> import io
+        >>> w = StreamWriter(io.BytesIO(), chunk_size=4)
+        >>> _ = w.write_buffer(b"012345")
+        >>> w.checkpoint().seq, w.checkpoint().offset
+        (2, 6)
+        """
         return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
 
     def _emit(self, enc: Any) -> int:
@@ -252,7 +380,25 @@ class StreamWriter:
         return enc.header.payload_checksum
 
     def close(self) -> Checkpoint:
-        """Write the end frame (chunk count, bytes, digest) that makes the stream complete."""
+        """Write the end frame (chunk count, bytes, digest) that makes the stream complete.
+
+        Closing again does nothing; leaving a ``with`` block without an exception closes.
+
+        Returns
+        -------
+        Checkpoint
+
+        Examples
+        --------
+        >>> import io
+        >>> sink = io.BytesIO()
+        >>> w = StreamWriter(sink)
+        >>> _ = w.write("only chunk")
+        >>> w.close().seq
+        1
+        >>> verify_stream(sink.getvalue())["chunks"]
+        1
+        """
         if not self.closed:
             end = {"id": self.stream_id, "seq": self._seq, "offset": self._offset, "end": True,
                    "count": self._seq, "bytes": self._offset, "digest": self._digest}
@@ -265,7 +411,26 @@ class StreamWriter:
         return self.checkpoint()
 
     def abort(self) -> Checkpoint:
-        """Stop without an end frame: readers see an incomplete stream they can resume."""
+        """Stop without an end frame: readers see an incomplete stream they can resume.
+
+        An exception inside a ``with`` block aborts.
+
+        Returns
+        -------
+        Checkpoint
+
+        Examples
+        --------
+        >>> import io, tether
+        >>> sink = io.BytesIO()
+        >>> w = StreamWriter(sink)
+        >>> _ = w.write("first")
+        >>> _ = w.abort()
+        >>> verify_stream(sink.getvalue())
+        Traceback (most recent call last):
+        ...
+        tether._errors.StreamError: The stream ended after chunk 0 (...) without its end frame: ...
+        """
         self.closed = True
         return self.checkpoint()
 
@@ -446,7 +611,41 @@ class StreamReader:
         self.totals: dict[str, Any] = {}
 
     def checkpoint(self) -> Checkpoint:
-        """Where this reader stands: hand it to the writer (``resume=``) to continue the stream."""
+        """Where this reader stands: hand it to the writer (``resume=``) to continue the stream.
+
+        Returns
+        -------
+        Checkpoint
+
+        Raises
+        ------
+        tether.ValidationError
+            No chunk was read yet.
+
+        Examples
+        --------
+        A writer stops after two chunks; the reader's checkpoint lets a new writer finish the
+        stream, and a reader resumed from it checks the rest:
+
+        >>> import io, tether
+        >>> sink = io.BytesIO()
+        >>> w = StreamWriter(sink)
+        >>> _, _ = w.write("a"), w.write("b")
+        >>> _ = w.abort()
+        >>> reader = StreamReader(sink.getvalue())
+        >>> try:
+        ...     for value in reader:
+        ...         pass
+        ... except tether.StreamError:
+        ...     cp = reader.checkpoint()
+        >>> cp.seq
+        2
+        >>> rest = io.BytesIO()
+        >>> with StreamWriter(rest, resume=cp) as w:
+        ...     _ = w.write("c")
+        >>> StreamReader(rest.getvalue(), resume=cp).read_all()
+        ['c']
+        """
         if self.stream_id is None:
             raise ValidationError("No chunk read yet: there is no stream to resume.")
         return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
@@ -519,11 +718,45 @@ class StreamReader:
     # -- conveniences
 
     def read_all(self) -> list[Any]:
-        """Every chunk's value, in order (holds them all: for streams that fit in memory)."""
+        """Every chunk's value, in order (holds them all: for streams that fit in memory).
+
+        Returns
+        -------
+        list
+
+        Examples
+        --------
+        >>> import io
+        >>> sink = io.BytesIO()
+        >>> with StreamWriter(sink) as w:
+        ...     _, _ = w.write({"part": 1}), w.write({"part": 2})
+        >>> StreamReader(sink.getvalue()).read_all()
+        [{'part': 1}, {'part': 2}]
+        """
         return list(self)
 
     def read_table(self) -> Any:
-        """The chunks of a :meth:`StreamWriter.write_table` stream as one pyarrow Table."""
+        """The chunks of a :meth:`StreamWriter.write_table` stream as one pyarrow Table.
+
+        Returns
+        -------
+        pyarrow.Table
+            Empty (no columns) for a stream without chunks.
+
+        Raises
+        ------
+        tether.StreamError
+            A chunk is not an Arrow record batch.
+
+        Examples
+        --------
+        >>> import io, pyarrow as pa
+        >>> sink = io.BytesIO()
+        >>> with StreamWriter(sink, chunk_size=64) as w:
+        ...     _ = w.write_table(pa.table({"px": [1.5] * 30}))
+        >>> StreamReader(sink.getvalue()).read_table().column("px").to_pylist() == [1.5] * 30
+        True
+        """
         import pyarrow as pa
 
         batches = [b if isinstance(b, pa.RecordBatch) else None for b in self]
@@ -534,7 +767,27 @@ class StreamReader:
         return pa.Table.from_batches(batches)
 
     def read_array(self) -> Any:
-        """The chunks of a :meth:`StreamWriter.write_array` stream as one NumPy array."""
+        """The chunks of a :meth:`StreamWriter.write_array` stream as one NumPy array.
+
+        Returns
+        -------
+        numpy.ndarray
+            The slices joined along the first axis.
+
+        Raises
+        ------
+        tether.StreamError
+            The stream is empty or a chunk is not an array.
+
+        Examples
+        --------
+        >>> import io, numpy as np
+        >>> sink = io.BytesIO()
+        >>> with StreamWriter(sink, chunk_size=1 << 10) as w:
+        ...     _ = w.write_array(np.ones((100, 4)))
+        >>> StreamReader(sink.getvalue()).read_array().shape
+        (100, 4)
+        """
         import numpy as np
 
         parts = list(self)
@@ -543,7 +796,33 @@ class StreamReader:
         return np.concatenate(parts)
 
     def copy_to(self, sink: Any) -> int:
-        """Write a :meth:`StreamWriter.write_buffer` stream's bytes to ``sink`` chunk by chunk; return the count."""
+        """Write a :meth:`StreamWriter.write_buffer` stream's bytes to ``sink`` chunk by chunk; return the count.
+
+        Parameters
+        ----------
+        sink : binary file-like
+            Anything with ``write(bytes)``.
+
+        Returns
+        -------
+        int
+            Bytes written.
+
+        Raises
+        ------
+        tether.StreamError
+            A chunk is not bytes.
+
+        Examples
+        --------
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> with StreamWriter(stream, chunk_size=1 << 10) as w:
+        ...     _ = w.write_buffer(b"x" * 3000)
+        >>> out = io.BytesIO()
+        >>> StreamReader(stream.getvalue()).copy_to(out), out.getvalue() == b"x" * 3000
+        (3000, True)
+        """
         total = 0
         for part in self:
             if not isinstance(part, (bytes, bytearray, memoryview)):
@@ -558,6 +837,35 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
 
     Returns the stream id, chunk count and byte count; raises
     :class:`StreamError` (or another :class:`tether.TetherError`) otherwise.
+
+    Parameters
+    ----------
+    source : bytes-like or binary file-like
+        As :class:`StreamReader`.
+    max_frame : int, optional
+        As :class:`StreamReader`.
+
+    Returns
+    -------
+    dict
+        ``stream_id``, ``chunks`` and ``bytes``.
+
+    Examples
+    --------
+    >>> import io
+    >>> sink = io.BytesIO()
+    >>> with StreamWriter(sink, chunk_size=4) as w:
+    ...     _ = w.write_buffer(b"0123456789")
+    >>> info = verify_stream(sink.getvalue())
+    >>> info["chunks"], info["bytes"]
+    (3, 10)
+
+    A stream cut short, here by one byte of its end frame, is refused:
+
+    >>> verify_stream(sink.getvalue()[:-1])
+    Traceback (most recent call last):
+    ...
+    tether._errors.TruncatedError: stream ... chunk 3: the frame declares ... bytes, ... remain.
     """
     reader = StreamReader(source, max_frame=max_frame)
     while reader._next(decode=False) is not None:

@@ -221,6 +221,17 @@ def read_compact(message: Any, options: Any = None) -> Any:
 
     Raises :class:`tether.ChecksumError` when the term's bytes do not match the
     CRC, and :class:`tether.DecodeError` for anything that is not one message.
+
+    Examples
+    --------
+    >>> m = bytearray(compact((tether.Atom("echo"), 1)))
+    >>> read_compact(m)
+    (Atom('echo'), 1)
+    >>> m[-1] ^= 1
+    >>> read_compact(m)
+    Traceback (most recent call last):
+    ...
+    tether._errors.ChecksumError: a compact message's CRC-32 is 0x..., its header says 0x...: the bytes changed ...
     """
     mv = _buffers.as_view(message)
     magic, crc = _COMPACT.unpack_from(mv) if len(mv) > COMPACT_HEADER else (None, 0)
@@ -421,6 +432,19 @@ class Channel:
 
         Raises :class:`MessageError` for a message that cannot be one, as soon
         as its first 64 bytes show it, without waiting for the rest.
+
+        Examples
+        --------
+        >>> import os
+        >>> r, w = os.pipe()
+        >>> channel = Channel(r, w)
+        >>> channel.write_message(b"PING")
+        >>> channel.read_message()
+        b'PING'
+        >>> os.close(w)
+        >>> channel.read_message() is None
+        True
+        >>> os.close(r)
         """
         if self.pos == len(self.buf):
             whole = self._whole_compact()
@@ -499,7 +523,22 @@ class Channel:
         return memoryview(out).toreadonly()
 
     def discard(self, n: int) -> bool:
-        """Skip ``n`` bytes of a refused message, in bounded steps; False when the input ended first."""
+        """Skip ``n`` bytes of a refused message, in bounded steps; False when the input ended first.
+
+        Examples
+        --------
+        >>> import os
+        >>> r, w = os.pipe()
+        >>> channel = Channel(r, w)
+        >>> _ = os.write(w, b"xyz")
+        >>> channel.write_message(b"PING")
+        >>> channel.discard(3), channel.read_message()
+        (True, b'PING')
+        >>> os.close(w)
+        >>> channel.discard(1)
+        False
+        >>> os.close(r)
+        """
         have = min(n, len(self.buf) - self.pos)
         self.pos += have
         n -= have
@@ -511,7 +550,21 @@ class Channel:
         return True
 
     def write_message(self, payload: bytes) -> None:
-        """Send one message whole: one lock around every write, from any thread."""
+        """Send one message whole: one lock around every write, from any thread.
+
+        Once the BEAM is gone (a write fails) the channel is closed and later writes do nothing.
+
+        Examples
+        --------
+        The ``{packet, 4}`` length prefix, then the message:
+
+        >>> import os
+        >>> r, w = os.pipe()
+        >>> Channel(r, w).write_message(b"PING")
+        >>> os.read(r, 16)
+        b'\\x00\\x00\\x00\\x04PING'
+        >>> os.close(r); os.close(w)
+        """
         head = len(payload).to_bytes(4, "big")
         with self.lock:
             if self.closed:
@@ -667,7 +720,16 @@ class Worker:
         return out
 
     def stats_reply(self, ident: Any) -> bytes:
-        """``{reply, Id, {ok, Snapshot}}`` for a ``{stats, Id}`` request, or the error when there is none."""
+        """``{reply, Id, {ok, Snapshot}}`` for a ``{stats, Id}`` request, or the error when there is none.
+
+        Examples
+        --------
+        >>> w = Worker({})
+        >>> reply, ident, (ok, snapshot) = tether.loads(w.stats_reply(4))
+        >>> ident, ok, snapshot["worker"]["calls"]
+        (4, Atom('ok'), 0)
+        >>> w.close()
+        """
         try:
             snapshot = self.stats()
         except StatsError as exc:
@@ -678,7 +740,15 @@ class Worker:
             return self._python_error(ident, exc, "EncodeError")
 
     def bad_request(self, ident: Any, exc: BaseException | str) -> bytes:
-        """``{reply, Id, {error, {bad_request, Message}}}``; Id -1 when the request has none."""
+        """``{reply, Id, {error, {bad_request, Message}}}``; Id -1 when the request has none.
+
+        Examples
+        --------
+        >>> w = Worker({})
+        >>> tether.loads(w.bad_request(3, ValueError("Args must be a list")))
+        (Atom('reply'), 3, (Atom('error'), (Atom('bad_request'), 'ValueError: Args must be a list')))
+        >>> w.close()
+        """
         text = exc if isinstance(exc, str) else str(exc) if isinstance(exc, TetherError) else \
             f"{type(exc).__name__}: {exc}"
         try:
@@ -725,11 +795,31 @@ class Worker:
         return self.bad_request(ident, f"expected {{call, Id, Module, Function, Args, Opts}}, got {_kind(request)}.")
 
     def reset_form(self) -> None:
-        """Answer as a frame until the next request says otherwise (for messages that are none)."""
+        """Answer as a frame until the next request says otherwise (for messages that are none).
+
+        Examples
+        --------
+        >>> w = Worker({})
+        >>> _ = w.handle(compact((Atom("stats"), 1)))
+        >>> w.message(1)[:4]
+        b'TTMC'
+        >>> w.reset_form()
+        >>> w.message(1)[:4]
+        b'TTHR'
+        >>> w.close()
+        """
         self._compact = False
 
     def message(self, term: Any) -> bytes:
-        """``term`` as a message in the form of the request being answered (compact or frame)."""
+        """``term`` as a message in the form of the request being answered (compact or frame).
+
+        Examples
+        --------
+        >>> w = Worker({})
+        >>> tether.loads(w.message((Atom("reply"), 1, (Atom("ok"), 2))))
+        (Atom('reply'), 1, (Atom('ok'), 2))
+        >>> w.close()
+        """
         return compact(term) if self._compact else _frame(term)
 
     @staticmethod
@@ -1026,7 +1116,23 @@ class Worker:
         return (_EMBED_SHM, self.region.path, offset, enc.nbytes)
 
     def close(self) -> None:
-        """Remove the worker's region, drop the arguments mapping and close the event loop."""
+        """Remove the worker's region, drop the arguments mapping and close the event loop.
+
+        Closing again does nothing.
+
+        Examples
+        --------
+        An array result placed in the worker's shared-memory region, then the region gone:
+
+        >>> import os, numpy as np
+        >>> w = Worker({"numpy": np}, shm_threshold=0)
+        >>> _ = w.handle(tether.dumps((Atom("call"), 1, b"numpy", b"ones", [1024], {}), format="etf"))
+        >>> path = w.region.path
+        >>> w.close()
+        >>> w.close()
+        >>> os.path.exists(path)
+        False
+        """
         self._mapped = None
         if self.region is not None:
             self.region.close()
@@ -1229,6 +1335,31 @@ def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, Modu
 
     (None, 0) when the BEAM closed the port first; (None, 1) when its first
     message is not a hello (said on stderr, which the BEAM still holds).
+
+    Examples
+    --------
+    Both ends of the port over two pipes, the BEAM's end played by a second channel:
+
+    >>> import os
+    >>> beam_r, py_w = os.pipe()
+    >>> py_r, beam_w = os.pipe()
+    >>> beam, py = Channel(beam_r, beam_w), Channel(py_r, py_w)
+    >>> hello = (tether.Atom("hello"), {tether.Atom("tether"): tether.__version__.encode()})
+    >>> beam.write_message(tether.dumps(hello, format="etf"))
+    >>> modules, status = handshake(py, ["math"])
+    >>> sorted(modules), status, tether.loads(beam.read_message())[0]
+    (['math'], 0, Atom('ready'))
+
+    A BEAM of another major version is refused, and told why:
+
+    >>> hello = (tether.Atom("hello"), {tether.Atom("tether"): b"9.0.0"})
+    >>> beam.write_message(tether.dumps(hello, format="etf"))
+    >>> handshake(py, ["math"])
+    (None, 2)
+    >>> tether.loads(beam.read_message())[1][0]
+    Atom('incompatible')
+    >>> for fd in (beam_r, py_w, py_r, beam_w):
+    ...     os.close(fd)
     """
     while True:
         try:
@@ -1298,6 +1429,21 @@ class LogForwarder(logging.Handler):
         self._local = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Send ``record`` as one ``{log, ...}`` message; a record logged while one is being sent is dropped.
+
+        Examples
+        --------
+        >>> import os
+        >>> r, w = os.pipe()
+        >>> channel = Channel(r, w)
+        >>> log = logging.getLogger("tether.doc.emit")
+        >>> log.addHandler(LogForwarder(channel))
+        >>> log.warning("disk %d%% full", 91)
+        >>> tether.loads(channel.read_message())[:4]
+        (Atom('log'), Atom('warning'), 'tether.doc.emit', 'disk 91% full')
+        >>> log.handlers.clear()
+        >>> os.close(r); os.close(w)
+        """
         if getattr(self._local, "busy", False):  # a record logged while one is sent (tether's own): dropped
             return
         self._local.busy = True
@@ -1521,7 +1667,27 @@ def _load_stats(path: str) -> dict[str, Any]:
 
 
 def serve(worker: Worker, channel: Channel) -> int:
-    """Answer calls until the input closes (0) or falls out of step (1); returns the exit status."""
+    """Answer calls until the input closes (0) or falls out of step (1); returns the exit status.
+
+    Examples
+    --------
+    One call, then the BEAM closes the port:
+
+    >>> import math, os
+    >>> beam_r, py_w = os.pipe()
+    >>> py_r, beam_w = os.pipe()
+    >>> beam = Channel(beam_r, beam_w)
+    >>> beam.write_message(compact((tether.Atom("call"), 7, b"math", b"sqrt", [16.0], {})))
+    >>> os.close(beam_w)
+    >>> w = Worker({"math": math})
+    >>> serve(w, Channel(py_r, py_w))
+    0
+    >>> read_compact(beam.read_message())
+    (Atom('reply'), 7, (Atom('ok'), 4.0))
+    >>> w.close()
+    >>> for fd in (beam_r, py_w, py_r):
+    ...     os.close(fd)
+    """
     worker.channel = channel
     channel.on_pending = worker.after_write
     worker.defer_accounting = True

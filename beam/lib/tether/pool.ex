@@ -129,7 +129,14 @@ defmodule Tether.Pool do
   @spec status(pool()) :: map()
   def status(pool), do: :tether_pool.status(pool)
 
-  @doc "Stop the pool, its members and their Python processes."
+  @doc """
+  Stop the pool, its members and their Python processes.
+
+  ```elixir
+  {:ok, pool} = Tether.Pool.start_link(python: ".venv/bin/python", modules: ["my_handlers"], size: 4)
+  :ok = Tether.Pool.stop(pool)
+  ```
+  """
   @spec stop(pool()) :: :ok
   def stop(pool), do: :tether_pool.stop(pool)
 end

@@ -96,13 +96,22 @@ defmodule Tether.Type do
   def register(mods) when is_list(mods), do: Enum.each(mods, &register/1)
   def register(mod) when is_atom(mod), do: :tether_etf.register_type(mod)
 
-  @doc "Forget a registered type module. `:ok = Tether.Type.unregister(Acme.Point)`"
+  @doc """
+  Forget a registered type module: frames decode its wire form as
+  `%Tether.Type{}` again, and `encode/2` writes its structs as they are, not
+  in wire form.
+
+      :ok = Tether.Type.unregister(Acme.Point)
+  """
   @spec unregister(module()) :: :ok
   def unregister(mod), do: :tether_etf.unregister_type(mod)
 
   @doc """
   The version of every registered type, by name: what this node reads, for a
-  worker handshake. `%{"acme.Point" => 3} = Tether.Type.versions()`
+  worker handshake.
+
+      :ok = Tether.Type.register(Acme.Point)
+      %{"acme.Point" => 3} = Tether.Type.versions()
   """
   @spec versions() :: %{String.t() => pos_integer()}
   def versions, do: :tether_etf.type_versions()

@@ -96,7 +96,18 @@ defmodule Tether.Worker do
   @spec start_link([option()]) :: GenServer.on_start()
   def start_link(opts) when is_list(opts), do: opts |> :tether_worker.start_link() |> started()
 
-  @doc "As `start_link/1`, without a link."
+  @doc """
+  As `start_link/1`, without a link: a worker whose failure must not take the caller down.
+
+  ```elixir
+  {:ok, w} = Tether.Worker.start(python: ".venv/bin/python", modules: ["my_handlers"])
+  ```
+
+  A worker that cannot start is an error, not a crash:
+
+      iex> Tether.Worker.start(python: "/no/such/python", modules: ["my_handlers"])
+      {:error, {:python_not_found, "/no/such/python"}}
+  """
   @spec start([option()]) :: GenServer.on_start()
   def start(opts) when is_list(opts), do: opts |> :tether_worker.start() |> started()
 
@@ -185,7 +196,14 @@ defmodule Tether.Worker do
     {checked(result), stats}
   end
 
-  @doc "Stop the worker and its Python process."
+  @doc """
+  Stop the worker and its Python process.
+
+  ```elixir
+  {:ok, w} = Tether.Worker.start(python: ".venv/bin/python", modules: ["my_handlers"])
+  :ok = Tether.Worker.stop(w)
+  ```
+  """
   @spec stop(worker()) :: :ok
   def stop(worker), do: :tether_worker.stop(worker)
 

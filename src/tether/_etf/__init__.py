@@ -46,7 +46,36 @@ _DIST_HEADERS = (DIST_HEADER, DIST_FRAG_HEADER, DIST_HEADER_H)
 
 
 def decode(data: Any, opts: Options | None = None) -> Any:
-    """Decode one complete ETF value (starting with byte 131)."""
+    """Decode one complete ETF value (starting with byte 131).
+
+    Parameters
+    ----------
+    data : bytes-like
+        Exactly one ``term_to_binary`` result, compressed (tag 80) or not.
+    opts : Options, optional
+        How binaries, charlists and atoms read, and the limits (default: ``Options()``).
+
+    Returns
+    -------
+    Any
+
+    Raises
+    ------
+    tether.DecodeError
+        Not an ETF value, a distribution header, or bytes after the value; ``TruncatedError``
+        when the input ends early, ``LimitError`` over a limit of ``opts.limits`` (both subclasses).
+
+    Examples
+    --------
+    ``term_to_binary({ok, 1})`` as Erlang writes it:
+
+    >>> decode(bytes([131, 104, 2, 119, 2, 111, 107, 97, 1]))
+    (Atom('ok'), 1)
+    >>> decode(bytes([131, 97, 1, 0]))
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: 1 trailing bytes after the ETF value at offset 3: pass exactly one ...
+    """
     opts = opts or Options()
     # The C decoder reads any buffer in place; only the Python fallback needs bytes.
     buf = data
@@ -88,6 +117,26 @@ def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
     The C fast path runs first; on anything it does not handle (rare tags,
     malformed input, limits) the Python decoder takes the whole term, so
     errors always carry the Python decoder's path and message.
+
+    Parameters
+    ----------
+    buf : bytes-like
+    pos : int
+        Offset of the term's tag (after the version byte, for a whole value).
+    opts : Options
+
+    Returns
+    -------
+    tuple of (Any, int)
+        The term and the offset just past it; bytes after it are left alone.
+
+    Examples
+    --------
+    A term inside a larger buffer:
+
+    >>> buf = b"head" + encode([1, 2])[1:] + b"tail"
+    >>> decode_term(buf, 4, Options())
+    ([1, 2], 9)
     """
     if _c is not None:
         try:
@@ -107,6 +156,37 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
 
     ``bytes_tag`` selects how ``bytes`` are written (BIT_BINARY marks them in
     tether's tagged mode); ``convert`` maps otherwise unknown objects to terms.
+
+    Parameters
+    ----------
+    term : Any
+    opts : Options, optional
+        Default: ``Options()``.
+    bytes_tag : int, default BINARY
+        ``BINARY`` or ``BIT_BINARY``.
+    convert : callable, optional
+        Called with an object of no known type; returns the term to write instead.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    tether.EncodeError
+        A value with no ETF form; the message names its path.
+
+    Examples
+    --------
+    >>> from tether import Atom
+    >>> list(encode((Atom("ok"), 1)))
+    [131, 104, 2, 119, 2, 111, 107, 97, 1]
+
+    In tagged mode ``str`` and ``bytes`` both survive the round trip:
+
+    >>> data = encode(["text", b"raw"], bytes_tag=BIT_BINARY)
+    >>> decode(data), decode(data, Options(binaries="tagged"))
+    ([b'text', b'raw'], ['text', b'raw'])
     """
     opts = opts or Options()
     if _c is not None and opts.nan == "error":

@@ -150,6 +150,16 @@ def measure(*, quick: bool = False, only: Sequence[str] | None = None) -> Report
     ------
     ValidationError
         When ``only`` names a group that does not exist.
+
+    Examples
+    --------
+    ``tether bench --only small --quick`` runs ``measure(quick=True, only=["small"])`` (and prints
+    its figures); a name that is not a group is refused before anything runs:
+
+    >>> measure(only=["smal"])
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: unknown benchmark group 'smal'; the groups are: small, metrics, ...
     """
     check_groups(only)
     rep = Report()

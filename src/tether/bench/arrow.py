@@ -50,6 +50,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         A tenth of the rows, fewer repeats.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only arrow --quick``.
     """
     import pyarrow as pa
 

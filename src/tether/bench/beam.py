@@ -123,6 +123,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         Fewer small calls and a 16 MiB tensor instead of 256 MiB.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only beam --quick``.
     """
     rep.section("BEAM <-> Python worker (a real erl driving python -m tether.worker)")
     if shutil.which("erlc") is None or shutil.which("escript") is None:

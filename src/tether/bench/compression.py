@@ -86,6 +86,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         16 MiB per kind of data instead of 64, fewer repeats.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only compression --quick``.
     """
     import pyarrow as pa
 

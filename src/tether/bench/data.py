@@ -48,6 +48,12 @@ def erl_rows(rows: int) -> tuple[bytes | None, dict[str, float]]:
     tuple
         The ETF bytes and ``{"encode": s, "decode": s}`` as timed inside erl;
         ``(None, {})`` when erl is missing or failed.
+
+    Examples
+    --------
+    >>> data, timings = erl_rows(10)
+    >>> data is None or (tether.etf.decode(data) == tether_rows(10) and sorted(timings) == ["decode", "encode"])
+    True
     """
     if shutil.which("escript") is None:
         return None, {}
@@ -76,6 +82,11 @@ def tether_rows(rows: int) -> list[dict[tether.Atom, Any]]:
     -------
     list of dict
         Maps keyed by atoms, like Elixir's.
+
+    Examples
+    --------
+    >>> tether_rows(1)[0][tether.Atom("pos")]
+    (1, 2)
     """
     A = tether.Atom
     return [
@@ -98,6 +109,14 @@ def compression_data(mib: int) -> dict[str, Any]:
     dict
         ``"floats with repeats"`` (a float64 array), ``"text-like bytes"`` and
         ``"random bytes"`` (bytes), always the same for the same size.
+
+    Examples
+    --------
+    >>> data = compression_data(1)
+    >>> {name: len(memoryview(v).cast("B")) for name, v in data.items()} == dict.fromkeys(data, 1 << 20)
+    True
+    >>> compression_data(1)["random bytes"] == data["random bytes"]
+    True
     """
     rng = np.random.default_rng(7)
     n = mib * (1 << 20)

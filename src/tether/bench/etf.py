@@ -24,6 +24,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         A tenth of the rows and fewer repeats.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only etf --quick``.
     """
     rows = data.ROWS // 10 if quick else data.ROWS
     repeat = 3 if quick else 5

@@ -69,6 +69,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         A 100,000-row table instead of 1,000,000, fewer repeats.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only evolution --quick``.
     """
     rep.section("evolution: schema migration on read, and large metadata")
     _migration(rep, quick)

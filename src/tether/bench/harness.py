@@ -42,7 +42,14 @@ class Timing(float):
 
     @classmethod
     def of(cls, times: list[float]) -> "Timing":
-        """The median of ``times``, with their spread."""
+        """The median of ``times``, with their spread.
+
+        Examples
+        --------
+        >>> t = Timing.of([3.0, 1.0, 2.0])
+        >>> float(t), t.spread
+        (2.0, 0.5)
+        """
         med = statistics.median(times)
         out = cls(med)
         out.spread = (max(times) - min(times)) / 2 / med if med > 0 else 0.0
@@ -51,7 +58,13 @@ class Timing(float):
 
 
 def spread_of(value: Any) -> float | None:
-    """The recorded spread of a figure's value: a `Timing`'s, else None (a count or a peer's own timing)."""
+    """The recorded spread of a figure's value: a `Timing`'s, else None (a count or a peer's own timing).
+
+    Examples
+    --------
+    >>> spread_of(Timing.of([1.0, 3.0])), spread_of(4096)
+    (0.5, None)
+    """
     return value.spread if isinstance(value, Timing) else None
 
 
@@ -71,6 +84,12 @@ def median(fn: Callable[[], Any], repeat: int, setup: Callable[[], Any] | None =
     -------
     Timing
         The median, in seconds, with the samples' spread.
+
+    Examples
+    --------
+    >>> t = median(lambda: sorted(range(1000)), repeat=5)
+    >>> t.samples, float(t) > 0
+    (5, True)
     """
     times = []
     for _ in range(repeat):
@@ -106,6 +125,12 @@ def median_pair(
     -------
     tuple of Timing
         The medians of ``a`` and ``b``, in seconds, with their spreads.
+
+    Examples
+    --------
+    >>> a, b = median_pair(lambda: bytes(1 << 10), lambda: bytes(1 << 20), repeat=5)
+    >>> a.samples, b.samples
+    (5, 5)
     """
     ta, tb = [], []
     for _ in range(repeat):
@@ -130,6 +155,12 @@ def per_call(fn: Callable[[], Any], number: int, repeat: int = 7) -> Timing:
     -------
     Timing
         Seconds per call, with the runs' spread.
+
+    Examples
+    --------
+    >>> t = per_call(lambda: len("abc"), number=1000, repeat=3)
+    >>> t.samples, float(t) < 1e-3
+    (3, True)
     """
     times = []
     for _ in range(repeat):
@@ -152,6 +183,11 @@ def fmt_time(seconds: float) -> str:
     -------
     str
         Eleven characters, e.g. ``"    22.6 µs"``.
+
+    Examples
+    --------
+    >>> fmt_time(22.6e-6), fmt_time(0.5), fmt_time(2.0)
+    ('    22.6 µs', '  500.00 ms', '   2.000 s ')
     """
     if seconds < 1e-3:
         return f"{seconds * 1e6:8.1f} µs"
@@ -269,6 +305,15 @@ class Report:
         ----------
         title : str
             What the group measures, with its sizes.
+
+        Examples
+        --------
+        >>> rep = Report(group="small")
+        >>> rep.section("small values: per-call dumps and loads")
+        <BLANKLINE>
+        == small values: per-call dumps and loads
+        >>> rep.sections
+        {'small': 'small values: per-call dumps and loads'}
         """
         self.sections[self.group] = title
         print(f"\n== {title}")
@@ -289,6 +334,14 @@ class Report:
             For a row that is not a time, its value and unit, kept but not printed.
         meta : dict, optional
             Where the figure goes in a plot (see `Figure`).
+
+        Examples
+        --------
+        >>> rep = Report(group="small")
+        >>> rep.row("dumps, int", 2.26e-05, "scalar")  # doctest: +NORMALIZE_WHITESPACE
+          dumps, int                                       22.6 µs  scalar
+        >>> rep.figures[0].value, rep.figures[0].unit
+        (2.26e-05, 's')
         """
         print(f"  {name:<44} {fmt_time(seconds) if seconds is not None else ' ' * 11}  {extra}")
         if seconds is not None:
@@ -311,6 +364,13 @@ class Report:
             Context for the value.
         meta : dict, optional
             Where the figure goes in a plot (see `Figure`).
+
+        Examples
+        --------
+        >>> rep = Report(group="sizes")
+        >>> rep.record("frame size, 1 MiB", 1048640, "B")
+        >>> rep.figures[0].group, rep.figures[0].value, rep.figures[0].unit
+        ('sizes', 1048640, 'B')
         """
         self.figures.append(Figure(self.group, name, _plain(value), unit, extra, spread_of(value), dict(meta or {})))
 
@@ -321,6 +381,14 @@ class Report:
         ----------
         text : str
             The whole line, indentation included.
+
+        Examples
+        --------
+        >>> rep = Report(group="beam")
+        >>> rep.note("  (skipped: erl not found)")
+          (skipped: erl not found)
+        >>> rep.notes
+        [('beam', '  (skipped: erl not found)')]
         """
         self.notes.append((self.group, text))
         print(text)
@@ -336,6 +404,14 @@ class Report:
             A ratio (``unit="×"``) or a time in seconds (``unit="s"``).
         unit : str, default "×"
             ``"×"`` or ``"s"``.
+
+        Examples
+        --------
+        >>> rep = Report(group="beam")
+        >>> rep.target("small call vs erlport", 0.42, 0.5)
+          -> small call vs erlport: 0.420×, target ≤ 0.50×: MET
+        >>> rep.missed
+        []
         """
         ok = value <= limit
         shown = f"{value:.3f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
@@ -378,7 +454,17 @@ class Report:
         }
 
     def summary(self) -> None:
-        """Print every target checked so far, met or missed."""
+        """Print every target checked so far, met or missed.
+
+        Examples
+        --------
+        >>> rep = Report(group="ndarray")
+        >>> rep.targets.append(Target("ndarray", "dumps vs memcpy", 1.2, 1.5, "×", True, "1.200× (target ≤ 1.50×)"))
+        >>> rep.summary()
+        <BLANKLINE>
+        == targets
+          MET    dumps vs memcpy: 1.200× (target ≤ 1.50×)
+        """
         if self.targets:
             print("\n== targets")
             for t in self.targets:

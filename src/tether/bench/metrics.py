@@ -26,6 +26,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         Fewer round trips and an 8 MiB array instead of 64 MiB.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only metrics --quick``.
     """
     mib = 8 if quick else 64
     rep.section(f"metrics: round trips with tether.metrics on and off (5-key map; {mib} MiB float64 ndarray)")

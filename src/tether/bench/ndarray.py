@@ -73,6 +73,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         32 MiB instead of 256 MiB, fewer repeats.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only ndarray --quick``.
     """
     mib = 32 if quick else 256
     repeat = 3 if quick else 7

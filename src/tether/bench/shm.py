@@ -92,6 +92,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         64 MiB and one attach size instead of 256 MiB and 256 MiB / 1 GiB.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only shm --quick``.
     """
     mib = 64 if quick else 256
     repeat = 3 if quick else 5

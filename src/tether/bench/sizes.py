@@ -76,6 +76,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         Sizes 1 KiB to 1 MiB and fewer repeats, instead of 1 KiB to 64 MiB.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only sizes --quick``.
     """
     sizes = [KIB, 32 * KIB, MIB] if quick else [KIB, 16 * KIB, 256 * KIB, 4 * MIB, 64 * MIB]
     repeat = 3 if quick else 5

@@ -35,6 +35,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         Fewer calls per run.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only small --quick``.
     """
     number = 500 if quick else 5_000
     rep.section("small values: per-call dumps and loads")

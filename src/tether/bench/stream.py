@@ -20,6 +20,10 @@ def run(rep: Report, quick: bool) -> None:
         Where the figures go.
     quick : bool
         32 MiB instead of 256 MiB.
+
+    Examples
+    --------
+    Run this group alone, at the quick sizes: ``tether bench --only stream --quick``.
     """
     mib = 32 if quick else 256
     rep.section(f"stream: {mib} MiB of text-like bytes through a file, 8 MiB chunks")

@@ -73,6 +73,13 @@ def load(path: str) -> dict[str, Any]:
     ------
     ValidationError
         When the file is missing, is not JSON, or is not a bench run this version reads.
+
+    Examples
+    --------
+    >>> load("/no/such/run.json")
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: --compare: cannot read /no/such/run.json: No such file or directory
     """
     try:
         with open(path) as f:

@@ -30,6 +30,17 @@ class Payload:
     nbytes: int = 0
 
     def add(self, part: Any) -> None:
+        """Append one part: a contiguous buffer (kept by reference, as bytes) or a :class:`Segment` writer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> p = Payload({"dtype": "<u2"})
+        >>> p.add(b"head")
+        >>> p.add(np.arange(3, dtype="<u2"))
+        >>> p.nbytes, len(p.segments)
+        (10, 2)
+        """
         if isinstance(part, Segment):
             self.nbytes += part.nbytes
         else:
@@ -176,20 +187,58 @@ class Format:
             )
 
     def can_encode(self, obj: Any) -> bool:
+        """Whether :meth:`encode` takes ``obj``, judged by its type alone.
+
+        tether's own choice under ``format="auto"`` asks :meth:`auto_pick`; this is the cheap
+        check for code that picks a format itself.
+        """
         raise NotImplementedError
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
-        """Claim ``obj`` for ``format="auto"``: (reason, estimated payload size or None), or None."""
+        """Claim ``obj`` for ``format="auto"``: (reason, estimated payload size or None), or None.
+
+        The reason goes into the decision record (:func:`tether.last_decision`); the size, when
+        known without work, informs the compression choice. The base class claims nothing.
+
+        Examples
+        --------
+        >>> import numpy as np, tether
+        >>> tether.formats.get("ndarray").auto_pick(np.zeros(3), "pipe")
+        ('numpy float64 array of shape (3,)', 24)
+        >>> tether.formats.get("ndarray").auto_pick([0.0, 0.0, 0.0], "pipe") is None
+        True
+        """
         return None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """``obj`` as a :class:`Payload`: the type information for the metadata and the payload's parts.
+
+        Raise :class:`tether.EncodeError` (or ``TypeError``, for a type this format never takes)
+        when ``obj`` does not fit; under ``format="auto"`` the value then goes to ``fallback``.
+        """
         raise NotImplementedError
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The value of a payload this format wrote, in the form ``ctx.into`` asks for (None: the default).
+
+        ``payload`` is already decompressed and its checksum checked; ``type_info`` is what
+        :meth:`encode` put in the metadata. Anything inconsistent is a :class:`tether.DecodeError`
+        naming ``ctx.frame_id``.
+        """
         raise NotImplementedError
 
     def check_into(self, into: str | None) -> None:
-        """Refuse an ``into=`` this format cannot give, listing the ones it can."""
+        """Refuse an ``into=`` this format cannot give, listing the ones it can.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("raw").check_into("numpy")
+        >>> tether.formats.get("raw").check_into("pandas")
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: Invalid into 'pandas' for a raw frame. Valid options are: bytes, memoryview, numpy.
+        """
         if into is not None and into not in self.intos:
             article = "an" if self.name[:1] in "aeiou" else "a"
             valid = ", ".join(self.intos) if self.intos else f"none ({self.name} frames have one Python form)"
@@ -198,13 +247,30 @@ class Format:
             )
 
     def element_size(self, type_info: dict[str, Any]) -> int:
-        """The element width a byte-shuffle would group by, or 0 when shuffling cannot help."""
+        """The element width a byte-shuffle would group by, or 0 when shuffling cannot help.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("ndarray").element_size({"dtype": "<f8", "shape": [1000]})
+        8
+        >>> tether.formats.get("etf").element_size({"binaries": "tagged"})
+        0
+        """
         return 0
 
     def inner_compression(self, compression: str, transport: str) -> tuple[str, str, str] | None:
         """The codec this format applies inside its payload for ``compression=``, or None to let the frame compress.
 
         Returns (codec, the name the decision record shows, the reason).
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("arrow").inner_compression("zstd", "pipe")
+        ('zstd', 'arrow-ipc/zstd', 'Arrow compresses per buffer inside the IPC stream')
+        >>> tether.formats.get("etf").inner_compression("zstd", "pipe") is None
+        True
         """
         return None
 
@@ -331,10 +397,25 @@ class Format:
             )
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
-        """Extra human-readable facts for ``inspect``; must not touch the payload."""
+        """Extra human-readable facts for ``inspect``; must not touch the payload.
+
+        Examples
+        --------
+        >>> import numpy as np, tether
+        >>> tether.inspect(tether.dumps(np.zeros((2, 3), dtype="f4"))).details
+        {'dtype': '<f4', 'shape': (2, 3), 'nx type': '{:f, 32}', 'order': 'C'}
+        """
         return {}
 
     def get_config(self) -> dict[str, Any]:
+        """The format's configuration as plain data: ``{"id": name}`` (formats with settings add theirs).
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("raw").get_config()
+        {'id': 'raw'}
+        """
         return {"id": self.name}
 
     def __repr__(self) -> str:

@@ -138,10 +138,23 @@ class ArrowFormat(Format):
     fallback_warns = True
 
     def can_encode(self, obj: Any) -> bool:
+        """Tables, record batches and pandas or polars DataFrames; :meth:`encode` also converts rows and columns."""
         return isinstance(obj, (pa.Table, pa.RecordBatch)) or arrow_api.is_dataframe(obj) is not None
 
     def auto_pick(self, obj: Any, transport: str = "memory") -> tuple[str, int | None] | None:
-        """Claim tables, DataFrames and large columnar Python data for ``format="auto"``."""
+        """Claim tables, DataFrames and large columnar Python data for ``format="auto"``.
+
+        Lists of dicts are claimed only when the frame leaves the host (``LEAVING`` transports), and
+        columnar Python data only from ``AUTO_MIN_ROWS`` rows.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> FORMAT.auto_pick(pa.table({"id": [1, 2]}), "pipe")
+        ('pyarrow Table with 2 rows', 16)
+        >>> FORMAT.auto_pick([{"id": 1}, {"id": 2}], "pipe") is None  # two rows: etf takes them
+        True
+        """
         if isinstance(obj, (pa.Table, pa.RecordBatch)):
             return f"pyarrow {type(obj).__name__} with {obj.num_rows} rows", obj.nbytes
         kind = arrow_api.is_dataframe(obj)
@@ -156,7 +169,15 @@ class ArrowFormat(Format):
         return f"{what} with {rows} rows (columnar; ≥ {AUTO_MIN_ROWS} rows go to Arrow)", None
 
     def inner_compression(self, compression: str, transport: str) -> tuple[str, str, str] | None:
-        """Arrow compresses per buffer inside the IPC stream, so readers still get Arrow buffers."""
+        """Arrow compresses per buffer inside the IPC stream, so readers still get Arrow buffers.
+
+        Examples
+        --------
+        >>> FORMAT.inner_compression("lz4", "memory")
+        ('lz4', 'arrow-ipc/lz4', 'Arrow compresses per buffer inside the IPC stream')
+        >>> FORMAT.inner_compression("gzip", "memory") is None  # not an IPC codec: the frame compresses
+        True
+        """
         codec = compression
         if compression == "auto":
             codec = "lz4" if transport in LEAVING else "none"
@@ -165,6 +186,11 @@ class ArrowFormat(Format):
         return codec, f"arrow-ipc/{codec}", "Arrow compresses per buffer inside the IPC stream"
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """An Arrow IPC stream of ``obj`` (see :func:`tether.arrow.to_table`), compressed inside when asked.
+
+        Under ``format="auto"`` the conversion is strict, so a value Arrow would change falls
+        back to etf instead.
+        """
         self.check_reader_versions(ctx.options)
         source, table = arrow_api.to_table(obj, strict=ctx.auto)
         info: dict[str, Any] = {"source": source}
@@ -218,6 +244,18 @@ class ArrowFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The table, validated, in the form it was written from (or ``into=``).
+
+        ``options={"validate": "full"}`` also checks every offset and UTF-8 string: ask for it on
+        frames from untrusted sources.
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame = tether.dumps({"id": [1, 2]}, format="arrow")
+        >>> tether.loads(frame, into="pylist", options={"validate": "full"})
+        [{'id': 1}, {'id': 2}]
+        """
         into = ctx.into
         validate = ctx.options.get("validate", "basic")
         if validate not in ("basic", "full"):
@@ -241,6 +279,14 @@ class ArrowFormat(Format):
         return convert(table, target, type_info)
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        """Rows, batches, the source kind, inner compression, the registered schema and the fields.
+
+        Examples
+        --------
+        >>> import pyarrow as pa, tether
+        >>> tether.inspect(tether.dumps(pa.table({"id": [1, 2]}))).details["fields"]
+        [{'name': 'id', 'type': 'int64', 'nullable': True}]
+        """
         out: dict[str, Any] = {
             "rows": type_info.get("rows"),
             "batches": type_info.get("batches"),

@@ -72,9 +72,19 @@ class EtfFormat(Format):
         self._decode_limits: Limits | None = None
 
     def can_encode(self, obj: Any) -> bool:
+        """Always True: whether a value maps to ETF shows only in :meth:`encode` (a MappingError)."""
         return True  # attempted; unsupported types raise MappingError
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim containers, BEAM types and values with a registered struct mapping.
+
+        Examples
+        --------
+        >>> FORMAT.auto_pick({"id": 1}, "pipe")
+        ('dict of BEAM-representable values', None)
+        >>> FORMAT.auto_pick(frozenset([1]), "pipe") is None  # would come back a set: pickle takes it
+        True
+        """
         t = type(obj)
         if isinstance(obj, (dict, list, tuple)) or isinstance(obj, _BEAM_TYPES):
             return f"{t.__name__} of BEAM-representable values", None
@@ -83,6 +93,10 @@ class EtfFormat(Format):
         return None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """The term in tagged mode (``bytes`` as BIT_BINARY, so ``str`` and ``bytes`` both round-trip).
+
+        Large lists are written in batches straight into the frame.
+        """
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
         opts = _etf.Options(**kwargs) if kwargs else self.encode_options()
         convert = _type_versions(ctx.options)
@@ -100,6 +114,15 @@ class EtfFormat(Format):
         None means the general path must take the value (it raises, or falls
         back, with its own message). ``kind`` is
         :func:`tether.frame.checksum.requested`'s answer.
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame, size = FORMAT.dumps_plain({"a": 1}, -1, "memory")
+        >>> size, tether.loads(frame)
+        (14, {'a': 1})
+        >>> FORMAT.dumps_plain({"a": object()}, -1, "memory") is None
+        True
         """
         if _large_list(obj):
             return None  # the general path writes it in batches, straight into the frame
@@ -125,6 +148,15 @@ class EtfFormat(Format):
         return self._encode_options[1]  # type: ignore[return-value]
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The term; with ``into=`` a list as ``"pylist"``, or rows or columns as a table form.
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame = tether.dumps([{"id": 1}, {"id": 2}], format="etf")
+        >>> tether.loads(frame, into="arrow").num_rows
+        2
+        """
         if ctx.into is None:
             return _etf.decode(payload, self.decode_options(type_info, ctx))
         if ctx.into == "pylist":
@@ -156,7 +188,18 @@ class EtfFormat(Format):
         return convert(table, ctx.into)
 
     def decode_options(self, type_info: dict[str, Any], ctx: DecodeContext) -> _etf.Options:
-        """The decoder options for a frame's type information and a ``loads`` call (cached)."""
+        """The decoder options for a frame's type information and a ``loads`` call (cached).
+
+        Examples
+        --------
+        Frames Python writes are tagged (``str`` and ``bytes`` kept apart); the BEAM's are not:
+
+        >>> from tether.formats import DecodeContext
+        >>> FORMAT.decode_options({"binaries": "tagged"}, DecodeContext()).binaries
+        'tagged'
+        >>> FORMAT.decode_options({}, DecodeContext()).binaries
+        'bytes'
+        """
         if self._decode_limits is not ctx.limits:  # by identity: hashing Limits costs more than small decodes
             self._decode_options.clear()
             self._decode_limits = ctx.limits

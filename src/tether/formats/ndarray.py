@@ -33,7 +33,13 @@ _PLAIN_KINDS = frozenset("biufcmM")  # plain dtypes: one descr string, no fields
 
 
 def nx_type(dtype: np.dtype) -> list[Any] | None:
-    """The Nx type of ``dtype`` as ``[kind, bits]``, or None when Nx has no such type."""
+    """The Nx type of ``dtype`` as ``[kind, bits]``, or None when Nx has no such type.
+
+    Examples
+    --------
+    >>> nx_type(np.dtype("<f4")), nx_type(np.dtype("int64")), nx_type(np.dtype(">f4"))
+    (['f', 32], ['s', 64], None)
+    """
     kind = _NX_KIND.get(dtype.kind)
     if kind is None or dtype.fields is not None or dtype.subdtype is not None:
         return None
@@ -48,7 +54,17 @@ def nx_type(dtype: np.dtype) -> list[Any] | None:
 
 
 def dtype_from_nx(kind: str, bits: int) -> np.dtype:
-    """The little-endian NumPy dtype for an Nx type such as ``("f", 32)``."""
+    """The little-endian NumPy dtype for an Nx type such as ``("f", 32)``.
+
+    Examples
+    --------
+    >>> dtype_from_nx("s", 64)
+    dtype('int64')
+    >>> dtype_from_nx("bf", 16)
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: bfloat16 has no NumPy dtype; install ml_dtypes and convert, or send f32.
+    """
     table = {"f": "f", "s": "i", "u": "u", "c": "c"}
     if kind == "bf" and bits == 16:
         raise ValidationError("bfloat16 has no NumPy dtype; install ml_dtypes and convert, or send f32.")
@@ -64,9 +80,19 @@ class NdarrayFormat(Format):
     auto_priority = 30
 
     def can_encode(self, obj: Any) -> bool:
+        """NumPy arrays and scalars, except those of object dtype (Python objects: pickle's)."""
         return (type(obj) is np.ndarray or isinstance(obj, np.generic)) and not np.asarray(obj).dtype.hasobject
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim NumPy arrays and scalars that are not of object dtype; the size is ``nbytes``.
+
+        Examples
+        --------
+        >>> FORMAT.auto_pick(np.float32(1.5), "pipe")
+        ('numpy float32 array of shape ()', 4)
+        >>> FORMAT.auto_pick(np.array([None]), "pipe") is None
+        True
+        """
         if type(obj) is np.ndarray or isinstance(obj, np.generic):
             arr = np.asarray(obj)
             if not arr.dtype.hasobject:  # object elements are Python objects: pickle takes them
@@ -99,7 +125,13 @@ class NdarrayFormat(Format):
         return frame.plain(self, info, data, kind, type_key=key), len(data)
 
     def element_size(self, type_info: dict[str, Any]) -> int:
-        """Plain numeric elements of 2 to 16 bytes shuffle well; anything else is left alone."""
+        """Plain numeric elements of 2 to 16 bytes shuffle well; anything else is left alone.
+
+        Examples
+        --------
+        >>> FORMAT.element_size({"dtype": "<f4"}), FORMAT.element_size({"dtype": "|u1"})
+        (4, 0)
+        """
         descr = type_info.get("dtype")
         try:
             dtype = np.dtype(descr) if isinstance(descr, str) else None
@@ -110,6 +142,10 @@ class NdarrayFormat(Format):
         return dtype.itemsize
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """The array's bytes in C or Fortran order, whichever needs no copy (always C for the BEAM).
+
+        A non-contiguous array is copied once, straight into the frame.
+        """
         if ctx.options:
             self.check_reader_versions(ctx.options)
         scalar = isinstance(obj, np.generic)
@@ -142,6 +178,15 @@ class NdarrayFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """A read-only array over the payload (no copy unless ``copy=True``), or its bytes for ``into="bytes"``.
+
+        Examples
+        --------
+        >>> import tether
+        >>> arr = tether.loads(tether.dumps(np.arange(3.0)))
+        >>> arr.tolist(), arr.flags.writeable
+        ([0.0, 1.0, 2.0], False)
+        """
         dtype, shape, order = parse_type_info(type_info)
         count = math.prod(shape)
         expected = count * dtype.itemsize
@@ -165,6 +210,13 @@ class NdarrayFormat(Format):
         return arr
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        """The dtype, shape, Nx type (where there is one) and memory order.
+
+        Examples
+        --------
+        >>> FORMAT.describe({"dtype": "<f4", "shape": [2, 3], "order": "F", "nx": ["f", 32]})
+        {'dtype': '<f4', 'shape': (2, 3), 'nx type': '{:f, 32}', 'order': 'F'}
+        """
         out: dict[str, Any] = {"dtype": str(type_info.get("dtype")), "shape": tuple(type_info.get("shape", ()))}
         if "nx" in type_info:
             kind, bits = type_info["nx"]
@@ -198,7 +250,17 @@ def _plain_info(dtype_str: str, shape: tuple[int, ...]) -> dict[str, Any]:
 
 
 def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str]:
-    """Validate and return (dtype, shape, order) from ndarray type information."""
+    """Validate and return (dtype, shape, order) from ndarray type information.
+
+    Examples
+    --------
+    >>> parse_type_info({"dtype": "<f4", "shape": [2, 3], "order": "C"})
+    (dtype('float32'), [2, 3], 'C')
+    >>> parse_type_info({"dtype": "|O", "shape": [2]})
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: ndarray frame declares an object dtype; object arrays are only read from pickle frames.
+    """
     descr = type_info.get("dtype")
     shape = type_info.get("shape")
     order = type_info.get("order", "C")

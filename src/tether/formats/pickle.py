@@ -30,13 +30,23 @@ class PickleFormat(Format):
     auto_priority = 1000  # last: whatever no other format claims
 
     def can_encode(self, obj: Any) -> bool:
+        """Always True: what pickle refuses shows only in :meth:`encode` (an EncodeError)."""
         return True
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim anything: pickle is asked last (priority 1000), for what no other format took.
+
+        Examples
+        --------
+        >>> import fractions
+        >>> FORMAT.auto_pick(fractions.Fraction(1, 3), "pipe")
+        ('fractions.Fraction has no BEAM mapping', None)
+        """
         t = type(obj)
         return f"{t.__module__}.{t.__qualname__} has no BEAM mapping", None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """Pickle protocol 5; buffers of 4 KiB and more go out of band, 64-byte aligned after the pickle."""
         buffers: list[memoryview] = []
 
         def callback(pb: pickle.PickleBuffer) -> bool:
@@ -62,6 +72,19 @@ class PickleFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """Unpickle, only with ``allow_pickle=True``: unpickling runs arbitrary code.
+
+        Examples
+        --------
+        >>> import fractions, tether
+        >>> frame = tether.dumps(fractions.Fraction(1, 3))
+        >>> tether.loads(frame, allow_pickle=True)
+        Fraction(1, 3)
+        >>> tether.loads(frame)
+        Traceback (most recent call last):
+        ...
+        tether._errors.UntrustedPickleError: frame (pickle, ...) holds a pickle payload, and unpickling runs ...
+        """
         if not ctx.allow_pickle:
             raise UntrustedPickleError(
                 f"{ctx.frame_id} holds a pickle payload, and unpickling runs arbitrary code. "

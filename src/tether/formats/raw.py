@@ -22,9 +22,17 @@ class RawFormat(Format):
     auto_priority = 10
 
     def can_encode(self, obj: Any) -> bool:
+        """bytes, bytearray and memoryview (subclasses included)."""
         return isinstance(obj, (bytes, bytearray, memoryview))
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim exactly bytes, bytearray and memoryview; the size is the byte count.
+
+        Examples
+        --------
+        >>> FORMAT.auto_pick(bytearray(b"abc"), "pipe")
+        ('bytearray is written as is', 3)
+        """
         t = type(obj)
         if t is bytes or t is bytearray or t is memoryview:
             return f"{t.__name__} is written as is", memoryview(obj).nbytes
@@ -35,6 +43,15 @@ class RawFormat(Format):
 
         The bytes :func:`tether.frame.build` would write, without its machinery
         (see :meth:`tether.formats.etf.EtfFormat.dumps_plain`).
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame, size = FORMAT.dumps_plain(b"abc", -1, "memory")
+        >>> size, tether.loads(frame)
+        (3, b'abc')
+        >>> FORMAT.dumps_plain(bytearray(b"abc"), -1, "memory") is None  # the general path keeps its kind
+        True
         """
         if type(obj) is not bytes or len(obj) > PLAIN_MAX:
             return None
@@ -42,6 +59,7 @@ class RawFormat(Format):
         return frame.plain(self, _BYTES, obj, kind, type_key="bytes"), len(obj)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """The bytes as they are, and which of bytes, bytearray or memoryview (with format and shape) they were."""
         kind = "bytes" if isinstance(obj, bytes) else "bytearray" if isinstance(obj, bytearray) else "memoryview"
         info: dict[str, Any] = {"kind": kind}
         mv = memoryview(obj)
@@ -55,6 +73,14 @@ class RawFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The bytes as the kind they were written as, or as ``into=`` ("bytes", "memoryview", "numpy") asks.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.loads(tether.dumps(b"abc"), into="numpy").tolist()
+        [97, 98, 99]
+        """
         kind = type_info.get("kind", "bytes")
         into = ctx.into
         if into == "numpy":

@@ -31,9 +31,18 @@ class ScalarFormat(Format):
     auto_priority = 20
 
     def can_encode(self, obj: Any) -> bool:
+        """None, and exactly int, float, bool and str (not subclasses such as :class:`tether.Atom`)."""
         return obj is None or (type(obj) in (int, float, bool, str))
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
+        """Claim None, int, float, bool and str of exactly those types.
+
+        Examples
+        --------
+        >>> import tether
+        >>> FORMAT.auto_pick("text", "pipe"), FORMAT.auto_pick(tether.Atom("ok"), "pipe")
+        (('str scalar', None), None)
+        """
         t = type(obj)
         if obj is None or t is int or t is float or t is str or t is bool:
             return f"{t.__name__} scalar", None  # exact types: an Atom (a str) is a BEAM term
@@ -43,6 +52,13 @@ class ScalarFormat(Format):
         """A whole plain frame around a scalar and its payload size; None when the general path must take it.
 
         The bytes :func:`tether.frame.build` would write, without its machinery.
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame, size = FORMAT.dumps_plain(-2, -1, "memory")
+        >>> size, tether.loads(frame)
+        (1, -2)
         """
         t = type(obj)
         if t is int:
@@ -61,6 +77,15 @@ class ScalarFormat(Format):
         return frame.plain(self, _TYPES[name], data, kind, type_key=name), len(data)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """The value's bytes: a minimal little-endian two's-complement int, an IEEE double, UTF-8, one byte.
+
+        Examples
+        --------
+        >>> from tether.formats import EncodeContext
+        >>> p = FORMAT.encode(-2, EncodeContext())
+        >>> p.type_info, [bytes(s) for s in p.segments]
+        ({'kind': 'int'}, [b'\\xfe'])
+        """
         if obj is None:
             return Payload({"kind": "none"})
         if isinstance(obj, bool):
@@ -80,6 +105,14 @@ class ScalarFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The scalar of ``type_info["kind"]``; a payload of the wrong size is a DecodeError.
+
+        Examples
+        --------
+        >>> from tether.formats import DecodeContext
+        >>> FORMAT.decode(memoryview(b"\\xfe"), {"kind": "int"}, DecodeContext())
+        -2
+        """
         kind = type_info.get("kind")
         n = len(payload)
         if kind == "int":
@@ -108,6 +141,14 @@ class ScalarFormat(Format):
         raise DecodeError(f"scalar frame has unknown kind {kind!r}; expected int, float, bool, none or str.")
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        """The Python type the scalar was written from.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.inspect(tether.dumps(1.5)).details
+        {'python type': 'float'}
+        """
         return {"python type": type_info.get("kind")}
 
 

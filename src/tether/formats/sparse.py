@@ -70,16 +70,28 @@ class SparseFormat(Format):
     fallback_warns = True
 
     def can_encode(self, obj: Any) -> bool:
+        """scipy.sparse CSR/CSC/COO arrays and matrices, and pydata ``sparse.COO``."""
         return _kind(obj) is not None
 
     def auto_pick(self, obj: Any, transport: str) -> tuple[str, int | None] | None:
-        """Claim scipy.sparse CSR/CSC/COO and pydata ``sparse.COO`` values."""
+        """Claim scipy.sparse CSR/CSC/COO and pydata ``sparse.COO`` values.
+
+        Examples
+        --------
+        >>> import scipy.sparse
+        >>> FORMAT.auto_pick(scipy.sparse.eye(3, format="csr"), "pipe")
+        ('scipy-matrix sparse csr of shape (3, 3) with 3 stored values', None)
+        """
         kind = _kind(obj)
         if kind is None:
             return None
         return f"{kind} sparse {obj.format} of shape {tuple(obj.shape)} with {obj.nnz} stored values", None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
+        """The stored values and index arrays as components, each 64-byte aligned, no dense copy.
+
+        Little-endian for the BEAM (``reader="beam"``), which reads them as Nx tensors.
+        """
         self.check_reader_versions(ctx.options)
         kind = _kind(obj)
         if kind is None:
@@ -108,6 +120,15 @@ class SparseFormat(Format):
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        """The sparse value as written (scipy or pydata), or as ``into=`` asks; ``"numpy"`` is dense.
+
+        Examples
+        --------
+        >>> import scipy.sparse, tether
+        >>> frame = tether.dumps(scipy.sparse.eye(3, format="csr"))
+        >>> tether.loads(frame, into="numpy").tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+        """
         layout, shape, kind = type_info.get("layout"), type_info.get("shape"), type_info.get("kind")
         if layout not in LAYOUTS or kind not in KINDS or not isinstance(shape, list):
             raise DecodeError(f"{ctx.frame_id}: sparse type info names no known layout, kind and shape.")
@@ -143,6 +164,14 @@ class SparseFormat(Format):
         return _build(parts, layout, tuple(shape), kind, type_info)
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        """The kind, layout and shape, and each component's dtype and shape.
+
+        Examples
+        --------
+        >>> import scipy.sparse, tether
+        >>> tether.inspect(tether.dumps(scipy.sparse.eye(3, format="csr"))).details["components"]
+        'data <f8 [3], indices <i4 [3], indptr <i4 [4]'
+        """
         comps = type_info.get("components") or []
         return {
             "sparse": f"{type_info.get('kind')} {type_info.get('layout')} of shape {type_info.get('shape')}",

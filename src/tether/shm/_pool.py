@@ -82,6 +82,7 @@ class RegionPool:
     >>> pool.release(region)
     >>> pool.acquire(1 << 20) is region, pool.stats.hits
     (True, 1)
+    >>> pool.release(region)  # close() unlinks the free regions; one still acquired stays its holder's
     >>> pool.close()
     """
 
