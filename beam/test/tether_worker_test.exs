@@ -401,6 +401,22 @@ defmodule Tether.WorkerLifecycleTest do
       assert msg |> format_msg() |> IO.iodata_to_binary() =~ "disk almost full"
     end
 
+    test "a Python warning reaches logger as one warning record" do
+      w = start_worker()
+      Tether.TestLogHandler.attach(:tether_warn_test)
+      on_exit(fn -> :logger.remove_handler(:tether_warn_test) end)
+
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert {:ok, "warned"} = Tether.Worker.call(w, @m, "warn", ["the old API is going away"])
+      end)
+
+      assert_receive {:log_event, %{level: :warning, msg: msg, meta: %{python_logger: "py.warnings"}}}, 2000
+      text = msg |> format_msg() |> IO.iodata_to_binary()
+      assert text =~ "UserWarning: the old API is going away" and text =~ "warnings.warn("
+      # Its source line came with it, not as a second (stderr) record.
+      refute_receive {:log_event, %{meta: %{domain: [:tether, :python]}}}, 300
+    end
+
     test "telemetry events reach an attached handler" do
       test = self()
       events = :tether_telemetry.events()

@@ -100,8 +100,8 @@ def pack(
         return Stored(payload.segments, raw, raw)
     if memory.low_peak(raw) and getattr(codec, "pieces", None) is not None:
         return _in_place(codec, clevel, payload.segments, raw, decision)
-    parts, filter_size = _under_pressure(payload.segments, raw, choose_filter(codec, clevel, payload, fmt, reader),
-                                             decision)
+    wanted = choose_filter(codec, clevel, payload, fmt, reader)
+    parts, filter_size = _under_pressure(payload.segments, raw, wanted, decision)
     temporary = 0
     if filter_size:
         copied = len(parts) > 1 or isinstance(parts[0], Segment)  # join copies unless there is one buffer
