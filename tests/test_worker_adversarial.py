@@ -436,3 +436,22 @@ def test_compact_messages_over_one_read_are_checked_alike(peer):
     reply = peer.recv()  # 64 KiB and more come back as an embedded raw frame
     assert reply[:2] == (A("reply"), 32) and reply[2][1][0] == "$tether"
     assert bytes(tether.loads(reply[2][1][1])) == b"y" * (200 << 10)
+
+
+def test_names_a_handler_module_merely_imported_are_not_callable():
+    import facade_handlers
+
+    worker = tw.Worker({"facade_handlers": facade_handlers})
+    try:
+        def reply(fun: bytes, args: list = [20]) -> Any:
+            message = tw.compact((A("call"), 9, b"facade_handlers", fun, args, {}))
+            return tw.decode(worker.handle(message), {"binaries": "tagged"})[2]
+
+        # Its own functions, one its package re-exports from a submodule, and one its __all__ lists.
+        assert [reply(f) for f in (b"local", b"unlisted", b"double")] == [(A("ok"), 21), (A("ok"), 19), (A("ok"), 40)]
+        assert reply(b"which", [b"no-such-command-here"]) == (A("ok"), None)
+        # Imported from os (without __all__ naming them): refused before anything runs.
+        for fun in (b"getcwd", b"system"):
+            assert reply(fun) == (A("error"), (A("undefined_function"), "facade_handlers", fun.decode()))
+    finally:
+        worker.close()

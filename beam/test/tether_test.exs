@@ -127,6 +127,19 @@ defmodule Tether.WorkerTest do
     assert {:error, {:undefined_function, "os", "system"}} = Tether.Worker.call(w, "os", "system", ["true"])
   end
 
+  test "a handler module's imports are not on the allow-list; its package's re-exports are", %{opts: opts} do
+    {:ok, w} = Tether.Worker.start_link(Keyword.put(opts, :modules, ["facade_handlers"]))
+    assert {:ok, 21} = Tether.Worker.call(w, "facade_handlers", "local", [20])
+    assert {:ok, 40} = Tether.Worker.call(w, "facade_handlers", "double", [20])
+    assert {:ok, nil} = Tether.Worker.call(w, "facade_handlers", "which", ["no-such-command-here"])
+    # `from os import system` in the module does not make it callable through the module.
+    assert {:error, {:undefined_function, "facade_handlers", "system"}} =
+             Tether.Worker.call(w, "facade_handlers", "system", ["true"])
+    assert {:error, {:undefined_function, "facade_handlers", "getcwd"}} =
+             Tether.Worker.call(w, "facade_handlers", "getcwd", [])
+    Tether.Worker.stop(w)
+  end
+
   test "tensors go through shared memory and keep their bytes", %{w: w} do
     data = for i <- 1..1_000_000, into: <<>>, do: <<i * 1.0::float-32-native>>
     {:ok, t} = Tether.Worker.call(w, "beam_handlers", "scale", [Tether.tensor(data, {:f, 32}, {1000, 1000}), 2.0], 30_000)

@@ -7,7 +7,8 @@ frame. The protocol is ``docs/format.md`` §8; in short:
    (equal majors, and equal minors for 0.x), imports every ``--module``, and
    answers ``{ready, Info}``, or ``{refused, Reason}`` and exits with status 2.
 2. Calls. ``{call, Id, Module, Function, Args, Opts}`` runs
-   ``Module.Function(*Args)`` (public functions of the started modules only;
+   ``Module.Function(*Args)`` (public functions of the started modules only:
+   defined in the module or its package, or listed in its ``__all__``;
    ``async def`` ones are awaited on one event loop the worker keeps) and is
    answered ``{reply, Id, {ok, Value}}`` or ``{reply, Id, {error, Reason}}``.
 3. Values. Arrays, tables, DataFrames and binaries of 64 KiB or more travel
@@ -584,6 +585,29 @@ class Channel:
             self.on_pending()
 
 
+def _exported(module: ModuleType, name: str, target: Any) -> bool:
+    """Whether ``module.name`` is the module's own: defined in it or its package, or listed in its ``__all__``.
+
+    A name a handler module merely imported (``from os import system``) is
+    not part of what the module offers the BEAM, so it is not callable, while
+    a package that re-exports its submodules' functions keeps them.
+
+    Examples
+    --------
+    >>> import os, posixpath
+    >>> _exported(posixpath, "join", posixpath.join), _exported(os, "getcwd", os.getcwd)
+    (True, True)
+    >>> import tether.demo as demo
+    >>> _exported(demo, "Any", demo.Any)  # typing's, imported by tether.demo
+    False
+    """
+    home, own = getattr(target, "__module__", None), module.__name__
+    if type(home) is str and (home == own or home.startswith(own + ".")):
+        return True
+    listed = getattr(module, "__all__", None)
+    return type(listed) in (list, tuple) and name in listed
+
+
 # ---------------------------------------------------------------- the worker
 
 
@@ -773,7 +797,7 @@ class Worker:
         if module is None or fun.startswith("_"):
             return None, step
         target = getattr(module, fun, None)
-        return (target if callable(target) else None), step
+        return (target if callable(target) and _exported(module, fun, target) else None), step
 
     def _request(self, message: Any) -> tuple[Any, int, bool]:
         """A request's term, where its ETF starts in ``message`` and whether that ETF is compressed."""

@@ -1,0 +1,5 @@
+"""The submodule whose function the package re-exports."""
+
+
+def double(x):
+    return x * 2
