@@ -9,6 +9,7 @@ catalogue (tests/fuzz/bombs.py) with its memory measured by VmHWM.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import tether
@@ -355,3 +357,52 @@ def test_fuzz_targets_accept_their_seeds_and_mutants(name):
         target(seed)
         for mutant in list(mutate.flips(seed))[::97]:  # a sample: make fuzz runs them for real
             target(mutant)
+
+
+# ------------------------------------------------------------------ F-ordered buffers
+
+def _f_ordered(arr):
+    """A memoryview that is contiguous in Fortran order only (memoryview.contiguous is True for it)."""
+    view = memoryview(np.ascontiguousarray(arr).T)
+    assert view.f_contiguous and not view.c_contiguous
+    return view
+
+
+def test_a_memoryview_of_a_transposed_array_round_trips_in_row_major_order():
+    source = np.arange(6, dtype=np.float64).reshape(2, 3)
+    view = _f_ordered(source)  # shape (3, 2)
+    for fmt in ("auto", "raw"):
+        out = tether.loads(tether.dumps(view, format=fmt))
+        assert isinstance(out, memoryview) and out.shape == (3, 2) and out.format == "d"
+        assert out.tolist() == view.tolist() == source.T.tolist()
+
+
+def test_f_ordered_frame_buffers_are_validation_errors():
+    frame = tether.dumps(b"x" * 100)
+    flat = np.frombuffer(frame + b"\0" * (len(frame) % 2), dtype=np.uint8)
+    with pytest.raises(tether.ValidationError, match="C-contiguous"):
+        tether.loads(_f_ordered(flat.reshape(2, -1)))
+    enc = tether.encode(b"abc")
+    dest = np.zeros((enc.nbytes, 2), dtype=np.uint8, order="F")
+    with pytest.raises(tether.ValidationError, match="C-contiguous"):
+        enc.write_into(memoryview(dest))
+
+
+def test_strided_and_f_ordered_buffers_are_written_in_row_major_order_or_refused_typed():
+    f_view = _f_ordered(np.arange(6.0).reshape(2, 3))
+    strided = memoryview(np.arange(12.0)[::2])
+    for view in (f_view, strided):
+        expected = view.tobytes()  # the elements row by row
+        assert [bytes(b) for b in tether.loads(tether.dumps([view]))] == [expected]  # etf: a binary
+        assert [bytes(b) for b in etf.decode(etf.encode([view]))] == [expected]
+        sink = io.BytesIO()
+        with StreamWriter(sink, chunk_size=16) as w:
+            w.write_buffer(view)
+        assert b"".join(bytes(v) for v in StreamReader(sink.getvalue())) == expected
+        for read in (etf.decode, StreamReader):  # what reads a buffer in place refuses one out of order
+            with pytest.raises(tether.ValidationError, match="C-contiguous"):
+                read(view)
+    with pytest.raises(tether.ValidationError, match="got int"):
+        etf.decode(5)
+    with pytest.raises(tether.ValidationError, match="got int"):
+        StreamWriter(io.BytesIO()).write_buffer(5)

@@ -84,11 +84,32 @@ def as_view(buf: Any) -> memoryview:
         raise ValidationError(
             f"Expected bytes, memoryview, mmap or another buffer, got {type(buf).__name__}."
         ) from None
-    if not mv.contiguous:
-        raise ValidationError("Frame buffer must be contiguous.")
+    if not mv.c_contiguous:  # an F-ordered view is contiguous, but its bytes are not the frame's order
+        raise ValidationError("A buffer to read must be C-contiguous (its bytes in order): pass bytes(buf).")
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv
+
+
+def flat_bytes(value: Any) -> memoryview:
+    """A value's bytes as one flat view, in row-major order: copied only when they are not laid out so.
+
+    A strided or Fortran-ordered buffer (``memoryview(arr.T)``) is written as
+    its elements read row by row, which is what a reader casting the bytes
+    back to the value's shape expects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bytes(flat_bytes(memoryview(np.arange(4, dtype=np.uint8).reshape(2, 2).T)))
+    b'\\x00\\x02\\x01\\x03'
+    >>> flat_bytes(b"ab").obj
+    b'ab'
+    """
+    mv = memoryview(value)
+    if not mv.c_contiguous:
+        return memoryview(mv.tobytes())
+    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
 
 
 # A frame's bytes object is allocated uninitialised and filled in place, so

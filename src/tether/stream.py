@@ -50,7 +50,7 @@ import xxhash
 from . import compression, formats, frame
 from ._api import decode_frame, prepare
 from ._request import Request
-from ._buffers import new_bytes, to_bytes
+from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import LimitError, StreamError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE
@@ -267,7 +267,10 @@ class StreamWriter:
         """
         readinto = getattr(data, "readinto", None)
         if readinto is None:
-            view = memoryview(data).cast("B")
+            try:
+                view = flat_bytes(data)
+            except TypeError:
+                raise ValidationError(f"write_buffer needs bytes-like data or a binary file, got {type(data).__name__}.") from None
             for start in range(0, len(view), self.chunk_size):
                 self.write(view[start : start + self.chunk_size], format="raw")
             return self.checkpoint()
@@ -459,11 +462,12 @@ class _Source:
         if isinstance(source, (bytes, bytearray, memoryview, mmap.mmap)) or (self.readinto is None and self.read is None):
             self.readinto = self.read = None
             try:
-                self.view = memoryview(source).cast("B")
+                self.view = memoryview(source)
             except TypeError:
                 raise ValidationError(
                     f"A stream source must be bytes-like or a binary file-like object, got {type(source).__name__}."
                 ) from None
+            self.view = as_view(self.view)  # a strided or F-ordered buffer is a ValidationError
 
     def _fill(self, view: memoryview) -> int:
         got = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from .._buffers import as_view
 from .._errors import DecodeError, TruncatedError
 from .._structs import convert as struct_convert
 from . import decoder, encoder, native
@@ -78,11 +79,8 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     """
     opts = opts or Options()
     # The C decoder reads any buffer in place; only the Python fallback needs bytes.
-    buf = data
-    if not isinstance(data, bytes):
-        buf = memoryview(data)
-        if buf.format != "B" or buf.ndim != 1:
-            buf = buf.cast("B")
+    flat = type(data) is memoryview and data.c_contiguous and data.ndim == 1 and data.format == "B"
+    buf = data if flat or isinstance(data, bytes) else as_view(data)  # as_view: typed errors for odd buffers
     if not len(buf):
         raise TruncatedError(f"Empty input: an ETF value starts with byte {VERSION_MAGIC}.")
     if buf[0] != VERSION_MAGIC:

@@ -16,6 +16,7 @@ import struct
 import warnings
 from typing import Any, Callable
 
+from .._buffers import flat_bytes
 from .._errors import EncodeError, LossyConversionWarning, MappingError
 from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from .options import Options
@@ -301,7 +302,7 @@ def write_tuple(w: Writer, value: tuple) -> Any:
 
 
 def write_bytes(w: Writer, value: Any) -> Any:
-    mv = memoryview(value).cast("B") if type(value) is memoryview else value
+    mv = flat_bytes(value) if type(value) is memoryview else value
     if w.bytes_tag == BIT_BINARY_EXT:
         # Tagged mode: 8 used bits in the last byte (0 when empty) marks Python bytes.
         w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(mv)))

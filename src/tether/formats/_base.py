@@ -45,8 +45,8 @@ class Payload:
             self.nbytes += part.nbytes
         else:
             part = memoryview(part)
-            if not part.contiguous:
-                raise ValueError("payload buffers must be contiguous")
+            if not part.c_contiguous:
+                raise ValueError("payload buffers must be C-contiguous (numpy.ascontiguousarray gives one)")
             part = part.cast("B") if part.ndim != 1 or part.format != "B" else part
             self.nbytes += part.nbytes
         self.segments.append(part)

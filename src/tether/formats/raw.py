@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import frame
+from .._buffers import flat_bytes
 from .._errors import DecodeError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
@@ -66,10 +67,8 @@ class RawFormat(Format):
         if kind == "memoryview" and (mv.format != "B" or mv.ndim != 1):
             info["itemformat"] = mv.format
             info["shape"] = list(mv.shape)
-        if not mv.contiguous:
-            mv = memoryview(mv.tobytes())
         p = Payload(info)
-        p.add(mv)
+        p.add(flat_bytes(mv))  # strided or F-ordered views: row-major, as decode casts them back
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:

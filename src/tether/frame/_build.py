@@ -106,8 +106,8 @@ def _writable(buffer: Any) -> memoryview:
         raise ValidationError(f"write_into needs a writable buffer, got {type(buffer).__name__}.") from None
     if dest.readonly:
         raise ValidationError("write_into needs a writable buffer; this one is read-only.")
-    if not dest.contiguous:
-        raise ValidationError("write_into needs a contiguous buffer.")
+    if not dest.c_contiguous:
+        raise ValidationError("write_into needs a C-contiguous buffer (a flat bytearray, mmap or region).")
     return dest if dest.format == "B" and dest.ndim == 1 else dest.cast("B")
 
 
