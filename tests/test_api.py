@@ -251,3 +251,24 @@ def test_array_shapes_in_metadata_never_warn_as_charlists():
         warnings.simplefilter("error")
         assert tether.loads(tether.dumps(np.zeros((50, 40)))).shape == (50, 40)
         assert tether.inspect(tether.dumps(np.zeros((72, 105)))).type["shape"] == [72, 105]
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"lineage": "load"}, "lineage must be a list of maps"),
+    ({"lineage": {"step": "load"}}, "lineage must be a list of maps"),
+    ({"lineage": [{"step": "load"}, 3]}, "lineage[1] must be a map"),
+    ({"options": ["binaries"]}, "options must be a mapping"),
+    ({"options": "binaries=str"}, "options must be a mapping"),
+])
+def test_encode_arguments_of_the_wrong_shape_are_validation_errors(kwargs, words):
+    for value in ({"a": 1}, b"abc", np.arange(3.0)):
+        with pytest.raises(tether.ValidationError) as info:
+            tether.dumps(value, **kwargs)
+        assert words in str(info.value)
+
+
+def test_decode_options_that_are_not_a_mapping_are_validation_errors():
+    frame = tether.dumps({"a": 1})
+    for options in (["binaries"], "binaries=str"):
+        with pytest.raises(tether.ValidationError, match="options must be a mapping"):
+            tether.loads(frame, options=options)

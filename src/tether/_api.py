@@ -14,7 +14,7 @@ from . import _transport, compression, formats, frame
 from ._buffers import as_view
 from ._errors import DecodeError, TetherError, UnsupportedFormatError
 from ._limits import get_limits
-from ._request import READERS, Request, check_format
+from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
@@ -430,6 +430,8 @@ def decode_frame(
         payload = compression.unpack(payload, header, fmt, type_info, limits, frame_name(frame_id))
     if into is not None:
         fmt.check_into(into)
+    if options:
+        check_options(options)
     ctx = _new_context(DecodeContext, (into, copy, allow_pickle, dict(options) if options else _NO_OPTIONS, limits,
                                        "python", frame_id))
     try:

@@ -63,6 +63,8 @@ class Request(NamedTuple):
            step: Any = None, **rest: Any) -> Request:
         """Validate ``encode``'s keyword options (``parent``'s lineage follows ``lineage``)."""
         _transport.check(transport)
+        check_options(rest.get("options"))
+        check_lineage(lineage)
         if parent is not None:
             lineage = [*(lineage or ()), *parent_lineage(parent)]
         if step is not None and (type(step) is not str or not step):
@@ -99,6 +101,43 @@ def parent_lineage(parent: Any) -> list[Any]:
             f"or tether.inspect(frame)), got {type(parent).__name__}."
         )
     return trail
+
+
+def check_options(options: Any) -> None:
+    """A ValidationError unless ``options`` (a format's extra settings, for encode or decode) is None or a mapping.
+
+    Examples
+    --------
+    >>> check_options({"binaries": "str"})
+    >>> check_options(["binaries"])
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: options must be a mapping of option names to values, got list.
+    """
+    if options is not None and not isinstance(options, Mapping):
+        raise ValidationError(f"options must be a mapping of option names to values, got {type(options).__name__}.")
+
+
+def check_lineage(lineage: Any) -> None:
+    """A ValidationError unless ``lineage`` is None or a sequence of maps, one per earlier step.
+
+    Examples
+    --------
+    >>> check_lineage([{"step": "load"}])
+    >>> check_lineage([{"step": "load"}, "clean"])
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: lineage[1] must be a map of str to values (one earlier step), got str.
+    """
+    if lineage is None:
+        return
+    if isinstance(lineage, (str, bytes)) or not isinstance(lineage, Sequence):
+        raise ValidationError("lineage must be a list of maps, one per earlier step (as FrameInfo.lineage "
+                              f"holds), got {type(lineage).__name__}.")
+    for i, entry in enumerate(lineage):
+        if not isinstance(entry, Mapping):
+            raise ValidationError(f"lineage[{i}] must be a map of str to values (one earlier step), "
+                                  f"got {type(entry).__name__}.")
 
 
 def check_reader_name(reader: Any) -> str:
