@@ -356,3 +356,10 @@ def test_rows_with_a_non_map_in_the_middle_are_not_columnar():
     value = [{"": None}, None, {"": None}]
     assert tether.arrow.columnar_shape(value) is None
     assert tether.loads(tether.dumps(value, transport="network")) == value
+
+
+def test_from_etf_given_what_is_not_a_buffer_is_a_validation_error():
+    for data in ("rows", 5, [131, 106]):
+        with pytest.raises(tether.ValidationError, match="Expected bytes"):
+            tether.arrow.from_etf(data)
+    assert tether.arrow.from_etf(bytearray(tether.etf.encode([{"a": 1}]))).to_pydict() == {"a": [1]}

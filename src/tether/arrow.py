@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import _etf
+from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError
 from ._types import Atom
 
@@ -503,7 +504,7 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     """
     opts = _etf.Options(limits=limits)
     # Inflated once for the three decoders below; input that is not ETF is decode's to report.
-    buf = _etf.uncompressed(bytes(data) if not isinstance(data, bytes) else data, opts)
+    buf = _etf.uncompressed(data if isinstance(data, bytes) else bytes(as_view(data)), opts)  # as_view: typed errors
     typed = _etf.decode_typed_columns(buf, opts)
     if typed is not None:
         # Clean columns go straight into Arrow buffers, with no Python object per value.
