@@ -253,3 +253,40 @@ def test_attach_reuses_mappings_and_never_pins_removed_regions():
     shm.drop_cache()
     assert not _region._ATTACHED
     np.testing.assert_array_equal(view, np.arange(10.0))  # views outlive the cache
+
+
+# ------------------------------------------------------------------ misuse is typed
+
+def test_region_misuse_is_a_typed_error_naming_the_fix():
+    region = Region.create(1 << 16)
+    try:
+        cases = [
+            (lambda: region.reserve(-5), tether.ValidationError, "non-negative int"),
+            (lambda: region.reserve(tether.get_limits().max_frame_size + 1), tether.LimitError, "max_frame_size"),
+            (lambda: region.commit(10_000), tether.ValidationError, "frame slot"),
+            (lambda: region.release(-1), tether.ValidationError, "frame slot"),
+            (lambda: region.view(3), tether.ValidationError, "FrameRef"),
+            (lambda: region.grow("big"), tether.ValidationError, "non-negative int"),
+            (lambda: Region.attach(5), tether.ValidationError, "as a str"),
+            (lambda: tether.dump_into(b"x", None), tether.ValidationError, "tether.shm.Region"),
+            (lambda: RegionPool(max_regions=-1, sweep=False), tether.ValidationError, "max_regions"),
+            (lambda: RegionPool(min_size="1M", sweep=False), tether.ValidationError, "min_size"),
+        ]
+        for call, kind, words in cases:
+            with pytest.raises(kind, match=words):
+                call()
+        ref = tether.dump_into({"a": 1}, region)  # the region is unharmed by what it refused
+        assert tether.loads(region.view(ref)) == {"a": 1}
+    finally:
+        region.close()
+        region.unlink()
+    for call in (region.view, region.frames, lambda: region.reserve(8), lambda: tether.loads(region)):
+        with pytest.raises(tether.RegionError, match="is closed"):
+            call()
+
+
+def test_a_region_the_system_cannot_map_is_a_region_error_and_leaves_no_file():
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(tether.RegionError, match="Cannot size or map"):
+        Region.create(1 << 60)
+    assert set(os.listdir("/dev/shm")) <= before

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 from . import _transport, compression, formats, frame
 from ._buffers import as_view
-from ._errors import DecodeError, TetherError, UnsupportedFormatError
+from ._errors import DecodeError, TetherError, UnsupportedFormatError, ValidationError
 from ._limits import get_limits
 from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
@@ -265,6 +265,9 @@ def dump_into(obj: Any, region: Any, **options: Any) -> Any:
     ...     tether.loads(region)
     {'k': [1, 2]}
     """
+    if not callable(getattr(region, "reserve", None)):
+        raise ValidationError(f"dump_into writes into a tether.shm.Region (Region.create, or a RegionPool's "
+                              f"acquire), got {type(region).__name__}.")
     options.setdefault("transport", "shm")
     t0 = _start()
     enc = encode(obj, **options)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import memory
+from .._errors import ValidationError
 from ._region import HEADER_SIZE, Region, gc
 
 # Every live pool, for tether.memory: its stats and its trimming under pressure.
@@ -87,6 +88,9 @@ class RegionPool:
     """
 
     def __init__(self, *, max_regions: int = 8, prefault: bool = True, sweep: bool = True, min_size: int = 1 << 20):
+        for name, value, low in (("max_regions", max_regions, 0), ("min_size", min_size, 1)):
+            if type(value) is not int or value < low:
+                raise ValidationError(f"RegionPool {name} must be an int of at least {low}, got {value!r}.")
         self.max_regions = max_regions
         self.prefault = prefault
         self.min_size = min_size

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import memory
-from .._errors import RegionError, TetherError, ValidationError
+from .._errors import LimitError, RegionError, TetherError, ValidationError
+from .._limits import get_limits
 
 SHM_DIR = "/dev/shm"
 PREFIX = "tether-"
@@ -293,10 +294,13 @@ class Region:
                 region._map.mm, 0, MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
                 total, HEADER_SIZE, SLOTS, 0,
             )
-        except BaseException:
+        except BaseException as exc:
             os.close(fd)
             if not sealed:
                 os.unlink(path)
+            if isinstance(exc, OSError):
+                raise RegionError(f"Cannot size or map a region of {total} bytes ({path}): {exc.strerror}; "
+                                  "ask for less, or free memory in /dev/shm.") from exc
             raise
         if prefault:
             region.prefault()
@@ -325,6 +329,8 @@ class Region:
 
     @classmethod
     def _attach(cls, name: str, readonly: bool) -> "Region":
+        if not isinstance(name, str):
+            raise ValidationError(f"Region.attach takes a region's name or path as a str, got {type(name).__name__}.")
         path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
         try:
             fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
@@ -478,6 +484,11 @@ class Region:
         """
         if not self._writable:
             raise RegionError(f"Region {self.name} is attached read-only.")
+        if type(nbytes) is not int or nbytes < 0:
+            raise ValidationError(f"reserve takes a frame's size in bytes, a non-negative int; got {nbytes!r}.")
+        if nbytes > get_limits().max_frame_size:
+            raise LimitError(f"A {nbytes}-byte frame is over Limits.max_frame_size "
+                             f"({get_limits().max_frame_size}); raise it with tether.set_limits if intended.")
         mm = self._mm
         head = self._head()
         capacity, cursor = head[6], head[7]
@@ -496,6 +507,7 @@ class Region:
 
     def commit(self, slot: int) -> FrameRef:
         """Publish the frame in ``slot``: readers see it from now on."""
+        _check_slot(slot)
         mm = self._mm
         off, length, seq = self._slot(slot)
         if not seq & 1:
@@ -507,7 +519,7 @@ class Region:
 
     def release(self, ref: FrameRef | int) -> None:
         """Drop a committed frame; when no frame is left, the space is reused from the start."""
-        slot = ref.slot if isinstance(ref, FrameRef) else ref
+        slot = _check_slot(ref.slot if isinstance(ref, FrameRef) else ref)
         mm = self._mm
         off, length, seq = self._slot(slot)
         _SLOT.pack_into(mm, 64 + slot * SLOT_SIZE, 0, 0, 0, 0)
@@ -531,12 +543,22 @@ class Region:
 
     def grow(self, size: int) -> None:
         """Enlarge the region to hold ``size`` bytes of frames. Existing views stay valid."""
+        if type(size) is not int or size < 0:
+            raise ValidationError(f"grow takes a size in bytes, a non-negative int; got {size!r}.")
         total = _round(HEADER_SIZE + size, PAGE)
-        if total <= self._map.size:  # type: ignore[union-attr]
+        if total <= len(self._mm):  # self._mm: a closed region is a RegionError
             return
-        os.ftruncate(self._fd, total)
         old = self._map
-        self._map = _Mapping(self._fd, total, self._writable)
+        try:
+            os.ftruncate(self._fd, total)
+            self._map = _Mapping(self._fd, total, self._writable)
+        except OSError as exc:
+            try:  # the file back to what the header says, so readers do not map what was never published
+                os.ftruncate(self._fd, old.size if old is not None else total)
+            except OSError:
+                pass  # a sealed memfd cannot shrink: readers still map by the header's capacity
+            raise RegionError(f"Cannot grow region {self.name} to {total} bytes: {exc.strerror}; "
+                              "release frames or reset it instead.") from exc
         if old is not None:
             old.release()
         struct.pack_into("<Q", self._map.mm, 40, total)
@@ -593,6 +615,7 @@ class Region:
         ]
 
     def _check_size(self) -> None:
+        self._mm  # a closed region is a RegionError, before its fd is used
         st = os.fstat(self._fd)
         mapped = self._map.size if self._map is not None else 0
         if st.st_size < mapped:
@@ -609,6 +632,8 @@ class Region:
         Raises :class:`RegionError` when the frame is being rewritten or its
         slot no longer holds it.
         """
+        if ref is not None and not isinstance(ref, FrameRef):
+            raise ValidationError(f"view takes a FrameRef (from dump_into or frames()) or None, got {type(ref).__name__}.")
         self._check_size()
         if ref is None:
             ref = self._latest()
@@ -628,6 +653,13 @@ class Region:
 
     def __iter__(self) -> Iterator[FrameRef]:
         return iter(self.frames())
+
+
+def _check_slot(slot: Any) -> int:
+    """``slot`` if it numbers one of a region's frame slots; a ValidationError otherwise."""
+    if type(slot) is not int or not 0 <= slot < SLOTS:
+        raise ValidationError(f"A frame slot is an int from 0 to {SLOTS - 1}, got {slot!r}.")
+    return slot
 
 
 def _pid_alive(pid: int, start: int) -> bool:
