@@ -243,3 +243,36 @@ def test_bad_arguments_are_validation_errors():
         StreamReader(12)
     with pytest.raises(tether.ValidationError):
         Checkpoint.from_dict({"seq": 1})
+
+
+def test_resume_takes_a_checkpoint_or_its_dict_and_refuses_anything_else():
+    sink = io.BytesIO()
+    w = StreamWriter(sink)
+    w.write("a")
+    w.abort()
+    reader = StreamReader(sink.getvalue())
+    with pytest.raises(StreamError):
+        list(reader)
+    saved = reader.checkpoint().as_dict()  # as an application stores it: plain data
+    rest = StreamWriter(sink, resume=saved)
+    rest.write("b")
+    rest.close()
+    assert list(StreamReader(sink.getvalue())) == ["a", "b"]  # the whole stream, checked end to end
+    assert [v for v in StreamReader(_after(sink.getvalue(), saved), resume=saved)] == ["b"]
+    for bad in (5, "cp", [saved]):
+        for make in (lambda r: StreamWriter(io.BytesIO(), resume=r), lambda r: StreamReader(b"", resume=r)):
+            with pytest.raises(tether.ValidationError, match="resume= takes a Checkpoint"):
+                make(bad)
+    with pytest.raises(tether.ValidationError, match="32 lowercase hex digits"):
+        Checkpoint.from_dict({**saved, "stream_id": "zz"})
+    for max_frame in (-1, 0, "big"):
+        with pytest.raises(tether.ValidationError, match="max_frame"):
+            StreamReader(b"", max_frame=max_frame)
+
+
+def _after(stream: bytes, checkpoint: dict) -> bytes:
+    """The bytes of ``stream`` from the chunk ``checkpoint`` names on (frame sizes read from the headers)."""
+    pos = 0
+    for _ in range(checkpoint["seq"]):
+        pos += tether.inspect(stream[pos:]).frame_size
+    return stream[pos:]

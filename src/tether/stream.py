@@ -135,7 +135,30 @@ class Checkpoint:
             raise ValidationError(f"Not a stream checkpoint: {exc!r}. Pass what Checkpoint.as_dict() returned.") from None
         if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
             raise ValidationError(f"Checkpoint values out of range: {cp}.")
+        if len(cp.stream_id) != 32 or cp.stream_id.strip("0123456789abcdef"):
+            raise ValidationError(f"Checkpoint stream_id must be 32 lowercase hex digits (a stream's id), "
+                                  f"got {cp.stream_id!r}.")
         return cp
+
+    @classmethod
+    def of(cls, resume: Any) -> Checkpoint | None:
+        """``resume=`` as a checkpoint: a :class:`Checkpoint`, what :meth:`as_dict` returned, or None.
+
+        Examples
+        --------
+        >>> Checkpoint.of({"stream_id": "ab" * 16, "seq": 2, "offset": 8, "digest": 5}).seq
+        2
+        >>> Checkpoint.of(3)
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), got int.
+        """
+        if resume is None or isinstance(resume, cls):
+            return resume
+        if isinstance(resume, Mapping):
+            return cls.from_dict(resume)
+        raise ValidationError(f"resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), "
+                              f"got {type(resume).__name__}.")
 
 
 class StreamWriter:
@@ -157,7 +180,7 @@ class StreamWriter:
         BEAM verifies with ``tether:decode/1`` as Python does; ``"xxh3-64"``
         is faster on large chunks, for Python readers only. The end frame's
         chained digest is xxh3 over the checksums either way.
-    resume : Checkpoint, optional
+    resume : Checkpoint or dict, optional
         Continue the stream a reader stopped in (same id, numbering, digest).
 
     Examples
@@ -193,7 +216,7 @@ class StreamWriter:
         self.chunk_size = chunk_size
         self._request = Request.of(compression=compression, level=level, bandwidth=bandwidth, checksum=checksum,
                                    transport="stream")
-        cp = resume or Checkpoint(secrets.token_hex(16))
+        cp = Checkpoint.of(resume) or Checkpoint(secrets.token_hex(16))
         self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
         self.closed = False
 
@@ -569,7 +592,7 @@ class StreamReader:
     source : bytes-like or binary file-like
         The stream's bytes (chunks decode as views into them), or a file,
         pipe or socket file read one frame at a time.
-    resume : Checkpoint, optional
+    resume : Checkpoint or dict, optional
         Accept a stream that continues from this checkpoint (see
         :meth:`StreamWriter.__init__`'s ``resume``).
     max_frame : int, optional
@@ -606,9 +629,12 @@ class StreamReader:
         options: Mapping[str, Any] | None = None,
     ):
         self._source = _Source(source)
-        self._max_frame = get_limits().max_frame_size if max_frame is None else int(max_frame)
+        if max_frame is not None and (type(max_frame) is not int or max_frame < HEADER_SIZE):
+            raise ValidationError(f"max_frame must be an int of at least {HEADER_SIZE} (a frame's header), "
+                                  f"got {max_frame!r}.")
+        self._max_frame = get_limits().max_frame_size if max_frame is None else max_frame
         self._decode_args = (into, copy, allow_pickle, True, options)
-        cp = resume or Checkpoint("")
+        cp = Checkpoint.of(resume) or Checkpoint("")
         self.stream_id: str | None = cp.stream_id or None
         self._seq, self._offset, self._digest = cp.seq, cp.offset, cp.digest
         self.complete = False
