@@ -240,3 +240,41 @@ def test_the_c_encoder_takes_typed_terms_and_writes_the_python_encoders_bytes(po
         assert types.get("test.Segment") is not None and isinstance(typed[0], Point)  # the input is not changed
     finally:
         types.unregister_type("test.Segment")
+
+
+class _Loop:
+    pass
+
+
+def test_an_encoder_that_returns_its_own_type_is_a_typed_error():
+    types.register_type(_Loop, name="test.LoopSelf", version=1, encode=lambda v: v, decode=lambda w: _Loop())
+    was = tether.get_limits()
+    tether.set_limits(max_depth=2_000)  # without the check, the encoder nests until this limit
+    try:
+        for encode in (tether.etf.encode, lambda v: tether.dumps(v, format="etf")):
+            with pytest.raises(types.TypeEncodeError, match="returned a _Loop at .* plain data") as info:
+                encode({"k": [_Loop()]})
+            assert info.value.path == "$.k[0]"
+    finally:
+        tether.set_limits(was)
+        types.unregister_type("test.LoopSelf")
+
+
+def test_paths_are_rendered_only_for_messages(monkeypatch):
+    # An encoder that nests its own type: each level converts one value. Rendering the path for
+    # every conversion made this quadratic (13 s at 10,000 levels); now only the error renders one.
+    from tether._etf import encoder
+
+    rendered = []
+    real = encoder.epath
+    monkeypatch.setattr(encoder, "epath", lambda stack: rendered.append(1) or real(stack))
+    types.register_type(_Loop, name="test.LoopNest", version=1, encode=lambda v: {"me": v}, decode=lambda w: _Loop())
+    was = tether.get_limits()
+    tether.set_limits(max_depth=5_000)
+    try:
+        with pytest.raises(tether.EncodeError, match=r"Nesting deeper than 5000 at \$\.value\.me\.value"):
+            tether.etf.encode(_Loop())
+    finally:
+        tether.set_limits(was)
+        types.unregister_type("test.LoopNest")
+    assert len(rendered) <= 2

@@ -106,7 +106,7 @@ def has_mapping(value: Any) -> bool:
             or _usertypes.lookup(value) is not None)
 
 
-def from_python(value: Any, path: str) -> Any:
+def from_python(value: Any, path: object) -> Any:
     """The encoder's hook for values with no ETF type of their own; returns a dict or the value."""
     mapping = _by_type.get(type(value))
     if mapping is None:
@@ -279,10 +279,11 @@ def _datetime_hook(v: _dt.datetime) -> dict:
     return out
 
 
-def convert(value: Any, path: str, versions: Any = None) -> Any:
+def convert(value: Any, path: object, versions: Any = None) -> Any:
     """Encoder hook: datetimes (both kinds), versioned user types, then struct mappings.
 
-    ``versions`` maps type names to the newest version the reader knows (see :mod:`tether.types`).
+    ``versions`` maps type names to the newest version the reader knows (see :mod:`tether.types`);
+    ``path`` is where the value sits, as ``str(path)`` renders it (rendered only for a message).
     """
     if isinstance(value, _dt.datetime):
         return _datetime_hook(value)

@@ -69,7 +69,7 @@ class TypeEncodeError(MappingError):
     def __init__(self, message: str, serializer: str = "", path: str = "$"):
         super().__init__(message)
         self.serializer = serializer
-        self.path = path
+        self.path = str(path)  # the encoder's path object moves on; keep where it stood
 
 
 class TypeVersionError(UnsupportedVersionError):
@@ -306,10 +306,11 @@ def lookup(value: Any) -> UserType | None:
     return spec
 
 
-def to_wire(value: Any, spec: UserType, path: str, reader_versions: Mapping[str, int] | None = None) -> dict:
+def to_wire(value: Any, spec: UserType, path: object, reader_versions: Mapping[str, int] | None = None) -> dict:
     """The encoder's hook: ``value`` as the wire term, at the version its reader knows.
 
-    ``reader_versions`` maps type names to the newest version the reader reads.
+    ``reader_versions`` maps type names to the newest version the reader reads; ``path`` (a str,
+    or the encoder's position, which renders as one) is where the value sits, for messages.
 
     Examples
     --------
@@ -332,6 +333,12 @@ def to_wire(value: Any, spec: UserType, path: str, reader_versions: Mapping[str,
             f"{path}: {type(exc).__name__}: {exc}",
             f"{spec.name} encode", path,
         ) from exc
+    if lookup(w) is spec:
+        raise TypeEncodeError(
+            f"The encoder of type {spec.name} (register_type encode) returned a {type(w).__qualname__} at {path}, "
+            f"a value of the type it encodes: it must return plain data (a dict, list or tuple of basic values).",
+            f"{spec.name} encode", path,
+        )
     if target < spec.version:
         w = _downgrade(spec, w, target, path)
     if log.isEnabledFor(logging.DEBUG):
@@ -346,7 +353,7 @@ def _reader_version(name: str, v: Any) -> int:
     return v
 
 
-def _downgrade(spec: UserType, w: Any, target: int, path: str) -> Any:
+def _downgrade(spec: UserType, w: Any, target: int, path: object) -> Any:
     if target < spec.oldest_writable:
         raise TypeDowngradeError(
             f"The reader knows type {spec.name} up to version {target}; this writer has version {spec.version} "

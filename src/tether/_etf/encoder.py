@@ -53,6 +53,25 @@ def epath(stack: list) -> str:
     return "".join(out)
 
 
+class Where:
+    """Where the encoder stands, rendered (O(depth)) only when a message or log line formats it.
+
+    The conversion hooks get one on every value they convert; rendering the
+    path for each made deep terms of user types quadratic.
+    """
+
+    __slots__ = ("stack",)
+
+    def __init__(self, stack: list) -> None:
+        self.stack = stack
+
+    def __str__(self) -> str:
+        return epath(self.stack)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 _ATOM_CACHES: dict[int, dict[str, bytes]] = {}
 _ATOM_CACHE_MAX = 65536
 
@@ -111,7 +130,7 @@ class Writer:
     """One call's output, options and open containers, shared by the encoder's helpers."""
 
     __slots__ = ("out", "atom", "true_b", "false_b", "none_b", "nan_atom", "minor", "max_depth", "bytes_tag",
-                 "convert", "stack", "path_stack")
+                 "convert", "stack", "path_stack", "here")
 
     def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any) -> None:
         self.out = out
@@ -126,6 +145,7 @@ class Writer:
         # Each frame: [kind, iterator, label, index]; kinds: "list", "tuple", "map", "improper", "tail".
         self.stack: list[list] = []
         self.path_stack: list[tuple[str, Any, int]] = []
+        self.here = Where(self.path_stack)
 
     def where(self) -> str:
         return epath(self.path_stack)
@@ -347,7 +367,7 @@ def encode_other(w: Writer, value: Any) -> Any:
     if replaced is not DONE:
         return replaced
     if w.convert is not None:
-        replaced = w.convert(value, w.where())
+        replaced = w.convert(value, w.here)
         if replaced is not DONE and replaced is not value:
             return replaced
     raise MappingError(

@@ -19,7 +19,7 @@ from .._types import Atom
 _LEAVES = frozenset((int, float, str, bytes, bool, type(None), bytearray, Atom))
 
 
-def prepare(term: Any, convert: Callable[[Any, str], Any], max_depth: int) -> Any:
+def prepare(term: Any, convert: Callable[[Any, object], Any], max_depth: int) -> Any:
     """``term`` with every value of a registered type replaced by ``convert``'s answer; ``term`` itself if none.
 
     Returns ``term`` unchanged also when the term nests deeper than ``max_depth``
@@ -44,7 +44,7 @@ class _TooDeep(Exception):
     pass
 
 
-def _walk(value: Any, convert: Callable[[Any, str], Any], where: list, depth: int) -> Any:
+def _walk(value: Any, convert: Callable[[Any, object], Any], where: list, depth: int) -> Any:
     t = type(value)
     if t in _LEAVES:
         return value
@@ -55,12 +55,12 @@ def _walk(value: Any, convert: Callable[[Any, str], Any], where: list, depth: in
     if t is dict:
         return _walk_dict(value, convert, where, depth - 1)
     if usertypes.lookup(value) is not None:
-        wire = convert(value, _render(where))
+        wire = convert(value, _Rendered(where))
         return _walk(wire, convert, where, depth)
     return value
 
 
-def _walk_items(value: Any, t: type, convert: Callable[[Any, str], Any], where: list, depth: int) -> Any:
+def _walk_items(value: Any, t: type, convert: Callable[[Any, object], Any], where: list, depth: int) -> Any:
     out = None
     leaves = _LEAVES
     for i, x in enumerate(value):
@@ -78,7 +78,7 @@ def _walk_items(value: Any, t: type, convert: Callable[[Any, str], Any], where: 
     return out if t is list else tuple(out)
 
 
-def _walk_dict(value: dict, convert: Callable[[Any, str], Any], where: list, depth: int) -> Any:
+def _walk_dict(value: dict, convert: Callable[[Any, object], Any], where: list, depth: int) -> Any:
     out = None
     leaves = _LEAVES
     for k, x in value.items():
@@ -92,6 +92,21 @@ def _walk_dict(value: dict, convert: Callable[[Any, str], Any], where: list, dep
                 out = dict(value)
             out[k] = y
     return value if out is None else out
+
+
+class _Rendered:
+    """The path of the value being converted, rendered only when a message formats it (see encoder.Where)."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, where: list) -> None:
+        self.where = where
+
+    def __str__(self) -> str:
+        return _render(self.where)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _render(where: list) -> str:
