@@ -1,7 +1,8 @@
-"""Shared fixtures: a real Erlang VM (never a mock), seeded randomness."""
+"""Shared fixtures: a real Erlang VM (never a mock), seeded randomness, fake kernel memory files, quiet alerts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -52,3 +53,58 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("every_format", _builtin(tether.formats.registry))
     if "every_compressor" in metafunc.fixturenames:
         metafunc.parametrize("every_compressor", _builtin(tether.compression.registry))
+
+
+@pytest.fixture
+def fake_system(tmp_path, monkeypatch):
+    """A cgroup tree and /proc files under tmp_path for tether.memory.
+
+    Returns ``write(rel, text)``, which writes a cgroup file; ``write.files`` holds the /proc files
+    (their PSI reads ``some avg10=1.50`` until a test changes it).
+    """
+    from tether import memory
+
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    files = {"/proc/self/cgroup": "0::/\n", "/proc/meminfo": "MemTotal: 8388608 kB\nMemAvailable: 6291456 kB\n",
+             "/proc/pressure/memory": "some avg10=1.50 avg60=0.00 avg300=0.00 total=0\n"}
+    real_read = memory._read
+    monkeypatch.setattr(memory, "_read", lambda path: files[path] if path in files else real_read(path))
+    monkeypatch.setattr(memory, "CGROUP_ROOT", str(root))
+    monkeypatch.setattr(memory, "CACHE_SECONDS", 0.0)
+
+    def write(rel: str, text: str) -> None:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    write.files = files
+    return write
+
+
+@contextlib.contextmanager
+def quiet_alerts(clock=None):
+    """Metrics on and empty, no alert active, ``clock`` (if any) timing operations; yields the alert events.
+
+    Afterwards the alert settings, the clock and the counts are put back and every alert cleared.
+    """
+    import tether.metrics as m
+
+    m.enable()
+    m.reset()
+    for event in m.active_alerts():  # real-clock alerts from earlier tests' timings
+        m.clear(event.name)
+    settings = m.configure_alerts()
+    if clock is not None:
+        m.set_clock(clock)
+    events = []
+    m.on_alert(events.append)
+    try:
+        yield events
+    finally:
+        m.on_alert(events.append, remove=True)
+        m.set_clock(None)
+        m.configure_alerts(**settings)
+        for event in m.active_alerts():
+            m.clear(event.name)
+        m.reset()

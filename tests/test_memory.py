@@ -49,26 +49,6 @@ def walk(n: int) -> np.ndarray:
 # ------------------------------------------------------------------ the reading
 
 
-@pytest.fixture
-def fake_system(tmp_path, monkeypatch):
-    """A cgroup tree and /proc files under tmp_path; returns a function writing files into it."""
-    root = tmp_path / "cgroup"
-    root.mkdir()
-    files = {"/proc/self/cgroup": "0::/\n", "/proc/meminfo": "MemTotal: 8388608 kB\nMemAvailable: 6291456 kB\n",
-             "/proc/pressure/memory": "some avg10=1.50 avg60=0.00 avg300=0.00 total=0\n"}
-    real_read = memory._read
-    monkeypatch.setattr(memory, "_read", lambda path: files[path] if path in files else real_read(path))
-    monkeypatch.setattr(memory, "CGROUP_ROOT", str(root))
-    monkeypatch.setattr(memory, "CACHE_SECONDS", 0.0)
-
-    def write(rel: str, text: str) -> None:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    return write
-
-
 def test_reading_from_cgroup_v2_uses_the_working_set_and_psi(fake_system):
     fake_system("memory.max", "536870912\n")
     fake_system("memory.current", "500000000\n")
@@ -296,3 +276,117 @@ def test_an_unknown_limit_is_never_pressure():
     memory.set_source(lambda: {"limit": 0, "current": 0})
     assert not memory.under_pressure() and memory.reading().used_fraction == 0.0
 
+
+# ------------------------------------------------------------------ odd kernel files, odd sources, budgets
+# tether.memory with odd kernel files, odd sources and budgets changed while they alert.
+#
+# Each test here failed before its fix: a reading that cannot be parsed must never
+# fail the dumps that consults it, and an alert must never outlive the condition that raised it.
+
+V2 = {"memory.max": "1073741824\n", "memory.current": "104857600\n"}
+V1 = {"memory/memory.limit_in_bytes": "1073741824\n", "memory/memory.usage_in_bytes": "104857600\n"}
+
+
+@pytest.mark.parametrize("files, proc, expected", [
+    # (cgroup files, /proc files, (source, limit, current, psi some))
+    ({**V2, "memory.current": "garbage\n"}, {}, ("cgroup v2", 1 << 30, 0, None)),
+    ({**V2, "memory.stat": "inactive_file lots\n"}, {}, ("cgroup v2", 1 << 30, 100 * MIB, None)),
+    ({**V2, "memory.pressure": "some avg10=n/a avg60=0.00\nfull avg10=nan\n"}, {}, ("cgroup v2", 1 << 30, 100 * MIB, None)),
+    ({**V2, "memory.pressure": "some avg10=2.50 avg60=1.00\n"}, {}, ("cgroup v2", 1 << 30, 100 * MIB, 2.5)),
+    ({**V1, "memory/memory.usage_in_bytes": "x\n"}, {}, ("cgroup v1", 1 << 30, 0, None)),
+    ({**V1, "memory/memory.stat": "total_inactive_file ?\n"}, {}, ("cgroup v1", 1 << 30, 100 * MIB, None)),
+    (V1, {"/proc/pressure/memory": "some avg10=inf\n"}, ("cgroup v1", 1 << 30, 100 * MIB, None)),
+    ({}, {"/proc/meminfo": "MemTotal: lots kB\nMemAvailable: 10 kB\n"}, ("meminfo", 0, 0, None)),
+    # Without MemAvailable (and MemFree), nothing is known to be in use: never pressure, not 100 % used.
+    ({}, {"/proc/meminfo": "MemTotal: 102400 kB\n"}, ("meminfo", 100 * MIB, 0, None)),
+    ({}, {"/proc/meminfo": "MemTotal: 102400 kB\nMemFree: 1024 kB\n"}, ("meminfo", 100 * MIB, 99 * MIB, None)),
+])
+def test_files_that_cannot_be_parsed_count_as_missing(fake_system, files, proc, expected):
+    for rel, text in files.items():
+        fake_system(rel, text)
+    fake_system.files.update({"/proc/pressure/memory": "", **proc})  # no PSI unless the case gives one
+    r = memory.reading()
+    assert (r.source, r.limit, r.current, r.psi_some_avg10) == expected
+    # The reading is consulted by every large compressed dumps: it used to raise a bare ValueError there.
+    value = np.zeros(1 << 21)
+    assert np.array_equal(tether.loads(tether.dumps(value, compression="lz4")), value)
+    assert memory.stats()["reading"]["source"] == expected[0]
+
+
+@pytest.mark.parametrize("reading, field", [
+    ({"limit": "lots", "current": 1}, "limit"),
+    ({"limit": 100, "current": -1}, "current"),
+    ({"limit": 100.5, "current": 1}, "limit"),
+    ({"limit": 100, "current": 1, "psi_some_avg10": "high"}, "psi_some_avg10"),
+    ({"limit": 100, "current": 1, "psi_full_avg10": float("nan")}, "psi_full_avg10"),
+    (memory.Reading(limit=100, current=1, psi_some_avg10=250.0), "psi_some_avg10"),
+])
+def test_a_source_answer_that_is_not_figures_is_a_validation_error(reading, field):
+    # Used to be a bare ValueError (int("lots")) at set_source, or a TypeError inside a later dumps.
+    with pytest.raises(ValidationError, match=field):
+        memory.set_source(lambda: reading)
+    assert memory.reading().source != "custom"
+
+
+def test_a_source_may_answer_with_numpy_numbers():
+    memory.set_source(lambda: {"limit": np.int64(100), "current": np.uint64(95), "psi_some_avg10": np.float32(1)})
+    r = memory.reading()
+    assert (r.limit, r.current, r.psi_some_avg10) == (100, 95, 1.0) and type(r.limit) is int
+    assert memory.under_pressure()
+
+
+def test_removing_a_budget_while_it_alerts_clears_the_alert():
+    memory.set_budget(regions=1)
+    a, b = Region.create(1 << 16), Region.create(1 << 16)
+    try:
+        assert "memory_regions" in {x.name for x in metrics.active_alerts()}
+        memory.set_budget(regions=0)  # no budget any more: the alert used to stay active for good
+        assert "memory_regions" not in {x.name for x in metrics.active_alerts()}
+        assert memory.check() == []
+        assert memory.decisions(1)[0]["decision"] == "regions budget removed while exceeded"
+        memory.set_budget(regions=1)  # set again while exceeded: alerts at once, not at the next region
+        assert "memory_regions" in {x.name for x in metrics.active_alerts()}
+    finally:
+        for r in (a, b):
+            r.close()
+            r.unlink()
+
+
+def test_a_new_threshold_enters_and_leaves_pressure_at_once():
+    memory.set_source(lambda: {"limit": 100, "current": 80})
+    assert "memory_pressure" not in {x.name for x in metrics.active_alerts()}
+    memory.set_threshold(used_fraction=0.75)
+    assert "memory_pressure" in {x.name for x in metrics.active_alerts()}
+    memory.set_threshold(used_fraction=0.9)  # used to stay active until some operation read memory again
+    assert "memory_pressure" not in {x.name for x in metrics.active_alerts()}
+    assert [d["decision"].split(":")[0] for d in memory.decisions(2)] == ["memory pressure", "memory pressure over"]
+
+
+def test_decisions_of_none_are_none():
+    memory.decide("pool", "kept nothing warm")
+    assert memory.decisions(0) == []  # used to return all of them
+    assert len(memory.decisions(1)) == 1
+    with pytest.raises(ValidationError, match="decisions"):
+        memory.decisions(-1)
+
+
+@pytest.mark.parametrize("nbytes", ["1", None, -1, float("nan")])
+def test_prefer_streaming_needs_a_size(nbytes):
+    with pytest.raises(ValidationError, match="prefer_streaming needs nbytes"):  # was a bare TypeError, or advice
+        memory.prefer_streaming(nbytes)
+
+
+def test_recheck_budgets_clears_an_alert_once_back_under_and_costs_nothing_without_budgets(monkeypatch):
+    memory.set_budget(regions=1)
+    a, b = Region.create(1 << 16), Region.create(1 << 16)
+    try:
+        b.close()
+        b.unlink()
+        memory.recheck_budgets()  # what a Region calls as it closes or attaches
+        assert "memory_regions" not in {x.name for x in metrics.active_alerts()}
+    finally:
+        a.close()
+        a.unlink()
+    memory.set_budget(regions=0)
+    monkeypatch.setattr(memory, "check", lambda: pytest.fail("no budget: nothing to check"))
+    memory.recheck_budgets()

@@ -8,6 +8,7 @@ import pytest
 
 import tether
 import tether.metrics as m
+from conftest import quiet_alerts
 
 
 class StepClock:
@@ -23,22 +24,9 @@ class StepClock:
 
 @pytest.fixture(autouse=True)
 def monitor():
-    m.enable()
-    m.reset()
-    for event in m.active_alerts():  # real-clock alerts from earlier tests' timings
-        m.clear(event.name)
-    settings = m.configure_alerts()
     clock = StepClock(1000)
-    m.set_clock(clock)
-    events = []
-    m.on_alert(events.append)
-    yield clock, events
-    m.on_alert(events.append, remove=True)
-    m.set_clock(None)
-    m.configure_alerts(**settings)
-    for event in m.active_alerts():
-        m.clear(event.name)
-    m.reset()
+    with quiet_alerts(clock) as events:
+        yield clock, events
 
 
 def _ops(n):

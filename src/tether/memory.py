@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import numbers
 import os
 import threading
 import time
@@ -97,8 +98,8 @@ from ._errors import ValidationError
 
 __all__ = [
     "Advice", "Chunked", "Reading", "compression_chunk", "decisions", "low_peak", "note_temporary",
-    "prefer_streaming", "reading", "relieve", "set_budget", "set_source", "set_threshold", "stats", "threshold",
-    "under_pressure",
+    "prefer_streaming", "reading", "recheck_budgets", "relieve", "set_budget", "set_source", "set_threshold", "stats",
+    "threshold", "under_pressure",
 ]
 
 log = logging.getLogger("tether.memory")
@@ -217,7 +218,7 @@ class _Threshold:
 
 class _State:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # decide() may run again from a finalizer (a Region closed by gc) inside it
         self.source: Callable[[], Any] | None = None
         self.cached: tuple[float, Reading] | None = None
         self.pressure = False
@@ -243,27 +244,53 @@ def _read(path: str) -> str | None:
         return None
 
 
+def _number(text: str | None) -> int | None:
+    """A whole number of bytes from a kernel file's text (or one field of it); None when missing or not one.
+
+    The reading is consulted inside dumps and the pools: a file it cannot parse counts as missing rather
+    than failing the operation.
+    """
+    text = (text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _stat(text: str | None, name: str) -> int | None:
+    """The value of ``name`` in a ``memory.stat`` file's text, None when missing or not a number."""
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == name:
+            return _number(value)
+    return None
+
+
 def _psi(text: str | None) -> tuple[float | None, float | None]:
-    """(some avg10, full avg10) from a PSI file's text."""
+    """(some avg10, full avg10) from a PSI file's text; a value that is not a percentage counts as missing."""
     out: dict[str, float] = {}
     for line in (text or "").splitlines():
         kind, _, rest = line.partition(" ")
         for field in rest.split():
             if field.startswith("avg10="):
-                out[kind] = float(field[6:])
+                try:
+                    value = float(field[6:])
+                except ValueError:
+                    continue
+                if 0.0 <= value <= 100.0:  # also leaves out nan and inf, which no JSON reader takes
+                    out[kind] = value
     return out.get("some"), out.get("full")
 
 
 def _meminfo() -> tuple[int, int]:
-    """(MemTotal, MemAvailable) in bytes."""
+    """(MemTotal, MemAvailable) in bytes; (0, 0) without MemTotal, and all of it available when neither
+    MemAvailable nor MemFree is there (nothing known in use is never pressure)."""
     fields: dict[str, int] = {}
     for line in (_read("/proc/meminfo") or "").splitlines():
         key, _, rest = line.partition(":")
         parts = rest.split()
-        if parts:
-            fields[key] = int(parts[0]) * 1024
+        value = _number(parts[0]) if parts else None
+        if value is not None:
+            fields[key] = value * 1024
     total = fields.get("MemTotal", 0)
-    return total, fields.get("MemAvailable", fields.get("MemFree", 0))
+    return total, min(total, fields.get("MemAvailable", fields.get("MemFree", total)))
 
 
 def _cgroup_v2_dir() -> str | None:
@@ -294,9 +321,9 @@ def _v2_limit(d: str) -> int | None:
     """The tightest ``memory.max`` from ``d`` up to the root, None when none is set."""
     limits = []
     while d.startswith(CGROUP_ROOT):
-        text = (_read(os.path.join(d, "memory.max")) or "max").strip()
-        if text.isdigit():
-            limits.append(int(text))
+        limit = _number(_read(os.path.join(d, "memory.max")))  # "max" (no limit) is not a number
+        if limit is not None:
+            limits.append(limit)
         if d == CGROUP_ROOT:
             break
         d = os.path.dirname(d)
@@ -307,21 +334,17 @@ def _from_cgroup() -> Reading | None:
     d = _cgroup_v2_dir()
     if d is not None:
         limit = _v2_limit(d)
-        current = int((_read(os.path.join(d, "memory.current")) or "0").strip() or 0)
-        for line in (_read(os.path.join(d, "memory.stat")) or "").splitlines():
-            if line.startswith("inactive_file "):
-                current = max(0, current - int(line.split()[1]))
+        current = _number(_read(os.path.join(d, "memory.current"))) or 0
+        current = max(0, current - (_stat(_read(os.path.join(d, "memory.stat")), "inactive_file") or 0))
         if limit is not None:
             return Reading(limit, current, *_psi(_read(os.path.join(d, "memory.pressure"))), source="cgroup v2")
     v1 = _cgroup_v1_dir()
-    text = _read(os.path.join(v1, "memory.limit_in_bytes"))
-    if text and text.strip().isdigit() and int(text) < _V1_UNLIMITED:
-        usage = int((_read(os.path.join(v1, "memory.usage_in_bytes")) or "0").strip() or 0)
+    limit = _number(_read(os.path.join(v1, "memory.limit_in_bytes")))
+    if limit is not None and limit < _V1_UNLIMITED:
+        usage = _number(_read(os.path.join(v1, "memory.usage_in_bytes"))) or 0
         # usage_in_bytes counts page cache; the working set leaves out what the kernel reclaims first.
-        for line in (_read(os.path.join(v1, "memory.stat")) or "").splitlines():
-            if line.startswith("total_inactive_file "):
-                usage = max(0, usage - int(line.split()[1]))
-        return Reading(int(text), usage, *_psi(_read("/proc/pressure/memory")), source="cgroup v1")
+        usage = max(0, usage - (_stat(_read(os.path.join(v1, "memory.stat")), "total_inactive_file") or 0))
+        return Reading(limit, usage, *_psi(_read("/proc/pressure/memory")), source="cgroup v1")
     return None
 
 
@@ -337,15 +360,28 @@ def _from_system() -> Reading:
 
 
 def _coerce(value: Any) -> Reading:
+    """A source's answer as a checked Reading: whole byte counts from 0 and percentages from 0 to 100."""
     if isinstance(value, Reading):
-        return value
-    if isinstance(value, Mapping) and "limit" in value and "current" in value:
-        return Reading(int(value["limit"]), int(value["current"]), value.get("psi_some_avg10"),
-                       value.get("psi_full_avg10"), str(value.get("source", "custom")))
-    raise ValidationError(
-        f"The memory source returned {type(value).__name__}; it must return a tether.memory.Reading or a "
-        "mapping with 'limit' and 'current' (bytes) and optionally 'psi_some_avg10'."
-    )
+        fields = asdict(value)
+    elif isinstance(value, Mapping) and "limit" in value and "current" in value:
+        fields = {name: value.get(name) for name in ("limit", "current", "psi_some_avg10", "psi_full_avg10")}
+        fields["source"] = str(value.get("source", "custom"))
+    else:
+        raise ValidationError(
+            f"The memory source returned {type(value).__name__}; it must return a tether.memory.Reading or a "
+            "mapping with 'limit' and 'current' (bytes) and optionally 'psi_some_avg10'."
+        )
+    for name in ("limit", "current"):
+        v = fields[name]
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1 << 63 or int(v) != v:
+            raise ValidationError(f"The memory source's {name} must be a whole number of bytes from 0, got {v!r}.")
+        fields[name] = int(v)
+    for name in ("psi_some_avg10", "psi_full_avg10"):
+        v = fields[name]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= 100):
+            raise ValidationError(f"The memory source's {name} must be a percentage from 0 to 100 or None, got {v!r}.")
+        fields[name] = None if v is None else float(v)
+    return value if isinstance(value, Reading) and fields == asdict(value) else Reading(**fields)
 
 
 def reading() -> Reading:
@@ -419,7 +455,7 @@ def threshold() -> dict[str, float]:
 
 
 def set_threshold(*, used_fraction: float | None = None, psi_some_avg10: float | None = None) -> dict[str, float]:
-    """Change when memory counts as under pressure; return the previous threshold.
+    """Change when memory counts as under pressure, and evaluate it at once; return the previous threshold.
 
     Parameters
     ----------
@@ -450,6 +486,7 @@ def set_threshold(*, used_fraction: float | None = None, psi_some_avg10: float |
         _state.threshold.used_fraction = float(used_fraction)
     if psi_some_avg10 is not None:
         _state.threshold.psi_some_avg10 = float(psi_some_avg10)
+    under_pressure()  # enter or leave pressure by the new threshold now (alerts, pool trimming), as set_source does
     return old
 
 
@@ -522,8 +559,9 @@ def decide(kind: str, text: str, **figures: Any) -> None:
     >>> decisions(1)[0]["kind"]
     'pool'
     """
-    _state.adaptations[kind] += 1
-    _state.decisions.append({"time": time.time(), "kind": kind, "decision": text, "figures": figures})
+    with _state.lock:  # threads adapt at once (pools, compressions): a count must not be lost
+        _state.adaptations[kind] += 1
+        _state.decisions.append({"time": time.time(), "kind": kind, "decision": text, "figures": figures})
     log.info("memory decision (%s): %s", kind, text)
 
 
@@ -541,8 +579,10 @@ def decisions(n: int | None = None) -> list[dict[str, Any]]:
     >>> decisions(1)[0]["decision"]
     'streamed'
     """
+    if n is not None and (type(n) is not int or n < 0):
+        raise ValidationError(f"decisions() needs n as an int from 0 (or None for all), got {n!r}.")
     out = list(_state.decisions)
-    return out[-n:] if n else out
+    return out if n is None else out[max(0, len(out) - n):]
 
 
 def _alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> None:
@@ -628,6 +668,8 @@ def prefer_streaming(nbytes: int) -> Advice:
     """
     from .stream import CHUNK_SIZE
 
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Real) or not 0 <= nbytes < 1 << 63:
+        raise ValidationError(f"prefer_streaming needs nbytes as a number of bytes from 0, got {nbytes!r}.")
     if nbytes < STREAM_MIN:
         return Advice(False, f"{nbytes} B is under {STREAM_MIN} B: one buffer costs little", CHUNK_SIZE)
     r = reading()
@@ -703,9 +745,9 @@ def set_budget(*, regions: int | None = None, pool_bytes: int | None = None,
     """Alert when live regions, pooled warm bytes or mapped bytes exceed a budget; return the previous budgets.
 
     A budget of None (the default for all three) never alerts. They are
-    checked by :func:`check`, which the region pools call on every acquire
-    and release. Exceeding one fires ``memory_<name>`` through
-    :func:`tether.metrics.alert`; coming back under it clears the alert.
+    checked here and by :func:`check`, which regions and the region pools call as they are created,
+    acquired and released. Exceeding one fires ``memory_<name>`` through
+    :func:`tether.metrics.alert`; coming back under it, or removing the budget, clears the alert.
 
     Parameters
     ----------
@@ -726,6 +768,7 @@ def set_budget(*, regions: int | None = None, pool_bytes: int | None = None,
         if type(value) is not int or value < 0:
             raise ValidationError(f"Budget {name} must be a non-negative int (0 removes it), got {value!r}.")
         _state.budgets[name] = value or None
+    check()  # a budget already exceeded alerts now; one removed or raised clears its alert now
     return old
 
 
@@ -752,6 +795,11 @@ def check() -> list[str]:
     """
     firing = ["memory_pressure"] if under_pressure() else []
     budgets = {k: v for k, v in _state.budgets.items() if v is not None}
+    for name in list(_state.over_budget):  # a budget removed while exceeded: nothing holds its alert any more
+        if _state.budgets[name[len("memory_"):]] is None:
+            _state.over_budget.discard(name)
+            decide("budget", f"{name[len('memory_'):]} budget removed while exceeded")
+            _clear(name)
     if not budgets:
         return firing
     usage = _usage()
@@ -769,6 +817,20 @@ def check() -> list[str]:
             _state.over_budget.discard(alert_name)
             _clear(alert_name)
     return firing
+
+
+def recheck_budgets() -> None:
+    """Evaluate the budgets again after regions were closed or mapped; nothing to do (and no cost) without one.
+
+    Regions call it as they close and attach, so that a budget alert clears as soon as usage is back under
+    the budget, not at the next region created.
+
+    Examples
+    --------
+    >>> recheck_budgets()
+    """
+    if _state.over_budget or any(v is not None for v in _state.budgets.values()):
+        check()
 
 
 def stats() -> dict[str, Any]:

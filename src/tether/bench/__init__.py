@@ -182,6 +182,20 @@ def measure(*, quick: bool = False, only: Sequence[str] | None = None) -> Report
     return rep
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a ``--json`` path that cannot be written, before the run rather than after it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        why = "it is a directory"
+    elif not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        why = f"{folder} is not a writable directory"
+    elif os.path.exists(path) and not os.access(path, os.W_OK):
+        why = "it is not writable"
+    else:
+        return
+    raise ValidationError(f"--json: cannot write {path}: {why}; pass a file in a writable directory")
+
+
 def run(*, quick: bool = False, only: Sequence[str] | None = None, json_path: str | None = None,
         compare: str | None = None, plot_dir: str | None = None, fail: bool = True) -> int:
     """Run the benchmark groups, print their figures, and write, compare or plot them as asked.
@@ -211,7 +225,8 @@ def run(*, quick: bool = False, only: Sequence[str] | None = None, json_path: st
     Raises
     ------
     ValidationError
-        For an unknown group, or an earlier run that cannot be read.
+        For an unknown group, an earlier run that cannot be read, or a ``--json`` file or ``--plot``
+        directory that cannot be written (checked before the groups run).
 
     Examples
     --------
@@ -227,13 +242,18 @@ def run(*, quick: bool = False, only: Sequence[str] | None = None, json_path: st
     check_groups(only)
     old = trend.load(compare) if compare else None  # a bad file fails before the long run, not after
     if plot_dir:
-        plot.require()
+        plot.require(plot_dir)
+    if json_path:
+        _check_writable(json_path)
     rep = measure(quick=quick, only=only)
     data = rep.to_json()
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
+        try:
+            with open(json_path, "w") as f:
+                json.dump(data, f, indent=1)
+                f.write("\n")
+        except OSError as exc:
+            raise ValidationError(f"--json: cannot write {json_path}: {exc.strerror or exc}") from None
         print(f"\nwrote {len(rep.figures)} figures and {len(rep.targets)} targets to {json_path}")
     if old is not None:
         quick_differs = bool(old.get("context", {}).get("quick")) != quick

@@ -9,6 +9,7 @@ run can be written out or compared without parsing its text.
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -201,7 +202,18 @@ JSON_SCHEMA = 1
 
 
 def _plain(value: Any) -> Any:
-    """A plain float (or int, or None) for the report, so the data carries no harness type."""
+    """A plain float (or int, or None) for the report, so the data carries no harness type.
+
+    A value that is not finite (a ratio to a time too short to read) becomes None: JSON has no infinity or
+    NaN (Python's json would write ``Infinity``, which other readers and ``--compare`` refuse).
+
+    Examples
+    --------
+    >>> _plain(Timing.of([2.0])), _plain(3), _plain(float("inf"))
+    (2.0, 3, None)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return float(value) if isinstance(value, Timing) else value
 
 

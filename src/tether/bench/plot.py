@@ -25,20 +25,39 @@ from .._errors import ValidationError
 HOW_TO_INSTALL = "pip install matplotlib (or the tether[plot] extra)"
 
 
-def require() -> None:
-    """Check that matplotlib can be imported, before a long run rather than after it.
+def require(directory: str | None = None) -> None:
+    """Check that matplotlib can be imported, and make ``directory``, before a long run rather than after it.
+
+    Parameters
+    ----------
+    directory : str, optional
+        Where the plots will go: created now (when missing), so that a path that cannot be one fails
+        before the groups run.
 
     Raises
     ------
     ValidationError
-        When matplotlib is not installed, saying how to install it.
+        When matplotlib is not installed, saying how to install it, or ``directory`` cannot be made.
 
     Examples
     --------
     >>> require()  # quiet when matplotlib is installed  # doctest: +SKIP
+    >>> require("/proc/no/such/plots")  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: --plot: cannot create /proc/no/such/plots: No such file or directory
     """
     if importlib.util.find_spec("matplotlib") is None:
         raise ValidationError(f"--plot needs matplotlib, which is not installed: {HOW_TO_INSTALL}")
+    if directory is not None:
+        _make(directory)
+
+
+def _make(directory: str) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"--plot: cannot create {directory}: {exc.strerror}") from None
 
 
 def _pyplot() -> Any:
@@ -161,10 +180,7 @@ def draw(data: dict[str, Any], directory: str) -> list[str]:
     ['throughput.png']
     """
     plt = _pyplot()
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise ValidationError(f"--plot: cannot create {directory}: {exc.strerror}") from None
+    _make(directory)
     written = []
     for key, filename, fn, group in PLOTS:
         figures = _of(data, key)
@@ -172,6 +188,10 @@ def draw(data: dict[str, Any], directory: str) -> list[str]:
             print(f"plot: {filename} skipped, no figures for it (run the {group!r} group)")
             continue
         path = os.path.join(directory, filename)
-        fn(plt, figures, path)
+        try:
+            fn(plt, figures, path)
+        except OSError as exc:  # a directory that exists but takes no files (read-only, /proc)
+            plt.close("all")
+            raise ValidationError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
     return written

@@ -11,6 +11,7 @@ use `DEFAULT_NOISE`; sizes in bytes are exact, so any change to them counts.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,8 @@ def load(path: str) -> dict[str, Any]:
     Raises
     ------
     ValidationError
-        When the file is missing, is not JSON, or is not a bench run this version reads.
+        When the file is missing, is not JSON, or is not a bench run this version reads (the message names
+        the first place that is not, e.g. ``$.figures[3].value``).
 
     Examples
     --------
@@ -88,11 +90,42 @@ def load(path: str) -> dict[str, Any]:
         raise ValidationError(f"--compare: cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise ValidationError(f"--compare: {path} is not JSON ({exc}); pass a file written by --json") from None
-    if not isinstance(data, dict) or data.get("schema") != JSON_SCHEMA or not isinstance(data.get("figures"), list):
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if type(schema) is not int or schema != JSON_SCHEMA or not isinstance(data.get("figures"), list):
         raise ValidationError(
             f"--compare: {path} is not a tether bench run of schema {JSON_SCHEMA}; pass a file written by --json"
         )
+    problem = _problem(data)
+    if problem:
+        raise ValidationError(f"--compare: {path} is not a run --json wrote: {problem}; pass a file written by --json")
     return data
+
+
+def _problem(data: dict[str, Any]) -> str | None:
+    """What in a run's data `compare` and `print_changes` could not read (the place and what it needs), or None.
+
+    Checked when the file is loaded, before the run, so that a foreign or edited file fails at once with
+    a usage error rather than with a traceback once every group has run.
+    """
+    if not isinstance(data.get("context", {}), dict):
+        return "$.context must be an object"
+    if not isinstance(data.get("context", {}).get("groups", []), list):
+        return "$.context.groups must be a list"
+    for i, fig in enumerate(data["figures"]):
+        if not isinstance(fig, dict):
+            return f"$.figures[{i}] must be an object, not {type(fig).__name__}"
+        for key in ("group", "name", "unit"):
+            if not isinstance(fig.get(key), str):
+                return f"$.figures[{i}].{key} must be a string, got {fig.get(key)!r}"
+        for key in ("value", "spread"):
+            value = fig.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or (key == "spread" and value < 0)):
+                return f"$.figures[{i}].{key} must be a finite number{' from 0' if key == 'spread' else ''} or null, " \
+                       f"got {value!r}"
+        if not isinstance(fig.get("meta", {}), dict):
+            return f"$.figures[{i}].meta must be an object"
+    return None
 
 
 def _noise(unit: str, old: dict[str, Any], new: dict[str, Any]) -> float:

@@ -32,6 +32,8 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import numbers
 from typing import Any, Callable
 
 from .._errors import ValidationError
@@ -68,11 +70,17 @@ def record(
     nbytes_in, nbytes_out : int
         Bytes taken and produced; the larger picks the size class.
     seconds : float
-        How long it took.
+        How long it took (finite; a negative time, from a clock that went back, counts as instant).
     error : exception, str, optional
         The operation failed with this (its type name is counted; the time is not).
     fallback : str, optional
         The operation fell back, e.g. ``"shm->inline"``; counted by that name, besides the operation.
+
+    Raises
+    ------
+    ValidationError
+        For a key part that is not a str, a byte count that is not a whole number from 0 to 2**63 - 1, or a
+        time that is not a finite number.
 
     Examples
     --------
@@ -86,13 +94,30 @@ def record(
     for name, value in (("op", op), ("fmt", fmt), ("compression", compression), ("transport", transport)):
         if not isinstance(value, str):
             raise ValidationError(f"record() needs {name} as a str, got {type(value).__name__}: pass e.g. '-'.")
+    nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
     if error is not None:
         kind = error if isinstance(error, str) else type(error).__name__
-        _core.count_other(op, fmt, compression, transport, max(nbytes_in, nbytes_out), _core.ERRORS, kind)
+        _core.count_other(op, fmt, compression, transport, max(nin, nout), _core.ERRORS, kind)
         return
     if fallback is not None:
-        _core.count_other(op, fmt, compression, transport, max(nbytes_in, nbytes_out), _core.FALLBACKS, fallback)
-    _core.observe(op, fmt, compression, transport, int(nbytes_in), int(nbytes_out), max(0, int(seconds * 1e9)))
+        _core.count_other(op, fmt, compression, transport, max(nin, nout), _core.FALLBACKS, fallback)
+    _core.observe(op, fmt, compression, transport, nin, nout, ns)
+
+
+def _counted(name: str, value: Any) -> int:
+    """A byte count for :func:`record`: a whole number the 64-bit counters hold."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1 << 63 \
+            or int(value) != value:
+        raise ValidationError(f"record() needs {name} as a whole number of bytes from 0 to 2**63 - 1, got {value!r}.")
+    return int(value)
+
+
+def _nanos(seconds: Any) -> int:
+    """:func:`record`'s time in nanoseconds: finite, and 0 for a negative time (a clock that went back)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
+            or seconds * 1e9 >= 1 << 63:
+        raise ValidationError(f"record() needs seconds as a finite number of seconds, got {seconds!r}.")
+    return int(seconds * 1e9) if seconds > 0 else 0  # -1e300 s would overflow on its way to 0
 
 
 def decisions(n: int | None = None) -> list[Decision]:
@@ -169,7 +194,10 @@ def enabled() -> bool:
 
 
 def reset() -> None:
-    """Forget every count, note, decision and throughput baseline (active alerts stay until cleared).
+    """Forget every count, note, decision and throughput baseline.
+
+    Active alerts stay until cleared, and so do the baselines of the throughput alerts among them: such an
+    alert clears when throughput recovers against the baseline it fired against.
 
     Examples
     --------
@@ -185,7 +213,8 @@ def reset() -> None:
 def set_clock(clock: Callable[[], int] | None) -> None:
     """Use ``clock`` (nanoseconds, monotonic) to time operations; None restores ``time.perf_counter_ns``.
 
-    For tests that simulate a slowdown.
+    For tests that simulate a slowdown. The clock is read once here, and refused (:class:`tether.ValidationError`)
+    unless it returns an int.
 
     Examples
     --------
@@ -194,6 +223,12 @@ def set_clock(clock: Callable[[], int] | None) -> None:
     """
     if clock is not None and not callable(clock):
         raise ValidationError(f"set_clock needs a callable returning nanoseconds, got {type(clock).__name__}.")
+    if clock is not None:
+        # Read once now: a clock of float seconds (time.perf_counter) would otherwise fail every dumps and loads.
+        now = clock()
+        if isinstance(now, bool) or not isinstance(now, numbers.Integral) or not -(1 << 63) <= now < 1 << 63:
+            raise ValidationError(f"set_clock needs a clock returning nanoseconds as an int (e.g. "
+                                  f"time.perf_counter_ns), but it returned {now!r}.")
     _core.set_clock(clock)
 
 
@@ -216,14 +251,20 @@ def _row(key: tuple, entry: list) -> dict[str, Any]:
 def snapshot() -> dict[str, Any]:
     """Everything recorded so far, as plain data (JSON-serialisable).
 
-    Keys: ``enabled``, ``since`` (ISO time of the last reset), ``operations``
-    (one row per key: counts, bytes in/out, seconds, p50/p95/p99 seconds from
-    the histogram, ``ratio`` out/in, throughput in bytes/s, errors and
-    fallbacks by type, the non-empty histogram buckets by upper bound),
-    ``compression`` (per codec and transport: raw and stored bytes, ratio,
-    seconds spent compressing), ``decisions``, ``alerts`` (active),
-    ``recommendations`` and ``memory`` (``tether.memory.stats()`` when that
-    module is there).
+    Keys:
+
+    - ``enabled``; ``since``, the ISO time of the last reset;
+    - ``operations``, one row per (op, format, compression, transport, size class), with those five as
+      ``op``, ``format``, ``compression``, ``transport``, ``size_class``, and ``count``, ``bytes_in``,
+      ``bytes_out``, ``seconds`` (the total), ``p50``/``p95``/``p99`` (seconds, from the histogram; None
+      without a timed operation), ``ratio`` (bytes out / in; None with no bytes in), ``throughput`` (the larger
+      byte count per second; None when no time was measured), ``errors`` and ``fallbacks`` (counts by type),
+      ``histogram`` (the non-empty buckets: their upper bound in seconds, as text, to a count);
+    - ``compression``, one row per (codec, transport): ``codec``, ``transport``, ``count``, ``raw_bytes``,
+      ``stored_bytes``, ``ratio`` (stored / raw), ``seconds`` spent compressing;
+    - ``decisions`` (:meth:`tether.Decision.as_dict`), ``alerts`` (the active ones,
+      :meth:`Alert.as_dict`), ``recommendations`` (:meth:`Recommendation.as_dict`);
+    - ``memory``: :func:`tether.memory.stats` when that module is there (``{"error": ...}`` if it failed).
 
     Examples
     --------
@@ -236,7 +277,7 @@ def snapshot() -> dict[str, Any]:
     comp = [
         {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
          "ratio": stored / raw if raw else None, "seconds": ns / 1e9}
-        for (codec, transport, _bw), (n, raw, stored, ns) in sorted(_core.notes("compress").items(), key=str)
+        for (codec, transport), (n, raw, stored, ns) in sorted(_core.compression_totals().items())
     ]
     out = {
         "enabled": _core.on,

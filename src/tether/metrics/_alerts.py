@@ -7,12 +7,14 @@ throughput, and compares each new batch's median with it.
 
 from __future__ import annotations
 
+import functools
 import logging
+import numbers
 import threading
 import time
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .._errors import ValidationError
 from . import _core
@@ -62,7 +64,9 @@ _baselines: dict[tuple, tuple[list[float], list[float]]] = {}
 def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> bool:
     """Fire alert ``name``: a WARNING on ``tether.alerts`` and every :func:`on_alert` callback, once until cleared.
 
-    Returns True when it fired, False when it was already active.
+    Returns True when it fired, False when it was already active. The figures are kept as plain data
+    (NumPy numbers as int and float, tuples and sets as lists, anything else as its str), so that
+    :func:`tether.metrics.snapshot`, which lists the active alerts, stays JSON-serialisable.
 
     Examples
     --------
@@ -74,10 +78,13 @@ def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> 
     """
     if not isinstance(name, str) or not name:
         raise ValidationError(f"An alert needs a non-empty str name, got {name!r}.")
+    if not isinstance(figures, Mapping):
+        raise ValidationError(f"alert {name!r}: figures must be a mapping (e.g. {{'free': 10}}), "
+                              f"got {type(figures).__name__}.")
     with _lock:
         if name in _active:
             return False
-        event = _active[name] = Alert(name, message, dict(figures), suggestion, "firing")
+        event = _active[name] = Alert(name, message, _plain(figures), suggestion, "firing")
         callbacks = list(_callbacks)
     figures_text = ", ".join(f"{k}={_fmt(v)}" for k, v in event.figures.items())
     log.warning("tether alert %s: %s (%s). %s", name, message, figures_text, suggestion)
@@ -157,9 +164,14 @@ def configure_alerts(
     min_samples : int
         Operations per batch: the recent median is over this many (default 16).
     warmup : int
-        Healthy batches needed before a baseline is trusted (default 2).
+        Healthy batches needed before a baseline is trusted (default 2; at most ``window``).
     window : int
         Healthy batch medians the rolling baseline keeps (default 8).
+
+    Raises
+    ------
+    ValidationError
+        For a value out of range, or a ``warmup`` above ``window`` (the baseline would never be trusted).
 
     Examples
     --------
@@ -167,15 +179,23 @@ def configure_alerts(
     >>> m.configure_alerts()["fraction"]
     0.5
     """
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, numbers.Real)
+                                 or not 0 < fraction < 1):
+        raise ValidationError(f"fraction must be a number between 0 and 1, got {fraction!r}.")
+    for name, value in (("min_samples", min_samples), ("warmup", warmup), ("window", window)):
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValidationError(f"{name} must be a positive int, got {value!r}.")
     with _lock:
+        new_warmup = _config.warmup if warmup is None else warmup
+        new_window = _config.window if window is None else window
+        if new_warmup > new_window:  # the baseline never holds enough batches to be trusted: no alert would fire
+            raise ValidationError(
+                f"warmup ({new_warmup}) must not exceed window ({new_window}): the baseline keeps at most window "
+                "batch medians, so it would never be warm; raise window or lower warmup.")
         if fraction is not None:
-            if not 0 < fraction < 1:
-                raise ValidationError(f"fraction must be between 0 and 1, got {fraction!r}.")
             _config.fraction = float(fraction)
         for name, value in (("min_samples", min_samples), ("warmup", warmup), ("window", window)):
             if value is not None:
-                if type(value) is not int or value < 1:
-                    raise ValidationError(f"{name} must be a positive int, got {value!r}.")
                 setattr(_config, name, value)
         _core.set_batch(_config.min_samples)
         return {"fraction": _config.fraction, "min_samples": _config.min_samples, "warmup": _config.warmup,
@@ -183,21 +203,34 @@ def configure_alerts(
 
 
 def reset_baselines() -> None:
-    """Forget every throughput baseline."""
+    """Forget every throughput baseline but those of the throughput alerts firing now.
+
+    An active alert clears when throughput recovers against the baseline it fired against; without that
+    baseline, the first batch after a reset, however slow, would become the new baseline and clear it.
+    """
     with _lock:
-        _baselines.clear()
+        for where in list(_baselines):
+            if _name(where) not in _active:
+                del _baselines[where]
 
 
 def evaluate(where: tuple, comp: str, medians: list[float], samples: int) -> None:
     """Compare batch median throughputs (bytes per ns, oldest first) of ``where`` (op, format, size class) with
     the rolling baseline, each batch in turn: a slow one fires the alert, a healthy one joins the baseline and
-    clears it.
+    clears it (:func:`judge`, then what it says to do).
+    """
+    for action in judge(where, comp, medians, samples):
+        action()
+
+
+def judge(where: tuple, comp: str, medians: list[float], samples: int) -> list[Callable[[], Any]]:
+    """:func:`evaluate`'s baseline update; returns the alerts to fire or clear as calls, for the caller to make
+    once it holds no lock (the metrics fold makes them after letting go of its own: callbacks may read the metrics).
 
     This runs for every batch of every key, so the baseline's values are kept sorted as they come and go
-    (no sort per batch), and only the batches that change the alert's state leave the lock to act.
+    (no sort per batch), and only the batches that change the alert's state return something to do.
     """
-    op, fmt, size = where
-    name = f"throughput:{op}:{fmt}:{_core.SIZE_CLASSES[size]}"
+    name = _name(where)
     fraction, warmup, window = _config.fraction, _config.warmup, _config.window
     changes: list[tuple[float, float | None]] = []  # (recent, baseline): a slow batch fires, baseline None clears
     with _lock:
@@ -228,11 +261,15 @@ def evaluate(where: tuple, comp: str, medians: list[float], samples: int) -> Non
             if active:
                 changes.append((recent, None))
                 active = False
-    for recent, baseline in changes:  # raised outside the lock: callbacks may read the metrics
-        if baseline is None:
-            clear(name)
-        elif name not in _active:
-            _fire(name, where, comp, recent, baseline, samples)
+    return [functools.partial(clear, name) if baseline is None
+            else functools.partial(_fire, name, where, comp, recent, baseline, samples)
+            for recent, baseline in changes]
+
+
+def _name(where: tuple) -> str:
+    """The throughput alert's name for (op, format, size class)."""
+    op, fmt, size = where
+    return f"throughput:{op}:{fmt}:{_core.SIZE_CLASSES[size]}"
 
 
 def _all_healthy(medians: list[float], ordered: list[float], fraction: float) -> bool:
@@ -246,6 +283,8 @@ def _all_healthy(medians: list[float], ordered: list[float], fraction: float) ->
 
 
 def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:
+    if name in _active:  # fired meanwhile (alert() checks again, but the figures need not be built)
+        return
     op, fmt, size = where
     ratio = recent / baseline
     figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
@@ -272,8 +311,35 @@ def _notify(callbacks: list[Callable[[Alert], Any]], event: Alert) -> None:
             log.exception("tether alert callback %r failed", callback)
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON's kinds of data: str, int, float, bool, None, lists and str-keyed dicts.
+
+    Examples
+    --------
+    >>> _plain({"n": (1, 2.5), 3: None, "other": object}) == {"n": [1, 2.5], "3": None, "other": str(object)}
+    True
+    """
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    item = getattr(value, "item", None)  # a NumPy scalar (or one-element array): its Python number
+    if callable(item) and getattr(value, "size", None) == 1 and depth < 8:
+        try:
+            return _plain(item(), depth + 1)
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if depth < 8 and isinstance(value, Mapping):
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v, depth + 1) for v in value]
+    return str(value)
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-_core.evaluate_batch = evaluate
+_core.evaluate_batch = judge

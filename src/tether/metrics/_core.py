@@ -57,9 +57,10 @@ API = 2
 # PyAccumulator's events: FIELDS values per operation (op, format, compression, transport, bytes in,
 # bytes out, nanoseconds, decision or None).
 FIELDS = 8
-# The alert monitor's batch size (operations per median) and its evaluator, set by _alerts.
+# The alert monitor's batch size (operations per median) and its judge, set by _alerts: it updates the baselines
+# and returns what to do about them (alerts to fire or clear), which drain does once it has let go of _lock.
 batch_size = 16
-evaluate_batch: Callable[[tuple, str, list, int], None] | None = None
+evaluate_batch: Callable[[tuple, str, list, int], list[Callable[[], Any]]] | None = None
 
 _lock = threading.RLock()
 _totals: dict[tuple, list] = {}
@@ -123,7 +124,11 @@ def drain(decisions: bool = True) -> None:
     The folds ``add`` says are due pass ``decisions=False``:
     the accumulator keeps the newest decisions until someone reads them,
     which is all the history would keep anyway.
+
+    Alerts the fold fires or clears reach their callbacks after ``_lock`` is let go: a callback may
+    read the metrics, from its own thread or another one it waits for, without deadlocking.
     """
+    actions: list[Callable[[], Any]] = []
     with _lock:
         rows, decided, medians = acc.take(decisions)
         history.extend(decided)
@@ -138,7 +143,9 @@ def drain(decisions: bool = True) -> None:
         if evaluate_batch is not None:
             for op, fmt, comp, size, values in medians:
                 fmt, comp = _names(fmt, comp)
-                evaluate_batch((op, fmt, size), comp, values, batch_size)
+                actions += evaluate_batch((op, fmt, size), comp, values, batch_size)
+    for action in actions:
+        action()
 
 
 def _names(fmt: str | int, comp: str | int) -> tuple[str, str]:
@@ -188,10 +195,24 @@ def notes(kind: str) -> dict[Any, tuple[int, int, int, int]]:
         return {k[1]: tuple(v) for k, v in _notes.items() if k[0] == kind}
 
 
+def compression_totals() -> dict[tuple[str, str], list[int]]:
+    """The compression notes per (codec, transport): [count, raw bytes, stored bytes, nanoseconds].
+
+    Notes are kept per bandwidth too (the compression-time rule judges each), which a snapshot row or a
+    Prometheus series does not show, so the notes of one codec and transport are summed here.
+    """
+    out: dict[tuple[str, str], list[int]] = {}
+    for (codec, transport, _bw), values in notes("compress").items():
+        total = out.setdefault((codec, transport), [0, 0, 0, 0])
+        for i, v in enumerate(values):
+            total[i] += v
+    return out
+
+
 def merged() -> dict[tuple, list]:
     """The totals per key, after folding pending events (copies, histograms as lists)."""
+    drain()  # outside the lock: the alerts it raises call back into user code
     with _lock:
-        drain()
         return {key: [*e[:HIST], e[HIST].tolist(), dict(e[ERRORS]), dict(e[FALLBACKS])] for key, e in _totals.items()}
 
 
@@ -403,6 +424,7 @@ def set_clock(new: Callable[[], int] | None) -> None:
 def set_batch(n: int) -> None:
     """Operations per throughput median of the alert monitor; pending batches start afresh when it changes."""
     global batch_size
-    if n != batch_size:
-        batch_size = n
-        acc.set_batch(n)
+    with _lock:  # not in the middle of a fold: PyAccumulator's take reads the batch state it resets
+        if n != batch_size:
+            batch_size = n
+            acc.set_batch(n)

@@ -8,6 +8,8 @@ from .._errors import ValidationError
 from . import _alerts, _core
 
 LABELS = ("op", "format", "compression", "transport", "size_class")
+# The counters per operation key, as collect() names them (describe() lists the same).
+_OPERATION_COUNTERS = ("tether_operations", "tether_bytes_in", "tether_bytes_out")
 # Histogram bounds: powers of two of nanoseconds from 1 us to 34 s (the log buckets' octave edges, so exact).
 _BOUNDS_BITS = range(10, 36)
 
@@ -51,8 +53,21 @@ class Collector:
         _client()  # fail now, with the install hint, rather than at the first scrape
 
     def describe(self) -> list[Any]:
-        """Nothing up front: the label values are only known when collecting."""
-        return []
+        """The metric families without samples: their names let a registry refuse a second tether collector.
+
+        Without them, registering twice (two parts of an application each adding one) was accepted and every
+        scrape then carried each family twice, which a Prometheus server rejects ("second TYPE line").
+        """
+        core = _client()
+        return [
+            *(core.CounterMetricFamily(name, "", labels=LABELS) for name in _OPERATION_COUNTERS),
+            core.HistogramMetricFamily("tether_operation_seconds", "", labels=LABELS),
+            core.CounterMetricFamily("tether_errors", "", labels=(*LABELS, "type")),
+            core.CounterMetricFamily("tether_fallbacks", "", labels=(*LABELS, "kind")),
+            core.GaugeMetricFamily("tether_compression_ratio", "", labels=("codec", "transport")),
+            core.CounterMetricFamily("tether_compression_seconds", "", labels=("codec", "transport")),
+            core.GaugeMetricFamily("tether_alert_active", "", labels=("name",)),
+        ]
 
     def collect(self) -> Iterator[Any]:
         """The metric families, from a fresh merge of every thread's counts."""
@@ -82,12 +97,7 @@ class Collector:
                                        labels=("codec", "transport"))
         secs = core.CounterMetricFamily("tether_compression_seconds", "Time spent compressing",
                                         labels=("codec", "transport"))
-        # Notes are kept per bandwidth too; a series is per (codec, transport), so they are summed.
-        sums: dict[tuple[str, str], list[int]] = {}
-        for (codec, transport, _bw), (_n, raw, stored, ns) in _core.notes("compress").items():
-            acc = sums.setdefault((codec, transport), [0, 0, 0])
-            acc[0], acc[1], acc[2] = acc[0] + raw, acc[1] + stored, acc[2] + ns
-        for (codec, transport), (raw, stored, ns) in sorted(sums.items()):
+        for (codec, transport), (_n, raw, stored, ns) in sorted(_core.compression_totals().items()):
             if raw:
                 ratio.add_metric([codec, transport], stored / raw)
                 secs.add_metric([codec, transport], ns / 1e9)

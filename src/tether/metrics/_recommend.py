@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from .._errors import ValidationError
 from . import _core
 
 TABLE_INTOS = ("arrow", "pandas", "polars")
@@ -56,7 +57,12 @@ def recommendations(min_count: int = 3) -> list[Recommendation]:
     Parameters
     ----------
     min_count : int
-        How many times a pattern must be seen before it is advice.
+        How many times a pattern must be seen before it is advice (1 or more).
+
+    Raises
+    ------
+    ValidationError
+        When ``min_count`` is not a positive int (advice needs evidence).
 
     Examples
     --------
@@ -67,6 +73,9 @@ def recommendations(min_count: int = 3) -> list[Recommendation]:
     >>> [r.rule for r in m.recommendations()]
     ['send-table']
     """
+    if type(min_count) is not int or min_count < 1:
+        raise ValidationError(f"recommendations() needs min_count as a positive int (times a pattern was seen), "
+                              f"got {min_count!r}.")
     rows = _core.merged()
     out: list[Recommendation] = []
     for rule in _RULES:

@@ -325,6 +325,7 @@ class Region:
             _record_attach(0, 0.0, exc)
             raise
         _record_attach(region._map.size if region._map is not None else 0, time.perf_counter() - t0)
+        memory.recheck_budgets()  # a budget on live regions or mapped bytes alerts as soon as it is exceeded
         return region
 
     @classmethod
@@ -377,6 +378,7 @@ class Region:
         self._closed = True
         if self._shared is not None:  # the attach cache owns mapping and fd
             self._map = None
+            memory.recheck_budgets()  # back under a budget: its alert clears now, not at the next create
             return
         if self._map is not None:
             self._map.release()
@@ -385,6 +387,7 @@ class Region:
             os.close(self._fd)
         except OSError:
             pass
+        memory.recheck_budgets()
 
     def unlink(self) -> None:
         """Remove the region's name; mappings (and views) stay valid until closed."""
