@@ -276,3 +276,25 @@ def _after(stream: bytes, checkpoint: dict) -> bytes:
     for _ in range(checkpoint["seq"]):
         pos += tether.inspect(stream[pos:]).frame_size
     return stream[pos:]
+
+
+def test_a_stream_for_the_beam_uses_only_codecs_and_formats_the_beam_reads():
+    text = b"the same line of text, again and again. " * 50_000  # 2 MB that compresses well
+    for reader, allowed in (("beam", {"none", "gzip"}), ("python", None)):
+        sink = io.BytesIO()
+        with StreamWriter(sink, compression="auto", bandwidth=10e6, reader=reader, chunk_size=1 << 20) as w:
+            w.write_buffer(text)
+        data, pos, codecs = sink.getvalue(), 0, set()
+        while pos < len(data):
+            info = tether.inspect(data[pos:])
+            codecs.add(info.compression)
+            pos += info.frame_size
+        if allowed is not None:
+            assert codecs <= allowed and "gzip" in codecs, codecs
+        else:
+            assert codecs - {"none", "gzip"}, codecs  # auto picks lz4 or zstd when the BEAM need not read it
+        assert b"".join(bytes(v) for v in StreamReader(data)) == text
+    with pytest.raises(tether.ValidationError, match="cannot be read by reader='beam'"):
+        StreamWriter(io.BytesIO(), reader="beam").write({1, 2}, format="pickle")
+    with pytest.raises(tether.ValidationError, match="reader"):
+        StreamWriter(io.BytesIO(), reader="erlang")

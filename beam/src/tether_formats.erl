@@ -1,13 +1,14 @@
 %% @doc What each format puts in a frame, and what the BEAM makes of it.
 %%
-%% The BEAM writes etf, raw and ndarray frames, and reads every format Python
+%% The BEAM writes etf, raw and ndarray frames (and the scalar `nil' of a
+%% stream's end frame), and reads every format Python
 %% writes except pickle (docs/types.md), at the schema versions
 %% `check_schema/2' accepts.
 -module(tether_formats).
 
 -include("../include/tether.hrl").
 
--export([etf/2, etf/3, raw/1, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
+-export([etf/2, etf/3, raw/1, none/0, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
 
 -type built() :: {FormatId :: non_neg_integer(), Name :: binary(), TypeInfo :: map(), Payload :: iodata()}.
 -export_type([built/0]).
@@ -46,6 +47,15 @@ etf(Term0, Compressed, Versions) ->
 %% '''
 -spec raw(binary()) -> built().
 raw(Bytes) -> {?FORMAT_RAW, <<"raw">>, #{<<"kind">> => <<"bytes">>}, Bytes}.
+
+%% @doc A scalar payload holding Python's `None' (`nil' here): empty, its
+%% kind in the type information. A stream's end frame is one (docs/format.md §9).
+%%
+%% ```
+%% {2, <<"scalar">>, #{<<"kind">> := <<"none">>}, <<>>} = tether_formats:none().
+%% '''
+-spec none() -> built().
+none() -> {?FORMAT_SCALAR, <<"scalar">>, #{<<"kind">> => <<"none">>}, <<>>}.
 
 %% @doc An ndarray payload from an Nx-style binary: native-endian, row-major.
 %% A binary whose size does not match the type and shape is a `badarg' error.

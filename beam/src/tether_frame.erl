@@ -16,8 +16,10 @@
 %% ------------------------------------------------------------------ building
 
 %% @doc A frame as iodata. `Opts': `checksum => crc32 | none', `metadata => map()',
-%% `compression => none | gzip', `level => 0..9' (gzip's, default 6). A gzip
-%% payload that comes out no smaller is stored uncompressed, as Python does.
+%% `compression => none | gzip', `level => 0..9' (gzip's, default 6), and
+%% `stream => map()' (a chunk of a stream: header flag bit 0 and the map as
+%% the metadata's `stream' entry, docs/format.md §9). A gzip payload that
+%% comes out no smaller is stored uncompressed, as Python does.
 %%
 %% ```
 %% {Id, Name, TypeInfo, Payload} = tether_formats:raw(<<"abc">>),
@@ -37,7 +39,8 @@ build(FormatId, Name, TypeInfo, Payload, Opts) ->
                        crc32 -> {?CHECKSUM_CRC32, erlang:crc32(Stored)};
                        none -> {?CHECKSUM_NONE, 0}
                    end,
-    Head = <<?FRAME_HEAD(?FRAME_VERSION, ?HEADER_SIZE, FormatId, Comp, CkKind, 0, MLen,
+    Flags = case Opts of #{stream := _} -> ?FLAG_STREAM_CHUNK; _ -> 0 end,
+    Head = <<?FRAME_HEAD(?FRAME_VERSION, ?HEADER_SIZE, FormatId, Comp, CkKind, Flags, MLen,
                          (erlang:crc32(Meta)), PLen, RLen, Ck, ?SCHEMA_VERSION, Level, ?FILTER_NONE, 0,
                          ?RESERVED_ZERO)>>,
     [Head, <<?HEADER_CRC((erlang:crc32(Head)))>>, Meta, <<0:Pad/unit:8>>, Stored].
@@ -77,7 +80,7 @@ header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PL
             {ok, #{format_id => Fmt, format => format_name(Fmt), compression => compression_name(Comp),
                    checksum => checksum_name(Ck), checksum_value => PCk, meta_len => MLen,
                    meta_crc => MCrc, payload_offset => Offset, payload_size => PLen, raw_size => RLen,
-                   schema => Schema, level => Level, filter => {Filter, FSize},
+                   schema => Schema, level => Level, filter => {Filter, FSize}, flags => Flags,
                    frame_size => Offset + PLen}};
         Computed -> {error, {header_checksum_mismatch, HCrc, Computed}}
     end;

@@ -13,7 +13,9 @@
 %% lineage repeat from frame to frame, so their encoding is kept (one small
 %% persistent term per format name and node name).
 -spec build(binary(), map(), map()) -> binary().
-build(Name, TypeInfo, User) ->
+build(Name, TypeInfo, User) -> spliced(Name, TypeInfo, User, #{}).
+
+spliced(Name, TypeInfo, User, Extra) ->
     Key = {?MODULE, Name, node()},
     Fixed = case persistent_term:get(Key, undefined) of
                 undefined ->
@@ -25,20 +27,19 @@ build(Name, TypeInfo, User) ->
                 F -> F
             end,
     <<?ETF_VERSION, Created/binary>> = term_to_binary(os:system_time(microsecond)),
-    Type = pairs(#{<<"type">> => TypeInfo}),
-    %% Four fixed pairs, created_at and type; user only when given.
-    case map_size(User) of
-        0 -> <<?ETF_VERSION, ?ETF_MAP, 6:32, Fixed/binary, ?ETF_BINARY, (length(?CREATED_AT)):32,
-               ?CREATED_AT, Created/binary, Type/binary>>;
-        _ -> <<?ETF_VERSION, ?ETF_MAP, 7:32, Fixed/binary, ?ETF_BINARY, (length(?CREATED_AT)):32,
-               ?CREATED_AT, Created/binary, Type/binary, (pairs(#{<<"user">> => User}))/binary>>
-    end.
+    %% Four fixed pairs, created_at and type; user only when given, then the extra pairs (stream).
+    Varying = case map_size(User) of 0 -> Extra#{<<"type">> => TypeInfo};
+                                     _ -> Extra#{<<"type">> => TypeInfo, <<"user">> => User}
+              end,
+    <<?ETF_VERSION, ?ETF_MAP, (5 + map_size(Varying)):32, Fixed/binary, ?ETF_BINARY, (length(?CREATED_AT)):32,
+      ?CREATED_AT, Created/binary, (pairs(Varying))/binary>>.
 
 %% @doc As `build/3', extending a lineage (docs/format.md section 2.1) when
 %% `Opts' has `parent' (the metadata map of the frame this value came from,
 %% as `tether:inspect/1' gives it, or its lineage list) or `step' (a binary
 %% naming this write). This node's entry comes first, with `step' and `at'
-%% when a step is named, then the parent's lineage unchanged.
+%% when a step is named, then the parent's lineage unchanged. `stream' (a
+%% map) adds the `stream' entry of a stream chunk (docs/format.md §9).
 %%
 %% ```
 %% {ok, M} = tether_meta:decode(tether_meta:build(<<"etf">>, #{}, #{}, #{step => <<"enrich">>})),
@@ -47,6 +48,8 @@ build(Name, TypeInfo, User) ->
 -spec build(binary(), map(), map(), map()) -> binary().
 build(Name, TypeInfo, User, #{parent := _} = Opts) -> extended(Name, TypeInfo, User, Opts);
 build(Name, TypeInfo, User, #{step := _} = Opts) -> extended(Name, TypeInfo, User, Opts);
+build(Name, TypeInfo, User, #{stream := Stream}) when is_map(Stream) ->
+    spliced(Name, TypeInfo, User, #{<<"stream">> => Stream});
 build(Name, TypeInfo, User, _Opts) -> build(Name, TypeInfo, User).
 
 extended(Name, TypeInfo, User, Opts) ->
@@ -64,7 +67,8 @@ extended(Name, TypeInfo, User, Opts) ->
              end,
     Meta0 = #{<<"format">> => Name, <<"schema">> => ?SCHEMA_VERSION, <<"producer">> => ?PRODUCER,
               <<"created_at">> => Now, <<"type">> => TypeInfo, <<"lineage">> => [Own | Parent]},
-    Meta = case map_size(User) of 0 -> Meta0; _ -> Meta0#{<<"user">> => User} end,
+    Meta1 = case map_size(User) of 0 -> Meta0; _ -> Meta0#{<<"user">> => User} end,
+    Meta = case Opts of #{stream := Stream} when is_map(Stream) -> Meta1#{<<"stream">> => Stream}; _ -> Meta1 end,
     term_to_binary(Meta, [{minor_version, ?ETF_MINOR_VERSION}]).
 
 %% This node's entry in a lineage (docs/format.md section 2.1).

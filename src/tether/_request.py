@@ -32,6 +32,24 @@ def check_format(name: str, reader: str, why: str = "") -> None:
         )
 
 
+def check_readable(format: str, reader: str) -> None:
+    """A ValidationError when ``format`` is asked for and ``reader`` cannot read it (where auto lands: check_format).
+
+    Examples
+    --------
+    >>> check_readable("pickle", "python")
+    >>> check_readable("pickle", "beam")
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: format='pickle' cannot be read by reader='beam': the BEAM reads raw, ...
+    """
+    if format in UNREADABLE_FORMATS[reader]:
+        raise ValidationError(
+            f"format={format!r} cannot be read by reader={reader!r}: the BEAM reads raw, scalar, ndarray, "
+            "etf and arrow frames. Use format='auto' or 'etf', or reader='python' for Python-only data."
+        )
+
+
 class Request(NamedTuple):
     """The checked options of one encode: what :func:`tether.encode` takes, validated once.
 
@@ -74,12 +92,7 @@ class Request(NamedTuple):
             raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
         if not isinstance(format, str):
             raise ValidationError(f"format must be a str, got {type(format).__name__}.")
-        check_reader_name(reader)
-        if format in UNREADABLE_FORMATS[reader]:
-            raise ValidationError(
-                f"format={format!r} cannot be read by reader={reader!r}: the BEAM reads raw, scalar, ndarray, "
-                "etf and arrow frames. Use format='auto' or 'etf', or reader='python' for Python-only data."
-            )
+        check_readable(format, check_reader_name(reader))
         _compression_policy.check_reader(compression, reader)
         return cls(format=format, checksum=kind, transport=transport, metadata=metadata, reader=reader,
                    compression=compression, lineage=lineage, step=step, **rest)

@@ -49,7 +49,7 @@ import xxhash
 
 from . import compression, formats, frame
 from ._api import decode_frame, prepare
-from ._request import Request
+from ._request import Request, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import LimitError, StreamError, TruncatedError, ValidationError
 from ._limits import get_limits
@@ -177,9 +177,14 @@ class StreamWriter:
         ``stream`` transport.
     checksum : {"crc32", "xxh3-64"}
         Every chunk carries a payload checksum: CRC-32 by default, which the
-        BEAM verifies with ``tether:decode/1`` as Python does; ``"xxh3-64"``
-        is faster on large chunks, for Python readers only. The end frame's
-        chained digest is xxh3 over the checksums either way.
+        BEAM verifies at native speed; ``"xxh3-64"`` is faster in Python on
+        large chunks, and the BEAM's stream reader verifies it in Erlang, far
+        slower. The end frame's chained digest is xxh3 over the checksums
+        either way.
+    reader : {"python", "beam"}
+        Who reads the stream. ``"beam"`` (``Tether.Stream.read`` in Elixir)
+        keeps ``compression="auto"`` to what the BEAM undoes (gzip or none)
+        and refuses a chunk format it cannot read, as :func:`tether.dumps` does.
     resume : Checkpoint or dict, optional
         Continue the stream a reader stopped in (same id, numbering, digest).
 
@@ -203,6 +208,7 @@ class StreamWriter:
         bandwidth: float | None = None,
         checksum: str = "crc32",
         resume: Checkpoint | None = None,
+        reader: str = "python",
     ):
         if checksum not in ("crc32", "xxh3-64"):
             raise ValidationError(f"Invalid checksum {checksum!r} for a stream. Valid options are: crc32, xxh3-64.")
@@ -215,7 +221,7 @@ class StreamWriter:
         self._sink = sink
         self.chunk_size = chunk_size
         self._request = Request.of(compression=compression, level=level, bandwidth=bandwidth, checksum=checksum,
-                                   transport="stream")
+                                   transport="stream", reader=reader)
         cp = Checkpoint.of(resume) or Checkpoint(secrets.token_hex(16))
         self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
         self.closed = False
@@ -250,6 +256,7 @@ class StreamWriter:
         """
         if self.closed:
             raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
+        check_readable(format, self._request.reader)
         req = self._request._replace(format=format, metadata=metadata)
         t0 = _metrics.clock() if _metrics.on else None
         enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset})

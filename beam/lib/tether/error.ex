@@ -1,7 +1,8 @@
 defmodule Tether.Error do
   @moduledoc """
   Raised by the `!` variants (`Tether.Worker.call!/5`, `Tether.Pool.call!/5`)
-  with the `reason` the plain function would have returned as `{:error, reason}`.
+  with the `reason` the plain function would have returned as `{:error, reason}`,
+  and by `Tether.Stream.read/2` on a broken stream (`{:stream, why, info}`).
 
       iex> Exception.message(%Tether.Error{reason: :timeout})
       "the call did not finish before its timeout (it was cancelled in Python)"
@@ -29,6 +30,12 @@ defmodule Tether.Error do
 
   defp describe({:bad_etf, why}),
     do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"
+
+  defp describe({:stream, why, %{chunk: chunk, hint: hint} = info}) do
+    details = Map.drop(info, [:chunk, :hint, :stream_id, :checkpoint, :offset])
+    extra = if map_size(details) == 0, do: "", else: " #{inspect(details)}"
+    "stream #{info[:stream_id] || "?"} chunk #{chunk}: #{why}#{extra}: #{hint}"
+  end
 
   defp describe(other), do: inspect(other)
 end

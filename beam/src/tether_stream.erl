@@ -1,0 +1,524 @@
+%% @doc tether streams on the BEAM: read, check, resume and write the chunked
+%% streams Python's `tether.stream' writes and reads (docs/format.md §9).
+%%
+%% A stream is frames back to back: chunk frames (header flag bit 0, a
+%% `stream' metadata map with `id', `seq', `offset') and an end frame
+%% (`end', `count', `bytes', `digest'). The reader holds one frame at a time:
+%% from a file or io device it reads the 64-byte header, refuses a frame
+%% larger than `max_frame', then reads exactly the rest of that frame.
+%%
+%% Per chunk the reader checks, before decoding anything: the frame's header
+%% and metadata CRC-32s, the flag and the `stream' map, that a payload
+%% checksum is there and matches (crc32, or xxh3-64 through tether_xxh3), the
+%% stream id, `seq' and `offset'. At the end frame it checks `count', `bytes'
+%% and the chain digest, and that nothing follows in a binary or a file it
+%% opened. Every failure is
+%% `{error, {stream, Why, #{chunk := Seq, stream_id := Id, checkpoint := Cp,
+%% hint := Text, ...}}}': `Why' says what (`incomplete', `missing_chunk',
+%% `out_of_order', `foreign_chunk', `checksum_mismatch', `end_mismatch', ...),
+%% `chunk' which chunk, `checkpoint' where to resume, `hint' what to do.
+%%
+%% Readers and writers are values: `next/1' and `write/2' return the new one.
+-module(tether_stream).
+
+-include("../include/tether.hrl").
+
+-export([open/1, open/2, next/1, checkpoint/1, close/1, verify/1, verify/2]).
+-export([open_writer/2, write/2, write_tensor/4, abort/1]).
+
+%% The largest frame a reader accepts unless told (`max_frame'): one chunk's
+%% memory. Python's chunks are 8 MiB by default.
+-define(DEFAULT_MAX_FRAME, (256 bsl 20)).
+%% What the writer puts in one raw chunk of a binary (Python's CHUNK_SIZE).
+-define(DEFAULT_CHUNK_SIZE, (8 bsl 20)).
+-define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
+
+-record(reader, {src, id = undefined, seq = 0, offset = 0, digest = 0, max_frame, decode_opts,
+                 owned = false, complete = false}).
+-record(writer, {dev, owned = false, id, seq = 0, offset = 0, digest = 0, frame_opts, chunk_size}).
+%% A writer is a value: after close/1 or abort/1 it is not used again. Writing
+%% with it then is an io error for a file it opened (closed by then); on a
+%% device the caller passed, the frames would follow the end frame, and
+%% readers refuse them as trailing bytes.
+
+-opaque reader() :: #reader{}.
+-opaque writer() :: #writer{}.
+-type source() :: binary() | {file, file:name_all()} | file:io_device().
+-type checkpoint() :: #{stream_id := binary(), seq := non_neg_integer(), offset := non_neg_integer(),
+                        digest := non_neg_integer()}.
+-type summary() :: #{id := binary(), count := non_neg_integer(), bytes := non_neg_integer(),
+                     digest := non_neg_integer()}.
+-type error() :: {error, {stream, atom(), map()} | {bad_option, atom(), term(), binary()} | term()}.
+-export_type([reader/0, writer/0, checkpoint/0, summary/0]).
+
+%% ------------------------------------------------------------------ reading
+
+%% @doc As `open(Source, #{})'.
+-spec open(source()) -> {ok, reader()} | error().
+open(Source) -> open(Source, #{}).
+
+%% @doc Start reading a stream from a binary (chunks decode as sub-binaries of
+%% it), `{file, Path}' (opened here, closed by `close/1' or at the end), or an
+%% open io device in binary mode (a file or a port-backed device; it is not
+%% read past the end frame). Options: `max_frame' (bytes, default 256 MiB, or `infinity'),
+%% `resume => Checkpoint' (accept a continuation that starts there, as
+%% Python's `StreamReader(resume=)'), and `safe', `max_uncompressed_size'
+%% as in `tether:decode/2'.
+%%
+%% ```
+%% {ok, W0} = tether_stream:open_writer({file, "/tmp/s.tthr"}, #{}),
+%% {ok, W1} = tether_stream:write(W0, #{n => 1}),
+%% {ok, _} = tether_stream:close(W1),
+%% {ok, R0} = tether_stream:open({file, "/tmp/s.tthr"}),
+%% {ok, #{n := 1}, R1} = tether_stream:next(R0),
+%% {done, #{count := 1}} = tether_stream:next(R1).
+%% '''
+-spec open(source(), map() | list()) -> {ok, reader()} | error().
+open(Source, Opts) when is_list(Opts) -> open(Source, maps:from_list(Opts));
+open(Source, Opts) ->
+    case {resume_point(maps:get(resume, Opts, undefined)), maps:get(max_frame, Opts, ?DEFAULT_MAX_FRAME)} of
+        {{ok, _}, Max} when not is_integer(Max), Max =/= infinity; is_integer(Max), Max < ?HEADER_SIZE ->
+            {error, {bad_option, max_frame, Max, <<"the largest frame to read, in bytes (at least a header), or infinity">>}};
+        {{ok, {Id, Seq, Offset, Digest}}, Max} ->
+            case source(Source, [read]) of
+                {ok, Src, Owned} ->
+                    {ok, #reader{src = Src, owned = Owned, id = Id, seq = Seq, offset = Offset, digest = Digest,
+                                 max_frame = Max,
+                                 decode_opts = maps:with([safe, max_uncompressed_size], Opts)}};
+                Error -> Error
+            end;
+        {Error, _} -> Error
+    end.
+
+%% @doc The next chunk's value (as `tether:decode/2' gives it), `{done,
+%% Summary}' after a checked end frame, or `{error, {stream, Why, Info}}'.
+%% After an error, `checkpoint/1' of the reader you passed says where a
+%% writer may resume; a reader that returned `done' keeps returning it.
+%%
+%% ```
+%% {ok, R} = tether_stream:open(<<>>),
+%% {error, {stream, empty, #{chunk := 0}}} = tether_stream:next(R).
+%% '''
+-spec next(reader()) -> {ok, term(), reader()} | {done, summary()} | error().
+next(R) -> step(R, true).
+
+%% @doc Where the reader (or writer) stands, as Python's
+%% `Checkpoint.as_dict()': `stream_id', `seq' (the next chunk), `offset'
+%% (bytes before it) and `digest'. A reader that has not seen a chunk yet has
+%% no stream to resume: `{error, {stream, no_chunk_read, _}}'.
+%%
+%% ```
+%% {ok, W} = tether_stream:open_writer({file, "/tmp/c.tthr"}, #{}),
+%% #{seq := 0, offset := 0, digest := 0} = tether_stream:checkpoint(W).
+%% '''
+-spec checkpoint(reader() | writer()) -> checkpoint() | error().
+checkpoint(#reader{id = undefined} = R) -> err(no_chunk_read, R, #{});
+checkpoint(#reader{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D);
+checkpoint(#writer{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D).
+
+cp(Id, Seq, Off, D) -> #{stream_id => Id, seq => Seq, offset => Off, digest => D}.
+
+%% @doc Close a reader (the file it opened, if any): `ok'. Close a writer:
+%% write the end frame that makes the stream complete, close the file it
+%% opened, and return `{ok, Checkpoint}'. The writer is not used afterwards.
+%%
+%% ```
+%% {ok, R} = tether_stream:open(<<>>),
+%% ok = tether_stream:close(R).
+%% '''
+-spec close(reader() | writer()) -> ok | {ok, checkpoint()} | error().
+close(#reader{src = {dev, Dev}, owned = true}) -> _ = file:close(Dev), ok;
+close(#reader{}) -> ok;
+close(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W) ->
+    End = #{<<"id">> => Id, <<"seq">> => Seq, <<"offset">> => Off, <<"end">> => true,
+            <<"count">> => Seq, <<"bytes">> => Off, <<"digest">> => D},
+    case emit(W, tether_formats:none(), End) of
+        {ok, _, _} -> abort(W);
+        Error -> Error
+    end.
+
+%% @doc As `verify(Source, #{})'.
+-spec verify(source()) -> {ok, summary()} | error().
+verify(Source) -> verify(Source, #{}).
+
+%% @doc Check a whole stream without decoding any chunk: every check `next/1'
+%% makes but the decoding. Holds one frame at a time; closes what it opened.
+%%
+%% ```
+%% {error, {stream, empty, _}} = tether_stream:verify(<<>>).
+%% '''
+-spec verify(source(), map() | list()) -> {ok, summary()} | error().
+verify(Source, Opts) ->
+    case open(Source, Opts) of
+        {ok, R} -> verify_loop(R);
+        Error -> Error
+    end.
+
+verify_loop(R) ->
+    case step(R, false) of
+        {ok, _, R1} -> verify_loop(R1);
+        {done, Summary} -> close(R), {ok, Summary};
+        Error -> close(R), Error
+    end.
+
+%% One frame: read it, check it, decode it when asked.
+step(#reader{complete = true} = R, _) -> {done, summary(R)};
+step(R, Decode) ->
+    case read_frame(R) of
+        {ok, Frame, R1} -> chunk(Frame, R1, Decode);
+        eof when R#reader.seq > 0 -> err(incomplete, R, #{});
+        eof -> err(empty, R, #{});
+        {error, Why, Extra} -> err(Why, R, Extra)
+    end.
+
+summary(#reader{id = Id, seq = Seq, offset = Off, digest = D}) ->
+    #{id => Id, count => Seq, bytes => Off, digest => D}.
+
+%% ------------------------------------------------------------------ one chunk
+
+chunk(Frame, R, Decode) ->
+    case tether_frame:open(Frame, false) of
+        {ok, H, MetaBin, Stored} ->
+            case checks(H, MetaBin, Stored, R) of
+                {ok, #{<<"end">> := true} = Info} -> finish(Info, named(Info, R));
+                {ok, Info} -> accept(Frame, H, named(Info, R), Decode);
+                {error, Why, Extra} -> err(Why, R, Extra)
+            end;
+        {error, Reason} -> err(bad_frame, R, #{reason => Reason})
+    end.
+
+%% What docs/format.md §9 says a reader checks, in order; the payload is
+%% checked before anything decodes it.
+checks(H, MetaBin, Stored, R) ->
+    case stream_map(H, MetaBin) of
+        {ok, Info} ->
+            Checks = [fun() -> payload(H, Stored) end, fun() -> same_stream(Info, R) end,
+                      fun() -> in_order(Info, R) end],
+            case first_error(Checks) of
+                ok -> {ok, Info};
+                Error -> Error
+            end;
+        Error -> Error
+    end.
+
+first_error([]) -> ok;
+first_error([Check | Rest]) ->
+    case Check() of
+        ok -> first_error(Rest);
+        Error -> Error
+    end.
+
+stream_map(#{flags := Flags}, MetaBin) when Flags band ?FLAG_STREAM_CHUNK =/= 0 ->
+    case tether_meta:decode(MetaBin) of
+        {ok, #{<<"stream">> := Info}} when is_map(Info) -> {ok, Info};
+        {ok, _} -> {error, not_a_chunk, #{}};
+        {error, Reason} -> {error, bad_frame, #{reason => Reason}}
+    end;
+stream_map(_, _) -> {error, not_a_chunk, #{}}.
+
+payload(#{checksum := none}, _) -> {error, no_checksum, #{}};
+payload(#{checksum := Kind, checksum_value := Stored}, Payload) ->
+    case payload_checksum(Kind, Payload) of
+        Stored -> ok;
+        {unknown, _} = K -> {error, unknown_checksum, #{kind => K}};
+        Computed -> {error, checksum_mismatch, #{stored => Stored, computed => Computed}}
+    end.
+
+payload_checksum(crc32, Payload) -> erlang:crc32(Payload);
+payload_checksum(xxh3_64, Payload) -> tether_xxh3:hash64(Payload);
+payload_checksum(Kind, _) -> Kind.
+
+same_stream(#{<<"id">> := Id}, #reader{id = undefined}) when is_binary(Id) -> ok;
+same_stream(#{<<"id">> := Id}, #reader{id = Id}) -> ok;
+same_stream(Info, _) -> {error, foreign_chunk, #{got_id => maps:get(<<"id">>, Info, undefined)}}.
+
+in_order(#{<<"seq">> := Seq, <<"offset">> := Off}, #reader{seq = Seq, offset = Off}) -> ok;
+in_order(#{<<"seq">> := Seq} = Info, #reader{seq = Seq}) ->
+    {error, bad_offset, #{got_offset => maps:get(<<"offset">>, Info, undefined)}};
+in_order(#{<<"seq">> := Got}, #reader{seq = Want}) when is_integer(Got), Got > Want ->
+    {error, missing_chunk, #{got_seq => Got}};
+in_order(Info, _) -> {error, out_of_order, #{got_seq => maps:get(<<"seq">>, Info, undefined)}}.
+
+accept(Frame, #{checksum_value := Ck, raw_size := Raw}, R, Decode) ->
+    Next = R#reader{digest = chain(R#reader.digest, R#reader.seq, Ck), seq = R#reader.seq + 1,
+                    offset = R#reader.offset + Raw},
+    case Decode of
+        false -> {ok, skipped, Next};
+        true ->
+            case tether:decode(Frame, (R#reader.decode_opts)#{verify => false}) of
+                {ok, Value} -> {ok, Value, Next};
+                {error, Reason} -> err(decode, R, #{reason => Reason})
+            end
+    end.
+
+%% The first chunk names the stream (same_stream/2 checked it is a binary).
+named(#{<<"id">> := Id}, #reader{id = undefined} = R) -> R#reader{id = Id};
+named(_, R) -> R.
+
+finish(Info, R) ->
+    Expect = [{<<"count">>, R#reader.seq}, {<<"bytes">>, R#reader.offset}, {<<"digest">>, R#reader.digest}],
+    case [{K, maps:get(K, Info, undefined), V} || {K, V} <- Expect, maps:get(K, Info, undefined) =/= V] of
+        [{Field, Declared, Have} | _] ->
+            err(end_mismatch, R, #{field => binary_to_atom(Field), declared => Declared, computed => Have});
+        [] ->
+            case trailing(R) of
+                0 -> Done = R#reader{complete = true}, close(Done), {done, summary(Done)};
+                N -> err(trailing_bytes, R, #{bytes => N})
+            end
+    end.
+
+%% The chain digest: xxh3-64 over the previous digest, the chunk number and its payload checksum.
+chain(Digest, Seq, Ck) -> tether_xxh3:hash64(<<Digest:64/little, Seq:64/little, Ck:64/little>>).
+
+%% ------------------------------------------------------------------ the source
+
+source(Bin, _) when is_binary(Bin) -> {ok, {bin, Bin, 0}, false};
+source({file, Path}, Modes) ->
+    case file:open(Path, [raw, binary | Modes]) of
+        {ok, Dev} -> {ok, {dev, Dev}, true};
+        {error, Reason} -> {error, {stream, io, #{chunk => 0, stream_id => undefined, reason => Reason, path => Path,
+                                                  hint => <<"the stream's file could not be opened">>}}}
+    end;
+source(Dev, _) when is_pid(Dev); is_tuple(Dev), element(1, Dev) =:= file_descriptor -> {ok, {dev, Dev}, false};
+source(Other, _) ->
+    {error, {bad_option, source, Other, <<"a stream source is a binary, {file, Path} or an io device">>}}.
+
+%% The next whole frame: `eof' at a clean end of input, else at most max_frame bytes.
+read_frame(#reader{src = {bin, B, Pos}} = R) ->
+    case byte_size(B) - Pos of
+        0 -> eof;
+        Left when Left < ?HEADER_SIZE -> {error, truncated, #{need => ?HEADER_SIZE, have => Left}};
+        Left ->
+            sized(binary:part(B, Pos, ?HEADER_SIZE), R,
+                  fun(Size) when Size > Left -> {error, truncated, #{need => Size, have => Left}};
+                     (Size) -> {ok, binary:part(B, Pos, Size), R#reader{src = {bin, B, Pos + Size}}}
+                  end)
+    end;
+read_frame(#reader{src = {dev, Dev}} = R) ->
+    case read_n(Dev, ?HEADER_SIZE) of
+        {ok, <<>>} -> eof;
+        {ok, Head} when byte_size(Head) < ?HEADER_SIZE ->
+            {error, truncated, #{need => ?HEADER_SIZE, have => byte_size(Head)}};
+        {ok, Head} -> sized(Head, R, fun(Size) -> rest_of_frame(Dev, Head, Size, R) end);
+        {error, Reason} -> {error, io, #{reason => Reason}}
+    end.
+
+%% The header decides the frame's size; nothing more is read when it is over max_frame.
+sized(Head, #reader{max_frame = Max}, Then) ->
+    case tether_frame:header(Head) of
+        {ok, #{frame_size := Size}} when Size > Max -> {error, too_large, #{size => Size, max_frame => Max}};
+        {ok, #{frame_size := Size}} -> Then(Size);
+        {error, Reason} -> {error, bad_frame, #{reason => Reason}}
+    end.
+
+rest_of_frame(Dev, Head, Size, R) ->
+    case read_n(Dev, Size - ?HEADER_SIZE) of
+        {ok, Body} when byte_size(Body) =:= Size - ?HEADER_SIZE -> {ok, <<Head/binary, Body/binary>>, R};
+        {ok, Body} -> {error, truncated, #{need => Size, have => ?HEADER_SIZE + byte_size(Body)}};
+        {error, Reason} -> {error, io, #{reason => Reason}}
+    end.
+
+%% Exactly N bytes, or fewer at the end of input (a device may return short reads).
+read_n(_, 0) -> {ok, <<>>};
+read_n(Dev, N) -> read_n(Dev, N, []).
+
+read_n(Dev, N, Acc) ->
+    case file:read(Dev, N) of
+        {ok, Data} when byte_size(Data) =:= N -> {ok, iolist_to_binary(lists:reverse(Acc, [Data]))};
+        {ok, Data} when is_binary(Data) -> read_n(Dev, N - byte_size(Data), [Data | Acc]);
+        {ok, Data} when is_list(Data) -> read_n_list(Dev, N, list_to_binary(Data), Acc);
+        eof -> {ok, iolist_to_binary(lists:reverse(Acc))};
+        {error, _} = Error -> Error
+    end.
+
+read_n_list(_Dev, N, Data, Acc) when byte_size(Data) =:= N -> {ok, iolist_to_binary(lists:reverse(Acc, [Data]))};
+read_n_list(Dev, N, Data, Acc) -> read_n(Dev, N - byte_size(Data), [Data | Acc]).
+
+%% Bytes after the end frame: counted in a binary, probed in a file this module
+%% opened; a device the caller passed is not read past the end frame.
+trailing(#reader{src = {bin, B, Pos}}) -> byte_size(B) - Pos;
+trailing(#reader{src = {dev, Dev}, owned = true}) ->
+    case file:read(Dev, 1) of
+        {ok, Data} -> iolist_size(Data);
+        _ -> 0
+    end;
+trailing(#reader{}) -> 0.
+
+%% ------------------------------------------------------------------ errors
+
+err(Why, R, Extra) ->
+    Cp = case R#reader.id of
+             undefined -> undefined;
+             _ -> checkpoint(R)
+         end,
+    {error, {stream, Why, maps:merge(#{chunk => R#reader.seq, stream_id => R#reader.id, offset => R#reader.offset,
+                                       checkpoint => Cp, hint => hint(Why)}, Extra)}}.
+
+hint(incomplete) ->
+    <<"the stream ended without its end frame: the writer stopped early or the input was cut; "
+      "a writer given this checkpoint (resume) can finish it">>;
+hint(empty) -> <<"the input holds no stream: no chunk and no end frame">>;
+hint(truncated) -> <<"the input ends inside this chunk's frame: it was cut; resume from the checkpoint">>;
+hint(too_large) -> <<"the frame is larger than this reader's max_frame: pass a larger max_frame if the writer's chunks are that large">>;
+hint(bad_frame) -> <<"this chunk is not a valid tether frame (corrupted header or metadata)">>;
+hint(not_a_chunk) -> <<"this frame is not a stream chunk (flag bit 0 or the stream metadata map is missing)">>;
+hint(no_checksum) -> <<"the chunk carries no payload checksum, so the stream cannot be checked">>;
+hint(checksum_mismatch) -> <<"the chunk's payload was altered on the way: resend the stream from the checkpoint">>;
+hint(unknown_checksum) -> <<"the chunk's payload checksum kind is unknown to this reader: upgrade tether">>;
+hint(foreign_chunk) -> <<"the chunk belongs to another stream: a chunk from another stream was mixed in">>;
+hint(missing_chunk) -> <<"a chunk is missing before this one: resume the stream from the checkpoint">>;
+hint(out_of_order) -> <<"this chunk is repeated or out of order: resume the stream from the checkpoint">>;
+hint(bad_offset) -> <<"the chunk's offset does not follow on from the chunks before it">>;
+hint(end_mismatch) -> <<"the end frame disagrees with the chunks received: a chunk was altered, dropped or replaced">>;
+hint(trailing_bytes) -> <<"bytes follow the end frame: pass only the stream's bytes (two streams joined, or junk)">>;
+hint(decode) -> <<"the chunk passed every stream check but its value could not be decoded on the BEAM">>;
+hint(io) -> <<"reading or writing the stream failed (see reason)">>;
+hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>.
+
+%% A checkpoint as checkpoint/1 returns it, or with binary keys (Python's
+%% as_dict() through ETF or JSON); `undefined' starts a new stream.
+resume_point(undefined) -> {ok, {undefined, 0, 0, 0}};
+resume_point(Cp) when is_map(Cp) ->
+    Get = fun(K) -> maps:get(K, Cp, maps:get(atom_to_binary(K), Cp, undefined)) end,
+    case {Get(stream_id), Get(seq), Get(offset), Get(digest)} of
+        {Id, Seq, Off, D} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, is_integer(Off),
+                               Off >= 0, is_integer(D), D >= 0, D =< ?U64_MAX ->
+            {ok, {Id, Seq, Off, D}};
+        _ -> bad_checkpoint(Cp)
+    end;
+resume_point(Cp) -> bad_checkpoint(Cp).
+
+bad_checkpoint(Cp) ->
+    {error, {bad_option, resume, Cp,
+             <<"pass what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset, digest">>}}.
+
+%% ------------------------------------------------------------------ writing
+
+%% @doc Start writing a stream to `{file, Path}' (created or truncated; with
+%% `append => true' appended to) or an open io device in binary mode.
+%% Options: `compression => none | gzip' (per chunk, default none), `level'
+%% (gzip's), `chunk_size' (the largest raw chunk a binary is cut into,
+%% default 8 MiB, as Python's), `metadata' (user metadata on every chunk),
+%% `resume => Checkpoint' (continue that stream: same id, numbering and
+%% digest). Every chunk carries a CRC-32 payload checksum.
+%%
+%% ```
+%% {ok, W0} = tether_stream:open_writer({file, "/tmp/w.tthr"}, #{compression => gzip}),
+%% {ok, W1} = tether_stream:write(W0, <<"bytes become raw chunks">>),
+%% {ok, #{seq := 1}} = tether_stream:close(W1).
+%% '''
+-spec open_writer(source(), map() | list()) -> {ok, writer()} | error().
+open_writer(Sink, Opts) when is_list(Opts) -> open_writer(Sink, maps:from_list(Opts));
+open_writer(Sink, Opts) ->
+    case {resume_point(maps:get(resume, Opts, undefined)), writer_options(Opts)} of
+        {{ok, {Id0, Seq, Off, D}}, {ok, FrameOpts, ChunkSize}} ->
+            Mode = case maps:get(append, Opts, false) of true -> [append]; false -> [write] end,
+            case source(Sink, Mode) of
+                {ok, {dev, Dev}, Owned} ->
+                    Id = case Id0 of undefined -> new_id(); _ -> Id0 end,
+                    {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
+                                 frame_opts = FrameOpts, chunk_size = ChunkSize}};
+                {ok, {bin, _, _}, _} -> {error, {bad_option, sink, binary, <<"write to {file, Path} or an io device">>}};
+                Error -> Error
+            end;
+        {{ok, _}, Error} -> Error;
+        {Error, _} -> Error
+    end.
+
+writer_options(Opts) ->
+    Comp = maps:get(compression, Opts, none),
+    Level = maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
+    Chunk = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
+    Meta = maps:get(metadata, Opts, #{}),
+    if
+        Comp =/= none, Comp =/= gzip -> {error, {bad_option, compression, Comp, <<"the BEAM writes none or gzip">>}};
+        not is_integer(Level); Level < 0; Level > 9 -> {error, {bad_option, level, Level, <<"gzip levels are 0..9">>}};
+        not is_integer(Chunk); Chunk < 1 -> {error, {bad_option, chunk_size, Chunk, <<"a positive number of bytes">>}};
+        not is_map(Meta) -> {error, {bad_option, metadata, Meta, <<"user metadata is a map">>}};
+        true -> {ok, #{compression => Comp, level => Level, checksum => crc32, metadata => Meta}, Chunk}
+    end.
+
+%% 32 lowercase hex digits, as Python's secrets.token_hex(16).
+new_id() -> << <<(hex(N))>> || <<N:4>> <= crypto:strong_rand_bytes(16) >>.
+
+hex(N) when N < 10 -> $0 + N;
+hex(N) -> $a + N - 10.
+
+%% @doc Write `Term' as chunks: a binary as raw chunks of at most
+%% `chunk_size' bytes (Python reads them as bytes, as its `write_buffer'
+%% writes them), any other term as one etf chunk. Returns the new writer.
+%%
+%% ```
+%% {ok, W0} = tether_stream:open_writer({file, "/tmp/t.tthr"}, #{chunk_size => 4}),
+%% {ok, W1} = tether_stream:write(W0, <<"0123456789">>),
+%% #{seq := 3, offset := 10} = tether_stream:checkpoint(W1).
+%% '''
+-spec write(writer(), term()) -> {ok, writer()} | error().
+write(#writer{chunk_size = Size} = W, Bin) when is_binary(Bin), byte_size(Bin) > Size ->
+    <<Part:Size/binary, Rest/binary>> = Bin,
+    case write(W, Part) of
+        {ok, W1} -> write(W1, Rest);
+        Error -> Error
+    end;
+write(W, Bin) when is_binary(Bin) -> chunk_out(W, tether_formats:raw(Bin));
+write(W, Term) -> chunk_out(W, tether_formats:etf(Term, false)).
+
+%% @doc Write an Nx-style tensor (a native-endian, row-major binary, as
+%% `tether:tensor/3' takes it) as one ndarray chunk: Python reads a NumPy
+%% array, and the BEAM reader the map `tether:decode/1' gives for one.
+%%
+%% ```
+%% {ok, W0} = tether_stream:open_writer({file, "/tmp/n.tthr"}, #{}),
+%% {ok, W1} = tether_stream:write_tensor(W0, <<1.0:32/float-native, 2.0:32/float-native>>, {f, 32}, {2}),
+%% {error, {bad_option, tensor, _, _}} = tether_stream:write_tensor(W1, <<1>>, {f, 32}, {2}).
+%% '''
+-spec write_tensor(writer(), binary(), tether:nx_type(), tuple() | [non_neg_integer()]) -> {ok, writer()} | error().
+write_tensor(W, Data, Type, Shape) ->
+    try tether_formats:ndarray(Data, Type, Shape) of
+        Built -> chunk_out(W, Built)
+    catch
+        error:{badarg, Reason} -> {error, {bad_option, tensor, Reason, <<"the data's size must match the type and shape">>}};
+        error:function_clause -> {error, {bad_option, tensor, {Type, Shape}, <<"an Nx type such as {f, 32} and a shape">>}}
+    end.
+
+chunk_out(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W, Built) ->
+    case emit(W, Built, #{<<"id">> => Id, <<"seq">> => Seq, <<"offset">> => Off}) of
+        {ok, Ck, Raw} -> {ok, W#writer{seq = Seq + 1, offset = Off + Raw, digest = chain(D, Seq, Ck)}};
+        Error -> Error
+    end.
+
+%% Build and write one frame; its payload checksum and raw length, read back from its header.
+emit(#writer{dev = Dev, frame_opts = Opts} = W, {FormatId, Name, TypeInfo, Payload}, Stream) ->
+    Frame = tether_frame:build(FormatId, Name, TypeInfo, Payload, Opts#{stream => Stream}),
+    {ok, #{checksum_value := Ck, raw_size := Raw}} = tether_frame:header(prefix(Frame, ?HEADER_SIZE)),
+    case file:write(Dev, Frame) of
+        ok -> {ok, Ck, Raw};
+        {error, Reason} -> writer_err(io, W, #{reason => Reason})
+    end.
+
+%% The first N bytes of iodata, without flattening the rest (the payload).
+prefix(IoData, N) -> iolist_to_binary(take(IoData, N)).
+
+take(_, 0) -> [];
+take(Bin, N) when is_binary(Bin) -> binary:part(Bin, 0, min(N, byte_size(Bin)));
+take(B, _) when is_integer(B) -> B;
+take([H | T], N) ->
+    Part = take(H, N),
+    [Part | take(T, N - iolist_size(Part))];
+take([], _) -> [].
+
+%% @doc Stop writing without an end frame (readers see an incomplete stream
+%% they can resume from the returned checkpoint); closes the file it opened.
+%%
+%% ```
+%% {ok, W} = tether_stream:open_writer({file, "/tmp/a.tthr"}, #{}),
+%% {ok, #{seq := 0}} = tether_stream:abort(W).
+%% '''
+-spec abort(writer()) -> {ok, checkpoint()}.
+abort(#writer{dev = Dev, owned = Owned} = W) ->
+    _ = case Owned of true -> file:close(Dev); false -> ok end,
+    {ok, checkpoint(W)}.
+
+writer_err(Why, #writer{id = Id, seq = Seq} = W, Extra) ->
+    {error, {stream, Why, maps:merge(#{chunk => Seq, stream_id => Id, checkpoint => checkpoint(W),
+                                       hint => hint(Why)}, Extra)}}.
