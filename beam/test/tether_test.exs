@@ -135,8 +135,9 @@ defmodule Tether.WorkerTest do
     # `from os import system` in the module does not make it callable through the module.
     assert {:error, {:undefined_function, "facade_handlers", "system"}} =
              Tether.Worker.call(w, "facade_handlers", "system", ["true"])
-    assert {:error, {:undefined_function, "facade_handlers", "getcwd"}} =
+    assert {:error, {:undefined_function, "facade_handlers", "getcwd"} = reason} =
              Tether.Worker.call(w, "facade_handlers", "getcwd", [])
+    assert Exception.message(%Tether.Error{reason: reason}) =~ "only imported there"
     Tether.Worker.stop(w)
   end
 

@@ -23,7 +23,9 @@ defmodule Tether.Error do
   defp describe(:overloaded), do: "the pool's queue is full: every member is busy and max_queue callers wait"
 
   defp describe({:undefined_function, module, function}),
-    do: "#{module}.#{function} cannot be called: the module is not in the worker's modules, or the function is private or missing"
+    do:
+      "#{module}.#{function} cannot be called: the module is not in the worker's modules, or the function is " <>
+        "private, missing, or only imported there (list it in the module's __all__ to offer it)"
 
   defp describe({:worker_exit, status}), do: "the Python process exited with status #{status} during the call"
   defp describe({:worker_down, why}), do: "the worker process is not running: #{inspect(why)}"
