@@ -58,7 +58,7 @@ defmodule Tether do
       {:ok, <<1, 2, 3>>}
   """
   @spec encode(term(), keyword() | map()) :: iodata()
-  def encode(term, opts \\ []), do: :tether.encode(term, Map.new(opts))
+  def encode(term, opts \\ []), do: :tether.encode(term, opts)
 
   @doc """
   Decode a frame: `{:ok, term}` or `{:error, reason}`.
@@ -80,7 +80,7 @@ defmodule Tether do
       {:error, :not_a_tether_frame}
   """
   @spec decode(iodata(), keyword() | map()) :: {:ok, term()} | {:error, term()}
-  def decode(frame, opts \\ []), do: :tether.decode(IO.iodata_to_binary(frame), Map.new(opts))
+  def decode(frame, opts \\ []), do: :tether.decode(frame, opts)
 
   @doc """
   Header and metadata of a frame, without touching its payload: `{:ok, map}` or
@@ -92,7 +92,7 @@ defmodule Tether do
       {:etf, :gzip, "etf"}
   """
   @spec inspect(iodata()) :: {:ok, map()} | {:error, term()}
-  def inspect(frame), do: :tether.inspect(IO.iodata_to_binary(frame))
+  def inspect(frame), do: :tether.inspect(frame)
 
   @doc """
   An ndarray frame from a native-endian, row-major binary (what `Nx.to_binary/1` returns).

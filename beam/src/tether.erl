@@ -41,15 +41,22 @@ encode(Term) -> encode(Term, #{}).
 %% #{binary() => pos_integer()}' (the newest version of each `Tether.Type' the
 %% reader reads; registered types are written in their wire form either way),
 %% `parent => Metadata | Lineage' and `step => binary()' (extend the lineage
-%% of the frame this value came from: docs/format.md section 2.1).
+%% of the frame this value came from: docs/format.md section 2.1). An unknown
+%% option or a bad value is a `badarg' error naming it:
+%% `{badarg, {bad_option, Key, Message}}'.
 %%
 %% ```
 %% Frame = tether:encode(lists:duplicate(1000, ok), #{compression => gzip}),
 %% {ok, #{compression := gzip}} = tether:inspect(Frame).
 %% '''
 -spec encode(term(), map() | list()) -> iodata().
-encode(Term, Opts) when is_list(Opts) -> encode(Term, maps:from_list(Opts));
-encode(Term, Opts) when is_map(Opts) ->
+encode(Term, Opts) ->
+    case tether_options:encode(Opts) of
+        {ok, Checked} -> encode_checked(Term, Checked);
+        {error, Reason} -> erlang:error({badarg, Reason})
+    end.
+
+encode_checked(Term, Opts) ->
     case maps:get(format, Opts, etf) of
         etf -> frame(tether_formats:etf(Term, maps:get(compressed, Opts, false),
                                         maps:get(type_versions, Opts, #{})), Opts);
@@ -75,8 +82,11 @@ tensor(Data, Type, Shape) -> tensor(Data, Type, Shape, #{}).
 %% {ok, #{format := ndarray, compression := gzip, raw_size := 1000}} = tether:inspect(iolist_to_binary(Frame)).
 %% '''
 -spec tensor(binary(), nx_type(), tuple() | [non_neg_integer()], map()) -> iodata().
-tensor(Data, {_Kind, _Bits} = Type, Shape, Opts) when is_binary(Data) ->
-    frame(tether_formats:ndarray(Data, Type, Shape), Opts).
+tensor(Data, Type, Shape, Opts) ->
+    case tether_options:encode(Opts) of
+        {ok, Checked} -> frame(tether_formats:ndarray(Data, Type, Shape), Checked);
+        {error, Reason} -> erlang:error({badarg, Reason})
+    end.
 
 %% @doc The NumPy dtype descr of an Nx type in this node's byte order.
 %%
@@ -97,13 +107,14 @@ frame({FormatId, Name, TypeInfo, Payload}, Opts) ->
 %% arrow frames give their Arrow IPC stream bytes; sparse frames a map of
 %% shape, format and component tensors. A format schema version this node
 %% does not read is `{error, {unsupported_schema, Format, Version, Detail}}'
-%% (see tether_formats:check_schema/2). Never raises.
+%% (see tether_formats:check_schema/2). Never raises: input that is not a
+%% frame's bytes (a binary or iodata) is `{error, {not_a_frame, Message}}'.
 %%
 %% ```
 %% {ok, [1, 2]} = tether:decode(iolist_to_binary(tether:encode([1, 2]))),
 %% {error, not_a_tether_frame} = tether:decode(<<"junk">>).
 %% '''
--spec decode(binary()) -> {ok, term()} | error().
+-spec decode(iodata()) -> {ok, term()} | error().
 decode(Frame) -> decode(Frame, #{}).
 
 %% @doc Options: `verify => boolean()' (payload checksum; header and metadata are
@@ -111,13 +122,18 @@ decode(Frame) -> decode(Frame, #{}).
 %% for trusted peers), `max_uncompressed_size => non_neg_integer()' (what a
 %% gzip payload or a compressed ETF term may inflate to, checked against its
 %% declared size before inflating; default 4 GiB, as Python's `tether.Limits').
+%% Another key, or a bad value, is `{error, {bad_option, Key, Message}}'.
 %%
 %% ```
 %% Big = iolist_to_binary(tether:encode(binary:copy(<<0>>, 100000), #{compression => gzip})),
 %% {error, {too_large, 100006, 1000}} = tether:decode(Big, #{max_uncompressed_size => 1000}).
 %% '''
--spec decode(binary(), map() | list()) -> {ok, term()} | error().
-decode(Frame, Opts) -> safely(decode, fun() -> decode_frame(Frame, options(Opts)) end).
+-spec decode(iodata(), map() | list()) -> {ok, term()} | error().
+decode(Frame, Opts) ->
+    case tether_options:decode(Opts) of
+        {ok, Checked} -> safely(decode, fun() -> decode_frame(Frame, Checked) end);
+        Error -> Error
+    end.
 
 decode_frame(Frame, Opts) when is_binary(Frame) ->
     case tether_frame:open(Frame, maps:get(verify, Opts, true)) of
@@ -128,7 +144,8 @@ decode_frame(Frame, Opts) when is_binary(Frame) ->
             end;
         Error -> Error
     end;
-decode_frame(Frame, Opts) -> decode_frame(iolist_to_binary(Frame), Opts).
+decode_frame(Frame, Opts) when is_list(Frame) -> decode_frame(iolist_to_binary(Frame), Opts);
+decode_frame(Frame, _Opts) -> not_a_frame(Frame).
 
 %% A frame whose header, checksums and schema version were checked.
 decode_opened({ok, H = #{format := Format}, MetaBin, Stored}, Opts) ->
@@ -143,9 +160,6 @@ decode_opened({ok, H = #{format := Format}, MetaBin, Stored}, Opts) ->
             end;
         Error -> Error
     end.
-
-options(Opts) when is_map(Opts) -> Opts;
-options(Opts) when is_list(Opts) -> maps:from_list(Opts).
 
 metadata(Format, MetaBin) ->
     case tether_formats:needs_metadata(Format) of
@@ -163,7 +177,7 @@ a_map(Error) -> Error.
 %% {ok, #{format := etf, metadata := #{<<"format">> := <<"etf">>}}} =
 %%     tether:inspect(iolist_to_binary(tether:encode(x))).
 %% '''
--spec inspect(binary()) -> {ok, map()} | error().
+-spec inspect(iodata()) -> {ok, map()} | error().
 inspect(Frame) -> safely(inspect, fun() -> inspect_frame(Frame) end).
 
 %% @doc The user metadata of a frame (`metadata' given to the writer), or
@@ -198,7 +212,11 @@ inspect_frame(Frame) when is_binary(Frame) ->
             end;
         Error -> Error
     end;
-inspect_frame(Frame) -> inspect_frame(iolist_to_binary(Frame)).
+inspect_frame(Frame) when is_list(Frame) -> inspect_frame(iolist_to_binary(Frame));
+inspect_frame(Frame) -> not_a_frame(Frame).
+
+not_a_frame(Frame) ->
+    {error, {not_a_frame, iolist_to_binary(io_lib:format("a frame is a binary or iodata, got ~0tP", [Frame, 8]))}}.
 
 %% ------------------------------------------------------------------ files
 

@@ -65,8 +65,10 @@ none() -> {?FORMAT_SCALAR, <<"scalar">>, #{<<"kind">> => <<"none">>}, <<>>}.
 %%     tether_formats:ndarray(<<1, 2, 3, 4>>, {u, 8}, {2, 2}).
 %% '''
 -spec ndarray(binary(), tether:nx_type(), tuple() | [non_neg_integer()]) -> built().
-ndarray(Data, {Kind, Bits} = Type, Shape) ->
-    Dims = if is_tuple(Shape) -> tuple_to_list(Shape); true -> Shape end,
+ndarray(Data, Type, Shape) ->
+    {Kind, Bits} = nx_type_arg(Type),
+    Dims = dims_arg(Shape),
+    is_binary(Data) orelse erlang:error({badarg, {tensor_data, <<"the tensor's bytes are a binary">>}}),
     Count = lists:foldl(fun(D, Acc) -> D * Acc end, 1, Dims),
     Expected = Count * (Bits div 8),
     case byte_size(Data) of
@@ -76,6 +78,20 @@ ndarray(Data, {Kind, Bits} = Type, Shape) ->
     Info = #{<<"dtype">> => nx_descr(Type), <<"shape">> => Dims, <<"order">> => <<"C">>,
              <<"nx">> => [atom_to_binary(Kind), Bits]},
     {?FORMAT_NDARRAY, <<"ndarray">>, Info, Data}.
+
+nx_type_arg({K, B} = T) when (K =:= f andalso (B =:= 16 orelse B =:= 32 orelse B =:= 64));
+                             ((K =:= s orelse K =:= u) andalso (B =:= 8 orelse B =:= 16 orelse B =:= 32 orelse B =:= 64));
+                             (K =:= c andalso (B =:= 64 orelse B =:= 128)); (K =:= bf andalso B =:= 16) -> T;
+nx_type_arg(T) ->
+    erlang:error({badarg, {tensor_type, T, <<"an Nx type: {f, 16 | 32 | 64}, {s | u, 8 | 16 | 32 | 64}, "
+                                             "{c, 64 | 128} or {bf, 16}">>}}).
+
+dims_arg(Shape) ->
+    Dims = if is_tuple(Shape) -> tuple_to_list(Shape); true -> Shape end,
+    case is_list(Dims) andalso lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Dims) of
+        true -> Dims;
+        false -> erlang:error({badarg, {tensor_shape, Shape, <<"a tuple (or list) of non-negative integers">>}})
+    end.
 
 %% @doc The NumPy dtype descr of an Nx type in this node's byte order.
 %%

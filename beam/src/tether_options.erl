@@ -5,7 +5,7 @@
 %% says what was expected and what came (for an unknown key, the valid keys).
 -module(tether_options).
 
--export([worker/1, pool/1, call/2, worker_keys/0, pool_keys/0]).
+-export([worker/1, pool/1, call/2, target/3, encode/1, decode/1, worker_keys/0, pool_keys/0]).
 
 -define(DEFAULT_SHM_THRESHOLD, 1048576).
 -define(DEFAULT_START_TIMEOUT, 60000).
@@ -100,6 +100,64 @@ call(_Kind, Timeout) when is_integer(Timeout), Timeout >= 0; Timeout =:= infinit
 call(_Kind, Empty) when Empty =:= []; Empty =:= #{} ->
     {ok, #{timeout => ?DEFAULT_CALL_TIMEOUT, tables => arrow}};
 call(Kind, Opts) -> check(Opts, call_spec(Kind)).
+
+%% @doc A call's module, function and arguments: the names as binaries, or
+%% `{error, {bad_argument, Which, Message}}' (`Which': module, function or args).
+%%
+%% ```
+%% {ok, <<"math">>, <<"sqrt">>} = tether_options:target(math, "sqrt", [2.0]),
+%% {error, {bad_argument, function, _}} = tether_options:target(<<"math">>, 5, []).
+%% '''
+-spec target(term(), term(), term()) -> {ok, binary(), binary()} | {error, {bad_argument, atom(), binary()}}.
+target(Mod, Fun, Args) ->
+    case {module_name(Mod), module_name(Fun), is_list(Args)} of
+        {error, _, _} -> bad_argument(module, "a module name (a non-empty binary, atom or string)", Mod);
+        {_, error, _} -> bad_argument(function, "a function name (a non-empty binary, atom or string)", Fun);
+        {_, _, false} -> bad_argument(args, "the call's arguments as a list", Args);
+        {M, F, true} -> {ok, M, F}
+    end.
+
+bad_argument(Which, Expected, Got) ->
+    Message = io_lib:format("expected ~ts, got ~0tp", [Expected, Got]),
+    {error, {bad_argument, Which, unicode:characters_to_binary(Message)}}.
+
+%% @doc Check the options of tether:encode/2 (and tether:tensor/4): the
+%% options as given, or `{error, {bad_option, Key, Message}}'.
+%%
+%% ```
+%% {ok, #{compression := gzip}} = tether_options:encode(#{compression => gzip}),
+%% {error, {bad_option, compresion, _}} = tether_options:encode([{compresion, gzip}]).
+%% '''
+-spec encode(map() | list()) -> {ok, map()} | error().
+encode(Opts) when Opts =:= #{}; Opts =:= [] -> {ok, #{}};
+encode(Opts) -> check(Opts, encode_spec()).
+
+%% @doc Check the options of tether:decode/2, as {@link encode/1} does.
+%%
+%% ```
+%% {ok, #{safe := false}} = tether_options:decode([{safe, false}]).
+%% '''
+-spec decode(map() | list()) -> {ok, map()} | error().
+decode(Opts) when Opts =:= #{}; Opts =:= [] -> {ok, #{}};
+decode(Opts) -> check(Opts, decode_spec()).
+
+%% Each check answers {ok, Value} unchanged, and nothing is filled in: the
+%% frame builder and the decoder apply their own defaults.
+encode_spec() ->
+    [{format, one_of([etf, raw]), none},
+     {compressed, fun boolean/1, none},
+     {compression, one_of([none, gzip]), none},
+     {level, fun gzip_level/1, none},
+     {checksum, one_of([crc32, none]), none},
+     {metadata, fun map/1, none},
+     {type_versions, fun map/1, none},
+     {parent, fun parent/1, none},
+     {step, fun step/1, none}].
+
+decode_spec() ->
+    [{verify, fun boolean/1, none},
+     {safe, fun boolean/1, none},
+     {max_uncompressed_size, fun non_neg_integer/1, none}].
 
 %% ------------------------------------------------------------------ checking
 
@@ -202,6 +260,18 @@ pos_integer(_) -> {expected, "a positive integer"}.
 timeout_ms(infinity) -> {ok, infinity};
 timeout_ms(N) when is_integer(N), N >= 0 -> {ok, N};
 timeout_ms(_) -> {expected, "a non-negative integer (milliseconds) or infinity"}.
+
+gzip_level(N) when is_integer(N), N >= 0, N =< 9 -> {ok, N};
+gzip_level(_) -> {expected, "a gzip level, 0..9"}.
+
+map(M) when is_map(M) -> {ok, M};
+map(_) -> {expected, "a map"}.
+
+parent(P) when is_map(P); is_list(P) -> {ok, P};
+parent(_) -> {expected, "the parent frame's metadata (a map, as tether:inspect/1 gives it) or its lineage (a list)"}.
+
+step(S) when is_binary(S), byte_size(S) > 0 -> {ok, S};
+step(_) -> {expected, "a non-empty binary naming this write"}.
 
 boolean(B) when is_boolean(B) -> {ok, B};
 boolean(_) -> {expected, "true or false"}.

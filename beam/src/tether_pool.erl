@@ -94,19 +94,16 @@ call(Pool, Mod, Fun, Args) -> call(Pool, Mod, Fun, Args, #{}).
 %% Errors are those of {@link tether_worker:call/5}, plus `overloaded'.
 -spec call(pool(), iodata() | atom(), iodata() | atom(), list(), timeout() | map() | list()) ->
           {ok, term()} | {error, term()}.
-call(Pool, Mod, Fun, Args, Opts) when is_list(Args) ->
-    case tether_options:call(pool, Opts) of
-        {ok, Checked = #{timeout := Timeout, tables := Tables}} ->
-            M = to_bin(Mod),
-            F = to_bin(Fun),
+call(Pool, Mod, Fun, Args, Opts) ->
+    case {tether_options:target(Mod, Fun, Args), tether_options:call(pool, Opts)} of
+        {{ok, M, F}, {ok, Checked = #{timeout := Timeout, tables := Tables}}} ->
             Deadline = deadline(Timeout),
             Checkout = checkout_deadline(Deadline, maps:get(checkout_timeout, Checked, infinity)),
             tether_telemetry:span(#{module => M, function => F, pool => Pool},
                                   fun() -> pooled(Pool, M, F, Args, Tables, Deadline, Checkout) end);
-        Error -> Error
-    end;
-call(_Pool, _Mod, _Fun, Args, _Opts) ->
-    {error, {bad_args, Args, <<"the arguments of a call are a list">>}}.
+        {{ok, _, _}, Error} -> Error;
+        {Error, _} -> Error
+    end.
 
 pooled(Pool, M, F, Args, Tables, Deadline, Checkout) ->
     Asked = erlang:monotonic_time(),
@@ -413,6 +410,3 @@ pool_ref(#st{name = Name}) -> Name.
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 
-to_bin(B) when is_binary(B) -> B;
-to_bin(A) when is_atom(A) -> atom_to_binary(A);
-to_bin(L) when is_list(L) -> unicode:characters_to_binary(L).

@@ -114,17 +114,14 @@ call(W, Mod, Fun, Args) -> call(W, Mod, Fun, Args, #{}).
 %% '''
 -spec call(server(), iodata() | atom(), iodata() | atom(), list(), call_opts()) ->
           {ok, term()} | {error, term()}.
-call(W, Mod, Fun, Args, Opts) when is_list(Args) ->
-    case tether_options:call(worker, Opts) of
-        {ok, #{timeout := Timeout, tables := Tables}} ->
-            M = to_bin(Mod),
-            F = to_bin(Fun),
+call(W, Mod, Fun, Args, Opts) ->
+    case {tether_options:target(Mod, Fun, Args), tether_options:call(worker, Opts)} of
+        {{ok, M, F}, {ok, #{timeout := Timeout, tables := Tables}}} ->
             tether_telemetry:span(#{module => M, function => F, worker => W},
                                   fun() -> request(W, M, F, Args, Tables, deadline(Timeout), none) end);
-        Error -> Error
-    end;
-call(_W, _Mod, _Fun, Args, _Opts) ->
-    {error, {bad_args, Args, <<"the arguments of a call are a list">>}}.
+        {{ok, _, _}, Error} -> Error;
+        {Error, _} -> Error
+    end.
 
 %% @doc As {@link call/5}, and what the worker measured of the call:
 %% `queue_time', `bytes_in', `bytes_out', `route' and `stages', the time in
@@ -139,12 +136,13 @@ call(_W, _Mod, _Fun, Args, _Opts) ->
 %% '''
 -spec measure(server(), iodata() | atom(), iodata() | atom(), list(), call_opts()) ->
           {{ok, term()} | {error, term()}, map()}.
-measure(W, Mod, Fun, Args, Opts) when is_list(Args) ->
-    case tether_options:call(worker, Opts) of
-        {ok, #{timeout := Timeout, tables := Tables}} ->
-            {Result, Stats} = request(W, to_bin(Mod), to_bin(Fun), Args, Tables, deadline(Timeout), none),
+measure(W, Mod, Fun, Args, Opts) ->
+    case {tether_options:target(Mod, Fun, Args), tether_options:call(worker, Opts)} of
+        {{ok, M, F}, {ok, #{timeout := Timeout, tables := Tables}}} ->
+            {Result, Stats} = request(W, M, F, Args, Tables, deadline(Timeout), none),
             {Result, in_microseconds(Stats)};
-        Error -> {Error, #{}}
+        {{ok, _, _}, Error} -> {Error, #{}};
+        {Error, _} -> {Error, #{}}
     end.
 
 %% @doc The Python worker's metrics: `tether.metrics.snapshot()' (operations
@@ -650,6 +648,3 @@ deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
-to_bin(B) when is_binary(B) -> B;
-to_bin(A) when is_atom(A) -> atom_to_binary(A);
-to_bin(L) when is_list(L) -> unicode:characters_to_binary(L).

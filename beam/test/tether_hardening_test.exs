@@ -266,8 +266,8 @@ defmodule TetherHardeningTest do
     assert {:error, {:truncated, 10, 0}} = :tether.read_frame(path, byte_size(region) + 5, 10)
     assert {:error, {:bad_range, _, _}} = :tether.read_frame(path, 0, -1)
     assert {:error, {:bad_range, :x, 1}} = :tether.read_frame(path, :x, 1)
-    assert {:error, {:malformed, :decode, _, _}} = :tether.decode(42)
-    assert {:error, {:malformed, :inspect, _, _}} = :tether.inspect(%{})
+    assert {:error, {:not_a_frame, _}} = :tether.decode(42)
+    assert {:error, {:not_a_frame, _}} = :tether.inspect(%{})
   end
 
   # ---------------------------------------------------------------- F: gzip, bounded

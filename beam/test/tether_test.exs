@@ -34,6 +34,31 @@ defmodule TetherTest do
     assert_raise ArgumentError, fn -> Tether.tensor(<<1, 2, 3>>, {:f, 32}, {2}) end
   end
 
+  test "misused codec calls name the option or argument, and decode never raises" do
+    for {opts, key} <- [
+          {[compresion: :gzip], :compresion},
+          {[format: :nope], :format},
+          {[compression: :lz4], :compression},
+          {[level: "9", compression: :gzip], :level},
+          {[metadata: [1]], :metadata},
+          {[step: ""], :step}
+        ] do
+      error = assert_raise ArgumentError, fn -> Tether.encode(1, opts) end
+      assert Exception.message(error) =~ "{:bad_option, #{inspect(key)}"
+    end
+
+    assert_raise ArgumentError, ~r/expected a keyword list or a map/, fn -> Tether.encode(1, 5) end
+    assert_raise ArgumentError, ~r/tensor_type/, fn -> Tether.tensor(<<1, 2>>, {:q, 8}, {2}) end
+    assert_raise ArgumentError, ~r/tensor_shape/, fn -> Tether.tensor(<<>>, {:u, 8}, {-1}) end
+    assert_raise ArgumentError, ~r/tensor_data/, fn -> Tether.tensor(5, {:u, 8}, {1}) end
+    frame = Tether.encode([1, 2])
+    assert {:ok, [1, 2]} = Tether.decode(frame, safe: true)
+    assert {:error, {:bad_option, :saf, _}} = Tether.decode(frame, saf: true)
+    assert {:error, {:bad_option, :options, _}} = Tether.decode(frame, 5)
+    assert {:error, {:not_a_frame, _}} = Tether.decode(123)
+    assert {:error, {:not_a_frame, _}} = Tether.inspect(:frame)
+  end
+
   test "inspect reads header and metadata only" do
     frame = Tether.encode([1, 2, 3], metadata: %{"run" => "r1"}) |> IO.iodata_to_binary()
     {:ok, info} = Tether.inspect(binary_part(frame, 0, byte_size(frame) - 1))
@@ -138,6 +163,15 @@ defmodule Tether.WorkerTest do
     assert {:error, {:undefined_function, "facade_handlers", "getcwd"} = reason} =
              Tether.Worker.call(w, "facade_handlers", "getcwd", [])
     assert Exception.message(%Tether.Error{reason: reason}) =~ "only imported there"
+    assert_raise ArgumentError, ~r/invalid function: expected a function name/, fn ->
+      Tether.Worker.call(w, "facade_handlers", 5, [])
+    end
+
+    assert_raise ArgumentError, ~r/invalid args: expected the call's arguments as a list/, fn ->
+      Tether.Worker.call(w, "facade_handlers", "local", 20)
+    end
+
+    assert {:error, {:bad_argument, :module, _}} = :tether_worker.call(w, 5, "local", [20])
     Tether.Worker.stop(w)
   end
 

@@ -36,7 +36,8 @@ defmodule Tether.Error do
   defp describe({:stream, why, %{chunk: chunk, hint: hint} = info}) do
     details = Map.drop(info, [:chunk, :hint, :stream_id, :checkpoint, :offset])
     extra = if map_size(details) == 0, do: "", else: " #{inspect(details)}"
-    "stream #{info[:stream_id] || "?"} chunk #{chunk}: #{why}#{extra}: #{hint}"
+    id = if info[:stream_id] in [nil, :undefined], do: "?", else: info[:stream_id]
+    "stream #{id} chunk #{chunk}: #{why}#{extra}: #{hint}"
   end
 
   defp describe(other), do: inspect(other)

@@ -82,7 +82,7 @@ defmodule Tether.Pool do
   """
   @spec call(pool(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {:ok, term()} | {:error, term()}
-  def call(pool, module, function, args, opts \\ []) when is_list(args) do
+  def call(pool, module, function, args, opts \\ []) do
     pool |> :tether_pool.call(module, function, args, Tether.Worker.call_opts(opts)) |> Tether.Worker.checked()
   end
 

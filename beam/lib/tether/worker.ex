@@ -132,7 +132,7 @@ defmodule Tether.Worker do
   """
   @spec call(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {:ok, term()} | {:error, term()}
-  def call(worker, module, function, args, opts \\ []) when is_list(args) do
+  def call(worker, module, function, args, opts \\ []) do
     worker |> :tether_worker.call(module, function, args, call_opts(opts)) |> checked()
   end
 
@@ -219,6 +219,9 @@ defmodule Tether.Worker do
   @spec checked({:ok, term()} | {:error, term()}) :: {:ok, term()} | {:error, term()}
   def checked({:error, {:bad_option, key, message}}),
     do: raise(ArgumentError, "invalid option #{inspect(key)}: #{message}")
+
+  def checked({:error, {:bad_argument, which, message}}),
+    do: raise(ArgumentError, "invalid #{which}: #{message}")
 
   def checked(result), do: result
 end
