@@ -300,7 +300,8 @@ class StreamWriter:
             try:
                 view = flat_bytes(data)
             except TypeError:
-                raise ValidationError(f"write_buffer needs bytes-like data or a binary file, got {type(data).__name__}.") from None
+                raise ValidationError(f"write_buffer needs bytes-like data or a binary file, "
+                                      f"got {type(data).__name__}.") from None
             for start in range(0, len(view), self.chunk_size):
                 self.write(view[start : start + self.chunk_size], format="raw")
             return self.checkpoint()

@@ -636,7 +636,8 @@ class Region:
         slot no longer holds it.
         """
         if ref is not None and not isinstance(ref, FrameRef):
-            raise ValidationError(f"view takes a FrameRef (from dump_into or frames()) or None, got {type(ref).__name__}.")
+            raise ValidationError(f"view takes a FrameRef (from dump_into or frames()) or None, "
+                                  f"got {type(ref).__name__}.")
         self._check_size()
         if ref is None:
             ref = self._latest()
