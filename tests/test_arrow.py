@@ -363,3 +363,10 @@ def test_from_etf_given_what_is_not_a_buffer_is_a_validation_error():
         with pytest.raises(tether.ValidationError, match="Expected bytes"):
             tether.arrow.from_etf(data)
     assert tether.arrow.from_etf(bytearray(tether.etf.encode([{"a": 1}]))).to_pydict() == {"a": [1]}
+
+
+def test_column_to_arrow_refuses_an_iterator_a_string_or_a_bad_name_instead_of_a_wrong_column():
+    for name, values in (("c", (i for i in range(3))), ("c", "abc"), ("c", 5), (5, [1])):
+        with pytest.raises(tether.ValidationError, match=r"column_to_arrow takes a column name \(str\) and its values"):
+            arrow.column_to_arrow(name, values)
+    assert arrow.column_to_arrow("c", (1, 2)).to_pylist() == [1, 2]

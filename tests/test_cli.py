@@ -129,3 +129,58 @@ def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_inspect_reads_pipes_and_refuses_devices_with_exit_status_2(tmp_path):
+    frame = tether.dumps({"a": 1})
+    for target in ("-", "/dev/stdin"):  # a pipe cannot be mapped: it is read instead
+        out = subprocess.run([sys.executable, "-m", "tether", "inspect", target], input=frame,
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0 and b"etf (id 4" in out.stdout, out.stderr
+    out = run("verify", "/dev/zero")  # never ends: refused before reading
+    assert out.returncode == 2 and "/dev/zero is a device, not a file" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_region_file_is_named_as_a_region_not_as_a_newer_frame(tmp_path):
+    with tether.shm.Region.create(1 << 16) as region:
+        copy = tmp_path / "region.bin"
+        copy.write_bytes(pathlib.Path(region.path).read_bytes())
+    out = run("inspect", str(copy))
+    assert out.returncode == 1 and "this is a tether shared-memory region, not a frame" in out.stderr
+    assert "tether shm ls" in out.stderr
+
+
+def test_shm_ls_does_not_wait_on_a_fifo_or_follow_a_link_named_like_a_region():
+    base = pathlib.Path("/dev/shm") / f"tether-{os.getpid()}-cli-test"
+    fifo, link = base.with_name(base.name + "-fifo"), base.with_name(base.name + "-link")
+    os.mkfifo(fifo)
+    link.symlink_to("/etc/hostname")
+    try:
+        out = subprocess.run([sys.executable, "-m", "tether", "shm", "ls", "--json"], capture_output=True,
+                             text=True, timeout=20)  # before: waited for a writer on the FIFO forever
+        assert out.returncode == 0, out.stderr
+        rows = {row["name"]: row for row in json.loads(out.stdout)}
+        for path in (fifo, link):
+            assert rows[path.name]["error"].startswith("not a regular file, so not a tether region")
+    finally:
+        fifo.unlink()
+        link.unlink()
+
+
+def test_deep_or_tuple_keyed_user_metadata_is_shown_not_a_traceback(tmp_path):
+    deep: list = []
+    cur = deep
+    for _ in range(5000):
+        cur.append([])
+        cur = cur[0]
+    for name, metadata in (("deep", {"d": deep}), ("keys", {"k": {(1, 2): "v"}})):
+        path = tmp_path / f"{name}.tthr"
+        path.write_bytes(tether.dumps(1, metadata=metadata))
+        for args in (("inspect", str(path)), ("inspect", "--json", str(path)), ("verify", "--json", str(path))):
+            out = run(*args)
+            assert out.returncode == 0 and "Traceback" not in out.stderr, (args, out.stderr[-300:])
+            if name == "keys" and "--json" in args:
+                assert json.loads(out.stdout)["user"] == {"k": {"(1, 2)": "v"}}
+            if name == "deep":
+                assert "nested deeper than 64 levels" in out.stdout

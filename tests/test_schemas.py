@@ -210,3 +210,30 @@ def test_a_malformed_versions_map_is_a_validation_error():
         tether.dumps(current, options={"schema": "events", "registry": reg, "versions": {"schemas": {"events": "2"}}})
     with pytest.raises(tether.ValidationError, match=r"\['formats'\]\['arrow'\] must be \[oldest, newest\]"):
         tether.dumps(current, format="arrow", options={"versions": {"formats": {"arrow": "1"}}})
+
+
+def test_public_functions_given_wrong_values_raise_validation_errors_naming_the_argument():
+    table, schema = pa.table({"a": [1]}), pa.schema([("a", pa.int64())])
+    reg = S.Registry()
+    reg.register("wrong", version=2, schema=schema, migrations={1: S.rename("b", "a")})
+    cases = [
+        (lambda: reg.register("x", version=2, schema=schema, migrations=[S.drop("a")]), "migrations must be a dict"),
+        (lambda: reg.register("x", version=2, schema=schema, migrations={1: 5}), r"migrations\[1\] must be steps"),
+        (lambda: S.add("c", "int64"), r"add\('c'\): a column type is a pyarrow.DataType"),
+        (lambda: S.rename(5, "b"), "rename: a column name is a non-empty str, got 5"),
+        (lambda: S.widen("a", "int32", "int64"), "a column type is a pyarrow.DataType"),
+        (lambda: S.drop(None), "drop: a column name"),
+        (lambda: S.step(5), "step: up must be a function"),
+        (lambda: S.fingerprint({"a": 1}), "fingerprint: schema must be a pyarrow.Schema, got dict"),
+        (lambda: S.describe(5), "describe: schema must be a pyarrow.Schema"),
+        (lambda: S.migrate(table, "wrong", "1", registry=reg), "from_version must be an int"),
+        (lambda: S.migrate(table, "wrong", 1, "2", registry=reg), "to_version must be an int"),
+        (lambda: S.migrate({"a": [1]}, "wrong", 1, registry=reg), "migrate: table must be a pyarrow.Table, got dict"),
+        (lambda: S.mismatches(table, 5), "mismatches: schema must be a pyarrow.Schema"),
+        (lambda: S.validate([1], schema), "validate: table must be a pyarrow.Table, got list"),
+        (lambda: S.capabilities(5), "registry must be a tether.schemas.Registry or None"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(tether.ValidationError, match=needle):
+            call()
+    assert S.migrate(pa.table({"b": [1]}), "wrong", 1, registry=reg).column_names == ["a"]

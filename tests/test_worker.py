@@ -671,3 +671,29 @@ def test_a_message_that_is_none_is_answered_as_a_frame_after_compact_calls(compa
     raw = c.recv_raw()
     assert raw[:4] == tether.frame.MAGIC and "not a tether frame" in bad_request(tether.loads(raw))
     assert c.ok("add", 2, 2) == 4
+
+
+def test_public_helpers_given_wrong_values_raise_typed_errors():
+    message = tw.compact((A("echo"), 1))
+    for bad in (None, 5, "TTMC...."):
+        with pytest.raises(tether.ValidationError, match="Expected bytes, memoryview"):
+            tw.decode(bad)
+    for options in (5, [("binaries", "tagged")]):
+        with pytest.raises(tether.ValidationError, match="options must be a dict of ETF decode options"):
+            tw.read_compact(message, options)
+    assert tw.decode(message, {"binaries": "tagged"}) == (A("echo"), 1)
+    with pytest.raises(tether.ValidationError, match="visit must be a function of one value, got int"):
+        tw.transform([1], 5)
+    with pytest.raises(tether.ValidationError, match="error must be a subclass of tether.TetherError"):
+        tw.transform([1], lambda v: v, error=ValueError)
+    with pytest.raises(tether.ValidationError, match="modules must be a dict of module name to module"):
+        tw.ready_info(None)
+    with pytest.raises(tether.ValidationError, match="channel must be a tether.worker.Channel, got NoneType"):
+        tw.handshake(None, ["math"])
+    for fds in ((None, 1), (0, -1)):
+        with pytest.raises(tether.ValidationError, match=r"must be an open file descriptor \(an int >= 0\)"):
+            tw.Channel(*fds)
+    with pytest.raises(tether.ValidationError, match="max_message must be an int of at least 64"):
+        tw.Channel(0, 1, max_message=8)
+    with pytest.raises(tether.ValidationError, match="serve takes a tether.worker.Worker and a Channel"):
+        tw.serve(None, None)

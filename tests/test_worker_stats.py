@@ -222,3 +222,25 @@ def test_a_beam_reading_an_older_format_schema_gets_a_refusal_that_names_the_sid
     with pytest.raises(tether.TetherError, match="(?i)upgrade"):
         tether.encode(np.zeros(3), format="ndarray", reader="beam", options=opts)
     assert worker.peer_format_options({tether.Atom("format_schemas"): {b"ndarray": [1, 1]}}) is None
+
+
+def test_read_stats_refuses_odd_targets_with_stats_errors_and_never_waits_on_a_fifo(tmp_path):
+    cases = {"list.json": "[1]", "deep.json": "[" * 100_000 + "]" * 100_000, "worker.json": '{"worker": 5}'}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(W.StatsError, match="holds a JSON list, not a worker's stats"):
+        W.read_stats(tmp_path / "list.json")
+    with pytest.raises(W.StatsError, match="cannot read worker stats .*RecursionError"):
+        W.read_stats(tmp_path / "deep.json")
+    with pytest.raises(W.StatsError, match="is not running"):
+        W.read_stats(tmp_path / "worker.json")
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(W.StatsError, match="is not a regular file"):
+        W.read_stats(tmp_path / "fifo")  # opened without waiting for a writer
+    with pytest.raises(W.StatsError, match="is not a regular file"):
+        W.read_stats("/dev/zero")
+    for target in (None, 1.5, b"/tmp", True):
+        with pytest.raises(W.StatsError, match="target must be a worker's OS pid"):
+            W.read_stats(target)
+    with pytest.raises(W.StatsError, match="timeout must be a non-negative number"):
+        W.read_stats(tmp_path / "list.json", timeout="2")

@@ -11,16 +11,30 @@ import datetime as _dt
 import json
 import mmap
 import os
+import stat
 import sys
 from typing import Any, Sequence
 
 
+class _NotAFile(Exception):
+    """The path names something that holds no frame of its own (a device); the message says what."""
+
+
 def _open(path: str):  # noqa: ANN202
+    if path == "-":  # the frame comes down a pipe: `cat f.tthr | tether inspect -`
+        return sys.stdin.buffer.read()
     f = open(path, "rb")
     try:
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except ValueError:  # empty file
-        return f.read()
+        mode = os.fstat(f.fileno()).st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            # /dev/zero never ends and a terminal waits for typing: neither is a frame file.
+            raise _NotAFile(f"{path} is a device, not a file; name a frame file, or pipe one in with '-'")
+        if not stat.S_ISREG(mode):  # a pipe (`<(...)`, /dev/stdin of `a | tether`) cannot be mapped
+            return f.read()
+        try:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # empty file
+            return f.read()
     finally:
         f.close()
 
@@ -53,12 +67,48 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# Metadata may nest as deep as Limits.max_depth, keys may be tuples: repr and json.dumps recurse and take
+# str keys only, so what they cannot show is shown to this depth, with keys as text.
+_SHOWN_DEPTH = 64
+_ELIDED = f"... (nested deeper than {_SHOWN_DEPTH} levels; read it with tether.inspect)"
+
+
+def _bounded(value: Any, json_keys: bool, depth: int = 0) -> Any:
+    """``value`` with containers below ``_SHOWN_DEPTH`` replaced by a note (and keys as text for JSON)."""
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    if depth >= _SHOWN_DEPTH:
+        return _ELIDED
+    if isinstance(value, dict):
+        return {(_json_key(k) if json_keys else k): _bounded(v, json_keys, depth + 1) for k, v in value.items()}
+    items = [_bounded(v, json_keys, depth + 1) for v in value]
+    return items if json_keys or isinstance(value, list) else tuple(items)
+
+
+def _json_key(key: Any) -> Any:
+    return key if isinstance(key, (str, int, float, bool)) or key is None else str(_json_default(key))
+
+
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=1, default=_json_default))
+    try:
+        text = json.dumps(data, indent=1, default=_json_default)
+    except (RecursionError, TypeError, ValueError):  # see _SHOWN_DEPTH
+        text = json.dumps(_bounded(data, json_keys=True), indent=1, default=_json_default)
+    print(text)
+
+
+def _print_info(info: Any) -> None:
+    try:
+        text = str(info)
+    except RecursionError:  # see _SHOWN_DEPTH
+        shown = {name: _bounded(getattr(info, name), json_keys=False)
+                 for name in ("type", "lineage", "user", "details", "stream")}
+        text = str(dataclasses.replace(info, **shown))
+    print(text)
 
 
 def _info_dict(info: Any, verified: str | None = None) -> dict[str, Any]:
-    out = dataclasses.asdict(info)
+    out = info.as_dict()  # not dataclasses.asdict: it copies metadata recursively, at any depth
     if verified is not None:
         out["verified"] = verified
     return out
@@ -71,10 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True)
     as_json = {"action": "store_true", "help": "print JSON instead of text"}
     p_inspect = sub.add_parser("inspect", help="print a frame's header and metadata without decoding the payload")
-    p_inspect.add_argument("file")
+    p_inspect.add_argument("file", help="the frame file; - reads it from standard input")
     p_inspect.add_argument("--json", **as_json)
     p_verify = sub.add_parser("verify", help="check a frame's checksums without decoding the payload")
-    p_verify.add_argument("file")
+    p_verify.add_argument("file", help="the frame or stream file; - reads it from standard input")
     p_verify.add_argument("--json", **as_json)
     p_bench = sub.add_parser("bench", help="compare tether with its peers on this machine")
     p_bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
@@ -112,25 +162,38 @@ def _frame_cmd(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({**_info_dict(first), "verified_stream": totals})
                 return 0
-            print(first)
+            _print_info(first)
             print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
                   f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
             return 0
         info = tether.verify(data) if args.cmd == "verify" else first
     except OSError as exc:
-        print(f"tether: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"tether: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except _NotAFile as exc:
+        print(f"tether: {exc}", file=sys.stderr)
         return 2
     except TetherError as exc:
-        print(f"tether: {args.file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"tether: {args.file}: {type(exc).__name__}: {exc}{_region_hint(data)}", file=sys.stderr)
         return 1
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
         _print_json(_info_dict(info, verified))
         return 0
-    print(info)
+    _print_info(info)
     if verified is not None:
         print(f"verified  {verified}")
     return 0
+
+
+def _region_hint(data: Any) -> str:
+    """What to do instead when the bytes that are not a frame are a shared-memory region's."""
+    from .shm import _region
+
+    if bytes(data[: len(_region.MAGIC)]) != _region.MAGIC:
+        return ""
+    return ("\ntether: this is a tether shared-memory region, not a frame: `tether shm ls` lists the regions "
+            "in /dev/shm, and tether.shm.Region.attach(name) reads their frames")
 
 
 def _shm_ls(as_json: bool) -> int:
@@ -138,9 +201,15 @@ def _shm_ls(as_json: bool) -> int:
 
     rows = []
     # Directories under the same prefix are BEAM workers' private directories, not regions.
-    names = sorted(e.name for e in os.scandir("/dev/shm") if not e.is_dir(follow_symlinks=False))
-    for name in names:
+    entries = sorted((e for e in os.scandir("/dev/shm") if not e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
+    for entry in entries:
+        name = entry.name
         if name.startswith("tether-"):
+            if not entry.is_file(follow_symlinks=False):
+                # Regions are plain files: opening a FIFO would wait for a writer, a link points elsewhere.
+                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None,
+                             "error": "not a regular file, so not a tether region; remove it if nothing uses it"})
+                continue
             try:
                 r = shm.Region.attach(name)
                 rows.append({"name": name, "capacity": r.capacity, "owner_pid": r.owner_pid,

@@ -49,6 +49,10 @@ class Limits:
     max_terms: int = 1 << 31
     max_atoms: int = 1_048_576
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check(field.name, getattr(self, field.name))
+
     def replace(self, **changes: int) -> "Limits":
         """Return a copy with ``changes`` applied; an unknown name or a bad value is refused.
 
@@ -77,9 +81,19 @@ class Limits:
                 raise ValidationError(
                     f"Invalid limit {key!r}. Valid options are: {', '.join(sorted(fields))}."
                 )
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValidationError(f"Limit {key!r} must be a non-negative int, got {value!r}.")
+            _check(key, value)
         return dataclasses.replace(self, **changes)
+
+
+# The decoders keep limits in C ssize_t fields: larger values could not be compared there.
+_MAX = (1 << 63) - 1
+
+
+def _check(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX:
+        raise ValidationError(
+            f"Limit {name!r} must be an int in 0..2**63-1, got {value!r}; 2**63-1 means no practical limit."
+        )
 
 
 _current = Limits()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from ._errors import UnsupportedFormatError, ValidationError
 
@@ -15,10 +15,11 @@ log = logging.getLogger("tether.registry")
 class Registry(Generic[T]):
     """Items keyed by both ``name`` and numeric ``id``; the last registration wins."""
 
-    def __init__(self, kind: str, group: str, max_id: int):
+    def __init__(self, kind: str, group: str, max_id: int, check: Callable[[Any], None] | None = None):
         self.kind = kind
         self.group = group
         self.max_id = max_id
+        self.check = check  # the item kind's own rules (base class, field types), run by register
         self.by_name: dict[str, T] = {}
         self.by_id: dict[int, T] = {}
         self._loaded_entry_points = False
@@ -30,6 +31,16 @@ class Registry(Generic[T]):
             raise ValidationError(f"A {self.kind} needs a non-empty str 'name', got {name!r}.")
         if not isinstance(ident, int) or isinstance(ident, bool) or not 0 <= ident <= self.max_id:
             raise ValidationError(f"A {self.kind} needs an int 'id' in 0..{self.max_id}, got {ident!r}.")
+        if self.check is not None:
+            self.check(item)
+        held = getattr(self.by_name.get(name), "id", ident)
+        if held != ident:
+            # Two ids under one name would leave frames of the old id read by a format that
+            # `get(name)` no longer returns, and would write the name under a new id.
+            raise ValidationError(
+                f"{self.kind.capitalize()} name {name!r} is already registered under id {held}; "
+                f"register under id {held} to replace it, or choose another name."
+            )
         old = self.by_id.get(ident)
         if old is not None and old.name != name:  # type: ignore[attr-defined]
             log.warning("%s id %d now names %r instead of %r", self.kind, ident, name, old.name)  # type: ignore[attr-defined]
@@ -38,6 +49,25 @@ class Registry(Generic[T]):
         self.by_id[ident] = item
         self.version += 1
         return item
+
+    def instance(self, obj: Any) -> Any:
+        """``obj``, or a new instance of it when it is a class (plugins and ``register`` take either).
+
+        Examples
+        --------
+        >>> from tether import formats
+        >>> type(formats.registry.instance(type(formats.get("raw")))).__name__
+        'RawFormat'
+        """
+        if not isinstance(obj, type):
+            return obj
+        try:
+            return obj()
+        except TypeError as exc:
+            raise ValidationError(
+                f"Cannot create the {self.kind} {obj.__name__}() with no arguments ({exc}); "
+                f"register an instance instead."
+            ) from exc
 
     def get(self, key: str | int) -> T:
         found = self._lookup(key)
@@ -86,7 +116,7 @@ class Registry(Generic[T]):
         for ep in entry_points(group=self.group):
             try:
                 obj = ep.load()
-                item = self.register(obj() if isinstance(obj, type) else obj)
+                item = self.register(self.instance(obj))
                 log.debug("loaded %s plugin %s: %r", self.kind, ep.name, item)
             except Exception:  # a broken plugin must not break lookups of the others
                 log.exception("failed to load %s plugin %s", self.kind, ep.name)

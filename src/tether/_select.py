@@ -202,6 +202,11 @@ def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
     for fmt in formats.auto_order():
         hit = fmt.auto_pick(obj, transport)
         if hit is not None:
-            return fmt.name, hit[0], hit[1]
+            try:
+                reason, size = hit
+            except (TypeError, ValueError):  # a plugin's auto_pick: its mistake named, not a bare error
+                raise ValidationError(f"Format {fmt.name!r}: auto_pick must return (reason, estimated size or None) "
+                                      f"or None, got {hit!r:.80}.") from None
+            return fmt.name, reason, size
     t = type(obj)  # only when pickle was unregistered
     raise UnsupportedFormatError(f"No registered format takes a {t.__module__}.{t.__qualname__} automatically.")

@@ -136,7 +136,19 @@ def column_to_arrow(name: str, values: list, *, strict: bool = False, _depth: in
     """Build one Arrow array from Python/BEAM values following the inference table.
 
     ``strict`` raises :class:`ColumnError` where a lossy conversion would only warn.
+
+    Examples
+    --------
+    >>> column_to_arrow("n", [1, None, 3]).to_pylist()
+    [1, None, 3]
     """
+    if _depth == 0 and (not isinstance(name, str) or isinstance(values, (str, bytes, dict))
+                        or not hasattr(values, "__len__")):
+        # An iterator would be used up by the type scan and arrive empty; a str would become one row per character.
+        raise ValidationError(
+            f"column_to_arrow takes a column name (str) and its values as a list, got name={name!r:.60} and "
+            f"values of type {type(values).__name__}; pass list(values)."
+        )
     if _depth > MAX_NESTING:
         raise ColumnError(
             f"Column {name.split('.')[0].split('[')[0]!r} nests lists, maps or tuples more than {MAX_NESTING} "

@@ -96,6 +96,28 @@ class Step:
         return f"{self.kind}({', '.join(repr(str(a)) if isinstance(a, pa.DataType) else repr(a) for a in self.args)})"
 
 
+def _check_column(where: str, *columns: Any) -> None:
+    for column in columns:
+        if not isinstance(column, str) or not column:
+            raise ValidationError(f"{where}: a column name is a non-empty str, got {column!r}.")
+
+
+def _check_type(where: str, *types: Any) -> None:
+    for t in types:
+        if not isinstance(t, pa.DataType):
+            raise ValidationError(f"{where}: a column type is a pyarrow.DataType such as pa.int64(), got {t!r}.")
+
+
+def _check_schema(where: str, schema: Any) -> None:
+    if not isinstance(schema, pa.Schema):
+        raise ValidationError(f"{where}: schema must be a pyarrow.Schema, got {type(schema).__name__}.")
+
+
+def _check_table(where: str, table: Any) -> None:
+    if not isinstance(table, (pa.Table, pa.RecordBatch)):
+        raise ValidationError(f"{where}: table must be a pyarrow.Table, got {type(table).__name__}.")
+
+
 def add(column: str, type: pa.DataType, default: Any = None) -> Step:
     """A step that adds ``column`` of ``type``, every row ``default`` (null when None).
 
@@ -105,6 +127,8 @@ def add(column: str, type: pa.DataType, default: Any = None) -> Step:
     >>> str(add("source", pa.string(), "web"))
     "add('source', 'string', 'web')"
     """
+    _check_column("add", column)
+    _check_type(f"add({column!r})", type)
     if default is not None:
         try:
             pa.scalar(default, type)
@@ -121,6 +145,7 @@ def rename(old: str, new: str) -> Step:
     >>> str(rename("ts", "time"))
     "rename('ts', 'time')"
     """
+    _check_column("rename", old, new)
     return Step("rename", (old, new))
 
 
@@ -134,6 +159,8 @@ def widen(column: str, from_type: pa.DataType, to_type: pa.DataType) -> Step:
     >>> widen("n", pa.int32(), pa.int64()).kind
     'widen'
     """
+    _check_column("widen", column)
+    _check_type(f"widen({column!r})", from_type, to_type)
     if (str(from_type), str(to_type)) not in WIDENINGS:
         raise ValidationError(
             f"widen({column!r}, {from_type}, {to_type}) is not a widening: every value of the first type must "
@@ -150,6 +177,7 @@ def drop(column: str) -> Step:
     >>> drop("legacy").args
     ('legacy',)
     """
+    _check_column("drop", column)
     return Step("drop", (column,))
 
 
@@ -163,6 +191,9 @@ def step(up: Callable[[pa.Table], pa.Table], down: Callable[[pa.Table], pa.Table
     >>> s.up(pa.table({"one": [1]})).column_names
     ['one', 'two']
     """
+    for what, fn in (("up", up), ("down", down)):
+        if (fn is not None or what == "up") and not callable(fn):
+            raise ValidationError(f"step: {what} must be a function of a pyarrow.Table, got {fn!r}.")
     return Step("function", (), up, down)
 
 
@@ -189,6 +220,7 @@ def fingerprint(schema: pa.Schema) -> str:
     >>> fingerprint(pa.schema([("a", pa.int64())])) == fingerprint(pa.schema([("a", pa.int64())]))
     True
     """
+    _check_schema("fingerprint", schema)
     text = ";".join(f"{f.name}:{f.type}:{int(f.nullable)}" for f in schema)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -202,6 +234,7 @@ def describe(schema: pa.Schema) -> list[dict[str, Any]]:
     >>> describe(pa.schema([pa.field("id", pa.int64(), nullable=False)]))
     [{'name': 'id', 'type': 'int64', 'nullable': False}]
     """
+    _check_schema("describe", schema)
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
 
@@ -243,12 +276,15 @@ class Registry:
             raise ValidationError(f"Schema {name!r}: version must be an int ≥ 1, got {version!r}.")
         if not isinstance(schema, pa.Schema):
             raise ValidationError(f"Schema {name!r}: schema must be a pyarrow.Schema, got {type(schema).__name__}.")
+        if migrations is not None and not isinstance(migrations, Mapping):
+            raise ValidationError(f"Schema {name!r}: migrations must be a dict of version to steps, such as "
+                                  f"{{1: [rename('a', 'b')]}}; got {type(migrations).__name__}.")
         steps = {}
         for v, s in (migrations or {}).items():
             if type(v) is not int or not 1 <= v < version:
                 raise ValidationError(f"Schema {name!r}: migrations are keyed by the version they upgrade "
                                       f"from, 1 to {version - 1}; got {v!r}.")
-            steps[v] = [s] if isinstance(s, Step) else list(s)
+            steps[v] = [s] if isinstance(s, Step) or not isinstance(s, Iterable) else list(s)
             if not all(isinstance(x, Step) for x in steps[v]):
                 raise ValidationError(f"Schema {name!r}: migrations[{v}] must be steps (add, rename, widen, "
                                       "drop or step(fn)).")
@@ -382,6 +418,8 @@ def capabilities(registry: Registry | None = None) -> dict[str, Any]:
     >>> capabilities()["formats"]["etf"]
     [1, 1]
     """
+    if registry is not None and not isinstance(registry, Registry):
+        raise ValidationError(f"registry must be a tether.schemas.Registry or None, got {type(registry).__name__}.")
     return (registry or DEFAULT).capabilities()
 
 
@@ -501,10 +539,14 @@ def migrate(table: pa.Table, name: str, from_version: int, to_version: int | Non
     >>> migrate(pa.table({"a": [1]}), "ex", 1, registry=reg).column_names
     ['b']
     """
+    _check_table("migrate", table)
     reg = registry or DEFAULT
     current = reg.get(name)
     if current is None:
         raise ValidationError(f"No table schema {name!r} is registered. Register it: tether.schemas.register(...).")
+    for what, v in (("from_version", from_version), ("to_version", to_version)):
+        if (v is not None or what == "from_version") and type(v) is not int:
+            raise ValidationError(f"migrate({name!r}): {what} must be an int (a schema version), got {v!r}.")
     target = current.version if to_version is None else to_version
     for v in range(from_version, target):
         for s in reg.steps(name, v):
@@ -540,6 +582,8 @@ def mismatches(table: pa.Table, schema: pa.Schema) -> list[Mismatch]:
     >>> [m.column for m in mismatches(pa.table({"a": [1]}), pa.schema([("a", pa.int64()), ("b", pa.string())]))]
     ['b']
     """
+    _check_table("mismatches", table)
+    _check_schema("mismatches", schema)
     out = []
     for f in schema:
         if f.name not in table.column_names:
@@ -576,6 +620,7 @@ def validate(table: pa.Table, name: str | pa.Schema, version: int | None = None,
     >>> import pyarrow as pa
     >>> validate(pa.table({"a": [1]}), pa.schema([("a", pa.int64())]))
     """
+    _check_table("validate", table)
     if isinstance(name, pa.Schema):
         schema, label = name, "the schema"
     else:

@@ -113,6 +113,11 @@ _by_cls: dict[type, UserType] = {}
 
 def _check_steps(kind: str, steps: Mapping[int, Step] | None, wanted: range) -> dict[int, Step]:
     """Steps keyed by the version they start from, one for each version of ``wanted`` from the first given."""
+    if steps is not None and not isinstance(steps, Mapping):
+        raise ValidationError(
+            f"register_type {kind} must be a dict of version to step function, such as {{1: up_1_2}}; "
+            f"got {type(steps).__name__}."
+        )
     steps = dict(steps or {})
     bad = [k for k in steps if type(k) is not int or k not in wanted or not callable(steps[k])]
     if bad:
@@ -228,6 +233,8 @@ def get(name: str) -> UserType | None:
     >>> get("doc.Nothing") is None
     True
     """
+    if not isinstance(name, str):
+        raise ValidationError(f"A type name is a str such as 'acme.Point', got {name!r}.")
     return _by_name.get(name)
 
 

@@ -56,10 +56,11 @@ import threading
 import time
 import traceback
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import tether
-from tether import Atom, ChecksumError, DecodeError, EncodeError, TetherError, _api, _buffers, compression, formats, frame
+from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, ValidationError, _api, _buffers,
+                    compression, formats, frame)
 from tether import _etf
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
@@ -259,7 +260,7 @@ def decode(message: Any, options: Any = None) -> Any:
     >>> decode(compact(term), {"binaries": "tagged"}) == decode(tether.dumps(term, format="etf")) == term
     True
     """
-    if bytes(message[:4]) == COMPACT_MAGIC:
+    if bytes(_buffers.as_view(message)[:4]) == COMPACT_MAGIC:
         return read_compact(message, options)
     return tether.loads(message)
 
@@ -278,6 +279,11 @@ def _decode_options(options: Any) -> Any:
     limits = tether.get_limits()
     cached = _compact_decoding
     if cached[0] is not limits or cached[1] is not options:
+        if options is not None and not isinstance(options, Mapping):  # checked on a miss: hits were checked before
+            raise ValidationError(
+                f"options must be a dict of ETF decode options (such as {{'binaries': 'tagged'}}) or None, "
+                f"got {type(options).__name__}."
+            )
         ctx = formats.DecodeContext(options=options or {}, limits=limits, frame="compact message")
         cached = _compact_decoding = (limits, options, _ETF.decode_options({"binaries": "beam"}, ctx))
     return cached[2]
@@ -350,6 +356,10 @@ def transform(root: Any, visit: Callable[[Any], Any], error: type[TetherError] =
     >>> transform({"a": [1, 2.5]}, lambda v: WALK if isinstance(v, (dict, list)) else v * 2)
     {'a': [2, 5.0]}
     """
+    if not callable(visit):
+        raise ValidationError(f"visit must be a function of one value, got {type(visit).__name__}.")
+    if not (isinstance(error, type) and issubclass(error, TetherError)):
+        raise ValidationError(f"error must be a subclass of tether.TetherError, got {error!r}.")
     first = visit(root)
     if first is not WALK:
         return first
@@ -400,6 +410,12 @@ class Channel:
     """
 
     def __init__(self, fd_in: int, fd_out: int, max_message: int = MAX_MESSAGE):
+        for what, fd in (("fd_in", fd_in), ("fd_out", fd_out)):
+            if type(fd) is not int or fd < 0:
+                raise ValidationError(f"Channel {what} must be an open file descriptor (an int >= 0), got {fd!r:.60}.")
+        if type(max_message) is not int or max_message < frame.HEADER_SIZE:
+            raise ValidationError(f"Channel max_message must be an int of at least {frame.HEADER_SIZE} (bytes), "
+                                  f"got {max_message!r:.60}.")
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.max_message = max_message
@@ -1327,6 +1343,8 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
     """
     from tether._etf import native
 
+    if not isinstance(modules, Mapping):
+        raise ValidationError(f"modules must be a dict of module name to module, got {type(modules).__name__}.")
     return {
         Atom("tether"): tether.__version__,
         Atom("python"): platform.python_version(),
@@ -1385,6 +1403,10 @@ def handshake(channel: Channel, module_names: list[str]) -> tuple[dict[str, Modu
     >>> for fd in (beam_r, py_w, py_r, beam_w):
     ...     os.close(fd)
     """
+    if not isinstance(channel, Channel):
+        raise ValidationError(f"channel must be a tether.worker.Channel, got {type(channel).__name__}.")
+    if not isinstance(module_names, (list, tuple)) or not all(isinstance(n, str) for n in module_names):
+        raise ValidationError(f"module_names must be a list of module names (str), got {module_names!r:.80}.")
     while True:
         try:
             message = channel.read_message()
@@ -1654,6 +1676,11 @@ def read_stats(target: int | str | os.PathLike, timeout: float = 2.0) -> dict[st
     Traceback (most recent call last):
     tether.worker.StatsError: no tether worker with OS pid 999999999 ...
     """
+    if isinstance(target, bool) or not isinstance(target, (int, str, os.PathLike)):
+        raise StatsError(f"target must be a worker's OS pid (int) or its stats directory (str or path), "
+                         f"got {target!r:.80}.")
+    if type(timeout) not in (int, float) or not timeout >= 0:
+        raise StatsError(f"timeout must be a non-negative number of seconds, got {timeout!r}.")
     if isinstance(target, int):
         pid, directory = target, _worker_stats_dir(target)
         if directory is None:
@@ -1661,9 +1688,10 @@ def read_stats(target: int | str | os.PathLike, timeout: float = 2.0) -> dict[st
                              "running workers: " + (", ".join(map(str, workers())) or "none") + ".")
         path = os.path.join(directory, STATS_FILE)
     else:
-        path = os.fspath(target)
+        path = os.fsdecode(target)
         path = os.path.join(path, STATS_FILE) if os.path.isdir(path) else path
-        pid = _load_stats(path).get("worker", {}).get("pid")
+        worker = _load_stats(path).get("worker")
+        pid = worker.get("pid") if isinstance(worker, dict) else None
     before = _load_stats(path).get("written_at")
     if not isinstance(pid, int) or _worker_stats_dir(pid) is None:
         raise StatsError(f"the worker that wrote {path} is not running (pid {pid}).")
@@ -1679,12 +1707,21 @@ def read_stats(target: int | str | os.PathLike, timeout: float = 2.0) -> dict[st
 
 def _load_stats(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        # O_NONBLOCK: a FIFO under that name must not wait for a writer; a worker writes plain files.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, encoding="utf-8") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StatsError(f"{path} is not a regular file, so not a worker's {STATS_FILE}; name its stats "
+                                 "directory or its OS pid.")
+            data = json.load(f)
     except FileNotFoundError:
         raise StatsError(f"no worker stats at {path}: not a running tether worker's stats directory.") from None
-    except (OSError, ValueError) as exc:
-        raise StatsError(f"cannot read worker stats at {path}: {exc}.") from None
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than Python parses
+        raise StatsError(f"cannot read worker stats at {path}: {type(exc).__name__}: {exc}.") from None
+    if not isinstance(data, dict):
+        raise StatsError(f"{path} holds a JSON {type(data).__name__}, not a worker's stats (a JSON object); "
+                         "name a worker's stats directory or its OS pid.")
+    return data
 
 
 # ---------------------------------------------------------------- the loop
@@ -1712,6 +1749,9 @@ def serve(worker: Worker, channel: Channel) -> int:
     >>> for fd in (beam_r, py_w, py_r):
     ...     os.close(fd)
     """
+    if not isinstance(worker, Worker) or not isinstance(channel, Channel):
+        raise ValidationError(f"serve takes a tether.worker.Worker and a Channel, got {type(worker).__name__} and "
+                              f"{type(channel).__name__}.")
     worker.channel = channel
     channel.on_pending = worker.after_write
     worker.defer_accounting = True

@@ -51,10 +51,23 @@ class Options:
                 raise ValidationError(
                     f"Invalid {name} {value!r}. Valid options are: {', '.join(modes)}."
                 )
-        if minor_version not in MINOR_VERSIONS:
+        # type() and not ==: 2.0 and True compare equal to versions but are not ints the C codec takes.
+        if type(minor_version) is not int or minor_version not in MINOR_VERSIONS:
             raise ValidationError(f"Invalid minor_version {minor_version!r}. Valid options are: 0, 1, 2.")
         if none_atom is not None and not isinstance(none_atom, str):
             raise ValidationError(f"none_atom must be an atom name or None, got {none_atom!r}.")
+        if limits is not None and not isinstance(limits, Limits):
+            raise ValidationError(
+                f"limits must be a tether.Limits, got {type(limits).__name__}; "
+                "build one with tether.Limits(...) or tether.get_limits().replace(...)."
+            )
+        if type(structs) is not bool or type(warn_charlists) is not bool:  # one test on the way through
+            name, flag = ("structs", structs) if type(structs) is not bool else ("warn_charlists", warn_charlists)
+            raise ValidationError(f"{name} must be True or False, got {flag!r}.")
+        if type(views) is not int or views < 0:
+            raise ValidationError(
+                f"views must be a non-negative int (the smallest binary decoded as a view; 0: never), got {views!r}."
+            )
         self.binaries = binaries
         self.charlists = charlists
         self.atoms = atoms

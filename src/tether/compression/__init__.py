@@ -7,6 +7,7 @@ time; the choice goes into the frame header and the decision record.
 
 from __future__ import annotations
 
+from .._errors import ValidationError
 from .._registry import Registry
 from ._apply import pack, unpack
 from ._base import Compressor
@@ -17,7 +18,23 @@ __all__ = [
     "BANDWIDTH", "Compressor", "choose_filter", "get", "names", "pack", "register", "registry", "resolve", "unpack",
 ]
 
-registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF)
+def _check(codec: object) -> None:
+    """A compressor's own rules, checked at registration so that a bad plugin fails there, not in a later dumps."""
+    if not isinstance(codec, Compressor):
+        raise ValidationError(
+            f"A compressor must be an instance of tether.compression.Compressor (subclass it), "
+            f"got {type(codec).__name__}."
+        )
+    if not isinstance(codec.levels, range) or not codec.levels:
+        raise ValidationError(f"Compressor {codec.name!r}: levels must be a non-empty range, got {codec.levels!r}.")
+    if type(codec.default_level) is not int or codec.default_level not in codec.levels:
+        raise ValidationError(
+            f"Compressor {codec.name!r}: default_level {codec.default_level!r} is not one of its levels "
+            f"{codec.levels.start}..{codec.levels.stop - 1}."
+        )
+
+
+registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF, check=_check)
 
 
 def register(codec: Compressor | type[Compressor]) -> Compressor:
@@ -26,7 +43,8 @@ def register(codec: Compressor | type[Compressor]) -> Compressor:
     Parameters
     ----------
     codec : Compressor or type of Compressor
-        Needs a non-empty ``name`` and an ``id`` in 0..255 (ids 0-127 are tether's).
+        Needs a non-empty ``name`` and an ``id`` in 0..255 (ids 0-127 are tether's), ``levels`` a
+        range holding ``default_level``; a name already registered under another id is refused.
 
     Returns
     -------
@@ -46,7 +64,7 @@ def register(codec: Compressor | type[Compressor]) -> Compressor:
     >>> tether.inspect(frame).compression, tether.loads(frame) == b"ab" * 1000
     ('doc-gzip1', True)
     """
-    return registry.register(codec() if isinstance(codec, type) else codec)
+    return registry.register(registry.instance(codec))
 
 
 def get(key: str | int) -> Compressor:

@@ -48,6 +48,7 @@ A format of your own, picked automatically for its type before etf (50) asks:
 
 from __future__ import annotations
 
+from .._errors import ValidationError
 from .._registry import Registry
 from ._base import DecodeContext, EncodeContext, Format, Migration, Payload, Segment
 from ._encode import encode
@@ -57,7 +58,30 @@ __all__ = [
     "names", "register", "registry",
 ]
 
-registry: Registry[Format] = Registry("format", "tether.formats", 0xFFFF)
+_MAX_ID = 0xFFFF  # format_id and schema_version are 16-bit header fields
+
+
+def _check(fmt: object) -> None:
+    """A format's own rules, checked at registration so that a bad plugin fails there, not in a later dumps."""
+    if not isinstance(fmt, Format):
+        raise ValidationError(
+            f"A format must be an instance of tether.formats.Format (subclass it), got {type(fmt).__name__}."
+        )
+    where = f"Format {fmt.name!r}"
+    if fmt.auto_priority is not None and type(fmt.auto_priority) is not int:
+        raise ValidationError(
+            f"{where}: auto_priority must be an int (lower is asked first) or None (never automatic), "
+            f"got {fmt.auto_priority!r}."
+        )
+    if type(fmt.schema_version) is not int or not 0 <= fmt.schema_version <= _MAX_ID:
+        raise ValidationError(f"{where}: schema_version must be an int in 0..{_MAX_ID}, got {fmt.schema_version!r}.")
+    if not isinstance(fmt.intos, (tuple, list, frozenset)) or not all(isinstance(i, str) for i in fmt.intos):
+        raise ValidationError(f"{where}: intos must be a tuple of str (the into= values it gives), got {fmt.intos!r}.")
+    if fmt.fallback is not None and not isinstance(fmt.fallback, str):
+        raise ValidationError(f"{where}: fallback must be a format name or None, got {fmt.fallback!r}.")
+
+
+registry: Registry[Format] = Registry("format", "tether.formats", _MAX_ID, check=_check)
 
 
 def register(fmt: Format | type[Format]) -> Format:
@@ -67,7 +91,9 @@ def register(fmt: Format | type[Format]) -> Format:
     ----------
     fmt : Format or type of Format
         Needs a non-empty ``name`` and an ``id`` in 0..65535 (user formats: 128 and up). The last
-        registration under an id wins, so registering again replaces a format in place.
+        registration under an id wins, so registering again replaces a format in place; a name
+        already registered under another id is refused. ``auto_priority`` is an int or None,
+        ``schema_version`` an int in 0..65535, ``intos`` a tuple of str.
 
     Returns
     -------
@@ -87,7 +113,7 @@ def register(fmt: Format | type[Format]) -> Format:
     >>> tether.inspect(tether.dumps(b"abc", format="doc-blob")).format
     'doc-blob'
     """
-    return registry.register(fmt() if isinstance(fmt, type) else fmt)
+    return registry.register(registry.instance(fmt))
 
 
 def get(key: str | int) -> Format:

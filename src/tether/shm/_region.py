@@ -334,7 +334,9 @@ class Region:
             raise ValidationError(f"Region.attach takes a region's name or path as a str, got {type(name).__name__}.")
         path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
         try:
-            fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO under a region's name would otherwise block the open until a writer
+            # comes (`tether shm ls` hung); fstat below then refuses it. Mapped files ignore the flag.
+            fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise RegionError(f"No region {name!r}: {path} does not exist. Was it released or garbage-collected?") from None
         except OSError as exc:
