@@ -184,3 +184,20 @@ def test_deep_or_tuple_keyed_user_metadata_is_shown_not_a_traceback(tmp_path):
                 assert json.loads(out.stdout)["user"] == {"k": {"(1, 2)": "v"}}
             if name == "deep":
                 assert "nested deeper than 64 levels" in out.stdout
+
+
+def test_a_pipe_that_does_not_start_with_a_frame_is_not_read_on():
+    # `cat /dev/zero | tether inspect -` (or a large file piped by mistake) must not be read into memory
+    # to the end: the first header's bytes say it is no frame. The pipe is left open, so reading to
+    # its end would never return.
+    proc = subprocess.Popen([sys.executable, "-m", "tether", "inspect", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"\0" * 4096)
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 1
+        assert b"Not a tether frame" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.wait()

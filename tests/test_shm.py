@@ -262,7 +262,8 @@ def test_region_misuse_is_a_typed_error_naming_the_fix():
     try:
         cases = [
             (lambda: region.reserve(-5), tether.ValidationError, "non-negative int"),
-            (lambda: region.reserve(tether.get_limits().max_frame_size + 1), tether.LimitError, "max_frame_size"),
+            (lambda: region.reserve(1 << 64), tether.ValidationError, "up to 2"),
+            (lambda: region.reserve(1 << 61), tether.RegionError, "Cannot grow"),
             (lambda: region.commit(10_000), tether.ValidationError, "frame slot"),
             (lambda: region.release(-1), tether.ValidationError, "frame slot"),
             (lambda: region.view(3), tether.ValidationError, "FrameRef"),
@@ -283,6 +284,21 @@ def test_region_misuse_is_a_typed_error_naming_the_fix():
     for call in (region.view, region.frames, lambda: region.reserve(8), lambda: tether.loads(region)):
         with pytest.raises(tether.RegionError, match="is closed"):
             call()
+
+
+def test_a_region_takes_frames_above_the_readers_max_frame_size_as_dumps_does():
+    # Limits bound what a reader accepts: a writer that lowered them for untrusted input still writes its own.
+    was = tether.get_limits()
+    tether.set_limits(max_frame_size=1 << 16)
+    region = Region.create(1 << 16)
+    try:
+        value = b"x" * (1 << 17)
+        assert len(tether.dumps(value)) > 1 << 16
+        tether.dump_into(value, region)
+    finally:
+        tether.set_limits(was)
+        region.close()
+        region.unlink()
 
 
 def test_a_region_the_system_cannot_map_is_a_region_error_and_leaves_no_file():

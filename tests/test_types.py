@@ -289,3 +289,26 @@ def test_registration_lookups_given_wrong_values_raise_validation_errors():
     with pytest.raises(tether.ValidationError, match=r"A type name is a str such as 'acme.Point', got \[\]"):
         types.get([])
     assert types.get("test.Thing") is None
+
+
+class _Pt:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_the_c_path_pre_walk_renders_no_path_for_values_that_convert(monkeypatch):
+    # With the C encoder, user-type values are converted by prepare's pre-walk, which hands each one its
+    # path: rendering it for every value (O(depth) each) is work no message needs.
+    import sys
+
+    prepare = sys.modules["tether._etf.prepare"]
+    rendered = []
+    real = prepare._render
+    monkeypatch.setattr(prepare, "_render", lambda where: rendered.append(1) or real(where))
+    types.register_type(_Pt, name="test.PrepPt", version=1, encode=lambda p: {"x": p.x}, decode=lambda w: _Pt(w["x"]))
+    try:
+        term = {"rows": [{"p": _Pt(i)} for i in range(200)]}
+        assert [r["p"].x for r in tether.loads(tether.dumps(term, format="etf"))["rows"]] == list(range(200))
+    finally:
+        types.unregister_type("test.PrepPt")
+    assert rendered == []

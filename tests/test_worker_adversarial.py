@@ -450,6 +450,8 @@ def test_names_a_handler_module_merely_imported_are_not_callable():
         # Its own functions, one its package re-exports from a submodule, and one its __all__ lists.
         assert [reply(f) for f in (b"local", b"unlisted", b"double")] == [(A("ok"), 21), (A("ok"), 19), (A("ok"), 40)]
         assert reply(b"which", [b"no-such-command-here"]) == (A("ok"), None)
+        # Values it built from other modules' code: a partial and a fitted model's method.
+        assert [reply(f) for f in (b"triple", b"predict")] == [(A("ok"), 60), (A("ok"), 60)]
         # Imported from os (without __all__ naming them): refused before anything runs.
         for fun in (b"getcwd", b"system"):
             assert reply(fun) == (A("error"), (A("undefined_function"), "facade_handlers", fun.decode()))

@@ -223,9 +223,11 @@ modules(_) -> {expected, "a non-empty list of Python module names (strings)"}.
 module_name(M) when is_atom(M) -> atom_to_binary(M);
 module_name(M) when is_binary(M), byte_size(M) > 0 -> M;
 module_name(M) when is_list(M) ->
-    case string(M) of
-        {ok, S} -> unicode:characters_to_binary(S);
+    %% Chardata, as the specs say (iodata() | atom()): [<<"pkg">>, ".mod"] names pkg.mod.
+    try unicode:characters_to_binary(M) of
+        B when is_binary(B), byte_size(B) > 0 -> B;
         _ -> error
+    catch error:badarg -> error
     end;
 module_name(_) -> error.
 

@@ -342,7 +342,7 @@ defmodule TetherStreamTest do
       assert {:error, {:bad_option, :resume, %{seq: 1}, _}} = Tether.Stream.write([1], path, resume: %{seq: 1})
       assert {:error, {:bad_option, :chunk_size, 0, _}} = Tether.Stream.write([1], path, chunk_size: 0)
       assert {:error, {:bad_option, :max_frame, -1, _}} = Tether.Stream.verify(path, max_frame: -1)
-      assert {:error, {:bad_option, :source, ~c"x", _}} = Tether.Stream.verify(~c"x")
+      assert {:error, {:bad_option, :source, 5, _}} = Tether.Stream.verify(5)
       {:ok, w} = :tether_stream.open_writer({:file, path}, %{})
       {:ok, %{seq: 0}} = :tether_stream.close(w)
       # The writer closed the file it opened: a stale writer cannot add frames after the end frame.
@@ -410,5 +410,13 @@ defmodule TetherStreamTest do
       assert length(cases) == 294
       for {data, want} <- cases, do: assert({byte_size(data), :tether_xxh3.hash64(data)} == {byte_size(data), want})
     end
+  end
+
+  test "a path given as a charlist or chardata (Path.t()) is a file, as a binary path is" do
+    path = Path.join(System.tmp_dir!(), "tether-charlist-#{System.unique_integer([:positive])}.tthr")
+    {:ok, _} = Tether.Stream.write([1, 2], String.to_charlist(path))
+    assert [1, 2] = Tether.Stream.read(String.to_charlist(path)) |> Enum.to_list()
+    assert {:ok, %{count: 2}} = Tether.Stream.verify([Path.dirname(path), ~c"/", Path.basename(path)])
+    File.rm!(path)
   end
 end

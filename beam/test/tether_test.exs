@@ -221,4 +221,11 @@ defmodule Tether.WorkerTest do
     refute Map.has_key?(own, "step")
     assert {:ok, %{"run" => 7}} = :tether.user_metadata(Tether.encode(1, metadata: %{"run" => 7}))
   end
+
+  test "call targets named as iodata, as the specs allow, are the names they spell" do
+    assert {:ok, "pkg.mod", "sqrt"} = :tether_options.target([~c"pkg", ".mod"], [<<"sq">>, ~c"rt"], [])
+    assert {:ok, "math", "f"} = :tether_options.target([<<"math">>], :f, [])
+    assert {:error, {:bad_argument, :module, _}} = :tether_options.target([:math], "f", [])
+    assert {:error, {:bad_argument, :module, _}} = :tether_options.target([<<>>], "f", [])
+  end
 end

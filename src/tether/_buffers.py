@@ -85,7 +85,9 @@ def as_view(buf: Any) -> memoryview:
             f"Expected bytes, memoryview, mmap or another buffer, got {type(buf).__name__}."
         ) from None
     if not mv.c_contiguous:  # an F-ordered view is contiguous, but its bytes are not the frame's order
-        raise ValidationError("A buffer to read must be C-contiguous (its bytes in order): pass bytes(buf).")
+        # Not bytes(buf): that copies an F-ordered view's elements row by row, which reorders a frame's bytes.
+        raise ValidationError("A buffer to read must be C-contiguous (its bytes in order): pass the flat buffer "
+                              "the frame was written to (bytes, bytearray, mmap or a 1-D memoryview).")
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     return mv

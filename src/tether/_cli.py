@@ -20,9 +20,19 @@ class _NotAFile(Exception):
     """The path names something that holds no frame of its own (a device); the message says what."""
 
 
+def _read_pipe(src: Any) -> bytes:
+    """What a pipe holds, if it starts as a frame: bytes that do not (`head -c 1G /dev/zero |`) are not read on."""
+    from .frame import HEADER_SIZE, MAGIC
+
+    head = src.read(HEADER_SIZE)
+    if len(head) < HEADER_SIZE or head[: len(MAGIC)] != MAGIC:
+        return head  # tether.inspect names what is wrong with them
+    return head + src.read()
+
+
 def _open(path: str):  # noqa: ANN202
     if path == "-":  # the frame comes down a pipe: `cat f.tthr | tether inspect -`
-        return sys.stdin.buffer.read()
+        return _read_pipe(sys.stdin.buffer)
     f = open(path, "rb")
     try:
         mode = os.fstat(f.fileno()).st_mode
@@ -30,7 +40,7 @@ def _open(path: str):  # noqa: ANN202
             # /dev/zero never ends and a terminal waits for typing: neither is a frame file.
             raise _NotAFile(f"{path} is a device, not a file; name a frame file, or pipe one in with '-'")
         if not stat.S_ISREG(mode):  # a pipe (`<(...)`, /dev/stdin of `a | tether`) cannot be mapped
-            return f.read()
+            return _read_pipe(f)
         try:
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file

@@ -349,7 +349,8 @@ def to_wire(value: Any, spec: UserType, path: object, reader_versions: Mapping[s
     if target < spec.version:
         w = _downgrade(spec, w, target, path)
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("encode %s at %s as version %d%s", spec.name, path, target,
+        # str(path) now: the encoder's position object moves on before a buffered handler formats the record.
+        log.debug("encode %s at %s as version %d%s", spec.name, str(path), target,
                   f" (downgraded from {spec.version})" if target < spec.version else "")
     return wire(spec.name, target, w)
 

@@ -7,8 +7,9 @@ frame. The protocol is ``docs/format.md`` §8; in short:
    (equal majors, and equal minors for 0.x), imports every ``--module``, and
    answers ``{ready, Info}``, or ``{refused, Reason}`` and exits with status 2.
 2. Calls. ``{call, Id, Module, Function, Args, Opts}`` runs
-   ``Module.Function(*Args)`` (public functions of the started modules only:
-   defined in the module or its package, or listed in its ``__all__``;
+   ``Module.Function(*Args)`` (public callables of the started modules only,
+   not names a module merely imported from another unless its ``__all__``
+   lists them;
    ``async def`` ones are awaited on one event loop the worker keeps) and is
    answered ``{reply, Id, {ok, Value}}`` or ``{reply, Id, {error, Reason}}``.
 3. Values. Arrays, tables, DataFrames and binaries of 64 KiB or more travel
@@ -602,11 +603,14 @@ class Channel:
 
 
 def _exported(module: ModuleType, name: str, target: Any) -> bool:
-    """Whether ``module.name`` is the module's own: defined in it or its package, or listed in its ``__all__``.
+    """Whether ``module.name`` is the module's own: not another module's name it imported, or listed in ``__all__``.
 
     A name a handler module merely imported (``from os import system``) is
     not part of what the module offers the BEAM, so it is not callable, while
-    a package that re-exports its submodules' functions keeps them.
+    a package that re-exports its submodules' functions keeps them. Values
+    the module built from other modules' code (``functools.partial``, a fitted
+    model's bound method, a factory's closure) are its own: their home module
+    does not hold them under their name.
 
     Examples
     --------
@@ -621,7 +625,10 @@ def _exported(module: ModuleType, name: str, target: Any) -> bool:
     if type(home) is str and (home == own or home.startswith(own + ".")):
         return True
     listed = getattr(module, "__all__", None)
-    return type(listed) in (list, tuple) and name in listed
+    if type(listed) in (list, tuple) and name in listed:
+        return True
+    home_module = sys.modules.get(home) if type(home) is str else None
+    return home_module is None or getattr(home_module, getattr(target, "__name__", name), None) is not target
 
 
 # ---------------------------------------------------------------- the worker

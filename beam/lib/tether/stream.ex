@@ -243,6 +243,8 @@ defmodule Tether.Stream do
 
   defp erl_source({:binary, bytes}) when is_binary(bytes), do: bytes
   defp erl_source(path) when is_binary(path), do: {:file, path}
+  # Path.t() is chardata: a charlist (~c"/tmp/s.tthr") or ["/tmp", "/s.tthr"] names a file too.
+  defp erl_source(path) when is_list(path), do: {:file, IO.chardata_to_string(path)}
   defp erl_source(device), do: device
 end
 

@@ -54,19 +54,21 @@ def epath(stack: list) -> str:
 
 
 class Where:
-    """Where the encoder stands, rendered (O(depth)) only when a message or log line formats it.
+    """Where a walk stands, rendered (O(depth)) only when a message or log line formats it.
 
     The conversion hooks get one on every value they convert; rendering the
-    path for each made deep terms of user types quadratic.
+    path for each made deep terms of user types quadratic. ``render`` turns
+    the walk's stack into the path text (:func:`epath` for the encoder's).
     """
 
-    __slots__ = ("stack",)
+    __slots__ = ("stack", "render")
 
-    def __init__(self, stack: list) -> None:
+    def __init__(self, stack: list, render: Callable[[list], str] = epath) -> None:
         self.stack = stack
+        self.render = render
 
     def __str__(self) -> str:
-        return epath(self.stack)
+        return self.render(self.stack)
 
     def __format__(self, spec: str) -> str:
         return format(str(self), spec)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .. import types as usertypes
 from .._types import Atom
+from .encoder import Where
 
 # Values the walk never looks into: they are written as themselves.
 _LEAVES = frozenset((int, float, str, bytes, bool, type(None), bytearray, Atom))
@@ -55,7 +56,7 @@ def _walk(value: Any, convert: Callable[[Any, object], Any], where: list, depth:
     if t is dict:
         return _walk_dict(value, convert, where, depth - 1)
     if usertypes.lookup(value) is not None:
-        wire = convert(value, _Rendered(where))
+        wire = convert(value, Where(where, _render))
         return _walk(wire, convert, where, depth)
     return value
 
@@ -92,21 +93,6 @@ def _walk_dict(value: dict, convert: Callable[[Any, object], Any], where: list, 
                 out = dict(value)
             out[k] = y
     return value if out is None else out
-
-
-class _Rendered:
-    """The path of the value being converted, rendered only when a message formats it (see encoder.Where)."""
-
-    __slots__ = ("where",)
-
-    def __init__(self, where: list) -> None:
-        self.where = where
-
-    def __str__(self) -> str:
-        return _render(self.where)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
 
 
 def _render(where: list) -> str:

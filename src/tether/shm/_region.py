@@ -37,8 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import memory
-from .._errors import LimitError, RegionError, TetherError, ValidationError
-from .._limits import get_limits
+from .._errors import RegionError, TetherError, ValidationError
 
 SHM_DIR = "/dev/shm"
 PREFIX = "tether-"
@@ -380,7 +379,7 @@ class Region:
         self._closed = True
         if self._shared is not None:  # the attach cache owns mapping and fd
             self._map = None
-            memory.recheck_budgets()  # back under a budget: its alert clears now, not at the next create
+            memory.recheck_budgets(grew=False)  # back under a budget: its alert clears now, not at the next create
             return
         if self._map is not None:
             self._map.release()
@@ -389,7 +388,7 @@ class Region:
             os.close(self._fd)
         except OSError:
             pass
-        memory.recheck_budgets()
+        memory.recheck_budgets(grew=False)
 
     def unlink(self) -> None:
         """Remove the region's name; mappings (and views) stay valid until closed."""
@@ -489,11 +488,11 @@ class Region:
         """
         if not self._writable:
             raise RegionError(f"Region {self.name} is attached read-only.")
-        if type(nbytes) is not int or nbytes < 0:
-            raise ValidationError(f"reserve takes a frame's size in bytes, a non-negative int; got {nbytes!r}.")
-        if nbytes > get_limits().max_frame_size:
-            raise LimitError(f"A {nbytes}-byte frame is over Limits.max_frame_size "
-                             f"({get_limits().max_frame_size}); raise it with tether.set_limits if intended.")
+        # Not Limits.max_frame_size: that bounds what a reader accepts, and dumps writes larger frames too.
+        # 2**62: a file size os.ftruncate takes (past it, an OverflowError); too large for memory is a RegionError.
+        if type(nbytes) is not int or not 0 <= nbytes <= _MAX_RESERVE:
+            raise ValidationError(f"reserve takes a frame's size in bytes, a non-negative int up to 2**62; "
+                                  f"got {nbytes!r}.")
         mm = self._mm
         head = self._head()
         capacity, cursor = head[6], head[7]
@@ -659,6 +658,9 @@ class Region:
 
     def __iter__(self) -> Iterator[FrameRef]:
         return iter(self.frames())
+
+
+_MAX_RESERVE = 1 << 62
 
 
 def _check_slot(slot: Any) -> int:
