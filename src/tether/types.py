@@ -340,7 +340,7 @@ def to_wire(value: Any, spec: UserType, path: object, reader_versions: Mapping[s
             f"{path}: {type(exc).__name__}: {exc}",
             f"{spec.name} encode", path,
         ) from exc
-    if lookup(w) is spec:
+    if isinstance(w, spec.cls) and lookup(w) is spec:  # isinstance first: plain data skips lookup's scan
         raise TypeEncodeError(
             f"The encoder of type {spec.name} (register_type encode) returned a {type(w).__qualname__} at {path}, "
             f"a value of the type it encodes: it must return plain data (a dict, list or tuple of basic values).",

@@ -52,7 +52,6 @@ import signal
 import stat
 import struct
 import sys
-import tempfile
 import threading
 import time
 import traceback

@@ -94,12 +94,7 @@ def record(
     for name, value in (("op", op), ("fmt", fmt), ("compression", compression), ("transport", transport)):
         if not isinstance(value, str):
             raise ValidationError(f"record() needs {name} as a str, got {type(value).__name__}: pass e.g. '-'.")
-    if type(nbytes_in) is int and type(nbytes_out) is int and 0 <= nbytes_in < _MAX_COUNT \
-            and 0 <= nbytes_out < _MAX_COUNT and type(seconds) is float and 0.0 <= seconds < _MAX_SECONDS:
-        # What tether's own callers pass, once per worker call: no numbers.Real ABC checks (about 1 us a call).
-        nin, nout, ns = nbytes_in, nbytes_out, int(seconds * 1e9)
-    else:
-        nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
+    nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
     if error is not None:
         kind = error if isinstance(error, str) else type(error).__name__
         _core.count_other(op, fmt, compression, transport, max(nin, nout), _core.ERRORS, kind)
@@ -115,6 +110,8 @@ _MAX_SECONDS = (1 << 63) / 1e9  # the nanosecond counters are 64-bit
 
 def _counted(name: str, value: Any) -> int:
     """A byte count for :func:`record`: a whole number the 64-bit counters hold."""
+    if type(value) is int and 0 <= value < _MAX_COUNT:  # what tether's callers pass: no numbers.Real ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1 << 63 \
             or int(value) != value:
         raise ValidationError(f"record() needs {name} as a whole number of bytes from 0 to 2**63 - 1, got {value!r}.")
@@ -123,6 +120,8 @@ def _counted(name: str, value: Any) -> int:
 
 def _nanos(seconds: Any) -> int:
     """:func:`record`'s time in nanoseconds: finite, and 0 for a negative time (a clock that went back)."""
+    if type(seconds) is float and 0.0 <= seconds < _MAX_SECONDS:  # the common case, without the ABC checks
+        return int(seconds * 1e9)
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
             or seconds * 1e9 >= 1 << 63:
         raise ValidationError(f"record() needs seconds as a finite number of seconds, got {seconds!r}.")
