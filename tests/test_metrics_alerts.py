@@ -142,3 +142,25 @@ def test_the_all_healthy_shortcut_matches_batch_by_batch(monitor, monkeypatch, s
     monkeypatch.setattr(_alerts, "_all_healthy", lambda *args: False)
     assert run() == shortcut
     assert any(state == "firing" for state, _ in shortcut[0])
+
+
+def test_a_callback_registered_twice_is_called_once(monitor):
+    seen = []
+
+    class Sink:
+        def take(self, alert):
+            seen.append(alert.state)
+
+    sink = Sink()
+    for cb in (seen.append, sink.take):  # a bound method is a new object each time it is read
+        m.on_alert(cb)
+    m.on_alert(seen.append)
+    m.on_alert(sink.take)
+    try:
+        m.alert("twice", "m", {}, "s")
+    finally:
+        m.on_alert(seen.append, remove=True)
+        m.on_alert(sink.take, remove=True)
+    m.clear("twice")
+    states = sorted(x if isinstance(x, str) else x.state + " (function)" for x in seen)
+    assert states == ["firing", "firing (function)"]  # once through each callback, not twice

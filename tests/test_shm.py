@@ -52,6 +52,11 @@ def test_attach_errors(tmp_path):
     junk.write_bytes(b"x" * 8192)
     with pytest.raises(RegionError, match="not a tether region"):
         Region.attach(str(junk))
+    os.mkfifo(tmp_path / "tether-fifo")
+    for odd, why in ((str(tmp_path / "tether-fifo"), "not a regular file"), (str(tmp_path), "not a regular file"),
+                     ("tether-a\0b", "NUL byte")):  # before: a bare ValueError for the NUL byte
+        with pytest.raises(RegionError, match=why):
+            Region.attach(odd)
 
 
 def test_frames_views_and_commit_protocol(region):

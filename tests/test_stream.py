@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -265,6 +266,10 @@ def test_resume_takes_a_checkpoint_or_its_dict_and_refuses_anything_else():
                 make(bad)
     with pytest.raises(tether.ValidationError, match="32 lowercase hex digits"):
         Checkpoint.from_dict({**saved, "stream_id": "zz"})
+    assert Checkpoint.from_dict(json.loads(json.dumps(saved))) == reader.checkpoint()  # stored as JSON
+    for field, mangled in (("seq", 1.5), ("seq", True), ("offset", "8"), ("digest", 2.0), ("stream_id", 7)):
+        with pytest.raises(tether.ValidationError, match="must be a str stream_id and int"):
+            Checkpoint.from_dict({**saved, field: mangled})
     for max_frame in (-1, 0, "big"):
         with pytest.raises(tether.ValidationError, match="max_frame"):
             StreamReader(b"", max_frame=max_frame)

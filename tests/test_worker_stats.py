@@ -85,6 +85,27 @@ def test_read_stats_reaches_a_running_worker_by_pid_and_by_directory(stats_clien
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written atomically
 
 
+def test_a_snapshot_from_the_stats_thread_includes_a_reply_written_but_not_yet_counted():
+    # serve() writes the reply, then counts the call: a SIGUSR2 in between read one call short (seen as a
+    # flaky read_stats test). The stats thread now waits for the count.
+    import threading
+    import time
+
+    w = W.Worker({"beam_handlers": beam_handlers})
+    w.defer_accounting = True
+    try:
+        w.handle(tether.dumps((A("call"), 1, b"beam_handlers", b"add", [1, 2], {}), format="etf"))
+        seen = []
+        stats_thread = threading.Thread(target=lambda: seen.append(w.stats()["worker"]["calls"]))
+        stats_thread.start()
+        time.sleep(0.02)  # the reply is "on its way"; the count comes after
+        w.account()
+        stats_thread.join()
+        assert seen == [1]
+    finally:
+        w.close()
+
+
 def test_read_stats_refuses_what_is_not_a_worker(tmp_path):
     with pytest.raises(W.StatsError, match="no tether worker with OS pid"):
         W.read_stats(os.getpid())

@@ -5,7 +5,10 @@
 %% says what was expected and what came (for an unknown key, the valid keys).
 -module(tether_options).
 
--export([worker/1, pool/1, call/2, target/3, encode/1, decode/1, worker_keys/0, pool_keys/0]).
+-export([worker/1, pool/1, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
+         worker_keys/0, pool_keys/0]).
+
+-include("../include/tether.hrl").
 
 -define(DEFAULT_SHM_THRESHOLD, 1048576).
 -define(DEFAULT_START_TIMEOUT, 60000).
@@ -141,8 +144,29 @@ encode(Opts) -> check(Opts, encode_spec()).
 decode(Opts) when Opts =:= #{}; Opts =:= [] -> {ok, #{}};
 decode(Opts) -> check(Opts, decode_spec()).
 
+%% @doc Check the options of tether_stream:open/2 and verify/2 (`max_frame',
+%% `resume', and `safe' and `max_uncompressed_size' as for decode/1). Nothing
+%% is filled in; `resume' is checked by tether_stream, which owns checkpoints.
+%%
+%% ```
+%% {ok, #{max_frame := infinity}} = tether_options:stream_reader([{max_frame, infinity}]),
+%% {error, {bad_option, max_fram, _}} = tether_options:stream_reader(#{max_fram => 10}).
+%% '''
+-spec stream_reader(map() | list()) -> {ok, map()} | error().
+stream_reader(Opts) -> check(Opts, stream_reader_spec()).
+
+%% @doc Check the options of tether_stream:open_writer/2: `compression',
+%% `level', `chunk_size', `metadata', `resume' and `append'.
+%%
+%% ```
+%% {ok, #{compression := gzip}} = tether_options:stream_writer(#{compression => gzip}),
+%% {error, {bad_option, compression, _}} = tether_options:stream_writer(#{compression => lz4}).
+%% '''
+-spec stream_writer(map() | list()) -> {ok, map()} | error().
+stream_writer(Opts) -> check(Opts, stream_writer_spec()).
+
 %% Each check answers {ok, Value} unchanged, and nothing is filled in: the
-%% frame builder and the decoder apply their own defaults.
+%% frame builder, the decoder and the stream apply their own defaults.
 encode_spec() ->
     [{format, one_of([etf, raw]), none},
      {compressed, fun boolean/1, none},
@@ -158,6 +182,21 @@ decode_spec() ->
     [{verify, fun boolean/1, none},
      {safe, fun boolean/1, none},
      {max_uncompressed_size, fun non_neg_integer/1, none}].
+
+stream_reader_spec() ->
+    [{max_frame, fun max_frame/1, none},
+     {resume, fun present/1, none},
+     {safe, fun boolean/1, none},
+     {max_uncompressed_size, fun non_neg_integer/1, none}].
+
+stream_writer_spec() ->
+    %% The BEAM compresses with zlib only: lz4 and zstd have no codec in OTP.
+    [{compression, one_of([none, gzip]), none},
+     {level, fun gzip_level/1, none},
+     {chunk_size, fun pos_integer/1, none},
+     {metadata, fun map/1, none},
+     {resume, fun present/1, none},
+     {append, fun boolean/1, none}].
 
 %% ------------------------------------------------------------------ checking
 
@@ -274,6 +313,13 @@ parent(_) -> {expected, "the parent frame's metadata (a map, as tether:inspect/1
 
 step(S) when is_binary(S), byte_size(S) > 0 -> {ok, S};
 step(_) -> {expected, "a non-empty binary naming this write"}.
+
+max_frame(infinity) -> {ok, infinity};
+max_frame(N) when is_integer(N), N >= ?HEADER_SIZE -> {ok, N};
+max_frame(_) -> {expected, io_lib:format("the largest frame to read, in bytes (at least a header, ~b), or infinity",
+                                         [?HEADER_SIZE])}.
+
+present(V) -> {ok, V}.
 
 boolean(B) when is_boolean(B) -> {ok, B};
 boolean(_) -> {expected, "true or false"}.

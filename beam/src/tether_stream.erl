@@ -48,7 +48,10 @@
                         digest := non_neg_integer()}.
 -type summary() :: #{id := binary(), count := non_neg_integer(), bytes := non_neg_integer(),
                      digest := non_neg_integer()}.
--type error() :: {error, {stream, atom(), map()} | {bad_option, atom(), term(), binary()} | term()}.
+%% Options are checked by tether_options: an unknown or ill-typed one is
+%% `{bad_option, Key, Message}'; a source, sink or tensor that cannot be used is
+%% `{bad_argument, Which, Message}'.
+-type error() :: {error, {stream, atom(), map()} | {bad_option, atom(), binary()} | {bad_argument, atom(), binary()}}.
 -export_type([reader/0, writer/0, checkpoint/0, summary/0]).
 
 %% ------------------------------------------------------------------ reading
@@ -74,21 +77,24 @@ open(Source) -> open(Source, #{}).
 %% {done, #{count := 1}} = tether_stream:next(R1).
 %% '''
 -spec open(source(), map() | list()) -> {ok, reader()} | error().
-open(Source, Opts) when is_list(Opts) -> open(Source, maps:from_list(Opts));
-open(Source, Opts) ->
-    case {resume_point(maps:get(resume, Opts, undefined)), maps:get(max_frame, Opts, ?DEFAULT_MAX_FRAME)} of
-        {{ok, _}, Max} when not is_integer(Max), Max =/= infinity; is_integer(Max), Max < ?HEADER_SIZE ->
-            {error, {bad_option, max_frame, Max, <<"the largest frame to read, in bytes (at least a header), or infinity">>}};
-        {{ok, {Id, Seq, Offset, Digest}}, Max} ->
-            case source(Source, [read]) of
-                {ok, Src, Owned} ->
-                    {ok, #reader{src = Src, owned = Owned, id = Id, seq = Seq, offset = Offset, digest = Digest,
-                                 max_frame = Max,
-                                 decode_opts = maps:with([safe, max_uncompressed_size], Opts)}};
-                Error -> Error
-            end;
-        {Error, _} -> Error
-    end.
+open(Source, Opts0) ->
+    with_options(tether_options:stream_reader(Opts0), fun(Opts, {Id, Seq, Offset, Digest}) ->
+        case source(Source, [read]) of
+            {ok, Src, Owned} ->
+                {ok, #reader{src = Src, owned = Owned, id = Id, seq = Seq, offset = Offset, digest = Digest,
+                             max_frame = maps:get(max_frame, Opts, ?DEFAULT_MAX_FRAME),
+                             decode_opts = maps:with([safe, max_uncompressed_size], Opts)}};
+            Error -> Error
+        end
+    end).
+
+%% Checked options and their resume point, or the first error.
+with_options({ok, Opts}, Then) ->
+    case resume_point(maps:get(resume, Opts, undefined)) of
+        {ok, Point} -> Then(Opts, Point);
+        Error -> Error
+    end;
+with_options(Error, _Then) -> Error.
 
 %% @doc The next chunk's value (as `tether:decode/2' gives it), `{done,
 %% Summary}' after a checked end frame, or `{error, {stream, Why, Info}}'.
@@ -281,7 +287,10 @@ source({file, Path}, Modes) ->
     end;
 source(Dev, _) when is_pid(Dev); is_tuple(Dev), element(1, Dev) =:= file_descriptor -> {ok, {dev, Dev}, false};
 source(Other, _) ->
-    {error, {bad_option, source, Other, <<"a stream source is a binary, {file, Path} or an io device">>}}.
+    bad_argument(source, "a binary, {file, Path} or an io device in binary mode", Other).
+
+bad_argument(Which, Expected, Got) ->
+    {error, {bad_argument, Which, unicode:characters_to_binary(io_lib:format("expected ~ts, got ~0tp", [Expected, Got]))}}.
 
 %% The next whole frame: `eof' at a clean end of input, else at most max_frame bytes.
 read_frame(#reader{src = {bin, B, Pos}} = R) ->
@@ -389,8 +398,9 @@ resume_point(Cp) when is_map(Cp) ->
 resume_point(Cp) -> bad_checkpoint(Cp).
 
 bad_checkpoint(Cp) ->
-    {error, {bad_option, resume, Cp,
-             <<"pass what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset, digest">>}}.
+    Message = io_lib:format("expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, "
+                            "seq, offset and digest, got ~0tp", [Cp]),
+    {error, {bad_option, resume, unicode:characters_to_binary(Message)}}.
 
 %% ------------------------------------------------------------------ writing
 
@@ -408,35 +418,22 @@ bad_checkpoint(Cp) ->
 %% {ok, #{seq := 1}} = tether_stream:close(W1).
 %% '''
 -spec open_writer(source(), map() | list()) -> {ok, writer()} | error().
-open_writer(Sink, Opts) when is_list(Opts) -> open_writer(Sink, maps:from_list(Opts));
-open_writer(Sink, Opts) ->
-    case {resume_point(maps:get(resume, Opts, undefined)), writer_options(Opts)} of
-        {{ok, {Id0, Seq, Off, D}}, {ok, FrameOpts, ChunkSize}} ->
-            Mode = case maps:get(append, Opts, false) of true -> [append]; false -> [write] end,
-            case source(Sink, Mode) of
-                {ok, {dev, Dev}, Owned} ->
-                    Id = case Id0 of undefined -> new_id(); _ -> Id0 end,
-                    {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
-                                 frame_opts = FrameOpts, chunk_size = ChunkSize}};
-                {ok, {bin, _, _}, _} -> {error, {bad_option, sink, binary, <<"write to {file, Path} or an io device">>}};
-                Error -> Error
-            end;
-        {{ok, _}, Error} -> Error;
-        {Error, _} -> Error
-    end.
-
-writer_options(Opts) ->
-    Comp = maps:get(compression, Opts, none),
-    Level = maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
-    Chunk = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
-    Meta = maps:get(metadata, Opts, #{}),
-    if
-        Comp =/= none, Comp =/= gzip -> {error, {bad_option, compression, Comp, <<"the BEAM writes none or gzip">>}};
-        not is_integer(Level); Level < 0; Level > 9 -> {error, {bad_option, level, Level, <<"gzip levels are 0..9">>}};
-        not is_integer(Chunk); Chunk < 1 -> {error, {bad_option, chunk_size, Chunk, <<"a positive number of bytes">>}};
-        not is_map(Meta) -> {error, {bad_option, metadata, Meta, <<"user metadata is a map">>}};
-        true -> {ok, #{compression => Comp, level => Level, checksum => crc32, metadata => Meta}, Chunk}
-    end.
+open_writer(Sink, Opts0) ->
+    with_options(tether_options:stream_writer(Opts0), fun(Opts, {Id0, Seq, Off, D}) ->
+        Mode = case maps:get(append, Opts, false) of true -> [append]; false -> [write] end,
+        case source(Sink, Mode) of
+            {ok, {dev, Dev}, Owned} ->
+                Id = case Id0 of undefined -> new_id(); _ -> Id0 end,
+                FrameOpts = #{compression => maps:get(compression, Opts, none),
+                              level => maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
+                              checksum => crc32, metadata => maps:get(metadata, Opts, #{})},
+                {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
+                             frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE)}};
+            {ok, {bin, _, _}, _} ->
+                bad_argument(sink, "{file, Path} or an io device (a binary cannot be written to)", binary);
+            Error -> Error
+        end
+    end).
 
 %% 32 lowercase hex digits, as Python's secrets.token_hex(16).
 new_id() -> << <<(hex(N))>> || <<N:4>> <= crypto:strong_rand_bytes(16) >>.
@@ -470,15 +467,16 @@ write(W, Term) -> chunk_out(W, tether_formats:etf(Term, false)).
 %% ```
 %% {ok, W0} = tether_stream:open_writer({file, "/tmp/n.tthr"}, #{}),
 %% {ok, W1} = tether_stream:write_tensor(W0, <<1.0:32/float-native, 2.0:32/float-native>>, {f, 32}, {2}),
-%% {error, {bad_option, tensor, _, _}} = tether_stream:write_tensor(W1, <<1>>, {f, 32}, {2}).
+%% {error, {bad_argument, tensor, _}} = tether_stream:write_tensor(W1, <<1>>, {f, 32}, {2}).
 %% '''
 -spec write_tensor(writer(), binary(), tether:nx_type(), tuple() | [non_neg_integer()]) -> {ok, writer()} | error().
 write_tensor(W, Data, Type, Shape) ->
     try tether_formats:ndarray(Data, Type, Shape) of
         Built -> chunk_out(W, Built)
     catch
-        error:{badarg, Reason} -> {error, {bad_option, tensor, Reason, <<"the data's size must match the type and shape">>}};
-        error:function_clause -> {error, {bad_option, tensor, {Type, Shape}, <<"an Nx type such as {f, 32} and a shape">>}}
+        error:{badarg, Reason} -> bad_argument(tensor, io_lib:format("data whose size matches the type and shape (~0tp)",
+                                                                      [Reason]), {Type, Shape});
+        error:function_clause -> bad_argument(tensor, "an Nx type such as {f, 32} and a shape", {Type, Shape})
     end.
 
 chunk_out(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W, Built) ->

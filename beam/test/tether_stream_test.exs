@@ -311,7 +311,9 @@ defmodule TetherStreamTest do
       {:ok, w0} = :tether_stream.open_writer({:file, path}, %{})
       {:ok, w1} = :tether_stream.write_tensor(w0, f32, {:f, 32}, {2, 3})
       {:ok, w2} = :tether_stream.write_tensor(w1, <<1, 2, 3, 4>>, {:u, 8}, {4})
-      assert {:error, {:bad_option, :tensor, _, _}} = :tether_stream.write_tensor(w2, <<1>>, {:f, 64}, {3})
+      assert {:error, {:bad_argument, :tensor, msg}} = :tether_stream.write_tensor(w2, <<1>>, {:f, 64}, {3})
+      assert msg =~ "size matches the type and shape"
+      assert {:error, {:bad_argument, :tensor, _}} = :tether_stream.write_tensor(w2, <<1>>, :f64, {1})
       {:ok, _} = :tether_stream.close(w2)
       assert py!("read", path)["values"] == [
                %{"dtype" => "<f4", "shape" => [2, 3], "data" => f32},
@@ -338,11 +340,21 @@ defmodule TetherStreamTest do
 
     test "bad options are errors, and so is writing past close", %{dir: dir} do
       path = Path.join(dir, "opts.tthr")
-      assert {:error, {:bad_option, :compression, :lz4, _}} = Tether.Stream.write([1], path, compression: :lz4)
-      assert {:error, {:bad_option, :resume, %{seq: 1}, _}} = Tether.Stream.write([1], path, resume: %{seq: 1})
-      assert {:error, {:bad_option, :chunk_size, 0, _}} = Tether.Stream.write([1], path, chunk_size: 0)
-      assert {:error, {:bad_option, :max_frame, -1, _}} = Tether.Stream.verify(path, max_frame: -1)
-      assert {:error, {:bad_option, :source, 5, _}} = Tether.Stream.verify(5)
+      assert {:error, {:bad_option, :compression, msg}} = Tether.Stream.write([1], path, compression: :lz4)
+      assert msg =~ "one of none, gzip" and msg =~ "lz4"
+      assert {:error, {:bad_option, :resume, msg}} = Tether.Stream.write([1], path, resume: %{seq: 1})
+      assert msg =~ "checkpoint/1"
+      assert {:error, {:bad_option, :chunk_size, _}} = Tether.Stream.write([1], path, chunk_size: 0)
+      assert {:error, {:bad_option, :max_frame, _}} = Tether.Stream.verify(path, max_frame: -1)
+      assert {:error, {:bad_argument, :source, _}} = Tether.Stream.verify(5)
+      assert {:error, {:bad_argument, :sink, _}} = :tether_stream.open_writer("a binary", [])
+      # A misspelt option is refused with the valid names, not silently ignored.
+      assert {:error, {:bad_option, :compresion, msg}} = Tether.Stream.write([1], path, compresion: :gzip)
+      assert msg =~ "valid options are: compression, level, chunk_size"
+      assert {:error, {:bad_option, :max_frames, _}} = Tether.Stream.verify(path, max_frames: 10)
+      assert {:error, {:bad_option, :options, _}} = Tether.Stream.verify(path, 5)
+      assert_raise Tether.Error, ~r/max_fram/, fn -> Tether.Stream.read(path, max_fram: 1) |> Enum.to_list() end
+      assert_raise Tether.Error, ~r/compresion/, fn -> Enum.into([1], Tether.Stream.into(path, compresion: :gzip)) end
       {:ok, w} = :tether_stream.open_writer({:file, path}, %{})
       {:ok, %{seq: 0}} = :tether_stream.close(w)
       # The writer closed the file it opened: a stale writer cannot add frames after the end frame.

@@ -130,9 +130,15 @@ class Checkpoint:
         tether._errors.ValidationError: Not a stream checkpoint: KeyError('stream_id'). Pass what ...
         """
         try:
-            cp = cls(str(data["stream_id"]), int(data["seq"]), int(data["offset"]), int(data["digest"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            fields = [data[name] for name in ("stream_id", "seq", "offset", "digest")]
+        except (KeyError, TypeError) as exc:
             raise ValidationError(f"Not a stream checkpoint: {exc!r}. Pass what Checkpoint.as_dict() returned.") from None
+        # A float or a bool here is a checkpoint someone edited or mangled: int() would round it into a resume
+        # at the wrong place, which the chained digest then reports far from the cause.
+        if not isinstance(fields[0], str) or any(not isinstance(v, int) or isinstance(v, bool) for v in fields[1:]):
+            raise ValidationError(f"Checkpoint fields must be a str stream_id and int seq, offset and digest, "
+                                  f"got {[type(v).__name__ for v in fields]}. Pass what Checkpoint.as_dict() returned.")
+        cp = cls(*fields)
         if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
             raise ValidationError(f"Checkpoint values out of range: {cp}.")
         if len(cp.stream_id) != 32 or cp.stream_id.strip("0123456789abcdef"):

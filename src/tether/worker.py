@@ -49,7 +49,6 @@ import mmap
 import os
 import platform
 import signal
-import stat
 import struct
 import sys
 import threading
@@ -62,6 +61,7 @@ import tether
 from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, ValidationError, _api, _buffers,
                     compression, formats, frame)
 from tether import _etf
+from tether._files import NotRegularFile, open_regular
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
 from tether.frame import _header
@@ -760,10 +760,19 @@ class Worker:
             raise StatsError("this tether has no tether.metrics module: upgrade tether in the worker's environment.")
         if threading.get_ident() == self._main:  # the stats thread leaves the main thread's bookkeeping alone
             self.account()
+        else:
+            self._await_accounting()
         out = _metrics.snapshot()
         out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
                          "modules": sorted(self.modules)}
         return out
+
+    def _await_accounting(self, limit: float = 0.2) -> None:
+        # The reply is written before its call is counted (account()), so `tether stats` right after a call
+        # returned could read one call short; the main thread counts it within microseconds of the write.
+        deadline = time.monotonic() + limit
+        while self._pending is not None and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     def stats_reply(self, ident: Any) -> bytes:
         """``{reply, Id, {ok, Snapshot}}`` for a ``{stats, Id}`` request, or the error when there is none.
@@ -1039,16 +1048,13 @@ class Worker:
         if not all(type(v) is int and v >= 0 for v in (offset, length)):
             raise DecodeError("Offset and Len of a shared-memory argument must be non-negative integers.")
         try:
-            # O_NONBLOCK: a FIFO under a tether- name would otherwise wait for a writer forever.
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-            why = exc.strerror if isinstance(exc, OSError) else "a path cannot hold a NUL byte"
-            raise DecodeError(f"Cannot open shared-memory argument {path!r}: {why}.") from None
+            fd, st = open_regular(path)
+        except NotRegularFile:
+            raise DecodeError(f"{path!r} is not a regular file: shared-memory arguments are files the BEAM "
+                              "wrote (its arguments file) or the worker's regions.") from None
+        except OSError as exc:
+            raise DecodeError(f"Cannot open shared-memory argument {path!r}: {exc.strerror}.") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise DecodeError(f"{path!r} is not a regular file: shared-memory arguments are files the BEAM "
-                                  "wrote (its arguments file) or the worker's regions.")
             if st.st_size < offset + length:
                 raise DecodeError(f"{path} holds fewer than the {offset + length} bytes announced.")
             if not length:
@@ -1713,13 +1719,12 @@ def read_stats(target: int | str | os.PathLike, timeout: float = 2.0) -> dict[st
 
 def _load_stats(path: str) -> dict[str, Any]:
     try:
-        # O_NONBLOCK: a FIFO under that name must not wait for a writer; a worker writes plain files.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd, _ = open_regular(path)
         with open(fd, encoding="utf-8") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise StatsError(f"{path} is not a regular file, so not a worker's {STATS_FILE}; name its stats "
-                                 "directory or its OS pid.")
             data = json.load(f)
+    except NotRegularFile:
+        raise StatsError(f"{path} is not a regular file, so not a worker's {STATS_FILE}; name its stats "
+                         "directory or its OS pid.") from None
     except FileNotFoundError:
         raise StatsError(f"no worker stats at {path}: not a running tether worker's stats directory.") from None
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than Python parses

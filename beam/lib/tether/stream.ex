@@ -6,7 +6,7 @@ defmodule Tether.Stream.Sink do
 
   defstruct [:sink, opts: %{}]
 
-  @type t :: %__MODULE__{sink: term(), opts: map()}
+  @type t :: %__MODULE__{sink: term(), opts: keyword() | map()}
 
   defimpl Collectable do
     def into(%{sink: sink, opts: opts}) do
@@ -134,7 +134,7 @@ defmodule Tether.Stream do
   end
 
   defp open!(source, opts) do
-    case :tether_stream.open(erl_source(source), Map.new(opts)) do
+    case :tether_stream.open(erl_source(source), opts) do
       {:ok, reader} -> reader
       {:error, reason} -> raise Tether.Error, reason: reason
     end
@@ -158,7 +158,7 @@ defmodule Tether.Stream do
       :empty
   """
   @spec verify(source(), keyword() | map()) :: {:ok, summary()} | {:error, term()}
-  def verify(source, opts \\ []), do: :tether_stream.verify(erl_source(source), Map.new(opts))
+  def verify(source, opts \\ []), do: :tether_stream.verify(erl_source(source), opts)
 
   @doc """
   Write every element of `enumerable` to `sink` as a stream, then the end
@@ -184,7 +184,7 @@ defmodule Tether.Stream do
   @spec write(Enumerable.t(), Path.t() | pid() | :file.io_device(), keyword() | map()) ::
           {:ok, checkpoint()} | {:error, term()}
   def write(enumerable, sink, opts \\ []) do
-    with {:ok, writer} <- :tether_stream.open_writer(erl_source(sink), Map.new(opts)) do
+    with {:ok, writer} <- :tether_stream.open_writer(erl_source(sink), opts) do
       case write_all(enumerable, writer) do
         {:ok, w} ->
           :tether_stream.close(w)
@@ -225,7 +225,7 @@ defmodule Tether.Stream do
       :ok
   """
   @spec into(Path.t() | pid() | :file.io_device(), keyword() | map()) :: Collectable.t()
-  def into(sink, opts \\ []), do: %Tether.Stream.Sink{sink: erl_source(sink), opts: Map.new(opts)}
+  def into(sink, opts \\ []), do: %Tether.Stream.Sink{sink: erl_source(sink), opts: opts}
 
   @doc """
   The checkpoint of an Erlang reader or writer (`:tether_stream`), as

@@ -115,7 +115,9 @@ def clear(name: str) -> bool:
 def on_alert(callback: Callable[[Alert], Any] | None = None, *, remove: bool = False) -> Callable[[Alert], Any] | None:
     """Register ``callback(alert)`` for every alert fired or cleared (``remove=True`` unregisters it).
 
-    A callback that raises is logged and skipped; the others still run.
+    A callback that raises is logged and skipped; the others still run. Registering a callback that is
+    already registered (the same function, or an equal bound method) keeps the one registration, as
+    ``logging.Logger.addHandler`` does, so a module that registers on import cannot double every alert.
 
     Examples
     --------
@@ -133,7 +135,7 @@ def on_alert(callback: Callable[[Alert], Any] | None = None, *, remove: bool = F
         if remove:
             if callback in _callbacks:
                 _callbacks.remove(callback)
-        else:
+        elif callback not in _callbacks:
             _callbacks.append(callback)
     return callback
 

@@ -28,7 +28,6 @@ import fcntl
 import mmap
 import os
 import secrets
-import stat
 import struct
 import threading
 import time
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .. import memory
+from .._files import NotRegularFile, open_regular
 from .._errors import RegionError, TetherError, ValidationError
 
 SHM_DIR = "/dev/shm"
@@ -333,17 +333,14 @@ class Region:
             raise ValidationError(f"Region.attach takes a region's name or path as a str, got {type(name).__name__}.")
         path = name if name.startswith("/") else os.path.join(SHM_DIR, name)
         try:
-            # O_NONBLOCK: a FIFO under a region's name would otherwise block the open until a writer
-            # comes (`tether shm ls` hung); fstat below then refuses it. Mapped files ignore the flag.
-            fd = os.open(path, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd, st = open_regular(path, writable=not readonly)  # a FIFO under a region's name hung `tether shm ls`
         except FileNotFoundError:
             raise RegionError(f"No region {name!r}: {path} does not exist. Was it released or garbage-collected?") from None
+        except NotRegularFile:
+            raise RegionError(f"{path} is not a regular file, so not a region.") from None
         except OSError as exc:
-            raise RegionError(f"Cannot open region {path}: {exc.strerror}.") from exc
+            raise RegionError(f"Cannot open region {path!r}: {exc.strerror}.") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise RegionError(f"{path} is not a regular file.")
             if st.st_size < HEADER_SIZE:
                 raise RegionError(f"Region {path} has {st.st_size} bytes, less than its {HEADER_SIZE}-byte header.")
             key = (st.st_dev, st.st_ino, not readonly)
