@@ -281,3 +281,15 @@ _register_older()
 def older_fields(value, padding=b""):
     """What arrived: the Python type's name and its field, so the BEAM sees the value was decoded as Older."""
     return {"type": type(value).__name__, "a": value.a, "padding": len(padding)}
+
+
+def frame_user_metadata(path):
+    """The user metadata and lineage of a frame file the BEAM wrote, as Python's reader sees them.
+
+    A path, not the frame: a binary argument that is a whole frame arrives decoded (docs/format.md §8).
+    """
+    import tether
+
+    with open(path, "rb") as f:
+        info = tether.inspect(f.read())
+    return {"user": info.user, "lineage": info.lineage}

@@ -52,7 +52,11 @@ defmodule Tether do
   Encode a term as a frame.
 
   Options: `format: :etf | :raw`, `compressed: boolean`, `checksum: :crc32 | :none`,
-  `metadata: map`.
+  `metadata: map`. Metadata is plain data that Python and every node read
+  without creating atoms: atom keys and values other than `true`, `false` and
+  `nil` are written as strings, as JSON encoders do (`%{source: :cam}` reads
+  back as `%{"source" => "cam"}`); pids, references, ports and funs raise
+  `ArgumentError` naming their path.
 
       iex> Tether.encode(<<1, 2, 3>>, format: :raw) |> Tether.decode()
       {:ok, <<1, 2, 3>>}

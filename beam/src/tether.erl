@@ -41,7 +41,10 @@ encode(Term) -> encode(Term, #{}).
 %% #{binary() => pos_integer()}' (the newest version of each `Tether.Type' the
 %% reader reads; registered types are written in their wire form either way),
 %% `parent => Metadata | Lineage' and `step => binary()' (extend the lineage
-%% of the frame this value came from: docs/format.md section 2.1). An unknown
+%% of the frame this value came from: docs/format.md section 2.1). Metadata
+%% and a lineage list are plain data that Python and any node read: atoms
+%% other than `true', `false' and `nil' are written as their names (binaries),
+%% and pids, references, ports and funs are refused. An unknown
 %% option or a bad value is a `badarg' error naming it:
 %% `{badarg, {bad_option, Key, Message}}'.
 %%

@@ -173,7 +173,7 @@ encode_spec() ->
      {compression, one_of([none, gzip]), none},
      {level, fun gzip_level/1, none},
      {checksum, one_of([crc32, none]), none},
-     {metadata, fun map/1, none},
+     {metadata, fun metadata/1, none},
      {type_versions, fun map/1, none},
      {parent, fun parent/1, none},
      {step, fun step/1, none}].
@@ -194,7 +194,7 @@ stream_writer_spec() ->
     [{compression, one_of([none, gzip]), none},
      {level, fun gzip_level/1, none},
      {chunk_size, fun pos_integer/1, none},
-     {metadata, fun map/1, none},
+     {metadata, fun metadata/1, none},
      {resume, fun present/1, none},
      {append, fun boolean/1, none}].
 
@@ -231,7 +231,8 @@ fill([{Key, Check, Default} | Rest], Opts, Acc) ->
         {ok, Value} ->
             case Check(Value) of
                 {ok, Clean} -> fill(Rest, Opts, Acc#{Key => Clean});
-                {expected, What} -> bad(Key, "expected ~ts, got ~0tp", [What, Value])
+                {expected, What} -> bad(Key, "expected ~ts, got ~0tp", [What, Value]);
+                {refused, Why} -> bad(Key, "~ts", [Why])  % Why names the part; Value may be large
             end;
         error when Default =:= required -> bad(Key, "is required", []);
         error when Default =:= none -> fill(Rest, Opts, Acc);
@@ -308,11 +309,64 @@ gzip_level(_) -> {expected, "a gzip level, 0..9"}.
 map(M) when is_map(M) -> {ok, M};
 map(_) -> {expected, "a map"}.
 
-parent(P) when is_map(P); is_list(P) -> {ok, P};
+parent(P) when is_map(P) -> {ok, P};  % a frame's metadata, as tether:inspect/1 decoded it
+parent(P) when is_list(P) ->
+    case metadata(#{<<"lineage">> => P}) of
+        {ok, #{<<"lineage">> := Clean}} -> {ok, Clean};
+        Error -> Error
+    end;
 parent(_) -> {expected, "the parent frame's metadata (a map, as tether:inspect/1 gives it) or its lineage (a list)"}.
 
 step(S) when is_binary(S), byte_size(S) > 0 -> {ok, S};
 step(_) -> {expected, "a non-empty binary naming this write"}.
+
+%% User metadata and lineage are plain data that every reader decodes without
+%% creating atoms (docs/format.md §2): Python reads them, and a node that does
+%% not know an atom could not. Atoms other than true, false and nil are written
+%% as their names, as JSON encoders treat Elixir's atom keys; pids, references,
+%% ports, funs and bitstrings are refused, with their path.
+metadata(M) when is_map(M) ->
+    try {ok, plain(M, [])}
+    catch
+        throw:{not_plain, Path, {same_name, Keys}} ->
+            {refused, io_lib:format("~ts has keys that name the same key once atoms are written as binaries: ~0tP",
+                                    [path_text(Path), Keys, 12])};
+        throw:{not_plain, Path, V} ->
+            {refused, io_lib:format("~ts is ~0tP: metadata holds plain data (binaries, numbers, booleans, nil, "
+                                    "atoms, lists, tuples and maps with binary, atom or integer keys, each key once)",
+                                    [path_text(Path), V, 12])}
+    end;
+metadata(_) -> {expected, "a map"}.
+
+%% Path: the keys and indices from the value up to the root, rendered only for an error.
+plain(V, _) when is_binary(V); is_number(V); is_boolean(V); V =:= nil -> V;
+plain(A, _) when is_atom(A) -> atom_to_binary(A);
+plain(L, Path) when is_list(L) -> plain_list(L, Path, 0);
+plain(T, Path) when is_tuple(T) -> list_to_tuple(plain_list(tuple_to_list(T), Path, 0));
+plain(M, Path) when is_map(M) ->
+    Clean = maps:from_list([plain_pair(K, V, Path) || {K, V} <- maps:to_list(M)]),
+    map_size(Clean) =:= map_size(M) orelse throw({not_plain, Path, {same_name, maps:keys(M)}}),
+    Clean;
+plain(V, Path) -> throw({not_plain, Path, V}).
+
+plain_list([], _Path, _I) -> [];
+plain_list([H | T], Path, I) -> [plain(H, [I | Path]) | plain_list(T, Path, I + 1)];
+plain_list(Tail, Path, _I) -> throw({not_plain, Path, {improper_tail, Tail}}).
+
+plain_pair(K, V, Path) when is_binary(K); is_integer(K) -> {K, plain(V, [{key, K} | Path])};
+plain_pair(K, V, Path) when is_atom(K) -> plain_pair(atom_to_binary(K), V, Path);
+plain_pair(K, _V, Path) -> throw({not_plain, Path, {key, K}}).
+
+path_text(Path) ->
+    ["$" | [path_part(P) || P <- lists:reverse(Path)]].
+
+path_part({key, K}) when is_integer(K) -> [$., integer_to_list(K)];
+path_part({key, K}) ->
+    case unicode:characters_to_binary(K) of
+        K -> [$., K];
+        _ -> [$., io_lib:format("~0p", [K])]  % not UTF-8: ~ts would fail on it
+    end;
+path_part(I) -> [$[, integer_to_list(I), $]].
 
 max_frame(infinity) -> {ok, infinity};
 max_frame(N) when is_integer(N), N >= ?HEADER_SIZE -> {ok, N};

@@ -201,6 +201,26 @@ defmodule Tether.WorkerTest do
     assert {:ok, 42} = Tether.Worker.call(w, "beam_handlers", "add", [40, 2])
   end
 
+  test "metadata with atoms reads the same in Python and on a node that never saw them", %{w: w} do
+    meta = %{source: :sensor_zq81, tags: [:a, "b", nil, true], nested: %{"k" => {:ok, 1}}}
+    frame = Tether.encode(1, metadata: meta, parent: [%{step: :ingest_zq81}])
+    expected = %{"source" => "sensor_zq81", "tags" => ["a", "b", nil, true], "nested" => %{"k" => {"ok", 1}}}
+    assert {:ok, ^expected} = :tether.user_metadata(frame)
+    path = Path.join(System.tmp_dir!(), "tether-meta-#{System.unique_integer([:positive])}.tthr")
+    File.write!(path, frame)
+    on_exit(fn -> File.rm(path) end)
+    assert {:ok, %{"user" => user, "lineage" => [_own, %{"step" => "ingest_zq81"}]}} =
+             Tether.Worker.call(w, "beam_handlers", "frame_user_metadata", [path])
+    assert user == %{"source" => "sensor_zq81", "tags" => ["a", "b", nil, true], "nested" => %{"k" => {"ok", 1}}}
+    # Written as binaries, so a reader decoding metadata with [safe] never meets an atom it lacks.
+    {:ok, _, meta_bin, _} = :tether_frame.open(IO.iodata_to_binary(frame), true)
+    assert :erlang.binary_to_term(meta_bin, [:safe])["user"]["source"] == "sensor_zq81"
+    for {bad, path} <- [{%{owner: self()}, "$.owner"}, {%{a: [1, make_ref()]}, "$.a[1]"}, {%{"a" => 2, a: 1}, "$ has"}] do
+      error = assert_raise ArgumentError, fn -> Tether.encode(1, metadata: bad) end
+      assert Exception.message(error) =~ path
+    end
+  end
+
   test "elixir structs map to Python types and back", %{w: w} do
     dt = ~U[2024-01-02 03:04:05.123456Z]
     assert {:ok, {"datetime", nil}} = Tether.Worker.call(w, "beam_handlers", "describe", [dt])

@@ -170,7 +170,7 @@ defmodule Tether.Stream do
   `sink` is a path (created or truncated; `append: true` appends) or an IO
   device opened in binary mode. Options: `compression: :none | :gzip`,
   `level`, `chunk_size` (largest raw chunk, default 8 MiB), `metadata` (user
-  metadata on every chunk), `resume` (a checkpoint from `checkpoint/1` on a
+  metadata on every chunk, plain data as in `Tether.encode/2`), `resume` (a checkpoint from `checkpoint/1` on a
   reader or writer, or Python's `Checkpoint.as_dict()`: continue that stream;
   with `append: true` onto the same file, the file becomes the whole stream).
 
