@@ -169,6 +169,17 @@ def last_decision() -> Decision | None:
     return last
 
 
+_formats: Any = None  # tether.formats, once imported (it imports this module: not at the top)
+
+
+def _load_formats() -> Any:
+    global _formats
+    from . import formats
+
+    _formats = formats
+    return formats
+
+
 def choice(obj: Any, format: str, transport: str) -> tuple[str, str, int | None]:
     """(format name, reason, estimated payload size) for ``format=``: "auto" or a registered name.
 
@@ -197,9 +208,7 @@ def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
     >>> choose(b"abc")
     ('raw', 'bytes is written as is', 3)
     """
-    from . import formats
-
-    for fmt in formats.auto_order():
+    for fmt in (_formats or _load_formats()).auto_order():
         hit = fmt.auto_pick(obj, transport)
         if hit is not None:
             try:

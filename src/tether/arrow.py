@@ -358,7 +358,12 @@ def columnar_shape(obj: Any) -> tuple[str, int] | None:
         if obj[-1].keys() != keys or type(middle) is not dict or middle.keys() != keys:
             return None
         return "list of dicts", len(obj)
-    if type(obj) is dict and obj and all(type(k) is str for k in obj):
+    if type(obj) is dict and obj:
+        first = next(iter(obj.values()))
+        if type(first) is not list and type(first).__name__ != "ndarray":
+            return None  # most maps: a first value that is no column settles it without a pass over the keys
+        if not all(type(k) is str for k in obj):
+            return None
         lengths = set()
         for col in obj.values():
             if type(col) is list or _numpy_column_like(col):

@@ -155,11 +155,12 @@ class ArrowFormat(Format):
         >>> FORMAT.auto_pick([{"id": 1}, {"id": 2}], "pipe") is None  # two rows: etf takes them
         True
         """
-        if isinstance(obj, (pa.Table, pa.RecordBatch)):
-            return f"pyarrow {type(obj).__name__} with {obj.num_rows} rows", obj.nbytes
-        kind = arrow_api.is_dataframe(obj)
-        if kind is not None:
-            return f"{kind} DataFrame", None
+        t = type(obj)
+        if t is not dict and t is not list:  # only these are columnar Python data; a table is neither
+            if isinstance(obj, (pa.Table, pa.RecordBatch)):
+                return f"pyarrow {t.__name__} with {obj.num_rows} rows", obj.nbytes
+            kind = arrow_api.is_dataframe(obj)
+            return (f"{kind} DataFrame", None) if kind is not None else None
         shape = arrow_api.columnar_shape(obj)
         if shape is None or shape[1] < AUTO_MIN_ROWS:
             return None

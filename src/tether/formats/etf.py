@@ -39,6 +39,8 @@ ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
 _TYPE = {"binaries": "tagged"}
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
+# auto_pick's answer for the exact container types, built once: most values asked about are one of these.
+_CLAIMS = {t: (f"{t.__name__} of BEAM-representable values", None) for t in (dict, list, tuple)}
 
 
 # Under memory pressure, lists of at least this many elements are encoded in batches straight into the frame.
@@ -85,6 +87,9 @@ class EtfFormat(Format):
         >>> FORMAT.auto_pick(frozenset([1]), "pipe") is None  # would come back a set: pickle takes it
         True
         """
+        claim = _CLAIMS.get(type(obj))
+        if claim is not None:
+            return claim
         t = type(obj)
         if isinstance(obj, (dict, list, tuple)) or isinstance(obj, _BEAM_TYPES):
             return f"{t.__name__} of BEAM-representable values", None

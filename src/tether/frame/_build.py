@@ -10,6 +10,8 @@ from . import _checksum, _header, _meta
 from ._header import HEADER_SIZE, Header
 
 _ZEROS = bytes(_header.ALIGN)
+_PADS = tuple(bytes(n) for n in range(_header.ALIGN))  # the zero padding before a payload, by length
+_crc32 = _checksum.crc32_native
 
 
 class Stored(NamedTuple):
@@ -134,7 +136,7 @@ def build(
         checksum_kind=kind,
         flags=_header.FLAG_STREAM_CHUNK if stream is not None else 0,
         metadata_length=len(meta),
-        metadata_crc32=_checksum.crc32(meta),
+        metadata_crc32=_crc32(meta),
         payload_length=stored.stored_length,
         raw_length=stored.raw_length,
         payload_checksum=0,
@@ -153,9 +155,9 @@ def plain(fmt: Any, type_info: dict[str, Any], data: bytes, kind: int, type_key:
     building an :class:`Encoded` costs more than the value; ``type_key`` names
     ``type_info`` for the metadata cache.
     """
-    meta = _meta.build(fmt.name, fmt.schema_version, type_info, type_key=type_key)
+    schema = fmt.schema_version
+    meta = _meta.build(fmt.name, schema, type_info, type_key=type_key)
     n = len(data)
     mlen = len(meta)
-    schema = fmt.schema_version
-    head = _header.pack(fmt.id, 0, kind, 0, mlen, _checksum.crc32(meta), n, n, _checksum.compute(kind, data), schema)
-    return b"".join((head, meta, _ZEROS[: -(HEADER_SIZE + mlen) % _header.ALIGN], data))
+    head = _header.pack(fmt.id, 0, kind, 0, mlen, _crc32(meta), n, n, _checksum.compute(kind, data), schema)
+    return b"".join((head, meta, _PADS[-(HEADER_SIZE + mlen) % _header.ALIGN], data))

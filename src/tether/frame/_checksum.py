@@ -60,9 +60,13 @@ def crc32(data: Any) -> int:
     return _crc32_impl(data) & 0xFFFFFFFF
 
 
+# crc32 without its wrapper, for the frame layer's own per-frame calls (header, metadata, small payloads),
+# where a Python call costs as much as the CRC itself. Both libraries return the unsigned value.
+crc32_native: Callable[[Any], int] = _crc32_impl
+
 _FUNCS: dict[int, Callable[[memoryview], int]] = {
     XXH3_64: xxhash.xxh3_64_intdigest,
-    CRC32: crc32,
+    CRC32: crc32_native,
 }
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import NamedTuple
 
 from .._errors import ChecksumError, DecodeError, LimitError, TruncatedError, UnsupportedVersionError
 from .._limits import Limits
+from ._checksum import crc32_native
 
 MAGIC = b"TTHR"
 FRAME_VERSION = 1
@@ -107,7 +107,7 @@ def pack(
         metadata_crc32, payload_length, raw_length, payload_checksum, schema_version, compression_level,
         filter_id, filter_size,
     )
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(crc32_native(body))
 
 
 _new_header = tuple.__new__  # Header(*fields) without the keyword-handling constructor
@@ -121,7 +121,7 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
      stored) = _FULL.unpack_from(buf, offset)
     if magic != MAGIC or version != FRAME_VERSION or header_size != HEADER_SIZE:
         _refuse(buf, offset)
-    computed = zlib.crc32(buf[offset : offset + _LAYOUT.size])
+    computed = crc32_native(buf[offset : offset + _LAYOUT.size])
     if stored != computed:
         raise ChecksumError(
             f"Frame header checksum mismatch: stored crc32 {stored:#010x}, computed {computed:#010x}. "

@@ -8,6 +8,7 @@ import zlib
 from typing import Any, Mapping, Sequence
 
 from .. import _etf
+from .._etf import tags
 from .._version import __version__
 from .._errors import DecodeError, EncodeError, LimitError, MappingError, ValidationError, foreign
 from .._limits import Limits
@@ -37,6 +38,8 @@ _OPTIONS = _etf.Options(structs=False)
 _PAIRS: dict[tuple, bytes] = {}
 # Type information pairs apart: arrays of many shapes fill this one, not the fixed pairs' cache above.
 _TYPED: dict[tuple, bytes] = {}
+# A plain frame's metadata up to created_at's value, by (format, schema, pid).
+_HEADS: dict[tuple, bytes] = {}
 _MAP_HEAD = _etf.encode({}, _OPTIONS)[:2]  # version byte and map tag, as the encoder writes them
 
 
@@ -88,6 +91,12 @@ def build(
     """
     pid = _pid
     micros = time.time_ns() // 1000
+    if type_key is not None and step is None and not lineage and not user and stream is None:
+        # The common frame: everything but created_at's value repeats. Its head (map header, fixed pairs and
+        # created_at's key) and its type pair are cached apart, so that many types never evict the head.
+        head = _HEADS.get((fmt, schema, pid)) or _plain_head(fmt, schema, pid)
+        tkey = ("type", fmt, schema, type_key)
+        return head + _created_value(micros) + (_TYPED.get(tkey) or _cache(tkey, {"type": type_info}, _TYPED))
     if step is None:
         # The pid is in the key, for forked children; a caller's lineage by its repr.
         key = (fmt, schema, pid, repr(lineage) if lineage else None)
@@ -99,7 +108,7 @@ def build(
     else:
         tkey = ("type", fmt, schema, type_key)
         typed = _TYPED.get(tkey) or _cache(tkey, {"type": type_info}, _TYPED)
-    parts = [fixed, _created_pair(micros), typed]
+    parts = [fixed, _CREATED_KEY + _created_value(micros), typed]
     if user:
         for name in user:
             if not isinstance(name, str):
@@ -108,6 +117,19 @@ def build(
     if stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
         parts.append(_pairs({"stream": dict(stream)}))
     return splice(len(parts) + 3, *parts)  # the fixed part holds four pairs
+
+
+def _plain_head(fmt: str, schema: int, pid: int) -> bytes:
+    """What :func:`build` writes before created_at's value in a frame with only the fixed pairs and ``type``.
+
+    The same pairs in the same order as the general assembly (fixed, created_at, type), cut at the value.
+    """
+    key = (fmt, schema, pid, None)
+    fixed = _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, None))
+    if len(_HEADS) > 256:
+        _HEADS.clear()
+    head = _HEADS[fmt, schema, pid] = splice(4 + 2, fixed, _CREATED_KEY)  # four fixed pairs, created_at, type
+    return head
 
 
 def _fixed(
@@ -119,6 +141,8 @@ def _fixed(
 
 _CREATED_KEY = pairs({"created_at": 0})[:-2]  # the key as the map writes it, without the value 0
 _USER_KEY = pairs({"user": 0})[:-2]
+# SMALL_BIG_EXT's tag, byte count and sign (positive) by byte count: created_at's value starts so.
+_SMALL_BIG = tuple(bytes((tags.SMALL_BIG_EXT, n, 0)) for n in range(256))
 
 
 def _user_pair(user: dict[str, Any]) -> bytes:
@@ -169,11 +193,11 @@ def unpack_user(packed: Any, limits: Limits) -> dict[str, Any]:
     return user
 
 
-def _created_pair(micros: int) -> bytes:
+def _created_value(micros: int) -> bytes:
     # Microseconds since 1970 need 7 bytes until the year 4254: SMALL_BIG_EXT,
     # as the ETF encoder writes every integer beyond 32 bits.
     n = (micros.bit_length() + 7) // 8
-    return _CREATED_KEY + b"n" + bytes((n, 0)) + micros.to_bytes(n, "little")
+    return _SMALL_BIG[n] + micros.to_bytes(n, "little")
 
 
 def _pairs(mapping: dict[str, Any]) -> bytes:
@@ -201,19 +225,27 @@ def options(limits: Limits) -> _etf.Options:
     return _decode_options[1]
 
 
-def decode_term(data: bytes, limits: Limits) -> Any:
-    """Decode an ETF term of frame metadata; binaries become ``str`` when they are valid UTF-8."""
+def decode_term(data: Any, limits: Limits) -> Any:
+    """Decode an ETF term of frame metadata (bytes or a flat view); binaries become ``str`` when valid UTF-8."""
     try:
         return _etf.decode(data, options(limits))
     except Exception as exc:  # typed or not, the message says it is the metadata; a LimitError stays one
-        typed = foreign(exc, "ETF")
-        cls = type(typed) if isinstance(typed, DecodeError) else DecodeError
-        raise cls(f"Frame metadata is not a valid ETF map: {typed}") from exc
+        raise _not_metadata(exc) from exc
 
 
-def decode(data: bytes, limits: Limits) -> dict[str, Any]:
-    """Decode a metadata block; binaries become ``str`` when they are valid UTF-8."""
-    meta = decode_term(data, limits)
+def _not_metadata(exc: Exception) -> DecodeError:
+    """The error for metadata the ETF decoder refused: a LimitError stays one, anything else a DecodeError."""
+    typed = foreign(exc, "ETF")
+    cls = type(typed) if isinstance(typed, DecodeError) else DecodeError
+    return cls(f"Frame metadata is not a valid ETF map: {typed}")
+
+
+def decode(data: Any, limits: Limits) -> dict[str, Any]:
+    """Decode a metadata block (bytes or a flat view of them); binaries become ``str`` when valid UTF-8."""
+    try:  # decode_term's work without its call: every loads reads one metadata block
+        meta = _etf.decode(data, options(limits))
+    except Exception as exc:
+        raise _not_metadata(exc) from exc
     if not isinstance(meta, dict):
         raise DecodeError(f"Frame metadata must be an ETF map, got {type(meta).__name__}.")
     fmt = meta.get("format")

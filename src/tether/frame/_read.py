@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._errors import ChecksumError, DecodeError, TruncatedError
 from .._limits import Limits
 from . import _checksum, _header, _meta
+from ._checksum import crc32_native
 from ._header import ALIGN, HEADER_SIZE, Header
 
-_ZEROS = bytes(ALIGN)
+_PADS = tuple(bytes(n) for n in range(ALIGN))  # the zero padding before a payload, by length
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 # created_at values (microseconds since 1970) that a datetime can hold: years 1 to 9999.
 _CREATED_MIN = (_dt.datetime(1, 1, 1, tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
@@ -141,8 +141,8 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
             "or slice the buffer to FrameInfo.frame_size."
         )
     mend = HEADER_SIZE + header.metadata_length
-    mbytes = mv[HEADER_SIZE:mend]
-    computed = zlib.crc32(mbytes)
+    mbytes = mv[HEADER_SIZE:mend]  # read in place: the CRC and the decoder take the view as it is
+    computed = crc32_native(mbytes)
     if computed != header.metadata_crc32:
         raise ChecksumError(
             f"Frame metadata checksum mismatch: stored crc32 {header.metadata_crc32:#010x}, computed "
@@ -150,9 +150,9 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
             stored=header.metadata_crc32,
             computed=computed,
         )
-    if mend < start and mv[mend:start].tobytes() != _ZEROS[: start - mend]:
+    if mend < start and mv[mend:start].tobytes() != _PADS[start - mend]:
         raise DecodeError("Frame padding before the payload is not zero; the frame is corrupted.")
-    meta = _meta.decode(mbytes.tobytes(), limits)
+    meta = _meta.decode(mbytes, limits)
     return header, meta, mv[start:size].toreadonly()
 
 
