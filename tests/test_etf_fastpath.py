@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 
 import pytest
 from hypothesis import given, strategies as st
@@ -146,3 +147,18 @@ def test_text_utf8_cannot_hold_is_an_encode_error_at_its_path(term, where):
         etf.encode(term)
     with pytest.raises(tether.EncodeError, match=rf"at {where} holds"):
         tether.dumps(term, format="etf")
+
+
+@pytest.mark.parametrize("term, where", [
+    ({"a": [1, Atom("x")]}, "$.a[1]"),
+    ({Atom("k"): 1}, "$"),
+    ([tether.Pid("n@h", 1, 2, 3)], "$[0]"),
+])
+def test_plain_options_refuse_atoms_and_the_terms_that_carry_one_in_c_and_in_python(term, where):
+    opts = _etf.Options(plain=True)
+    for encode in (lambda: _etf.encode(term, opts), lambda: encoder.encode_into(bytearray(), term, opts, 109, None)):
+        with pytest.raises(tether.MappingError, match=re.escape(where)):
+            encode()
+    ok = {"t": True, "f": False, "n": None, "s": "x", "l": [1, 2.5, b"b"]}
+    assert _etf.encode(ok, opts) == _etf.encode(ok)  # plain data: the same bytes
+    assert _etf.decode(_etf.encode(Atom("x"))) == Atom("x")  # the default still writes atoms

@@ -368,10 +368,13 @@ def test_user_packed_metadata(kind):
     assert "user_packed" not in small.meta
 
 
-@pytest.mark.xfail(strict=True, reason="code defect: dumps writes tether.Atom values into metadata (§2: no atoms)")
 def test_metadata_refuses_atoms():
-    with pytest.raises(tether.TetherError):
+    with pytest.raises(tether.TetherError, match=r"Atom at \$\.user\.a: .*pass the str 'never_seen_on_the_beam'"):
         dumps(b"x", metadata={"a": tether.Atom("never_seen_on_the_beam")})
+    with pytest.raises(tether.TetherError, match=r"Atom at \$\.lineage\[1\]\.who"):
+        dumps(b"x", lineage=[{"who": tether.Atom("me")}])
+    plain = sframe.read_frame(dumps(b"x", metadata={"flags": [True, False, None]}))
+    assert plain.meta["user"] == {"flags": [True, False, None]}  # the three atoms §2 allows
 
 
 # ---------------------------------------------------------------- corruption and checks (§1)

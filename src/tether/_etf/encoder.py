@@ -29,6 +29,8 @@ from .tags import (
 _P_U16 = struct.Struct(">H").pack
 _P_U32 = struct.Struct(">I").pack
 _P_B_U32 = struct.Struct(">BI").pack
+# What Options(plain=True) refuses: atoms, and terms that name a node or module by an atom.
+_NOT_PLAIN = (Atom, Pid, Port, Reference, OpaqueTerm)
 _P_B_I32 = struct.Struct(">Bi").pack
 _P_B_F64 = struct.Struct(">Bd").pack
 _P_U32_PAIR = struct.Struct(">II").pack
@@ -132,7 +134,7 @@ class Writer:
     """One call's output, options and open containers, shared by the encoder's helpers."""
 
     __slots__ = ("out", "atom", "true_b", "false_b", "none_b", "nan_atom", "minor", "max_depth", "bytes_tag",
-                 "convert", "stack", "path_stack", "here")
+                 "convert", "stack", "path_stack", "here", "plain")
 
     def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any) -> None:
         self.out = out
@@ -144,6 +146,7 @@ class Writer:
         self.max_depth = opts.limits.max_depth
         self.bytes_tag = bytes_tag
         self.convert = convert
+        self.plain = opts.plain
         # Each frame: [kind, iterator, label, index]; kinds: "list", "tuple", "map", "improper", "tail".
         self.stack: list[list] = []
         self.path_stack: list[tuple[str, Any, int]] = []
@@ -179,6 +182,7 @@ def _walk(w: Writer, term: Any) -> None:
     writers = WRITERS
     true_b, false_b = w.true_b, w.false_b
     new_floats = w.minor != 0
+    atom_type = None if w.plain else Atom  # plain: atoms go to encode_other, which refuses them
     value = term
     while True:
         # The commonest types inline; the others through WRITERS, by exact type.
@@ -187,7 +191,7 @@ def _walk(w: Writer, term: Any) -> None:
             raw = value.encode("utf-8")
             write(_P_B_U32(BINARY_EXT, len(raw)))
             write(raw)
-        elif t is Atom:
+        elif t is atom_type:
             write(atom(value))
         elif t is int:
             if 0 <= value <= _SMALL_MAX:
@@ -344,6 +348,10 @@ def _is_bytes_list(value: list) -> bool:
 
 def encode_other(w: Writer, value: Any) -> Any:
     """Encode the rarer types; return a replacement value to encode, or DONE."""
+    if w.plain and isinstance(value, _NOT_PLAIN):
+        hint = f"pass the str {str(value)!r}" if isinstance(value, Atom) else "pass plain data"
+        raise MappingError(f"{type(value).__name__} at {w.where()}: this data holds no atoms or other BEAM terms "
+                           f"(docs/format.md §2: every node decodes it with [safe]); {hint}.")
     if isinstance(value, ImproperList):
         if not value.items:
             return value.tail

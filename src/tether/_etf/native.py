@@ -23,7 +23,7 @@ try:
 except ImportError:  # no compiler at install time: the Python codec does everything
     c = None
 # The calls this glue makes; the C module says which it answers (tether._speedups.API).
-API = 2
+API = 3
 if c is not None and getattr(c, "API", None) != API:
     # A build left over from an older tether (a failed optional rebuild keeps
     # the old file): its calls do not match this glue, so Python does the work.
@@ -52,6 +52,7 @@ def options(opts: Options) -> Any:
             struct_hook=struct_to_python if opts.structs else None,
             views=opts.views,
             minor_version=opts.minor_version,
+            plain=opts.plain,
         )
     return native
 

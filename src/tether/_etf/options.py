@@ -24,7 +24,7 @@ class Options:
 
     __slots__ = (
         "binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs",
-        "warn_charlists", "views", "native",
+        "warn_charlists", "views", "plain", "native",
     )
 
     def __init__(
@@ -40,6 +40,7 @@ class Options:
         structs: bool = True,
         warn_charlists: bool = True,
         views: int = 0,
+        plain: bool = False,
     ):
         for name, value, modes in (
             ("binaries", binaries, BINARY_MODES),
@@ -61,9 +62,9 @@ class Options:
                 f"limits must be a tether.Limits, got {type(limits).__name__}; "
                 "build one with tether.Limits(...) or tether.get_limits().replace(...)."
             )
-        if type(structs) is not bool or type(warn_charlists) is not bool:  # one test on the way through
-            name, flag = ("structs", structs) if type(structs) is not bool else ("warn_charlists", warn_charlists)
-            raise ValidationError(f"{name} must be True or False, got {flag!r}.")
+        for name, flag in (("structs", structs), ("warn_charlists", warn_charlists), ("plain", plain)):
+            if type(flag) is not bool:
+                raise ValidationError(f"{name} must be True or False, got {flag!r}.")
         if type(views) is not int or views < 0:
             raise ValidationError(
                 f"views must be a non-negative int (the smallest binary decoded as a view; 0: never), got {views!r}."
@@ -79,4 +80,7 @@ class Options:
         self.warn_charlists = warn_charlists
         # Binaries of at least this many bytes decode as read-only views of the input (0: never).
         self.views = views
+        # Encoding only: refuse atoms (but true, false and None's atom) and the terms that carry one (pids,
+        # ports, references, opaque terms), for data every node must decode with [safe]: frame metadata.
+        self.plain = plain
         self.native: Any = None

@@ -23,7 +23,7 @@
 #include "tags.h"
 
 /* The calls tether/_etf/native.py makes of this module (its API): bumped when they change. */
-#define SPEEDUPS_API 2
+#define SPEEDUPS_API 3
 
 /* Per-module state: what configure() sets and what module_exec() builds. */
 typedef struct {
@@ -60,6 +60,7 @@ typedef struct {
     PyObject *struct_hook;    /* dict with __struct__ -> value, or NULL */
     Py_ssize_t views;         /* binaries this large decode as views (0: never) */
     int minor;                /* minor_version for encoding */
+    int plain;                /* encoding: atoms fall back, and Python refuses them (tether._etf.Options.plain) */
 } CodecOptions;
 
 State *module_state(PyObject *module);

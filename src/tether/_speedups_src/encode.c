@@ -26,6 +26,7 @@ typedef struct {
     PyObject *none_atom;  /* or NULL */
     int minor;
     int tagged;           /* bytes as BIT_BINARY_EXT with 8 bits used in the last byte */
+    int plain;            /* no atoms: Python refuses them, with the path */
 } Style;
 
 /* Outcome of writing one value; W_OPENED: a container with items, whose header is written. */
@@ -156,7 +157,7 @@ static inline int put_value(Out *o, PyObject *value, const Style s) {
         if (n > 0xFFFFFFFFLL) return W_FALLBACK;
         return (out_tag32(o, BINARY_EXT, (uint32_t)n) < 0 || out_put(o, u, n) < 0) ? W_ERROR : W_DONE;
     }
-    if (t == s.atom_type) return put_atom(o, value, s.minor);
+    if (t == s.atom_type) return s.plain ? W_FALLBACK : put_atom(o, value, s.minor);
     if (t == &PyLong_Type) return put_int(o, value);
     if (t == &PyFloat_Type) return put_float(o, PyFloat_AS_DOUBLE(value), s.minor);
     if (value == Py_True || value == Py_False) return put_bool(o, value == Py_True, s.minor);
@@ -188,7 +189,7 @@ PyObject *sp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     CodecOptions *o = codec_options(st, args[1]);
     int tagged = PyObject_IsTrue(args[2]);
     if (!o || tagged < 0) return NULL;
-    const Style s = {(PyTypeObject *)st->atom_type, o->none_atom, o->minor, tagged};
+    const Style s = {(PyTypeObject *)st->atom_type, o->none_atom, o->minor, tagged, o->plain};
     Out out = {NULL, 0, 0};
     EFrame *stack = NULL;
     Py_ssize_t depth = 0, cap = 0;

@@ -34,7 +34,8 @@ def _forked() -> None:
 
 os.register_at_fork(after_in_child=_forked)
 
-_OPTIONS = _etf.Options(structs=False)
+# plain: metadata holds no atoms but true/false/nil (docs/format.md §2), so that a BEAM reads it with [safe].
+_OPTIONS = _etf.Options(structs=False, plain=True)
 _PAIRS: dict[tuple, bytes] = {}
 # Type information pairs apart: arrays of many shapes fill this one, not the fixed pairs' cache above.
 _TYPED: dict[tuple, bytes] = {}
