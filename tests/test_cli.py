@@ -183,7 +183,9 @@ def test_deep_or_tuple_keyed_user_metadata_is_shown_not_a_traceback(tmp_path):
             if name == "keys" and "--json" in args:
                 assert json.loads(out.stdout)["user"] == {"k": {"(1, 2)": "v"}}
             if name == "deep":
-                assert "nested deeper than 64 levels" in out.stdout
+                assert ("nested deeper than 64 levels" if "--json" in args else "[[...]]") in out.stdout
+        info = tether.inspect(path.read_bytes())
+        assert "user metadata" in str(info) and repr(info).startswith("FrameInfo(")  # RecursionError before
 
 
 def test_a_pipe_that_does_not_start_with_a_frame_is_not_read_on():

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import json
 import mmap
@@ -77,22 +76,21 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-# Metadata may nest as deep as Limits.max_depth, keys may be tuples: repr and json.dumps recurse and take
-# str keys only, so what they cannot show is shown to this depth, with keys as text.
-_SHOWN_DEPTH = 64
-_ELIDED = f"... (nested deeper than {_SHOWN_DEPTH} levels; read it with tether.inspect)"
+# Metadata may nest as deep as Limits.max_depth, keys may be tuples: json.dumps recurses and takes str keys
+# only, so what it cannot show is shown to the frame layer's SHOWN_DEPTH (as str(FrameInfo)), keys as text.
 
 
-def _bounded(value: Any, json_keys: bool, depth: int = 0) -> Any:
-    """``value`` with containers below ``_SHOWN_DEPTH`` replaced by a note (and keys as text for JSON)."""
+def _bounded(value: Any, depth: int = 0) -> Any:
+    """``value`` with containers below ``SHOWN_DEPTH`` replaced by a note, and keys as text, for JSON."""
+    from .frame import SHOWN_DEPTH
+
     if not isinstance(value, (dict, list, tuple)):
         return value
-    if depth >= _SHOWN_DEPTH:
-        return _ELIDED
+    if depth >= SHOWN_DEPTH:
+        return f"... (nested deeper than {SHOWN_DEPTH} levels; read it with tether.inspect)"
     if isinstance(value, dict):
-        return {(_json_key(k) if json_keys else k): _bounded(v, json_keys, depth + 1) for k, v in value.items()}
-    items = [_bounded(v, json_keys, depth + 1) for v in value]
-    return items if json_keys or isinstance(value, list) else tuple(items)
+        return {_json_key(k): _bounded(v, depth + 1) for k, v in value.items()}
+    return [_bounded(v, depth + 1) for v in value]
 
 
 def _json_key(key: Any) -> Any:
@@ -102,18 +100,8 @@ def _json_key(key: Any) -> Any:
 def _print_json(data: Any) -> None:
     try:
         text = json.dumps(data, indent=1, default=_json_default)
-    except (RecursionError, TypeError, ValueError):  # see _SHOWN_DEPTH
-        text = json.dumps(_bounded(data, json_keys=True), indent=1, default=_json_default)
-    print(text)
-
-
-def _print_info(info: Any) -> None:
-    try:
-        text = str(info)
-    except RecursionError:  # see _SHOWN_DEPTH
-        shown = {name: _bounded(getattr(info, name), json_keys=False)
-                 for name in ("type", "lineage", "user", "details", "stream")}
-        text = str(dataclasses.replace(info, **shown))
+    except (RecursionError, TypeError, ValueError):  # see _bounded
+        text = json.dumps(_bounded(data), indent=1, default=_json_default)
     print(text)
 
 
@@ -172,7 +160,7 @@ def _frame_cmd(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json({**_info_dict(first), "verified_stream": totals})
                 return 0
-            _print_info(first)
+            print(first)
             print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
                   f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
             return 0
@@ -190,7 +178,7 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(_info_dict(info, verified))
         return 0
-    _print_info(info)
+    print(info)
     if verified is not None:
         print(f"verified  {verified}")
     return 0

@@ -7,7 +7,7 @@ compressors own compressed streams. See ``docs/format.md`` for the layout.
 from . import _checksum as checksum
 from ._build import Encoded, Stored, build, plain
 from ._header import ALIGN, FLAG_STREAM_CHUNK, FRAME_VERSION, HEADER_SIZE, MAGIC, Header, align, unpack
-from ._read import FrameInfo, frame_name, info, read, verify_payload
+from ._read import SHOWN_DEPTH, FrameInfo, frame_name, info, read, shown, verify_payload
 
 __all__ = [
     "ALIGN",
@@ -15,6 +15,7 @@ __all__ = [
     "FRAME_VERSION",
     "HEADER_SIZE",
     "MAGIC",
+    "SHOWN_DEPTH",
     "Encoded",
     "FrameInfo",
     "Header",
@@ -26,6 +27,7 @@ __all__ = [
     "info",
     "plain",
     "read",
+    "shown",
     "unpack",
     "verify_payload",
 ]

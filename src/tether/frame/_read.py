@@ -14,6 +14,30 @@ from ._header import ALIGN, HEADER_SIZE, Header
 
 _PADS = tuple(bytes(n) for n in range(ALIGN))  # the zero padding before a payload, by length
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+# Metadata may nest as deep as Limits.max_depth allows, deeper than repr's recursion: str() and repr() of a
+# FrameInfo show containers to this depth ("..." below it) and otherwise as repr would.
+SHOWN_DEPTH = 64
+
+
+def shown(value: Any, depth: int = 0) -> str:
+    """``repr(value)``, with dicts, lists and tuples nested below :data:`SHOWN_DEPTH` levels shown as ``...``.
+
+    Examples
+    --------
+    >>> shown({"a": [1, (2,)]})
+    "{'a': [1, (2,)]}"
+    >>> shown([[[1]]], depth=SHOWN_DEPTH - 1)
+    '[...]'
+    """
+    t = type(value)
+    if t is not dict and t is not list and t is not tuple:
+        return repr(value)
+    if depth >= SHOWN_DEPTH:
+        return "..."
+    if t is dict:
+        return "{" + ", ".join(f"{shown(k, depth + 1)}: {shown(v, depth + 1)}" for k, v in value.items()) + "}"
+    inner = ", ".join(shown(v, depth + 1) for v in value)
+    return f"[{inner}]" if t is list else f"({inner}{',' if len(value) == 1 else ''})"
 # created_at values (microseconds since 1970) that a datetime can hold: years 1 to 9999.
 _CREATED_MIN = (_dt.datetime(1, 1, 1, tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
 _CREATED_MAX = (_dt.datetime.max.replace(tzinfo=_dt.timezone.utc) - _EPOCH) // _dt.timedelta(microseconds=1)
@@ -94,17 +118,16 @@ class FrameInfo:
             ("frame size", f"{self.frame_size} B (metadata {self.metadata_size} B, payload at offset {self.payload_offset})"),
             ("payload", f"{self.payload_size} B stored, {self.raw_size} B uncompressed"),
         ]
-        rows += [(k, v) for k, v in self.details.items()]
-        if self.type:
-            rows.append(("type", self.type))
-        if self.lineage:
-            rows.append(("lineage", self.lineage))
-        if self.user:
-            rows.append(("user metadata", self.user))
-        if self.stream:
-            rows.append(("stream", self.stream))
+        rows += [(k, shown(v)) for k, v in self.details.items()]
+        for label, value in (("type", self.type), ("lineage", self.lineage), ("user metadata", self.user),
+                             ("stream", self.stream)):
+            if value:
+                rows.append((label, shown(value)))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+    def __repr__(self) -> str:
+        return "FrameInfo(" + ", ".join(f"{f.name}={shown(getattr(self, f.name))}" for f in fields(self)) + ")"
 
 
 class _Packed:
