@@ -51,8 +51,13 @@ defmodule Tether do
   @doc """
   Encode a term as a frame.
 
-  Options: `format: :etf | :raw`, `compressed: boolean`, `checksum: :crc32 | :none`,
-  `metadata: map`. Metadata is plain data that Python and every node read
+  Options: `format: :etf | :raw`, `compression: :none | :gzip` and `level: 0..9`
+  (the frame's payload compression, which Python reads too), `compressed: boolean`
+  (term_to_binary's own compression of an etf payload), `checksum: :crc32 | :none`,
+  `metadata: map`, `type_versions`, `parent` and `step` (see `:tether.encode/2`).
+  An unknown option or a bad value raises `ArgumentError` naming it. Returns
+  iodata: `IO.iodata_to_binary/1` it for `byte_size/1` or pattern matching.
+  Metadata is plain data that Python and every node read
   without creating atoms: atom keys and values other than `true`, `false` and
   `nil` are written as strings, as JSON encoders do (`%{source: :cam}` reads
   back as `%{"source" => "cam"}`); pids, references, ports and funs raise
@@ -62,7 +67,11 @@ defmodule Tether do
       {:ok, <<1, 2, 3>>}
   """
   @spec encode(term(), keyword() | map()) :: iodata()
-  def encode(term, opts \\ []), do: :tether.encode(term, opts)
+  def encode(term, opts \\ []) do
+    :tether.encode(term, opts)
+  catch
+    :error, {:badarg, reason} -> badarg!(reason)
+  end
 
   @doc """
   Decode a frame: `{:ok, term}` or `{:error, reason}`.
@@ -82,6 +91,8 @@ defmodule Tether do
       {:error, {:too_large, 100006, 1000}}
       iex> Tether.decode("junk")
       {:error, :not_a_tether_frame}
+      iex> Tether.decode(:junk) |> elem(1) |> elem(0)
+      :not_a_frame
   """
   @spec decode(iodata(), keyword() | map()) :: {:ok, term()} | {:error, term()}
   def decode(frame, opts \\ []), do: :tether.decode(frame, opts)
@@ -106,7 +117,11 @@ defmodule Tether do
       {{:f, 32}, {2}}
   """
   @spec tensor(binary(), nx_type(), tuple() | [non_neg_integer()]) :: binary()
-  def tensor(data, type, shape), do: :tether.tensor(data, type, shape) |> IO.iodata_to_binary()
+  def tensor(data, type, shape) do
+    :tether.tensor(data, type, shape) |> IO.iodata_to_binary()
+  catch
+    :error, {:badarg, reason} -> badarg!(reason)
+  end
 
   @doc """
   Mark rows (a list of maps) or columns (a map of lists) as a table: as an
@@ -120,7 +135,14 @@ defmodule Tether do
       true
   """
   @spec table([map()] | %{optional(term()) => list()}) :: {:"$tether_table", binary()}
-  def table(rows_or_columns), do: :tether_embed.table(rows_or_columns)
+  def table(rows_or_columns) do
+    :tether_embed.table(rows_or_columns)
+  catch
+    :error, :badarg ->
+      raise ArgumentError,
+            "Tether.table/1 takes rows (a list of maps) or columns (a map of lists), got: " <>
+              Kernel.inspect(rows_or_columns, limit: 5)
+  end
 
   @doc """
   The newest frame in a tether shared-memory region file (written by Python).
@@ -143,4 +165,17 @@ defmodule Tether do
   """
   @spec read_region(Path.t()) :: {:ok, binary()} | {:error, term()}
   def read_region(path), do: :tether.read_region(path)
+
+  # :tether's {badarg, Reason} errors, as ArgumentErrors an Elixir caller can read.
+  defp badarg!({:bad_option, key, message}), do: raise(ArgumentError, "invalid option #{Kernel.inspect(key)}: #{message}")
+
+  defp badarg!({:tensor_size, type, shape, expected, got}),
+    do:
+      raise(ArgumentError,
+        "a #{Kernel.inspect(type)} tensor of shape #{Kernel.inspect(shape)} needs #{expected} bytes of data, got #{got}")
+
+  defp badarg!({:raw_needs_binary, term}),
+    do: raise(ArgumentError, "format: :raw encodes a binary, got: #{Kernel.inspect(term, limit: 5)}; use format: :etf for other terms")
+
+  defp badarg!(other), do: raise(ArgumentError, "argument error: #{Kernel.inspect(other)}")
 end

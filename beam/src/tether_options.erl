@@ -29,10 +29,10 @@ worker_spec() ->
     [{python, fun string/1, "python3"},
      {modules, fun modules/1, required},
      {env, fun env/1, []},
-     {cd, fun string/1, none},
+     {cd, fun directory/1, none},
      {shm_threshold, fun non_neg_integer/1, ?DEFAULT_SHM_THRESHOLD},
      {max_message, fun message_size/1, ?DEFAULT_MAX_MESSAGE},
-     {shm_dir, fun string/1, none},
+     {shm_dir, fun directory/1, none},
      {binaries, one_of([bytes, str]), bytes},
      {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
      {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
@@ -252,6 +252,18 @@ string(S) when is_list(S), S =/= [] ->
     end;
 string(_) -> {expected, "a non-empty string"}.
 
+%% A missing directory would fail later as a bare `exited_before_ready' (cd)
+%% or `private_dir' (shm_dir); say so here, where the option is named.
+directory(D) ->
+    case string(D) of
+        {ok, S} ->
+            case filelib:is_dir(S) of
+                true -> {ok, S};
+                false -> {expected, "an existing directory"}
+            end;
+        Other -> Other
+    end.
+
 modules([_ | _] = Mods) ->
     Clean = [module_name(M) || M <- Mods],
     case lists:member(error, Clean) of
@@ -273,11 +285,12 @@ module_name(_) -> error.
 
 env(Env) when is_map(Env) -> env(maps:to_list(Env));
 env(Env) when is_list(Env) ->
-    Clean = [{env_str(K), env_str(V)} || {K, V} <- [E || E <- Env, is_tuple(E), tuple_size(E) =:= 2]],
+    Clean = [{env_str(K), env_value(V)} || {K, V} <- [E || E <- Env, is_tuple(E), tuple_size(E) =:= 2]],
     case length(Clean) =:= length(Env) andalso
          lists:all(fun({K, V}) -> K =/= error andalso V =/= error end, Clean) of
         true -> {ok, Clean};
-        false -> {expected, "a list of {Name, Value} string pairs"}
+        false -> {expected, "a list of {Name, Value} string pairs (a nil value, e.g. System.get_env/1 "
+                            "of an unset variable, is refused: leave the variable out)"}
     end;
 env(_) -> {expected, "a list of {Name, Value} string pairs"}.
 
@@ -289,6 +302,11 @@ env_str(S) when is_list(S) ->
         false -> error
     end;
 env_str(_) -> error.
+
+%% Names may be atoms (a keyword list); values must be strings, so that nil
+%% (an unset variable in Elixir) never becomes the text "nil".
+env_value(V) when is_atom(V) -> error;
+env_value(V) -> env_str(V).
 
 non_neg_integer(N) when is_integer(N), N >= 0 -> {ok, N};
 non_neg_integer(_) -> {expected, "a non-negative integer"}.

@@ -271,7 +271,17 @@ handle_call(status, _From, S = #st{members = Members}) ->
               busy => Count(fun(_, #member{holder = H}) -> H =/= undefined end),
               starting => Count(fun(_, #member{health = H}) -> H =:= starting end),
               cancelling => Count(fun(_, #member{health = H}) -> H =:= cancelling end),
-              queued => S#st.nwaiting}, S}.
+              queued => S#st.nwaiting}, S};
+%% A worker's request sent to a pool (Tether.Worker.call/info/stats given a pool's
+%% name): answer it with an error naming the fix instead of crashing every member.
+handle_call({call, _Ref, _M, _F, _Args, _Tables, _Deadline}, _From, S) ->
+    {reply, {tether_reply, {error, not_a_worker()}, #{}}, S};
+handle_call(_Request, _From, S) ->
+    {reply, {error, not_a_worker()}, S}.
+
+not_a_worker() ->
+    {not_a_worker, <<"this is a tether pool: use Tether.Pool.call/5 (tether_pool:call/5), or "
+                     "Tether.Pool.transaction/3 to reach one member with Tether.Worker's functions">>}.
 
 % @private
 -spec handle_cast(term(), #st{}) -> {noreply, #st{}}.

@@ -315,7 +315,12 @@ handle_call({call, Ref, M, F, Args, Tables, Deadline}, From = {Pid, _}, S = #st{
              args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time()},
     {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
 handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q}) ->
-    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q)}, S}.
+    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q)}, S};
+%% A pool's request sent to a worker (Tether.Pool.call/status/transaction given a
+%% worker): answer it with an error naming the fix instead of killing Python.
+handle_call(_Request, _From, S) ->
+    {reply, {error, {not_a_pool, <<"this is a tether worker: use Tether.Worker.call/5 "
+                                   "(tether_worker:call/5)">>}}, S}.
 
 %% @private
 %% A caller past its deadline: drop its call, running or queued.

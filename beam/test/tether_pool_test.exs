@@ -35,6 +35,36 @@ defmodule Tether.PoolTest do
     assert_raise ArgumentError, ~r/:size: expected a positive integer/, fn -> Tether.Pool.start_link(TestPython.opts(size: 0)) end
   end
 
+  test "a worker's function given a pool, or a pool's given a worker, raises and crashes neither" do
+    pool = start_pool(size: 1)
+    {:ok, w} = Tether.Worker.start(TestPython.opts([]))
+    on_exit(fn -> TestPython.stop(w) end)
+
+    for misuse <- [
+          fn -> Tether.Worker.call(pool, @m, "add", [1, 2]) end,
+          fn -> Tether.Worker.info(pool) end,
+          fn -> Tether.Worker.stats(pool) end
+        ] do
+      assert_raise ArgumentError, ~r/this is a tether pool: use Tether.Pool.call/, misuse
+    end
+
+    for misuse <- [
+          fn -> Tether.Pool.call(w, @m, "add", [1, 2]) end,
+          fn -> Tether.Pool.status(w) end,
+          fn -> Tether.Pool.transaction(w, fn _ -> :ran end) end
+        ] do
+      assert_raise ArgumentError, ~r/this is a tether worker: use Tether.Worker.call/, misuse
+    end
+
+    assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2])
+    assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+  end
+
+  test "start/1 returns a member's start error without a link" do
+    assert {:error, {:import_error, "tether_no_such_module", _, _, _}} =
+             Tether.Pool.start(TestPython.opts(modules: ["tether_no_such_module"], size: 1))
+  end
+
   # The bar is #11's. On a shared 2-core box one attempt can lose 200 ms to a stall that
   # is not the pool's (four Pythons waking at once, another process on both cores), so
   # the best of up to 3 attempts is held to it: a pool that serialises calls (2 s) or

@@ -104,6 +104,17 @@ defmodule Tether.WorkerLifecycleTest do
       end
 
       assert {:error, {:bad_option, :binaries, _}} = :tether_worker.start_link(%{modules: ["m"], binaries: :utf16})
+
+      # System.get_env/1 of an unset variable is nil: refused, never the text "nil"
+      assert_raise ArgumentError, ~r/invalid option :env: .*nil value/, fn ->
+        Tether.Worker.start(TestPython.opts(env: [{"PYTHONPATH", nil}]))
+      end
+
+      for key <- [:cd, :shm_dir] do
+        assert_raise ArgumentError, ~r/invalid option #{inspect(key)}: expected an existing directory/, fn ->
+          Tether.Worker.start(TestPython.opts([{key, "/no/such/tether/dir"}]))
+        end
+      end
     end
 
     test "heavy imports count against start_timeout, not the first call" do

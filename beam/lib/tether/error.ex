@@ -29,6 +29,15 @@ defmodule Tether.Error do
 
   defp describe({:worker_exit, status}), do: "the Python process exited with status #{status} during the call"
   defp describe({:worker_down, why}), do: "the worker process is not running: #{inspect(why)}"
+  defp describe({:pool_down, why}), do: "the pool process is not running: #{inspect(why)}"
+
+  defp describe(:funs_refused),
+    do: "a function (fun) cannot be sent to Python: pass data, and name the Python function to call instead"
+
+  defp describe({:message_too_large, size, max}),
+    do:
+      "the call's arguments take #{size} bytes, over max_message (#{max}): lower shm_threshold so they go " <>
+        "through shared memory, or raise max_message"
 
   defp describe({:bad_etf, why}),
     do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"

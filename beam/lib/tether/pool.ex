@@ -68,6 +68,16 @@ defmodule Tether.Pool do
   def start_link(opts) when is_list(opts), do: opts |> :tether_pool.start_link() |> Tether.Worker.started()
 
   @doc """
+  As `start_link/1`, without a link: a pool whose failure must not take the caller down.
+
+  ```elixir
+  {:error, {:import_error, "broken", _, _, _}} = Tether.Pool.start(modules: ["broken"], size: 2)
+  ```
+  """
+  @spec start([option()]) :: GenServer.on_start()
+  def start(opts) when is_list(opts), do: opts |> :tether_pool.start() |> Tether.Worker.started()
+
+  @doc """
   Call `module.function(*args)` on a free member: `{:ok, result}` or
   `{:error, reason}`, with the reasons of `Tether.Worker.call/5` plus
   `:overloaded` and `:checkout_timeout`.
@@ -116,7 +126,7 @@ defmodule Tether.Pool do
   @spec transaction(pool(), (Tether.Worker.worker() -> result), timeout()) :: result | {:error, term()}
         when result: term()
   def transaction(pool, fun, checkout_timeout \\ 5000) when is_function(fun, 1),
-    do: :tether_pool.transaction(pool, fun, checkout_timeout)
+    do: pool |> :tether_pool.transaction(fun, checkout_timeout) |> wrong_server!()
 
   @doc """
   The pool's members and what they are doing: `:size`, `:workers`, `:idle`,
@@ -127,7 +137,12 @@ defmodule Tether.Pool do
   ```
   """
   @spec status(pool()) :: map()
-  def status(pool), do: :tether_pool.status(pool)
+  def status(pool) do
+    case :tether_pool.status(pool) do
+      {:error, _} = error -> wrong_server!(error)
+      status -> status
+    end
+  end
 
   @doc """
   Stop the pool, its members and their Python processes.
@@ -139,4 +154,8 @@ defmodule Tether.Pool do
   """
   @spec stop(pool()) :: :ok
   def stop(pool), do: :tether_pool.stop(pool)
+
+  # A worker given where a pool is expected: a programming error, named.
+  defp wrong_server!({:error, {:not_a_pool, message}}), do: raise(ArgumentError, message)
+  defp wrong_server!(result), do: result
 end

@@ -136,6 +136,7 @@ defmodule Tether.Stream do
   defp open!(source, opts) do
     case :tether_stream.open(erl_source(source), opts) do
       {:ok, reader} -> reader
+      {:error, {:bad_option, key, message}} -> raise ArgumentError, "invalid option #{inspect(key)}: #{message}"
       {:error, reason} -> raise Tether.Error, reason: reason
     end
   end

@@ -162,7 +162,12 @@ defmodule Tether.Worker do
   ```
   """
   @spec info(worker()) :: map()
-  def info(worker), do: :tether_worker.info(worker)
+  def info(worker) do
+    case :tether_worker.info(worker) do
+      {:error, _} = error -> checked(error)
+      info -> info
+    end
+  end
 
   @doc """
   The Python worker's metrics: `tether.metrics.snapshot()` (operations by
@@ -176,10 +181,11 @@ defmodule Tether.Worker do
   ```
   """
   @spec stats(worker(), timeout()) :: {:ok, map()} | {:error, term()}
-  def stats(worker, timeout \\ 5000), do: :tether_worker.stats(worker, timeout)
+  def stats(worker, timeout \\ 5000), do: worker |> :tether_worker.stats(timeout) |> checked()
 
   @doc """
-  As `call/5`, and what the worker measured of the call: `:queue_time`,
+  As `call/5`, and what the worker measured of the call: `:queue_time` (in
+  native time units, as in telemetry: `System.convert_time_unit(t, :native, :microsecond)`),
   `:bytes_in`, `:bytes_out`, `:route` (`:inline` or `:shm`) and `:stages`,
   microseconds spent in each part of the call, measured in place: `:encode`,
   `:write` (the arguments file), `:python` (request out to reply in),
@@ -191,7 +197,7 @@ defmodule Tether.Worker do
   """
   @spec measure(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {{:ok, term()} | {:error, term()}, map()}
-  def measure(worker, module, function, args, opts \\ []) when is_list(args) do
+  def measure(worker, module, function, args, opts \\ []) do
     {result, stats} = :tether_worker.measure(worker, module, function, args, call_opts(opts))
     {checked(result), stats}
   end
@@ -222,6 +228,10 @@ defmodule Tether.Worker do
 
   def checked({:error, {:bad_argument, which, message}}),
     do: raise(ArgumentError, "invalid #{which}: #{message}")
+
+  # A pool given where a worker is expected, or the reverse: a programming error.
+  def checked({:error, {wrong, message}}) when wrong in [:not_a_worker, :not_a_pool],
+    do: raise(ArgumentError, message)
 
   def checked(result), do: result
 end
