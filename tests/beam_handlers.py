@@ -96,6 +96,13 @@ def log_warning(message):
     return "logged"
 
 
+def log_info(message):
+    import logging
+
+    logging.getLogger("beam_handlers.audit").info("%s", message.decode() if isinstance(message, bytes) else message)
+    return "logged"
+
+
 def warn(text):
     import warnings
 

@@ -405,6 +405,23 @@ def test_sigusr1_between_calls_is_ignored(client):
 # ------------------------------------------------------------------ logging
 
 
+def test_log_level_sets_the_root_logger_before_imports_and_keeps_tethers_own_at_warning():
+    quiet = Client()
+    try:
+        assert quiet.ok("log_info", "dropped") == "logged" and not quiet.logs  # Python's default: WARNING
+    finally:
+        quiet.close()
+    chatty = Client("--log-level", "info")
+    try:
+        assert chatty.ok("log_info", "kept") == "logged"
+        chatty.await_logs(1)
+        assert [(m[1], m[2], m[3]) for m in chatty.logs] == [(A("info"), "beam_handlers.audit", "kept")]
+        assert chatty.ok("echo", list(range(100))) == list(range(100))  # tether's own INFO stays in Python
+        assert len(chatty.logs) == 1
+    finally:
+        chatty.close()
+
+
 def test_log_records_and_stderr_lines_are_forwarded(client):
     assert client.ok("log_warning", "disk almost full") == "logged"
     (log,) = [m for m in client.logs if m[2] == "beam_handlers.audit"]

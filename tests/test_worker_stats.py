@@ -83,6 +83,7 @@ def test_read_stats_reaches_a_running_worker_by_pid_and_by_directory(stats_clien
     assert again["worker"]["calls"] == 2 and again["written_at"] > first["written_at"]
     json.dumps(again)  # plain data
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written atomically
+    assert (tmp_path / W.STATS_FILE).stat().st_mode & 0o777 == 0o600
 
 
 def test_a_snapshot_from_the_stats_thread_includes_a_reply_written_but_not_yet_counted():

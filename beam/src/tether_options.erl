@@ -34,6 +34,7 @@ worker_spec() ->
      {max_message, fun message_size/1, ?DEFAULT_MAX_MESSAGE},
      {shm_dir, fun directory/1, none},
      {binaries, one_of([bytes, str]), bytes},
+     {log_level, one_of([debug, info, warning, error, critical]), none},
      {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
      {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
      {name, fun name/1, none}].

@@ -55,7 +55,11 @@ open(Exe, Opts, StderrPath) ->
         ++ ["--binaries", atom_to_list(Bins), "--shm-threshold", integer_to_list(Shm),
             "--max-message", integer_to_list(Max),
             %% The worker's private directory: where `tether stats' finds its metrics.
-            "--stats-dir", filename:dirname(StderrPath)],
+            "--stats-dir", filename:dirname(StderrPath)]
+        ++ case maps:find(log_level, Opts) of
+               {ok, Level} -> ["--log-level", atom_to_list(Level)];
+               error -> []
+           end,
     %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
     %% first redirection keeps the shell quiet if the file is gone already
     %% (the worker gave up on this start and removed its directory).

@@ -412,6 +412,28 @@ defmodule Tether.WorkerLifecycleTest do
       assert msg |> format_msg() |> IO.iodata_to_binary() =~ "disk almost full"
     end
 
+    test "log_level: :info forwards Python's INFO records, which Python's default level drops" do
+      Tether.TestLogHandler.attach(:tether_info_test)
+      on_exit(fn -> :logger.remove_handler(:tether_info_test) end)
+
+      for {level, forwarded} <- [{nil, false}, {:info, true}] do
+        w = if level, do: start_worker(log_level: level), else: start_worker()
+
+        ExUnit.CaptureLog.capture_log(fn ->
+          assert {:ok, "logged"} = Tether.Worker.call(w, @m, "log_info", ["level #{inspect(level)}"])
+        end)
+
+        if forwarded do
+          assert_receive {:log_event, %{level: :info, msg: msg, meta: %{python_logger: "beam_handlers.audit"}}}, 2000
+          assert msg |> format_msg() |> IO.iodata_to_binary() =~ "level :info"
+        else
+          refute_receive {:log_event, %{meta: %{python_logger: "beam_handlers.audit"}}}, 300
+        end
+      end
+
+      assert_raise ArgumentError, ~r/:log_level: expected one of debug, info/, fn -> start_worker(log_level: :notice) end
+    end
+
     test "a Python warning reaches logger as one warning record" do
       w = start_worker()
       Tether.TestLogHandler.attach(:tether_warn_test)

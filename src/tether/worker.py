@@ -1641,7 +1641,9 @@ class _StatsWriter:
         data["written_at"] = time.time()
         tmp = f"{self.path}.{threading.get_ident()}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as out:
+            # 0600 like every file in the worker's private directory (README, "Python from your Elixir app").
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w",
+                      encoding="utf-8") as out:
                 json.dump(data, out, default=str)
             os.replace(tmp, self.path)
         except OSError as exc:  # the BEAM removed the directory: the worker is shutting down
@@ -1796,6 +1798,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="largest message accepted from the pipe (bytes); larger data goes through shared memory")
     parser.add_argument("--binaries", choices=("bytes", "str"), default="bytes",
                         help="how Elixir binaries arrive in handler arguments")
+    parser.add_argument("--log-level", choices=tuple(_LOG_LEVELS), default=None,
+                        help="the root logger's level, set before the modules are imported (default: Python's, "
+                             "WARNING); tether's own loggers stay at WARNING")
     parser.add_argument("--stats-dir", default=None,
                         help="directory private to the worker: SIGUSR2 writes stats.json there for `tether stats`, "
                              "and the BEAM names there the call each SIGUSR1 cancels")
@@ -1803,6 +1808,20 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.max_message < frame.HEADER_SIZE or args.shm_threshold < 0:
         parser.error("--max-message must be at least 64 and --shm-threshold at least 0")
     return args
+
+
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+               "critical": logging.CRITICAL}
+
+
+def _set_log_level(name: str) -> None:
+    """The root logger at ``name``'s level: the records the BEAM is sent (``log_level:`` on the BEAM side)."""
+    level = _LOG_LEVELS[name]
+    logging.getLogger().setLevel(level)
+    tether_logger = logging.getLogger("tether")
+    if level < logging.WARNING and tether_logger.level == logging.NOTSET:
+        # tether's own INFO/DEBUG records (a decision per dumps) would cross the pipe on every call.
+        tether_logger.setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1813,6 +1832,8 @@ def main(argv: list[str] | None = None) -> int:
     ``python -m tether.worker --module my_handlers --shm-threshold 1048576``
     """
     args = _arguments(argv)
+    if args.log_level is not None:
+        _set_log_level(args.log_level)
     # stdout carries the protocol: keep a private descriptor for it, and send
     # whatever else writes to fd 1 to stderr (until ready: the BEAM's; then the log pipe).
     out = os.dup(1)

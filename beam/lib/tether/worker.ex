@@ -55,6 +55,7 @@ defmodule Tether.Worker do
           | {:shm_dir, String.t()}
           | {:max_message, pos_integer()}
           | {:binaries, :bytes | :str}
+          | {:log_level, :debug | :info | :warning | :error | :critical}
           | {:start_timeout, timeout()}
           | {:cancel_grace, non_neg_integer()}
 
@@ -87,7 +88,9 @@ defmodule Tether.Worker do
     * `:shm_threshold`: arguments larger than this many bytes go through shared memory
       (default 1 MiB); `:shm_dir`: where the worker's private directory goes (default `/dev/shm`);
     * `:max_message`: the largest call sent through the pipe, in bytes (default 256 MiB);
-    * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python.
+    * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python;
+    * `:log_level`: Python's root logger level (`:debug` ... `:critical`; default Python's,
+      `:warning`): which `logging` records reach `Logger`.
 
   ```elixir
   {:ok, w} = Tether.Worker.start_link(python: ".venv/bin/python", modules: ["my_handlers"])
