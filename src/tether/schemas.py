@@ -52,6 +52,13 @@ WIDENINGS = {
     ("uint16", "uint64"), ("uint32", "uint64"), ("halffloat", "float"), ("halffloat", "double"),
     ("float", "double"), ("string", "large_string"), ("binary", "large_binary"),
 }
+# Types that differ only in how Arrow lays the values out (offset width, views): a writer's
+# table is cast to the schema's type for these before it is validated, because pandas and
+# polars write large_string where a schema says string, with the very same values.
+LAYOUTS_ONLY = {
+    ("large_string", "string"), ("string", "large_string"), ("string_view", "string"), ("string_view", "large_string"),
+    ("large_binary", "binary"), ("binary", "large_binary"), ("binary_view", "binary"), ("binary_view", "large_binary"),
+}
 
 
 class Mismatch(NamedTuple):
@@ -290,7 +297,17 @@ class Registry:
                                       "drop or step(fn)).")
         entry = Schema(name, version, schema, steps)
         with self._lock:
-            self._by_name.setdefault(name, {})[version] = entry
+            known = self._by_name.setdefault(name, {})
+            old = known.get(version)
+            if old is not None and fingerprint(old.schema) != fingerprint(schema):
+                # Frames stamped with this version would read against another schema than they were written with.
+                raise ValidationError(
+                    f"Schema {name!r} v{version} is already registered with another schema (fingerprint "
+                    f"{fingerprint(old.schema)}, not {fingerprint(schema)}). Register the change as version "
+                    f"{max(known) + 1} with migrations={{{max(known)}: [...]}}, or use a fresh "
+                    "tether.schemas.Registry() for experiments."
+                )
+            known[version] = entry
         return entry
 
     def versions(self) -> dict[str, int]:
@@ -634,6 +651,27 @@ def validate(table: pa.Table, name: str | pa.Schema, version: int | None = None,
         raise SchemaMismatchError(f"The table does not match {label} ({len(found)} mismatches):\n{lines}", found)
 
 
+def _same_layout(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with columns whose type differs from ``schema``'s only in layout cast to it (see LAYOUTS_ONLY).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> _same_layout(pa.table({"s": pa.array(["a"], pa.large_string())}), pa.schema([("s", pa.string())])).schema.types
+    [DataType(string)]
+    """
+    for f in schema:
+        i = table.schema.get_field_index(f.name)
+        if i < 0 or (str(table.schema.field(i).type), str(f.type)) not in LAYOUTS_ONLY:
+            continue
+        try:
+            col = table.column(i).cast(f.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # too large for 32-bit offsets: validation reports the column
+        table = table.set_column(i, pa.field(f.name, f.type, table.schema.field(i).nullable), col)
+    return table
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with its columns in ``schema``'s order (zero-copy), when it has exactly those columns."""
     if table.column_names != schema.names and sorted(table.column_names) == sorted(schema.names):
@@ -667,6 +705,7 @@ def for_write(table: pa.Table, options: Mapping[str, Any]) -> tuple[pa.Table, di
     if current is None:
         raise ValidationError(f"options['schema']={name!r} names no registered table schema. Register it: "
                               f"tether.schemas.register({name!r}, version=1, schema=pa.schema([...])).")
+    table = _same_layout(table, current.schema)
     validate(table, name, registry=reg)
     table = _conform(table, current.schema)
     version = current.version

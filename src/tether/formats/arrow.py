@@ -261,10 +261,13 @@ class ArrowFormat(Format):
         validate = ctx.options.get("validate", "basic")
         if validate not in ("basic", "full"):
             raise ValidationError(f"Invalid validate {validate!r}. Valid options are: basic, full.")
+        source = type_info.get("source", "table")
+        target = into or {"table": "arrow", "batch": "batch", "pandas": "pandas", "polars": "polars",
+                          "columns": "columns", "rows": "pylist"}.get(source, "arrow")
         try:
             buf = pa.py_buffer(payload)
-            if ctx.copy:
-                buf = pa.py_buffer(bytes(payload))
+            if ctx.copy and target in KEEPS_BUFFERS:
+                buf = pa.py_buffer(bytes(payload))  # the others copy in convert(), writable
             reader = pa.ipc.open_stream(buf)
             table = reader.read_all()
             # Structural checks are O(columns); full=True also checks every
@@ -274,10 +277,7 @@ class ArrowFormat(Format):
             raise DecodeError(f"{ctx.frame_id}: the Arrow IPC stream is malformed: {exc}") from exc
         if isinstance(type_info.get("table_schema"), dict):
             table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
-        source = type_info.get("source", "table")
-        target = into or {"table": "arrow", "batch": "batch", "pandas": "pandas", "polars": "polars",
-                          "columns": "columns", "rows": "pylist"}.get(source, "arrow")
-        return convert(table, target, type_info)
+        return convert(table, target, type_info, copy=ctx.copy)
 
     def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
         """Rows, batches, the source kind, inner compression, the registered schema and the fields.
@@ -307,10 +307,16 @@ class ArrowFormat(Format):
         return out
 
 
-def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None) -> Any:
+# The targets that hand Arrow's buffers out as they are: copy=True copies the payload before reading it.
+KEEPS_BUFFERS = ("arrow", "batch", "polars")
+
+
+def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None, *, copy: bool = False) -> Any:
     """``table`` in the Python form ``target`` names: an ``into=`` value, or ``"batch"``/``"columns"``.
 
     ``type_info`` (an arrow frame's) says which columns were NumPy arrays for ``"columns"``.
+    ``copy`` makes pandas and NumPy results writable: Arrow hands its buffers to
+    both read-only, so without it ``df.loc[0, "x"] = 1`` raises even on a copy.
 
     Examples
     --------
@@ -326,7 +332,8 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
     if target == "pandas":
         _need("pandas")
         # One block per column: no consolidation copy (the frame is equal either way).
-        return table.to_pandas(split_blocks=True)
+        df = table.to_pandas(split_blocks=True)
+        return df.copy(deep=True) if copy else df
     if target == "polars":
         pl = _need("polars")
         return pl.from_arrow(table)
@@ -336,11 +343,14 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
         out = {}
         for name, col in zip(table.column_names, table.columns):
             out[name] = col.to_numpy(zero_copy_only=False) if col.null_count or col.num_chunks != 1 else _np(col)
+            if copy and not out[name].flags.writeable:
+                out[name] = out[name].copy()
         return out
     if target == "columns":
         numpy_cols = set(type_info.get("numpy_columns", ()))
         return {
-            name: (_np(col) if name in numpy_cols and not col.null_count else col.to_pylist())
+            name: ((_np(col).copy() if copy else _np(col)) if name in numpy_cols and not col.null_count
+                   else col.to_pylist())
             for name, col in zip(table.column_names, table.columns)
         }
     raise DecodeError(f"Unknown arrow target {target!r}.")  # pragma: no cover

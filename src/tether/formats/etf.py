@@ -190,7 +190,7 @@ class EtfFormat(Format):
                 f"{ctx.frame_id}: into={ctx.into!r} needs {shape}; this frame holds {what}. "
                 "Leave into unset to get the value as it is."
             ) from None
-        return convert(table, ctx.into)
+        return convert(table, ctx.into, copy=ctx.copy)
 
     def decode_options(self, type_info: dict[str, Any], ctx: DecodeContext) -> _etf.Options:
         """The decoder options for a frame's type information and a ``loads`` call (cached).

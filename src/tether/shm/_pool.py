@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import memory
-from .._errors import ValidationError
+from .._errors import RegionError, ValidationError
 from ._region import HEADER_SIZE, Region, gc
 
 # Every live pool, for tether.memory: its stats and its trimming under pressure.
@@ -107,6 +107,8 @@ class RegionPool:
         Under memory pressure a new region is not prefaulted (the warm ones
         were trimmed when pressure started: :func:`tether.memory.relieve`).
         """
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
+            raise ValidationError(f"RegionPool.acquire needs the bytes of frames to hold, an int ≥ 0; got {nbytes!r}.")
         pressure = "memory_pressure" in memory.check()
         with self._lock:
             self.stats.acquired += 1
@@ -136,6 +138,10 @@ class RegionPool:
             memory.decide("pool", f"closed a released region of {region.capacity} B instead of keeping it warm: "
                           "memory pressure", capacity=region.capacity)
         with self._lock:
+            if any(r is region for r in self._free):
+                # A second release would let two acquire() calls hand out the same region to two writers.
+                raise RegionError(f"Region {region.name} was already released to this pool; release it once, "
+                                  "after its last frame is read.")
             self.stats.released += 1
             if keep and len(self._free) < self.max_regions:
                 region.reset()

@@ -1,0 +1,64 @@
+"""What a new Python user's trial of the README found (2026-11-26), each pinned where it was fixed.
+
+Writable copies, schemas that pandas' text columns meet, a schema version that cannot be silently
+replaced, and a region pool that cannot hand one region to two writers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import tether
+from tether import schemas
+from tether.shm import RegionError, RegionPool
+
+
+def test_copy_true_gives_writable_dataframes_and_columns():
+    pd = pytest.importorskip("pandas")
+    frame = tether.dumps(pd.DataFrame({"x": np.arange(100.0)}))
+    view = tether.loads(frame)
+    with pytest.raises(ValueError, match="read-only"):  # the zero-copy default, as documented
+        view.loc[0, "x"] = 1.0
+    copied = tether.loads(frame, copy=True)
+    copied.loc[0, "x"] = 99.0  # before: ValueError, assignment destination is read-only
+    assert copied.loc[0, "x"] == 99.0 and tether.loads(frame).loc[0, "x"] == 0.0
+    cols = tether.loads(tether.dumps(pa.table({"x": np.arange(10.0)})), into="numpy", copy=True)
+    assert cols["x"].flags.writeable
+    rows = tether.dumps([{"x": float(i)} for i in range(300)], format="etf")
+    df = tether.loads(rows, into="pandas", copy=True)
+    df.loc[0, "x"] = 5.0
+    assert df.loc[0, "x"] == 5.0
+
+
+def test_a_pandas_text_column_meets_a_string_schema():
+    pd = pytest.importorskip("pandas")
+    reg = schemas.Registry()
+    reg.register("trial_pd", version=1, schema=pa.schema([("id", pa.int64()), ("name", pa.string())]))
+    frame = tether.dumps(pd.DataFrame({"id": [1, 2], "name": ["a", "b"]}),
+                         options={"schema": "trial_pd", "registry": reg})  # pandas may write large_string
+    assert tether.inspect(frame).type["table_schema"]["version"] == 1
+    assert tether.loads(frame, into="arrow").schema.field("name").type == pa.string()
+
+
+def test_a_registered_schema_version_is_never_silently_replaced():
+    reg = schemas.Registry()
+    reg.register("trial_rereg", version=1, schema=pa.schema([("a", pa.int64())]))
+    reg.register("trial_rereg", version=1, schema=pa.schema([("a", pa.int64())]))  # the same again: fine
+    with pytest.raises(tether.ValidationError, match="Register the change as version 2"):
+        reg.register("trial_rereg", version=1, schema=pa.schema([("b", pa.string())]))
+
+
+def test_a_region_released_twice_is_refused_not_handed_to_two_writers():
+    with RegionPool(prefault=False, sweep=False) as pool:
+        with pytest.raises(tether.ValidationError):
+            pool.acquire(-1)
+        region = pool.acquire(np.int64(1 << 20).item())
+        pool.release(region)
+        with pytest.raises(RegionError, match="already released"):
+            pool.release(region)
+        a, b = pool.acquire(1 << 20), pool.acquire(1 << 20)
+        assert a is not b
+        for r in (a, b):
+            pool.release(r)
