@@ -300,3 +300,10 @@ def frame_user_metadata(path):
     with open(path, "rb") as f:
         info = tether.inspect(f.read())
     return {"user": info.user, "lineage": info.lineage}
+
+
+def nan_frame():
+    """A frame Python writes for a dict holding NaN: the BEAM decodes the embedded frame (docs/format.md §4)."""
+    import tether
+
+    return tether.dumps({"loss": float("nan"), "best": float("-inf"), "ok": 1.5})

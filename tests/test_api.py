@@ -272,3 +272,22 @@ def test_decode_options_that_are_not_a_mapping_are_validation_errors():
     for options in (["binaries"], "binaries=str"):
         with pytest.raises(tether.ValidationError, match="options must be a mapping"):
             tether.loads(frame, options=options)
+
+
+def test_nan_and_infinity_in_plain_data_stay_etf_and_come_back_as_floats():
+    import math
+    import warnings
+
+    value = {"loss": float("nan"), "hist": [1.0, float("inf"), (float("-inf"), 2)], "tag": tether.Atom("x")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pickle fallback, no lossy warning: Python reads floats back
+        frame = tether.dumps(value)
+        out = tether.loads(frame)
+    assert tether.inspect(frame).format == "etf" and tether.inspect(frame).type["nan"] == "atoms"
+    assert math.isnan(out["loss"]) and out["hist"][:2] == [1.0, math.inf] and out["hist"][2] == (-math.inf, 2)
+    assert type(out["hist"][2]) is tuple and out["tag"] == tether.Atom("x")
+    assert math.isnan(tether.loads(tether.dumps([float("nan")]), into="pylist")[0])
+    # An atom that would read back as a float cannot share the frame: that value is not etf's.
+    assert tether.inspect(tether.dumps({"a": float("nan"), "b": tether.Atom("nan")})).format != "etf"
+    with pytest.raises(tether.EncodeError, match="finite"):
+        tether.dumps({"a": float("nan")}, format="etf", options={"nan": "error"})

@@ -223,6 +223,11 @@ defmodule Tether.WorkerTest do
     end
   end
 
+  test "a Python frame of a dict holding NaN decodes on the BEAM as Nx's atoms", %{w: w} do
+    {:ok, frame} = Tether.Worker.call(w, "beam_handlers", "nan_frame", [])
+    assert {:ok, %{"loss" => :nan, "best" => :neg_infinity, "ok" => 1.5}} = Tether.decode(frame)
+  end
+
   test "elixir structs map to Python types and back", %{w: w} do
     dt = ~U[2024-01-02 03:04:05.123456Z]
     assert {:ok, {"datetime", nil}} = Tether.Worker.call(w, "beam_handlers", "describe", [dt])

@@ -134,14 +134,15 @@ class Writer:
     """One call's output, options and open containers, shared by the encoder's helpers."""
 
     __slots__ = ("out", "atom", "true_b", "false_b", "none_b", "nan_atom", "minor", "max_depth", "bytes_tag",
-                 "convert", "stack", "path_stack", "here", "plain")
+                 "convert", "stack", "path_stack", "here", "plain", "nan_warn")
 
     def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any) -> None:
         self.out = out
         self.atom = atom = AtomWriter(opts.minor_version)
         self.true_b, self.false_b = atom("true"), atom("false")
         self.none_b = atom(opts.none_atom) if opts.none_atom is not None else None
-        self.nan_atom = opts.nan == "atom"
+        self.nan_atom = opts.nan != "error"
+        self.nan_warn = opts.nan == "atom"
         self.minor = opts.minor_version
         self.max_depth = opts.limits.max_depth
         self.bytes_tag = bytes_tag
@@ -261,12 +262,13 @@ def write_float(w: Writer, value: float) -> Any:
                 "Pass nan='atom' to write nan/infinity/neg_infinity atoms, or replace the value."
             )
         name = "nan" if value != value else "infinity" if value > 0 else "neg_infinity"
-        warnings.warn(
-            f"{value!r} at {w.where()} is sent as the atom {name!r}: Erlang floats are finite, "
-            "and it decodes back as an atom, not a float.",
-            LossyConversionWarning,
-            stacklevel=4,
-        )
+        if w.nan_warn:
+            warnings.warn(
+                f"{value!r} at {w.where()} is sent as the atom {name!r}: Erlang floats are finite, "
+                "and it decodes back as an atom, not a float.",
+                LossyConversionWarning,
+                stacklevel=4,
+            )
         w.out.extend(w.atom(name))
     elif w.minor == 0:  # minor version 0 writes floats as text
         text = ("%.20e" % value).encode("ascii")

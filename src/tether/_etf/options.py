@@ -10,7 +10,8 @@ from .._limits import Limits, get_limits
 BINARY_MODES = ("bytes", "str", "tagged")
 CHARLIST_MODES = ("list", "str")
 ATOM_MODES = ("atom", "str")
-NAN_MODES = ("error", "atom")
+# "marked": as "atom", without the warning: the frame says the atoms stand for floats (formats/etf.py).
+NAN_MODES = ("error", "atom", "marked")
 MINOR_VERSIONS = (0, 1, 2)
 
 

@@ -38,6 +38,9 @@ VIEW_MIN = 64 << 10
 ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
 _TYPE = {"binaries": "tagged"}
+# Non-finite floats as the atoms Nx writes for them; a frame whose type says "nan": "atoms" gives them back
+# to Python as floats (the BEAM reads the atoms, as Tether.Worker does).
+_FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
 # auto_pick's answer for the exact container types, built once: most values asked about are one of these.
 _CLAIMS = {t: (f"{t.__name__} of BEAM-representable values", None) for t in (dict, list, tuple)}
@@ -110,7 +113,17 @@ class EtfFormat(Format):
             info["none_atom"] = opts.none_atom
         p = Payload(info)
         batched = _batched(obj, opts, convert) if _large_list(obj) else None
-        p.add(batched if batched is not None else _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY, convert=convert))
+        try:
+            data = batched if batched is not None else _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY,
+                                                                   convert=convert)
+        except EncodeError:
+            if "nan" in kwargs or not _floats_as_atoms_fit(obj):
+                raise
+            # NaN or infinity (an ML metric, say): written as Nx's atoms, marked so that Python reads floats.
+            data = _etf.encode(obj, _etf.Options(**kwargs, nan="marked", limits=opts.limits),
+                               bytes_tag=_etf.BIT_BINARY, convert=convert)
+            info["nan"] = "atoms"
+        p.add(data)
         return p
 
     def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
@@ -163,9 +176,11 @@ class EtfFormat(Format):
         2
         """
         if ctx.into is None:
-            return _etf.decode(payload, self.decode_options(type_info, ctx))
+            value = _etf.decode(payload, self.decode_options(type_info, ctx))
+            return _floats_back(value) if type_info.get("nan") == "atoms" else value
         if ctx.into == "pylist":
             value = _etf.decode(payload, self.decode_options(type_info, ctx))
+            value = _floats_back(value) if type_info.get("nan") == "atoms" else value
             if type(value) is not list:
                 raise ValidationError(
                     f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list; this one holds "
@@ -223,6 +238,51 @@ class EtfFormat(Format):
                     self._decode_options.clear()
                 self._decode_options[key] = cached
         return cached
+
+
+def _floats_as_atoms_fit(obj: Any) -> bool:
+    """Whether ``obj`` holds a non-finite float and none of the atoms that would stand for one (so reading
+    the atoms back as floats gives ``obj`` again). Map keys are not searched: they stay as written."""
+    stack, found = [obj], False
+    while stack:
+        value = stack.pop()
+        t = type(value)
+        if t is float:
+            found = found or value - value != 0.0  # inf - inf and nan are nan
+        elif t is Atom:
+            if value in _FLOAT_ATOMS:
+                return False
+        elif t is list or t is tuple:
+            stack.extend(value)
+        elif t is dict:
+            stack.extend(value.values())
+    return found
+
+
+def _floats_back(value: Any) -> Any:
+    """``value`` with the atoms nan, infinity and neg_infinity (not map keys) as the floats they stand for."""
+    if type(value) is Atom:
+        return _FLOAT_ATOMS.get(value, value)
+    root = [value]
+    stack: list[tuple[Any, Any, bool]] = [(root, 0, False)]
+    while stack:
+        parent, key, seal = stack.pop()
+        item = parent[key]
+        if seal:  # a tuple whose items were fixed in a list: a tuple again
+            parent[key] = tuple(item)
+            continue
+        t = type(item)
+        if t is Atom and item in _FLOAT_ATOMS:
+            parent[key] = _FLOAT_ATOMS[item]
+        elif t is list:
+            stack.extend((item, i, False) for i in range(len(item)))
+        elif t is dict:
+            stack.extend((item, k, False) for k in item)
+        elif t is tuple:
+            parent[key] = list(item)
+            stack.append((parent, key, True))
+            stack.extend((parent[key], i, False) for i in range(len(item)))
+    return root[0]
 
 
 def _large_list(obj: Any) -> bool:
