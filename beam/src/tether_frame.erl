@@ -67,9 +67,17 @@ compress(Other, _, _, _) -> erlang:error({badarg, {compression, Other, <<"the BE
 %% {error, {truncated, 64, 10}} = tether_frame:header(binary:part(Frame, 0, 10)).
 %% '''
 -spec header(binary()) -> {ok, header()} | {error, term()}.
-header(<<?FRAME_MAGIC, V:?LE(?F_VERSION), _/binary>>) when V =/= ?FRAME_VERSION ->
-    {error, {unsupported_frame_version, V,
-             <<"this tether reads frame version ", (integer_to_binary(?FRAME_VERSION))/binary, "; upgrade it">>}};
+header(<<?FRAME_MAGIC, V:?LE(?F_VERSION), _/binary>> = Frame) when V =/= ?FRAME_VERSION ->
+    %% A flipped bit in the version must read as corruption, not as advice to upgrade: the version is
+    %% believed when the header checksum, where this version keeps it, holds.
+    case Frame of
+        <<Covered:?HEADER_CRC_COVERS/binary, ?HEADER_CRC(HCrc), _/binary>> ->
+            case erlang:crc32(Covered) of
+                HCrc -> unsupported_version(V);
+                Computed -> {error, {header_checksum_mismatch, HCrc, Computed}}
+            end;
+        _ -> unsupported_version(V)
+    end;
 header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PLen, RLen, PCk,
                      Schema, Level, Filter, FSize, _), ?HEADER_CRC(HCrc), _/binary>> = Frame)
   when HSize =:= ?HEADER_SIZE ->
@@ -84,9 +92,22 @@ header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PL
                    frame_size => Offset + PLen}};
         Computed -> {error, {header_checksum_mismatch, HCrc, Computed}}
     end;
+header(<<?FRAME_MAGIC, _:?LE(?F_VERSION), HSize:?LE(?F_HEADER_SIZE), _/binary>> = F)
+  when byte_size(F) >= ?HEADER_SIZE ->
+    %% Version 1 with another header size: corruption unless the checksum holds (a writer's bug).
+    <<Covered:?HEADER_CRC_COVERS/binary, ?HEADER_CRC(HCrc), _/binary>> = F,
+    case erlang:crc32(Covered) of
+        HCrc -> {error, {bad_header_size, HSize, <<"this frame version has a ", (integer_to_binary(?HEADER_SIZE))/binary,
+                                                   "-byte header: the writer is broken">>}};
+        Computed -> {error, {header_checksum_mismatch, HCrc, Computed}}
+    end;
 header(<<?FRAME_MAGIC, _/binary>> = F) -> {error, {truncated, ?HEADER_SIZE, byte_size(F)}};
 header(F) when byte_size(F) < length(?FRAME_MAGIC) -> {error, {truncated, ?HEADER_SIZE, byte_size(F)}};
 header(_) -> {error, not_a_tether_frame}.
+
+unsupported_version(V) ->
+    {error, {unsupported_frame_version, V,
+             <<"this tether reads frame version ", (integer_to_binary(?FRAME_VERSION))/binary, "; upgrade it">>}}.
 
 %% @doc A whole frame's header, metadata bytes and stored payload, with the
 %% frame size, the metadata CRC-32 and (when `Verify') the payload checksum checked.

@@ -86,6 +86,12 @@ defmodule TetherWireTest do
     assert {:ok, [1, 2]} = Tether.decode(patch(frame, "flags", Bitwise.bsl(1, 16)))
     assert {:error, {:unsupported_flags, 2}} = Tether.decode(patch(frame, "flags", 2))
     assert {:error, {:unsupported_frame_version, 2, _}} = Tether.decode(patch(frame, "version", 2))
+    # The same bytes with a stale header checksum: a flipped bit, not a newer tether.
+    {_, crc_at, _} = List.keyfind(tables()["header"], "header_crc32", 0)
+    stale = fn patched -> binary_part(patched, 0, crc_at) <> binary_part(frame, crc_at, byte_size(frame) - crc_at) end
+    assert {:error, {:header_checksum_mismatch, _, _}} = Tether.decode(stale.(patch(frame, "version", 3)))
+    assert {:error, {:header_checksum_mismatch, _, _}} = Tether.decode(stale.(patch(frame, "header_size", 65)))
+    assert {:error, {:bad_header_size, 65, _}} = Tether.decode(patch(frame, "header_size", 65))
     assert {:error, {:unsupported_filter, {1, 4}}} =
              Tether.decode(patch(patch(frame, "filter_id", t["filters"]["byte-shuffle"]), "filter_size", 4))
     assert {:error, {:unsupported_compression, :lz4, _}} =
