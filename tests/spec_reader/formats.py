@@ -99,9 +99,26 @@ def _check_nx(nx: list, dtype: np.dtype) -> None:
         raise SpecError("ndarray", f"nx {nx} does not describe {dtype}")
 
 
+_FLOAT_ATOMS = {"nan": float("nan"), "infinity": float("inf"), "neg_infinity": float("-inf")}
+
+
+def _floats(value: Any) -> Any:
+    """§4 etf, `nan`: "atoms": the three atoms stand for floats wherever they are a value (not a map key)."""
+    if isinstance(value, etf.SAtom):
+        return _FLOAT_ATOMS.get(value.name, value)
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_floats(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    return value
+
+
 def _etf(frame: Frame, data: bytes) -> Any:
     t = frame.type
-    return etf.decode(data, binaries=t.get("binaries", "tagged"), none_atom=t.get("none_atom", "nil"))
+    value = etf.decode(data, binaries=t.get("binaries", "tagged"), none_atom=t.get("none_atom", "nil"))
+    return _floats(value) if t.get("nan") == "atoms" else value
 
 
 def _arrow(frame: Frame, data: bytes) -> Any:
