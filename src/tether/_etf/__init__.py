@@ -78,6 +78,16 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     tether._errors.DecodeError: 1 trailing bytes after the ETF value at offset 3: pass exactly one ...
     """
     opts = opts or Options()
+    t = type(data)
+    if _c is not None and (t is bytes or t is memoryview):
+        # The usual input in one call: exactly one uncompressed term in a flat buffer. The C side
+        # declines anything else (Fallback), and the steps below check it and name what is wrong.
+        try:
+            views = opts.views and len(data) - 1 >= opts.views
+            native = opts.native or _native_options(opts)
+            return _c.decode_whole(data, native, readonly_view(data) if views else None)
+        except _c.Fallback:
+            pass
     # The C decoder reads any buffer in place; only the Python fallback needs bytes.
     flat = type(data) is memoryview and data.c_contiguous and data.ndim == 1 and data.format == "B"
     buf = data if flat or isinstance(data, bytes) else as_view(data)  # as_view: typed errors for odd buffers

@@ -23,7 +23,7 @@ try:
 except ImportError:  # no compiler at install time: the Python codec does everything
     c = None
 # The calls this glue makes; the C module says which it answers (tether._speedups.API).
-API = 3
+API = 4
 if c is not None and getattr(c, "API", None) != API:
     # A build left over from an older tether (a failed optional rebuild keeps
     # the old file): its calls do not match this glue, so Python does the work.

@@ -4,7 +4,7 @@
  *
  * One extension, one job per file:
  *   module.c   module definition, state, CodecOptions, configure(), TAGS
- *   decode.c   ETF term decoder (decode)
+ *   decode.c   ETF term decoder (decode, decode_whole), and the map-key cache
  *   columns.c  list of maps -> one Python list per key (decode_columns)
  *   typed.c    list of maps -> Arrow-layout column buffers (decode_typed)
  *   encode.c   ETF encoder for exact builtin types (encode)
@@ -23,7 +23,23 @@
 #include "tags.h"
 
 /* The calls tether/_etf/native.py makes of this module (its API): bumped when they change. */
-#define SPEEDUPS_API 3
+#define SPEEDUPS_API 4
+
+/* Map keys this short go through the key cache (decode.c). */
+#define KEY_CACHE_TEXT 32
+/* The key cache has 2**KEY_CACHE_BITS slots. */
+#define KEY_CACHE_BITS 9
+
+/* Only the keys of maps this small: a larger map is rarely a record, and its keys would evict the others. */
+#define KEY_CACHE_PAIRS 32
+
+/* One key of the key cache: the bytes it was decoded from, and the key (an interned str, or bytes). */
+typedef struct {
+    PyObject *value;        /* owned, or NULL: an empty slot */
+    Py_ssize_t n;
+    int as_bytes;           /* value is bytes, not str */
+    uint64_t text[KEY_CACHE_TEXT / 8];  /* the bytes, zero-padded: compared a word at a time */
+} KeySlot;
 
 /* Per-module state: what configure() sets and what module_exec() builds. */
 typedef struct {
@@ -36,6 +52,7 @@ typedef struct {
     PyObject *options_type;   /* CodecOptions */
     Py_ssize_t max_same_hash; /* keys of one map that may share a hash (tether/_etf/keys.py) */
     uint64_t seed;            /* per process, random: keys the tables a peer fills */
+    KeySlot *keys;            /* the key cache: 2**KEY_CACHE_BITS slots, direct-mapped (decode.c) */
 } State;
 
 /* How binaries and charlists decode (see tether._etf.Options). */
@@ -175,6 +192,8 @@ void ctx_init(Ctx *c, State *st, const CodecOptions *o, Py_buffer *view, PyObjec
 void ctx_free(Ctx *c);
 /* Decode the term at *ppos; on success set *ppos past it. NULL with Fallback (or another error) set. */
 PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos);
+/* Forget every cached map key (module.c: configure() and teardown). */
+void keys_clear(State *st);
 /* New reference to the value of the atom p[0:n], or NULL with Fallback/another error set. */
 PyObject *atom_value(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int latin);
 /* The key to store for a key the rule counts (stolen), in a map whose counts are c: key
@@ -222,6 +241,7 @@ Py_ssize_t map_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos)
 /* ------------------------------------------------------------ entry points */
 
 PyObject *sp_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_decode_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_decode_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_decode_typed(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

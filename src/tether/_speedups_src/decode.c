@@ -142,6 +142,50 @@ PyObject *atom_value(Ctx *ctx, const unsigned char *p, Py_ssize_t n, int latin) 
     return atom_store(c, j, p, n, latin, value);
 }
 
+/* ------------------------------------------------------------------ map keys */
+
+/* Map keys repeat: every metadata block names the same dozen, every row of a
+ * table the same few. Decoding each afresh builds an object and later its
+ * hash; the cache hands back one immutable key (its hash kept; a str seen
+ * twice is interned, the very object a literal in Python code is) for the same bytes.
+ * Direct-mapped on a seeded hash, so a peer cannot choose keys that keep
+ * evicting each other, and a collision only costs a miss (as does any key of
+ * a map over KEY_CACHE_PAIRS, which skips the cache). The slot keeps a
+ * copy of the bytes: a hit compares them all, so no key is ever returned for
+ * other bytes. Only called with the GIL held, and nothing between lookup and
+ * store runs Python code. NULL with an error set (invalid UTF-8 for a str). */
+static PyObject *cached_key(State *st, const unsigned char *p, Py_ssize_t n, int as_bytes) {
+    enum { WORDS = KEY_CACHE_TEXT / 8 };
+    uint64_t text[WORDS] = {0};
+    memcpy(text, p, (size_t)n);
+    uint64_t h = st->seed ^ ((uint64_t)n << 1 | (uint64_t)as_bytes);  /* seeded from the start: see above */
+    for (Py_ssize_t i = 0; i < (n + 7) / 8; i++) h = (h ^ text[i]) * 0x9e3779b97f4a7c15ULL;
+    h = keyed_mix(st, h);
+    KeySlot *s = &st->keys[h >> (64 - KEY_CACHE_BITS)];
+    if (s->value && s->n == n && s->as_bytes == as_bytes) {
+        uint64_t diff = 0;
+        for (int i = 0; i < WORDS; i++) diff |= s->text[i] ^ text[i];
+        if (!diff) {
+            /* Interned at its second sighting: interning every key of a map of unique keys doubles its time. */
+            if (!as_bytes && !PyUnicode_CHECK_INTERNED(s->value)) PyUnicode_InternInPlace(&s->value);
+            return Py_NewRef(s->value);
+        }
+    }
+    PyObject *value = as_bytes ? PyBytes_FromStringAndSize((const char *)p, n)
+                               : PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (!value) return NULL;
+    Py_XSETREF(s->value, Py_NewRef(value));
+    s->n = n;
+    s->as_bytes = as_bytes;
+    memcpy(s->text, text, sizeof(text));
+    return value;
+}
+
+void keys_clear(State *st) {
+    if (!st->keys) return;
+    for (Py_ssize_t i = 0; i < ((Py_ssize_t)1 << KEY_CACHE_BITS); i++) Py_CLEAR(st->keys[i].value);
+}
+
 /* ------------------------------------------------------------------ scalars */
 
 static PyObject *fall(Ctx *ctx) {
@@ -220,7 +264,8 @@ static PyObject *view_slice(PyObject *base, Py_ssize_t lo, Py_ssize_t hi) {
     return value;
 }
 
-static PyObject *read_binary(Ctx *ctx, unsigned char tag, Py_ssize_t *ppos) {
+/* The binary at *ppos; key: it is a map key, which decodes through the key cache when short. */
+static PyObject *read_binary(Ctx *ctx, unsigned char tag, Py_ssize_t *ppos, int key) {
     const unsigned char *buf = ctx->buf;
     const Py_ssize_t end = ctx->end;
     Py_ssize_t pos = *ppos;
@@ -238,8 +283,9 @@ static PyObject *read_binary(Ctx *ctx, unsigned char tag, Py_ssize_t *ppos) {
     int as_bytes = ctx->binmode == BIN_BYTES || (ctx->binmode == BIN_TAGGED && marked);
     if (as_bytes && ctx->view_base && n >= ctx->view_min)
         return view_slice(ctx->view_base, pos, pos + n);  /* a large binary: no copy */
-    if (as_bytes) return PyBytes_FromStringAndSize(p, n);
-    PyObject *value = PyUnicode_DecodeUTF8(p, n, NULL);
+    key = key && n <= KEY_CACHE_TEXT;
+    if (as_bytes) return key ? cached_key(ctx->st, buf + pos, n, 1) : PyBytes_FromStringAndSize(p, n);
+    PyObject *value = key ? cached_key(ctx->st, buf + pos, n, 0) : PyUnicode_DecodeUTF8(p, n, NULL);
     if (value) return value;
     PyErr_Clear();
     if (ctx->binmode == BIN_STR) return fall(ctx);
@@ -407,7 +453,11 @@ PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos) {
         case SMALL_ATOM_UTF8_EXT: case SMALL_ATOM_EXT: case ATOM_UTF8_EXT: case ATOM_EXT:
             value = read_atom(ctx, tag, &pos);
             break;
-        case BINARY_EXT: case BIT_BINARY_EXT: value = read_binary(ctx, tag, &pos); break;
+        case BINARY_EXT: case BIT_BINARY_EXT:  /* a map waiting for its next key is reading one */
+            value = read_binary(ctx, tag, &pos, depth && ctx->stack[depth - 1].kind == K_MAP
+                                                    && !ctx->stack[depth - 1].key
+                                                    && ctx->stack[depth - 1].pairs <= KEY_CACHE_PAIRS);
+            break;
         case NIL_EXT: value = PyList_New(0); break;
         case STRING_EXT: value = read_string(ctx, &pos); break;
         case SMALL_BIG_EXT: case LARGE_BIG_EXT: value = read_big(ctx, tag, &pos); break;
@@ -463,6 +513,19 @@ void ctx_free(Ctx *c) {
     atoms_free(&c->atoms);
 }
 
+/* The term at *pos of view, decoded under o; NULL with Fallback (or another error) set. */
+static PyObject *decode_in(State *st, const CodecOptions *o, Py_buffer *view, PyObject *view_base, Py_ssize_t *pos) {
+    Ctx ctx;
+    ctx_init(&ctx, st, o, view, view_base);
+    /* Decoded terms cannot form cycles; pausing the cyclic GC while millions of
+     * containers are built avoids collections that would triple the time. */
+    int gc_was_enabled = PyGC_Disable();
+    PyObject *value = decode_value(&ctx, pos);
+    if (gc_was_enabled) PyGC_Enable();
+    ctx_free(&ctx);
+    return value;
+}
+
 /* decode(buf, pos, options, view_base=None) -> (value, end) */
 PyObject *sp_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     State *st = module_state(module);
@@ -470,15 +533,46 @@ PyObject *sp_decode(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     Py_ssize_t pos;
     CodecOptions *o;
     if (decoder_args(st, args, nargs, 3, 4, "decode", &view, &pos, &o) < 0) return NULL;
-    Ctx ctx;
-    ctx_init(&ctx, st, o, &view, nargs > 3 ? args[3] : NULL);
-    /* Decoded terms cannot form cycles; pausing the cyclic GC while millions of
-     * containers are built avoids collections that would triple the time. */
-    int gc_was_enabled = PyGC_Disable();
-    PyObject *value = decode_value(&ctx, &pos);
-    if (gc_was_enabled) PyGC_Enable();
+    PyObject *value = decode_in(st, o, &view, nargs > 3 ? args[3] : NULL, &pos);
     PyObject *result = value ? Py_BuildValue("(Nn)", value, pos) : NULL;
-    ctx_free(&ctx);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* decode_whole(buf, options, view_base=None) -> value: buf is exactly one uncompressed
+ * term_to_binary result. Anything else -- not bytes, another first byte, a compressed
+ * term or a distribution header, bytes after the term -- raises Fallback, and
+ * tether._etf.decode checks it step by step and names what is wrong. */
+PyObject *sp_decode_whole(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    State *st = module_state(module);
+    if (nargs < 2 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "decode_whole() takes 2 to 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!st->atom_type) {
+        PyErr_SetString(PyExc_RuntimeError, "tether._speedups: configure() was not called");
+        return NULL;
+    }
+    CodecOptions *o = codec_options(st, args[1]);
+    if (!o) return NULL;
+    Py_buffer view;
+    /* With its format, so that only a flat buffer of bytes takes this path (a view of
+     * doubles is cast to bytes by the Python path, which also slices views of it). */
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        set_fallback(st);
+        return NULL;
+    }
+    const unsigned char *buf = view.buf;
+    PyObject *value = NULL;
+    Py_ssize_t pos = 1;
+    int flat = view.ndim <= 1 && view.itemsize == 1 && (!view.format || strcmp(view.format, "B") == 0);
+    if (flat && view.len >= 2 && buf[0] == VERSION_MAGIC && buf[1] != COMPRESSED) {
+        /* A distribution header's tag is none the decoder reads: it falls back like any rare tag. */
+        value = decode_in(st, o, &view, nargs > 2 ? args[2] : NULL, &pos);
+        if (!value) { PyBuffer_Release(&view); return NULL; }  /* Fallback, or an error as decode() raises it */
+        if (pos != view.len) Py_CLEAR(value);
+    }
+    PyBuffer_Release(&view);
+    if (!value) set_fallback(st);
+    return value;
 }

@@ -148,6 +148,7 @@ static PyObject *configure(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_XSETREF(st->freeze, Py_NewRef(args[2]));
     st->max_same_hash = max_same_hash;
     st->seed = (uint64_t)seed;
+    keys_clear(st);  /* slots are placed by the old seed's hash */
     Py_RETURN_NONE;
 }
 
@@ -173,6 +174,8 @@ static int module_exec(PyObject *m) {
     State *st = module_state(m);
     if (!(st->struct_key = PyUnicode_InternFromString("__struct__"))) return -1;
     if (!(st->atom_intern = PyDict_New())) return -1;
+    st->keys = PyMem_Calloc((size_t)1 << KEY_CACHE_BITS, sizeof(KeySlot));
+    if (!st->keys) { PyErr_NoMemory(); return -1; }
     st->fallback = PyErr_NewException("tether._speedups.Fallback", NULL, NULL);
     if (!st->fallback || PyModule_AddObjectRef(m, "Fallback", st->fallback) < 0) return -1;
     st->options_type = PyType_FromModuleAndSpec(m, &options_spec, NULL);
@@ -207,14 +210,22 @@ static int module_clear(PyObject *m) {
     Py_CLEAR(st->struct_key);
     Py_CLEAR(st->atom_intern);
     Py_CLEAR(st->options_type);
+    keys_clear(st);
     return 0;
 }
 
-static void module_free(void *m) { module_clear((PyObject *)m); }
+static void module_free(void *m) {
+    module_clear((PyObject *)m);
+    State *st = module_state((PyObject *)m);
+    PyMem_Free(st->keys);
+    st->keys = NULL;
+}
 
 static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))sp_decode, METH_FASTCALL,
      "decode(buf, pos, options, view_base=None) -> (value, end); raises Fallback when Python must decode."},
+    {"decode_whole", (PyCFunction)(void (*)(void))sp_decode_whole, METH_FASTCALL,
+     "decode_whole(buf, options, view_base=None) -> value for exactly one uncompressed term; else Fallback."},
     {"decode_columns", (PyCFunction)(void (*)(void))sp_decode_columns, METH_FASTCALL,
      "decode_columns(buf, pos, options) -> (keys, columns, rows, end) for a list of maps."},
     {"decode_typed", (PyCFunction)(void (*)(void))sp_decode_typed, METH_FASTCALL,

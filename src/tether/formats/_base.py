@@ -15,6 +15,10 @@ __all__ = ["DecodeContext", "EncodeContext", "Format", "Migrated", "Migration", 
 
 # Readers accept the current and at least this many previous major versions of a format.
 KEEP_READABLE = 2
+# The builtin types of plain Python data. No array, sparse or table format claims one, so their auto_pick
+# declines these from the exact type alone, before any isinstance or module question: every dumps of a
+# dict asks each format ahead of etf.
+PLAIN_TYPES = frozenset({dict, list, tuple, str, bytes, bytearray, int, float, bool, type(None)})
 
 
 @dataclass(slots=True)

@@ -23,12 +23,13 @@ from numpy.lib import format as npformat
 from .. import frame, memory
 from .._errors import DecodeError, ValidationError
 from .._buffers import Segment
-from ._base import DecodeContext, EncodeContext, Format, Payload
+from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 
 _NX_KIND = {"f": "f", "i": "s", "u": "u", "c": "c", "b": "u"}
 # Arrays up to this size are written by the one-step writer (dumps_plain): the
 # general path's machinery costs several times a small tensor's own bytes.
 PLAIN_MAX = 64 << 10
+_NDARRAY, _GENERIC = np.ndarray, np.generic  # auto_pick asks on every dumps: no attribute lookups
 _PLAIN_KINDS = frozenset("biufcmM")  # plain dtypes: one descr string, no fields or subarrays
 
 
@@ -93,7 +94,8 @@ class NdarrayFormat(Format):
         >>> FORMAT.auto_pick(np.array([None]), "pipe") is None
         True
         """
-        if type(obj) is np.ndarray or isinstance(obj, np.generic):
+        t = type(obj)
+        if t is _NDARRAY or (t not in PLAIN_TYPES and isinstance(obj, _GENERIC)):
             arr = np.asarray(obj)
             if not arr.dtype.hasobject:  # object elements are Python objects: pickle takes them
                 return _pick_reason(arr.dtype, arr.shape), arr.nbytes

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._errors import DecodeError, EncodeError, LimitError, MappingError, TetherError
 from .._limits import get_limits
-from ._base import DecodeContext, EncodeContext, Format, Payload
+from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 from .ndarray import parse_type_info
 
 ALIGN = 64  # every component starts on this boundary, as the payload does
@@ -82,6 +82,8 @@ class SparseFormat(Format):
         >>> FORMAT.auto_pick(scipy.sparse.eye(3, format="csr"), "pipe")
         ('scipy-matrix sparse csr of shape (3, 3) with 3 stored values', None)
         """
+        if type(obj) in PLAIN_TYPES:
+            return None
         kind = _kind(obj)
         if kind is None:
             return None
