@@ -189,6 +189,9 @@ _ETF = formats.get("etf")
 _CRC32 = frame.checksum.requested(INLINE_CHECKSUM)
 
 
+_PROTOCOL_ETF = {"nan": "error"}
+
+
 def _frame(term: Any) -> bytes:
     """One message: an etf frame the BEAM reads (no compression, CRC-32).
 
@@ -199,7 +202,8 @@ def _frame(term: Any) -> bytes:
     plain = _ETF.dumps_plain(term, _CRC32, "memory")
     if plain is not None:
         return plain[0]
-    return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam")
+    # nan="error": a non-finite float is the reply walk's to write as the BEAM's atom (_visit_out), unmarked.
+    return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam", options=_PROTOCOL_ETF)
 
 
 def compact(term: Any) -> bytes:
