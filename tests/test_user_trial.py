@@ -62,3 +62,56 @@ def test_a_region_released_twice_is_refused_not_handed_to_two_writers():
         assert a is not b
         for r in (a, b):
             pool.release(r)
+
+
+def test_etf_refusing_a_value_it_maps_warns_when_it_falls_back_but_an_unmapped_type_does_not():
+    import datetime
+    import warnings
+
+    with pytest.warns(tether.FallbackWarning, match="instead of etf"):  # NaN beside an Atom('nan'): ambiguous
+        tether.dumps({"a": float("nan"), "b": tether.Atom("nan")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = tether.dumps({"d": datetime.timedelta(1)})  # no ETF mapping: pickle, as documented
+    assert tether.inspect(frame).format == "pickle"
+
+
+def test_scipy_layouts_frames_do_not_carry_are_sent_as_csr_with_a_warning():
+    sp = pytest.importorskip("scipy.sparse")
+    m = sp.random(5, 5, density=0.3, format="dok", random_state=0)  # a dict subclass: came back a dict
+    with pytest.warns(tether.LossyConversionWarning, match="sent as csr"):
+        frame = tether.dumps(m)
+    out = tether.loads(frame)
+    assert sp.issparse(out) and out.format == "csr" and (out.toarray() == m.toarray()).all()
+
+
+def test_messages_that_named_the_wrong_fix():
+    with pytest.raises(tether.ValidationError, match="needs a compressor"):
+        tether.dumps(b"x", level=3)  # said "Valid levels are 0..0"
+    bad = bytearray(tether.dumps([1, 2, 3]))
+    bad[4] ^= 0x80  # one flipped bit in the version: damage, not a newer tether
+    with pytest.raises(tether.ChecksumError, match="corrupted header"):
+        tether.loads(bytes(bad))
+    with pytest.raises(tether.ValidationError, match="decisions"):
+        tether.metrics.decisions("a")  # a bare TypeError before
+
+
+def test_stream_errors_point_at_the_stream_reader_and_the_chunk():
+    import io
+    import os
+
+    from tether.stream import StreamReader, StreamWriter
+
+    sink = io.BytesIO()
+    with StreamWriter(sink) as w:
+        w.write(1)
+        w.write(2)
+    with pytest.raises(tether.DecodeError, match="StreamReader"):
+        tether.loads(sink.getvalue())
+    sink = io.BytesIO()
+    with StreamWriter(sink, chunk_size=1024) as w:
+        w.write_buffer(io.BytesIO(os.urandom(5000)))
+    data = bytearray(sink.getvalue())
+    data[3000] ^= 0xFF
+    with pytest.raises(tether.TetherError, match="chunk"):
+        list(StreamReader(io.BytesIO(bytes(data))))

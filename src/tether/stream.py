@@ -51,7 +51,7 @@ from . import compression, formats, frame
 from ._api import decode_frame, prepare
 from ._request import Request, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
-from ._errors import LimitError, StreamError, TruncatedError, ValidationError
+from ._errors import ChecksumError, LimitError, StreamError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE
 from .metrics import _core as _metrics
@@ -714,7 +714,11 @@ class StreamReader:
             )
         if decode:
             t0 = _metrics.clock() if _metrics.on else None
-            value, header, meta = decode_frame(data, *self._decode_args)
+            try:
+                value, header, meta = decode_frame(data, *self._decode_args)
+            except ChecksumError as exc:
+                raise ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from "
+                                    "reader.checkpoint().", stored=exc.stored, computed=exc.computed) from exc
             if t0 is not None:
                 comp = compression.registry.by_id[header.compression_id].name if header.compression_id else "none"
                 _metrics.observe("loads", formats.registry.by_id[header.format_id].name, comp, "stream",

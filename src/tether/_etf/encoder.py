@@ -259,7 +259,8 @@ def write_float(w: Writer, value: float) -> Any:
         if not w.nan_atom:
             raise EncodeError(
                 f"Cannot encode {value!r} at {w.where()}: Erlang floats are finite. "
-                "Pass nan='atom' to write nan/infinity/neg_infinity atoms, or replace the value."
+                "Pass nan='atom' (tether.dumps: options={'nan': 'atom'}) to write nan/infinity/neg_infinity "
+                "atoms, which decode as atoms, not floats; or replace the value (e.g. with None)."
             )
         name = "nan" if value != value else "infinity" if value > 0 else "neg_infinity"
         if w.nan_warn:

@@ -102,6 +102,11 @@ class Compressor:
         if level is None:
             return self.default_level
         if type(level) is not int or level not in self.levels:
+            if len(self.levels) == 1:  # "none": a level means a compressor was meant
+                raise ValidationError(
+                    f"level={level!r} needs a compressor, and compression is {self.name!r}: pass "
+                    "compression='lz4', 'zstd' or 'gzip' with it, or leave level unset."
+                )
             raise ValidationError(
                 f"Invalid level {level!r} for {self.name}. Valid levels are {self.levels.start}..{self.levels.stop - 1}."
             )

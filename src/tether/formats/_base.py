@@ -181,6 +181,19 @@ class Format:
     fallback_warns: ClassVar[bool] = False
     migrations: ClassVar[Mapping[int, Migration]] = MappingProxyType({})
 
+    def warns_on_fallback(self, exc: Exception) -> bool:
+        """Whether handing a value to ``fallback`` after ``exc`` warns (:class:`tether.FallbackWarning`).
+
+        ``fallback_warns`` by default; a format overrides this to warn only for some errors.
+
+        Examples
+        --------
+        >>> import tether
+        >>> tether.formats.get("arrow").warns_on_fallback(ValueError("x"))
+        True
+        """
+        return self.fallback_warns
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         floor = max(1, cls.schema_version - KEEP_READABLE)

@@ -125,7 +125,7 @@ def _fall_back(fmt: Format, exc: Exception, decision: Any, target: str) -> str:
     decision.format = target
     serializer = getattr(exc, "serializer", None)
     log.debug("fall back from %s to %s: %s", fmt.name, target, exc)
-    if fmt.fallback_warns or serializer or fmt.id >= USER_FORMAT_IDS:
+    if fmt.warns_on_fallback(exc) or serializer or fmt.id >= USER_FORMAT_IDS:
         who = serializer or f"format {fmt.name}"
         # stacklevel: _fall_back, encode, prepare, the public call, its caller.
         warnings.warn(f"Sent as {target} instead of {fmt.name}: {who} failed: {exc}", FallbackWarning, stacklevel=5)

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from .. import _etf, _structs, frame, memory
 from .._etf import tags
 from .. import arrow as arrow_api
-from .._errors import ColumnError, EncodeError, ValidationError
+from .._errors import ColumnError, EncodeError, MappingError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from ._base import DecodeContext, EncodeContext, Format, Payload
@@ -75,6 +75,21 @@ class EtfFormat(Format):
         self._encode_options: tuple[Limits | None, _etf.Options | None] = (None, None)
         self._decode_options: dict[tuple, _etf.Options] = {}
         self._decode_limits: Limits | None = None
+
+    def warns_on_fallback(self, exc: Exception) -> bool:
+        """Warn when ETF refused a value it maps (a NaN, say), not when a part has no mapping at all.
+
+        A type with no mapping going to pickle is the documented rule (the
+        decision says why); a float dict going to pickle because one value is
+        NaN is a surprise the caller learns about only when ``loads`` refuses
+        the pickle, so it warns.
+
+        Examples
+        --------
+        >>> FORMAT.warns_on_fallback(EncodeError("nan")), FORMAT.warns_on_fallback(MappingError("no mapping"))
+        (True, False)
+        """
+        return isinstance(exc, EncodeError) and not isinstance(exc, MappingError)
 
     def can_encode(self, obj: Any) -> bool:
         """Always True: whether a value maps to ETF shows only in :meth:`encode` (a MappingError)."""

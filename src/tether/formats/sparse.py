@@ -25,11 +25,12 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
-from .._errors import DecodeError, EncodeError, LimitError, MappingError, TetherError
+from .._errors import DecodeError, EncodeError, LimitError, LossyConversionWarning, MappingError, TetherError
 from .._limits import get_limits
 from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 from .ndarray import parse_type_info
@@ -49,6 +50,15 @@ def _kind(obj: Any) -> str | None:
     if pydata is not None and isinstance(obj, getattr(pydata, "COO", ())):
         return "pydata"
     return None
+
+
+def _other_scipy(obj: Any) -> bool:
+    """Whether ``obj`` is a scipy sparse value in a layout frames do not carry (dok, lil, bsr, dia).
+
+    A dok_matrix is a dict subclass: unclaimed here, etf would take it and it would come back a dict.
+    """
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(obj) and obj.format not in LAYOUTS
 
 
 def _components(obj: Any, kind: str) -> tuple[str, list[tuple[str, np.ndarray]]]:
@@ -86,6 +96,8 @@ class SparseFormat(Format):
             return None
         kind = _kind(obj)
         if kind is None:
+            if _other_scipy(obj):
+                return f"scipy sparse {obj.format} of shape {tuple(obj.shape)}, sent as csr", None
             return None
         return f"{kind} sparse {obj.format} of shape {tuple(obj.shape)} with {obj.nnz} stored values", None
 
@@ -95,6 +107,11 @@ class SparseFormat(Format):
         Little-endian for the BEAM (``reader="beam"``), which reads them as Nx tensors.
         """
         self.check_reader_versions(ctx.options)
+        if _other_scipy(obj):
+            warnings.warn(f"A scipy sparse {obj.format} value is sent as csr (frames carry csr, csc and coo): it "
+                          f"reads back as {type(obj).__name__.replace(obj.format, 'csr')}. Convert it with "
+                          ".tocsr() first to silence this.", LossyConversionWarning, stacklevel=6)
+            obj = obj.tocsr()
         kind = _kind(obj)
         if kind is None:
             raise MappingError(

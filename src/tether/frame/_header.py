@@ -170,6 +170,14 @@ def _refuse(buf: memoryview, offset: int) -> None:
         raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
     version, header_size = _VERSION.unpack_from(buf, offset + 4)
     if version != FRAME_VERSION:
+        if avail >= HEADER_SIZE and _v1_crc_fails(buf, offset):
+            # A version-1-sized header whose CRC fails where version 1 keeps it: far more often one
+            # flipped bit than a newer frame, so upgrading would not help.
+            raise ChecksumError(
+                f"Frame version {version} with a corrupted header (its CRC-32 does not match): the frame "
+                "is damaged, or comes from a newer tether. Resend it; if the sender runs a newer tether, "
+                f"upgrade this side to one that reads frame version {version}."
+            )
         raise UnsupportedVersionError(
             f"Frame version {version} is not supported: this tether reads frame version "
             f"{FRAME_VERSION}. Upgrade tether to a release that reads frame version {version}."
@@ -177,6 +185,12 @@ def _refuse(buf: memoryview, offset: int) -> None:
     if header_size != HEADER_SIZE:
         raise DecodeError(f"Frame header size is {header_size}, frame version 1 requires {HEADER_SIZE}.")
     raise TruncatedError(f"Frame truncated: {avail} bytes, a header needs {HEADER_SIZE}.")
+
+
+def _v1_crc_fails(buf: memoryview, offset: int) -> bool:
+    """Whether the header at ``offset`` fails the CRC-32 check where a version-1 header keeps it."""
+    stored = _FULL.unpack_from(buf, offset)[-1]
+    return stored != crc32_native(buf[offset : offset + _LAYOUT.size])
 
 
 def _check_filter(comp: int, filt: int, fsize: int, rlen: int) -> None:

@@ -159,6 +159,12 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
             f"{header.payload_length} payload), buffer has {have}."
         )
     if whole and have > size:
+        if header.flags & _header.FLAG_STREAM_CHUNK:
+            raise DecodeError(
+                f"{have - size} bytes after the end of the frame ({size} bytes): this is the first chunk of a "
+                "tether stream. Read the stream with tether.stream.StreamReader, or check it with "
+                "`tether verify FILE`."
+            )
         raise DecodeError(
             f"{have - size} bytes after the end of the frame ({size} bytes). Pass exactly one frame, "
             "or slice the buffer to FrameInfo.frame_size."

@@ -143,6 +143,9 @@ def decisions(n: int | None = None) -> list[Decision]:
     >>> d.format, d.operation, d.seconds > 0
     ('etf', 'dumps', True)
     """
+    if n is not None and (type(n) is not int or n < 0):
+        raise ValidationError(f"decisions(n) takes how many of the newest decisions to return, an int ≥ 0 or None; "
+                              f"got {n!r}.")
     _core.drain()
     return _select.decisions(n)
 
