@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import pathlib
 import subprocess
@@ -166,6 +167,13 @@ def test_shm_ls_does_not_wait_on_a_fifo_or_follow_a_link_named_like_a_region():
     finally:
         fifo.unlink()
         link.unlink()
+
+
+def test_inspect_prints_text_details_unquoted(tmp_path):
+    path = tmp_path / "a.tthr"
+    path.write_bytes(tether.dumps(np.zeros(3, "<f8")))
+    out = run("inspect", str(path))
+    assert re.search(r"^dtype\s+<f8$", out.stdout, re.M), out.stdout  # not '<f8'
 
 
 def test_deep_or_tuple_keyed_user_metadata_is_shown_not_a_traceback(tmp_path):

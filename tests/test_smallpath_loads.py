@@ -53,7 +53,8 @@ def test_a_key_decoded_again_is_the_same_object_and_a_str_is_interned(mode):
     assert k1 == k2 == k3 == k4 == ("id" if mode == "str" else b"id")
     assert k2 is k3 is k4  # from its second sighting on, one object
     if mode == "str":
-        assert sys.intern(k4) is k4  # interned then: the object a literal in code is
+        if sys.version_info < (3, 12):  # from 3.12 interned strs may be immortal: the cache does not intern
+            assert sys.intern(k4) is k4  # interned then: the object a literal in code is
 
 
 @needs_c

@@ -267,6 +267,8 @@ def test_resume_takes_a_checkpoint_or_its_dict_and_refuses_anything_else():
     with pytest.raises(tether.ValidationError, match="32 lowercase hex digits"):
         Checkpoint.from_dict({**saved, "stream_id": "zz"})
     assert Checkpoint.from_dict(json.loads(json.dumps(saved))) == reader.checkpoint()  # stored as JSON
+    as_numpy = {**saved, "seq": np.int64(saved["seq"]), "offset": np.uint64(saved["offset"])}  # kept in a table
+    assert Checkpoint.from_dict(as_numpy) == reader.checkpoint()
     for field, mangled in (("seq", 1.5), ("seq", True), ("offset", "8"), ("digest", 2.0), ("stream_id", 7)):
         with pytest.raises(tether.ValidationError, match="must be a str stream_id and int"):
             Checkpoint.from_dict({**saved, field: mangled})

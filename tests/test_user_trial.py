@@ -115,3 +115,25 @@ def test_stream_errors_point_at_the_stream_reader_and_the_chunk():
     data[3000] ^= 0xFF
     with pytest.raises(tether.TetherError, match="chunk"):
         list(StreamReader(io.BytesIO(bytes(data))))
+
+
+def test_misspelt_options_and_non_bool_flags_are_refused(monkeypatch):
+    from tether import formats
+
+    for fmt in formats.registry:  # a plugin format registered by another test may not declare its keys
+        if fmt.option_keys is None:
+            monkeypatch.setattr(type(fmt), "option_keys", frozenset())
+    frame = tether.dumps([1])
+    with pytest.raises(tether.ValidationError, match="Unknown option 'nan_mode'.*binaries"):
+        tether.dumps({"a": 1}, options={"nan_mode": "atom"})
+    with pytest.raises(tether.ValidationError, match="Unknown option 'bogus'"):
+        tether.loads(frame, options={"bogus": 1})
+    assert tether.loads(frame, options={"binaries": "str"}) == [1]
+    for flag in ("verify", "copy"):
+        with pytest.raises(tether.ValidationError, match=f"{flag} must be True or False"):
+            tether.loads(frame, **{flag: "no"})
+    pickled = tether.dumps(complex(1, 2))
+    with pytest.raises(tether.ValidationError, match="allow_pickle must be True or False"):
+        tether.loads(pickled, allow_pickle="no")  # a truthy string read as consent before
+    with pytest.raises(tether.ValidationError, match="options\\['schema'\\] validates tables"):
+        tether.dumps([{"a": i} for i in range(3)], options={"schema": "events"})  # was ignored: no validation

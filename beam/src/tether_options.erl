@@ -328,7 +328,13 @@ gzip_level(_) -> {expected, "a gzip level, 0..9"}.
 map(M) when is_map(M) -> {ok, M};
 map(_) -> {expected, "a map"}.
 
-parent(P) when is_map(P) -> {ok, P};  % a frame's metadata, as tether:inspect/1 decoded it
+parent(#{<<"lineage">> := L} = P) when is_list(L) ->  % a frame's metadata, as tether:inspect/1 decoded it
+    %% Its lineage is copied into the new frame: an older frame's atoms must not come with it.
+    case parent(L) of
+        {ok, Clean} -> {ok, P#{<<"lineage">> := Clean}};
+        Error -> Error
+    end;
+parent(P) when is_map(P) -> {ok, P};
 parent(P) when is_list(P) ->
     case metadata(#{<<"lineage">> => P}) of
         {ok, #{<<"lineage">> := Clean}} -> {ok, Clean};
@@ -352,7 +358,7 @@ metadata(M) when is_map(M) ->
                                     [path_text(Path), Keys, 12])};
         throw:{not_plain, Path, V} ->
             {refused, io_lib:format("~ts is ~0tP: metadata holds plain data (binaries, numbers, booleans, nil, "
-                                    "atoms, lists, tuples and maps with binary, atom or integer keys, each key once)",
+                                    "atoms, lists, tuples and maps of those, each key once)",
                                     [path_text(Path), V, 12])}
     end;
 metadata(_) -> {expected, "a map"}.
@@ -372,19 +378,19 @@ plain_list([], _Path, _I) -> [];
 plain_list([H | T], Path, I) -> [plain(H, [I | Path]) | plain_list(T, Path, I + 1)];
 plain_list(Tail, Path, _I) -> throw({not_plain, Path, {improper_tail, Tail}}).
 
-plain_pair(K, V, Path) when is_binary(K); is_integer(K) -> {K, plain(V, [{key, K} | Path])};
-plain_pair(K, V, Path) when is_atom(K) -> plain_pair(atom_to_binary(K), V, Path);
-plain_pair(K, _V, Path) -> throw({not_plain, Path, {key, K}}).
+%% Keys as values (Python reads a tuple or number key as such), atoms as their names.
+plain_pair(K, V, Path) when is_atom(K), not is_boolean(K), K =/= nil -> plain_pair(atom_to_binary(K), V, Path);
+plain_pair(K, V, Path) -> {plain(K, Path), plain(V, [{key, K} | Path])}.
 
 path_text(Path) ->
     ["$" | [path_part(P) || P <- lists:reverse(Path)]].
 
-path_part({key, K}) when is_integer(K) -> [$., integer_to_list(K)];
-path_part({key, K}) ->
+path_part({key, K}) when is_binary(K) ->
     case unicode:characters_to_binary(K) of
         K -> [$., K];
         _ -> [$., io_lib:format("~0p", [K])]  % not UTF-8: ~ts would fail on it
     end;
+path_part({key, K}) -> [$[, io_lib:format("~0tp", [K]), $]];
 path_part(I) -> [$[, integer_to_list(I), $]].
 
 max_frame(infinity) -> {ok, infinity};

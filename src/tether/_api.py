@@ -78,6 +78,8 @@ def prepare(
     """
     decision = decision or Decision(*choice(obj, req.format, req.transport), requested=req.format)
     options, inner = req.options, req.compression
+    if options:
+        formats.check_option_keys(options)
     if req.reader != "python":
         check_format(decision.format, req.reader, decision.reason)
         # Formats see who reads the frame (ndarray then writes row-major); a codec inside a
@@ -85,6 +87,9 @@ def prepare(
         options, inner = {**(options or {}), "reader": req.reader}, "none"
     fmt, payload, ctx = formats.encode(obj, decision, options, auto=req.format == "auto",
                                        compression=inner, transport=req.transport)
+    if options and options.get("schema") is not None and fmt.name != "arrow":
+        raise ValidationError(f"options['schema'] validates tables, and this value was written as {fmt.name} "
+                              f"({decision.reason}): pass format='arrow' (or a pyarrow Table) to validate it.")
     if req.reader != "python":
         check_format(fmt.name, req.reader, decision.reason)  # a fallback may land where this reader cannot follow
     if fmt.name == "pickle" and _metrics.on:
@@ -422,8 +427,12 @@ def decode_frame(
     header, meta, payload = frame.read(mv, limits)
     fmt = formats.registry.by_id.get(header.format_id) or _unknown_format(header, meta)
     frame_id = (meta.get("format"), len(mv))  # named only if a message needs it
-    if verify:
+    if verify is True:
         frame.verify_payload(payload, header, frame_id)
+    elif verify is not False:
+        raise ValidationError(f"verify must be True or False, got {verify!r}.")
+    if copy is not False and copy is not True:
+        raise ValidationError(f"copy must be True or False, got {copy!r}.")
     type_info = meta.get("type")
     if type(type_info) is not dict:
         raise DecodeError(f"{frame_name(frame_id)} metadata has no 'type' map.")
@@ -435,6 +444,7 @@ def decode_frame(
         fmt.check_into(into)
     if options:
         check_options(options)
+        formats.check_option_keys(options)
     ctx = _new_context(DecodeContext, (into, copy, allow_pickle, dict(options) if options else _NO_OPTIONS, limits,
                                        "python", frame_id))
     try:

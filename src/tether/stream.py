@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
+import operator
 import secrets
 import struct
 from typing import Any, Iterator, Mapping
@@ -135,10 +136,16 @@ class Checkpoint:
             raise ValidationError(f"Not a stream checkpoint: {exc!r}. Pass what Checkpoint.as_dict() returned.") from None
         # A float or a bool here is a checkpoint someone edited or mangled: int() would round it into a resume
         # at the wrong place, which the chained digest then reports far from the cause.
-        if not isinstance(fields[0], str) or any(not isinstance(v, int) or isinstance(v, bool) for v in fields[1:]):
+        # operator.index: ints and integer types (NumPy's, from a checkpoint kept in a table), not floats;
+        # bools apart, since index(True) is 1.
+        try:
+            if not isinstance(fields[0], str) or any(isinstance(v, bool) for v in fields[1:]):
+                raise TypeError
+            cp = cls(fields[0], *(operator.index(v) for v in fields[1:]))
+        except TypeError:
             raise ValidationError(f"Checkpoint fields must be a str stream_id and int seq, offset and digest, "
-                                  f"got {[type(v).__name__ for v in fields]}. Pass what Checkpoint.as_dict() returned.")
-        cp = cls(*fields)
+                                  f"got {[type(v).__name__ for v in fields]}. Pass what Checkpoint.as_dict() "
+                                  "returned.") from None
         if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
             raise ValidationError(f"Checkpoint values out of range: {cp}.")
         if len(cp.stream_id) != 32 or cp.stream_id.strip("0123456789abcdef"):

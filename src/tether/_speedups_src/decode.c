@@ -166,8 +166,11 @@ static PyObject *cached_key(State *st, const unsigned char *p, Py_ssize_t n, int
         uint64_t diff = 0;
         for (int i = 0; i < WORDS; i++) diff |= s->text[i] ^ text[i];
         if (!diff) {
-            /* Interned at its second sighting: interning every key of a map of unique keys doubles its time. */
+#if PY_VERSION_HEX < 0x030C0000
+            /* Interned at its second sighting: interning every key of a map of unique keys doubles its time.
+             * Not from 3.12 on, where an interned str may be immortal: a peer's keys would never be freed. */
             if (!as_bytes && !PyUnicode_CHECK_INTERNED(s->value)) PyUnicode_InternInPlace(&s->value);
+#endif
             return Py_NewRef(s->value);
         }
     }

@@ -48,6 +48,8 @@ A format of your own, picked automatically for its type before etf (50) asks:
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from .._errors import ValidationError
 from .._registry import Registry
 from ._base import DecodeContext, EncodeContext, Format, Migration, Payload, Segment
@@ -55,7 +57,7 @@ from ._encode import encode
 
 __all__ = [
     "DecodeContext", "EncodeContext", "Format", "Migration", "Payload", "Segment", "auto_order", "encode", "get",
-    "names", "register", "registry",
+    "names", "register", "registry", "GENERAL_OPTIONS", "check_option_keys",
 ]
 
 _MAX_ID = 0xFFFF  # format_id and schema_version are 16-bit header fields
@@ -114,6 +116,30 @@ def register(fmt: Format | type[Format]) -> Format:
     'doc-blob'
     """
     return registry.register(registry.instance(fmt))
+
+
+# options= keys every format may see: what the reader reads (docs/format.md §4.1), and who reads the frame.
+GENERAL_OPTIONS = frozenset(("versions", "reader"))
+
+
+def check_option_keys(options: Mapping[str, Any]) -> None:
+    """A ValidationError naming an ``options=`` key no registered format reads (a typo would be ignored).
+
+    With the built-in formats, ``{"nan_mode": "atom"}`` is refused, listing the valid keys; while a
+    format that does not declare its ``option_keys`` is registered, every key passes.
+
+    Examples
+    --------
+    >>> check_option_keys({"binaries": "str", "versions": {}})  # etf reads the first, every format the second
+    """
+    known = set(GENERAL_OPTIONS)
+    for fmt in registry:
+        if fmt.option_keys is None:
+            return  # a format that does not say which keys it reads: any key may be its
+        known |= fmt.option_keys
+    for key in options:
+        if key not in known:
+            raise ValidationError(f"Unknown option {key!r}. Valid options are: {', '.join(sorted(known))}.")
 
 
 def get(key: str | int) -> Format:

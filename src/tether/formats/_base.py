@@ -180,6 +180,9 @@ class Format:
     fallback: ClassVar[str | None] = None
     fallback_warns: ClassVar[bool] = False
     migrations: ClassVar[Mapping[int, Migration]] = MappingProxyType({})
+    # The keys of options= this format's encode and decode read (besides formats.GENERAL_OPTIONS). None: not
+    # declared (a plugin from before the check), so no key is refused while such a format is registered.
+    option_keys: ClassVar[frozenset[str] | None] = None
 
     def warns_on_fallback(self, exc: Exception) -> bool:
         """Whether handing a value to ``fallback`` after ``exc`` warns (:class:`tether.FallbackWarning`).

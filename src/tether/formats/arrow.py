@@ -131,6 +131,7 @@ def _low_peak(p: Payload, schema: pa.Schema, batches: list, options: pa.ipc.IpcW
 class ArrowFormat(Format):
     id = 5
     name = "arrow"
+    option_keys = frozenset(("schema", "registry", "validate"))
     intos = ("arrow", "pandas", "polars", "pylist", "numpy")
     auto_priority = 40
     # A value that is not a table after all goes as rows, and the caller hears of it.

@@ -67,6 +67,7 @@ TABLE_INTOS = ("arrow", "pandas", "polars")
 class EtfFormat(Format):
     id = 4
     name = "etf"
+    option_keys = frozenset(ENCODE_OPTIONS + DECODE_OPTIONS)
     intos = (*TABLE_INTOS, "pylist")
     auto_priority = 50
     fallback = "pickle"  # a part ETF cannot map: the decision says which

@@ -77,6 +77,7 @@ def dtype_from_nx(kind: str, bits: int) -> np.dtype:
 class NdarrayFormat(Format):
     id = 3
     name = "ndarray"
+    option_keys = frozenset()
     intos = ("numpy", "bytes")
     auto_priority = 30
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from .._errors import DecodeError, EncodeError, UntrustedPickleError
+from .._errors import DecodeError, EncodeError, UntrustedPickleError, ValidationError
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Buffers smaller than this stay in-band: out-of-band bookkeeping costs more.
@@ -27,6 +27,7 @@ def _pad(n: int) -> int:
 class PickleFormat(Format):
     id = 6
     name = "pickle"
+    option_keys = frozenset()
     auto_priority = 1000  # last: whatever no other format claims
 
     def can_encode(self, obj: Any) -> bool:
@@ -85,7 +86,9 @@ class PickleFormat(Format):
         ...
         tether._errors.UntrustedPickleError: frame (pickle, ...) holds a pickle payload, and unpickling runs ...
         """
-        if not ctx.allow_pickle:
+        if ctx.allow_pickle is not True:
+            if ctx.allow_pickle is not False:  # "no" or "false" would read as consent
+                raise ValidationError(f"allow_pickle must be True or False, got {ctx.allow_pickle!r}.")
             raise UntrustedPickleError(
                 f"{ctx.frame_id} holds a pickle payload, and unpickling runs arbitrary code. "
                 "Pass allow_pickle=True only for frames from a trusted source."

@@ -19,6 +19,7 @@ _BYTES = {"kind": "bytes"}
 class RawFormat(Format):
     id = 1
     name = "raw"
+    option_keys = frozenset()
     intos = ("bytes", "memoryview", "numpy")
     auto_priority = 10
 

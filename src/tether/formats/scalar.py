@@ -28,6 +28,7 @@ _TYPES = {kind: {"kind": kind} for kind in ("int", "float", "bool", "none", "str
 class ScalarFormat(Format):
     id = 2
     name = "scalar"
+    option_keys = frozenset()
     auto_priority = 20
 
     def can_encode(self, obj: Any) -> bool:

@@ -74,6 +74,7 @@ def _components(obj: Any, kind: str) -> tuple[str, list[tuple[str, np.ndarray]]]
 class SparseFormat(Format):
     id = 7
     name = "sparse"
+    option_keys = frozenset()
     intos = ("scipy", "pydata", "numpy")
     auto_priority = 35  # after ndarray: a sparse matrix is never an ndarray, so the order only saves a check
     fallback = "pickle"  # object-dtype entries are Python objects

@@ -118,7 +118,8 @@ class FrameInfo:
             ("frame size", f"{self.frame_size} B (metadata {self.metadata_size} B, payload at offset {self.payload_offset})"),
             ("payload", f"{self.payload_size} B stored, {self.raw_size} B uncompressed"),
         ]
-        rows += [(k, shown(v)) for k, v in self.details.items()]
+        # Text details (dtype, order, nx type) read as before, unquoted; containers go through shown().
+        rows += [(k, v if type(v) is str else shown(v)) for k, v in self.details.items()]
         for label, value in (("type", self.type), ("lineage", self.lineage), ("user metadata", self.user),
                              ("stream", self.stream)):
             if value:

@@ -139,7 +139,8 @@ class RegionPool:
                           "memory pressure", capacity=region.capacity)
         with self._lock:
             if any(r is region for r in self._free):
-                # A second release would let two acquire() calls hand out the same region to two writers.
+                # A second release while it waits here would let two acquire() calls hand it to two writers.
+                # (A release after another acquire() took it again is the caller's bug this cannot see.)
                 raise RegionError(f"Region {region.name} was already released to this pool; release it once, "
                                   "after its last frame is read.")
             self.stats.released += 1
