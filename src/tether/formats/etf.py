@@ -76,6 +76,7 @@ class EtfFormat(Format):
         self._encode_options: tuple[Limits | None, _etf.Options | None] = (None, None)
         self._decode_options: dict[tuple, _etf.Options] = {}
         self._decode_limits: Limits | None = None
+        self._given_options: dict[tuple, _etf.Options] = {}
 
     def warns_on_fallback(self, exc: Exception) -> bool:
         """Warn when ETF refused a value it maps (a NaN, say), not when a part has no mapping at all.
@@ -122,7 +123,7 @@ class EtfFormat(Format):
         Large lists are written in batches straight into the frame.
         """
         kwargs = {k: v for k, v in ctx.options.items() if k in ENCODE_OPTIONS}
-        opts = _etf.Options(**kwargs) if kwargs else self.encode_options()
+        opts = self._options_given(kwargs) if kwargs else self.encode_options()
         convert = _type_versions(ctx.options)
         info: dict[str, Any] = {"binaries": "tagged"}
         if opts.none_atom != "nil":
@@ -166,6 +167,20 @@ class EtfFormat(Format):
             return None
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
         return frame.plain(self, _TYPE, data, kind, type_key="tagged"), len(data)
+
+    def _options_given(self, kwargs: dict[str, Any]) -> _etf.Options:
+        """The ETF options for a dumps' ``options=`` (cached: a new Options also parses its C copy anew)."""
+        limits = get_limits()
+        try:
+            key = (limits, tuple(sorted(kwargs.items())))
+            cached = self._given_options.get(key)
+        except TypeError:  # an unhashable value: Options names it
+            return _etf.Options(**kwargs)
+        if cached is None:
+            if len(self._given_options) > 64:
+                self._given_options.clear()
+            cached = self._given_options[key] = _etf.Options(**kwargs, limits=limits)
+        return cached
 
     def encode_options(self) -> _etf.Options:
         """The ETF options an etf payload is written with by default, under the current limits (cached).
