@@ -276,9 +276,9 @@ class StreamWriter:
         self._digest = _chain(self._digest, self._seq, self._emit(enc))
         if t0 is not None:
             d = enc.decision
-            _metrics.observe("stream_chunk", d.format, d.compression, "stream", enc.header.raw_length, enc.nbytes,
+            _metrics.observe("stream_chunk", d.format, d.compression, "stream", enc.raw_length, enc.nbytes,
                              _metrics.clock() - t0, d)
-        self._offset += enc.header.raw_length
+        self._offset += enc.raw_length
         self._seq += 1
         return self.checkpoint()
 

@@ -56,9 +56,17 @@ class Encoded:
     @property
     def header(self) -> Header:
         """The frame header; its payload checksum is filled in by the first write."""
-        if self._checksum is None:
-            return self._header
-        return self._header._replace(payload_checksum=self._checksum)
+        h = self._header
+        if self._checksum is None or h.payload_checksum == self._checksum:
+            return h
+        # Kept: _replace costs microseconds, and callers (metrics, streams) read the header after each write.
+        h = self._header = h._replace(payload_checksum=self._checksum)
+        return h
+
+    @property
+    def raw_length(self) -> int:
+        """The payload's bytes before compression (``header.raw_length``, without rebuilding the header)."""
+        return self._header.raw_length
 
     def write_into(self, buffer: Any, offset: int = 0) -> int:
         """Write the frame into ``buffer[offset:]``; return the number of bytes written.
