@@ -44,7 +44,6 @@ import gc
 import importlib
 import json
 import logging
-import math
 import mmap
 import os
 import platform
@@ -62,6 +61,7 @@ from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, 
                     compression, formats, frame)
 from tether import _etf
 from tether._files import NotRegularFile, open_regular
+from tether.formats.etf import FLOAT_ATOMS
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
 from tether.frame import _header
@@ -112,7 +112,7 @@ CANCEL_FILE = "cancel"
 
 _TABLE_FORMS = {"arrow": "arrow", "rows": "rows", "columns": "columns"}
 _NAN, _INF, _NEG_INF = map(Atom, ("nan", "infinity", "neg_infinity"))
-_ATOM_FLOATS = {_NAN: math.nan, _INF: math.inf, _NEG_INF: -math.inf}
+_ATOM_FLOATS = FLOAT_ATOMS  # the etf format's: one table of which atoms stand for which floats
 _LEVELS = ((logging.CRITICAL, Atom("critical")), (logging.ERROR, Atom("error")),
            (logging.WARNING, Atom("warning")), (logging.INFO, Atom("info")))
 _DEBUG, _WARNING, _STDERR = Atom("debug"), Atom("warning"), "stderr"

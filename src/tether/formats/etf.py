@@ -40,7 +40,7 @@ ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 _TYPE = {"binaries": "tagged"}
 # Non-finite floats as the atoms Nx writes for them; a frame whose type says "nan": "atoms" gives them back
 # to Python as floats (the BEAM reads the atoms, as Tether.Worker does).
-_FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
+FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
 # auto_pick's answer for the exact container types, built once: most values asked about are one of these.
 _CLAIMS = {t: (f"{t.__name__} of BEAM-representable values", None) for t in (dict, list, tuple)}
@@ -281,7 +281,7 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         if t is float:
             found = found or value - value != 0.0  # inf - inf and nan are nan
         elif t is Atom:
-            if value in _FLOAT_ATOMS:
+            if value in FLOAT_ATOMS:
                 return False
         elif t is list or t is tuple:
             stack.extend(value)
@@ -293,7 +293,7 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
 def _floats_back(value: Any) -> Any:
     """``value`` with the atoms nan, infinity and neg_infinity (not map keys) as the floats they stand for."""
     if type(value) is Atom:
-        return _FLOAT_ATOMS.get(value, value)
+        return FLOAT_ATOMS.get(value, value)
     root = [value]
     stack: list[tuple[Any, Any, bool]] = [(root, 0, False)]
     while stack:
@@ -303,8 +303,8 @@ def _floats_back(value: Any) -> Any:
             parent[key] = tuple(item)
             continue
         t = type(item)
-        if t is Atom and item in _FLOAT_ATOMS:
-            parent[key] = _FLOAT_ATOMS[item]
+        if t is Atom and item in FLOAT_ATOMS:
+            parent[key] = FLOAT_ATOMS[item]
         elif t is list:
             stack.extend((item, i, False) for i in range(len(item)))
         elif t is dict:
