@@ -91,9 +91,11 @@ def quiet_alerts(clock=None):
     import tether.metrics as m
 
     m.enable()
-    m.reset()
+    # Clear first: reset() keeps the baselines of alerts still firing, and an earlier test's real-clock
+    # baseline would then sit in the window the test's own clock fills.
     for event in m.active_alerts():  # real-clock alerts from earlier tests' timings
         m.clear(event.name)
+    m.reset()
     settings = m.configure_alerts()
     if clock is not None:
         m.set_clock(clock)

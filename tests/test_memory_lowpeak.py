@@ -21,7 +21,7 @@ import pytest
 import tether
 import tether.memory as memory
 from tether import EncodeError
-from tether.compression import _apply
+from tether.compression import _apply, _policy
 
 MIB = 1 << 20
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -154,14 +154,44 @@ def test_a_large_list_is_encoded_in_batches_with_the_same_bytes(codec, small_val
         assert tether.loads(squeezed) == obj
 
 
-def test_compression_auto_still_samples_a_list_written_in_batches(small_values):
+# Compression speeds (bytes per second of CPU time) of an idle 2026 dev core on these rows: lz4 ~3x zstd.
+STEADY_SPEEDS = {"lz4": 500e6, "zstd": 150e6, "gzip": 30e6}
+
+
+@pytest.fixture
+def steady_codecs(monkeypatch):
+    """compression="auto" times its samples at :data:`STEADY_SPEEDS`, whatever the host's load; yields the samples.
+
+    The policy compresses the samples it is given (their ratios are real) but times them on this host, and
+    at 50 MB/s lz4 beats zstd-1 only while zstd times over ~60 us slower on the three samples (~100 against
+    ~300 us idle): one slow lz4 sample or fast zstd one on a busy core chose zstd, a core ~6x slower none.
+    """
+    real, seen = _policy._measure, []
+
+    def measure(codec, samples, level):
+        ratio, _host_seconds, other = real(codec, samples, level)
+        seen.append([bytes(sample) for sample in samples])
+        return ratio, sum(map(len, samples)) / STEADY_SPEEDS[codec.name], other
+
+    monkeypatch.setattr(_policy, "_measure", measure)
+    return seen
+
+
+def test_compression_auto_still_samples_a_list_written_in_batches(small_values, steady_codecs):
     value = rows_etf(150_000)
-    # At 50 MB/s lz4 is the choice whether the samples time 3x faster or 6x slower than
-    # on a 2026 dev core; at the default 125 MB/s a ~2.5x slower (busy) core chose none.
     plain, squeezed, paths = dumps_both(value, compression="auto", transport="network", bandwidth=50e6)
     assert paths == ["etf in place", "compress in place"]  # sampled from its first batches, and compressed
     assert tether.inspect(squeezed).compression == tether.inspect(plain).compression == "lz4"
     assert len(squeezed) < len(plain) * 1.01 and tether.loads(squeezed) == value
+    # Under pressure the samples are the payload's first pieces (its middle and end are not produced yet):
+    # the same candidates were timed for both frames, the second half of the calls for the squeezed one.
+    pressure(False)
+    raw = payload(tether.dumps(value))
+    size = _policy.SAMPLE_SIZE
+    first = [raw[at:at + size] for at in range(0, 3 * size, size)]
+    assert len(steady_codecs) % 2 == 0 and len(steady_codecs) >= 2
+    assert all(samples == first for samples in steady_codecs[len(steady_codecs) // 2:])
+    assert steady_codecs[0][0] == first[0] and steady_codecs[0][1:] != first[1:]  # without: start, middle, end
 
 
 def test_a_list_that_cannot_be_batched_fails_or_falls_back_as_without_pressure():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -12,13 +13,19 @@ from conftest import quiet_alerts
 
 
 class StepClock:
-    """Each read advances ``step`` ns: an operation (two reads) takes exactly ``step`` ns."""
+    """Each read by the test's thread advances ``step`` ns: its operations (two reads) take exactly ``step`` ns.
+
+    Reads from any other thread see the time stand still: a thread an earlier test left running that reads
+    the metrics clock (or times operations of its own) would otherwise move it between an operation's two
+    reads, and that operation would take a multiple of ``step`` (a healthy batch slow, or a slow one slower).
+    """
 
     def __init__(self, step: int):
-        self.now, self.step = 0, step
+        self.now, self.step, self.owner = 0, step, threading.get_ident()
 
     def __call__(self) -> int:
-        self.now += self.step
+        if threading.get_ident() == self.owner:
+            self.now += self.step
         return self.now
 
 
@@ -26,6 +33,12 @@ class StepClock:
 def monitor():
     clock = StepClock(1000)
     with quiet_alerts(clock) as events:
+        # quiet_alerts resets before it clears the alerts an earlier test left firing, and a reset keeps the
+        # baselines of firing alerts: a real-clock baseline of dumps:scalar (~10x slower than this clock) then
+        # outvoted the three batches here, and the five-times-slower batch did not fire. Reset again, now that
+        # nothing fires, so every test starts from no baseline.
+        m.reset()
+        assert not m.active_alerts()
         yield clock, events
 
 
