@@ -73,6 +73,11 @@
 %% The file in a worker's private directory naming the call a SIGUSR1 cancels
 %% (docs/format.md §8, "Cancelling").
 -define(CANCEL_FILE, "cancel").
+%% The call-argument marker `{?TAG_BYTES, Bin}' (docs/format.md §8, "Embedded
+%% frames"): Bin arrives in Python as bytes, never decoded, even when it is a
+%% whole frame. Python's side is tether.worker.BYTES_TAG (a test holds the two
+%% to each other); a worker whose ready's <<"markers">> lacks it is not sent one.
+-define(TAG_BYTES, '$tether_bytes').
 
 %% The bytes the header CRC-32 covers (all but the CRC itself), and the whole
 %% header: a sum, so a field added above moves the size with it. They call

@@ -70,6 +70,7 @@ defmodule Tether do
   def encode(term, opts \\ []) do
     :tether.encode(term, opts)
   catch
+    :error, {:badarg, {:bad_option, _, _} = reason} -> Tether.Options.raise!(:encode, opts, reason)
     :error, {:badarg, reason} -> badarg!(reason)
   end
 
@@ -95,7 +96,12 @@ defmodule Tether do
       :not_a_frame
   """
   @spec decode(iodata(), keyword() | map()) :: {:ok, term()} | {:error, term()}
-  def decode(frame, opts \\ []), do: :tether.decode(frame, opts)
+  def decode(frame, opts \\ []) do
+    case :tether.decode(frame, opts) do
+      {:error, {:bad_option, _, _} = reason} -> {:error, Tether.Options.reword(:decode, opts, reason)}
+      result -> result
+    end
+  end
 
   @doc """
   Header and metadata of a frame, without touching its payload: `{:ok, map}` or
@@ -145,6 +151,37 @@ defmodule Tether do
   end
 
   @doc """
+  Mark a binary (or iodata) to arrive in Python as `bytes`, exactly as it is.
+
+  An unmarked binary argument that is one whole tether frame (what
+  `encode/2` and `tensor/3` return) arrives in Python decoded, so frames can
+  be passed as values. Marked, it arrives as the frame's bytes: for a handler
+  that stores or forwards frames. Large ones arrive as a read-only
+  `memoryview`, as other large binaries do, and with `binaries: :str` a
+  marked binary is still `bytes`. Anything but a binary or iodata raises
+  `ArgumentError`. (A worker whose tether predates the marker refuses the call
+  with `{:error, {:bad_request, message}}`; `:tether_args.bytes/1` from Erlang.)
+
+      iex> frame = IO.iodata_to_binary(Tether.encode([1, 2]))
+      iex> {:"$tether_bytes", ^frame} = Tether.bytes(frame)
+      iex> Tether.bytes(["ab", ?c])
+      {:"$tether_bytes", "abc"}
+  """
+  @spec bytes(iodata()) :: {:"$tether_bytes", binary()}
+  def bytes(data) when is_binary(data), do: :tether_args.bytes(data)
+
+  def bytes(data) when is_list(data) do
+    data |> IO.iodata_to_binary() |> :tether_args.bytes()
+  rescue
+    ArgumentError -> bytes_badarg!(data)
+  end
+
+  def bytes(data), do: bytes_badarg!(data)
+
+  defp bytes_badarg!(data),
+    do: raise(ArgumentError, "Tether.bytes/1 takes a binary or iodata, got: " <> Kernel.inspect(data, limit: 5))
+
+  @doc """
   The newest frame in a tether shared-memory region file (written by Python).
   Reads exactly that frame, or returns `{:error, reason}`; never raises.
 
@@ -167,8 +204,6 @@ defmodule Tether do
   def read_region(path), do: :tether.read_region(path)
 
   # :tether's {badarg, Reason} errors, as ArgumentErrors an Elixir caller can read.
-  defp badarg!({:bad_option, key, message}), do: raise(ArgumentError, "invalid option #{Kernel.inspect(key)}: #{message}")
-
   defp badarg!({:tensor_size, type, shape, expected, got}),
     do:
       raise(ArgumentError,

@@ -77,16 +77,16 @@ has_embedded_map(I) ->
         none -> false
     end.
 
-walk({'$tether', Frame}, _, Stats) when is_binary(Frame) ->
-    {decoded(tether:decode(Frame)), add(frame_bytes, byte_size(Frame), Stats)};
-walk({'$tether_shm', Path, Offset, Len}, AllowShm, Stats)
+walk({'$tether', Frame}, A, Stats) when is_binary(Frame) ->
+    inner(decoded(tether:decode(Frame)), A, add(frame_bytes, byte_size(Frame), Stats));
+walk({'$tether_shm', Path, Offset, Len}, AllowShm = A, Stats)
   when is_binary(Path), is_integer(Offset), is_integer(Len) ->
     AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
     T0 = erlang:monotonic_time(),
     case tether:read_frame(Path, Offset, Len) of
         {ok, Frame} ->
             Read = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats)),
-            {decoded(tether:decode(Frame)), Read};
+            inner(decoded(tether:decode(Frame)), A, Read);
         {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
     end;
 walk([H | T], A, S0) ->
@@ -101,6 +101,16 @@ walk(M, A, S0) when is_map(M) ->
                              S0, maps:to_list(M)),
     {maps:from_list(L), S1};
 walk(X, _, S) -> {X, S}.
+
+%% A frame's value may itself hold embedded frames: a reply too large to go
+%% inline travels as one frame in shared memory, and the large values inside
+%% it keep their own `{'$tether_shm', ...}' references (valid until the next
+%% call, so they are read now, like any other).
+inner(Value, A, Stats) ->
+    case has_embedded(Value) of
+        true -> walk(Value, A, Stats);
+        false -> {Value, Stats}
+    end.
 
 %% A frame that does not decode fails the call with tether:decode/1's own
 %% reason, whichever route it took (e.g. `{bad_etf, _}' for unknown atoms).

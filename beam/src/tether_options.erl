@@ -3,10 +3,13 @@
 %%
 %% Every error is `{bad_option, Key, Message}': the key, and a message that
 %% says what was expected and what came (for an unknown key, the valid keys).
+%% Values in messages are written as Erlang writes them (`~p'); {@link
+%% explain/3} runs a check again with them written another way, which the
+%% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
 -export([worker/1, pool/1, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
-         worker_keys/0, pool_keys/0]).
+         worker_keys/0, pool_keys/0, explain/3]).
 
 -include("../include/tether.hrl").
 
@@ -21,7 +24,12 @@
 -define(PACKET_MAX, 4294967295).
 
 -type error() :: {error, {bad_option, atom() | term(), binary()}}.
--export_type([error/0]).
+%% What explain/3 checks: the options of a worker, a pool, a call, tether:encode/2,
+%% tether:decode/2 or a stream, or a call's `{Module, Function, Args}' (`target').
+-type kind() :: worker | pool | {call, worker | pool} | encode | decode | stream_reader | stream_writer | target.
+%% Writes a value in a message: the value, and how deep to go (`infinity': all of it).
+-type show() :: fun((term(), pos_integer() | infinity) -> iodata()).
+-export_type([error/0, kind/0, show/0]).
 
 %% {Key, Check, Default}: `required' marks a key without a default, `none' one
 %% that stays absent unless given.
@@ -113,17 +121,46 @@ call(Kind, Opts) -> check(Opts, call_spec(Kind)).
 %% {error, {bad_argument, function, _}} = tether_options:target(<<"math">>, 5, []).
 %% '''
 -spec target(term(), term(), term()) -> {ok, binary(), binary()} | {error, {bad_argument, atom(), binary()}}.
-target(Mod, Fun, Args) ->
+target(Mod, Fun, Args) -> target(Mod, Fun, Args, fun erlang_show/2).
+
+target(Mod, Fun, Args, Show) ->
     case {module_name(Mod), module_name(Fun), is_list(Args)} of
-        {error, _, _} -> bad_argument(module, "a module name (a non-empty binary, atom or string)", Mod);
-        {_, error, _} -> bad_argument(function, "a function name (a non-empty binary, atom or string)", Fun);
-        {_, _, false} -> bad_argument(args, "the call's arguments as a list", Args);
+        {error, _, _} -> bad_argument(module, "a module name (a non-empty binary, atom or string)", Mod, Show);
+        {_, error, _} -> bad_argument(function, "a function name (a non-empty binary, atom or string)", Fun, Show);
+        {_, _, false} -> bad_argument(args, "the call's arguments as a list", Args, Show);
         {M, F, true} -> {ok, M, F}
     end.
 
-bad_argument(Which, Expected, Got) ->
-    Message = io_lib:format("expected ~ts, got ~0tp", [Expected, Got]),
+bad_argument(Which, Expected, Got, Show) ->
+    Message = io_lib:format("expected ~ts, got ~ts", [Expected, Show(Got, infinity)]),
     {error, {bad_argument, Which, unicode:characters_to_binary(Message)}}.
+
+%% @doc The check of `Kind' run again on `Input', its messages writing values
+%% with `Show': the same answer as the check itself, worded another way. The
+%% Elixir wrappers call it after an error, with Elixir's `inspect/2', so that
+%% their `ArgumentError's read `got "x"' where Erlang's read `got <<"x">>'.
+%%
+%% ```
+%% Show = fun(T, _Depth) -> io_lib:format("~w", [T]) end,
+%% {error, {bad_option, python, <<"expected a non-empty string, got <<>>">>}} =
+%%     tether_options:explain(worker, [{python, <<>>}, {modules, [m]}], Show),
+%% {error, {bad_argument, args, <<"expected the call's arguments as a list, got x">>}} =
+%%     tether_options:explain(target, {m, f, x}, Show).
+%% '''
+-spec explain(kind(), term(), show()) -> {ok, map()} | {ok, binary(), binary()} | error()
+          | {error, {bad_argument, atom(), binary()}}.
+explain(worker, Opts, Show) -> check(Opts, worker_spec() ++ member_spec(), Show);
+explain(pool, Opts, Show) -> check(Opts, pool_spec(), Show);
+explain({call, Kind}, Opts, Show) when Kind =:= worker; Kind =:= pool ->
+    case call(Kind, Opts) of
+        {ok, _} = Ok -> Ok;
+        _ -> check(Opts, call_spec(Kind), Show)
+    end;
+explain(encode, Opts, Show) -> check(Opts, encode_spec(), Show);
+explain(decode, Opts, Show) -> check(Opts, decode_spec(), Show);
+explain(stream_reader, Opts, Show) -> check(Opts, stream_reader_spec(), Show);
+explain(stream_writer, Opts, Show) -> check(Opts, stream_writer_spec(), Show);
+explain(target, {Mod, Fun, Args}, Show) -> target(Mod, Fun, Args, Show).
 
 %% @doc Check the options of tether:encode/2 (and tether:tensor/4): the
 %% options as given, or `{error, {bad_option, Key, Message}}'.
@@ -201,44 +238,51 @@ stream_writer_spec() ->
 
 %% ------------------------------------------------------------------ checking
 
-check(Opts, Spec) when is_list(Opts) ->
-    case proplist(Opts) of
-        {ok, Map} -> check(Map, Spec);
+check(Opts, Spec) -> check(Opts, Spec, fun erlang_show/2).
+
+check(Opts, Spec, Show) when is_list(Opts) ->
+    case proplist(Opts, Show) of
+        {ok, Map} -> check(Map, Spec, Show);
         Error -> Error
     end;
-check(Opts, Spec) when is_map(Opts) ->
+check(Opts, Spec, Show) when is_map(Opts) ->
     Keys = [K || {K, _, _} <- Spec],
     case [K || K <- maps:keys(Opts), not lists:member(K, Keys)] of
         [Unknown | _] ->
             Public = [atom_to_list(K) || K <- Keys, not lists:keymember(K, 1, member_spec())],
             bad(Unknown, "unknown option; valid options are: ~ts", [lists:join(", ", Public)]);
-        [] -> fill(Spec, Opts, #{})
+        [] -> fill(Spec, Opts, #{}, Show)
     end;
-check(Opts, _Spec) ->
-    bad(options, "expected a keyword list or a map, got ~0tp", [Opts]).
+check(Opts, _Spec, Show) ->
+    bad(options, "expected a keyword list or a map, got ~ts", [Show(Opts, infinity)]).
 
-proplist(List) ->
+proplist(List, Show) ->
     try maps:from_list([pair(E) || E <- List]) of
         Map -> {ok, Map}
-    catch throw:{bad_entry, E} -> bad(options, "expected {Key, Value} pairs, got ~0tp", [E])
+    catch throw:{bad_entry, E} -> bad(options, "expected {Key, Value} pairs, got ~ts", [Show(E, infinity)])
     end.
 
 pair({K, V}) -> {K, V};
 pair(E) -> throw({bad_entry, E}).
 
-fill([], _Opts, Acc) -> {ok, Acc};
-fill([{Key, Check, Default} | Rest], Opts, Acc) ->
+fill([], _Opts, Acc, _Show) -> {ok, Acc};
+fill([{Key, Check, Default} | Rest], Opts, Acc, Show) ->
     case maps:find(Key, Opts) of
         {ok, Value} ->
             case Check(Value) of
-                {ok, Clean} -> fill(Rest, Opts, Acc#{Key => Clean});
-                {expected, What} -> bad(Key, "expected ~ts, got ~0tp", [What, Value]);
-                {refused, Why} -> bad(Key, "~ts", [Why])  % Why names the part; Value may be large
+                {ok, Clean} -> fill(Rest, Opts, Acc#{Key => Clean}, Show);
+                {expected, What} -> bad(Key, "expected ~ts, got ~ts", [What, Show(Value, infinity)]);
+                %% Why names the part (Value may be large), written when the values in it are.
+                {refused, Why} -> bad(Key, "~ts", [Why(Show)])
             end;
         error when Default =:= required -> bad(Key, "is required", []);
-        error when Default =:= none -> fill(Rest, Opts, Acc);
-        error -> fill(Rest, Opts, Acc#{Key => Default})
+        error when Default =:= none -> fill(Rest, Opts, Acc, Show);
+        error -> fill(Rest, Opts, Acc#{Key => Default}, Show)
     end.
+
+%% How Erlang writes a value in a message: `~p' on one line, `~P' when bounded.
+erlang_show(Term, infinity) -> io_lib:format("~0tp", [Term]);
+erlang_show(Term, Depth) -> io_lib:format("~0tP", [Term, Depth]).
 
 bad(Key, Format, Args) ->
     {error, {bad_option, Key, unicode:characters_to_binary(io_lib:format(Format, Args))}}.
@@ -354,12 +398,16 @@ metadata(M) when is_map(M) ->
     try {ok, plain(M, [])}
     catch
         throw:{not_plain, Path, {same_name, Keys}} ->
-            {refused, io_lib:format("~ts has keys that name the same key once atoms are written as binaries: ~0tP",
-                                    [path_text(Path), Keys, 12])};
+            {refused, fun(Show) ->
+                          io_lib:format("~ts has keys that name the same key once atoms are written as binaries: ~ts",
+                                        [path_text(Path, Show), Show(Keys, 12)])
+                      end};
         throw:{not_plain, Path, V} ->
-            {refused, io_lib:format("~ts is ~0tP: metadata holds plain data (binaries, numbers, booleans, nil, "
-                                    "atoms, lists, tuples and maps of those, each key once)",
-                                    [path_text(Path), V, 12])}
+            {refused, fun(Show) ->
+                          io_lib:format("~ts is ~ts: metadata holds plain data (binaries, numbers, booleans, nil, "
+                                        "atoms, lists, tuples and maps of those, each key once)",
+                                        [path_text(Path, Show), Show(V, 12)])
+                      end}
     end;
 metadata(_) -> {expected, "a map"}.
 
@@ -382,16 +430,16 @@ plain_list(Tail, Path, _I) -> throw({not_plain, Path, {improper_tail, Tail}}).
 plain_pair(K, V, Path) when is_atom(K), not is_boolean(K), K =/= nil -> plain_pair(atom_to_binary(K), V, Path);
 plain_pair(K, V, Path) -> {plain(K, Path), plain(V, [{key, K} | Path])}.
 
-path_text(Path) ->
-    ["$" | [path_part(P) || P <- lists:reverse(Path)]].
+path_text(Path, Show) ->
+    ["$" | [path_part(P, Show) || P <- lists:reverse(Path)]].
 
-path_part({key, K}) when is_binary(K) ->
+path_part({key, K}, Show) when is_binary(K) ->
     case unicode:characters_to_binary(K) of
         K -> [$., K];
-        _ -> [$., io_lib:format("~0p", [K])]  % not UTF-8: ~ts would fail on it
+        _ -> [$., Show(K, infinity)]  % not UTF-8: ~ts would fail on it
     end;
-path_part({key, K}) -> [$[, io_lib:format("~0tp", [K]), $]];
-path_part(I) -> [$[, integer_to_list(I), $]].
+path_part({key, K}, Show) -> [$[, Show(K, infinity), $]];
+path_part(I, _Show) -> [$[, integer_to_list(I), $]].
 
 max_frame(infinity) -> {ok, infinity};
 max_frame(N) when is_integer(N), N >= ?HEADER_SIZE -> {ok, N};

@@ -37,7 +37,11 @@
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
-             next_id = 1, notify, arrived, form = frame}).
+             next_id = 1, notify, arrived, form = frame, reads_bytes = false}).
+
+%% The ready's list of the argument markers the worker reads (docs/format.md §8): a
+%% binary key, so that a BEAM that does not know it still decodes the ready.
+-define(READY_MARKERS, <<"markers">>).
 
 %% A call that moved at least this many bytes has its binaries let go of at once.
 -define(LARGE_CALL, 1 bsl 20).
@@ -294,7 +298,8 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
                                python => maps:get(python, Info, undefined),
                                tether => maps:get(tether, Info, undefined),
                                modules => maps:get(modules, Info, [])}),
-    S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info)},
+    S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info),
+              reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, []))},
     notify(ready, S1),
     S1.
 
@@ -415,13 +420,33 @@ send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{n
 encode_call(Id, stats, stats, [], _Tables, S = #st{form = Form}) ->
     Frame = tether_protocol:stats(Id, Form),
     {ok, Frame, inline, iolist_size(Frame), #{}, S};
-encode_call(Id, M, F, Args0, Tables, S = #st{info = Info}) ->
+encode_call(Id, M, F, Args0, Tables, S = #st{info = Info, reads_bytes = ReadsBytes}) ->
     %% Registered Tether.Type values go in their wire form, at the version the
     %% worker said it reads (its ready's `types'), on either route.
     case tether_etf:to_wire(Args0, peer_types(Info)) of
-        {ok, Args} -> encode_args(Id, M, F, Args, Tables, S);
+        {ok, Args} ->
+            %% A worker from before the bytes marker would hand it to the handler as a
+            %% tuple: refused here, and only such a worker's calls pay for the walk.
+            case ReadsBytes orelse tether_args:marked_bytes(Args) of
+                Path when is_binary(Path) -> {error, {bad_request, old_worker(Path, Info)}, S};
+                _ -> encode_args(Id, M, F, Args, Tables, S)
+            end;
         {error, Reason} -> {error, {encode, Reason}, S}
     end.
+
+old_worker(Path, Info) ->
+    Vsn = case maps:get(tether, Info, undefined) of
+              V when is_binary(V) -> V;
+              _ -> <<"?">>
+          end,
+    iolist_to_binary([Path, ": Tether.bytes/1 (tether_args:bytes/1) needs a worker that reads ",
+                      atom_to_binary(?TAG_BYTES), ", and this worker's tether (", Vsn,
+                      ") does not: upgrade tether in the worker's Python environment"]).
+
+%% Not lists:member/2: the ready is Python's, and an improper list must not raise.
+listed(X, [X | _]) -> true;
+listed(X, [_ | Rest]) -> listed(X, Rest);
+listed(_, _) -> false.
 
 peer_types(#{types := Types}) when is_map(Types) -> Types;
 peer_types(_) -> #{}.

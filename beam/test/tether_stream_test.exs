@@ -354,7 +354,7 @@ defmodule TetherStreamTest do
       assert {:error, {:bad_option, :max_frames, _}} = Tether.Stream.verify(path, max_frames: 10)
       assert {:error, {:bad_option, :options, _}} = Tether.Stream.verify(path, 5)
       assert_raise ArgumentError, ~r/invalid option :max_fram/, fn -> Tether.Stream.read(path, max_fram: 1) |> Enum.to_list() end
-      assert_raise Tether.Error, ~r/compresion/, fn -> Enum.into([1], Tether.Stream.into(path, compresion: :gzip)) end
+      assert_raise ArgumentError, ~r/invalid option :compresion/, fn -> Enum.into([1], Tether.Stream.into(path, compresion: :gzip)) end
       {:ok, w} = :tether_stream.open_writer({:file, path}, %{})
       {:ok, %{seq: 0}} = :tether_stream.close(w)
       # The writer closed the file it opened: a stale writer cannot add frames after the end frame.

@@ -308,6 +308,16 @@ defmodule Tether.WorkerLifecycleTest do
       refute File.exists?(Path.dirname(file))
     end
 
+    test "a reply too large to go inline keeps the large values inside it readable" do
+      # The whole reply goes through shared memory as one frame, and the 2 MB binary inside it as its own
+      # embedded frame: both are read before the call returns (the references go stale at the next call).
+      w = start_worker()
+      ints = Enum.to_list(1..300_000)
+      blob = :binary.copy(<<1>>, 2_000_000)
+      assert {{:ok, [^ints, ^blob]}, %{route: :shm}} = Tether.Worker.measure(w, @m, "echo", [[ints, blob]])
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
     test "a name that already exists gets a new name, not a crash" do
       dir = TestPython.tmp_dir!()
       File.mkdir!(Path.join(dir, "taken"))

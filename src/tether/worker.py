@@ -73,9 +73,9 @@ except ImportError:  # pragma: no cover - present in this tree
     _metrics = None  # type: ignore[assignment]
 
 __all__ = [
-    "COMPACT_MAGIC", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError", "StatsError", "Worker", "compact",
-    "compatible", "decode", "handshake", "main", "read_compact", "read_stats", "ready_info", "serve", "transform",
-    "workers",
+    "BYTES_TAG", "COMPACT_MAGIC", "MARKERS", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError",
+    "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact", "read_stats",
+    "ready_info", "serve", "transform", "workers",
 ]
 
 # Embedded frames larger than this travel through shared memory.
@@ -102,7 +102,15 @@ LOG_MESSAGE_MAX = 256 << 10
 
 (_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
     Atom, ("hello", "ready", "refused", "call", "reply", "ok", "error", "log", "shm", "tables", "cancelled"))
-_EMBED, _EMBED_SHM, _EMBED_TABLE = map(Atom, ("$tether", "$tether_shm", "$tether_table"))
+# The argument marker {'$tether_bytes', Bin} (docs/format.md §8): Bin reaches the handler as bytes,
+# never decoded, even when it is a whole frame. The BEAM's side is ?TAG_BYTES in tether.hrl.
+BYTES_TAG = "$tether_bytes"
+# The argument markers this worker reads, listed in its ready under the binary key "markers" (a BEAM
+# that does not know that atom still decodes the ready). Every tuple whose first element is an atom
+# starting "$tether" is tether's: one this worker does not know is refused, never handed on as a tuple.
+MARKERS = ["$tether", "$tether_shm", "$tether_table", BYTES_TAG]
+_MARKER_PREFIX = "$tether"
+_EMBED, _EMBED_SHM, _EMBED_TABLE, _EMBED_BYTES = map(Atom, MARKERS)
 _STATS, _PLAIN, _ECHO, _ALERT = Atom("stats"), Atom("plain"), Atom("echo"), Atom("alert")
 _ALERT_STATES = {"firing": Atom("firing"), "cleared": Atom("cleared")}
 # The file a worker writes its metrics snapshot to, in its --stats-dir, on SIGUSR2.
@@ -1008,7 +1016,7 @@ class Worker:
     def _visit_in(self, value: Any) -> Any:
         t = type(value)
         if t is tuple:
-            if value and type(value[0]) is Atom and value[0] in (_EMBED, _EMBED_SHM, _EMBED_TABLE):
+            if value and type(value[0]) is Atom and value[0].startswith(_MARKER_PREFIX):
                 return self._embedded(value)
             return WALK
         if t is list or t is dict:
@@ -1027,9 +1035,16 @@ class Worker:
             return arrow_api.from_etf(value[1])
         if tag == _EMBED_SHM and len(value) == 4:
             return tether.loads(self._map_file(value[1], value[2], value[3]), options=self._decode_options)
+        if tag == _EMBED_BYTES and len(value) == 2:
+            return _marked_bytes(value[1])
+        if tag not in MARKERS:
+            raise DecodeError(
+                f"{tag} is not a marker this worker reads ({', '.join(MARKERS)}; tuples that start with an atom "
+                f"beginning {_MARKER_PREFIX} are tether's): upgrade tether in the worker's Python environment "
+                "to the BEAM's version.")
         raise DecodeError(
-            f"{tag} must be {{'$tether', Frame}}, {{'$tether_table', Etf}} or {{'$tether_shm', Path, Offset, Len}}, "
-            f"got a tuple of {len(value)} elements.")
+            f"{tag} must be {{'$tether', Frame}}, {{'$tether_table', Etf}}, {{'$tether_shm', Path, Offset, Len}} "
+            f"or {{'{BYTES_TAG}', Binary}}, got a tuple of {len(value)} elements.")
 
     def _whole_frame(self, value: Any) -> Any:
         """A binary that is exactly one frame (its header's CRC checks) decoded; any other binary as it is."""
@@ -1204,6 +1219,16 @@ _FAST_RESULTS = frozenset((dict, list, tuple, str, int, float, bool, type(None),
 _BEAM_CONTAINERS = (tether.FrozenList, tether.FrozenMap)
 
 
+def _marked_bytes(value: Any) -> bytes | memoryview:
+    """The binary of a ``{'$tether_bytes', Bin}`` argument as bytes: as decoded, or, where ``--binaries str``
+    made a UTF-8 binary a ``str``, its bytes again (the marker says bytes whatever the worker's mode)."""
+    if type(value) is bytes or type(value) is memoryview:
+        return value
+    if type(value) is str:
+        return value.encode()
+    raise DecodeError(f"{{'{BYTES_TAG}', Bin}} needs a binary (whole bytes), got {_kind(value)}.")
+
+
 def _float_atom(value: float) -> Atom:
     return _NAN if value != value else _INF if value > 0 else _NEG_INF
 
@@ -1347,7 +1372,7 @@ def _import_modules(names: list[str]) -> tuple[dict[str, ModuleType], Any]:
     return modules, None
 
 
-def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
+def ready_info(modules: dict[str, ModuleType]) -> dict[Atom | str, Any]:
     """The ``Info`` map of ``{ready, Info}``: versions, OS pid, modules and what this tether reads and writes.
 
     Examples
@@ -1368,6 +1393,7 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom, Any]:
         Atom("modules"): list(modules),
         Atom("frame_versions"): [frame.FRAME_VERSION],
         Atom("messages"): MESSAGE_FORMS,
+        "markers": MARKERS,  # a str key: a BEAM from before decodes the ready without knowing a new atom
         Atom("formats"): sorted(formats.names()),
         Atom("compressions"): sorted(compression.names()),
         Atom("checksums"): sorted(frame.checksum.NAMES.values()),

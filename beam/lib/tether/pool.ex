@@ -47,6 +47,8 @@ defmodule Tether.Pool do
   """
   @spec child_spec([option()]) :: Supervisor.child_spec()
   def child_spec(opts) do
+    Tether.Options.keyword!(opts, "Tether.Pool.child_spec/1")
+
     %{
       id: Keyword.get(opts, :name, __MODULE__),
       start: {__MODULE__, :start_link, [opts]},
@@ -65,7 +67,10 @@ defmodule Tether.Pool do
   ```
   """
   @spec start_link([option()]) :: GenServer.on_start()
-  def start_link(opts) when is_list(opts), do: opts |> :tether_pool.start_link() |> Tether.Worker.started()
+  def start_link(opts) do
+    Tether.Options.keyword!(opts, "Tether.Pool.start_link/1")
+    opts |> :tether_pool.start_link() |> Tether.Worker.started(:pool, opts)
+  end
 
   @doc """
   As `start_link/1`, without a link: a pool whose failure must not take the caller down.
@@ -75,7 +80,10 @@ defmodule Tether.Pool do
   ```
   """
   @spec start([option()]) :: GenServer.on_start()
-  def start(opts) when is_list(opts), do: opts |> :tether_pool.start() |> Tether.Worker.started()
+  def start(opts) do
+    Tether.Options.keyword!(opts, "Tether.Pool.start/1")
+    opts |> :tether_pool.start() |> Tether.Worker.started(:pool, opts)
+  end
 
   @doc """
   Call `module.function(*args)` on a free member: `{:ok, result}` or
@@ -93,7 +101,11 @@ defmodule Tether.Pool do
   @spec call(pool(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {:ok, term()} | {:error, term()}
   def call(pool, module, function, args, opts \\ []) do
-    pool |> :tether_pool.call(module, function, args, Tether.Worker.call_opts(opts)) |> Tether.Worker.checked()
+    opts = Tether.Worker.call_opts(opts)
+
+    pool
+    |> :tether_pool.call(module, function, args, opts)
+    |> Tether.Worker.checked({:call, :pool}, {module, function, args}, opts)
   end
 
   @doc """
@@ -125,8 +137,10 @@ defmodule Tether.Pool do
   """
   @spec transaction(pool(), (Tether.Worker.worker() -> result), timeout()) :: result | {:error, term()}
         when result: term()
-  def transaction(pool, fun, checkout_timeout \\ 5000) when is_function(fun, 1),
-    do: pool |> :tether_pool.transaction(fun, checkout_timeout) |> wrong_server!()
+  def transaction(pool, fun, checkout_timeout \\ 5000) when is_function(fun, 1) do
+    Tether.Options.timeout!(checkout_timeout, "Tether.Pool.transaction/3's checkout_timeout")
+    pool |> :tether_pool.transaction(fun, checkout_timeout) |> wrong_server!()
+  end
 
   @doc """
   The pool's members and what they are doing: `:size`, `:workers`, `:idle`,

@@ -13,6 +13,7 @@ defmodule Tether.Stream.Sink do
       writer =
         case :tether_stream.open_writer(sink, opts) do
           {:ok, w} -> w
+          {:error, {:bad_option, _, _} = reason} -> Tether.Options.raise!(:stream_writer, opts, reason)
           {:error, reason} -> raise Tether.Error, reason: reason
         end
 
@@ -136,7 +137,7 @@ defmodule Tether.Stream do
   defp open!(source, opts) do
     case :tether_stream.open(erl_source(source), opts) do
       {:ok, reader} -> reader
-      {:error, {:bad_option, key, message}} -> raise ArgumentError, "invalid option #{inspect(key)}: #{message}"
+      {:error, {:bad_option, _, _} = reason} -> Tether.Options.raise!(:stream_reader, opts, reason)
       {:error, reason} -> raise Tether.Error, reason: reason
     end
   end
@@ -159,7 +160,12 @@ defmodule Tether.Stream do
       :empty
   """
   @spec verify(source(), keyword() | map()) :: {:ok, summary()} | {:error, term()}
-  def verify(source, opts \\ []), do: :tether_stream.verify(erl_source(source), opts)
+  def verify(source, opts \\ []) do
+    case :tether_stream.verify(erl_source(source), opts) do
+      {:error, {:bad_option, _, _} = reason} -> {:error, Tether.Options.reword(:stream_reader, opts, reason)}
+      result -> result
+    end
+  end
 
   @doc """
   Write every element of `enumerable` to `sink` as a stream, then the end
@@ -185,15 +191,22 @@ defmodule Tether.Stream do
   @spec write(Enumerable.t(), Path.t() | pid() | :file.io_device(), keyword() | map()) ::
           {:ok, checkpoint()} | {:error, term()}
   def write(enumerable, sink, opts \\ []) do
-    with {:ok, writer} <- :tether_stream.open_writer(erl_source(sink), opts) do
-      case write_all(enumerable, writer) do
-        {:ok, w} ->
-          :tether_stream.close(w)
+    case :tether_stream.open_writer(erl_source(sink), opts) do
+      {:ok, writer} ->
+        case write_all(enumerable, writer) do
+          {:ok, w} ->
+            :tether_stream.close(w)
 
-        {error, w} ->
-          {:ok, _} = :tether_stream.abort(w)
-          error
-      end
+          {error, w} ->
+            {:ok, _} = :tether_stream.abort(w)
+            error
+        end
+
+      {:error, {:bad_option, _, _} = reason} ->
+        {:error, Tether.Options.reword(:stream_writer, opts, reason)}
+
+      error ->
+        error
     end
   end
 
@@ -216,7 +229,8 @@ defmodule Tether.Stream do
   the options of `write/3`): each element collected is written as `write/3`
   writes it, and the end frame when the collecting finishes, so
   `Enum.into/2` returns the final checkpoint. A failed write raises
-  `Tether.Error` and leaves the stream without its end frame.
+  `Tether.Error` and leaves the stream without its end frame; a bad option
+  raises `ArgumentError` when the collecting starts.
 
       iex> path = Path.join(System.tmp_dir!(), "tether-doc-#{System.unique_integer([:positive])}.tthr")
       iex> %{seq: 2} = Enum.into(["a", %{"b" => 1}], Tether.Stream.into(path))

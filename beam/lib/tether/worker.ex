@@ -20,7 +20,8 @@ defmodule Tether.Worker do
     * `{:error, {:exited_before_ready, status, stderr}}`: Python died first;
     * `{:error, {:start_timeout, ms, stderr}}`.
 
-  Bad options raise `ArgumentError`.
+  Bad options raise `ArgumentError`, and so do options that are not a
+  keyword list (a map, say).
 
   Calls run one at a time, in order; use `Tether.Pool` to run them
   concurrently. Errors a call returns:
@@ -70,6 +71,7 @@ defmodule Tether.Worker do
   """
   @spec child_spec([option()]) :: Supervisor.child_spec()
   def child_spec(opts) do
+    Tether.Options.keyword!(opts, "Tether.Worker.child_spec/1")
     %{id: Keyword.get(opts, :name, __MODULE__), start: {__MODULE__, :start_link, [opts]}, type: :worker}
   end
 
@@ -97,7 +99,10 @@ defmodule Tether.Worker do
   ```
   """
   @spec start_link([option()]) :: GenServer.on_start()
-  def start_link(opts) when is_list(opts), do: opts |> :tether_worker.start_link() |> started()
+  def start_link(opts) do
+    Tether.Options.keyword!(opts, "Tether.Worker.start_link/1")
+    opts |> :tether_worker.start_link() |> started(:worker, opts)
+  end
 
   @doc """
   As `start_link/1`, without a link: a worker whose failure must not take the caller down.
@@ -112,14 +117,16 @@ defmodule Tether.Worker do
       {:error, {:python_not_found, "/no/such/python"}}
   """
   @spec start([option()]) :: GenServer.on_start()
-  def start(opts) when is_list(opts), do: opts |> :tether_worker.start() |> started()
+  def start(opts) do
+    Tether.Options.keyword!(opts, "Tether.Worker.start/1")
+    opts |> :tether_worker.start() |> started(:worker, opts)
+  end
 
   @doc false
-  @spec started({:ok, pid()} | {:error, term()} | :ignore) :: {:ok, pid()} | {:error, term()} | :ignore
-  def started({:error, {:bad_option, key, message}}),
-    do: raise(ArgumentError, "invalid option #{inspect(key)}: #{message}")
-
-  def started(result), do: result
+  @spec started({:ok, pid()} | {:error, term()} | :ignore, :worker | :pool, keyword()) ::
+          {:ok, pid()} | {:error, term()} | :ignore
+  def started({:error, {:bad_option, _, _} = reason}, kind, opts), do: Tether.Options.raise!(kind, opts, reason)
+  def started(result, _kind, _opts), do: result
 
   @doc """
   Call `module.function(*args)` in Python: `{:ok, result}` or `{:error, reason}`.
@@ -136,7 +143,9 @@ defmodule Tether.Worker do
   @spec call(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {:ok, term()} | {:error, term()}
   def call(worker, module, function, args, opts \\ []) do
-    worker |> :tether_worker.call(module, function, args, call_opts(opts)) |> checked()
+    opts = call_opts(opts)
+    result = :tether_worker.call(worker, module, function, args, opts)
+    checked(result, {:call, :worker}, {module, function, args}, opts)
   end
 
   @doc """
@@ -184,7 +193,10 @@ defmodule Tether.Worker do
   ```
   """
   @spec stats(worker(), timeout()) :: {:ok, map()} | {:error, term()}
-  def stats(worker, timeout \\ 5000), do: worker |> :tether_worker.stats(timeout) |> checked()
+  def stats(worker, timeout \\ 5000) do
+    Tether.Options.timeout!(timeout, "Tether.Worker.stats/2's timeout")
+    worker |> :tether_worker.stats(timeout) |> checked()
+  end
 
   @doc """
   As `call/5`, and what the worker measured of the call: `:queue_time` (in
@@ -201,8 +213,9 @@ defmodule Tether.Worker do
   @spec measure(worker(), String.t() | atom(), String.t() | atom(), list(), timeout() | [call_option()]) ::
           {{:ok, term()} | {:error, term()}, map()}
   def measure(worker, module, function, args, opts \\ []) do
-    {result, stats} = :tether_worker.measure(worker, module, function, args, call_opts(opts))
-    {checked(result), stats}
+    opts = call_opts(opts)
+    {result, stats} = :tether_worker.measure(worker, module, function, args, opts)
+    {checked(result, {:call, :worker}, {module, function, args}, opts), stats}
   end
 
   @doc """
@@ -218,7 +231,7 @@ defmodule Tether.Worker do
 
   @doc false
   @spec call_opts(timeout() | keyword()) :: timeout() | keyword()
-  def call_opts(timeout) when is_integer(timeout) or timeout == :infinity, do: timeout
+  def call_opts(timeout) when (is_integer(timeout) and timeout >= 0) or timeout == :infinity, do: timeout
   def call_opts(opts) when is_list(opts), do: opts
 
   def call_opts(other),
@@ -226,15 +239,24 @@ defmodule Tether.Worker do
 
   @doc false
   @spec checked({:ok, term()} | {:error, term()}) :: {:ok, term()} | {:error, term()}
-  def checked({:error, {:bad_option, key, message}}),
-    do: raise(ArgumentError, "invalid option #{inspect(key)}: #{message}")
-
-  def checked({:error, {:bad_argument, which, message}}),
-    do: raise(ArgumentError, "invalid #{which}: #{message}")
+  def checked({:error, {tag, _, _} = reason}) when tag in [:bad_option, :bad_argument],
+    do: raise(ArgumentError, Tether.Options.message(reason))
 
   # A pool given where a worker is expected, or the reverse: a programming error.
   def checked({:error, {wrong, message}}) when wrong in [:not_a_worker, :not_a_pool],
     do: raise(ArgumentError, message)
 
   def checked(result), do: result
+
+  @doc false
+  # A call's result, its option and argument errors worded for Elixir (`kind`: whose call options).
+  @spec checked({:ok, term()} | {:error, term()}, {:call, :worker | :pool}, {term(), term(), term()}, term()) ::
+          {:ok, term()} | {:error, term()}
+  def checked({:error, {:bad_option, _, _} = reason}, kind, _target, opts),
+    do: Tether.Options.raise!(kind, opts, reason)
+
+  def checked({:error, {:bad_argument, _, _} = reason}, _kind, target, _opts),
+    do: Tether.Options.raise!(:target, target, reason)
+
+  def checked(result, _kind, _target, _opts), do: checked(result)
 end
