@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import io
 import json
 import mmap
 import os
@@ -19,19 +20,48 @@ class _NotAFile(Exception):
     """The path names something that holds no frame of its own (a device); the message says what."""
 
 
-def _read_pipe(src: Any) -> bytes:
-    """What a pipe holds, if it starts as a frame: bytes that do not (`head -c 1G /dev/zero |`) are not read on."""
-    from .frame import HEADER_SIZE, MAGIC
+class _PipedStream(io.RawIOBase):
+    """A stream arriving down a pipe, its first header already read: summarised as it passes, never held whole."""
 
-    head = src.read(HEADER_SIZE)
-    if len(head) < HEADER_SIZE or head[: len(MAGIC)] != MAGIC:
+    def __init__(self, head: bytes, src: Any):
+        super().__init__()
+        self._head, self._src = memoryview(head), src
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._src.readinto(b) or 0
+
+
+def _read_pipe(src: Any, whole: bool = True) -> Any:
+    """What a pipe holds, if it starts as a frame: bytes that do not (`head -c 1G /dev/zero |`) are not read on.
+
+    Without ``whole``, a pipe whose first frame is a stream chunk is left unread, as a :class:`_PipedStream`.
+    """
+    from . import TetherError, frame
+    from ._limits import get_limits
+
+    head = src.read(frame.HEADER_SIZE)
+    if len(head) < frame.HEADER_SIZE or head[: len(frame.MAGIC)] != frame.MAGIC:
         return head  # tether.inspect names what is wrong with them
+    if not whole:
+        try:
+            if frame.unpack(memoryview(head), get_limits()).flags & frame.FLAG_STREAM_CHUNK:
+                return _PipedStream(head, src)
+        except TetherError:
+            pass  # tether.inspect names it, as for a frame read whole
     return head + src.read()
 
 
-def _open(path: str):  # noqa: ANN202
+def _open(path: str, whole: bool = True):  # noqa: ANN202
     if path == "-":  # the frame comes down a pipe: `cat f.tthr | tether inspect -`
-        return _read_pipe(sys.stdin.buffer)
+        return _read_pipe(sys.stdin.buffer, whole)
     f = open(path, "rb")
     try:
         mode = os.fstat(f.fileno()).st_mode
@@ -39,7 +69,7 @@ def _open(path: str):  # noqa: ANN202
             # /dev/zero never ends and a terminal waits for typing: neither is a frame file.
             raise _NotAFile(f"{path} is a device, not a file; name a frame file, or pipe one in with '-'")
         if not stat.S_ISREG(mode):  # a pipe (`<(...)`, /dev/stdin of `a | tether`) cannot be mapped
-            return _read_pipe(f)
+            return _read_pipe(f, whole)
         try:
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
@@ -118,8 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="print the version, whether the C speedups are active, and the libraries in use")
     sub = parser.add_subparsers(dest="cmd", required=True)
     as_json = {"action": "store_true", "help": "print JSON instead of text"}
-    p_inspect = sub.add_parser("inspect", help="print a frame's header and metadata without decoding the payload")
-    p_inspect.add_argument("file", help="the frame file; - reads it from standard input")
+    p_inspect = sub.add_parser("inspect", help="print a frame's header and metadata without decoding the payload; "
+                                               "of a stream, a summary of every chunk (exit 1 if one is damaged)")
+    p_inspect.add_argument("file", help="the frame or stream file; - reads it from standard input")
     p_inspect.add_argument("--json", **as_json)
     p_verify = sub.add_parser("verify", help="check a frame's checksums without decoding the payload")
     p_verify.add_argument("file", help="the frame or stream file; - reads it from standard input")
@@ -153,8 +184,12 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     from . import TetherError
 
     try:
-        data = _open(args.file)
+        data = _open(args.file, whole=args.cmd != "inspect")
+        if isinstance(data, _PipedStream):
+            return _stream_summary(args, data)
         first = tether.inspect(data)
+        if args.cmd == "inspect" and first.stream:  # a stream file (mapped: its payloads are never touched)
+            return _stream_summary(args, data)
         if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
             totals = tether.stream.verify_stream(data)
             if args.json:
@@ -182,6 +217,61 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     if verified is not None:
         print(f"verified  {verified}")
     return 0
+
+
+def _stream_summary(args: argparse.Namespace, data: Any) -> int:
+    """``inspect`` of a stream: chunk 0's frame info, then the whole stream from headers and metadata."""
+    import tether
+
+    summary = tether.stream.summarize_stream(data)
+    first = summary.pop("first_chunk")
+    if args.json:
+        _print_json({**(_info_dict(first) if first is not None else {}), "stream_summary": summary})
+    else:
+        if first is not None:
+            print(first)
+        print("\n".join(_summary_lines(summary)))
+    problem = summary["problem"]
+    if summary["state"] != "damaged":
+        return 0
+    print(f"tether: {args.file}: {problem['error']}: {problem['message']}", file=sys.stderr)
+    return 1
+
+
+_STATES = {
+    "complete": "complete: the end frame is there; its count, bytes and digest match the chunks",
+    "incomplete": "INCOMPLETE: no end frame; the writer stopped early, was cut off or is still writing",
+    "damaged": "DAMAGED: reading stopped at a frame that fails its checks",
+}
+
+
+def _summary_lines(s: dict[str, Any]) -> list[str]:
+    """The text of a stream summary (tether.stream.summarize_stream), one fact a line."""
+    def counts(by_name: dict[str, int]) -> str:
+        return ", ".join(f"{name} {n}" for name, n in sorted(by_name.items())) or "-"
+
+    rows = [
+        ("state", _STATES.get(s["state"], s["state"])),
+        ("stream id", s["stream_id"] or "unknown"),
+        ("chunks", s["chunks"]),
+        ("payload", f"{s['payload_bytes']} B stored, {s['raw_bytes']} B uncompressed ({s['frame_bytes']} B "
+                    "in frames, the end frame's included)"),
+        ("formats", counts(s["formats"])),
+        ("compressions", counts(s["compressions"])),
+        ("checksums", counts(s["checksums"]) + " (payloads not read: `tether verify` checks them)"),
+    ]
+    end = s["declared"]
+    if end is not None:
+        rows.append(("end frame", f"count {end['count']}, bytes {end['bytes']}, digest {end['digest']}"))
+    cp = s["checkpoint"]
+    if cp is not None:
+        rows.append(("checkpoint", f"seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (resume= "
+                                   "a StreamWriter or StreamReader there)"))
+    if s["problem"] is not None:
+        p = s["problem"]
+        rows.append(("problem", f"at chunk {p['chunk']}: {p['error']}: {p['message']}"))
+    width = max(len(k) for k, _ in rows)
+    return ["stream summary (headers and metadata only)"] + [f"  {k:<{width}}  {v}" for k, v in rows]
 
 
 def _region_hint(data: Any) -> str:

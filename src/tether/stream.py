@@ -52,12 +52,12 @@ from . import compression, formats, frame
 from ._api import decode_frame, prepare
 from ._request import Request, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
-from ._errors import ChecksumError, LimitError, StreamError, TruncatedError, ValidationError
+from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE
 from .metrics import _core as _metrics
 
-__all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "verify_stream"]
+__all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "summarize_stream", "verify_stream"]
 
 CHUNK_SIZE = 8 << 20
 # Reading from a pipe, a frame's buffer starts at this much and doubles as bytes arrive.
@@ -575,6 +575,55 @@ class _Source:
                 raise TruncatedError(f"{where}: the input ends {start + got} bytes into a {size}-byte frame.")
         return memoryview(buf)
 
+    def next_head(self, max_frame: int, where: str) -> memoryview | None:
+        """The next frame's header and metadata (up to its payload), the payload skipped unread; None at a clean end.
+
+        A buffer's payload is stepped over, a seekable file's sought past, a pipe's read and dropped in
+        blocks of at most ``_GROW_STEP``: memory holds one frame's metadata, never a payload.
+        """
+        limits = get_limits()
+        if self.view is not None:
+            if self.pos == len(self.view):
+                return None
+            if len(self.view) - self.pos < HEADER_SIZE:
+                raise TruncatedError(f"{where}: {len(self.view) - self.pos} bytes left, a frame header needs {HEADER_SIZE}.")
+            header = frame.unpack(self.view, limits, offset=self.pos)
+            _check_size(header.frame_size, max_frame, where)
+            if self.pos + header.frame_size > len(self.view):
+                raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {len(self.view) - self.pos} remain.")
+            head = self.view[self.pos : self.pos + header.payload_offset]
+            self.pos += header.frame_size
+            return head
+        buf = bytearray(HEADER_SIZE)
+        got = self._fill(memoryview(buf))
+        if got == 0:
+            return None
+        if got < HEADER_SIZE:
+            raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
+        header = frame.unpack(memoryview(buf), limits)  # bounds the metadata by Limits.max_metadata_size
+        _check_size(header.frame_size, max_frame, where)
+        buf.extend(bytes(header.payload_offset - HEADER_SIZE))
+        got = self._fill(memoryview(buf)[HEADER_SIZE:])
+        if HEADER_SIZE + got < len(buf):
+            raise TruncatedError(f"{where}: the input ends {HEADER_SIZE + got} bytes into a {header.frame_size}-byte frame.")
+        self._skip(header.payload_length, f"{where}: the input ends inside the frame's {header.payload_length}-byte payload.")
+        return memoryview(buf)
+
+    def _skip(self, n: int, short: str) -> None:
+        """Step over ``n`` bytes of a file-like source; ``short`` is the message when fewer remain."""
+        left = self._remaining()
+        if left is not None:
+            if left < n:
+                raise TruncatedError(f"{short} ({left} bytes remain)")
+            self.seek(self.tell() + n)
+            return
+        block = memoryview(bytearray(min(n, _GROW_STEP)))
+        while n:
+            got = self._fill(block[: min(n, len(block))])
+            if not got:
+                raise TruncatedError(short)
+            n -= got
+
     def check_end(self, where: str) -> None:
         """Refuse bytes after the end frame in a buffer or a file; a pipe or socket is not read past it."""
         left = len(self.view) - self.pos if self.view is not None else self._remaining()
@@ -708,17 +757,23 @@ class StreamReader:
                 return
             yield item[0]
 
+    def _where(self) -> str:
+        return f"stream {self.stream_id or '?'} chunk {self._seq}"
+
+    def _ended_early(self) -> StreamError:
+        return StreamError(
+            f"The stream ended after chunk {self._seq - 1} ({self._offset} bytes) without its end frame: "
+            "the sender stopped early or the input was cut. Resume it from reader.checkpoint()."
+            if self._seq else "The input holds no stream: no chunk and no end frame."
+        )
+
     def _next(self, decode: bool) -> tuple[Any, int] | None:
         if self.complete:
             return None
-        where = f"stream {self.stream_id or '?'} chunk {self._seq}"
+        where = self._where()
         data = self._source.next_frame(self._max_frame, where)
         if data is None:
-            raise StreamError(
-                f"The stream ended after chunk {self._seq - 1} ({self._offset} bytes) without its end frame: "
-                "the sender stopped early or the input was cut. Resume it from reader.checkpoint()."
-                if self._seq else "The input holds no stream: no chunk and no end frame."
-            )
+            raise self._ended_early()
         if decode:
             t0 = _metrics.clock() if _metrics.on else None
             try:
@@ -735,6 +790,10 @@ class StreamReader:
             header, meta, stored = frame.read(data, get_limits())
             frame.verify_payload(stored, header, where)
             value = None
+        return self._accept(header, meta, where, value)
+
+    def _accept(self, header: Any, meta: dict[str, Any], where: str, value: Any) -> tuple[Any, int] | None:
+        """Check one frame's place in the stream from its header and metadata; None once the end frame checks out."""
         info = meta.get("stream")
         if not header.flags & frame.FLAG_STREAM_CHUNK or not isinstance(info, dict):
             raise StreamError(f"{where}: this frame is not a stream chunk (flag bit 0 and a 'stream' map are missing).")
@@ -926,3 +985,102 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
     while reader._next(decode=False) is not None:
         pass
     return {"stream_id": reader.stream_id, **reader.totals}
+
+
+def summarize_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any]:
+    """What a stream holds, from its frames' headers and metadata alone: no payload is read, checked or decoded.
+
+    Every frame's header and metadata checksums and its place in the stream (id, chunk number, offset)
+    are checked as :class:`StreamReader` checks them, and the end frame's count, bytes and digest
+    against the headers (the digest chains the payload checksums stored there); only whether each
+    payload matches its checksum is left to :func:`verify_stream`. Memory holds one frame's metadata at
+    a time: a file's payloads are sought past, a pipe's read and dropped.
+
+    Parameters
+    ----------
+    source : bytes-like or binary file-like
+        As :class:`StreamReader`.
+    max_frame : int, optional
+        As :class:`StreamReader`.
+
+    Returns
+    -------
+    dict
+        ``state``: ``"complete"`` (the end frame is there and checks out), ``"incomplete"`` (the input
+        ends without it, at or inside a frame) or ``"damaged"`` (a frame fails a check); ``problem``:
+        None, or the ``error`` (its class name), ``message`` and ``chunk`` where reading stopped;
+        ``stream_id``, ``end_frame`` (present or not), ``chunks``, ``payload_bytes`` (stored),
+        ``raw_bytes`` (uncompressed), ``frame_bytes`` (every frame read, the end frame too);
+        ``formats``, ``compressions`` and ``checksums``: chunk counts by name; ``declared``: the end
+        frame's ``count``, ``bytes`` and ``digest``, or None; ``checkpoint``: where a writer resumes
+        (:meth:`Checkpoint.as_dict`), or None before any chunk; ``first_chunk``: chunk 0's
+        :class:`tether.FrameInfo`, or None; ``payloads_checked``: False.
+
+    Examples
+    --------
+    >>> import io
+    >>> sink = io.BytesIO()
+    >>> with StreamWriter(sink, chunk_size=4, compression="none") as w:
+    ...     _ = w.write({"header": True})
+    ...     _ = w.write_buffer(b"0123456789")
+    >>> s = summarize_stream(sink.getvalue())
+    >>> s["state"], s["chunks"], s["formats"], s["checkpoint"]["seq"], s["frame_bytes"] == len(sink.getvalue())
+    ('complete', 4, {'etf': 1, 'raw': 3}, 4, True)
+    >>> cut = summarize_stream(sink.getvalue()[:-1])  # one byte short of the end frame
+    >>> cut["state"], cut["end_frame"], cut["chunks"], cut["problem"]["error"]
+    ('incomplete', False, 4, 'TruncatedError')
+    """
+    reader = StreamReader(source, max_frame=max_frame)
+    out: dict[str, Any] = {
+        "state": "incomplete", "problem": None, "stream_id": None, "end_frame": False, "chunks": 0,
+        "payload_bytes": 0, "raw_bytes": 0, "frame_bytes": 0, "formats": {}, "compressions": {}, "checksums": {},
+        "declared": None, "checkpoint": None, "first_chunk": None, "payloads_checked": False,
+    }
+    try:
+        _summarize(reader, out)
+    except TruncatedError as exc:  # the input ends inside a frame: the chunks before it stand
+        out["problem"] = {"error": type(exc).__name__, "message": str(exc), "chunk": reader._seq}
+    except TetherError as exc:  # a frame fails a check, or is over a limit: reading stops there
+        out["state"] = "damaged"
+        out["problem"] = {"error": type(exc).__name__, "message": str(exc), "chunk": reader._seq}
+    out["stream_id"] = reader.stream_id
+    out["checkpoint"] = reader.checkpoint().as_dict() if reader.stream_id and reader._seq else None
+    return out
+
+
+def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
+    """Walk ``reader``'s frames by header and metadata, counting into ``out``; raises where a frame fails."""
+    limits = get_limits()
+    while not reader.complete:
+        where = reader._where()
+        head = reader._source.next_head(reader._max_frame, where)
+        if head is None:
+            if not reader._seq:
+                raise reader._ended_early()  # no chunk at all: not a stream
+            return  # ends at a frame boundary without the end frame
+        header, meta, _ = frame.read(head, limits, whole=False)
+        info = meta.get("stream")
+        if isinstance(info, dict) and info.get("end") is True:  # before the checks, which may refuse it
+            out["end_frame"] = True
+            out["declared"] = {k: info.get(k) for k in ("count", "bytes", "digest")}
+        reader._accept(header, meta, where, None)
+        out["frame_bytes"] += header.frame_size
+        if reader.complete:
+            out["state"] = "complete"
+            return
+        if not out["chunks"]:
+            out["first_chunk"] = _frame_info(header, meta)
+        out["chunks"] += 1
+        out["payload_bytes"] += header.payload_length
+        out["raw_bytes"] += header.raw_length
+        fmt = formats.registry.by_id.get(header.format_id)
+        comp = compression.registry.by_id.get(header.compression_id)
+        for key, name in (("formats", fmt.name if fmt else f"unknown ({header.format_id})"),
+                          ("compressions", comp.name if comp else f"unknown ({header.compression_id})"),
+                          ("checksums", frame.checksum.NAMES.get(header.checksum_kind, str(header.checksum_kind)))):
+            out[key][name] = out[key].get(name, 0) + 1
+
+
+def _frame_info(header: Any, meta: dict[str, Any]) -> Any:
+    return frame.info(header, meta, formats.registry.by_id.get(header.format_id),
+                      compression.registry.by_id.get(header.compression_id))

@@ -47,8 +47,8 @@ from ._errors import DecodeError, EncodeError, MappingError, UnsupportedVersionE
 from ._types import Atom
 
 __all__ = [
-    "TypeDowngradeError", "TypeEncodeError", "TypeVersionError", "UserType", "any_registered", "get", "register_type",
-    "unregister_type", "versions", "wire",
+    "TypeDowngradeError", "TypeEncodeError", "TypeRegistrationError", "TypeVersionError", "UserType", "any_registered",
+    "get", "register_type", "unregister_type", "versions", "wire",
 ]
 
 log = logging.getLogger("tether.types")
@@ -89,6 +89,29 @@ class TypeDowngradeError(EncodeError):
     fallback = False
 
 
+class TypeRegistrationError(ValidationError):
+    """Registering a name again would leave the earlier registration's migrations or downgrades without a chain.
+
+    ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``) and ``missing`` (the versions whose step the
+    call must pass) say what; the message says how.
+    """
+
+    def __init__(self, earlier: UserType, kind: str, version: int, missing: list[int]):
+        if kind == "migrations":
+            reach = f"reads from version {earlier.oldest_readable}"
+            pairs = ", ".join(f"{v}: <step {v} -> {v + 1}>" for v in missing)
+        else:
+            reach = f"writes down to version {earlier.oldest_writable}"
+            pairs = ", ".join(f"{v}: <step {v} -> {v - 1}>" for v in missing)
+        super().__init__(
+            f"Type {earlier.name} is registered at version {earlier.version} and {reach}; registering version "
+            f"{version} keeps those {kind}, but they do not chain up to it. Pass {kind}={{{pairs}}} (the earlier "
+            f"steps are kept), or call tether.types.unregister_type({earlier.name!r}) first to start afresh with "
+            "only the steps this call passes."
+        )
+        self.name, self.kind, self.missing = earlier.name, kind, list(missing)
+
+
 Step = Callable[[Any], Any]
 
 
@@ -125,11 +148,48 @@ def _check_steps(kind: str, steps: Mapping[int, Step] | None, wanted: range) -> 
             f"register_type {kind} are keyed by the version each step starts from ({wanted.start}.."
             f"{wanted.stop - 1} here) and map to callables; invalid: {bad!r}."
         )
-    if steps:  # from the oldest step given up to the newest version, every step
-        missing = [v for v in range(min(steps), wanted.stop) if v not in steps]
-        if missing:
-            raise ValidationError(f"register_type {kind} must chain without gaps; missing steps from {missing}.")
     return steps
+
+
+def _gaps(steps: Mapping[int, Step], wanted: range) -> list[int]:
+    """The versions without a step between the oldest step and the newest version: each one breaks the chain."""
+    return [v for v in range(min(steps), wanted.stop) if v not in steps] if steps else []
+
+
+def _keep_steps(old: UserType | None, kind: str, given: dict[int, Step], version: int) -> dict[int, Step]:
+    """``given`` plus the earlier registration's steps of ``kind`` that still apply at ``version``, checked to chain.
+
+    Dropping them silently would surface much later, as a version "too old to migrate" on some read.
+    """
+    wanted = range(1, version) if kind == "migrations" else range(2, version + 1)
+    earlier = {} if old is None else old.migrations if kind == "migrations" else old.downgrades
+    kept = {v: fn for v, fn in earlier.items() if v in wanted and v not in given}
+    steps = {**kept, **given}
+    missing = _gaps(steps, wanted)
+    if missing and not kept:
+        raise ValidationError(f"register_type {kind} must chain without gaps; missing steps from {missing}.")
+    if missing:
+        raise TypeRegistrationError(old, kind, version, missing)
+    if not kept:
+        return given
+    log.debug("type %s version %d keeps the %s %s of its earlier registration", old.name, version, kind,
+              sorted(kept))
+    return dict(sorted(steps.items()))
+
+
+def _check_args(cls: Any, name: Any, version: Any, encode: Any, decode: Any) -> None:
+    if not isinstance(cls, type) or issubclass(cls, _BUILTIN_BASES):
+        raise ValidationError(
+            f"register_type needs a class of your own, not {cls!r}: dicts, lists, tuples, strings and numbers "
+            "(and their subclasses) are written as themselves. Wrap the value in a class of your own."
+        )
+    if not isinstance(name, str) or not name or name.startswith("Elixir."):
+        raise ValidationError(f"A type name is a non-empty str such as 'acme.Point', got {name!r}.")
+    if type(version) is not int or version < 1:
+        raise ValidationError(f"A type version is an int of 1 or more, got {version!r}.")
+    for what, fn in (("encode", encode), ("decode", decode)):
+        if fn is not None and not callable(fn):
+            raise ValidationError(f"register_type {what} must be callable, got {fn!r}.")
 
 
 def register_type(
@@ -170,7 +230,13 @@ def register_type(
     Returns
     -------
     UserType
-        The registration. The last registration of a name or class wins.
+        The registration. The last registration of a name or class wins, but a
+        name registered again keeps the earlier registration's migrations and
+        downgrades that this call does not replace (they describe the name's
+        older wire versions, whichever class reads them). When the kept steps
+        would not chain up to ``version`` (a step is missing), the call raises
+        :class:`TypeRegistrationError` naming the step to pass; call
+        :func:`unregister_type` first to start the name afresh.
 
     Examples
     --------
@@ -187,23 +253,12 @@ def register_type(
     (250, 'USD', 1)
     >>> tether.types.unregister_type("doc.Money")
     """
-    if not isinstance(cls, type) or issubclass(cls, _BUILTIN_BASES):
-        raise ValidationError(
-            f"register_type needs a class of your own, not {cls!r}: dicts, lists, tuples, strings and numbers "
-            "(and their subclasses) are written as themselves. Wrap the value in a class of your own."
-        )
-    if not isinstance(name, str) or not name or name.startswith("Elixir."):
-        raise ValidationError(f"A type name is a non-empty str such as 'acme.Point', got {name!r}.")
-    if type(version) is not int or version < 1:
-        raise ValidationError(f"A type version is an int of 1 or more, got {version!r}.")
-    for what, fn in (("encode", encode), ("decode", decode)):
-        if fn is not None and not callable(fn):
-            raise ValidationError(f"register_type {what} must be callable, got {fn!r}.")
-    ups = _check_steps("migrations", migrations, range(1, version))
-    downs = _check_steps("downgrades", downgrades, range(2, version + 1))
+    _check_args(cls, name, version, encode, decode)
+    old = _by_name.get(name)
+    ups = _keep_steps(old, "migrations", _check_steps("migrations", migrations, range(1, version)), version)
+    downs = _keep_steps(old, "downgrades", _check_steps("downgrades", downgrades, range(2, version + 1)), version)
     spec = UserType(cls, name, version, encode or _default_encode, decode or _default_decoder(cls), ups, downs,
                     min(ups, default=version), min(downs) - 1 if downs else version)
-    old = _by_name.get(name)
     if old is not None and old.cls is not cls:
         _by_cls.pop(old.cls, None)
     _by_name[name] = _by_cls[cls] = spec

@@ -5,7 +5,9 @@ refuses pickle frames unless ``allow_pickle=True``.
 
 Payload: the pickle stream, then each out-of-band buffer at a 64-byte aligned
 offset. ``type.buffers`` lists ``[offset, length]`` pairs, so large arrays inside
-objects are neither copied in-band nor copied on read.
+objects are neither copied in-band nor copied on read. ``type.python_type`` is
+the pickled object's ``module.qualname``, so ``inspect`` can say what is inside
+without unpickling (frames from writers before it have no such key).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ OUT_OF_BAND_MIN = 4096
 
 def _pad(n: int) -> int:
     return (-n) & 63
+
+
+def _type_name(obj: Any) -> str:
+    """``module.qualname`` of ``obj``'s type, as metrics and ``auto_pick`` name it."""
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
 
 
 class PickleFormat(Format):
@@ -43,8 +51,7 @@ class PickleFormat(Format):
         >>> FORMAT.auto_pick(fractions.Fraction(1, 3), "pipe")
         ('fractions.Fraction has no BEAM mapping', None)
         """
-        t = type(obj)
-        return f"{t.__module__}.{t.__qualname__} has no BEAM mapping", None
+        return f"{_type_name(obj)} has no BEAM mapping", None
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """Pickle protocol 5; buffers of 4 KiB and more go out of band, 64-byte aligned after the pickle."""
@@ -62,7 +69,7 @@ class PickleFormat(Format):
         except Exception as exc:
             raise EncodeError(f"pickle cannot encode {type(obj).__qualname__}: {exc}") from exc
         table = []
-        p = Payload({"pickle_len": len(data), "buffers": table})
+        p = Payload({"pickle_len": len(data), "buffers": table, "python_type": _type_name(obj)})
         p.add(data)
         for buf in buffers:
             pad = _pad(p.nbytes)
@@ -71,6 +78,18 @@ class PickleFormat(Format):
             table.append([p.nbytes, buf.nbytes])
             p.add(buf)
         return p
+
+    def describe(self, type_info: dict[str, Any]) -> dict[str, Any]:
+        """The pickled object's type, as the writer recorded it; the payload is not unpickled.
+
+        Examples
+        --------
+        >>> import fractions, tether
+        >>> tether.inspect(tether.dumps(fractions.Fraction(1, 3))).details
+        {'python type': 'fractions.Fraction'}
+        """
+        name = type_info.get("python_type")
+        return {"python type": name if type(name) is str else "not recorded (written by an older tether)"}
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
         """Unpickle, only with ``allow_pickle=True``: unpickling runs arbitrary code.
