@@ -76,40 +76,41 @@ def prepare(
     ``stream`` makes the frame a chunk of a :mod:`tether.stream` (its metadata map); ``decision``
     is a format choice already made for this value and request.
     """
-    decision = decision or Decision(*choice(obj, req.format, req.transport), requested=req.format)
-    options, inner = req.options, req.compression
+    # The request's fields as locals, read once: each read of a named tuple's field is a lookup.
+    requested, codec, level, metadata, checksum, transport, bandwidth, lineage, options, reader, step = req
+    decision = decision or Decision(*choice(obj, requested, transport), requested=requested)
+    inner = codec
     if options:
         formats.check_option_keys(options)
-    if req.reader != "python":
-        check_format(decision.format, req.reader, decision.reason)
+    if reader != "python":
+        check_format(decision.format, reader, decision.reason)
         # Formats see who reads the frame (ndarray then writes row-major); a codec inside a
         # format's payload (Arrow IPC's lz4) is not one such a reader undoes.
-        options, inner = {**(options or {}), "reader": req.reader}, "none"
-    fmt, payload, ctx = formats.encode(obj, decision, options, auto=req.format == "auto",
-                                       compression=inner, transport=req.transport)
+        options, inner = {**(options or {}), "reader": reader}, "none"
+    fmt, payload, ctx = formats.encode(obj, decision, options, auto=requested == "auto", compression=inner,
+                                       transport=transport)
     if options and options.get("schema") is not None and fmt.name != "arrow":
         raise ValidationError(f"options['schema'] validates tables, and this value was written as {fmt.name} "
                               f"({decision.reason}): pass format='arrow' (or a pyarrow Table) to validate it.")
-    if req.reader != "python":
-        check_format(fmt.name, req.reader, decision.reason)  # a fallback may land where this reader cannot follow
+    if reader != "python":
+        check_format(fmt.name, reader, decision.reason)  # a fallback may land where this reader cannot follow
     if fmt.name == "pickle" and _metrics.on:
         _metrics.note("pickle", f"{type(obj).__module__}.{type(obj).__qualname__}", payload.nbytes)
     if ctx.inner_compression is None:
-        t0 = _metrics.clock() if _metrics.on and req.compression != "none" else None
-        stored = compression.pack(payload, fmt, req.compression, req.level, req.transport, req.bandwidth, decision,
-                                  req.reader)
-        if t0 is not None and (stored.compression_id or req.compression != "auto"):
+        t0 = _metrics.clock() if _metrics.on and codec != "none" else None
+        stored = compression.pack(payload, fmt, codec, level, transport, bandwidth, decision, reader)
+        if t0 is not None and (stored.compression_id or codec != "auto"):
             # A codec asked for by name that did not shrink the payload counts too: time spent, nothing saved.
-            codec = decision.compression if stored.compression_id else req.compression
-            _note_compression(codec, req, stored, _metrics.clock() - t0)
+            name = decision.compression if stored.compression_id else codec
+            _note_compression(name, req, stored, _metrics.clock() - t0)
     else:  # the format compressed inside its payload; the decision already says how
         stored = frame.Stored(payload.segments, payload.nbytes, payload.nbytes)
-    kind = _checksum.kind_for(req.checksum, stored.stored_length, req.transport, stored.compression_id != 0)
-    if kind and stored.stored_length >= _metrics.LARGE and req.transport == "memory" and _metrics.on:
-        _metrics.note("checksum", (fmt.name, req.transport), stored.stored_length)
+    kind = _checksum.kind_for(checksum, stored.stored_length, transport, stored.compression_id != 0)
+    if kind and stored.stored_length >= _metrics.LARGE and transport == "memory" and _metrics.on:
+        _metrics.note("checksum", (fmt.name, transport), stored.stored_length)
     record(decision)
-    return frame.build(fmt, payload.type_info, stored, kind, user=req.metadata, lineage=req.lineage,
-                       stream=stream, decision=decision, step=req.step)
+    return frame.build(fmt, payload.type_info, stored, kind, user=metadata, lineage=lineage, stream=stream,
+                       decision=decision, step=step)
 
 
 def _note_compression(codec: str, req: Request, stored: frame.Stored, ns: int) -> None:
@@ -218,6 +219,11 @@ def _dumps(
         req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
                          transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader,
                          parent=parent, step=step)
+        if decision is None and compression == "none" and level is None and not options and bandwidth is None:
+            # A plain frame but for metadata, lineage or a step: the one-step writer writes them too.
+            stamped, decision = _dumps_stamped(obj, req, checksum, t0)
+            if stamped is not None:
+                return stamped
         enc = prepare(obj, req, decision=decision)
         out = bytes(enc)
     except TetherError as exc:
@@ -228,6 +234,38 @@ def _dumps(
     if t0 is not None:
         _observe_encoded("dumps", enc, req.transport, len(out), t0)
     return out
+
+
+def _dumps_stamped(obj: Any, req: Request, checksum: Any, t0: int | None) -> tuple[bytes | None, Decision | None]:
+    """A frame of a small value with metadata, lineage or a step, by its format's one-step writer.
+
+    (frame, None), counted for :mod:`tether.metrics` as a plain frame; or (None, the format decision) when the
+    general path must take the value: no one-step writer, or it declined, or the payload may be large (the
+    general path writes those in place). The bytes are those the general path writes. ``checksum`` is dumps'
+    own argument.
+    """
+    requested, transport, reader = req.format, req.transport, req.reader
+    name, reason, estimate = choice(obj, requested, transport)
+    plain = None
+    if estimate is None or estimate < frame.JOIN_BELOW:
+        if reader != "python":
+            check_format(name, reader, reason)  # what prepare checks first
+        writer = getattr(formats.get(name), "dumps_plain", None)
+        if writer is not None:
+            try:
+                plain = writer(obj, req.checksum, transport, {"user": req.metadata, "lineage": req.lineage,
+                                                              "step": req.step})
+            except TetherError:  # metadata it refused: the value's decision stands, as prepare records it
+                record(Decision(name, reason, estimate, requested=requested))
+                raise
+    if plain is None:
+        return None, Decision(name, reason, estimate, requested=requested)
+    item = record_lazy(name, reason, requested, plain[1], estimate)
+    if t0 is not None:
+        flags = _add_plain("dumps", name, "none", transport, plain, t0, item)
+        if flags:
+            _after_plain(flags, name, checksum, transport, plain[1])
+    return plain[0], None
 
 
 def _after_plain(flags: int, fmt: str, checksum: Any, transport: str, size: int) -> None:

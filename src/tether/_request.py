@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence  # not typing's aliases: their isinstance costs a microsecond
+from typing import Any, NamedTuple
 
 from . import _transport
 from ._errors import EncodeError, ValidationError
@@ -76,26 +77,31 @@ class Request(NamedTuple):
     step: str | None = None
 
     @classmethod
-    def of(cls, *, checksum: Any = "auto", transport: Any = "memory", metadata: Any = None, format: Any = "auto",
-           reader: Any = "python", compression: Any = "none", lineage: Any = None, parent: Any = None,
-           step: Any = None, **rest: Any) -> Request:
+    def of(cls, *, format: Any = "auto", compression: Any = "none", level: Any = None, metadata: Any = None,
+           checksum: Any = "auto", transport: Any = "memory", bandwidth: Any = None, lineage: Any = None,
+           options: Any = None, reader: Any = "python", parent: Any = None, step: Any = None) -> Request:
         """Validate ``encode``'s keyword options (``parent``'s lineage follows ``lineage``)."""
         _transport.check(transport)
-        check_options(rest.get("options"))
+        if type(options) is not dict:  # a dict is a mapping: the check is for anything else
+            check_options(options)
         check_lineage(lineage)
         if parent is not None:
             lineage = [*(lineage or ()), *parent_lineage(parent)]
         if step is not None and (type(step) is not str or not step):
             raise ValidationError(f"step must be a non-empty str naming what this write is, got {step!r}.")
         kind = _checksum.requested(checksum)
-        if metadata is not None and not isinstance(metadata, Mapping):
+        if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
             raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
         if not isinstance(format, str):
             raise ValidationError(f"format must be a str, got {type(format).__name__}.")
         check_readable(format, check_reader_name(reader))
         _compression_policy.check_reader(compression, reader)
-        return cls(format=format, checksum=kind, transport=transport, metadata=metadata, reader=reader,
-                   compression=compression, lineage=lineage, step=step, **rest)
+        # The fields in order, without the keyword-handling constructor (this runs on every dumps with options).
+        return _new_request(cls, (format, compression, level, metadata, kind, transport, bandwidth, lineage, options,
+                                  reader, step))
+
+
+_new_request = tuple.__new__
 
 
 def parent_lineage(parent: Any) -> list[Any]:
@@ -144,11 +150,11 @@ def check_lineage(lineage: Any) -> None:
     """
     if lineage is None:
         return
-    if isinstance(lineage, (str, bytes)) or not isinstance(lineage, Sequence):
+    if type(lineage) is not list and (isinstance(lineage, (str, bytes)) or not isinstance(lineage, Sequence)):
         raise ValidationError("lineage must be a list of maps, one per earlier step (as FrameInfo.lineage "
                               f"holds), got {type(lineage).__name__}.")
     for i, entry in enumerate(lineage):
-        if not isinstance(entry, Mapping):
+        if type(entry) is not dict and not isinstance(entry, Mapping):
             raise ValidationError(f"lineage[{i}] must be a map of str to values (one earlier step), "
                                   f"got {type(entry).__name__}.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import compression as _package  # this package, still loading: its registry is read at call time
 from .. import memory
 from .._buffers import Segment, join
 from .._errors import EncodeError
@@ -47,8 +48,6 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
     a second compression. The codecs are deterministic, so both passes make
     the same bytes; a pass that does not is caught when the frame is written.
     """
-    from . import get
-
     chunk = memory.compression_chunk(_codecs.CHUNK)
     size = peak = 0
     for part in codec.pieces(segments, raw, level, chunk):
@@ -57,7 +56,7 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
     memory.note_temporary("compress", peak)
     if size >= raw:
         decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
-        decision.compression = get(0).name
+        decision.compression = _package.get(0).name
         return Stored(segments, raw, raw)
     why = f"memory pressure: compressed twice in {chunk} B chunks, the second time straight into the frame"
     pieces = any(isinstance(seg, memory.Chunked) for seg in segments)
@@ -91,8 +90,6 @@ def pack(
     keeps the payload's own parts when nothing is compressed, or when
     compressing did not make it smaller (the policy's promise).
     """
-    from . import get
-
     codec, clevel, reason = resolve(name, level, payload, transport, fmt, bandwidth=bandwidth, reader=reader)
     decision.compression, decision.compression_reason = codec.name, reason
     raw = payload.nbytes
@@ -113,7 +110,7 @@ def pack(
     memory.note_temporary("compress", temporary + (sum(map(len, packed)) if packed is not None else 0))
     if packed is None:
         decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
-        decision.compression = get(0).name
+        decision.compression = _package.get(0).name
         return Stored(payload.segments, raw, raw)
     out = [memoryview(part) for part in packed if part]
     filter_id = _shuffle.FILTER_SHUFFLE if filter_size else _shuffle.FILTER_NONE
@@ -124,9 +121,7 @@ def unpack(
     stored: memoryview, header: Header, fmt: Any, type_info: dict[str, Any], limits: Limits, frame_id: str
 ) -> memoryview:
     """The raw payload of a frame from its stored bytes: decompressed and unshuffled, within ``limits``."""
-    from . import get
-
-    codec = get(header.compression_id)
+    codec = _package.get(header.compression_id)
     payload = codec.decompress(stored, header.raw_length, limits, fmt=fmt, type_info=type_info, frame_id=frame_id)
     if header.filter_id == _shuffle.FILTER_SHUFFLE:
         payload = _shuffle.unshuffle(payload, header.filter_size)

@@ -21,9 +21,11 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+from .. import compression as _package  # this package, still loading: its registry is read at call time
 from .._errors import ValidationError
 from .._buffers import Segment
 from ..memory import Chunked
+from ._shuffle import GAIN, shuffle
 
 # Bytes per second assumed per transport; ``bandwidth=`` overrides.
 BANDWIDTH: dict[str, float | None] = {
@@ -75,10 +77,9 @@ def resolve(
     ``bandwidth`` (bytes per second) overrides the transport's assumed bandwidth;
     ``reader`` limits ``"auto"`` to the codecs that reader undoes (:data:`READABLE`).
     """
-    from . import get, registry
-
-    if name == "none" and level is None:
-        return get(0), 0, "not requested"
+    get, registry = _package.get, _package.registry
+    if name == "none" and level is None:  # most writes: the registry's id 0 without the lookup's checks
+        return registry.by_id.get(0) or get(0), 0, "not requested"
     if not isinstance(name, str):
         raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
     if name != "auto":
@@ -127,8 +128,7 @@ def resolve(
 
 def _candidates(readable: tuple[str, ...] | None, bandwidth: float, samples: list[bytes], lz4: tuple) -> list[tuple]:
     """(codec, level, ratio, compress seconds, 0.0) per codec worth predicting for this link and reader."""
-    from . import get
-
+    get = _package.get
     if readable is not None:
         # A reader limited to gzip gets it wherever its prediction wins, on any link; its
         # fastest level is tried too, as the default level rarely pays above ~20 MB/s.
@@ -214,10 +214,10 @@ def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = 
 
     Always 0 for a ``reader`` that cannot undo the filter (the BEAM).
     """
-    from ._shuffle import GAIN, shuffle
-
+    if reader not in UNFILTERS or payload.nbytes < MIN_SIZE:  # before asking the format: most payloads stop here
+        return 0
     size = fmt.element_size(payload.type_info)
-    if reader not in UNFILTERS or not size or payload.nbytes < MIN_SIZE or payload.nbytes % size:
+    if not size or payload.nbytes % size:
         return 0
     samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]
     samples = [s for s in samples if s]

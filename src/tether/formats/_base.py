@@ -45,7 +45,10 @@ class Payload:
         >>> p.nbytes, len(p.segments)
         (10, 2)
         """
-        if isinstance(part, Segment):
+        if type(part) is bytes:  # what most formats hand over: always a flat byte view, no checks needed
+            part = memoryview(part)
+            self.nbytes += len(part)
+        elif isinstance(part, Segment):
             self.nbytes += part.nbytes
         else:
             part = memoryview(part)

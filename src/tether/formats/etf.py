@@ -143,12 +143,15 @@ class EtfFormat(Format):
         p.add(data)
         return p
 
-    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
-        """A whole plain frame (default options, no compression or user metadata) and its payload size, or None.
+    def dumps_plain(
+        self, obj: Any, kind: int, transport: str, stamp: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, int] | None:
+        """A whole plain frame (default options, no compression) and its payload size, or None.
 
         None means the general path must take the value (it raises, or falls
         back, with its own message). ``kind`` is
-        :func:`tether.frame.checksum.requested`'s answer.
+        :func:`tether.frame.checksum.requested`'s answer; ``stamp`` the
+        frame's user metadata, lineage and step (:func:`tether.frame.plain`).
 
         Examples
         --------
@@ -166,7 +169,7 @@ class EtfFormat(Format):
         except Exception:
             return None
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
-        return frame.plain(self, _TYPE, data, kind, type_key="tagged"), len(data)
+        return frame.plain(self, _TYPE, data, kind, type_key="tagged", stamp=stamp), len(data)
 
     def _options_given(self, kwargs: dict[str, Any]) -> _etf.Options:
         """The ETF options for a dumps' ``options=`` (cached: a new Options also parses its C copy anew)."""

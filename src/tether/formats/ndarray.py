@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -102,7 +102,9 @@ class NdarrayFormat(Format):
                 return _pick_reason(arr.dtype, arr.shape), arr.nbytes
         return None
 
-    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+    def dumps_plain(
+        self, obj: Any, kind: int, transport: str, stamp: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, int] | None:
         """A whole plain frame around a small C-contiguous array and its payload size; None for anything else.
 
         The bytes :func:`tether.frame.build` would write (the general path
@@ -125,7 +127,7 @@ class NdarrayFormat(Format):
         info = _plain_info(*key)
         data = _byte_view(obj, "C")
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
-        return frame.plain(self, info, data, kind, type_key=key), len(data)
+        return frame.plain(self, info, data, kind, type_key=key, stamp=stamp), len(data)
 
     def element_size(self, type_info: dict[str, Any]) -> int:
         """Plain numeric elements of 2 to 16 bytes shuffle well; anything else is left alone.

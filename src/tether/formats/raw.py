@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from .. import frame
 from .._buffers import flat_bytes
@@ -40,7 +40,9 @@ class RawFormat(Format):
             return f"{t.__name__} is written as is", memoryview(obj).nbytes
         return None
 
-    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+    def dumps_plain(
+        self, obj: Any, kind: int, transport: str, stamp: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, int] | None:
         """A whole plain frame around small ``bytes`` and its payload size; None for anything else.
 
         The bytes :func:`tether.frame.build` would write, without its machinery
@@ -58,7 +60,7 @@ class RawFormat(Format):
         if type(obj) is not bytes or len(obj) > PLAIN_MAX:
             return None
         kind = frame.checksum.kind_for(kind, len(obj), transport, False)
-        return frame.plain(self, _BYTES, obj, kind, type_key="bytes"), len(obj)
+        return frame.plain(self, _BYTES, obj, kind, type_key="bytes", stamp=stamp), len(obj)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """The bytes as they are, and which of bytes, bytearray or memoryview (with format and shape) they were."""

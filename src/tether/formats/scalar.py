@@ -12,7 +12,7 @@ Payloads (the type is the metadata's ``type.kind``):
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Mapping
 
 from .. import frame
 from .._errors import DecodeError, LimitError
@@ -49,7 +49,9 @@ class ScalarFormat(Format):
             return f"{t.__name__} scalar", None  # exact types: an Atom (a str) is a BEAM term
         return None
 
-    def dumps_plain(self, obj: Any, kind: int, transport: str) -> tuple[bytes, int] | None:
+    def dumps_plain(
+        self, obj: Any, kind: int, transport: str, stamp: Mapping[str, Any] | None = None
+    ) -> tuple[bytes, int] | None:
         """A whole plain frame around a scalar and its payload size; None when the general path must take it.
 
         The bytes :func:`tether.frame.build` would write, without its machinery.
@@ -75,7 +77,7 @@ class ScalarFormat(Format):
         else:
             return None
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
-        return frame.plain(self, _TYPES[name], data, kind, type_key=name), len(data)
+        return frame.plain(self, _TYPES[name], data, kind, type_key=name, stamp=stamp), len(data)
 
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """The value's bytes: a minimal little-endian two's-complement int, an IEEE double, UTF-8, one byte.

@@ -5,7 +5,7 @@ compressors own compressed streams. See ``docs/format.md`` for the layout.
 """
 
 from . import _checksum as checksum
-from ._build import Encoded, Stored, build, plain
+from ._build import JOIN_BELOW, Encoded, Stored, build, plain
 from ._header import ALIGN, FLAG_STREAM_CHUNK, FRAME_VERSION, HEADER_SIZE, MAGIC, Header, align, unpack
 from ._read import SHOWN_DEPTH, FrameInfo, frame_name, info, read, shown, verify_payload
 
@@ -14,6 +14,7 @@ __all__ = [
     "FLAG_STREAM_CHUNK",
     "FRAME_VERSION",
     "HEADER_SIZE",
+    "JOIN_BELOW",
     "MAGIC",
     "SHOWN_DEPTH",
     "Encoded",

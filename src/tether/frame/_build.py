@@ -12,6 +12,12 @@ from ._header import HEADER_SIZE, Header
 _ZEROS = bytes(_header.ALIGN)
 _PADS = tuple(bytes(n) for n in range(_header.ALIGN))  # the zero padding before a payload, by length
 _crc32 = _checksum.crc32_native
+_new_header = tuple.__new__  # a Header from all its fields in order, without the keyword-handling constructor
+# Small frames: bytes(Encoded) joins them in one step, and dumps writes them with metadata through a
+# format's one-step writer. From this size on a frame is written in place into bytes
+# (tether._buffers.new_bytes) instead, by the general path.
+JOIN_BELOW = 64 << 10
+_NO_STAMP: Mapping[str, Any] = {}
 
 
 class Stored(NamedTuple):
@@ -94,12 +100,35 @@ class Encoded:
         return self.nbytes
 
     def __bytes__(self) -> bytes:
+        if self.nbytes < JOIN_BELOW:
+            joined = self._joined()
+            if joined is not None:
+                return joined
         out, view = new_bytes(self.nbytes)
         try:
             self.write_into(view)
         finally:
             view.release()
         return to_bytes(out)
+
+    def _joined(self) -> bytes | None:
+        """The frame as :meth:`write_into` lays it out, by one join; None when a part is a writer (a Segment).
+
+        A small frame's buffer, views and slices cost more than its bytes: this writes the same bytes.
+        """
+        parts = self._parts
+        for part in parts:
+            # Only flat byte views: write_into refuses other shapes and formats, and copies strided views.
+            if type(part) is not memoryview or not part.c_contiguous or part.format != "B" or part.ndim != 1:
+                return None
+        data = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+        h = self._header
+        if data.nbytes != h.payload_length:  # a format lied about its size
+            raise EncodeError(f"Format wrote {data.nbytes} payload bytes, declared {h.payload_length}.")
+        if h.checksum_kind != _checksum.NONE:
+            self._checksum = _checksum.compute(h.checksum_kind, data)
+        meta = self._meta
+        return b"".join((h.pack(self._checksum), meta, _PADS[-(HEADER_SIZE + len(meta)) % _header.ALIGN], data))
 
     def __len__(self) -> int:
         return self.nbytes
@@ -138,33 +167,35 @@ def build(
     ``step`` names this write in the frame's own lineage entry (see :func:`tether.frame._meta.build`).
     """
     meta = _meta.build(fmt.name, fmt.schema_version, type_info, user=user, lineage=lineage, stream=stream, step=step)
-    header = Header(
-        format_id=fmt.id,
-        compression_id=stored.compression_id,
-        checksum_kind=kind,
-        flags=_header.FLAG_STREAM_CHUNK if stream is not None else 0,
-        metadata_length=len(meta),
-        metadata_crc32=_crc32(meta),
-        payload_length=stored.stored_length,
-        raw_length=stored.raw_length,
-        payload_checksum=0,
-        schema_version=fmt.schema_version,
-        compression_level=stored.level,
-        filter_id=stored.filter_id,
-        filter_size=stored.filter_size,
-    )
+    flags = _header.FLAG_STREAM_CHUNK if stream is not None else 0
+    _, raw, size, comp, level, filter_id, filter_size = stored
+    # Header's fields in order (format_id ... compression_level, version, filter_id, filter_size); the payload
+    # checksum is filled in when the frame is written.
+    header = _new_header(Header, (fmt.id, comp, kind, flags, len(meta), _crc32(meta), size, raw, 0, fmt.schema_version,
+                                  level, _header.FRAME_VERSION, filter_id, filter_size))
     return Encoded(header, meta, stored.parts, decision)
 
 
-def plain(fmt: Any, type_info: dict[str, Any], data: bytes, kind: int, type_key: Any) -> bytes:
-    """A whole uncompressed frame around one ``bytes`` payload, without user metadata or lineage.
+def plain(
+    fmt: Any, type_info: dict[str, Any], data: bytes, kind: int, type_key: Any,
+    stamp: Mapping[str, Any] | None = None,
+) -> bytes:
+    """A whole uncompressed frame around one ``bytes`` payload.
 
     The same bytes :func:`build` writes for such a frame, for small values where
     building an :class:`Encoded` costs more than the value; ``type_key`` names
-    ``type_info`` for the metadata cache.
+    ``type_info`` for the metadata cache. ``stamp`` holds :func:`build`'s
+    ``user``, ``lineage`` and ``step`` when the frame carries them.
+
+    Examples
+    --------
+    >>> import tether
+    >>> frame = plain(tether.formats.get("raw"), {"kind": "bytes"}, b"abc", 2, "bytes", {"user": {"k": "v"}})
+    >>> tether.loads(frame), tether.inspect(frame).user
+    (b'abc', {'k': 'v'})
     """
     schema = fmt.schema_version
-    meta = _meta.build(fmt.name, schema, type_info, type_key=type_key)
+    meta = _meta.build(fmt.name, schema, type_info, type_key=type_key, **(stamp or _NO_STAMP))
     n = len(data)
     mlen = len(meta)
     head = _header.pack(fmt.id, 0, kind, 0, mlen, _crc32(meta), n, n, _checksum.compute(kind, data), schema)

@@ -98,26 +98,56 @@ def build(
         head = _HEADS.get((fmt, schema, pid)) or _plain_head(fmt, schema, pid)
         tkey = ("type", fmt, schema, type_key)
         return head + _created_value(micros) + (_TYPED.get(tkey) or _cache(tkey, {"type": type_info}, _TYPED))
-    if step is None:
-        # The pid is in the key, for forked children; a caller's lineage by its repr.
-        key = (fmt, schema, pid, repr(lineage) if lineage else None)
-        fixed = _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, lineage))
-    else:  # a step is timed: never the same twice
-        fixed = _pairs(_fixed(fmt, schema, pid, lineage, {"step": step, "at": micros}))
-    if type_key is None:
+    fixed = _fixed_pairs(fmt, schema, pid, lineage, step, micros)
+    tkey = ("type", fmt, schema, type_key) if type_key is not None else _type_key(fmt, schema, type_info)
+    if tkey is None:
         typed = _pairs({"type": type_info})
     else:
-        tkey = ("type", fmt, schema, type_key)
         typed = _TYPED.get(tkey) or _cache(tkey, {"type": type_info}, _TYPED)
-    parts = [fixed, _CREATED_KEY + _created_value(micros), typed]
+    return _assemble(fixed, _CREATED_KEY + _created_value(micros), typed, user, stream)
+
+
+def _fixed_pairs(
+    fmt: str, schema: int, pid: int, lineage: Sequence[Mapping[str, Any]] | None, step: str | None, micros: int
+) -> bytes:
+    """The four fixed pairs (format, schema, producer, lineage with this write's own entry first), encoded."""
+    if step is not None:  # a step is timed: never the same twice
+        return _pairs(_fixed(fmt, schema, pid, lineage, {"step": step, "at": micros}))
+    # The pid is in the key, for forked children; a caller's lineage by its repr.
+    key = (fmt, schema, pid, repr(lineage) if lineage else None)
+    return _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, lineage))
+
+
+def _assemble(
+    fixed: bytes, created: bytes, typed: bytes, user: Mapping[str, Any] | None, stream: Mapping[str, Any] | None
+) -> bytes:
+    """The metadata map from its encoded pairs, user metadata (checked: str keys) and a stream's map added."""
+    parts = [fixed, created, typed]
     if user:
         for name in user:
-            if not isinstance(name, str):
+            if type(name) is not str and not isinstance(name, str):
                 raise ValidationError(f"metadata keys must be str, got {name!r}.")
-        parts.append(_user_pair(dict(user)))
+        parts.append(_user_pair(user if type(user) is dict else dict(user)))
     if stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
         parts.append(_pairs({"stream": dict(stream)}))
     return splice(len(parts) + 3, *parts)  # the fixed part holds four pairs
+
+
+# Type information values whose type and value pin their encoding (1 and True are equal, and -0.0 == 0.0).
+_PINNED = frozenset({str, int, bool, type(None)})
+_STR = frozenset({str})
+_BY_ITEMS = object()  # marks _type_key's keys apart from those of a format's own type_key
+
+
+def _type_key(fmt: str, schema: int, type_info: dict[str, Any]) -> tuple | None:
+    """A cache key for type information a format gave without naming it: its items and their values' types.
+
+    None (encode it each time) when a value is not a str, int, bool or None, or a key not a str.
+    """
+    kinds = tuple(map(type, type_info.values()))
+    if not _PINNED.issuperset(kinds) or not _STR.issuperset(map(type, type_info)):
+        return None
+    return ("type", fmt, schema, _BY_ITEMS, tuple(type_info.items()), kinds)
 
 
 def _plain_head(fmt: str, schema: int, pid: int) -> bytes:
