@@ -305,3 +305,12 @@ def test_a_stream_for_the_beam_uses_only_codecs_and_formats_the_beam_reads():
         StreamWriter(io.BytesIO(), reader="beam").write({1, 2}, format="pickle")
     with pytest.raises(tether.ValidationError, match="reader"):
         StreamWriter(io.BytesIO(), reader="erlang")
+
+
+@pytest.mark.parametrize("metadata", ["run 7", [("k", "v")], 7])
+def test_chunk_metadata_that_is_not_a_mapping_is_a_validation_error(metadata):
+    # Before, a str reached dict() and raised a bare ValueError; dumps names the problem, and so does write.
+    w = StreamWriter(io.BytesIO())
+    with pytest.raises(tether.ValidationError, match="metadata must be a mapping of str to values"):
+        w.write({"a": 1}, metadata=metadata)
+    w.write({"a": 1}, metadata={"k": "v"})  # the writer goes on

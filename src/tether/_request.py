@@ -90,8 +90,7 @@ class Request(NamedTuple):
         if step is not None and (type(step) is not str or not step):
             raise ValidationError(f"step must be a non-empty str naming what this write is, got {step!r}.")
         kind = _checksum.requested(checksum)
-        if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
-            raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
+        check_metadata(metadata)
         if not isinstance(format, str):
             raise ValidationError(f"format must be a str, got {type(format).__name__}.")
         check_readable(format, check_reader_name(reader))
@@ -135,6 +134,20 @@ def check_options(options: Any) -> None:
     """
     if options is not None and not isinstance(options, Mapping):
         raise ValidationError(f"options must be a mapping of option names to values, got {type(options).__name__}.")
+
+
+def check_metadata(metadata: Any) -> None:
+    """A ValidationError unless ``metadata`` is None or a mapping (its keys and values are checked when encoded).
+
+    Examples
+    --------
+    >>> check_metadata({"run": 7})
+    >>> check_metadata("run 7")
+    Traceback (most recent call last):
+    tether._errors.ValidationError: metadata must be a mapping of str to values, got str.
+    """
+    if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
+        raise ValidationError(f"metadata must be a mapping of str to values, got {type(metadata).__name__}.")
 
 
 def check_lineage(lineage: Any) -> None:

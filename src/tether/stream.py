@@ -50,7 +50,7 @@ import xxhash
 
 from . import compression, formats, frame
 from ._api import decode_frame, prepare
-from ._request import Request, check_readable
+from ._request import Request, check_metadata, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
 from ._limits import get_limits
@@ -270,6 +270,7 @@ class StreamWriter:
         if self.closed:
             raise ValidationError("This stream is closed; start a new StreamWriter (or resume=) to write more.")
         check_readable(format, self._request.reader)
+        check_metadata(metadata)
         req = self._request._replace(format=format, metadata=metadata)
         t0 = _metrics.clock() if _metrics.on else None
         enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset})
