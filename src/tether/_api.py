@@ -95,7 +95,7 @@ def prepare(
     if reader != "python":
         check_format(fmt.name, reader, decision.reason)  # a fallback may land where this reader cannot follow
     if fmt.name == "pickle" and _metrics.on:
-        _metrics.note("pickle", f"{type(obj).__module__}.{type(obj).__qualname__}", payload.nbytes)
+        _metrics.note("pickle", payload.type_info["python_type"], payload.nbytes)  # the format names the type
     if ctx.inner_compression is None:
         t0 = _metrics.clock() if _metrics.on and codec != "none" else None
         stored = compression.pack(payload, fmt, codec, level, transport, bandwidth, decision, reader)
