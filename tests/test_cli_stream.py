@@ -248,3 +248,25 @@ def test_a_single_frame_is_inspected_as_before(tmp_path):
     info = json.loads(run("inspect", "--json", path).stdout)
     assert "stream_summary" not in info and info["user"] == {"k": "v"}
     assert json.loads(run("inspect", "--json", "-", stdin=frame).stdout) == info
+
+
+def test_a_continuation_file_is_summarised_from_where_it_starts(tmp_path):
+    first = io.BytesIO()
+    w = StreamWriter(first)
+    w.write("a")
+    w.write("b")
+    cp = w.abort()
+    rest = io.BytesIO()
+    with StreamWriter(rest, resume=cp) as w2:  # the documented way to finish a stream in a new sink
+        w2.write("c")
+    s = summarize_stream(rest.getvalue())
+    assert s["state"] == "complete" and s["chunks"] == 1 and s["continues_from"] == {"seq": 2, "offset": 2}
+    with_cp = summarize_stream(rest.getvalue(), resume=cp)  # the digest chain is checked too
+    assert with_cp["state"] == "complete" and with_cp["continues_from"] is None
+    path = tmp_path / "rest.tthrs"
+    path.write_bytes(rest.getvalue())
+    out = subprocess.run([sys.executable, "-m", "tether", "inspect", "--json", str(path)], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["stream_summary"]["state"] == "complete"
+    text = subprocess.run([sys.executable, "-m", "tether", "inspect", str(path)], capture_output=True, text=True)
+    assert text.returncode == 0 and "from chunk 2, offset 2" in text.stdout

@@ -129,3 +129,17 @@ def test_without_an_earlier_registration_nothing_changes():
     assert spec.oldest_readable == 2
     with pytest.raises(types.TypeVersionError, match="migrates from version 2 up to 3"):
         tether.loads(tether.dumps(_v1()))
+
+
+def test_the_registration_error_pickles_with_its_fields():
+    import pickle
+
+    class Thing:
+        pass
+
+    types.register_type(Thing, name="t.Pickled", version=3, migrations={1: lambda d: d, 2: lambda d: d})
+    with pytest.raises(types.TypeRegistrationError) as raised:
+        types.register_type(Thing, name="t.Pickled", version=5, migrations={4: lambda d: d})
+    back = pickle.loads(pickle.dumps(raised.value))  # a process pool hands errors back pickled
+    assert (str(back), back.name, back.kind, back.missing) == (str(raised.value), "t.Pickled", "migrations", [3])
+    types.unregister_type("t.Pickled")

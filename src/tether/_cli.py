@@ -264,6 +264,10 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
     if end is not None:
         rows.append(("end frame", f"count {end['count']}, bytes {end['bytes']}, digest {end['digest']}"))
     cp = s["checkpoint"]
+    start = s.get("continues_from")
+    if start is not None:
+        rows.append(("continues", f"from chunk {start['seq']}, offset {start['offset']} (an earlier part's "
+                                  "checkpoint: the digest chain is not checked)"))
     if cp is not None:
         rows.append(("checkpoint", f"seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (resume= "
                                    "a StreamWriter or StreamReader there)"))

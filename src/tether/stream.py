@@ -957,6 +957,10 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
     ----------
     source : bytes-like or binary file-like
         As :class:`StreamReader`.
+    resume : Checkpoint or dict, optional
+        As :class:`StreamReader`: where a continuation file (written with ``StreamWriter(resume=...)``)
+        starts. Without it, such a file is read from its first chunk on, its digest left unchecked
+        (``continues_from`` says where it starts; ``checkpoint`` is None unless the end frame is there).
     max_frame : int, optional
         As :class:`StreamReader`.
 
@@ -988,7 +992,7 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
     return {"stream_id": reader.stream_id, **reader.totals}
 
 
-def summarize_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any]:
+def summarize_stream(source: Any, *, resume: Any = None, max_frame: int | None = None) -> dict[str, Any]:
     """What a stream holds, from its frames' headers and metadata alone: no payload is read, checked or decoded.
 
     Every frame's header and metadata checksums and its place in the stream (id, chunk number, offset)
@@ -1031,9 +1035,10 @@ def summarize_stream(source: Any, *, max_frame: int | None = None) -> dict[str, 
     >>> cut["state"], cut["end_frame"], cut["chunks"], cut["problem"]["error"]
     ('incomplete', False, 4, 'TruncatedError')
     """
-    reader = StreamReader(source, max_frame=max_frame)
+    reader = StreamReader(source, resume=resume, max_frame=max_frame)
     out: dict[str, Any] = {
         "state": "incomplete", "problem": None, "stream_id": None, "end_frame": False, "chunks": 0,
+        "continues_from": None,
         "payload_bytes": 0, "raw_bytes": 0, "frame_bytes": 0, "formats": {}, "compressions": {}, "checksums": {},
         "declared": None, "checkpoint": None, "first_chunk": None, "payloads_checked": False,
     }
@@ -1045,7 +1050,8 @@ def summarize_stream(source: Any, *, max_frame: int | None = None) -> dict[str, 
         out["state"] = "damaged"
         out["problem"] = {"error": type(exc).__name__, "message": str(exc), "chunk": reader._seq}
     out["stream_id"] = reader.stream_id
-    out["checkpoint"] = reader.checkpoint().as_dict() if reader.stream_id and reader._seq else None
+    unchained = out["continues_from"] is not None and out["state"] != "complete"  # its digest is unknown
+    out["checkpoint"] = reader.checkpoint().as_dict() if reader.stream_id and reader._seq and not unchained else None
     return out
 
 
@@ -1061,6 +1067,13 @@ def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
             return  # ends at a frame boundary without the end frame
         header, meta, _ = frame.read(head, limits, whole=False)
         info = meta.get("stream")
+        if reader.stream_id is None and isinstance(info, dict) and _continues(info):
+            # A continuation file (StreamWriter(resume=...) into a new sink): its chain starts at a checkpoint
+            # this input does not hold, so only count and bytes can be checked against its end frame.
+            reader._seq, reader._offset = info["seq"], info["offset"]
+            out["continues_from"] = {"seq": info["seq"], "offset": info["offset"]}
+        if out["continues_from"] is not None and isinstance(info, dict) and info.get("end") is True:
+            reader._digest = info.get("digest")
         if isinstance(info, dict) and info.get("end") is True:  # before the checks, which may refuse it
             out["end_frame"] = True
             out["declared"] = {k: info.get(k) for k in ("count", "bytes", "digest")}
@@ -1080,6 +1093,12 @@ def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
                           ("compressions", comp.name if comp else f"unknown ({header.compression_id})"),
                           ("checksums", frame.checksum.NAMES.get(header.checksum_kind, str(header.checksum_kind)))):
             out[key][name] = out[key].get(name, 0) + 1
+
+
+def _continues(info: dict[str, Any]) -> bool:
+    """Whether a stream's first frame continues an earlier part: a chunk number and offset past the start."""
+    seq, offset = info.get("seq"), info.get("offset")
+    return type(seq) is int and type(offset) is int and seq > 0 and offset >= 0
 
 
 def _frame_info(header: Any, meta: dict[str, Any]) -> Any:

@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ._errors import DecodeError, EncodeError, MappingError, UnsupportedVersionError, ValidationError
 from ._types import Atom
@@ -93,23 +93,30 @@ class TypeRegistrationError(ValidationError):
     """Registering a name again would leave the earlier registration's migrations or downgrades without a chain.
 
     ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``) and ``missing`` (the versions whose step the
-    call must pass) say what; the message says how.
+    call must pass) say what; the message says how. The message comes first, as in tether's other errors,
+    so the error pickles (a process pool hands it back to its parent) with its fields.
     """
 
-    def __init__(self, earlier: UserType, kind: str, version: int, missing: list[int]):
+    def __init__(self, message: str, name: str = "", kind: str = "", missing: Sequence[int] = ()):
+        super().__init__(message)
+        self.name, self.kind, self.missing = name, kind, list(missing)
+
+    @classmethod
+    def unchained(cls, earlier: UserType, kind: str, version: int, missing: list[int]) -> TypeRegistrationError:
+        """The error for ``earlier``'s ``kind`` steps that do not chain up to ``version`` (``missing`` breaks them)."""
         if kind == "migrations":
             reach = f"reads from version {earlier.oldest_readable}"
             pairs = ", ".join(f"{v}: <step {v} -> {v + 1}>" for v in missing)
         else:
             reach = f"writes down to version {earlier.oldest_writable}"
             pairs = ", ".join(f"{v}: <step {v} -> {v - 1}>" for v in missing)
-        super().__init__(
+        return cls(
             f"Type {earlier.name} is registered at version {earlier.version} and {reach}; registering version "
             f"{version} keeps those {kind}, but they do not chain up to it. Pass {kind}={{{pairs}}} (the earlier "
             f"steps are kept), or call tether.types.unregister_type({earlier.name!r}) first to start afresh with "
-            "only the steps this call passes."
+            "only the steps this call passes.",
+            earlier.name, kind, missing,
         )
-        self.name, self.kind, self.missing = earlier.name, kind, list(missing)
 
 
 Step = Callable[[Any], Any]
@@ -169,7 +176,7 @@ def _keep_steps(old: UserType | None, kind: str, given: dict[int, Step], version
     if missing and not kept:
         raise ValidationError(f"register_type {kind} must chain without gaps; missing steps from {missing}.")
     if missing:
-        raise TypeRegistrationError(old, kind, version, missing)
+        raise TypeRegistrationError.unchained(old, kind, version, missing)
     if not kept:
         return given
     log.debug("type %s version %d keeps the %s %s of its earlier registration", old.name, version, kind,
