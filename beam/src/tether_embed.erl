@@ -15,6 +15,12 @@
                    read_time := non_neg_integer()}.
 -export_type([stats/0]).
 
+%% Frames inside decoded frames, at most: a reply in shared memory whose
+%% large values are frames of their own is two levels. Deeper is a forged
+%% chain (each level decoded again: quadratic work), or a frame that names
+%% itself by path, which would be read forever.
+-define(MAX_FRAME_NESTING, 8).
+
 %% @doc Mark rows (a list of maps) or columns (a map of lists) to arrive in
 %% Python as a `pyarrow.Table'. Anything else is a `badarg' error.
 %%
@@ -54,7 +60,7 @@ resolve(Term, AllowShm) ->
     case has_embedded(Term) of
         false -> {ok, Term, Zero};
         true ->
-            try walk(Term, AllowShm, Zero) of
+            try walk(Term, {AllowShm, 0}, Zero) of
                 {Value, Stats} -> {ok, Value, Stats}
             catch throw:{?MODULE, Reason} -> {error, Reason}
             end
@@ -79,7 +85,7 @@ has_embedded_map(I) ->
 
 walk({'$tether', Frame}, A, Stats) when is_binary(Frame) ->
     inner(decoded(tether:decode(Frame)), A, add(frame_bytes, byte_size(Frame), Stats));
-walk({'$tether_shm', Path, Offset, Len}, AllowShm = A, Stats)
+walk({'$tether_shm', Path, Offset, Len}, A = {AllowShm, _}, Stats)
   when is_binary(Path), is_integer(Offset), is_integer(Len) ->
     AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
     T0 = erlang:monotonic_time(),
@@ -106,9 +112,11 @@ walk(X, _, S) -> {X, S}.
 %% inline travels as one frame in shared memory, and the large values inside
 %% it keep their own `{'$tether_shm', ...}' references (valid until the next
 %% call, so they are read now, like any other).
-inner(Value, A, Stats) ->
+inner(Value, {AllowShm, Depth}, Stats) ->
     case has_embedded(Value) of
-        true -> walk(Value, A, Stats);
+        true when Depth >= ?MAX_FRAME_NESTING ->
+            throw({?MODULE, {embedded_too_deep, ?MAX_FRAME_NESTING}});
+        true -> walk(Value, {AllowShm, Depth + 1}, Stats);
         false -> {Value, Stats}
     end.
 

@@ -174,6 +174,30 @@ defmodule Tether.AdversarialTest do
       odd = [{:"$tether", 5}, {:"$tether_shm", short, 0}, {:"$tether_shm", 1, 0, 3}]
       assert {:ok, ^odd, _} = :tether_embed.resolve(odd, allow)
     end
+
+    test "a frame that names itself by path, and chains of frames in frames, are refused, not read forever" do
+      dir = TestPython.tmp_dir!()
+      path = Path.join(dir, "tether-self")
+      frame = fn n -> IO.iodata_to_binary(:tether.encode({:"$tether_shm", path, 0, n})) end
+      # The frame's own length is a fixed point: its size no longer changes once Len is large enough.
+      n = Enum.reduce(1..5, 0, fn _, n -> byte_size(frame.(n)) end)
+      self_ref = frame.(n)
+      assert byte_size(self_ref) == n
+      File.write!(path, self_ref)
+      only = fn p -> p == path end
+      task = Task.async(fn -> :tether_embed.resolve({:"$tether_shm", path, 0, n}, only) end)
+      assert {:error, {:embedded_too_deep, 8}} = Task.await(task, 10_000)
+      assert {:error, {:embedded_too_deep, 8}} = :tether_embed.resolve({:"$tether", self_ref}, only)
+
+      leaf = IO.iodata_to_binary(:tether.encode("leaf", %{format: :raw}))
+      chain = fn depth ->
+        Enum.reduce(1..depth, leaf, fn _, f -> IO.iodata_to_binary(:tether.encode({:"$tether", f})) end)
+      end
+      # Eight frames inside the outer one still resolve (a real reply nests two); nine do not.
+      assert {:ok, "leaf", _} = :tether_embed.resolve({:"$tether", chain.(8)}, only)
+      assert {:error, {:embedded_too_deep, 8}} = :tether_embed.resolve({:"$tether", chain.(9)}, only)
+      assert Exception.message(%Tether.Error{reason: {:embedded_too_deep, 8}}) =~ "more than 8 levels deep"
+    end
   end
 
   describe "tether_protocol.form/1 and check_ready/1" do

@@ -39,6 +39,11 @@ defmodule Tether.Error do
       "the call's arguments take #{size} bytes, over max_message (#{max}): lower shm_threshold so they go " <>
         "through shared memory, or raise max_message"
 
+  defp describe({:embedded_too_deep, max}),
+    do:
+      "the reply holds embedded frames inside embedded frames more than #{max} levels deep (a forged chain, or " <>
+        "a frame that names itself): refused"
+
   defp describe({:bad_etf, why}),
     do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"
 
