@@ -112,8 +112,10 @@ def _json_default(value: Any) -> Any:
 
 def _bounded(value: Any, depth: int = 0) -> Any:
     """``value`` with containers below ``SHOWN_DEPTH`` replaced by a note, and keys as text, for JSON."""
-    from .frame import SHOWN_DEPTH
+    from .frame import SHOWN_DEPTH, shown
 
+    if type(value) is int and value.bit_length() > 64:  # json writes ints with str(), which refuses huge ones
+        return shown(value)
     if not isinstance(value, (dict, list, tuple)):
         return value
     if depth >= SHOWN_DEPTH:

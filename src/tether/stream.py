@@ -647,6 +647,22 @@ class _Source:
             return None
 
 
+def _is_u64(value: Any) -> bool:
+    return type(value) is int and 0 <= value < 1 << 64
+
+
+def _is_stream_id(value: Any) -> bool:
+    return type(value) is str and len(value) == 32 and not value.strip("0123456789abcdef")
+
+
+def _kind(value: Any) -> str:
+    """A value from a stream map, named for a message without printing it whole: it may be any size or depth."""
+    if _is_u64(value) or (type(value) is str and len(value) <= 40):
+        return repr(value)
+    size = f" of {value.bit_length()} bits" if type(value) is int else ""
+    return f"{type(value).__name__}{size}"
+
+
 def _check_size(size: int, max_frame: int, where: str) -> None:
     if size > max_frame:
         raise LimitError(
@@ -801,6 +817,14 @@ class StreamReader:
         if header.checksum_kind == frame.checksum.NONE:
             raise StreamError(f"{where}: the chunk carries no payload checksum, so the stream cannot be checked.")
         sid, seq, offset = info.get("id"), info.get("seq"), info.get("offset")
+        if not _is_stream_id(sid) or not _is_u64(seq) or not _is_u64(offset):
+            # Checked before any of them is compared or shown: a forged map may hold an int of a million
+            # digits (str() refuses it) or a list nested past repr's recursion.
+            raise StreamError(
+                f"{where}: the chunk's stream map needs an id of 32 lowercase hex digits and a seq and offset that "
+                f"are ints in 0..2**64-1 (docs/format.md, \"Streams\"); got {_kind(sid)}, {_kind(seq)} and "
+                f"{_kind(offset)}. The frame was not written by a stream writer, or was altered after its checksums."
+            )
         if self.stream_id is None:
             self.stream_id = sid
         if sid != self.stream_id:
@@ -817,8 +841,9 @@ class StreamReader:
             expect = {"count": self._seq, "bytes": self._offset, "digest": self._digest}
             for key, have in expect.items():
                 if info.get(key) != have:
+                    said = info.get(key) if _is_u64(info.get(key)) else _kind(info.get(key))
                     raise StreamError(
-                        f"{where}: the end frame declares {key} {info.get(key)}, the chunks received give {have}: "
+                        f"{where}: the end frame declares {key} {said}, the chunks received give {have}: "
                         "a chunk was altered, dropped or replaced on the way."
                     )
             self._source.check_end(where)
@@ -1076,7 +1101,9 @@ def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
             reader._digest = info.get("digest")
         if isinstance(info, dict) and info.get("end") is True:  # before the checks, which may refuse it
             out["end_frame"] = True
-            out["declared"] = {k: info.get(k) for k in ("count", "bytes", "digest")}
+            # As declared, but only ints a summary can print (str() of a forged million-digit int raises).
+            out["declared"] = {k: v if _is_u64(v) else _kind(v) for k in ("count", "bytes", "digest")
+                               for v in (info.get(k),)}
         reader._accept(header, meta, where, None)
         out["frame_bytes"] += header.frame_size
         if reader.complete:
@@ -1098,7 +1125,7 @@ def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
 def _continues(info: dict[str, Any]) -> bool:
     """Whether a stream's first frame continues an earlier part: a chunk number and offset past the start."""
     seq, offset = info.get("seq"), info.get("offset")
-    return type(seq) is int and type(offset) is int and seq > 0 and offset >= 0
+    return _is_u64(seq) and _is_u64(offset) and seq > 0
 
 
 def _frame_info(header: Any, meta: dict[str, Any]) -> Any:

@@ -89,7 +89,10 @@ class PickleFormat(Format):
         {'python type': 'fractions.Fraction'}
         """
         name = type_info.get("python_type")
-        return {"python type": name if type(name) is str else "not recorded (written by an older tether)"}
+        if type(name) is not str:
+            return {"python type": "not recorded (written by an older tether)"}
+        # `tether inspect` prints it unquoted: a forged name must bring no terminal escapes, no lines of its own.
+        return {"python type": name if name.isprintable() and len(name) <= 256 else repr(name[:256])}
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
         """Unpickle, only with ``allow_pickle=True``: unpickling runs arbitrary code.

@@ -113,9 +113,41 @@ def _fixed_pairs(
     """The four fixed pairs (format, schema, producer, lineage with this write's own entry first), encoded."""
     if step is not None:  # a step is timed: never the same twice
         return _pairs(_fixed(fmt, schema, pid, lineage, {"step": step, "at": micros}))
-    # The pid is in the key, for forked children; a caller's lineage by its repr.
-    key = (fmt, schema, pid, repr(lineage) if lineage else None)
+    # The pid is in the key, for forked children; a caller's lineage by its repr, only when that repr names its
+    # encoding (built-in values): a memoryview's repr is its address, a subclass may repr as anything, and
+    # repr itself fails on ints past Python's digit limit and on deep nesting.
+    text = _lineage_key(lineage) if lineage else None
+    if lineage and text is None:
+        return _pairs(_fixed(fmt, schema, pid, lineage))
+    key = (fmt, schema, pid, text)
     return _PAIRS.get(key) or _cache(key, _fixed(fmt, schema, pid, lineage))
+
+
+# Values whose repr is their whole content; containers are walked.
+_REPR_EXACT = frozenset({str, bytes, int, float, bool, type(None)})
+_KEYED_MAX = 64  # values in a lineage worth a cache key; longer ones are encoded each time
+
+
+def _lineage_key(lineage: Sequence[Mapping[str, Any]]) -> str | None:
+    """``repr(lineage)`` when it pins the encoding (a short list of dicts of built-in values), else None."""
+    if type(lineage) is not list:
+        return None
+    stack: list[Any] = list(lineage)
+    seen = 0
+    while stack:
+        value = stack.pop()
+        t = type(value)
+        seen += 1
+        if seen > _KEYED_MAX:
+            return None
+        if t is dict:
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif t is list or t is tuple:
+            stack.extend(value)
+        elif t not in _REPR_EXACT or (t is int and value.bit_length() > 64):
+            return None
+    return repr(lineage)
 
 
 def _assemble(
@@ -124,10 +156,12 @@ def _assemble(
     """The metadata map from its encoded pairs, user metadata (checked: str keys) and a stream's map added."""
     parts = [fixed, created, typed]
     if user:
+        user = user if type(user) is dict else dict(user)  # checked and written from one pass over a Mapping
         for name in user:
             if type(name) is not str and not isinstance(name, str):
-                raise ValidationError(f"metadata keys must be str, got {name!r}.")
-        parts.append(_user_pair(user if type(user) is dict else dict(user)))
+                shown = repr(name) if type(name) is not int or name.bit_length() <= 64 else "an int"
+                raise ValidationError(f"metadata keys must be str, got {shown[:80]}.")
+        parts.append(_user_pair(user))
     if stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
         parts.append(_pairs({"stream": dict(stream)}))
     return splice(len(parts) + 3, *parts)  # the fixed part holds four pairs

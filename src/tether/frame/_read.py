@@ -31,7 +31,10 @@ def shown(value: Any, depth: int = 0) -> str:
     """
     t = type(value)
     if t is not dict and t is not list and t is not tuple:
-        return repr(value)
+        try:
+            return repr(value)
+        except ValueError:  # an int past sys.get_int_max_str_digits(): metadata may hold one of any size
+            return f"<int of {value.bit_length()} bits>" if isinstance(value, int) else f"<{t.__name__}>"
     if depth >= SHOWN_DEPTH:
         return "..."
     if t is dict:
