@@ -25,6 +25,7 @@
 
 -export([open/1, open/2, next/1, checkpoint/1, close/1, verify/1, verify/2]).
 -export([open_writer/2, write/2, write_tensor/4, abort/1]).
+-export([bad_checkpoint/2]).
 
 %% The largest frame a reader accepts unless told (`max_frame'): one chunk's
 %% memory. Python's chunks are 8 MiB by default.
@@ -398,8 +399,21 @@ resume_point(Cp) when is_map(Cp) ->
 resume_point(Cp) -> bad_checkpoint(Cp).
 
 bad_checkpoint(Cp) ->
-    Message = io_lib:format("expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, "
-                            "seq, offset and digest, got ~0tp", [Cp]),
+    bad_checkpoint(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]) end).
+
+%% @doc The error for a `resume' option that is not a checkpoint, with `Show'
+%% writing the value (`Show(Term, Depth)', as tether_options:explain/3 takes):
+%% Elixir's wrapper passes `inspect/2', so its users read their own syntax.
+%%
+%% ```
+%% {error, {bad_option, resume, <<"expected what", _/binary>>}} =
+%%     tether_stream:bad_checkpoint(#{seq => 1}, fun(T, _) -> io_lib:format("~0tp", [T]) end).
+%% '''
+-spec bad_checkpoint(term(), fun((term(), pos_integer() | infinity) -> iodata())) ->
+          {error, {bad_option, resume, binary()}}.
+bad_checkpoint(Cp, Show) ->
+    Message = ["expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset "
+               "and digest, got ", Show(Cp, 20)],
     {error, {bad_option, resume, unicode:characters_to_binary(Message)}}.
 
 %% ------------------------------------------------------------------ writing

@@ -343,7 +343,9 @@ defmodule TetherStreamTest do
       assert {:error, {:bad_option, :compression, msg}} = Tether.Stream.write([1], path, compression: :lz4)
       assert msg =~ "one of none, gzip" and msg =~ "lz4"
       assert {:error, {:bad_option, :resume, msg}} = Tether.Stream.write([1], path, resume: %{seq: 1})
-      assert msg =~ "checkpoint/1"
+      assert msg =~ "checkpoint/1" and msg =~ "got %{seq: 1}"
+      assert {:error, {:bad_option, :resume, erl}} = :tether_stream.open_writer({:file, path}, %{resume: %{seq: 1}})
+      assert erl =~ "got \#{seq => 1}"
       assert {:error, {:bad_option, :chunk_size, _}} = Tether.Stream.write([1], path, chunk_size: 0)
       assert {:error, {:bad_option, :max_frame, _}} = Tether.Stream.verify(path, max_frame: -1)
       assert {:error, {:bad_argument, :source, _}} = Tether.Stream.verify(5)

@@ -31,6 +31,15 @@ defmodule Tether.Options do
       {:bad_option, :python, ~s(expected a non-empty string, got "")}
   """
   @spec reword(:tether_options.kind(), term(), term()) :: term()
+  def reword(kind, input, {:bad_option, :resume, _} = reason)
+      when kind in [:stream_reader, :stream_writer] and is_list(input) do
+    # The checkpoint is checked by tether_stream itself, which words the same message with `show`.
+    case Keyword.fetch(input, :resume) do
+      {:ok, cp} -> elem(:tether_stream.bad_checkpoint(cp, &show/2), 1)
+      :error -> reason
+    end
+  end
+
   def reword(kind, input, {tag, key, _message} = reason) when tag in [:bad_option, :bad_argument] do
     case :tether_options.explain(kind, input, &show/2) do
       {:error, {^tag, ^key, message}} -> {tag, key, message}
