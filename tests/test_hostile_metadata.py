@@ -119,3 +119,13 @@ def test_a_forged_pickle_type_name_is_shown_quoted_and_bounded():
     fmt = tether.formats.get("pickle")
     assert fmt.describe({"python_type": "x\x1b[2J\nformat        ndarray"})["python type"].startswith("'x\\x1b")
     assert len(fmt.describe({"python_type": "a" * 10_000})["python type"]) <= 258
+
+
+def test_a_checkpoint_built_by_hand_is_checked_before_a_writer_resumes_from_it():
+    import io
+
+    from tether.stream import Checkpoint, StreamWriter
+
+    with pytest.raises(tether.ValidationError, match="32 lowercase hex digits"):
+        StreamWriter(io.BytesIO(), resume=Checkpoint("abc", 1, 3, 0))  # its chunks would be refused on read
+    StreamWriter(io.BytesIO(), resume=Checkpoint("ab" * 16, 1, 3, 0)).abort()

@@ -166,8 +166,10 @@ class Checkpoint:
         ...
         tether._errors.ValidationError: resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), got int.
         """
-        if resume is None or isinstance(resume, cls):
-            return resume
+        if resume is None:
+            return None
+        if isinstance(resume, cls):  # built by hand, it may hold what no reader accepts: checked as its dict is
+            return cls.from_dict(resume.as_dict())
         if isinstance(resume, Mapping):
             return cls.from_dict(resume)
         raise ValidationError(f"resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), "
