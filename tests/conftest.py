@@ -110,3 +110,15 @@ def quiet_alerts(clock=None):
         for event in m.active_alerts():
             m.clear(event.name)
         m.reset()
+
+
+def split_stream(data: bytes) -> list[bytes]:
+    """A stream's frames, one bytes each (as a relay would see them), by each header's frame size."""
+    import tether
+
+    out, pos = [], 0
+    while pos < len(data):
+        size = tether.inspect(data[pos:]).frame_size
+        out.append(data[pos : pos + size])
+        pos += size
+    return out

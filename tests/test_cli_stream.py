@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tether
+from conftest import split_stream
 from golden_values import streams as golden_streams
 from tether.stream import StreamReader, StreamWriter, summarize_stream
 
@@ -34,18 +35,10 @@ def _stream(**kw) -> bytes:
     return sink.getvalue()
 
 
-def _frames(data: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(data):
-        size = tether.inspect(data[pos:]).frame_size
-        out.append(data[pos : pos + size])
-        pos += size
-    return out
-
 
 def _truth(data: bytes) -> dict:
     """What every frame's header says, tallied by reading each frame whole (the expected summary)."""
-    infos = [tether.inspect(f) for f in _frames(data)]
+    infos = [tether.inspect(f) for f in split_stream(data)]
     chunks = [i for i in infos if not i.stream.get("end")]
     tally = lambda attr: {v: [getattr(i, attr) for i in chunks].count(v) for v in {getattr(i, attr) for i in chunks}}  # noqa: E731
     return {"chunks": len(chunks), "payload_bytes": sum(i.payload_size for i in chunks),
@@ -104,7 +97,7 @@ def test_golden_streams(name):
 
 def test_a_stream_cut_at_a_frame_boundary_is_incomplete_with_its_checkpoint(tmp_path):
     data = _stream()
-    frames = _frames(data)
+    frames = split_stream(data)
     cut = b"".join(frames[:6])  # chunks 0-5, no end frame: a writer that stopped
     out = run("inspect", "--json", _write(tmp_path, "cut.tthrs", cut))
     assert out.returncode == 0, out.stderr  # a described state, not a failure (verify fails it)
@@ -129,7 +122,7 @@ def test_a_stream_cut_at_a_frame_boundary_is_incomplete_with_its_checkpoint(tmp_
 @pytest.mark.parametrize("via", ["file", "pipe"])
 def test_a_stream_cut_inside_a_payload_names_the_chunk(tmp_path, via):
     data = _stream(compression="none")
-    frames = _frames(data)
+    frames = split_stream(data)
     start = sum(len(f) for f in frames[:4])
     cut = data[: start + len(frames[4]) // 2]  # inside chunk 4's payload
     out = (run("inspect", "--json", _write(tmp_path, "c.tthrs", cut)) if via == "file"
@@ -142,7 +135,7 @@ def test_a_stream_cut_inside_a_payload_names_the_chunk(tmp_path, via):
 
 
 def _flip(data: bytes, frame_index: int, at: int) -> bytes:
-    frames = _frames(data)
+    frames = split_stream(data)
     pos = sum(len(f) for f in frames[:frame_index]) + at
     out = bytearray(data)
     out[pos] ^= 0x40
@@ -164,7 +157,7 @@ def test_a_corrupted_chunk_stops_the_summary_there_with_exit_status_1(tmp_path):
 
 
 def test_a_missing_chunk_is_damage_named_by_the_reader(tmp_path):
-    frames = _frames(_stream())
+    frames = split_stream(_stream())
     out = run("inspect", "--json", _write(tmp_path, "gap.tthrs", b"".join(frames[:2] + frames[3:])))
     assert out.returncode == 1
     s = json.loads(out.stdout)["stream_summary"]
@@ -174,7 +167,7 @@ def test_a_missing_chunk_is_damage_named_by_the_reader(tmp_path):
 
 def test_a_corrupted_payload_is_not_seen_by_inspect_and_is_by_verify(tmp_path):
     data = _stream(compression="none")
-    bad = _flip(data, 2, tether.inspect(_frames(data)[2]).payload_offset + 5)
+    bad = _flip(data, 2, tether.inspect(split_stream(data)[2]).payload_offset + 5)
     path = _write(tmp_path, "payload.tthrs", bad)
     out = run("inspect", "--json", path)
     s = json.loads(out.stdout)["stream_summary"]
@@ -217,7 +210,7 @@ def test_payloads_are_sought_past_in_a_file_and_read_in_bounded_blocks_from_a_pi
     with StreamWriter(sink, chunk_size=4 << 20, compression="none") as w:
         w.write_buffer(np.random.default_rng(1).bytes(12 << 20))  # three 4 MiB chunks
     data = sink.getvalue()
-    heads = sum(tether.inspect(f).payload_offset for f in _frames(data))
+    heads = sum(tether.inspect(f).payload_offset for f in split_stream(data))
     f = _Counting(data, seekable=True)
     s = summarize_stream(f)
     assert s["state"] == "complete" and s["chunks"] == 3 and s["raw_bytes"] == 12 << 20
@@ -228,7 +221,7 @@ def test_payloads_are_sought_past_in_a_file_and_read_in_bounded_blocks_from_a_pi
 
 
 def test_a_forged_frame_size_is_refused_by_the_limit_before_anything_is_read(tmp_path):
-    frames = _frames(_stream())
+    frames = split_stream(_stream())
     head = bytearray(frames[1][:64])
     struct.pack_into("<QQ", head, 24, 512 << 30, 512 << 30)  # payload and raw length: 512 GiB
     struct.pack_into("<I", head, 60, zlib.crc32(head[:60]))

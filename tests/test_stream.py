@@ -10,21 +10,13 @@ import pyarrow as pa
 import pytest
 
 import tether
+from conftest import split_stream
 from tether._api import prepare
 from tether._request import Request
 from tether.stream import Checkpoint, StreamError, StreamReader, StreamWriter, verify_stream
 
 MIB = 1 << 20
 
-
-def _frames(data: bytes) -> list[bytes]:
-    """Split a stream into its frames (a test helper, as a relay would see them)."""
-    out, pos = [], 0
-    while pos < len(data):
-        size = tether.inspect(data[pos:]).frame_size
-        out.append(data[pos : pos + size])
-        pos += size
-    return out
 
 
 def _text(n: int) -> bytes:
@@ -42,7 +34,7 @@ def test_values_round_trip_with_every_compressor(compression):
     got = list(StreamReader(io.BytesIO(sink.getvalue())))
     assert got[0] == values[0] and np.array_equal(got[1], values[1])
     assert bytes(got[2]) == values[2] and got[3:] == values[3:]
-    comps = {tether.inspect(f).compression for f in _frames(sink.getvalue())}
+    comps = {tether.inspect(f).compression for f in split_stream(sink.getvalue())}
     if compression in ("lz4", "zstd", "gzip"):
         assert compression in comps
     elif compression == "none":
@@ -55,7 +47,7 @@ def test_auto_compression_decides_per_chunk():
     with StreamWriter(sink, chunk_size=MIB) as w:
         w.write_buffer(_text(4 * MIB))
         w.write_buffer(noise)
-    frames = _frames(sink.getvalue())
+    frames = split_stream(sink.getvalue())
     kinds = [tether.inspect(f).compression for f in frames[:-1]]
     assert kinds[:4] != ["none"] * 4 and kinds[4:] == ["none"] * 4
     assert all(tether.inspect(f).checksum == "crc32" for f in frames)
@@ -66,7 +58,7 @@ def test_large_data_moves_in_bounded_chunks_from_a_file():
     sink = io.BytesIO()
     with StreamWriter(sink, chunk_size=MIB, compression="none") as w:
         w.write_buffer(io.BytesIO(data))  # read a chunk at a time, never whole
-    frames = _frames(sink.getvalue())
+    frames = split_stream(sink.getvalue())
     assert len(frames) == 8  # 7 chunks and the end frame
     assert max(tether.inspect(f).payload_size for f in frames) == MIB
     out = io.BytesIO()
@@ -87,7 +79,7 @@ def test_tables_and_arrays_split_and_reassemble():
         sink = io.BytesIO()
         with StreamWriter(sink, chunk_size=256 << 10) as w:
             getattr(w, writer_call)(value)
-        assert len(_frames(sink.getvalue())) > 5
+        assert len(split_stream(sink.getvalue())) > 5
         assert equal(getattr(StreamReader(sink.getvalue()), reader_call)(), value)
 
 
@@ -106,12 +98,12 @@ def _stream_of(n: int = 6, **kw) -> bytes:
         (lambda fr: fr[:2] + fr[3:], "chunk 2 is missing"),
         (lambda fr: fr[:3] + fr[2:], "repeated or out of order"),
         (lambda fr: [fr[1], fr[0], *fr[2:]], "chunk 0 is missing"),
-        (lambda fr: fr[:2] + [_frames(_stream_of())[2]] + fr[3:], "another stream"),
+        (lambda fr: fr[:2] + [split_stream(_stream_of())[2]] + fr[3:], "another stream"),
         (lambda fr: [], "no chunk and no end frame"),
     ],
 )
 def test_incomplete_and_disordered_streams_are_refused(edit, message):
-    frames = _frames(_stream_of())
+    frames = split_stream(_stream_of())
     data = b"".join(edit(frames))
     with pytest.raises(StreamError, match=message):
         list(StreamReader(data))
@@ -120,7 +112,7 @@ def test_incomplete_and_disordered_streams_are_refused(edit, message):
 
 
 def test_end_frame_must_match_what_arrived():
-    frames = _frames(_stream_of())
+    frames = split_stream(_stream_of())
     info = tether.inspect(frames[-1]).stream
     # A forged end frame that claims fewer chunks: the counts disagree.
     request = Request.of(format="scalar", checksum=True, transport="stream")
@@ -203,13 +195,13 @@ def test_cli_verify_and_inspect_know_streams(tmp_path, capsys):
     assert main(["verify", str(path)]) == 0
     out = capsys.readouterr().out
     assert "stream" in out and "3 chunks" in out
-    path.write_bytes(b"".join(_frames(_stream_of(3))[:-1]))
+    path.write_bytes(b"".join(split_stream(_stream_of(3))[:-1]))
     assert main(["verify", str(path)]) == 1
     assert "end frame" in capsys.readouterr().err
 
 
 def test_a_forged_frame_length_cannot_make_the_reader_allocate_it():
-    frame = _frames(_stream_of(1))[0]
+    frame = split_stream(_stream_of(1))[0]
     info = tether.inspect(frame)
     # Rewrite the header to declare a 512 GiB payload (with a valid header CRC).
     import struct

@@ -54,7 +54,7 @@ from ._request import Request, check_metadata, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
 from ._limits import get_limits
-from .frame import HEADER_SIZE
+from .frame import HEADER_SIZE, Header
 from .metrics import _core as _metrics
 
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "summarize_stream", "verify_stream"]
@@ -530,31 +530,45 @@ class _Source:
             got += n
         return got
 
-    def next_frame(self, max_frame: int, where: str) -> memoryview | None:
-        """The next whole frame, or None at a clean end of input."""
-        limits = get_limits()
-        if self.view is not None:
-            if self.pos == len(self.view):
-                return None
-            if len(self.view) - self.pos < HEADER_SIZE:
-                raise TruncatedError(f"{where}: {len(self.view) - self.pos} bytes left, a frame header needs {HEADER_SIZE}.")
-            header = frame.unpack(self.view, limits, offset=self.pos)
-            _check_size(header.frame_size, max_frame, where)
-            end = self.pos + header.frame_size
-            if end > len(self.view):
-                raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {len(self.view) - self.pos} remain.")
-            chunk = self.view[self.pos : end]
-            self.pos = end
-            return chunk
+    def _view_header(self, max_frame: int, where: str) -> Header | None:
+        """The header of the buffer's next frame, the whole frame checked to be there; None at its end."""
+        if self.pos == len(self.view):
+            return None
+        left = len(self.view) - self.pos
+        if left < HEADER_SIZE:
+            raise TruncatedError(f"{where}: {left} bytes left, a frame header needs {HEADER_SIZE}.")
+        header = frame.unpack(self.view, get_limits(), offset=self.pos)
+        _check_size(header.frame_size, max_frame, where)
+        if header.frame_size > left:
+            raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {left} remain.")
+        return header
+
+    def _read_header(self, max_frame: int, where: str) -> tuple[bytearray, Header] | None:
+        """The next frame's header bytes read from a file-like source, and the header; None at a clean end."""
         head = bytearray(HEADER_SIZE)
         got = self._fill(memoryview(head))
         if got == 0:
             return None
         if got < HEADER_SIZE:
             raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
-        header = frame.unpack(memoryview(head), limits)
+        header = frame.unpack(memoryview(head), get_limits())  # bounds the metadata by Limits.max_metadata_size
+        _check_size(header.frame_size, max_frame, where)
+        return head, header
+
+    def next_frame(self, max_frame: int, where: str) -> memoryview | None:
+        """The next whole frame, or None at a clean end of input."""
+        if self.view is not None:
+            header = self._view_header(max_frame, where)
+            if header is None:
+                return None
+            chunk = self.view[self.pos : self.pos + header.frame_size]
+            self.pos += header.frame_size
+            return chunk
+        read = self._read_header(max_frame, where)
+        if read is None:
+            return None
+        head, header = read
         size = header.frame_size
-        _check_size(size, max_frame, where)
         left = self._remaining()
         if left is not None and left < size - HEADER_SIZE:
             raise TruncatedError(f"{where}: the frame declares {size} bytes, the input holds {HEADER_SIZE + left}.")
@@ -569,7 +583,7 @@ class _Source:
             return memoryview(to_bytes(obj))
         # A pipe or socket: grow the buffer as bytes arrive, so a forged length
         # cannot make us allocate more than about twice what was sent.
-        buf = bytearray(head)
+        buf = head
         while len(buf) < size:
             start = len(buf)
             buf.extend(bytes(min(size - start, max(_GROW_STEP, start))))
@@ -584,27 +598,17 @@ class _Source:
         A buffer's payload is stepped over, a seekable file's sought past, a pipe's read and dropped in
         blocks of at most ``_GROW_STEP``: memory holds one frame's metadata, never a payload.
         """
-        limits = get_limits()
         if self.view is not None:
-            if self.pos == len(self.view):
+            header = self._view_header(max_frame, where)
+            if header is None:
                 return None
-            if len(self.view) - self.pos < HEADER_SIZE:
-                raise TruncatedError(f"{where}: {len(self.view) - self.pos} bytes left, a frame header needs {HEADER_SIZE}.")
-            header = frame.unpack(self.view, limits, offset=self.pos)
-            _check_size(header.frame_size, max_frame, where)
-            if self.pos + header.frame_size > len(self.view):
-                raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {len(self.view) - self.pos} remain.")
             head = self.view[self.pos : self.pos + header.payload_offset]
             self.pos += header.frame_size
             return head
-        buf = bytearray(HEADER_SIZE)
-        got = self._fill(memoryview(buf))
-        if got == 0:
+        read = self._read_header(max_frame, where)
+        if read is None:
             return None
-        if got < HEADER_SIZE:
-            raise TruncatedError(f"{where}: the input ends {got} bytes into a frame header.")
-        header = frame.unpack(memoryview(buf), limits)  # bounds the metadata by Limits.max_metadata_size
-        _check_size(header.frame_size, max_frame, where)
+        buf, header = read
         buf.extend(bytes(header.payload_offset - HEADER_SIZE))
         got = self._fill(memoryview(buf)[HEADER_SIZE:])
         if HEADER_SIZE + got < len(buf):
