@@ -120,6 +120,16 @@ defmodule TetherTest do
     assert {:error, {:unsupported_format, :pickle}} =
              Tether.decode(File.read!(Path.join(@golden, "pickle_set.tthr")), verify: false)
   end
+
+  test "a pickle frame names the Python type inside without being decoded" do
+    python = System.get_env("TETHER_PYTHON") || raise "set TETHER_PYTHON (make test does)"
+    code = "import sys, fractions, tether; sys.stdout.buffer.write(tether.dumps(fractions.Fraction(1, 3)))"
+    env = [{"PYTHONPATH", Path.expand("../../src", __DIR__)}]
+    {frame, 0} = System.cmd(python, ["-c", code], env: env)
+    assert {:ok, %{format: :pickle, metadata: %{"type" => type}}} = Tether.inspect(frame)
+    assert type["python_type"] == "fractions.Fraction"
+    assert {:error, {:unsupported_format, :pickle}} = Tether.decode(frame)
+  end
 end
 
 defmodule Tether.WorkerTest do
