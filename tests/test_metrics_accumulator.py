@@ -302,6 +302,8 @@ def test_c_add_frame_refuses_what_is_not_a_header():
     c.set_frame_fields(0, 1, 7)
     with pytest.raises(TypeError, match="frame header"):
         c.add_frame("loads", "memory", 1, (1, 2, 3), c.start())  # too short for position 7
+    with pytest.raises(TypeError, match=r"add_frame\(\) takes 5 arguments \(4 given\)"):
+        c.add_frame("loads", "memory", 1, (1, 2, 3))
 
 
 def test_large_operations_are_flagged(acc):
@@ -354,6 +356,9 @@ def test_c_add_plain_refuses_what_is_not_a_writer_result():
         c.add_plain("dumps", "etf", "none", "memory", b"frame", c.start(), None)
     with pytest.raises(TypeError):
         c.add_plain("dumps", "etf", "none", "memory", (object(), 5), c.start(), None)  # no length in bytes
+    with pytest.raises(TypeError, match=r"add_plain\(\) takes 7 arguments \(8 given\)"):
+        c.add_plain("dumps", "etf", "none", "memory", (b"f", 1), c.start(), None, None)
+    assert c.take(True) == ([], [], [])  # nothing refused was counted
 
 
 def test_add_frame_takes_the_bytes_in_from_the_buffer(acc):

@@ -27,7 +27,9 @@
  * operations. Not more often: a fold runs cold Python and NumPy code, a hundred microseconds a time, which
  * every 1024 operations cost more wall time than the counting itself. */
 #define DRAIN_AT (1 << 16)
+#ifndef DRAIN_NS  /* settable at build time, to profile the counting without folds */
 #define DRAIN_NS 1000000000LL
+#endif
 /* What add() returns besides None, as bits: a take() is due; the operation reached set_large()'s size. */
 #define FLAG_DUE 1
 #define FLAG_LARGE 2
@@ -36,6 +38,11 @@
 #define METRICS_API 2
 /* Slots remembered by the identity of their key's parts: the entry points pass the same objects each time. */
 #define NRECENT 8
+/* A count runs between long stretches of other code, which evict it from the caches: what it costs is mostly
+ * the cache lines it touches, so the usual path is kept straight and short, and the rest out of line (COLD). */
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define COLD __attribute__((noinline, cold))
 
 typedef struct {
     PyObject *key[NKEY];  /* str or int id, owned */
@@ -43,11 +50,11 @@ typedef struct {
     int dirty;            /* counted since the last take() */
     Py_hash_t hash;
     long long count, bytes_in, bytes_out, nanos;
-    long long hist[NBUCKETS];
     double *samples;      /* throughput (bytes per ns) of the batch being filled */
     Py_ssize_t nsamples, cap_samples;
     double *medians;      /* the medians of the batches filled since the last take() */
     Py_ssize_t nmedians, cap_medians;
+    long long hist[NBUCKETS];  /* last: a count touches one of its lines */
 } Slot;
 
 typedef struct {
@@ -89,14 +96,16 @@ static int bucket(long long ns) {
     return SUB_BUCKETS * bits - 8 + (int)((ns >> (bits - 3)) & 3);
 }
 
-static int now_ns(Acc *self, long long *out) {
-    if (self->clock) {
-        PyObject *r = PyObject_CallNoArgs(self->clock);
-        if (!r) return -1;
-        *out = PyLong_AsLongLong(r);
-        Py_DECREF(r);
-        return *out == -1 && PyErr_Occurred() ? -1 : 0;
-    }
+static COLD int python_clock(Acc *self, long long *out) {
+    PyObject *r = PyObject_CallNoArgs(self->clock);
+    if (!r) return -1;
+    *out = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static inline int now_ns(Acc *self, long long *out) {
+    if (UNLIKELY(self->clock != NULL)) return python_clock(self, out);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     *out = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -105,18 +114,24 @@ static int now_ns(Acc *self, long long *out) {
 
 /* Sizes are read at every count: a one-digit int is read in place (the calls cost as much as the counting),
  * others by PyLong_AsLongLongAndOverflow (PyLong_AsLongLong goes through a byte array past 2**30). */
-static int as_ll(PyObject *o, long long *out) {
+static COLD int as_ll_slow(PyObject *o, long long *out);
+
+static inline int as_ll(PyObject *o, long long *out) {
 #if PY_VERSION_HEX >= 0x030C0000
-    if (PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+    if (LIKELY(PyLong_CheckExact(o) && PyUnstable_Long_IsCompact((PyLongObject *)o))) {
         *out = PyUnstable_Long_CompactValue((PyLongObject *)o);
         return 0;
     }
 #else
-    if (PyLong_CheckExact(o) && Py_SIZE(o) >= -1 && Py_SIZE(o) <= 1) {
+    if (LIKELY(PyLong_CheckExact(o) && Py_SIZE(o) >= -1 && Py_SIZE(o) <= 1)) {
         *out = (long long)Py_SIZE(o) * (long long)((PyLongObject *)o)->ob_digit[0];
         return 0;
     }
 #endif
+    return as_ll_slow(o, out);
+}
+
+static COLD int as_ll_slow(PyObject *o, long long *out) {
     int overflow;
     *out = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (overflow) PyErr_SetString(PyExc_OverflowError, "Accumulator: an int does not fit in 64 bits");
@@ -125,9 +140,9 @@ static int as_ll(PyObject *o, long long *out) {
 
 /* The ns since t0, a start() mark: a float, which costs a fraction of a two-digit int to make and read (its
  * rounding, past 2**53 ns of uptime, is a few ns), or an int from a Python clock. */
-static int elapsed(Acc *self, PyObject *t0, long long *ns, long long *now) {
+static inline int elapsed(Acc *self, PyObject *t0, long long *ns, long long *now) {
     long long start;
-    if (PyFloat_CheckExact(t0)) start = (long long)PyFloat_AS_DOUBLE(t0);
+    if (LIKELY(PyFloat_CheckExact(t0))) start = (long long)PyFloat_AS_DOUBLE(t0);
     else if (as_ll(t0, &start) < 0) return -1;
     if (now_ns(self, now) < 0) return -1;
     *ns = *now - start;
@@ -247,17 +262,31 @@ static double median(double *v, Py_ssize_t n) {
 
 /* One throughput sample; a full batch becomes a median. Out of memory the sample is dropped:
  * metrics must never fail the operation they count. */
-static void add_sample(Slot *s, Py_ssize_t batch, double throughput) {
-    if (s->nsamples == s->cap_samples) {  /* grown as filled: a huge batch size must not allocate it all at once */
-        Py_ssize_t cap = s->cap_samples ? s->cap_samples * 2 : 16;
-        cap = cap < batch ? cap : batch;
-        double *p = PyMem_Realloc(s->samples, (size_t)cap * sizeof(double));
-        if (!p) return;
-        s->samples = p;
-        s->cap_samples = cap;
+static COLD void grow_samples(Slot *s, Py_ssize_t batch, double throughput);
+static COLD void batch_filled(Slot *s, Py_ssize_t batch);
+
+static inline void add_sample(Slot *s, Py_ssize_t batch, double throughput) {
+    if (UNLIKELY(s->nsamples == s->cap_samples)) {
+        grow_samples(s, batch, throughput);
+        return;
     }
     s->samples[s->nsamples++] = throughput;
-    if (s->nsamples < batch) return;
+    if (UNLIKELY(s->nsamples >= batch)) batch_filled(s, batch);
+}
+
+/* Grown as filled: a huge batch size must not allocate it all at once. */
+static COLD void grow_samples(Slot *s, Py_ssize_t batch, double throughput) {
+    Py_ssize_t cap = s->cap_samples ? s->cap_samples * 2 : 16;
+    cap = cap < batch ? cap : batch;
+    double *p = PyMem_Realloc(s->samples, (size_t)cap * sizeof(double));
+    if (!p) return;
+    s->samples = p;
+    s->cap_samples = cap;
+    s->samples[s->nsamples++] = throughput;
+    if (s->nsamples >= batch) batch_filled(s, batch);
+}
+
+static COLD void batch_filled(Slot *s, Py_ssize_t batch) {
     s->nsamples = 0;
     if (s->nmedians == s->cap_medians) {
         Py_ssize_t cap = s->cap_medians ? s->cap_medians * 2 : 8;
@@ -272,27 +301,34 @@ static void add_sample(Slot *s, Py_ssize_t batch, double throughput) {
 /* The slot of a key: a recent one whose parts are these very objects (it owns them, so no other object can
  * have their addresses), else by hash. A small round trip's two keys stay recent, and skip hashing and probing:
  * a third of a count. */
-static Slot *find_slot(Acc *self, PyObject *const *key, int cls) {
+static COLD Slot *find_slot_slow(Acc *self, PyObject *const *key, int cls);
+
+static inline Slot *find_slot(Acc *self, PyObject *const *key, int cls) {
     for (int r = 0; r < NRECENT && self->recent[r]; r++) {
         Slot *s = &self->slots[self->recent[r] - 1];
         if (s->key[0] == key[0] && s->key[1] == key[1] && s->key[2] == key[2] && s->key[3] == key[3]
             && s->size == cls)
             return s;
     }
+    return find_slot_slow(self, key, cls);
+}
+
+static COLD Slot *find_slot_slow(Acc *self, PyObject *const *key, int cls) {
     Py_hash_t h = key_hash(key, cls);
     Slot *s = h == -1 ? NULL : slot_for(self, key, cls, h);
     if (s) self->recent[self->recent_next++ % NRECENT] = s - self->slots + 1;
     return s;
 }
 
-/* Count one operation that ended at `now` (the clock); key[0] is its op. */
-static PyObject *count(Acc *self, PyObject *const *key, long long nin, long long nout, long long ns,
-                       PyObject *decision, long long now) {
+/* Count one operation that ended at `now` (the clock); key[0] is its op. Not inlined: the three entry points
+ * share one copy (measured no slower than a copy in each). */
+static __attribute__((noinline)) PyObject *count(Acc *self, PyObject *const *key, long long nin, long long nout,
+                                                 long long ns, PyObject *decision, long long now) {
     long long size = nin > nout ? nin : nout;
     int cls = size_class(size);
     Slot *s = find_slot(self, key, cls);
-    if (!s) return NULL;
-    if (ns < 0) ns = 0;  /* a clock that went back: count the operation as instant */
+    if (UNLIKELY(!s)) return NULL;
+    if (UNLIKELY(ns < 0)) ns = 0;  /* a clock that went back: count the operation as instant */
     s->dirty = 1;
     s->count++;
     s->bytes_in += nin;
@@ -301,7 +337,7 @@ static PyObject *count(Acc *self, PyObject *const *key, long long nin, long long
     s->hist[bucket(ns)]++;
     add_sample(s, self->batch, (double)(size > 1 ? size : 1) / (double)(ns > 1 ? ns : 1));
     Decided old = {NULL, NULL, 0};
-    if (decision != Py_None) {
+    if (LIKELY(decision != Py_None)) {
         Decided *d = &self->ring[self->ring_next];
         old = *d;
         *d = (Decided){Py_NewRef(decision), Py_NewRef(key[0]), ns};
@@ -315,7 +351,7 @@ static PyObject *count(Acc *self, PyObject *const *key, long long nin, long long
     if (!self->last_take) self->last_take = now;
     int due = self->pending >= DRAIN_AT || now - self->last_take >= DRAIN_NS;
     int flags = (due ? FLAG_DUE : 0) | (size >= self->large ? FLAG_LARGE : 0);
-    if (!flags) Py_RETURN_NONE;
+    if (LIKELY(!flags)) Py_RETURN_NONE;
     return PyLong_FromLong(flags);
 }
 
@@ -343,31 +379,37 @@ static PyObject *add_or_observe(Acc *self, PyObject *const *args, Py_ssize_t nar
 
 /* A byte count given as an int, or as the object holding the bytes (its buffer's length in bytes), which spares
  * the caller a len() call per operation. */
-static int nbytes_of(PyObject *o, long long *out) {
+static COLD int nbytes_of_buffer(PyObject *o, long long *out) {
     if (PyLong_Check(o)) return as_ll(o, out);
+    Py_buffer view;
+    if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0) return -1;
+    *out = view.len;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+static inline int nbytes_of(PyObject *o, long long *out) {
     if (PyBytes_CheckExact(o)) *out = PyBytes_GET_SIZE(o);
     else if (PyMemoryView_Check(o)) *out = PyMemoryView_GET_BUFFER(o)->len;
-    else {
-        Py_buffer view;
-        if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) < 0) return -1;
-        *out = view.len;
-        PyBuffer_Release(&view);
-    }
+    else return nbytes_of_buffer(o, out);
     return 0;
+}
+
+/* The TypeError of an entry point called with `nargs` arguments, or with the wrong kind of `needs`. */
+static COLD PyObject *bad_call(const char *name, Py_ssize_t takes, Py_ssize_t nargs, const char *needs) {
+    if (nargs != takes)
+        PyErr_Format(PyExc_TypeError, "Accumulator.%s() takes %zd arguments (%zd given)", name, takes, nargs);
+    else
+        PyErr_Format(PyExc_TypeError, "Accumulator.%s() needs %s", name, needs);
+    return NULL;
 }
 
 /* add_plain(op, fmt, comp, transport, plain, t0, decision): add() for a one-step write, whose writer returned
  * plain = (frame, payload bytes): the payload bytes in, the frame's length out. */
 static PyObject *acc_add_plain(Acc *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "Accumulator.add_plain() takes 7 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *plain = args[4];
-    if (!PyTuple_Check(plain) || PyTuple_GET_SIZE(plain) < 2) {
-        PyErr_SetString(PyExc_TypeError, "Accumulator.add_plain() needs plain as a (frame, payload bytes) tuple");
-        return NULL;
-    }
+    PyObject *plain = nargs == 7 ? args[4] : NULL;
+    if (UNLIKELY(!plain || !PyTuple_Check(plain) || PyTuple_GET_SIZE(plain) < 2))
+        return bad_call("add_plain", 7, nargs, "plain as a (frame, payload bytes) tuple");
     long long nin, nout, ns, now;
     if (as_ll(PyTuple_GET_ITEM(plain, 1), &nin) < 0 || nbytes_of(PyTuple_GET_ITEM(plain, 0), &nout) < 0
         || elapsed(self, args[5], &ns, &now) < 0)
@@ -378,17 +420,11 @@ static PyObject *acc_add_plain(Acc *self, PyObject *const *args, Py_ssize_t narg
 /* add_frame(op, transport, nbytes_in, header, t0): add() for a frame read, keyed by its header's ids;
  * nbytes_in is an int or the frame's buffer. */
 static PyObject *acc_add_frame(Acc *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "Accumulator.add_frame() takes 5 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    PyObject *header = args[3];
+    PyObject *header = nargs == 5 ? args[3] : NULL;
     Py_ssize_t *at = self->frame_fields;
-    if (!self->frame_set || !PyTuple_Check(header) || PyTuple_GET_SIZE(header) <= at[0]
-        || PyTuple_GET_SIZE(header) <= at[1] || PyTuple_GET_SIZE(header) <= at[2]) {
-        PyErr_SetString(PyExc_TypeError, "Accumulator.add_frame() needs a frame header after set_frame_fields()");
-        return NULL;
-    }
+    if (UNLIKELY(!header || !self->frame_set || !PyTuple_Check(header) || PyTuple_GET_SIZE(header) <= at[0]
+                 || PyTuple_GET_SIZE(header) <= at[1] || PyTuple_GET_SIZE(header) <= at[2]))
+        return bad_call("add_frame", 5, nargs, "a frame header after set_frame_fields()");
     long long nin, nout, ns, now;
     if (nbytes_of(args[2], &nin) < 0 || as_ll(PyTuple_GET_ITEM(header, at[2]), &nout) < 0
         || elapsed(self, args[4], &ns, &now) < 0)
