@@ -215,12 +215,28 @@ def test_overhead_hook_reports_both_sizes(monkeypatch):
         r = result[size]
         assert (r["on_ns"], r["off_ns"]) == (300.0, 200.0)
         assert r["ratio"] == pytest.approx(1.5) and r["overhead"] == pytest.approx(0.5)
-    # Warm-up (100 per mode), then n * repeat per mode for the small value and n / 40 * repeat (at least 100
-    # per repeat) for the large one, on and off in turn.
-    assert len(seen) == (100 + 100 + 2400) + (100 + 100 + 600)
-    assert seen[:200] == [False] * 100 + [True] * 100 and seen[2600:2800] == [False] * 100 + [True] * 100
-    assert seen[200:2600] + seen[2800:] == [False, True] * 1500
+    # Warm-up (100 per mode), then pairs of the same mode, off and on in turn, only the second of each pair
+    # timed: n * repeat timed per mode for the small value, n / 40 * repeat (at least 100 per repeat) for the
+    # large one.
+    small, large = seen[:200 + 4 * 1200], seen[200 + 4 * 1200:]
+    assert len(large) == 200 + 4 * 300
+    for part, n in ((small, 1200), (large, 300)):
+        assert part[:200] == [False] * 100 + [True] * 100 and part[200:] == [False, False, True, True] * n
     assert m.enabled()
+
+
+def test_overhead_counts_and_timer_correction(monkeypatch):
+    from tether.metrics import _bench
+
+    assert 10 < _bench._timer_floor(n=101) < 100_000  # two clock reads and a call, in ns
+    monkeypatch.setattr(_bench, "_round_trip", lambda value, dumps, loads: 320 if m.enabled() else 220)
+    monkeypatch.setattr(_bench, "_timer_floor", lambda: 20.0)
+    r = m.overhead(n=10, repeat=1, large_bytes=1 << 16, large_n=3)
+    assert r["large"]["ratio"] == pytest.approx(1.5)  # 300 / 200: the timer's 20 ns taken from both
+    # A timer as slow as the round trips: nothing left to correct with, so the timings are compared as read.
+    monkeypatch.setattr(_bench, "_timer_floor", lambda: 150.0)
+    r = m.overhead(n=10, repeat=1, large_bytes=1 << 16, large_n=3)
+    assert (r["small"]["on_ns"], r["small"]["off_ns"]) == (320, 220)
 
 
 def test_overhead_hook_times_real_round_trips():

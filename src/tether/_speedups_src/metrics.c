@@ -27,9 +27,7 @@
  * operations. Not more often: a fold runs cold Python and NumPy code, a hundred microseconds a time, which
  * every 1024 operations cost more wall time than the counting itself. */
 #define DRAIN_AT (1 << 16)
-#ifndef DRAIN_NS  /* settable at build time, to profile the counting without folds */
 #define DRAIN_NS 1000000000LL
-#endif
 /* What add() returns besides None, as bits: a take() is due; the operation reached set_large()'s size. */
 #define FLAG_DUE 1
 #define FLAG_LARGE 2
@@ -50,11 +48,11 @@ typedef struct {
     int dirty;            /* counted since the last take() */
     Py_hash_t hash;
     long long count, bytes_in, bytes_out, nanos;
+    long long hist[NBUCKETS];
     double *samples;      /* throughput (bytes per ns) of the batch being filled */
     Py_ssize_t nsamples, cap_samples;
     double *medians;      /* the medians of the batches filled since the last take() */
     Py_ssize_t nmedians, cap_medians;
-    long long hist[NBUCKETS];  /* last: a count touches one of its lines */
 } Slot;
 
 typedef struct {
@@ -337,7 +335,7 @@ static __attribute__((noinline)) PyObject *count(Acc *self, PyObject *const *key
     s->hist[bucket(ns)]++;
     add_sample(s, self->batch, (double)(size > 1 ? size : 1) / (double)(ns > 1 ? ns : 1));
     Decided old = {NULL, NULL, 0};
-    if (LIKELY(decision != Py_None)) {
+    if (decision != Py_None) {  /* dumps pass one, loads never */
         Decided *d = &self->ring[self->ring_next];
         old = *d;
         *d = (Decided){Py_NewRef(decision), Py_NewRef(key[0]), ns};

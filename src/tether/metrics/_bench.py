@@ -28,16 +28,18 @@ def _timer_floor(n: int = 1001) -> float:
 
 
 def _alternate(value: Any, n: int) -> dict[str, float]:
-    """``n`` round trips per mode, timed one at a time with metrics on and off in turn: each mode's median.
+    """``n`` round trips per mode, timed one at a time in pairs of the same mode, on and off in turn.
 
-    Alternating every round trip gives both modes the same machine: on a shared 2-core VM the same round
-    trip drifts between about 21 and 45 µs over seconds, and the medians of runs of a hundred round trips
-    per mode, paired back to back, still read anywhere from 0.99× to 1.10× for the same build within one
-    process. Round trips one at a time, 4,200 per mode, read one build at 1.023-1.042× over eleven runs
-    of a day. The on half never runs twice in a row, so the recorder's code and counters are colder than
-    under steady use: if anything the figure is high. The fold that runs about once a second (a tenth of
-    a millisecond) lands in one round trip, outside the medians. The timer's own cost
-    (:func:`_timer_floor`) is taken from both medians.
+    Each mode's figure is the median of its timed round trips; ``ratio`` is on / off. Alternating often gives
+    both modes the same machine: on a shared 2-core VM the same round trip drifts between about 21 and
+    45 µs over seconds, and the medians of runs of a hundred round trips per mode, paired back to back,
+    read one build anywhere from 0.99× to 1.10× within one process. Only the second round trip of each
+    pair is timed: part of what a round trip with metrics costs lands in the round trip after it (its
+    leftovers are freed and its cache lines evicted there), so switching modes every round trip charges
+    some of the recorder to the off half, about 0.4-0.6 points of the ratio. The fold that runs about once
+    a second (a tenth of a millisecond) lands in one round trip, outside the medians. Medians describe the
+    typical round trip: a mean without the slowest 1 % reads about half a point higher. The timer's own
+    cost (:func:`_timer_floor`) is taken from both medians, unless it is not small beside them.
     """
     from .. import _api  # once: an import between two round trips would run Python code that evicts theirs
 
@@ -47,13 +49,16 @@ def _alternate(value: Any, n: int) -> dict[str, float]:
         set_on(flag)
         for _ in range(min(n, 100)):
             _round_trip(value, dumps, loads)
-    for i in range(2 * n):
-        flag = bool(i & 1)
+    for i in range(4 * n):
+        flag = bool(i & 2)  # off, off, on, on, ...
         set_on(flag)
-        times[flag].append(_round_trip(value, dumps, loads))
+        ns = _round_trip(value, dumps, loads)
+        if i & 1:  # the second of the pair: after a round trip in the same mode
+            times[flag].append(ns)
+    on, off = statistics.median(times[True]), statistics.median(times[False])
     floor = _timer_floor()
-    on = max(statistics.median(times[True]) - floor, 1.0)
-    off = max(statistics.median(times[False]) - floor, 1.0)
+    if floor < min(on, off) / 2:  # else the timings are too short to correct: compare them as they are
+        on, off = on - floor, off - floor
     return {"on_ns": on, "off_ns": off, "ratio": on / off, "overhead": on / off - 1}
 
 
@@ -62,8 +67,8 @@ def overhead(n: int = 2000, repeat: int = 7, *, large_bytes: int = 8 << 20,
     """Per round trip (``loads(dumps(v))``), the nanoseconds with metrics off and on, and the overhead.
 
     ``on_ns`` and ``off_ns`` are each mode's median over ``n * repeat`` round trips, timed one at a time
-    with metrics on and off in turn (see :func:`_alternate`); ``ratio`` is on / off and ``overhead``
-    ratio - 1.
+    in pairs of the same mode, on and off in turn (see :func:`_alternate`); ``ratio`` is on / off and
+    ``overhead`` ratio - 1.
 
     ``small`` is a five-key map; ``large`` a ``large_bytes`` float64 array, ``large_n`` round trips per
     mode (by default ``n / 40 * repeat``, at least 100 per repeat: a large round trip drifts more from one
