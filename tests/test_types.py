@@ -284,7 +284,8 @@ def test_registration_lookups_given_wrong_values_raise_validation_errors():
     class Thing:
         pass
 
-    with pytest.raises(tether.ValidationError, match="register_type migrations must be a dict of version"):
+    with pytest.raises(tether.ValidationError,
+                       match=r"register_type\(.test.Thing.\): migrations must be a dict of version"):
         types.register_type(Thing, name="test.Thing", version=2, migrations=[lambda w: w])
     with pytest.raises(tether.ValidationError, match=r"A type name is a str such as 'acme.Point', got \[\]"):
         types.get([])

@@ -39,6 +39,7 @@ Span(start=2, stop=3)
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -58,6 +59,11 @@ WIRE_STRUCT = Atom("Elixir.Tether.Type")
 NAME, VERSION, VALUE = Atom("name"), Atom("version"), Atom("value")
 # Classes the codecs write by their base type (the C encoder never asks a hook), so a registration would be ignored.
 _BUILTIN_BASES = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float)
+# Classes a codec writes before it asks for a registration (None, datetimes, memoryviews under format="auto").
+_NATIVE = (type(None), datetime.datetime, memoryview)
+# At most this many missing steps are listed (a message, an error's ``missing``): a gap up to version 10**6
+# would otherwise build a list and a message of millions of steps.
+_LISTED = 100
 
 
 class TypeEncodeError(MappingError):
@@ -93,8 +99,9 @@ class TypeRegistrationError(ValidationError):
     """Registering a name again would leave the earlier registration's migrations or downgrades without a chain.
 
     ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``) and ``missing`` (the versions whose step the
-    call must pass) say what; the message says how. The message comes first, as in tether's other errors,
-    so the error pickles (a process pool hands it back to its parent) with its fields.
+    call must pass, the first 100 when more are missing) say what; the message says how. The message comes
+    first, as in tether's other errors, so the error pickles (a process pool hands it back to its parent)
+    with its fields.
     """
 
     def __init__(self, message: str, name: str = "", kind: str = "", missing: Sequence[int] = ()):
@@ -102,14 +109,17 @@ class TypeRegistrationError(ValidationError):
         self.name, self.kind, self.missing = name, kind, list(missing)
 
     @classmethod
-    def unchained(cls, earlier: UserType, kind: str, version: int, missing: list[int]) -> TypeRegistrationError:
-        """The error for ``earlier``'s ``kind`` steps that do not chain up to ``version`` (``missing`` breaks them)."""
+    def unchained(cls, earlier: UserType, kind: str, version: int, missing: list[int],
+                  nmissing: int | None = None) -> TypeRegistrationError:
+        """The error for ``earlier``'s ``kind`` steps that do not chain up to ``version`` (``missing`` breaks them).
+
+        ``nmissing`` is how many steps are missing when ``missing`` lists only the first of them.
+        """
         if kind == "migrations":
             reach = f"reads from version {earlier.oldest_readable}"
-            pairs = ", ".join(f"{v}: <step {v} -> {v + 1}>" for v in missing)
         else:
             reach = f"writes down to version {earlier.oldest_writable}"
-            pairs = ", ".join(f"{v}: <step {v} -> {v - 1}>" for v in missing)
+        pairs = _steps_text(kind, missing, len(missing) if nmissing is None else nmissing)
         return cls(
             f"Type {earlier.name} is registered at version {earlier.version} and {reach}; registering version "
             f"{version} keeps those {kind}, but they do not chain up to it. Pass {kind}={{{pairs}}} (the earlier "
@@ -141,29 +151,54 @@ _by_name: dict[str, UserType] = {}
 _by_cls: dict[type, UserType] = {}
 
 
-def _check_steps(kind: str, steps: Mapping[int, Step] | None, wanted: range) -> dict[int, Step]:
+def _steps_text(kind: str, missing: list[int], nmissing: int) -> str:
+    """``missing`` as the dict of steps to pass (``{2: <step 2 -> 3>, ...}``): the first five, then how many more."""
+    sign = 1 if kind == "migrations" else -1
+    shown = missing[:5]
+    pairs = ", ".join(f"{v}: <step {v} -> {v + sign}>" for v in shown)
+    more = nmissing - len(shown)
+    return f"{pairs}, ... ({more:,} more steps)" if more > 0 else pairs
+
+
+def _check_steps(name: str, kind: str, steps: Mapping[int, Step] | None, wanted: range) -> dict[int, Step]:
     """Steps keyed by the version they start from, one for each version of ``wanted`` from the first given."""
     if steps is not None and not isinstance(steps, Mapping):
         raise ValidationError(
-            f"register_type {kind} must be a dict of version to step function, such as {{1: up_1_2}}; "
-            f"got {type(steps).__name__}."
+            f"register_type({name!r}): {kind} must be a dict of version to step function, such as "
+            f"{{1: up_1_2}}; got {type(steps).__name__}."
         )
     steps = dict(steps or {})
     bad = [k for k in steps if type(k) is not int or k not in wanted or not callable(steps[k])]
+    if bad and not wanted:
+        raise ValidationError(
+            f"register_type({name!r}): version 1 takes no {kind} (there is no other version to step to); "
+            f"got keys {bad[:_LISTED]!r}."
+        )
     if bad:
         raise ValidationError(
-            f"register_type {kind} are keyed by the version each step starts from ({wanted.start}.."
-            f"{wanted.stop - 1} here) and map to callables; invalid: {bad!r}."
+            f"register_type({name!r}): {kind} are keyed by the version each step starts from ({wanted.start}.."
+            f"{wanted.stop - 1} here) and map to callables; invalid: {bad[:_LISTED]!r}."
         )
     return steps
 
 
-def _gaps(steps: Mapping[int, Step], wanted: range) -> list[int]:
-    """The versions without a step between the oldest step and the newest version: each one breaks the chain."""
-    return [v for v in range(min(steps), wanted.stop) if v not in steps] if steps else []
+def _gaps(steps: Mapping[int, Step], wanted: range) -> tuple[list[int], int]:
+    """The first :data:`_LISTED` versions without a step between the oldest step and the newest version (each
+    one breaks the chain), and how many there are in all. Bounded by the steps given, not by the version.
+    """
+    if not steps:
+        return [], 0
+    low = min(steps)
+    present = sum(1 for v in steps if low <= v < wanted.stop)
+    first, v = [], low
+    while len(first) < _LISTED and v < wanted.stop:
+        if v not in steps:
+            first.append(v)
+        v += 1
+    return first, (wanted.stop - low) - present
 
 
-def _keep_steps(old: UserType | None, kind: str, given: dict[int, Step], version: int) -> dict[int, Step]:
+def _keep_steps(name: str, old: UserType | None, kind: str, given: dict[int, Step], version: int) -> dict[int, Step]:
     """``given`` plus the earlier registration's steps of ``kind`` that still apply at ``version``, checked to chain.
 
     Dropping them silently would surface much later, as a version "too old to migrate" on some read.
@@ -172,11 +207,12 @@ def _keep_steps(old: UserType | None, kind: str, given: dict[int, Step], version
     earlier = {} if old is None else old.migrations if kind == "migrations" else old.downgrades
     kept = {v: fn for v, fn in earlier.items() if v in wanted and v not in given}
     steps = {**kept, **given}
-    missing = _gaps(steps, wanted)
+    missing, nmissing = _gaps(steps, wanted)
     if missing and not kept:
-        raise ValidationError(f"register_type {kind} must chain without gaps; missing steps from {missing}.")
+        raise ValidationError(f"register_type({name!r}): {kind} must chain without gaps up to version {version}; "
+                              f"pass {kind}={{{_steps_text(kind, missing, nmissing)}}}.")
     if missing:
-        raise TypeRegistrationError.unchained(old, kind, version, missing)
+        raise TypeRegistrationError.unchained(old, kind, version, missing, nmissing)
     if not kept:
         return given
     log.debug("type %s version %d keeps the %s %s of its earlier registration", old.name, version, kind,
@@ -184,19 +220,31 @@ def _keep_steps(old: UserType | None, kind: str, given: dict[int, Step], version
     return dict(sorted(steps.items()))
 
 
-def _check_args(cls: Any, name: Any, version: Any, encode: Any, decode: Any) -> None:
-    if not isinstance(cls, type) or issubclass(cls, _BUILTIN_BASES):
-        raise ValidationError(
-            f"register_type needs a class of your own, not {cls!r}: dicts, lists, tuples, strings and numbers "
-            "(and their subclasses) are written as themselves. Wrap the value in a class of your own."
-        )
+def _check_args(cls: Any, name: Any, version: Any, encode: Any, decode: Any) -> str:
+    """The checked arguments' name, as a plain str: a str subclass (an Atom) would be written as an atom."""
     if not isinstance(name, str) or not name or name.startswith("Elixir."):
-        raise ValidationError(f"A type name is a non-empty str such as 'acme.Point', got {name!r}.")
+        raise ValidationError(
+            f"A type name is a non-empty str such as 'acme.Point', got {name!r}"
+            + (": names starting with 'Elixir.' are Elixir modules' (docs/format.md §6.1)." if
+               isinstance(name, str) and name.startswith("Elixir.") else ".")
+        )
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"A type name is UTF-8 on the wire, and {name!r} has no UTF-8 form.") from None
+    name = str.__str__(name)
+    if not isinstance(cls, type) or cls is object or issubclass(cls, _BUILTIN_BASES + _NATIVE):
+        raise ValidationError(
+            f"register_type({name!r}) needs a class of your own, not {cls!r}: dicts, lists, tuples, strings, "
+            "numbers, None, datetimes and memoryviews (and their subclasses) are written as themselves, and "
+            "object would claim every value. Wrap the value in a class of your own."
+        )
     if type(version) is not int or version < 1:
-        raise ValidationError(f"A type version is an int of 1 or more, got {version!r}.")
+        raise ValidationError(f"register_type({name!r}): a type version is an int of 1 or more, got {version!r}.")
     for what, fn in (("encode", encode), ("decode", decode)):
         if fn is not None and not callable(fn):
-            raise ValidationError(f"register_type {what} must be callable, got {fn!r}.")
+            raise ValidationError(f"register_type({name!r}): {what} must be callable, got {fn!r}.")
+    return name
 
 
 def register_type(
@@ -260,14 +308,16 @@ def register_type(
     (250, 'USD', 1)
     >>> tether.types.unregister_type("doc.Money")
     """
-    _check_args(cls, name, version, encode, decode)
+    name = _check_args(cls, name, version, encode, decode)
     old = _by_name.get(name)
-    ups = _keep_steps(old, "migrations", _check_steps("migrations", migrations, range(1, version)), version)
-    downs = _keep_steps(old, "downgrades", _check_steps("downgrades", downgrades, range(2, version + 1)), version)
+    ups = _keep_steps(name, old, "migrations", _check_steps(name, "migrations", migrations, range(1, version)),
+                      version)
+    downs = _keep_steps(name, old, "downgrades",
+                        _check_steps(name, "downgrades", downgrades, range(2, version + 1)), version)
     spec = UserType(cls, name, version, encode or _default_encode, decode or _default_decoder(cls), ups, downs,
                     min(ups, default=version), min(downs) - 1 if downs else version)
-    if old is not None and old.cls is not cls:
-        _by_cls.pop(old.cls, None)
+    if old is not None and old.cls is not cls and _by_cls.get(old.cls) is old:
+        del _by_cls[old.cls]  # unless the old class took another name since: it keeps that one
     _by_name[name] = _by_cls[cls] = spec
     log.debug("registered type %s version %d for %s.%s (reads from %d, writes down to %d)", name, version,
               cls.__module__, cls.__qualname__, spec.oldest_readable, spec.oldest_writable)
