@@ -162,4 +162,32 @@ defmodule TetherTypeTest do
              Tether.decode(File.read!(down))
     refute Map.has_key?(v, :z)
   end
+
+  @python_atom_name """
+  import sys
+  from dataclasses import dataclass
+  import tether
+  from tether import types
+
+  @dataclass
+  class Point:
+      x: float
+      y: float
+      z: float = 0.0
+
+  # A name given as an Atom is still written as the binary the BEAM reads.
+  types.register_type(Point, name=tether.Atom("test.Point"), version=3)
+  open(sys.argv[1], "wb").write(tether.dumps([Point(1.0, 2.0, 3.0)], reader="beam"))
+  """
+
+  test "a type Python registered under an Atom name decodes as the struct" do
+    out_file = Path.join(Tether.TestPython.tmp_dir!(), "atom_name")
+
+    {out, status} =
+      System.cmd(Tether.TestPython.python(), ["-c", @python_atom_name, out_file],
+        env: [{"PYTHONPATH", Tether.TestPython.pythonpath()}], stderr_to_stdout: true)
+
+    assert status == 0, out
+    assert {:ok, [%Point{x: 1.0, y: 2.0, z: 3.0}]} = Tether.decode(File.read!(out_file))
+  end
 end
