@@ -63,7 +63,9 @@ def test_a_complete_stream_is_summarised_whole(tmp_path):
     truth = _truth(data)
     assert {k: s[k] for k in truth} == truth
     assert truth["chunks"] == 9 and truth["formats"] == {"etf": 1, "raw": 5, "ndarray": 3}
-    assert len(truth["compressions"]) == 2  # lz4 for the zeros, none for the small etf chunk
+    # None for the small etf chunk and a codec for the zeros: lz4 usually, though auto weighs codecs by their
+    # measured speed, and a loaded host once had it pick zstd for one chunk (the tally must hold either way).
+    assert "none" in truth["compressions"] and len(truth["compressions"]) >= 2
     assert s["state"] == "complete" and s["end_frame"] is True and s["problem"] is None
     assert s["frame_bytes"] == len(data) and s["payloads_checked"] is False
     reader = StreamReader(data)
