@@ -215,13 +215,13 @@ def test_overhead_hook_reports_both_sizes(monkeypatch):
         r = result[size]
         assert (r["on_ns"], r["off_ns"]) == (300.0, 200.0)
         assert r["ratio"] == pytest.approx(1.5) and r["overhead"] == pytest.approx(0.5)
-    # Warm-up (100 per mode), then pairs of the same mode, off and on in turn, only the second of each pair
+    # Warm-up (100 per mode), then blocks of 8 round trips of one mode, off and on in turn, the last 4 of each
     # timed: n * repeat timed per mode for the small value, n / 40 * repeat (at least 100 per repeat) for the
     # large one.
     small, large = seen[:200 + 4 * 1200], seen[200 + 4 * 1200:]
     assert len(large) == 200 + 4 * 300
     for part, n in ((small, 1200), (large, 300)):
-        assert part[:200] == [False] * 100 + [True] * 100 and part[200:] == [False, False, True, True] * n
+        assert part[:200] == [False] * 100 + [True] * 100 and part[200:] == ([False] * 8 + [True] * 8) * (n // 4)
     assert m.enabled()
 
 
@@ -237,6 +237,26 @@ def test_overhead_counts_and_timer_correction(monkeypatch):
     monkeypatch.setattr(_bench, "_timer_floor", lambda: 150.0)
     r = m.overhead(n=10, repeat=1, large_bytes=1 << 16, large_n=3)
     assert (r["small"]["on_ns"], r["small"]["off_ns"]) == (320, 220)
+
+
+def test_overhead_is_not_charged_what_a_round_trip_leaves_to_the_next(monkeypatch):
+    # A round trip with metrics on slows each of the next four by 100 ns (its leftovers). With metrics always
+    # on a round trip costs 300 + 4 * 100 against 200 off, and that is what the timed round trips must read:
+    # none of it charged to off (switching every round trip, or pairs, would read 500 / 400 or worse).
+    from tether.metrics import _bench
+
+    history: list[bool] = []
+
+    def timed(value, dumps, loads):
+        history.append(m.enabled())
+        return (300 if history[-1] else 200) + 100 * sum(history[-5:-1])
+
+    monkeypatch.setattr(_bench, "_round_trip", timed)
+    monkeypatch.setattr(_bench, "_timer_floor", lambda: 0.0)
+    r = m.overhead(n=40, repeat=1, large_bytes=1 << 16, large_n=8)
+    m.enable()
+    for size in ("small", "large"):
+        assert (r[size]["on_ns"], r[size]["off_ns"]) == (700, 200)
 
 
 def test_overhead_hook_times_real_round_trips():

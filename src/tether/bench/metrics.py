@@ -3,9 +3,10 @@
 Metrics are on by default, so their cost is paid by every call. The target
 (#13): at most 3 % on a small ``dumps`` + ``loads`` round trip, and nothing
 measurable on a large one. The measurement is ``tether.metrics.overhead()``,
-which times round trips one at a time, in pairs of the same mode with
-metrics on and off in turn, and compares the medians, so that drift and
-bursts of load on a shared machine hit both alike.
+which times round trips one at a time, in short blocks of one mode with
+metrics off and on in turn (the first few of each block untimed), and
+compares the medians, so that drift and bursts of load on a shared machine
+hit both alike.
 """
 
 from __future__ import annotations
@@ -48,5 +49,5 @@ def run(rep: Report, quick: bool) -> None:
         ratio = result[key].get("ratio", on / off)
         rep.row(f"{key} round trip, metrics off", off)
         rep.row(f"{key} round trip, metrics on", on,
-                f"{ratio:.3f}× off (medians; round trips in pairs, on and off in turn)")
+                f"{ratio:.3f}× off (medians; blocks of round trips, on and off in turn)")
         rep.target(f"metrics overhead, {key} round trip (on / off)", ratio, TARGET)

@@ -27,19 +27,25 @@ def _timer_floor(n: int = 1001) -> float:
     return statistics.median(nothing(None, None, None) for _ in range(n))
 
 
+# Round trips per block of one mode, and how many of them come first untimed: what a round trip with metrics
+# leaves behind (freed leftovers, evicted cache lines) still slows the 3-5 round trips after it.
+BLOCK, SETTLE = 8, 4
+
+
 def _alternate(value: Any, n: int) -> dict[str, float]:
-    """``n`` round trips per mode, timed one at a time in pairs of the same mode, on and off in turn.
+    """``n`` round trips per mode, timed one at a time in short blocks of one mode, metrics off and on in turn.
 
     Each mode's figure is the median of its timed round trips; ``ratio`` is on / off. Alternating often gives
     both modes the same machine: on a shared 2-core VM the same round trip drifts between about 21 and
     45 µs over seconds, and the medians of runs of a hundred round trips per mode, paired back to back,
-    read one build anywhere from 0.99× to 1.10× within one process. Only the second round trip of each
-    pair is timed: part of what a round trip with metrics costs lands in the round trip after it (its
-    leftovers are freed and its cache lines evicted there), so switching modes every round trip charges
-    some of the recorder to the off half, about 0.4-0.6 points of the ratio. The fold that runs about once
-    a second (a tenth of a millisecond) lands in one round trip, outside the medians. Medians describe the
-    typical round trip: a mean without the slowest 1 % reads about half a point higher. The timer's own
-    cost (:func:`_timer_floor`) is taken from both medians, unless it is not small beside them.
+    read one build anywhere from 0.99× to 1.10× within one process. In each block of :data:`BLOCK` only
+    the round trips after the first :data:`SETTLE` are timed: part of what a round trip with metrics costs
+    lands in the next few (two reviews measured an off round trip 400-550 ns slower right after an on one,
+    265-383 ns at the second, about nothing from the fifth), so timing round trips close to a switch
+    charges some of the recorder to the off half. The fold that runs about once a second (a tenth of a
+    millisecond) lands in one round trip, outside the medians. Medians describe the typical round trip.
+    The timer's own cost (:func:`_timer_floor`) is taken from both medians, unless it is not small beside
+    them.
     """
     from .. import _api  # once: an import between two round trips would run Python code that evicts theirs
 
@@ -49,12 +55,14 @@ def _alternate(value: Any, n: int) -> dict[str, float]:
         set_on(flag)
         for _ in range(min(n, 100)):
             _round_trip(value, dumps, loads)
-    for i in range(4 * n):
-        flag = bool(i & 2)  # off, off, on, on, ...
+    timed = BLOCK - SETTLE
+    for block in range(2 * -(-n // timed)):
+        flag = bool(block & 1)  # off, on, off, ...
         set_on(flag)
-        ns = _round_trip(value, dumps, loads)
-        if i & 1:  # the second of the pair: after a round trip in the same mode
-            times[flag].append(ns)
+        for i in range(BLOCK):
+            ns = _round_trip(value, dumps, loads)
+            if i >= SETTLE:
+                times[flag].append(ns)
     on, off = statistics.median(times[True]), statistics.median(times[False])
     floor = _timer_floor()
     if floor < min(on, off) / 2:  # else the timings are too short to correct: compare them as they are
@@ -66,9 +74,9 @@ def overhead(n: int = 2000, repeat: int = 7, *, large_bytes: int = 8 << 20,
              large_n: int | None = None) -> dict[str, dict[str, float]]:
     """Per round trip (``loads(dumps(v))``), the nanoseconds with metrics off and on, and the overhead.
 
-    ``on_ns`` and ``off_ns`` are each mode's median over ``n * repeat`` round trips, timed one at a time
-    in pairs of the same mode, on and off in turn (see :func:`_alternate`); ``ratio`` is on / off and
-    ``overhead`` ratio - 1.
+    ``on_ns`` and ``off_ns`` are each mode's median over ``n * repeat`` round trips (rounded up to a
+    whole block), timed one at a time in short blocks of one mode, on and off in turn, the first round
+    trips of each block untimed (see :func:`_alternate`); ``ratio`` is on / off and ``overhead`` ratio - 1.
 
     ``small`` is a five-key map; ``large`` a ``large_bytes`` float64 array, ``large_n`` round trips per
     mode (by default ``n / 40 * repeat``, at least 100 per repeat: a large round trip drifts more from one
