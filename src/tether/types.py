@@ -59,8 +59,8 @@ WIRE_STRUCT = Atom("Elixir.Tether.Type")
 NAME, VERSION, VALUE = Atom("name"), Atom("version"), Atom("value")
 # Classes the codecs write by their base type (the C encoder never asks a hook), so a registration would be ignored.
 _BUILTIN_BASES = (dict, list, tuple, set, frozenset, str, bytes, bytearray, int, float)
-# Classes a codec writes before it asks for a registration (None, datetimes, memoryviews under format="auto").
-_NATIVE = (type(None), datetime.datetime, memoryview)
+# Classes every codec writes before it would ask for a registration (datetime.datetime before its base, date).
+_NATIVE = (type(None), datetime.datetime)
 # At most this many missing steps are listed (a message, an error's ``missing``): a gap up to version 10**6
 # would otherwise build a list and a message of millions of steps.
 _LISTED = 100
@@ -98,15 +98,18 @@ class TypeDowngradeError(EncodeError):
 class TypeRegistrationError(ValidationError):
     """Registering a name again would leave the earlier registration's migrations or downgrades without a chain.
 
-    ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``) and ``missing`` (the versions whose step the
-    call must pass, the first 100 when more are missing) say what; the message says how. The message comes
+    ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``), ``missing`` (the versions whose step the
+    call must pass, the first 100 when more are missing) and ``nmissing`` (how many are missing) say what;
+    the message says how. The message comes
     first, as in tether's other errors, so the error pickles (a process pool hands it back to its parent)
     with its fields.
     """
 
-    def __init__(self, message: str, name: str = "", kind: str = "", missing: Sequence[int] = ()):
+    def __init__(self, message: str, name: str = "", kind: str = "", missing: Sequence[int] = (),
+                 nmissing: int | None = None):
         super().__init__(message)
         self.name, self.kind, self.missing = name, kind, list(missing)
+        self.nmissing = len(self.missing) if nmissing is None else nmissing
 
     @classmethod
     def unchained(cls, earlier: UserType, kind: str, version: int, missing: list[int],
@@ -119,13 +122,14 @@ class TypeRegistrationError(ValidationError):
             reach = f"reads from version {earlier.oldest_readable}"
         else:
             reach = f"writes down to version {earlier.oldest_writable}"
-        pairs = _steps_text(kind, missing, len(missing) if nmissing is None else nmissing)
+        nmissing = len(missing) if nmissing is None else nmissing
+        pairs = _steps_text(kind, missing, nmissing)
         return cls(
             f"Type {earlier.name} is registered at version {earlier.version} and {reach}; registering version "
             f"{version} keeps those {kind}, but they do not chain up to it. Pass {kind}={{{pairs}}} (the earlier "
             f"steps are kept), or call tether.types.unregister_type({earlier.name!r}) first to start afresh with "
             "only the steps this call passes.",
-            earlier.name, kind, missing,
+            earlier.name, kind, missing, nmissing,
         )
 
 
@@ -224,20 +228,22 @@ def _check_args(cls: Any, name: Any, version: Any, encode: Any, decode: Any) -> 
     """The checked arguments' name, as a plain str: a str subclass (an Atom) would be written as an atom."""
     if not isinstance(name, str) or not name or name.startswith("Elixir."):
         raise ValidationError(
-            f"A type name is a non-empty str such as 'acme.Point', got {name!r}"
+            f"register_type({cls!r}): a type name is a non-empty str such as 'acme.Point', got {name!r}"
             + (": names starting with 'Elixir.' are Elixir modules' (docs/format.md §6.1)." if
                isinstance(name, str) and name.startswith("Elixir.") else ".")
         )
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError(f"A type name is UTF-8 on the wire, and {name!r} has no UTF-8 form.") from None
+        raise ValidationError(f"register_type({cls!r}): a type name is UTF-8 on the wire, and {name!r} has no "
+                              "UTF-8 form (a lone surrogate, from decoding bytes with errors='surrogateescape'?): "
+                              "pass the name as text.") from None
     name = str.__str__(name)
     if not isinstance(cls, type) or cls is object or issubclass(cls, _BUILTIN_BASES + _NATIVE):
         raise ValidationError(
             f"register_type({name!r}) needs a class of your own, not {cls!r}: dicts, lists, tuples, strings, "
-            "numbers, None, datetimes and memoryviews (and their subclasses) are written as themselves, and "
-            "object would claim every value. Wrap the value in a class of your own."
+            "numbers, None and datetime.datetime (and their subclasses) are written as themselves, and object "
+            "would claim every value. Wrap the value in a class of your own."
         )
     if type(version) is not int or version < 1:
         raise ValidationError(f"register_type({name!r}): a type version is an int of 1 or more, got {version!r}.")
@@ -383,6 +389,8 @@ def wire(name: str, version: int, value: Any) -> dict:
     """
     if isinstance(value, dict):
         value = {Atom(k) if type(k) is str else k: v for k, v in value.items()}
+    if isinstance(name, str) and type(name) is not str:  # an Atom would be written as an atom: the BEAM reads a binary
+        name = str.__str__(name)
     return {STRUCT: WIRE_STRUCT, NAME: name, VERSION: version, VALUE: value}
 
 
