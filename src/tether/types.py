@@ -100,9 +100,8 @@ class TypeRegistrationError(ValidationError):
 
     ``name``, ``kind`` (``"migrations"`` or ``"downgrades"``), ``missing`` (the versions whose step the
     call must pass, the first 100 when more are missing) and ``nmissing`` (how many are missing) say what;
-    the message says how. The message comes
-    first, as in tether's other errors, so the error pickles (a process pool hands it back to its parent)
-    with its fields.
+    the message says how. The message comes first, as in tether's other errors, so the error pickles (a
+    process pool hands it back to its parent) with its fields.
     """
 
     def __init__(self, message: str, name: str = "", kind: str = "", missing: Sequence[int] = (),

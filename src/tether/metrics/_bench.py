@@ -40,8 +40,8 @@ def _alternate(value: Any, n: int) -> dict[str, float]:
     45 µs over seconds, and the medians of runs of a hundred round trips per mode, paired back to back,
     read one build anywhere from 0.99× to 1.10× within one process. In each block of :data:`BLOCK` only
     the round trips after the first :data:`SETTLE` are timed: part of what a round trip with metrics costs
-    lands in the next few (two reviews measured an off round trip 400-550 ns slower right after an on one,
-    265-383 ns at the second, about nothing from the fifth), so timing round trips close to a switch
+    lands in the next few (an off round trip measured 400-550 ns slower right after an on one, 265-383 ns
+    at the second, about nothing from the fifth), so timing round trips close to a switch
     charges some of the recorder to the off half. The fold that runs about once a second (a tenth of a
     millisecond) lands in one round trip, outside the medians. Medians describe the typical round trip.
     The timer's own cost (:func:`_timer_floor`) is taken from both medians, unless it is not small beside
