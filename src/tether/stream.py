@@ -530,8 +530,11 @@ class _Source:
             got += n
         return got
 
-    def _view_header(self, max_frame: int, where: str) -> Header | None:
-        """The header of the buffer's next frame, the whole frame checked to be there; None at its end."""
+    def _view_next(self, max_frame: int, where: str, whole: bool) -> memoryview | None:
+        """The buffer's next frame (``whole``) or its header and metadata, stepped past; None at its end.
+
+        The whole frame is checked to be there either way.
+        """
         if self.pos == len(self.view):
             return None
         left = len(self.view) - self.pos
@@ -541,7 +544,9 @@ class _Source:
         _check_size(header.frame_size, max_frame, where)
         if header.frame_size > left:
             raise TruncatedError(f"{where}: the frame declares {header.frame_size} bytes, {left} remain.")
-        return header
+        start = self.pos
+        self.pos += header.frame_size
+        return self.view[start : start + (header.frame_size if whole else header.payload_offset)]
 
     def _read_header(self, max_frame: int, where: str) -> tuple[bytearray, Header] | None:
         """The next frame's header bytes read from a file-like source, and the header; None at a clean end."""
@@ -558,12 +563,7 @@ class _Source:
     def next_frame(self, max_frame: int, where: str) -> memoryview | None:
         """The next whole frame, or None at a clean end of input."""
         if self.view is not None:
-            header = self._view_header(max_frame, where)
-            if header is None:
-                return None
-            chunk = self.view[self.pos : self.pos + header.frame_size]
-            self.pos += header.frame_size
-            return chunk
+            return self._view_next(max_frame, where, True)
         read = self._read_header(max_frame, where)
         if read is None:
             return None
@@ -599,12 +599,7 @@ class _Source:
         blocks of at most ``_GROW_STEP``: memory holds one frame's metadata, never a payload.
         """
         if self.view is not None:
-            header = self._view_header(max_frame, where)
-            if header is None:
-                return None
-            head = self.view[self.pos : self.pos + header.payload_offset]
-            self.pos += header.frame_size
-            return head
+            return self._view_next(max_frame, where, False)
         read = self._read_header(max_frame, where)
         if read is None:
             return None

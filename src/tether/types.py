@@ -112,16 +112,15 @@ class TypeRegistrationError(ValidationError):
 
     @classmethod
     def unchained(cls, earlier: UserType, kind: str, version: int, missing: list[int],
-                  nmissing: int | None = None) -> TypeRegistrationError:
+                  nmissing: int) -> TypeRegistrationError:
         """The error for ``earlier``'s ``kind`` steps that do not chain up to ``version`` (``missing`` breaks them).
 
-        ``nmissing`` is how many steps are missing when ``missing`` lists only the first of them.
+        ``nmissing`` is how many steps are missing; ``missing`` may list only the first of them.
         """
         if kind == "migrations":
             reach = f"reads from version {earlier.oldest_readable}"
         else:
             reach = f"writes down to version {earlier.oldest_writable}"
-        nmissing = len(missing) if nmissing is None else nmissing
         pairs = _steps_text(kind, missing, nmissing)
         return cls(
             f"Type {earlier.name} is registered at version {earlier.version} and {reach}; registering version "
@@ -237,7 +236,7 @@ def _check_args(cls: Any, name: Any, version: Any, encode: Any, decode: Any) -> 
         raise ValidationError(f"register_type({cls!r}): a type name is UTF-8 on the wire, and {name!r} has no "
                               "UTF-8 form (a lone surrogate, from decoding bytes with errors='surrogateescape'?): "
                               "pass the name as text.") from None
-    name = str.__str__(name)
+    name = _plain_name(name)
     if not isinstance(cls, type) or cls is object or issubclass(cls, _BUILTIN_BASES + _NATIVE):
         raise ValidationError(
             f"register_type({name!r}) needs a class of your own, not {cls!r}: dicts, lists, tuples, strings, "
@@ -388,9 +387,12 @@ def wire(name: str, version: int, value: Any) -> dict:
     """
     if isinstance(value, dict):
         value = {Atom(k) if type(k) is str else k: v for k, v in value.items()}
-    if isinstance(name, str) and type(name) is not str:  # an Atom would be written as an atom: the BEAM reads a binary
-        name = str.__str__(name)
-    return {STRUCT: WIRE_STRUCT, NAME: name, VERSION: version, VALUE: value}
+    return {STRUCT: WIRE_STRUCT, NAME: _plain_name(name), VERSION: version, VALUE: value}
+
+
+def _plain_name(name: Any) -> Any:
+    """A str subclass's text as a plain str: an Atom would be written as an atom, and the BEAM reads a binary."""
+    return str.__str__(name) if isinstance(name, str) and type(name) is not str else name
 
 
 # The field names of each dataclass the default encoder met: dataclasses.fields costs more than the encoding.
