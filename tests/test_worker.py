@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -714,3 +715,81 @@ def test_public_helpers_given_wrong_values_raise_typed_errors():
         tw.Channel(0, 1, max_message=8)
     with pytest.raises(tether.ValidationError, match="serve takes a tether.worker.Worker and a Channel"):
         tw.serve(None, None)
+
+
+# ---------------------------------------------------------------- spinning for the next message
+
+
+@pytest.fixture
+def pipe():
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+def test_spin_backs_off_1_2_4_to_64_waits_after_misses_and_a_hit_ends_it(pipe):
+    r, w = pipe
+    spin = tw.Spin(r, 50)
+    for _ in range(200):  # nothing arrives: miss, skip 1, miss, skip 2, ... skip 64, miss, skip 64, miss
+        spin.wait()
+    assert (spin.misses, spin.skipped, spin.hits) == (9, 191, 0)
+    assert spin.spent >= 9 * 50e-6
+    os.write(w, b"x")
+    while spin.hits == 0:  # the back-off runs out, then the byte is found at once
+        spin.wait()
+    assert spin.misses == 9
+    os.read(r, 1)
+    spin.wait()  # a miss after the hit: back to skipping one wait
+    spin.wait()
+    assert (spin.misses, spin.stats()["skipped"] - 191) == (10, 64 + 1)
+
+
+def test_spin_returns_when_a_message_arrives_within_its_window(pipe):
+    r, w = pipe
+    for _attempt in range(3):  # a loaded host may hold the writing thread back past the 10 ms window
+        spin = tw.Spin(r, tw.SPIN_US_MAX)
+        writer = threading.Timer(0.001, os.write, (w, b"x"))
+        writer.start()
+        spin.wait()
+        writer.join()
+        os.read(r, 1)
+        if spin.hits == 1:
+            break
+    assert (spin.hits, spin.misses) == (1, 0)
+
+
+def test_spin_zero_never_polls_and_bad_settings_are_refused(pipe):
+    r, w = pipe
+    spin = tw.Spin(r, 0)
+    spin.wait()
+    assert spin.stats() == {"us": 0, "hits": 0, "misses": 0, "skipped": 0, "seconds": 0.0}
+    for bad in (-1, tw.SPIN_US_MAX + 1, 1.5, True, "200"):
+        with pytest.raises(tether.ValidationError, match=r"spin_us must be an int from 0 to 10000"):
+            tw.Spin(r, bad)
+    assert tw.Channel(r, w).spin.us == 0  # a Channel built by hand does not spin unless asked
+
+
+@pytest.mark.parametrize("value", ["-1", str(tw.SPIN_US_MAX + 1)])
+def test_the_worker_refuses_a_spin_out_of_range(value):
+    out = subprocess.run([sys.executable, "-m", "tether.worker", "--module", "math", "--spin-us", value],
+                         capture_output=True, text=True, env=ENV, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2 and "--spin-us must be from 0 to 10000" in out.stderr
+
+
+@pytest.mark.parametrize("spin", [None, "0"])
+def test_the_worker_reports_its_spin_in_stats(spin):
+    c = Client(*(("--spin-us", spin) if spin else ()), form="compact")
+    try:
+        for _ in range(20):
+            assert c.ok("add", 1, 2) == 3
+        c.send((A("stats"), 99))
+        reply = c.recv()
+        assert reply[:2] == (A("reply"), 99) and reply[2][0] == A("ok")
+        got = reply[2][1]["worker"]["spin"]
+        if spin == "0":
+            assert got == {"us": 0, "hits": 0, "misses": 0, "skipped": 0, "seconds": 0.0}
+        else:  # calls sent one after another: the default spin finds most of them waiting
+            assert got["us"] == tw.SPIN_US and got["hits"] >= 1 and got["hits"] + got["misses"] + got["skipped"] >= 21
+    finally:
+        c.close()

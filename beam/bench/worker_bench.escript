@@ -17,6 +17,8 @@
 %%   compact_us   the same echo as compact messages (docs/format.md §8), the
 %%                form tether_worker sends calls in
 %%   call_us      tether_worker:call with a 5-key map (Python's tether.demo.echo)
+%%   call_nospin_us  the same from a worker started with spin_us => 0: Python
+%%                sleeps in read() between calls instead of polling first
 %%   erlport_us   erlport's python:call with the same map and function, when
 %%                erlport builds from ../shared/peers/erlport (or $TETHER_ERLPORT_SRC)
 %% and the call's parts measured in place (medians): call_encode_us,
@@ -49,8 +51,8 @@ main([Python, N, Mib]) ->
 
 %% Concurrency: four 0.5 s calls (time.sleep) at once on a pool of 4
 %% (pool4_sleep_us; #11's bar is 0.7 s). Throughput: 8 callers making the
-%% 5-key echo call on a pool of 2 and on a pool of 1, per call
-%% (pool2_call_us, pool1_call_us; #11's bar is 1.6x the throughput).
+%% 5-key echo call on a pool of 2 and on a pool of 1, per call, medians of five
+%% alternating runs (pool2_call_us, pool1_call_us; #11's bar is 1.6x the throughput).
 pool(Exe, Rounds) ->
     {ok, P4} = tether_pool:start(#{python => Exe, modules => [<<"time">>], size => 4}),
     Sleep = fun() -> {ok, _} = tether_pool:call(P4, <<"time">>, <<"sleep">>, [0.5], 5000) end,
@@ -58,15 +60,19 @@ pool(Exe, Rounds) ->
     tether_pool:stop(P4),
     Map = #{id => 1, name => <<"small">>, price => 9.5, tags => [a, b], ok => true},
     PerCaller = max(20, Rounds div 8),
-    [begin
-         {ok, P} = tether_pool:start(#{python => Exe, modules => [<<"tether.demo">>], size => Size}),
-         Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
-         together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end),  % warm-up
-         Runs = [elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)
-                 || _ <- lists:seq(1, 3)],
-         io:format("pool~p_call_us ~p~n", [Size, median(Runs) div (8 * PerCaller)]),
-         tether_pool:stop(P)
-     end || Size <- [2, 1]],
+    %% Both pools live together and their runs alternate, so that load from
+    %% elsewhere falls on each alike (as the small calls' blocks do).
+    Pools = [begin
+                 {ok, P} = tether_pool:start(#{python => Exe, modules => [<<"tether.demo">>], size => Size}),
+                 Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
+                 together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end),  % warm-up
+                 {Size, P, Echo}
+             end || Size <- [2, 1]],
+    Runs = [{Size, elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)}
+            || _ <- lists:seq(1, 5), {Size, _, Echo} <- Pools],
+    [io:format("pool~p_call_us ~p~n", [Size, median([T || {S, T} <- Runs, S =:= Size]) div (8 * PerCaller)])
+     || {Size, _, _} <- Pools],
+    [tether_pool:stop(P) || {_, P, _} <- Pools],
     ok.
 
 %% Run Fun in N processes at once; return when all are done.
@@ -94,15 +100,19 @@ small(Exe, Rounds) ->
              end,
     {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
     Call = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map]) end,
+    {ok, W0} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>], spin_us => 0}),
+    CallNoSpin = fun() -> {ok, _} = tether_worker:call(W0, <<"tether.demo">>, <<"echo">>, [Map]) end,
     Compact = fun() ->
                   port_command(Port, tether_protocol:compact({echo, Map})),
                   receive {Port, {data, D}} -> {ok, {echo, _}} = tether_protocol:decode(D) end
               end,
-    Variants = [{echo_us, Echo}, {framed_us, Framed}, {compact_us, Compact}, {call_us, Call}] ++ erlport(Exe, Map),
+    Variants = [{echo_us, Echo}, {framed_us, Framed}, {compact_us, Compact}, {call_us, Call}, {call_nospin_us, CallNoSpin}]
+        ++ erlport(Exe, Map),
     Samples = interleave(Variants, max(1, Rounds div ?BLOCKS)),
     [io:format("~s ~p~n", [Name, median(maps:get(Name, Samples))]) || {Name, _} <- Variants],
     parts(W, Map, Rounds),
     tether_worker:stop(W),
+    tether_worker:stop(W0),
     port_close(Port).
 
 %% A worker driven by hand: hello, ready, then PING and {echo, Term} only.
@@ -235,7 +245,11 @@ limit(W, Tensor) ->
     Size = byte_size(Tensor),
     ok = file:pwrite(Fd, 0, Tensor),  % the file's pages exist from here on: warm
     Write = [T || {T, ok} <- rounds(fun() -> file:pwrite(Fd, 0, Tensor) end, ?BULK_ROUNDS)],
-    Read = [T || {T, N} <- rounds(fun() -> {ok, B} = file:pread(Fd, 0, Size), byte_size(B) end, ?BULK_ROUNDS), N =:= Size],
+    ReadAll = fun() -> {ok, B} = file:pread(Fd, 0, Size), byte_size(B) end,
+    %% Warm-up reads, as the round trip had a warm-up call: the first reads of
+    %% this process fault fresh pages in (200-600 ms here), later ones reuse them.
+    _ = rounds(ReadAll, 2),
+    Read = [T || {T, N} <- rounds(ReadAll, ?BULK_ROUNDS), N =:= Size],
     ok = file:close(Fd),
     tether_private:remove_dir(Dir),
     {ok, PySeconds} = tether_worker:call(W, <<"tether.demo">>, <<"pooled_write">>, [Size], 120000),

@@ -22,6 +22,8 @@
 -define(DEFAULT_MAX_MESSAGE, 268435456).
 %% What a {packet, 4} length prefix can say.
 -define(PACKET_MAX, 4294967295).
+%% The longest spin the worker accepts (Python's SPIN_US_MAX, `--spin-us').
+-define(SPIN_US_MAX, 10000).
 
 -type error() :: {error, {bad_option, atom() | term(), binary()}}.
 %% What explain/3 checks: the options of a worker, a pool, a call, tether:encode/2,
@@ -43,6 +45,8 @@ worker_spec() ->
      {shm_dir, fun directory/1, none},
      {binaries, one_of([bytes, str]), bytes},
      {log_level, one_of([debug, info, warning, error, critical]), none},
+     %% Absent: the worker's own default (Python's SPIN_US), the one place it is set.
+     {spin_us, fun spin_us/1, none},
      {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
      {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
      {name, fun name/1, none}].
@@ -358,6 +362,9 @@ non_neg_integer(_) -> {expected, "a non-negative integer"}.
 
 message_size(N) when is_integer(N), N >= 64, N =< ?PACKET_MAX -> {ok, N};
 message_size(_) -> {expected, "an integer from 64 to 4294967295 (bytes)"}.
+
+spin_us(N) when is_integer(N), N >= 0, N =< ?SPIN_US_MAX -> {ok, N};
+spin_us(_) -> {expected, "an integer from 0 to 10000 (microseconds; 0: never spin)"}.
 
 pos_integer(N) when is_integer(N), N > 0 -> {ok, N};
 pos_integer(_) -> {expected, "a positive integer"}.

@@ -59,6 +59,10 @@ open(Exe, Opts, StderrPath) ->
         ++ case maps:find(log_level, Opts) of
                {ok, Level} -> ["--log-level", atom_to_list(Level)];
                error -> []
+           end
+        ++ case maps:find(spin_us, Opts) of
+               {ok, Spin} -> ["--spin-us", integer_to_list(Spin)];
+               error -> []
            end,
     %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
     %% first redirection keeps the shell quiet if the file is gone already

@@ -502,6 +502,28 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "spin_us: how long Python polls for the next call, and what its stats say spinning did" do
+      for {us, expect} <- [{nil, 200}, {0, 0}, {10_000, 10_000}] do
+        w = start_worker(if us, do: [spin_us: us], else: [])
+        for _ <- 1..20, do: assert({:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2]))
+        assert {:ok, %{"worker" => %{"spin" => spin}}} = Tether.Worker.stats(w)
+        assert spin["us"] == expect
+
+        if expect == 0 do
+          assert spin["hits"] + spin["misses"] + spin["skipped"] == 0
+        else
+          # calls one after another: most arrive while Python is still polling
+          assert spin["hits"] >= 1 and spin["hits"] + spin["misses"] + spin["skipped"] >= 21
+        end
+
+        TestPython.stop(w)
+      end
+
+      assert_raise ArgumentError, ~r/:spin_us: expected an integer from 0 to 10000/, fn ->
+        Tether.Worker.start_link(TestPython.opts(spin_us: 10_001))
+      end
+    end
+
     test "the worker's stats file is where tether stats looks: its private directory" do
       w = start_worker()
       %{os_pid: os_pid} = Tether.Worker.info(w)

@@ -47,6 +47,7 @@ import logging
 import mmap
 import os
 import platform
+import select
 import signal
 import struct
 import sys
@@ -74,7 +75,7 @@ except ImportError:  # pragma: no cover - present in this tree
 
 __all__ = [
     "BYTES_TAG", "COMPACT_MAGIC", "MARKERS", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError",
-    "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact", "read_stats",
+    "Spin", "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact", "read_stats",
     "ready_info", "serve", "transform", "workers",
 ]
 
@@ -88,6 +89,12 @@ MAX_MESSAGE = 256 << 20
 READ_STEP = 1 << 20
 # PING echoes (the benchmark's baseline) are small; a larger "PING" is garbage.
 PING_MAX = 1 << 20
+# How long `python -m tether.worker` polls for the next message before sleeping in read() (--spin-us).
+SPIN_US = 200
+# The longest spin accepted: past a scheduler tick (a few ms) spinning only burns the core.
+SPIN_US_MAX = 10_000
+# Waits that skip spinning after spins that found nothing: 1, 2, 4, ... up to this many.
+SPIN_BACKOFF_MAX = 64
 # Inline frames are checked with CRC-32, which the BEAM computes natively. Frames in
 # shared memory follow the "auto" rule (CRC-32 up to 1 MiB, none above): the
 # region's commit protocol guards them, and a 256 MiB tensor then costs no pass
@@ -408,6 +415,74 @@ def transform(root: Any, visit: Callable[[Any], Any], error: type[TetherError] =
 # ---------------------------------------------------------------- the pipe
 
 
+class Spin:
+    """Polls the input for up to ``us`` microseconds before the worker sleeps in ``read()``.
+
+    Why: a process asleep in ``read()`` can take 50-150 µs to be woken on a
+    virtual machine, whose idle CPU must be scheduled again, and that is
+    several times the work of a small call. The BEAM's schedulers busy-wait
+    for the same reason. Each poll yields the CPU (``sched_yield``) to
+    whatever else is ready to run on it, such as a BEAM scheduler producing
+    the next request. A spin that finds nothing makes the next 1, 2, 4, ... 64
+    waits skip spinning, and a spin that finds a message ends the back-off:
+    an idle worker spins for one wait in 64. ``us=0`` never spins.
+
+    Examples
+    --------
+    >>> import os
+    >>> r, w = os.pipe()
+    >>> spin = Spin(r, 100)
+    >>> spin.wait()  # nothing arrives: 100 µs of polling, then back off
+    >>> _ = os.write(w, b"x")
+    >>> spin.wait()  # skipped: the back-off after a miss
+    >>> spin.wait()  # the byte is there: found at once
+    >>> {k: spin.stats()[k] for k in ("us", "hits", "misses", "skipped")}
+    {'us': 100, 'hits': 1, 'misses': 1, 'skipped': 1}
+    >>> os.close(r); os.close(w)
+    """
+
+    def __init__(self, fd: int, us: int):
+        if type(us) is not int or not 0 <= us <= SPIN_US_MAX:
+            raise ValidationError(f"spin_us must be an int from 0 to {SPIN_US_MAX} (microseconds), got {us!r:.60}.")
+        self.us = us
+        self.hits = self.misses = self.skipped = 0
+        self.spent = 0.0  # seconds spent polling, found or not
+        self._skip = self._backoff = 0
+        self._poll = None
+        if us:
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
+
+    def wait(self) -> None:
+        """Return once input is ready, or at once when spinning does not pay now (the caller then reads, blocking)."""
+        if self._poll is None:
+            return
+        if self._skip:
+            self._skip -= 1
+            self.skipped += 1
+            return
+        poll, clock, pause = self._poll.poll, time.perf_counter, os.sched_yield
+        start = now = clock()
+        deadline = start + self.us / 1e6
+        while not poll(0):
+            now = clock()
+            if now >= deadline:
+                self.spent += now - start
+                self.misses += 1
+                self._backoff = min(2 * self._backoff or 1, SPIN_BACKOFF_MAX)
+                self._skip = self._backoff
+                return
+            pause()
+        self.spent += now - start
+        self.hits += 1
+        self._backoff = 0
+
+    def stats(self) -> dict[str, Any]:
+        """The spin's setting and what it did: ``us``, ``hits``, ``misses``, ``skipped`` waits, ``seconds`` polling."""
+        return {"us": self.us, "hits": self.hits, "misses": self.misses, "skipped": self.skipped,
+                "seconds": self.spent}
+
+
 class Channel:
     """The port's pipes: {packet, 4} messages read in bounded steps, written whole under one lock.
 
@@ -421,7 +496,7 @@ class Channel:
     >>> os.close(r); os.close(w)
     """
 
-    def __init__(self, fd_in: int, fd_out: int, max_message: int = MAX_MESSAGE):
+    def __init__(self, fd_in: int, fd_out: int, max_message: int = MAX_MESSAGE, spin_us: int = 0):
         for what, fd in (("fd_in", fd_in), ("fd_out", fd_out)):
             if type(fd) is not int or fd < 0:
                 raise ValidationError(f"Channel {what} must be an open file descriptor (an int >= 0), got {fd!r:.60}.")
@@ -439,6 +514,7 @@ class Channel:
         # A cancel that arrived mid-message: raised by ``on_pending`` once the message is whole.
         self.cancel_pending = False
         self.on_pending: Callable[[], None] | None = None
+        self.spin = Spin(fd_in, spin_us)  # before each message: see Spin (python -m tether.worker: --spin-us)
 
     def _fill(self) -> bool:
         chunk = os.read(self.fd_in, 1 << 16)
@@ -513,6 +589,7 @@ class Channel:
         The common small call arrives so, and skips the buffer's copies; any
         other read is buffered for :meth:`read_message` to take apart (None).
         """
+        self.spin.wait()
         chunk = os.read(self.fd_in, 1 << 16)
         self.buf.clear()
         self.pos = 0
@@ -776,7 +853,8 @@ class Worker:
             self._await_accounting()
         out = _metrics.snapshot()
         out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
-                         "modules": sorted(self.modules)}
+                         "modules": sorted(self.modules),
+                         "spin": self.channel.spin.stats() if self.channel is not None else None}
         return out
 
     def _await_accounting(self, limit: float = 0.2) -> None:
@@ -1831,12 +1909,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", choices=tuple(_LOG_LEVELS), default=None,
                         help="the root logger's level, set before the modules are imported (default: Python's, "
                              "WARNING); tether's own loggers stay at WARNING")
+    parser.add_argument("--spin-us", type=int, default=SPIN_US,
+                        help="microseconds to poll for the next message before sleeping in read(), 0 to 10000 "
+                             "(0: never; see tether.worker.Spin)")
     parser.add_argument("--stats-dir", default=None,
                         help="directory private to the worker: SIGUSR2 writes stats.json there for `tether stats`, "
                              "and the BEAM names there the call each SIGUSR1 cancels")
     args = parser.parse_args(argv)
     if args.max_message < frame.HEADER_SIZE or args.shm_threshold < 0:
         parser.error("--max-message must be at least 64 and --shm-threshold at least 0")
+    if not 0 <= args.spin_us <= SPIN_US_MAX:
+        parser.error(f"--spin-us must be from 0 to {SPIN_US_MAX} (microseconds)")
     return args
 
 
@@ -1869,7 +1952,7 @@ def main(argv: list[str] | None = None) -> int:
     out = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    channel = Channel(0, out, args.max_message)
+    channel = Channel(0, out, args.max_message, args.spin_us)
     worker = Worker({}, shm_threshold=args.shm_threshold, binaries=args.binaries)
     signal.signal(signal.SIGUSR1, worker.on_cancel)  # from now on: a late cancel must not kill the worker
     if args.stats_dir is not None:  # before ready: `tether stats` may signal as soon as the file exists

@@ -59,6 +59,7 @@ defmodule Tether.Worker do
           | {:log_level, :debug | :info | :warning | :error | :critical}
           | {:start_timeout, timeout()}
           | {:cancel_grace, non_neg_integer()}
+          | {:spin_us, 0..10_000}
 
   @type call_option :: {:timeout, timeout()} | {:tables, :arrow | :rows | :columns}
 
@@ -92,7 +93,10 @@ defmodule Tether.Worker do
     * `:max_message`: the largest call sent through the pipe, in bytes (default 256 MiB);
     * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python;
     * `:log_level`: Python's root logger level (`:debug` ... `:critical`; default Python's,
-      `:warning`): which `logging` records reach `Logger`.
+      `:warning`): which `logging` records reach `Logger`;
+    * `:spin_us`: microseconds Python polls for the next call before it sleeps (default 200,
+      0 to 10 000; `0` never spins). It spends CPU an idle worker would not, to save the
+      wake-up of a sleeping process on calls that follow each other closely.
 
   ```elixir
   {:ok, w} = Tether.Worker.start_link(python: ".venv/bin/python", modules: ["my_handlers"])

@@ -35,7 +35,7 @@ def _measure(quick: bool, mib: int) -> subprocess.CompletedProcess[str]:
 
 # Every figure this module places itself; others the escript prints are listed under their own names.
 KNOWN = frozenset({
-    "echo_us", "framed_us", "compact_us", "call_us", "erlport_us", "call_encode_us", "call_python_us", "call_decode_us",
+    "echo_us", "framed_us", "compact_us", "call_us", "call_nospin_us", "erlport_us", "call_encode_us", "call_python_us", "call_decode_us",
     "call_hops_us", "py_read_us", "py_handler_us", "py_write_us", "call_wakeup_us", "shm_us", "inline_us",
     "limit_pwrite_us", "limit_pread_us", "limit_pywrite_us", "limit_us",
     "pool4_sleep_us", "pool2_call_us", "pool1_call_us",
@@ -75,6 +75,9 @@ def _small(rep: Report, fig: dict[str, float]) -> None:
     rep.row("Tether.Worker.call with a 5-key map", call, f"{call / echo:.2f}× the echo"
             + (f", {call / fig['framed_us']:.2f}× the framed echo" if "framed_us" in fig else "")
             + (f", {call / fig['compact_us']:.2f}× the compact echo" if "compact_us" in fig else ""))
+    if "call_nospin_us" in fig:
+        rep.row("  the same, spin_us: 0 (Python sleeps at once)", fig["call_nospin_us"],
+                f"{fig['call_nospin_us'] / call:.2f}× the call with the default spin")
     if "erlport_us" in fig:
         rep.row("erlport python:call, same map and function", fig["erlport_us"])
         rep.target("small call vs erlport's python:call", call / fig["erlport_us"], 0.5)
