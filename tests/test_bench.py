@@ -88,7 +88,7 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
     from tether.bench import beam
 
     out = "\n".join(f"{k} {v}" for k, v in {
-        "echo_us": 20, "framed_us": 100, "call_us": 150, "erlport_us": 300, "call_encode_us": 7,
+        "echo_us": 20, "framed_us": 100, "call_us": 150, "call_nospin_us": 225, "erlport_us": 300, "call_encode_us": 7,
         "call_python_us": 130, "call_decode_us": 1, "call_hops_us": 12, "py_read_us": 40, "py_handler_us": 1,
         "py_write_us": 15, "call_wakeup_us": 74, "shm_us": 30000, "shm_write_us": 14000, "inline_us": 600000,
         "limit_pwrite_us": 15000, "limit_pread_us": 12000, "limit_pywrite_us": 1000, "limit_us": 28000,
@@ -104,6 +104,8 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
     assert targets["shm tensor round trip vs inline (inverse)"].met
     names = [f.name.strip() for f in rep.figures]
     assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
+    (nospin,) = [f for f in rep.figures if "spin_us: 0" in f.name]
+    assert nospin.value == 225e-6 and "1.50× the call with the default spin" in nospin.extra
     del fig["erlport_us"]
     rep = Report(group="beam")
     beam._small(rep, fig)

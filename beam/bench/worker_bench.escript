@@ -247,7 +247,7 @@ limit(W, Tensor) ->
     Write = [T || {T, ok} <- rounds(fun() -> file:pwrite(Fd, 0, Tensor) end, ?BULK_ROUNDS)],
     ReadAll = fun() -> {ok, B} = file:pread(Fd, 0, Size), byte_size(B) end,
     %% Warm-up reads, as the round trip had a warm-up call: the first reads of
-    %% this process fault fresh pages in (200-600 ms here), later ones reuse them.
+    %% this process fault fresh pages in (200-650 ms here), later ones reuse them.
     _ = rounds(ReadAll, 2),
     Read = [T || {T, N} <- rounds(ReadAll, ?BULK_ROUNDS), N =:= Size],
     ok = file:close(Fd),

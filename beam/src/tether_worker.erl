@@ -59,7 +59,9 @@
 %% `cd', `shm_threshold' (bytes, default 1 MiB), `shm_dir' (default
 %% /dev/shm), `max_message' (the largest call through the pipe, default
 %% 256 MiB), `binaries' (bytes | str), `start_timeout' (ms, default 60000),
-%% `cancel_grace' (ms, default 1000), `name'.
+%% `cancel_grace' (ms, default 1000), `log_level' (Python's root logger:
+%% debug .. critical), `spin_us' (microseconds Python polls for the next call
+%% before it sleeps, 0..10000; default the worker's, 200), `name'.
 %%
 %% ```
 %% {ok, W} = tether_worker:start_link(#{python => "python3", modules => [<<"my_handlers">>]}).

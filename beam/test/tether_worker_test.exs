@@ -509,18 +509,23 @@ defmodule Tether.WorkerLifecycleTest do
         assert {:ok, %{"worker" => %{"spin" => spin}}} = Tether.Worker.stats(w)
         assert spin["us"] == expect
 
-        if expect == 0 do
-          assert spin["hits"] + spin["misses"] + spin["skipped"] == 0
-        else
-          # calls one after another: most arrive while Python is still polling
-          assert spin["hits"] >= 1 and spin["hits"] + spin["misses"] + spin["skipped"] >= 21
+        waits = spin["hits"] + spin["misses"] + spin["skipped"]
+
+        case expect do
+          0 -> assert waits == 0
+          # how many calls the default spin finds depends on the host; every wait is counted
+          200 -> assert waits >= 21
+          # 10 ms: calls one after another arrive while Python still polls
+          10_000 -> assert waits >= 21 and spin["hits"] >= 12
         end
 
         TestPython.stop(w)
       end
 
-      assert_raise ArgumentError, ~r/:spin_us: expected an integer from 0 to 10000/, fn ->
-        Tether.Worker.start_link(TestPython.opts(spin_us: 10_001))
+      for bad <- [10_001, -1, 1.5] do
+        assert_raise ArgumentError, ~r/:spin_us: expected an integer from 0 to 10000/, fn ->
+          Tether.Worker.start_link(TestPython.opts(spin_us: bad))
+        end
       end
     end
 

@@ -91,7 +91,7 @@ READ_STEP = 1 << 20
 PING_MAX = 1 << 20
 # How long `python -m tether.worker` polls for the next message before sleeping in read() (--spin-us).
 SPIN_US = 200
-# The longest spin accepted: past a scheduler tick (a few ms) spinning only burns the core.
+# The longest spin accepted (10 ms): past that, the wake-up it saves is a small part of the wait it fills.
 SPIN_US_MAX = 10_000
 # Waits that skip spinning after spins that found nothing: 1, 2, 4, ... up to this many.
 SPIN_BACKOFF_MAX = 64
@@ -425,7 +425,9 @@ class Spin:
     whatever else is ready to run on it, such as a BEAM scheduler producing
     the next request. A spin that finds nothing makes the next 1, 2, 4, ... 64
     waits skip spinning, and a spin that finds a message ends the back-off:
-    an idle worker spins for one wait in 64. ``us=0`` never spins.
+    a worker whose calls come further apart than ``us`` spins for one wait
+    in 65 (and the first calls of a burst after that may find it asleep).
+    The end of input counts as found. ``us=0`` never spins.
 
     Examples
     --------
@@ -451,7 +453,11 @@ class Spin:
         self._poll = None
         if us:
             self._poll = select.poll()
-            self._poll.register(fd, select.POLLIN)
+            try:
+                self._poll.register(fd, select.POLLIN)
+            except (OverflowError, ValueError, TypeError):
+                raise ValidationError(f"Spin needs an open file descriptor (an int from 0 to 2**31 - 1), "
+                                      f"got {fd!r:.60}.") from None
 
     def wait(self) -> None:
         """Return once input is ready, or at once when spinning does not pay now (the caller then reads, blocking)."""
@@ -473,7 +479,7 @@ class Spin:
                 self._skip = self._backoff
                 return
             pause()
-        self.spent += now - start
+        self.spent += clock() - start
         self.hits += 1
         self._backoff = 0
 
