@@ -106,8 +106,8 @@ small(Exe, Rounds) ->
                   port_command(Port, tether_protocol:compact({echo, Map})),
                   receive {Port, {data, D}} -> {ok, {echo, _}} = tether_protocol:decode(D) end
               end,
-    Variants = [{echo_us, Echo}, {framed_us, Framed}, {compact_us, Compact}, {call_us, Call}, {call_nospin_us, CallNoSpin}]
-        ++ erlport(Exe, Map),
+    Variants = [{echo_us, Echo}, {framed_us, Framed}, {compact_us, Compact}, {call_us, Call},
+                {call_nospin_us, CallNoSpin}] ++ erlport(Exe, Map),
     Samples = interleave(Variants, max(1, Rounds div ?BLOCKS)),
     [io:format("~s ~p~n", [Name, median(maps:get(Name, Samples))]) || {Name, _} <- Variants],
     parts(W, Map, Rounds),

@@ -75,8 +75,8 @@ except ImportError:  # pragma: no cover - present in this tree
 
 __all__ = [
     "BYTES_TAG", "COMPACT_MAGIC", "MARKERS", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError",
-    "Spin", "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact", "read_stats",
-    "ready_info", "serve", "transform", "workers",
+    "Spin", "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact",
+    "read_stats", "ready_info", "serve", "transform", "workers",
 ]
 
 # Embedded frames larger than this travel through shared memory.
@@ -428,6 +428,14 @@ class Spin:
     a worker whose calls come further apart than ``us`` spins for one wait
     in 65 (and the first calls of a burst after that may find it asleep).
     The end of input counts as found. ``us=0`` never spins.
+
+    Parameters
+    ----------
+    fd : int
+        The descriptor the next message arrives on (the worker's fd 0).
+    us : int
+        How long to poll, 0 to :data:`SPIN_US_MAX` microseconds; ``python -m
+        tether.worker`` takes it from ``--spin-us`` (default :data:`SPIN_US`).
 
     Examples
     --------

@@ -35,8 +35,9 @@ def _measure(quick: bool, mib: int) -> subprocess.CompletedProcess[str]:
 
 # Every figure this module places itself; others the escript prints are listed under their own names.
 KNOWN = frozenset({
-    "echo_us", "framed_us", "compact_us", "call_us", "call_nospin_us", "erlport_us", "call_encode_us", "call_python_us", "call_decode_us",
-    "call_hops_us", "py_read_us", "py_handler_us", "py_write_us", "call_wakeup_us", "shm_us", "inline_us",
+    "echo_us", "framed_us", "compact_us", "call_us", "call_nospin_us", "erlport_us", "call_encode_us",
+    "call_python_us", "call_decode_us", "call_hops_us", "py_read_us", "py_handler_us", "py_write_us",
+    "call_wakeup_us", "shm_us", "inline_us",
     "limit_pwrite_us", "limit_pread_us", "limit_pywrite_us", "limit_us",
     "pool4_sleep_us", "pool2_call_us", "pool1_call_us",
     *(f"shm_{stage}_us" for stage in ("encode", "write", "python", "read", "decode")),
