@@ -187,3 +187,38 @@ def test_decompression_bombs_end_in_typed_errors_with_bounded_memory(comp):
     assert int(peak_mib) < 40, f"decoding a {ratio}:1 {comp} bomb raised peak RSS by {peak_mib} MiB"
     if comp == "zstd":
         assert int(ratio) >= 10_000
+
+
+def test_kept_zstd_contexts_write_what_fresh_ones_write_and_stay_per_thread():
+    import threading
+
+    import zstandard
+
+    from tether.compression import _codecs
+
+    rng = np.random.default_rng(5)
+    inputs = [bytes(rng.integers(0, 4, n, dtype=np.uint8)) for n in (100, 16 << 10, 300 << 10)]
+    zstd = compression.get("zstd")
+    for level in (1, 3, 9):  # 9 is not kept: a fresh context each time
+        for data in inputs * 2:  # the second pass runs on a context that has compressed before
+            (out,) = zstd.compress([data], len(data), level)
+            assert out == zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
+    assert _codecs._zstd_one_shot(3) is _codecs._zstd_one_shot(3)
+    assert _codecs._zstd_one_shot(9) is not _codecs._zstd_one_shot(9)
+
+    seen, errors = {}, []
+
+    def work(i: int) -> None:
+        seen[i] = _codecs._zstd_one_shot(1)
+        payload = {"i": i, "text": ("row %d " % i) * 5000}
+        for _ in range(50):  # threads compress at once through their own contexts
+            frame = tether.dumps(payload, compression="zstd")
+            if tether.loads(frame) != payload:
+                errors.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len({id(c) for c in seen.values()}) == 4
