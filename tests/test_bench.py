@@ -92,9 +92,11 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
         "call_python_us": 130, "call_decode_us": 1, "call_hops_us": 12, "py_read_us": 40, "py_handler_us": 1,
         "py_write_us": 15, "call_wakeup_us": 74, "shm_us": 30000, "shm_write_us": 14000, "inline_us": 600000,
         "limit_pwrite_us": 15000, "limit_pread_us": 12000, "limit_pywrite_us": 1000, "limit_us": 28000,
-    }.items()) + "\nerlport skipped: not a figure\n"
+        "pool2_call_us": "17.25", "pool1_call_us": "27.60",
+    }.items()) + "\nerlport skipped: not a figure\nnot_a_figure 1.2.3\n"
     fig = beam._figures(out)
-    assert fig["call_us"] == 150e-6 and "erlport" not in fig
+    assert fig["call_us"] == 150e-6 and "erlport" not in fig and "not_a_figure" not in fig
+    assert fig["pool2_call_us"] == pytest.approx(17.25e-6)
     rep = Report(group="beam")
     beam._small(rep, fig)
     beam._bulk(rep, fig, 16)
@@ -102,6 +104,8 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
     assert targets["small call vs erlport's python:call"].value == pytest.approx(0.5)
     assert targets["shm tensor round trip vs its limit"].value == pytest.approx(30 / 28)
     assert targets["shm tensor round trip vs inline (inverse)"].met
+    beam._pools(rep, fig)
+    assert [t.value for t in rep.targets if t.what.startswith("pool of 2")] == [pytest.approx(17.25 / 27.60)]
     names = [f.name.strip() for f in rep.figures]
     assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
     (nospin,) = [f for f in rep.figures if "spin_us: 0" in f.name]

@@ -45,12 +45,15 @@ KNOWN = frozenset({
 
 
 def _figures(stdout: str) -> dict[str, float]:
-    """The escript's ``name microseconds`` lines, in seconds; lines of another shape are skipped."""
+    """The escript's ``name microseconds`` lines (an int, or a decimal such as 23.41), in seconds.
+
+    Lines of another shape are skipped.
+    """
     out = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1]) / 1e6
+        if len(parts) == 2 and parts[1].lstrip("-").replace(".", "", 1).isdigit():
+            out[parts[0]] = float(parts[1]) / 1e6
     return out
 
 
