@@ -254,7 +254,7 @@ stop_members(#st{members = Members}) ->
 -spec handle_call(term(), gen_server:from(), #st{}) -> {reply, term(), #st{}} | {noreply, #st{}}.
 handle_call({checkout, Ref, Deadline}, From = {Caller, _}, S) ->
     case take_idle(S) of
-        {ok, Worker, S1} -> {reply, {ok, Worker}, hand_out(Worker, Ref, Caller, S1)};
+        {ok, Worker, S1} -> {reply, {ok, Worker}, hand_out(Worker, Ref, erlang:monitor(process, Caller), S1)};
         none when S#st.nwaiting < S#st.max_queue ->
             W = #wait{ref = Ref, from = From, mref = erlang:monitor(process, Caller), deadline = Deadline},
             {noreply, S#st{waiting = queue:in(W, S#st.waiting), nwaiting = S#st.nwaiting + 1}};
@@ -325,8 +325,9 @@ terminate(_Reason, S) ->
 take_idle(S = #st{idle = [Worker | Rest]}) -> {ok, Worker, S#st{idle = Rest}};
 take_idle(#st{idle = []}) -> none.
 
-hand_out(Worker, Ref, Caller, S = #st{members = Members, checkouts = C, holders = H}) ->
-    Mref = erlang:monitor(process, Caller),
+%% Mref monitors the caller the member goes to: a waiter keeps the monitor it
+%% had while queued (one monitor and demonitor fewer per queued call).
+hand_out(Worker, Ref, Mref, S = #st{members = Members, checkouts = C, holders = H}) ->
     Member = maps:get(Worker, Members),
     S#st{members = Members#{Worker := Member#member{holder = Ref}},
          checkouts = C#{Ref => {Worker, Mref}}, holders = H#{Mref => Ref}}.
@@ -354,10 +355,9 @@ make_available(Worker, S = #st{members = Members}) ->
     case maps:find(Worker, Members) of
         {ok, #member{health = ready, holder = undefined}} ->
             case next_waiter(S) of
-                {#wait{ref = Ref, from = From = {Caller, _}, mref = M}, S1} ->
-                    erlang:demonitor(M, [flush]),
+                {#wait{ref = Ref, from = From, mref = M}, S1} ->
                     gen_server:reply(From, {ok, Worker}),
-                    hand_out(Worker, Ref, Caller, S1);
+                    hand_out(Worker, Ref, M, S1);
                 none ->
                     case lists:member(Worker, S#st.idle) of
                         true -> S;

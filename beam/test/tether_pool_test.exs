@@ -146,6 +146,29 @@ defmodule Tether.PoolTest do
     assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2], 1000)
   end
 
+  test "a caller that waited for a member, then dies holding it, gives it back; a dead waiter gets none" do
+    pool = start_pool(size: 1)
+    test = self()
+    hold = fn -> Tether.Pool.transaction(pool, fn _w -> send(test, {:holding, self()}); Process.sleep(:infinity) end) end
+    {first, first_ref} = spawn_monitor(hold)
+    assert_receive {:holding, ^first}
+    # queued behind the first: one that dies while waiting, one that gets the member
+    {gone, gone_ref} = spawn_monitor(hold)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
+    Process.exit(gone, :kill)
+    assert_receive {:DOWN, ^gone_ref, :process, ^gone, :killed}
+    {second, second_ref} = spawn_monitor(hold)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
+    Process.exit(first, :kill)
+    assert_receive {:DOWN, ^first_ref, :process, ^first, :killed}
+    assert_receive {:holding, ^second}
+    refute_received {:holding, ^gone}
+    Process.exit(second, :kill)
+    assert_receive {:DOWN, ^second_ref, :process, ^second, :killed}
+    wait_until(fn -> match?(%{busy: 0, idle: 1, queued: 0}, Tether.Pool.status(pool)) end)
+    assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2], 1000)
+  end
+
   test "a timed-out call is cancelled; the next call goes through at once" do
     pool = start_pool(size: 1)
     assert {:error, :timeout} = Tether.Pool.call(pool, @m, "sleep", [5], 200)
