@@ -220,6 +220,70 @@ def test_region_budget_alerts_and_clears():
         memory.set_budget(pool_bytes=-1)
 
 
+def active() -> set[str]:
+    return {x.name for x in metrics.active_alerts()}
+
+
+def test_pool_bytes_budget_alerts_as_regions_go_back_warm_and_clears_as_they_leave():
+    fired = []
+    metrics.on_alert(fired.append)
+    pool = RegionPool(prefault=False, sweep=False)
+    try:
+        memory.set_budget(pool_bytes=1000)
+        region = pool.acquire(MIB)
+        assert "memory_pool_bytes" not in active()  # nothing warm yet
+        pool.release(region)  # 1 MiB warm, over 1000 B: alerts at the release, not at the next acquire
+        assert "memory_pool_bytes" in active()
+        (alert,) = [a for a in fired if a.name == "memory_pool_bytes" and a.state == "firing"]
+        assert alert.figures["pool_bytes"] >= MIB and alert.figures["budget"] == 1000
+        region = pool.acquire(MIB)  # the warm region leaves the pool: back under
+        assert "memory_pool_bytes" not in active()
+        pool.release(region)
+        assert "memory_pool_bytes" in active()
+        assert pool.trim() >= MIB
+        assert "memory_pool_bytes" not in active()
+        assert memory.stats()["pools"]["warm_bytes"] == 0
+    finally:
+        metrics.on_alert(fired.append, remove=True)
+        pool.close()
+
+
+def test_mapped_bytes_budget_alerts_on_attach_and_clears_when_the_mapping_goes():
+    memory.set_budget(mapped_bytes=(1 << 16) + (1 << 15))
+    a = Region.create(1 << 16)
+    try:
+        assert "memory_mapped_bytes" not in active()
+        b = Region.attach(a.name)  # a second mapping of the same pages counts again
+        assert "memory_mapped_bytes" in active()
+        assert memory.check() == ["memory_mapped_bytes"]
+        b.close()  # the attach cache keeps the mapping (a re-attach is then cheap): still over
+        assert "memory_mapped_bytes" in active()
+        (alert,) = [x for x in metrics.active_alerts() if x.name == "memory_mapped_bytes"]
+        assert "drop_cache()" in alert.suggestion
+        tether.shm.drop_cache()
+        assert "memory_mapped_bytes" not in active()
+    finally:
+        a.close()
+        a.unlink()
+        tether.shm.drop_cache()
+
+
+def test_pool_hit_rate_counts_acquires_served_warm():
+    pool = RegionPool(prefault=False, sweep=False)
+    try:
+        before = memory.stats()["pools"]
+        pool.release(pool.acquire(MIB))  # a miss: created
+        pool.release(pool.acquire(MIB))  # a hit: the warm region
+        pool.release(pool.acquire(4 * MIB))  # a miss: too large for the warm one
+        assert (pool.stats.acquired, pool.stats.hits, pool.stats.misses) == (3, 1, 2)
+        assert pool.stats.hit_rate == pytest.approx(1 / 3)
+        after = memory.stats()["pools"]
+        assert after["acquired"] - before["acquired"] == 3 and after["hits"] - before["hits"] == 1
+        assert after["warm_bytes"] >= 5 * MIB
+    finally:
+        pool.close()
+
+
 def test_stats_count_regions_mappings_pools_and_the_attach_cache():
     tether.shm.drop_cache()
     before = memory.stats()

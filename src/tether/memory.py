@@ -812,7 +812,8 @@ def check() -> list[str]:
                 decide("budget", f"{name} {usage[name]} over the budget of {budget}", **usage)
             _alert(alert_name, f"tether holds {usage[name]} {name.replace('_', ' ')}, over its budget of {budget}",
                    {**usage, "budget": budget},
-                   "Release regions (Region.close/unlink, RegionPool.trim) or raise tether.memory.set_budget().")
+                   "Release regions (Region.close/unlink, RegionPool.trim; tether.shm.drop_cache() for the mappings "
+                   "kept for Region.attach) or raise tether.memory.set_budget().")
         elif alert_name in _state.over_budget:
             _state.over_budget.discard(alert_name)
             _clear(alert_name)

@@ -121,6 +121,7 @@ class RegionPool:
                 self.stats.misses += 1
         if region is not None:
             region.reset()
+            memory.recheck_budgets(grew=False)  # fewer warm bytes: a pool_bytes alert may clear
             return region
         size = max(self.min_size, 1 << (max(nbytes, 1) - 1).bit_length())
         prefault = self.prefault and not pressure
@@ -147,8 +148,13 @@ class RegionPool:
             if keep and len(self._free) < self.max_regions:
                 region.reset()
                 self._free.append(region)
-                return
-            self.stats.evicted += 1
+                kept = True
+            else:
+                self.stats.evicted += 1
+                kept = False
+        if kept:
+            memory.recheck_budgets()  # more warm bytes: a pool_bytes budget alerts now, not at the next acquire
+            return
         region.close()
         region.unlink()
 

@@ -201,6 +201,7 @@ def drop_cache() -> None:
         _ATTACHED.clear()
     for entry in entries:
         entry.drop()
+    memory.recheck_budgets(grew=False)  # fewer mapped bytes: a mapped_bytes alert clears now
 
 
 def _sweep_unlinked() -> None:
