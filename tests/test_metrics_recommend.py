@@ -67,6 +67,48 @@ def test_compression_that_costs_more_time_than_the_transfer_it_saves():
     (rec,) = _by_rule("compression-time")
     assert rec.evidence["compress_seconds"] > rec.evidence["transfer_seconds_saved"]
     assert rec.evidence["bandwidth_bytes_per_s"] == 1e15 and "compression='none'" in rec.change
+    assert rec.evidence["bandwidth_source"] == "bandwidth= passed to dumps"
+
+
+def test_compression_judged_at_the_bandwidth_observed_over_recorded_transfers():
+    zeros = bytes(1 << 20)
+    for _ in range(3):
+        tether.dumps(zeros, compression="zstd", transport="network")  # no bandwidth=: 125 MB/s assumed, pays
+    assert _by_rule("compression-time") == []
+    for _ in range(2):  # the application says its link moved 1 GiB in a microsecond
+        m.record("transfer", "-", "-", "network", 1 << 30, 1 << 30, 1e-6)
+    (rec,) = _by_rule("compression-time")
+    assert rec.evidence["bandwidth_source"] == "observed over 2 recorded transfers"
+    assert rec.evidence["bandwidth_bytes_per_s"] == pytest.approx((1 << 30) / 1e-6, rel=1e-3)
+    assert "record('transfer'" in rec.change
+    m.record("transfer", "-", "-", "stream", 1 << 20, 1 << 20, 1.0)  # another transport's transfers: not these
+    assert [r.evidence["bandwidth_source"] for r in _by_rule("compression-time")] == ["observed over 2 recorded transfers"]
+    for _ in range(3):  # bandwidth= is the caller's word for that frame's link, observed or not
+        tether.dumps(zeros, compression="zstd", transport="network", bandwidth=1e3)
+    assert [r.evidence["bandwidth_source"] for r in _by_rule("compression-time")] == ["observed over 2 recorded transfers"]
+
+
+def test_compression_judged_at_the_assumed_bandwidth_without_another(monkeypatch):
+    from tether import compression
+
+    monkeypatch.setitem(compression.BANDWIDTH, "network", 1e15)
+    for _ in range(3):
+        tether.dumps(bytes(1 << 20), compression="zstd", transport="network")
+    (rec,) = _by_rule("compression-time")
+    assert rec.evidence["bandwidth_source"].startswith("assumed for transport='network'")
+    assert rec.evidence["bandwidth_bytes_per_s"] == 1e15
+
+
+def test_compressing_frames_that_stay_on_this_host():
+    for _ in range(3):
+        tether.dumps(bytes(1 << 20), compression="lz4")  # transport="memory", the default
+    (rec,) = _by_rule("compression-time")
+    assert rec.evidence["transport"] == "memory" and rec.evidence["ratio"] < 0.1 and rec.evidence["count"] == 3
+    assert "stay on this host" in rec.message and "compression='none'" in rec.change
+    m.reset()
+    for _ in range(3):
+        tether.dumps(bytes(1 << 20), compression="auto")  # auto never compresses on one host: nothing to advise
+    assert _by_rule("compression-time") == []
 
 
 def test_compression_that_pays_gives_no_advice():
@@ -141,10 +183,28 @@ def test_frames_over_the_shm_threshold_sent_inline():
         m.record("worker_call", "etf", "none", "shm", 4 << 20, 100, 0.01)
     assert _by_rule("inline-large") == []
     for _ in range(3):
-        m.record("worker_call", "etf", "none", "inline", 4 << 20, 100, 0.01)
+        m.record("worker_call", "etf", "none", "pipe", 4 << 20, 100, 0.01)  # the worker's inline route
     (rec,) = _by_rule("inline-large")
-    assert rec.evidence["count"] == 3 and rec.evidence["transports"] == ["inline"]
+    assert rec.evidence["count"] == 3 and rec.evidence["transports"] == ["pipe"]
     assert "shm_threshold" in rec.change
+
+
+@pytest.mark.parametrize("threshold, advised", [(1 << 40, True), (1 << 20, False)])
+def test_a_real_worker_sending_large_replies_inline(threshold, advised):
+    from tether import Atom, worker as tw
+
+    w = tw.Worker({"beam_handlers": __import__("beam_handlers")}, shm_threshold=threshold)
+    try:
+        for i in range(3):  # a 2 MiB binary back: inline below the threshold, else through shared memory
+            w.handle(tw.compact((Atom("call"), i, b"beam_handlers", b"big_binary", [2 << 20], {})))
+    finally:
+        w.close()
+    routes = {row["transport"] for row in m.snapshot()["operations"] if row["op"] == "worker_call"}
+    assert routes == ({"pipe"} if advised else {"shm"})
+    recs = _by_rule("inline-large")
+    assert bool(recs) is advised
+    if advised:
+        assert recs[0].evidence["count"] == 3 and recs[0].evidence["transports"] == ["pipe"]
 
 
 def test_recommendations_are_plain_data_with_text():

@@ -114,8 +114,8 @@ def prepare(
 
 
 def _note_compression(codec: str, req: Request, stored: frame.Stored, ns: int) -> None:
-    bandwidth = req.bandwidth if req.bandwidth is not None else compression.BANDWIDTH.get(req.transport)
-    _metrics.note("compress", (codec, req.transport, bandwidth), stored.raw_length, stored.stored_length, ns)
+    # The bandwidth the caller passed (None: the recommendation uses observed transfers, else the assumed one).
+    _metrics.note("compress", (codec, req.transport, req.bandwidth), stored.raw_length, stored.stored_length, ns)
 
 
 def dumps(

@@ -51,7 +51,9 @@ __all__ = [
     "recommendations", "reset", "set_clock", "snapshot",
 ]
 
-OPERATIONS = ("dumps", "loads", "dump_into", "attach", "stream_chunk", "worker_call")
+# "transfer": bytes an application moved over a link, recorded by it (record("transfer", "-", "-", "network",
+# n, n, seconds)), so that the compression-time recommendation judges compression at the observed bandwidth.
+OPERATIONS = ("dumps", "loads", "dump_into", "attach", "stream_chunk", "worker_call", "transfer")
 SIZE_CLASSES = _core.SIZE_CLASSES
 
 
@@ -59,7 +61,11 @@ def record(
     op: str, fmt: str, compression: str, transport: str, nbytes_in: int, nbytes_out: int, seconds: float, *,
     error: BaseException | str | None = None, fallback: str | None = None,
 ) -> None:
-    """Count one operation done outside tether's own entry points (shared memory, worker calls).
+    """Count one operation done outside tether's own entry points (shared memory, worker calls, transfers).
+
+    An application that sends frames itself can record each send as a ``"transfer"`` (bytes in and out
+    both the bytes sent): the compression-time recommendation then judges compression on that
+    transport at the bandwidth observed, instead of the one assumed for it.
 
     Parameters
     ----------
@@ -88,6 +94,7 @@ def record(
     >>> m.reset(); m.record("worker_call", "etf", "none", "shm", 2 << 20, 100, 0.004)
     >>> m.snapshot()["operations"][0]["size_class"]
     '1MiB-16MiB'
+    >>> m.record("transfer", "-", "-", "network", 1 << 20, 1 << 20, 0.01)  # 1 MiB sent in 10 ms
     """
     if not _core.on:
         return

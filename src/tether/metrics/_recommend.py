@@ -16,6 +16,7 @@ from . import _core
 
 TABLE_INTOS = ("arrow", "pandas", "polars")
 SHM_THRESHOLD = 1 << 20  # the worker's default --shm-threshold
+ON_HOST = ("memory", "shm")  # transports whose frames stay on this host
 _LARGE_CLASSES = tuple(i for i, name in enumerate(_core.SIZE_CLASSES) if i >= 3)  # 1 MiB and up
 
 
@@ -48,8 +49,11 @@ def recommendations(min_count: int = 3) -> list[Recommendation]:
     """Advice from what was observed since the last :func:`tether.metrics.reset`.
 
     Rules: rows sent as ETF and converted to a table on every read; pickle
-    used for a type; compression that does not pay (ratio above 0.9, or more
-    time than the transfer it saves at the transport's bandwidth); fresh
+    used for a type; compression that does not pay (ratio above 0.9; more
+    time than the transfer it saves, at the bandwidth passed to ``dumps``,
+    else the one observed over ``record("transfer", ...)``, else the one
+    assumed for the transport; or any compression of frames that stay on
+    this host); fresh
     shared-memory regions where a pool would keep pages warm; large payloads
     copied where ``dump_into`` or views would not; checksums on large
     in-memory frames; worker frames over the shared-memory threshold sent inline.
@@ -104,7 +108,8 @@ def _pickle_types(rows: dict, min_count: int) -> Iterator[Recommendation]:
 
 
 def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
-    for (codec, transport, bandwidth), (n, raw, stored, ns) in _core.notes("compress").items():
+    observed = _observed_bandwidths(rows)
+    for (codec, transport, passed), (n, raw, stored, ns) in _core.notes("compress").items():
         if n < min_count or not raw:
             continue
         ratio, seconds = stored / raw, ns / 1e9
@@ -114,13 +119,53 @@ def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
             yield Recommendation(
                 "compression-ratio", f"{codec} on {transport} only shrinks payloads to {ratio:.0%}", evidence,
                 "Use compression='none' for these values (or 'auto', which measures before it compresses).")
-        elif bandwidth and seconds > (raw - stored) / bandwidth:
-            saved = (raw - stored) / bandwidth
+        elif transport in ON_HOST:
             yield Recommendation(
-                "compression-time", f"{codec} on {transport} takes {seconds:.3g} s to save {saved:.3g} s of transfer",
-                {**evidence, "bandwidth_bytes_per_s": bandwidth, "transfer_seconds_saved": saved},
-                f"Use compression='none' (or a faster codec) at {bandwidth / 1e6:.0f} MB/s: compressing costs "
-                "more time than sending the bytes; pass bandwidth= if the link is slower than that.")
+                "compression-time", f"{codec} compressed {n} frames that stay on this host ({transport})",
+                evidence, f"Use compression='none' (or 'auto', which never compresses for transport='{transport}'): "
+                "the reader maps or copies the bytes at memory speed, which no compressor beats. Keep it only where "
+                "frames are kept for their size.")
+        else:
+            yield from _too_slow(evidence, *_bandwidth(transport, passed, observed))
+
+
+def _observed_bandwidths(rows: dict) -> dict[str, tuple[float, int]]:
+    """Per transport, the bytes per second of the transfers an application recorded, and how many."""
+    sums: dict[str, list[int]] = {}
+    for key, entry in rows.items():
+        if key[0] == "transfer":
+            total = sums.setdefault(key[3], [0, 0, 0])
+            total[0] += entry[_core.BYTES_OUT]
+            total[1] += entry[_core.NANOS]
+            total[2] += entry[_core.COUNT]
+    return {t: (nbytes / ns * 1e9, n) for t, (nbytes, ns, n) in sums.items() if nbytes and ns}
+
+
+def _bandwidth(transport: str, passed: float | None, observed: dict) -> tuple[float | None, str]:
+    """The bandwidth to judge compression at, and where it came from: passed, observed, or assumed."""
+    if passed is not None:
+        return passed, "bandwidth= passed to dumps"
+    if transport in observed:
+        bandwidth, n = observed[transport]
+        return bandwidth, f"observed over {n} recorded transfers"
+    from ..compression import BANDWIDTH
+
+    return BANDWIDTH.get(transport), f"assumed for transport='{transport}' (record transfers to observe it)"
+
+
+def _too_slow(evidence: dict, bandwidth: float | None, source: str) -> Iterator[Recommendation]:
+    raw, stored, seconds = evidence["raw_bytes"], evidence["stored_bytes"], evidence["compress_seconds"]
+    if not bandwidth or seconds <= (raw - stored) / bandwidth:
+        return
+    saved = (raw - stored) / bandwidth
+    codec, transport = evidence["codec"], evidence["transport"]
+    yield Recommendation(
+        "compression-time", f"{codec} on {transport} takes {seconds:.3g} s to save {saved:.3g} s of transfer",
+        {**evidence, "bandwidth_bytes_per_s": bandwidth, "bandwidth_source": source,
+         "transfer_seconds_saved": saved},
+        f"Use compression='none' (or a faster codec) at {bandwidth / 1e6:.0f} MB/s: compressing costs more time "
+        "than sending the bytes. If the link is slower than that, pass bandwidth= or record its transfers "
+        "(tether.metrics.record('transfer', ...)).")
 
 
 def _fresh_regions(rows: dict, min_count: int) -> Iterator[Recommendation]:
