@@ -240,6 +240,13 @@ def raise_alert(name, ratio):
     return tether.metrics.alert(name, "throughput fell", {"ratio": ratio, "worst": float("inf")}, "look at the disk")
 
 
+def clear_alert(name):
+    """Clear a tether.metrics alert: the worker forwards the cleared state to the BEAM."""
+    import tether.metrics
+
+    return tether.metrics.clear(name.decode() if isinstance(name, bytes) else name)
+
+
 class Negotiated:
     """A user type this worker writes at version 2; a BEAM that reads version 1 gets version 1."""
 

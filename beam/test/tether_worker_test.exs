@@ -558,7 +558,7 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, [:nan, ^big]} = Tether.Worker.call(w, @m, "echo", [[:nan, big]])
     end
 
-    test "an alert Python raises arrives as a [:tether, :alert] event" do
+    test "an alert Python raises, then clears, arrives as [:tether, :alert] events" do
       test = self()
       :ok = :telemetry.attach(:tether_alert_test, [:tether, :alert], fn e, m, md, _ -> send(test, {:event, e, m, md}) end, nil)
       on_exit(fn -> :telemetry.detach(:tether_alert_test) end)
@@ -568,6 +568,12 @@ defmodule Tether.WorkerLifecycleTest do
       assert_receive {:event, [:tether, :alert], %{system_time: _},
                       %{name: "disk_slow", state: :firing, message: "throughput fell", suggestion: "look at the disk",
                         figures: %{"ratio" => 0.25, "worst" => :infinity}, worker: ^w, os_pid: ^os_pid}}, 2000
+      assert {:ok, true} = Tether.Worker.call(w, @m, "clear_alert", ["disk_slow"])
+      assert_receive {:event, [:tether, :alert], %{system_time: _},
+                      %{name: "disk_slow", state: :cleared, message: "cleared: throughput fell",
+                        figures: %{"ratio" => 0.25}, worker: ^w, os_pid: ^os_pid}}, 2000
+      assert {:ok, false} = Tether.Worker.call(w, @m, "clear_alert", ["disk_slow"])
+      refute_receive {:event, [:tether, :alert], _, _}, 200
     end
 
     test "tether_args encodes exactly as term_to_binary, large binaries referenced" do
