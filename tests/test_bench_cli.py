@@ -180,6 +180,58 @@ def test_plot_draws_crossover_and_codecs_from_saved_figures(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@needs_matplotlib
+def test_plots_of_the_real_groups_figures_hold_every_series(tmp_path, monkeypatch):
+    import gc
+
+    from tether.bench import arrow, compression, data, sizes
+    from tether.bench.harness import Report
+
+    # The timers collect garbage before each sample, 10-25 ms in a test process: seconds over these groups,
+    # for timings this test does not judge.
+    monkeypatch.setattr(gc, "collect", lambda *generation: 0)
+
+    rep = Report(group="sizes")
+    sizes.run(rep, quick=True)
+    rep.group = "arrow"
+    arrow._crossover(rep)
+    rep.group = "compression"
+    kinds = {kind: value[: 1 << 16] for kind, value in data.compression_data(1).items()}  # 64 KiB: quick enough
+    compression._algorithm_table(rep, kinds, True, {})
+    run = json.loads(json.dumps(rep.to_json()))  # as --json writes it and --plot reads it back
+
+    lines = plot.throughput_lines(plot.figures_for(run, "throughput"))
+    formats = {"raw", "ndarray", "arrow", "etf"}
+    assert {(fmt, peer) for fmt, peer, _ in lines} == {(f, p) for f in formats for p in (False, True)}
+    for (fmt, peer, label), points in lines.items():
+        assert label.startswith("tether") is not peer
+        sizes_seen = [n for n, _ in points]
+        assert sizes_seen == sorted(sizes_seen) and sizes_seen[0] == 1 << 10 and sizes_seen[-1] == 1 << 20
+        assert all(0 < gbps < 1e3 for _, gbps in points)
+
+    series = plot.crossover_series(plot.figures_for(run, "crossover"))
+    assert set(series) == {(m, f) for m in ("time", "size") for f in ("etf", "arrow")}
+    for (measure, fmt), points in series.items():
+        assert [n for n, _ in points] == [16, 256, 4096, 65536]
+    etf_sizes, arrow_sizes = dict(series[("size", "etf")]), dict(series[("size", "arrow")])
+    assert arrow_sizes[65536] < etf_sizes[65536]  # columns beat per-row maps at scale: what the plot shows
+
+    points = plot.codec_points(plot.figures_for(run, "codec"))
+    assert len({a for a, _ in points}) == 7 and {k for _, k in points} == set(kinds)
+    for (algorithm, kind), p in points.items():
+        assert set(p) == {"ratio", "compress"} and p["compress"] > 0
+        assert (p["ratio"] > 0.99) is (kind == "random bytes"), (algorithm, kind, p)
+
+    import matplotlib.image
+
+    written = plot.draw(run, str(tmp_path))
+    assert sorted(p.rsplit("/", 1)[1] for p in written) == ["compression.png", "rows_crossover.png", "throughput.png"]
+    for path in written:
+        pixels = matplotlib.image.imread(path)
+        assert pixels.shape[0] >= 400 and pixels.shape[1] >= 700
+        assert len({tuple(px) for px in pixels.reshape(-1, pixels.shape[2])[::97]}) > 20  # drawn, not blank
+
+
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))

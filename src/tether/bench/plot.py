@@ -70,20 +70,73 @@ def _pyplot() -> Any:
     return plt
 
 
-def _of(data: dict[str, Any], plot: str) -> list[dict[str, Any]]:
+def figures_for(data: dict[str, Any], plot: str) -> list[dict[str, Any]]:
+    """The figures of a run (``Report.to_json`` or a ``--json`` file) that plot ``plot`` places.
+
+    Examples
+    --------
+    >>> figures_for({"figures": [{"value": 1.0, "meta": {"plot": "codec"}}, {"value": 2.0}]}, "codec")
+    [{'value': 1.0, 'meta': {'plot': 'codec'}}]
+    """
     return [f for f in data["figures"] if f.get("meta", {}).get("plot") == plot and f.get("value")]
 
 
-def _throughput(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
+def throughput_lines(figures: list[dict[str, Any]]) -> dict[tuple[str, bool, str], list[tuple[int, float]]]:
+    """``throughput.png``'s lines: (format, is a peer, label) → sorted (payload bytes, round-trip GB/s).
+
+    Examples
+    --------
+    >>> throughput_lines([{"value": 1e-3, "meta": {"series": "tether raw", "format": "raw", "bytes": 10**6,
+    ...                                             "peer": False}}])
+    {('raw', False, 'tether raw'): [(1000000, 1.0)]}
+    """
     lines: dict[tuple[str, bool, str], list[tuple[int, float]]] = defaultdict(list)
     for f in figures:
         m = f["meta"]
-        key = (m.get("format", m["series"]), bool(m["peer"]), m["series"])
-        lines[key].append((m["bytes"], m["bytes"] / f["value"] / 1e9))
+        lines[(m.get("format", m["series"]), bool(m["peer"]), m["series"])].append((m["bytes"],
+                                                                                  m["bytes"] / f["value"] / 1e9))
+    return {key: sorted(points) for key, points in lines.items()}
+
+
+def crossover_series(figures: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """``rows_crossover.png``'s series: (``"time"`` or ``"size"``, format) → sorted (rows, seconds or bytes).
+
+    Examples
+    --------
+    >>> crossover_series([{"value": 0.5, "meta": {"measure": "time", "series": "etf", "rows": 16}}])
+    {('time', 'etf'): [(16, 0.5)]}
+    """
+    series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for f in figures:
+        m = f["meta"]
+        series[(m["measure"], m["series"])].append((m["rows"], f["value"]))
+    return {key: sorted(points) for key, points in series.items()}
+
+
+def codec_points(figures: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """``compression.png``'s points: (algorithm, kind of data) → its ``ratio`` and ``compress`` GB/s.
+
+    Examples
+    --------
+    >>> where = {"algorithm": "lz4 0", "kind": "text", "bytes": 10**9}
+    >>> codec_points([{"value": 0.4, "meta": {**where, "measure": "ratio"}},
+    ...               {"value": 0.5, "meta": {**where, "measure": "compress"}}])
+    {('lz4 0', 'text'): {'ratio': 0.4, 'compress': 2.0}}
+    """
+    points: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for f in figures:
+        m = f["meta"]
+        points[(m["algorithm"], m["kind"])][m["measure"]] = (f["value"] if m["measure"] == "ratio"
+                                                             else m["bytes"] / f["value"] / 1e9)
+    return dict(points)
+
+
+def _throughput(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
+    lines = throughput_lines(figures)
     colours = {fmt: f"C{i}" for i, fmt in enumerate(sorted({k[0] for k in lines}))}
     fig, ax = plt.subplots(figsize=(8, 5))
     for (fmt, peer, series), points in sorted(lines.items()):  # a format's peer in its colour, dashed
-        xs, ys = zip(*sorted(points))
+        xs, ys = zip(*points)
         ax.plot(xs, ys, "--" if peer else "-", color=colours[fmt], marker="o", markersize=3, label=series)
     ax.set(xscale="log", yscale="log", xlabel="payload (bytes)", ylabel="round trip (GB/s)",
            title="dumps + loads throughput by payload size (peers dashed)")
@@ -95,13 +148,9 @@ def _throughput(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
 
 
 def _crossover(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
-    series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
-    for f in figures:
-        m = f["meta"]
-        series[(m["measure"], m["series"])].append((m["rows"], f["value"]))
     fig, (t_ax, s_ax) = plt.subplots(1, 2, figsize=(10, 4.5))
-    for (measure, fmt), points in sorted(series.items()):
-        xs, ys = zip(*sorted(points))
+    for (measure, fmt), points in sorted(crossover_series(figures).items()):
+        xs, ys = zip(*points)
         ax = t_ax if measure == "time" else s_ax
         ys = [y * 1e3 for y in ys] if measure == "time" else [y / 1024 for y in ys]
         ax.plot(xs, ys, marker="o", label=fmt)
@@ -117,11 +166,7 @@ def _crossover(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
 
 
 def _codecs(plt: Any, figures: list[dict[str, Any]], path: str) -> None:
-    points: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    for f in figures:
-        m = f["meta"]
-        value = f["value"] if m["measure"] == "ratio" else m["bytes"] / f["value"] / 1e9
-        points[(m["algorithm"], m["kind"])][m["measure"]] = value
+    points = codec_points(figures)
     algorithms = sorted({a for a, _ in points})
     kinds = sorted({k for _, k in points})
     colour = {a: f"C{i % 10}" for i, a in enumerate(algorithms)}
@@ -183,7 +228,7 @@ def draw(data: dict[str, Any], directory: str) -> list[str]:
     _make(directory)
     written = []
     for key, filename, fn, group in PLOTS:
-        figures = _of(data, key)
+        figures = figures_for(data, key)
         if not figures:
             print(f"plot: {filename} skipped, no figures for it (run the {group!r} group)")
             continue
