@@ -145,6 +145,54 @@ def test_pool_trims_warm_regions_under_pressure_and_keeps_nothing_warm():
         pool.close()
 
 
+# ------------------------------------------------------------------ temporary buffers of encoders
+
+
+def temporary(op: str) -> tuple[int, int]:
+    """(how many temporaries ``op`` counted, the last one's bytes)."""
+    entry = memory.stats()["temporary"].get(op, {"count": 0, "last_bytes": 0})
+    return entry["count"], entry["last_bytes"]
+
+
+class Holder:
+    """Pickled: a bytes value in band, an array out of band."""
+
+    def __init__(self):
+        self.blob, self.arr = b"b" * MIB, np.arange(MIB // 8, dtype=np.float64)
+
+
+def test_encoders_count_the_buffers_they_allocate_and_not_views_of_the_value():
+    big = {"ids": list(range(200_000)), "name": "x" * (1 << 20)}  # etf: encoded whole, then copied in
+    n, _ = temporary("dumps")
+    frame = tether.dumps(big)
+    assert temporary("dumps") == (n + 1, tether.inspect(frame).raw_size)
+
+    frame = tether.dumps(Holder(), format="pickle")  # the array goes out of band: a view, not a temporary
+    count, last = temporary("dumps")
+    assert count == n + 2 and MIB < last < MIB + (1 << 12)
+
+    strided = memoryview(np.zeros((1024, 2048), np.uint8)[:, ::2])  # raw: row-major, so copied
+    enc = tether.encode(strided)
+    assert temporary("encode")[1] == 1024 * 1024 and bytes(enc)
+    for value in (np.zeros(MIB), np.zeros((512, 512))[:, ::2], b"z" * MIB):  # views, or written in place
+        before = temporary("encode")
+        tether.encode(value)
+        assert temporary("encode") == before, type(value)
+
+
+def test_stream_chunks_count_their_encoders_temporaries():
+    import io
+
+    from tether.stream import StreamWriter
+
+    n, _ = temporary("stream_chunk")
+    with StreamWriter(io.BytesIO()) as w:
+        w.write([float(i) for i in range(1000)])
+        w.write(np.arange(1000.0))  # a view of the array: nothing counted
+    count, last = temporary("stream_chunk")
+    assert count == n + 1 and 9000 <= last < 10_000
+
+
 # ------------------------------------------------------------------ compression
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from . import _transport, compression, formats, frame
+from . import _transport, compression, formats, frame, memory
 from ._buffers import as_view
 from ._errors import DecodeError, TetherError, UnsupportedFormatError, ValidationError
 from ._limits import get_limits
@@ -69,12 +69,14 @@ def encode(
 
 
 def prepare(
-    obj: Any, req: Request, *, stream: Mapping[str, Any] | None = None, decision: Decision | None = None
+    obj: Any, req: Request, *, stream: Mapping[str, Any] | None = None, decision: Decision | None = None,
+    op: str = "encode",
 ) -> Encoded:
     """Encode ``obj`` for ``req``: choose → encode the payload (with fallback) → compress → build the frame.
 
     ``stream`` makes the frame a chunk of a :mod:`tether.stream` (its metadata map); ``decision``
-    is a format choice already made for this value and request.
+    is a format choice already made for this value and request; ``op`` names the operation that
+    ``tether.memory.stats()`` files the encoding's temporary buffers under.
     """
     # The request's fields as locals, read once: each read of a named tuple's field is a lookup.
     requested, codec, level, metadata, checksum, transport, bandwidth, lineage, options, reader, step = req
@@ -89,6 +91,8 @@ def prepare(
         options, inner = {**(options or {}), "reader": reader}, "none"
     fmt, payload, ctx = formats.encode(obj, decision, options, auto=requested == "auto", compression=inner,
                                        transport=transport)
+    if payload.temporary:  # the format's own buffers, held until the frame is written out
+        memory.note_temporary(op, payload.temporary)
     if options and options.get("schema") is not None and fmt.name != "arrow":
         raise ValidationError(f"options['schema'] validates tables, and this value was written as {fmt.name} "
                               f"({decision.reason}): pass format='arrow' (or a pyarrow Table) to validate it.")
@@ -224,7 +228,7 @@ def _dumps(
             stamped, decision = _dumps_stamped(obj, req, checksum, t0)
             if stamped is not None:
                 return stamped
-        enc = prepare(obj, req, decision=decision)
+        enc = prepare(obj, req, decision=decision, op="dumps")
         out = bytes(enc)
     except TetherError as exc:
         if t0 is not None:
@@ -269,9 +273,15 @@ def _dumps_stamped(obj: Any, req: Request, checksum: Any, t0: int | None) -> tup
 
 
 def _after_plain(flags: int, fmt: str, checksum: Any, transport: str, size: int) -> None:
-    """Fold the counts when due; the large-value notes of a plain frame (the general path's are in prepare)."""
+    """Fold the counts when due; the large-value notes of a plain frame (the general path's are in prepare).
+
+    The one-step writer's temporary is counted from :data:`_LARGE` bytes, where the flag says so for free
+    (and while metrics are on): counting it for every small dumps would cost more than the metrics do.
+    """
     if flags & _DUE:
         _metrics.drain(False)
+    if flags & _LARGE_OP and size >= _LARGE and formats.get(fmt).plain_temporary:
+        memory.note_temporary("dumps", size)
     if flags & _LARGE_OP and size >= _LARGE and transport == "memory" and _checksum.kind_for(
             _checksum.requested(checksum), size, transport, False):
         _metrics.note("checksum", (fmt, transport), size)

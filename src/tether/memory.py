@@ -71,7 +71,9 @@ same way when exceeded.
 
 **Metrics.** :func:`stats` reports live regions and mapped bytes, the pools'
 warm bytes and hit rate, the attach cache, and the peak temporary-buffer
-bytes per operation where tether measures them (:func:`note_temporary`).
+bytes per operation where tether measures them (:func:`note_temporary`):
+compression and decompression, and the buffers formats encode into before
+the frame takes them (``dumps``, ``encode``, ``stream_chunk``).
 
 Examples
 --------

@@ -275,7 +275,8 @@ class StreamWriter:
         check_metadata(metadata)
         req = self._request._replace(format=format, metadata=metadata)
         t0 = _metrics.clock() if _metrics.on else None
-        enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset})
+        enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset},
+                      op="stream_chunk")
         self._digest = _chain(self._digest, self._seq, self._emit(enc))
         if t0 is not None:
             d = enc.decision

@@ -26,15 +26,21 @@ class Payload:
     """What a format produces: type information for the metadata and the payload's parts.
 
     ``segments`` are buffers (kept by reference, never joined) or :class:`Segment`
-    writers; they are laid out back to back.
+    writers; they are laid out back to back. ``temporary`` counts the bytes of
+    parts the format allocated to hold an encoding (not views of the value),
+    which live until the frame is written out (``tether.memory.stats()``'s
+    ``temporary``).
     """
 
     type_info: dict[str, Any]
     segments: list[Any] = field(default_factory=list)
     nbytes: int = 0
+    temporary: int = 0
 
-    def add(self, part: Any) -> None:
+    def add(self, part: Any, temporary: bool = False) -> None:
         """Append one part: a contiguous buffer (kept by reference, as bytes) or a :class:`Segment` writer.
+
+        ``temporary``: the part is a buffer the format allocated for this payload, not a view of the value.
 
         Examples
         --------
@@ -57,6 +63,8 @@ class Payload:
             part = part.cast("B") if part.ndim != 1 or part.format != "B" else part
             self.nbytes += part.nbytes
         self.segments.append(part)
+        if temporary:
+            self.temporary += part.nbytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +194,9 @@ class Format:
     # The keys of options= this format's encode and decode read (besides formats.GENERAL_OPTIONS). None: not
     # declared (a plugin from before the check), so no key is refused while such a format is registered.
     option_keys: ClassVar[frozenset[str] | None] = None
+    # Whether a one-step writer (dumps_plain) encodes the payload into a buffer of its own before copying it
+    # into the frame: dumps then counts that buffer as a temporary (tether.memory.stats()).
+    plain_temporary: ClassVar[bool] = False
 
     def warns_on_fallback(self, exc: Exception) -> bool:
         """Whether handing a value to ``fallback`` after ``exc`` warns (:class:`tether.FallbackWarning`).

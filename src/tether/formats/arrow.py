@@ -234,9 +234,9 @@ class ArrowFormat(Format):
             except (pa.ArrowInvalid, OSError):  # a layout the bound missed: let the buffer grow
                 grown = pa.BufferOutputStream()
                 _write_stream(grown, table.schema, batches, options)
-                p.add(memoryview(grown.getvalue()))
+                p.add(memoryview(grown.getvalue()), temporary=True)
                 return p
-            p.add(memoryview(buf)[: sink.tell()])
+            p.add(memoryview(buf)[: sink.tell()], temporary=True)
             return p
 
         def write(dest: memoryview, schema: pa.Schema = table.schema, batches: list = batches) -> None:

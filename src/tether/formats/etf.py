@@ -68,6 +68,7 @@ class EtfFormat(Format):
     id = 4
     name = "etf"
     option_keys = frozenset(ENCODE_OPTIONS + DECODE_OPTIONS)
+    plain_temporary = True  # dumps_plain encodes the term, then copies it into the frame
     intos = (*TABLE_INTOS, "pylist")
     auto_priority = 50
     fallback = "pickle"  # a part ETF cannot map: the decision says which
@@ -140,7 +141,7 @@ class EtfFormat(Format):
             data = _etf.encode(obj, _etf.Options(**kwargs, nan="marked", limits=opts.limits),
                                bytes_tag=_etf.BIT_BINARY, convert=convert)
             info["nan"] = "atoms"
-        p.add(data)
+        p.add(data, temporary=batched is None)  # batches are written straight into the frame
         return p
 
     def dumps_plain(

@@ -71,7 +71,8 @@ class RawFormat(Format):
             info["itemformat"] = mv.format
             info["shape"] = list(mv.shape)
         p = Payload(info)
-        p.add(flat_bytes(mv))  # strided or F-ordered views: row-major, as decode casts them back
+        flat = flat_bytes(mv)  # strided or F-ordered views: row-major, as decode casts them back
+        p.add(flat, temporary=flat.obj is not mv.obj)  # such a view was copied
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:

@@ -128,13 +128,13 @@ class SparseFormat(Format):
             # As the data dtype's bytes: NaN, infinities and complex values have no ETF number.
             p.type_info["fill_value"] = np.asarray(obj.fill_value, obj.dtype).tobytes()
         beam = ctx.options.get("reader") == "beam"
-        for name, arr in parts:
-            arr = np.ascontiguousarray(arr)
+        for name, given in parts:
+            arr = np.ascontiguousarray(given)
             if beam and arr.dtype.byteorder == ">":  # Nx tensors are little-endian
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             p.type_info["components"].append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
                                               "offset": p.nbytes, "nbytes": arr.nbytes})
-            p.add(arr.reshape(-1).view("u1") if arr.size else b"")
+            p.add(arr.reshape(-1).view("u1") if arr.size else b"", temporary=arr is not given)  # a copy
             if p.nbytes % ALIGN:
                 p.add(_PAD[: ALIGN - p.nbytes % ALIGN])
         return p
