@@ -36,6 +36,13 @@ def test_verify_reports_corruption(tmp_path):
     out = run("verify", str(bad))
     assert out.returncode == 1 and "ChecksumError" in out.stderr and "stored xxh3-64" in out.stderr
     assert run("inspect", str(tmp_path / "missing")).returncode == 2
+    out = run("verify", "--json", str(bad))  # a script reading stdout gets JSON for the failure too
+    error = json.loads(out.stdout)["error"]
+    assert out.returncode == 1 and error["type"] == "ChecksumError" and "stored xxh3-64" in error["message"]
+    out = run("inspect", "--json", str(tmp_path / "missing"))
+    assert out.returncode == 2 and json.loads(out.stdout) == {
+        "file": str(tmp_path / "missing"),
+        "error": {"type": "OSError", "message": f"cannot read {tmp_path / 'missing'}: No such file or directory"}}
 
 
 def test_bench_quick_runs_and_prints_ratios():

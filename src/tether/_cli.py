@@ -203,14 +203,11 @@ def _frame_cmd(args: argparse.Namespace) -> int:
             return 0
         info = tether.verify(data) if args.cmd == "verify" else first
     except OSError as exc:
-        print(f"tether: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return _frame_error(args, "OSError", f"cannot read {args.file}: {exc.strerror or exc}", 2)
     except _NotAFile as exc:
-        print(f"tether: {exc}", file=sys.stderr)
-        return 2
+        return _frame_error(args, "NotAFile", str(exc), 2)
     except TetherError as exc:
-        print(f"tether: {args.file}: {type(exc).__name__}: {exc}{_region_hint(data)}", file=sys.stderr)
-        return 1
+        return _frame_error(args, type(exc).__name__, f"{exc}{_region_hint(data)}", 1)
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
         _print_json(_info_dict(info, verified))
@@ -219,6 +216,17 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     if verified is not None:
         print(f"verified  {verified}")
     return 0
+
+
+def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int) -> int:
+    """Say why ``inspect``/``verify`` failed on stderr and, with ``--json``, as JSON on stdout; return ``status``."""
+    if kind in ("OSError", "NotAFile"):
+        print(f"tether: {message}", file=sys.stderr)
+    else:
+        print(f"tether: {args.file}: {kind}: {message}", file=sys.stderr)
+    if args.json:  # a script reading stdout gets an object either way
+        _print_json({"file": args.file, "error": {"type": kind, "message": message}})
+    return status
 
 
 def _stream_summary(args: argparse.Namespace, data: Any) -> int:
