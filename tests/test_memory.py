@@ -180,6 +180,38 @@ def test_encoders_count_the_buffers_they_allocate_and_not_views_of_the_value():
         assert temporary("encode") == before, type(value)
 
 
+def test_etf_arrow_and_sparse_encoders_count_their_own_buffers():
+    rows = list(range(100_000))
+    before = temporary("dumps")
+    frame = tether.dumps(rows, compression="lz4")  # the general path: the term encoded whole, then compressed
+    assert temporary("dumps") == (before[0] + 1, tether.inspect(frame).raw_size)
+    pressure(True)
+    big = [float(i) for i in range(2 * memory.LOW_PEAK_MIN // 9)]  # under pressure: batches into the frame
+    tether.dumps(big, compression="lz4")
+    assert any("encoded twice in batches" in d["decision"] for d in memory.decisions(3))
+    assert temporary("dumps")[0] == before[0] + 1  # nothing held whole
+    pressure(False)
+
+    import pyarrow as pa
+
+    table = pa.table({"x": np.zeros(1 << 17)})  # 1 MiB of zeros: Arrow's own zstd shrinks it to almost nothing
+    frame = tether.dumps(table, compression="zstd")
+    count, last = temporary("dumps")
+    assert count == before[0] + 2 and last >= table.nbytes > 100 * tether.inspect(frame).payload_size
+
+    import scipy.sparse
+
+    dense = np.zeros((64, 64))
+    dense[::3, ::5] = 1.0
+    m = scipy.sparse.coo_matrix(dense)
+    before = temporary("encode")
+    tether.encode(m)  # its components are contiguous arrays: views, nothing counted
+    assert temporary("encode") == before
+    m.data = np.repeat(m.data, 2)[::2]  # a strided view: made contiguous, a copy of its 8-byte values
+    tether.encode(m)
+    assert temporary("encode") == (before[0] + 1, m.data.nbytes)
+
+
 def test_stream_chunks_count_their_encoders_temporaries():
     import io
 

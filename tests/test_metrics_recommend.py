@@ -105,9 +105,13 @@ def test_compressing_frames_that_stay_on_this_host():
     (rec,) = _by_rule("compression-time")
     assert rec.evidence["transport"] == "memory" and rec.evidence["ratio"] < 0.1 and rec.evidence["count"] == 3
     assert "stay on this host" in rec.message and "compression='none'" in rec.change
+    assert rec.evidence["bandwidth_source"] == "on host"
     m.reset()
     for _ in range(3):
         tether.dumps(bytes(1 << 20), compression="auto")  # auto never compresses on one host: nothing to advise
+    assert _by_rule("compression-time") == []
+    for _ in range(3):  # bandwidth= says these frames travel, at 1 kB/s: judged at it, and zstd pays
+        tether.dumps(bytes(1 << 20), compression="zstd", bandwidth=1e3)
     assert _by_rule("compression-time") == []
 
 

@@ -157,12 +157,13 @@ defmodule Tether.PoolTest do
     wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
     Process.exit(gone, :kill)
     assert_receive {:DOWN, ^gone_ref, :process, ^gone, :killed}
+    wait_until(fn -> Tether.Pool.status(pool).queued == 0 end)  # the dead waiter leaves the queue
     {second, second_ref} = spawn_monitor(hold)
     wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
     Process.exit(first, :kill)
     assert_receive {:DOWN, ^first_ref, :process, ^first, :killed}
     assert_receive {:holding, ^second}
-    refute_received {:holding, ^gone}
+    assert %{busy: 1, queued: 0} = Tether.Pool.status(pool)
     Process.exit(second, :kill)
     assert_receive {:DOWN, ^second_ref, :process, ^second, :killed}
     wait_until(fn -> match?(%{busy: 0, idle: 1, queued: 0}, Tether.Pool.status(pool)) end)

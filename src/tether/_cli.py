@@ -207,7 +207,7 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     except _NotAFile as exc:
         return _frame_error(args, "NotAFile", str(exc), 2)
     except TetherError as exc:
-        return _frame_error(args, type(exc).__name__, f"{exc}{_region_hint(data)}", 1)
+        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=_region_hint(data), named=True)
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
         _print_json(_info_dict(info, verified))
@@ -218,14 +218,18 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int) -> int:
-    """Say why ``inspect``/``verify`` failed on stderr and, with ``--json``, as JSON on stdout; return ``status``."""
-    if kind in ("OSError", "NotAFile"):
-        print(f"tether: {message}", file=sys.stderr)
-    else:
-        print(f"tether: {args.file}: {kind}: {message}", file=sys.stderr)
+def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int, *, hint: str = "",
+                 named: bool = False) -> int:
+    """Say why ``inspect``/``verify`` failed on stderr and, with ``--json``, as JSON on stdout; return ``status``.
+
+    ``named``: the message is a TetherError's, printed after the file and the error's type; ``hint`` says
+    what to do instead (the JSON gives it apart).
+    """
+    print(f"tether: {args.file}: {kind}: {message}" if named else f"tether: {message}",
+          (f"\ntether: {hint}" if hint else ""), sep="", file=sys.stderr)
     if args.json:  # a script reading stdout gets an object either way
-        _print_json({"file": args.file, "error": {"type": kind, "message": message}})
+        error = {"type": kind, "message": message, **({"hint": hint} if hint else {})}
+        _print_json({"file": args.file, "error": error})
     return status
 
 
@@ -294,7 +298,7 @@ def _region_hint(data: Any) -> str:
 
     if bytes(data[: len(_region.MAGIC)]) != _region.MAGIC:
         return ""
-    return ("\ntether: this is a tether shared-memory region, not a frame: `tether shm ls` lists the regions "
+    return ("this is a tether shared-memory region, not a frame: `tether shm ls` lists the regions "
             "in /dev/shm, and tether.shm.Region.attach(name) reads their frames")
 
 

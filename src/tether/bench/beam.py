@@ -52,8 +52,12 @@ def _figures(stdout: str) -> dict[str, float]:
     out = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").replace(".", "", 1).isdigit():
+        if len(parts) != 2:
+            continue
+        try:
             out[parts[0]] = float(parts[1]) / 1e6
+        except ValueError:
+            continue
     return out
 
 

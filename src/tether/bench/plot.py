@@ -73,6 +73,18 @@ def _pyplot() -> Any:
 def figures_for(data: dict[str, Any], plot: str) -> list[dict[str, Any]]:
     """The figures of a run (``Report.to_json`` or a ``--json`` file) that plot ``plot`` places.
 
+    Parameters
+    ----------
+    data : dict
+        The run, with its ``"figures"``.
+    plot : str
+        ``"throughput"``, ``"crossover"`` or ``"codec"``: the ``meta["plot"]`` the groups record.
+
+    Returns
+    -------
+    list of dict
+        Those figures that have a value, in the run's order.
+
     Examples
     --------
     >>> figures_for({"figures": [{"value": 1.0, "meta": {"plot": "codec"}}, {"value": 2.0}]}, "codec")
@@ -83,6 +95,16 @@ def figures_for(data: dict[str, Any], plot: str) -> list[dict[str, Any]]:
 
 def throughput_lines(figures: list[dict[str, Any]]) -> dict[tuple[str, bool, str], list[tuple[int, float]]]:
     """``throughput.png``'s lines: (format, is a peer, label) → sorted (payload bytes, round-trip GB/s).
+
+    Parameters
+    ----------
+    figures : list of dict
+        The ``sizes`` group's figures (:func:`figures_for` ``"throughput"``): seconds per round trip.
+
+    Returns
+    -------
+    dict
+        One line per series, its points sorted by payload size.
 
     Examples
     --------
@@ -101,6 +123,16 @@ def throughput_lines(figures: list[dict[str, Any]]) -> dict[tuple[str, bool, str
 def crossover_series(figures: list[dict[str, Any]]) -> dict[tuple[str, str], list[tuple[int, float]]]:
     """``rows_crossover.png``'s series: (``"time"`` or ``"size"``, format) → sorted (rows, seconds or bytes).
 
+    Parameters
+    ----------
+    figures : list of dict
+        The ``arrow`` group's crossover figures (:func:`figures_for` ``"crossover"``).
+
+    Returns
+    -------
+    dict
+        One series per measure and format, its points sorted by row count.
+
     Examples
     --------
     >>> crossover_series([{"value": 0.5, "meta": {"measure": "time", "series": "etf", "rows": 16}}])
@@ -115,6 +147,17 @@ def crossover_series(figures: list[dict[str, Any]]) -> dict[tuple[str, str], lis
 
 def codec_points(figures: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
     """``compression.png``'s points: (algorithm, kind of data) → its ``ratio`` and ``compress`` GB/s.
+
+    Parameters
+    ----------
+    figures : list of dict
+        The ``compression`` group's codec table (:func:`figures_for` ``"codec"``): ratios, and seconds to
+        compress ``meta["bytes"]``.
+
+    Returns
+    -------
+    dict
+        Per algorithm and kind, what was measured of the two (a point is drawn only with both).
 
     Examples
     --------

@@ -37,10 +37,8 @@ class Payload:
     nbytes: int = 0
     temporary: int = 0
 
-    def add(self, part: Any, temporary: bool = False) -> None:
+    def add(self, part: Any) -> None:
         """Append one part: a contiguous buffer (kept by reference, as bytes) or a :class:`Segment` writer.
-
-        ``temporary``: the part is a buffer the format allocated for this payload, not a view of the value.
 
         Examples
         --------
@@ -63,8 +61,23 @@ class Payload:
             part = part.cast("B") if part.ndim != 1 or part.format != "B" else part
             self.nbytes += part.nbytes
         self.segments.append(part)
-        if temporary:
-            self.temporary += part.nbytes
+
+    def add_temporary(self, part: Any, allocated: int | None = None) -> None:
+        """:meth:`add` a buffer the format allocated for this payload (not a view of the value).
+
+        It counts in ``temporary``: ``allocated`` bytes when the buffer is larger than the part (a
+        buffer sized for the worst case), else the part's own.
+
+        Examples
+        --------
+        >>> p = Payload({})
+        >>> p.add_temporary(b"encoded", allocated=64)
+        >>> p.nbytes, p.temporary
+        (7, 64)
+        """
+        before = self.nbytes
+        self.add(part)
+        self.temporary += self.nbytes - before if allocated is None else allocated
 
 
 @dataclass(frozen=True, slots=True)

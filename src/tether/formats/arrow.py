@@ -234,9 +234,9 @@ class ArrowFormat(Format):
             except (pa.ArrowInvalid, OSError):  # a layout the bound missed: let the buffer grow
                 grown = pa.BufferOutputStream()
                 _write_stream(grown, table.schema, batches, options)
-                p.add(memoryview(grown.getvalue()), temporary=True)
+                p.add_temporary(memoryview(grown.getvalue()))
                 return p
-            p.add(memoryview(buf)[: sink.tell()], temporary=True)
+            p.add_temporary(memoryview(buf)[: sink.tell()], allocated=buf.size)  # sized for the worst case
             return p
 
         def write(dest: memoryview, schema: pa.Schema = table.schema, batches: list = batches) -> None:

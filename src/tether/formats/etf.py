@@ -141,7 +141,10 @@ class EtfFormat(Format):
             data = _etf.encode(obj, _etf.Options(**kwargs, nan="marked", limits=opts.limits),
                                bytes_tag=_etf.BIT_BINARY, convert=convert)
             info["nan"] = "atoms"
-        p.add(data, temporary=batched is None)  # batches are written straight into the frame
+        if isinstance(data, memory.Chunked):  # batches written straight into the frame
+            p.add(data)
+        else:  # the whole encoding (or, under memory pressure, the batches joined)
+            p.add_temporary(data)
         return p
 
     def dumps_plain(

@@ -70,7 +70,7 @@ class PickleFormat(Format):
             raise EncodeError(f"pickle cannot encode {type(obj).__qualname__}: {exc}") from exc
         table = []
         p = Payload({"pickle_len": len(data), "buffers": table, "python_type": _type_name(obj)})
-        p.add(data, temporary=True)  # out-of-band buffers below are views of the value
+        p.add_temporary(data)  # out-of-band buffers below are views of the value
         for buf in buffers:
             pad = _pad(p.nbytes)
             if pad:

@@ -72,7 +72,10 @@ class RawFormat(Format):
             info["shape"] = list(mv.shape)
         p = Payload(info)
         flat = flat_bytes(mv)  # strided or F-ordered views: row-major, as decode casts them back
-        p.add(flat, temporary=flat.obj is not mv.obj)  # such a view was copied
+        if flat.obj is mv.obj:
+            p.add(flat)
+        else:  # such a view was copied
+            p.add_temporary(flat)
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:

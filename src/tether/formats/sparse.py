@@ -134,7 +134,11 @@ class SparseFormat(Format):
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
             p.type_info["components"].append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
                                               "offset": p.nbytes, "nbytes": arr.nbytes})
-            p.add(arr.reshape(-1).view("u1") if arr.size else b"", temporary=arr is not given)  # a copy
+            flat = arr.reshape(-1).view("u1") if arr.size else b""
+            if arr is given:
+                p.add(flat)
+            else:  # made contiguous or little-endian: a copy
+                p.add_temporary(flat)
             if p.nbytes % ALIGN:
                 p.add(_PAD[: ALIGN - p.nbytes % ALIGN])
         return p

@@ -53,7 +53,7 @@ def recommendations(min_count: int = 3) -> list[Recommendation]:
     time than the transfer it saves, at the bandwidth passed to ``dumps``,
     else the one observed over ``record("transfer", ...)``, else the one
     assumed for the transport; or any compression of frames that stay on
-    this host); fresh
+    this host, unless ``bandwidth=`` says they travel); fresh
     shared-memory regions where a pool would keep pages warm; large payloads
     copied where ``dump_into`` or views would not; checksums on large
     in-memory frames; worker frames over the shared-memory threshold sent inline.
@@ -119,10 +119,12 @@ def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
             yield Recommendation(
                 "compression-ratio", f"{codec} on {transport} only shrinks payloads to {ratio:.0%}", evidence,
                 "Use compression='none' for these values (or 'auto', which measures before it compresses).")
-        elif transport in ON_HOST:
+        elif transport in ON_HOST and passed is None:  # bandwidth= says the frames do travel: judged below
             yield Recommendation(
                 "compression-time", f"{codec} compressed {n} frames that stay on this host ({transport})",
-                evidence, f"Use compression='none' (or 'auto', which never compresses for transport='{transport}'): "
+                {**evidence, "bandwidth_source": "on host"},
+                f"Use compression='none' (or 'auto', which never compresses for transport='{transport}' without "
+                "bandwidth=): "
                 "the reader maps or copies the bytes at memory speed, which no compressor beats. Keep it only where "
                 "frames are kept for their size.")
         else:
