@@ -34,6 +34,15 @@ def run_escript(body: str, *, stdin: bytes | None = None, timeout: float = 120) 
     return proc.stdout.decode()
 
 
+@pytest.fixture(autouse=True)
+def fresh_compression_choices():
+    """Each test's compression="auto" measures its own payloads: a choice kept from another test's is not reused."""
+    import tether
+
+    tether.compression.forget_choices()
+    yield
+
+
 @pytest.fixture(scope="session")
 def erl():
     return run_escript

@@ -222,3 +222,74 @@ def test_kept_zstd_contexts_write_what_fresh_ones_write_and_stay_per_thread():
     for t in threads:
         t.join()
     assert errors == [] and len({id(c) for c in seen.values()}) == 4
+
+
+# ------------------------------------------------------------------ step 5: choices reused for like payloads
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """The codecs (name, level) compression="auto" times, in order, as it times them."""
+    from tether.compression import _policy
+
+    real, seen = _policy._measure, []
+
+    def measure(codec, samples, level):
+        seen.append((codec.name, level))
+        return real(codec, samples, level)
+
+    monkeypatch.setattr(_policy, "_measure", measure)
+    return seen
+
+
+def walk(n: int, seed: int = 1) -> np.ndarray:
+    """Floats that compress (and byte-shuffle) well: a random walk."""
+    return np.cumsum(np.random.default_rng(seed).integers(-3, 4, n)).astype("f8")
+
+
+def test_a_like_payload_reuses_the_choice_and_its_shuffle_until_measured_again(timed):
+    first = tether.dumps(walk(1 << 16), compression="auto", transport="network")
+    measured = list(timed)
+    assert measured[0] == ("lz4", 0) and ("zstd", 1) in measured and len(measured) >= 5  # candidates and shuffle
+    decision = tether.last_decision()
+    assert "reused" not in decision.compression_reason and "byte-shuffled" in decision.compression_reason
+    for i in range(2, compression._policy.REUSE_MAX + 1):  # like payloads: only the cheap lz4 sample test
+        del timed[:]
+        value = walk(1 << 16, seed=i)
+        frame = tether.dumps(value, compression="auto", transport="network")
+        assert timed == [("lz4", 0)]
+        reason = tether.last_decision().compression_reason
+        assert f"reused for a like payload" in reason and f"use {i} of" in reason and "byte-shuffled" in reason
+        assert tether.inspect(frame).compression == tether.inspect(first).compression
+        np.testing.assert_array_equal(tether.loads(frame), value)
+    del timed[:]
+    tether.dumps(walk(1 << 16), compression="auto", transport="network")  # past REUSE_MAX: measured anew
+    assert len(timed) == len(measured) and "reused" not in tether.last_decision().compression_reason
+
+
+def test_a_payload_unlike_the_measured_one_is_measured(timed):
+    tether.dumps(walk(1 << 16), compression="auto", transport="network")
+    n = len(timed)
+    del timed[:]
+    tether.dumps(walk(1 << 16, seed=2), compression="auto", transport="network")  # like it: reused
+    assert timed == [("lz4", 0)]
+    for value, options, why in [(np.zeros(1 << 16), {}, "another lz4 sample ratio"),
+                                (walk(1 << 18), {}, "another size class"),
+                                (walk(1 << 16), {"bandwidth": 1e9}, "another bandwidth"),
+                                (walk(1 << 16), {"reader": "beam"}, "another reader")]:
+        del timed[:]
+        tether.dumps(value, compression="auto", transport="network", **options)
+        assert len(timed) > 1 and "reused" not in tether.last_decision().compression_reason, why
+    compression.forget_choices()
+    del timed[:]
+    tether.dumps(walk(1 << 16, seed=3), compression="auto", transport="network")
+    assert len(timed) == n
+
+
+def test_a_named_codec_never_takes_a_filter_kept_for_another_payload(timed):
+    info = tether.inspect(tether.dumps(walk(1 << 16), compression="auto", transport="network"))  # kept, shuffle too
+    del timed[:]
+    frame = tether.dumps(walk(1 << 16, seed=5), compression=info.compression, level=info.compression_level,
+                         transport="network")
+    assert len(timed) == 2  # plain and shuffled samples timed for this payload
+    np.testing.assert_array_equal(tether.loads(frame), walk(1 << 16, seed=5))

@@ -72,6 +72,7 @@ def dumps_both(obj, **options):
     plain = tether.dumps(obj, **options)
     pressure(True)
     last = mark()
+    tether.compression.forget_choices()  # the squeezed frame's compression="auto" measures its own samples
     squeezed = tether.dumps(obj, **options)
     return plain, squeezed, paths_since(last)
 

@@ -12,10 +12,11 @@ from .._registry import Registry
 from ._apply import pack, unpack
 from ._base import Compressor
 from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
-from ._policy import BANDWIDTH, choose_filter, resolve
+from ._policy import BANDWIDTH, choose_filter, forget_choices, resolve
 
 __all__ = [
-    "BANDWIDTH", "Compressor", "choose_filter", "get", "names", "pack", "register", "registry", "resolve", "unpack",
+    "BANDWIDTH", "Compressor", "choose_filter", "forget_choices", "get", "names", "pack", "register", "registry",
+    "resolve", "unpack",
 ]
 
 def _check(codec: object) -> None:

@@ -10,6 +10,11 @@
    samples, with its typical decompression speed (``DECOMPRESS_SPEED``),
    predict the time to compress, transfer at the transport's bandwidth, and
    decompress. The fastest prediction wins, "none" included.
+5. A payload like one measured lately (same format, power-of-two size,
+   transport, bandwidth and reader, and lz4 samples within ``REUSE_RATIO``
+   of its ratio) reuses that choice, and its byte-shuffle choice, instead of
+   timing every candidate again; every ``REUSE_MAX`` uses they are measured
+   anew. The reason says so. :func:`forget_choices` drops them.
 
 The candidates are those the frame's reader can undo (``READABLE``): every
 codec for Python, gzip alone for the BEAM (``reader="beam"``), where it
@@ -18,6 +23,7 @@ competes on the same prediction.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Sequence
 
@@ -43,6 +49,16 @@ SAMPLE_SIZE = 16 << 10
 # the decompression of 16 KiB samples would mostly measure noise).
 DECOMPRESS_SPEED = {"lz4": 2.0e9, "zstd": 1.0e9, "gzip": 0.4e9}
 GIVE_UP_RATIO = 0.9
+# Step 5: timing the candidates and the byte-shuffle costs 0.2-0.7 ms a payload here, as much as compressing
+# a few hundred KiB; a stream of like payloads (tensors of one shape, batches of one table) pays it once.
+REUSE_RATIO = 0.05
+REUSE_MAX = 32
+_CHOICES_MAX = 64
+# Choices by (format, size class, transport, bandwidth, reader): [codec, level, reason, lz4 ratio, uses,
+# filters by (codec, level, element size) -> shuffle size]. Plain dict operations: safe under the GIL, and a
+# race between threads only measures once more.
+_choices: dict[tuple, list] = {}
+_reused = threading.local()  # .key: the choice resolve took last on this thread, for choose_filter
 CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
 # The codecs each reader undoes (None: every registered one). The BEAM inflates
 # gzip with zlib; it has no lz4 or zstd without a NIF.
@@ -82,6 +98,7 @@ def resolve(
         return registry.by_id.get(0) or get(0), 0, "not requested"
     if not isinstance(name, str):
         raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
+    _reused.key = None  # a choice of an earlier payload's is not this one's (choose_filter reads it next)
     if name != "auto":
         if name not in registry:
             raise ValidationError(
@@ -89,7 +106,13 @@ def resolve(
             )
         codec = get(name)
         return codec, codec.check_level(level), "requested by the caller" if name != "none" else "not requested"
+    return _auto(level, payload, transport, fmt, bandwidth, reader)
 
+
+def _auto(level: int | None, payload: Any, transport: str, fmt: Any, bandwidth: float | None,
+          reader: str) -> tuple[Any, int, str]:
+    """:func:`resolve` for ``"auto"``: the module docstring's steps 1-5."""
+    get = _package.get
     none = get("none")
     if bandwidth is not None:
         if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or not bandwidth > 0:
@@ -104,26 +127,64 @@ def resolve(
     samples = _samples(payload.segments, n)
     if not samples:
         return none, 0, "payload is produced by a writer and cannot be sampled cheaply"
-    total = sum(len(s) for s in samples)
-
-    best = (n / bandwidth, none, 0, "none")
     # lz4 on the samples is the cheap test of whether anything compresses, whoever reads the frame.
     lz4 = get("lz4")
     ratio, ctime, dtime = _measure(lz4, samples, lz4.default_level)
     if ratio > GIVE_UP_RATIO:
         return none, 0, f"incompressible: lz4 sample ratio {ratio:.2f} > {GIVE_UP_RATIO}"
-    scale = n / total
+    key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader)
+    kept = _reuse(key, ratio)
+    if kept is not None:
+        codec, lvl, reason = kept
+        return codec, (lvl if level is None or codec is none else codec.check_level(level)), reason
     candidates = _candidates(READABLE[reader], bandwidth, samples, (lz4, lz4.default_level, ratio, ctime, dtime))
-    for codec, lvl, r, c, _ in candidates:
-        predicted = c * scale + n / DECOMPRESS_SPEED.get(codec.name, 1e9) + n * r / bandwidth
-        if predicted < best[0]:
-            best = (predicted, codec, lvl, f"ratio {r:.2f} on samples")
-    _, codec, lvl, why = best
+    codec, lvl, why = _fastest(candidates, n, sum(len(s) for s in samples), bandwidth, none)
     if codec is none:
-        return none, 0, f"no compressor beats sending raw at {bandwidth / 1e6:.0f} MB/s"
+        return _keep(key, ratio, none, 0, f"no compressor beats sending raw at {bandwidth / 1e6:.0f} MB/s")
+    _keep(key, ratio, codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})")
     if level is not None:
         lvl = codec.check_level(level)
     return codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
+
+
+def _fastest(candidates: list[tuple], n: int, sampled: int, bandwidth: float, none: Any) -> tuple[Any, int, str]:
+    """(codec, level, why) of the candidate predicted to compress, send and decompress ``n`` bytes first."""
+    best = (n / bandwidth, none, 0, "none")
+    for codec, lvl, r, c, _ in candidates:
+        predicted = c * n / sampled + n / DECOMPRESS_SPEED.get(codec.name, 1e9) + n * r / bandwidth
+        if predicted < best[0]:
+            best = (predicted, codec, lvl, f"ratio {r:.2f} on samples")
+    return best[1:]
+
+
+def _reuse(key: tuple, ratio: float) -> tuple[Any, int, str] | None:
+    """The choice kept for ``key`` when the payload's lz4 sample ratio is close to its own (step 5), else None."""
+    kept = _choices.get(key)
+    if kept is None or kept[4] >= REUSE_MAX or abs(ratio - kept[3]) > REUSE_RATIO:
+        return None
+    kept[4] += 1
+    _reused.key = key  # choose_filter, next for this payload on this thread, reuses its filter too
+    return kept[0], kept[1], (f"{kept[2]}; reused for a like payload (lz4 sample ratio {ratio:.2f}, "
+                              f"{kept[3]:.2f} when measured; use {kept[4]} of {REUSE_MAX})")
+
+
+def _keep(key: tuple, ratio: float, codec: Any, level: int, reason: str) -> tuple[Any, int, str]:
+    """Remember a measured choice for like payloads (step 5); return it."""
+    if len(_choices) >= _CHOICES_MAX:
+        _choices.clear()  # many kinds of payload: start again rather than track which is stale
+    _choices[key] = [codec, level, reason, ratio, 1, {}]
+    _reused.key = key
+    return codec, level, reason
+
+
+def forget_choices() -> None:
+    """Drop the choices kept for like payloads: the next ``compression="auto"`` measures every candidate again.
+
+    Examples
+    --------
+    >>> forget_choices()
+    """
+    _choices.clear()
 
 
 def _candidates(readable: tuple[str, ...] | None, bandwidth: float, samples: list[bytes], lz4: tuple) -> list[tuple]:
@@ -219,10 +280,15 @@ def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = 
     size = fmt.element_size(payload.type_info)
     if not size or payload.nbytes % size:
         return 0
+    kept, _reused.key = _choices.get(getattr(_reused, "key", None)), None  # what resolve chose for this payload
+    filters = kept[5] if kept is not None else {}
+    if (codec.name, level, size) in filters:
+        return filters[(codec.name, level, size)]
     samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]
     samples = [s for s in samples if s]
     if not samples:
         return 0
     plain, _, _ = _measure(codec, samples, level)
     shuffled, _, _ = _measure(codec, [bytes(shuffle(s, size)) for s in samples], level)
-    return size if shuffled < plain * GAIN else 0
+    filters[(codec.name, level, size)] = chosen = size if shuffled < plain * GAIN else 0
+    return chosen
