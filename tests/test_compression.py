@@ -247,42 +247,87 @@ def walk(n: int, seed: int = 1) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).integers(-3, 4, n)).astype("f8")
 
 
+# A reused choice times lz4 twice: the samples as they are, and shuffled (the shuffle choice's check).
+REUSED = [("lz4", 0), ("lz4", 0)]
+
+
+def auto(value, **options):
+    """dumps with compression="auto" for the network; the frame."""
+    return tether.dumps(value, compression="auto", transport="network", **options)
+
+
 def test_a_like_payload_reuses_the_choice_and_its_shuffle_until_measured_again(timed):
-    first = tether.dumps(walk(1 << 16), compression="auto", transport="network")
+    first = auto(walk(1 << 16))
     measured = list(timed)
-    assert measured[0] == ("lz4", 0) and ("zstd", 1) in measured and len(measured) >= 5  # candidates and shuffle
+    assert measured[0] == ("lz4", 0) and ("zstd", 1) in measured and len(measured) >= 6  # candidates, shuffle
     decision = tether.last_decision()
     assert "reused" not in decision.compression_reason and "byte-shuffled" in decision.compression_reason
-    for i in range(2, compression._policy.REUSE_MAX + 1):  # like payloads: only the cheap lz4 sample test
+    for i in range(2, compression._policy.REUSE_MAX + 1):  # like payloads: only the cheap lz4 checks
         del timed[:]
         value = walk(1 << 16, seed=i)
-        frame = tether.dumps(value, compression="auto", transport="network")
-        assert timed == [("lz4", 0)]
+        frame = auto(value)
+        assert timed == REUSED
         reason = tether.last_decision().compression_reason
-        assert f"reused for a like payload" in reason and f"use {i} of" in reason and "byte-shuffled" in reason
+        assert "reused for a like payload" in reason and f"use {i} of" in reason and "byte-shuffled" in reason
         assert tether.inspect(frame).compression == tether.inspect(first).compression
         np.testing.assert_array_equal(tether.loads(frame), value)
     del timed[:]
-    tether.dumps(walk(1 << 16), compression="auto", transport="network")  # past REUSE_MAX: measured anew
+    auto(walk(1 << 16))  # past REUSE_MAX: measured anew
     assert len(timed) == len(measured) and "reused" not in tether.last_decision().compression_reason
 
 
-def test_a_payload_unlike_the_measured_one_is_measured(timed):
-    tether.dumps(walk(1 << 16), compression="auto", transport="network")
-    n = len(timed)
+@pytest.mark.parametrize("case", ["ratio", "size class", "bandwidth", "reader", "format", "registry"])
+def test_a_payload_unlike_the_measured_one_is_measured(timed, case):
+    auto(walk(1 << 16))
     del timed[:]
-    tether.dumps(walk(1 << 16, seed=2), compression="auto", transport="network")  # like it: reused
+    auto(walk(1 << 16, seed=2))  # the control: a like payload reuses the choice
+    assert timed == REUSED
+    del timed[:]
+    if case == "ratio":
+        auto(np.repeat(np.arange(16.0), 1 << 12))  # compresses far better: another lz4 sample ratio
+    elif case == "size class":
+        auto(walk(1 << 17))
+    elif case == "bandwidth":
+        auto(walk(1 << 16), bandwidth=1e9)
+    elif case == "reader":  # the BEAM undoes gzip alone: an lz4 or zstd choice kept for Python is not its
+        frame = auto(walk(1 << 16), reader="beam")
+        assert tether.inspect(frame).compression in ("gzip", "none")
+    elif case == "format":
+        auto(walk(1 << 16).tobytes())  # the same bytes as raw
+    else:
+        compression.register(compression.get("zstd"))  # a registration may replace a codec under its name
+    if case == "registry":
+        auto(walk(1 << 16, seed=3))
+    assert timed != REUSED and len(timed) >= 2 and "reused" not in tether.last_decision().compression_reason, case
+
+
+def test_a_kept_shuffle_is_reused_only_for_a_payload_whose_shuffled_samples_compress_alike(timed):
+    zstd = compression.get("zstd")
+    value = walk(1 << 16)
+    fmt = tether.formats.get("ndarray")
+    payload = fmt.encode(value, tether.formats.EncodeContext())
+    kept = [zstd, 3, "measured", 0.33, 1, {}]  # what resolve keeps, as take_kept hands it over
+    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # measured, then kept
+    (chosen, seen), = kept[5].values()
+    assert chosen == 8 and timed == [("lz4", 0), ("zstd", 3), ("zstd", 3)]
+    del timed[:]
+    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # alike: only the lz4 check
     assert timed == [("lz4", 0)]
-    for value, options, why in [(np.zeros(1 << 16), {}, "another lz4 sample ratio"),
-                                (walk(1 << 18), {}, "another size class"),
-                                (walk(1 << 16), {"bandwidth": 1e9}, "another bandwidth"),
-                                (walk(1 << 16), {"reader": "beam"}, "another reader")]:
-        del timed[:]
-        tether.dumps(value, compression="auto", transport="network", **options)
-        assert len(timed) > 1 and "reused" not in tether.last_decision().compression_reason, why
+    kept[5][("zstd", 3, 8)] = (0, seen + 0.5)  # as if kept for a payload that took shuffling otherwise
+    del timed[:]
+    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # measured again
+    assert timed == [("lz4", 0), ("zstd", 3), ("zstd", 3)] and kept[5][("zstd", 3, 8)] == (8, seen)
+    del timed[:]
+    assert compression.choose_filter(zstd, 3, payload, fmt) == 8  # nothing kept: measured, nothing stored
+    assert timed == [("zstd", 3), ("zstd", 3)]
+
+
+def test_forget_choices_measures_again(timed):
+    auto(walk(1 << 16))
+    n = len(timed)
     compression.forget_choices()
     del timed[:]
-    tether.dumps(walk(1 << 16, seed=3), compression="auto", transport="network")
+    auto(walk(1 << 16, seed=3))
     assert len(timed) == n
 
 

@@ -11,7 +11,7 @@ from .._errors import EncodeError
 from .._limits import Limits
 from ..frame import Header, Stored
 from . import _codecs, _shuffle
-from ._policy import choose_filter, resolve
+from ._policy import choose_filter, resolve, take_kept
 
 
 def _pieces(parts: list[Any], chunk: int) -> list[Any]:
@@ -91,13 +91,14 @@ def pack(
     compressing did not make it smaller (the policy's promise).
     """
     codec, clevel, reason = resolve(name, level, payload, transport, fmt, bandwidth=bandwidth, reader=reader)
+    kept = take_kept()  # at once: an early return below must not leave it for another payload
     decision.compression, decision.compression_reason = codec.name, reason
     raw = payload.nbytes
     if codec.id == 0:
         return Stored(payload.segments, raw, raw)
     if memory.low_peak(raw) and getattr(codec, "pieces", None) is not None:
         return _in_place(codec, clevel, payload.segments, raw, decision)
-    wanted = choose_filter(codec, clevel, payload, fmt, reader)
+    wanted = choose_filter(codec, clevel, payload, fmt, reader, kept=kept)
     parts, filter_size = _under_pressure(payload.segments, raw, wanted, decision)
     temporary = 0
     if filter_size:

@@ -10,11 +10,14 @@
    samples, with its typical decompression speed (``DECOMPRESS_SPEED``),
    predict the time to compress, transfer at the transport's bandwidth, and
    decompress. The fastest prediction wins, "none" included.
-5. A payload like one measured lately (same format, power-of-two size,
-   transport, bandwidth and reader, and lz4 samples within ``REUSE_RATIO``
-   of its ratio) reuses that choice, and its byte-shuffle choice, instead of
-   timing every candidate again; every ``REUSE_MAX`` uses they are measured
-   anew. The reason says so. :func:`forget_choices` drops them.
+5. A payload like one measured lately (same format, size class (the same
+   power of two), transport, bandwidth and reader, the same registered
+   codecs, and lz4 samples within ``REUSE_RATIO`` of its ratio) reuses that
+   choice instead of timing every candidate again, and its byte-shuffle
+   choice when its shuffled samples' lz4 ratio is within ``REUSE_SHUFFLED``;
+   every ``REUSE_MAX`` uses they are measured anew. One choice is kept per
+   key, so kinds of payload that alternate under one key measure every time.
+   The reason says when a choice was reused. :func:`forget_choices` drops them.
 
 The candidates are those the frame's reader can undo (``READABLE``): every
 codec for Python, gzip alone for the BEAM (``reader="beam"``), where it
@@ -51,14 +54,19 @@ DECOMPRESS_SPEED = {"lz4": 2.0e9, "zstd": 1.0e9, "gzip": 0.4e9}
 GIVE_UP_RATIO = 0.9
 # Step 5: timing the candidates and the byte-shuffle costs 0.2-0.7 ms a payload here, as much as compressing
 # a few hundred KiB; a stream of like payloads (tensors of one shape, batches of one table) pays it once.
-REUSE_RATIO = 0.05
+# Like payloads (random walks of other seeds, slices of one text) varied by 0.005 here; 0.02 keeps a payload
+# whose lz4 ratio differs more (0.29 against 0.34) from a choice zstd's gain may not carry over to.
+REUSE_RATIO = 0.02
+# The same check of a kept byte-shuffle choice, on the shuffled samples: like random walks varied by 0.03
+# there, and a payload that shuffling hurts lands far off (0.9 against 0.15).
+REUSE_SHUFFLED = 0.05
 REUSE_MAX = 32
 _CHOICES_MAX = 64
-# Choices by (format, size class, transport, bandwidth, reader): [codec, level, reason, lz4 ratio, uses,
-# filters by (codec, level, element size) -> shuffle size]. Plain dict operations: safe under the GIL, and a
-# race between threads only measures once more.
+# Choices by (format, size class, transport, bandwidth, reader, codec registry version): [codec, level,
+# reason, lz4 ratio, uses, filters by (codec, level, element size) -> (shuffle size, lz4 ratio shuffled)].
+# Plain dict operations: safe under the GIL, and a race between threads only measures once more.
 _choices: dict[tuple, list] = {}
-_reused = threading.local()  # .key: the choice resolve took last on this thread, for choose_filter
+_last = threading.local()  # .kept: the choice resolve took or made last on this thread (taken by take_kept)
 CHOICES = ("auto", "none", "lz4", "zstd", "gzip")
 # The codecs each reader undoes (None: every registered one). The BEAM inflates
 # gzip with zlib; it has no lz4 or zstd without a NIF.
@@ -98,7 +106,7 @@ def resolve(
         return registry.by_id.get(0) or get(0), 0, "not requested"
     if not isinstance(name, str):
         raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
-    _reused.key = None  # a choice of an earlier payload's is not this one's (choose_filter reads it next)
+    _last.kept = None  # a choice of an earlier payload's is not this one's
     if name != "auto":
         if name not in registry:
             raise ValidationError(
@@ -132,7 +140,7 @@ def _auto(level: int | None, payload: Any, transport: str, fmt: Any, bandwidth: 
     ratio, ctime, dtime = _measure(lz4, samples, lz4.default_level)
     if ratio > GIVE_UP_RATIO:
         return none, 0, f"incompressible: lz4 sample ratio {ratio:.2f} > {GIVE_UP_RATIO}"
-    key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader)
+    key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader, _package.registry.version)
     kept = _reuse(key, ratio)
     if kept is not None:
         codec, lvl, reason = kept
@@ -163,7 +171,7 @@ def _reuse(key: tuple, ratio: float) -> tuple[Any, int, str] | None:
     if kept is None or kept[4] >= REUSE_MAX or abs(ratio - kept[3]) > REUSE_RATIO:
         return None
     kept[4] += 1
-    _reused.key = key  # choose_filter, next for this payload on this thread, reuses its filter too
+    _last.kept = kept
     return kept[0], kept[1], (f"{kept[2]}; reused for a like payload (lz4 sample ratio {ratio:.2f}, "
                               f"{kept[3]:.2f} when measured; use {kept[4]} of {REUSE_MAX})")
 
@@ -172,9 +180,23 @@ def _keep(key: tuple, ratio: float, codec: Any, level: int, reason: str) -> tupl
     """Remember a measured choice for like payloads (step 5); return it."""
     if len(_choices) >= _CHOICES_MAX:
         _choices.clear()  # many kinds of payload: start again rather than track which is stale
-    _choices[key] = [codec, level, reason, ratio, 1, {}]
-    _reused.key = key
+    _choices[key] = _last.kept = [codec, level, reason, ratio, 1, {}]
     return codec, level, reason
+
+
+def take_kept() -> list | None:
+    """The choice :func:`resolve` reused or kept for the payload it just judged on this thread, once.
+
+    :func:`tether.compression.pack` passes it to :func:`choose_filter` (``kept=``), which then reuses or
+    keeps that payload kind's byte-shuffle choice.
+
+    Examples
+    --------
+    >>> take_kept() is None  # nothing judged on this thread yet, or already taken
+    True
+    """
+    kept, _last.kept = getattr(_last, "kept", None), None
+    return kept
 
 
 def forget_choices() -> None:
@@ -270,25 +292,37 @@ def _measure(codec: Any, samples: list[bytes], level: int) -> tuple[float, float
     return packed / raw, sorted(rates)[(len(rates) - 1) // 2] * raw, 0.0
 
 
-def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = "python") -> int:
+def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = "python", *,
+                  kept: list | None = None) -> int:
     """The shuffle element size when byte-shuffling beats plain compression on samples, else 0.
 
-    Always 0 for a ``reader`` that cannot undo the filter (the BEAM).
+    Always 0 for a ``reader`` that cannot undo the filter (the BEAM). ``kept`` is the choice
+    :func:`resolve` took for this payload (:func:`take_kept`): a shuffle choice kept with it is reused
+    when this payload's shuffled samples compress with lz4 within ``REUSE_SHUFFLED`` of the measured ones'.
     """
     if reader not in UNFILTERS or payload.nbytes < MIN_SIZE:  # before asking the format: most payloads stop here
         return 0
     size = fmt.element_size(payload.type_info)
     if not size or payload.nbytes % size:
         return 0
-    kept, _reused.key = _choices.get(getattr(_reused, "key", None)), None  # what resolve chose for this payload
-    filters = kept[5] if kept is not None else {}
-    if (codec.name, level, size) in filters:
-        return filters[(codec.name, level, size)]
     samples = [s[: len(s) - len(s) % size] for s in _samples(payload.segments, payload.nbytes, align=size)]
     samples = [s for s in samples if s]
     if not samples:
         return 0
-    plain, _, _ = _measure(codec, samples, level)
-    shuffled, _, _ = _measure(codec, [bytes(shuffle(s, size)) for s in samples], level)
-    filters[(codec.name, level, size)] = chosen = size if shuffled < plain * GAIN else 0
+    shuffled = [bytes(shuffle(s, size)) for s in samples]
+    if kept is None:
+        return _shuffle_pays(codec, level, samples, shuffled, size)
+    lz4 = _package.get("lz4")
+    seen_now = _measure(lz4, shuffled, lz4.default_level)[0]  # how this payload takes shuffling, cheaply
+    chosen, seen = kept[5].get((codec.name, level, size), (None, None))
+    if chosen is None or abs(seen_now - seen) > REUSE_SHUFFLED:
+        chosen = _shuffle_pays(codec, level, samples, shuffled, size)
+        kept[5][(codec.name, level, size)] = (chosen, seen_now)
     return chosen
+
+
+def _shuffle_pays(codec: Any, level: int, samples: list[bytes], shuffled: list[bytes], size: int) -> int:
+    """``size`` when ``codec`` shrinks the shuffled samples by :data:`GAIN` more than the plain ones, else 0."""
+    plain, _, _ = _measure(codec, samples, level)
+    after, _, _ = _measure(codec, shuffled, level)
+    return size if after < plain * GAIN else 0
