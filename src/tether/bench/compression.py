@@ -95,12 +95,67 @@ def _choices(frames: list[tuple[str, int]]) -> tuple[str, int]:
     return f"{top} ({n} of {len(frames)} runs; {rest})", size
 
 
+def _auto_vs_lz4(rep: Report, kind: str, value: Any, raw: Any, repeat: int, holder: dict[str, Any]) -> Any:
+    """``compression="auto"`` for the network against ``lz4.frame.compress`` of ``raw``, alternately; the frame.
+
+    The row names what the timed auto runs chose, counted outside the timing from the decision each left.
+    """
+    frames: list[tuple[str, int]] = []  # what each timed auto run chose, and its frame's size
+    holder.clear()  # an earlier section's frame is not one of these runs'
+
+    def keep_choice() -> None:  # outside the timing: the frame the last auto run left, and its decision
+        if "f" in holder:  # the decision names a codec inside the payload too (Arrow's IPC lz4)
+            frames.append((tether.last_decision().compression, len(holder["f"])))
+        holder.clear()
+
+    t_lz4, t_auto = median_pair(
+        lambda: holder.__setitem__("c", lz4.frame.compress(raw)),
+        lambda: holder.__setitem__("f", tether.dumps(value, compression="auto", transport="network")),
+        repeat, keep_choice,
+    )
+    keep_choice()
+    chosen, size = _choices(frames)
+    nbytes = len(raw)
+    rep.row(f"{kind}: lz4.frame.compress", t_lz4, f"{nbytes / t_lz4 / 1e9:.2f} GB/s")
+    rep.row(f"{kind}: tether auto -> {chosen}", t_auto, f"{nbytes / t_auto / 1e9:.2f} GB/s, ratio {size / nbytes:.3f}")
+    rep.target(f"auto throughput vs lz4 ({kind})", t_auto / t_lz4, 1 / 0.9)
+    return tether.dumps(value, compression="auto", transport="network")
+
+
+def _shuffle_gains(rep: Report, floats_with_repeats: np.ndarray, repeat: int, holder: dict[str, Any]) -> None:
+    """Stored/raw ratios plain and byte-shuffled per codec, and what auto's sampling chose, on two kinds of floats."""
+    walk = np.cumsum(np.random.default_rng(9).integers(-3, 4, len(floats_with_repeats))).astype("f8")
+    rep.note("  byte-shuffle (stored/raw ratio, plain vs shuffled; what auto's sampling chose):")
+    for kind, floats, comp in [(k, a, c) for k, a in (("floats with repeats", floats_with_repeats),
+                                                       ("random-walk floats", walk)) for c in ("lz4", "zstd")]:
+        plain = tether.encode(floats, compression=comp, format="ndarray")
+        codec = tether.compression.get(comp)
+        packed = codec.compress([memoryview(floats).cast("B")], floats.nbytes, codec.default_level)
+        shuffled = codec.compress([_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes,
+                                  codec.default_level)
+        t = median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
+        packed, shuffled = b"".join(packed), b"".join(shuffled)
+        _shuffle_line(rep, f"{kind}, {comp}", floats.nbytes, len(packed), len(shuffled), plain.header.filter_id, t)
+
+
+def _arrow_column(rep: Report, text: bytes, repeat: int, holder: dict[str, Any]) -> None:
+    """A text-like Arrow column: auto (Arrow's own IPC compression) against lz4 on the same IPC stream."""
+    import pyarrow as pa
+
+    table = pa.table({"message": pa.array(text.split(b" "), pa.binary()).cast(pa.utf8())})
+    ipc = tether.loads(tether.dumps(table), into="arrow")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, ipc.schema) as w:
+        w.write_table(ipc)
+    _auto_vs_lz4(rep, "text-like Arrow column", table, memoryview(sink.getvalue()), repeat, holder)
+
+
 def run(rep: Report, quick: bool) -> None:
     """``compression="auto"`` against none and lz4, byte-shuffle's gain, and a codec table.
 
-    The sections share one body, since what each leaves allocated is the heap
-    the next is timed on; only the incompressible pair and the table, first
-    and last, stand apart.
+    The sections run in one order on one heap (a shared ``holder`` keeps each
+    timed result until the next call), since what each leaves allocated is
+    the heap the next is timed on.
 
     Parameters
     ----------
@@ -113,70 +168,18 @@ def run(rep: Report, quick: bool) -> None:
     --------
     Run this group alone, at the quick sizes: ``tether bench --only compression --quick``.
     """
-    import pyarrow as pa
-
     mib = 16 if quick else 64
     repeat = 3 if quick else 5
     rep.section(f"compression: {mib} MiB per kind of data")
     data = bench_data.compression_data(mib)
     holder: dict[str, Any] = {}
     _incompressible(rep, data["random bytes"], repeat, holder)
-
     for kind in ("floats with repeats", "text-like bytes"):
         value = data[kind]
         raw = memoryview(value).cast("B") if isinstance(value, np.ndarray) else value
-        nbytes = len(raw)
-        frames: list[tuple[str, int]] = []  # what each timed auto run chose, and its frame's size
-        holder.clear()  # an earlier section's frame is not one of these runs'
-
-        def keep_choice() -> None:  # outside the timing: the frame the last auto run left
-            if "f" in holder:
-                frames.append((tether.inspect(holder["f"]).compression, len(holder["f"])))
-            holder.clear()
-
-        t_lz4, t_auto = median_pair(
-            lambda: holder.__setitem__("c", lz4.frame.compress(raw)),
-            lambda: holder.__setitem__("f", tether.dumps(value, compression="auto", transport="network")),
-            repeat, keep_choice,
-        )
-        keep_choice()
-        chosen, size = _choices(frames)
-        rep.row(f"{kind}: lz4.frame.compress", t_lz4, f"{nbytes / t_lz4 / 1e9:.2f} GB/s")
-        rep.row(f"{kind}: tether auto -> {chosen}", t_auto,
-                f"{nbytes / t_auto / 1e9:.2f} GB/s, ratio {size / nbytes:.3f}")
-        rep.target(f"auto throughput vs lz4 ({kind})", t_auto / t_lz4, 1 / 0.9)
-        frame = tether.dumps(value, compression="auto", transport="network")
+        frame = _auto_vs_lz4(rep, kind, value, raw, repeat, holder)
         t_load = median(lambda: tether.loads(frame), repeat)
-        rep.row(f"{kind}: tether.loads (decompress)", t_load, f"{nbytes / t_load / 1e9:.2f} GB/s")
-
-    walk = np.cumsum(np.random.default_rng(9).integers(-3, 4, len(data["floats with repeats"]))).astype("f8")
-    rep.note("  byte-shuffle (stored/raw ratio, plain vs shuffled; what auto's sampling chose):")
-    for kind, floats, comp in [(k, a, c) for k, a in (("floats with repeats", data["floats with repeats"]),
-                                                       ("random-walk floats", walk)) for c in ("lz4", "zstd")]:
-        plain = tether.encode(floats, compression=comp, format="ndarray")
-        codec = tether.compression.get(comp)
-        packed = codec.compress([memoryview(floats).cast("B")], floats.nbytes, codec.default_level)
-        shuffled = codec.compress([_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes,
-                                  codec.default_level)
-        t = median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
-        packed, shuffled = b"".join(packed), b"".join(shuffled)
-        _shuffle_line(rep, f"{kind}, {comp}", floats.nbytes, len(packed), len(shuffled), plain.header.filter_id, t)
-
-    texts = data["text-like bytes"].split(b" ")
-    table = pa.table({"message": pa.array(texts, pa.binary()).cast(pa.utf8())})
-    ipc = tether.loads(tether.dumps(table), into="arrow")
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, ipc.schema) as w:
-        w.write_table(ipc)
-    stream = sink.getvalue()
-    t_lz4, t_auto = median_pair(
-        lambda: holder.__setitem__("c", lz4.frame.compress(stream)),
-        lambda: holder.__setitem__("f", tether.dumps(table, compression="auto", transport="network")),
-        repeat + 2, holder.clear,
-    )
-    frame = tether.dumps(table, compression="auto", transport="network")
-    rep.row("text-like Arrow column: lz4.frame.compress", t_lz4, f"{stream.size / t_lz4 / 1e9:.2f} GB/s")
-    rep.row(f"text-like Arrow column: tether auto -> {tether.last_decision().compression}", t_auto,
-            f"{stream.size / t_auto / 1e9:.2f} GB/s, ratio {len(frame) / stream.size:.3f}")
-    rep.target("auto throughput vs lz4 (text-like Arrow column)", t_auto / t_lz4, 1 / 0.9)
+        rep.row(f"{kind}: tether.loads (decompress)", t_load, f"{len(raw) / t_load / 1e9:.2f} GB/s")
+    _shuffle_gains(rep, data["floats with repeats"], repeat, holder)
+    _arrow_column(rep, data["text-like bytes"], repeat + 2, holder)
     _algorithm_table(rep, data, quick, holder)
