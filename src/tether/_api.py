@@ -18,7 +18,7 @@ from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
-from .metrics import _core as _metrics
+from .metrics import core as _metrics
 
 # The metrics accumulator's calls, bound once: start() is a start mark or None while metrics are off;
 # add(..., t0, decision), add_plain(..., plain, t0, decision) and add_frame(..., buffer, header, t0) count the

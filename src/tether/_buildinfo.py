@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from ._etf import native
 from ._version import __version__
-from .frame import _checksum
+from .frame import checksum
 
 log = logging.getLogger("tether.build")
 
@@ -78,7 +78,7 @@ def speedups_status() -> tuple[bool, str]:
 
 
 def _crc32_library() -> str:
-    name = _checksum.CRC32_LIBRARY  # the frame layer owns the choice; this only names its version
+    name = checksum.CRC32_LIBRARY  # the frame layer owns the choice; this only names its version
     if name == "zlib":
         import zlib
 

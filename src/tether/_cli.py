@@ -294,9 +294,9 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
 
 def _region_hint(data: Any) -> str:
     """What to do instead when the bytes that are not a frame are a shared-memory region's."""
-    from .shm import _region
+    from .shm import MAGIC
 
-    if bytes(data[: len(_region.MAGIC)]) != _region.MAGIC:
+    if bytes(data[: len(MAGIC)]) != MAGIC:
         return ""
     return ("this is a tether shared-memory region, not a frame: `tether shm ls` lists the regions "
             "in /dev/shm, and tether.shm.Region.attach(name) reads their frames")

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from . import _transport
 from ._errors import EncodeError, ValidationError
-from .compression import _policy as _compression_policy
+from .compression import check_reader as _check_compression_reader
 from .frame import checksum as _checksum
 
 # Who will read the frame: "python" reads every format and codec; "beam"
@@ -94,7 +94,7 @@ class Request(NamedTuple):
         if not isinstance(format, str):
             raise ValidationError(f"format must be a str, got {type(format).__name__}.")
         check_readable(format, check_reader_name(reader))
-        _compression_policy.check_reader(compression, reader)
+        _check_compression_reader(compression, reader)
         # The fields in order, without the keyword-handling constructor (this runs on every dumps with options).
         return _new_request(cls, (format, compression, level, metadata, kind, transport, bandwidth, lineage, options,
                                   reader, step))

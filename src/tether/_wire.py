@@ -1,8 +1,8 @@
 """The wire format's numbers gathered in one place, for tests and tools.
 
 Nothing is defined here: every id and layout has one owner (the format and
-compressor registries, ``frame._header``, ``frame._checksum``,
-``shm._region``). :func:`tables` collects them so a
+compressor registries, the frame layer for the header and checksums,
+``tether.shm`` for regions). :func:`tables` collects them so a
 test can compare them with the BEAM's ``tether_wire:tables/0``.
 """
 
@@ -11,9 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from . import compression, formats
-from .frame import _checksum, _header
-from .shm import _region
+from . import compression, formats, frame, shm
 
 
 def _offsets(fields: tuple[tuple[str, str], ...]) -> list[tuple[str, int, int]]:
@@ -49,25 +47,25 @@ def tables() -> dict[str, Any]:
     (4, 2, ('magic', 0, 4))
     """
     return {
-        "frame_version": _header.FRAME_VERSION,
-        "magic": _header.MAGIC,
-        "header_size": _header.HEADER_SIZE,
-        "align": _header.ALIGN,
-        "header": _offsets(_header.FIELDS),
-        "flags": {"stream_chunk": _header.FLAG_STREAM_CHUNK},
+        "frame_version": frame.FRAME_VERSION,
+        "magic": frame.MAGIC,
+        "header_size": frame.HEADER_SIZE,
+        "align": frame.ALIGN,
+        "header": _offsets(frame.FIELDS),
+        "flags": {"stream_chunk": frame.FLAG_STREAM_CHUNK},
         "formats": {f.name: f.id for f in formats.registry if f.id < 128},
         "compressions": {c.name: c.id for c in compression.registry if c.id < 128},
-        "checksums": dict(_checksum.IDS),
-        "filters": {name: ident for ident, name in _header.FILTER_NAMES.items()},
+        "checksums": dict(frame.checksum.IDS),
+        "filters": {name: ident for ident, name in frame.FILTER_NAMES.items()},
         "compact_message": _compact(),
         "cancel_file": _cancel_file(),
         "region": {
-            "magic": _region.MAGIC,
-            "version": _region.VERSION,
-            "header_size": _region.HEADER_SIZE,
-            "slot_size": _region.SLOT_SIZE,
-            "slots": _region.SLOTS,
-            "header": _offsets(_region.HEADER_FIELDS),
-            "slot": _offsets(_region.SLOT_FIELDS),
+            "magic": shm.MAGIC,
+            "version": shm.VERSION,
+            "header_size": shm.HEADER_SIZE,
+            "slot_size": shm.SLOT_SIZE,
+            "slots": shm.SLOTS,
+            "header": _offsets(shm.HEADER_FIELDS),
+            "slot": _offsets(shm.SLOT_FIELDS),
         },
     }

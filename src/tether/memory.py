@@ -614,9 +614,9 @@ def relieve() -> int:
     >>> relieve() >= 0
     True
     """
-    from .shm import _pool
+    from .shm import POOLS
 
-    pools = list(_pool.POOLS)
+    pools = list(POOLS)
     freed = sum(pool.trim() for pool in pools)
     if freed:
         decide("pool", f"trimmed {freed} B of warm regions from {len(pools)} pool(s)", freed=freed)
@@ -775,10 +775,10 @@ def set_budget(*, regions: int | None = None, pool_bytes: int | None = None,
 
 
 def _usage() -> dict[str, int]:
-    from .shm import _pool, _region
+    from .shm import live_stats, pool_stats
 
-    live = _region.live_stats()
-    pools = _pool.pool_stats()
+    live = live_stats()
+    pools = pool_stats()
     return {"regions": live["live"], "pool_bytes": pools["warm_bytes"], "mapped_bytes": live["mapped_bytes"]}
 
 
@@ -859,21 +859,21 @@ def stats() -> dict[str, Any]:
     ...                                "trimmed_bytes"])
     True
     """
-    from .shm import _pool, _region
+    from .shm import live_stats, pool_stats
 
     try:
         r: dict[str, Any] | None = reading().as_dict()
         pressure = under_pressure()
     except (OSError, ValueError, ValidationError):  # a broken source or /proc: report without it
         r, pressure = None, False
-    live = _region.live_stats()
+    live = live_stats()
     return {
         "reading": r,
         "under_pressure": pressure,
         "threshold": threshold(),
         "budgets": dict(_state.budgets),
         "regions": {k: live[k] for k in ("live", "owned", "attached", "mapped_bytes")},
-        "pools": _pool.pool_stats(),
+        "pools": pool_stats(),
         "attach_cache": live["attach_cache"],
         "temporary": {op: {"peak_bytes": e[0], "last_bytes": e[1], "count": e[2]}
                       for op, e in sorted(_state.temporary.items())},

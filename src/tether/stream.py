@@ -55,7 +55,7 @@ from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE, Header
-from .metrics import _core as _metrics
+from .metrics import core as _metrics
 
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "summarize_stream", "verify_stream"]
 

@@ -65,7 +65,6 @@ from tether._files import NotRegularFile, open_regular
 from tether.formats.etf import FLOAT_ATOMS
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
-from tether.frame import _header
 from tether.shm import RegionError, RegionPool
 
 try:  # tether.metrics may be missing from an older tether in the worker's environment
@@ -148,9 +147,9 @@ _REGION_SLACK = 1 << 16
 
 def _field(name: str) -> tuple[struct.Struct, int]:
     """The struct and offset of one header field, from the frame layer's table of them."""
-    names = [n for n, _ in _header.FIELDS]
-    prefix = "".join(code for _, code in _header.FIELDS[: names.index(name)])
-    return struct.Struct("<" + dict(_header.FIELDS)[name]), struct.calcsize("<" + prefix)
+    names = [n for n, _ in frame.FIELDS]
+    prefix = "".join(code for _, code in frame.FIELDS[: names.index(name)])
+    return struct.Struct("<" + dict(frame.FIELDS)[name]), struct.calcsize("<" + prefix)
 
 
 # The fields a frame's size follows from, read without verifying the header: only

@@ -613,17 +613,18 @@ def inflate(buf: Any, pos: int, limits: Limits, prefix: bytes = b"") -> memoryvi
     >>> bytes(inflate(term, 2, tether.get_limits(), prefix=b"\\x83"))
     b'\\x83a\\x07'
     """
-    from ..compression import _base, _codecs  # imported late: compression imports the frame layer, which imports us
+    # Imported late: compression imports the frame layer, which imports us.
+    from ..compression import bounded, check_declared, zlib_steps
 
     if len(buf) < pos + 4:
         raise TruncatedError(f"Compressed ETF (tag {COMPRESSED}) ends before its uncompressed size.")
     (size,) = _u32(buf, pos)
     what = f"Compressed ETF (tag {COMPRESSED})"
-    _base.check_declared(size, limits, what)
-    step = _codecs.zlib_steps(memoryview(buf)[pos + 4 :], ZLIB_WBITS)
+    check_declared(size, limits, what)
+    step = zlib_steps(memoryview(buf)[pos + 4 :], ZLIB_WBITS)
     if prefix:
         step = _after(prefix, step)
-    return _base.bounded(step, len(prefix) + size, what)
+    return bounded(step, len(prefix) + size, what)
 
 
 def _after(prefix: bytes, step: Callable[[int], Any]) -> Callable[[int], Any]:

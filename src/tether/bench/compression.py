@@ -11,7 +11,6 @@ import numpy as np
 import zstandard
 
 import tether
-from tether.compression import _shuffle
 
 from . import data as bench_data
 from .harness import Report, fmt_time, median, median_pair
@@ -131,7 +130,7 @@ def _shuffle_gains(rep: Report, floats_with_repeats: np.ndarray, repeat: int, ho
         plain = tether.encode(floats, compression=comp, format="ndarray")
         codec = tether.compression.get(comp)
         packed = codec.compress([memoryview(floats).cast("B")], floats.nbytes, codec.default_level)
-        shuffled = codec.compress([_shuffle.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes,
+        shuffled = codec.compress([tether.compression.shuffle(memoryview(floats).cast("B"), 8)], floats.nbytes,
                                   codec.default_level)
         t = median(lambda: holder.__setitem__("f", tether.dumps(floats, compression=comp)), repeat, holder.clear)
         packed, shuffled = b"".join(packed), b"".join(shuffled)

@@ -3,6 +3,12 @@
 Compressors are registered by name and id like formats (ids 0-127 are tether's).
 ``resolve`` turns ``compression="auto"`` into a concrete compressor at write
 time; the choice goes into the frame header and the decision record.
+
+For tether's own modules, not listed in ``__all__``: :func:`check_reader`
+(the request checks refuse a codec the reader cannot undo), :func:`bounded`,
+:func:`check_declared` and :func:`zlib_steps` (the ETF decoder inflates tag-80
+values through the same bounded loop as the codecs) and :func:`shuffle` (the
+benchmark measures the byte-shuffle filter).
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ from ._apply import pack, unpack
 from ._base import Compressor
 from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
 from ._policy import BANDWIDTH, choose_filter, forget_choices, resolve
+
+# Re-exported (the same objects) so that other packages never reach into this package's modules; kept out of
+# __all__.
+from ._base import bounded, check_declared
+from ._codecs import zlib_steps
+from ._policy import check_reader
+from ._shuffle import shuffle
 
 __all__ = [
     "BANDWIDTH", "Compressor", "choose_filter", "forget_choices", "get", "names", "pack", "register", "registry",

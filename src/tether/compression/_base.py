@@ -15,6 +15,9 @@ STEP = 4 << 20
 def check_declared(declared: int, limits: Limits, what: str) -> None:
     """Refuse a declared uncompressed size over ``Limits.max_uncompressed_size``, before any work.
 
+    For tether's own modules (as ``tether.compression.check_declared``: the
+    codecs and the ETF decoder's tag-80 values), not a user API.
+
     Examples
     --------
     >>> import tether
@@ -40,6 +43,9 @@ def bounded(step: Callable[[int], Any], declared: int, what: str) -> memoryview:
     bytes costs a few bytes. One byte more than declared is asked for, so a
     stream that runs long is caught before it produces more. Any error the
     codec library raises becomes a :class:`tether.DecodeError` naming ``what``.
+
+    For tether's own modules (as ``tether.compression.bounded``: the codecs and
+    the ETF decoder's tag-80 values), not a user API.
 
     Examples
     --------

@@ -115,6 +115,9 @@ def _zstd_frame_end(data: Any) -> int:
 def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
     """The steps of :func:`bounded` over one zlib stream (``wbits`` 31: gzip; 15: zlib, as ETF tag 80 uses).
 
+    For tether's own modules (as ``tether.compression.zlib_steps``: gzip and the
+    ETF decoder's tag-80 values), not a user API.
+
     Examples
     --------
     >>> data = zlib.compress(b"tether " * 1000)

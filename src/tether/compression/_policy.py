@@ -78,6 +78,21 @@ UNFILTERS = frozenset({"python"})
 def check_reader(name: Any, reader: str) -> None:
     """Refuse an explicit ``compression=name`` that ``reader`` cannot undo, naming the ones it can.
 
+    For tether's own modules (as ``tether.compression.check_reader``, which the
+    request checks call), not a user API: ``dumps(..., reader=...)`` runs it.
+
+    Parameters
+    ----------
+    name : object
+        The ``compression`` option as passed; ``"auto"`` and non-str values pass (other checks judge them).
+    reader : str
+        One of ``tether._request.READERS``.
+
+    Raises
+    ------
+    tether.ValidationError
+        ``reader`` cannot undo the codec ``name``.
+
     Examples
     --------
     >>> check_reader("gzip", "beam")

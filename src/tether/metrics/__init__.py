@@ -19,6 +19,10 @@ report through :func:`record`.
 - :func:`otel_register` — observable instruments on an OpenTelemetry meter (optional extra);
 - :func:`overhead` — what metrics cost on a small and a large round trip (for ``tether bench``).
 
+``core`` (:mod:`tether.metrics._core`, not listed in ``__all__``) is the
+accumulator that ``dumps``, ``loads`` and the stream count through, reached
+by tether's own modules under that name; it is not a user API.
+
 Examples
 --------
 >>> import tether, tether.metrics
@@ -40,6 +44,9 @@ from .._errors import ValidationError
 from .. import _select
 from .._select import Decision, clear_history
 from . import _alerts, _core
+# tether._api and tether.stream count through the accumulator module itself: its `on` flag changes at run time,
+# so a re-export of single names would go stale.
+from . import _core as core
 from ._alerts import Alert, active_alerts, alert, clear, configure_alerts, on_alert
 from ._bench import overhead
 from ._recommend import Recommendation, recommendations

@@ -20,6 +20,9 @@ fold, or 65536 operations; the Python one: every :data:`DRAIN_AT` operations)
 and before anything reads the figures, :func:`drain` takes the accumulator's
 deltas into the totals per key, the decision history and the alert monitor,
 under a lock only drainers take.
+
+Other packages reach this module as ``tether.metrics.core``: it is for
+tether's own modules, not a user API (:mod:`tether.metrics` is that).
 """
 
 from __future__ import annotations

@@ -9,9 +9,26 @@ Views returned by ``tether.loads(region)`` keep the mapping alive: closing
 the region, or the pool releasing it, never invalidates a view that exists.
 A region's frames are immutable once committed until they are released;
 release frames only when no reader needs them.
+
+For tether's own modules, not listed in ``__all__``: the region layout
+(:data:`MAGIC`, :data:`VERSION`, :data:`HEADER_SIZE`, :data:`SLOT_SIZE`,
+:data:`SLOTS`, :data:`HEADER_FIELDS`, :data:`SLOT_FIELDS`), which the wire
+tables and the CLI read; and :func:`live_stats`, :func:`pool_stats` and
+:data:`POOLS` (every live pool), through which :mod:`tether.memory` reports
+and trims regions.
+
+Examples
+--------
+>>> from tether import shm
+>>> shm.MAGIC, shm.HEADER_FIELDS[0]
+(b'TTHRSHM1', ('magic', '8s'))
 """
 
 from ._pool import PoolStats, RegionPool
 from ._region import FrameRef, Region, RegionError, drop_cache, gc
+
+# Re-exported (the same objects) so that other packages never reach into _region or _pool; kept out of __all__.
+from ._pool import POOLS, pool_stats
+from ._region import HEADER_FIELDS, HEADER_SIZE, MAGIC, SLOT_FIELDS, SLOT_SIZE, SLOTS, VERSION, live_stats
 
 __all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "drop_cache", "gc"]

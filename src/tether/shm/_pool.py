@@ -24,6 +24,9 @@ POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
 def pool_stats() -> dict[str, Any]:
     """Warm regions and bytes, acquires, hits and hit rate, and bytes trimmed, over every live pool.
 
+    For tether's own modules (as ``tether.shm.pool_stats``), not a user API:
+    :func:`tether.memory.stats` reports these figures under ``"pools"``.
+
     Examples
     --------
     >>> pool_stats()["hit_rate"] >= 0

@@ -154,6 +154,9 @@ def live_stats() -> dict[str, Any]:
     Mappings that outlive a closed region through views handed out are not
     counted: nothing tether holds refers to them any more.
 
+    For tether's own modules (as ``tether.shm.live_stats``), not a user API:
+    :func:`tether.memory.stats` reports these figures under ``"regions"``.
+
     Examples
     --------
     >>> s = live_stats()
