@@ -58,7 +58,9 @@ member_spec() ->
 
 pool_spec() ->
     [{size, fun pos_integer/1, erlang:system_info(schedulers_online)},
-     {max_queue, fun non_neg_integer/1, ?DEFAULT_MAX_QUEUE}]
+     {max_queue, fun non_neg_integer/1, ?DEFAULT_MAX_QUEUE},
+     %% Polling members hold a core each while they wait: leave one to the BEAM.
+     {spinners, fun non_neg_integer/1, max(1, erlang:system_info(schedulers_online) - 1)}]
     ++ [S || S = {K, _, _} <- worker_spec(), K =/= name] ++ [{name, fun name/1, none}].
 
 call_spec(worker) ->
@@ -75,7 +77,7 @@ call_spec(pool) ->
 -spec worker_keys() -> [atom()].
 worker_keys() -> [K || {K, _, _} <- worker_spec()].
 
-%% @doc The option keys a pool takes: `size', `max_queue', then a worker's.
+%% @doc The option keys a pool takes: `size', `max_queue', `spinners', then a worker's.
 %%
 %% ```
 %% [size, max_queue | _] = tether_options:pool_keys().
@@ -94,7 +96,7 @@ pool_keys() -> [K || {K, _, _} <- pool_spec()].
 worker(Opts) -> check(Opts, worker_spec() ++ member_spec()).
 
 %% @doc Check a pool's options: a worker's options (less `name', which names
-%% the pool) plus `size' and `max_queue'.
+%% the pool) plus `size', `max_queue' and `spinners'.
 %%
 %% ```
 %% {ok, #{size := 2, max_queue := 100}} = tether_options:pool(#{modules => [<<"m">>], size => 2}),

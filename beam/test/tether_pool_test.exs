@@ -137,6 +137,29 @@ defmodule Tether.PoolTest do
     assert results == for(i <- 1..6, do: {:ok, i + 1})
   end
 
+  test "only :spinners members poll for their next call, a lone caller meets one, and a replacement takes over" do
+    pool = start_pool(size: 3, spinners: 1)
+    assert %{spinning: 1, workers: workers} = Tether.Pool.status(pool)
+    spin_us = fn w -> {:ok, %{"worker" => %{"spin" => %{"us" => us}}}} = Tether.Worker.stats(w); us end
+    assert workers |> Enum.map(spin_us) |> Enum.sort() == [0, 0, 200]
+    [spinner] = Enum.filter(workers, &(spin_us.(&1) == 200))
+    os_pid = Tether.Worker.info(spinner).os_pid
+    # calls one after another: the polling member is idle each time, and is handed out first
+    assert for(_ <- 1..6, do: Tether.Pool.call(pool, @m, "os_pid", [])) == List.duplicate({:ok, os_pid}, 6)
+
+    Process.exit(spinner, :kill)
+    wait_until(fn -> %{workers: ws, idle: idle} = Tether.Pool.status(pool); spinner not in ws and idle == 3 end)
+    %{spinning: 1, workers: workers} = Tether.Pool.status(pool)
+    assert workers |> Enum.map(spin_us) |> Enum.sort() == [0, 0, 200]
+
+    none = start_pool(size: 2, spinners: 0)
+    assert %{spinning: 0, workers: both} = Tether.Pool.status(none)
+    assert Enum.map(both, spin_us) == [0, 0]
+    assert_raise ArgumentError, ~r/:spinners: expected a non-negative integer/, fn ->
+      Tether.Pool.start_link(TestPython.opts(spinners: -1))
+    end
+  end
+
   test "a caller that dies holding a member gives it back" do
     pool = start_pool(size: 1)
     {pid, ref} = spawn_monitor(fn -> Tether.Pool.transaction(pool, fn _w -> Process.sleep(:infinity) end) end)
