@@ -96,7 +96,7 @@ def _small(rep: Report, fig: dict[str, float]) -> None:
              ("py_write_us", "  Python: encode and write"), ("call_wakeup_us", "  pipe and process wake-ups"),
              ("call_decode_us", "decode the reply (BEAM)"), ("call_hops_us", "caller/gen_server/port hops")]
     if any(key in fig for key, _ in parts):
-        rep.note("  the call's parts, measured in place (medians):")
+        rep.note("  the call's parts, measured in place (medians; the BEAM's stages in whole µs, Python's to 0.1 µs):")
         for key, label in parts:
             if key in fig:
                 rep.row(f"  {label}", fig[key])
