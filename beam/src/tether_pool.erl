@@ -232,10 +232,10 @@ start_members(N, S) ->
         {error, Reason} -> {error, Reason, S}
     end.
 
-%% A new member polls while fewer than `spinners' members do: a replacement
-%% takes over the role of the member it replaces.
+%% A new member polls while fewer than `spinners' members do (and `spin_us'
+%% lets it): a replacement takes over the role of the member it replaces.
 start_member(S = #st{worker_opts = Opts, members = Members}) ->
-    Spins = spinning(S) < S#st.spinners,
+    Spins = spinning(S) < S#st.spinners andalso maps:get(spin_us, Opts, 1) > 0,
     Role = case Spins of
                true -> #{};
                false -> #{spin_us => 0}

@@ -152,9 +152,11 @@ defmodule Tether.PoolTest do
     %{spinning: 1, workers: workers} = Tether.Pool.status(pool)
     assert workers |> Enum.map(spin_us) |> Enum.sort() == [0, 0, 200]
 
-    none = start_pool(size: 2, spinners: 0)
-    assert %{spinning: 0, workers: both} = Tether.Pool.status(none)
-    assert Enum.map(both, spin_us) == [0, 0]
+    for opts <- [[spinners: 0], [spin_us: 0]] do
+      none = start_pool([size: 2] ++ opts)
+      assert %{spinning: 0, workers: both} = Tether.Pool.status(none)
+      assert Enum.map(both, spin_us) == [0, 0]
+    end
     assert_raise ArgumentError, ~r/:spinners: expected a non-negative integer/, fn ->
       Tether.Pool.start_link(TestPython.opts(spinners: -1))
     end
