@@ -214,7 +214,10 @@ parts(W, Map, Rounds) ->
                {py_read_us, Med(PyUs(<<"read_s">>))}, {py_handler_us, Med(PyUs(<<"handler_s">>))},
                {py_write_us, Med(PyUs(<<"write_s">>))},
                {call_wakeup_us, Med(fun(R = {_, St, _}) -> maps:get(python, St) - PyTotal(R) end)}],
-    [io:format("~s ~p~n", [Name, V]) || {Name, V} <- Figures].
+    [io:format("~s ~s~n", [Name, case V of
+                                     F when is_float(F) -> float_to_list(F, [{decimals, 1}]);
+                                     I -> integer_to_list(I)
+                                 end]) || {Name, V} <- Figures].
 
 %% ------------------------------------------------------------------ the tensor
 

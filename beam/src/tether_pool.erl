@@ -17,7 +17,7 @@
 %% the others sleep in read() between calls. A polling Python holds a core
 %% while it waits, and the pool's own traffic runs on the BEAM's schedulers:
 %% measured on 2 cores, a pool of 2 whose two members polled served 8
-%% callers at 24-26 us a call, against 17 us with one polling member; a
+%% callers at 20-26 us a call, against 17-19 us with one polling member; a
 %% pool of 4 at 43 us against 21 us. An idle polling member is handed out
 %% first, so a lone caller keeps meeting one awake.
 -module(tether_pool).
@@ -53,7 +53,7 @@
 %% `max_queue' (callers that may wait for a member, default 100) and
 %% `spinners' (members that poll for their next call for `spin_us'; the
 %% others sleep in read(); default one fewer than the online schedulers, at
-%% least 1; 0: none polls).
+%% least 1; 0: none polls; more than `size': all do).
 %%
 %% ```
 %% {ok, P} = tether_pool:start_link(#{modules => [<<"my_handlers">>], size => 4}).
@@ -166,7 +166,7 @@ transaction(Pool, Fun, Timeout) ->
 stop(Pool) -> gen_server:stop(Pool, normal, ?STOP_WAIT * 2).
 
 %% @doc Members and their state: `size', `workers' (pids), `idle', `busy',
-%% `starting', `cancelling', `spinning' (members that poll for their next
+%% `starting', `cancelling', `spinning' (members set to poll for their next
 %% call), `queued'.
 %%
 %% ```
@@ -232,8 +232,8 @@ start_members(N, S) ->
         {error, Reason} -> {error, Reason, S}
     end.
 
-%% A new member polls while fewer than `spinners' members do (and `spin_us'
-%% lets it): a replacement takes over the role of the member it replaces.
+%% A new member (a replacement too) polls while fewer than `spinners'
+%% members do, and `spin_us' lets it.
 start_member(S = #st{worker_opts = Opts, members = Members}) ->
     Spins = spinning(S) < S#st.spinners andalso maps:get(spin_us, Opts, 1) > 0,
     Role = case Spins of
@@ -349,9 +349,10 @@ terminate(_Reason, S) ->
 %% A polling member answers sooner than one asleep in read().
 take_idle(#st{idle = []}) -> none;
 take_idle(S = #st{idle = Idle, members = Members}) ->
-    Worker = case [W || W <- Idle, (maps:get(W, Members))#member.spins] of
-                 [Spinner | _] -> Spinner;
-                 [] -> hd(Idle)
+    Polls = fun(W) -> case maps:find(W, Members) of {ok, #member{spins = Spins}} -> Spins; error -> false end end,
+    Worker = case lists:search(Polls, Idle) of
+                 {value, Spinner} -> Spinner;
+                 false -> hd(Idle)
              end,
     {ok, Worker, S#st{idle = lists:delete(Worker, Idle)}}.
 

@@ -141,8 +141,8 @@ defmodule Tether.PoolTest do
     pool = start_pool(size: 3, spinners: 1)
     assert %{spinning: 1, workers: workers} = Tether.Pool.status(pool)
     spin_us = fn w -> {:ok, %{"worker" => %{"spin" => %{"us" => us}}}} = Tether.Worker.stats(w); us end
-    assert workers |> Enum.map(spin_us) |> Enum.sort() == [0, 0, 200]
-    [spinner] = Enum.filter(workers, &(spin_us.(&1) == 200))
+    assert workers |> Enum.map(spin_us) |> Enum.count(&(&1 > 0)) == 1
+    [spinner] = Enum.filter(workers, &(spin_us.(&1) > 0))
     os_pid = Tether.Worker.info(spinner).os_pid
     # calls one after another: the polling member is idle each time, and is handed out first
     assert for(_ <- 1..6, do: Tether.Pool.call(pool, @m, "os_pid", [])) == List.duplicate({:ok, os_pid}, 6)
@@ -150,7 +150,7 @@ defmodule Tether.PoolTest do
     Process.exit(spinner, :kill)
     wait_until(fn -> %{workers: ws, idle: idle} = Tether.Pool.status(pool); spinner not in ws and idle == 3 end)
     %{spinning: 1, workers: workers} = Tether.Pool.status(pool)
-    assert workers |> Enum.map(spin_us) |> Enum.sort() == [0, 0, 200]
+    assert workers |> Enum.map(spin_us) |> Enum.count(&(&1 > 0)) == 1
 
     for opts <- [[spinners: 0], [spin_us: 0]] do
       none = start_pool([size: 2] ++ opts)

@@ -30,9 +30,10 @@ defmodule Tether.Pool do
   sleep in `read()` between calls. The default is one fewer than
   `System.schedulers_online()`, at least 1: a polling Python holds a core while
   it waits, and the pool's traffic needs the BEAM's. On 2 cores, 8 callers on a
-  pool of 2 took 17 µs a call with one polling member, against 24-26 µs with
+  pool of 2 took 17-19 µs a call with one polling member, against 20-26 µs with
   both; a pool of 4, 21 µs against 43 µs. An idle polling member is handed out
-  first. `spinners: 0` stops all polling.
+  first, and a member started later (a replacement) polls while fewer than
+  `:spinners` do. `spinners: 0` stops all polling; more than `:size` means all.
   """
 
   @typedoc "A running pool: its pid or name."
@@ -154,8 +155,8 @@ defmodule Tether.Pool do
 
   @doc """
   The pool's members and what they are doing: `:size`, `:workers`, `:idle`,
-  `:busy`, `:starting`, `:cancelling`, `:spinning` (members that poll for their
-  next call), `:queued`.
+  `:busy`, `:starting`, `:cancelling`, `:spinning` (members set to poll for
+  their next call), `:queued`.
 
   ```elixir
   %{size: 4, idle: 4, queued: 0} = Tether.Pool.status(pool)
