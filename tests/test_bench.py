@@ -7,7 +7,19 @@ import pkgutil
 import pytest
 
 import tether.bench as bench
+import tether.metrics as m
+from tether.bench import evolution, metrics as bench_metrics
 from tether.bench.harness import Report
+
+
+@pytest.fixture
+def fresh_metrics():
+    m.enable()
+    m.reset()
+    yield
+    m.enable()
+    m.reset()
+
 
 def test_group_table_lists_every_group_in_order():
     assert list(bench.GROUPS) == [
@@ -82,6 +94,81 @@ def test_metrics_and_evolution_groups_record_their_figures(capsys):
     assert figures[("evolution", "frame with 1 MiB of user metadata")].unit == "B"
     for name in ("loads, 1 MiB of user metadata", "inspect, 1 MiB of user metadata", "dumps, 1 MiB of user metadata"):
         assert figures[("evolution", name)].value > 0
+
+
+def test_overhead_hook_reports_both_sizes(monkeypatch, fresh_metrics):
+    # The arithmetic, on timings that cannot be noise: a round trip "costs" 320 ns with metrics on and
+    # 220 off, 20 of which are the timer's own. (One real round trip on a loaded 2-core box can take 10x.)
+    seen = []
+
+    def timed(value, dumps, loads):
+        seen.append(m.enabled())
+        return 320 if m.enabled() else 220
+
+    monkeypatch.setattr(bench_metrics, "_round_trip", timed)
+    monkeypatch.setattr(bench_metrics, "_timer_floor", lambda: 20.0)
+    m.disable()  # left as it was found: here, off
+    result = bench_metrics.overhead(n=400, repeat=3, large_bytes=1 << 16)
+    assert not m.enabled()
+    m.enable()
+    for size in ("small", "large"):
+        r = result[size]
+        assert (r["on_ns"], r["off_ns"]) == (300.0, 200.0)
+        assert r["ratio"] == pytest.approx(1.5) and r["overhead"] == pytest.approx(0.5)
+    # Warm-up (100 per mode), then blocks of 8 round trips of one mode, off and on in turn, the last 4 of each
+    # timed: n * repeat timed per mode for the small value, n / 40 * repeat (at least 100 per repeat) for the
+    # large one.
+    small, large = seen[:200 + 4 * 1200], seen[200 + 4 * 1200:]
+    assert len(large) == 200 + 4 * 300
+    for part, n in ((small, 1200), (large, 300)):
+        assert part[:200] == [False] * 100 + [True] * 100 and part[200:] == ([False] * 8 + [True] * 8) * (n // 4)
+    assert m.enabled()
+
+
+def test_overhead_counts_and_timer_correction(monkeypatch, fresh_metrics):
+    assert 10 < bench_metrics._timer_floor(n=101) < 100_000  # two clock reads and a call, in ns
+    monkeypatch.setattr(bench_metrics, "_round_trip", lambda value, dumps, loads: 320 if m.enabled() else 220)
+    monkeypatch.setattr(bench_metrics, "_timer_floor", lambda: 20.0)
+    r = bench_metrics.overhead(n=10, repeat=1, large_bytes=1 << 16, large_n=3)
+    assert r["large"]["ratio"] == pytest.approx(1.5)  # 300 / 200: the timer's 20 ns taken from both
+    # A timer as slow as the round trips: nothing left to correct with, so the timings are compared as read.
+    monkeypatch.setattr(bench_metrics, "_timer_floor", lambda: 150.0)
+    r = bench_metrics.overhead(n=10, repeat=1, large_bytes=1 << 16, large_n=3)
+    assert (r["small"]["on_ns"], r["small"]["off_ns"]) == (320, 220)
+
+
+def test_overhead_is_not_charged_what_a_round_trip_leaves_to_the_next(monkeypatch, fresh_metrics):
+    # A round trip with metrics on slows each of the next four by 100 ns (its leftovers). With metrics always
+    # on a round trip costs 300 + 4 * 100 against 200 off, and that is what the timed round trips must read:
+    # none of it charged to off (switching every round trip, or pairs, would read 500 / 400 or worse).
+    history: list[bool] = []
+
+    def timed(value, dumps, loads):
+        history.append(m.enabled())
+        return (300 if history[-1] else 200) + 100 * sum(history[-5:-1])
+
+    monkeypatch.setattr(bench_metrics, "_round_trip", timed)
+    monkeypatch.setattr(bench_metrics, "_timer_floor", lambda: 0.0)
+    r = bench_metrics.overhead(n=40, repeat=1, large_bytes=1 << 16, large_n=8)
+    m.enable()
+    for size in ("small", "large"):
+        assert (r[size]["on_ns"], r[size]["off_ns"]) == (700, 200)
+
+
+def test_overhead_hook_times_real_round_trips(fresh_metrics):
+    m.disable()
+    result = bench_metrics.overhead(n=20, repeat=1, large_bytes=1 << 16)
+    assert not m.enabled()  # left as found
+    m.enable()
+    for size in ("small", "large"):
+        r = result[size]
+        # Structure only: a single pair timed on a loaded box has no bound worth asserting.
+        assert r["on_ns"] > 0 and r["off_ns"] > 0 and r["overhead"] == pytest.approx(r["ratio"] - 1)
+
+
+def test_time_migration_measures_both_reads():
+    out = evolution.time_migration(rows=2000, repeat=1)
+    assert out["rows"] == 2000 and out["migrated_s"] > 0 and out["current_s"] > 0
 
 
 def test_beam_group_reads_every_figure_the_escript_prints(capsys):

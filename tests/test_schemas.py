@@ -198,11 +198,6 @@ def test_module_registry_and_capabilities():
     assert tether.loads(frame).column("n").type == pa.int64()  # read back here as v2
 
 
-def test_time_migration_measures_both_reads():
-    out = S.time_migration(rows=2000, repeat=1)
-    assert out["rows"] == 2000 and out["migrated_s"] > 0 and out["current_s"] > 0
-
-
 def test_a_malformed_versions_map_is_a_validation_error():
     reg = registry(3, V3, STEPS)
     current = S.migrate(v1_table(), "events", 1, registry=reg)

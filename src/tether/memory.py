@@ -113,6 +113,8 @@ CACHE_SECONDS = 1.0
 PRESSURE_CHUNK = 256 << 10
 # Below this, a whole-frame buffer is never worth avoiding.
 STREAM_MIN = 8 << 20
+# A stream's chunk (tether.stream takes it from here): what prefer_streaming advises without pressure.
+CHUNK_SIZE = 8 << 20
 # Under pressure, payloads from this size up take the lower-peak write paths (below it the saving is noise).
 LOW_PEAK_MIN = STREAM_MIN
 # The piece a lower-peak writer aims at producing at a time (an encoded batch of list elements):
@@ -587,21 +589,90 @@ def decisions(n: int | None = None) -> list[dict[str, Any]]:
     return out if n is None else out[max(0, len(out) - n):]
 
 
+# Where memory alerts go, and their clearing: tether.metrics registers its alert() and clear() as it loads
+# (report_alerts_to). Memory never imports metrics, which imports memory for its snapshot.
+_alert_sink: tuple[Callable[[str, str, dict[str, Any], str], Any], Callable[[str], Any]] | None = None
+
+
+def report_alerts_to(alert: Callable[[str, str, dict[str, Any], str], Any], clear: Callable[[str], Any]) -> None:
+    """Where memory alerts go: ``alert(name, message, figures, suggestion)`` fires one, ``clear(name)`` clears it.
+
+    For tether's own modules: :mod:`tether.metrics` registers its
+    :func:`~tether.metrics.alert` and :func:`~tether.metrics.clear` as it
+    loads. Until something registers, an alert is only logged on
+    ``tether.memory``, as a warning.
+
+    Parameters
+    ----------
+    alert : callable
+        Fires the alert ``name``.
+    clear : callable
+        Clears the alert ``name``.
+
+    Examples
+    --------
+    >>> import tether.metrics as metrics
+    >>> seen = []
+    >>> report_alerts_to(lambda name, *rest: seen.append(name), lambda name: seen.append(f"cleared {name}"))
+    >>> set_source(lambda: {"limit": 100, "current": 99}); set_source(lambda: {"limit": 100, "current": 1})
+    >>> seen
+    ['memory_pressure', 'cleared memory_pressure']
+    >>> set_source(None); report_alerts_to(metrics.alert, metrics.clear)  # back to tether.metrics
+    """
+    global _alert_sink
+    _alert_sink = (alert, clear)
+
+
 def _alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> None:
-    try:
-        from . import metrics
-    except ImportError:  # metrics not in this build: the decision log still says it
+    if _alert_sink is None:  # nothing registered (metrics not in this build): the decision log still says it
         log.warning("%s (%s)", message, suggestion)
         return
-    metrics.alert(name, message, figures, suggestion)
+    _alert_sink[0](name, message, figures, suggestion)
 
 
 def _clear(name: str) -> None:
-    try:
-        from . import metrics
-    except ImportError:
-        return
-    metrics.clear(name)
+    if _alert_sink is not None:
+        _alert_sink[1](name)
+
+
+# tether.shm's region and pool figures and its live pools, registered as it loads (count_regions_with).
+# Memory never imports shm, whose regions and pools import memory. Before shm registers, no region
+# or pool exists: the figures are zero.
+_regions: dict[str, Any] = {
+    "live_stats": lambda: {"live": 0, "owned": 0, "attached": 0, "mapped_bytes": 0, "attach_cache": {}},
+    "pool_stats": lambda: {"pools": 0, "warm_regions": 0, "warm_bytes": 0, "acquired": 0, "hits": 0,
+                           "hit_rate": 0.0, "trimmed_bytes": 0},
+    "pools": (),
+}
+
+
+def count_regions_with(live_stats: Callable[[], dict[str, Any]], pool_stats: Callable[[], dict[str, Any]],
+                       pools: Iterable[Any]) -> None:
+    """Take region and pool figures from ``live_stats()`` and ``pool_stats()``, and trim ``pools`` under pressure.
+
+    For tether's own modules: :mod:`tether.shm` registers its
+    ``live_stats``, ``pool_stats`` and ``POOLS`` as it loads; :func:`stats`,
+    the budgets and :func:`relieve` read them.
+
+    Parameters
+    ----------
+    live_stats : callable
+        Live regions (``live``, ``owned``, ``attached``), ``mapped_bytes`` and ``attach_cache``.
+    pool_stats : callable
+        ``pools``, ``warm_regions``, ``warm_bytes``, ``acquired``, ``hits``, ``hit_rate``, ``trimmed_bytes``.
+    pools : iterable
+        The live region pools (each has ``trim()``), iterated anew at each use.
+
+    Examples
+    --------
+    >>> registered = dict(_regions)  # tether.shm's
+    >>> count_regions_with(lambda: {"live": 2, "owned": 2, "attached": 0, "mapped_bytes": 8192, "attach_cache": {}},
+    ...                    registered["pool_stats"], ())
+    >>> stats()["regions"]
+    {'live': 2, 'owned': 2, 'attached': 0, 'mapped_bytes': 8192}
+    >>> count_regions_with(**registered)
+    """
+    _regions.update(live_stats=live_stats, pool_stats=pool_stats, pools=pools)
 
 
 def relieve() -> int:
@@ -614,9 +685,7 @@ def relieve() -> int:
     >>> relieve() >= 0
     True
     """
-    from .shm import POOLS
-
-    pools = list(POOLS)
+    pools = list(_regions["pools"])
     freed = sum(pool.trim() for pool in pools)
     if freed:
         decide("pool", f"trimmed {freed} B of warm regions from {len(pools)} pool(s)", freed=freed)
@@ -668,8 +737,6 @@ def prefer_streaming(nbytes: int) -> Advice:
     (False, True)
     >>> set_source(None)
     """
-    from .stream import CHUNK_SIZE
-
     if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Real) or not 0 <= nbytes < 1 << 63:
         raise ValidationError(f"prefer_streaming needs nbytes as a number of bytes from 0, got {nbytes!r}.")
     if nbytes < STREAM_MIN:
@@ -775,10 +842,8 @@ def set_budget(*, regions: int | None = None, pool_bytes: int | None = None,
 
 
 def _usage() -> dict[str, int]:
-    from .shm import live_stats, pool_stats
-
-    live = live_stats()
-    pools = pool_stats()
+    live = _regions["live_stats"]()
+    pools = _regions["pool_stats"]()
     return {"regions": live["live"], "pool_bytes": pools["warm_bytes"], "mapped_bytes": live["mapped_bytes"]}
 
 
@@ -859,21 +924,19 @@ def stats() -> dict[str, Any]:
     ...                                "trimmed_bytes"])
     True
     """
-    from .shm import live_stats, pool_stats
-
     try:
         r: dict[str, Any] | None = reading().as_dict()
         pressure = under_pressure()
     except (OSError, ValueError, ValidationError):  # a broken source or /proc: report without it
         r, pressure = None, False
-    live = live_stats()
+    live = _regions["live_stats"]()
     return {
         "reading": r,
         "under_pressure": pressure,
         "threshold": threshold(),
         "budgets": dict(_state.budgets),
         "regions": {k: live[k] for k in ("live", "owned", "attached", "mapped_bytes")},
-        "pools": pool_stats(),
+        "pools": _regions["pool_stats"](),
         "attach_cache": live["attach_cache"],
         "temporary": {op: {"peak_bytes": e[0], "last_bytes": e[1], "count": e[2]}
                       for op, e in sorted(_state.temporary.items())},

@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import types
 from ._errors import DecodeError, UnsupportedVersionError, ValidationError
 
 __all__ = [
     "DowngradeError", "MigrationError", "Mismatch", "Registry", "Schema", "SchemaMismatchError", "Step", "add", "capabilities", "describe", "drop",
-    "fingerprint", "get", "migrate", "register", "rename", "step", "time_migration", "validate", "versions", "widen",
+    "fingerprint", "get", "migrate", "register", "rename", "step", "validate", "versions", "widen",
 ]
 
 # The type changes a declarative widen may make: every value of the first fits the second.
@@ -376,13 +376,38 @@ class Registry:
         >>> caps["schemas"], caps["formats"]["arrow"]
         ({'points': 3}, [1, 1])
         """
-        from . import formats, types
-
-        return {"formats": {f.name: [f.oldest_readable, f.schema_version] for f in formats.registry},
-                "schemas": self.versions(), "types": types.versions()}
+        return {"formats": _format_versions(), "schemas": self.versions(), "types": types.versions()}
 
 
 DEFAULT = Registry()
+
+# The formats this process reads, {name: [oldest, newest]}: tether.formats registers its answer once its own
+# formats are registered (read_formats_from). Schemas never imports formats, whose arrow format imports schemas.
+_format_versions: Callable[[], dict[str, list[int]]] = dict  # none until then
+
+
+def read_formats_from(versions: Callable[[], dict[str, list[int]]]) -> None:
+    """Report the formats this process reads as ``versions()`` returns them, ``{name: [oldest, newest]}``.
+
+    For tether's own modules: :mod:`tether.formats` registers its answer as
+    it loads. :func:`capabilities` calls it each time, so formats registered
+    later count.
+
+    Parameters
+    ----------
+    versions : callable
+        Returns each readable format's name with its oldest readable and its newest schema version.
+
+    Examples
+    --------
+    >>> registered = _format_versions  # tether.formats'
+    >>> read_formats_from(lambda: {"doc-format": [1, 2]})
+    >>> capabilities()["formats"]
+    {'doc-format': [1, 2]}
+    >>> read_formats_from(registered)
+    """
+    global _format_versions
+    _format_versions = versions
 
 
 def register(name: str, version: int, schema: pa.Schema,
@@ -755,48 +780,3 @@ def for_read(table: pa.Table, info: Mapping[str, Any], options: Mapping[str, Any
             raise SchemaMismatchError(f"{frame_id}: the table read as {name!r} v{current.version} does not match "
                                       f"the registered schema ({len(found)} mismatches):\n{lines}", found)
     return table
-
-
-def time_migration(rows: int = 100_000, repeat: int = 5) -> dict[str, float]:
-    """What reading a table two schema versions old costs against reading the current one: for ``tether bench``.
-
-    The schema has three versions: v1→v2 adds a column with a default, v2→v3
-    renames one and widens an int32 to int64. Returns medians in seconds and
-    the extra cost per row in nanoseconds.
-
-    Examples
-    --------
-    >>> out = time_migration(rows=1000, repeat=1)
-    >>> sorted(out)
-    ['current_s', 'migrated_s', 'ns_per_row', 'rows']
-    """
-    import numpy as np
-
-    from . import _api
-
-    reg = Registry()
-    v3 = pa.schema([("id", pa.int64()), ("time", pa.int64()), ("value", pa.float64()), ("source", pa.string())])
-    reg.register("bench-events", version=3, schema=v3, migrations={
-        1: [add("source", pa.string(), default="web")],
-        2: [rename("ts", "time"), widen("id", pa.int32(), pa.int64())],
-    })
-    n = np.arange(rows)
-    old = pa.table({"id": n.astype("i4"), "ts": n * 1000, "value": n * 0.5})
-    writer_v1 = Registry()  # the writer of the release that had version 1
-    writer_v1.register("bench-events", version=1, schema=old.schema)
-    frame_old = _api.dumps(old, format="arrow", options={"schema": "bench-events", "registry": writer_v1})
-    new = migrate(old, "bench-events", 1, registry=reg)
-    frame_new = _api.dumps(new, format="arrow", options={"schema": "bench-events", "registry": reg})
-    opts = {"registry": reg}
-
-    def median(frame: bytes) -> float:
-        times = []
-        for _ in range(max(1, repeat)):
-            t0 = time.perf_counter()
-            _api.loads(frame, options=opts)
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
-
-    migrated, current = median(frame_old), median(frame_new)
-    return {"rows": rows, "migrated_s": migrated, "current_s": current,
-            "ns_per_row": (migrated - current) / max(rows, 1) * 1e9}

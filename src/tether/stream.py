@@ -55,11 +55,11 @@ from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
 from ._limits import get_limits
 from .frame import HEADER_SIZE, Header
+from .memory import CHUNK_SIZE  # StreamWriter's default chunk; memory owns it, as prefer_streaming advises it
 from .metrics import core as _metrics
 
 __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "summarize_stream", "verify_stream"]
 
-CHUNK_SIZE = 8 << 20
 # Reading from a pipe, a frame's buffer starts at this much and doubles as bytes arrive.
 _GROW_STEP = 1 << 20
 _CHAIN = struct.Struct("<QQQ")

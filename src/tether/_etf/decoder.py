@@ -19,6 +19,7 @@ import struct
 import warnings
 from typing import Any, Callable
 
+from .._bounded import bounded, check_declared, zlib_steps
 from .._errors import DecodeError, LimitError, LossyConversionWarning, TetherError, TruncatedError
 from .._limits import Limits
 from .._structs import to_python as struct_to_python
@@ -603,7 +604,7 @@ def inflate(buf: Any, pos: int, limits: Limits, prefix: bytes = b"") -> memoryvi
     """The uncompressed body of a tag-80 value whose size field is at ``buf[pos]``, after ``prefix``.
 
     The zlib stream runs through the bounded loop every tether decompressor
-    uses (``tether.compression``): memory grows with the bytes the stream
+    uses (:mod:`tether._bounded`): memory grows with the bytes the stream
     really produces, up to the declared size, so the peak is the body once.
 
     Examples
@@ -613,9 +614,6 @@ def inflate(buf: Any, pos: int, limits: Limits, prefix: bytes = b"") -> memoryvi
     >>> bytes(inflate(term, 2, tether.get_limits(), prefix=b"\\x83"))
     b'\\x83a\\x07'
     """
-    # Imported late: compression imports the frame layer, which imports us.
-    from ..compression import bounded, check_declared, zlib_steps
-
     if len(buf) < pos + 4:
         raise TruncatedError(f"Compressed ETF (tag {COMPRESSED}) ends before its uncompressed size.")
     (size,) = _u32(buf, pos)

@@ -5,10 +5,10 @@ Compressors are registered by name and id like formats (ids 0-127 are tether's).
 time; the choice goes into the frame header and the decision record.
 
 For tether's own modules, not listed in ``__all__``: :func:`check_reader`
-(the request checks refuse a codec the reader cannot undo), :func:`bounded`,
-:func:`check_declared` and :func:`zlib_steps` (the ETF decoder inflates tag-80
-values through the same bounded loop as the codecs) and :func:`shuffle` (the
-benchmark measures the byte-shuffle filter).
+(the request checks refuse a codec the reader cannot undo) and
+:func:`shuffle` (the benchmark measures the byte-shuffle filter). The bounded
+loop every decompressor runs is :mod:`tether._bounded`'s, below this package,
+because the ETF decoder inflates tag-80 values through it too.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from ._base import Compressor
 from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
 from ._policy import BANDWIDTH, choose_filter, forget_choices, resolve
 
-# Re-exported (the same objects) so that other packages never reach into this package's modules; kept out of
-# __all__.
-from ._base import bounded, check_declared
-from ._codecs import zlib_steps
+# Re-exported (the same objects; kept out of __all__): what other packages need of this package's modules,
+# so that they never reach into them.
 from ._policy import check_reader
 from ._shuffle import shuffle
 

@@ -9,11 +9,12 @@ from typing import Any, Callable, Iterator, Sequence
 import lz4.frame
 import zstandard
 
+from .._bounded import STEP, bounded, check_declared, stream_end, zlib_steps
 from .._errors import DecodeError
 from .._limits import Limits
 from .._buffers import Segment
 from ..memory import Chunked
-from ._base import STEP, Compressor, bounded, check_declared
+from ._base import Compressor
 
 
 def _chunks(segments: Sequence[Any], chunk: int) -> Any:
@@ -58,9 +59,7 @@ def lz4_steps(data: Any) -> Callable[[int], bytes]:
 
     def step(n: int) -> bytes:
         if d.eof:
-            if d.unused_data:
-                raise DecodeError(f"{len(d.unused_data)} bytes follow the end of the lz4 frame")
-            return b""
+            return stream_end(d, "the lz4 frame")
         out = d.decompress(src[0], max_length=n)
         src[0] = b""  # the decompressor keeps what it has not consumed
         return out
@@ -110,33 +109,6 @@ def _zstd_frame_end(data: Any) -> int:
         if head & 1:
             return pos + (_ZSTD_CHECKSUM_SIZE if zstandard.get_frame_parameters(data).has_checksum else 0)
     return len(data) + 1
-
-
-def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
-    """The steps of :func:`bounded` over one zlib stream (``wbits`` 31: gzip; 15: zlib, as ETF tag 80 uses).
-
-    For tether's own modules (as ``tether.compression.zlib_steps``: gzip and the
-    ETF decoder's tag-80 values), not a user API.
-
-    Examples
-    --------
-    >>> data = zlib.compress(b"tether " * 1000)
-    >>> len(bounded(zlib_steps(data, 15), 7000, "example"))
-    7000
-    """
-    d = zlib.decompressobj(wbits)
-    src = [data]
-
-    def step(n: int) -> bytes:
-        if d.eof:
-            if d.unused_data:
-                raise DecodeError(f"{len(d.unused_data)} bytes follow the end of the compressed stream")
-            return b""
-        out = d.decompress(src[0], n)
-        src[0] = d.unconsumed_tail
-        return out
-
-    return step
 
 
 class NoCompressor(Compressor):

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .. import schemas
 from .._errors import ValidationError
 from .._registry import Registry
 from ._base import DecodeContext, EncodeContext, Format, Migration, Payload, Segment
@@ -215,3 +216,13 @@ from . import arrow, etf, ndarray, pickle, raw, scalar, sparse  # noqa: E402  (r
 for _mod in (raw, scalar, ndarray, etf, arrow, pickle, sparse):
     register(_mod.FORMAT)
 del _mod
+
+
+def _versions() -> dict[str, list[int]]:
+    """``{name: [oldest_readable, schema_version]}`` of every registered format, as of now."""
+    return {f.name: [f.oldest_readable, f.schema_version] for f in registry}
+
+
+# tether.schemas.capabilities() reports what this process reads through this: schemas cannot import this
+# package, whose arrow format imports schemas.
+schemas.read_formats_from(_versions)

@@ -16,8 +16,7 @@ report through :func:`record`.
 - :func:`alert`, :func:`clear`, :func:`on_alert` — alerts on ``tether.alerts``,
   raised by the throughput monitor (:func:`configure_alerts`) and by :mod:`tether.memory`;
 - :func:`prometheus_collector` — a ``prometheus_client`` collector (optional extra);
-- :func:`otel_register` — observable instruments on an OpenTelemetry meter (optional extra);
-- :func:`overhead` — what metrics cost on a small and a large round trip (for ``tether bench``).
+- :func:`otel_register` — observable instruments on an OpenTelemetry meter (optional extra).
 
 ``core`` (:mod:`tether.metrics._core`, not listed in ``__all__``) is the
 accumulator that ``dumps``, ``loads`` and the stream count through, reached
@@ -41,21 +40,19 @@ import numbers
 from typing import Any, Callable
 
 from .._errors import ValidationError
-from .. import _select
+from .. import _select, memory
 from .._select import Decision, clear_history
 from . import _alerts, _core
 # tether._api and tether.stream count through the accumulator module itself: its `on` flag changes at run time,
 # so a re-export of single names would go stale.
 from . import _core as core
 from ._alerts import Alert, active_alerts, alert, clear, configure_alerts, on_alert
-from ._bench import overhead
 from ._recommend import Recommendation, recommendations
 
 __all__ = [
     "OPERATIONS", "SIZE_CLASSES", "Alert", "Recommendation", "active_alerts", "alert", "clear", "configure_alerts",
-    "decisions", "disable", "flush", "enable", "enabled", "on_alert", "otel_register", "overhead", "prometheus_collector",
-    "record",
-    "recommendations", "reset", "set_clock", "snapshot",
+    "decisions", "disable", "flush", "enable", "enabled", "on_alert", "otel_register", "prometheus_collector",
+    "record", "recommendations", "reset", "set_clock", "snapshot",
 ]
 
 # "transfer": bytes an application moved over a link, recorded by it (record("transfer", "-", "-", "network",
@@ -289,7 +286,7 @@ def snapshot() -> dict[str, Any]:
       ``stored_bytes``, ``ratio`` (stored / raw), ``seconds`` spent compressing;
     - ``decisions`` (:meth:`tether.Decision.as_dict`), ``alerts`` (the active ones,
       :meth:`Alert.as_dict`), ``recommendations`` (:meth:`Recommendation.as_dict`);
-    - ``memory``: :func:`tether.memory.stats` when that module is there (``{"error": ...}`` if it failed).
+    - ``memory``: :func:`tether.memory.stats` (``{"error": ...}`` if it failed).
 
     Examples
     --------
@@ -313,10 +310,6 @@ def snapshot() -> dict[str, Any]:
         "alerts": [a.as_dict() for a in active_alerts()],
         "recommendations": [r.as_dict() for r in recommendations()],
     }
-    try:
-        from .. import memory
-    except ImportError:
-        return out
     try:
         out["memory"] = memory.stats()
     except Exception as exc:  # memory figures are informational: a snapshot must not fail on them
@@ -357,3 +350,8 @@ def otel_register(meter: Any) -> list[Any]:
     from . import _otel
 
     return _otel.register(meter)
+
+
+# tether.memory fires and clears its alerts (pressure, budgets) through these: it cannot import this package,
+# which imports it (snapshot()["memory"]).
+memory.report_alerts_to(alert, clear)

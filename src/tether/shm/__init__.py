@@ -13,9 +13,9 @@ release frames only when no reader needs them.
 For tether's own modules, not listed in ``__all__``: the region layout
 (:data:`MAGIC`, :data:`VERSION`, :data:`HEADER_SIZE`, :data:`SLOT_SIZE`,
 :data:`SLOTS`, :data:`HEADER_FIELDS`, :data:`SLOT_FIELDS`), which the wire
-tables and the CLI read; and :func:`live_stats`, :func:`pool_stats` and
-:data:`POOLS` (every live pool), through which :mod:`tether.memory` reports
-and trims regions.
+tables and the CLI read. The region and pool figures reach
+:mod:`tether.memory` the other way: this package hands them over as it loads
+(:func:`tether.memory.count_regions_with`).
 
 Examples
 --------
@@ -27,8 +27,7 @@ Examples
 from ._pool import PoolStats, RegionPool
 from ._region import FrameRef, Region, RegionError, drop_cache, gc
 
-# Re-exported (the same objects) so that other packages never reach into _region or _pool; kept out of __all__.
-from ._pool import POOLS, pool_stats
-from ._region import HEADER_FIELDS, HEADER_SIZE, MAGIC, SLOT_FIELDS, SLOT_SIZE, SLOTS, VERSION, live_stats
+# Re-exported (the same objects) so that other packages never reach into _region; kept out of __all__.
+from ._region import HEADER_FIELDS, HEADER_SIZE, MAGIC, SLOT_FIELDS, SLOT_SIZE, SLOTS, VERSION
 
 __all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "drop_cache", "gc"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import memory
 from .._errors import RegionError, ValidationError
-from ._region import HEADER_SIZE, Region, gc
+from ._region import HEADER_SIZE, Region, gc, live_stats
 
 # Every live pool, for tether.memory: its stats and its trimming under pressure.
 POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
@@ -24,8 +24,8 @@ POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
 def pool_stats() -> dict[str, Any]:
     """Warm regions and bytes, acquires, hits and hit rate, and bytes trimmed, over every live pool.
 
-    For tether's own modules (as ``tether.shm.pool_stats``), not a user API:
-    :func:`tether.memory.stats` reports these figures under ``"pools"``.
+    For tether's own modules, not a user API: this package hands it to
+    :mod:`tether.memory`, whose :func:`~tether.memory.stats` reports these figures under ``"pools"``.
 
     Examples
     --------
@@ -220,3 +220,8 @@ class RegionPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# tether.memory reports regions and pools, and trims the pools under pressure, through these: it cannot import
+# this package, which imports it.
+memory.count_regions_with(live_stats, pool_stats, POOLS)

@@ -35,7 +35,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .. import memory
+from .. import memory, metrics
 from .._files import NotRegularFile, open_regular
 from .._errors import RegionError, TetherError, ValidationError
 
@@ -154,8 +154,8 @@ def live_stats() -> dict[str, Any]:
     Mappings that outlive a closed region through views handed out are not
     counted: nothing tether holds refers to them any more.
 
-    For tether's own modules (as ``tether.shm.live_stats``), not a user API:
-    :func:`tether.memory.stats` reports these figures under ``"regions"``.
+    For tether's own modules, not a user API: this package hands it to
+    :mod:`tether.memory`, whose :func:`~tether.memory.stats` reports these figures under ``"regions"``.
 
     Examples
     --------
@@ -182,19 +182,9 @@ def live_stats() -> dict[str, Any]:
             "mapped_bytes": sum(mappings.values()), "attach_cache": cache}
 
 
-_metrics: Any = None
-
-
 def _record_attach(nbytes: int, seconds: float, error: BaseException | None = None) -> None:
-    """Count one attach in tether.metrics (when that module is in this build)."""
-    global _metrics
-    if _metrics is None:  # imported on first use: tether.metrics imports the API, which imports this module
-        try:
-            from .. import metrics as _metrics
-        except ImportError:
-            _metrics = False
-    if _metrics:
-        _metrics.record("attach", "-", "-", "shm", nbytes, nbytes, seconds, error=error)
+    """Count one attach in tether.metrics."""
+    metrics.record("attach", "-", "-", "shm", nbytes, nbytes, seconds, error=error)
 
 
 def drop_cache() -> None:
