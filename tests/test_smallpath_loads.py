@@ -47,7 +47,9 @@ def _keys_of(value) -> list:
 @pytest.mark.parametrize("mode", ["bytes", "str"])
 def test_a_key_decoded_again_is_the_same_object_and_a_str_is_interned(mode):
     opts = _etf.Options(binaries=mode)
-    data = etf.encode([{"id": 1, "name": "x"}, {"id": 2, "name": "y"}])
+    # One key only: the cache is direct-mapped on a per-process random seed, so two keys share a slot (and evict
+    # each other) in one process out of 512, which made this test fail that often.
+    data = etf.encode([{"id": 1}, {"id": 2}])
     first, second = _etf.decode(data, opts), _etf.decode(data, opts)
     k1, k2, k3, k4 = (next(iter(row)) for row in first + second)
     assert k1 == k2 == k3 == k4 == ("id" if mode == "str" else b"id")
