@@ -164,10 +164,9 @@ def _auto(level: int | None, payload: Any, transport: str, fmt: Any, bandwidth: 
     codec, lvl, why = _fastest(candidates, n, sum(len(s) for s in samples), bandwidth, none)
     if codec is none:
         return _keep(key, ratio, none, 0, f"no compressor beats sending raw at {bandwidth / 1e6:.0f} MB/s")
-    _keep(key, ratio, codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})")
-    if level is not None:
-        lvl = codec.check_level(level)
-    return codec, lvl, f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
+    reason = f"fastest predicted for {transport} at {bandwidth / 1e6:.0f} MB/s ({why})"
+    _keep(key, ratio, codec, lvl, reason)
+    return codec, (lvl if level is None else codec.check_level(level)), reason
 
 
 def _fastest(candidates: list[tuple], n: int, sampled: int, bandwidth: float, none: Any) -> tuple[Any, int, str]:
