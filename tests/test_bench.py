@@ -171,7 +171,7 @@ def test_time_migration_measures_both_reads():
     assert out["rows"] == 2000 and out["migrated_s"] > 0 and out["current_s"] > 0
 
 
-def test_beam_group_reads_every_figure_the_escript_prints(capsys):
+def test_beam_group_reads_every_figure_the_escript_prints(capsys, monkeypatch):
     from tether.bench import beam
 
     out = "\n".join(f"{k} {v}" for k, v in {
@@ -180,8 +180,9 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
         "py_write_us": 15, "call_wakeup_us": 74, "shm_us": 30000, "shm_write_us": 14000, "inline_us": 600000,
         "limit_pwrite_us": 15000, "limit_pread_us": 12000, "limit_pywrite_us": 1000, "limit_us": 28000,
         "pool2_call_us": "17.25", "pool1_call_us": "27.60",
-    }.items()) + "\nerlport skipped: not a figure\nnot_a_figure 1.2.3\n"
+    }.items()) + "\nerlport skipped: not a figure\nnot_a_figure 1.2.3\ninfo schedulers_online 1\ninfo otp 25\n"
     fig = beam._figures(out)
+    assert not any(k.startswith(("info", "schedulers", "otp")) for k in fig)  # facts about the VM are not timings
     assert fig["call_us"] == 150e-6 and "erlport" not in fig and "not_a_figure" not in fig
     assert fig["pool2_call_us"] == pytest.approx(17.25e-6)
     rep = Report(group="beam")
@@ -197,6 +198,11 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys):
     assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
     (nospin,) = [f for f in rep.figures if "spin_us: 0" in f.name]
     assert nospin.value == 225e-6 and "1.50× the call with the default spin" in nospin.extra
+    monkeypatch.setenv("ERL_FLAGS", "+S 1")
+    beam._vm(rep, out)
+    assert rep.context["erl"] == {"schedulers_online": "1", "otp": "25", "erl_flags": "+S 1"}
+    assert "erl: OTP 25, 1 of ? schedulers online, ? CPUs; ERL_FLAGS: +S 1" in capsys.readouterr().out
+    assert beam._erl_flags("/tmp/x") == "-pa /tmp/x +S 1"  # the caller's flags follow the scratch code path
     del fig["erlport_us"]
     rep = Report(group="beam")
     beam._small(rep, fig)

@@ -34,6 +34,9 @@
 %% pwrite and pread of the same bytes on a warm file and Python's pooled write
 %% (limit_pwrite_us, limit_pread_us, limit_pywrite_us, limit_us).
 %%
+%% First, "info otp|schedulers_online|schedulers|logical_processors N" lines:
+%% the emulator the figures were taken on (ERL_FLAGS such as +S 1 change them).
+%%
 %% Compiled, not interpreted: the baseline echo must not carry erl_eval's overhead.
 -mode(compile).
 
@@ -44,9 +47,23 @@ main([Python, N, Mib]) ->
     Rounds = list_to_integer(N),
     Size = list_to_integer(Mib) * 1048576,
     Exe = filename:absname(Python),
+    vm(),
     small(Exe, Rounds),
     pool(Exe, Rounds),
     bulk(Exe, Size).
+
+%% What the figures depend on, as "info key value" lines (three fields, so
+%% that the harness never takes them for a figure).
+vm() ->
+    Cpus = case erlang:system_info(logical_processors_available) of
+               unknown -> erlang:system_info(logical_processors);
+               N -> N
+           end,
+    [io:format("info ~s ~p~n", [K, V])
+     || {K, V} <- [{otp, list_to_integer(erlang:system_info(otp_release))},
+                   {schedulers_online, erlang:system_info(schedulers_online)},
+                   {schedulers, erlang:system_info(schedulers)},
+                   {logical_processors, Cpus}]].
 
 %% ------------------------------------------------------------------ pools
 

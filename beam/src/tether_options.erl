@@ -8,7 +8,7 @@
 %% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
--export([worker/1, pool/1, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
+-export([worker/1, pool/1, cpus/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
          worker_keys/0, pool_keys/0, explain/3]).
 
 -include("../include/tether.hrl").
@@ -57,11 +57,24 @@ member_spec() ->
      {async_start, fun boolean/1, false}].
 
 pool_spec() ->
-    [{size, fun pos_integer/1, erlang:system_info(schedulers_online)},
+    [{size, fun pos_integer/1, cpus()},
      {max_queue, fun non_neg_integer/1, ?DEFAULT_MAX_QUEUE},
      %% Polling members hold a core each while they wait: leave one to the BEAM.
-     {spinners, fun non_neg_integer/1, max(1, erlang:system_info(schedulers_online) - 1)}]
+     {spinners, fun non_neg_integer/1, max(1, cpus() - 1)}]
     ++ [S || S = {K, _, _} <- worker_spec(), K =/= name] ++ [{name, fun name/1, none}].
+
+%% @doc The CPUs this node may run on: what a pool's defaults count. Members
+%% are OS processes, so an emulator started with fewer schedulers (`+S 1')
+%% still gets a member per CPU. The schedulers online stand in where the OS
+%% does not tell.
+-spec cpus() -> pos_integer().
+cpus() -> cpus([logical_processors_available, logical_processors, schedulers_online]).
+
+cpus([Item | Rest]) ->
+    case erlang:system_info(Item) of
+        N when is_integer(N), N > 0 -> N;
+        _ -> cpus(Rest)
+    end.
 
 call_spec(worker) ->
     [{timeout, fun timeout_ms/1, ?DEFAULT_CALL_TIMEOUT},

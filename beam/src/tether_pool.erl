@@ -49,11 +49,11 @@
 
 %% @doc Start a pool linked to the caller. Options: a worker's options (see
 %% {@link tether_worker:start_link/1}; `name' names the pool), plus `size'
-%% (members, default the number of online schedulers, i.e. CPU cores),
+%% (members, default the CPUs the node may run on, see
+%% {@link tether_options:cpus/0}; not the schedulers, so `+S 1' changes nothing),
 %% `max_queue' (callers that may wait for a member, default 100) and
 %% `spinners' (members that poll for their next call for `spin_us'; the
-%% others sleep in read(); default one fewer than the online schedulers, at
-%% least 1; 0: none polls; more than `size': all do).
+%% others sleep in read(); default one fewer than the CPUs, at least 1; 0: none polls; more than `size': all do).
 %%
 %% ```
 %% {ok, P} = tether_pool:start_link(#{modules => [<<"my_handlers">>], size => 4}).

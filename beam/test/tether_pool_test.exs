@@ -137,6 +137,19 @@ defmodule Tether.PoolTest do
     assert results == for(i <- 1..6, do: {:ok, i + 1})
   end
 
+  test "the defaults count the CPUs, not the schedulers: under +S 1 a pool still gets a member per CPU" do
+    cpus = :tether_options.cpus()
+    assert cpus == :erlang.system_info(:logical_processors_available) or
+             :erlang.system_info(:logical_processors_available) == :unknown
+
+    online = System.schedulers_online()
+    :erlang.system_flag(:schedulers_online, 1)
+    on_exit(fn -> :erlang.system_flag(:schedulers_online, online) end)
+    pool = start_pool([])
+    assert %{size: ^cpus, spinning: spinning} = Tether.Pool.status(pool)
+    assert spinning == max(1, cpus - 1)
+  end
+
   test "only :spinners members poll for their next call, a lone caller meets one, and a replacement takes over" do
     pool = start_pool(size: 3, spinners: 1)
     assert %{spinning: 1, workers: workers} = Tether.Pool.status(pool)

@@ -23,12 +23,14 @@ defmodule Tether.Pool do
   whose call timed out goes back into service only once Python has dropped
   that call (or the member was replaced).
 
-  Defaults: `size` is `System.schedulers_online()` (the CPU cores: each member
-  is one Python process, and Python runs one call at a time); `max_queue` is 100.
+  Defaults: `size` is the CPUs the node may run on,
+  `:erlang.system_info(:logical_processors_available)` (each member is one Python
+  process, and Python runs one call at a time); not the schedulers, so an
+  emulator started with `+S 1` still gets a member per CPU. `max_queue` is 100.
 
   Only `:spinners` members poll for their next call (`:spin_us`); the others
   sleep in `read()` between calls. The default is one fewer than
-  `System.schedulers_online()`, at least 1: a polling Python holds a core while
+  the CPUs, at least 1: a polling Python holds a core while
   it waits, and the pool's traffic needs the BEAM's. On 2 cores, 8 callers on a
   pool of 2 took 17-19 µs a call with one polling member, against 20-26 µs with
   both; a pool of 4, 21 µs against 43 µs. An idle polling member is handed out

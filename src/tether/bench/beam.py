@@ -29,8 +29,14 @@ def _measure(quick: bool, mib: int) -> subprocess.CompletedProcess[str]:
         subprocess.run(["erlc", "-o", tmp, *srcs], check=True)
         return subprocess.run(
             ["escript", SCRIPT, sys.executable, "300" if quick else "2000", str(mib)],
-            capture_output=True, text=True, timeout=600, env={**os.environ, "ERL_LIBS": tmp, "ERL_FLAGS": f"-pa {tmp}"},
+            capture_output=True, text=True, timeout=600, env={**os.environ, "ERL_LIBS": tmp, "ERL_FLAGS": _erl_flags(tmp)},
         )
+
+
+def _erl_flags(code_dir: str) -> str:
+    """The scratch code path, then the caller's own ``ERL_FLAGS``: a deployment's emulator flags
+    (``+S 1``, say) are measured as given, and the report says which they were."""
+    return f"-pa {code_dir} {os.environ.get('ERL_FLAGS', '')}".strip()
 
 
 # Every figure this module places itself; others the escript prints are listed under their own names.
@@ -59,6 +65,21 @@ def _figures(stdout: str) -> dict[str, float]:
         except ValueError:
             continue
     return out
+
+
+def _vm(rep: Report, stdout: str) -> None:
+    """Note the emulator the figures came from: the escript's ``info key value`` lines, and ``ERL_FLAGS``."""
+    info = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "info":
+            info[parts[1]] = parts[2]
+    if info:
+        flags = os.environ.get("ERL_FLAGS", "")
+        rep.context["erl"] = {**info, "erl_flags": flags}  # --json keeps it beside the run's other context
+        rep.note(f"  erl: OTP {info.get('otp', '?')}, {info.get('schedulers_online', '?')} of "
+                 f"{info.get('schedulers', '?')} schedulers online, {info.get('logical_processors', '?')} CPUs; "
+                 f"ERL_FLAGS: {flags or '(none)'}")
 
 
 def _pools(rep: Report, fig: dict[str, float]) -> None:
@@ -156,6 +177,7 @@ def run(rep: Report, quick: bool) -> None:
     if missing:
         rep.note(f"  beam bench printed no {', '.join(missing)}: {out.stdout.strip()[-300:]!r}")
         return
+    _vm(rep, out.stdout)
     _small(rep, fig)
     _pools(rep, fig)
     _bulk(rep, fig, mib)
