@@ -3,6 +3,8 @@ field, never accepted and then failing later inside ``dumps`` with a bare except
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import tether
@@ -103,3 +105,31 @@ def test_an_auto_pick_that_answers_the_wrong_shape_is_named_at_dumps():
     formats.register(Greedy)
     with pytest.raises(ValidationError, match="Format 't-greedy': auto_pick must return"):
         tether.dumps({"a": 1})
+
+
+def test_unregister_removes_a_codec_and_a_format_by_name_or_id_and_keeps_tethers_own():
+    codec = compression.register(type("Z", (GZIP,), {"id": 220, "name": "t-gone", "default_level": 1}))
+    frame = tether.dumps(b"ab" * 1000, compression="t-gone")
+    assert compression.unregister("t-gone") is codec
+    assert "t-gone" not in compression.names() and 220 not in compression.registry
+    with pytest.raises(tether.UnsupportedFormatError, match="Invalid compression id 220"):
+        tether.loads(frame)
+    with pytest.raises(tether.UnsupportedFormatError, match="Invalid compression 't-gone'"):
+        compression.unregister("t-gone")
+    compression.register(codec)  # registering it again makes its frames readable again
+    assert tether.loads(frame) == b"ab" * 1000
+
+    class Greedy(RAW):  # asked first for everything: auto choice must forget it once it is gone
+        id, name, auto_priority = 61030, "t-greedy-gone", -1
+
+        def auto_pick(self, obj, transport):
+            return ("everything", 1)
+
+    formats.register(Greedy)
+    assert tether.inspect(tether.dumps(b"x")).format == "t-greedy-gone"
+    assert formats.unregister(61030).name == "t-greedy-gone"
+    assert tether.inspect(tether.dumps(b"x")).format == "raw"
+    for registry, key, name in ((compression, "zstd", "'zstd' (id 2)"), (formats, 6, "'pickle' (id 6)")):
+        with pytest.raises(ValidationError, match=rf"{re.escape(name)} is one of tether's own and cannot be unregistered"):
+            registry.unregister(key)
+    assert compression.get("zstd").id == 2 and formats.get("pickle").id == 6

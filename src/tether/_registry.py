@@ -15,10 +15,12 @@ log = logging.getLogger("tether.registry")
 class Registry(Generic[T]):
     """Items keyed by both ``name`` and numeric ``id``; the last registration wins."""
 
-    def __init__(self, kind: str, group: str, max_id: int, check: Callable[[Any], None] | None = None):
+    def __init__(self, kind: str, group: str, max_id: int, check: Callable[[Any], None] | None = None,
+                 own_below: int = 0):
         self.kind = kind
         self.group = group
         self.max_id = max_id
+        self.own_below = own_below  # ids below this are tether's own: replaceable, never removable
         self.check = check  # the item kind's own rules (base class, field types), run by register
         self.by_name: dict[str, T] = {}
         self.by_id: dict[int, T] = {}
@@ -47,6 +49,25 @@ class Registry(Generic[T]):
             self.by_name.pop(old.name, None)  # type: ignore[attr-defined]
         self.by_name[name] = item
         self.by_id[ident] = item
+        self.version += 1
+        return item
+
+    def unregister(self, key: str | int) -> T:
+        """Remove the item under a name or id, and return it; tether's own ids are refused.
+
+        Frames that name it then fail to read with the usual "Invalid ..." error. A plugin loaded
+        from an entry point comes back only with ``load_entry_points(again=True)``.
+        """
+        item = self.get(key)
+        ident = item.id  # type: ignore[attr-defined]
+        if ident < self.own_below:
+            raise ValidationError(
+                f"{self.kind.capitalize()} {item.name!r} (id {ident}) is one of tether's own and cannot be "  # type: ignore[attr-defined]
+                f"unregistered: frames written with it must stay readable. Register another {self.kind} under "
+                f"id {ident} to replace it."
+            )
+        del self.by_id[ident]
+        self.by_name.pop(item.name, None)  # type: ignore[attr-defined]
         self.version += 1
         return item
 

@@ -27,7 +27,7 @@ from ._shuffle import shuffle
 
 __all__ = [
     "BANDWIDTH", "Compressor", "choose_filter", "forget_choices", "get", "names", "pack", "register", "registry",
-    "resolve", "unpack",
+    "resolve", "unpack", "unregister",
 ]
 
 def _check(codec: object) -> None:
@@ -46,7 +46,8 @@ def _check(codec: object) -> None:
         )
 
 
-registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF, check=_check)
+# Ids 0-127 are tether's (docs/format.md): they can be replaced but not unregistered.
+registry: Registry[Compressor] = Registry("compression", "tether.compressors", 0xFF, check=_check, own_below=128)
 
 
 def register(codec: Compressor | type[Compressor]) -> Compressor:
@@ -75,8 +76,42 @@ def register(codec: Compressor | type[Compressor]) -> Compressor:
     >>> frame = tether.dumps(b"ab" * 1000, compression="doc-gzip1")
     >>> tether.inspect(frame).compression, tether.loads(frame) == b"ab" * 1000
     ('doc-gzip1', True)
+    >>> unregister("doc-gzip1")
+    <compressor doc-gzip1 id=200>
     """
     return registry.register(registry.instance(codec))
+
+
+def unregister(key: str | int) -> Compressor:
+    """Remove a registered compressor (a plugin's, or one of yours); tether's own (ids 0-127) stay.
+
+    Parameters
+    ----------
+    key : str or int
+        The compressor's name or id.
+
+    Returns
+    -------
+    Compressor
+        The compressor removed. Frames compressed with it then fail to read, naming the valid
+        compressions, until it is registered again.
+
+    Raises
+    ------
+    tether.UnsupportedFormatError
+        Nothing is registered under ``key``.
+    tether.ValidationError
+        ``key`` names one of tether's own compressors.
+
+    Examples
+    --------
+    >>> class Gzip9(type(get("gzip"))):
+    ...     id, name, default_level = 201, "doc-gzip9", 9
+    >>> _ = register(Gzip9)
+    >>> unregister(201).name, "doc-gzip9" in names()
+    ('doc-gzip9', False)
+    """
+    return registry.unregister(key)
 
 
 def get(key: str | int) -> Compressor:

@@ -44,6 +44,7 @@ A format of your own, picked automatically for its type before etf (50) asks:
 >>> frame = tether.dumps(Celsius(21.5))
 >>> tether.last_decision().format, tether.loads(frame)
 ('doc-celsius', 21.5)
+>>> _ = tether.formats.unregister("doc-celsius")  # a plugin's or a test's format can be removed again
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from ._encode import encode
 
 __all__ = [
     "DecodeContext", "EncodeContext", "Format", "Migration", "Payload", "Segment", "auto_order", "encode", "get",
-    "names", "register", "registry", "GENERAL_OPTIONS", "check_option_keys",
+    "names", "register", "registry", "unregister", "GENERAL_OPTIONS", "check_option_keys",
 ]
 
 _MAX_ID = 0xFFFF  # format_id and schema_version are 16-bit header fields
@@ -84,7 +85,8 @@ def _check(fmt: object) -> None:
         raise ValidationError(f"{where}: fallback must be a format name or None, got {fmt.fallback!r}.")
 
 
-registry: Registry[Format] = Registry("format", "tether.formats", _MAX_ID, check=_check)
+# Ids below 128 are tether's (docs/format.md): they can be replaced but not unregistered.
+registry: Registry[Format] = Registry("format", "tether.formats", _MAX_ID, check=_check, own_below=128)
 
 
 def register(fmt: Format | type[Format]) -> Format:
@@ -115,8 +117,43 @@ def register(fmt: Format | type[Format]) -> Format:
     <format doc-blob id=65002 schema=1>
     >>> tether.inspect(tether.dumps(b"abc", format="doc-blob")).format
     'doc-blob'
+    >>> unregister("doc-blob")
+    <format doc-blob id=65002 schema=1>
     """
     return registry.register(registry.instance(fmt))
+
+
+def unregister(key: str | int) -> Format:
+    """Remove a registered format (a plugin's, or one of yours); tether's own (ids below 128) stay.
+
+    Parameters
+    ----------
+    key : str or int
+        The format's name or id.
+
+    Returns
+    -------
+    Format
+        The format removed. It is no longer chosen automatically, and frames written with it
+        fail to read, naming the valid formats, until it is registered again.
+
+    Raises
+    ------
+    tether.UnsupportedFormatError
+        Nothing is registered under ``key``.
+    tether.ValidationError
+        ``key`` names one of tether's own formats.
+
+    Examples
+    --------
+    >>> import tether
+    >>> class Blob(type(tether.formats.get("raw"))):
+    ...     id, name, auto_priority = 65003, "doc-blob2", None
+    >>> _ = register(Blob)
+    >>> unregister(65003).name, "doc-blob2" in names()
+    ('doc-blob2', False)
+    """
+    return registry.unregister(key)
 
 
 # options= keys every format may see: what the reader reads (docs/format.md §4.1), and who reads the frame.
