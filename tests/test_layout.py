@@ -1,4 +1,4 @@
-"""The package layout rules: no module imports another package's ``_``-names, and no import loop spans packages.
+"""The package layout rules: no module imports another package's ``_``-names, and modules import in no loop.
 
 A ``_``-prefixed module or name belongs to the package that holds it. The
 top-level ``tether._x`` modules (``_etf``, ``_api``, ``_errors``, ...) are
@@ -7,12 +7,12 @@ subpackage's own ``_`` modules only from inside that subpackage. Anything
 another package needs is re-exported under a plain name by its owner
 (``tether.frame.FIELDS``, ``tether.shm.MAGIC``, ``tether.metrics.core``, ...).
 
-Modules import each other in one direction: a loop of imports, counting
-those inside functions, stays within one package directory, and only the
-loops listed in `ALLOWED_CYCLES`. A lower module that needs something of a
-higher one is handed it (``tether.memory.report_alerts_to``,
+Modules import each other in one direction: there is no loop of imports,
+counting those inside functions, across packages or inside one. A lower
+module that needs something of a higher one is handed it (``tether.memory.report_alerts_to``,
 ``tether.schemas.read_formats_from``) or the shared part moves below both
-(``tether._bounded``).
+(``tether._bounded``; a package's registry in its own ``_registered``
+module, below the modules that look things up in it).
 """
 
 from __future__ import annotations
@@ -138,16 +138,6 @@ def test_the_checker_flags_what_the_rule_forbids(module, source, flagged):
 
 # ---------------------------------------------------------------- import loops
 
-# Import loops inside one package directory (file sets, relative to src/tether) -> why each is tolerated. Shrink
-# only, like KNOWN: an entry that is no longer exactly a loop fails test_allowed_cycles_are_still_needed.
-ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"compression/__init__.py", "compression/_apply.py", "compression/_policy.py"}):
-        "_apply and _policy read the codec registry compression/__init__.py holds at call time (`from .. import "
-        "compression as _package`); __init__ imports them to re-export pack, unpack and resolve",
-    frozenset({"formats/__init__.py", "formats/_encode.py"}):
-        "_encode looks formats up in the registry formats/__init__.py holds (get, auto_order) at call time; "
-        "__init__ imports it to re-export encode",
-}
 
 
 def _module_name(path: Path) -> str:
@@ -233,18 +223,12 @@ def test_no_import_loop_spans_package_directories():
                      "hand the lower module what it needs, or move the shared part below both:\n" + "\n".join(bad))
 
 
-def test_import_loops_inside_a_package_are_allowed_ones():
+def test_no_import_loop_inside_a_package_either():
     graph = import_graph()
-    loops = [loop for loop in cycles(graph) if len(_directories(loop)) == 1]
-    bad = [_described(loop, graph) for loop in loops if frozenset(map(_file, loop)) not in ALLOWED_CYCLES]
-    assert not bad, "an import loop not in ALLOWED_CYCLES (tests/test_layout.py):\n" + "\n".join(bad)
-
-
-def test_allowed_cycles_are_still_needed():
-    loops = {frozenset(map(_file, loop)) for loop in cycles(import_graph())}
-    stale = [f"{sorted(files)} ({why})" for files, why in ALLOWED_CYCLES.items() if files not in loops]
-    assert not stale, "no longer exactly a loop: remove or correct in ALLOWED_CYCLES:\n" + "\n".join(stale)
-    assert all(len({Path(f).parent for f in files}) == 1 for files in ALLOWED_CYCLES), "only loops inside a package"
+    bad = [_described(loop, graph) for loop in cycles(graph) if len(_directories(loop)) == 1]
+    assert not bad, ("these modules of one package import each other in a loop; move what they share into a module "
+                     "below them, as compression/_registered.py and formats/_registered.py hold the registries that "
+                     "__init__ re-exports:\n" + "\n".join(bad))
 
 
 def test_the_loop_finder_follows_imports_inside_functions():

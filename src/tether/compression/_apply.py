@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import compression as _package  # this package, still loading: its registry is read at call time
 from .. import memory
 from .._buffers import Segment, join
 from .._errors import EncodeError
@@ -12,6 +11,7 @@ from .._limits import Limits
 from ..frame import Header, Stored
 from . import _codecs, _shuffle
 from ._policy import choose_filter, resolve, take_kept
+from ._registered import get
 
 
 def _pieces(parts: list[Any], chunk: int) -> list[Any]:
@@ -56,7 +56,7 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
     memory.note_temporary("compress", peak)
     if size >= raw:
         decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
-        decision.compression = _package.get(0).name
+        decision.compression = get(0).name
         return Stored(segments, raw, raw)
     why = f"memory pressure: compressed twice in {chunk} B chunks, the second time straight into the frame"
     pieces = any(isinstance(seg, memory.Chunked) for seg in segments)
@@ -111,7 +111,7 @@ def pack(
     memory.note_temporary("compress", temporary + (sum(map(len, packed)) if packed is not None else 0))
     if packed is None:
         decision.compression_reason += "; compressed output was not smaller, stored uncompressed"
-        decision.compression = _package.get(0).name
+        decision.compression = get(0).name
         return Stored(payload.segments, raw, raw)
     out = [memoryview(part) for part in packed if part]
     filter_id = _shuffle.FILTER_SHUFFLE if filter_size else _shuffle.FILTER_NONE
@@ -122,7 +122,7 @@ def unpack(
     stored: memoryview, header: Header, fmt: Any, type_info: dict[str, Any], limits: Limits, frame_id: str
 ) -> memoryview:
     """The raw payload of a frame from its stored bytes: decompressed and unshuffled, within ``limits``."""
-    codec = _package.get(header.compression_id)
+    codec = get(header.compression_id)
     payload = codec.decompress(stored, header.raw_length, limits, fmt=fmt, type_info=type_info, frame_id=frame_id)
     if header.filter_id == _shuffle.FILTER_SHUFFLE:
         payload = _shuffle.unshuffle(payload, header.filter_size)

@@ -30,10 +30,10 @@ import threading
 import time
 from typing import Any, Sequence
 
-from .. import compression as _package  # this package, still loading: its registry is read at call time
 from .._errors import ValidationError
 from .._buffers import Segment
 from ..memory import Chunked
+from ._registered import get, registry
 from ._shuffle import GAIN, shuffle
 
 # Bytes per second assumed per transport; ``bandwidth=`` overrides.
@@ -116,7 +116,6 @@ def resolve(
     ``bandwidth`` (bytes per second) overrides the transport's assumed bandwidth;
     ``reader`` limits ``"auto"`` to the codecs that reader undoes (:data:`READABLE`).
     """
-    get, registry = _package.get, _package.registry
     if name == "none" and level is None:  # most writes: the registry's id 0 without the lookup's checks
         return registry.by_id.get(0) or get(0), 0, "not requested"
     if not isinstance(name, str):
@@ -135,7 +134,6 @@ def resolve(
 def _auto(level: int | None, payload: Any, transport: str, fmt: Any, bandwidth: float | None,
           reader: str) -> tuple[Any, int, str]:
     """:func:`resolve` for ``"auto"``: the module docstring's steps 1-5."""
-    get = _package.get
     none = get("none")
     if bandwidth is not None:
         if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or not bandwidth > 0:
@@ -155,7 +153,7 @@ def _auto(level: int | None, payload: Any, transport: str, fmt: Any, bandwidth: 
     ratio, ctime, dtime = _measure(lz4, samples, lz4.default_level)
     if ratio > GIVE_UP_RATIO:
         return none, 0, f"incompressible: lz4 sample ratio {ratio:.2f} > {GIVE_UP_RATIO}"
-    key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader, _package.registry.version)
+    key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader, registry.version)
     kept = _reuse(key, ratio)
     if kept is not None:
         codec, lvl, reason = kept
@@ -225,7 +223,6 @@ def forget_choices() -> None:
 
 def _candidates(readable: tuple[str, ...] | None, bandwidth: float, samples: list[bytes], lz4: tuple) -> list[tuple]:
     """(codec, level, ratio, compress seconds, 0.0) per codec worth predicting for this link and reader."""
-    get = _package.get
     if readable is not None:
         # A reader limited to gzip gets it wherever its prediction wins, on any link; its
         # fastest level is tried too, as the default level rarely pays above ~20 MB/s.
@@ -326,7 +323,7 @@ def choose_filter(codec: Any, level: int, payload: Any, fmt: Any, reader: str = 
     shuffled = [bytes(shuffle(s, size)) for s in samples]
     if kept is None:
         return _shuffle_pays(codec, level, samples, shuffled, size)
-    lz4 = _package.get("lz4")
+    lz4 = get("lz4")
     seen_now = _measure(lz4, shuffled, lz4.default_level)[0]  # how this payload takes shuffling, cheaply
     chosen, seen = kept[5].get((codec.name, level, size), (None, None))
     if chosen is None or abs(seen_now - seen) > REUSE_SHUFFLED:

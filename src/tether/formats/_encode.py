@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from .._errors import EncodeError, FallbackWarning, TetherError
 from .._request import UNREADABLE_FORMATS, check_format
 from ._base import EncodeContext, Format, Payload
+from ._registered import auto_order, get
 
 log = logging.getLogger("tether.types")
 
@@ -33,8 +34,6 @@ def encode(
 
     ``decision`` records who took the value and why.
     """
-    from . import get
-
     fmt = get(decision.format)
     tried: list[str] = []
     while True:
@@ -94,8 +93,6 @@ def _next_format(fmt: Format, obj: Any, tried: list[str], reader: str, transport
 
     A named fallback the reader cannot decode is an EncodeError that says why the value went there.
     """
-    from . import auto_order, get
-
     unreadable = UNREADABLE_FORMATS.get(reader, ())
     if fmt.fallback is not None:
         if fmt.fallback in tried:
