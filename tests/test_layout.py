@@ -1,9 +1,12 @@
-"""The package layout rules: no module imports another package's ``_``-names, and modules import in no loop.
+"""The package layout rules: no module uses another's ``_``-names, and modules import in no loop.
 
-A ``_``-prefixed module or name belongs to the package that holds it. The
+A ``_``-name defined in a module (a function, a constant) belongs to that
+module alone. A ``_``-module belongs to the package that holds it: the
 top-level ``tether._x`` modules (``_etf``, ``_api``, ``_errors``, ...) are
 tether-internal and may be imported from anywhere inside tether; a
-subpackage's own ``_`` modules only from inside that subpackage. Anything
+subpackage's own ``_`` modules only from inside that subpackage. Both are
+checked in import statements and in attribute chains through an imported
+name (``frame._header.ALIGN`` after ``from tether import frame``). Anything
 another package needs is re-exported under a plain name by its owner
 (``tether.frame.FIELDS``, ``tether.shm.MAGIC``, ``tether.metrics.core``, ...).
 
@@ -78,23 +81,81 @@ class Violation(NamedTuple):
         return f"{self.file}:{self.line}: imports {self.imported}, a private name of {self.owner}"
 
 
+# The public API of named tuples (build_info()._asdict(), Header._fields): underscored, but not private.
+NAMEDTUPLE_API = frozenset({"_asdict", "_fields", "_field_defaults", "_make", "_replace"})
+
+
+def _bound_names(tree: ast.AST, package: list[str]) -> dict[str, list[str]]:
+    """What each name an import binds stands for (``from tether import frame as f``: f -> tether.frame).
+
+    Scopes are not told apart: a name bound by an import anywhere in the module counts everywhere.
+    """
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    bound[alias.asname] = alias.name.split(".")
+                else:  # `import tether.shm` binds tether
+                    bound[alias.name.split(".")[0]] = alias.name.split(".")[:1]
+        elif isinstance(node, ast.ImportFrom):
+            for alias, dotted in zip(node.names, _imported(node, package)):
+                bound[alias.asname or alias.name] = dotted
+    return bound
+
+
+def _attribute_chains(tree: ast.AST, bound: dict[str, list[str]]) -> list[tuple[ast.Attribute, list[str]]]:
+    """``frame._header.ALIGN`` after ``from tether import frame``: the chain as a dotted name, outermost only."""
+    inner = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    chains = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        parts, at = [], node
+        while isinstance(at, ast.Attribute):
+            parts.append(at.attr)
+            at = at.value
+        if isinstance(at, ast.Name) and at.id in bound:
+            chains.append((node, bound[at.id] + parts[::-1]))
+    return chains
+
+
 def violations(source: str, path: Path) -> list[Violation]:
-    """Every import in ``source`` (the module at ``path``) of a ``_``-name another package owns."""
+    """Every import in ``source`` (the module at ``path``) of a ``_``-name another package owns, and every
+    attribute chain that reaches one through an imported name (``frame._header.X``)."""
     package = _package_of(path)
+    tree = ast.parse(source, str(path))
+    uses = [(node, dotted) for node in ast.walk(tree) for dotted in _imported(node, package)]
+    uses += _attribute_chains(tree, _bound_names(tree, package))
     found = []
-    for node in ast.walk(ast.parse(source, str(path))):
-        for dotted in _imported(node, package):
-            if dotted[0] != "tether":
-                continue
-            for i, part in enumerate(dotted[1:], 1):
-                if not part.startswith("_") or part.startswith("__"):
-                    continue
-                owner = _owner(dotted[: i + 1])
-                if package[: len(owner)] != owner:  # neither the owner itself nor a package inside it
-                    found.append(Violation(path.relative_to(ROOT).as_posix(), node.lineno, ".".join(dotted[: i + 1]),
-                                           ".".join(owner)))
-                break  # past the first private part, the rest is that owner's business
-    return list(dict.fromkeys(found))  # `from ._m import a, b` is one import of _m, said once
+    for node, dotted in sorted(uses, key=lambda use: use[0].lineno):
+        if dotted[0] == "tether":
+            found += _private_part(dotted, package, path, node.lineno)
+    return list(dict.fromkeys(found))
+
+
+def _is_module(parts: list[str]) -> bool:
+    here = SRC.joinpath(*parts)
+    return (here.with_suffix(".py").is_file() or (here / "__init__.py").is_file()
+            or any(here.with_name(here.name + suffix).is_file() for suffix in EXTENSION_SUFFIXES))
+
+
+def _private_part(dotted: list[str], package: list[str], path: Path, line: int) -> list[Violation]:
+    """A ``_``-part of ``dotted`` that is not the importer's to use.
+
+    A ``_``-module or subpackage when a package other than ``package`` (or one above it) owns it; and
+    a ``_``-name defined inside a module (``tether._api._note_region``), from any other module.
+    """
+    where = path.relative_to(ROOT).as_posix()
+    for i, part in enumerate(dotted[1:], 1):
+        if not part.startswith("_") or part.startswith("__") or part in NAMEDTUPLE_API:
+            continue
+        if not _is_module(dotted[: i + 1]):
+            return [Violation(where, line, ".".join(dotted[: i + 1]), ".".join(dotted[:i]))]
+        owner = _owner(dotted[: i + 1])
+        if package[: len(owner)] != owner:  # neither the owner itself nor a package inside it
+            return [Violation(where, line, ".".join(dotted[: i + 1]), ".".join(owner))]
+    return []  # `from ._m import a, b` is one import of _m, said once
 
 
 def _all_violations() -> list[Violation]:
@@ -123,11 +184,23 @@ def test_known_exceptions_are_still_needed():
     ("bench/shm.py", "from tether.frame._header import _LAYOUT\n", ["tether.frame._header"]),
     ("bench/shm.py", "from tether.frame import _checksum as c\n", ["tether.frame._checksum"]),
     ("bench/shm.py", "importlib.import_module('tether.shm._region')\n", ["tether.shm._region"]),
+    # Through an imported name's attributes, not only in the import itself.
+    ("bench/shm.py", "from tether import frame\nx = frame._header.ALIGN\n", ["tether.frame._header"]),
+    ("bench/shm.py", "import tether\nx = tether.shm._region.MAGIC\n", ["tether.shm._region"]),
+    ("metrics/_core.py", "def f():\n    from .. import formats as f\n    return f._registered.registry\n",
+     ["tether.formats._registered"]),
+    # A _-name defined in a module belongs to that module alone, even in tether's top-level private modules.
+    ("frame/_read.py", "from .._api import _note_region\n", ["tether._api._note_region"]),
+    ("bench/shm.py", "from tether import _api\n_api._note_region()\n", ["tether._api._note_region"]),
+    ("_etf/decoder.py", "from ..shm import _region\n", ["tether.shm._region"]),
     # Allowed: tether's top-level private modules from anywhere, a package's own ones from inside it.
     ("metrics/_recommend.py", "from .. import _api\nfrom .._etf import tags\nfrom . import _core\n", []),
-    ("frame/_read.py", "from . import _checksum\nfrom ._header import ALIGN\nfrom .._api import _note_region\n", []),
+    ("frame/_read.py", "from . import _checksum\nfrom ._header import ALIGN\nfrom .._api import dumps\n", []),
+    ("formats/etf.py", "from . import _registered\nr = _registered.registry\nfrom tether.frame import Header\n"
+                       "f = Header._fields\n", []),
+    ("bench/shm.py", "import tether\nx = tether._api.dumps\ny = tether.frame.Header\n", []),
     ("frame/__init__.py", "from . import _checksum as checksum\n", []),
-    ("_etf/decoder.py", "from . import _x\nfrom ..frame import FIELDS\nfrom .._version import __version__\n", []),
+    ("_etf/decoder.py", "from ..frame import FIELDS\nfrom .._version import __version__\n", []),
     ("_wire.py", "from . import frame, shm\nfrom .compression import bounded\n", []),
 ])
 def test_the_checker_flags_what_the_rule_forbids(module, source, flagged):
