@@ -69,8 +69,9 @@ vm() ->
 
 %% Concurrency: four 0.5 s calls (time.sleep) at once on a pool of 4
 %% (pool4_sleep_us; #11's bar is 0.7 s). Throughput: 8 callers making the
-%% 5-key echo call on a pool of 2 and on a pool of 1, per call, medians of five
-%% alternating runs (pool2_call_us, pool1_call_us; #11's bar is 1.6x the throughput).
+%% 5-key echo call on a pool of 2, on a pool of 1 and on one tether_worker (no
+%% pool), per call, medians of five alternating runs (pool2_call_us,
+%% pool1_call_us, worker_call_us; #11's bar is 1.6x one worker's throughput).
 pool(Exe, Rounds) ->
     {ok, P4} = tether_pool:start(#{python => Exe, modules => [<<"time">>], size => 4}),
     Sleep = fun() -> {ok, _} = tether_pool:call(P4, <<"time">>, <<"sleep">>, [0.5], 5000) end,
@@ -83,14 +84,20 @@ pool(Exe, Rounds) ->
     Pools = [begin
                  {ok, P} = tether_pool:start(#{python => Exe, modules => [<<"tether.demo">>], size => Size}),
                  Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
-                 together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end),  % warm-up
-                 {Size, P, Echo}
+                 {io_lib:format("pool~p", [Size]), fun() -> tether_pool:stop(P) end, Echo}
              end || Size <- [2, 1]],
-    Runs = [{Size, elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)}
-            || _ <- lists:seq(1, 5), {Size, _, Echo} <- Pools],
-    [io:format("pool~p_call_us ~.2f~n", [Size, median([T || {S, T} <- Runs, S =:= Size]) / (8 * PerCaller)])
-     || {Size, _, _} <- Pools],
-    [tether_pool:stop(P) || {_, P, _} <- Pools],
+    %% One worker is a tether_worker on its own: it queues callers itself and
+    %% sends the next call as the reply arrives, so it outruns a pool of 1,
+    %% whose next caller is handed the member only after a checkin.
+    {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
+    One = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
+    All = Pools ++ [{"worker", fun() -> tether_worker:stop(W) end, One}],
+    [together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end) || {_, _, Echo} <- All],  % warm-up
+    Runs = [{Name, elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)}
+            || _ <- lists:seq(1, 5), {Name, _, Echo} <- All],
+    [io:format("~s_call_us ~.2f~n", [Name, median([T || {N, T} <- Runs, N =:= Name]) / (8 * PerCaller)])
+     || {Name, _, _} <- All],
+    [Stop() || {_, Stop, _} <- All],
     ok.
 
 %% Run Fun in N processes at once; return when all are done.
