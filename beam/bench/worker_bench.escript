@@ -86,9 +86,8 @@ pool(Exe, Rounds) ->
                  Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
                  {io_lib:format("pool~p", [Size]), fun() -> tether_pool:stop(P) end, Echo}
              end || Size <- [2, 1]],
-    %% One worker is a tether_worker on its own: it queues callers itself and
-    %% sends the next call as the reply arrives, so it outruns a pool of 1,
-    %% whose next caller is handed the member only after a checkin.
+    %% One worker is a tether_worker on its own, #11's baseline. (A pool of 1
+    %% ran 10 % slower than one until calls went straight to a member's queue.)
     {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
     One = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
     All = Pools ++ [{"worker", fun() -> tether_worker:stop(W) end, One}],

@@ -30,10 +30,12 @@
 -include("../include/tether.hrl").
 
 -export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
--export([request/7]).
+-export([request/7, request/8]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
--record(req, {ref, from, mref, module, function, args, tables, deadline, enqueued}).
+%% `load': a pool member's count of the calls routed to it (tether_pool), or undefined;
+%% this process takes one off when the call leaves it, however it leaves.
+-record(req, {ref, from, mref, module, function, args, tables, deadline, enqueued, load}).
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
@@ -182,8 +184,16 @@ stats(W, Timeout) ->
               none | {tether_pool:pool(), reference()}) ->
           {{ok, term()} | {error, term()}, map()}.
 request(W, M, F, Args, Tables, Deadline, Checkin) ->
+    request(W, M, F, Args, Tables, Deadline, Checkin, undefined).
+
+%% @private As request/7, for a call a pool routed to this member directly:
+%% `Load' is the member's atomics counter, which the caller added one to.
+-spec request(server(), binary() | stats, binary() | stats, list(), arrow | rows | columns, integer() | infinity,
+              none | {tether_pool:pool(), reference()}, atomics:atomics_ref() | undefined) ->
+          {{ok, term()} | {error, term()}, map()}.
+request(W, M, F, Args, Tables, Deadline, Checkin, Load) ->
     Ref = make_ref(),
-    try gen_server:call(W, {call, Ref, M, F, Args, Tables, Deadline}, remaining(Deadline)) of
+    try gen_server:call(W, {call, Ref, M, F, Args, Tables, Deadline, Load}, remaining(Deadline)) of
         {tether_reply, Result, Stats} -> {Result, Stats}
     catch
         exit:{timeout, {gen_server, call, _}} ->
@@ -317,9 +327,9 @@ stderr_text(#st{stderr = Path}) -> element(1, tether_python:stderr(Path, 0)).
 
 % @private
 -spec handle_call(term(), gen_server:from(), #st{}) -> {reply, term(), #st{}} | {noreply, #st{}}.
-handle_call({call, Ref, M, F, Args, Tables, Deadline}, From = {Pid, _}, S = #st{queue = Q}) ->
+handle_call({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S = #st{queue = Q}) ->
     R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
-             args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time()},
+             args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
     {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
 handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q}) ->
     {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q)}, S};
@@ -332,14 +342,14 @@ handle_call(_Request, _From, S) ->
 %% @private
 %% A caller past its deadline: drop its call, running or queued.
 -spec handle_cast(term(), #st{}) -> {noreply, #st{}}.
-handle_cast({cancel, Ref, Checkin}, S = #st{busy = #busy{req = #req{ref = Ref, mref = Mref}, id = Id}}) ->
-    erlang:demonitor(Mref, [flush]),
+handle_cast({cancel, Ref, Checkin}, S = #st{busy = #busy{req = R = #req{ref = Ref}, id = Id}}) ->
+    release(R),
     S1 = cancel(Id, S#st{busy = undefined}),
     check_in(Checkin),
     {noreply, S1};
 handle_cast({cancel, Ref, Checkin}, S = #st{queue = Q}) ->
     {Gone, Kept} = lists:partition(fun(#req{ref = R}) -> R =:= Ref end, queue:to_list(Q)),
-    [erlang:demonitor(M, [flush]) || #req{mref = M} <- Gone],
+    [release(R) || R <- Gone],
     check_in(Checkin),
     {noreply, S#st{queue = queue:from_list(Kept)}};
 handle_cast(_Msg, S) -> {noreply, S}.
@@ -360,11 +370,14 @@ handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid 
     restart(close_port(S#st{cancel = undefined}));
 handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
     start_failed(start_timeout(S), S);
-handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = #req{mref = Mref}, id = Id}}) ->
+handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
     %% Nobody waits for this call any more: free Python for the next one.
+    release(R),
     {noreply, cancel(Id, S#st{busy = undefined})};
 handle_info({'DOWN', Mref, process, _, _}, S = #st{queue = Q}) ->
-    {noreply, S#st{queue = queue:filter(fun(#req{mref = M}) -> M =/= Mref end, Q)}};
+    {Gone, Kept} = lists:partition(fun(#req{mref = M}) -> M =:= Mref end, queue:to_list(Q)),
+    [release(R) || R <- Gone],
+    {noreply, S#st{queue = queue:from_list(Kept)}};
 handle_info(_Other, S) ->
     %% Stray timers, the exits of ports that sent a signal, messages of a closed port.
     {noreply, S}.
@@ -395,7 +408,7 @@ dispatch(S = #st{phase = ready, busy = undefined, queue = Q}) ->
         {{value, R}, Q1} ->
             case expired(R) of
                 true ->  % its caller already has {error, timeout}
-                    erlang:demonitor(R#req.mref, [flush]),
+                    release(R),
                     dispatch(S#st{queue = Q1});
                 false -> send(R, S#st{queue = Q1})
             end
@@ -413,7 +426,7 @@ send(R = #req{module = M, function = F, args = Args, tables = Tables}, S = #st{n
                   next_id = Id + 1};
         {error, Reason, S1} ->
             reply(R, {error, Reason}, #{}),
-            erlang:demonitor(R#req.mref, [flush]),
+            release(R),
             dispatch(S1#st{next_id = Id + 1})
     end.
 
@@ -541,7 +554,7 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% converts them in the caller, off this process's path to the next call.
     reply(R, Result1, #{queue_time => Sent - R#req.enqueued, bytes_in => In, bytes_out => Out,
                         route => Route1, stages => {timestamps, B, Arrived, Done, Read}}),
-    erlang:demonitor(R#req.mref, [flush]),
+    release(R),
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
@@ -615,7 +628,7 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
     case Busy of
         #busy{req = R} ->
             reply(R, {error, {worker_exit, Status}}, #{}),
-            erlang:demonitor(R#req.mref, [flush]);
+            release(R);
         undefined -> ok
     end,
     case Cancel of
@@ -644,8 +657,7 @@ restart(S = #st{stderr = Old}) ->
 %% decides what happens next. Queued callers learn why.
 start_failed(Reason, S = #st{queue = Q}) ->
     cancel_timer(S#st.start_timer),
-    [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), erlang:demonitor(M, [flush]) end
-     || R = #req{mref = M} <- queue:to_list(Q)],
+    [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), release(R) end || R <- queue:to_list(Q)],
     logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30],
                  #{domain => [tether]}),
     {stop, {shutdown, {worker_start_failed, Reason}}, S#st{queue = queue:new()}}.
@@ -664,6 +676,14 @@ log(Level, Logger, Message, Meta, #st{os_pid = OsPid}) ->
 %% the `tether.alerts' logger already reaches Logger as a forwarded record.
 alert(Meta) ->
     tether_telemetry:execute([tether, alert], #{system_time => erlang:system_time()}, Meta).
+
+%% A call leaves this worker (answered, dropped or cancelled): stop watching
+%% its caller, and count it off its pool member's load. (A monitor that fired
+%% is gone already; demonitoring it is harmless.)
+release(#req{mref = Mref, load = Load}) ->
+    erlang:demonitor(Mref, [flush]),
+    Load =:= undefined orelse atomics:sub(Load, 1, 1),
+    ok.
 
 check_in(none) -> ok;
 check_in({Pool, CheckoutRef}) -> gen_server:cast(Pool, {checkin, CheckoutRef}).

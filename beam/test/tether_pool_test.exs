@@ -175,6 +175,51 @@ defmodule Tether.PoolTest do
     end
   end
 
+  test "calls wait in a busy member's own queue, and a caller that dies there is counted off" do
+    pool = start_pool(size: 2)
+    busy = for _ <- 1..2, do: Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.4]) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 2 end)
+    # Routed straight to a member, not held by the pool: the member's queue holds them.
+    queued = Task.async(fn -> Tether.Pool.call(pool, @m, "add", [1, 2]) end)
+    {doomed, ref} = spawn_monitor(fn -> Tether.Pool.call(pool, @m, "add", [3, 4]) end)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 2 end)
+    Process.exit(doomed, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^doomed, :killed}
+    wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
+    assert Task.await(queued) == {:ok, 3}
+    assert Enum.map(busy, &Task.await/1) == [{:ok, 0.4}, {:ok, 0.4}]
+    # Every call counted in was counted out: both members idle, none queued.
+    wait_until(fn -> match?(%{idle: 2, busy: 0, queued: 0}, Tether.Pool.status(pool)) end)
+  end
+
+  test "a checkout is not starved by routed calls: a member drains for it, and takes none while held" do
+    pool = start_pool(size: 1)
+    stop = :atomics.new(1, [])
+    looping = for _ <- 1..4 do
+      Task.async(fn ->
+        Stream.repeatedly(fn -> Tether.Pool.call(pool, @m, "sleep", [0.01], 10_000) end)
+        |> Enum.take_while(fn r -> r == {:ok, 0.01} and :atomics.get(stop, 1) == 0 end)
+        |> length()
+      end)
+    end
+
+    wait_until(fn -> Tether.Pool.status(pool).queued >= 2 end)
+    {t, {os_pid, during}} = ms(fn ->
+      Tether.Pool.transaction(pool, fn w ->
+        # While held, routed calls wait for the pool: the member's queue stays empty.
+        Process.sleep(100)
+        {Tether.Worker.call(w, @m, "os_pid", []), Tether.Worker.info(w).queued}
+      end, 5_000)
+    end)
+
+    :atomics.put(stop, 1, 1)
+    assert {:ok, _} = os_pid
+    assert during == 0
+    # The queue it drained held at most 3 calls of 10 ms, then the hold's 100 ms.
+    assert t < 1_000, "took #{t} ms"
+    assert Enum.all?(Task.await_many(looping, 10_000), &(&1 > 0))
+  end
+
   test "a caller that dies holding a member gives it back" do
     pool = start_pool(size: 1)
     {pid, ref} = spawn_monitor(fn -> Tether.Pool.transaction(pool, fn _w -> Process.sleep(:infinity) end) end)

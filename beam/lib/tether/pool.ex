@@ -10,11 +10,14 @@ defmodule Tether.Pool do
 
       {:ok, scores} = Tether.Pool.call(MyApp.Models, "my_models", "score", [batch], timeout: 10_000)
 
-  A caller checks a member out, talks to it directly and checks it back in.
-  When every member is busy, callers wait in a queue of at most `:max_queue`;
-  beyond that a call returns `{:error, :overloaded}` at once (and emits
+  A call goes straight to the member with the fewest calls routed to it, and
+  waits in that member's own queue when every member is busy: the pool
+  process takes no part in it, and a member sends its next call as soon as a
+  reply arrives. When the members' queues hold `:max_queue` calls, a call
+  returns `{:error, :overloaded}` at once (and emits
   `[:tether, :pool, :overloaded]`). Waiting counts against the call's
-  timeout.
+  timeout. A call with `:checkout_timeout`, and `transaction/3`, check a
+  member out instead: one with no calls routed to it, for themselves alone.
 
   `start_link/1` starts every member together and returns once all have
   answered their handshake, or the first member's error (see
