@@ -7,6 +7,7 @@ A real worker subprocess every time; the client below is a protocol peer
 from __future__ import annotations
 
 import math
+import logging
 import os
 import select
 import signal
@@ -799,3 +800,30 @@ def test_the_worker_reports_its_spin_in_stats(spin):
             assert got["us"] == tw.SPIN_US_MAX and waits >= 22 and got["hits"] >= 12
     finally:
         c.close()
+
+
+@pytest.mark.parametrize(("role", "offset", "index", "spinners", "allowed", "expected"), [
+    ("spinner", 0, 0, 1, {0, 1}, {0}),
+    ("sleeper", 0, 0, 1, {0, 1}, {1}),
+    ("spinner", 1, 0, 1, {0, 1}, {1}),  # a second pool's polling member starts on the next CPU
+    ("sleeper", 1, 0, 1, {0, 1}, {0}),
+    ("spinner", 0, 2, 3, {4, 5, 6, 7}, {6}),
+    ("sleeper", 2, 0, 3, {4, 5, 6, 7}, {5}),  # slots 2, 3, 0 poll: CPUs 6, 7, 4
+    ("sleeper", 0, 0, 2, {0, 1}, None),  # every CPU would poll: nothing is pinned
+    ("spinner", 0, 0, 0, {0, 1}, None),
+    ("spinner", 0, 0, 1, {3}, None),
+    ("poller", 0, 0, 1, {0, 1}, None),
+])
+def test_pinned_cpus_keep_polling_and_sleeping_members_apart(role, offset, index, spinners, allowed, expected):
+    got = tw.pinned_cpus(role, offset, index, spinners, frozenset(allowed))
+    assert got == (None if expected is None else frozenset(expected))
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this OS")
+def test_a_pin_spec_that_cannot_apply_warns_and_leaves_the_worker_where_it_is(caplog):
+    before = os.sched_getaffinity(0)
+    with caplog.at_level(logging.WARNING, logger="tether.worker"):
+        tw._pin("spinner:zero:0:1")
+    assert os.sched_getaffinity(0) == before
+    assert "--pin spinner:zero:0:1 not applied" in caplog.text
+    assert tw._arguments(["--module", "m", "--pin", "sleeper:0:0:1"]).pin == "sleeper:0:0:1"

@@ -54,13 +54,16 @@ worker_spec() ->
 %% Set by tether_pool for its members, not by users.
 member_spec() ->
     [{notify, fun pid/1, none},
-     {async_start, fun boolean/1, false}].
+     {async_start, fun boolean/1, false},
+     {pin, fun pin_role/1, none}].
 
 pool_spec() ->
     [{size, fun pos_integer/1, cpus()},
      {max_queue, fun non_neg_integer/1, ?DEFAULT_MAX_QUEUE},
      %% Polling members hold a core each while they wait: leave one to the BEAM.
-     {spinners, fun non_neg_integer/1, max(1, cpus() - 1)}]
+     {spinners, fun non_neg_integer/1, max(1, cpus() - 1)},
+     %% Polling members on CPUs of their own, and the others off them.
+     {pin, fun boolean/1, true}]
     ++ [S || S = {K, _, _} <- worker_spec(), K =/= name] ++ [{name, fun name/1, none}].
 
 %% @doc The CPUs this node may run on: what a pool's defaults count. Members
@@ -469,6 +472,12 @@ max_frame(_) -> {expected, io_lib:format("the largest frame to read, in bytes (a
                                          [?HEADER_SIZE])}.
 
 present(V) -> {ok, V}.
+
+%% A pool member's place (python -m tether.worker --pin): see tether_pool's pin.
+pin_role(P = {Role, Offset, Index, Spinners})
+  when (Role =:= spinner orelse Role =:= sleeper), is_integer(Offset), Offset >= 0, is_integer(Index), Index >= 0,
+       is_integer(Spinners), Spinners >= 0 -> {ok, P};
+pin_role(_) -> {expected, "{spinner | sleeper, Offset, Index, Spinners}, non-negative integers"}.
 
 boolean(B) when is_boolean(B) -> {ok, B};
 boolean(_) -> {expected, "true or false"}.

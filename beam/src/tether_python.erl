@@ -63,6 +63,11 @@ open(Exe, Opts, StderrPath) ->
         ++ case maps:find(spin_us, Opts) of
                {ok, Spin} -> ["--spin-us", integer_to_list(Spin)];
                error -> []
+           end
+        ++ case maps:find(pin, Opts) of
+               {ok, {Role, Offset, Index, Spinners}} ->
+                   ["--pin", lists:concat([Role, ":", Offset, ":", Index, ":", Spinners])];
+               _ -> []
            end,
     %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
     %% first redirection keeps the shell quiet if the file is gone already

@@ -220,6 +220,44 @@ defmodule Tether.PoolTest do
     assert Enum.all?(Task.await_many(looping, 10_000), &(&1 > 0))
   end
 
+  test "pin: the polling member gets a CPU of its own and the sleeping ones the rest; pin: false and a pool of 1 stay free" do
+    # The CPUs a worker's Python may run on, from the kernel ("0-2,5" -> MapSet of 0, 1, 2, 5).
+    cpus = fn w ->
+      os_pid = Tether.Worker.info(w).os_pid
+      [list] = Regex.run(~r/Cpus_allowed_list:\s*(\S+)/, File.read!("/proc/#{os_pid}/status"), capture: :all_but_first)
+
+      list
+      |> String.split(",")
+      |> Enum.flat_map(fn part ->
+        case part |> String.split("-") |> Enum.map(&String.to_integer/1) do
+          [a, b] -> Enum.to_list(a..b)
+          [a] -> [a]
+        end
+      end)
+      |> MapSet.new()
+    end
+
+    spin_us = fn w -> {:ok, %{"worker" => %{"spin" => %{"us" => us}}}} = Tether.Worker.stats(w); us end
+    everything = cpus.(elem(Tether.Worker.start(TestPython.opts([])), 1) |> tap(&on_exit(fn -> TestPython.stop(&1) end)))
+
+    pool = start_pool(size: 2)
+    %{workers: workers} = Tether.Pool.status(pool)
+    {[spinner], [sleeper]} = Enum.split_with(workers, &(spin_us.(&1) > 0))
+
+    if MapSet.size(everything) >= 2 do
+      assert MapSet.size(cpus.(spinner)) == 1, "the polling member keeps to one CPU"
+      assert MapSet.disjoint?(cpus.(spinner), cpus.(sleeper))
+      assert MapSet.union(cpus.(spinner), cpus.(sleeper)) == everything
+    end
+
+    for opts <- [[size: 2, pin: false], [size: 1]] do
+      %{workers: free} = Tether.Pool.status(start_pool(opts))
+      assert Enum.map(free, cpus) == List.duplicate(everything, length(free))
+    end
+
+    assert_raise ArgumentError, ~r/:pin: expected true or false/, fn -> Tether.Pool.start_link(TestPython.opts(pin: :yes)) end
+  end
+
   test "a caller that dies holding a member gives it back" do
     pool = start_pool(size: 1)
     {pid, ref} = spawn_monitor(fn -> Tether.Pool.transaction(pool, fn _w -> Process.sleep(:infinity) end) end)

@@ -39,6 +39,17 @@ defmodule Tether.Pool do
   both; a pool of 4, 21 µs against 43 µs. An idle polling member is handed out
   first, and a member started later (a replacement) polls while fewer than
   `:spinners` do. `spinners: 0` stops all polling; more than `:size` means all.
+
+  With `pin: true` (the default), a pool that has both polling and sleeping
+  members sets their CPU affinity: each polling member keeps to a CPU of its
+  own (the node's pools take turns, so that two pools start on different
+  CPUs) and the sleeping members to the rest, among the CPUs the Python
+  process may use. Otherwise the kernel may wake a sleeping member on a
+  polling one's CPU, where the two share it: on 2 cores, a pool of 2 serving
+  8 callers took 13-14 µs a call pinned, and 15-20 µs whenever the two shared
+  a CPU, which happened in about half of the unpinned runs. Use `pin: false`
+  where CPUs are assigned by other means (several nodes on one host, a
+  cpuset per service), or when the pool mostly idles.
   """
 
   @typedoc "A running pool: its pid or name."
@@ -49,6 +60,7 @@ defmodule Tether.Pool do
           | {:size, pos_integer()}
           | {:max_queue, non_neg_integer()}
           | {:spinners, non_neg_integer()}
+          | {:pin, boolean()}
 
   @type call_option ::
           Tether.Worker.call_option()
@@ -75,8 +87,9 @@ defmodule Tether.Pool do
   @doc """
   Start a pool linked to the caller. Options: those of
   `Tether.Worker.start_link/1` (`:name` names the pool), plus `:size`
-  (members), `:max_queue` (callers that may wait) and `:spinners` (members
-  that poll for their next call; see the module doc).
+  (members), `:max_queue` (callers that may wait), `:spinners` (members
+  that poll for their next call) and `:pin` (default `true`: polling members
+  on CPUs of their own, sleeping ones on the rest); see the module doc.
 
   ```elixir
   {:ok, pool} = Tether.Pool.start_link(modules: ["my_handlers"], size: 4)
