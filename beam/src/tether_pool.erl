@@ -49,6 +49,12 @@
 -define(BACKOFF_MAX, 10000).
 -define(STOP_WAIT, 5000).
 
+%% How often a pool with waiters looks for a member whose calls have run out:
+%% every ms at first, then less often while none does (a long call), up to
+%% ?DRAIN_POLL_MAX ms; again every ms once a waiter is served.
+-define(DRAIN_POLL, 1).
+-define(DRAIN_POLL_MAX, 64).
+
 -record(member, {health = starting :: starting | ready | cancelling,
                  holder :: undefined | reference(),
                  spins = true :: boolean(),
@@ -69,10 +75,9 @@
              holders = #{} :: #{reference() => reference()},
              failures = 0,
              route :: ets:tid(),
-             drain_timer :: undefined | reference()}).
+             drain_timer :: undefined | reference(),
+             drain_every = ?DRAIN_POLL :: pos_integer()}).
 
-%% How often a pool with waiters looks for a member whose calls have run out.
--define(DRAIN_POLL, 1).
 
 -type pool() :: pid() | atom() | {global, term()} | {via, module(), term()}.
 -export_type([pool/0]).
@@ -570,7 +575,8 @@ make_available(Worker, S = #st{members = Members}) ->
 
 %% Hand each waiter, in turn, a member whose routed calls have run out. While
 %% none has, one member leaves the route (draining) so that its calls run out
-%% instead of growing, and the pool looks again every ?DRAIN_POLL ms.
+%% instead of growing, and the pool looks again (every ?DRAIN_POLL ms, then
+%% less often).
 serve_waiters(S = #st{nwaiting = 0}) -> undrain(S);
 serve_waiters(S) ->
     case take_idle(S) of
@@ -578,7 +584,7 @@ serve_waiters(S) ->
             case next_waiter(S1) of
                 {#wait{ref = Ref, from = From, mref = M}, S2} ->
                     gen_server:reply(From, {ok, Worker}),
-                    serve_waiters(hand_out(Worker, Ref, M, S2));
+                    serve_waiters(hand_out(Worker, Ref, M, S2#st{drain_every = ?DRAIN_POLL}));
                 none -> undrain(S1#st{idle = S#st.idle})  % every waiter had given up
             end;
         none -> drain(S)
@@ -593,12 +599,15 @@ drain(S = #st{members = Members, idle = Idle}) ->
              _ -> S  % one drains already, or none is ready: a checkin or a ready serves the waiters
          end,
     case S1#st.drain_timer =:= undefined andalso Idle =/= [] of
-        true -> S1#st{drain_timer = erlang:send_after(?DRAIN_POLL, self(), drain)};
+        true ->
+            Every = S1#st.drain_every,
+            S1#st{drain_timer = erlang:send_after(Every, self(), drain),
+                  drain_every = min(2 * Every, ?DRAIN_POLL_MAX)};
         false -> S1
     end.
 
 undrain(S = #st{members = Members}) ->
-    S#st{members = maps:map(fun(_, M) -> M#member{draining = false} end, Members)}.
+    S#st{members = maps:map(fun(_, M) -> M#member{draining = false} end, Members), drain_every = ?DRAIN_POLL}.
 
 next_waiter(S = #st{waiting = Q, nwaiting = N}) ->
     case queue:out(Q) of
