@@ -801,8 +801,10 @@ class StreamReader:
                 raise ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from "
                                     "reader.checkpoint().", stored=exc.stored, computed=exc.computed) from exc
             if t0 is not None:
-                comp = compression.registry.by_id[header.compression_id].name if header.compression_id else "none"
-                _metrics.observe("loads", formats.registry.by_id[header.format_id].name, comp, "stream",
+                # .get: the frame decoded, but another thread may have unregistered its codec or format since.
+                comp = getattr(compression.registry.by_id.get(header.compression_id), "name", "unknown")
+                fmt = getattr(formats.registry.by_id.get(header.format_id), "name", "unknown")
+                _metrics.observe("loads", fmt, comp, "stream",
                                  header.frame_size, header.raw_length,
                                  _metrics.clock() - t0)
         else:
