@@ -55,7 +55,8 @@ worker_spec() ->
 member_spec() ->
     [{notify, fun pid/1, none},
      {async_start, fun boolean/1, false},
-     {pin, fun pin_role/1, none}].
+     {pin, fun pin_role/1, none},
+     {load, fun atomics_ref/1, none}].
 
 pool_spec() ->
     [{size, fun pos_integer/1, cpus()},
@@ -68,10 +69,15 @@ pool_spec() ->
 
 %% @doc The CPUs this node may run on: what a pool's defaults count. Members
 %% are OS processes, so an emulator started with fewer schedulers (`+S 1')
-%% still gets a member per CPU. The schedulers online stand in where the OS
-%% does not tell.
+%% still gets a member per CPU. A cgroup CPU quota (docker `--cpus=2')
+%% caps it, rounded up. The schedulers online stand in where the OS does not tell.
 -spec cpus() -> pos_integer().
-cpus() -> cpus([logical_processors_available, logical_processors, schedulers_online]).
+cpus() ->
+    Cpus = cpus([logical_processors_available, logical_processors, schedulers_online]),
+    case erlang:system_info(cpu_quota) of
+        Quota when is_integer(Quota), Quota > 0 -> min(Cpus, Quota);
+        _ -> Cpus
+    end.
 
 cpus([Item | Rest]) ->
     case erlang:system_info(Item) of
@@ -472,6 +478,9 @@ max_frame(_) -> {expected, io_lib:format("the largest frame to read, in bytes (a
                                          [?HEADER_SIZE])}.
 
 present(V) -> {ok, V}.
+
+atomics_ref(A) when is_reference(A) -> {ok, A};
+atomics_ref(_) -> {expected, "an atomics reference (atomics:new/2)"}.
 
 %% A pool member's place (python -m tether.worker --pin): see tether_pool's pin.
 pin_role(P = {Role, Offset, Index, Spinners})

@@ -9,28 +9,36 @@
 %% a reply arrives. Measured on 2 cores with 8 callers, a pool of 2 went from
 %% 16.6-17.2 to 14.0-14.6 us a call in most runs, the BEAM's own CPU per call
 %% from 12.5 to 9.4-10 us, and a pool of 1 ran level with a lone worker
-%% (23.4 against 23.3 us) instead of 27 us.
+%% (23.4 against 23.3 us) instead of 27 us. A caller killed between counting
+%% its call in and sending it leaves a count no call takes off: a member with
+%% nothing to do resets it after a second (tether_worker's settle).
 %%
 %% When the members' queues hold `max_queue' calls and none is idle, a call
 %% answers `{error, overloaded}' at once. Time spent waiting counts against
-%% the call's timeout.
+%% the call's timeout. A call queued at a member waits for the calls ahead of
+%% it there, a timed-out one included until Python has dropped it (at most
+%% `cancel_grace', then a restart). A member that is restarting sends routed
+%% calls back, and one that stops sends back those it held: they are routed
+%% again.
 %%
-%% A call with a `checkout_timeout', a transaction, a pool named through
-%% `global' or `via', or a call that finds no member on the route (all checked
-%% out, starting or cancelling) checks a member out through the pool process
-%% instead: it gets a member with no calls routed to it, for itself alone,
-%% waiting in the pool's queue (also bounded by `max_queue') if needs be.
-%% While callers wait there, the least loaded member leaves the route until
-%% its queue runs out, so routed calls cannot starve them. A call that read
-%% the route just before its member was checked out may still run first.
+%% When no member is on the route (all checked out, starting or cancelling),
+%% or the pool is named through `global' or `via', a call asks the pool
+%% process for a member, and waits in its queue until one is on the route.
+%% A call with a `checkout_timeout', and a transaction, check a member out
+%% through the pool process: one with no calls routed to it, which leaves the
+%% route while held, waiting in the pool's queue if needs be. While they wait,
+%% the least loaded member leaves the route until its queue runs out, so
+%% routed calls cannot starve them. The hold is not watertight: a call that
+%% read the route just before the checkout may still reach the member during
+%% it. Each of the pool's two queues holds at most `max_queue' callers, as do
+%% the members' queues together.
 %%
 %% Members start together and `start_link/1' returns once every one has
 %% answered its handshake, or `{error, Reason}' as
 %% {@link tether_worker:start_link/1} does. A member that dies is replaced;
 %% one that cannot start again is retried with a growing delay (100 ms up to
-%% 10 s). A member whose call timed out is handed out again only once Python
-%% has dropped the call (or been replaced), so the next caller does not wait
-%% behind it.
+%% 10 s). A member whose call timed out goes back on the route only once
+%% Python has dropped the call (or been replaced).
 %%
 %% Only `spinners' members poll for their next call (the worker's `spin_us');
 %% the others sleep in read() between calls. A polling Python holds a core
@@ -54,6 +62,9 @@
 %% ?DRAIN_POLL_MAX ms; again every ms once a waiter is served.
 -define(DRAIN_POLL, 1).
 -define(DRAIN_POLL_MAX, 64).
+%% How many times a routed call is sent on to another member (its member was
+%% cancelling, restarting or gone) before it checks one out instead.
+-define(REROUTES, 3).
 
 -record(member, {health = starting :: starting | ready | cancelling,
                  holder :: undefined | reference(),
@@ -71,6 +82,10 @@
              members = #{} :: #{pid() => #member{}},
              idle = [] :: [pid()],
              waiting = queue:new(), nwaiting = 0,
+             %% Callers waiting for any member to be on the route (not for one of their own).
+             routing = queue:new(), nrouting = 0,
+             %% Members that poll (0 when spin_us is 0): what pinning counts.
+             polling = 0 :: non_neg_integer(),
              checkouts = #{} :: #{reference() => {pid(), reference()}},
              holders = #{} :: #{reference() => reference()},
              failures = 0,
@@ -92,7 +107,7 @@
 %% `spinners' (members that poll for their next call for `spin_us'; the
 %% others sleep in read(); default one fewer than the CPUs, at least 1; 0: none polls; more than `size': all do)
 %% and `pin' (default true: polling members keep to CPUs of their own and the
-%% sleeping ones to the rest, when the pool has both; see pin_offset/3).
+%% sleeping ones to the rest, when the pool has both; see pin_offset/4).
 %%
 %% ```
 %% {ok, P} = tether_pool:start_link(#{modules => [<<"my_handlers">>], size => 4}).
@@ -159,18 +174,54 @@ call(Pool, Mod, Fun, Args, Opts) ->
 %% Without a checkout timeout, a call goes straight to the least loaded
 %% member on the route, and waits in that member's queue if it is busy: no
 %% message to the pool, and the member sends its next call as soon as a reply
-%% arrives. With one, or when no member is on the route (all held, starting or
-%% cancelling), it checks a member out through the pool process.
+%% arrives. When no member is on the route (all held, starting or cancelling)
+%% or the pool is named through global or via, the pool names one, at once or
+%% when one is back. With a checkout timeout, the call checks a member out.
 pooled(Pool, M, F, Args, Tables, Deadline, Checkout = {timeout, _}) ->
+    routed(Pool, {M, F, Args, Tables, Deadline, Checkout}, ?REROUTES);
+pooled(Pool, M, F, Args, Tables, Deadline, Checkout) ->
+    checked_out(Pool, M, F, Args, Tables, Deadline, Checkout).
+
+routed(Pool, Call = {_, _, _, _, Deadline, _}, Tries) ->
     case route(Pool) of
-        {ok, Worker, Load} -> tether_worker:request(Worker, M, F, Args, Tables, Deadline, none, Load);
+        {ok, Worker, Load} -> direct(Pool, Worker, Load, Call, Tries);
         {overloaded, Queued, Meta} ->
             tether_telemetry:execute([tether, pool, overloaded], #{queue_length => Queued}, Meta),
             {{error, overloaded}, #{}};
-        none -> checked_out(Pool, M, F, Args, Tables, Deadline, Checkout)
-    end;
-pooled(Pool, M, F, Args, Tables, Deadline, Checkout) ->
-    checked_out(Pool, M, F, Args, Tables, Deadline, Checkout).
+        none ->
+            case wait_for_route(Pool, Deadline) of
+                {ok, Worker, Load} -> direct(Pool, Worker, Load, Call, Tries);
+                {error, Reason} -> {{error, Reason}, #{}}
+            end
+    end.
+
+%% A member that was restarting or stopping sends a routed call back
+%% (tether_reroute); one that died before the call reached it never saw it
+%% (noproc). Either way the call was not run: route it again, or in the end
+%% check a member out.
+direct(Pool, Worker, Load, Call = {M, F, Args, Tables, Deadline, Checkout}, Tries) ->
+    case tether_worker:request(Worker, M, F, Args, Tables, Deadline, none, Load) of
+        {{error, Again}, _} when Again =:= tether_reroute; Again =:= {worker_down, noproc} ->
+            case Tries of
+                0 -> checked_out(Pool, M, F, Args, Tables, Deadline, Checkout);
+                _ -> routed(Pool, Call, Tries - 1)
+            end;
+        Result -> Result
+    end.
+
+%% Ask the pool for a member on the route, waiting (counted against the
+%% call's deadline, and in the pool's queue of max_queue) until one is.
+wait_for_route(Pool, Deadline) ->
+    Ref = make_ref(),
+    try gen_server:call(Pool, {route_wait, Ref, Deadline}, remaining(Deadline)) of
+        {ok, Worker, Load} -> {ok, Worker, Load};
+        {error, Reason} -> {error, Reason}
+    catch
+        exit:{timeout, {gen_server, call, _}} ->
+            gen_server:cast(Pool, {abandon, Ref}),
+            {error, timeout};
+        exit:{Reason, {gen_server, call, _}} -> {error, {pool_down, Reason}}
+    end.
 
 checked_out(Pool, M, F, Args, Tables, Deadline, Checkout) ->
     Asked = erlang:monotonic_time(),
@@ -257,8 +308,10 @@ route_table(Name) when is_atom(Name) ->
 route_table(_) -> undefined.  % {global, _} and {via, _, _} go through the pool process
 
 %% The least loaded member (the first of equals, so a polling one), unless
-%% every member is busy and `MaxQueue' calls wait already. Two callers may
-%% pick the same member at once: a queue one call longer, never a lost call.
+%% every member is busy and `MaxQueue' calls wait already. The caller counts
+%% its call in at once, so callers that pick at the same instant spread over
+%% the members; the member counts it out (tether_worker). Two callers may
+%% still pick the same member: a queue one call longer, never a lost call.
 pick(Members, MaxQueue, Meta) ->
     case least_loaded(Members, 1, none, 0, 0) of
         {none, _, _} -> none;
@@ -278,13 +331,41 @@ least_loaded(Members, I, Best, Least, Queued) ->
         false -> least_loaded(Members, I + 1, Best, Least, Queued1)
     end.
 
-publish(S = #st{route = Tab, members = Members, max_queue = MaxQueue}) ->
+publish(S = #st{route = Tab, max_queue = MaxQueue}) ->
+    Route = on_route(S),
+    Meta = #{pool => pool_ref(S), size => S#st.size, max_queue => MaxQueue},
+    ets:insert(Tab, {route, {Route, MaxQueue, Meta}}),
+    serve_routing(Route, S).
+
+%% Members ready, not checked out and not draining, polling ones first.
+on_route(#st{members = Members}) ->
     Open = lists:sort([{not Spins, Pid, Load}
                        || {Pid, #member{health = ready, holder = undefined, draining = false, spins = Spins,
                                         load = Load}} <- maps:to_list(Members)]),
-    Meta = #{pool => pool_ref(S), size => S#st.size, max_queue => MaxQueue},
-    ets:insert(Tab, {route, {list_to_tuple([{Pid, Load} || {_, Pid, Load} <- Open]), MaxQueue, Meta}}),
-    S.
+    list_to_tuple([{Pid, Load} || {_, Pid, Load} <- Open]).
+
+%% Callers that found the route empty get a member once there is one.
+%% They are dealt out over the members, least loaded first, in turn.
+serve_routing(_, S = #st{nrouting = 0}) -> S;
+serve_routing({}, S) -> S;
+serve_routing(Route, S = #st{routing = Q}) ->
+    Members = tuple_to_list(Route),
+    Ranked = lists:sort([{atomics:get(L, 1), I, M} || {I, M = {_, L}} <- lists:zip(lists:seq(1, length(Members)), Members)]),
+    Order = [M || {_, _, M} <- Ranked],
+    deal(queue:to_list(Q), Order, Order),
+    S#st{routing = queue:new(), nrouting = 0}.
+
+deal([], _, _) -> ok;
+deal(Waiters, [], Order) -> deal(Waiters, Order, Order);
+deal([#wait{from = From, mref = M, deadline = D} | Rest], [{Worker, Load} | Next], Order) ->
+    erlang:demonitor(M, [flush]),
+    case D =/= infinity andalso erlang:monotonic_time(millisecond) >= D of
+        true -> deal(Rest, [{Worker, Load} | Next], Order);  % it gave up already
+        false ->
+            atomics:add(Load, 1, 1),
+            gen_server:reply(From, {ok, Worker, Load}),
+            deal(Rest, Next, Order)
+    end.
 
 %% ------------------------------------------------------------------ checkout
 
@@ -324,9 +405,13 @@ init_server(Opts) ->
     #{size := Size, max_queue := MaxQueue, spinners := Spinners, pin := Pin} = Opts,
     WorkerOpts = maps:without([size, max_queue, spinners, name, pin], Opts),
     Route = ets:new(?MODULE, [set, public, {read_concurrency, true}]),
+    Polling = case maps:get(spin_us, WorkerOpts, 1) of
+                  0 -> 0;  % spin_us: 0 for all: no member polls, whatever `spinners' says
+                  _ -> min(Spinners, Size)
+              end,
     S0 = #st{worker_opts = WorkerOpts, size = Size, max_queue = MaxQueue, spinners = Spinners,
-             name = maps:get(name, Opts, undefined), route = Route,
-             pin_offset = pin_offset(Pin, Spinners, Size)},
+             name = maps:get(name, Opts, undefined), route = Route, polling = Polling,
+             pin_offset = pin_offset(Pin, Polling, Size, tether_options:cpus())},
     Started = case start_members(Size, S0) of
                   {ok, S1} -> await_members(Size, S1);
                   {error, Reason, S1} -> stop_members(S1), {error, Reason}
@@ -363,9 +448,10 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
                {false, none} -> #{spin_us => 0};
                {false, Pin} -> #{spin_us => 0, pin => Pin}
            end,
-    case tether_worker:start_link(maps:merge(Opts, Role#{notify => self(), async_start => true})) of
+    Load = atomics:new(1, []),
+    case tether_worker:start_link(maps:merge(Opts, Role#{notify => self(), async_start => true, load => Load})) of
         {ok, Pid} ->
-            Member = #member{spins = Spins, load = atomics:new(1, []), pin_index = Index},
+            Member = #member{spins = Spins, load = Load, pin_index = Index},
             {ok, S#st{members = Members#{Pid => Member}}};
         Error -> Error
     end.
@@ -382,7 +468,7 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
 %% Python picks the CPUs among those it may use (tether.worker.pinned_cpus);
 %% the node's pools take turns through a shared cursor, so that two pools'
 %% polling members start on different CPUs.
-pin_offset(true, Spinners, Size) when Spinners > 0, Spinners < Size ->
+pin_offset(true, Spinners, Size, Cpus) when Spinners > 0, Spinners < Size, Size =< Cpus ->
     Cursor = case persistent_term:get({?MODULE, pin_cursor}, undefined) of
                  undefined ->
                      New = atomics:new(1, []),
@@ -391,12 +477,15 @@ pin_offset(true, Spinners, Size) when Spinners > 0, Spinners < Size ->
                  Known -> Known
              end,
     atomics:add_get(Cursor, 1, Spinners) - Spinners;
-pin_offset(_, _, _) ->
-    undefined.  % not asked, or no sleeping member to keep apart (a pool of 1 is never pinned)
+pin_offset(_, _, _, _) ->
+    %% Not asked; or no sleeping member to keep apart (a pool of 1 is never
+    %% pinned); or more members than CPUs, whose sleepers would crowd the few
+    %% CPUs the polling ones leave.
+    undefined.
 
 pin(_, #st{pin_offset = undefined}) -> none;
-pin(undefined, #st{pin_offset = Offset, spinners = Spinners}) -> {sleeper, Offset, 0, Spinners};
-pin(Index, #st{pin_offset = Offset, spinners = Spinners}) -> {spinner, Offset, Index, Spinners}.
+pin(undefined, #st{pin_offset = Offset, polling = Polling}) -> {sleeper, Offset, 0, Polling};
+pin(Index, #st{pin_offset = Offset, polling = Polling}) -> {spinner, Offset, Index, Polling}.
 
 %% The lowest index no live polling member holds: a replacement takes the CPU
 %% of the member it replaces.
@@ -459,6 +548,20 @@ on_call({checkout, Ref, Deadline}, From = {Caller, _}, S) ->
                                      #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}),
             {reply, {error, overloaded}, S}
     end;
+on_call({route_wait, Ref, Deadline}, From = {Caller, _}, S) ->
+    case on_route(S) of
+        {} when S#st.nrouting < S#st.max_queue ->
+            W = #wait{ref = Ref, from = From, mref = erlang:monitor(process, Caller), deadline = Deadline},
+            {noreply, S#st{routing = queue:in(W, S#st.routing), nrouting = S#st.nrouting + 1}};
+        {} ->
+            tether_telemetry:execute([tether, pool, overloaded], #{queue_length => S#st.nrouting},
+                                     #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}),
+            {reply, {error, overloaded}, S};
+        Route ->
+            {{Worker, Load}, _, _} = least_loaded(Route, 1, none, 0, 0),
+            atomics:add(Load, 1, 1),  % counted in for the caller, as pick/3 does
+            {reply, {ok, Worker, Load}, S}
+    end;
 on_call(status, _From, S = #st{members = Members}) ->
     Count = fun(Pred) -> length([P || {P, M} <- maps:to_list(Members), Pred(P, M)]) end,
     Loads = [{P, load(M)} || {P, M} <- maps:to_list(Members)],
@@ -469,7 +572,7 @@ on_call(status, _From, S = #st{members = Members}) ->
               starting => Count(fun(_, #member{health = H}) -> H =:= starting end),
               cancelling => Count(fun(_, #member{health = H}) -> H =:= cancelling end),
               spinning => spinning(S),
-              queued => S#st.nwaiting + lists:sum([max(0, L - 1) || {_, L} <- Loads])}, S};
+              queued => S#st.nwaiting + S#st.nrouting + lists:sum([max(0, L - 1) || {_, L} <- Loads])}, S};
 %% A worker's request sent to a pool (Tether.Worker.call/info/stats given a pool's
 %% name): answer it with an error naming the fix instead of crashing every member.
 on_call({call, _Ref, _M, _F, _Args, _Tables, _Deadline, _Load}, _From, S) ->
@@ -534,7 +637,9 @@ take_idle(S = #st{idle = Idle, members = Members}) ->
             {ok, Worker, S#st{idle = lists:delete(Worker, Idle)}}
     end.
 
-load(#member{load = Load}) -> atomics:get(Load, 1).
+%% At most 0 is free: a count the member reset (tether_worker's settle) may
+%% meet a call that had been on its way for longer than LOAD_CHECK.
+load(#member{load = Load}) -> max(0, atomics:get(Load, 1)).
 
 %% Mref monitors the caller the member goes to: a waiter keeps the monitor it
 %% had while queued (one monitor and demonitor fewer per queued call).
@@ -595,6 +700,7 @@ drain(S = #st{members = Members, idle = Idle}) ->
     S1 = case {Draining, lists:sort([{load(maps:get(W, Members)), W} || W <- Idle])} of
              {[], [{_, Least} | _]} ->
                  Member = maps:get(Least, Members),
+                 Least ! {tether_pool, settle},  % a count left by a dead caller is reset after LOAD_CHECK
                  S#st{members = Members#{Least := Member#member{draining = true}}};
              _ -> S  % one drains already, or none is ready: a checkin or a ready serves the waiters
          end,
@@ -620,10 +726,12 @@ next_waiter(S = #st{waiting = Q, nwaiting = N}) ->
             end
     end.
 
-drop_waiting(Pred, S = #st{waiting = Q}) ->
+drop_waiting(Pred, S = #st{waiting = Q, routing = R}) ->
     {Drop, Keep} = lists:partition(Pred, queue:to_list(Q)),
-    [erlang:demonitor(M, [flush]) || #wait{mref = M} <- Drop],
-    S#st{waiting = queue:from_list(Keep), nwaiting = length(Keep)}.
+    {DropR, KeepR} = lists:partition(Pred, queue:to_list(R)),
+    [erlang:demonitor(M, [flush]) || #wait{mref = M} <- Drop ++ DropR],
+    S#st{waiting = queue:from_list(Keep), nwaiting = length(Keep),
+         routing = queue:from_list(KeepR), nrouting = length(KeepR)}.
 
 set_health(Pid, Health, S = #st{members = Members}) ->
     Member = maps:get(Pid, Members),
@@ -661,4 +769,7 @@ pool_ref(#st{name = Name}) -> Name.
 
 deadline(infinity) -> infinity;
 deadline(Ms) -> erlang:monotonic_time(millisecond) + Ms.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 

@@ -33,13 +33,20 @@
 -export([request/7, request/8]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
-%% `load': a pool member's count of the calls routed to it (tether_pool), or undefined;
-%% this process takes one off when the call leaves it, however it leaves.
+%% `load': a pool member's count of the calls routed to it (tether_pool), or
+%% undefined. The caller adds one as it picks this member; this process takes
+%% it off when the call leaves, however it leaves. A caller killed between the
+%% two leaves a count that no call will take off: settle/1 resets it.
 -record(req, {ref, from, mref, module, function, args, tables, deadline, enqueued, load}).
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
-             next_id = 1, notify, arrived, form = frame, reads_bytes = false}).
+             next_id = 1, notify, arrived, form = frame, reads_bytes = false,
+             load :: undefined | atomics:atomics_ref()}).  % this member's count in its pool (tether_pool)
+
+%% How long a member that has nothing to do waits before it takes a count
+%% still on its pool's load (its callers died before their calls arrived) as gone.
+-define(LOAD_CHECK, 1000).
 
 %% The ready's list of the argument markers the worker reads (docs/format.md §8): a
 %% binary key, so that a BEAM that does not know it still decodes the ready.
@@ -236,7 +243,8 @@ init_server(Opts = #{exe := Exe}) ->
     _ = tether_private:sweep(Parent),
     case tether_private:make_dir(Parent) of
         {ok, Dir} ->
-            S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined)},
+            S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined),
+                     load = maps:get(load, Opts, undefined)},
             case launch(S0) of
                 {ok, S1} when map_get(async_start, Opts) -> {ok, S1};
                 {ok, S1} ->
@@ -327,6 +335,13 @@ stderr_text(#st{stderr = Path}) -> element(1, tether_python:stderr(Path, 0)).
 
 % @private
 -spec handle_call(term(), gen_server:from(), #st{}) -> {reply, term(), #st{}} | {noreply, #st{}}.
+handle_call({call, _Ref, _M, _F, _Args, _Tables, _Deadline, Load}, From, S = #st{phase = starting})
+  when Load =/= undefined ->
+    %% Routed here by a pool just as Python restarts (the pool has not heard yet): another
+    %% member may be ready now, and the pool names one once one is.
+    atomics:sub(Load, 1, 1),
+    gen_server:reply(From, {tether_reply, {error, tether_reroute}, #{}}),
+    {noreply, S};
 handle_call({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S = #st{queue = Q}) ->
     R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
              args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
@@ -351,7 +366,7 @@ handle_cast({cancel, Ref, Checkin}, S = #st{queue = Q}) ->
     {Gone, Kept} = lists:partition(fun(#req{ref = R}) -> R =:= Ref end, queue:to_list(Q)),
     [release(R) || R <- Gone],
     check_in(Checkin),
-    {noreply, S#st{queue = queue:from_list(Kept)}};
+    settle({noreply, S#st{queue = queue:from_list(Kept)}});
 handle_cast(_Msg, S) -> {noreply, S}.
 
 % @private
@@ -359,7 +374,7 @@ handle_cast(_Msg, S) -> {noreply, S}.
 handle_info({Port, {data, Data}}, S = #st{port = Port}) ->
     %% Stamped before decoding: the reply's decode is the BEAM's stage, not Python's.
     Arrived = erlang:monotonic_time(),
-    on_message(tether_protocol:decode(Data), byte_size(Data), S#st{arrived = Arrived});
+    settle(on_message(tether_protocol:decode(Data), byte_size(Data), S#st{arrived = Arrived}));
 handle_info({Port, {exit_status, Status}}, S = #st{port = Port}) ->
     on_exit(Status, S#st{port = undefined});
 handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid = OsPid}) ->
@@ -377,7 +392,21 @@ handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{m
 handle_info({'DOWN', Mref, process, _, _}, S = #st{queue = Q}) ->
     {Gone, Kept} = lists:partition(fun(#req{mref = M}) -> M =:= Mref end, queue:to_list(Q)),
     [release(R) || R <- Gone],
-    {noreply, S#st{queue = queue:from_list(Kept)}};
+    settle({noreply, S#st{queue = queue:from_list(Kept)}});
+handle_info({tether_pool, settle}, S) ->
+    %% The pool waits for this member's count to reach 0 (a checkout): look at it now.
+    settle({noreply, S});
+handle_info(timeout, S = #st{load = Load}) when Load =/= undefined ->
+    %% Idle for LOAD_CHECK with calls still counted to this member: their callers died
+    %% before the calls arrived. Reset the count, unless a caller counted one in just now.
+    case {idle(S), atomics:get(Load, 1)} of
+        {true, N} when N =/= 0 ->
+            atomics:compare_exchange(Load, 1, N, 0) =:= ok andalso
+                logger:info("tether worker ~p: ~p call(s) counted to this pool member never arrived "
+                            "(their callers died on the way); count reset", [self(), N], #{domain => [tether]}),
+            {noreply, S};
+        _ -> {noreply, S}
+    end;
 handle_info(_Other, S) ->
     %% Stray timers, the exits of ports that sent a signal, messages of a closed port.
     {noreply, S}.
@@ -602,6 +631,15 @@ cancel(Id, S = #st{os_pid = OsPid, opts = #{cancel_grace := Grace}, dir = Dir}) 
     notify(cancelling, S1),
     S1.
 
+%% A member that cannot start again stops: the calls a pool routed to it go
+%% back to their callers to be routed once more, instead of failing with it.
+%% (Calls queued behind a cancel or a restart wait for it, as they would for
+%% the call ahead of them: at most cancel_grace, or a start.)
+reroute(S = #st{queue = Q}) ->
+    {Routed, Kept} = lists:partition(fun(#req{load = L}) -> L =/= undefined end, queue:to_list(Q)),
+    [begin reply(R, {error, tether_reroute}, #{}), release(R) end || R <- Routed],
+    S#st{queue = queue:from_list(Kept)}.
+
 %% The signal carries no data: the call it cancels is named in the private
 %% directory first (written aside, then renamed into place, so Python never
 %% reads half of it). Python then stops that call only, even one it has not
@@ -655,7 +693,8 @@ restart(S = #st{stderr = Old}) ->
 
 %% A restart that cannot complete ends the worker: its supervisor (or pool)
 %% decides what happens next. Queued callers learn why.
-start_failed(Reason, S = #st{queue = Q}) ->
+start_failed(Reason, S0) ->
+    S = #st{queue = Q} = reroute(S0),
     cancel_timer(S#st.start_timer),
     [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), release(R) end || R <- queue:to_list(Q)],
     logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30],
@@ -676,6 +715,19 @@ log(Level, Logger, Message, Meta, #st{os_pid = OsPid}) ->
 %% the `tether.alerts' logger already reaches Logger as a forwarded record.
 alert(Meta) ->
     tether_telemetry:execute([tether, alert], #{system_time => erlang:system_time()}, Meta).
+
+%% A pool member with nothing to do and calls still counted to it looks
+%% again after LOAD_CHECK (gen_server's timeout: a message in between cancels
+%% it). A call on its way arrives long before; one whose caller died never will.
+settle({noreply, S = #st{load = Load}}) when Load =/= undefined ->
+    case idle(S) andalso atomics:get(Load, 1) =/= 0 of
+        true -> {noreply, S, ?LOAD_CHECK};
+        false -> {noreply, S}
+    end;
+settle(Result) -> Result.
+
+idle(#st{phase = ready, busy = undefined, cancel = undefined, queue = Q}) -> queue:is_empty(Q);
+idle(_) -> false.
 
 %% A call leaves this worker (answered, dropped or cancelled): stop watching
 %% its caller, and count it off its pool member's load. (A monitor that fired

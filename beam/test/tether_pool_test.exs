@@ -240,7 +240,7 @@ defmodule Tether.PoolTest do
     spin_us = fn w -> {:ok, %{"worker" => %{"spin" => %{"us" => us}}}} = Tether.Worker.stats(w); us end
     everything = cpus.(elem(Tether.Worker.start(TestPython.opts([])), 1) |> tap(&on_exit(fn -> TestPython.stop(&1) end)))
 
-    pool = start_pool(size: 2)
+    pool = start_pool(size: 2, spinners: 1)
     %{workers: workers} = Tether.Pool.status(pool)
     {[spinner], [sleeper]} = Enum.split_with(workers, &(spin_us.(&1) > 0))
 
@@ -250,12 +250,44 @@ defmodule Tether.PoolTest do
       assert MapSet.union(cpus.(spinner), cpus.(sleeper)) == everything
     end
 
-    for opts <- [[size: 2, pin: false], [size: 1]] do
+    # Not asked; no sleeper to keep apart; no member polls at all.
+    for opts <- [[size: 2, pin: false], [size: 1], [size: 2, spinners: 1, spin_us: 0]] do
       %{workers: free} = Tether.Pool.status(start_pool(opts))
       assert Enum.map(free, cpus) == List.duplicate(everything, length(free))
     end
 
     assert_raise ArgumentError, ~r/:pin: expected true or false/, fn -> Tether.Pool.start_link(TestPython.opts(pin: :yes)) end
+  end
+
+  test "a count left by a caller that died before its call arrived is reset, and a checkout gets the member" do
+    pool = start_pool(size: 1)
+    {route, _max_queue, _meta} = :ets.lookup_element(:persistent_term.get({:tether_pool, pool}), :route, 2)
+    {_worker, load} = elem(route, 0)
+    # What a caller killed between counting its call in and sending it leaves behind.
+    :atomics.add(load, 1, 1)
+    assert %{busy: 1, idle: 0} = Tether.Pool.status(pool)
+    {t, result} = ms(fn -> Tether.Pool.transaction(pool, fn w -> Tether.Worker.call(w, @m, "add", [1, 2]) end, 5_000) end)
+    assert result == {:ok, 3}
+    assert t < 3_000, "took #{t} ms"
+    assert :atomics.get(load, 1) == 0
+    wait_until(fn -> match?(%{busy: 0, idle: 1}, Tether.Pool.status(pool)) end)
+  end
+
+  test "a call that finds every member checked out waits for one, then leaves it on the route" do
+    pool = start_pool(size: 1)
+    test = self()
+    holder = Task.async(fn -> Tether.Pool.transaction(pool, fn _w -> send(test, :holding); Process.sleep(300); :held end) end)
+    assert_receive :holding
+    {t, result} = ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2]) end)
+    assert result == {:ok, 3} and t >= 200, "took #{t} ms"
+    assert Task.await(holder) == :held
+    # The member went back on the route, not to the waiting call alone: calls go straight to it again.
+    assert %{idle: 1, queued: 0} = Tether.Pool.status(pool)
+    calls = for _ <- 1..4, do: Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.2]) end)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 3 end)
+    [pid] = Tether.Pool.status(pool).workers
+    assert Tether.Worker.info(pid).queued == 3
+    assert Enum.map(calls, &Task.await/1) == List.duplicate({:ok, 0.2}, 4)
   end
 
   test "a caller that dies holding a member gives it back" do

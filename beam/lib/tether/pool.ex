@@ -16,14 +16,18 @@ defmodule Tether.Pool do
   reply arrives. When the members' queues hold `:max_queue` calls, a call
   returns `{:error, :overloaded}` at once (and emits
   `[:tether, :pool, :overloaded]`). Waiting counts against the call's
-  timeout. A call with `:checkout_timeout`, and `transaction/3`, check a
-  member out instead: one with no calls routed to it, for themselves alone.
+  timeout. A call queued at a member waits for the calls ahead of it there,
+  a timed-out one included until Python has dropped it (at most
+  `:cancel_grace`). A call with `:checkout_timeout`, and `transaction/3`,
+  check a member out instead: one with no calls routed to it, which takes no
+  new ones while held (a call that picked it an instant before may still
+  arrive during the hold).
 
   `start_link/1` starts every member together and returns once all have
   answered their handshake, or the first member's error (see
   `Tether.Worker.start_link/1`). A member that dies is replaced; one that
   cannot start again is retried after 100 ms, doubling up to 10 s. A member
-  whose call timed out goes back into service only once Python has dropped
+  whose call timed out goes back on the route only once Python has dropped
   that call (or the member was replaced).
 
   Defaults: `size` is the CPUs the node may run on,
