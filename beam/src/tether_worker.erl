@@ -356,7 +356,7 @@ handle_call(_Request, _From, S) ->
 
 %% @private
 %% A caller past its deadline: drop its call, running or queued.
--spec handle_cast(term(), #st{}) -> {noreply, #st{}}.
+-spec handle_cast(term(), #st{}) -> {noreply, #st{}} | {noreply, #st{}, timeout()}.
 handle_cast({cancel, Ref, Checkin}, S = #st{busy = #busy{req = R = #req{ref = Ref}, id = Id}}) ->
     release(R),
     S1 = cancel(Id, S#st{busy = undefined}),
@@ -370,7 +370,7 @@ handle_cast({cancel, Ref, Checkin}, S = #st{queue = Q}) ->
 handle_cast(_Msg, S) -> {noreply, S}.
 
 % @private
--spec handle_info(term(), #st{}) -> {noreply, #st{}} | {stop, term(), #st{}}.
+-spec handle_info(term(), #st{}) -> {noreply, #st{}} | {noreply, #st{}, timeout()} | {stop, term(), #st{}}.
 handle_info({Port, {data, Data}}, S = #st{port = Port}) ->
     %% Stamped before decoding: the reply's decode is the BEAM's stage, not Python's.
     Arrived = erlang:monotonic_time(),
@@ -692,7 +692,8 @@ restart(S = #st{stderr = Old}) ->
     end.
 
 %% A restart that cannot complete ends the worker: its supervisor (or pool)
-%% decides what happens next. Queued callers learn why.
+%% decides what happens next. Calls a pool routed here are routed again;
+%% other queued callers learn why.
 start_failed(Reason, S0) ->
     S = #st{queue = Q} = reroute(S0),
     cancel_timer(S#st.start_timer),
