@@ -93,7 +93,6 @@
              drain_timer :: undefined | reference(),
              drain_every = ?DRAIN_POLL :: pos_integer()}).
 
-
 -type pool() :: pid() | atom() | {global, term()} | {via, module(), term()}.
 -export_type([pool/0]).
 
