@@ -28,10 +28,11 @@
 %% through the pool process: one with no calls routed to it, which leaves the
 %% route while held, waiting in the pool's queue if needs be. While they wait,
 %% the least loaded member leaves the route until its queue runs out, so
-%% routed calls cannot starve them. The hold is not watertight: a call that
-%% read the route just before the checkout may still reach the member during
-%% it. Each of the pool's two queues holds at most `max_queue' callers, as do
-%% the members' queues together.
+%% routed calls cannot starve them. The hold is exact: the pool takes the
+%% member with a compare-and-swap of its count from 0 to HELD, and a caller
+%% that read the route just before finds the count held as it counts its call
+%% in, and goes elsewhere. Each of the pool's two queues holds at most
+%% `max_queue' callers, as do the members' queues together.
 %%
 %% Members start together and `start_link/1' returns once every one has
 %% answered its handshake, or `{error, Reason}' as
@@ -52,6 +53,7 @@
 
 -export([start_link/1, start/1, call/4, call/5, transaction/3, stop/1, status/1, child_spec/1]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([held/1]).
 
 -define(BACKOFF_MIN, 100).
 -define(BACKOFF_MAX, 10000).
@@ -62,6 +64,12 @@
 %% ?DRAIN_POLL_MAX ms; again every ms once a waiter is served.
 -define(DRAIN_POLL, 1).
 -define(DRAIN_POLL_MAX, 64).
+%% A checked-out member's count holds this (a compare-and-swap from 0), so a
+%% caller that picked it from a route read just before sees a negative count
+%% as it counts its call in, takes it back and picks again: the hold is exact.
+%% Anything below HELD div 2 is held; a stray count or two either way is not.
+-define(HELD, -(1 bsl 40)).
+
 %% How many times a routed call is sent on to another member (its member was
 %% cancelling, restarting or gone) before it checks one out instead.
 -define(REROUTES, 3).
@@ -316,8 +324,12 @@ pick(Members, MaxQueue, Meta) ->
         {none, _, _} -> none;
         {_, Least, Queued} when Least > 0, Queued >= MaxQueue -> {overloaded, Queued, Meta};
         {{Worker, Load}, _, _} ->
-            atomics:add(Load, 1, 1),
-            {ok, Worker, Load}
+            case held(atomics:add_get(Load, 1, 1)) of
+                true ->  % checked out since the route was read
+                    atomics:sub(Load, 1, 1),
+                    none;
+                false -> {ok, Worker, Load}
+            end
     end.
 
 least_loaded(Members, I, Best, Least, Queued) when I > tuple_size(Members) -> {Best, Least, Queued};
@@ -622,23 +634,34 @@ terminate(_Reason, S) ->
 %% ------------------------------------------------------------------ members
 
 %% A member checked out is one with no calls routed to it (ready and not
-%% held: on `idle'); a polling member answers sooner than one asleep in read().
+%% held: on `idle'), taken with a compare-and-swap of its count from 0 to
+%% HELD; a polling member answers sooner than one asleep in read().
 take_idle(#st{idle = []}) -> none;
 take_idle(S = #st{idle = Idle, members = Members}) ->
-    case [W || W <- Idle, load(maps:get(W, Members)) =:= 0] of
-        [] -> none;
-        Free ->
-            Polls = fun(W) -> (maps:get(W, Members))#member.spins end,
-            Worker = case lists:search(Polls, Free) of
-                         {value, Spinner} -> Spinner;
-                         false -> hd(Free)
-                     end,
-            {ok, Worker, S#st{idle = lists:delete(Worker, Idle)}}
+    Spins = fun(W) -> (maps:get(W, Members))#member.spins end,
+    {Polling, Sleeping} = lists:partition(Spins, Idle),
+    case lists:search(fun(W) -> hold(maps:get(W, Members)) end, Polling ++ Sleeping) of
+        {value, Worker} -> {ok, Worker, S#st{idle = lists:delete(Worker, Idle)}};
+        false -> none
     end.
 
-%% At most 0 is free: a count the member reset (tether_worker's settle) may
-%% meet a call that had been on its way for longer than LOAD_CHECK.
-load(#member{load = Load}) -> max(0, atomics:get(Load, 1)).
+hold(#member{load = Load}) ->
+    atomics:compare_exchange(Load, 1, 0, ?HELD) =:= ok.
+
+%% The calls routed to a member, 0 while it is checked out. At most 0 is
+%% free: a count the member reset (tether_worker's settle) may meet a call
+%% that had been on its way for longer than LOAD_CHECK.
+load(#member{load = Load}) ->
+    N = atomics:get(Load, 1),
+    case held(N) of
+        true -> max(0, N - ?HELD);
+        false -> max(0, N)
+    end.
+
+%% @private Whether a member's count says it is checked out (for tether_worker,
+%% which leaves such a count alone).
+-spec held(integer()) -> boolean().
+held(Count) -> Count < ?HELD div 2.
 
 %% Mref monitors the caller the member goes to: a waiter keeps the monitor it
 %% had while queued (one monitor and demonitor fewer per queued call).
@@ -653,7 +676,8 @@ checkin(Ref, S = #st{checkouts = C, holders = H, members = Members}) ->
             erlang:demonitor(Mref, [flush]),
             S1 = S#st{checkouts = C1, holders = maps:remove(Mref, H)},
             case maps:find(Worker, Members) of
-                {ok, Member = #member{health = Health}} ->
+                {ok, Member = #member{health = Health, load = Load}} ->
+                    atomics:sub(Load, 1, ?HELD),  % the hold lifted: routed calls may count in again
                     S2 = S1#st{members = Members#{Worker := Member#member{holder = undefined}}},
                     case Health of
                         ready -> make_available(Worker, S2);

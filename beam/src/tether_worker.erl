@@ -399,8 +399,9 @@ handle_info({tether_pool, settle}, S) ->
 handle_info(timeout, S = #st{load = Load}) when Load =/= undefined ->
     %% Idle for LOAD_CHECK with calls still counted to this member: their callers died
     %% before the calls arrived. Reset the count, unless a caller counted one in just now.
-    case {idle(S), atomics:get(Load, 1)} of
-        {true, N} when N =/= 0 ->
+    N = atomics:get(Load, 1),
+    case idle(S) andalso stray(N) of
+        true ->
             atomics:compare_exchange(Load, 1, N, 0) =:= ok andalso
                 logger:info("tether worker ~p: ~p call(s) counted to this pool member never arrived "
                             "(their callers died on the way); count reset", [self(), N], #{domain => [tether]}),
@@ -721,7 +722,7 @@ alert(Meta) ->
 %% again after LOAD_CHECK (gen_server's timeout: a message in between cancels
 %% it). A call on its way arrives long before; one whose caller died never will.
 settle({noreply, S = #st{load = Load}}) when Load =/= undefined ->
-    case idle(S) andalso atomics:get(Load, 1) =/= 0 of
+    case idle(S) andalso stray(atomics:get(Load, 1)) of
         true -> {noreply, S, ?LOAD_CHECK};
         false -> {noreply, S}
     end;
@@ -729,6 +730,10 @@ settle(Result) -> Result.
 
 idle(#st{phase = ready, busy = undefined, cancel = undefined, queue = Q}) -> queue:is_empty(Q);
 idle(_) -> false.
+
+%% A count an idle member should not have. A checkout's hold is not one:
+%% the pool lifts it, not this process.
+stray(N) -> N =/= 0 andalso not tether_pool:held(N).
 
 %% A call leaves this worker (answered, dropped or cancelled): stop watching
 %% its caller, and count it off its pool member's load. (A monitor that fired

@@ -203,18 +203,22 @@ defmodule Tether.PoolTest do
       end)
     end
 
+    {route, _, _} = :ets.lookup_element(:persistent_term.get({:tether_pool, pool}), :route, 2)
+    {_member, load} = elem(route, 0)
     wait_until(fn -> Tether.Pool.status(pool).queued >= 2 end)
-    {t, {os_pid, during}} = ms(fn ->
+    {t, {os_pid, during, count}} = ms(fn ->
       Tether.Pool.transaction(pool, fn w ->
-        # While held, routed calls wait for the pool: the member's queue stays empty.
+        # While held, routed calls wait for the pool: the member's queue stays empty, and a
+        # caller that read the route just before would find the count marked held.
         Process.sleep(100)
-        {Tether.Worker.call(w, @m, "os_pid", []), Tether.Worker.info(w).queued}
+        {Tether.Worker.call(w, @m, "os_pid", []), Tether.Worker.info(w).queued, :atomics.get(load, 1)}
       end, 5_000)
     end)
 
     :atomics.put(stop, 1, 1)
     assert {:ok, _} = os_pid
     assert during == 0
+    assert :tether_pool.held(count)
     # The queue it drained held at most 3 calls of 10 ms, then the hold's 100 ms.
     assert t < 1_000, "took #{t} ms"
     assert Enum.all?(Task.await_many(looping, 10_000), &(&1 > 0))
@@ -269,7 +273,8 @@ defmodule Tether.PoolTest do
     {t, result} = ms(fn -> Tether.Pool.transaction(pool, fn w -> Tether.Worker.call(w, @m, "add", [1, 2]) end, 5_000) end)
     assert result == {:ok, 3}
     assert t < 3_000, "took #{t} ms"
-    assert :atomics.get(load, 1) == 0
+    # Checked in (a cast): the hold lifted, and the phantom count gone.
+    wait_until(fn -> :atomics.get(load, 1) == 0 end)
     wait_until(fn -> match?(%{busy: 0, idle: 1}, Tether.Pool.status(pool)) end)
   end
 

@@ -20,8 +20,7 @@ defmodule Tether.Pool do
   a timed-out one included until Python has dropped it (at most
   `:cancel_grace`). A call with `:checkout_timeout`, and `transaction/3`,
   check a member out instead: one with no calls routed to it, which takes no
-  new ones while held (a call that picked it an instant before may still
-  arrive during the hold).
+  other calls while held.
 
   `start_link/1` starts every member together and returns once all have
   answered their handshake, or the first member's error (see
