@@ -278,9 +278,10 @@ transaction(Pool, Fun, Timeout) ->
 -spec stop(pool()) -> ok.
 stop(Pool) -> gen_server:stop(Pool, normal, ?STOP_WAIT * 2).
 
-%% @doc Members and their state: `size', `workers' (pids), `idle', `busy',
-%% `starting', `cancelling', `spinning' (members set to poll for their next
-%% call), `queued'.
+%% @doc Members and their state: `size', `workers' (pids); `idle', `busy'
+%% (checked out, or running calls), `starting' and `cancelling', which count
+%% each member once; `spinning' (members set to poll for their next call);
+%% `queued' (calls waiting at members or in the pool).
 %%
 %% ```
 %% {ok, P} = tether_pool:start(#{modules => [<<"math">>], size => 2}),
@@ -573,17 +574,21 @@ on_call({route_wait, Ref, Deadline}, From = {Caller, _}, S) ->
             atomics:add(Load, 1, 1),  % counted in for the caller, as pick/3 does
             {reply, {ok, Worker, Load}, S}
     end;
+%% Each member counts once: starting or cancelling, else busy (held, or
+%% running calls routed to it), else idle. Queued: the pool's two queues, and
+%% the calls waiting at members (all of a member's calls while it runs none).
 on_call(status, _From, S = #st{members = Members}) ->
-    Count = fun(Pred) -> length([P || {P, M} <- maps:to_list(Members), Pred(P, M)]) end,
-    Loads = [{P, load(M)} || {P, M} <- maps:to_list(Members)],
+    States = [{member_state(M), load(M)} || M <- maps:values(Members)],
+    Count = fun(State) -> length([x || {St, _} <- States, St =:= State]) end,
+    AtMembers = [case St of busy -> max(0, L - 1); _ -> L end || {St, L} <- States],
     {reply, #{size => S#st.size,
               workers => maps:keys(Members),
-              idle => length([W || W <- S#st.idle, proplists:get_value(W, Loads) =:= 0]),
-              busy => Count(fun(P, #member{holder = H}) -> H =/= undefined orelse proplists:get_value(P, Loads) > 0 end),
-              starting => Count(fun(_, #member{health = H}) -> H =:= starting end),
-              cancelling => Count(fun(_, #member{health = H}) -> H =:= cancelling end),
+              idle => Count(idle),
+              busy => Count(busy),
+              starting => Count(starting),
+              cancelling => Count(cancelling),
               spinning => spinning(S),
-              queued => S#st.nwaiting + S#st.nrouting + lists:sum([max(0, L - 1) || {_, L} <- Loads])}, S};
+              queued => S#st.nwaiting + S#st.nrouting + lists:sum(AtMembers)}, S};
 %% A worker's request sent to a pool (Tether.Worker.call/info/stats given a pool's
 %% name): answer it with an error naming the fix instead of crashing every member.
 on_call({call, _Ref, _M, _F, _Args, _Tables, _Deadline, _Load}, _From, S) ->
@@ -632,6 +637,15 @@ terminate(_Reason, S) ->
     ok.
 
 %% ------------------------------------------------------------------ members
+
+member_state(#member{health = starting}) -> starting;
+member_state(#member{health = cancelling}) -> cancelling;
+member_state(#member{holder = undefined} = M) ->
+    case load(M) of
+        0 -> idle;
+        _ -> busy
+    end;
+member_state(_) -> busy.
 
 %% A member checked out is one with no calls routed to it (ready and not
 %% held: on `idle'), taken with a compare-and-swap of its count from 0 to
