@@ -353,7 +353,9 @@ defmodule Tether.PoolTest do
   # on a shared 2-core machine, the two pools run alternately in short slices
   # so both see the same outside load. A call that mostly waits (2 ms) shows
   # the members' parallelism whatever the CPU load; the CPU-bound echo is
-  # printed and only checked for the pool path itself costing throughput.
+  # printed and only checked for the pool path itself costing throughput. Its
+  # slices are 1,200 calls: at 320 they read 0.76-1.62x, once below the floor
+  # while another job shared the machine.
   test "small-call throughput under 8 callers: a pool of 2 against a pool of 1" do
     one = start_pool(size: 1)
     two = start_pool(size: 2)
@@ -377,7 +379,7 @@ defmodule Tether.PoolTest do
     end
 
     waiting = ratio.(5, "sleep", [0.002])
-    echo = ratio.(40, "echo", [map])
+    echo = ratio.(150, "echo", [map])
     IO.puts("\n  8 callers, pool of 2 / pool of 1: #{Float.round(waiting, 2)}x for 2 ms calls, #{Float.round(echo, 2)}x for the 5-key echo")
     assert waiting >= 1.5
     assert echo >= 0.8
