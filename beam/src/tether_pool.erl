@@ -85,14 +85,14 @@
                  %% A polling member's CPU among the pool's (its --pin index).
                  pin_index :: undefined | non_neg_integer()}).
 -record(wait, {ref, from, mref, deadline}).
--record(st, {worker_opts, size, max_queue, name, spinners,
+-record(st, {worker_opts, size, max_queue, name,
              pin_offset :: undefined | non_neg_integer(),
              members = #{} :: #{pid() => #member{}},
              idle = [] :: [pid()],
              waiting = queue:new(), nwaiting = 0,
              %% Callers waiting for any member to be on the route (not for one of their own).
              routing = queue:new(), nrouting = 0,
-             %% Members that poll (0 when spin_us is 0): what pinning counts.
+             %% Members that poll: `spinners', at most `size', and 0 when spin_us is 0.
              polling = 0 :: non_neg_integer(),
              checkouts = #{} :: #{reference() => {pid(), reference()}},
              holders = #{} :: #{reference() => reference()},
@@ -345,9 +345,11 @@ least_loaded(Members, I, Best, Least, Queued) ->
 
 publish(S = #st{route = Tab, max_queue = MaxQueue}) ->
     Route = on_route(S),
-    Meta = #{pool => pool_ref(S), size => S#st.size, max_queue => MaxQueue},
-    ets:insert(Tab, {route, {Route, MaxQueue, Meta}}),
+    ets:insert(Tab, {route, {Route, MaxQueue, overload_meta(S)}}),
     serve_routing(Route, S).
+
+%% `[tether, pool, overloaded]''s metadata, whoever emits it.
+overload_meta(S) -> #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}.
 
 %% Members ready, not checked out and not draining, polling ones first.
 on_route(#st{members = Members}) ->
@@ -383,11 +385,7 @@ deal([#wait{from = From, mref = M, deadline = D} | Rest], [{Worker, Load} | Next
 
 checkout(Pool, {Kind, Deadline}) ->
     Ref = make_ref(),
-    Left = case Deadline of
-               infinity -> infinity;
-               _ -> max(0, Deadline - erlang:monotonic_time(millisecond))
-           end,
-    try gen_server:call(Pool, {checkout, Ref, Deadline}, Left) of
+    try gen_server:call(Pool, {checkout, Ref, Deadline}, remaining(Deadline)) of
         {ok, Worker} -> {ok, Worker, Ref};
         {error, Reason} -> {error, Reason}
     catch
@@ -421,7 +419,7 @@ init_server(Opts) ->
                   0 -> 0;  % spin_us: 0 for all: no member polls, whatever `spinners' says
                   _ -> min(Spinners, Size)
               end,
-    S0 = #st{worker_opts = WorkerOpts, size = Size, max_queue = MaxQueue, spinners = Spinners,
+    S0 = #st{worker_opts = WorkerOpts, size = Size, max_queue = MaxQueue,
              name = maps:get(name, Opts, undefined), route = Route, polling = Polling,
              pin_offset = pin_offset(Pin, Polling, Size, tether_options:cpus())},
     Started = case start_members(Size, S0) of
@@ -446,22 +444,19 @@ start_members(N, S) ->
         {error, Reason} -> {error, Reason, S}
     end.
 
-%% A new member (a replacement too) polls while fewer than `spinners'
-%% members do, and `spin_us' lets it.
+%% A new member (a replacement too) polls while fewer than `polling' members do.
 start_member(S = #st{worker_opts = Opts, members = Members}) ->
-    Spins = spinning(S) < S#st.spinners andalso maps:get(spin_us, Opts, 1) > 0,
-    Index = case Spins of
-                true -> free_pin_index(S);
-                false -> undefined
-            end,
-    Role = case {Spins, pin(Index, S)} of
-               {true, none} -> #{};
-               {true, Pin} -> #{pin => Pin};
-               {false, none} -> #{spin_us => 0};
-               {false, Pin} -> #{spin_us => 0, pin => Pin}
-           end,
+    Spins = spinning(S) < S#st.polling,
+    {Index, Role} = case Spins of
+                        true -> {free_pin_index(S), #{}};
+                        false -> {undefined, #{spin_us => 0}}
+                    end,
+    Pinned = case pin(Index, S) of
+                 none -> Role;
+                 Pin -> Role#{pin => Pin}
+             end,
     Load = atomics:new(1, []),
-    case tether_worker:start_link(maps:merge(Opts, Role#{notify => self(), async_start => true, load => Load})) of
+    case tether_worker:start_link(maps:merge(Opts, Pinned#{notify => self(), async_start => true, load => Load})) of
         {ok, Pid} ->
             Member = #member{spins = Spins, load = Load, pin_index = Index},
             {ok, S#st{members = Members#{Pid => Member}}};
@@ -557,7 +552,7 @@ on_call({checkout, Ref, Deadline}, From = {Caller, _}, S) ->
             {noreply, drain(S#st{waiting = queue:in(W, S#st.waiting), nwaiting = S#st.nwaiting + 1})};
         none ->
             tether_telemetry:execute([tether, pool, overloaded], #{queue_length => S#st.nwaiting},
-                                     #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}),
+                                     overload_meta(S)),
             {reply, {error, overloaded}, S}
     end;
 on_call({route_wait, Ref, Deadline}, From = {Caller, _}, S) ->
@@ -567,7 +562,7 @@ on_call({route_wait, Ref, Deadline}, From = {Caller, _}, S) ->
             {noreply, S#st{routing = queue:in(W, S#st.routing), nrouting = S#st.nrouting + 1}};
         {} ->
             tether_telemetry:execute([tether, pool, overloaded], #{queue_length => S#st.nrouting},
-                                     #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}),
+                                     overload_meta(S)),
             {reply, {error, overloaded}, S};
         Route ->
             {{Worker, Load}, _, _} = least_loaded(Route, 1, none, 0, 0),
@@ -719,17 +714,18 @@ make_available(Worker, S = #st{members = Members}) ->
 %% none has, one member leaves the route (draining) so that its calls run out
 %% instead of growing, and the pool looks again (every ?DRAIN_POLL ms, then
 %% less often).
-serve_waiters(S = #st{nwaiting = 0}) -> undrain(S);
+%% The waiter comes first: take_idle/1 marks the member held, so it must
+%% have someone to go to.
 serve_waiters(S) ->
-    case take_idle(S) of
-        {ok, Worker, S1} ->
-            case next_waiter(S1) of
-                {#wait{ref = Ref, from = From, mref = M}, S2} ->
+    case next_waiter(S) of
+        none -> undrain(S);  % none waits, or every waiter had given up
+        {W = #wait{ref = Ref, from = From, mref = M}, S1} ->
+            case take_idle(S1) of
+                {ok, Worker, S2} ->
                     gen_server:reply(From, {ok, Worker}),
                     serve_waiters(hand_out(Worker, Ref, M, S2#st{drain_every = ?DRAIN_POLL}));
-                none -> undrain(S1#st{idle = S#st.idle})  % every waiter had given up
-            end;
-        none -> drain(S)
+                none -> drain(S1#st{waiting = queue:in_r(W, S1#st.waiting), nwaiting = S1#st.nwaiting + 1})
+            end
     end.
 
 drain(S = #st{members = Members, idle = Idle}) ->
