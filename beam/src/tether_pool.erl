@@ -2,7 +2,7 @@
 %%
 %% A call goes straight to the member with the fewest calls routed to it (a
 %% polling one among equals) and waits in that member's own queue when it is
-%% busy: the caller reads the route from an ETS table the pool publishes, adds
+%% busy: the caller reads the route the pool publishes (tether_routes), adds
 %% one to the member's `atomics' count, and the member takes it off when the
 %% call leaves it (answered, dropped or cancelled). So the pool process sends
 %% and receives nothing per call, and a member sends its next call as soon as
@@ -97,7 +97,8 @@
              checkouts = #{} :: #{reference() => {pid(), reference()}},
              holders = #{} :: #{reference() => reference()},
              failures = 0,
-             route :: ets:tid(),
+             %% A monitor of tether_routes' keeper, which holds the node's route table.
+             keeper :: reference(),
              drain_timer :: undefined | reference(),
              drain_every = ?DRAIN_POLL :: pos_integer()}).
 
@@ -295,25 +296,18 @@ status(Pool) -> gen_server:call(Pool, status).
 
 %% The members a call may go to at once, read without a message to the pool:
 %% the pool publishes them (ready, not checked out, not draining; polling
-%% members first) in an ETS table that persistent_term names by its pid.
+%% members first) in the node's route table, under its pid (tether_routes).
+%% No row (the pool is starting or stopping, or the keeper restarting): the
+%% pool process answers.
 route(Pool) ->
-    case route_table(Pool) of
-        undefined -> none;
-        Tab ->
-            try ets:lookup_element(Tab, route, 2) of
-                {Members, MaxQueue, Meta} -> pick(Members, MaxQueue, Meta)
-            catch
-                error:badarg -> none  % the pool is stopping: its process answers
-            end
+    case tether_routes:lookup(route_key(Pool)) of
+        {Members, MaxQueue, Meta} -> pick(Members, MaxQueue, Meta);
+        undefined -> none
     end.
 
-route_table(Pid) when is_pid(Pid) -> persistent_term:get({?MODULE, Pid}, undefined);
-route_table(Name) when is_atom(Name) ->
-    case whereis(Name) of
-        undefined -> undefined;
-        Pid -> route_table(Pid)
-    end;
-route_table(_) -> undefined.  % {global, _} and {via, _, _} go through the pool process
+route_key(Pid) when is_pid(Pid) -> Pid;
+route_key(Name) when is_atom(Name) -> whereis(Name);
+route_key(_) -> undefined.  % {global, _} and {via, _, _} go through the pool process
 
 %% The least loaded member (the first of equals, so a polling one), unless
 %% every member is busy and `MaxQueue' calls wait already. The caller counts
@@ -343,9 +337,9 @@ least_loaded(Members, I, Best, Least, Queued) ->
         false -> least_loaded(Members, I + 1, Best, Least, Queued1)
     end.
 
-publish(S = #st{route = Tab, max_queue = MaxQueue}) ->
+publish(S = #st{max_queue = MaxQueue}) ->
     Route = on_route(S),
-    ets:insert(Tab, {route, {Route, MaxQueue, overload_meta(S)}}),
+    _ = tether_routes:publish(self(), {Route, MaxQueue, overload_meta(S)}),  % false: the keeper's DOWN follows
     serve_routing(Route, S).
 
 %% `[tether, pool, overloaded]''s metadata, whoever emits it.
@@ -414,22 +408,20 @@ init_server(Opts) ->
     process_flag(trap_exit, true),
     #{size := Size, max_queue := MaxQueue, spinners := Spinners, pin := Pin} = Opts,
     WorkerOpts = maps:without([size, max_queue, spinners, name, pin], Opts),
-    Route = ets:new(?MODULE, [set, public, {read_concurrency, true}]),
+    Keeper = tether_routes:watch(),
     Polling = case maps:get(spin_us, WorkerOpts, 1) of
                   0 -> 0;  % spin_us: 0 for all: no member polls, whatever `spinners' says
                   _ -> min(Spinners, Size)
               end,
     S0 = #st{worker_opts = WorkerOpts, size = Size, max_queue = MaxQueue,
-             name = maps:get(name, Opts, undefined), route = Route, polling = Polling,
+             name = maps:get(name, Opts, undefined), keeper = Keeper, polling = Polling,
              pin_offset = pin_offset(Pin, Polling, Size, tether_options:cpus())},
     Started = case start_members(Size, S0) of
                   {ok, S1} -> await_members(Size, S1);
                   {error, Reason, S1} -> stop_members(S1), {error, Reason}
               end,
     case Started of
-        {ok, S2} ->
-            persistent_term:put({?MODULE, self()}, Route),
-            {ok, publish(S2)};
+        {ok, S2} -> {ok, publish(S2)};
         Error -> Error
     end.
 
@@ -476,14 +468,7 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
 %% the node's pools take turns through a shared cursor, so that two pools'
 %% polling members start on different CPUs.
 pin_offset(true, Spinners, Size, Cpus) when Spinners > 0, Spinners < Size, Size =< Cpus ->
-    Cursor = case persistent_term:get({?MODULE, pin_cursor}, undefined) of
-                 undefined ->
-                     New = atomics:new(1, []),
-                     persistent_term:put({?MODULE, pin_cursor}, New),
-                     New;
-                 Known -> Known
-             end,
-    atomics:add_get(Cursor, 1, Spinners) - Spinners;
+    tether_routes:next_cursor(Spinners);
 pin_offset(_, _, _, _) ->
     %% Not asked; or no sleeping member to keep apart (a pool of 1 is never
     %% pinned); or more members than CPUs, whose sleepers would crowd the few
@@ -610,6 +595,8 @@ on_info({tether_worker, Pid, Health}, S = #st{members = Members}) when is_map_ke
             {noreply, make_available(Pid, S2)};
         _ -> {noreply, S1#st{idle = lists:delete(Pid, S1#st.idle)}}
     end;
+on_info({'DOWN', Mref, process, _, _}, S = #st{keeper = Mref}) ->
+    {noreply, S#st{keeper = tether_routes:watch()}};  % then published/1 publishes again
 on_info({'DOWN', Mref, process, _, _}, S = #st{holders = H}) when is_map_key(Mref, H) ->
     %% The holder died: the member's own monitor cancels what it was running.
     {noreply, checkin(maps:get(Mref, H), S)};
@@ -627,7 +614,7 @@ on_info(_Other, S) ->
 % @private
 -spec terminate(term(), #st{}) -> ok.
 terminate(_Reason, S) ->
-    persistent_term:erase({?MODULE, self()}),
+    tether_routes:delete(self()),
     stop_members(S),
     ok.
 

@@ -203,7 +203,7 @@ defmodule Tether.PoolTest do
       end)
     end
 
-    {route, _, _} = :ets.lookup_element(:persistent_term.get({:tether_pool, pool}), :route, 2)
+    {route, _, _} = :tether_routes.lookup(pool)
     {_member, load} = elem(route, 0)
     wait_until(fn -> Tether.Pool.status(pool).queued >= 2 end)
     {t, {os_pid, during, count}} = ms(fn ->
@@ -265,7 +265,7 @@ defmodule Tether.PoolTest do
 
   test "a count left by a caller that died before its call arrived is reset, and a checkout gets the member" do
     pool = start_pool(size: 1)
-    {route, _max_queue, _meta} = :ets.lookup_element(:persistent_term.get({:tether_pool, pool}), :route, 2)
+    {route, _max_queue, _meta} = :tether_routes.lookup(pool)
     {_worker, load} = elem(route, 0)
     # What a caller killed between counting its call in and sending it leaves behind.
     :atomics.add(load, 1, 1)
@@ -293,6 +293,38 @@ defmodule Tether.PoolTest do
     [pid] = Tether.Pool.status(pool).workers
     assert Tether.Worker.info(pid).queued == 3
     assert Enum.map(calls, &Task.await/1) == List.duplicate({:ok, 0.2}, 4)
+  end
+
+  test "the node's route table: a stopped pool's row goes at once, a killed pool's once the keeper sees it" do
+    {:ok, stopped} = Tether.Pool.start(TestPython.opts(size: 1))
+    assert {{_member}, _max_queue, _meta} = :tether_routes.lookup(stopped)
+    :ok = Tether.Pool.stop(stopped)
+    assert :tether_routes.lookup(stopped) == :undefined
+
+    {:ok, killed} = Tether.Pool.start(TestPython.opts(size: 1))
+    [member] = Tether.Pool.status(killed).workers
+    mref = Process.monitor(member)
+    Process.exit(killed, :kill)
+    assert_receive {:DOWN, ^mref, :process, ^member, _}, 5_000
+    wait_until(fn -> :tether_routes.lookup(killed) == :undefined end)
+    # Nothing per pool is left anywhere else either.
+    assert for({{:tether_pool, _}, _} = kv <- :persistent_term.get(), do: kv) == []
+  end
+
+  test "pools outlive the route keeper: a new one starts and each pool publishes again" do
+    pool = start_pool(size: 1)
+    keeper = Process.whereis(:tether_pool_routes_keeper)
+    # Not in the group of the application that started the first pool, whose stop would kill it.
+    assert Process.info(keeper, :group_leader) == {:group_leader, Process.whereis(:user)}
+    kref = Process.monitor(keeper)
+    Process.exit(keeper, :kill)
+    assert_receive {:DOWN, ^kref, :process, ^keeper, :killed}
+    wait_until(fn -> match?({{_}, _, _}, :tether_routes.lookup(pool)) end)
+    assert Process.whereis(:tether_pool_routes_keeper) not in [nil, keeper]
+    assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2])
+    # The new keeper watches the pool: its row goes when it does.
+    :ok = Tether.Pool.stop(pool)
+    assert :tether_routes.lookup(pool) == :undefined
   end
 
   test "a caller that dies holding a member gives it back" do

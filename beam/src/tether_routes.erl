@@ -1,0 +1,129 @@
+%% @doc The node's table of pool routes, and the process that keeps it.
+%%
+%% A pool publishes the members a call may go to at once under its own pid,
+%% and a caller reads that row without a message to the pool (see
+%% tether_pool). One table serves every pool on the node, so that stopping a
+%% pool costs one delete and a pool killed outright leaves nothing behind:
+%% the keeper monitors each pool that publishes and deletes its row when it
+%% dies. Per-pool `persistent_term' keys, used before, ran a scan of every
+%% process on the node at each erase and leaked when a pool was killed.
+%%
+%% The keeper starts with the first pool and is shared by all. Its group
+%% leader is `user', so that stopping the application that started it does
+%% not take it down. If it dies anyway the table goes with it: readers find no
+%% row and ask the pool process instead, and each pool, monitoring the
+%% keeper, starts a new one and publishes again.
+%%
+%% The table also holds the node's pinning cursor (see tether_pool's
+%% pin_offset), a counter the pools advance in turn.
+-module(tether_routes).
+
+-export([watch/0, publish/2, lookup/1, delete/1, next_cursor/1]).
+
+-define(TABLE, tether_pool_routes).
+-define(KEEPER, tether_pool_routes_keeper).
+%% Attempts to find or start a keeper, while an old one is still exiting.
+-define(ENSURE_TRIES, 100).
+
+%% @doc Make sure the keeper runs and watches the calling process; returns
+%% a monitor of the keeper, whose `DOWN' means: watch again, publish again.
+%%
+%% ```
+%% MRef = tether_routes:watch(),
+%% true = tether_routes:publish(self(), on_route),
+%% on_route = tether_routes:lookup(self()),
+%% ok = tether_routes:delete(self()),
+%% undefined = tether_routes:lookup(self()),
+%% true = erlang:demonitor(MRef).
+%% '''
+-spec watch() -> reference().
+watch() ->
+    Keeper = ensure(?ENSURE_TRIES),
+    MRef = erlang:monitor(process, Keeper),
+    Keeper ! {watch, self()},
+    MRef.
+
+%% @doc Publish `Value' under `Key' (a pool's pid). `false' when the table
+%% is gone: the keeper died, and the caller's monitor of it says so.
+-spec publish(pid(), term()) -> boolean().
+publish(Key, Value) ->
+    try ets:insert(?TABLE, {Key, Value})
+    catch error:badarg -> false
+    end.
+
+%% @doc The value published under `Key', or `undefined'.
+-spec lookup(term()) -> term().
+lookup(Key) ->
+    try ets:lookup_element(?TABLE, Key, 2)
+    catch error:badarg -> undefined
+    end.
+
+%% @doc Remove `Key''s row at once (a stopping pool), rather than when the
+%% keeper sees it exit.
+-spec delete(term()) -> ok.
+delete(Key) ->
+    try ets:delete(?TABLE, Key), ok
+    catch error:badarg -> ok
+    end.
+
+%% @doc Advance the node's pinning cursor by `N' and return where it stood.
+%%
+%% ```
+%% _ = tether_routes:watch(),
+%% At = tether_routes:next_cursor(2),
+%% true = tether_routes:next_cursor(1) >= At + 2.
+%% '''
+-spec next_cursor(pos_integer()) -> non_neg_integer().
+next_cursor(N) ->
+    try ets:update_counter(?TABLE, pin_cursor, N, {pin_cursor, 0}) - N
+    catch error:badarg -> 0  % no keeper: no other pool to take turns with
+    end.
+
+%% ------------------------------------------------------------------ keeper
+
+ensure(0) ->
+    erlang:error({tether_routes, <<"the pool route keeper could not start: an old one did not exit">>});
+ensure(Tries) ->
+    case whereis(?KEEPER) of
+        undefined ->
+            Self = self(),
+            {Pid, MRef} = spawn_monitor(fun() -> keeper(Self) end),
+            receive
+                {?KEEPER, Pid, ready} -> erlang:demonitor(MRef, [flush]), Pid;
+                {'DOWN', MRef, process, Pid, _} ->
+                    %% Another keeper holds the table (and is about to take the
+                    %% name), or an old one is still exiting.
+                    timer:sleep(1),
+                    ensure(Tries - 1)
+            end;
+        Pid ->
+            Pid
+    end.
+
+keeper(Starter) ->
+    case whereis(user) of
+        undefined -> ok;
+        User -> group_leader(User, self())
+    end,
+    try ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}, {write_concurrency, true}]) of
+        _ ->
+            try register(?KEEPER, self()) of
+                true -> Starter ! {?KEEPER, self(), ready}, keep()
+            catch
+                error:badarg -> ok  % a keeper that is exiting still holds the name
+            end
+    catch
+        error:badarg -> ok
+    end.
+
+keep() ->
+    receive
+        {watch, Pid} ->
+            _ = erlang:monitor(process, Pid),
+            keep();
+        {'DOWN', _, process, Pid, _} ->
+            ets:delete(?TABLE, Pid),
+            keep();
+        _ ->
+            keep()
+    end.
