@@ -31,6 +31,16 @@ def v1_frame(table: pa.Table | None = None) -> bytes:
     return tether.dumps(v1_table() if table is None else table, options={"schema": "events", "registry": registry(1, V1)})
 
 
+def test_unregister_forgets_every_version_and_frames_then_read_unmigrated():
+    reg = registry(3, V3, STEPS)
+    reg.register("events", version=1, schema=V1)
+    assert [s.version for s in reg.unregister("events")] == [1, 3]
+    assert reg.get("events") is None and reg.versions() == {}
+    out = tether.loads(v1_frame(), options={"registry": reg})
+    assert out.schema == V1
+    assert S.unregister("no-such-schema") == []
+
+
 def test_an_old_frame_migrates_through_every_step():
     out = tether.loads(v1_frame(), options={"registry": registry(3, V3, STEPS)})
     assert out.schema == V3

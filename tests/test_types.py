@@ -163,6 +163,27 @@ def test_a_failing_struct_mapping_no_longer_becomes_pickle_silently():
         tether.dumps([Thing()], format="etf")
 
 
+class Spot:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_unregister_struct_undoes_both_directions_and_keeps_tethers_own():
+    etf.register_struct("Test.Spot", python_type=Spot, to_python=lambda d: Spot(d["x"]),
+                        from_python=lambda s: {"x": s.x})
+    data = etf.encode(Spot(3))
+    assert etf.decode(data).x == 3
+    assert etf.unregister_struct("Test.Spot") is True
+    # Decoded as the map it is on the wire; the Python type no longer encodes as the struct.
+    assert etf.decode(data) == {etf.Atom("__struct__"): etf.Atom("Elixir.Test.Spot"), etf.Atom("x"): 3}
+    with pytest.raises(tether.TetherError):
+        etf.encode(Spot(3))
+    assert etf.unregister_struct("Test.Spot") is False
+    with pytest.raises(tether.ValidationError, match="Elixir.MapSet is one of tether's own"):
+        etf.unregister_struct("MapSet")
+    assert etf.decode(etf.encode({1, 2})) == {1, 2}
+
+
 def test_a_value_with_no_mapping_still_goes_to_pickle_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -76,6 +76,8 @@ def register_struct(
     ...     from_python=lambda p: {"x": p.x, "y": p.y})
     >>> tether.etf.decode(tether.etf.encode(Point(1, 2)))
     Point(x=1, y=2)
+    >>> tether.etf.unregister_struct("MyApp.Point")
+    True
     """
     if (python_type is None) != (from_python is None):
         raise ValidationError("register_struct needs python_type and from_python together.")
@@ -84,6 +86,33 @@ def register_struct(
     if python_type is not None:
         for t in python_type if isinstance(python_type, tuple) else (python_type,):
             _by_type[t] = mapping
+
+
+def unregister_struct(name: str) -> bool:
+    """Forget the mapping of Elixir struct ``name``; True if there was one.
+
+    The struct then decodes as a dict, and the Python types it covered encode as they would without it.
+
+    Examples
+    --------
+    >>> unregister_struct("MyApp.Nothing")
+    False
+    >>> unregister_struct("Date")
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: Elixir.Date is one of tether's own struct mappings: register_struct can replace it, not remove it.
+    """
+    key = str(_module_atom(name))
+    if key in _BUILTIN:
+        raise ValidationError(f"{key} is one of tether's own struct mappings: register_struct can replace it, "
+                              "not remove it.")
+    mapping = _by_name.pop(key, None)
+    if mapping is None:
+        return False
+    for t, m in list(_by_type.items()):
+        if m is mapping:
+            del _by_type[t]
+    return True
 
 
 def to_python(d: dict) -> Any:
@@ -267,6 +296,8 @@ register_struct("DateTime", to_python=_datetime_to_py)
 register_struct("Decimal", python_type=decimal.Decimal, to_python=_decimal_to_py, from_python=_decimal_from_py)
 register_struct("MapSet", python_type=(set, frozenset), to_python=_mapset_to_py, from_python=_mapset_from_py)
 register_struct("Range", python_type=range, to_python=_range_to_py, from_python=_range_from_py)
+# tether's own mappings: register_struct may replace them, unregister_struct does not remove them.
+_BUILTIN = frozenset(_by_name)
 
 _NAIVE = _module_atom("NaiveDateTime")
 _DATETIME = _module_atom("DateTime")

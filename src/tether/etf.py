@@ -36,7 +36,7 @@ from typing import Any
 from . import _etf
 from ._errors import ValidationError
 from ._limits import Limits
-from ._structs import register_struct
+from ._structs import register_struct, unregister_struct
 from ._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "decode",
     "encode",
     "register_struct",
+    "unregister_struct",
 ]
 
 

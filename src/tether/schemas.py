@@ -42,7 +42,7 @@ from ._errors import DecodeError, UnsupportedVersionError, ValidationError
 
 __all__ = [
     "DowngradeError", "MigrationError", "Mismatch", "Registry", "Schema", "SchemaMismatchError", "Step", "add", "capabilities", "describe", "drop",
-    "fingerprint", "get", "migrate", "register", "rename", "step", "validate", "versions", "widen",
+    "fingerprint", "get", "migrate", "register", "rename", "step", "unregister", "validate", "versions", "widen",
 ]
 
 # The type changes a declarative widen may make: every value of the first fits the second.
@@ -340,6 +340,23 @@ class Registry:
             return None
         return by_version.get(max(by_version) if version is None else version)
 
+    def unregister(self, name: str) -> list[Schema]:
+        """Forget every version of schema ``name``; return them, oldest first (empty when none was registered).
+
+        Frames stamped with the name then read with no migration, as from a writer this registry does not know.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> reg = Registry()
+        >>> _ = reg.register("points", version=1, schema=pa.schema([("x", pa.float64())]))
+        >>> [s.version for s in reg.unregister("points")], reg.versions(), reg.unregister("points")
+        ([1], {}, [])
+        """
+        with self._lock:
+            removed = self._by_name.pop(name, {})
+        return [removed[v] for v in sorted(removed)]
+
     def steps(self, name: str, from_version: int) -> list[Step]:
         """The steps from ``from_version`` to ``from_version + 1``, from whichever registration has them.
 
@@ -424,8 +441,20 @@ def register(name: str, version: int, schema: pa.Schema,
     ...                             migrations={1: tether.schemas.widen("n", pa.int32(), pa.int64())})
     >>> s.version, tether.schemas.versions()["doc-example"]
     (2, 2)
+    >>> _ = tether.schemas.unregister("doc-example")
     """
     return DEFAULT.register(name, version, schema, migrations)
+
+
+def unregister(name: str) -> list[Schema]:
+    """Forget every registered version of table schema ``name``; return them, oldest first.
+
+    Examples
+    --------
+    >>> unregister("no-such-schema")
+    []
+    """
+    return DEFAULT.unregister(name)
 
 
 def versions() -> dict[str, int]:
