@@ -1,0 +1,58 @@
+defmodule Tether.RoutesTest do
+  # The node's route table on its own: no Python needed.
+  use ExUnit.Case, async: false
+
+  @keeper :tether_pool_routes_keeper
+
+  defp kill_keeper do
+    case Process.whereis(@keeper) do
+      nil -> :ok
+      pid ->
+        ref = Process.monitor(pid)
+        Process.exit(pid, :kill)
+        assert_receive {:DOWN, ^ref, :process, ^pid, _}
+    end
+  end
+
+  defp publisher(test) do
+    spawn(fn ->
+      mref = :tether_routes.watch()
+      true = :tether_routes.publish(self(), {:row, self()})
+      send(test, {:published, self(), mref})
+      receive do: (:stop -> :ok)
+    end)
+  end
+
+  test "publishers that start together with no keeper share one, and their rows go when they do" do
+    kill_keeper()
+    test = self()
+    pids = for _ <- 1..50, do: publisher(test)
+    for pid <- pids, do: assert_receive({:published, ^pid, _}, 5_000)
+    keeper = Process.whereis(@keeper)
+    assert is_pid(keeper)
+    # Every publisher watches the one keeper, and every row is in its table.
+    {:monitors, watched} = Process.info(keeper, :monitors)
+    assert MapSet.subset?(MapSet.new(pids, &{:process, &1}), MapSet.new(watched))
+    assert Enum.all?(pids, fn pid -> :tether_routes.lookup(pid) == {:row, pid} end)
+
+    for pid <- pids, do: Process.exit(pid, :kill)
+    wait_until(fn -> Enum.all?(pids, &(:tether_routes.lookup(&1) == :undefined)) end)
+    assert Process.whereis(@keeper) == keeper
+  end
+
+  test "the pinning cursor advances by what each pool takes, from any number of processes at once" do
+    _ = :tether_routes.watch()
+    start = :tether_routes.next_cursor(1) + 1
+    tasks = for _ <- 1..20, do: Task.async(fn -> :tether_routes.next_cursor(2) end)
+    taken = tasks |> Enum.map(&Task.await/1) |> Enum.sort()
+    assert taken == Enum.to_list(start..(start + 38)//2)
+  end
+
+  defp wait_until(fun, tries \\ 200) do
+    cond do
+      fun.() -> :ok
+      tries == 0 -> flunk("condition not met")
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+end
