@@ -189,6 +189,25 @@ def test_decompression_bombs_end_in_typed_errors_with_bounded_memory(comp):
         assert int(ratio) >= 10_000
 
 
+def test_large_zstd_payloads_use_worker_threads_and_the_stream_does_not_depend_on_how_many(monkeypatch):
+    from tether.compression import _codecs
+
+    big, threads_of = _codecs.ZSTD_THREADS_MIN, compression.zstd_threads
+    for cpus, threads in ((1, 0), (2, 2), (3, 3), (16, _codecs.ZSTD_THREADS_MAX)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        assert threads_of(big) == threads
+        assert threads_of(big - 1) == threads_of(big, chunk=_codecs.CHUNK // 4) == 0
+    text = b" ".join(b"row %d value %d" % (i, i % 97) for i in range(big // 12))[:big + 12345]
+    frames = {}
+    for cpus in (2, 4, 1):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        frames[cpus] = bytes(tether.dumps(text, compression="zstd", checksum="crc32"))
+        assert bytes(tether.loads(frames[cpus])) == text
+    payload = lambda f: f[tether.inspect(f).payload_offset:]  # the metadata records the time
+    assert payload(frames[2]) == payload(frames[4]) != payload(frames[1])
+    assert tether.memory.stats()["temporary"]["zstd workers"]["last_bytes"] > big  # counted, as other temporaries are
+
+
 def test_kept_zstd_contexts_write_what_fresh_ones_write_and_stay_per_thread():
     import threading
 

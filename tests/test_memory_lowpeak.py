@@ -134,7 +134,11 @@ def test_a_non_contiguous_array_is_compressed_slice_by_slice(small_values):
     arr = strided(8)  # 8 MiB of elements, every other row of 16
     plain, squeezed, paths = dumps_both(arr, compression="zstd")
     assert paths == ["compress in place"] and memory.decisions(1)[0]["figures"]["pieces"] is True
-    assert payload(squeezed) == payload(plain)
+    # 8 MiB: zstd ran on worker threads without pressure (on 2+ CPUs), not under it, so the streams
+    # may differ; the values may not.
+    if tether.compression.zstd_threads(arr.nbytes) == 0:
+        assert payload(squeezed) == payload(plain)
+    np.testing.assert_array_equal(tether.loads(plain), arr)
     np.testing.assert_array_equal(tether.loads(squeezed), arr)
     fortran = np.asfortranarray(strided(8))[:, ::2]  # F order, non-contiguous: slices along the last axis
     plain, squeezed, paths = dumps_both(fortran, compression="gzip", level=1)

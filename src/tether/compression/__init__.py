@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._apply import pack, unpack
 from ._base import Compressor
-from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor
+from ._codecs import GzipCompressor, Lz4Compressor, NoCompressor, ZstdCompressor, zstd_threads
 from ._policy import BANDWIDTH, choose_filter, forget_choices, resolve
 from ._registered import get, names, register, registry, unregister
 
@@ -26,7 +26,7 @@ from ._shuffle import shuffle
 
 __all__ = [
     "BANDWIDTH", "Compressor", "choose_filter", "forget_choices", "get", "names", "pack", "register", "registry",
-    "resolve", "unpack", "unregister",
+    "resolve", "unpack", "unregister", "zstd_threads",
 ]
 
 for _codec in (NoCompressor, Lz4Compressor, ZstdCompressor, GzipCompressor):
