@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 
 import tether
+from races import race
 from tether import schemas as S
 
 V1 = pa.schema([("id", pa.int32()), ("ts", pa.int64()), ("score", pa.float32())])
@@ -39,6 +40,19 @@ def test_unregister_forgets_every_version_and_frames_then_read_unmigrated():
     out = tether.loads(v1_frame(), options={"registry": reg})
     assert out.schema == V1
     assert S.unregister("no-such-schema") == []
+
+
+def test_readers_on_other_threads_meet_no_half_changed_registry():
+    reg = registry(1, V1)
+    for n in range(50):  # more to iterate over, more chances to meet a change
+        reg.register(f"s{n}", version=1, schema=V1)
+
+    def change():
+        reg.register("churn", version=1, schema=V1)
+        reg.unregister("churn")
+
+    # Before: a RuntimeError (a dict changed during iteration), or max() of a name with no version yet.
+    assert race(change, reg.versions, 50_000) == []
 
 
 def test_an_old_frame_migrates_through_every_step():

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 import tether
+from races import race
 from tether import Atom, etf, types
 
 
@@ -182,6 +183,30 @@ def test_unregister_struct_undoes_both_directions_and_keeps_tethers_own():
     with pytest.raises(tether.ValidationError, match="Elixir.MapSet is one of tether's own"):
         etf.unregister_struct("MapSet")
     assert etf.decode(etf.encode({1, 2})) == {1, 2}
+
+
+def test_unregistering_a_mapping_that_took_a_type_over_gives_the_type_back():
+    import decimal
+
+    etf.register_struct("Test.Money", python_type=decimal.Decimal, to_python=lambda d: d,
+                        from_python=lambda v: {"amount": str(v)})
+    assert etf.decode(etf.encode(decimal.Decimal("1.5")))[etf.Atom("__struct__")] == "Elixir.Test.Money"
+    assert etf.unregister_struct("Test.Money")
+    assert etf.decode(etf.encode(decimal.Decimal("1.5"))) == decimal.Decimal("1.5")  # tether's own Elixir.Decimal
+
+
+def test_encoders_on_other_threads_meet_no_half_changed_registry():
+    import decimal
+
+    class Cents(decimal.Decimal):  # found by the isinstance walk over the registered types, not by its own type
+        pass
+
+    def change():
+        etf.register_struct("Test.Churn", python_type=Spot, from_python=lambda s: {"x": s.x})
+        etf.unregister_struct("Test.Churn")
+
+    # Before: a RuntimeError, a dict changed during iteration.
+    assert race(change, lambda: etf.encode(Cents("2.5")), 20_000) == []
 
 
 def test_a_value_with_no_mapping_still_goes_to_pickle_without_a_warning():

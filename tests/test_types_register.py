@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 import tether
+from races import race
 from tether import Atom, types
 
 NAME = "test.Reg"
@@ -143,3 +144,28 @@ def test_the_registration_error_pickles_with_its_fields():
     back = pickle.loads(pickle.dumps(raised.value))  # a process pool hands errors back pickled
     assert (str(back), back.name, back.kind, back.missing) == (str(raised.value), "t.Pickled", "migrations", [3])
     types.unregister_type("t.Pickled")
+
+
+def test_readers_on_other_threads_meet_no_half_changed_registry():
+    @dataclass
+    class Churn:
+        x: float
+
+    class Sub(Reg):  # found by the walk over the registered classes, not by its own class
+        pass
+
+    names = [f"test.Many{n}" for n in range(30)]  # more to iterate over, more chances to meet a change
+    for name in names:
+        types.register_type(type(name.replace(".", "_"), (), {}), name=name, version=1)
+    types.register_type(Reg, name=NAME, version=1)
+
+    def change():
+        types.register_type(Churn, name="test.Churn", version=1)
+        types.unregister_type("test.Churn")
+
+    try:
+        # Before: a RuntimeError, a dict changed during iteration.
+        assert race(change, lambda: (types.versions(), types.lookup(Sub(1.0, 2.0))), 20_000) == []
+    finally:
+        for name in (*names, NAME):
+            types.unregister_type(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,8 +32,25 @@ class StructMapping:
     from_python: Callable[[Any], dict] | None
 
 
+# Both are replaced whole on every change and never changed in place, so an encoder or decoder on another
+# thread iterates a consistent snapshot. _by_name is in registration order (a name registered again moves to
+# the end): a type that several mappings cover goes to the newest, and back to the one before when that one
+# is unregistered.
 _by_name: dict[str, StructMapping] = {}
 _by_type: dict[type, StructMapping] = {}
+_writing = threading.Lock()
+
+
+def _types_of(mapping: StructMapping) -> tuple[type, ...]:
+    t = mapping.python_type
+    return () if t is None else t if isinstance(t, tuple) else (t,)
+
+
+def _install(by_name: dict[str, StructMapping]) -> None:
+    """Swap in ``by_name`` and the type index built from it (under ``_writing``)."""
+    global _by_name, _by_type
+    _by_type = {t: m for m in by_name.values() for t in _types_of(m)}
+    _by_name = by_name
 
 
 def _module_atom(name: str) -> Atom:
@@ -82,16 +100,16 @@ def register_struct(
     if (python_type is None) != (from_python is None):
         raise ValidationError("register_struct needs python_type and from_python together.")
     mapping = StructMapping(_module_atom(name), python_type, to_python, from_python)
-    _by_name[str(mapping.name)] = mapping
-    if python_type is not None:
-        for t in python_type if isinstance(python_type, tuple) else (python_type,):
-            _by_type[t] = mapping
+    key = str(mapping.name)
+    with _writing:
+        _install({**{k: m for k, m in _by_name.items() if k != key}, key: mapping})
 
 
 def unregister_struct(name: str) -> bool:
     """Forget the mapping of Elixir struct ``name``; True if there was one.
 
-    The struct then decodes as a dict, and the Python types it covered encode as they would without it.
+    The struct then decodes as a dict, and the Python types it covered encode as they would without it: through
+    the mapping registered for them before this one (tether's own, say), or not at all.
 
     Examples
     --------
@@ -106,12 +124,10 @@ def unregister_struct(name: str) -> bool:
     if key in _BUILTIN:
         raise ValidationError(f"{key} is one of tether's own struct mappings: register_struct can replace it, "
                               "not remove it.")
-    mapping = _by_name.pop(key, None)
-    if mapping is None:
-        return False
-    for t, m in list(_by_type.items()):
-        if m is mapping:
-            del _by_type[t]
+    with _writing:
+        if key not in _by_name:
+            return False
+        _install({k: m for k, m in _by_name.items() if k != key})
     return True
 
 

@@ -259,6 +259,8 @@ class Registry:
     """
 
     def __init__(self) -> None:
+        # Replaced whole under the lock on every change, never changed in place: readers take no lock and
+        # see a registry from before or after a change, never halfway.
         self._by_name: dict[str, dict[int, Schema]] = {}
         self._lock = threading.Lock()
 
@@ -297,7 +299,7 @@ class Registry:
                                       "drop or step(fn)).")
         entry = Schema(name, version, schema, steps)
         with self._lock:
-            known = self._by_name.setdefault(name, {})
+            known = self._by_name.get(name, {})
             old = known.get(version)
             if old is not None and fingerprint(old.schema) != fingerprint(schema):
                 # Frames stamped with this version would read against another schema than they were written with.
@@ -307,7 +309,7 @@ class Registry:
                     f"{max(known) + 1} with migrations={{{max(known)}: [...]}}, or use a fresh "
                     "tether.schemas.Registry() for experiments."
                 )
-            known[version] = entry
+            self._by_name = {**self._by_name, name: {**known, version: entry}}
         return entry
 
     def versions(self) -> dict[str, int]:
@@ -354,7 +356,8 @@ class Registry:
         ([1], {}, [])
         """
         with self._lock:
-            removed = self._by_name.pop(name, {})
+            removed = self._by_name.get(name, {})
+            self._by_name = {k: v for k, v in self._by_name.items() if k != name}
         return [removed[v] for v in sorted(removed)]
 
     def steps(self, name: str, from_version: int) -> list[Step]:

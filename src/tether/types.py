@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -149,8 +150,11 @@ class UserType:
     oldest_writable: int  # the oldest version a writer of this registration downgrades to
 
 
+# Both are replaced whole under _writing on every change and never changed in place, so that an encoder or
+# reader on another thread iterates a consistent snapshot.
 _by_name: dict[str, UserType] = {}
 _by_cls: dict[type, UserType] = {}
+_writing = threading.Lock()
 
 
 def _steps_text(kind: str, missing: list[int], nmissing: int) -> str:
@@ -313,6 +317,17 @@ def register_type(
     >>> tether.types.unregister_type("doc.Money")
     """
     name = _check_args(cls, name, version, encode, decode)
+    with _writing:
+        spec = _register(cls, name, version, encode, decode, migrations, downgrades)
+    log.debug("registered type %s version %d for %s.%s (reads from %d, writes down to %d)", name, version,
+              cls.__module__, cls.__qualname__, spec.oldest_readable, spec.oldest_writable)
+    return spec
+
+
+def _register(cls: type, name: str, version: int, encode: Any, decode: Any, migrations: Any,
+              downgrades: Any) -> UserType:
+    """register_type's work once checked, under ``_writing``: the registration, swapped in."""
+    global _by_name, _by_cls
     old = _by_name.get(name)
     ups = _keep_steps(name, old, "migrations", _check_steps(name, "migrations", migrations, range(1, version)),
                       version)
@@ -320,11 +335,11 @@ def register_type(
                         _check_steps(name, "downgrades", downgrades, range(2, version + 1)), version)
     spec = UserType(cls, name, version, encode or _default_encode, decode or _default_decoder(cls), ups, downs,
                     min(ups, default=version), min(downs) - 1 if downs else version)
-    if old is not None and old.cls is not cls and _by_cls.get(old.cls) is old:
-        del _by_cls[old.cls]  # unless the old class took another name since: it keeps that one
-    _by_name[name] = _by_cls[cls] = spec
-    log.debug("registered type %s version %d for %s.%s (reads from %d, writes down to %d)", name, version,
-              cls.__module__, cls.__qualname__, spec.oldest_readable, spec.oldest_writable)
+    by_cls = dict(_by_cls)
+    if old is not None and old.cls is not cls and by_cls.get(old.cls) is old:
+        del by_cls[old.cls]  # unless the old class took another name since: it keeps that one
+    by_cls[cls] = spec
+    _by_cls, _by_name = by_cls, {**_by_name, name: spec}
     return spec
 
 
@@ -335,10 +350,15 @@ def unregister_type(name: str) -> None:
     --------
     >>> unregister_type("doc.Nothing")
     """
-    spec = _by_name.pop(name, None)
-    if spec is not None and _by_cls.get(spec.cls) is spec:
-        del _by_cls[spec.cls]
-        log.debug("unregistered type %s", name)
+    global _by_name, _by_cls
+    with _writing:
+        spec = _by_name.get(name)
+        if spec is None:
+            return
+        if _by_cls.get(spec.cls) is spec:
+            _by_cls = {c: s for c, s in _by_cls.items() if c is not spec.cls}
+        _by_name = {n: s for n, s in _by_name.items() if n != name}
+    log.debug("unregistered type %s", name)
 
 
 def get(name: str) -> UserType | None:
