@@ -97,8 +97,8 @@
              checkouts = #{} :: #{reference() => {pid(), reference()}},
              holders = #{} :: #{reference() => reference()},
              failures = 0,
-             %% A monitor of tether_routes' keeper, which holds the node's route table.
-             keeper :: reference(),
+             %% tether_routes' keeper, which holds the node's route table, and a monitor of it.
+             keeper :: {pid(), reference()},
              drain_timer :: undefined | reference(),
              drain_every = ?DRAIN_POLL :: pos_integer()}).
 
@@ -339,8 +339,20 @@ least_loaded(Members, I, Best, Least, Queued) ->
 
 publish(S = #st{max_queue = MaxQueue}) ->
     Route = on_route(S),
-    _ = tether_routes:publish(self(), {Route, MaxQueue, overload_meta(S)}),  % false: the keeper's DOWN follows
-    serve_routing(Route, S).
+    serve_routing(Route, put_route({Route, MaxQueue, overload_meta(S)}, S)).
+
+%% A new keeper that this pool does not watch yet: watch it before the row
+%% goes in, or a pool killed before it sees the old keeper's DOWN would
+%% leave its row behind. No table: the keeper's DOWN follows, then this.
+put_route(Row, S = #st{keeper = {Keeper, _}}) ->
+    case tether_routes:publish(self(), Row, Keeper) of
+        stale ->
+            Watch = {Now, _} = tether_routes:watch(),
+            _ = tether_routes:publish(self(), Row, Now),
+            S#st{keeper = Watch};
+        _ ->
+            S
+    end.
 
 %% `[tether, pool, overloaded]''s metadata, whoever emits it.
 overload_meta(S) -> #{pool => pool_ref(S), size => S#st.size, max_queue => S#st.max_queue}.
@@ -595,7 +607,7 @@ on_info({tether_worker, Pid, Health}, S = #st{members = Members}) when is_map_ke
             {noreply, make_available(Pid, S2)};
         _ -> {noreply, S1#st{idle = lists:delete(Pid, S1#st.idle)}}
     end;
-on_info({'DOWN', Mref, process, _, _}, S = #st{keeper = Mref}) ->
+on_info({'DOWN', Mref, process, _, _}, S = #st{keeper = {_, Mref}}) ->
     {noreply, S#st{keeper = tether_routes:watch()}};  % then published/1 publishes again
 on_info({'DOWN', Mref, process, _, _}, S = #st{holders = H}) when is_map_key(Mref, H) ->
     %% The holder died: the member's own monitor cancels what it was running.

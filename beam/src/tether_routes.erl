@@ -18,37 +18,54 @@
 %% pin_offset), a counter the pools advance in turn.
 -module(tether_routes).
 
--export([watch/0, publish/2, lookup/1, delete/1, next_cursor/1]).
+-export([watch/0, publish/3, lookup/1, delete/1, next_cursor/1]).
 
 -define(TABLE, tether_pool_routes).
 -define(KEEPER, tether_pool_routes_keeper).
 %% Attempts to find or start a keeper, while an old one is still exiting.
 -define(ENSURE_TRIES, 100).
 
-%% @doc Make sure the keeper runs and watches the calling process; returns
-%% a monitor of the keeper, whose `DOWN' means: watch again, publish again.
+%% @doc Make sure the keeper runs and watches the calling process, and
+%% return once it does: the keeper, and a monitor of it whose `DOWN' means
+%% watch again, publish again.
 %%
 %% ```
-%% MRef = tether_routes:watch(),
-%% true = tether_routes:publish(self(), on_route),
+%% {Keeper, MRef} = tether_routes:watch(),
+%% true = tether_routes:publish(self(), on_route, Keeper),
 %% on_route = tether_routes:lookup(self()),
 %% ok = tether_routes:delete(self()),
 %% undefined = tether_routes:lookup(self()),
 %% true = erlang:demonitor(MRef).
 %% '''
--spec watch() -> reference().
-watch() ->
+-spec watch() -> {pid(), reference()}.
+watch() -> watch(?ENSURE_TRIES).
+
+watch(0) ->
+    erlang:error({tether_routes, <<"the pool route keeper kept exiting before it watched this pool">>});
+watch(Tries) ->
     Keeper = ensure(?ENSURE_TRIES),
     MRef = erlang:monitor(process, Keeper),
-    Keeper ! {watch, self()},
-    MRef.
+    Keeper ! {watch, self(), MRef},
+    receive
+        {watching, MRef} -> {Keeper, MRef};
+        {'DOWN', MRef, process, Keeper, _} -> watch(Tries - 1)
+    end.
 
-%% @doc Publish `Value' under `Key' (a pool's pid). `false' when the table
-%% is gone: the keeper died, and the caller's monitor of it says so.
--spec publish(pid(), term()) -> boolean().
-publish(Key, Value) ->
-    try ets:insert(?TABLE, {Key, Value})
-    catch error:badarg -> false
+%% @doc Publish `Value' under `Key' (a pool's pid), in the table of
+%% `Keeper', the keeper the caller watches. `stale' when another keeper
+%% holds the table now (the caller's has died and another pool started the
+%% next before the caller saw the `DOWN'): watch it first, so that the row
+%% cannot outlive the caller. `false' when there is no table: the `DOWN'
+%% follows.
+-spec publish(pid(), term(), pid()) -> boolean() | stale.
+publish(Key, Value, Keeper) ->
+    case whereis(?KEEPER) of
+        Keeper ->
+            try ets:insert(?TABLE, {Key, Value})
+            catch error:badarg -> false
+            end;
+        undefined -> false;
+        _Another -> stale
     end.
 
 %% @doc The value published under `Key', or `undefined'.
@@ -118,8 +135,9 @@ keeper(Starter) ->
 
 keep() ->
     receive
-        {watch, Pid} ->
+        {watch, Pid, Ref} ->
             _ = erlang:monitor(process, Pid),
+            Pid ! {watching, Ref},
             keep();
         {'DOWN', _, process, Pid, _} ->
             ets:delete(?TABLE, Pid),

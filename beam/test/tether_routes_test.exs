@@ -16,9 +16,9 @@ defmodule Tether.RoutesTest do
 
   defp publisher(test) do
     spawn(fn ->
-      mref = :tether_routes.watch()
-      true = :tether_routes.publish(self(), {:row, self()})
-      send(test, {:published, self(), mref})
+      {keeper, _mref} = :tether_routes.watch()
+      true = :tether_routes.publish(self(), {:row, self()}, keeper)
+      send(test, {:published, self(), keeper})
       receive do: (:stop -> :ok)
     end)
   end
@@ -27,10 +27,10 @@ defmodule Tether.RoutesTest do
     kill_keeper()
     test = self()
     pids = for _ <- 1..50, do: publisher(test)
-    for pid <- pids, do: assert_receive({:published, ^pid, _}, 5_000)
+    keepers = for pid <- pids, do: (assert_receive({:published, ^pid, keeper}, 5_000); keeper)
     keeper = Process.whereis(@keeper)
-    assert is_pid(keeper)
-    # Every publisher watches the one keeper, and every row is in its table.
+    assert Enum.uniq(keepers) == [keeper]
+    # watch/0 returned once the keeper watched each, and every row is in its table.
     {:monitors, watched} = Process.info(keeper, :monitors)
     assert MapSet.subset?(MapSet.new(pids, &{:process, &1}), MapSet.new(watched))
     assert Enum.all?(pids, fn pid -> :tether_routes.lookup(pid) == {:row, pid} end)
@@ -38,6 +38,19 @@ defmodule Tether.RoutesTest do
     for pid <- pids, do: Process.exit(pid, :kill)
     wait_until(fn -> Enum.all?(pids, &(:tether_routes.lookup(&1) == :undefined)) end)
     assert Process.whereis(@keeper) == keeper
+  end
+
+  test "a publisher whose keeper died hears stale once another keeper holds the table" do
+    {old, _mref} = :tether_routes.watch()
+    kill_keeper()
+    assert :tether_routes.publish(self(), :row, old) == false  # no table: the DOWN follows
+    {new, _mref} = :tether_routes.watch()
+    assert new != old
+    # A pool that has not seen the old keeper's DOWN yet watches the new one before its row goes in.
+    assert :tether_routes.publish(self(), :row, old) == :stale
+    assert :tether_routes.lookup(self()) == :undefined
+    assert :tether_routes.publish(self(), :row, new) == true
+    :ok = :tether_routes.delete(self())
   end
 
   test "the pinning cursor advances by what each pool takes, from any number of processes at once" do
