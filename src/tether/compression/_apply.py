@@ -48,7 +48,9 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
     a second compression. The codecs are deterministic, so both passes make
     the same bytes; a pass that does not is caught when the frame is written.
     """
-    chunk = memory.compression_chunk(_codecs.CHUNK)
+    # The pressure chunk even if pressure has lifted since low_peak() said yes: both passes must cut the input
+    # alike, and this path holds little (zstd starts no worker threads on it: zstd_threads).
+    chunk = min(_codecs.CHUNK, memory.PRESSURE_CHUNK)
     size = peak = 0
     for part in codec.pieces(segments, raw, level, chunk):
         size += len(part)

@@ -43,11 +43,12 @@ CHUNK = 1 << 20
 # zstd compresses a payload of this many bytes or more on its own worker threads,
 # at most ZSTD_THREADS_MAX of them and one per CPU this process may run on. On the
 # 2-core host of 2026-11-26, 64 MiB of text-like bytes at level 3 took 88 ms on
-# one thread and 53 ms on two (lz4: 79 ms); the workers' jobs held 30-40 MiB more
-# at the peak. On one CPU a worker thread only slows it (135 against 87 ms), so
-# none is started. zstd writes the same stream for any number of worker threads,
-# however the input is cut, but another one without any: the values read back
-# the same, the bytes differ between a threaded and an unthreaded run.
+# one thread and 53 ms on two (lz4: 79 ms); the workers' buffers came to 49-67 MiB
+# by zstd's count, and the peak RSS rose 33-42 MiB more. On one CPU a worker
+# thread only slows it (135 against 87 ms), so none is started. zstd writes the
+# same stream for any number of worker threads, however the input is cut, but
+# another one without any: the values read back the same, the bytes differ
+# between a threaded and an unthreaded run.
 ZSTD_THREADS_MIN = 8 << 20
 ZSTD_THREADS_MAX = 4
 
@@ -241,7 +242,7 @@ class ZstdCompressor(Compressor):
         for piece in _input_chunks(segments, chunk):
             yield co.compress(piece)
         yield co.flush()
-        if threads:  # the workers' jobs, for tether.memory.stats(): 49-58 MiB for 64 MiB on two
+        if threads:  # the workers' buffers, for tether.memory.stats(): 49-67 MiB for 64 MiB
             note_temporary("zstd workers", compressor.memory_size())
 
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
