@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, TypeVar
 
@@ -22,8 +23,11 @@ class Registry(Generic[T]):
         self.max_id = max_id
         self.own_below = own_below  # ids below this are tether's own: replaceable, never removable
         self.check = check  # the item kind's own rules (base class, field types), run by register
+        # Both are replaced whole under _writing and never changed in place, so a dumps on another thread
+        # that walks them (the automatic format choice does) sees the registry before or after a change.
         self.by_name: dict[str, T] = {}
         self.by_id: dict[int, T] = {}
+        self._writing = threading.RLock()  # re-entered: a plugin may register another as it loads
         self._loaded_entry_points = False
         self.version = 0  # bumped by every registration, for caches derived from the registry
 
@@ -35,6 +39,10 @@ class Registry(Generic[T]):
             raise ValidationError(f"A {self.kind} needs an int 'id' in 0..{self.max_id}, got {ident!r}.")
         if self.check is not None:
             self.check(item)
+        with self._writing:
+            return self._register(item, name, ident)
+
+    def _register(self, item: T, name: str, ident: int) -> T:
         held = getattr(self.by_name.get(name), "id", ident)
         if held != ident:
             # Two ids under one name would leave frames of the old id read by a format that
@@ -44,11 +52,13 @@ class Registry(Generic[T]):
                 f"register under id {held} to replace it, or choose another name."
             )
         old = self.by_id.get(ident)
+        by_name = dict(self.by_name)
         if old is not None and old.name != name:  # type: ignore[attr-defined]
             log.warning("%s id %d now names %r instead of %r", self.kind, ident, name, old.name)  # type: ignore[attr-defined]
-            self.by_name.pop(old.name, None)  # type: ignore[attr-defined]
-        self.by_name[name] = item
-        self.by_id[ident] = item
+            by_name.pop(old.name, None)  # type: ignore[attr-defined]
+        by_name[name] = item
+        self.by_id = {**self.by_id, ident: item}
+        self.by_name = by_name
         self.version += 1
         return item
 
@@ -58,17 +68,18 @@ class Registry(Generic[T]):
         Frames that name it then fail to read with the usual "Invalid ..." error. A plugin loaded
         from an entry point comes back only with ``load_entry_points(again=True)``.
         """
-        item = self.get(key)
-        ident = item.id  # type: ignore[attr-defined]
-        if ident < self.own_below:
-            raise ValidationError(
-                f"{self.kind.capitalize()} {item.name!r} (id {ident}) is one of tether's own and cannot be "  # type: ignore[attr-defined]
-                f"unregistered: frames written with it must stay readable. Register another {self.kind} under "
-                f"id {ident} to replace it."
-            )
-        del self.by_id[ident]
-        self.by_name.pop(item.name, None)  # type: ignore[attr-defined]
-        self.version += 1
+        with self._writing:
+            item = self.get(key)
+            ident = item.id  # type: ignore[attr-defined]
+            if ident < self.own_below:
+                raise ValidationError(
+                    f"{self.kind.capitalize()} {item.name!r} (id {ident}) is one of tether's own and cannot be "  # type: ignore[attr-defined]
+                    f"unregistered: frames written with it must stay readable. Register another {self.kind} under "
+                    f"id {ident} to replace it."
+                )
+            self.by_id = {i: v for i, v in self.by_id.items() if i != ident}
+            self.by_name = {n: v for n, v in self.by_name.items() if n != item.name}  # type: ignore[attr-defined]
+            self.version += 1
         return item
 
     def instance(self, obj: Any) -> Any:

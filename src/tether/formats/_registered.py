@@ -167,7 +167,8 @@ def auto_order() -> tuple[Format, ...]:
     """
     if not registry.entry_points_loaded:
         registry.load_entry_points()
-    if _auto[0] != registry.version:
-        ranked = [f for f in registry.by_id.values() if getattr(f, "auto_priority", None) is not None]
-        _auto[:] = [registry.version, tuple(sorted(ranked, key=lambda f: (f.auto_priority, f.id)))]
+    version, by_id = registry.version, registry.by_id  # in this order: a registration between them recomputes
+    if _auto[0] != version:
+        ranked = [f for f in by_id.values() if getattr(f, "auto_priority", None) is not None]
+        _auto[:] = [version, tuple(sorted(ranked, key=lambda f: (f.auto_priority, f.id)))]
     return _auto[1]
