@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -192,11 +196,19 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys, monkeypatch):
     assert targets["small call vs erlport's python:call"].value == pytest.approx(0.5)
     assert targets["shm tensor round trip vs its limit"].value == pytest.approx(30 / 28)
     assert targets["shm tensor round trip vs inline (inverse)"].met
-    beam._pools(rep, fig)
+    beam._pools(rep, fig, None)
     # Against one Tether.Worker (no pool), not the slower pool of 1, which is only shown.
     assert [t.value for t in rep.targets if t.what.startswith("pool of 2")] == [pytest.approx(17.25 / 24.15)]
     (pool1,) = [f for f in rep.figures if "pool of 1" in f.name]
     assert "pool of 2: 1.60× its throughput" in pool1.extra
+    # With a run on bound schedulers, the bar is held against that one; the run's own figures are still shown.
+    both = Report(group="beam")
+    bound = {"pool2_call_us": 14.4e-6, "pool1_call_us": 24.0e-6, "worker_call_us": 24.3e-6}
+    beam._pools(both, fig, bound)
+    assert [(t.what, t.value) for t in both.targets] == [
+        ("pool of 2 throughput vs one worker, +sbt db (inverse)", pytest.approx(14.4 / 24.3))]
+    assert {f.name for f in both.figures} >= {"8 callers, 5-key echo, pool of 2, per call",
+                                             "8 callers, 5-key echo, pool of 2, per call, +sbt db"}
     names = [f.name.strip() for f in rep.figures]
     assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
     (nospin,) = [f for f in rep.figures if "spin_us: 0" in f.name]
@@ -204,9 +216,26 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys, monkeypatch):
     monkeypatch.setenv("ERL_FLAGS", "+S 1")
     beam._vm(rep, out)
     assert rep.context["erl"] == {"schedulers_online": "1", "otp": "25", "erl_flags": "+S 1"}
-    assert "erl: OTP 25, 1 of ? schedulers online, ? CPUs; ERL_FLAGS: +S 1" in capsys.readouterr().out
+    assert "erl: OTP 25, 1 of ? schedulers online, ? CPUs, schedulers unbound; ERL_FLAGS: +S 1" in capsys.readouterr().out
     assert beam._erl_flags("/tmp/x") == "-pa /tmp/x +S 1"  # the caller's flags follow the scratch code path
     del fig["erlport_us"]
     rep = Report(group="beam")
     beam._small(rep, fig)
     assert rep.targets == [] and "erlport could not be built" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("escript") is None, reason="needs erl (make test installs it)")
+def test_the_escripts_throughput_run_on_bound_schedulers_prints_the_pools_figures(tmp_path):
+    from tether.bench import beam
+
+    src = os.path.join(beam.BEAM_DIR, "src")
+    subprocess.run(["erlc", "-o", str(tmp_path), *(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".erl"))],
+                   check=True)
+    env = {**os.environ, "ERL_LIBS": str(tmp_path), "ERL_FLAGS": f"-pa {tmp_path} {beam.BIND}"}
+    done = subprocess.run(["escript", beam.SCRIPT, sys.executable, "160", "1", "throughput"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    fig = beam._figures(done.stdout)
+    assert set(fig) == {"pool2_call_us", "pool1_call_us", "worker_call_us"}  # nothing else is run
+    assert all(0 < v < 0.01 for v in fig.values())
+    assert "info bound 1" in done.stdout.splitlines()

@@ -34,8 +34,13 @@
 %% pwrite and pread of the same bytes on a warm file and Python's pooled write
 %% (limit_pwrite_us, limit_pread_us, limit_pywrite_us, limit_us).
 %%
-%% First, "info otp|schedulers_online|schedulers|logical_processors N" lines:
-%% the emulator the figures were taken on (ERL_FLAGS such as +S 1 change them).
+%% First, "info otp|schedulers_online|schedulers|logical_processors|bound N"
+%% lines: the emulator the figures were taken on (ERL_FLAGS such as +S 1 or
+%% +sbt db change them; bound is 1 when the schedulers are bound to CPUs).
+%%
+%% A fourth argument, "throughput", runs only the info lines and the pools'
+%% small-call throughput (pool2_call_us, pool1_call_us, worker_call_us): the
+%% harness runs it again in an emulator with its schedulers bound.
 %%
 %% Compiled, not interpreted: the baseline echo must not carry erl_eval's overhead.
 -mode(compile).
@@ -43,6 +48,9 @@
 -define(BLOCKS, 10).
 -define(BULK_ROUNDS, 5).
 
+main([Python, N, _Mib, "throughput"]) ->
+    vm(),
+    throughput(filename:absname(Python), list_to_integer(N));
 main([Python, N, Mib]) ->
     Rounds = list_to_integer(N),
     Size = list_to_integer(Mib) * 1048576,
@@ -63,7 +71,11 @@ vm() ->
      || {K, V} <- [{otp, list_to_integer(erlang:system_info(otp_release))},
                    {schedulers_online, erlang:system_info(schedulers_online)},
                    {schedulers, erlang:system_info(schedulers)},
-                   {logical_processors, Cpus}]].
+                   {logical_processors, Cpus},
+                   {bound, case erlang:system_info(scheduler_bindings) of
+                               B when element(1, B) =:= unbound -> 0;
+                               _ -> 1
+                           end}]].
 
 %% ------------------------------------------------------------------ pools
 
@@ -77,6 +89,9 @@ pool(Exe, Rounds) ->
     Sleep = fun() -> {ok, _} = tether_pool:call(P4, <<"time">>, <<"sleep">>, [0.5], 5000) end,
     io:format("pool4_sleep_us ~p~n", [median([elapsed(fun() -> together(4, Sleep) end) || _ <- lists:seq(1, 3)])]),
     tether_pool:stop(P4),
+    throughput(Exe, Rounds).
+
+throughput(Exe, Rounds) ->
     Map = #{id => 1, name => <<"small">>, price => 9.5, tags => [a, b], ok => true},
     PerCaller = max(20, Rounds div 8),
     %% Both pools live together and their runs alternate, so that load from

@@ -8,6 +8,7 @@ no ``beam/`` beside it, so the group then says so and skips.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,21 +23,34 @@ BEAM_DIR = os.path.join(os.path.dirname(tether.__file__), "..", "..", "beam")
 SCRIPT = os.path.join(BEAM_DIR, "bench", "worker_bench.escript")
 
 
-def _measure(quick: bool, mib: int) -> subprocess.CompletedProcess[str]:
+def _measure(quick: bool, mib: int) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str] | None]:
+    """The escript's whole run with the caller's emulator flags, and, unless those bind the schedulers
+    themselves, its pools' throughput again with the schedulers bound (``+sbt db``)."""
     beam_src = os.path.join(BEAM_DIR, "src")
+    rounds = "300" if quick else "2000"
     with tempfile.TemporaryDirectory() as tmp:
         srcs = [os.path.join(beam_src, f) for f in os.listdir(beam_src) if f.endswith(".erl")]
         subprocess.run(["erlc", "-o", tmp, *srcs], check=True)
-        return subprocess.run(
-            ["escript", SCRIPT, sys.executable, "300" if quick else "2000", str(mib)],
-            capture_output=True, text=True, timeout=600, env={**os.environ, "ERL_LIBS": tmp, "ERL_FLAGS": _erl_flags(tmp)},
-        )
+
+        def escript(*extra: str, flags: str = "") -> subprocess.CompletedProcess[str]:
+            env = {**os.environ, "ERL_LIBS": tmp, "ERL_FLAGS": f"{_erl_flags(tmp)} {flags}".strip()}
+            return subprocess.run(["escript", SCRIPT, sys.executable, rounds, str(mib), *extra],
+                                  capture_output=True, text=True, timeout=600, env=env)
+
+        whole = escript()
+        user_binds = re.search(r"(^|\s)\+sbt\b", os.environ.get("ERL_FLAGS", "")) is not None
+        return whole, None if user_binds else escript("throughput", flags=BIND)
 
 
 def _erl_flags(code_dir: str) -> str:
     """The scratch code path, then the caller's own ``ERL_FLAGS``: a deployment's emulator flags
     (``+S 1``, say) are measured as given, and the report says which they were."""
     return f"-pa {code_dir} {os.environ.get('ERL_FLAGS', '')}".strip()
+
+
+# The binding the README recommends for a node whose pools have polling members (see tether_pool's
+# pin_offset): the pools then keep their polling members off the CPUs of the schedulers the BEAM uses first.
+BIND = "+sbt db"
 
 
 # Every figure this module places itself; others the escript prints are listed under their own names.
@@ -78,25 +92,42 @@ def _vm(rep: Report, stdout: str) -> None:
         flags = os.environ.get("ERL_FLAGS", "")
         rep.context["erl"] = {**info, "erl_flags": flags}  # --json keeps it beside the run's other context
         rep.note(f"  erl: OTP {info.get('otp', '?')}, {info.get('schedulers_online', '?')} of "
-                 f"{info.get('schedulers', '?')} schedulers online, {info.get('logical_processors', '?')} CPUs; "
-                 f"ERL_FLAGS: {flags or '(none)'}")
+                 f"{info.get('schedulers', '?')} schedulers online, {info.get('logical_processors', '?')} CPUs, "
+                 f"schedulers {'bound' if info.get('bound') == '1' else 'unbound'}; ERL_FLAGS: {flags or '(none)'}")
 
 
-def _pools(rep: Report, fig: dict[str, float]) -> None:
-    """Concurrency on a pool of 4 and small-call throughput of a pool of 2 against one worker (#11's bars)."""
+def _pools(rep: Report, fig: dict[str, float], bound: dict[str, float] | None) -> None:
+    """Concurrency on a pool of 4 and small-call throughput of a pool of 2 against one worker (#11's bars).
+
+    ``bound``: the throughput figures again from an emulator with its schedulers bound (``BIND``), the
+    deployment the README recommends for pools with polling members. The bar is then held against those, and
+    the run's own (unbound) figures are shown above them.
+    """
     if "pool4_sleep_us" in fig:
         rep.row("4 concurrent 0.5 s calls, pool of 4", fig["pool4_sleep_us"])
         rep.target("4 concurrent 0.5 s calls on a pool of 4", fig["pool4_sleep_us"], 0.7, "s")
-    if "pool2_call_us" in fig and "worker_call_us" in fig:
-        # The bar's "one worker" is a Tether.Worker on its own. The pool of 1 is only shown beside it: it ran
-        # 10 % slower than one until pool calls went straight to a member's queue.
-        two, one = fig["pool2_call_us"], fig["worker_call_us"]
-        rep.row("8 callers, 5-key echo, pool of 2, per call", two, f"{one / two:.2f}× one worker's throughput")
-        rep.row("8 callers, 5-key echo, one worker (no pool), per call", one)
-        if "pool1_call_us" in fig:
-            rep.row("8 callers, 5-key echo, pool of 1, per call", fig["pool1_call_us"],
-                    f"pool of 2: {fig['pool1_call_us'] / two:.2f}× its throughput")
-        rep.target("pool of 2 throughput vs one worker (inverse)", two / one, 1 / 1.6)
+    if bound is not None and "pool2_call_us" in bound and "worker_call_us" in bound:
+        _throughput(rep, fig, "")
+        rep.note(f"  the same with the schedulers bound ({BIND}; README, \"The BEAM's schedulers\"):")
+        _throughput(rep, bound, f", {BIND}", target=True)
+    else:
+        _throughput(rep, fig, "", target=True)
+
+
+def _throughput(rep: Report, fig: dict[str, float], tag: str, target: bool = False) -> None:
+    """Rows for the pools' small-call throughput (8 callers), and the 1.6× bar when ``target``."""
+    if "pool2_call_us" not in fig or "worker_call_us" not in fig:
+        return
+    # The bar's "one worker" is a Tether.Worker on its own. The pool of 1 is only shown beside it: it ran
+    # 10 % slower than one until pool calls went straight to a member's queue.
+    two, one = fig["pool2_call_us"], fig["worker_call_us"]
+    rep.row(f"8 callers, 5-key echo, pool of 2, per call{tag}", two, f"{one / two:.2f}× one worker's throughput")
+    rep.row(f"8 callers, 5-key echo, one worker (no pool), per call{tag}", one)
+    if "pool1_call_us" in fig:
+        rep.row(f"8 callers, 5-key echo, pool of 1, per call{tag}", fig["pool1_call_us"],
+                f"pool of 2: {fig['pool1_call_us'] / two:.2f}× its throughput")
+    if target:
+        rep.target(f"pool of 2 throughput vs one worker{tag} (inverse)", two / one, 1 / 1.6)
 
 
 def _small(rep: Report, fig: dict[str, float]) -> None:
@@ -173,7 +204,7 @@ def run(rep: Report, quick: bool) -> None:
         rep.note("  (the beam/ companion is not beside this installation: run from a checkout)")
         return
     mib = 16 if quick else 256
-    out = _measure(quick, mib)
+    out, bound_out = _measure(quick, mib)
     if out.returncode != 0:
         rep.note(f"  beam bench failed: {out.stderr.strip()[-400:]}")
         return
@@ -184,7 +215,13 @@ def run(rep: Report, quick: bool) -> None:
         return
     _vm(rep, out.stdout)
     _small(rep, fig)
-    _pools(rep, fig)
+    bound = None
+    if bound_out is not None:
+        if bound_out.returncode == 0:
+            bound = _figures(bound_out.stdout)
+        else:
+            rep.note(f"  the bound-schedulers run failed: {bound_out.stderr.strip()[-300:]}")
+    _pools(rep, fig, bound)
     _bulk(rep, fig, mib)
     shown = {f.name for f in rep.figures}
     for key in sorted(set(fig) - KNOWN):  # a figure the escript added later is still shown and kept
