@@ -206,9 +206,9 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys, monkeypatch):
     bound = {"pool2_call_us": 14.4e-6, "pool1_call_us": 24.0e-6, "worker_call_us": 24.3e-6}
     beam._pools(both, fig, bound)
     assert [(t.what, t.value) for t in both.targets] == [
-        ("pool of 2 throughput vs one worker, +sbt db (inverse)", pytest.approx(14.4 / 24.3))]
+        ("pool of 2 throughput vs one worker, bound (inverse)", pytest.approx(14.4 / 24.3))]
     assert {f.name for f in both.figures} >= {"8 callers, 5-key echo, pool of 2, per call",
-                                             "8 callers, 5-key echo, pool of 2, per call, +sbt db"}
+                                             "8 callers, 5-key echo, pool of 2, per call, bound"}
     names = [f.name.strip() for f in rep.figures]
     assert "Python: the handler" in names and "stage: write" in names and "limit: Python pooled write" in names
     (nospin,) = [f for f in rep.figures if "spin_us: 0" in f.name]

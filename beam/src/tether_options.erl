@@ -8,7 +8,7 @@
 %% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
--export([worker/1, pool/1, cpus/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
+-export([worker/1, pool/1, cpus/0, allowed_cpus/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
          worker_keys/0, pool_keys/0, explain/3]).
 
 -include("../include/tether.hrl").
@@ -73,11 +73,18 @@ pool_spec() ->
 %% caps it, rounded up. The schedulers online stand in where the OS does not tell.
 -spec cpus() -> pos_integer().
 cpus() ->
-    Cpus = cpus([logical_processors_available, logical_processors, schedulers_online]),
+    Cpus = allowed_cpus(),
     case erlang:system_info(cpu_quota) of
         Quota when is_integer(Quota), Quota > 0 -> min(Cpus, Quota);
         _ -> Cpus
     end.
+
+%% @doc The CPUs this node may run on, with no quota applied: as many as a
+%% worker's Python has in its affinity list (it inherits the node's), which
+%% a pool's pinning offsets index (tether.worker.pinned_cpus).
+-spec allowed_cpus() -> pos_integer().
+allowed_cpus() ->
+    cpus([logical_processors_available, logical_processors, schedulers_online]).
 
 cpus([Item | Rest]) ->
     case erlang:system_info(Item) of

@@ -487,11 +487,14 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
 %% 27.2 us a call in every 250 ms window, against 14.5-16.0 us with the
 %% polling member on the other CPU. Unbound, the kernel moves the BEAM's
 %% threads, and pools sat in either state (README, "What the slower state is").
+%% Counting down wraps at the CPUs Python indexes (all the node may run on),
+%% not at `Cpus', which a CPU quota may have capped.
 pin_offset(true, Spinners, Size, Cpus) when Spinners > 0, Spinners < Size, Size =< Cpus ->
     Turn = tether_routes:next_cursor(Spinners),
     case erlang:system_info(scheduler_bindings) of
         Bound when is_tuple(Bound), element(1, Bound) =/= unbound ->
-            ((Cpus - Spinners - Turn) rem Cpus + Cpus) rem Cpus;
+            Allowed = tether_options:allowed_cpus(),
+            ((Allowed - Spinners - Turn) rem Allowed + Allowed) rem Allowed;
         _ ->
             Turn
     end;

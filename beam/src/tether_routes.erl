@@ -19,11 +19,15 @@
 -module(tether_routes).
 
 -export([watch/0, publish/3, lookup/1, delete/1, next_cursor/1]).
+%% The keeper's loop, called through the module so that a code load reaches a running keeper.
+-export([keep/0]).
 
 -define(TABLE, tether_pool_routes).
 -define(KEEPER, tether_pool_routes_keeper).
 %% Attempts to find or start a keeper, while an old one is still exiting.
 -define(ENSURE_TRIES, 100).
+%% How long watch/0 waits for the keeper to answer (it answers at once when it runs).
+-define(WATCH_WAIT, 5000).
 
 %% @doc Make sure the keeper runs and watches the calling process, and
 %% return once it does: the keeper, and a monitor of it whose `DOWN' means
@@ -49,6 +53,10 @@ watch(Tries) ->
     receive
         {watching, MRef} -> {Keeper, MRef};
         {'DOWN', MRef, process, Keeper, _} -> watch(Tries - 1)
+    after ?WATCH_WAIT ->
+        %% Suspended, or stuck: a pool's start fails with this, rather than hang.
+        erlang:demonitor(MRef, [flush]),
+        erlang:error({tether_routes, <<"the pool route keeper did not answer in 5 s">>})
     end.
 
 %% @doc Publish `Value' under `Key' (a pool's pid), in the table of
@@ -61,7 +69,14 @@ watch(Tries) ->
 publish(Key, Value, Keeper) ->
     case whereis(?KEEPER) of
         Keeper ->
-            try ets:insert(?TABLE, {Key, Value})
+            try ets:insert(?TABLE, {Key, Value}) of
+                true ->
+                    %% The keeper may have died and another started between the
+                    %% two: then the row went into a table no one watches it in.
+                    case whereis(?KEEPER) of
+                        Keeper -> true;
+                        _ -> stale
+                    end
             catch error:badarg -> false
             end;
         undefined -> false;
@@ -133,15 +148,16 @@ keeper(Starter) ->
         error:badarg -> ok
     end.
 
+%% @private The keeper's loop.
 keep() ->
     receive
         {watch, Pid, Ref} ->
             _ = erlang:monitor(process, Pid),
             Pid ! {watching, Ref},
-            keep();
+            ?MODULE:keep();
         {'DOWN', _, process, Pid, _} ->
             ets:delete(?TABLE, Pid),
-            keep();
+            ?MODULE:keep();
         _ ->
-            keep()
+            ?MODULE:keep()
     end.

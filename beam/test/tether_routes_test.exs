@@ -53,6 +53,31 @@ defmodule Tether.RoutesTest do
     :ok = :tether_routes.delete(self())
   end
 
+  test "a code load reaches the running keeper: it moves to the new code at its next message" do
+    {keeper, mref} = :tether_routes.watch()
+    {:module, :tether_routes} = :code.load_file(:tether_routes)
+    {^keeper, mref2} = :tether_routes.watch()  # answered, by the keeper now on the new code
+    # No process runs the old code any more (a keeper looping through a local call would).
+    assert :code.soft_purge(:tether_routes)
+    Process.demonitor(mref)
+    Process.demonitor(mref2)
+  end
+
+  test "watch/0 gives up on a keeper that does not answer, rather than hang a pool's start" do
+    {keeper, mref} = :tether_routes.watch()
+    Process.demonitor(mref)
+    # Only the suspending process may resume it: so here, not in an on_exit callback.
+    :erlang.suspend_process(keeper)
+
+    try do
+      assert_raise ErlangError, ~r/did not answer in 5 s/, fn -> :tether_routes.watch() end
+    after
+      :erlang.resume_process(keeper)
+    end
+
+    assert {^keeper, _} = :tether_routes.watch()
+  end
+
   test "the pinning cursor advances by what each pool takes, from any number of processes at once" do
     _ = :tether_routes.watch()
     start = :tether_routes.next_cursor(1) + 1

@@ -27,7 +27,7 @@ class Registry(Generic[T]):
         # that walks them (the automatic format choice does) sees the registry before or after a change.
         self.by_name: dict[str, T] = {}
         self.by_id: dict[int, T] = {}
-        self._writing = threading.RLock()  # re-entered: a plugin may register another as it loads
+        self._writing = threading.RLock()  # re-entered: unregister's lookup may load plugins, which register
         self._loaded_entry_points = False
         self.version = 0  # bumped by every registration, for caches derived from the registry
 
