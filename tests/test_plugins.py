@@ -96,3 +96,32 @@ def test_a_failing_plugin_falls_back_with_a_warning_or_names_the_place(plugin_pa
     explicit = out["{'format': 'test-reading'}"]
     assert "test-reading format's encode failed" in explicit and "at $: RuntimeError" in explicit
     assert "RuntimeError: negative readings" in out["{'reader': 'beam'}"]  # no format the BEAM reads takes it
+
+
+def test_a_lookup_on_another_thread_while_plugins_load_waits_for_them(monkeypatch):
+    import threading
+    import time
+
+    from tether import _registry
+
+    class Item:
+        id, name = 7, "t-slow-plugin"
+
+    class SlowEntryPoint:
+        name = "slow"
+
+        def load(self):
+            started.set()
+            time.sleep(0.2)  # the other thread misses meanwhile
+            return Item
+
+    started = threading.Event()
+    monkeypatch.setattr(_registry, "entry_points", lambda group: [SlowEntryPoint()])
+    reg = _registry.Registry("thing", "tether.test-things", 0xFF)
+    found = {}
+    first = threading.Thread(target=lambda: found.setdefault("first", reg.get("t-slow-plugin")))
+    first.start()
+    started.wait(5)
+    found["second"] = reg.get("t-slow-plugin")  # before: "Invalid thing", the flag set before the plugin registered
+    first.join()
+    assert found["first"] is found["second"] and found["second"].name == "t-slow-plugin"

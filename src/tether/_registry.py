@@ -29,6 +29,7 @@ class Registry(Generic[T]):
         self.by_id: dict[int, T] = {}
         self._writing = threading.RLock()  # re-entered: unregister's lookup may load plugins, which register
         self._loaded_entry_points = False
+        self._loading = False  # only ever True for the thread holding _writing, while it loads plugins
         self.version = 0  # bumped by every registration, for caches derived from the registry
 
     def register(self, item: T) -> T:
@@ -144,7 +145,20 @@ class Registry(Generic[T]):
         """
         if self._loaded_entry_points and not again:
             return
-        self._loaded_entry_points = True
+        # Loaded under the lock, and marked loaded only after: a lookup on another thread that misses
+        # meanwhile waits here for the plugins instead of failing. A plugin that looks something up
+        # as it loads finds _loading set, and is not loaded again.
+        with self._writing:
+            if (self._loaded_entry_points and not again) or self._loading:
+                return
+            self._loading = True
+            try:
+                self._load_entry_points()
+            finally:
+                self._loading = False
+                self._loaded_entry_points = True
+
+    def _load_entry_points(self) -> None:
         for ep in entry_points(group=self.group):
             try:
                 obj = ep.load()
