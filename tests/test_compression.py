@@ -207,6 +207,13 @@ def test_large_zstd_payloads_use_worker_threads_and_the_stream_does_not_depend_o
     assert payload(frames[2]) == payload(frames[4]) != payload(frames[1])
     assert tether.memory.stats()["temporary"]["zstd workers"]["last_bytes"] > big  # counted, as other temporaries are
 
+    # The automatic choice times its samples on one thread, and counts the threads in for a payload this large.
+    zstd, lz4 = compression.get("zstd"), compression.get("lz4")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert zstd.speedup(big) == _codecs.ZSTD_THREADS_GAIN and zstd.speedup(big - 1) == lz4.speedup(big) == 1.0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert zstd.speedup(big) == 1.0
+
 
 def test_kept_zstd_contexts_write_what_fresh_ones_write_and_stay_per_thread():
     import threading

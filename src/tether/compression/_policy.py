@@ -171,9 +171,11 @@ def _fastest(candidates: list[tuple], n: int, sampled: int, bandwidth: float, no
     """(codec, level, why) of the candidate predicted to compress, send and decompress ``n`` bytes first."""
     best = (n / bandwidth, none, 0, "none")
     for codec, lvl, r, c, _ in candidates:
-        predicted = c * n / sampled + n / DECOMPRESS_SPEED.get(codec.name, 1e9) + n * r / bandwidth
+        speedup = codec.speedup(n)  # the samples were timed on one thread
+        predicted = c * n / sampled / speedup + n / DECOMPRESS_SPEED.get(codec.name, 1e9) + n * r / bandwidth
         if predicted < best[0]:
-            best = (predicted, codec, lvl, f"ratio {r:.2f} on samples")
+            threads = f", {speedup:.2f}x faster on its threads" if speedup != 1.0 else ""
+            best = (predicted, codec, lvl, f"ratio {r:.2f} on samples{threads}")
     return best[1:]
 
 
