@@ -26,7 +26,7 @@ SCRIPT = os.path.join(BEAM_DIR, "bench", "worker_bench.escript")
 
 def _measure(quick: bool, mib: int) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str] | None]:
     """The escript's whole run with the caller's emulator flags, and, unless those bind the schedulers
-    themselves, its pools' throughput again with the schedulers bound (``+sbt db``)."""
+    themselves, its pools' throughput again with the schedulers bound (``BIND``)."""
     beam_src = os.path.join(BEAM_DIR, "src")
     rounds = "300" if quick else "2000"
     with tempfile.TemporaryDirectory() as tmp:
