@@ -52,7 +52,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, start/1, call/4, call/5, transaction/3, stop/1, status/1, child_spec/1]).
--export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 -export([held/1]).
 
 -define(BACKOFF_MIN, 100).
@@ -639,6 +639,19 @@ on_info(drain, S) ->
     {noreply, serve_waiters(S#st{drain_timer = undefined})};
 on_info(_Other, S) ->
     {noreply, S}.
+
+% @private What a crash report and sys:get_status show of a pool: its shape,
+% never the members' options (their environment may hold secrets), nor a
+% call's arguments (tether_worker:status_message/1).
+-spec format_status(map()) -> map().
+format_status(Status) ->
+    maps:map(fun(state, S = #st{}) ->
+                     #{tether_pool => pool_ref(S), size => S#st.size, members => maps:size(S#st.members),
+                       idle => length(S#st.idle), waiting => S#st.nwaiting, routing => S#st.nrouting,
+                       checked_out => maps:size(S#st.checkouts), polling => S#st.polling};
+                (message, Message) -> tether_worker:status_message(Message);
+                (_, Value) -> Value
+             end, Status).
 
 % @private
 -spec terminate(term(), #st{}) -> ok.

@@ -31,7 +31,8 @@
 
 -export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
 -export([request/7, request/8]).
--export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
+-export([status_message/1]).
 
 %% `load': a pool member's count of the calls routed to it (tether_pool), or
 %% undefined. The caller adds one as it picks this member; this process takes
@@ -421,6 +422,34 @@ terminate(_Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase =
     S#st.port =/= undefined andalso exited(shutdown, S),
     cleanup(S),
     ok.
+
+% @private What a crash report and sys:get_status show of a worker: its shape,
+% never its options' environment (it may hold secrets), the arguments of its
+% calls or the bytes of a reply (they may be secret, or hundreds of MiB).
+-spec format_status(map()) -> map().
+format_status(Status) ->
+    maps:map(fun(state, S = #st{}) -> summary(S);
+                (message, Message) -> status_message(Message);
+                (_, Value) -> Value
+             end, Status).
+
+% @private A message as format_status/1 shows it: a call without its
+% arguments, port data as its size; anything else as it is.
+-spec status_message(term()) -> term().
+status_message({call, Ref, M, F, Args, Tables, Deadline, Load}) when is_list(Args) ->
+    {call, Ref, M, F, {arguments, length(Args)}, Tables, Deadline, Load};
+status_message({Port, {data, Data}}) when is_port(Port), is_binary(Data) ->
+    {Port, {data, {bytes, byte_size(Data)}}};
+status_message(Message) ->
+    Message.
+
+summary(#st{opts = Opts, exe = Exe, os_pid = OsPid, phase = Phase, queue = Q, busy = Busy, next_id = Next}) ->
+    #{tether_worker => Phase, python => Exe, os_pid => OsPid, modules => maps:get(modules, Opts, []),
+      queued => queue:len(Q), next_id => Next,
+      running => case Busy of
+                     #busy{req = #req{module = M, function = F}, id = Id} -> {Id, M, F};
+                     undefined -> none
+                 end}.
 
 cleanup(S = #st{dir = Dir}) ->
     _ = close_port(S),

@@ -353,6 +353,13 @@ defmodule Tether.PoolTest do
     assert :tether_routes.lookup(pool) == :undefined
   end
 
+  test ":sys.get_status shows a pool's shape, not its members' environment" do
+    pool = start_pool(size: 2, env: [{"PYTHONPATH", TestPython.pythonpath()}, {"TETHER_TEST_SECRET", "hunter2"}])
+    status = inspect(:sys.get_status(pool), limit: :infinity, printable_limit: :infinity)
+    assert status =~ "size: 2" and status =~ "members: 2"
+    refute status =~ "hunter2"
+  end
+
   test "a caller that dies holding a member gives it back" do
     pool = start_pool(size: 1)
     {pid, ref} = spawn_monitor(fn -> Tether.Pool.transaction(pool, fn _w -> Process.sleep(:infinity) end) end)

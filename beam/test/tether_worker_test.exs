@@ -444,6 +444,36 @@ defmodule Tether.WorkerLifecycleTest do
       assert_raise ArgumentError, ~r/:log_level: expected one of debug, info/, fn -> start_worker(log_level: :notice) end
     end
 
+    test "crash reports and :sys.get_status show a worker's shape, not its environment or a call's arguments" do
+      opts = TestPython.opts(env: [{"PYTHONPATH", TestPython.pythonpath()}, {"TETHER_TEST_SECRET", "hunter2"}])
+      status = inspect(:sys.get_status(start_worker(env: opts[:env])), limit: :infinity, printable_limit: :infinity)
+      assert status =~ "tether_worker: :ready" and status =~ "queued: 0"
+      refute status =~ "hunter2"
+
+      # A worker whose parent exits abnormally logs a crash report, with a call running and one queued.
+      test = self()
+      log =
+        ExUnit.CaptureLog.capture_log(fn ->
+          parent = spawn(fn ->
+            {:ok, w} = Tether.Worker.start_link(opts)
+            send(test, {:worker, w})
+            receive do: (:never -> :ok)
+          end)
+          assert_receive {:worker, w}, 30_000
+          ref = Process.monitor(w)
+          spawn(fn -> Tether.Worker.call(w, @m, "sleep", [0.3]) end)
+          spawn(fn -> Tether.Worker.call(w, @m, "echo", ["hunter3 " <> String.duplicate("x", 100)]) end)
+          wait_until(fn -> Tether.Worker.info(w).queued == 1 end)
+          Process.exit(parent, :boom)
+          assert_receive {:DOWN, ^ref, :process, ^w, :boom}, 5_000
+          Process.sleep(100)  # the report is logged as the worker exits
+        end)
+
+      assert log =~ "terminating" and log =~ "running:" and log =~ "queued: 1"
+      refute log =~ "hunter2"
+      refute log =~ "hunter3"
+    end
+
     test "a Python warning reaches logger as one warning record" do
       w = start_worker()
       Tether.TestLogHandler.attach(:tether_warn_test)
