@@ -35,8 +35,10 @@ test: deps
 	$(PY) -m pytest -q
 	cd beam && $(BEAM_ENV) mix test
 
+# The demo runs the deployment the README recommends on a host given to the node and its workers:
+# schedulers bound to CPUs (+stbt: bind where the emulator finds a CPU topology; the demo says which).
 demo: deps
-	cd beam && TETHER_PYTHON=$(abspath $(PY)) mix run demo.exs
+	cd beam && TETHER_PYTHON=$(abspath $(PY)) ERL_FLAGS="$(strip $(ERL_FLAGS) +stbt db)" mix run demo.exs
 
 bench: deps
 	$(PY) -m tether bench
