@@ -53,7 +53,7 @@ check = fn
     is_binary(back) and binary_part(back, 0, 4) == <<255, 255, 255, 255>>
 end
 
-bound = if elem(:erlang.system_info(:scheduler_bindings), 0) == :unbound, do: "unbound", else: "bound to CPUs"
+bound = if :tether_options.schedulers_bound(), do: "bound to CPUs", else: "unbound"
 IO.puts("tether demo: BEAM (Elixir #{System.version()}, OTP #{System.otp_release()}, schedulers #{bound}) <-> Python #{py_version} (#{python})")
 IO.puts("tether #{tether_version}; a supervisor started a pool of 2 workers, a pipe-only worker and a worker for the bulk breakdown in #{div(started_us, 1000)} ms\n")
 started = System.monotonic_time(:millisecond)

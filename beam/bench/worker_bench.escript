@@ -72,10 +72,7 @@ vm() ->
                    {schedulers_online, erlang:system_info(schedulers_online)},
                    {schedulers, erlang:system_info(schedulers)},
                    {logical_processors, Cpus},
-                   {bound, case erlang:system_info(scheduler_bindings) of
-                               B when element(1, B) =:= unbound -> 0;
-                               _ -> 1
-                           end}]].
+                   {bound, case tether_options:schedulers_bound() of true -> 1; false -> 0 end}]].
 
 %% ------------------------------------------------------------------ pools
 

@@ -8,7 +8,7 @@
 %% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
--export([worker/1, pool/1, cpus/0, allowed_cpus/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
+-export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
          worker_keys/0, pool_keys/0, explain/3]).
 
 -include("../include/tether.hrl").
@@ -85,6 +85,12 @@ cpus() ->
 -spec allowed_cpus() -> pos_integer().
 allowed_cpus() ->
     cpus([logical_processors_available, logical_processors, schedulers_online]).
+
+%% @doc Whether the emulator's schedulers are bound to CPUs (`+sbt db', say):
+%% pools then place their polling members around them (tether_pool).
+-spec schedulers_bound() -> boolean().
+schedulers_bound() ->
+    element(1, erlang:system_info(scheduler_bindings)) =/= unbound.
 
 cpus([Item | Rest]) ->
     case erlang:system_info(Item) of

@@ -491,11 +491,11 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
 %% not at `Cpus', which a CPU quota may have capped.
 pin_offset(true, Spinners, Size, Cpus) when Spinners > 0, Spinners < Size, Size =< Cpus ->
     Turn = tether_routes:next_cursor(Spinners),
-    case erlang:system_info(scheduler_bindings) of
-        Bound when is_tuple(Bound), element(1, Bound) =/= unbound ->
+    case tether_options:schedulers_bound() of
+        true ->
             Allowed = tether_options:allowed_cpus(),
             ((Allowed - Spinners - Turn) rem Allowed + Allowed) rem Allowed;
-        _ ->
+        false ->
             Turn
     end;
 pin_offset(_, _, _, _) ->

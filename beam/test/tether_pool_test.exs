@@ -1,6 +1,7 @@
 defmodule Tether.PoolTest do
   # Against real `python -m tether.worker` processes (make test sets TETHER_PYTHON).
   use ExUnit.Case, async: false
+  import Tether.TestWait
   alias Tether.TestPython
 
   doctest Tether.Pool
@@ -448,13 +449,5 @@ defmodule Tether.PoolTest do
     IO.puts("\n  8 callers, pool of 2 / pool of 1: #{Float.round(waiting, 2)}x for 2 ms calls, #{Float.round(echo, 2)}x for the 5-key echo")
     assert waiting >= 1.5
     assert echo >= 0.8
-  end
-
-  defp wait_until(fun, tries \\ 200) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not met")
-      true -> Process.sleep(25) && wait_until(fun, tries - 1)
-    end
   end
 end

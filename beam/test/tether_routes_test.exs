@@ -1,6 +1,7 @@
 defmodule Tether.RoutesTest do
   # The node's route table on its own: no Python needed.
   use ExUnit.Case, async: false
+  import Tether.TestWait
 
   @keeper :tether_pool_routes_keeper
 
@@ -84,13 +85,5 @@ defmodule Tether.RoutesTest do
     tasks = for _ <- 1..20, do: Task.async(fn -> :tether_routes.next_cursor(2) end)
     taken = tasks |> Enum.map(&Task.await/1) |> Enum.sort()
     assert taken == Enum.to_list(start..(start + 38)//2)
-  end
-
-  defp wait_until(fun, tries \\ 200) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not met")
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
   end
 end

@@ -17,6 +17,7 @@ end
 defmodule Tether.WorkerLifecycleTest do
   # Against a real `python -m tether.worker` (make test sets TETHER_PYTHON).
   use ExUnit.Case, async: false
+  import Tether.TestWait
   import Bitwise
   alias Tether.TestPython
 
@@ -636,14 +637,6 @@ defmodule Tether.WorkerLifecycleTest do
     case File.read("/proc/#{pid}/status") do
       {:ok, status} -> status =~ ~r/State:\s+Z/
       _ -> true
-    end
-  end
-
-  defp wait_until(fun, tries \\ 100) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not met")
-      true -> Process.sleep(50) && wait_until(fun, tries - 1)
     end
   end
 end

@@ -44,3 +44,18 @@ defmodule Tether.TestLogHandler do
 
   def log(event, %{config: %{pid: pid}}), do: send(pid, {:log_event, event})
 end
+
+defmodule Tether.TestWait do
+  @moduledoc false
+  # Polls `fun` until it returns truthy, every 25 ms for up to 5 s; then the test fails.
+
+  import ExUnit.Assertions, only: [flunk: 1]
+
+  def wait_until(fun, tries \\ 200) do
+    cond do
+      fun.() -> :ok
+      tries == 0 -> flunk("condition not met")
+      true -> Process.sleep(25) && wait_until(fun, tries - 1)
+    end
+  end
+end
