@@ -486,7 +486,8 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
 %% it with the pool's own traffic: measured on 2 cores with `+sbt db', 26.7-
 %% 27.2 us a call in every 250 ms window, against 14.5-16.0 us with the
 %% polling member on the other CPU. Unbound, the kernel moves the BEAM's
-%% threads, and pools sat in either state (README, "What the slower state is").
+%% threads, and pools sat in either state (docs/performance.md, "What the
+%% slower state is").
 %% Counting down wraps at the CPUs Python indexes (all the node may run on),
 %% not at `Cpus', which a CPU quota may have capped.
 pin_offset(true, Spinners, Size, Cpus) when Spinners > 0, Spinners < Size, Size =< Cpus ->

@@ -127,7 +127,7 @@ def _pools(rep: Report, fig: dict[str, float], bound: dict[str, float] | None) -
         rep.target("4 concurrent 0.5 s calls on a pool of 4", fig["pool4_sleep_us"], 0.7, "s")
     if bound is not None and "pool2_call_us" in bound and "worker_call_us" in bound:
         _throughput(rep, fig, "")
-        rep.note(f"  the same with the schedulers bound ({BIND}; README, \"Binding the schedulers\"):")
+        rep.note(f"  the same with the schedulers bound ({BIND}; README, \"Tuning\"):")
         _throughput(rep, bound, ", bound", target=True)
     else:
         _throughput(rep, fig, "", target=True)
