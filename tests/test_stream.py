@@ -13,7 +13,7 @@ import tether
 from conftest import split_stream
 from tether._api import prepare
 from tether._request import Request
-from tether.stream import Checkpoint, StreamError, StreamReader, StreamWriter, verify_stream
+from tether.stream import Checkpoint, StreamError, StreamReader, StreamWriter, summarize_stream, verify_stream
 
 MIB = 1 << 20
 
@@ -262,7 +262,7 @@ def test_resume_takes_a_checkpoint_or_its_dict_and_refuses_anything_else():
     as_numpy = {**saved, "seq": np.int64(saved["seq"]), "offset": np.uint64(saved["offset"])}  # kept in a table
     assert Checkpoint.from_dict(as_numpy) == reader.checkpoint()
     for field, mangled in (("seq", 1.5), ("seq", True), ("offset", "8"), ("digest", 2.0), ("stream_id", 7)):
-        with pytest.raises(tether.ValidationError, match="must be a str stream_id and int"):
+        with pytest.raises(tether.ValidationError, match="must be a str stream_id, int seq"):
             Checkpoint.from_dict({**saved, field: mangled})
     for max_frame in (-1, 0, "big"):
         with pytest.raises(tether.ValidationError, match="max_frame"):
@@ -306,3 +306,32 @@ def test_chunk_metadata_that_is_not_a_mapping_is_a_validation_error(metadata):
     with pytest.raises(tether.ValidationError, match="metadata must be a mapping of str to values"):
         w.write({"a": 1}, metadata=metadata)
     w.write({"a": 1}, metadata={"k": "v"})  # the writer goes on
+
+
+def test_a_complete_streams_checkpoint_is_ended_and_no_writer_resumes_from_it():
+    sink = io.BytesIO()
+    w = StreamWriter(sink)
+    w.write("a")
+    assert not w.checkpoint().ended
+    closed = w.close()
+    assert closed.ended and w.checkpoint().ended and closed.seq == 1
+    whole = sink.getvalue()
+    # Writing on after the end frame used to succeed and leave a stream no reader accepts.
+    for resume in (closed, closed.as_dict(), json.loads(json.dumps(closed.as_dict()))):
+        for make in (lambda r: StreamWriter(io.BytesIO(), resume=r), lambda r: StreamReader(b"", resume=r)):
+            with pytest.raises(tether.ValidationError, match="complete stream .*abort"):
+                make(resume)
+    reader = StreamReader(whole)
+    assert reader.read_all() == ["a"] and reader.checkpoint().ended
+    assert summarize_stream(whole)["checkpoint"]["ended"] is True
+    # Before the end: not ended. Stored before the field existed: not ended, and resumable.
+    stopped = StreamWriter(io.BytesIO())
+    stopped.write("x")
+    cp = stopped.abort()
+    assert not cp.ended
+    legacy = {k: v for k, v in cp.as_dict().items() if k != "ended"}
+    assert Checkpoint.from_dict(legacy) == cp
+    StreamWriter(io.BytesIO(), resume=legacy).close()
+    for mangled in (1, "yes", None):
+        with pytest.raises(tether.ValidationError, match="bool ended"):
+            Checkpoint.from_dict({**cp.as_dict(), "ended": mangled})

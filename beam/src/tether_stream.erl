@@ -25,7 +25,7 @@
 
 -export([open/1, open/2, next/1, checkpoint/1, close/1, verify/1, verify/2]).
 -export([open_writer/2, write/2, write_tensor/4, abort/1]).
--export([bad_checkpoint/2]).
+-export([resume_point/2]).
 
 %% The largest frame a reader accepts unless told (`max_frame'): one chunk's
 %% memory. Python's chunks are 8 MiB by default.
@@ -46,7 +46,7 @@
 -opaque writer() :: #writer{}.
 -type source() :: binary() | {file, file:name_all()} | file:io_device().
 -type checkpoint() :: #{stream_id := binary(), seq := non_neg_integer(), offset := non_neg_integer(),
-                        digest := non_neg_integer()}.
+                        digest := non_neg_integer(), ended := boolean()}.
 -type summary() :: #{id := binary(), count := non_neg_integer(), bytes := non_neg_integer(),
                      digest := non_neg_integer()}.
 %% Options are checked by tether_options: an unknown or ill-typed one is
@@ -111,8 +111,11 @@ next(R) -> step(R, true).
 
 %% @doc Where the reader (or writer) stands, as Python's
 %% `Checkpoint.as_dict()': `stream_id', `seq' (the next chunk), `offset'
-%% (bytes before it) and `digest'. A reader that has not seen a chunk yet has
-%% no stream to resume: `{error, {stream, no_chunk_read, _}}'.
+%% (bytes before it), `digest', and `ended' (true once a reader has checked
+%% the end frame; close/1's checkpoint has it too). A `resume' option refuses
+%% an ended checkpoint, since a chunk after the end frame would make the
+%% stream unreadable. A reader that has not seen a chunk yet has no stream to
+%% resume: `{error, {stream, no_chunk_read, _}}'.
 %%
 %% ```
 %% {ok, W} = tether_stream:open_writer({file, "/tmp/c.tthr"}, #{}),
@@ -120,14 +123,15 @@ next(R) -> step(R, true).
 %% '''
 -spec checkpoint(reader() | writer()) -> checkpoint() | error().
 checkpoint(#reader{id = undefined} = R) -> err(no_chunk_read, R, #{});
-checkpoint(#reader{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D);
-checkpoint(#writer{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D).
+checkpoint(#reader{id = Id, seq = Seq, offset = Off, digest = D, complete = Ended}) -> cp(Id, Seq, Off, D, Ended);
+checkpoint(#writer{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D, false).
 
-cp(Id, Seq, Off, D) -> #{stream_id => Id, seq => Seq, offset => Off, digest => D}.
+cp(Id, Seq, Off, D, Ended) -> #{stream_id => Id, seq => Seq, offset => Off, digest => D, ended => Ended}.
 
 %% @doc Close a reader (the file it opened, if any): `ok'. Close a writer:
 %% write the end frame that makes the stream complete, close the file it
-%% opened, and return `{ok, Checkpoint}'. The writer is not used afterwards.
+%% opened, and return `{ok, Checkpoint}' (with `ended => true': no writer may
+%% resume from it). The writer is not used afterwards.
 %%
 %% ```
 %% {ok, R} = tether_stream:open(<<>>),
@@ -140,7 +144,9 @@ close(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W) ->
     End = #{<<"id">> => Id, <<"seq">> => Seq, <<"offset">> => Off, <<"end">> => true,
             <<"count">> => Seq, <<"bytes">> => Off, <<"digest">> => D},
     case emit(W, tether_formats:none(), End) of
-        {ok, _, _} -> abort(W);
+        {ok, _, _} ->
+            {ok, Cp} = abort(W),
+            {ok, Cp#{ended := true}};
         Error -> Error
     end.
 
@@ -344,13 +350,18 @@ read_n(Dev, N, Acc) ->
 read_n_list(_Dev, N, Data, Acc) when byte_size(Data) =:= N -> {ok, iolist_to_binary(lists:reverse(Acc, [Data]))};
 read_n_list(Dev, N, Data, Acc) -> read_n(Dev, N - byte_size(Data), [Data | Acc]).
 
-%% Bytes after the end frame: counted in a binary, probed in a file this module
-%% opened; a device the caller passed is not read past the end frame.
+%% Bytes after the end frame: counted in a binary, and in a file this module
+%% opened (from its size; a FIFO, which has none, is probed: 1 then means at
+%% least one); a device the caller passed is not read past the end frame.
 trailing(#reader{src = {bin, B, Pos}}) -> byte_size(B) - Pos;
 trailing(#reader{src = {dev, Dev}, owned = true}) ->
-    case file:read(Dev, 1) of
-        {ok, Data} -> iolist_size(Data);
-        _ -> 0
+    case {file:position(Dev, cur), file:position(Dev, eof)} of
+        {{ok, At}, {ok, End}} when End >= At -> End - At;
+        _ ->
+            case file:read(Dev, 1) of
+                {ok, Data} -> iolist_size(Data);
+                _ -> 0
+            end
     end;
 trailing(#reader{}) -> 0.
 
@@ -385,36 +396,46 @@ hint(decode) -> <<"the chunk passed every stream check but its value could not b
 hint(io) -> <<"reading or writing the stream failed (see reason)">>;
 hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>.
 
-%% A checkpoint as checkpoint/1 returns it, or with binary keys (Python's
-%% as_dict() through ETF or JSON); `undefined' starts a new stream.
-resume_point(undefined) -> {ok, {undefined, 0, 0, 0}};
-resume_point(Cp) when is_map(Cp) ->
-    Get = fun(K) -> maps:get(K, Cp, maps:get(atom_to_binary(K), Cp, undefined)) end,
-    case {Get(stream_id), Get(seq), Get(offset), Get(digest)} of
-        {Id, Seq, Off, D} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, is_integer(Off),
-                               Off >= 0, is_integer(D), D >= 0, D =< ?U64_MAX ->
-            {ok, {Id, Seq, Off, D}};
-        _ -> bad_checkpoint(Cp)
-    end;
-resume_point(Cp) -> bad_checkpoint(Cp).
+resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]) end).
 
-bad_checkpoint(Cp) ->
-    bad_checkpoint(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]) end).
-
-%% @doc The error for a `resume' option that is not a checkpoint, with `Show'
-%% writing the value (`Show(Term, Depth)', as tether_options:explain/3 takes):
-%% Elixir's wrapper passes `inspect/2', so its users read their own syntax.
+%% @doc A `resume' option's point: a checkpoint as checkpoint/1 returns it, or
+%% with binary keys (Python's `as_dict()' through ETF or JSON); `undefined'
+%% starts a new stream. `ended' may be missing (checkpoints stored before it
+%% existed): false. An ended checkpoint, or anything else, is `{error,
+%% {bad_option, resume, Message}}', with `Show' writing the value (`Show(Term,
+%% Depth)', as tether_options:explain/3 takes): Elixir's wrapper passes
+%% `inspect/2', so its users read their own syntax.
 %%
 %% ```
-%% {error, {bad_option, resume, <<"expected what", _/binary>>}} =
-%%     tether_stream:bad_checkpoint(#{seq => 1}, fun(T, _) -> io_lib:format("~0tp", [T]) end).
+%% Show = fun(T, _) -> io_lib:format("~0tp", [T]) end,
+%% {error, {bad_option, resume, <<"expected what", _/binary>>}} = tether_stream:resume_point(#{seq => 1}, Show),
+%% {error, {bad_option, resume, <<"the checkpoint of a complete stream", _/binary>>}} =
+%%     tether_stream:resume_point(#{stream_id => <<"ab">>, seq => 1, offset => 0, digest => 0, ended => true}, Show).
 %% '''
--spec bad_checkpoint(term(), fun((term(), pos_integer() | infinity) -> iodata())) ->
+-spec resume_point(term(), fun((term(), pos_integer() | infinity) -> iodata())) ->
+          {ok, {binary() | undefined, non_neg_integer(), non_neg_integer(), non_neg_integer()}} |
           {error, {bad_option, resume, binary()}}.
+resume_point(undefined, _Show) -> {ok, {undefined, 0, 0, 0}};
+resume_point(Cp, Show) when is_map(Cp) ->
+    Get = fun(K, Default) -> maps:get(K, Cp, maps:get(atom_to_binary(K), Cp, Default)) end,
+    case {Get(stream_id, undefined), Get(seq, undefined), Get(offset, undefined), Get(digest, undefined),
+          Get(ended, false)} of
+        {Id, Seq, Off, D, false} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, is_integer(Off),
+                                      Off >= 0, is_integer(D), D >= 0, D =< ?U64_MAX ->
+            {ok, {Id, Seq, Off, D}};
+        {_, Seq, _, _, true} -> resume_error(["the checkpoint of a complete stream (ended, chunk ", Show(Seq, 1),
+                                              "): its end frame is written, and a chunk after it would make the "
+                                              "stream unreadable. Start a new stream, or resume from a checkpoint "
+                                              "taken before the end (abort's, or a reader's after an error)"]);
+        _ -> bad_checkpoint(Cp, Show)
+    end;
+resume_point(Cp, Show) -> bad_checkpoint(Cp, Show).
+
 bad_checkpoint(Cp, Show) ->
-    Message = ["expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset "
-               "and digest, got ", Show(Cp, 20)],
-    {error, {bad_option, resume, unicode:characters_to_binary(Message)}}.
+    resume_error(["expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset "
+                  "and digest (and ended), got ", Show(Cp, 20)]).
+
+resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_binary(Message)}}.
 
 %% ------------------------------------------------------------------ writing
 

@@ -244,9 +244,15 @@ defmodule TetherStreamTest do
       end
     end
 
-    test "bytes after the end frame, and a frame that is no chunk", %{frames: frames} do
+    test "bytes after the end frame, and a frame that is no chunk", %{frames: frames, dir: dir} do
       {why, info} = stream_error(fn -> read_all(bin(frames ++ ["junk"])) end)
       assert {why, info.bytes} == {:trailing_bytes, 4}
+      # In a file they are counted too (a probe of one byte used to say 1).
+      path = Path.join(dir, "trailing.tthr")
+      File.write!(path, [frames, :binary.copy("j", 17)])
+      {why, info} = stream_error(fn -> read_all(path) end)
+      assert {why, info.bytes} == {:trailing_bytes, 17}
+      assert {:error, {:stream, :trailing_bytes, %{bytes: 17}}} = Tether.Stream.verify(path)
       plain = Tether.encode(%{"not" => "a chunk"}) |> IO.iodata_to_binary()
       {why, info} = stream_error(fn -> read_all(bin(List.insert_at(frames, 1, plain))) end)
       assert {why, info.chunk} == {:not_a_chunk, 1}
@@ -371,7 +377,8 @@ defmodule TetherStreamTest do
       stopped = py_write!(path, "values", count: 3, abort: true)
       {why, info} = stream_error(fn -> read_all(path) end)
       assert why == :incomplete and info.checkpoint == %{stream_id: stopped["stream_id"], seq: 3,
-                                                         offset: stopped["offset"], digest: stopped["digest"]}
+                                                         offset: stopped["offset"], digest: stopped["digest"],
+                                                         ended: false}
 
       {:ok, cp} = Tether.Stream.write(["four", %{"five" => 5}], path, resume: info.checkpoint, append: true)
       assert cp.seq == 5 and cp.stream_id == stopped["stream_id"]
@@ -393,6 +400,35 @@ defmodule TetherStreamTest do
       # Without the checkpoint the continuation is not a stream on its own.
       {why, info} = stream_error(fn -> read_all(rest) end)
       assert {why, info.chunk, info.got_seq} == {:missing_chunk, 0, 2}
+    end
+
+    test "a complete stream's checkpoint is ended, and no writer resumes from it", %{dir: dir} do
+      path = Path.join(dir, "complete.tthr")
+      {:ok, cp} = Tether.Stream.write(["one", "two"], path)
+      assert cp.ended and cp.seq == 2
+      before = File.read!(path)
+      # Appending after the end frame used to answer {:ok, _} and leave a stream no reader accepts.
+      assert {:error, {:bad_option, :resume, why}} = Tether.Stream.write(["three"], path, resume: cp, append: true)
+      assert why =~ "complete stream" and why =~ "abort"
+      assert File.read!(path) == before
+      assert {:ok, %{count: 2}} = Tether.Stream.verify(path)
+      # Python's checkpoint after close() says so too, and the BEAM refuses it; so does Python a BEAM one.
+      done = py_write!(Path.join(dir, "py-complete.tthr"), "strings", values: ["a"])
+      assert done["ended"] == true
+      assert {:error, {:bad_option, :resume, _}} = Tether.Stream.write(["b"], path, resume: done, append: true)
+      assert_raise ExUnit.AssertionError, ~r/complete stream/, fn ->
+        py_write!(Path.join(dir, "py-more.tthr"), "strings", values: ["c"], resume: py_cp(cp))
+      end
+      # A reader's checkpoint between chunks is not ended, nor is an aborted writer's; one stored before
+      # `ended` existed reads as not ended.
+      {:ok, r0} = :tether_stream.open({:file, path})
+      {:ok, "one", r1} = :tether_stream.next(r0)
+      assert %{ended: false, seq: 1} = :tether_stream.checkpoint(r1)
+      :ok = :tether_stream.close(r1)
+      {:ok, aborted} = :tether_stream.open_writer({:file, Path.join(dir, "a.tthr")}, %{})
+      {:ok, %{ended: false}} = :tether_stream.abort(aborted)
+      legacy = Map.delete(:tether_stream.checkpoint(r1), :ended)
+      assert {:ok, _} = :tether_stream.open(<<>>, %{resume: legacy})
     end
 
     test "Python finishes a stream Elixir stopped", %{dir: dir} do

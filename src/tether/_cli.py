@@ -283,8 +283,9 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         rows.append(("continues", f"from chunk {start['seq']}, offset {start['offset']} (an earlier part's "
                                   "checkpoint: the digest chain is not checked)"))
     if cp is not None:
-        rows.append(("checkpoint", f"seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (resume= "
-                                   "a StreamWriter or StreamReader there)"))
+        use = ("the stream is complete: nothing resumes from it" if cp["ended"] else
+               "resume= a StreamWriter or StreamReader there")
+        rows.append(("checkpoint", f"seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} ({use})"))
     if s["problem"] is not None:
         p = s["problem"]
         rows.append(("problem", f"at chunk {p['chunk']}: {p['error']}: {p['message']}"))

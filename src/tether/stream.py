@@ -75,8 +75,10 @@ def _chain(digest: int, seq: int, payload_checksum: int) -> int:
 class Checkpoint:
     """Where a stream stands: the next chunk number, the bytes before it, the digest so far.
 
-    Store it with :meth:`as_dict` (plain ints and a str) and rebuild it with
-    :meth:`from_dict`.
+    Store it with :meth:`as_dict` (plain ints, a str and a bool) and rebuild it
+    with :meth:`from_dict`. ``ended`` marks the checkpoint of a complete stream
+    (a writer's after :meth:`StreamWriter.close`, a reader's after the end
+    frame): nothing can follow it, so ``resume=`` refuses it.
 
     Examples
     --------
@@ -89,6 +91,7 @@ class Checkpoint:
     seq: int = 0
     offset: int = 0
     digest: int = 0
+    ended: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The checkpoint as plain values, to store (JSON, a database row) until the stream resumes.
@@ -96,7 +99,7 @@ class Checkpoint:
         Returns
         -------
         dict
-            ``stream_id`` (str), ``seq``, ``offset`` and ``digest`` (ints).
+            ``stream_id`` (str), ``seq``, ``offset`` and ``digest`` (ints), ``ended`` (bool).
 
         Examples
         --------
@@ -112,7 +115,8 @@ class Checkpoint:
         Parameters
         ----------
         data : Mapping
-            Needs ``stream_id``, ``seq``, ``offset`` and ``digest``.
+            Needs ``stream_id``, ``seq``, ``offset`` and ``digest``; ``ended`` is False when
+            missing (checkpoints stored before it existed).
 
         Returns
         -------
@@ -141,11 +145,14 @@ class Checkpoint:
         try:
             if not isinstance(fields[0], str) or any(isinstance(v, bool) for v in fields[1:]):
                 raise TypeError
-            cp = cls(fields[0], *(operator.index(v) for v in fields[1:]))
+            ended = data.get("ended", False)
+            if not isinstance(ended, bool):
+                raise TypeError
+            cp = cls(fields[0], *(operator.index(v) for v in fields[1:]), ended)
         except TypeError:
-            raise ValidationError(f"Checkpoint fields must be a str stream_id and int seq, offset and digest, "
-                                  f"got {[type(v).__name__ for v in fields]}. Pass what Checkpoint.as_dict() "
-                                  "returned.") from None
+            raise ValidationError(f"Checkpoint fields must be a str stream_id, int seq, offset and digest and a "
+                                  f"bool ended, got {[type(v).__name__ for v in [*fields, data.get('ended')]]}. "
+                                  "Pass what Checkpoint.as_dict() returned.") from None
         if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
             raise ValidationError(f"Checkpoint values out of range: {cp}.")
         if len(cp.stream_id) != 32 or cp.stream_id.strip("0123456789abcdef"):
@@ -156,6 +163,9 @@ class Checkpoint:
     @classmethod
     def of(cls, resume: Any) -> Checkpoint | None:
         """``resume=`` as a checkpoint: a :class:`Checkpoint`, what :meth:`as_dict` returned, or None.
+
+        The checkpoint of a complete stream (``ended``) is refused: a chunk
+        appended after an end frame would make the whole stream unreadable.
 
         Examples
         --------
@@ -169,11 +179,18 @@ class Checkpoint:
         if resume is None:
             return None
         if isinstance(resume, cls):  # built by hand, it may hold what no reader accepts: checked as its dict is
-            return cls.from_dict(resume.as_dict())
-        if isinstance(resume, Mapping):
-            return cls.from_dict(resume)
-        raise ValidationError(f"resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), "
-                              f"got {type(resume).__name__}.")
+            cp = cls.from_dict(resume.as_dict())
+        elif isinstance(resume, Mapping):
+            cp = cls.from_dict(resume)
+        else:
+            raise ValidationError(f"resume= takes a Checkpoint (a reader's checkpoint()) or its as_dict(), "
+                                  f"got {type(resume).__name__}.")
+        if cp.ended:
+            raise ValidationError(
+                f"resume= got the checkpoint of a complete stream (ended=True, chunk {cp.seq}): its end frame is "
+                "written, and a chunk after it would make the stream unreadable. Start a new stream, or resume "
+                "from a checkpoint taken before the end (abort()'s, or a reader's after an error).")
+        return cp
 
 
 class StreamWriter:
@@ -240,6 +257,7 @@ class StreamWriter:
         cp = Checkpoint.of(resume) or Checkpoint(secrets.token_hex(16))
         self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
         self.closed = False
+        self._ended = False  # the end frame is written
 
     # -- chunks
 
@@ -418,7 +436,7 @@ class StreamWriter:
         >>> w.checkpoint().seq, w.checkpoint().offset
         (2, 6)
         """
-        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
+        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest, self._ended)
 
     def _emit(self, enc: Any) -> int:
         """Write one frame; return its payload checksum."""
@@ -455,7 +473,7 @@ class StreamWriter:
                    "count": self._seq, "bytes": self._offset, "digest": self._digest}
             end_request = Request(format="scalar", checksum=self._request.checksum, transport="stream")
             self._emit(prepare(None, end_request, stream=end))
-            self.closed = True
+            self.closed = self._ended = True
             flush = getattr(self._sink, "flush", None)
             if flush is not None:
                 flush()
@@ -767,7 +785,7 @@ class StreamReader:
         """
         if self.stream_id is None:
             raise ValidationError("No chunk read yet: there is no stream to resume.")
-        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest)
+        return Checkpoint(self.stream_id, self._seq, self._offset, self._digest, self.complete)
 
     def __iter__(self) -> Iterator[Any]:
         while True:

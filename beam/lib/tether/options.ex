@@ -34,9 +34,11 @@ defmodule Tether.Options do
   def reword(kind, input, {:bad_option, :resume, _} = reason)
       when kind in [:stream_reader, :stream_writer] and is_list(input) do
     # The checkpoint is checked by tether_stream itself, which words the same message with `show`.
-    case Keyword.fetch(input, :resume) do
-      {:ok, cp} -> elem(:tether_stream.bad_checkpoint(cp, &show/2), 1)
-      :error -> reason
+    with {:ok, cp} <- Keyword.fetch(input, :resume),
+         {:error, reworded} <- :tether_stream.resume_point(cp, &show/2) do
+      reworded
+    else
+      _ -> reason
     end
   end
 

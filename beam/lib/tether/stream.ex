@@ -87,7 +87,13 @@ defmodule Tether.Stream do
   @type source :: Path.t() | {:binary, binary()} | pid() | :file.io_device()
 
   @typedoc "Where a stream stands, as Python's `Checkpoint.as_dict()`."
-  @type checkpoint :: %{stream_id: binary(), seq: non_neg_integer(), offset: non_neg_integer(), digest: non_neg_integer()}
+  @type checkpoint :: %{
+          stream_id: binary(),
+          seq: non_neg_integer(),
+          offset: non_neg_integer(),
+          digest: non_neg_integer(),
+          ended: boolean()
+        }
 
   @typedoc "What a complete stream held."
   @type summary :: %{id: binary(), count: non_neg_integer(), bytes: non_neg_integer(), digest: non_neg_integer()}
@@ -170,7 +176,9 @@ defmodule Tether.Stream do
   @doc """
   Write every element of `enumerable` to `sink` as a stream, then the end
   frame: `{:ok, checkpoint}` after it, or `{:error, reason}` (the stream is
-  left without its end frame). Binaries become raw chunks (Python reads them
+  left without its end frame). The checkpoint after the end frame has
+  `ended: true`, and `resume:` refuses it: a chunk written after the end
+  frame would make the stream unreadable. Binaries become raw chunks (Python reads them
   as `bytes`), other terms etf chunks (Python reads them as it reads any etf
   frame).
 
@@ -178,13 +186,16 @@ defmodule Tether.Stream do
   device opened in binary mode. Options: `compression: :none | :gzip`,
   `level`, `chunk_size` (largest raw chunk, default 8 MiB), `metadata` (user
   metadata on every chunk, plain data as in `Tether.encode/2`), `resume` (a checkpoint from `checkpoint/1` on a
-  reader or writer, or Python's `Checkpoint.as_dict()`: continue that stream;
-  with `append: true` onto the same file, the file becomes the whole stream).
+  reader or writer, an error's `info.checkpoint`, or Python's `Checkpoint.as_dict()`: continue that stopped
+  stream; with `append: true` onto the same file, the file becomes the whole stream).
 
       iex> path = Path.join(System.tmp_dir!(), "tether-doc-#{System.unique_integer([:positive])}.tthr")
       iex> {:ok, cp} = Tether.Stream.write([:binary.copy("x", 10)], path, chunk_size: 4, compression: :gzip)
-      iex> {cp.seq, cp.offset}
-      {3, 10}
+      iex> {cp.seq, cp.offset, cp.ended}
+      {3, 10, true}
+      iex> {:error, {:bad_option, :resume, why}} = Tether.Stream.write(["more"], path, resume: cp, append: true)
+      iex> why =~ "complete stream"
+      true
       iex> File.rm!(path)
       :ok
   """
