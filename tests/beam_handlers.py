@@ -62,6 +62,11 @@ def transposed():
     return np.arange(6, dtype=np.float32).reshape(2, 3).T
 
 
+def byte_swapped():
+    # Big-endian, and a big-endian transpose: the BEAM must get native-endian values with an Nx type.
+    return np.arange(3, dtype=">f4"), np.arange(6, dtype=">i8").reshape(2, 3).T
+
+
 def table(n):
     import pyarrow as pa
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import decimal
+import math
 import warnings
 
 import numpy as np
@@ -13,7 +14,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import tether
-from tether import Atom, arrow
+from tether import Atom, arrow, etf
+
+
+inf_f = float("inf")
 
 
 def roundtrip(value, **kw):
@@ -247,8 +251,9 @@ _cell = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.binary(max_size=6),
     st.text(max_size=4).map(str.encode),
-    st.sampled_from([Atom("red"), Atom("green"), Atom("é")]),
+    st.sampled_from([Atom("red"), Atom("green"), Atom("é"), Atom("nan")]),
 )
+_float_atoms = st.sampled_from([Atom("nan"), Atom("infinity"), Atom("neg_infinity")])
 _nested = st.recursive(
     _cell,
     lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner) | st.tuples(inner)
@@ -267,8 +272,10 @@ def test_from_etf_typed_columns_match_the_general_path(data):
     keys = data.draw(st.lists(st.sampled_from([Atom("a"), Atom("b"), Atom("c"), b"d"]), min_size=1, max_size=3, unique=True))
     kinds = [data.draw(st.sampled_from([_cell, _nested, st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                                         st.lists(st.sampled_from([Atom("p"), Atom("q"), True]), max_size=3),
-                                        st.tuples(st.integers(-3, 3), st.binary(max_size=3))]))
+                                        st.tuples(st.integers(-3, 3), st.binary(max_size=3)), _float_atoms,
+                                        st.floats(allow_nan=False, allow_infinity=False) | _float_atoms]))
              for _ in keys]
+    float_atoms = data.draw(st.booleans())
     columns = [data.draw(_column_values(k)) for k in kinds]
     n = min(map(len, columns))
     rows = []
@@ -285,10 +292,11 @@ def test_from_etf_typed_columns_match_the_general_path(data):
             except tether.TetherError as exc:
                 return ("error", type(exc).__name__, str(exc)), []
         table.validate(full=True)
-        return ("table", table.schema, table.to_pylist()), [str(w.message) for w in seen]
+        rows = [{k: "NaN" if v != v else v for k, v in row.items()} for row in table.to_pylist()]  # NaN != NaN
+        return ("table", table.schema, rows), [str(w.message) for w in seen]
 
-    typed = outcome(lambda: arrow.from_etf(payload))
-    general = outcome(lambda: arrow._from_value(tether.etf.decode(payload, charlists="list")))
+    typed = outcome(lambda: arrow.from_etf(payload, float_atoms=float_atoms))
+    general = outcome(lambda: arrow._from_value(tether.etf.decode(payload, charlists="list"), float_atoms))
     assert typed == general
 
 
@@ -370,3 +378,30 @@ def test_column_to_arrow_refuses_an_iterator_a_string_or_a_bad_name_instead_of_a
         with pytest.raises(tether.ValidationError, match=r"column_to_arrow takes a column name \(str\) and its values"):
             arrow.column_to_arrow(name, values)
     assert arrow.column_to_arrow("c", (1, 2)).to_pylist() == [1, 2]
+
+
+def test_from_etf_reads_the_beams_nan_atoms_as_floats_when_asked():
+    nan, inf, ninf = Atom("nan"), Atom("infinity"), Atom("neg_infinity")
+    typed = {Atom("a"): [nan, inf, ninf, None], Atom("b"): [Atom("x"), nan, Atom("y"), None]}
+    general = [{Atom("a"): 1.5}, {Atom("a"): nan}, {Atom("a"): 2.5}, {Atom("a"): None}]
+    got = arrow.from_etf(etf.encode(typed), float_atoms=True)
+    assert got.schema.field("a").type == pa.float64() and got.column("a").to_pylist()[1:] == [inf_f, -inf_f, None]
+    assert math.isnan(got.column("a").to_pylist()[0])
+    assert got.column("b").to_pylist() == ["x", "nan", "y", None]  # other atoms: a column of atoms, as before
+    got = arrow.from_etf(etf.encode(general), float_atoms=True).column("a").to_pylist()
+    assert got[0] == 1.5 and math.isnan(got[1]) and got[2:] == [2.5, None]
+    # Without the flag the atoms stay atoms: an atom column, and a mixed one Arrow cannot hold.
+    assert arrow.from_etf(etf.encode(typed)).column("a").to_pylist() == ["nan", "infinity", "neg_infinity", None]
+    with pytest.raises(tether.ColumnError, match="holds Atom"):
+        arrow.from_etf(etf.encode(general))
+
+
+def test_an_etf_frame_of_rows_with_nan_reads_into_a_table():
+    # tether.dumps marks the frame ("nan": "atoms"); into= used to refuse the column as "Atom, float".
+    rows = [{"x": 1.0, "n": 1}, {"x": float("nan"), "n": 2}, {"x": float("-inf"), "n": 3}]
+    frame = tether.dumps(rows, format="etf")
+    for into in ("arrow", "pandas"):
+        table = tether.loads(frame, into=into)
+        xs = list(table["x"]) if into == "pandas" else table.column("x").to_pylist()
+        assert xs[0] == 1.0 and math.isnan(xs[1]) and xs[2] == -inf_f
+    assert math.isnan(tether.loads(frame)[1]["x"])

@@ -509,7 +509,7 @@ def test_fresh_stream_read_from_the_spec(checksum, compression):
     reader = tether.stream.StreamReader(buf)
     assert len(list(reader)) == len(got.chunks)
     assert reader.checkpoint().as_dict() == {"stream_id": got.stream_id, "seq": len(got.chunks),
-                                             "offset": got.end["bytes"], "digest": digest}
+                                             "offset": got.end["bytes"], "digest": digest, "ended": True}
 
 
 def _rejoin(frames: list[bytes]) -> bytes:

@@ -15,7 +15,6 @@ ARRAYS = [
     np.zeros((0, 3), dtype=np.float32),
     np.array(5.0),
     np.array([True, False]),
-    np.arange(3, dtype=">i4"),
     np.array(["2020-01-01", "NaT"], dtype="M8[ns]"),
     np.arange(4, dtype=np.complex64),
     np.arange(4, dtype=np.uint8).reshape(2, 1, 2),
@@ -43,7 +42,8 @@ def test_plain_array_frames_equal_general_frames(arr, checksum, monkeypatch):
     np.zeros(3, dtype=[("a", "<i4"), ("b", "<f8")]),  # structured
     np.float64(2.5),  # a NumPy scalar keeps its scalar flag on the general path
     np.ma.masked_array([1, 2]),  # a subclass: not an ndarray the writer knows
-], ids=["F", "strided", "large", "structured", "scalar", "subclass"])
+    np.arange(3, dtype=">i4"),  # byte-swapped: the general path writes it native for a BEAM reader
+], ids=["F", "strided", "large", "structured", "scalar", "subclass", "swapped"])
 def test_other_arrays_take_the_general_path(value):
     assert ndarray.FORMAT.dumps_plain(value, -1, "memory") is None
     frame = tether.dumps(value)
@@ -69,3 +69,16 @@ def test_arrays_of_many_shapes_do_not_evict_the_fixed_metadata():
         tether.dumps(np.zeros(n + 1, dtype=np.float32))
     assert fixed <= set(_meta._PAIRS)
     assert 0 < len(_meta._TYPED) <= 257
+
+
+@pytest.mark.parametrize("arr", [np.arange(3, dtype=">f4"), np.arange(6, dtype=">i8").reshape(2, 3).T,
+                                 np.arange(200_000, dtype=">f8")[::2]], ids=["C", "F", "strided"])
+def test_a_byte_swapped_array_is_written_native_for_the_beam_and_as_it_is_for_python(arr):
+    for_beam = tether.loads(tether.dumps(arr, reader="beam"))
+    assert for_beam.dtype == arr.dtype.newbyteorder("=") and for_beam.flags.c_contiguous
+    np.testing.assert_array_equal(for_beam, arr)
+    assert tether.inspect(tether.dumps(arr, reader="beam")).type["nx"] == [arr.dtype.kind.replace("i", "s"),
+                                                                          arr.dtype.itemsize * 8]
+    back = tether.loads(tether.dumps(arr))
+    assert back.dtype == arr.dtype  # a Python reader keeps the byte order
+    np.testing.assert_array_equal(back, arr)

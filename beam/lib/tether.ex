@@ -130,9 +130,11 @@ defmodule Tether do
   end
 
   @doc """
-  Mark rows (a list of maps) or columns (a map of lists) as a table: as an
-  argument of `Tether.Worker.call/5` or `Tether.Pool.call/5` it arrives in
-  Python as a `pyarrow.Table`. Anything else raises `ArgumentError`.
+  Mark rows (a list of maps) or columns (a map of equal-length lists) as a
+  table: as an argument of `Tether.Worker.call/5` or `Tether.Pool.call/5` it
+  arrives in Python as a `pyarrow.Table`. `:nan`, `:infinity` and
+  `:neg_infinity` in a column of numbers arrive as floats, as anywhere else in
+  a call. Anything else raises `ArgumentError`.
 
       iex> {:"$tether_table", etf} = Tether.table([%{"id" => 1}, %{"id" => 2}])
       iex> :erlang.binary_to_term(etf)
@@ -146,7 +148,7 @@ defmodule Tether do
   catch
     :error, :badarg ->
       raise ArgumentError,
-            "Tether.table/1 takes rows (a list of maps) or columns (a map of lists), got: " <>
+            "Tether.table/1 takes rows (a list of maps) or columns (a map of equal-length lists), got: " <>
               Kernel.inspect(rows_or_columns, limit: 5)
   end
 

@@ -21,8 +21,8 @@
 %% itself by path, which would be read forever.
 -define(MAX_FRAME_NESTING, 8).
 
-%% @doc Mark rows (a list of maps) or columns (a map of lists) to arrive in
-%% Python as a `pyarrow.Table'. Anything else is a `badarg' error.
+%% @doc Mark rows (a list of maps) or columns (a map of equal-length lists) to
+%% arrive in Python as a `pyarrow.Table'. Anything else is a `badarg' error.
 %%
 %% ```
 %% {'$tether_table', _} = tether_embed:table([#{id => 1}, #{id => 2}]).
@@ -36,6 +36,9 @@ table(Rows) when is_list(Rows) ->
 table(Columns) when is_map(Columns) ->
     lists:all(fun is_list/1, maps:values(Columns)) orelse
         erlang:error(badarg, [Columns], [{error_info, #{cause => <<"columns must be a map of lists">>}}]),
+    %% Checked here, where the caller can read why, rather than in Python during the call.
+    length(lists:usort([length(C) || C <- maps:values(Columns)])) =< 1 orelse
+        erlang:error(badarg, [Columns], [{error_info, #{cause => <<"columns must all have the same length">>}}]),
     {'$tether_table', term_to_binary(Columns)};
 table(Other) ->
     erlang:error(badarg, [Other]).

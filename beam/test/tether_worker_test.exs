@@ -240,6 +240,15 @@ defmodule Tether.WorkerLifecycleTest do
       assert t.data == for(v <- [0, 3, 1, 4, 2, 5], into: <<>>, do: <<v * 1.0::float-32-little>>)
     end
 
+    test "a byte-swapped array arrives native-endian, with its Nx type", %{w: w} do
+      # It used to arrive with type: :undefined and big-endian bytes, so Nx.from_binary read garbage.
+      assert {:ok, {a, b}} = Tether.Worker.call(w, @m, "byte_swapped", [])
+      assert %{type: {:f, 32}, shape: {3}, dtype: "<f4"} = a
+      assert a.data == <<0.0::float-32-native, 1.0::float-32-native, 2.0::float-32-native>>
+      assert %{type: {:s, 64}, shape: {3, 2}} = b
+      assert b.data == for(v <- [0, 3, 1, 4, 2, 5], into: <<>>, do: <<v::signed-64-native>>)
+    end
+
     test "tables come back as Arrow IPC bytes, rows or columns", %{w: w} do
       assert {:ok, <<0xFF, 0xFF, 0xFF, 0xFF, _::binary>>} = Tether.Worker.call(w, @m, "table", [2])
 
@@ -262,6 +271,22 @@ defmodule Tether.WorkerLifecycleTest do
                Tether.Worker.call(w, @m, "table_info", [Tether.table(%{"x" => [1.0, 2.0, 3.0]})])
 
       assert_raise ArgumentError, fn -> Tether.table([1, 2]) end
+      assert_raise ArgumentError, ~r/equal-length/, fn -> Tether.table(%{"a" => [1, 2], "b" => [1]}) end
+    end
+
+    test "NaN and infinities in a Tether.table/1 column arrive as floats", %{w: w} do
+      # A mixed column was refused ("holds Atom, float"), and one of atoms alone arrived as strings.
+      mixed = Tether.table([%{"a" => 1.0}, %{"a" => :nan}, %{"a" => nil}])
+      assert {:ok, %{"a" => [1.0, :nan, nil]}} = Tether.Worker.call(w, @m, "echo", [mixed], tables: :columns)
+      only = Tether.table(%{"a" => [:nan, :infinity, :neg_infinity], "b" => [:x, :y, :nan]})
+      assert {:ok, %{"a" => [:nan, :infinity, :neg_infinity], "b" => ["x", "y", "nan"]}} =
+               Tether.Worker.call(w, @m, "echo", [only], tables: :columns)
+
+      # A column Arrow cannot hold: the call says which argument, and Tether.Error says what the tag means.
+      mixed_kinds = Tether.table([%{"a" => 1}, %{"a" => "x"}])
+      assert {:error, {:bad_request, message} = reason} = Tether.Worker.call(w, @m, "echo", [1, mixed_kinds])
+      assert message =~ "$[1]" and message =~ "Column 'a'"
+      assert Exception.message(%Tether.Error{reason: reason}) =~ "could not read the call's arguments"
     end
 
     test "NaN and infinities travel as atoms, both ways", %{w: w} do

@@ -37,6 +37,11 @@ class Atom(str):
         return f"Atom({str.__repr__(self)})"
 
 
+# The BEAM has no NaN or infinities: Nx, and tether on both sides, write them as these atoms. One table,
+# here beside Atom, for every place that reads them back as floats (the etf format, the worker, from_etf).
+FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
+
+
 class ImproperList:
     """A list whose tail is not ``[]``, as ``[1, 2 | tail]`` in Erlang.
 

@@ -40,7 +40,7 @@ import pyarrow as pa
 from . import _etf
 from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError
-from ._types import Atom
+from ._types import FLOAT_ATOMS, Atom
 
 __all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "to_table"]
 
@@ -487,13 +487,15 @@ def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:
     return list(keys), [[r.get(k) for r in rows] for k in keys]
 
 
-def _table(keys: list, columns: list[list], strict: bool) -> pa.Table:
+def _table(keys: list, columns: list[list], strict: bool, float_atoms: bool = False) -> pa.Table:
     names = [_col_name(k) for k in keys]
+    if float_atoms:
+        columns = [_float_atom_column(c) for c in columns]
     arrays = [column_to_arrow(n, c, strict=strict) for n, c in zip(names, columns)]
     return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
 
 
-def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
+def from_etf(data: Any, *, limits: Any = None, float_atoms: bool = False) -> pa.Table:
     """Build an Arrow table straight from ETF bytes of a list of maps (or a map of equal-length lists).
 
     Columns of one clean kind (integers, floats, booleans, binaries, atoms,
@@ -507,6 +509,13 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     ----------
     data : bytes-like
         What Elixir's ``:erlang.term_to_binary(rows)`` returns.
+    limits : tether.Limits, optional
+        Bounds for the decoding (default: the process-wide ones).
+    float_atoms : bool
+        Read the atoms ``nan``, ``infinity`` and ``neg_infinity`` as floats in a
+        column of numbers, as the BEAM writes NaN and the infinities (Nx's
+        convention; the worker passes True for ``Tether.table/1``). A column
+        that also holds other atoms or other kinds is left as it is.
 
     Returns
     -------
@@ -518,6 +527,9 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
     >>> rows = [{Atom("id"): 1, Atom("name"): b"a"}, {Atom("id"): 2, Atom("name"): b"b"}]
     >>> arrow.from_etf(etf.encode(rows)).to_pydict()
     {'id': [1, 2], 'name': ['a', 'b']}
+    >>> cols = {Atom("x"): [1.5, Atom("nan")], Atom("y"): [Atom("infinity"), None]}
+    >>> arrow.from_etf(etf.encode(cols), float_atoms=True).to_pydict()
+    {'x': [1.5, nan], 'y': [inf, None]}
     """
     opts = _etf.Options(limits=limits)
     # Inflated once for the three decoders below; input that is not ETF is decode's to report.
@@ -527,11 +539,31 @@ def from_etf(data: Any, *, limits: Any = None) -> pa.Table:
         # Clean columns go straight into Arrow buffers, with no Python object per value.
         names = [_col_name(k) for k in typed.keys]
         arrays = [_typed_array(spec) for spec in typed.columns]
+        if float_atoms:
+            arrays = [_float_atom_array(a) for a in arrays]
         return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
     columns = _etf.decode_columns(buf, opts)
     if columns is not None:
-        return _table(columns.keys, columns.columns, strict=False)
-    return _from_value(_etf.decode(buf, opts))
+        return _table(columns.keys, columns.columns, strict=False, float_atoms=float_atoms)
+    return _from_value(_etf.decode(buf, opts), float_atoms)
+
+
+def _float_atom_array(arr: pa.Array) -> pa.Array:
+    """An atom column (a dictionary) that holds only nan, infinity and neg_infinity, as float64; else ``arr``."""
+    if not pa.types.is_dictionary(arr.type) or not all(Atom(v) in FLOAT_ATOMS for v in arr.dictionary.to_pylist()):
+        return arr
+    floats = pa.array([FLOAT_ATOMS[Atom(v)] for v in arr.dictionary.to_pylist()], pa.float64())
+    return pa.DictionaryArray.from_arrays(arr.indices, floats).dictionary_decode()
+
+
+def _float_atom_column(column: list) -> list:
+    """A column of numbers whose NaN and infinities came as atoms, with those atoms as floats; else ``column``."""
+    if not any(type(v) is Atom and v in FLOAT_ATOMS for v in column):
+        return column
+    if not all(v is None or type(v) is int or type(v) is float or (type(v) is Atom and v in FLOAT_ATOMS)
+               for v in column):
+        return column
+    return [FLOAT_ATOMS[v] if type(v) is Atom else v for v in column]
 
 
 _FIXED = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
@@ -564,12 +596,12 @@ def _typed_array(spec: tuple) -> pa.Array:
     return pa.Array.from_buffers(struct, n, [vbuf], null_count=nulls, children=fields)
 
 
-def _from_value(value: Any) -> pa.Table:
+def _from_value(value: Any, float_atoms: bool = False) -> pa.Table:
     if type(value) is list:
         keys, columns = _rows_to_columns(value, "from_etf needs a list of maps or a map of equal-length lists.")
-        return _table(keys, columns, strict=False)
+        return _table(keys, columns, strict=False, float_atoms=float_atoms)
     if type(value) is dict:
         if not all(type(v) is list for v in value.values()) or len({len(v) for v in value.values()}) > 1:
             raise ColumnError("from_etf needs a list of maps or a map of equal-length lists.")
-        return _table(list(value), list(value.values()), strict=False)
+        return _table(list(value), list(value.values()), strict=False, float_atoms=float_atoms)
     raise ColumnError(f"from_etf needs a list of maps or a map of equal-length lists, got {type(value).__name__}.")

@@ -62,7 +62,7 @@ from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, 
                     compression, formats, frame)
 from tether import _etf
 from tether._files import NotRegularFile, open_regular
-from tether.formats.etf import FLOAT_ATOMS
+from tether._types import FLOAT_ATOMS
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
 from tether.shm import RegionError, RegionPool
@@ -126,7 +126,7 @@ CANCEL_FILE = "cancel"
 
 _TABLE_FORMS = {"arrow": "arrow", "rows": "rows", "columns": "columns"}
 _NAN, _INF, _NEG_INF = map(Atom, ("nan", "infinity", "neg_infinity"))
-_ATOM_FLOATS = FLOAT_ATOMS  # the etf format's: one table of which atoms stand for which floats
+_ATOM_FLOATS = FLOAT_ATOMS  # one table of which atoms stand for which floats (tether._types)
 _LEVELS = ((logging.CRITICAL, Atom("critical")), (logging.ERROR, Atom("error")),
            (logging.WARNING, Atom("warning")), (logging.INFO, Atom("info")))
 _DEBUG, _WARNING, _STDERR = Atom("debug"), Atom("warning"), "stderr"
@@ -1174,7 +1174,7 @@ class Worker:
         if tag == _EMBED and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
             return tether.loads(value[1], options=self._decode_options, verify=self._verify)
         if tag == _EMBED_TABLE and len(value) == 2 and isinstance(value[1], (bytes, memoryview)):
-            return arrow_api.from_etf(value[1])
+            return arrow_api.from_etf(value[1], float_atoms=True)  # Tether.table/1: :nan is NaN, as everywhere
         if tag == _EMBED_SHM and len(value) == 4:
             return tether.loads(self._map_file(value[1], value[2], value[3]), options=self._decode_options)
         if tag == _EMBED_BYTES and len(value) == 2:

@@ -44,6 +44,9 @@ defmodule Tether.Error do
       "the reply holds embedded frames inside embedded frames more than #{max} levels deep (a forged chain, or " <>
         "a frame that names itself): refused"
 
+  defp describe({:bad_request, message}),
+    do: "Python could not read the call's arguments ($[0] is the first): #{message}"
+
   defp describe({:bad_etf, why}),
     do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"
 

@@ -29,7 +29,8 @@ from .._etf import tags
 from .. import arrow as arrow_api
 from .._errors import ColumnError, EncodeError, MappingError, ValidationError
 from .._limits import Limits, get_limits
-from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
+from .._types import (FLOAT_ATOMS, Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port,
+                      Reference)
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
@@ -38,9 +39,8 @@ VIEW_MIN = 64 << 10
 ENCODE_OPTIONS = ("minor_version", "none_atom", "nan")
 
 _TYPE = {"binaries": "tagged"}
-# Non-finite floats as the atoms Nx writes for them; a frame whose type says "nan": "atoms" gives them back
-# to Python as floats (the BEAM reads the atoms, as Tether.Worker does).
-FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
+# Non-finite floats as the atoms Nx writes for them (FLOAT_ATOMS); a frame whose type says "nan": "atoms"
+# gives them back to Python as floats (the BEAM reads the atoms, as Tether.Worker does).
 _BEAM_TYPES = (Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference)
 # auto_pick's answer for the exact container types, built once: most values asked about are one of these.
 _CLAIMS = {t: (f"{t.__name__} of BEAM-representable values", None) for t in (dict, list, tuple)}
@@ -233,7 +233,7 @@ class EtfFormat(Format):
 
         shape = "rows (a list of maps) or columns (a map of equal-length lists)"
         try:
-            table = arrow_api.from_etf(payload, limits=ctx.limits)
+            table = arrow_api.from_etf(payload, limits=ctx.limits, float_atoms=type_info.get("nan") == "atoms")
         except ColumnError as exc:
             value = _etf.decode(payload, self.decode_options(type_info, ctx._replace(into=None)))
             if _table_shaped(value):  # the right shape; a column Arrow cannot hold

@@ -4,7 +4,9 @@ The payload is the array's elements in the recorded ``order`` ("C" or "F"),
 contiguous, in the dtype's own byte order. For a BEAM reader
 (``reader="beam"``) the order is always "C", whatever the array's layout: Nx
 reads row-major, so an ``arr.T`` is written transposed in memory, with the
-same values. The dtype is stored as its
+same values, and in native byte order: Nx reads native-endian binaries, so a
+``>f4`` array is written as ``<f4`` (on a little-endian host), with the same
+values and an Nx type. The dtype is stored as its
 ``numpy.lib.format`` descr (the one ``.npy`` files use), so structured,
 nested, datetime and byte-swapped dtypes survive. ``nx`` carries the Nx type
 (``["f", 32]`` is ``{:f, 32}``) where one exists.
@@ -123,6 +125,8 @@ class NdarrayFormat(Format):
         dtype = obj.dtype
         if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None:
             return None
+        if not dtype.isnative:  # byte-swapped: a BEAM reader gets it swapped, which the general path does
+            return None
         key = (dtype.str, obj.shape)
         info = _plain_info(*key)
         data = _byte_view(obj, "C")
@@ -149,7 +153,15 @@ class NdarrayFormat(Format):
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """The array's bytes in C or Fortran order, whichever needs no copy (always C for the BEAM).
 
-        A non-contiguous array is copied once, straight into the frame.
+        A non-contiguous array is copied once, straight into the frame; so is a
+        byte-swapped one for the BEAM, which reads native byte order.
+
+        Examples
+        --------
+        >>> import tether
+        >>> frame = tether.dumps(np.array([1.5, 2.5], dtype=">f4"), reader="beam")
+        >>> tether.inspect(frame).type["nx"], tether.loads(frame).dtype.isnative
+        (['f', 32], True)
         """
         if ctx.options:
             self.check_reader_versions(ctx.options)
@@ -157,27 +169,29 @@ class NdarrayFormat(Format):
         arr = np.asarray(obj)
         if arr.dtype.hasobject:
             raise TypeError("object arrays go to pickle")
-        if arr.flags.c_contiguous or ctx.options.get("reader") == "beam":
+        beam = ctx.options.get("reader") == "beam"
+        dtype = arr.dtype.newbyteorder("=") if beam and _swapped(arr.dtype) else arr.dtype
+        if arr.flags.c_contiguous or beam:
             order = "C"
         elif arr.flags.f_contiguous:
             order = "F"
         else:
             # One copy, in whichever order the strides already favour.
             order = "F" if arr.ndim > 1 and abs(arr.strides[0]) < abs(arr.strides[-1]) else "C"
-        info = _type_info(arr.dtype, arr.shape, order)
+        info = _type_info(dtype, arr.shape, order)
         if scalar:
             info["scalar"] = True
         p = Payload(info)
-        if arr.flags.c_contiguous or (arr.flags.f_contiguous and order == "F"):
+        if dtype == arr.dtype and (arr.flags.c_contiguous or (arr.flags.f_contiguous and order == "F")):
             if arr.nbytes:
                 p.add(_byte_view(arr, order))
         else:
-            def write(dest: memoryview, arr: np.ndarray = arr, order: str = order) -> None:
-                out = np.frombuffer(dest, dtype=arr.dtype, count=arr.size).reshape(arr.shape, order=order)
-                np.copyto(out, arr, casting="no")
+            def write(dest: memoryview, arr: np.ndarray = arr, order: str = order, dtype: np.dtype = dtype) -> None:
+                out = np.frombuffer(dest, dtype=dtype, count=arr.size).reshape(arr.shape, order=order)
+                np.copyto(out, arr, casting="equiv")  # "equiv": the same values, byte order aside
 
             if memory.low_peak(arr.nbytes):  # a compressor then reads slices, never a whole copy
-                p.add(memory.Chunked(arr.nbytes, write, functools.partial(_slices, arr, order)))
+                p.add(memory.Chunked(arr.nbytes, write, functools.partial(_slices, arr, order, dtype=dtype)))
             else:
                 p.add(Segment(arr.nbytes, write))
         return p
@@ -301,7 +315,12 @@ def _lists_to_tuples(descr: Any) -> Any:
     return descr
 
 
-def _slices(arr: np.ndarray, order: str, n: int) -> Any:
+def _swapped(dtype: np.dtype) -> bool:
+    """Whether a plain (not structured) dtype is in the other byte order than this host's."""
+    return dtype.fields is None and dtype.subdtype is None and not dtype.isnative
+
+
+def _slices(arr: np.ndarray, order: str, n: int, dtype: np.dtype | None = None) -> Any:
     """A non-contiguous array's elements in ``order``, as contiguous copies of about ``n`` bytes each.
 
     Slices run along the slowest axis of ``order`` (the first for C, the
@@ -316,7 +335,7 @@ def _slices(arr: np.ndarray, order: str, n: int) -> Any:
     outer = arr if order == "C" else arr.T  # C order of the transpose is F order of the array
     step = max(1, n // max(1, outer[:1].nbytes))
     for i in range(0, len(outer), step):
-        yield memoryview(np.ascontiguousarray(outer[i : i + step])).cast("B")
+        yield memoryview(np.ascontiguousarray(outer[i : i + step], dtype=dtype)).cast("B")
 
 
 def _byte_view(arr: np.ndarray, order: str) -> memoryview:
