@@ -231,7 +231,7 @@ fun_tags() ->
 ndarray(Info, Payload) ->
     Shape = maps:get(<<"shape">>, Info, []),
     Type = nx_type(maps:get(<<"nx">>, Info, undefined)),
-    case is_list(Shape) andalso lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Shape) of
+    case dims(Shape) of
         false -> {error, {bad_type_info, ndarray, <<"shape must be a list of non-negative integers">>}};
         true ->
             case Type =:= undefined orelse product(Shape) * (element(2, Type) div 8) =:= byte_size(Payload) of
@@ -247,20 +247,23 @@ ndarray(Info, Payload) ->
 %% each tensor as ndarray/2 gives it (a sub-binary of the payload: no copy).
 %% Every component's name, offset and size is checked against the payload.
 sparse(#{<<"layout">> := Layout, <<"shape">> := Shape, <<"components">> := Comps} = Info, Payload)
-  when is_list(Shape), is_list(Comps) ->
+  when is_list(Comps), length(Comps) >= 0 ->  % length/1 fails the guard for an improper list
     Names = case Layout of
                 <<"coo">> -> [<<"data">>, <<"coords">>];
                 L when L =:= <<"csr">>; L =:= <<"csc">> -> [<<"data">>, <<"indices">>, <<"indptr">>];
                 _ -> []
             end,
-    Dims = lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Shape),
-    case Dims andalso Names =/= [] andalso [maps:get(<<"name">>, C, undefined) || C <- Comps, is_map(C)] =:= Names of
+    case dims(Shape) andalso Names =/= [] andalso [maps:get(<<"name">>, C, undefined) || C <- Comps, is_map(C)] =:= Names of
         false -> {error, {bad_type_info, sparse, <<"shape must be non-negative integers, layout csr, csc or coo, "
                                                    "with its components in order">>}};
         true -> sparse_tensors(Comps, Payload, #{format => binary_to_atom(Layout), shape => list_to_tuple(Shape),
                                                  kind => maps:get(<<"kind">>, Info, undefined)}, #{})
     end;
 sparse(_, _) -> {error, {bad_type_info, sparse, <<"the type info needs layout, shape and components">>}}.
+
+%% A shape as a peer wrote it: a proper list of non-negative integers, or false.
+dims(Shape) when is_list(Shape), length(Shape) >= 0 -> lists:all(fun(D) -> is_integer(D) andalso D >= 0 end, Shape);
+dims(_) -> false.
 
 sparse_tensors([], _, Out, Acc) -> {ok, Out#{components => Acc}};
 sparse_tensors([#{<<"name">> := Name, <<"dtype">> := Dtype, <<"shape">> := Shape, <<"offset">> := Off,

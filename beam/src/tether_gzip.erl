@@ -58,7 +58,10 @@ bounded(Data, Raw, _Max, Bits) ->
     Z = zlib:open(),
     try
         ok = zlib:inflateInit(Z, Bits),
-        loop(Z, zlib:safeInflate(Z, Data), <<>>, Raw)
+        case loop(Z, zlib:safeInflate(Z, Data), <<>>, Raw) of
+            {ok, Out} -> ends_here(Bits, Data, Out);
+            Error -> Error
+        end
     catch
         error:Reason -> {error, {bad_gzip, Reason}}
     after
@@ -75,8 +78,28 @@ loop(Z, {continue, Chunk}, Acc, Raw) ->
     end;
 loop(Z, {finished, Chunk}, Acc, Raw) ->
     Out = <<Acc/binary, (iolist_to_binary(Chunk))/binary>>,
-    ok = zlib:inflateEnd(Z),  % data_error when bytes follow the gzip member
+    ok = zlib:inflateEnd(Z),
     case byte_size(Out) of
         Raw -> {ok, Out};
         Got -> {error, {decompressed_size_mismatch, Raw, Got}}
     end.
+
+%% zlib stops at the end of the stream and ignores any bytes after it (the
+%% Erlang API does not say how much input it used), where Python refuses
+%% them. The stream's own trailer must be the input's last bytes: gzip's
+%% ISIZE (the length mod 2^32, little-endian; zlib has checked its CRC), or a
+%% zlib stream's Adler-32 (big-endian). Bytes that merely end like the trailer
+%% are not caught; the output is right then all the same.
+ends_here(?GZIP_WINDOW_BITS, Data, Out) when byte_size(Data) >= 4 ->
+    Size = byte_size(Out) band 16#FFFFFFFF,
+    case binary:part(Data, byte_size(Data) - 4, 4) of
+        <<Size:32/little>> -> {ok, Out};
+        _ -> {error, {bad_gzip, trailing_bytes}}
+    end;
+ends_here(?ZLIB_WINDOW_BITS, Data, Out) when byte_size(Data) >= 4 ->
+    Sum = erlang:adler32(Out),
+    case binary:part(Data, byte_size(Data) - 4, 4) of
+        <<Sum:32/big>> -> {ok, Out};
+        _ -> {error, {bad_gzip, trailing_bytes}}
+    end;
+ends_here(_, _, _) -> {error, {bad_gzip, trailing_bytes}}.

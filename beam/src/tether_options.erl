@@ -297,11 +297,13 @@ check(Opts, Spec, Show) when is_map(Opts) ->
 check(Opts, _Spec, Show) ->
     bad(options, "expected a keyword list or a map, got ~ts", [Show(Opts, infinity)]).
 
-proplist(List, Show) ->
+proplist(List, Show) when length(List) >= 0 ->  % length/1 fails the guard of an improper list
     try maps:from_list([pair(E) || E <- List]) of
         Map -> {ok, Map}
     catch throw:{bad_entry, E} -> bad(options, "expected {Key, Value} pairs, got ~ts", [Show(E, infinity)])
-    end.
+    end;
+proplist(List, Show) ->
+    bad(options, "expected a proper list of {Key, Value} pairs, got ~ts", [Show(List, infinity)]).
 
 pair({K, V}) -> {K, V};
 pair(E) -> throw({bad_entry, E}).

@@ -809,7 +809,12 @@ replace(Pid, Reason, S = #st{members = Members, checkouts = C, holders = H}) ->
               checkouts = maps:without([Ref || {Ref, _} <- Held], C),
               holders = maps:without([Mref || {_, Mref} <- Held], H)},
     case Reason of
-        {shutdown, {worker_start_failed, _}} -> retry_later(S1);
+        {shutdown, {worker_start_failed, Why}} ->
+            %% Logged here, once: the member leaves it to the pool, which also returns a first start's
+            %% failure to the caller of start_link instead of logging it per member.
+            logger:error("tether pool ~p: could not start a worker (retrying): ~0tP", [pool_ref(S), Why, 30],
+                         #{domain => [tether]}),
+            retry_later(S1);
         _ -> replace_one(S1)
     end.
 

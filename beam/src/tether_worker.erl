@@ -723,13 +723,15 @@ restart(S = #st{stderr = Old}) ->
 
 %% A restart that cannot complete ends the worker: its supervisor (or pool)
 %% decides what happens next. Calls a pool routed here are routed again;
-%% other queued callers learn why.
+%% other queued callers learn why. A pool member leaves the log to its pool,
+%% which returns a first start's failure to its caller rather than logging it
+%% once per member.
 start_failed(Reason, S0) ->
     S = #st{queue = Q} = reroute(S0),
     cancel_timer(S#st.start_timer),
     [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), release(R) end || R <- queue:to_list(Q)],
-    logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30],
-                 #{domain => [tether]}),
+    _ = S#st.notify =:= undefined andalso
+        logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30], #{domain => [tether]}),
     {stop, {shutdown, {worker_start_failed, Reason}}, S#st{queue = queue:new()}}.
 
 close_port(S = #st{port = undefined}) -> S;

@@ -248,6 +248,42 @@ defmodule TetherHardeningTest do
     assert {:error, {:bad_type_info, :ndarray, _}} = unverified.(%{"shape" => [2, 2], "nx" => ["f", 32], "dtype" => "<f4"})
   end
 
+  # Found by a coverage-free fuzz run of 14.9 million calls on 2026-11-26: each of these raised (or, for the
+  # version, took 15 s) where an {:error, _} was due.
+  test "improper lists in type info and options, trailing gzip bytes, a huge version: errors, not exceptions" do
+    meta = fn frame -> {_, mlen, _} = header_fields(frame); :erlang.binary_to_term(binary_part(frame, 64, mlen)) end
+    nd = File.read!(Path.join(@golden, "ndarray_f4_C.tthr"))
+
+    for shape <- [[3 | 4], [3, 4 | :x]] do
+      assert {:error, {:bad_type_info, :ndarray, _}} =
+               :tether.decode(with_type(nd, Map.put(meta.(nd)["type"], "shape", shape)), %{verify: false})
+    end
+
+    sparse = File.read!(Path.join(@golden, "sparse_csr.tthr"))
+    type = meta.(sparse)["type"]
+    [first | rest] = type["components"]
+
+    for bad <- [Map.put(type, "shape", [2 | 2]), Map.put(type, "components", [first | :x]),
+                Map.put(type, "components", [Map.put(first, "shape", [1 | 2]) | rest])] do
+      assert {:error, {:bad_type_info, :sparse, _}} = :tether.decode(with_type(sparse, bad), %{verify: false})
+    end
+
+    assert {:error, {:bad_option, :options, _}} = :tether.decode(<<>>, [{:verify, true} | :x])
+    assert {:error, {:bad_option, :options, _}} = :tether_stream.open(<<>>, [{:safe, true} | :x])
+
+    # Python refuses bytes after the gzip member ("4 bytes follow the end of the compressed stream"); so does the BEAM.
+    gz = IO.iodata_to_binary(:tether.encode(:binary.copy("abc", 1000), %{compression: :gzip}))
+    {_, mlen, plen} = header_fields(gz)
+    start = align(64 + mlen)
+    junk = put(binary_part(gz, 0, start), 24, 64, plen + 4) <> binary_part(gz, start, plen) <> "junk"
+    assert {:ok, _} = :tether.decode(gz)
+    assert {:error, {:bad_gzip, :trailing_bytes}} = :tether.decode(fix(junk))
+
+    {micros, result} = :timer.tc(fn -> :tether_protocol.check_ready(%{tether: :binary.copy("9", 1_600_000) <> ".1"}) end)
+    assert {:error, {:incompatible, _}} = result
+    assert micros < 1_000_000
+  end
+
   test "E: a region cut inside its header, a slot past the end, a frame cut short: errors, never {:ok, short}" do
     dir = tmp_dir()
     region = python_region(dir)

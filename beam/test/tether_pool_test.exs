@@ -66,6 +66,35 @@ defmodule Tether.PoolTest do
              Tether.Pool.start(TestPython.opts(modules: ["tether_no_such_module"], size: 1))
   end
 
+  test "a start failure is logged once, by the pool, and not when start_link returns it" do
+    # Each member used to log its own failure, traceback and all, beside the error start_link returned.
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert {:error, {:import_error, _, _, _, _}} =
+                 Tether.Pool.start(TestPython.opts(modules: ["tether_no_such_module"], size: 2))
+      end)
+
+    refute log =~ "could not start"
+
+    flag = Path.join(TestPython.tmp_dir!(), "fail-import")
+    pool = start_pool(size: 1, modules: [@m, "flaky_import"], env: [{"TETHER_TEST_FAIL_IMPORT", flag}])
+    File.write!(flag, "")
+    on_exit(fn -> File.rm(flag) end)
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert {:error, {:worker_exit, 3}} = Tether.Pool.call(pool, @m, "crash", [])
+        # The crashed member's replacement fails its import, and is retried after 100, 200, ... ms.
+        Process.sleep(1500)
+      end)
+
+    assert log =~ "could not start a worker (retrying)" and log =~ "told to fail"
+    refute log =~ "Python could not start"
+    File.rm!(flag)
+    wait_until(fn -> Tether.Pool.status(pool).idle == 1 end, 600)
+    assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2])
+  end
+
   # The bar is #11's. On a shared 2-core box one attempt can lose 200 ms to a stall that
   # is not the pool's (four Pythons waking at once, another process on both cores), so
   # the best of up to 3 attempts is held to it: a pool that serialises calls (2 s) or
