@@ -382,14 +382,21 @@ def test_column_to_arrow_refuses_an_iterator_a_string_or_a_bad_name_instead_of_a
 
 def test_from_etf_reads_the_beams_nan_atoms_as_floats_when_asked():
     nan, inf, ninf = Atom("nan"), Atom("infinity"), Atom("neg_infinity")
-    typed = {Atom("a"): [nan, inf, ninf, None], Atom("b"): [Atom("x"), nan, Atom("y"), None]}
+    typed = {Atom("a"): [nan, inf, ninf, None], Atom("b"): [Atom("x"), Atom("y"), Atom("x"), None]}
     general = [{Atom("a"): 1.5}, {Atom("a"): nan}, {Atom("a"): 2.5}, {Atom("a"): None}]
     got = arrow.from_etf(etf.encode(typed), float_atoms=True)
     assert got.schema.field("a").type == pa.float64() and got.column("a").to_pylist()[1:] == [inf_f, -inf_f, None]
     assert math.isnan(got.column("a").to_pylist()[0])
-    assert got.column("b").to_pylist() == ["x", "nan", "y", None]  # other atoms: a column of atoms, as before
+    assert got.column("b").to_pylist() == ["x", "y", "x", None]  # other atoms: a column of atoms, as before
     got = arrow.from_etf(etf.encode(general), float_atoms=True).column("a").to_pylist()
     assert got[0] == 1.5 and math.isnan(got[1]) and got[2:] == [2.5, None]
+    # Wherever they stand: inside structs, tuples and lists too.
+    nested = [{Atom("s"): {Atom("x"): nan}, Atom("t"): (1.5, ninf), Atom("l"): [1.0, inf]}]
+    row = arrow.from_etf(etf.encode(nested), float_atoms=True).to_pylist()[0]
+    assert math.isnan(row["s"]["x"]) and row["t"] == {"0": 1.5, "1": -inf_f} and row["l"] == [1.0, inf_f]
+    # A column that mixes them with other atoms is mixed, as any such column.
+    with pytest.raises(tether.ColumnError, match="holds Atom, float|holds float, Atom"):
+        arrow.from_etf(etf.encode({Atom("m"): [Atom("x"), nan]}), float_atoms=True)
     # Without the flag the atoms stay atoms: an atom column, and a mixed one Arrow cannot hold.
     assert arrow.from_etf(etf.encode(typed)).column("a").to_pylist() == ["nan", "infinity", "neg_infinity", None]
     with pytest.raises(tether.ColumnError, match="holds Atom"):
@@ -405,3 +412,5 @@ def test_an_etf_frame_of_rows_with_nan_reads_into_a_table():
         xs = list(table["x"]) if into == "pandas" else table.column("x").to_pylist()
         assert xs[0] == 1.0 and math.isnan(xs[1]) and xs[2] == -inf_f
     assert math.isnan(tether.loads(frame)[1]["x"])
+    nested = tether.loads(tether.dumps([{"s": {"x": float("nan")}}], format="etf"), into="arrow").to_pylist()
+    assert math.isnan(nested[0]["s"]["x"])  # was the string 'nan'

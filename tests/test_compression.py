@@ -364,3 +364,34 @@ def test_a_named_codec_never_takes_a_filter_kept_for_another_payload(timed):
                          transport="network")
     assert len(timed) == 2  # plain and shuffled samples timed for this payload
     np.testing.assert_array_equal(tether.loads(frame), walk(1 << 16, seed=5))
+
+
+def test_a_gzip_payload_cut_before_its_trailer_or_followed_by_bytes_is_refused():
+    # A stream that stopped before its CRC-32 and size used to decode (every declared byte was there), and the
+    # BEAM refuses it: both runtimes now agree, and so they do on bytes after the member.
+    data = b"tether " * 500
+    z = _gzip(data)
+    gzip = tether.compression.get("gzip")
+    limits = tether.get_limits()
+    assert bytes(gzip.decompress(memoryview(z), len(data), limits)) == data
+    for bad, message in ((z[:-8], "cut short"), (z[:-1], "cut short"), (z + b"junk", "follow the end"),
+                         (z + _gzip(b"more"), "follow the end")):
+        with pytest.raises(tether.DecodeError, match=message):
+            gzip.decompress(memoryview(bad), len(data), limits)
+
+
+def _gzip(data: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+def test_packed_user_metadata_must_be_one_whole_zlib_stream():
+    from tether.frame import _meta
+
+    raw = tether.etf.encode({"k": "v"})
+    packed = zlib.compress(raw)
+    limits = tether.get_limits()
+    assert _meta.unpack_user({"encoding": "etf", "data": packed, "size": len(raw), "compression": "zlib"}, limits)
+    for bad in (packed[:-4], packed + b"junk"):
+        with pytest.raises(tether.DecodeError, match="cut short, or bytes follow"):
+            _meta.unpack_user({"encoding": "etf", "data": bad, "size": len(raw), "compression": "zlib"}, limits)

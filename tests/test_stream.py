@@ -332,6 +332,8 @@ def test_a_complete_streams_checkpoint_is_ended_and_no_writer_resumes_from_it():
     legacy = {k: v for k, v in cp.as_dict().items() if k != "ended"}
     assert Checkpoint.from_dict(legacy) == cp
     StreamWriter(io.BytesIO(), resume=legacy).close()
-    for mangled in (1, "yes", None):
+    for stored, ended in ((None, False), (np.bool_(True), True), (np.False_, False), (1, True), (0, False)):
+        assert Checkpoint.from_dict({**cp.as_dict(), "ended": stored}).ended is ended  # a table, SQLite, NULL
+    for mangled in (2, "yes", 1.0, np.array([1, 0])):
         with pytest.raises(tether.ValidationError, match="bool ended"):
             Checkpoint.from_dict({**cp.as_dict(), "ended": mangled})

@@ -69,6 +69,9 @@ encode_checked(Term, Opts) ->
 
 %% @doc An ndarray frame from an Nx-style binary: native-endian, row-major.
 %% A binary whose size does not match the type and shape is a `badarg' error.
+%% The frame is iodata (the data is not copied); as a call argument, pass
+%% `iolist_to_binary/1' of it: an argument that is one binary holding a whole
+%% frame arrives in Python decoded, while a list of binaries arrives as a list.
 %%
 %% ```
 %% Frame = tether:tensor(<<1.0:32/float-native, 2.0:32/float-native>>, {f, 32}, {2}),
@@ -147,7 +150,7 @@ decode_frame(Frame, Opts) when is_binary(Frame) ->
             end;
         Error -> Error
     end;
-decode_frame(Frame, Opts) when is_list(Frame) -> decode_frame(iolist_to_binary(Frame), Opts);
+decode_frame(Frame, Opts) when is_list(Frame) -> flattened(Frame, fun(Bin) -> decode_frame(Bin, Opts) end);
 decode_frame(Frame, _Opts) -> not_a_frame(Frame).
 
 %% A frame whose header, checksums and schema version were checked.
@@ -215,8 +218,16 @@ inspect_frame(Frame) when is_binary(Frame) ->
             end;
         Error -> Error
     end;
-inspect_frame(Frame) when is_list(Frame) -> inspect_frame(iolist_to_binary(Frame));
+inspect_frame(Frame) when is_list(Frame) -> flattened(Frame, fun inspect_frame/1);
 inspect_frame(Frame) -> not_a_frame(Frame).
+
+%% Iodata as one binary, handed to `Then'; a list that is not iodata is not a frame.
+flattened(Frame, Then) ->
+    try iolist_to_binary(Frame) of
+        Bin -> Then(Bin)
+    catch
+        error:badarg -> not_a_frame(Frame)
+    end.
 
 not_a_frame(Frame) ->
     {error, {not_a_frame, iolist_to_binary(io_lib:format("a frame is a binary or iodata, got ~0tP", [Frame, 8]))}}.

@@ -9,7 +9,7 @@
 -module(tether_options).
 
 -export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
-         worker_keys/0, pool_keys/0, explain/3]).
+         worker_keys/0, pool_keys/0, explain/3, child_id/2]).
 
 -include("../include/tether.hrl").
 
@@ -522,3 +522,21 @@ name({local, A}) when is_atom(A) -> {ok, {local, A}};
 name({global, _} = N) -> {ok, N};
 name({via, M, _} = N) when is_atom(M) -> {ok, N};
 name(_) -> {expected, "an atom, {global, Term} or {via, Module, Term}"}.
+
+%% @doc A child spec's id: the `name' option when there is one, so that two
+%% named workers (or pools) can share a supervisor, else `Default'. Options
+%% are checked when the child starts, not here.
+%%
+%% ```
+%% w = tether_options:child_id(#{name => w}, tether_worker),
+%% {global, w} = tether_options:child_id([{name, {global, w}}], tether_worker),
+%% tether_worker = tether_options:child_id(#{}, tether_worker).
+%% '''
+-spec child_id(term(), atom()) -> term().
+child_id(#{name := Name}, _Default) -> Name;
+child_id(Opts, Default) when is_list(Opts), length(Opts) >= 0 ->  % length/1 fails the guard of an improper list
+    case [N || {name, N} <- Opts] of
+        [Name | _] -> Name;
+        [] -> Default
+    end;
+child_id(_, Default) -> Default.

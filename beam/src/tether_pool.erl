@@ -143,15 +143,17 @@ start(Link, Opts) ->
         Error -> Error
     end.
 
-%% @doc A child specification for a supervisor.
+%% @doc A child specification for a supervisor. Its id is the `name' option
+%% when there is one (so two named pools can share a supervisor), else
+%% `tether_pool'.
 %%
 %% ```
 %% Spec = tether_pool:child_spec(#{name => {local, models}, modules => [<<"my_handlers">>]}),
-%% #{id := tether_pool, start := {tether_pool, start_link, [_]}} = Spec.
+%% #{id := {local, models}, start := {tether_pool, start_link, [_]}} = Spec.
 %% '''
 -spec child_spec(map() | list()) -> supervisor:child_spec().
 child_spec(Opts) ->
-    #{id => ?MODULE, start => {?MODULE, start_link, [Opts]}, type => worker,
+    #{id => tether_options:child_id(Opts, ?MODULE), start => {?MODULE, start_link, [Opts]}, type => worker,
       shutdown => ?STOP_WAIT * 2}.
 
 %% @doc `Module.Function(*Args)' on a free member, 5 s timeout.
@@ -165,7 +167,8 @@ call(Pool, Mod, Fun, Args) -> call(Pool, Mod, Fun, Args, #{}).
 %% @doc `Module.Function(*Args)' on a free member. `Opts' is a timeout in ms
 %% or a map: `timeout' (the whole call, waiting included), `checkout_timeout'
 %% (the wait for a member alone; `{error, checkout_timeout}'), `tables'.
-%% Errors are those of {@link tether_worker:call/5}, plus `overloaded'.
+%% Errors are those of {@link tether_worker:call/5}, plus `overloaded' and
+%% `{pool_down, Why}' (the pool process is gone).
 -spec call(pool(), iodata() | atom(), iodata() | atom(), list(), timeout() | map() | list()) ->
           {ok, term()} | {error, term()}.
 call(Pool, Mod, Fun, Args, Opts) ->

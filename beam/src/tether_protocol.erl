@@ -9,9 +9,6 @@
 
 -include("../include/tether.hrl").
 
-%% The longest tether version a handshake may carry (see major_minor/1).
--define(MAX_VERSION_SIZE, 64).
-
 -export([hello/0, call/6, call/7, stats/1, stats/2, compact/1, decode/1, form/1, check_ready/1, compatible/2,
          beam_version/0, capabilities/0, atoms/0]).
 
@@ -191,11 +188,12 @@ compatible(A, B) ->
         _ -> false
     end.
 
-%% A version is short; a peer's "9999...9.1" of a million digits would cost
-%% list_to_integer/1 seconds (measured: 15 s at 1.6 million), so longer ones are invalid.
-major_minor(Vsn) when not is_binary(Vsn); byte_size(Vsn) > ?MAX_VERSION_SIZE -> {invalid, Vsn};
+%% Major and minor of at most 9 digits each: a peer's "9999...9.1" of a
+%% million digits cost list_to_integer/1 15 s. What follows them (a long
+%% local label, say) is not read.
+major_minor(Vsn) when not is_binary(Vsn) -> {invalid, Vsn};
 major_minor(Vsn) ->
-    case re:run(Vsn, "^(\\d+)\\.(\\d+)", [{capture, all_but_first, list}]) of
+    case re:run(Vsn, "^(\\d{1,9})\\.(\\d{1,9})(?!\\d)", [{capture, all_but_first, list}]) of
         {match, [Major, Minor]} -> {list_to_integer(Major), list_to_integer(Minor)};
         nomatch -> {invalid, Vsn}
     end.

@@ -100,7 +100,8 @@ with_options(Error, _Then) -> Error.
 %% @doc The next chunk's value (as `tether:decode/2' gives it), `{done,
 %% Summary}' after a checked end frame, or `{error, {stream, Why, Info}}'.
 %% After an error, `checkpoint/1' of the reader you passed says where a
-%% writer may resume; a reader that returned `done' keeps returning it.
+%% writer may resume. After `done' the stream is finished, and a file the
+%% reader opened is closed: read no further with that reader.
 %%
 %% ```
 %% {ok, R} = tether_stream:open(<<>>),
@@ -111,10 +112,12 @@ next(R) -> step(R, true).
 
 %% @doc Where the reader (or writer) stands, as Python's
 %% `Checkpoint.as_dict()': `stream_id', `seq' (the next chunk), `offset'
-%% (bytes before it), `digest', and `ended' (true once a reader has checked
-%% the end frame; close/1's checkpoint has it too). A `resume' option refuses
-%% an ended checkpoint, since a chunk after the end frame would make the
-%% stream unreadable. A reader that has not seen a chunk yet has no stream to
+%% (bytes before it), `digest', and `ended'. close/1's checkpoint has `ended
+%% => true', and a `resume' option refuses it, since a chunk after the end
+%% frame would make the stream unreadable. A reader's checkpoint is where it
+%% stands among the chunks: `next/1' hands back no reader with `done', so
+%% one taken before it says `ended => false' (appending to a file from it is
+%% refused all the same: see open_writer/2). A reader that has not seen a chunk yet has no stream to
 %% resume: `{error, {stream, no_chunk_read, _}}'.
 %%
 %% ```
@@ -394,7 +397,11 @@ hint(end_mismatch) -> <<"the end frame disagrees with the chunks received: a chu
 hint(trailing_bytes) -> <<"bytes follow the end frame: pass only the stream's bytes (two streams joined, or junk)">>;
 hint(decode) -> <<"the chunk passed every stream check but its value could not be decoded on the BEAM">>;
 hint(io) -> <<"reading or writing the stream failed (see reason)">>;
-hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>.
+hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>;
+hint(append_mismatch) ->
+    <<"appending continues a file only where the checkpoint stands: its last frame must be the chunk before it, of the "
+      "same stream, and not an end frame. Resume from the checkpoint this file's reader gave when it stopped, or "
+      "write the continuation to a new file">>.
 
 resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]) end).
 
@@ -445,7 +452,11 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% (gzip's), `chunk_size' (the largest raw chunk a binary is cut into,
 %% default 8 MiB, as Python's), `metadata' (user metadata on every chunk),
 %% `resume => Checkpoint' (continue that stream: same id, numbering and
-%% digest). Every chunk carries a CRC-32 payload checksum.
+%% digest). Every chunk carries a CRC-32 payload checksum. Appending a
+%% continuation onto a file checks first that the file ends where the
+%% checkpoint stands (its last frame is the chunk before, of the same stream,
+%% and no end frame): `{error, {stream, append_mismatch, Info}}' otherwise,
+%% the file untouched.
 %%
 %% ```
 %% {ok, W0} = tether_stream:open_writer({file, "/tmp/w.tthr"}, #{compression => gzip}),
@@ -454,21 +465,87 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% '''
 -spec open_writer(source(), map() | list()) -> {ok, writer()} | error().
 open_writer(Sink, Opts0) ->
-    with_options(tether_options:stream_writer(Opts0), fun(Opts, {Id0, Seq, Off, D}) ->
-        Mode = case maps:get(append, Opts, false) of true -> [append]; false -> [write] end,
-        case source(Sink, Mode) of
-            {ok, {dev, Dev}, Owned} ->
-                Id = case Id0 of undefined -> new_id(); _ -> Id0 end,
-                FrameOpts = #{compression => maps:get(compression, Opts, none),
-                              level => maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
-                              checksum => crc32, metadata => maps:get(metadata, Opts, #{})},
-                {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
-                             frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE)}};
-            {ok, {bin, _, _}, _} ->
-                bad_argument(sink, "{file, Path} or an io device (a binary cannot be written to)", binary);
+    with_options(tether_options:stream_writer(Opts0), fun(Opts, Point) ->
+        case append_point(Sink, Opts, Point) of
+            ok -> writer(Sink, Opts, Point);
             Error -> Error
         end
     end).
+
+writer(Sink, Opts, {Id0, Seq, Off, D}) ->
+    Mode = case maps:get(append, Opts, false) of true -> [append]; false -> [write] end,
+    case source(Sink, Mode) of
+        {ok, {dev, Dev}, Owned} ->
+            Id = case Id0 of undefined -> new_id(); _ -> Id0 end,
+            FrameOpts = #{compression => maps:get(compression, Opts, none),
+                          level => maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
+                          checksum => crc32, metadata => maps:get(metadata, Opts, #{})},
+            {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
+                         frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE)}};
+        {ok, {bin, _, _}, _} ->
+            bad_argument(sink, "{file, Path} or an io device (a binary cannot be written to)", binary);
+        Error -> Error
+    end.
+
+%% ------------------------------------------------------------------ appending
+
+%% Appending a continuation onto `{file, Path}': the file's last frame must
+%% be chunk Seq - 1 of the same stream, not an end frame (an empty file takes
+%% chunk 0). Otherwise the new chunks would follow an end frame, or land out
+%% of place, and the file would fail every reader; a stale checkpoint (a
+%% reader's from before it met the end frame, say) is caught here. Reads the
+%% frames' headers and the last one's metadata, never a payload.
+append_point({file, Path}, #{append := true}, {Id, Seq, _, _}) when Id =/= undefined ->
+    Found = case file:open(Path, [raw, binary, read]) of
+                {ok, Dev} -> try last_chunk(Dev, 0, none) after file:close(Dev) end;
+                {error, enoent} -> {ok, none};
+                {error, Reason} -> {error, Reason}
+            end,
+    case Found of
+        {ok, none} when Seq =:= 0 -> ok;
+        {ok, #{<<"id">> := Id, <<"seq">> := Last} = S} when Last =:= Seq - 1 ->
+            case maps:get(<<"end">>, S, false) of
+                true -> append_err(Path, Id, Seq, #{found => end_frame});
+                _ -> ok
+            end;
+        {ok, none} -> append_err(Path, Id, Seq, #{found => empty});
+        {ok, #{<<"end">> := true}} -> append_err(Path, Id, Seq, #{found => end_frame});
+        {ok, S} -> append_err(Path, Id, Seq, #{found => maps:with([<<"id">>, <<"seq">>], S)});
+        {error, Why} -> append_err(Path, Id, Seq, #{found => Why})
+    end;
+append_point(_, _, _) -> ok.
+
+%% The stream map of the file's last frame, hopping from header to header.
+last_chunk(Dev, Pos, Last) ->
+    case file:pread(Dev, Pos, ?HEADER_SIZE) of
+        eof -> last_stream(Dev, Pos, Last);
+        {ok, Bin} ->
+            case tether_frame:header(Bin) of
+                {ok, #{frame_size := Size} = H} -> last_chunk(Dev, Pos + Size, {Pos, H});
+                {error, Reason} -> {error, {bad_frame, Pos, Reason}}
+            end;
+        {error, Reason} -> {error, Reason}
+    end.
+
+last_stream(_Dev, _End, none) -> {ok, none};
+last_stream(Dev, End, {Pos, H = #{meta_len := MLen}}) ->
+    case {file:position(Dev, eof), file:pread(Dev, Pos, ?HEADER_SIZE + MLen)} of
+        {{ok, End}, {ok, Bin}} ->
+            case tether_frame:metadata(Bin, H) of
+                {ok, MetaBin} ->
+                    case tether_meta:decode(MetaBin) of
+                        {ok, #{<<"stream">> := S}} when is_map(S) -> {ok, S};
+                        _ -> {error, {not_a_chunk, Pos}}
+                    end;
+                {error, Reason} -> {error, {bad_frame, Pos, Reason}}
+            end;
+        {{ok, Size}, _} -> {error, {cut, Pos, Size}};  % the last frame runs past the end of the file
+        {Error, _} -> Error
+    end.
+
+append_err(Path, Id, Seq, Extra) ->
+    {error, {stream, append_mismatch, maps:merge(#{chunk => Seq, stream_id => Id, path => Path,
+                                                   hint => hint(append_mismatch)}, Extra)}}.
 
 %% 32 lowercase hex digits, as Python's secrets.token_hex(16).
 new_id() -> << <<(hex(N))>> || <<N:4>> <= crypto:strong_rand_bytes(16) >>.

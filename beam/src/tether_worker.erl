@@ -16,8 +16,15 @@
 %% `{bad_request, Message}', `{message_too_large, Size, Max}' (arguments
 %% kept out of shared memory by `shm_threshold' but over `max_message'),
 %% `{embedded_shm, Path, Why}' (a result in shared
-%% memory that cannot be read) or what tether:decode/1 says of an embedded
-%% frame that does not decode.
+%% memory that cannot be read), `{embedded_too_deep, Max}', `funs_refused' (a
+%% fun among the arguments), `{worker_start_failed, Why}' (Python could not
+%% be restarted for it), `{bad_option, Key, Message}' or `{bad_argument,
+%% Which, Message}' (the call's own options or arguments), or what
+%% tether:decode/1 says of an embedded frame that does not decode.
+%%
+%% Python's `logging' records reach `logger' at their level, so OTP's primary
+%% level (`notice' by default) drops `info' and `debug' ones: set it, e.g.
+%% `logger:set_primary_config(level, info)', to see them.
 %%
 %% A call past its deadline (time spent queued counts) is answered
 %% `{error, timeout}' at once; Python gets SIGUSR1 and abandons it, or is
@@ -103,14 +110,17 @@ start(Link, Opts) ->
         Error -> Error
     end.
 
-%% @doc A child specification for a supervisor.
+%% @doc A child specification for a supervisor. Its id is the `name' option
+%% when there is one (so two named workers can share a supervisor), else
+%% `tether_worker'.
 %%
 %% ```
-%% supervisor:start_link(my_sup, [tether_worker:child_spec(#{modules => [m], name => w})]).
+%% Spec = tether_worker:child_spec(#{modules => [<<"my_handlers">>], name => w}),
+%% #{id := w, start := {tether_worker, start_link, [_]}} = Spec.
 %% '''
 -spec child_spec(map() | list()) -> supervisor:child_spec().
 child_spec(Opts) ->
-    #{id => ?MODULE, start => {?MODULE, start_link, [Opts]}, type => worker}.
+    #{id => tether_options:child_id(Opts, ?MODULE), start => {?MODULE, start_link, [Opts]}, type => worker}.
 
 %% @doc `Module.Function(*Args)' in Python, with the default 5 s timeout.
 %%
@@ -140,7 +150,8 @@ call(W, Mod, Fun, Args, Opts) ->
     end.
 
 %% @doc As {@link call/5}, and what the worker measured of the call:
-%% `queue_time', `bytes_in', `bytes_out', `route' and `stages', the time in
+%% `queue_time' (in native time units, as in telemetry), `bytes_in',
+%% `bytes_out', `route' (`inline' or `shm') and `stages', the time in
 %% microseconds of each stage in place: `encode' (the arguments, on the
 %% BEAM), `write' (into the arguments file; 0 through the pipe), `python'
 %% (from the request leaving the BEAM to its reply arriving: Python's

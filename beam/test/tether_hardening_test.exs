@@ -278,6 +278,10 @@ defmodule TetherHardeningTest do
     junk = put(binary_part(gz, 0, start), 24, 64, plen + 4) <> binary_part(gz, start, plen) <> "junk"
     assert {:ok, _} = :tether.decode(gz)
     assert {:error, {:bad_gzip, :trailing_bytes}} = :tether.decode(fix(junk))
+    # A second member of the same size: its trailer is not the first's (the review of the check found it).
+    assert {:error, {:bad_gzip, :trailing_bytes}} = :tether_gzip.inflate(:zlib.gzip("ab") <> :zlib.gzip("cd"), 2)
+    assert {:ok, "ab"} = :tether_gzip.inflate([:zlib.gzip("ab")], 2)  # iodata, as before
+    assert {:error, {:bad_gzip, :data_error}} = :tether_gzip.inflate(binary_part(:zlib.gzip("abc"), 0, 15), 3)
 
     {micros, result} = :timer.tc(fn -> :tether_protocol.check_ready(%{tether: :binary.copy("9", 1_600_000) <> ".1"}) end)
     assert {:error, {:incompatible, _}} = result

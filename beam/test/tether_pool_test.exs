@@ -77,7 +77,8 @@ defmodule Tether.PoolTest do
     refute log =~ "could not start"
 
     flag = Path.join(TestPython.tmp_dir!(), "fail-import")
-    pool = start_pool(size: 1, modules: [@m, "flaky_import"], env: [{"TETHER_TEST_FAIL_IMPORT", flag}])
+    env = [{"PYTHONPATH", TestPython.pythonpath()}, {"TETHER_TEST_FAIL_IMPORT", flag}]
+    pool = start_pool(size: 1, modules: [@m, "flaky_import"], env: env)
     File.write!(flag, "")
     on_exit(fn -> File.rm(flag) end)
 

@@ -424,7 +424,17 @@ defmodule TetherStreamTest do
       {:ok, r0} = :tether_stream.open({:file, path})
       {:ok, "one", r1} = :tether_stream.next(r0)
       assert %{ended: false, seq: 1} = :tether_stream.checkpoint(r1)
-      :ok = :tether_stream.close(r1)
+      {:ok, "two", r2} = :tether_stream.next(r1)
+      # A reader's checkpoint from just before the end frame is not ended, but the file ends with that
+      # frame: appending from it is refused too, and so is appending from a place the file has passed.
+      stale = :tether_stream.checkpoint(r2)
+      assert %{ended: false, seq: 2} = stale
+      :ok = :tether_stream.close(r2)
+      for cp <- [stale, :tether_stream.checkpoint(r1)] do
+        assert {:error, {:stream, :append_mismatch, info}} = Tether.Stream.write(["x"], path, resume: cp, append: true)
+        assert info.hint =~ "last frame must be the chunk before it"
+      end
+      assert File.read!(path) == before
       {:ok, aborted} = :tether_stream.open_writer({:file, Path.join(dir, "a.tthr")}, %{})
       {:ok, %{ended: false}} = :tether_stream.abort(aborted)
       legacy = Map.delete(:tether_stream.checkpoint(r1), :ended)

@@ -50,6 +50,20 @@ defmodule Tether.WorkerLifecycleTest do
       assert [{:tether_test_py, _, :worker, [Tether.Worker]}] = Supervisor.which_children(sup)
     end
 
+    test "Erlang child specs: two named workers and a pool share a supervisor, each by its name" do
+      # The ids were the module names, so a second named worker was a duplicate child.
+      opts = fn name -> Map.new(TestPython.opts(name: name)) end
+      specs = [:tether_worker.child_spec(opts.(:tether_erl_a)), :tether_worker.child_spec(opts.(:tether_erl_b)),
+               :tether_pool.child_spec(Map.put(opts.({:local, :tether_erl_pool}), :size, 1))]
+      {:ok, sup} = Supervisor.start_link(specs, strategy: :one_for_one)
+      on_exit(fn -> TestPython.stop(sup) end)
+      ids = for {id, _, _, _} <- Supervisor.which_children(sup), do: id
+      assert Enum.sort(ids) == Enum.sort([:tether_erl_a, :tether_erl_b, {:local, :tether_erl_pool}])
+      assert {:ok, 3} = :tether_worker.call(:tether_erl_b, @m, "add", [1, 2])
+      assert {:ok, 3} = :tether_pool.call(:tether_erl_pool, @m, "add", [1, 2])
+      assert {:error, {:not_a_frame, _}} = :tether.decode([<<"a">> | :b])
+    end
+
     test "the handshake reports both sides" do
       w = start_worker()
       info = Tether.Worker.info(w)
@@ -278,15 +292,19 @@ defmodule Tether.WorkerLifecycleTest do
       # A mixed column was refused ("holds Atom, float"), and one of atoms alone arrived as strings.
       mixed = Tether.table([%{"a" => 1.0}, %{"a" => :nan}, %{"a" => nil}])
       assert {:ok, %{"a" => [1.0, :nan, nil]}} = Tether.Worker.call(w, @m, "echo", [mixed], tables: :columns)
-      only = Tether.table(%{"a" => [:nan, :infinity, :neg_infinity], "b" => [:x, :y, :nan]})
-      assert {:ok, %{"a" => [:nan, :infinity, :neg_infinity], "b" => ["x", "y", "nan"]}} =
+      only = Tether.table(%{"a" => [:nan, :infinity, :neg_infinity], "b" => [:x, :y, :x]})
+      assert {:ok, %{"a" => [:nan, :infinity, :neg_infinity], "b" => ["x", "y", "x"]}} =
                Tether.Worker.call(w, @m, "echo", [only], tables: :columns)
+      # Inside a struct column too: wherever they stand, as in any other argument.
+      nested = Tether.table([%{"s" => %{"x" => :nan}}, %{"s" => %{"x" => 1.0}}])
+      assert {:ok, %{"s" => [%{"x" => :nan}, %{"x" => 1.0}]}} =
+               Tether.Worker.call(w, @m, "echo", [nested], tables: :columns)
 
       # A column Arrow cannot hold: the call says which argument, and Tether.Error says what the tag means.
       mixed_kinds = Tether.table([%{"a" => 1}, %{"a" => "x"}])
       assert {:error, {:bad_request, message} = reason} = Tether.Worker.call(w, @m, "echo", [1, mixed_kinds])
       assert message =~ "$[1]" and message =~ "Column 'a'"
-      assert Exception.message(%Tether.Error{reason: reason}) =~ "could not read the call's arguments"
+      assert Exception.message(%Tether.Error{reason: reason}) =~ "the request was refused before it ran"
     end
 
     test "NaN and infinities travel as atoms, both ways", %{w: w} do

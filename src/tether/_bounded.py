@@ -121,6 +121,10 @@ def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
     >>> data = zlib.compress(b"tether " * 1000)
     >>> len(bounded(zlib_steps(data, 15), 7000, "example"))
     7000
+    >>> bounded(zlib_steps(data[:-4], 15), 7000, "example")  # cut before its Adler-32
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: the compressed stream ends before its end marker and checksum: it was cut short
     """
     d = zlib.decompressobj(wbits)
     src = [data]
@@ -130,6 +134,8 @@ def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
             return stream_end(d, "the compressed stream")
         out = d.decompress(src[0], n)
         src[0] = d.unconsumed_tail
+        if not out and not d.eof:  # every byte read and no end marker: the stream was cut short
+            raise DecodeError("the compressed stream ends before its end marker and checksum: it was cut short")
         return out
 
     return step

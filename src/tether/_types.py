@@ -42,6 +42,40 @@ class Atom(str):
 FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
 
 
+def floats_for_atoms(value: Any) -> Any:
+    """``value`` with the atoms nan, infinity and neg_infinity (not map keys) as the floats they stand for.
+
+    Lists and dicts are changed in place; tuples are rebuilt.
+
+    Examples
+    --------
+    >>> floats_for_atoms([Atom("nan"), {"x": (Atom("infinity"), Atom("ok"))}])
+    [nan, {'x': (inf, Atom('ok'))}]
+    """
+    if type(value) is Atom:
+        return FLOAT_ATOMS.get(value, value)
+    root = [value]
+    stack: list[tuple[Any, Any, bool]] = [(root, 0, False)]
+    while stack:
+        parent, key, seal = stack.pop()
+        item = parent[key]
+        if seal:  # a tuple whose items were fixed in a list: a tuple again
+            parent[key] = tuple(item)
+            continue
+        t = type(item)
+        if t is Atom and item in FLOAT_ATOMS:
+            parent[key] = FLOAT_ATOMS[item]
+        elif t is list:
+            stack.extend((item, i, False) for i in range(len(item)))
+        elif t is dict:
+            stack.extend((item, k, False) for k in item)
+        elif t is tuple:
+            parent[key] = list(item)
+            stack.append((parent, key, True))
+            stack.extend((parent[key], i, False) for i in range(len(item)))
+    return root[0]
+
+
 class ImproperList:
     """A list whose tail is not ``[]``, as ``[1, 2 | tail]`` in Erlang.
 

@@ -40,7 +40,7 @@ import pyarrow as pa
 from . import _etf
 from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError
-from ._types import FLOAT_ATOMS, Atom
+from ._types import Atom, floats_for_atoms
 
 __all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "to_table"]
 
@@ -490,7 +490,7 @@ def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:
 def _table(keys: list, columns: list[list], strict: bool, float_atoms: bool = False) -> pa.Table:
     names = [_col_name(k) for k in keys]
     if float_atoms:
-        columns = [_float_atom_column(c) for c in columns]
+        columns = [floats_for_atoms(c) for c in columns]
     arrays = [column_to_arrow(n, c, strict=strict) for n, c in zip(names, columns)]
     return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
 
@@ -512,10 +512,11 @@ def from_etf(data: Any, *, limits: Any = None, float_atoms: bool = False) -> pa.
     limits : tether.Limits, optional
         Bounds for the decoding (default: the process-wide ones).
     float_atoms : bool
-        Read the atoms ``nan``, ``infinity`` and ``neg_infinity`` as floats in a
-        column of numbers, as the BEAM writes NaN and the infinities (Nx's
-        convention; the worker passes True for ``Tether.table/1``). A column
-        that also holds other atoms or other kinds is left as it is.
+        Read the atoms ``nan``, ``infinity`` and ``neg_infinity`` as the floats
+        they stand for, wherever they are a value (not a key), as the BEAM
+        writes NaN and the infinities (Nx's convention; the worker passes True
+        for ``Tether.table/1``). A column that then mixes floats with other
+        atoms is a :class:`tether.ColumnError`, as any mixed column is.
 
     Returns
     -------
@@ -534,36 +535,18 @@ def from_etf(data: Any, *, limits: Any = None, float_atoms: bool = False) -> pa.
     opts = _etf.Options(limits=limits)
     # Inflated once for the three decoders below; input that is not ETF is decode's to report.
     buf = _etf.uncompressed(data if isinstance(data, bytes) else bytes(as_view(data)), opts)  # as_view: typed errors
-    typed = _etf.decode_typed_columns(buf, opts)
+    # The typed path keeps atoms as atoms: input that may hold one standing for a float takes the general path.
+    float_atoms = float_atoms and any(name in buf for name in (b"nan", b"infinity"))
+    typed = None if float_atoms else _etf.decode_typed_columns(buf, opts)
     if typed is not None:
         # Clean columns go straight into Arrow buffers, with no Python object per value.
         names = [_col_name(k) for k in typed.keys]
         arrays = [_typed_array(spec) for spec in typed.columns]
-        if float_atoms:
-            arrays = [_float_atom_array(a) for a in arrays]
         return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
     columns = _etf.decode_columns(buf, opts)
     if columns is not None:
         return _table(columns.keys, columns.columns, strict=False, float_atoms=float_atoms)
     return _from_value(_etf.decode(buf, opts), float_atoms)
-
-
-def _float_atom_array(arr: pa.Array) -> pa.Array:
-    """An atom column (a dictionary) that holds only nan, infinity and neg_infinity, as float64; else ``arr``."""
-    if not pa.types.is_dictionary(arr.type) or not all(Atom(v) in FLOAT_ATOMS for v in arr.dictionary.to_pylist()):
-        return arr
-    floats = pa.array([FLOAT_ATOMS[Atom(v)] for v in arr.dictionary.to_pylist()], pa.float64())
-    return pa.DictionaryArray.from_arrays(arr.indices, floats).dictionary_decode()
-
-
-def _float_atom_column(column: list) -> list:
-    """A column of numbers whose NaN and infinities came as atoms, with those atoms as floats; else ``column``."""
-    if not any(type(v) is Atom and v in FLOAT_ATOMS for v in column):
-        return column
-    if not all(v is None or type(v) is int or type(v) is float or (type(v) is Atom and v in FLOAT_ATOMS)
-               for v in column):
-        return column
-    return [FLOAT_ATOMS[v] if type(v) is Atom else v for v in column]
 
 
 _FIXED = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}

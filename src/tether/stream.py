@@ -65,6 +65,20 @@ _GROW_STEP = 1 << 20
 _CHAIN = struct.Struct("<QQQ")
 
 
+def _flag(value: Any) -> bool:
+    """A stored checkpoint's ``ended``: None (absent), a bool, a NumPy bool or 0/1; TypeError for anything else."""
+    if value is None:
+        return False
+    if isinstance(value, (str, bytes, float)):
+        raise TypeError
+    try:
+        if value == 0 or value == 1:  # bool, numpy.bool_, and 0/1 ints
+            return bool(value)
+    except (TypeError, ValueError):  # an array's ambiguous truth, say
+        pass
+    raise TypeError
+
+
 def _chain(digest: int, seq: int, payload_checksum: int) -> int:
     # Chained over the payload checksums already in each header: no second
     # pass over the data, and the state is three integers a checkpoint holds.
@@ -116,7 +130,8 @@ class Checkpoint:
         ----------
         data : Mapping
             Needs ``stream_id``, ``seq``, ``offset`` and ``digest``; ``ended`` is False when
-            missing (checkpoints stored before it existed).
+            missing or None (checkpoints stored before it existed), and may be a NumPy bool or
+            0/1 (a table or a database without booleans).
 
         Returns
         -------
@@ -145,9 +160,7 @@ class Checkpoint:
         try:
             if not isinstance(fields[0], str) or any(isinstance(v, bool) for v in fields[1:]):
                 raise TypeError
-            ended = data.get("ended", False)
-            if not isinstance(ended, bool):
-                raise TypeError
+            ended = _flag(data.get("ended"))
             cp = cls(fields[0], *(operator.index(v) for v in fields[1:]), ended)
         except TypeError:
             raise ValidationError(f"Checkpoint fields must be a str stream_id, int seq, offset and digest and a "
@@ -1065,7 +1078,8 @@ def summarize_stream(source: Any, *, resume: Any = None, max_frame: int | None =
         ``raw_bytes`` (uncompressed), ``frame_bytes`` (every frame read, the end frame too);
         ``formats``, ``compressions`` and ``checksums``: chunk counts by name; ``declared``: the end
         frame's ``count``, ``bytes`` and ``digest``, or None; ``checkpoint``: where a writer resumes
-        (:meth:`Checkpoint.as_dict`), or None before any chunk; ``first_chunk``: chunk 0's
+        (:meth:`Checkpoint.as_dict`; ``ended`` when the stream is complete, and then nothing resumes
+        from it), or None before any chunk; ``first_chunk``: chunk 0's
         :class:`tether.FrameInfo`, or None; ``payloads_checked``: False.
 
     Examples

@@ -45,7 +45,7 @@ defmodule Tether.Error do
         "a frame that names itself): refused"
 
   defp describe({:bad_request, message}),
-    do: "Python could not read the call's arguments ($[0] is the first): #{message}"
+    do: "the request was refused before it ran (in arguments, $[0] is the first): #{message}"
 
   defp describe({:bad_etf, why}),
     do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"

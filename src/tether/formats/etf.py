@@ -30,7 +30,7 @@ from .. import arrow as arrow_api
 from .._errors import ColumnError, EncodeError, MappingError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import (FLOAT_ATOMS, Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port,
-                      Reference)
+                      Reference, floats_for_atoms)
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
@@ -215,10 +215,10 @@ class EtfFormat(Format):
         """
         if ctx.into is None:
             value = _etf.decode(payload, self.decode_options(type_info, ctx))
-            return _floats_back(value) if type_info.get("nan") == "atoms" else value
+            return floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
         if ctx.into == "pylist":
             value = _etf.decode(payload, self.decode_options(type_info, ctx))
-            value = _floats_back(value) if type_info.get("nan") == "atoms" else value
+            value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
             if type(value) is not list:
                 raise ValidationError(
                     f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list; this one holds "
@@ -295,32 +295,6 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif t is dict:
             stack.extend(value.values())
     return found
-
-
-def _floats_back(value: Any) -> Any:
-    """``value`` with the atoms nan, infinity and neg_infinity (not map keys) as the floats they stand for."""
-    if type(value) is Atom:
-        return FLOAT_ATOMS.get(value, value)
-    root = [value]
-    stack: list[tuple[Any, Any, bool]] = [(root, 0, False)]
-    while stack:
-        parent, key, seal = stack.pop()
-        item = parent[key]
-        if seal:  # a tuple whose items were fixed in a list: a tuple again
-            parent[key] = tuple(item)
-            continue
-        t = type(item)
-        if t is Atom and item in FLOAT_ATOMS:
-            parent[key] = FLOAT_ATOMS[item]
-        elif t is list:
-            stack.extend((item, i, False) for i in range(len(item)))
-        elif t is dict:
-            stack.extend((item, k, False) for k in item)
-        elif t is tuple:
-            parent[key] = list(item)
-            stack.append((parent, key, True))
-            stack.extend((parent[key], i, False) for i in range(len(item)))
-    return root[0]
 
 
 def _large_list(obj: Any) -> bool:

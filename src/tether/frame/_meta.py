@@ -248,6 +248,8 @@ def unpack_user(packed: Any, limits: Limits) -> dict[str, Any]:
             data = inflater.decompress(data, size + 1)
         except zlib.error as exc:
             raise DecodeError(f"Packed user metadata does not inflate: {exc}.") from None
+        if len(data) <= size and (not inflater.eof or inflater.unused_data):  # the BEAM refuses both too
+            raise DecodeError("Packed user metadata's zlib stream is cut short, or bytes follow its end.")
     elif comp != "none":
         raise DecodeError(f"Packed user metadata uses compression {comp!r}; this tether reads zlib and none.")
     if len(data) != size:
