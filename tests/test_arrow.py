@@ -394,6 +394,12 @@ def test_from_etf_reads_the_beams_nan_atoms_as_floats_when_asked():
     nested = [{Atom("s"): {Atom("x"): nan}, Atom("t"): (1.5, ninf), Atom("l"): [1.0, inf]}]
     row = arrow.from_etf(etf.encode(nested), float_atoms=True).to_pylist()[0]
     assert math.isnan(row["s"]["x"]) and row["t"] == {"0": 1.5, "1": -inf_f} and row["l"] == [1.0, inf_f]
+    # Lists and tuples of atoms alone are typed columns of atom dictionaries: read again when one is a float.
+    got = arrow.from_etf(etf.encode({Atom("a"): [[inf], [ninf]], Atom("p"): [(1, inf), (2, inf)]}), float_atoms=True)
+    assert got.to_pylist() == [{"a": [inf_f], "p": {"0": 1, "1": inf_f}}, {"a": [-inf_f], "p": {"0": 2, "1": inf_f}}]
+    # A name or a value that merely contains "nan" keeps the typed path, and its strings.
+    plain = {Atom("tenant_id"): [1, 2], Atom("fruit"): [b"banana", b"nan"], Atom("k"): [Atom("ok"), Atom("ok")]}
+    assert arrow.from_etf(etf.encode(plain), float_atoms=True).equals(arrow.from_etf(etf.encode(plain)))
     # A column that mixes them with other atoms is mixed, as any such column.
     with pytest.raises(tether.ColumnError, match="holds Atom, float|holds float, Atom"):
         arrow.from_etf(etf.encode({Atom("m"): [Atom("x"), nan]}), float_atoms=True)

@@ -536,7 +536,7 @@ name(_) -> {expected, "an atom, {global, Term} or {via, Module, Term}"}.
 child_id(#{name := Name}, _Default) -> Name;
 child_id(Opts, Default) when is_list(Opts), length(Opts) >= 0 ->  % length/1 fails the guard of an improper list
     case [N || {name, N} <- Opts] of
-        [Name | _] -> Name;
-        [] -> Default
+        [] -> Default;
+        Names -> lists:last(Names)  % the one the options check keeps (maps:from_list: the last wins)
     end;
 child_id(_, Default) -> Default.

@@ -179,10 +179,13 @@ check_ready(Info) ->
 %% true = tether_protocol:compatible(<<"0.1.3">>, <<"0.1.0">>).
 %% false = tether_protocol:compatible(<<"0.2.0">>, <<"0.1.0">>).
 %% true = tether_protocol:compatible(<<"1.4.0">>, <<"1.0.2">>).
+%% false = tether_protocol:compatible(<<"abc">>, <<"xyz">>).
 %% '''
 -spec compatible(binary(), binary()) -> boolean().
 compatible(A, B) ->
     case {major_minor(A), major_minor(B)} of
+        {{invalid, _}, _} -> false;  % before the clauses below: `invalid' > 0 in term order
+        {_, {invalid, _}} -> false;
         {{0, Minor}, {0, Minor}} -> true;
         {{Major, _}, {Major, _}} when Major > 0 -> true;
         _ -> false

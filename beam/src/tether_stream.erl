@@ -452,11 +452,13 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% (gzip's), `chunk_size' (the largest raw chunk a binary is cut into,
 %% default 8 MiB, as Python's), `metadata' (user metadata on every chunk),
 %% `resume => Checkpoint' (continue that stream: same id, numbering and
-%% digest). Every chunk carries a CRC-32 payload checksum. Appending a
-%% continuation onto a file checks first that the file ends where the
+%% digest). Every chunk carries a CRC-32 payload checksum. Appending onto a
+%% file checks first that the file can take what follows: a new stream only
+%% an empty or new file, a continuation only a file that ends where its
 %% checkpoint stands (its last frame is the chunk before, of the same stream,
-%% and no end frame): `{error, {stream, append_mismatch, Info}}' otherwise,
-%% the file untouched.
+%% ending at the checkpoint's offset, and no end frame).
+%% `{error, {stream, append_mismatch, Info}}' otherwise, the file untouched;
+%% `Info' says what the file ends with (`found') and what to do (`hint').
 %%
 %% ```
 %% {ok, W0} = tether_stream:open_writer({file, "/tmp/w.tthr"}, #{compression => gzip}),
@@ -489,33 +491,40 @@ writer(Sink, Opts, {Id0, Seq, Off, D}) ->
 
 %% ------------------------------------------------------------------ appending
 
-%% Appending a continuation onto `{file, Path}': the file's last frame must
-%% be chunk Seq - 1 of the same stream, not an end frame (an empty file takes
-%% chunk 0). Otherwise the new chunks would follow an end frame, or land out
-%% of place, and the file would fail every reader; a stale checkpoint (a
-%% reader's from before it met the end frame, say) is caught here. Reads the
-%% frames' headers and the last one's metadata, never a payload.
-append_point({file, Path}, #{append := true}, {Id, Seq, _, _}) when Id =/= undefined ->
-    Found = case file:open(Path, [raw, binary, read]) of
-                {ok, Dev} -> try last_chunk(Dev, 0, none) after file:close(Dev) end;
-                {error, enoent} -> {ok, none};
-                {error, Reason} -> {error, Reason}
-            end,
-    case Found of
-        {ok, none} when Seq =:= 0 -> ok;
-        {ok, #{<<"id">> := Id, <<"seq">> := Last} = S} when Last =:= Seq - 1 ->
-            case maps:get(<<"end">>, S, false) of
-                true -> append_err(Path, Id, Seq, #{found => end_frame});
-                _ -> ok
+%% Appending onto `{file, Path}': a new stream only onto an empty (or new)
+%% file, and a continuation only where its checkpoint stands, the file's
+%% last frame being chunk Seq - 1 of the same stream, ending at the
+%% checkpoint's offset, and no end frame. Otherwise the new chunks would
+%% follow an end frame or land out of place, and the file would fail every
+%% reader; a stale checkpoint (a reader's from before it met the end frame,
+%% say) is caught here. Reads the frames' headers and the last one's
+%% metadata, never a payload: about 2 us a chunk from a warm file.
+append_point({file, Path}, #{append := true}, Point) ->
+    case file:open(Path, [raw, binary, read]) of
+        {ok, Dev} ->
+            try last_chunk(Dev, 0, none) of
+                {ok, Last} -> appends_after(Last, Point, Path);
+                {error, Why} -> append_err(Path, Point, #{found => Why})
+            after
+                file:close(Dev)
             end;
-        {ok, none} -> append_err(Path, Id, Seq, #{found => empty});
-        {ok, #{<<"end">> := true}} -> append_err(Path, Id, Seq, #{found => end_frame});
-        {ok, S} -> append_err(Path, Id, Seq, #{found => maps:with([<<"id">>, <<"seq">>], S)});
-        {error, Why} -> append_err(Path, Id, Seq, #{found => Why})
+        {error, enoent} -> ok;
+        {error, Reason} -> {error, {stream, io, #{chunk => element(2, Point), stream_id => element(1, Point),
+                                                  reason => Reason, path => Path, hint => hint(io)}}}
     end;
 append_point(_, _, _) -> ok.
 
-%% The stream map of the file's last frame, hopping from header to header.
+appends_after(none, _Point, _Path) -> ok;  % an empty file takes a new stream, or a continuation file's first chunk
+appends_after(Last, {undefined, _, _, _} = Point, Path) -> append_err(Path, Point, #{found => stream_of(Last)});
+appends_after({#{<<"end">> := true}, _}, Point, Path) -> append_err(Path, Point, #{found => end_frame});
+appends_after({#{<<"id">> := Id, <<"seq">> := Last, <<"offset">> := At}, Raw}, {Id, Seq, Off, _}, _Path)
+  when Last =:= Seq - 1, is_integer(At), At + Raw =:= Off ->
+    ok;
+appends_after(Last, Point, Path) -> append_err(Path, Point, #{found => stream_of(Last)}).
+
+stream_of({S, _Raw}) -> maps:with([<<"id">>, <<"seq">>, <<"offset">>], S).
+
+%% The file's last frame: its stream map and raw size, hopping from header to header; `none' when empty.
 last_chunk(Dev, Pos, Last) ->
     case file:pread(Dev, Pos, ?HEADER_SIZE) of
         eof -> last_stream(Dev, Pos, Last);
@@ -528,13 +537,13 @@ last_chunk(Dev, Pos, Last) ->
     end.
 
 last_stream(_Dev, _End, none) -> {ok, none};
-last_stream(Dev, End, {Pos, H = #{meta_len := MLen}}) ->
+last_stream(Dev, End, {Pos, H = #{meta_len := MLen, raw_size := Raw}}) ->
     case {file:position(Dev, eof), file:pread(Dev, Pos, ?HEADER_SIZE + MLen)} of
         {{ok, End}, {ok, Bin}} ->
             case tether_frame:metadata(Bin, H) of
                 {ok, MetaBin} ->
                     case tether_meta:decode(MetaBin) of
-                        {ok, #{<<"stream">> := S}} when is_map(S) -> {ok, S};
+                        {ok, #{<<"stream">> := S}} when is_map(S) -> {ok, {S, Raw}};
                         _ -> {error, {not_a_chunk, Pos}}
                     end;
                 {error, Reason} -> {error, {bad_frame, Pos, Reason}}
@@ -543,9 +552,19 @@ last_stream(Dev, End, {Pos, H = #{meta_len := MLen}}) ->
         {Error, _} -> Error
     end.
 
-append_err(Path, Id, Seq, Extra) ->
-    {error, {stream, append_mismatch, maps:merge(#{chunk => Seq, stream_id => Id, path => Path,
-                                                   hint => hint(append_mismatch)}, Extra)}}.
+append_err(Path, {Id, Seq, _, _}, #{found := Found} = Extra) ->
+    Hint = case Found of
+               {cut, Pos, _} ->
+                   iolist_to_binary(["the file ends inside its last frame, which starts at byte ", integer_to_list(Pos),
+                                     " (a writer stopped mid-chunk): truncate the file to that size, then append "
+                                     "from the checkpoint its reader gave"]);
+               _ when Id =:= undefined ->
+                   <<"a new stream goes only onto an empty or new file: this one holds frames already. Write it to "
+                     "a new file, or pass resume to continue the stream the file holds">>;
+               _ -> hint(append_mismatch)
+           end,
+    {error, {stream, append_mismatch, maps:merge(#{chunk => Seq, stream_id => Id, path => Path, hint => Hint},
+                                                 Extra)}}.
 
 %% 32 lowercase hex digits, as Python's secrets.token_hex(16).
 new_id() -> << <<(hex(N))>> || <<N:4>> <= crypto:strong_rand_bytes(16) >>.

@@ -286,6 +286,7 @@ defmodule TetherHardeningTest do
     {micros, result} = :timer.tc(fn -> :tether_protocol.check_ready(%{tether: :binary.copy("9", 1_600_000) <> ".1"}) end)
     assert {:error, {:incompatible, _}} = result
     assert micros < 1_000_000
+    refute :tether_protocol.compatible("abc", "xyz")  # two unreadable versions used to match
   end
 
   test "E: a region cut inside its header, a slot past the end, a frame cut short: errors, never {:ok, short}" do

@@ -434,11 +434,39 @@ defmodule TetherStreamTest do
         assert {:error, {:stream, :append_mismatch, info}} = Tether.Stream.write(["x"], path, resume: cp, append: true)
         assert info.hint =~ "last frame must be the chunk before it"
       end
+      # A new stream appended after a complete one made the file unreadable too.
+      assert {:error, {:stream, :append_mismatch, info}} = Tether.Stream.write(["x"], path, append: true)
+      assert info.hint =~ "a new stream goes only onto an empty or new file"
       assert File.read!(path) == before
       {:ok, aborted} = :tether_stream.open_writer({:file, Path.join(dir, "a.tthr")}, %{})
       {:ok, %{ended: false}} = :tether_stream.abort(aborted)
       legacy = Map.delete(:tether_stream.checkpoint(r1), :ended)
       assert {:ok, _} = :tether_stream.open(<<>>, %{resume: legacy})
+    end
+
+    test "appending from a checkpoint: a cut last frame is named, a new continuation file is fine", %{dir: dir} do
+      path = Path.join(dir, "cut.tthr")
+      {:ok, w0} = :tether_stream.open_writer({:file, path}, %{})
+      {:ok, w1} = :tether_stream.write(w0, "one")
+      {:ok, w2} = :tether_stream.write(w1, :binary.copy("two", 100))
+      {:ok, _} = :tether_stream.abort(w2)
+      # A writer that died inside its second chunk: the reader's error gives the checkpoint after the first.
+      File.write!(path, binary_part(File.read!(path), 0, File.stat!(path).size - 10))
+      {_why, info} = stream_error(fn -> read_all(path) end)
+      cp = info.checkpoint
+      assert {:error, {:stream, :append_mismatch, %{found: {:cut, pos, _}, hint: hint}}} =
+               Tether.Stream.write(["two"], path, resume: cp, append: true)
+      assert hint =~ "truncate the file to that size"
+      {:ok, f} = :file.open(path, [:read, :write, :binary])
+      {:ok, _} = :file.position(f, pos)
+      :ok = :file.truncate(f)
+      :ok = :file.close(f)
+      assert {:ok, %{seq: 2}} = Tether.Stream.write(["two"], path, resume: cp, append: true)
+      assert read_all(path) == ["one", "two"]
+      # Appending a continuation onto a file that does not exist yet makes a continuation file.
+      rest = Path.join(dir, "rest.tthr")
+      assert {:ok, _} = Tether.Stream.write(["more"], rest, resume: cp, append: true)
+      assert read_all(rest, resume: cp) == ["more"]
     end
 
     test "Python finishes a stream Elixir stopped", %{dir: dir} do

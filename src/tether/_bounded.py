@@ -45,7 +45,8 @@ def bounded(step: Callable[[int], Any], declared: int, what: str) -> memoryview:
     """Run a decompressor to exactly ``declared`` bytes; return them as a read-only view.
 
     ``step(n)`` returns at most ``n`` more bytes of output, and an empty
-    result once the stream has ended (or its input ran out). Each step asks
+    result once the stream has ended; a step whose input ran out before the
+    stream's end raises (as :func:`zlib_steps` does). Each step asks
     for at most :data:`STEP` bytes, and the output buffer grows by what each
     step produced, so a stream that declares gigabytes and produces a few
     bytes costs a few bytes. One byte more than declared is asked for, so a
@@ -110,7 +111,7 @@ def stream_end(decompressor: Any, what: str) -> bytes:
     return b""
 
 
-def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
+def zlib_steps(data: Any, wbits: int, what: str = "the compressed stream") -> Callable[[int], bytes]:
     """The steps of :func:`bounded` over one zlib stream (``wbits`` 31: gzip; 15: zlib, as ETF tag 80 uses).
 
     For tether's own modules (gzip and the ETF decoder's tag-80 values), not
@@ -121,21 +122,21 @@ def zlib_steps(data: Any, wbits: int) -> Callable[[int], bytes]:
     >>> data = zlib.compress(b"tether " * 1000)
     >>> len(bounded(zlib_steps(data, 15), 7000, "example"))
     7000
-    >>> bounded(zlib_steps(data[:-4], 15), 7000, "example")  # cut before its Adler-32
+    >>> bounded(zlib_steps(data[:-4], 15, "the example"), 7000, "example")  # cut before its Adler-32
     Traceback (most recent call last):
     ...
-    tether._errors.DecodeError: the compressed stream ends before its end marker and checksum: it was cut short
+    tether._errors.DecodeError: the example ends before its end marker and checksum: it was cut short
     """
     d = zlib.decompressobj(wbits)
     src = [data]
 
     def step(n: int) -> bytes:
         if d.eof:
-            return stream_end(d, "the compressed stream")
+            return stream_end(d, what)
         out = d.decompress(src[0], n)
         src[0] = d.unconsumed_tail
         if not out and not d.eof:  # every byte read and no end marker: the stream was cut short
-            raise DecodeError("the compressed stream ends before its end marker and checksum: it was cut short")
+            raise DecodeError(f"{what} ends before its end marker and checksum: it was cut short")
         return out
 
     return step

@@ -40,7 +40,7 @@ import pyarrow as pa
 from . import _etf
 from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError
-from ._types import Atom, floats_for_atoms
+from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
 __all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "to_table"]
 
@@ -490,7 +490,7 @@ def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:
 def _table(keys: list, columns: list[list], strict: bool, float_atoms: bool = False) -> pa.Table:
     names = [_col_name(k) for k in keys]
     if float_atoms:
-        columns = [floats_for_atoms(c) for c in columns]
+        columns = [_floats_in(c) for c in columns]
     arrays = [column_to_arrow(n, c, strict=strict) for n, c in zip(names, columns)]
     return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
 
@@ -535,14 +535,15 @@ def from_etf(data: Any, *, limits: Any = None, float_atoms: bool = False) -> pa.
     opts = _etf.Options(limits=limits)
     # Inflated once for the three decoders below; input that is not ETF is decode's to report.
     buf = _etf.uncompressed(data if isinstance(data, bytes) else bytes(as_view(data)), opts)  # as_view: typed errors
-    # The typed path keeps atoms as atoms: input that may hold one standing for a float takes the general path.
-    float_atoms = float_atoms and any(name in buf for name in (b"nan", b"infinity"))
-    typed = None if float_atoms else _etf.decode_typed_columns(buf, opts)
+    typed = _etf.decode_typed_columns(buf, opts)
     if typed is not None:
         # Clean columns go straight into Arrow buffers, with no Python object per value.
         names = [_col_name(k) for k in typed.keys]
         arrays = [_typed_array(spec) for spec in typed.columns]
-        return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
+        # The typed path keeps atoms as atoms: a table whose atoms include one standing for a float is
+        # read again by the general path (its atom dictionaries are small: no pass over the values).
+        if not (float_atoms and any(map(_names_float_atom, arrays))):
+            return pa.Table.from_arrays(arrays, names=names) if arrays else pa.table({})
     columns = _etf.decode_columns(buf, opts)
     if columns is not None:
         return _table(columns.keys, columns.columns, strict=False, float_atoms=float_atoms)
@@ -550,6 +551,19 @@ def from_etf(data: Any, *, limits: Any = None, float_atoms: bool = False) -> pa.
 
 
 _FIXED = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+
+
+
+def _names_float_atom(arr: pa.Array) -> bool:
+    """Whether a typed column's atom dictionaries, nested ones included, hold nan, infinity or neg_infinity."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return any(v in FLOAT_ATOMS for v in arr.dictionary.to_pylist())
+    if pa.types.is_list(t):
+        return _names_float_atom(arr.values)
+    if pa.types.is_struct(t):
+        return any(_names_float_atom(arr.field(i)) for i in range(t.num_fields))
+    return False
 
 
 def _typed_array(spec: tuple) -> pa.Array:
@@ -577,6 +591,13 @@ def _typed_array(spec: tuple) -> pa.Array:
     fields = [_typed_array(f) for f in spec[4]]
     struct = pa.struct([pa.field(str(i), f.type) for i, f in enumerate(fields)])
     return pa.Array.from_buffers(struct, n, [vbuf], null_count=nulls, children=fields)
+
+
+def _floats_in(column: list) -> list:
+    """A column with its float atoms as floats: one pass for a column of scalars, the general walk otherwise."""
+    if any(type(v) in (list, dict, tuple) for v in column):
+        return floats_for_atoms(column)
+    return [FLOAT_ATOMS.get(v, v) if type(v) is Atom else v for v in column]
 
 
 def _from_value(value: Any, float_atoms: bool = False) -> pa.Table:

@@ -619,7 +619,7 @@ def inflate(buf: Any, pos: int, limits: Limits, prefix: bytes = b"") -> memoryvi
     (size,) = _u32(buf, pos)
     what = f"Compressed ETF (tag {COMPRESSED})"
     check_declared(size, limits, what)
-    step = zlib_steps(memoryview(buf)[pos + 4 :], ZLIB_WBITS)
+    step = zlib_steps(memoryview(buf)[pos + 4 :], ZLIB_WBITS, what)
     if prefix:
         step = _after(prefix, step)
     return bounded(step, len(prefix) + size, what)

@@ -291,4 +291,4 @@ class GzipCompressor(Compressor):
     def decompress(self, data: memoryview, raw_length: int, limits: Limits, **context: Any) -> Any:
         what = f"{context.get('frame_id', 'frame')}: gzip payload"
         check_declared(raw_length, limits, what)
-        return bounded(zlib_steps(data, GZIP_WBITS), raw_length, what)
+        return bounded(zlib_steps(data, GZIP_WBITS, what), raw_length, what)
