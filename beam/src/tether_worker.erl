@@ -5,8 +5,10 @@
 %% every module and answered the handshake, or `{error, Reason}':
 %% `{python_not_found, Python}', `{import_error, Module, Type, Message,
 %% Traceback}', `{incompatible, #{python => Vsn, beam => Vsn}}',
-%% `{exited_before_ready, Status, Stderr}', `{start_timeout, Ms, Stderr}' or
-%% `{bad_option, Key, Message}'.
+%% `{tether_not_installed, Python, Stderr}' (that interpreter cannot import
+%% tether: install the tether wheel into its environment, or give the
+%% environment's interpreter), `{exited_before_ready, Status, Stderr}',
+%% `{start_timeout, Ms, Stderr}' or `{bad_option, Key, Message}'.
 %%
 %% Calls run one at a time (a worker is one Python process); callers queue.
 %% A call answers `{ok, Value}' or `{error, Reason}' with `Reason' one of
@@ -335,7 +337,14 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
     notify(ready, S1),
     S1.
 
-exited_before_ready(Status, S) -> {exited_before_ready, Status, stderr_text(S)}.
+%% Python's own words when `-m tether.worker' finds no tether package: the
+%% interpreter is not the one tether was installed into.
+exited_before_ready(Status, S = #st{exe = Exe}) ->
+    Stderr = stderr_text(S),
+    case binary:match(Stderr, [<<"No module named 'tether'">>, <<"No module named tether">>]) of
+        nomatch -> {exited_before_ready, Status, Stderr};
+        _ -> {tether_not_installed, unicode:characters_to_binary(Exe), Stderr}
+    end.
 
 start_timeout(S = #st{opts = #{start_timeout := T}, os_pid = OsPid}) ->
     tether_python:signal(OsPid, kill),

@@ -64,6 +64,17 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:error, {:not_a_frame, _}} = :tether.decode([<<"a">> | :b])
     end
 
+    test "an interpreter without tether is named as such, with what to do" do
+      # It used to be a bare {:exited_before_ready, 1, stderr}.
+      dir = TestPython.tmp_dir!()
+      bare = Path.join(dir, "python-without-site")
+      File.write!(bare, "#!/bin/sh\nexec #{TestPython.python()} -I -S \"$@\"\n")
+      File.chmod!(bare, 0o755)
+      assert {:error, {:tether_not_installed, ^bare, stderr} = reason} = Tether.Worker.start(python: bare, modules: [@m])
+      assert stderr =~ "No module named 'tether'"
+      assert Exception.message(%Tether.Error{reason: reason}) =~ "cannot import tether: install the tether wheel"
+    end
+
     test "the handshake reports both sides" do
       w = start_worker()
       info = Tether.Worker.info(w)

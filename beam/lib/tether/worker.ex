@@ -17,6 +17,9 @@ defmodule Tether.Worker do
     * `{:error, {:import_error, module, type, message, traceback}}`;
     * `{:error, {:incompatible, %{python: vsn, beam: vsn}}}`: tether versions that
       cannot talk (majors differ, or minors for 0.x);
+    * `{:error, {:tether_not_installed, python, stderr}}`: that interpreter cannot
+      import tether (install the wheel into its environment, or give that
+      environment's interpreter);
     * `{:error, {:exited_before_ready, status, stderr}}`: Python died first;
     * `{:error, {:start_timeout, ms, stderr}}`.
 
