@@ -337,3 +337,34 @@ def test_a_complete_streams_checkpoint_is_ended_and_no_writer_resumes_from_it():
     for mangled in (2, "yes", 1.0, np.array([1, 0])):
         with pytest.raises(tether.ValidationError, match="bool ended"):
             Checkpoint.from_dict({**cp.as_dict(), "ended": mangled})
+
+
+def test_appending_to_a_file_is_checked_against_what_it_ends_with(tmp_path):
+    path = tmp_path / "s.tthr"
+    with open(path, "ab") as f:
+        w = StreamWriter(f)
+        w.write("a")
+        w.write("b")
+        stopped = w.abort()
+    reader = StreamReader(path.read_bytes())
+    with pytest.raises(StreamError):
+        reader.read_all()
+    assert reader.checkpoint() == stopped
+    before = path.read_bytes()
+    # A new stream after one, or a continuation from a place the file has passed: refused, nothing written.
+    for resume, message in ((None, "holds frames already"), (Checkpoint(stopped.stream_id, 1, 1, 0), "ends with chunk 1")):
+        with open(path, "ab") as f, pytest.raises(StreamError, match=message):
+            StreamWriter(f, resume=resume)
+    assert path.read_bytes() == before
+    with open(path, "ab") as f:  # from the reader's checkpoint: where the file ends
+        with StreamWriter(f, resume=stopped) as w:
+            w.write("c")
+    assert StreamReader(path.read_bytes()).read_all() == ["a", "b", "c"]
+    # Complete now; a checkpoint from before its end frame cannot append after it.
+    with open(path, "ab") as f, pytest.raises(StreamError, match="ends with its end frame"):
+        StreamWriter(f, resume=Checkpoint(stopped.stream_id, 3, 3, 0))
+    # A writer that died mid-chunk: the error says where to cut the file.
+    cut = tmp_path / "cut.tthr"
+    cut.write_bytes(before[:-5])
+    with open(cut, "ab") as f, pytest.raises(StreamError, match="truncate the file to that size"):
+        StreamWriter(f, resume=Checkpoint(stopped.stream_id, 1, 1, 0))

@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import mmap
 import operator
+import os
 import secrets
 import struct
 from typing import Any, Iterator, Mapping
@@ -232,6 +233,10 @@ class StreamWriter:
         and refuses a chunk format it cannot read, as :func:`tether.dumps` does.
     resume : Checkpoint or dict, optional
         Continue the stream a reader stopped in (same id, numbering, digest).
+        A ``sink`` that is a file opened for appending is checked first: a
+        new stream goes only onto an empty file, a continuation only onto a
+        file that ends where its checkpoint stands (a :class:`StreamError`
+        otherwise, nothing written), as the BEAM's writer checks.
 
     Examples
     --------
@@ -267,7 +272,10 @@ class StreamWriter:
         self.chunk_size = chunk_size
         self._request = Request.of(compression=compression, level=level, bandwidth=bandwidth, checksum=checksum,
                                    transport="stream", reader=reader)
-        cp = Checkpoint.of(resume) or Checkpoint(secrets.token_hex(16))
+        resumed = Checkpoint.of(resume)
+        if (path := _appended_path(sink)) is not None:
+            _check_append(path, resumed)
+        cp = resumed or Checkpoint(secrets.token_hex(16))
         self.stream_id, self._seq, self._offset, self._digest = cp.stream_id, cp.seq, cp.offset, cp.digest
         self.closed = False
         self._ended = False  # the end frame is written
@@ -526,6 +534,44 @@ class StreamWriter:
         else:
             self.abort()
 
+
+def _appended_path(sink: Any) -> Any:
+    """The path of a file object opened for appending (mode 'ab', 'a+b'), or None for any other sink."""
+    mode, name = getattr(sink, "mode", None), getattr(sink, "name", None)
+    if isinstance(mode, str) and "a" in mode and isinstance(name, (str, bytes, os.PathLike)):
+        return name
+    return None
+
+
+def _check_append(path: Any, cp: Checkpoint | None) -> None:
+    """Refuse to append to ``path`` what would make it unreadable; the BEAM's writer checks the same.
+
+    A new stream (``cp`` None) goes only onto an empty file; a continuation only onto a file whose last
+    frame is chunk ``cp.seq - 1`` of the same stream, ending at ``cp.offset``, and not an end frame. Reads
+    headers and metadata, never a payload.
+    """
+    last, pos = None, 0
+    with open(path, "rb") as f:
+        src = _Source(f)
+        try:
+            while (head := src.next_head(get_limits().max_frame_size, f"appending to {path!r}")) is not None:
+                header, meta, _ = frame.read(head, get_limits(), whole=False)
+                last, pos = (meta.get("stream"), header.raw_length), pos + header.frame_size
+        except TruncatedError:
+            raise StreamError(f"{path!r} ends inside its last frame, which starts at byte {pos} (a writer stopped "
+                              "mid-chunk): truncate the file to that size, then append from its reader's checkpoint.")
+    if last is None:
+        return
+    info, raw = last if isinstance(last[0], dict) else ({}, 0)
+    if cp is None:
+        raise StreamError(f"{path!r} holds frames already, and a new stream appended to it would make it "
+                          "unreadable: write the stream to a new file, or pass resume= to continue the one it holds.")
+    if info.get("end") is True or info.get("id") != cp.stream_id or info.get("seq") != cp.seq - 1 \
+            or not isinstance(info.get("offset"), int) or info["offset"] + raw != cp.offset:
+        found = "its end frame" if info.get("end") is True else f"chunk {info.get('seq')!r} of stream {info.get('id')!r}"
+        raise StreamError(f"{path!r} ends with {found}, and the checkpoint continues after chunk {cp.seq - 1} of "
+                          f"stream {cp.stream_id}: appending there would make it unreadable. Resume from the "
+                          "checkpoint this file's reader gave when it stopped, or write the continuation to a new file.")
 
 class _Source:
     """Frames from a buffer (zero-copy slices) or a binary file-like (one buffer per frame)."""
