@@ -173,8 +173,9 @@ defmodule Tether.Worker do
   @doc """
   What the worker's Python reported at its handshake (`:tether`, `:python`,
   `:modules`, `:speedups`, `:messages`: the forms it reads, compact messages
-  among them, docs/format.md §8, ...) with its `:os_pid`, `:phase` and
-  `:queued` calls.
+  among them, docs/format.md §8, ...; `"markers"`, the argument markers it
+  reads, under a string key so that an older node decodes the handshake
+  without a new atom) with its `:os_pid`, `:phase` and `:queued` calls.
 
   ```elixir
   %{python: "3.11.7", os_pid: pid} = Tether.Worker.info(w)
