@@ -220,3 +220,34 @@ def test_a_pipe_that_does_not_start_with_a_frame_is_not_read_on():
         proc.kill()
         proc.stdin.close()
         proc.wait()
+
+
+def test_inspect_refuses_a_cut_or_padded_frame_and_says_what_verify_leaves_unchecked(tmp_path):
+    # An operator's trial: inspect passed both with exit 0, and verify's "guarded ..., or unchecked" hid
+    # that a large in-memory frame's payload carries no checksum.
+    frame = (GOLDEN / "raw_bytes.tthr").read_bytes()
+    for name, data, error in (("cut", frame[:-10], "TruncatedError"), ("padded", frame + b"junk", "DecodeError")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        out = run("inspect", str(path))
+        assert out.returncode == 1 and error in out.stderr and f"its frame {len(frame)}" in out.stderr
+    big = tmp_path / "big.tthr"
+    big.write_bytes(tether.dumps(np.zeros(1 << 18)))
+    out = run("verify", str(big))
+    assert out.returncode == 0 and "NOT the payload, which carries no checksum" in out.stdout
+
+
+def test_a_stream_that_starts_past_chunk_0_is_called_a_continuation(tmp_path):
+    sink = tmp_path / "whole.tthr"
+    with open(sink, "wb") as f, tether.stream.StreamWriter(f) as w:
+        for i in range(5):
+            w.write(f"c{i}")
+    data, pos = sink.read_bytes(), 0
+    for _ in range(3):
+        pos += tether.inspect(data[pos:]).frame_size
+    part = tmp_path / "part.tthr"
+    part.write_bytes(data[pos:])
+    out = run("inspect", str(part))
+    assert out.returncode == 0 and "complete as a continuation: it starts at chunk 3" in out.stdout
+    out = run("verify", str(part))
+    assert out.returncode == 1 and "starts at chunk 3, not 0" in out.stderr

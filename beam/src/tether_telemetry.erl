@@ -14,7 +14,7 @@
 %% Durations are in native time units (`erlang:convert_time_unit/3').
 -module(tether_telemetry).
 
--export([execute/3, span/2, events/0]).
+-export([execute/3, span/2, measured_span/2, events/0]).
 
 -type event() :: [atom(), ...].
 -export_type([event/0]).
@@ -56,10 +56,22 @@ execute(Event, Measurements, Metadata) ->
 %%                                                      route => inline}} end).
 %% '''
 -spec span(map(), fun(() -> {term(), map()})) -> term().
-span(Meta, Fun) ->
+span(Meta, Fun) -> element(1, measured_span(Meta, Fun)).
+
+%% @doc As {@link span/2}, returning what `Fun' returned, measurements and
+%% all: `tether_worker:measure/5' sends the same events as a call.
+%%
+%% ```
+%% {{ok, 3}, #{bytes_in := 80}} =
+%%     tether_telemetry:measured_span(#{module => <<"m">>, function => <<"add">>, worker => self()},
+%%                                    fun() -> {{ok, 3}, #{queue_time => 0, bytes_in => 80, bytes_out => 72,
+%%                                                         route => inline}} end).
+%% '''
+-spec measured_span(map(), fun(() -> {term(), map()})) -> {term(), map()}.
+measured_span(Meta, Fun) ->
     case erlang:function_exported(telemetry, execute, 3) of
         true -> traced(Meta, Fun);
-        false -> element(1, Fun())
+        false -> Fun()
     end.
 
 traced(Meta0, Fun) ->
@@ -86,7 +98,7 @@ traced(Meta0, Fun) ->
                         _ -> StopMeta
                     end)
     end,
-    Result.
+    {Result, Stats}.
 
 outcome({ok, _}, _) -> ok;
 outcome({error, Reason}, Stats) ->

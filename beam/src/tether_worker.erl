@@ -168,7 +168,9 @@ call(W, Mod, Fun, Args, Opts) ->
 measure(W, Mod, Fun, Args, Opts) ->
     case {tether_options:target(Mod, Fun, Args), tether_options:call(worker, Opts)} of
         {{ok, M, F}, {ok, #{timeout := Timeout, tables := Tables}}} ->
-            {Result, Stats} = request(W, M, F, Args, Tables, deadline(Timeout), none),
+            {Result, Stats} = tether_telemetry:measured_span(
+                                 #{module => M, function => F, worker => W},
+                                 fun() -> request(W, M, F, Args, Tables, deadline(Timeout), none) end),
             {Result, in_microseconds(Stats)};
         {{ok, _, _}, Error} -> {Error, #{}};
         {Error, _} -> {Error, #{}}
@@ -631,7 +633,10 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     Done = erlang:monotonic_time(),
     %% The stages stay timestamps here: only measure/5 wants them, and it
     %% converts them in the caller, off this process's path to the next call.
-    reply(R, Result1, #{queue_time => Sent - R#req.enqueued, bytes_in => In, bytes_out => Out,
+    %% Queued until this process took the call up: encoding and writing the
+    %% arguments are stages of their own, not waiting.
+    Start = maps:get(start, B#busy.stages, Sent),
+    reply(R, Result1, #{queue_time => Start - R#req.enqueued, bytes_in => In, bytes_out => Out,
                         route => Route1, stages => {timestamps, B, Arrived, Done, Read}}),
     release(R),
     %% This process held the call's large binaries: let go of them now, so

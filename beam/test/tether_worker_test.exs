@@ -564,6 +564,10 @@ defmodule Tether.WorkerLifecycleTest do
       assert_receive {:event, [:tether, :call, :stop], %{bytes_in: bytes_in}, %{route: :shm, function: "echo"}}
       assert bytes_in > 5000
 
+      # measure/5 is a call too: it used to send no events.
+      assert {{:ok, 7}, %{bytes_in: measured}} = Tether.Worker.measure(w, @m, "add", [3, 4])
+      assert_receive {:event, [:tether, :call, :stop], %{bytes_in: ^measured}, %{function: "add", result: :ok}}
+
       assert {:error, {:python, "ValueError", _, _}} = Tether.Worker.call(w, @m, "fail", ["x"])
       assert_receive {:event, [:tether, :call, :stop], _, %{result: :error, error: {:python, "ValueError", _, _}}}
 
@@ -632,6 +636,8 @@ defmodule Tether.WorkerLifecycleTest do
       assert Enum.sort(Map.keys(stats.stages)) == [:decode, :encode, :python, :read, :write]
       assert Enum.all?(Map.values(stats.stages), &(is_integer(&1) and &1 >= 0))
       assert stats.stages.python > 0 and stats.bytes_in > byte_size(data)
+      # An idle worker queues nothing: queue_time used to include encoding and writing the arguments.
+      assert System.convert_time_unit(stats.queue_time, :native, :microsecond) < stats.stages.write
       assert {:ok, %{"worker" => %{"last_call" => %{"route" => "shm"}}}} = Tether.Worker.stats(w)
     end
 

@@ -183,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _frame_cmd(args: argparse.Namespace) -> int:
     import tether
-    from . import TetherError
+    from . import DecodeError, TetherError, TruncatedError
 
     try:
         data = _open(args.file, whole=args.cmd != "inspect")
@@ -202,6 +202,13 @@ def _frame_cmd(args: argparse.Namespace) -> int:
                   f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
             return 0
         info = tether.verify(data) if args.cmd == "verify" else first
+        if args.cmd == "inspect" and hasattr(data, "__len__") and len(data) != first.frame_size:
+            # inspect reads the header and metadata only, and would otherwise pass a cut or padded file.
+            short = len(data) < first.frame_size
+            what = "cut short" if short else f"followed by {len(data) - first.frame_size} bytes that are not part of it"
+            raise (TruncatedError if short else DecodeError)(
+                f"the file holds {len(data)} bytes and its frame {first.frame_size}: the frame is {what}. Write the "
+                "frame again.")
     except OSError as exc:
         return _frame_error(args, "OSError", f"cannot read {args.file}: {exc.strerror or exc}", 2)
     except _NotAFile as exc:
@@ -264,8 +271,13 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
     def counts(by_name: dict[str, int]) -> str:
         return ", ".join(f"{name} {n}" for name, n in sorted(by_name.items())) or "-"
 
+    state = _STATES.get(s["state"], s["state"])
+    if s["state"] == "complete" and s.get("continues_from") is not None:
+        state = ("complete as a continuation: it starts at chunk {seq}, so it reads only after the earlier "
+                 "part (with resume= that part's checkpoint); its end frame's count and bytes match, and the "
+                 "digest chain needs the earlier part").format(**s["continues_from"])
     rows = [
-        ("state", _STATES.get(s["state"], s["state"])),
+        ("state", state),
         ("stream id", s["stream_id"] or "unknown"),
         ("chunks", s["chunks"]),
         ("payload", f"{s['payload_bytes']} B stored, {s['raw_bytes']} B uncompressed ({s['frame_bytes']} B "

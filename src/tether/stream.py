@@ -910,6 +910,12 @@ class StreamReader:
             self.stream_id = sid
         if sid != self.stream_id:
             raise StreamError(f"{where}: the chunk belongs to stream {sid!r}; a chunk from another stream was mixed in.")
+        if seq != self._seq and self._seq == 0 and isinstance(seq, int) and seq > 0:
+            raise StreamError(
+                f"{where}: the input starts at chunk {seq}, not 0: chunk 0 is missing, or this continues an "
+                "earlier part of the stream. For a part, read it with resume= the checkpoint the earlier part "
+                "ended at, or read the parts joined in order."
+            )
         if seq != self._seq:
             missing = "missing" if isinstance(seq, int) and seq > self._seq else "repeated or out of order"
             raise StreamError(

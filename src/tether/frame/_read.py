@@ -191,7 +191,9 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
 
 def _covers(header: Header) -> str:
     if header.checksum_kind == _checksum.NONE:
-        return "header, metadata (payload guarded by its region's commit protocol, or unchecked)"
+        return ("header, metadata; NOT the payload, which carries no checksum (checksum='auto' leaves payloads "
+                "over 1 MiB in memory and shared memory to a region's commit protocol: write frames that leave "
+                "the process with transport='disk' or 'network', or checksum='crc32')")
     return "header, metadata, payload"
 
 

@@ -101,6 +101,8 @@ def clear(name: str) -> bool:
     >>> m.clear("never fired")
     False
     """
+    if not isinstance(name, str) or not name:  # as alert() checks it: bytes from the BEAM would never match
+        raise ValidationError(f"An alert name is a non-empty str, got {name!r}: decode bytes first.")
     with _lock:
         fired = _active.pop(name, None)
         callbacks = list(_callbacks)
