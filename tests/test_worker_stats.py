@@ -266,3 +266,18 @@ def test_read_stats_refuses_odd_targets_with_stats_errors_and_never_waits_on_a_f
             W.read_stats(target)
     with pytest.raises(W.StatsError, match="timeout must be a non-negative number"):
         W.read_stats(tmp_path / "list.json", timeout="2")
+
+
+def test_worker_call_times_the_workers_own_work_not_the_handler():
+    # An operator's trial: a handler sleeping 3 ms fired tether's throughput alert, since worker_call
+    # counted the handler's time as the worker's.
+    tether.metrics.enable()
+    tether.metrics.reset()
+    w = W.Worker({"beam_handlers": beam_handlers}, shm_threshold=4096)
+    try:
+        w.handle(tether.dumps((A("call"), 1, b"beam_handlers", b"sleep", [0.05], {}), format="etf"))
+        assert w.last_call["handler_s"] >= 0.05
+    finally:
+        w.close()
+    (row,) = [r for r in tether.metrics.snapshot()["operations"] if r["op"] == "worker_call" and r["count"]]
+    assert row["seconds"] < 0.02  # reading and writing a few bytes, not the 50 ms the handler slept

@@ -886,7 +886,10 @@ class Worker:
         self.calls += 1
         self._last = last
         if _metrics is not None:
-            _metrics.record("worker_call", "etf", "none", route, nbytes_in, nbytes_out, done - started, error=outcome)
+            # The worker's own work, reading the call and writing the reply: the handler's time is the
+            # application's, and a slow handler must not read as tether's throughput falling (its alerts).
+            _metrics.record("worker_call", "etf", "none", route, nbytes_in, nbytes_out,
+                            (read - started) + (done - handled), error=outcome)
 
     @property
     def last_call(self) -> dict[str, Any]:
