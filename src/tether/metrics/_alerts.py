@@ -294,7 +294,8 @@ def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, sa
     figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
                "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9,
                "ratio": ratio, "samples": samples, "fraction": _config.fraction}
-    alert(name, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) runs at {ratio:.0%} of its baseline "
+    share = f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio:.2%}"  # "0%" would read as stopped
+    alert(name, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) runs at {share} of its baseline "
           f"throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s over the last {samples} "
           "operations)", figures, _suggestion(comp))
 
