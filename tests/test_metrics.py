@@ -244,3 +244,26 @@ def test_opentelemetry_meter_reads_the_counts():
     p50, p99 = (points[(f"tether.operation.duration.{q}", "loads", None)] for q in ("p50", "p99"))
     assert 0 < p50 <= p99
     provider.shutdown()
+
+
+def test_a_frame_from_encode_is_counted_once_when_written():
+    # The large-copy recommendation sends users to encode(x).write_into(buffer), which was never counted,
+    # so following the advice made the traffic vanish from the metrics (and the worker's replies with it).
+    m.enable()
+    m.reset()
+    def counted():
+        by_op: dict[str, int] = {}
+        for row in m.snapshot()["operations"]:
+            by_op[row["op"]] = by_op.get(row["op"], 0) + row["count"]
+        return sorted((op, n) for op, n in by_op.items() if n)
+    enc = tether.encode(np.ones(1 << 16))
+    assert counted() == []  # prepared, not written
+    enc.write_into(bytearray(enc.nbytes))
+    enc.write_into(bytearray(enc.nbytes))
+    assert counted() == [("dumps", 1)]
+    bytes(tether.encode(b"small"))
+    assert counted() == [("dumps", 2)]
+    from tether.shm import Region
+    with Region.create(1 << 20) as region:
+        tether.dump_into(np.ones(100), region)
+    assert counted() == [("dump_into", 1), ("dumps", 2)]

@@ -8,6 +8,7 @@ the same steps backwards.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 from . import _transport, compression, formats, frame, memory
@@ -65,7 +66,15 @@ def encode(
     req = Request.of(format=format, compression=compression, level=level, metadata=metadata, checksum=checksum,
                      transport=transport, bandwidth=bandwidth, lineage=lineage, options=options, reader=reader,
                      parent=parent, step=step)
-    return prepare(obj, req)
+    t0 = _start()
+    enc = prepare(obj, req)
+    if t0 is not None:  # counted as a dumps once written, from encoding to the end of the write
+        enc.when_written(functools.partial(_count_written, req.transport, t0))
+    return enc
+
+
+def _count_written(transport: str, t0: float, enc: Encoded) -> None:
+    _observe_encoded("dumps", enc, transport, enc.nbytes, t0)
 
 
 def prepare(
@@ -325,6 +334,7 @@ def dump_into(obj: Any, region: Any, **options: Any) -> Any:
     options.setdefault("transport", "shm")
     t0 = _start()
     enc = encode(obj, **options)
+    enc.when_written(None)  # counted below, as a dump_into with its region
     slot, _offset, view = region.reserve(enc.nbytes)
     try:
         enc.write_into(view)

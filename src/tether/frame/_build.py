@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .._buffers import new_bytes, to_bytes, write_parts
 from .._errors import EncodeError, ValidationError
@@ -49,7 +49,7 @@ class Encoded:
     True
     """
 
-    __slots__ = ("_header", "_meta", "_parts", "nbytes", "decision", "_checksum")
+    __slots__ = ("_header", "_meta", "_parts", "nbytes", "decision", "_checksum", "_on_written")
 
     def __init__(self, header: Header, meta: bytes, parts: Sequence[Any], decision: Any = None):
         self._header = header
@@ -58,6 +58,30 @@ class Encoded:
         self._checksum: int | None = None
         self.nbytes: int = header.frame_size
         self.decision = decision
+        self._on_written: Callable[[Encoded], None] | None = None
+
+    def when_written(self, callback: Callable[[Encoded], None] | None) -> None:
+        """Call ``callback(self)`` once, after the first whole write (:meth:`write_into` or ``bytes()``).
+
+        :func:`tether.encode` counts the frame for :mod:`tether.metrics` so, when it is written rather than
+        when it is prepared; None takes the callback back (a caller that counts the frame itself).
+
+        Examples
+        --------
+        >>> import tether
+        >>> seen = []
+        >>> enc = tether.encode(b"x")
+        >>> enc.when_written(lambda e: seen.append(e.nbytes))
+        >>> _ = bytes(enc); _ = bytes(enc)
+        >>> seen == [enc.nbytes]
+        True
+        """
+        self._on_written = callback
+
+    def _written(self) -> None:
+        callback, self._on_written = self._on_written, None
+        if callback is not None:
+            callback(self)
 
     @property
     def header(self) -> Header:
@@ -97,12 +121,16 @@ class Encoded:
         if h.checksum_kind != _checksum.NONE:
             self._checksum = _checksum.compute(h.checksum_kind, dest[pstart:end])
         dest[offset : offset + HEADER_SIZE] = h.pack(self._checksum)
+        if self._on_written is not None:
+            self._written()
         return self.nbytes
 
     def __bytes__(self) -> bytes:
         if self.nbytes < JOIN_BELOW:
             joined = self._joined()
             if joined is not None:
+                if self._on_written is not None:
+                    self._written()
                 return joined
         out, view = new_bytes(self.nbytes)
         try:
