@@ -281,3 +281,23 @@ def test_worker_call_times_the_workers_own_work_not_the_handler():
         w.close()
     (row,) = [r for r in tether.metrics.snapshot()["operations"] if r["op"] == "worker_call" and r["count"]]
     assert row["seconds"] < 0.02  # reading and writing a few bytes, not the 50 ms the handler slept
+
+
+def test_stats_taken_during_a_call_say_what_runs_and_for_how_long():
+    # An operator's trial: stats during a long call read calls 0 and an empty last_call, and nothing more.
+    import threading
+    import time
+
+    w = W.Worker({"beam_handlers": beam_handlers}, shm_threshold=4096)
+    try:
+        assert w.stats()["worker"]["running"] is None
+        call = threading.Thread(target=w.handle,
+                                args=(tether.dumps((A("call"), 1, b"beam_handlers", b"sleep", [0.3], {}), format="etf"),))
+        call.start()
+        time.sleep(0.1)
+        running = w.stats()["worker"]["running"]
+        call.join()
+        assert running["function"] == "beam_handlers.sleep" and 0.05 < running["seconds"] < 0.3
+        assert w.stats()["worker"]["running"] is None
+    finally:
+        w.close()

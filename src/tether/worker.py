@@ -824,6 +824,7 @@ class Worker:
         self.calls = 0
         self._last: tuple = ()  # the last call counted, made into ``last_call`` only when asked for
         self._step = ""  # "module.function" of the running call: the lineage step of its result frames
+        self._in_call: tuple[str, float] | None = None  # the running call's step and start, while it runs
         self._outcome: str | None = None
         self._handled = 0.0
         self._shm_in = self._shm_out = 0  # bytes of this call's arguments file and region frames
@@ -865,7 +866,11 @@ class Worker:
             return self.bad_request(ident, exc)
         self._step = step
         read = time.perf_counter()
-        reply = self._call(ident, target, args, tables)
+        self._in_call = (step, read)  # for stats taken meanwhile (an operator asking what runs, for how long)
+        try:
+            reply = self._call(ident, target, args, tables)
+        finally:
+            self._in_call = None
         self._pending = (len(message) + self._shm_in, len(reply) + self._shm_out, self._shm_in or self._shm_out,
                          (started, read, self._handled, time.perf_counter()), self._step, self._outcome)
         if not self.defer_accounting:
@@ -901,7 +906,8 @@ class Worker:
                 "read_s": read - started, "handler_s": handled - read, "write_s": done - handled, "error": outcome}
 
     def stats(self) -> dict[str, Any]:
-        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered and the last call's stages.
+        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered, the last call's stages, and the
+        call running now (``running``: its function and seconds so far, or None).
 
         Raises :class:`StatsError` when this tether has no ``tether.metrics``.
 
@@ -919,7 +925,10 @@ class Worker:
         else:
             self._await_accounting()
         out = _metrics.snapshot()
+        running = self._in_call
         out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
+                         "running": None if running is None else
+                         {"function": running[0], "seconds": time.perf_counter() - running[1]},
                          "modules": sorted(self.modules),
                          "spin": self.channel.spin.stats() if self.channel is not None else None}
         return out

@@ -192,7 +192,9 @@ defmodule Tether.Worker do
   @doc """
   The Python worker's metrics: `tether.metrics.snapshot()` (operations by
   kind, format and route; alerts; memory) with a `"worker"` entry: the calls
-  it answered and the stages of the last one, in seconds. Keys are strings.
+  it answered, the stages of the last one, in seconds, and the call running
+  now (`"running"`: its `"function"` and `"seconds"` so far, or nil). Keys are
+  strings.
   `{:error, {:python, "MetricsUnavailable", message, ""}}` when the worker's
   tether has no metrics module.
 
