@@ -192,9 +192,10 @@ defmodule Tether.Worker do
   @doc """
   The Python worker's metrics: `tether.metrics.snapshot()` (operations by
   kind, format and route; alerts; memory) with a `"worker"` entry: the calls
-  it answered, the stages of the last one, in seconds, and the call running
-  now (`"running"`: its `"function"` and `"seconds"` so far, or nil). Keys are
-  strings.
+  it answered and the stages of the last one, in seconds. Keys are strings.
+  The request waits behind the worker's calls, so its `"running"` is nil;
+  `tether stats <os pid>` from a shell answers during a call, and shows it
+  there.
   `{:error, {:python, "MetricsUnavailable", message, ""}}` when the worker's
   tether has no metrics module.
 

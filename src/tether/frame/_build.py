@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .._buffers import new_bytes, to_bytes, write_parts
@@ -58,30 +60,38 @@ class Encoded:
         self._checksum: int | None = None
         self.nbytes: int = header.frame_size
         self.decision = decision
-        self._on_written: Callable[[Encoded], None] | None = None
+        self._on_written: Callable[[Encoded, int, bool], None] | None = None
 
-    def when_written(self, callback: Callable[[Encoded], None] | None) -> None:
-        """Call ``callback(self)`` once, after the first whole write (:meth:`write_into` or ``bytes()``).
+    def when_written(self, callback: Callable[[Encoded, int, bool], None] | None) -> None:
+        """Call ``callback(self, write_ns, copied)`` once, after the first whole write.
 
-        :func:`tether.encode` counts the frame for :mod:`tether.metrics` so, when it is written rather than
-        when it is prepared; None takes the callback back (a caller that counts the frame itself).
+        ``write_ns`` is how long that write took (nanoseconds); ``copied`` is True
+        for ``bytes()`` (a new bytes object) and False for :meth:`write_into`
+        (the caller's buffer). :func:`tether.encode` counts the frame for
+        :mod:`tether.metrics` so: a frame holds one callback, and one given here
+        replaces that one (None takes it back, for a caller that counts the frame
+        itself). An exception the callback raises is logged, never raised: the
+        frame is written by then.
 
         Examples
         --------
         >>> import tether
         >>> seen = []
         >>> enc = tether.encode(b"x")
-        >>> enc.when_written(lambda e: seen.append(e.nbytes))
+        >>> enc.when_written(lambda e, ns, copied: seen.append((e.nbytes, copied)))
         >>> _ = bytes(enc); _ = bytes(enc)
-        >>> seen == [enc.nbytes]
+        >>> seen == [(enc.nbytes, True)]
         True
         """
         self._on_written = callback
 
-    def _written(self) -> None:
+    def _written(self, started: int, copied: bool) -> None:
         callback, self._on_written = self._on_written, None
         if callback is not None:
-            callback(self)
+            try:
+                callback(self, time.perf_counter_ns() - started, copied)
+            except Exception:  # noqa: BLE001 - an observer's failure must not fail a write already done
+                logging.getLogger("tether").exception("a frame's when_written callback raised")
 
     @property
     def header(self) -> Header:
@@ -104,7 +114,13 @@ class Encoded:
         ``buffer`` is any writable buffer (bytearray, mmap, memoryview, a shared
         memory region). The payload lands 64-byte aligned relative to ``offset``.
         """
-        dest = _writable(buffer)
+        started = time.perf_counter_ns() if self._on_written is not None else 0
+        self._write(_writable(buffer), offset)
+        if self._on_written is not None:
+            self._written(started, False)
+        return self.nbytes
+
+    def _write(self, dest: memoryview, offset: int) -> None:
         if type(offset) is not int or offset < 0 or offset + self.nbytes > len(dest):
             raise ValidationError(
                 f"Frame of {self.nbytes} bytes does not fit at offset {offset} of a {len(dest)}-byte buffer."
@@ -121,23 +137,20 @@ class Encoded:
         if h.checksum_kind != _checksum.NONE:
             self._checksum = _checksum.compute(h.checksum_kind, dest[pstart:end])
         dest[offset : offset + HEADER_SIZE] = h.pack(self._checksum)
-        if self._on_written is not None:
-            self._written()
-        return self.nbytes
 
     def __bytes__(self) -> bytes:
-        if self.nbytes < JOIN_BELOW:
-            joined = self._joined()
-            if joined is not None:
-                if self._on_written is not None:
-                    self._written()
-                return joined
-        out, view = new_bytes(self.nbytes)
-        try:
-            self.write_into(view)
-        finally:
-            view.release()
-        return to_bytes(out)
+        started = time.perf_counter_ns() if self._on_written is not None else 0
+        joined = self._joined() if self.nbytes < JOIN_BELOW else None
+        if joined is None:
+            out, view = new_bytes(self.nbytes)
+            try:
+                self._write(view, 0)
+            finally:
+                view.release()
+            joined = to_bytes(out)
+        if self._on_written is not None:
+            self._written(started, True)
+        return joined
 
     def _joined(self) -> bytes | None:
         """The frame as :meth:`write_into` lays it out, by one join; None when a part is a writer (a Segment).
