@@ -253,7 +253,8 @@ sparse(#{<<"layout">> := Layout, <<"shape">> := Shape, <<"components">> := Comps
                 L when L =:= <<"csr">>; L =:= <<"csc">> -> [<<"data">>, <<"indices">>, <<"indptr">>];
                 _ -> []
             end,
-    case dims(Shape) andalso Names =/= [] andalso [maps:get(<<"name">>, C, undefined) || C <- Comps, is_map(C)] =:= Names of
+    Listed = [maps:get(<<"name">>, C, undefined) || C <- Comps, is_map(C)],
+    case dims(Shape) andalso Names =/= [] andalso Listed =:= Names of
         false -> {error, {bad_type_info, sparse, <<"shape must be non-negative integers, layout csr, csc or coo, "
                                                    "with its components in order">>}};
         true -> sparse_tensors(Comps, Payload, #{format => binary_to_atom(Layout), shape => list_to_tuple(Shape),

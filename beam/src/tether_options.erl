@@ -8,8 +8,8 @@
 %% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
--export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1, stream_reader/1, stream_writer/1,
-         worker_keys/0, pool_keys/0, explain/3, child_id/2]).
+-export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1,
+         stream_reader/1, stream_writer/1, worker_keys/0, pool_keys/0, explain/3, child_id/2]).
 
 -include("../include/tether.hrl").
 

@@ -117,8 +117,8 @@ next(R) -> step(R, true).
 %% frame would make the stream unreadable. A reader's checkpoint is where it
 %% stands among the chunks: `next/1' hands back no reader with `done', so
 %% one taken before it says `ended => false' (appending to a file from it is
-%% refused all the same: see open_writer/2). A reader that has not seen a chunk yet has no stream to
-%% resume: `{error, {stream, no_chunk_read, _}}'.
+%% refused all the same: see open_writer/2). A reader that has not seen a
+%% chunk yet has no stream to resume: `{error, {stream, no_chunk_read, _}}'.
 %%
 %% ```
 %% {ok, W} = tether_stream:open_writer({file, "/tmp/c.tthr"}, #{}),

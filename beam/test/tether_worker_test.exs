@@ -591,6 +591,19 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "stats/1: worker_call leaves out the handler's time, and a large reply written in place is counted" do
+      w = start_worker(shm_threshold: 1024)
+      assert {:ok, 0.2} = Tether.Worker.call(w, @m, "sleep", [0.2])
+      assert {:ok, big} = Tether.Worker.call(w, @m, "big_binary", [100_000])
+      assert byte_size(big) == 100_000
+      assert {:ok, %{"operations" => ops, "worker" => %{"running" => nil}}} = Tether.Worker.stats(w)
+      calls = Enum.filter(ops, &(&1["op"] == "worker_call" and &1["count"] > 0))
+      # The 0.2 s the handler slept is the application's: it used to be counted as tether's, and fired alerts.
+      assert Enum.sum(Enum.map(calls, & &1["seconds"])) < 0.1
+      # The reply's frame went into the worker's region through encode().write_into: a dump_into now.
+      assert Enum.any?(ops, &(&1["op"] == "dump_into" and &1["transport"] == "shm" and &1["count"] >= 1))
+    end
+
     test "spin_us: how long Python polls for the next call, and what its stats say spinning did" do
       for {us, expect} <- [{nil, 200}, {0, 0}, {10_000, 10_000}] do
         w = start_worker(if us, do: [spin_us: us], else: [])

@@ -550,12 +550,12 @@ def _check_append(path: Any, cp: Checkpoint | None) -> None:
     frame is chunk ``cp.seq - 1`` of the same stream, ending at ``cp.offset``, and not an end frame. Reads
     headers and metadata, never a payload.
     """
-    last, pos = None, 0
+    last, pos, limits = None, 0, get_limits()
     with open(path, "rb") as f:
         src = _Source(f)
         try:
-            while (head := src.next_head(get_limits().max_frame_size, f"appending to {path!r}")) is not None:
-                header, meta, _ = frame.read(head, get_limits(), whole=False)
+            while (head := src.next_head(limits.max_frame_size, f"appending to {path!r}")) is not None:
+                header, meta, _ = frame.read(head, limits, whole=False)
                 last, pos = (meta.get("stream"), header.raw_length), pos + header.frame_size
         except TruncatedError:
             raise StreamError(f"{path!r} ends inside its last frame, which starts at byte {pos} (a writer stopped "
@@ -568,10 +568,12 @@ def _check_append(path: Any, cp: Checkpoint | None) -> None:
                           "unreadable: write the stream to a new file, or pass resume= to continue the one it holds.")
     if info.get("end") is True or info.get("id") != cp.stream_id or info.get("seq") != cp.seq - 1 \
             or not isinstance(info.get("offset"), int) or info["offset"] + raw != cp.offset:
-        found = "its end frame" if info.get("end") is True else f"chunk {info.get('seq')!r} of stream {info.get('id')!r}"
+        found = ("its end frame" if info.get("end") is True
+                 else f"chunk {info.get('seq')!r} of stream {info.get('id')!r}")
         raise StreamError(f"{path!r} ends with {found}, and the checkpoint continues after chunk {cp.seq - 1} of "
                           f"stream {cp.stream_id}: appending there would make it unreadable. Resume from the "
-                          "checkpoint this file's reader gave when it stopped, or write the continuation to a new file.")
+                          "checkpoint this file's reader gave when it stopped, or write the continuation to a "
+                          "new file.")
 
 class _Source:
     """Frames from a buffer (zero-copy slices) or a binary file-like (one buffer per frame)."""
