@@ -516,7 +516,10 @@ defmodule Tether.WorkerLifecycleTest do
           end)
           assert_receive {:worker, w}, 30_000
           ref = Process.monitor(w)
-          spawn(fn -> Tether.Worker.call(w, @m, "sleep", [0.3]) end)
+          # In order, and with time to spare: the echo raced the sleep to the worker, and on a loaded
+          # machine the sleep could be over before the echo queued behind it.
+          spawn(fn -> Tether.Worker.call(w, @m, "sleep", [3], 10_000) end)
+          wait_until(fn -> inspect(:sys.get_status(w)) =~ ~s(running: {1, "beam_handlers", "sleep"}) end)
           spawn(fn -> Tether.Worker.call(w, @m, "echo", ["hunter3 " <> String.duplicate("x", 100)]) end)
           wait_until(fn -> Tether.Worker.info(w).queued == 1 end)
           Process.exit(parent, :boom)
