@@ -217,8 +217,11 @@ direct(Pool, Worker, Load, Call = {M, F, Args, Tables, Deadline, Checkout}, Trie
                 0 -> checked_out(Pool, M, F, Args, Tables, Deadline, Checkout);
                 _ -> routed(Pool, Call, Tries - 1)
             end;
-        Result -> Result
+        Result -> served_by(Worker, Result)
     end.
+
+%% Telemetry names the member that had the call as well as the pool.
+served_by(Worker, {Result, Stats}) -> {Result, Stats#{worker => Worker}}.
 
 %% Ask the pool for a member on the route, waiting (counted against the
 %% call's deadline, and in the pool's queue of max_queue) until one is.
@@ -239,7 +242,7 @@ checked_out(Pool, M, F, Args, Tables, Deadline, Checkout) ->
     case checkout(Pool, Checkout) of
         {ok, Worker, Ref} ->
             Waited = erlang:monotonic_time() - Asked,
-            case tether_worker:request(Worker, M, F, Args, Tables, Deadline, {Pool, Ref}) of
+            served_by(Worker, case tether_worker:request(Worker, M, F, Args, Tables, Deadline, {Pool, Ref}) of
                 {{error, timeout}, _} = TimedOut ->
                     TimedOut;  % the member checks itself in once it has let go of the call
                 {Result, Stats} when map_size(Stats) > 0 ->
@@ -248,7 +251,7 @@ checked_out(Pool, M, F, Args, Tables, Deadline, Checkout) ->
                 Unanswered ->
                     gen_server:cast(Pool, {checkin, Ref}),
                     Unanswered
-            end;
+            end);
         {error, {timeout, Which}} -> {{error, Which}, #{}};
         {error, Reason} -> {{error, Reason}, #{}}
     end.

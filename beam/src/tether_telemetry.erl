@@ -4,8 +4,8 @@
 %% | event | measurements | metadata |
 %% |---|---|---|
 %% | `[tether, call, start]' | `monotonic_time', `system_time' | `module', `function', `worker' or `pool', `telemetry_span_context' |
-%% | `[tether, call, stop]' | `duration', `queue_time', `bytes_in', `bytes_out', `monotonic_time' | as start, plus `route' (`inline' or `shm'), `result' (`ok' or `error'), `error' when Python answered with an error |
-%% | `[tether, call, exception]' | `duration', `monotonic_time' | as start, plus `kind' (`error'), `reason' (`timeout', `overloaded', `checkout_timeout', `{worker_exit, Status}', `{worker_down, Why}', ...), `stacktrace' (`[]') |
+%% | `[tether, call, stop]' | `duration', `queue_time', `bytes_in', `bytes_out', `monotonic_time' | as start, plus `route' (`inline' or `shm'), `result' (`ok' or `error'), `error' when Python answered with an error; a pool's call also names the member that ran it, `worker' |
+%% | `[tether, call, exception]' | `duration', `monotonic_time' | as start, plus `kind' (`error'), `reason' (`timeout', `overloaded', `checkout_timeout', `{worker_exit, Status}', `{worker_down, Why}', ...), `stacktrace' (`[]'); a pool's call that reached a member, `worker' |
 %% | `[tether, worker, start]' | `duration' (start to ready), `system_time' | `worker', `os_pid', `python', `tether', `modules' |
 %% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' |
 %% | `[tether, pool, overloaded]' | `queue_length' | `pool', `size', `max_queue' |
@@ -47,8 +47,9 @@ execute(Event, Measurements, Metadata) ->
 
 %% @doc Run one call between `[tether, call, start]' and `stop' or
 %% `exception'. `Fun' returns the call's result and what the worker measured
-%% (`queue_time', `bytes_in', `bytes_out', `route'; empty when Python never
-%% answered). Returns the call's result either way.
+%% (`queue_time', `bytes_in', `bytes_out', `route'; none of them when Python
+%% never answered), and for a pool's call `worker', the member it went to.
+%% Returns the call's result either way.
 %%
 %% ```
 %% {ok, 3} = tether_telemetry:span(#{module => <<"m">>, function => <<"add">>, worker => self()},
@@ -81,17 +82,18 @@ traced(Meta0, Fun) ->
     {Result, Stats} = Fun(),
     Stop = erlang:monotonic_time(),
     Duration = Stop - Start,
+    Served = maps:merge(Meta, maps:with([worker], Stats)),
     case outcome(Result, Stats) of
         exception ->
             {error, Reason} = Result,
             execute([tether, call, exception], #{duration => Duration, monotonic_time => Stop},
-                    Meta#{kind => error, reason => Reason, stacktrace => []});
+                    Served#{kind => error, reason => Reason, stacktrace => []});
         Status ->
             Measurements = #{duration => Duration, monotonic_time => Stop,
                              queue_time => maps:get(queue_time, Stats, 0),
                              bytes_in => maps:get(bytes_in, Stats, 0),
                              bytes_out => maps:get(bytes_out, Stats, 0)},
-            StopMeta = Meta#{route => maps:get(route, Stats, inline), result => Status},
+            StopMeta = Served#{route => maps:get(route, Stats, inline), result => Status},
             execute([tether, call, stop], Measurements,
                     case Result of
                         {error, Reason} -> StopMeta#{error => Reason};
@@ -102,7 +104,7 @@ traced(Meta0, Fun) ->
 
 outcome({ok, _}, _) -> ok;
 outcome({error, Reason}, Stats) ->
-    case lists:member(Reason, ?EXCEPTIONS) orelse map_size(Stats) =:= 0 of
+    case lists:member(Reason, ?EXCEPTIONS) orelse not is_map_key(route, Stats) of
         true -> exception;
         false -> error
     end.

@@ -237,7 +237,9 @@ stop(W) -> gen_server:stop(W).
 
 %% @doc What the worker's Python reported at its handshake (`tether',
 %% `python', `modules', `speedups', ...), with its current `os_pid', `phase'
-%% (`starting', `ready' or `cancelling') and `queued' calls.
+%% (`starting', `ready' or `cancelling'), `queued' calls, and `running': the
+%% call Python is running now (`module', `function', `caller' and `seconds'
+%% since it was sent), or `nil'. Answered at once, during a call too.
 %%
 %% ```
 %% {ok, W} = tether_worker:start(#{modules => [<<"os">>]}),
@@ -369,13 +371,20 @@ handle_call({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S 
     R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
              args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
     {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
-handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q}) ->
-    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q)}, S};
+handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q, busy = B}) ->
+    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B)}, S};
 %% A pool's request sent to a worker (Tether.Pool.call/status/transaction given a
 %% worker): answer it with an error naming the fix instead of killing Python.
 handle_call(_Request, _From, S) ->
     {reply, {error, {not_a_pool, <<"this is a tether worker: use Tether.Worker.call/5 "
                                    "(tether_worker:call/5)">>}}, S}.
+
+%% The call Python is running now, as info/1 shows it: answered here, since
+%% the BEAM is free while Python works (a stats request would queue behind it).
+running(#busy{req = #req{module = M, function = F, from = {Caller, _}}, sent = Sent}) ->
+    Us = erlang:convert_time_unit(erlang:monotonic_time() - Sent, native, microsecond),
+    #{module => M, function => F, caller => Caller, seconds => Us / 1.0e6};
+running(_) -> nil.
 
 %% @private
 %% A caller past its deadline: drop its call, running or queued.

@@ -445,6 +445,21 @@ defmodule Tether.PoolTest do
     assert System.convert_time_unit(q, :native, :millisecond) >= 100
   end
 
+  test "telemetry names the member that ran a pooled call, answered or timed out" do
+    test = self()
+    events = [[:tether, :call, :stop], [:tether, :call, :exception]]
+    :ok = :telemetry.attach_many(:tether_pool_member, events, fn e, m, md, _ -> send(test, {:event, e, m, md}) end, nil)
+    on_exit(fn -> :telemetry.detach(:tether_pool_member) end)
+    pool = start_pool(size: 2)
+    members = Tether.Pool.status(pool).workers
+    assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2])
+    assert_receive {:event, [:tether, :call, :stop], _, %{pool: ^pool, worker: w, result: :ok}}
+    assert w in members
+    assert {:error, :timeout} = Tether.Pool.call(pool, @m, "sleep", [0.5], timeout: 100)
+    assert_receive {:event, [:tether, :call, :exception], _, %{pool: ^pool, worker: w, reason: :timeout}}
+    assert w in members
+  end
+
   # The bar (>= 1.6x for the 5-key echo) is measured by `tether bench`. Here,
   # on a shared 2-core machine, the two pools run alternately in short slices
   # so both see the same outside load. A call that mostly waits (2 ms) shows

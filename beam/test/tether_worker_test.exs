@@ -607,6 +607,22 @@ defmodule Tether.WorkerLifecycleTest do
       assert Enum.any?(ops, &(&1["op"] == "dump_into" and &1["transport"] == "shm" and &1["count"] >= 1))
     end
 
+    test "info/1 shows the call Python is running now, while stats/1 waits behind it" do
+      w = start_worker()
+      assert %{running: nil} = Tether.Worker.info(w)
+      me = self()
+      task = Task.async(fn -> Tether.Worker.call(w, @m, "sleep", [0.4]) end)
+      wait_until(fn -> Tether.Worker.info(w).running != nil end)
+      assert %{running: %{module: "beam_handlers", function: "sleep", caller: caller, seconds: s}} =
+               Tether.Worker.info(w)
+      assert caller == task.pid and caller != me
+      Process.sleep(50)
+      assert %{running: %{seconds: later}} = Tether.Worker.info(w)
+      assert s >= 0 and later >= s + 0.04 and later < 0.4
+      assert {:ok, 0.4} = Task.await(task)
+      assert %{running: nil, queued: 0} = Tether.Worker.info(w)
+    end
+
     test "spin_us: how long Python polls for the next call, and what its stats say spinning did" do
       for {us, expect} <- [{nil, 200}, {0, 0}, {10_000, 10_000}] do
         w = start_worker(if us, do: [spin_us: us], else: [])

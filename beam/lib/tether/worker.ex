@@ -175,10 +175,13 @@ defmodule Tether.Worker do
   `:modules`, `:speedups`, `:messages`: the forms it reads, compact messages
   among them, docs/format.md §8, ...; `"markers"`, the argument markers it
   reads, under a string key so that an older node decodes the handshake
-  without a new atom) with its `:os_pid`, `:phase` and `:queued` calls.
+  without a new atom) with its `:os_pid`, `:phase`, `:queued` calls and
+  `:running`: the call Python is running now, as `%{module:, function:,
+  caller:, seconds:}` (seconds since it was sent), or nil. It is answered at
+  once, during a call too.
 
   ```elixir
-  %{python: "3.11.7", os_pid: pid} = Tether.Worker.info(w)
+  %{python: "3.11.7", os_pid: pid, running: nil} = Tether.Worker.info(w)
   ```
   """
   @spec info(worker()) :: map()
@@ -193,9 +196,9 @@ defmodule Tether.Worker do
   The Python worker's metrics: `tether.metrics.snapshot()` (operations by
   kind, format and route; alerts; memory) with a `"worker"` entry: the calls
   it answered and the stages of the last one, in seconds. Keys are strings.
-  The request waits behind the worker's calls, so its `"running"` is nil;
-  `tether stats <os pid>` from a shell answers during a call, and shows it
-  there.
+  The request waits behind the worker's calls, so its `"running"` is nil:
+  `info/1` shows the call running now, and so does `tether stats <os pid>`
+  from a shell.
   `{:error, {:python, "MetricsUnavailable", message, ""}}` when the worker's
   tether has no metrics module.
 
