@@ -6,6 +6,7 @@ import json
 import re
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -82,15 +83,33 @@ def test_shm_ls_json_lists_a_live_region():
         assert rows[region.name]["capacity"] == region.capacity
 
 
-def test_shm_ls_leaves_out_the_beam_workers_private_directories():
-    private = pathlib.Path("/dev/shm") / f"tether-{os.getpid()}-{'0' * 32}"  # the BEAM names them so
-    private.mkdir()
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_shm_ls_lists_the_beam_workers_private_directories_and_gc_removes_a_dead_nodes():
+    live = pathlib.Path("/dev/shm") / f"tether-{os.getpid()}-{'0' * 32}"  # the BEAM names them so, mode 0700
+    dead = pathlib.Path("/dev/shm") / f"tether-{_dead_pid()}-{'1' * 32}"
+    for d in (live, dead):
+        d.mkdir(mode=0o700)
+        (d / "tether-args-x").write_bytes(bytes(5000))
     try:
         out = run("shm", "ls", "--json")
         assert out.returncode == 0, out.stderr
-        assert private.name not in {row["name"] for row in json.loads(out.stdout)}
+        rows = {row["name"]: row for row in json.loads(out.stdout)}
+        assert rows[live.name]["kind"] == "private_dir" and rows[live.name]["bytes"] == 5000
+        assert rows[live.name]["owner_alive"] and not rows[dead.name]["owner_alive"]
+        assert rows[live.name]["files"] == {"tether-args-x": 5000}
+        text = run("shm", "ls").stdout
+        assert f"{dead.name}/" in text and "node gone" in text
+        gc = run("shm", "gc")
+        assert gc.returncode == 0 and str(dead) in gc.stdout
+        assert live.exists() and not dead.exists()
     finally:
-        private.rmdir()
+        for d in (live, dead):
+            if d.exists():
+                shutil.rmtree(d)
 
 
 def test_stats_of_a_worker_that_is_not_there_is_a_clear_error(tmp_path):

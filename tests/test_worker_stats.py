@@ -184,6 +184,11 @@ def test_the_arguments_file_mapping_is_kept_between_calls_and_renewed_when_the_f
         with open(path, "r+b") as f:
             f.write(b"b" * 200)
         assert bytes(w._map_file(str(path), 0, 200)) == b"b" * 200 and w._mapped[1] is not mapped
+        grown = w._mapped[1]
+        with open(path, "r+b") as f:  # shrunk: mapped again at the file's size, not past its end
+            f.truncate(10)
+        assert bytes(w._map_file(str(path), 0, 10)) == b"b" * 10 and len(w._mapped[1]) == 10
+        assert w._mapped[1] is not grown
         first.release()
     finally:
         w.close()
@@ -301,3 +306,33 @@ def test_stats_taken_during_a_call_say_what_runs_and_for_how_long():
         assert w.stats()["worker"]["running"] is None
     finally:
         w.close()
+
+
+def _worker_stats(client, ident):
+    client.send((A("stats"), ident))
+    reply = client.recv()
+    assert reply[:2] == ("reply", ident), reply  # the first message back is the stats reply: nothing answered before
+    return reply[2][1]["worker"]
+
+
+def test_release_args_drops_the_arguments_mapping_and_is_never_answered(stats_client):
+    assert "release_args" in stats_client.ready[1]["notices"]
+    path = f"/dev/shm/tether-test-{os.getpid()}-release"
+    data = tether.dumps([b"\x01" * (1 << 20)], format="etf", reader="beam")
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        stats_client.send((A("call"), 1, b"beam_handlers", b"echo", (A("shm"), path.encode(), len(data)), {}))
+        assert stats_client.recv()[:2] == ("reply", 1)
+        assert _worker_stats(stats_client, 2)["args_mapped_bytes"] == len(data)
+        stats_client.send((A("release_args"),))
+        assert _worker_stats(stats_client, 3)["args_mapped_bytes"] == 0
+        # The BEAM's next large call writes a new file: mapped afresh.
+        os.unlink(path)
+        with open(path, "wb") as f:
+            f.write(data)
+        stats_client.send((A("call"), 4, b"beam_handlers", b"echo", (A("shm"), path.encode(), len(data)), {}))
+        assert stats_client.recv()[:2] == ("reply", 4)
+        assert _worker_stats(stats_client, 5)["args_mapped_bytes"] == len(data)
+    finally:
+        os.unlink(path)

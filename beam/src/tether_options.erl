@@ -16,6 +16,9 @@
 -define(DEFAULT_SHM_THRESHOLD, 1048576).
 -define(DEFAULT_START_TIMEOUT, 60000).
 -define(DEFAULT_CANCEL_GRACE, 1000).
+%% A warm arguments file saves a large call its page faults; one call a
+%% minute is not a stream of them, and a minute is long to hold its memory.
+-define(DEFAULT_SHM_KEEP, 30000).
 -define(DEFAULT_CALL_TIMEOUT, 5000).
 -define(DEFAULT_MAX_QUEUE, 100).
 %% The worker's own default (`--max-message'): larger data goes through shared memory.
@@ -49,6 +52,7 @@ worker_spec() ->
      {spin_us, fun spin_us/1, none},
      {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
      {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
+     {shm_keep, fun timeout_ms/1, ?DEFAULT_SHM_KEEP},
      {name, fun name/1, none}].
 
 %% Set by tether_pool for its members, not by users.

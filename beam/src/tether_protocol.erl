@@ -9,7 +9,7 @@
 
 -include("../include/tether.hrl").
 
--export([hello/0, call/6, call/7, stats/1, stats/2, compact/1, decode/1, form/1, check_ready/1, compatible/2,
+-export([hello/0, call/6, call/7, stats/1, stats/2, release_args/1, compact/1, decode/1, form/1, check_ready/1, compatible/2,
          beam_version/0, capabilities/0, atoms/0]).
 
 -export_type([form/0]).
@@ -129,6 +129,16 @@ stats(Id) -> stats(Id, frame).
 %% @doc As {@link stats/1}, as a frame or as a compact message.
 -spec stats(pos_integer(), form()) -> iodata().
 stats(Id, Form) -> out({stats, Id}, Form).
+
+%% @doc The `{release_args}' notice: the BEAM removed its arguments file, so
+%% Python lets go of its mapping. Python does not answer it, and is sent it
+%% only when its ready lists `<<"release_args">>' under `<<"notices">>'.
+%%
+%% ```
+%% {ok, {release_args}} = tether:decode(iolist_to_binary(tether_protocol:release_args(frame))).
+%% '''
+-spec release_args(form()) -> iodata().
+release_args(Form) -> out({release_args}, Form).
 
 %% @doc One message from Python: a frame or a compact message. Unknown atoms
 %% make it `{error, _}' (both go through `binary_to_term(_, [safe])'), never

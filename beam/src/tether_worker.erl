@@ -51,6 +51,8 @@
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
+             args_size = 0, args_used, args_timer,  % the file's high water, last use, and its removal
+             tells_release = false,  % whether Python reads the release_args notice
              next_id = 1, notify, arrived, form = frame, reads_bytes = false,
              load :: undefined | atomics:atomics_ref()}).  % this member's count in its pool (tether_pool)
 
@@ -61,6 +63,8 @@
 %% The ready's list of the argument markers the worker reads (docs/format.md §8): a
 %% binary key, so that a BEAM that does not know it still decodes the ready.
 -define(READY_MARKERS, <<"markers">>).
+%% The ready's list of the one-way notices the worker reads, as "markers" is.
+-define(READY_NOTICES, <<"notices">>).
 
 %% A call that moved at least this many bytes has its binaries let go of at once.
 -define(LARGE_CALL, 1 bsl 20).
@@ -80,7 +84,9 @@
 %% 256 MiB), `binaries' (bytes | str), `start_timeout' (ms, default 60000),
 %% `cancel_grace' (ms, default 1000), `log_level' (Python's root logger:
 %% debug .. critical), `spin_us' (microseconds Python polls for the next call
-%% before it sleeps, 0..10000; default the worker's, 200), `name'.
+%% before it sleeps, 0..10000; default the worker's, 200), `shm_keep' (ms the
+%% arguments file keeps its size after the last call through it, default
+%% 30000, or infinity), `name'.
 %%
 %% ```
 %% {ok, W} = tether_worker:start_link(#{python => "python3", modules => [<<"my_handlers">>]}).
@@ -237,9 +243,11 @@ stop(W) -> gen_server:stop(W).
 
 %% @doc What the worker's Python reported at its handshake (`tether',
 %% `python', `modules', `speedups', ...), with its current `os_pid', `phase'
-%% (`starting', `ready' or `cancelling'), `queued' calls, and `running': the
+%% (`starting', `ready' or `cancelling'), `queued' calls, `running': the
 %% call Python is running now (`module', `function', `caller' and `seconds'
-%% since it was sent), or `nil'. Answered at once, during a call too.
+%% since it was sent), or `nil', and `args_file_bytes': the size of its
+%% shared-memory arguments file (removed `shm_keep' ms after the last call
+%% that used it). Answered at once, during a call too.
 %%
 %% ```
 %% {ok, W} = tether_worker:start(#{modules => [<<"os">>]}),
@@ -337,7 +345,8 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
                                tether => maps:get(tether, Info, undefined),
                                modules => maps:get(modules, Info, [])}),
     S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info),
-              reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, []))},
+              reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, [])),
+              tells_release = listed(<<"release_args">>, maps:get(?READY_NOTICES, Info, []))},
     notify(ready, S1),
     S1.
 
@@ -372,7 +381,8 @@ handle_call({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S 
              args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
     {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
 handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q, busy = B}) ->
-    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B)}, S};
+    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B),
+                  args_file_bytes => S#st.args_size}, S};
 %% A pool's request sent to a worker (Tether.Pool.call/status/transaction given a
 %% worker): answer it with an error naming the fix instead of killing Python.
 handle_call(_Request, _From, S) ->
@@ -417,6 +427,8 @@ handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid 
     restart(close_port(S#st{cancel = undefined}));
 handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
     start_failed(start_timeout(S), S);
+handle_info({timeout, Timer, trim_args}, S = #st{args_timer = Timer}) ->
+    {noreply, trim_args(S)};
 handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
     %% Nobody waits for this call any more: free Python for the next one.
     release(R),
@@ -575,15 +587,47 @@ encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold,
                     case file:pwrite(Fd, 0, ArgsFrame) of
                         ok ->
                             Len = iolist_size(ArgsFrame),
+                            S2 = args_used(Len, S1),
                             Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
                                                          Tables, #{plain => Plain}, Form),
                             {ok, Frame, shm, Len + iolist_size(Frame),
-                             #{encode_end => T1, write => erlang:monotonic_time() - T1}, S1};
+                             #{encode_end => T1, write => erlang:monotonic_time() - T1}, S2};
                         {error, Reason} -> {error, {args_file, Path, Reason}, S1}
                     end;
                 {error, Reason} -> {error, Reason, S}
             end
     catch error:Reason -> {error, {encode, Reason}, S}
+    end.
+
+%% The arguments file stays at its largest size while calls keep using it
+%% (a warm file: no page faults on the next large call), and is removed once
+%% none has for shm_keep ms, so that one large call does not hold its size
+%% in memory for the worker's life. Removed, not truncated: a handler that
+%% kept a view of its arguments past the call (docs/format.md §8 says to
+%% copy) reads stale bytes instead of taking a SIGBUS, and the memory goes
+%% once Python lets go of its mapping too (the release_args notice).
+args_used(Len, S = #st{opts = #{shm_keep := Keep}, args_timer = Timer}) ->
+    S1 = S#st{args_size = max(Len, S#st.args_size), args_used = erlang:monotonic_time(millisecond)},
+    case Keep =:= infinity orelse Timer =/= undefined of
+        true -> S1;
+        false -> S1#st{args_timer = erlang:start_timer(Keep, self(), trim_args)}
+    end.
+
+trim_args(S = #st{opts = #{shm_keep := Keep}, args_used = Used}) ->
+    Idle = erlang:monotonic_time(millisecond) - Used,
+    if
+        Idle < Keep ->
+            S#st{args_timer = erlang:start_timer(Keep - Idle, self(), trim_args)};
+        S#st.busy =/= undefined; S#st.cancel =/= undefined ->  % Python may be reading it
+            S#st{args_timer = erlang:start_timer(Keep, self(), trim_args)};
+        true ->
+            {Path, Fd} = S#st.args_file,
+            _ = file:close(Fd),
+            _ = file:delete(Path),
+            %% A Python starting again never mapped it; one that is ready lets go of its mapping.
+            S#st.tells_release andalso S#st.phase =:= ready
+                andalso (catch port_command(S#st.port, tether_protocol:release_args(S#st.form))),
+            S#st{args_file = undefined, args_size = 0, args_timer = undefined}
     end.
 
 args_file(S = #st{args_file = {Path, Fd}}) -> {ok, Path, Fd, S};

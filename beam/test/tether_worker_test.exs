@@ -363,6 +363,40 @@ defmodule Tether.WorkerLifecycleTest do
       refute File.exists?(Path.dirname(file))
     end
 
+    test "shm_keep: the arguments file goes after a quiet spell, Python lets go of it, and the next call makes one" do
+      w = start_worker(shm_threshold: 1000, shm_keep: 300)
+      big = :crypto.strong_rand_bytes(200_000)
+      assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
+      [file] = Path.wildcard("/dev/shm/tether-#{System.pid()}-*/tether-args-*")
+      assert %{args_file_bytes: size} = Tether.Worker.info(w)
+      assert size > 200_000 and File.stat!(file).size == size
+      # Calls that keep using the file keep it, however long the worker has lived.
+      for _ <- 1..3 do
+        Process.sleep(150)
+        assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
+      end
+      assert File.exists?(file)
+      wait_until(fn -> Tether.Worker.info(w).args_file_bytes == 0 end)
+      refute File.exists?(file)
+      assert {:ok, %{"worker" => %{"args_mapped_bytes" => 0}}} = Tether.Worker.stats(w)
+      assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
+      [again] = Path.wildcard("/dev/shm/tether-#{System.pid()}-*/tether-args-*")
+      assert again != file
+      assert {:ok, %{"worker" => %{"args_mapped_bytes" => mapped}}} = Tether.Worker.stats(w)
+      assert mapped == Tether.Worker.info(w).args_file_bytes
+    end
+
+    test "shm_keep: :infinity keeps the arguments file for the worker's life; a bad value is refused by name" do
+      w = start_worker(shm_threshold: 1000, shm_keep: :infinity)
+      assert {:ok, _} = Tether.Worker.call(w, @m, "echo", [:binary.copy(<<7>>, 50_000)])
+      Process.sleep(100)
+      assert %{args_file_bytes: size} = Tether.Worker.info(w)
+      assert size > 50_000
+      assert_raise ArgumentError, ~r/:shm_keep: expected a non-negative integer \(milliseconds\) or infinity/, fn ->
+        Tether.Worker.start_link(TestPython.opts(shm_keep: -1))
+      end
+    end
+
     test "a reply too large to go inline keeps the large values inside it readable" do
       # The whole reply goes through shared memory as one frame, and the 2 MB binary inside it as its own
       # embedded frame: both are read before the call returns (the references go stale at the next call).

@@ -336,14 +336,18 @@ def _shm_ls(as_json: bool) -> int:
                 r.close()
             except TetherError as exc:
                 rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "error": str(exc)})
+    dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), **d} for d in shm.private_dirs()]
     if as_json:
-        _print_json(rows)
+        _print_json([{"kind": "region", **row} for row in rows] + dirs)
         return 0
     for row in rows:
         if row["error"] is None:
             print(f"{row['name']}  {row['capacity']:>12} B  owner {row['owner_pid']}  frames {row['frames']}")
         else:
             print(f"{row['name']}  unreadable: {row['error']}")
+    for d in dirs:
+        state = "" if d["owner_alive"] else "  (node gone: `tether shm gc` removes it)"
+        print(f"{d['name']}/  {d['bytes']:>12} B  BEAM worker, node {d['owner_pid']}  files {len(d['files'])}{state}")
     return 0
 
 

@@ -118,6 +118,9 @@ MARKERS = ["$tether", "$tether_shm", "$tether_table", BYTES_TAG]
 _MARKER_PREFIX = "$tether"
 _EMBED, _EMBED_SHM, _EMBED_TABLE, _EMBED_BYTES = map(Atom, MARKERS)
 _STATS, _PLAIN, _ECHO, _ALERT = Atom("stats"), Atom("plain"), Atom("echo"), Atom("alert")
+# The one-way notices this worker reads (never answered), listed in its ready under the binary key "notices".
+NOTICES = ["release_args"]
+_RELEASE_ARGS = Atom("release_args")
 _ALERT_STATES = {"firing": Atom("firing"), "cleared": Atom("cleared")}
 # The file a worker writes its metrics snapshot to, in its --stats-dir, on SIGUSR2.
 STATS_FILE = "stats.json"
@@ -841,8 +844,9 @@ class Worker:
 
     # ------------------------------------------------------------ one call
 
-    def handle(self, message: Any) -> bytes:
-        """The reply to one request message (never raises: a bad request gets a bad_request reply)."""
+    def handle(self, message: Any) -> bytes | None:
+        """The reply to one request message (never raises: a bad request gets a bad_request reply); None for a
+        notice (``{release_args}``), which has none."""
         started = time.perf_counter()
         ident: Any = -1
         self._shm_in = self._shm_out = 0
@@ -906,8 +910,9 @@ class Worker:
                 "read_s": read - started, "handler_s": handled - read, "write_s": done - handled, "error": outcome}
 
     def stats(self) -> dict[str, Any]:
-        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered, the last call's stages, and the
-        call running now (``running``: its function and seconds so far, or None).
+        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered, the last call's stages, the
+        call running now (``running``: its function and seconds so far, or None), and ``args_mapped_bytes``,
+        how much of the BEAM's arguments file this worker maps.
 
         Raises :class:`StatsError` when this tether has no ``tether.metrics``.
 
@@ -925,11 +930,12 @@ class Worker:
         else:
             self._await_accounting()
         out = _metrics.snapshot()
-        running = self._in_call
+        running, mapped = self._in_call, self._mapped
         out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
                          "running": None if running is None else
                          {"function": running[0], "seconds": time.perf_counter() - running[1]},
                          "modules": sorted(self.modules),
+                         "args_mapped_bytes": len(mapped[1]) if mapped is not None else 0,
                          "spin": self.channel.spin.stats() if self.channel is not None else None}
         return out
 
@@ -1006,8 +1012,13 @@ class Worker:
         start = header.payload_offset
         return request, start, header.compression_id != 0 or message[start + 1] == etf_tags.COMPRESSED
 
-    def _other(self, request: Any) -> bytes:
-        """The answer to a request that is not a call: stats, the benchmark's echo, or a bad_request."""
+    def _other(self, request: Any) -> bytes | None:
+        """The answer to a request that is not a call: stats, the benchmark's echo, or a bad_request; None for a
+        notice, which is not answered."""
+        if type(request) is tuple and len(request) == 1 and request[0] == _RELEASE_ARGS:
+            # The BEAM removed its arguments file after a quiet spell: the memory goes once nothing maps it.
+            self._mapped = None
+            return None
         if type(request) is tuple and len(request) == 2 and request[0] == _STATS:
             return self.stats_reply(request[1])
         if type(request) is tuple and len(request) == 2 and request[0] == _ECHO:
@@ -1234,7 +1245,8 @@ class Worker:
                 return memoryview(b"")
             key = (path, st.st_dev, st.st_ino)
             mm = self._mapped[1] if self._mapped is not None and self._mapped[0] == key else None
-            if mm is None or len(mm) < offset + length:
+            # A file the BEAM emptied after a quiet spell (shm_keep) is mapped again at its new size.
+            if mm is None or len(mm) < offset + length or len(mm) > st.st_size:
                 try:
                     mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)
                 except (OSError, ValueError) as exc:  # a file system that cannot map (sysfs, some FUSE)
@@ -1548,6 +1560,7 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom | str, Any]:
         Atom("frame_versions"): [frame.FRAME_VERSION],
         Atom("messages"): MESSAGE_FORMS,
         "markers": MARKERS,  # a str key: a BEAM from before decodes the ready without knowing a new atom
+        "notices": NOTICES,
         Atom("formats"): sorted(formats.names()),
         Atom("compressions"): sorted(compression.names()),
         Atom("checksums"): sorted(frame.checksum.NAMES.values()),
@@ -1969,7 +1982,9 @@ def serve(worker: Worker, channel: Channel) -> int:
         if message[:4] == b"PING":  # the benchmark's minimal {packet, 4} echo baseline
             channel.write_message(message)
             continue
-        channel.write_message(worker.handle(message))
+        reply = worker.handle(message)
+        if reply is not None:
+            channel.write_message(reply)
         worker.account()  # after the reply is on its way
 
 

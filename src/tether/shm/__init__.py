@@ -3,7 +3,10 @@
 - :class:`Region`: one file in ``/dev/shm`` (mode 0600, ``tether-<pid>-<random>``)
   with a header, a frame table and frames. BEAM's ``file`` module can read it.
 - :class:`RegionPool`: warm regions for repeated transfers.
-- :func:`gc`: remove regions whose owner died (``tether shm gc``).
+- :func:`gc`: remove regions whose owner died, and BEAM workers' private
+  directories whose node died (``tether shm gc``).
+- :func:`private_dirs`: the BEAM workers' private directories and what they
+  hold (``tether shm ls``).
 
 Views returned by ``tether.loads(region)`` keep the mapping alive: closing
 the region, or the pool releasing it, never invalidates a view that exists.
@@ -25,9 +28,10 @@ Examples
 """
 
 from ._pool import PoolStats, RegionPool
+from ._private import private_dirs
 from ._region import FrameRef, Region, RegionError, drop_cache, gc
 
 # Re-exported (the same objects) so that other packages never reach into _region; kept out of __all__.
 from ._region import HEADER_FIELDS, HEADER_SIZE, MAGIC, SLOT_FIELDS, SLOT_SIZE, SLOTS, VERSION
 
-__all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "drop_cache", "gc"]
+__all__ = ["FrameRef", "PoolStats", "Region", "RegionError", "RegionPool", "drop_cache", "gc", "private_dirs"]

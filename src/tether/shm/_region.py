@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 from .. import memory, metrics
 from .._files import NotRegularFile, open_regular
+from . import _private
 from .._errors import RegionError, TetherError, ValidationError
 
 SHM_DIR = "/dev/shm"
@@ -674,14 +675,16 @@ def _pid_alive(pid: int, start: int) -> bool:
 
 
 def gc(*, directory: str = SHM_DIR, min_age: float = 0.0) -> list[str]:
-    """Remove regions whose owner process is dead; return the removed paths.
+    """Remove regions whose owner process is dead, and BEAM workers' private directories whose node is dead;
+    return the removed paths.
 
     The owner comes from the region header (pid and start time, so a reused
     pid does not keep an orphan alive) or, for a region that died before
-    writing its header, from the pid in its name. Nothing whose owner is
-    alive is removed.
+    writing its header, from the pid in its name. A private directory's
+    node is the pid in its name (:func:`tether.shm.private_dirs`). Nothing
+    whose owner is alive is removed.
     """
-    removed = []
+    removed = _private.gc_private(directory)
     try:
         names = os.listdir(directory)
     except OSError:
