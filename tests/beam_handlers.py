@@ -245,11 +245,14 @@ def raise_alert(name, ratio):
     return tether.metrics.alert(name, "throughput fell", {"ratio": ratio, "worst": float("inf")}, "look at the disk")
 
 
-def clear_alert(name):
-    """Clear a tether.metrics alert: the worker forwards the cleared state to the BEAM."""
+def clear_alert(name, ratio=None):
+    """Clear a tether.metrics alert (with the ratio now, when given): the worker forwards it to the BEAM."""
     import tether.metrics
 
-    return tether.metrics.clear(name.decode() if isinstance(name, bytes) else name)
+    name = name.decode() if isinstance(name, bytes) else name
+    if ratio is None:
+        return tether.metrics.clear(name)
+    return tether.metrics.clear(name, {"ratio": ratio}, "throughput back")
 
 
 class Negotiated:

@@ -110,6 +110,9 @@ def test_entering_and_leaving_pressure_logs_decisions_and_fires_then_clears_the_
     assert "memory_pressure" not in {a.name for a in metrics.active_alerts()}
     assert [a.state for a in seen if a.name == "memory_pressure"] == ["firing", "cleared"]
     assert memory.decisions(1)[0]["decision"].startswith("memory pressure over")
+    cleared = [a for a in seen if a.name == "memory_pressure"][-1]
+    assert cleared.figures["used_fraction"] < 0.97 and cleared.figures["fired"]["used_fraction"] == 0.97
+    assert cleared.message.startswith("memory pressure over")
 
 
 # ------------------------------------------------------------------ the region pool
@@ -289,10 +292,16 @@ def test_region_budget_alerts_and_clears():
         b = Region.create(1 << 16)  # creating the region over the budget fires the alert
         assert "memory_regions" in {x.name for x in metrics.active_alerts()}
         assert "memory_regions" in memory.check()
+        seen = []
+        metrics.on_alert(seen.append)
         b.close()
         b.unlink()
         assert memory.check() == []
         assert "memory_regions" not in {x.name for x in metrics.active_alerts()}
+        (cleared,) = [x for x in seen if x.name == "memory_regions"]
+        assert cleared.figures["regions"] == 1 and cleared.figures["fired"]["regions"] == 2
+        assert "back under its budget of 1" in cleared.message
+        metrics.on_alert(seen.append, remove=True)
     finally:
         a.close()
         a.unlink()

@@ -68,6 +68,10 @@ def test_a_slowdown_fires_once_with_figures_and_clears(monitor, caplog):
     clock.step = 1000
     _ops(8)
     assert [e.state for e in events] == ["firing", "cleared"] and m.active_alerts() == []
+    # The cleared event carries the figures as throughput recovered, not those it fired with again.
+    cleared = events[1]
+    assert cleared.figures["ratio"] == pytest.approx(1.0) and cleared.figures["fired"] == fired.figures
+    assert "back to 100% of its baseline" in cleared.message
 
 
 def test_a_mild_slowdown_stays_quiet(monitor):

@@ -731,6 +731,12 @@ defmodule Tether.WorkerLifecycleTest do
                         figures: %{"ratio" => 0.25}, worker: ^w, os_pid: ^os_pid}}, 2000
       assert {:ok, false} = Tether.Worker.call(w, @m, "clear_alert", ["disk_slow"])
       refute_receive {:event, [:tether, :alert], _, _}, 200
+      # Cleared with the figures as it ended: they arrive beside those it fired with.
+      assert {:ok, true} = Tether.Worker.call(w, @m, "raise_alert", ["disk_slow", 0.25])
+      assert {:ok, true} = Tether.Worker.call(w, @m, "clear_alert", ["disk_slow", 0.9])
+      assert_receive {:event, [:tether, :alert], _,
+                      %{name: "disk_slow", state: :cleared, message: "throughput back",
+                        figures: %{"ratio" => 0.9, "fired" => %{"ratio" => 0.25, "worst" => :infinity}}}}, 2000
     end
 
     test "tether_args encodes exactly as term_to_binary, large binaries referenced" do

@@ -87,6 +87,7 @@ Examples
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import numbers
 import os
@@ -541,8 +542,9 @@ def _transition(pressure: bool, why: str | None, r: Reading) -> None:
                "tether.memory.set_threshold() if this level is normal here.")
         relieve()
     else:
-        decide("pressure", f"memory pressure over: {r.used_fraction:.0%} of {r.limit} B in use", **figures)
-        _clear("memory_pressure")
+        text = f"memory pressure over: {r.used_fraction:.0%} of {r.limit} B in use"
+        decide("pressure", text, **figures)
+        _clear("memory_pressure", figures, text)
 
 
 def decide(kind: str, text: str, **figures: Any) -> None:
@@ -591,11 +593,12 @@ def decisions(n: int | None = None) -> list[dict[str, Any]]:
 
 # Where memory alerts go, and their clearing: tether.metrics registers its alert() and clear() as it loads
 # (report_alerts_to). Memory never imports metrics, which imports memory for its snapshot.
-_alert_sink: tuple[Callable[[str, str, dict[str, Any], str], Any], Callable[[str], Any]] | None = None
+_alert_sink: tuple[Callable[..., Any], Callable[..., Any], bool] | None = None
 
 
-def report_alerts_to(alert: Callable[[str, str, dict[str, Any], str], Any], clear: Callable[[str], Any]) -> None:
-    """Where memory alerts go: ``alert(name, message, figures, suggestion)`` fires one, ``clear(name)`` clears it.
+def report_alerts_to(alert: Callable[[str, str, dict[str, Any], str], Any], clear: Callable[..., Any]) -> None:
+    """Where memory alerts go: ``alert(name, message, figures, suggestion)`` fires one, ``clear(name)`` clears it
+    (``clear(name, figures, message)`` when it takes them: the figures as the condition ended, and what ended it).
 
     For tether's own modules: :mod:`tether.metrics` registers its
     :func:`~tether.metrics.alert` and :func:`~tether.metrics.clear` as it
@@ -620,7 +623,7 @@ def report_alerts_to(alert: Callable[[str, str, dict[str, Any], str], Any], clea
     >>> set_source(None); report_alerts_to(metrics.alert, metrics.clear)  # back to tether.metrics
     """
     global _alert_sink
-    _alert_sink = (alert, clear)
+    _alert_sink = (alert, clear, _takes_three(clear))
 
 
 def _alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> None:
@@ -630,9 +633,20 @@ def _alert(name: str, message: str, figures: dict[str, Any], suggestion: str) ->
     _alert_sink[0](name, message, figures, suggestion)
 
 
-def _clear(name: str) -> None:
+def _takes_three(clear: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(clear).bind("name", {}, "message")
+    except (TypeError, ValueError):  # takes the name alone (or has no signature to read): called so
+        return False
+    return True
+
+
+def _clear(name: str, figures: dict[str, Any], message: str) -> None:
     if _alert_sink is not None:
-        _alert_sink[1](name)
+        if _alert_sink[2]:
+            _alert_sink[1](name, figures, message)
+        else:
+            _alert_sink[1](name)
 
 
 # tether.shm's region and pool figures and its live pools, registered as it loads (count_regions_with).
@@ -865,8 +879,9 @@ def check() -> list[str]:
     for name in list(_state.over_budget):  # a budget removed while exceeded: nothing holds its alert any more
         if _state.budgets[name[len("memory_"):]] is None:
             _state.over_budget.discard(name)
-            decide("budget", f"{name[len('memory_'):]} budget removed while exceeded")
-            _clear(name)
+            text = f"{name[len('memory_'):]} budget removed while exceeded"
+            decide("budget", text)
+            _clear(name, {}, text)
     if not budgets:
         return firing
     usage = _usage()
@@ -883,7 +898,8 @@ def check() -> list[str]:
                    "kept for Region.attach) or raise tether.memory.set_budget().")
         elif alert_name in _state.over_budget:
             _state.over_budget.discard(alert_name)
-            _clear(alert_name)
+            _clear(alert_name, {**usage, "budget": budget},
+                   f"tether holds {usage[name]} {name.replace('_', ' ')}, back under its budget of {budget}")
     return firing
 
 

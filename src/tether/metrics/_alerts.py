@@ -92,24 +92,44 @@ def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> 
     return True
 
 
-def clear(name: str) -> bool:
+def clear(name: str, figures: Mapping[str, Any] | None = None, message: str | None = None) -> bool:
     """Clear alert ``name`` (INFO on ``tether.alerts``, callbacks get it with state "cleared"); True if it was active.
+
+    Parameters
+    ----------
+    name : str
+        The alert.
+    figures : mapping, optional
+        The figures now, as the condition ended; the cleared event carries them, with those it fired with
+        under ``"fired"``. Without them it carries the firing figures.
+    message : str, optional
+        What ended it (e.g. "throughput back to 92% of its baseline"); default "cleared: " and the firing
+        message.
 
     Examples
     --------
     >>> import tether.metrics as m
     >>> m.clear("never fired")
     False
+    >>> seen = []; cb = m.on_alert(seen.append)
+    >>> _ = m.alert("disk", "disk slow", {"mb_s": 5}, "look"); _ = m.clear("disk", {"mb_s": 80}, "disk fast again")
+    >>> seen[-1].message, seen[-1].figures
+    ('disk fast again', {'mb_s': 80, 'fired': {'mb_s': 5}})
+    >>> _ = m.on_alert(cb, remove=True)
     """
     if not isinstance(name, str) or not name:  # as alert() checks it: bytes from the BEAM would never match
         raise ValidationError(f"An alert name is a non-empty str, got {name!r}: decode bytes first.")
+    if figures is not None and not isinstance(figures, Mapping):
+        raise ValidationError(f"clear {name!r}: figures must be a mapping or None, got {type(figures).__name__}.")
     with _lock:
         fired = _active.pop(name, None)
         callbacks = list(_callbacks)
     if fired is None:
         return False
-    event = Alert(name, f"cleared: {fired.message}", fired.figures, fired.suggestion, "cleared")
-    log.info("tether alert %s cleared", name)
+    now = fired.figures if figures is None else {**_plain(figures), "fired": fired.figures}
+    text = message if message is not None else f"cleared: {fired.message}"
+    event = Alert(name, text, now, fired.suggestion, "cleared")
+    log.info("tether alert %s cleared: %s", name, text)
     _notify(callbacks, event)
     return True
 
@@ -236,26 +256,27 @@ def judge(where: tuple, comp: str, medians: list[float], samples: int) -> list[C
     """
     name = _name(where)
     fraction, warmup, window = _config.fraction, _config.warmup, _config.window
-    changes: list[tuple[float, float | None]] = []  # (recent, baseline): a slow batch fires, baseline None clears
+    changes: list[tuple[bool, float, float]] = []  # (fires, recent, baseline): a slow batch fires, a healthy one clears
     with _lock:
         fifo, ordered = _baselines.get(where) or _baselines.setdefault(where, ([], []))
         active = name in _active
         if _all_healthy(medians, ordered, fraction):  # the usual case, in one step
+            if active:  # cleared by the first batch, against the baseline the loop below would compare it with
+                first = medians[0]
+                warm = ordered if len(ordered) >= warmup else sorted([*ordered, first])
+                changes.append((False, first, _median(warm)))
             fifo.extend(medians)
             del fifo[:-window]
             ordered[:] = sorted(fifo)
-            if active:
-                changes.append((medians[0], None))
             medians = ()
         for recent in medians:
             count = len(ordered)
             baseline = None
             if count >= warmup:
-                half = count // 2
-                baseline = ordered[half] if count % 2 else (ordered[half - 1] + ordered[half]) / 2
+                baseline = _median(ordered)
                 if recent < fraction * baseline:
                     if not active:
-                        changes.append((recent, baseline))
+                        changes.append((True, recent, baseline))
                         active = True
                     continue
             fifo.append(recent)
@@ -263,11 +284,15 @@ def judge(where: tuple, comp: str, medians: list[float], samples: int) -> list[C
             while len(fifo) > window:
                 del ordered[bisect_left(ordered, fifo.pop(0))]
             if active:
-                changes.append((recent, None))
+                changes.append((False, recent, baseline if baseline is not None else _median(ordered)))
                 active = False
-    return [functools.partial(clear, name) if baseline is None
-            else functools.partial(_fire, name, where, comp, recent, baseline, samples)
-            for recent, baseline in changes]
+    return [functools.partial(_fire if fires else _recovered, name, where, comp, recent, baseline, samples)
+            for fires, recent, baseline in changes]
+
+
+def _median(ordered: list[float]) -> float:
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 def _name(where: tuple) -> str:
@@ -298,6 +323,16 @@ def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, sa
     alert(name, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) runs at {share} of its baseline "
           f"throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s over the last {samples} "
           "operations)", figures, _suggestion(comp))
+
+
+def _recovered(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:
+    op, fmt, size = where
+    ratio = recent / baseline if baseline else 1.0
+    figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
+               "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9, "ratio": ratio,
+               "samples": samples, "fraction": _config.fraction}
+    clear(name, figures, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) is back to {ratio:.0%} of its "
+                         f"baseline throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s)")
 
 
 def _suggestion(comp: str) -> str:
