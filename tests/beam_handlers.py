@@ -322,3 +322,11 @@ def nan_frame():
     import tether
 
     return tether.dumps({"loss": float("nan"), "best": float("-inf"), "ok": 1.5})
+
+
+def sleep_with(seconds, payload):
+    """Sleep with ``payload`` in hand (large: it came through the arguments file); return its size."""
+    import time
+
+    time.sleep(seconds)
+    return len(payload)

@@ -232,7 +232,7 @@ def test_pool_reuses_warm_regions_and_evicts():
 
 def test_cli_gc():
     out = subprocess.run([sys.executable, "-m", "tether", "shm", "gc"], capture_output=True, text=True)
-    assert out.returncode == 0 and "orphaned region(s) removed" in out.stdout
+    assert out.returncode == 0 and "orphan(s) removed" in out.stdout
 
 
 def test_attach_reuses_mappings_and_never_pins_removed_regions():

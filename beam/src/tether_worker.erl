@@ -66,6 +66,10 @@
 %% The ready's list of the one-way notices the worker reads, as "markers" is.
 -define(READY_NOTICES, <<"notices">>).
 
+%% How soon a worker whose arguments file was due to go while a call ran
+%% looks again (shm_keep may be 0: not a timer a millisecond through a long call).
+-define(TRIM_RECHECK, 1000).
+
 %% A call that moved at least this many bytes has its binaries let go of at once.
 -define(LARGE_CALL, 1 bsl 20).
 
@@ -85,7 +89,7 @@
 %% `cancel_grace' (ms, default 1000), `log_level' (Python's root logger:
 %% debug .. critical), `spin_us' (microseconds Python polls for the next call
 %% before it sleeps, 0..10000; default the worker's, 200), `shm_keep' (ms the
-%% arguments file keeps its size after the last call through it, default
+%% arguments file is kept after the last call through it ended, default
 %% 30000, or infinity), `name'.
 %%
 %% ```
@@ -245,9 +249,10 @@ stop(W) -> gen_server:stop(W).
 %% `python', `modules', `speedups', ...), with its current `os_pid', `phase'
 %% (`starting', `ready' or `cancelling'), `queued' calls, `running': the
 %% call Python is running now (`module', `function', `caller' and `seconds'
-%% since it was sent), or `nil', and `args_file_bytes': the size of its
+%% since it was sent), or `nil' (also while a cancelled call stops, in phase
+%% `cancelling'), and `args_file_bytes': the size of its
 %% shared-memory arguments file (removed `shm_keep' ms after the last call
-%% that used it). Answered at once, during a call too.
+%% that used it ended). Answered at once, during a call too.
 %%
 %% ```
 %% {ok, W} = tether_worker:start(#{modules => [<<"os">>]}),
@@ -428,7 +433,7 @@ handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid 
 handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
     start_failed(start_timeout(S), S);
 handle_info({timeout, Timer, trim_args}, S = #st{args_timer = Timer}) ->
-    {noreply, trim_args(S)};
+    settle({noreply, trim_args(S)});
 handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
     %% Nobody waits for this call any more: free Python for the next one.
     release(R),
@@ -618,8 +623,8 @@ trim_args(S = #st{opts = #{shm_keep := Keep}, args_used = Used}) ->
     if
         Idle < Keep ->
             S#st{args_timer = erlang:start_timer(Keep - Idle, self(), trim_args)};
-        S#st.busy =/= undefined; S#st.cancel =/= undefined ->  % Python may be reading it
-            S#st{args_timer = erlang:start_timer(Keep, self(), trim_args)};
+        S#st.busy =/= undefined; S#st.cancel =/= undefined ->  % Python may be reading it: look again later
+            S#st{args_timer = erlang:start_timer(max(Keep, ?TRIM_RECHECK), self(), trim_args)};
         true ->
             {Path, Fd} = S#st.args_file,
             _ = file:close(Fd),
@@ -695,7 +700,12 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
-    dispatch(S#st{busy = undefined}).
+    dispatch(used_until_now(Route, S#st{busy = undefined})).
+
+%% A call through the arguments file used it until its reply: the quiet
+%% spell after which the file goes starts there, not when it was sent.
+used_until_now(shm, S = #st{args_file = {_, _}}) -> S#st{args_used = erlang:monotonic_time(millisecond)};
+used_until_now(_, S) -> S.
 
 %% A call's figures with each stage in microseconds; `read' and `decode' as
 %% tether_embed measured them.

@@ -364,19 +364,19 @@ defmodule Tether.WorkerLifecycleTest do
     end
 
     test "shm_keep: the arguments file goes after a quiet spell, Python lets go of it, and the next call makes one" do
-      w = start_worker(shm_threshold: 1000, shm_keep: 300)
+      w = start_worker(shm_threshold: 1000, shm_keep: 1500)
       big = :crypto.strong_rand_bytes(200_000)
       assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
       [file] = Path.wildcard("/dev/shm/tether-#{System.pid()}-*/tether-args-*")
       assert %{args_file_bytes: size} = Tether.Worker.info(w)
       assert size > 200_000 and File.stat!(file).size == size
-      # Calls that keep using the file keep it, however long the worker has lived.
-      for _ <- 1..3 do
-        Process.sleep(150)
+      # Calls that keep using the file keep it, however long the worker has lived: 4 x 500 ms > 1,500.
+      for _ <- 1..4 do
+        Process.sleep(500)
         assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
       end
       assert File.exists?(file)
-      wait_until(fn -> Tether.Worker.info(w).args_file_bytes == 0 end)
+      wait_until(fn -> Tether.Worker.info(w).args_file_bytes == 0 end, 200)
       refute File.exists?(file)
       assert {:ok, %{"worker" => %{"args_mapped_bytes" => 0}}} = Tether.Worker.stats(w)
       assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big])
@@ -384,6 +384,19 @@ defmodule Tether.WorkerLifecycleTest do
       assert again != file
       assert {:ok, %{"worker" => %{"args_mapped_bytes" => mapped}}} = Tether.Worker.stats(w)
       assert mapped == Tether.Worker.info(w).args_file_bytes
+    end
+
+    test "shm_keep: 0 removes the file soon after a call, and does not spin a timer while the call runs" do
+      w = start_worker(shm_threshold: 1000, shm_keep: 0)
+      task = Task.async(fn -> Tether.Worker.call(w, @m, "sleep_with", [0.8, :binary.copy(<<1>>, 100_000)]) end)
+      wait_until(fn -> Tether.Worker.info(w).running != nil end)
+      {:reductions, r0} = Process.info(w, :reductions)
+      Process.sleep(500)
+      {:reductions, r1} = Process.info(w, :reductions)
+      # Re-armed at once while the call ran, the 0 ms timer cost ~11,000 reductions in 500 ms.
+      assert r1 - r0 < 2000
+      assert {:ok, 100_000} = Task.await(task)
+      wait_until(fn -> Tether.Worker.info(w).args_file_bytes == 0 end, 120)
     end
 
     test "shm_keep: :infinity keeps the arguments file for the worker's life; a bad value is refused by name" do

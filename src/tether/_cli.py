@@ -175,8 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     p_stats.add_argument("--json", **as_json)
     p_shm = sub.add_parser("shm", help="shared-memory regions")
     shm_sub = p_shm.add_subparsers(dest="shm_cmd", required=True)
-    shm_sub.add_parser("gc", help="remove regions whose owner process is dead")
-    p_ls = shm_sub.add_parser("ls", help="list tether regions in /dev/shm")
+    shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
+                                  "directories whose node is dead")
+    p_ls = shm_sub.add_parser("ls", help="list tether regions and BEAM workers' private directories in /dev/shm")
     p_ls.add_argument("--json", **as_json)
     return parser
 
@@ -336,7 +337,9 @@ def _shm_ls(as_json: bool) -> int:
                 r.close()
             except TetherError as exc:
                 rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "error": str(exc)})
-    dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), **d} for d in shm.private_dirs()]
+    # The regions' keys too (None where they mean nothing), so that a reader of the region rows reads these.
+    dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), "capacity": None, "frames": None,
+             "error": None, **d} for d in shm.private_dirs()]
     if as_json:
         _print_json([{"kind": "region", **row} for row in rows] + dirs)
         return 0
@@ -358,7 +361,7 @@ def _shm(args: argparse.Namespace) -> int:
         removed = shm.gc()
         for path in removed:
             print(f"removed {path}")
-        print(f"{len(removed)} orphaned region(s) removed")
+        print(f"{len(removed)} orphan(s) removed (regions and BEAM workers' private directories)")
         return 0
     return _shm_ls(args.json)
 

@@ -1245,7 +1245,8 @@ class Worker:
                 return memoryview(b"")
             key = (path, st.st_dev, st.st_ino)
             mm = self._mapped[1] if self._mapped is not None and self._mapped[0] == key else None
-            # A file the BEAM emptied after a quiet spell (shm_keep) is mapped again at its new size.
+            # A file that shrank (the BEAM removes its file rather than shrinking it, and a new one is a new
+            # inode, but any writer may) is mapped again: a mapping past the file's end faults when read.
             if mm is None or len(mm) < offset + length or len(mm) > st.st_size:
                 try:
                     mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_READ)

@@ -94,9 +94,10 @@ defmodule Tether.Worker do
     * `:cancel_grace`: ms a cancelled call may take to stop before Python is killed (default 1000);
     * `:shm_threshold`: arguments larger than this many bytes go through shared memory
       (default 1 MiB); `:shm_dir`: where the worker's private directory goes (default `/dev/shm`);
-    * `:shm_keep`: ms the shared-memory arguments file keeps its size after the last call that
-      used it, so that large calls in a row write to memory already faulted in (default 30 000;
-      `:infinity` keeps it for the worker's life). Then it is emptied: `info/1` shows its size;
+    * `:shm_keep`: ms the shared-memory arguments file is kept after the last call that used it
+      ended, so that large calls in a row write to memory already faulted in (default 30 000;
+      `:infinity` keeps it for the worker's life). Then it is removed, and Python lets go of its
+      mapping (a worker from an older tether, at its next large call). `info/1` shows its size;
     * `:max_message`: the largest call sent through the pipe, in bytes (default 256 MiB);
     * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python;
     * `:log_level`: Python's root logger level (`:debug` ... `:critical`; default Python's,
@@ -181,7 +182,9 @@ defmodule Tether.Worker do
   reads, under a string key so that an older node decodes the handshake
   without a new atom) with its `:os_pid`, `:phase`, `:queued` calls and
   `:running`: the call Python is running now, as `%{module:, function:,
-  caller:, seconds:}` (seconds since it was sent), or nil, and
+  caller:, seconds:}` (seconds since it was sent; a `stats/1` request shows
+  as `module: :stats`), or nil: also while `:phase` is `:cancelling`, when
+  the call whose caller gave up is still stopping; and
   `:args_file_bytes`, the size of its shared-memory arguments file now
   (`:shm_keep`). It is answered at once, during a call too.
 

@@ -101,7 +101,7 @@ class RegionPool:
         self._free: list[Region] = []
         self._lock = threading.Lock()
         if sweep:
-            self.stats.swept_orphans = len(gc())
+            self.stats.swept_orphans = len(gc(private_dirs=False))  # regions: the BEAM sweeps its own directories
         POOLS.add(self)
 
     def acquire(self, nbytes: int) -> Region:

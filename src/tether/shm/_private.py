@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from typing import Any
 
 _NAME = re.compile(r"tether-([0-9]+)-[0-9a-f]{32}")
@@ -23,20 +24,23 @@ def _owner(name: str) -> int | None:
 
 
 def _node_alive(pid: int) -> bool:
-    # As the BEAM's own sweep decides (tether_private:sweep/1): a pid with a /proc entry is alive.
+    # As the BEAM's own sweep decides (tether_private:sweep/1): a pid with a /proc entry is alive. A node in
+    # another pid namespace that shares this /dev/shm (a container) looks dead from here, as it does to a
+    # BEAM here: give such nodes their own shm_dir.
     return os.path.isdir(f"/proc/{pid}")
 
 
 def _is_private(path: str) -> bool:
+    """A 0700 directory, not a link, of this process's user: a user's gc never removes another's."""
     try:
         st = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    return stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
 
 
 def private_dirs(directory: str = "/dev/shm") -> list[dict[str, Any]]:
-    """The BEAM workers' private directories in ``directory``, sorted by name.
+    """The BEAM workers' private directories in ``directory`` that belong to this user, sorted by name.
 
     Parameters
     ----------
@@ -79,8 +83,9 @@ def private_dirs(directory: str = "/dev/shm") -> list[dict[str, Any]]:
     return rows
 
 
-def gc_private(directory: str = "/dev/shm") -> list[str]:
-    """Remove the private directories in ``directory`` whose BEAM node is dead; return their paths.
+def gc_private(directory: str = "/dev/shm", min_age: float = 0.0) -> list[str]:
+    """Remove this user's private directories in ``directory`` whose BEAM node is dead, and that have not
+    changed for ``min_age`` seconds; return their paths.
 
     Examples
     --------
@@ -90,9 +95,14 @@ def gc_private(directory: str = "/dev/shm") -> list[str]:
     ...     gc_private(d)
     []
     """
-    removed = []
+    removed, now = [], time.time()
     for row in private_dirs(directory):
         if row["owner_alive"]:
+            continue
+        try:
+            if now - os.lstat(row["path"]).st_mtime < min_age:
+                continue
+        except OSError:
             continue
         try:
             shutil.rmtree(row["path"])

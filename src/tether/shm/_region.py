@@ -674,17 +674,18 @@ def _pid_alive(pid: int, start: int) -> bool:
     return start == 0 or proc_start_time(pid) in (0, start)
 
 
-def gc(*, directory: str = SHM_DIR, min_age: float = 0.0) -> list[str]:
+def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True) -> list[str]:
     """Remove regions whose owner process is dead, and BEAM workers' private directories whose node is dead;
     return the removed paths.
 
     The owner comes from the region header (pid and start time, so a reused
     pid does not keep an orphan alive) or, for a region that died before
     writing its header, from the pid in its name. A private directory's
-    node is the pid in its name (:func:`tether.shm.private_dirs`). Nothing
+    node is the pid in its name (:func:`tether.shm.private_dirs`); only
+    this user's are removed, and none with ``private_dirs=False``. Nothing
     whose owner is alive is removed.
     """
-    removed = _private.gc_private(directory)
+    removed = _private.gc_private(directory, min_age) if private_dirs else []
     try:
         names = os.listdir(directory)
     except OSError:
