@@ -1,5 +1,5 @@
 defmodule TetherErlangAppTest do
-  # An Erlang project takes tether as a rebar3 dependency (`git_subdir`, "beam"):
+  # An Erlang project takes tether as a rebar3 checkout dependency (_checkouts/tether):
   # rebar3 compiles src/ with rebar.config and makes ebin/tether.app from
   # src/tether.app.src. rebar3 is not installed here, so this builds the same
   # way by hand: erlc with rebar.config's options, the .app with its modules
