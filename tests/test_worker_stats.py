@@ -315,8 +315,8 @@ def _worker_stats(client, ident):
     return reply[2][1]["worker"]
 
 
-def test_release_args_drops_the_arguments_mapping_and_is_never_answered(stats_client):
-    assert "release_args" in stats_client.ready[1]["notices"]
+def test_release_shm_drops_the_arguments_mapping_and_the_regions_and_is_never_answered(stats_client):
+    assert "release_shm" in stats_client.ready[1]["notices"]
     path = f"/dev/shm/tether-test-{os.getpid()}-release"
     data = tether.dumps([b"\x01" * (1 << 20)], format="etf", reader="beam")
     with open(path, "wb") as f:
@@ -325,8 +325,13 @@ def test_release_args_drops_the_arguments_mapping_and_is_never_answered(stats_cl
         stats_client.send((A("call"), 1, b"beam_handlers", b"echo", (A("shm"), path.encode(), len(data)), {}))
         assert stats_client.recv()[:2] == ("reply", 1)
         assert _worker_stats(stats_client, 2)["args_mapped_bytes"] == len(data)
-        stats_client.send((A("release_args"),))
+        big = stats_client.ok("big_binary", 100_000)  # over --shm-threshold: the reply goes through a region
+        assert big[0] == "$tether_shm"
+        region_path = big[1]
+        assert os.path.exists(region_path)
+        stats_client.send((A("release_shm"),))
         assert _worker_stats(stats_client, 3)["args_mapped_bytes"] == 0
+        assert not os.path.exists(region_path)
         # The BEAM's next large call writes a new file: mapped afresh.
         os.unlink(path)
         with open(path, "wb") as f:

@@ -9,8 +9,8 @@
 
 -include("../include/tether.hrl").
 
--export([hello/0, call/6, call/7, stats/1, stats/2, release_args/1, compact/1, decode/1, form/1, check_ready/1, compatible/2,
-         beam_version/0, capabilities/0, atoms/0]).
+-export([hello/0, call/6, call/7, stats/1, stats/2, release_shm/1, compact/1, decode/1, form/1, check_ready/1,
+         compatible/2, beam_version/0, capabilities/0, atoms/0]).
 
 -export_type([form/0]).
 
@@ -130,15 +130,17 @@ stats(Id) -> stats(Id, frame).
 -spec stats(pos_integer(), form()) -> iodata().
 stats(Id, Form) -> out({stats, Id}, Form).
 
-%% @doc The `{release_args}' notice: the BEAM removed its arguments file, so
-%% Python lets go of its mapping. Python does not answer it, and is sent it
-%% only when its ready lists `<<"release_args">>' under `<<"notices">>'.
+%% @doc The `{release_shm}' notice: no call has used shared memory for the
+%% worker's `shm_keep' ms and the BEAM removed its arguments file, so Python
+%% lets go of its mapping of it and of its reply regions. Python does not
+%% answer it, and is sent it only when its ready lists `<<"release_shm">>'
+%% under `<<"notices">>'.
 %%
 %% ```
-%% {ok, {release_args}} = tether:decode(iolist_to_binary(tether_protocol:release_args(frame))).
+%% {ok, {release_shm}} = tether:decode(iolist_to_binary(tether_protocol:release_shm(frame))).
 %% '''
--spec release_args(form()) -> iodata().
-release_args(Form) -> out({release_args}, Form).
+-spec release_shm(form()) -> iodata().
+release_shm(Form) -> out({release_shm}, Form).
 
 %% @doc One message from Python: a frame or a compact message. Unknown atoms
 %% make it `{error, _}' (both go through `binary_to_term(_, [safe])'), never

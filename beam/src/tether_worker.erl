@@ -51,8 +51,9 @@
 -record(busy, {req, id, sent, bytes_in, route, stages = #{}}).
 -record(st, {opts, exe, dir, port, os_pid, info = #{}, phase = starting, started, start_timer,
              stderr, stderr_seen = 0, queue = queue:new(), busy, cancel, args_file,
-             args_size = 0, args_used, args_timer,  % the file's high water, last use, and its removal
-             tells_release = false,  % whether Python reads the release_args notice
+             args_size = 0,  % the arguments file's size: its largest call's arguments
+             shm_used, shm_timer,  % the last call through shared memory, and the timer that lets go of it
+             tells_release = false,  % whether Python reads the release_shm notice
              next_id = 1, notify, arrived, form = frame, reads_bytes = false,
              load :: undefined | atomics:atomics_ref()}).  % this member's count in its pool (tether_pool)
 
@@ -66,7 +67,7 @@
 %% The ready's list of the one-way notices the worker reads, as "markers" is.
 -define(READY_NOTICES, <<"notices">>).
 
-%% How soon a worker whose arguments file was due to go while a call ran
+%% How soon a worker whose shared memory was due to go while a call ran
 %% looks again (shm_keep may be 0: not a timer a millisecond through a long call).
 -define(TRIM_RECHECK, 1000).
 
@@ -89,8 +90,8 @@
 %% `cancel_grace' (ms, default 1000), `log_level' (Python's root logger:
 %% debug .. critical), `spin_us' (microseconds Python polls for the next call
 %% before it sleeps, 0..10000; default the worker's, 200), `shm_keep' (ms the
-%% arguments file is kept after the last call through it ended, default
-%% 30000, or infinity), `name'.
+%% shared memory kept between calls stays after the last call that used it
+%% ended, default 30000, or infinity), `name'.
 %%
 %% ```
 %% {ok, W} = tether_worker:start_link(#{python => "python3", modules => [<<"my_handlers">>]}).
@@ -252,7 +253,8 @@ stop(W) -> gen_server:stop(W).
 %% since it was sent), or `nil' (also while a cancelled call stops, in phase
 %% `cancelling'), and `args_file_bytes': the size of its
 %% shared-memory arguments file (removed `shm_keep' ms after the last call
-%% that used it ended). Answered at once, during a call too.
+%% that used shared memory ended). Answered by the worker process, without
+%% asking Python: during a call too, after whatever step of a call it is in.
 %%
 %% ```
 %% {ok, W} = tether_worker:start(#{modules => [<<"os">>]}),
@@ -351,7 +353,7 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
                                modules => maps:get(modules, Info, [])}),
     S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info),
               reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, [])),
-              tells_release = listed(<<"release_args">>, maps:get(?READY_NOTICES, Info, []))},
+              tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, []))},
     notify(ready, S1),
     S1.
 
@@ -432,8 +434,8 @@ handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid 
     restart(close_port(S#st{cancel = undefined}));
 handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
     start_failed(start_timeout(S), S);
-handle_info({timeout, Timer, trim_args}, S = #st{args_timer = Timer}) ->
-    settle({noreply, trim_args(S)});
+handle_info({timeout, Timer, release_shm}, S = #st{shm_timer = Timer}) ->
+    settle({noreply, release_shm(S)});
 handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
     %% Nobody waits for this call any more: free Python for the next one.
     release(R),
@@ -592,7 +594,7 @@ encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold,
                     case file:pwrite(Fd, 0, ArgsFrame) of
                         ok ->
                             Len = iolist_size(ArgsFrame),
-                            S2 = args_used(Len, S1),
+                            S2 = shm_used(S1#st{args_size = max(Len, S1#st.args_size)}),
                             Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
                                                          Tables, #{plain => Plain}, Form),
                             {ok, Frame, shm, Len + iolist_size(Frame),
@@ -604,35 +606,37 @@ encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold,
     catch error:Reason -> {error, {encode, Reason}, S}
     end.
 
-%% The arguments file stays at its largest size while calls keep using it
-%% (a warm file: no page faults on the next large call), and is removed once
-%% none has for shm_keep ms, so that one large call does not hold its size
+%% Shared memory kept between calls (the arguments file here, Python's
+%% mapping of it and its reply regions) stays while calls keep using it: a
+%% large call then writes to memory already faulted in. Once none has for
+%% shm_keep ms, the file is removed and Python is told to let go of the rest
+%% (the release_shm notice), so that one large call does not hold its size
 %% in memory for the worker's life. Removed, not truncated: a handler that
 %% kept a view of its arguments past the call (docs/format.md §8 says to
-%% copy) reads stale bytes instead of taking a SIGBUS, and the memory goes
-%% once Python lets go of its mapping too (the release_args notice).
-args_used(Len, S = #st{opts = #{shm_keep := Keep}, args_timer = Timer}) ->
-    S1 = S#st{args_size = max(Len, S#st.args_size), args_used = erlang:monotonic_time(millisecond)},
+%% copy) reads stale bytes instead of taking a SIGBUS.
+shm_used(S = #st{opts = #{shm_keep := Keep}, shm_timer = Timer}) ->
+    S1 = S#st{shm_used = erlang:monotonic_time(millisecond)},
     case Keep =:= infinity orelse Timer =/= undefined of
         true -> S1;
-        false -> S1#st{args_timer = erlang:start_timer(Keep, self(), trim_args)}
+        false -> S1#st{shm_timer = erlang:start_timer(Keep, self(), release_shm)}
     end.
 
-trim_args(S = #st{opts = #{shm_keep := Keep}, args_used = Used}) ->
+release_shm(S = #st{opts = #{shm_keep := Keep}, shm_used = Used}) ->
     Idle = erlang:monotonic_time(millisecond) - Used,
     if
         Idle < Keep ->
-            S#st{args_timer = erlang:start_timer(Keep - Idle, self(), trim_args)};
+            S#st{shm_timer = erlang:start_timer(Keep - Idle, self(), release_shm)};
         S#st.busy =/= undefined; S#st.cancel =/= undefined ->  % Python may be reading it: look again later
-            S#st{args_timer = erlang:start_timer(max(Keep, ?TRIM_RECHECK), self(), trim_args)};
+            S#st{shm_timer = erlang:start_timer(max(Keep, ?TRIM_RECHECK), self(), release_shm)};
         true ->
-            {Path, Fd} = S#st.args_file,
-            _ = file:close(Fd),
-            _ = file:delete(Path),
-            %% A Python starting again never mapped it; one that is ready lets go of its mapping.
+            case S#st.args_file of
+                {Path, Fd} -> _ = file:close(Fd), _ = file:delete(Path);
+                undefined -> ok
+            end,
+            %% A Python starting again holds nothing yet; one that is ready lets go of what it kept.
             S#st.tells_release andalso S#st.phase =:= ready
-                andalso (catch port_command(S#st.port, tether_protocol:release_args(S#st.form))),
-            S#st{args_file = undefined, args_size = 0, args_timer = undefined}
+                andalso (catch port_command(S#st.port, tether_protocol:release_shm(S#st.form))),
+            S#st{args_file = undefined, args_size = 0, shm_timer = undefined}
     end.
 
 args_file(S = #st{args_file = {Path, Fd}}) -> {ok, Path, Fd, S};
@@ -700,12 +704,13 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
-    dispatch(used_until_now(Route, S#st{busy = undefined})).
+    dispatch(used_until_now(Route, Route1, S#st{busy = undefined})).
 
-%% A call through the arguments file used it until its reply: the quiet
-%% spell after which the file goes starts there, not when it was sent.
-used_until_now(shm, S = #st{args_file = {_, _}}) -> S#st{args_used = erlang:monotonic_time(millisecond)};
-used_until_now(_, S) -> S.
+%% A call through shared memory, either way, used it until its reply: the
+%% quiet spell after which it is let go of starts there, not when it was sent.
+used_until_now(shm, _, S) -> shm_used(S);
+used_until_now(_, shm, S) -> shm_used(S);
+used_until_now(_, _, S) -> S.
 
 %% A call's figures with each stage in microseconds; `read' and `decode' as
 %% tether_embed measured them.

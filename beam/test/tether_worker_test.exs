@@ -386,6 +386,18 @@ defmodule Tether.WorkerLifecycleTest do
       assert mapped == Tether.Worker.info(w).args_file_bytes
     end
 
+    test "shm_keep: a large result's regions go after the quiet spell too, with no large arguments at all" do
+      w = start_worker(shm_keep: 300)
+      assert {:ok, big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
+      assert byte_size(big) == 4_000_000
+      %{os_pid: os_pid} = Tether.Worker.info(w)
+      regions = fn -> Path.wildcard("/dev/shm/tether-#{os_pid}-*") |> Enum.filter(&File.regular?/1) end
+      assert regions.() != []
+      wait_until(fn -> regions.() == [] end, 200)
+      assert {:ok, %{"memory" => %{"regions" => %{"live" => 0}}}} = Tether.Worker.stats(w)
+      assert {:ok, ^big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
+    end
+
     test "shm_keep: 0 removes the file soon after a call, and does not spin a timer while the call runs" do
       w = start_worker(shm_threshold: 1000, shm_keep: 0)
       task = Task.async(fn -> Tether.Worker.call(w, @m, "sleep_with", [0.8, :binary.copy(<<1>>, 100_000)]) end)

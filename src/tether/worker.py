@@ -119,8 +119,8 @@ _MARKER_PREFIX = "$tether"
 _EMBED, _EMBED_SHM, _EMBED_TABLE, _EMBED_BYTES = map(Atom, MARKERS)
 _STATS, _PLAIN, _ECHO, _ALERT = Atom("stats"), Atom("plain"), Atom("echo"), Atom("alert")
 # The one-way notices this worker reads (never answered), listed in its ready under the binary key "notices".
-NOTICES = ["release_args"]
-_RELEASE_ARGS = Atom("release_args")
+NOTICES = ["release_shm"]
+_RELEASE_SHM = Atom("release_shm")
 _ALERT_STATES = {"firing": Atom("firing"), "cleared": Atom("cleared")}
 # The file a worker writes its metrics snapshot to, in its --stats-dir, on SIGUSR2.
 STATS_FILE = "stats.json"
@@ -846,7 +846,7 @@ class Worker:
 
     def handle(self, message: Any) -> bytes | None:
         """The reply to one request message (never raises: a bad request gets a bad_request reply); None for a
-        notice (``{release_args}``), which has none."""
+        notice (``{release_shm}``), which has none."""
         started = time.perf_counter()
         ident: Any = -1
         self._shm_in = self._shm_out = 0
@@ -1015,9 +1015,8 @@ class Worker:
     def _other(self, request: Any) -> bytes | None:
         """The answer to a request that is not a call: stats, the benchmark's echo, or a bad_request; None for a
         notice, which is not answered."""
-        if type(request) is tuple and len(request) == 1 and request[0] == _RELEASE_ARGS:
-            # The BEAM removed its arguments file after a quiet spell: the memory goes once nothing maps it.
-            self._mapped = None
+        if type(request) is tuple and len(request) == 1 and request[0] == _RELEASE_SHM:
+            self.release_shm()
             return None
         if type(request) is tuple and len(request) == 2 and request[0] == _STATS:
             return self.stats_reply(request[1])
@@ -1352,6 +1351,29 @@ class Worker:
         self.region.commit(slot)
         self._shm_out += enc.nbytes
         return (_EMBED_SHM, self.region.path, offset, enc.nbytes)
+
+    def release_shm(self) -> None:
+        """Let go of the shared memory kept between calls: the arguments file's mapping and the reply regions.
+
+        The BEAM's ``{release_shm}`` notice asks for it once no call has used shared memory for its
+        ``shm_keep`` ms (it has removed its arguments file by then): the memory goes once nothing maps it.
+        The next large call or reply maps or makes what it needs again.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> w = Worker({"numpy": np}, shm_threshold=0)
+        >>> _ = w.handle(tether.dumps((Atom("call"), 1, b"numpy", b"ones", [1024], {}), format="etf"))
+        >>> path = w.region.path
+        >>> w.release_shm(); w.region is None, os.path.exists(path)
+        (True, False)
+        >>> w.close()
+        """
+        self._mapped = None
+        if self.region is not None:
+            region, self.region = self.region, None
+            self.pool.release(region)
+        self.pool.trim()
 
     def close(self) -> None:
         """Remove the worker's region, drop the arguments mapping and close the event loop.

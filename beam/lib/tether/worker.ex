@@ -94,10 +94,11 @@ defmodule Tether.Worker do
     * `:cancel_grace`: ms a cancelled call may take to stop before Python is killed (default 1000);
     * `:shm_threshold`: arguments larger than this many bytes go through shared memory
       (default 1 MiB); `:shm_dir`: where the worker's private directory goes (default `/dev/shm`);
-    * `:shm_keep`: ms the shared-memory arguments file is kept after the last call that used it
-      ended, so that large calls in a row write to memory already faulted in (default 30 000;
-      `:infinity` keeps it for the worker's life). Then it is removed, and Python lets go of its
-      mapping (a worker from an older tether, at its next large call). `info/1` shows its size;
+    * `:shm_keep`: ms the shared memory kept between calls (the arguments file, Python's reply
+      regions) stays after the last call that used it ended, so that large calls in a row use
+      memory already faulted in (default 30 000; `:infinity` keeps it for the worker's life).
+      Then the file is removed and Python closes its mapping and regions. `info/1` shows the
+      file's size;
     * `:max_message`: the largest call sent through the pipe, in bytes (default 256 MiB);
     * `:binaries`: `:bytes` (default) or `:str`, how Elixir binaries arrive in Python;
     * `:log_level`: Python's root logger level (`:debug` ... `:critical`; default Python's,
@@ -186,7 +187,9 @@ defmodule Tether.Worker do
   as `module: :stats`), or nil: also while `:phase` is `:cancelling`, when
   the call whose caller gave up is still stopping; and
   `:args_file_bytes`, the size of its shared-memory arguments file now
-  (`:shm_keep`). It is answered at once, during a call too.
+  (`:shm_keep`). The worker process answers it without asking Python, so
+  during a call too (after the step it is in: writing a large call's
+  arguments to shared memory can take tens of ms).
 
   ```elixir
   %{python: "3.11.7", os_pid: pid, running: nil} = Tether.Worker.info(w)
