@@ -15,10 +15,15 @@
 %% keeper, starts a new one and publishes again.
 %%
 %% The table also holds the node's pinning cursor (see tether_pool's
-%% pin_offset), a counter the pools advance in turn.
+%% pin_offset), a counter the pools advance in turn, and the private
+%% directory of each worker that asked (watch_dir/1): the keeper removes it
+%% when the worker dies, so that a worker killed outright (`kill', a
+%% supervisor's brutal_kill), whose terminate never runs, does not leave its
+%% arguments file in memory until the node stops. A worker that stops as
+%% usual removes its directory itself.
 -module(tether_routes).
 
--export([watch/0, publish/3, lookup/1, delete/1, next_cursor/1]).
+-export([watch/0, watch_dir/1, publish/3, lookup/1, delete/1, next_cursor/1]).
 %% The keeper's loop, called through the module so that a code load reaches a running keeper.
 -export([keep/0]).
 
@@ -57,6 +62,35 @@ watch(Tries) ->
         %% Suspended, or stuck: a pool's start fails with this, rather than hang.
         erlang:demonitor(MRef, [flush]),
         erlang:error({tether_routes, <<"the pool route keeper did not answer in 5 s">>})
+    end.
+
+%% @doc Have the keeper remove `Dir' (and what it holds) when the calling
+%% process dies, whatever the reason; return once it will.
+%%
+%% ```
+%% {ok, Dir} = tether_private:make_dir("/tmp"),
+%% Parent = self(),
+%% Pid = spawn(fun() -> ok = tether_routes:watch_dir(Dir), Parent ! watched, receive after infinity -> ok end end),
+%% receive watched -> ok end,
+%% exit(Pid, kill),
+%% timer:sleep(100),
+%% false = filelib:is_dir(Dir).
+%% '''
+-spec watch_dir(file:filename()) -> ok.
+watch_dir(Dir) -> watch_dir(Dir, ?ENSURE_TRIES).
+
+watch_dir(_Dir, 0) ->
+    erlang:error({tether_routes, <<"the keeper kept exiting before it watched this worker's directory">>});
+watch_dir(Dir, Tries) ->
+    Keeper = ensure(?ENSURE_TRIES),
+    MRef = erlang:monitor(process, Keeper),
+    Keeper ! {watch_dir, self(), Dir, MRef},
+    receive
+        {watching, MRef} -> erlang:demonitor(MRef, [flush]), ok;
+        {'DOWN', MRef, process, Keeper, _} -> watch_dir(Dir, Tries - 1)
+    after ?WATCH_WAIT ->
+        erlang:demonitor(MRef, [flush]),
+        erlang:error({tether_routes, <<"the keeper did not answer in 5 s">>})
     end.
 
 %% @doc Publish `Value' under `Key' (a pool's pid), in the table of
@@ -155,8 +189,17 @@ keep() ->
             _ = erlang:monitor(process, Pid),
             Pid ! {watching, Ref},
             ?MODULE:keep();
+        {watch_dir, Pid, Dir, Ref} ->
+            _ = erlang:monitor(process, Pid),
+            ets:insert(?TABLE, {{dir, Pid}, Dir}),
+            Pid ! {watching, Ref},
+            ?MODULE:keep();
         {'DOWN', _, process, Pid, _} ->
             ets:delete(?TABLE, Pid),
+            case ets:take(?TABLE, {dir, Pid}) of
+                [{_, Dir}] -> _ = file:del_dir_r(Dir);  % gone already when the worker stopped as usual
+                [] -> ok
+            end,
             ?MODULE:keep();
         _ ->
             ?MODULE:keep()

@@ -276,6 +276,7 @@ init_server(Opts = #{exe := Exe}) ->
     _ = tether_private:sweep(Parent),
     case tether_private:make_dir(Parent) of
         {ok, Dir} ->
+            ok = tether_routes:watch_dir(Dir),  % removed even if this process is killed outright
             S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined),
                      load = maps:get(load, Opts, undefined)},
             case launch(S0) of

@@ -398,6 +398,18 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, ^big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
     end
 
+    test "a worker killed outright leaves no private directory behind: the node's keeper removes it" do
+      {:ok, w} = Tether.Worker.start(TestPython.opts(shm_threshold: 1000, shm_keep: :infinity))
+      %{os_pid: os_pid} = Tether.Worker.info(w)
+      assert {:ok, _} = Tether.Worker.call(w, @m, "echo", [:binary.copy(<<3>>, 500_000)])
+      [file] = Path.wildcard("/dev/shm/tether-#{System.pid()}-*/tether-args-*")
+      dir = Path.dirname(file)
+      Process.exit(w, :kill)  # no terminate: the worker cannot clean up after itself
+      wait_until(fn -> not File.exists?(dir) end)
+      # Python saw its port close and exited.
+      wait_until(fn -> not File.exists?("/proc/#{os_pid}") end)
+    end
+
     test "shm_keep: 0 removes the file soon after a call, and does not spin a timer while the call runs" do
       w = start_worker(shm_threshold: 1000, shm_keep: 0)
       task = Task.async(fn -> Tether.Worker.call(w, @m, "sleep_with", [0.8, :binary.copy(<<1>>, 100_000)]) end)
