@@ -51,7 +51,7 @@ worker_spec() ->
      %% Absent: the worker's own default (Python's SPIN_US), the one place it is set.
      {spin_us, fun spin_us/1, none},
      {start_timeout, fun timeout_ms/1, ?DEFAULT_START_TIMEOUT},
-     {cancel_grace, fun non_neg_integer/1, ?DEFAULT_CANCEL_GRACE},
+     {cancel_grace, fun grace_ms/1, ?DEFAULT_CANCEL_GRACE},
      {shm_keep, fun timeout_ms/1, ?DEFAULT_SHM_KEEP},
      {name, fun name/1, none}].
 
@@ -412,9 +412,16 @@ spin_us(_) -> {expected, "an integer from 0 to 10000 (microseconds; 0: never spi
 pos_integer(N) when is_integer(N), N > 0 -> {ok, N};
 pos_integer(_) -> {expected, "a positive integer"}.
 
+%% The longest wait Erlang's timers and `receive ... after' take: longer ones
+%% fail where they are used (a call's wait, a timer), not here.
+-define(MAX_MS, 4294967295).
+
 timeout_ms(infinity) -> {ok, infinity};
-timeout_ms(N) when is_integer(N), N >= 0 -> {ok, N};
-timeout_ms(_) -> {expected, "a non-negative integer (milliseconds) or infinity"}.
+timeout_ms(N) when is_integer(N), N >= 0, N =< ?MAX_MS -> {ok, N};
+timeout_ms(_) -> {expected, "a non-negative integer (milliseconds) up to 4294967295 (49 days), or infinity"}.
+
+grace_ms(N) when is_integer(N), N >= 0, N =< ?MAX_MS -> {ok, N};
+grace_ms(_) -> {expected, "an integer from 0 to 4294967295 (milliseconds)"}.
 
 gzip_level(N) when is_integer(N), N >= 0, N =< 9 -> {ok, N};
 gzip_level(_) -> {expected, "a gzip level, 0..9"}.

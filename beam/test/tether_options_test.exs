@@ -3,6 +3,7 @@ defmodule Tether.OptionsTest do
   # as Elixir (`got "x"`) from the Elixir API while the Erlang API keeps Erlang's (`got <<"x">>`).
   # No Python runs here: every check happens before a worker or pool is reached.
   use ExUnit.Case, async: true
+  import Bitwise
 
   doctest Tether.Options
 
@@ -68,10 +69,18 @@ defmodule Tether.OptionsTest do
         Tether.Worker.call(self(), "m", "f", [], tables: "rows")
       end
 
-      message = ~s{invalid option :checkout_timeout: expected a non-negative integer (milliseconds) or infinity, got "1"}
+      message =
+        ~s{invalid option :checkout_timeout: expected a non-negative integer (milliseconds) up to 4294967295 } <>
+          ~s{(49 days), or infinity, got "1"}
 
       assert_raise ArgumentError, message, fn ->
         Tether.Pool.call(self(), "m", "f", [], checkout_timeout: "1")
+      end
+
+      # Longer than Erlang's timers take: refused by name here, not a worker_down from deep inside gen_server.
+      for {opt, fun} <- [timeout: &Tether.Worker.call(self(), "m", "f", [], &1),
+                         checkout_timeout: &Tether.Pool.call(self(), "m", "f", [], &1)] do
+        assert_raise ArgumentError, ~r/:#{opt}: expected .* up to 4294967295/, fn -> fun.([{opt, 1 <<< 40}]) end
       end
 
       assert_raise ArgumentError, ~s(invalid args: expected the call's arguments as a list, got "x"), fn ->

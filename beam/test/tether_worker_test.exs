@@ -429,8 +429,14 @@ defmodule Tether.WorkerLifecycleTest do
       Process.sleep(100)
       assert %{args_file_bytes: size} = Tether.Worker.info(w)
       assert size > 50_000
-      assert_raise ArgumentError, ~r/:shm_keep: expected a non-negative integer \(milliseconds\) or infinity/, fn ->
-        Tether.Worker.start_link(TestPython.opts(shm_keep: -1))
+      for bad <- [-1, 1 <<< 59] do
+        assert_raise ArgumentError, ~r/:shm_keep: expected a non-negative integer \(milliseconds\) up to 4294967295/, fn ->
+          Tether.Worker.start_link(TestPython.opts(shm_keep: bad))
+        end
+      end
+
+      assert_raise ArgumentError, ~r/:cancel_grace: expected an integer from 0 to 4294967295/, fn ->
+        Tether.Worker.start_link(TestPython.opts(cancel_grace: 1 <<< 40))
       end
     end
 

@@ -18,10 +18,16 @@ defmodule Tether.Options do
 
   @doc false
   @spec timeout!(term(), String.t()) :: :ok
-  def timeout!(t, _what) when (is_integer(t) and t >= 0) or t == :infinity, do: :ok
+  # Erlang's longest timer and `receive ... after` wait: a longer one fails where it is used.
+  def timeout!(t, _what) when (is_integer(t) and t >= 0 and t <= 4_294_967_295) or t == :infinity, do: :ok
 
   def timeout!(t, what),
-    do: raise(ArgumentError, "#{what} must be a non-negative integer (milliseconds) or :infinity, got: #{inspect(t)}")
+    do:
+      raise(
+        ArgumentError,
+        "#{what} must be a non-negative integer (milliseconds) up to 4294967295 (49 days), or :infinity, " <>
+          "got: #{inspect(t)}"
+      )
 
   @doc """
   `reason` with its message written for Elixir, when it is the option or argument error that
