@@ -827,3 +827,21 @@ def test_a_pin_spec_that_cannot_apply_warns_and_leaves_the_worker_where_it_is(ca
     assert os.sched_getaffinity(0) == before
     assert "--pin spinner:zero:0:1 not applied" in caplog.text
     assert tw._arguments(["--module", "m", "--pin", "sleeper:0:0:1"]).pin == "sleeper:0:0:1"
+
+
+def test_what_the_modules_log_and_alert_while_importing_is_sent_after_ready():
+    # (Stray prints are read back from the BEAM's stderr file: this client's stderr is a pipe. ExUnit covers them.)
+    c = Client("--log-level", "info", modules=("early_handlers",))
+    try:
+        assert c.ready[0] == "ready"
+        c.await_logs(3)
+        texts = [(m[1], m[2], m[3]) for m in c.logs]
+        assert texts[:2] == [("warning", "early_handlers", "loading the model at import"),
+                             ("info", "early_handlers", "an info record at import")]
+        assert texts[2][1] == "tether.alerts" and "at_import" in texts[2][2]
+        alert = c.recv()
+        assert alert[:3] == ("alert", "at_import", "firing"), alert
+        # Kept for a start that fails: the records' text on stderr too.
+        assert b"WARNING:early_handlers:loading the model at import" in c.stderr_now()
+    finally:
+        c.close()

@@ -554,6 +554,32 @@ defmodule Tether.WorkerLifecycleTest do
       assert msg |> format_msg() |> IO.iodata_to_binary() =~ "disk almost full"
     end
 
+    test "what the modules log, print and alert while they import reaches Logger and telemetry once ready" do
+      Tether.TestLogHandler.attach(:tether_early_test)
+      on_exit(fn -> :logger.remove_handler(:tether_early_test) end)
+      test = self()
+      :ok = :telemetry.attach(:tether_early_alert, [:tether, :alert], fn _, _, md, _ -> send(test, {:alert, md}) end, nil)
+      on_exit(fn -> :telemetry.detach(:tether_early_alert) end)
+
+      ExUnit.CaptureLog.capture_log(fn ->
+        w = start_worker(modules: ["early_handlers"], log_level: :info)
+        assert {:ok, "pong"} = Tether.Worker.call(w, "early_handlers", "ping", [])
+        send(test, {:worker, w})
+      end)
+
+      assert_receive {:worker, w}
+      text = fn msg -> msg |> format_msg() |> IO.iodata_to_binary() end
+      assert_receive {:log_event, %{level: :warning, msg: m1, meta: %{python_logger: "early_handlers", tether_worker: ^w}}}, 2000
+      assert text.(m1) =~ "loading the model at import"
+      assert_receive {:log_event, %{level: :info, msg: m2, meta: %{python_logger: "early_handlers"}}}, 2000
+      assert text.(m2) =~ "an info record at import"
+      assert_receive {:log_event, %{level: :warning, msg: m3, meta: %{python_logger: "stderr"}}}, 2000
+      assert text.(m3) =~ "a stray print at import"
+      assert_receive {:alert, %{name: "at_import", state: :firing, worker: ^w}}, 2000
+      # The records' own text on stderr (kept there for a failed start) is not sent a second time.
+      refute_receive {:log_event, %{meta: %{python_logger: "stderr"}, msg: _}}, 300
+    end
+
     test "log_level: :info forwards Python's INFO records, which Python's default level drops" do
       Tether.TestLogHandler.attach(:tether_info_test)
       on_exit(fn -> :logger.remove_handler(:tether_info_test) end)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import importlib
 import json
@@ -49,6 +50,7 @@ import os
 import platform
 import select
 import signal
+import stat
 import struct
 import sys
 import threading
@@ -105,6 +107,9 @@ EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
 LINE_MAX = 64 << 10
 # A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
 LOG_MESSAGE_MAX = 256 << 10
+# Before ready: the log records and alerts kept (the newest), and the stderr bytes read back, for the BEAM.
+EARLY_RECORDS = 1000
+EARLY_STDERR = 1 << 20
 
 (_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
     Atom, ("hello", "ready", "refused", "call", "reply", "ok", "error", "log", "shm", "tables", "cancelled"))
@@ -1780,10 +1785,81 @@ class _AlertForwarder:
         self.channel.write_message(message)
 
 
+class _EarlyOutput(logging.Handler):
+    """What the worker says before ``ready``, kept for the BEAM: it reads nothing but the handshake until then.
+
+    A root-logger handler while the modules import (a model loading, a missing GPU): each record is kept
+    (the last :data:`EARLY_RECORDS`) and written to stderr in ``logging.BASIC_FORMAT``, where the BEAM quotes
+    it if the start fails. Alerts fired meanwhile are kept too. Once ``ready`` is sent,
+    :meth:`forward` sends the records with their levels, then the alerts, then the lines other code wrote
+    to stderr (``print``, C libraries), read back from the BEAM's stderr file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        self.records: collections.deque[logging.LogRecord] = collections.deque(maxlen=EARLY_RECORDS)
+        self.alerts: collections.deque[Any] = collections.deque(maxlen=EARLY_RECORDS)
+        self.written: collections.Counter[str] = collections.Counter()  # stderr lines that are records' text
+        logging.getLogger().addHandler(self)
+        self.on_alert = _metrics.on_alert(self.alerts.append) if _metrics is not None else None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        try:
+            text = self.format(record)
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break an import
+            return
+        self.written.update(text.split("\n"))
+
+    def stop(self) -> None:
+        """Stop keeping: the forwarding handlers take over."""
+        logging.getLogger().removeHandler(self)
+        if self.on_alert is not None:
+            _metrics.on_alert(self.on_alert, remove=True)
+
+    def forward(self, channel: Channel, logs: "LogForwarder", alerts: "_AlertForwarder", lines: list[str]) -> None:
+        """Send what was kept, and those of the stderr ``lines`` that are not records' text."""
+        for record in self.records:
+            logs.emit(record)
+        for alert in self.alerts:
+            alerts(alert)
+        for text in lines:
+            if self.written[text] > 0:
+                self.written[text] -= 1
+            else:
+                channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
+
+
+def _early_stderr() -> list[str]:
+    """The lines in the file fd 2 writes to (the BEAM's stderr file, before ``ready``); none for a pipe or tty."""
+    try:
+        if not stat.S_ISREG(os.fstat(2).st_mode):
+            return []
+        fd = os.open("/proc/self/fd/2", os.O_RDONLY)  # fd 2 itself is write-only
+    except OSError:
+        return []
+    try:
+        data = os.read(fd, EARLY_STDERR)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    lines = [line.rstrip(b"\r").decode("utf-8", "replace") for line in data.split(b"\n")]
+    if lines and not lines[-1]:
+        lines.pop()
+    return [text[i:i + LINE_MAX] for text in lines for i in range(0, max(len(text), 1), LINE_MAX)]
+
+
 class _Forwarding:
     """fd 1 and 2 redirected into a pipe a daemon thread forwards, and the root logger's handler."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, early: _EarlyOutput | None = None):
+        if early is not None:
+            early.stop()
+        lines = _early_stderr() if early is not None else []  # while fd 2 is still the BEAM's file
         self.saved = os.dup(2)
         read, write = os.pipe()
         sys.stderr.flush()
@@ -1794,6 +1870,8 @@ class _Forwarding:
         self.thread = threading.Thread(target=_pump, args=(read, channel), name="tether-stderr", daemon=True)
         self.thread.start()
         self.handler = LogForwarder(channel)
+        if early is not None:
+            early.forward(channel, self.handler, _AlertForwarder(channel), lines)
         logging.getLogger().addHandler(self.handler)
         # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
         logging.captureWarnings(True)
@@ -2077,15 +2155,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats_dir is not None:  # before ready: `tether stats` may signal as soon as the file exists
         _StatsWriter(worker, args.stats_dir)
         worker.cancel_file = os.path.join(args.stats_dir, CANCEL_FILE)
+    early = _EarlyOutput()  # what the imports log: sent once the BEAM reads more than the handshake
     modules, status = handshake(channel, args.module)
     if modules is None:
+        early.stop()
         worker.close()
         return status
     worker.modules = modules
     # The imports' objects (numpy, pyarrow, the handlers) never die: out of the
     # collector's way, so its full passes stay short on a worker's hot path.
     gc.freeze()
-    forwarding = _Forwarding(channel)
+    forwarding = _Forwarding(channel, early)
     try:
         return serve(worker, channel)
     finally:
