@@ -112,6 +112,18 @@ def test_shm_ls_lists_the_beam_workers_private_directories_and_gc_removes_a_dead
                 shutil.rmtree(d)
 
 
+def test_shm_ls_and_gc_take_the_workers_shm_dir(tmp_path):
+    dead = tmp_path / f"tether-{_dead_pid()}-{'2' * 32}"
+    dead.mkdir(mode=0o700)
+    (dead / "tether-args-y").write_bytes(bytes(300))
+    out = run("shm", "ls", "--json", "--shm-dir", str(tmp_path))
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert rows[dead.name]["bytes"] == 300 and not rows[dead.name]["owner_alive"]
+    assert dead.name not in run("shm", "ls").stdout  # /dev/shm only, by default
+    gc = run("shm", "gc", "--shm-dir", str(tmp_path))
+    assert gc.returncode == 0 and str(dead) in gc.stdout and not dead.exists()
+
+
 def test_stats_of_a_worker_that_is_not_there_is_a_clear_error(tmp_path):
     out = run("stats", str(tmp_path / "no-such-worker"))
     assert out.returncode in (1, 2) and out.stdout == ""

@@ -772,7 +772,9 @@ reroute(S = #st{queue = Q}) ->
 name_cancelled(Dir, Id) ->
     Path = filename:join(Dir, ?CANCEL_FILE),
     Aside = filename:join(Dir, ?CANCEL_FILE ".new"),
-    case file:write_file(Aside, integer_to_list(Id), [raw]) =:= ok andalso file:rename(Aside, Path) of
+    %% 0600 as every file in the directory (docs/format.md §7): write_file takes the umask's mode.
+    case file:write_file(Aside, integer_to_list(Id), [raw]) =:= ok andalso file:change_mode(Aside, 8#600) =:= ok
+             andalso file:rename(Aside, Path) of
         ok -> ok;
         _ -> _ = file:delete(Path), ok
     end.

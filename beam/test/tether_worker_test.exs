@@ -204,6 +204,8 @@ defmodule Tether.WorkerLifecycleTest do
       assert %{phase: _} = Tether.Worker.info(w)
       # The second call of this worker: Python stops that call only (a late signal touches no other).
       assert File.read!(Path.join(dir, "cancel")) == "2"
+      # 0600 as every file there (the directory is 0700 too).
+      assert (File.stat!(Path.join(dir, "cancel")).mode &&& 0o777) == 0o600
       assert {:ok, 0.05} = Tether.Worker.call(w, @m, "sleep", [0.05])
       assert Tether.Worker.info(w).os_pid == os_pid
     end

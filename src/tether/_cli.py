@@ -175,10 +175,14 @@ def _parser() -> argparse.ArgumentParser:
     p_stats.add_argument("--json", **as_json)
     p_shm = sub.add_parser("shm", help="shared-memory regions")
     shm_sub = p_shm.add_subparsers(dest="shm_cmd", required=True)
-    shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
-                                  "directories whose node is dead")
+    shm_dir = {"default": "/dev/shm", "metavar": "DIR",
+               "help": "where BEAM workers make their private directories: their shm_dir option (default /dev/shm)"}
+    p_gc = shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
+                                         "directories whose node is dead")
+    p_gc.add_argument("--shm-dir", **shm_dir)
     p_ls = shm_sub.add_parser("ls", help="list tether regions and BEAM workers' private directories in /dev/shm")
     p_ls.add_argument("--json", **as_json)
+    p_ls.add_argument("--shm-dir", **shm_dir)
     return parser
 
 
@@ -316,7 +320,7 @@ def _region_hint(data: Any) -> str:
             "in /dev/shm, and tether.shm.Region.attach(name) reads their frames")
 
 
-def _shm_ls(as_json: bool) -> int:
+def _shm_ls(as_json: bool, shm_dir: str) -> int:
     from . import TetherError, shm
 
     rows = []
@@ -339,7 +343,7 @@ def _shm_ls(as_json: bool) -> int:
                 rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "error": str(exc)})
     # The regions' keys too (None where they mean nothing), so that a reader of the region rows reads these.
     dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), "capacity": None, "frames": None,
-             "error": None, **d} for d in shm.private_dirs()]
+             "error": None, **d} for d in shm.private_dirs(shm_dir)]
     if as_json:
         _print_json([{"kind": "region", **row} for row in rows] + dirs)
         return 0
@@ -359,11 +363,13 @@ def _shm(args: argparse.Namespace) -> int:
 
     if args.shm_cmd == "gc":
         removed = shm.gc()
+        if args.shm_dir != "/dev/shm":  # the workers' directories elsewhere; the regions are in /dev/shm
+            removed += shm.gc(directory=args.shm_dir)
         for path in removed:
             print(f"removed {path}")
         print(f"{len(removed)} orphan(s) removed (regions and BEAM workers' private directories)")
         return 0
-    return _shm_ls(args.json)
+    return _shm_ls(args.json, args.shm_dir)
 
 
 def _seconds(value: Any) -> str:
