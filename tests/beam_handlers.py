@@ -330,3 +330,14 @@ def sleep_with(seconds, payload):
 
     time.sleep(seconds)
     return len(payload)
+
+
+def big_despite_cancel(seconds, n):
+    """Sleep, swallow the cancel, and return ``n`` bytes anyway: a large reply the BEAM drops."""
+    import time
+
+    try:
+        time.sleep(seconds)
+    except BaseException:  # noqa: BLE001 - the cancel, swallowed on purpose
+        pass
+    return b"\xab" * n

@@ -120,8 +120,11 @@ def test_shm_ls_and_gc_take_the_workers_shm_dir(tmp_path):
     rows = {row["name"]: row for row in json.loads(out.stdout)}
     assert rows[dead.name]["bytes"] == 300 and not rows[dead.name]["owner_alive"]
     assert dead.name not in run("shm", "ls").stdout  # /dev/shm only, by default
+    other = tmp_path / f"tether-{_dead_pid()}-report.csv"  # not a region: not gc's to remove there
+    other.write_text("a,b\n")
     gc = run("shm", "gc", "--shm-dir", str(tmp_path))
     assert gc.returncode == 0 and str(dead) in gc.stdout and not dead.exists()
+    assert other.exists()
 
 
 def test_stats_of_a_worker_that_is_not_there_is_a_clear_error(tmp_path):

@@ -841,7 +841,31 @@ def test_what_the_modules_log_and_alert_while_importing_is_sent_after_ready():
         assert texts[2][1] == "tether.alerts" and "at_import" in texts[2][2]
         alert = c.recv()
         assert alert[:3] == ("alert", "at_import", "firing"), alert
-        # Kept for a start that fails: the records' text on stderr too.
-        assert b"WARNING:early_handlers:loading the model at import" in c.stderr_now()
+        # The records go as records only (Python's last-resort handler is quiet before ready): no stderr copy.
+        assert c.stderr_now() == b"a stray print at import\n"
+    finally:
+        c.close()
+
+
+def test_a_start_that_fails_writes_what_the_modules_logged_to_stderr():
+    c = Client(modules=("early_handlers", "no_such_module_at_all"))
+    try:
+        assert c.ready[0] == "refused"
+        assert c.wait() == 2
+        err = c.stderr_now()
+        assert b"WARNING:early_handlers:loading the model at import" in err and b"a stray print at import" in err
+    finally:
+        c.close()
+
+
+def test_a_module_that_calls_basicconfig_at_import_still_sets_the_root_level():
+    # Capturing the imports' records must not take basicConfig's place: it configures only a bare root logger.
+    c = Client(modules=("early_basicconfig",))
+    try:
+        c.send((A("call"), 1, b"early_basicconfig", b"log_info", ["at call time"], {}))
+        reply = c.recv()
+        assert reply[:3] == ("reply", 1, (A("ok"), "logged")), reply
+        c.await_logs(1)
+        assert ("info", "early_basicconfig", "at call time") in [(m[1], m[2], m[3]) for m in c.logs]
     finally:
         c.close()

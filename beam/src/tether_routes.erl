@@ -65,19 +65,23 @@ watch(Tries) ->
     end.
 
 %% @doc Have the keeper remove `Dir' (and what it holds) when the calling
-%% process dies, whatever the reason; return once it will.
+%% process dies, whatever the reason; return once it will, with a monitor of
+%% the keeper: its `DOWN' means the watch went with it, so watch again.
 %%
 %% ```
 %% {ok, Dir} = tether_private:make_dir("/tmp"),
 %% Parent = self(),
-%% Pid = spawn(fun() -> ok = tether_routes:watch_dir(Dir), Parent ! watched, receive after infinity -> ok end end),
+%% Pid = spawn(fun() -> {ok, _} = tether_routes:watch_dir(Dir), Parent ! watched, receive after infinity -> ok end end),
 %% receive watched -> ok end,
 %% exit(Pid, kill),
 %% timer:sleep(100),
 %% false = filelib:is_dir(Dir).
 %% '''
--spec watch_dir(file:filename()) -> ok.
-watch_dir(Dir) -> watch_dir(Dir, ?ENSURE_TRIES).
+-spec watch_dir(file:filename()) -> {ok, reference()} | {error, {tether_routes, binary()}}.
+watch_dir(Dir) ->
+    try watch_dir(Dir, ?ENSURE_TRIES)
+    catch error:{tether_routes, _} = Reason -> {error, Reason}  % a worker's start fails with it, rather than crash
+    end.
 
 watch_dir(_Dir, 0) ->
     erlang:error({tether_routes, <<"the keeper kept exiting before it watched this worker's directory">>});
@@ -86,7 +90,7 @@ watch_dir(Dir, Tries) ->
     MRef = erlang:monitor(process, Keeper),
     Keeper ! {watch_dir, self(), Dir, MRef},
     receive
-        {watching, MRef} -> erlang:demonitor(MRef, [flush]), ok;
+        {watching, MRef} -> {ok, MRef};
         {'DOWN', MRef, process, Keeper, _} -> watch_dir(Dir, Tries - 1)
     after ?WATCH_WAIT ->
         erlang:demonitor(MRef, [flush]),

@@ -55,7 +55,8 @@
              shm_used, shm_timer,  % the last call through shared memory, and the timer that lets go of it
              tells_release = false,  % whether Python reads the release_shm notice
              next_id = 1, notify, arrived, form = frame, reads_bytes = false,
-             load :: undefined | atomics:atomics_ref()}).  % this member's count in its pool (tether_pool)
+             load :: undefined | atomics:atomics_ref(),  % this member's count in its pool (tether_pool)
+             keeper :: reference() | undefined}).  % a monitor of the keeper that removes dir if this dies
 
 %% How long a member that has nothing to do waits before it takes a count
 %% still on its pool's load (its callers died before their calls arrived) as gone.
@@ -66,6 +67,8 @@
 -define(READY_MARKERS, <<"markers">>).
 %% The ready's list of the one-way notices the worker reads, as "markers" is.
 -define(READY_NOTICES, <<"notices">>).
+%% The ready's flag: the worker sends what it logged and wrote to stderr before ready, after it.
+-define(READY_EARLY_OUTPUT, <<"early_output">>).
 
 %% How soon a worker whose shared memory was due to go while a call ran
 %% looks again (shm_keep may be 0: not a timer a millisecond through a long call).
@@ -276,19 +279,27 @@ init_server(Opts = #{exe := Exe}) ->
     _ = tether_private:sweep(Parent),
     case tether_private:make_dir(Parent) of
         {ok, Dir} ->
-            ok = tether_routes:watch_dir(Dir),  % removed even if this process is killed outright
-            S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined),
-                     load = maps:get(load, Opts, undefined)},
-            case launch(S0) of
-                {ok, S1} when map_get(async_start, Opts) -> {ok, S1};
-                {ok, S1} ->
-                    case await_ready(S1) of
-                        {ok, S2} -> {ok, S2};
-                        {error, Reason, S2} -> cleanup(S2), {error, Reason}
-                    end;
-                {error, Reason, S1} -> cleanup(S1), {error, Reason}
+            case tether_routes:watch_dir(Dir) of  % removed even if this process is killed outright
+                {ok, Keeper} ->
+                    S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined),
+                             load = maps:get(load, Opts, undefined), keeper = Keeper},
+                    start_python(S0);
+                {error, Reason} ->
+                    _ = tether_private:remove_dir(Dir),
+                    {error, Reason}
             end;
         Error -> Error
+    end.
+
+start_python(S0 = #st{opts = Opts}) ->
+    case launch(S0) of
+        {ok, S1} when map_get(async_start, Opts) -> {ok, S1};
+        {ok, S1} ->
+            case await_ready(S1) of
+                {ok, S2} -> {ok, S2};
+                {error, Reason, S2} -> cleanup(S2), {error, Reason}
+            end;
+        {error, Reason, S1} -> cleanup(S1), {error, Reason}
     end.
 
 %% @private Never called: tether_proc enters the loop with the state ready.
@@ -354,9 +365,16 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
                                modules => maps:get(modules, Info, [])}),
     S1 = S#st{phase = ready, info = Info, os_pid = OsPid, start_timer = undefined, form = tether_protocol:form(Info),
               reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, [])),
-              tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, []))},
+              tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, [])),
+              stderr_seen = forwarded_stderr(Info, S)},
     notify(ready, S1),
     S1.
+
+%% A worker that sends what it wrote to stderr before ready (its ready says
+%% so) has sent it by now: a later exit quotes only what came after.
+forwarded_stderr(#{?READY_EARLY_OUTPUT := true}, #st{stderr = Path}) when Path =/= undefined ->
+    filelib:file_size(Path);
+forwarded_stderr(_, S) -> S#st.stderr_seen.
 
 %% Python's own words when `-m tether.worker' finds no tether package: the
 %% interpreter is not the one tether was installed into.
@@ -437,6 +455,12 @@ handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_tim
     start_failed(start_timeout(S), S);
 handle_info({timeout, Timer, release_shm}, S = #st{shm_timer = Timer}) ->
     settle({noreply, release_shm(S)});
+handle_info({'DOWN', Keeper, process, _, _}, S = #st{keeper = Keeper}) ->
+    %% The keeper died, and the watch of this worker's directory with it: watch again.
+    case tether_routes:watch_dir(S#st.dir) of
+        {ok, Keeper1} -> {noreply, S#st{keeper = Keeper1}};
+        {error, _} -> {noreply, S#st{keeper = undefined}}  % as before the keeper: terminate still removes it
+    end;
 handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
     %% Nobody waits for this call any more: free Python for the next one.
     release(R),
@@ -705,7 +729,9 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
-    dispatch(used_until_now(Route, Route1, S#st{busy = undefined})).
+    %% A reply that failed to resolve may have left frames in a region: counted as a use too.
+    Used = case Result1 of {error, _} -> shm; _ -> Route1 end,
+    dispatch(used_until_now(Route, Used, S#st{busy = undefined})).
 
 %% A call through shared memory, either way, used it until its reply: the
 %% quiet spell after which it is let go of starts there, not when it was sent.
@@ -780,7 +806,8 @@ name_cancelled(Dir, Id) ->
     end.
 
 cancelled(S) ->
-    S1 = S#st{phase = ready, cancel = undefined},
+    %% The dropped reply may have come through a region: let go of it in time too.
+    S1 = shm_used(S#st{phase = ready, cancel = undefined}),
     notify(ready, S1),
     dispatch(S1).
 

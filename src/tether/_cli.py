@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     p_gc = shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
                                          "directories whose node is dead")
     p_gc.add_argument("--shm-dir", **shm_dir)
-    p_ls = shm_sub.add_parser("ls", help="list tether regions and BEAM workers' private directories in /dev/shm")
+    p_ls = shm_sub.add_parser("ls", help="list tether regions (in /dev/shm) and BEAM workers' private directories")
     p_ls.add_argument("--json", **as_json)
     p_ls.add_argument("--shm-dir", **shm_dir)
     return parser
@@ -363,8 +363,8 @@ def _shm(args: argparse.Namespace) -> int:
 
     if args.shm_cmd == "gc":
         removed = shm.gc()
-        if args.shm_dir != "/dev/shm":  # the workers' directories elsewhere; the regions are in /dev/shm
-            removed += shm.gc(directory=args.shm_dir)
+        if args.shm_dir != "/dev/shm":  # the workers' directories elsewhere, not files that look like regions
+            removed += shm.gc(directory=args.shm_dir, regions=False)
         for path in removed:
             print(f"removed {path}")
         print(f"{len(removed)} orphan(s) removed (regions and BEAM workers' private directories)")

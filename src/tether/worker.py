@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import copy
 import gc
 import importlib
 import json
@@ -107,8 +108,10 @@ EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
 LINE_MAX = 64 << 10
 # A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
 LOG_MESSAGE_MAX = 256 << 10
-# Before ready: the log records and alerts kept (the newest), and the stderr bytes read back, for the BEAM.
+# Before ready: the log records and alerts kept (the newest, within a byte budget for the records' messages),
+# and the stderr bytes read back (the newest), for the BEAM.
 EARLY_RECORDS = 1000
+EARLY_BYTES = 4 << 20
 EARLY_STDERR = 1 << 20
 
 (_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
@@ -1589,6 +1592,7 @@ def ready_info(modules: dict[str, ModuleType]) -> dict[Atom | str, Any]:
         Atom("messages"): MESSAGE_FORMS,
         "markers": MARKERS,  # a str key: a BEAM from before decodes the ready without knowing a new atom
         "notices": NOTICES,
+        "early_output": True,  # what it logs and writes to stderr before ready follows ready
         Atom("formats"): sorted(formats.names()),
         Atom("compressions"): sorted(compression.names()),
         Atom("checksums"): sorted(frame.checksum.NAMES.values()),
@@ -1785,78 +1789,117 @@ class _AlertForwarder:
         self.channel.write_message(message)
 
 
-class _EarlyOutput(logging.Handler):
+class _EarlyOutput:
     """What the worker says before ``ready``, kept for the BEAM: it reads nothing but the handshake until then.
 
-    A root-logger handler while the modules import (a model loading, a missing GPU): each record is kept
-    (the last :data:`EARLY_RECORDS`) and written to stderr in ``logging.BASIC_FORMAT``, where the BEAM quotes
-    it if the start fails. Alerts fired meanwhile are kept too. Once ``ready`` is sent,
-    :meth:`forward` sends the records with their levels, then the alerts, then the lines other code wrote
-    to stderr (``print``, C libraries), read back from the BEAM's stderr file.
+    While the modules import, every log record made is kept, its message formatted at once (the newest
+    :data:`EARLY_RECORDS`, within :data:`EARLY_BYTES`): through the record factory, not a handler, so that a
+    module's own ``logging.basicConfig`` still configures the root logger, and a library's ``NullHandler``
+    hides nothing. Python's last-resort handler is silenced meanwhile (its text would arrive a second time,
+    as stderr lines); a start that fails writes the records to stderr instead, where the BEAM quotes them.
+    Alerts fired meanwhile are kept too. Once ``ready`` is sent, :meth:`forward` sends the records with
+    their levels, then the alerts, then what was written to stderr (``print``, C libraries), read back from
+    the BEAM's stderr file.
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
-        self.records: collections.deque[logging.LogRecord] = collections.deque(maxlen=EARLY_RECORDS)
+        self.records: collections.deque[logging.LogRecord] = collections.deque()
+        self.kept_bytes = self.dropped = 0
         self.alerts: collections.deque[Any] = collections.deque(maxlen=EARLY_RECORDS)
-        self.written: collections.Counter[str] = collections.Counter()  # stderr lines that are records' text
-        logging.getLogger().addHandler(self)
+        self.lock = threading.Lock()
+        self.saved = (logging.getLogRecordFactory(), logging.lastResort)
+        logging.setLogRecordFactory(self._made)
+        logging.lastResort = logging.NullHandler()
         self.on_alert = _metrics.on_alert(self.alerts.append) if _metrics is not None else None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+    def _made(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.saved[0](*args, **kwargs)
         try:
-            text = self.format(record)
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never break an import
-            return
-        self.written.update(text.split("\n"))
+            kept = _prepared(record)
+        except Exception:  # noqa: BLE001 - a message that cannot be formatted: logging reports it, not us
+            return record
+        with self.lock:
+            self.records.append(kept)
+            self.kept_bytes += len(kept.msg)
+            while len(self.records) > EARLY_RECORDS or (self.kept_bytes > EARLY_BYTES and len(self.records) > 1):
+                self.kept_bytes -= len(self.records.popleft().msg)
+                self.dropped += 1
+        return record
 
-    def stop(self) -> None:
-        """Stop keeping: the forwarding handlers take over."""
-        logging.getLogger().removeHandler(self)
+    def stop(self, failed: bool = False) -> None:
+        """Stop keeping (the forwarders have taken over); after a failed start, write the records to stderr."""
+        factory, last_resort = self.saved
+        logging.setLogRecordFactory(factory)
+        logging.lastResort = last_resort
         if self.on_alert is not None:
             _metrics.on_alert(self.on_alert, remove=True)
+        if failed:
+            text = logging.Formatter(logging.BASIC_FORMAT)
+            for record in self.records:
+                print(text.format(record), file=sys.stderr)
 
     def forward(self, channel: Channel, logs: "LogForwarder", alerts: "_AlertForwarder", lines: list[str]) -> None:
-        """Send what was kept, and those of the stderr ``lines`` that are not records' text."""
+        """Send what was kept and the stderr ``lines``, then forget them."""
+        if self.dropped:
+            channel.write_message(_log_frame(_WARNING, "tether.worker", f"{self.dropped} earlier log records from "
+                                             "before ready are not sent (kept: the newest)", {}))
         for record in self.records:
             logs.emit(record)
-        for alert in self.alerts:
+        for alert in list(self.alerts):
             alerts(alert)
         for text in lines:
-            if self.written[text] > 0:
-                self.written[text] -= 1
-            else:
-                channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
+            channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
+        self.records.clear()
+        self.alerts.clear()
+
+
+def _prepared(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` with its message formatted now (args, traceback) and nothing else held."""
+    message = record.getMessage()
+    if record.exc_info:
+        message += "\n" + logging.Formatter().formatException(record.exc_info)
+    kept = copy.copy(record)
+    kept.msg, kept.args = message[:LOG_MESSAGE_MAX], None
+    kept.exc_info = kept.exc_text = kept.stack_info = None
+    return kept
 
 
 def _early_stderr() -> list[str]:
-    """The lines in the file fd 2 writes to (the BEAM's stderr file, before ``ready``); none for a pipe or tty."""
+    """The lines written to fd 2 while it was the BEAM's stderr file (before ready): the last
+    :data:`EARLY_STDERR` bytes; none when fd 2 is a pipe or a tty."""
     try:
-        if not stat.S_ISREG(os.fstat(2).st_mode):
-            return []
-        fd = os.open("/proc/self/fd/2", os.O_RDONLY)  # fd 2 itself is write-only
+        size = os.fstat(2).st_size if stat.S_ISREG(os.fstat(2).st_mode) else 0
+        fd = os.open("/proc/self/fd/2", os.O_RDONLY) if size else -1  # fd 2 itself is write-only
     except OSError:
         return []
+    if fd < 0:
+        return []
     try:
-        data = os.read(fd, EARLY_STDERR)
+        start = max(0, size - EARLY_STDERR)
+        data = os.pread(fd, size - start, start)
     except OSError:
         return []
     finally:
         os.close(fd)
-    lines = [line.rstrip(b"\r").decode("utf-8", "replace") for line in data.split(b"\n")]
+    lines = data.split(b"\n")
+    if start:  # starts mid-line: say what is missing instead
+        lines[0] = f"[the first {start} bytes written before ready are not sent]".encode()
     if lines and not lines[-1]:
         lines.pop()
-    return [text[i:i + LINE_MAX] for text in lines for i in range(0, max(len(text), 1), LINE_MAX)]
+    texts = [line.rstrip(b"\r").decode("utf-8", "replace") for line in lines]
+    return [text[i:i + LINE_MAX] for text in texts for i in range(0, max(len(text), 1), LINE_MAX)]
 
 
 class _Forwarding:
     """fd 1 and 2 redirected into a pipe a daemon thread forwards, and the root logger's handler."""
 
     def __init__(self, channel: Channel, early: _EarlyOutput | None = None):
+        # The forwarders first, then the early capture stops: no record or alert falls between the two.
+        self.handler = LogForwarder(channel)
+        logging.getLogger().addHandler(self.handler)
+        # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
+        logging.captureWarnings(True)
+        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
         if early is not None:
             early.stop()
         lines = _early_stderr() if early is not None else []  # while fd 2 is still the BEAM's file
@@ -1869,13 +1912,8 @@ class _Forwarding:
         self.read = read
         self.thread = threading.Thread(target=_pump, args=(read, channel), name="tether-stderr", daemon=True)
         self.thread.start()
-        self.handler = LogForwarder(channel)
         if early is not None:
             early.forward(channel, self.handler, _AlertForwarder(channel), lines)
-        logging.getLogger().addHandler(self.handler)
-        # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
-        logging.captureWarnings(True)
-        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
 
     def stop(self) -> None:
         """Forward what is left, then give fd 1 and 2 back."""
@@ -2158,7 +2196,7 @@ def main(argv: list[str] | None = None) -> int:
     early = _EarlyOutput()  # what the imports log: sent once the BEAM reads more than the handshake
     modules, status = handshake(channel, args.module)
     if modules is None:
-        early.stop()
+        early.stop(failed=True)
         worker.close()
         return status
     worker.modules = modules
@@ -2166,6 +2204,7 @@ def main(argv: list[str] | None = None) -> int:
     # collector's way, so its full passes stay short on a worker's hot path.
     gc.freeze()
     forwarding = _Forwarding(channel, early)
+    del early  # sent: nothing of the imports' output stays for the worker's life
     try:
         return serve(worker, channel)
     finally:

@@ -674,7 +674,7 @@ def _pid_alive(pid: int, start: int) -> bool:
     return start == 0 or proc_start_time(pid) in (0, start)
 
 
-def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True) -> list[str]:
+def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True, regions: bool = True) -> list[str]:
     """Remove regions whose owner process is dead, and BEAM workers' private directories whose node is dead;
     return the removed paths.
 
@@ -682,10 +682,14 @@ def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = T
     pid does not keep an orphan alive) or, for a region that died before
     writing its header, from the pid in its name. A private directory's
     node is the pid in its name (:func:`tether.shm.private_dirs`); only
-    this user's are removed, and none with ``private_dirs=False``. Nothing
+    this user's are removed, and none with ``private_dirs=False``; no
+    region with ``regions=False`` (a workers' ``shm_dir`` other than
+    ``/dev/shm``, where other files may be named ``tether-*``). Nothing
     whose owner is alive is removed.
     """
     removed = _private.gc_private(directory, min_age) if private_dirs else []
+    if not regions:
+        return removed
     try:
         names = os.listdir(directory)
     except OSError:
