@@ -118,6 +118,11 @@ defmodule Tether.WorkerLifecycleTest do
       assert stderr =~ "cannot open the model file"
     end
 
+    test "a Python that dies while importing still shows what the modules logged before it died" do
+      assert {:error, {:exited_before_ready, 3, stderr}} = Tether.Worker.start_link(TestPython.opts(modules: ["early_crash"]))
+      assert stderr =~ "WARNING:early_crash:CUDA not found, falling back to CPU"
+    end
+
     test "bad options raise ArgumentError naming the option" do
       assert_raise ArgumentError, ~r/invalid option :pyhton: unknown option; valid options are: python, modules/, fn ->
         Tether.Worker.start_link(pyhton: "python3", modules: ["m"])

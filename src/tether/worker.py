@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import copy
 import gc
 import importlib
 import json
@@ -108,10 +107,10 @@ EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
 LINE_MAX = 64 << 10
 # A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
 LOG_MESSAGE_MAX = 256 << 10
-# Before ready: the log records and alerts kept (the newest, within a byte budget for the records' messages),
+# Before ready: the log records and alerts kept (the newest, within a budget of characters for their messages),
 # and the stderr bytes read back (the newest), for the BEAM.
 EARLY_RECORDS = 1000
-EARLY_BYTES = 4 << 20
+EARLY_CHARS = 4 << 20
 EARLY_STDERR = 1 << 20
 
 (_HELLO, _READY, _REFUSED, _CALL, _REPLY, _OK, _ERROR, _LOG, _SHM, _TABLES, _CANCELLED) = map(
@@ -1735,16 +1734,16 @@ class LogForwarder(logging.Handler):
             return
         self._local.busy = True
         try:
-            message = record.getMessage()
-            if record.exc_info:
-                message += "\n" + logging.Formatter().formatException(record.exc_info)
-            meta = {Atom("module"): record.module, Atom("function"): record.funcName or "",
-                    Atom("file"): record.pathname, Atom("line"): record.lineno, Atom("thread"): record.threadName or ""}
-            self.channel.write_message(_log_frame(_level(record.levelno), record.name, message, meta))
+            message, meta = _record_parts(record)
+            self.send(record.levelno, record.name, message, meta)
         except Exception:  # noqa: BLE001 - logging must never break the handler that logs
             self.handleError(record)  # Python's report, on stderr: forwarded as lines
         finally:
             self._local.busy = False
+
+    def send(self, levelno: int, name: str, message: str, meta: dict[Any, Any]) -> None:
+        """One ``{log, ...}`` message: a record's parts (:meth:`emit`, or kept from before ready)."""
+        self.channel.write_message(_log_frame(_level(levelno), name, message, meta))
 
 
 def _pump(fd: int, channel: Channel) -> None:
@@ -1789,84 +1788,119 @@ class _AlertForwarder:
         self.channel.write_message(message)
 
 
-class _EarlyOutput:
+class _EarlyOutput(logging.Handler):
     """What the worker says before ``ready``, kept for the BEAM: it reads nothing but the handshake until then.
 
-    While the modules import, every log record made is kept, its message formatted at once (the newest
-    :data:`EARLY_RECORDS`, within :data:`EARLY_BYTES`): through the record factory, not a handler, so that a
-    module's own ``logging.basicConfig`` still configures the root logger, and a library's ``NullHandler``
-    hides nothing. Python's last-resort handler is silenced meanwhile (its text would arrive a second time,
-    as stderr lines); a start that fails writes the records to stderr instead, where the BEAM quotes them.
-    Alerts fired meanwhile are kept too. Once ``ready`` is sent, :meth:`forward` sends the records with
-    their levels, then the alerts, then what was written to stderr (``print``, C libraries), read back from
-    the BEAM's stderr file.
+    A handler on the root logger while the modules import, so that it gets what a handler there gets after
+    ready (loggers' filters and ``propagate`` apply; a library's ``NullHandler`` hides nothing). Each record's
+    level, logger, message and source are kept (the newest :data:`EARLY_RECORDS`, within
+    :data:`EARLY_CHARS` of messages) and its text written to stderr in ``logging.BASIC_FORMAT`` as it comes,
+    where the BEAM quotes it if the start fails, even by a crash. ``logging.basicConfig`` is wrapped
+    meanwhile so that a module's own call configures the root logger as if this handler were not there.
+    Alerts fired meanwhile are kept too. After ``ready``, :meth:`forward` sends the records, then the alerts,
+    then what else was written to the stderr file (``print``, C libraries): the bytes outside those the
+    records' text took (:attr:`spans`).
     """
 
     def __init__(self) -> None:
-        self.records: collections.deque[logging.LogRecord] = collections.deque()
-        self.kept_bytes = self.dropped = 0
+        super().__init__()
+        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        self.records: collections.deque[tuple[int, str, str, dict[Any, Any]]] = collections.deque()
+        self.kept_chars = self.dropped = 0
         self.alerts: collections.deque[Any] = collections.deque(maxlen=EARLY_RECORDS)
-        self.lock = threading.Lock()
-        self.saved = (logging.getLogRecordFactory(), logging.lastResort)
-        logging.setLogRecordFactory(self._made)
-        logging.lastResort = logging.NullHandler()
+        self.spans: list[list[int]] = []  # [start, end) of the stderr file's bytes that are records' text
+        self.stopped = False
+        self.basic_config = logging.basicConfig
+        logging.basicConfig = self._basic_config  # type: ignore[assignment]
+        logging.getLogger().addHandler(self)
         self.on_alert = _metrics.on_alert(self.alerts.append) if _metrics is not None else None
 
-    def _made(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = self.saved[0](*args, **kwargs)
+    def _basic_config(self, **kwargs: Any) -> None:
+        """``logging.basicConfig`` while the modules import: as if this handler were not on the root logger."""
+        root = logging.getLogger()
+        if self.stopped or self not in root.handlers:
+            return self.basic_config(**kwargs)
+        root.removeHandler(self)
         try:
-            kept = _prepared(record)
-        except Exception:  # noqa: BLE001 - a message that cannot be formatted: logging reports it, not us
-            return record
-        with self.lock:
-            self.records.append(kept)
-            self.kept_bytes += len(kept.msg)
-            while len(self.records) > EARLY_RECORDS or (self.kept_bytes > EARLY_BYTES and len(self.records) > 1):
-                self.kept_bytes -= len(self.records.popleft().msg)
-                self.dropped += 1
-        return record
+            return self.basic_config(**kwargs)
+        finally:
+            root.addHandler(self)
 
-    def stop(self, failed: bool = False) -> None:
-        """Stop keeping (the forwarders have taken over); after a failed start, write the records to stderr."""
-        factory, last_resort = self.saved
-        logging.setLogRecordFactory(factory)
-        logging.lastResort = last_resort
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stopped:
+            return
+        try:
+            message, meta = _record_parts(record)
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - reported as logging reports a bad record, never raised
+            self.handleError(record)
+            return
+        self.records.append((record.levelno, record.name, message, meta))
+        self.kept_chars += len(message)
+        while len(self.records) > EARLY_RECORDS or (self.kept_chars > EARLY_CHARS and len(self.records) > 1):
+            self.kept_chars -= len(self.records.popleft()[2])
+            self.dropped += 1
+        self._write((text + "\n").encode("utf-8", "replace"))
+
+    def _write(self, data: bytes) -> None:
+        """Write to fd 2 unbuffered, noting where the bytes went when it is a file (not for a pipe)."""
+        try:
+            sys.stderr.flush()  # what print() buffered goes first
+            view = memoryview(data)
+            while view:
+                view = view[os.write(2, view):]
+            end = os.lseek(2, 0, os.SEEK_CUR)
+        except OSError:  # a pipe or a tty: nothing is read back
+            return
+        start = end - len(data)
+        if self.spans and self.spans[-1][1] == start:
+            self.spans[-1][1] = end
+        else:
+            self.spans.append([start, end])
+
+    def hand_over(self, handler: logging.Handler | None) -> None:
+        """Put ``handler`` on the root logger and stop keeping, with no record between the two lost (None: a
+        start that failed; its records are on stderr already, and logging goes back to what it was)."""
+        root = logging.getLogger()
+        with self.lock:  # emit runs under it: none is halfway while the handlers change
+            if handler is not None:
+                root.addHandler(handler)
+            self.stopped = True
+            root.removeHandler(self)
+        if logging.basicConfig is self._basic_config:  # a module that kept the name keeps it: it passes through
+            logging.basicConfig = self.basic_config
         if self.on_alert is not None:
             _metrics.on_alert(self.on_alert, remove=True)
-        if failed:
-            text = logging.Formatter(logging.BASIC_FORMAT)
-            for record in self.records:
-                print(text.format(record), file=sys.stderr)
 
     def forward(self, channel: Channel, logs: "LogForwarder", alerts: "_AlertForwarder", lines: list[str]) -> None:
-        """Send what was kept and the stderr ``lines``, then forget them."""
+        """Send what was kept and the stderr ``lines``, then forget them (after :meth:`hand_over`)."""
         if self.dropped:
             channel.write_message(_log_frame(_WARNING, "tether.worker", f"{self.dropped} earlier log records from "
                                              "before ready are not sent (kept: the newest)", {}))
-        for record in self.records:
-            logs.emit(record)
+        for levelno, name, message, meta in self.records:
+            logs.send(levelno, name, message, meta)
         for alert in list(self.alerts):
             alerts(alert)
         for text in lines:
             channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
         self.records.clear()
         self.alerts.clear()
+        self.spans = []
 
 
-def _prepared(record: logging.LogRecord) -> logging.LogRecord:
-    """A copy of ``record`` with its message formatted now (args, traceback) and nothing else held."""
+def _record_parts(record: logging.LogRecord) -> tuple[str, dict[Any, Any]]:
+    """A record's message (its traceback appended) and the source metadata a ``log`` message carries."""
     message = record.getMessage()
     if record.exc_info:
         message += "\n" + logging.Formatter().formatException(record.exc_info)
-    kept = copy.copy(record)
-    kept.msg, kept.args = message[:LOG_MESSAGE_MAX], None
-    kept.exc_info = kept.exc_text = kept.stack_info = None
-    return kept
+    meta = {Atom("module"): record.module, Atom("function"): record.funcName or "",
+            Atom("file"): record.pathname, Atom("line"): record.lineno, Atom("thread"): record.threadName or ""}
+    return message[:LOG_MESSAGE_MAX], meta
 
 
-def _early_stderr() -> list[str]:
-    """The lines written to fd 2 while it was the BEAM's stderr file (before ready): the last
-    :data:`EARLY_STDERR` bytes; none when fd 2 is a pipe or a tty."""
+def _early_stderr(spans: list[list[int]]) -> list[str]:
+    """The lines written to fd 2 while it was the BEAM's stderr file (before ready), outside ``spans``: the
+    last :data:`EARLY_STDERR` bytes of them; none when fd 2 is a pipe or a tty."""
     try:
         size = os.fstat(2).st_size if stat.S_ISREG(os.fstat(2).st_mode) else 0
         fd = os.open("/proc/self/fd/2", os.O_RDONLY) if size else -1  # fd 2 itself is write-only
@@ -1875,34 +1909,57 @@ def _early_stderr() -> list[str]:
     if fd < 0:
         return []
     try:
-        start = max(0, size - EARLY_STDERR)
-        data = os.pread(fd, size - start, start)
+        data, cut = _read_outside(fd, spans, size, EARLY_STDERR)
     except OSError:
         return []
     finally:
         os.close(fd)
     lines = data.split(b"\n")
-    if start:  # starts mid-line: say what is missing instead
-        lines[0] = f"[the first {start} bytes written before ready are not sent]".encode()
+    if cut:  # it starts mid-line: that line goes too, and a line says what is missing
+        cut += len(lines[0])
+        lines[0] = f"[the first {cut} bytes written before ready are not sent]".encode()
     if lines and not lines[-1]:
         lines.pop()
-    texts = [line.rstrip(b"\r").decode("utf-8", "replace") for line in lines]
+    # A line rewritten with \r (a progress bar) as a terminal shows it: its last state.
+    texts = [line.rstrip(b"\r").rsplit(b"\r", 1)[-1].decode("utf-8", "replace") for line in lines]
     return [text[i:i + LINE_MAX] for text in texts for i in range(0, max(len(text), 1), LINE_MAX)]
+
+
+def _read_outside(fd: int, spans: list[list[int]], size: int, limit: int) -> tuple[bytes, int]:
+    """The bytes of ``fd`` in [0, size) outside ``spans``, the last ``limit`` of them; and how many are left out."""
+    gaps, at = [], 0
+    for start, end in spans:
+        if start > at:
+            gaps.append((at, min(start, size)))
+        at = max(at, end)
+    if at < size:
+        gaps.append((at, size))
+    total = sum(end - start for start, end in gaps)
+    skip = cut = max(0, total - limit)
+    parts = []
+    for start, end in gaps:
+        if skip >= end - start:
+            skip -= end - start
+            continue
+        parts.append(os.pread(fd, end - start - skip, start + skip))
+        skip = 0
+    return b"".join(parts), cut
 
 
 class _Forwarding:
     """fd 1 and 2 redirected into a pipe a daemon thread forwards, and the root logger's handler."""
 
     def __init__(self, channel: Channel, early: _EarlyOutput | None = None):
-        # The forwarders first, then the early capture stops: no record or alert falls between the two.
+        # The forwarders take over from the early capture with nothing falling between the two.
+        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
         self.handler = LogForwarder(channel)
-        logging.getLogger().addHandler(self.handler)
+        if early is not None:
+            early.hand_over(self.handler)
+        else:
+            logging.getLogger().addHandler(self.handler)
         # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
         logging.captureWarnings(True)
-        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
-        if early is not None:
-            early.stop()
-        lines = _early_stderr() if early is not None else []  # while fd 2 is still the BEAM's file
+        lines = _early_stderr(early.spans) if early is not None else []  # while fd 2 is still the BEAM's file
         self.saved = os.dup(2)
         read, write = os.pipe()
         sys.stderr.flush()
@@ -2194,9 +2251,13 @@ def main(argv: list[str] | None = None) -> int:
         _StatsWriter(worker, args.stats_dir)
         worker.cancel_file = os.path.join(args.stats_dir, CANCEL_FILE)
     early = _EarlyOutput()  # what the imports log: sent once the BEAM reads more than the handshake
-    modules, status = handshake(channel, args.module)
+    try:
+        modules, status = handshake(channel, args.module)
+    except BaseException:
+        early.hand_over(None)  # logging as it was, for whatever runs on the way out
+        raise
     if modules is None:
-        early.stop(failed=True)
+        early.hand_over(None)
         worker.close()
         return status
     worker.modules = modules
