@@ -729,7 +729,8 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
-    %% A reply that failed to resolve may have left frames in a region: counted as a use too.
+    %% An error reply counts as a use too: one that failed to resolve may have
+    %% left frames in a region, and arming the timer for nothing costs nothing.
     Used = case Result1 of {error, _} -> shm; _ -> Route1 end,
     dispatch(used_until_now(Route, Used, S#st{busy = undefined})).
 
