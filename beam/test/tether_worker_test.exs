@@ -609,6 +609,8 @@ defmodule Tether.WorkerLifecycleTest do
       assert_receive {:log_event, %{level: :warning, msg: m3, meta: %{python_logger: "stderr"}}}, 2000
       assert text.(m3) =~ "a stray print at import"
       assert_receive {:alert, %{name: "at_import", state: :firing, worker: ^w}}, 2000
+      assert_receive {:log_event, %{level: :warning, msg: m4, meta: %{python_logger: "py.warnings"}}}, 2000
+      assert text.(m4) =~ "an old API at import"
       # Each once: the records are not also sent as stderr lines (Python's last resort printed them there).
       Process.sleep(300)
       {:messages, rest} = Process.info(self(), :messages)

@@ -1797,7 +1797,8 @@ class _EarlyOutput(logging.Handler):
     :data:`EARLY_CHARS` of messages) and its text written to stderr in ``logging.BASIC_FORMAT`` as it comes,
     where the BEAM quotes it if the start fails, even by a crash. ``logging.basicConfig`` is wrapped
     meanwhile so that a module's own call configures the root logger as if this handler were not there.
-    Alerts fired meanwhile are kept too. After ``ready``, :meth:`forward` sends the records, then the alerts,
+    Warnings are captured as records, as after ready. Alerts fired meanwhile are kept too. After ``ready``,
+    :meth:`forward` sends the records, then the alerts,
     then what else was written to the stderr file (``print``, C libraries): the bytes outside those the
     records' text took (:attr:`spans`).
     """
@@ -1813,6 +1814,7 @@ class _EarlyOutput(logging.Handler):
         self.basic_config = logging.basicConfig
         logging.basicConfig = self._basic_config  # type: ignore[assignment]
         logging.getLogger().addHandler(self)
+        logging.captureWarnings(True)  # a warnings.warn as one record, as after ready
         self.on_alert = _metrics.on_alert(self.alerts.append) if _metrics is not None else None
 
     def _basic_config(self, **kwargs: Any) -> None:
@@ -1865,6 +1867,8 @@ class _EarlyOutput(logging.Handler):
         with self.lock:  # emit runs under it: none is halfway while the handlers change
             if handler is not None:
                 root.addHandler(handler)
+            else:
+                logging.captureWarnings(False)
             self.stopped = True
             root.removeHandler(self)
         if logging.basicConfig is self._basic_config:  # a module that kept the name keeps it: it passes through
