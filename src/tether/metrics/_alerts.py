@@ -336,8 +336,9 @@ def _recovered(name: str, where: tuple, comp: str, recent: float, baseline: floa
 
 
 def _suggestion(comp: str) -> str:
-    text = ("Check for CPU contention, memory pressure (tether.memory.reading()) or a change in the values sent; "
-            "tether.metrics.snapshot() has the p99 per key")
+    text = ("Check for CPU contention, memory pressure (tether.memory.reading()), a change in the values sent, or "
+            "operations that now come spaced out (a process idle between them runs each cold, several times "
+            "slower on a small VM, as a burst's were not); tether.metrics.snapshot() has the p99 per key")
     if comp != "none":
         text += f", and compare {comp} with compression='none' (tether.metrics.recommendations())"
     return text + "."
