@@ -9,7 +9,7 @@
 %% | `[tether, worker, start]' | `duration' (start to ready), `system_time' | `worker', `os_pid', `python', `tether', `modules' |
 %% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' |
 %% | `[tether, pool, overloaded]' | `queue_length' | `pool', `size', `max_queue' |
-%% | `[tether, alert]' | `system_time' | `name', `state' (`firing' or `cleared'), `message', `figures' (a map, binary keys; when cleared, the figures as it ended, with those it fired with under `<<"fired">>'), `suggestion', `worker', `os_pid': an alert Python's `tether.metrics' raised |
+%% | `[tether, alert]' | `system_time' | `name', `state' (`firing' or `cleared'), `message', `figures' (a map, binary keys; when cleared, tether's own alerts and a clear given figures send those as it ended, with the firing ones under `<<"fired">>'), `suggestion', `worker', `os_pid': an alert Python's `tether.metrics' raised |
 %%
 %% Durations are in native time units (`erlang:convert_time_unit/3').
 -module(tether_telemetry).

@@ -281,9 +281,10 @@ def snapshot() -> dict[str, Any]:
       ``bytes_out``, ``seconds`` (the total), ``p50``/``p95``/``p99`` (seconds, from the histogram; None
       without a timed operation), ``ratio`` (bytes out / in; None with no bytes in), ``throughput`` (the larger
       byte count per second; None when no time was measured; a zero-copy ``loads`` makes its bytes readable
-      without touching them, so its figure, often hundreds of GB/s, is not a copy rate), ``errors`` and ``fallbacks`` (counts by type; an
-      operation that failed is counted under ``errors`` only, not in ``count`` or the times, so the error rate
-      is errors / (count + errors); a worker call whose handler raised is such a failure),
+      without touching them, so its figure, often hundreds of GB/s, is not a copy rate), ``errors`` and
+      ``fallbacks`` (counts by type; an operation that failed is counted under ``errors`` only, not in
+      ``count`` or the times, so the error rate is errors / (count + errors); a worker call whose handler
+      raised is such a failure),
       ``histogram`` (the non-empty buckets: their upper bound in seconds, as text, to a count);
     - ``compression``, one row per (codec, transport): ``codec``, ``transport``, ``count``, ``raw_bytes``,
       ``stored_bytes``, ``ratio`` (stored / raw), ``seconds`` spent compressing;

@@ -101,7 +101,8 @@ class RegionPool:
         self._free: list[Region] = []
         self._lock = threading.Lock()
         if sweep:
-            self.stats.swept_orphans = len(gc(private_dirs=False))  # regions: the BEAM sweeps its own directories
+            # Regions only: the BEAM sweeps its workers' directories itself.
+            self.stats.swept_orphans = len(gc(private_dirs=False))
         POOLS.add(self)
 
     def acquire(self, nbytes: int) -> Region:

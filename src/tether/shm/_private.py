@@ -76,7 +76,7 @@ def private_dirs(directory: str = "/dev/shm") -> list[dict[str, Any]]:
             for entry in os.scandir(path):
                 if entry.is_file(follow_symlinks=False):
                     files[entry.name] = entry.stat(follow_symlinks=False).st_size
-        except OSError:  # another user's directory (0700), or gone meanwhile: listed with what was seen
+        except OSError:  # gone meanwhile: listed with what was seen
             pass
         rows.append({"path": path, "owner_pid": pid, "owner_alive": _node_alive(pid), "files": files,
                      "bytes": sum(files.values())})
@@ -109,6 +109,6 @@ def gc_private(directory: str = "/dev/shm", min_age: float = 0.0) -> list[str]:
         except FileNotFoundError:
             continue
         except OSError:
-            continue  # not ours to remove (another user's): the node that owns it, or its user, will
+            continue  # a file in it that this user may not remove: left for whoever can
         removed.append(row["path"])
     return removed
