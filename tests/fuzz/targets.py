@@ -118,14 +118,19 @@ def stream(data: bytes) -> None:
 def worker(data: bytes) -> None:
     """``tether.worker.Worker.handle``: every request, frame or compact message, however malformed, gets a reply.
 
-    The reply is a message of the request's form, never an exception. The
-    message loop's own parsing (length prefixes on a pipe) is covered by
+    The reply is a message of the request's form, never an exception; only the ``{release_shm}`` notice
+    gets none. The message loop's own parsing (length prefixes on a pipe) is covered by
     tests/test_worker.py's garbage tests.
     """
-    from tether.worker import COMPACT_MAGIC, decode
+    from tether.worker import COMPACT_MAGIC, NOTICES, decode
 
     request = _compact_crafted(data) if data[:4] == COMPACT_MAGIC else _crafted(data)
     reply = _worker().handle(request)
+    if reply is None:
+        notice = decode(request)
+        if not (type(notice) is tuple and len(notice) == 1 and notice[0] in NOTICES):
+            raise AssertionError(f"the worker did not answer {notice!r}: {data.hex()}")
+        return
     if reply[:4] != request[:4] and request[:4] in (COMPACT_MAGIC, tether.frame.MAGIC):
         raise AssertionError(f"the worker answered in another form than {request[:4]!r}: {data.hex()}")
     value = decode(reply)
@@ -166,7 +171,7 @@ def seeds(name: str) -> list[bytes]:
         from tether.worker import compact
 
         call = (tether.Atom("call"), 1, b"fuzz_handlers", b"echo", [{tether.Atom("k"): [1.5, b"v"]}], {})
-        return files + [compact(call), compact((tether.Atom("echo"), [1, 2]))]
+        return files + [compact(call), compact((tether.Atom("echo"), [1, 2])), compact((tether.Atom("release_shm"),))]
     if name != "etf_decode":
         return files
     out = [b"\x00" + tether.etf.encode(v)[1:] for v in
