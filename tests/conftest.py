@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 # Handler modules whose import is the test (they log, alert, configure logging or exit at import): for
 # workers to import, never this process, which --doctest-modules would make import every file here.
-collect_ignore = ["early_basicconfig.py", "early_crash.py", "early_filtered.py", "early_handlers.py"]
+collect_ignore = ["early_basicconfig.py", "early_crash.py", "early_filtered.py", "early_handlers.py", "early_threads.py"]
 
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

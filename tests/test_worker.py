@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import logging
+import contextlib
 import os
 import select
 import signal
@@ -882,3 +883,21 @@ def test_records_from_before_ready_pass_the_loggers_filters_as_those_after_it_do
         assert c.recv()[:3] == ("reply", 1, (A("ok"), "pong"))  # nothing else came before the reply
     finally:
         c.close()
+
+
+def test_a_thread_logging_across_ready_loses_and_repeats_nothing():
+    # Records before ready beyond what is kept are counted in a notice; every other one arrives once.
+    for _ in range(3):
+        c = Client(modules=("early_threads",))
+        try:
+            c.send((A("call"), 1, b"early_threads", b"join", [], {}))
+            assert c.recv(timeout=30)[:2] == ("reply", 1)  # logs meanwhile go to c.logs
+            with contextlib.suppress(TimeoutError):
+                c.recv(timeout=0.5)  # the records written just before the reply
+        finally:
+            c.close()
+        texts = [m[3] for m in c.logs if m[2] == "early_threads"]
+        notices = [m[3] for m in c.logs if m[2] == "tether.worker" and "not sent" in m[3]]
+        dropped = int(notices[0].split()[0]) if notices else 0
+        assert len(texts) == len(set(texts)), "a record arrived twice"
+        assert len(texts) + dropped == 4000, (len(texts), notices)

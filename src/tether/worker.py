@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import gc
 import importlib
 import json
@@ -1689,9 +1690,15 @@ def _level(levelno: int) -> Atom:
     return _DEBUG
 
 
-def _log_frame(level: Atom, logger: str, message: str, meta: dict) -> bytes:
+def _cut(message: str) -> str:
+    """``message`` as a ``log`` message carries it: at most :data:`LOG_MESSAGE_MAX` characters, then a count."""
     if len(message) > LOG_MESSAGE_MAX:
-        message = message[:LOG_MESSAGE_MAX] + f"... ({len(message) - LOG_MESSAGE_MAX} more characters)"
+        return message[:LOG_MESSAGE_MAX] + f"... ({len(message) - LOG_MESSAGE_MAX} more characters)"
+    return message
+
+
+def _log_frame(level: Atom, logger: str, message: str, meta: dict) -> bytes:
+    message = _cut(message)
     try:
         return _frame((_LOG, level, logger, message, meta))
     except TetherError:  # lone surrogates and the like: the text as far as UTF-8 can carry it
@@ -1777,8 +1784,14 @@ class _AlertForwarder:
 
     def __init__(self, channel: Channel):
         self.channel = channel
+        # The last alerts sent: one that reaches this callback twice (at ready, through the early capture's
+        # callback as well as its own) goes once.
+        self.recent: collections.deque[Any] = collections.deque(maxlen=64)
 
     def __call__(self, alert: Any) -> None:
+        if any(sent is alert for sent in tuple(self.recent)):
+            return
+        self.recent.append(alert)
         state = _ALERT_STATES.get(alert.state, alert.state)
         figures = _plain({str(k): v for k, v in dict(alert.figures).items()})
         try:
@@ -1809,13 +1822,27 @@ class _EarlyOutput(logging.Handler):
         self.records: collections.deque[tuple[int, str, str, dict[Any, Any]]] = collections.deque()
         self.kept_chars = self.dropped = 0
         self.alerts: collections.deque[Any] = collections.deque(maxlen=EARLY_RECORDS)
+        self.alerts_dropped = 0
         self.spans: list[list[int]] = []  # [start, end) of the stderr file's bytes that are records' text
         self.stopped = False
+        # After hand_over: where a record or alert that was on its way here goes instead.
+        self.successor: logging.Handler | None = None
+        self.alert_successor: Callable[[Any], Any] | None = None
         self.basic_config = logging.basicConfig
         logging.basicConfig = self._basic_config  # type: ignore[assignment]
         logging.getLogger().addHandler(self)
         logging.captureWarnings(True)  # a warnings.warn as one record, as after ready
-        self.on_alert = _metrics.on_alert(self.alerts.append) if _metrics is not None else None
+        self.on_alert = _metrics.on_alert(self._alert) if _metrics is not None else None
+
+    def _alert(self, alert: Any) -> None:
+        with self.lock:
+            if not self.stopped:
+                self.alerts_dropped += len(self.alerts) == self.alerts.maxlen
+                self.alerts.append(alert)
+                return
+            successor = self.alert_successor
+        if successor is not None:
+            successor(alert)
 
     def _basic_config(self, **kwargs: Any) -> None:
         """``logging.basicConfig`` while the modules import: as if this handler were not on the root logger."""
@@ -1829,7 +1856,9 @@ class _EarlyOutput(logging.Handler):
             root.addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.stopped:
+        if self.stopped:  # a thread that found this handler in the root's list before hand_over
+            if self.successor is not None:
+                self.successor.handle(record)
             return
         try:
             message, meta = _record_parts(record)
@@ -1837,6 +1866,7 @@ class _EarlyOutput(logging.Handler):
         except Exception:  # noqa: BLE001 - reported as logging reports a bad record, never raised
             self.handleError(record)
             return
+        message = _cut(message)
         self.records.append((record.levelno, record.name, message, meta))
         self.kept_chars += len(message)
         while len(self.records) > EARLY_RECORDS or (self.kept_chars > EARLY_CHARS and len(self.records) > 1):
@@ -1845,32 +1875,41 @@ class _EarlyOutput(logging.Handler):
         self._write((text + "\n").encode("utf-8", "replace"))
 
     def _write(self, data: bytes) -> None:
-        """Write to fd 2 unbuffered, noting where the bytes went when it is a file (not for a pipe)."""
+        """Write to fd 2 unbuffered, noting where the bytes went when it is a file (not for a pipe), and only
+        when nothing else wrote meanwhile: a record's text then comes back as stderr lines too, none is lost."""
         try:
             sys.stderr.flush()  # what print() buffered goes first
+            start = os.lseek(2, 0, os.SEEK_CUR)
+        except OSError:  # a pipe or a tty: nothing is read back
+            start = -1
+        try:
             view = memoryview(data)
             while view:
                 view = view[os.write(2, view):]
-            end = os.lseek(2, 0, os.SEEK_CUR)
-        except OSError:  # a pipe or a tty: nothing is read back
+            end = os.lseek(2, 0, os.SEEK_CUR) if start >= 0 else -1
+        except OSError:
             return
-        start = end - len(data)
+        if start < 0 or end - start != len(data):
+            return
         if self.spans and self.spans[-1][1] == start:
             self.spans[-1][1] = end
         else:
             self.spans.append([start, end])
 
-    def hand_over(self, handler: logging.Handler | None) -> None:
-        """Put ``handler`` on the root logger and stop keeping, with no record between the two lost (None: a
-        start that failed; its records are on stderr already, and logging goes back to what it was)."""
+    def hand_over(self, handler: logging.Handler | None, alerts: Callable[[Any], Any] | None = None) -> None:
+        """Put ``handler`` in this one's place on the root logger and ``alerts`` after its alert callback, each
+        record and alert going to one of the two, never both or neither (None: a start that failed; its
+        records are on stderr already, and logging goes back to what it was).
+
+        The root's handler list is replaced, not changed in place: a thread going through the old list
+        comes here, and is passed on; one that starts now sees the new list only."""
         root = logging.getLogger()
-        with self.lock:  # emit runs under it: none is halfway while the handlers change
-            if handler is not None:
-                root.addHandler(handler)
-            else:
-                logging.captureWarnings(False)
-            self.stopped = True
-            root.removeHandler(self)
+        with _logging_lock():
+            root.handlers = [h for h in root.handlers if h is not self] + ([handler] if handler is not None else [])
+        with self.lock:  # emit and _alert run under it
+            self.successor, self.alert_successor, self.stopped = handler, alerts, True
+        if handler is None:
+            logging.captureWarnings(False)
         if logging.basicConfig is self._basic_config:  # a module that kept the name keeps it: it passes through
             logging.basicConfig = self.basic_config
         if self.on_alert is not None:
@@ -1878,9 +1917,10 @@ class _EarlyOutput(logging.Handler):
 
     def forward(self, channel: Channel, logs: "LogForwarder", alerts: "_AlertForwarder", lines: list[str]) -> None:
         """Send what was kept and the stderr ``lines``, then forget them (after :meth:`hand_over`)."""
-        if self.dropped:
-            channel.write_message(_log_frame(_WARNING, "tether.worker", f"{self.dropped} earlier log records from "
-                                             "before ready are not sent (kept: the newest)", {}))
+        for count, what in ((self.dropped, "log records"), (self.alerts_dropped, "alerts")):
+            if count:
+                channel.write_message(_log_frame(_WARNING, "tether.worker", f"{count} earlier {what} from before "
+                                                 "ready are not sent (kept: the newest)", {}))
         for levelno, name, message, meta in self.records:
             logs.send(levelno, name, message, meta)
         for alert in list(self.alerts):
@@ -1892,6 +1932,12 @@ class _EarlyOutput(logging.Handler):
         self.spans = []
 
 
+def _logging_lock() -> Any:
+    """The logging module's own lock, which ``addHandler`` takes (a no-op where a Python has none by that name)."""
+    lock = getattr(logging, "_lock", None)
+    return lock if lock is not None else contextlib.nullcontext()
+
+
 def _record_parts(record: logging.LogRecord) -> tuple[str, dict[Any, Any]]:
     """A record's message (its traceback appended) and the source metadata a ``log`` message carries."""
     message = record.getMessage()
@@ -1899,15 +1945,15 @@ def _record_parts(record: logging.LogRecord) -> tuple[str, dict[Any, Any]]:
         message += "\n" + logging.Formatter().formatException(record.exc_info)
     meta = {Atom("module"): record.module, Atom("function"): record.funcName or "",
             Atom("file"): record.pathname, Atom("line"): record.lineno, Atom("thread"): record.threadName or ""}
-    return message[:LOG_MESSAGE_MAX], meta
+    return message, meta
 
 
-def _early_stderr(spans: list[list[int]]) -> list[str]:
-    """The lines written to fd 2 while it was the BEAM's stderr file (before ready), outside ``spans``: the
-    last :data:`EARLY_STDERR` bytes of them; none when fd 2 is a pipe or a tty."""
+def _early_stderr(spans: list[list[int]], stderr: int = 2) -> list[str]:
+    """The lines written to ``stderr`` (fd 2 before ready, the BEAM's stderr file), outside ``spans``: the
+    last :data:`EARLY_STDERR` bytes of them; none when it is a pipe or a tty."""
     try:
-        size = os.fstat(2).st_size if stat.S_ISREG(os.fstat(2).st_mode) else 0
-        fd = os.open("/proc/self/fd/2", os.O_RDONLY) if size else -1  # fd 2 itself is write-only
+        size = os.fstat(stderr).st_size if stat.S_ISREG(os.fstat(stderr).st_mode) else 0
+        fd = os.open(f"/proc/self/fd/{stderr}", os.O_RDONLY) if size else -1  # the descriptor is write-only
     except OSError:
         return []
     if fd < 0:
@@ -1955,26 +2001,28 @@ class _Forwarding:
 
     def __init__(self, channel: Channel, early: _EarlyOutput | None = None):
         # The forwarders take over from the early capture with nothing falling between the two.
-        self.alerts = _metrics.on_alert(_AlertForwarder(channel)) if _metrics is not None else None
+        alert_forwarder = _AlertForwarder(channel)
+        self.alerts = _metrics.on_alert(alert_forwarder) if _metrics is not None else None
         self.handler = LogForwarder(channel)
         if early is not None:
-            early.hand_over(self.handler)
+            early.hand_over(self.handler, alert_forwarder)
         else:
             logging.getLogger().addHandler(self.handler)
         # A warning as one record (logger py.warnings), not two stderr lines: its text and its source line.
         logging.captureWarnings(True)
-        lines = _early_stderr(early.spans) if early is not None else []  # while fd 2 is still the BEAM's file
         self.saved = os.dup(2)
         read, write = os.pipe()
         sys.stderr.flush()
         os.dup2(write, 2)
         os.dup2(write, 1)
         os.close(write)
+        # Read back through the saved descriptor once fd 2 is the pipe: a print from now on is sent live.
+        lines = _early_stderr(early.spans, self.saved) if early is not None else []
         self.read = read
         self.thread = threading.Thread(target=_pump, args=(read, channel), name="tether-stderr", daemon=True)
         self.thread.start()
         if early is not None:
-            early.forward(channel, self.handler, _AlertForwarder(channel), lines)
+            early.forward(channel, self.handler, alert_forwarder, lines)
 
     def stop(self) -> None:
         """Forward what is left, then give fd 1 and 2 back."""
