@@ -729,16 +729,15 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% This process held the call's large binaries: let go of them now, so
     %% the allocator reuses their memory (already faulted in) for the next one.
     In + Out >= ?LARGE_CALL andalso erlang:garbage_collect(),
-    %% An error reply counts as a use too: one that failed to resolve may have
+    %% A call through shared memory, either way, used it until its reply: the
+    %% quiet spell after which it is let go of starts there, not when it was
+    %% sent. An error reply counts too: one that failed to resolve may have
     %% left frames in a region, and arming the timer for nothing costs nothing.
-    Used = case Result1 of {error, _} -> shm; _ -> Route1 end,
-    dispatch(used_until_now(Route, Used, S#st{busy = undefined})).
-
-%% A call through shared memory, either way, used it until its reply: the
-%% quiet spell after which it is let go of starts there, not when it was sent.
-used_until_now(shm, _, S) -> shm_used(S);
-used_until_now(_, shm, S) -> shm_used(S);
-used_until_now(_, _, S) -> S.
+    S1 = S#st{busy = undefined},
+    dispatch(case Route =:= shm orelse Route1 =:= shm orelse element(1, Result1) =:= error of
+                 true -> shm_used(S1);
+                 false -> S1
+             end).
 
 %% A call's figures with each stage in microseconds; `read' and `decode' as
 %% tether_embed measured them.

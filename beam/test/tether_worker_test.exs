@@ -37,6 +37,12 @@ defmodule Tether.WorkerLifecycleTest do
     {div(us, 1000), result}
   end
 
+  # The worker's private directory, from its Python's --stats-dir.
+  defp private_dir(w) do
+    argv = File.read!("/proc/#{Tether.Worker.info(w).os_pid}/cmdline") |> String.split(<<0>>)
+    Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
+  end
+
   describe "starting" do
     test "under a supervisor, by name, restarted by name" do
       {:ok, sup} = Supervisor.start_link([{Tether.Worker, TestPython.opts(name: :tether_test_py)}], strategy: :one_for_one)
@@ -200,8 +206,7 @@ defmodule Tether.WorkerLifecycleTest do
     test "the cancel names its call in the private directory before the signal" do
       w = start_worker()
       %{os_pid: os_pid} = Tether.Worker.info(w)
-      argv = File.read!("/proc/#{os_pid}/cmdline") |> String.split(<<0>>)
-      dir = Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
+      dir = private_dir(w)
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
       refute File.exists?(Path.join(dir, "cancel"))
       assert {:error, :timeout} = Tether.Worker.call(w, @m, "sleep", [5], 200)
@@ -403,11 +408,6 @@ defmodule Tether.WorkerLifecycleTest do
       wait_until(fn -> regions.() == [] end, 200)
       assert {:ok, %{"memory" => %{"regions" => %{"live" => 0}}}} = Tether.Worker.stats(w)
       assert {:ok, ^big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
-    end
-
-    defp private_dir(w) do
-      argv = File.read!("/proc/#{Tether.Worker.info(w).os_pid}/cmdline") |> String.split(<<0>>)
-      Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
     end
 
     test "a worker killed outright leaves no private directory behind: the node's keeper removes it" do
@@ -793,8 +793,7 @@ defmodule Tether.WorkerLifecycleTest do
     test "the worker's stats file is where tether stats looks: its private directory" do
       w = start_worker()
       %{os_pid: os_pid} = Tether.Worker.info(w)
-      argv = File.read!("/proc/#{os_pid}/cmdline") |> String.split(<<0>>)
-      dir = Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
+      dir = private_dir(w)
       assert %{"worker" => %{"pid" => ^os_pid}} = dir |> Path.join("stats.json") |> File.read!() |> decode_json()
       assert File.stat!(dir).mode |> band(0o777) == 0o700
     end

@@ -314,25 +314,30 @@ def _all_healthy(medians: list[float], ordered: list[float], fraction: float) ->
 def _fire(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:
     if name in _active:  # fired meanwhile (alert() checks again, but the figures need not be built)
         return
-    op, fmt, size = where
-    ratio = recent / baseline
-    figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
-               "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9,
-               "ratio": ratio, "samples": samples, "fraction": _config.fraction}
+    figures = _figures(where, comp, recent, baseline, samples)
+    ratio = figures["ratio"]
     share = f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio:.2%}"  # "0%" would read as stopped
-    alert(name, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) runs at {share} of its baseline "
-          f"throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s over the last {samples} "
-          "operations)", figures, _suggestion(comp))
+    alert(name, f"{_what(where)} runs at {share} of its baseline throughput ({recent * 1e3:.1f} MB/s against "
+          f"{baseline * 1e3:.1f} MB/s over the last {samples} operations)", figures, _suggestion(comp))
 
 
 def _recovered(name: str, where: tuple, comp: str, recent: float, baseline: float, samples: int) -> None:
+    figures = _figures(where, comp, recent, baseline, samples)
+    clear(name, figures, f"{_what(where)} is back to {figures['ratio']:.0%} of its baseline throughput "
+                         f"({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s)")
+
+
+def _what(where: tuple) -> str:
     op, fmt, size = where
-    ratio = recent / baseline if baseline else 1.0
-    figures = {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
-               "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9, "ratio": ratio,
-               "samples": samples, "fraction": _config.fraction}
-    clear(name, figures, f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]}) is back to {ratio:.0%} of its "
-                         f"baseline throughput ({recent * 1e3:.1f} MB/s against {baseline * 1e3:.1f} MB/s)")
+    return f"{op} of {fmt} values ({_core.SIZE_CLASSES[size]})"
+
+
+def _figures(where: tuple, comp: str, recent: float, baseline: float, samples: int) -> dict[str, Any]:
+    """A throughput alert's figures, as it fires or clears (recent and baseline in bytes per ns)."""
+    op, fmt, size = where
+    return {"operation": op, "format": fmt, "compression": comp, "size_class": _core.SIZE_CLASSES[size],
+            "baseline_bytes_per_s": baseline * 1e9, "recent_bytes_per_s": recent * 1e9,
+            "ratio": recent / baseline if baseline else 1.0, "samples": samples, "fraction": _config.fraction}
 
 
 def _suggestion(comp: str) -> str:
