@@ -16,10 +16,14 @@
 %% When the members' queues hold `max_queue' calls and none is idle, a call
 %% answers `{error, overloaded}' at once. Time spent waiting counts against
 %% the call's timeout. A call queued at a member waits for the calls ahead of
-%% it there, a timed-out one included until Python has dropped it (at most
-%% `cancel_grace', then a restart). A member that is restarting sends routed
-%% calls back, and one that stops sends back those it held: they are routed
-%% again.
+%% it there, until a member with nothing to do asks that member for one back
+%% (the oldest waiting): a member whose queue runs out asks the peer with the
+%% most calls waiting, so a quick call does not wait out a long one while
+%% another member is free. A member whose call timed out, and which Python has
+%% not let go of yet, sends a call routed to it back while a peer is idle. A
+%% member that is restarting sends routed calls back, and one that stops sends
+%% back those it held. A call sent back is routed again (three times, then it
+%% checks a member out).
 %%
 %% When no member is on the route (all checked out, starting or cancelling),
 %% or the pool is named through `global' or `via', a call asks the pool
@@ -53,7 +57,7 @@
 
 -export([start_link/1, start/1, call/4, call/5, transaction/3, stop/1, status/1, child_spec/1]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
--export([held/1]).
+-export([held/1, busiest_peer/2, idle_peer/2]).
 
 -define(BACKOFF_MIN, 100).
 -define(BACKOFF_MAX, 10000).
@@ -175,7 +179,7 @@ call(Pool, Mod, Fun, Args, Opts) ->
     case {tether_options:target(Mod, Fun, Args), tether_options:call(pool, Opts)} of
         {{ok, M, F}, {ok, Checked = #{timeout := Timeout, tables := Tables}}} ->
             Deadline = deadline(Timeout),
-            Checkout = checkout_deadline(Deadline, maps:get(checkout_timeout, Checked, infinity)),
+            Checkout = maps:get(checkout_timeout, Checked, none),
             tether_telemetry:span(#{module => M, function => F, pool => Pool},
                                   fun() -> pooled(Pool, M, F, Args, Tables, Deadline, Checkout) end);
         {{ok, _, _}, Error} -> Error;
@@ -187,11 +191,12 @@ call(Pool, Mod, Fun, Args, Opts) ->
 %% message to the pool, and the member sends its next call as soon as a reply
 %% arrives. When no member is on the route (all held, starting or cancelling)
 %% or the pool is named through global or via, the pool names one, at once or
-%% when one is back. With a checkout timeout, the call checks a member out.
-pooled(Pool, M, F, Args, Tables, Deadline, Checkout = {timeout, _}) ->
-    routed(Pool, {M, F, Args, Tables, Deadline, Checkout}, ?REROUTES);
-pooled(Pool, M, F, Args, Tables, Deadline, Checkout) ->
-    checked_out(Pool, M, F, Args, Tables, Deadline, Checkout).
+%% when one is back. With a checkout timeout, whatever its length, the call
+%% checks a member out: it runs on a member with nothing else to do.
+pooled(Pool, M, F, Args, Tables, Deadline, none) ->
+    routed(Pool, {M, F, Args, Tables, Deadline, {timeout, Deadline}}, ?REROUTES);
+pooled(Pool, M, F, Args, Tables, Deadline, CheckoutMs) ->
+    checked_out(Pool, M, F, Args, Tables, Deadline, checkout_deadline(Deadline, CheckoutMs)).
 
 routed(Pool, Call = {_, _, _, _, Deadline, _}, Tries) ->
     case route(Pool) of
@@ -287,12 +292,13 @@ stop(Pool) -> gen_server:stop(Pool, normal, ?STOP_WAIT * 2).
 
 %% @doc Members and their state: `size', `workers' (pids); `idle', `busy'
 %% (checked out, or running calls), `starting' and `cancelling', which count
-%% each member once; `spinning' (members set to poll for their next call);
+%% each member once; `down' (members that could not start, waiting to be
+%% tried again); `spinning' (members set to poll for their next call);
 %% `queued' (calls waiting at members or in the pool).
 %%
 %% ```
 %% {ok, P} = tether_pool:start(#{modules => [<<"math">>], size => 2}),
-%% #{size := 2, idle := 2, busy := 0, queued := 0, workers := [_, _]} = tether_pool:status(P),
+%% #{size := 2, idle := 2, busy := 0, down := 0, queued := 0, workers := [_, _]} = tether_pool:status(P),
 %% ok = tether_pool:stop(P).
 %% '''
 -spec status(pool()) -> map().
@@ -307,7 +313,7 @@ status(Pool) -> gen_server:call(Pool, status).
 %% pool process answers.
 route(Pool) ->
     case tether_routes:lookup(route_key(Pool)) of
-        {Members, MaxQueue, Meta} -> pick(Members, MaxQueue, Meta);
+        {Members, MaxQueue, Meta, _Peers} -> pick(Members, MaxQueue, Meta, 1);
         undefined -> none
     end.
 
@@ -319,16 +325,22 @@ route_key(_) -> undefined.  % {global, _} and {via, _, _} go through the pool pr
 %% every member is busy and `MaxQueue' calls wait already. The caller counts
 %% its call in at once, so callers that pick at the same instant spread over
 %% the members; the member counts it out (tether_worker). Two callers may
-%% still pick the same member: a queue one call longer, never a lost call.
-pick(Members, MaxQueue, Meta) ->
+%% still pick the same member: a count above the one read says so, and the
+%% caller looks once more (a member left idle beside a queue would otherwise
+%% wait for a peer to ask for a call back, tether_worker's give_back).
+pick(Members, MaxQueue, Meta, Again) ->
     case least_loaded(Members, 1, none, 0, 0) of
         {none, _, _} -> none;
         {_, Least, Queued} when Least > 0, Queued >= MaxQueue -> {overloaded, Queued, Meta};
-        {{Worker, Load}, _, _} ->
-            case held(atomics:add_get(Load, 1, 1)) of
+        {{Worker, Load}, Least, _} ->
+            N = atomics:add_get(Load, 1, 1),
+            case held(N) of
                 true ->  % checked out since the route was read
                     atomics:sub(Load, 1, 1),
                     none;
+                false when N > Least + 1, Again > 0 ->
+                    atomics:sub(Load, 1, 1),
+                    pick(Members, MaxQueue, Meta, Again - 1);
                 false -> {ok, Worker, Load}
             end
     end.
@@ -345,7 +357,7 @@ least_loaded(Members, I, Best, Least, Queued) ->
 
 publish(S = #st{max_queue = MaxQueue}) ->
     Route = on_route(S),
-    serve_routing(Route, put_route({Route, MaxQueue, overload_meta(S)}, S)).
+    serve_routing(Route, put_route({Route, MaxQueue, overload_meta(S), peers(S)}, S)).
 
 %% A new keeper that this pool does not watch yet: watch it before the row
 %% goes in, or a pool killed before it sees the old keeper's DOWN would
@@ -369,6 +381,46 @@ on_route(#st{members = Members}) ->
                        || {Pid, #member{health = ready, holder = undefined, draining = false, spins = Spins,
                                         load = Load}} <- maps:to_list(Members)]),
     list_to_tuple([{Pid, Load} || {_, Pid, Load} <- Open]).
+
+%% Members that may hold calls waiting in their queues, for a member with
+%% nothing to do to ask one back: {Pid, Load, Running}, where Running is how
+%% much of the count a call that Python runs makes (a cancelling member has
+%% counted its call out already). Checked-out members are not among them.
+peers(#st{members = Members}) ->
+    list_to_tuple([{Pid, Load, case Health of ready -> 1; cancelling -> 0 end}
+                   || {Pid, #member{health = Health, holder = undefined, load = Load}} <- maps:to_list(Members),
+                      Health =/= starting]).
+
+%% @private For a member of `Pool' with nothing to do: the peer with the most
+%% calls waiting in its queue, to ask for one back, or `none'. Waiting calls
+%% are those counted in beyond the one Python runs; a call on its way counts
+%% too, and the peer, which has none to give, ignores the request.
+-spec busiest_peer(pid(), pid()) -> pid() | none.
+busiest_peer(Pool, Self) ->
+    case tether_routes:lookup(Pool) of
+        {_, _, _, Peers} -> busiest(tuple_to_list(Peers), Self, none, 0);
+        undefined -> none
+    end.
+
+busiest([], _, Best, _) -> Best;
+busiest([{Self, _, _} | Rest], Self, Best, Most) -> busiest(Rest, Self, Best, Most);
+busiest([{Pid, Load, Running} | Rest], Self, Best, Most) ->
+    N = atomics:get(Load, 1),
+    case not held(N) andalso N - Running > Most of
+        true -> busiest(Rest, Self, Pid, N - Running);
+        false -> busiest(Rest, Self, Best, Most)
+    end.
+
+%% @private Whether another member of `Pool' is on the route with no calls:
+%% a member that cannot run a call now (cancelling) sends it back to be
+%% routed there instead of queueing it.
+-spec idle_peer(pid(), pid()) -> boolean().
+idle_peer(Pool, Self) ->
+    case tether_routes:lookup(Pool) of
+        {Route, _, _, _} -> lists:any(fun({Pid, Load}) -> Pid =/= Self andalso atomics:get(Load, 1) =:= 0 end,
+                                      tuple_to_list(Route));
+        undefined -> false
+    end.
 
 %% Callers that found the route empty get a member once there is one.
 %% They are dealt out over the members, least loaded first, in turn.
@@ -603,6 +655,7 @@ on_call(status, _From, S = #st{members = Members}) ->
               busy => Count(busy),
               starting => Count(starting),
               cancelling => Count(cancelling),
+              down => S#st.size - maps:size(Members),
               spinning => spinning(S),
               queued => S#st.nwaiting + S#st.nrouting + lists:sum(AtMembers)}, S};
 %% A worker's request sent to a pool (Tether.Worker.call/info/stats given a pool's

@@ -21,9 +21,16 @@
 %% supervisor's brutal_kill), whose terminate never runs, does not leave its
 %% arguments file in memory until the node stops. A worker that stops as
 %% usual removes its directory itself.
+%%
+%% It also holds each such worker's Python os pid (watch_python/1). When the
+%% worker dies, however it dies, the keeper looks REAP_AFTER ms later and
+%% kills that Python if it still runs `tether.worker': a Python busy in a
+%% handler when its worker was killed would otherwise run it to the end, and
+%% one stopped (SIGSTOP) or kept alive by a thread would never exit. A Python
+%% that saw its input close and exited as usual is gone by then.
 -module(tether_routes).
 
--export([watch/0, watch_dir/1, publish/3, lookup/1, delete/1, next_cursor/1]).
+-export([watch/0, watch_dir/1, watch_python/1, publish/3, lookup/1, delete/1, next_cursor/1]).
 %% The keeper's loop, called through the module so that a code load reaches a running keeper.
 -export([keep/0]).
 
@@ -33,6 +40,8 @@
 -define(ENSURE_TRIES, 100).
 %% How long watch/0 waits for the keeper to answer (it answers at once when it runs).
 -define(WATCH_WAIT, 5000).
+%% How long after its worker died a Python has to exit before the keeper kills it.
+-define(REAP_AFTER, 1000).
 
 %% @doc Make sure the keeper runs and watches the calling process, and
 %% return once it does: the keeper, and a monitor of it whose `DOWN' means
@@ -95,6 +104,17 @@ watch_dir(Dir, Tries) ->
     after ?WATCH_WAIT ->
         erlang:demonitor(MRef, [flush]),
         erlang:error({tether_routes, <<"the keeper did not answer in 5 s">>})
+    end.
+
+%% @doc Name the calling worker's Python (its os pid, after each start), for
+%% the keeper to kill if it outlives the worker. The worker must have called
+%% watch_dir/1, which makes the keeper watch it. `false' when there is no
+%% table (the keeper is restarting; the worker watches again and calls this
+%% again).
+-spec watch_python(pos_integer()) -> boolean().
+watch_python(OsPid) when is_integer(OsPid), OsPid > 1 ->
+    try ets:insert(?TABLE, {{python, self()}, OsPid})
+    catch error:badarg -> false
     end.
 
 %% @doc Publish `Value' under `Key' (a pool's pid), in the table of
@@ -186,6 +206,15 @@ keeper(Starter) ->
         error:badarg -> ok
     end.
 
+%% A pid the kernel gave to another program since is left alone: only a
+%% process whose command line runs tether.worker is killed.
+reap(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/cmdline") of
+        {ok, Cmdline} ->
+            binary:match(Cmdline, <<"tether.worker">>) =/= nomatch andalso tether_python:signal(OsPid, kill);
+        {error, _} -> ok
+    end.
+
 %% @private The keeper's loop.
 keep() ->
     receive
@@ -204,6 +233,13 @@ keep() ->
                 [{_, Dir}] -> _ = file:del_dir_r(Dir);  % gone already when the worker stopped as usual
                 [] -> ok
             end,
+            case ets:take(?TABLE, {python, Pid}) of
+                [{_, OsPid}] -> erlang:send_after(?REAP_AFTER, self(), {reap, OsPid});
+                [] -> ok
+            end,
+            ?MODULE:keep();
+        {reap, OsPid} ->
+            reap(OsPid),
             ?MODULE:keep();
         _ ->
             ?MODULE:keep()

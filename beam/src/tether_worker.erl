@@ -4,7 +4,8 @@
 %% Starting fails fast: `start_link/1' returns only once Python has imported
 %% every module and answered the handshake, or `{error, Reason}':
 %% `{python_not_found, Python}', `{import_error, Module, Type, Message,
-%% Traceback}', `{incompatible, #{python => Vsn, beam => Vsn}}',
+%% Traceback}' (the traceback followed by what the modules logged and printed
+%% before the failure), `{incompatible, #{python => Vsn, beam => Vsn}}',
 %% `{tether_not_installed, Python, Stderr}' (that interpreter cannot import
 %% tether: install the tether wheel into its environment, or give the
 %% environment's interpreter), `{exited_before_ready, Status, Stderr}',
@@ -56,7 +57,8 @@
              tells_release = false,  % whether Python reads the release_shm notice
              next_id = 1, notify, arrived, form = frame, reads_bytes = false,
              load :: undefined | atomics:atomics_ref(),  % this member's count in its pool (tether_pool)
-             keeper :: reference() | undefined}).  % a monitor of the keeper that removes dir if this dies
+             keeper :: reference() | undefined,  % a monitor of the keeper that removes dir if this dies
+             quick_exits = 0 :: non_neg_integer()}).  % Pythons in a row that exited idle, soon after starting
 
 %% How long a member that has nothing to do waits before it takes a count
 %% still on its pool's load (its callers died before their calls arrived) as gone.
@@ -73,6 +75,15 @@
 %% How soon a worker whose shared memory was due to go while a call ran
 %% looks again (shm_keep may be 0: not a timer a millisecond through a long call).
 -define(TRIM_RECHECK, 1000).
+
+%% A Python that exits with no call running before it has lived STABLE_MS is
+%% started again at once the first time, then after RESTART_MIN ms, doubling
+%% up to RESTART_MAX: a module that ends its process from a thread would
+%% otherwise start Python 5 times a second for ever. An exit during a call
+%% restarts at once (its caller has the error; the next call may be fine).
+-define(STABLE_MS, 5000).
+-define(RESTART_MIN, 100).
+-define(RESTART_MAX, 10000).
 
 %% A call that moved at least this many bytes has its binaries let go of at once.
 -define(LARGE_CALL, 1 bsl 20).
@@ -343,6 +354,8 @@ on_start_message({ok, {ready, Info}}, S) ->
         {ok, _} -> {ok, ready(Info, S)};
         {error, Reason} -> {error, Reason, S}
     end;
+on_start_message({ok, {refused, {import_error, M, Type, Message, Tb}}}, S) when is_binary(Tb) ->
+    {error, {import_error, M, Type, Message, with_output(Tb, S)}, S};
 on_start_message({ok, {refused, Reason}}, S) -> {error, Reason, S};
 on_start_message({ok, {log, Level, Logger, Message, Meta}}, S) ->
     log(Level, Logger, Message, Meta, S),
@@ -367,6 +380,7 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
               reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, [])),
               tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, [])),
               stderr_seen = forwarded_stderr(Info, S)},
+    _ = S#st.keeper =/= undefined andalso tether_routes:watch_python(OsPid),
     notify(ready, S1),
     S1.
 
@@ -391,6 +405,15 @@ start_timeout(S = #st{opts = #{start_timeout := T}, os_pid = OsPid}) ->
 
 stderr_text(#st{stderr = Path}) -> element(1, tether_python:stderr(Path, 0)).
 
+%% What the modules logged and printed before an import failed (the worker
+%% writes its records to stderr until ready), after the traceback: the cause
+%% is often there ("GPU not found").
+with_output(Tb, S) ->
+    case stderr_text(S) of
+        <<>> -> Tb;
+        Text -> <<Tb/binary, "\nLogged and printed before the failure (stderr):\n", Text/binary>>
+    end.
+
 %% ------------------------------------------------------------------ gen_server
 
 % @private
@@ -402,10 +425,20 @@ handle_call({call, _Ref, _M, _F, _Args, _Tables, _Deadline, Load}, From, S = #st
     atomics:sub(Load, 1, 1),
     gen_server:reply(From, {tether_reply, {error, tether_reroute}, #{}}),
     {noreply, S};
-handle_call({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S = #st{queue = Q}) ->
-    R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
-             args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
-    {noreply, dispatch(S#st{queue = queue:in(R, Q)})};
+handle_call(Call = {call, _Ref, _M, _F, _Args, _Tables, _Deadline, Load}, From,
+            S = #st{phase = cancelling, notify = Pool}) when Load =/= undefined, is_pid(Pool) ->
+    %% Its call timed out and Python has not let go yet: a call routed here
+    %% before the pool heard would wait for that (up to cancel_grace, or a
+    %% restart) while a peer has nothing to do.
+    case tether_pool:idle_peer(Pool, self()) of
+        true ->
+            atomics:sub(Load, 1, 1),
+            gen_server:reply(From, {tether_reply, {error, tether_reroute}, #{}}),
+            {noreply, S};
+        false -> {noreply, enqueue(Call, From, S)}
+    end;
+handle_call(Call = {call, _Ref, _M, _F, _Args, _Tables, _Deadline, _Load}, From, S) ->
+    {noreply, enqueue(Call, From, S)};
 handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q, busy = B}) ->
     {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B),
                   args_file_bytes => S#st.args_size}, S};
@@ -414,6 +447,11 @@ handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, que
 handle_call(_Request, _From, S) ->
     {reply, {error, {not_a_pool, <<"this is a tether worker: use Tether.Worker.call/5 "
                                    "(tether_worker:call/5)">>}}, S}.
+
+enqueue({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S = #st{queue = Q}) ->
+    R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
+             args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
+    dispatch(S#st{queue = queue:in(R, Q)}).
 
 %% The call Python is running now, as info/1 shows it: answered here, since
 %% the BEAM is free while Python works (a stats request would queue behind it).
@@ -455,10 +493,14 @@ handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_tim
     start_failed(start_timeout(S), S);
 handle_info({timeout, Timer, release_shm}, S = #st{shm_timer = Timer}) ->
     settle({noreply, release_shm(S)});
+handle_info(restart_python, S = #st{port = undefined}) ->
+    restart(S);
 handle_info({'DOWN', Keeper, process, _, _}, S = #st{keeper = Keeper}) ->
     %% The keeper died, and the watch of this worker's directory with it: watch again.
     case tether_routes:watch_dir(S#st.dir) of
-        {ok, Keeper1} -> {noreply, S#st{keeper = Keeper1}};
+        {ok, Keeper1} ->
+            _ = is_integer(S#st.os_pid) andalso tether_routes:watch_python(S#st.os_pid),
+            {noreply, S#st{keeper = Keeper1}};
         {error, _} -> {noreply, S#st{keeper = undefined}}  % as before the keeper: terminate still removes it
     end;
 handle_info({'DOWN', Mref, process, _, _}, S = #st{busy = #busy{req = R = #req{mref = Mref}, id = Id}}) ->
@@ -469,6 +511,8 @@ handle_info({'DOWN', Mref, process, _, _}, S = #st{queue = Q}) ->
     {Gone, Kept} = lists:partition(fun(#req{mref = M}) -> M =:= Mref end, queue:to_list(Q)),
     [release(R) || R <- Gone],
     settle({noreply, S#st{queue = queue:from_list(Kept)}});
+handle_info({tether_pool, give_back}, S) ->
+    {noreply, give_back(S)};
 handle_info({tether_pool, settle}, S) ->
     %% The pool waits for this member's count to reach 0 (a checkout): look at it now.
     settle({noreply, S});
@@ -624,7 +668,9 @@ encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold,
                                                          Tables, #{plain => Plain}, Form),
                             {ok, Frame, shm, Len + iolist_size(Frame),
                              #{encode_end => T1, write => erlang:monotonic_time() - T1}, S2};
-                        {error, Reason} -> {error, {args_file, Path, Reason}, S1}
+                        %% Part written (a full file system, say): the file would keep
+                        %% that space from every other user of the directory.
+                        {error, Reason} -> {error, {args_file, Path, Reason}, drop_args_file(S1)}
                     end;
                 {error, Reason} -> {error, Reason, S}
             end
@@ -654,15 +700,18 @@ release_shm(S = #st{opts = #{shm_keep := Keep}, shm_used = Used}) ->
         S#st.busy =/= undefined; S#st.cancel =/= undefined ->  % Python may be reading it: look again later
             S#st{shm_timer = erlang:start_timer(max(Keep, ?TRIM_RECHECK), self(), release_shm)};
         true ->
-            case S#st.args_file of
-                {Path, Fd} -> _ = file:close(Fd), _ = file:delete(Path);
-                undefined -> ok
-            end,
-            %% A Python starting again holds nothing yet; one that is ready lets go of what it kept.
-            S#st.tells_release andalso S#st.phase =:= ready
-                andalso (catch port_command(S#st.port, tether_protocol:release_shm(S#st.form))),
-            S#st{args_file = undefined, args_size = 0, shm_timer = undefined}
+            (drop_args_file(S))#st{shm_timer = undefined}
     end.
+
+drop_args_file(S) ->
+    case S#st.args_file of
+        {Path, Fd} -> _ = file:close(Fd), _ = file:delete(Path);
+        undefined -> ok
+    end,
+    %% A Python starting again holds nothing yet; one that is ready lets go of what it kept.
+    S#st.tells_release andalso S#st.phase =:= ready
+        andalso (catch port_command(S#st.port, tether_protocol:release_shm(S#st.form))),
+    S#st{args_file = undefined, args_size = 0}.
 
 args_file(S = #st{args_file = {Path, Fd}}) -> {ok, Path, Fd, S};
 args_file(S = #st{dir = Dir}) ->
@@ -831,7 +880,49 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
         {Text, _} -> log(warning, <<"stderr">>, Text, #{}, S)
     end,
     exited({exit_status, Status}, S),
-    restart(S#st{busy = undefined, cancel = undefined}).
+    Delay = restart_delay(Busy =:= undefined andalso Cancel =:= undefined, S),
+    logger:warning("tether worker ~p: Python (os pid ~p) exited~ts~ts; ~ts",
+                   [self(), S#st.os_pid, exit_cause(Status), running_when(Busy), restarting(Delay)],
+                   #{domain => [tether]}),
+    restart_in(Delay, S#st{busy = undefined, cancel = undefined}).
+
+%% How long to wait before starting Python again, and the count of quick
+%% idle exits that decides it.
+restart_delay(Idle, #st{started = Started, quick_exits = N}) ->
+    Lived = erlang:convert_time_unit(erlang:monotonic_time() - Started, native, millisecond),
+    case Idle andalso Lived < ?STABLE_MS of
+        false -> {0, 0};
+        true when N =:= 0 -> {0, 1};
+        true -> {min(?RESTART_MAX, ?RESTART_MIN bsl min(N - 1, 16)), N + 1}
+    end.
+
+restart_in({0, Quick}, S) -> restart(S#st{quick_exits = Quick});
+restart_in({Ms, Quick}, S) ->
+    %% Starting, as far as callers and a pool can tell; no os pid, so that nothing signals a reused one.
+    notify(starting, S),
+    erlang:send_after(Ms, self(), restart_python),
+    {noreply, S#st{quick_exits = Quick, phase = starting, os_pid = undefined}}.
+
+%% Exit statuses past 128 are a signal's (the port's convention); the common
+%% ones say what to look at.
+exit_cause(Status) when Status > 128 ->
+    Sig = Status - 128,
+    Hint = case Sig of
+               9 -> " (SIGKILL: the kernel's OOM killer, or an operator)";
+               7 -> " (SIGBUS: shared memory full or truncated? see df /dev/shm)";
+               11 -> " (SIGSEGV: a crash in native code)";
+               6 -> " (SIGABRT: an abort in native code)";
+               15 -> " (SIGTERM)";
+               _ -> ""
+           end,
+    io_lib:format(" on signal ~b~ts", [Sig, Hint]);
+exit_cause(Status) -> io_lib:format(" with status ~b", [Status]).
+
+running_when(#busy{req = #req{module = M, function = F}}) -> io_lib:format(" running ~ts.~ts", [M, F]);
+running_when(_) -> " between calls".
+
+restarting({0, _}) -> "starting it again";
+restarting({Ms, N}) -> io_lib:format("exit ~b in a row soon after starting: starting it again in ~b ms", [N, Ms]).
 
 exited(Reason, #st{os_pid = OsPid}) ->
     tether_telemetry:execute([tether, worker, exit], #{system_time => erlang:system_time()},
@@ -875,12 +966,37 @@ alert(Meta) ->
 %% A pool member with nothing to do and calls still counted to it looks
 %% again after LOAD_CHECK (gen_server's timeout: a message in between cancels
 %% it). A call on its way arrives long before; one whose caller died never will.
+%% One with nothing counted to it asks the peer with the longest queue for a
+%% call, so that a call queued behind a long one runs here instead.
 settle({noreply, S = #st{load = Load}}) when Load =/= undefined ->
-    case idle(S) andalso stray(atomics:get(Load, 1)) of
-        true -> {noreply, S, ?LOAD_CHECK};
-        false -> {noreply, S}
+    case idle(S) andalso atomics:get(Load, 1) of
+        false -> {noreply, S};
+        0 -> ask_for_work(S), {noreply, S};
+        N -> case stray(N) of
+                 true -> {noreply, S, ?LOAD_CHECK};
+                 false -> {noreply, S}
+             end
     end;
 settle(Result) -> Result.
+
+ask_for_work(#st{notify = Pool}) when is_pid(Pool) ->
+    case tether_pool:busiest_peer(Pool, self()) of
+        none -> ok;
+        Peer -> Peer ! {tether_pool, give_back}, ok
+    end;
+ask_for_work(_) -> ok.
+
+%% A peer with nothing to do asks for a call: the oldest one a pool routed
+%% here that still waits goes back to its caller to be routed again (not
+%% the one Python runs; a call checked out here stays).
+give_back(S = #st{queue = Q}) ->
+    case lists:splitwith(fun(#req{load = L}) -> L =:= undefined end, queue:to_list(Q)) of
+        {_, []} -> S;
+        {Before, [R | After]} ->
+            reply(R, {error, tether_reroute}, #{}),
+            release(R),
+            S#st{queue = queue:from_list(Before ++ After)}
+    end.
 
 idle(#st{phase = ready, busy = undefined, cancel = undefined, queue = Q}) -> queue:is_empty(Q);
 idle(_) -> false.

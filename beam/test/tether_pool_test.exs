@@ -87,6 +87,8 @@ defmodule Tether.PoolTest do
         assert {:error, {:worker_exit, 3}} = Tether.Pool.call(pool, @m, "crash", [])
         # The crashed member's replacement fails its import, and is retried after 100, 200, ... ms.
         Process.sleep(1500)
+        # Between tries it is down: counted, so that the states add up to the size.
+        wait_until(fn -> match?(%{down: 1, size: 1, idle: 0, busy: 0}, Tether.Pool.status(pool)) end)
       end)
 
     assert log =~ "could not start a worker (retrying)" and log =~ "told to fail"
@@ -224,6 +226,48 @@ defmodule Tether.PoolTest do
     wait_until(fn -> match?(%{idle: 2, busy: 0, queued: 0}, Tether.Pool.status(pool)) end)
   end
 
+  test "a call queued behind a long call runs on the member that frees up first" do
+    pool = start_pool(size: 2)
+    long = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [2.0]) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 1 end)
+    short = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.2]) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 2 end)
+    # Both busy, equally loaded: it queues at one of them, the long one first among equals.
+    {t, result} = ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], 5000) end)
+    assert result == {:ok, 3}
+    # About 200 ms when the freed member asks for it back; 2 s behind the long call otherwise.
+    assert t < 1000, "took #{t} ms"
+    assert Task.await(short) == {:ok, 0.2}
+    assert Task.await(long, 5000) == {:ok, 2.0}
+    wait_until(fn -> match?(%{idle: 2, busy: 0, queued: 0}, Tether.Pool.status(pool)) end)
+  end
+
+  test "checkout_timeout checks a member out whatever its length: the call waits in the pool, not a member's queue" do
+    pool = start_pool(size: 1)
+    holder = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.5]) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 1 end)
+    [member] = Tether.Pool.status(pool).workers
+    waiter = Task.async(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], timeout: 3000, checkout_timeout: 5000) end)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
+    assert Tether.Worker.info(member).queued == 0
+    assert Task.await(waiter) == {:ok, 3}
+    assert Task.await(holder) == {:ok, 0.5}
+  end
+
+  test "calls routed to a member whose call timed out run elsewhere, not after its cancel" do
+    pool = start_pool(size: 2)
+    # Python blocks the cancel signal: the member waits cancel_grace (1 s) and restarts it.
+    assert {:error, :timeout} = Tether.Pool.call(pool, @m, "sleep_ignoring_cancel", [3.0], 200)
+    times =
+      for i <- 1..4 do
+        Task.async(fn -> ms(fn -> Tether.Pool.call(pool, @m, "add", [i, 1], 5000) end) end)
+      end
+      |> Enum.map(&Task.await(&1, 6000))
+    assert Enum.map(times, &elem(&1, 1)) == [{:ok, 2}, {:ok, 3}, {:ok, 4}, {:ok, 5}]
+    slowest = times |> Enum.map(&elem(&1, 0)) |> Enum.max()
+    assert slowest < 700, "took #{inspect(Enum.map(times, &elem(&1, 0)))} ms"
+  end
+
   test "a checkout is not starved by routed calls: a member drains for it, and takes none while held" do
     pool = start_pool(size: 1)
     stop = :atomics.new(1, [])
@@ -235,7 +279,7 @@ defmodule Tether.PoolTest do
       end)
     end
 
-    {route, _, _} = :tether_routes.lookup(pool)
+    {route, _, _, _} = :tether_routes.lookup(pool)
     {_member, load} = elem(route, 0)
     wait_until(fn -> Tether.Pool.status(pool).queued >= 2 end)
     {t, {os_pid, during, count}} = ms(fn ->
@@ -323,7 +367,7 @@ defmodule Tether.PoolTest do
 
   test "a count left by a caller that died before its call arrived is reset, and a checkout gets the member" do
     pool = start_pool(size: 1)
-    {route, _max_queue, _meta} = :tether_routes.lookup(pool)
+    {route, _max_queue, _meta, _peers} = :tether_routes.lookup(pool)
     {_worker, load} = elem(route, 0)
     # What a caller killed between counting its call in and sending it leaves behind.
     :atomics.add(load, 1, 1)
@@ -355,7 +399,7 @@ defmodule Tether.PoolTest do
 
   test "the node's route table: a stopped pool's row goes at once, a killed pool's once the keeper sees it" do
     {:ok, stopped} = Tether.Pool.start(TestPython.opts(size: 1))
-    assert {{_member}, _max_queue, _meta} = :tether_routes.lookup(stopped)
+    assert {{_member}, _max_queue, _meta, _peers} = :tether_routes.lookup(stopped)
     :ok = Tether.Pool.stop(stopped)
     assert :tether_routes.lookup(stopped) == :undefined
 
@@ -377,7 +421,7 @@ defmodule Tether.PoolTest do
     kref = Process.monitor(keeper)
     Process.exit(keeper, :kill)
     assert_receive {:DOWN, ^kref, :process, ^keeper, :killed}
-    wait_until(fn -> match?({{_}, _, _}, :tether_routes.lookup(pool)) end)
+    wait_until(fn -> match?({{_}, _, _, _}, :tether_routes.lookup(pool)) end)
     assert Process.whereis(:tether_pool_routes_keeper) not in [nil, keeper]
     assert {:ok, 3} = Tether.Pool.call(pool, @m, "add", [1, 2])
     # The new keeper watches the pool: its row goes when it does.

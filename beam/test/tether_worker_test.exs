@@ -38,6 +38,16 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   # The worker's private directory, from its Python's --stats-dir.
+  defp collect_exit_logs(acc) do
+    receive do
+      {:log_event, %{msg: msg}} ->
+        text = msg |> format_msg() |> IO.iodata_to_binary()
+        collect_exit_logs(if text =~ "exited with status 5", do: [text | acc], else: acc)
+    after
+      0 -> Enum.reverse(acc)
+    end
+  end
+
   defp private_dir(w) do
     argv = File.read!("/proc/#{Tether.Worker.info(w).os_pid}/cmdline") |> String.split(<<0>>)
     Enum.at(argv, Enum.find_index(argv, &(&1 == "--stats-dir")) + 1)
@@ -122,6 +132,22 @@ defmodule Tether.WorkerLifecycleTest do
                Tether.Worker.start_link(TestPython.opts(modules: ["dying_handlers"], env: env))
 
       assert stderr =~ "cannot open the model file"
+    end
+
+    test "a module that fails to import: its error quotes what the modules logged and printed first" do
+      dir = TestPython.tmp_dir!()
+      File.write!(Path.join(dir, "broken_model.py"), """
+      import logging
+      logging.getLogger("broken_model").warning("loading weights from /models/x.bin")
+      print("GPU not found")
+      raise RuntimeError("model file missing")
+      """)
+      env = [{"PYTHONPATH", TestPython.pythonpath([dir])}]
+      assert {:error, {:import_error, "broken_model", "RuntimeError", "model file missing", tb}} =
+               Tether.Worker.start_link(TestPython.opts(modules: ["broken_model"], env: env))
+      assert tb =~ "RuntimeError: model file missing"
+      assert tb =~ "loading weights from /models/x.bin"
+      assert tb =~ "GPU not found"
     end
 
     test "a Python that dies while importing still shows what the modules logged before it died" do
@@ -398,6 +424,25 @@ defmodule Tether.WorkerLifecycleTest do
       assert mapped == Tether.Worker.info(w).args_file_bytes
     end
 
+    test "an arguments file that cannot be written whole gives its space back" do
+      # An 8 MiB tmpfs as shm_dir: a 12 MB argument fills it part way through the write.
+      dir = TestPython.tmp_dir!()
+      case System.cmd("mount", ["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", dir], stderr_to_stdout: true) do
+        {_, 0} ->
+          on_exit(fn -> System.cmd("umount", ["-l", dir]) end)
+          w = start_worker(shm_dir: dir, shm_keep: :infinity)
+          big = :binary.copy(<<7>>, 12_000_000)
+          assert {:error, {:args_file, _path, :enospc}} = Tether.Worker.call(w, @m, "echo", [big])
+          assert Tether.Worker.info(w).args_file_bytes == 0
+          assert Path.wildcard(Path.join(dir, "*/tether-args-*")) == []
+          # The space is back: a 2 MB argument fits.
+          fits = :binary.copy(<<8>>, 2_000_000)
+          assert {:ok, ^fits} = Tether.Worker.call(w, @m, "echo", [fits])
+        {out, _} ->
+          IO.puts("skipped: cannot mount a tmpfs here (#{String.trim(out)})")
+      end
+    end
+
     test "shm_keep: a large result's regions go after the quiet spell too, with no large arguments at all" do
       w = start_worker(shm_keep: 1000)
       assert {:ok, big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
@@ -420,6 +465,22 @@ defmodule Tether.WorkerLifecycleTest do
       wait_until(fn -> not File.exists?(dir) end)
       # Python saw its port close and exited.
       wait_until(fn -> not File.exists?("/proc/#{os_pid}") end)
+    end
+
+    test "a Python that outlives its worker is killed: busy when the worker was killed, or stopped (SIGSTOP)" do
+      {:ok, w} = Tether.Worker.start(TestPython.opts())
+      %{os_pid: busy_pid} = Tether.Worker.info(w)
+      spawn(fn -> Tether.Worker.call(w, @m, "sleep", [30], 60_000) end)
+      wait_until(fn -> Tether.Worker.info(w).running != nil end)
+      Process.exit(w, :kill)
+      # Its port closed, but Python reads it only after the handler: 30 s, without the keeper.
+      wait_until(fn -> not File.exists?("/proc/#{busy_pid}") end, 100)
+
+      {:ok, w2} = Tether.Worker.start(TestPython.opts())
+      %{os_pid: stopped_pid} = Tether.Worker.info(w2)
+      System.cmd("kill", ["-STOP", "#{stopped_pid}"])
+      Tether.Worker.stop(w2)
+      wait_until(fn -> not File.exists?("/proc/#{stopped_pid}") end, 100)
     end
 
     test "a keeper that dies is replaced, and the worker's directory watched again" do
@@ -571,6 +632,38 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   describe "observability" do
+    test "a Python that dies is logged with its signal, and one that keeps dying idle is started again ever later" do
+      Tether.TestLogHandler.attach(:tether_exit_test)
+      on_exit(fn -> :logger.remove_handler(:tether_exit_test) end)
+      w = start_worker()
+      os_pid = Tether.Worker.info(w).os_pid
+      ExUnit.CaptureLog.capture_log(fn ->
+        System.cmd("kill", ["-9", "#{os_pid}"])
+        assert_receive {:log_event, %{level: :warning, msg: msg}}, 5000
+        text = msg |> format_msg() |> IO.iodata_to_binary()
+        assert text =~ "(os pid #{os_pid}) exited on signal 9 (SIGKILL"
+        assert text =~ "between calls; starting it again"
+      end)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+
+      # A module whose thread ends the process just after ready, every time it starts.
+      dir = TestPython.tmp_dir!()
+      File.write!(Path.join(dir, "exits_soon.py"), """
+      import os, threading
+      threading.Timer(0.05, os._exit, (5,)).start()
+      """)
+      ExUnit.CaptureLog.capture_log(fn ->
+        {:ok, loop} = Tether.Worker.start(TestPython.opts(modules: ["exits_soon"], env: [{"PYTHONPATH", TestPython.pythonpath([dir])}]))
+        on_exit(fn -> TestPython.stop(loop) end)
+        Process.sleep(3000)
+        exits = collect_exit_logs([])
+        # Back to back, a start and an exit take about 0.2 s here: 15 in 3 s. With 0.1, 0.2, 0.4,
+        # 0.8 and 1.6 s between them after the first two, at most 8.
+        assert length(exits) in 2..8, "#{length(exits)} exits: #{inspect(exits)}"
+        assert Enum.any?(exits, &(&1 =~ ~r/with status 5 between calls; exit \d+ in a row soon after starting: starting it again in \d+ ms/))
+      end)
+    end
+
     test "Python logging reaches logger with the worker's metadata" do
       w = start_worker()
       Tether.TestLogHandler.attach(:tether_log_test)
