@@ -127,6 +127,24 @@ def test_shm_ls_and_gc_take_the_workers_shm_dir(tmp_path):
     assert other.exists()
 
 
+def test_shm_ls_and_gc_look_in_the_shm_dir_given_only_and_refuse_one_that_is_not_there(tmp_path):
+    from tether.shm import Region
+
+    here = Region.create(1 << 16, directory=tmp_path)
+    elsewhere = Region.create(1 << 16)  # /dev/shm: a live region, and not gc's to touch with --shm-dir anyway
+    try:
+        rows = {row["name"]: row for row in json.loads(run("shm", "ls", "--json", "--shm-dir", str(tmp_path)).stdout)}
+        assert rows[here.name]["kind"] == "region" and rows[here.name]["owner_pid"] == os.getpid()
+        assert elsewhere.name not in rows
+        for cmd in ("ls", "gc"):
+            out = run("shm", cmd, "--shm-dir", str(tmp_path / "nowhere"))
+            assert out.returncode == 2 and "not a directory" in out.stderr and out.stdout == ""
+    finally:
+        for r in (here, elsewhere):
+            r.close()
+            r.unlink()
+
+
 def test_stats_of_a_worker_that_is_not_there_is_a_clear_error(tmp_path):
     out = run("stats", str(tmp_path / "no-such-worker"))
     assert out.returncode in (1, 2) and out.stdout == ""

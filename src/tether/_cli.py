@@ -176,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     p_shm = sub.add_parser("shm", help="shared-memory regions")
     shm_sub = p_shm.add_subparsers(dest="shm_cmd", required=True)
     shm_dir = {"default": "/dev/shm", "metavar": "DIR",
-               "help": "where BEAM workers make their private directories: their shm_dir option (default /dev/shm)"}
+               "help": "where to look for regions and BEAM workers' private directories: the workers' shm_dir "
+                       "option (default /dev/shm)"}
     p_gc = shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
                                          "directories whose node is dead")
     p_gc.add_argument("--shm-dir", **shm_dir)
@@ -325,7 +326,7 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
 
     rows = []
     # Directories under the same prefix are BEAM workers' private directories, not regions.
-    entries = sorted((e for e in os.scandir("/dev/shm") if not e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
+    entries = sorted((e for e in os.scandir(shm_dir) if not e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
     for entry in entries:
         name = entry.name
         if name.startswith("tether-"):
@@ -335,7 +336,7 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
                              "error": "not a regular file, so not a tether region; remove it if nothing uses it"})
                 continue
             try:
-                r = shm.Region.attach(name)
+                r = shm.Region.attach(entry.path)
                 rows.append({"name": name, "capacity": r.capacity, "owner_pid": r.owner_pid,
                              "frames": len(r.frames()), "error": None})
                 r.close()
@@ -361,10 +362,12 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
 def _shm(args: argparse.Namespace) -> int:
     from . import shm
 
+    if not os.path.isdir(args.shm_dir):
+        print(f"tether: shm {args.shm_cmd}: --shm-dir {args.shm_dir}: not a directory", file=sys.stderr)
+        return 2
     if args.shm_cmd == "gc":
-        removed = shm.gc()
-        if args.shm_dir != "/dev/shm":  # the workers' directories elsewhere, not files that look like regions
-            removed += shm.gc(directory=args.shm_dir, regions=False)
+        # That directory only: gc takes this user's dead regions (name, magic and owner checked) and dead nodes' dirs.
+        removed = shm.gc(directory=args.shm_dir)
         for path in removed:
             print(f"removed {path}")
         print(f"{len(removed)} orphan(s) removed (regions and BEAM workers' private directories)")

@@ -1,10 +1,11 @@
 """Shared-memory regions: frames written straight into ``/dev/shm``, read back as zero-copy views.
 
-- :class:`Region`: one file in ``/dev/shm`` (mode 0600, ``tether-<pid>-<random>``)
-  with a header, a frame table and frames. BEAM's ``file`` module can read it.
+- :class:`Region`: one file in ``/dev/shm`` or another directory (mode 0600,
+  ``tether-<pid>-<random>``) with a header, a frame table and frames, its
+  memory allocated when it is created or grown. BEAM's ``file`` module can read it.
 - :class:`RegionPool`: warm regions for repeated transfers.
-- :func:`gc`: remove regions whose owner died, and BEAM workers' private
-  directories whose node died (``tether shm gc``).
+- :func:`gc`: remove this user's regions whose owner died, and BEAM workers'
+  private directories whose node died (``tether shm gc``); no other file.
 - :func:`private_dirs`: the BEAM workers' private directories and what they
   hold (``tether shm ls``).
 

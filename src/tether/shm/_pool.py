@@ -8,6 +8,7 @@ each a decision logged on ``tether.memory``.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from .. import memory
 from .._errors import RegionError, ValidationError
-from ._region import HEADER_SIZE, Region, gc, live_stats
+from ._region import HEADER_SIZE, SHM_DIR, Region, gc, live_stats
 
 # Every live pool, for tether.memory: its stats and its trimming under pressure.
 POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
@@ -72,9 +73,13 @@ class RegionPool:
     prefault : bool
         Fault new regions' pages in when created (``MADV_POPULATE_WRITE``).
     sweep : bool
-        Remove regions orphaned by dead processes when the pool starts.
+        Remove this user's regions orphaned by dead processes from ``directory``
+        when the pool starts (:func:`tether.shm.gc`'s rule: only files that are
+        regions, only this user's, and only in ``directory``).
     min_size : int
         Smallest region created; sizes round up to a power of two.
+    directory : str or os.PathLike, default "/dev/shm"
+        Where the pool's regions go (:meth:`Region.create`), and what ``sweep`` cleans.
 
     Examples
     --------
@@ -90,19 +95,24 @@ class RegionPool:
     >>> pool.close()
     """
 
-    def __init__(self, *, max_regions: int = 8, prefault: bool = True, sweep: bool = True, min_size: int = 1 << 20):
+    def __init__(self, *, max_regions: int = 8, prefault: bool = True, sweep: bool = True, min_size: int = 1 << 20,
+                 directory: str | os.PathLike = SHM_DIR):
         for name, value, low in (("max_regions", max_regions, 0), ("min_size", min_size, 1)):
             if type(value) is not int or value < low:
                 raise ValidationError(f"RegionPool {name} must be an int of at least {low}, got {value!r}.")
+        if not isinstance(directory, (str, os.PathLike)):
+            raise ValidationError(f"RegionPool directory must be a str or os.PathLike path, "
+                                  f"got {type(directory).__name__}.")
         self.max_regions = max_regions
         self.prefault = prefault
         self.min_size = min_size
+        self.directory = os.path.abspath(directory)
         self.stats = PoolStats()
         self._free: list[Region] = []
         self._lock = threading.Lock()
         if sweep:
             # Regions only: the BEAM sweeps its workers' directories itself.
-            self.stats.swept_orphans = len(gc(private_dirs=False))
+            self.stats.swept_orphans = len(gc(directory=self.directory, private_dirs=False))
         POOLS.add(self)
 
     def acquire(self, nbytes: int) -> Region:
@@ -131,7 +141,7 @@ class RegionPool:
         prefault = self.prefault and not pressure
         if self.prefault and pressure:
             memory.decide("pool", f"did not prefault a new region of {size} B: memory pressure", size=size)
-        region = Region.create(size, prefault=prefault)
+        region = Region.create(size, prefault=prefault, directory=self.directory)
         if prefault:
             self.stats.prefaulted_bytes += region.capacity
         return region

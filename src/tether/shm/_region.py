@@ -1,4 +1,4 @@
-"""Shared-memory regions: files in /dev/shm holding a small header, a frame table and frames.
+"""Shared-memory regions: files in /dev/shm (or another directory) holding a small header, a frame table and frames.
 
 Layout (all integers little-endian)::
 
@@ -25,9 +25,12 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import logging
 import mmap
 import os
+import re
 import secrets
+import stat
 import struct
 import threading
 import time
@@ -40,8 +43,13 @@ from .._files import NotRegularFile, open_regular
 from . import _private
 from .._errors import RegionError, TetherError, ValidationError
 
+log = logging.getLogger("tether.shm")
+
 SHM_DIR = "/dev/shm"
 PREFIX = "tether-"
+# The names Region.create draws (tether-<pid>-<16 hex digits>): gc removes no other. A BEAM worker's private
+# directory has 32 hex digits, a region created under a chosen name none of this shape.
+_DRAWN_NAME = re.compile(r"tether-([0-9]+)-[0-9a-f]{16}")
 MAGIC = b"TTHRSHM1"
 VERSION = 1
 HEADER_SIZE = 4096
@@ -98,6 +106,101 @@ def _new_name() -> str:
 
 def _round(n: int, to: int) -> int:
     return (n + to - 1) // to * to
+
+
+def _checked_directory(directory: Any) -> str:
+    """``directory`` as an absolute path: other processes open ``region.path`` from their own working directory."""
+    try:
+        path = os.fspath(directory)
+    except TypeError:
+        path = None
+    if not isinstance(path, str):
+        raise ValidationError(f"A region's directory is a str or os.PathLike path, got {type(directory).__name__}.")
+    return os.path.abspath(path)
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.startswith(PREFIX) or "/" in name or len(name) > 200:
+        raise ValidationError(f"Region name {name!r} must start with {PREFIX!r} and contain no '/'.")
+    return name
+
+
+def _open_new(path: str, name: str) -> int:
+    """A new file at ``path``, mode 0600: O_EXCL, so never someone else's file or a link to one."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise RegionError(f"Region {name!r} already exists; pick another name or attach to it.") from None
+    except OSError as exc:
+        raise RegionError(f"Cannot create region {path}: {exc.strerror}.") from exc
+
+
+def _open_memfd(name: str) -> tuple[int, str]:
+    if not hasattr(os, "memfd_create"):
+        raise RegionError("sealed=True needs Linux memfd_create.")
+    fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.fchmod(fd, 0o600)
+    return fd, f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def _is_memfd(path: str) -> bool:
+    """Whether ``path`` names a memfd (its own or another process's), which has no name to remove."""
+    return path.startswith("/proc/")
+
+
+_fallocate = getattr(os, "posix_fallocate", None)
+# What a filesystem without fallocate answers (glibc emulates it on most, not on all).
+_NO_FALLOCATE = frozenset((errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS))
+
+
+def _allocate(fd: int, start: int, end: int) -> None:
+    """Take memory behind bytes ``start`` to ``end`` now (the file grows to ``end`` if shorter).
+
+    ``ftruncate`` alone makes a sparse file: its pages are taken at the first
+    write, and when the filesystem is full by then the writer dies of SIGBUS.
+    Taken here, a full filesystem is an ENOSPC that the caller turns into a
+    RegionError. Where the filesystem cannot allocate ahead, the file is
+    sparse as before.
+    """
+    if end <= start:
+        return
+    if _fallocate is not None:
+        try:
+            _fallocate(fd, start, end - start)
+            return
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+    if os.fstat(fd).st_size < end:
+        os.ftruncate(fd, end)
+
+
+def _free_bytes(directory: str) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _sized(n: int) -> str:
+    return f"{n} bytes ({n / (1 << 20):.1f} MiB)"
+
+
+def _sizing_error(what: str, path: str, needed: int, exc: OSError, otherwise: str) -> RegionError:
+    """The RegionError for a region that could not be given ``needed`` more bytes; for a full filesystem, the fix."""
+    if exc.errno != errno.ENOSPC:
+        return RegionError(f"{what}: {exc.strerror}; {otherwise}.")
+    if _is_memfd(path):
+        return RegionError(f"{what}: no memory left for {needed} more bytes of a memfd; free memory, or ask for less.")
+    directory = os.path.dirname(path)
+    free = _free_bytes(directory)
+    has = "" if free is None else f", {_sized(free)} free"
+    return RegionError(
+        f"{what}: {directory} has no room for {_sized(needed)} more{has}. Free memory there (`tether shm gc` removes "
+        "regions of dead processes), or use a directory with room (directory=, a BEAM worker's shm_dir:), or raise "
+        "a BEAM worker's shm_threshold so that frames this large go through the pipe instead."
+    )
 
 
 class _Mapping:
@@ -211,7 +314,7 @@ def _sweep_unlinked() -> None:
 
 
 class Region:
-    """A shared-memory region in ``/dev/shm`` (or a sealed memfd) holding tether frames.
+    """A shared-memory region holding tether frames: a file in ``/dev/shm`` (or a ``directory``), or a sealed memfd.
 
     Use :meth:`create` or :meth:`attach`, not the constructor.
 
@@ -235,14 +338,22 @@ class Region:
         # An attachment through the cache uses its mapping and fd; close() leaves them to it.
         self._shared = shared
         self._map: _Mapping | None = shared.mapping if shared is not None else _Mapping(fd, size, writable)
+        # Bytes from the start known to have memory behind them (this process allocated them): reserve()
+        # allocates a frame's range past this before handing it out.
+        self._allocated = 0
         self._closed = False
         REGIONS.add(self)
 
     # ------------------------------------------------------------ lifecycle
 
     @classmethod
-    def create(cls, size: int, *, name: str | None = None, sealed: bool = False, prefault: bool = False) -> "Region":
+    def create(cls, size: int, *, name: str | None = None, sealed: bool = False, prefault: bool = False,
+               directory: str | os.PathLike = SHM_DIR) -> "Region":
         """Create a region able to hold ``size`` bytes of frames.
+
+        The file's memory is allocated here (``posix_fallocate``), not at the
+        first write: a filesystem too full for it is a :class:`RegionError`
+        now instead of a SIGBUS in the middle of a write.
 
         Parameters
         ----------
@@ -250,6 +361,7 @@ class Region:
             Bytes for frames; the file is this plus one header page, rounded to pages.
         name : str, optional
             Must start with ``"tether-"``; by default ``tether-<pid>-<64 random bits>``.
+            Only regions under a default name are ever removed by :func:`gc`.
         sealed : bool
             Back the region with a memfd sealed against shrinking (Linux): no
             other process can truncate it under a reader. Other processes open
@@ -257,44 +369,62 @@ class Region:
         prefault : bool
             Fault every page in now (``MADV_POPULATE_WRITE`` or a touch per page),
             so the first write runs at memory speed.
+        directory : str or os.PathLike, default "/dev/shm"
+            Where the file goes (made absolute: ``region.path`` is what other
+            processes open). A memory filesystem (tmpfs) keeps it off disk; a
+            BEAM worker's private directory keeps its regions with it. Not for
+            ``sealed`` regions, which have no directory.
+
+        Returns
+        -------
+        Region
+            Owned by this process: ``with`` closes it and removes its file.
+
+        Raises
+        ------
+        RegionError
+            The name is taken, the directory refuses the file, or it has not
+            ``size`` bytes free (the message says how many it has and what to
+            do). Nothing is left behind.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d, Region.create(1 << 16, directory=d) as region:
+        ...     os.path.dirname(region.path) == d, region.capacity
+        (True, 69632)
         """
         if type(size) is not int or size <= 0:
             raise ValidationError(f"Region size must be a positive int, got {size!r}.")
         total = _round(HEADER_SIZE + size, PAGE)
+        name = name or _new_name()
         if sealed:
-            if not hasattr(os, "memfd_create"):
-                raise RegionError("sealed=True needs Linux memfd_create.")
-            name = name or _new_name()
-            fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-            os.fchmod(fd, 0o600)
-            path = f"/proc/{os.getpid()}/fd/{fd}"
+            if _checked_directory(directory) != SHM_DIR:
+                raise ValidationError("A sealed region is a memfd, in no directory: drop directory= or sealed=True.")
+            fd, path = _open_memfd(name)
         else:
-            name = name or _new_name()
-            if not name.startswith(PREFIX) or "/" in name or len(name) > 200:
-                raise ValidationError(f"Region name {name!r} must start with {PREFIX!r} and contain no '/'.")
-            path = os.path.join(SHM_DIR, name)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                raise RegionError(f"Region {name!r} already exists; pick another name or attach to it.") from None
-            except OSError as exc:
-                raise RegionError(f"Cannot create region {path}: {exc.strerror}.") from exc
+            path = os.path.join(_checked_directory(directory), _checked_name(name))
+            fd = _open_new(path, name)
         try:
+            # The header before the memory: gc knows a region's file by its magic, even one whose creator died here.
+            os.pwrite(fd, _HEAD.pack(MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
+                                     total, HEADER_SIZE, SLOTS, 0), 0)
+            # All of it when it is to be prefaulted anyway; else the header, and each frame's range as
+            # reserve() hands it out: a pool rounds sizes up to a power of two, and memory taken for
+            # bytes never written would be charged to the filesystem for nothing.
+            _allocate(fd, 0, total if prefault else HEADER_SIZE)
             os.ftruncate(fd, total)
             if sealed:
                 fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
             region = cls(name, path, fd, total, True, True)
-            _HEAD.pack_into(
-                region._map.mm, 0, MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
-                total, HEADER_SIZE, SLOTS, 0,
-            )
+            region._allocated = total if prefault else HEADER_SIZE
         except BaseException as exc:
             os.close(fd)
             if not sealed:
                 os.unlink(path)
             if isinstance(exc, OSError):
-                raise RegionError(f"Cannot size or map a region of {total} bytes ({path}): {exc.strerror}; "
-                                  "ask for less, or free memory in /dev/shm.") from exc
+                raise _sizing_error(f"Cannot size or map a region of {total} bytes ({path})", path, total, exc,
+                                    "ask for less") from exc
             raise
         if prefault:
             region.prefault()
@@ -383,8 +513,11 @@ class Region:
         memory.recheck_budgets(grew=False)
 
     def unlink(self) -> None:
-        """Remove the region's name; mappings (and views) stay valid until closed."""
-        if self.path.startswith(SHM_DIR):
+        """Remove the region's file, in whatever directory; mappings (and views) stay valid until closed.
+
+        A sealed region (a memfd) has no name to remove: it goes with the last descriptor or mapping.
+        """
+        if not _is_memfd(self.path):
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
@@ -492,6 +625,7 @@ class Region:
         if offset + nbytes > capacity:
             self.grow(max(capacity * 2, offset + nbytes) - HEADER_SIZE)
             mm = self._mm
+        self._take_memory(offset + nbytes)
         slot = self._free_slot()
         # Odd while being written; derived from the generation, so a slot
         # reused later never repeats a seq a reader may still hold.
@@ -500,6 +634,17 @@ class Region:
         _SLOT.pack_into(mm, 64 + slot * SLOT_SIZE, offset, nbytes, seq, 0)
         struct.pack_into("<Q", mm, 48, offset + nbytes)
         return slot, offset, memoryview(mm)[offset : offset + nbytes]
+
+    def _take_memory(self, end: int) -> None:
+        """Memory behind the region up to ``end`` before a frame is written there (ENOSPC: RegionError, no SIGBUS)."""
+        if end <= self._allocated:
+            return
+        try:
+            _allocate(self._fd, self._allocated, end)
+        except OSError as exc:
+            raise _sizing_error(f"Cannot write a frame of {end - self._allocated} more bytes to region {self.name}",
+                                self.path, end - self._allocated, exc, "release frames or reset it instead") from exc
+        self._allocated = end
 
     def commit(self, slot: int) -> FrameRef:
         """Publish the frame in ``slot``: readers see it from now on."""
@@ -538,11 +683,17 @@ class Region:
         raise RegionError(f"Region {self.name} has no free frame slot ({SLOTS} in use); release frames first.")
 
     def grow(self, size: int) -> None:
-        """Enlarge the region to hold ``size`` bytes of frames. Existing views stay valid."""
+        """Enlarge the region to hold ``size`` bytes of frames. Existing views stay valid.
+
+        The new bytes get memory as :meth:`reserve` hands them out to frames
+        (a full filesystem is then a :class:`RegionError` saying what to do);
+        when the file cannot grow, the region is left as it was.
+        """
         if type(size) is not int or size < 0:
             raise ValidationError(f"grow takes a size in bytes, a non-negative int; got {size!r}.")
         total = _round(HEADER_SIZE + size, PAGE)
-        if total <= len(self._mm):  # self._mm: a closed region is a RegionError
+        mapped = len(self._mm)  # self._mm: a closed region is a RegionError
+        if total <= mapped:
             return
         old = self._map
         try:
@@ -550,11 +701,11 @@ class Region:
             self._map = _Mapping(self._fd, total, self._writable)
         except OSError as exc:
             try:  # the file back to what the header says, so readers do not map what was never published
-                os.ftruncate(self._fd, old.size if old is not None else total)
+                os.ftruncate(self._fd, mapped)
             except OSError:
                 pass  # a sealed memfd cannot shrink: readers still map by the header's capacity
-            raise RegionError(f"Cannot grow region {self.name} to {total} bytes: {exc.strerror}; "
-                              "release frames or reset it instead.") from exc
+            raise _sizing_error(f"Cannot grow region {self.name} to {total} bytes", self.path, total - mapped, exc,
+                                "release frames or reset it instead") from exc
         if old is not None:
             old.release()
         struct.pack_into("<Q", self._map.mm, 40, total)
@@ -675,17 +826,51 @@ def _pid_alive(pid: int, start: int) -> bool:
 
 
 def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True, regions: bool = True) -> list[str]:
-    """Remove regions whose owner process is dead, and BEAM workers' private directories whose node is dead;
-    return the removed paths.
+    """Remove this user's regions whose owner process is dead, and BEAM workers' private directories whose node
+    is dead; return the removed paths.
+
+    A file in ``directory`` counts as a region only when all of these hold:
+    its name is one :meth:`Region.create` draws (``tether-<pid>-<16 hex
+    digits>``), it is a regular file (no link is followed), it belongs to this
+    process's effective user (as the private directories do; root's gc
+    spares other users' files too), and it starts with the region magic (or
+    is empty: its creator died before writing the header). Nothing else is
+    touched, so ``directory`` may hold other ``tether-*`` files.
 
     The owner comes from the region header (pid and start time, so a reused
-    pid does not keep an orphan alive) or, for a region that died before
-    writing its header, from the pid in its name. A private directory's
-    node is the pid in its name (:func:`tether.shm.private_dirs`); only
-    this user's are removed, and none with ``private_dirs=False``; no
-    region with ``regions=False`` (a workers' ``shm_dir`` other than
-    ``/dev/shm``, where other files may be named ``tether-*``). Nothing
-    whose owner is alive is removed.
+    pid does not keep an orphan alive) or, for an empty region, from the pid
+    in its name. A private directory's node is the pid in its name
+    (:func:`tether.shm.private_dirs`); none is removed with
+    ``private_dirs=False``, no region with ``regions=False``. Nothing whose
+    owner is alive is removed, nor anything this user may not remove (left,
+    logged at debug level on ``tether.shm``).
+
+    Owners are looked up in this process's pid namespace: a process in
+    another one (a container sharing ``/dev/shm``) looks dead from here.
+    Give such processes their own ``directory``.
+
+    Parameters
+    ----------
+    directory : str, default "/dev/shm"
+        Where to look: the regions' ``directory`` and the workers' ``shm_dir``.
+    min_age : float, default 0.0
+        Spare what changed less than this many seconds ago.
+    private_dirs, regions : bool, default True
+        Whether to remove dead nodes' private directories, and dead owners' regions.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     for name in ("tether-99999999-" + "0" * 16, "tether-99999999-notes.txt"):  # no such pid
+    ...         open(os.path.join(d, name), "w").close()
+    ...     [os.path.basename(p) for p in gc(directory=d)], os.listdir(d)
+    (['tether-99999999-0000000000000000'], ['tether-99999999-notes.txt'])
     """
     removed = _private.gc_private(directory, min_age) if private_dirs else []
     if not regions:
@@ -696,30 +881,73 @@ def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = T
         return removed
     now = time.time()
     for name in names:
-        if not name.startswith(PREFIX):
-            continue
         path = os.path.join(directory, name)
-        try:
-            pid_from_name = int(name[len(PREFIX) :].split("-", 1)[0])
-        except ValueError:
+        owner = _own_region_owner(path, name)
+        if owner is None:
             continue
-        try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                head = f.read(64)
-        except OSError:
+        pid, start, pid_from_name, mtime = owner
+        if now - mtime < min_age:
             continue
-        if now - st.st_mtime < min_age:
-            continue
-        pid, start = pid_from_name, 0
-        if len(head) == 64 and head[:8] == MAGIC:
-            _, _, _, _, pid, start, *_ = _HEAD.unpack(head)
         if _pid_alive(pid, start) or (pid != pid_from_name and _pid_alive(pid_from_name, 0)):
             continue
-        try:
-            os.unlink(path)
+        if _remove(path):
             removed.append(path)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
     return removed
+
+
+def _own_region_owner(path: str, name: str) -> tuple[int, int, int, float] | None:
+    """(header pid, header start time, pid in the name, mtime) of this user's region at ``path``, else None.
+
+    What counts as a region is :func:`gc`'s rule. Checked on the entry itself
+    (``lstat``), then read through ``O_NOFOLLOW`` and compared by inode, so a
+    name swapped meanwhile is not read as the region it replaced.
+    """
+    match = _DRAWN_NAME.fullmatch(name)
+    if match is None:
+        return None
+    pid_from_name = int(match.group(1))
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        return None
+    if st.st_size == 0:
+        return pid_from_name, 0, pid_from_name, st.st_mtime
+    head = _read_head(path, st)
+    if head is None or head[:8] != MAGIC:
+        return None
+    _, _, _, _, pid, start, *_ = _HEAD.unpack(head)
+    return pid, start, pid_from_name, st.st_mtime
+
+
+def _read_head(path: str, st: os.stat_result) -> bytes | None:
+    """The first 64 bytes of the file ``st`` describes, or None when ``path`` is no longer it."""
+    try:
+        # O_NONBLOCK: a FIFO put under the name since the lstat must not hang the sweep.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return None
+        head = os.pread(fd, 64, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return head if len(head) == 64 else None
+
+
+def _remove(path: str) -> bool:
+    """Unlink ``path``; False when it is gone already or not this process's to remove."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False  # another sweep was first
+    except OSError as exc:
+        # EPERM, EACCES (a sticky or read-only directory, another user's file), EROFS, ...: whoever can removes it.
+        log.debug("shm gc: left %s: %s", path, exc.strerror)
+        return False
+    return True
