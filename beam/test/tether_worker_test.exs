@@ -435,9 +435,18 @@ defmodule Tether.WorkerLifecycleTest do
           assert {:error, {:args_file, _path, :enospc}} = Tether.Worker.call(w, @m, "echo", [big])
           assert Tether.Worker.info(w).args_file_bytes == 0
           assert Path.wildcard(Path.join(dir, "*/tether-args-*")) == []
-          # The space is back: a 2 MB argument fits.
+          # The space is back: a 2 MB argument fits, and its reply's region is in the worker's directory too.
           fits = :binary.copy(<<8>>, 2_000_000)
           assert {:ok, ^fits} = Tether.Worker.call(w, @m, "echo", [fits])
+          %{os_pid: os_pid} = Tether.Worker.info(w)
+          assert [_region] = Path.wildcard(Path.join(dir, "*/tether-#{os_pid}-*"))
+          # A reply with no room left there goes through the pipe, logged, instead of killing Python (SIGBUS).
+          log = ExUnit.CaptureLog.capture_log(fn ->
+            assert {:ok, big} = Tether.Worker.call(w, @m, "big_binary", [7_000_000])
+            assert byte_size(big) == 7_000_000
+          end)
+          assert log =~ "frame of this reply went through the pipe" and log =~ "has no room for"
+          assert Tether.Worker.info(w).os_pid == os_pid
         {out, _} ->
           IO.puts("skipped: cannot mount a tmpfs here (#{String.trim(out)})")
       end
@@ -448,7 +457,8 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, big} = Tether.Worker.call(w, @m, "big_binary", [4_000_000])
       assert byte_size(big) == 4_000_000
       %{os_pid: os_pid} = Tether.Worker.info(w)
-      regions = fn -> Path.wildcard("/dev/shm/tether-#{os_pid}-*") |> Enum.filter(&File.regular?/1) end
+      dir = private_dir(w)
+      regions = fn -> Path.wildcard(Path.join(dir, "tether-#{os_pid}-*")) |> Enum.filter(&File.regular?/1) end
       assert regions.() != []
       wait_until(fn -> regions.() == [] end, 200)
       assert {:ok, %{"memory" => %{"regions" => %{"live" => 0}}}} = Tether.Worker.stats(w)
@@ -483,6 +493,32 @@ defmodule Tether.WorkerLifecycleTest do
       wait_until(fn -> not File.exists?("/proc/#{stopped_pid}") end, 100)
     end
 
+    test "a node killed outright takes its Python with it, even one busy in a handler" do
+      ebin = Path.dirname(:code.which(:tether_worker))
+      expr = """
+      {ok, W} = tether_worker:start(\#{python => "#{TestPython.python()}", modules => [<<"beam_handlers">>],
+                                       env => [{"PYTHONPATH", "#{TestPython.pythonpath()}"}]}),
+      spawn(fun() -> tether_worker:call(W, <<"beam_handlers">>, <<"sleep">>, [60], 120000) end),
+      timer:sleep(300),
+      io:format("pids ~s ~p~n", [os:getpid(), maps:get(os_pid, tether_worker:info(W))]),
+      timer:sleep(infinity).
+      """
+      port = Port.open({:spawn_executable, System.find_executable("erl")},
+                       [:binary, :exit_status, args: ["-noshell", "-pa", ebin, "-eval", expr]])
+      {node_pid, python_pid} =
+        receive do
+          {^port, {:data, "pids " <> rest}} ->
+            [a, b] = rest |> String.trim() |> String.split(" ")
+            {a, b}
+        after
+          20_000 -> flunk("the node did not start its worker")
+        end
+      assert File.exists?("/proc/#{python_pid}")
+      System.cmd("kill", ["-9", node_pid])
+      # Its handler would run 60 s; the kernel kills it as its parent (erl_child_setup) goes.
+      wait_until(fn -> not File.exists?("/proc/#{python_pid}") end, 200)
+    end
+
     test "a keeper that dies is replaced, and the worker's directory watched again" do
       {:ok, w} = Tether.Worker.start(TestPython.opts())
       dir = private_dir(w)
@@ -497,7 +533,8 @@ defmodule Tether.WorkerLifecycleTest do
     test "shm_keep: a large reply dropped after a timeout lets its region go too" do
       w = start_worker(shm_keep: 500)
       %{os_pid: os_pid} = Tether.Worker.info(w)
-      regions = fn -> Path.wildcard("/dev/shm/tether-#{os_pid}-*") |> Enum.filter(&File.regular?/1) end
+      dir = private_dir(w)
+      regions = fn -> Path.wildcard(Path.join(dir, "tether-#{os_pid}-*")) |> Enum.filter(&File.regular?/1) end
       assert {:error, :timeout} = Tether.Worker.call(w, @m, "big_despite_cancel", [0.5, 4_000_000], 100)
       wait_until(fn -> Tether.Worker.info(w).phase == :ready end)
       wait_until(fn -> regions.() == [] end, 200)

@@ -17,8 +17,10 @@ lists                                       list<inferred>
 maps                                        struct<inferred>
 tuples of one arity (not under auto)       struct<"0": inferred, "1": inferred, ...>
 Elixir ``DateTime`` structs                 timestamp[us, tz]
+Elixir ``Date`` / ``Time`` structs          date32 / time64[us]
 Elixir ``Decimal`` structs                  decimal128(38, scale) when it fits
 Python datetime / decimal.Decimal           timestamp / decimal128
+Python date / time                          date32 / time64[us]
 ==========================================  ===================================
 
 A column Arrow cannot hold (integers beyond 64 bits, pids, mixed kinds, and
@@ -194,6 +196,10 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
         return _atom_column(values, nulls)
     if kinds <= {_dt.datetime} or kinds <= {decimal.Decimal}:
         return pa.array(values)
+    if kinds == {_dt.date}:  # exact types: a datetime is a date too, and takes the timestamp branch above
+        return pa.array(values, pa.date32())
+    if kinds == {_dt.time}:
+        return _time_column(name, values, strict)
     if kinds == {dict}:
         return _map_column(name, values, strict, nulls, depth)
     if kinds == {list}:
@@ -211,6 +217,17 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
         f"Column {name!r} holds {names}; Arrow needs one kind per column "
         "(tuples, pids and mixed kinds have no Arrow type). Keep such data as etf."
     )
+
+
+def _time_column(name: str, values: list, strict: bool) -> pa.Array:
+    """time64[us] (Elixir's Time holds microseconds at most, as Python's does); a time zone is dropped, as
+    the ETF mapping drops it (docs/types.md), with the same warning."""
+    row = next((i for i, v in enumerate(values) if v is not None and v.tzinfo is not None), -1)
+    if row >= 0:
+        _lossy(name, row, f"time {values[row]} is stored without its time zone (time64 has none, nor Elixir's Time)",
+               "Send datetimes when the zone matters.", strict)
+        values = [v if v is None else v.replace(tzinfo=None) for v in values]
+    return pa.array(values, pa.time64("us"))
 
 
 def _utf8_if_valid(values: list) -> pa.Array:

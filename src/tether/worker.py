@@ -40,15 +40,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import collections
 import contextlib
+import ctypes
 import gc
 import importlib
+import inspect
 import json
 import logging
 import mmap
 import os
 import platform
+import re
 import select
 import signal
 import stat
@@ -57,6 +61,8 @@ import sys
 import threading
 import time
 import traceback
+import warnings
+import weakref
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
@@ -104,6 +110,11 @@ SPIN_BACKOFF_MAX = 64
 INLINE_CHECKSUM = "crc32"
 SHM_CHECKSUM = "auto"
 EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
+# Once the BEAM has closed the port, how long threads a handler left running have to finish before the worker
+# exits without them.
+EXIT_GRACE = 0.5
+# How many (function, argument position) pairs a worker remembers warning of charlists for.
+CHARLIST_WARNINGS = 4096
 # A stderr line longer than this is sent in pieces.
 LINE_MAX = 64 << 10
 # A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
@@ -212,6 +223,10 @@ class MessageError(DecodeError):
 
 _ETF = formats.get("etf")
 _CRC32 = frame.checksum.requested(INLINE_CHECKSUM)
+# Where the decoders put text-like charlists while the worker reads a request (its arguments), and the list
+# they go to: one per process, as a worker reads its requests on its main thread.
+_CHARLISTS = _etf.CHARLIST_SINK
+_FOUND: list[str] = []
 
 
 _PROTOCOL_ETF = {"nan": "error"}
@@ -331,6 +346,25 @@ def _text(value: Any) -> str:
             raise DecodeError(f"{bytes(value[:60])!r} is not UTF-8; module and function names are UTF-8 text.") \
                 from None
     raise DecodeError(f"expected a name (a binary or an atom), got {_kind(value)}.")
+
+
+# What the request tuple's elements are called in messages: {call, Id, Module, Function, Args, Opts}.
+_CALL_PARTS = {"1": "Id", "2": "Module", "3": "Function", "4": "$", "5": "Opts"}
+_CALL_PATH = re.compile(r"(?:^|(?<=at ))\$\[([1-5])\]")
+_ARGUMENT = re.compile(r"\$\[(\d+)\]")
+
+
+def _call_path(text: str) -> str:
+    """``text`` (a decoder's message, or a path) with its first path made the arguments': ``$[4][0][1]``, the
+    request's Args, is ``$[0][1]``, as the README and every other argument error say; ``$[5].tables`` is
+    ``Opts.tables``.
+
+    Examples
+    --------
+    >>> _call_path("keys collide at $[4][0][1] (offset 61)."), _call_path("$[5].tables ('rows')")
+    ('keys collide at $[0][1] (offset 61).', "Opts.tables ('rows')")
+    """
+    return _CALL_PATH.sub(lambda m: _CALL_PARTS[m.group(1)], text, count=1)
 
 
 def _kind(value: Any) -> str:
@@ -808,6 +842,9 @@ class Worker:
         Embedded frames larger than this go through the worker's shared-memory region.
     binaries : {"bytes", "str"}
         How BEAM binaries arrive in handler arguments ("str": valid UTF-8 ones as ``str``).
+    region_dir : str
+        Where the reply regions go: the worker's private directory when the BEAM names one
+        (``--stats-dir``), so that they live under the worker's ``shm_dir`` and go with it.
 
     Examples
     --------
@@ -819,12 +856,13 @@ class Worker:
     >>> w.close()
     """
 
-    def __init__(self, modules: dict[str, ModuleType], *, shm_threshold: int = SHM_THRESHOLD, binaries: str = "bytes"):
+    def __init__(self, modules: dict[str, ModuleType], *, shm_threshold: int = SHM_THRESHOLD, binaries: str = "bytes",
+                 region_dir: str = "/dev/shm"):
         self.modules = modules
         self.shm_threshold = shm_threshold
         self.binaries = binaries
         self._decode_options = {"binaries": "tagged" if binaries == "str" else "bytes"}
-        self.pool = RegionPool(max_regions=2, prefault=False, sweep=True)
+        self.pool = RegionPool(max_regions=2, prefault=False, sweep=True, directory=region_dir)
         self.region: Any = None
         self._region_fresh = False  # whether this reply already reset the region
         self._running = False
@@ -874,6 +912,8 @@ class Worker:
                 pass  # the common small call: nothing inside to decode
             else:
                 args = self._arguments(args, opts.get(_PLAIN) is True)
+            if _FOUND:
+                _warn_charlists(_FOUND, self, target, step)
         except Exception as exc:  # noqa: BLE001 - any failure on a request is the request's: answer it
             return self.bad_request(ident, exc)
         self._step = step
@@ -1011,14 +1051,30 @@ class Worker:
         return (target if callable(target) and _exported(module, fun, target) else None), step
 
     def _request(self, message: Any) -> tuple[Any, int, bool]:
-        """A request's term, where its ETF starts in ``message`` and whether that ETF is compressed."""
-        if self._compact:
-            request = read_compact(message, self._decode_options)  # raises first on a message too short to be one
-            return request, COMPACT_HEADER, message[COMPACT_HEADER + 1] == etf_tags.COMPRESSED
-        request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
-                                               self._decode_options)
-        start = header.payload_offset
-        return request, start, header.compression_id != 0 or message[start + 1] == etf_tags.COMPRESSED
+        """A request's term, where its ETF starts in ``message`` and whether that ETF is compressed.
+
+        Paths in its errors and in its text-like charlists (kept for :func:`_warn_charlists`) are
+        the arguments' (``$[0]`` is the first), not the request tuple's (``$[4][0]``).
+        """
+        if _FOUND:
+            _FOUND.clear()
+        sink = _CHARLISTS
+        sink.paths, sink.thread = _FOUND, self._main
+        try:
+            if self._compact:
+                request = read_compact(message, self._decode_options)  # raises first on a message too short
+                return request, COMPACT_HEADER, message[COMPACT_HEADER + 1] == etf_tags.COMPRESSED
+            request, header, _ = _api.decode_frame(_buffers.as_view(message), None, False, False, True,
+                                                   self._decode_options)
+            start = header.payload_offset
+            return request, start, header.compression_id != 0 or message[start + 1] == etf_tags.COMPRESSED
+        except TetherError as exc:
+            exc.args = (_call_path(str(exc)), *exc.args[1:])
+            raise
+        finally:
+            sink.paths = None
+            if _FOUND:
+                _FOUND[:] = map(_call_path, _FOUND)
 
     def _other(self, request: Any) -> bytes | None:
         """The answer to a request that is not a call: stats, the benchmark's echo, or a bad_request; None for a
@@ -1083,7 +1139,8 @@ class Worker:
                 if self._cancel_id == ident:  # the signal came before the handler could start
                     raise Cancelled("the BEAM cancelled this call before it started")
                 result = target(*args)
-                if type(result) not in _FAST_RESULTS and asyncio.iscoroutine(result):
+                # Awaitables only: asyncio.iscoroutine also takes a plain generator (3.11), which ran as a task.
+                if type(result) not in _FAST_RESULTS and inspect.isawaitable(result):
                     result = self._await(result)
             finally:
                 self._running = False
@@ -1100,9 +1157,10 @@ class Worker:
             self._outcome = "EncodeError"
             return self._python_error(ident, exc, "EncodeError")
 
-    def _await(self, coro: Any) -> Any:
+    def _await(self, awaitable: Any) -> Any:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
+        coro = awaitable if inspect.iscoroutine(awaitable) else _awaited(awaitable)
         self._task = self._loop.create_task(coro)
         try:
             return self._loop.run_until_complete(self._task)
@@ -1175,7 +1233,11 @@ class Worker:
         if type(args) is tuple and len(args) == 3 and args[0] == _SHM:
             view = self._map_file(args[1], 0, args[2])
             self._shm_in = len(view)
-            args = tether.loads(view, options=self._decode_options)
+            _CHARLISTS.paths, _CHARLISTS.thread = _FOUND, self._main  # paths here are the arguments' already
+            try:
+                args = tether.loads(view, options=self._decode_options)
+            finally:
+                _CHARLISTS.paths = None
             # Frames inside a private file the BEAM wrote for this call: a CRC-32 pass over a
             # 256 MiB tensor (0.1 s) guards against nothing the file's 0600 mode does not.
             self._verify = False
@@ -1336,21 +1398,27 @@ class Worker:
         return (_EMBED, bytes(enc))
 
     def _place(self, enc: Any) -> tuple | None:
-        """Write a frame into the worker's region, or None when its slots are all taken (the caller sends it inline).
+        """Write a frame into the worker's region, or None when it cannot go there (the caller sends it inline).
 
         The region is reset once per reply: the BEAM read the previous reply's frames before this call.
+        Its slots all taken, or no memory left in the directory (a full /dev/shm: logged), the frame
+        goes through the pipe.
         """
-        if self.region is None:
-            self.region = self.pool.acquire(max(enc.nbytes, self.shm_threshold))
-        if not self._region_fresh:
-            self.region.reset()
-            self._region_fresh = True
-            if self.region.capacity < enc.nbytes + _REGION_SLACK:  # the first frame of this reply: a larger region
-                self.pool.release(self.region)
-                self.region = self.pool.acquire(enc.nbytes + _REGION_SLACK)
         try:
+            if self.region is None:
+                self.region = self.pool.acquire(max(enc.nbytes, self.shm_threshold))
+            if not self._region_fresh:
+                self.region.reset()
+                self._region_fresh = True
+                if self.region.capacity < enc.nbytes + _REGION_SLACK:  # the first frame of this reply: a larger one
+                    region, self.region = self.region, None
+                    self.pool.release(region)
+                    self.region = self.pool.acquire(enc.nbytes + _REGION_SLACK)
             slot, offset, view = self.region.reserve(enc.nbytes)
-        except RegionError:
+        except RegionError as exc:
+            if isinstance(exc.__cause__, OSError):
+                logging.getLogger("tether.worker").warning("A %d-byte frame of this reply went through the pipe: %s",
+                                                           enc.nbytes, exc)
             return None
         try:
             enc.write_into(view)
@@ -1412,8 +1480,64 @@ class Worker:
             self._loop = None
 
 
+# The (function, argument position) pairs each worker has warned of charlists for. Not an attribute: a
+# 30th on Worker's instances takes them past CPython's shared-key dicts, and costs ~40 ns a reply.
+_charlists_warned: weakref.WeakKeyDictionary[Any, set[tuple[str, int]]] = weakref.WeakKeyDictionary()
+
+
+def _warn_charlists(found: list[str], worker: Any, target: Callable, step: str) -> None:
+    """Warn of the text-like charlists ``found`` in the arguments of a call to ``target`` (``step``), then
+    forget them: once per worker for each function and argument position.
+
+    Erlang cannot tell ``'abc'`` from ``[97, 98, 99]``, so a handler gets a list of ints, and is
+    warned (a ``LossyConversionWarning``, which reaches the BEAM as a log record). The first
+    warning for an argument names the charlist's path, its text and the fix; later ones for the
+    same function and position are not given (a service sending a name as a charlist logged one
+    line per call, and each new text was a new entry in a warnings registry, for the worker's
+    life). At most :data:`CHARLIST_WARNINGS` pairs are remembered per worker; past that, none are
+    given. The warning points at the handler's ``def`` line, and goes through no registry.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> w = Worker({})
+    >>> def greet(name): ...
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     for text in ("ann", "bob"):
+    ...         _warn_charlists([f"$[0] ({text!r})"], w, greet, "app.greet")
+    >>> [str(m.message).split(" looks")[0] for m in caught]  # bob's is not warned: same function, same argument
+    ["Charlist at $[0] ('ann') in a call to app.greet"]
+    >>> w.close()
+    """
+    by_argument: dict[int, list[str]] = {}
+    for path in found:
+        at = _ARGUMENT.match(path)
+        if at is not None:  # not a charlist in Opts or the Id
+            by_argument.setdefault(int(at.group(1)), []).append(path)
+    found.clear()
+    warned = _charlists_warned.setdefault(worker, set())
+    code = getattr(getattr(target, "__func__", target), "__code__", None)
+    where = (code.co_filename, code.co_firstlineno) if code is not None else ("<tether.worker>", 0)
+    for argument, paths in by_argument.items():
+        if (step, argument) in warned or len(warned) >= CHARLIST_WARNINGS:
+            continue
+        warned.add((step, argument))
+        more = f" (and {len(paths) - 1} more in this argument)" if len(paths) > 1 else ""
+        warnings.warn_explicit(
+            f"Charlist at {paths[0]}{more} in a call to {step} looks like text but arrives as a list of ints: "
+            "Erlang cannot tell 'abc' from [97, 98, 99]. Send text as an Elixir string (a binary, \"abc\"). "
+            "Warned once per worker for each function and argument.",
+            tether.LossyConversionWarning, *where, module=getattr(target, "__module__", None))
+
+
 _FAST_RESULTS = frozenset((dict, list, tuple, str, int, float, bool, type(None), Atom, bytes))
 _BEAM_CONTAINERS = (tether.FrozenList, tether.FrozenMap)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    """A coroutine of any awaitable (a Future, an object with ``__await__``), which a task needs."""
+    return await awaitable
 
 
 def _marked_bytes(value: Any) -> bytes | memoryview:
@@ -2279,6 +2403,26 @@ def _set_log_level(name: str) -> None:
         tether_logger.setLevel(logging.WARNING)
 
 
+def _die_with_the_node() -> None:
+    """SIGKILL when the BEAM's port program (``erl_child_setup``, this process's parent) goes.
+
+    A node killed outright closes the port, but a handler that never returns never reads it: the
+    worker would run on, an orphan holding its memory. Only under a BEAM: Python that started the
+    worker itself keeps the usual lifetime (the signal follows the thread that forked, not the process).
+    """
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/comm", "rb") as f:
+            if f.read().strip() != b"erl_child_setup":
+                return
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no /proc, no prctl (not Linux): the orphan case stays
+        return
+    if os.getppid() != parent:  # the node died before the call above: nothing would send the signal
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the worker on fd 0 and 1 until the BEAM closes the port; returns the exit status.
 
@@ -2287,6 +2431,7 @@ def main(argv: list[str] | None = None) -> int:
     ``python -m tether.worker --module my_handlers --shm-threshold 1048576``
     """
     args = _arguments(argv)
+    _die_with_the_node()
     if args.log_level is not None:
         _set_log_level(args.log_level)
     if args.pin is not None:
@@ -2297,7 +2442,8 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     channel = Channel(0, out, args.max_message, args.spin_us)
-    worker = Worker({}, shm_threshold=args.shm_threshold, binaries=args.binaries)
+    worker = Worker({}, shm_threshold=args.shm_threshold, binaries=args.binaries,
+                    region_dir=args.stats_dir or "/dev/shm")
     signal.signal(signal.SIGUSR1, worker.on_cancel)  # from now on: a late cancel must not kill the worker
     if args.stats_dir is not None:  # before ready: `tether stats` may signal as soon as the file exists
         _StatsWriter(worker, args.stats_dir)
@@ -2325,5 +2471,38 @@ def main(argv: list[str] | None = None) -> int:
         forwarding.stop()
 
 
+def _exit(status: int) -> None:
+    """End ``python -m tether.worker`` with ``status``, even when a handler left a thread running.
+
+    Python's own exit waits for every non-daemon thread before it runs the ``atexit`` functions,
+    so a handler's thread that never ends kept the worker alive after the BEAM closed the port,
+    forever. Such threads get :data:`EXIT_GRACE` seconds to finish; without any left, this is
+    Python's normal exit. Otherwise the worker does what that exit does but the waiting (the
+    ``atexit`` functions, logging's flush, stdout and stderr flushed) and ends with ``os._exit``.
+    """
+    lingering = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    deadline = time.monotonic() + EXIT_GRACE
+    for thread in lingering:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    running = [t.name for t in lingering if t.is_alive()]
+    if not running:
+        raise SystemExit(status)
+    print(f"tether.worker: exiting without waiting for {len(running)} thread(s) a handler left running: "
+          f"{', '.join(running[:10])}; make such threads daemon=True, or end them", file=sys.stderr)
+    # The interpreter's own runner of the atexit functions: there is no public one, and what they
+    # write (a handler's last records, coverage data) is what a normal exit would keep.
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if run_exit_functions is not None:
+        run_exit_functions()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed, or its descriptor is gone
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    _exit(main())

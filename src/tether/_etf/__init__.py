@@ -26,15 +26,16 @@ from .._errors import DecodeError, TruncatedError
 from .._structs import convert as struct_convert
 from . import decoder, encoder, native
 from .columns import Columns, decode_columns, decode_typed_columns, uncompressed
-from .decoder import inflate, readonly_view
+from .decoder import CHARLIST_SINK, inflate, readonly_view
 from .prepare import prepare
-from .native import c as _c, options as _native_options
+from .encoder import check_finite
+from .native import c as _c, options as _native_options, shallow_options as _shallow_options
 from .options import ATOM_MODES, BINARY_MODES, CHARLIST_MODES, NAN_MODES, Options
 from .tags import BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, DIST_FRAG_HEADER, DIST_HEADER, DIST_HEADER_H, VERSION_MAGIC
 
 __all__ = [
-    "ATOM_MODES", "BINARY", "BINARY_MODES", "BIT_BINARY", "CHARLIST_MODES", "COMPRESSED", "Columns", "NAN_MODES",
-    "Options", "VERSION", "decode", "decode_columns", "decode_term", "decode_typed_columns", "encode",
+    "ATOM_MODES", "BINARY", "BINARY_MODES", "BIT_BINARY", "CHARLIST_MODES", "CHARLIST_SINK", "COMPRESSED", "Columns",
+    "NAN_MODES", "Options", "VERSION", "decode", "decode_columns", "decode_term", "decode_typed_columns", "encode",
     "uncompressed",
 ]
 
@@ -44,6 +45,9 @@ BIT_BINARY = BIT_BINARY_EXT
 # Distribution headers that can follow the version byte; DIST_FRAG_CONT is not
 # here, as its 70 is also NEW_FLOAT_EXT, a valid term.
 _DIST_HEADERS = (DIST_HEADER, DIST_FRAG_HEADER, DIST_HEADER_H)
+# When the C encoder's first try fails, a term is looked through this deep for a container that contains
+# itself before anything else walks it; a term deeper than this is tried in C at its full depth first.
+PROBE_DEPTH = 10_000
 
 
 def decode(data: Any, opts: Options | None = None) -> Any:
@@ -182,7 +186,9 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
     Raises
     ------
     tether.EncodeError
-        A value with no ETF form; the message names its path.
+        A value with no ETF form; the message names its path. A term that contains itself
+        (``l.append(l)``) is one: it is refused where the cycle closes, without writing it out
+        to ``Limits.max_depth`` first.
 
     Examples
     --------
@@ -200,18 +206,31 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
     if _c is not None and opts.nan == "error":
         # Lists mutated while encoding are the caller's bug; the C path reads
         # containers in place, and anything it does not know goes to Python.
-        native = opts.native or _native_options(opts)
+        # The first try stops at SHALLOW_DEPTH: a term that contains itself must not be written
+        # 4,000,000 levels deep before anything looks for the cycle.
+        tagged = bytes_tag == BIT_BINARY_EXT
         try:
-            return _c.encode(term, native, bytes_tag == BIT_BINARY_EXT)
+            return _c.encode(term, opts.shallow or _shallow_options(opts), tagged)
         except _c.Fallback:
             pass
+        native = opts.native or _native_options(opts)
+        # Cycles are short in practice: looking this deep finds them at once, or says the term is deep.
+        if check_finite(term, opts.limits.max_depth, give_up=PROBE_DEPTH) < 0:
+            if native is not opts.shallow:
+                try:  # deep: the whole depth Limits allow, in C
+                    return _c.encode(term, native, tagged)
+                except _c.Fallback:
+                    pass
+            check_finite(term, opts.limits.max_depth)  # before the slower paths walk it
         if opts.structs:  # values of registered types: their wire terms, then C again
             prepared = prepare(term, convert or struct_convert, opts.limits.max_depth)
             if prepared is not term:
                 try:
-                    return _c.encode(prepared, native, bytes_tag == BIT_BINARY_EXT)
+                    return _c.encode(prepared, native, tagged)
                 except _c.Fallback:
                     term = prepared
+    else:
+        check_finite(term, opts.limits.max_depth)
     if convert is None and opts.structs:
         convert = struct_convert
     out = bytearray((VERSION_MAGIC,))

@@ -15,7 +15,10 @@ offset, so every read is bounds-checked before it happens.
 from __future__ import annotations
 
 import math
+import os
 import struct
+import sys
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -176,7 +179,7 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tupl
             value = join_tail(r, top, value, pos)
         else:
             if r.textlike:
-                warn_charlists(r.textlike)
+                report_charlists(r.textlike)
             return value, pos
 
 
@@ -419,14 +422,77 @@ def _string(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
     return list(raw), end
 
 
+class CharlistSink:
+    """Where one thread's decoders put the text-like charlists they find, instead of warning.
+
+    ``paths`` is a list (each entry ``"$[1].name ('abc')"``: the path, then the start of the
+    text), or None to warn (:func:`warn_charlists`); it takes the charlists of decodes on thread
+    ``thread`` (a ``threading.get_ident()``) only: other threads' decodes warn. Set and cleared
+    around a decode by a caller that words its own warning, as the worker does for a call's
+    arguments (once per function and argument, with the argument's path). A plain object, not a
+    ``threading.local``: the worker sets it twice a call, and each step through a thread-local
+    costs ~30 ns.
+    """
+
+    __slots__ = ("paths", "thread")
+
+    def __init__(self) -> None:
+        self.paths: list[str] | None = None
+        self.thread = 0
+
+
+CHARLIST_SINK = CharlistSink()
+
+
+def report_charlists(paths: list[str]) -> None:
+    """Hand the text-like charlists of one decoded value to the sink, when it is this thread's; or warn."""
+    sink = CHARLIST_SINK
+    found = sink.paths
+    if found is not None and sink.thread == threading.get_ident():
+        found.extend(paths)
+    else:
+        warn_charlists(paths)
+
+
+# The call sites (file, line) that have had their charlist warning: at most WARNED_SITES_MAX of them.
+_warned_sites: set[tuple[str, int]] = set()
+WARNED_SITES_MAX = 256
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def warn_charlists(paths: list[str]) -> None:
-    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
-    warnings.warn(
+    """One LossyConversionWarning for the text-like charlists of one decoded value, once per call site.
+
+    The call site is the first caller outside tether (the line that called ``tether.etf.decode`` or
+    ``tether.loads``). Each site warns once in the process's life, naming the first charlist's path
+    and text and how many more the value held; the first :data:`WARNED_SITES_MAX` sites do, later
+    ones stay silent. Python's own registries cannot do this: each distinct message (every new path
+    or text) is a new entry in the caller's ``__warningregistry__``, and a service decoding varied
+    data grew it, and its log, by one per value. The warning goes through ``warnings.warn_explicit``
+    without a registry: the set of sites here is the only record, and it is bounded.
+    """
+    frame = _caller_outside_tether()
+    site = (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("<tether>", 0)
+    if site in _warned_sites or len(_warned_sites) >= WARNED_SITES_MAX:
+        return
+    _warned_sites.add(site)
+    more = f" (and {len(paths) - 1} more in this value)" if len(paths) > 1 else ""
+    warnings.warn_explicit(
         f"Charlist at {paths[0]}{more} looks like text but decodes as a list of ints, as Erlang cannot tell "
-        "them apart. Pass charlists='str' for text, or send Elixir strings (binaries).",
-        LossyConversionWarning,
-        stacklevel=5,
+        "them apart. Pass charlists='str' for text, or send Elixir strings (binaries). "
+        "(Warned once for this line.)",
+        LossyConversionWarning, site[0], site[1],
+        module=frame.f_globals.get("__name__") if frame is not None else None,
+        module_globals=frame.f_globals if frame is not None else None,
     )
+
+
+def _caller_outside_tether() -> Any:
+    """The innermost frame whose code is not tether's own (the outermost one when all are)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    return frame
 
 
 # ---------------------------------------------------------------- containers

@@ -11,6 +11,7 @@ loop knows.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 import struct
 import warnings
@@ -42,17 +43,41 @@ DONE = object()  # a writer wrote the value; also the end of a container's itera
 _NOVAL = object()  # a map frame with no value waiting
 
 
+# A path shows at most this many steps (the outermost and innermost halves): a term nested
+# 4,000,000 deep would otherwise make its error message megabytes long.
+PATH_STEPS = 20
+
+
 def epath(stack: list) -> str:
     """Render the encoder's path stack as a JSON-path-like location, e.g. ``$[3].price``."""
-    out = ["$"]
-    for kind, container, index in stack:
+    steps = []
+    for kind, container, index in _outer_and_inner(stack):
         if kind == "tail":
-            out.append(".<tail>")
+            steps.append(".<tail>")
         elif kind == "map":
-            out.append(f".{container}" if isinstance(container, str) and container.isidentifier() else f"[{container!r}]")
+            steps.append(step(container))
         else:
-            out.append(f"[{index}]")
-    return "".join(out)
+            steps.append(f"[{index}]")
+    return _joined(steps, len(stack))
+
+
+def _outer_and_inner(steps: list) -> list:
+    """The first and last ``PATH_STEPS // 2`` of ``steps`` (all of them when there are no more than PATH_STEPS)."""
+    half = PATH_STEPS // 2
+    return steps if len(steps) <= PATH_STEPS else steps[:half] + steps[-half:]
+
+
+def _joined(shown: list[str], total: int) -> str:
+    """``$`` and the steps :func:`_outer_and_inner` kept, saying how many are left out between them."""
+    if total <= PATH_STEPS:
+        return "$" + "".join(shown)
+    half = PATH_STEPS // 2
+    return f"${''.join(shown[:half])}...({total - PATH_STEPS} more steps)...{''.join(shown[half:])}"
+
+
+def step(key: Any) -> str:
+    """One map step of a path: ``.name`` for an identifier, else ``[repr]``."""
+    return f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
 
 
 class Where:
@@ -172,6 +197,93 @@ def encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, conver
             "os.fsdecode or errors='surrogateescape' leave for undecodable bytes): send those bytes as bytes, "
             "or clean the text first (text.encode('utf-8', 'replace').decode())."
         ) from None
+
+
+# Values check_finite never looks into.
+_SCALARS = frozenset((str, Atom, int, float, bool, type(None), bytes, bytearray, memoryview))
+
+
+def check_finite(term: Any, max_depth: int, give_up: int | None = None) -> int:
+    """How deeply ``term`` nests lists, tuples and maps; EncodeError when it contains itself or nests deeper
+    than ``max_depth``; -1 when it nests deeper than ``give_up`` (no answer: the caller decides).
+
+    The encoders meet a container that contains itself as endless nesting: before this check, such a term
+    was written ``max_depth`` (4,000,000) levels deep, twice, before the depth limit stopped it (18 s and
+    2 GB for ``l.append(l)``). This walk keeps the containers on the current path, so a cycle is found where
+    it closes. Map keys are not searched: hashable keys cannot contain themselves.
+
+    Examples
+    --------
+    >>> check_finite({"a": [1, (2, 3)]}, 100), check_finite([[[1]]], 100, give_up=2)
+    (3, -1)
+    >>> l = [1]; l.append({"again": l})
+    >>> check_finite(l, 100)
+    Traceback (most recent call last):
+    ...
+    tether._errors.EncodeError: The list at $[1].again is the list that holds it at $: ...
+    """
+    items = _items_of(term)
+    if items is None:
+        return 0
+    stack: list[list] = [[term, items, None]]  # container, its (label, child) pairs, its label in its parent
+    on_path = {id(term)}
+    deepest = 1
+    limit = max_depth if give_up is None else min(max_depth, give_up)
+    scalars = _SCALARS
+    while stack:
+        top = stack[-1]
+        for label, child in top[1]:
+            if type(child) in scalars:
+                continue
+            items = _items_of(child)
+            if items is None:
+                continue
+            if id(child) in on_path:
+                raise _cycle(stack, label, child)
+            if len(stack) >= limit:
+                if limit < max_depth:
+                    return -1
+                raise EncodeError(f"Nesting deeper than {max_depth} at {_probe_path(stack, label)} (Limits.max_depth).")
+            on_path.add(id(child))
+            stack.append([child, items, label])
+            deepest = max(deepest, len(stack))
+            break
+        else:
+            stack.pop()
+            on_path.discard(id(top[0]))
+    return deepest
+
+
+def _items_of(value: Any) -> Any:
+    """A container's (label, child) pairs as the encoder walks them, or None for a value it does not open."""
+    t = type(value)
+    if t is list or t is tuple or t is FrozenList:
+        return enumerate(value)
+    if t is dict or t is FrozenMap:
+        return iter(value.items())
+    if isinstance(value, ImproperList):
+        return enumerate((*value.items, value.tail))
+    if isinstance(value, (list, tuple)):  # subclasses: the encoder writes them as their base type
+        return enumerate(value)
+    if isinstance(value, dict):
+        return iter(value.items())
+    return None
+
+
+def _cycle(stack: list, label: Any, child: Any) -> EncodeError:
+    depth = next(i for i, frame in enumerate(stack) if frame[0] is child)
+    kind = type(child).__name__
+    return EncodeError(
+        f"The {kind} at {_probe_path(stack, label)} is the {kind} that holds it at {_probe_path(stack[:depth + 1])}: "
+        "a term that contains itself has no finite ETF form. Break the cycle (copy the data without the "
+        "back-reference) before sending it."
+    )
+
+
+def _probe_path(stack: list, label: Any = DONE) -> str:
+    """The path of ``label`` under the containers on ``stack`` (``DONE``: of the innermost container itself)."""
+    labels = [frame[2] for frame in stack[1:]] + ([] if label is DONE else [label])
+    return _joined([f"[{x}]" if type(x) is int else step(x) for x in _outer_and_inner(labels)], len(labels))
 
 
 def _walk(w: Writer, term: Any) -> None:
@@ -379,12 +491,25 @@ def encode_other(w: Writer, value: Any) -> Any:
     replaced = coerce(value)
     if replaced is not DONE:
         return replaced
+    if type(value).__name__ == "NaTType":  # a datetime subclass: the DateTime mapping would write NaN fields
+        raise MappingError(
+            f"Cannot encode pandas NaT (a missing time) at {w.where()}: it has no date or time, and Elixir's "
+            "DateTime has no missing value. Send None (nil) in its place: `None if pd.isna(v) else v`, or "
+            "df.astype(object).where(df.notna(), None) for a whole DataFrame."
+        )
     if w.convert is not None:
         replaced = w.convert(value, w.here)
         if replaced is not DONE and replaced is not value:
             return replaced
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, (collections.abc.Iterator, collections.abc.AsyncIterator)):
+        collect = "[x async for x in it]" if isinstance(value, collections.abc.AsyncIterator) else "list(it)"
+        raise MappingError(
+            f"Cannot encode {name} at {w.where()} as ETF: an iterator (a generator, map, zip...) is read once, "
+            f"not a value: collect its items first, e.g. return {collect} instead of the iterator it."
+        )
     raise MappingError(
-        f"Cannot encode {type(value).__module__}.{type(value).__qualname__} at {w.where()} as ETF: "
+        f"Cannot encode {name} at {w.where()} as ETF: "
         "no mapping for this type. Convert it to a dict/list/tuple of basic values, register a struct "
         "mapping with tether.etf.register_struct, or use format='pickle' for Python-only data."
     )

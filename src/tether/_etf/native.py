@@ -40,21 +40,39 @@ def options(opts: Options) -> Any:
     """The C extension's parsed copy of ``opts``, built on first use and kept on ``opts``."""
     native = opts.native
     if native is None:
-        limits = opts.limits
-        native = opts.native = c.CodecOptions(
-            binaries=opts.binaries,
-            charlists=opts.charlists,
-            warn_charlists=opts.warn_charlists,
-            atoms=opts.atoms,
-            none_atom=opts.none_atom,
-            max_depth=limits.max_depth,
-            max_atoms=limits.max_atoms,
-            struct_hook=struct_to_python if opts.structs else None,
-            views=opts.views,
-            minor_version=opts.minor_version,
-            plain=opts.plain,
-        )
+        native = opts.native = _codec_options(opts, opts.limits.max_depth)
     return native
+
+
+# The C encoder's first try goes no deeper than this: a term that contains itself would otherwise
+# be written Limits.max_depth (4,000,000) levels deep before the limit stopped it. 100,000 keeps the
+# deepest terms seen in practice (a list nested 100,000 deep from the BEAM, round-tripped) on one pass.
+SHALLOW_DEPTH = 100_000
+
+
+def shallow_options(opts: Options) -> Any:
+    """``options(opts)`` for the C encoder's first try: at most :data:`SHALLOW_DEPTH` deep (kept on ``opts``)."""
+    shallow = opts.shallow
+    if shallow is None:
+        depth = opts.limits.max_depth
+        shallow = opts.shallow = options(opts) if depth <= SHALLOW_DEPTH else _codec_options(opts, SHALLOW_DEPTH)
+    return shallow
+
+
+def _codec_options(opts: Options, max_depth: int) -> Any:
+    return c.CodecOptions(
+        binaries=opts.binaries,
+        charlists=opts.charlists,
+        warn_charlists=opts.warn_charlists,
+        atoms=opts.atoms,
+        none_atom=opts.none_atom,
+        max_depth=max_depth,
+        max_atoms=opts.limits.max_atoms,
+        struct_hook=struct_to_python if opts.structs else None,
+        views=opts.views,
+        minor_version=opts.minor_version,
+        plain=opts.plain,
+    )
 
 
 def make_improper(items: list, tail: Any) -> Any:

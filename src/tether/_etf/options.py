@@ -25,7 +25,7 @@ class Options:
 
     __slots__ = (
         "binaries", "charlists", "atoms", "none_atom", "nan", "minor_version", "limits", "structs",
-        "warn_charlists", "views", "plain", "native",
+        "warn_charlists", "views", "plain", "native", "shallow",
     )
 
     def __init__(
@@ -85,3 +85,5 @@ class Options:
         # ports, references, opaque terms), for data every node must decode with [safe]: frame metadata.
         self.plain = plain
         self.native: Any = None
+        # The C encoder's first try, which stops at native.SHALLOW_DEPTH (see tether._etf.encode).
+        self.shallow: Any = None

@@ -1,0 +1,79 @@
+defmodule Tether.ValuesEdgesTest do
+  # Values at the edges (cycles, generators, argument paths, Date and Time columns), seen from Elixir against a real `python -m tether.worker` (make test sets TETHER_PYTHON).
+  use ExUnit.Case, async: false
+  alias Tether.TestPython
+
+  @m "edges_beam_handlers"
+  @handlers """
+  import datetime as dt
+
+  import pyarrow as pa
+
+
+  def schema(table):
+      return [[f.name, str(f.type)] for f in table.schema]
+
+
+  def dates():
+      return pa.table({"d": pa.array([dt.date(2024, 1, 1), None], pa.date32()),
+                       "t": pa.array([dt.time(10, 11, 12, 500000), None], pa.time64("us"))})
+
+
+  def loop():
+      value = []
+      value.append(value)
+      return value
+
+
+  def steps(n):
+      for _ in range(n):
+          yield {"i": 1}
+
+
+  def echo(value):
+      return value
+
+  """
+
+  setup do
+    dir = TestPython.tmp_dir!()
+    File.write!(Path.join(dir, "#{@m}.py"), @handlers)
+    opts = TestPython.opts(modules: [@m], env: [{"PYTHONPATH", TestPython.pythonpath([dir])}])
+    {:ok, w} = Tether.Worker.start_link(opts)
+    on_exit(fn -> TestPython.stop(w) end)
+    %{w: w}
+  end
+
+  test "Date and Time columns of Tether.table/1 arrive as date32 and time64", %{w: w} do
+    # It was {:bad_request, "$[0]: Column 'd' holds date; Arrow needs one kind per column ..."}.
+    rows = [%{"d" => ~D[2024-01-01], "t" => ~T[10:11:12.500000], "n" => 1}, %{"d" => nil, "t" => nil, "n" => 2}]
+    assert {:ok, types} = Tether.Worker.call(w, @m, "schema", [Tether.table(rows)])
+    assert Map.new(types, fn [name, type] -> {name, type} end) ==
+             %{"d" => "date32[day]", "t" => "time64[us]", "n" => "int64"}
+    columns = %{"d" => [~D[2024-02-29]], "t" => [~T[00:00:01.000000]]}
+    assert {:ok, [["d", "date32[day]"], ["t", "time64[us]"]]} =
+             Tether.Worker.call(w, @m, "schema", [Tether.table(columns)])
+  end
+
+  test "date32 and time64 columns come back as Dates and Times", %{w: w} do
+    assert {:ok, [%{"d" => ~D[2024-01-01], "t" => ~T[10:11:12.500000]}, %{"d" => nil, "t" => nil}]} =
+             Tether.Worker.call(w, @m, "dates", [], tables: :rows)
+  end
+
+  test "a reply that contains itself is an EncodeError within a second", %{w: w} do
+    {us, reply} = :timer.tc(fn -> Tether.Worker.call(w, @m, "loop", []) end)
+    assert {:error, {:python, "EncodeError", "EncodeError: $[0] contains itself; a reply must be a finite term.", _}} =
+             reply
+    assert us < 1_000_000
+  end
+
+  test "a generator is not awaited: an EncodeError says to return a list", %{w: w} do
+    assert {:error, {:python, "EncodeError", message, _}} = Tether.Worker.call(w, @m, "steps", [3])
+    assert message =~ "builtins.generator at $" and message =~ "return list(it)"
+  end
+
+  test "an argument's map keys that collide are named by the argument's path", %{w: w} do
+    assert {:error, {:bad_request, message}} = Tether.Worker.call(w, @m, "echo", [[1, %{1 => 1, 1.0 => 2}]])
+    assert message =~ "treats as equal at $[0][1] (offset"
+  end
+end
