@@ -64,6 +64,9 @@ __all__ = ["Checkpoint", "StreamError", "StreamReader", "StreamWriter", "summari
 # Reading from a pipe, a frame's buffer starts at this much and doubles as bytes arrive.
 _GROW_STEP = 1 << 20
 _CHAIN = struct.Struct("<QQQ")
+# Chunk numbers, byte offsets and digests are 64-bit on the wire (docs/format.md, "Streams").
+_U64_END = 1 << 64
+CHECKPOINT_KEYS = ("stream_id", "seq", "offset", "digest", "ended")
 
 
 def _flag(value: Any) -> bool:
@@ -78,6 +81,16 @@ def _flag(value: Any) -> bool:
     except (TypeError, ValueError):  # an array's ambiguous truth, say
         pass
     raise TypeError
+
+
+def _check_keys(data: Mapping[str, Any]) -> None:
+    """Refuse keys a checkpoint does not have: a misspelt ``ended`` must not read as a stream still open."""
+    unknown = [key for key in (data.keys() if isinstance(data, Mapping) else ()) if key not in CHECKPOINT_KEYS]
+    if unknown:
+        shown = ", ".join(repr(key)[:40] for key in unknown[:5])
+        shown += f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise ValidationError(f"Not a stream checkpoint: unknown key(s) {shown}. A checkpoint has only "
+                              f"{', '.join(CHECKPOINT_KEYS)}: pass what Checkpoint.as_dict() returned.")
 
 
 def _chain(digest: int, seq: int, payload_checksum: int) -> int:
@@ -130,9 +143,11 @@ class Checkpoint:
         Parameters
         ----------
         data : Mapping
-            Needs ``stream_id``, ``seq``, ``offset`` and ``digest``; ``ended`` is False when
-            missing or None (checkpoints stored before it existed), and may be a NumPy bool or
-            0/1 (a table or a database without booleans).
+            Needs ``stream_id``, ``seq``, ``offset`` and ``digest`` (each number in 0..2**64-1,
+            as on the wire); ``ended`` is False when missing or None (checkpoints stored before
+            it existed), and may be a NumPy bool or 0/1 (a table or a database without booleans).
+            No other key is accepted: a misspelt ``ended`` would otherwise let a writer append
+            after a stream's end.
 
         Returns
         -------
@@ -141,7 +156,7 @@ class Checkpoint:
         Raises
         ------
         tether.ValidationError
-            A key is missing, or a value is not a number or out of range.
+            A key is missing or unknown, or a value is not a number or out of range.
 
         Examples
         --------
@@ -167,8 +182,11 @@ class Checkpoint:
             raise ValidationError(f"Checkpoint fields must be a str stream_id, int seq, offset and digest and a "
                                   f"bool ended, got {[type(v).__name__ for v in [*fields, data.get('ended')]]}. "
                                   "Pass what Checkpoint.as_dict() returned.") from None
-        if cp.seq < 0 or cp.offset < 0 or not 0 <= cp.digest < 1 << 64:
-            raise ValidationError(f"Checkpoint values out of range: {cp}.")
+        _check_keys(data)
+        for name in ("seq", "offset", "digest"):
+            if not 0 <= getattr(cp, name) < _U64_END:
+                raise ValidationError(f"Checkpoint {name} must be in 0..2**64-1 (it is 64-bit on the wire), got "
+                                      f"{getattr(cp, name)}. Pass what Checkpoint.as_dict() returned.")
         if len(cp.stream_id) != 32 or cp.stream_id.strip("0123456789abcdef"):
             raise ValidationError(f"Checkpoint stream_id must be 32 lowercase hex digits (a stream's id), "
                                   f"got {cp.stream_id!r}.")
@@ -314,8 +332,14 @@ class StreamWriter:
         check_metadata(metadata)
         req = self._request._replace(format=format, metadata=metadata)
         t0 = _metrics.clock() if _metrics.on else None
+        if self._seq >= _U64_END - 1:  # the checkpoint after this chunk could not be stored, nor read
+            raise ValidationError(f"This stream has {self._seq} chunks, the most a stream holds (chunk numbers are "
+                                  "64-bit); start a new stream.")
         enc = prepare(value, req, stream={"id": self.stream_id, "seq": self._seq, "offset": self._offset},
                       op="stream_chunk")
+        if self._offset + enc.raw_length >= _U64_END:  # checked before a byte goes out
+            raise ValidationError(f"This chunk ({enc.raw_length} B after {self._offset} B) would take the stream "
+                                  "past 2**64-1 bytes (offsets are 64-bit); start a new stream.")
         self._digest = _chain(self._digest, self._seq, self._emit(enc))
         if t0 is not None:
             d = enc.decision
@@ -729,7 +753,7 @@ class _Source:
 
 
 def _is_u64(value: Any) -> bool:
-    return type(value) is int and 0 <= value < 1 << 64
+    return type(value) is int and 0 <= value < _U64_END
 
 
 def _is_stream_id(value: Any) -> bool:

@@ -115,6 +115,17 @@ def _big_frame_header(size: int) -> bytes:
     return bytes(frame[:4096])
 
 
+def _arrow_ipc_frame(codec: str, size: int) -> bytes:
+    """An arrow frame whose one column is ``size`` bytes of zeros, compressed by Arrow inside the IPC stream.
+
+    The frame header says "none": only the IPC stream's per-buffer length prefixes say what it expands to.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    return tether.dumps(pa.table({"z": np.zeros(size // 8)}), compression=codec)
+
+
 def catalogue() -> list[tuple[str, dict[str, int], Callable[[], Callable[[], Any]]]]:
     """(name, limits, build): ``build()`` makes the input and returns the call that reads it."""
     bombs: list = [
@@ -147,6 +158,10 @@ def catalogue() -> list[tuple[str, dict[str, int], Callable[[], Callable[[], Any
         bombs.append((f"{codec} claims more than the limit", {"max_uncompressed_size": LIMIT},
                       lambda codec=codec: (lambda f=_compressed_frame(codec, _zeros_stream(codec, REAL), REAL):
                                            tether.loads(f))))
+    # Trial 18 C: a 13,048-byte frame loaded as a 400 MB table under a 1 MiB limit.
+    for codec in ("lz4", "zstd"):
+        bombs.append((f"arrow IPC {codec} inflates past the limit", {"max_uncompressed_size": LIMIT},
+                      lambda codec=codec: (lambda f=_arrow_ipc_frame(codec, REAL): tether.loads(f))))
     return bombs
 
 
