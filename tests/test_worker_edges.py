@@ -118,6 +118,20 @@ def test_a_cycle_deep_inside_a_map_is_named_where_it_closes():
         tether.etf.encode({"x": inner, "y": object()})
 
 
+def test_dumps_of_a_value_that_contains_itself_ends_as_etf_or_pickle():
+    # format="etf" looked for NaN to write as atoms after the encoder's error, and walked the cycle for ever.
+    loop: list = [1.0]
+    loop.append(loop)
+    with pytest.raises(tether.EncodeError, match="contains itself"):
+        tether.dumps(loop, format="etf")
+    marked = {"loss": float("nan")}
+    marked["self"] = marked
+    with pytest.warns(tether.FallbackWarning, match="contains itself"):
+        frame = tether.dumps(marked)  # auto: pickle keeps cycles
+    back = tether.loads(frame, allow_pickle=True)
+    assert back["self"] is back and back["loss"] != back["loss"]
+
+
 def test_a_reply_that_contains_itself_is_an_encode_error_within_a_second(worker):
     def loop():
         value: list = []

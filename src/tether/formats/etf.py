@@ -280,8 +280,10 @@ class EtfFormat(Format):
 
 def _floats_as_atoms_fit(obj: Any) -> bool:
     """Whether ``obj`` holds a non-finite float and none of the atoms that would stand for one (so reading
-    the atoms back as floats gives ``obj`` again). Map keys are not searched: they stay as written."""
-    stack, found = [obj], False
+    the atoms back as floats gives ``obj`` again). Map keys are not searched: they stay as written.
+    Each container is looked into once, so a value that contains itself ends the walk (the encoder
+    then names the cycle)."""
+    stack, found, seen = [obj], False, set()
     while stack:
         value = stack.pop()
         t = type(value)
@@ -290,10 +292,9 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif t is Atom:
             if value in FLOAT_ATOMS:
                 return False
-        elif t is list or t is tuple:
-            stack.extend(value)
-        elif t is dict:
-            stack.extend(value.values())
+        elif (t is list or t is tuple or t is dict) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend(value.values() if t is dict else value)
     return found
 
 
