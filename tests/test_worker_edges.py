@@ -165,6 +165,20 @@ def test_a_deep_echo_through_the_worker(worker):
     assert depth == 100_000
 
 
+def test_the_cycle_check_allows_the_depth_the_encoders_allow():
+    from tether._etf.encoder import check_finite
+    from tether._etf.options import Options
+
+    limits = tether.Limits(max_depth=3)
+    assert check_finite([[[[1]]]], 3) == 4  # it refused this one level early, which both encoders take
+    for nan in ("error", "atom"):  # the C encoder, and the Python one
+        tether._etf.encode([[[[1]]]], Options(limits=limits, nan=nan))
+        with pytest.raises(tether.EncodeError, match="Nesting deeper than 3"):
+            tether._etf.encode([[[[[1]]]]], Options(limits=limits, nan=nan))
+    with pytest.raises(tether.EncodeError, match="Nesting deeper than 3"):
+        check_finite([[[[[1]]]]], 3)
+
+
 def test_nesting_past_max_depth_fails_with_a_short_path():
     was = tether.get_limits()
     tether.set_limits(max_depth=1_000)
@@ -349,3 +363,22 @@ def test_the_worker_exits_at_eof_although_a_handler_left_a_thread_running(tmp_pa
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_an_idle_thread_pool_a_handler_left_is_not_a_stuck_thread():
+    # Its idle threads are not daemons: Python's exit ends them through threading's exit hooks, which
+    # the worker's exit now runs first. It waited 0.5 s and named them as stuck.
+    code = textwrap.dedent("""
+        import concurrent.futures, sys, time
+        from tether import worker
+        concurrent.futures.ThreadPoolExecutor(2).submit(lambda: 1).result()
+        started = time.monotonic()
+        try:
+            worker._exit(0)
+        except SystemExit:
+            print(f"{time.monotonic() - started:.3f}")
+            raise
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "exiting without waiting" not in out.stderr, out.stderr
+    assert float(out.stdout) < 0.3

@@ -104,6 +104,8 @@
              %% tether_routes' keeper, which holds the node's route table, and a monitor of it.
              keeper :: {pid(), reference()},
              drain_timer :: undefined | reference(),
+             %% The members on the route last published: one that joins it is told to look for work.
+             routed = [] :: [pid()],
              drain_every = ?DRAIN_POLL :: pos_integer()}).
 
 -type pool() :: pid() | atom() | {global, term()} | {via, module(), term()}.
@@ -357,7 +359,15 @@ least_loaded(Members, I, Best, Least, Queued) ->
 
 publish(S = #st{max_queue = MaxQueue}) ->
     Route = on_route(S),
-    serve_routing(Route, put_route({Route, MaxQueue, overload_meta(S), peers(S)}, S)).
+    nudge_joined(Route, serve_routing(Route, put_route({Route, MaxQueue, overload_meta(S), peers(S)}, S))).
+
+%% A member back on the route (checked in, ready after a cancel or a start, no
+%% longer draining) asks its peers for a waiting call if it has none: it asks
+%% only while on the route, where a call sent back can reach it.
+nudge_joined(Route, S = #st{routed = Before}) ->
+    Now = [Pid || {Pid, _} <- tuple_to_list(Route)],
+    [Pid ! {tether_pool, settle} || Pid <- Now, not lists:member(Pid, Before)],
+    S#st{routed = Now}.
 
 %% A new keeper that this pool does not watch yet: watch it before the row
 %% goes in, or a pool killed before it sees the old keeper's DOWN would
@@ -394,11 +404,17 @@ peers(#st{members = Members}) ->
 %% @private For a member of `Pool' with nothing to do: the peer with the most
 %% calls waiting in its queue, to ask for one back, or `none'. Waiting calls
 %% are those counted in beyond the one Python runs; a call on its way counts
-%% too, and the peer, which has none to give, ignores the request.
+%% too, and the peer, which has none to give, ignores the request. `none'
+%% for a member off the route (held, draining, cancelling): a call sent back
+%% could not reach it; the pool tells it to look again when it is back.
 -spec busiest_peer(pid(), pid()) -> pid() | none.
 busiest_peer(Pool, Self) ->
     case tether_routes:lookup(Pool) of
-        {_, _, _, Peers} -> busiest(tuple_to_list(Peers), Self, none, 0);
+        {Route, _, _, Peers} ->
+            case lists:keymember(Self, 1, tuple_to_list(Route)) of
+                true -> busiest(tuple_to_list(Peers), Self, none, 0);
+                false -> none
+            end;
         undefined -> none
     end.
 

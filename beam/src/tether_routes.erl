@@ -22,15 +22,17 @@
 %% arguments file in memory until the node stops. A worker that stops as
 %% usual removes its directory itself.
 %%
-%% It also holds each such worker's Python os pid (watch_python/1). When the
-%% worker dies, however it dies, the keeper looks REAP_AFTER ms later and
-%% kills that Python if it still runs `tether.worker': a Python busy in a
+%% It also holds each such worker's Python: its os pid and start time
+%% (watch_python/2). When the worker dies, the keeper looks a grace later and
+%% kills that Python if the same process still runs: a Python busy in a
 %% handler when its worker was killed would otherwise run it to the end, and
-%% one stopped (SIGSTOP) or kept alive by a thread would never exit. A Python
-%% that saw its input close and exited as usual is gone by then.
+%% one stopped (SIGSTOP) would never exit. The grace is REAP_AFTER ms, or
+%% REAP_STOPPING when the worker stopped as usual with Python idle: that
+%% Python exits by itself, and its atexit work (a last upload, say) is left
+%% time to finish. A Python that exited is forgotten (forget_python/0).
 -module(tether_routes).
 
--export([watch/0, watch_dir/1, watch_python/1, publish/3, lookup/1, delete/1, next_cursor/1]).
+-export([watch/0, watch_dir/1, watch_python/2, forget_python/0, publish/3, lookup/1, delete/1, next_cursor/1]).
 %% The keeper's loop, called through the module so that a code load reaches a running keeper.
 -export([keep/0]).
 
@@ -42,6 +44,7 @@
 -define(WATCH_WAIT, 5000).
 %% How long after its worker died a Python has to exit before the keeper kills it.
 -define(REAP_AFTER, 1000).
+-define(REAP_STOPPING, 30000).
 
 %% @doc Make sure the keeper runs and watches the calling process, and
 %% return once it does: the keeper, and a monitor of it whose `DOWN' means
@@ -106,15 +109,28 @@ watch_dir(Dir, Tries) ->
         erlang:error({tether_routes, <<"the keeper did not answer in 5 s">>})
     end.
 
-%% @doc Name the calling worker's Python (its os pid, after each start), for
-%% the keeper to kill if it outlives the worker. The worker must have called
-%% watch_dir/1, which makes the keeper watch it. `false' when there is no
-%% table (the keeper is restarting; the worker watches again and calls this
-%% again).
--spec watch_python(pos_integer()) -> boolean().
-watch_python(OsPid) when is_integer(OsPid), OsPid > 1 ->
-    try ets:insert(?TABLE, {{python, self()}, OsPid})
-    catch error:badarg -> false
+%% @doc Name the calling worker's Python (its os pid, at each start), for the
+%% keeper to kill if it outlives the worker: `running' (a grace of REAP_AFTER
+%% ms) or `stopping' (the worker stops as usual, Python idle: REAP_STOPPING).
+%% The worker must have called watch_dir/1, which makes the keeper watch it.
+%% `false' when there is no table (the keeper is restarting; the worker
+%% watches again and calls this again) or the process is gone.
+-spec watch_python(pos_integer(), running | stopping) -> boolean().
+watch_python(OsPid, How) when is_integer(OsPid), OsPid > 1 ->
+    Grace = case How of running -> ?REAP_AFTER; stopping -> ?REAP_STOPPING end,
+    case proc_start(OsPid) of
+        undefined -> false;
+        Start ->
+            try ets:insert(?TABLE, {{python, self()}, {OsPid, Start, Grace}})
+            catch error:badarg -> false
+            end
+    end.
+
+%% @doc The calling worker's Python exited: nothing to kill.
+-spec forget_python() -> ok.
+forget_python() ->
+    try ets:delete(?TABLE, {python, self()}), ok
+    catch error:badarg -> ok
     end.
 
 %% @doc Publish `Value' under `Key' (a pool's pid), in the table of
@@ -206,13 +222,23 @@ keeper(Starter) ->
         error:badarg -> ok
     end.
 
-%% A pid the kernel gave to another program since is left alone: only a
-%% process whose command line runs tether.worker is killed.
-reap(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/cmdline") of
-        {ok, Cmdline} ->
-            binary:match(Cmdline, <<"tether.worker">>) =/= nomatch andalso tether_python:signal(OsPid, kill);
-        {error, _} -> ok
+%% Only the process that was watched: a pid the kernel gave to another
+%% process since has another start time.
+reap(OsPid, Start) ->
+    _ = proc_start(OsPid) =:= Start andalso tether_python:signal(OsPid, kill),
+    ok.
+
+%% A process's start time (clock ticks after boot: /proc/<pid>/stat's 22nd
+%% field, counted after the command name, which may hold spaces and parens).
+proc_start(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            [_, After] = string:split(Stat, <<") ">>, trailing),
+            case binary:split(After, [<<" ">>, <<"\n">>], [global, trim_all]) of
+                Fields when length(Fields) >= 20 -> binary_to_integer(lists:nth(20, Fields));
+                _ -> undefined
+            end;
+        {error, _} -> undefined
     end.
 
 %% @private The keeper's loop.
@@ -234,12 +260,12 @@ keep() ->
                 [] -> ok
             end,
             case ets:take(?TABLE, {python, Pid}) of
-                [{_, OsPid}] -> erlang:send_after(?REAP_AFTER, self(), {reap, OsPid});
+                [{_, {OsPid, Start, Grace}}] -> erlang:send_after(Grace, self(), {reap, OsPid, Start});
                 [] -> ok
             end,
             ?MODULE:keep();
-        {reap, OsPid} ->
-            reap(OsPid),
+        {reap, OsPid, Start} ->
+            reap(OsPid, Start),
             ?MODULE:keep();
         _ ->
             ?MODULE:keep()

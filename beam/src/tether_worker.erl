@@ -330,7 +330,10 @@ launch(S = #st{opts = Opts, exe = Exe, dir = Dir}) ->
                         T -> erlang:start_timer(T, self(), start_timeout)
                     end,
             notify(starting, S),
-            {ok, S#st{port = Port, os_pid = tether_python:os_pid(Port), phase = starting,
+            OsPid = tether_python:os_pid(Port),
+            %% Watched from the start: a worker killed while Python imports leaves none behind.
+            _ = S#st.keeper =/= undefined andalso is_integer(OsPid) andalso tether_routes:watch_python(OsPid, running),
+            {ok, S#st{port = Port, os_pid = OsPid, phase = starting,
                       started = erlang:monotonic_time(), start_timer = Timer,
                       stderr = Stderr, stderr_seen = 0}};
         {error, Reason} -> {error, Reason, S}
@@ -380,7 +383,7 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
               reads_bytes = listed(atom_to_binary(?TAG_BYTES), maps:get(?READY_MARKERS, Info, [])),
               tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, [])),
               stderr_seen = forwarded_stderr(Info, S)},
-    _ = S#st.keeper =/= undefined andalso tether_routes:watch_python(OsPid),
+    _ = S#st.keeper =/= undefined andalso tether_routes:watch_python(OsPid, running),
     notify(ready, S1),
     S1.
 
@@ -499,7 +502,7 @@ handle_info({'DOWN', Keeper, process, _, _}, S = #st{keeper = Keeper}) ->
     %% The keeper died, and the watch of this worker's directory with it: watch again.
     case tether_routes:watch_dir(S#st.dir) of
         {ok, Keeper1} ->
-            _ = is_integer(S#st.os_pid) andalso tether_routes:watch_python(S#st.os_pid),
+            _ = is_integer(S#st.os_pid) andalso tether_routes:watch_python(S#st.os_pid, running),
             {noreply, S#st{keeper = Keeper1}};
         {error, _} -> {noreply, S#st{keeper = undefined}}  % as before the keeper: terminate still removes it
     end;
@@ -525,6 +528,7 @@ handle_info(timeout, S = #st{load = Load}) when Load =/= undefined ->
             atomics:compare_exchange(Load, 1, N, 0) =:= ok andalso
                 logger:info("tether worker ~p: ~p call(s) counted to this pool member never arrived "
                             "(their callers died on the way); count reset", [self(), N], #{domain => [tether]}),
+            ask_for_work(S),
             {noreply, S};
         _ -> {noreply, S}
     end;
@@ -536,8 +540,12 @@ handle_info(_Other, S) ->
 -spec terminate(term(), #st{}) -> ok.
 terminate(_Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase = Phase}) ->
     %% A Python still running a call would finish it before it saw its input close.
-    (Busy =/= undefined orelse Cancel =/= undefined orelse Phase =:= starting)
-        andalso tether_python:signal(OsPid, kill),
+    case Busy =/= undefined orelse Cancel =/= undefined orelse Phase =:= starting of
+        true -> tether_python:signal(OsPid, kill);
+        %% An idle one exits once its input closes: the keeper leaves its atexit work time.
+        false -> _ = S#st.keeper =/= undefined andalso is_integer(OsPid)
+                     andalso tether_routes:watch_python(OsPid, stopping)
+    end,
     S#st.port =/= undefined andalso exited(shutdown, S),
     cleanup(S),
     ok.
@@ -880,6 +888,7 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
         {Text, _} -> log(warning, <<"stderr">>, Text, #{}, S)
     end,
     exited({exit_status, Status}, S),
+    tether_routes:forget_python(),
     Delay = restart_delay(Busy =:= undefined andalso Cancel =:= undefined, S),
     logger:warning("tether worker ~p: Python (os pid ~p) exited~ts~ts; ~ts",
                    [self(), S#st.os_pid, exit_cause(Status), running_when(Busy), restarting(Delay)],

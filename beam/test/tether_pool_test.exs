@@ -242,6 +242,26 @@ defmodule Tether.PoolTest do
     wait_until(fn -> match?(%{idle: 2, busy: 0, queued: 0}, Tether.Pool.status(pool)) end)
   end
 
+  test "a member checked back in takes the call queued behind a long one on its peer" do
+    pool = start_pool(size: 2)
+    me = self()
+    holder = Task.async(fn ->
+      Tether.Pool.transaction(pool, fn w -> send(me, {:held, w}); receive do :go -> :ok end end, 5000)
+    end)
+    assert_receive {:held, _}, 5000
+    long = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [2.0], 5000) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 2 end)
+    quick = Task.async(fn -> ms(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], 5000) end) end)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 1 end)
+    send(holder.pid, :go)
+    Task.await(holder)
+    # Back on the route, it is told to look for work, and asks for the queued call (2 s behind the long one).
+    {t, result} = Task.await(quick, 6000)
+    assert result == {:ok, 3}
+    assert t < 1000, "took #{t} ms"
+    assert Task.await(long, 6000) == {:ok, 2.0}
+  end
+
   test "checkout_timeout checks a member out whatever its length: the call waits in the pool, not a member's queue" do
     pool = start_pool(size: 1)
     holder = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.5]) end)

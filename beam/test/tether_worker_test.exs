@@ -38,13 +38,18 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   # The worker's private directory, from its Python's --stats-dir.
-  defp collect_exit_logs(acc) do
+  # The first `n` logged exits of a Python that exits with status 5, waiting up to `ms` for them.
+  defp exit_logs(n, ms), do: exit_logs([], n, System.monotonic_time(:millisecond) + ms)
+
+  defp exit_logs(acc, n, _deadline) when length(acc) >= n, do: Enum.reverse(acc)
+
+  defp exit_logs(acc, n, deadline) do
     receive do
       {:log_event, %{msg: msg}} ->
         text = msg |> format_msg() |> IO.iodata_to_binary()
-        collect_exit_logs(if text =~ "exited with status 5", do: [text | acc], else: acc)
+        exit_logs(if(text =~ "exited with status 5", do: [text | acc], else: acc), n, deadline)
     after
-      0 -> Enum.reverse(acc)
+      max(0, deadline - System.monotonic_time(:millisecond)) -> Enum.reverse(acc)
     end
   end
 
@@ -477,7 +482,7 @@ defmodule Tether.WorkerLifecycleTest do
       wait_until(fn -> not File.exists?("/proc/#{os_pid}") end)
     end
 
-    test "a Python that outlives its worker is killed: busy when the worker was killed, or stopped (SIGSTOP)" do
+    test "a Python busy when its worker was killed is killed too; one exiting as usual keeps its atexit time" do
       {:ok, w} = Tether.Worker.start(TestPython.opts())
       %{os_pid: busy_pid} = Tether.Worker.info(w)
       spawn(fn -> Tether.Worker.call(w, @m, "sleep", [30], 60_000) end)
@@ -486,11 +491,24 @@ defmodule Tether.WorkerLifecycleTest do
       # Its port closed, but Python reads it only after the handler: 30 s, without the keeper.
       wait_until(fn -> not File.exists?("/proc/#{busy_pid}") end, 100)
 
-      {:ok, w2} = Tether.Worker.start(TestPython.opts())
-      %{os_pid: stopped_pid} = Tether.Worker.info(w2)
-      System.cmd("kill", ["-STOP", "#{stopped_pid}"])
-      Tether.Worker.stop(w2)
-      wait_until(fn -> not File.exists?("/proc/#{stopped_pid}") end, 100)
+      # A worker stopped as usual: its idle Python exits by itself, after 1.5 s of atexit work.
+      dir = TestPython.tmp_dir!()
+      marker = Path.join(dir, "atexit_done")
+      File.write!(Path.join(dir, "slow_exit.py"), """
+      import atexit, time
+      def _flush():
+          time.sleep(1.5)  # a last metrics upload, a checkpoint
+          open(#{inspect(marker)}, "w").write("done")
+      atexit.register(_flush)
+      def ping():
+          return 1
+      """)
+      {:ok, w2} = Tether.Worker.start(TestPython.opts(modules: ["slow_exit"], env: [{"PYTHONPATH", TestPython.pythonpath([dir])}]))
+      assert {:ok, 1} = Tether.Worker.call(w2, "slow_exit", "ping", [])
+      os_pid = Tether.Worker.info(w2).os_pid
+      :ok = Tether.Worker.stop(w2)
+      wait_until(fn -> not File.exists?("/proc/#{os_pid}") end, 200)
+      assert File.read!(marker) == "done"
     end
 
     test "a node killed outright takes its Python with it, even one busy in a handler" do
@@ -683,21 +701,20 @@ defmodule Tether.WorkerLifecycleTest do
       end)
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
 
-      # A module whose thread ends the process just after ready, every time it starts.
+      # A module whose thread ends the process 0.3 s after it is imported (ready goes long before),
+      # every time it starts: restarted at once, then after 100 ms, 200 ms, ...
       dir = TestPython.tmp_dir!()
       File.write!(Path.join(dir, "exits_soon.py"), """
       import os, threading
-      threading.Timer(0.05, os._exit, (5,)).start()
+      threading.Timer(0.3, os._exit, (5,)).start()
       """)
       ExUnit.CaptureLog.capture_log(fn ->
         {:ok, loop} = Tether.Worker.start(TestPython.opts(modules: ["exits_soon"], env: [{"PYTHONPATH", TestPython.pythonpath([dir])}]))
         on_exit(fn -> TestPython.stop(loop) end)
-        Process.sleep(3000)
-        exits = collect_exit_logs([])
-        # Back to back, a start and an exit take about 0.2 s here: 15 in 3 s. With 0.1, 0.2, 0.4,
-        # 0.8 and 1.6 s between them after the first two, at most 8.
-        assert length(exits) in 2..8, "#{length(exits)} exits: #{inspect(exits)}"
-        assert Enum.any?(exits, &(&1 =~ ~r/with status 5 between calls; exit \d+ in a row soon after starting: starting it again in \d+ ms/))
+        assert [first, second, third] = exit_logs(3, 10_000)
+        assert first =~ "with status 5 between calls; starting it again"
+        assert second =~ ~r/exit 2 in a row soon after starting: starting it again in 100 ms/
+        assert third =~ ~r/exit 3 in a row soon after starting: starting it again in 200 ms/
       end)
     end
 

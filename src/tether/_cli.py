@@ -365,6 +365,7 @@ def _shm(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.shm_dir):
         print(f"tether: shm {args.shm_cmd}: --shm-dir {args.shm_dir}: not a directory", file=sys.stderr)
         return 2
+    args.shm_dir = os.path.abspath(args.shm_dir)  # a bare name means a region in /dev/shm to Region.attach
     if args.shm_cmd == "gc":
         # That directory only: gc takes this user's dead regions (name, magic and owner checked) and dead nodes' dirs.
         removed = shm.gc(directory=args.shm_dir)

@@ -2416,7 +2416,8 @@ def _die_with_the_node() -> None:
             if f.read().strip() != b"erl_child_setup":
                 return
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            return  # refused (a seccomp profile, say): the orphan case stays, the node's keeper still reaps
     except (OSError, AttributeError):  # no /proc, no prctl (not Linux): the orphan case stays
         return
     if os.getppid() != parent:  # the node died before the call above: nothing would send the signal
@@ -2480,6 +2481,13 @@ def _exit(status: int) -> None:
     Python's normal exit. Otherwise the worker does what that exit does but the waiting (the
     ``atexit`` functions, logging's flush, stdout and stderr flushed) and ends with ``os._exit``.
     """
+    # What Python's exit runs before it joins the threads (concurrent.futures ends its idle pool
+    # threads there): without it, a handler's idle ThreadPoolExecutor would look like a stuck thread.
+    for hook in reversed(getattr(threading, "_threading_atexits", [])):
+        try:
+            hook()
+        except Exception:  # a failing hook must not keep the worker alive; Python's exit ignores it too
+            pass
     lingering = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
     deadline = time.monotonic() + EXIT_GRACE
     for thread in lingering:
@@ -2504,5 +2512,19 @@ def _exit(status: int) -> None:
     os._exit(status)
 
 
+def _run() -> int:
+    """``main()``'s status; an exception out of it printed as Python would, with status 1."""
+    try:
+        return main()
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # as Python prints a SystemExit's message
+        return 1
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
 if __name__ == "__main__":
-    _exit(main())
+    _exit(_run())

@@ -240,7 +240,7 @@ def check_finite(term: Any, max_depth: int, give_up: int | None = None) -> int:
                 continue
             if id(child) in on_path:
                 raise _cycle(stack, label, child)
-            if len(stack) >= limit:
+            if len(stack) > limit:  # as the encoders count: max_depth containers below the top one
                 if limit < max_depth:
                     return -1
                 raise EncodeError(f"Nesting deeper than {max_depth} at {_probe_path(stack, label)} (Limits.max_depth).")
