@@ -205,7 +205,8 @@ _SCALARS = frozenset((str, Atom, int, float, bool, type(None), bytes, bytearray,
 
 def check_finite(term: Any, max_depth: int, give_up: int | None = None) -> int:
     """How deeply ``term`` nests lists, tuples and maps; EncodeError when it contains itself or nests deeper
-    than ``max_depth``; -1 when it nests deeper than ``give_up`` (no answer: the caller decides).
+    than ``max_depth``; -1 when it nests deeper than ``give_up`` (no answer: the caller decides). Depth
+    counts as the encoders count it: ``max_depth`` containers below the top one.
 
     The encoders meet a container that contains itself as endless nesting: before this check, such a term
     was written ``max_depth`` (4,000,000) levels deep, twice, before the depth limit stopped it (18 s and
@@ -214,7 +215,7 @@ def check_finite(term: Any, max_depth: int, give_up: int | None = None) -> int:
 
     Examples
     --------
-    >>> check_finite({"a": [1, (2, 3)]}, 100), check_finite([[[1]]], 100, give_up=2)
+    >>> check_finite({"a": [1, (2, 3)]}, 100), check_finite([[[1]]], 100, give_up=1)
     (3, -1)
     >>> l = [1]; l.append({"again": l})
     >>> check_finite(l, 100)
