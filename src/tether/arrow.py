@@ -8,9 +8,9 @@ values                                      Arrow type
 integers                                    int64; uint64 when above 2**63 - 1
 floats                                      float64
 integers and floats mixed                   float64, with a LossyConversionWarning
-binaries (bytes) all valid UTF-8            utf8; otherwise binary
+binaries (bytes) all valid UTF-8            utf8; otherwise binary (strict: binary)
 Python str                                  utf8
-atoms (:class:`tether.Atom`)                dictionary<int32, utf8>
+atoms (:class:`tether.Atom`)                dictionary<int32, utf8> (strict: refused)
 booleans                                    bool
 ``nil`` / None                              null (or the column's nulls)
 lists                                       list<inferred>
@@ -19,13 +19,26 @@ tuples of one arity (not under auto)       struct<"0": inferred, "1": inferred, 
 Elixir ``DateTime`` structs                 timestamp[us, tz]
 Elixir ``Date`` / ``Time`` structs          date32 / time64[us]
 Elixir ``Decimal`` structs                  decimal128(38, scale) when it fits
-Python datetime / decimal.Decimal           timestamp / decimal128
+Python datetime / decimal.Decimal           timestamp / decimal128 (strict: one zone
+                                            Arrow restores as it was / one scale)
+NumPy arrays (1-d)                          Arrow's type for the dtype; byte-swapped,
+                                            str, bytes and object arrays are converted
+                                            and their dtype recorded for ``loads``
 Python date / time                          date32 / time64[us]
 ==========================================  ===================================
 
 A column Arrow cannot hold (integers beyond 64 bits, pids, mixed kinds, and
 tuples from Python, which would come back as dicts) raises :class:`ColumnError`; ``tether.dumps`` then falls back to etf
 (or pickle) with a warning, and the decision record says which column and why.
+
+``strict`` (what ``format="auto"`` uses) also refuses, as a :class:`ColumnError`,
+every value that would come back different from Python's point of view: atoms
+(they would come back as str), bytes (kept binary instead of becoming str),
+datetimes in several zones or in a zone Arrow names otherwise
+(``timezone.utc`` comes back as ``ZoneInfo("UTC")``), decimals of several
+scales (``1.5`` beside ``2.25`` would come back as ``1.50``), maps whose rows
+have different or non-str keys, and pandas column labels the pandas metadata
+does not restore as they were (``{1: ..., "1": ...}``).
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError
 from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
-__all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "to_table"]
+__all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "numpy_dtype_recorded", "to_table"]
 
 _INT53 = 1 << 53
 _NoneType = type(None)
@@ -187,15 +200,28 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
         return pa.nulls(len(values))
     simple = _SIMPLE.get(frozenset(kinds))
     if simple is not None:
+        if strict and kinds == {bytes}:  # Python bytes stay bytes; BEAM binaries are text, hence utf8 otherwise
+            return pa.array(values, pa.binary())
         return simple(values)
     if kinds == {int}:
         return _int_column(name, values)
     if kinds <= {int, float}:
         return _float_column(name, values, kinds, strict)
     if kinds == {Atom}:
+        if strict:
+            raise ColumnError(f"Column {name!r} holds atoms; Arrow stores them as strings, which come back as str, "
+                              "not tether.Atom. Send them as str, or keep such data as etf.")
         return _atom_column(values, nulls)
-    if kinds <= {_dt.datetime} or kinds <= {decimal.Decimal}:
-        return pa.array(values)
+    if kinds == {_dt.datetime}:
+        arr = pa.array(values)
+        if strict:
+            _check_zones(name, values, arr, nulls)
+        return arr
+    if kinds == {decimal.Decimal}:
+        arr = pa.array(values)
+        if strict:
+            _check_scale(name, values, arr, nulls)
+        return arr
     if kinds == {_dt.date}:  # exact types: a datetime is a date too, and takes the timestamp branch above
         return pa.array(values, pa.date32())
     if kinds == {_dt.time}:
@@ -228,6 +254,55 @@ def _time_column(name: str, values: list, strict: bool) -> pa.Array:
                "Send datetimes when the zone matters.", strict)
         values = [v if v is None else v.replace(tzinfo=None) for v in values]
     return pa.array(values, pa.time64("us"))
+
+
+def _check_zones(name: str, values: list, arr: pa.Array, nulls: bool) -> None:
+    """Refuse datetimes that would come back in another zone: Arrow keeps one zone per column, by name.
+
+    One pass over the column's values (``pa.array`` made one already); the
+    round trip of one value tells whether Arrow names the zone so that it comes back as it was.
+    """
+    present = [v for v in values if v is not None] if nulls else values
+    zones = set(map(_TZINFO, present))
+    if len(zones) > 1:
+        shown = sorted(map(repr, zones))[:2]
+        raise ColumnError(f"Column {name!r} holds datetimes in {len(zones)} time zones (naive counts as one), e.g. "
+                          f"{shown[0]} and {shown[1]}; Arrow keeps one zone per column, so each would come back "
+                          "in the first one's. Convert them to one zone (.astimezone(zone)), or keep such data as etf.")
+    zone = zones.pop()
+    if zone is None:
+        return
+    row = next(i for i, v in enumerate(values) if v is not None) if nulls else 0
+    back = arr[row].as_py()
+    # A fixed offset's display name (timezone(+9h, "JST")) is not kept, but compares equal; etf would shift it to UTC.
+    if type(back.tzinfo) is not type(zone) or back.tzinfo != zone:
+        raise ColumnError(f"Column {name!r}: time zone {zone!r} comes back from Arrow as {back.tzinfo!r}. Use "
+                          "zoneinfo.ZoneInfo zones (ZoneInfo('UTC') for UTC), or keep such data as etf.")
+
+
+def _check_scale(name: str, values: list, arr: pa.Array, nulls: bool) -> None:
+    """Refuse decimals Arrow would rescale: decimal128 has one scale per column, and no negative zero.
+
+    ``Decimal("1.5")`` beside ``Decimal("2.25")`` would come back as ``Decimal("1.50")``: equal, but
+    not the same number of places (``str``, ``as_tuple``, and what Elixir's Decimal shows).
+    ``same_quantum`` compares exponents in C (a tenth of ``as_tuple``'s cost).
+    """
+    present = [v for v in values if v is not None] if nulls else values
+    quantum = decimal.Decimal((0, (1,), -arr.type.scale))
+    if all(map(quantum.same_quantum, present)) and (_ZERO not in present or not any(map(_negative_zero, present))):
+        return
+    row = next(i for i, v in enumerate(values) if v is not None and (not quantum.same_quantum(v) or _negative_zero(v)))
+    raise ColumnError(f"Column {name!r} row {row}: decimal {values[row]} would come back as {arr[row].as_py()} "
+                      f"(Arrow keeps one scale per column, {arr.type}). Quantize the column to one scale "
+                      "(d.quantize(Decimal('0.01'))), or keep such data as etf.")
+
+
+def _negative_zero(v: decimal.Decimal) -> bool:
+    return v.is_zero() and v.is_signed()
+
+
+_ZERO = decimal.Decimal(0)
+_TZINFO = operator.attrgetter("tzinfo")
 
 
 def _utf8_if_valid(values: list) -> pa.Array:
@@ -298,6 +373,8 @@ def _atom_column(values: list, nulls: bool) -> pa.Array:
 
 
 def _map_column(name: str, values: list, strict: bool, nulls: bool, depth: int) -> pa.Array:
+    if strict:
+        _check_keys(name, values)
     sample = next(v for v in values if v is not None)
     if _is_struct(sample, "Elixir.DateTime"):
         tz = sample.get(Atom("time_zone"), b"Etc/UTC")
@@ -326,6 +403,23 @@ def _map_column(name: str, values: list, strict: bool, nulls: bool, depth: int) 
     return pa.StructArray.from_arrays(arrays, names=names, mask=_mask(values, nulls))
 
 
+def _check_keys(name: str, values: list) -> None:
+    """Refuse maps a struct column would change: every row gets every key (None where it had none), as str."""
+    keys: dict[Any, None] = {}
+    for v in values:
+        if v is not None:
+            keys.update(dict.fromkeys(v))
+    bad = next((k for k in keys if type(k) is not str), None)
+    if bad is not None:
+        raise ColumnError(f"Column {name!r}: map key {bad!r} is not a str; Arrow field names are strings, so it "
+                          "would come back as one. Use str keys, or keep such data as etf.")
+    row = next((i for i, v in enumerate(values) if v is not None and len(v) != len(keys)), -1)
+    if row >= 0:
+        missing = [k for k in keys if k not in values[row]][:3]
+        raise ColumnError(f"Column {name!r} row {row}: the map lacks keys {missing} other rows have; Arrow would "
+                          "add them with None. Give every row the same keys, or keep such data as etf.")
+
+
 def _tuple_column(name: str, values: list, arity: int, strict: bool, nulls: bool, depth: int) -> pa.Array:
     filled = [(None,) * arity if v is None else v for v in values] if nulls else values
     fields = [
@@ -335,12 +429,44 @@ def _tuple_column(name: str, values: list, arity: int, strict: bool, nulls: bool
     return pa.StructArray.from_arrays(fields, names=[str(i) for i in range(arity)], mask=_mask(values, nulls))
 
 
-def _numpy_column(col: Any) -> pa.Array | None:
-    if is_numpy(col):
-        if col.ndim != 1:
-            raise ColumnError(f"Only 1-d NumPy columns fit a table, got shape {col.shape}.")
+def _numpy_column(name: str, col: Any, strict: bool) -> pa.Array | None:
+    """The Arrow array of a 1-d NumPy column; None when ``col`` is no NumPy array.
+
+    Object arrays follow the inference table, as lists do; byte-swapped ones are
+    swapped to native order (Arrow has no other). :func:`numpy_dtype_recorded` says
+    which dtypes the frame records so that ``loads`` gives them back.
+    """
+    if not is_numpy(col):
+        return None
+    if col.ndim != 1:
+        raise ColumnError(f"Column {name!r}: only 1-d NumPy columns fit a table, got shape {col.shape}.")
+    if col.dtype == object:
+        return column_to_arrow(name, col.tolist(), strict=strict)
+    if not col.dtype.isnative:
+        col = col.astype(col.dtype.newbyteorder("="))
+    try:
         return pa.array(col)
-    return None
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ColumnError(f"Column {name!r}: NumPy dtype {col.dtype} has no Arrow type ({exc}). Convert the column "
+                          "(complex: split into .real and .imag; datetime64: to s, ms, us or ns; structured: one "
+                          "column per field), send the array alone (format='ndarray'), or leave format='auto' to "
+                          "fall back to etf.") from exc
+
+
+def numpy_dtype_recorded(dtype: Any) -> bool:
+    """Whether an arrow frame records a NumPy column's dtype, because Arrow alone would give another back.
+
+    str and bytes arrays come back from Arrow as object arrays, object arrays as
+    Arrow's inferred dtype, byte-swapped ones in native order, and datetime64 or
+    timedelta64 with NaT as nulls: ``loads`` restores all of these from the record.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [numpy_dtype_recorded(np.dtype(d)) for d in ("<U3", ">f8", "f8")]
+    [True, True, False]
+    """
+    return dtype.kind in "USOMm" or not dtype.isnative
 
 
 def columnar_shape(obj: Any) -> tuple[str, int] | None:
@@ -407,7 +533,9 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
     obj : Any
     strict : bool, default False
         Refuse what Arrow would change on the way: rows with different keys (filled with nulls),
-        non-str keys, lossy column conversions.
+        non-str keys, lossy column conversions, pandas column labels that would not come back
+        (see the module's notes). Without it, those labels come back changed with a
+        :class:`tether.LossyConversionWarning`.
 
     Returns
     -------
@@ -417,7 +545,8 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
     Raises
     ------
     tether.ColumnError
-        A column or row that does not fit a table; the message names it.
+        A column or row that does not fit a table (a DataFrame column, label or index Arrow
+        cannot hold too); the message names it and the fix.
     tether.ValidationError
         ``obj`` is of a type that never converts.
 
@@ -437,15 +566,15 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
         return "batch", obj
     kind = is_dataframe(obj)
     if kind == "pandas":
-        return "pandas", _pandas_to_table(obj)
+        return "pandas", _pandas_to_table(obj, strict)
     if kind == "polars":
-        return "polars", obj.to_arrow()
+        return "polars", _polars_to_table(obj)
     if type(obj) is dict:
         arrays, names = [], []
         lengths = set()
         for key, col in obj.items():
             name = _col_name(key)
-            arr = _numpy_column(col)
+            arr = _numpy_column(name, col, strict)
             if arr is None:
                 if not isinstance(col, list):
                     raise ColumnError(f"Column {name!r} is a {type(col).__name__}; columns must be lists or 1-d arrays.")
@@ -466,8 +595,30 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
     raise ValidationError(f"Cannot make an Arrow table from {type(obj).__name__}.")
 
 
-def _pandas_to_table(df: Any) -> pa.Table:
-    """``pa.Table.from_pandas(df)``, faster for the common frame.
+def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
+    """``pa.Table.from_pandas(df)``, faster for the common frame; what Arrow refuses is named.
+
+    A frame Arrow cannot hold raises :class:`ColumnError` naming the column (or
+    the index) and the fix. Column labels that are not all str are checked
+    against what pandas' metadata restores (an empty table's round trip, O(columns)):
+    one that would change is a ColumnError under ``strict``, else a LossyConversionWarning.
+    """
+    plain = all(type(c) is str for c in df.columns)
+    if strict and not plain and len(set(map(type, df.columns))) > 1:  # mixed: Arrow makes them strings, and warns
+        raise ColumnError(_labels_message(df, "strings"))
+    try:
+        table = _pandas_arrow(df, plain)
+    except (MemoryError, ColumnError):  # pa.ArrowMemoryError is a MemoryError
+        raise
+    except Exception as exc:  # pyarrow's and pandas' own: find the column it was about
+        raise _pandas_culprit(df, exc) from exc
+    if not plain:
+        _check_labels(df, table, strict)
+    return table
+
+
+def _pandas_arrow(df: Any, plain: bool) -> pa.Table:
+    """The conversion itself.
 
     Arrow's pandas conversion scans float columns for NaN (pandas' missing
     value) element by element, which costs more than the rest of the frame
@@ -479,7 +630,7 @@ def _pandas_to_table(df: Any) -> pa.Table:
     import numpy as np
     import pandas as pd
 
-    if not (type(df.index) is pd.RangeIndex and df.columns.is_unique and all(type(c) is str for c in df.columns)):
+    if not (plain and type(df.index) is pd.RangeIndex and df.columns.is_unique):
         return pa.Table.from_pandas(df)
     schema = pa.Schema.from_pandas(df)
     arrays = []
@@ -492,6 +643,101 @@ def _pandas_to_table(df: Any) -> pa.Table:
                 continue
         arrays.append(pa.array(col, type=field.type, from_pandas=True))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+PANDAS_FIX = ("Convert it (one type per object column, e.g. .astype(str); complex: .real and .imag columns; sparse: "
+              ".sparse.to_dense()), or send the frame with format='pickle' (format='auto' falls back by itself).")
+
+
+def _pandas_culprit(df: Any, exc: Exception) -> ColumnError:
+    """The ColumnError for a frame Arrow refused, naming the column or index (only on failure: O(columns))."""
+    import pandas as pd
+
+    said = _said(exc)
+    if not df.columns.is_unique:
+        dup = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
+        return ColumnError(f"DataFrame column labels {dup!r:.200} appear more than once; Arrow needs unique "
+                           "column names. Rename the columns, or send the frame with format='pickle'.")
+    for i, label in enumerate(df.columns):
+        try:
+            pa.Table.from_pandas(df.iloc[:, [i]], preserve_index=False)
+        except MemoryError:
+            raise
+        except Exception as col_exc:
+            return ColumnError(f"DataFrame column {label!r:.80} (dtype {df.dtypes.iloc[i]}) has no Arrow form: "
+                               f"{_said(col_exc)}. {PANDAS_FIX}")
+    if type(df.index) is not pd.RangeIndex:
+        try:
+            pa.Table.from_pandas(df.iloc[:, :0])
+        except MemoryError:
+            raise
+        except Exception as index_exc:
+            return ColumnError(f"The DataFrame's index (dtype {df.index.dtype}) has no Arrow form: "
+                               f"{_said(index_exc)}. Convert it "
+                               "(df.index = df.index.astype(str)) or drop it (df.reset_index(drop=True)), or "
+                               "send the frame with format='pickle'.")
+    return ColumnError(f"The DataFrame has no Arrow form: {said}. Send it with format='pickle'.")
+
+
+def _check_labels(df: Any, table: pa.Table, strict: bool) -> None:
+    """Refuse (``strict``) or warn about column labels that would not come back as they were.
+
+    Arrow names columns with strings; pandas' metadata turns them back into labels of
+    one type (ints, floats, tuples of a MultiIndex...), not into mixed ones.
+    """
+    try:
+        columns = table.schema.empty_table().to_pandas().columns  # the metadata alone: no data is converted
+        back = list(columns)
+        same = (list(columns.names) == list(df.columns.names) and len(back) == len(df.columns)
+                and all(map(_same_label, df.columns, back)))
+    except Exception:  # noqa: BLE001 - what cannot be read back now will not be read back by loads either
+        back, same = ["(unreadable)"], False
+    if same:
+        return
+    message = _labels_message(df, repr(back))
+    if strict:
+        raise ColumnError(message)
+    warnings.warn(message, LossyConversionWarning, stacklevel=9)  # the caller of tether.dumps
+
+
+def _labels_message(df: Any, back: str) -> str:
+    return (f"DataFrame column labels {list(df.columns)!r:.120} would come back from Arrow as {back:.120}: Arrow "
+            "names columns with strings, and pandas' metadata does not turn these back into the labels they were. "
+            "Give the columns str labels (df.columns = df.columns.map(str)), or send the frame with format='pickle'.")
+
+
+def _said(exc: BaseException) -> str:
+    """``exc`` in a message: its type and its text, cut to 200 characters, without a closing full stop."""
+    return f"{type(exc).__name__}: {str(exc)[:200].rstrip('.')}"
+
+
+def _same_label(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if type(a) is tuple:
+        return len(a) == len(b) and all(map(_same_label, a, b))
+    return bool(a == b) or (a != a and b != b)  # NaN and NaT labels are themselves
+
+
+def _polars_to_table(df: Any) -> pa.Table:
+    """``df.to_arrow()``; a column pyarrow cannot import (polars' Int128, say) is a ColumnError naming it."""
+    try:
+        return df.to_arrow()
+    except MemoryError:
+        raise
+    except Exception as exc:
+        for name in df.columns:
+            try:
+                df.select(name).to_arrow()
+            except MemoryError:
+                raise
+            except Exception as col_exc:
+                raise ColumnError(f"polars column {name!r} (dtype {df.schema[name]}) has no Arrow form pyarrow "
+                                  f"reads: {_said(col_exc)}. Cast it (e.g. "
+                                  "pl.col(name).cast(pl.Int64) for Int128 values that fit, or to pl.String), or send "
+                                  "the frame with format='pickle'.") from exc
+        raise ColumnError(f"The polars DataFrame has no Arrow form: {_said(exc)}. Send "
+                          "it with format='pickle'.") from exc
 
 
 def _rows_to_columns(rows: list, message: str) -> tuple[list, list[list]]:

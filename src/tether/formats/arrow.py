@@ -203,6 +203,11 @@ class ArrowFormat(Format):
             table, info["table_schema"] = schemas.for_write(table, ctx.options)
         if source == "columns":
             info["numpy_columns"] = [name for name, col in obj.items() if arrow_api.is_numpy(col)]
+            # Dtypes Arrow alone gives back otherwise (str, bytes, object, byte-swapped, NaT-able): loads restores them.
+            recorded = {name: obj[name].dtype.str for name in info["numpy_columns"]
+                        if arrow_api.numpy_dtype_recorded(obj[name].dtype)}
+            if recorded:
+                info["numpy_dtypes"] = recorded
         ipc_codec = ctx.inner_compression
         options = pa.ipc.IpcWriteOptions(compression=ipc_codec) if ipc_codec else pa.ipc.IpcWriteOptions()
         if ipc_codec:
@@ -287,7 +292,7 @@ class ArrowFormat(Format):
         if isinstance(type_info.get("table_schema"), dict):
             table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
         try:
-            return convert(table, target, type_info, copy=ctx.copy)
+            return convert(table, target, type_info, copy=ctx.copy, limit=ctx.limits.max_uncompressed_size)
         except (TetherError, *PASS_THROUGH):
             raise
         except BaseException as exc:  # polars panics (pyo3's PanicException) are BaseExceptions
@@ -599,12 +604,15 @@ def _check_inflation(buf: pa.Buffer, limit: int, where: str) -> None:
                 "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
 
 
-def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None, *, copy: bool = False) -> Any:
+def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None, *, copy: bool = False,
+            limit: int | None = None) -> Any:
     """``table`` in the Python form ``target`` names: an ``into=`` value, or ``"batch"``/``"columns"``.
 
-    ``type_info`` (an arrow frame's) says which columns were NumPy arrays for ``"columns"``.
-    ``copy`` makes pandas and NumPy results writable: Arrow hands its buffers to
-    both read-only, so without it ``df.loc[0, "x"] = 1`` raises even on a copy.
+    ``type_info`` (an arrow frame's) says which columns were NumPy arrays for ``"columns"``,
+    and the dtypes Arrow alone would not give back. ``copy`` makes pandas and NumPy results
+    writable: Arrow hands its buffers to both read-only, so without it ``df.loc[0, "x"] = 1``
+    raises even on a copy. ``limit`` bounds the bytes a recorded dtype may allocate per column
+    (default ``Limits.max_uncompressed_size``).
 
     Examples
     --------
@@ -636,12 +644,62 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
         return out
     if target == "columns":
         numpy_cols = set(type_info.get("numpy_columns", ()))
+        dtypes = type_info.get("numpy_dtypes")
+        dtypes = dtypes if isinstance(dtypes, dict) else {}
         return {
-            name: ((_np(col).copy() if copy else _np(col)) if name in numpy_cols and not col.null_count
-                   else col.to_pylist())
+            name: _numpy_back(name, col, dtypes.get(name), copy, limit) if name in numpy_cols else col.to_pylist()
             for name, col in zip(table.column_names, table.columns)
         }
     raise DecodeError(f"Unknown arrow target {target!r}.")  # pragma: no cover
+
+
+def _numpy_back(name: str, col: pa.ChunkedArray, recorded: Any, copy: bool, limit: int | None) -> Any:
+    """A column dumped as a NumPy array, as one again: of its recorded dtype when the frame has one.
+
+    Frames from before dtypes were recorded, and dtypes Arrow gives back as
+    they were, carry none: a column with nulls then comes back as a list, as it always did.
+    """
+    if recorded is None:
+        if col.null_count:
+            return col.to_pylist()
+        return _np(col).copy() if copy else _np(col)
+    import numpy as np
+
+    dtype = _recorded_dtype(name, recorded, len(col), limit)
+    if dtype.kind == "O":  # the elements as Python has them; fromiter keeps a list element whole
+        return np.fromiter(col.to_pylist(), dtype=object, count=len(col))
+    out = col.to_numpy(zero_copy_only=False) if col.null_count or col.num_chunks != 1 else _np(col)
+    if out.dtype != dtype:
+        return out.astype(dtype)
+    return out.copy() if copy and not out.flags.writeable else out
+
+
+# The dtype kinds a frame records for a NumPy column (tether.arrow.numpy_dtype_recorded): anything else,
+# byte-swapped numbers aside, is a damaged or hostile frame.
+RECORDED_KINDS = "USOMm"
+
+
+def _recorded_dtype(name: str, recorded: Any, rows: int, limit: int | None) -> Any:
+    """The NumPy dtype a frame recorded for a column, checked: a known kind, no fields, within ``limit`` bytes."""
+    import numpy as np
+
+    try:
+        dtype = np.dtype(recorded) if type(recorded) is str else None
+    except (TypeError, ValueError):
+        dtype = None
+    if (dtype is None or dtype.fields is not None or dtype.subdtype is not None
+            or (dtype.kind not in RECORDED_KINDS and (dtype.isnative or dtype.kind not in "biuf"))):
+        raise DecodeError(f"The arrow frame records NumPy dtype {str(recorded)[:40]!r} for column {name[:80]!r}, "
+                          "which tether never writes; the frame is damaged.")
+    if limit is None:
+        from .._limits import get_limits
+
+        limit = get_limits().max_uncompressed_size
+    if rows * dtype.itemsize > limit:
+        raise LimitError(f"The arrow frame's NumPy dtype {dtype.str} for column {name[:80]!r} ({rows} rows) would "
+                         f"allocate {rows * dtype.itemsize} bytes, over the limit of {limit} "
+                         "(Limits.max_uncompressed_size).")
+    return dtype
 
 
 def _np(col: pa.ChunkedArray) -> Any:
