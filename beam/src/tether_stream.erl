@@ -33,6 +33,9 @@
 %% What the writer puts in one raw chunk of a binary (Python's CHUNK_SIZE).
 -define(DEFAULT_CHUNK_SIZE, (8 bsl 20)).
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
+%% A checkpoint's keys, as atoms (checkpoint/1) or binaries (Python's as_dict() through ETF or JSON).
+-define(CHECKPOINT_KEYS, [stream_id, seq, offset, digest, ended,
+                          <<"stream_id">>, <<"seq">>, <<"offset">>, <<"digest">>, <<"ended">>]).
 
 -record(reader, {src, id = undefined, seq = 0, offset = 0, digest = 0, max_frame, decode_opts,
                  owned = false, complete = false}).
@@ -424,19 +427,28 @@ resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]
           {error, {bad_option, resume, binary()}}.
 resume_point(undefined, _Show) -> {ok, {undefined, 0, 0, 0}};
 resume_point(Cp, Show) when is_map(Cp) ->
+    case [K || K <- maps:keys(Cp), not lists:member(K, ?CHECKPOINT_KEYS)] of
+        [] -> checkpoint_point(Cp, Show);
+        %% As Python's Checkpoint.from_dict: a misspelt `ended' would let a writer append after the end.
+        Unknown -> resume_error(["unknown checkpoint key(s) ", Show(lists:sublist(lists:sort(Unknown), 5), 5),
+                                 ": a checkpoint has stream_id, seq, offset, digest and ended"])
+    end;
+resume_point(Cp, Show) -> bad_checkpoint(Cp, Show).
+
+checkpoint_point(Cp, Show) ->
     Get = fun(K, Default) -> maps:get(K, Cp, maps:get(atom_to_binary(K), Cp, Default)) end,
     case {Get(stream_id, undefined), Get(seq, undefined), Get(offset, undefined), Get(digest, undefined),
           Get(ended, false)} of
-        {Id, Seq, Off, D, false} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, is_integer(Off),
-                                      Off >= 0, is_integer(D), D >= 0, D =< ?U64_MAX ->
+        {Id, Seq, Off, D, false} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, Seq =< ?U64_MAX,
+                                      is_integer(Off), Off >= 0, Off =< ?U64_MAX, is_integer(D), D >= 0,
+                                      D =< ?U64_MAX ->
             {ok, {Id, Seq, Off, D}};
         {_, Seq, _, _, true} -> resume_error(["the checkpoint of a complete stream (ended, chunk ", Show(Seq, 1),
                                               "): its end frame is written, and a chunk after it would make the "
                                               "stream unreadable. Start a new stream, or resume from a checkpoint "
                                               "taken before the end (abort's, or a reader's after an error)"]);
         _ -> bad_checkpoint(Cp, Show)
-    end;
-resume_point(Cp, Show) -> bad_checkpoint(Cp, Show).
+    end.
 
 bad_checkpoint(Cp, Show) ->
     resume_error(["expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset "

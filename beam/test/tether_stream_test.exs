@@ -352,6 +352,13 @@ defmodule TetherStreamTest do
       assert msg =~ "checkpoint/1" and msg =~ "got %{seq: 1}"
       assert {:error, {:bad_option, :resume, erl}} = :tether_stream.open_writer({:file, path}, %{resume: %{seq: 1}})
       assert erl =~ "got \#{seq => 1}"
+      # As Python's Checkpoint.from_dict: unknown keys (a misspelt ended) and numbers past 2**64-1 are refused.
+      cp = %{stream_id: "ab", seq: 1, offset: 0, digest: 0}
+      assert {:error, {:bad_option, :resume, why}} = Tether.Stream.write([1], path, resume: Map.put(cp, :endd, true))
+      assert why =~ "unknown checkpoint key(s) [:endd]"
+      for {key, big} <- [seq: 1 <<< 64, offset: 1 <<< 64] do
+        assert {:error, {:bad_option, :resume, _}} = Tether.Stream.write([1], path, resume: Map.put(cp, key, big))
+      end
       assert {:error, {:bad_option, :chunk_size, _}} = Tether.Stream.write([1], path, chunk_size: 0)
       assert {:error, {:bad_option, :max_frame, _}} = Tether.Stream.verify(path, max_frame: -1)
       assert {:error, {:bad_argument, :source, _}} = Tether.Stream.verify(5)
