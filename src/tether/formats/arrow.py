@@ -266,8 +266,10 @@ class ArrowFormat(Format):
         trust**: a corrupt offset or dictionary index in a frame read that way
         can crash the process (a segmentation fault) when the table is used.
 
-        Whatever the mode, compressed buffers inside the IPC stream may expand to
-        at most ``Limits.max_uncompressed_size`` in all, every string in the schema
+        Whatever the mode, only metadata version V5 batches are read, compressed
+        buffers inside the IPC stream may expand to at most
+        ``Limits.max_uncompressed_size`` in all, and so may a conversion to a
+        Python form (estimated from lengths first), every string in the schema
         (field names, time zones, metadata) must be UTF-8, and an error raised by
         pyarrow, pandas or polars (a polars panic too) becomes a
         :class:`~tether.DecodeError` whose message is cut to a few hundred characters.
@@ -292,6 +294,8 @@ class ArrowFormat(Format):
         if isinstance(type_info.get("table_schema"), dict):
             table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
         try:
+            if target not in ("arrow", "batch"):  # those stay Arrow: views of the frame, nothing materialised
+                _check_materialised(table, target, ctx.limits.max_uncompressed_size, ctx.frame_id)
             return convert(table, target, type_info, copy=ctx.copy, limit=ctx.limits.max_uncompressed_size)
         except (TetherError, *PASS_THROUGH):
             raise
@@ -484,6 +488,121 @@ def _check_view_array(array: pa.Array, where: str) -> None:
                           "the frame is corrupt.")
 
 
+# -- What converting to Python forms materialises, estimated from lengths (a lower bound, not a measurement).
+
+_PER_VALUE = 8  # every value becomes at least a pointer or a fixed-width value of 8 bytes
+# to_pylist's row dicts, on top of the values: measured (tracemalloc, pyarrow 26, CPython 3.11) at 192 B a row
+# for 1 to 4 columns and 472 B for 16; a row costs at least its empty dict and list slot, a cell its dict entry.
+_PYLIST_ROW, _PYLIST_CELL = 192, 16
+# The targets that decode a dictionary value by value (to_pylist); pandas and polars keep categories,
+# and NumPy's object array shares one object per dictionary entry.
+_DECODES_DICTIONARIES = ("pylist", "columns")
+
+
+def _check_materialised(table: pa.Table, target: str, limit: int, where: str) -> None:
+    """Refuse a conversion whose result would take more than ``limit`` bytes, before converting.
+
+    What a frame holds does not bound what its Python form takes: a null
+    column declares any number of rows in no bytes, a run-end encoded one
+    repeats a value, and string views may all point at one region. The
+    estimate is a lower bound from lengths and buffer sizes, summed over the
+    columns: O(columns + chunks), plus one NumPy pass over the view structs
+    of view columns and the offsets of run-end and dictionary values.
+    """
+    total = table.num_rows * (_PYLIST_ROW + table.num_columns * _PYLIST_CELL) if target == "pylist" else 0
+    per_value = target in _DECODES_DICTIONARIES
+    for name, column in zip(table.column_names, table.columns):
+        cost = sum(_cost(chunk, per_value) for chunk in column.chunks)
+        total += cost
+        if total > limit:
+            raise LimitError(
+                f"{where}: converting the Arrow table to {target} would take at least {total} bytes (column "
+                f"{name[:80]!r}: {cost} B for {len(column)} rows), over the limit of {limit} "
+                "(Limits.max_uncompressed_size). Load it with into='arrow' (zero-copy), or raise the limit with "
+                "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
+
+
+def _cost(array: pa.Array, per_value: bool) -> int:
+    """What ``array`` takes once converted: a value's bytes each, and what its children take.
+
+    ``per_value``: dictionaries are decoded value by value (each index costs its widest entry).
+    """
+    t, n = array.type, len(array)
+    if isinstance(t, pa.BaseExtensionType):
+        return _cost(array.storage, per_value)
+    if t in VIEW_TYPES:
+        return n * _PER_VALUE + int(_view_bytes(array).sum())
+    if isinstance(t, pa.RunEndEncodedType):
+        return n * _widest(array.values, per_value)
+    if isinstance(t, pa.DictionaryType):
+        if per_value:
+            return n * _widest(array.dictionary, per_value)
+        return n * _PER_VALUE + _cost(array.dictionary, per_value)
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):  # views may overlap: count each element
+        import numpy as np
+
+        width = "<i4" if pa.types.is_list_view(t) else "<i8"
+        sizes = np.frombuffer(array.buffers()[2], dtype=width)[array.offset : array.offset + n]
+        return n * _PER_VALUE + int(np.maximum(sizes, 0).sum()) * _widest(array.values, per_value)
+    children = _children(array)
+    if children is not None:
+        return n * _PER_VALUE + sum(_cost(child, per_value) for child in children)
+    return n * _fixed_width(t) + _data_bytes(array)
+
+
+def _children(array: pa.Array) -> list | None:
+    """The child arrays of a nested ``array`` (lists, maps, structs, unions); None for a flat one."""
+    t = array.type
+    if isinstance(t, (pa.StructType, pa.UnionType)):
+        return [array.field(i) for i in range(t.num_fields)]
+    if t.num_fields:  # lists, large lists, fixed-size lists, maps
+        return [array.values]
+    return None
+
+
+def _fixed_width(t: pa.DataType) -> int:
+    """Bytes a value of flat type ``t`` takes converted: its own width, at least a pointer's."""
+    try:
+        return max(_PER_VALUE, t.bit_width // 8)
+    except ValueError:  # variable width (strings, binaries) or no buffers at all (null)
+        return _PER_VALUE
+
+
+def _data_bytes(array: pa.Array) -> int:
+    """The bytes of a string or binary array's data buffer (the whole buffer: O(1), never less)."""
+    if not (pa.types.is_string(array.type) or pa.types.is_binary(array.type)
+            or pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)):
+        return 0
+    data = array.buffers()[2]
+    return 0 if data is None else data.size
+
+
+def _widest(values: pa.Array, per_value: bool) -> int:
+    """Bytes the largest value of ``values`` takes converted, for arrays that repeat values by index or run."""
+    if len(values) == 0:
+        return _PER_VALUE
+    if values.type in VIEW_TYPES:
+        return _PER_VALUE + int(_view_bytes(values).max())
+    large = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
+    if large or pa.types.is_string(values.type) or pa.types.is_binary(values.type):
+        import numpy as np
+
+        offsets = np.frombuffer(values.buffers()[1], dtype="<i8" if large else "<i4")
+        offsets = offsets[values.offset : values.offset + len(values) + 1]
+        return _PER_VALUE + max(0, int(np.diff(offsets).max()))
+    if _children(values) is None and not isinstance(values.type, (pa.DictionaryType, pa.RunEndEncodedType)):
+        return _fixed_width(values.type)
+    return _cost(values, per_value)  # nested values: all of them, as a bound on the largest
+
+
+def _view_bytes(array: pa.Array) -> Any:
+    """The lengths of ``array``'s string or binary views (negative ones as 0), as a NumPy int64 array."""
+    import numpy as np
+
+    views = np.frombuffer(array.buffers()[1], dtype="<i4").reshape(-1, 4)[array.offset : array.offset + len(array)]
+    return np.maximum(views[:, 0], 0).astype(np.int64)
+
+
 # -- Arrow IPC metadata (format/Message.fbs), read only as far as bounding decompression needs.
 
 _U16, _U32, _I32, _I64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<i"), struct.Struct("<q")
@@ -493,6 +612,7 @@ _DICTIONARY_DATA = 1  # DictionaryBatch: id, data, isDelta
 _BATCH_BUFFERS, _BATCH_COMPRESSION = 2, 3  # RecordBatch: length, nodes, buffers, compression, ...
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3  # members of the MessageHeader union
 _STORED_AS_IS = -1  # a compressed body's buffer whose length prefix says it was not compressed
+_DATA_MESSAGES = ("record batch", "dictionary")  # pyarrow's names for the messages that carry a body
 
 
 class _Flat:
@@ -584,6 +704,19 @@ def _inflation(message: Any, where: str) -> int:
     return total
 
 
+def _check_version(message: Any, where: str) -> None:
+    """Refuse a data message older than metadata version V5, the only one tether writes.
+
+    Before V5 a batch could be compressed without a BodyCompression field,
+    named only in the message's custom metadata (``ARROW:experimental_compression``):
+    Arrow C++ still decompresses it, and :func:`_inflation` would not see it.
+    """
+    if message.type in _DATA_MESSAGES and message.metadata_version < pa.ipc.MetadataVersion.V5:
+        raise DecodeError(f"{where}: an Arrow IPC {message.type} message has metadata version "
+                          f"{message.metadata_version.name}; tether writes and reads V5 (Arrow 1.0 on) only. "
+                          "Rewrite the stream with a current Arrow writer.")
+
+
 def _check_inflation(buf: pa.Buffer, limit: int, where: str) -> None:
     """Refuse a stream whose compressed buffers would expand past ``limit`` in all, before Arrow decompresses any.
 
@@ -596,6 +729,7 @@ def _check_inflation(buf: pa.Buffer, limit: int, where: str) -> None:
     for message in pa.ipc.MessageReader.open_stream(buf):
         if message.type == "schema":  # no body; pyarrow read the type from the same metadata
             continue
+        _check_version(message, where)
         total += _inflation(message, where)
         if total > limit:
             raise LimitError(
@@ -611,8 +745,8 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
     ``type_info`` (an arrow frame's) says which columns were NumPy arrays for ``"columns"``,
     and the dtypes Arrow alone would not give back. ``copy`` makes pandas and NumPy results
     writable: Arrow hands its buffers to both read-only, so without it ``df.loc[0, "x"] = 1``
-    raises even on a copy. ``limit`` bounds the bytes a recorded dtype may allocate per column
-    (default ``Limits.max_uncompressed_size``).
+    raises even on a copy. ``limit`` bounds the bytes the recorded dtypes may allocate, all
+    columns together (default ``Limits.max_uncompressed_size``).
 
     Examples
     --------
@@ -644,34 +778,67 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
         return out
     if target == "columns":
         numpy_cols = set(type_info.get("numpy_columns", ()))
-        dtypes = type_info.get("numpy_dtypes")
-        dtypes = dtypes if isinstance(dtypes, dict) else {}
+        dtypes = _recorded_dtypes(table, numpy_cols, type_info.get("numpy_dtypes"), limit)
         return {
-            name: _numpy_back(name, col, dtypes.get(name), copy, limit) if name in numpy_cols else col.to_pylist()
+            name: _numpy_back(name, col, dtypes.get(name), copy) if name in numpy_cols else col.to_pylist()
             for name, col in zip(table.column_names, table.columns)
         }
     raise DecodeError(f"Unknown arrow target {target!r}.")  # pragma: no cover
 
 
-def _numpy_back(name: str, col: pa.ChunkedArray, recorded: Any, copy: bool, limit: int | None) -> Any:
-    """A column dumped as a NumPy array, as one again: of its recorded dtype when the frame has one.
+def _numpy_back(name: str, col: pa.ChunkedArray, dtype: Any, copy: bool) -> Any:
+    """A column dumped as a NumPy array, as one again: of its recorded dtype (checked) when the frame has one.
 
     Frames from before dtypes were recorded, and dtypes Arrow gives back as
     they were, carry none: a column with nulls then comes back as a list, as it always did.
     """
-    if recorded is None:
+    if dtype is None:
         if col.null_count:
             return col.to_pylist()
         return _np(col).copy() if copy else _np(col)
     import numpy as np
 
-    dtype = _recorded_dtype(name, recorded, len(col), limit)
     if dtype.kind == "O":  # the elements as Python has them; fromiter keeps a list element whole
         return np.fromiter(col.to_pylist(), dtype=object, count=len(col))
     out = col.to_numpy(zero_copy_only=False) if col.null_count or col.num_chunks != 1 else _np(col)
-    if out.dtype != dtype:
-        return out.astype(dtype)
-    return out.copy() if copy and not out.flags.writeable else out
+    if out.dtype == dtype:
+        return out.copy() if copy and not out.flags.writeable else out
+    try:
+        # Raise, not warn: a value the dtype cannot hold (a NaN as an integer) is a frame tether never writes.
+        with np.errstate(all="raise"):
+            return out.astype(dtype)
+    except FloatingPointError as exc:
+        raise DecodeError(f"The arrow frame's column {name[:80]!r} holds values its recorded NumPy dtype "
+                          f"{dtype.str} cannot hold ({exc}); the frame is damaged.") from None
+
+
+def _recorded_dtypes(table: pa.Table, numpy_cols: set, recorded: Any, limit: int | None) -> dict[str, Any]:
+    """The checked dtype of each NumPy column that records one, their bytes bounded by ``limit`` in all.
+
+    One running total for the whole frame: a bound per column would let N columns allocate N times the limit.
+    """
+    if not isinstance(recorded, dict):
+        return {}
+    if limit is None:
+        from .._limits import get_limits
+
+        limit = get_limits().max_uncompressed_size
+    dtypes, total = {}, 0
+    for name, col in zip(table.column_names, table.columns):
+        if name not in numpy_cols or recorded.get(name) is None:
+            continue
+        dtypes[name] = dtype = _recorded_dtype(name, recorded[name])
+        if dtype.itemsize == 0 and len(col):  # astype would size it to the longest value: unbounded
+            raise DecodeError(f"The arrow frame records NumPy dtype {dtype.str} (0 bytes an item) for column "
+                              f"{name[:80]!r} of {len(col)} rows, which tether never writes (NumPy makes "
+                              "such a column <U1 or |S1); the frame is damaged.")
+        total += len(col) * dtype.itemsize
+        if total > limit:
+            raise LimitError(f"The arrow frame's NumPy dtypes would allocate {total} bytes by column {name[:80]!r} "
+                             f"({dtype.str}, {len(col)} rows), over the limit of {limit} "
+                             "(Limits.max_uncompressed_size); raise it with "
+                             "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
+    return dtypes
 
 
 # The dtype kinds a frame records for a NumPy column (tether.arrow.numpy_dtype_recorded): anything else,
@@ -679,8 +846,8 @@ def _numpy_back(name: str, col: pa.ChunkedArray, recorded: Any, copy: bool, limi
 RECORDED_KINDS = "USOMm"
 
 
-def _recorded_dtype(name: str, recorded: Any, rows: int, limit: int | None) -> Any:
-    """The NumPy dtype a frame recorded for a column, checked: a known kind, no fields, within ``limit`` bytes."""
+def _recorded_dtype(name: str, recorded: Any) -> Any:
+    """The NumPy dtype a frame recorded for a column, checked: a kind tether records, no fields."""
     import numpy as np
 
     try:
@@ -691,14 +858,6 @@ def _recorded_dtype(name: str, recorded: Any, rows: int, limit: int | None) -> A
             or (dtype.kind not in RECORDED_KINDS and (dtype.isnative or dtype.kind not in "biuf"))):
         raise DecodeError(f"The arrow frame records NumPy dtype {str(recorded)[:40]!r} for column {name[:80]!r}, "
                           "which tether never writes; the frame is damaged.")
-    if limit is None:
-        from .._limits import get_limits
-
-        limit = get_limits().max_uncompressed_size
-    if rows * dtype.itemsize > limit:
-        raise LimitError(f"The arrow frame's NumPy dtype {dtype.str} for column {name[:80]!r} ({rows} rows) would "
-                         f"allocate {rows * dtype.itemsize} bytes, over the limit of {limit} "
-                         "(Limits.max_uncompressed_size).")
     return dtype
 
 
