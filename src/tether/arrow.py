@@ -37,8 +37,11 @@ every value that would come back different from Python's point of view: atoms
 datetimes in several zones or in a zone Arrow names otherwise
 (``timezone.utc`` comes back as ``ZoneInfo("UTC")``), decimals of several
 scales (``1.5`` beside ``2.25`` would come back as ``1.50``), maps whose rows
-have different or non-str keys, and pandas column labels the pandas metadata
-does not restore as they were (``{1: ..., "1": ...}``).
+have different or non-str keys, Elixir structs (dicts with ``__struct__``),
+NumPy StringDType columns (they would come back as object arrays), and pandas
+column labels the pandas metadata does not restore as they were
+(``{1: ..., "1": ...}``). CategoricalIndex column labels are refused in both
+modes: pandas could not read such a frame back.
 """
 
 from __future__ import annotations
@@ -373,9 +376,10 @@ def _atom_column(values: list, nulls: bool) -> pa.Array:
 
 
 def _map_column(name: str, values: list, strict: bool, nulls: bool, depth: int) -> pa.Array:
-    if strict:
-        _check_keys(name, values)
     sample = next(v for v in values if v is not None)
+    if strict:  # structs first: their keys are atoms, which _check_keys would blame instead
+        _check_structs(name, values)
+        _check_keys(name, values)
     if _is_struct(sample, "Elixir.DateTime"):
         tz = sample.get(Atom("time_zone"), b"Etc/UTC")
         tz = tz.decode() if isinstance(tz, bytes) else str(tz)
@@ -401,6 +405,27 @@ def _map_column(name: str, values: list, strict: bool, nulls: bool, depth: int) 
         for k, col in zip(keys, names)
     ]
     return pa.StructArray.from_arrays(arrays, names=names, mask=_mask(values, nulls))
+
+
+_STRUCT = Atom("__struct__")
+# What Arrow makes of a struct column (_map_column): none keeps the struct as etf does.
+_STRUCTS_AS = {
+    "Elixir.DateTime": "as a UTC timestamp, which comes back as a datetime in ZoneInfo('UTC'), not in its own zone",
+    "Elixir.Decimal": "as decimal128 with one scale for the column",
+}
+
+
+def _check_structs(name: str, values: list) -> None:
+    """Refuse Elixir structs (dicts with a ``__struct__`` key, as ETF decodes unknown structs, or any with
+    ``structs=False``): Arrow keeps no struct name, so none comes back as etf would give it back."""
+    row = next((i for i, v in enumerate(values) if v is not None and _STRUCT in v), -1)
+    if row < 0:
+        return
+    struct = values[row][_STRUCT]
+    stored = _STRUCTS_AS.get(struct, "as a struct of str fields, which comes back as dicts without __struct__")
+    raise ColumnError(f"Column {name!r} row {row}: an Elixir struct ({struct}, a dict with __struct__) would be "
+                      f"stored {stored}. Convert the structs to Python values first (datetime, Decimal, plain "
+                      "dicts), or keep such data as etf.")
 
 
 def _check_keys(name: str, values: list) -> None:
@@ -442,15 +467,46 @@ def _numpy_column(name: str, col: Any, strict: bool) -> pa.Array | None:
         raise ColumnError(f"Column {name!r}: only 1-d NumPy columns fit a table, got shape {col.shape}.")
     if col.dtype == object:
         return column_to_arrow(name, col.tolist(), strict=strict)
+    if col.dtype.kind == "T":
+        _variable_strings(name, col, strict)
     if not col.dtype.isnative:
         col = col.astype(col.dtype.newbyteorder("="))
+    nul = col.dtype.kind in "US" and _embedded_nul(col)  # pyarrow's own conversion ends each string at a NUL
     try:
+        if nul:
+            return pa.array(col.tolist(), pa.string() if col.dtype.kind == "U" else pa.binary())
         return pa.array(col)
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:  # pyarrow's refusals, typed here
+        if isinstance(exc, MemoryError):  # pa.ArrowMemoryError
+            raise
         raise ColumnError(f"Column {name!r}: NumPy dtype {col.dtype} has no Arrow type ({exc}). Convert the column "
                           "(complex: split into .real and .imag; datetime64: to s, ms, us or ns; structured: one "
                           "column per field), send the array alone (format='ndarray'), or leave format='auto' to "
                           "fall back to etf.") from exc
+
+
+def _embedded_nul(col: Any) -> bool:
+    """Whether a U or S column holds a NUL before the end of a value (NumPy pads with NULs, so trailing ones
+    are padding): pyarrow would cut the value there. One vectorised pass over the characters (a seventh of
+    ``pa.array``'s cost for 1M <U8 values)."""
+    import numpy as np
+
+    width = col.dtype.itemsize // (4 if col.dtype.kind == "U" else 1)
+    if width < 2 or not len(col):
+        return False
+    zero = col.view(np.dtype((np.uint32 if col.dtype.kind == "U" else np.uint8, width))) == 0
+    return bool((zero[:, :-1] & ~zero[:, 1:]).any())
+
+
+def _variable_strings(name: str, col: Any, strict: bool) -> None:
+    """A NumPy StringDType column comes back from Arrow as an object array of str: no dtype is recorded for it
+    (readers know U, S, O, M and m). Refused under ``strict``, a LossyConversionWarning otherwise."""
+    message = (f"Column {name!r}: NumPy dtype {col.dtype} comes back from Arrow as an object array of str. "
+               "Convert it (col.astype(str) gives a fixed-width <U array, which comes back as itself), or send "
+               "the array alone (format='ndarray' or 'pickle').")
+    if strict:
+        raise ColumnError(message)
+    warnings.warn(message, LossyConversionWarning, stacklevel=9)  # the caller of tether.dumps
 
 
 def numpy_dtype_recorded(dtype: Any) -> bool:
@@ -603,6 +659,7 @@ def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
     against what pandas' metadata restores (an empty table's round trip, O(columns)):
     one that would change is a ColumnError under ``strict``, else a LossyConversionWarning.
     """
+    _check_categorical_labels(df)
     plain = all(type(c) is str for c in df.columns)
     if strict and not plain and len(set(map(type, df.columns))) > 1:  # mixed: Arrow makes them strings, and warns
         raise ColumnError(_labels_message(df, "strings"))
@@ -615,6 +672,17 @@ def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
     if not plain:
         _check_labels(df, table, strict)
     return table
+
+
+def _check_categorical_labels(df: Any) -> None:
+    """Refuse CategoricalIndex column labels: Arrow writes them, but pandas' metadata names their index type
+    'categorical', which ``to_pandas`` cannot read back (the frame would be unreadable), str labels or not."""
+    import pandas as pd
+
+    if isinstance(df.columns, pd.CategoricalIndex):
+        raise ColumnError(f"DataFrame column labels {list(df.columns)!r:.120} are a CategoricalIndex, which Arrow's "
+                          "pandas metadata cannot restore: the frame could not be read back. Give the columns plain "
+                          "labels (df.columns = df.columns.astype(object)), or send the frame with format='pickle'.")
 
 
 def _pandas_arrow(df: Any, plain: bool) -> pa.Table:

@@ -503,6 +503,8 @@ def encode_other(w: Writer, value: Any) -> Any:
         if replaced is not DONE and replaced is not value:
             return replaced
     name = f"{type(value).__module__}.{type(value).__qualname__}"
+    if name in _NUMPY_TIMES:
+        raise MappingError(f"Cannot encode {name} at {w.where()} as ETF: {_NUMPY_TIMES[name]}")
     if isinstance(value, (collections.abc.Iterator, collections.abc.AsyncIterator)):
         collect = "[x async for x in it]" if isinstance(value, collections.abc.AsyncIterator) else "list(it)"
         raise MappingError(
@@ -514,6 +516,17 @@ def encode_other(w: Writer, value: Any) -> Any:
         "no mapping for this type. Convert it to a dict/list/tuple of basic values, register a struct "
         "mapping with tether.etf.register_struct, or use format='pickle' for Python-only data."
     )
+
+
+# NumPy time scalars: docs/types.md maps neither to a BEAM type (as datetime.timedelta is not), so they are
+# refused by name, with the conversion that does map; under format="auto" they go to pickle.
+_NUMPY_TIMES = {
+    "numpy.timedelta64": "the BEAM has no duration type, and the integer inside is in the scalar's own unit. "
+                         "Send a count in a unit you name, e.g. int(v // np.timedelta64(1, 'us')), or use "
+                         "format='pickle' for Python-only data.",
+    "numpy.datetime64": "no mapping for NumPy datetimes. Send v.item() (a datetime.datetime, which maps to "
+                        "NaiveDateTime, for units down to us), or use format='pickle' for Python-only data.",
+}
 
 
 def write_identifier(w: Writer, value: Pid | Port | Reference) -> None:
@@ -571,6 +584,8 @@ def _numpy_scalar(value: Any) -> Any:
         return DONE
     if isinstance(value, np.bool_):
         return bool(value)
+    if isinstance(value, np.timedelta64):  # an np.integer too: int() would drop its unit, or refuse it (unit s)
+        return DONE
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
