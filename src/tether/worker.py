@@ -2521,6 +2521,9 @@ def _run() -> int:
             return exc.code or 0
         print(exc.code, file=sys.stderr)  # as Python prints a SystemExit's message
         return 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        return 128 + signal.SIGINT  # what an interrupted Python's exit status says
     except BaseException:
         traceback.print_exc()
         return 1
