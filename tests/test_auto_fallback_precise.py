@@ -208,3 +208,20 @@ def test_a_column_of_structs_is_refused_as_structs_not_for_its_keys(struct, back
 def test_explicit_arrow_still_converts_datetime_structs():
     table = tether.loads(tether.dumps({"at": [DATETIME] * 3}, format="arrow"), into="arrow")
     assert table.column("at")[0].as_py() == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("value, fmt", [
+    (np.array([1, "a"], dtype=object), "ndarray"),
+    ([1], "scalar"),
+    (np.int64(1), "scalar"),
+    (memoryview(np.zeros((0, 3))), "raw"),
+])
+def test_a_format_named_by_the_caller_refuses_with_a_typed_error(value, fmt):
+    # The bug check sent tether's own deliberate refusals (raised as TypeError) out bare.
+    with pytest.raises(tether.EncodeError):
+        tether.dumps(value, format=fmt)
+
+
+def test_an_empty_multi_dimensional_view_is_a_typed_error_under_auto():
+    with pytest.raises(tether.EncodeError, match=r"empty 2-d view"):
+        tether.dumps(memoryview(np.zeros((0, 3))))

@@ -14,7 +14,7 @@ import platform
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ._errors import ValidationError
+from ._errors import EncodeError, ValidationError
 
 try:
     from . import _speedups
@@ -109,6 +109,10 @@ def flat_bytes(value: Any) -> memoryview:
     b'ab'
     """
     mv = memoryview(value)
+    if mv.nbytes == 0 and mv.ndim > 1:
+        # memoryview.cast refuses zeros in a shape, so a reader could not give this shape back either.
+        raise EncodeError(f"An empty {mv.ndim}-d view (shape {mv.shape}) has no raw form: send it as a NumPy array "
+                          "(np.asarray(view)), or let format=\"auto\" pick.")
     if not mv.c_contiguous:
         return memoryview(mv.tobytes())
     return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")

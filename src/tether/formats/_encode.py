@@ -55,7 +55,7 @@ def encode(
         except MemoryError:
             raise
         except Exception as exc:
-            if _is_bug(fmt, exc):
+            if auto and _is_bug(fmt, exc):
                 raise  # tether's own TypeError/AttributeError/KeyError: another format would only hide it
             fmt = get(_hand_on(fmt, obj, exc, decision, ctx, auto, transport, steps))
             continue

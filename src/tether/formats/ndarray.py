@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from .. import frame, memory
-from .._errors import DecodeError, ValidationError
+from .._errors import DecodeError, EncodeError, ValidationError
 from .._buffers import Segment
 from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 
@@ -168,7 +168,8 @@ class NdarrayFormat(Format):
         scalar = isinstance(obj, np.generic)
         arr = np.asarray(obj)
         if arr.dtype.hasobject:
-            raise TypeError("object arrays go to pickle")
+            raise EncodeError("An object array has no ndarray form (its elements are Python objects): auto sends it "
+                              "as pickle; with format=\"ndarray\", convert it to a numeric or string dtype first.")
         beam = ctx.options.get("reader") == "beam"
         dtype = arr.dtype.newbyteorder("=") if beam and _swapped(arr.dtype) else arr.dtype
         if arr.flags.c_contiguous or beam:

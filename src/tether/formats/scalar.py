@@ -15,7 +15,7 @@ import struct
 from typing import Any, Mapping
 
 from .. import frame
-from .._errors import DecodeError, LimitError
+from .._errors import DecodeError, EncodeError, LimitError
 from .._types import Atom
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
@@ -104,7 +104,8 @@ class ScalarFormat(Format):
             p = Payload({"kind": "str"})
             p.add(obj.encode("utf-8", "surrogatepass"))
         else:
-            raise TypeError(f"scalar cannot encode {type(obj).__name__}")
+            raise EncodeError(f"The scalar format takes int, float, bool, None and str; got {type(obj).__name__}: "
+                              "use format=\"auto\".")
         return p
 
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
