@@ -247,3 +247,109 @@ def test_ordinary_tables_convert_at_the_default_limits():
     f = tether.dumps(table, format="arrow")
     assert tether.loads(f, into="pylist") == table.to_pylist()
     assert len(tether.loads(f, into="numpy")["r"]) == 1000
+
+
+# ---------------------------------------------------------------- review 3: dictionaries decoded where they are
+
+# Each case: 2000 indices of one 1 MiB dictionary entry (a 1 MiB frame) that the target decodes value by value.
+BALLOONS = """
+import numpy as np
+N, BIG = 2000, "x" * (1 << 20)
+def dictionary(values=None):
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(N, np.int32)), values if values is not None else pa.array([BIG]))
+CASES = {
+    "numpy: dictionary<utf8>": (lambda: dictionary(), "numpy"),
+    "numpy: dictionary<fixed_size_binary>": (lambda: dictionary(pa.array([BIG.encode()], pa.binary(1 << 20))), "numpy"),
+    "numpy: list<dictionary>": (lambda: pa.ListArray.from_arrays(pa.array([0, N], pa.int32()), dictionary()), "numpy"),
+    "pandas: list<dictionary>": (lambda: pa.ListArray.from_arrays(pa.array([0, N], pa.int32()), dictionary()), "pandas"),
+    "pandas: struct<dictionary>": (lambda: pa.StructArray.from_arrays([dictionary()], names=["x"]), "pandas"),
+    "pandas: map<int32, dictionary>": (lambda: pa.MapArray.from_arrays(
+        pa.array([0, N], pa.int32()), pa.array(np.arange(N, dtype=np.int32)), dictionary()), "pandas"),
+    "polars: dictionary<list<int64>>": (lambda: dictionary(pa.array([list(range(1 << 17))])), "polars"),
+}
+"""
+
+
+def test_dictionaries_are_counted_value_by_value_where_the_target_decodes_them():
+    pytest.importorskip("pandas")
+    pytest.importorskip("polars")
+    out = _child(BALLOONS + """
+frames = {name: (frame(pa.table({"c": build()}), {}), into) for name, (build, into) in CASES.items()}
+tether.set_limits(max_uncompressed_size=256 << 20)
+cap(1 << 30)  # each case took 2 to 4 GB before
+for name, (f, into) in frames.items():
+    try:
+        tether.loads(f, into=into)
+        print("LOADED", name)
+    except tether.LimitError as exc:
+        print("REFUSED", name, exc)
+""")
+    for name in ("numpy: dictionary<utf8>", "numpy: dictionary<fixed_size_binary>", "numpy: list<dictionary>",
+                 "pandas: list<dictionary>", "pandas: struct<dictionary>", "pandas: map<int32, dictionary>",
+                 "polars: dictionary<list<int64>>"):
+        assert f"REFUSED {name} " in out, out
+    assert "LOADED" not in out and "column 'c'" in out and "limit of 268435456" in out, out
+
+
+def test_string_dictionaries_stay_shared_where_the_target_keeps_categories(limit):
+    pd, pl = pytest.importorskip("pandas"), pytest.importorskip("polars")
+    d = pa.DictionaryArray.from_arrays(pa.array(np.zeros(2000, np.int32)), pa.array(["x" * (1 << 20)]))
+    f = frame(pa.table({"c": d}), {})
+    limit(16 << 20)  # 2000 MiB decoded, 1 MiB shared
+    assert isinstance(tether.loads(f, into="pandas")["c"].dtype, pd.CategoricalDtype)
+    assert tether.loads(f, into="polars")["c"].dtype == pl.Categorical
+
+
+# ---------------------------------------------------------------- review 3: no false positives from one wide value
+
+N_SKEWED, WIDE = 20_000, "E" * 5000  # rows times the widest value: 100 MB; each value its own: about 5 MB
+
+
+@pytest.mark.parametrize("column", ["dictionary", "run-end", "list_view"])
+def test_one_wide_value_is_counted_once_not_for_every_row(column, limit):
+    n = N_SKEWED
+    if column == "dictionary":  # a category column; one label is a 5 KB text, used by one row
+        idx = np.zeros(n, np.int32)
+        idx[0] = 1
+        arr = pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(["ok", WIDE]))
+    elif column == "run-end":
+        arr = pa.RunEndEncodedArray.from_arrays(pa.array([1, n], pa.int32()), pa.array([WIDE, "ok"]))
+    else:  # one element each, no two views sharing one
+        inner = pa.array([WIDE] + ["ok"] * (n - 1))
+        arr = pa.ListViewArray.from_arrays(pa.array(np.arange(n, dtype=np.int32)), pa.array(np.ones(n, np.int32)), inner)
+    f = frame(pa.table({"c": arr}), {})
+    limit(32 << 20)
+    assert tether.loads(f, into="pylist") == pa.table({"c": arr}).to_pylist()
+
+
+def test_non_overlapping_list_views_of_lists_cost_their_values_once(limit):
+    n = 100_000  # each view one list of two: rows times all the values was 24 TB at 1M rows
+    inner = pa.array([[i, i] for i in range(n)])
+    arr = pa.ListViewArray.from_arrays(pa.array(np.arange(n, dtype=np.int32)), pa.array(np.ones(n, np.int32)), inner)
+    limit(128 << 20)
+    assert len(tether.loads(frame(pa.table({"c": arr}), {}), into="pylist")) == n
+
+
+def test_the_wide_value_is_still_counted_for_every_row_that_uses_it():
+    # The same shapes, every row on the 5 MB value: one small frame, 5 GB as Python strings.
+    out = _child("""
+import numpy as np
+n, wide = 1000, "E" * (5 << 20)
+views = pa.ListViewArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(np.ones(n, np.int32)),
+                                     pa.array([wide] + ["ok"] * (n - 1)))  # as many elements as views, all one
+cases = {"dictionary": pa.DictionaryArray.from_arrays(pa.array(np.ones(n, np.int32)), pa.array(["ok", wide])),
+         "run-end": pa.RunEndEncodedArray.from_arrays(pa.array([n - 1, n], pa.int32()), pa.array([wide, "ok"])),
+         "list_view": views}
+frames = {name: frame(pa.table({"c": arr}), {}) for name, arr in cases.items()}
+tether.set_limits(max_uncompressed_size=256 << 20)
+cap(1 << 30)
+for name, f in frames.items():
+    try:
+        tether.loads(f, into="pylist")
+        print("LOADED", name)
+    except tether.LimitError as exc:
+        print("REFUSED", name, exc)
+""")
+    for name in ("dictionary", "run-end", "list_view"):
+        assert f"REFUSED {name} " in out, out
+    assert "LOADED" not in out, out

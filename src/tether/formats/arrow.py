@@ -494,9 +494,10 @@ _PER_VALUE = 8  # every value becomes at least a pointer or a fixed-width value 
 # to_pylist's row dicts, on top of the values: measured (tracemalloc, pyarrow 26, CPython 3.11) at 192 B a row
 # for 1 to 4 columns and 472 B for 16; a row costs at least its empty dict and list slot, a cell its dict entry.
 _PYLIST_ROW, _PYLIST_CELL = 192, 16
-# The targets that decode a dictionary value by value (to_pylist); pandas and polars keep categories,
-# and NumPy's object array shares one object per dictionary entry.
-_DECODES_DICTIONARIES = ("pylist", "columns")
+# The targets that decode every dictionary value by value: to_pylist, and NumPy too (to_numpy makes one object
+# per index: 2000 indices of one 1 MiB entry took 2 GB). pandas keeps a top-level dictionary as a Categorical
+# but decodes one below a list, struct, map or union; polars keeps string dictionaries and decodes the others.
+_DECODES_DICTIONARIES = ("pylist", "columns", "numpy")
 
 
 def _check_materialised(table: pa.Table, target: str, limit: int, where: str) -> None:
@@ -506,48 +507,57 @@ def _check_materialised(table: pa.Table, target: str, limit: int, where: str) ->
     column declares any number of rows in no bytes, a run-end encoded one
     repeats a value, and string views may all point at one region. The
     estimate is a lower bound from lengths and buffer sizes, summed over the
-    columns: O(columns + chunks), plus one NumPy pass over the view structs
-    of view columns and the offsets of run-end and dictionary values.
+    columns: O(columns) for fixed-width ones, O(chunks) for the others, plus
+    NumPy passes over the view structs, the offsets of the values that
+    dictionaries, runs and list views repeat, and the dictionary indices.
     """
     total = table.num_rows * (_PYLIST_ROW + table.num_columns * _PYLIST_CELL) if target == "pylist" else 0
-    per_value = target in _DECODES_DICTIONARIES
-    for name, column in zip(table.column_names, table.columns):
-        cost = sum(_cost(chunk, per_value) for chunk in column.chunks)
+    for i, field in enumerate(table.schema):
+        if _fixed_width_flat(field.type):  # every chunk costs its rows times the width: no need to visit them
+            cost = table.num_rows * _fixed_width(field.type)
+        else:
+            cost = sum(_cost(chunk, target) for chunk in table.column(i).chunks)
         total += cost
         if total > limit:
             raise LimitError(
                 f"{where}: converting the Arrow table to {target} would take at least {total} bytes (column "
-                f"{name[:80]!r}: {cost} B for {len(column)} rows), over the limit of {limit} "
+                f"{field.name[:80]!r}: {cost} B for {table.num_rows} rows), over the limit of {limit} "
                 "(Limits.max_uncompressed_size). Load it with into='arrow' (zero-copy), or raise the limit with "
                 "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
 
 
-def _cost(array: pa.Array, per_value: bool) -> int:
-    """What ``array`` takes once converted: a value's bytes each, and what its children take.
+def _cost(array: pa.Array, target: str, nested: bool = False) -> int:
+    """What ``array`` takes once converted to ``target``: a value's bytes each, and what its children take.
 
-    ``per_value``: dictionaries are decoded value by value (each index costs its widest entry).
+    ``nested``: ``array`` lies below a list, struct, map or union (where pandas decodes dictionaries).
     """
     t, n = array.type, len(array)
     if isinstance(t, pa.BaseExtensionType):
-        return _cost(array.storage, per_value)
+        return _cost(array.storage, target, nested)
     if t in VIEW_TYPES:
         return n * _PER_VALUE + int(_view_bytes(array).sum())
-    if isinstance(t, pa.RunEndEncodedType):
-        return n * _widest(array.values, per_value)
+    if isinstance(t, pa.RunEndEncodedType):  # each run: its length times its own value, not the widest one
+        return int((_run_lengths(array) * _entry_costs(array.values, target, nested)).sum())
     if isinstance(t, pa.DictionaryType):
-        if per_value:
-            return n * _widest(array.dictionary, per_value)
-        return n * _PER_VALUE + _cost(array.dictionary, per_value)
-    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):  # views may overlap: count each element
-        import numpy as np
-
-        width = "<i4" if pa.types.is_list_view(t) else "<i8"
-        sizes = np.frombuffer(array.buffers()[2], dtype=width)[array.offset : array.offset + n]
-        return n * _PER_VALUE + int(np.maximum(sizes, 0).sum()) * _widest(array.values, per_value)
+        if _decodes(t, target, nested):  # each index: its own entry, not the widest one
+            entries = _entry_costs(array.dictionary, target, nested)[_valid_indices(array)]
+            return array.null_count * _PER_VALUE + int(entries.sum())
+        return n * _PER_VALUE + _cost(array.dictionary, target, nested)
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return n * _PER_VALUE + _list_view_elements(array, target)
     children = _children(array)
     if children is not None:
-        return n * _PER_VALUE + sum(_cost(child, per_value) for child in children)
+        return n * _PER_VALUE + sum(_cost(child, target, True) for child in children)
     return n * _fixed_width(t) + _data_bytes(array)
+
+
+def _decodes(t: pa.DictionaryType, target: str, nested: bool) -> bool:
+    """Whether converting to ``target`` decodes dictionary type ``t`` value by value (see _DECODES_DICTIONARIES)."""
+    if target == "pandas":
+        return nested
+    if target == "polars":
+        return not (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
+    return True  # pylist, columns, numpy, and any target not known to keep dictionaries: the safe side
 
 
 def _children(array: pa.Array) -> list | None:
@@ -568,31 +578,99 @@ def _fixed_width(t: pa.DataType) -> int:
         return _PER_VALUE
 
 
+def _fixed_width_flat(t: pa.DataType) -> bool:
+    """Whether every value of type ``t`` costs ``_fixed_width(t)`` whatever its chunks hold (numbers, nulls...)."""
+    encoded = isinstance(t, (pa.BaseExtensionType, pa.DictionaryType, pa.RunEndEncodedType))
+    return not (encoded or t.num_fields or t in VIEW_TYPES or _is_text(t))
+
+
+def _is_text(t: pa.DataType) -> bool:
+    """Strings and binaries with an offsets buffer: their values' bytes are in their data buffer."""
+    return (pa.types.is_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_string(t) or pa.types.is_large_binary(t))
+
+
 def _data_bytes(array: pa.Array) -> int:
     """The bytes of a string or binary array's data buffer (the whole buffer: O(1), never less)."""
-    if not (pa.types.is_string(array.type) or pa.types.is_binary(array.type)
-            or pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)):
+    if not _is_text(array.type):
         return 0
     data = array.buffers()[2]
     return 0 if data is None else data.size
 
 
-def _widest(values: pa.Array, per_value: bool) -> int:
-    """Bytes the largest value of ``values`` takes converted, for arrays that repeat values by index or run."""
+def _widest(values: pa.Array, target: str, nested: bool) -> int:
+    """Bytes the largest value of ``values`` takes converted, for arrays that repeat values by view."""
     if len(values) == 0:
         return _PER_VALUE
-    if values.type in VIEW_TYPES:
-        return _PER_VALUE + int(_view_bytes(values).max())
-    large = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
-    if large or pa.types.is_string(values.type) or pa.types.is_binary(values.type):
-        import numpy as np
+    return int(_entry_costs(values, target, nested).max())
 
+
+def _entry_costs(values: pa.Array, target: str, nested: bool) -> Any:
+    """What each value of ``values`` takes converted, as NumPy float64 (products of hostile lengths overflow int64).
+
+    For the values that dictionaries and runs repeat: strings, binaries and lists
+    cost their own lengths; other nested values cost all of ``values`` each, a bound.
+    """
+    import numpy as np
+
+    t = values.type
+    if len(values) == 0:  # an empty array may have no offsets buffer at all
+        return np.zeros(0)
+    if isinstance(t, pa.BaseExtensionType):
+        return _entry_costs(values.storage, target, nested)
+    if t in VIEW_TYPES:
+        return _PER_VALUE + _view_bytes(values).astype(np.float64)
+    if _is_text(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        large = pa.types.is_large_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_list(t)
         offsets = np.frombuffer(values.buffers()[1], dtype="<i8" if large else "<i4")
-        offsets = offsets[values.offset : values.offset + len(values) + 1]
-        return _PER_VALUE + max(0, int(np.diff(offsets).max()))
-    if _children(values) is None and not isinstance(values.type, (pa.DictionaryType, pa.RunEndEncodedType)):
-        return _fixed_width(values.type)
-    return _cost(values, per_value)  # nested values: all of them, as a bound on the largest
+        sizes = np.maximum(np.diff(offsets[values.offset : values.offset + len(values) + 1]), 0).astype(np.float64)
+        return _PER_VALUE + (sizes if _is_text(t) else sizes * _widest(values.values, target, True))
+    if _fixed_width_flat(t):
+        return np.full(len(values), float(_fixed_width(t)))
+    return np.full(len(values), float(_cost(values, target, nested)))
+
+
+def _run_lengths(array: pa.RunEndEncodedArray) -> Any:
+    """How many of ``array``'s rows each of its runs covers, within its slice, as NumPy float64."""
+    import numpy as np
+
+    start, stop = array.offset, array.offset + len(array)
+    ends = np.clip(array.run_ends.to_numpy().astype(np.int64), start, stop)  # run_ends count from the unsliced start
+    return np.diff(ends, prepend=start).astype(np.float64)
+
+
+def _valid_indices(array: pa.DictionaryArray) -> Any:
+    """The indices of ``array``'s valid slots (a null slot's index may be anything), within its dictionary."""
+    import numpy as np
+
+    if len(array.dictionary) == 0:  # only null slots can index an empty dictionary
+        return np.zeros(0, np.int64)
+    indices = array.indices.drop_null() if array.null_count else array.indices
+    return np.clip(indices.to_numpy(), 0, len(array.dictionary) - 1)
+
+
+def _list_view_elements(array: pa.Array, target: str) -> int:
+    """What a list view's elements take: its values once when no two views share one, else each view's own."""
+    import numpy as np
+
+    n, width = len(array), "<i4" if pa.types.is_list_view(array.type) else "<i8"
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset : array.offset + n].astype(np.int64)
+    sizes = np.maximum(np.frombuffer(array.buffers()[2], dtype=width)[array.offset : array.offset + n], 0)
+    if _disjoint(offsets, sizes.astype(np.int64)):
+        return _cost(array.values, target, True)
+    return int(sizes.astype(np.int64).sum()) * _widest(array.values, target, True)
+
+
+def _disjoint(offsets: Any, sizes: Any) -> bool:
+    """Whether no element lies in two views: sorted by start, each non-empty view ends before the next starts."""
+    import numpy as np
+
+    keep = sizes > 0
+    starts, ends = offsets[keep], offsets[keep] + sizes[keep]
+    if (starts[1:] < starts[:-1]).any():  # rare: writers lay views out in order, so sort only when not
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+    return bool((ends[:-1] <= starts[1:]).all())
 
 
 def _view_bytes(array: pa.Array) -> Any:
