@@ -230,15 +230,15 @@ reap(OsPid, Start) ->
 
 %% A process's start time (clock ticks after boot: /proc/<pid>/stat's 22nd
 %% field, counted after the command name, which may hold spaces and parens).
+%% Anything unexpected (no /proc, another layout) is `undefined': the keeper
+%% and the worker call this, and neither may crash on it.
 proc_start(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, After] = string:split(Stat, <<") ">>, trailing),
-            case binary:split(After, [<<" ">>, <<"\n">>], [global, trim_all]) of
-                Fields when length(Fields) >= 20 -> binary_to_integer(lists:nth(20, Fields));
-                _ -> undefined
-            end;
-        {error, _} -> undefined
+    try
+        {ok, Stat} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat"),
+        [_, After] = string:split(Stat, <<") ">>, trailing),
+        binary_to_integer(lists:nth(20, binary:split(After, [<<" ">>, <<"\n">>], [global, trim_all])))
+    catch
+        _:_ -> undefined
     end.
 
 %% @private The keeper's loop.
