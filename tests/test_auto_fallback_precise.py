@@ -225,3 +225,18 @@ def test_a_format_named_by_the_caller_refuses_with_a_typed_error(value, fmt):
 def test_an_empty_multi_dimensional_view_is_a_typed_error_under_auto():
     with pytest.raises(tether.EncodeError, match=r"empty 2-d view"):
         tether.dumps(memoryview(np.zeros((0, 3))))
+
+
+def test_lossy_conversion_warnings_point_at_the_callers_line_whichever_way_in(tmp_path):
+    # Fixed stacklevels were right for tether.dumps only: tether.encode and a stream writer got the caller's caller.
+    import scipy.sparse as sp
+
+    from tether.stream import StreamWriter
+
+    dok = sp.random(20, 20, density=0.1, format="dok", random_state=1)
+    with pytest.warns(tether.LossyConversionWarning) as caught:
+        tether.dumps(dok)
+        tether.encode(dok)
+        with open(tmp_path / "s.tthr", "wb") as sink, StreamWriter(sink) as writer:
+            writer.write(dok)
+    assert [w.filename for w in caught] == [__file__] * 3, [(w.filename, w.lineno) for w in caught]

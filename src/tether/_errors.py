@@ -32,6 +32,8 @@ into code they do not own with it.
 from __future__ import annotations
 
 import contextlib
+import sys
+import warnings
 from typing import Iterator
 
 __all__ = [
@@ -123,6 +125,33 @@ class LossyConversionWarning(UserWarning):
 
 class FallbackWarning(UserWarning):
     """A value could not take the format chosen first and was sent in another; the message says why."""
+
+
+def warn_at_caller(message: str, category: type[Warning]) -> None:
+    """Warn at the line of the caller's code that called tether: the first frame outside the package.
+
+    A fixed ``stacklevel`` is right for one way in only: the same conversion runs under
+    ``tether.dumps``, ``tether.encode``, a stream writer or ``tether.arrow.to_table``, each at
+    another depth.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_at_caller("column 'x' lost its zone", LossyConversionWarning)
+    >>> caught[0].filename.endswith("_errors.py")
+    False
+    """
+    level, frame = 1, sys._getframe()
+    while frame is not None and in_tether(frame.f_globals.get("__name__", "")):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def in_tether(module: str) -> bool:
+    """Whether a module name is tether's own (the package or one of its modules)."""
+    return module == "tether" or module.startswith("tether.")
 
 
 @contextlib.contextmanager

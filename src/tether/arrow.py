@@ -50,14 +50,13 @@ import datetime as _dt
 import decimal
 import itertools
 import operator
-import warnings
 from typing import Any
 
 import pyarrow as pa
 
 from . import _etf
 from ._buffers import as_view
-from ._errors import ColumnError, LossyConversionWarning, ValidationError
+from ._errors import ColumnError, LossyConversionWarning, ValidationError, warn_at_caller
 from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
 __all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "numpy_dtype_recorded", "to_table"]
@@ -194,7 +193,7 @@ def _lossy(name: str, row: int, what: str, fix: str, strict: bool) -> None:
     message = f"Column {name!r} row {row}: {what}. {fix}"
     if strict:
         raise ColumnError(message)
-    warnings.warn(message, LossyConversionWarning, stacklevel=4)
+    warn_at_caller(message, LossyConversionWarning)
 
 
 def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, depth: int = 0) -> pa.Array:
@@ -506,7 +505,7 @@ def _variable_strings(name: str, col: Any, strict: bool) -> None:
                "the array alone (format='ndarray' or 'pickle').")
     if strict:
         raise ColumnError(message)
-    warnings.warn(message, LossyConversionWarning, stacklevel=9)  # the caller of tether.dumps
+    warn_at_caller(message, LossyConversionWarning)
 
 
 def numpy_dtype_recorded(dtype: Any) -> bool:
@@ -765,7 +764,7 @@ def _check_labels(df: Any, table: pa.Table, strict: bool) -> None:
     message = _labels_message(df, repr(back))
     if strict:
         raise ColumnError(message)
-    warnings.warn(message, LossyConversionWarning, stacklevel=9)  # the caller of tether.dumps
+    warn_at_caller(message, LossyConversionWarning)
 
 
 def _labels_message(df: Any, back: str) -> str:

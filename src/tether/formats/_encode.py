@@ -19,11 +19,9 @@ naming the format and the path.
 from __future__ import annotations
 
 import logging
-import sys
-import warnings
 from typing import Any, Mapping, NamedTuple
 
-from .._errors import EncodeError, FallbackWarning, TetherError
+from .._errors import EncodeError, FallbackWarning, TetherError, in_tether, warn_at_caller
 from .._request import UNREADABLE_FORMATS, check_format
 from ._base import EncodeContext, Format, Payload
 from ._registered import auto_order, get
@@ -142,11 +140,7 @@ def _is_bug(fmt: Format, exc: Exception) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return _in_tether(tb.tb_frame.f_globals.get("__name__", ""))
-
-
-def _in_tether(module: str) -> bool:
-    return module == "tether" or module.startswith("tether.")
+    return in_tether(tb.tb_frame.f_globals.get("__name__", ""))
 
 
 def _warns(fmt: Format, err: Exception, unexpected: bool) -> bool:
@@ -211,8 +205,4 @@ def _fall_back(fmt: Format, exc: Exception, decision: Any, target: str) -> str:
 def _warn(steps: list[_Step], final: str) -> None:
     """One FallbackWarning naming the format that took the value and every refusal before it, at the line of
     the caller's code that called tether (the first frame outside tether, whichever public call it made)."""
-    level, frame = 1, sys._getframe()
-    while frame is not None and _in_tether(frame.f_globals.get("__name__", "")):
-        frame, level = frame.f_back, level + 1
-    message = f"Sent as {final} instead of {steps[0].fmt.name}: " + _chain(steps)
-    warnings.warn(message, FallbackWarning, stacklevel=level)
+    warn_at_caller(f"Sent as {final} instead of {steps[0].fmt.name}: " + _chain(steps), FallbackWarning)

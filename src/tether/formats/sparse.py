@@ -25,12 +25,12 @@ from __future__ import annotations
 import importlib
 import math
 import sys
-import warnings
 from typing import Any
 
 import numpy as np
 
-from .._errors import DecodeError, EncodeError, LimitError, LossyConversionWarning, MappingError, TetherError
+from .._errors import (DecodeError, EncodeError, LimitError, LossyConversionWarning, MappingError, TetherError,
+                       warn_at_caller)
 from .._limits import get_limits
 from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 from .ndarray import parse_type_info
@@ -109,9 +109,9 @@ class SparseFormat(Format):
         """
         self.check_reader_versions(ctx.options)
         if _other_scipy(obj):
-            warnings.warn(f"A scipy sparse {obj.format} value is sent as csr (frames carry csr, csc and coo): it "
-                          f"reads back as {type(obj).__name__.replace(obj.format, 'csr')}. Convert it with "
-                          ".tocsr() first to silence this.", LossyConversionWarning, stacklevel=6)
+            warn_at_caller(f"A scipy sparse {obj.format} value is sent as csr (frames carry csr, csc and coo): it "
+                           f"reads back as {type(obj).__name__.replace(obj.format, 'csr')}. Convert it with "
+                           ".tocsr() first to silence this.", LossyConversionWarning)
             obj = obj.tocsr()
         kind = _kind(obj)
         if kind is None:
