@@ -353,3 +353,18 @@ for name, f in frames.items():
     for name in ("dictionary", "run-end", "list_view"):
         assert f"REFUSED {name} " in out, out
     assert "LOADED" not in out, out
+
+
+@pytest.mark.parametrize("into", ["pandas", "numpy", "pylist", "polars"])
+def test_an_empty_list_view_column_converts_without_aborting_the_process(into):
+    # pyarrow aborts (a failed check in ChunkedArray) converting one to pandas or NumPy: run it apart.
+    code = textwrap.dedent(f"""
+        import pyarrow as pa, tether
+        table = pa.table({{"a": pa.array([], pa.list_view(pa.int64())),
+                          "b": pa.array([], pa.struct([("x", pa.large_list_view(pa.string()))]))}})
+        out = tether.loads(tether.dumps(table), into={into!r})
+        print(len(out))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] in ("0", "2")  # no rows (a dict of columns has its two names)

@@ -816,6 +816,23 @@ def _check_inflation(buf: pa.Buffer, limit: int, where: str) -> None:
                 "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
 
 
+def _no_list_views(table: pa.Table) -> pa.Table:
+    """An empty table with its list views as lists: pyarrow aborts the process (a failed check in
+    ChunkedArray, not an exception) converting an empty list-view column to pandas or NumPy."""
+    schema = pa.schema([f.with_type(_listed(f.type)) for f in table.schema], metadata=table.schema.metadata)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def _listed(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_list_view(t) or pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_listed(t.value_type)))
+    if pa.types.is_large_list_view(t) or pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_listed(t.value_type)))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_listed(f.type)) for f in t])
+    return t
+
+
 def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = None, *, copy: bool = False,
             limit: int | None = None) -> Any:
     """``table`` in the Python form ``target`` names: an ``into=`` value, or ``"batch"``/``"columns"``.
@@ -835,6 +852,8 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
     type_info = type_info or {}
     if target == "arrow":
         return table
+    if table.num_rows == 0:
+        table = _no_list_views(table)
     if target == "batch":
         return table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
     if target == "pandas":
