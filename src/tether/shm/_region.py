@@ -351,9 +351,11 @@ class Region:
                directory: str | os.PathLike = SHM_DIR) -> "Region":
         """Create a region able to hold ``size`` bytes of frames.
 
-        The file's memory is allocated here (``posix_fallocate``), not at the
-        first write: a filesystem too full for it is a :class:`RegionError`
-        now instead of a SIGBUS in the middle of a write.
+        The file's memory is allocated (``posix_fallocate``) before it is
+        written, not at the first write: all of it here when ``prefault``,
+        else each frame's bytes as :meth:`reserve` hands them out. A
+        filesystem too full for it is a :class:`RegionError` then, instead
+        of a SIGBUS in the middle of a write.
 
         Parameters
         ----------
@@ -383,8 +385,9 @@ class Region:
         Raises
         ------
         RegionError
-            The name is taken, the directory refuses the file, or it has not
-            ``size`` bytes free (the message says how many it has and what to
+            The name is taken, the directory refuses the file, or it has no
+            room for what is allocated here (the header, or with ``prefault``
+            the whole region; the message says how much is free and what to
             do). Nothing is left behind.
 
         Examples
