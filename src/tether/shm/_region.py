@@ -143,6 +143,34 @@ def _open_memfd(name: str) -> tuple[int, str]:
     return fd, f"/proc/{os.getpid()}/fd/{fd}"
 
 
+def _open_region_file(name: str, directory: Any, sealed: bool) -> tuple[int, str]:
+    """A new region's descriptor and path: a memfd when ``sealed``, else a new file in ``directory``."""
+    if sealed:
+        if _checked_directory(directory) != SHM_DIR:
+            raise ValidationError("A sealed region is a memfd, in no directory: drop directory= or sealed=True.")
+        return _open_memfd(name)
+    path = os.path.join(_checked_directory(directory), _checked_name(name))
+    return _open_new(path, name), path
+
+
+def _lay_out(fd: int, total: int, prefault: bool, sealed: bool) -> int:
+    """Write a new region's header and size its file to ``total``; return the bytes given memory now.
+
+    The header goes first: gc knows a region's file by its magic, even one whose creator died here.
+    Memory for all of it when it is to be prefaulted anyway; else for the header, and for each
+    frame's range as reserve() hands it out: a pool rounds sizes up to a power of two, and memory
+    taken for bytes never written would be charged to the filesystem for nothing.
+    """
+    os.pwrite(fd, _HEAD.pack(MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
+                             total, HEADER_SIZE, SLOTS, 0), 0)
+    allocated = total if prefault else HEADER_SIZE
+    _allocate(fd, 0, allocated)
+    os.ftruncate(fd, total)
+    if sealed:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+    return allocated
+
+
 def _is_memfd(path: str) -> bool:
     """Whether ``path`` names a memfd (its own or another process's), which has no name to remove."""
     return path.startswith("/proc/")
@@ -401,26 +429,11 @@ class Region:
             raise ValidationError(f"Region size must be a positive int, got {size!r}.")
         total = _round(HEADER_SIZE + size, PAGE)
         name = name or _new_name()
-        if sealed:
-            if _checked_directory(directory) != SHM_DIR:
-                raise ValidationError("A sealed region is a memfd, in no directory: drop directory= or sealed=True.")
-            fd, path = _open_memfd(name)
-        else:
-            path = os.path.join(_checked_directory(directory), _checked_name(name))
-            fd = _open_new(path, name)
+        fd, path = _open_region_file(name, directory, sealed)
         try:
-            # The header before the memory: gc knows a region's file by its magic, even one whose creator died here.
-            os.pwrite(fd, _HEAD.pack(MAGIC, VERSION, HEADER_SIZE, 0, os.getpid(), proc_start_time(os.getpid()),
-                                     total, HEADER_SIZE, SLOTS, 0), 0)
-            # All of it when it is to be prefaulted anyway; else the header, and each frame's range as
-            # reserve() hands it out: a pool rounds sizes up to a power of two, and memory taken for
-            # bytes never written would be charged to the filesystem for nothing.
-            _allocate(fd, 0, total if prefault else HEADER_SIZE)
-            os.ftruncate(fd, total)
-            if sealed:
-                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            allocated = _lay_out(fd, total, prefault, sealed)
             region = cls(name, path, fd, total, True, True)
-            region._allocated = total if prefault else HEADER_SIZE
+            region._allocated = allocated
         except BaseException as exc:
             os.close(fd)
             if not sealed:
