@@ -17,21 +17,28 @@
 -define(STDERR_TAIL, 65536).
 
 %% @doc The executable for `Python': an absolute or relative path as given, or
-%% a name looked up in `PATH'.
+%% a name looked up in `PATH'. A path to something that is not an executable
+%% file (a directory, a file without an execute bit) is `python_not_executable',
+%% with what it is: a deployment that copied a venv without its modes meets it.
 %%
 %% ```
 %% {ok, "/usr/bin/python3"} = tether_python:find("python3").
 %% {error, {python_not_found, <<"/nope">>}} = tether_python:find("/nope").
+%% {error, {python_not_executable, <<"/tmp">>, directory}} = tether_python:find("/tmp").
 %% '''
--spec find(string()) -> {ok, string()} | {error, {python_not_found, binary()}}.
+-spec find(string()) -> {ok, string()} | {error, {python_not_found, binary()}}
+                            | {error, {python_not_executable, binary(), atom()}}.
 find(Python) ->
     Exe = case lists:member($/, Python) of
               true -> filename:absname(Python);  % a path, not a name to search
               false -> os:find_executable(Python)
           end,
+    Name = unicode:characters_to_binary(Python),
     case Exe =/= false andalso file:read_file_info(Exe) of
         {ok, #file_info{type = regular, mode = Mode}} when Mode band 8#111 =/= 0 -> {ok, Exe};
-        _ -> {error, {python_not_found, unicode:characters_to_binary(Python)}}
+        {ok, #file_info{type = regular}} -> {error, {python_not_executable, Name, not_executable}};
+        {ok, #file_info{type = Type}} -> {error, {python_not_executable, Name, Type}};
+        _ -> {error, {python_not_found, Name}}
     end.
 
 %% @doc Start the worker program as a port owned by the caller. `Opts' are a

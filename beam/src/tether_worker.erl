@@ -3,7 +3,8 @@
 %%
 %% Starting fails fast: `start_link/1' returns only once Python has imported
 %% every module and answered the handshake, or `{error, Reason}':
-%% `{python_not_found, Python}', `{import_error, Module, Type, Message,
+%% `{python_not_found, Python}', `{python_not_executable, Python, What}'
+%% (`directory', `not_executable'), `{import_error, Module, Type, Message,
 %% Traceback}' (the traceback followed by what the modules logged and printed
 %% before the failure), `{incompatible, #{python => Vsn, beam => Vsn}}',
 %% `{tether_not_installed, Python, Stderr}' (that interpreter cannot import
@@ -265,7 +266,8 @@ stop(W) -> gen_server:stop(W).
 %% (`starting', `ready' or `cancelling'), `queued' calls, `running': the
 %% call Python is running now (`module', `function', `caller' and `seconds'
 %% since it was sent), or `nil' (also while a cancelled call stops, in phase
-%% `cancelling'), and `args_file_bytes': the size of its
+%% `cancelling'), `markers', `notices' and `early_output' (sent by Python under
+%% binary keys; any key newer than this node stays a binary), and `args_file_bytes': the size of its
 %% shared-memory arguments file (removed `shm_keep' ms after the last call
 %% that used shared memory ended). Answered by the worker process, without
 %% asking Python: during a call too, after whatever step of a call it is in.
@@ -443,8 +445,8 @@ handle_call(Call = {call, _Ref, _M, _F, _Args, _Tables, _Deadline, Load}, From,
 handle_call(Call = {call, _Ref, _M, _F, _Args, _Tables, _Deadline, _Load}, From, S) ->
     {noreply, enqueue(Call, From, S)};
 handle_call(info, _From, S = #st{info = Info, os_pid = OsPid, phase = Phase, queue = Q, busy = B}) ->
-    {reply, Info#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B),
-                  args_file_bytes => S#st.args_size}, S};
+    {reply, (atom_keys(Info))#{os_pid => OsPid, phase => Phase, queued => queue:len(Q), running => running(B),
+                               args_file_bytes => S#st.args_size}, S};
 %% A pool's request sent to a worker (Tether.Pool.call/status/transaction given a
 %% worker): answer it with an error naming the fix instead of killing Python.
 handle_call(_Request, _From, S) ->
@@ -455,6 +457,18 @@ enqueue({call, Ref, M, F, Args, Tables, Deadline, Load}, From = {Pid, _}, S = #s
     R = #req{ref = Ref, from = From, mref = erlang:monitor(process, Pid), module = M, function = F,
              args = Args, tables = Tables, deadline = Deadline, enqueued = erlang:monotonic_time(), load = Load},
     dispatch(S#st{queue = queue:in(R, Q)}).
+
+%% The ready's binary keys this companion knows, as the atoms info/1 shows: Python sends
+%% them as binaries only so that an older node decodes its ready; keys newer than this
+%% companion stay binaries.
+atom_keys(Info) ->
+    lists:foldl(fun({Bin, Atom}, Acc) ->
+                        case maps:take(Bin, Acc) of
+                            {V, Rest} -> Rest#{Atom => V};
+                            error -> Acc
+                        end
+                end, Info, [{?READY_MARKERS, markers}, {?READY_NOTICES, notices},
+                            {?READY_EARLY_OUTPUT, early_output}]).
 
 %% The call Python is running now, as info/1 shows it: answered here, since
 %% the BEAM is free while Python works (a stats request would queue behind it).

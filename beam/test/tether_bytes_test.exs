@@ -48,7 +48,7 @@ defmodule Tether.BytesTest do
 
     test "a worker whose ready does not list the marker is not sent it: a clear error, and the worker goes on" do
       w = start_worker(["older_marker_handlers"])
-      refute "$tether_bytes" in Tether.Worker.info(w)["markers"]
+      refute "$tether_bytes" in Tether.Worker.info(w).markers
       assert {:error, {:bad_request, message}} =
                Tether.Worker.call(w, "older_marker_handlers", "echo", [%{"blob" => Tether.bytes("x")}])
       assert message =~ ~s($[0].blob: Tether.bytes/1)
@@ -84,7 +84,7 @@ defmodule Tether.BytesTest do
   test "both languages name the marker alike: the worker's ready lists the tag this node writes" do
     w = start_worker([@m])
     {tag, "x"} = Tether.bytes("x")
-    assert Atom.to_string(tag) in Tether.Worker.info(w)["markers"]
+    assert Atom.to_string(tag) in Tether.Worker.info(w).markers
   end
 
   test "Tether.bytes/1 takes binaries and iodata only" do

@@ -110,6 +110,17 @@ defmodule Tether.WorkerLifecycleTest do
                Tether.Worker.start_link(TestPython.opts(python: "/nonexistent/bin/python3"))
     end
 
+    test "a python path that is not an executable file says what it is" do
+      dir = TestPython.tmp_dir!()
+      copy = Path.join(dir, "python3")
+      File.write!(copy, "#!/bin/sh\n")
+      File.chmod!(copy, 0o644)
+      assert {:error, {:python_not_executable, ^copy, :not_executable}} =
+               Tether.Worker.start_link(TestPython.opts(python: copy))
+      assert {:error, {:python_not_executable, ^dir, :directory}} =
+               Tether.Pool.start_link(TestPython.opts(python: dir, size: 1))
+    end
+
     test "an ImportError fails start_link with its traceback" do
       dir = TestPython.tmp_dir!()
       File.write!(Path.join(dir, "broken_handlers.py"), "import numpy\nimport tether_no_such_dependency\n")
@@ -892,6 +903,13 @@ defmodule Tether.WorkerLifecycleTest do
       assert Enum.sum(Enum.map(calls, & &1["seconds"])) < 0.1
       # The reply's frame went into the worker's region through encode().write_into: a dump_into now.
       assert Enum.any?(ops, &(&1["op"] == "dump_into" and &1["transport"] == "shm" and &1["count"] >= 1))
+    end
+
+    test "info/1's keys are atoms, those Python sends as strings for older nodes too" do
+      w = start_worker()
+      info = Tether.Worker.info(w)
+      assert "release_shm" in info.notices and is_list(info.markers) and info.early_output == true
+      assert Enum.all?(Map.keys(info), &is_atom/1)
     end
 
     test "info/1 shows the call Python is running now, while stats/1 waits behind it" do

@@ -14,6 +14,8 @@ defmodule Tether.Worker do
   answered the handshake, so a worker that cannot work never starts:
 
     * `{:error, {:python_not_found, python}}`;
+    * `{:error, {:python_not_executable, python, what}}`: a directory, or a file
+      without an execute bit (`:not_executable`);
     * `{:error, {:import_error, module, type, message, traceback}}`;
     * `{:error, {:incompatible, %{python: vsn, beam: vsn}}}`: tether versions that
       cannot talk (majors differ, or minors for 0.x);
@@ -179,9 +181,10 @@ defmodule Tether.Worker do
   @doc """
   What the worker's Python reported at its handshake (`:tether`, `:python`,
   `:modules`, `:speedups`, `:messages`: the forms it reads, compact messages
-  among them, docs/format.md §8, ...; `"markers"`, the argument markers it
-  reads, under a string key so that an older node decodes the handshake
-  without a new atom) with its `:os_pid`, `:phase`, `:queued` calls and
+  among them, docs/format.md §8, ...; `:markers`, the argument markers it
+  reads, and `:notices`, which Python sends under string keys so that an
+  older node decodes the handshake without a new atom: a key newer than this
+  node stays a string) with its `:os_pid`, `:phase`, `:queued` calls and
   `:running`: the call Python is running now, as `%{module:, function:,
   caller:, seconds:}` (seconds since it was sent; a `stats/1` request shows
   as `module: :stats`), or nil: also while `:phase` is `:cancelling`, when
