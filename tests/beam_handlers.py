@@ -190,7 +190,7 @@ async def async_sleep_announced(seconds):
 def write_stderr(text):
     import sys
 
-    text = text.decode() if isinstance(text, bytes) else text
+    text = bytes(text).decode() if isinstance(text, (bytes, memoryview)) else text
     print(f"print: {text}", file=sys.stderr)
     os.write(2, f"fd2: {text}\n".encode())  # as C code writes: under Python's sys.stderr
     os.write(1, f"fd1: {text}\n".encode())  # fd 1 is not the protocol's

@@ -439,6 +439,17 @@ def test_log_records_and_stderr_lines_are_forwarded(client):
     assert all(m[1:3] == (A("warning"), "stderr") and m[4] == {} for m in client.logs)
 
 
+def test_a_long_stderr_line_is_cut_once_not_sent_in_pieces(client):
+    huge = "z" * (5 << 20)  # a 5 MiB line: 80 warnings in 64 KiB pieces before
+    assert client.ok("write_stderr", huge) == "written"
+    client.await_logs(3)
+    with pytest.raises(TimeoutError):
+        client.await_logs(4, timeout=0.5)
+    note = f" ... [line cut at {tw.LINE_MAX} bytes: the rest is not forwarded]"
+    heads = sorted(m[3] for m in client.logs)
+    assert heads == [f"{source}: {huge}"[:tw.LINE_MAX] + note for source in ("fd1", "fd2", "print")]
+
+
 def test_a_python_warning_is_one_record_with_its_source_line(client):
     assert client.ok("warn", "the old API is going away") == "warned"
     client.await_logs(1)

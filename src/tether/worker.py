@@ -115,7 +115,8 @@ EXIT_OK, EXIT_PROTOCOL, EXIT_REFUSED = 0, 1, 2
 EXIT_GRACE = 0.5
 # How many (function, argument position) pairs a worker remembers warning of charlists for.
 CHARLIST_WARNINGS = 4096
-# A stderr line longer than this is sent in pieces.
+# A stderr line longer than this is cut: its first LINE_MAX bytes are sent, with a note, and the rest dropped
+# (a 5 MB line printed by a library would otherwise reach Logger as 80 warnings).
 LINE_MAX = 64 << 10
 # A log message longer than this is cut (the BEAM's Logger is not a bulk channel).
 LOG_MESSAGE_MAX = 256 << 10
@@ -1880,26 +1881,60 @@ class LogForwarder(logging.Handler):
 def _pump(fd: int, channel: Channel) -> None:
     """Forward each line read from ``fd`` (the process's stdout and stderr) as a warning from ``<<"stderr">>``."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})  # cancelling is the main thread's
-    pending = b""
+    lines = StderrLines()
     while True:
         try:
             chunk = os.read(fd, 1 << 16)
         except OSError:
             chunk = b""
-        data = pending + chunk
-        if chunk:
-            lines = data.split(b"\n")
-            pending = lines.pop()
-        else:  # the end: what is left is the last line
-            lines, pending = ([data] if data else []), b""
-        while len(pending) > LINE_MAX:
-            lines.append(pending[:LINE_MAX])
-            pending = pending[LINE_MAX:]
-        for line in lines:
-            text = line.rstrip(b"\r").decode("utf-8", "replace")
+        for text in lines.feed(chunk) if chunk else lines.end():
             channel.write_message(_log_frame(_WARNING, _STDERR, text, {}))
         if not chunk:
             return
+
+
+class StderrLines:
+    """Bytes read from a pipe, as the lines to forward: a line over :data:`LINE_MAX` bytes is sent as its first
+    :data:`LINE_MAX` bytes and a note as soon as it is that long, and the rest of it is dropped as it arrives.
+
+    Examples
+    --------
+    >>> lines = StderrLines()
+    >>> lines.feed(b"one\\ntw"), lines.feed(b"o\\r\\n"), lines.end()
+    (['one'], ['two'], [])
+    >>> long = lines.feed(b"x" * (LINE_MAX + 10))
+    >>> long[0].endswith("[line cut at 65536 bytes: the rest is not forwarded]"), lines.feed(b"yyy\\nz"), lines.end()
+    (True, [], ['z'])
+    """
+
+    def __init__(self) -> None:
+        self.pending = b""
+        self.cutting = False  # the current line's head has been sent: drop until its end
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The lines ``chunk`` completes, and the head of a line that has grown past :data:`LINE_MAX`."""
+        *done, rest = chunk.split(b"\n")
+        out = []
+        for part in done:
+            if not self.cutting:
+                out.append(_line_text(self.pending + part))
+            self.pending, self.cutting = b"", False
+        if not self.cutting:
+            self.pending += rest
+            if len(self.pending) > LINE_MAX:
+                out.append(_cut_line(self.pending))
+                self.pending, self.cutting = b"", True
+        return out
+
+    def end(self) -> list[str]:
+        """The last line, when the pipe closed without a newline after it."""
+        last = [] if self.cutting or not self.pending else [_line_text(self.pending)]
+        self.pending, self.cutting = b"", False
+        return last
+
+
+def _line_text(line: bytes) -> str:
+    return line.rstrip(b"\r").decode("utf-8", "replace")
 
 
 class _AlertForwarder:
@@ -2095,8 +2130,14 @@ def _early_stderr(spans: list[list[int]], stderr: int = 2) -> list[str]:
     if lines and not lines[-1]:
         lines.pop()
     # A line rewritten with \r (a progress bar) as a terminal shows it: its last state.
-    texts = [line.rstrip(b"\r").rsplit(b"\r", 1)[-1].decode("utf-8", "replace") for line in lines]
-    return [text[i:i + LINE_MAX] for text in texts for i in range(0, max(len(text), 1), LINE_MAX)]
+    return [_cut_line(line.rstrip(b"\r").rsplit(b"\r", 1)[-1]) for line in lines]
+
+
+def _cut_line(line: bytes) -> str:
+    """A whole stderr line as :class:`StderrLines` forwards it: cut after :data:`LINE_MAX` bytes, with a note."""
+    if len(line) <= LINE_MAX:
+        return _line_text(line)
+    return _line_text(line[:LINE_MAX]) + f" ... [line cut at {LINE_MAX} bytes: the rest is not forwarded]"
 
 
 def _read_outside(fd: int, spans: list[list[int]], size: int, limit: int) -> tuple[bytes, int]:
