@@ -303,3 +303,24 @@ def test_a_stream_that_starts_past_chunk_0_is_called_a_continuation(tmp_path):
     assert out.returncode == 0 and "complete as a continuation: it starts at chunk 3" in out.stdout
     out = run("verify", str(part))
     assert out.returncode == 1 and "starts at chunk 3, not 0" in out.stderr
+
+
+def test_shm_ls_marks_orphans_and_gc_dry_run_lists_them_and_removes_nothing(tmp_path):
+    script = ("import os, sys, tether; r = tether.shm.Region.create(1 << 16, directory=sys.argv[1]); "
+              "print(r.name, flush=True); os._exit(0)")  # dies holding it: an orphan
+    child = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True)
+    orphan = tmp_path / child.stdout.strip()
+    dead_dir = tmp_path / f"tether-{_dead_pid()}-{'3' * 32}"
+    dead_dir.mkdir(mode=0o700)
+    with tether.shm.Region.create(1 << 16, directory=tmp_path) as live:
+        rows = {row["name"]: row for row in json.loads(run("shm", "ls", "--json", "--shm-dir", str(tmp_path)).stdout)}
+        assert rows[orphan.name]["orphan"] and rows[dead_dir.name]["orphan"] and not rows[live.name]["orphan"]
+        text = run("shm", "ls", "--shm-dir", str(tmp_path)).stdout
+        assert [line.split()[0] for line in text.splitlines() if "gone" in line] == [orphan.name, dead_dir.name + "/"]
+        dry = run("shm", "gc", "--dry-run", "--shm-dir", str(tmp_path))
+        assert dry.returncode == 0 and "2 orphan(s) would be removed" in dry.stdout
+        assert f"would remove {orphan}" in dry.stdout and f"would remove {dead_dir}" in dry.stdout
+        assert orphan.exists() and dead_dir.exists()
+        gc = run("shm", "gc", "--shm-dir", str(tmp_path))
+        assert "2 orphan(s) removed" in gc.stdout and not orphan.exists() and not dead_dir.exists()
+        assert os.path.exists(live.path)

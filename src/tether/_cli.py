@@ -181,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     p_gc = shm_sub.add_parser("gc", help="remove regions whose owner process is dead, and BEAM workers' private "
                                          "directories whose node is dead")
     p_gc.add_argument("--shm-dir", **shm_dir)
+    p_gc.add_argument("--dry-run", action="store_true", help="list what gc would remove now, and remove nothing")
     p_ls = shm_sub.add_parser("ls", help="list tether regions (in /dev/shm) and BEAM workers' private directories")
     p_ls.add_argument("--json", **as_json)
     p_ls.add_argument("--shm-dir", **shm_dir)
@@ -325,6 +326,7 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
     from . import TetherError, shm
 
     rows = []
+    orphans = set(shm.gc(directory=shm_dir, private_dirs=False, dry_run=True))  # what `shm gc` would take
     # Directories under the same prefix are BEAM workers' private directories, not regions.
     entries = sorted((e for e in os.scandir(shm_dir) if not e.is_dir(follow_symlinks=False)), key=lambda e: e.name)
     for entry in entries:
@@ -332,27 +334,30 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
         if name.startswith("tether-"):
             if not entry.is_file(follow_symlinks=False):
                 # Regions are plain files: opening a FIFO would wait for a writer, a link points elsewhere.
-                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None,
+                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "orphan": False,
                              "error": "not a regular file, so not a tether region; remove it if nothing uses it"})
                 continue
             try:
                 r = shm.Region.attach(entry.path)
                 rows.append({"name": name, "capacity": r.capacity, "owner_pid": r.owner_pid,
-                             "frames": len(r.frames()), "error": None})
+                             "frames": len(r.frames()), "orphan": entry.path in orphans, "error": None})
                 r.close()
             except TetherError as exc:
-                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None, "error": str(exc)})
+                rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None,
+                             "orphan": entry.path in orphans, "error": str(exc)})
     # The regions' keys too (None where they mean nothing), so that a reader of the region rows reads these.
     dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), "capacity": None, "frames": None,
-             "error": None, **d} for d in shm.private_dirs(shm_dir)]
+             "orphan": not d["owner_alive"], "error": None, **d} for d in shm.private_dirs(shm_dir)]
     if as_json:
         _print_json([{"kind": "region", **row} for row in rows] + dirs)
         return 0
+    gone = "  (owner gone: `tether shm gc` removes it)"
     for row in rows:
+        state = gone if row["orphan"] else ""
         if row["error"] is None:
-            print(f"{row['name']}  {row['capacity']:>12} B  owner {row['owner_pid']}  frames {row['frames']}")
+            print(f"{row['name']}  {row['capacity']:>12} B  owner {row['owner_pid']}  frames {row['frames']}{state}")
         else:
-            print(f"{row['name']}  unreadable: {row['error']}")
+            print(f"{row['name']}  unreadable: {row['error']}{state}")
     for d in dirs:
         state = "" if d["owner_alive"] else "  (node gone: `tether shm gc` removes it)"
         print(f"{d['name']}/  {d['bytes']:>12} B  BEAM worker, node {d['owner_pid']}  files {len(d['files'])}{state}")
@@ -368,10 +373,11 @@ def _shm(args: argparse.Namespace) -> int:
     args.shm_dir = os.path.abspath(args.shm_dir)  # a bare name means a region in /dev/shm to Region.attach
     if args.shm_cmd == "gc":
         # That directory only: gc takes this user's dead regions (name, magic and owner checked) and dead nodes' dirs.
-        removed = shm.gc(directory=args.shm_dir)
+        removed = shm.gc(directory=args.shm_dir, dry_run=args.dry_run)
+        done = "would be removed" if args.dry_run else "removed"
         for path in removed:
-            print(f"removed {path}")
-        print(f"{len(removed)} orphan(s) removed (regions and BEAM workers' private directories)")
+            print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+        print(f"{len(removed)} orphan(s) {done} (regions and BEAM workers' private directories)")
         return 0
     return _shm_ls(args.json, args.shm_dir)
 

@@ -83,9 +83,9 @@ def private_dirs(directory: str = "/dev/shm") -> list[dict[str, Any]]:
     return rows
 
 
-def gc_private(directory: str = "/dev/shm", min_age: float = 0.0) -> list[str]:
+def gc_private(directory: str = "/dev/shm", min_age: float = 0.0, dry_run: bool = False) -> list[str]:
     """Remove this user's private directories in ``directory`` whose BEAM node is dead, and that have not
-    changed for ``min_age`` seconds; return their paths.
+    changed for ``min_age`` seconds; return their paths (with ``dry_run``, those it would remove, left as they are).
 
     Examples
     --------
@@ -103,6 +103,9 @@ def gc_private(directory: str = "/dev/shm", min_age: float = 0.0) -> list[str]:
             if now - os.lstat(row["path"]).st_mtime < min_age:
                 continue
         except OSError:
+            continue
+        if dry_run:
+            removed.append(row["path"])
             continue
         try:
             shutil.rmtree(row["path"])

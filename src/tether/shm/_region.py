@@ -841,9 +841,10 @@ def _pid_alive(pid: int, start: int) -> bool:
     return start == 0 or proc_start_time(pid) in (0, start)
 
 
-def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True, regions: bool = True) -> list[str]:
+def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = True, regions: bool = True,
+       dry_run: bool = False) -> list[str]:
     """Remove this user's regions whose owner process is dead, and BEAM workers' private directories whose node
-    is dead; return the removed paths.
+    is dead; return the removed paths (with ``dry_run``, the paths it would remove, removing nothing).
 
     A file in ``directory`` counts as a region only when all of these hold:
     its name is one :meth:`Region.create` draws (``tether-<pid>-<16 hex
@@ -873,6 +874,8 @@ def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = T
         Spare what changed less than this many seconds ago.
     private_dirs, regions : bool, default True
         Whether to remove dead nodes' private directories, and dead owners' regions.
+    dry_run : bool, default False
+        Remove nothing: return what would be removed now (``tether shm gc --dry-run``, and ``shm ls``'s orphans).
 
     Returns
     -------
@@ -888,7 +891,7 @@ def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = T
     ...     [os.path.basename(p) for p in gc(directory=d)], os.listdir(d)
     (['tether-99999999-0000000000000000'], ['tether-99999999-notes.txt'])
     """
-    removed = _private.gc_private(directory, min_age) if private_dirs else []
+    removed = _private.gc_private(directory, min_age, dry_run) if private_dirs else []
     if not regions:
         return removed
     try:
@@ -906,7 +909,7 @@ def gc(*, directory: str = SHM_DIR, min_age: float = 0.0, private_dirs: bool = T
             continue
         if _pid_alive(pid, start) or (pid != pid_from_name and _pid_alive(pid_from_name, 0)):
             continue
-        if _remove(path):
+        if dry_run or _remove(path):
             removed.append(path)
     return removed
 
