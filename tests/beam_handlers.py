@@ -23,6 +23,13 @@ def crash():
     os._exit(3)
 
 
+def crash_after(seconds):
+    import time
+
+    time.sleep(seconds)
+    os._exit(3)
+
+
 def scale(tensor, factor):
     return np.asarray(tensor) * factor
 

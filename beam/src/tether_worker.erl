@@ -907,7 +907,11 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
     logger:warning("tether worker ~p: Python (os pid ~p) exited~ts~ts; ~ts",
                    [self(), S#st.os_pid, exit_cause(Status), running_when(Busy), restarting(Delay)],
                    #{domain => [tether]}),
-    restart_in(Delay, S#st{busy = undefined, cancel = undefined}).
+    %% Calls a pool routed here go back to be routed again: the restart may import for
+    %% seconds while a peer frees up; once ready, this member asks a busy peer for work.
+    S1 = S#st{busy = undefined, cancel = undefined},
+    notify(starting, S1),
+    restart_in(Delay, reroute(S1)).
 
 %% How long to wait before starting Python again, and the count of quick
 %% idle exits that decides it.

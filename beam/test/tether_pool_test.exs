@@ -274,6 +274,28 @@ defmodule Tether.PoolTest do
     assert Task.await(holder) == {:ok, 0.5}
   end
 
+  test "calls queued at a member whose Python died run on its peer, not after the restart" do
+    slow = Path.join(TestPython.tmp_dir!(), "slow-import")
+    env = [{"PYTHONPATH", TestPython.pythonpath()}, {"TETHER_TEST_SLOW_IMPORT", slow}]
+    pool = start_pool(size: 2, modules: [@m, "flaky_import"], env: env)
+    File.write!(slow, "3")
+    on_exit(fn -> File.rm(slow) end)
+    crash = Task.async(fn -> Tether.Pool.call(pool, @m, "crash_after", [0.3], 10_000) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 1 end)
+    long = Task.async(fn -> Tether.Pool.call(pool, @m, "sleep", [0.8], 10_000) end)
+    wait_until(fn -> Tether.Pool.status(pool).busy == 2 end)
+    # Equally loaded members: one each, so one waits behind the call that crashes.
+    quick = for i <- 1..2, do: Task.async(fn -> ms(fn -> Tether.Pool.call(pool, @m, "add", [i, 1], 10_000) end) end)
+    wait_until(fn -> Tether.Pool.status(pool).queued == 2 end)
+    assert Task.await(crash) == {:error, {:worker_exit, 3}}
+    # The restart imports for 3 s; the peer is free after 0.8 s.
+    for {{t, result}, i} <- Enum.zip(Task.await_many(quick, 10_000), 1..2) do
+      assert result == {:ok, i + 1}
+      assert t < 2000, "took #{t} ms"
+    end
+    assert Task.await(long) == {:ok, 0.8}
+  end
+
   test "calls routed to a member whose call timed out run elsewhere, not after its cancel" do
     pool = start_pool(size: 2)
     # Python blocks the cancel signal: the member waits cancel_grace (1 s) and restarts it.
