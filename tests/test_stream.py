@@ -368,3 +368,16 @@ def test_appending_to_a_file_is_checked_against_what_it_ends_with(tmp_path):
     cut.write_bytes(before[:-5])
     with open(cut, "ab") as f, pytest.raises(StreamError, match="truncate the file to that size"):
         StreamWriter(f, resume=Checkpoint(stopped.stream_id, 1, 1, 0))
+
+
+@pytest.mark.parametrize("into, kind", [("arrow", pa.Table), ("pandas", "DataFrame"), ("pylist", list)])
+def test_into_applies_to_the_chunks_and_the_stream_completes(into, kind):
+    # The end frame holds no chunk: converting it too failed every stream read with into= at its very end.
+    sink = io.BytesIO()
+    with tether.stream.StreamWriter(sink) as w:
+        w.write_table(pa.table({"id": [1, 2, 3]}))
+        w.write([{"id": 4}, {"id": 5}])  # etf rows: the reader chooses the form
+    reader = tether.stream.StreamReader(sink.getvalue(), into=into)
+    chunks = list(reader)
+    assert reader.complete and len(chunks) == 2
+    assert all(type(c).__name__ == kind if isinstance(kind, str) else isinstance(c, kind) for c in chunks)

@@ -896,25 +896,30 @@ class StreamReader:
         data = self._source.next_frame(self._max_frame, where)
         if data is None:
             raise self._ended_early()
-        if decode:
-            t0 = _metrics.clock() if _metrics.on else None
-            try:
-                value, header, meta = decode_frame(data, *self._decode_args)
-            except ChecksumError as exc:
-                raise ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from "
-                                    "reader.checkpoint().", stored=exc.stored, computed=exc.computed) from exc
-            if t0 is not None:
-                # .get: the frame decoded, but another thread may have unregistered its codec or format since.
-                comp = getattr(compression.registry.by_id.get(header.compression_id), "name", "unknown")
-                fmt = getattr(formats.registry.by_id.get(header.format_id), "name", "unknown")
-                _metrics.observe("loads", fmt, comp, "stream",
-                                 header.frame_size, header.raw_length,
-                                 _metrics.clock() - t0)
-        else:
-            header, meta, stored = frame.read(data, get_limits())
+        header, meta, stored = frame.read(data, get_limits())
+        info = meta.get("stream")
+        if decode and not (isinstance(info, dict) and info.get("end") is True):
+            value, header, meta = self._decode(data, where)
+        else:  # the end frame holds no chunk: `into` is not for it
             frame.verify_payload(stored, header, where)
             value = None
         return self._accept(header, meta, where, value)
+
+    def _decode(self, data: memoryview, where: str) -> tuple[Any, Any, dict[str, Any]]:
+        """One chunk's frame decoded as the reader was asked (``into``, ``copy``, ...), and counted."""
+        t0 = _metrics.clock() if _metrics.on else None
+        try:
+            value, header, meta = decode_frame(data, *self._decode_args)
+        except ChecksumError as exc:
+            raise ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from "
+                                "reader.checkpoint().", stored=exc.stored, computed=exc.computed) from exc
+        if t0 is not None:
+            # .get: the frame decoded, but another thread may have unregistered its codec or format since.
+            comp = getattr(compression.registry.by_id.get(header.compression_id), "name", "unknown")
+            fmt = getattr(formats.registry.by_id.get(header.format_id), "name", "unknown")
+            _metrics.observe("loads", fmt, comp, "stream", header.frame_size, header.raw_length,
+                             _metrics.clock() - t0)
+        return value, header, meta
 
     def _accept(self, header: Any, meta: dict[str, Any], where: str, value: Any) -> tuple[Any, int] | None:
         """Check one frame's place in the stream from its header and metadata; None once the end frame checks out."""
