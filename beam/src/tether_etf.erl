@@ -51,11 +51,29 @@ decode(Bin, Safe) ->
 
 binary_to_term_(Bin, true) ->
     try {ok, binary_to_term(Bin, [safe])}
-    catch error:_ -> {error, {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>}}
+    catch error:_ -> {error, refused(tether_etf_atoms:find(Bin))}
     end;
 binary_to_term_(Bin, false) ->
     try {ok, binary_to_term(Bin)}
     catch error:_ -> {error, {bad_etf, <<"not valid ETF">>}}
+    end.
+
+%% Why a safe decode refused the bytes. An unknown atom inside a registered
+%% type newer than this node's is that type's error: a new field is the most
+%% common change a version makes.
+refused(none) -> {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>};
+refused(#{atom := Atom, path := Path, types := Types}) ->
+    Reg = registry(),
+    Newer = [{newer_type, Name, V, Known} || {Name, V} <- Types, is_map_key(Name, Reg),
+                                             Known <- [maps:get(version, (maps:get(Name, Reg)):'__tether_type__'())],
+                                             V > Known],
+    case Newer of
+        [Error | _] -> Error;
+        [] ->
+            Where = tether_etf_atoms:path(Path),
+            {bad_etf, <<"the atom '", Atom/binary, "' at ", Where/binary, " is not known to this node, which makes "
+                        "no atoms from a peer's data. Load the code that uses it (a newer peer may have added it: "
+                        "upgrade this node), send it as a string, or decode with safe: false from a trusted peer only.">>}
     end.
 
 %% A wire term names the atom 'Elixir.Tether.Type' in its bytes, unless the

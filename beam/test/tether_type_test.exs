@@ -190,4 +190,43 @@ defmodule TetherTypeTest do
     assert status == 0, out
     assert {:ok, [%Point{x: 1.0, y: 2.0, z: 3.0}]} = Tether.decode(File.read!(out_file))
   end
+
+  @python_newer """
+  import sys
+  from dataclasses import dataclass
+  import tether
+  from tether import Atom, types
+
+  @dataclass
+  class Point:
+      x: float
+      y: float
+      z: float = 0.0
+      tether_test_w_never_an_atom: float = 0.0  # version 4 adds a field this node has no atom for
+
+  types.register_type(Point, name="test.Point", version=4)
+  open(sys.argv[1], "wb").write(tether.dumps({"points": [Point(1.0, 2.0)]}, reader="beam"))
+  rows = [{"kind": Atom("tether_test_kind_ok")}, {"kind": Atom("tether_test_never_an_atom")}]
+  open(sys.argv[2], "wb").write(tether.dumps({"rows": rows}, reader="beam"))
+  """
+
+  test "an unknown atom is named with its path; inside a newer type version it is that type's error" do
+    dir = Tether.TestPython.tmp_dir!()
+    [newer, rows] = for f <- ~w(newer rows), do: Path.join(dir, f)
+    _ = :tether_test_kind_ok
+
+    {out, status} =
+      System.cmd(Tether.TestPython.python(), ["-c", @python_newer, newer, rows],
+        env: [{"PYTHONPATH", Tether.TestPython.pythonpath()}], stderr_to_stdout: true)
+
+    assert status == 0, out
+    # The v4 field's name was a bad_etf with no name: now the version this node must upgrade to.
+    assert {:error, {:newer_type, "test.Point", 4, 3}} = Tether.decode(File.read!(newer))
+    assert {:error, {:bad_etf, message}} = Tether.decode(File.read!(rows))
+    assert message =~ "the atom 'tether_test_never_an_atom' at $.rows[1].kind is not known to this node"
+    assert message =~ "safe: false"
+    Tether.Type.unregister(Point)
+    assert {:error, {:bad_etf, message}} = Tether.decode(File.read!(newer))
+    assert message =~ "'tether_test_w_never_an_atom' at $.points[0].value (a map key) is not known"
+  end
 end
