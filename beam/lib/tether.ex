@@ -214,5 +214,8 @@ defmodule Tether do
   defp badarg!({:raw_needs_binary, term}),
     do: raise(ArgumentError, "format: :raw encodes a binary, got: #{Kernel.inspect(term, limit: 5)}; use format: :etf for other terms")
 
+  defp badarg!(reason) when elem(reason, 0) in [:type_failed, :type_downgrade],
+    do: raise(ArgumentError, Tether.Type.format_error(reason))
+
   defp badarg!(other), do: raise(ArgumentError, "argument error: #{Kernel.inspect(other)}")
 end

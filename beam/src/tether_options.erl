@@ -279,7 +279,8 @@ stream_writer_spec() ->
      {chunk_size, fun pos_integer/1, none},
      {metadata, fun metadata/1, none},
      {resume, fun present/1, none},
-     {append, fun boolean/1, none}].
+     {append, fun boolean/1, none},
+     {type_versions, fun map/1, none}].
 
 %% ------------------------------------------------------------------ checking
 

@@ -39,7 +39,8 @@
 
 -record(reader, {src, id = undefined, seq = 0, offset = 0, digest = 0, max_frame, decode_opts,
                  owned = false, complete = false}).
--record(writer, {dev, owned = false, id, seq = 0, offset = 0, digest = 0, frame_opts, chunk_size}).
+-record(writer, {dev, owned = false, id, seq = 0, offset = 0, digest = 0, frame_opts, chunk_size,
+                 type_versions = #{}}).  % the reader's type versions (tether:encode/2's type_versions)
 %% A writer is a value: after close/1 or abort/1 it is not used again. Writing
 %% with it then is an io error for a file it opened (closed by then); on a
 %% device the caller passed, the frames would follow the end frame, and
@@ -55,7 +56,8 @@
 %% Options are checked by tether_options: an unknown or ill-typed one is
 %% `{bad_option, Key, Message}'; a source, sink or tensor that cannot be used is
 %% `{bad_argument, Which, Message}'.
--type error() :: {error, {stream, atom(), map()} | {bad_option, atom(), binary()} | {bad_argument, atom(), binary()}}.
+-type error() :: {error, {stream, atom(), map()} | {bad_option, atom(), binary()} | {bad_argument, atom(), binary()}
+                          | tether_etf:type_error()}.
 -export_type([reader/0, writer/0, checkpoint/0, summary/0]).
 
 %% ------------------------------------------------------------------ reading
@@ -471,6 +473,12 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% ending at the checkpoint's offset, and no end frame).
 %% `{error, {stream, append_mismatch, Info}}' otherwise, the file untouched;
 %% `Info' says what the file ends with (`found') and what to do (`hint').
+%% `resume' onto a file that is not empty needs `append => true': without it
+%% the file would be truncated, and that is `{error, {bad_option, resume, _}}'.
+%% `type_versions' (as tether:encode/2's) writes registered types at the
+%% versions the reader knows; a type that cannot be written is `{error,
+%% Reason}' from write/2 (`{type_failed, ...}', `{type_downgrade, ...}'),
+%% with nothing written.
 %%
 %% ```
 %% {ok, W0} = tether_stream:open_writer({file, "/tmp/w.tthr"}, #{compression => gzip}),
@@ -495,7 +503,8 @@ writer(Sink, Opts, {Id0, Seq, Off, D}) ->
                           level => maps:get(level, Opts, ?GZIP_DEFAULT_LEVEL),
                           checksum => crc32, metadata => maps:get(metadata, Opts, #{})},
             {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
-                         frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE)}};
+                         frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
+                         type_versions = maps:get(type_versions, Opts, #{})}};
         {ok, {bin, _, _}, _} ->
             bad_argument(sink, "{file, Path} or an io device (a binary cannot be written to)", binary);
         Error -> Error
@@ -523,6 +532,14 @@ append_point({file, Path}, #{append := true}, Point) ->
         {error, enoent} -> ok;
         {error, Reason} -> {error, {stream, io, #{chunk => element(2, Point), stream_id => element(1, Point),
                                                   reason => Reason, path => Path, hint => hint(io)}}}
+    end;
+append_point({file, Path}, _, {Id, _, _, _}) when Id =/= undefined ->
+    %% A continuation without append: true truncates the file: refused when that would drop chunks.
+    case filelib:file_size(Path) of
+        0 -> ok;
+        Size -> resume_error(io_lib:format("~ts holds ~b bytes, which writing without append: true would "
+                                           "truncate: add append: true to continue the stream in that file, "
+                                           "or write the continuation to a new one", [Path, Size]))
     end;
 append_point(_, _, _) -> ok.
 
@@ -601,7 +618,13 @@ write(#writer{chunk_size = Size} = W, Bin) when is_binary(Bin), byte_size(Bin) >
         Error -> Error
     end;
 write(W, Bin) when is_binary(Bin) -> chunk_out(W, tether_formats:raw(Bin));
-write(W, Term) -> chunk_out(W, tether_formats:etf(Term, false)).
+write(W = #writer{type_versions = Versions}, Term) ->
+    %% A registered type that cannot be written (its to_wire raised, its reader's version is too
+    %% old) is the caller's {error, _}: nothing is written, and the stream goes on or is aborted.
+    try tether_formats:etf(Term, false, Versions) of
+        Built -> chunk_out(W, Built)
+    catch error:{badarg, Reason} -> {error, Reason}
+    end.
 
 %% @doc Write an Nx-style tensor (a native-endian, row-major binary, as
 %% `tether:tensor/3' takes it) as one ndarray chunk: Python reads a NumPy

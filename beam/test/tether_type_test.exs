@@ -24,14 +24,23 @@ defmodule TetherTypeTest.Stamp do
   def from_wire({:stamp, at}), do: %__MODULE__{at: at}
 end
 
+defmodule TetherTypeTest.Fragile do
+  use Tether.Type, name: "test.Fragile"
+  defstruct [:v]
+
+  @impl true
+  def to_wire(%{v: :boom}), do: raise("to_wire exploded")
+  def to_wire(s), do: Map.from_struct(s)
+end
+
 defmodule TetherTypeTest do
   use ExUnit.Case, async: false
 
-  alias TetherTypeTest.{Point, Stamp}
+  alias TetherTypeTest.{Fragile, Point, Stamp}
 
   setup do
-    :ok = Tether.Type.register([Point, Stamp])
-    on_exit(fn -> Enum.each([Point, Stamp], &Tether.Type.unregister/1) end)
+    :ok = Tether.Type.register([Point, Stamp, Fragile])
+    on_exit(fn -> Enum.each([Point, Stamp, Fragile], &Tether.Type.unregister/1) end)
   end
 
   defp frame(term), do: IO.iodata_to_binary(Tether.Type.encode(term))
@@ -91,7 +100,7 @@ defmodule TetherTypeTest do
     Tether.Type.unregister(Point)
     assert {:ok, [%Tether.Type{name: "test.Point", version: 1, value: %{lon: 1.0, lat: 2.0}}]} = Tether.decode(frame)
 
-    assert_raise ArgumentError, ~r/type_downgrade/, fn -> Tether.encode([%Stamp{at: 1}], type_versions: %{"test.Stamp" => 0}) end
+    assert_raise ArgumentError, ~r/The reader knows type test.Stamp up to version 0/, fn -> Tether.encode([%Stamp{at: 1}], type_versions: %{"test.Stamp" => 0}) end
   end
 
   test "a reader that knows an older version gets it, through downgrade/2" do
@@ -228,5 +237,34 @@ defmodule TetherTypeTest do
     Tether.Type.unregister(Point)
     assert {:error, {:bad_etf, message}} = Tether.decode(File.read!(newer))
     assert message =~ "'tether_test_w_never_an_atom' at $.points[0].value (a map key) is not known"
+  end
+
+  test "streams: a to_wire that raises is {:error, reason}, words included; type_versions writes the reader's" do
+    path = Path.join(Tether.TestPython.tmp_dir!(), "typed.tthr")
+    assert {:error, {:type_failed, "test.Fragile", :to_wire, %RuntimeError{}} = reason} =
+             Tether.Stream.write([%Fragile{v: 1}, %Fragile{v: :boom}], path)
+    assert Tether.Type.format_error(reason) =~ "to_wire exploded"
+    assert {:error, {:stream, :incomplete, _}} = Tether.Stream.verify(path)
+    e = assert_raise Tether.Error, fn -> Enum.into([%Fragile{v: :boom}], Tether.Stream.into(path)) end
+    assert Exception.message(e) =~ "Type test.Fragile: the :to_wire step failed"
+    e = assert_raise ArgumentError, fn -> Tether.encode(%Fragile{v: :boom}) end
+    assert Exception.message(e) =~ "Type test.Fragile: the :to_wire step failed"
+
+    assert {:ok, _} = Tether.Stream.write([%Point{x: 1.0, y: 2.0, z: 3.0}], path, type_versions: %{"test.Point" => 1})
+    Tether.Type.unregister(Point)
+    assert [%Tether.Type{version: 1, value: %{lon: 1.0, lat: 2.0}}] = Tether.Stream.read(path) |> Enum.to_list()
+  end
+
+  test "streams: resume: onto a file that holds chunks needs append: true, and the file stays whole" do
+    path = Path.join(Tether.TestPython.tmp_dir!(), "resumed.tthr")
+    {:ok, w} = :tether_stream.open_writer({:file, path}, %{})
+    {:ok, w} = :tether_stream.write(w, "one")
+    cp = :tether_stream.checkpoint(w)
+    {:ok, _} = :tether_stream.abort(w)
+    size = File.stat!(path).size
+    assert {:error, {:bad_option, :resume, why}} = Tether.Stream.write(["two"], path, resume: cp)
+    assert why =~ "add append: true" and File.stat!(path).size == size
+    assert {:ok, %{seq: 2}} = Tether.Stream.write(["two"], path, resume: cp, append: true)
+    assert Tether.Stream.read(path) |> Enum.to_list() == ["one", "two"]
   end
 end

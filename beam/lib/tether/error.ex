@@ -62,5 +62,9 @@ defmodule Tether.Error do
     "stream #{id} chunk #{chunk}: #{why}#{extra}: #{hint}"
   end
 
+  defp describe(reason)
+       when is_tuple(reason) and elem(reason, 0) in [:newer_type, :old_type, :type_downgrade, :type_failed, :bad_type_term],
+       do: Tether.Type.format_error(reason)
+
   defp describe(other), do: inspect(other)
 end

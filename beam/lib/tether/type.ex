@@ -174,6 +174,8 @@ defmodule Tether.Type do
   def format_error({:type_failed, name, step, reason}),
     do: "Type #{name}: the #{inspect(step)} step failed: #{inspect(reason)}"
 
+  def format_error({:bad_type_term, why}), do: "A Tether.Type term is malformed: #{why}"
+
   def format_error(other), do: inspect(other)
 
   @doc false
