@@ -776,6 +776,12 @@ def _check_size(size: int, max_frame: int, where: str) -> None:
         )
 
 
+def _resumable(exc: ChecksumError, where: str) -> ChecksumError:
+    """A chunk's checksum error, saying which chunk and that the stream resumes before it."""
+    return ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from reader.checkpoint().",
+                         stored=exc.stored, computed=exc.computed)
+
+
 class StreamReader:
     """Read a stream chunk by chunk, checking order, completeness and every checksum.
 
@@ -896,7 +902,10 @@ class StreamReader:
         data = self._source.next_frame(self._max_frame, where)
         if data is None:
             raise self._ended_early()
-        header, meta, stored = frame.read(data, get_limits())
+        try:
+            header, meta, stored = frame.read(data, get_limits())
+        except ChecksumError as exc:
+            raise _resumable(exc, where) from exc
         info = meta.get("stream")
         if decode and not (isinstance(info, dict) and info.get("end") is True):
             value, header, meta = self._decode(data, where)
@@ -911,8 +920,7 @@ class StreamReader:
         try:
             value, header, meta = decode_frame(data, *self._decode_args)
         except ChecksumError as exc:
-            raise ChecksumError(f"{where}: {exc} The chunks before it checked out: resume from "
-                                "reader.checkpoint().", stored=exc.stored, computed=exc.computed) from exc
+            raise _resumable(exc, where) from exc
         if t0 is not None:
             # .get: the frame decoded, but another thread may have unregistered its codec or format since.
             comp = getattr(compression.registry.by_id.get(header.compression_id), "name", "unknown")
