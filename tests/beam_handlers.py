@@ -133,6 +133,11 @@ def unencodable():
     return object()
 
 
+def complex_twice(z):
+    """``z`` (an Elixir %Complex{}) doubled, with its Python type's name."""
+    return [type(z).__name__, 2 * z, complex(float("inf"), float("nan"))]
+
+
 def os_pid():
     return os.getpid()
 

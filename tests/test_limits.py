@@ -13,7 +13,7 @@ from tether import Limits, ValidationError, etf
 ])
 def test_limits_refuse_a_bad_value_when_built_as_when_replaced(field, value):
     for build in (lambda: Limits(**{field: value}), lambda: Limits().replace(**{field: value})):
-        with pytest.raises(ValidationError, match=rf"Limit '{field}' must be an int in 0\.\.2\*\*63-1"):
+        with pytest.raises(ValidationError, match=rf"Limit '{field}' must be an int in \d+\.\.2\*\*63-1"):
             build()
 
 

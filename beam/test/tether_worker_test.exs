@@ -377,6 +377,14 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, true} = Tether.Worker.call(w, @m, "is_nan", [:nan])
     end
 
+    test "complex numbers are %Complex{} (Nx's complex package), both ways", %{w: w} do
+      # The complex package is not a dependency here: its struct's atoms are made the way loading it would.
+      [_, _] = [Complex, :im]
+      z = %{__struct__: Complex, re: 1.5, im: -2.0}
+      assert {:ok, ["complex", %{__struct__: Complex, re: 3.0, im: -4.0}, %{__struct__: Complex, re: :infinity, im: :nan}]} =
+               Tether.Worker.call(w, @m, "complex_twice", [z])
+    end
+
     test "async def handlers are awaited", %{w: w} do
       assert {:ok, 5} = Tether.Worker.call(w, @m, "async_add", [2, 3])
     end

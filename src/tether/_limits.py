@@ -34,6 +34,12 @@ class Limits:
     max_atoms : int
         Most distinct atoms in one ETF value.
 
+    Each is an int from its floor to 2**63-1, the floor being the least value with which a frame
+    could be read at all: ``max_frame_size`` 64 (the header), ``max_metadata_size`` 6 (an empty ETF
+    map), ``max_depth`` 3 (the metadata's lineage entries), ``max_atoms`` 3 (``true``, ``false``,
+    ``nil``), ``max_terms`` 1; ``max_uncompressed_size`` may be 0 (then no compressed payload is
+    read). Another value is a :class:`tether.ValidationError` naming the field and its range.
+
     Examples
     --------
     >>> import tether
@@ -59,7 +65,7 @@ class Limits:
         Parameters
         ----------
         **changes : int
-            New values by field name, each a non-negative int.
+            New values by field name, each an int in the field's range (see :class:`Limits`).
 
         Returns
         -------
@@ -74,6 +80,10 @@ class Limits:
         Traceback (most recent call last):
         ...
         tether._errors.ValidationError: Invalid limit 'max_dept'. Valid options are: max_atoms, max_depth, ...
+        >>> Limits().replace(max_frame_size=0)
+        Traceback (most recent call last):
+        ...
+        tether._errors.ValidationError: Limit 'max_frame_size' must be an int in 64..2**63-1 (a frame's header ...
         """
         fields = {f.name for f in dataclasses.fields(self)}
         for key, value in changes.items():
@@ -87,12 +97,23 @@ class Limits:
 
 # The decoders keep limits in C ssize_t fields: larger values could not be compared there.
 _MAX = (1 << 63) - 1
+# Below these, no frame at all could be read (docs/format.md §1-2): a limit that refuses everything is a
+# typo, not a policy. max_uncompressed_size 0 is one (no compressed payload), so it has no floor.
+FLOORS = {
+    "max_frame_size": (64, "a frame's header alone is 64 bytes"),
+    "max_metadata_size": (6, "a frame's metadata is an ETF map, 6 bytes when empty"),
+    "max_depth": (3, "every frame's metadata nests a map in the lineage list in the metadata map"),
+    "max_terms": (1, "a value is at least one term"),
+    "max_atoms": (3, "frame metadata may hold true, false and nil, which are atoms in ETF"),
+}
 
 
 def _check(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX:
+    floor, why = FLOORS.get(name, (0, ""))
+    if not isinstance(value, int) or isinstance(value, bool) or not floor <= value <= _MAX:
         raise ValidationError(
-            f"Limit {name!r} must be an int in 0..2**63-1, got {value!r}; 2**63-1 means no practical limit."
+            f"Limit {name!r} must be an int in {floor}..2**63-1{f' ({why})' if why else ''}, got {value!r}; "
+            "2**63-1 means no practical limit."
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from . import types as _usertypes
 from ._errors import LossyConversionWarning, ValidationError
-from ._types import Atom, FrozenList, FrozenMap
+from ._types import FLOAT_ATOMS, Atom, FrozenList, FrozenMap
 
 STRUCT = Atom("__struct__")
 _ISO = Atom("Elixir.Calendar.ISO")
@@ -221,9 +221,11 @@ def _datetime_to_py(d: dict) -> _dt.datetime:
         from zoneinfo import ZoneInfo
 
         tz = ZoneInfo(zone)
-        aware = naive.replace(tzinfo=tz)
-        if aware.utcoffset() == _dt.timedelta(seconds=offset):
-            return aware
+        # A wall time in an hour the clocks repeat (or skip) has two offsets: the one written picks the fold.
+        for fold in (0, 1):
+            aware = naive.replace(tzinfo=tz, fold=fold)
+            if aware.utcoffset() == _dt.timedelta(seconds=offset):
+                return aware
     except Exception:  # zoneinfo missing, or no tz database entry
         pass
     warnings.warn(
@@ -278,6 +280,26 @@ def _decimal_from_py(v: decimal.Decimal) -> dict:
     return {"sign": -1 if sign else 1, "coef": coef, "exp": exp}
 
 
+def _complex_to_py(d: dict) -> complex:
+    return complex(_complex_part(_g(d, "re", 0)), _complex_part(_g(d, "im", 0)))
+
+
+def _complex_part(x: Any) -> float:
+    """A part of a ``%Complex{}``: a number, or one of the atoms Complex (and Nx) write for NaN and infinities."""
+    return FLOAT_ATOMS[x] if isinstance(x, str) and x in FLOAT_ATOMS else float(x)
+
+
+def _complex_from_py(v: complex) -> dict:
+    return {"re": _complex_wire(v.real), "im": _complex_wire(v.imag)}
+
+
+def _complex_wire(x: float) -> Any:
+    """A part as Complex holds it: Erlang floats are finite, so NaN and infinities are its atoms."""
+    if x - x == 0.0:  # finite: inf - inf and nan are nan
+        return x
+    return Atom("nan") if x != x else Atom("infinity") if x > 0 else Atom("neg_infinity")
+
+
 def _mapset_to_py(d: dict) -> Any:
     members = _g(d, "map", {})
     try:
@@ -312,6 +334,7 @@ register_struct("DateTime", to_python=_datetime_to_py)
 register_struct("Decimal", python_type=decimal.Decimal, to_python=_decimal_to_py, from_python=_decimal_from_py)
 register_struct("MapSet", python_type=(set, frozenset), to_python=_mapset_to_py, from_python=_mapset_from_py)
 register_struct("Range", python_type=range, to_python=_range_to_py, from_python=_range_from_py)
+register_struct("Complex", python_type=complex, to_python=_complex_to_py, from_python=_complex_from_py)
 # tether's own mappings: register_struct may replace them, unregister_struct does not remove them.
 _BUILTIN = frozenset(_by_name)
 

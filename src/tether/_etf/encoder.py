@@ -18,7 +18,7 @@ import warnings
 from typing import Any, Callable
 
 from .._buffers import flat_bytes
-from .._errors import EncodeError, LossyConversionWarning, MappingError
+from .._errors import EncodeError, LossyConversionWarning, MappingError, warn_at_caller
 from .._types import Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port, Reference
 from .options import Options
 from .tags import (
@@ -444,7 +444,12 @@ def write_tuple(w: Writer, value: tuple) -> Any:
 
 
 def write_bytes(w: Writer, value: Any) -> Any:
-    mv = flat_bytes(value) if type(value) is memoryview else value
+    if type(value) is memoryview:
+        if value.format != "B" or value.ndim != 1:
+            warn_flattened(w, value)
+        mv = flat_bytes(value)
+    else:
+        mv = value
     if w.bytes_tag == BIT_BINARY_EXT:
         # Tagged mode: 8 used bits in the last byte (0 when empty) marks Python bytes.
         w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(mv)))
@@ -453,6 +458,20 @@ def write_bytes(w: Writer, value: Any) -> Any:
         w.out.extend(_P_B_U32(BINARY_EXT, len(mv)))
     w.out.extend(mv)
     return DONE
+
+
+def warn_flattened(w: Writer, view: memoryview) -> None:
+    """Say that a typed or multi-dimensional memoryview goes as its bytes: a binary has no format or shape.
+
+    Read back, the bytes do not compare equal to the view (a ``'d'`` view compares doubles), so this is
+    said, not silent; no other format keeps the view inside a term (pickle refuses memoryviews).
+    """
+    warn_at_caller(
+        f"A memoryview at {w.where()} (format {view.format!r}, shape {list(view.shape)}) is written as its "
+        f"{view.nbytes} bytes and comes back as plain bytes, without its format and shape. Send it alone (the "
+        "raw format keeps both), or as a NumPy array (np.asarray(view)).",
+        LossyConversionWarning,
+    )
 
 
 def _is_bytes_list(value: list) -> bool:
@@ -503,8 +522,8 @@ def encode_other(w: Writer, value: Any) -> Any:
         if replaced is not DONE and replaced is not value:
             return replaced
     name = f"{type(value).__module__}.{type(value).__qualname__}"
-    if name in _NUMPY_TIMES:
-        raise MappingError(f"Cannot encode {name} at {w.where()} as ETF: {_NUMPY_TIMES[name]}")
+    if name in _NUMPY_REFUSED:
+        raise MappingError(f"Cannot encode {name} at {w.where()} as ETF: {_NUMPY_REFUSED[name]}")
     if isinstance(value, (collections.abc.Iterator, collections.abc.AsyncIterator)):
         collect = "[x async for x in it]" if isinstance(value, collections.abc.AsyncIterator) else "list(it)"
         raise MappingError(
@@ -518,14 +537,21 @@ def encode_other(w: Writer, value: Any) -> Any:
     )
 
 
-# NumPy time scalars: docs/types.md maps neither to a BEAM type (as datetime.timedelta is not), so they are
-# refused by name, with the conversion that does map; under format="auto" they go to pickle.
-_NUMPY_TIMES = {
+# NumPy scalars with no ETF form: docs/types.md maps none of them to a BEAM type (as datetime.timedelta is
+# not), so they are refused by name, with the conversion that does map; under format="auto" they go to
+# pickle. Floats wider than a double are refused only where they are (x86-64 and aarch64 Linux; elsewhere
+# np.longdouble is a double, written as a float like np.float64).
+_WIDER = ("holds more digits than a double, the widest float Python and the BEAM have: written as a float it "
+          "would come back a different number. Send {fix} if a double is enough, or use format='pickle' (the "
+          "default format='auto' does) to keep every digit.")
+_NUMPY_REFUSED = {
     "numpy.timedelta64": "the BEAM has no duration type, and the integer inside is in the scalar's own unit. "
                          "Send a count in a unit you name, e.g. int(v // np.timedelta64(1, 'us')), or use "
                          "format='pickle' for Python-only data.",
     "numpy.datetime64": "no mapping for NumPy datetimes. Send v.item() (a datetime.datetime, which maps to "
                         "NaiveDateTime, for units down to us), or use format='pickle' for Python-only data.",
+    "numpy.longdouble": "it " + _WIDER.format(fix="float(v)"),
+    "numpy.clongdouble": "each part " + _WIDER.format(fix="complex(v)"),
 }
 
 
@@ -555,7 +581,12 @@ def write_identifier(w: Writer, value: Pid | Port | Reference) -> None:
 
 
 def coerce(value: Any) -> Any:
-    """Subclasses and numpy scalars as their base type, or DONE when ``value`` is none of those."""
+    """Subclasses and numpy scalars as their base type, or DONE when ``value`` is none of those.
+
+    A NumPy number becomes the Python number of equal value (``np.float32(2.5)`` is written as ``2.5``,
+    ``np.complex64`` as a ``complex``); one no Python number holds exactly (``np.longdouble`` wider than a
+    double) is DONE, and refused by name.
+    """
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, Atom):
@@ -589,7 +620,11 @@ def _numpy_scalar(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):
-        return float(value)
+        # Wider than a double: x87 80-bit, IEEE quad or double-double; no Python number holds it, so it is
+        # refused by name (_NUMPY_REFUSED). By size, as np.finfo costs four times the conversion.
+        return DONE if value.itemsize > 8 else float(value)
+    if isinstance(value, np.complexfloating):
+        return DONE if value.itemsize > 16 else complex(value)
     return DONE
 
 

@@ -21,6 +21,7 @@ into="arrow" | "pandas" | "polars")`` reads rows (a list of maps) or columns
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import Any, Mapping
 
@@ -295,7 +296,15 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif (t is list or t is tuple or t is dict) and id(value) not in seen:
             seen.add(id(value))
             stack.extend(value.values() if t is dict else value)
+        elif _written_as_float(value):
+            found = found or float(value) - float(value) != 0.0
     return found
+
+
+def _written_as_float(value: Any) -> bool:
+    """Whether the encoder writes ``value`` as a float: a float subclass (np.float64), or a NumPy float scalar."""
+    np = sys.modules.get("numpy")  # a NumPy scalar means NumPy is imported: no import here
+    return isinstance(value, float) or (np is not None and isinstance(value, np.floating))
 
 
 def _large_list(obj: Any) -> bool:

@@ -39,6 +39,7 @@ ALIGN = 64  # every component starts on this boundary, as the payload does
 LAYOUTS = {"csr": ("data", "indices", "indptr"), "csc": ("data", "indices", "indptr"), "coo": ("data", "coords")}
 KINDS = ("scipy-array", "scipy-matrix", "pydata")
 _PAD = bytes(ALIGN)
+_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))  # what scipy's index arrays hold
 
 
 def _kind(obj: Any) -> str | None:
@@ -236,12 +237,31 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
     cls = getattr(sp, f"{layout}_{suffix}")
     if layout == "coo":
         coords = parts["coords"]
-        return cls((parts["data"], tuple(coords)), shape=shape, copy=False)
+        value = cls((parts["data"], tuple(coords)), shape=shape, copy=False)
+        built = value.coords[0] if hasattr(value, "coords") else value.row
+        if _narrowed(built, coords):  # the values are checked: _check_coords
+            if hasattr(value, "coords"):
+                value.coords = tuple(coords)
+            else:  # scipy before 1.13
+                value.row, value.col = coords
+        return value
     value = cls((parts["data"], parts["indices"], parts["indptr"]), shape=shape, copy=False)
+    if _narrowed(value.indices, parts["indices"]) and parts["indptr"].dtype == parts["indices"].dtype:
+        value.indices, value.indptr = parts["indices"], parts["indptr"]
     # scipy checks only the lengths here; an index past the shape or a falling indptr would
     # make later reads go outside the arrays (a crash in C), so every index is checked once.
     value.check_format(full_check=True)
     return value
+
+
+def _narrowed(built: np.ndarray, written: np.ndarray) -> bool:
+    """Whether scipy built index arrays of another dtype than the frame's int32 or int64 ones.
+
+    scipy's matrix constructors copy int64 indices whose values fit into int32 arrays: a copy, and a dtype
+    the writer did not have. Its formats take either width as it is, so the frame's own arrays (views, no
+    copy) go back in; other dtypes (another width, a byte-swapped one) keep scipy's conversion.
+    """
+    return built.dtype != written.dtype and written.dtype.isnative and written.dtype in _INDEX_DTYPES
 
 
 def _check_coords(coords: np.ndarray, shape: tuple[int, ...]) -> None:
