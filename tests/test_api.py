@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -293,3 +294,13 @@ def test_nan_and_infinity_in_plain_data_stay_etf_and_come_back_as_floats():
     assert tether.inspect(ambiguous).format != "etf"
     with pytest.raises(tether.EncodeError, match="finite"):
         tether.dumps({"a": float("nan")}, format="etf", options={"nan": "error"})
+
+
+@pytest.mark.parametrize("metadata, where", [({"score": math.nan}, "$.user.score"),
+                                             ({"a": [1, {"b": -math.inf}]}, "$.user.a[1].b")])
+def test_nan_in_metadata_names_its_path_and_a_fix_that_works(metadata, where):
+    # The value's advice, options={'nan': 'atom'}, was given for metadata too, where it changes nothing.
+    for options in (None, {"nan": "atom"}):
+        with pytest.raises(tether.EncodeError, match=rf"^Metadata cannot be stored: {re.escape(where)} is") as info:
+            tether.dumps(1, metadata=metadata, options=options)
+        assert "Store None, or a string" in str(info.value) and "options=" not in str(info.value)

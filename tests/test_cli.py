@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import tether
 
@@ -324,3 +326,29 @@ def test_shm_ls_marks_orphans_and_gc_dry_run_lists_them_and_removes_nothing(tmp_
         gc = run("shm", "gc", "--shm-dir", str(tmp_path))
         assert "2 orphan(s) removed" in gc.stdout and not orphan.exists() and not dead_dir.exists()
         assert os.path.exists(live.path)
+
+
+def test_a_piped_frame_is_read_as_far_as_its_header_declares_and_what_follows_is_counted_not_held():
+    # `(cat f.tthr; head -c 300M /dev/zero) | tether verify -` held 690 MB to say "314572800 bytes after".
+    from tether import _cli
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes):
+            self.data, self.at, self.largest = data, 0, 0
+
+        def read(self, n: int = -1) -> bytes:
+            assert n is not None and n >= 0, "read to the end"
+            self.largest = max(self.largest, n)
+            chunk = self.data[self.at:self.at + n]
+            self.at += len(chunk)
+            return chunk
+
+    frame = bytes(tether.dumps({"a": 1}))
+    pipe = Pipe(frame + bytes(5 << 20))
+    with pytest.raises(tether.DecodeError, match=f"^{5 << 20} bytes after the end of the frame \\({len(frame)} bytes\\)"):
+        _cli._read_pipe(pipe)
+    assert pipe.largest <= 1 << 20 and pipe.at == len(pipe.data)
+    assert bytes(_cli._read_pipe(Pipe(frame))) == frame
+    out = subprocess.run([sys.executable, "-m", "tether", "verify", "-"], input=frame + b"x" * 70_000,
+                         capture_output=True, timeout=60)
+    assert out.returncode == 1 and b"70000 bytes after the end of the frame" in out.stderr

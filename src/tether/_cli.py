@@ -50,13 +50,25 @@ def _read_pipe(src: Any, whole: bool = True) -> Any:
     head = src.read(frame.HEADER_SIZE)
     if len(head) < frame.HEADER_SIZE or head[: len(frame.MAGIC)] != frame.MAGIC:
         return head  # tether.inspect names what is wrong with them
-    if not whole:
-        try:
-            if frame.unpack(memoryview(head), get_limits()).flags & frame.FLAG_STREAM_CHUNK:
-                return _PipedStream(head, src)
-        except TetherError:
-            pass  # tether.inspect names it, as for a frame read whole
-    return head + src.read()
+    try:
+        header = frame.unpack(memoryview(head), get_limits())
+    except TetherError:
+        return head  # a header that cannot stand (over the limits, say): tether.inspect names it
+    if not whole and header.flags & frame.FLAG_STREAM_CHUNK:
+        return _PipedStream(head, src)
+    data = head + src.read(header.frame_size - len(head))  # no more than the header declares, within the limit
+    extra = _drain(src)
+    if extra:
+        raise frame.trailing(extra, header)
+    return data
+
+
+def _drain(src: Any) -> int:
+    """How many bytes are left in ``src``, read through and dropped (a pipe that goes on is not held)."""
+    count = 0
+    while chunk := src.read(1 << 20):
+        count += len(chunk)
+    return count
 
 
 def _open(path: str, whole: bool = True):  # noqa: ANN202
@@ -192,6 +204,7 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     import tether
     from . import DecodeError, TetherError, TruncatedError
 
+    data: Any = b""  # what the error's hint looks at when the input could not be read
     try:
         data = _open(args.file, whole=args.cmd != "inspect")
         if isinstance(data, _PipedStream):

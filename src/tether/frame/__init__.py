@@ -18,7 +18,7 @@ Examples
 from . import _checksum as checksum
 from ._build import JOIN_BELOW, Encoded, Stored, build, plain
 from ._header import ALIGN, FLAG_STREAM_CHUNK, FRAME_VERSION, HEADER_SIZE, MAGIC, Header, align, unpack
-from ._read import SHOWN_DEPTH, FrameInfo, frame_name, info, read, shown, verify_payload
+from ._read import SHOWN_DEPTH, FrameInfo, frame_name, info, read, shown, trailing, verify_payload
 
 # Re-exported (the same objects) so that other packages never reach into _header; kept out of __all__.
 from ._header import FIELDS, FILTER_NAMES, FILTER_NONE, FILTER_SHUFFLE
@@ -43,6 +43,7 @@ __all__ = [
     "plain",
     "read",
     "shown",
+    "trailing",
     "unpack",
     "verify_payload",
 ]

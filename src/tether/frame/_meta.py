@@ -276,7 +276,28 @@ def _pairs(mapping: dict[str, Any]) -> bytes:
             "None, lists, tuples or dicts of those."
         ) from exc
     except EncodeError as exc:
-        raise EncodeError(f"Metadata cannot be stored: {exc}") from exc
+        found = _non_finite(mapping, "$")
+        if found is None:
+            raise EncodeError(f"Metadata cannot be stored: {exc}") from exc
+        # The encoder's advice (options={'nan': 'atom'}) is for values: metadata takes no options.
+        raise EncodeError(
+            f"Metadata cannot be stored: {found[0]} is {found[1]!r}, and metadata is plain data without "
+            "options: ETF has no float for NaN or infinity. Store None, or a string such as 'nan'."
+        ) from exc
+
+
+def _non_finite(value: Any, path: str, depth: int = 0) -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinity in metadata (small: its size is limited), else None."""
+    if isinstance(value, float):
+        return (path, value) if value - value != 0.0 else None
+    if depth > 64:  # deeper than metadata may nest: the encoder's own error stands
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key!r}]", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 _decode_options: list[Any] = [None, None]  # limits, options

@@ -163,16 +163,7 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
             f"{header.payload_length} payload), buffer has {have}."
         )
     if whole and have > size:
-        if header.flags & _header.FLAG_STREAM_CHUNK:
-            raise DecodeError(
-                f"{have - size} bytes after the end of the frame ({size} bytes): this is the first chunk of a "
-                "tether stream. Read the stream with tether.stream.StreamReader, or check it with "
-                "`tether verify FILE`."
-            )
-        raise DecodeError(
-            f"{have - size} bytes after the end of the frame ({size} bytes). Pass exactly one frame, "
-            "or slice the buffer to FrameInfo.frame_size."
-        )
+        raise trailing(have - size, header)
     mend = HEADER_SIZE + header.metadata_length
     mbytes = mv[HEADER_SIZE:mend]  # read in place: the CRC and the decoder take the view as it is
     computed = crc32_native(mbytes)
@@ -187,6 +178,30 @@ def read(mv: memoryview, limits: Limits, *, whole: bool = True) -> tuple[Header,
         raise DecodeError("Frame padding before the payload is not zero; the frame is corrupted.")
     meta = _meta.decode(mbytes, limits)
     return header, meta, mv[start:size].toreadonly()
+
+
+def trailing(extra: int, header: Header) -> DecodeError:
+    """The error for ``extra`` bytes after a whole frame (whose header is ``header``): one frame was expected.
+
+    Examples
+    --------
+    >>> import tether
+    >>> from tether import frame
+    >>> head = frame.unpack(memoryview(bytes(tether.dumps(1))), tether.get_limits())
+    >>> str(trailing(3, head)).startswith(f"3 bytes after the end of the frame ({head.frame_size} bytes)")
+    True
+    """
+    size = header.payload_offset + header.payload_length
+    if header.flags & _header.FLAG_STREAM_CHUNK:
+        return DecodeError(
+            f"{extra} bytes after the end of the frame ({size} bytes): this is the first chunk of a "
+            "tether stream. Read the stream with tether.stream.StreamReader, or check it with "
+            "`tether verify FILE`."
+        )
+    return DecodeError(
+        f"{extra} bytes after the end of the frame ({size} bytes). Pass exactly one frame, "
+        "or slice the buffer to FrameInfo.frame_size."
+    )
 
 
 def _covers(header: Header) -> str:
