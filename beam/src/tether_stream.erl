@@ -38,7 +38,8 @@
                           <<"stream_id">>, <<"seq">>, <<"offset">>, <<"digest">>, <<"ended">>]).
 
 -record(reader, {src, id = undefined, seq = 0, offset = 0, digest = 0, max_frame, decode_opts,
-                 owned = false, complete = false}).
+                 owned = false, complete = false,
+                 at = 0}).  % where the next frame starts in the source: a file's byte position
 -record(writer, {dev, owned = false, id, seq = 0, offset = 0, digest = 0, frame_opts, chunk_size,
                  type_versions = #{}}).  % the reader's type versions (tether:encode/2's type_versions)
 %% A writer is a value: after close/1 or abort/1 it is not used again. Writing
@@ -262,7 +263,7 @@ in_order(Info, _) -> {error, out_of_order, #{got_seq => maps:get(<<"seq">>, Info
 
 accept(Frame, #{checksum_value := Ck, raw_size := Raw}, R, Decode) ->
     Next = R#reader{digest = chain(R#reader.digest, R#reader.seq, Ck), seq = R#reader.seq + 1,
-                    offset = R#reader.offset + Raw},
+                    offset = R#reader.offset + Raw, at = R#reader.at + iolist_size(Frame)},
     case Decode of
         false -> {ok, skipped, Next};
         true ->
@@ -380,8 +381,12 @@ err(Why, R, Extra) ->
              undefined -> undefined;
              _ -> checkpoint(R)
          end,
+    Hint = case {Why, Cp} of
+               {missing_chunk, undefined} -> hint(later_part);  % nothing read yet: no checkpoint to resume from
+               _ -> hint(Why)
+           end,
     {error, {stream, Why, maps:merge(#{chunk => R#reader.seq, stream_id => R#reader.id, offset => R#reader.offset,
-                                       checkpoint => Cp, hint => hint(Why)}, Extra)}}.
+                                       position => R#reader.at, checkpoint => Cp, hint => Hint}, Extra)}}.
 
 hint(incomplete) ->
     <<"the stream ended without its end frame: the writer stopped early or the input was cut; "
@@ -396,6 +401,9 @@ hint(checksum_mismatch) -> <<"the chunk's payload was altered on the way: resend
 hint(unknown_checksum) -> <<"the chunk's payload checksum kind is unknown to this reader: upgrade tether">>;
 hint(foreign_chunk) -> <<"the chunk belongs to another stream: a chunk from another stream was mixed in">>;
 hint(missing_chunk) -> <<"a chunk is missing before this one: resume the stream from the checkpoint">>;
+hint(later_part) ->
+    <<"the input does not start at chunk 0 (see got_seq): chunk 0 is missing, or this continues an earlier part of "
+      "the stream: read it with resume: the checkpoint the earlier part ended at, or read the parts joined in order">>;
 hint(out_of_order) -> <<"this chunk is repeated or out of order: resume the stream from the checkpoint">>;
 hint(bad_offset) -> <<"the chunk's offset does not follow on from the chunks before it">>;
 hint(end_mismatch) -> <<"the end frame disagrees with the chunks received: a chunk was altered, dropped or replaced">>;
@@ -406,7 +414,8 @@ hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>
 hint(append_mismatch) ->
     <<"appending continues a file only where the checkpoint stands: its last frame must be the chunk before it, of the "
       "same stream, and not an end frame. Resume from the checkpoint this file's reader gave when it stopped, or "
-      "write the continuation to a new file">>.
+      "write the continuation to a new file; after a damaged chunk, truncate the file to the reader error's "
+      "position (where that chunk starts) first">>.
 
 resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]) end).
 

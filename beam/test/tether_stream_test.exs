@@ -224,6 +224,26 @@ defmodule TetherStreamTest do
       assert {:error, {:stream, :checksum_mismatch, %{chunk: 2}}} = Tether.Stream.verify(bin(flipped))
     end
 
+    test "a damaged chunk in a file: its position is where to truncate, then the writer resumes", %{frames: frames, dir: dir} do
+      path = Path.join(dir, "damaged.tthr")
+      f = Enum.at(frames, 2)
+      <<head::binary-size(byte_size(f) - 1), last>> = f
+      File.write!(path, List.replace_at(frames, 2, head <> <<bxor(last, 0x40)>>))
+      {why, info} = stream_error(fn -> read_all(path) end)
+      # The chunk's first byte in the file: the offset is the stream's payload bytes, not the file's.
+      assert why == :checksum_mismatch and info.position == IO.iodata_length(Enum.take(frames, 2))
+      assert Exception.message(%Tether.Error{reason: {:stream, why, info}}) =~ "position: #{info.position}"
+      assert {:error, {:stream, :append_mismatch, %{hint: hint}}} =
+               Tether.Stream.write(["again"], path, resume: info.checkpoint, append: true)
+      assert hint =~ "truncate the file to the reader error's position"
+      {:ok, fd} = :file.open(path, [:read, :write, :binary])
+      {:ok, _} = :file.position(fd, info.position)
+      :ok = :file.truncate(fd)
+      :ok = :file.close(fd)
+      assert {:ok, %{seq: 3}} = Tether.Stream.write(["again"], path, resume: info.checkpoint, append: true)
+      assert length(read_all(path)) == 3
+    end
+
     test "an end frame whose digest, count or bytes are wrong", %{frames: frames} do
       {chunks, [good_end]} = Enum.split(frames, -1)
       {:ok, %{metadata: %{"stream" => info}}} = Tether.inspect(good_end)
@@ -407,6 +427,8 @@ defmodule TetherStreamTest do
       # Without the checkpoint the continuation is not a stream on its own.
       {why, info} = stream_error(fn -> read_all(rest) end)
       assert {why, info.chunk, info.got_seq} == {:missing_chunk, 0, 2}
+      # No chunk read, so no checkpoint: the hint says to read the part with the earlier part's checkpoint.
+      assert info.checkpoint == :undefined and info.hint =~ "read it with resume:"
     end
 
     test "a complete stream's checkpoint is ended, and no writer resumes from it", %{dir: dir} do

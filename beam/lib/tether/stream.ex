@@ -58,7 +58,9 @@ defmodule Tether.Stream do
   before its value is decoded, and the end frame is checked against all the
   chunks. A stream that is cut, reordered, mixed with another or altered
   raises `Tether.Error` with `reason: {:stream, why, info}`, where `info`
-  names the chunk (`:chunk`) and holds the `:checkpoint` to resume from.
+  names the chunk (`:chunk`), where its frame starts in the input
+  (`:position`: a file's byte offset, to truncate a damaged file at before
+  appending) and holds the `:checkpoint` to resume from.
 
       iex> path = Path.join(System.tmp_dir!(), "tether-doc-#{System.unique_integer([:positive])}.tthr")
       iex> {:ok, %{seq: 3}} = Tether.Stream.write([%{"n" => 1}, "raw bytes", [1, 2]], path)
