@@ -84,6 +84,14 @@ defmodule TetherTypeTest do
              Tether.decode(:tether.encode([v1, v2]))
   end
 
+  test "an older version than the oldest migrated is old_type; one below 1 says no writer makes it" do
+    for {v, words} <- [{0, "no writer makes"}, {-1, "no writer makes"}] do
+      old = %Tether.Type{name: "test.Point", version: v, value: %{}}
+      assert {:error, {:old_type, "test.Point", ^v, 1} = reason} = Tether.decode(:tether.encode([old]))
+      assert Tether.Type.format_error(reason) =~ words
+    end
+  end
+
   test "a newer version than this node knows is an error naming the type and both versions" do
     v4 = %Tether.Type{name: "test.Point", version: 4, value: %{}}
     assert {:error, {:newer_type, "test.Point", 4, 3} = reason} = Tether.decode(:tether.encode([v4]))

@@ -163,6 +163,10 @@ defmodule Tether.Type do
           "node's #{name} to version #{found}, or have the writer send version #{known} " <>
           "(Python: options={'versions': {'types': {'#{name}': #{known}}}})."
 
+  def format_error({:old_type, name, found, _oldest}) when found < 1,
+    do: "Type #{name} arrived at version #{found}, which no writer makes (versions start at 1): the term " <>
+          "was not written by Tether.Type or tether.types, or was altered."
+
   def format_error({:old_type, name, found, oldest}),
     do: "Type #{name} arrived at version #{found}; this node migrates from version #{oldest}. " <>
           "Add migrate/2 clauses from #{found} (and set oldest: #{found})."
