@@ -393,8 +393,9 @@ def test_strided_and_f_ordered_buffers_are_written_in_row_major_order_or_refused
     strided = memoryview(np.arange(12.0)[::2])
     for view in (f_view, strided):
         expected = view.tobytes()  # the elements row by row
-        assert [bytes(b) for b in tether.loads(tether.dumps([view]))] == [expected]  # etf: a binary
-        assert [bytes(b) for b in etf.decode(etf.encode([view]))] == [expected]
+        with pytest.warns(tether.LossyConversionWarning, match="comes back as plain bytes"):  # a 'd' view's format
+            assert [bytes(b) for b in tether.loads(tether.dumps([view]))] == [expected]  # etf: a binary
+            assert [bytes(b) for b in etf.decode(etf.encode([view]))] == [expected]
         sink = io.BytesIO()
         with StreamWriter(sink, chunk_size=16) as w:
             w.write_buffer(view)
