@@ -235,9 +235,19 @@ def test_etf_frames_the_beam_wrote_read_as_tables():
 
 def test_pylist_reads_an_etf_list():
     assert tether.loads(tether.dumps([1, (2, 3)], format="etf"), into="pylist") == [1, (2, 3)]
-    with pytest.raises(tether.ValidationError, match="into='pylist' needs an etf frame holding a list; this one "
-                                                     "holds a dict"):
+    with pytest.raises(tether.ValidationError, match="into='pylist' needs an etf frame holding a list, or columns "
+                                                     r"\(a map of equal-length lists\); this one holds a dict"):
         tether.loads(tether.dumps({"a": 1}), into="pylist")
+
+
+def test_pylist_reads_etf_columns_as_rows_as_it_reads_an_arrow_table():
+    # An Elixir stream of column maps read with into="pylist" failed at its first chunk.
+    columns = {"id": [1, 2], "name": ["a", None], "at": [(1, 2), (3, 4)]}
+    rows = [{"id": 1, "name": "a", "at": (1, 2)}, {"id": 2, "name": None, "at": (3, 4)}]
+    assert tether.loads(tether.dumps(columns, format="etf"), into="pylist") == rows
+    flat = {"id": [1, 2], "name": ["a", None]}
+    assert tether.loads(tether.dumps(flat, format="etf"), into="pylist") == tether.loads(
+        tether.dumps(flat, format="arrow"), into="pylist")
 
 
 @pytest.mark.parametrize("value, what", [((1, 2), "a tuple"), (5, "an int"), ([1, 2], "a list that is neither"),

@@ -220,10 +220,13 @@ class EtfFormat(Format):
         if ctx.into == "pylist":
             value = _etf.decode(payload, self.decode_options(type_info, ctx))
             value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
+            if type(value) is dict and value and _table_shaped(value):
+                # Columns read as rows, as an Arrow frame's into="pylist" reads a table.
+                return [dict(zip(value, row)) for row in zip(*value.values())]
             if type(value) is not list:
                 raise ValidationError(
-                    f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list; this one holds "
-                    f"{_kind(value)}. Leave into unset to get the value as it is."
+                    f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list, or columns (a map of "
+                    f"equal-length lists); this one holds {_kind(value)}. Leave into unset to get the value as it is."
                 )
             return value
         return self._decode_table(payload, type_info, ctx)
