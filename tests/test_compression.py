@@ -255,16 +255,21 @@ def test_kept_zstd_contexts_write_what_fresh_ones_write_and_stay_per_thread():
 
 @pytest.fixture
 def timed(monkeypatch):
-    """The codecs (name, level) compression="auto" times, in order, as it times them."""
+    """The codecs compression="auto" runs on samples, in order: (name, level) timed, (name, level, RATIO) not."""
     from tether.compression import _policy
 
-    real, seen = _policy._measure, []
+    real, real_ratio, seen = _policy._measure, _policy._ratio, []
 
     def measure(codec, samples, level):
         seen.append((codec.name, level))
         return real(codec, samples, level)
 
+    def ratio(codec, samples, level):
+        seen.append((codec.name, level, RATIO))
+        return real_ratio(codec, samples, level)
+
     monkeypatch.setattr(_policy, "_measure", measure)
+    monkeypatch.setattr(_policy, "_ratio", ratio)
     return seen
 
 
@@ -273,8 +278,11 @@ def walk(n: int, seed: int = 1) -> np.ndarray:
     return np.cumsum(np.random.default_rng(seed).integers(-3, 4, n)).astype("f8")
 
 
-# A reused choice times lz4 twice: the samples as they are, and shuffled (the shuffle choice's check).
-REUSED = [("lz4", 0), ("lz4", 0)]
+RATIO = "ratio"  # lz4's ratio, untimed: the give-up and reuse checks need no speed
+# A reused choice runs lz4 twice, untimed: the samples as they are, and shuffled (the shuffle choice's check).
+REUSED = [("lz4", 0, RATIO), ("lz4", 0, RATIO)]
+# Measuring a float array: those two, then the candidates timed on the shuffled samples (a 1 Gbit/s link).
+MEASURED = REUSED + [("lz4", 0), ("zstd", 1), ("zstd", 3)]
 
 
 def auto(value, **options):
@@ -284,8 +292,7 @@ def auto(value, **options):
 
 def test_a_like_payload_reuses_the_choice_and_its_shuffle_until_measured_again(timed):
     first = auto(walk(1 << 16))
-    measured = list(timed)
-    assert measured[0] == ("lz4", 0) and ("zstd", 1) in measured and len(measured) >= 6  # candidates, shuffle
+    assert timed == MEASURED  # the shuffle was weighed with the codecs: no second look at it
     decision = tether.last_decision()
     assert "reused" not in decision.compression_reason and "byte-shuffled" in decision.compression_reason
     for i in range(2, compression._policy.REUSE_MAX + 1):  # like payloads: only the cheap lz4 checks
@@ -299,7 +306,7 @@ def test_a_like_payload_reuses_the_choice_and_its_shuffle_until_measured_again(t
         np.testing.assert_array_equal(tether.loads(frame), value)
     del timed[:]
     auto(walk(1 << 16))  # past REUSE_MAX: measured anew
-    assert len(timed) == len(measured) and "reused" not in tether.last_decision().compression_reason
+    assert timed == MEASURED and "reused" not in tether.last_decision().compression_reason
 
 
 @pytest.mark.parametrize("case", ["ratio", "size class", "bandwidth", "reader", "format", "registry"])
@@ -327,25 +334,26 @@ def test_a_payload_unlike_the_measured_one_is_measured(timed, case):
     assert timed != REUSED and len(timed) >= 2 and "reused" not in tether.last_decision().compression_reason, case
 
 
-def test_a_kept_shuffle_is_reused_only_for_a_payload_whose_shuffled_samples_compress_alike(timed):
-    zstd = compression.get("zstd")
-    value = walk(1 << 16)
+def test_a_choice_is_reused_only_for_a_payload_whose_shuffled_samples_compress_alike(timed):
+    auto(walk(1 << 16))
+    (kept,) = compression._policy._choices.values()
+    kept[6] += 0.5  # as if measured on a payload that took shuffling otherwise (its plain ratio alike)
+    del timed[:]
+    frame = auto(walk(1 << 16, seed=2))
+    assert timed == MEASURED and "reused" not in tether.last_decision().compression_reason  # measured again
+    assert frame[51] == 1 and frame[52] == 8
+    del timed[:]
+    auto(walk(1 << 16, seed=3))
+    assert timed == REUSED  # the new measurement is kept
+
+
+def test_a_named_codec_measures_whether_shuffling_helps_it(timed):
     fmt = tether.formats.get("ndarray")
-    payload = fmt.encode(value, tether.formats.EncodeContext())
-    kept = [zstd, 3, "measured", 0.33, 1, {}]  # what resolve keeps, as take_kept hands it over
-    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # measured, then kept
-    (chosen, seen), = kept[5].values()
-    assert chosen == 8 and timed == [("lz4", 0), ("zstd", 3), ("zstd", 3)]
+    payload = fmt.encode(walk(1 << 16), tether.formats.EncodeContext())
+    assert compression.choose_filter(compression.get("zstd"), 3, payload, fmt) == 8
+    assert timed == [("zstd", 3), ("zstd", 3)]  # plain and shuffled samples, nothing kept
     del timed[:]
-    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # alike: only the lz4 check
-    assert timed == [("lz4", 0)]
-    kept[5][("zstd", 3, 8)] = (0, seen + 0.5)  # as if kept for a payload that took shuffling otherwise
-    del timed[:]
-    assert compression.choose_filter(zstd, 3, payload, fmt, kept=kept) == 8  # measured again
-    assert timed == [("lz4", 0), ("zstd", 3), ("zstd", 3)] and kept[5][("zstd", 3, 8)] == (8, seen)
-    del timed[:]
-    assert compression.choose_filter(zstd, 3, payload, fmt) == 8  # nothing kept: measured, nothing stored
-    assert timed == [("zstd", 3), ("zstd", 3)]
+    assert compression.choose_filter(compression.get("zstd"), 3, payload, fmt, "beam") == 0 and timed == []
 
 
 def test_forget_choices_measures_again(timed):

@@ -10,7 +10,7 @@ from .._errors import EncodeError
 from .._limits import Limits
 from ..frame import Header, Stored
 from . import _codecs, _shuffle
-from ._policy import choose_filter, resolve, take_kept
+from ._policy import choose_filter, resolve_with_filter
 from ._registered import get
 
 
@@ -92,15 +92,18 @@ def pack(
     keeps the payload's own parts when nothing is compressed, or when
     compressing did not make it smaller (the policy's promise).
     """
-    codec, clevel, reason = resolve(name, level, payload, transport, fmt, bandwidth=bandwidth, reader=reader)
-    kept = take_kept()  # at once: an early return below must not leave it for another payload
+    codec, clevel, reason, wanted = resolve_with_filter(name, level, payload, transport, fmt, bandwidth=bandwidth,
+                                                        reader=reader)
     decision.compression, decision.compression_reason = codec.name, reason
     raw = payload.nbytes
     if codec.id == 0:
         return Stored(payload.segments, raw, raw)
     if memory.low_peak(raw) and getattr(codec, "pieces", None) is not None:
+        if wanted:  # "auto" chose the codec on shuffled samples; this path compresses the payload as it is
+            decision.compression_reason += "; byte-shuffle skipped (memory pressure: it copies the payload twice)"
         return _in_place(codec, clevel, payload.segments, raw, decision)
-    wanted = choose_filter(codec, clevel, payload, fmt, reader, kept=kept)
+    if wanted is None:  # a codec the caller named: does shuffling help it?
+        wanted = choose_filter(codec, clevel, payload, fmt, reader)
     parts, filter_size = _under_pressure(payload.segments, raw, wanted, decision)
     temporary = 0
     if filter_size:
