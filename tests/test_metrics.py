@@ -98,11 +98,11 @@ def test_fallbacks_are_counted():
 def test_record_from_outside_and_its_errors():
     m.record("worker_call", "etf", "none", "shm", 5 << 20, 100, 0.01)
     m.record("attach", "-", "none", "shm", 4096, 0, 0.0, error=OSError("gone"))
-    m.record("worker_call", "etf", "none", "inline", 10, 10, 0.001, fallback="shm->inline")
+    m.record("worker_call", "etf", "none", "pipe", 10, 10, 0.001, fallback="shm->inline")  # the inline route
     rows = {(r["op"], r["transport"]): r for r in m.snapshot()["operations"]}
     assert rows[("worker_call", "shm")]["size_class"] == "1MiB-16MiB"
     assert rows[("attach", "shm")]["errors"] == {"OSError": 1} and rows[("attach", "shm")]["count"] == 0
-    assert rows[("worker_call", "inline")]["fallbacks"] == {"shm->inline": 1}
+    assert rows[("worker_call", "pipe")]["fallbacks"] == {"shm->inline": 1}
 
 
 def test_disable_makes_everything_a_no_op_and_enable_resumes():

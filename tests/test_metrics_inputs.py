@@ -138,8 +138,8 @@ def test_an_alert_with_numpy_figures_keeps_the_snapshot_json_serialisable(clean)
 def test_snapshot_rows_have_the_documented_keys():
     tether.loads(tether.dumps([1, 2], compression="zstd"))
     s = m.snapshot()
-    assert sorted(s) == ["alerts", "compression", "decisions", "enabled", "memory", "operations", "recommendations",
-                         "since"]
+    assert sorted(s) == ["alerts", "compression", "decisions", "enabled", "limits", "memory", "operations",
+                         "recommendations", "since"]
     assert {frozenset(r) for r in s["operations"]} == {frozenset(
         ["op", "format", "compression", "transport", "size_class", "count", "bytes_in", "bytes_out", "seconds",
          "p50", "p95", "p99", "ratio", "throughput", "errors", "fallbacks", "histogram"])}

@@ -341,3 +341,19 @@ def test_release_shm_drops_the_arguments_mapping_and_the_regions_and_is_never_an
         assert _worker_stats(stats_client, 5)["args_mapped_bytes"] == len(data)
     finally:
         os.unlink(path)
+
+
+def test_the_beams_stats_reply_carries_non_finite_figures_as_atoms_and_stats_json_as_strings():
+    # snapshot() writes NaN as "NaN" for strict JSON; the BEAM's {stats} reply keeps docs/format.md §8's atoms.
+    from tether import metrics
+
+    metrics.alert("stats_nan", "odd", {"nan": float("nan")}, "look")
+    w = W.Worker({})
+    try:
+        (fired,) = [a for a in tether.loads(w.stats_reply(7))[2][1]["alerts"] if a["name"] == "stats_nan"]
+        assert fired["figures"]["nan"] == A("nan")
+        (strict,) = [a for a in w.stats()["alerts"] if a["name"] == "stats_nan"]
+        assert strict["figures"]["nan"] == "NaN"
+    finally:
+        metrics.clear("stats_nan")
+        w.close()

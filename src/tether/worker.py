@@ -958,10 +958,12 @@ class Worker:
         return {"function": step, "route": "shm" if shm else "pipe", "bytes_in": nbytes_in, "bytes_out": nbytes_out,
                 "read_s": read - started, "handler_s": handled - read, "write_s": done - handled, "error": outcome}
 
-    def stats(self) -> dict[str, Any]:
-        """``tether.metrics.snapshot()`` with a ``worker`` entry: calls answered, the last call's stages, the
-        call running now (``running``: its function and seconds so far, or None), and ``args_mapped_bytes``,
-        how much of the BEAM's arguments file this worker maps.
+    def stats(self, strict: bool = True) -> dict[str, Any]:
+        """``tether.metrics.snapshot(strict=strict)`` with a ``worker`` entry: calls answered, the last call's
+        stages, the call running now (``running``: its function and seconds so far, or None), and
+        ``args_mapped_bytes``, how much of the BEAM's arguments file this worker maps. ``strict`` (for JSON,
+        ``stats.json``) writes non-finite floats as strings; the BEAM's reply keeps them floats, which reach it
+        as the atoms ``nan``, ``infinity`` and ``neg_infinity``.
 
         Raises :class:`StatsError` when this tether has no ``tether.metrics``.
 
@@ -978,7 +980,7 @@ class Worker:
             self.account()
         else:
             self._await_accounting()
-        out = _metrics.snapshot()
+        out = _metrics.snapshot(strict=strict)
         running, mapped = self._in_call, self._mapped
         out["worker"] = {"pid": os.getpid(), "calls": self.calls, "last_call": self.last_call,
                          "running": None if running is None else
@@ -1007,7 +1009,7 @@ class Worker:
         >>> w.close()
         """
         try:
-            snapshot = self.stats()
+            snapshot = self.stats(strict=False)
         except StatsError as exc:
             return self.message((_REPLY, ident, (_ERROR, (Atom("python"), "MetricsUnavailable", str(exc), ""))))
         try:

@@ -10,7 +10,7 @@ they are folded into counts, byte totals and log-bucket histograms, so no
 sample is kept. Shared memory (``attach``) and worker calls (``worker_call``)
 report through :func:`record`.
 
-- :func:`snapshot` — everything as plain data (JSON-serialisable);
+- :func:`snapshot` — everything as plain data (strict JSON);
 - :func:`decisions` — the last format decisions, with the time each operation took;
 - :func:`recommendations` — advice drawn from what was observed (:mod:`._recommend`);
 - :func:`alert`, :func:`clear`, :func:`on_alert` — alerts on ``tether.alerts``,
@@ -40,24 +40,27 @@ import numbers
 from typing import Any, Callable
 
 from .._errors import ValidationError
+from .._transport import TRANSPORTS as _TRANSPORTS
 from .. import _select, memory
 from .._select import Decision, clear_history
 from . import _alerts, _core
 # tether._api and tether.stream count through the accumulator module itself: its `on` flag changes at run time,
 # so a re-export of single names would go stale.
 from . import _core as core
-from ._alerts import Alert, active_alerts, alert, clear, configure_alerts, on_alert
+from ._alerts import Alert, active_alerts, alert, clear, configure_alerts, on_alert, plain as _plain
 from ._recommend import Recommendation, recommendations
 
 __all__ = [
-    "OPERATIONS", "SIZE_CLASSES", "Alert", "Recommendation", "active_alerts", "alert", "clear", "configure_alerts",
-    "decisions", "disable", "flush", "enable", "enabled", "on_alert", "otel_register", "prometheus_collector",
-    "record", "recommendations", "reset", "set_clock", "snapshot",
+    "OPERATIONS", "SIZE_CLASSES", "TRANSPORTS", "Alert", "Recommendation", "active_alerts", "alert", "clear",
+    "configure_alerts", "configure_limits", "decisions", "disable", "flush", "enable", "enabled", "on_alert",
+    "otel_register", "prometheus_collector", "record", "recommendations", "reset", "set_clock", "snapshot",
 ]
 
 # "transfer": bytes an application moved over a link, recorded by it (record("transfer", "-", "-", "network",
 # n, n, seconds)), so that the compression-time recommendation judges compression at the observed bandwidth.
 OPERATIONS = ("dumps", "loads", "dump_into", "attach", "stream_chunk", "worker_call", "transfer")
+# The transports of tether's entry points, "pipe" (a worker call's inline route), and "-" (none applies).
+TRANSPORTS = (*_TRANSPORTS, "pipe", "-")
 SIZE_CLASSES = _core.SIZE_CLASSES
 
 
@@ -71,12 +74,18 @@ def record(
     both the bytes sent): the compression-time recommendation then judges compression on that
     transport at the bandwidth observed, instead of the one assumed for it.
 
+    Operations under more distinct keys than :func:`configure_limits` allows (1,000 rows by default) are
+    counted under format and compression ``"other"``, and error and fallback kinds past its ``max_kinds``
+    (64 per row) as ``"other"``: ``snapshot()["limits"]`` says how many.
+
     Parameters
     ----------
     op : str
         One of :data:`OPERATIONS`.
-    fmt, compression, transport : str
-        The format, compressor and transport involved (``"-"`` when not applicable).
+    fmt, compression : str
+        The format and compressor involved (``"-"`` when not applicable).
+    transport : str
+        One of :data:`TRANSPORTS` (``"-"`` when none applies).
     nbytes_in, nbytes_out : int
         Bytes taken and produced; the larger picks the size class.
     seconds : float
@@ -89,8 +98,8 @@ def record(
     Raises
     ------
     ValidationError
-        For a key part that is not a str, a byte count that is not a whole number from 0 to 2**63 - 1, or a
-        time that is not a finite number.
+        For a key part that is not a str, an ``op`` or ``transport`` outside the sets above, a byte count that
+        is not a whole number from 0 to 2**63 - 1, or a time that is not a finite number.
 
     Examples
     --------
@@ -102,17 +111,29 @@ def record(
     """
     if not _core.on:
         return
+    _check_key(op, fmt, compression, transport)
+    nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
+    if error is not None and not isinstance(error, str):
+        error = type(error).__name__
+    _core.count_recorded(op, fmt, compression, transport, nin, nout, ns, error, fallback)
+
+
+_VALID_OPS, _VALID_TRANSPORTS = frozenset(OPERATIONS), frozenset(TRANSPORTS)
+
+
+def _check_key(op: Any, fmt: Any, compression: Any, transport: Any) -> None:
+    """:func:`record`'s key: four strs, ``op`` one of :data:`OPERATIONS`, ``transport`` one of :data:`TRANSPORTS`."""
+    if type(op) is str and type(transport) is str and op in _VALID_OPS and transport in _VALID_TRANSPORTS \
+            and type(fmt) is str and type(compression) is str:  # a worker call's record(), without the loop
+        return
     for name, value in (("op", op), ("fmt", fmt), ("compression", compression), ("transport", transport)):
         if not isinstance(value, str):
             raise ValidationError(f"record() needs {name} as a str, got {type(value).__name__}: pass e.g. '-'.")
-    nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
-    if error is not None:
-        kind = error if isinstance(error, str) else type(error).__name__
-        _core.count_other(op, fmt, compression, transport, max(nin, nout), _core.ERRORS, kind)
-        return
-    if fallback is not None:
-        _core.count_other(op, fmt, compression, transport, max(nin, nout), _core.FALLBACKS, fallback)
-    _core.observe(op, fmt, compression, transport, nin, nout, ns)
+    if op not in OPERATIONS:
+        raise ValidationError(f"record() got op {op!r}; valid operations are: {', '.join(OPERATIONS)}.")
+    if transport not in TRANSPORTS:
+        raise ValidationError(f"record() got transport {transport!r}; valid transports are: "
+                              f"{', '.join(TRANSPORTS)}.")
 
 
 _MAX_COUNT = 1 << 63
@@ -254,6 +275,44 @@ def set_clock(clock: Callable[[], int] | None) -> None:
     _core.set_clock(clock)
 
 
+def configure_limits(*, max_rows: int | None = None, max_kinds: int | None = None) -> dict[str, int]:
+    """Set (and return) how many distinct keys the metrics keep, so that memory stays bounded.
+
+    Operations are counted per row, one per (op, format, compression, transport, size class). Once
+    ``max_rows`` rows exist, an operation under a new key is counted in the row of its op, transport and size
+    class with format and compression ``"other"``; once a row holds ``max_kinds`` kinds of errors (or of
+    fallbacks), a new kind in it is counted as ``"other"``. The notes behind :func:`recommendations` keep at
+    most ``max_rows`` keys; later ones are left out. The first of each logs a WARNING on the
+    ``tether.metrics`` logger, once until :func:`reset`, and ``snapshot()["limits"]`` counts what went past
+    them. Rows and kinds kept already stay when a limit is lowered.
+
+    Parameters
+    ----------
+    max_rows : int, optional
+        Rows (and notes) kept, default 1,000: tether's own operations make a few dozen in a typical process;
+        a snapshot row is about 300 bytes of JSON.
+    max_kinds : int, optional
+        Kinds of errors, and of fallbacks, kept per row, default 64.
+
+    Raises
+    ------
+    ValidationError
+        For a value that is not a positive int.
+
+    Examples
+    --------
+    >>> import tether.metrics as m
+    >>> m.configure_limits()
+    {'max_rows': 1000, 'max_kinds': 64}
+    >>> m.configure_limits(max_kinds=16)["max_kinds"]; _ = m.configure_limits(max_kinds=64)
+    16
+    """
+    for name, value in (("max_rows", max_rows), ("max_kinds", max_kinds)):
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValidationError(f"configure_limits: {name} must be a positive int, got {value!r}.")
+    return _core.set_limits(max_rows, max_kinds)
+
+
 def _row(key: tuple, entry: list) -> dict[str, Any]:
     op, fmt, comp, transport, size = key
     count, nin, nout, ns, hist = entry[: _core.ERRORS]
@@ -270,8 +329,8 @@ def _row(key: tuple, entry: list) -> dict[str, Any]:
     }
 
 
-def snapshot() -> dict[str, Any]:
-    """Everything recorded so far, as plain data (JSON-serialisable).
+def snapshot(*, strict: bool = True) -> dict[str, Any]:
+    """Everything recorded so far, as plain data (strict JSON).
 
     Keys:
 
@@ -290,13 +349,21 @@ def snapshot() -> dict[str, Any]:
       ``stored_bytes``, ``ratio`` (stored / raw), ``seconds`` spent compressing;
     - ``decisions`` (:meth:`tether.Decision.as_dict`), ``alerts`` (the active ones,
       :meth:`Alert.as_dict`), ``recommendations`` (:meth:`Recommendation.as_dict`);
-    - ``memory``: :func:`tether.memory.stats` (``{"error": ...}`` if it failed).
+    - ``memory``: :func:`tether.memory.stats` (``{"error": ...}`` if it failed);
+    - ``limits``: ``max_rows`` and ``max_kinds`` (:func:`configure_limits`), ``folded_operations`` (operations,
+      errors and fallbacks counted in an ``"other"`` row instead of their own), ``folded_kinds`` (errors and
+      fallbacks counted as kind ``"other"``), ``dropped_notes`` (events the recommendations did not keep).
+
+    The snapshot is strict JSON (``json.dumps(snapshot(), allow_nan=False)`` works): NumPy numbers are
+    Python ints and floats, and a float that is not finite (in alert figures, decisions or memory figures) is
+    the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, which ``float()`` reads back. ``strict=False``
+    leaves those floats as they are, for a consumer with its own spelling of them (the BEAM's atoms).
 
     Examples
     --------
     >>> import json, tether, tether.metrics as m
     >>> _ = tether.dumps([1, 2]); s = m.snapshot()
-    >>> json.loads(json.dumps(s))["enabled"]
+    >>> json.loads(json.dumps(s, allow_nan=False))["enabled"]
     True
     """
     rows = [_row(key, entry) for key, entry in sorted(_core.merged().items(), key=lambda kv: kv[0])]
@@ -310,14 +377,16 @@ def snapshot() -> dict[str, Any]:
         "since": _dt.datetime.fromtimestamp(_core.since, _dt.timezone.utc).isoformat(),
         "operations": rows,
         "compression": comp,
-        "decisions": [d.as_dict() for d in decisions()],
-        "alerts": [a.as_dict() for a in active_alerts()],
-        "recommendations": [r.as_dict() for r in recommendations()],
+        # Not built here from ints: made plain (NumPy numbers, non-finite floats) so that strict JSON takes them.
+        "decisions": _plain([d.as_dict() for d in decisions()], strict),
+        "alerts": [a.as_dict(strict) for a in active_alerts()],
+        "recommendations": _plain([r.as_dict() for r in recommendations()], strict),
     }
     try:
-        out["memory"] = memory.stats()
+        out["memory"] = _plain(memory.stats(), strict)
     except Exception as exc:  # memory figures are informational: a snapshot must not fail on them
         out["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
+    out["limits"] = _core.limit_figures()
     return out
 
 

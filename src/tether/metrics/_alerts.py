@@ -39,9 +39,16 @@ class Alert:
     state: str
     time: float = field(default_factory=time.time)
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data (JSON-serialisable)."""
-        return {"name": self.name, "message": self.message, "figures": dict(self.figures),
+    def as_dict(self, strict: bool = True) -> dict[str, Any]:
+        """Plain data, strict JSON: a figure that is not a finite float is written ``"NaN"``, ``"Infinity"``
+        or ``"-Infinity"`` (kept a float with ``strict=False``).
+
+        Examples
+        --------
+        >>> Alert("x", "odd", {"worst": float("inf")}, "look", "firing", 0.0).as_dict()["figures"]
+        {'worst': 'Infinity'}
+        """
+        return {"name": self.name, "message": self.message, "figures": plain(self.figures, strict),
                 "suggestion": self.suggestion, "state": self.state, "time": self.time}
 
 
@@ -66,7 +73,9 @@ def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> 
 
     Returns True when it fired, False when it was already active. The figures are kept as plain data
     (NumPy numbers as int and float, tuples and sets as lists, anything else as its str), so that
-    :func:`tether.metrics.snapshot`, which lists the active alerts, stays JSON-serialisable.
+    :func:`tether.metrics.snapshot`, which lists the active alerts, stays JSON; there
+    (:meth:`Alert.as_dict`) a float that is not finite is the string ``"NaN"``, ``"Infinity"`` or
+    ``"-Infinity"``, so that it is strict JSON too.
 
     Examples
     --------
@@ -84,7 +93,7 @@ def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> 
     with _lock:
         if name in _active:
             return False
-        event = _active[name] = Alert(name, message, _plain(figures), suggestion, "firing")
+        event = _active[name] = Alert(name, message, plain(figures), suggestion, "firing")
         callbacks = list(_callbacks)
     figures_text = ", ".join(f"{k}={_fmt(v)}" for k, v in event.figures.items())
     log.warning("tether alert %s: %s (%s). %s", name, message, figures_text, suggestion)
@@ -126,7 +135,7 @@ def clear(name: str, figures: Mapping[str, Any] | None = None, message: str | No
         callbacks = list(_callbacks)
     if fired is None:
         return False
-    now = fired.figures if figures is None else {**_plain(figures), "fired": fired.figures}
+    now = fired.figures if figures is None else {**plain(figures), "fired": fired.figures}
     text = message if message is not None else f"cleared: {fired.message}"
     event = Alert(name, text, now, fired.suggestion, "cleared")
     log.info("tether alert %s cleared: %s", name, text)
@@ -357,30 +366,55 @@ def _notify(callbacks: list[Callable[[Alert], Any]], event: Alert) -> None:
             log.exception("tether alert callback %r failed", callback)
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
+# Strict JSON has no NaN or infinities: as_dict() and snapshot() write them as these strings (JavaScript's names,
+# as proto3's JSON mapping does), which float() reads back; None would lose which one it was. Alert.figures keeps
+# the floats: Python callbacks can compare them, and the worker sends them to the BEAM as its atoms.
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def plain(value: Any, strict: bool = False, depth: int = 0) -> Any:
     """``value`` as JSON's kinds of data: str, int, float, bool, None, lists and str-keyed dicts.
+
+    NumPy numbers become Python ones (``np.float64`` too: a float subclass, which json and the worker's
+    conversions for the BEAM would pass on as it is). With ``strict``, a float that is not finite becomes one
+    of the strings of :data:`NON_FINITE`, so that ``json.dumps(..., allow_nan=False)`` takes the result.
 
     Examples
     --------
-    >>> _plain({"n": (1, 2.5), 3: None, "other": object}) == {"n": [1, 2.5], "3": None, "other": str(object)}
+    >>> plain({"n": (1, 2.5), 3: None, "other": object}) == {"n": [1, 2.5], "3": None, "other": str(object)}
     True
+    >>> import numpy as np
+    >>> plain([np.float64(0.5), np.int64(3), float("nan"), np.float32("-inf")])
+    [0.5, 3, nan, -inf]
+    >>> plain([np.float64(0.5), float("nan"), np.float32("-inf")], strict=True)
+    [0.5, 'NaN', '-Infinity']
     """
-    if value is None or isinstance(value, (bool, str, int, float)):
+    kind = type(value)
+    if kind is float:  # inf - inf and nan - nan are nan
+        return NON_FINITE[repr(value)] if strict and value - value != 0.0 else value
+    if value is None or kind is str or kind is int or kind is bool:
         return value
     item = getattr(value, "item", None)  # a NumPy scalar (or one-element array): its Python number
     if callable(item) and getattr(value, "size", None) == 1 and depth < 8:
         try:
-            return _plain(item(), depth + 1)
+            return plain(item(), strict, depth + 1)
         except (TypeError, ValueError):
             pass
-    if isinstance(value, numbers.Integral):
+    return _plain_other(value, strict, depth)
+
+
+def _plain_other(value: Any, strict: bool, depth: int) -> Any:
+    """:func:`plain` of what is not an exact str, int, float, bool or None, nor a NumPy scalar."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, numbers.Integral):  # bool is an int subclass, but not subclassable: handled before
         return int(value)
     if isinstance(value, numbers.Real):
-        return float(value)
+        return plain(float(value), strict, depth + 1)
     if depth < 8 and isinstance(value, Mapping):
-        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        return {str(k): plain(v, strict, depth + 1) for k, v in value.items()}
     if depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v, depth + 1) for v in value]
+        return [plain(v, strict, depth + 1) for v in value]
     return str(value)
 
 

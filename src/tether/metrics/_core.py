@@ -21,12 +21,18 @@ and before anything reads the figures, :func:`drain` takes the accumulator's
 deltas into the totals per key, the decision history and the alert monitor,
 under a lock only drainers take.
 
+What is kept is bounded (:data:`limits`, set by ``tether.metrics.configure_limits``): rows past
+``max_rows`` fold into their op's and transport's ``"other"`` row, error and fallback kinds past
+``max_kinds`` into ``"other"``, so that keys taken from the application (``record()``'s names, error
+messages) cannot grow memory without end.
+
 Other packages reach this module as ``tether.metrics.core``: it is for
 tether's own modules, not a user API (:mod:`tether.metrics` is that).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable
@@ -69,6 +75,31 @@ _lock = threading.RLock()
 _totals: dict[tuple, list] = {}
 _notes: dict[tuple, list] = {}
 since = time.time()
+
+# Bounds on what the counters keep (configure_limits): record(), failed calls and notes take strings from the
+# application, and a string per call (a peer name, an error message) must not grow memory and every snapshot
+# without end. Rows past limits["max_rows"] are counted under OVERFLOW's format and compression, error and
+# fallback kinds past limits["max_kinds"] in a row as OVERFLOW; notes past limits["max_rows"] are not kept
+# (advice, not counts). tether's own keys are few (registered formats and codecs), so its entry points count
+# straight into the accumulator and only a fold checks them; record() checks before (admit).
+OVERFLOW = "other"
+limits = {"max_rows": 1000, "max_kinds": 64}
+# How much went past the limits since the last reset: operations (and errors, fallbacks) counted in an
+# overflow row instead of their own, errors and fallbacks counted as OVERFLOW instead of their own kind,
+# notes not kept.
+folded = {"rows": 0, "kinds": 0, "notes": 0}
+log = logging.getLogger("tether.metrics")
+_LIMIT_WARNINGS = {
+    "rows": "tether.metrics: %d rows reached; operations under new (op, format, compression, transport, size "
+            "class) keys are counted under format and compression 'other' until reset() "
+            "(tether.metrics.configure_limits(max_rows=...); snapshot()['limits'] counts them)",
+    "kinds": "tether.metrics: a row reached %d kinds of errors or fallbacks; new kinds in such rows are counted "
+             "as 'other' until reset() (tether.metrics.configure_limits(max_kinds=...))",
+    "notes": "tether.metrics: %d notes for the recommendations reached; new ones are not kept until reset() "
+             "(their count is in snapshot()['limits'])",
+}
+_warned: set[str] = set()  # the limits warned about since the last reset: one warning each, not one per call
+_unsaid: list[str] = []  # warnings due, logged once _lock is let go (a logging handler may read the metrics)
 
 
 def bucket(ns: int) -> int:
@@ -137,7 +168,7 @@ def drain(decisions: bool = True) -> None:
         history.extend(decided)
         for op, fmt, comp, transport, size, count, nin, nout, ns, hist in rows:
             key = (op, *_names(fmt, comp), transport, size)
-            entry = _totals.get(key) or _totals.setdefault(key, _new_entry())
+            entry = _totals.get(key) or _entry(key, count)[1]
             entry[COUNT] += count
             entry[BYTES_IN] += nin
             entry[BYTES_OUT] += nout
@@ -149,6 +180,8 @@ def drain(decisions: bool = True) -> None:
                 actions += evaluate_batch((op, fmt, size), comp, values, batch_size)
     for action in actions:
         action()
+    if _unsaid:
+        _say()
 
 
 def _names(fmt: str | int, comp: str | int) -> tuple[str, str]:
@@ -170,26 +203,127 @@ def _new_entry() -> list:
     return [0, 0, 0, 0, np.zeros(NBUCKETS, np.int64), {}, {}]
 
 
-def count_other(op: str, fmt: str, comp: str, transport: str, nbytes: int, slot: int, kind: str) -> None:
-    """Count an error (``slot`` ERRORS) or a fallback (FALLBACKS) of type ``kind`` under a key."""
-    size = int(np.searchsorted(_SIZE_BOUNDS, max(nbytes, 0), side="right"))
+def size_class(nbytes: int) -> int:
+    """The index in :data:`SIZE_CLASSES` of a value of ``nbytes`` bytes (the larger of bytes in and out).
+
+    Examples
+    --------
+    >>> [size_class(n) for n in (0, 1023, 1024, 1 << 20, 1 << 40)]
+    [0, 0, 1, 3, 4]
+    """
+    return _CLASS_OF_BITS[nbytes.bit_length()] if nbytes < 1 << 63 else len(SIZE_CLASSES) - 1
+
+
+# The size class of a byte count by its bit length: a third of the time of comparing it with each bound.
+_CLASS_OF_BITS = [int(np.searchsorted(_SIZE_BOUNDS, (1 << bits) - 1, side="right")) for bits in range(64)]
+
+
+def _entry(key: tuple, n: int) -> tuple[tuple, list]:
+    """The row ``key`` is counted in, and its totals, made if new; under ``_lock``.
+
+    A new key once :data:`limits` ``max_rows`` rows exist goes to its overflow row (format and compression
+    :data:`OVERFLOW`), which is always made: ops and transports are few, so overflow rows are too.
+    ``n`` is how many operations the caller counts, added to :data:`folded` when it folds them.
+    """
+    entry = _totals.get(key)
+    if entry is not None:
+        return key, entry
+    op, fmt, comp, transport, size = key
+    if len(_totals) >= limits["max_rows"] and (fmt, comp) != (OVERFLOW, OVERFLOW):
+        key = (op, OVERFLOW, OVERFLOW, transport, size)
+        folded["rows"] += n
+        _warn("rows", limits["max_rows"])
+        entry = _totals.get(key)
+        if entry is not None:
+            return key, entry
+    entry = _totals[key] = _new_entry()
+    return key, entry
+
+
+def _warn(limit: str, value: int) -> None:
+    """Have :func:`_say` log the warning of ``limit`` if it is the first since the reset; under ``_lock``."""
+    if limit not in _warned:
+        _warned.add(limit)
+        _unsaid.append(_LIMIT_WARNINGS[limit] % value)
+
+
+def _say() -> None:
+    """Log the limit warnings that fell due, outside ``_lock``."""
+    while _unsaid:
+        try:
+            text = _unsaid.pop(0)
+        except IndexError:  # another thread said it
+            return
+        log.warning(text)
+
+
+def count_recorded(op: str, fmt: str, comp: str, transport: str, nin: int, nout: int, ns: int,
+                   error: str | None, fallback: str | None) -> None:
+    """Count what ``tether.metrics.record()`` checked: an operation, or an error, and a fallback of ``fallback``.
+
+    Keys that record() passes reach the accumulator's per-key counters, which only reset() empties: a key is
+    let in here (its row made) while there is room, else counted under its :data:`OVERFLOW` row, so that the
+    accumulator never holds more of record()'s keys than there are rows.
+    """
+    # The size class inline (record() passes counts below 2**63): the worker records every call through here.
+    key = (op, fmt, comp, transport, _CLASS_OF_BITS[(nin if nin > nout else nout).bit_length()])
+    if key not in _totals:  # the usual case, a key counted before, needs no lock
+        fmt, comp = _admit(key)
+    if error is not None:
+        count_other(op, fmt, comp, transport, nin if nin > nout else nout, ERRORS, error)
+        return
+    if fallback is not None:
+        count_other(op, fmt, comp, transport, nin if nin > nout else nout, FALLBACKS, fallback)
+    flags = acc.observe(op, fmt, comp, transport, nin, nout, ns, None)
+    if flags and flags & DUE:
+        drain(False)
+
+
+def _admit(key: tuple) -> tuple[str, str]:
+    """The format and compression a new key of :func:`count_recorded` is counted under: its own, or OVERFLOW."""
     with _lock:
-        entry = _totals.get((op, fmt, comp, transport, size))
-        if entry is None:
-            entry = _totals[(op, fmt, comp, transport, size)] = _new_entry()
-        entry[slot][kind] = entry[slot].get(kind, 0) + 1
+        key = _entry(key, 1)[0]
+    if _unsaid:
+        _say()
+    return key[1], key[2]
+
+
+def count_other(op: str, fmt: str, comp: str, transport: str, nbytes: int, slot: int, kind: str) -> None:
+    """Count an error (``slot`` ERRORS) or a fallback (FALLBACKS) of type ``kind`` under a key.
+
+    Past :data:`limits` (rows, or kinds in the row), they are counted under :data:`OVERFLOW`.
+    """
+    with _lock:
+        counts = _entry((op, fmt, comp, transport, size_class(max(nbytes, 0))), 1)[1][slot]
+        if kind not in counts and len(counts) >= limits["max_kinds"]:
+            kind = OVERFLOW
+            folded["kinds"] += 1
+            _warn("kinds", limits["max_kinds"])
+        counts[kind] = counts.get(kind, 0) + 1
+    if _unsaid:
+        _say()
 
 
 def note(kind: str, key: Any, nbytes: int = 0, stored: int = 0, ns: int = 0) -> None:
-    """Count an event the recommendations look at: (count, bytes, stored bytes, nanoseconds) per (kind, key)."""
+    """Count an event the recommendations look at: (count, bytes, stored bytes, nanoseconds) per (kind, key).
+
+    Past :data:`limits` ``max_rows`` notes a new (kind, key) is not kept, only counted in :data:`folded`: keys
+    hold the application's values (type names, bandwidths passed), and notes are advice, not counts.
+    """
     with _lock:
         entry = _notes.get((kind, key))
-        if entry is None:
-            entry = _notes[(kind, key)] = [0, 0, 0, 0]
-        entry[0] += 1
-        entry[1] += nbytes
-        entry[2] += stored
-        entry[3] += ns
+        if entry is None and len(_notes) >= limits["max_rows"]:
+            folded["notes"] += 1
+            _warn("notes", limits["max_rows"])
+        else:
+            if entry is None:
+                entry = _notes[(kind, key)] = [0, 0, 0, 0]
+            entry[0] += 1
+            entry[1] += nbytes
+            entry[2] += stored
+            entry[3] += ns
+    if _unsaid:
+        _say()
 
 
 def notes(kind: str) -> dict[Any, tuple[int, int, int, int]]:
@@ -242,13 +376,32 @@ def percentile(hist: list[int], q: float) -> float | None:
 
 
 def reset() -> None:
-    """Forget every count, note and operation not yet folded."""
+    """Forget every count, note and operation not yet folded, and what went past the limits."""
     global since
     with _lock:
         acc.clear()
         _totals.clear()
         _notes.clear()
+        for name in folded:
+            folded[name] = 0
+        _warned.clear()
         since = time.time()
+
+
+def set_limits(max_rows: int | None = None, max_kinds: int | None = None) -> dict[str, int]:
+    """Set (and return) :data:`limits`; rows and kinds kept so far stay, new ones count against the new limits."""
+    with _lock:
+        for name, value in (("max_rows", max_rows), ("max_kinds", max_kinds)):
+            if value is not None:
+                limits[name] = value
+        return dict(limits)
+
+
+def limit_figures() -> dict[str, int]:
+    """The limits and what went past them since the last reset (``snapshot()["limits"]``)."""
+    with _lock:
+        return {**limits, "folded_operations": folded["rows"], "folded_kinds": folded["kinds"],
+                "dropped_notes": folded["notes"]}
 
 
 class PyAccumulator:
