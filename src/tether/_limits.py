@@ -30,14 +30,21 @@ class Limits:
         Deepest nesting of ETF containers. BEAM sends lists nested a million deep,
         so the default is generous; decoding is iterative at any depth.
     max_terms : int
-        Most ETF terms in one value.
+        Most ETF terms in one value: the value itself, every element of a list or tuple, every key
+        and every value of a map, and the tail of an improper list. A charlist (STRING_EXT) is a list
+        of integers, one term per character, whatever it decodes to; an integer, float, atom, binary,
+        pid, port, reference or fun is one term. ``[{"a": 1}, {"a": 2}]`` is 7 terms, a list of
+        1,000,000 ints 1,000,001. Both decoders count a container's elements from its header, so a
+        value over the limit is refused before they are read. Frame metadata counts too: every frame
+        tether writes has at least 20 terms of it. The default, 2**31, refuses no value a Python
+        process could hold in practice (its list alone would take 16 GiB).
     max_atoms : int
         Most distinct atoms in one ETF value.
 
     Each is an int from its floor to 2**63-1, the floor being the least value with which a frame
     could be read at all: ``max_frame_size`` 64 (the header), ``max_metadata_size`` 6 (an empty ETF
     map), ``max_depth`` 3 (the metadata's lineage entries), ``max_atoms`` 3 (``true``, ``false``,
-    ``nil``), ``max_terms`` 1; ``max_uncompressed_size`` may be 0 (then no compressed payload is
+    ``nil``), ``max_terms`` 1 (bare ETF; a frame's metadata alone is 20 terms); ``max_uncompressed_size`` may be 0 (then no compressed payload is
     read). Another value is a :class:`tether.ValidationError` naming the field and its range.
 
     Examples
@@ -103,6 +110,7 @@ FLOORS = {
     "max_frame_size": (64, "a frame's header alone is 64 bytes"),
     "max_metadata_size": (6, "a frame's metadata is an ETF map, 6 bytes when empty"),
     "max_depth": (3, "every frame's metadata nests a map in the lineage list in the metadata map"),
+    # 1, not the 20 terms of a frame's metadata: tether.etf.decode reads bare ETF under the same limits.
     "max_terms": (1, "a value is at least one term"),
     "max_atoms": (3, "frame metadata may hold true, false and nil, which are atoms in ETF"),
 }

@@ -60,7 +60,7 @@ class Reader:
 
     __slots__ = (
         "buf", "end", "stack", "atoms", "textlike", "base", "views", "max_depth", "max_atoms", "atoms_as_str",
-        "binaries", "chars_str", "warn_chars", "none_atom", "structs",
+        "binaries", "chars_str", "warn_chars", "none_atom", "structs", "terms", "max_terms",
     )
 
     def __init__(self, buf: bytes, opts: Options, source: Any) -> None:
@@ -73,6 +73,11 @@ class Reader:
         self.base = readonly_view(source if source is not None else buf) if opts.views else None
         self.max_depth = opts.limits.max_depth
         self.max_atoms = opts.limits.max_atoms
+        # Terms are counted where they are declared: a container counts its elements (a map its keys
+        # and values) when it opens, one add per container and before any is read; the value itself is
+        # the first term. See Limits.max_terms for what counts.
+        self.terms = 1
+        self.max_terms = opts.limits.max_terms
         self.atoms_as_str = opts.atoms == "str"
         self.binaries = opts.binaries
         self.chars_str = opts.charlists == "str"
@@ -88,11 +93,24 @@ class Reader:
         if pos + n > self.end:
             raise self.fail(f"ETF input ends early: {n} bytes needed, {self.end - pos} left", pos, TruncatedError)
 
+    def too_many_terms(self, what: str, at: int) -> LimitError:
+        """The error for a value whose count of terms passed ``max_terms`` at the ``what`` at offset ``at``."""
+        return LimitError(
+            f"More than {self.max_terms} ETF terms in one value (Limits.max_terms): with the {what} at "
+            f"{path(self.stack)} (offset {at}) it has at least {self.terms}. Raise the limit with "
+            "tether.set_limits(max_terms=...) if such values are expected."
+        )
+
     def open(self, frame: list, pos: int) -> tuple[Any, int]:
         if len(self.stack) >= self.max_depth:
             raise self.fail(f"Nesting deeper than {self.max_depth} (Limits.max_depth)", pos, LimitError)
         self.stack.append(frame)
         return OPENED, pos
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: for messages (only ever built on the error path)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def readonly_view(buf: Any) -> memoryview:
@@ -149,7 +167,10 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tupl
                     stack.pop()
                     value = top[1]
                     continue
-                top[0] = K_TAIL  # a non-NIL tail follows the elements
+                top[0] = K_TAIL  # a non-NIL tail follows the elements: one more term
+                r.terms += 1
+                if r.terms > r.max_terms:
+                    raise r.too_many_terms("improper tail", pos)
                 break
             if kind == K_MAP:
                 key = top[3]
@@ -414,6 +435,9 @@ def _string(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
     end = pos + n
     if end > r.end:
         raise r.fail(f"String declares {n} bytes but {r.end - pos} remain", pos, TruncatedError)
+    r.terms += n  # a charlist is a list of n integers, whatever it decodes to
+    if r.terms > r.max_terms:
+        raise r.too_many_terms(f"charlist of {plural(n, 'character')}", pos - 3)
     raw = buf[pos:end]
     if r.chars_str:
         return raw.decode("latin-1"), end
@@ -508,11 +532,15 @@ def _list(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
     pos += 4
     if n + 1 > r.end - pos:
         raise r.fail(f"List declares {n} elements but only {r.end - pos} bytes remain", pos, TruncatedError)
+    r.terms += n or 1  # with no elements, the tail that follows is its one term
+    if r.terms > r.max_terms:
+        raise r.too_many_terms(f"list of {plural(n, 'element')}", pos - 5)
     return r.open([K_LIST, [], n] if n else [K_TAIL, []], pos)
 
 
 def _tuple(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
-    if buf[pos - 1] == SMALL_TUPLE_EXT:
+    start = pos - 1  # the tag's offset, for the error
+    if buf[start] == SMALL_TUPLE_EXT:
         r.need(pos, 1)
         n = buf[pos]
         pos += 1
@@ -524,6 +552,9 @@ def _tuple(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
         return (), pos
     if n > r.end - pos:
         raise r.fail(f"Tuple declares {n} elements but only {r.end - pos} bytes remain", pos, TruncatedError)
+    r.terms += n
+    if r.terms > r.max_terms:
+        raise r.too_many_terms(f"tuple of {plural(n, 'element')}", start)
     return r.open([K_TUPLE, [], n], pos)
 
 
@@ -535,6 +566,9 @@ def _map(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
         return {}, pos
     if 2 * n > r.end - pos:
         raise r.fail(f"Map declares {n} pairs but only {r.end - pos} bytes remain", pos, TruncatedError)
+    r.terms += 2 * n  # each key and each value is a term
+    if r.terms > r.max_terms:
+        raise r.too_many_terms(f"map of {plural(n, 'pair')}", pos - 5)
     return r.open([K_MAP, {}, 2 * n, NOKEY, n, None], pos)  # None: the counts of the key-safety rule
 
 

@@ -23,7 +23,7 @@ try:
 except ImportError:  # no compiler at install time: the Python codec does everything
     c = None
 # The calls this glue makes; the C module says which it answers (tether._speedups.API).
-API = 4
+API = 5
 if c is not None and getattr(c, "API", None) != API:
     # A build left over from an older tether (a failed optional rebuild keeps
     # the old file): its calls do not match this glue, so Python does the work.
@@ -68,6 +68,7 @@ def _codec_options(opts: Options, max_depth: int) -> Any:
         none_atom=opts.none_atom,
         max_depth=max_depth,
         max_atoms=opts.limits.max_atoms,
+        max_terms=opts.limits.max_terms,
         struct_hook=struct_to_python if opts.structs else None,
         views=opts.views,
         minor_version=opts.minor_version,

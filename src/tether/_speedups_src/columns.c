@@ -57,6 +57,7 @@ static PyObject *column_for(State *st, Table *t, PyObject *key, Py_ssize_t row) 
 static int read_row(Ctx *ctx, Table *t, Py_ssize_t *pos, Py_ssize_t row) {
     Py_ssize_t pairs = map_header(ctx->buf, ctx->end, pos);
     if (pairs < 0) { PyErr_SetString(ctx->st->fallback, "not a map"); return -1; }
+    if (count_terms(ctx, 2 * pairs) < 0) return -1;  /* its keys and values; decode_value counts inside them */
     for (Py_ssize_t i = 0; i < pairs; i++) {
         PyObject *key = decode_value(ctx, pos);
         if (!key) return -1;
@@ -93,6 +94,7 @@ PyObject *sp_decode_columns(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (!t.index || !t.keys || !t.columns) goto cleanup;
     int empty = pos < end && buf[pos] == NIL_EXT;
     if ((rows = rows_header(buf, end, &pos)) < 0) goto fallback;
+    if (count_rows(&ctx, rows, empty) < 0) goto cleanup;
     if (!empty) {
         for (nrows = 0; nrows < rows; nrows++)
             if (read_row(&ctx, &t, &pos, nrows) < 0) goto cleanup;

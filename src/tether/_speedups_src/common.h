@@ -23,7 +23,7 @@
 #include "tags.h"
 
 /* The calls tether/_etf/native.py makes of this module (its API): bumped when they change. */
-#define SPEEDUPS_API 4
+#define SPEEDUPS_API 5
 
 /* Map keys this short go through the key cache (decode.c). */
 #define KEY_CACHE_TEXT 32
@@ -74,6 +74,7 @@ typedef struct {
     Py_ssize_t none_len;
     Py_ssize_t max_depth;
     Py_ssize_t max_atoms;
+    Py_ssize_t max_terms;     /* Limits.max_terms: terms in one value, as tether/_limits.py counts them */
     PyObject *struct_hook;    /* dict with __struct__ -> value, or NULL */
     Py_ssize_t views;         /* binaries this large decode as views (0: never) */
     int minor;                /* minor_version for encoding */
@@ -182,15 +183,30 @@ typedef struct {
     const char *none_utf8;
     Py_ssize_t none_len;
     Py_ssize_t max_depth, max_atoms;
+    Py_ssize_t terms, max_terms;  /* terms counted so far in this value (never above max_terms), and the limit */
     AtomCache atoms;
     Frame *stack;
     Py_ssize_t cap;
 } Ctx;
 
+/* Count n more terms of the value. Containers (and charlists) count their elements when they open,
+ * so this is one compare per container, not per term; see tether/_limits.py for what counts. 0, or -1
+ * with Fallback set past the limit: the Python decoder counts the same way and reports it with a path. */
+static inline int count_terms(Ctx *ctx, Py_ssize_t n) {
+    if (n > ctx->max_terms - ctx->terms) {  /* terms <= max_terms: no overflow */
+        PyErr_SetString(ctx->st->fallback, "terms");
+        return -1;
+    }
+    ctx->terms += n;
+    return 0;
+}
+
 /* A context over view with options o; view_base (or NULL) lends large binaries. */
 void ctx_init(Ctx *c, State *st, const CodecOptions *o, Py_buffer *view, PyObject *view_base);
 void ctx_free(Ctx *c);
-/* Decode the term at *ppos; on success set *ppos past it. NULL with Fallback (or another error) set. */
+/* Decode the term at *ppos; on success set *ppos past it. NULL with Fallback (or another error) set.
+ * It counts the terms inside the value (count_terms); the caller counts the value itself: counting it
+ * here made GCC schedule the per-term loop worse (5 more instructions a term, measured with callgrind). */
 PyObject *decode_value(Ctx *ctx, Py_ssize_t *ppos);
 /* Forget every cached map key (module.c: configure() and teardown). */
 void keys_clear(State *st);
@@ -235,6 +251,12 @@ static inline uint64_t keyed_mix(const State *st, uint64_t x) {
 /* The row list both column decoders read: its number of rows (0 for NIL_EXT),
  * with *pos moved past the list header; -1 when it is not a list. */
 Py_ssize_t rows_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos);
+/* Count the row list and its rows (maps) as the term decoder does: 0, or -1 with Fallback set. A LIST_EXT
+ * of no rows (not NIL_EXT, which is `empty`) counts its NIL tail as a term, as decode_value does. Each
+ * row counts its keys and values (2 * pairs) when its map header is read. */
+static inline int count_rows(Ctx *ctx, Py_ssize_t rows, int empty) {
+    return count_terms(ctx, 1 + (rows ? rows : !empty));
+}
 /* The pairs of the map at *pos, moved past its header; -1 when it is not a map. */
 Py_ssize_t map_header(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos);
 

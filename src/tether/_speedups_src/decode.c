@@ -303,6 +303,7 @@ static PyObject *read_string(Ctx *ctx, Py_ssize_t *ppos) {
     n = (buf[pos] << 8) | buf[pos + 1];
     pos += 2;
     NEED(n);
+    if (count_terms(ctx, n) < 0) return NULL;  /* a charlist is a list of n integers, whatever it decodes to */
     *ppos = pos + n;
     if (ctx->chars == CHARS_STR) return PyUnicode_DecodeLatin1((const char *)buf + pos, n, NULL);
     if (ctx->chars == CHARS_LIST_WARN && n >= 2) {
@@ -346,6 +347,7 @@ static int open_container(Ctx *ctx, unsigned char tag, Py_ssize_t *ppos, Py_ssiz
         *value = kind == K_MAP ? PyDict_New() : PyTuple_New(0);
         return *value ? 0 : -1;
     }
+    if (count_terms(ctx, terms ? terms : 1) < 0) return -1;  /* a list with no elements: its tail is its term */
     if (*depth >= ctx->max_depth) goto fallback;
     if (*depth == ctx->cap) {
         Py_ssize_t ncap = ctx->cap ? ctx->cap * 2 : 32;
@@ -413,7 +415,8 @@ static int hand_up(Ctx *ctx, PyObject **value, Py_ssize_t *ppos, Py_ssize_t *dep
             if (--f->remaining) return 0;
             if (f->kind == K_TUPLE) { v = f->obj; (*depth)--; continue; }
             if (*ppos < ctx->end && ctx->buf[*ppos] == NIL_EXT) { (*ppos)++; v = f->obj; (*depth)--; continue; }
-            f->kind = K_TAIL;  /* a non-NIL tail follows the elements */
+            if (count_terms(ctx, 1) < 0) return -1;  /* a non-NIL tail follows the elements: one more term */
+            f->kind = K_TAIL;
             return 0;
         }
         if (f->kind == K_MAP) {
@@ -509,6 +512,7 @@ void ctx_init(Ctx *c, State *st, const CodecOptions *o, Py_buffer *view, PyObjec
     c->none_len = o->none_len;
     c->max_depth = o->max_depth;
     c->max_atoms = o->max_atoms;
+    c->max_terms = o->max_terms;
 }
 
 void ctx_free(Ctx *c) {
@@ -523,7 +527,7 @@ static PyObject *decode_in(State *st, const CodecOptions *o, Py_buffer *view, Py
     /* Decoded terms cannot form cycles; pausing the cyclic GC while millions of
      * containers are built avoids collections that would triple the time. */
     int gc_was_enabled = PyGC_Disable();
-    PyObject *value = decode_value(&ctx, pos);
+    PyObject *value = count_terms(&ctx, 1) < 0 ? NULL : decode_value(&ctx, pos);  /* the value itself is a term */
     if (gc_was_enabled) PyGC_Enable();
     ctx_free(&ctx);
     return value;

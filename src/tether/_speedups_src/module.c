@@ -52,17 +52,17 @@ static int options_set_text(CodecOptions *self, const char *binaries, const char
 
 static PyObject *options_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"binaries", "charlists", "warn_charlists", "atoms", "none_atom", "max_depth",
-                             "max_atoms", "struct_hook", "views", "minor_version", "plain", NULL};
+                             "max_atoms", "max_terms", "struct_hook", "views", "minor_version", "plain", NULL};
     const char *binaries = "bytes", *charlists = "list", *atoms = "atom";
     int warn = 1, minor = 2, plain = 0;
     PyObject *none_atom = Py_None, *hook = Py_None;
-    Py_ssize_t max_depth = -1, max_atoms = -1, views = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$sspsOnnOnip:CodecOptions", kwlist, &binaries, &charlists,
-                                     &warn, &atoms, &none_atom, &max_depth, &max_atoms, &hook, &views, &minor,
-                                     &plain))
+    Py_ssize_t max_depth = -1, max_atoms = -1, max_terms = -1, views = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$sspsOnnnOnip:CodecOptions", kwlist, &binaries, &charlists,
+                                     &warn, &atoms, &none_atom, &max_depth, &max_atoms, &max_terms, &hook, &views,
+                                     &minor, &plain))
         return NULL;
-    if (max_depth < 0 || max_atoms < 0) {
-        PyErr_SetString(PyExc_ValueError, "CodecOptions: max_depth and max_atoms are required, >= 0");
+    if (max_depth < 0 || max_atoms < 0 || max_terms < 0) {
+        PyErr_SetString(PyExc_ValueError, "CodecOptions: max_depth, max_atoms and max_terms are required, >= 0");
         return NULL;
     }
     if (hook != Py_None && !PyCallable_Check(hook)) {
@@ -74,6 +74,7 @@ static PyObject *options_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     if (options_set_text(self, binaries, charlists, warn, atoms, none_atom) < 0) { Py_DECREF(self); return NULL; }
     self->max_depth = max_depth;
     self->max_atoms = max_atoms;
+    self->max_terms = max_terms;
     self->struct_hook = hook == Py_None ? NULL : Py_NewRef(hook);
     self->views = views;
     self->minor = minor;

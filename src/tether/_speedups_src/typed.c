@@ -237,6 +237,8 @@ static int typed_list(Ctx *ctx, TCol *c, unsigned char tag, Py_ssize_t *ppos, Py
     Py_ssize_t pos = *ppos, n = 0;
     if (tag == LIST_EXT) { TNEED(4); n = (Py_ssize_t)be32(ctx->buf + pos); pos += 4; }
     if (n > ctx->end - pos) TFALL;
+    /* as decode_value counts: a LIST_EXT of no elements counts its (NIL) tail */
+    if (count_terms(ctx, n ? n : tag == LIST_EXT) < 0) return -1;
     if (tcol_kind(ctx->st, c, T_LIST, 0) < 0) return -1;
     for (Py_ssize_t i = 0; i < n; i++)
         if (tcol_append(ctx, c->child, &pos, depth + 1) < 0) return -1;
@@ -257,6 +259,7 @@ static int typed_tuple(Ctx *ctx, TCol *c, unsigned char tag, Py_ssize_t *ppos, P
     if (tag == SMALL_TUPLE_EXT) { TNEED(1); n = ctx->buf[pos]; pos += 1; }
     else { TNEED(4); n = (Py_ssize_t)be32(ctx->buf + pos); pos += 4; }
     if (n == 0 || n > TYPED_MAX_ARITY || n > ctx->end - pos) TFALL;
+    if (count_terms(ctx, n) < 0) return -1;
     if (tcol_kind(ctx->st, c, T_TUPLE, n) < 0) return -1;
     for (Py_ssize_t i = 0; i < n; i++)
         if (tcol_append(ctx, &c->fields[i], &pos, depth + 1) < 0) return -1;
@@ -378,6 +381,7 @@ static TCol *typed_column(State *st, Typed *t, PyObject *key, Py_ssize_t r) {
 static int typed_row(Ctx *ctx, Typed *t, Py_ssize_t *pos, Py_ssize_t r) {
     Py_ssize_t pairs = map_header(ctx->buf, ctx->end, pos);
     if (pairs < 0) { PyErr_SetString(ctx->st->fallback, "not a map"); return -1; }
+    if (count_terms(ctx, 2 * pairs) < 0) return -1;  /* its keys and values, as the term decoder counts */
     for (Py_ssize_t i = 0; i < pairs; i++) {
         PyObject *key = decode_value(ctx, pos);
         if (!key) return -1;
@@ -422,6 +426,7 @@ PyObject *sp_decode_typed(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (!t.index || !t.keys) goto cleanup;
     int empty = pos < end && buf[pos] == NIL_EXT;
     if ((rows = rows_header(buf, end, &pos)) < 0) goto fallback;
+    if (count_rows(&ctx, rows, empty) < 0) goto cleanup;
     if (!empty) {
         for (r = 0; r < rows; r++)
             if (typed_row(&ctx, &t, &pos, r) < 0) goto cleanup;
