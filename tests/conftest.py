@@ -52,6 +52,21 @@ def erl():
     return run_escript
 
 
+@pytest.fixture
+def limit():
+    """``set_to(nbytes)``: sets ``Limits.max_uncompressed_size`` for the test, the limits restored after it."""
+    import tether
+
+    previous = tether.get_limits()
+
+    def set_to(nbytes: int) -> int:
+        tether.set_limits(max_uncompressed_size=nbytes)
+        return nbytes
+
+    yield set_to
+    tether.set_limits(previous)
+
+
 # Registry-driven parameters: every built-in format and compressor (ids below
 # 128 are tether's own), so a new one is tested, and needs a golden frame,
 # from the moment it is registered.

@@ -38,6 +38,7 @@ from .. import memory, schemas
 from .._buffers import Segment
 from .._errors import DecodeError, EncodeError, LimitError, MappingError, TetherError, ValidationError
 from .._transport import LEAVING
+from ._arrow_cost import VIEW_TYPES, check_materialised
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 # Below this many rows columnar data stays etf: measured in `tether bench`,
@@ -295,7 +296,8 @@ class ArrowFormat(Format):
             table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
         try:
             if target not in ("arrow", "batch"):  # those stay Arrow: views of the frame, nothing materialised
-                _check_materialised(table, target, ctx.limits.max_uncompressed_size, ctx.frame_id)
+                check_materialised(table, target, ctx.limits.max_uncompressed_size, ctx.frame_id,
+                                    numpy_columns=type_info.get("numpy_columns"))
             return convert(table, target, type_info, copy=ctx.copy, limit=ctx.limits.max_uncompressed_size)
         except (TetherError, *PASS_THROUGH):
             raise
@@ -419,7 +421,6 @@ def _utf8(get: Callable[[], Any], what: str, where: str) -> Any:
 
 
 # String and binary views (pyarrow 16 on); a pyarrow without them cannot read a frame holding them.
-VIEW_TYPES = tuple(getattr(pa, name)() for name in ("string_view", "binary_view") if hasattr(pa, name))
 _VIEW_INLINE = 12  # a view of at most this many bytes holds them itself; a longer one points into a data buffer
 
 
@@ -486,199 +487,6 @@ def _check_view_array(array: pa.Array, where: str) -> None:
         raise DecodeError(f"{where}: a {array.type} column holds a view (a null slot's, which Arrow's own "
                           "validation skips) with a negative length or pointing outside its data buffers; "
                           "the frame is corrupt.")
-
-
-# -- What converting to Python forms materialises, estimated from lengths (a lower bound, not a measurement).
-
-_PER_VALUE = 8  # every value becomes at least a pointer or a fixed-width value of 8 bytes
-# to_pylist's row dicts, on top of the values: measured (tracemalloc, pyarrow 26, CPython 3.11) at 192 B a row
-# for 1 to 4 columns and 472 B for 16; a row costs at least its empty dict and list slot, a cell its dict entry.
-_PYLIST_ROW, _PYLIST_CELL = 192, 16
-# The targets that decode every dictionary value by value: to_pylist, and NumPy too (to_numpy makes one object
-# per index: 2000 indices of one 1 MiB entry took 2 GB). pandas keeps a top-level dictionary as a Categorical
-# but decodes one below a list, struct, map or union; polars keeps string dictionaries and decodes the others.
-_DECODES_DICTIONARIES = ("pylist", "columns", "numpy")
-
-
-def _check_materialised(table: pa.Table, target: str, limit: int, where: str) -> None:
-    """Refuse a conversion whose result would take more than ``limit`` bytes, before converting.
-
-    What a frame holds does not bound what its Python form takes: a null
-    column declares any number of rows in no bytes, a run-end encoded one
-    repeats a value, and string views may all point at one region. The
-    estimate is a lower bound from lengths and buffer sizes, summed over the
-    columns: O(columns) for fixed-width ones, O(chunks) for the others, plus
-    NumPy passes over the view structs, the offsets of the values that
-    dictionaries, runs and list views repeat, and the dictionary indices.
-    """
-    total = table.num_rows * (_PYLIST_ROW + table.num_columns * _PYLIST_CELL) if target == "pylist" else 0
-    for i, field in enumerate(table.schema):
-        if _fixed_width_flat(field.type):  # every chunk costs its rows times the width: no need to visit them
-            cost = table.num_rows * _fixed_width(field.type)
-        else:
-            cost = sum(_cost(chunk, target) for chunk in table.column(i).chunks)
-        total += cost
-        if total > limit:
-            raise LimitError(
-                f"{where}: converting the Arrow table to {target} would take at least {total} bytes (column "
-                f"{field.name[:80]!r}: {cost} B for {table.num_rows} rows), over the limit of {limit} "
-                "(Limits.max_uncompressed_size). Load it with into='arrow' (zero-copy), or raise the limit with "
-                "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
-
-
-def _cost(array: pa.Array, target: str, nested: bool = False) -> int:
-    """What ``array`` takes once converted to ``target``: a value's bytes each, and what its children take.
-
-    ``nested``: ``array`` lies below a list, struct, map or union (where pandas decodes dictionaries).
-    """
-    t, n = array.type, len(array)
-    if isinstance(t, pa.BaseExtensionType):
-        return _cost(array.storage, target, nested)
-    if t in VIEW_TYPES:
-        return n * _PER_VALUE + int(_view_bytes(array).sum())
-    if isinstance(t, pa.RunEndEncodedType):  # each run: its length times its own value, not the widest one
-        return int((_run_lengths(array) * _entry_costs(array.values, target, nested)).sum())
-    if isinstance(t, pa.DictionaryType):
-        if _decodes(t, target, nested):  # each index: its own entry, not the widest one
-            entries = _entry_costs(array.dictionary, target, nested)[_valid_indices(array)]
-            return array.null_count * _PER_VALUE + int(entries.sum())
-        return n * _PER_VALUE + _cost(array.dictionary, target, nested)
-    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
-        return n * _PER_VALUE + _list_view_elements(array, target)
-    children = _children(array)
-    if children is not None:
-        return n * _PER_VALUE + sum(_cost(child, target, True) for child in children)
-    return n * _fixed_width(t) + _data_bytes(array)
-
-
-def _decodes(t: pa.DictionaryType, target: str, nested: bool) -> bool:
-    """Whether converting to ``target`` decodes dictionary type ``t`` value by value (see _DECODES_DICTIONARIES)."""
-    if target == "pandas":
-        return nested
-    if target == "polars":
-        return not (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
-    return True  # pylist, columns, numpy, and any target not known to keep dictionaries: the safe side
-
-
-def _children(array: pa.Array) -> list | None:
-    """The child arrays of a nested ``array`` (lists, maps, structs, unions); None for a flat one."""
-    t = array.type
-    if isinstance(t, (pa.StructType, pa.UnionType)):
-        return [array.field(i) for i in range(t.num_fields)]
-    if t.num_fields:  # lists, large lists, fixed-size lists, maps
-        return [array.values]
-    return None
-
-
-def _fixed_width(t: pa.DataType) -> int:
-    """Bytes a value of flat type ``t`` takes converted: its own width, at least a pointer's."""
-    try:
-        return max(_PER_VALUE, t.bit_width // 8)
-    except ValueError:  # variable width (strings, binaries) or no buffers at all (null)
-        return _PER_VALUE
-
-
-def _fixed_width_flat(t: pa.DataType) -> bool:
-    """Whether every value of type ``t`` costs ``_fixed_width(t)`` whatever its chunks hold (numbers, nulls...)."""
-    encoded = isinstance(t, (pa.BaseExtensionType, pa.DictionaryType, pa.RunEndEncodedType))
-    return not (encoded or t.num_fields or t in VIEW_TYPES or _is_text(t))
-
-
-def _is_text(t: pa.DataType) -> bool:
-    """Strings and binaries with an offsets buffer: their values' bytes are in their data buffer."""
-    return (pa.types.is_string(t) or pa.types.is_binary(t)
-            or pa.types.is_large_string(t) or pa.types.is_large_binary(t))
-
-
-def _data_bytes(array: pa.Array) -> int:
-    """The bytes of a string or binary array's data buffer (the whole buffer: O(1), never less)."""
-    if not _is_text(array.type):
-        return 0
-    data = array.buffers()[2]
-    return 0 if data is None else data.size
-
-
-def _widest(values: pa.Array, target: str, nested: bool) -> int:
-    """Bytes the largest value of ``values`` takes converted, for arrays that repeat values by view."""
-    if len(values) == 0:
-        return _PER_VALUE
-    return int(_entry_costs(values, target, nested).max())
-
-
-def _entry_costs(values: pa.Array, target: str, nested: bool) -> Any:
-    """What each value of ``values`` takes converted, as NumPy float64 (products of hostile lengths overflow int64).
-
-    For the values that dictionaries and runs repeat: strings, binaries and lists
-    cost their own lengths; other nested values cost all of ``values`` each, a bound.
-    """
-    import numpy as np
-
-    t = values.type
-    if len(values) == 0:  # an empty array may have no offsets buffer at all
-        return np.zeros(0)
-    if isinstance(t, pa.BaseExtensionType):
-        return _entry_costs(values.storage, target, nested)
-    if t in VIEW_TYPES:
-        return _PER_VALUE + _view_bytes(values).astype(np.float64)
-    if _is_text(t) or pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-        large = pa.types.is_large_string(t) or pa.types.is_large_binary(t) or pa.types.is_large_list(t)
-        offsets = np.frombuffer(values.buffers()[1], dtype="<i8" if large else "<i4")
-        sizes = np.maximum(np.diff(offsets[values.offset : values.offset + len(values) + 1]), 0).astype(np.float64)
-        return _PER_VALUE + (sizes if _is_text(t) else sizes * _widest(values.values, target, True))
-    if _fixed_width_flat(t):
-        return np.full(len(values), float(_fixed_width(t)))
-    return np.full(len(values), float(_cost(values, target, nested)))
-
-
-def _run_lengths(array: pa.RunEndEncodedArray) -> Any:
-    """How many of ``array``'s rows each of its runs covers, within its slice, as NumPy float64."""
-    import numpy as np
-
-    start, stop = array.offset, array.offset + len(array)
-    ends = np.clip(array.run_ends.to_numpy().astype(np.int64), start, stop)  # run_ends count from the unsliced start
-    return np.diff(ends, prepend=start).astype(np.float64)
-
-
-def _valid_indices(array: pa.DictionaryArray) -> Any:
-    """The indices of ``array``'s valid slots (a null slot's index may be anything), within its dictionary."""
-    import numpy as np
-
-    if len(array.dictionary) == 0:  # only null slots can index an empty dictionary
-        return np.zeros(0, np.int64)
-    indices = array.indices.drop_null() if array.null_count else array.indices
-    return np.clip(indices.to_numpy(), 0, len(array.dictionary) - 1)
-
-
-def _list_view_elements(array: pa.Array, target: str) -> int:
-    """What a list view's elements take: its values once when no two views share one, else each view's own."""
-    import numpy as np
-
-    n, width = len(array), "<i4" if pa.types.is_list_view(array.type) else "<i8"
-    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset : array.offset + n].astype(np.int64)
-    sizes = np.maximum(np.frombuffer(array.buffers()[2], dtype=width)[array.offset : array.offset + n], 0)
-    if _disjoint(offsets, sizes.astype(np.int64)):
-        return _cost(array.values, target, True)
-    return int(sizes.astype(np.int64).sum()) * _widest(array.values, target, True)
-
-
-def _disjoint(offsets: Any, sizes: Any) -> bool:
-    """Whether no element lies in two views: sorted by start, each non-empty view ends before the next starts."""
-    import numpy as np
-
-    keep = sizes > 0
-    starts, ends = offsets[keep], offsets[keep] + sizes[keep]
-    if (starts[1:] < starts[:-1]).any():  # rare: writers lay views out in order, so sort only when not
-        order = np.argsort(starts, kind="stable")
-        starts, ends = starts[order], ends[order]
-    return bool((ends[:-1] <= starts[1:]).all())
-
-
-def _view_bytes(array: pa.Array) -> Any:
-    """The lengths of ``array``'s string or binary views (negative ones as 0), as a NumPy int64 array."""
-    import numpy as np
-
-    views = np.frombuffer(array.buffers()[1], dtype="<i4").reshape(-1, 4)[array.offset : array.offset + len(array)]
-    return np.maximum(views[:, 0], 0).astype(np.int64)
 
 
 # -- Arrow IPC metadata (format/Message.fbs), read only as far as bounding decompression needs.
