@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import io
 import pathlib
 import subprocess
 import time
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 import tether
+from conftest import split_stream
 from tether import Atom as A
 from tether.frame import checksum
 
@@ -362,3 +364,23 @@ def test_lineage_runs_python_to_beam_to_python(ebin, tmp_path):
     assert value == {b"n": 2} or value == {"n": 2}
     steps = [(e.get("producer", "").split("/")[0], e.get("step")) for e in out.lineage]
     assert steps == [("tether-beam", "beam.enrich"), ("tether-py", "normalize"), ("tether-py", "ingest")], out.lineage
+
+
+@pytest.mark.parametrize("transport", ["memory", "stream", "network", "disk"])
+def test_auto_keeps_python_rows_and_columns_etf_for_the_beam(transport):
+    # A StreamWriter(reader="beam") chunk of 256 rows reached Elixir as Arrow bytes, one of 255 as maps.
+    rows = [{"id": i, "x": float(i)} for i in range(300)]
+    columns = {"id": list(range(300))}
+    for value in (rows, columns):
+        frame = tether.dumps(value, reader="beam", transport=transport)
+        assert tether.inspect(frame).format == "etf" and tether.loads(frame) == value
+    assert tether.inspect(tether.dumps(pa.table(columns), reader="beam", transport=transport)).format == "arrow"
+    assert tether.inspect(tether.dumps(columns, transport=transport)).format == "arrow"  # Python readers
+
+
+def test_a_beam_stream_of_row_chunks_stays_etf_whatever_their_length():
+    sink = io.BytesIO()
+    with tether.stream.StreamWriter(sink, reader="beam") as w:
+        for n in (255, 256, 5000):
+            w.write([{"id": i} for i in range(n)])
+    assert {tether.inspect(f).format for f in split_stream(sink.getvalue())[:-1]} == {"etf"}

@@ -92,7 +92,7 @@ def prepare(
     """
     # The request's fields as locals, read once: each read of a named tuple's field is a lookup.
     requested, codec, level, metadata, checksum, transport, bandwidth, lineage, options, reader, step = req
-    decision = decision or Decision(*choice(obj, requested, transport), requested=requested)
+    decision = decision or Decision(*choice(obj, requested, transport, reader), requested=requested)
     inner = codec
     if options:
         formats.check_option_keys(options)
@@ -221,7 +221,7 @@ def _dumps(
         if (compression == "none" and level is None and metadata is None and lineage is None and not options
                 and bandwidth is None and reader in READERS and parent is None and step is None):
             # Plain frames: a format with a one-step writer (etf) skips the general machinery.
-            name, reason, estimate = choice(obj, format, _transport.check(transport))
+            name, reason, estimate = choice(obj, format, _transport.check(transport), reader)
             writer = getattr(formats.get(name), "dumps_plain", None)
             plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
             if plain is not None:
@@ -261,7 +261,7 @@ def _dumps_stamped(obj: Any, req: Request, checksum: Any, t0: int | None) -> tup
     own argument.
     """
     requested, transport, reader = req.format, req.transport, req.reader
-    name, reason, estimate = choice(obj, requested, transport)
+    name, reason, estimate = choice(obj, requested, transport, reader)
     plain = None
     if estimate is None or estimate < frame.JOIN_BELOW:
         if reader != "python":

@@ -180,7 +180,7 @@ def _load_formats() -> Any:
     return formats
 
 
-def choice(obj: Any, format: str, transport: str) -> tuple[str, str, int | None]:
+def choice(obj: Any, format: str, transport: str, reader: str = "python") -> tuple[str, str, int | None]:
     """(format name, reason, estimated payload size) for ``format=``: "auto" or a registered name.
 
     Examples
@@ -189,7 +189,7 @@ def choice(obj: Any, format: str, transport: str) -> tuple[str, str, int | None]
     ('pickle', 'requested by the caller', None)
     """
     if format == "auto":
-        return choose(obj, transport)
+        return choose(obj, transport, reader)
     if not isinstance(format, str):
         raise ValidationError(f"format must be a str, got {type(format).__name__}.")
     from . import formats
@@ -197,11 +197,11 @@ def choice(obj: Any, format: str, transport: str) -> tuple[str, str, int | None]
     return formats.get(format).name, "requested by the caller", None
 
 
-def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
-    """Pick a format for ``obj`` headed for ``transport``: (name, reason, estimated payload size).
+def choose(obj: Any, transport: str = "memory", reader: str = "python") -> tuple[str, str, int | None]:
+    """Pick a format for ``obj`` headed for ``transport`` and ``reader``: (name, reason, estimated payload size).
 
     Every format with an ``auto_priority`` is asked, in ascending priority;
-    the first whose ``auto_pick`` claims the value wins.
+    the first whose ``auto_pick_for`` claims the value wins.
 
     Examples
     --------
@@ -209,7 +209,7 @@ def choose(obj: Any, transport: str = "memory") -> tuple[str, str, int | None]:
     ('raw', 'bytes is written as is', 3)
     """
     for fmt in (_formats or _load_formats()).auto_order():
-        hit = fmt.auto_pick(obj, transport)
+        hit = fmt.auto_pick_for(obj, transport, reader)
         if hit is not None:
             try:
                 reason, size = hit

@@ -257,6 +257,20 @@ class Format:
         """
         return None
 
+    def auto_pick_for(self, obj: Any, transport: str, reader: str) -> tuple[str, int | None] | None:
+        """:meth:`auto_pick` for a frame ``reader`` (``"python"`` or ``"beam"``) reads: by default the same.
+
+        A format whose frame a reader can take only in a poorer form than another format gives it declines
+        here (the Arrow format leaves Python rows and columns to etf for the BEAM).
+
+        Examples
+        --------
+        >>> import numpy as np, tether
+        >>> tether.formats.get("ndarray").auto_pick_for(np.zeros(3), "pipe", "beam")
+        ('numpy float64 array of shape (3,)', 24)
+        """
+        return self.auto_pick(obj, transport)
+
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """``obj`` as a :class:`Payload`: the type information for the metadata and the payload's parts.
 

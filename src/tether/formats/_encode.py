@@ -185,7 +185,7 @@ def _next_format(fmt: Format, obj: Any, tried: list[str], reader: str, transport
         if fmt.auto_priority is not None and candidate.auto_priority < fmt.auto_priority:
             continue
         try:
-            if candidate.auto_pick(obj, transport) is not None:
+            if candidate.auto_pick_for(obj, transport, reader) is not None:
                 return get(candidate.name).name
         except Exception:  # a broken claim is no claim
             log.debug("auto_pick of %s raised while finding a fallback", candidate.name, exc_info=True)

@@ -172,6 +172,21 @@ class ArrowFormat(Format):
             return None
         return f"{what} with {rows} rows (columnar; ≥ {AUTO_MIN_ROWS} rows go to Arrow)", None
 
+    def auto_pick_for(self, obj: Any, transport: str, reader: str) -> tuple[str, int | None] | None:
+        """:meth:`auto_pick`, but Python rows and columns stay etf for the BEAM: it reads an Arrow frame only as
+        its IPC bytes, and an etf one as the lists of maps or maps of lists they were. Tables and DataFrames
+        still go as Arrow, as a worker's replies do.
+
+        Examples
+        --------
+        >>> rows = [{"id": i} for i in range(300)]
+        >>> FORMAT.auto_pick_for(rows, "stream", "python")[0], FORMAT.auto_pick_for(rows, "stream", "beam")
+        ('list of dicts with 300 rows (columnar; ≥ 256 rows go to Arrow)', None)
+        """
+        if reader == "beam" and type(obj) in (dict, list):
+            return None
+        return self.auto_pick(obj, transport)
+
     def inner_compression(self, compression: str, transport: str) -> tuple[str, str, str] | None:
         """Arrow compresses per buffer inside the IPC stream, so readers still get Arrow buffers.
 
