@@ -187,7 +187,9 @@ read_type(_, _) ->
 
 step(Name, Step, Fun) ->
     try Fun()
-    catch Class:Reason when Class =/= throw -> throw({?MODULE, {type_failed, Name, Step, Reason}})
+    catch
+        throw:{?MODULE, _} = Ours -> throw(Ours);  % a nested type's error, already worded
+        _:Reason -> throw({?MODULE, {type_failed, Name, Step, Reason}})
     end.
 
 %% ------------------------------------------------------------------ writing

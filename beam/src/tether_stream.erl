@@ -21,6 +21,7 @@
 %% Readers and writers are values: `next/1' and `write/2' return the new one.
 -module(tether_stream).
 
+-include_lib("kernel/include/file.hrl").
 -include("../include/tether.hrl").
 
 -export([open/1, open/2, next/1, checkpoint/1, close/1, verify/1, verify/2]).
@@ -89,11 +90,21 @@ open(Source, Opts0) ->
         case source(Source, [read]) of
             {ok, Src, Owned} ->
                 {ok, #reader{src = Src, owned = Owned, id = Id, seq = Seq, offset = Offset, digest = Digest,
+                             at = start_position(Src),
                              max_frame = maps:get(max_frame, Opts, ?DEFAULT_MAX_FRAME),
                              decode_opts = maps:with([safe, max_uncompressed_size], Opts)}};
             Error -> Error
         end
     end).
+
+%% Where reading starts in the source: a device the caller passes may be read
+%% from already, and errors' `position' is a byte offset in the file.
+start_position({dev, Dev}) ->
+    case file:position(Dev, cur) of
+        {ok, At} when is_integer(At) -> At;
+        _ -> 0  % a pipe: counted from where reading started
+    end;
+start_position(_) -> 0.
 
 %% Checked options and their resume point, or the first error.
 with_options({ok, Opts}, Then) ->
@@ -202,7 +213,7 @@ chunk(Frame, R, Decode) ->
     case tether_frame:open(Frame, false) of
         {ok, H, MetaBin, Stored} ->
             case checks(H, MetaBin, Stored, R) of
-                {ok, #{<<"end">> := true} = Info} -> finish(Info, named(Info, R));
+                {ok, #{<<"end">> := true} = Info} -> finish(Info, named(Info, R), iolist_size(Frame));
                 {ok, Info} -> accept(Frame, H, named(Info, R), Decode);
                 {error, Why, Extra} -> err(Why, R, Extra)
             end;
@@ -277,7 +288,7 @@ accept(Frame, #{checksum_value := Ck, raw_size := Raw}, R, Decode) ->
 named(#{<<"id">> := Id}, #reader{id = undefined} = R) -> R#reader{id = Id};
 named(_, R) -> R.
 
-finish(Info, R) ->
+finish(Info, R, EndSize) ->
     Expect = [{<<"count">>, R#reader.seq}, {<<"bytes">>, R#reader.offset}, {<<"digest">>, R#reader.digest}],
     case [{K, maps:get(K, Info, undefined), V} || {K, V} <- Expect, maps:get(K, Info, undefined) =/= V] of
         [{Field, Declared, Have} | _] ->
@@ -285,7 +296,7 @@ finish(Info, R) ->
         [] ->
             case trailing(R) of
                 0 -> Done = R#reader{complete = true}, close(Done), {done, summary(Done)};
-                N -> err(trailing_bytes, R, #{bytes => N})
+                N -> err(trailing_bytes, R, #{bytes => N, position => R#reader.at + EndSize})  % the junk's
             end
     end.
 
@@ -544,11 +555,13 @@ append_point({file, Path}, #{append := true}, Point) ->
     end;
 append_point({file, Path}, _, {Id, _, _, _}) when Id =/= undefined ->
     %% A continuation without append: true truncates the file: refused when that would drop chunks.
-    case filelib:file_size(Path) of
-        0 -> ok;
-        Size -> resume_error(io_lib:format("~ts holds ~b bytes, which writing without append: true would "
-                                           "truncate: add append: true to continue the stream in that file, "
-                                           "or write the continuation to a new one", [Path, Size]))
+    %% Anything but a regular file goes on to the open, which says what is wrong with it.
+    case file:read_file_info(Path) of
+        {ok, #file_info{type = regular, size = Size}} when Size > 0 ->
+            resume_error(io_lib:format("~ts holds ~b bytes, which writing without append: true would "
+                                       "truncate: add append: true to continue the stream in that file, "
+                                       "or write the continuation to a new one", [Path, Size]));
+        _ -> ok
     end;
 append_point(_, _, _) -> ok.
 

@@ -238,6 +238,22 @@ defmodule TetherStreamTest do
       assert {:error, {:stream, :checksum_mismatch, %{chunk: 2}}} = Tether.Stream.verify(bin(flipped))
     end
 
+    test "position: where junk after the end frame starts, and a file offset from a device read mid-file", %{frames: frames, dir: dir} do
+      whole = IO.iodata_to_binary(frames)
+      {why, info} = stream_error(fn -> read_all({:binary, whole <> "JUNK"}) end)
+      assert {why, info.position, info.bytes} == {:trailing_bytes, byte_size(whole), 4}
+      path = Path.join(dir, "prefixed.tthr")
+      File.write!(path, ["HEADER--", binary_part(whole, 0, byte_size(whole) - 3)])
+      {:ok, dev} = :file.open(path, [:read, :binary, :raw])
+      {:ok, "HEADER--"} = :file.read(dev, 8)
+      assert {:error, {:stream, :truncated, %{position: at}}} = :tether_stream.verify(dev)
+      :ok = :file.close(dev)
+      assert at == 8 + IO.iodata_length(Enum.drop(frames, -1))
+      # resume: onto a directory is the open's error, not a size read off the directory.
+      cp = %{stream_id: String.duplicate("a", 32), seq: 1, offset: 1, digest: 0}
+      assert {:error, {:stream, :io, %{reason: :eisdir}}} = Tether.Stream.write(["x"], dir, resume: cp)
+    end
+
     test "a damaged chunk in a file: its position is where to truncate, then the writer resumes", %{frames: frames, dir: dir} do
       path = Path.join(dir, "damaged.tthr")
       f = Enum.at(frames, 2)

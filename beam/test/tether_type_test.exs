@@ -33,14 +33,22 @@ defmodule TetherTypeTest.Fragile do
   def to_wire(s), do: Map.from_struct(s)
 end
 
+defmodule TetherTypeTest.Thrower do
+  use Tether.Type, name: "test.Thrower"
+  defstruct [:v]
+
+  @impl true
+  def to_wire(_), do: throw(:nope)
+end
+
 defmodule TetherTypeTest do
   use ExUnit.Case, async: false
 
-  alias TetherTypeTest.{Fragile, Point, Stamp}
+  alias TetherTypeTest.{Fragile, Point, Stamp, Thrower}
 
   setup do
-    :ok = Tether.Type.register([Point, Stamp, Fragile])
-    on_exit(fn -> Enum.each([Point, Stamp, Fragile], &Tether.Type.unregister/1) end)
+    :ok = Tether.Type.register([Point, Stamp, Fragile, Thrower])
+    on_exit(fn -> Enum.each([Point, Stamp, Fragile, Thrower], &Tether.Type.unregister/1) end)
   end
 
   defp frame(term), do: IO.iodata_to_binary(Tether.Type.encode(term))
@@ -257,6 +265,11 @@ defmodule TetherTypeTest do
     assert Exception.message(e) =~ "Type test.Fragile: the :to_wire step failed"
     e = assert_raise ArgumentError, fn -> Tether.encode(%Fragile{v: :boom}) end
     assert Exception.message(e) =~ "Type test.Fragile: the :to_wire step failed"
+    # A to_wire that throws is the same error, and the file is closed (it escaped both, and stayed open).
+    ports = length(Port.list())
+    assert {:error, {:type_failed, "test.Thrower", :to_wire, :nope}} = Tether.Stream.write([%Thrower{}], path)
+    assert length(Port.list()) == ports
+    assert_raise ArgumentError, ~r/test.Thrower: the :to_wire step failed: :nope/, fn -> Tether.encode(%Thrower{}) end
 
     assert {:ok, _} = Tether.Stream.write([%Point{x: 1.0, y: 2.0, z: 3.0}], path, type_versions: %{"test.Point" => 1})
     Tether.Type.unregister(Point)

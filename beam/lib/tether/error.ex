@@ -52,8 +52,7 @@ defmodule Tether.Error do
   defp describe({:bad_request, message}),
     do: "the request was refused before it ran (in arguments, $[0] is the first): #{message}"
 
-  defp describe({:bad_etf, why}),
-    do: "the reply could not be decoded: #{why} (atoms the node does not know are refused, never created)"
+  defp describe({:bad_etf, why}), do: "the ETF could not be decoded: #{why}"
 
   defp describe({:stream, why, %{chunk: chunk, hint: hint} = info}) do
     details = Map.drop(info, [:chunk, :hint, :stream_id, :checkpoint, :offset])

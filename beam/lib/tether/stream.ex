@@ -59,8 +59,10 @@ defmodule Tether.Stream do
   chunks. A stream that is cut, reordered, mixed with another or altered
   raises `Tether.Error` with `reason: {:stream, why, info}`, where `info`
   names the chunk (`:chunk`), where its frame starts in the input
-  (`:position`: a file's byte offset, to truncate a damaged file at before
-  appending) and holds the `:checkpoint` to resume from.
+  (`:position`: a byte offset in the file, to truncate a damaged file at
+  before appending; counted from where reading began for a pipe; for bytes
+  after the end frame, where they start) and holds the `:checkpoint` to
+  resume from.
 
       iex> path = Path.join(System.tmp_dir!(), "tether-doc-#{System.unique_integer([:positive])}.tthr")
       iex> {:ok, %{seq: 3}} = Tether.Stream.write([%{"n" => 1}, "raw bytes", [1, 2]], path)
@@ -227,7 +229,7 @@ defmodule Tether.Stream do
     end
   end
 
-  # An enumerable that raises leaves the stream without its end frame, and the file closed.
+  # An enumerable that raises (or throws, or exits) leaves the stream without its end frame, and the file closed.
   defp write_all(enumerable, writer) do
     Enum.reduce_while(enumerable, {:ok, writer}, fn term, {:ok, w} ->
       case :tether_stream.write(w, term) do
@@ -235,10 +237,10 @@ defmodule Tether.Stream do
         {:error, _} = error -> {:halt, {error, w}}
       end
     end)
-  rescue
-    e ->
+  catch
+    kind, reason ->
       {:ok, _} = :tether_stream.abort(writer)
-      reraise e, __STACKTRACE__
+      :erlang.raise(kind, reason, __STACKTRACE__)
   end
 
   @doc """
