@@ -297,10 +297,21 @@ def test_nan_and_infinity_in_plain_data_stay_etf_and_come_back_as_floats():
 
 
 @pytest.mark.parametrize("metadata, where", [({"score": math.nan}, "$.user.score"),
-                                             ({"a": [1, {"b": -math.inf}]}, "$.user.a[1].b")])
+                                             ({"a": [1, {"b": -math.inf}]}, "$.user.a[1].b"),
+                                             ({"a": np.float32("nan")}, "$.user.a"),
+                                             ({"a": {math.nan: 1}}, "$.user.a (a key)")])
 def test_nan_in_metadata_names_its_path_and_a_fix_that_works(metadata, where):
     # The value's advice, options={'nan': 'atom'}, was given for metadata too, where it changes nothing.
     for options in (None, {"nan": "atom"}):
         with pytest.raises(tether.EncodeError, match=rf"^Metadata cannot be stored: {re.escape(where)} is") as info:
             tether.dumps(1, metadata=metadata, options=options)
         assert "Store None, or a string" in str(info.value) and "options=" not in str(info.value)
+
+
+def test_metadata_that_holds_itself_fails_at_once_with_the_encoders_error():
+    # Looking for a NaN to name walked a shared list once per path to it: a cycle never ended.
+    loop: list = []
+    loop.append(loop)
+    loop.append(loop)
+    with pytest.raises(tether.EncodeError, match="contains itself"):
+        tether.dumps(1, metadata={"a": loop})

@@ -130,3 +130,28 @@ def test_the_reason_reaches_the_decision_history_and_the_log(caplog):
     assert SHUFFLED_RATIO.search(reason) and reason.endswith("; byte-shuffled (4-byte elements)")
     assert tether.metrics.decisions(1)[0].compression_reason == reason
     assert any(reason in record.getMessage() for record in caplog.records)
+
+
+def test_a_plugin_whose_element_size_does_not_divide_the_probe_is_measured_not_crashed():
+    # A 10-byte element: the shuffled probe joined pieces of 1024 bytes and raised ValueError in reshape.
+    class Records(tether.formats.Format):
+        id, name, auto_priority = 201, "test-records10", None
+
+        def element_size(self, type_info):
+            return 10
+
+        def encode(self, obj, ctx):
+            p = tether.formats.Payload({})
+            p.add(obj.tobytes())
+            return p
+
+        def decode(self, payload, type_info, ctx):
+            return np.frombuffer(bytes(payload), dtype="<f2").reshape(-1, 5)
+
+    tether.formats.register(Records)
+    try:
+        points = np.random.default_rng(0).random((120_000, 5)).astype(np.float16)
+        frame = tether.dumps(points, format="test-records10", compression="auto", transport="network")
+        assert np.array_equal(tether.loads(frame), points)
+    finally:
+        tether.formats.unregister("test-records10")

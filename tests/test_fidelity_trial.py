@@ -279,3 +279,11 @@ def test_max_uncompressed_size_zero_stays_a_policy_no_compressed_payload():
         assert tether.loads(tether.dumps([1, 2])) == [1, 2]
     finally:
         tether.set_limits(Limits())
+
+
+@pytest.mark.parametrize("part", [b"1.5", "nan", None])
+def test_a_complex_part_that_is_no_number_or_float_atom_is_refused(part):
+    # A binary "1.5" decoded as 1.5, and "nan" as NaN: text is not what %Complex{} holds.
+    term = {tether.Atom("__struct__"): tether.Atom("Elixir.Complex"), tether.Atom("re"): part, tether.Atom("im"): 0.0}
+    with pytest.raises(tether.DecodeError, match="%Complex{} part must be a number"):
+        tether.etf.decode(tether.etf.encode(term))

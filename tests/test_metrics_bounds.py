@@ -264,3 +264,10 @@ def test_snapshot_is_strict_json_in_edge_cases():
     m.record("dumps", "raw", "none", "memory", 0, 0, 0.0)  # no bytes: ratio None
     tether.loads(tether.dumps({"a": [1.5, float("nan")]}))
     json.dumps(m.snapshot(), allow_nan=False)
+
+
+@pytest.mark.parametrize("fallback", [b"shm->inline", 3, ("a", "b")])
+def test_record_refuses_a_fallback_that_is_not_a_str(fallback):
+    # It became a snapshot key: json.dumps(snapshot()) then raised on a bytes key.
+    with pytest.raises(tether.ValidationError, match="fallback as a str"):
+        m.record("worker_call", "etf", "none", "pipe", 10, 10, 0.001, fallback=fallback)

@@ -384,3 +384,16 @@ def test_a_beam_stream_of_row_chunks_stays_etf_whatever_their_length():
         for n in (255, 256, 5000):
             w.write([{"id": i} for i in range(n)])
     assert {tether.inspect(f).format for f in split_stream(sink.getvalue())[:-1]} == {"etf"}
+
+
+def test_columns_of_numpy_arrays_still_go_as_arrow_for_the_beam():
+    # etf has no arrays: declining them left the value nowhere but pickle, which the BEAM cannot read.
+    value = {"a": np.arange(300), "b": np.arange(300.0)}
+    assert tether.inspect(tether.dumps(value, reader="beam", transport="stream")).format == "arrow"
+
+
+def test_pylist_of_etf_columns_is_held_to_the_limit_an_arrow_tables_is(limit):
+    frame = tether.dumps({"a": list(range(1_000_000))}, format="etf")
+    limit(64 << 20)
+    with pytest.raises(tether.LimitError, match="into='pylist' of 1 columns of 1000000 values would build"):
+        tether.loads(frame, into="pylist")

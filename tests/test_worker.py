@@ -450,6 +450,13 @@ def test_a_long_stderr_line_is_cut_once_not_sent_in_pieces(client):
     assert heads == [f"{source}: {huge}"[:tw.LINE_MAX] + note for source in ("fd1", "fd2", "print")]
 
 
+def test_a_line_that_grows_past_the_cut_across_reads_is_cut_too():
+    # Only the unfinished tail was measured: a line ending in the next read went whole (125 KB).
+    lines = tw.StderrLines()
+    out = lines.feed(b"x" * tw.LINE_MAX) + lines.feed(b"y" * 60_000 + b"\n")
+    assert out == ["x" * tw.LINE_MAX + f" ... [line cut at {tw.LINE_MAX} bytes: the rest is not forwarded]"]
+
+
 def test_a_python_warning_is_one_record_with_its_source_line(client):
     assert client.ok("warn", "the old API is going away") == "warned"
     client.await_logs(1)

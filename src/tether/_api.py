@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from . import _transport, compression, formats, frame, memory
 from ._buffers import as_view
 from ._errors import DecodeError, TetherError, UnsupportedFormatError, ValidationError
-from ._limits import get_limits
+from ._limits import Limits, get_limits
 from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
 from .formats import DecodeContext
@@ -486,9 +486,18 @@ def decode_frame(
 ) -> tuple[Any, Header, dict[str, Any]]:
     """Decode the one whole frame held in ``mv``: (value, header, metadata). Arguments as :func:`loads`."""
     limits = get_limits()
-    header, meta, payload = frame.read(mv, limits)
+    return decode_read(frame.read(mv, limits), len(mv), limits, into, copy, allow_pickle, verify, options)
+
+
+def decode_read(
+    read: tuple[Header, dict[str, Any], memoryview], size: int, limits: Limits, into: str | None, copy: bool,
+    allow_pickle: bool, verify: bool, options: Mapping[str, Any] | None
+) -> tuple[Any, Header, dict[str, Any]]:
+    """:func:`decode_frame` of a frame of ``size`` bytes whose header, metadata and stored payload
+    :func:`tether.frame.read` gave (``read``): a stream reader has read them already to place the chunk."""
+    header, meta, payload = read
     fmt = formats.registry.by_id.get(header.format_id) or _unknown_format(header, meta)
-    frame_id = (meta.get("format"), len(mv))  # named only if a message needs it
+    frame_id = (meta.get("format"), size)  # named only if a message needs it
     if verify is True:
         frame.verify_payload(payload, header, frame_id)
     elif verify is not False:

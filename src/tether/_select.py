@@ -209,7 +209,8 @@ def choose(obj: Any, transport: str = "memory", reader: str = "python") -> tuple
     ('raw', 'bytes is written as is', 3)
     """
     for fmt in (_formats or _load_formats()).auto_order():
-        hit = fmt.auto_pick_for(obj, transport, reader)
+        # Python readers (every dumps but the BEAM's) skip auto_pick_for's call: a few hundred ns a dumps.
+        hit = fmt.auto_pick(obj, transport) if reader == "python" else fmt.auto_pick_for(obj, transport, reader)
         if hit is not None:
             try:
                 reason, size = hit

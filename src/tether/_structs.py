@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import types as _usertypes
-from ._errors import LossyConversionWarning, ValidationError
+from ._errors import DecodeError, LossyConversionWarning, ValidationError
 from ._types import FLOAT_ATOMS, Atom, FrozenList, FrozenMap
 
 STRUCT = Atom("__struct__")
@@ -286,7 +286,12 @@ def _complex_to_py(d: dict) -> complex:
 
 def _complex_part(x: Any) -> float:
     """A part of a ``%Complex{}``: a number, or one of the atoms Complex (and Nx) write for NaN and infinities."""
-    return FLOAT_ATOMS[x] if isinstance(x, str) and x in FLOAT_ATOMS else float(x)
+    if isinstance(x, Atom) and x in FLOAT_ATOMS:
+        return FLOAT_ATOMS[x]
+    if type(x) is float or type(x) is int:
+        return float(x)
+    raise DecodeError(f"A %Complex{{}} part must be a number or :nan, :infinity or :neg_infinity, got "
+                          f"{type(x).__name__} {x!r:.40}.")
 
 
 def _complex_from_py(v: complex) -> dict:

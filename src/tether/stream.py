@@ -50,7 +50,7 @@ from typing import Any, Iterator, Mapping
 import xxhash
 
 from . import compression, formats, frame
-from ._api import decode_frame, prepare
+from ._api import decode_read, prepare
 from ._request import Request, check_metadata, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
 from ._errors import ChecksumError, LimitError, StreamError, TetherError, TruncatedError, ValidationError
@@ -898,27 +898,30 @@ class StreamReader:
     def _next(self, decode: bool) -> tuple[Any, int] | None:
         if self.complete:
             return None
-        where = self._where()
-        data = self._source.next_frame(self._max_frame, where)
-        if data is None:
-            raise self._ended_early()
+        where, limits = self._where(), get_limits()
+        t0 = _metrics.clock() if decode and _metrics.on else None
         try:
-            header, meta, stored = frame.read(data, get_limits())
+            data = self._source.next_frame(self._max_frame, where)
+            if data is None:
+                raise self._ended_early()
+            read = frame.read(data, limits)  # once: a chunk decodes from what this read
         except ChecksumError as exc:
             raise _resumable(exc, where) from exc
+        header, meta, stored = read
         info = meta.get("stream")
         if decode and not (isinstance(info, dict) and info.get("end") is True):
-            value, header, meta = self._decode(data, where)
+            value = self._decode(read, len(data), limits, where, t0)
         else:  # the end frame holds no chunk: `into` is not for it
             frame.verify_payload(stored, header, where)
             value = None
         return self._accept(header, meta, where, value)
 
-    def _decode(self, data: memoryview, where: str) -> tuple[Any, Any, dict[str, Any]]:
-        """One chunk's frame decoded as the reader was asked (``into``, ``copy``, ...), and counted."""
-        t0 = _metrics.clock() if _metrics.on else None
+    def _decode(self, read: tuple[Any, dict[str, Any], memoryview], size: int, limits: Any, where: str,
+                t0: int | None) -> Any:
+        """One chunk's frame (as :func:`tether.frame.read` gave it) decoded as the reader was asked (``into``,
+        ``copy``, ...), and counted."""
         try:
-            value, header, meta = decode_frame(data, *self._decode_args)
+            value, header, _ = decode_read(read, size, limits, *self._decode_args)
         except ChecksumError as exc:
             raise _resumable(exc, where) from exc
         if t0 is not None:
@@ -927,7 +930,7 @@ class StreamReader:
             fmt = getattr(formats.registry.by_id.get(header.format_id), "name", "unknown")
             _metrics.observe("loads", fmt, comp, "stream", header.frame_size, header.raw_length,
                              _metrics.clock() - t0)
-        return value, header, meta
+        return value
 
     def _accept(self, header: Any, meta: dict[str, Any], where: str, value: Any) -> tuple[Any, int] | None:
         """Check one frame's place in the stream from its header and metadata; None once the end frame checks out."""

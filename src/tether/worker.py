@@ -1918,8 +1918,8 @@ class StderrLines:
         *done, rest = chunk.split(b"\n")
         out = []
         for part in done:
-            if not self.cutting:
-                out.append(_line_text(self.pending + part))
+            if not self.cutting:  # a line that ends in this chunk may have grown past LINE_MAX in it
+                out.append(_cut_line(self.pending + part))
             self.pending, self.cutting = b"", False
         if not self.cutting:
             self.pending += rest

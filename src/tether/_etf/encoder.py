@@ -541,17 +541,17 @@ def encode_other(w: Writer, value: Any) -> Any:
 # not), so they are refused by name, with the conversion that does map; under format="auto" they go to
 # pickle. Floats wider than a double are refused only where they are (x86-64 and aarch64 Linux; elsewhere
 # np.longdouble is a double, written as a float like np.float64).
-_WIDER = ("holds more digits than a double, the widest float Python and the BEAM have: written as a float it "
-          "would come back a different number. Send {fix} if a double is enough, or use format='pickle' (the "
-          "default format='auto' does) to keep every digit.")
+_WIDER = ("is wider than a double, the widest float Python and the BEAM have: written as one, a value with more "
+          "digits would come back a different number. Send {fix} if a double is enough, or use format='pickle' "
+          "(the default format='auto' does) to keep every digit.")
 _NUMPY_REFUSED = {
     "numpy.timedelta64": "the BEAM has no duration type, and the integer inside is in the scalar's own unit. "
                          "Send a count in a unit you name, e.g. int(v // np.timedelta64(1, 'us')), or use "
                          "format='pickle' for Python-only data.",
     "numpy.datetime64": "no mapping for NumPy datetimes. Send v.item() (a datetime.datetime, which maps to "
                         "NaiveDateTime, for units down to us), or use format='pickle' for Python-only data.",
-    "numpy.longdouble": "it " + _WIDER.format(fix="float(v)"),
-    "numpy.clongdouble": "each part " + _WIDER.format(fix="complex(v)"),
+    "numpy.longdouble": "its type " + _WIDER.format(fix="float(v)"),
+    "numpy.clongdouble": "each part's type " + _WIDER.format(fix="complex(v)"),
 }
 
 

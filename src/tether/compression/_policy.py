@@ -403,7 +403,8 @@ def _ratio(codec: Any, samples: Sequence[Any], level: int) -> float:
 
 def _probe(lz4: Any, samples: list[Any], size: int) -> float:
     """lz4's ratio on the first ``PROBE_SIZE`` bytes of each sample byte-shuffled as one piece (step 3)."""
-    piece = b"".join(s[:PROBE_SIZE] for s in samples)  # each a multiple of ``size``: PROBE_SIZE is, and samples are
+    cut = PROBE_SIZE - PROBE_SIZE % size  # whole elements: a plugin's element size need not divide PROBE_SIZE
+    piece = b"".join(s[: min(cut, len(s) - len(s) % size)] for s in samples)
     return _ratio(lz4, [shuffle(piece, size)], lz4.default_level)
 
 

@@ -31,7 +31,7 @@ _PY_NUMBER, _PY_TEMPORAL, _PY_LARGE, _PY_STR, _PY_BYTES = 32, 48, 128, 49, 33
 _PY_LIST, _NP_ARRAY, _PY_DICT, _PY_DICT_KEY, _PY_TUPLE, _POLARS_VIEW = 56, 112, 184, 32, 56, 16
 # to_pylist's row dicts, on top of the values: measured (tracemalloc, pyarrow 26, CPython 3.11) at 192 B a row
 # for 1 to 4 columns and 472 B for 16; a row costs at least its empty dict and list slot, a cell its dict entry.
-_PYLIST_ROW, _PYLIST_CELL = 192, 16
+PYLIST_ROW, PYLIST_CELL = 192, 16
 # numpy and pandas rebuild runs and list views of strings, lists or structs with Arrow before making objects of
 # them, in builders that double as they grow: 1.0 to 2.3 times the values' Arrow bytes, measured, besides the
 # objects. A dictionary that pandas or polars keeps becomes a Categorical whose categories take about 260 B a
@@ -67,7 +67,7 @@ def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, 
     passed over, O(runs or rows) of those columns. For ``"columns"``, ``numpy_columns`` (a frame's type info)
     names the columns that become NumPy arrays; the others become lists.
     """
-    base = table.num_rows * (_PYLIST_ROW + table.num_columns * _PYLIST_CELL) if target == "pylist" else 0
+    base = table.num_rows * (PYLIST_ROW + table.num_columns * PYLIST_CELL) if target == "pylist" else 0
     arrays = set(numpy_columns) if target == "columns" and isinstance(numpy_columns, list) else ()
     for exact in (False, True):
         forms = {into: _Form(into, objects=into in ("pylist", "columns"), exact=exact, seen={})

@@ -183,7 +183,7 @@ class ArrowFormat(Format):
         >>> FORMAT.auto_pick_for(rows, "stream", "python")[0], FORMAT.auto_pick_for(rows, "stream", "beam")
         ('list of dicts with 300 rows (columnar; ≥ 256 rows go to Arrow)', None)
         """
-        if reader == "beam" and type(obj) in (dict, list):
+        if reader == "beam" and _etf_takes(obj):
             return None
         return self.auto_pick(obj, transport)
 
@@ -348,6 +348,21 @@ class ArrowFormat(Format):
 
 
 # The targets that hand Arrow's buffers out as they are: copy=True copies the payload before reading it.
+def _etf_takes(obj: Any) -> bool:
+    """Rows, or columns of lists: what etf writes as the BEAM's lists of maps and maps of lists. Columns of NumPy
+    arrays (etf has no arrays) stay Arrow's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _etf_takes([{"a": 1}]), _etf_takes({"a": [1]}), _etf_takes({"a": np.arange(2)})
+    (True, True, False)
+    """
+    if type(obj) is list:
+        return True
+    return type(obj) is dict and all(type(col) is list for col in obj.values())
+
+
 KEEPS_BUFFERS = ("arrow", "batch", "polars")
 
 # What a conversion may raise that is not about the data, and so is never turned into a DecodeError.

@@ -28,10 +28,11 @@ from typing import Any, Mapping
 from .. import _etf, _structs, frame, memory
 from .._etf import tags
 from .. import arrow as arrow_api
-from .._errors import ColumnError, EncodeError, MappingError, ValidationError
+from .._errors import ColumnError, EncodeError, LimitError, MappingError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import (FLOAT_ATOMS, Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port,
                       Reference, floats_for_atoms)
+from ._arrow_cost import PYLIST_CELL, PYLIST_ROW
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
@@ -222,7 +223,7 @@ class EtfFormat(Format):
             value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
             if type(value) is dict and value and _table_shaped(value):
                 # Columns read as rows, as an Arrow frame's into="pylist" reads a table.
-                return [dict(zip(value, row)) for row in zip(*value.values())]
+                return _rows_of(value, ctx)
             if type(value) is not list:
                 raise ValidationError(
                     f"{ctx.frame_id}: into='pylist' needs an etf frame holding a list, or columns (a map of "
@@ -399,6 +400,26 @@ def _type_versions(options: Any) -> Any:
     if not isinstance(types, Mapping):
         raise ValidationError(f"options['versions']['types'] maps type names to versions, got {types!r}.")
     return partial(_structs.convert, versions=types)
+
+
+def _rows_of(columns: dict[Any, list], ctx: DecodeContext) -> list[dict[Any, Any]]:
+    """Columns as rows, within the limit an Arrow frame's ``into="pylist"`` keeps: the row dicts are new memory.
+
+    Examples
+    --------
+    >>> import tether
+    >>> tether.loads(tether.dumps({"a": [1, 2], "b": ["x", "y"]}, format="etf"), into="pylist")
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
+    """
+    rows = len(next(iter(columns.values())))
+    cost = rows * (PYLIST_ROW + len(columns) * PYLIST_CELL)
+    if cost > ctx.limits.max_uncompressed_size:
+        raise LimitError(
+            f"{ctx.frame_id}: into='pylist' of {len(columns)} columns of {rows} values would build {rows} row "
+            f"dicts, about {cost} bytes, over Limits.max_uncompressed_size ({ctx.limits.max_uncompressed_size}). "
+            "Leave into unset to get the columns, or raise the limit with tether.set_limits(...)."
+        )
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 def _table_shaped(value: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 from typing import Any, Mapping, Sequence
@@ -286,18 +287,32 @@ def _pairs(mapping: dict[str, Any]) -> bytes:
         ) from exc
 
 
-def _non_finite(value: Any, path: str, depth: int = 0) -> tuple[str, float] | None:
-    """The path and value of the first NaN or infinity in metadata (small: its size is limited), else None."""
-    if isinstance(value, float):
-        return (path, value) if value - value != 0.0 else None
-    if depth > 64:  # deeper than metadata may nest: the encoder's own error stands
-        return None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
-    for key, item in items:
-        found = _non_finite(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key!r}]", depth + 1)
-        if found is not None:
-            return found
+def _non_finite(value: Any, path: str) -> tuple[str, Any] | None:
+    """The path and value of the first NaN or infinity in metadata (a float, a NumPy float, or a dict key), else
+    None. Each container is looked into once, so a shared or cyclic one (the encoder's own error) costs little."""
+    seen: set[int] = set()
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if _is_non_finite(item):
+            return where, item
+        if isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, inner in reversed(list(pairs)):
+                at = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key!r}]"
+                stack.append((inner, at))
+                if isinstance(item, dict) and _is_non_finite(key):
+                    stack.append((key, f"{where} (a key)"))
     return None
+
+
+def _is_non_finite(x: Any) -> bool:
+    """A float that is not finite: a Python float or a NumPy one (what the encoder writes as a float)."""
+    if isinstance(x, float):
+        return x - x != 0.0
+    np = sys.modules.get("numpy")  # a NumPy float means NumPy is imported: no import here
+    return np is not None and isinstance(x, np.floating) and not np.isfinite(x)
 
 
 _decode_options: list[Any] = [None, None]  # limits, options

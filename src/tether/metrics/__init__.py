@@ -115,6 +115,9 @@ def record(
     nin, nout, ns = _counted("nbytes_in", nbytes_in), _counted("nbytes_out", nbytes_out), _nanos(seconds)
     if error is not None and not isinstance(error, str):
         error = type(error).__name__
+    if fallback is not None and type(fallback) is not str:  # a snapshot's keys are strs: strict JSON
+        raise ValidationError(f"record() needs fallback as a str (a kind, such as 'shm->inline') or None, "
+                              f"got {type(fallback).__name__}.")
     _core.count_recorded(op, fmt, compression, transport, nin, nout, ns, error, fallback)
 
 
