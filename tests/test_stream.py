@@ -381,3 +381,16 @@ def test_into_applies_to_the_chunks_and_the_stream_completes(into, kind):
     chunks = list(reader)
     assert reader.complete and len(chunks) == 2
     assert all(type(c).__name__ == kind if isinstance(kind, str) else isinstance(c, kind) for c in chunks)
+
+
+def test_a_chunk_whose_header_checksum_fails_is_named_with_where_to_resume():
+    # The header was read before the wrapper that names the chunk: the error said neither.
+    sink = io.BytesIO()
+    with tether.stream.StreamWriter(sink) as w:
+        for i in range(3):
+            w.write({"i": i})
+    frames = split_stream(sink.getvalue())
+    data = bytearray(b"".join(frames))
+    data[len(frames[0]) + len(frames[1]) + 20] ^= 1  # chunk 2's header
+    with pytest.raises(tether.ChecksumError, match=r"chunk 2: Frame header checksum mismatch.*resume from"):
+        list(tether.stream.StreamReader(bytes(data)))

@@ -98,6 +98,15 @@ defmodule Tether.AdversarialTest do
       key = <<116, 1::32, 109, 1::32, 255>> <> atom
       assert {:error, {:bad_etf, why}} = :tether_protocol.decode(compact(<<131>> <> key))
       assert why =~ "the atom '#{name}' at $[<<255>>] is not known"
+      # A key too large to show is named by its size; an atom inside a map key says so; an atom that is not
+      # UTF-8 is no name to show: the plain refusal.
+      big = <<116, 1::32, 109, 300::32>> <> :binary.copy("k", 300) <> atom
+      assert {:error, {:bad_etf, why}} = :tether_protocol.decode(compact(<<131>> <> big))
+      assert why =~ "at $[<a key of 305 bytes>] is not known"
+      in_key = <<116, 1::32, 108, 1::32>> <> atom <> <<106, 97, 1>>
+      assert {:error, {:bad_etf, why}} = :tether_protocol.decode(compact(<<131>> <> in_key))
+      assert why =~ "at $ (in a map key, at [0]) is not known"
+      assert {:error, {:bad_etf, "not valid ETF" <> _}} = :tether_protocol.decode(compact(<<131, 119, 1, 255>>))
       refute exists?(name)
     end
 
