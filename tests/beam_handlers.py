@@ -353,3 +353,21 @@ def big_despite_cancel(seconds, n):
     except BaseException:  # noqa: BLE001 - the cancel, swallowed on purpose
         pass
     return b"\xab" * n
+
+
+def region_refs(copies, elsewhere=None):
+    """A reply naming one raw frame written in this worker's private directory ``copies`` times, as a hostile
+    handler could; or, with ``elsewhere``, naming that file instead (another worker's, say)."""
+    import sys
+
+    import tether
+    from tether import Atom
+
+    frame = bytes(tether.dumps(b"\x00" * 100_000, format="raw", reader="beam"))
+    if elsewhere is not None:
+        path = bytes(elsewhere)
+    else:
+        path = os.path.join(sys.argv[sys.argv.index("--stats-dir") + 1], "tether-handmade").encode()
+        with open(path, "wb") as f:
+            f.write(frame)
+    return [(Atom("$tether_shm"), path, 0, len(frame))] * copies

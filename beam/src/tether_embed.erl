@@ -8,6 +8,8 @@
 %% the binary of a raw frame.
 -module(tether_embed).
 
+-include_lib("kernel/include/file.hrl").
+
 -export([table/1, resolve/2]).
 
 %% `read_time': native time units spent reading frames out of shared memory.
@@ -63,8 +65,8 @@ resolve(Term, AllowShm) ->
     case has_embedded(Term) of
         false -> {ok, Term, Zero};
         true ->
-            try walk(Term, {AllowShm, 0}, Zero) of
-                {Value, Stats} -> {ok, Value, Stats}
+            try walk(Term, {AllowShm, 0}, Zero#{left => #{}}) of
+                {Value, Stats} -> {ok, Value, maps:remove(left, Stats)}
             catch throw:{?MODULE, Reason} -> {error, Reason}
             end
     end.
@@ -91,10 +93,11 @@ walk({'$tether', Frame}, A, Stats) when is_binary(Frame) ->
 walk({'$tether_shm', Path, Offset, Len}, A = {AllowShm, _}, Stats)
   when is_binary(Path), is_integer(Offset), is_integer(Len) ->
     AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
+    Stats1 = spend(Path, Len, Stats),
     T0 = erlang:monotonic_time(),
     case tether:read_frame(Path, Offset, Len) of
         {ok, Frame} ->
-            Read = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats)),
+            Read = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats1)),
             inner(decoded(tether:decode(Frame)), A, Read);
         {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
     end;
@@ -121,6 +124,24 @@ inner(Value, {AllowShm, Depth}, Stats) ->
             throw({?MODULE, {embedded_too_deep, ?MAX_FRAME_NESTING}});
         true -> walk(Value, {AllowShm, Depth + 1}, Stats);
         false -> {Value, Stats}
+    end.
+
+%% What one reply may read from a region: its size, once. Python writes each
+%% value once; references that name the same bytes again (a list of a
+%% million references to one file, or frames of references to frames of
+%% them) would make the node read and hold far more than Python wrote.
+spend(Path, Len, Stats = #{left := Left}) ->
+    Have = case Left of
+               #{Path := N} -> N;
+               _ -> region_size(Path)
+           end,
+    Len =< Have orelse throw({?MODULE, {embedded_shm, Path, {reads_past_region, Len, Have}}}),
+    Stats#{left := Left#{Path => Have - Len}}.
+
+region_size(Path) ->
+    case file:read_file_info(Path, [raw]) of
+        {ok, #file_info{size = Size}} when is_integer(Size) -> Size;
+        {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
     end.
 
 %% A frame that does not decode fails the call with tether:decode/1's own

@@ -16,6 +16,7 @@
 
 -export([default_parent/0, make_dir/1, make_dir/2, create_file/2, create_file/3,
          random_name/1, remove_dir/1, sweep/1]).
+-export([restrict_dir/1]).  % @private: the check make_dir runs after mkdir, tested on its own
 
 %% Names are 128 random bits: a clash is an attack or a leftover, and a few
 %% fresh draws settle either.
@@ -61,13 +62,20 @@ make_dir(Parent, NameFun) ->
     end).
 
 %% The directory must be ours and closed to everyone else before anything
-%% goes in: chmod, then check what is actually there (not a symlink, 0700).
+%% goes in: chmod, then check what is actually there (not a symlink, 0700,
+%% and empty). mkdir takes the umask's mode: under a permissive one (000, or
+%% 002 with a shared group) another user could put a link in it before the
+%% chmod, for a later write to follow; such a directory is dropped, and a
+%% fresh name drawn.
 restrict_dir(Dir) ->
     case file:change_mode(Dir, 8#700) of
         ok ->
             case file:read_link_info(Dir) of
                 {ok, #file_info{type = directory, mode = Mode}} when Mode band 8#777 =:= 8#700 ->
-                    {ok, Dir};
+                    case file:list_dir(Dir) of
+                        {ok, []} -> {ok, Dir};
+                        _ -> _ = file:del_dir_r(Dir), retry  % del_dir_r removes links, not their targets
+                    end;
                 {ok, Info} ->
                     {error, {private_dir, Dir, {unexpected, Info#file_info.type, Info#file_info.mode}}};
                 {error, Reason} ->

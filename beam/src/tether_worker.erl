@@ -38,6 +38,7 @@
 -module(tether_worker).
 -behaviour(gen_server).
 
+-include_lib("kernel/include/file.hrl").
 -include("../include/tether.hrl").
 
 -export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
@@ -830,17 +831,28 @@ reply(#req{from = From}, Result, Stats) -> gen_server:reply(From, {tether_reply,
 expired(#req{deadline = infinity}) -> false;
 expired(#req{deadline = D}) -> erlang:monotonic_time(millisecond) >= D.
 
-%% The worker may read only its Python's regions: tether- files, or its memfds.
-%% A `..' step would let a path that starts /proc/<pid>/fd/ name any file.
-allow_shm(#st{os_pid = OsPid}) ->
+%% The worker may read only its Python's regions: regular `tether-' files in
+%% this worker's private directory (not links, not another worker's arguments
+%% file), or its memfds, `/proc/<pid>/fd/<n>' exactly.
+allow_shm(#st{os_pid = OsPid, dir = Dir}) ->
+    Own = unicode:characters_to_binary(Dir),
+    Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd"]),
     fun(Path) ->
-        not lists:member(<<"..">>, filename:split(Path)) andalso
-            case filename:basename(Path) of
-                <<"tether-", _/binary>> -> true;
-                _ ->
-                    Proc = iolist_to_binary(["/proc/", integer_to_list(OsPid), "/fd/"]),
-                    binary:longest_common_prefix([Path, Proc]) =:= byte_size(Proc)
-            end
+        case filename:dirname(Path) of
+            Own -> region_file(Path);
+            Proc -> re:run(filename:basename(Path), "^[0-9]+$", [{capture, none}]) =:= match;
+            _ -> false
+        end
+    end.
+
+region_file(Path) ->
+    case filename:basename(Path) of
+        <<"tether-", _/binary>> ->
+            case file:read_link_info(Path, [raw]) of
+                {ok, #file_info{type = regular}} -> true;
+                _ -> false
+            end;
+        _ -> false
     end.
 
 %% ------------------------------------------------------------------ cancelling
@@ -870,7 +882,8 @@ name_cancelled(Dir, Id) ->
     Path = filename:join(Dir, ?CANCEL_FILE),
     Aside = filename:join(Dir, ?CANCEL_FILE ".new"),
     %% 0600 as every file in the directory (docs/format.md §7): write_file takes the umask's mode.
-    case file:write_file(Aside, integer_to_list(Id), [raw]) =:= ok andalso file:change_mode(Aside, 8#600) =:= ok
+    _ = file:delete(Aside),  % created anew, exclusively: never written through something already there
+    case file:write_file(Aside, integer_to_list(Id), [raw, exclusive]) =:= ok andalso file:change_mode(Aside, 8#600) =:= ok
              andalso file:rename(Aside, Path) of
         ok -> ok;
         _ -> _ = file:delete(Path), ok

@@ -417,6 +417,21 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "a reply reads only this worker's own regions, each byte of them once" do
+      w = start_worker()
+      # Naming one region a thousand times made the node read (and hold) it a thousand times: 927 MB for 1 MB.
+      assert {:ok, [blob]} = Tether.Worker.call(w, @m, "region_refs", [1])
+      assert byte_size(blob) == 100_000
+      assert {:error, {:embedded_shm, _, {:reads_past_region, _, _}}} =
+               Tether.Worker.call(w, @m, "region_refs", [1000])
+      # Another worker's arguments file, a tether- name outside this worker's directory, was read and returned.
+      other = start_worker(shm_threshold: 1024)
+      assert {:ok, _} = Tether.Worker.call(other, @m, "echo", [:binary.copy("s", 5000)])
+      [args] = Path.wildcard(private_dir(other) <> "/tether-args-*")
+      assert {:error, {:refused_shm_path, ^args}} = Tether.Worker.call(w, @m, "region_refs", [1, args])
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
     test "large arguments go through a 0600 file in a private 0700 directory" do
       w = start_worker(shm_threshold: 1000)
       big = :crypto.strong_rand_bytes(200_000)
@@ -635,6 +650,23 @@ defmodule Tether.WorkerLifecycleTest do
       :ok = :file.close(fd)
       assert Path.basename(to_string(path)) == "fresh-file"
       assert File.read!(Path.join(dir, "taken-file")) == "someone else's"
+    end
+
+    test "a private directory something got into before its chmod is dropped, links and all, not used" do
+      # mkdir takes the umask's mode: under umask 000 another user planted cancel.new -> a file of root's.
+      dir = TestPython.tmp_dir!()
+      target = Path.join(dir, "victim")
+      File.write!(target, "keep")
+      planted = Path.join(dir, "planted")
+      File.mkdir!(planted)
+      File.ln_s!(target, Path.join(planted, "cancel.new"))
+      assert :retry == :tether_private.restrict_dir(String.to_charlist(planted))
+      refute File.exists?(planted)
+      assert File.read!(target) == "keep"
+      empty = Path.join(dir, "empty")
+      File.mkdir!(empty)
+      assert {:ok, _} = :tether_private.restrict_dir(String.to_charlist(empty))
+      assert File.stat!(empty).mode |> Bitwise.band(0o777) == 0o700
     end
 
     test "directories left by killed workers or dead nodes are swept, nothing else" do
