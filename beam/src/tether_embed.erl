@@ -10,7 +10,7 @@
 
 -include_lib("kernel/include/file.hrl").
 
--export([table/1, resolve/2]).
+-export([table/1, resolve/2, resolve/3]).
 
 %% `read_time': native time units spent reading frames out of shared memory.
 -type stats() :: #{shm_bytes := non_neg_integer(), frame_bytes := non_neg_integer(),
@@ -60,12 +60,20 @@ table(Other) ->
 %%     tether_embed:resolve({'$tether_shm', <<"/etc/passwd">>, 0, 10}, fun(_) -> false end).
 %% '''
 -spec resolve(term(), fun((binary()) -> boolean())) -> {ok, term(), stats()} | {error, term()}.
-resolve(Term, AllowShm) ->
+resolve(Term, AllowShm) -> resolve(Term, AllowShm, fun tether:read_frame/3).
+
+%% @doc {@link resolve/2}, reading regions with `Read(Path, Offset, Len)'
+%% (`{ok, Frame}' or `{error, Reason}'): the worker bounds each read by the
+%% call's deadline.
+-spec resolve(term(), fun((binary()) -> boolean()),
+              fun((binary(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()})) ->
+          {ok, term(), stats()} | {error, term()}.
+resolve(Term, AllowShm, Read) ->
     Zero = #{shm_bytes => 0, frame_bytes => 0, read_time => 0},
     case has_embedded(Term) of
         false -> {ok, Term, Zero};
         true ->
-            try walk(Term, {AllowShm, 0}, Zero#{left => #{}}) of
+            try walk(Term, {{AllowShm, Read}, 0}, Zero#{left => #{}}) of
                 {Value, Stats} -> {ok, Value, maps:remove(left, Stats)}
             catch throw:{?MODULE, Reason} -> {error, Reason}
             end
@@ -90,15 +98,15 @@ has_embedded_map(I) ->
 
 walk({'$tether', Frame}, A, Stats) when is_binary(Frame) ->
     inner(decoded(tether:decode(Frame)), A, add(frame_bytes, byte_size(Frame), Stats));
-walk({'$tether_shm', Path, Offset, Len}, A = {AllowShm, _}, Stats)
+walk({'$tether_shm', Path, Offset, Len}, A = {{AllowShm, Read}, _}, Stats)
   when is_binary(Path), is_integer(Offset), is_integer(Len) ->
     AllowShm(Path) orelse throw({?MODULE, {refused_shm_path, Path}}),
     Stats1 = spend(Path, Len, Stats),
     T0 = erlang:monotonic_time(),
-    case tether:read_frame(Path, Offset, Len) of
+    case Read(Path, Offset, Len) of
         {ok, Frame} ->
-            Read = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats1)),
-            inner(decoded(tether:decode(Frame)), A, Read);
+            Stats2 = add(read_time, erlang:monotonic_time() - T0, add(shm_bytes, Len, Stats1)),
+            inner(decoded(tether:decode(Frame)), A, Stats2);
         {error, Reason} -> throw({?MODULE, {embedded_shm, Path, Reason}})
     end;
 walk([H | T], A, S0) ->
@@ -118,11 +126,11 @@ walk(X, _, S) -> {X, S}.
 %% inline travels as one frame in shared memory, and the large values inside
 %% it keep their own `{'$tether_shm', ...}' references (valid until the next
 %% call, so they are read now, like any other).
-inner(Value, {AllowShm, Depth}, Stats) ->
+inner(Value, {Access, Depth}, Stats) ->
     case has_embedded(Value) of
         true when Depth >= ?MAX_FRAME_NESTING ->
             throw({?MODULE, {embedded_too_deep, ?MAX_FRAME_NESTING}});
-        true -> walk(Value, {AllowShm, Depth + 1}, Stats);
+        true -> walk(Value, {Access, Depth + 1}, Stats);
         false -> {Value, Stats}
     end.
 

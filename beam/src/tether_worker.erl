@@ -62,6 +62,9 @@
              keeper :: reference() | undefined,  % a monitor of the keeper that removes dir if this dies
              quick_exits = 0 :: non_neg_integer()}).  % Pythons in a row that exited idle, soon after starting
 
+%% The longest a reply's region read may take when the call has no deadline.
+-define(READ_MAX, 30000).
+
 %% How long a member that has nothing to do waits before it takes a count
 %% still on its pool's load (its callers died before their calls arrived) as gone.
 -define(LOAD_CHECK, 1000).
@@ -781,7 +784,7 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     {Result1, Out, Route1, Read} =
         case Result of
             {ok, Value} ->
-                case tether_embed:resolve(Value, allow_shm(S)) of
+                case tether_embed:resolve(Value, allow_shm(S), bounded_read(R#req.deadline, S#st.os_pid)) of
                     {ok, Value1, #{shm_bytes := 0} = E} -> {{ok, Value1}, Size, Route, E};
                     {ok, Value1, #{shm_bytes := Shm} = E} -> {{ok, Value1}, Size + Shm, shm, E};
                     {error, Reason} -> {{error, Reason}, Size, Route, #{}}
@@ -806,10 +809,47 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
     %% sent. An error reply counts too: one that failed to resolve may have
     %% left frames in a region, and arming the timer for nothing costs nothing.
     S1 = S#st{busy = undefined},
-    dispatch(case Route =:= shm orelse Route1 =:= shm orelse element(1, Result1) =:= error of
-                 true -> shm_used(S1);
-                 false -> S1
-             end).
+    S2 = case Route =:= shm orelse Route1 =:= shm orelse element(1, Result1) =:= error of
+             true -> shm_used(S1);
+             false -> S1
+         end,
+    case Result1 of
+        {error, {embedded_shm, Path, read_timeout}} -> stuck_region(Path, S2);
+        _ -> dispatch(S2)
+    end.
+
+%% Opening a region Python named can block in the kernel: a lease (fcntl
+%% F_SETLEASE) that Python holds on it makes open(2) wait up to the kernel's
+%% lease-break-time (45 s), in a dirty I/O scheduler. Each read runs in a
+%% process of its own, given until the call's deadline (at most READ_MAX).
+%% One that did not finish is stuck for as long as Python holds what blocks
+%% it: Python is killed at once, which lets it go. First, before anything
+%% else: with every dirty I/O scheduler stuck so, the node cannot even load
+%% code (a log line's formatter) until then.
+bounded_read(Deadline, OsPid) ->
+    fun(Path, Offset, Len) ->
+        Self = self(),
+        {Pid, Mref} = spawn_monitor(fun() -> Self ! {self(), tether:read_frame(Path, Offset, Len)} end),
+        receive
+            {Pid, Result} -> erlang:demonitor(Mref, [flush]), Result;
+            {'DOWN', Mref, process, Pid, Why} -> {error, {reader_down, Why}}
+        after min(remaining(Deadline), ?READ_MAX) ->
+            tether_python:signal(OsPid, kill),
+            exit(Pid, kill),
+            {error, read_timeout}
+        end
+    end.
+
+%% After a read that did not finish: Python was killed, and is started again
+%% once its exit arrives. No call is sent to it meanwhile (phase cancelling;
+%% a pool routes around it).
+stuck_region(Path, S = #st{os_pid = OsPid}) ->
+    logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened before the "
+                   "call's deadline (~ts: a lease or lock held on it?); killed it", [self(), OsPid, Path],
+                   #{domain => [tether]}),
+    S1 = S#st{phase = cancelling},
+    notify(cancelling, S1),
+    S1.
 
 %% A call's figures with each stage in microseconds; `read' and `decode' as
 %% tether_embed measured them.

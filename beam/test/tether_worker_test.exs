@@ -432,6 +432,16 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "a region Python holds a lease on is given up at the call's deadline, and Python replaced" do
+      # open(2) of it waited 45 s in the worker process (and a dirty I/O scheduler): ten such workers
+      # stalled every file read on the node.
+      w = start_worker()
+      {t, result} = ms(fn -> Tether.Worker.call(w, @m, "leased_region", [], 500) end)
+      assert result == {:error, :timeout} and t < 2000, "#{inspect(result)} after #{t} ms"
+      wait_until(fn -> Tether.Worker.info(w).phase == :ready end, 10_000)
+      assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
+    end
+
     test "large arguments go through a 0600 file in a private 0700 directory" do
       w = start_worker(shm_threshold: 1000)
       big = :crypto.strong_rand_bytes(200_000)
