@@ -10,6 +10,7 @@ old code's wrong conversion to a few tens of MB.
 from __future__ import annotations
 
 import tracemalloc
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +23,13 @@ WIDE = "E" * 5000  # one wide value among narrow ones: counting it for every row
 
 def _frame(column: pa.Array | pa.ChunkedArray) -> bytes:
     return tether.dumps(pa.table({"c": column}), format="arrow")
+
+
+def _refused(limit: Any, column: Any, into: str, more: str = "") -> None:
+    """``column``'s frame converted ``into`` is a LimitError under an 8 MiB limit (the message then ``more``)."""
+    limit(8 * MIB)
+    with pytest.raises(tether.LimitError, match=rf"to {into} would take at least{more}"):
+        tether.loads(_frame(column), into=into)
 
 
 def _dictionary(indices: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
@@ -141,9 +149,7 @@ def test_a_nested_dictionary_to_numpy_counts_its_values_twice(container, limit):
            "struct": lambda: pa.StructArray.from_arrays([d], names=["x"]),
            "map": lambda: pa.MapArray.from_arrays(pa.array([0, n], pa.int32()), pa.array(np.arange(n, dtype=np.int32)), d),
            }[container]()
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match=r"to numpy would take at least \d+ bytes \(column 'c'.*into='arrow'"):
-        tether.loads(_frame(arr), into="numpy")
+    _refused(limit, arr, "numpy", r" \d+ bytes \(column 'c'.*into='arrow'")
 
 
 @pytest.mark.parametrize(("shape", "into"), [("run-end", "numpy"), ("list_view", "numpy"), ("list_view", "pandas")])
@@ -152,18 +158,14 @@ def test_runs_and_list_views_count_the_copies_arrow_rebuilds(shape, into, limit)
     # where the old estimate counted 6 MB under an 8 MiB limit.
     _need(into)
     arr = _repeated(shape, pa.array(["x" * (100 << 10)]), 60)
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match=rf"to {into} would take at least"):
-        tether.loads(_frame(arr), into=into)
+    _refused(limit, arr, into)
 
 
 @pytest.mark.parametrize("shape", ["dictionary", "run-end", "list_view"])
 def test_python_ints_repeated_in_lists_count_as_objects(shape, limit):
     # 48 references of one list of 16,384 int64 (128 KB): 6 MB at 8 B an int, 30 MB as Python ints.
     arr = _repeated(shape, pa.array([list(range(1000, 1000 + (1 << 14)))]), 48)
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match="to pylist would take at least"):
-        tether.loads(_frame(arr), into="pylist")
+    _refused(limit, arr, "pylist")
 
 
 @pytest.mark.parametrize("into", ["pandas", "numpy"])
@@ -173,9 +175,7 @@ def test_structs_count_the_dicts_pandas_and_numpy_make_of_them(into, limit):
     n = 50_000
     arr = pa.StructArray.from_arrays([pa.array(np.arange(n) + 1000), pa.array([f"v{i}" for i in range(n)])],
                                      names=["a", "b"])
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match=rf"to {into} would take at least"):
-        tether.loads(_frame(arr), into=into)
+    _refused(limit, arr, into)
 
 
 @pytest.mark.parametrize("into", ["pandas", "numpy"])
@@ -183,9 +183,7 @@ def test_decimals_count_the_objects_pandas_and_numpy_make_of_them(into, limit):
     # 100,000 decimals: 1.6 MB as 16-byte values, 12 MB as Decimal objects.
     _need(into)
     arr = pa.array(np.arange(100_000)).cast(pa.decimal128(22, 2))
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match=rf"to {into} would take at least"):
-        tether.loads(_frame(arr), into=into)
+    _refused(limit, arr, into)
 
 
 @pytest.mark.parametrize("into", ["pandas", "polars"])
@@ -194,9 +192,7 @@ def test_a_kept_dictionary_counts_its_categories(into, limit):
     # table) took 21 MB, polars' 11 MB.
     _need(into)
     labels = pa.array([f"label-{i:08d}-padding" for i in range(80_000)])
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match=rf"to {into} would take at least"):
-        tether.loads(_frame(_dictionary(np.arange(80_000), labels)), into=into)
+    _refused(limit, _dictionary(np.arange(80_000), labels), into)
 
 
 @pytest.mark.parametrize("into", ["pylist", "polars"])
@@ -217,9 +213,7 @@ def test_a_dictionary_of_nulls_is_estimated_without_an_array_its_length(into):
 
 def test_a_dictionary_of_nulls_that_numpy_makes_whole_is_refused(limit):
     # numpy makes objects of a top-level dictionary once (as pandas its categories): 2**22 Nones, 32 MiB.
-    limit(8 * MIB)
-    with pytest.raises(tether.LimitError, match="to numpy would take at least"):
-        tether.loads(_frame(_dictionary(np.zeros(200), pa.nulls(1 << 22))), into="numpy")
+    _refused(limit, _dictionary(np.zeros(200), pa.nulls(1 << 22)), "numpy")
 
 
 # ---------------------------------------------------------------- what the estimate must keep counting low
