@@ -59,7 +59,12 @@ from ._buffers import as_view
 from ._errors import ColumnError, LossyConversionWarning, ValidationError, warn_at_caller
 from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
-__all__ = ["ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "numpy_dtype_recorded", "to_table"]
+__all__ = ["VALUES", "ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "is_series",
+           "numpy_dtype_recorded", "pandas_series_frame", "to_table"]
+
+# The column's name in the table when a one-column value has no str name of its own (a pyarrow array, a
+# Series named None or by an int).
+VALUES = "values"
 
 _INT53 = 1 << 53
 _NoneType = type(None)
@@ -79,6 +84,21 @@ def is_dataframe(obj: Any) -> str | None:
     """
     mod = _module_name(obj)
     if mod in ("pandas", "polars") and type(obj).__name__ == "DataFrame":
+        return mod
+    return None
+
+
+def is_series(obj: Any) -> str | None:
+    """'pandas' or 'polars' when ``obj`` is such a Series (without importing either).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> is_series(pd.Series([1])), is_series(pd.DataFrame({"a": [1]}))
+    ('pandas', None)
+    """
+    mod = _module_name(obj)
+    if mod in ("pandas", "polars") and type(obj).__name__ == "Series":
         return mod
     return None
 
@@ -580,8 +600,10 @@ def _numpy_column_like(col: Any) -> bool:
 def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.RecordBatch]:
     """Convert ``obj`` to Arrow; return (source kind, table or batch).
 
-    Accepts pyarrow tables and batches, pandas and polars DataFrames, dicts of
-    equal-length columns and homogeneous lists of dicts.
+    Accepts pyarrow tables, batches, arrays and chunked arrays, pandas and polars
+    DataFrames and Series, dicts of equal-length columns and homogeneous lists of dicts.
+    A one-column value (an array, a Series) is a table of one column, named after
+    the Series when its name is a str, else :data:`VALUES`.
 
     Parameters
     ----------
@@ -595,7 +617,8 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
     Returns
     -------
     tuple of (str, pyarrow.Table or pyarrow.RecordBatch)
-        The kind is one of 'table', 'batch', 'pandas', 'polars', 'columns' or 'rows'.
+        The kind is one of 'table', 'batch', 'pandas', 'polars', 'columns', 'rows', 'array',
+        'chunked_array', 'pandas_series' or 'polars_series'.
 
     Raises
     ------
@@ -624,6 +647,9 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
         return "pandas", _pandas_to_table(obj, strict)
     if kind == "polars":
         return "polars", _polars_to_table(obj)
+    one = _one_column(obj, strict)
+    if one is not None:
+        return one
     if type(obj) is dict:
         arrays, names = [], []
         lengths = set()
@@ -648,6 +674,43 @@ def to_table(obj: Any, *, strict: bool = False) -> tuple[str, pa.Table | pa.Reco
             raise ColumnError("Row keys are not all str; Arrow column names would not round-trip.")
         return "rows", _table(keys, columns, strict)
     raise ValidationError(f"Cannot make an Arrow table from {type(obj).__name__}.")
+
+
+def _one_column(obj: Any, strict: bool) -> tuple[str, pa.Table] | None:
+    """A Series or a pyarrow array as a table of one column; None for anything else."""
+    if isinstance(obj, pa.Array):
+        return "array", pa.Table.from_arrays([obj], names=[VALUES])
+    if isinstance(obj, pa.ChunkedArray):
+        return "chunked_array", pa.Table.from_arrays([obj], names=[VALUES])
+    kind = is_series(obj)
+    if kind == "pandas":
+        return "pandas_series", _pandas_to_table(pandas_series_frame(obj), strict)
+    if kind == "polars":
+        return "polars_series", _polars_to_table(obj.to_frame())
+    return None
+
+
+def pandas_series_frame(series: Any) -> Any:
+    """A pandas Series as the one-column DataFrame its table is made of: the column is named after the Series
+    when its name is a str, else :data:`VALUES` (the frame's ``series_name`` keeps a name that is None or an int).
+
+    Raises
+    ------
+    tether.ColumnError
+        A name of another type, which the frame's metadata cannot keep.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> list(pandas_series_frame(pd.Series([1, 2], name=7)).columns)
+    ['values']
+    """
+    name = series.name
+    if name is not None and (type(name) not in (str, int) or type(name) is int and not -(1 << 63) <= name < 1 << 63):
+        raise ColumnError(f"The Series' name {name!r:.80} ({type(name).__name__}) has no place in the frame's "
+                          "metadata, which keeps a str, an int of 64 bits or None: rename it "
+                          "(s.rename(str(s.name))), or send it with format='pickle'.")
+    return series.to_frame(name=name if type(name) is str else VALUES)
 
 
 def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:

@@ -55,7 +55,8 @@ class _Form(NamedTuple):
         return self._replace(nested=True, objects=objects)
 
 
-def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, numpy_columns: Any = None) -> None:
+def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, numpy_columns: Any = None,
+                       object_columns: frozenset[int] = frozenset()) -> None:
     """Refuse a conversion whose result would take more than ``limit`` bytes, before converting.
 
     What a frame holds does not bound what its Python form takes: a null column declares any number of rows in
@@ -65,7 +66,8 @@ def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, 
     O(columns, chunks and dictionaries); only when that is over the limit does a second count the value each
     row references (O(rows) of those columns, a NumPy pass). Run ends, string views and list views are always
     passed over, O(runs or rows) of those columns. For ``"columns"``, ``numpy_columns`` (a frame's type info)
-    names the columns that become NumPy arrays; the others become lists.
+    names the columns that become NumPy arrays; the others become lists. For ``"pandas"``, ``object_columns``
+    (positions) are the columns made Python objects again, counted as NumPy makes them.
     """
     base = table.num_rows * (PYLIST_ROW + table.num_columns * PYLIST_CELL) if target == "pylist" else 0
     arrays = set(numpy_columns) if target == "columns" and isinstance(numpy_columns, list) else ()
@@ -74,7 +76,7 @@ def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, 
                  for into in (target, "numpy")}
         total = base
         for i, field in enumerate(table.schema):
-            form = forms["numpy" if field.name in arrays else target]
+            form = forms["numpy" if field.name in arrays or i in object_columns else target]
             form.seen.clear()  # pandas and polars make a Categorical per column, even of one dictionary
             cost = _column_cost(table, i, field.type, form)
             total += cost

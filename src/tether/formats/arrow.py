@@ -16,6 +16,10 @@ pyarrow.Table      pyarrow.Table
 RecordBatch        pyarrow.RecordBatch (one batch)
 pandas DataFrame   pandas DataFrame
 polars DataFrame   polars DataFrame
+pandas Series      pandas Series (name and index kept)
+polars Series      polars Series
+pyarrow Array      pyarrow Array
+ChunkedArray       pyarrow ChunkedArray
 dict of columns    dict of lists, or of NumPy arrays where given
 list of dicts      list of dicts
 written by BEAM    pyarrow.Table
@@ -23,6 +27,8 @@ written by BEAM    pyarrow.Table
 
 ``into=`` picks another: ``"arrow"``, ``"pandas"``, ``"polars"``, ``"pylist"``
 or ``"numpy"`` (a dict of column arrays, zero-copy where a column has no nulls).
+A one-column value (a Series, an array) comes back as a column in each form: a
+Series, a pyarrow array, a list of values, a NumPy array.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from .. import memory, schemas
 from .._buffers import Segment
 from .._errors import DecodeError, EncodeError, LimitError, MappingError, TetherError, ValidationError
 from .._transport import LEAVING
+from . import _pandas_form
 from ._arrow_cost import VIEW_TYPES, check_materialised
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
@@ -54,7 +61,7 @@ IPC_CODECS = ("lz4", "zstd")
 # batches compress worse (256 KiB: frames 2.6 % larger than 1 MiB, for no lower peak).
 PRESSURE_BATCH = 1 << 20
 
-SOURCES = ("table", "batch", "pandas", "polars", "columns", "rows")
+SOURCES = ("table", "batch", "pandas", "polars", "columns", "rows") + _pandas_form.ONE_COLUMN
 
 
 def _write_stream(sink: Any, schema: pa.Schema, batches: list, options: pa.ipc.IpcWriteOptions) -> None:
@@ -141,8 +148,10 @@ class ArrowFormat(Format):
     fallback_warns = True
 
     def can_encode(self, obj: Any) -> bool:
-        """Tables, record batches and pandas or polars DataFrames; :meth:`encode` also converts rows and columns."""
-        return isinstance(obj, (pa.Table, pa.RecordBatch)) or arrow_api.is_dataframe(obj) is not None
+        """Tables, record batches, pyarrow arrays, pandas or polars DataFrames and Series; :meth:`encode` also
+        converts rows and columns."""
+        return (isinstance(obj, (pa.Table, pa.RecordBatch, pa.Array, pa.ChunkedArray))
+                or arrow_api.is_dataframe(obj) is not None or arrow_api.is_series(obj) is not None)
 
     def auto_pick(self, obj: Any, transport: str = "memory") -> tuple[str, int | None] | None:
         """Claim tables, DataFrames and large columnar Python data for ``format="auto"``.
@@ -162,8 +171,13 @@ class ArrowFormat(Format):
         if t is not dict and t is not list:  # only these are columnar Python data; a table is neither
             if isinstance(obj, (pa.Table, pa.RecordBatch)):
                 return f"pyarrow {t.__name__} with {obj.num_rows} rows", obj.nbytes
+            if isinstance(obj, (pa.Array, pa.ChunkedArray)):
+                return f"pyarrow {t.__name__} of {len(obj)} values", obj.nbytes
             kind = arrow_api.is_dataframe(obj)
-            return (f"{kind} DataFrame", None) if kind is not None else None
+            if kind is not None:
+                return f"{kind} DataFrame", None
+            kind = arrow_api.is_series(obj)
+            return (f"{kind} Series", None) if kind is not None else None
         shape = arrow_api.columnar_shape(obj)
         if shape is None or shape[1] < AUTO_MIN_ROWS:
             return None
@@ -213,6 +227,12 @@ class ArrowFormat(Format):
         self.check_reader_versions(ctx.options)
         source, table = arrow_api.to_table(obj, strict=ctx.auto)
         info: dict[str, Any] = {"source": source}
+        if source == "pandas_series":
+            info["series_name"] = obj.name
+        if source in ("pandas", "pandas_series"):
+            noted = _pandas_form.record(obj if source == "pandas" else obj.to_frame())
+            if noted:
+                info["pandas"] = noted
         if ctx.options.get("schema") is not None:
             if isinstance(table, pa.RecordBatch):
                 table = pa.Table.from_batches([table])
@@ -305,14 +325,19 @@ class ArrowFormat(Format):
                                   "(the default; basic only for frames from a trusted writer).")
         source = type_info.get("source", "table")
         target = ctx.into or {"table": "arrow", "batch": "batch", "pandas": "pandas", "polars": "polars",
-                              "columns": "columns", "rows": "pylist"}.get(source, "arrow")
+                              "columns": "columns", "rows": "pylist", "pandas_series": "pandas",
+                              "polars_series": "polars"}.get(source, "arrow")
         table = _read_table(payload, ctx, copy=ctx.copy and target in KEEPS_BUFFERS, full=validate == "full")
         if isinstance(type_info.get("table_schema"), dict):
             table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
         try:
             if target not in ("arrow", "batch"):  # those stay Arrow: views of the frame, nothing materialised
                 check_materialised(table, target, ctx.limits.max_uncompressed_size, ctx.frame_id,
-                                    numpy_columns=type_info.get("numpy_columns"))
+                                    numpy_columns=type_info.get("numpy_columns"),
+                                    object_columns=_pandas_form.object_columns(target, type_info))
+            if source in _pandas_form.ONE_COLUMN:
+                return _pandas_form.one_column(table, target, type_info, partial(
+                    convert, table, target, type_info, copy=ctx.copy, limit=ctx.limits.max_uncompressed_size))
             return convert(table, target, type_info, copy=ctx.copy, limit=ctx.limits.max_uncompressed_size)
         except (TetherError, *PASS_THROUGH):
             raise
@@ -697,7 +722,7 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
     if target == "pandas":
         _need("pandas")
         # One block per column: no consolidation copy (the frame is equal either way).
-        df = table.to_pandas(split_blocks=True)
+        df = _pandas_form.restore(table.to_pandas(split_blocks=True), table, type_info.get("pandas"))
         return df.copy(deep=True) if copy else df
     if target == "polars":
         pl = _need("polars")

@@ -1,0 +1,185 @@
+"""What Arrow's pandas metadata does not give back, recorded at ``dumps`` and restored at ``loads``; and the
+one-column sources (a pandas or polars Series, a pyarrow Array or ChunkedArray) in each ``into=`` form.
+
+pyarrow restores a DataFrame from the ``pandas`` metadata it writes into the schema. Under pandas 3 that
+metadata loses:
+
+* ``object`` columns of strings: they come back as pandas' ``str`` dtype, with NaN where there was ``None``;
+* the storage of a ``StringDtype``: ``string[python]`` comes back as ``string[pyarrow]``;
+* a ``RangeIndex`` of column labels: ``pd.DataFrame()`` or ``{0: [...], 1: [...]}`` come back with an
+  ``Index`` of int64;
+* the ``freq`` of a ``DatetimeIndex`` or ``TimedeltaIndex``.
+
+The arrow format records these as the frame's ``type.pandas`` (docs/format.md §4), and :func:`restore` puts
+them back. Everything here costs O(columns) at ``dumps``; at ``loads`` only the recorded columns are touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from ..arrow import VALUES
+
+# The sources whose value is one column: what each gives back by default is the column in its own form.
+ONE_COLUMN = ("pandas_series", "polars_series", "array", "chunked_array")
+
+
+def record(df: Any) -> dict[str, Any]:
+    """What ``df`` would lose through Arrow's pandas metadata, as the ``type.pandas`` entry (empty: nothing).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> record(pd.DataFrame({"s": pd.Series(["a", None], dtype=object), "n": [1, 2]}))
+    {'object': [0]}
+    >>> record(pd.DataFrame({"a": [1]}))
+    {}
+    """
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    objects, storage = [], {}
+    for i, dtype in enumerate(df.dtypes):
+        if type(dtype) is pd.StringDtype and dtype.storage == "python":
+            storage[str(i)] = "nan" if dtype.na_value is not pd.NA else "NA"
+        elif dtype == object:
+            objects.append(i)
+    if objects:
+        out["object"] = objects
+    if storage:
+        out["string_python"] = storage
+    if type(df.index) is pd.Index and df.index.dtype == object:
+        out["index_object"] = True
+    if type(df.columns) is pd.RangeIndex and df.columns.name is None:
+        r = df.columns
+        out["columns_range"] = [r.start, r.stop, r.step]
+    freq = getattr(df.index, "freqstr", None) if isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None
+    if freq is not None:
+        out["freq"] = freq
+    return out
+
+
+def restore(df: Any, table: pa.Table, info: Any) -> Any:
+    """``df`` (``table.to_pandas()``) with what :func:`record` noted put back; unknown or malformed notes are
+    ignored, as a reader ignores what it does not know.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"s": pd.Series(["a", None], dtype=object)})
+    >>> table = pa.Table.from_pandas(df)
+    >>> restore(table.to_pandas(), table, record(df))["s"].tolist()
+    ['a', None]
+    """
+    if not isinstance(info, dict) or not info:
+        return df
+    import pandas as pd
+
+    width = df.shape[1]
+    for i in _positions(info.get("object"), width):
+        if df.dtypes.iloc[i] != object:  # Arrow's objects (bytes, Decimal, lists) come back as objects already
+            df.isetitem(i, pd.Series(table.column(i).to_numpy(zero_copy_only=False), index=df.index, dtype=object))
+    storage = info.get("string_python")
+    if isinstance(storage, dict):
+        for key, na in storage.items():
+            for i in _positions([int(key)] if str(key).isdigit() else [], width):
+                dtype = pd.StringDtype("python", na_value=float("nan") if na == "nan" else pd.NA)
+                df.isetitem(i, df.iloc[:, i].astype(dtype))
+    if info.get("index_object") is True and type(df.index) is pd.Index and df.index.dtype != object:
+        df.index = _object_index(df, table)
+    cols = info.get("columns_range")
+    if _range_of(cols, width):
+        df.columns = pd.RangeIndex(*cols)
+    freq = info.get("freq")
+    if isinstance(freq, str) and isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        try:
+            df.index = type(df.index)(df.index, freq=freq)
+        except (ValueError, TypeError):  # a freq the values do not follow (a forged note): keep them as they are
+            pass
+    return df
+
+
+def object_columns(target: str, type_info: dict[str, Any]) -> frozenset[int]:
+    """The positions :func:`restore` makes Python objects of, for ``into="pandas"``: what the conversion's
+    estimate counts as objects.
+
+    Examples
+    --------
+    >>> sorted(object_columns("pandas", {"pandas": {"object": [2, 0, "x"]}}))
+    [0, 2]
+    """
+    info = type_info.get("pandas")
+    if target != "pandas" or not isinstance(info, dict):
+        return frozenset()
+    return frozenset(_positions(info.get("object"), 1 << 62))
+
+
+def _object_index(df: Any, table: pa.Table) -> Any:
+    """The index as objects, from the column pandas' metadata names: None where it was None, not NaN."""
+    import pandas as pd
+
+    names = (table.schema.pandas_metadata or {}).get("index_columns") or [None]
+    if not isinstance(names[0], str) or names[0] not in table.column_names:
+        return df.index.astype(object)
+    values = table.column(names[0]).to_numpy(zero_copy_only=False)
+    return pd.Index(values, dtype=object, name=df.index.name) if len(values) == len(df) else df.index
+
+
+def _positions(values: Any, width: int) -> list[int]:
+    if not isinstance(values, list):
+        return []
+    return [i for i in values if type(i) is int and 0 <= i < width]
+
+
+def _range_of(cols: Any, width: int) -> bool:
+    if not (isinstance(cols, list) and len(cols) == 3 and all(type(c) is int for c in cols)) or cols[2] == 0:
+        return False
+    return len(range(*cols)) == width
+
+
+def one_column(table: pa.Table, target: str, type_info: dict[str, Any], convert: Callable[[], Any]) -> Any:
+    """A one-column source in the form ``target`` names; ``convert()`` gives the table in that form.
+
+    pandas and polars give a Series, ``arrow`` the column (an Array for an array source, else a
+    ChunkedArray), ``pylist`` the list of values and ``numpy`` the array; ``batch`` and ``columns``
+    stay tables. The value is the table's first column: a pandas Series' index follows it. A table of
+    another width (a forged source) is converted as any table.
+
+    Examples
+    --------
+    >>> t = pa.table({"values": [1, 2]})
+    >>> one_column(t, "pylist", {"source": "array"}, lambda: None)
+    [1, 2]
+    >>> one_column(t, "arrow", {"source": "array"}, lambda: None).type
+    DataType(int64)
+    """
+    width = table.num_columns
+    if not (width == 1 or width > 1 and type_info.get("source") == "pandas_series") or target in ("batch", "columns"):
+        return convert()
+    column = table.column(0)
+    if target == "arrow":
+        if type_info.get("source") != "array":
+            return column
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if target == "pylist":
+        return column.to_pylist()
+    converted = convert()
+    if target == "pandas":
+        series = converted.iloc[:, 0]
+        series.name = _series_name(type_info, table)
+        return series
+    if target == "polars":
+        return converted.to_series(0)
+    if target == "numpy":
+        return next(iter(converted.values()))
+    return converted
+
+
+def _series_name(type_info: dict[str, Any], table: pa.Table) -> Any:
+    if "series_name" in type_info:
+        name = type_info["series_name"]
+        return name if name is None or type(name) in (str, int) else None
+    name = table.column_names[0]
+    return None if name == VALUES else name
