@@ -24,6 +24,12 @@ defmodule TetherTypeTest.Stamp do
   def from_wire({:stamp, at}), do: %__MODULE__{at: at}
 end
 
+defmodule TetherTypeTest.Needy do
+  use Tether.Type, name: "test.Needy"
+  @enforce_keys [:id]
+  defstruct [:id, :n]
+end
+
 defmodule TetherTypeTest.Fragile do
   use Tether.Type, name: "test.Fragile"
   defstruct [:v]
@@ -44,7 +50,7 @@ end
 defmodule TetherTypeTest do
   use ExUnit.Case, async: false
 
-  alias TetherTypeTest.{Fragile, Point, Stamp, Thrower}
+  alias TetherTypeTest.{Fragile, Needy, Point, Stamp, Thrower}
 
   setup do
     :ok = Tether.Type.register([Point, Stamp, Fragile, Thrower])
@@ -82,7 +88,23 @@ defmodule TetherTypeTest do
   end
 
   test "the default from_wire/1 takes atom keys, and binary keys that name fields" do
-    assert %Point{x: 1.0, y: 2.0, z: 0.0} = Point.from_wire(%{"x" => 1.0, :y => 2.0, "no such field here" => 1})
+    assert %Point{x: 1.0, y: 2.0, z: 0.0} = Point.from_wire(%{"x" => 1.0, :y => 2.0})
+  end
+
+  test "the default from_wire/1 refuses keys that name no field, as Python's does, naming them" do
+    for key <- ["no such field here", :w, 1] do
+      e = assert_raise ArgumentError, fn -> Point.from_wire(%{:x => 1.0, key => 1}) end
+      assert e.message =~ "1 key(s) that TetherTypeTest.Point has no field for: [#{inspect(key)}]"
+    end
+
+    frame = :tether.encode([%Tether.Type{name: "test.Point", version: 3, value: %{x: 1.0, y: 2.0, z: 0.0, w: 5}}])
+    assert {:error, {:type_failed, "test.Point", :from_wire, %ArgumentError{}} = reason} = Tether.decode(frame)
+    assert Tether.Type.format_error(reason) =~ ~r/^Type test.Point: the :from_wire step failed: the wire value has 1/
+  end
+
+  test "the default from_wire/1 enforces @enforce_keys" do
+    assert_raise ArgumentError, ~r/the following keys must also be given.*:id/, fn -> Needy.from_wire(%{n: 1}) end
+    assert %Needy{id: 7, n: nil} = Needy.from_wire(%{"id" => 7})
   end
 
   test "older versions migrate on read, chaining steps" do
@@ -133,8 +155,12 @@ defmodule TetherTypeTest do
 
   test "a failing step is a typed error, not a crash" do
     bad = %Tether.Type{name: "test.Point", version: 1, value: %{unexpected: 1}}
-    assert {:error, {:type_failed, "test.Point", {:migrate, 1}, :function_clause}} =
+    assert {:error, {:type_failed, "test.Point", {:migrate, 1}, :function_clause} = reason} =
              Tether.decode(:tether.encode(bad))
+
+    assert Tether.Type.format_error(reason) ==
+             "Type test.Point: no migrate/2 clause matched version 1's wire value. Add a clause " <>
+               "migrate(1, wire) that returns version 2's, matching the value as that version's writers send it."
   end
 
   test "versions/0 lists what this node reads" do

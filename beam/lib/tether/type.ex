@@ -35,8 +35,12 @@ defmodule Tether.Type do
   The defaults: `to_wire/1` is the struct's fields as a map with atom keys
   (Python's `register_type` writes a dict's `str` keys as atoms too), and
   `from_wire/1` builds the struct from such a map (binary keys are accepted
-  when they name a field). Registered types are decoded by every etf frame
-  `Tether.decode/2` reads; `encode/2` (and `to_wire/2`) writes them.
+  when they name a field). As Python's default (`cls(**wire)`), it refuses a
+  key that names no field, rather than drop its value: the writer's type has
+  a field this node's lacks at the same version. Missing fields take the
+  struct's defaults, and `@enforce_keys` are enforced. Registered types are
+  decoded by every etf frame `Tether.decode/2` reads; `encode/2` (and
+  `to_wire/2`) writes them.
   """
 
   defstruct [:name, :version, :value]
@@ -175,25 +179,50 @@ defmodule Tether.Type do
     do: "The reader knows type #{name} up to version #{wanted}; this node downgrades only to #{oldest}. " <>
           "Upgrade the reader's #{name} to #{oldest} or later, or add downgrade/2 clauses."
 
+  def format_error({:type_failed, name, {kind, from}, :function_clause}) when kind in [:migrate, :downgrade] do
+    to = if kind == :migrate, do: from + 1, else: from - 1
+
+    "Type #{name}: no #{kind}/2 clause matched version #{from}'s wire value. Add a clause " <>
+      "#{kind}(#{from}, wire) that returns version #{to}'s, matching the value as that version's writers send it."
+  end
+
   def format_error({:type_failed, name, step, reason}),
-    do: "Type #{name}: the #{inspect(step)} step failed: #{inspect(reason)}"
+    do: "Type #{name}: the #{inspect(step)} step failed: #{reason_text(reason)}"
 
   def format_error({:bad_type_term, why}), do: "A Tether.Type term is malformed: #{why}"
 
   def format_error(other), do: inspect(other)
 
+  defp reason_text(%{__exception__: true} = e), do: Exception.message(e)
+  defp reason_text(reason), do: inspect(reason)
+
   @doc false
-  # The default from_wire/1: a struct from a map whose keys (atoms, or binaries naming existing atoms)
-  # are its fields; struct/2 drops the others.
-  def build(mod, wire) when is_map(wire), do: struct(mod, Enum.flat_map(wire, &field/1))
+  # The default from_wire/1: a struct from a map whose keys (atoms, or binaries naming them) are its fields.
+  def build(mod, wire) when is_map(wire) do
+    fields = mod.__struct__() |> Map.delete(:__struct__)
 
-  defp field({k, v}) when is_atom(k), do: [{k, v}]
+    case Enum.split_with(wire, fn {k, _} -> is_map_key(fields, key_atom(k)) end) do
+      {known, []} ->
+        struct!(mod, Enum.map(known, fn {k, v} -> {key_atom(k), v} end))
 
-  defp field({k, v}) when is_binary(k) do
-    [{String.to_existing_atom(k), v}]
-  rescue
-    ArgumentError -> []
+      {_, unknown} ->
+        keys = unknown |> Enum.map(&elem(&1, 0)) |> Enum.take(10)
+
+        raise ArgumentError,
+              "the wire value has #{length(unknown)} key(s) that #{inspect(mod)} has no field for: " <>
+                "#{inspect(keys, limit: 10, printable_limit: 80)}. The writer's type has fields this " <>
+                "node's lacks at the same version: upgrade this node's #{inspect(mod)}, or give the writer " <>
+                "a new version with a downgrade step, or override from_wire/1 to drop them."
+    end
   end
 
-  defp field(_), do: []
+  defp key_atom(k) when is_atom(k), do: k
+
+  defp key_atom(k) when is_binary(k) do
+    String.to_existing_atom(k)
+  rescue
+    ArgumentError -> nil
+  end
+
+  defp key_atom(_), do: nil
 end
