@@ -121,6 +121,19 @@ def test_end_frame_must_match_what_arrived():
         list(StreamReader(b"".join(frames[:-1]) + bytes(forged)))
 
 
+@pytest.mark.parametrize("value, request_kw", [(7, {"format": "scalar"}), (b"hidden", {"format": "raw"})])
+def test_an_end_frame_that_carries_a_payload_is_refused(value, request_kw):
+    """Data put in the end frame would never reach a reader: the stream is refused, not read without it."""
+    frames = split_stream(_stream_of())
+    info = tether.inspect(frames[-1]).stream
+    forged = prepare(value, Request.of(checksum=True, transport="stream", **request_kw), stream=info)
+    data = b"".join(frames[:-1]) + bytes(forged)
+    with pytest.raises(StreamError, match=r"the end frame carries a payload of \d+ bytes"):
+        list(StreamReader(data))
+    with pytest.raises(StreamError, match="end frame carries a payload"):
+        verify_stream(io.BytesIO(data))
+
+
 def test_corruption_anywhere_never_yields_wrong_data():
     data = _stream_of(4, compression="lz4")
     assert len(list(StreamReader(data))) == 4

@@ -213,6 +213,10 @@ chunk(Frame, R, Decode) ->
     case tether_frame:open(Frame, false) of
         {ok, H, MetaBin, Stored} ->
             case checks(H, MetaBin, Stored, R) of
+                {ok, #{<<"end">> := true}} when map_get(payload_size, H) > 0; map_get(raw_size, H) > 0 ->
+                    err(end_mismatch, R, #{field => payload, declared => map_get(raw_size, H), computed => 0,
+                                           hint => <<"the end frame carries a payload, and a writer's holds none: "
+                                                     "data was put in it, which no reader would decode">>});
                 {ok, #{<<"end">> := true} = Info} -> finish(Info, named(Info, R), iolist_size(Frame));
                 {ok, Info} -> accept(Frame, H, named(Info, R), Decode);
                 {error, Why, Extra} -> err(Why, R, Extra)

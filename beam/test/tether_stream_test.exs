@@ -294,6 +294,18 @@ defmodule TetherStreamTest do
       end
     end
 
+    test "an end frame that carries a payload", %{frames: frames} do
+      {chunks, [good_end]} = Enum.split(frames, -1)
+      {:ok, %{metadata: %{"stream" => info}}} = Tether.inspect(good_end)
+      {id, name, type, _} = :tether_formats.none()
+      # Every CRC valid: data put in the end frame, which no reader would decode.
+      bad = :tether_frame.build(id, name, type, "hidden", %{stream: info}) |> IO.iodata_to_binary()
+      {why, err} = stream_error(fn -> read_all(bin(chunks ++ [bad])) end)
+      assert {why, err.field, err.declared, err.computed} == {:end_mismatch, :payload, 6, 0}
+      assert err.hint =~ "a writer's holds none"
+      assert {:error, {:stream, :end_mismatch, %{field: :payload}}} = Tether.Stream.verify(bin(chunks ++ [bad]))
+    end
+
     test "bytes after the end frame, and a frame that is no chunk", %{frames: frames, dir: dir} do
       {why, info} = stream_error(fn -> read_all(bin(frames ++ ["junk"])) end)
       assert {why, info.bytes} == {:trailing_bytes, 4}

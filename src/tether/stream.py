@@ -967,6 +967,12 @@ class StreamReader:
         if offset != self._offset:
             raise StreamError(f"{where}: the chunk says it starts at byte {offset}, the stream is at {self._offset}.")
         if info.get("end") is True:
+            if header.payload_length or header.raw_length:
+                raise StreamError(
+                    f"{where}: the end frame carries a payload of {header.raw_length} bytes ({header.payload_length} "
+                    "stored); a writer's end frame holds none (docs/format.md, \"Streams\"): data was put in it "
+                    "after it was written, which no reader would ever see."
+                )
             expect = {"count": self._seq, "bytes": self._offset, "digest": self._digest}
             for key, have in expect.items():
                 if info.get(key) != have:
