@@ -146,3 +146,57 @@ def test_object_columns_are_counted_as_objects_before_they_are_made(limit):
     with pytest.raises(tether.LimitError, match=r"to pandas would take at least \d+ bytes \(column 's'"):
         tether.loads(frame)
     assert tether.loads(frame, into="arrow").num_rows == n
+
+
+CHANGED_OBJECTS = {
+    "dicts": [{"a": 1}, {"b": 2}],
+    "lists": [[1, 2], [3]],
+    "two zones": [pd.Timestamp("2024-01-01 09:00", tz="UTC"), pd.Timestamp("2024-01-01 09:00", tz="Asia/Tokyo")],
+    "ints with None": [1, None],
+    "bools": [True, False],
+}
+
+
+@pytest.mark.parametrize("values", CHANGED_OBJECTS.values(), ids=CHANGED_OBJECTS.keys())
+def test_object_columns_arrow_would_change_fall_back_and_explicit_arrow_warns(values):
+    df = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    with pytest.warns(tether.FallbackWarning, match=r"object column\(s\) 'c' \(as "):
+        frame = tether.dumps(df)
+    assert tether.inspect(frame).format == "pickle"
+    with pytest.warns(tether.LossyConversionWarning, match="come back changed"):
+        tether.dumps(df, format="arrow")
+    with pytest.warns(tether.FallbackWarning):
+        assert tether.inspect(tether.dumps(df["c"])).format == "pickle"  # a Series too
+
+
+KEPT_OBJECTS = {
+    "bytes": [b"x", None],
+    "decimals": [__import__("decimal").Decimal("1.5"), None],
+    "dates": [__import__("datetime").date(2024, 1, 1), None],
+    "times": [__import__("datetime").time(1, 2), None],
+    "all None": [None, None],
+    "bools with None": [True, None],
+    "str with None": ["x", None],
+}
+
+
+@pytest.mark.parametrize("values", KEPT_OBJECTS.values(), ids=KEPT_OBJECTS.keys())
+def test_object_columns_arrow_keeps_go_as_arrow_and_come_back_equal(values):
+    df = pd.DataFrame({"c": pd.Series(values, dtype=object)})
+    back = round_trip(df)
+    pd.testing.assert_frame_equal(df, back)
+    assert [type(v) for v in back["c"]] == [type(v) for v in values]
+
+
+def test_a_polars_object_column_is_refused_not_sent_as_addresses():
+    df = pl.DataFrame({"o": [object(), object()]}, schema={"o": pl.Object})
+    with pytest.raises(tether.ColumnError, match=r"polars column\(s\) \['o'\] hold Python objects"):
+        tether.dumps(df, format="arrow")
+    with pytest.raises(tether.TetherError, match="polars would write their memory addresses"):
+        tether.dumps(df)
+
+
+def test_an_unnamed_polars_series_keeps_its_empty_name():
+    back = round_trip(pl.Series([1, 2]))
+    assert back.name == "" and back.to_list() == [1, 2]
+    assert tether.loads(tether.dumps(pl.Series([1])), into="pandas").name == ""

@@ -60,7 +60,7 @@ from ._errors import ColumnError, LossyConversionWarning, ValidationError, warn_
 from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
 __all__ = ["VALUES", "ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "is_series",
-           "numpy_dtype_recorded", "pandas_series_frame", "to_table"]
+           "is_text_type", "numpy_dtype_recorded", "pandas_series_frame", "to_table"]
 
 # The column's name in the table when a one-column value has no str name of its own (a pyarrow array, a
 # Series named None or by an int).
@@ -733,7 +733,46 @@ def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
         raise _pandas_culprit(df, exc) from exc
     if not plain:
         _check_labels(df, table, strict)
+    _check_object_columns(df, table, strict)
     return table
+
+
+def is_text_type(t: pa.DataType) -> bool:
+    """Whether Arrow type ``t`` holds strings (utf8, large or view): what an object column of str becomes."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t)
+
+
+def _object_kept(t: pa.DataType, column: pa.ChunkedArray) -> bool:
+    """Whether an object column Arrow stored as ``t`` comes back as objects of the same values: text (the arrow
+    format restores its dtype), bytes, Decimals, dates, times, all-None, and booleans with a None among them
+    (without one, pandas makes them a bool column)."""
+    if is_text_type(t) or pa.types.is_null(t) or pa.types.is_decimal(t) or pa.types.is_date(t) \
+            or pa.types.is_time(t):
+        return True
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or getattr(pa.types, "is_binary_view", bool)(t):
+        return True
+    return pa.types.is_boolean(t) and column.null_count > 0
+
+
+def _check_object_columns(df: Any, table: pa.Table, strict: bool) -> None:
+    """Refuse (``strict``) or warn about object columns whose values Arrow would give back changed: dicts gain the
+    other rows' keys, lists and tuples come back as NumPy arrays, datetimes as Timestamps of one zone, ints with
+    None as floats. O(columns): only the types Arrow inferred are looked at."""
+    import numpy as np
+
+    changed = [(label, table.schema.field(i).type) for i, (label, dtype) in enumerate(df.dtypes.items())
+               if dtype == np.dtype(object) and not _object_kept(table.schema.field(i).type, table.column(i))]
+    if not changed:
+        return
+    named = ", ".join(f"{label!r:.60} (as {t})" for label, t in changed[:5])
+    message = (f"DataFrame object column(s) {named} hold Python values Arrow stores as typed columns, which come back "
+               "changed: dicts gain the other rows' keys, lists and tuples come back as NumPy arrays, datetimes as "
+               "Timestamps of one zone or none, ints with None as floats. Give each column a pandas dtype that says "
+               "what it holds (e.g. pd.to_datetime(col, utc=True), .astype('Int64')), or send the frame with "
+               "format='pickle' (format='auto' falls back by itself).")
+    if strict:
+        raise ColumnError(message)
+    warn_at_caller(message, LossyConversionWarning)
 
 
 def _check_categorical_labels(df: Any) -> None:
@@ -851,6 +890,12 @@ def _same_label(a: Any, b: Any) -> bool:
 
 def _polars_to_table(df: Any) -> pa.Table:
     """``df.to_arrow()``; a column pyarrow cannot import (polars' Int128, say) is a ColumnError naming it."""
+    objects = [name for name, dtype in df.schema.items() if dtype.is_object()]
+    if objects:  # polars exports an Object column as the addresses of its Python objects, 8 bytes each
+        raise ColumnError(f"polars column(s) {objects[:5]!r:.200} hold Python objects (dtype Object), which have no "
+                          "Arrow form: polars would write their memory addresses (and it cannot pickle them either). "
+                          "Convert them to a polars dtype (pl.String, a Struct, ...), or send df.to_pandas() with "
+                          "format='pickle'.")
     try:
         return df.to_arrow()
     except MemoryError:

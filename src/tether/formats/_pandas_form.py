@@ -20,21 +20,23 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from ..arrow import VALUES
+from ..arrow import VALUES, is_text_type
 
 # The sources whose value is one column: what each gives back by default is the column in its own form.
 ONE_COLUMN = ("pandas_series", "polars_series", "array", "chunked_array")
 
 
-def record(df: Any) -> dict[str, Any]:
-    """What ``df`` would lose through Arrow's pandas metadata, as the ``type.pandas`` entry (empty: nothing).
+def record(df: Any, table: pa.Table) -> dict[str, Any]:
+    """What ``df`` would lose through Arrow's pandas metadata (``table`` is its Arrow form), as the
+    ``type.pandas`` entry (empty: nothing).
 
     Examples
     --------
     >>> import pandas as pd
-    >>> record(pd.DataFrame({"s": pd.Series(["a", None], dtype=object), "n": [1, 2]}))
+    >>> df = pd.DataFrame({"s": pd.Series(["a", None], dtype=object), "n": [1, 2]})
+    >>> record(df, pa.Table.from_pandas(df))
     {'object': [0]}
-    >>> record(pd.DataFrame({"a": [1]}))
+    >>> record(pd.DataFrame({"a": [1]}), pa.table({"a": [1]}))
     {}
     """
     import pandas as pd
@@ -44,7 +46,7 @@ def record(df: Any) -> dict[str, Any]:
     for i, dtype in enumerate(df.dtypes):
         if type(dtype) is pd.StringDtype and dtype.storage == "python":
             storage[str(i)] = "nan" if dtype.na_value is not pd.NA else "NA"
-        elif dtype == object:
+        elif dtype == object and is_text_type(table.schema.field(i).type):  # pandas 3 makes text its str dtype
             objects.append(i)
     if objects:
         out["object"] = objects
@@ -70,7 +72,7 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
     >>> import pandas as pd
     >>> df = pd.DataFrame({"s": pd.Series(["a", None], dtype=object)})
     >>> table = pa.Table.from_pandas(df)
-    >>> restore(table.to_pandas(), table, record(df))["s"].tolist()
+    >>> restore(table.to_pandas(), table, record(df, table))["s"].tolist()
     ['a', None]
     """
     if not isinstance(info, dict) or not info:
@@ -79,7 +81,7 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
 
     width = df.shape[1]
     for i in _positions(info.get("object"), width):
-        if df.dtypes.iloc[i] != object:  # Arrow's objects (bytes, Decimal, lists) come back as objects already
+        if df.dtypes.iloc[i] != object and is_text_type(table.schema.field(i).type):
             df.isetitem(i, pd.Series(table.column(i).to_numpy(zero_copy_only=False), index=df.index, dtype=object))
     storage = info.get("string_python")
     if isinstance(storage, dict):
@@ -171,7 +173,8 @@ def one_column(table: pa.Table, target: str, type_info: dict[str, Any], convert:
         series.name = _series_name(type_info, table)
         return series
     if target == "polars":
-        return converted.to_series(0)
+        name = _series_name(type_info, table)
+        return converted.to_series(0).alias(name) if type(name) is str else converted.to_series(0)
     if target == "numpy":
         return next(iter(converted.values()))
     return converted

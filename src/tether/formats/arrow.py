@@ -227,10 +227,10 @@ class ArrowFormat(Format):
         self.check_reader_versions(ctx.options)
         source, table = arrow_api.to_table(obj, strict=ctx.auto)
         info: dict[str, Any] = {"source": source}
-        if source == "pandas_series":
+        if source in ("pandas_series", "polars_series"):
             info["series_name"] = obj.name
         if source in ("pandas", "pandas_series"):
-            noted = _pandas_form.record(obj if source == "pandas" else obj.to_frame())
+            noted = _pandas_form.record(obj if source == "pandas" else arrow_api.pandas_series_frame(obj), table)
             if noted:
                 info["pandas"] = noted
         if ctx.options.get("schema") is not None:
