@@ -11,7 +11,7 @@
 -module(tether_etf).
 
 -export([decode/2, from_wire/1, to_wire/2, register_type/1, unregister_type/1, type_versions/0,
-         registered_types/0]).
+         registered_types/0, wire_atoms/0]).
 
 -define(WIRE, 'Elixir.Tether.Type').
 -define(REGISTRY, {?MODULE, types}).
@@ -48,6 +48,23 @@ decode(Bin, Safe) ->
             end;
         Error -> Error
     end.
+
+%% @doc The atoms Python writes for its own values (docs/types.md): the float
+%% atoms Nx uses, `nil', and Elixir's core structs, which an Erlang node knows
+%% only once Elixir's code is loaded. Naming them here creates them when this
+%% module loads, so that a `[safe]' decode reads them on any node: `nan' and
+%% `neg_infinity' existed only once a worker had started. Not Decimal's or
+%% Complex's: a node without those packages answers that it lacks them.
+%%
+%% ```
+%% true = lists:member(neg_infinity, tether_etf:wire_atoms()).
+%% '''
+-spec wire_atoms() -> [atom()].
+wire_atoms() ->
+    [nan, infinity, neg_infinity, nil, true, false, '__struct__', 'Elixir.Calendar.ISO',
+     'Elixir.Date', 'Elixir.Time', 'Elixir.NaiveDateTime', 'Elixir.DateTime', 'Elixir.MapSet', 'Elixir.Range',
+     'Elixir.Tether.Type', calendar, year, month, day, hour, minute, second, microsecond, time_zone, zone_abbr,
+     utc_offset, std_offset, map, first, last, step, name, version, value].
 
 binary_to_term_(Bin, true) ->
     try {ok, binary_to_term(Bin, [safe])}

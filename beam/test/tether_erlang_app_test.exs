@@ -54,4 +54,32 @@ defmodule TetherErlangAppTest do
     assert status == 0, out
     assert out =~ "[crypto,tether] #{Mix.Project.config()[:version]} non_existing"
   end
+  test "a node that has started no worker reads the atoms Python writes: NaN, infinities, nil and dates" do
+    dir = Tether.TestPython.tmp_dir!()
+    path = Path.join(dir, "nan.tthr")
+
+    code = """
+    import datetime, math, sys, tether
+    value = {"loss": math.nan, "low": -math.inf, "none": None, "d": datetime.date(2024, 5, 6)}
+    open(sys.argv[1], "wb").write(tether.dumps(value, reader="beam"))
+    """
+
+    {_, 0} = System.cmd(Tether.TestPython.python(), ["-c", code, path],
+                        env: [{"PYTHONPATH", Tether.TestPython.pythonpath()}], stderr_to_stdout: true)
+
+    # No atom of the frame appears in this expression: a fresh node knows only what its loaded code names.
+    expr = """
+    {ok, Bin} = file:read_file("#{path}"),
+    io:format("~p~n", [tether:decode(Bin)]),
+    halt().
+    """
+
+    {out, 0} = System.cmd("erl", ["-noshell", "-boot", "start_clean", "-pa", to_string(:code.lib_dir(:tether, :ebin)),
+                                  "-eval", expr], stderr_to_stdout: true, env: [{"ERL_LIBS", ""}])
+
+    assert out =~ ~s(<<"loss">> => nan)
+    assert out =~ ~s(<<"low">> => neg_infinity)
+    assert out =~ ~s(<<"none">> => nil)
+    assert out =~ ~r/'__struct__' => 'Elixir.Date'/
+  end
 end
