@@ -34,7 +34,9 @@ defmodule Tether do
 
   NaN and the infinities travel as the atoms `:nan`, `:infinity` and
   `:neg_infinity` (as Nx writes them), both ways: Python's `float("nan")`
-  arrives as `:nan`, and `:nan` in arguments arrives as `float("nan")`.
+  arrives as `:nan`, and `:nan` in arguments arrives as `float("nan")`. In a
+  frame or a stream this node writes, they stay atoms for Python unless it is
+  written with `float_atoms: true` (`encode/2`, `Tether.Stream.write/3`).
 
   ## Tables
 
@@ -54,7 +56,9 @@ defmodule Tether do
   Options: `format: :etf | :raw`, `compression: :none | :gzip` and `level: 0..9`
   (the frame's payload compression, which Python reads too), `compressed: boolean`
   (term_to_binary's own compression of an etf payload), `checksum: :crc32 | :none`,
-  `metadata: map`, `type_versions`, `parent` and `step` (see `:tether.encode/2`).
+  `metadata: map`, `type_versions`, `float_atoms: true` (Python reads `:nan`,
+  `:infinity` and `:neg_infinity` in the term as floats), `parent` and `step`
+  (see `:tether.encode/2`).
   An unknown option or a bad value raises `ArgumentError` naming it. Returns
   iodata: `IO.iodata_to_binary/1` it for `byte_size/1` or pattern matching.
   Metadata is plain data that Python and every node read

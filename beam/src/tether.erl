@@ -41,7 +41,10 @@ encode(Term) -> encode(Term, #{}).
 %% #{binary() => pos_integer()}' (the newest version of each `Tether.Type' the
 %% reader reads; registered types are written in their wire form either way),
 %% `parent => Metadata | Lineage' and `step => binary()' (extend the lineage
-%% of the frame this value came from: docs/format.md section 2.1). Metadata
+%% of the frame this value came from: docs/format.md section 2.1), and
+%% `float_atoms => true' (the atoms `nan', `infinity' and `neg_infinity' in
+%% an etf term stand for floats: Python reads them as floats, as it reads a
+%% call's arguments; without it, as `tether.Atom's). Metadata
 %% and a lineage list are plain data that Python and any node read: atoms
 %% other than `true', `false' and `nil' are written as their names (binaries),
 %% and pids, references, ports and funs are refused. An unknown
@@ -62,7 +65,8 @@ encode(Term, Opts) ->
 encode_checked(Term, Opts) ->
     case maps:get(format, Opts, etf) of
         etf -> frame(tether_formats:etf(Term, maps:get(compressed, Opts, false),
-                                        maps:get(type_versions, Opts, #{})), Opts);
+                                        maps:get(type_versions, Opts, #{}), maps:get(float_atoms, Opts, false)),
+                     Opts);
         raw when is_binary(Term) -> frame(tether_formats:raw(Term), Opts);
         raw -> erlang:error({badarg, {raw_needs_binary, Term}})
     end.

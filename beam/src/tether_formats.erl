@@ -8,7 +8,7 @@
 
 -include("../include/tether.hrl").
 
--export([etf/2, etf/3, raw/1, none/0, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
+-export([etf/2, etf/3, etf/4, raw/1, none/0, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
 
 -type built() :: {FormatId :: non_neg_integer(), Name :: binary(), TypeInfo :: map(), Payload :: iodata()}.
 -export_type([built/0]).
@@ -29,7 +29,17 @@ etf(Term, Compressed) -> etf(Term, Compressed, #{}).
 %% [1] = binary_to_term(Payload).
 %% '''
 -spec etf(term(), boolean(), #{binary() => pos_integer()}) -> built().
-etf(Term0, Compressed, Versions) ->
+etf(Term, Compressed, Versions) -> etf(Term, Compressed, Versions, false).
+
+%% @doc As {@link etf/3}; `FloatAtoms' marks the payload (`nan => atoms' in its
+%% type, docs/format.md section 4) so that Python reads the atoms `nan',
+%% `infinity' and `neg_infinity' in it as floats, as a call's arguments are read.
+%%
+%% ```
+%% {_, _, #{<<"nan">> := <<"atoms">>}, _} = tether_formats:etf([nan, 1.0], false, #{}, true).
+%% '''
+-spec etf(term(), boolean(), #{binary() => pos_integer()}, boolean()) -> built().
+etf(Term0, Compressed, Versions, FloatAtoms) ->
     Term = case tether_etf:to_wire(Term0, Versions) of
                {ok, W} -> W;
                {error, Reason} -> erlang:error({badarg, Reason})
@@ -38,7 +48,11 @@ etf(Term0, Compressed, Versions) ->
                   true -> [compressed, {minor_version, ?ETF_MINOR_VERSION}];
                   false -> [{minor_version, ?ETF_MINOR_VERSION}]
               end,
-    {?FORMAT_ETF, <<"etf">>, #{<<"binaries">> => <<"beam">>}, term_to_binary(Term, EtfOpts)}.
+    Type = case FloatAtoms of
+               true -> #{<<"binaries">> => <<"beam">>, <<"nan">> => <<"atoms">>};
+               false -> #{<<"binaries">> => <<"beam">>}
+           end,
+    {?FORMAT_ETF, <<"etf">>, Type, term_to_binary(Term, EtfOpts)}.
 
 %% @doc A raw payload: the bytes themselves.
 %%

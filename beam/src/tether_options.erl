@@ -258,6 +258,7 @@ encode_spec() ->
      {checksum, one_of([crc32, none]), none},
      {metadata, fun metadata/1, none},
      {type_versions, fun map/1, none},
+     {float_atoms, fun boolean/1, none},
      {parent, fun parent/1, none},
      {step, fun step/1, none}].
 
@@ -280,7 +281,8 @@ stream_writer_spec() ->
      {metadata, fun metadata/1, none},
      {resume, fun present/1, none},
      {append, fun boolean/1, none},
-     {type_versions, fun map/1, none}].
+     {type_versions, fun map/1, none},
+     {float_atoms, fun boolean/1, none}].
 
 %% ------------------------------------------------------------------ checking
 

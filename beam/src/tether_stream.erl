@@ -42,7 +42,8 @@
                  owned = false, complete = false,
                  at = 0}).  % where the next frame starts in the source: a file's byte position
 -record(writer, {dev, owned = false, id, seq = 0, offset = 0, digest = 0, frame_opts, chunk_size,
-                 type_versions = #{}}).  % the reader's type versions (tether:encode/2's type_versions)
+                 type_versions = #{},  % the reader's type versions (tether:encode/2's type_versions)
+                 float_atoms = false}).  % tether:encode/2's float_atoms
 %% A writer is a value: after close/1 or abort/1 it is not used again. Writing
 %% with it then is an io error for a file it opened (closed by then); on a
 %% device the caller passed, the frames would follow the end frame, and
@@ -499,6 +500,7 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% `Info' says what the file ends with (`found') and what to do (`hint').
 %% `resume' onto a file that is not empty needs `append => true': without it
 %% the file would be truncated, and that is `{error, {bad_option, resume, _}}'.
+%% `float_atoms' is tether:encode/2's, for each etf chunk.
 %% `type_versions' (as tether:encode/2's) writes registered types at the
 %% versions the reader knows; a type that cannot be written is `{error,
 %% Reason}' from write/2 (`{type_failed, ...}', `{type_downgrade, ...}'),
@@ -528,7 +530,8 @@ writer(Sink, Opts, {Id0, Seq, Off, D}) ->
                           checksum => crc32, metadata => maps:get(metadata, Opts, #{})},
             {ok, #writer{dev = Dev, owned = Owned, id = Id, seq = Seq, offset = Off, digest = D,
                          frame_opts = FrameOpts, chunk_size = maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
-                         type_versions = maps:get(type_versions, Opts, #{})}};
+                         type_versions = maps:get(type_versions, Opts, #{}),
+                         float_atoms = maps:get(float_atoms, Opts, false)}};
         {ok, {bin, _, _}, _} ->
             bad_argument(sink, "{file, Path} or an io device (a binary cannot be written to)", binary);
         Error -> Error
@@ -644,10 +647,10 @@ write(#writer{chunk_size = Size} = W, Bin) when is_binary(Bin), byte_size(Bin) >
         Error -> Error
     end;
 write(W, Bin) when is_binary(Bin) -> chunk_out(W, tether_formats:raw(Bin));
-write(W = #writer{type_versions = Versions}, Term) ->
+write(W = #writer{type_versions = Versions, float_atoms = FloatAtoms}, Term) ->
     %% A registered type that cannot be written (its to_wire raised, its reader's version is too
     %% old) is the caller's {error, _}: nothing is written, and the stream goes on or is aborted.
-    try tether_formats:etf(Term, false, Versions) of
+    try tether_formats:etf(Term, false, Versions, FloatAtoms) of
         Built -> chunk_out(W, Built)
     catch error:{badarg, Reason} -> {error, Reason}
     end.

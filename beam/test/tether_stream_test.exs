@@ -373,6 +373,31 @@ defmodule TetherStreamTest do
       end
     end
 
+    test "float_atoms: true has Python read :nan and the infinities as floats, in streams and frames",
+         %{dir: dir} do
+      marked = Path.join(dir, "nan.tthr")
+      {:ok, _} = Tether.Stream.write([[:nan, 1.0, :infinity], %{"x" => :neg_infinity}], marked, float_atoms: true)
+      plain = Path.join(dir, "plain.tthr")
+      {:ok, _} = Tether.Stream.write([[:nan]], plain)
+      frame = Path.join(dir, "frame.tthr")
+      File.write!(frame, Tether.encode([:nan, :neg_infinity], float_atoms: true))
+
+      code = """
+      import sys, tether
+      from tether.stream import StreamReader
+      print(repr([list(StreamReader(open(p, "rb"))) for p in sys.argv[1:3]]))
+      print(repr(tether.loads(open(sys.argv[3], "rb").read())))
+      """
+
+      {out, status} = System.cmd(TestPython.python(), ["-c", code, marked, plain, frame],
+                                 env: [{"PYTHONPATH", TestPython.pythonpath()}], stderr_to_stdout: true)
+
+      assert {status, out} ==
+               {0, "[[[nan, 1.0, inf], {b'x': -inf}], [[Atom('nan')]]]\n[nan, -inf]\n"}
+
+      assert_raise ArgumentError, ~r/float_atoms/, fn -> Tether.encode([:nan], float_atoms: :yes) end
+    end
+
     test "tensors as ndarray chunks Python reads as NumPy arrays", %{dir: dir} do
       path = Path.join(dir, "tensors.tthr")
       f32 = for x <- 1..6, into: <<>>, do: <<x * 0.5::float-32-native>>

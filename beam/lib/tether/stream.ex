@@ -192,8 +192,9 @@ defmodule Tether.Stream do
   metadata on every chunk, plain data as in `Tether.encode/2`), `resume` (a checkpoint from `checkpoint/1` on a
   reader or writer, an error's `info.checkpoint`, or Python's `Checkpoint.as_dict()`: continue that stopped
   stream; with `append: true` onto the same file, the file becomes the whole stream; onto a file that is not
-  empty, `resume:` needs `append: true`, since the file would be truncated), and `type_versions` (as
-  `Tether.encode/2`: registered types written at the versions the reader knows). A type whose `to_wire`
+  empty, `resume:` needs `append: true`, since the file would be truncated), `type_versions` (as
+  `Tether.encode/2`: registered types written at the versions the reader knows) and `float_atoms: true`
+  (as `Tether.encode/2`: Python reads `:nan` and the infinities as floats). A type whose `to_wire`
   raises, or that cannot go down to the reader's version, is `{:error, reason}` (`{:type_failed, ...}`,
   `{:type_downgrade, ...}`; `Tether.Type.format_error/1` words it), the stream left without its end frame.
 
