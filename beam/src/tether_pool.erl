@@ -101,6 +101,9 @@
              checkouts = #{} :: #{reference() => {pid(), reference()}},
              holders = #{} :: #{reference() => reference()},
              failures = 0,
+             %% Why the last member could not start, while none has since: with no member left,
+             %% a call is answered with it at once instead of waiting out its timeout.
+             start_error = undefined :: term(),
              %% tether_routes' keeper, which holds the node's route table, and a monitor of it.
              keeper :: {pid(), reference()},
              drain_timer :: undefined | reference(),
@@ -173,8 +176,10 @@ call(Pool, Mod, Fun, Args) -> call(Pool, Mod, Fun, Args, #{}).
 %% @doc `Module.Function(*Args)' on a free member. `Opts' is a timeout in ms
 %% or a map: `timeout' (the whole call, waiting included), `checkout_timeout'
 %% (the wait for a member alone; `{error, checkout_timeout}'), `tables'.
-%% Errors are those of {@link tether_worker:call/5}, plus `overloaded' and
-%% `{pool_down, Why}' (the pool process is gone).
+%% Errors are those of {@link tether_worker:call/5}, plus `overloaded',
+%% `{pool_down, Why}' (the pool process is gone) and `{no_worker, Why}' (no
+%% member is left, and the last could not start: `Why' is its start error; the
+%% pool goes on trying, and a call made once one starts is served).
 -spec call(pool(), iodata() | atom(), iodata() | atom(), list(), timeout() | map() | list()) ->
           {ok, term()} | {error, term()}.
 call(Pool, Mod, Fun, Args, Opts) ->
@@ -633,6 +638,10 @@ handle_info(Info, S) -> published(on_info(Info, S)).
 published({reply, Reply, S}) -> {reply, Reply, publish(S)};
 published({noreply, S}) -> {noreply, publish(S)}.
 
+on_call({Wait, _Ref, _Deadline}, _From, S = #st{start_error = Why}) when Why =/= undefined,
+                                                                      map_size(S#st.members) =:= 0,
+                                                                      (Wait =:= checkout orelse Wait =:= route_wait) ->
+    {reply, {error, {no_worker, Why}}, S};
 on_call({checkout, Ref, Deadline}, From = {Caller, _}, S) ->
     case take_idle(S) of
         {ok, Worker, S1} -> {reply, {ok, Worker}, hand_out(Worker, Ref, erlang:monitor(process, Caller), S1)};
@@ -696,7 +705,7 @@ on_info({tether_worker, Pid, Health}, S = #st{members = Members}) when is_map_ke
     S1 = set_health(Pid, Health, S),
     case Health of
         ready ->
-            S2 = case S#st.failures of 0 -> S1; _ -> S1#st{failures = 0} end,
+            S2 = case S#st.failures of 0 -> S1; _ -> S1#st{failures = 0, start_error = undefined} end,
             {noreply, make_available(Pid, S2)};
         _ -> {noreply, S1#st{idle = lists:delete(Pid, S1#st.idle)}}
     end;
@@ -889,7 +898,7 @@ replace(Pid, Reason, S = #st{members = Members, checkouts = C, holders = H}) ->
             %% failure to the caller of start_link instead of logging it per member.
             logger:error("tether pool ~p: could not start a worker (retrying): ~0tP", [pool_ref(S), Why, 30],
                          #{domain => [tether]}),
-            retry_later(S1);
+            start_failed(Why, S1);
         _ -> replace_one(S1)
     end.
 
@@ -899,7 +908,20 @@ replace_one(S) ->
         {error, Reason} ->
             logger:error("tether pool ~p: could not start a worker: ~0tP", [pool_ref(S), Reason, 30],
                          #{domain => [tether]}),
-            retry_later(S)
+            start_failed(Reason, S)
+    end.
+
+%% No member left: the callers waiting for one hear why now, not at their timeouts
+%% (a member that starts later serves the calls made then).
+start_failed(Why, S) ->
+    S1 = retry_later(S#st{start_error = Why}),
+    case maps:size(S1#st.members) of
+        0 ->
+            Error = {error, {no_worker, Why}},
+            [begin erlang:demonitor(M, [flush]), gen_server:reply(From, Error) end
+             || #wait{from = From, mref = M} <- queue:to_list(S1#st.waiting) ++ queue:to_list(S1#st.routing)],
+            S1#st{waiting = queue:new(), nwaiting = 0, routing = queue:new(), nrouting = 0};
+        _ -> S1
     end.
 
 retry_later(S = #st{failures = F}) ->

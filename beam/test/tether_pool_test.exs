@@ -85,6 +85,19 @@ defmodule Tether.PoolTest do
     log =
       ExUnit.CaptureLog.capture_log(fn ->
         assert {:error, {:worker_exit, 3}} = Tether.Pool.call(pool, @m, "crash", [])
+        # A call made while the replacement starts waits for it, and hears why it failed, not :timeout
+        # at its deadline (a waiter from before the failure, and calls made after it).
+        {us, result} = :timer.tc(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], timeout: 20_000) end)
+        assert {:error, {:no_worker, {:import_error, "flaky_import", "ImportError", _, _}} = reason} = result
+        assert us < 15_000_000
+        assert Exception.message(%Tether.Error{reason: reason}) =~
+                 ~r/^no pool member is running, and the last could not start: importing flaky_import raised ImportError: .*told to fail/
+
+        for opts <- [[timeout: 5000], [timeout: 5000, checkout_timeout: 4000]] do
+          {us, result} = :timer.tc(fn -> Tether.Pool.call(pool, @m, "add", [1, 2], opts) end)
+          assert {{:error, {:no_worker, {:import_error, _, _, _, _}}}, true} = {result, us < 1_000_000}
+        end
+
         # The crashed member's replacement fails its import, and is retried after 100, 200, ... ms.
         Process.sleep(1500)
         # Between tries it is down: counted, so that the states add up to the size.

@@ -5,7 +5,7 @@ defmodule Tether.Error do
   and by `Tether.Stream.read/2` on a broken stream (`{:stream, why, info}`).
 
       iex> Exception.message(%Tether.Error{reason: :timeout})
-      "the call did not finish before its timeout (it was cancelled in Python)"
+      "the call did not finish before its timeout (one that had reached Python was cancelled there)"
   """
 
   defexception [:reason]
@@ -18,7 +18,13 @@ defmodule Tether.Error do
   defp describe({:python, type, message, traceback}),
     do: "Python raised #{type}: #{message}\n#{traceback}"
 
-  defp describe(:timeout), do: "the call did not finish before its timeout (it was cancelled in Python)"
+  defp describe(:timeout),
+    do: "the call did not finish before its timeout (one that had reached Python was cancelled there)"
+
+  defp describe({:no_worker, why}),
+    do:
+      "no pool member is running, and the last could not start: #{start_error(why)}. The pool goes on " <>
+        "trying (its log has each attempt); fix what keeps Python from starting"
   defp describe(:checkout_timeout), do: "no pool member became free before the checkout timeout"
   defp describe(:overloaded), do: "the pool's queue is full: every member is busy and max_queue callers wait"
 
@@ -66,4 +72,9 @@ defmodule Tether.Error do
        do: Tether.Type.format_error(reason)
 
   defp describe(other), do: inspect(other)
+
+  defp start_error({:import_error, module, type, message, _traceback}),
+    do: "importing #{module} raised #{type}: #{message}"
+
+  defp start_error(other), do: inspect(other, limit: 20, printable_limit: 500)
 end

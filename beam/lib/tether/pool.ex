@@ -120,7 +120,9 @@ defmodule Tether.Pool do
   @doc """
   Call `module.function(*args)` on a free member: `{:ok, result}` or
   `{:error, reason}`, with the reasons of `Tether.Worker.call/5` plus
-  `:overloaded` and `:checkout_timeout`.
+  `:overloaded`, `:checkout_timeout` and `{:no_worker, why}` (no member is
+  running and the last could not start: `why` is its start error, answered at
+  once while the pool keeps trying).
 
   Options: `timeout:` (ms for the whole call, waiting included; default
   5000), `checkout_timeout:` (ms to wait for a member), `tables:`. A bare
