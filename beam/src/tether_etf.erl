@@ -10,7 +10,7 @@
 %% in `persistent_term'; with none registered, nothing here walks a term.
 -module(tether_etf).
 
--export([decode/2, from_wire/1, to_wire/2, register_type/1, unregister_type/1, type_versions/0,
+-export([decode/2, decode/3, from_wire/1, to_wire/2, register_type/1, unregister_type/1, type_versions/0,
          registered_types/0, wire_atoms/0]).
 
 -define(WIRE, 'Elixir.Tether.Type').
@@ -35,8 +35,19 @@
 %% {ok, [1]} = tether_etf:decode(term_to_binary([1]), true).
 %% '''
 -spec decode(binary(), boolean()) -> {ok, term()} | {error, {bad_etf, binary()} | type_error()}.
-decode(Bin, Safe) ->
-    case binary_to_term_(Bin, Safe) of
+decode(Bin, Safe) -> decode(Bin, Safe, []).
+
+%% @doc As {@link decode/2}, for a term whose value sits at `Root' inside it
+%% (a worker's reply, `{reply, Id, {ok, Result}}': `[2, 1]'): an unknown atom
+%% is named by its path from there, with advice for a handler's result.
+%%
+%% ```
+%% {ok, [1]} = tether_etf:decode(term_to_binary([1]), true, [2, 1]).
+%% '''
+-spec decode(binary(), boolean(), [non_neg_integer()]) ->
+          {ok, term()} | {error, {bad_etf, binary()} | type_error()}.
+decode(Bin, Safe, Root) ->
+    case binary_to_term_(Bin, Safe, Root) of
         {ok, Term} ->
             case persistent_term:get(?PATTERN, none) of
                 none -> {ok, Term};  % no type registered
@@ -66,11 +77,11 @@ wire_atoms() ->
      'Elixir.Tether.Type', calendar, year, month, day, hour, minute, second, microsecond, time_zone, zone_abbr,
      utc_offset, std_offset, map, first, last, step, name, version, value].
 
-binary_to_term_(Bin, true) ->
+binary_to_term_(Bin, true, Root) ->
     try {ok, binary_to_term(Bin, [safe])}
-    catch error:_ -> {error, refused(tether_etf_atoms:find(Bin))}
+    catch error:_ -> {error, refused(tether_etf_atoms:find(Bin), Root)}
     end;
-binary_to_term_(Bin, false) ->
+binary_to_term_(Bin, false, _) ->
     try {ok, binary_to_term(Bin)}
     catch error:_ -> {error, {bad_etf, <<"not valid ETF">>}}
     end.
@@ -78,8 +89,8 @@ binary_to_term_(Bin, false) ->
 %% Why a safe decode refused the bytes. An unknown atom inside a registered
 %% type newer than this node's is that type's error: a new field is the most
 %% common change a version makes.
-refused(none) -> {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>};
-refused(#{atom := Atom, path := Path, types := Types}) ->
+refused(none, _) -> {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>};
+refused(#{atom := Atom, path := Path, types := Types}, Root) ->
     Reg = registry(),
     Newer = [{newer_type, Name, V, Known} || {Name, V} <- Types, is_map_key(Name, Reg),
                                              Known <- [maps:get(version, (maps:get(Name, Reg)):'__tether_type__'())],
@@ -87,11 +98,20 @@ refused(#{atom := Atom, path := Path, types := Types}) ->
     case Newer of
         [Error | _] -> Error;
         [] ->
-            Where = tether_etf_atoms:path(Path),
+            Where = tether_etf_atoms:path(under(Root, Path)),
+            Fix = case Root of
+                      [] -> <<"send it as a string, or decode with safe: false from a trusted peer only.">>;
+                      _ -> <<"or have the handler return it as a str instead of a tether.Atom.">>
+                  end,
             {bad_etf, <<"the atom '", Atom/binary, "' at ", Where/binary, " is not known to this node, which makes "
                         "no atoms from a peer's data. Load the code that uses it (a newer peer may have added it: "
-                        "upgrade this node), send it as a string, or decode with safe: false from a trusted peer only.">>}
+                        "upgrade this node), ", Fix/binary>>}
     end.
+
+%% A path from the value at Root, when it lies there (not in the envelope around it).
+under([], Path) -> Path;
+under([S | Root], [S | Path]) -> under(Root, Path);
+under(_, Path) -> Path.
 
 %% A wire term names the atom 'Elixir.Tether.Type' in its bytes, unless the
 %% whole term is zlib-compressed (tag 80): then it may.

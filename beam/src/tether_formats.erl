@@ -195,13 +195,13 @@ needs_metadata(F) -> not (F =:= etf orelse F =:= raw orelse F =:= arrow).
 %%     tether_formats:decode(ndarray, #{<<"type">> => TypeInfo}, Data, Opts).
 %% '''
 -spec decode(atom() | {unknown, non_neg_integer()}, map(), binary(),
-             #{safe := boolean(), max_uncompressed_size := non_neg_integer()}) ->
+             #{safe := boolean(), max_uncompressed_size := non_neg_integer(), root => [non_neg_integer()]}) ->
           {ok, term()} | {error, term()}.
 decode(etf, _Meta, <<?ETF_VERSION, ?ETF_COMPRESSED, Size:32, _/binary>>, #{max_uncompressed_size := Max})
   when Size > Max ->
     {error, {too_large, Size, Max}};
-decode(etf, _Meta, Payload, #{safe := Safe}) ->
-    case tether_etf:decode(Payload, Safe) of
+decode(etf, _Meta, Payload, Opts = #{safe := Safe}) ->
+    case tether_etf:decode(Payload, Safe, maps:get(root, Opts, [])) of
         {ok, Term} ->
             %% Funs run code: refuse them. Only walk the term when the bytes can hold one.
             case may_hold_fun(Payload) andalso has_fun(Term) of

@@ -159,7 +159,8 @@ decode(<<"PING", _/binary>> = Ping) -> {ok, {ping, Ping}};
 decode(<<?COMPACT_MAGIC, Crc:?LE(?F_COMPACT_CRC32), Etf/binary>>) ->
     case erlang:crc32(Etf) of
         Crc ->
-            Opts = #{safe => true, max_uncompressed_size => ?MAX_UNCOMPRESSED_DEFAULT},
+            %% An unknown atom is named from the reply's result, {reply, Id, {ok, Result}}, not the message.
+            Opts = #{safe => true, max_uncompressed_size => ?MAX_UNCOMPRESSED_DEFAULT, root => [2, 1]},
             try tether_formats:decode(etf, #{}, Etf, Opts)
             catch Class:Reason -> {error, {malformed, compact_message, Class, Reason}}
             end;

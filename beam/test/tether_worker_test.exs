@@ -417,6 +417,16 @@ defmodule Tether.WorkerLifecycleTest do
       assert {:ok, 3} = Tether.Worker.call(w, @m, "add", [1, 2])
     end
 
+    test "an unknown atom in a small reply is named from the result, with advice for the handler" do
+      w = start_worker()
+      prefix = "tether_unknown_small_#{System.unique_integer([:positive])}_"
+      # Through the pipe, as through shared memory: $[0] of the result, not $[2][1][0] of the message around it.
+      assert {:error, {:bad_etf, why}} = Tether.Worker.call(w, @m, "many_atoms", [1, prefix])
+      assert why =~ "the atom '#{prefix}0' at $[0] is not known to this node"
+      assert why =~ "have the handler return it as a str instead of a tether.Atom"
+      refute why =~ "safe: false"
+    end
+
     test "a reply reads only this worker's own regions, each byte of them once" do
       w = start_worker()
       # Naming one region a thousand times made the node read (and hold) it a thousand times: 927 MB for 1 MB.
