@@ -138,7 +138,7 @@ defmodule TetherTypeTest do
     Tether.Type.unregister(Point)
     assert {:ok, [%Tether.Type{name: "test.Point", version: 1, value: %{lon: 1.0, lat: 2.0}}]} = Tether.decode(frame)
 
-    assert_raise ArgumentError, ~r/The reader knows type test.Stamp up to version 0/, fn -> Tether.encode([%Stamp{at: 1}], type_versions: %{"test.Stamp" => 0}) end
+    assert_raise ArgumentError, ~r/test.Stamp was asked for at version 0, which no reader reads/, fn -> Tether.encode([%Stamp{at: 1}], type_versions: %{"test.Stamp" => 0}) end
   end
 
   test "a reader that knows an older version gets it, through downgrade/2" do
@@ -148,7 +148,7 @@ defmodule TetherTypeTest do
     assert {:error, {:type_downgrade, "test.Stamp", 0, 1}} =
              Tether.Type.to_wire(%Stamp{at: 1}, versions: %{"test.Stamp" => 0})
 
-    assert_raise ArgumentError, ~r/downgrades only to 1/, fn ->
+    assert_raise ArgumentError, ~r/which no reader reads/, fn ->
       Tether.Type.encode([%Stamp{at: 1}], versions: %{"test.Stamp" => 0})
     end
   end
@@ -161,6 +161,29 @@ defmodule TetherTypeTest do
     assert Tether.Type.format_error(reason) ==
              "Type test.Point: no migrate/2 clause matched version 1's wire value. Add a clause " <>
                "migrate(1, wire) that returns version 2's, matching the value as that version's writers send it."
+  end
+
+  test "encode/2 and to_wire/2 take options as a keyword list or a map, and word a bad one as Tether.encode does" do
+    for opts <- [[versions: %{"test.Point" => 2}], %{versions: %{"test.Point" => 2}}] do
+      assert {:ok, %Tether.Type{version: 2}} = Tether.Type.to_wire(%Point{}, opts)
+      assert {:ok, %Point{}} = Tether.decode(Tether.Type.encode(%Point{}, opts))
+    end
+
+    assert {:ok, _} = Tether.decode(Tether.Type.encode(%Point{}, %{compression: :gzip}))
+    e = assert_raise ArgumentError, fn -> Tether.Type.encode(%Point{}, compresion: :gzip) end
+    assert e.message == Exception.message(catch_error(Tether.encode(1, compresion: :gzip)))
+    assert_raise ArgumentError, ~r/options must be a keyword list or a map, got :x/, fn -> Tether.Type.encode(1, :x) end
+    assert_raise ArgumentError, ~r/versions: must be a map/, fn -> Tether.Type.to_wire(1, versions: 3) end
+  end
+
+  test "a type that cannot go down to the reader's version says which option or clauses it lacks" do
+    assert Tether.Type.format_error({:type_downgrade, "acme.P", 2, 3}) =~
+             "give this node's type downgrade/2 clauses down to version 2 and set oldest_writable: 2"
+
+    assert {:error, {:type_downgrade, "test.Stamp", 0, 1} = reason} =
+             Tether.Type.to_wire(%Stamp{at: 1}, versions: %{"test.Stamp" => 0})
+
+    assert Tether.Type.format_error(reason) =~ "version 0, which no reader reads"
   end
 
   test "versions/0 lists what this node reads" do

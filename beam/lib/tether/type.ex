@@ -127,8 +127,11 @@ defmodule Tether.Type do
 
       {:ok, %Tether.Type{version: 2}} = Tether.Type.to_wire(%Acme.Point{}, versions: %{"acme.Point" => 2})
   """
-  @spec to_wire(term(), keyword()) :: {:ok, term()} | {:error, :tether_etf.type_error()}
-  def to_wire(term, opts \\ []), do: :tether_etf.to_wire(term, Map.new(Keyword.get(opts, :versions, %{})))
+  @spec to_wire(term(), keyword() | map()) :: {:ok, term()} | {:error, :tether_etf.type_error()}
+  def to_wire(term, opts \\ []) do
+    {versions, _} = versions(opts, "to_wire/2")
+    :tether_etf.to_wire(term, versions)
+  end
 
   @doc """
   Wire terms of registered types inside `term` as their structs, migrated.
@@ -146,15 +149,30 @@ defmodule Tether.Type do
 
       frame = Tether.Type.encode([%Acme.Point{x: 1.0}], versions: %{"acme.Point" => 2})
   """
-  @spec encode(term(), keyword()) :: iodata()
+  @spec encode(term(), keyword() | map()) :: iodata()
   def encode(term, opts \\ []) do
-    {versions, opts} = Keyword.pop(opts, :versions, %{})
+    {versions, opts} = versions(opts, "encode/2")
 
-    case to_wire(term, versions: versions) do
-      {:ok, wire} -> :tether.encode(wire, Map.new(opts))
+    case :tether_etf.to_wire(term, versions) do
+      {:ok, wire} -> Tether.encode(wire, opts)
       {:error, reason} -> raise ArgumentError, format_error(reason)
     end
   end
+
+  # `versions:` out of a keyword list or map of options, and the rest, as Tether.encode/2 takes them.
+  defp versions(opts, fun) when is_list(opts) or is_map(opts) do
+    {versions, rest} = opts |> Map.new() |> Map.pop(:versions, %{})
+
+    unless is_map(versions) or is_list(versions) do
+      raise ArgumentError, "Tether.Type.#{fun}: versions: must be a map of type names to versions, got " <>
+                             inspect(versions, limit: 10)
+    end
+
+    {Map.new(versions), rest}
+  end
+
+  defp versions(opts, fun),
+    do: raise(ArgumentError, "Tether.Type.#{fun}: options must be a keyword list or a map, got #{inspect(opts)}")
 
   @doc """
   A sentence for a type error of `from_wire/1`, `to_wire/2` or `Tether.decode/2`.
@@ -175,9 +193,14 @@ defmodule Tether.Type do
     do: "Type #{name} arrived at version #{found}; this node migrates from version #{oldest}. " <>
           "Add migrate/2 clauses from #{found} (and set oldest: #{found})."
 
+  def format_error({:type_downgrade, name, wanted, _oldest}) when wanted < 1,
+    do: "Type #{name} was asked for at version #{wanted}, which no reader reads (versions start at 1): " <>
+          "check the versions: (or type_versions:) option given."
+
   def format_error({:type_downgrade, name, wanted, oldest}),
     do: "The reader knows type #{name} up to version #{wanted}; this node downgrades only to #{oldest}. " <>
-          "Upgrade the reader's #{name} to #{oldest} or later, or add downgrade/2 clauses."
+          "Upgrade the reader's #{name} to #{oldest} or later, or give this node's type downgrade/2 clauses " <>
+          "down to version #{wanted} and set oldest_writable: #{wanted} in its use Tether.Type."
 
   def format_error({:type_failed, name, {kind, from}, :function_clause}) when kind in [:migrate, :downgrade] do
     to = if kind == :migrate, do: from + 1, else: from - 1
