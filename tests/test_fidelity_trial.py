@@ -13,6 +13,7 @@ error (XPASS) as soon as the gap is closed, so that the mark goes then.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import warnings
 import zoneinfo
@@ -287,3 +288,19 @@ def test_a_complex_part_that_is_no_number_or_float_atom_is_refused(part):
     term = {tether.Atom("__struct__"): tether.Atom("Elixir.Complex"), tether.Atom("re"): part, tether.Atom("im"): 0.0}
     with pytest.raises(tether.DecodeError, match="%Complex{} part must be a number"):
         tether.etf.decode(tether.etf.encode(term))
+
+
+# ---------------------------------------------------------------- Decimal NaN variants
+
+
+def test_a_negative_decimal_nan_keeps_its_sign():
+    back, _ = round_trip([decimal.Decimal("-NaN"), decimal.Decimal("NaN")])
+    assert [str(d) for d in back] == ["-NaN", "NaN"]
+
+
+@pytest.mark.parametrize("text", ["sNaN", "NaN123", "-sNaN"])
+def test_a_signalling_nan_or_nan_payload_warns_that_it_comes_back_a_quiet_nan(text):
+    with pytest.warns(tether.LossyConversionWarning, match=r"comes back as -?NaN: Elixir's Decimal has no") as rec:
+        frame = tether.dumps([decimal.Decimal(text)])
+    assert rec[0].filename == __file__
+    assert str(tether.loads(frame)[0]) == ("-NaN" if text.startswith("-") else "NaN")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import types as _usertypes
-from ._errors import DecodeError, LossyConversionWarning, ValidationError
+from ._errors import DecodeError, LossyConversionWarning, ValidationError, warn_at_caller
 from ._types import FLOAT_ATOMS, Atom, FrozenList, FrozenMap
 
 STRUCT = Atom("__struct__")
@@ -264,7 +264,7 @@ def _datetime_from_py(v: _dt.datetime) -> dict:
 def _decimal_to_py(d: dict) -> decimal.Decimal:
     sign, coef, exp = _g(d, "sign", 1), _g(d, "coef"), _g(d, "exp", 0)
     if coef == "NaN":
-        return decimal.Decimal("NaN")
+        return decimal.Decimal("-NaN" if sign == -1 else "NaN")
     if coef == "inf":
         return decimal.Decimal("-Infinity" if sign == -1 else "Infinity")
     return decimal.Decimal((0 if sign == 1 else 1, tuple(int(c) for c in str(coef)), exp))
@@ -273,7 +273,10 @@ def _decimal_to_py(d: dict) -> decimal.Decimal:
 def _decimal_from_py(v: decimal.Decimal) -> dict:
     sign, digits, exp = v.as_tuple()
     if exp == "n" or exp == "N":
-        return {"sign": 1, "coef": Atom("NaN"), "exp": 0}
+        if exp == "N" or digits:  # Decimal's %Decimal{coef: :NaN} is quiet and carries no diagnostic digits
+            warn_at_caller(f"Decimal {v} comes back as {'-' if sign else ''}NaN: Elixir's Decimal has no signalling "
+                           "NaN nor NaN payload digits.", LossyConversionWarning)
+        return {"sign": -1 if sign else 1, "coef": Atom("NaN"), "exp": 0}
     if exp == "F":
         return {"sign": -1 if sign else 1, "coef": Atom("inf"), "exp": 0}
     coef = int("".join(map(str, digits)) or "0")
