@@ -172,6 +172,18 @@ def dataframe(n):
     return pd.DataFrame({"id": list(range(n)), "score": [i / 2 for i in range(n)]})
 
 
+def series(n):
+    import pandas as pd
+
+    return pd.Series([i / 2 for i in range(n)], name="score")
+
+
+def unmapped(kind):
+    import datetime
+
+    return {b"timedelta": datetime.timedelta(seconds=1), b"nan_key": {float("nan"): 1}}[kind]
+
+
 async def async_sleep(seconds):
     import asyncio
 

@@ -342,6 +342,21 @@ defmodule Tether.WorkerLifecycleTest do
       end
     end
 
+    test "a pandas Series comes back as a table of one column", %{w: w} do
+      assert {:ok, <<0xFF, 0xFF, 0xFF, 0xFF, _::binary>>} = Tether.Worker.call(w, @m, "series", [2])
+      assert {:ok, %{"score" => [0.0, 0.5]}} = Tether.Worker.call(w, @m, "series", [2], tables: :columns)
+      assert {:ok, [%{"score" => 0.0}, %{"score" => 0.5}]} = Tether.Worker.call(w, @m, "series", [2], tables: :rows)
+    end
+
+    test "a result with no BEAM form is an EncodeError whose advice a handler can follow", %{w: w} do
+      for {kind, words} <- [{"timedelta", "return something that maps (docs/types.md): the BEAM reads no pickle"},
+                            {"nan_key", "A NaN or infinite map key has no BEAM form"}] do
+        assert {:error, {:python, "EncodeError", message, _}} = Tether.Worker.call(w, @m, "unmapped", [kind])
+        assert message =~ words
+        refute message =~ "format='pickle'" or message =~ "options={"
+      end
+    end
+
     test "Tether.table/1 arguments arrive as pyarrow Tables", %{w: w} do
       rows = [%{"id" => 1, "name" => "a"}, %{"id" => 2, "name" => "b"}]
       assert {:ok, {"Table", 2, ["id", "name"]}} = Tether.Worker.call(w, @m, "table_info", [Tether.table(rows)])

@@ -1158,7 +1158,7 @@ class Worker:
             return self._reply_ok(ident, result, tables)
         except Exception as exc:  # noqa: BLE001 - a result the BEAM cannot take is the reply
             self._outcome = "EncodeError"
-            return self._python_error(ident, exc, "EncodeError")
+            return self._python_error(ident, exc, "EncodeError", _FOR_BEAM)
 
     def _await(self, awaitable: Any) -> Any:
         if self._loop is None:
@@ -1170,11 +1170,14 @@ class Worker:
         finally:
             self._task = None
 
-    def _python_error(self, ident: Any, exc: BaseException, kind: str | None = None) -> bytes:
+    def _python_error(self, ident: Any, exc: BaseException, kind: str | None = None,
+                      advice: tuple[tuple[str, str], ...] = ()) -> bytes:
         try:
             message = str(exc)
         except Exception:  # noqa: BLE001 - a __str__ that fails still leaves the type and traceback
             message = f"<{type(exc).__name__} whose message cannot be shown>"
+        for said, instead in advice:
+            message = message.replace(said, instead)
         if kind is not None:
             message = f"{type(exc).__name__}: {message}"
         tb = "".join(traceback.format_exception(exc))
@@ -1374,7 +1377,8 @@ class Worker:
                 return self._embed(value, "ndarray")
             if isinstance(value, np.floating):
                 return _visit_float(float(value))
-        if arrow_api.is_dataframe(value) is not None or _is_arrow_table(value):
+        if arrow_api.is_dataframe(value) is not None or arrow_api.is_series(value) is not None \
+                or _is_arrow_table(value):
             if tables == "arrow":
                 return self._embed(value, "arrow")
             _, table = arrow_api.to_table(value)
@@ -1551,6 +1555,17 @@ def _marked_bytes(value: Any) -> bytes | memoryview:
     if type(value) is str:
         return value.encode()
     raise DecodeError(f"{{'{BYTES_TAG}', Bin}} needs a binary (whole bytes), got {_kind(value)}.")
+
+
+# The encoder's advice is for tether.dumps; a handler's result goes to the BEAM, which reads no pickle and has
+# no option to pass: the reply says what a handler can do instead.
+_FOR_BEAM = (
+    ("or use format='pickle' for Python-only data", "or return something that maps (docs/types.md): the BEAM "
+     "reads no pickle"),
+    ("Pass nan='atom' (tether.dumps: options={'nan': 'atom'}) to write nan/infinity/neg_infinity atoms, which "
+     "decode as atoms, not floats; or replace the value (e.g. with None)",
+     "A NaN or infinite map key has no BEAM form: key the map otherwise (e.g. by a string)"),
+)
 
 
 def _float_atom(value: float) -> Atom:
