@@ -28,8 +28,8 @@ def _deep(n: int) -> list:
     return v
 
 
-def _chunk(value, stream) -> bytes:
-    return bytes(prepare(value, Request.of(format="etf", checksum="crc32", transport="stream"), stream=stream))
+def _chunk(value, stream, fmt: str = "etf") -> bytes:
+    return bytes(prepare(value, Request.of(format=fmt, checksum="crc32", transport="stream"), stream=stream))
 
 
 @pytest.mark.parametrize("stream", [
@@ -61,7 +61,7 @@ def test_an_end_frame_declaring_a_huge_count_is_shown_bounded():
     first = _chunk(1, {"id": sid, "seq": 0, "offset": 0})
     size = summarize_stream(first)["raw_bytes"]  # where the end frame must say the stream is
     data = first + _chunk(None, {"id": sid, "seq": 1, "offset": size, "end": True, "count": HUGE, "bytes": size,
-                                 "digest": 0})
+                                 "digest": 0}, "scalar")  # empty, as a writer's end frame
     s = summarize_stream(data)
     assert s["state"] == "damaged" and s["declared"]["count"] == "int of 16610 bits"
     assert "int of 16610 bits" in s["problem"]["message"]
