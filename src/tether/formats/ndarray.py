@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import reprlib
 import warnings
 from typing import Any, Mapping
 
@@ -23,7 +24,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from .. import frame, memory
-from .._errors import DecodeError, EncodeError, ValidationError
+from .._errors import DecodeError, EncodeError, LimitError, ValidationError
 from .._buffers import Segment
 from ._base import PLAIN_TYPES, DecodeContext, EncodeContext, Format, Payload
 
@@ -33,6 +34,7 @@ _NX_KIND = {"f": "f", "i": "s", "u": "u", "c": "c", "b": "u"}
 PLAIN_MAX = 64 << 10
 _NDARRAY, _GENERIC = np.ndarray, np.generic  # auto_pick asks on every dumps: no attribute lookups
 _PLAIN_KINDS = frozenset("biufcmM")  # plain dtypes: one descr string, no fields or subarrays
+_INTP_MAX = int(np.iinfo(np.intp).max)  # the most elements (and the longest axis) NumPy can index
 
 
 def nx_type(dtype: np.dtype) -> list[Any] | None:
@@ -218,7 +220,7 @@ class NdarrayFormat(Format):
         if ctx.into == "bytes":
             return bytes(payload)
         if dtype.itemsize == 0 or count == 0:
-            arr = np.zeros(shape, dtype=dtype, order=order)
+            arr = _no_bytes(dtype, shape, order, count)
         else:
             arr = np.frombuffer(payload, dtype=dtype, count=count).reshape(shape, order=order)
             if ctx.copy:
@@ -284,27 +286,72 @@ def parse_type_info(type_info: dict[str, Any]) -> tuple[np.dtype, list[int], str
     descr = type_info.get("dtype")
     shape = type_info.get("shape")
     order = type_info.get("order", "C")
-    try:
-        descr = _lists_to_tuples(descr)
-        dtype = _dtype_cached(descr) if isinstance(descr, str) else npformat.descr_to_dtype(descr)
-    except Exception as exc:  # numpy raises many kinds on a bad descr
-        raise DecodeError(f"ndarray frame has an invalid dtype descr {descr!r}: {exc}") from exc
-    if dtype.hasobject:
-        raise DecodeError("ndarray frame declares an object dtype; object arrays are only read from pickle frames.")
+    dtype = _str_dtype(descr) if isinstance(descr, str) else _array_dtype(descr)
     if (
         not isinstance(shape, (list, tuple))
         or len(shape) > 64
-        or not all(type(d) is int and d >= 0 for d in shape)
+        or not all(type(d) is int and 0 <= d <= _INTP_MAX for d in shape)
     ):
-        raise DecodeError(f"ndarray frame has an invalid shape {shape!r}: expected a list of non-negative ints.")
+        raise DecodeError(f"ndarray frame has an invalid shape {_shown(shape)}: expected a list of at most 64 "
+                          "ints in 0..2**63-1.")
     if order not in ("C", "F"):
-        raise DecodeError(f"ndarray frame has invalid order {order!r}: expected 'C' or 'F'.")
+        raise DecodeError(f"ndarray frame has invalid order {_shown(order)}: expected 'C' or 'F'.")
     return dtype, list(shape), order
 
 
 @functools.lru_cache(maxsize=256)
-def _dtype_cached(descr: str) -> np.dtype:
-    return npformat.descr_to_dtype(descr)
+def _str_dtype(descr: str) -> np.dtype:
+    # Most frames name a plain dtype such as "<f4": parsing and checking it once per descr keeps small reads fast.
+    return _array_dtype(descr)
+
+
+def _array_dtype(descr: Any) -> np.dtype:
+    """The dtype ``descr`` names, refused unless an array can have it: what no array has, no writer wrote.
+
+    Examples
+    --------
+    >>> _array_dtype([["x", "<i4"], ["y", "<f8", [2]]])
+    dtype([('x', '<i4'), ('y', '<f8', (2,))])
+    >>> _array_dtype("<U0")
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: ndarray frame declares dtype '<U0', text of 0 characters, which no array has ...
+    """
+    try:
+        dtype = npformat.descr_to_dtype(_lists_to_tuples(descr))
+    except Exception as exc:  # numpy raises many kinds on a bad descr
+        raise DecodeError(f"ndarray frame has an invalid dtype descr {_shown(descr)}: {exc}") from exc
+    if dtype.hasobject:
+        raise DecodeError("ndarray frame declares an object dtype; object arrays are only read from pickle frames.")
+    if dtype.subdtype is not None:
+        raise DecodeError(f"ndarray frame declares the subarray dtype {dtype}, which no array has (NumPy moves "
+                          "a subarray's shape into the array's): the frame is damaged or forged.")
+    if dtype.itemsize == 0 and dtype.kind in "SU":
+        # np.zeros would make it one character long: a vast shape passes the payload check, then allocates.
+        raise DecodeError(f"ndarray frame declares dtype {dtype.str!r}, text of 0 characters, which no array has "
+                          f"(NumPy makes such arrays {dtype.str[:2]}1): the frame is damaged or forged.")
+    return dtype
+
+
+def _no_bytes(dtype: np.dtype, shape: list[int], order: str, count: int) -> np.ndarray:
+    """An array of no bytes, for no elements or elements of no size (a struct without fields, ``V0``).
+
+    :func:`_array_dtype` refused the dtypes NumPy widens (``<U0``, ``|S0``): ``np.zeros`` allocates
+    ``count * dtype.itemsize``, nothing, whatever the shape, so no limit applies. Past intp elements
+    NumPy's own count overflows without an error (to 0, or negative): no writer has such an array.
+    """
+    if count > _INTP_MAX:
+        raise LimitError(f"ndarray frame declares dtype {dtype} and shape {tuple(shape)}: {count} elements, more "
+                         f"than NumPy can index ({_INTP_MAX}); the frame is damaged or forged.")
+    return np.zeros(shape, dtype=dtype, order=order)
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message, cut short: metadata may be of any size or depth."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # an int past Python's digit limit has no repr
+        return f"a {type(value).__name__} holding an int too long to print"
 
 
 def _lists_to_tuples(descr: Any) -> Any:

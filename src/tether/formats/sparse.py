@@ -171,9 +171,10 @@ class SparseFormat(Format):
 
     def _assemble(self, parts: dict[str, np.ndarray], layout: str, shape: list[int], kind: str,
                   type_info: dict[str, Any], ctx: DecodeContext) -> Any:
+        target = ctx.into or ("pydata" if kind == "pydata" else "scipy")
+        _check_dtypes(parts, kind == "pydata" and target != "scipy", kind, ctx)
         if ctx.copy:
             parts = {name: arr.copy() for name, arr in parts.items()}
-        target = ctx.into or ("pydata" if kind == "pydata" else "scipy")
         if target == "numpy":
             dense = parts["data"].dtype.itemsize * math.prod(shape)
             if dense > get_limits().max_uncompressed_size:  # a few stored values may declare a vast shape
@@ -214,7 +215,10 @@ def _views(payload: memoryview, type_info: dict[str, Any], layout: str, ctx: Dec
     out = {}
     for c in comps:
         # A component is an array: the ndarray format's checks of dtype and shape apply as they are.
-        dtype, shape, _ = parse_type_info({"dtype": c.get("dtype"), "shape": c.get("shape"), "order": "C"})
+        try:
+            dtype, shape, _ = parse_type_info({"dtype": c.get("dtype"), "shape": c.get("shape"), "order": "C"})
+        except DecodeError as exc:
+            raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r}: {exc}") from exc
         offset, nbytes = c.get("offset"), c.get("nbytes")
         if type(offset) is not int or type(nbytes) is not int:
             raise DecodeError(f"{ctx.frame_id}: sparse component {c['name']!r} has no integer offset and size.")
@@ -233,6 +237,7 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
         return _need("sparse").COO(parts["coords"], parts["data"], shape=shape, sorted=True, has_duplicates=False,
                                    fill_value=_fill(info, parts["data"].dtype))
     sp = _need("scipy.sparse")
+    parts = {**parts, "data": _native(parts["data"])}
     suffix = "array" if kind == "scipy-array" else "matrix"
     cls = getattr(sp, f"{layout}_{suffix}")
     if layout == "coo":
@@ -252,6 +257,42 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
     # make later reads go outside the arrays (a crash in C), so every index is checked once.
     value.check_format(full_check=True)
     return value
+
+
+def _check_dtypes(parts: dict[str, np.ndarray], pydata: bool, kind: str, ctx: DecodeContext) -> None:
+    """Refuse components the value cannot be built from: index arrays that are not integers, or data that
+    scipy cannot hold when scipy builds it (``pydata``: pydata sparse builds it, which holds any dtype).
+
+    scipy writes int32 or int64 indices and data of the dtypes it holds; pydata writes coords of any integer
+    dtype and data of any dtype but object. Anything else loaded, then failed at first use, in scipy or sparse.
+    """
+    for name in LAYOUTS["csr"][1:] + LAYOUTS["coo"][1:]:
+        if name in parts and parts[name].dtype.kind not in "iu":
+            raise DecodeError(f"{ctx.frame_id}: sparse component {name!r} has dtype {parts[name].dtype.str}, "
+                              "not an integer one (scipy writes int32 or int64, pydata any integer): the frame "
+                              "is damaged or forged.")
+    data = parts["data"].dtype
+    if not pydata and not _scipy_holds(data):
+        fix = ("read it as pydata (the default, or into='pydata')" if kind == "pydata"
+               else "the frame is damaged or forged")
+        raise DecodeError(f"{ctx.frame_id}: sparse component 'data' has dtype {data.str}, which scipy.sparse "
+                          f"cannot hold (it holds bool, integer, float but float16, and complex values): {fix}.")
+
+
+def _scipy_holds(dtype: np.dtype) -> bool:
+    """Whether scipy.sparse holds values of ``dtype``, in either byte order (:func:`_native` makes it native).
+
+    Examples
+    --------
+    >>> [_scipy_holds(np.dtype(d)) for d in ("?", ">u8", "<f2", "<f4", "<c16", "<M8[s]", "|S4")]
+    [True, True, False, True, True, False, False]
+    """
+    return dtype.kind in "biuc" or (dtype.kind == "f" and dtype.itemsize > 2)
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in this host's byte order: scipy refuses others, which a writer on another host writes (a copy)."""
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _narrowed(built: np.ndarray, written: np.ndarray) -> bool:

@@ -6,13 +6,13 @@ import os
 import sys
 import time
 import zlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 from .. import _etf
 from .._etf import tags
 from .._version import __version__
 from .._errors import DecodeError, EncodeError, LimitError, MappingError, ValidationError, foreign
-from .._limits import Limits
+from .._limits import Limits, get_limits
 
 # Keys written by tether itself; user fields live under "user".
 KEYS = ("format", "schema", "created_at", "type", "lineage", "user", "producer", "user_packed")
@@ -165,7 +165,10 @@ def _assemble(
         parts.append(_user_pair(user))
     if stream is not None:  # a chunk of a tether.stream: see docs/format.md, "Streams"
         parts.append(_pairs({"stream": dict(stream)}))
-    return splice(len(parts) + 3, *parts)  # the fixed part holds four pairs
+    block = splice(len(parts) + 3, *parts)  # the fixed part holds four pairs
+    if len(block) > get_limits().max_metadata_size:  # what the header declares: readers bound it
+        _refuse("Frame metadata is", len(block))
+    return block
 
 
 # Type information values whose type and value pin their encoding (1 and True are equal, and -0.0 == 0.0).
@@ -219,12 +222,24 @@ def _user_pair(user: dict[str, Any]) -> bytes:
         return _pairs({"user": user})  # raises with the metadata message
     if len(term) <= USER_PACK_THRESHOLD:
         return _USER_KEY + term[1:]  # the value without its version byte, as a map holds it
+    if len(term) > get_limits().max_metadata_size:  # readers bound the term, which deflating hides in the block
+        _refuse("User metadata encodes to", len(term))
     # A 64 KiB sample says whether deflating the whole term can pay (random bytes would cost it for nothing).
     sample = term[: 64 << 10]
     packed = zlib.compress(term, 1) if len(zlib.compress(sample, 1)) < len(sample) * 0.9 else term
     compressed = len(packed) < len(term) * 0.9
     return _pairs({PACKED_KEY: {"encoding": "etf", "compression": "zlib" if compressed else "none",
                                 "size": len(term), "data": packed if compressed else term}})
+
+
+def _refuse(what: str, size: int) -> NoReturn:
+    """Refuse metadata of ``size`` bytes, over what readers under this process's limits accept."""
+    raise EncodeError(
+        f"{what} {size} bytes, over Limits.max_metadata_size ({get_limits().max_metadata_size}): readers under "
+        "these limits, this process included, would refuse the frame. Store less metadata (a path or key to the "
+        "data rather than the data), or raise the limit with tether.set_limits(max_metadata_size=...) here and "
+        "in every reader."
+    )
 
 
 def unpack_user(packed: Any, limits: Limits) -> dict[str, Any]:

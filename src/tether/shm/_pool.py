@@ -63,6 +63,17 @@ class PoolStats:
         return self.hits / self.acquired if self.acquired else 0.0
 
 
+def _check_own(region: Any) -> None:
+    """Refuse what a pool must not reset, keep or unlink: anything but a region this process created."""
+    if not isinstance(region, Region):
+        raise ValidationError(f"RegionPool.release takes a tether.shm.Region from pool.acquire(), "
+                              f"got {type(region).__name__}.")
+    if not (region.created and region.writable):
+        raise RegionError(f"Region {region.name} is attached, not created by this process: a pool takes back only "
+                          "regions from pool.acquire(). Close the attachment with region.close(); the process "
+                          "that acquired the region releases it.")
+
+
 class RegionPool:
     """Reuse regions between transfers so writes land on pages already faulted in.
 
@@ -147,7 +158,25 @@ class RegionPool:
         return region
 
     def release(self, region: Region) -> None:
-        """Give a region back; its frames are dropped and its pages stay warm (not under memory pressure)."""
+        """Give a region back; its frames are dropped and its pages stay warm (not under memory pressure).
+
+        Only a region this process created (one :meth:`acquire` handed out) is taken: an attachment is
+        refused with a :class:`~tether.RegionError`, as reusing or removing it would pull another
+        writer's region from under it.
+
+        Examples
+        --------
+        >>> from tether.shm import Region, RegionPool
+        >>> pool = RegionPool(prefault=False, sweep=False)
+        >>> region = pool.acquire(1000)
+        >>> pool.release(Region.attach(region.name))
+        Traceback (most recent call last):
+        ...
+        tether._errors.RegionError: Region tether-... is attached, not created by this process: ...
+        >>> pool.release(region)
+        >>> pool.close()
+        """
+        _check_own(region)
         keep = not memory.under_pressure()
         if not keep:
             memory.decide("pool", f"closed a released region of {region.capacity} B instead of keeping it warm: "

@@ -597,6 +597,16 @@ class Region:
         return self._head()[4]
 
     @property
+    def created(self) -> bool:
+        """Whether this process created the region (:meth:`create`), rather than attached to it."""
+        return self._owner
+
+    @property
+    def writable(self) -> bool:
+        """Whether this mapping of the region can be written."""
+        return self._writable
+
+    @property
     def generation(self) -> int:
         return self._head()[3]
 
