@@ -200,3 +200,12 @@ def test_an_unnamed_polars_series_keeps_its_empty_name():
     back = round_trip(pl.Series([1, 2]))
     assert back.name == "" and back.to_list() == [1, 2]
     assert tether.loads(tether.dumps(pl.Series([1])), into="pandas").name == ""
+
+
+@pytest.mark.parametrize("notes", [
+    {"freq": "1000000000000000000000D"}, {"string_python": {"9" * 5000: "NA"}}, {"string_python": {"0": "NA"}}])
+def test_forged_notes_that_would_raise_or_recast_are_ignored(notes):
+    df = pd.DataFrame({"a": [1, 2]}, index=pd.date_range("2024-01-01", periods=2, freq="D"))
+    table = pa.Table.from_pandas(df)
+    back = _pandas_form.restore(table.to_pandas(), table, notes)
+    assert back["a"].tolist() == [1, 2] and back["a"].dtype == np.int64

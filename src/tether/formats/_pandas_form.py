@@ -86,9 +86,11 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
     storage = info.get("string_python")
     if isinstance(storage, dict):
         for key, na in storage.items():
-            for i in _positions([int(key)] if str(key).isdigit() else [], width):
-                dtype = pd.StringDtype("python", na_value=float("nan") if na == "nan" else pd.NA)
-                df.isetitem(i, df.iloc[:, i].astype(dtype))
+            at = [int(key)] if type(key) is str and key.isascii() and key.isdigit() and len(key) < 10 else []
+            for i in _positions(at, width):
+                if is_text_type(table.schema.field(i).type):  # a note on another column is not a reason to cast it
+                    dtype = pd.StringDtype("python", na_value=float("nan") if na == "nan" else pd.NA)
+                    df.isetitem(i, df.iloc[:, i].astype(dtype))
     if info.get("index_object") is True and type(df.index) is pd.Index and df.index.dtype != object:
         df.index = _object_index(df, table)
     cols = info.get("columns_range")
@@ -98,7 +100,7 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
     if isinstance(freq, str) and isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
         try:
             df.index = type(df.index)(df.index, freq=freq)
-        except (ValueError, TypeError):  # a freq the values do not follow (a forged note): keep them as they are
+        except (ValueError, TypeError, OverflowError):  # one the values do not follow (a forged note): as they are
             pass
     return df
 
