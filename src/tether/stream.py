@@ -40,11 +40,14 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import io
 import mmap
 import operator
 import os
 import secrets
+import selectors
 import struct
+import time
 from typing import Any, Iterator, Mapping
 
 import xxhash
@@ -67,6 +70,9 @@ _CHAIN = struct.Struct("<QQQ")
 # Chunk numbers, byte offsets and digests are 64-bit on the wire (docs/format.md, "Streams").
 _U64_END = 1 << 64
 CHECKPOINT_KEYS = ("stream_id", "seq", "offset", "digest", "ended")
+# A sink that takes no byte of a frame for this long (a non-blocking fd nothing drains, a write() that keeps
+# returning 0) fails the chunk rather than hold its producer forever; any byte taken restarts the wait.
+_STALL_SECONDS = 60.0
 
 
 def _flag(value: Any) -> bool:
@@ -232,7 +238,14 @@ class StreamWriter:
     ----------
     sink : binary file-like or callable
         Anything with ``write(bytes)`` (a file, socket file, ``io.BytesIO``),
-        or a function taking each frame's bytes.
+        or a function taking each frame's bytes. A ``write`` that returns a
+        count may take part of a frame; the rest is written next. A raw sink
+        (``io.FileIO``, ``socket.makefile("wb", buffering=0)``) returns None
+        when its non-blocking fd would block, and a buffered one raises
+        ``BlockingIOError``: the writer waits for the fd to take more. From
+        any other sink, None means all of it was written. A sink that takes
+        nothing for 60 s raises :class:`StreamError`, the checkpoint still
+        before the chunk it was writing.
     chunk_size : int
         Largest payload :meth:`write_buffer`, :meth:`write_table` and
         :meth:`write_array` put in one chunk (default 8 MiB).
@@ -410,7 +423,8 @@ class StreamWriter:
         Returns
         -------
         Checkpoint
-            After the last batch written.
+            After the last batch written. A table without rows is one empty
+            batch, so that :meth:`StreamReader.read_table` gives back its schema.
 
         Examples
         --------
@@ -422,12 +436,17 @@ class StreamWriter:
         >>> StreamReader(sink.getvalue()).read_table().num_rows
         20
         """
+        import pyarrow as pa
+
         from . import arrow
 
         _, table = arrow.to_table(table)
         rows = max(1, table.num_rows)
         per_chunk = max(1, self.chunk_size * rows // max(1, table.nbytes))
-        for batch in table.to_batches(max_chunksize=per_chunk):
+        # A table without rows has no batches at all, and a stream without chunks reads back without columns:
+        # one empty batch carries the schema.
+        batches = table.to_batches(max_chunksize=per_chunk) or [pa.RecordBatch.from_pylist([], schema=table.schema)]
+        for batch in batches:
             self.write(batch, format="arrow")
         return self.checkpoint()
 
@@ -437,7 +456,9 @@ class StreamWriter:
         Parameters
         ----------
         array : array-like
-            Converted with ``numpy.asarray``; a 0-d array is one chunk.
+            Converted with ``numpy.asarray``. A 0-d array, and an array with no
+            rows, is one chunk, so that :meth:`StreamReader.read_array` gives back
+            its dtype and shape.
 
         Returns
         -------
@@ -452,11 +473,13 @@ class StreamWriter:
         >>> w = StreamWriter(io.BytesIO(), chunk_size=1 << 10)
         >>> w.write_array(np.ones((100, 4))).seq
         4
+        >>> w.write_array(np.zeros((0, 4))).seq  # no rows: one chunk all the same
+        5
         """
         import numpy as np
 
         arr = np.asarray(array)
-        if arr.ndim == 0:
+        if arr.ndim == 0 or len(arr) == 0:
             return self.write(arr, format="ndarray")
         row_bytes = max(1, arr.nbytes // max(1, len(arr)))
         per_chunk = max(1, self.chunk_size // row_bytes)
@@ -484,14 +507,50 @@ class StreamWriter:
         return Checkpoint(self.stream_id, self._seq, self._offset, self._digest, self._ended)
 
     def _emit(self, enc: Any) -> int:
-        """Write one frame; return its payload checksum."""
-        view = memoryview(bytes(enc))
-        while view:
-            n = self._write(view)
-            if n is None or n >= len(view):  # file objects write it all; raw ones may not
-                break
-            view = view[n:]
+        """Write one whole frame, waiting while the sink takes nothing; return its payload checksum."""
+        data = memoryview(bytes(enc))
+        done, idle, since = 0, 0, time.monotonic()
+        try:
+            while done < len(data):
+                n = _taken(self._write, self._sink, data[done:])
+                if n:
+                    done, idle, since = done + n, 0, time.monotonic()
+                elif time.monotonic() - since < _STALL_SECONDS:
+                    _wait_writable(self._sink, idle, since)
+                    idle += 1
+                else:
+                    took = f"took {done} of this frame's {len(data)} bytes, then none" if done else \
+                        f"took none of this frame's {len(data)} bytes"
+                    raise self._stalled(took, done)
+        finally:
+            if 0 < done < len(data):  # the sink ends inside this frame: whatever came next would be unreadable
+                self.closed = True
         return enc.header.payload_checksum
+
+    def _flush(self) -> None:
+        """Flush the sink, if it can be, waiting while a buffered file over a non-blocking fd cannot drain."""
+        flush, idle, since = getattr(self._sink, "flush", None), 0, time.monotonic()
+        while flush is not None:
+            try:
+                flush()
+                return
+            except BlockingIOError:
+                if time.monotonic() - since >= _STALL_SECONDS:
+                    raise self._stalled("could not flush the end frame out of its buffer", 1) from None
+                _wait_writable(self._sink, idle, since)
+                idle += 1
+
+    def _stalled(self, what: str, done: int) -> StreamError:
+        """The error for a sink that took nothing for ``_STALL_SECONDS``; ``done``: bytes of the frame it took."""
+        where = f"stream {self.stream_id} frame {self._seq}: the sink {what} for {_STALL_SECONDS:g} s"
+        cause = ("It is non-blocking and nothing drains it, or its write() returns 0: make it blocking "
+                 "(os.set_blocking(fd, True)) or drain it.")
+        if not done:
+            return StreamError(f"{where}. {cause} Nothing of this frame was written: write it again, or resume= "
+                               "from writer.checkpoint().")
+        return StreamError(f"{where}, and it ends inside this frame: this writer is closed. {cause} Cut what the "
+                           f"sink received back to its last whole frame (summarize_stream says where), then "
+                           "continue with StreamWriter(resume=writer.checkpoint()).")
 
     def close(self) -> Checkpoint:
         """Write the end frame (chunk count, bytes, digest) that makes the stream complete.
@@ -518,10 +577,9 @@ class StreamWriter:
                    "count": self._seq, "bytes": self._offset, "digest": self._digest}
             end_request = Request(format="scalar", checksum=self._request.checksum, transport="stream")
             self._emit(prepare(None, end_request, stream=end))
-            self.closed = self._ended = True
-            flush = getattr(self._sink, "flush", None)
-            if flush is not None:
-                flush()
+            self.closed = True
+            self._flush()
+            self._ended = True  # only once the end frame is out of the sink's buffer
         return self.checkpoint()
 
     def abort(self) -> Checkpoint:
@@ -557,6 +615,48 @@ class StreamWriter:
             self.close()
         else:
             self.abort()
+
+
+def _taken(write: Any, sink: Any, view: memoryview) -> int:
+    """How many bytes of ``view`` one ``write`` took: 0 when a non-blocking sink would block.
+
+    A count is what it says. None is all of it, from a custom writer or a function, but nothing
+    from a raw sink (``io.RawIOBase``), whose None means its non-blocking fd is full; a buffered
+    file over such an fd raises ``BlockingIOError`` instead, having taken ``characters_written``.
+    """
+    try:
+        n = write(view)
+    except BlockingIOError as exc:  # socket.send as the sink raises it without characters_written: none taken
+        return getattr(exc, "characters_written", 0)
+    if n is None:
+        return 0 if isinstance(sink, io.RawIOBase) else len(view)
+    try:
+        n = operator.index(n) if not isinstance(n, bool) else len(view)
+    except TypeError:  # a function's result that is not a count
+        return len(view)
+    if n < 0:
+        raise StreamError(f"The stream sink's write() returned {n}, not a count of bytes written: a sink's write "
+                          "returns how many bytes it took (or None for all of them), and raises on failure.")
+    return min(n, len(view))
+
+
+def _wait_writable(sink: Any, idle: int, since: float) -> None:
+    """Wait for a sink that took nothing: for its fd to be writable, then (if it still takes nothing) a backoff.
+
+    A writable fd that takes nothing, or a sink without one, would otherwise be written to in a tight loop.
+    Never waits past ``since + _STALL_SECONDS``.
+    """
+    left = max(0.0, since + _STALL_SECONDS - time.monotonic())
+    fileno = getattr(sink, "fileno", None)
+    if idle == 0 and fileno is not None:
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(fileno(), selectors.EVENT_WRITE)
+                selector.select(left)
+            return
+        except (OSError, ValueError, TypeError):  # no fd (BytesIO), a closed one, or one no selector takes
+            pass
+    time.sleep(min(left, 0.001 * 2 ** min(idle, 6)))
 
 
 def _appended_path(sink: Any) -> Any:
@@ -1039,7 +1139,10 @@ class StreamReader:
             raise StreamError("read_table needs a stream of Arrow record batches (StreamWriter.write_table).")
         if not batches:
             return pa.table({})
-        return pa.Table.from_batches(batches)
+        try:
+            return pa.Table.from_batches(batches)
+        except (ValueError, TypeError):  # ArrowInvalid is a ValueError
+            raise _unjoined("read_table", "schemas", {str(b.schema) for b in batches}) from None
 
     def read_array(self) -> Any:
         """The chunks of a :meth:`StreamWriter.write_array` stream as one NumPy array.
@@ -1047,12 +1150,14 @@ class StreamReader:
         Returns
         -------
         numpy.ndarray
-            The slices joined along the first axis.
+            The slices joined along the first axis; a 0-d array written alone
+            comes back 0-d.
 
         Raises
         ------
         tether.StreamError
-            The stream is empty or a chunk is not an array.
+            The stream is empty, a chunk is not an array, or the chunks do not
+            join (arrays of different shapes written to one stream).
 
         Examples
         --------
@@ -1068,7 +1173,12 @@ class StreamReader:
         parts = list(self)
         if not parts or not all(isinstance(p, np.ndarray) for p in parts):
             raise StreamError("read_array needs a stream of NumPy arrays (StreamWriter.write_array).")
-        return np.concatenate(parts)
+        if len(parts) == 1 and parts[0].ndim == 0:  # write_array's one chunk for a 0-d array: no axis to join on
+            return parts[0].copy()
+        try:
+            return np.concatenate(parts)
+        except (ValueError, TypeError):
+            raise _unjoined("read_array", "shapes and dtypes", {f"{p.shape} {p.dtype}" for p in parts}) from None
 
     def copy_to(self, sink: Any) -> int:
         """Write a :meth:`StreamWriter.write_buffer` stream's bytes to ``sink`` chunk by chunk; return the count.
@@ -1105,6 +1215,13 @@ class StreamReader:
             sink.write(part)
             total += len(part)
         return total
+
+
+def _unjoined(method: str, what: str, seen: set[str]) -> StreamError:
+    """The error for chunks that do not make one array or table: a stream holding several writes."""
+    shown = "; ".join(sorted(seen)[:3]) + ("; ..." if len(seen) > 3 else "")
+    return StreamError(f"{method}: the stream's chunks do not join into one ({what}: {shown[:300]}): it holds "
+                       f"more than one array or table. Iterate the StreamReader to get each chunk instead.")
 
 
 def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any]:
