@@ -63,29 +63,17 @@ def test_a_nonblocking_pipe_gets_every_byte_of_the_stream(wrap):
     assert b"".join(bytes(v) for v in StreamReader(bytes(got))) == data
 
 
-def test_a_nonblocking_socket_file_gets_every_byte_of_the_stream():
+# socket.send raises BlockingIOError with no characters_written: it took nothing, and the writer waits.
+@pytest.mark.parametrize("as_sink", [lambda a: a.makefile("wb", buffering=0), lambda a: a.send],
+                         ids=["unbuffered socket file", "socket.send"])
+def test_a_nonblocking_socket_gets_every_byte_of_the_stream(as_sink):
     a, b = socket.socketpair()
     a.setblocking(False)
     got = bytearray()
     reader = _drain(b.fileno(), got)
     data = os.urandom(2 << 20)
     with a, b:
-        with StreamWriter(a.makefile("wb", buffering=0), chunk_size=1 << 19, compression="none") as writer:
-            writer.write_buffer(data)
-        a.shutdown(socket.SHUT_WR)
-        reader.join(30)
-    assert verify_stream(bytes(got))["bytes"] == len(data)
-
-
-def test_a_nonblocking_sockets_send_as_the_sink_gets_every_byte():
-    # socket.send raises BlockingIOError with no characters_written: it took nothing, and the writer waits.
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    got = bytearray()
-    reader = _drain(b.fileno(), got)
-    data = os.urandom(2 << 20)
-    with a, b:
-        with StreamWriter(a.send, chunk_size=1 << 19, compression="none") as writer:
+        with StreamWriter(as_sink(a), chunk_size=1 << 19, compression="none") as writer:
             writer.write_buffer(data)
         a.shutdown(socket.SHUT_WR)
         reader.join(30)
