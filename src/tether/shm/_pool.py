@@ -169,10 +169,12 @@ class RegionPool:
         >>> from tether.shm import Region, RegionPool
         >>> pool = RegionPool(prefault=False, sweep=False)
         >>> region = pool.acquire(1000)
-        >>> pool.release(Region.attach(region.name))
+        >>> attached = Region.attach(region.name)
+        >>> pool.release(attached)
         Traceback (most recent call last):
         ...
         tether._errors.RegionError: Region tether-... is attached, not created by this process: ...
+        >>> attached.close()
         >>> pool.release(region)
         >>> pool.close()
         """
