@@ -209,3 +209,42 @@ def test_forged_notes_that_would_raise_or_recast_are_ignored(notes):
     table = pa.Table.from_pandas(df)
     back = _pandas_form.restore(table.to_pandas(), table, notes)
     assert back["a"].tolist() == [1, 2] and back["a"].dtype == np.int64
+
+
+@pytest.mark.parametrize("missing", [np.nan, pd.NA, pd.NaT, None], ids=["nan", "NA", "NaT", "None"])
+def test_an_object_text_columns_missing_values_come_back_of_their_kind(missing):
+    df = pd.DataFrame({"c": pd.Series(["a", missing, "b"], dtype=object)})
+    back = round_trip(df)
+    pd.testing.assert_frame_equal(df, back)
+    assert type(back["c"][1]) is type(missing)
+
+
+def test_an_object_text_column_mixing_none_and_nan_falls_back():
+    df = pd.DataFrame({"c": pd.Series(["a", None, np.nan], dtype=object)})
+    with pytest.warns(tether.FallbackWarning, match=r"'c' \(None and NaN-like missing values mixed\)"):
+        assert tether.inspect(tether.dumps(df)).format == "pickle"
+
+
+def test_an_index_named_by_an_int_keeps_its_name_and_pyarrows_warning_is_not_the_callers():
+    df = pd.DataFrame({"a": [1, 2]}, index=pd.Index([5, 6], name=0))
+    back = round_trip(df)  # round_trip makes every warning an error
+    assert back.index.name == 0
+    s = pd.Series([1, 2], index=pd.MultiIndex.from_tuples([(1, "x"), (2, "y")], names=[3, "k"]), name="v")
+    assert list(round_trip(s).index.names) == [3, "k"]
+
+
+def test_an_index_named_by_a_tuple_falls_back_and_format_arrow_warns():
+    df = pd.DataFrame({"a": [1, 2]}, index=pd.Index([5, 6], name=(1, 2)))
+    with pytest.warns(tether.FallbackWarning, match=r"index name\(s\) \[\(1, 2\)\] would come back as strings"):
+        assert tether.inspect(tether.dumps(df)).format == "pickle"
+    with pytest.warns(tether.LossyConversionWarning, match="would come back as strings"):
+        tether.dumps(df, format="arrow")
+
+
+@pytest.mark.parametrize("notes", [{"columns_range": [0, 10**30, 1]}, {"object_missing": {"0": "nan", "x": 5}},
+                                   {"index_names": [1, 2]}, {"index_names": "x"}])
+def test_more_forged_notes_are_ignored(notes):
+    df = pd.DataFrame({"a": ["x", None]}, dtype=object)
+    table = pa.Table.from_pandas(df)
+    back = _pandas_form.restore(table.to_pandas(), table, {"object": [0], **notes})
+    assert list(back.columns) == ["a"] and back.index.names == [None]

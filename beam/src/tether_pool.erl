@@ -271,7 +271,7 @@ checked_out(Pool, M, F, Args, Tables, Deadline, Checkout) ->
 %% @doc Run `Fun(Worker)' with a member checked out for it: several calls on
 %% one Python process, e.g. to keep state between them. `Timeout' bounds the
 %% wait for a member. Returns what `Fun' returns, or `{error, overloaded}' /
-%% `{error, checkout_timeout}'.
+%% `{error, checkout_timeout}' or `{error, {no_worker, Why}}' (see call/5).
 %%
 %% ```
 %% {ok, 3} = tether_pool:transaction(P, fun(W) -> tether_worker:call(W, <<"m">>, <<"add">>, [1, 2]) end, 5000).

@@ -173,6 +173,14 @@ defmodule TetherTypeTest do
     e = assert_raise ArgumentError, fn -> Tether.Type.encode(%Point{}, compresion: :gzip) end
     assert e.message == Exception.message(catch_error(Tether.encode(1, compresion: :gzip)))
     assert_raise ArgumentError, ~r/options must be a keyword list or a map, got :x/, fn -> Tether.Type.encode(1, :x) end
+
+    for bad <- [[1, 2], [{"versions", %{}}]] do
+      assert_raise ArgumentError, ~r/options must be a keyword list or a map, got/, fn -> Tether.Type.encode(1, bad) end
+    end
+
+    assert_raise ArgumentError, ~r/unknown option\(s\) \[:bogus\]: it takes versions: only/, fn ->
+      Tether.Type.to_wire(1, bogus: 1)
+    end
     assert_raise ArgumentError, ~r/versions: must be a map/, fn -> Tether.Type.to_wire(1, versions: 3) end
   end
 

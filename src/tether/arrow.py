@@ -50,6 +50,7 @@ import datetime as _dt
 import decimal
 import itertools
 import operator
+import warnings
 from typing import Any
 
 import pyarrow as pa
@@ -60,7 +61,8 @@ from ._errors import ColumnError, LossyConversionWarning, ValidationError, warn_
 from ._types import FLOAT_ATOMS, Atom, floats_for_atoms
 
 __all__ = ["VALUES", "ColumnError", "columnar_shape", "from_etf", "is_dataframe", "is_numpy", "is_series",
-           "is_text_type", "numpy_dtype_recorded", "pandas_series_frame", "to_table"]
+           "is_text_type", "missing_markers", "numpy_dtype_recorded", "pandas_numpy_type_in",
+           "pandas_series_frame", "to_table"]
 
 # The column's name in the table when a one-column value has no str name of its own (a pyarrow array, a
 # Series named None or by an int).
@@ -90,6 +92,14 @@ def is_dataframe(obj: Any) -> str | None:
 
 def is_series(obj: Any) -> str | None:
     """'pandas' or 'polars' when ``obj`` is such a Series (without importing either).
+
+    Parameters
+    ----------
+    obj : Any
+
+    Returns
+    -------
+    str or None
 
     Examples
     --------
@@ -694,6 +704,14 @@ def pandas_series_frame(series: Any) -> Any:
     """A pandas Series as the one-column DataFrame its table is made of: the column is named after the Series
     when its name is a str, else :data:`VALUES` (the frame's ``series_name`` keeps a name that is None or an int).
 
+    Parameters
+    ----------
+    series : pandas.Series
+
+    Returns
+    -------
+    pandas.DataFrame
+
     Raises
     ------
     tether.ColumnError
@@ -726,7 +744,7 @@ def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
     if strict and not plain and len(set(map(type, df.columns))) > 1:  # mixed: Arrow makes them strings, and warns
         raise ColumnError(_labels_message(df, "strings"))
     try:
-        table = _pandas_arrow(df, plain)
+        table = _pandas_arrow_named(df, plain, strict)
     except (MemoryError, ColumnError):  # pa.ArrowMemoryError is a MemoryError
         raise
     except Exception as exc:  # pyarrow's and pandas' own: find the column it was about
@@ -737,9 +755,89 @@ def _pandas_to_table(df: Any, strict: bool = False) -> pa.Table:
     return table
 
 
+def _pandas_arrow_named(df: Any, plain: bool, strict: bool) -> pa.Table:
+    """:func:`_pandas_arrow`, for an index named other than by str: pyarrow writes the names as strings, with a
+    UserWarning. Int names are recorded by the arrow format and restored, so the warning is not the caller's;
+    others are refused under ``strict``, else a LossyConversionWarning."""
+    names = [n for n in df.index.names if n is not None and type(n) is not str]
+    if not names:
+        return _pandas_arrow(df, plain)
+    if not all(type(n) is int and -(1 << 63) <= n < 1 << 63 for n in names):
+        message = (f"The DataFrame's index name(s) {names[:5]!r:.120} would come back as strings: Arrow's pandas "
+                   "metadata keeps str names (tether restores int ones). Rename the index (df.index.names = "
+                   "[...]), or send the frame with format='pickle' (format='auto' falls back by itself).")
+        if strict:
+            raise ColumnError(message)
+        warn_at_caller(message, LossyConversionWarning)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The DataFrame has non-str index name", category=UserWarning)
+        return _pandas_arrow(df, plain)
+
+
+def pandas_numpy_type_in(table: pa.Table, numpy_type: str) -> bool:
+    """Whether the pandas metadata Arrow wrote into ``table``'s schema names ``numpy_type`` (a column's, an
+    index's or the labels'); True without such metadata. A byte search: a frame with no such column skips a
+    pass over ``df.dtypes``, which costs more than the rest of a small frame's checks.
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+    numpy_type : str
+        As pandas' metadata writes it: ``"object"``, ``"string"``, ...
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pa.Table.from_pandas(pd.DataFrame({"a": [1]}))
+    >>> pandas_numpy_type_in(table, "object"), pandas_numpy_type_in(table, "int64")
+    (False, True)
+    """
+    meta = (table.schema.metadata or {}).get(b"pandas")
+    return meta is None or f'"numpy_type": "{numpy_type}"'.encode() in meta
+
+
 def is_text_type(t: pa.DataType) -> bool:
-    """Whether Arrow type ``t`` holds strings (utf8, large or view): what an object column of str becomes."""
+    """Whether Arrow type ``t`` holds strings (utf8, large or view): what an object column of str becomes.
+
+    Examples
+    --------
+    >>> is_text_type(pa.large_string()), is_text_type(pa.binary())
+    (True, False)
+    """
     return pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t)
+
+
+def missing_markers(values: Any) -> set[str]:
+    """The kinds of missing value in a pandas object column: ``"None"``, ``"nan"``, ``"NA"`` or ``"NaT"``.
+
+    Arrow keeps one null for all of them, so a text column whose missing values are of one kind comes back
+    with that kind (the arrow format records it), and one that mixes them cannot come back as it was.
+
+    Parameters
+    ----------
+    values : pandas.Series
+
+    Returns
+    -------
+    set of str
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sorted(missing_markers(pd.Series(["a", None, float("nan")], dtype=object)))
+    ['None', 'nan']
+    """
+    import pandas as pd
+
+    kinds = set()
+    for v in values[values.isna()].array:
+        kinds.add("None" if v is None else "NA" if v is pd.NA else "NaT" if v is pd.NaT else
+                  "nan" if isinstance(v, float) else type(v).__name__)
+    return kinds
 
 
 def _object_kept(t: pa.DataType, column: pa.ChunkedArray) -> bool:
@@ -758,18 +856,24 @@ def _check_object_columns(df: Any, table: pa.Table, strict: bool) -> None:
     """Refuse (``strict``) or warn about object columns whose values Arrow would give back changed: dicts gain the
     other rows' keys, lists and tuples come back as NumPy arrays, datetimes as Timestamps of one zone, ints with
     None as floats. O(columns): only the types Arrow inferred are looked at."""
+    if not pandas_numpy_type_in(table, "object"):
+        return
     import numpy as np
 
-    changed = [(label, table.schema.field(i).type) for i, (label, dtype) in enumerate(df.dtypes.items())
-               if dtype == np.dtype(object) and not _object_kept(table.schema.field(i).type, table.column(i))]
-    if not changed:
+    objects = [i for i, dtype in enumerate(df.dtypes) if dtype == np.dtype(object)]
+    changed = [(df.columns[i], table.schema.field(i).type) for i in objects
+               if not _object_kept(table.schema.field(i).type, table.column(i))]
+    mixed = [df.columns[i] for i in objects if table.column(i).null_count and is_text_type(table.schema.field(i).type)
+             and len(missing_markers(df.iloc[:, i])) > 1]
+    if not changed and not mixed:
         return
-    named = ", ".join(f"{label!r:.60} (as {t})" for label, t in changed[:5])
+    named = ", ".join([f"{label!r:.60} (as {t})" for label, t in changed[:5]]
+                      + [f"{label!r:.60} (None and NaN-like missing values mixed)" for label in mixed[:5]])
     message = (f"DataFrame object column(s) {named} hold Python values Arrow stores as typed columns, which come back "
                "changed: dicts gain the other rows' keys, lists and tuples come back as NumPy arrays, datetimes as "
-               "Timestamps of one zone or none, ints with None as floats. Give each column a pandas dtype that says "
-               "what it holds (e.g. pd.to_datetime(col, utc=True), .astype('Int64')), or send the frame with "
-               "format='pickle' (format='auto' falls back by itself).")
+               "Timestamps of one zone or none, ints with None as floats, missing values as one kind. Give each "
+               "column a pandas dtype that says what it holds (e.g. pd.to_datetime(col, utc=True), "
+               ".astype('Int64')), or send the frame with format='pickle' (format='auto' falls back by itself).")
     if strict:
         raise ColumnError(message)
     warn_at_caller(message, LossyConversionWarning)

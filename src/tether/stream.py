@@ -441,6 +441,8 @@ class StreamWriter:
         from . import arrow
 
         _, table = arrow.to_table(table)
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
         rows = max(1, table.num_rows)
         per_chunk = max(1, self.chunk_size * rows // max(1, table.nbytes))
         # A table without rows has no batches at all, and a stream without chunks reads back without columns:
@@ -629,7 +631,7 @@ def _taken(write: Any, sink: Any, view: memoryview) -> int:
     except BlockingIOError as exc:  # socket.send as the sink raises it without characters_written: none taken
         return getattr(exc, "characters_written", 0)
     if n is None:
-        return 0 if isinstance(sink, io.RawIOBase) else len(view)
+        return 0 if isinstance(sink, io.RawIOBase) and _nonblocking(sink) else len(view)
     try:
         n = operator.index(n) if not isinstance(n, bool) else len(view)
     except TypeError:  # a function's result that is not a count
@@ -638,6 +640,15 @@ def _taken(write: Any, sink: Any, view: memoryview) -> int:
         raise StreamError(f"The stream sink's write() returned {n}, not a count of bytes written: a sink's write "
                           "returns how many bytes it took (or None for all of them), and raises on failure.")
     return min(n, len(view))
+
+
+def _nonblocking(sink: Any) -> bool:
+    """Whether a raw sink's fd is non-blocking, so that its None means "would block"; a hand-written RawIOBase
+    whose write returns None having written it all has no such fd."""
+    try:
+        return not os.get_blocking(sink.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 def _wait_writable(sink: Any, idle: int, since: float) -> None:

@@ -160,7 +160,8 @@ defmodule Tether.Pool do
   @doc """
   Run `fun.(worker)` with one member checked out: several calls on the same
   Python process. `checkout_timeout` bounds the wait for a member. Returns
-  what `fun` returns, or `{:error, :overloaded | :checkout_timeout}`.
+  what `fun` returns, or `{:error, :overloaded | :checkout_timeout}` or
+  `{:error, {:no_worker, why}}` (see `call/5`).
 
   ```elixir
   Tether.Pool.transaction(pool, fn w ->

@@ -129,8 +129,14 @@ defmodule Tether.Type do
   """
   @spec to_wire(term(), keyword() | map()) :: {:ok, term()} | {:error, :tether_etf.type_error()}
   def to_wire(term, opts \\ []) do
-    {versions, _} = versions(opts, "to_wire/2")
-    :tether_etf.to_wire(term, versions)
+    case versions(opts, "to_wire/2") do
+      {versions, rest} when rest == %{} ->
+        :tether_etf.to_wire(term, versions)
+
+      {_, rest} ->
+        raise ArgumentError,
+              "Tether.Type.to_wire/2: unknown option(s) #{inspect(Map.keys(rest))}: it takes versions: only"
+    end
   end
 
   @doc """
@@ -160,7 +166,11 @@ defmodule Tether.Type do
   end
 
   # `versions:` out of a keyword list or map of options, and the rest, as Tether.encode/2 takes them.
-  defp versions(opts, fun) when is_list(opts) or is_map(opts) do
+  defp versions(opts, fun) when is_map(opts) or is_list(opts) do
+    unless is_map(opts) or Enum.all?(opts, &match?({k, _} when is_atom(k), &1)) do
+      raise ArgumentError, "Tether.Type.#{fun}: options must be a keyword list or a map, got #{inspect(opts)}"
+    end
+
     {versions, rest} = opts |> Map.new() |> Map.pop(:versions, %{})
 
     unless is_map(versions) or is_list(versions) do

@@ -20,10 +20,19 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from ..arrow import VALUES, is_text_type
+from ..arrow import VALUES, is_text_type, missing_markers, pandas_numpy_type_in
 
+# The missing values an object text column may hold besides None, by the name missing_markers gives them.
+_MARKERS: dict[str, Callable[[], Any]] = {"nan": lambda: float("nan"), "NA": lambda: _pd().NA,
+                                          "NaT": lambda: _pd().NaT}
 # The sources whose value is one column: what each gives back by default is the column in its own form.
 ONE_COLUMN = ("pandas_series", "polars_series", "array", "chunked_array")
+
+
+def _pd() -> Any:
+    import pandas as pd
+
+    return pd
 
 
 def record(df: Any, table: pa.Table) -> dict[str, Any]:
@@ -42,18 +51,28 @@ def record(df: Any, table: pa.Table) -> dict[str, Any]:
     import pandas as pd
 
     out: dict[str, Any] = {}
-    objects, storage = [], {}
-    for i, dtype in enumerate(df.dtypes):
+    objects, storage, markers = [], {}, {}
+    # pyarrow writes object and python-storage text as utf8, pandas 3's default str as large_utf8: a frame with
+    # no utf8 column has nothing to note, and skips df.dtypes, which costs more than the rest of these checks.
+    maybe = any(pa.types.is_string(f.type) for f in table.schema) or pandas_numpy_type_in(table, "object")
+    for i, dtype in enumerate(df.dtypes if maybe else ()):
         if type(dtype) is pd.StringDtype and dtype.storage == "python":
             storage[str(i)] = "nan" if dtype.na_value is not pd.NA else "NA"
         elif dtype == object and is_text_type(table.schema.field(i).type):  # pandas 3 makes text its str dtype
             objects.append(i)
+            if table.column(i).null_count:
+                markers[str(i)] = missing_markers(df.iloc[:, i])
     if objects:
         out["object"] = objects
+    restorable = {k: m.pop() for k, m in markers.items() if len(m) == 1 and m != {"None"} and m <= set(_MARKERS)}
+    if restorable:
+        out["object_missing"] = restorable
     if storage:
         out["string_python"] = storage
     if type(df.index) is pd.Index and df.index.dtype == object:
         out["index_object"] = True
+    if any(type(n) is int for n in df.index.names):  # pyarrow writes names as strings
+        out["index_names"] = list(df.index.names)
     if type(df.columns) is pd.RangeIndex and df.columns.name is None:
         r = df.columns
         out["columns_range"] = [r.start, r.stop, r.step]
@@ -80,9 +99,10 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
     import pandas as pd
 
     width = df.shape[1]
+    missing = info.get("object_missing") if isinstance(info.get("object_missing"), dict) else {}
     for i in _positions(info.get("object"), width):
         if df.dtypes.iloc[i] != object and is_text_type(table.schema.field(i).type):
-            df.isetitem(i, pd.Series(table.column(i).to_numpy(zero_copy_only=False), index=df.index, dtype=object))
+            df.isetitem(i, pd.Series(_objects(table.column(i), missing.get(str(i))), index=df.index, dtype=object))
     storage = info.get("string_python")
     if isinstance(storage, dict):
         for key, na in storage.items():
@@ -93,6 +113,10 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
                     df.isetitem(i, df.iloc[:, i].astype(dtype))
     if info.get("index_object") is True and type(df.index) is pd.Index and df.index.dtype != object:
         df.index = _object_index(df, table)
+    names = info.get("index_names")
+    if isinstance(names, list) and len(names) == df.index.nlevels \
+            and all(n is None or type(n) in (str, int) for n in names):
+        df.index.names = names
     cols = info.get("columns_range")
     if _range_of(cols, width):
         df.columns = pd.RangeIndex(*cols)
@@ -131,6 +155,14 @@ def _object_index(df: Any, table: pa.Table) -> Any:
     return pd.Index(values, dtype=object, name=df.index.name) if len(values) == len(df) else df.index
 
 
+def _objects(column: pa.ChunkedArray, marker: Any) -> Any:
+    """A text column as Python objects, its nulls as the missing value the column held (None by default)."""
+    values = column.to_numpy(zero_copy_only=False)
+    if marker in _MARKERS and column.null_count:
+        values[column.is_null().to_numpy(zero_copy_only=False)] = _MARKERS[marker]()
+    return values
+
+
 def _positions(values: Any, width: int) -> list[int]:
     if not isinstance(values, list):
         return []
@@ -138,9 +170,9 @@ def _positions(values: Any, width: int) -> list[int]:
 
 
 def _range_of(cols: Any, width: int) -> bool:
-    if not (isinstance(cols, list) and len(cols) == 3 and all(type(c) is int for c in cols)) or cols[2] == 0:
+    if not (isinstance(cols, list) and len(cols) == 3 and all(type(c) is int and abs(c) < 1 << 62 for c in cols)):
         return False
-    return len(range(*cols)) == width
+    return cols[2] != 0 and len(range(*cols)) == width
 
 
 def one_column(table: pa.Table, target: str, type_info: dict[str, Any], convert: Callable[[], Any]) -> Any:

@@ -598,12 +598,21 @@ class Region:
 
     @property
     def created(self) -> bool:
-        """Whether this process created the region (:meth:`create`), rather than attached to it."""
+        """Whether this process created the region (:meth:`create`), rather than attached to it.
+
+        Examples
+        --------
+        >>> r = Region.create(4096)
+        >>> a = Region.attach(r.name, readonly=True)
+        >>> (r.created, r.writable), (a.created, a.writable)
+        ((True, True), (False, False))
+        >>> a.close(); r.close(); r.unlink()
+        """
         return self._owner
 
     @property
     def writable(self) -> bool:
-        """Whether this mapping of the region can be written."""
+        """Whether this mapping of the region can be written (see :attr:`created` for an example)."""
         return self._writable
 
     @property
