@@ -511,7 +511,10 @@ class StreamWriter:
     def _emit(self, enc: Any) -> int:
         """Write one whole frame, waiting while the sink takes nothing; return its payload checksum."""
         data = memoryview(bytes(enc))
-        done, idle, since = 0, 0, time.monotonic()
+        done = _taken(self._write, self._sink, data)
+        if done == len(data):  # the common case, without the clock
+            return enc.header.payload_checksum
+        idle, since = 0, time.monotonic()
         try:
             while done < len(data):
                 n = _taken(self._write, self._sink, data[done:])
