@@ -424,10 +424,14 @@ class Report:
           -> small call vs erlport: 0.420×, target ≤ 0.50×: MET
         >>> rep.missed
         []
+        >>> rep.target("pool of 2 vs one worker (inverse)", 0.62521, 1 / 1.6)
+          -> pool of 2 vs one worker (inverse): 0.6252×, target ≤ 0.625×: MISSED
         """
         ok = value <= limit
-        shown = f"{value:.3f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
-        bound = f"{limit:.2f}{unit}" if unit == "×" else f"{limit * 1e6:.0f} µs"
+        # Enough digits that a miss never reads as equal to its bound (0.6252× against 0.625×).
+        digits = 3 if f"{value:.3f}" != f"{limit:.3f}" else 4
+        shown = f"{value:.{digits}f}{unit}" if unit == "×" else f"{value * 1e6:.1f} µs"
+        bound = f"{limit:.{2 if round(limit, 2) == limit else 3}f}{unit}" if unit == "×" else f"{limit * 1e6:.0f} µs"
         text = f"{shown} (target ≤ {bound})"
         self.targets.append(Target(self.group, what, float(value), float(limit), unit, ok, text))
         print(f"  -> {what}: {shown}, target ≤ {bound}: {'MET' if ok else 'MISSED'}")
