@@ -399,13 +399,17 @@ forwarded_stderr(#{?READY_EARLY_OUTPUT := true}, #st{stderr = Path}) when Path =
     filelib:file_size(Path);
 forwarded_stderr(_, S) -> S#st.stderr_seen.
 
-%% Python's own words when `-m tether.worker' finds no tether package: the
-%% interpreter is not the one tether was installed into.
+%% Python's own words when `-m tether.worker' finds no tether package, or
+%% tether's own import finds a dependency missing: the interpreter is not the
+%% one tether was installed into, or tether was put on its path by hand.
 exited_before_ready(Status, S = #st{exe = Exe}) ->
     Stderr = stderr_text(S),
-    case binary:match(Stderr, [<<"No module named 'tether'">>, <<"No module named tether">>]) of
-        nomatch -> {exited_before_ready, Status, Stderr};
-        _ -> {tether_not_installed, unicode:characters_to_binary(Exe), Stderr}
+    NoTether = binary:match(Stderr, [<<"No module named 'tether'">>, <<"No module named tether">>]) =/= nomatch,
+    NoDependency = binary:match(Stderr, <<"ModuleNotFoundError">>) =/= nomatch
+        andalso binary:match(Stderr, <<"/tether/__init__.py\"">>) =/= nomatch,
+    case NoTether orelse NoDependency of
+        false -> {exited_before_ready, Status, Stderr};
+        true -> {tether_not_installed, unicode:characters_to_binary(Exe), Stderr}
     end.
 
 start_timeout(S = #st{opts = #{start_timeout := T}, os_pid = OsPid}) ->

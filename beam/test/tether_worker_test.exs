@@ -96,6 +96,21 @@ defmodule Tether.WorkerLifecycleTest do
       assert Exception.message(%Tether.Error{reason: reason}) =~ "cannot import tether: install the tether wheel"
     end
 
+    test "an interpreter where tether is found but a dependency of it is not is named as such" do
+      dir = TestPython.tmp_dir!()
+      File.mkdir_p!(Path.join(dir, "lz4"))
+      File.write!(Path.join(dir, "lz4/__init__.py"), "raise ModuleNotFoundError(\"No module named 'lz4'\", name='lz4')\n")
+      env = [{"PYTHONPATH", dir <> ":" <> TestPython.pythonpath()}]
+      python = TestPython.python()
+
+      assert {:error, {:tether_not_installed, ^python, stderr} = reason} =
+               Tether.Worker.start(python: python, modules: [@m], env: env)
+
+      assert stderr =~ "No module named 'lz4'"
+      assert Exception.message(%Tether.Error{reason: reason}) =~
+               "cannot import tether (it needs lz4, which that environment lacks): install the tether wheel"
+    end
+
     test "the handshake reports both sides" do
       w = start_worker()
       info = Tether.Worker.info(w)

@@ -50,10 +50,16 @@ defmodule Tether.Error do
       "the reply holds embedded frames inside embedded frames more than #{max} levels deep (a forged chain, or " <>
         "a frame that names itself): refused"
 
-  defp describe({:tether_not_installed, python, _stderr}),
-    do:
-      "#{python} cannot import tether: install the tether wheel into that interpreter's environment, or pass " <>
-        "python: the interpreter of the environment where it is installed"
+  defp describe({:tether_not_installed, python, stderr}) do
+    missing =
+      case Regex.run(~r/No module named '([^']+)'/, stderr) do
+        [_, name] when name != "tether" -> " (it needs #{name}, which that environment lacks)"
+        _ -> ""
+      end
+
+    "#{python} cannot import tether#{missing}: install the tether wheel into that interpreter's environment " <>
+      "(pip brings its dependencies), or pass python: the interpreter of the environment where it is installed"
+  end
 
   defp describe({:bad_request, message}),
     do: "the request was refused before it ran (in arguments, $[0] is the first): #{message}"
