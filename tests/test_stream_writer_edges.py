@@ -252,3 +252,19 @@ def test_write_table_takes_a_record_batch():
     with StreamWriter(sink) as w:
         w.write_table(batch)
     assert StreamReader(sink.getvalue()).read_table().to_pylist() == [{"a": 1}, {"a": 2}]
+
+
+def test_copy_to_writes_every_byte_through_partial_and_would_block_writes():
+    data = os.urandom(3 << 20)
+    stream = io.BytesIO()
+    with StreamWriter(stream, chunk_size=1 << 20, compression="none") as w:
+        w.write_buffer(data)
+    r, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    got = bytearray()
+    reader = _drain(r, got)
+    with io.FileIO(wfd, "wb") as sink:  # raw: None when the pipe is full, counts below a chunk's size
+        assert StreamReader(stream.getvalue()).copy_to(sink) == len(data)
+    reader.join(30)
+    os.close(r)
+    assert bytes(got) == data

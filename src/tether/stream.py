@@ -511,25 +511,16 @@ class StreamWriter:
     def _emit(self, enc: Any) -> int:
         """Write one whole frame, waiting while the sink takes nothing; return its payload checksum."""
         data = memoryview(bytes(enc))
-        done = _taken(self._write, self._sink, data)
-        if done == len(data):  # the common case, without the clock
-            return enc.header.payload_checksum
-        idle, since = 0, time.monotonic()
+        progress = [0]
         try:
-            while done < len(data):
-                n = _taken(self._write, self._sink, data[done:])
-                if n:
-                    done, idle, since = done + n, 0, time.monotonic()
-                elif time.monotonic() - since < _STALL_SECONDS:
-                    _wait_writable(self._sink, idle, since)
-                    idle += 1
-                else:
-                    took = f"took {done} of this frame's {len(data)} bytes, then none" if done else \
-                        f"took none of this frame's {len(data)} bytes"
-                    raise self._stalled(took, done)
+            done = _write_all(self._write, self._sink, data, progress)
         finally:
-            if 0 < done < len(data):  # the sink ends inside this frame: whatever came next would be unreadable
+            if 0 < progress[0] < len(data):  # the sink ends inside this frame: what came next would be unreadable
                 self.closed = True
+        if done < len(data):
+            took = f"took {done} of this frame's {len(data)} bytes, then none" if done else \
+                f"took none of this frame's {len(data)} bytes"
+            raise self._stalled(took, done)
         return enc.header.payload_checksum
 
     def _flush(self) -> None:
@@ -620,6 +611,27 @@ class StreamWriter:
             self.close()
         else:
             self.abort()
+
+
+def _write_all(write: Any, sink: Any, data: memoryview, progress: list[int]) -> int:
+    """Write ``data`` whole through ``write`` (``sink``'s), waiting while the sink takes nothing; return the bytes
+    taken: fewer than all only when it took none for ``_STALL_SECONDS``. ``progress[0]`` follows the count, so
+    that a caller knows how much went out when a write raises."""
+    done = progress[0] = _taken(write, sink, data)
+    if done == len(data):  # the common case, without the clock
+        return done
+    idle, since = 0, time.monotonic()
+    while done < len(data):
+        n = _taken(write, sink, data[done:])
+        if n:
+            done, idle, since = done + n, 0, time.monotonic()
+            progress[0] = done
+        elif time.monotonic() - since < _STALL_SECONDS:
+            _wait_writable(sink, idle, since)
+            idle += 1
+        else:
+            break
+    return done
 
 
 def _taken(write: Any, sink: Any, view: memoryview) -> int:
@@ -1200,7 +1212,8 @@ class StreamReader:
         Parameters
         ----------
         sink : binary file-like
-            Anything with ``write(bytes)``.
+            Anything with ``write(bytes)``. Partial writes and a non-blocking
+            sink's would-block are handled as :class:`StreamWriter` does.
 
         Returns
         -------
@@ -1226,8 +1239,13 @@ class StreamReader:
         for part in self:
             if not isinstance(part, (bytes, bytearray, memoryview)):
                 raise StreamError(f"copy_to needs a byte stream, got a {type(part).__name__} chunk.")
-            sink.write(part)
-            total += len(part)
+            view = memoryview(part).cast("B")
+            done = _write_all(sink.write, sink, view, [0])
+            total += done
+            if done < len(view):  # a raw sink may take part of a chunk, or nothing while its fd is full
+                raise StreamError(f"copy_to: the sink took {total} bytes, then none for {_STALL_SECONDS:g} s "
+                                  "(non-blocking and not drained, or its write() returns 0): make it blocking, "
+                                  "or drain it.")
         return total
 
 
