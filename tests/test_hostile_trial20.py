@@ -115,7 +115,8 @@ def test_a_count_past_what_numpy_indexes_is_a_limit_error(shape):
 
 
 def _sparse(value, changes: dict) -> bytes:
-    """``value``'s sparse frame with components cast as ``changes`` says (name: descr), the layout redone."""
+    """``value``'s sparse frame with components changed as ``changes`` says (name: a descr to cast to, or a
+    function of the array), the layout redone."""
     frame = tether.dumps(value)
     info = tether.inspect(frame).type
     mlen = struct.unpack_from("<I", frame, 16)[0]
@@ -123,8 +124,12 @@ def _sparse(value, changes: dict) -> bytes:
     out = bytearray()
     for c in info["components"]:
         arr = np.frombuffer(payload, c["dtype"], count=int(np.prod(c["shape"])), offset=c["offset"])
-        if c["name"] in changes:
-            arr = arr.astype(changes[c["name"]])
+        change = changes.get(c["name"])
+        if callable(change):
+            arr = change(arr.reshape(c["shape"]).copy())
+            c["shape"] = list(arr.shape)
+        elif change is not None:
+            arr = arr.astype(change)
             c["dtype"] = arr.dtype.str
         c["offset"], c["nbytes"] = len(out), arr.nbytes
         out += arr.tobytes() + bytes(-(len(out) + arr.nbytes) % 64)
@@ -293,3 +298,23 @@ def test_releasing_an_attachment_to_a_full_pool_leaves_its_file():
         pool.release(own)
         pool.close()
         tether.shm.drop_cache()
+
+
+def _set(i: int, v: int):
+    def change(arr):
+        arr[i] = v
+        return arr
+    return change
+
+
+@pytest.mark.parametrize("kind", ["csr", "csc"])
+@pytest.mark.parametrize("change", [_set(-1, -2147483635), _set(-1, -5), _set(0, 1), _set(1, 3), _set(-1, 99),
+                                    lambda a: a[:-1]],
+                         ids=["last very negative", "last negative", "first not 0", "falling", "past the values",
+                              "one entry short"])
+def test_an_indptr_that_is_not_a_running_count_is_refused_before_scipy_reads_by_it(kind, change):
+    """A negative last entry passed scipy's check (it skips a matrix that says it holds nothing) and toarray()
+    crashed the process."""
+    frame = _sparse(_scipy(kind), {"indptr": change})
+    with pytest.raises(tether.DecodeError, match="sparse indptr must rise from 0 to the 4 stored values"):
+        tether.loads(frame)

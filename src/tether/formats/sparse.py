@@ -250,6 +250,7 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
             else:  # scipy before 1.13
                 value.row, value.col = coords
         return value
+    _check_indptr(parts["indptr"], parts["indices"], parts["data"], shape[0 if layout == "csr" else 1])
     value = cls((parts["data"], parts["indices"], parts["indptr"]), shape=shape, copy=False)
     if _narrowed(value.indices, parts["indices"]) and parts["indptr"].dtype == parts["indices"].dtype:
         value.indices, value.indptr = parts["indices"], parts["indptr"]
@@ -257,6 +258,28 @@ def _build(parts: dict[str, np.ndarray], layout: str, shape: tuple[int, ...], ki
     # make later reads go outside the arrays (a crash in C), so every index is checked once.
     value.check_format(full_check=True)
     return value
+
+
+def _check_indptr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, major: int) -> None:
+    """Refuse an ``indptr`` that is not the running count of ``indices``: from 0, never falling, ending at their
+    length. scipy trusts it (its full check skips a matrix whose last entry says it holds nothing), and reads
+    and writes past the arrays by it: a negative last entry crashed the process in ``toarray()``.
+
+    Examples
+    --------
+    >>> _check_indptr(np.array([0, 1, 3]), np.array([0, 0, 1]), np.ones(3), 2)
+    >>> _check_indptr(np.array([0, 1, -3]), np.array([0, 0, 1]), np.ones(3), 2)
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: sparse indptr must rise from 0 to the 3 stored values, one entry per row or ...
+    """
+    n = len(indices)
+    ok = (indptr.ndim == 1 and len(indptr) == major + 1 and len(data) == n and indptr[0] == 0 and indptr[-1] == n
+          and bool((np.diff(indptr) >= 0).all()))
+    if not ok:
+        raise DecodeError(f"sparse indptr must rise from 0 to the {n} stored values, one entry per row or column "
+                          f"and one more ({major + 1}); got {len(indptr)} entries from {indptr[:1].tolist()} to "
+                          f"{indptr[-1:].tolist()} for {len(data)} values: the frame is damaged or forged.")
 
 
 def _check_dtypes(parts: dict[str, np.ndarray], pydata: bool, kind: str, ctx: DecodeContext) -> None:
