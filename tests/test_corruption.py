@@ -154,3 +154,20 @@ def test_etf_map_key_collisions_and_unhashable_keys():
         etf.decode(both)
     value = etf.decode(etf.encode({tether.FrozenList([1, 2]): "a", (1, 2): "b"}))
     assert value[tether.FrozenList([1, 2])] == b"a" and value[(1, 2)] == b"b"
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_a_large_arrow_frame_compressed_inside_its_ipc_stream_carries_a_checksum(codec):
+    """Arrow compresses its IPC buffers itself (the frame says compression none): a flipped bit in a large
+    in-memory frame read as other rows, without an error, since checksum='auto' took it for uncompressed."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(7)
+    table = pa.table({"id": rng.integers(0, 1 << 62, 400_000), "v": rng.integers(0, 50, 400_000)})
+    frame = bytearray(tether.dumps(table, compression=codec))
+    info = tether.inspect(bytes(frame))
+    assert info.payload_size > 1 << 20 and info.details["arrow compression"] == codec
+    assert info.checksum == "crc32"
+    frame[info.payload_offset + info.payload_size // 2] ^= 0x10
+    with pytest.raises(tether.ChecksumError):
+        tether.loads(bytes(frame))

@@ -121,7 +121,10 @@ def prepare(
             _note_compression(name, req, stored, _metrics.clock() - t0)
     else:  # the format compressed inside its payload; the decision already says how
         stored = frame.Stored(payload.segments, payload.nbytes, payload.nbytes)
-    kind = _checksum.kind_for(checksum, stored.stored_length, transport, stored.compression_id != 0)
+    # Compressed inside the format's own payload (Arrow IPC buffers) counts as compressed: Arrow's LZ4 and Zstd
+    # buffers carry no checksum of their own, and a flipped bit decoded to other rows without an error.
+    compressed = stored.compression_id != 0 or ctx.inner_compression is not None
+    kind = _checksum.kind_for(checksum, stored.stored_length, transport, compressed)
     if kind and stored.stored_length >= _metrics.LARGE and transport == "memory" and _metrics.on:
         _metrics.note("checksum", (fmt.name, transport), stored.stored_length)
     record(decision)
