@@ -407,3 +407,11 @@ def leased_region():
     fcntl.fcntl(fd, 1024, fcntl.F_WRLCK)  # F_SETLEASE
     _LEASED.append(fd)
     return (Atom("$tether_shm"), path.encode(), 0, len(frame))
+
+
+def zeros_after(seconds, n):
+    """``n`` zero bytes as a NumPy array, after ``seconds``: a large reply whose read a deadline can cut."""
+    import time
+
+    time.sleep(seconds)
+    return np.zeros(n, dtype=np.uint8)

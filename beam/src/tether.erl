@@ -20,7 +20,7 @@
 -include("../include/tether.hrl").
 
 -export([encode/1, encode/2, tensor/3, tensor/4, decode/1, decode/2, inspect/1, user_metadata/1,
-         read_region/1, read_frame/3, nx_descr/1]).
+         read_region/1, read_frame/3, read_frame/4, nx_descr/1]).
 
 -type nx_type() :: {f, 16 | 32 | 64} | {s, 8 | 16 | 32 | 64} | {u, 8 | 16 | 32 | 64}
                  | {c, 64 | 128} | {bf, 16}.
@@ -255,7 +255,18 @@ read_region(Path) -> safely(read_region, fun() -> tether_region:read_region(Path
 %% {error, {bad_range, -1, 8}} = tether:read_frame("/etc/hostname", -1, 8).
 %% '''
 -spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | error().
-read_frame(Path, Offset, Len) -> safely(read_frame, fun() -> tether_region:read_frame(Path, Offset, Len) end).
+read_frame(Path, Offset, Len) -> read_frame(Path, Offset, Len, fun() -> ok end).
+
+%% @doc As {@link read_frame/3}, calling `Opened()' once the file is open,
+%% before it is read (tether_region:read_frame/4).
+%%
+%% ```
+%% {error, enoent} = tether:read_frame("/nonexistent/tether-x", 0, 1, fun() -> ok end).
+%% '''
+-spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer(), fun(() -> term())) ->
+          {ok, binary()} | error().
+read_frame(Path, Offset, Len, Opened) ->
+    safely(read_frame, fun() -> tether_region:read_frame(Path, Offset, Len, Opened) end).
 
 %% ------------------------------------------------------------------ the boundary
 

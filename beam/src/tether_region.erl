@@ -12,7 +12,7 @@
 -include("../include/tether.hrl").
 -include_lib("kernel/include/file.hrl").
 
--export([read_region/1, read_frame/3]).
+-export([read_region/1, read_frame/3, read_frame/4]).
 
 %% @doc The newest committed frame of a region written by Python's tether.shm
 %% (`Region.path' names its file). A file that is not a region is an error.
@@ -85,10 +85,21 @@ slot(Fd, Size, At) ->
 %% {error, {truncated, Len, _}} = tether_region:read_frame("/tmp/tether-frame-example", 4, Len).
 %% '''
 -spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
-read_frame(_Path, Offset, Len) when not is_integer(Offset); not is_integer(Len); Offset < 0; Len < 0 ->
+read_frame(Path, Offset, Len) -> read_frame(Path, Offset, Len, fun() -> ok end).
+
+%% @doc As {@link read_frame/3}, calling `Opened()' once the file is open,
+%% before it is read: a reader that watches the read can then tell an open(2)
+%% that blocks (a lease on the file) from a long read.
+%%
+%% ```
+%% {error, enoent} = tether_region:read_frame("/nonexistent/tether-x", 0, 1, fun() -> ok end).
+%% '''
+-spec read_frame(file:filename_all(), non_neg_integer(), non_neg_integer(), fun(() -> term())) ->
+          {ok, binary()} | {error, term()}.
+read_frame(_Path, Offset, Len, _Opened) when not is_integer(Offset); not is_integer(Len); Offset < 0; Len < 0 ->
     {error, {bad_range, Offset, Len}};
-read_frame(Path, Offset, Len) ->
-    with_file(Path, fun(Fd, Size) -> pread_exact(Fd, Size, Offset, Len) end).
+read_frame(Path, Offset, Len, Opened) ->
+    with_file(Path, fun(Fd, Size) -> Opened(), pread_exact(Fd, Size, Offset, Len) end).
 
 %% Exactly `Len' bytes at `Offset', never more than the file holds: a length
 %% read from the file itself is checked against its size before it is used.

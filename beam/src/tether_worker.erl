@@ -60,10 +60,14 @@
              next_id = 1, notify, arrived, form = frame, reads_bytes = false,
              load :: undefined | atomics:atomics_ref(),  % this member's count in its pool (tether_pool)
              keeper :: reference() | undefined,  % a monitor of the keeper that removes dir if this dies
-             quick_exits = 0 :: non_neg_integer()}).  % Pythons in a row that exited idle, soon after starting
+             quick_exits = 0 :: non_neg_integer(),  % Pythons in a row that exited idle, soon after starting
+             killed :: undefined | binary()}).  % why this worker killed its Python, until it exits
 
 %% The longest a reply's region read may take when the call has no deadline.
 -define(READ_MAX, 30000).
+%% How long opening a region may take, the call's deadline passed or not: a
+%% region file opens in microseconds, and a lease holds open(2) for 45 s.
+-define(OPEN_GRACE, 1000).
 
 %% How long a member that has nothing to do waits before it takes a count
 %% still on its pool's load (its callers died before their calls arrived) as gone.
@@ -787,11 +791,10 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
                              arrived = Arrived}) ->
     {Result1, Out, Route1, Read} =
         case Result of
-            {ok, Value} ->
-                case tether_embed:resolve(Value, allow_shm(S), bounded_read(R#req.deadline, S#st.os_pid)) of
-                    {ok, Value1, #{shm_bytes := 0} = E} -> {{ok, Value1}, Size, Route, E};
-                    {ok, Value1, #{shm_bytes := Shm} = E} -> {{ok, Value1}, Size + Shm, shm, E};
-                    {error, Reason} -> {{error, Reason}, Size, Route, #{}}
+            {ok, _} ->
+                case expired(R) of  % its caller has {error, timeout}: the regions need not be read
+                    true -> {{error, timeout}, Size, Route, #{}};
+                    false -> resolved(Result, Size, Route, S)
                 end;
             {error, _} -> {Result, Size, Route, #{}};
             Other -> {{error, {unexpected_reply, Other}}, Size, Route, #{}}
@@ -822,6 +825,15 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
         _ -> dispatch(S2)
     end.
 
+%% A reply's value with its embedded frames read and decoded.
+resolved({ok, Value}, Size, Route, S = #st{busy = #busy{req = R}}) ->
+    case tether_embed:resolve(Value, allow_shm(S), bounded_read(R#req.deadline, S#st.os_pid)) of
+        {ok, Value1, #{shm_bytes := 0} = E} -> {{ok, Value1}, Size, Route, E};
+        {ok, Value1, #{shm_bytes := Shm} = E} -> {{ok, Value1}, Size + Shm, shm, E};
+        {error, {embedded_shm, _, read_slow}} -> {{error, timeout}, Size, Route, #{}};
+        {error, Reason} -> {{error, Reason}, Size, Route, #{}}
+    end.
+
 %% Opening a region Python named can block in the kernel: a lease (fcntl
 %% F_SETLEASE) that Python holds on it makes open(2) wait up to the kernel's
 %% lease-break-time (45 s), in a dirty I/O scheduler. Each read runs in a
@@ -833,25 +845,39 @@ finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = I
 bounded_read(Deadline, OsPid) ->
     fun(Path, Offset, Len) ->
         Self = self(),
-        {Pid, Mref} = spawn_monitor(fun() -> Self ! {self(), tether:read_frame(Path, Offset, Len)} end),
-        receive
-            {Pid, Result} -> erlang:demonitor(Mref, [flush]), Result;
-            {'DOWN', Mref, process, Pid, Why} -> {error, {reader_down, Why}}
-        after min(remaining(Deadline), ?READ_MAX) ->
-            tether_python:signal(OsPid, kill),
-            exit(Pid, kill),
-            {error, read_timeout}
-        end
+        {Pid, Mref} = spawn_monitor(fun() ->
+                                        Opened = fun() -> Self ! {self(), opened} end,
+                                        Self ! {self(), {read, tether:read_frame(Path, Offset, Len, Opened)}}
+                                    end),
+        await_read(Pid, Mref, Deadline, OsPid, false)
+    end.
+
+%% The open gets OPEN_GRACE even past the deadline: a deadline that passed while
+%% Python wrote the reply says nothing of the region. A read that outlasts the
+%% deadline once the file is open is given up without touching Python.
+await_read(Pid, Mref, Deadline, OsPid, Opened) ->
+    Wait = case Opened of
+               false -> min(max(remaining(Deadline), ?OPEN_GRACE), ?READ_MAX);
+               true -> min(remaining(Deadline), ?READ_MAX)
+           end,
+    receive
+        {Pid, opened} -> await_read(Pid, Mref, Deadline, OsPid, true);
+        {Pid, {read, Result}} -> erlang:demonitor(Mref, [flush]), Result;
+        {'DOWN', Mref, process, Pid, Why} -> {error, {reader_down, Why}}
+    after Wait ->
+        Opened orelse tether_python:signal(OsPid, kill),
+        exit(Pid, kill),
+        {error, case Opened of true -> read_slow; false -> read_timeout end}
     end.
 
 %% After a read that did not finish: Python was killed, and is started again
 %% once its exit arrives. No call is sent to it meanwhile (phase cancelling;
 %% a pool routes around it).
 stuck_region(Path, S = #st{os_pid = OsPid}) ->
-    logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened before the "
-                   "call's deadline (~ts: a lease or lock held on it?); killed it", [self(), OsPid, Path],
+    logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened in ~p ms "
+                   "(~ts: a lease or lock held on it?); killed it", [self(), OsPid, ?OPEN_GRACE, Path],
                    #{domain => [tether]}),
-    S1 = S#st{phase = cancelling},
+    S1 = S#st{phase = cancelling, killed = <<"a region it named could not be opened">>},
     notify(cancelling, S1),
     S1.
 
@@ -960,13 +986,18 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
     end,
     exited({exit_status, Status}, S),
     tether_routes:forget_python(),
-    Delay = restart_delay(Busy =:= undefined andalso Cancel =:= undefined, S),
+    %% Killed by this worker, it did not exit of itself: not a quick exit to back off from.
+    Delay = restart_delay(Busy =:= undefined andalso Cancel =:= undefined andalso S#st.killed =:= undefined, S),
+    Cause = case S#st.killed of
+                undefined -> exit_cause(Status);
+                Why -> [" (killed by this worker: ", Why, ")"]
+            end,
     logger:warning("tether worker ~p: Python (os pid ~p) exited~ts~ts; ~ts",
-                   [self(), S#st.os_pid, exit_cause(Status), running_when(Busy), restarting(Delay)],
+                   [self(), S#st.os_pid, Cause, running_when(Busy), restarting(Delay)],
                    #{domain => [tether]}),
     %% Calls a pool routed here go back to be routed again: the restart may import for
     %% seconds while a peer frees up; once ready, this member asks a busy peer for work.
-    S1 = S#st{busy = undefined, cancel = undefined},
+    S1 = S#st{busy = undefined, cancel = undefined, killed = undefined},
     notify(starting, S1),
     restart_in(Delay, reroute(S1)).
 

@@ -247,6 +247,24 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   describe "cancelling" do
+    test "a deadline that passes while a large reply is read gives :timeout and keeps Python" do
+      # The region's read used to be given what was left of the deadline, 0 once it had passed, and a read
+      # cut short killed Python as if a lease held the region: 3-5 of 16 such calls restarted it.
+      # The reply leaves Python at about 300 ms and its read takes tens of ms: the deadlines land before,
+      # during and after the read.
+      w = start_worker()
+      n = 150_000_000
+      {:ok, _} = Tether.Worker.call(w, @m, "zeros_after", [0, n], 60_000)
+      pid = Tether.Worker.info(w).os_pid
+
+      for timeout <- 300..420//8 do
+        result = Tether.Worker.call(w, @m, "zeros_after", [0.3, n], timeout)
+        assert match?({:ok, _}, result) or result == {:error, :timeout}
+        :erlang.garbage_collect()
+        assert Tether.Worker.info(w).os_pid == pid, "Python was killed at a timeout of #{timeout} ms"
+      end
+    end
+
     test "a call past its deadline is cancelled in Python; the next call is not delayed" do
       w = start_worker()
       pid = Tether.Worker.info(w).os_pid
