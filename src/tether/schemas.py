@@ -160,6 +160,12 @@ def widen(column: str, from_type: pa.DataType, to_type: pa.DataType) -> Step:
     """A step that widens ``column`` from ``from_type`` to ``to_type`` (int32→int64, float32→float64,
     string→large_string, binary→large_binary and the like: see :data:`WIDENINGS`).
 
+    Undone for an older reader, it narrows back only when every value fits
+    ``from_type``: an integer in range, a string or binary within 32-bit
+    offsets, a float that reads back equal once narrowed (NaN stays NaN and
+    ±inf stays ±inf, but 1e300 does not become inf nor 0.1 become
+    0.100000001). Otherwise the write fails with :class:`DowngradeError`.
+
     Examples
     --------
     >>> import pyarrow as pa
@@ -497,6 +503,51 @@ def capabilities(registry: Registry | None = None) -> dict[str, Any]:
     return (registry or DEFAULT).capabilities()
 
 
+def reader_reads(versions: Any, kind: str) -> Mapping[str, Any]:
+    """What the reader's ``options["versions"]`` says it reads of ``kind`` ("formats" or "schemas"); {} if unsaid.
+
+    Parameters
+    ----------
+    versions : Any
+        ``options["versions"]``: the reader's :func:`capabilities`, or None.
+    kind : {"formats", "schemas"}
+
+    Returns
+    -------
+    Mapping
+        Name to version(s).
+
+    Raises
+    ------
+    tether.ValidationError
+        ``versions``, or its entry for ``kind``, is not a mapping.
+
+    Examples
+    --------
+    >>> reader_reads({"schemas": {"events": 2}}, "schemas"), reader_reads(None, "formats")
+    ({'events': 2}, {})
+    >>> reader_reads([1], "formats")
+    Traceback (most recent call last):
+    ...
+    tether._errors.ValidationError: options['versions'] must be a dict, got list [1]. ...
+    """
+    if type(versions) is dict:  # what capabilities() gives: skip the slower Mapping check on every write
+        found = versions.get(kind)
+        if type(found) is dict:
+            return found
+    where, found = "options['versions']", versions
+    if isinstance(versions, Mapping):
+        where, found = f"options['versions'][{kind!r}]", versions.get(kind)
+        if isinstance(found, Mapping):
+            return found
+    if found is None:
+        return {}
+    raise ValidationError(
+        f"{where} must be a dict, got {type(found).__name__} {found!r:.80}. Pass the reader's "
+        "tether.schemas.capabilities() as it is: {'formats': {name: [oldest, newest]}, 'schemas': {name: newest}}."
+    )
+
+
 def _registry(options: Mapping[str, Any] | None) -> Registry:
     reg = (options or {}).get("registry")
     if reg is None:
@@ -552,9 +603,7 @@ def _up(table: pa.Table, s: Step, name: str, frm: int) -> pa.Table:
         values = pa.nulls(table.num_rows, typ) if default is None else pa.repeat(pa.scalar(default, typ), table.num_rows)
         return table.append_column(pa.field(column, typ), values)
     if s.kind == "rename":
-        old, new = s.args
-        _column(table, old, name, frm, to, s, False)
-        return table.rename_columns({old: new})
+        return _renamed(table, *s.args, name, frm, to, s, False)
     if s.kind == "widen":
         column, frm_type, to_type = s.args
         col = _column(table, column, name, frm, to, s, False)
@@ -565,9 +614,33 @@ def _up(table: pa.Table, s: Step, name: str, frm: int) -> pa.Table:
     if s.kind == "drop":
         _column(table, s.args[0], name, frm, to, s, False)
         return table.drop_columns([s.args[0]])
-    out = s.up(table)  # type: ignore[misc]
+    return _run(s.up, table, name, frm, to, s, False)  # type: ignore[arg-type]
+
+
+def _renamed(table: pa.Table, old: str, new: str, name: str, frm: int, to: int, s: Step,
+             writing: bool) -> pa.Table:
+    _column(table, old, name, frm, to, s, writing)
+    if new in table.column_names:
+        # Arrow would keep both under one name, and no later step or reader could tell them apart.
+        raise _impossible(name, frm, to, s, f"column {new!r} is already there ({table.column(new).type})",
+                          writing=writing)
+    return table.rename_columns({old: new})
+
+
+def _run(fn: Callable[[pa.Table], pa.Table], table: pa.Table, name: str, frm: int, to: int, s: Step,
+         writing: bool) -> pa.Table:
+    """``fn(table)`` for a function step, its failures named by schema, versions and step."""
+    which = "down= function" if writing else "function"
+    try:
+        out = fn(table)
+    except MemoryError:
+        raise
+    except Exception as exc:  # user code: any error it raises is this step failing on this table
+        raise _impossible(name, frm, to, s, f"its {which} raised {type(exc).__name__}: {exc}",
+                          writing=writing) from exc
     if not isinstance(out, pa.Table):
-        raise _impossible(name, frm, to, s, f"the function returned {type(out).__name__}, not a pyarrow.Table")
+        raise _impossible(name, frm, to, s, f"its {which} returned {type(out).__name__}, not a pyarrow.Table",
+                          writing=writing)
     return out
 
 
@@ -579,22 +652,38 @@ def _down(table: pa.Table, s: Step, name: str, frm: int) -> pa.Table:
         return table.drop_columns([s.args[0]])
     if s.kind == "rename":
         old, new = s.args
-        _column(table, new, name, frm, to, s, True)
-        return table.rename_columns({new: old})
+        return _renamed(table, new, old, name, frm, to, s, True)
     if s.kind == "widen":
         column, frm_type, _ = s.args
         col = _column(table, column, name, frm, to, s, True)
-        try:
-            narrowed = col.cast(frm_type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            row = _first_bad_row(col, frm_type)
-            raise _impossible(name, frm, to, s, f"column {column!r} has values that {frm_type} cannot hold "
-                              f"(first at row {row})", writing=True) from None
+        narrowed, why = _narrowed(col, frm_type)
+        if narrowed is None:
+            raise _impossible(name, frm, to, s, f"column {column!r} has values that {why}", writing=True)
         return table.set_column(table.schema.get_field_index(column), pa.field(column, frm_type), narrowed)
     if s.kind == "function" and s.down is not None:
-        return s.down(table)
+        return _run(s.down, table, name, frm, to, s, True)
     why = "a dropped column cannot come back" if s.kind == "drop" else "the step has no down= function"
     raise _impossible(name, frm, to, s, why, writing=True)
+
+
+def _narrowed(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.ChunkedArray | None, str]:
+    """``col`` cast to the narrower ``typ`` and "", or None and which value does not fit."""
+    try:
+        narrowed = col.cast(typ, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        row = _first_bad_row(col, typ)
+        value = f": {col[row].as_py()!r}" if row < len(col) else ""
+        return None, f"{typ} cannot hold (first at row {row}){value}"
+    if not pa.types.is_floating(typ):
+        return narrowed, ""  # a safe integer or offset cast fails on any value that does not fit
+    # A float cast never fails: it rounds, and overflows to ±inf. So a value fits when it reads back equal.
+    back = narrowed.cast(col.type)
+    lost = pc.and_(pc.not_equal(back, col), pc.invert(pc.and_(pc.is_nan(col), pc.is_nan(back))))
+    row = pc.index(lost, True).as_py()
+    if row < 0:
+        return narrowed, ""
+    return None, (f"{typ} cannot hold exactly (first at row {row}): {col[row].as_py()!r} would read as "
+                  f"{narrowed[row].as_py()!r}. To write it anyway, round the column to {typ} first")
 
 
 def migrate(table: pa.Table, name: str, from_version: int, to_version: int | None = None, *,
@@ -766,7 +855,7 @@ def for_write(table: pa.Table, options: Mapping[str, Any]) -> tuple[pa.Table, di
     validate(table, name, registry=reg)
     table = _conform(table, current.schema)
     version = current.version
-    reader = ((options.get("versions") or {}).get("schemas") or {}).get(name)
+    reader = reader_reads(options.get("versions"), "schemas").get(name)
     if reader is not None and type(reader) is not int:
         raise ValidationError(f"options['versions']['schemas'][{name!r}] must be the newest version the reader "
                               f"reads (an int), got {reader!r}.")

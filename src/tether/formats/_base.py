@@ -9,6 +9,7 @@ from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 from .._buffers import Segment
 from .._errors import DecodeError, UnsupportedVersionError, ValidationError
 from .._limits import Limits
+from ..schemas import reader_reads
 from ..frame import frame_name
 
 __all__ = ["DecodeContext", "EncodeContext", "Format", "Migrated", "Migration", "Payload", "Segment"]
@@ -431,9 +432,9 @@ class Format:
         >>> tether.formats.get("raw").check_reader_versions({"versions": {"formats": {"raw": [1, 1]}}})
         """
         versions = (options or {}).get("versions")
-        if not versions:
+        if versions is None:
             return
-        reads = (versions.get("formats") or {}).get(self.name)
+        reads = reader_reads(versions, "formats").get(self.name)
         if reads is None:
             return
         if type(reads) is int:
