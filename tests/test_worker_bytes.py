@@ -100,3 +100,26 @@ def test_the_beam_writes_the_tag_the_worker_reads(tmp_path):
     assert proc.returncode == 0, proc.stderr
     tag, payload = tether.etf.decode(binascii.unhexlify(proc.stdout.strip()))
     assert type(tag) is A and tag == tw.BYTES_TAG and payload == b"x"
+
+
+@pytest.mark.parametrize("shape", ["bytes", "dict of bytearray"])
+def test_a_large_binary_result_is_not_encoded_whole_before_it_goes_to_shared_memory(shape):
+    """The small-result encode copied a large binary whole, then found the reply too large: 3.3x the payload."""
+    import tracemalloc
+    import types
+
+    from tether.worker import Worker, compact
+
+    mod = types.ModuleType("bulk")
+    mod.big = lambda n: b"x" * n if shape == "bytes" else {"a": bytearray(n)}
+    w = Worker({"bulk": mod})
+    try:
+        w.handle(compact((tether.Atom("call"), 1, b"bulk", b"big", [1000], {})))
+        n = 20_000_000
+        tracemalloc.start()
+        w.handle(compact((tether.Atom("call"), 2, b"bulk", b"big", [n], {})))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        w.close()
+    assert peak < 1.5 * n, f"{peak / n:.2f}x the payload"

@@ -1339,7 +1339,7 @@ class Worker:
         """``{reply, Id, {ok, Value}}`` with embedded frames; the whole value goes through shared memory when large."""
         if _PEER_TYPES:
             result = _downgraded(result)
-        if type(result) in _FAST_RESULTS:
+        if type(result) in _FAST_RESULTS and not _holds_bulk(result):
             # Most results are small plain terms: one encode, and too small to hold an embedded value.
             try:
                 reply = self.message((_REPLY, ident, (_OK, result)))
@@ -1539,6 +1539,10 @@ def _warn_charlists(found: list[str], worker: Any, target: Callable, step: str) 
 
 
 _FAST_RESULTS = frozenset((dict, list, tuple, str, int, float, bool, type(None), Atom, bytes))
+# What _holds_bulk looks at: binaries (NumPy arrays never go the small way: etf cannot encode them), in
+# containers of at most this many values.
+_BULK_TYPES = frozenset((bytes, bytearray, memoryview))
+_BULK_SCAN = 64
 _BEAM_CONTAINERS = (tether.FrozenList, tether.FrozenMap)
 
 
@@ -1566,6 +1570,25 @@ _FOR_BEAM = (
      "decode as atoms, not floats; or replace the value (e.g. with None)",
      "A NaN or infinite map key has no BEAM form: key the map otherwise (e.g. by a string)"),
 )
+
+
+def _holds_bulk(result: Any) -> bool:
+    """Whether a result is, or holds at its top level, a binary large enough to be embedded: the small-result
+    encode would copy it whole only to find the reply too large (a 200 MB bytes result took 572 MB, not 381).
+    Long containers are not looked through: their encode is the cheaper check.
+
+    Examples
+    --------
+    >>> _holds_bulk(b"x" * EMBED_MIN), _holds_bulk({"a": bytearray(EMBED_MIN)}), _holds_bulk([1, b"x"])
+    (True, True, False)
+    """
+    t = type(result)
+    if t is bytes:
+        return len(result) >= EMBED_MIN
+    values = result.values() if t is dict else result if t is list or t is tuple else ()
+    if len(values) > _BULK_SCAN:
+        return False
+    return any(type(v) in _BULK_TYPES and memoryview(v).nbytes >= EMBED_MIN for v in values)
 
 
 def _float_atom(value: float) -> Atom:
