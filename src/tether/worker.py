@@ -1419,7 +1419,10 @@ class Worker:
                 self._region_fresh = True
                 if self.region.capacity < enc.nbytes + _REGION_SLACK:  # the first frame of this reply: a larger one
                     region, self.region = self.region, None
-                    self.pool.release(region)
+                    # Removed, not kept warm: this worker only ever asks for larger regions from here, and a
+                    # pool of outgrown ones held 2.6x the largest reply in /dev/shm for as long as calls came.
+                    region.close()
+                    region.unlink()
                     self.region = self.pool.acquire(enc.nbytes + _REGION_SLACK)
             slot, offset, view = self.region.reserve(enc.nbytes)
         except RegionError as exc:
