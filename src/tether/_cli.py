@@ -20,12 +20,24 @@ class _NotAFile(Exception):
     """The path names something that holds no frame of its own (a device); the message says what."""
 
 
-class _PipedStream(io.RawIOBase):
-    """A stream arriving down a pipe, its first header already read: summarised as it passes, never held whole."""
+# A pipe is read in steps of _STEP, so memory follows the bytes that arrive, never what a header declares
+# (a forged one may declare up to Limits.max_frame_size). What follows a frame or a stream is counted up to
+# _TAIL_COUNTED only: the input may never end (`(cat f.tthr; cat /dev/zero) | tether verify -`).
+_STEP = 1 << 20
+_TAIL_COUNTED = 16 << 20
 
-    def __init__(self, head: bytes, src: Any):
+
+class _PipedStream(io.RawIOBase):
+    """A stream arriving down a pipe, checked or summarised frame by frame as it passes, never held whole.
+
+    ``prefix`` is its first frame's header and metadata, already read (and handed out again first);
+    ``first`` is that frame's :class:`tether.FrameInfo`.
+    """
+
+    def __init__(self, prefix: bytes, src: Any, first: Any):
         super().__init__()
-        self._head, self._src = memoryview(head), src
+        self.prefix, self.first, self.owns = prefix, first, False  # owns: close() closes src too
+        self._head, self._src = memoryview(prefix), src
 
     def readable(self) -> bool:
         return True
@@ -38,56 +50,103 @@ class _PipedStream(io.RawIOBase):
             return n
         return self._src.readinto(b) or 0
 
+    def close(self) -> None:
+        if self.owns and not self.closed:
+            self._src.close()
+        super().close()
 
-def _read_pipe(src: Any, whole: bool = True) -> Any:
-    """What a pipe holds, if it starts as a frame: bytes that do not (`head -c 1G /dev/zero |`) are not read on.
 
-    Without ``whole``, a pipe whose first frame is a stream chunk is left unread, as a :class:`_PipedStream`.
+def _read_pipe(src: Any) -> Any:
+    """What a pipe holds, if it starts as a frame: its bytes, or a :class:`_PipedStream` if it starts a stream.
+
+    Bytes that start no frame (`head -c 1G /dev/zero |`) are not read on: the bytes read so far are
+    returned, for tether.inspect to name what is wrong with them.
     """
+    import tether
     from . import TetherError, frame
     from ._limits import get_limits
 
     head = src.read(frame.HEADER_SIZE)
     if len(head) < frame.HEADER_SIZE or head[: len(frame.MAGIC)] != frame.MAGIC:
-        return head  # tether.inspect names what is wrong with them
+        return head
+    data = bytearray(head)
     try:
         header = frame.unpack(memoryview(head), get_limits())
+        prefix = bytes(_read_on(src, data, header.payload_offset))  # within Limits.max_metadata_size
+        first = tether.inspect(prefix)
     except TetherError:
-        return head  # a header that cannot stand (over the limits, say): tether.inspect names it
-    if not whole and header.flags & frame.FLAG_STREAM_CHUNK:
-        return _PipedStream(head, src)
-    data = head + src.read(header.frame_size - len(head))  # no more than the header declares, within the limit
+        return data  # a header or metadata that cannot stand (over the limits, say): tether.inspect names it
+    if first.stream:  # decided by the metadata, as for a file
+        return _PipedStream(prefix, src, first)
+    _read_on(src, data, header.frame_size)
     extra = _drain(src)
     if extra:
-        raise frame.trailing(extra, header)
+        raise _trailing(extra, header)
+    return data
+
+
+def _read_on(src: Any, data: bytearray, size: int) -> bytearray:
+    """``data`` extended from ``src`` to ``size`` bytes, or fewer if ``src`` ends first."""
+    while len(data) < size and (chunk := src.read(min(size - len(data), _STEP))):
+        data += chunk
     return data
 
 
 def _drain(src: Any) -> int:
-    """How many bytes are left in ``src``, read through and dropped (a pipe that goes on is not held)."""
+    """How many bytes are left in ``src``, read and dropped; past ``_TAIL_COUNTED`` no more are read."""
     count = 0
-    while chunk := src.read(1 << 20):
+    while count <= _TAIL_COUNTED and (chunk := src.read(_STEP)):
         count += len(chunk)
     return count
 
 
-def _open(path: str, whole: bool = True):  # noqa: ANN202
+def _counted(extra: int) -> str:
+    return str(extra) if extra <= _TAIL_COUNTED else f"more than {_TAIL_COUNTED}"
+
+
+def _trailing(extra: int, header: Any) -> Exception:
+    """The error for ``extra`` bytes (as :func:`_drain` counts them) after a piped frame."""
+    from . import DecodeError, frame
+
+    if extra <= _TAIL_COUNTED:
+        return frame.trailing(extra, header)
+    return DecodeError(
+        f"{_counted(extra)} bytes after the end of the frame ({header.frame_size} bytes), and counting stopped "
+        "there: the input may never end. Pipe in one frame or one stream, and nothing after it."
+    )
+
+
+def _stream_tail(piped: _PipedStream, where: str) -> str | None:
+    """Why a piped stream fails for the bytes after its end frame (as a file's does), or None if none follow."""
+    extra = _drain(piped)
+    if not extra:
+        return None
+    return (f"{where}: {_counted(extra)} bytes follow the end frame, which ends the stream. The input holds "
+            "something else after the stream (two streams joined, or junk): pass only the stream's bytes.")
+
+
+def _open(path: str):  # noqa: ANN202
     if path == "-":  # the frame comes down a pipe: `cat f.tthr | tether inspect -`
-        return _read_pipe(sys.stdin.buffer, whole)
+        return _read_pipe(sys.stdin.buffer)
     f = open(path, "rb")
+    owned = False  # whether what is returned closes f: a piped stream is read after _open returns
     try:
         mode = os.fstat(f.fileno()).st_mode
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             # /dev/zero never ends and a terminal waits for typing: neither is a frame file.
             raise _NotAFile(f"{path} is a device, not a file; name a frame file, or pipe one in with '-'")
         if not stat.S_ISREG(mode):  # a pipe (`<(...)`, /dev/stdin of `a | tether`) cannot be mapped
-            return _read_pipe(f, whole)
+            data = _read_pipe(f)
+            if isinstance(data, _PipedStream):
+                data.owns = owned = True
+            return data
         try:
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # empty file
             return f.read()
     finally:
-        f.close()
+        if not owned:
+            f.close()
 
 
 class _VersionAction(argparse.Action):
@@ -206,21 +265,15 @@ def _frame_cmd(args: argparse.Namespace) -> int:
 
     data: Any = b""  # what the error's hint looks at when the input could not be read
     try:
-        data = _open(args.file, whole=args.cmd != "inspect")
-        if isinstance(data, _PipedStream):
-            return _stream_summary(args, data)
+        data = _open(args.file)
+        if isinstance(data, _PipedStream):  # read once, as it passes
+            with data:  # closes the pipe if _open opened it
+                return _stream_summary(args, data) if args.cmd == "inspect" else _verify_piped(args, data)
         first = tether.inspect(data)
         if args.cmd == "inspect" and first.stream:  # a stream file (mapped: its payloads are never touched)
             return _stream_summary(args, data)
         if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
-            totals = tether.stream.verify_stream(data)
-            if args.json:
-                _print_json({**_info_dict(first), "verified_stream": totals})
-                return 0
-            print(first)
-            print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
-                  f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
-            return 0
+            return _verified_stream(args, first, tether.stream.verify_stream(data))
         info = tether.verify(data) if args.cmd == "verify" else first
         if args.cmd == "inspect" and hasattr(data, "__len__") and len(data) != first.frame_size:
             # inspect reads the header and metadata only, and would otherwise pass a cut or padded file.
@@ -234,7 +287,8 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     except _NotAFile as exc:
         return _frame_error(args, "NotAFile", str(exc), 2)
     except TetherError as exc:
-        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=_region_hint(data), named=True)
+        hint = "" if isinstance(data, _PipedStream) else _region_hint(data)  # a stream is no region
+        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=hint, named=True)
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
         _print_json(_info_dict(info, verified))
@@ -242,6 +296,29 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     print(info)
     if verified is not None:
         print(f"verified  {verified}")
+    return 0
+
+
+def _verify_piped(args: argparse.Namespace, piped: _PipedStream) -> int:
+    """``verify`` of a stream down a pipe: frame by frame, as of a file, and nothing after its end frame."""
+    import tether
+    from . import StreamError
+
+    totals = tether.stream.verify_stream(piped)  # a pipe's end is not read past: the tail is checked here
+    tail = _stream_tail(piped, f"stream {totals['stream_id']} chunk {totals['chunks']}")
+    if tail is not None:
+        raise StreamError(tail)
+    return _verified_stream(args, piped.first, totals)
+
+
+def _verified_stream(args: argparse.Namespace, first: Any, totals: dict[str, Any]) -> int:
+    """Print what ``verify`` found in a whole stream: chunk 0's frame info and the stream's totals."""
+    if args.json:
+        _print_json({**_info_dict(first), "verified_stream": totals})
+        return 0
+    print(first)
+    print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
+          f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
     return 0
 
 
@@ -265,6 +342,8 @@ def _stream_summary(args: argparse.Namespace, data: Any) -> int:
     import tether
 
     summary = tether.stream.summarize_stream(data)
+    if isinstance(data, _PipedStream) and summary["state"] == "complete":
+        _check_piped_tail(summary, data)
     first = summary.pop("first_chunk")
     if args.json:
         _print_json({**(_info_dict(first) if first is not None else {}), "stream_summary": summary})
@@ -277,6 +356,21 @@ def _stream_summary(args: argparse.Namespace, data: Any) -> int:
         return 0
     print(f"tether: {args.file}: {problem['error']}: {problem['message']}", file=sys.stderr)
     return 1
+
+
+def _check_piped_tail(summary: dict[str, Any], piped: _PipedStream) -> None:
+    """Mark a complete piped stream damaged if bytes follow its end frame, as summarize_stream marks a file's.
+
+    The reader stops at a pipe's end frame (a socket may carry more after it); the command's input is the
+    stream alone.
+    """
+    seq = summary["declared"]["count"]  # the end frame's chunk number: complete, so it checked out
+    tail = _stream_tail(piped, f"stream {summary['stream_id']} chunk {seq}")
+    if tail is not None:
+        summary["state"] = "damaged"
+        summary["problem"] = {"error": "StreamError", "message": tail, "chunk": seq}
+        if summary["checkpoint"] is not None:  # None for a stream of no chunks
+            summary["checkpoint"]["ended"] = False  # as for a file: the end frame did not check out
 
 
 _STATES = {
