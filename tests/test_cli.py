@@ -330,18 +330,8 @@ def test_shm_ls_marks_orphans_and_gc_dry_run_lists_them_and_removes_nothing(tmp_
 
 def test_a_piped_frame_is_read_as_far_as_its_header_declares_and_what_follows_is_counted_not_held():
     # `(cat f.tthr; head -c 300M /dev/zero) | tether verify -` held 690 MB to say "314572800 bytes after".
+    from test_cli_pipes import RecordingPipe as Pipe
     from tether import _cli
-
-    class Pipe(io.RawIOBase):
-        def __init__(self, data: bytes):
-            self.data, self.at, self.largest = data, 0, 0
-
-        def read(self, n: int = -1) -> bytes:
-            assert n is not None and n >= 0, "read to the end"
-            self.largest = max(self.largest, n)
-            chunk = self.data[self.at:self.at + n]
-            self.at += len(chunk)
-            return chunk
 
     frame = bytes(tether.dumps({"a": 1}))
     pipe = Pipe(frame + bytes(5 << 20))

@@ -165,7 +165,7 @@ def test_a_piped_stream_chunk_declaring_a_huge_frame_fails_verify_as_truncated()
     assert out.returncode == 1 and _json(out)["error"]["type"] == "TruncatedError", out.stderr.decode()[-2000:]
 
 
-class _Pipe(io.RawIOBase):
+class RecordingPipe(io.RawIOBase):
     """A pipe in memory that records the largest read asked of it."""
 
     def __init__(self, data: bytes):
@@ -181,7 +181,7 @@ class _Pipe(io.RawIOBase):
 
 def test_a_piped_frame_is_read_in_steps_whatever_its_header_declares():
     frame = bytes(tether.dumps(b"x" * 48, compression="none"))
-    pipe = _Pipe(_declaring(frame, (1 << 40) - (1 << 12)) + bytes(3 << 20))
+    pipe = RecordingPipe(_declaring(frame, (1 << 40) - (1 << 12)) + bytes(3 << 20))
     data = _cli._read_pipe(pipe)
     assert pipe.largest <= 1 << 20 and pipe.at == len(pipe.data) == len(data)
     with pytest.raises(tether.TruncatedError):
@@ -209,7 +209,7 @@ def test_bytes_after_a_piped_frame_are_counted_exactly_up_to_the_bound():
     frame = bytes(tether.dumps({"a": 1}))
     for extra, said in ((_cli._TAIL_COUNTED, f"^{_cli._TAIL_COUNTED} bytes after"),
                         (_cli._TAIL_COUNTED + 1, f"^more than {_cli._TAIL_COUNTED} bytes after")):
-        pipe = _Pipe(frame + bytes(extra))
+        pipe = RecordingPipe(frame + bytes(extra))
         with pytest.raises(tether.DecodeError, match=said):
             _cli._read_pipe(pipe)
         assert pipe.largest <= 1 << 20
