@@ -307,11 +307,16 @@ def _set(i: int, v: int):
     return change
 
 
+def _wrapping(arr):
+    arr[1:3] = np.iinfo(arr.dtype).max, -2  # rises, then falls by more than the dtype holds: np.diff wraps
+    return arr
+
+
 @pytest.mark.parametrize("kind", ["csr", "csc"])
 @pytest.mark.parametrize("change", [_set(-1, -2147483635), _set(-1, -5), _set(0, 1), _set(1, 3), _set(-1, 99),
-                                    lambda a: a[:-1]],
+                                    lambda a: a[:-1], _wrapping],
                          ids=["last very negative", "last negative", "first not 0", "falling", "past the values",
-                              "one entry short"])
+                              "one entry short", "a fall that wraps"])
 def test_an_indptr_that_is_not_a_running_count_is_refused_before_scipy_reads_by_it(kind, change):
     """A negative last entry passed scipy's check (it skips a matrix that says it holds nothing) and toarray()
     crashed the process."""

@@ -856,9 +856,10 @@ bounded_read(Deadline, OsPid) ->
 %% Python wrote the reply says nothing of the region. A read that outlasts the
 %% deadline once the file is open is given up without touching Python.
 await_read(Pid, Mref, Deadline, OsPid, Opened) ->
-    Wait = case Opened of
-               false -> min(max(remaining(Deadline), ?OPEN_GRACE), ?READ_MAX);
-               true -> min(remaining(Deadline), ?READ_MAX)
+    Wait = case {Opened, Deadline} of
+               {false, _} -> min(max(remaining(Deadline), ?OPEN_GRACE), ?READ_MAX);
+               {true, infinity} -> infinity;  % open: a pread, as long as the caller waits
+               {true, _} -> remaining(Deadline)
            end,
     receive
         {Pid, opened} -> await_read(Pid, Mref, Deadline, OsPid, true);
@@ -874,9 +875,9 @@ await_read(Pid, Mref, Deadline, OsPid, Opened) ->
 %% once its exit arrives. No call is sent to it meanwhile (phase cancelling;
 %% a pool routes around it).
 stuck_region(Path, S = #st{os_pid = OsPid}) ->
-    logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened in ~p ms "
-                   "(~ts: a lease or lock held on it?); killed it", [self(), OsPid, ?OPEN_GRACE, Path],
-                   #{domain => [tether]}),
+    logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened before the "
+                   "call's deadline nor within ~p ms (~ts: a lease or lock held on it?); killed it",
+                   [self(), OsPid, ?OPEN_GRACE, Path], #{domain => [tether]}),
     S1 = S#st{phase = cancelling, killed = <<"a region it named could not be opened">>},
     notify(cancelling, S1),
     S1.

@@ -275,7 +275,7 @@ def _check_indptr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, maj
     """
     n = len(indices)
     ok = (indptr.ndim == 1 and len(indptr) == major + 1 and len(data) == n and indptr[0] == 0 and indptr[-1] == n
-          and bool((np.diff(indptr) >= 0).all()))
+          and bool((indptr[1:] >= indptr[:-1]).all()))  # not np.diff: it wraps, and 0, 2**31-1, -2 would pass
     if not ok:
         raise DecodeError(f"sparse indptr must rise from 0 to the {n} stored values, one entry per row or column "
                           f"and one more ({major + 1}); got {len(indptr)} entries from {indptr[:1].tolist()} to "
