@@ -268,3 +268,15 @@ def test_copy_to_writes_every_byte_through_partial_and_would_block_writes():
     reader.join(30)
     os.close(r)
     assert bytes(got) == data
+
+
+def test_verify_stream_checks_a_continuation_file_from_its_checkpoint():
+    first, rest = io.BytesIO(), io.BytesIO()
+    with StreamWriter(first) as w:
+        w.write(b"a")
+        cp = w.abort()
+    with StreamWriter(rest, resume=cp) as w:
+        w.write(b"b")
+    assert verify_stream(rest.getvalue(), resume=cp)["chunks"] == 2
+    with pytest.raises(tether.StreamError, match="chunk 1 instead: chunk 0 is missing|starts at chunk 1"):
+        verify_stream(rest.getvalue())

@@ -1256,7 +1256,7 @@ def _unjoined(method: str, what: str, seen: set[str]) -> StreamError:
                        f"more than one array or table. Iterate the StreamReader to get each chunk instead.")
 
 
-def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any]:
+def verify_stream(source: Any, *, resume: Any = None, max_frame: int | None = None) -> dict[str, Any]:
     """Check a whole stream without decoding any chunk: checksums, order, completeness.
 
     Returns the stream id, chunk count and byte count; raises
@@ -1267,16 +1267,16 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
     source : bytes-like or binary file-like
         As :class:`StreamReader`.
     resume : Checkpoint or dict, optional
-        As :class:`StreamReader`: where a continuation file (written with ``StreamWriter(resume=...)``)
-        starts. Without it, such a file is read from its first chunk on, its digest left unchecked
-        (``continues_from`` says where it starts; ``checkpoint`` is None unless the end frame is there).
+        As :class:`StreamReader`: the checkpoint a continuation file (written with
+        ``StreamWriter(resume=...)``) starts from, so that its chunks and end frame are checked
+        against the whole stream.
     max_frame : int, optional
         As :class:`StreamReader`.
 
     Returns
     -------
     dict
-        ``stream_id``, ``chunks`` and ``bytes``.
+        ``stream_id``, ``chunks`` and ``bytes`` (of the whole stream, with ``resume``).
 
     Examples
     --------
@@ -1295,7 +1295,7 @@ def verify_stream(source: Any, *, max_frame: int | None = None) -> dict[str, Any
     ...
     tether._errors.TruncatedError: stream ... chunk 3: the frame declares ... bytes, ... remain.
     """
-    reader = StreamReader(source, max_frame=max_frame)
+    reader = StreamReader(source, resume=resume, max_frame=max_frame)
     while reader._next(decode=False) is not None:
         pass
     return {"stream_id": reader.stream_id, **reader.totals}
