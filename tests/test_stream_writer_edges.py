@@ -280,3 +280,14 @@ def test_verify_stream_checks_a_continuation_file_from_its_checkpoint():
     assert verify_stream(rest.getvalue(), resume=cp)["chunks"] == 2
     with pytest.raises(tether.StreamError, match="chunk 1 instead: chunk 0 is missing|starts at chunk 1"):
         verify_stream(rest.getvalue())
+
+
+def test_a_summary_counts_the_end_frame_when_bytes_follow_it():
+    """A file with junk after its end frame left the end frame out of frame_bytes, which says it is counted
+    (the same stream down a pipe counted it)."""
+    sink = io.BytesIO()
+    with StreamWriter(sink) as w:
+        w.write(b"abc")
+    good = summarize_stream(sink.getvalue())
+    bad = summarize_stream(sink.getvalue() + b"junk")
+    assert bad["state"] == "damaged" and bad["frame_bytes"] == good["frame_bytes"] == len(sink.getvalue())

@@ -1384,13 +1384,16 @@ def _summarize(reader: StreamReader, out: dict[str, Any]) -> None:
             out["continues_from"] = {"seq": info["seq"], "offset": info["offset"]}
         if out["continues_from"] is not None and isinstance(info, dict) and info.get("end") is True:
             reader._digest = info.get("digest")
-        if isinstance(info, dict) and info.get("end") is True:  # before the checks, which may refuse it
+        end = isinstance(info, dict) and info.get("end") is True
+        if end:  # before the checks, which may refuse it (or the bytes after it): it was read all the same
             out["end_frame"] = True
             # As declared, but only ints a summary can print (str() of a forged million-digit int raises).
             out["declared"] = {k: v if _is_u64(v) else _kind(v) for k in ("count", "bytes", "digest")
                                for v in (info.get(k),)}
+            out["frame_bytes"] += header.frame_size
         reader._accept(header, meta, where, None)
-        out["frame_bytes"] += header.frame_size
+        if not end:
+            out["frame_bytes"] += header.frame_size
         if reader.complete:
             out["state"] = "complete"
             return
