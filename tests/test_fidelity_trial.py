@@ -304,3 +304,10 @@ def test_a_signalling_nan_or_nan_payload_warns_that_it_comes_back_a_quiet_nan(te
         frame = tether.dumps([decimal.Decimal(text)])
     assert rec[0].filename == __file__
     assert str(tether.loads(frame)[0]) == ("-NaN" if text.startswith("-") else "NaN")
+
+
+@pytest.mark.parametrize("r", [range(2**64), range(0, 2**70, 3), range(5, 2), range(5, 2, 2), range(2, 5, -1)])
+def test_a_range_past_2_63_elements_or_empty_goes_as_a_range(r):
+    """len() of a range past 2**63 - 1 elements raises OverflowError; an empty range's last came from len."""
+    for kw in ({}, {"reader": "beam"}):
+        assert tether.loads(tether.dumps([r], **kw)) == [r]

@@ -321,6 +321,15 @@ product(Dims) -> lists:foldl(fun(D, Acc) -> D * Acc end, 1, Dims).
 
 scalar(<<"int">>, P) when byte_size(P) > 0 -> S = byte_size(P) * 8, <<I:S/little-signed>> = P, {ok, I};
 scalar(<<"float">>, <<F:64/little-float>>) -> {ok, F};
+%% NaN and the infinities, which no Erlang float holds: the atoms Nx uses, as in etf frames.
+scalar(<<"float">>, <<_:64>> = P) ->
+    <<Bits:64/little-unsigned>> = P,
+    case {(Bits bsr 52) band 16#7FF, Bits band ((1 bsl 52) - 1), Bits bsr 63} of
+        {16#7FF, 0, 0} -> {ok, infinity};
+        {16#7FF, 0, 1} -> {ok, neg_infinity};
+        {16#7FF, _, _} -> {ok, nan};
+        _ -> {error, {bad_scalar, <<"float">>}}
+    end;
 scalar(<<"bool">>, <<0>>) -> {ok, false};
 scalar(<<"bool">>, <<1>>) -> {ok, true};
 scalar(<<"none">>, <<>>) -> {ok, nil};

@@ -44,6 +44,22 @@ defmodule Tether.ValuesEdgesTest do
     %{w: w}
   end
 
+  test "ranges past 2**63 - 1 elements, and empty ones, come back as they went", %{w: w} do
+    # Sending a huge one back raised OverflowError (len of a range); an empty one came back 5..4//1.
+    for range <- [0..9_223_372_036_854_775_808, 5..1//1, 1..0//1, 12..7//1, 3..10//-2, -5..5//5] do
+      assert {:ok, ^range} = Tether.Worker.call(w, @m, "echo", [range])
+    end
+  end
+
+  test "a scalar frame of NaN or an infinity decodes to the atoms, as in etf frames" do
+    # Python's dumps(float('nan'), reader='beam') writes a scalar frame: it was {:error, {:bad_scalar, "float"}}.
+    for {bits, atom} <- [{<<0, 0, 0, 0, 0, 0, 248, 127>>, :nan}, {<<0, 0, 0, 0, 0, 0, 240, 127>>, :infinity},
+                         {<<0, 0, 0, 0, 0, 0, 240, 255>>, :neg_infinity}, {<<1, 0, 0, 0, 0, 0, 240, 255>>, :nan}] do
+      frame = :tether_frame.build(2, "scalar", %{"kind" => "float"}, bits, %{}) |> IO.iodata_to_binary()
+      assert {:ok, ^atom} = Tether.decode(frame)
+    end
+  end
+
   test "Date and Time columns of Tether.table/1 arrive as date32 and time64", %{w: w} do
     # It was {:bad_request, "$[0]: Column 'd' holds date; Arrow needs one kind per column ..."}.
     rows = [%{"d" => ~D[2024-01-01], "t" => ~T[10:11:12.500000], "n" => 1}, %{"d" => nil, "t" => nil, "n" => 2}]

@@ -331,7 +331,9 @@ def _range_to_py(d: dict) -> range:
 
 
 def _range_from_py(v: range) -> dict:
-    last = v[-1] if len(v) else v.start - v.step
+    # Not len(v): past 2**63 - 1 elements it raises OverflowError. An empty range's last is the one its stop
+    # was made from (_range_to_py), so 5..1//1 comes back 5..1//1.
+    last = v[-1] if v else v.stop - (1 if v.step > 0 else -1)
     return {"first": v.start, "last": last, "step": v.step}
 
 
