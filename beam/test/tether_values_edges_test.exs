@@ -51,6 +51,15 @@ defmodule Tether.ValuesEdgesTest do
     end
   end
 
+  test "a map key or MapSet member of 64 KiB or more arrives and comes back", %{w: w} do
+    # From 64 KiB to the shared-memory threshold it was a view of the worker's writable read buffer, which
+    # Python cannot hash: {:bad_request, "Map key cannot be hashed ..."}.
+    big = :binary.copy("a", 65_536)
+    for value <- [%{big => 1}, %{[big] => 2}, MapSet.new([big])] do
+      assert {:ok, ^value} = Tether.Worker.call(w, @m, "echo", [value])
+    end
+  end
+
   test "a scalar frame of NaN or an infinity decodes to the atoms, as in etf frames" do
     # Python's dumps(float('nan'), reader='beam') writes a scalar frame: it was {:error, {:bad_scalar, "float"}}.
     for {bits, atom} <- [{<<0, 0, 0, 0, 0, 0, 248, 127>>, :nan}, {<<0, 0, 0, 0, 0, 0, 240, 127>>, :infinity},

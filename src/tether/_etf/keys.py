@@ -69,6 +69,12 @@ def count(counts: dict[int, int], key_hash: int) -> bool:
     return n <= MAX_SAME_HASH
 
 
+def _hashable_leaf(value: Any) -> Any:
+    """A large binary decoded as a view of a writable buffer (a bytearray frame, the worker's pipe buffer) hashes
+    as that buffer, which cannot be hashed: as a key, it is its bytes."""
+    return value.tobytes() if type(value) is memoryview else value
+
+
 def freeze(value: Any) -> Any:
     """A hashable stand-in for a decoded map key: lists, maps and sets inside it become frozen, at any depth.
 
@@ -82,7 +88,7 @@ def freeze(value: Any) -> Any:
     FrozenList([frozenset({1, 2}), FrozenMap({'a': FrozenList([3])})])
     """
     if _children(value) is None:
-        return value
+        return _hashable_leaf(value)
     # Post-order rebuild with an explicit stack.
     work: list[tuple[Any, bool]] = [(value, False)]
     results: list[Any] = []
@@ -90,7 +96,7 @@ def freeze(value: Any) -> Any:
         node, done = work.pop()
         children = _children(node)
         if children is None:
-            results.append(node)
+            results.append(_hashable_leaf(node))
             continue
         if not done:
             work.append((node, True))
