@@ -319,3 +319,11 @@ def test_a_large_binary_key_of_a_frame_in_a_writable_buffer_decodes_as_bytes(wra
     big = b"a" * 70_000
     back = tether.loads(wrap(tether.dumps({big: 1, (big,): 2}, format="etf")))
     assert back == {big: 1, (big,): 2} and all(type(k) is not memoryview for k in back)
+
+
+def test_a_bitstrings_padding_bits_are_cleared_as_the_beam_clears_them():
+    """BitBinary(b'\\x06', 4) came back from the BEAM as BitBinary(b'\\x00', 4) and compared unequal."""
+    a, b = tether.BitBinary(bytes([0x06]), 4), tether.BitBinary(bytes([0x00]), 4)
+    assert a == b and hash(a) == hash(b) and a.data == bytes([0])
+    assert tether.BitBinary(bytes([1, 0xF6]), 4).data == bytes([1, 0xF0])
+    assert tether.loads(tether.dumps([a], reader="beam")) == [b]

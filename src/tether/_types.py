@@ -155,11 +155,22 @@ def _freeze_shallow(value: Any) -> Any:
 class BitBinary:
     """A bitstring whose length is not a whole number of bytes.
 
-    ``data`` holds the bytes; only the high ``bits`` bits of the last byte count.
+    ``data`` holds the bytes; only the high ``bits`` bits of the last byte count, and the rest are cleared, as
+    the BEAM clears them: two equal bitstrings compare and hash equal whatever padding they were built with.
+
+    Examples
+    --------
+    >>> BitBinary(bytes([6]), 4) == BitBinary(bytes([0]), 4)
+    True
     """
 
     data: bytes
     bits: int
+
+    def __post_init__(self) -> None:
+        data, bits = self.data, self.bits
+        if type(bits) is int and 1 <= bits < 8 and len(data) and data[-1] & (0xFF >> bits):
+            object.__setattr__(self, "data", bytes(data[:-1]) + bytes((data[-1] & (0xFF << (8 - bits)) & 0xFF,)))
 
 
 @dataclass(frozen=True, slots=True)
