@@ -327,3 +327,16 @@ def test_a_bitstrings_padding_bits_are_cleared_as_the_beam_clears_them():
     assert a == b and hash(a) == hash(b) and a.data == bytes([0])
     assert tether.BitBinary(bytes([1, 0xF6]), 4).data == bytes([1, 0xF0])
     assert tether.loads(tether.dumps([a], reader="beam")) == [b]
+
+
+def test_nan_inside_improper_lists_and_container_subclasses_goes_for_the_beam_and_comes_back_a_float():
+    from collections import OrderedDict, namedtuple
+
+    point = namedtuple("Point", "x")
+    value = [math.nan, tether.ImproperList([math.nan, (math.inf,)], -math.inf)]
+    back = tether.loads(tether.dumps(value, reader="beam"))
+    assert math.isnan(back[0]) and math.isnan(back[1].items[0]) and back[1].items[1] == (math.inf,)
+    assert back[1].tail == -math.inf
+    for v in (OrderedDict(a=math.nan), point(math.nan)):
+        out = tether.loads(tether.dumps(v, reader="beam"))
+        assert math.isnan(next(iter(out.values())) if isinstance(out, dict) else out[0])

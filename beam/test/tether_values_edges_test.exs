@@ -33,6 +33,10 @@ defmodule Tether.ValuesEdgesTest do
   def echo(value):
       return value
 
+
+  def improper_kinds(value):
+      return [type(x).__name__ for x in value.items] + [type(value.tail).__name__]
+
   """
 
   setup do
@@ -58,6 +62,14 @@ defmodule Tether.ValuesEdgesTest do
     for value <- [%{big => 1}, %{[big] => 2}, MapSet.new([big])] do
       assert {:ok, ^value} = Tether.Worker.call(w, @m, "echo", [value])
     end
+  end
+
+  test ":nan and the infinities inside an improper list arrive as floats and come back as atoms", %{w: w} do
+    # Python's walks stopped at improper lists: the handler got Atom('nan'), and a NaN it returned there
+    # failed the call with advice about map keys.
+    value = [:nan, 1.5 | :neg_infinity]
+    assert {:ok, ["float", "float", "float"]} = Tether.Worker.call(w, @m, "improper_kinds", [value])
+    assert {:ok, ^value} = Tether.Worker.call(w, @m, "echo", [value])
   end
 
   test "a scalar frame of NaN or an infinity decodes to the atoms, as in etf frames" do

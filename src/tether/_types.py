@@ -42,6 +42,21 @@ class Atom(str):
 FLOAT_ATOMS = {Atom("nan"): float("nan"), Atom("infinity"): float("inf"), Atom("neg_infinity"): float("-inf")}
 
 
+class _TailSlot:
+    """An ImproperList's tail as slot 0 of something indexable: what floats_for_atoms' walk reads and writes."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: "ImproperList"):
+        self.owner = owner
+
+    def __getitem__(self, _key: int) -> Any:
+        return self.owner.tail
+
+    def __setitem__(self, _key: int, value: Any) -> None:
+        self.owner.tail = value
+
+
 def floats_for_atoms(value: Any) -> Any:
     """``value`` with the atoms nan, infinity and neg_infinity (not map keys) as the floats they stand for.
 
@@ -73,6 +88,9 @@ def floats_for_atoms(value: Any) -> Any:
             parent[key] = list(item)
             stack.append((parent, key, True))
             stack.extend((parent[key], i, False) for i in range(len(item)))
+        elif t is ImproperList:  # its items list in place, and its tail through a slot of its own
+            stack.extend((item.items, i, False) for i in range(len(item.items)))
+            stack.append((_TailSlot(item), 0, False))
     return root[0]
 
 

@@ -71,7 +71,7 @@ from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, 
                     compression, formats, frame)
 from tether import _etf
 from tether._files import NotRegularFile, open_regular
-from tether._types import FLOAT_ATOMS
+from tether._types import FLOAT_ATOMS, ImproperList
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
 from tether.shm import RegionError, RegionPool
@@ -378,7 +378,11 @@ def _kind(value: Any) -> str:
 
 
 def _items(container: Any) -> Any:
-    return iter(container.items()) if isinstance(container, dict) else enumerate(container)
+    if isinstance(container, dict):
+        return iter(container.items())
+    if type(container) is ImproperList:  # its items, then its tail, as one more index
+        return enumerate([*container.items, container.tail])
+    return enumerate(container)
 
 
 def _rebuild(container: Any, changes: dict) -> Any:
@@ -387,9 +391,12 @@ def _rebuild(container: Any, changes: dict) -> Any:
         out = dict(container)
         out.update(changes)
         return out
-    items = list(container)
+    improper = type(container) is ImproperList
+    items = [*container.items, container.tail] if improper else list(container)
     for index, value in changes.items():
         items[index] = value
+    if improper:
+        return ImproperList(items[:-1], items[-1])
     return items if isinstance(container, list) else tuple(items)
 
 
@@ -1259,7 +1266,7 @@ class Worker:
             if value and type(value[0]) is Atom and value[0].startswith(_MARKER_PREFIX):
                 return self._embedded(value)
             return WALK
-        if t is list or t is dict:
+        if t is list or t is dict or t is ImproperList:
             return WALK
         if t is Atom:
             return _ATOM_FLOATS.get(value, value)
@@ -1364,7 +1371,7 @@ class Worker:
             return value
         if t is float:
             return value if value - value == 0.0 else _float_atom(value)  # inf - inf and nan are nan
-        if t is dict or t is list or t is tuple:
+        if t is dict or t is list or t is tuple or t is ImproperList:
             return WALK
         if t is bytes or t is bytearray or t is memoryview:
             return self._embed(value, "raw") if memoryview(value).nbytes >= EMBED_MIN else value

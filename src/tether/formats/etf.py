@@ -297,9 +297,15 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif t is Atom:
             if value in FLOAT_ATOMS:
                 return False
-        elif (t is list or t is tuple or t is dict) and id(value) not in seen:
+        elif isinstance(value, (list, tuple, dict, ImproperList)) and id(value) not in seen:  # subclasses too
             seen.add(id(value))
-            stack.extend(value.values() if t is dict else value)
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif t is ImproperList:
+                stack.extend(value.items)
+                stack.append(value.tail)
+            else:
+                stack.extend(value)
         elif _written_as_float(value):
             found = found or float(value) - float(value) != 0.0
     return found
