@@ -340,3 +340,18 @@ def test_nan_inside_improper_lists_and_container_subclasses_goes_for_the_beam_an
     for v in (OrderedDict(a=math.nan), point(math.nan)):
         out = tether.loads(tether.dumps(v, reader="beam"))
         assert math.isnan(next(iter(out.values())) if isinstance(out, dict) else out[0])
+
+
+@pytest.mark.parametrize("struct", ["Date", "NaiveDateTime", "Time"])
+def test_a_date_or_time_in_another_calendar_is_refused_not_read_as_iso(struct):
+    fields = {"Date": {"year": 2020, "month": 2, "day": 3}, "Time": {"hour": 1, "minute": 2, "second": 3},
+              "NaiveDateTime": {"year": 2020, "month": 2, "day": 3, "hour": 1, "minute": 2, "second": 3}}[struct]
+    term = {tether.Atom("__struct__"): tether.Atom(f"Elixir.{struct}"),
+            tether.Atom("calendar"): tether.Atom("Elixir.Foo.Cal"), **{tether.Atom(k): v for k, v in fields.items()}}
+    with pytest.raises(tether.DecodeError, match=rf"%{struct}{{}} in calendar Elixir.Foo.Cal.*Calendar.ISO"):
+        tether.etf.decode(tether.etf.encode(term))
+
+
+def test_a_frozenset_alone_goes_to_the_beam_as_a_mapset():
+    frame = tether.dumps(frozenset({1, 2}), reader="beam")
+    assert tether.inspect(frame).format == "etf" and tether.loads(frame) == {1, 2}

@@ -186,7 +186,18 @@ def _micro(d: dict) -> int:
     return m[0] if isinstance(m, tuple) else int(m)
 
 
+def _iso(d: dict, what: str) -> None:
+    """Refuse a date or time in another calendar than ISO: Python's are ISO, and its fields would be read as
+    ISO ones, a different day."""
+    calendar = _g(d, "calendar", _ISO)
+    if calendar != _ISO:
+        raise DecodeError(f"A %{what}{{}} in calendar {str(calendar)[:80]}: Python's dates and times are "
+                          f"Calendar.ISO ones. Convert it first ({what}.convert!(value, Calendar.ISO)), or decode "
+                          "with structs=False to get its fields.")
+
+
 def _date_to_py(d: dict) -> _dt.date:
+    _iso(d, "Date")
     return _dt.date(_g(d, "year"), _g(d, "month"), _g(d, "day"))
 
 
@@ -195,6 +206,7 @@ def _date_from_py(v: _dt.date) -> dict:
 
 
 def _time_to_py(d: dict) -> _dt.time:
+    _iso(d, "Time")
     return _dt.time(_g(d, "hour"), _g(d, "minute"), _g(d, "second"), _micro(d))
 
 
@@ -206,6 +218,7 @@ def _time_from_py(v: _dt.time) -> dict:
 
 
 def _naive_to_py(d: dict) -> _dt.datetime:
+    _iso(d, "NaiveDateTime")
     return _dt.datetime(_g(d, "year"), _g(d, "month"), _g(d, "day"), _g(d, "hour"), _g(d, "minute"),
                         _g(d, "second"), _micro(d))
 

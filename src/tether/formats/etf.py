@@ -120,6 +120,19 @@ class EtfFormat(Format):
             return f"{t.__name__} maps to an Elixir struct", None
         return None
 
+    def auto_pick_for(self, obj: Any, transport: str, reader: str) -> tuple[str, int | None] | None:
+        """:meth:`auto_pick`, and a frozenset for the BEAM, which reads it as the MapSet it is (Python keeps
+        it from pickle, which would give it back as a frozenset, not a set).
+
+        Examples
+        --------
+        >>> FORMAT.auto_pick_for(frozenset([1]), "pipe", "beam")
+        ('frozenset (a MapSet for the BEAM)', None)
+        """
+        if reader == "beam" and type(obj) is frozenset:
+            return "frozenset (a MapSet for the BEAM)", None
+        return self.auto_pick(obj, transport)
+
     def encode(self, obj: Any, ctx: EncodeContext) -> Payload:
         """The term in tagged mode (``bytes`` as BIT_BINARY, so ``str`` and ``bytes`` both round-trip).
 
