@@ -355,3 +355,30 @@ def test_a_date_or_time_in_another_calendar_is_refused_not_read_as_iso(struct):
 def test_a_frozenset_alone_goes_to_the_beam_as_a_mapset():
     frame = tether.dumps(frozenset({1, 2}), reader="beam")
     assert tether.inspect(frame).format == "etf" and tether.loads(frame) == {1, 2}
+
+
+def test_an_improper_list_subclass_with_nan_goes_for_the_beam():
+    class Improper(tether.ImproperList):
+        pass
+
+    back = tether.loads(tether.dumps([Improper([math.nan], 1)], reader="beam"))
+    assert math.isnan(back[0].items[0]) and back[0].tail == 1
+
+
+def test_a_forged_calendar_is_named_by_its_type_not_its_repr():
+    deep: list = []
+    for _ in range(20_000):
+        deep = [deep]
+    term = {tether.Atom("__struct__"): tether.Atom("Elixir.Date"), tether.Atom("calendar"): deep,
+            tether.Atom("year"): 2020, tether.Atom("month"): 1, tether.Atom("day"): 1}
+    with pytest.raises(tether.DecodeError, match=r"%Date\{\} in calendar \(a list\)"):
+        tether.etf.decode(tether.etf.encode(term))
+
+
+def test_a_datetime_in_another_calendar_is_named_a_datetime():
+    fields = {"year": 2020, "month": 2, "day": 3, "hour": 1, "minute": 2, "second": 3, "time_zone": "Etc/UTC",
+              "zone_abbr": "UTC", "utc_offset": 0, "std_offset": 0}
+    term = {tether.Atom("__struct__"): tether.Atom("Elixir.DateTime"),
+            tether.Atom("calendar"): tether.Atom("Elixir.Foo.Cal"), **{tether.Atom(k): v for k, v in fields.items()}}
+    with pytest.raises(tether.DecodeError, match=r"%DateTime\{\} in calendar Elixir.Foo.Cal.*DateTime.convert!"):
+        tether.etf.decode(tether.etf.encode(term))

@@ -191,7 +191,9 @@ def _iso(d: dict, what: str) -> None:
     ISO ones, a different day."""
     calendar = _g(d, "calendar", _ISO)
     if calendar != _ISO:
-        raise DecodeError(f"A %{what}{{}} in calendar {str(calendar)[:80]}: Python's dates and times are "
+        # Named only when it is a name: str() of a forged term may be huge, or nested past repr's recursion.
+        name = calendar[:80] if isinstance(calendar, str) else f"(a {type(calendar).__name__})"
+        raise DecodeError(f"A %{what}{{}} in calendar {name}: Python's dates and times are "
                           f"Calendar.ISO ones. Convert it first ({what}.convert!(value, Calendar.ISO)), or decode "
                           "with structs=False to get its fields.")
 
@@ -217,14 +219,14 @@ def _time_from_py(v: _dt.time) -> dict:
             "microsecond": (v.microsecond, 6)}
 
 
-def _naive_to_py(d: dict) -> _dt.datetime:
-    _iso(d, "NaiveDateTime")
+def _naive_to_py(d: dict, what: str = "NaiveDateTime") -> _dt.datetime:
+    _iso(d, what)
     return _dt.datetime(_g(d, "year"), _g(d, "month"), _g(d, "day"), _g(d, "hour"), _g(d, "minute"),
                         _g(d, "second"), _micro(d))
 
 
 def _datetime_to_py(d: dict) -> _dt.datetime:
-    naive = _naive_to_py(d)
+    naive = _naive_to_py(d, "DateTime")
     zone = _g(d, "time_zone", b"Etc/UTC")
     zone = zone.decode() if isinstance(zone, bytes) else str(zone)
     offset = (_g(d, "utc_offset") or 0) + (_g(d, "std_offset") or 0)

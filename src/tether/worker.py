@@ -380,7 +380,7 @@ def _kind(value: Any) -> str:
 def _items(container: Any) -> Any:
     if isinstance(container, dict):
         return iter(container.items())
-    if type(container) is ImproperList:  # its items, then its tail, as one more index
+    if isinstance(container, ImproperList):  # its items, then its tail, as one more index
         return enumerate([*container.items, container.tail])
     return enumerate(container)
 
@@ -391,7 +391,7 @@ def _rebuild(container: Any, changes: dict) -> Any:
         out = dict(container)
         out.update(changes)
         return out
-    improper = type(container) is ImproperList
+    improper = isinstance(container, ImproperList)
     items = [*container.items, container.tail] if improper else list(container)
     for index, value in changes.items():
         items[index] = value
@@ -1393,7 +1393,7 @@ class Worker:
             return transform(plain, lambda v: self._visit_out(v, tables))
         if isinstance(value, float):
             return _visit_float(float(value))
-        if isinstance(value, (dict, list, tuple)) and not isinstance(value, _BEAM_CONTAINERS):
+        if isinstance(value, (dict, list, tuple, ImproperList)) and not isinstance(value, _BEAM_CONTAINERS):
             return WALK
         return value
 

@@ -314,7 +314,7 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
             seen.add(id(value))
             if isinstance(value, dict):
                 stack.extend(value.values())
-            elif t is ImproperList:
+            elif isinstance(value, ImproperList):
                 stack.extend(value.items)
                 stack.append(value.tail)
             else:
