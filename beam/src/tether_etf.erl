@@ -89,7 +89,9 @@ binary_to_term_(Bin, false, _) ->
 %% Why a safe decode refused the bytes. An unknown atom inside a registered
 %% type newer than this node's is that type's error: a new field is the most
 %% common change a version makes.
-refused(none, _) -> {bad_etf, <<"not valid ETF, or it names atoms this node does not know">>};
+refused(none, _) ->
+    {bad_etf, <<"not valid ETF, or it names atoms this node does not know, or a map in it holds one key twice "
+                "(from Python: a dict or set with a str and a bytes of the same content, one binary here)">>};
 refused(#{atom := Atom, path := Path, types := Types}, Root) ->
     Reg = registry(),
     Newer = [{newer_type, Name, V, Known} || {Name, V} <- Types, is_map_key(Name, Reg),

@@ -72,6 +72,13 @@ defmodule Tether.ValuesEdgesTest do
     assert {:ok, ^value} = Tether.Worker.call(w, @m, "echo", [value])
   end
 
+  test "a map with one key twice (a Python dict with a str and a bytes of the same content) is named as a cause" do
+    payload = <<131, 116, 2::32, 109, 1::32, "a", 97, 1, 109, 1::32, "a", 97, 2>>
+    frame = :tether_frame.build(4, "etf", %{"binaries" => "tagged"}, payload, %{}) |> IO.iodata_to_binary()
+    assert {:error, {:bad_etf, why}} = Tether.decode(frame)
+    assert why =~ "a map in it holds one key twice (from Python: a dict or set with a str and a bytes"
+  end
+
   test "a scalar frame of NaN or an infinity decodes to the atoms, as in etf frames" do
     # Python's dumps(float('nan'), reader='beam') writes a scalar frame: it was {:error, {:bad_scalar, "float"}}.
     for {bits, atom} <- [{<<0, 0, 0, 0, 0, 0, 248, 127>>, :nan}, {<<0, 0, 0, 0, 0, 0, 240, 127>>, :infinity},
