@@ -382,3 +382,8 @@ def test_a_datetime_in_another_calendar_is_named_a_datetime():
             tether.Atom("calendar"): tether.Atom("Elixir.Foo.Cal"), **{tether.Atom(k): v for k, v in fields.items()}}
     with pytest.raises(tether.DecodeError, match=r"%DateTime\{\} in calendar Elixir.Foo.Cal.*DateTime.convert!"):
         tether.etf.decode(tether.etf.encode(term))
+
+
+def test_a_bitstrings_bit_count_given_as_a_numpy_int_is_an_int():
+    a = tether.BitBinary(bytes([6]), np.int64(4))
+    assert type(a.bits) is int and a == tether.BitBinary(bytes([0]), 4)

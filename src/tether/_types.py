@@ -187,6 +187,9 @@ class BitBinary:
 
     def __post_init__(self) -> None:
         data, bits = self.data, self.bits
+        if type(bits) is not int and type(bits) is not bool and hasattr(bits, "__index__"):  # np.int64(4)
+            object.__setattr__(self, "bits", bits.__index__())
+            bits = self.bits
         if type(bits) is int and 1 <= bits < 8 and len(data) and data[-1] & (0xFF >> bits):
             object.__setattr__(self, "data", bytes(data[:-1]) + bytes((data[-1] & (0xFF << (8 - bits)) & 0xFF,)))
 
