@@ -162,3 +162,17 @@ def test_plain_options_refuse_atoms_and_the_terms_that_carry_one_in_c_and_in_pyt
     ok = {"t": True, "f": False, "n": None, "s": "x", "l": [1, 2.5, b"b"]}
     assert _etf.encode(ok, opts) == _etf.encode(ok)  # plain data: the same bytes
     assert _etf.decode(_etf.encode(Atom("x"))) == Atom("x")  # the default still writes atoms
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray], ids=["bytes", "bytearray"])
+def test_a_large_binary_map_key_is_bytes_in_both_decoders_whatever_buffer_it_came_in(wrap):
+    """Binaries from 64 KiB decode as views; as a map key, a view kept the frame alive, hashed as its buffer
+    (a bytearray's cannot be), and was a memoryview or bytes depending on the buffer."""
+    big = b"k" * 70_000
+    frame = tether.dumps({big: 1, "x": 2}, format="etf")  # tagged: str and bytes each come back as themselves
+    fast = tether.loads(wrap(frame))
+    info = tether.inspect(frame)
+    data = wrap(bytes(frame)[info.payload_offset : info.payload_offset + info.payload_size])
+    slow, _ = decoder.decode_term(data, 1, _etf.Options(views=65_536, binaries="tagged"), source=data)
+    for out in (fast, slow):
+        assert out == {big: 1, "x": 2} and [type(k) for k in out] == [bytes, str]

@@ -206,6 +206,8 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tupl
 
 def put_counted(r: Reader, frame: list, key: Any, value: Any, pos: int) -> None:
     """Store a key the key-safety rule counts (see ``keys``): made hashable, and bounded per hash value."""
+    if type(key) is memoryview:  # a large binary decoded as a view: as a key, its bytes (keys.freeze)
+        key = key.tobytes()
     try:
         try:
             h = hash(key)

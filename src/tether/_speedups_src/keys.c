@@ -48,6 +48,13 @@ static int counts_add(const State *st, HashCounts *c, Py_hash_t h) {
 }
 
 PyObject *counted_key(State *st, HashCounts *c, PyObject *key) {
+    if (PyMemoryView_Check(key)) {
+        /* A large binary decoded as a view: as a key it is its bytes, owned, whatever buffer it viewed (a view
+         * of a writable one cannot even be hashed), as keys.py's freeze makes them. */
+        PyObject *owned = PyBytes_FromObject(key);
+        Py_SETREF(key, owned);
+        if (!key) goto fallback;
+    }
     Py_hash_t h = PyObject_Hash(key);
     if (h == -1) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto fallback;
