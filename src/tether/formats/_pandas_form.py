@@ -36,8 +36,8 @@ def _pd() -> Any:
 
 
 def record(df: Any, table: pa.Table) -> dict[str, Any]:
-    """What ``df`` would lose through Arrow's pandas metadata (``table`` is its Arrow form), as the
-    ``type.pandas`` entry (empty: nothing).
+    """What ``df`` (a DataFrame, or a Series: its table's one column) would lose through Arrow's pandas metadata
+    (``table`` is its Arrow form), as the ``type.pandas`` entry (empty: nothing).
 
     Examples
     --------
@@ -52,16 +52,17 @@ def record(df: Any, table: pa.Table) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     objects, storage, markers = [], {}, {}
+    series = not hasattr(df, "columns")  # taken as it is: a one-column frame of it would be built for nothing
     # pyarrow writes object and python-storage text as utf8, pandas 3's default str as large_utf8: a frame with
     # no utf8 column has nothing to note, and skips df.dtypes, which costs more than the rest of these checks.
     maybe = any(pa.types.is_string(f.type) for f in table.schema) or pandas_numpy_type_in(table, "object")
-    for i, dtype in enumerate(df.dtypes if maybe else ()):
+    for i, dtype in enumerate(([df.dtype] if series else df.dtypes) if maybe else ()):
         if type(dtype) is pd.StringDtype and dtype.storage == "python":
             storage[str(i)] = "nan" if dtype.na_value is not pd.NA else "NA"
         elif dtype == object and is_text_type(table.schema.field(i).type):  # pandas 3 makes text its str dtype
             objects.append(i)
             if table.column(i).null_count:
-                markers[str(i)] = missing_markers(df.iloc[:, i])
+                markers[str(i)] = missing_markers(df if series else df.iloc[:, i])
     if objects:
         out["object"] = objects
     restorable = {k: m.pop() for k, m in markers.items() if len(m) == 1 and m != {"None"} and m <= set(_MARKERS)}
@@ -73,7 +74,7 @@ def record(df: Any, table: pa.Table) -> dict[str, Any]:
         out["index_object"] = True
     if any(type(n) is int for n in df.index.names):  # pyarrow writes names as strings
         out["index_names"] = list(df.index.names)
-    if type(df.columns) is pd.RangeIndex and df.columns.name is None:
+    if not series and type(df.columns) is pd.RangeIndex and df.columns.name is None:
         r = df.columns
         out["columns_range"] = [r.start, r.stop, r.step]
     freq = getattr(df.index, "freqstr", None) if isinstance(df.index, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None

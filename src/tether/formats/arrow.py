@@ -230,7 +230,7 @@ class ArrowFormat(Format):
         if source in ("pandas_series", "polars_series"):
             info["series_name"] = obj.name
         if source in ("pandas", "pandas_series"):
-            noted = _pandas_form.record(obj if source == "pandas" else arrow_api.pandas_series_frame(obj), table)
+            noted = _pandas_form.record(obj, table)
             if noted:
                 info["pandas"] = noted
         if ctx.options.get("schema") is not None:
