@@ -1025,11 +1025,12 @@ class StreamReader:
         if self.complete:
             return None
         where, limits = self._where(), get_limits()
-        t0 = _metrics.clock() if decode and _metrics.on else None
         try:
             data = self._source.next_frame(self._max_frame, where)
             if data is None:
                 raise self._ended_early()
+            # After the wait for the source (a pipe may take seconds): a chunk's loads time is its parse and decode.
+            t0 = _metrics.clock() if decode and _metrics.on else None
             read = frame.read(data, limits)  # once: a chunk decodes from what this read
         except ChecksumError as exc:
             raise _resumable(exc, where) from exc

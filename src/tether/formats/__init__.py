@@ -9,9 +9,10 @@ choice and on the first lookup of an unknown name or id.
 ``format="auto"`` asks every format with an ``auto_priority`` (an int; None:
 never automatic), in ascending priority, whether it claims the value: its
 ``auto_pick(obj, transport)`` returns ``(reason, estimated payload size or None)``
-to claim it, or None (``auto_pick_for(obj, transport, reader)`` is what is asked; it
-calls ``auto_pick`` unless a format declines a value for a reader, as Arrow leaves
-Python rows and columns to etf for the BEAM). tether's own priorities leave room around them: raw 10,
+to claim it, or None (for a reader other than Python, ``auto_pick_for(obj, transport,
+reader)`` is what is asked; it calls ``auto_pick`` unless a format declines or claims a
+value for that reader, as Arrow leaves Python rows and columns to etf for the BEAM;
+a Python reader's first choice asks ``auto_pick`` directly, every ``dumps`` being one). tether's own priorities leave room around them: raw 10,
 scalar 20, ndarray 30, sparse 35, arrow 40, etf 50, pickle 1000. A claim must be cheap
 (it runs on every ``dumps``): look at the type, not the contents.
 

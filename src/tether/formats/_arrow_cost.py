@@ -32,6 +32,17 @@ _PY_LIST, _NP_ARRAY, _PY_DICT, _PY_DICT_KEY, _PY_TUPLE, _POLARS_VIEW = 56, 112, 
 # to_pylist's row dicts, on top of the values: measured (tracemalloc, pyarrow 26, CPython 3.11) at 192 B a row
 # for 1 to 4 columns and 472 B for 16; a row costs at least its empty dict and list slot, a cell its dict entry.
 PYLIST_ROW, PYLIST_CELL = 192, 16
+
+
+def pylist_rows_cost(rows: int, columns: int) -> int:
+    """What ``rows`` rows of ``columns`` keys take as a list of dicts (pylist), before their values.
+
+    Examples
+    --------
+    >>> pylist_rows_cost(2, 3)
+    480
+    """
+    return rows * (PYLIST_ROW + columns * PYLIST_CELL)
 # numpy and pandas rebuild runs and list views of strings, lists or structs with Arrow before making objects of
 # them, in builders that double as they grow: 1.0 to 2.3 times the values' Arrow bytes, measured, besides the
 # objects. A dictionary that pandas or polars keeps becomes a Categorical whose categories take about 260 B a
@@ -69,9 +80,11 @@ def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, 
     names the columns that become NumPy arrays; the others become lists. For ``"pandas"``, ``object_columns``
     (positions) are the columns made Python objects again, counted as NumPy makes them.
     """
-    base = table.num_rows * (PYLIST_ROW + table.num_columns * PYLIST_CELL) if target == "pylist" else 0
+    base = pylist_rows_cost(table.num_rows, table.num_columns) if target == "pylist" else 0
     arrays = set(numpy_columns) if target == "columns" and isinstance(numpy_columns, list) else ()
-    for exact in (False, True):
+    # The exact pass differs from the first only in dictionaries: without one, it would repeat the same sum.
+    passes = (False, True) if any(_holds_dictionary(f.type) for f in table.schema) else (False,)
+    for exact in passes:
         forms = {into: _Form(into, objects=into in ("pylist", "columns"), exact=exact, seen={})
                  for into in (target, "numpy")}
         total = base
@@ -89,6 +102,11 @@ def check_materialised(table: pa.Table, target: str, limit: int, where: str, *, 
         f"{field.name[:80]!r}: {int(cost)} B for {table.num_rows} rows), over the limit of {limit} "
         "(Limits.max_uncompressed_size). Load it with into='arrow' (zero-copy), or raise the limit with "
         "tether.set_limits(max_uncompressed_size=...) if such data is expected.")
+
+
+def _holds_dictionary(t: pa.DataType) -> bool:
+    """Whether type ``t`` is, or holds at any depth, a dictionary type."""
+    return pa.types.is_dictionary(t) or any(_holds_dictionary(t.field(i).type) for i in range(t.num_fields))
 
 
 def _column_cost(table: pa.Table, i: int, t: pa.DataType, form: _Form) -> float:

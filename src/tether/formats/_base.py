@@ -260,6 +260,8 @@ class Format:
 
     def auto_pick_for(self, obj: Any, transport: str, reader: str) -> tuple[str, int | None] | None:
         """:meth:`auto_pick` for a frame ``reader`` (``"python"`` or ``"beam"``) reads: by default the same.
+        The first choice for a Python reader asks :meth:`auto_pick` directly (it runs on every ``dumps``), so
+        an override here speaks for other readers.
 
         A format whose frame a reader can take only in a poorer form than another format gives it declines
         here (the Arrow format leaves Python rows and columns to etf for the BEAM).

@@ -372,7 +372,6 @@ class ArrowFormat(Format):
         return out
 
 
-# The targets that hand Arrow's buffers out as they are: copy=True copies the payload before reading it.
 def _etf_takes(obj: Any) -> bool:
     """Rows, or columns of lists: what etf writes as the BEAM's lists of maps and maps of lists. Columns of NumPy
     arrays (etf has no arrays) stay Arrow's.
@@ -388,6 +387,7 @@ def _etf_takes(obj: Any) -> bool:
     return type(obj) is dict and all(type(col) is list for col in obj.values())
 
 
+# The targets that hand Arrow's buffers out as they are: copy=True copies the payload before reading it.
 KEEPS_BUFFERS = ("arrow", "batch", "polars")
 
 # What a conversion may raise that is not about the data, and so is never turned into a DecodeError.

@@ -32,7 +32,7 @@ from .._errors import ColumnError, EncodeError, LimitError, MappingError, Valida
 from .._limits import Limits, get_limits
 from .._types import (FLOAT_ATOMS, Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port,
                       Reference, floats_for_atoms)
-from ._arrow_cost import PYLIST_CELL, PYLIST_ROW
+from ._arrow_cost import pylist_rows_cost
 from ._base import DecodeContext, EncodeContext, Format, Payload
 
 DECODE_OPTIONS = ("binaries", "charlists", "atoms", "none_atom", "views")
@@ -431,7 +431,7 @@ def _rows_of(columns: dict[Any, list], ctx: DecodeContext) -> list[dict[Any, Any
     [{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]
     """
     rows = len(next(iter(columns.values())))
-    cost = rows * (PYLIST_ROW + len(columns) * PYLIST_CELL)
+    cost = pylist_rows_cost(rows, len(columns))
     if cost > ctx.limits.max_uncompressed_size:
         raise LimitError(
             f"{ctx.frame_id}: into='pylist' of {len(columns)} columns of {rows} values would build {rows} row "

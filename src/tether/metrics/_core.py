@@ -265,18 +265,17 @@ def count_recorded(op: str, fmt: str, comp: str, transport: str, nin: int, nout:
     let in here (its row made) while there is room, else counted under its :data:`OVERFLOW` row, so that the
     accumulator never holds more of record()'s keys than there are rows.
     """
+    nbytes = nin if nin > nout else nout
     # The size class inline (record() passes counts below 2**63): the worker records every call through here.
-    key = (op, fmt, comp, transport, _CLASS_OF_BITS[(nin if nin > nout else nout).bit_length()])
+    key = (op, fmt, comp, transport, _CLASS_OF_BITS[nbytes.bit_length()])
     if key not in _totals:  # the usual case, a key counted before, needs no lock
         fmt, comp = _admit(key)
     if error is not None:
-        count_other(op, fmt, comp, transport, nin if nin > nout else nout, ERRORS, error)
+        count_other(op, fmt, comp, transport, nbytes, ERRORS, error)
         return
     if fallback is not None:
-        count_other(op, fmt, comp, transport, nin if nin > nout else nout, FALLBACKS, fallback)
-    flags = acc.observe(op, fmt, comp, transport, nin, nout, ns, None)
-    if flags and flags & DUE:
-        drain(False)
+        count_other(op, fmt, comp, transport, nbytes, FALLBACKS, fallback)
+    observe(op, fmt, comp, transport, nin, nout, ns)
 
 
 def _admit(key: tuple) -> tuple[str, str]:
