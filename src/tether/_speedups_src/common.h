@@ -268,6 +268,7 @@ PyObject *sp_decode_columns(PyObject *module, PyObject *const *args, Py_ssize_t 
 PyObject *sp_decode_typed(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *sp_copy(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *sp_text_offsets(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* The buffer at args[0], offset args[1] and options args[2] that every decoder
  * takes; 0, or -1 with an error set (and no buffer held). */

@@ -235,6 +235,8 @@ static PyMethodDef methods[] = {
      "encode(term, options, tagged_bytes) -> bytes; raises Fallback for anything but exact builtin types."},
     {"copy", (PyCFunction)(void (*)(void))sp_copy, METH_FASTCALL,
      "copy(dest, pos, src): copy a buffer into another at an offset, fast for any relative alignment."},
+    {"text_offsets", (PyCFunction)(void (*)(void))sp_text_offsets, METH_FASTCALL,
+     "text_offsets(offsets, data, start, length, wide) -> -1, or the first offset that falls or splits a character."},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL,
      "configure(atom_type, make_improper, freeze, max_same_hash, seed): types, helpers and the key-safety rule."},
     {NULL, NULL, 0, NULL},
