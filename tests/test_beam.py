@@ -171,3 +171,12 @@ def test_beam_reads_stream_chunks(ebin):
         Joined = binary:copy(list_to_binary(lists:seq(0, 255)), 10),
         io:format("stream ok~n")""")
     assert "stream ok" in out
+
+
+def test_a_frame_holding_bytearrays_reads_as_binaries_on_the_beam(ebin):
+    # Python records where its bytearrays are (type.bytearrays); the BEAM has one binary and ignores that.
+    frame = tether.dumps({"k": [bytearray(b"ab"), b"cd", "ef"]})
+    assert tether.inspect(frame).type["bytearrays"] == [0, 1]
+    out = erl_eval(ebin, f'{{ok, T}} = tether:decode(binary:decode_hex(<<"{binascii.hexlify(frame).decode()}">>)), '
+                         'io:format("~p~n", [T])')
+    assert out.strip() == '#{<<"k">> => [<<"ab">>,<<"cd">>,<<"ef">>]}'

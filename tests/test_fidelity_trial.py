@@ -5,9 +5,6 @@ The rule (docs/types.md): what Python dumps, ``loads`` gives back as equal value
 value no format keeps is refused, or goes to pickle under ``format="auto"`` by the documented rule.
 NumPy scalars inside containers come back as the Python number of equal value (``[np.float32(2.5)]``
 as ``[2.5]``), and are refused by name where no Python number holds them exactly.
-
-The one case marked ``xfail(strict=True)`` is a known gap (see its reason): it fails today, and turns into an
-error (XPASS) as soon as the gap is closed, so that the mark goes then.
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ from tether import Limits
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 WIDE_FLOAT = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant  # x86-64 and aarch64 Linux; not macOS arm
-NEEDS_C_ENCODER = ("needs src/tether/_speedups_src/encode.c to report the bytearrays it writes (or leave them to the "
-                   "Python encoder): finding them from Python costs 6-7x the C encode of every etf frame")
 
 
 def round_trip(value, **kw):
@@ -182,7 +177,6 @@ def test_a_buffer_alone_comes_back_as_its_type(value):
     assert fmt == "raw" and type(back) is type(value) and back == value
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_C_ENCODER)
 @pytest.mark.parametrize("wrap", [lambda v: [v], lambda v: {"k": v}, lambda v: (v,)], ids=["list", "dict", "tuple"])
 def test_a_bytearray_in_a_container_comes_back_a_bytearray(wrap):
     value = wrap(bytearray(b"ab"))

@@ -159,6 +159,16 @@ def test_a_large_list_is_encoded_in_batches_with_the_same_bytes(codec, small_val
         assert tether.loads(squeezed) == obj
 
 
+def test_a_large_list_holding_a_bytearray_is_encoded_whole_and_keeps_it(small_values):
+    # A batch counts its binaries from its own start; the frame records places from the whole list's.
+    value = rows_etf(150_000)
+    value[5000] = (1, bytearray(b"kept"))
+    plain, squeezed, paths = dumps_both(value)
+    assert "etf in place" not in paths
+    back = tether.loads(squeezed)
+    assert back == value and type(back[5000][1]) is bytearray
+
+
 # Compression speeds (bytes per second of CPU time) of an idle 2026 dev core on these rows: lz4 ~3x zstd.
 STEADY_SPEEDS = {"lz4": 500e6, "zstd": 150e6, "gzip": 30e6}
 

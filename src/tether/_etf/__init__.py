@@ -19,7 +19,7 @@ This module holds the entry points the rest of tether calls.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Sequence
 
 from .._buffers import as_view
 from .._errors import DecodeError, TruncatedError
@@ -50,7 +50,7 @@ _DIST_HEADERS = (DIST_HEADER, DIST_FRAG_HEADER, DIST_HEADER_H)
 PROBE_DEPTH = 10_000
 
 
-def decode(data: Any, opts: Options | None = None) -> Any:
+def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] | None = None) -> Any:
     """Decode one complete ETF value (starting with byte 131).
 
     Parameters
@@ -59,6 +59,9 @@ def decode(data: Any, opts: Options | None = None) -> Any:
         Exactly one ``term_to_binary`` result, compressed (tag 80) or not.
     opts : Options, optional
         How binaries, charlists and atoms read, and the limits (default: ``Options()``).
+    bytearrays : sequence of int, optional
+        Under ``binaries="tagged"``: runs ``[start, count, ...]`` (rising, apart) of the tagged binaries,
+        counted from 0 as they are read, to give back as ``bytearray`` (what :func:`encode` found).
 
     Returns
     -------
@@ -83,6 +86,8 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     """
     opts = opts or Options()
     t = type(data)
+    if bytearrays:  # the Python decoder counts the binaries
+        return _decode_counted(data, opts, bytearrays)
     if _c is not None and (t is bytes or t is memoryview):
         # The usual input in one call: exactly one uncompressed term in a flat buffer. The C side
         # declines anything else (Fallback), and the steps below check it and name what is wrong.
@@ -92,6 +97,11 @@ def decode(data: Any, opts: Options | None = None) -> Any:
             return _c.decode_whole(data, native, readonly_view(data) if views else None)
         except _c.Fallback:
             pass
+    return _decode_counted(data, opts, None)
+
+
+def _decode_counted(data: Any, opts: Options, bytearrays: Sequence[int] | None) -> Any:
+    """:func:`decode` past its C attempt; with ``bytearrays``, in Python throughout."""
     # The C decoder reads any buffer in place; only the Python fallback needs bytes.
     flat = type(data) is memoryview and data.c_contiguous and data.ndim == 1 and data.format == "B"
     buf = data if flat or isinstance(data, bytes) else as_view(data)  # as_view: typed errors for odd buffers
@@ -106,14 +116,14 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     tag = buf[1]
     if tag == COMPRESSED:
         buf = inflate(buf, 2, opts.limits)
-        value, pos = decode_term(buf, 0, opts)
+        value, pos = decode_term(buf, 0, opts, bytearrays)
     elif tag in _DIST_HEADERS:
         raise DecodeError(
             "This is a distribution header (tag %d), not a term: strip the distribution "
             "protocol framing and pass the term that follows it." % tag
         )
     else:
-        value, pos = decode_term(buf, 1, opts)
+        value, pos = decode_term(buf, 1, opts, bytearrays)
     end = len(buf)
     if pos != end:
         raise DecodeError(
@@ -123,7 +133,7 @@ def decode(data: Any, opts: Options | None = None) -> Any:
     return value
 
 
-def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
+def decode_term(buf: Any, pos: int, opts: Options, bytearrays: Sequence[int] | None = None) -> tuple[Any, int]:
     """Decode the term whose tag is at ``buf[pos]``; return it and the end offset.
 
     The C fast path runs first; on anything it does not handle (rare tags,
@@ -136,6 +146,8 @@ def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
     pos : int
         Offset of the term's tag (after the version byte, for a whole value).
     opts : Options
+    bytearrays : sequence of int, optional
+        As for :func:`decode`.
 
     Returns
     -------
@@ -150,7 +162,7 @@ def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
     >>> decode_term(buf, 4, Options())
     ([1, 2], 9)
     """
-    if _c is not None:
+    if _c is not None and not bytearrays:
         try:
             # Only a buffer that can hold a binary of `views` bytes needs the view to slice them from.
             views = opts.views and len(buf) - pos >= opts.views
@@ -158,16 +170,19 @@ def decode_term(buf: Any, pos: int, opts: Options) -> tuple[Any, int]:
         except _c.Fallback:
             pass
     try:
-        return decoder.decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf)
+        return decoder.decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf, bytearrays)
     except (IndexError, struct.error) as exc:  # pragma: no cover - every read is bounds-checked
         raise TruncatedError(f"ETF input ends early: {exc}.") from exc
 
 
-def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EXT, convert: Any = None) -> bytes:
+def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EXT, convert: Any = None,
+           bytearrays: list[int] | None = None) -> bytes:
     """Encode ``term`` as one ETF value starting with byte 131.
 
     ``bytes_tag`` selects how ``bytes`` are written (BIT_BINARY marks them in
     tether's tagged mode); ``convert`` maps otherwise unknown objects to terms.
+    In tagged mode, ``bytearrays`` gets the ordinals of the bytearrays among
+    the tagged binaries, for :func:`decode`'s ``bytearrays``.
 
     Parameters
     ----------
@@ -201,6 +216,13 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
     >>> data = encode(["text", b"raw"], bytes_tag=BIT_BINARY)
     >>> decode(data), decode(data, Options(binaries="tagged"))
     ([b'text', b'raw'], ['text', b'raw'])
+
+    and so do bytearrays, given their places:
+
+    >>> found = []
+    >>> data = encode([b"a", bytearray(b"b")], bytes_tag=BIT_BINARY, bytearrays=found)
+    >>> found, decode(data, Options(binaries="tagged"), bytearrays=[1, 1])
+    ([1], [b'a', bytearray(b'b')])
     """
     opts = opts or Options()
     if _c is not None and opts.nan == "error":
@@ -234,5 +256,5 @@ def encode(term: Any, opts: Options | None = None, *, bytes_tag: int = BINARY_EX
     if convert is None and opts.structs:
         convert = struct_convert
     out = bytearray((VERSION_MAGIC,))
-    encoder.encode_into(out, term, opts, bytes_tag, convert)
+    encoder.encode_into(out, term, opts, bytes_tag, convert, bytearrays)
     return bytes(out)

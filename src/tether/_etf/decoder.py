@@ -20,7 +20,7 @@ import struct
 import sys
 import threading
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .._bounded import bounded, check_declared, zlib_steps
 from .._errors import DecodeError, LimitError, LossyConversionWarning, TetherError, TruncatedError
@@ -60,11 +60,15 @@ class Reader:
 
     __slots__ = (
         "buf", "end", "stack", "atoms", "textlike", "base", "views", "max_depth", "max_atoms", "atoms_as_str",
-        "binaries", "chars_str", "warn_chars", "none_atom", "structs", "terms", "max_terms",
+        "binaries", "chars_str", "warn_chars", "none_atom", "structs", "terms", "max_terms", "runs", "run", "tagged",
     )
 
-    def __init__(self, buf: bytes, opts: Options, source: Any) -> None:
+    def __init__(self, buf: bytes, opts: Options, source: Any, bytearrays: Sequence[int] | None = None) -> None:
         self.buf = buf
+        # Tagged binaries read so far, and the runs [start, count, ...] of those that are bytearrays.
+        self.runs = bytearrays if opts.binaries == "tagged" else None
+        self.run = 0
+        self.tagged = 0
         self.end = len(buf)
         self.stack: list[list] = []
         self.atoms: dict[bytes, Any] = {}
@@ -84,6 +88,15 @@ class Reader:
         self.warn_chars = opts.warn_charlists
         self.none_atom = opts.none_atom
         self.structs = opts.structs
+
+    def next_is_bytearray(self) -> bool:
+        """Count a tagged binary; whether it falls in a run of bytearrays (the runs rise: one pass over them)."""
+        k, runs, i = self.tagged, self.runs, self.run
+        self.tagged = k + 1
+        while i < len(runs) and runs[i] + runs[i + 1] <= k:
+            i += 2
+        self.run = i
+        return i < len(runs) and runs[i] <= k
 
     def fail(self, msg: str, pos: int, cls: type = DecodeError) -> DecodeError:
         """The error for ``msg`` at ``pos``, with the path of the value being decoded."""
@@ -136,13 +149,15 @@ def path(stack: list) -> str:
     return "".join(out)
 
 
-def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None) -> tuple[Any, int]:
+def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None,
+                bytearrays: Sequence[int] | None = None) -> tuple[Any, int]:
     """Decode the term whose tag is at ``buf[pos]``; return it and the offset after it.
 
     ``source`` is the caller's buffer when ``buf`` is a copy of it: large
     binaries become views of ``source`` when ``opts.views`` asks for them.
+    ``bytearrays`` as for :func:`tether._etf.decode`.
     """
-    r = Reader(buf, opts, source)
+    r = Reader(buf, opts, source, bytearrays)
     stack = r.stack
     end = r.end
     handlers = HANDLERS
@@ -415,6 +430,8 @@ def _binary(r: Reader, buf: bytes, pos: int) -> tuple[Any, int]:
     if bits != 8:
         return BitBinary(buf[pos:end], bits), end
     if binaries == "bytes" or (tag == BIT_BINARY_EXT and binaries == "tagged"):
+        if r.runs is not None and tag == BIT_BINARY_EXT and r.next_is_bytearray():
+            return bytearray(memoryview(buf)[pos:end]), end
         if r.views and n >= r.views:
             return r.base[pos:end], end  # a large binary: a view of the input, no copy
         return buf[pos:end], end

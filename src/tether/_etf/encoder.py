@@ -159,10 +159,15 @@ class Writer:
     """One call's output, options and open containers, shared by the encoder's helpers."""
 
     __slots__ = ("out", "atom", "true_b", "false_b", "none_b", "nan_atom", "minor", "max_depth", "bytes_tag",
-                 "convert", "stack", "path_stack", "here", "plain", "nan_warn")
+                 "convert", "stack", "path_stack", "here", "plain", "nan_warn", "tagged", "bytearrays")
 
-    def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any) -> None:
+    def __init__(self, out: bytearray, opts: Options, bytes_tag: int, convert: Any,
+                 bytearrays: list[int] | None = None) -> None:
         self.out = out
+        # Tagged binaries written so far (None once an OpaqueTerm, whose binaries are not counted, is
+        # written), and where the bytearrays among them are: see encode_into.
+        self.tagged: int | None = 0
+        self.bytearrays = bytearrays
         self.atom = atom = AtomWriter(opts.minor_version)
         self.true_b, self.false_b = atom("true"), atom("false")
         self.none_b = atom(opts.none_atom) if opts.none_atom is not None else None
@@ -185,9 +190,16 @@ class Writer:
         return EncodeError(f"Nesting deeper than {self.max_depth} at {self.where()} (Limits.max_depth).")
 
 
-def encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, convert: Any) -> None:
-    """Append the ETF bytes of ``term`` (without the version byte) to ``out``."""
-    w = Writer(out, opts, bytes_tag, convert)
+def encode_into(out: bytearray, term: Any, opts: Options, bytes_tag: int, convert: Any,
+                bytearrays: list[int] | None = None) -> None:
+    """Append the ETF bytes of ``term`` (without the version byte) to ``out``.
+
+    In tagged mode, ``bytearrays`` (a list) gets the ordinal of each
+    ``bytearray`` among the binaries written with 8 bits in the last byte,
+    counted from 0 in the order they are written: what a reader needs to give
+    them back as bytearrays (docs/format.md, etf's ``bytearrays``).
+    """
+    w = Writer(out, opts, bytes_tag, convert, bytearrays)
     try:
         _walk(w, term)
     except UnicodeEncodeError as exc:  # a lone surrogate (from surrogateescape, say): no UTF-8 for it
@@ -452,12 +464,28 @@ def write_bytes(w: Writer, value: Any) -> Any:
         mv = value
     if w.bytes_tag == BIT_BINARY_EXT:
         # Tagged mode: 8 used bits in the last byte (0 when empty) marks Python bytes.
+        if type(value) is bytearray and w.bytearrays is not None:
+            note_bytearray(w)
+        w.tagged = None if w.tagged is None else w.tagged + 1
         w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(mv)))
         w.out.append(8 if len(mv) else 0)
     else:
         w.out.extend(_P_B_U32(BINARY_EXT, len(mv)))
     w.out.extend(mv)
     return DONE
+
+
+def note_bytearray(w: Writer) -> None:
+    """Record the bytearray about to be written as the next tagged binary, or say that it comes back as bytes."""
+    if w.tagged is not None:
+        w.bytearrays.append(w.tagged)
+        return
+    warn_at_caller(
+        f"The bytearray at {w.where()} comes back as bytes: it follows an OpaqueTerm, whose binaries a reader "
+        "counts and this writer cannot, so its place among the binaries is unknown. Put the OpaqueTerm after "
+        "it, or convert it back (bytearray(value)) after loads.",
+        LossyConversionWarning,
+    )
 
 
 def warn_flattened(w: Writer, view: memoryview) -> None:
@@ -498,6 +526,8 @@ def encode_other(w: Writer, value: Any) -> Any:
     if isinstance(value, BitBinary):
         if not 1 <= value.bits <= 8 or not value.data:
             raise EncodeError(f"Invalid BitBinary at {w.where()}: bits must be 1..8 and data non-empty.")
+        if value.bits == 8 and w.bytes_tag == BIT_BINARY_EXT and w.tagged is not None:
+            w.tagged += 1  # read back as a tagged binary: counted as one
         w.out.extend(_P_B_U32(BIT_BINARY_EXT, len(value.data)))
         w.out.append(value.bits)
         w.out.extend(value.data)
@@ -506,6 +536,7 @@ def encode_other(w: Writer, value: Any) -> Any:
         write_identifier(w, value)
         return DONE
     if isinstance(value, OpaqueTerm):
+        w.tagged = None  # its binaries are not counted: bytearrays after it cannot be placed
         w.out.extend(value.data)
         return DONE
     replaced = coerce(value)

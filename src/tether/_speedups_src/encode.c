@@ -1,7 +1,7 @@
 /* Fast path of the ETF encoder: encode.
  *
- * Exact builtin types only: dict, list, tuple, str, bytes/bytearray, int (up
- * to 64 bits), finite float, bool, None and tether.Atom. Anything else
+ * Exact builtin types only: dict, list, tuple, str, bytes, bytearray (untagged
+ * only), int (up to 64 bits), finite float, bool, None and tether.Atom. Anything else
  * raises Fallback and tether/_etf encodes the whole term (struct mappings,
  * big integers, paths in errors). Both write the same bytes, tested.
  */
@@ -163,7 +163,9 @@ static inline int put_value(Out *o, PyObject *value, const Style s) {
     if (value == Py_True || value == Py_False) return put_bool(o, value == Py_True, s.minor);
     if (value == Py_None) return s.none_atom ? put_atom(o, s.none_atom, s.minor) : W_FALLBACK;
     if (t == &PyBytes_Type) return put_bytes(o, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), s.tagged);
-    if (t == &PyByteArray_Type) return put_bytes(o, PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value), s.tagged);
+    /* Tagged: Python writes bytearrays, counting their places among the binaries so they read back as such. */
+    if (t == &PyByteArray_Type)
+        return s.tagged ? W_FALLBACK : put_bytes(o, PyByteArray_AS_STRING(value), PyByteArray_GET_SIZE(value), 0);
     if (t == &PyDict_Type || t == &PyList_Type || t == &PyTuple_Type) return put_container(o, value, t);
     return W_FALLBACK;  /* struct mappings, subclasses, numpy scalars...: Python */
 }

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 from .. import _etf, _structs, frame, memory
 from .._etf import tags
 from .. import arrow as arrow_api
-from .._errors import ColumnError, EncodeError, LimitError, MappingError, ValidationError
+from .._errors import ColumnError, DecodeError, EncodeError, LimitError, MappingError, ValidationError
 from .._limits import Limits, get_limits
 from .._types import (FLOAT_ATOMS, Atom, BitBinary, FrozenList, FrozenMap, ImproperList, OpaqueTerm, Pid, Port,
                       Reference, floats_for_atoms)
@@ -146,16 +146,20 @@ class EtfFormat(Format):
             info["none_atom"] = opts.none_atom
         p = Payload(info)
         batched = _batched(obj, opts, convert) if _large_list(obj) else None
+        found: list[int] = []
         try:
             data = batched if batched is not None else _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY,
-                                                                   convert=convert)
+                                                                   convert=convert, bytearrays=found)
         except EncodeError:
             if "nan" in kwargs or not _floats_as_atoms_fit(obj):
                 raise
             # NaN or infinity (an ML metric, say): written as Nx's atoms, marked so that Python reads floats.
+            found.clear()
             data = _etf.encode(obj, _etf.Options(**kwargs, nan="marked", limits=opts.limits),
-                               bytes_tag=_etf.BIT_BINARY, convert=convert)
+                               bytes_tag=_etf.BIT_BINARY, convert=convert, bytearrays=found)
             info["nan"] = "atoms"
+        if found:
+            info["bytearrays"] = _runs(found)
         if isinstance(data, memory.Chunked):  # batches written straight into the frame
             p.add(data)
         else:  # the whole encoding (or, under memory pressure, the batches joined)
@@ -183,10 +187,13 @@ class EtfFormat(Format):
         """
         if _large_list(obj):
             return None  # the general path writes it in batches, straight into the frame
+        found: list[int] = []
         try:
-            data = _etf.encode(obj, self.encode_options(), bytes_tag=_etf.BIT_BINARY)
+            data = _etf.encode(obj, self.encode_options(), bytes_tag=_etf.BIT_BINARY, bytearrays=found)
         except Exception:
             return None
+        if found:
+            return None  # the general path records where the bytearrays are
         kind = frame.checksum.kind_for(kind, len(data), transport, False)
         return frame.plain(self, _TYPE, data, kind, type_key="tagged", stamp=stamp), len(data)
 
@@ -229,10 +236,12 @@ class EtfFormat(Format):
         2
         """
         if ctx.into is None:
-            value = _etf.decode(payload, self.decode_options(type_info, ctx))
+            value = _etf.decode(payload, self.decode_options(type_info, ctx),
+                                bytearrays=bytearray_runs(type_info, ctx.frame_id))
             return floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
         if ctx.into == "pylist":
-            value = _etf.decode(payload, self.decode_options(type_info, ctx))
+            value = _etf.decode(payload, self.decode_options(type_info, ctx),
+                                bytearrays=bytearray_runs(type_info, ctx.frame_id))
             value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
             if type(value) is dict and value and _table_shaped(value):
                 # Columns read as rows, as an Arrow frame's into="pylist" reads a table.
@@ -342,7 +351,10 @@ def _batch_bodies(obj: list, opts: _etf.Options, convert: Any) -> Any:
     """
     count, i = FIRST_BATCH, 0
     while i < len(obj):
-        data = _etf.encode(obj[i : i + count], opts, bytes_tag=_etf.BIT_BINARY, convert=convert)
+        found: list[int] = []
+        data = _etf.encode(obj[i : i + count], opts, bytes_tag=_etf.BIT_BINARY, convert=convert, bytearrays=found)
+        if found:  # their places count from the whole list's start: the whole encode records them
+            raise _NotBatchable
         i += count
         if data[1] == tags.STRING_EXT:  # small ints packed as a string; in a longer list each is an element
             body = bytearray(2 * (len(data) - 4))
@@ -405,6 +417,50 @@ def _batched(obj: list, opts: _etf.Options, convert: Any) -> memory.Chunked | by
                   f"time straight into the frame ({size} B; the encoded payload is never held whole)",
                   path="etf in place", nbytes=size, elements=len(obj))
     return memory.Chunked(size, write, partial(_list_pieces, obj, opts, convert))
+
+
+def _runs(ordinals: list[int]) -> list[int]:
+    """Rising ordinals as runs ``[start, count, ...]``: a list of a million bytearrays is one run.
+
+    Examples
+    --------
+    >>> _runs([0, 1, 2, 5, 7, 8])
+    [0, 3, 5, 1, 7, 2]
+    """
+    runs: list[int] = []
+    for k in ordinals:
+        if runs and runs[-2] + runs[-1] == k:
+            runs[-1] += 1
+        else:
+            runs += [k, 1]
+    return runs
+
+
+def bytearray_runs(type_info: Mapping[str, Any], frame_id: str) -> list[int] | None:
+    """A frame's ``type.bytearrays``, checked: runs ``[start, count, ...]`` rising and apart, or None.
+
+    Examples
+    --------
+    >>> bytearray_runs({"bytearrays": [0, 2, 5, 1]}, "frame")
+    [0, 2, 5, 1]
+    >>> bytearray_runs({"bytearrays": [3, 0]}, "frame")
+    Traceback (most recent call last):
+    ...
+    tether._errors.DecodeError: frame: type.bytearrays must be runs [start, count, ...] of tagged binaries, ...
+    """
+    runs = type_info.get("bytearrays")
+    if runs is None:
+        return None
+    ok = type(runs) is list and len(runs) % 2 == 0 and all(type(x) is int and x >= 0 for x in runs)
+    end = 0
+    for start, count in zip(runs[0::2], runs[1::2]) if ok else ():
+        ok = ok and count > 0 and start >= end
+        end = start + count
+    if not ok:
+        raise DecodeError(f"{frame_id}: type.bytearrays must be runs [start, count, ...] of tagged binaries, "
+                          f"rising and apart, with counts above 0; got {str(runs)[:200]}. The metadata is corrupt: "
+                          "read the frame with options={'binaries': 'bytes'} to get those binaries as bytes.")
+    return runs
 
 
 def _type_versions(options: Any) -> Any:
