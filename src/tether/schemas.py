@@ -720,6 +720,39 @@ def migrate(table: pa.Table, name: str, from_version: int, to_version: int | Non
     return table
 
 
+def renames(name: str, from_version: int, to_version: int | None = None, *,
+            registry: Registry | None = None) -> dict[str, str | None]:
+    """Where :func:`migrate`'s upgrade from ``from_version`` takes each column its steps name: the new name,
+    or None once dropped.
+
+    Only :func:`rename` and :func:`drop` steps move a column; a column no step
+    names keeps its name (a :func:`step` function is taken to keep the names it
+    leaves). What a reader uses to carry notes about the written columns (their
+    pandas dtypes, say) over to the migrated table.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> reg = Registry()
+    >>> _ = reg.register("ex", 1, pa.schema([("a", pa.int64()), ("x", pa.int64())]))
+    >>> _ = reg.register("ex", 2, pa.schema([("b", pa.int64())]), migrations={1: [rename("a", "b"), drop("x")]})
+    >>> renames("ex", 1, registry=reg)
+    {'a': 'b', 'x': None}
+    """
+    reg = registry or DEFAULT
+    current = reg.get(name)
+    target = current.version if current is not None and to_version is None else to_version or from_version
+    moved: dict[str, str | None] = {}
+    for v in range(from_version, target):
+        for s in reg.steps(name, v):
+            if s.kind not in ("rename", "drop"):
+                continue
+            new = s.args[1] if s.kind == "rename" else None
+            was = next((k for k, at in moved.items() if at == s.args[0]), s.args[0])
+            moved[was] = new
+    return moved
+
+
 # ------------------------------------------------------------------ validation
 
 

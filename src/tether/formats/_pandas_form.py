@@ -130,6 +130,88 @@ def restore(df: Any, table: pa.Table, info: Any) -> Any:
     return df
 
 
+def follow(table: pa.Table, type_info: dict[str, Any], written: pa.Schema,
+           moved: dict[str, str | None]) -> tuple[pa.Table, dict[str, Any]]:
+    """The notes about a written table's columns carried over to ``table``, the same table after a migration.
+
+    ``written`` is the written table's schema, ``moved`` where the migration
+    took the columns it renamed or dropped (:func:`tether.schemas.renames`). The
+    notes kept by position (``type.pandas``) move with their columns, the
+    ones kept by name (``numpy_columns``, ``numpy_dtypes``, Arrow's own pandas
+    metadata, which renaming a column loses) follow renames; a column the
+    migration added has none, and a dropped one's go. A ``RangeIndex`` of
+    column labels no longer applies.
+
+    Examples
+    --------
+    >>> t = pa.table({"s": ["a", None]})
+    >>> written = pa.schema([("legacy", pa.int64()), ("s", pa.string())])
+    >>> _, info = follow(t, {"pandas": {"object": [1]}}, written, {"legacy": None})
+    >>> info["pandas"]
+    {'object': [0]}
+    """
+    after = {n: i for i, n in enumerate(table.column_names)}
+
+    def now(name: Any) -> Any:
+        new = moved.get(name, name) if isinstance(name, str) else None
+        return new if new in after else None
+
+    info = dict(type_info)
+    notes = info.get("pandas")
+    if isinstance(notes, dict):
+        info["pandas"] = _moved_notes(notes, written.names, after, now)
+    if isinstance(info.get("numpy_columns"), list):
+        info["numpy_columns"] = [now(n) for n in info["numpy_columns"] if now(n) is not None]
+    if isinstance(info.get("numpy_dtypes"), dict):
+        info["numpy_dtypes"] = {now(n): d for n, d in info["numpy_dtypes"].items() if now(n) is not None}
+    return _moved_metadata(table, written.pandas_metadata, now), info
+
+
+def _moved_notes(notes: dict[str, Any], before: list[str], after: dict[str, int], now: Callable) -> dict[str, Any]:
+    """``type.pandas`` with its positions taken from the written columns to the migrated ones."""
+
+    def at(position: Any) -> int | None:
+        if type(position) is str and position.isascii() and position.isdigit() and len(position) < 10:
+            position = int(position)
+        if type(position) is not int or not 0 <= position < len(before):
+            return None
+        name = now(before[position])
+        return None if name is None else after[name]
+
+    out = {k: v for k, v in notes.items() if k not in ("object", "object_missing", "string_python", "columns_range")}
+    if isinstance(notes.get("object"), list):
+        out["object"] = [at(i) for i in notes["object"] if at(i) is not None]
+    for key in ("object_missing", "string_python"):
+        if isinstance(notes.get(key), dict):
+            out[key] = {str(at(i)): v for i, v in notes[key].items() if at(i) is not None}
+    return out
+
+
+def _moved_metadata(table: pa.Table, meta: Any, now: Callable) -> pa.Table:
+    """``table`` with the written table's pandas metadata, ``meta``, naming its columns as they are now (pyarrow
+    drops the index of a frame whose metadata names a column that is not there)."""
+    if not isinstance(meta, dict):
+        return table
+    import json
+
+    def named(entry: Any) -> Any:
+        return now(entry) if isinstance(entry, str) else entry  # a RangeIndex is a dict, not a column
+
+    meta = dict(meta)
+    meta["index_columns"] = [named(e) for e in meta.get("index_columns") or [] if named(e) is not None]
+    columns = []
+    for entry in meta.get("columns") or []:
+        field = entry.get("field_name") if isinstance(entry, dict) else None
+        if isinstance(field, str) and now(field) is None and field not in meta["index_columns"]:
+            continue
+        if isinstance(field, str) and now(field) is not None and now(field) != field:
+            entry = {**entry, "field_name": now(field), "name": now(field) if entry.get("name") == field
+                     else entry.get("name")}
+        columns.append(entry)
+    meta["columns"] = columns
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"pandas": json.dumps(meta).encode()})
+
+
 def object_columns(target: str, type_info: dict[str, Any]) -> frozenset[int]:
     """The positions :func:`restore` makes Python objects of, for ``into="pandas"``: what the conversion's
     estimate counts as objects.

@@ -329,7 +329,7 @@ class ArrowFormat(Format):
                               "polars_series": "polars"}.get(source, "arrow")
         table = _read_table(payload, ctx, copy=ctx.copy and target in KEEPS_BUFFERS, full=validate == "full")
         if isinstance(type_info.get("table_schema"), dict):
-            table = schemas.for_read(table, type_info["table_schema"], ctx.options, ctx.frame_id)
+            table, type_info = _migrated(table, type_info, ctx)
         try:
             if target not in ("arrow", "batch"):  # those stay Arrow: views of the frame, nothing materialised
                 check_materialised(table, target, ctx.limits.max_uncompressed_size, ctx.frame_id,
@@ -370,6 +370,20 @@ class ArrowFormat(Format):
         elif type_info.get("schema"):  # frames from before fields were written carry the schema as text
             out["schema"] = "\n" + "\n".join("    " + line for line in str(type_info["schema"]).splitlines())
         return out
+
+
+def _migrated(table: pa.Table, type_info: dict[str, Any], ctx: DecodeContext) -> tuple[pa.Table, dict[str, Any]]:
+    """The table migrated to the registered schema's newest version, and the frame's notes on its columns (pandas
+    dtypes, NumPy columns) carried over to the columns as they are now."""
+    written = table.schema
+    info = type_info["table_schema"]
+    read = schemas.for_read(table, info, ctx.options, ctx.frame_id)
+    if read is table:  # neither migrated nor reordered
+        return table, type_info
+    table = read
+    moved = schemas.renames(info["name"], info["version"], registry=ctx.options.get("registry")) \
+        if isinstance(info.get("name"), str) and type(info.get("version")) is int else {}
+    return _pandas_form.follow(table, type_info, written, moved)
 
 
 def _etf_takes(obj: Any) -> bool:
