@@ -288,7 +288,8 @@ def _frame_cmd(args: argparse.Namespace) -> int:
         return _frame_error(args, "NotAFile", str(exc), 2)
     except TetherError as exc:
         hint = "" if isinstance(data, _PipedStream) else _region_hint(data)  # a stream is no region
-        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=hint, named=True)
+        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=hint or _resume_hint(exc), named=True,
+                            resume=_resume_point(exc))
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
         _print_json(_info_dict(info, verified))
@@ -322,8 +323,24 @@ def _verified_stream(args: argparse.Namespace, first: Any, totals: dict[str, Any
     return 0
 
 
+def _resume_point(exc: BaseException) -> dict[str, Any] | None:
+    """Where a stream that ``verify`` refused still checks out (verify_stream's ``checkpoint`` and ``good_bytes``)."""
+    cp = getattr(exc, "checkpoint", None)
+    return None if cp is None else {"checkpoint": cp.as_dict(), "good_bytes": exc.good_bytes}
+
+
+def _resume_hint(exc: BaseException) -> str:
+    point = _resume_point(exc)
+    if point is None:
+        return ""
+    cp = point["checkpoint"]
+    return (f"the first {point['good_bytes']} bytes hold chunks 0-{cp['seq'] - 1}, which check out: truncate the "
+            f"file to {point['good_bytes']} bytes and continue it with StreamWriter(open(path, 'ab'), resume=...) "
+            f"from checkpoint seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (--json gives it whole)")
+
+
 def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int, *, hint: str = "",
-                 named: bool = False) -> int:
+                 named: bool = False, resume: dict[str, Any] | None = None) -> int:
     """Say why ``inspect``/``verify`` failed on stderr and, with ``--json``, as JSON on stdout; return ``status``.
 
     ``named``: the message is a TetherError's, printed after the file and the error's type; ``hint`` says
@@ -333,7 +350,7 @@ def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int,
           (f"\ntether: {hint}" if hint else ""), sep="", file=sys.stderr)
     if args.json:  # a script reading stdout gets an object either way
         error = {"type": kind, "message": message, **({"hint": hint} if hint else {})}
-        _print_json({"file": args.file, "error": error})
+        _print_json({"file": args.file, "error": error, **({"resume": resume} if resume else {})})
     return status
 
 
@@ -410,7 +427,7 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
                                   "checkpoint: the digest chain is not checked)"))
     if cp is not None:
         use = ("the stream is complete: nothing resumes from it" if cp["ended"] else
-               "resume= a StreamWriter or StreamReader there")
+               "its payloads unchecked: `tether verify` gives the checkpoint of the last chunk that checks out")
         rows.append(("checkpoint", f"seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} ({use})"))
     if s["problem"] is not None:
         p = s["problem"]

@@ -53,6 +53,7 @@ from typing import Any, Iterator, Mapping
 import xxhash
 
 from . import compression, formats, frame
+from .compression import registry as compression_registry
 from ._api import decode_read, prepare
 from ._request import Request, check_metadata, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
@@ -149,8 +150,8 @@ class Checkpoint:
         Parameters
         ----------
         data : Mapping
-            Needs ``stream_id``, ``seq``, ``offset`` and ``digest`` (each number in 0..2**64-1,
-            as on the wire); ``ended`` is False when missing or None (checkpoints stored before
+            Needs ``stream_id`` (a str, or ASCII bytes: a BEAM checkpoint read from an etf frame),
+            ``seq``, ``offset`` and ``digest`` (each number in 0..2**64-1, as on the wire); ``ended`` is False when missing or None (checkpoints stored before
             it existed), and may be a NumPy bool or 0/1 (a table or a database without booleans).
             No other key is accepted: a misspelt ``ended`` would otherwise let a writer append
             after a stream's end.
@@ -179,6 +180,9 @@ class Checkpoint:
         # at the wrong place, which the chained digest then reports far from the cause.
         # operator.index: ints and integer types (NumPy's, from a checkpoint kept in a table), not floats;
         # bools apart, since index(True) is 1.
+        if isinstance(fields[0], (bytes, bytearray, memoryview)) and bytes(fields[0]).isascii():
+            # A BEAM checkpoint sent through tether (an etf frame): its binaries read as bytes.
+            fields[0] = bytes(fields[0]).decode("ascii")
         try:
             if not isinstance(fields[0], str) or any(isinstance(v, bool) for v in fields[1:]):
                 raise TypeError
@@ -298,6 +302,12 @@ class StreamWriter:
         write = getattr(sink, "write", None) or (sink if callable(sink) else None)
         if write is None:
             raise ValidationError(f"A stream sink needs a write() method or must be callable, got {type(sink).__name__}.")
+        _check_file(sink, "sink", "write", "wb")
+        if compression != "auto" and isinstance(compression, str) and compression in compression_registry:
+            compression_registry.get(compression).check_level(level)
+        elif compression != "auto":  # checked here, not at the first chunk: a writer may write none
+            raise ValidationError(f"Invalid compression {compression!r}. Valid options are: auto, "
+                                  f"{', '.join(compression_registry.names())}.")
         self._write = write
         self._sink = sink
         self.chunk_size = chunk_size
@@ -693,6 +703,24 @@ def _appended_path(sink: Any) -> Any:
     return None
 
 
+def _check_file(f: Any, what: str, op: str, mode: str) -> None:
+    """Refuse a file object that cannot do ``op`` with bytes (text mode, closed, the wrong direction) up front,
+    with the fix, instead of a bare error from its first read or write."""
+    if isinstance(f, io.TextIOBase):
+        raise ValidationError(f"A stream {what} must be a binary file, got one in text mode ({type(f).__name__}): "
+                              f"open it with mode {mode!r}, or pass its .buffer.")
+    if getattr(f, "closed", False) is True:
+        raise ValidationError(f"The stream {what} is closed: pass an open file.")
+    able = getattr(f, "readable" if op == "read" else "writable", None)
+    try:
+        usable = able() if callable(able) else True
+    except (ValueError, OSError):  # a file that cannot say: its first read or write will
+        usable = True
+    if usable is False:
+        raise ValidationError(f"The stream {what} cannot {op} (opened for {'writing' if op == 'read' else 'reading'}): "
+                              f"open it with mode {mode!r}.")
+
+
 def _check_append(path: Any, cp: Checkpoint | None) -> None:
     """Refuse to append to ``path`` what would make it unreadable; the BEAM's writer checks the same.
 
@@ -700,16 +728,19 @@ def _check_append(path: Any, cp: Checkpoint | None) -> None:
     frame is chunk ``cp.seq - 1`` of the same stream, ending at ``cp.offset``, and not an end frame. Reads
     headers and metadata, never a payload.
     """
-    last, pos, limits = None, 0, get_limits()
+    last, pos, limits, digest = None, 0, get_limits(), 0
     with open(path, "rb") as f:
         src = _Source(f)
         try:
             while (head := src.next_head(limits.max_frame_size, f"appending to {path!r}")) is not None:
                 header, meta, _ = frame.read(head, limits, whole=False)
+                digest = _next_digest(digest, meta.get("stream"), header.payload_checksum, first=last is None)
                 last, pos = (meta.get("stream"), header.raw_length), pos + header.frame_size
         except TruncatedError:
             raise StreamError(f"{path!r} ends inside its last frame, which starts at byte {pos} (a writer stopped "
                               "mid-chunk): truncate the file to that size, then append from its reader's checkpoint.")
+        if last is not None:
+            _check_last_payload(f, pos - header.frame_size, header.frame_size, limits, path)
     if last is None:
         return
     info, raw = last if isinstance(last[0], dict) else ({}, 0)
@@ -724,11 +755,40 @@ def _check_append(path: Any, cp: Checkpoint | None) -> None:
                           f"stream {cp.stream_id}: appending there would make it unreadable. Resume from the "
                           "checkpoint this file's reader gave when it stopped, or write the continuation to a "
                           "new file.")
+    if digest is not None and digest != cp.digest:
+        raise StreamError(f"The checkpoint's digest ({cp.digest}) is not the one chained over the {cp.seq} chunks in "
+                          f"{path!r} ({digest}): every reader would refuse the stream at its end frame. A digest "
+                          "is a 64-bit integer, which a store that keeps numbers as doubles (JavaScript, jq) rounds: "
+                          "keep it there as a string and pass int(digest), or resume from the reader's checkpoint.")
+
+
+def _check_last_payload(f: Any, at: int, size: int, limits: Any, path: Any) -> None:
+    """The file's last frame read whole and its payload checked: a writer that died writing it may have left
+    its header whole and its payload not, and chunks appended after it would all be unreadable."""
+    f.seek(at)
+    try:
+        header, _, stored = frame.read(memoryview(f.read(size)), limits)
+        frame.verify_payload(stored, header, f"the last chunk of {path!r}")
+    except TetherError as exc:
+        raise StreamError(f"{path!r}: its last chunk, at byte {at}, does not check out ({exc}): the writer stopped "
+                          f"while writing it. Truncate the file to {at} bytes (`tether verify` names the checkpoint "
+                          "there), then append from that checkpoint.") from exc
+
+
+def _next_digest(digest: int | None, info: Any, payload_checksum: int, *, first: bool) -> int | None:
+    """The digest chained over a file's chunks so far, or None where it cannot be known: a file that starts
+    past chunk 0 (a continuation) chains from a checkpoint it does not hold, and an end frame is not chained."""
+    seq = info.get("seq") if isinstance(info, dict) and info.get("end") is not True else None
+    if digest is None or type(seq) is not int or (first and seq != 0):
+        return None
+    return _chain(digest, seq, payload_checksum)
 
 class _Source:
     """Frames from a buffer (zero-copy slices) or a binary file-like (one buffer per frame)."""
 
     def __init__(self, source: Any):
+        if getattr(source, "read", None) is not None or getattr(source, "readinto", None) is not None:
+            _check_file(source, "source", "read", "rb")
         self.readinto = getattr(source, "readinto", None)
         self.read = getattr(source, "read", None)
         self.seekable = getattr(source, "seekable", None)
@@ -925,6 +985,13 @@ class StreamReader:
     into, copy, allow_pickle, options :
         As :func:`tether.loads`, for every chunk.
 
+    Attributes
+    ----------
+    position : int
+        Bytes of the source the frames read so far take. A reader that stops part-way
+        through a file resumes in it from ``f.seek(position)`` with ``resume=`` its
+        :meth:`checkpoint` (whose ``offset`` counts data bytes, not frame bytes).
+
     Iterating yields each chunk's value; the iteration ends at the end frame,
     and raises :class:`StreamError` if the input ends before it, or if a
     buffer or file holds bytes after it. A pipe or socket is not read past
@@ -959,10 +1026,14 @@ class StreamReader:
         self._max_frame = get_limits().max_frame_size if max_frame is None else max_frame
         self._decode_args = (into, copy, allow_pickle, True, options)
         cp = Checkpoint.of(resume) or Checkpoint("")
+        self._resumed_at = cp.seq if resume is not None else None  # for the message when the input starts earlier
         self.stream_id: str | None = cp.stream_id or None
         self._seq, self._offset, self._digest = cp.seq, cp.offset, cp.digest
         self.complete = False
         self.totals: dict[str, Any] = {}
+        # Bytes of the source the frames read so far take: where a reader of the same file resumes.
+        self.position = 0
+        self._end_read = False
 
     def checkpoint(self) -> Checkpoint:
         """Where this reader stands: hand it to the writer (``resume=``) to continue the stream.
@@ -1041,7 +1112,9 @@ class StreamReader:
         else:  # the end frame holds no chunk: `into` is not for it
             frame.verify_payload(stored, header, where)
             value = None
-        return self._accept(header, meta, where, value)
+        accepted = self._accept(header, meta, where, value)
+        self.position += len(data)
+        return accepted
 
     def _decode(self, read: tuple[Any, dict[str, Any], memoryview], size: int, limits: Any, where: str,
                 t0: int | None) -> Any:
@@ -1087,6 +1160,12 @@ class StreamReader:
             )
         if seq != self._seq:
             missing = "missing" if isinstance(seq, int) and seq > self._seq else "repeated or out of order"
+            if self._resumed_at is not None and self._resumed_at == self._seq and seq < self._seq:
+                raise StreamError(
+                    f"{where}: got chunk {seq}: this input starts before the checkpoint it resumes from. A reader "
+                    "that resumes the file it stopped in starts where it stood: f.seek() to the reader's position "
+                    "(reader.position, stored with its checkpoint) first, or pass the continuation alone."
+                )
             raise StreamError(
                 f"{where}: got chunk {seq} instead: chunk {self._seq} is {missing}. "
                 "Resume the stream from reader.checkpoint()."
@@ -1108,6 +1187,7 @@ class StreamReader:
                         f"{where}: the end frame declares {key} {said}, the chunks received give {have}: "
                         "a chunk was altered, dropped or replaced on the way."
                     )
+            self._end_read = True  # bytes after it are what check_end refuses: nothing to resume
             self._source.check_end(where)
             self.complete = True
             self.totals = {"chunks": self._seq, "bytes": self._offset}
@@ -1279,6 +1359,13 @@ def verify_stream(source: Any, *, resume: Any = None, max_frame: int | None = No
     dict
         ``stream_id``, ``chunks`` and ``bytes`` (of the whole stream, with ``resume``).
 
+    Raises
+    ------
+    tether.TetherError
+        The first problem. It carries ``checkpoint``, the :class:`Checkpoint` after the last chunk
+        that checked out (None before the first), and ``good_bytes``, how many bytes of the source
+        those chunks take: cut a file there and a writer resumed from ``checkpoint`` continues it.
+
     Examples
     --------
     >>> import io
@@ -1297,8 +1384,14 @@ def verify_stream(source: Any, *, resume: Any = None, max_frame: int | None = No
     tether._errors.TruncatedError: stream ... chunk 3: the frame declares ... bytes, ... remain.
     """
     reader = StreamReader(source, resume=resume, max_frame=max_frame)
-    while reader._next(decode=False) is not None:
-        pass
+    try:
+        while reader._next(decode=False) is not None:
+            pass
+    except TetherError as exc:
+        # Where the stream still checks out, for the caller to cut the file there and resume a writer.
+        exc.checkpoint = reader.checkpoint() if reader.stream_id is not None and not reader._end_read else None
+        exc.good_bytes = reader.position
+        raise
     return {"stream_id": reader.stream_id, **reader.totals}
 
 
