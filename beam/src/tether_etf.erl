@@ -88,26 +88,55 @@ binary_to_term_(Bin, false, _) ->
 
 %% Why a safe decode refused the bytes. An unknown atom inside a registered
 %% type newer than this node's is that type's error: a new field is the most
-%% common change a version makes.
+%% common change a version makes. Inside an older one, it is most likely a
+%% field or value that version had and the node's type no longer names.
 refused(none, _) ->
     {bad_etf, <<"not valid ETF, or it names atoms this node does not know, or a map in it holds one key twice "
                 "(from Python: a dict or set with a str and a bytes of the same content, one binary here)">>};
 refused(#{atom := Atom, path := Path, types := Types}, Root) ->
     Reg = registry(),
-    Newer = [{newer_type, Name, V, Known} || {Name, V} <- Types, is_map_key(Name, Reg),
-                                             Known <- [maps:get(version, (maps:get(Name, Reg)):'__tether_type__'())],
-                                             V > Known],
-    case Newer of
+    Around = [{Name, V, Mod, Mod:'__tether_type__'()} || {Name, V} <- Types, Mod <- [maps:get(Name, Reg, none)],
+                                                          Mod =/= none],
+    Where = tether_etf_atoms:path(under(Root, Path)),
+    case [{newer_type, Name, V, Known} || {Name, V, _, #{version := Known}} <- Around, V > Known] of
         [Error | _] -> Error;
-        [] ->
-            Where = tether_etf_atoms:path(under(Root, Path)),
-            Fix = case Root of
-                      [] -> <<"send it as a string, or decode with safe: false from a trusted peer only.">>;
-                      _ -> <<"or have the handler return it as a str instead of a tether.Atom.">>
+        [] -> unknown_atom(Atom, Where, Around, Root)
+    end.
+
+%% The innermost registered type around the atom decides.
+unknown_atom(_, _, [{Name, V, _, #{oldest := Oldest}} | _], _) when V < Oldest -> {old_type, Name, V, Oldest};
+unknown_atom(Atom, Where, [{Name, V, Mod, #{version := Known}} | _], Root) when V < Known ->
+    Safe = case Root of
+               [] -> <<"; or decode with safe: false from a trusted peer only">>;
+               _ -> <<>>
+           end,
+    {bad_etf, iolist_to_binary(
+                ["the atom '", Atom, "' at ", Where, " is not known to this node, which makes no atoms from a "
+                 "peer's data. It is inside a value of type ", Name, " written at version ", integer_to_binary(V),
+                 ", older than this node's ", integer_to_binary(Known), ": most likely a field (or value) that "
+                 "version had and this node's type no longer names. Name the atom in the module's step from that "
+                 "version, so that the node knows it: ", drop_hint(Mod, V, Atom), Safe, "."])};
+unknown_atom(Atom, Where, _, Root) ->
+    Fix = case Root of
+              [] -> <<"send it as a string, or decode with safe: false from a trusted peer only.">>;
+              _ -> <<"or have the handler return it as a str instead of a tether.Atom.">>
+          end,
+    {bad_etf, <<"the atom '", Atom/binary, "' at ", Where/binary, " is not known to this node, which makes "
+                "no atoms from a peer's data. Load the code that uses it (a newer peer may have added it: "
+                "upgrade this node), ", Fix/binary>>}.
+
+%% The clause to write, in the module's own language.
+drop_hint(Mod, V, Atom) ->
+    Vs = integer_to_binary(V),
+    case atom_to_binary(Mod) of
+        <<"Elixir.", Short/binary>> ->
+            Lit = case re:run(Atom, "^[a-z_][A-Za-z0-9_@]*[?!]?$", [unicode]) of
+                      {match, _} -> [":", Atom];
+                      nomatch -> [":\"", Atom, "\""]
                   end,
-            {bad_etf, <<"the atom '", Atom/binary, "' at ", Where/binary, " is not known to this node, which makes "
-                        "no atoms from a peer's data. Load the code that uses it (a newer peer may have added it: "
-                        "upgrade this node), ", Fix/binary>>}
+            [Short, ".migrate(", Vs, ", wire), e.g. Map.drop(wire, [", Lit, "]) for a dropped field"];
+        Erl ->
+            [Erl, ":migrate(", Vs, ", Wire), e.g. maps:without(['", Atom, "'], Wire) for a dropped field"]
     end.
 
 %% A path from the value at Root, when it lies there (not in the envelope around it).
@@ -198,7 +227,7 @@ from_wire(Term) ->
 up(#{'__struct__' := ?WIRE} = W, Reg) ->
     Value = up(maps:get(value, W, undefined), Reg),
     read_type(W#{value => Value}, Reg);
-up(M, Reg) when is_map(M) -> maps:map(fun(_, V) -> up(V, Reg) end, M);
+up(M, Reg) when is_map(M) -> walk_map(M, fun(X) -> up(X, Reg) end, read);
 up(L, Reg) when is_list(L) -> up_list(L, Reg);
 up(T, Reg) when is_tuple(T) -> list_to_tuple(up_list(tuple_to_list(T), Reg));
 up(X, _) -> X.
@@ -223,6 +252,41 @@ read_type(#{name := Name, version := V, value := Value} = W, Reg) when is_binary
     end;
 read_type(_, _) ->
     throw({?MODULE, {bad_type_term, <<"a Tether.Type term needs a binary name, an integer version and a value">>}}).
+
+%% Keys as well as values: a MapSet holds its members as keys, and Python
+%% converts typed values wherever they sit. Only compound keys can hold a type,
+%% so a map keyed by atoms, binaries or numbers costs no more than before; each
+%% key is walked once, as values are. Two keys that become one would lose a
+%% value (a reader refuses a map with a key twice): that is an error.
+walk_map(M, F, Dir) ->
+    Map = maps:map(fun(_, V) -> F(V) end, M),
+    case maps:fold(fun(K, _, Acc) when is_map(K); is_tuple(K); is_list(K) -> [K | Acc];
+                      (_, _, Acc) -> Acc
+                   end, [], M) of
+        [] -> Map;
+        Keys -> rekey(Map, [{K, K1} || K <- Keys, K1 <- [F(K)], K1 =/= K], Dir)
+    end.
+
+%% All moved keys leave before any comes back: one may take another's old place.
+rekey(Map, [], _) -> Map;
+rekey(Map, Moved, Dir) ->
+    Rest = maps:without([K || {K, _} <- Moved], Map),
+    lists:foldl(fun({K, K1}, Acc) when is_map_key(K1, Acc) ->
+                        Wire = case Dir of read -> K; write -> K1 end,
+                        throw({?MODULE, {type_failed, wire_name(Wire), map_key, {same_key, Dir}}});
+                   ({K, K1}, Acc) -> Acc#{K1 => maps:get(K, Map)}
+                end, Rest, Moved).
+
+%% The name of the first wire term inside a key, for a message.
+wire_name(#{'__struct__' := ?WIRE, name := Name}) when is_binary(Name) -> Name;
+wire_name(M) when is_map(M) -> wire_name(maps:to_list(M));
+wire_name(T) when is_tuple(T) -> wire_name(tuple_to_list(T));
+wire_name([H | T]) ->
+    case wire_name(H) of
+        <<"?">> -> wire_name(T);
+        Name -> Name
+    end;
+wire_name(_) -> <<"?">>.
 
 step(Name, Step, Fun) ->
     try Fun()
@@ -252,7 +316,7 @@ to_wire(Term, Versions) ->
     end.
 
 down(#{'__struct__' := Mod} = S, Index, Vs) when is_map_key(Mod, Index) -> write_type(S, Mod, Index, Vs);
-down(M, Index, Vs) when is_map(M) -> maps:map(fun(_, V) -> down(V, Index, Vs) end, M);
+down(M, Index, Vs) when is_map(M) -> walk_map(M, fun(X) -> down(X, Index, Vs) end, write);
 down(L, Index, Vs) when is_list(L) -> down_list(L, Index, Vs);
 down(T, Index, Vs) when is_tuple(T) -> list_to_tuple(down_list(tuple_to_list(T), Index, Vs));
 down(X, _, _) -> X.
@@ -264,7 +328,11 @@ down_list(Tail, Index, Vs) -> down(Tail, Index, Vs).
 write_type(S, Mod, Index, Vs) ->
     Name = maps:get(Mod, Index),
     #{version := Version, oldest_writable := Oldest} = Mod:'__tether_type__'(),
-    Target = min(Version, maps:get(Name, Vs, Version)),
+    Target = case maps:get(Name, Vs, Version) of
+                 %% Not an integer: term order would make min(3, "2") 3, silently the newest.
+                 Wanted when not is_integer(Wanted) -> throw({?MODULE, {type_downgrade, Name, Wanted, Oldest}});
+                 Wanted -> min(Version, Wanted)
+             end,
     Target >= Oldest orelse throw({?MODULE, {type_downgrade, Name, Target, Oldest}}),
     Wire = down(step(Name, to_wire, fun() -> Mod:to_wire(S) end), Index, Vs),
     Out = lists:foldl(fun(From, Acc) -> step(Name, {downgrade, From}, fun() -> Mod:downgrade(From, Acc) end) end,

@@ -9,7 +9,7 @@
 -module(tether_options).
 
 -export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1,
-         stream_reader/1, stream_writer/1, worker_keys/0, pool_keys/0, explain/3, child_id/2]).
+         stream_reader/1, stream_writer/1, versions/2, worker_keys/0, pool_keys/0, explain/3, child_id/2]).
 
 -include("../include/tether.hrl").
 
@@ -30,8 +30,10 @@
 
 -type error() :: {error, {bad_option, atom() | term(), binary()}}.
 %% What explain/3 checks: the options of a worker, a pool, a call, tether:encode/2,
-%% tether:decode/2 or a stream, or a call's `{Module, Function, Args}' (`target').
--type kind() :: worker | pool | {call, worker | pool} | encode | decode | stream_reader | stream_writer | target.
+%% tether:decode/2 or a stream, a call's `{Module, Function, Args}' (`target'), or
+%% type versions given as option `Key' ({@link versions/2}).
+-type kind() :: worker | pool | {call, worker | pool} | encode | decode | stream_reader | stream_writer | target
+              | {versions, atom()}.
 %% Writes a value in a message: the value, and how deep to go (`infinity': all of it).
 -type show() :: fun((term(), pos_integer() | infinity) -> iodata()).
 -export_type([error/0, kind/0, show/0]).
@@ -205,7 +207,8 @@ explain(encode, Opts, Show) -> check(Opts, encode_spec(), Show);
 explain(decode, Opts, Show) -> check(Opts, decode_spec(), Show);
 explain(stream_reader, Opts, Show) -> check(Opts, stream_reader_spec(), Show);
 explain(stream_writer, Opts, Show) -> check(Opts, stream_writer_spec(), Show);
-explain(target, {Mod, Fun, Args}, Show) -> target(Mod, Fun, Args, Show).
+explain(target, {Mod, Fun, Args}, Show) -> target(Mod, Fun, Args, Show);
+explain({versions, Key}, Versions, Show) -> check(#{Key => Versions}, [{Key, fun type_versions/1, none}], Show).
 
 %% @doc Check the options of tether:encode/2 (and tether:tensor/4): the
 %% options as given, or `{error, {bad_option, Key, Message}}'.
@@ -248,6 +251,19 @@ stream_reader(Opts) -> check(Opts, stream_reader_spec()).
 -spec stream_writer(map() | list()) -> {ok, map()} | error().
 stream_writer(Opts) -> check(Opts, stream_writer_spec()).
 
+%% @doc Check a map of type names to the versions a reader reads, given as
+%% option `Key' (`Tether.Type''s `versions', tether:encode/2's
+%% `type_versions'): names are binaries, versions integers. An integer
+%% below 1 passes, and is the `type_downgrade' error of its type when one
+%% is written (its message says versions start at 1).
+%%
+%% ```
+%% {ok, #{versions := #{<<"acme.Point">> := 2}}} = tether_options:versions(versions, #{<<"acme.Point">> => 2}),
+%% {error, {bad_option, versions, _}} = tether_options:versions(versions, #{'acme.Point' => 2}).
+%% '''
+-spec versions(atom(), term()) -> {ok, map()} | error().
+versions(Key, Versions) -> check(#{Key => Versions}, [{Key, fun type_versions/1, none}]).
+
 %% Each check answers {ok, Value} unchanged, and nothing is filled in: the
 %% frame builder, the decoder and the stream apply their own defaults.
 encode_spec() ->
@@ -257,7 +273,7 @@ encode_spec() ->
      {level, fun gzip_level/1, none},
      {checksum, one_of([crc32, none]), none},
      {metadata, fun metadata/1, none},
-     {type_versions, fun map/1, none},
+     {type_versions, fun type_versions/1, none},
      {float_atoms, fun boolean/1, none},
      {parent, fun parent/1, none},
      {step, fun step/1, none}].
@@ -281,7 +297,7 @@ stream_writer_spec() ->
      {metadata, fun metadata/1, none},
      {resume, fun present/1, none},
      {append, fun boolean/1, none},
-     {type_versions, fun map/1, none},
+     {type_versions, fun type_versions/1, none},
      {float_atoms, fun boolean/1, none}].
 
 %% ------------------------------------------------------------------ checking
@@ -429,8 +445,28 @@ grace_ms(_) -> {expected, "an integer from 0 to 4294967295 (milliseconds)"}.
 gzip_level(N) when is_integer(N), N >= 0, N =< 9 -> {ok, N};
 gzip_level(_) -> {expected, "a gzip level, 0..9"}.
 
-map(M) when is_map(M) -> {ok, M};
-map(_) -> {expected, "a map"}.
+%% Unchecked, a version "2" or 2.0 was written as the newest (term order puts
+%% any binary above 3), and an atom name matched no type and was ignored.
+type_versions(M) when is_map(M) ->
+    case [{K, V} || {K, V} <- maps:to_list(M), not (is_binary(K) andalso is_integer(V))] of
+        [] -> {ok, M};
+        [{K, V} | _] -> {refused, fun(Show) -> bad_version(K, V, Show) end}
+    end;
+type_versions(_) -> {expected, "a map of type names (strings) to versions (integers)"}.
+
+bad_version(K, V, Show) when is_atom(K) ->
+    Fix = case [N || {N, Mod} <- maps:to_list(tether_etf:registered_types()), Mod =:= K] ++ [atom_to_binary(K)] of
+              [<<"Elixir.", _/binary>> | _] -> "the type's name (its use Tether.Type name:)";  % an unregistered module
+              [Name | _] when is_integer(V) -> io_lib:format("~ts => ~ts", [Show(Name, infinity), Show(V, 12)]);
+              [Name | _] -> io_lib:format("~ts => 2 (an integer version)", [Show(Name, infinity)])
+          end,
+    io_lib:format("the key ~ts is an atom; type names are strings, as Python's are: write ~ts",
+                  [Show(K, infinity), Fix]);
+bad_version(K, _, Show) when not is_binary(K) ->
+    io_lib:format("the key ~ts is not a type name (a string such as ~ts)", [Show(K, 12), Show(<<"acme.Point">>, infinity)]);
+bad_version(K, V, Show) ->
+    io_lib:format("~ts => ~ts: a version is an integer, the newest version of the type the reader reads",
+                  [Show(K, infinity), Show(V, 12)]).
 
 parent(#{<<"lineage">> := L} = P) when is_list(L) ->  % a frame's metadata, as tether:inspect/1 decoded it
     %% Its lineage is copied into the new frame: an older frame's atoms must not come with it.

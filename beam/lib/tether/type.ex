@@ -2,7 +2,9 @@ defmodule Tether.Type do
   @moduledoc """
   Versioned user types, shared with Python's `tether.types.register_type`.
 
-  A type is a struct with a name and a version. On the wire (in etf frames,
+  A type is a struct with a name and a version. The name is a non-empty
+  UTF-8 string not starting with `Elixir.`, as Python's `register_type`
+  requires (`use Tether.Type` refuses others when it compiles). On the wire (in etf frames,
   both directions) it is this struct, `%Tether.Type{}`, which Elixir code can
   pattern-match as it is:
 
@@ -72,6 +74,8 @@ defmodule Tether.Type do
               "between 1 and version; got #{inspect(opts)}"
     end
 
+    check_name!(name)
+
     quote do
       @behaviour Tether.Type
 
@@ -87,6 +91,23 @@ defmodule Tether.Type do
       def from_wire(wire), do: Tether.Type.build(__MODULE__, wire)
 
       defoverridable to_wire: 1, from_wire: 1
+    end
+  end
+
+  # Python's rule (register_type, docs/format.md 6.1): a name Python refuses would never meet its type there.
+  defp check_name!(name) do
+    why =
+      cond do
+        name == "" -> "is empty"
+        String.starts_with?(name, "Elixir.") -> "starts with \"Elixir.\", which names Elixir modules, not types"
+        not String.valid?(name) -> "is not valid UTF-8"
+        true -> nil
+      end
+
+    if why do
+      raise ArgumentError,
+            "use Tether.Type: the name #{inspect(name)} #{why}; a type name is a non-empty UTF-8 string " <>
+              "not starting with \"Elixir.\", the same in Python's register_type, such as \"acme.Point\""
     end
   end
 
@@ -123,7 +144,8 @@ defmodule Tether.Type do
   @doc """
   Registered structs inside `term` as their wire form. Options:
   `versions: %{name => version}`, the newest version of each type the reader
-  reads.
+  reads: names are strings and versions integers, or it raises
+  `ArgumentError` naming the entry (as a bad option does).
 
       {:ok, %Tether.Type{version: 2}} = Tether.Type.to_wire(%Acme.Point{}, versions: %{"acme.Point" => 2})
   """
@@ -178,7 +200,12 @@ defmodule Tether.Type do
                              inspect(versions, limit: 10)
     end
 
-    {Map.new(versions), rest}
+    versions = Map.new(versions)
+
+    case :tether_options.versions(:versions, versions) do
+      {:ok, _} -> {versions, rest}
+      {:error, reason} -> Tether.Options.raise!({:versions, :versions}, versions, reason)
+    end
   end
 
   defp versions(opts, fun),
@@ -203,6 +230,10 @@ defmodule Tether.Type do
     do: "Type #{name} arrived at version #{found}; this node migrates from version #{oldest}. " <>
           "Add migrate/2 clauses from #{found} (and set oldest: #{found})."
 
+  def format_error({:type_downgrade, name, wanted, _oldest}) when not is_integer(wanted),
+    do: "Type #{name} was asked for at version #{inspect(wanted)}, which is not a version: versions are " <>
+          "integers (the newest the reader reads), e.g. versions: %{#{inspect(name)} => 2}."
+
   def format_error({:type_downgrade, name, wanted, _oldest}) when wanted < 1,
     do: "Type #{name} was asked for at version #{wanted}, which no reader reads (versions start at 1): " <>
           "check the versions: (or type_versions:) option given."
@@ -219,12 +250,62 @@ defmodule Tether.Type do
       "#{kind}(#{from}, wire) that returns version #{to}'s, matching the value as that version's writers send it."
   end
 
+  def format_error({:type_failed, name, {kind, from}, :undef}) when kind in [:migrate, :downgrade] do
+    {to, bound, raised} =
+      if kind == :migrate, do: {from + 1, "oldest", from + 1}, else: {from - 1, "oldest_writable", from}
+
+    "Type #{name}#{module_text(name)}: the #{kind}(#{from}, wire) step is undefined (no #{kind}/2 clauses, " <>
+      "or a function one calls does not exist). Its #{bound}: is below version:, so that step runs: add " <>
+      "#{kind}(#{from}, wire) returning version #{to}'s wire value, or raise #{bound}: to #{raised}."
+  end
+
+  def format_error({:type_failed, name, :from_wire, reason}) when reason in [:function_clause, :undef] do
+    mod = module_text(name)
+
+    case reason do
+      :function_clause ->
+        "Type #{name}#{mod}: from_wire/1 has no clause for the wire value it got#{at_version(name)}. Most " <>
+          "likely a migrate/2 step returned the wrong shape (each migrate(v, wire) must return version v+1's " <>
+          "wire value, as to_wire/1 writes it there), or the writer sent another shape: fix that step, or " <>
+          "make from_wire/1 match the value."
+
+      :undef ->
+        "Type #{name}#{mod}: from_wire/1 called a function that does not exist; the default one needs the " <>
+          "module's defstruct: add it, or override from_wire/1."
+    end
+  end
+
+  def format_error({:type_failed, name, :map_key, {:same_key, dir}}) do
+    {what, fix} =
+      if dir == :read,
+        do: {"read at this node's version", "make the migrate/2 steps keep such values apart"},
+        else: {"written at the reader's version", "write for a reader that knows a newer version"}
+
+    "Type #{name}: two keys of one map (or two members of one MapSet) become the same value once " <>
+      "#{what}, and one would be lost: #{fix}, or hold the values in a list."
+  end
+
   def format_error({:type_failed, name, step, reason}),
     do: "Type #{name}: the #{inspect(step)} step failed: #{reason_text(reason)}"
 
   def format_error({:bad_type_term, why}), do: "A Tether.Type term is malformed: #{why}"
 
   def format_error(other), do: inspect(other)
+
+  # The registered module and version of a name, when it is registered: the place to fix.
+  defp module_text(name) do
+    case :tether_etf.registered_types() do
+      %{^name => mod} -> " (#{inspect(mod)})"
+      _ -> ""
+    end
+  end
+
+  defp at_version(name) do
+    case :tether_etf.type_versions() do
+      %{^name => v} -> " at version #{v}, this node's"
+      _ -> ""
+    end
+  end
 
   defp reason_text(%{__exception__: true} = e), do: Exception.message(e)
   defp reason_text(reason), do: inspect(reason)
