@@ -306,6 +306,23 @@ def negotiated(x, y):
     return {"point": Negotiated(x, y), "many": [Negotiated(x, y)]}
 
 
+class Pair:
+    """A user type holding two others: their versions are the reader's too."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+def negotiated_everywhere(x, y):
+    """test.Negotiated values in a set, as a map key and inside another type's value."""
+    import tether
+
+    if tether.types.get("test.Pair") is None:
+        tether.types.register_type(Pair, name="test.Pair", version=1, encode=lambda p: {"a": p.a, "b": p.b},
+                                   decode=lambda w: Pair(w["a"], w["b"]))
+    return {"set": {Negotiated(x, y)}, "keyed": {Negotiated(x, y): "k"}, "pair": Pair(Negotiated(x, y), None)}
+
+
 class Older:
     """A user type this worker knows at version 1 only; a BEAM at version 2 downgrades what it sends."""
 

@@ -231,6 +231,11 @@ defmodule Tether.WorkerLifecycleTest do
       w1 = start_worker()
       assert {:ok, %{"point" => %NegotiatedV1{x: 1.5}, "many" => [%NegotiatedV1{x: 1.5}]}} =
                Tether.Worker.call(w1, @m, "negotiated", [1.5, 2.0])
+      # In a set, as a map key and inside another type's value too (only the outermost was, before).
+      assert {:ok, %{"set" => set, "keyed" => keyed, "pair" => %Tether.Type{name: "test.Pair", value: pair}}} =
+               Tether.Worker.call(w1, @m, "negotiated_everywhere", [1.5, 2.0])
+      assert set == MapSet.new([%NegotiatedV1{x: 1.5}]) and keyed == %{%NegotiatedV1{x: 1.5} => "k"}
+      assert pair == %{a: %NegotiatedV1{x: 1.5}, b: nil}
     end
     test "arguments go at the version the worker reads, inline and through shared memory" do
       alias Tether.WorkerLifecycleTest.OlderV2

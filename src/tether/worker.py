@@ -63,13 +63,14 @@ import time
 import traceback
 import warnings
 import weakref
+from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
 import tether
 from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, ValidationError, _api, _buffers,
                     compression, formats, frame)
-from tether import _etf
+from tether import _etf, _structs
 from tether._files import NotRegularFile, open_regular
 from tether._types import FLOAT_ATOMS, ImproperList
 from tether import arrow as arrow_api
@@ -240,11 +241,12 @@ def _frame(term: Any) -> bytes:
     without its option handling, which a small call would notice; a term it
     cannot write goes to ``dumps`` for the typed error.
     """
-    plain = _ETF.dumps_plain(term, _CRC32, "memory")
+    plain = _ETF.dumps_plain(term, _CRC32, "memory") if not _PEER_TYPES else None
     if plain is not None:
         return plain[0]
     # nan="error": a non-finite float is the reply walk's to write as the BEAM's atom (_visit_out), unmarked.
-    return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam", options=_PROTOCOL_ETF)
+    options = {**_PROTOCOL_ETF, "versions": {"types": dict(_PEER_TYPES)}} if _PEER_TYPES else _PROTOCOL_ETF
+    return tether.dumps(term, format="etf", checksum=INLINE_CHECKSUM, reader="beam", options=options)
 
 
 def compact(term: Any) -> bytes:
@@ -257,7 +259,7 @@ def compact(term: Any) -> bytes:
     (b'TTMC', (Atom('echo'), 1))
     """
     try:
-        body = _etf.encode(term, _ETF.encode_options(), bytes_tag=_etf.BIT_BINARY)
+        body = _etf.encode(term, _ETF.encode_options(), bytes_tag=_etf.BIT_BINARY, convert=_peer_convert())
     except Exception:  # noqa: BLE001 - the general path writes it, or raises its typed error
         return _frame(term)
     return _COMPACT.pack(COMPACT_MAGIC, frame.checksum.crc32(body)) + body
@@ -1344,8 +1346,6 @@ class Worker:
 
     def _reply_ok(self, ident: Any, result: Any, tables: str) -> bytes:
         """``{reply, Id, {ok, Value}}`` with embedded frames; the whole value goes through shared memory when large."""
-        if _PEER_TYPES:
-            result = _downgraded(result)
         if type(result) in _FAST_RESULTS and not _holds_bulk(result):
             # Most results are small plain terms: one encode, and too small to hold an embedded value.
             try:
@@ -1357,7 +1357,7 @@ class Worker:
                     return reply
         self._region_fresh = False
         value = transform(result, lambda v: self._visit_out(v, tables))
-        body = tether.etf.encode(value)
+        body = _etf.encode(value, _etf.Options(), convert=_peer_convert())  # tether.etf.encode's defaults
         if len(body) <= self.shm_threshold:
             return self.message((_REPLY, ident, (_OK, tether.etf.OpaqueTerm(body[1], body[1:]))))
         term = tether.etf.OpaqueTerm(body[1], body[1:])
@@ -1706,18 +1706,10 @@ def peer_types(hello_info: Any) -> dict[str, int]:
             if name in mine and type(v) is int and v < mine[name]}
 
 
-def _downgraded(result: Any) -> Any:
-    """``result`` with each registered user type the BEAM reads at an older version written at that version."""
-    def visit(value: Any) -> Any:
-        t = type(value)
-        if t is dict or t is list or t is tuple:
-            return WALK
-        spec = tether.types.lookup(value) if t not in _LEAVES else None
-        if spec is None or spec.name not in _PEER_TYPES:
-            return value
-        return tether.types.to_wire(value, spec, "$", _PEER_TYPES)
-
-    return transform(result, visit)
+def _peer_convert() -> Any:
+    """The encoder hook that writes each user type at the version the BEAM's hello names, wherever it sits
+    (map keys and set members too), or None (each type at its own version) when the BEAM reads them all."""
+    return partial(_structs.convert, versions=dict(_PEER_TYPES)) if _PEER_TYPES else None
 
 
 def _refusal(hello: Any) -> Any:
