@@ -165,5 +165,51 @@ def test_payload_step_output_is_checked_by_decode():
 
 
 def test_damaged_old_type_info_is_a_decode_error():
-    with pytest.raises(tether.DecodeError, match="schema 1 does not fit its migration to 2: KeyError"):
+    with pytest.raises(tether.DecodeError, match=r"migrations\[1\].type_info \(the .* schema 1 to 2\) failed: KeyError"):
         TicksFormat().migrate({"count": 3}, 1)
+
+
+def _ticks_with(step: Migration) -> TicksFormat:
+    class Stepped(TicksFormat):
+        migrations = {**TicksFormat.migrations, 1: step}
+
+    return Stepped()
+
+
+@pytest.mark.parametrize("type_info, said", [
+    (lambda info: 1 / 0, r"failed: ZeroDivisionError"),
+    (lambda info: info.nope, r"failed: AttributeError"),
+    (lambda info: None, r"returned a NoneType: it must return the new type information"),
+    (lambda info: [("count", 1)], r"returned a list"),
+])
+def test_a_type_info_step_that_fails_is_named_by_format_versions_and_step(type_info, said):
+    fmt = _ticks_with(Migration(type_info=type_info))
+    with pytest.raises(tether.DecodeError, match=r"Stepped.migrations\[1\].type_info \(the ticks schema 1 to 2\) " + said):
+        fmt.migrate({"n": 3}, 1)
+
+
+@pytest.mark.parametrize("payload", [lambda p, info: 1 / 0, lambda p, info: None])
+def test_a_payload_step_that_fails_is_named_too(payload):
+    fmt = _ticks_with(Migration(type_info=TicksFormat.migrations[1].type_info, payload=payload))
+    info = fmt.migrate({"n": 1}, 1)
+    with pytest.raises(tether.DecodeError, match=r"Stepped.migrations\[1\].payload \(the ticks schema 1 to 2\) failed"):
+        fmt.upgrade_payload(b"\0\0\0\0", info)
+
+
+@pytest.mark.parametrize("steps", [{1: {"type_info": None}}, {1: lambda info: info}, {"1": Migration()}, [Migration()]])
+def test_migrations_that_are_not_migration_steps_are_refused_at_registration(steps):
+    class Bad(TicksFormat):
+        id, name, migrations = 243, "bad-steps", steps
+
+    with pytest.raises(tether.ValidationError, match="migrations"):
+        tether.formats.register(Bad)
+    assert "bad-steps" not in tether.formats.names()
+
+
+@pytest.mark.parametrize("version", ["2", 2.5, True])
+def test_a_schema_version_that_is_not_an_int_is_refused_at_registration_not_at_definition(version):
+    class Odd(Format):
+        id, name, schema_version = 244, "odd-version", version
+
+    with pytest.raises(tether.ValidationError, match="schema_version must be an int"):
+        tether.formats.register(Odd)

@@ -256,3 +256,28 @@ def test_public_functions_given_wrong_values_raise_validation_errors_naming_the_
         with pytest.raises(tether.ValidationError, match=needle):
             call()
     assert S.migrate(pa.table({"b": [1]}), "wrong", 1, registry=reg).column_names == ["a"]
+
+
+def _three_versions(reg, steps_2_to_3):
+    reg.register("ev3", 1, pa.schema([("a", pa.int64()), ("legacy", pa.int64())]))
+    reg.register("ev3", 2, pa.schema([("a", pa.int64())]), migrations={1: [S.drop("legacy")]})
+    reg.register("ev3", 3, pa.schema([("a", pa.int64()), ("b", pa.int64())]), migrations={2: steps_2_to_3})
+
+
+def test_a_downgrade_error_names_the_readers_version_and_the_writers():
+    reg = S.Registry()
+    _three_versions(reg, [S.add("b", pa.int64(), 0)])
+    table = pa.table({"a": [1], "b": [2]})
+    with pytest.raises(S.DowngradeError) as exc:
+        tether.dumps(table, options={"schema": "ev3", "registry": reg, "versions": {"schemas": {"ev3": 1}}})
+    said = str(exc.value)
+    assert "v2→v1, step drop('legacy')" in said and "reads 'ev3' up to v1, and this table is v3" in said
+    assert "register 'ev3' v3 there" in said
+
+
+def test_a_missing_step_on_the_way_down_is_a_downgrade_error_not_an_unreadable_frame():
+    down_gap = S.Registry()
+    down_gap.register("ev3", 3, pa.schema([("a", pa.int64()), ("b", pa.int64())]))  # no steps at all
+    with pytest.raises(S.DowngradeError, match=r"no migration from v2 to v3 registered here.*up to v2"):
+        tether.dumps(pa.table({"a": [1], "b": [2]}),
+                     options={"schema": "ev3", "registry": down_gap, "versions": {"schemas": {"ev3": 2}}})

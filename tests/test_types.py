@@ -359,3 +359,18 @@ def test_the_c_path_pre_walk_renders_no_path_for_values_that_convert(monkeypatch
     finally:
         types.unregister_type("test.PrepPt")
     assert rendered == []
+
+
+def test_the_default_decoder_takes_binary_keys_as_elixirs_does():
+    # An Elixir type whose to_wire writes %{"label" => ...}: its keys read in Python as bytes.
+    @dataclass
+    class Tag:
+        label: bytes
+        weight: int
+
+    types.register_type(Tag, name="test.BinaryKeyed", version=1)
+    try:
+        frame = tether.dumps(types.wire("test.BinaryKeyed", 1, {b"label": b"ml", b"weight": 3}), format="etf")
+        assert tether.loads(frame) == Tag(b"ml", 3)
+    finally:
+        types.unregister_type("test.BinaryKeyed")

@@ -575,11 +575,8 @@ class DowngradeError(ValidationError):
 
 def _impossible(name: str, frm: int, to: int, s: Step, why: str, *, writing: bool = False) -> Exception:
     where = f"Schema {name!r} v{frm}→v{to}, step {s}: {why}."
-    if writing:
-        return DowngradeError(
-            f"{where} The reader reads {name!r} up to v{to}, and this writer cannot write it. Upgrade the reader: "
-            f"register {name!r} v{frm} there (tether.schemas.register({name!r}, version={frm}, ...))."
-        )
+    if writing:  # migrate() says which versions the reader and the writer are at
+        return DowngradeError(f"{where} This writer cannot undo the step for an older reader.")
     return MigrationError(
         f"{where} Register a migration that handles it: tether.schemas.register({name!r}, version=..., "
         f"schema=..., migrations={{{frm}: [tether.schemas.step(fn)]}})."
@@ -714,10 +711,26 @@ def migrate(table: pa.Table, name: str, from_version: int, to_version: int | Non
     for v in range(from_version, target):
         for s in reg.steps(name, v):
             table = _up(table, s, name, v)
-    for v in range(from_version, target, -1):
-        for s in reversed(reg.steps(name, v - 1)):
-            table = _down(table, s, name, v)
+    try:
+        for v in range(from_version, target, -1):
+            for s in reversed(_steps_down(reg, name, v)):
+                table = _down(table, s, name, v)
+    except DowngradeError as exc:
+        raise DowngradeError(
+            f"{exc} The reader reads {name!r} up to v{target}, and this table is v{from_version}. Upgrade the "
+            f"reader: register {name!r} v{from_version} there (tether.schemas.register({name!r}, "
+            f"version={from_version}, ...)), or give the step a way down."
+        ) from exc.__cause__
     return table
+
+
+def _steps_down(reg: Registry, name: str, v: int) -> list[Step]:
+    """The steps from ``v - 1`` to ``v``, to undo; their absence is the writer's problem, not a frame's."""
+    try:
+        return reg.steps(name, v - 1)
+    except UnsupportedVersionError:
+        raise DowngradeError(f"Schema {name!r} has no migration from v{v - 1} to v{v} registered here, so there is "
+                             f"no way down from v{v}.") from None
 
 
 def renames(name: str, from_version: int, to_version: int | None = None, *,

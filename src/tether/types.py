@@ -430,9 +430,20 @@ def _default_encode(value: Any) -> Any:
 
 def _default_decoder(cls: type) -> Callable[[Any], Any]:
     def decode(w: Any) -> Any:
-        return cls(**{str(k): v for k, v in w.items()})
+        return cls(**{_field_name(k): v for k, v in w.items()})
 
     return decode
+
+
+def _field_name(key: Any) -> str:
+    """A wire map's key as a field name: an atom's text, or a binary key's (an Elixir type whose ``to_wire``
+    writes ``%{"label" => ...}`` reads in Python as ``{b"label": ...}``), as Elixir's default ``from_wire`` takes."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(key).decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return str(key)
 
 
 # ---------------------------------------------------------------- codec hooks

@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, NamedTuple
 
 from .._buffers import Segment
-from .._errors import DecodeError, UnsupportedVersionError, ValidationError
+from .._errors import DecodeError, TetherError, UnsupportedVersionError, ValidationError
 from .._limits import Limits
 from ..schemas import reader_reads
 from ..frame import frame_name
@@ -227,6 +227,8 @@ class Format:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if type(cls.schema_version) is not int or type(cls.oldest_readable) is not int:
+            return  # registration refuses them, by name
         floor = max(1, cls.schema_version - KEEP_READABLE)
         if cls.oldest_readable > floor:
             raise TypeError(
@@ -367,17 +369,29 @@ class Format:
                     f"{type(self).__name__}.migrations[{version}]."
                 )
             before = dict(migrated)
-            try:
-                after = step.type_info(dict(before)) if step.type_info is not None else before
-            except (KeyError, TypeError, ValueError, IndexError) as exc:
-                raise DecodeError(
-                    f"The {self.name} type information of schema {version} does not fit its migration to "
-                    f"{version + 1}: {type(exc).__name__}: {exc}. The frame's metadata is damaged."
-                ) from exc
+            after = self._step_type_info(step, before, version)
             if step.payload is not None:
-                migrated.pending.append((step.payload, before))
+                migrated.pending.append((step.payload, before, version))
             migrated = Migrated(after, migrated.pending, from_version)
         return migrated
+
+    def _step_type_info(self, step: Any, before: dict[str, Any], version: int) -> dict[str, Any]:
+        """One step's ``type_info`` on a frame's type information, its failure named by format, versions and step."""
+        where = f"{type(self).__name__}.migrations[{version}].type_info (the {self.name} schema {version} to {version + 1})"
+        if not isinstance(step, Migration):
+            raise DecodeError(f"{where}: migrations[{version}] is a {type(step).__name__}, not a "
+                              "tether.formats.Migration: fix the format's migrations.")
+        if step.type_info is None:
+            return before
+        try:
+            after = step.type_info(dict(before))
+        except Exception as exc:  # a user's function: whatever it raises is named, with the frame's part
+            raise DecodeError(f"{where} failed: {type(exc).__name__}: {exc}. Either the frame's metadata is not what "
+                              "that schema wrote, or the step has a bug.") from exc
+        if not isinstance(after, Mapping):
+            raise DecodeError(f"{where} returned a {type(after).__name__}: it must return the new type "
+                              "information, a dict. Fix the step.")
+        return dict(after)
 
     def check_readable(self, version: int) -> None:
         """Raise :class:`~tether.UnsupportedVersionError` unless this reader reads ``version`` of this format.
@@ -416,8 +430,17 @@ class Format:
         if type(type_info) is not Migrated or not type_info.pending:
             return payload
         steps, type_info.pending[:] = list(type_info.pending), []
-        for step, info in steps:
-            payload = memoryview(step(payload, info)).cast("B")
+        for step, info, version in steps:
+            try:
+                payload = memoryview(step(payload, info)).cast("B")
+            except TetherError:
+                raise
+            except Exception as exc:  # a user's function, or what it returned: named, with the versions
+                raise DecodeError(
+                    f"{type(self).__name__}.migrations[{version}].payload (the {self.name} schema {version} to "
+                    f"{version + 1}) failed: {type(exc).__name__}: {exc}. It must return the payload in the next "
+                    "schema's layout, a bytes-like object: fix the step, or the frame is not what that schema wrote."
+                ) from exc
         return payload
 
     def check_reader_versions(self, options: Mapping[str, Any] | None) -> None:

@@ -6,9 +6,11 @@ Its own module, below the encoder, which looks formats up; :mod:`tether.formats`
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from .._errors import ValidationError
 from .._registry import Registry
-from ._base import Format
+from ._base import Format, Migration
 
 
 _MAX_ID = 0xFFFF  # format_id and schema_version are 16-bit header fields
@@ -32,6 +34,25 @@ def _check(fmt: object) -> None:
         raise ValidationError(f"{where}: intos must be a tuple of str (the into= values it gives), got {fmt.intos!r}.")
     if fmt.fallback is not None and not isinstance(fmt.fallback, str):
         raise ValidationError(f"{where}: fallback must be a format name or None, got {fmt.fallback!r}.")
+    if type(fmt.oldest_readable) is not int or not 0 <= fmt.oldest_readable <= max(fmt.schema_version, 1):
+        raise ValidationError(f"{where}: oldest_readable must be an int from 0 to schema_version "
+                              f"({fmt.schema_version}), got {fmt.oldest_readable!r}.")
+    _check_migrations(fmt, where)
+
+
+def _check_migrations(fmt: Format, where: str) -> None:
+    """``migrations`` maps schema versions (ints) to :class:`Migration` steps: a lambda or a dict there would
+    fail only when an old frame is read."""
+    steps = fmt.migrations
+    if not isinstance(steps, Mapping):
+        raise ValidationError(f"{where}: migrations must be a dict of schema version -> tether.formats.Migration, "
+                              f"got {type(steps).__name__}.")
+    for version, step in steps.items():
+        if type(version) is not int or not isinstance(step, Migration):
+            raise ValidationError(
+                f"{where}: migrations[{version!r}] must be a tether.formats.Migration under an int schema version "
+                f"(the version it upgrades from), got a {type(step).__name__}: "
+                "Migration(type_info=..., payload=...).")
 
 
 # Ids below 128 are tether's (docs/format.md): they can be replaced but not unregistered.
