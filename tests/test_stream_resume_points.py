@@ -154,3 +154,23 @@ def test_an_unknown_compression_is_refused_before_any_chunk():
         StreamWriter(io.BytesIO(), compression="brotli")
     with pytest.raises(tether.ValidationError):
         StreamWriter(io.BytesIO(), compression="zstd", level=99)
+
+
+def test_verify_and_inspect_check_a_continuation_file_given_its_checkpoint(tmp_path):
+    first, rest = tmp_path / "a.tthr", tmp_path / "b.tthr"
+    cp = _stream(first, 2)
+    with open(rest, "wb") as f, StreamWriter(f, resume=cp) as w:
+        w.write({"i": 2, "pad": ""})
+    cli = [sys.executable, "-m", "tether"]
+    alone = subprocess.run([*cli, "verify", str(rest)], capture_output=True, text=True)
+    assert alone.returncode == 1 and "starts at chunk 2" in alone.stderr
+    (tmp_path / "cp.json").write_text(json.dumps(cp.as_dict()))
+    for how in (json.dumps(cp.as_dict()), f"@{tmp_path / 'cp.json'}"):
+        out = subprocess.run([*cli, "verify", "--json", str(rest), "--resume", how], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["verified_stream"]["chunks"] == 3
+    out = subprocess.run([*cli, "inspect", "--json", str(rest), "--resume", json.dumps(cp.as_dict())],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["stream_summary"]["state"] == "complete"
+    bad = subprocess.run([*cli, "verify", str(rest), "--resume", "{not json"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "--resume takes a checkpoint as JSON" in bad.stderr

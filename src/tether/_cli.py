@@ -228,6 +228,10 @@ def _parser() -> argparse.ArgumentParser:
     p_verify = sub.add_parser("verify", help="check a frame's checksums without decoding the payload")
     p_verify.add_argument("file", help="the frame or stream file; - reads it from standard input")
     p_verify.add_argument("--json", **as_json)
+    for p in (p_inspect, p_verify):
+        p.add_argument("--resume", metavar="CHECKPOINT",
+                       help="a stream continuation's starting checkpoint, as JSON (Checkpoint.as_dict()) or @FILE "
+                            "holding it: its chunks and end frame are checked against the whole stream")
     p_bench = sub.add_parser("bench", help="compare tether with its peers on this machine")
     p_bench.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
     p_bench.add_argument("--only", action="append", default=None, metavar="GROUP",
@@ -273,7 +277,7 @@ def _frame_cmd(args: argparse.Namespace) -> int:
         if args.cmd == "inspect" and first.stream:  # a stream file (mapped: its payloads are never touched)
             return _stream_summary(args, data)
         if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
-            return _verified_stream(args, first, tether.stream.verify_stream(data))
+            return _verified_stream(args, first, tether.stream.verify_stream(data, resume=_resume_arg(args)))
         info = tether.verify(data) if args.cmd == "verify" else first
         if args.cmd == "inspect" and hasattr(data, "__len__") and len(data) != first.frame_size:
             # inspect reads the header and metadata only, and would otherwise pass a cut or padded file.
@@ -305,7 +309,7 @@ def _verify_piped(args: argparse.Namespace, piped: _PipedStream) -> int:
     import tether
     from . import StreamError
 
-    totals = tether.stream.verify_stream(piped)  # a pipe's end is not read past: the tail is checked here
+    totals = tether.stream.verify_stream(piped, resume=_resume_arg(args))  # a pipe's end is not read past: the tail is checked here
     tail = _stream_tail(piped, f"stream {totals['stream_id']} chunk {totals['chunks']}")
     if tail is not None:
         raise StreamError(tail)
@@ -321,6 +325,24 @@ def _verified_stream(args: argparse.Namespace, first: Any, totals: dict[str, Any
     print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
           f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
     return 0
+
+
+def _resume_arg(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--resume``: a checkpoint as JSON, or ``@FILE`` holding it (checked by the stream reader)."""
+    from . import ValidationError
+
+    text = getattr(args, "resume", None)
+    if text is None:
+        return None
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read(1 << 20)
+        value = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"--resume takes a checkpoint as JSON or @FILE holding it ({exc}): pass what "
+                              "Checkpoint.as_dict() gave, e.g. from `tether verify --json`'s resume.") from None
+    return value
 
 
 def _resume_point(exc: BaseException) -> dict[str, Any] | None:
@@ -358,7 +380,7 @@ def _stream_summary(args: argparse.Namespace, data: Any) -> int:
     """``inspect`` of a stream: chunk 0's frame info, then the whole stream from headers and metadata."""
     import tether
 
-    summary = tether.stream.summarize_stream(data)
+    summary = tether.stream.summarize_stream(data, resume=_resume_arg(args))
     if isinstance(data, _PipedStream) and summary["state"] == "complete":
         _check_piped_tail(summary, data)
     first = summary.pop("first_chunk")
@@ -412,7 +434,7 @@ def _summary_lines(s: dict[str, Any]) -> list[str]:
         ("stream id", s["stream_id"] or "unknown"),
         ("chunks", s["chunks"]),
         ("payload", f"{s['payload_bytes']} B stored, {s['raw_bytes']} B uncompressed ({s['frame_bytes']} B "
-                    "in frames, the end frame's included)"),
+                    f"in frames{', the end frame included' if s['declared'] is not None else ''})"),
         ("formats", counts(s["formats"])),
         ("compressions", counts(s["compressions"])),
         ("checksums", counts(s["checksums"]) + " (payloads not read: `tether verify` checks them)"),
