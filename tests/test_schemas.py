@@ -281,3 +281,9 @@ def test_a_missing_step_on_the_way_down_is_a_downgrade_error_not_an_unreadable_f
     with pytest.raises(S.DowngradeError, match=r"no migration from v2 to v3 registered here.*up to v2"):
         tether.dumps(pa.table({"a": [1], "b": [2]}),
                      options={"schema": "ev3", "registry": down_gap, "versions": {"schemas": {"ev3": 2}}})
+
+
+@pytest.mark.parametrize("version", [0, -1, 2**31, 2**64, True, 1.0])
+def test_a_schema_version_outside_what_both_runtimes_keep_is_refused(version):
+    with pytest.raises(tether.ValidationError, match=r"version must be an int from 1 to 2147483647"):
+        S.Registry().register("big", version, pa.schema([("a", pa.int64())]))

@@ -83,6 +83,10 @@ class SchemaMismatchError(ValidationError):
         self.mismatches = list(mismatches)
 
 
+# The largest schema version: a JSON number every reader keeps exactly, and a small integer on the BEAM.
+MAX_VERSION = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class Step:
     """One migration step between adjacent versions; build one with :func:`add`, :func:`rename`,
@@ -283,12 +287,13 @@ class Registry:
         >>> reg.register("points", version=0, schema=pa.schema([]))
         Traceback (most recent call last):
         ...
-        tether._errors.ValidationError: Schema 'points': version must be an int ≥ 1, got 0.
+        tether._errors.ValidationError: Schema 'points': version must be an int from 1 to 2147483647, got 0.
         """
         if not isinstance(name, str) or not name:
             raise ValidationError(f"A schema name must be a non-empty str, got {name!r}.")
-        if type(version) is not int or version < 1:
-            raise ValidationError(f"Schema {name!r}: version must be an int ≥ 1, got {version!r}.")
+        if type(version) is not int or not 1 <= version <= MAX_VERSION:
+            # Bounded: a version is stamped into frames both runtimes read, and counted through step by step.
+            raise ValidationError(f"Schema {name!r}: version must be an int from 1 to {MAX_VERSION}, got {version!r}.")
         if not isinstance(schema, pa.Schema):
             raise ValidationError(f"Schema {name!r}: schema must be a pyarrow.Schema, got {type(schema).__name__}.")
         if migrations is not None and not isinstance(migrations, Mapping):
