@@ -34,6 +34,9 @@
 %% What the writer puts in one raw chunk of a binary (Python's CHUNK_SIZE).
 -define(DEFAULT_CHUNK_SIZE, (8 bsl 20)).
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
+%% How long an io device passed as a source or sink has to answer one request
+%% before it is refused as not an io device (io_server/1).
+-define(IO_PROBE_MS, 5000).
 %% A checkpoint's keys, as atoms (checkpoint/1) or binaries (Python's as_dict() through ETF or JSON).
 -define(CHECKPOINT_KEYS, [stream_id, seq, offset, digest, ended,
                           <<"stream_id">>, <<"seq">>, <<"offset">>, <<"digest">>, <<"ended">>]).
@@ -71,8 +74,12 @@ open(Source) -> open(Source, #{}).
 
 %% @doc Start reading a stream from a binary (chunks decode as sub-binaries of
 %% it), `{file, Path}' (opened here, closed by `close/1' or at the end), or an
-%% open io device in binary mode (a file or a port-backed device; it is not
-%% read past the end frame). Options: `max_frame' (bytes, default 256 MiB, or `infinity'),
+%% open io device in binary mode (it is not read past the end frame): a file
+%% (errors' `position' is a byte offset in it), or any other io server (a
+%% StringIO, standard input in latin1 encoding, one over a socket; `position'
+%% counts from where reading began). A pid
+%% that does not answer an io request within 5 s is no io device:
+%% `{error, {bad_argument, source, Message}}'. Options: `max_frame' (bytes, default 256 MiB, or `infinity'),
 %% `resume => Checkpoint' (accept a continuation that starts there, as
 %% Python's `StreamReader(resume=)'), and `safe', `max_uncompressed_size'
 %% as in `tether:decode/2'.
@@ -99,13 +106,26 @@ open(Source, Opts0) ->
     end).
 
 %% Where reading starts in the source: a device the caller passes may be read
-%% from already, and errors' `position' is a byte offset in the file.
+%% from already, and errors' `position' is a byte offset in the file. Only a
+%% file is asked: another io server (a StringIO, standard input, one over a
+%% socket) need not answer file:position/2's file request, and the caller
+%% would wait forever; it is counted from where reading started, as a pipe.
 start_position({dev, Dev}) ->
-    case file:position(Dev, cur) of
+    case is_file(Dev) andalso file:position(Dev, cur) of
         {ok, At} when is_integer(At) -> At;
         _ -> 0  % a pipe: counted from where reading started
     end;
 start_position(_) -> 0.
+
+%% A raw or ram file (a file_descriptor: no message is sent), or the io server
+%% file:open/2 starts, known by its code on its stack (its initial call is
+%% erlang:apply/2); on another node it cannot be looked at, and counts as not a file.
+is_file(Dev) when is_pid(Dev), node(Dev) =:= node() ->
+    case erlang:process_info(Dev, current_stacktrace) of
+        {current_stacktrace, Stack} -> lists:keymember(file_io_server, 1, Stack);
+        undefined -> false
+    end;
+is_file(Dev) -> not is_pid(Dev).
 
 %% Checked options and their resume point, or the first error.
 with_options({ok, Opts}, Then) ->
@@ -126,7 +146,14 @@ with_options(Error, _Then) -> Error.
 %% {error, {stream, empty, #{chunk := 0}}} = tether_stream:next(R).
 %% '''
 -spec next(reader()) -> {ok, term(), reader()} | {done, summary()} | error().
-next(R) -> step(R, true).
+next(#reader{} = R) -> step(R, true);
+next(Other) -> not_a(reader, Other).
+
+%% What every function here gives for a handle that is not one: an error, as
+%% for a bad source, not a function_clause from deep inside.
+not_a(reader, Got) -> bad_argument(reader, "a reader from tether_stream:open/1,2", Got);
+not_a(writer, Got) -> bad_argument(writer, "a writer from tether_stream:open_writer/2", Got);
+not_a(handle, Got) -> bad_argument(handle, "a reader or writer from tether_stream:open/1,2 or open_writer/2", Got).
 
 %% @doc Where the reader (or writer) stands, as Python's
 %% `Checkpoint.as_dict()': `stream_id', `seq' (the next chunk), `offset'
@@ -145,7 +172,8 @@ next(R) -> step(R, true).
 -spec checkpoint(reader() | writer()) -> checkpoint() | error().
 checkpoint(#reader{id = undefined} = R) -> err(no_chunk_read, R, #{});
 checkpoint(#reader{id = Id, seq = Seq, offset = Off, digest = D, complete = Ended}) -> cp(Id, Seq, Off, D, Ended);
-checkpoint(#writer{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D, false).
+checkpoint(#writer{id = Id, seq = Seq, offset = Off, digest = D}) -> cp(Id, Seq, Off, D, false);
+checkpoint(Other) -> not_a(handle, Other).
 
 cp(Id, Seq, Off, D, Ended) -> #{stream_id => Id, seq => Seq, offset => Off, digest => D, ended => Ended}.
 
@@ -169,7 +197,8 @@ close(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W) ->
             {ok, Cp} = abort(W),
             {ok, Cp#{ended := true}};
         Error -> Error
-    end.
+    end;
+close(Other) -> not_a(handle, Other).
 
 %% @doc As `verify(Source, #{})'.
 -spec verify(source()) -> {ok, summary()} | error().
@@ -266,7 +295,14 @@ payload_checksum(crc32, Payload) -> erlang:crc32(Payload);
 payload_checksum(xxh3_64, Payload) -> tether_xxh3:hash64(Payload);
 payload_checksum(Kind, _) -> Kind.
 
-same_stream(#{<<"id">> := Id}, #reader{id = undefined}) when is_binary(Id) -> ok;
+same_stream(#{<<"id">> := Id}, #reader{id = undefined}) ->
+    case is_stream_id(Id) of
+        true -> ok;
+        false -> {error, not_a_chunk, #{field => id, got_id => Id,
+                                        hint => <<"the chunk's stream id is not 32 lowercase hex digits, as every "
+                                                  "writer makes it (and Python's reader requires): the frame was "
+                                                  "not written by a stream writer">>}}
+    end;
 same_stream(#{<<"id">> := Id}, #reader{id = Id}) -> ok;
 same_stream(Info, _) -> {error, foreign_chunk, #{got_id => maps:get(<<"id">>, Info, undefined)}}.
 
@@ -277,17 +313,27 @@ in_order(#{<<"seq">> := Got}, #reader{seq = Want}) when is_integer(Got), Got > W
     {error, missing_chunk, #{got_seq => Got}};
 in_order(Info, _) -> {error, out_of_order, #{got_seq => maps:get(<<"seq">>, Info, undefined)}}.
 
-accept(Frame, #{checksum_value := Ck, raw_size := Raw}, R, Decode) ->
+accept(Frame, #{checksum_value := Ck, raw_size := Raw} = H, R, Decode) ->
     Next = R#reader{digest = chain(R#reader.digest, R#reader.seq, Ck), seq = R#reader.seq + 1,
                     offset = R#reader.offset + Raw, at = R#reader.at + iolist_size(Frame)},
     case Decode of
-        false -> {ok, skipped, Next};
+        false ->
+            case undoable(H) of
+                ok -> {ok, skipped, Next};
+                {error, Reason} -> err(decode, R, #{reason => Reason})
+            end;
         true ->
             case tether:decode(Frame, (R#reader.decode_opts)#{verify => false}) of
                 {ok, Value} -> {ok, Value, Next};
                 {error, Reason} -> err(decode, R, #{reason => Reason})
             end
     end.
+
+%% verify/2 decodes nothing, yet says what next/1 would of a chunk the BEAM
+%% cannot undo (lz4, zstd, a filter): a stream it passes must read. The
+%% reason is tether_frame:unpack/3's, which next/1 gives through tether:decode/2.
+undoable(#{compression := C, filter := {?FILTER_NONE, _}}) when C =:= none; C =:= gzip -> ok;
+undoable(H) -> tether_frame:unpack(H, <<>>, 0).
 
 %% The first chunk names the stream (same_stream/2 checked it is a binary).
 named(#{<<"id">> := Id}, #reader{id = undefined} = R) -> R#reader{id = Id};
@@ -317,9 +363,32 @@ source({file, Path}, Modes) ->
         {error, Reason} -> {error, {stream, io, #{chunk => 0, stream_id => undefined, reason => Reason, path => Path,
                                                   hint => <<"the stream's file could not be opened">>}}}
     end;
-source(Dev, _) when is_pid(Dev); is_tuple(Dev), element(1, Dev) =:= file_descriptor -> {ok, {dev, Dev}, false};
+source(Dev, Modes) when is_pid(Dev) ->
+    case io_server(Dev) of
+        ok -> {ok, {dev, Dev}, false};
+        {error, Why} ->
+            Which = case lists:member(read, Modes) of true -> source; false -> sink end,
+            bad_argument(Which, ["an io device (", Why, ")"], Dev)
+    end;
+source(Dev, _) when is_tuple(Dev), element(1, Dev) =:= file_descriptor -> {ok, {dev, Dev}, false};
 source(Other, _) ->
     bad_argument(source, "a binary, {file, Path} or an io device in binary mode", Other).
+
+%% An io server answers every request at once, {error, request} for one it does
+%% not know (the io protocol); a pid that does not would leave every read or
+%% write waiting forever. Asked from a helper process, whose death drops an
+%% answer that comes too late.
+io_server(Pid) ->
+    {Helper, Mon} = spawn_monitor(fun() -> exit({answer, io:request(Pid, getopts)}) end),
+    receive
+        {'DOWN', Mon, process, Helper, {answer, {error, terminated}}} -> {error, "this process is not alive"};
+        {'DOWN', Mon, process, Helper, {answer, _}} -> ok;
+        {'DOWN', Mon, process, Helper, Reason} -> {error, io_lib:format("asking it failed: ~0tp", [Reason])}
+    after ?IO_PROBE_MS ->
+        exit(Helper, kill),
+        receive {'DOWN', Mon, process, Helper, _} -> ok end,
+        {error, io_lib:format("this process did not answer an io request (getopts) within ~b ms", [?IO_PROBE_MS])}
+    end.
 
 bad_argument(Which, Expected, Got) ->
     {error, {bad_argument, Which, unicode:characters_to_binary(io_lib:format("expected ~ts, got ~0tp", [Expected, Got]))}}.
@@ -341,7 +410,7 @@ read_frame(#reader{src = {dev, Dev}} = R) ->
         {ok, Head} when byte_size(Head) < ?HEADER_SIZE ->
             {error, truncated, #{need => ?HEADER_SIZE, have => byte_size(Head)}};
         {ok, Head} -> sized(Head, R, fun(Size) -> rest_of_frame(Dev, Head, Size, R) end);
-        {error, Reason} -> {error, io, #{reason => Reason}}
+        {error, Reason} -> read_error(Dev, Reason)
     end.
 
 %% The header decides the frame's size; nothing more is read when it is over max_frame.
@@ -356,8 +425,17 @@ rest_of_frame(Dev, Head, Size, R) ->
     case read_n(Dev, Size - ?HEADER_SIZE) of
         {ok, Body} when byte_size(Body) =:= Size - ?HEADER_SIZE -> {ok, <<Head/binary, Body/binary>>, R};
         {ok, Body} -> {error, truncated, #{need => Size, have => ?HEADER_SIZE + byte_size(Body)}};
-        {error, Reason} -> {error, io, #{reason => Reason}}
+        {error, Reason} -> read_error(Dev, Reason)
     end.
+
+%% An io server in unicode mode (standard input's default) fails a read of
+%% bytes that are not UTF-8 (collect_chars, say): the hint says how to read bytes.
+read_error(Dev, Reason) when is_pid(Dev) ->
+    {error, io, #{reason => Reason,
+                  hint => <<"reading the io device failed (see reason); one in unicode mode (standard input's "
+                            "default) cannot hand over bytes that are not UTF-8: "
+                            "io:setopts(Dev, [binary, {encoding, latin1}]) first">>}};
+read_error(_Dev, Reason) -> {error, io, #{reason => Reason}}.
 
 %% Exactly N bytes, or fewer at the end of input (a device may return short reads).
 read_n(_, 0) -> {ok, <<>>};
@@ -376,17 +454,15 @@ read_n_list(_Dev, N, Data, Acc) when byte_size(Data) =:= N -> {ok, iolist_to_bin
 read_n_list(Dev, N, Data, Acc) -> read_n(Dev, N - byte_size(Data), [Data | Acc]).
 
 %% Bytes after the end frame: counted in a binary, and in a file this module
-%% opened (from its size; a FIFO, which has none, is probed: 1 then means at
-%% least one); a device the caller passed is not read past the end frame.
+%% opened, from its size. A FIFO or a character device has none, and is not
+%% read further, as Python does not: a writer may hold the pipe open after the
+%% end frame, and a read would wait until it closes. A device the caller
+%% passed is not read past the end frame.
 trailing(#reader{src = {bin, B, Pos}}) -> byte_size(B) - Pos;
 trailing(#reader{src = {dev, Dev}, owned = true}) ->
     case {file:position(Dev, cur), file:position(Dev, eof)} of
         {{ok, At}, {ok, End}} when End >= At -> End - At;
-        _ ->
-            case file:read(Dev, 1) of
-                {ok, Data} -> iolist_size(Data);
-                _ -> 0
-            end
+        _ -> 0
     end;
 trailing(#reader{}) -> 0.
 
@@ -427,6 +503,12 @@ hint(trailing_bytes) -> <<"bytes follow the end frame: pass only the stream's by
 hint(decode) -> <<"the chunk passed every stream check but its value could not be decoded on the BEAM">>;
 hint(io) -> <<"reading or writing the stream failed (see reason)">>;
 hint(no_chunk_read) -> <<"no chunk was read yet: there is no stream to resume">>;
+hint(append_digest) ->
+    <<"the checkpoint's digest (declared) is not the chain digest of the file's chunks (computed): the checkpoint "
+      "was altered where it was kept (a u64 stored as a double, as JSON in JavaScript or a float column keeps it, "
+      "loses its low bits), or it is another copy's. Store the digest as an integer or a string; to go on, take "
+      "the checkpoint again: tether_stream:verify/1 (Tether.Stream.verify/1) of this file ends incomplete, its "
+      "error's checkpoint is where to resume">>;
 hint(append_mismatch) ->
     <<"appending continues a file only where the checkpoint stands: its last frame must be the chunk before it, of the "
       "same stream, and not an end frame. Resume from the checkpoint this file's reader gave when it stopped, or "
@@ -437,8 +519,11 @@ resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]
 
 %% @doc A `resume' option's point: a checkpoint as checkpoint/1 returns it, or
 %% with binary keys (Python's `as_dict()' through ETF or JSON); `undefined'
-%% starts a new stream. `ended' may be missing (checkpoints stored before it
-%% existed): false. An ended checkpoint, or anything else, is `{error,
+%% starts a new stream. As Python's `Checkpoint.from_dict': `stream_id' is 32
+%% lowercase hex digits, `seq', `offset' and `digest' integers in
+%% 0..2^64-1, and `ended' true, false, 1 or 0 (a database without booleans), or
+%% missing, `nil' or `undefined' (checkpoints stored before it existed): false.
+%% A bad field's message names it and what it must be. An ended checkpoint, or anything else, is `{error,
 %% {bad_option, resume, Message}}', with `Show' writing the value (`Show(Term,
 %% Depth)', as tether_options:explain/3 takes): Elixir's wrapper passes
 %% `inspect/2', so its users read their own syntax.
@@ -447,7 +532,10 @@ resume_point(Cp) -> resume_point(Cp, fun(T, _Depth) -> io_lib:format("~0tp", [T]
 %% Show = fun(T, _) -> io_lib:format("~0tp", [T]) end,
 %% {error, {bad_option, resume, <<"expected what", _/binary>>}} = tether_stream:resume_point(#{seq => 1}, Show),
 %% {error, {bad_option, resume, <<"the checkpoint of a complete stream", _/binary>>}} =
-%%     tether_stream:resume_point(#{stream_id => <<"ab">>, seq => 1, offset => 0, digest => 0, ended => true}, Show).
+%%     tether_stream:resume_point(#{stream_id => binary:copy(<<"ab">>, 16), seq => 1, offset => 0, digest => 0,
+%%                                  ended => true}, Show),
+%% {error, {bad_option, resume, <<"checkpoint seq must be", _/binary>>}} =
+%%     tether_stream:resume_point(#{stream_id => binary:copy(<<"ab">>, 16), seq => -1, offset => 0, digest => 0}, Show).
 %% '''
 -spec resume_point(term(), fun((term(), pos_integer() | infinity) -> iodata())) ->
           {ok, {binary() | undefined, non_neg_integer(), non_neg_integer(), non_neg_integer()}} |
@@ -463,19 +551,62 @@ resume_point(Cp, Show) when is_map(Cp) ->
 resume_point(Cp, Show) -> bad_checkpoint(Cp, Show).
 
 checkpoint_point(Cp, Show) ->
-    Get = fun(K, Default) -> maps:get(K, Cp, maps:get(atom_to_binary(K), Cp, Default)) end,
-    case {Get(stream_id, undefined), Get(seq, undefined), Get(offset, undefined), Get(digest, undefined),
-          Get(ended, false)} of
-        {Id, Seq, Off, D, false} when is_binary(Id), byte_size(Id) > 0, is_integer(Seq), Seq >= 0, Seq =< ?U64_MAX,
-                                      is_integer(Off), Off >= 0, Off =< ?U64_MAX, is_integer(D), D >= 0,
-                                      D =< ?U64_MAX ->
-            {ok, {Id, Seq, Off, D}};
-        {_, Seq, _, _, true} -> resume_error(["the checkpoint of a complete stream (ended, chunk ", Show(Seq, 1),
-                                              "): its end frame is written, and a chunk after it would make the "
-                                              "stream unreadable. Start a new stream, or resume from a checkpoint "
-                                              "taken before the end (abort's, or a reader's after an error)"]);
+    case [field(Cp, K) || K <- [stream_id, seq, offset, digest]] of
+        [{ok, Id}, {ok, Seq}, {ok, Off}, {ok, D}] ->
+            Fields = [{stream_id, Id, is_stream_id(Id)}, {seq, Seq, is_u64(Seq)}, {offset, Off, is_u64(Off)},
+                      {digest, D, is_u64(D)}],
+            case [{K, V} || {K, V, false} <- Fields] of
+                [{K, V} | _] -> field_error(K, V, Show);
+                [] -> unless_ended(field(Cp, ended), {Id, Seq, Off, D}, Show)
+            end;
         _ -> bad_checkpoint(Cp, Show)
     end.
+
+unless_ended(Ended, {_, Seq, _, _} = Point, Show) ->
+    case ended_flag(Ended) of
+        false -> {ok, Point};
+        true -> ended_error(Seq, Show);
+        bad -> field_error(ended, element(2, Ended), Show)
+    end.
+
+%% A checkpoint field under its atom key or, from Python through ETF or JSON, its binary one.
+field(Cp, K) ->
+    case maps:find(K, Cp) of
+        {ok, V} -> {ok, V};
+        error -> maps:find(atom_to_binary(K), Cp)
+    end.
+
+%% Python's _flag: a database without booleans stores 1/0, one from before
+%% `ended' existed nothing, which reaches the BEAM as nil (or undefined).
+ended_flag(error) -> false;
+ended_flag({ok, V}) when V =:= false; V =:= 0; V =:= nil; V =:= undefined -> false;
+ended_flag({ok, V}) when V =:= true; V =:= 1 -> true;
+ended_flag({ok, _}) -> bad.
+
+is_u64(N) -> is_integer(N) andalso N >= 0 andalso N =< ?U64_MAX.
+
+%% 32 lowercase hex digits, as new_id/0 and Python's secrets.token_hex(16)
+%% make them, and as Python requires of a checkpoint and of every chunk.
+is_stream_id(<<_:32/binary>> = Id) -> lists:all(fun is_hex/1, binary_to_list(Id));
+is_stream_id(_) -> false.
+
+is_hex(C) -> (C >= $0 andalso C =< $9) orelse (C >= $a andalso C =< $f).
+
+field_error(Name, Value, Show) ->
+    Must = case Name of
+               stream_id -> "32 lowercase hex digits (a stream's id, as a writer makes it)";
+               ended -> "true, false, 1, 0, nil or missing";
+               _ -> "an integer in 0..2^64-1 (it is 64-bit on the wire; a double, as JSON in JavaScript or a "
+                    "float column keeps it, rounds values above 2^53: store it as an integer or a string)"
+           end,
+    resume_error(["checkpoint ", atom_to_list(Name), " must be ", Must, ", got ", Show(Value, 5),
+                  ". Pass what checkpoint/1 returned (or Python's Checkpoint.as_dict()), unchanged"]).
+
+ended_error(Seq, Show) ->
+    resume_error(["the checkpoint of a complete stream (ended, chunk ", Show(Seq, 1),
+                  "): its end frame is written, and a chunk after it would make the "
+                  "stream unreadable. Start a new stream, or resume from a checkpoint "
+                  "taken before the end (abort's, or a reader's after an error)"]).
 
 bad_checkpoint(Cp, Show) ->
     resume_error(["expected what checkpoint/1 returned (or Python's Checkpoint.as_dict()): stream_id, seq, offset "
@@ -495,9 +626,12 @@ resume_error(Message) -> {error, {bad_option, resume, unicode:characters_to_bina
 %% file checks first that the file can take what follows: a new stream only
 %% an empty or new file, a continuation only a file that ends where its
 %% checkpoint stands (its last frame is the chunk before, of the same stream,
-%% ending at the checkpoint's offset, and no end frame).
+%% ending at the checkpoint's offset, and no end frame; when the file holds
+%% the stream from chunk 0, the checkpoint's digest is the chain of its chunks).
 %% `{error, {stream, append_mismatch, Info}}' otherwise, the file untouched;
-%% `Info' says what the file ends with (`found') and what to do (`hint').
+%% `Info' says what the file ends with (`found'), which checkpoint field
+%% disagrees (`field': `stream_id', `seq', `offset' or `digest'; the
+%% checkpoint's value is `declared', the file's `computed') and what to do (`hint').
 %% `resume' onto a file that is not empty needs `append => true': without it
 %% the file would be truncated, and that is `{error, {bad_option, resume, _}}'.
 %% `float_atoms' is tether:encode/2's, for each etf chunk.
@@ -545,13 +679,19 @@ writer(Sink, Opts, {Id0, Seq, Off, D}) ->
 %% checkpoint's offset, and no end frame. Otherwise the new chunks would
 %% follow an end frame or land out of place, and the file would fail every
 %% reader; a stale checkpoint (a reader's from before it met the end frame,
-%% say) is caught here. Reads the frames' headers and the last one's
-%% metadata, never a payload: about 2 us a chunk from a warm file.
+%% say) is caught here, and so is a checkpoint whose digest was altered where
+%% it was kept: the chain is rebuilt from the payload checksums in the
+%% headers. Reads the frames' headers and the first and last one's metadata,
+%% never a payload: about 2 us a chunk from a warm file.
 append_point({file, Path}, #{append := true}, Point) ->
     case file:open(Path, [raw, binary, read]) of
         {ok, Dev} ->
-            try last_chunk(Dev, 0, none) of
-                {ok, Last} -> appends_after(Last, Point, Path);
+            try last_chunk(Dev, 0, none, {0, 0}) of
+                {ok, Last, Chain} ->
+                    case appends_after(Last, Point, Path) of
+                        ok -> chained(Dev, Chain, Point, Path);
+                        Error -> Error
+                    end;
                 {error, Why} -> append_err(Path, Point, #{found => Why})
             after
                 file:close(Dev)
@@ -578,36 +718,91 @@ appends_after({#{<<"end">> := true}, _}, Point, Path) -> append_err(Path, Point,
 appends_after({#{<<"id">> := Id, <<"seq">> := Last, <<"offset">> := At}, Raw}, {Id, Seq, Off, _}, _Path)
   when Last =:= Seq - 1, is_integer(At), At + Raw =:= Off ->
     ok;
-appends_after(Last, Point, Path) -> append_err(Path, Point, #{found => stream_of(Last)}).
+%% The checkpoint field the file disagrees with (`declared'), and what the file says it must be (`computed').
+appends_after({S, Raw} = Last, {Id, Seq, Off, _} = Point, Path) ->
+    Field = case S of
+                #{<<"id">> := Id, <<"seq">> := LastSeq} when LastSeq =:= Seq - 1 -> offset;
+                #{<<"id">> := Id} -> seq;
+                _ -> stream_id
+            end,
+    Want = #{stream_id => Id, seq => Seq, offset => Off},
+    Have = #{stream_id => maps:get(<<"id">>, S, undefined), seq => next_seq(S), offset => next_offset(S, Raw)},
+    append_err(Path, Point, #{found => stream_of(Last), field => Field, declared => maps:get(Field, Want),
+                              computed => maps:get(Field, Have)}).
+
+%% The chunk after the file's last one, as the checkpoint must have it.
+next_seq(#{<<"seq">> := Seq}) when is_integer(Seq) -> Seq + 1;
+next_seq(_) -> undefined.
+
+next_offset(#{<<"offset">> := At}, Raw) when is_integer(At) -> At + Raw;
+next_offset(_, _) -> undefined.
+
+%% The checkpoint's digest against the chain of the file's chunks, when the
+%% file holds the stream from chunk 0 up to the checkpoint: a continuation
+%% file (its first chunk a later one) does not hold what the chain starts from.
+chained(_Dev, {Count, _}, {_, Seq, _, _}, _Path) when Count =/= Seq -> ok;
+chained(Dev, {_, Digest}, {_, _, _, D} = Point, Path) ->
+    case {Digest, first_seq(Dev)} of
+        {D, _} -> ok;
+        {_, 0} -> append_err(Path, Point, #{found => {digest, Digest}, field => digest, declared => D,
+                                            computed => Digest, hint => hint(append_digest)});
+        _ -> ok
+    end.
+
+first_seq(Dev) ->
+    case file:pread(Dev, 0, ?HEADER_SIZE) of
+        {ok, Bin} ->
+            {ok, H} = tether_frame:header(Bin),  % last_chunk/4 read it
+            case stream_at(Dev, 0, H) of
+                {ok, #{<<"seq">> := Seq}} -> Seq;
+                _ -> undefined
+            end;
+        _ -> undefined
+    end.
 
 stream_of({S, _Raw}) -> maps:with([<<"id">>, <<"seq">>, <<"offset">>], S).
 
-%% The file's last frame: its stream map and raw size, hopping from header to header; `none' when empty.
-last_chunk(Dev, Pos, Last) ->
+%% The file's last frame: its stream map and raw size, hopping from header to
+%% header; `none' when empty. With it, how many frames there are and the chain
+%% digest of their payload checksums, numbered from 0.
+last_chunk(Dev, Pos, Last, {N, Digest} = Chain) ->
     case file:pread(Dev, Pos, ?HEADER_SIZE) of
-        eof -> last_stream(Dev, Pos, Last);
+        eof -> last_stream(Dev, Pos, Last, Chain);
         {ok, Bin} ->
             case tether_frame:header(Bin) of
-                {ok, #{frame_size := Size} = H} -> last_chunk(Dev, Pos + Size, {Pos, H});
+                {ok, #{frame_size := Size, checksum_value := Ck} = H} ->
+                    last_chunk(Dev, Pos + Size, {Pos, H}, {N + 1, chain(Digest, N, Ck)});
                 {error, Reason} -> {error, {bad_frame, Pos, Reason}}
             end;
         {error, Reason} -> {error, Reason}
     end.
 
-last_stream(_Dev, _End, none) -> {ok, none};
-last_stream(Dev, End, {Pos, H = #{meta_len := MLen, raw_size := Raw}}) ->
-    case {file:position(Dev, eof), file:pread(Dev, Pos, ?HEADER_SIZE + MLen)} of
-        {{ok, End}, {ok, Bin}} ->
+last_stream(_Dev, _End, none, Chain) -> {ok, none, Chain};
+last_stream(Dev, End, {Pos, H = #{raw_size := Raw}}, Chain) ->
+    case file:position(Dev, eof) of
+        {ok, End} ->
+            case stream_at(Dev, Pos, H) of
+                {ok, S} -> {ok, {S, Raw}, Chain};
+                Error -> Error
+            end;
+        {ok, Size} -> {error, {cut, Pos, Size}};  % the last frame runs past the end of the file
+        Error -> Error
+    end.
+
+%% The stream map of the frame at Pos, whose header is H.
+stream_at(Dev, Pos, H = #{meta_len := MLen}) ->
+    case file:pread(Dev, Pos, ?HEADER_SIZE + MLen) of
+        {ok, Bin} ->
             case tether_frame:metadata(Bin, H) of
                 {ok, MetaBin} ->
                     case tether_meta:decode(MetaBin) of
-                        {ok, #{<<"stream">> := S}} when is_map(S) -> {ok, {S, Raw}};
+                        {ok, #{<<"stream">> := S}} when is_map(S) -> {ok, S};
                         _ -> {error, {not_a_chunk, Pos}}
                     end;
                 {error, Reason} -> {error, {bad_frame, Pos, Reason}}
             end;
-        {{ok, Size}, _} -> {error, {cut, Pos, Size}};  % the last frame runs past the end of the file
-        {Error, _} -> Error
+        {error, Reason} -> {error, Reason};
+        eof -> {error, {bad_frame, Pos, eof}}
     end.
 
 append_err(Path, {Id, Seq, _, _}, #{found := Found} = Extra) ->
@@ -653,7 +848,8 @@ write(W = #writer{type_versions = Versions, float_atoms = FloatAtoms}, Term) ->
     try tether_formats:etf(Term, false, Versions, FloatAtoms) of
         Built -> chunk_out(W, Built)
     catch error:{badarg, Reason} -> {error, Reason}
-    end.
+    end;
+write(Other, _) -> not_a(writer, Other).
 
 %% @doc Write an Nx-style tensor (a native-endian, row-major binary, as
 %% `tether:tensor/3' takes it) as one ndarray chunk: Python reads a NumPy
@@ -665,14 +861,15 @@ write(W = #writer{type_versions = Versions, float_atoms = FloatAtoms}, Term) ->
 %% {error, {bad_argument, tensor, _}} = tether_stream:write_tensor(W1, <<1>>, {f, 32}, {2}).
 %% '''
 -spec write_tensor(writer(), binary(), tether:nx_type(), tuple() | [non_neg_integer()]) -> {ok, writer()} | error().
-write_tensor(W, Data, Type, Shape) ->
+write_tensor(#writer{} = W, Data, Type, Shape) ->
     try tether_formats:ndarray(Data, Type, Shape) of
         Built -> chunk_out(W, Built)
     catch
         error:{badarg, Reason} -> bad_argument(tensor, io_lib:format("data whose size matches the type and shape (~0tp)",
                                                                       [Reason]), {Type, Shape});
         error:function_clause -> bad_argument(tensor, "an Nx type such as {f, 32} and a shape", {Type, Shape})
-    end.
+    end;
+write_tensor(Other, _, _, _) -> not_a(writer, Other).
 
 chunk_out(#writer{id = Id, seq = Seq, offset = Off, digest = D} = W, Built) ->
     case emit(W, Built, #{<<"id">> => Id, <<"seq">> => Seq, <<"offset">> => Off}) of
@@ -707,10 +904,11 @@ take([], _) -> [].
 %% {ok, W} = tether_stream:open_writer({file, "/tmp/a.tthr"}, #{}),
 %% {ok, #{seq := 0}} = tether_stream:abort(W).
 %% '''
--spec abort(writer()) -> {ok, checkpoint()}.
+-spec abort(writer()) -> {ok, checkpoint()} | error().
 abort(#writer{dev = Dev, owned = Owned} = W) ->
     _ = case Owned of true -> file:close(Dev); false -> ok end,
-    {ok, checkpoint(W)}.
+    {ok, checkpoint(W)};
+abort(Other) -> not_a(writer, Other).
 
 writer_err(Why, #writer{id = Id, seq = Seq} = W, Extra) ->
     {error, {stream, Why, maps:merge(#{chunk => Seq, stream_id => Id, checkpoint => checkpoint(W),

@@ -495,7 +495,7 @@ defmodule TetherStreamTest do
       {why, info} = stream_error(fn -> read_all(rest) end)
       assert {why, info.chunk, info.got_seq} == {:missing_chunk, 0, 2}
       # No chunk read, so no checkpoint: the hint says to read the part with the earlier part's checkpoint.
-      assert info.checkpoint == :undefined and info.hint =~ "read it with resume:"
+      assert info.checkpoint == nil and info.hint =~ "read it with resume:"
     end
 
     test "a complete stream's checkpoint is ended, and no writer resumes from it", %{dir: dir} do

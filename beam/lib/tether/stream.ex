@@ -14,7 +14,7 @@ defmodule Tether.Stream.Sink do
         case :tether_stream.open_writer(sink, opts) do
           {:ok, w} -> w
           {:error, {:bad_option, _, _} = reason} -> Tether.Options.raise!(:stream_writer, opts, reason)
-          {:error, reason} -> raise Tether.Error, reason: reason
+          {:error, reason} -> raise Tether.Error, reason: Tether.Stream.elixir_reason(reason)
         end
 
       {writer, &collect/2}
@@ -27,14 +27,14 @@ defmodule Tether.Stream.Sink do
 
         {:error, reason} ->
           {:ok, _} = :tether_stream.abort(w)
-          raise Tether.Error, reason: reason
+          raise Tether.Error, reason: Tether.Stream.elixir_reason(reason)
       end
     end
 
     defp collect(w, :done) do
       case :tether_stream.close(w) do
         {:ok, checkpoint} -> checkpoint
-        {:error, reason} -> raise Tether.Error, reason: reason
+        {:error, reason} -> raise Tether.Error, reason: Tether.Stream.elixir_reason(reason)
       end
     end
 
@@ -62,7 +62,8 @@ defmodule Tether.Stream do
   (`:position`: a byte offset in the file, to truncate a damaged file at
   before appending; counted from where reading began for a pipe; for bytes
   after the end frame, where they start) and holds the `:checkpoint` to
-  resume from.
+  resume from. Before the first chunk is read there is no stream to resume:
+  `:checkpoint` and `:stream_id` are then `nil`.
 
       iex> path = Path.join(System.tmp_dir!(), "tether-doc-#{System.unique_integer([:positive])}.tthr")
       iex> {:ok, %{seq: 3}} = Tether.Stream.write([%{"n" => 1}, "raw bytes", [1, 2]], path)
@@ -75,6 +76,13 @@ defmodule Tether.Stream do
   A source is a path, `{:binary, bytes}` (the stream's bytes in memory;
   values are sub-binaries of them), or an IO device opened in binary mode
   (`File.open!(path, [:read, :binary])`), which is not read past the end frame.
+  Any io server will do: a `StringIO` (`StringIO.open(bytes, encoding: :latin1)`),
+  standard input (`Process.group_leader()`, after
+  `:io.setopts(:standard_io, binary: true, encoding: :latin1)` so bytes arrive as
+  they are), or one you write around a socket; errors' `:position` then counts
+  from where reading began, as for a pipe. A process that does not answer an io
+  request within 5 s is refused (`{:bad_argument, :source, message}`), not
+  waited on forever.
 
   From Erlang the same is `:tether_stream` (`open/2`, `next/1`, `verify/2`,
   `open_writer/2`, `write/2`, `close/1`, `abort/1`, `checkpoint/1`), which
@@ -148,7 +156,7 @@ defmodule Tether.Stream do
     case :tether_stream.open(erl_source(source), opts) do
       {:ok, reader} -> reader
       {:error, {:bad_option, _, _} = reason} -> Tether.Options.raise!(:stream_reader, opts, reason)
-      {:error, reason} -> raise Tether.Error, reason: reason
+      {:error, reason} -> raise Tether.Error, reason: elixir_reason(reason)
     end
   end
 
@@ -157,7 +165,7 @@ defmodule Tether.Stream do
       {:ok, value, reader} -> {[value], reader}
       {:done, _summary} -> {:halt, :done}
       # read/2's after function closes the reader.
-      {:error, reason} -> raise Tether.Error, reason: reason
+      {:error, reason} -> raise Tether.Error, reason: elixir_reason(reason)
     end
   end
 
@@ -173,6 +181,7 @@ defmodule Tether.Stream do
   def verify(source, opts \\ []) do
     case :tether_stream.verify(erl_source(source), opts) do
       {:error, {:bad_option, _, _} = reason} -> {:error, Tether.Options.reword(:stream_reader, opts, reason)}
+      {:error, reason} -> {:error, elixir_reason(reason)}
       result -> result
     end
   end
@@ -215,18 +224,18 @@ defmodule Tether.Stream do
       {:ok, writer} ->
         case write_all(enumerable, writer) do
           {:ok, w} ->
-            :tether_stream.close(w)
+            with {:error, reason} <- :tether_stream.close(w), do: {:error, elixir_reason(reason)}
 
-          {error, w} ->
+          {{:error, reason}, w} ->
             {:ok, _} = :tether_stream.abort(w)
-            error
+            {:error, elixir_reason(reason)}
         end
 
       {:error, {:bad_option, _, _} = reason} ->
         {:error, Tether.Options.reword(:stream_writer, opts, reason)}
 
-      error ->
-        error
+      {:error, reason} ->
+        {:error, elixir_reason(reason)}
     end
   end
 
@@ -274,7 +283,19 @@ defmodule Tether.Stream do
       :no_chunk_read
   """
   @spec checkpoint(:tether_stream.reader() | :tether_stream.writer()) :: checkpoint() | {:error, term()}
-  def checkpoint(reader_or_writer), do: :tether_stream.checkpoint(reader_or_writer)
+  def checkpoint(reader_or_writer) do
+    with {:error, reason} <- :tether_stream.checkpoint(reader_or_writer), do: {:error, elixir_reason(reason)}
+  end
+
+  # :tether_stream says :undefined, Erlang's "none", where no chunk was read; Elixir code tests for nil.
+  # Public for Tether.Stream.Sink, which raises the same errors.
+  @doc false
+  def elixir_reason({:stream, why, info}) when is_map(info) do
+    undefined = for {key, :undefined} <- info, key in [:stream_id, :checkpoint], into: %{}, do: {key, nil}
+    {:stream, why, Map.merge(info, undefined)}
+  end
+
+  def elixir_reason(reason), do: reason
 
   defp erl_source({:binary, bytes}) when is_binary(bytes), do: bytes
   defp erl_source(path) when is_binary(path), do: {:file, path}
