@@ -94,3 +94,22 @@ def test_renames_follow_chains_and_drops():
     reg.register("r", 3, pa.schema([("b2", pa.int64())]), migrations={2: [S.rename("x", "c"), S.drop("c")]})
     assert S.renames("r", 1, registry=reg) == {"a": None, "b": "b2"}
     assert S.renames("r", 1, 2, registry=reg) == {"a": "x", "b": "b2"}
+
+
+def test_forged_pandas_metadata_on_a_migrated_table_is_ignored_or_a_typed_error():
+    import json
+
+    v1 = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+    r1, r2 = S.Registry(), S.Registry()
+    r1.register("fz", 1, v1)
+    r2.register("fz", 1, v1)
+    r2.register("fz", 2, pa.schema([("c", pa.int64()), ("b", pa.int64())]), migrations={1: [S.rename("a", "c")]})
+    for meta in (b"{not json", json.dumps({"index_columns": 5, "columns": "x"}).encode(),
+                 json.dumps({"index_columns": [], "columns": [1, "x", {"field_name": 3}]}).encode()):
+        table = pa.table({"a": [1], "b": [2]}).replace_schema_metadata({b"pandas": meta})
+        frame = tether.dumps(table, options={"schema": "fz", "registry": r1})
+        assert tether.loads(frame, options={"registry": r2}).column_names == ["c", "b"]
+        try:
+            tether.loads(frame, options={"registry": r2}, into="pandas")
+        except tether.TetherError:
+            pass

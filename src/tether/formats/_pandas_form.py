@@ -164,7 +164,16 @@ def follow(table: pa.Table, type_info: dict[str, Any], written: pa.Schema,
         info["numpy_columns"] = [now(n) for n in info["numpy_columns"] if now(n) is not None]
     if isinstance(info.get("numpy_dtypes"), dict):
         info["numpy_dtypes"] = {now(n): d for n, d in info["numpy_dtypes"].items() if now(n) is not None}
-    return _moved_metadata(table, written.pandas_metadata, now), info
+    return _moved_metadata(table, _pandas_metadata(written), now), info
+
+
+def _pandas_metadata(schema: pa.Schema) -> Any:
+    """Arrow's pandas metadata of ``schema``, or None when there is none or it is not JSON (a forged frame's:
+    ignored here, as :func:`restore` ignores malformed notes; the conversion reports it)."""
+    try:
+        return schema.pandas_metadata
+    except ValueError:
+        return None
 
 
 def _moved_notes(notes: dict[str, Any], before: list[str], after: dict[str, int], now: Callable) -> dict[str, Any]:
@@ -190,7 +199,8 @@ def _moved_notes(notes: dict[str, Any], before: list[str], after: dict[str, int]
 def _moved_metadata(table: pa.Table, meta: Any, now: Callable) -> pa.Table:
     """``table`` with the written table's pandas metadata, ``meta``, naming its columns as they are now (pyarrow
     drops the index of a frame whose metadata names a column that is not there)."""
-    if not isinstance(meta, dict):
+    if not isinstance(meta, dict) or not isinstance(meta.get("index_columns", []), list) \
+            or not isinstance(meta.get("columns", []), list):
         return table
     import json
 
