@@ -136,3 +136,30 @@ def test_into_pandas_reads_a_large_checked_column():
     df = pd.DataFrame({"s": [w.decode() for w in _words()]})
     back = tether.loads(tether.dumps(df))
     pd.testing.assert_frame_equal(back, df)
+
+
+class _UnhashableExtension(pa.ExtensionType):
+    """As pyarrow's documentation writes one: no __hash__, so a dict lookup of the type raises."""
+
+    def __init__(self):
+        super().__init__(pa.string(), "tether.test.unhashable")
+
+    def __arrow_ext_serialize__(self):
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        return cls()
+
+
+def test_a_large_table_with_an_extension_type_that_does_not_hash_loads():
+    typ = _UnhashableExtension()
+    pa.register_extension_type(typ)
+    try:
+        with pytest.raises(TypeError):
+            hash(typ)
+        column = pa.ExtensionArray.from_storage(typ, pa.array([w.decode() for w in _words()]))
+        table = pa.table({"e": column, "s": _column(_words(), "string")})
+        assert tether.loads(tether.dumps(table)).equals(table)
+    finally:
+        pa.unregister_extension_type("tether.test.unhashable")

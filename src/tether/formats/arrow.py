@@ -435,7 +435,7 @@ def _read_table(payload: memoryview, ctx: DecodeContext, *, copy: bool, full: bo
 # Plain string columns of at least this many values are checked by offsets and one UTF-8 pass over their
 # data (text_offsets); smaller ones by pyarrow value by value, which costs less than setting that up.
 FAST_TEXT_MIN = 4096
-_TEXT_WIDE = {pa.string(): False, pa.large_string(): True}
+_TEXT_IDS = {pa.string().id: False, pa.large_string().id: True}  # by id: an extension type need not hash
 
 
 def _validate_data(table: pa.Table) -> None:
@@ -450,7 +450,7 @@ def _validate_data(table: pa.Table) -> None:
         table.validate(full=True)
         return
     for column in table.columns:
-        wide = _TEXT_WIDE.get(column.type)
+        wide = _TEXT_IDS.get(column.type.id)
         for chunk in column.chunks if wide is not None else ():
             if len(chunk) < FAST_TEXT_MIN or not _text_sound(chunk, wide):
                 chunk.validate(full=True)
