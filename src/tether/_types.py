@@ -129,7 +129,8 @@ class FrozenList(tuple):
     keeps both keys.
     """
 
-    __slots__ = ()
+    # No __slots__: the hash is kept in the instance's dict. A decoded key is hashed as it is built, from
+    # the inside out (tether._etf.keys.freeze), so a key nested thousands deep hashes without recursing.
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FrozenList) and tuple.__eq__(self, other)
@@ -138,24 +139,34 @@ class FrozenList(tuple):
         return not self.__eq__(other)
 
     def __hash__(self) -> int:
-        return hash(("FrozenList", tuple(self)))
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash(("FrozenList", tuple(self)))
+        return h
+
+    def __reduce__(self) -> tuple:
+        return FrozenList, (list(self),)  # not the kept hash: str hashes differ from process to process
 
     def __repr__(self) -> str:
         return f"FrozenList({list(self)!r})"
 
 
 class FrozenMap(dict):
-    """A BEAM map used as a map key (see :class:`FrozenList`). Read-only."""
-
-    __slots__ = ()
+    """A BEAM map used as a map key (see :class:`FrozenList`). Read-only; its hash is kept, as FrozenList's."""
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(("FrozenMap", frozenset(self.items())))
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = hash(("FrozenMap", frozenset(self.items())))
+        return h
 
     def _readonly(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("FrozenMap is read-only")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return FrozenMap, (dict(self),)  # not the kept hash, as FrozenList's
 
     def __repr__(self) -> str:
         return f"FrozenMap({dict(self)!r})"

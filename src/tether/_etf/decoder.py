@@ -27,7 +27,7 @@ from .._errors import DecodeError, LimitError, LossyConversionWarning, TetherErr
 from .._limits import Limits
 from .._structs import to_python as struct_to_python
 from .._types import Atom, BitBinary, ImproperList, OpaqueTerm, Pid, Port, Reference
-from .keys import MAX_SAME_HASH, SMALL_INT, TRUSTED, count, freeze
+from .keys import MAX_KEY_DEPTH, MAX_SAME_HASH, SMALL_INT, TRUSTED, count, freeze, tuple_depth_ok
 from .options import Options
 from .tags import (
     ATOM_CACHE_REF, ATOM_EXT, ATOM_UTF8_EXT, BINARY_EXT, BIT_BINARY_EXT, COMPRESSED, EXPORT_EXT, FLOAT_EXT,
@@ -145,8 +145,21 @@ def path(stack: list) -> str:
             if key is NOKEY:
                 out.append(f".<key {len(frame[1])}>")
             else:
-                out.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]")
+                out.append(f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{_key_text(key)}]")
     return "".join(out)
+
+
+# A key in a path shows at most this many characters of its repr.
+KEY_SHOWN = 80
+
+
+def _key_text(key: Any) -> str:
+    """A key as a path shows it: its repr, cut short (a key may be a megabyte of bytes, or nest thousands deep)."""
+    try:
+        text = repr(key)
+    except RecursionError:
+        return f"<a {type(key).__name__} nested too deep to show>"
+    return text if len(text) <= KEY_SHOWN else f"{text[:KEY_SHOWN]}…"
 
 
 def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None,
@@ -223,6 +236,9 @@ def put_counted(r: Reader, frame: list, key: Any, value: Any, pos: int) -> None:
     """Store a key the key-safety rule counts (see ``keys``): made hashable, and bounded per hash value."""
     if type(key) is memoryview:  # a large binary decoded as a view: as a key, its bytes (keys.freeze)
         key = key.tobytes()
+    if isinstance(key, tuple) and not tuple_depth_ok(key):
+        raise r.fail(f"Map key nests tuples deeper than {MAX_KEY_DEPTH} levels, which Python cannot hash; send "
+                     "such data as a value, not a key", pos)
     try:
         try:
             h = hash(key)
@@ -525,8 +541,8 @@ def warn_charlists(paths: list[str]) -> None:
         "them apart. Pass charlists='str' for text, or send Elixir strings (binaries). "
         "(Warned once for this line.)",
         LossyConversionWarning, site[0], site[1],
+        # No module_globals: for `python -c` code, __main__'s loader raises ImportError when asked for source.
         module=frame.f_globals.get("__name__") if frame is not None else None,
-        module_globals=frame.f_globals if frame is not None else None,
     )
 
 

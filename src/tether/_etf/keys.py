@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import DecodeError
 from .._types import Atom, FrozenList, FrozenMap, ImproperList
 
 # The most keys of one map that may share one Python hash value.
@@ -69,10 +70,38 @@ def count(counts: dict[int, int], key_hash: int) -> bool:
     return n <= MAX_SAME_HASH
 
 
+# Map keys nest at most this deep: hashing a tuple is recursive in CPython, and a key a million levels
+# deep crashed the interpreter (from about 200,000 here; the 8 MiB main thread stack).
+MAX_KEY_DEPTH = 10_000
+
+
+def tuple_depth_ok(key: tuple) -> bool:
+    """Whether ``key`` nests tuples at most :data:`MAX_KEY_DEPTH` deep (checked before it is hashed).
+
+    Examples
+    --------
+    >>> tuple_depth_ok((1, (2, (3,)))), tuple_depth_ok(((),) * 3)
+    (True, True)
+    """
+    stack = [(key, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for item in node:
+            if isinstance(item, tuple):
+                if depth + 1 > MAX_KEY_DEPTH:
+                    return False
+                stack.append((item, depth + 1))
+    return True
+
+
 def _hashable_leaf(value: Any) -> Any:
     """A large binary decoded as a view of a writable buffer (a bytearray frame, the worker's pipe buffer) hashes
-    as that buffer, which cannot be hashed: as a key, it is its bytes."""
-    return value.tobytes() if type(value) is memoryview else value
+    as that buffer, which cannot be hashed: as a key, it is its bytes. A set is its frozenset: its members are
+    hashable already (frozen when they went in), so they are not walked again, which made nested sets cost
+    the square of their depth."""
+    if type(value) is memoryview:
+        return value.tobytes()
+    return frozenset(value) if type(value) is set else value
 
 
 def freeze(value: Any) -> Any:
@@ -89,24 +118,36 @@ def freeze(value: Any) -> Any:
     """
     if _children(value) is None:
         return _hashable_leaf(value)
-    # Post-order rebuild with an explicit stack.
-    work: list[tuple[Any, bool]] = [(value, False)]
+    # Post-order rebuild with an explicit stack; each level is hashed as it is built, its parts first.
+    work: list[tuple[Any, bool, int]] = [(value, False, 1)]
     results: list[Any] = []
     while work:
-        node, done = work.pop()
+        node, done, depth = work.pop()
         children = _children(node)
         if children is None:
             results.append(_hashable_leaf(node))
             continue
         if not done:
-            work.append((node, True))
-            work.extend((c, False) for c in reversed(children))
+            if depth > MAX_KEY_DEPTH:
+                raise DecodeError(f"A map key (or set member) nests deeper than {MAX_KEY_DEPTH} levels: Python "
+                                  "cannot hash a key that deep. Send such data as a value, not a key.")
+            work.append((node, True, depth))
+            work.extend((c, False, depth + 1) for c in reversed(children))
             continue
         n = len(children)
         vals = results[len(results) - n :] if n else []
         del results[len(results) - n :]
-        results.append(_rebuild(node, vals))
+        results.append(_hashed(_rebuild(node, vals)))
     return results[0]
+
+
+def _hashed(key: Any) -> Any:
+    """``key``, hashed now: a FrozenList or FrozenMap keeps its hash, so its parent's hash does not recurse."""
+    try:
+        hash(key)
+    except TypeError:  # a part that cannot be hashed: the caller reports it, with the key's place
+        pass
+    return key
 
 
 def _rebuild(node: Any, vals: list) -> Any:
@@ -123,11 +164,11 @@ def _rebuild(node: Any, vals: list) -> Any:
 
 def _children(node: Any) -> list | None:
     """The values ``freeze`` rebuilds ``node`` from, or None when it stays as it is."""
-    if isinstance(node, FrozenMap) or isinstance(node, FrozenList):
-        return None  # built by freeze: already frozen all the way down
+    if isinstance(node, (FrozenMap, FrozenList, frozenset)) or type(node) is set:
+        return None  # frozen all the way down: built by freeze, or a set's members
     if isinstance(node, dict):
         return [c for kv in node.items() for c in kv]
-    if isinstance(node, (list, tuple, set, frozenset)):
+    if isinstance(node, (list, tuple, set)):
         return list(node)
     if isinstance(node, ImproperList):
         return [*node.items, node.tail]

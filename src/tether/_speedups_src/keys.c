@@ -47,6 +47,32 @@ static int counts_add(const State *st, HashCounts *c, Py_hash_t h) {
     return ++c->slots[j].n > st->max_same_hash;
 }
 
+/* Whether a tuple key nests tuples at most MAX_KEY_DEPTH deep (keys.py's): CPython hashes a tuple by
+ * hashing its items, recursively, and a key a million tuples deep crashed the interpreter. Walked with a
+ * stack of its own; a flat tuple costs one pass over its items. */
+#define MAX_KEY_DEPTH 10000
+typedef struct { PyObject *tuple; Py_ssize_t next; } KeyLevel;
+
+static int tuple_depth_ok(PyObject *key) {
+    Py_ssize_t n = PyTuple_GET_SIZE(key), i = 0;
+    while (i < n && !PyTuple_Check(PyTuple_GET_ITEM(key, i))) i++;
+    if (i == n) return 1;  /* flat, the common case: no stack */
+    KeyLevel *at = PyMem_Malloc(MAX_KEY_DEPTH * sizeof(KeyLevel));
+    if (!at) return 0;  /* the Python decoder checks it instead */
+    int depth = 0, ok = 1;
+    at[0] = (KeyLevel){key, i};
+    while (depth >= 0 && ok) {
+        KeyLevel *l = &at[depth];
+        if (l->next >= PyTuple_GET_SIZE(l->tuple)) { depth--; continue; }
+        PyObject *item = PyTuple_GET_ITEM(l->tuple, l->next++);
+        if (!PyTuple_Check(item)) continue;
+        if (++depth >= MAX_KEY_DEPTH) ok = 0;
+        else at[depth] = (KeyLevel){item, 0};
+    }
+    PyMem_Free(at);
+    return ok;
+}
+
 PyObject *counted_key(State *st, HashCounts *c, PyObject *key) {
     if (PyMemoryView_Check(key)) {
         /* A large binary decoded as a view: as a key it is its bytes, owned, whatever buffer it viewed (a view
@@ -55,6 +81,7 @@ PyObject *counted_key(State *st, HashCounts *c, PyObject *key) {
         Py_SETREF(key, owned);
         if (!key) goto fallback;
     }
+    if (PyTuple_Check(key) && !tuple_depth_ok(key)) goto fallback;  /* Python names it */
     Py_hash_t h = PyObject_Hash(key);
     if (h == -1) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) goto fallback;
