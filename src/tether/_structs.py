@@ -381,6 +381,13 @@ def convert(value: Any, path: object, versions: Any = None) -> Any:
     ``path`` is where the value sits, as ``str(path)`` renders it (rendered only for a message).
     """
     if isinstance(value, _dt.datetime):
+        if getattr(value, "nanosecond", 0):  # a pandas Timestamp: finer than a datetime, or an Elixir DateTime
+            warn_at_caller(
+                f"The {type(value).__name__} at {path} has {value.nanosecond} ns past its microsecond, which "
+                "Elixir's DateTime and Python's datetime cannot hold: it goes as a datetime without them. Round it "
+                "first (ts.floor('us')), or send the nanoseconds as an int (ts.value).",
+                LossyConversionWarning,
+            )
         return _datetime_hook(value)
     spec = _usertypes.lookup(value)
     if spec is not None:

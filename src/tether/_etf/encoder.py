@@ -618,24 +618,26 @@ def coerce(value: Any) -> Any:
     ``np.complex64`` as a ``complex``); one no Python number holds exactly (``np.longdouble`` wider than a
     double) is DONE, and refused by name.
     """
+    # The base type's own methods, not the subclass's: a subclass may override __str__ (an Enum whose
+    # str() is 'Color.RED', not its value 'red'), __int__, __iter__..., and what is written is its data.
     if isinstance(value, bool):
-        return bool(value)
+        return value is True
     if isinstance(value, Atom):
-        return Atom(str(value))
+        return Atom(str.__str__(value))
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)
     if isinstance(value, int):
-        return int(value)
+        return int.__index__(value)
     if isinstance(value, float):
-        return float(value)
+        return float.__float__(value)
     if isinstance(value, dict):
-        return dict(value)
+        return dict.copy(value)
     if isinstance(value, list):
-        return list(value)
+        return list.copy(value)
     if isinstance(value, tuple):
-        return tuple(value)
+        return tuple.__getitem__(value, slice(None))
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
+        return bytes(memoryview(value))
     return _numpy_scalar(value)
 
 

@@ -307,7 +307,8 @@ class EtfFormat(Format):
 
 def _floats_as_atoms_fit(obj: Any) -> bool:
     """Whether ``obj`` holds a non-finite float and none of the atoms that would stand for one (so reading
-    the atoms back as floats gives ``obj`` again). Map keys are not searched: they stay as written.
+    the atoms back as floats gives ``obj`` again). Map keys and set members are read back as written (an
+    atom stays an atom there), so one holding a non-finite float does not fit either.
     Each container is looked into once, so a value that contains itself ends the walk (the encoder
     then names the cycle)."""
     stack, found, seen = [obj], False, set()
@@ -319,9 +320,14 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif t is Atom:
             if value in FLOAT_ATOMS:
                 return False
+        elif isinstance(value, (set, frozenset)):
+            if _nonfinite_in_keys(value):
+                return False
         elif isinstance(value, (list, tuple, dict, ImproperList)) and id(value) not in seen:  # subclasses too
             seen.add(id(value))
             if isinstance(value, dict):
+                if _nonfinite_in_keys(value.keys()):
+                    return False
                 stack.extend(value.values())
             elif isinstance(value, ImproperList):
                 stack.extend(value.items)
@@ -331,6 +337,22 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
         elif _written_as_float(value):
             found = found or float(value) - float(value) != 0.0
     return found
+
+
+def _nonfinite_in_keys(keys: Any) -> bool:
+    """Whether map keys (or set members) hold a non-finite float at any depth: hashable, so acyclic."""
+    stack = list(keys)
+    while stack:
+        value = stack.pop()
+        if _written_as_float(value):
+            if float(value) - float(value) != 0.0:
+                return True
+        elif isinstance(value, (tuple, frozenset)):
+            stack.extend(value)
+        elif isinstance(value, dict):  # a FrozenMap
+            stack.extend(value.keys())
+            stack.extend(value.values())
+    return False
 
 
 def _written_as_float(value: Any) -> bool:

@@ -97,11 +97,11 @@ class RawFormat(Format):
         if into == "bytes":
             return bytes(payload)
         if into == "memoryview":
-            return memoryview(bytes(payload)) if ctx.copy else payload
+            return memoryview(bytearray(payload)) if ctx.copy else payload  # copy=True: writable, as promised
         if kind == "bytearray":
             return bytearray(payload) if ctx.copy or len(payload) <= VIEW_THRESHOLD else payload
         if kind == "memoryview":
-            view = memoryview(bytes(payload)) if ctx.copy else payload
+            view = memoryview(bytearray(payload)) if ctx.copy else payload
             fmt, shape = type_info.get("itemformat"), type_info.get("shape")
             if fmt is not None:
                 try:
