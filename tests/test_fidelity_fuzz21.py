@@ -127,3 +127,23 @@ def test_copy_true_gives_a_writable_memoryview(value, kw):
     back = tether.loads(tether.dumps(value), copy=True, **kw)
     assert type(back) is memoryview and not back.readonly
     back[0] = 1
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip"])
+@pytest.mark.parametrize("size", [200_000, 3_000_000], ids=["one-shot", "in-pieces"])
+def test_a_flipped_bit_in_a_compressed_frame_without_a_checksum_never_decodes(codec, size):
+    # checksum="none": the codec's own check is what catches it (lz4's and zstd's were off before).
+    text = b"".join(b"line %d status=ok path=/a/b/c\n" % i for i in range(size // 30))
+    frame = tether.dumps(text, compression=codec, checksum="none")
+    info = tether.inspect(frame)
+    assert info.compression == codec and info.checksum == "none"
+    start, stored = info.payload_offset, info.payload_size
+    silent = 0
+    for at in range(start + 16, start + stored - 8, max(1, (stored - 24) // 30)):
+        broken = bytearray(frame)
+        broken[at] ^= 0x10
+        try:
+            silent += bytes(tether.loads(bytes(broken))) != text
+        except tether.TetherError:
+            pass
+    assert silent == 0

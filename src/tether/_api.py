@@ -114,7 +114,8 @@ def prepare(
         _metrics.note("pickle", payload.type_info["python_type"], payload.nbytes)  # the format names the type
     if ctx.inner_compression is None:
         t0 = _metrics.clock() if _metrics.on and codec != "none" else None
-        stored = compression.pack(payload, fmt, codec, level, transport, bandwidth, decision, reader)
+        stored = compression.pack(payload, fmt, codec, level, transport, bandwidth, decision, reader,
+                                  own_checksum=checksum == _checksum.NONE)
         if t0 is not None and (stored.compression_id or codec != "auto"):
             # A codec asked for by name that did not shrink the payload counts too: time spent, nothing saved.
             name = decision.compression if stored.compression_id else codec

@@ -39,7 +39,7 @@ def _under_pressure(parts: list[Any], raw: int, filter_size: int, decision: Any)
     return _pieces(list(parts), chunk), 0
 
 
-def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: Any) -> Stored:
+def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: Any, own: bool = False) -> Stored:
     """Under pressure: compress twice, once to learn the size, then straight into the frame.
 
     The compressed stream never exists whole outside the frame, and the
@@ -52,7 +52,8 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
     # alike, and this path holds little (zstd starts no worker threads on it: zstd_threads).
     chunk = min(_codecs.CHUNK, memory.PRESSURE_CHUNK)
     size = peak = 0
-    for part in codec.pieces(segments, raw, level, chunk):
+    extra = {"own_checksum": True} if own and codec.id < 128 else {}  # tether's codecs take it; a plugin's need not
+    for part in codec.pieces(segments, raw, level, chunk, **extra):
         size += len(part)
         peak = max(peak, len(part))
     memory.note_temporary("compress", peak)
@@ -69,7 +70,7 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
 
     def write(dest: memoryview) -> None:
         pos = 0
-        for part in codec.pieces(segments, raw, level, chunk):
+        for part in codec.pieces(segments, raw, level, chunk, **extra):
             n = len(part)
             if pos + n > size:
                 break
@@ -84,13 +85,16 @@ def _in_place(codec: Any, level: int, segments: list[Any], raw: int, decision: A
 
 def pack(
     payload: Any, fmt: Any, name: str, level: int | None, transport: str, bandwidth: float | None, decision: Any,
-    reader: str = "python",
+    reader: str = "python", own_checksum: bool = False,
 ) -> Stored:
     """Resolve ``compression=name`` for ``payload`` and apply it; the choice lands in ``decision``.
 
     ``reader`` limits ``"auto"`` to the codecs that reader undoes. The result
     keeps the payload's own parts when nothing is compressed, or when
-    compressing did not make it smaller (the policy's promise).
+    compressing did not make it smaller (the policy's promise). ``own_checksum``
+    (a frame that carries no payload checksum, ``checksum="none"``) makes the
+    codec write its own (lz4's content checksum, zstd's; gzip always has one), so
+    that a corrupted payload still fails to decompress instead of decoding to other bytes.
     """
     codec, clevel, reason, wanted = resolve_with_filter(name, level, payload, transport, fmt, bandwidth=bandwidth,
                                                         reader=reader)
@@ -101,7 +105,7 @@ def pack(
     if memory.low_peak(raw) and getattr(codec, "pieces", None) is not None:
         if wanted:  # "auto" chose the codec on shuffled samples; this path compresses the payload as it is
             decision.compression_reason += "; byte-shuffle skipped (memory pressure: it copies the payload twice)"
-        return _in_place(codec, clevel, payload.segments, raw, decision)
+        return _in_place(codec, clevel, payload.segments, raw, decision, own_checksum)
     if wanted is None:  # a codec the caller named: does shuffling help it?
         wanted = choose_filter(codec, clevel, payload, fmt, reader)
     parts, filter_size = _under_pressure(payload.segments, raw, wanted, decision)
@@ -111,7 +115,7 @@ def pack(
         temporary = raw * (2 if copied else 1)
         parts = [_shuffle.shuffle(join(parts, raw), filter_size)]
         decision.compression_reason += f"; byte-shuffled ({filter_size}-byte elements)"
-    packed = codec.compress(parts, raw, clevel, fmt=fmt, type_info=payload.type_info)
+    packed = codec.compress(parts, raw, clevel, fmt=fmt, type_info=payload.type_info, own_checksum=own_checksum)
     # What compressing held besides input and frame: the shuffle's copies and the compressed parts.
     memory.note_temporary("compress", temporary + (sum(map(len, packed)) if packed is not None else 0))
     if packed is None:

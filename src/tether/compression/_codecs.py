@@ -178,20 +178,23 @@ class Lz4Compressor(Compressor):
     levels = range(0, 17)
 
     def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
+        own = bool(context.get("own_checksum"))  # the frame carries no checksum: lz4's content checksum instead
         if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
-            out = lz4.frame.compress(segments[0], compression_level=level, store_size=True)
+            out = lz4.frame.compress(segments[0], compression_level=level, store_size=True, content_checksum=own)
             return [out] if len(out) < raw_length else None
         parts, size = [], 0
-        for part in self.pieces(segments, raw_length, level):
+        for part in self.pieces(segments, raw_length, level, own_checksum=own):
             size += len(part)
             if size >= raw_length:
                 return None  # already no smaller: stop early
             parts.append(part)
         return parts
 
-    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
-        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
-        c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=False)
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK,
+               own_checksum: bool = False) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time; with
+        ``own_checksum`` (a frame without a payload checksum), lz4's content checksum at its end."""
+        c = lz4.frame.LZ4FrameCompressor(compression_level=level, content_checksum=own_checksum)
         yield c.begin(source_size=raw_length)
         for piece in _input_chunks(segments, chunk):
             yield c.compress(piece)
@@ -211,16 +214,18 @@ ZSTD_KEPT_LEVELS = (1, 3)
 _zstd_local = threading.local()  # zstandard compressors must not be shared between threads
 
 
-def _zstd_one_shot(level: int) -> Any:
-    """This thread's compressor for whole inputs at ``level`` (a new one for a level not kept)."""
+def _zstd_one_shot(level: int, own_checksum: bool = False) -> Any:
+    """This thread's compressor for whole inputs at ``level`` (a new one for a level not kept), writing zstd's
+    own checksum when the frame carries none."""
     if level not in ZSTD_KEPT_LEVELS:
-        return zstandard.ZstdCompressor(level=level, write_content_size=True)
+        return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=own_checksum)
     kept = getattr(_zstd_local, "by_level", None)
     if kept is None:
         kept = _zstd_local.by_level = {}
-    c = kept.get(level)
+    c = kept.get((level, own_checksum))
     if c is None:
-        c = kept[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        c = kept[(level, own_checksum)] = zstandard.ZstdCompressor(level=level, write_content_size=True,
+                                                                   write_checksum=own_checksum)
     return c
 
 
@@ -231,20 +236,24 @@ class ZstdCompressor(Compressor):
     levels = range(-7, 23)
 
     def compress(self, segments: Sequence[Any], raw_length: int, level: int, **context: Any) -> list[bytes] | None:
+        own = bool(context.get("own_checksum"))  # the frame carries no checksum: zstd's own instead
         if raw_length <= CHUNK and len(segments) == 1 and not isinstance(segments[0], Segment):
-            out = _zstd_one_shot(level).compress(segments[0])
+            out = _zstd_one_shot(level, own).compress(segments[0])
             return [out] if len(out) < raw_length else None
-        parts = list(self.pieces(segments, raw_length, level))
+        parts = list(self.pieces(segments, raw_length, level, own_checksum=own))
         return parts if sum(map(len, parts)) < raw_length else None
 
     def speedup(self, raw_length: int) -> float:
         """:data:`ZSTD_THREADS_GAIN` when the payload goes to worker threads now (:func:`zstd_threads`), else 1."""
         return ZSTD_THREADS_GAIN if zstd_threads(raw_length, compression_chunk(CHUNK)) > 1 else 1.0
 
-    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
-        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK,
+               own_checksum: bool = False) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time; with
+        ``own_checksum``, zstd's checksum at its end."""
         threads = zstd_threads(raw_length, chunk)
-        compressor = zstandard.ZstdCompressor(level=level, write_content_size=True, threads=threads)
+        compressor = zstandard.ZstdCompressor(level=level, write_content_size=True, threads=threads,
+                                              write_checksum=own_checksum)
         co = compressor.compressobj(size=raw_length)
         for piece in _input_chunks(segments, chunk):
             yield co.compress(piece)
@@ -281,8 +290,10 @@ class GzipCompressor(Compressor):
         parts = list(self.pieces(segments, raw_length, level))
         return parts if sum(map(len, parts)) < raw_length else None
 
-    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK) -> Iterator[bytes]:
-        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time."""
+    def pieces(self, segments: Sequence[Any], raw_length: int, level: int, chunk: int = CHUNK,
+               own_checksum: bool = False) -> Iterator[bytes]:
+        """The compressed stream piece by piece, from input read ``chunk`` bytes at a time (gzip's CRC-32 is
+        always there: ``own_checksum`` asks for nothing more)."""
         c = zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS)
         for piece in _input_chunks(segments, chunk):
             yield c.compress(piece)

@@ -205,11 +205,17 @@ def trailing(extra: int, header: Header) -> DecodeError:
 
 
 def _covers(header: Header) -> str:
-    if header.checksum_kind == _checksum.NONE:
-        return ("header, metadata; NOT the payload, which carries no checksum (checksum='auto' leaves payloads "
-                "over 1 MiB in memory and shared memory to a region's commit protocol: write frames that leave "
-                "the process with transport='disk' or 'network', or checksum='crc32')")
-    return "header, metadata, payload"
+    if header.checksum_kind != _checksum.NONE:
+        return "header, metadata, payload"
+    if header.compression_id:
+        return ("header, metadata; the payload has no frame checksum (checksum='none' was asked for), only its "
+                "codec's own check when loads decompresses it: gzip's CRC-32, and lz4's or zstd's content checksum "
+                "in frames tether wrote since 2026-11-27")
+    if header.payload_length <= _checksum.SMALL_PAYLOAD:
+        return "header, metadata; NOT the payload, which carries no checksum (checksum='none' was asked for)"
+    return ("header, metadata; NOT the payload, which carries no checksum (checksum='auto' leaves payloads "
+            "over 1 MiB in memory and shared memory to a region's commit protocol, or checksum='none' was asked "
+            "for: write frames that leave the process with transport='disk' or 'network', or checksum='crc32')")
 
 
 def frame_name(frame_id: Any) -> str:
