@@ -147,3 +147,11 @@ def test_a_flipped_bit_in_a_compressed_frame_without_a_checksum_never_decodes(co
         except tether.TetherError:
             pass
     assert silent == 0
+
+
+def test_a_lone_surrogate_alone_round_trips_in_python_and_is_refused_for_the_beam():
+    text = "a\ud800b"  # what os.fsdecode leaves of an undecodable byte
+    assert tether.loads(tether.dumps(text)) == text
+    for value in (text, [text]):
+        with pytest.raises(tether.EncodeError, match="lone surrogate"):
+            tether.dumps(value, reader="beam")

@@ -69,7 +69,10 @@ class ScalarFormat(Format):
         elif t is float:
             name, data = "float", _F64.pack(obj)
         elif t is str:
-            name, data = "str", obj.encode("utf-8", "surrogatepass")
+            try:
+                name, data = "str", obj.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: the general path decides, by reader
+                return None
         elif t is bool:
             name, data = "bool", b"\x01" if obj else b"\x00"
         elif obj is None:
@@ -102,7 +105,7 @@ class ScalarFormat(Format):
             p.add(_F64.pack(obj))
         elif isinstance(obj, str) and not isinstance(obj, Atom):
             p = Payload({"kind": "str"})
-            p.add(obj.encode("utf-8", "surrogatepass"))
+            p.add(_text(obj, ctx.options.get("reader", "python")))
         else:
             raise EncodeError(f"The scalar format takes int, float, bool, None and str; got {type(obj).__name__}: "
                               "use format=\"auto\".")
@@ -157,3 +160,24 @@ class ScalarFormat(Format):
 
 
 FORMAT = ScalarFormat()
+
+
+def _text(obj: str, reader: str) -> bytes:
+    r"""``obj`` as UTF-8. A lone surrogate (what ``surrogateescape`` leaves of undecodable bytes) is kept for a
+    Python reader, as ``surrogatepass`` writes it, and refused for the BEAM, which reads only UTF-8.
+
+    Examples
+    --------
+    >>> _text("a\ud800", "python")
+    b'a\xed\xa0\x80'
+    """
+    try:
+        return obj.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        if reader == "python":
+            return obj.encode("utf-8", "surrogatepass")
+        bad = exc.object[exc.start : exc.end]
+        raise EncodeError(f"The text at $ holds {bad!r}, which UTF-8 cannot encode (a lone surrogate, as "
+                          "os.fsdecode or errors='surrogateescape' leave for undecodable bytes), and the BEAM reads "
+                          "only UTF-8: send those bytes as bytes, or clean the text first "
+                          "(text.encode('utf-8', 'replace').decode()).") from None
