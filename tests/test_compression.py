@@ -403,3 +403,17 @@ def test_packed_user_metadata_must_be_one_whole_zlib_stream():
     for bad in (packed[:-4], packed + b"junk"):
         with pytest.raises(tether.DecodeError, match="cut short, or bytes follow"):
             _meta.unpack_user({"encoding": "etf", "data": bad, "size": len(raw), "compression": "zlib"}, limits)
+
+
+def test_auto_takes_the_plain_path_where_it_would_not_compress_and_says_why():
+    # compression="auto" on a small value cost 3x a plain dumps (11.3 against 3.7 us): the general path ran
+    # only to decide on none.
+    value = {"id": 1, "name": "small", "tags": ["a", "b"]}
+    for transport, why in (("memory", "transport 'memory' stays on this host"),
+                           ("network", "B is under 65536 B: too small to pay")):
+        frame = tether.dumps(value, compression="auto", transport=transport)
+        decision = tether.last_decision()
+        assert decision.compression == "none" and why in decision.compression_reason
+        assert tether.inspect(frame).compression == "none" and tether.loads(frame) == value
+    tether.dumps(b"x" * 200_000, compression="auto", transport="network")
+    assert tether.last_decision().compression != "none"  # large and leaving: still measured

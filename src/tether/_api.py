@@ -17,6 +17,7 @@ from ._errors import DecodeError, TetherError, UnsupportedFormatError, Validatio
 from ._limits import Limits, get_limits
 from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
+from .compression import plain_reason
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
 from .metrics import core as _metrics
@@ -222,14 +223,18 @@ def _dumps(
     t0 = _start()
     try:
         decision = None
-        if (compression == "none" and level is None and metadata is None and lineage is None and not options
-                and bandwidth is None and reader in READERS and parent is None and step is None):
-            # Plain frames: a format with a one-step writer (etf) skips the general machinery.
+        if ((compression == "none" or compression == "auto") and level is None and metadata is None
+                and lineage is None and not options and bandwidth is None and reader in READERS and parent is None
+                and step is None):
+            # Plain frames: a format with a one-step writer (etf) skips the general machinery; so does "auto"
+            # where it would not compress (on this host, or a payload too small to pay).
             name, reason, estimate = choice(obj, format, _transport.check(transport), reader)
             writer = getattr(formats.get(name), "dumps_plain", None)
             plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
-            if plain is not None:
-                item = record_lazy(name, reason, format, plain[1], estimate)
+            why = "not requested" if compression == "none" or plain is None else \
+                plain_reason(None, transport, plain[1])
+            if why is not None and plain is not None:
+                item = record_lazy(name, reason, format, plain[1], estimate, why)
                 if t0 is not None:
                     flags = _add_plain("dumps", name, "none", transport, plain, t0, item)
                     if flags:

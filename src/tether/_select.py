@@ -104,12 +104,13 @@ def record(decision: Decision) -> None:
     log.debug("tether decision: %s", decision)
 
 
-def record_lazy(fmt: str, reason: str, requested: str, payload_size: int, estimate: int | None = None) -> tuple:
+def record_lazy(fmt: str, reason: str, requested: str, payload_size: int, estimate: int | None = None,
+                compression_reason: str = "not requested") -> tuple:
     """Record an uncompressed decision; the :class:`Decision` is built only when someone looks.
 
     Returns the record, for the decision history (:mod:`tether.metrics`).
     """
-    item = _local.last = (fmt, reason, requested, payload_size, estimate)
+    item = _local.last = (fmt, reason, requested, payload_size, estimate, compression_reason)
     if log.isEnabledFor(logging.DEBUG):
         log.debug("tether decision: %s", last_decision())
     return item
@@ -117,8 +118,8 @@ def record_lazy(fmt: str, reason: str, requested: str, payload_size: int, estima
 
 def _materialize(item: Any) -> Decision:
     if type(item) is tuple:
-        fmt, reason, requested, size, estimate = item
-        return Decision(fmt, reason, estimate, payload_size=size, requested=requested)
+        fmt, reason, requested, size, estimate, why = item
+        return Decision(fmt, reason, estimate, payload_size=size, requested=requested, compression_reason=why)
     return item
 
 

@@ -169,14 +169,33 @@ def _bandwidth(bandwidth: Any, transport: str) -> float | None:
     return bandwidth
 
 
+def plain_reason(bandwidth: float | None, transport: str, nbytes: int) -> str | None:
+    """Why ``"auto"`` leaves a payload of ``nbytes`` uncompressed without looking at it (steps 1-2), or None.
+
+    ``bandwidth`` is the caller's (None: the transport's). Lets a writer of
+    small frames skip the general path under ``compression="auto"``.
+
+    Examples
+    --------
+    >>> plain_reason(None, "memory", 10)
+    "transport 'memory' stays on this host: compression only costs time"
+    >>> plain_reason(None, "network", 1 << 20) is None
+    True
+    """
+    if _bandwidth(bandwidth, transport) is None:
+        return f"transport {transport!r} stays on this host: compression only costs time"
+    if nbytes < MIN_SIZE:
+        return f"payload of {nbytes} B is under {MIN_SIZE} B: too small to pay"
+    return None
+
+
 def _auto(payload: Any, transport: str, fmt: Any, bandwidth: float | None, reader: str) -> tuple[Any, int, str, int]:
     """(codec, level, reason, shuffle element size) for ``"auto"``: the module docstring's steps 1-5."""
     none = get("none")
-    if bandwidth is None:
-        return none, 0, f"transport {transport!r} stays on this host: compression only costs time", 0
     n = payload.nbytes
-    if n < MIN_SIZE:
-        return none, 0, f"payload of {n} B is under {MIN_SIZE} B: too small to pay", 0
+    why = plain_reason(bandwidth, transport, n)
+    if why is not None:
+        return none, 0, why, 0
     size = _shuffle_size(payload, fmt, reader)
     samples = _samples(payload.segments, n, size or 1)
     if not samples:
