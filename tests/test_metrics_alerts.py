@@ -42,7 +42,7 @@ def monitor():
 
 def _ops(n):
     for i in range(n):
-        tether.dumps(i)  # a scalar: two clock reads per dumps
+        tether.dumps(bytes(2048))  # 2 KiB (under 1 KiB is not judged): two clock reads per dumps
     m.flush()  # fold the operations in now rather than at the next 1024th
 
 
@@ -55,7 +55,7 @@ def test_a_slowdown_fires_once_with_figures_and_clears(monitor, caplog):
     with caplog.at_level(logging.WARNING, logger="tether.alerts"):
         _ops(8)
     (fired,) = events
-    assert fired.state == "firing" and fired.name == "throughput:dumps:scalar:<1KiB"
+    assert fired.state == "firing" and fired.name == "throughput:dumps:raw:1KiB-64KiB"
     assert fired.figures["ratio"] == pytest.approx(0.2)
     assert fired.figures["samples"] == 8 and fired.figures["fraction"] == 0.5
     assert fired.figures["baseline_bytes_per_s"] == pytest.approx(5 * fired.figures["recent_bytes_per_s"])

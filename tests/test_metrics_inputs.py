@@ -24,13 +24,13 @@ def clean():
 
 
 def _calls(n: int, ns: int) -> None:
-    """``n`` worker calls of 1000 bytes that took ``ns`` each, folded now (16 make a batch)."""
+    """``n`` worker calls of 2000 bytes that took ``ns`` each, folded now (16 make a batch)."""
     for _ in range(n):
-        m.record("worker_call", "etf", "none", "shm", 1000, 1000, ns / 1e9)
+        m.record("worker_call", "etf", "none", "shm", 2000, 2000, ns / 1e9)
     m.flush()
 
 
-NAME = "throughput:worker_call:etf:<1KiB"
+NAME = "throughput:worker_call:etf:1KiB-64KiB"
 
 
 def test_a_callback_may_read_the_metrics_from_another_thread(clean):

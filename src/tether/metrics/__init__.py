@@ -369,6 +369,8 @@ def snapshot(*, strict: bool = True) -> dict[str, Any]:
     >>> json.loads(json.dumps(s, allow_nan=False))["enabled"]
     True
     """
+    # First: reading memory enters or leaves pressure, which fires or clears the memory_pressure alert listed below.
+    memory_figures = _memory_figures(strict)
     rows = [_row(key, entry) for key, entry in sorted(_core.merged().items(), key=lambda kv: kv[0])]
     comp = [
         {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
@@ -384,13 +386,18 @@ def snapshot(*, strict: bool = True) -> dict[str, Any]:
         "decisions": _plain([d.as_dict() for d in decisions()], strict),
         "alerts": [a.as_dict(strict) for a in active_alerts()],
         "recommendations": _plain([r.as_dict() for r in recommendations()], strict),
+        "memory": memory_figures,
+        "limits": _core.limit_figures(),
     }
-    try:
-        out["memory"] = _plain(memory.stats(), strict)
-    except Exception as exc:  # memory figures are informational: a snapshot must not fail on them
-        out["memory"] = {"error": f"{type(exc).__name__}: {exc}"}
-    out["limits"] = _core.limit_figures()
     return out
+
+
+def _memory_figures(strict: bool) -> dict[str, Any]:
+    """:func:`tether.memory.stats` as plain data, or ``{"error": ...}``."""
+    try:
+        return _plain(memory.stats(), strict)
+    except Exception as exc:  # memory figures are informational: a snapshot must not fail on them
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def prometheus_collector() -> Any:

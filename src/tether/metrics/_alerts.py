@@ -1,8 +1,8 @@
 """Alerts: a named condition that fires once (WARNING on ``tether.alerts``, then callbacks) until cleared.
 
 The throughput monitor raises them: for each (operation, format, size class)
-it keeps a rolling baseline, the median of the last healthy batch medians of
-throughput, and compares each new batch's median with it.
+of 1 KiB and up it keeps a rolling baseline, the median of the last healthy
+batch medians of throughput, and compares each new batch's median with it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,15 @@ _active: dict[str, Alert] = {}
 _callbacks: list[Callable[[Alert], Any]] = []
 # Per (op, format, size class): the healthy batch medians of the baseline, oldest first, and the same sorted.
 _baselines: dict[tuple, tuple[list[float], list[float]]] = {}
+# The smallest size class (index in SIZE_CLASSES) the metrics fold judges. Under 1 KiB an operation's time is its
+# fixed cost (the call, the framing, caches gone cold while the process idled), so bytes per second there says how
+# the calls are spaced, not how fast bytes move: 64 calls in a burst and then 48 calls 60 ms apart read 5-18 % of
+# the burst's "throughput" on a healthy worker, and that fired and stayed firing.
+JUDGED_FROM = 1
+# Bytes per ns (1 TB/s) that no copy reaches: a batch median above it timed its operations at (nearly) nothing
+# (record(seconds=0), a coarse clock or one that went back count as 1 ns), and as a baseline it made every
+# measured batch after it read as a collapse (0.01 %).
+CEILING = 1000.0
 
 
 def alert(name: str, message: str, figures: dict[str, Any], suggestion: str) -> bool:
@@ -247,6 +256,20 @@ def reset_baselines() -> None:
                 del _baselines[where]
 
 
+def watch(where: tuple, comp: str, medians: list[float], samples: int) -> list[Callable[[], Any]]:
+    """The metrics fold's :func:`judge`: only size classes from :data:`JUDGED_FROM` up, whose bytes per second
+    measure throughput; what to do is returned as :func:`judge` returns it.
+
+    Examples
+    --------
+    >>> watch(("worker_call", "etf", 0), "none", [1.0, 0.01], 16)  # under 1 KiB: never judged
+    []
+    """
+    if where[2] < JUDGED_FROM:
+        return []
+    return judge(where, comp, medians, samples)
+
+
 def evaluate(where: tuple, comp: str, medians: list[float], samples: int) -> None:
     """Compare batch median throughputs (bytes per ns, oldest first) of ``where`` (op, format, size class) with
     the rolling baseline, each batch in turn: a slow one fires the alert, a healthy one joins the baseline and
@@ -261,8 +284,12 @@ def judge(where: tuple, comp: str, medians: list[float], samples: int) -> list[C
     once it holds no lock (the metrics fold makes them after letting go of its own: callbacks may read the metrics).
 
     This runs for every batch of every key, so the baseline's values are kept sorted as they come and go
-    (no sort per batch), and only the batches that change the alert's state return something to do.
+    (no sort per batch), and only the batches that change the alert's state return something to do. A median
+    above :data:`CEILING` (operations timed at next to nothing) is neither judged nor kept in the baseline.
     """
+    medians = [v for v in medians if v <= CEILING]
+    if not medians:
+        return []
     name = _name(where)
     fraction, warmup, window = _config.fraction, _config.warmup, _config.window
     changes: list[tuple[bool, float, float]] = []  # (fires, recent, baseline): a slow batch fires, a healthy one clears
@@ -353,7 +380,7 @@ def _suggestion(comp: str) -> str:
     text = ("Check for CPU contention, memory pressure (tether.memory.reading()), a change in the values sent, or "
             "operations that now come spaced out (a process idle between them runs each cold, several times "
             "slower on a small VM, as a burst's were not); tether.metrics.snapshot() has the p99 per key")
-    if comp != "none":
+    if comp not in ("none", "-"):  # "-": no codec applies (record()'s transfers), nothing to compare
         text += f", and compare {comp} with compression='none' (tether.metrics.recommendations())"
     return text + "."
 
@@ -422,4 +449,4 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-_core.evaluate_batch = judge
+_core.evaluate_batch = watch

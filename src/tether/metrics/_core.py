@@ -19,7 +19,7 @@ When ``add`` returns :data:`DUE` (the C accumulator: a second after the last
 fold, or 65536 operations; the Python one: every :data:`DRAIN_AT` operations)
 and before anything reads the figures, :func:`drain` takes the accumulator's
 deltas into the totals per key, the decision history and the alert monitor,
-under a lock only drainers take.
+under a lock only drainers take, then reads memory pressure (:func:`check_memory`).
 
 What is kept is bounded (:data:`limits`, set by ``tether.metrics.configure_limits``): rows past
 ``max_rows`` fold into their op's and transport's ``"other"`` row, error and fallback kinds past
@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import memory
 from .._select import HISTORY, history
 from ..frame import Header
 
@@ -160,7 +161,8 @@ def drain(decisions: bool = True) -> None:
     which is all the history would keep anyway.
 
     Alerts the fold fires or clears reach their callbacks after ``_lock`` is let go: a callback may
-    read the metrics, from its own thread or another one it waits for, without deadlocking.
+    read the metrics, from its own thread or another one it waits for, without deadlocking. Each fold also
+    reads memory pressure (:func:`check_memory`).
     """
     actions: list[Callable[[], Any]] = []
     with _lock:
@@ -180,8 +182,27 @@ def drain(decisions: bool = True) -> None:
                 actions += evaluate_batch((op, fmt, size), comp, values, batch_size)
     for action in actions:
         action()
+    check_memory()
     if _unsaid:
         _say()
+
+
+def check_memory() -> None:
+    """Enter or leave memory pressure by the reading now, firing or clearing ``memory_pressure``.
+
+    Otherwise only the work that adapts to pressure (large dumps, pools, compression) read it, so a process
+    at its limit doing small calls, or only scraped, never raised the alert, nor cleared it. Folds come about
+    once a second while operations are counted, and whenever the figures are read; ``tether.memory`` caches
+    the system's reading for a second, so this costs next to nothing.
+
+    Examples
+    --------
+    >>> check_memory()
+    """
+    try:
+        memory.under_pressure()
+    except Exception:  # a failing reading (a test's source) must not fail the operation whose fold fell due
+        log.debug("tether.metrics: reading memory pressure failed", exc_info=True)
 
 
 def _names(fmt: str | int, comp: str | int) -> tuple[str, str]:
@@ -307,22 +328,38 @@ def note(kind: str, key: Any, nbytes: int = 0, stored: int = 0, ns: int = 0) -> 
     """Count an event the recommendations look at: (count, bytes, stored bytes, nanoseconds) per (kind, key).
 
     Past :data:`limits` ``max_rows`` notes a new (kind, key) is not kept, only counted in :data:`folded`: keys
-    hold the application's values (type names, bandwidths passed), and notes are advice, not counts.
+    hold the application's values (type names, bandwidths passed), and notes are advice, not counts. A
+    ``"compress"`` note that kept more than :data:`POOR_RATIO` of its bytes counts under :data:`INCOMPRESSIBLE`
+    (the same key) too.
     """
     with _lock:
-        entry = _notes.get((kind, key))
-        if entry is None and len(_notes) >= limits["max_rows"]:
-            folded["notes"] += 1
-            _warn("notes", limits["max_rows"])
-        else:
-            if entry is None:
-                entry = _notes[(kind, key)] = [0, 0, 0, 0]
-            entry[0] += 1
-            entry[1] += nbytes
-            entry[2] += stored
-            entry[3] += ns
+        _count_note(kind, key, nbytes, stored, ns)
+        # Averaged with data that shrinks on the same codec and transport (random bytes and zeros: 0.5), the
+        # data the codec cannot shrink would never show: the compression-ratio rule reads these apart.
+        if kind == "compress" and stored > POOR_RATIO * nbytes:
+            _count_note(INCOMPRESSIBLE, key, nbytes, stored, ns)
     if _unsaid:
         _say()
+
+
+# Compressed frames that keep more than this share of their bytes did not pay (the compression-ratio rule).
+POOR_RATIO = 0.9
+INCOMPRESSIBLE = "incompressible"  # the note kind of such "compress" notes
+
+
+def _count_note(kind: str, key: Any, nbytes: int, stored: int, ns: int) -> None:
+    """:func:`note`'s count, under ``_lock``."""
+    entry = _notes.get((kind, key))
+    if entry is None and len(_notes) >= limits["max_rows"]:
+        folded["notes"] += 1
+        _warn("notes", limits["max_rows"])
+        return
+    if entry is None:
+        entry = _notes[(kind, key)] = [0, 0, 0, 0]
+    entry[0] += 1
+    entry[1] += nbytes
+    entry[2] += stored
+    entry[3] += ns
 
 
 def notes(kind: str) -> dict[Any, tuple[int, int, int, int]]:

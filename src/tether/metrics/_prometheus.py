@@ -70,7 +70,12 @@ class Collector:
         ]
 
     def collect(self) -> Iterator[Any]:
-        """The metric families, from a fresh merge of every thread's counts."""
+        """The metric families, from a fresh merge of every thread's counts.
+
+        The merge reads memory pressure too (:func:`tether.metrics._core.check_memory`), so that
+        ``tether_alert_active`` shows ``memory_pressure`` as memory stands at the scrape, also in a process
+        whose work never reads it.
+        """
         core = _client()
         ops = core.CounterMetricFamily("tether_operations", "tether operations", labels=LABELS)
         nin = core.CounterMetricFamily("tether_bytes_in", "Bytes taken by tether operations", labels=LABELS)

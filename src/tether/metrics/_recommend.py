@@ -49,7 +49,8 @@ def recommendations(min_count: int = 3) -> list[Recommendation]:
     """Advice from what was observed since the last :func:`tether.metrics.reset`.
 
     Rules: rows sent as ETF and converted to a table on every read; pickle
-    used for a type; compression that does not pay (ratio above 0.9; more
+    used for a type; compression that does not pay (ratio above 0.9, over all
+    of a codec's payloads or over those it could not shrink; more
     time than the transfer it saves, at the bandwidth passed to ``dumps``,
     else the one observed over ``record("transfer", ...)``, else the one
     assumed for the transport; or any compression of frames that stay on
@@ -109,17 +110,20 @@ def _pickle_types(rows: dict, min_count: int) -> Iterator[Recommendation]:
 
 def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
     observed = _observed_bandwidths(rows)
+    poor = _core.notes(_core.INCOMPRESSIBLE)
     for (codec, transport, passed), (n, raw, stored, ns) in _core.notes("compress").items():
         if n < min_count or not raw:
             continue
         ratio, seconds = stored / raw, ns / 1e9
         evidence = {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
                     "ratio": ratio, "compress_seconds": seconds}
-        if ratio > 0.9:
+        if ratio > _core.POOR_RATIO:
             yield Recommendation(
                 "compression-ratio", f"{codec} on {transport} only shrinks payloads to {ratio:.0%}", evidence,
                 "Use compression='none' for these values (or 'auto', which measures before it compresses).")
-        elif transport in ON_HOST and passed is None:  # bandwidth= says the frames do travel: judged below
+            continue
+        yield from _poor_part(evidence, poor.get((codec, transport, passed)), min_count)
+        if transport in ON_HOST and passed is None:  # bandwidth= says the frames do travel: judged below
             yield Recommendation(
                 "compression-time", f"{codec} compressed {n} frames that stay on this host ({transport})",
                 {**evidence, "bandwidth_source": "on host"},
@@ -129,6 +133,28 @@ def _compression(rows: dict, min_count: int) -> Iterator[Recommendation]:
                 "frames are kept for their size.")
         else:
             yield from _too_slow(evidence, *_bandwidth(transport, passed, observed))
+
+
+def _poor_part(evidence: dict, poor: tuple | None, min_count: int) -> Iterator[Recommendation]:
+    """compression-ratio for the payloads a codec could not shrink, among others it did (``poor``: their note).
+
+    Examples
+    --------
+    >>> e = {"codec": "zstd", "transport": "memory", "count": 6, "ratio": 0.5}
+    >>> [r.evidence["ratio"] for r in _poor_part(e, (3, 900, 900, 10), 3)]
+    [1.0]
+    """
+    if poor is None or poor[0] < min_count or not poor[1]:  # empty payloads: no ratio to speak of
+        return
+    n, raw, stored, ns = poor
+    ratio, codec, transport = stored / raw, evidence["codec"], evidence["transport"]
+    yield Recommendation(
+        "compression-ratio", f"{codec} on {transport} only shrinks {n} of {evidence['count']} payloads to "
+        f"{ratio:.0%} (all of them to {evidence['ratio']:.0%})",
+        {"codec": codec, "transport": transport, "count": n, "raw_bytes": raw, "stored_bytes": stored,
+         "ratio": ratio, "compress_seconds": ns / 1e9, "of_count": evidence["count"]},
+        "Use compression='none' for the values that do not shrink (or 'auto', which measures before it "
+        "compresses); keep the codec for the others.")
 
 
 def _observed_bandwidths(rows: dict) -> dict[str, tuple[float, int]]:
