@@ -417,3 +417,22 @@ def test_auto_takes_the_plain_path_where_it_would_not_compress_and_says_why():
         assert tether.inspect(frame).compression == "none" and tether.loads(frame) == value
     tether.dumps(b"x" * 200_000, compression="auto", transport="network")
     assert tether.last_decision().compression != "none"  # large and leaving: still measured
+
+
+@pytest.mark.parametrize("make, reader", [
+    (lambda a: a[::2], "python"),                      # a strided view: written row by row
+    (lambda a: np.asfortranarray(a.reshape(500, -1)), "beam"),  # F-order, made row-major for the BEAM
+], ids=["strided", "f-order-for-beam"])
+def test_auto_samples_a_payload_that_writers_produce_where_the_frame_leaves(make, reader):
+    value = make(np.repeat(np.arange(1000, dtype=np.float64), 1000))  # compressible
+    frame = tether.dumps(value, compression="auto", transport="network", bandwidth=10e6, reader=reader)
+    decision = tether.last_decision()
+    assert decision.compression != "none", decision.compression_reason
+    assert len(frame) < value.nbytes / 10
+    np.testing.assert_array_equal(tether.loads(frame), value)
+
+
+def test_an_arrow_table_for_the_beam_is_sampled_too():
+    table = pa.table({"a": np.repeat(np.arange(100, dtype=np.int64), 10_000)})
+    frame = tether.dumps(table, compression="auto", transport="network", bandwidth=10e6, reader="beam")
+    assert tether.last_decision().compression == "gzip" and tether.loads(frame).equals(table)
