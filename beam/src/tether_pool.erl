@@ -40,7 +40,9 @@
 %%
 %% Members start together and `start_link/1' returns once every one has
 %% answered its handshake, or `{error, Reason}' as
-%% {@link tether_worker:start_link/1} does. A member that dies is replaced;
+%% {@link tether_worker:start_link/1} does. A member that dies is replaced
+%% (one killed outright is logged here, with its Python's `[tether, worker,
+%% exit]' and the clearing of that Python's alerts, which it could not send);
 %% one that cannot start again is retried with a growing delay (100 ms up to
 %% 10 s). A member whose call timed out goes back on the route only once
 %% Python has dropped the call (or been replaced).
@@ -87,7 +89,11 @@
                  %% Taken off the route so that its calls run out, for a waiter.
                  draining = false :: boolean(),
                  %% A polling member's CPU among the pool's (its --pin index).
-                 pin_index :: undefined | non_neg_integer()}).
+                 pin_index :: undefined | non_neg_integer(),
+                 %% Its ready Python and that Python's firing alerts, as the member last said:
+                 %% the pool reports them if the member is killed before it can.
+                 os_pid :: undefined | pos_integer(),
+                 alerts = #{} :: map()}).
 -record(wait, {ref, from, mref, deadline}).
 -record(st, {worker_opts, size, max_queue, name,
              pin_offset :: undefined | non_neg_integer(),
@@ -603,6 +609,8 @@ await_members(N, S = #st{members = Members}) ->
         %% Every notice in order (a member says `starting' before `ready').
         {tether_worker, Pid, ready} when is_map_key(Pid, Members) ->
             await_members(N - 1, make_available(Pid, set_health(Pid, ready, S)));
+        {tether_worker, Pid, {python, OsPid, Alerts}} when is_map_key(Pid, Members) ->
+            await_members(N, set_python(Pid, OsPid, Alerts, S));
         {tether_worker, Pid, Health} when is_map_key(Pid, Members) ->
             await_members(N, set_health(Pid, Health, S));
         {'EXIT', Pid, Reason} when is_map_key(Pid, Members) ->
@@ -701,6 +709,8 @@ on_cast({abandon, Ref}, S) ->
     {noreply, drop_waiting(fun(#wait{ref = R}) -> R =:= Ref end, S)};
 on_cast(_Msg, S) -> {noreply, S}.
 
+on_info({tether_worker, Pid, {python, OsPid, Alerts}}, S = #st{members = Members}) when is_map_key(Pid, Members) ->
+    {noreply, set_python(Pid, OsPid, Alerts, S)};
 on_info({tether_worker, Pid, Health}, S = #st{members = Members}) when is_map_key(Pid, Members) ->
     S1 = set_health(Pid, Health, S),
     case Health of
@@ -884,6 +894,10 @@ set_health(Pid, Health, S = #st{members = Members}) ->
     Member = maps:get(Pid, Members),
     S#st{members = Members#{Pid := Member#member{health = Health}}}.
 
+set_python(Pid, OsPid, Alerts, S = #st{members = Members}) ->
+    Member = maps:get(Pid, Members),
+    S#st{members = Members#{Pid := Member#member{os_pid = OsPid, alerts = Alerts}}}.
+
 %% A member died: forget it (its holder's call has failed already) and start
 %% another, at once after a crash, after a growing delay when it could not start.
 replace(Pid, Reason, S = #st{members = Members, checkouts = C, holders = H}) ->
@@ -897,17 +911,32 @@ replace(Pid, Reason, S = #st{members = Members, checkouts = C, holders = H}) ->
             %% Logged here, once: the member leaves it to the pool, which also returns a first start's
             %% failure to the caller of start_link instead of logging it per member.
             logger:error("tether pool ~p: could not start a worker (retrying): ~0tP", [pool_ref(S), Why, 30],
-                         #{domain => [tether]}),
+                         log_meta(S)),
             start_failed(Why, S1);
-        _ -> replace_one(S1)
+        _ ->
+            member_down(Pid, Reason, maps:get(Pid, Members), S),
+            replace_one(S1)
     end.
+
+%% A member killed outright (its terminate never ran) did not report its
+%% Python's exit nor clear its alerts: the pool does, once. One that stopped
+%% otherwise reported them (tether_worker's exited) and told the pool so.
+member_down(Pid, Reason, #member{os_pid = OsPid, alerts = Alerts}, S) ->
+    logger:warning("tether pool ~p: member ~p~ts went down (~0tP); starting another",
+                   [pool_ref(S), Pid, python_text(OsPid), Reason, 20],
+                   (log_meta(S))#{tether_worker => Pid, os_pid => OsPid}),
+    _ = OsPid =/= undefined andalso tether_telemetry:python_exited(Pid, OsPid, {worker_down, Reason}, Alerts),
+    ok.
+
+python_text(undefined) -> "";
+python_text(OsPid) -> io_lib:format(" (Python os pid ~b)", [OsPid]).
 
 replace_one(S) ->
     case start_member(S) of
         {ok, S1} -> S1;
         {error, Reason} ->
             logger:error("tether pool ~p: could not start a worker: ~0tP", [pool_ref(S), Reason, 30],
-                         #{domain => [tether]}),
+                         log_meta(S)),
             start_failed(Reason, S)
     end.
 
@@ -927,6 +956,11 @@ start_failed(Why, S) ->
 retry_later(S = #st{failures = F}) ->
     erlang:send_after(min(?BACKOFF_MAX, ?BACKOFF_MIN bsl min(F, 10)), self(), start_member),
     S#st{failures = F + 1}.
+
+%% As a member's lines name its pool (tether_worker's pool_name/1): a local
+%% name, else the pid.
+log_meta(#st{name = {local, Name}}) -> #{domain => [tether], tether_pool => Name};
+log_meta(_) -> #{domain => [tether], tether_pool => self()}.
 
 pool_ref(#st{name = undefined}) -> self();
 pool_ref(#st{name = {local, Name}}) -> Name;

@@ -7,14 +7,14 @@
 %% | `[tether, call, stop]' | `duration', `queue_time', `bytes_in', `bytes_out', `monotonic_time' | as start, plus `route' (`inline' or `shm'), `result' (`ok' or `error'), `error' when Python answered with an error; a pool's call also names the member that ran it, `worker' |
 %% | `[tether, call, exception]' | `duration', `monotonic_time' | as start, plus `kind' (`error'), `reason' (`timeout', `overloaded', `checkout_timeout', `{worker_exit, Status}', `{worker_down, Why}', ...), `stacktrace' (`[]'); a pool's call that reached a member, `worker' |
 %% | `[tether, worker, start]' | `duration' (start to ready), `system_time' | `worker', `os_pid', `python', `tether', `modules' |
-%% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' |
+%% | `[tether, worker, exit]' | `system_time' | `worker', `os_pid', `reason' (`{exit_status, S}', `killed', `shutdown', `{worker_down, Why}'): once per `start', never for a Python that did not get ready |
 %% | `[tether, pool, overloaded]' | `queue_length' | `pool', `size', `max_queue' |
-%% | `[tether, alert]' | `system_time' | `name', `state' (`firing' or `cleared'), `message', `figures' (a map, binary keys; when cleared, tether's own alerts and a clear given figures send those as it ended, with the firing ones under `<<"fired">>'), `suggestion', `worker', `os_pid': an alert Python's `tether.metrics' raised |
+%% | `[tether, alert]' | `system_time' | `name', `state' (`firing' or `cleared'), `message', `figures' (a map, binary keys; when cleared, tether's own alerts and a clear given figures send those as it ended, with the firing ones under `<<"fired">>'), `suggestion', `worker', `os_pid': an alert Python's `tether.metrics' raised; those still firing when their Python exits are sent `cleared' after its `exit' |
 %%
 %% Durations are in native time units (`erlang:convert_time_unit/3').
 -module(tether_telemetry).
 
--export([execute/3, span/2, measured_span/2, events/0]).
+-export([execute/3, span/2, measured_span/2, events/0, python_exited/4]).
 
 -type event() :: [atom(), ...].
 -export_type([event/0]).
@@ -44,6 +44,27 @@ execute(Event, Measurements, Metadata) ->
         true -> _ = Telemetry:execute(Event, Measurements, Metadata), ok;
         false -> ok
     end.
+
+%% @private A ready Python is gone: `[tether, worker, exit]', then a
+%% `[tether, alert]' `cleared' for each alert it had firing (`Alerts', name
+%% to `{Message, Figures, Suggestion}' as it fired). Python can no longer
+%% clear them itself, and a consumer that tracks alerts from these events
+%% would keep them firing for ever. Shaped as Python's own clear without
+%% figures: the figures and suggestion it fired with.
+%%
+%% ```
+%% ok = tether_telemetry:python_exited(self(), 42, {exit_status, 137}, #{<<"disk">> => {<<"slow">>, #{}, <<"look">>}}).
+%% '''
+-spec python_exited(pid(), integer() | undefined, term(), #{term() => {term(), map(), term()}}) -> ok.
+python_exited(Worker, OsPid, Reason, Alerts) ->
+    execute([tether, worker, exit], #{system_time => erlang:system_time()},
+            #{worker => Worker, os_pid => OsPid, reason => Reason}),
+    Message = iolist_to_binary(io_lib:format("cleared: Python (os pid ~p) exited", [OsPid])),
+    maps:foreach(fun(Name, {_Fired, Figures, Suggestion}) ->
+                         execute([tether, alert], #{system_time => erlang:system_time()},
+                                 #{name => Name, state => cleared, message => Message, figures => Figures,
+                                   suggestion => Suggestion, worker => Worker, os_pid => OsPid})
+                 end, Alerts).
 
 %% @doc Run one call between `[tether, call, start]' and `stop' or
 %% `exception'. `Fun' returns the call's result and what the worker measured

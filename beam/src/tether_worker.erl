@@ -61,7 +61,10 @@
              load :: undefined | atomics:atomics_ref(),  % this member's count in its pool (tether_pool)
              keeper :: reference() | undefined,  % a monitor of the keeper that removes dir if this dies
              quick_exits = 0 :: non_neg_integer(),  % Pythons in a row that exited idle, soon after starting
-             killed :: undefined | binary()}).  % why this worker killed its Python, until it exits
+             killed :: undefined | binary(),  % why this worker killed its Python, until it exits
+             %% The alerts this Python has firing, cleared on the BEAM side when it exits.
+             alerts = #{} :: #{term() => {term(), map(), term()}},
+             pool :: undefined | pid() | atom()}).  % a member's pool, for log metadata
 
 %% The longest a reply's region read may take when the call has no deadline.
 -define(READ_MAX, 30000).
@@ -302,7 +305,8 @@ init_server(Opts = #{exe := Exe}) ->
         {ok, Dir} ->
             case tether_routes:watch_dir(Dir) of  % removed even if this process is killed outright
                 {ok, Keeper} ->
-                    S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = maps:get(notify, Opts, undefined),
+                    Notify = maps:get(notify, Opts, undefined),
+                    S0 = #st{opts = Opts, exe = Exe, dir = Dir, notify = Notify, pool = pool_name(Notify),
                              load = maps:get(load, Opts, undefined), keeper = Keeper},
                     start_python(S0);
                 {error, Reason} ->
@@ -326,6 +330,15 @@ start_python(S0 = #st{opts = Opts}) ->
 %% @private Never called: tether_proc enters the loop with the state ready.
 -spec init(term()) -> {stop, not_started_this_way}.
 init(_) -> {stop, not_started_this_way}.
+
+%% The pool as an operator named it (registered before its members start),
+%% else its pid.
+pool_name(undefined) -> undefined;
+pool_name(Pool) ->
+    case erlang:process_info(Pool, registered_name) of
+        {registered_name, Name} -> Name;
+        _ -> Pool
+    end.
 
 %% Start Python and say hello. The answer is awaited by await_ready/1 (the
 %% first start) or arrives in handle_info (restarts, pool members).
@@ -394,6 +407,7 @@ ready(Info, S = #st{started = Started, start_timer = Timer, port = Port}) ->
               tells_release = listed(<<"release_shm">>, maps:get(?READY_NOTICES, Info, [])),
               stderr_seen = forwarded_stderr(Info, S)},
     _ = S#st.keeper =/= undefined andalso tether_routes:watch_python(OsPid, running),
+    tell_pool(S1),
     notify(ready, S1),
     S1.
 
@@ -514,10 +528,9 @@ handle_info({Port, {exit_status, Status}}, S = #st{port = Port}) ->
     on_exit(Status, S#st{port = undefined});
 handle_info({timeout, Timer, {grace, Id}}, S = #st{cancel = {Id, Timer}, os_pid = OsPid}) ->
     logger:warning("tether worker ~p: Python (os pid ~p) ignored the cancel for ~p ms; killing it",
-                   [self(), OsPid, maps:get(cancel_grace, S#st.opts)], #{domain => [tether]}),
+                   [self(), OsPid, maps:get(cancel_grace, S#st.opts)], log_meta(S)),
     tether_python:signal(OsPid, kill),
-    exited(killed, S),
-    restart(close_port(S#st{cancel = undefined}));
+    restart(close_port((exited(killed, S))#st{cancel = undefined}));
 handle_info({timeout, Timer, start_timeout}, S = #st{phase = starting, start_timer = Timer}) ->
     start_failed(start_timeout(S), S);
 handle_info({timeout, Timer, release_shm}, S = #st{shm_timer = Timer}) ->
@@ -553,7 +566,7 @@ handle_info(timeout, S = #st{load = Load}) when Load =/= undefined ->
         true ->
             atomics:compare_exchange(Load, 1, N, 0) =:= ok andalso
                 logger:info("tether worker ~p: ~p call(s) counted to this pool member never arrived "
-                            "(their callers died on the way); count reset", [self(), N], #{domain => [tether]}),
+                            "(their callers died on the way); count reset", [self(), N], log_meta(S)),
             ask_for_work(S),
             {noreply, S};
         _ -> {noreply, S}
@@ -564,7 +577,7 @@ handle_info(_Other, S) ->
 
 % @private
 -spec terminate(term(), #st{}) -> ok.
-terminate(_Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase = Phase}) ->
+terminate(Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase = Phase}) ->
     %% A Python still running a call would finish it before it saw its input close.
     case Busy =/= undefined orelse Cancel =/= undefined orelse Phase =:= starting of
         true -> tether_python:signal(OsPid, kill);
@@ -572,9 +585,16 @@ terminate(_Reason, S = #st{busy = Busy, cancel = Cancel, os_pid = OsPid, phase =
         false -> _ = S#st.keeper =/= undefined andalso is_integer(OsPid)
                      andalso tether_routes:watch_python(OsPid, stopping)
     end,
-    S#st.port =/= undefined andalso exited(shutdown, S),
+    %% A Python that never got ready sent no start: its failure is logged and
+    %% returned, and an exit here would read as an orderly stop.
+    _ = S#st.port =/= undefined andalso Phase =/= starting andalso exited(stop_reason(Reason), S),
     cleanup(S),
     ok.
+
+stop_reason(normal) -> shutdown;
+stop_reason(shutdown) -> shutdown;
+stop_reason({shutdown, _}) -> shutdown;
+stop_reason(Crash) -> {worker_down, Crash}.
 
 % @private What a crash report and sys:get_status show of a worker: its shape,
 % never its options' environment (it may hold secrets), the arguments of its
@@ -768,7 +788,7 @@ on_message({ok, {log, Level, Logger, Message, Meta}}, _Size, S) ->
 on_message({ok, {alert, Name, State, Message, Figures, Suggestion}}, _Size, S = #st{os_pid = OsPid}) ->
     alert(#{name => Name, state => State, message => Message, figures => Figures, suggestion => Suggestion,
             worker => self(), os_pid => OsPid}),
-    {noreply, S};
+    {noreply, firing(Name, State, {Message, Figures, Suggestion}, S)};
 on_message({ok, {ready, Info}}, _Size, S = #st{phase = starting}) ->
     case tether_protocol:check_ready(Info) of
         {ok, _} -> {noreply, dispatch(ready(Info, S))};
@@ -784,7 +804,7 @@ on_message({error, _}, _Size, S = #st{cancel = {_Id, Timer}}) ->
     {noreply, cancelled(S)};
 on_message(Other, _Size, S) ->
     logger:warning("tether worker ~p: unexpected message from Python: ~0tP", [self(), Other, 20],
-                   #{domain => [tether]}),
+                   log_meta(S)),
     {noreply, S}.
 
 finish(Result, Size, S = #st{busy = B = #busy{req = R, sent = Sent, bytes_in = In, route = Route},
@@ -877,7 +897,7 @@ await_read(Pid, Mref, Deadline, OsPid, Opened) ->
 stuck_region(Path, S = #st{os_pid = OsPid}) ->
     logger:warning("tether worker ~p: Python (os pid ~p) named a region that could not be opened before the "
                    "call's deadline nor within ~p ms (~ts: a lease or lock held on it?); killed it",
-                   [self(), OsPid, ?OPEN_GRACE, Path], #{domain => [tether]}),
+                   [self(), OsPid, ?OPEN_GRACE, Path], log_meta(S)),
     S1 = S#st{phase = cancelling, killed = <<"a region it named could not be opened">>},
     notify(cancelling, S1),
     S1.
@@ -985,7 +1005,7 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
         {<<>>, _} -> ok;
         {Text, _} -> log(warning, <<"stderr">>, Text, #{}, S)
     end,
-    exited({exit_status, Status}, S),
+    S0 = exited({exit_status, Status}, S),
     tether_routes:forget_python(),
     %% Killed by this worker, it did not exit of itself: not a quick exit to back off from.
     Delay = restart_delay(Busy =:= undefined andalso Cancel =:= undefined andalso S#st.killed =:= undefined, S),
@@ -995,10 +1015,10 @@ on_exit(Status, S = #st{busy = Busy, cancel = Cancel}) ->
             end,
     logger:warning("tether worker ~p: Python (os pid ~p) exited~ts~ts; ~ts",
                    [self(), S#st.os_pid, Cause, running_when(Busy), restarting(Delay)],
-                   #{domain => [tether]}),
+                   log_meta(S)),
     %% Calls a pool routed here go back to be routed again: the restart may import for
     %% seconds while a peer frees up; once ready, this member asks a busy peer for work.
-    S1 = S#st{busy = undefined, cancel = undefined, killed = undefined},
+    S1 = S0#st{busy = undefined, cancel = undefined, killed = undefined},
     notify(starting, S1),
     restart_in(Delay, reroute(S1)).
 
@@ -1040,9 +1060,23 @@ running_when(_) -> " between calls".
 restarting({0, _}) -> "starting it again";
 restarting({Ms, N}) -> io_lib:format("exit ~b in a row soon after starting: starting it again in ~b ms", [N, Ms]).
 
-exited(Reason, #st{os_pid = OsPid}) ->
-    tether_telemetry:execute([tether, worker, exit], #{system_time => erlang:system_time()},
-                             #{worker => self(), os_pid => OsPid, reason => Reason}).
+%% A ready Python is gone: its exit and the clearing of its alerts, and the
+%% pool told, so that it reports neither again when this process exits.
+exited(Reason, S = #st{os_pid = OsPid, alerts = Alerts}) ->
+    tether_telemetry:python_exited(self(), OsPid, Reason, Alerts),
+    S1 = S#st{alerts = #{}},
+    notify({python, undefined, #{}}, S1),
+    S1.
+
+%% The alerts this Python has firing. A pool keeps a copy: if this process is
+%% killed outright, the pool clears them (tether_pool's member_down).
+firing(Name, firing, Alert, S = #st{alerts = A}) -> tell_pool(S#st{alerts = A#{Name => Alert}});
+firing(Name, cleared, _, S = #st{alerts = A}) -> tell_pool(S#st{alerts = maps:remove(Name, A)});
+firing(_, _, _, S) -> S.
+
+tell_pool(S = #st{os_pid = OsPid, alerts = Alerts}) ->
+    notify({python, OsPid, Alerts}, S),
+    S.
 
 restart(S = #st{stderr = Old}) ->
     _ = Old =/= undefined andalso file:delete(Old),
@@ -1061,7 +1095,7 @@ start_failed(Reason, S0) ->
     cancel_timer(S#st.start_timer),
     [begin reply(R, {error, {worker_start_failed, Reason}}, #{}), release(R) end || R <- queue:to_list(Q)],
     _ = S#st.notify =:= undefined andalso
-        logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30], #{domain => [tether]}),
+        logger:error("tether worker ~p: Python could not start: ~0tP", [self(), Reason, 30], log_meta(S)),
     {stop, {shutdown, {worker_start_failed, Reason}}, S#st{queue = queue:new()}}.
 
 close_port(S = #st{port = undefined}) -> S;
@@ -1071,8 +1105,16 @@ close_port(S = #st{port = Port}) ->
 
 %% ------------------------------------------------------------------ helpers
 
-log(Level, Logger, Message, Meta, #st{os_pid = OsPid}) ->
-    tether_pylog:forward(Level, Logger, Message, Meta, #{os_pid => OsPid}).
+log(Level, Logger, Message, Meta, S = #st{os_pid = OsPid}) ->
+    tether_pylog:forward(Level, Logger, Message, Meta, pooled(S, #{os_pid => OsPid})).
+
+%% The worker's own lines carry what Python's records do (tether_pylog), so a
+%% handler can tell which worker, Python and pool one is about.
+log_meta(S = #st{os_pid = OsPid}) ->
+    pooled(S, #{domain => [tether], tether_worker => self(), os_pid => OsPid}).
+
+pooled(#st{pool = undefined}, Meta) -> Meta;
+pooled(#st{pool = Pool}, Meta) -> Meta#{tether_pool => Pool}.
 
 %% A Python alert (tether.metrics) as a `[tether, alert]' event. Its WARNING on
 %% the `tether.alerts' logger already reaches Logger as a forwarded record.
