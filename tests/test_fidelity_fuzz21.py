@@ -155,3 +155,11 @@ def test_a_lone_surrogate_alone_round_trips_in_python_and_is_refused_for_the_bea
     for value in (text, [text]):
         with pytest.raises(tether.EncodeError, match="lone surrogate"):
             tether.dumps(value, reader="beam")
+
+
+def test_a_nan_beside_the_atom_nan_names_the_atom_as_what_stops_it():
+    value = {"x": math.nan, "y": Atom("nan")}
+    with pytest.raises(tether.EncodeError, match=r"also holds the atom 'nan'.*replace one of them"):
+        tether.dumps(value, format="etf")
+    with pytest.warns(tether.FallbackWarning, match="also holds the atom 'nan'"):
+        tether.dumps(value)

@@ -150,9 +150,16 @@ class EtfFormat(Format):
         try:
             data = batched if batched is not None else _etf.encode(obj, opts, bytes_tag=_etf.BIT_BINARY,
                                                                    convert=convert, bytearrays=found)
-        except EncodeError:
-            if "nan" in kwargs or not _floats_as_atoms_fit(obj):
+        except EncodeError as exc:
+            nonfinite, blocker = _floats_as_atoms(obj)
+            if "nan" in kwargs or not nonfinite:
                 raise
+            if blocker:
+                raise EncodeError(
+                    f"{exc} It could go as Nx's atoms (nan, infinity, neg_infinity) read back as floats, but the "
+                    f"value also holds {blocker}, which would then read back as a float too, or stay an atom: "
+                    "replace one of them (the floats with None, or the atom with a string)."
+                ) from None
             # NaN or infinity (an ML metric, say): written as Nx's atoms, marked so that Python reads floats.
             found.clear()
             data = _etf.encode(obj, _etf.Options(**kwargs, nan="marked", limits=opts.limits),
@@ -305,10 +312,10 @@ class EtfFormat(Format):
         return cached
 
 
-def _floats_as_atoms_fit(obj: Any) -> bool:
-    """Whether ``obj`` holds a non-finite float and none of the atoms that would stand for one (so reading
-    the atoms back as floats gives ``obj`` again). Map keys and set members are read back as written (an
-    atom stays an atom there), so one holding a non-finite float does not fit either.
+def _floats_as_atoms(obj: Any) -> tuple[bool, str]:
+    """Whether ``obj`` holds a non-finite float, and what stops reading the atoms back as floats from giving
+    ``obj`` again ("" when nothing): one of the atoms that would stand for one, or a non-finite float in a
+    map key or set member, which are read back as written (an atom stays an atom there).
     Each container is looked into once, so a value that contains itself ends the walk (the encoder
     then names the cycle)."""
     stack, found, seen = [obj], False, set()
@@ -319,15 +326,15 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
             found = found or value - value != 0.0  # inf - inf and nan are nan
         elif t is Atom:
             if value in FLOAT_ATOMS:
-                return False
+                return True, f"the atom {str(value)!r}"
         elif isinstance(value, (set, frozenset)):
             if _nonfinite_in_keys(value):
-                return False
+                return True, "a non-finite float in a set"
         elif isinstance(value, (list, tuple, dict, ImproperList)) and id(value) not in seen:  # subclasses too
             seen.add(id(value))
             if isinstance(value, dict):
                 if _nonfinite_in_keys(value.keys()):
-                    return False
+                    return True, "a non-finite float in a map key"
                 stack.extend(value.values())
             elif isinstance(value, ImproperList):
                 stack.extend(value.items)
@@ -336,7 +343,7 @@ def _floats_as_atoms_fit(obj: Any) -> bool:
                 stack.extend(value)
         elif _written_as_float(value):
             found = found or float(value) - float(value) != 0.0
-    return found
+    return found, ""
 
 
 def _nonfinite_in_keys(keys: Any) -> bool:
