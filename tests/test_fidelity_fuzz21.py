@@ -163,3 +163,19 @@ def test_a_nan_beside_the_atom_nan_names_the_atom_as_what_stops_it():
         tether.dumps(value, format="etf")
     with pytest.warns(tether.FallbackWarning, match="also holds the atom 'nan'"):
         tether.dumps(value)
+
+
+@pytest.mark.parametrize("make", [
+    lambda pa: pa.list_(pa.int64()), lambda pa: pa.struct([("x", pa.int64())]),
+    lambda pa: pa.map_(pa.string(), pa.int64()), lambda pa: pa.large_list(pa.int8()),
+    lambda pa: pa.dictionary(pa.int8(), pa.string()),
+], ids=["list", "struct", "map", "large_list", "dictionary"])
+def test_a_nested_arrow_dtype_column_loads_back_as_itself(make):
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    typ = make(pa)
+    column = pd.Series(pa.array([None], typ).to_pandas(types_mapper=pd.ArrowDtype))
+    df = pd.DataFrame({"a": column, "n": [1]})
+    back = tether.loads(tether.dumps(df))
+    assert back.dtypes["a"] == df.dtypes["a"] and back.dtypes["n"] == df.dtypes["n"]
+    pd.testing.assert_frame_equal(back, df)

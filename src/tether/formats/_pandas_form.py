@@ -222,6 +222,37 @@ def _moved_metadata(table: pa.Table, meta: Any, now: Callable) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), b"pandas": json.dumps(meta).encode()})
 
 
+def _unreadable_marked(t: pa.DataType) -> bool:
+    """A type whose ``[pyarrow]`` dtype text pandas cannot read back."""
+    return pa.types.is_nested(t) or pa.types.is_dictionary(t)
+
+
+def arrow_dtypes(table: pa.Table) -> Callable[[pa.DataType], Any] | None:
+    """A ``types_mapper`` that gives back the columns pandas held as ``pd.ArrowDtype`` of a nested or
+    dictionary type (a ``list<...>[pyarrow]`` column, say), or None when there are none.
+
+    pyarrow writes such a column's dtype as text (``list<item: int64>[pyarrow]``) that its own ``to_pandas``
+    cannot read back: it raised, so the frame could never be loaded. By type: a plain column of the same
+    type becomes an ArrowDtype too.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"l": pd.Series([[1]], dtype=pd.ArrowDtype(pa.list_(pa.int64())))})
+    >>> str(pa.Table.from_pandas(df).to_pandas(types_mapper=arrow_dtypes(pa.Table.from_pandas(df))).dtypes["l"])
+    'list<item: int64>[pyarrow]'
+    """
+    meta = _pandas_metadata(table.schema)
+    columns = meta.get("columns") if isinstance(meta, dict) else None
+    marked = {c.get("field_name") for c in columns or () if isinstance(c, dict)
+              and isinstance(c.get("numpy_type"), str) and c["numpy_type"].endswith("[pyarrow]")}
+    nested = [f.type for f in table.schema if f.name in marked and _unreadable_marked(f.type)]
+    if not nested:
+        return None
+    pd = _pd()
+    return lambda t: pd.ArrowDtype(t) if any(t.equals(n) for n in nested) else None
+
+
 def object_columns(target: str, type_info: dict[str, Any]) -> frozenset[int]:
     """The positions :func:`restore` makes Python objects of, for ``into="pandas"``: what the conversion's
     estimate counts as objects.

@@ -781,7 +781,8 @@ def convert(table: pa.Table, target: str, type_info: dict[str, Any] | None = Non
     if target == "pandas":
         _need("pandas")
         # One block per column: no consolidation copy (the frame is equal either way).
-        df = _pandas_form.restore(table.to_pandas(split_blocks=True), table, type_info.get("pandas"))
+        df = _pandas_form.restore(table.to_pandas(split_blocks=True, types_mapper=_pandas_form.arrow_dtypes(table)),
+                                  table, type_info.get("pandas"))
         return df.copy(deep=True) if copy else df
     if target == "polars":
         pl = _need("polars")
