@@ -163,7 +163,8 @@ class FrozenMap(dict):
     def _readonly(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("FrozenMap is read-only")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+    # Every way to change it, |= included: its hash is kept, and a changed map would keep the old one.
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly  # type: ignore
 
     def __reduce__(self) -> tuple:
         return FrozenMap, (dict(self),)  # not the kept hash, as FrozenList's

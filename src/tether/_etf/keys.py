@@ -142,11 +142,13 @@ def freeze(value: Any) -> Any:
 
 
 def _hashed(key: Any) -> Any:
-    """``key``, hashed now: a FrozenList or FrozenMap keeps its hash, so its parent's hash does not recurse."""
-    try:
-        hash(key)
-    except TypeError:  # a part that cannot be hashed: the caller reports it, with the key's place
-        pass
+    """``key``, hashed now if it keeps its hash (a FrozenList or FrozenMap), so that its parent's hash does not
+    recurse; a tuple keeps none, and hashing each level of a chain of them would cost the square of its depth."""
+    if isinstance(key, (FrozenList, FrozenMap)):
+        try:
+            hash(key)
+        except TypeError:  # a part that cannot be hashed: the caller reports it, with the key's place
+            pass
     return key
 
 
