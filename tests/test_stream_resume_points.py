@@ -89,7 +89,7 @@ def test_verify_says_where_the_stream_still_checks_out_and_that_point_resumes(tm
                          text=True)
     assert out.returncode == 1
     report = json.loads(out.stdout)
-    assert report["resume"] == {"checkpoint": cp.as_dict(), "good_bytes": good}
+    assert report["resume"] == {"checkpoint": cp.as_dict(), "good_bytes": good, "first_chunk": 0}
     assert f"truncate the file to {good} bytes" in out.stderr
     with open(path, "r+b") as f:
         f.truncate(good)
@@ -162,8 +162,9 @@ def test_verify_and_inspect_check_a_continuation_file_given_its_checkpoint(tmp_p
     with open(rest, "wb") as f, StreamWriter(f, resume=cp) as w:
         w.write({"i": 2, "pad": ""})
     cli = [sys.executable, "-m", "tether"]
-    alone = subprocess.run([*cli, "verify", str(rest)], capture_output=True, text=True)
+    alone = subprocess.run([*cli, "verify", "--json", str(rest)], capture_output=True, text=True)
     assert alone.returncode == 1 and "starts at chunk 2" in alone.stderr
+    assert "truncate" not in alone.stderr and "resume" not in json.loads(alone.stdout)  # no chunk checked out
     (tmp_path / "cp.json").write_text(json.dumps(cp.as_dict()))
     for how in (json.dumps(cp.as_dict()), f"@{tmp_path / 'cp.json'}"):
         out = subprocess.run([*cli, "verify", "--json", str(rest), "--resume", how], capture_output=True, text=True)

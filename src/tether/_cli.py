@@ -348,7 +348,9 @@ def _resume_arg(args: argparse.Namespace) -> dict[str, Any] | None:
 def _resume_point(exc: BaseException) -> dict[str, Any] | None:
     """Where a stream that ``verify`` refused still checks out (verify_stream's ``checkpoint`` and ``good_bytes``)."""
     cp = getattr(exc, "checkpoint", None)
-    return None if cp is None else {"checkpoint": cp.as_dict(), "good_bytes": exc.good_bytes}
+    if cp is None:
+        return None
+    return {"checkpoint": cp.as_dict(), "good_bytes": exc.good_bytes, "first_chunk": exc.first_chunk}
 
 
 def _resume_hint(exc: BaseException) -> str:
@@ -356,7 +358,8 @@ def _resume_hint(exc: BaseException) -> str:
     if point is None:
         return ""
     cp = point["checkpoint"]
-    return (f"the first {point['good_bytes']} bytes hold chunks 0-{cp['seq'] - 1}, which check out: truncate the "
+    return (f"the first {point['good_bytes']} bytes hold chunks {point['first_chunk']}-{cp['seq'] - 1}, which "
+            "check out: truncate the "
             f"file to {point['good_bytes']} bytes and continue it with StreamWriter(open(path, 'ab'), resume=...) "
             f"from checkpoint seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (--json gives it whole)")
 

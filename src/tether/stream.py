@@ -1363,8 +1363,9 @@ def verify_stream(source: Any, *, resume: Any = None, max_frame: int | None = No
     ------
     tether.TetherError
         The first problem. It carries ``checkpoint``, the :class:`Checkpoint` after the last chunk
-        that checked out (None before the first), and ``good_bytes``, how many bytes of the source
-        those chunks take: cut a file there and a writer resumed from ``checkpoint`` continues it.
+        that checked out (None when none did), ``good_bytes``, how many bytes of the source those
+        chunks take (cut a file there and a writer resumed from ``checkpoint`` continues it), and
+        ``first_chunk``, the number of the first of them.
 
     Examples
     --------
@@ -1384,13 +1385,16 @@ def verify_stream(source: Any, *, resume: Any = None, max_frame: int | None = No
     tether._errors.TruncatedError: stream ... chunk 3: the frame declares ... bytes, ... remain.
     """
     reader = StreamReader(source, resume=resume, max_frame=max_frame)
+    first = reader._seq
     try:
         while reader._next(decode=False) is not None:
             pass
     except TetherError as exc:
-        # Where the stream still checks out, for the caller to cut the file there and resume a writer.
-        exc.checkpoint = reader.checkpoint() if reader.stream_id is not None and not reader._end_read else None
-        exc.good_bytes = reader.position
+        # Where the stream still checks out, for the caller to cut the file there and resume a writer: after
+        # the last chunk that did, when one did (a continuation read without resume= has none).
+        took = reader.position > 0 and not reader._end_read
+        exc.checkpoint = reader.checkpoint() if took else None
+        exc.good_bytes, exc.first_chunk = reader.position, first
         raise
     return {"stream_id": reader.stream_id, **reader.totals}
 
