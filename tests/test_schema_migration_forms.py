@@ -113,3 +113,13 @@ def test_forged_pandas_metadata_on_a_migrated_table_is_ignored_or_a_typed_error(
             tether.loads(frame, options={"registry": r2}, into="pandas")
         except tether.TetherError:
             pass
+
+
+def test_renames_do_not_confuse_an_added_column_with_an_original_of_the_same_name():
+    reg = S.Registry()
+    reg.register("rn", 1, pa.schema([("a", pa.int64())]))
+    reg.register("rn", 2, pa.schema([("b", pa.int64()), ("c", pa.int64())]),
+                 migrations={1: [S.rename("a", "b"), S.add("a", pa.int64(), 0), S.rename("a", "c")]})
+    assert S.renames("rn", 1, registry=reg) == {"a": "b"}
+    reg.register("rn", 3, pa.schema([("c", pa.int64())]), migrations={2: [S.drop("b")]})
+    assert S.renames("rn", 1, registry=reg) == {"a": None}

@@ -17,7 +17,7 @@ from ._errors import DecodeError, TetherError, UnsupportedFormatError, Validatio
 from ._limits import Limits, get_limits
 from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
-from .compression import plain_reason
+from .compression import BANDWIDTH, plain_reason
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
 from .metrics import core as _metrics
@@ -227,9 +227,12 @@ def _dumps(
                 and lineage is None and not options and bandwidth is None and reader in READERS and parent is None
                 and step is None):
             # Plain frames: a format with a one-step writer (etf) skips the general machinery; so does "auto"
-            # where it would not compress (on this host, or a payload too small to pay).
+            # where it would not compress: on this host, or a payload its format says is too small to pay (not
+            # found out by encoding it: a large one would be encoded twice).
             name, reason, estimate = choice(obj, format, _transport.check(transport), reader)
             writer = getattr(formats.get(name), "dumps_plain", None)
+            if compression == "auto" and not _auto_stays_plain(transport, estimate):
+                writer = None
             plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
             why = "not requested" if compression == "none" or plain is None else \
                 plain_reason(None, transport, plain[1])
@@ -259,6 +262,14 @@ def _dumps(
     if t0 is not None:
         _observe_encoded("dumps", enc, req.transport, len(out), t0)
     return out
+
+
+def _auto_stays_plain(transport: str, estimate: int | None) -> bool:
+    """Whether ``compression="auto"`` leaves the value uncompressed, known before it is encoded: the transport
+    stays on this host, or the format's size estimate is under what compression pays for."""
+    if BANDWIDTH.get(transport) is None:
+        return True
+    return estimate is not None and plain_reason(None, transport, estimate) is not None
 
 
 def _dumps_stamped(obj: Any, req: Request, checksum: Any, t0: int | None) -> tuple[bytes | None, Decision | None]:

@@ -746,7 +746,24 @@ def renames(name: str, from_version: int, to_version: int | None = None, *,
     Only :func:`rename` and :func:`drop` steps move a column; a column no step
     names keeps its name (a :func:`step` function is taken to keep the names it
     leaves). What a reader uses to carry notes about the written columns (their
-    pandas dtypes, say) over to the migrated table.
+    pandas dtypes, say) over to the migrated table. Upgrades only: a
+    ``to_version`` at or below ``from_version`` moves nothing.
+
+    Parameters
+    ----------
+    name : str
+        The registered schema.
+    from_version : int
+        The version the table was written at.
+    to_version : int, optional
+        Where the upgrade ends (default: the newest registered).
+    registry : Registry, optional
+        Default: the process-wide one.
+
+    Returns
+    -------
+    dict
+        Each original column name a step moved, to its name after the upgrade (None: dropped).
 
     Examples
     --------
@@ -761,14 +778,28 @@ def renames(name: str, from_version: int, to_version: int | None = None, *,
     current = reg.get(name)
     target = current.version if current is not None and to_version is None else to_version or from_version
     moved: dict[str, str | None] = {}
+    fresh: set[str] = set()  # names of columns the steps added: renaming or dropping one moves no original
     for v in range(from_version, target):
         for s in reg.steps(name, v):
-            if s.kind not in ("rename", "drop"):
-                continue
-            new = s.args[1] if s.kind == "rename" else None
-            was = next((k for k, at in moved.items() if at == s.args[0]), s.args[0])
-            moved[was] = new
+            if s.kind == "add":
+                fresh.add(s.args[0])
+            elif s.kind in ("rename", "drop"):
+                _move(moved, fresh, s.args[0], s.args[1] if s.kind == "rename" else None)
     return moved
+
+
+def _move(moved: dict[str, str | None], fresh: set[str], name: str, new: str | None) -> None:
+    """The column now called ``name`` is called ``new`` (None: dropped), in :func:`renames`' records."""
+    if name in fresh:
+        fresh.discard(name)
+        if new is not None:
+            fresh.add(new)
+        return
+    holder = next((orig for orig, at in moved.items() if at == name), None)
+    if holder is None and name not in moved:
+        holder = name  # an original column no step has moved yet
+    if holder is not None:
+        moved[holder] = new
 
 
 # ------------------------------------------------------------------ validation
