@@ -179,3 +179,16 @@ def test_a_nested_arrow_dtype_column_loads_back_as_itself(make):
     back = tether.loads(tether.dumps(df))
     assert back.dtypes["a"] == df.dtypes["a"] and back.dtypes["n"] == df.dtypes["n"]
     pd.testing.assert_frame_equal(back, df)
+
+
+def test_rows_read_as_a_table_warn_when_their_datetimes_are_in_several_zones():
+    import datetime as dt
+
+    rows = [{"a": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)}, {"a": dt.datetime(2020, 1, 1, 12)}]
+    frame = tether.dumps(rows, format="etf")
+    with pytest.warns(tether.LossyConversionWarning, match=r"Column 'a' row 1: .* naive time read as an instant"):
+        tether.loads(frame, into="arrow")
+    same = [{"a": dt.datetime(2020, 1, d, tzinfo=dt.timezone.utc)} for d in (1, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tether.loads(tether.dumps(same, format="etf"), into="arrow")

@@ -248,6 +248,8 @@ def _column(name: str, values: list, kinds: set, strict: bool, nulls: bool, dept
         arr = pa.array(values)
         if strict:
             _check_zones(name, values, arr, nulls)
+        else:
+            _warn_zones(name, values)
         return arr
     if kinds == {decimal.Decimal}:
         arr = pa.array(values)
@@ -286,6 +288,19 @@ def _time_column(name: str, values: list, strict: bool) -> pa.Array:
                "Send datetimes when the zone matters.", strict)
         values = [v if v is None else v.replace(tzinfo=None) for v in values]
     return pa.array(values, pa.time64("us"))
+
+
+def _warn_zones(name: str, values: list) -> None:
+    """Say so when a column's datetimes are in several zones (naive counts as one): Arrow keeps one zone per
+    column, so the others come back in the first one's, and a naive one as an instant in it."""
+    first = next((v for v in values if v is not None), None)
+    row = next((i for i, v in enumerate(values) if v is not None and v.tzinfo != first.tzinfo), -1)
+    if row >= 0:
+        _lossy(name, row, f"datetime {values[row]} is in another time zone than row "
+               f"{values.index(first)}'s ({first.tzinfo!r}); Arrow keeps one zone per column, so it comes back in "
+               "that one" + (", a naive time read as an instant there" if values[row].tzinfo is None
+                             or first.tzinfo is None else ""),
+               "Convert the datetimes to one zone first (.astimezone(zone)), or read with into='pylist'.", False)
 
 
 def _check_zones(name: str, values: list, arr: pa.Array, nulls: bool) -> None:
