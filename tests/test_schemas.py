@@ -287,3 +287,17 @@ def test_a_missing_step_on_the_way_down_is_a_downgrade_error_not_an_unreadable_f
 def test_a_schema_version_outside_what_both_runtimes_keep_is_refused(version):
     with pytest.raises(tether.ValidationError, match=r"version must be an int from 1 to 2147483647"):
         S.Registry().register("big", version, pa.schema([("a", pa.int64())]))
+
+
+@pytest.mark.parametrize("small, wide", [("uint8", "int16"), ("uint16", "int32"), ("uint32", "int64")])
+def test_unsigned_to_a_wider_signed_int_is_a_widening_and_narrows_back_only_when_it_fits(small, wide):
+    reg = S.Registry()
+    reg.register("u", 1, pa.schema([("n", getattr(pa, small)())]))
+    reg.register("u", 2, pa.schema([("n", getattr(pa, wide)())]),
+                 migrations={1: [S.widen("n", getattr(pa, small)(), getattr(pa, wide)())]})
+    top = 2 ** (8 * getattr(pa, small)().byte_width) - 1
+    up = S.migrate(pa.table({"n": pa.array([0, top], getattr(pa, small)())}), "u", 1, registry=reg)
+    assert up.column("n").to_pylist() == [0, top] and up.schema.field("n").type == getattr(pa, wide)()
+    assert S.migrate(up, "u", 2, 1, registry=reg).schema.field("n").type == getattr(pa, small)()
+    with pytest.raises(S.DowngradeError, match="cannot hold"):
+        S.migrate(pa.table({"n": pa.array([-1], getattr(pa, wide)())}), "u", 2, 1, registry=reg)

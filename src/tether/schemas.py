@@ -49,7 +49,8 @@ __all__ = [
 WIDENINGS = {
     ("int8", "int16"), ("int8", "int32"), ("int8", "int64"), ("int16", "int32"), ("int16", "int64"),
     ("int32", "int64"), ("uint8", "uint16"), ("uint8", "uint32"), ("uint8", "uint64"), ("uint16", "uint32"),
-    ("uint16", "uint64"), ("uint32", "uint64"), ("halffloat", "float"), ("halffloat", "double"),
+    ("uint16", "uint64"), ("uint32", "uint64"), ("uint8", "int16"), ("uint8", "int32"), ("uint8", "int64"),
+    ("uint16", "int32"), ("uint16", "int64"), ("uint32", "int64"), ("halffloat", "float"), ("halffloat", "double"),
     ("float", "double"), ("string", "large_string"), ("binary", "large_binary"),
 }
 # Types that differ only in how Arrow lays the values out (offset width, views): a writer's
