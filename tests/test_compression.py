@@ -436,3 +436,26 @@ def test_an_arrow_table_for_the_beam_is_sampled_too():
     table = pa.table({"a": np.repeat(np.arange(100, dtype=np.int64), 10_000)})
     frame = tether.dumps(table, compression="auto", transport="network", bandwidth=10e6, reader="beam")
     assert tether.last_decision().compression == "gzip" and tether.loads(frame).equals(table)
+
+
+def _ramp():
+    return np.arange(1 << 20, dtype=np.float32)  # lz4 finds no repeats (1.00); gzip-1 takes it to about 0.25
+
+
+def _hex():
+    return np.random.default_rng(2).bytes(1 << 20).hex().encode()  # lz4 0.97; an entropy coder halves it
+
+
+@pytest.mark.parametrize("reader, make, codec", [("beam", _ramp, "gzip"), ("python", _hex, "zstd")],
+                         ids=["float-ramp-for-beam", "hex-text"])
+def test_auto_asks_an_entropy_coder_before_giving_up_on_what_lz4_cannot_shrink(reader, make, codec):
+    value = make()
+    frame = tether.dumps(value, compression="auto", transport="network", bandwidth=10e6, reader=reader)
+    decision = tether.last_decision()
+    assert decision.compression == codec, decision.compression_reason
+    assert len(frame) < len(memoryview(value).cast("B")) * 0.6
+    back = tether.loads(frame)
+    assert (back == value).all() if isinstance(value, np.ndarray) else back == value
+    noise = np.random.default_rng(1).bytes(1 << 20)
+    tether.dumps(noise, compression="auto", transport="network", bandwidth=10e6, reader=reader)
+    assert tether.last_decision().compression == "none"

@@ -7,8 +7,11 @@
    they do not shrink below ``GIVE_UP_RATIO``, and, where the payload can be
    byte-shuffled (numeric elements of 2-16 bytes, a reader that unshuffles),
    a small shuffled piece of them does not shrink below ``GIVE_UP_SHUFFLED``
-   either, the payload is incompressible and stays raw; the sampling costs
-   well under a percent of the write.
+   either, and the first sample does not shrink below ``GIVE_UP_SHUFFLED`` with
+   the entropy coder the reader undoes at level 1 (zstd, or gzip for the BEAM:
+   lz4 has no entropy coding, and leaves a float32 ramp or hex text as it is),
+   the payload is incompressible and stays raw; the sampling costs well under
+   a percent of the write.
 4. Otherwise, where the payload can be byte-shuffled, its shuffled samples are
    compressed with lz4 too, and the candidates are timed on them when they
    shrink by :data:`~tether.compression._shuffle.GAIN` more than the plain ones
@@ -203,7 +206,7 @@ def _auto(payload: Any, transport: str, fmt: Any, bandwidth: float | None, reade
     if not samples:
         return none, 0, "payload is produced by a writer and cannot be sampled under memory pressure", 0
     ratios, shuffled, incompressible = _lz4_ratios(samples, size)
-    if incompressible:
+    if incompressible and not _entropy_coded(samples, reader):
         return none, 0, incompressible, 0
     key = (getattr(fmt, "name", None), n.bit_length(), transport, bandwidth, reader, registry.version, size)
     kept = _reuse(key, *ratios)
@@ -227,6 +230,22 @@ def _lz4_ratios(samples: list[Any], size: int) -> tuple[tuple[float, float | Non
         return (ratio, None), None, ""
     shuffled = [shuffle(s, size) for s in samples]
     return (ratio, _ratio(lz4, shuffled, lz4.default_level)), shuffled, ""
+
+
+# Where lz4 finds nothing to take, an entropy coder may still: a float32 ramp lz4 leaves at 1.00, gzip-1
+# takes to 0.25. One sample at the cheapest level of the reader's entropy coder decides.
+ENTROPY_PROBES = ("zstd", "gzip")
+
+
+def _entropy_coded(samples: list[Any], reader: str) -> bool:
+    """Whether the first sample shrinks under ``GIVE_UP_SHUFFLED`` with an entropy coder ``reader`` undoes: as
+    strict as the shuffled probe, so that uniform random floats (zstd-1: about 0.87) still stay raw unmeasured."""
+    readable = READABLE[reader]
+    name = next((c for c in ENTROPY_PROBES if readable is None or c in readable), None)
+    if name is None or name not in registry:
+        return False
+    codec = get(name)
+    return _ratio(codec, samples[:1], min(codec.levels, key=lambda lv: abs(lv - 1))) <= GIVE_UP_SHUFFLED
 
 
 def _measured(samples: list[Any], shuffled: list[Any] | None, ratios: tuple[float, float | None], size: int,
