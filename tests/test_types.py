@@ -374,3 +374,18 @@ def test_the_default_decoder_takes_binary_keys_as_elixirs_does():
         assert tether.loads(frame) == Tag(b"ml", 3)
     finally:
         types.unregister_type("test.BinaryKeyed")
+
+
+@pytest.mark.parametrize("version", [0, -1])
+def test_a_version_below_one_is_named_as_no_writers(version):
+    @dataclass
+    class V:
+        a: int
+
+    types.register_type(V, name="test.VersionFloor", version=2, migrations={1: lambda w: w})
+    try:
+        frame = tether.dumps(types.wire("test.VersionFloor", version, {"a": 1}), format="etf")
+        with pytest.raises(types.TypeVersionError, match=r"version -?\d, which no writer makes"):
+            tether.loads(frame)
+    finally:
+        types.unregister_type("test.VersionFloor")

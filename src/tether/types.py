@@ -558,6 +558,12 @@ def from_wire(d: dict) -> Any:
     if spec is None:
         log.debug("type %s version %d is not registered here: kept as a map", name, version)
         return d
+    if version < 1:
+        raise TypeVersionError(
+            f"Type {name} arrived at version {version}, which no writer makes (versions start at 1): the value "
+            "was forged or damaged on its way. Send it again from a tether writer.",
+            name, version, spec.version,
+        )
     if version > spec.version:
         raise TypeVersionError(
             f"Type {name} arrived at version {version}; this reader knows up to version {spec.version} "
