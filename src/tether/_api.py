@@ -12,7 +12,7 @@ import functools
 from typing import Any, Mapping, Sequence
 
 from . import _transport, compression, formats, frame, memory
-from ._buffers import as_view
+from ._buffers import as_view, read_view
 from ._errors import DecodeError, TetherError, UnsupportedFormatError, ValidationError
 from ._limits import Limits, get_limits
 from ._request import READERS, Request, check_format, check_options
@@ -473,10 +473,10 @@ def loads(
     ([1], 'load')
     """
     t0 = _start()
+    mv, recheck = read_view(buf)
     if t0 is None:
-        value, header, meta = decode_frame(as_view(buf), into, copy, allow_pickle, verify, options)
+        value, header, meta = decode_frame(mv, into, copy, allow_pickle, verify, options)
     else:
-        mv = as_view(buf)
         try:
             value, header, meta = decode_frame(mv, into, copy, allow_pickle, verify, options)
         except TetherError as exc:
@@ -487,6 +487,8 @@ def loads(
         flags = _add_frame("loads", "memory", mv, header, t0)
         if flags or into is not None or copy:
             _after_read(flags, formats.registry.by_id[header.format_id].name, into, copy, header.raw_length, t0)
+    if recheck is not None:
+        recheck()  # a region's frame, rewritten while it was decoded or copied, is not returned
     return (value, _info(header, meta)) if with_info else value
 
 

@@ -87,6 +87,27 @@ def text_offsets(offsets: Any, data: Any, start: int, length: int, wide: bool) -
     return None if check is None else check(offsets, data, start, length, wide)
 
 
+def read_view(buf: Any) -> tuple[memoryview, Callable[[], None] | None]:
+    """:func:`as_view` of ``buf``, and for a shared-memory region the check to run once the frame is read.
+
+    A region's frame can be rewritten by a writer that reuses the region while
+    a reader decodes or copies it; the check raises ``RegionError`` when that
+    happened, so a torn read is never returned.
+
+    Examples
+    --------
+    >>> view, recheck = read_view(b"ab")
+    >>> view.nbytes, recheck is None
+    (2, True)
+    """
+    if type(buf) is not bytes:
+        read = getattr(buf, "__tether_read__", None)
+        if read is not None:
+            view, recheck = read()
+            return as_view(view), recheck
+    return as_view(buf), None
+
+
 def as_view(buf: Any) -> memoryview:
     """A flat byte view of a frame buffer (bytes, mmap, memoryview, a shared-memory region...).
 

@@ -16,8 +16,10 @@ Layout (all integers little-endian)::
 
 A slot's ``seq`` is a seqlock: odd while its frame is being written, even
 once committed, 0 when unused. Readers copy the slot, accept only an even
-non-zero seq, and re-check it after reading the frame header: a frame is
-never returned while it is being (re)written.
+non-zero seq, and check it again once the frame is read (``tether.loads``
+decodes, and copies with ``copy=True``, between the two): a frame rewritten
+meanwhile is a ``RegionError``, never a torn value. A zero-copy view read
+after that can still see a later writer's bytes (the README says when).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import memory, metrics
 from .._files import NotRegularFile, open_regular
@@ -833,6 +835,22 @@ class Region:
 
     def __tether_buffer__(self) -> memoryview:
         return self.view()
+
+    def __tether_read__(self) -> tuple[memoryview, Callable[[], None]]:
+        """The newest frame's view, and a check to run once it has been read (decoded, copied): a writer
+        that reuses the region may rewrite the frame meanwhile, and what was read then is not returned."""
+        self._check_size()
+        ref = self._latest()
+        view = self.view(ref)
+
+        def recheck() -> None:
+            if self._slot(ref.slot)[2] != ref.seq:
+                raise RegionError(
+                    f"Frame in slot {ref.slot} of {self.name} was rewritten while it was read (a writer reused the "
+                    "region): what was read is not returned. Read it again, and release a region to its writer "
+                    "only once its readers are done.")
+
+        return view, recheck
 
     def __iter__(self) -> Iterator[FrameRef]:
         return iter(self.frames())
