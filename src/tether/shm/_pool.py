@@ -132,8 +132,9 @@ class RegionPool:
         Under memory pressure a new region is not prefaulted (the warm ones
         were trimmed when pressure started: :func:`tether.memory.relieve`).
         """
-        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
-            raise ValidationError(f"RegionPool.acquire needs the bytes of frames to hold, an int ≥ 0; got {nbytes!r}.")
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or not 0 <= nbytes <= 1 << 62:
+            raise ValidationError(f"RegionPool.acquire needs the bytes of frames to hold, an int from 0 to 2**62; "
+                                  f"got {nbytes!r}.")
         pressure = "memory_pressure" in memory.check()
         with self._lock:
             self.stats.acquired += 1

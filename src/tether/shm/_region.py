@@ -427,8 +427,8 @@ class Region:
         ...     os.path.dirname(region.path) == d, region.capacity
         (True, 69632)
         """
-        if type(size) is not int or size <= 0:
-            raise ValidationError(f"Region size must be a positive int, got {size!r}.")
+        if type(size) is not int or not 0 < size <= _MAX_RESERVE:
+            raise ValidationError(f"Region size must be a positive int up to 2**62, got {size!r}.")
         total = _round(HEADER_SIZE + size, PAGE)
         name = name or _new_name()
         fd, path = _open_region_file(name, directory, sealed)
@@ -696,10 +696,19 @@ class Region:
         return FrameRef(slot, off, length, seq + 1)
 
     def release(self, ref: FrameRef | int) -> None:
-        """Drop a committed frame; when no frame is left, the space is reused from the start."""
+        """Drop a committed frame; when no frame is left, the space is reused from the start.
+
+        A :class:`FrameRef` releases only the frame it names: one whose slot
+        holds another frame by now (released, and the slot reused) is a
+        :class:`RegionError`, not the newer frame dropped.
+        """
         slot = _check_slot(ref.slot if isinstance(ref, FrameRef) else ref)
+        self._need_writable("release frames of")
         mm = self._mm
         off, length, seq = self._slot(slot)
+        if isinstance(ref, FrameRef) and (seq, off, length) != (ref.seq, ref.offset, ref.length):
+            raise RegionError(f"Slot {slot} of {self.name} no longer holds that frame (released, and the slot "
+                              "used again): nothing was released. Release a frame once, by its newest FrameRef.")
         _SLOT.pack_into(mm, 64 + slot * SLOT_SIZE, 0, 0, 0, 0)
         if not any(slot[2] for slot in self._slots()):
             struct.pack_into("<Q", mm, 48, HEADER_SIZE)
@@ -707,11 +716,19 @@ class Region:
 
     def reset(self) -> None:
         """Release every frame and reuse the region from the start (pool reuse)."""
+        self._need_writable("reset")
         mm = self._mm
         mm[64:HEADER_SIZE] = bytes(HEADER_SIZE - 64)
         struct.pack_into("<Q", mm, 48, HEADER_SIZE)
         struct.pack_into("<QQ", mm, 24, os.getpid(), proc_start_time(os.getpid()))
         self._bump_generation()
+
+    def _need_writable(self, what: str) -> None:
+        """A RegionError, saying so, for a write to a region attached read-only."""
+        self._mm  # a closed region is a RegionError first
+        if not self._writable:
+            raise RegionError(f"Cannot {what} region {self.name}: it is attached read-only. Its owner (the "
+                              "process that created it) writes it; attach with readonly=False to write it from here.")
 
     def _free_slot(self) -> int:
         for i, slot in enumerate(self._slots()):
@@ -726,8 +743,9 @@ class Region:
         (a full filesystem is then a :class:`RegionError` saying what to do);
         when the file cannot grow, the region is left as it was.
         """
-        if type(size) is not int or size < 0:
-            raise ValidationError(f"grow takes a size in bytes, a non-negative int; got {size!r}.")
+        if type(size) is not int or not 0 <= size <= _MAX_RESERVE:
+            raise ValidationError(f"grow takes a size in bytes, a non-negative int up to 2**62; got {size!r}.")
+        self._need_writable("grow")
         total = _round(HEADER_SIZE + size, PAGE)
         mapped = len(self._mm)  # self._mm: a closed region is a RegionError
         if total <= mapped:

@@ -1,0 +1,53 @@
+"""Region misuse from the shared-memory trial: each is a typed error that says what to do, and changes nothing.
+
+A stale FrameRef released the newer frame in its slot; sizes past 2**62 raised
+struct.error or OverflowError; writing through a read-only attachment raised
+TypeError, or an unhelpful "Invalid argument".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import tether
+from tether.shm import Region, RegionPool
+
+
+def test_a_stale_frame_ref_releases_nothing():
+    with Region.create(1 << 16) as region:
+        first = tether.dump_into("first", region)
+        region.release(first)
+        second = tether.dump_into("second", region)
+        assert second.slot == first.slot
+        with pytest.raises(tether.RegionError, match="no longer holds that frame"):
+            region.release(first)
+        assert tether.loads(region) == "second"
+        region.release(second)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: Region.create(2**70), lambda: Region.create(2**63),
+    lambda: RegionPool(sweep=False).acquire(2**70),
+], ids=["create-2**70", "create-2**63", "acquire-2**70"])
+def test_sizes_past_what_a_file_takes_are_validation_errors(call):
+    with pytest.raises(tether.ValidationError, match="2\\*\\*62"):
+        call()
+
+
+def test_growing_past_what_a_file_takes_is_a_validation_error():
+    with Region.create(1 << 16) as region, pytest.raises(tether.ValidationError, match="2\\*\\*62"):
+        region.grow(2**70)
+
+
+@pytest.mark.parametrize("write", [lambda r: r.reset(), lambda r: r.release(0), lambda r: r.grow(1 << 20)],
+                         ids=["reset", "release", "grow"])
+def test_writing_through_a_read_only_attachment_says_so(write):
+    with Region.create(1 << 16) as region:
+        tether.dump_into("kept", region)
+        reader = Region.attach(region.name)
+        try:
+            with pytest.raises(tether.RegionError, match="attached read-only"):
+                write(reader)
+        finally:
+            reader.close()
+        assert tether.loads(region) == "kept"
