@@ -7,6 +7,8 @@ TypeError, or an unhelpful "Invalid argument".
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import tether
@@ -51,3 +53,33 @@ def test_writing_through_a_read_only_attachment_says_so(write):
         finally:
             reader.close()
         assert tether.loads(region) == "kept"
+
+
+def test_a_forked_child_gets_a_region_of_its_own_and_leaves_its_parents_alone():
+    import multiprocessing as mp
+
+    pool = RegionPool(max_regions=1, sweep=False)
+    region = pool.acquire(1 << 16)
+    tether.dump_into("parent's", region)
+    pool.release(region)  # warm in the pool
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+
+    def child():
+        mine = pool.acquire(1 << 16)
+        out.put((mine.name, region.created))
+        with region:  # the parent's: a child's with-block must not remove it
+            pass
+        mine.close()
+        mine.unlink()
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    name, created_in_child = out.get(timeout=60)
+    proc.join(60)
+    try:
+        assert name != region.name and created_in_child is False
+        assert os.path.exists(region.path) and pool.acquire(1 << 16) is region  # still the parent's, and warm
+    finally:
+        pool.release(region)
+        pool.close()

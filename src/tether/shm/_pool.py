@@ -22,6 +22,18 @@ from ._region import HEADER_SIZE, SHM_DIR, Region, gc, live_stats
 POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
 
 
+def _empty_after_fork() -> None:
+    """A forked child's pools start empty: their warm regions are the parent's, and handing one out here let
+    two processes write one region (a child read its parent's frame for its own)."""
+    for pool in list(POOLS):
+        pool._free = []
+        pool._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_empty_after_fork)
+
+
 def pool_stats() -> dict[str, Any]:
     """Warm regions and bytes, acquires, hits and hit rate, and bytes trimmed, over every live pool.
 

@@ -303,8 +303,8 @@ def live_stats() -> dict[str, Any]:
         m = region._map
         if region._closed or m is None:
             continue
-        owned += region._owner
-        attached += not region._owner
+        owned += region.created
+        attached += not region.created
         mappings[id(m)] = m.size
     with _attached_lock:
         cached = [entry.mapping for entry in _ATTACHED.values()]
@@ -364,7 +364,8 @@ class Region:
         self.path = path
         self._fd = fd
         self._writable = writable
-        self._owner = owner
+        # The creating process: a child forked from it holds the object too, and must not remove the file.
+        self._owner = os.getpid() if owner else 0
         # An attachment through the cache uses its mapping and fd; close() leaves them to it.
         self._shared = shared
         self._map: _Mapping | None = shared.mapping if shared is not None else _Mapping(fd, size, writable)
@@ -546,7 +547,7 @@ class Region:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-        if self._owner:
+        if self.created:
             self.unlink()
 
     def __del__(self) -> None:
@@ -600,7 +601,8 @@ class Region:
 
     @property
     def created(self) -> bool:
-        """Whether this process created the region (:meth:`create`), rather than attached to it.
+        """Whether this process created the region (:meth:`create`), rather than attached to it (or inherited
+        it through ``fork``: a child's ``with region:`` does not remove its parent's file).
 
         Examples
         --------
@@ -610,7 +612,7 @@ class Region:
         ((True, True), (False, False))
         >>> a.close(); r.close(); r.unlink()
         """
-        return self._owner
+        return self._owner == os.getpid()
 
     @property
     def writable(self) -> bool:
