@@ -83,3 +83,17 @@ def test_a_forked_child_gets_a_region_of_its_own_and_leaves_its_parents_alone():
     finally:
         pool.release(region)
         pool.close()
+
+
+def test_a_region_pickled_to_another_process_arrives_attached_read_only():
+    import multiprocessing as mp
+
+    with Region.create(1 << 16) as region:
+        tether.dump_into([1, 2, 3], region)
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1) as workers:
+            assert workers.apply(_read_region, (region,)) == ([1, 2, 3], False)
+
+
+def _read_region(region):
+    return tether.loads(region), region.writable

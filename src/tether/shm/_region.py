@@ -853,6 +853,11 @@ class Region:
             raise RegionError(f"Frame in slot {ref.slot} of {self.name} changed while being read.")
         return view
 
+    def __reduce__(self) -> tuple:
+        """Pickled (to another process: a ``multiprocessing`` queue or a spawned child), a region is attached
+        there again by its path, read-only; the mapping itself cannot travel."""
+        return _attach_read_only, (self.path,)
+
     def __tether_buffer__(self) -> memoryview:
         return self.view()
 
@@ -877,6 +882,10 @@ class Region:
 
 
 _MAX_RESERVE = 1 << 62
+
+
+def _attach_read_only(path: str) -> Region:
+    return Region.attach(path)
 
 
 def _check_slot(slot: Any) -> int:
