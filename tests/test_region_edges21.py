@@ -97,3 +97,15 @@ def test_a_region_pickled_to_another_process_arrives_attached_read_only():
 
 def _read_region(region):
     return tether.loads(region), region.writable
+
+
+def test_a_pool_region_for_an_arrays_bytes_holds_its_frame_without_growing():
+    import numpy as np
+
+    value = np.ones(1 << 19)  # 4 MiB
+    with RegionPool(max_regions=1, prefault=False, sweep=False) as pool:
+        region = pool.acquire(value.nbytes)
+        capacity = region.capacity
+        tether.dump_into(value, region)
+        assert region.capacity == capacity < value.nbytes * 1.07  # it doubled at this write before
+        pool.release(region)

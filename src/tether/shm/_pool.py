@@ -20,6 +20,22 @@ from ._region import HEADER_SIZE, SHM_DIR, Region, gc, live_stats
 
 # Every live pool, for tether.memory: its stats and its trimming under pressure.
 POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
+# What a frame adds to the payload it holds (header, metadata, alignment): acquire(arr.nbytes) makes room for it,
+# where a region of exactly arr.nbytes doubled at the first dump_into.
+FRAME_ROOM = 4096
+
+
+def pool_size(want: int) -> int:
+    """A pool region's size for ``want`` bytes: rounded up to a sixteenth of its power of two, so that close sizes
+    share regions while no more than about 6 % is wasted (a power of two took 8 MiB + 4 KiB for 4 MiB + 1 byte).
+
+    Examples
+    --------
+    >>> pool_size(4 << 20), pool_size((4 << 20) + 1) - (4 << 20), pool_size(100)
+    (4194304, 262144, 4096)
+    """
+    step = max(4096, 1 << max(want.bit_length() - 5, 0))
+    return -(-want // step) * step
 
 
 def _empty_after_fork() -> None:
@@ -100,7 +116,8 @@ class RegionPool:
         when the pool starts (:func:`tether.shm.gc`'s rule: only files that are
         regions, only this user's, and only in ``directory``).
     min_size : int
-        Smallest region created; sizes round up to a power of two.
+        Smallest region created; sizes round up to a sixteenth of their power of two (at most about 6 %
+        more than asked), with room for a frame's header and metadata (``FRAME_ROOM``).
     directory : str or os.PathLike, default "/dev/shm"
         Where the pool's regions go (:meth:`Region.create`), and what ``sweep`` cleans.
 
@@ -150,7 +167,7 @@ class RegionPool:
         pressure = "memory_pressure" in memory.check()
         with self._lock:
             self.stats.acquired += 1
-            fits = [r for r in self._free if r.capacity - HEADER_SIZE >= nbytes]
+            fits = [r for r in self._free if r.capacity - HEADER_SIZE >= nbytes + FRAME_ROOM]
             region = min(fits, key=lambda r: r.capacity) if fits else None
             if region is not None:
                 self._free.remove(region)
@@ -161,7 +178,7 @@ class RegionPool:
             region.reset()
             memory.recheck_budgets(grew=False)  # fewer warm bytes: a pool_bytes alert may clear
             return region
-        size = max(self.min_size, 1 << (max(nbytes, 1) - 1).bit_length())
+        size = max(self.min_size, pool_size(nbytes + FRAME_ROOM))
         prefault = self.prefault and not pressure
         if self.prefault and pressure:
             memory.decide("pool", f"did not prefault a new region of {size} B: memory pressure", size=size)
