@@ -560,8 +560,9 @@ def from_wire(d: dict) -> Any:
         return d
     if version < 1:
         raise TypeVersionError(
-            f"Type {name} arrived at version {version}, which no writer makes (versions start at 1): the value "
-            "was forged or damaged on its way. Send it again from a tether writer.",
+            f"Type {name} arrived at version {version}, which no writer makes (versions start at 1; this reader "
+            f"knows {spec.oldest_readable} to {spec.version}): the value was forged or damaged on its way. Send it "
+            "again from a tether writer.",
             name, version, spec.version,
         )
     if version > spec.version:
