@@ -156,7 +156,7 @@ def test_unrepresentable_columns_fall_back_with_warning():
     assert d.format == "etf" and d.fallback_from == "arrow" and "pos" in d.reason
     huge = {"n": [2**70] * 300}
     with pytest.warns(tether.FallbackWarning, match="beyond 64 bits"):
-        assert roundtrip(huge, transport="network") == huge  # columns go to Arrow only when leaving the host
+        assert roundtrip(huge) == huge
 
 
 def test_lossy_inference_warns_with_column_and_row():

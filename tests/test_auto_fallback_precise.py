@@ -197,7 +197,7 @@ DATETIME = {Atom("__struct__"): Atom("Elixir.DateTime"), Atom("year"): 2024, Ato
                                           ({Atom("__struct__"): Atom("Elixir.MyApp.User"), Atom("id"): 1}, "without __struct__")])
 def test_a_column_of_structs_is_refused_as_structs_not_for_its_keys(struct, back):
     value = {"at": [None] + [struct] * N}
-    frame, warned = fallbacks(value, transport="network")  # list columns go to Arrow leaving the host
+    frame, warned = fallbacks(value)
     message = str(warned[0].message)
     assert f"Column 'at' row 1: an Elixir struct ({struct[Atom('__struct__')]}" in message and back in message
     assert "is not a str" not in message

@@ -24,7 +24,7 @@ from tether.formats import arrow as arrow_format
 
 pd = pytest.importorskip("pandas")
 
-N = 300  # over the 256 rows from which columnar Python data goes to Arrow (list columns: leaving the host)
+N = 300  # over the 256 rows from which columnar Python data goes to Arrow
 UTC, TOKYO = dt.timezone.utc, zoneinfo.ZoneInfo("Asia/Tokyo")
 
 
@@ -119,7 +119,7 @@ def test_pandas_labels_arrow_restores_stay_arrow(columns):
 ], ids=["bytes", "nested-bytes", "one-zone", "zoneinfo-utc", "fixed-offset", "naive", "decimal-one-scale", "maps",
         "numpy-U", "numpy-S", "big-endian", "NaT", "NaT-timedelta", "object-ints", "object-lists"])
 def test_columns_arrow_keeps_exactly(value):
-    back, fmt = exact(value, transport="network")  # list columns go to Arrow where the frame leaves the host
+    back, fmt = exact(value)
     assert fmt == "arrow"
     same(value, back)
 
@@ -145,7 +145,7 @@ def test_rows_with_bytes_leaving_the_host_stay_bytes():
         "map-keys-differ", "bytes-keys", "atom-keys"])
 def test_columns_arrow_would_change_fall_back(column, match):
     value = {"c": column, "n": list(range(N))}
-    back = fallen_back(value, rf"Column 'c'.*{match}", transport="network")
+    back = fallen_back(value, rf"Column 'c'.*{match}")
     same(value, back)
 
 
@@ -227,7 +227,7 @@ def test_named_fixed_offset_stays_arrow_with_an_equal_zone():
     """Arrow names the zone "+09:00": the display name "JST" is lost, but the zone compares equal (and etf
     would shift the value to UTC, with a LossyConversionWarning)."""
     zone = dt.timezone(dt.timedelta(hours=9), "JST")
-    back, fmt = exact({"c": [dt.datetime(2020, 1, 1, tzinfo=zone)] * N}, transport="network")
+    back, fmt = exact({"c": [dt.datetime(2020, 1, 1, tzinfo=zone)] * N})
     assert fmt == "arrow" and back["c"][0].tzinfo == zone and back["c"][0].utcoffset() == zone.utcoffset(None)
 
 

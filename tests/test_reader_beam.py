@@ -375,9 +375,7 @@ def test_auto_keeps_python_rows_and_columns_etf_for_the_beam(transport):
         frame = tether.dumps(value, reader="beam", transport=transport)
         assert tether.inspect(frame).format == "etf" and tether.loads(frame) == value
     assert tether.inspect(tether.dumps(pa.table(columns), reader="beam", transport=transport)).format == "arrow"
-    # Python readers: Arrow where the frame leaves the host; in memory etf round-trips list columns faster.
-    assert tether.inspect(tether.dumps(columns, transport=transport)).format == (
-        "etf" if transport == "memory" else "arrow")
+    assert tether.inspect(tether.dumps(columns, transport=transport)).format == "arrow"  # Python readers
 
 
 def test_a_beam_stream_of_row_chunks_stays_etf_whatever_their_length():

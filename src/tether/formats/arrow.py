@@ -51,10 +51,9 @@ from ._base import DecodeContext, EncodeContext, Format, Payload
 # Below this many rows columnar data stays etf: measured in `tether bench`,
 # ETF is faster than building an Arrow table for small data.
 AUTO_MIN_ROWS = 256
-# Lists of dicts, and dicts of list columns, go to Arrow only when the frame leaves the host (LEAVING): in
-# memory ETF round-trips rows 1.7-4x faster at every size measured (16 to 262,144 rows), while Arrow frames
-# are about half the size; columns of lists 2.3-11x faster (256 to 100,000 rows, back as lists; read
-# into="pandas", Arrow's frame is faster from about 10,000 rows: 0.57x at 100,000, the reader's choice).
+# Lists of dicts go to Arrow only when the frame leaves the host (LEAVING):
+# in memory ETF round-trips rows 1.7-4x faster at every size measured (16 to
+# 262,144 rows), while Arrow frames are about half the size.
 IPC_CODECS = ("lz4", "zstd")
 
 # Under memory pressure Arrow's own compression works on record batches of about this many bytes:
@@ -183,8 +182,8 @@ class ArrowFormat(Format):
         if shape is None or shape[1] < AUTO_MIN_ROWS:
             return None
         what, rows = shape
-        if transport not in LEAVING and (what == "list of dicts" or _lists_only(obj)):
-            return None  # on this host etf round-trips Python lists faster at every size (above)
+        if what == "list of dicts" and transport not in LEAVING:
+            return None
         return f"{what} with {rows} rows (columnar; ≥ {AUTO_MIN_ROWS} rows go to Arrow)", None
 
     def auto_pick_for(self, obj: Any, transport: str, reader: str) -> tuple[str, int | None] | None:
@@ -385,11 +384,6 @@ def _migrated(table: pa.Table, type_info: dict[str, Any], ctx: DecodeContext) ->
     moved = schemas.renames(info["name"], info["version"], registry=ctx.options.get("registry")) \
         if isinstance(info.get("name"), str) and type(info.get("version")) is int else {}
     return _pandas_form.follow(table, type_info, written, moved)
-
-
-def _lists_only(obj: Any) -> bool:
-    """A dict whose columns are all lists (no NumPy arrays, which etf cannot hold)."""
-    return type(obj) is dict and all(type(col) is list for col in obj.values())
 
 
 def _etf_takes(obj: Any) -> bool:
