@@ -9,7 +9,7 @@ the same steps backwards.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import _transport, compression, formats, frame, memory
 from ._buffers import as_view, read_view
@@ -474,6 +474,8 @@ def loads(
     """
     t0 = _start()
     mv, recheck = read_view(buf)
+    if recheck is not None:
+        return _loads_region(mv, recheck, into, copy, allow_pickle, verify, options, with_info)
     if t0 is None:
         value, header, meta = decode_frame(mv, into, copy, allow_pickle, verify, options)
     else:
@@ -487,9 +489,27 @@ def loads(
         flags = _add_frame("loads", "memory", mv, header, t0)
         if flags or into is not None or copy:
             _after_read(flags, formats.registry.by_id[header.format_id].name, into, copy, header.raw_length, t0)
-    if recheck is not None:
-        recheck()  # a region's frame, rewritten while it was decoded or copied, is not returned
     return (value, _info(header, meta)) if with_info else value
+
+
+def _loads_region(mv: memoryview, recheck: Callable[[], None], into: str | None, copy: bool, allow_pickle: bool,
+                  verify: bool, options: Mapping[str, Any] | None, with_info: bool) -> Any:
+    """:func:`loads` of a shared-memory region's frame, which a writer reusing the region may rewrite meanwhile.
+
+    With ``copy=True`` the frame is copied out first and everything is read from the copy: a parser (pyarrow's)
+    never meets bytes that change under it, which crashed the process, and a rewrite shows as the copy failing
+    its checks, or as the slot's seqlock moving. Either way nothing torn is returned: a ``RegionError``.
+    Counted by the metrics as a ``loads`` of bytes is.
+    """
+    source = memoryview(bytes(mv)) if copy else mv
+    try:
+        value = loads(source, into=into, copy=copy, allow_pickle=allow_pickle, verify=verify, options=options,
+                      with_info=with_info)
+    except TetherError as exc:
+        recheck()  # a rewrite explains the error better than the checksum it broke
+        raise exc
+    recheck()  # a frame rewritten while it was read is not returned
+    return value
 
 
 def _after_read(flags: int | None, fmt: str, into: str | None, copy: bool, nbytes: int, t0: float) -> None:

@@ -16,10 +16,12 @@ Layout (all integers little-endian)::
 
 A slot's ``seq`` is a seqlock: odd while its frame is being written, even
 once committed, 0 when unused. Readers copy the slot, accept only an even
-non-zero seq, and check it again once the frame is read (``tether.loads``
-decodes, and copies with ``copy=True``, between the two): a frame rewritten
-meanwhile is a ``RegionError``, never a torn value. A zero-copy view read
-after that can still see a later writer's bytes (the README says when).
+non-zero seq, and check it again once the frame is read: ``tether.loads``
+with ``copy=True`` copies the frame out between the two and reads the copy,
+so a frame rewritten meanwhile is a ``RegionError``, never a torn value. A
+zero-copy read (``copy=False``) parses the region's own bytes: a writer
+reusing the region then can change them under the parser (pyarrow's can
+crash), so read with ``copy=True`` where a writer may reuse it.
 """
 
 from __future__ import annotations
