@@ -186,7 +186,7 @@ def test_rows_read_as_a_table_warn_when_their_datetimes_are_in_several_zones():
 
     rows = [{"a": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)}, {"a": dt.datetime(2020, 1, 1, 12)}]
     frame = tether.dumps(rows, format="etf")
-    with pytest.warns(tether.LossyConversionWarning, match=r"Column 'a' row 1: .* naive time read as an instant"):
+    with pytest.warns(tether.LossyConversionWarning, match=r"Column 'a' row 1: .* naive time taken as an instant"):
         tether.loads(frame, into="arrow")
     same = [{"a": dt.datetime(2020, 1, d, tzinfo=dt.timezone.utc)} for d in (1, 2)]
     with warnings.catch_warnings():

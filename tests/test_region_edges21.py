@@ -32,7 +32,7 @@ def test_a_stale_frame_ref_releases_nothing():
     lambda: RegionPool(sweep=False).acquire(2**70),
 ], ids=["create-2**70", "create-2**63", "acquire-2**70"])
 def test_sizes_past_what_a_file_takes_are_validation_errors(call):
-    with pytest.raises(tether.ValidationError, match="2\\*\\*62"):
+    with pytest.raises(tether.ValidationError, match="2\\*\\*6[12]"):
         call()
 
 
@@ -41,8 +41,8 @@ def test_growing_past_what_a_file_takes_is_a_validation_error():
         region.grow(2**70)
 
 
-@pytest.mark.parametrize("write", [lambda r: r.reset(), lambda r: r.release(0), lambda r: r.grow(1 << 20)],
-                         ids=["reset", "release", "grow"])
+@pytest.mark.parametrize("write", [lambda r: r.reset(), lambda r: r.release(0), lambda r: r.grow(1 << 20),
+                                   lambda r: r.prefault()], ids=["reset", "release", "grow", "prefault"])
 def test_writing_through_a_read_only_attachment_says_so(write):
     with Region.create(1 << 16) as region:
         tether.dump_into("kept", region)
@@ -85,18 +85,20 @@ def test_a_forked_child_gets_a_region_of_its_own_and_leaves_its_parents_alone():
         pool.close()
 
 
-def test_a_region_pickled_to_another_process_arrives_attached_read_only():
-    import multiprocessing as mp
+def test_a_region_cannot_be_pickled_and_says_what_to_send():
+    import pickle
 
+    with Region.create(1 << 16) as region, pytest.raises(tether.RegionError, match="send its name"):
+        pickle.dumps(region)
+
+
+def test_releasing_a_frame_twice_is_harmless():
     with Region.create(1 << 16) as region:
-        tether.dump_into([1, 2, 3], region)
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(1) as workers:
-            assert workers.apply(_read_region, (region,)) == ([1, 2, 3], False)
-
-
-def _read_region(region):
-    return tether.loads(region), region.writable
+        ref = tether.dump_into("x", region)
+        region.release(ref)
+        region.release(ref)  # the slot is empty: nothing to drop, and nothing else dropped
+        region.reset()
+        region.release(ref)
 
 
 def test_a_pool_region_for_an_arrays_bytes_holds_its_frame_without_growing():
@@ -107,5 +109,5 @@ def test_a_pool_region_for_an_arrays_bytes_holds_its_frame_without_growing():
         region = pool.acquire(value.nbytes)
         capacity = region.capacity
         tether.dump_into(value, region)
-        assert region.capacity == capacity < value.nbytes * 1.07  # it doubled at this write before
+        assert region.capacity == capacity < value.nbytes * 1.01  # it doubled at this write before
         pool.release(region)

@@ -297,9 +297,9 @@ def _warn_zones(name: str, values: list) -> None:
     row = next((i for i, v in enumerate(values) if v is not None and v.tzinfo != first.tzinfo), -1)
     if row >= 0:
         _lossy(name, row, f"datetime {values[row]} is in another time zone than row "
-               f"{values.index(first)}'s ({first.tzinfo!r}); Arrow keeps one zone per column, so it comes back in "
-               "that one" + (", a naive time read as an instant there" if values[row].tzinfo is None
-                             or first.tzinfo is None else ""),
+               f"{values.index(first)}'s ({first.tzinfo!r}); Arrow keeps one zone per column (or none), so it "
+               "comes back as that row's kind: in its zone, a naive time taken as an instant there, or an aware "
+               "one without its zone",
                "Convert the datetimes to one zone first (.astimezone(zone)), or read with into='pylist'.", False)
 
 

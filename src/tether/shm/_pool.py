@@ -25,17 +25,16 @@ POOLS: "weakref.WeakSet[RegionPool]" = weakref.WeakSet()
 FRAME_ROOM = 4096
 
 
-def pool_size(want: int) -> int:
-    """A pool region's size for ``want`` bytes: rounded up to a sixteenth of its power of two, so that close sizes
-    share regions while no more than about 6 % is wasted (a power of two took 8 MiB + 4 KiB for 4 MiB + 1 byte).
+def pool_size(nbytes: int, min_size: int) -> int:
+    """A pool region's size for frames of ``nbytes``: its power of two (at least ``min_size``), so that sizes
+    of one class share warm regions, plus :data:`FRAME_ROOM` for the frame around them.
 
     Examples
     --------
-    >>> pool_size(4 << 20), pool_size((4 << 20) + 1) - (4 << 20), pool_size(100)
-    (4194304, 262144, 4096)
+    >>> pool_size(4 << 20, 1 << 20) - (4 << 20), pool_size((3 << 20) + 1, 1 << 20) - (4 << 20)
+    (4096, 4096)
     """
-    step = max(4096, 1 << max(want.bit_length() - 5, 0))
-    return -(-want // step) * step
+    return max(min_size, 1 << (max(nbytes, 1) - 1).bit_length()) + FRAME_ROOM
 
 
 def _empty_after_fork() -> None:
@@ -116,8 +115,8 @@ class RegionPool:
         when the pool starts (:func:`tether.shm.gc`'s rule: only files that are
         regions, only this user's, and only in ``directory``).
     min_size : int
-        Smallest region created; sizes round up to a sixteenth of their power of two (at most about 6 %
-        more than asked), with room for a frame's header and metadata (``FRAME_ROOM``).
+        Smallest region created; sizes round up to a power of two (so that close sizes share warm
+        regions), plus room for a frame's header and metadata (``FRAME_ROOM``).
     directory : str or os.PathLike, default "/dev/shm"
         Where the pool's regions go (:meth:`Region.create`), and what ``sweep`` cleans.
 
@@ -161,8 +160,8 @@ class RegionPool:
         Under memory pressure a new region is not prefaulted (the warm ones
         were trimmed when pressure started: :func:`tether.memory.relieve`).
         """
-        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or not 0 <= nbytes <= 1 << 62:
-            raise ValidationError(f"RegionPool.acquire needs the bytes of frames to hold, an int from 0 to 2**62; "
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or not 0 <= nbytes <= 1 << 61:
+            raise ValidationError(f"RegionPool.acquire needs the bytes of frames to hold, an int from 0 to 2**61; "
                                   f"got {nbytes!r}.")
         pressure = "memory_pressure" in memory.check()
         with self._lock:
@@ -178,7 +177,7 @@ class RegionPool:
             region.reset()
             memory.recheck_budgets(grew=False)  # fewer warm bytes: a pool_bytes alert may clear
             return region
-        size = max(self.min_size, pool_size(nbytes + FRAME_ROOM))
+        size = pool_size(nbytes, self.min_size)
         prefault = self.prefault and not pressure
         if self.prefault and pressure:
             memory.decide("pool", f"did not prefault a new region of {size} B: memory pressure", size=size)

@@ -710,6 +710,8 @@ class Region:
         self._need_writable("release frames of")
         mm = self._mm
         off, length, seq = self._slot(slot)
+        if seq == 0:
+            return  # released already (twice, or after reset()): nothing to drop
         if isinstance(ref, FrameRef) and (seq, off, length) != (ref.seq, ref.offset, ref.length):
             raise RegionError(f"Slot {slot} of {self.name} no longer holds that frame (released, and the slot "
                               "used again): nothing was released. Release a frame once, by its newest FrameRef.")
@@ -772,6 +774,7 @@ class Region:
 
     def prefault(self) -> int:
         """Fault in every page now; return the bytes made resident."""
+        self._need_writable("prefault")
         mm = self._mm
         n = len(mm)
         advice = getattr(mmap, "MADV_POPULATE_WRITE", 23)
@@ -856,9 +859,10 @@ class Region:
         return view
 
     def __reduce__(self) -> tuple:
-        """Pickled (to another process: a ``multiprocessing`` queue or a spawned child), a region is attached
-        there again by its path, read-only; the mapping itself cannot travel."""
-        return _attach_read_only, (self.path,)
+        """A region cannot be pickled (its mapping cannot travel, and copies would attach silently): say what
+        to send instead."""
+        raise RegionError(f"A Region cannot be pickled: send its name ({self.name!r}) to the other process, and "
+                          "open it there with tether.shm.Region.attach(name).")
 
     def __tether_buffer__(self) -> memoryview:
         return self.view()
@@ -884,10 +888,6 @@ class Region:
 
 
 _MAX_RESERVE = 1 << 62
-
-
-def _attach_read_only(path: str) -> Region:
-    return Region.attach(path)
 
 
 def _check_slot(slot: Any) -> int:
