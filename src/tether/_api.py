@@ -17,7 +17,7 @@ from ._errors import DecodeError, TetherError, UnsupportedFormatError, Validatio
 from ._limits import Limits, get_limits
 from ._request import READERS, Request, check_format, check_options
 from ._select import Decision, choice, record, record_lazy
-from .compression import BANDWIDTH, plain_reason
+from .compression import plain_reason
 from .formats import DecodeContext
 from .frame import Encoded, FrameInfo, Header, frame_name
 from .metrics import core as _metrics
@@ -231,7 +231,7 @@ def _dumps(
             # found out by encoding it: a large one would be encoded twice).
             name, reason, estimate = choice(obj, format, _transport.check(transport), reader)
             writer = getattr(formats.get(name), "dumps_plain", None)
-            if compression == "auto" and not _auto_stays_plain(transport, estimate):
+            if compression == "auto" and plain_reason(None, transport, estimate) is None:
                 writer = None
             plain = writer(obj, _checksum.requested(checksum), transport) if writer is not None else None
             why = "not requested" if compression == "none" or plain is None else \
@@ -262,14 +262,6 @@ def _dumps(
     if t0 is not None:
         _observe_encoded("dumps", enc, req.transport, len(out), t0)
     return out
-
-
-def _auto_stays_plain(transport: str, estimate: int | None) -> bool:
-    """Whether ``compression="auto"`` leaves the value uncompressed, known before it is encoded: the transport
-    stays on this host, or the format's size estimate is under what compression pays for."""
-    if BANDWIDTH.get(transport) is None:
-        return True
-    return estimate is not None and plain_reason(None, transport, estimate) is not None
 
 
 def _dumps_stamped(obj: Any, req: Request, checksum: Any, t0: int | None) -> tuple[bytes | None, Decision | None]:
@@ -505,9 +497,9 @@ def _loads_region(mv: memoryview, recheck: Callable[[], None], into: str | None,
     try:
         value = loads(source, into=into, copy=copy, allow_pickle=allow_pickle, verify=verify, options=options,
                       with_info=with_info)
-    except TetherError as exc:
+    except TetherError:
         recheck()  # a rewrite explains the error better than the checksum it broke
-        raise exc
+        raise
     recheck()  # a frame rewritten while it was read is not returned
     return value
 

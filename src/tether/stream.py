@@ -53,7 +53,7 @@ from typing import Any, Iterator, Mapping
 import xxhash
 
 from . import compression, formats, frame
-from .compression import registry as compression_registry
+from .compression import check_codec
 from ._api import decode_read, prepare
 from ._request import Request, check_metadata, check_readable
 from ._buffers import as_view, flat_bytes, new_bytes, to_bytes
@@ -303,11 +303,7 @@ class StreamWriter:
         if write is None:
             raise ValidationError(f"A stream sink needs a write() method or must be callable, got {type(sink).__name__}.")
         _check_file(sink, "sink", "write", "wb")
-        if compression != "auto" and isinstance(compression, str) and compression in compression_registry:
-            compression_registry.get(compression).check_level(level)
-        elif compression != "auto":  # checked here, not at the first chunk: a writer may write none
-            raise ValidationError(f"Invalid compression {compression!r}. Valid options are: auto, "
-                                  f"{', '.join(compression_registry.names())}.")
+        check_codec(compression, level)  # here, not at the first chunk: a writer may write none
         self._write = write
         self._sink = sink
         self.chunk_size = chunk_size

@@ -21,7 +21,7 @@ from ._registered import get, names, register, registry, unregister
 
 # Re-exported (the same objects; kept out of __all__): what other packages need of this package's modules,
 # so that they never reach into them.
-from ._policy import check_reader, plain_reason
+from ._policy import check_codec, check_reader, plain_reason
 from ._shuffle import shuffle
 
 __all__ = [

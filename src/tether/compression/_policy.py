@@ -149,18 +149,32 @@ def resolve_with_filter(
     """
     if name == "none" and level is None:  # most writes: the registry's id 0 without the lookup's checks
         return registry.by_id.get(0) or get(0), 0, "not requested", None
-    if not isinstance(name, str):
-        raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
-    if name != "auto":
-        if name not in registry:
-            raise ValidationError(
-                f"Invalid compression {name!r}. Valid options are: auto, {', '.join(registry.names())}."
-            )
-        codec = get(name)
+    named = check_codec(name, level)
+    if named is not None:
         reason = "requested by the caller" if name != "none" else "not requested"
-        return codec, codec.check_level(level), reason, None
+        return named, named.check_level(level), reason, None
     codec, lvl, reason, size = _auto(payload, transport, fmt, _bandwidth(bandwidth, transport), reader)
     return codec, (lvl if level is None or codec.id == 0 else codec.check_level(level)), reason, size
+
+
+def check_codec(name: Any, level: int | None = None) -> Any:
+    """The compressor ``compression=name`` names with ``level`` checked, None for ``"auto"``; a
+    ValidationError naming the valid ones for anything else.
+
+    Examples
+    --------
+    >>> check_codec("zstd", 3).name, check_codec("auto") is None
+    ('zstd', True)
+    """
+    if not isinstance(name, str):
+        raise ValidationError(f"compression must be a str, got {type(name).__name__}.")
+    if name == "auto":
+        return None
+    if name not in registry:
+        raise ValidationError(f"Invalid compression {name!r}. Valid options are: auto, {', '.join(registry.names())}.")
+    codec = get(name)
+    codec.check_level(level)
+    return codec
 
 
 def _bandwidth(bandwidth: Any, transport: str) -> float | None:
@@ -172,22 +186,23 @@ def _bandwidth(bandwidth: Any, transport: str) -> float | None:
     return bandwidth
 
 
-def plain_reason(bandwidth: float | None, transport: str, nbytes: int) -> str | None:
+def plain_reason(bandwidth: float | None, transport: str, nbytes: int | None) -> str | None:
     """Why ``"auto"`` leaves a payload of ``nbytes`` uncompressed without looking at it (steps 1-2), or None.
 
-    ``bandwidth`` is the caller's (None: the transport's). Lets a writer of
-    small frames skip the general path under ``compression="auto"``.
+    ``bandwidth`` is the caller's (None: the transport's); ``nbytes`` None is
+    a size not known yet, which only the transport can decide. Lets a writer
+    of small frames skip the general path under ``compression="auto"``.
 
     Examples
     --------
-    >>> plain_reason(None, "memory", 10)
+    >>> plain_reason(None, "memory", None)
     "transport 'memory' stays on this host: compression only costs time"
-    >>> plain_reason(None, "network", 1 << 20) is None
-    True
+    >>> plain_reason(None, "network", 1 << 20) is None, plain_reason(None, "network", None) is None
+    (True, True)
     """
     if _bandwidth(bandwidth, transport) is None:
         return f"transport {transport!r} stays on this host: compression only costs time"
-    if nbytes < MIN_SIZE:
+    if nbytes is not None and nbytes < MIN_SIZE:
         return f"payload of {nbytes} B is under {MIN_SIZE} B: too small to pay"
     return None
 

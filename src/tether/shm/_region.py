@@ -652,8 +652,7 @@ class Region:
         The slot's seq is odd until :meth:`commit`; readers skip it. One
         process writes a region at a time (its owner); any number may read.
         """
-        if not self._writable:
-            raise RegionError(f"Region {self.name} is attached read-only.")
+        self._need_writable("reserve a frame in")
         # Not Limits.max_frame_size: that bounds what a reader accepts, and dumps writes larger frames too.
         # 2**62: a file size os.ftruncate takes (past it, an OverflowError); too large for memory is a RegionError.
         if type(nbytes) is not int or not 0 <= nbytes <= _MAX_RESERVE:
