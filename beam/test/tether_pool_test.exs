@@ -370,6 +370,15 @@ defmodule Tether.PoolTest do
       assert MapSet.size(cpus.(spinner)) == 1, "the polling member keeps to one CPU"
       assert MapSet.disjoint?(cpus.(spinner), cpus.(sleeper))
       assert MapSet.union(cpus.(spinner), cpus.(sleeper)) == everything
+
+      # The sleeping member serves under SCHED_BATCH, or under the normal policy once it
+      # measured that its CPU had no room (and says so); the polling one stays normal.
+      {:ok, %{"worker" => %{"sched" => sched}}} = Tether.Worker.stats(sleeper)
+      assert %{"policy" => policy, "unavailable" => nil} = sched
+      assert policy == "batch" or sched["starved"] > 0
+      assert sched_policy(Tether.Worker.info(sleeper).os_pid) == if(policy == "batch", do: :batch, else: :normal)
+      assert {:ok, %{"worker" => %{"sched" => nil}}} = Tether.Worker.stats(spinner)
+      assert sched_policy(Tether.Worker.info(spinner).os_pid) == :normal
     end
 
     # Not asked; no sleeper to keep apart; no member polls at all.
@@ -406,6 +415,17 @@ defmodule Tether.PoolTest do
   end
 
   # The CPUs a process may run on, from the kernel ("0-2,5" -> MapSet of 0, 1, 2, 5).
+  # The scheduling policy of a process: field 41 of /proc/<pid>/stat (0 SCHED_OTHER, 3 SCHED_BATCH).
+  defp sched_policy(os_pid) do
+    stat = File.read!("/proc/#{os_pid}/stat")
+    [_, after_name] = String.split(stat, ") ", parts: 2)
+    case after_name |> String.split(" ") |> Enum.at(38) do
+      "0" -> :normal
+      "3" -> :batch
+      other -> other
+    end
+  end
+
   defp cpus_allowed(os_pid) do
     [list] = Regex.run(~r/Cpus_allowed_list:\s*(\S+)/, File.read!("/proc/#{os_pid}/status"), capture: :all_but_first)
 

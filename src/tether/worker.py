@@ -72,6 +72,7 @@ from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, 
                     compression, formats, frame)
 from tether import _etf, _structs
 from tether._files import NotRegularFile, open_regular
+from tether._sched import BatchPolicy
 from tether._types import FLOAT_ATOMS, ImproperList
 from tether import arrow as arrow_api
 from tether._etf import tags as etf_tags
@@ -507,8 +508,12 @@ def pinned_cpus(role: str, offset: int, index: int, spinners: int, allowed: froz
     return frozenset(cpus) - {cpus[(offset + k) % len(cpus)] for k in range(spinners)}
 
 
-def _pin(spec: str) -> None:
-    """Apply ``--pin ROLE:OFFSET:INDEX:SPINNERS``; a host that refuses leaves the worker where it is."""
+def _pin(spec: str) -> bool:
+    """Apply ``--pin ROLE:OFFSET:INDEX:SPINNERS``; a host that refuses leaves the worker where it is.
+
+    Returns whether this is a sleeping member pinned beside the BEAM's schedulers, which serves its
+    calls under a :class:`BatchPolicy` (``tether._sched``).
+    """
     role, *numbers = spec.split(":")
     try:
         offset, index, spinners = (int(n) for n in numbers)
@@ -518,6 +523,8 @@ def _pin(spec: str) -> None:
     except (ValueError, OSError, AttributeError) as exc:  # AttributeError: no sched_*affinity on this OS
         logging.getLogger("tether.worker").warning(
             "tether worker: --pin %s not applied (%s); the worker runs wherever the kernel puts it", spec, exc)
+        return False
+    return cpus is not None and role == "sleeper"
 
 
 class Spin:
@@ -880,6 +887,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main = threading.get_ident()
         self.channel: Channel | None = None  # set by serve(): writes and the cancel signal coordinate through it
+        self.policy: BatchPolicy | None = None  # a pinned sleeping member's (main() sets it); serve ticks it
         self.calls = 0
         self._last: tuple = ()  # the last call counted, made into ``last_call`` only when asked for
         self._step = ""  # "module.function" of the running call: the lineage step of its result frames
@@ -970,7 +978,8 @@ class Worker:
     def stats(self, strict: bool = True) -> dict[str, Any]:
         """``tether.metrics.snapshot(strict=strict)`` with a ``worker`` entry: calls answered, the last call's
         stages, the call running now (``running``: its function and seconds so far, or None), and
-        ``args_mapped_bytes``, how much of the BEAM's arguments file this worker maps. ``strict`` (for JSON,
+        ``args_mapped_bytes``, how much of the BEAM's arguments file this worker maps, ``spin`` and ``sched``
+        (a pool's sleeping member's scheduling class, ``tether._sched.BatchPolicy.stats``; else None). ``strict`` (for JSON,
         ``stats.json``) writes non-finite floats as strings; the BEAM's reply keeps them floats, which reach it
         as the atoms ``nan``, ``infinity`` and ``neg_infinity``.
 
@@ -996,7 +1005,8 @@ class Worker:
                          {"function": running[0], "seconds": time.perf_counter() - running[1]},
                          "modules": sorted(self.modules),
                          "args_mapped_bytes": len(mapped[1]) if mapped is not None else 0,
-                         "spin": self.channel.spin.stats() if self.channel is not None else None}
+                         "spin": self.channel.spin.stats() if self.channel is not None else None,
+                         "sched": self.policy.stats() if self.policy is not None else None}
         return out
 
     def _await_accounting(self, limit: float = 0.2) -> None:
@@ -2444,6 +2454,8 @@ def serve(worker: Worker, channel: Channel) -> int:
         if reply is not None:
             channel.write_message(reply)
         worker.account()  # after the reply is on its way
+        if worker.policy is not None:
+            worker.policy.tick()
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -2521,8 +2533,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_the_node()
     if args.log_level is not None:
         _set_log_level(args.log_level)
-    if args.pin is not None:
-        _pin(args.pin)
+    beside_beam = args.pin is not None and _pin(args.pin)
     # stdout carries the protocol: keep a private descriptor for it, and send
     # whatever else writes to fd 1 to stderr (until ready: the BEAM's; then the log pipe).
     out = os.dup(1)
@@ -2549,6 +2560,8 @@ def main(argv: list[str] | None = None) -> int:
     # The imports' objects (numpy, pyarrow, the handlers) never die: out of the
     # collector's way, so its full passes stay short on a worker's hot path.
     gc.freeze()
+    if beside_beam:  # from the first call on: the imports ran at the normal policy
+        worker.policy = BatchPolicy()
     forwarding = _Forwarding(channel, early)
     del early  # sent: nothing of the imports' output stays for the worker's life
     try:

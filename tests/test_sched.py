@@ -1,0 +1,207 @@
+"""A pool's sleeping member serves under SCHED_BATCH while its CPU has room, and goes back to normal when it has none."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tether import _sched
+from tether import worker as tw
+from tether._sched import RETRY_MAX_S, RETRY_S, STARVED_US, WINDOW_S, BatchPolicy
+
+from test_worker import A, ENV, Client
+
+LINUX_SCHED = sys.platform.startswith("linux") and hasattr(os, "SCHED_BATCH") and os.path.exists(
+    "/proc/thread-self/schedstat")
+
+
+class Kernel:
+    """A clock, the schedstat figures and the policy applied, driven by a test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waited_ns = self.runs = 0
+        self.applied: list[bool] = []
+
+    def policy(self) -> BatchPolicy:
+        return BatchPolicy(clock=lambda: self.now, read=lambda: (self.waited_ns, self.runs), apply=self.applied.append)
+
+    def window(self, wait_us_per_run: float, runs: int = 100) -> None:
+        """One window passes in which each of ``runs`` wake-ups waited ``wait_us_per_run`` to run."""
+        self.now += WINDOW_S
+        self.runs += runs
+        self.waited_ns += int(wait_us_per_run * 1000 * runs)
+
+    def until(self, t: float, wait_us_per_run: float, policy: BatchPolicy) -> None:
+        while self.now < t:
+            self.window(wait_us_per_run)
+            policy.tick()
+
+
+def test_batch_from_the_start_and_kept_while_wake_ups_find_room():
+    k = Kernel()
+    p = k.policy()
+    assert k.applied == [True] and p.batch and p.unavailable is None
+    k.until(k.now + 1.0, 17, p)  # 17 µs a wake-up: measured with room to run
+    assert p.batch and k.applied == [True]
+    assert p.stats() == {"policy": "batch", "starved": 0, "unavailable": None}
+
+
+def starve_and_time_the_retry(k: Kernel, p: BatchPolicy) -> float:
+    """Starve ``p`` once, then let it run normal until it tries batch again: how long it waited."""
+    k.window(3800)
+    p.tick()
+    assert not p.batch
+    left = k.now
+    while not p.batch:
+        k.window(5)
+        p.tick()
+    return k.now - left
+
+
+def test_starved_goes_normal_and_tries_again_after_1_2_4_8_s():
+    k = Kernel()
+    p = k.policy()
+    waits = [starve_and_time_the_retry(k, p) for _ in range(4)]
+    assert waits == [pytest.approx(RETRY_S * 2**n, abs=2 * WINDOW_S) for n in range(4)]
+    assert p.starved == 4
+    assert k.applied == [True, False, True, False, True, False, True, False, True]
+
+
+def test_the_wait_before_trying_again_stops_at_its_maximum_and_a_good_try_resets_it():
+    k = Kernel()
+    p = k.policy()
+    waits = [starve_and_time_the_retry(k, p) for _ in range(10)]
+    assert waits[-3:] == [pytest.approx(RETRY_MAX_S, abs=2 * WINDOW_S)] * 3
+    k.until(k.now + 3 * WINDOW_S, 17, p)  # the last retry found room
+    assert starve_and_time_the_retry(k, p) == pytest.approx(RETRY_S, abs=2 * WINDOW_S)
+
+
+def test_a_window_with_no_run_at_all_but_a_long_wait_is_starved():
+    k = Kernel()
+    p = k.policy()
+    k.now += WINDOW_S
+    k.waited_ns += 2 * STARVED_US * 1000
+    p.tick()
+    assert not p.batch
+
+
+def test_ticks_inside_a_window_read_nothing():
+    reads = []
+    k = Kernel()
+    p = BatchPolicy(clock=lambda: k.now, read=lambda: reads.append(1) or (0, 0), apply=lambda batch: None)
+    for _ in range(100):
+        k.now += WINDOW_S / 200
+        p.tick()
+    assert len(reads) == 1  # the first, at creation
+
+
+@pytest.mark.parametrize("broken", ["read", "apply"])
+def test_a_kernel_without_the_figures_or_the_policy_leaves_the_member_normal(broken):
+    def refuse(*_):
+        raise OSError("not here")
+    k = Kernel()
+    p = BatchPolicy(clock=lambda: k.now, read=refuse if broken == "read" else (lambda: (0, 0)),
+                    apply=refuse if broken == "apply" else k.applied.append)
+    assert not p.batch and p.stats() == {"policy": "normal", "starved": 0, "unavailable": "not here"}
+    k.window(3800)
+    p.tick()
+    assert k.applied == []
+
+
+def test_a_policy_refused_later_stops_the_watch():
+    k = Kernel()
+    calls = []
+
+    def apply(batch):
+        calls.append(batch)
+        if len(calls) > 1:
+            raise PermissionError("refused")
+    p = BatchPolicy(clock=lambda: k.now, read=lambda: (k.waited_ns, k.runs), apply=apply)
+    k.window(3800)
+    p.tick()
+    assert p.unavailable == "refused" and p.batch  # it could not leave batch: said so, and no more tries
+    k.window(3800)
+    p.tick()
+    assert calls == [True, False]
+
+
+def test_read_schedstat_reads_this_threads_figures_and_refuses_a_bad_file(tmp_path):
+    if LINUX_SCHED:
+        waited, runs = _sched.read_schedstat()
+        assert waited >= 0 and runs > 0
+    bad = tmp_path / "schedstat"
+    bad.write_bytes(b"12 x\n")
+    with pytest.raises(OSError, match="run delay and run count"):
+        _sched.read_schedstat(str(bad))
+
+
+# A process pinned to one CPU under a BatchPolicy, waking every 200 µs; it says its policy each window.
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from tether._sched import BatchPolicy, WINDOW_S
+    os.sched_setaffinity(0, {int(sys.argv[1])})
+    p = BatchPolicy()
+    print("start", os.sched_getscheduler(0) == os.SCHED_BATCH, flush=True)
+    sys.stdin.readline()  # the competitor runs now
+    end = time.monotonic() + 3.0
+    while p.batch and time.monotonic() < end:
+        time.sleep(0.0002)
+        p.tick()
+    print("end", os.sched_getscheduler(0) == os.SCHED_OTHER, p.stats()["starved"], flush=True)
+""")
+
+
+@pytest.mark.skipif(not LINUX_SCHED or len(os.sched_getaffinity(0)) < 1, reason="needs Linux's schedstat")
+def test_a_real_batch_process_beside_a_busy_loop_on_its_cpu_goes_normal():
+    cpu = min(os.sched_getaffinity(0))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cpu)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=ENV)
+    busy = None
+    try:
+        assert child.stdout.readline().split() == ["start", "True"]
+        busy = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        line = child.stdout.readline().split()
+        assert line == ["end", "True", "1"], line
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not LINUX_SCHED or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs and Linux's schedstat")
+@pytest.mark.parametrize("pin", [None, "spinner:0:0:1", "sleeper:0:0:1"])
+def test_only_a_pinned_sleeping_member_serves_under_the_policy_and_reports_it(pin):
+    c = Client(*(("--pin", pin) if pin else ()), form="compact")
+    try:
+        for _ in range(20):
+            assert c.ok("add", 1, 2) == 3
+        c.send((A("stats"), 7))
+        got = c.recv()[2][1]["worker"]["sched"]
+        policy = os.sched_getscheduler(c.proc.pid)
+        if pin == "sleeper:0:0:1":
+            assert got["unavailable"] is None and got["policy"] in ("batch", "normal")
+            # What it reports is what the kernel applies (normal once it measured no room: it says so).
+            assert policy == (os.SCHED_BATCH if got["policy"] == "batch" else os.SCHED_OTHER)
+            assert got["policy"] == "batch" or got["starved"] > 0
+        else:
+            assert got is None and policy == os.SCHED_OTHER
+    finally:
+        c.close()
+
+
+def test_pin_says_which_members_serve_under_the_policy(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: None, raising=False)
+    assert tw._pin("sleeper:0:0:1") is True
+    assert tw._pin("spinner:0:0:1") is False
+    assert tw._pin("sleeper:0:0:2") is False  # every CPU polls: not pinned
+    assert tw._pin("sleeper:x:0:1") is False
