@@ -62,6 +62,7 @@ member_spec() ->
     [{notify, fun pid/1, none},
      {async_start, fun boolean/1, false},
      {pin, fun pin_role/1, none},
+     {sched_batch, fun boolean/1, true},
      {load, fun atomics_ref/1, none}].
 
 pool_spec() ->
@@ -70,7 +71,9 @@ pool_spec() ->
      %% Polling members hold a core each while they wait: leave one to the BEAM.
      {spinners, fun non_neg_integer/1, max(1, cpus() - 1)},
      %% Polling members on CPUs of their own, and the others off them.
-     {pin, fun boolean/1, true}]
+     {pin, fun boolean/1, true},
+     %% A pinned sleeping member under SCHED_BATCH while its CPU has room (tether._sched).
+     {sched_batch, fun boolean/1, true}]
     ++ [S || S = {K, _, _} <- worker_spec(), K =/= name] ++ [{name, fun name/1, none}].
 
 %% @doc The CPUs this node may run on: what a pool's defaults count. Members

@@ -75,6 +75,10 @@ open(Exe, Opts, StderrPath) ->
                {ok, {Role, Offset, Index, Spinners}} ->
                    ["--pin", lists:concat([Role, ":", Offset, ":", Index, ":", Spinners])];
                _ -> []
+           end
+        ++ case maps:find(sched_batch, Opts) of
+               {ok, false} -> ["--no-sched-batch"];
+               _ -> []
            end,
     %% $0 is the stderr file, "$@" the command: no quoting of user paths. The
     %% first redirection keeps the shell quiet if the file is gone already

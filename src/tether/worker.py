@@ -2476,6 +2476,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pin", default=None, metavar="ROLE:OFFSET:INDEX:SPINNERS",
                         help="a pool member's CPUs (set by Tether.Pool's pin: option): see "
                              "tether.worker.pinned_cpus")
+    parser.add_argument("--no-sched-batch", dest="sched_batch", action="store_false",
+                        help="a pinned sleeping member serves at the normal policy, never SCHED_BATCH (set by "
+                             "Tether.Pool's sched_batch: false): see tether._sched")
     parser.add_argument("--stats-dir", default=None,
                         help="directory private to the worker: SIGUSR2 writes stats.json there for `tether stats`, "
                              "and the BEAM names there the call each SIGUSR1 cancels")
@@ -2560,9 +2563,11 @@ def main(argv: list[str] | None = None) -> int:
     # The imports' objects (numpy, pyarrow, the handlers) never die: out of the
     # collector's way, so its full passes stay short on a worker's hot path.
     gc.freeze()
-    if beside_beam:  # from the first call on: the imports ran at the normal policy
-        worker.policy = BatchPolicy()
     forwarding = _Forwarding(channel, early)
+    if beside_beam and args.sched_batch:
+        # From the first call on: the imports and tether's own threads (the stderr pump shares the reply
+        # lock) keep the normal policy; threads and processes a handler starts inherit the serving thread's.
+        worker.policy = BatchPolicy()
     del early  # sent: nothing of the imports' output stays for the worker's life
     try:
         return serve(worker, channel)
