@@ -222,6 +222,13 @@ def test_beam_group_reads_every_figure_the_escript_prints(capsys, monkeypatch):
     rep = Report(group="beam")
     beam._small(rep, fig)
     assert rep.targets == [] and "erlport could not be built" in capsys.readouterr().out
+    # The pool's sleeping member's scheduling class at the end of each run, where the escript said.
+    beam._sleepers(rep, {"unbound": beam._info("info pool2_sleeper batch:0").get("pool2_sleeper", ""),
+                         "bound": "normal:2"})
+    assert "sleeping member at the end" in (said := capsys.readouterr().out)
+    assert "unbound batch:0; bound normal:2" in said
+    beam._sleepers(rep, {"unbound": "", "bound": ""})
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.skipif(shutil.which("escript") is None, reason="needs erl (make test installs it)")

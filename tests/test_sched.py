@@ -12,7 +12,7 @@ import pytest
 
 from tether import _sched
 from tether import worker as tw
-from tether._sched import RETRY_MAX_S, RETRY_S, STARVED_US, WINDOW_S, BatchPolicy
+from tether._sched import JUDGE_MAX_S, JUDGE_RUNS, RETRY_MAX_S, RETRY_S, STARVED_US, WINDOW_S, BatchPolicy
 
 from test_worker import A, ENV, Client
 
@@ -85,11 +85,39 @@ def test_the_wait_before_trying_again_stops_at_its_maximum_and_batch_that_holds_
     assert starve_and_time_the_retry(k, p) == pytest.approx(RETRY_S, abs=2 * WINDOW_S)
 
 
-def test_a_window_with_no_run_at_all_but_a_long_wait_is_starved():
+def test_a_window_with_no_run_at_all_but_a_long_wait_is_starved_once_the_longest_judgement_passed():
     k = Kernel()
     p = k.policy()
     k.now += WINDOW_S
     k.waited_ns += 2 * STARVED_US * 1000
+    p.tick()
+    assert p.batch  # a look, too few wake-ups to judge
+    k.now += JUDGE_MAX_S
+    p.tick()
+    assert not p.batch
+
+
+def test_a_few_wake_ups_that_met_a_slice_end_are_judged_with_the_ones_after():
+    k = Kernel()
+    p = k.policy()
+    k.window(600, runs=2)  # what a bound BEAM busy for a moment gave: 2 wake-ups in 10 ms, 600 µs each
+    p.tick()
+    assert p.batch
+    k.window(17, runs=JUDGE_RUNS)
+    p.tick()
+    assert p.batch and p.starved == 0
+    k.window(3800, runs=JUDGE_RUNS)
+    p.tick()
+    assert not p.batch
+
+
+def test_a_starved_member_is_judged_after_a_few_wake_ups_once_they_waited_long_enough():
+    k = Kernel()
+    p = k.policy()
+    k.window(3800, runs=3)  # 11.4 ms waited: not enough to judge
+    p.tick()
+    assert p.batch
+    k.window(3800, runs=3)  # 22.8 ms
     p.tick()
     assert not p.batch
 

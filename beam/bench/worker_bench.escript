@@ -96,20 +96,33 @@ throughput(Exe, Rounds) ->
     Pools = [begin
                  {ok, P} = tether_pool:start(#{python => Exe, modules => [<<"tether.demo">>], size => Size}),
                  Echo = fun() -> {ok, _} = tether_pool:call(P, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
-                 {io_lib:format("pool~p", [Size]), fun() -> tether_pool:stop(P) end, Echo}
+                 {io_lib:format("pool~p", [Size]), P, Echo}
              end || Size <- [2, 1]],
     %% One worker is a tether_worker on its own, #11's baseline. (A pool of 1
     %% ran 10 % slower than one until calls went straight to a member's queue.)
     {ok, W} = tether_worker:start(#{python => Exe, modules => [<<"tether.demo">>]}),
     One = fun() -> {ok, _} = tether_worker:call(W, <<"tether.demo">>, <<"echo">>, [Map], 5000) end,
-    All = Pools ++ [{"worker", fun() -> tether_worker:stop(W) end, One}],
+    All = Pools ++ [{"worker", W, One}],
     [together(8, fun() -> [Echo() || _ <- lists:seq(1, 20)] end) || {_, _, Echo} <- All],  % warm-up
     Runs = [{Name, elapsed(fun() -> together(8, fun() -> [Echo() || _ <- lists:seq(1, PerCaller)] end) end)}
             || _ <- lists:seq(1, 5), {Name, _, Echo} <- All],
     [io:format("~s_call_us ~.2f~n", [Name, median([T || {N, T} <- Runs, N =:= Name]) / (8 * PerCaller)])
      || {Name, _, _} <- All],
-    [Stop() || {_, Stop, _} <- All],
+    [sleeper(P) || {"pool2", P, _} <- [{lists:flatten(N), P, E} || {N, P, E} <- Pools]],
+    [tether_pool:stop(P) || {_, P, _} <- Pools],
+    tether_worker:stop(W),
     ok.
+
+%% The scheduling class a pool's sleeping member ended the runs in
+%% (tether._sched), as "info pool2_sleeper batch:0" (policy:times it went back
+%% to normal); none when no member has one (not pinned, not Linux).
+sleeper(Pool) ->
+    #{workers := Members} = tether_pool:status(Pool),
+    Policies = [io_lib:format("~s:~p", [Policy, Starved])
+                || M <- Members,
+                   {ok, #{<<"worker">> := #{<<"sched">> := #{<<"policy">> := Policy, <<"starved">> := Starved}}}}
+                       <- [tether_worker:stats(M)]],
+    io:format("info pool2_sleeper ~s~n", [case Policies of [] -> "none"; _ -> lists:join(",", Policies) end]).
 
 %% Run Fun in N processes at once; return when all are done.
 together(N, Fun) ->

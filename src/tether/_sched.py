@@ -14,7 +14,9 @@ calls took 197 µs against 72 µs, and the 99th percentile 16 ms against 2 ms.
 So the member watches how long it waits to run (the kernel's ``run_delay``
 in ``/proc/thread-self/schedstat``), at the first call it answers
 :data:`WINDOW_S` or more after its last look, and goes back to the normal
-policy when a wake-up waited :data:`STARVED_US` on average since: 12-17 µs was
+policy when a wake-up waited :data:`STARVED_US` on average over the last
+:data:`JUDGE_RUNS` wake-ups or more (or :data:`JUDGE_WAITED_S` waited, or
+:data:`JUDGE_MAX_S` passed): 12-17 µs was
 measured with room to run, and 3.8 ms with none (a time slice on this 250 Hz
 kernel; about 1 ms on a 1000 Hz one). It tries batch again after 1 s, then 2,
 4, ... 64 s while it keeps finding no room; batch that holds as long as the
@@ -39,6 +41,14 @@ from typing import Any, Callable
 STARVED_US = 250
 # The shortest time between two looks at the figures (s): a few hundred wake-ups of a busy member.
 WINDOW_S = 0.01
+# What a judgement takes: this many wake-ups, or this much time waited (s), or failing both this long (s).
+# One wake-up that met the end of a slice among a few is not a CPU without room (a bound BEAM busy for a
+# moment at the start of a burst of calls made a 10 ms window of 2 wake-ups read 500 µs each, and the
+# member left batch for nothing), while 20 ms waited is five starved wake-ups: a starved member is found
+# in about 20 ms, as its callers wait.
+JUDGE_RUNS = 20
+JUDGE_WAITED_S = 0.02
+JUDGE_MAX_S = 0.5
 # The first and the longest wait before batch is tried again after it starved (s).
 RETRY_S = 1.0
 RETRY_MAX_S = 64.0
@@ -100,7 +110,7 @@ class BatchPolicy:
     >>> p = BatchPolicy(clock=lambda: now[0], read=lambda: stat[0], apply=lambda batch: None, normal=lambda: True)
     >>> p.batch
     True
-    >>> now[0], stat[0] = 0.06, (40_000_000, 15)
+    >>> now[0], stat[0] = 0.06, (100_000_000, 30)
     >>> p.tick()
     >>> p.stats()
     {'policy': 'normal', 'starved': 1, 'unavailable': None}
@@ -115,7 +125,7 @@ class BatchPolicy:
         self.unavailable: str | None = None  # why it does not watch (never did, or stopped)
         self._wait = RETRY_S  # how long the next starvation keeps it normal
         self._waited = 0.0  # how long the last one did
-        self._next = self._retry_at = self._since = 0.0
+        self._next = self._retry_at = self._since = self._judged = 0.0
         try:
             if not normal():
                 self.unavailable = "started under another policy than the normal one: left as it is"
@@ -129,7 +139,7 @@ class BatchPolicy:
             self.unavailable = str(exc) or type(exc).__name__
             return
         self.batch = True
-        self._since = now = clock()
+        self._since = self._judged = now = clock()
         self._next = now + WINDOW_S
 
     def tick(self) -> None:
@@ -152,7 +162,9 @@ class BatchPolicy:
         except OSError:
             return
         waited, runs = stat[0] - self._last[0], max(stat[1] - self._last[1], 1)
-        self._last = stat
+        if runs < JUDGE_RUNS and waited < JUDGE_WAITED_S * 1e9 and now - self._judged < JUDGE_MAX_S:
+            return  # too little to judge yet: the next look judges it with what comes after
+        self._last, self._judged = stat, now
         if self.batch and waited > STARVED_US * 1000 * runs:
             self._switch(False, now, waited / runs / 1000)
         elif not self.batch and now >= self._retry_at:

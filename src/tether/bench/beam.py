@@ -100,13 +100,25 @@ def _figures(stdout: str) -> dict[str, float]:
     return out
 
 
-def _vm(rep: Report, stdout: str) -> None:
-    """Note the emulator the figures came from: the escript's ``info key value`` lines, and ``ERL_FLAGS``."""
+def _info(stdout: str) -> dict[str, str]:
+    r"""The escript's ``info key value`` lines.
+
+    Examples
+    --------
+    >>> _info("info otp 25\ncall_us 22.5\ninfo pool2_sleeper batch:0")
+    {'otp': '25', 'pool2_sleeper': 'batch:0'}
+    """
     info = {}
     for line in stdout.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == "info":
             info[parts[1]] = parts[2]
+    return info
+
+
+def _vm(rep: Report, stdout: str) -> None:
+    """Note the emulator the figures came from: the escript's ``info key value`` lines, and ``ERL_FLAGS``."""
+    info = _info(stdout)
     if info:
         flags = os.environ.get("ERL_FLAGS", "")
         rep.context["erl"] = {**info, "erl_flags": flags}  # --json keeps it beside the run's other context
@@ -131,6 +143,14 @@ def _pools(rep: Report, fig: dict[str, float], bound: dict[str, float] | None) -
         _throughput(rep, bound, ", bound", target=True)
     else:
         _throughput(rep, fig, "", target=True)
+
+
+def _sleepers(rep: Report, runs: Mapping[str, str]) -> None:
+    """Note the scheduling class the pool of 2's sleeping member ended each run in (``info pool2_sleeper``)."""
+    said = {run: policy for run, policy in runs.items() if policy}
+    if said:
+        rep.note("  the pool of 2's sleeping member at the end (policy:times it went back to normal; "
+                 "README, \"Tuning\"): " + "; ".join(f"{run} {policy}" for run, policy in said.items()))
 
 
 def _throughput(rep: Report, fig: dict[str, float], tag: str, target: bool = False) -> None:
@@ -243,6 +263,8 @@ def run(rep: Report, quick: bool) -> None:
         else:
             bound = _figures(bound_out.stdout)
     _pools(rep, fig, bound)
+    _sleepers(rep, {"unbound": _info(out.stdout).get("pool2_sleeper", ""),
+                    "bound": _info(bound_out.stdout).get("pool2_sleeper", "") if bound is not None else ""})
     _bulk(rep, fig, mib)
     shown = {f.name for f in rep.figures}
     for key in sorted(set(fig) - KNOWN):  # a figure the escript added later is still shown and kept
