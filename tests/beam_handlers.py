@@ -108,6 +108,15 @@ def log_warning(message):
     return "logged"
 
 
+def log_with_extra(request_id):
+    import logging
+
+    logging.getLogger("beam_handlers.audit").warning(
+        "saved", extra={"request_id": request_id.decode(), "rows": 3, "ratio": 0.5, "ok": True, "shape": (2, 3),
+                        "nan": float("nan")})
+    return "logged"
+
+
 def log_info(message):
     import logging
 

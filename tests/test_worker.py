@@ -919,3 +919,15 @@ def test_a_thread_logging_across_ready_loses_and_repeats_nothing():
         dropped = int(notices[0].split()[0]) if notices else 0
         assert len(texts) == len(set(texts)), "a record arrived twice"
         assert len(texts) + dropped == 4000, (len(texts), notices)
+
+
+def test_what_extra_adds_to_a_record_is_forwarded_bounded_and_as_valid_text():
+    fields = {f"f{i}": i for i in range(tw.EXTRA_FIELDS + 8)}
+    record = logging.makeLogRecord({"msg": "m", "_private": 1, "long": "x" * (tw.EXTRA_TEXT + 50),
+                                    "bad": "a\udcff", "obj": {"k": [1]}, "inf": float("inf"), **fields})
+    extra = tw._record_parts(record)[1]["extra"]
+    assert len(extra) == tw.EXTRA_FIELDS and "_private" not in extra and "msg" not in extra
+    assert extra["long"] == "x" * tw.EXTRA_TEXT and extra["bad"] == "a?" and extra["obj"] == "{'k': [1]}"
+    assert extra["inf"] == "inf" and extra["f0"] == 0
+    assert "extra" not in tw._record_parts(logging.makeLogRecord({"msg": "plain"}))[1]
+    tether.loads(tw._log_frame(tw._level(logging.WARNING), "x", "m", tw._record_parts(record)[1]))  # it encodes

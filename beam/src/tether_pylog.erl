@@ -3,7 +3,9 @@
 %%
 %% Each event carries `domain => [tether, python]', `tether_worker' (the
 %% worker's pid), `os_pid', `python_logger' (the Python logger's name, or
-%% `<<"stderr">>') and, under `python', the metadata Python sent (a map).
+%% `<<"stderr">>'), under `python' the record's source Python sent (a map),
+%% and under `python_extra' what the record's `extra=' added (a map with
+%% binary keys), when it added anything.
 -module(tether_pylog).
 
 -export([forward/5, level/1]).
@@ -17,9 +19,15 @@
 forward(Level, Logger, Message, Meta, WorkerMeta) ->
     Metadata = WorkerMeta#{domain => [tether, python],
                            tether_worker => self(),
-                           python_logger => Logger,
-                           python => case Meta of M when is_map(M) -> M; _ -> #{} end},
-    logger:log(level(Level), "~ts", [text(Message)], Metadata).
+                           python_logger => Logger},
+    logger:log(level(Level), "~ts", [text(Message)], with_python(Meta, Metadata)).
+
+%% Python sends the fields of extra= under a binary key, so that the decode
+%% makes no atom: they become their own metadata entry.
+with_python(#{<<"extra">> := Extra} = Meta, Metadata) when is_map(Extra) ->
+    Metadata#{python => maps:remove(<<"extra">>, Meta), python_extra => Extra};
+with_python(Meta, Metadata) when is_map(Meta) -> Metadata#{python => Meta};
+with_python(_, Metadata) -> Metadata#{python => #{}}.
 
 %% @doc The logger level of a Python level; anything unexpected is `warning'.
 %%

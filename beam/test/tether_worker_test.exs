@@ -860,6 +860,17 @@ defmodule Tether.WorkerLifecycleTest do
       assert meta.tether_worker == w
       assert meta.os_pid == Tether.Worker.info(w).os_pid
       assert msg |> format_msg() |> IO.iodata_to_binary() =~ "disk almost full"
+      refute Map.has_key?(meta, :python_extra)
+
+      # What extra= adds to a record: metadata of its own, with binary keys (no atom is made).
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert {:ok, "logged"} = Tether.Worker.call(w, @m, "log_with_extra", ["r-7"])
+      end)
+
+      assert_receive {:log_event, %{level: :warning, meta: %{python_extra: extra, python: python}}}, 2000
+      assert extra == %{"request_id" => "r-7", "rows" => 3, "ratio" => 0.5, "ok" => true, "shape" => "(2, 3)",
+                        "nan" => "nan"}
+      assert python.function == "log_with_extra" and not Map.has_key?(python, "extra")
     end
 
     test "what the modules log, print and alert while they import reaches Logger and telemetry once ready" do

@@ -2153,13 +2153,46 @@ def _logging_lock() -> Any:
 
 
 def _record_parts(record: logging.LogRecord) -> tuple[str, dict[Any, Any]]:
-    """A record's message (its traceback appended) and the source metadata a ``log`` message carries."""
+    """A record's message (its traceback appended) and the metadata a ``log`` message carries: its source,
+    and under ``"extra"`` (a string key: the BEAM makes no atom of it) what ``extra=`` added to the record.
+
+    Examples
+    --------
+    >>> r = logging.makeLogRecord({"msg": "saved", "request_id": "r-7", "rows": 3})
+    >>> _record_parts(r)[1]["extra"]
+    {'request_id': 'r-7', 'rows': 3}
+    """
     message = record.getMessage()
     if record.exc_info:
         message += "\n" + logging.Formatter().formatException(record.exc_info)
     meta = {Atom("module"): record.module, Atom("function"): record.funcName or "",
             Atom("file"): record.pathname, Atom("line"): record.lineno, Atom("thread"): record.threadName or ""}
+    extra = _record_extra(record)
+    if extra:
+        meta["extra"] = extra
     return message, meta
+
+
+# What every LogRecord has: the rest of its attributes came from extra= (or a filter that added them).
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# The most extra fields a record forwards, and the longest text of one (a field's value as it prints).
+EXTRA_FIELDS = 32
+EXTRA_TEXT = 1024
+
+
+def _record_extra(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields ``extra=`` added to ``record``: numbers, booleans and None as they are, anything else as
+    text (cut at :data:`EXTRA_TEXT` characters), at most :data:`EXTRA_FIELDS` of them."""
+    out: dict[str, Any] = {}
+    for key, value in vars(record).items():
+        if key in _RECORD_ATTRS or key.startswith("_") or len(out) >= EXTRA_FIELDS:
+            continue
+        if value is None or type(value) in (bool, int) or (type(value) is float and value - value == 0.0):
+            out[key] = value
+        else:
+            text = value if type(value) is str else repr(value)
+            out[key] = text[:EXTRA_TEXT].encode("utf-8", "replace").decode()
+    return out
 
 
 def _early_stderr(spans: list[list[int]], stderr: int = 2) -> list[str]:
