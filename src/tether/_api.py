@@ -126,7 +126,8 @@ def prepare(
     # Compressed inside the format's own payload (Arrow IPC buffers) counts as compressed: Arrow's LZ4 and Zstd
     # buffers carry no checksum of their own, and a flipped bit decoded to other rows without an error.
     compressed = stored.compression_id != 0 or ctx.inner_compression is not None
-    kind = _checksum.kind_for(checksum, stored.stored_length, transport, compressed)
+    kind = _checksum.kind_for(checksum, stored.stored_length, transport, compressed,
+                              unchecked_inside=ctx.inner_compression is not None)
     if kind and stored.stored_length >= _metrics.LARGE and transport == "memory" and _metrics.on:
         _metrics.note("checksum", (fmt.name, transport), stored.stored_length)
     record(decision)

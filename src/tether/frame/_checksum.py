@@ -80,14 +80,18 @@ def requested(checksum: Any) -> int:
         ) from None
 
 
-def kind_for(kind: int, stored_length: int, transport: str, compressed: bool) -> int:
+def kind_for(kind: int, stored_length: int, transport: str, compressed: bool, unchecked_inside: bool = False) -> int:
     """The payload checksum kind of a frame, from :func:`requested`'s answer.
 
     ``"auto"`` covers payloads up to :data:`SMALL_PAYLOAD` always, and larger
     ones when the frame leaves memory or is compressed (decompression is O(n)
     anyway, and a corrupted compressed stream must never decode silently).
     Large frames in memory or shared memory rely on their region's commit
-    protocol, so ``loads`` stays O(1).
+    protocol, so ``loads`` stays O(1). ``unchecked_inside``: the format
+    compressed inside its payload, where no codec checksum can catch a
+    flipped bit (Arrow's IPC buffers): such a payload gets :data:`DEFAULT`
+    even when no checksum was asked for, as lz4 and zstd payloads then get
+    their codec's.
 
     Examples
     --------
@@ -95,7 +99,11 @@ def kind_for(kind: int, stored_length: int, transport: str, compressed: bool) ->
     True
     >>> kind_for(requested("auto"), 1 << 30, "shm", False) == NONE
     True
+    >>> kind_for(requested("none"), 1 << 30, "memory", True, unchecked_inside=True) == CRC32
+    True
     """
+    if kind == NONE and unchecked_inside:
+        return DEFAULT
     if kind >= 0:
         return kind
     if stored_length <= SMALL_PAYLOAD or compressed or transport in LEAVING:
