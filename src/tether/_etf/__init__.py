@@ -50,7 +50,8 @@ _DIST_HEADERS = (DIST_HEADER, DIST_FRAG_HEADER, DIST_HEADER_H)
 PROBE_DEPTH = 10_000
 
 
-def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] | None = None) -> Any:
+def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] | None = None,
+           where: str | None = None) -> Any:
     """Decode one complete ETF value (starting with byte 131).
 
     Parameters
@@ -62,6 +63,9 @@ def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] 
     bytearrays : sequence of int, optional
         Under ``binaries="tagged"``: runs ``[start, count, ...]`` (rising, apart) of the tagged binaries,
         counted from 0 as they are read, to give back as ``bytearray`` (what :func:`encode` found).
+    where : str, optional
+        Where ``bytearrays`` came from, e.g. ``"frame 0: type.bytearrays"``: the error for runs that name
+        more tagged binaries than the value holds then names it, and says how to read the frame anyway.
 
     Returns
     -------
@@ -70,8 +74,9 @@ def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] 
     Raises
     ------
     tether.DecodeError
-        Not an ETF value, a distribution header, or bytes after the value; ``TruncatedError``
-        when the input ends early, ``LimitError`` over a limit of ``opts.limits`` (both subclasses).
+        Not an ETF value, a distribution header, bytes after the value, or ``bytearrays`` runs that
+        name more tagged binaries than it holds; ``TruncatedError`` when the input ends early,
+        ``LimitError`` over a limit of ``opts.limits`` (both subclasses).
 
     Examples
     --------
@@ -87,7 +92,7 @@ def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] 
     opts = opts or Options()
     t = type(data)
     if bytearrays:  # the Python decoder counts the binaries
-        return _decode_counted(data, opts, bytearrays)
+        return _decode_counted(data, opts, bytearrays, where)
     if _c is not None and (t is bytes or t is memoryview):
         # The usual input in one call: exactly one uncompressed term in a flat buffer. The C side
         # declines anything else (Fallback), and the steps below check it and name what is wrong.
@@ -100,7 +105,7 @@ def decode(data: Any, opts: Options | None = None, *, bytearrays: Sequence[int] 
     return _decode_counted(data, opts, None)
 
 
-def _decode_counted(data: Any, opts: Options, bytearrays: Sequence[int] | None) -> Any:
+def _decode_counted(data: Any, opts: Options, bytearrays: Sequence[int] | None, where: str | None = None) -> Any:
     """:func:`decode` past its C attempt; with ``bytearrays``, in Python throughout."""
     # The C decoder reads any buffer in place; only the Python fallback needs bytes.
     flat = type(data) is memoryview and data.c_contiguous and data.ndim == 1 and data.format == "B"
@@ -116,14 +121,14 @@ def _decode_counted(data: Any, opts: Options, bytearrays: Sequence[int] | None) 
     tag = buf[1]
     if tag == COMPRESSED:
         buf = inflate(buf, 2, opts.limits)
-        value, pos = decode_term(buf, 0, opts, bytearrays)
+        value, pos = decode_term(buf, 0, opts, bytearrays, where=where)
     elif tag in _DIST_HEADERS:
         raise DecodeError(
             "This is a distribution header (tag %d), not a term: strip the distribution "
             "protocol framing and pass the term that follows it." % tag
         )
     else:
-        value, pos = decode_term(buf, 1, opts, bytearrays)
+        value, pos = decode_term(buf, 1, opts, bytearrays, where=where)
     end = len(buf)
     if pos != end:
         raise DecodeError(
@@ -133,7 +138,8 @@ def _decode_counted(data: Any, opts: Options, bytearrays: Sequence[int] | None) 
     return value
 
 
-def decode_term(buf: Any, pos: int, opts: Options, bytearrays: Sequence[int] | None = None) -> tuple[Any, int]:
+def decode_term(buf: Any, pos: int, opts: Options, bytearrays: Sequence[int] | None = None, *,
+                where: str | None = None) -> tuple[Any, int]:
     """Decode the term whose tag is at ``buf[pos]``; return it and the end offset.
 
     The C fast path runs first; on anything it does not handle (rare tags,
@@ -147,6 +153,8 @@ def decode_term(buf: Any, pos: int, opts: Options, bytearrays: Sequence[int] | N
         Offset of the term's tag (after the version byte, for a whole value).
     opts : Options
     bytearrays : sequence of int, optional
+        As for :func:`decode`.
+    where : str, optional
         As for :func:`decode`.
 
     Returns
@@ -170,7 +178,7 @@ def decode_term(buf: Any, pos: int, opts: Options, bytearrays: Sequence[int] | N
         except _c.Fallback:
             pass
     try:
-        return decoder.decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf, bytearrays)
+        return decoder.decode_term(buf if isinstance(buf, bytes) else bytes(buf), pos, opts, buf, bytearrays, where)
     except (IndexError, struct.error) as exc:  # pragma: no cover - every read is bounds-checked
         raise TruncatedError(f"ETF input ends early: {exc}.") from exc
 

@@ -163,12 +163,12 @@ def _key_text(key: Any) -> str:
 
 
 def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None,
-                bytearrays: Sequence[int] | None = None) -> tuple[Any, int]:
+                bytearrays: Sequence[int] | None = None, where: str | None = None) -> tuple[Any, int]:
     """Decode the term whose tag is at ``buf[pos]``; return it and the offset after it.
 
     ``source`` is the caller's buffer when ``buf`` is a copy of it: large
     binaries become views of ``source`` when ``opts.views`` asks for them.
-    ``bytearrays`` as for :func:`tether._etf.decode`.
+    ``bytearrays`` and ``where`` as for :func:`tether._etf.decode`.
     """
     r = Reader(buf, opts, source, bytearrays)
     stack = r.stack
@@ -227,9 +227,31 @@ def decode_term(buf: bytes, pos: int, opts: Options, source: Any = None,
             stack.pop()  # K_TAIL: value is the tail of a list whose elements are done
             value = join_tail(r, top, value, pos)
         else:
+            if r.runs:
+                check_runs_ended(r, where)
             if r.textlike:
                 report_charlists(r.textlike)
             return value, pos
+
+
+def check_runs_ended(r: Reader, where: str | None) -> None:
+    """Refuse runs of bytearrays that name more tagged binaries than the term held.
+
+    Counting only marks the binaries that are there: a run past the last one would otherwise be
+    ignored, and metadata that disagrees with its payload read as if it agreed.
+    """
+    runs, count = r.runs, r.tagged
+    last = runs[-2] + runs[-1]  # the runs rise (checked by their reader): the last one ends last
+    if last <= count:
+        return
+    held = f"{count} tagged binary" if count == 1 else f"{count} tagged binaries"
+    shown = str(list(runs))[:200]
+    if where is None:
+        raise DecodeError(f"The bytearrays runs {shown} name tagged binaries up to ordinal {last - 1}, but the term "
+                          f"holds {held}: pass the ordinals encode found for this term.")
+    raise DecodeError(f"{where} {shown} names tagged binaries up to ordinal {last - 1}, but the term holds {held}. "
+                      "The metadata is corrupt: read the frame with options={'binaries': 'bytes'} to get those "
+                      "binaries as bytes.")
 
 
 def put_counted(r: Reader, frame: list, key: Any, value: Any, pos: int) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 from .._errors import ValidationError
 from .._buffers import Segment, join
+from ..frame import SHUFFLE_SIZES  # the element sizes a reader takes (docs/format.md §1, filter_size)
 from ..memory import Chunked, low_peak, note_temporary
 from ._registered import get, registry
 from ._shuffle import GAIN, shuffle
@@ -375,7 +376,9 @@ def _shuffle_size(payload: Any, fmt: Any, reader: str) -> int:
     if reader not in UNFILTERS:  # the BEAM refuses filtered frames (docs/format.md §5)
         return 0
     size = fmt.element_size(payload.type_info)
-    return size if size and payload.nbytes % size == 0 else 0
+    # A registered format may report any width (a 3-byte RGB pixel); the header allows only these, and a reader
+    # refuses a frame shuffled by another (docs/format.md §1), so such payloads are compressed unshuffled.
+    return size if size in SHUFFLE_SIZES and payload.nbytes % size == 0 else 0
 
 
 def _samples(segments: Sequence[Any], n: int, align: int = 1) -> list[Any]:

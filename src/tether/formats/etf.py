@@ -244,11 +244,13 @@ class EtfFormat(Format):
         """
         if ctx.into is None:
             value = _etf.decode(payload, self.decode_options(type_info, ctx),
-                                bytearrays=bytearray_runs(type_info, ctx.frame_id))
+                                bytearrays=bytearray_runs(type_info, ctx.frame_id),
+                                where=f"{ctx.frame_id}: type.bytearrays")
             return floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
         if ctx.into == "pylist":
             value = _etf.decode(payload, self.decode_options(type_info, ctx),
-                                bytearrays=bytearray_runs(type_info, ctx.frame_id))
+                                bytearrays=bytearray_runs(type_info, ctx.frame_id),
+                                where=f"{ctx.frame_id}: type.bytearrays")
             value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
             if type(value) is dict and value and _table_shaped(value):
                 # Columns read as rows, as an Arrow frame's into="pylist" reads a table.

@@ -6,7 +6,8 @@ compressors own compressed streams. See ``docs/format.md`` for the layout.
 For tether's own modules, not listed in ``__all__``: :data:`FIELDS` (the
 header's fields and ``struct`` codes, the one definition of the layout) and
 the payload filter ids :data:`FILTER_NONE`, :data:`FILTER_SHUFFLE` and
-:data:`FILTER_NAMES` (id to name), which the compressors and the wire tables use.
+:data:`FILTER_NAMES` (id to name), and :data:`SHUFFLE_SIZES` (the element sizes
+a byte-shuffle may group by), which the compressors and the wire tables use.
 
 Examples
 --------
@@ -21,7 +22,7 @@ from ._header import ALIGN, FLAG_STREAM_CHUNK, FRAME_VERSION, HEADER_SIZE, MAGIC
 from ._read import SHOWN_DEPTH, FrameInfo, frame_name, info, read, shown, trailing, verify_payload
 
 # Re-exported (the same objects) so that other packages never reach into _header; kept out of __all__.
-from ._header import FIELDS, FILTER_NAMES, FILTER_NONE, FILTER_SHUFFLE
+from ._header import FIELDS, FILTER_NAMES, FILTER_NONE, FILTER_SHUFFLE, SHUFFLE_SIZES
 
 __all__ = [
     "ALIGN",

@@ -18,6 +18,8 @@ ALIGN = 64
 FILTER_NONE = 0
 FILTER_SHUFFLE = 1  # byte-shuffle, in elements of filter_size bytes
 FILTER_NAMES = {FILTER_NONE: "none", FILTER_SHUFFLE: "byte-shuffle"}
+# The element sizes (filter_size) a byte-shuffle may use; writers and readers keep to these alone.
+SHUFFLE_SIZES = (2, 4, 8, 16)
 
 # Flags: the low 16 bits must be understood by a reader; the high 16 may be ignored.
 FLAG_STREAM_CHUNK = 1 << 0
@@ -194,10 +196,28 @@ def _v1_crc_fails(buf: memoryview, offset: int) -> bool:
 
 
 def _check_filter(comp: int, filt: int, fsize: int, rlen: int) -> None:
-    if filt not in FILTER_NAMES or (filt == FILTER_NONE and fsize) or (
-        filt == FILTER_SHUFFLE and (comp == 0 or fsize < 2 or rlen % fsize)
-    ):
+    """Refuse a header whose ``filter_id``/``filter_size`` pair this reader cannot undo (docs/format.md §1).
+
+    A filter id this tether does not know may come from a newer writer: upgrading helps. A pair of known
+    values that the spec forbids (a size with filter 0, a shuffle without compression, a shuffle size other
+    than 2, 4, 8 or 16 or that does not divide raw_length) no writer produces: the header is corrupt.
+    """
+    if filt not in FILTER_NAMES:
         raise UnsupportedVersionError(
             f"Frame uses payload filter {filt} (element size {fsize}), which this tether does not read; "
             "upgrade tether."
         )
+    if filt == FILTER_NONE:
+        why = "filter 0 (none) takes filter_size 0"
+    elif comp == 0:
+        why = "byte-shuffle is applied only to a compressed payload (compression_id not 0)"
+    elif fsize not in SHUFFLE_SIZES:
+        why = f"byte-shuffle takes filter_size {', '.join(map(str, SHUFFLE_SIZES[:-1]))} or {SHUFFLE_SIZES[-1]}"
+    elif rlen % fsize:
+        why = "raw_length must be a multiple of filter_size"
+    else:
+        return
+    raise DecodeError(
+        f"Frame header is inconsistent: filter_id {filt}, filter_size {fsize}, compression_id {comp}, "
+        f"raw_length {rlen}: {why}. The frame is corrupt; resend it."
+    )
