@@ -237,3 +237,11 @@ def test_the_etf_decoder_refuses_runs_past_the_term_without_a_frame():
                                                  r"term holds 2 tagged binaries"):
         _etf.decode(data, tagged, bytearrays=[1, 2])
 
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_an_unknown_checksum_kind_is_refused_verified_or_not(verify):
+    # Python read it with verify=False (the BEAM companion refuses it either way, as the spec says).
+    frame = patch_header(tether.dumps(b"abc"), checksum_kind=7)
+    with pytest.raises(tether.UnsupportedVersionError, match="payload checksum kind 7"):
+        tether.loads(frame, verify=verify)

@@ -9,6 +9,7 @@
 -include("../include/tether.hrl").
 
 -export([build/5, header/1, open/2, metadata/2, unpack/3]).
+-export([first_error/1]).
 
 -type header() :: #{atom() => term()}.
 -export_type([header/0]).
@@ -83,6 +84,10 @@ header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PL
   when HSize =:= ?HEADER_SIZE ->
     case erlang:crc32(binary:part(Frame, 0, ?HEADER_CRC_COVERS)) of
         HCrc when Flags band ?FLAGS_UNKNOWN_REQUIRED =/= 0 -> {error, {unsupported_flags, Flags}};
+        %% Both are header fields no writer sets this way (docs/format.md §1): refused here, as Python's
+        %% header reader does, so that no reader (decode, inspect, streams, regions) believes them.
+        HCrc when Filter =:= ?FILTER_NONE, FSize =/= 0 -> {error, {unsupported_filter, {Filter, FSize}}};
+        HCrc when Comp =:= ?COMPRESSION_NONE, RLen =/= PLen -> {error, {raw_size_mismatch, RLen, PLen}};
         HCrc ->
             Offset = align(?HEADER_SIZE + MLen),
             {ok, #{format_id => Fmt, format => format_name(Fmt), compression => compression_name(Comp),
@@ -110,7 +115,9 @@ unsupported_version(V) ->
              <<"this tether reads frame version ", (integer_to_binary(?FRAME_VERSION))/binary, "; upgrade it">>}}.
 
 %% @doc A whole frame's header, metadata bytes and stored payload, with the
-%% frame size, the metadata CRC-32 and (when `Verify') the payload checksum checked.
+%% frame size, the metadata CRC-32, the checksum kind (one this node knows,
+%% even unverified), the metadata map (tether_meta:check/2) and (when
+%% `Verify') the payload checksum checked.
 %%
 %% ```
 %% Frame = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
@@ -133,15 +140,39 @@ open(Frame, Verify) ->
                         <<0:(Off - ?HEADER_SIZE - MLen)/unit:8>> ->
                     %% Nothing covers the padding: it must be what writers put there, as Python checks too.
                     {error, nonzero_padding};
-                ok ->
-                    case verify(H, Payload, Verify) of
-                        ok -> {ok, H, MetaBin, Payload};
-                        Error -> Error
-                    end;
+                ok -> opened(H, MetaBin, Payload, Verify);
                 Error -> Error
             end;
         Error -> Error
     end.
+
+%% A frame whose sizes, metadata CRC-32 and padding hold: its checksum kind,
+%% metadata map and (when `Verify') payload checksum are checked in turn.
+opened(H, MetaBin, Payload, Verify) ->
+    Checks = [fun() -> known_checksum(H) end, fun() -> tether_meta:check(maps:get(format, H), MetaBin) end,
+              fun() -> verify(H, Payload, Verify) end],
+    case first_error(Checks) of
+        ok -> {ok, H, MetaBin, Payload};
+        Error -> Error
+    end.
+
+%% @private The first error of checks run in turn (each `fun() -> ok |
+%% Error'), or `ok': for this module's and tether_stream's checks.
+-spec first_error([fun(() -> ok | {error, term()})]) -> ok | {error, term()}.
+first_error([]) -> ok;
+first_error([Check | Rest]) ->
+    case Check() of
+        ok -> first_error(Rest);
+        Error -> Error
+    end.
+
+%% Refused even when `Verify' is false: a kind this node does not know may
+%% come with a payload layout it does not know either (a newer writer).
+known_checksum(#{checksum := {unknown, _} = Kind}) ->
+    {error, {unsupported_checksum, Kind,
+             <<"checksum kinds are 0 (none), 1 (xxh3-64) and 2 (crc32); the frame may come from a newer "
+               "tether: upgrade this side to read it">>}};
+known_checksum(_) -> ok.
 
 %% @doc The metadata bytes of a frame whose header was read, CRC-32 checked;
 %% the payload need not be there.
@@ -172,10 +203,10 @@ metadata(Frame, #{meta_len := MLen}) -> {error, {truncated, ?HEADER_SIZE + MLen,
 %% {error, {too_large, Raw, 100}} = tether_frame:unpack(H, Stored, 100).
 %% '''
 -spec unpack(header(), binary(), non_neg_integer()) -> {ok, binary()} | {error, term()}.
-unpack(#{compression := none, filter := {?FILTER_NONE, _}}, Payload, _) -> {ok, Payload};
-unpack(#{compression := gzip, filter := {?FILTER_NONE, _}, raw_size := Raw}, Payload, Max) ->
+unpack(#{compression := none, filter := {?FILTER_NONE, 0}}, Payload, _) -> {ok, Payload};
+unpack(#{compression := gzip, filter := {?FILTER_NONE, 0}, raw_size := Raw}, Payload, Max) ->
     tether_gzip:inflate(Payload, Raw, Max);
-unpack(#{compression := C, filter := {?FILTER_NONE, _}}, _, _) ->
+unpack(#{compression := C, filter := {?FILTER_NONE, 0}}, _, _) ->
     {error, {unsupported_compression, C,
              <<"the BEAM reads gzip and none; in Python, write the frame with reader=\"beam\" "
                "(or compression=\"gzip\" or \"none\")">>}};

@@ -3,7 +3,7 @@
 
 -include("../include/tether.hrl").
 
--export([build/3, build/4, decode/1, unpack_user/1]).
+-export([build/3, build/4, decode/1, check/2, unpack_user/1]).
 
 -define(PRODUCER, <<"tether-beam/", ?TETHER_VSN>>).
 -define(CREATED_AT, "created_at").
@@ -82,6 +82,28 @@ own_entry(Name) -> #{<<"producer">> => ?PRODUCER, <<"node">> => atom_to_binary(n
 %% '''
 -spec decode(binary()) -> {ok, map()} | {error, term()}.
 decode(Bin) -> tether_etf:decode(Bin, true).
+
+%% @doc Whether the metadata bytes of a frame of `Format' hold what every
+%% frame's do (docs/format.md §2): a map with a `format' binary and a `type'
+%% map. Python refuses a frame without them, whatever its format; so does
+%% the BEAM, rather than decode a payload nothing describes. A `type' of the
+%% wrong shape is a `bad_type_info' error, as the formats name theirs.
+%%
+%% ```
+%% ok = tether_meta:check(raw, tether_meta:build(<<"raw">>, #{}, #{})),
+%% {error, {bad_type_info, raw, _}} = tether_meta:check(raw, term_to_binary(#{<<"format">> => <<"raw">>})),
+%% {error, {bad_metadata, _}} = tether_meta:check(raw, term_to_binary(#{<<"type">> => #{}})).
+%% '''
+-spec check(atom() | {unknown, non_neg_integer()}, binary()) -> ok | {error, term()}.
+check(Format, Bin) ->
+    case decode(Bin) of
+        {ok, #{<<"format">> := Name, <<"type">> := Type}} when is_binary(Name), is_map(Type) -> ok;
+        {ok, #{<<"format">> := Name}} when is_binary(Name) ->
+            {error, {bad_type_info, Format, <<"frame metadata has no 'type' map">>}};
+        {ok, Meta} when is_map(Meta) -> {error, {bad_metadata, <<"frame metadata has no 'format' binary">>}};
+        {ok, _} -> {error, {bad_metadata, <<"frame metadata must be an ETF map">>}};
+        Error -> Error
+    end.
 
 %% @doc The user map of a `user_packed' entry: its ETF term, inflated (zlib)
 %% when compressed, at most its declared `size' and 16 MiB (as Python's

@@ -261,17 +261,10 @@ checks(H, MetaBin, Stored, R) ->
         {ok, Info} ->
             Checks = [fun() -> payload(H, Stored) end, fun() -> same_stream(Info, R) end,
                       fun() -> in_order(Info, R) end],
-            case first_error(Checks) of
+            case tether_frame:first_error(Checks) of
                 ok -> {ok, Info};
                 Error -> Error
             end;
-        Error -> Error
-    end.
-
-first_error([]) -> ok;
-first_error([Check | Rest]) ->
-    case Check() of
-        ok -> first_error(Rest);
         Error -> Error
     end.
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from .._errors import ChecksumError, DecodeError, LimitError, TruncatedError, UnsupportedVersionError
 from .._limits import Limits
-from ._checksum import crc32_native
+from ._checksum import NAMES as CHECKSUM_NAMES, crc32_native
 
 MAGIC = b"TTHR"
 FRAME_VERSION = 1
@@ -135,6 +135,11 @@ def unpack(buf: memoryview, limits: Limits, *, offset: int = 0) -> Header:
     if unknown:
         raise UnsupportedVersionError(
             f"Frame sets required flags {unknown:#06x} that this tether does not know; upgrade tether."
+        )
+    if ck not in CHECKSUM_NAMES:  # refused unverified too: a newer writer's kind may come with a layout of its own
+        raise UnsupportedVersionError(
+            f"Frame uses payload checksum kind {ck}; this tether knows 0 (none), 1 (xxh3-64) and 2 (crc32): "
+            "upgrade tether to read it."
         )
     if mlen > limits.max_metadata_size:
         raise LimitError(
