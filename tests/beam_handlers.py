@@ -210,6 +210,29 @@ def sleep_announced(seconds):
     return seconds
 
 
+_CAUGHT: list = []
+
+
+def sleep_catching_cancel(seconds):
+    """As sleep_announced, catching the cancel the documented way (then letting it go on)."""
+    import logging
+    import time
+
+    from tether.worker import Cancelled
+
+    logging.getLogger("beam_handlers.started").warning("started")
+    try:
+        time.sleep(seconds)
+    except Cancelled:
+        _CAUGHT.append("tether.worker.Cancelled")
+        raise
+    return seconds
+
+
+def caught_cancels():
+    return list(_CAUGHT)
+
+
 async def async_sleep_announced(seconds):
     """As sleep_announced, awaiting."""
     import asyncio

@@ -30,7 +30,7 @@ class Kernel:
 
     def policy(self) -> BatchPolicy:
         return BatchPolicy(clock=lambda: self.now, read=lambda: (self.waited_ns, self.runs), apply=self.applied.append,
-                           normal=lambda: True)
+                           policy=lambda: "normal")
 
     def window(self, wait_us_per_run: float, runs: int = 100) -> None:
         """One window passes in which each of ``runs`` wake-ups waited ``wait_us_per_run`` to run."""
@@ -138,7 +138,7 @@ def test_a_kernel_without_the_figures_or_the_policy_leaves_the_member_normal(bro
         raise OSError("not here")
     k = Kernel()
     p = BatchPolicy(clock=lambda: k.now, read=refuse if broken == "read" else (lambda: (0, 1)),
-                    apply=refuse if broken == "apply" else k.applied.append, normal=lambda: True)
+                    apply=refuse if broken == "apply" else k.applied.append, policy=lambda: "normal")
     assert not p.batch and p.stats() == {"policy": "normal", "starved": 0, "unavailable": "not here"}
     k.window(3800)
     p.tick()
@@ -147,17 +147,18 @@ def test_a_kernel_without_the_figures_or_the_policy_leaves_the_member_normal(bro
 
 def test_a_kernel_that_keeps_no_run_delay_is_not_watched():
     k = Kernel()
-    p = BatchPolicy(clock=lambda: k.now, read=lambda: (0, 0), apply=k.applied.append, normal=lambda: True)
+    p = BatchPolicy(clock=lambda: k.now, read=lambda: (0, 0), apply=k.applied.append, policy=lambda: "normal")
     assert not p.batch and k.applied == [] and "keeps no run delay" in p.unavailable
 
 
 def test_a_process_started_under_another_policy_keeps_it():
     k = Kernel()
     p = BatchPolicy(clock=lambda: k.now, read=lambda: (k.waited_ns, k.runs), apply=k.applied.append,
-                    normal=lambda: False)
+                    policy=lambda: "idle")
     k.window(3800)
     p.tick()
-    assert k.applied == [] and "another policy" in p.unavailable
+    assert k.applied == [] and "started under the idle policy" in p.unavailable
+    assert p.stats()["policy"] == "idle"  # what runs, not "normal" (an Elixir user's trial under chrt --idle)
 
 
 def test_a_policy_refused_later_stops_the_watch_and_says_so(caplog):
@@ -168,7 +169,7 @@ def test_a_policy_refused_later_stops_the_watch_and_says_so(caplog):
         calls.append(batch)
         if len(calls) > 1:
             raise PermissionError("refused")
-    p = BatchPolicy(clock=lambda: k.now, read=lambda: (k.waited_ns, k.runs), apply=apply, normal=lambda: True)
+    p = BatchPolicy(clock=lambda: k.now, read=lambda: (k.waited_ns, k.runs), apply=apply, policy=lambda: "normal")
     with caplog.at_level(logging.WARNING, logger="tether.worker"):
         k.window(3800)
         p.tick()

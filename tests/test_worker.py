@@ -203,6 +203,8 @@ def test_import_error_is_refused_with_the_traceback_and_exit_2():
     tag, (kind, module, etype, message, tb) = c.ready
     assert (tag, kind, module, etype) == ("refused", "import_error", "no_such_module_here", "ModuleNotFoundError")
     assert "no_such_module_here" in message and "Traceback" in tb
+    # Not found at all: where Python looked, and the fixes (an Elixir user's trial found no hint).
+    assert "Python looked in its sys.path (" in message and 'env: [{"PYTHONPATH", dir}]' in message
     assert c.wait() == 2
     c.close()
 
@@ -396,6 +398,16 @@ def test_sigusr1_cancels_the_running_call_and_the_next_is_immediate(client, fun)
     t0 = time.monotonic()
     assert client.ok("add", 1, 2) == 3
     assert time.monotonic() - t0 < 0.2
+
+
+def test_a_handler_catches_the_cancel_as_tether_worker_cancelled(client):
+    # python -m tether.worker ran the module as __main__: a second copy, whose Cancelled was not the one a
+    # handler imports, so `except tether.worker.Cancelled` never matched (an Elixir user's trial).
+    ident = client.request("sleep_catching_cancel", 5)
+    assert client.recv(timeout=10, logs=True)[2:4] == ("beam_handlers.started", "started")
+    os.kill(client.proc.pid, signal.SIGUSR1)
+    assert client.recv(timeout=3) == (A("reply"), ident, (A("error"), A("cancelled")))
+    assert client.ok("caught_cancels") == ["tether.worker.Cancelled"]
 
 
 def test_sigusr1_between_calls_is_ignored(client):

@@ -9,6 +9,7 @@
 -include("../include/tether.hrl").
 
 -export([etf/2, etf/3, etf/4, raw/1, none/0, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
+-export([holds_fun/2]).
 
 -type built() :: {FormatId :: non_neg_integer(), Name :: binary(), TypeInfo :: map(), Payload :: iodata()}.
 -export_type([built/0]).
@@ -218,6 +219,18 @@ decode(sparse, #{<<"type">> := Info}, Payload, _) when is_map(Info) -> sparse(In
 decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray; Format =:= sparse ->
     {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
+
+%% @doc Whether `Term' holds a fun. `Bytes', its ETF (or anything holding
+%% it whole, such as the message it goes in), lets a term that cannot hold one
+%% skip the walk; `undefined' walks it.
+%%
+%% ```
+%% true = tether_formats:holds_fun([1, fun erlang:abs/1], undefined),
+%% false = tether_formats:holds_fun([1], term_to_binary([1])).
+%% '''
+-spec holds_fun(term(), binary() | undefined) -> boolean().
+holds_fun(Term, undefined) -> has_fun(Term);
+holds_fun(Term, Bytes) -> may_hold_fun(Bytes) andalso has_fun(Term).
 
 %% Whether an ETF payload can hold a fun: NEW_FUN_EXT's tag byte anywhere
 %% (binary_to_term does not check the size that follows it, so any byte can

@@ -8,7 +8,7 @@
 %% Elixir wrappers use to word their errors in Elixir (`"x"', not `<<"x">>').
 -module(tether_options).
 
--export([worker/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1,
+-export([worker/1, member/1, pool/1, cpus/0, allowed_cpus/0, schedulers_bound/0, call/2, target/3, encode/1, decode/1,
          stream_reader/1, stream_writer/1, versions/2, worker_keys/0, pool_keys/0, explain/3, child_id/2]).
 
 -include("../include/tether.hrl").
@@ -137,7 +137,18 @@ pool_keys() -> [K || {K, _, _} <- pool_spec()].
 %% {error, {bad_option, pyhton, _}} = tether_options:worker(#{pyhton => "x", modules => [m]}).
 %% '''
 -spec worker(map() | list()) -> {ok, map()} | error().
-worker(Opts) -> check(Opts, worker_spec() ++ member_spec()).
+worker(Opts) -> check(Opts, worker_spec()).
+
+%% @doc Check a pool member's options: a worker's, plus what its pool sets
+%% for it (`notify', `async_start', `pin', `sched_batch', `load'), which a
+%% worker started on its own refuses.
+%%
+%% ```
+%% {ok, #{async_start := true}} = tether_options:member(#{modules => [<<"m">>], async_start => true}).
+%% {error, {bad_option, async_start, _}} = tether_options:worker(#{modules => [<<"m">>], async_start => true}).
+%% '''
+-spec member(map() | list()) -> {ok, map()} | error().
+member(Opts) -> check(Opts, worker_spec() ++ member_spec()).
 
 %% @doc Check a pool's options: a worker's options (less `name', which names
 %% the pool) plus `size', `max_queue' and `spinners'.
@@ -199,7 +210,7 @@ bad_argument(Which, Expected, Got, Show) ->
 %% '''
 -spec explain(kind(), term(), show()) -> {ok, map()} | {ok, binary(), binary()} | error()
           | {error, {bad_argument, atom(), binary()}}.
-explain(worker, Opts, Show) -> check(Opts, worker_spec() ++ member_spec(), Show);
+explain(worker, Opts, Show) -> check(Opts, worker_spec(), Show);
 explain(pool, Opts, Show) -> check(Opts, pool_spec(), Show);
 explain({call, Kind}, Opts, Show) when Kind =:= worker; Kind =:= pool ->
     case call(Kind, Opts) of
@@ -316,12 +327,23 @@ check(Opts, Spec, Show) when is_map(Opts) ->
     Keys = [K || {K, _, _} <- Spec],
     case [K || K <- maps:keys(Opts), not lists:member(K, Keys)] of
         [Unknown | _] ->
-            Public = [atom_to_list(K) || K <- Keys, not lists:keymember(K, 1, member_spec())],
-            bad(Unknown, "unknown option; valid options are: ~ts", [lists:join(", ", Public)]);
+            unknown(Unknown, Spec);
         [] -> fill(Spec, Opts, #{}, Show)
     end;
 check(Opts, _Spec, Show) ->
     bad(options, "expected a keyword list or a map, got ~ts", [Show(Opts, infinity)]).
+
+%% A pool's own option given to a worker says where it belongs; otherwise the
+%% valid options are listed, less those only a pool sets for its members.
+unknown(Key, Spec) ->
+    case lists:keymember(Key, 1, pool_spec()) andalso not lists:keymember(Key, 1, Spec) of
+        true ->
+            bad(Key, "a Tether.Pool option (tether_pool), not a worker's: start a pool to use it", []);
+        false ->
+            Public = [atom_to_list(K) || {K, _, _} <- Spec,
+                                         lists:keymember(K, 1, pool_spec()) orelse not lists:keymember(K, 1, member_spec())],
+            bad(Key, "unknown option; valid options are: ~ts", [lists:join(", ", Public)])
+    end.
 
 proplist(List, Show) when length(List) >= 0 ->  % length/1 fails the guard of an improper list
     try maps:from_list([pair(E) || E <- List]) of

@@ -547,7 +547,7 @@ start_member(S = #st{worker_opts = Opts, members = Members}) ->
                  Pin -> Role#{pin => Pin}
              end,
     Load = atomics:new(1, []),
-    case tether_worker:start_link(maps:merge(Opts, Pinned#{notify => self(), async_start => true, load => Load})) of
+    case tether_worker:start_member(maps:merge(Opts, Pinned#{notify => self(), async_start => true, load => Load})) of
         {ok, Pid} ->
             Member = #member{spins = Spins, load = Load, pin_index = Index},
             {ok, S#st{members = Members#{Pid => Member}}};

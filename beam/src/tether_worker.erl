@@ -42,6 +42,7 @@
 -include("../include/tether.hrl").
 
 -export([start_link/1, start/1, call/4, call/5, measure/5, stats/1, stats/2, stop/1, info/1, child_spec/1]).
+-export([start_member/1]).
 -export([request/7, request/8]).
 -export([init_server/1, init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 -export([status_message/1]).
@@ -138,8 +139,15 @@ start_link(Opts) -> start(link, Opts).
 -spec start(map() | list()) -> {ok, pid()} | {error, term()}.
 start(Opts) -> start(nolink, Opts).
 
-start(Link, Opts) ->
-    case tether_options:worker(Opts) of
+start(Link, Opts) -> start(Link, Opts, fun tether_options:worker/1).
+
+%% @private A pool's member: a worker's options plus those its pool sets for
+%% it (tether_options:member/1), which a worker started on its own refuses.
+-spec start_member(map()) -> {ok, pid()} | {error, term()}.
+start_member(Opts) -> start(link, Opts, fun tether_options:member/1).
+
+start(Link, Opts, Check) ->
+    case Check(Opts) of
         {ok, Checked = #{python := Python}} ->
             case tether_python:find(Python) of
                 {ok, Exe} -> tether_proc:start(Link, ?MODULE, maps:get(name, Checked, undefined),
@@ -701,34 +709,45 @@ peer_types(_) -> #{}.
 encode_args(Id, M, F, Args, Tables, S = #st{opts = #{shm_threshold := Threshold, max_message := Max}, form = Form}) ->
     try erlang:external_size(Args) > Threshold of
         false ->
-            Frame = tether_protocol:call(Id, M, F, Args, Tables, #{}, Form),
-            case iolist_size(Frame) of
-                Size when Size =< Max -> {ok, Frame, inline, Size, #{encode_end => erlang:monotonic_time()}, S};
+            %% Whole, so that the bytes say whether the arguments can hold a fun before any walk.
+            Frame = iolist_to_binary(tether_protocol:call(Id, M, F, Args, Tables, #{}, Form)),
+            case tether_formats:holds_fun(Args, Frame) of
+                true -> {error, funs_refused, S};
+                false when byte_size(Frame) =< Max ->
+                    {ok, Frame, inline, byte_size(Frame), #{encode_end => erlang:monotonic_time()}, S};
                 %% Python would answer, then exit: its stream would be out of step.
-                Size -> {error, {message_too_large, Size, Max}, S}
+                false -> {error, {message_too_large, byte_size(Frame), Max}, S}
             end;
         true ->
-            case args_file(S) of
-                {ok, Path, Fd, S1} ->
-                    %% Large binaries are written from where they are, not copied first.
-                    ArgsFrame = tether_args:frame(Args),
-                    Plain = tether_args:plain(Args),
-                    T1 = erlang:monotonic_time(),
-                    case file:pwrite(Fd, 0, ArgsFrame) of
-                        ok ->
-                            Len = iolist_size(ArgsFrame),
-                            S2 = shm_used(S1#st{args_size = max(Len, S1#st.args_size)}),
-                            Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
-                                                         Tables, #{plain => Plain}, Form),
-                            {ok, Frame, shm, Len + iolist_size(Frame),
-                             #{encode_end => T1, write => erlang:monotonic_time() - T1}, S2};
-                        %% Part written (a full file system, say): the file would keep
-                        %% that space from every other user of the directory.
-                        {error, Reason} -> {error, {args_file, Path, Reason}, drop_args_file(S1)}
-                    end;
-                {error, Reason} -> {error, Reason, S}
+            case tether_formats:holds_fun(Args, undefined) of
+                true -> {error, funs_refused, S};
+                false -> shm_args(Id, M, F, Args, Tables, S)
             end
     catch error:Reason -> {error, {encode, Reason}, S}
+    end.
+
+%% Arguments over shm_threshold: written to the arguments file, and a small
+%% frame naming them crosses the pipe.
+shm_args(Id, M, F, Args, Tables, S = #st{form = Form}) ->
+    case args_file(S) of
+        {ok, Path, Fd, S1} ->
+            %% Large binaries are written from where they are, not copied first.
+            ArgsFrame = tether_args:frame(Args),
+            Plain = tether_args:plain(Args),
+            T1 = erlang:monotonic_time(),
+            case file:pwrite(Fd, 0, ArgsFrame) of
+                ok ->
+                    Len = iolist_size(ArgsFrame),
+                    S2 = shm_used(S1#st{args_size = max(Len, S1#st.args_size)}),
+                    Frame = tether_protocol:call(Id, M, F, {shm, list_to_binary(Path), Len},
+                                                 Tables, #{plain => Plain}, Form),
+                    {ok, Frame, shm, Len + iolist_size(Frame),
+                     #{encode_end => T1, write => erlang:monotonic_time() - T1}, S2};
+                %% Part written (a full file system, say): the file would keep
+                %% that space from every other user of the directory.
+                {error, Reason} -> {error, {args_file, Path, Reason}, drop_args_file(S1)}
+            end;
+        {error, Reason} -> {error, Reason, S}
     end.
 
 %% Shared memory kept between calls (the arguments file here, Python's

@@ -64,6 +64,26 @@ defmodule Tether.OptionsTest do
                :tether_worker.start(python: "", modules: ["m"])
     end
 
+    test "a pool's options given to a worker say where they belong; the pool lists its own" do
+      # They were accepted and did nothing (sched_batch:), or named the members' internal form (pin:).
+      for {key, value} <- [pin: true, sched_batch: false, size: 2, spinners: 1] do
+        assert_raise ArgumentError, ~r/invalid option :#{key}: a Tether.Pool option \(tether_pool\), not a worker's/, fn ->
+          Tether.Worker.start([{key, value}, modules: ["m"]])
+        end
+      end
+
+      # What a pool sets for its members is not a worker's option either, and is not listed.
+      for key <- [:async_start, :notify, :load] do
+        assert {:error, {:bad_option, ^key, message}} = :tether_worker.start([{key, true}, modules: ["m"]])
+        assert message =~ "unknown option" and not (message =~ "async_start")
+      end
+
+      # The pool's list of its options names pin and sched_batch (they were left out).
+      assert_raise ArgumentError, ~r/unknown option; valid options are: size, max_queue, spinners, pin, sched_batch, python/, fn ->
+        Tether.Pool.start(modules: ["m"], sise: 1)
+      end
+    end
+
     test "call options and call arguments" do
       assert_raise ArgumentError, ~s(invalid option :tables: expected one of arrow, rows, columns, got "rows"), fn ->
         Tether.Worker.call(self(), "m", "f", [], tables: "rows")

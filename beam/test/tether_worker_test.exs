@@ -145,6 +145,8 @@ defmodule Tether.WorkerLifecycleTest do
                Tether.Worker.start_link(TestPython.opts(modules: ["broken_handlers"], env: env))
 
       assert message =~ "tether_no_such_dependency"
+      # A dependency of the module is missing, not the module: no advice about where it is.
+      refute message =~ "PYTHONPATH"
       assert traceback =~ "Traceback" and traceback =~ "broken_handlers.py"
     end
 
@@ -455,6 +457,24 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   describe "safety" do
+    test "a fun among the arguments is refused before it is sent, inline or through shared memory" do
+      # It reached Python as a tether.OpaqueTerm, where the handler failed on it (an Elixir user's trial).
+      w = start_worker()
+      pid = Tether.Worker.info(w).os_pid
+      assert {:error, :funs_refused} = Tether.Worker.call(w, @m, "echo", [fn -> 1 end])
+      assert {:error, :funs_refused} = Tether.Worker.call(w, @m, "echo", [%{f: &Enum.map/2}])
+      big = %{data: :binary.copy(<<7>>, 2_000_000), deep: [{:ok, [fn x -> x end]}]}
+      assert {:error, :funs_refused} = Tether.Worker.call(w, @m, "echo", [big], 10_000)
+      assert_raise Tether.Error, ~r/a function \(fun\) cannot be sent to Python/, fn ->
+        Tether.Worker.call!(w, @m, "echo", [fn -> 1 end])
+      end
+      # Bytes that look like a fun's tag are not one; the worker carries on with the same Python.
+      assert {:ok, "pqp"} = Tether.Worker.call(w, @m, "echo", ["pqp"])
+      assert {:ok, %{"data" => data}} = Tether.Worker.call(w, @m, "echo", [%{"data" => :binary.copy("p", 2_000_000)}], 10_000)
+      assert byte_size(data) == 2_000_000
+      assert Tether.Worker.info(w).os_pid == pid
+    end
+
     test "a reply of 100,000 unknown atoms is an error and creates no atom" do
       w = start_worker()
       prefix = "tether_unknown_#{System.unique_integer([:positive])}_#{:erlang.phash2(make_ref())}_"

@@ -86,8 +86,20 @@ def set_batch(batch: bool) -> None:
     os.sched_setscheduler(0, os.SCHED_BATCH if batch else os.SCHED_OTHER, os.sched_param(0))
 
 
-def _normal_policy() -> bool:
-    return os.sched_getscheduler(0) == os.SCHED_OTHER
+_POLICY_NAMES = {"SCHED_OTHER": "normal", "SCHED_BATCH": "batch", "SCHED_IDLE": "idle", "SCHED_FIFO": "fifo",
+                 "SCHED_RR": "rr"}
+
+
+def current_policy() -> str:
+    """The calling thread's scheduling policy by name: ``normal``, ``batch``, ``idle``, ``fifo``, ``rr`` (or a number).
+
+    Examples
+    --------
+    >>> current_policy() in ("normal", "batch", "idle", "fifo", "rr")  # doctest: +SKIP
+    True
+    """
+    policy = os.sched_getscheduler(0)
+    return next((name for attr, name in _POLICY_NAMES.items() if getattr(os, attr, None) == policy), str(policy))
 
 
 class BatchPolicy:
@@ -98,16 +110,16 @@ class BatchPolicy:
 
     Parameters
     ----------
-    clock, read, apply, normal : callable, optional
-        The monotonic clock in seconds, :func:`read_schedstat`, :func:`set_batch` and whether the thread runs
-        under the normal policy now; tests replace them.
+    clock, read, apply, policy : callable, optional
+        The monotonic clock in seconds, :func:`read_schedstat`, :func:`set_batch` and
+        :func:`current_policy`; tests replace them.
 
     Examples
     --------
     A thread that waits 4 ms a wake-up goes back to the normal policy:
 
     >>> now, stat = [0.0], [(0, 5)]
-    >>> p = BatchPolicy(clock=lambda: now[0], read=lambda: stat[0], apply=lambda batch: None, normal=lambda: True)
+    >>> p = BatchPolicy(clock=lambda: now[0], read=lambda: stat[0], apply=lambda batch: None, policy=lambda: "normal")
     >>> p.batch
     True
     >>> now[0], stat[0] = 0.06, (100_000_000, 30)
@@ -118,17 +130,20 @@ class BatchPolicy:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic,
                  read: Callable[[], tuple[int, int]] = read_schedstat, apply: Callable[[bool], None] = set_batch,
-                 normal: Callable[[], bool] = _normal_policy):
+                 policy: Callable[[], str] = current_policy):
         self._clock, self._read, self._apply = clock, read, apply
         self.batch = False
         self.starved = 0  # times it went back to normal
         self.unavailable: str | None = None  # why it does not watch (never did, or stopped)
+        self._kept: str | None = None  # the policy it was started under, when not the normal one
         self._wait = RETRY_S  # how long the next starvation keeps it normal
         self._waited = 0.0  # how long the last one did
         self._next = self._retry_at = self._since = self._judged = 0.0
         try:
-            if not normal():
-                self.unavailable = "started under another policy than the normal one: left as it is"
+            started = policy()
+            if started != "normal":
+                self._kept = started
+                self.unavailable = f"started under the {started} policy (chrt, systemd): left as it is"
                 return
             self._last = read()
             if self._last[1] <= 0:  # a kernel without CONFIG_SCHED_INFO reads zeros: starvation would not show
@@ -147,7 +162,7 @@ class BatchPolicy:
 
         Examples
         --------
-        >>> p = BatchPolicy(read=lambda: (0, 1), apply=lambda batch: None, normal=lambda: True)
+        >>> p = BatchPolicy(read=lambda: (0, 1), apply=lambda batch: None, policy=lambda: "normal")
         >>> p.tick(); p.batch  # less than a window since it started: nothing read
         True
         """
@@ -196,8 +211,8 @@ class BatchPolicy:
 
         Examples
         --------
-        >>> BatchPolicy(read=lambda: (0, 1), apply=lambda batch: None, normal=lambda: False).stats()["policy"]
-        'normal'
+        >>> BatchPolicy(read=lambda: (0, 1), apply=lambda batch: None, policy=lambda: "idle").stats()["policy"]
+        'idle'
         """
-        return {"policy": "batch" if self.batch else "normal", "starved": self.starved,
+        return {"policy": self._kept or ("batch" if self.batch else "normal"), "starved": self.starved,
                 "unavailable": self.unavailable}

@@ -65,7 +65,7 @@ import warnings
 import weakref
 from functools import partial
 from types import ModuleType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NoReturn
 
 import tether
 from tether import (Atom, ChecksumError, DecodeError, EncodeError, TetherError, ValidationError, _api, _buffers,
@@ -86,7 +86,7 @@ except ImportError:  # pragma: no cover - present in this tree
 __all__ = [
     "BYTES_TAG", "COMPACT_MAGIC", "MARKERS", "WALK", "Cancelled", "Channel", "LogForwarder", "MessageError",
     "Spin", "StatsError", "Worker", "compact", "compatible", "decode", "handshake", "main", "read_compact",
-    "read_stats", "ready_info", "serve", "transform", "workers",
+    "read_stats", "ready_info", "run", "serve", "transform", "workers",
 ]
 
 # Embedded frames larger than this travel through shared memory.
@@ -1745,8 +1745,27 @@ def _import_modules(names: list[str]) -> tuple[dict[str, ModuleType], Any]:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             tb = "".join(traceback.format_exception(exc))
-            return modules, (Atom("import_error"), name, type(exc).__name__, str(exc), tb)
+            return modules, (Atom("import_error"), name, type(exc).__name__, _import_advice(name, exc), tb)
     return modules, None
+
+
+def _import_advice(name: str, exc: BaseException) -> str:
+    """The import error's message, with where Python looked when the module asked for is not found at all.
+
+    Examples
+    --------
+    >>> "PYTHONPATH" in _import_advice("handlers", ModuleNotFoundError("No module named 'handlers'", name="handlers"))
+    True
+    >>> _import_advice("handlers", ModuleNotFoundError("No module named 'numpyx'", name="numpyx"))  # its own import
+    "No module named 'numpyx'"
+    """
+    text = str(exc)
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if missing is not None and (name == missing or name.startswith(missing + ".")):
+        shown = ", ".join(p or "." for p in sys.path[:6]) + (", ..." if len(sys.path) > 6 else "")
+        text += (f": Python looked in its sys.path ({shown}). Put the module's directory on PYTHONPATH "
+                 "(env: [{\"PYTHONPATH\", dir}]), start the worker in it (cd: dir), or install it into this Python.")
+    return text
 
 
 def ready_info(modules: dict[str, ModuleType]) -> dict[Atom | str, Any]:
@@ -2666,5 +2685,19 @@ def _run() -> int:
         return 1
 
 
-if __name__ == "__main__":
+def run() -> NoReturn:
+    """Run the worker as ``python -m tether.worker`` does: :func:`main`, then exit with its status.
+
+    Examples
+    --------
+    ``python -c "import tether.worker; tether.worker.run()" --module my_handlers``
+    """
     _exit(_run())
+
+
+if __name__ == "__main__":
+    # `python -m` runs this file as __main__, a second copy of the module: its Cancelled was not the one a
+    # handler imports, so `except tether.worker.Cancelled` never matched. The canonical module runs instead.
+    import tether.worker
+
+    tether.worker.run()

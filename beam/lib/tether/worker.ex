@@ -36,7 +36,8 @@ defmodule Tether.Worker do
     * `{:undefined_function, module, function}`: not on the allow-list;
     * `:timeout`: past the deadline (time spent queued counts). Python gets
       SIGUSR1 and drops the call, or is killed and replaced after
-      `:cancel_grace` ms; the next call does not wait for it;
+      `:cancel_grace` ms; the next call waits only until Python has let go
+      of it (at most `:cancel_grace` ms and a restart);
     * `{:worker_exit, status}`: Python died during the call (a fresh one starts);
     * `{:message_too_large, size, max}`: arguments kept out of shared memory by
       `:shm_threshold` but larger than `:max_message`;

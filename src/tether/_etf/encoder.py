@@ -555,6 +555,12 @@ def encode_other(w: Writer, value: Any) -> Any:
     name = f"{type(value).__module__}.{type(value).__qualname__}"
     if name in _NUMPY_REFUSED:
         raise MappingError(f"Cannot encode {name} at {w.where()} as ETF: {_NUMPY_REFUSED[name]}")
+    if name == "numpy.ndarray" and value.dtype.hasobject:  # a numeric one is an embedded frame, not ETF
+        raise MappingError(
+            f"Cannot encode a numpy.ndarray of dtype {value.dtype} at {w.where()} as ETF: an array of Python "
+            "objects has no BEAM form. Return value.tolist() (its items must map, docs/types.md), or an array "
+            "of a numeric, bool or string dtype."
+        )
     if isinstance(value, (collections.abc.Iterator, collections.abc.AsyncIterator)):
         collect = "[x async for x in it]" if isinstance(value, collections.abc.AsyncIterator) else "list(it)"
         raise MappingError(
