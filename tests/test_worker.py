@@ -942,4 +942,14 @@ def test_what_extra_adds_to_a_record_is_forwarded_bounded_and_as_valid_text():
     assert extra["long"] == "x" * tw.EXTRA_TEXT and extra["bad"] == "a?" and extra["obj"] == "{'k': [1]}"
     assert extra["inf"] == "inf" and extra["f0"] == 0
     assert "extra" not in tw._record_parts(logging.makeLogRecord({"msg": "plain"}))[1]
+
+    class BadRepr:
+        def __repr__(self):
+            raise RuntimeError("no")
+    # A key that is not a string, a key with a lone surrogate, a repr that raises: the record still goes.
+    odd = logging.makeLogRecord({"msg": "m"})
+    odd.__dict__.update({1: 2, "k\udcff": "v", "obj": BadRepr()})
+    extra = tw._record_parts(odd)[1]["extra"]
+    assert extra == {"k?": "v", "obj": "<BadRepr: repr failed>"}
+    tether.loads(tw._log_frame(tw._level(logging.WARNING), "x", "m", tw._record_parts(odd)[1]))
     tether.loads(tw._log_frame(tw._level(logging.WARNING), "x", "m", tw._record_parts(record)[1]))  # it encodes

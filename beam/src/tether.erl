@@ -158,23 +158,13 @@ decode_frame(Frame, Opts) when is_list(Frame) -> flattened(Frame, fun(Bin) -> de
 decode_frame(Frame, _Opts) -> not_a_frame(Frame).
 
 %% A frame whose header, checksums and schema version were checked.
-decode_opened({ok, H = #{format := Format}, MetaBin, Stored}, Opts) ->
+decode_opened({ok, H = #{format := Format, metadata := Meta}, _MetaBin, Stored}, Opts) ->
     Max = maps:get(max_uncompressed_size, Opts, ?MAX_UNCOMPRESSED_DEFAULT),
-    case metadata(Format, MetaBin) of
-        {ok, Meta} ->
-            case tether_frame:unpack(H, Stored, Max) of
-                {ok, Payload} ->
-                    tether_formats:decode(Format, Meta, Payload,
-                                          #{safe => maps:get(safe, Opts, true), max_uncompressed_size => Max});
-                Error -> Error
-            end;
+    case tether_frame:unpack(H, Stored, Max) of
+        {ok, Payload} ->
+            tether_formats:decode(Format, Meta, Payload,
+                                  #{safe => maps:get(safe, Opts, true), max_uncompressed_size => Max});
         Error -> Error
-    end.
-
-metadata(Format, MetaBin) ->
-    case tether_formats:needs_metadata(Format) of
-        true -> a_map(tether_meta:decode(MetaBin));
-        false -> {ok, #{}}
     end.
 
 a_map({ok, Meta}) when is_map(Meta) -> {ok, Meta};

@@ -8,8 +8,8 @@
 
 -include("../include/tether.hrl").
 
--export([etf/2, etf/3, etf/4, raw/1, none/0, ndarray/3, nx_descr/1, needs_metadata/1, decode/4, check_schema/2, schemas/0]).
--export([holds_fun/2]).
+-export([etf/2, etf/3, etf/4, raw/1, none/0, ndarray/3, nx_descr/1, decode/4, check_schema/2, schemas/0]).
+-export([holds_fun/1]).
 
 -type built() :: {FormatId :: non_neg_integer(), Name :: binary(), TypeInfo :: map(), Payload :: iodata()}.
 -export_type([built/0]).
@@ -170,17 +170,6 @@ schema_hint(Name, false, Oldest, _) ->
     {writer, <<"the frame is older than this node reads (", Name/binary, " schema ",
                (integer_to_binary(Oldest))/binary, " and newer): re-encode it with a newer tether">>}.
 
-%% @doc Whether decoding a payload of this format reads the frame's metadata.
-%% etf, raw and arrow payloads do not (its CRC-32 is checked all the same): a
-%% small call then pays for one binary_to_term, not two.
-%%
-%% ```
-%% false = tether_formats:needs_metadata(etf),
-%% true = tether_formats:needs_metadata(ndarray).
-%% '''
--spec needs_metadata(atom() | {unknown, non_neg_integer()}) -> boolean().
-needs_metadata(F) -> not (F =:= etf orelse F =:= raw orelse F =:= arrow).
-
 %% @doc A payload as a term; never raises. etf goes through binary_to_term
 %% (safe unless `safe => false'), with a compressed term's declared size
 %% checked against `max_uncompressed_size' first, and funs are refused; raw,
@@ -220,17 +209,14 @@ decode(Format, _, _, _) when Format =:= scalar; Format =:= ndarray; Format =:= s
     {error, {bad_type_info, Format, <<"the metadata has no 'type' map of this format's fields">>}};
 decode(Other, _, _, _) -> {error, {unsupported_format, Other}}.
 
-%% @doc Whether `Term' holds a fun. `Bytes', its ETF (or anything holding
-%% it whole, such as the message it goes in), lets a term that cannot hold one
-%% skip the walk; `undefined' walks it.
+%% @doc Whether `Term' holds a fun anywhere (a walk of the term).
 %%
 %% ```
-%% true = tether_formats:holds_fun([1, fun erlang:abs/1], undefined),
-%% false = tether_formats:holds_fun([1], term_to_binary([1])).
+%% true = tether_formats:holds_fun([1, #{k => fun erlang:abs/1}]),
+%% false = tether_formats:holds_fun([1, <<"pq">>]).
 %% '''
--spec holds_fun(term(), binary() | undefined) -> boolean().
-holds_fun(Term, undefined) -> has_fun(Term);
-holds_fun(Term, Bytes) -> may_hold_fun(Bytes) andalso has_fun(Term).
+-spec holds_fun(term()) -> boolean().
+holds_fun(Term) -> has_fun(Term).
 
 %% Whether an ETF payload can hold a fun: NEW_FUN_EXT's tag byte anywhere
 %% (binary_to_term does not check the size that follows it, so any byte can

@@ -9,7 +9,6 @@
 -include("../include/tether.hrl").
 
 -export([build/5, header/1, open/2, metadata/2, unpack/3]).
--export([first_error/1]).
 
 -type header() :: #{atom() => term()}.
 -export_type([header/0]).
@@ -88,6 +87,9 @@ header(<<?FRAME_HEAD(?FRAME_VERSION, HSize, Fmt, Comp, Ck, Flags, MLen, MCrc, PL
         %% header reader does, so that no reader (decode, inspect, streams, regions) believes them.
         HCrc when Filter =:= ?FILTER_NONE, FSize =/= 0 -> {error, {unsupported_filter, {Filter, FSize}}};
         HCrc when Comp =:= ?COMPRESSION_NONE, RLen =/= PLen -> {error, {raw_size_mismatch, RLen, PLen}};
+        %% Refused unverified too (inspect, verify => false): a kind this node does not know may come
+        %% with a payload layout it does not know either (a newer writer).
+        HCrc when Ck > ?CHECKSUM_CRC32 -> unknown_checksum(Ck);
         HCrc ->
             Offset = align(?HEADER_SIZE + MLen),
             {ok, #{format_id => Fmt, format => format_name(Fmt), compression => compression_name(Comp),
@@ -115,9 +117,9 @@ unsupported_version(V) ->
              <<"this tether reads frame version ", (integer_to_binary(?FRAME_VERSION))/binary, "; upgrade it">>}}.
 
 %% @doc A whole frame's header, metadata bytes and stored payload, with the
-%% frame size, the metadata CRC-32, the checksum kind (one this node knows,
-%% even unverified), the metadata map (tether_meta:check/2) and (when
-%% `Verify') the payload checksum checked.
+%% frame size, the metadata CRC-32, the metadata map (tether_meta:check/2, decoded once: the
+%% header map holds it as `metadata') and (when `Verify') the payload
+%% checksum checked.
 %%
 %% ```
 %% Frame = iolist_to_binary(tether:encode(<<"abc">>, #{format => raw})),
@@ -149,30 +151,19 @@ open(Frame, Verify) ->
 %% A frame whose sizes, metadata CRC-32 and padding hold: its checksum kind,
 %% metadata map and (when `Verify') payload checksum are checked in turn.
 opened(H, MetaBin, Payload, Verify) ->
-    Checks = [fun() -> known_checksum(H) end, fun() -> tether_meta:check(maps:get(format, H), MetaBin) end,
-              fun() -> verify(H, Payload, Verify) end],
-    case first_error(Checks) of
-        ok -> {ok, H, MetaBin, Payload};
+    case tether_meta:check(maps:get(format, H), MetaBin) of
+        {ok, Meta} ->
+            case verify(H, Payload, Verify) of
+                ok -> {ok, H#{metadata => Meta}, MetaBin, Payload};
+                Error -> Error
+            end;
         Error -> Error
     end.
 
-%% @private The first error of checks run in turn (each `fun() -> ok |
-%% Error'), or `ok': for this module's and tether_stream's checks.
--spec first_error([fun(() -> ok | {error, term()})]) -> ok | {error, term()}.
-first_error([]) -> ok;
-first_error([Check | Rest]) ->
-    case Check() of
-        ok -> first_error(Rest);
-        Error -> Error
-    end.
-
-%% Refused even when `Verify' is false: a kind this node does not know may
-%% come with a payload layout it does not know either (a newer writer).
-known_checksum(#{checksum := {unknown, _} = Kind}) ->
-    {error, {unsupported_checksum, Kind,
+unknown_checksum(Ck) ->
+    {error, {unsupported_checksum, {unknown, Ck},
              <<"checksum kinds are 0 (none), 1 (xxh3-64) and 2 (crc32); the frame may come from a newer "
-               "tether: upgrade this side to read it">>}};
-known_checksum(_) -> ok.
+               "tether: upgrade this side to read it">>}}.
 
 %% @doc The metadata bytes of a frame whose header was read, CRC-32 checked;
 %% the payload need not be there.

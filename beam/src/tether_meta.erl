@@ -89,15 +89,17 @@ decode(Bin) -> tether_etf:decode(Bin, true).
 %% the BEAM, rather than decode a payload nothing describes. A `type' of the
 %% wrong shape is a `bad_type_info' error, as the formats name theirs.
 %%
+%% Returns the decoded map, so that a reader decodes it once.
+%%
 %% ```
-%% ok = tether_meta:check(raw, tether_meta:build(<<"raw">>, #{}, #{})),
+%% {ok, #{<<"type">> := #{}}} = tether_meta:check(raw, tether_meta:build(<<"raw">>, #{}, #{})),
 %% {error, {bad_type_info, raw, _}} = tether_meta:check(raw, term_to_binary(#{<<"format">> => <<"raw">>})),
 %% {error, {bad_metadata, _}} = tether_meta:check(raw, term_to_binary(#{<<"type">> => #{}})).
 %% '''
--spec check(atom() | {unknown, non_neg_integer()}, binary()) -> ok | {error, term()}.
+-spec check(atom() | {unknown, non_neg_integer()}, binary()) -> {ok, map()} | {error, term()}.
 check(Format, Bin) ->
     case decode(Bin) of
-        {ok, #{<<"format">> := Name, <<"type">> := Type}} when is_binary(Name), is_map(Type) -> ok;
+        {ok, #{<<"format">> := Name, <<"type">> := Type} = Meta} when is_binary(Name), is_map(Type) -> {ok, Meta};
         {ok, #{<<"format">> := Name}} when is_binary(Name) ->
             {error, {bad_type_info, Format, <<"frame metadata has no 'type' map">>}};
         {ok, Meta} when is_map(Meta) -> {error, {bad_metadata, <<"frame metadata has no 'format' binary">>}};

@@ -121,7 +121,8 @@ call_spec(pool) ->
 -spec worker_keys() -> [atom()].
 worker_keys() -> [K || {K, _, _} <- worker_spec()].
 
-%% @doc The option keys a pool takes: `size', `max_queue', `spinners', then a worker's.
+%% @doc The option keys a pool takes: `size', `max_queue', `spinners', `pin',
+%% `sched_batch', then a worker's.
 %%
 %% ```
 %% [size, max_queue | _] = tether_options:pool_keys().
@@ -151,7 +152,7 @@ worker(Opts) -> check(Opts, worker_spec()).
 member(Opts) -> check(Opts, worker_spec() ++ member_spec()).
 
 %% @doc Check a pool's options: a worker's options (less `name', which names
-%% the pool) plus `size', `max_queue' and `spinners'.
+%% the pool) plus `size', `max_queue', `spinners', `pin' and `sched_batch'.
 %%
 %% ```
 %% {ok, #{size := 2, max_queue := 100}} = tether_options:pool(#{modules => [<<"m">>], size => 2}),
@@ -336,7 +337,7 @@ check(Opts, _Spec, Show) ->
 %% A pool's own option given to a worker says where it belongs; otherwise the
 %% valid options are listed, less those only a pool sets for its members.
 unknown(Key, Spec) ->
-    case lists:keymember(Key, 1, pool_spec()) andalso not lists:keymember(Key, 1, Spec) of
+    case Spec =:= worker_spec() andalso lists:keymember(Key, 1, pool_spec()) of
         true ->
             bad(Key, "a Tether.Pool option (tether_pool), not a worker's: start a pool to use it", []);
         false ->

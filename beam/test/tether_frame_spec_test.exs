@@ -59,6 +59,8 @@ defmodule TetherFrameSpecTest do
       frame = patch(raw_frame(), "checksum_kind", kind)
       assert {:error, {:unsupported_checksum, {:unknown, ^kind}, msg}} = Tether.decode(frame, verify: verify)
       assert msg =~ "upgrade"
+      # inspect reads the header only, and refuses it too, as Python's does.
+      assert {:error, {:unsupported_checksum, {:unknown, ^kind}, _}} = Tether.inspect(frame)
     end
 
     # none and crc32 still read; xxh3-64 reads unverified, as before.

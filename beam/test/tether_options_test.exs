@@ -82,6 +82,14 @@ defmodule Tether.OptionsTest do
       assert_raise ArgumentError, ~r/unknown option; valid options are: size, max_queue, spinners, pin, sched_batch, python/, fn ->
         Tether.Pool.start(modules: ["m"], sise: 1)
       end
+
+      # Only a worker's options point to the pool: a call's, an encode's or a stream's list their own.
+      for {check, opts} <- [{&:tether_options.encode/1, %{python: "x"}}, {&:tether_options.decode/1, [spinners: 5]},
+                            {&:tether_options.call(:worker, &1), [timeout: 1, cancel_grace: 5]},
+                            {&:tether_options.call(:pool, &1), [size: 5]}] do
+        assert {:error, {:bad_option, _, message}} = check.(opts)
+        assert message =~ "unknown option; valid options are" and not (message =~ "Tether.Pool option")
+      end
     end
 
     test "call options and call arguments" do

@@ -15,8 +15,9 @@ So the member watches how long it waits to run (the kernel's ``run_delay``
 in ``/proc/thread-self/schedstat``), at the first call it answers
 :data:`WINDOW_S` or more after its last look, and goes back to the normal
 policy when a wake-up waited :data:`STARVED_US` on average over the last
-:data:`JUDGE_RUNS` wake-ups or more (or :data:`JUDGE_WAITED_S` waited, or
-:data:`JUDGE_MAX_S` passed): 12-17 µs was
+:data:`JUDGE_RUNS` wake-ups or more, or :data:`JUDGE_WAITED_S` waited (what
+:data:`JUDGE_MAX_S` gathers short of both is let go: a member few calls wake
+does not starve a busy one): 12-17 µs was
 measured with room to run, and 3.8 ms with none (a time slice on this 250 Hz
 kernel; about 1 ms on a 1000 Hz one). It tries batch again after 1 s, then 2,
 4, ... 64 s while it keeps finding no room; batch that holds as long as the
@@ -41,7 +42,8 @@ from typing import Any, Callable
 STARVED_US = 250
 # The shortest time between two looks at the figures (s): a few hundred wake-ups of a busy member.
 WINDOW_S = 0.01
-# What a judgement takes: this many wake-ups, or this much time waited (s), or failing both this long (s).
+# What a judgement takes: this many wake-ups, or this much time waited (s); what this long (s) gathers short of
+# both is let go unjudged.
 # One wake-up that met the end of a slice among a few is not a CPU without room (a bound BEAM busy for a
 # moment at the start of a burst of calls made a 10 ms window of 2 wake-ups read 500 µs each, and the
 # member left batch for nothing), while 20 ms waited is five starved wake-ups: a starved member is found
@@ -177,10 +179,12 @@ class BatchPolicy:
         except OSError:
             return
         waited, runs = stat[0] - self._last[0], max(stat[1] - self._last[1], 1)
-        if runs < JUDGE_RUNS and waited < JUDGE_WAITED_S * 1e9 and now - self._judged < JUDGE_MAX_S:
+        enough = runs >= JUDGE_RUNS or waited >= JUDGE_WAITED_S * 1e9
+        if not enough and now - self._judged < JUDGE_MAX_S:
             return  # too little to judge yet: the next look judges it with what comes after
+        # Past JUDGE_MAX_S with too little: a member that few calls wake is not starved by one slice's end.
         self._last, self._judged = stat, now
-        if self.batch and waited > STARVED_US * 1000 * runs:
+        if self.batch and enough and waited > STARVED_US * 1000 * runs:
             self._switch(False, now, waited / runs / 1000)
         elif not self.batch and now >= self._retry_at:
             self._switch(True, now, waited / runs / 1000)

@@ -2204,13 +2204,18 @@ def _record_extra(record: logging.LogRecord) -> dict[str, Any]:
     text (cut at :data:`EXTRA_TEXT` characters), at most :data:`EXTRA_FIELDS` of them."""
     out: dict[str, Any] = {}
     for key, value in vars(record).items():
-        if key in _RECORD_ATTRS or key.startswith("_") or len(out) >= EXTRA_FIELDS:
+        # logging takes any key in extra=, and a record it cannot send would be lost whole.
+        if type(key) is not str or key in _RECORD_ATTRS or key.startswith("_") or len(out) >= EXTRA_FIELDS:
             continue
+        key = key[:EXTRA_TEXT].encode("utf-8", "replace").decode()
         if value is None or type(value) in (bool, int) or (type(value) is float and value - value == 0.0):
             out[key] = value
-        else:
+            continue
+        try:
             text = value if type(value) is str else repr(value)
-            out[key] = text[:EXTRA_TEXT].encode("utf-8", "replace").decode()
+        except Exception:  # noqa: BLE001 - a repr that raises still leaves the record to send
+            text = f"<{type(value).__name__}: repr failed>"
+        out[key] = text[:EXTRA_TEXT].encode("utf-8", "replace").decode()
     return out
 
 

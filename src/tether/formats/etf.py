@@ -232,6 +232,12 @@ class EtfFormat(Format):
             self._encode_options = (limits, _etf.Options(limits=limits))
         return self._encode_options[1]  # type: ignore[return-value]
 
+    def _decoded(self, payload: Any, type_info: dict, ctx: DecodeContext) -> Any:
+        """The term, with its bytearrays' places when the frame records them (named in an error only then)."""
+        runs = bytearray_runs(type_info, ctx.frame_id) if "bytearrays" in type_info else None
+        return _etf.decode(payload, self.decode_options(type_info, ctx), bytearrays=runs,
+                           where=f"{ctx.frame_id}: type.bytearrays" if runs else None)
+
     def decode(self, payload: memoryview, type_info: dict[str, Any], ctx: DecodeContext) -> Any:
         """The term; with ``into=`` a list as ``"pylist"``, or rows or columns as a table form.
 
@@ -243,14 +249,10 @@ class EtfFormat(Format):
         2
         """
         if ctx.into is None:
-            value = _etf.decode(payload, self.decode_options(type_info, ctx),
-                                bytearrays=bytearray_runs(type_info, ctx.frame_id),
-                                where=f"{ctx.frame_id}: type.bytearrays")
+            value = self._decoded(payload, type_info, ctx)
             return floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
         if ctx.into == "pylist":
-            value = _etf.decode(payload, self.decode_options(type_info, ctx),
-                                bytearrays=bytearray_runs(type_info, ctx.frame_id),
-                                where=f"{ctx.frame_id}: type.bytearrays")
+            value = self._decoded(payload, type_info, ctx)
             value = floats_for_atoms(value) if type_info.get("nan") == "atoms" else value
             if type(value) is dict and value and _table_shaped(value):
                 # Columns read as rows, as an Arrow frame's into="pylist" reads a table.
