@@ -457,6 +457,15 @@ defmodule Tether.WorkerLifecycleTest do
   end
 
   describe "safety" do
+    test "an shm_dir whose name is not Latin-1 carries large arguments" do
+      # list_to_binary of the arguments file's path raised in the worker, outside its try: the worker died.
+      dir = Path.join(TestPython.tmp_dir!(), "数据")
+      File.mkdir_p!(dir)
+      w = start_worker(shm_dir: dir)
+      big = :binary.copy(<<7>>, 2_000_000)
+      assert {:ok, ^big} = Tether.Worker.call(w, @m, "echo", [big], 10_000)
+    end
+
     test "a fun among the arguments is refused before it is sent, inline or through shared memory" do
       # It reached Python as a tether.OpaqueTerm, where the handler failed on it (an Elixir user's trial).
       w = start_worker()
