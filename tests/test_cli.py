@@ -342,3 +342,65 @@ def test_a_piped_frame_is_read_as_far_as_its_header_declares_and_what_follows_is
     out = subprocess.run([sys.executable, "-m", "tether", "verify", "-"], input=frame + b"x" * 70_000,
                          capture_output=True, timeout=60)
     assert out.returncode == 1 and b"70000 bytes after the end of the frame" in out.stderr
+
+
+# -- an operator's trial of the command line (2026-11-27): what it found, each pinned
+
+
+def test_verify_refuses_an_intact_frame_this_tether_cannot_read(tmp_path):
+    # verify said "verified header, metadata, payload" (exit 0) for a compression or format id that loads refuses.
+    from test_format_spec import patch_header
+
+    for name, fields, said in [("comp9", {"compression_id": 9}, "Invalid compression id 9"),
+                               ("fmt99", {"format_id": 99}, "format id 99")]:
+        path = tmp_path / f"{name}.tthr"
+        path.write_bytes(patch_header(tether.dumps(b"abc"), **fields))
+        out = run("verify", str(path))
+        assert out.returncode == 1 and "UnsupportedFormatError" in out.stderr and said in out.stderr, out.stderr
+        with pytest.raises(tether.UnsupportedFormatError):
+            tether.verify(path.read_bytes())
+
+
+def test_inspect_of_stdin_closed_says_so():
+    # A traceback (AttributeError on sys.stdin None) under cron or systemd.
+    out = subprocess.run([sys.executable, "-m", "tether", "inspect", "-"], capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert out.returncode == 2 and "standard input is closed" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def other_users_dir():
+    """A directory another user can reach (pytest's own tmp tree is 0700), removed after."""
+    import tempfile
+
+    path = pathlib.Path(tempfile.mkdtemp(prefix="tether-cli-trial-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    for child in path.iterdir():
+        child.chmod(0o755)
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to act as another user")
+@pytest.mark.parametrize("cmd", ["ls", "gc"])
+def test_shm_on_a_directory_it_cannot_list_says_so(other_users_dir, cmd):
+    # ls printed a PermissionError traceback; gc said "0 orphan(s) removed", exit 0, having looked at nothing.
+    locked = other_users_dir / "locked"
+    locked.mkdir(mode=0o000)
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                          "tether", "shm", cmd, "--shm-dir", str(locked)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 2 and "cannot list it (Permission denied)" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "orphan" not in out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root to act as another user")
+def test_bench_plot_into_a_directory_it_cannot_write_fails_before_running(other_users_dir):
+    pytest.importorskip("matplotlib")
+    locked = other_users_dir / "locked"
+    locked.mkdir(mode=0o555)
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                          f"from tether.bench import plot; plot.require({str(locked)!r})"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert "ValidationError: --plot: cannot write into" in out.stderr, out.stderr

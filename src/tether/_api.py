@@ -399,7 +399,10 @@ def inspect(buf: Any) -> FrameInfo:
 def verify(buf: Any) -> FrameInfo:
     """Check a frame's header, metadata and payload checksums without decoding the payload.
 
-    Raises :class:`tether.ChecksumError` on a mismatch; returns the frame's info.
+    Raises :class:`tether.ChecksumError` on a mismatch, and
+    :class:`tether.UnsupportedFormatError` for a format or compression this
+    tether cannot read (an intact frame that ``loads`` would refuse); returns
+    the frame's info.
 
     Examples
     --------
@@ -410,6 +413,9 @@ def verify(buf: Any) -> FrameInfo:
     mv = as_view(buf)
     header, meta, stored = frame.read(mv, get_limits())
     frame.verify_payload(stored, header, "frame")
+    if header.format_id not in formats.registry.by_id:
+        _unknown_format(header, meta)  # a plugin's, found by its entry point, or the error loads would raise
+    compression.get(header.compression_id)  # the error loads would raise for a codec it does not know
     return _info(header, meta)
 
 

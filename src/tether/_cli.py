@@ -127,6 +127,9 @@ def _stream_tail(piped: _PipedStream, where: str) -> str | None:
 
 def _open(path: str):  # noqa: ANN202
     if path == "-":  # the frame comes down a pipe: `cat f.tthr | tether inspect -`
+        if sys.stdin is None:  # started with standard input closed (cron, systemd, `<&-`)
+            raise _NotAFile("standard input is closed: pipe a frame in (`cat f.tthr | tether inspect -`), or name "
+                            "a frame file")
         return _read_pipe(sys.stdin.buffer)
     f = open(path, "rb")
     owned = False  # whether what is returned closes f: a piped stream is read after _open returns
@@ -518,6 +521,13 @@ def _shm(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.shm_dir):
         print(f"tether: shm {args.shm_cmd}: --shm-dir {args.shm_dir}: not a directory", file=sys.stderr)
+        return 2
+    try:  # gc would find nothing in a directory it cannot list, and say all is clean
+        with os.scandir(args.shm_dir):
+            pass
+    except OSError as exc:
+        print(f"tether: shm {args.shm_cmd}: --shm-dir {args.shm_dir}: cannot list it ({exc.strerror}); run as "
+              "the user whose regions it holds", file=sys.stderr)
         return 2
     args.shm_dir = os.path.abspath(args.shm_dir)  # a bare name means a region in /dev/shm to Region.attach
     if args.shm_cmd == "gc":

@@ -58,6 +58,8 @@ def _make(directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
     except OSError as exc:
         raise ValidationError(f"--plot: cannot create {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):  # found only after the groups ran, before
+        raise ValidationError(f"--plot: cannot write into {directory}: name a directory this user may write")
 
 
 def _pyplot() -> Any:
