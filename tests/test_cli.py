@@ -211,8 +211,10 @@ def test_a_region_file_is_named_as_a_region_not_as_a_newer_frame(tmp_path):
     out = run("inspect", str(copy))
     assert out.returncode == 1 and "this is a tether shared-memory region, not a frame" in out.stderr
     assert "tether shm ls" in out.stderr
-    error = json.loads(run("inspect", "--json", str(copy)).stdout)["error"]  # the hint apart from the message
-    assert "shared-memory region, not a frame" in error["hint"] and "\n" not in error["message"]
+    # The region is the error itself, not a hint under "a newer tether" (an operator's trial).
+    error = json.loads(run("inspect", "--json", str(copy)).stdout)["error"]
+    assert error["type"] == "NotAFrame" and "shared-memory region, not a frame" in error["message"]
+    assert "newer" not in out.stderr
 
 
 def test_shm_ls_does_not_wait_on_a_fifo_or_follow_a_link_named_like_a_region():

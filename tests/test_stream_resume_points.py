@@ -173,5 +173,21 @@ def test_verify_and_inspect_check_a_continuation_file_given_its_checkpoint(tmp_p
     out = subprocess.run([*cli, "inspect", "--json", str(rest), "--resume", json.dumps(cp.as_dict())],
                          capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["stream_summary"]["state"] == "complete"
-    bad = subprocess.run([*cli, "verify", str(rest), "--resume", "{not json"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "--resume takes a checkpoint as JSON" in bad.stderr
+    # A --resume that is no checkpoint is a usage error naming the option (exit 1 blamed the file before).
+    for value in ("{not json", "null", f"@{tmp_path / 'missing.json'}"):
+        bad = subprocess.run([*cli, "verify", str(rest), "--resume", value], capture_output=True, text=True)
+        assert bad.returncode == 2 and "tether: verify: --resume takes a checkpoint" in bad.stderr, bad.stderr
+    # verify --json's "resume" object is taken whole, for the checkpoint it holds.
+    whole = json.dumps({"checkpoint": cp.as_dict(), "good_bytes": 0, "first_chunk": 0})
+    out = subprocess.run([*cli, "verify", str(rest), "--resume", whole], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # A checkpoint that does not fit the file says the checkpoint may be at fault before telling to truncate.
+    wrong = json.dumps({**cp.as_dict(), "digest": (cp.as_dict()["digest"] + 1) % 2**64})
+    out = subprocess.run([*cli, "verify", str(rest), "--resume", wrong], capture_output=True, text=True)
+    assert out.returncode == 1 and "first check the --resume checkpoint" in out.stderr, out.stderr
+    # On a single frame --resume means nothing: said, not ignored.
+    single = tmp_path / "one.tthr"
+    single.write_bytes(tether.dumps(b"x"))
+    out = subprocess.run([*cli, "inspect", str(single), "--resume", json.dumps(cp.as_dict())], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "holds a single frame: leave --resume out" in out.stderr

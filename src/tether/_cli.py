@@ -271,6 +271,11 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     from . import DecodeError, TetherError, TruncatedError
 
     data: Any = b""  # what the error's hint looks at when the input could not be read
+    try:  # a --resume that is no checkpoint is the command line's error, found before the file is read
+        args.resume = _resume_arg(args)
+    except _NotAFile as exc:
+        print(f"tether: {args.cmd}: {exc}", file=sys.stderr)
+        return 2
     try:
         data = _open(args.file)
         if isinstance(data, _PipedStream):  # read once, as it passes
@@ -281,6 +286,9 @@ def _frame_cmd(args: argparse.Namespace) -> int:
             return _stream_summary(args, data)
         if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
             return _verified_stream(args, first, tether.stream.verify_stream(data, resume=_resume_arg(args)))
+        if args.resume is not None:
+            raise _NotAFile(f"--resume checks a stream's continuation, and {args.file} holds a single frame: "
+                            "leave --resume out")
         info = tether.verify(data) if args.cmd == "verify" else first
         if args.cmd == "inspect" and hasattr(data, "__len__") and len(data) != first.frame_size:
             # inspect reads the header and metadata only, and would otherwise pass a cut or padded file.
@@ -294,8 +302,11 @@ def _frame_cmd(args: argparse.Namespace) -> int:
     except _NotAFile as exc:
         return _frame_error(args, "NotAFile", str(exc), 2)
     except TetherError as exc:
-        hint = "" if isinstance(data, _PipedStream) else _region_hint(data)  # a stream is no region
-        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=hint or _resume_hint(exc), named=True,
+        region = "" if isinstance(data, _PipedStream) else _region_hint(data)  # a stream is no region
+        if region:  # the header error ("a newer tether") would send the reader the wrong way: this comes first
+            return _frame_error(args, "NotAFrame", region, 1, named=True)
+        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=_resume_hint(exc, args.resume is not None),
+                            named=True,
                             resume=_resume_point(exc))
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
@@ -331,20 +342,27 @@ def _verified_stream(args: argparse.Namespace, first: Any, totals: dict[str, Any
 
 
 def _resume_arg(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``--resume``: a checkpoint as JSON, or ``@FILE`` holding it (checked by the stream reader)."""
-    from . import ValidationError
+    """``--resume``: a checkpoint as JSON, or ``@FILE`` holding it (its fields checked by the stream reader).
 
+    Raises ``_NotAFile`` (a usage error) when it is not JSON, not a file that can be read, or not an object;
+    `tether verify --json`'s ``resume`` object is taken for the checkpoint it holds.
+    """
     text = getattr(args, "resume", None)
-    if text is None:
-        return None
+    if text is None or isinstance(text, dict):  # absent, or parsed already
+        return text
     try:
         if text.startswith("@"):
             with open(text[1:], encoding="utf-8") as f:
                 text = f.read(1 << 20)
         value = json.loads(text)
     except (OSError, ValueError) as exc:
-        raise ValidationError(f"--resume takes a checkpoint as JSON or @FILE holding it ({exc}): pass what "
-                              "Checkpoint.as_dict() gave, e.g. from `tether verify --json`'s resume.") from None
+        raise _NotAFile(f"--resume takes a checkpoint as JSON or @FILE holding it ({exc}): pass the "
+                        "\"checkpoint\" that `tether verify --json` printed under \"resume\", or a checkpoint "
+                        "file a writer or reader saved.") from None
+    if isinstance(value, dict) and isinstance(value.get("checkpoint"), dict):  # verify --json's resume, whole
+        value = value["checkpoint"]
+    if not isinstance(value, dict):
+        raise _NotAFile(f"--resume takes a checkpoint, a JSON object; got {text.strip()[:60]!r}")
     return value
 
 
@@ -356,15 +374,22 @@ def _resume_point(exc: BaseException) -> dict[str, Any] | None:
     return {"checkpoint": cp.as_dict(), "good_bytes": exc.good_bytes, "first_chunk": exc.first_chunk}
 
 
-def _resume_hint(exc: BaseException) -> str:
+def _resume_hint(exc: BaseException, resumed: bool = False) -> str:
+    """How to recover the part of a stream that checks out; with ``--resume`` given, that the checkpoint may be
+    what is wrong (one from another stream or point fails the same checks, and truncating a good file loses it)."""
     point = _resume_point(exc)
     if point is None:
         return ""
     cp = point["checkpoint"]
-    return (f"the first {point['good_bytes']} bytes hold chunks {point['first_chunk']}-{cp['seq'] - 1}, which "
+    hint = (f"the first {point['good_bytes']} bytes hold chunks {point['first_chunk']}-{cp['seq'] - 1}, which "
             "check out: truncate the "
             f"file to {point['good_bytes']} bytes and continue it with StreamWriter(open(path, 'ab'), resume=...) "
             f"from checkpoint seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (--json gives it whole)")
+    if resumed:
+        hint = ("first check the --resume checkpoint: one taken from another stream, or at another point of this "
+                "one, fails these checks with the file intact (use the checkpoint saved where this file was "
+                "started). If the checkpoint is right: " + hint)
+    return hint
 
 
 def _frame_error(args: argparse.Namespace, kind: str, message: str, status: int, *, hint: str = "",
