@@ -406,3 +406,25 @@ def test_bench_plot_into_a_directory_it_cannot_write_fails_before_running(other_
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert "ValidationError: --plot: cannot write into" in out.stderr, out.stderr
+
+
+def test_stats_errors_are_json_under_json_and_name_what_they_met(tmp_path):
+    # --json printed nothing on stdout for an error; a frame file read as stats said UnicodeDecodeError.
+    frame = tmp_path / "raw.tthr"
+    frame.write_bytes(tether.dumps(b"abc"))
+    out = run("stats", "--json", str(frame))
+    assert out.returncode == 1 and "is not a worker's stats.json (not JSON text)" in out.stderr
+    error = json.loads(out.stdout)
+    assert error["target"] == str(frame) and error["error"]["type"] == "StatsError"
+    out = run("stats", "٣")  # an Arabic digit is not a pid
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "pid 3" not in out.stderr
+
+
+def test_shm_ls_names_a_file_that_is_no_region_and_says_when_there_is_nothing(tmp_path):
+    # A tether-* file that is no region read "Region ... has 8 bytes, less than its 4096-byte header"; an empty
+    # directory printed nothing at all.
+    out = run("shm", "ls", "--shm-dir", str(tmp_path))
+    assert out.returncode == 0 and f"no tether regions or BEAM workers' private directories in {tmp_path}" in out.stdout
+    (tmp_path / "tether-notes.txt").write_bytes(b"garbage!")
+    out = run("shm", "ls", "--shm-dir", str(tmp_path))
+    assert "tether-notes.txt  unreadable: not a tether region (no region header)" in out.stdout

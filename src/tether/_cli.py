@@ -521,7 +521,7 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
                 r.close()
             except TetherError as exc:
                 rows.append({"name": name, "capacity": None, "owner_pid": None, "frames": None,
-                             "orphan": entry.path in orphans, "error": str(exc)})
+                             "orphan": entry.path in orphans, "error": _not_region(entry.path, exc)})
     # The regions' keys too (None where they mean nothing), so that a reader of the region rows reads these.
     dirs = [{"kind": "private_dir", "name": os.path.basename(d["path"]), "capacity": None, "frames": None,
              "orphan": not d["owner_alive"], "error": None, **d} for d in shm.private_dirs(shm_dir)]
@@ -538,7 +538,23 @@ def _shm_ls(as_json: bool, shm_dir: str) -> int:
     for d in dirs:
         state = "" if d["owner_alive"] else "  (node gone: `tether shm gc` removes it)"
         print(f"{d['name']}/  {d['bytes']:>12} B  BEAM worker, node {d['owner_pid']}  files {len(d['files'])}{state}")
+    if not rows and not dirs:
+        print(f"no tether regions or BEAM workers' private directories in {shm_dir}")
     return 0
+
+
+def _not_region(path: str, exc: BaseException) -> str:
+    """Why a ``tether-`` file could not be attached: not a region at all (no region magic), or a damaged one."""
+    from .shm import MAGIC
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC))
+    except OSError:
+        return str(exc)
+    if head != MAGIC:
+        return "not a tether region (no region header): a file named like one; remove it if nothing uses it"
+    return str(exc)
 
 
 def _shm(args: argparse.Namespace) -> int:
@@ -616,27 +632,37 @@ def _stats(args: argparse.Namespace) -> int:
     target: int | str | None = args.target
     if target is None:
         running = workers()
+        if not running:
+            return _stats_error(args, "NoWorker", "no tether worker is running (a worker started by the BEAM, "
+                                "which gives it --stats-dir, is listed here)", 1)
         if len(running) != 1:
-            found = ", ".join(map(str, running)) if running else "none (start them with --stats-dir)"
-            print(f"tether: stats: name the worker (its pid or stats directory); running workers: {found}",
-                  file=sys.stderr)
-            return 2
+            return _stats_error(args, "SeveralWorkers", "name the worker (its pid or stats directory); running "
+                                f"workers: {', '.join(map(str, running))}", 2)
         target = running[0]
-    elif target.isdigit():  # a pid, as Tether.Worker.info/1 reports it
+    elif target.isascii() and target.isdigit():  # a pid, as Tether.Worker.info/1 reports it
         target = int(target)
     try:
         snapshot = read_stats(target)
     except TetherError as exc:
-        print(f"tether: stats {args.target}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _stats_error(args, type(exc).__name__, str(exc), 1)
     except OSError as exc:
-        print(f"tether: stats {args.target}: cannot read the worker's snapshot: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _stats_error(args, "OSError", f"cannot read the worker's snapshot: {exc.strerror or exc}", 1)
     if args.json:
         _print_json(snapshot)
     else:
         _print_snapshot(snapshot)
     return 0
+
+
+def _stats_error(args: argparse.Namespace, kind: str, message: str, status: int) -> int:
+    """Say why ``stats`` failed on stderr and, with ``--json``, as ``{"target", "error"}`` on stdout (as the
+    frame commands do); return ``status``."""
+    where = f" {args.target}" if args.target is not None else ""
+    print(f"tether: stats{where}: {kind}: {message}" if kind not in ("NoWorker", "SeveralWorkers")
+          else f"tether: stats: {message}", file=sys.stderr)
+    if args.json:
+        _print_json({"target": args.target, "error": {"type": kind, "message": message}})
+    return status
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -2451,6 +2451,9 @@ def _load_stats(path: str) -> dict[str, Any]:
                          "directory or its OS pid.") from None
     except FileNotFoundError:
         raise StatsError(f"no worker stats at {path}: not a running tether worker's stats directory.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):  # a frame file, say: not what a worker writes
+        raise StatsError(f"{path} is not a worker's {STATS_FILE} (not JSON text); name a worker's stats "
+                         "directory or its OS pid.") from None
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than Python parses
         raise StatsError(f"cannot read worker stats at {path}: {type(exc).__name__}: {exc}.") from None
     if not isinstance(data, dict):
