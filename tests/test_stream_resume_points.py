@@ -91,8 +91,14 @@ def test_verify_says_where_the_stream_still_checks_out_and_that_point_resumes(tm
     report = json.loads(out.stdout)
     assert report["resume"] == {"checkpoint": cp.as_dict(), "good_bytes": good, "first_chunk": 0}
     assert f"truncate the file to {good} bytes" in out.stderr
+    # Down a pipe there is no file to truncate: the bytes to keep (an operator's trial).
+    piped = subprocess.run([sys.executable, "-m", "tether", "verify", "-"], input=bytes(data), capture_output=True)
+    assert f"keep those {good} bytes (`head -c {good}`)".encode() in piped.stderr
     with open(path, "r+b") as f:
         f.truncate(good)
+    # Cut where the good part ends, the file is to be kept as it is, not "truncated" to its own size.
+    out = subprocess.run([sys.executable, "-m", "tether", "verify", str(path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "the file ends there: keep it as it is" in out.stderr, out.stderr
     with open(path, "ab") as f, StreamWriter(f, resume=report["resume"]["checkpoint"]) as w:
         w.write({"i": 3, "pad": "again"})
     assert _values(path) == [0, 1, 2, 3]

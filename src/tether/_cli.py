@@ -305,8 +305,9 @@ def _frame_cmd(args: argparse.Namespace) -> int:
         region = "" if isinstance(data, _PipedStream) else _region_hint(data)  # a stream is no region
         if region:  # the header error ("a newer tether") would send the reader the wrong way: this comes first
             return _frame_error(args, "NotAFrame", region, 1, named=True)
-        return _frame_error(args, type(exc).__name__, str(exc), 1, hint=_resume_hint(exc, args.resume is not None),
-                            named=True,
+        size = None if isinstance(data, _PipedStream) or not hasattr(data, "__len__") else len(data)
+        return _frame_error(args, type(exc).__name__, str(exc), 1,
+                            hint=_resume_hint(exc, args.resume is not None, size), named=True,
                             resume=_resume_point(exc))
     verified = info.checksum_covers if args.cmd == "verify" else None
     if args.json:
@@ -374,16 +375,22 @@ def _resume_point(exc: BaseException) -> dict[str, Any] | None:
     return {"checkpoint": cp.as_dict(), "good_bytes": exc.good_bytes, "first_chunk": exc.first_chunk}
 
 
-def _resume_hint(exc: BaseException, resumed: bool = False) -> str:
+def _resume_hint(exc: BaseException, resumed: bool = False, size: int | None = None) -> str:
     """How to recover the part of a stream that checks out; with ``--resume`` given, that the checkpoint may be
-    what is wrong (one from another stream or point fails the same checks, and truncating a good file loses it)."""
+    what is wrong (one from another stream or point fails the same checks, and truncating a good file loses it).
+    ``size``: the file's, when it is one (a pipe's bytes are kept, not truncated)."""
     point = _resume_point(exc)
     if point is None:
         return ""
-    cp = point["checkpoint"]
-    hint = (f"the first {point['good_bytes']} bytes hold chunks {point['first_chunk']}-{cp['seq'] - 1}, which "
-            "check out: truncate the "
-            f"file to {point['good_bytes']} bytes and continue it with StreamWriter(open(path, 'ab'), resume=...) "
+    cp, good = point["checkpoint"], point["good_bytes"]
+    if size is None:
+        keep = f"keep those {good} bytes (`head -c {good}`)"
+    elif good >= size:  # nothing after the good part: the stream just stops there
+        keep = "the file ends there: keep it as it is"
+    else:
+        keep = f"truncate the file to {good} bytes"
+    hint = (f"the first {good} bytes hold chunks {point['first_chunk']}-{cp['seq'] - 1}, which check out: {keep} "
+            "and continue it with StreamWriter(open(path, 'ab'), resume=...) "
             f"from checkpoint seq {cp['seq']}, offset {cp['offset']}, digest {cp['digest']} (--json gives it whole)")
     if resumed:
         hint = ("first check the --resume checkpoint: one taken from another stream, or at another point of this "
