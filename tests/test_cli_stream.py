@@ -265,3 +265,20 @@ def test_a_continuation_file_is_summarised_from_where_it_starts(tmp_path):
     assert json.loads(out.stdout)["stream_summary"]["state"] == "complete"
     text = subprocess.run([sys.executable, "-m", "tether", "inspect", str(path)], capture_output=True, text=True)
     assert text.returncode == 0 and "from chunk 2, offset 2" in text.stdout
+
+
+def test_a_stream_cut_inside_chunk_0s_metadata_is_a_stream_cut_short(tmp_path):
+    # inspect said TruncatedError, status 1, where the README says a stream cut short is incomplete, status 0.
+    buf = io.BytesIO()
+    with StreamWriter(buf) as w:
+        w.write("first")
+    path = tmp_path / "cut.tthr"
+    path.write_bytes(buf.getvalue()[:100])  # the header whole, the metadata not
+    out = subprocess.run([sys.executable, "-m", "tether", "inspect", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and "incomplete" in out.stdout.lower(), (out.stdout, out.stderr)
+    out = subprocess.run([sys.executable, "-m", "tether", "verify", str(path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "chunk 0" in out.stderr
+    single = tmp_path / "single.tthr"
+    single.write_bytes(tether.dumps(b"x" * 100)[:80])  # a single frame cut short stays one
+    out = subprocess.run([sys.executable, "-m", "tether", "inspect", str(single)], capture_output=True, text=True)
+    assert out.returncode == 1 and "TruncatedError" in out.stderr

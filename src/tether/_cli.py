@@ -63,8 +63,7 @@ def _read_pipe(src: Any) -> Any:
     returned, for tether.inspect to name what is wrong with them.
     """
     import tether
-    from . import TetherError, frame
-    from ._limits import get_limits
+    from . import TetherError, frame, get_limits
 
     head = src.read(frame.HEADER_SIZE)
     if len(head) < frame.HEADER_SIZE or head[: len(frame.MAGIC)] != frame.MAGIC:
@@ -281,7 +280,17 @@ def _frame_cmd(args: argparse.Namespace) -> int:
         if isinstance(data, _PipedStream):  # read once, as it passes
             with data:  # closes the pipe if _open opened it
                 return _stream_summary(args, data) if args.cmd == "inspect" else _verify_piped(args, data)
-        first = tether.inspect(data)
+        try:
+            first = tether.inspect(data)
+        except TruncatedError:
+            if not _starts_a_stream(data):
+                raise
+            # A stream cut inside chunk 0's metadata is still a stream cut short: summarised (incomplete,
+            # status 0) or verified (where it still checks out), not a truncated single frame.
+            if args.cmd == "inspect":
+                return _stream_summary(args, data)
+            tether.stream.verify_stream(data, resume=args.resume)
+            raise
         if args.cmd == "inspect" and first.stream:  # a stream file (mapped: its payloads are never touched)
             return _stream_summary(args, data)
         if args.cmd == "verify" and first.stream:  # a stream file: every chunk, in order, and the end frame
@@ -340,6 +349,16 @@ def _verified_stream(args: argparse.Namespace, first: Any, totals: dict[str, Any
     print(f"verified  stream {totals['stream_id']}: {totals['chunks']} chunks, "
           f"{totals['bytes']} bytes, complete; every frame's header, metadata and payload")
     return 0
+
+
+def _starts_a_stream(data: Any) -> bool:
+    """Whether ``data`` starts with a whole frame header that marks a stream chunk (flag bit 0)."""
+    from . import TetherError, frame, get_limits
+
+    try:
+        return bool(frame.unpack(memoryview(data), get_limits()).flags & frame.FLAG_STREAM_CHUNK)
+    except (TetherError, TypeError, ValueError):
+        return False
 
 
 def _resume_arg(args: argparse.Namespace) -> dict[str, Any] | None:
