@@ -96,7 +96,7 @@ def _stream_of(n: int = 6, **kw) -> bytes:
     [
         (lambda fr: fr[:-1], "without its end frame"),
         (lambda fr: fr[:2] + fr[3:], "chunk 2 is missing"),
-        (lambda fr: fr[:3] + fr[2:], "repeated or out of order"),
+        (lambda fr: fr[:3] + fr[2:], "got chunk 2 instead: chunk 2 is repeated or out of order"),  # it named 3
         (lambda fr: [fr[1], fr[0], *fr[2:]], "chunk 0 is missing"),
         (lambda fr: fr[:2] + [split_stream(_stream_of())[2]] + fr[3:], "another stream"),
         (lambda fr: [], "no chunk and no end frame"),

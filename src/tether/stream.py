@@ -1162,8 +1162,10 @@ class StreamReader:
                     "that resumes the file it stopped in starts where it stood: f.seek() to the reader's position "
                     "(reader.position, stored with its checkpoint) first, or pass the continuation alone."
                 )
+            # The chunk at fault: the one expected when it is missing, the one that came when it came again.
+            which = self._seq if missing == "missing" else seq
             raise StreamError(
-                f"{where}: got chunk {seq} instead: chunk {self._seq} is {missing}. "
+                f"{where}: got chunk {seq} instead: chunk {which} is {missing}. "
                 "Resume the stream from reader.checkpoint()."
             )
         if offset != self._offset:
