@@ -241,8 +241,8 @@ summary(#reader{id = Id, seq = Seq, offset = Off, digest = D}) ->
 
 chunk(Frame, R, Decode) ->
     case tether_frame:open(Frame, false) of
-        {ok, H, MetaBin, Stored} ->
-            case checks(H, MetaBin, Stored, R) of
+        {ok, H, _MetaBin, Stored} ->
+            case checks(H, Stored, R) of
                 {ok, #{<<"end">> := true}} when map_get(payload_size, H) > 0; map_get(raw_size, H) > 0 ->
                     err(end_mismatch, R, #{field => payload, declared => map_get(raw_size, H), computed => 0,
                                            hint => <<"the end frame carries a payload, and a writer's holds none: "
@@ -256,8 +256,8 @@ chunk(Frame, R, Decode) ->
 
 %% What docs/format.md §9 says a reader checks, in order; the payload is
 %% checked before anything decodes it.
-checks(H, MetaBin, Stored, R) ->
-    case stream_map(H, MetaBin) of
+checks(H, Stored, R) ->
+    case stream_map(H) of
         {ok, Info} ->
             Checks = [fun() -> payload(H, Stored) end, fun() -> same_stream(Info, R) end,
                       fun() -> in_order(Info, R) end],
@@ -276,12 +276,12 @@ first_error([Check | Rest]) ->
     end.
 
 %% tether_frame:open/2 decoded the metadata: a chunk's is read once.
-stream_map(#{flags := Flags, metadata := Meta}, _MetaBin) when Flags band ?FLAG_STREAM_CHUNK =/= 0 ->
+stream_map(#{flags := Flags, metadata := Meta}) when Flags band ?FLAG_STREAM_CHUNK =/= 0 ->
     case Meta of
         #{<<"stream">> := Info} when is_map(Info) -> {ok, Info};
         _ -> {error, not_a_chunk, #{}}
     end;
-stream_map(_, _) -> {error, not_a_chunk, #{}}.
+stream_map(_) -> {error, not_a_chunk, #{}}.
 
 payload(#{checksum := none}, _) -> {error, no_checksum, #{}};
 payload(#{checksum := Kind, checksum_value := Stored}, Payload) ->
